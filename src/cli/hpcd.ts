@@ -1,0 +1,162 @@
+#!/usr/bin/env node
+// hpcd: the per-host daemon. Probes the local node, gossips with the others over UDP and serves
+// the cluster tree over FUSE at --mount. See `hpcd --help` and the README.
+import yargs from 'yargs'
+import { hideBin } from 'yargs/helpers'
+import { readFileSync } from 'node:fs'
+import { networkInterfaces } from 'node:os'
+import { isIPv4 } from 'node:net'
+import { performance } from 'node:perf_hooks'
+import debug from 'debug'
+import { DEFAULTS, type Config } from '../config.js'
+import { HpcNode } from '../core/node.js'
+import { prepareMountpoint } from '../core/mountpoint.js'
+import { Keyring } from '../gossip/keyring.js'
+import { UdpTransport } from '../gossip/udp.js'
+import type { Address } from '../gossip/transport.js'
+import { expandMap, idFromAddress, parseMap, MapError } from '../map/map.js'
+import { Probe } from '../probe/probe.js'
+import { rootDir } from '../fs/root.js'
+import { TreeMount } from '../fs/fuse.js'
+import { VERSION } from '../version.js'
+
+const log = debug('hpcfs:hpcd')
+
+/** Reads a config file: `key = value` or `key value` lines, `#` comments; keys as the long flags. */
+export function parseConfigFile (path: string): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  readFileSync(path, 'utf8').split('\n').forEach((raw, i) => {
+    const line = raw.replace(/#.*/, '').trim()
+    if (!line) return
+    const m = /^([a-z][a-z-]*)\s*(?:=\s*|\s+)(.+)$/.exec(line)
+    if (!m) throw new Error(`${path}:${i + 1}: expected "key = value"`)
+    const [, key, value] = m
+    if (key === 'join') out.join = [...((out.join as string[]) ?? []), ...value.split(/[\s,]+/)]
+    else out[key] = value
+  })
+  return out
+}
+
+function firstAddress (): string {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address
+  }
+  return '127.0.0.1'
+}
+
+function parseHostPort (s: string, defPort: number): Address {
+  const m = /^(.+?)(?::(\d+))?$/.exec(s)
+  if (!m) throw new Error(`bad peer "${s}"`)
+  return { host: m[1], port: m[2] ? Number(m[2]) : defPort }
+}
+
+async function main (): Promise<void> {
+  const argv = await yargs(hideBin(process.argv))
+    .scriptName('hpcd')
+    .usage('$0 [options]\n\nThe hpcfs daemon: one per host. Gossips load over UDP and serves the cluster tree over FUSE.')
+    .option('id', { type: 'number', describe: 'node id 1..65535 (default: from the map line holding --addr, else the last two octets of --addr, as omdiscd)' })
+    .option('addr', { type: 'string', describe: 'IPv4 address to bind and advertise (default: first non-loopback address)' })
+    .option('port', { type: 'number', default: DEFAULTS.port, describe: 'UDP gossip port' })
+    .option('map', { type: 'string', describe: 'cluster map file in setpe grammar ("first-id address count", ALIAS, # comments); only its nodes are members' })
+    .option('join', { type: 'string', array: true, default: [] as string[], describe: 'seed peer host[:port] to join an open cluster (repeatable)' })
+    .option('mount', { type: 'string', default: DEFAULTS.mount, describe: 'mount point of the tree (the /proc/hpc of this node)' })
+    .option('key', { type: 'string', describe: 'cluster key file (same on every node; >= 16 bytes); without it an insecure built-in key is used' })
+    .option('interval', { type: 'number', default: DEFAULTS.interval, describe: 'seconds between gossip sends' })
+    .option('window', { type: 'number', default: DEFAULTS.window, describe: 'entries per gossip datagram, own included (1..29)' })
+    .option('down-after', { type: 'number', default: DEFAULTS.downAfter, describe: 'seconds without news before a node reads down (0 = from the gossip age model: 3 x expected max age + 5 intervals, at least 5 s)' })
+    .option('send-to-any', { type: 'number', default: DEFAULTS.sendToAnyCycle, describe: 'gossip to any node, maybe down, with probability 1/max(N, known nodes)' })
+    .option('speed', { type: 'number', default: DEFAULTS.speed, describe: 'node speed (10000 = Pentium III 1 GHz); 0 = calibrate at start' })
+    .option('decay-interval', { type: 'number', default: DEFAULTS.decayInterval, describe: 'seconds between decays of process statistics' })
+    .option('slow-decay', { type: 'number', default: DEFAULTS.slowDecay, describe: 'per-mille kept per decay interval (slow)' })
+    .option('fast-decay', { type: 'number', default: DEFAULTS.fastDecay, describe: 'per-mille kept per decay interval (fast)' })
+    .config('config', 'config file (e.g. /etc/hpcfs.conf): "key = value" lines, keys as the long options', parseConfigFile)
+    .check(a => {
+      if (a.id !== undefined && (!Number.isInteger(a.id) || a.id < 1 || a.id > 65535)) throw new Error('--id must be 1..65535')
+      if (a.addr !== undefined && !isIPv4(a.addr)) throw new Error('--addr must be an IPv4 address')
+      if (!Number.isInteger(a.port) || a.port < 1 || a.port > 65535) throw new Error('--port must be 1..65535')
+      if (!(a.interval > 0)) throw new Error('--interval must be > 0')
+      if (!Number.isInteger(a.window) || a.window < 1 || a.window > 29) throw new Error('--window must be 1..29')
+      if (!(a['down-after'] >= 0)) throw new Error('--down-after must be >= 0')
+      if (a.speed !== 0 && (!Number.isInteger(a.speed) || a.speed < 1 || a.speed > 1000000)) throw new Error('--speed must be 1..1000000 (or 0)')
+      return true
+    })
+    .strict()
+    .version(VERSION)
+    .help()
+    .alias('h', 'help')
+    .wrap(Math.min(110, process.stdout.columns ?? 100))
+    .parseAsync()
+
+  const addr = argv.addr ?? firstAddress()
+  let mapText: string | undefined
+  let id = argv.id
+  if (argv.map) {
+    mapText = readFileSync(argv.map, 'utf8')
+    let nodes
+    try { nodes = expandMap(parseMap(mapText)) } catch (e) {
+      if (e instanceof MapError) throw new Error(`${argv.map}: ${e.message}`)
+      throw e
+    }
+    if (id === undefined) {
+      for (const n of nodes.values()) {
+        if ((n.host === addr || n.aliases.includes(addr)) && (n.port ?? argv.port) === argv.port) { id = n.id; break }
+      }
+      if (id === undefined) throw new Error(`${argv.map}: my address (${addr}:${argv.port}) is not there! (give --id or fix the map)`)
+    }
+  }
+  id ??= idFromAddress(addr)
+  if (!id) throw new Error(`cannot derive a node id from ${addr}; give --id`)
+
+  const cfg: Config & { id: number } = {
+    id, addr, port: argv.port, map: argv.map, join: argv.join, mount: argv.mount, key: argv.key,
+    interval: argv.interval, window: argv.window, downAfter: argv['down-after'], sendToAnyCycle: argv['send-to-any'],
+    speed: argv.speed, decayInterval: argv['decay-interval'], slowDecay: argv['slow-decay'], fastDecay: argv['fast-decay']
+  }
+  const keys = Keyring.fromFile(cfg.key)
+  if (keys.insecure) console.error('hpcd: warning: no --key given; using the built-in key (anyone can forge gossip)')
+
+  const probe = new Probe({ speed: cfg.speed || undefined })
+  probe.start()
+  const node = new HpcNode(cfg, probe, keys, {
+    seeds: cfg.join.map(s => parseHostPort(s, cfg.port)),
+    now: () => performance.now()
+  })
+  node.setDecay(cfg.decayInterval, cfg.slowDecay, cfg.fastDecay)
+  if (mapText !== undefined) node.setMapText(mapText)
+
+  const transport = await UdpTransport.open({ host: addr, port: cfg.port }, (buf, from) => node.gossip.onDatagram(buf, from))
+  node.gossip.attach(transport)
+
+  await prepareMountpoint(cfg.mount)
+  const mount = new TreeMount(rootDir(node), cfg.mount)
+  await mount.mount()
+
+  // Gossip every interval, with ±10% jitter so that nodes started together drift apart.
+  let timer: NodeJS.Timeout | undefined
+  const loop = (): void => {
+    node.tick()
+    timer = setTimeout(loop, cfg.interval * 1000 * (0.9 + 0.2 * Math.random()))
+  }
+  loop()
+
+  let stopping = false
+  const stop = async (code: number): Promise<void> => {
+    if (stopping) return
+    stopping = true
+    clearTimeout(timer)
+    probe.close()
+    await mount.unmount()
+    await transport.close()
+    log('stopped')
+    process.exit(code)
+  }
+  for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, () => { void stop(0) })
+  process.on('uncaughtException', e => { console.error('hpcd: fatal:', e); void stop(1) })
+
+  console.log(`hpcd: node ${id} at ${addr}:${cfg.port}, speed ${probe.speed}, tree on ${cfg.mount}`)
+}
+
+main().catch(e => {
+  console.error(`hpcd: ${(e as Error).message}`)
+  process.exit(1)
+})

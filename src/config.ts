@@ -1,0 +1,65 @@
+// Every tunable of a node, with its default and meaning, in one place (as memberlist's Config).
+// hpcd's flags and the keys of the config file (--config, e.g. /etc/hpcfs.conf) mirror these names.
+
+export interface Config {
+  /** Node id 1..65535. Default: from the map (the line holding --addr), else the last two octets of --addr (omdiscd rule). */
+  id?: number
+  /** IPv4 address to bind and advertise. Default 0.0.0.0 bind with the first non-loopback address advertised. */
+  addr: string
+  /** UDP gossip port (openMosix info daemon: 5428). */
+  port: number
+  /** Cluster map file in setpe grammar; when given only its nodes are members. */
+  map?: string
+  /** Seed peers `host[:port]` to join an open cluster (no map). */
+  join: string[]
+  /** Mount point of the tree. */
+  mount: string
+  /** Cluster key file; packets are authenticated with HMAC-SHA256 of its bytes' hash. Without it a built-in key is used (insecure, logged). */
+  key?: string
+  /** Seconds between gossip sends (gossimon: 0.5, openMosix: 1). */
+  interval: number
+  /** Entries per datagram, own included (gossimon default 20; at most 29 fit 1400 bytes). */
+  window: number
+  /** Seconds without fresh news after which a node reads down; 0 = automatic from the age model. */
+  downAfter: number
+  /** Send to any node (perhaps down) with probability 1/max(this, known nodes) (gossimon: 5). */
+  sendToAnyCycle: number
+  /** Speed override (10000 = Pentium III 1 GHz); 0 = calibrate at start. */
+  speed: number
+  /** Per-process statistics decay, as openMosix admin/decay-interval, slow-decay, fast-decay. */
+  decayInterval: number
+  slowDecay: number
+  fastDecay: number
+}
+
+export const DEFAULTS: Config = {
+  addr: '0.0.0.0',
+  port: 5428,
+  join: [],
+  mount: '/mnt/hpc',
+  interval: 1,
+  window: 16,
+  downAfter: 0,
+  sendToAnyCycle: 5,
+  speed: 0,
+  decayInterval: 1,
+  slowDecay: 975,
+  fastDecay: 926
+}
+
+/**
+ * Expected maximum age (in intervals) of a node's information in a cluster of n nodes with window
+ * w, from the MOSIX gossip model (algorithms.md §2.2): M ≈ (n−1)(ln n + γ)/w, at least 1.
+ */
+export function expectedMaxAge (n: number, w: number): number {
+  if (n <= 1) return 1
+  const x = Math.min(w, n)
+  return Math.max(1, (Math.log(n) + 0.5772) / (x * -Math.log(1 - 1 / (n - 1 || 1))))
+}
+
+/** downAfter in ms: the configured value, or 3 × the expected maximum age + 5 intervals (at least 5 s). */
+export function downAfterMs (c: Config, clusterSize: number): number {
+  if (c.downAfter > 0) return c.downAfter * 1000
+  const intervals = 3 * expectedMaxAge(clusterSize, c.window) + 5
+  return Math.max(5000, intervals * c.interval * 1000)
+}

@@ -1,0 +1,155 @@
+// The FUSE layer: a thin translation of file operations onto the tree (src/fs/tree.ts), which
+// works on the cluster core. Files report size 0 and the mount uses direct_io, so every read
+// reaches the daemon and returns the current value (procfs semantics, see shared spec fuse.md).
+// Handlers never block and never touch the mount themselves.
+import Fuse, { type Ops, type Stat } from 'fuse-native'
+import { constants } from 'node:os'
+import debug from 'debug'
+import { ErrnoError } from '../util/errno.js'
+import { resolve, type DirNode, type FileNode } from './tree.js'
+
+const log = debug('hpcfs:fuse')
+const E = constants.errno
+const err = (code: keyof typeof E): number => -E[code]
+
+const O_ACCMODE = 3
+const O_WRONLY = 1
+const O_RDWR = 2
+
+interface Handle { file: FileNode, content: Buffer | null }
+
+export interface MountOptions {
+  /** Extra libfuse options (debug). */
+  debug?: boolean
+}
+
+export class TreeMount {
+  private readonly handles = new Map<number, Handle>()
+  private nextFh = 1
+  private fuse: Fuse | null = null
+  private readonly started = new Date()
+  readonly uid = process.getuid?.() ?? 0
+  readonly gid = process.getgid?.() ?? 0
+
+  constructor (readonly root: DirNode, readonly mountpoint: string) {}
+
+  async mount (opts: MountOptions = {}): Promise<void> {
+    // fuse-native turns on libfuse's debug dump whenever DEBUG contains '*' (e.g. DEBUG=hpcfs:*);
+    // hide the asterisk while it reads its options. Our own debug namespaces were set at load time.
+    const savedDebug = process.env.DEBUG
+    if (savedDebug && !opts.debug) process.env.DEBUG = savedDebug.replace(/\*/g, 'all')
+    const fuse = new Fuse(this.mountpoint, this.ops(), {
+      force: true, // clears a stale "Transport endpoint is not connected" mount left by a crash
+      mkdir: true,
+      autoUnmount: true, // the kernel side goes away even after kill -9
+      fsname: 'hpc,direct_io',
+      attrTimeout: '1',
+      entryTimeout: '1',
+      timeout: 5000,
+      debug: opts.debug
+    })
+    try {
+      await new Promise<void>((resolve, reject) => fuse.mount(e => e ? reject(e) : resolve()))
+    } finally {
+      if (savedDebug !== undefined) process.env.DEBUG = savedDebug
+    }
+    this.fuse = fuse
+    log('mounted on %s', this.mountpoint)
+  }
+
+  async unmount (): Promise<void> {
+    const fuse = this.fuse
+    if (!fuse) return
+    this.fuse = null
+    await new Promise<void>(resolve => fuse.unmount(e => {
+      if (e) log('unmount %s: %s', this.mountpoint, e.message)
+      resolve()
+    }))
+    log('unmounted %s', this.mountpoint)
+  }
+
+  private stat (mode: number): Stat {
+    const t = this.started
+    return { mtime: t, atime: t, ctime: t, size: 0, mode, uid: this.uid, gid: this.gid, nlink: mode & 0o040000 ? 2 : 1 }
+  }
+
+  /** The operations table handed to fuse-native. Exposed for unit tests of the translation. */
+  ops (): Ops {
+    const root = this.root
+    const statOf = (path: string): Stat | number => {
+      const n = resolve(root, path)
+      if (!n) return err('ENOENT')
+      return n.kind === 'dir' ? this.stat(0o040555) : this.stat(0o100000 | n.mode)
+    }
+    return {
+      getattr: (path, cb) => {
+        const s = statOf(path)
+        if (typeof s === 'number') cb(s); else cb(0, s)
+      },
+      readdir: (path, cb) => {
+        const n = resolve(root, path)
+        if (!n) return cb(err('ENOENT'))
+        if (n.kind !== 'dir') return cb(err('ENOTDIR'))
+        cb(0, ['.', '..', ...n.list()])
+      },
+      open: (path, flags, cb) => {
+        const n = resolve(root, path)
+        if (!n) return cb(err('ENOENT'))
+        if (n.kind !== 'file') return cb(err('EISDIR'))
+        const acc = flags & O_ACCMODE
+        const wants = { read: acc !== O_WRONLY, write: acc === O_WRONLY || acc === O_RDWR }
+        if ((wants.write && !n.store) || (wants.read && !n.show)) return cb(err('EACCES'))
+        let content: Buffer | null = null
+        if (wants.read) {
+          try { content = Buffer.from((n.show as () => string)()) } catch (e) { return cb(toErrno(e)) }
+        }
+        const fh = this.nextFh++
+        this.handles.set(fh, { file: n, content })
+        cb(0, fh)
+      },
+      read: (path, fh, buf, len, pos, cb) => {
+        const h = this.handles.get(fh)
+        if (!h || !h.content) return cb(err('EBADF'))
+        if (pos >= h.content.length) return cb(0)
+        cb(h.content.copy(buf, 0, pos, Math.min(h.content.length, pos + len)))
+      },
+      write: (path, fh, buf, len, pos, cb) => {
+        const h = this.handles.get(fh)
+        if (!h || !h.file.store) return cb(err('EBADF'))
+        // openMosix rule: a write must start at offset 0 and carry the whole value.
+        if (pos !== 0) return cb(err('EINVAL'))
+        try {
+          h.file.store(buf.toString('utf8', 0, len))
+        } catch (e) {
+          log('write %s: %s', path, (e as Error).message)
+          return cb(toErrno(e))
+        }
+        cb(len)
+      },
+      release: (path, fh, cb) => { this.handles.delete(fh); cb(0) },
+      // `echo N > file` truncates first (libfuse2 has no atomic_o_trunc): accept it on writable files.
+      truncate: (path, size, cb) => cb(truncOk(resolve(root, path))),
+      ftruncate: (path, fh, size, cb) => cb(truncOk(this.handles.get(fh)?.file)),
+      create: (path, mode, cb) => cb(err('EACCES')),
+      unlink: (path, cb) => cb(err('EACCES')),
+      mkdir: (path, mode, cb) => cb(err('EACCES')),
+      rmdir: (path, cb) => cb(err('EACCES')),
+      rename: (src, dest, cb) => cb(err('EACCES')),
+      chmod: (path, mode, cb) => cb(err('EPERM')),
+      chown: (path, uid, gid, cb) => cb(err('EPERM')),
+      utimens: (path, atime, mtime, cb) => cb(0)
+    }
+  }
+}
+
+function truncOk (n: ReturnType<typeof resolve>): number {
+  if (!n) return err('ENOENT')
+  if (n.kind !== 'file') return err('EISDIR')
+  return n.store ? 0 : err('EACCES')
+}
+
+function toErrno (e: unknown): number {
+  if (e instanceof ErrnoError) return -e.errno
+  log('handler error: %s', (e as Error)?.stack ?? e)
+  return err('EIO')
+}

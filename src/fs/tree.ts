@@ -1,0 +1,67 @@
+// The tree as procfs/sysfs declare it: each file is one entry with a `show` and an optional
+// `store`, in one table per directory; errors are errno values (ErrnoError). Directories are
+// either static tables or dynamic (a list of names and a lookup, like nodes/<id>).
+import { einval } from '../util/errno.js'
+
+export interface FileNode {
+  kind: 'file'
+  /** Permission bits: 0444 read-only, 0644 read-write, 0200 write-only. */
+  mode: number
+  /** Current contents, ending in a newline. Absent: the file cannot be read (EACCES). */
+  show?: () => string
+  /** Applies a write (the text as written, newline included); throws ErrnoError (EINVAL) and changes nothing on bad input. */
+  store?: (text: string) => void
+}
+
+export interface DirNode {
+  kind: 'dir'
+  list: () => string[]
+  lookup: (name: string) => TreeNode | undefined
+}
+
+export type TreeNode = FileNode | DirNode
+
+export type Table = Record<string, TreeNode>
+
+export function dir (table: Table): DirNode {
+  const names = Object.keys(table)
+  return { kind: 'dir', list: () => names, lookup: name => Object.hasOwn(table, name) ? table[name] : undefined }
+}
+
+export const ro = (show: () => string | number): FileNode => ({ kind: 'file', mode: 0o444, show: () => `${show()}\n` })
+
+export const rw = (show: () => string | number, store: (text: string) => void): FileNode =>
+  ({ kind: 'file', mode: 0o644, show: () => `${show()}\n`, store })
+
+export const wo = (store: (text: string) => void): FileNode => ({ kind: 'file', mode: 0o200, store })
+
+/** Parses what `echo N` writes: one decimal integer, optional surrounding white space. */
+export function parseInt10 (text: string, min: number, max: number, what: string): number {
+  const s = text.trim()
+  if (!/^-?\d+$/.test(s)) throw einval(`${what}: expected an integer, got "${s.slice(0, 40)}"`)
+  const v = Number(s)
+  if (v < min || v > max) throw einval(`${what}: ${v} is outside ${min}..${max}`)
+  return v
+}
+
+/** A 0/1 switch file. */
+export const flag = (get: () => boolean, set: (v: boolean) => void, what: string): FileNode =>
+  rw(() => get() ? 1 : 0, text => set(parseInt10(text, 0, 1, what) === 1))
+
+/** Walks a path ("/a/b") from the root; undefined when it does not exist. */
+export function resolve (root: DirNode, path: string): TreeNode | undefined {
+  let node: TreeNode = root
+  if (path === '/') return node
+  let start = 1
+  while (start <= path.length) {
+    let end = path.indexOf('/', start)
+    if (end < 0) end = path.length
+    if (node.kind !== 'dir') return undefined
+    const next: TreeNode | undefined = node.lookup(path.slice(start, end))
+    if (!next) return undefined
+    node = next
+    start = end + 1
+  }
+  return node
+}
+

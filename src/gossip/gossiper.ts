@@ -1,0 +1,171 @@
+// The gossip protocol (no master; MOSIX/gossimon style, see shared spec algorithms.md §2):
+// every interval a node stamps its own entry fresh and pushes a window (its own entry plus the
+// w-1 freshest entries it knows) to one node chosen at random: a live node, except with
+// probability 1/max(sendToAnyCycle, known nodes) any known node, possibly one believed down, so
+// that returning nodes are found again. Receivers keep, per node, the freshest entry seen. A node
+// whose information is older than downAfter is reported down.
+//
+// The driver calls tick() every interval and onDatagram() for each datagram; time comes from
+// now() (monotonic ms), randomness from rng(): the daemon passes real ones, the simulator virtual.
+import debug from 'debug'
+import { decode, DecodeError, encode, MAX_WINDOW, type WireEntry } from './codec.js'
+import type { Keyring } from './keyring.js'
+import { ReplayGuard } from './replay.js'
+import { NodeTable, type Known } from './state.js'
+import { addrKey, type Address, type Transport } from './transport.js'
+import type { LocalInfo, NodeInfo } from './info.js'
+
+const log = debug('hpcfs:gossip')
+
+export interface GossipOptions {
+  id: number
+  addr: string
+  port: number
+  /** Origin's start time in its own clock (s); larger after a restart. */
+  incarnation: number
+  /** Entries per datagram, own included; capped at MAX_WINDOW. */
+  window: number
+  /** Age (ms) after which a node is reported down. */
+  downAfter: number
+  /** Send to any node (maybe down) with probability 1/max(this, known nodes). gossimon: 5. */
+  sendToAnyCycle: number
+  /** Seed addresses to contact before their ids are known (--join). */
+  seeds: Address[]
+  now: () => number
+  rng: () => number
+}
+
+export interface GossipStats {
+  sent: number
+  sentBytes: number
+  received: number
+  receivedBytes: number
+  merged: number
+  droppedMalformed: number
+  droppedVersion: number
+  droppedBadmac: number
+  droppedReplay: number
+  droppedUnknown: number
+  droppedSelf: number
+}
+
+export interface Member { host: string, port?: number }
+
+export class Gossiper {
+  readonly table = new NodeTable()
+  readonly stats: GossipStats = {
+    sent: 0, sentBytes: 0, received: 0, receivedBytes: 0, merged: 0,
+    droppedMalformed: 0, droppedVersion: 0, droppedBadmac: 0, droppedReplay: 0, droppedUnknown: 0, droppedSelf: 0
+  }
+
+  /** When true the node sends nothing (admin/quiet, or mospe 0); it still listens. */
+  quiet = false
+  private seq = 0
+  private packetSeq = 0
+  private members: ReadonlyMap<number, Member> | null = null
+  private readonly replay: ReplayGuard | null
+  private transport: Transport | null = null
+
+  constructor (readonly opts: GossipOptions, private readonly keys: Keyring | null, private readonly local: () => LocalInfo) {
+    this.replay = keys ? new ReplayGuard() : null
+  }
+
+  attach (t: Transport): void { this.transport = t }
+
+  get id (): number { return this.opts.id }
+  get window (): number { return Math.max(1, Math.min(MAX_WINDOW, this.opts.window)) }
+
+  /** The static map: only these nodes are accepted, and each is known (down until heard). null = open cluster. */
+  setMembers (members: ReadonlyMap<number, Member> | null): void {
+    this.members = members
+    if (members) {
+      for (const id of this.table.ids()) if (!members.has(id)) this.table.remove(id)
+      for (const [id, m] of members) {
+        if (id === this.opts.id) continue
+        this.table.placeholder({
+          id, addr: m.host, port: m.port ?? this.opts.port, incarnation: 0, seq: 0,
+          status: 0, cpus: 1, speed: 1, load: 0, tmem: 0, rmem: 0, mem: 0, util: 0
+        })
+      }
+    }
+  }
+
+  /** This node's own entry, fresh. */
+  self (): NodeInfo {
+    return { ...this.local(), id: this.opts.id, addr: this.opts.addr, port: this.opts.port, incarnation: this.opts.incarnation, seq: this.seq }
+  }
+
+  age (k: Known, now = this.opts.now()): number { return now - k.freshAt }
+  isUp (k: Known, now = this.opts.now()): boolean { return now - k.freshAt <= this.opts.downAfter }
+
+  /** One gossip step: push the window to one chosen node. */
+  tick (): void {
+    this.seq++
+    if (this.quiet || !this.transport) return
+    const to = this.chooseTarget()
+    if (!to) return
+    const now = this.opts.now()
+    const entries: WireEntry[] = [{ info: this.self(), age: 0 }]
+    for (const k of this.table.freshest(this.window - 1, now, this.opts.downAfter)) {
+      entries.push({ info: k.info, age: now - k.freshAt })
+    }
+    const buf = encode({ sender: this.opts.id, incarnation: this.opts.incarnation, seq: ++this.packetSeq, entries }, this.keys)
+    this.stats.sent++
+    this.stats.sentBytes += buf.length
+    this.transport.send(to, buf)
+  }
+
+  private chooseTarget (): Address | undefined {
+    const { rng } = this.opts
+    const known = this.table.size
+    const seeds = this.opts.seeds
+    if (known === 0) return seeds.length ? seeds[Math.floor(rng() * seeds.length)] : undefined
+    if (rng() < 1 / Math.max(this.opts.sendToAnyCycle, known)) {
+      // any node, possibly down, or a seed not yet known by id
+      const i = Math.floor(rng() * (known + seeds.length))
+      if (i >= known) return seeds[i - known]
+      return addressOf(this.table.random(rng) as Known)
+    }
+    const now = this.opts.now()
+    for (let tries = 0; tries < 8; tries++) {
+      const k = this.table.random(rng) as Known
+      if (this.isUp(k, now)) return addressOf(k)
+    }
+    const up = this.table.freshest(this.table.size, now, this.opts.downAfter)
+    if (up.length) return addressOf(up[Math.floor(rng() * up.length)])
+    const i = Math.floor(rng() * (known + seeds.length))
+    return i >= known ? seeds[i - known] : addressOf(this.table.random(rng) as Known)
+  }
+
+  /** Handles one datagram; anything malformed, forged or replayed is dropped and counted. */
+  onDatagram (buf: Buffer, from: Address): void {
+    this.stats.receivedBytes += buf.length
+    let p
+    try {
+      p = decode(buf, this.keys)
+    } catch (e) {
+      if (!(e instanceof DecodeError)) throw e
+      if (e.reason === 'version') this.stats.droppedVersion++
+      else if (e.reason === 'badmac') this.stats.droppedBadmac++
+      else this.stats.droppedMalformed++
+      log('dropped datagram from %s: %s', addrKey(from), e.message)
+      return
+    }
+    if (p.sender === this.opts.id) { this.stats.droppedSelf++; log('datagram from %s claims my id %d', addrKey(from), p.sender); return }
+    if (this.members && !this.members.has(p.sender)) { this.stats.droppedUnknown++; log('node %d from %s is not in the map', p.sender, addrKey(from)); return }
+    if (this.replay && !this.replay.accept(p.sender, p.incarnation, p.seq)) { this.stats.droppedReplay++; return }
+    this.stats.received++
+    const now = this.opts.now()
+    for (const { info, age } of p.entries) {
+      if (info.id === this.opts.id) continue
+      if (this.members && !this.members.has(info.id)) continue
+      if (info.id === p.sender && info.addr === '0.0.0.0') info.addr = from.host
+      if (this.table.merge(info, age, now)) this.stats.merged++
+    }
+  }
+
+  /** Forget a node (e.g. removed from the map). */
+  forget (id: number): void { this.table.remove(id); this.replay?.forget(id) }
+}
+
+const addressOf = (k: Known): Address => ({ host: k.info.addr, port: k.info.port })

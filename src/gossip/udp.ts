@@ -1,0 +1,38 @@
+// The UDP transport of the daemon: one socket, bound to the node's address and gossip port.
+import { createSocket, type Socket } from 'node:dgram'
+import debug from 'debug'
+import type { Address, Receiver, Transport } from './transport.js'
+import { MAX_DATAGRAM } from './codec.js'
+
+const log = debug('hpcfs:udp')
+
+export class UdpTransport implements Transport {
+  sendErrors = 0
+  oversize = 0
+  private constructor (private readonly sock: Socket, readonly local: Address) {}
+
+  static async open (local: Address, receive: Receiver): Promise<UdpTransport> {
+    const sock = createSocket({ type: 'udp4', reuseAddr: false })
+    await new Promise<void>((resolve, reject) => {
+      sock.once('error', reject)
+      sock.bind(local.port, local.host, () => { sock.off('error', reject); resolve() })
+    })
+    const t = new UdpTransport(sock, local)
+    sock.on('message', (msg, rinfo) => {
+      if (msg.length > MAX_DATAGRAM) { t.oversize++; return }
+      receive(msg, { host: rinfo.address, port: rinfo.port })
+    })
+    sock.on('error', err => { t.sendErrors++; log('socket error %s', err.message) })
+    return t
+  }
+
+  send (to: Address, data: Buffer): void {
+    this.sock.send(data, to.port, to.host, err => {
+      if (err) { this.sendErrors++; log('send to %s:%d: %s', to.host, to.port, err.message) }
+    })
+  }
+
+  async close (): Promise<void> {
+    await new Promise<void>(resolve => this.sock.close(() => resolve()))
+  }
+}
