@@ -1,0 +1,256 @@
+#!/usr/bin/env node
+// mosctl: the openMosix node-control tool, working through the hpcfs tree (admin/*, nodes/<id>/*).
+// Subcommands and meanings follow mosctl(1) of openmosix-tools (spec proc-hpc.md §4.1).
+import { isIP } from 'node:net'
+import { lookup } from 'node:dns/promises'
+import debug from 'debug'
+import { CliError, UsageError, openTree, parseIntArg, parseNodeId, runTool, type Tree } from './common.js'
+import { expandMap, parseMap, MapError, type MapNode } from '../map/map.js'
+
+const log = debug('hpcfs:mosctl')
+
+const USAGE = `Usage: mosctl {stay|nostay|lstay|nolstay|block|noblock|quiet|noquiet|expel|bring|getdecay}
+       mosctl whois [openMosix-ID|IP-address|hostname]
+       mosctl {getload|getspeed|status|isup|getmem|getfree|getutil} [openMosix-ID]
+       mosctl setspeed numeric-value            (1..1000000; 10000 = Pentium III 1 GHz)
+       mosctl setdecay interval slow fast       (seconds >= 1; per-mille 0..1000 kept per interval)
+
+  stay / nostay      no automatic migration away from this node / allow it again
+  lstay / nolstay    local processes stay (guests may leave) / local processes may leave
+  block / noblock    refuse / accept guest processes
+  quiet / noquiet    stop / resume sending load information
+  expel              send guest processes home (also sets block)
+  bring              bring this node's migrated processes home (also sets lstay)
+  getload, getspeed, getmem (logical free bytes), getfree (physical free bytes), getutil (%)
+                     print the value for this node or node ID
+  isup [ID]          print "yes" when the node is up, else "no"
+  status [ID]        the node's status bits and settings
+  whois              "This is openMosix #N"; with an argument, map id <-> address
+  getdecay           show the decay interval and the slow/fast decay rates
+The tree is found at $HPC_ROOT (default <checkout>/mnt/hpc, else /mnt/hpc).`
+
+/** Flag subcommands: file in admin/ and the value written. `-stay` etc. are the man page's aliases. */
+const FLAGS: Record<string, [file: string, value: 0 | 1]> = {
+  stay: ['stay', 1],
+  nostay: ['stay', 0],
+  '-stay': ['stay', 0],
+  lstay: ['lstay', 1],
+  nolstay: ['lstay', 0],
+  '-lstay': ['lstay', 0],
+  block: ['block', 1],
+  noblock: ['block', 0],
+  '-block': ['block', 0],
+  quiet: ['quiet', 1],
+  noquiet: ['quiet', 0],
+  '-quiet': ['quiet', 0]
+}
+
+/**
+ * expel / bring: the implied flag is set first, then the trigger file is written. mosctl(1) then
+ * waits until all guests are gone / all processes are home; that needs the migration engine's
+ * files, so `waitUntilDone` is the single place to add the polling once they exist.
+ */
+interface Evacuation {
+  implies: string
+  trigger: string
+  waitUntilDone: (tree: Tree) => Promise<void>
+}
+
+const EVACUATIONS: Record<string, Evacuation> = {
+  expel: { implies: 'block', trigger: 'expel', waitUntilDone: async () => {} },
+  bring: { implies: 'lstay', trigger: 'bring', waitUntilDone: async () => {} }
+}
+
+/** Per-node value subcommands: the file in nodes/<id>/. */
+const GETTERS: Record<string, string> = {
+  getload: 'load',
+  getspeed: 'speed',
+  getmem: 'mem',
+  getfree: 'rmem',
+  getutil: 'util'
+}
+
+const STATUS_BITS: Array<[bit: number, name: string]> = [
+  [1, 'configured'], [2, 'up'], [4, 'stay'], [8, 'lstay'], [16, 'block'], [32, 'quiet']
+]
+
+function noExtra (args: string[], max: number, cmd: string): void {
+  if (args.length > max) throw new UsageError(`too many arguments for ${cmd}: ${args.slice(max).join(' ')}`)
+}
+
+/** The node a get*, status or isup command is about: the argument, or this node (admin/mospe). */
+function targetNode (tree: Tree, arg: string | undefined): number {
+  if (arg !== undefined) {
+    const id = parseNodeId(arg, 'openMosix-ID')
+    if (!tree.isDir(`nodes/${id}`)) throw new CliError(`no node ${id} in the cluster (no ${tree.path(`nodes/${id}`)})`)
+    return id
+  }
+  const me = tree.myId()
+  if (me === 0) throw new CliError('this node is not configured (admin/mospe is 0; see setpe)')
+  if (!tree.isDir(`nodes/${me}`)) throw new CliError(`this node (#${me}) has no ${tree.path(`nodes/${me}`)}`)
+  return me
+}
+
+function statusLines (tree: Tree, id: number, me: number): string[] {
+  const status = tree.readInt(`nodes/${id}/status`)
+  const up = (status & 2) !== 0
+  const names = STATUS_BITS.filter(([b]) => (status & b) !== 0).map(([, n]) => n)
+  // For this node the admin/ files are the settings themselves; other nodes' come from status bits.
+  const adminFile: Record<number, string> = { 4: 'stay', 8: 'lstay', 16: 'block', 32: 'quiet' }
+  const yes = (b: number): boolean => {
+    if (id === me && tree.exists(`admin/${adminFile[b]}`)) {
+      try {
+        return tree.readInt(`admin/${adminFile[b]}`) !== 0
+      } catch (err) {
+        log('status: %s', (err as Error).message)
+      }
+    }
+    return (status & b) !== 0
+  }
+  const out = [
+    `Node #${id}${id === me ? ' (this node)' : ''} is ${up ? 'up' : 'down'}`,
+    `status: ${status} (${names.length > 0 ? names.join(', ') : 'none'})`
+  ]
+  if (!up) return out
+  out.push(
+    `stay:   ${yes(4) ? 'on  (no automatic migration away from this node)' : 'off (processes may migrate away automatically)'}`,
+    `lstay:  ${yes(8) ? 'on  (local processes stay)' : 'off (local processes may leave)'}`,
+    `block:  ${yes(16) ? 'on  (guest processes refused)' : 'off (guest processes accepted)'}`,
+    `quiet:  ${yes(32) ? 'on  (load information not sent)' : 'off (load information sent)'}`
+  )
+  const extra: string[] = []
+  for (const f of ['load', 'speed', 'cpus', 'util']) {
+    try {
+      extra.push(`${f} ${tree.readInt(`nodes/${id}/${f}`)}`)
+    } catch (err) {
+      log('status: %s', (err as Error).message)
+    }
+  }
+  if (extra.length > 0) out.push(extra.join(', '))
+  return out
+}
+
+/** The known nodes from admin/config (static map plus discovered nodes). */
+function readMap (tree: Tree): Map<number, MapNode> {
+  const text = tree.read('admin/config')
+  try {
+    return expandMap(parseMap(text))
+  } catch (err) {
+    if (err instanceof MapError) throw new CliError(`${tree.path('admin/config')} does not parse: ${err.message}`)
+    throw err
+  }
+}
+
+const addrText = (n: MapNode): string => `${n.host}${n.port !== undefined ? ':' + String(n.port) : ''}`
+
+async function whois (tree: Tree, arg: string | undefined): Promise<string[]> {
+  if (arg === undefined) {
+    const me = tree.myId()
+    if (me === 0) throw new CliError('this node is not configured (admin/mospe is 0; see setpe)')
+    return [`This is openMosix #${me}`]
+  }
+  const nodes = readMap(tree)
+  if (/^\d+$/.test(arg)) {
+    const id = parseNodeId(arg, 'openMosix-ID')
+    const n = nodes.get(id)
+    if (n === undefined) throw new CliError(`openMosix #${id} is not in the cluster map`)
+    return [`openMosix #${id} is at IP address ${addrText(n)}`, ...n.aliases.map(a => `openMosix #${id} is also at ${a}`)]
+  }
+  // An address (optionally ip:port), or a hostname to resolve.
+  const m = /^(.*):(\d+)$/.exec(arg)
+  const host = m !== null && isIP(m[1]) !== 0 ? m[1] : arg
+  const port = m !== null && isIP(m[1]) !== 0 ? Number(m[2]) : undefined
+  let addrs = [host]
+  if (isIP(host) === 0) {
+    if (!/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host)) throw new UsageError(`bad address or hostname "${arg}"`)
+    try {
+      addrs = [host, ...(await lookup(host, { all: true })).map(a => a.address)]
+    } catch (err) {
+      log('lookup %s: %s', host, (err as Error).message)
+    }
+  }
+  const hits: number[] = []
+  for (const n of nodes.values()) {
+    const names = [n.host, ...n.aliases]
+    if (names.some(h => addrs.includes(h)) && (port === undefined || n.port === port)) hits.push(n.id)
+  }
+  if (hits.length === 0) throw new CliError(`${arg} is not in the cluster map`)
+  return hits.map(id => `${arg} is openMosix #${id}`)
+}
+
+async function main (argv: string[]): Promise<number> {
+  if (argv.length === 0) throw new UsageError('missing subcommand')
+  const [cmd, ...args] = argv
+  const known = cmd in FLAGS || cmd in EVACUATIONS || cmd in GETTERS ||
+    ['status', 'isup', 'whois', 'setspeed', 'getdecay', 'setdecay'].includes(cmd)
+  if (!known) throw new UsageError(`unknown subcommand "${cmd}"`)
+  // Check the arguments' shape before touching the tree.
+  if (cmd in FLAGS || cmd in EVACUATIONS || cmd === 'getdecay') noExtra(args, 0, cmd)
+  if (cmd in GETTERS || cmd === 'status' || cmd === 'isup' || cmd === 'whois') noExtra(args, 1, cmd)
+  if (cmd === 'setspeed' && args.length !== 1) throw new UsageError('setspeed needs one numeric value')
+  if (cmd === 'setdecay' && args.length !== 3) throw new UsageError('setdecay needs three values: interval slow fast')
+  const speed = cmd === 'setspeed' ? parseIntArg(args[0], 'speed', 1, 1000000) : 0
+  const decay = cmd === 'setdecay'
+    ? [parseIntArg(args[0], 'decay interval', 1, 2 ** 31 - 1), parseIntArg(args[1], 'slow decay', 0, 1000), parseIntArg(args[2], 'fast decay', 0, 1000)]
+    : []
+  if (args[0] !== undefined && (cmd in GETTERS || cmd === 'status' || cmd === 'isup')) parseNodeId(args[0], 'openMosix-ID')
+
+  const tree = openTree('mosctl')
+  const print = (lines: string[]): void => { process.stdout.write(lines.map(l => l + '\n').join('')) }
+
+  if (cmd in FLAGS) {
+    const [file, value] = FLAGS[cmd]
+    tree.write(`admin/${file}`, value)
+    return 0
+  }
+  if (cmd in EVACUATIONS) {
+    const ev = EVACUATIONS[cmd]
+    tree.writeAll([[`admin/${ev.implies}`, 1], [`admin/${ev.trigger}`, 1]])
+    await ev.waitUntilDone(tree)
+    return 0
+  }
+  if (cmd === 'getspeed' && args[0] === undefined) {
+    print([String(tree.readInt('admin/speed'))])
+    return 0
+  }
+  if (cmd in GETTERS) {
+    const id = targetNode(tree, args[0])
+    print([String(tree.readInt(`nodes/${id}/${GETTERS[cmd]}`))])
+    return 0
+  }
+  switch (cmd) {
+    case 'isup': {
+      const id = targetNode(tree, args[0])
+      print([(tree.readInt(`nodes/${id}/status`) & 2) !== 0 ? 'yes' : 'no'])
+      return 0
+    }
+    case 'status': {
+      const me = tree.myId()
+      if (args[0] === undefined && me === 0) {
+        print(['This node is not configured (admin/mospe is 0)'])
+        return 0
+      }
+      print(statusLines(tree, targetNode(tree, args[0]), me))
+      return 0
+    }
+    case 'whois':
+      print(await whois(tree, args[0]))
+      return 0
+    case 'setspeed':
+      tree.write('admin/speed', speed)
+      return 0
+    case 'getdecay':
+      print([
+        `decay interval: ${tree.readInt('admin/decay-interval')} second(s)`,
+        `slow decay: ${tree.readInt('admin/slow-decay')} per mille kept each interval`,
+        `fast decay: ${tree.readInt('admin/fast-decay')} per mille kept each interval`
+      ])
+      return 0
+    case 'setdecay':
+      tree.writeAll([['admin/decay-interval', decay[0]], ['admin/slow-decay', decay[1]], ['admin/fast-decay', decay[2]]])
+      return 0
+  }
+  throw new UsageError(`unknown subcommand "${cmd}"`)
+}
+
+await runTool('mosctl', USAGE, main)
