@@ -1,0 +1,151 @@
+// The local probe of one node (docs/probe.md). Like the kernel's per-tick accumulation, it samples
+// the runnable count every `sampleMs` (default 100 ms); every `periodMs` (default 1 s) it averages
+// the samples into the raw load (runnable tasks), feeds the MOSIX smoother (smoothing.ts), reads
+// memory and utilisation, and emits 'update' with a snapshot. The exported loads are normalised to
+// openMosix units at read time, so a setSpeed() shows at once:
+//
+//   load = round(100 × runnable × STD_SPEED / (speed × cpus))
+//
+// 100 = every CPU of a standard-speed (PIII 1 GHz) node busy; faster or SMP nodes show lower loads.
+// `load` is the advertised (upper) value, `localLoad` the local mean.
+import { EventEmitter } from 'node:events'
+import createDebug from 'debug'
+import { LoadSmoother } from './smoothing.js'
+import { ProcSources, type MemInfo } from './sources.js'
+import { calibrateSpeed, STD_SPEED, MIN_SPEED, MAX_SPEED } from './calibrate.js'
+
+const debug = createDebug('hpcfs:probe')
+
+export interface ProbeOptions {
+  speed?: number // override: skips calibration
+  sampleMs?: number // runnable-count sampling interval, default 100
+  periodMs?: number // load computation period, default 1000
+  procRoot?: string // default '/proc'
+}
+
+export interface ProbeSnapshot {
+  cpus: number
+  speed: number
+  load: number // advertised (upper), integer, openMosix units
+  localLoad: number // local mean, integer, openMosix units
+  tmem: number // bytes
+  rmem: number // bytes
+  mem: number // bytes
+  util: number // 0..100
+}
+
+/** openMosix load units of a raw runnable count. */
+export function normaliseLoad (runnable: number, speed: number, cpus: number): number {
+  return Math.round(100 * runnable * STD_SPEED / (speed * cpus))
+}
+
+function checkSpeed (n: number): number {
+  if (!Number.isInteger(n) || n < MIN_SPEED || n > MAX_SPEED) {
+    throw new RangeError(`speed must be an integer in ${MIN_SPEED}..${MAX_SPEED}, got ${n}`)
+  }
+  return n
+}
+
+function checkMs (name: string, n: number): number {
+  if (!Number.isFinite(n) || n < 1) throw new RangeError(`${name} must be >= 1 ms, got ${n}`)
+  return n
+}
+
+export class Probe extends EventEmitter<{ update: [ProbeSnapshot] }> {
+  readonly sampleMs: number
+  readonly periodMs: number
+  private readonly src: ProcSources
+  private readonly smoother = new LoadSmoother()
+  private _speed: number
+  private cpus: number
+  private mem: MemInfo
+  private util: number
+  private sum = 0
+  private count = 0
+  private sampleTimer: NodeJS.Timeout | undefined
+  private periodTimer: NodeJS.Timeout | undefined
+
+  constructor (opts: ProbeOptions = {}) {
+    super()
+    this.sampleMs = checkMs('sampleMs', opts.sampleMs ?? 100)
+    this.periodMs = checkMs('periodMs', opts.periodMs ?? 1000)
+    this.src = new ProcSources(opts.procRoot)
+    this._speed = opts.speed !== undefined ? checkSpeed(opts.speed) : checkSpeed(calibrateSpeed())
+    this.cpus = this.src.cpus()
+    this.mem = this.src.memory()
+    this.util = this.src.util()
+    debug('probe: speed %d, cpus %d, sample %d ms, period %d ms', this._speed, this.cpus, this.sampleMs, this.periodMs)
+  }
+
+  get speed (): number {
+    return this._speed
+  }
+
+  /** Set the node speed (mosctl setspeed); integer 1..1000000, else RangeError. */
+  setSpeed (n: number): void {
+    this._speed = checkSpeed(n)
+    debug('speed set to %d', n)
+  }
+
+  get running (): boolean {
+    return this.sampleTimer !== undefined
+  }
+
+  start (): void {
+    if (this.running) return
+    this.sum = 0
+    this.count = 0
+    this.sampleTimer = setInterval(() => this.sample(), this.sampleMs).unref()
+    this.periodTimer = setInterval(() => this.period(), this.periodMs).unref()
+  }
+
+  stop (): void {
+    clearInterval(this.sampleTimer)
+    clearInterval(this.periodTimer)
+    this.sampleTimer = undefined
+    this.periodTimer = undefined
+  }
+
+  /** Stop and close the /proc file descriptors. */
+  close (): void {
+    this.stop()
+    this.src.close()
+  }
+
+  snapshot (): ProbeSnapshot {
+    return {
+      cpus: this.cpus,
+      speed: this._speed,
+      load: normaliseLoad(this.smoother.upper, this._speed, this.cpus),
+      localLoad: normaliseLoad(this.smoother.mean, this._speed, this.cpus),
+      tmem: this.mem.tmem,
+      rmem: this.mem.rmem,
+      mem: this.mem.mem,
+      util: this.util
+    }
+  }
+
+  private sample (): void {
+    try {
+      this.sum += this.src.runnable()
+      this.count++
+    } catch (err) {
+      debug('runnable sample failed: %s', (err as Error).message)
+    }
+  }
+
+  private period (): void {
+    if (this.count === 0) this.sample() // period shorter than the sampling interval
+    if (this.count > 0) this.smoother.update(this.sum / this.count)
+    this.sum = 0
+    this.count = 0
+    try {
+      this.cpus = this.src.cpus()
+      this.mem = this.src.memory()
+      this.util = this.src.util()
+    } catch (err) {
+      debug('memory/util read failed: %s', (err as Error).message)
+    }
+    this.emit('update', this.snapshot())
+  }
+}
