@@ -43,16 +43,14 @@ export function parseLoadavgRunning (text: string): number {
 
 /** MemTotal / MemFree / MemAvailable of a /proc/meminfo text, in bytes. */
 export function parseMeminfo (text: string): MemInfo {
-  const kb = new Map<string, number>()
-  for (const m of text.matchAll(/^(\w+):\s+(\d+)(?:\s+kB)?\s*$/gm)) kb.set(m[1], Number(m[2]))
-  const get = (k: string): number => {
-    const v = kb.get(k)
-    if (v === undefined) throw new Error(`no ${k} in /proc/meminfo`)
-    return v
+  const kb = (k: string): number | undefined => {
+    const m = new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(text)
+    return m === null ? undefined : Number(m[1])
   }
-  const tmem = get('MemTotal')
-  const rmem = get('MemFree')
-  const avail = kb.get('MemAvailable') ?? rmem + (kb.get('Buffers') ?? 0) + (kb.get('Cached') ?? 0)
+  const tmem = kb('MemTotal')
+  const rmem = kb('MemFree')
+  if (tmem === undefined || rmem === undefined) throw new Error('no MemTotal/MemFree in /proc/meminfo')
+  const avail = kb('MemAvailable') ?? rmem + (kb('Buffers') ?? 0) + (kb('Cached') ?? 0)
   return { tmem: tmem * 1024, rmem: rmem * 1024, mem: Math.min(avail, tmem) * 1024 }
 }
 
