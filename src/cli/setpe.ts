@@ -124,25 +124,36 @@ async function addressesOf (host: string): Promise<string[]> {
   }
 }
 
-/** The original's last check: the node's own id / address must be in the table. */
+/**
+ * The original's last check: this node's address must be in the table (from -n, else the address
+ * hpcd reports; skipped with -p alone, which is for when the cluster net is not the usual one).
+ * hpcd also needs its own id in the table: -p ID, else admin/mospe when not 0.
+ */
 async function checkSelf (nodes: Map<number, MapNode>, o: Options, tree: Tree | undefined): Promise<void> {
   if (nodes.size === 0) return
-  if (o.id !== undefined) {
-    if (!nodes.has(o.id)) throw new CliError(`the supplied table is well-formatted, but my openMosix-ID (${o.id}) is not there!`)
-    return
+  const addr = o.id === undefined || o.addr !== undefined ? myAddress(o, tree) : undefined
+  const { host, port } = addr !== undefined ? splitAddr(addr) : { host: '', port: undefined }
+  if (addr !== undefined && host !== '0.0.0.0' && host !== '::') {
+    const mine = await addressesOf(host)
+    let found = false
+    for (const n of nodes.values()) {
+      if (n.port !== undefined && port !== undefined && n.port !== port) continue
+      for (const h of [n.host, ...n.aliases]) {
+        if ((await addressesOf(h)).some(x => mine.includes(x))) found = true
+      }
+      if (found) break
+    }
+    if (!found) throw new CliError(`the supplied table is well-formatted, but my IP address (${addr}) is not there!`)
   }
-  const addr = myAddress(o, tree)
-  if (addr === undefined) return
-  const { host, port } = splitAddr(addr)
-  if (host === '0.0.0.0' || host === '::') return
-  const mine = await addressesOf(host)
-  for (const n of nodes.values()) {
-    if (n.port !== undefined && port !== undefined && n.port !== port) continue
-    for (const h of [n.host, ...n.aliases]) {
-      if ((await addressesOf(h)).some(x => mine.includes(x))) return
+  let me = o.id ?? 0
+  if (o.id === undefined && tree !== undefined) {
+    try {
+      me = tree.myId()
+    } catch (err) {
+      log('own id unknown: %s', (err as Error).message)
     }
   }
-  throw new CliError(`the supplied table is well-formatted, but my IP address (${addr}) is not there!`)
+  if (me > 0 && !nodes.has(me)) throw new CliError(`the supplied table is well-formatted, but my openMosix-ID (${me}) is not there!`)
 }
 
 async function main (argv: string[]): Promise<number> {
