@@ -66,8 +66,10 @@ export interface LabOptions {
   readyTimeoutMs?: number // default 20000
   /** Start the daemons in create() (default true); otherwise call lab.startAll() or node.start(). */
   start?: boolean
-  /** Daemon stderr/stdout: into <tmp>/node<i>.log (default) or inherited (also teed nowhere). */
+  /** Daemon stderr/stdout: into <logDir>/node<i>.log (default) or inherited. */
   stdio?: 'file' | 'inherit'
+  /** Where the node<i>.log files go (default: the lab's temp dir, removed by destroy()). */
+  logDir?: string
   /** Clean up on SIGINT/SIGTERM/SIGHUP, then exit 128+signal (default true). The 'exit' hook is always set. */
   handleSignals?: boolean
 }
@@ -402,6 +404,7 @@ export class Lab {
       ? Array.from({ length: n }, () => o.port ?? DEFAULT_PORT)
       : o.port !== undefined ? Array.from({ length: n }, (_, k) => o.port! + k) : await freeUdpPorts(n)
     const mountRoot = o.mountRoot ?? join(this.tmp, 'mnt')
+    if (o.logDir !== undefined) await mkdir(o.logDir, { recursive: true })
     for (let id = 1; id <= n; id++) {
       const mount = resolve(o.mount ? o.mount(id) : join(mountRoot, `node${id}`))
       this.nodes.push(new LabNode(this, {
@@ -412,7 +415,7 @@ export class Lab {
         mount,
         mapFile: this.mapFile,
         keyFile: this.keyFile,
-        logFile: join(this.tmp, `node${id}.log`)
+        logFile: join(o.logDir ?? this.tmp, `node${id}.log`)
       }))
     }
     // Mount points: create the missing ones (and remember them, to remove them at the end).

@@ -14,7 +14,7 @@ import { Lab, cleanupStale, labNames, REPO_ROOT, HPCD_JS, type LabNodeSpec } fro
 import { run, netnsList, linkList, mountPoints, pidAlive, isRoot, pollUntil } from '../../src/lab/sys.js'
 
 const root = isRoot()
-const TAGS = ['lt1', 'lt2', 'lt3', 'lt4', 'lt5']
+const TAGS = ['lt1', 'lt2', 'lt3', 'lt4', 'lt5', 'lt6']
 const work = await mkdtemp(join(tmpdir(), 'hpcfs-labtest-'))
 after(async () => {
   for (const t of TAGS) await cleanupStale(t).catch(() => undefined)
@@ -232,4 +232,27 @@ test('real hpcd: nodes come up and see each other', { skip: !existsSync(HPCD_JS)
     await lab.destroy()
   }
   assert.deepEqual(await leftovers('lt5', mounts), [])
+})
+
+test('demo (npm start): comes up, Ctrl-C removes everything and exits 0', { skip: !existsSync(HPCD_JS) && 'dist/src/cli/hpcd.js not built yet' }, async () => {
+  const mnt = join(work, 'm6')
+  const child = spawn(process.execPath, [join(REPO_ROOT, 'dist/scripts/demo.js'), '--nodes', '2', '--tag', 'lt6', '--mnt', mnt],
+    { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+  const exited = new Promise<number | string | null>(resolve => child.once('exit', (c, s) => resolve(c ?? s)))
+  try {
+    await pollUntil('demo up', 60_000, async () => {
+      if (child.exitCode !== null) throw new Error(`demo exited ${child.exitCode}: ${out}`)
+      return out.includes('All 2 nodes are up')
+    })
+    assert.match(out, /Ctrl-C stops the cluster/)
+    assert.equal((await run('cat', [join(mnt, 'hpc2', 'admin', 'mospe')], { timeoutMs: 3000 })).stdout.trim(), '2')
+    child.kill('SIGINT')
+    assert.equal(await exited, 0, out)
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL')
+  }
+  assert.deepEqual(await leftovers('lt6', [join(mnt, 'hpc'), join(mnt, 'hpc2')]), [])
 })

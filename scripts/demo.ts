@@ -1,0 +1,120 @@
+// `npm start`: a small hpcfs cluster on this one machine. Brings up N hpcd daemons (network
+// namespaces when root, loopback ports otherwise), node 1's tree at <repo>/mnt/hpc and node i's at
+// <repo>/mnt/hpc<i>, waits until node 1 sees every node up, prints what to try, and stays up until
+// Ctrl-C / SIGTERM; then removes every mount, namespace and process it made and exits 0.
+import yargs from 'yargs'
+import { hideBin } from 'yargs/helpers'
+import { join, relative, resolve } from 'node:path'
+import createDebug from 'debug'
+import { Lab, REPO_ROOT } from '../src/lab/lab.js'
+import { isRoot } from '../src/lab/sys.js'
+
+const debug = createDebug('hpcfs:demo')
+
+const argv = await yargs(hideBin(process.argv))
+  .scriptName('npm start --')
+  .usage('$0 [options]\n\nRuns an hpcfs cluster of N daemons on this machine until Ctrl-C.')
+  .option('nodes', { alias: 'n', type: 'number', default: 4, describe: 'number of nodes (1..250)' })
+  .option('loopback', { type: 'boolean', default: !isRoot(), describe: 'ports on 127.0.0.1 instead of network namespaces (default when not root)' })
+  .option('interval', { type: 'number', default: 1, describe: 'gossip interval in seconds (hpcd --interval)' })
+  .option('timeout', { type: 'number', default: 60, describe: 'seconds to wait for all nodes to be seen up' })
+  .option('tag', { type: 'string', default: 'demo', hidden: true, describe: 'lab tag (names of namespaces and links)' })
+  .option('mnt', { type: 'string', default: join(REPO_ROOT, 'mnt'), hidden: true, describe: 'directory of the mount points and logs' })
+  .check(a => {
+    if (!Number.isInteger(a.nodes) || a.nodes < 1 || a.nodes > 250) throw new Error('--nodes must be 1..250')
+    if (!a.loopback && !isRoot()) throw new Error('network namespaces need root; use --loopback')
+    return true
+  })
+  .strict()
+  .help()
+  .parseAsync()
+
+const mnt = resolve(argv.mnt)
+const mountOf = (id: number): string => join(mnt, id === 1 ? 'hpc' : `hpc${id}`)
+const rel = (p: string): string => {
+  const r = relative(process.cwd(), p)
+  return r === '' ? '.' : r.startsWith('..') ? p : r
+}
+
+let lab: Lab | undefined
+let stopping = false
+async function shutdown (why: string, code = 0): Promise<void> {
+  if (stopping) return
+  stopping = true
+  console.log(`\n${why}: stopping the cluster ...`)
+  try {
+    await lab?.destroy()
+    console.log('all daemons stopped; mounts, namespaces and bridge removed.')
+  } catch (e) {
+    console.error(`demo: cleanup: ${(e as Error).message}`)
+    code = 1
+  }
+  process.exit(code)
+}
+for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, () => { void shutdown(s) })
+
+console.log(`hpcfs demo: starting ${argv.nodes} nodes (${argv.loopback ? 'loopback ports on 127.0.0.1' : 'one network namespace each'}) ...`)
+try {
+  lab = await Lab.create({
+    nodes: argv.nodes,
+    tag: argv.tag,
+    netns: !argv.loopback,
+    mount: mountOf,
+    interval: argv.interval,
+    logDir: join(mnt, 'logs'),
+    handleSignals: false // this script's own handlers destroy the lab and exit 0
+  })
+} catch (e) {
+  console.error(`demo: ${(e as Error).message}`)
+  process.exit(1)
+}
+if (stopping) await new Promise(() => {}) // a signal arrived during start: shutdown() exits
+
+try {
+  await lab.waitAllUp({ via: [1], timeoutMs: argv.timeout * 1000 })
+} catch (e) {
+  console.error(`demo: ${(e as Error).message}`)
+  console.error(`logs: ${rel(join(mnt, 'logs'))}/node*.log`)
+  await shutdown('not all nodes came up', 1)
+}
+debug('all up')
+
+const n1 = lab.node(1)
+const rows = await Promise.all(lab.nodes.map(async nd => {
+  const load = (await n1.read(`nodes/${nd.id}/load`).catch(() => '?')).trim()
+  const speed = (await n1.read(`nodes/${nd.id}/speed`).catch(() => '?')).trim()
+  return `  node ${String(nd.id).padEnd(3)} ${(nd.addr + ':' + nd.port).padEnd(22)} ${(nd.ns ?? '-').padEnd(12)} pid ${String(nd.pid).padEnd(8)} ${rel(nd.mount).padEnd(12)} load ${load.padEnd(5)} speed ${speed}`
+}))
+const last = argv.nodes
+const other = Math.min(2, last)
+const tools = (cmd: string): string => `node ${rel(join(REPO_ROOT, 'dist/src/cli', cmd + '.js'))}`
+console.log(`
+All ${argv.nodes} nodes are up, as node 1 sees them:
+${rows.join('\n')}
+${lab.netns ? `  (bridge hpb-${lab.tag}, this host is ${lab.bridgeAddr}; run a command in node ${other}'s namespace: nsenter --net=/run/netns/hpc-${lab.tag}-${other} ip addr)\n` : ''}
+What to try, in another shell in ${REPO_ROOT}:
+  ls ${rel(mountOf(1))} ${rel(mountOf(1))}/nodes            the tree of node 1 (a /proc/hpc)
+  cat ${rel(mountOf(1))}/nodes/*/load                  every node's load, as node 1 knows it
+  cat ${rel(mountOf(1))}/admin/mospe                   node 1's id
+  echo 20000 > ${rel(mountOf(1))}/admin/speed; sleep 5; cat ${rel(mountOf(other))}/nodes/1/speed
+                                              a change on node 1, seen by node ${other} through gossip
+  ${tools('mosctl')} getload ${last}           mosctl on node 1's tree (the default root)
+  HPC_ROOT=${rel(mountOf(other))} ${tools('mosctl')} status    the same tool on node ${other}
+  HPC_ROOT=${rel(mountOf(1))} ${tools('mosmon')}              the load monitor (q quits)
+  ${tools('showmap')}                    the cluster map
+  kill -STOP ${lab.node(last).pid}; watch cat ${rel(mountOf(1))}/nodes/${last}/status
+                                              node ${last} reads down after a few seconds; kill -CONT ${lab.node(last).pid} brings it back
+Daemon logs: ${rel(join(mnt, 'logs'))}/node<i>.log (more with DEBUG=hpcfs:* npm start)
+
+Ctrl-C stops the cluster and removes every mount, namespace and process it made.`)
+
+// Stay up; report daemons that die on their own (they are not restarted).
+const reported = new Set<number>()
+setInterval(() => {
+  for (const nd of lab!.nodes) {
+    if (!nd.running && !reported.has(nd.id) && !stopping) {
+      reported.add(nd.id)
+      console.log(`node ${nd.id} exited (${JSON.stringify(nd.lastExit)}); see ${rel(nd.logFile)}`)
+    }
+  }
+}, 1000)
