@@ -70,33 +70,57 @@ test('probe on a fixture proc root: step up, then slow decay of the advertised l
   }
 })
 
+// nr_running is system-wide: other processes on this machine (concurrent test runs) add noise.
+// One attempt returns a failure reason instead of throwing, so that a few attempts can be made;
+// the test skips when the machine is already too busy for two processes to stand out.
+async function busyChildrenAttempt (p: Probe, children: ChildProcess[], log: (s: string) => void): Promise<string | undefined | 'busy'> {
+  // idle baseline: the mean local load over a few periods
+  let base = 0
+  let n = 0
+  await waitFor(p, s => { base += s.localLoad; return ++n === 3 }, 5000)
+  base /= n
+  const { cpus, speed } = p.snapshot()
+  const rise = normaliseLoad(2, speed, cpus) // what 2 busy processes add
+  if (base > rise) {
+    log(`machine busy: idle load ${base.toFixed(0)} exceeds the expected rise ${rise}`)
+    return 'busy'
+  }
+  for (let i = 0; i < 2; i++) children.push(spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore' }))
+  const high = await waitFor(p, s => s.load >= base + 0.7 * rise, 10000)
+  log(`idle ${base.toFixed(0)}, busy ${high.load} (expected rise ${rise})`)
+  for (const c of children) c.kill('SIGKILL')
+  await Promise.all(children.map(async c => c.exitCode !== null || c.signalCode !== null ? undefined : await once(c, 'exit')))
+  children.length = 0
+  // the local mean falls at once while the advertised load is still high ...
+  const first = await waitFor(p, s => s.localLoad < s.load - 0.3 * rise, 5000)
+  log(`after kill: local ${first.localLoad}, advertised ${first.load}`)
+  // ... then the advertised load decays: by most of the children's share from its peak, or
+  // toward the idle level / the local mean
+  try {
+    const low = await waitFor(p, s => s.load <= high.load - 0.6 * rise || s.load < Math.max(base, s.localLoad) + 0.3 * rise, 10000)
+    log(`decayed: local ${low.localLoad}, advertised ${low.load}`)
+    return undefined
+  } catch (err) {
+    return (err as Error).message
+  }
+}
+
 test('real processes: 2 busy children raise the advertised load, which decays after they die', async (t) => {
   const p = new Probe({ speed: 10000, sampleMs: 20, periodMs: 200 })
   const children: ChildProcess[] = []
   try {
     p.start()
-    // idle baseline: the mean of a few periods
-    let base = 0
-    let n = 0
-    await waitFor(p, s => { base += s.localLoad; return ++n === 3 }, 5000)
-    base /= n
-    const { cpus, speed } = p.snapshot()
-    const rise = normaliseLoad(2, speed, cpus) // what 2 busy processes add
-    if (base > rise) { // others share this machine: our two processes would not stand out
-      t.skip(`machine busy: idle load ${base.toFixed(0)} exceeds the expected rise ${rise}`)
-      return
+    const failures: string[] = []
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const r = await busyChildrenAttempt(p, children, s => t.diagnostic(`attempt ${attempt}: ${s}`))
+      if (r === undefined) return
+      if (r === 'busy') {
+        t.skip('machine too busy for this test')
+        return
+      }
+      failures.push(r)
     }
-    for (let i = 0; i < 2; i++) children.push(spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore' }))
-    const high = await waitFor(p, s => s.load >= base + 0.7 * rise, 10000)
-    t.diagnostic(`idle ${base.toFixed(0)}, busy ${high.load} (expected rise ${rise})`)
-    for (const c of children) c.kill('SIGKILL')
-    await Promise.all(children.map(async c => c.exitCode !== null || c.signalCode !== null ? undefined : await once(c, 'exit')))
-    // the local mean falls at once while the advertised load is still high, then decays toward
-    // the idle level (or toward the local mean, if others loaded the machine meanwhile)
-    const first = await waitFor(p, s => s.localLoad < s.load - 0.3 * rise, 5000)
-    t.diagnostic(`after kill: local ${first.localLoad}, advertised ${first.load}`)
-    const low = await waitFor(p, s => s.load < Math.max(base, s.localLoad) + 0.3 * rise, 20000)
-    t.diagnostic(`decayed: local ${low.localLoad}, advertised ${low.load}`)
+    assert.fail(`no decay in 3 attempts: ${failures.join('; ')}`)
   } finally {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
     p.close()
