@@ -8,6 +8,8 @@
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeSync, constants as fsc } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { lookup } from 'node:dns/promises'
+import { isIP } from 'node:net'
 import debug from 'debug'
 
 const log = debug('hpcfs:cli')
@@ -253,4 +255,25 @@ export async function runTool (tool: string, usage: string, main: (argv: string[
     }
   }
   process.exitCode = code
+}
+
+/**
+ * `host` and the addresses it resolves to (an IP address stands for itself). A name that does not
+ * resolve within `ms` (no DNS on the machine, say) gives just [host].
+ */
+export async function addressesOf (host: string, ms = 2000): Promise<string[]> {
+  if (isIP(host) !== 0) return [host]
+  let timer: NodeJS.Timeout | undefined
+  try {
+    const found = await Promise.race([
+      lookup(host, { all: true }).then(r => r.map(a => a.address)),
+      new Promise<string[]>(resolve => { timer = setTimeout(() => resolve([]), ms) })
+    ])
+    return [host, ...found]
+  } catch (err) {
+    log('lookup %s: %s', host, (err as Error).message)
+    return [host]
+  } finally {
+    clearTimeout(timer)
+  }
 }

@@ -2,9 +2,8 @@
 // mosctl: the openMosix node-control tool, working through the hpcfs tree (admin/*, nodes/<id>/*).
 // Subcommands and meanings follow mosctl(1) of openmosix-tools (spec proc-hpc.md §4.1).
 import { isIP } from 'node:net'
-import { lookup } from 'node:dns/promises'
 import debug from 'debug'
-import { CliError, UsageError, openTree, parseIntArg, parseNodeId, runTool, type Tree } from './common.js'
+import { CliError, UsageError, addressesOf, openTree, parseIntArg, parseNodeId, runTool, type Tree } from './common.js'
 import { expandMap, parseMap, MapError, type MapNode } from '../map/map.js'
 
 const log = debug('hpcfs:mosctl')
@@ -163,11 +162,7 @@ async function whois (tree: Tree, arg: string | undefined): Promise<string[]> {
   let addrs = [host]
   if (isIP(host) === 0) {
     if (!/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host)) throw new UsageError(`bad address or hostname "${arg}"`)
-    try {
-      addrs = [host, ...(await lookup(host, { all: true })).map(a => a.address)]
-    } catch (err) {
-      log('lookup %s: %s', host, (err as Error).message)
-    }
+    addrs = await addressesOf(host)
   }
   const hits: number[] = []
   for (const n of nodes.values()) {

@@ -3,9 +3,8 @@
 // (admin/mospe), like setpe(1) of openmosix-tools (spec proc-hpc.md §4.4).
 import { readFileSync, writeFileSync } from 'node:fs'
 import { isIP } from 'node:net'
-import { lookup } from 'node:dns/promises'
 import debug from 'debug'
-import { CliError, UsageError, describeFsError, isTree, openTree, parseIntArg, parseNodeId, resolveRoot, runTool, Tree } from './common.js'
+import { CliError, UsageError, addressesOf, describeFsError, isTree, openTree, parseIntArg, parseNodeId, resolveRoot, runTool, Tree } from './common.js'
 import { expandMap, formatMap, parseMap, MapError, type MapNode } from '../map/map.js'
 
 const log = debug('hpcfs:setpe')
@@ -114,16 +113,6 @@ function splitAddr (a: string): { host: string, port?: number } {
   return { host: a }
 }
 
-async function addressesOf (host: string): Promise<string[]> {
-  if (isIP(host) !== 0) return [host]
-  try {
-    return [host, ...(await lookup(host, { all: true })).map(a => a.address)]
-  } catch (err) {
-    log('lookup %s: %s', host, (err as Error).message)
-    return [host]
-  }
-}
-
 /**
  * The original's last check: this node's address must be in the table (from -n, else the address
  * hpcd reports; skipped with -p alone, which is for when the cluster net is not the usual one).
@@ -134,14 +123,14 @@ async function checkSelf (nodes: Map<number, MapNode>, o: Options, tree: Tree | 
   const addr = o.id === undefined || o.addr !== undefined ? myAddress(o, tree) : undefined
   const { host, port } = addr !== undefined ? splitAddr(addr) : { host: '', port: undefined }
   if (addr !== undefined && host !== '0.0.0.0' && host !== '::') {
-    const mine = await addressesOf(host)
-    let found = false
-    for (const n of nodes.values()) {
-      if (n.port !== undefined && port !== undefined && n.port !== port) continue
-      for (const h of [n.host, ...n.aliases]) {
-        if ((await addressesOf(h)).some(x => mine.includes(x))) found = true
-      }
-      if (found) break
+    const candidates = [...nodes.values()].filter(n => n.port === undefined || port === undefined || n.port === port)
+    const names = candidates.flatMap(n => [n.host, ...n.aliases])
+    let found = names.includes(host)
+    if (!found) {
+      // Names on either side: compare what they resolve to.
+      const mine = await addressesOf(host)
+      const theirs = await Promise.all(names.map(async h => await addressesOf(h)))
+      found = theirs.some(list => list.some(x => mine.includes(x)))
     }
     if (!found) throw new CliError(`the supplied table is well-formatted, but my IP address (${addr}) is not there!`)
   }

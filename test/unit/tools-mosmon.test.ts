@@ -1,0 +1,262 @@
+// mosmon: the pure renderer, the --once frame, and the interactive program under a pty (script).
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { applyKey, FOOTER, renderFrame, TITLES, type MonState, type NodeSample } from '../../src/cli/mosmon-render.js'
+import { CLI_DIR, makeTree, runTool, type Fixture } from './tools-fixture.js'
+
+const GB = 1024 * 1024 * 1024
+
+function node (id: number, over: Partial<NodeSample> = {}): NodeSample {
+  return { id, load: 100, speed: 10000, cpus: 1, mem: 2 * GB, rmem: 2 * GB, tmem: 4 * GB, util: 100, status: 3, ...over }
+}
+
+function state (nodes: NodeSample[], over: Partial<MonState> = {}): MonState {
+  return { mode: 'load', showTotal: false, showDead: false, myId: nodes[0]?.id ?? 0, nodes, ...over }
+}
+
+/** The bar of node `id` in a frame: the text between the first two `|`. */
+function barOf (lines: string[], id: number): string {
+  const line = lines.find(l => new RegExp(`^[ *] *${id} \\|`).test(l))
+  assert.ok(line, `no line for node ${id} in\n${lines.join('\n')}`)
+  return line.slice(line.indexOf('|') + 1, line.lastIndexOf('|'))
+}
+
+test('render: one line per up node, bars proportional to load, this node marked', () => {
+  const lines = renderFrame(state([node(1, { load: 50 }), node(2, { load: 200 }), node(10, { load: 0 })], { myId: 2 }), 80, 24)
+  assert.equal(lines[0], `mosmon: ${TITLES.load}`)
+  const b1 = barOf(lines, 1).trimEnd().length
+  const b2 = barOf(lines, 2).trimEnd().length
+  assert.equal(barOf(lines, 10).trim(), '')
+  assert.equal(barOf(lines, 2).length, b2, 'the busiest node fills the bar')
+  assert.ok(Math.abs(b2 / b1 - 4) < 0.5, `bars ${b1} and ${b2} should be 1:4`)
+  assert.ok(lines.some(l => /^\* 2 \|#+\| 2\.00$/.test(l)), lines.join('\n'))
+  assert.ok(lines.some(l => /^  1 \|#+ +\| 0\.50$/.test(l)))
+  assert.equal(lines.at(-1), FOOTER)
+  for (const l of lines) assert.ok(l.length <= 80)
+})
+
+test('render: dead nodes hidden unless d, total line on t', () => {
+  const s = state([node(1), node(2, { status: 1, load: -101 }), node(3, { status: 3, load: -101 })])
+  const hidden = renderFrame(s, 60, 20)
+  assert.equal(hidden.filter(l => l.includes('|')).length, 1)
+  assert.ok(!hidden.some(l => l.startsWith('Total')))
+  const shown = renderFrame({ ...s, showDead: true, showTotal: true }, 60, 20)
+  assert.match(barOf(shown, 2), /^\(down\) *$/)
+  assert.ok(shown.some(l => /^ *3 \|.*\| down$/.test(l)))
+  assert.ok(shown.includes('Total: 3 nodes, 1 up'))
+  const none = renderFrame(state([node(4, { status: 1 })]), 60, 20)
+  assert.ok(none.some(l => l.includes('no node is up')))
+})
+
+test('render: memory as used # plus free + up to the total', () => {
+  const s = state([node(1, { mem: 1 * GB, tmem: 4 * GB }), node(2, { mem: 2 * GB, rmem: 3 * GB, tmem: 2 * GB })], { mode: 'mem' })
+  const lines = renderFrame(s, 70, 20)
+  assert.equal(lines[0], `mosmon: ${TITLES.mem}`)
+  const b1 = barOf(lines, 1)
+  const used1 = (b1.match(/#/g) ?? []).length
+  const free1 = (b1.match(/\+/g) ?? []).length
+  assert.equal(used1 + free1, b1.length, 'the largest node fills the bar')
+  assert.ok(Math.abs(used1 / (used1 + free1) - 0.75) < 0.05)
+  const b2 = barOf(lines, 2)
+  assert.equal((b2.match(/#/g) ?? []).length, 0, 'nothing used')
+  assert.ok(Math.abs((b2.match(/\+/g) ?? []).length / b1.length - 0.5) < 0.05)
+  assert.ok(lines.some(l => l.endsWith('| 3072/4096')))
+  // Raw memory uses rmem.
+  const raw = renderFrame({ ...s, mode: 'rmem' }, 70, 20)
+  assert.equal(raw[0], `mosmon: ${TITLES.rmem}`)
+  assert.ok(raw.some(l => l.endsWith('| 2048/4096')), raw.join('\n'))
+})
+
+test('render: speed shows the CPU count of SMP nodes, util in percent', () => {
+  const s = state([node(1, { speed: 20000, cpus: 4 }), node(2, { speed: 10000, util: 37 })], { mode: 'speed' })
+  const lines = renderFrame(s, 60, 20)
+  assert.ok(lines.some(l => l.endsWith('| 20000 x4')))
+  assert.ok(lines.some(l => /\| 10000 *$/.test(l)))
+  const u = renderFrame({ ...s, mode: 'util' }, 60, 20)
+  assert.ok(u.some(l => l.endsWith('| 37%')))
+  const unknown = renderFrame(state([node(1, { load: NaN })]), 60, 20)
+  assert.ok(unknown.some(l => l.endsWith('| ?')))
+})
+
+test('render: fits any terminal size', () => {
+  const nodes = Array.from({ length: 50 }, (_, i) => node(i + 1, { load: i * 10 }))
+  for (const [w, h] of [[80, 24], [20, 5], [1, 1], [200, 60], [40, 3], [10, 100]]) {
+    const lines = renderFrame(state(nodes, { showTotal: true, error: 'x'.repeat(300) }), w, h)
+    assert.ok(lines.length <= h, `${w}x${h}: ${lines.length} lines`)
+    for (const l of lines) assert.ok(l.length <= w, `${w}x${h}: ${JSON.stringify(l)}`)
+  }
+  const small = renderFrame(state(nodes), 80, 12)
+  assert.ok(small.some(l => /^\.\.\. \d+ more nodes/.test(l)), small.join('\n'))
+})
+
+test('keys switch modes and toggles; q and Ctrl-C quit; other keys change nothing', () => {
+  const s = state([node(1)])
+  const modes: Record<string, MonState['mode']> = { l: 'load', s: 'speed', m: 'mem', r: 'rmem', u: 'util' }
+  for (const [k, mode] of Object.entries(modes)) {
+    const n = applyKey({ ...s, mode: mode === 'load' ? 'util' : 'load' }, k)
+    assert.notEqual(n, 'quit')
+    if (n !== 'quit') assert.equal(n.mode, mode)
+  }
+  const t = applyKey(s, 't')
+  assert.ok(t !== 'quit' && t.showTotal)
+  const d = applyKey(s, 'd')
+  assert.ok(d !== 'quit' && d.showDead)
+  assert.equal(applyKey(s, 'q'), 'quit')
+  assert.equal(applyKey(s, '\x03'), 'quit')
+  assert.deepEqual(applyKey(s, 'x'), s)
+})
+
+test('mosmon --once prints a plain frame with every up node', () => {
+  const f = makeTree({ count: 4, down: [3] })
+  try {
+    const r = runTool('mosmon', ['--once', '-t'], { root: f.root })
+    assert.equal(r.status, 0, r.stderr)
+    assert.doesNotMatch(r.stdout, /\x1b/)
+    for (const n of f.nodes) {
+      const re = new RegExp(`^[ *] *${n.id} \\|.*\\| ${(n.load / 100).toFixed(2)}$`, 'm')
+      if (n.up) assert.match(r.stdout, re)
+      else assert.doesNotMatch(r.stdout, new RegExp(`^[ *] *${n.id} \\|`, 'm'))
+    }
+    assert.match(r.stdout, /Total: 4 nodes, 3 up/)
+    assert.match(r.stdout, new RegExp(`^\\* *${f.me} \\|`, 'm'))
+  } finally {
+    f.cleanup()
+  }
+})
+
+test('mosmon: no tree, bad option, -h, not a terminal', () => {
+  const empty = mkdtempSync(join(tmpdir(), 'hpcfs-notree-'))
+  const f = makeTree({})
+  try {
+    const r = runTool('mosmon', [], { root: empty })
+    assert.equal(r.status, 1)
+    assert.equal(r.stderr, 'mosmon: This is NOT a openMosix system!\n')
+    const bad = runTool('mosmon', ['-z'], { root: f.root })
+    assert.equal(bad.status, 2)
+    assert.match(bad.stderr, /Usage: mosmon/)
+    const h = runTool('mosmon', ['-h'], { root: empty })
+    assert.equal(h.status, 0)
+    assert.match(h.stdout, /^Usage: mosmon/)
+    const pipe = runTool('mosmon', [], { root: f.root })
+    assert.equal(pipe.status, 1)
+    assert.match(pipe.stderr, /not a terminal/)
+  } finally {
+    rmSync(empty, { recursive: true, force: true })
+    f.cleanup()
+  }
+})
+
+// ---- interactive, under a pty made by util-linux script ------------------------------------------
+
+const haveScript = spawnSync('script', ['--version']).status === 0
+
+interface Pty {
+  proc: ChildProcess
+  output: () => string
+  exited: Promise<number | null>
+  waitFor: (pred: (out: string) => boolean, what: string, ms?: number) => Promise<void>
+}
+
+function startMosmon (f: Fixture, args: string[] = []): Pty {
+  const cmd = [process.execPath, join(CLI_DIR, 'mosmon.js'), ...args].map(a => `'${a}'`).join(' ')
+  const env: NodeJS.ProcessEnv = { ...process.env, HPC_ROOT: f.root, TERM: 'xterm' }
+  delete env.DEBUG
+  const proc = spawn('script', ['-qfec', cmd, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'] })
+  let out = ''
+  proc.stdout?.on('data', (d: Buffer) => { out += d.toString() })
+  proc.stderr?.on('data', (d: Buffer) => { out += d.toString() })
+  const exited = new Promise<number | null>(resolve => proc.on('exit', code => resolve(code)))
+  let done = false
+  void exited.then(() => { done = true })
+  const waitFor = async (pred: (o: string) => boolean, what: string, ms = 10000): Promise<void> => {
+    const until = Date.now() + ms
+    while (!pred(out)) {
+      if (done) throw new Error(`mosmon exited before ${what}; output: ${JSON.stringify(out)}`)
+      if (Date.now() > until) throw new Error(`timed out waiting for ${what}; output: ${JSON.stringify(out)}`)
+      await new Promise(resolve => setTimeout(resolve, 25))
+    }
+  }
+  return { proc, output: () => out, exited, waitFor }
+}
+
+async function stop (p: Pty): Promise<void> {
+  if (p.proc.exitCode === null && p.proc.signalCode === null) {
+    p.proc.kill('SIGKILL')
+    await p.exited
+  }
+}
+
+/** The pty of mosmon: script's child's stdout (script execs the shell, which may exec node). */
+function ptyOf (scriptPid: number): string | undefined {
+  const walk = (pid: number): string | undefined => {
+    let link: string | undefined
+    try {
+      link = readlinkSync(`/proc/${pid}/fd/1`)
+    } catch {
+      return undefined
+    }
+    if (link.startsWith('/dev/pts/')) return link
+    let kids: string[] = []
+    try {
+      kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)
+    } catch {
+      return undefined
+    }
+    for (const k of kids) {
+      const r = walk(Number(k))
+      if (r !== undefined) return r
+    }
+    return undefined
+  }
+  return walk(scriptPid)
+}
+
+test('mosmon under a pty: shows nodes, switches mode on a key, quits on q restoring the terminal', { skip: !haveScript && 'util-linux script not installed' }, async () => {
+  const f = makeTree({ count: 3 })
+  const p = startMosmon(f)
+  try {
+    await p.waitFor(o => o.includes(TITLES.load) && f.nodes.every(n => o.includes(`${n.id} |`)), 'the load view')
+    const start = p.output()
+    assert.ok(start.startsWith('\x1b[?1049h'), 'enters the alternate screen first')
+    assert.ok(start.includes('\x1b[?25l'), 'hides the cursor')
+    assert.ok(!start.includes('\x1b[2J'), 'no full clear')
+    p.proc.stdin?.write('m')
+    await p.waitFor(o => o.includes(TITLES.mem), 'the memory view')
+    p.proc.stdin?.write('t')
+    await p.waitFor(o => o.includes(`Total: ${f.nodes.length} nodes`), 'the total line')
+    // A node's load changes: the next refresh (once a second) shows it.
+    p.proc.stdin?.write('l')
+    const n = f.nodes[1]
+    f.write(`nodes/${n.id}/load`, '12345\n')
+    await p.waitFor(o => o.includes('| 123.45'), 'the new load')
+    p.proc.stdin?.write('q')
+    assert.equal(await p.exited, 0)
+    assert.ok(p.output().endsWith('\x1b[?25h\x1b[?1049l'), `restores the terminal: ${JSON.stringify(p.output().slice(-40))}`)
+  } finally {
+    await stop(p)
+    f.cleanup()
+  }
+})
+
+test('mosmon under a pty: Ctrl-C restores the terminal; a resize redraws to the new width', { skip: !haveScript && 'util-linux script not installed' }, async () => {
+  const f = makeTree({ count: 2 })
+  const p = startMosmon(f, ['-u'])
+  try {
+    await p.waitFor(o => o.includes(TITLES.util), 'the util view')
+    const tty = ptyOf(p.proc.pid as number)
+    assert.ok(tty, 'found the pty of mosmon')
+    assert.equal(spawnSync('stty', ['-F', tty, 'cols', '30', 'rows', '12']).status, 0, 'stty sets the pty size')
+    // The kernel sends SIGWINCH; the footer is cut to the new width.
+    await p.waitFor(o => o.includes(FOOTER.slice(0, 30) + '\x1b[K'), 'a 30-column frame')
+    p.proc.stdin?.write('\x03')
+    assert.equal(await p.exited, 130)
+    assert.ok(p.output().endsWith('\x1b[?25h\x1b[?1049l'))
+  } finally {
+    await stop(p)
+    f.cleanup()
+  }
+})
