@@ -111,6 +111,14 @@ export class HpcNode {
 
   // ---- membership -------------------------------------------------------------------------
 
+  /** Checks map lines without installing them; throws EINVAL naming the bad line. */
+  checkMapText (text: string): void {
+    try { parseMap(text) } catch (e) {
+      if (e instanceof MapError) throw einval(`bad map: ${e.message}`)
+      throw e
+    }
+  }
+
   /** Installs a map (from --map or admin/config); throws EINVAL if it is bad or lacks this node. */
   setMapText (text: string): void {
     if (text.trim() === '') { this.installMap(null); return }

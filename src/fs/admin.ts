@@ -24,7 +24,7 @@ export function adminDir (node: HpcNode): DirNode {
     'decay-interval': rw(() => node.decayInterval, t => node.setDecay(parseInt10(t, 1, 3600, 'decay-interval'), node.slowDecay, node.fastDecay)),
     'slow-decay': rw(() => node.slowDecay, t => node.setDecay(node.decayInterval, parseInt10(t, 0, 1000, 'slow-decay'), node.fastDecay)),
     'fast-decay': rw(() => node.fastDecay, t => node.setDecay(node.decayInterval, node.slowDecay, parseInt10(t, 0, 1000, 'fast-decay'))),
-    config: { kind: 'file', mode: 0o644, show: () => node.mapText(), store: t => node.setMapText(t) },
+    config: { kind: 'file', mode: 0o644, show: () => node.mapText(), store: t => node.setMapText(t), gather: { check: t => node.checkMapText(t) } },
     migrate: wo(() => { throw new ErrnoError('ENOSYS', 'process migration is not available yet') }),
     'gossip-stats': {
       kind: 'file',

@@ -16,7 +16,7 @@ const O_ACCMODE = 3
 const O_WRONLY = 1
 const O_RDWR = 2
 
-interface Handle { file: FileNode, content: Buffer | null }
+interface Handle { file: FileNode, content: Buffer | null, pending: string | null, failed: boolean }
 
 export interface MountOptions {
   /** Extra libfuse options (debug). */
@@ -73,6 +73,17 @@ export class TreeMount {
     return { mtime: t, atime: t, ctime: t, size: 0, mode, uid: this.uid, gid: this.gid, nlink: mode & 0o040000 ? 2 : 1 }
   }
 
+  /** Stores gathered writes (on close); the error reaches close(2) through FUSE flush. */
+  private commit (fh: number): number {
+    const h = this.handles.get(fh)
+    if (!h || h.pending === null || !h.file.store) return 0
+    const text = h.pending
+    h.pending = null
+    if (h.failed) return err('EINVAL')
+    try { h.file.store(text) } catch (e) { log('store: %s', (e as Error).message); return toErrno(e) }
+    return 0
+  }
+
   /** The operations table handed to fuse-native. Exposed for unit tests of the translation. */
   ops (): Ops {
     const root = this.root
@@ -104,7 +115,7 @@ export class TreeMount {
           try { content = Buffer.from((n.show as () => string)()) } catch (e) { return cb(toErrno(e)) }
         }
         const fh = this.nextFh++
-        this.handles.set(fh, { file: n, content })
+        this.handles.set(fh, { file: n, content, pending: null, failed: false })
         cb(0, fh)
       },
       read: (path, fh, buf, len, pos, cb) => {
@@ -116,17 +127,27 @@ export class TreeMount {
       write: (path, fh, buf, len, pos, cb) => {
         const h = this.handles.get(fh)
         if (!h || !h.file.store) return cb(err('EBADF'))
-        // openMosix rule: a write must start at offset 0 and carry the whole value.
-        if (pos !== 0) return cb(err('EINVAL'))
+        const text = buf.toString('utf8', 0, len)
         try {
-          h.file.store(buf.toString('utf8', 0, len))
+          if (h.file.gather) {
+            // several writes at increasing offsets, stored whole at close (flush)
+            if (h.failed || pos !== (h.pending ?? '').length) { h.failed = true; return cb(err('EINVAL')) }
+            h.pending = (h.pending ?? '') + text
+            h.file.gather.check(h.pending.slice(0, h.pending.lastIndexOf('\n') + 1))
+          } else {
+            // openMosix rule: a write must start at offset 0 and carry the whole value.
+            if (pos !== 0) return cb(err('EINVAL'))
+            h.file.store(text)
+          }
         } catch (e) {
+          h.failed = true
           log('write %s: %s', path, (e as Error).message)
           return cb(toErrno(e))
         }
         cb(len)
       },
-      release: (path, fh, cb) => { this.handles.delete(fh); cb(0) },
+      flush: (path, fh, cb) => cb(this.commit(fh)),
+      release: (path, fh, cb) => { this.commit(fh); this.handles.delete(fh); cb(0) },
       // `echo N > file` truncates first (libfuse2 has no atomic_o_trunc): accept it on writable files.
       truncate: (path, size, cb) => cb(truncOk(resolve(root, path))),
       ftruncate: (path, fh, size, cb) => cb(truncOk(this.handles.get(fh)?.file)),

@@ -11,6 +11,12 @@ export interface FileNode {
   show?: () => string
   /** Applies a write (the text as written, newline included); throws ErrnoError (EINVAL) and changes nothing on bad input. */
   store?: (text: string) => void
+  /**
+   * Multi-line files (a map) may arrive in several write() calls: gather them and store the whole
+   * text when the file is closed; `check` vets the complete lines of each write so that a bad
+   * line already fails the write that carries it.
+   */
+  gather?: { check: (completeLines: string) => void }
 }
 
 export interface DirNode {

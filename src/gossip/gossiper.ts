@@ -78,7 +78,10 @@ export class Gossiper {
   /** The static map: only these nodes are accepted, and each is known (down until heard). null = open cluster. */
   setMembers (members: ReadonlyMap<number, Member> | null): void {
     this.members = members
-    if (members) {
+    if (!members) {
+      // open cluster: keep the nodes heard from, forget map entries never heard
+      for (const k of [...this.table.values()]) if (k.freshAt === -Infinity) this.table.remove(k.info.id)
+    } else {
       for (const id of this.table.ids()) if (!members.has(id)) this.table.remove(id)
       for (const [id, m] of members) {
         if (id === this.opts.id) continue

@@ -10,6 +10,7 @@ declare module 'fuse-native' {
     release?: (path: string, fd: number, cb: (err: number) => void) => void
     read?: (path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (bytes: number) => void) => void
     write?: (path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (bytes: number) => void) => void
+    flush?: (path: string, fd: number, cb: (err: number) => void) => void
     truncate?: (path: string, size: number, cb: (err: number) => void) => void
     ftruncate?: (path: string, fd: number, size: number, cb: (err: number) => void) => void
     create?: (path: string, mode: number, cb: (err: number, fd?: number) => void) => void
