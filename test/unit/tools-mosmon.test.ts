@@ -190,25 +190,19 @@ async function stop (p: Pty): Promise<void> {
   }
 }
 
-/** The pty of mosmon: script's child's stdout (script execs the shell, which may exec node). */
-function ptyOf (scriptPid: number): string | undefined {
-  const walk = (pid: number): string | undefined => {
-    let link: string | undefined
+/** mosmon's process under script (script runs the shell, which may exec node) and its pty. */
+function findMosmon (scriptPid: number): { pid: number, tty: string } | undefined {
+  const walk = (pid: number): { pid: number, tty: string } | undefined => {
     try {
-      link = readlinkSync(`/proc/${pid}/fd/1`)
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
+      if (cmd.some(a => a.endsWith('mosmon.js'))) return { pid, tty: readlinkSync(`/proc/${pid}/fd/1`) }
+      const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)
+      for (const k of kids) {
+        const r = walk(Number(k))
+        if (r !== undefined) return r
+      }
     } catch {
-      return undefined
-    }
-    if (link.startsWith('/dev/pts/')) return link
-    let kids: string[] = []
-    try {
-      kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)
-    } catch {
-      return undefined
-    }
-    for (const k of kids) {
-      const r = walk(Number(k))
-      if (r !== undefined) return r
+      // the process went away
     }
     return undefined
   }
@@ -247,13 +241,31 @@ test('mosmon under a pty: Ctrl-C restores the terminal; a resize redraws to the 
   const p = startMosmon(f, ['-u'])
   try {
     await p.waitFor(o => o.includes(TITLES.util), 'the util view')
-    const tty = ptyOf(p.proc.pid as number)
-    assert.ok(tty, 'found the pty of mosmon')
-    assert.equal(spawnSync('stty', ['-F', tty, 'cols', '30', 'rows', '12']).status, 0, 'stty sets the pty size')
+    const m = findMosmon(p.proc.pid as number)
+    assert.ok(m !== undefined && m.tty.startsWith('/dev/pts/'), `found the pty of mosmon: ${JSON.stringify(m)}`)
+    assert.equal(spawnSync('stty', ['-F', m.tty, 'cols', '30', 'rows', '12']).status, 0, 'stty sets the pty size')
     // The kernel sends SIGWINCH; the footer is cut to the new width.
     await p.waitFor(o => o.includes(FOOTER.slice(0, 30) + '\x1b[K'), 'a 30-column frame')
     p.proc.stdin?.write('\x03')
     assert.equal(await p.exited, 130)
+    assert.ok(p.output().endsWith('\x1b[?25h\x1b[?1049l'))
+  } finally {
+    await stop(p)
+    f.cleanup()
+  }
+})
+
+test('mosmon under a pty: survives the tree going away, restores the terminal on SIGTERM', { skip: !haveScript && 'util-linux script not installed' }, async () => {
+  const f = makeTree({ count: 2 })
+  const p = startMosmon(f)
+  try {
+    await p.waitFor(o => f.nodes.every(n => o.includes(`${n.id} |`)), 'the nodes')
+    rmSync(join(f.root, 'admin', 'mospe'))
+    await p.waitFor(o => o.includes(`no hpcfs tree at ${f.root} any more`), 'the missing-tree line')
+    const m = findMosmon(p.proc.pid as number)
+    assert.ok(m, 'found mosmon')
+    process.kill(m.pid, 'SIGTERM')
+    assert.equal(await p.exited, 143)
     assert.ok(p.output().endsWith('\x1b[?25h\x1b[?1049l'))
   } finally {
     await stop(p)
