@@ -47,8 +47,9 @@ async function writeFile (ops: Required<Ops>, path: string, text: string): Promi
   if (t) return t
   const b = Buffer.from(text)
   const [n] = await call(ops.write, path, fh, b, b.length, 0)
+  const [f] = await call(ops.flush, path, fh) // close(2): gathered files are stored here
   await call(ops.release, path, fh)
-  return n < 0 ? n : 0
+  return n < 0 ? n : f
 }
 
 test('every admin number file takes a good value and refuses bad ones unchanged', async () => {
@@ -91,6 +92,29 @@ test('read-only files refuse writes with EACCES, write-only ones refuse reads', 
   assert.equal(c, -E.EACCES)
   assert.equal((await call(ops.getattr, '/admin/nothing'))[0], -E.ENOENT)
   assert.equal((await call(ops.getattr, '/nodes/3/load/x'))[0], -E.ENOENT)
+})
+
+test('a map may arrive in several writes; it is stored whole at close', async () => {
+  const { ops } = setup()
+  const [, fh] = await call(ops.open, '/admin/config', 1)
+  const parts = ['1 10.0.0.1 2\n', '3 10.0.0', '.3 1\n']
+  let pos = 0
+  for (const p of parts) {
+    const [n] = await call(ops.write, '/admin/config', fh, Buffer.from(p), p.length, pos)
+    assert.equal(n, p.length)
+    pos += n
+    assert.deepEqual((await call(ops.readdir, '/nodes'))[1], ['.', '..', '3'], 'nothing stored before close')
+  }
+  assert.equal((await call(ops.flush, '/admin/config', fh))[0], 0)
+  await call(ops.release, '/admin/config', fh)
+  assert.deepEqual((await call(ops.readdir, '/nodes'))[1], ['.', '..', '1', '2', '3'])
+  // a bad line fails the write that carries it, and nothing is stored
+  const [, fh2] = await call(ops.open, '/admin/config', 1)
+  const bad = '1 10.0.0.1 1\n3 10.0.0.3 zero\n'
+  assert.equal((await call(ops.write, '/admin/config', fh2, Buffer.from(bad), bad.length, 0))[0], -E.EINVAL)
+  assert.equal((await call(ops.flush, '/admin/config', fh2))[0], -E.EINVAL)
+  await call(ops.release, '/admin/config', fh2)
+  assert.deepEqual((await call(ops.readdir, '/nodes'))[1], ['.', '..', '1', '2', '3'])
 })
 
 test('a write must start at offset 0', async () => {
