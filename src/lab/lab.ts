@@ -6,12 +6,12 @@
 //
 // Used by integration tests, `npm start` (scripts/demo.ts) and benchmarks. See docs/lab.md.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, writeFile, readFile, rm, mkdir, rmdir, stat } from 'node:fs/promises'
+import { mkdtemp, writeFile, readFile, rm, mkdir, rmdir, stat, realpath } from 'node:fs/promises'
 import { openSync, closeSync, readFileSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { createSocket } from 'node:dgram'
 import { tmpdir } from 'node:os'
-import { join, resolve, dirname } from 'node:path'
+import { join, resolve, dirname, basename } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { constants as osConstants } from 'node:os'
 import createDebug from 'debug'
@@ -159,7 +159,8 @@ export class LabNode implements LabNodeSpec {
     if (this.lab.destroyed) throw new Error('lab destroyed')
     if (this.running) throw new Error(`node ${this.id} is already running (pid ${this.child?.pid})`)
     await unmountIfMounted(this.mount)
-    const { cmd, args } = this.wrap(this.commandLine().cmd, this.commandLine().args)
+    const line = this.commandLine()
+    const { cmd, args } = this.wrap(line.cmd, line.args)
     const env = { ...process.env, ...this.lab.options.env }
     let fd: number | undefined
     if ((this.lab.options.stdio ?? 'file') === 'file') {
@@ -406,7 +407,10 @@ export class Lab {
     const mountRoot = o.mountRoot ?? join(this.tmp, 'mnt')
     if (o.logDir !== undefined) await mkdir(o.logDir, { recursive: true })
     for (let id = 1; id <= n; id++) {
-      const mount = resolve(o.mount ? o.mount(id) : join(mountRoot, `node${id}`))
+      // Mount points as /proc/self/mountinfo shows them: the parent directory without symlinks.
+      const want = resolve(o.mount ? o.mount(id) : join(mountRoot, `node${id}`))
+      await mkdir(dirname(want), { recursive: true })
+      const mount = join(await realpath(dirname(want)), basename(want))
       this.nodes.push(new LabNode(this, {
         id,
         addr: this.netns ? `${this.subnet}.${id}` : '127.0.0.1',
@@ -455,9 +459,13 @@ export class Lab {
     debug('lab %s: %d namespaces on %s (%s.0/24)', this.tag, n, names.bridge, this.subnet)
   }
 
-  /** Start every node that is not running, in parallel, and wait until all are ready. */
+  /** Start every node that is not running, up to 8 at a time, and wait until all are ready. */
   async startAll (): Promise<void> {
-    await Promise.all(this.nodes.filter(nd => !nd.running).map(async nd => await nd.start()))
+    const todo = this.nodes.filter(nd => !nd.running)
+    const worker = async (): Promise<void> => {
+      for (let nd = todo.shift(); nd !== undefined; nd = todo.shift()) await nd.start()
+    }
+    await Promise.all(Array.from({ length: Math.min(8, todo.length) }, worker))
   }
 
   /** Node by id (1..N). */
@@ -494,7 +502,7 @@ export class Lab {
       await this.exec(id, 'nft', ['delete', 'table', 'inet', 'hpclab'])
       if (percent === 0) return
       const rules = 'table inet hpclab {\n chain in {\n  type filter hook input priority 0; policy accept;\n' +
-        `  meta l4proto udp numgen random mod 100 < ${Math.round(percent)} drop\n }\n}\n`
+        `  meta l4proto udp ${percent >= 100 ? '' : `numgen random mod 100 < ${Math.max(1, Math.round(percent))} `}drop\n }\n}\n`
       const r = await this.exec(id, 'nft', ['-f', '-'], { input: rules })
       if (r.code !== 0) throw new Error(`nft: ${r.stderr.trim()}`)
       return

@@ -11,10 +11,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { Lab, cleanupStale, labNames, REPO_ROOT, HPCD_JS, type LabNodeSpec } from '../../src/lab/lab.js'
-import { run, netnsList, linkList, mountPoints, pidAlive, isRoot, pollUntil } from '../../src/lab/sys.js'
+import { run, type RunResult, netnsList, linkList, mountPoints, pidAlive, isRoot, pollUntil, haveCommand } from '../../src/lab/sys.js'
 
 const root = isRoot()
-const TAGS = ['lt1', 'lt2', 'lt3', 'lt4', 'lt5', 'lt6']
+const TAGS = ['lt1', 'lt2', 'lt3', 'lt4', 'lt5', 'lt6', 'lt7']
 const work = await mkdtemp(join(tmpdir(), 'hpcfs-labtest-'))
 after(async () => {
   for (const t of TAGS) await cleanupStale(t).catch(() => undefined)
@@ -255,4 +255,21 @@ test('demo (npm start): comes up, Ctrl-C removes everything and exits 0', { skip
     if (child.exitCode === null) child.kill('SIGKILL')
   }
   assert.deepEqual(await leftovers('lt6', [join(mnt, 'hpc'), join(mnt, 'hpc2')]), [])
+})
+
+test('dropPackets: 100 % loss silences a node, 0 % restores it', { skip: (!root || !haveCommand('nft')) && 'needs root and nft (nftables)' }, async () => {
+  const lab = await Lab.create({ nodes: 2, tag: 'lt7', mountRoot: join(work, 'm7'), command: standin })
+  const mounts = lab.nodes.map(n => n.mount)
+  const ping = async (): Promise<RunResult> => await lab.exec(1, process.execPath, ['-e', UDP_CLIENT, lab.node(2).addr, String(lab.node(2).port)])
+  try {
+    assert.equal((await ping()).stdout.trim(), '2:ping')
+    await lab.dropPackets(2, 100)
+    assert.equal((await ping()).code, 2, 'no answer at 100 % loss')
+    await lab.dropPackets(2, 0)
+    assert.equal((await ping()).stdout.trim(), '2:ping')
+    await lab.dropPackets(2, 0) // no rule left: still fine
+  } finally {
+    await lab.destroy()
+  }
+  assert.deepEqual(await leftovers('lt7', mounts), [])
 })
