@@ -37,12 +37,15 @@ const rel = (p: string): string => {
 }
 
 let lab: Lab | undefined
+let creating: Promise<Lab> | undefined
 let stopping = false
 async function shutdown (why: string, code = 0): Promise<void> {
   if (stopping) return
   stopping = true
   console.log(`\n${why}: stopping the cluster ...`)
   try {
+    // A signal during start: let create() finish (or fail and clean up by itself), then destroy.
+    if (lab === undefined && creating !== undefined) lab = await creating.catch(() => undefined)
     await lab?.destroy()
     console.log('all daemons stopped; mounts, namespaces and bridge removed.')
   } catch (e) {
@@ -55,7 +58,7 @@ for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, () => { 
 
 console.log(`hpcfs demo: starting ${argv.nodes} nodes (${argv.loopback ? 'loopback ports on 127.0.0.1' : 'one network namespace each'}) ...`)
 try {
-  lab = await Lab.create({
+  lab = await (creating = Lab.create({
     nodes: argv.nodes,
     tag: argv.tag,
     netns: !argv.loopback,
@@ -63,15 +66,21 @@ try {
     interval: argv.interval,
     logDir: join(mnt, 'logs'),
     handleSignals: false // this script's own handlers destroy the lab and exit 0
-  })
+  }))
 } catch (e) {
-  console.error(`demo: ${(e as Error).message}`)
+  if (!stopping) {
+    console.error(`demo: ${(e as Error).message}`)
+    process.exit(1)
+  }
+}
+if (stopping || lab === undefined) {
+  await new Promise(() => {}) // a signal arrived during start: shutdown() exits
   process.exit(1)
 }
-if (stopping) await new Promise(() => {}) // a signal arrived during start: shutdown() exits
+const cl: Lab = lab
 
 try {
-  await lab.waitAllUp({ via: [1], timeoutMs: argv.timeout * 1000 })
+  await cl.waitAllUp({ via: [1], timeoutMs: argv.timeout * 1000 })
 } catch (e) {
   console.error(`demo: ${(e as Error).message}`)
   console.error(`logs: ${rel(join(mnt, 'logs'))}/node*.log`)
@@ -79,8 +88,8 @@ try {
 }
 debug('all up')
 
-const n1 = lab.node(1)
-const rows = await Promise.all(lab.nodes.map(async nd => {
+const n1 = cl.node(1)
+const rows = await Promise.all(cl.nodes.map(async nd => {
   const load = (await n1.read(`nodes/${nd.id}/load`).catch(() => '?')).trim()
   const speed = (await n1.read(`nodes/${nd.id}/speed`).catch(() => '?')).trim()
   return `  node ${String(nd.id).padEnd(3)} ${(nd.addr + ':' + nd.port).padEnd(22)} ${(nd.ns ?? '-').padEnd(12)} pid ${String(nd.pid).padEnd(8)} ${rel(nd.mount).padEnd(12)} load ${load.padEnd(5)} speed ${speed}`
@@ -91,7 +100,7 @@ const tools = (cmd: string): string => `node ${rel(join(REPO_ROOT, 'dist/src/cli
 console.log(`
 All ${argv.nodes} nodes are up, as node 1 sees them:
 ${rows.join('\n')}
-${lab.netns ? `  (bridge hpb-${lab.tag}, this host is ${lab.bridgeAddr}; run a command in node ${other}'s namespace: nsenter --net=/run/netns/hpc-${lab.tag}-${other} ip addr)\n` : ''}
+${cl.netns ? `  (bridge hpb-${cl.tag}, this host is ${cl.bridgeAddr}; run a command in node ${other}'s namespace: nsenter --net=/run/netns/hpc-${cl.tag}-${other} ip addr)\n` : ''}
 What to try, in another shell in ${REPO_ROOT}:
   ls ${rel(mountOf(1))} ${rel(mountOf(1))}/nodes            the tree of node 1 (a /proc/hpc)
   cat ${rel(mountOf(1))}/nodes/*/load                  every node's load, as node 1 knows it
@@ -102,8 +111,8 @@ What to try, in another shell in ${REPO_ROOT}:
   HPC_ROOT=${rel(mountOf(other))} ${tools('mosctl')} status    the same tool on node ${other}
   HPC_ROOT=${rel(mountOf(1))} ${tools('mosmon')}              the load monitor (q quits)
   ${tools('showmap')}                    the cluster map
-  kill -STOP ${lab.node(last).pid}; watch cat ${rel(mountOf(1))}/nodes/${last}/status
-                                              node ${last} reads down after a few seconds; kill -CONT ${lab.node(last).pid} brings it back
+  kill -STOP ${cl.node(last).pid}; watch cat ${rel(mountOf(1))}/nodes/${last}/status
+                                              node ${last} reads down after a few seconds; kill -CONT ${cl.node(last).pid} brings it back
 Daemon logs: ${rel(join(mnt, 'logs'))}/node<i>.log (more with DEBUG=hpcfs:* npm start)
 
 Ctrl-C stops the cluster and removes every mount, namespace and process it made.`)
@@ -111,7 +120,7 @@ Ctrl-C stops the cluster and removes every mount, namespace and process it made.
 // Stay up; report daemons that die on their own (they are not restarted).
 const reported = new Set<number>()
 setInterval(() => {
-  for (const nd of lab!.nodes) {
+  for (const nd of cl.nodes) {
     if (!nd.running && !reported.has(nd.id) && !stopping) {
       reported.add(nd.id)
       console.log(`node ${nd.id} exited (${JSON.stringify(nd.lastExit)}); see ${rel(nd.logFile)}`)

@@ -7,7 +7,7 @@
 // Used by integration tests, `npm start` (scripts/demo.ts) and benchmarks. See docs/lab.md.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, writeFile, readFile, rm, mkdir, rmdir, stat, realpath } from 'node:fs/promises'
-import { openSync, closeSync, readFileSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs'
+import { openSync, closeSync, readFileSync, rmSync, rmdirSync, writeFileSync, mkdirSync, existsSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { createSocket } from 'node:dgram'
 import { tmpdir } from 'node:os'
@@ -607,7 +607,7 @@ export class Lab {
       }
       runSyncQuiet('ip', ['link', 'del', names.bridge])
     }
-    for (const d of this.createdDirs.reverse()) try { rmSync(d, { recursive: false }) } catch {}
+    for (const d of this.createdDirs.reverse()) try { rmdirSync(d) } catch {}
     try { rmSync(this.tmp, { recursive: true, force: true }) } catch {}
     try { rmSync(stateFile(this.tag), { force: true }) } catch {}
     live.delete(this)
