@@ -1489,7 +1489,10 @@ static int spawn_stub(struct tracee *t, pid_t want, int *kept)
 		ca.set_tid_size = 1;
 		pid = syscall(NR_CLONE3, &ca, 88);
 		if (pid >= 0 || errno != EEXIST) break;
-		usleep(5000);	/* the original may not be reaped yet */
+		/* a zombie original may not be reaped yet: wait for that, not for a live holder */
+		unsigned long long f[4];
+		if (stat_fields(want, f, 4) == 0 && f[3] != 'Z' && f[3] != 'X') break;
+		usleep(5000);
 	}
 	if (pid >= 0 && want > 0) *kept = 1;
 	if (pid < 0) pid = fork();

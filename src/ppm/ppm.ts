@@ -1,0 +1,449 @@
+// PPM engine, TypeScript side: drives the native helper (native/ppm.c, built into
+// native/build/hpc-ppm-helper) that checkpoints and restores single-threaded processes.
+//
+// Protocol with the helper (docs/ppm.md has the full description):
+//   fd 3  the image stream (dump/deputy write it, restore reads it);
+//   fd 4  control lines from the helper: REASON, STAT, PID, HOLLOW, SIGNAL, FD, IMAGE-IN, EXIT,
+//         KILLED, RESTORED, OK, ERR <ERRNO> <text>;
+//   fd 5  command lines to a deputy: EXIT n, KILL sig, RESTORE [path], FDS;
+//   fd 0-2 become the stdio of a process restored into a fresh stub.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { closeSync, existsSync, openSync, createWriteStream } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { createInterface } from 'node:readline'
+import { EventEmitter } from 'node:events'
+import { pipeline } from 'node:stream/promises'
+import type { Readable, Writable, Stream } from 'node:stream'
+import debug from 'debug'
+import { ErrnoError, einval, type ErrnoName } from '../util/errno.js'
+
+const log = debug('hpcfs:ppm')
+
+/** One stdio slot of a child process. */
+export type StdioItem = 'pipe' | 'ignore' | 'inherit' | Stream | number | null | undefined
+
+/** One obstacle to a move, in the spirit of openMosix's cantmove. */
+export interface Reason { code: string, text: string }
+
+/** A failed engine operation; `reasons` lists the obstacles when the helper refused. */
+export class PpmError extends ErrnoError {
+  constructor (code: ErrnoName, message: string, readonly reasons: Reason[] = []) {
+    super(code, message)
+  }
+}
+
+/** How a process ended, as its parent's wait() sees it. */
+export interface ExitStatus { code: number | null, signal: number | null }
+
+/** Where an image goes: a path, an open fd, or a writable stream (pipe, socket, file stream). */
+export type ImageSink = string | number | Writable
+/** Where an image comes from: a path, an open fd, or a readable stream. */
+export type ImageSource = string | number | Readable
+
+function packageRoot (): string {
+  let dir = dirname(fileURLToPath(import.meta.url))
+  for (;;) {
+    if (existsSync(join(dir, 'package.json'))) return dir
+    const up = dirname(dir)
+    if (up === dir) throw new PpmError('ENOENT', 'cannot find the package root')
+    dir = up
+  }
+}
+
+/** Path of the native helper (env HPC_PPM_HELPER overrides). */
+export function helperPath (): string {
+  const p = process.env.HPC_PPM_HELPER ?? join(packageRoot(), 'native', 'build', 'hpc-ppm-helper')
+  if (!existsSync(p)) throw new PpmError('ENOENT', `PPM helper ${p} is missing: run npm run build`)
+  return p
+}
+
+function checkPid (pid: number): void {
+  if (!Number.isInteger(pid) || pid <= 0 || pid > 0x3fffffff) throw einval(`bad pid ${String(pid)}`)
+}
+
+const errnoNames = new Set(['EPERM', 'ENOENT', 'ESRCH', 'EINTR', 'EIO', 'EBADF', 'ECHILD', 'EAGAIN', 'ENOMEM', 'EACCES',
+  'EFAULT', 'EBUSY', 'EEXIST', 'EINVAL', 'ENOSPC', 'EPIPE', 'ERANGE', 'ENOSYS', 'EBADMSG', 'EPROTO', 'ENOTSUP', 'ENXIO', 'ESTALE'])
+
+/** A running helper with its control-line stream. */
+class Helper extends EventEmitter {
+  readonly child: ChildProcess
+  readonly reasons: Reason[] = []
+  readonly stats: Record<string, string> = {}
+  private readonly waiters: Array<{ kinds: string[], resolve: (l: string[]) => void, reject: (e: Error) => void }> = []
+  private readonly backlog: string[][] = []
+  private ended = false
+  private error: PpmError | undefined
+  private stderr = ''
+  readonly done: Promise<number>
+
+  constructor (args: string[], stdio: StdioItem[]) {
+    super()
+    log('spawn helper %o', args)
+    this.child = spawn(helperPath(), args, { stdio })
+    const ctl = this.child.stdio[4] as Readable | null
+    if (ctl == null) throw new PpmError('EIO', 'helper control pipe missing')
+    const err = this.child.stdio[2] as Readable | null
+    if (err != null && typeof (err as Readable).on === 'function' && stdio[2] === 'pipe') {
+      err.on('data', (b: Buffer) => { this.stderr += b.toString() })
+    }
+    const rl = createInterface({ input: ctl })
+    rl.on('line', line => this.onLine(line))
+    let closed = false
+    const ctlClosed = new Promise<void>(resolve => rl.on('close', () => { closed = true; resolve() }))
+    this.done = new Promise(resolve => {
+      this.child.on('error', e => {
+        this.fail(new PpmError('EIO', `cannot run the PPM helper: ${e.message}`))
+        resolve(-1)
+      })
+      this.child.on('exit', (code, sig) => {
+        const finish = (): void => {
+          this.ended = true
+          if (this.error == null && code !== 0) {
+            this.fail(new PpmError('EIO', `PPM helper ended with ${code ?? String(sig)}${this.stderr !== '' ? ': ' + this.stderr.trim() : ''}`, this.reasons))
+          }
+          this.fail(this.error ?? new PpmError('EIO', 'PPM helper ended'))
+          resolve(code ?? -1)
+        }
+        if (closed) finish(); else void ctlClosed.then(finish)
+      })
+    })
+  }
+
+  private onLine (line: string): void {
+    log('helper: %s', line)
+    const sp = line.indexOf(' ')
+    const kind = sp < 0 ? line : line.slice(0, sp)
+    const rest = sp < 0 ? '' : line.slice(sp + 1)
+    if (kind === 'REASON') {
+      const s = rest.indexOf(' ')
+      this.reasons.push({ code: s < 0 ? rest : rest.slice(0, s), text: s < 0 ? '' : rest.slice(s + 1) })
+    } else if (kind === 'STAT') {
+      for (const kv of rest.split(' ')) {
+        const eq = kv.indexOf('=')
+        if (eq > 0) this.stats[kv.slice(0, eq)] = kv.slice(eq + 1)
+      }
+    } else if (kind === 'ERR') {
+      const s = rest.indexOf(' ')
+      const name = s < 0 ? rest : rest.slice(0, s)
+      const code = (errnoNames.has(name) ? name : 'EIO') as ErrnoName
+      const e = new PpmError(code, s < 0 ? name : rest.slice(s + 1), [...this.reasons])
+      this.reasons.length = 0
+      this.fail(e)
+      return
+    } else if (kind === 'SIGNAL') {
+      this.emit('signal', Number(rest))
+    }
+    const parts = [kind, ...rest.split(' ')]
+    const i = this.waiters.findIndex(w => w.kinds.includes(kind))
+    if (i >= 0) this.waiters.splice(i, 1)[0].resolve(parts)
+    else if (kind !== 'STAT' && kind !== 'REASON' && kind !== 'SIGNAL' && kind !== 'FD') this.backlog.push(parts)
+    this.emit('line', parts)
+  }
+
+  private fail (e: PpmError): void {
+    const w = this.waiters.splice(0)
+    if (w.length === 0) { this.error ??= e; return }
+    for (const x of w) x.reject(e)
+  }
+
+  /** Resolves with the next line of one of these kinds; rejects on ERR or when the helper ends. */
+  next (...kinds: string[]): Promise<string[]> {
+    const b = this.backlog.findIndex(l => kinds.includes(l[0]))
+    if (b >= 0) return Promise.resolve(this.backlog.splice(b, 1)[0])
+    if (this.error != null) {
+      const e = this.error
+      this.error = undefined
+      return Promise.reject(e)
+    }
+    if (this.ended) return Promise.reject(new PpmError('EIO', 'PPM helper has ended'))
+    return new Promise((resolve, reject) => this.waiters.push({ kinds, resolve, reject }))
+  }
+
+  send (cmd: string): void {
+    const w = (this.child.stdio as unknown as Array<Writable | null>)[5]
+    if (w == null || w.destroyed) throw new PpmError('EPIPE', 'deputy is gone')
+    w.write(cmd + '\n')
+  }
+}
+
+function num (s: string | undefined): number { return s == null ? NaN : Number(s) }
+
+/** Reasons why `pid` cannot move (empty: it can). Touches nothing. */
+export async function check (pid: number): Promise<Reason[]> {
+  checkPid(pid)
+  const h = new Helper(['check', String(pid)], ['ignore', 'ignore', 'pipe', 'ignore', 'pipe'])
+  try {
+    await h.next('OK')
+    return []
+  } catch (e) {
+    if (e instanceof PpmError && e.reasons.length > 0) return e.reasons
+    throw e
+  }
+}
+
+/** This host's compatibility record (CPU features, XSTATE, vDSO), for `DumpOptions.target`. */
+export async function hostInfo (): Promise<string> {
+  const h = new Helper(['hostinfo'], ['ignore', 'ignore', 'pipe', 'ignore', 'pipe'])
+  const l = await h.next('HOSTINFO')
+  return l[1]
+}
+
+interface SinkSetup { stdio: StdioItem, attach: (h: Helper) => Promise<void>, close: () => void }
+
+function sinkFor (out: ImageSink): SinkSetup {
+  if (typeof out === 'number') return { stdio: out, attach: async () => {}, close: () => {} }
+  if (typeof out === 'string') {
+    const fd = out === '-' ? 1 : openSync(out, 'w', 0o600)
+    return { stdio: fd, attach: async () => {}, close: () => { if (fd !== 1) closeSync(fd) } }
+  }
+  return {
+    stdio: 'pipe',
+    attach: async h => { await pipeline(h.child.stdio[3] as Readable, out) },
+    close: () => {}
+  }
+}
+
+function sourceFor (src: ImageSource): SinkSetup {
+  if (typeof src === 'number') return { stdio: src, attach: async () => {}, close: () => {} }
+  if (typeof src === 'string') {
+    const fd = src === '-' ? 0 : openSync(src, 'r')
+    return { stdio: fd, attach: async () => {}, close: () => { if (fd !== 0) closeSync(fd) } }
+  }
+  return {
+    stdio: 'pipe',
+    attach: async h => {
+      const w = h.child.stdio[3] as Writable
+      w.on('error', () => {}) // the helper may stop reading when it refuses the image
+      await pipeline(src, w).catch(() => {})
+    },
+    close: () => {}
+  }
+}
+
+export interface DumpOptions {
+  /** keep the process running after the dump (default: it is removed once the image is complete) */
+  leaveRunning?: boolean
+  /** compatibility record of the target host (hostInfo() there): refuse before touching the process */
+  target?: string
+}
+
+export interface DumpResult { bytes: number, pages: number, freezeMs: number, stats: Record<string, string> }
+
+/** Checkpoints `pid` into `out`. A process that cannot move, or any failure, leaves it running as before. */
+export async function dump (pid: number, out: ImageSink, opts: DumpOptions = {}): Promise<DumpResult> {
+  checkPid(pid)
+  const args = ['dump', String(pid)]
+  if (opts.leaveRunning === true) args.push('--leave-running')
+  if (opts.target != null) args.push('--target', opts.target)
+  const sink = sinkFor(out)
+  try {
+    const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe'])
+    const copy = sink.attach(h)
+    const ok = h.next('OK')
+    const [r] = await Promise.allSettled([ok, copy])
+    if (r.status === 'rejected') { await copy.catch(() => {}); throw r.reason }
+    await copy
+    return { bytes: num(h.stats.bytes), pages: num(h.stats.pages), freezeMs: num(h.stats.freeze_ms), stats: h.stats }
+  } finally {
+    sink.close()
+  }
+}
+
+export interface RestoreOptions {
+  /** try to keep the original pid (default true); it falls back to a new pid when the pid is taken */
+  keepPid?: boolean
+  /** fail instead of falling back to a new pid */
+  requirePid?: boolean
+  /** CLOCK_MONOTONIC policy: 'auto' (default: real clock on the same boot, else continue),
+   * 'real', 'continue' (the clock goes on from where it stopped) or an offset in ns */
+  clock?: 'auto' | 'real' | 'continue' | number
+  /** return EINTR from an interrupted ERESTART_RESTARTBLOCK sleep instead of re-issuing it */
+  eintr?: boolean
+  /** stdio of the restored process where the image has no regular file (default: inherit) */
+  stdio?: [StdioItem, StdioItem, StdioItem]
+}
+
+export interface Restored {
+  pid: number
+  pidKept: boolean
+  restoreMs: number
+  stats: Record<string, string>
+  /** the restored process' stdio streams when `stdio` asked for pipes */
+  stdin: Writable | null
+  stdout: Readable | null
+  stderr: Readable | null
+  /** resolves when the restored process ends */
+  exited: Promise<ExitStatus>
+}
+
+function parseEnd (l: string[]): ExitStatus {
+  return l[0] === 'EXIT' ? { code: Number(l[1]), signal: null } : { code: null, signal: Number(l[1]) }
+}
+
+/** Restores an image into a fresh process; resolves once it runs. */
+export async function restore (src: ImageSource, opts: RestoreOptions = {}): Promise<Restored> {
+  const args = ['restore']
+  if (opts.keepPid === false) args.push('--new-pid')
+  if (opts.requirePid === true) args.push('--require-pid')
+  if (opts.eintr === true) args.push('--eintr')
+  if (opts.clock != null) {
+    if (typeof opts.clock === 'number' && !Number.isSafeInteger(opts.clock)) throw einval('clock offset must be an integer of ns')
+    args.push('--clock', String(opts.clock))
+  }
+  const source = sourceFor(src)
+  const stdio = opts.stdio ?? ['inherit', 'inherit', 'inherit']
+  const h = new Helper(args, [stdio[0], stdio[1], stdio[2], source.stdio, 'pipe'])
+  const copy = source.attach(h)
+  try {
+    const l = await h.next('PID')
+    const exited = h.next('EXIT', 'KILLED').then(parseEnd)
+    exited.catch(() => {})
+    void copy.finally(() => source.close())
+    return {
+      pid: Number(l[1]),
+      pidKept: h.stats.pid_kept === '1',
+      restoreMs: num(h.stats.restore_ms),
+      stats: h.stats,
+      stdin: h.child.stdin,
+      stdout: h.child.stdout,
+      stderr: stdio[2] === 'pipe' ? h.child.stderr : null,
+      exited
+    }
+  } catch (e) {
+    source.close()
+    throw e
+  }
+}
+
+/**
+ * The deputy: the original process, dumped, hollowed out and parked under ptrace. It keeps its
+ * pid and parent. Events: 'signal' (signal number sent to it), 'end' (ExitStatus).
+ */
+export class Deputy extends EventEmitter {
+  readonly freezeMs: number
+  readonly hollowMs: number
+  readonly ended: Promise<ExitStatus>
+  private busy: Promise<unknown> = Promise.resolve()
+
+  constructor (readonly pid: number, private readonly h: Helper, readonly dump: DumpResult) {
+    super()
+    this.freezeMs = num(h.stats.freeze_ms)
+    this.hollowMs = num(h.stats.hollow_ms)
+    h.on('signal', (s: number) => this.emit('signal', s))
+    this.ended = new Promise(resolve => {
+      h.on('line', (l: string[]) => {
+        if (l[0] === 'EXIT' || l[0] === 'KILLED') { const st = parseEnd(l); this.emit('end', st); resolve(st) }
+      })
+    })
+  }
+
+  private serial<T> (f: () => Promise<T>): Promise<T> {
+    const p = this.busy.then(f, f)
+    this.busy = p.catch(() => {})
+    return p
+  }
+
+  /** Makes the original exit with `code`, as its parent's wait() sees it. */
+  async exit (code: number): Promise<ExitStatus> {
+    if (!Number.isInteger(code) || code < 0 || code > 255) throw einval(`bad exit status ${code}`)
+    return await this.serial(async () => {
+      const p = this.h.next('EXIT', 'KILLED')
+      this.h.send(`EXIT ${code}`)
+      return parseEnd(await p)
+    })
+  }
+
+  /** Makes the original die by signal `sig` (default disposition), as its parent's wait() sees it. */
+  async kill (sig: number): Promise<ExitStatus> {
+    if (!Number.isInteger(sig) || sig < 1 || sig > 64) throw einval(`bad signal ${sig}`)
+    return await this.serial(async () => {
+      const p = this.h.next('EXIT', 'KILLED')
+      this.h.send(`KILL ${sig}`)
+      return parseEnd(await p)
+    })
+  }
+
+  /** Duplicates the original's fds 0-2 (pidfd_getfd); paths under /proc that open them (null: closed). */
+  async takeFds (): Promise<Array<string | null>> {
+    return await this.serial(async () => {
+      const out: Array<string | null> = [null, null, null]
+      const onLine = (l: string[]): void => { if (l[0] === 'FD') out[Number(l[1])] = l[2] === '-' ? null : l[2] }
+      this.h.on('line', onLine)
+      try {
+        const p = this.h.next('OK')
+        this.h.send('FDS')
+        await p
+      } finally { this.h.off('line', onLine) }
+      return out
+    })
+  }
+
+  /** Restores an image back into the original (same pid); on failure the original stays hollow. */
+  async restoreInto (src: ImageSource): Promise<{ restoreMs: number }> {
+    return await this.serial(async () => {
+      let path: string | undefined
+      if (typeof src === 'string') path = src
+      else if (typeof src === 'number') path = `/proc/${process.pid}/fd/${src}`
+      if (path != null) {
+        if (/\s/.test(path)) throw einval('image path must not contain white space')
+        const p = this.h.next('OK')
+        this.h.send(`RESTORE ${path}`)
+        await p
+      } else {
+        const p = this.h.next('IMAGE-IN')
+        this.h.send('RESTORE')
+        const l = await p
+        const ok = this.h.next('OK')
+        const w = createWriteStream(l[1])
+        const copy = pipeline(src as Readable, w).catch(() => {})
+        await ok
+        await copy
+      }
+      return { restoreMs: num(this.h.stats.restore_ms) }
+    })
+  }
+
+  /** Ends the deputy helper abruptly: the original dies with SIGKILL (PTRACE_O_EXITKILL). */
+  abandon (): void {
+    this.h.child.kill('SIGKILL')
+  }
+}
+
+/** Dumps `pid` into `out`, then hollows it out and parks it as a deputy. */
+export async function deputy (pid: number, out: ImageSink, opts: { target?: string } = {}): Promise<Deputy> {
+  checkPid(pid)
+  const args = ['deputy', String(pid)]
+  if (opts.target != null) args.push('--target', opts.target)
+  const sink = sinkFor(out)
+  try {
+    const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', 'pipe'])
+    const copy = sink.attach(h)
+    const ok = h.next('HOLLOW')
+    const [r] = await Promise.allSettled([ok, copy])
+    if (r.status === 'rejected') { await copy.catch(() => {}); throw r.reason }
+    await copy
+    const d = new Deputy(pid, h, { bytes: num(h.stats.bytes), pages: num(h.stats.pages), freezeMs: num(h.stats.freeze_ms), stats: h.stats })
+    return d
+  } finally {
+    sink.close()
+  }
+}
+
+/** Reads a whole image and checks it against this host; returns its summary line fields. */
+export async function info (src: ImageSource): Promise<{ fields: Record<string, string>, reasons: Reason[] }> {
+  const source = sourceFor(src)
+  try {
+    const h = new Helper(['info'], ['ignore', 'ignore', 'pipe', source.stdio, 'pipe'])
+    const copy = source.attach(h)
+    const l = await h.next('INFO')
+    const fields: Record<string, string> = {}
+    for (const kv of l.slice(1)) { const eq = kv.indexOf('='); if (eq > 0) fields[kv.slice(0, eq)] = kv.slice(eq + 1) }
+    let reasons: Reason[] = []
+    try { await h.next('OK') } catch (e) { if (e instanceof PpmError && e.reasons.length > 0) reasons = e.reasons; else throw e }
+    await copy
+    return { fields, reasons }
+  } finally {
+    source.close()
+  }
+}
