@@ -1572,7 +1572,7 @@ static int cmd_dump(pid_t pid, int mode /* 0 kill, 1 leave running */, const cha
 	return 0;
 }
 
-struct restore_opts { int keep_pid, require_pid, wait, eintr; int clock; /* 0 auto, 1 real, 2 continue, 3 explicit */ int64_t mono_off; };
+struct restore_opts { int keep_pid, require_pid, wait, eintr; int clock; /* 0 auto, 1 real, 2 continue, 3 explicit */ int64_t mono_off; pid_t stdio_from; };
 
 static int timens_for(struct image *im, struct restore_opts *o, int64_t *off_mono, int64_t *off_boot)
 {
@@ -1607,6 +1607,19 @@ static int cmd_restore(struct restore_opts *o)
 	if (validate_image(im, 1)) { fail(ENOTSUP, "this host cannot restore the image faithfully"); return report_err(); }
 	int64_t om = 0, ob = 0;
 	if (timens_for(im, o, &om, &ob) && (e = setup_timens(om, ob))) return report_err();
+	if (o->stdio_from > 0) {
+		/* the restored process gets the same stdio objects as the (hollow) original */
+		int pfd = syscall(NR_PIDFD_OPEN, o->stdio_from, 0);
+		if (pfd < 0) { fail(errno, "pidfd_open(%d): %s", o->stdio_from, strerror(errno)); return report_err(); }
+		for (int fd = 0; fd <= 2; fd++) {
+			int d = syscall(NR_PIDFD_GETFD, pfd, fd, 0);
+			if (d < 0 && errno != EBADF) { fail(errno, "pidfd_getfd(%d, %d): %s", o->stdio_from, fd, strerror(errno)); close(pfd); return report_err(); }
+			if (d < 0) { if (fd != fileno(ctl)) close(fd); continue; }
+			dup2(d, fd);
+			close(d);
+		}
+		close(pfd);
+	}
 	struct tracee t;
 	int kept = 0;
 	e = spawn_stub(&t, o->keep_pid ? im->h.pid : 0, &kept);
@@ -1900,7 +1913,7 @@ static void usage(void)
 		"usage: hpc-ppm-helper check PID\n"
 		"       hpc-ppm-helper dump PID [--leave-running] [--target HOSTINFO]   (image on fd 3)\n"
 		"       hpc-ppm-helper deputy PID [--target HOSTINFO]  (image on fd 3, commands on fd 5)\n"
-		"       hpc-ppm-helper restore [--new-pid|--require-pid] [--no-wait] [--eintr]\n"
+		"       hpc-ppm-helper restore [--new-pid|--require-pid] [--no-wait] [--eintr] [--stdio-from PID]\n"
 		"                              [--clock auto|real|continue|OFFSET_NS]  (image on fd 3)\n"
 		"       hpc-ppm-helper info    (image on fd 3)\n"
 		"       hpc-ppm-helper hostinfo | rawpipe BYTES\n"
@@ -1949,12 +1962,13 @@ int main(int argc, char **argv)
 		return cmd_deputy(pid, target);
 	}
 	if (!strcmp(cmd, "restore")) {
-		struct restore_opts o = { 1, 0, 1, 0, 0, 0 };
+		struct restore_opts o = { 1, 0, 1, 0, 0, 0, 0 };
 		for (int i = 2; i < argc; i++) {
 			if (!strcmp(argv[i], "--new-pid")) o.keep_pid = 0;
 			else if (!strcmp(argv[i], "--require-pid")) o.require_pid = 1;
 			else if (!strcmp(argv[i], "--no-wait")) o.wait = 0;
 			else if (!strcmp(argv[i], "--eintr")) o.eintr = 1;
+			else if (!strcmp(argv[i], "--stdio-from") && i + 1 < argc) { if (parse_pid(argv[++i], &o.stdio_from)) { usage(); return 2; } }
 			else if (!strcmp(argv[i], "--clock") && i + 1 < argc) {
 				const char *v = argv[++i];
 				char *e;

@@ -127,7 +127,8 @@ class Helper extends EventEmitter {
       const s = rest.indexOf(' ')
       const name = s < 0 ? rest : rest.slice(0, s)
       const code = (errnoNames.has(name) ? name : 'EIO') as ErrnoName
-      const e = new PpmError(code, s < 0 ? name : rest.slice(s + 1), [...this.reasons])
+      const msg = (s < 0 ? name : rest.slice(s + 1)) + (this.reasons.length > 0 ? ': ' + this.reasons.map(r => `${r.code}: ${r.text}`).join('; ') : '')
+      const e = new PpmError(code, msg, [...this.reasons])
       this.reasons.length = 0
       this.fail(e)
       return
@@ -260,6 +261,9 @@ export interface RestoreOptions {
   clock?: 'auto' | 'real' | 'continue' | number
   /** return EINTR from an interrupted ERESTART_RESTARTBLOCK sleep instead of re-issuing it */
   eintr?: boolean
+  /** give the restored process the same stdio objects as process `stdioFrom` (pidfd_getfd of its
+   * fds 0-2; typically the deputy's hollow original), instead of `stdio` */
+  stdioFrom?: number
   /** stdio of the restored process where the image has no regular file (default: inherit) */
   stdio?: [StdioItem, StdioItem, StdioItem]
 }
@@ -287,6 +291,7 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
   if (opts.keepPid === false) args.push('--new-pid')
   if (opts.requirePid === true) args.push('--require-pid')
   if (opts.eintr === true) args.push('--eintr')
+  if (opts.stdioFrom != null) { checkPid(opts.stdioFrom); args.push('--stdio-from', String(opts.stdioFrom)) }
   if (opts.clock != null) {
     if (typeof opts.clock === 'number' && !Number.isSafeInteger(opts.clock)) throw einval('clock offset must be an integer of ns')
     args.push('--clock', String(opts.clock))

@@ -1,0 +1,48 @@
+/* Signal handlers: SIGUSR1 counted by a SA_RESTART handler, SIGALRM by an SA_SIGINFO handler with
+ * a mask, SIGINT ignored, SIGUSR2 blocked. Every round raises SIGUSR1 and SIGALRM; at the end
+ * the handlers, flags, masks and the blocked set are checked against what was installed.
+ * usage: sigs ROUNDS DELAY_US EXIT_CODE */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t usr1, alrm, hup;
+static void on_usr1(int s) { (void)s; usr1++; }
+static void on_alrm(int s, siginfo_t *si, void *u) { (void)s; (void)u; if (si->si_signo == SIGALRM) alrm++; }
+static void on_hup(int s) { (void)s; hup++; }
+
+int main(int argc, char **argv)
+{
+	if (argc < 4) return 2;
+	int rounds = atoi(argv[1]);
+	struct sigaction a = { 0 }, b = { 0 }, c = { 0 };
+	a.sa_handler = on_usr1; a.sa_flags = SA_RESTART;
+	b.sa_sigaction = on_alrm; b.sa_flags = SA_SIGINFO; sigaddset(&b.sa_mask, SIGTERM);
+	c.sa_handler = on_hup; c.sa_flags = SA_RESTART;
+	sigaction(SIGUSR1, &a, NULL);
+	sigaction(SIGALRM, &b, NULL);
+	sigaction(SIGHUP, &c, NULL);
+	signal(SIGINT, SIG_IGN);
+	sigset_t blk;
+	sigemptyset(&blk);
+	sigaddset(&blk, SIGUSR2);
+	sigprocmask(SIG_BLOCK, &blk, NULL);
+	setvbuf(stdout, NULL, _IONBF, 0);
+	for (int r = 0; r < rounds; r++) {
+		raise(SIGUSR1);
+		raise(SIGALRM);
+		printf("round %d usr1 %d alrm %d\n", r, (int)usr1, (int)alrm);
+		usleep(atol(argv[2]));
+	}
+	struct sigaction x;
+	int ok = 1;
+	sigaction(SIGUSR1, NULL, &x); ok &= x.sa_handler == on_usr1 && (x.sa_flags & SA_RESTART);
+	sigaction(SIGALRM, NULL, &x); ok &= x.sa_sigaction == on_alrm && (x.sa_flags & SA_SIGINFO) && sigismember(&x.sa_mask, SIGTERM);
+	sigaction(SIGINT, NULL, &x); ok &= x.sa_handler == SIG_IGN;
+	sigset_t cur;
+	sigprocmask(SIG_BLOCK, NULL, &cur); ok &= sigismember(&cur, SIGUSR2) && !sigismember(&cur, SIGUSR1);
+	printf("sigstate %s hup %d\n", ok ? "ok" : "BROKEN", (int)hup);
+	return atoi(argv[3]);
+}
