@@ -10,7 +10,7 @@
 import { parseArgs } from 'node:util'
 import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process'
 import { createSocket, type Socket } from 'node:dgram'
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync, readFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync, readFileSync, readdirSync } from 'node:fs'
 import { readFile, readdir, stat } from 'node:fs/promises'
 import { tmpdir, release, cpus } from 'node:os'
 import { join, resolve, dirname } from 'node:path'
@@ -59,6 +59,7 @@ const children = new Set<ChildProcess>()
 const daemons = new Set<Daemon>()
 let tmp: string | undefined
 let cleaning: Promise<void> | undefined
+let signalled: NodeJS.Signals | undefined
 
 function cleanup (): Promise<void> {
   cleaning ??= (async () => {
@@ -77,6 +78,8 @@ function cleanup (): Promise<void> {
 }
 
 function onSignal (sig: NodeJS.Signals): void {
+  if (signalled) return
+  signalled = sig
   console.error(`\nbench-fs: ${sig}, cleaning up`)
   void cleanup().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143))
 }
@@ -333,6 +336,53 @@ async function handlerCosts (secs: number, nodes: number): Promise<HandlerCost[]
   return out
 }
 
+// ---- part 2b: where the daemon's JS time goes (V8 CPU profile of a profiled hpcd) -----------
+
+interface ProfileNode { id: number, callFrame: { functionName: string, url: string }, children?: number[] }
+interface CpuProfile { nodes: ProfileNode[], startTime: number, endTime: number, samples: number[], timeDeltas: number[] }
+
+const PROFILE_CATS = ['hpcfs code (handlers, tree, node; incl. what they call)', 'fuse-native JS (dispatch, timeouts)',
+  'Node internals (nextTick queue + native signal to libfuse)', 'garbage collector', 'V8/native, unattributed (program)', 'other JS'] as const
+
+/** JS main-thread time by category (µs) over samples whose time lies in [fromUs, toUs] (CLOCK_MONOTONIC µs). */
+function profileBreakdown (prof: CpuProfile, fromUs: number, toUs: number): { cats: number[], sampledUs: number, inWindow: boolean } {
+  const byId = new Map(prof.nodes.map(n => [n.id, n]))
+  const parent = new Map<number, number>()
+  for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id)
+  const catOf = new Map<number, number>()
+  const classify = (id: number): number => {
+    const leaf = byId.get(id) as ProfileNode
+    const name = leaf.callFrame.functionName
+    if (name === '(idle)') return -1
+    if (name === '(garbage collector)') return 3
+    if (name === '(program)') return 4
+    let fuseNative = false
+    let nodeInternal = false
+    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
+      const url = (byId.get(cur) as ProfileNode).callFrame.url
+      if (url.includes('/dist/src/')) return 0
+      if (url.includes('node_modules/fuse-native/')) fuseNative = true
+      else if (url.startsWith('node:')) nodeInternal = true
+    }
+    return fuseNative ? 1 : nodeInternal ? 2 : 5
+  }
+  const inWindow = fromUs >= prof.startTime && toUs <= prof.endTime
+  const cats = PROFILE_CATS.map(() => 0)
+  let t = prof.startTime
+  let sampledUs = 0
+  for (let i = 0; i < prof.samples.length; i++) {
+    t += prof.timeDeltas[i]
+    const dt = prof.timeDeltas[i + 1] ?? 0 // a sample stands for the time until the next one
+    if (inWindow && (t < fromUs || t > toUs)) continue
+    const id = prof.samples[i]
+    let c = catOf.get(id)
+    if (c === undefined) { c = classify(id); catOf.set(id, c) }
+    sampledUs += dt
+    if (c >= 0) cats[c] += dt
+  }
+  return { cats, sampledUs, inWindow }
+}
+
 // ---- part 3: memory and gossip with many known nodes -----------------------------------------
 
 class Feeder {
@@ -479,6 +529,8 @@ async function main (): Promise<void> {
 
   const started = new Date()
   console.log(`hpcfs bench-fs  ${started.toISOString().slice(0, 16)}Z  Linux ${release()}, ${cpus().length} CPUs, Node ${process.version}, CLK_TCK ${clkTck}`)
+  const loadavg = (): string => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
+  console.log(`load average before: ${loadavg()} (other work on the machine skews the FUSE rows; procfs rows barely move)`)
   console.log(`method: C client (cc -O2), ${reps} interleaved repetitions × ${secs} s per target, cells = median of per-repetition medians`)
 
   // -- daemon A: node 1 of a 64-node map; the floor daemon beside it
@@ -570,6 +622,37 @@ async function main (): Promise<void> {
   for (const h of hc) console.log(pad(h.name, 84) + lpad(us(h.nsPerOp), 11) + lpad(us(h.nsPerOp / h.jsCalls), 13))
   const readHandlerPerReq = hc[0].nsPerOp / 4
 
+  // -- the same reads against a profiled hpcd: which part of the daemon's JS time is ours
+  const profDir = join(tmp, 'prof')
+  const mntP = join(tmp, 'hpc-prof')
+  mkdirSync(mntP)
+  const profSecs = opt.quick ? 1 : 3
+  const prof = Daemon.spawn('hpcd (profiled)', ['--cpu-prof', `--cpu-prof-dir=${profDir}`, '--cpu-prof-interval', '250', HPCD,
+    '--id', '1', '--addr', '127.0.0.1', '--port', String(base), '--mount', mntP, '--key', keyFile, '--speed', '10000', '--map', mapFile], mntP)
+  await prof.ready('admin/speed')
+  await runClient(['read', join(mntP, 'nodes/1/load'), '0.3']) // warm-up
+  const pc0 = cpuNs(prof.pid)
+  const from = Number(process.hrtime.bigint() / 1000n)
+  const pr = await runClient(['read', join(mntP, 'nodes/1/load'), String(profSecs)])
+  const to = Number(process.hrtime.bigint() / 1000n)
+  const profCpuPerOp = (cpuNs(prof.pid) - pc0) / pr.ops
+  await prof.stop()
+  const profFile = readdirSync(profDir).find(f => f.endsWith('.cpuprofile'))
+  console.log(`\n## Where the daemon's time goes: open+read+close on a profiled hpcd (V8 CPU profile, 250 µs sampling, ${profSecs} s, ${pr.ops} ops, ${us(pr.medNs)} median)`)
+  let oursProfiledPerReq = NaN
+  if (!profFile) {
+    console.log('(no profile written)')
+  } else {
+    const bd = profileBreakdown(JSON.parse(readFileSync(join(profDir, profFile), 'utf8')) as CpuProfile, from, to)
+    if (!bd.inWindow) console.log('(profile clock does not match the run window: whole profile used)')
+    console.log(pad('main JS thread', 60) + lpad('per op', 11) + lpad('per request', 13))
+    bd.cats.forEach((c, i) => console.log(pad(PROFILE_CATS[i], 60) + lpad(us(c * 1000 / pr.ops), 11) + lpad(us(c * 1000 / pr.ops / 4), 13)))
+    const jsTotal = sum(bd.cats)
+    console.log(pad('main thread busy, total', 60) + lpad(us(jsTotal * 1000 / pr.ops), 11) + lpad(us(jsTotal * 1000 / pr.ops / 4), 13))
+    console.log(pad('whole process CPU (/proc/PID/stat; + libfuse threads, kernel)', 60) + lpad(us(profCpuPerOp), 11) + lpad(us(profCpuPerOp / 4), 13))
+    oursProfiledPerReq = bd.cats[0] * 1000 / pr.ops / 4
+  }
+
   // -- part 3: memory and gossip
   console.log(`\n## Memory and gossip: hpcd with no map (open cluster), fed authenticated gossip for ${nodes} node ids`)
   const portB = await freeUdpPorts(1)
@@ -617,12 +700,18 @@ async function main (): Promise<void> {
   const rssNRead = statusKb(big.pid, 'VmRSS')
   const hwm = statusKb(big.pid, 'VmHWM')
   const gN = await measureGossip(mntB, gossipSecs, feeder, [])
+  // the tree with 1000 known nodes: readdir of nodes/ and a read of one node's file
+  const bigSecs = String(Math.min(secs, 1))
+  const bigDir = await runClient(['readdir', join(mntB, 'nodes'), bigSecs])
+  const bigRead = await runClient(['read', join(mntB, 'nodes/1/load'), bigSecs])
   await feeder.close()
   await big.stop()
 
   console.log(`fed ${nodes} ids in ${datagrams} datagrams (≤ ${MAX_WINDOW} entries each, senders varied) in ${feedMs.toFixed(0)} ms; nodes/ lists ${known}`)
   console.log(`VmRSS with 1 node: ${mb(rss1)};  with ${known} nodes: ${mb(rssN)};  after reading all ${ids.length} nodes/<id>/load (${readAllMs.toFixed(0)} ms): ${mb(rssNRead)};  VmHWM ${mb(hwm)}`)
   const cap = (HEADER_LEN + 16 * ENTRY_LEN + MAC_LEN) / interval
+  console.log(`with ${known} nodes: readdir nodes/ ${us(bigDir.medNs)} · ${rate(bigDir.ops / (bigDir.elapsedNs / 1e9))} (${bigDir.bytes} entries);` +
+    ` open+read+close nodes/1/load ${us(bigRead.medNs)} · ${rate(bigRead.ops / (bigRead.elapsedNs / 1e9))} (one run each)`)
   console.log(`gossip sent by the daemon (--interval ${interval} s, default window 16; full datagram ${HEADER_LEN + 16 * ENTRY_LEN + MAC_LEN} B → cap ${cap.toFixed(0)} B/s):`)
   console.log(pad('known nodes', 14) + lpad('bytes/s', 10) + lpad('datagrams/s', 13) + lpad('bytes/datagram', 16))
   for (const g of [g1, g2, g100, gN]) {
@@ -639,19 +728,21 @@ async function main (): Promise<void> {
   console.log('\n## Goals')
   console.log(`${verdict(readRatio <= 30)}  open+read+close ≤ 30× procfs: ${ratio(readRatio)} (${us(read.med)} vs ${us(readP.med)})`)
   console.log(`${verdict(catRatio <= 1.5)}  cat via fork/exec ≤ 1.5× procfs: ${ratio(catRatio)} (${us(cat.med)} vs ${us(catP.med)})`)
-  console.log(`${verdict(readHandlerPerReq <= 10000)}  ≤ 10 µs JS per FUSE request (our handlers, in-process): ${us(readHandlerPerReq)} per request of a read`)
-  console.log(`      for scale: whole-daemon CPU ${us(read.cpuNetPerOp / 4)} per request, of which the bare fuse-native floor is ${us(fl.cpuNetPerOp / 4)}` +
-    ` and hpcd − floor ${us(oursFromDaemon)} (binding ≈ 40-50 µs/request per fuse.md)`)
+  const jsOurs = Number.isFinite(oursProfiledPerReq) ? oursProfiledPerReq : readHandlerPerReq
+  console.log(`${verdict(jsOurs <= 10000)}  ≤ 10 µs JS per FUSE request (our code in the running daemon, profiled): ${us(oursProfiledPerReq)} per request of a read` +
+    ` (in-process loop, hot caches: ${us(readHandlerPerReq)})`)
+  console.log(`      for scale: whole-daemon CPU ${us(read.cpuNetPerOp / 4)} per request; a bare fuse-native daemon ${us(fl.cpuNetPerOp / 4)};` +
+    ` hpcd − bare ${us(oursFromDaemon)} (fuse.md: binding ≈ 40-50 µs/request of daemon CPU)`)
   console.log(`${verdict(rssNRead < 100 * 1024)}  daemon < 100 MB resident with ${known - 1} known nodes: ${mb(rssNRead)} (1 node: ${mb(rss1)})`)
   console.log(`${verdict(noGrowth)}  gossip bytes per node not growing with cluster size: ${g100.bytesPerSec.toFixed(0)} B/s at ${g100.known} nodes,` +
     ` ${gN.bytesPerSec.toFixed(0)} B/s at ${gN.known} (${g2.bytesPerSec.toFixed(0)} at 2; bounded by the window, cap ${cap.toFixed(0)} B/s)`)
-  console.log(`\ntotal ${((Date.now() - started.getTime()) / 1000).toFixed(0)} s`)
+  console.log(`\ntotal ${((Date.now() - started.getTime()) / 1000).toFixed(0)} s; load average after: ${loadavg()}`)
 }
 
 main()
   .then(() => cleanup())
   .catch(async (e: Error) => {
-    console.error(`bench-fs: ${e.stack ?? e.message}`)
+    if (!signalled) console.error(`bench-fs: ${e.stack ?? e.message}`)
     await cleanup()
-    process.exit(1)
+    process.exit(signalled ? (signalled === 'SIGINT' ? 130 : 143) : 1)
   })
