@@ -3,7 +3,7 @@
 // a subject several times between fresh processes and its hollowed original.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { constants, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { PassThrough } from 'node:stream'
@@ -72,8 +72,7 @@ export class Subject {
 }
 
 export function sigNum (name: NodeJS.Signals): number {
-  const n = (({ SIGKILL: 9, SIGTERM: 15, SIGINT: 2, SIGUSR1: 10, SIGSEGV: 11, SIGHUP: 1, SIGABRT: 6 }) as Record<string, number>)[name]
-  return n ?? -1
+  return constants.signals[name] ?? -1
 }
 
 /** Polls `cond` every 10 ms until it holds; fails after `ms`. */
