@@ -87,6 +87,8 @@ class Helper extends EventEmitter {
     if (err != null && typeof (err as Readable).on === 'function' && stdio[2] === 'pipe') {
       err.on('data', (b: Buffer) => { this.stderr += b.toString() })
     }
+    const cmd = (this.child.stdio as unknown as Array<Writable | null>)[5]
+    cmd?.on('error', (e: Error) => log('deputy command pipe: %s', e.message))
     const rl = createInterface({ input: ctl })
     rl.on('line', line => this.onLine(line))
     let closed = false
@@ -158,12 +160,14 @@ class Helper extends EventEmitter {
       return Promise.reject(e)
     }
     if (this.ended) return Promise.reject(new PpmError('EIO', 'PPM helper has ended'))
-    return new Promise((resolve, reject) => this.waiters.push({ kinds, resolve, reject }))
+    const p = new Promise<string[]>((resolve, reject) => this.waiters.push({ kinds, resolve, reject }))
+    p.catch(() => {}) // a waiter abandoned because a command could not be sent is no unhandled rejection
+    return p
   }
 
   send (cmd: string): void {
     const w = (this.child.stdio as unknown as Array<Writable | null>)[5]
-    if (w == null || w.destroyed) throw new PpmError('EPIPE', 'deputy is gone')
+    if (w == null || w.destroyed || this.ended) throw new PpmError('ESRCH', 'the deputy has ended')
     w.write(cmd + '\n')
   }
 }

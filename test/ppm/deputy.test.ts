@@ -1,0 +1,109 @@
+// The deputy's primitives: hollow out the original (pid and parent kept, memory freed, parked),
+// report signals sent to it, make it exit with a status or die by a signal as its parent's wait()
+// sees it, restore an image back into it, and duplicate its fds 0-2.
+import { test, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { readFileSync, statSync, writeFileSync } from 'node:fs'
+import { once } from 'node:events'
+import { deputy, dump, restore, PpmError } from '../../src/ppm/ppm.js'
+import { Lab, lines, reference, waitFor } from './harness.js'
+
+const lab = new Lab()
+after(() => lab.cleanup())
+
+function status (pid: number, key: string): string {
+  const m = new RegExp(`^${key}:\\s*(.*)$`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m?.[1] ?? ''
+}
+
+test('hollow: pid and parent kept, memory freed, only the vDSO group left, signals reported, exit status chosen', async () => {
+  const bin = lab.compile('counter')
+  const s = lab.start(bin, ['100', '4000', '0', '20000'])
+  await waitFor(() => lines(s.out) >= 1, 5000, 'counter output')
+  const rssBefore = parseInt(status(s.pid, 'VmRSS'))
+  const d = lab.trackDeputy(await deputy(s.pid, lab.path('h.img')))
+  assert.equal(d.pid, s.pid)
+  const rss = parseInt(status(s.pid, 'VmRSS'))
+  assert.ok(rss < 200 && rss < rssBefore / 10, `VmRSS ${rss} kB after hollowing (was ${rssBefore} kB)`)
+  const maps = readFileSync(`/proc/${s.pid}/maps`, 'utf8').trim().split('\n').map(l => l.split(/\s+/)[5])
+  assert.deepEqual(maps.filter(n => !['[vvar]', '[vvar_vclock]', '[vdso]', '[vsyscall]'].includes(n)), [])
+  assert.equal(status(s.pid, 'PPid'), String(process.pid), 'parent kept')
+  assert.ok(d.freezeMs > 0 && d.hollowMs >= 0)
+
+  const seen: number[] = []
+  d.on('signal', (sig: number) => seen.push(sig))
+  for (const sig of ['SIGUSR1', 'SIGTERM', 'SIGINT'] as const) process.kill(s.pid, sig)
+  await waitFor(() => seen.length >= 3, 5000, 'signal reports')
+  assert.deepEqual([...seen].sort((a, b) => a - b), [2, 10, 15])
+  assert.equal(status(s.pid, 'State').charAt(0) !== 'Z', true, 'signals did not end it')
+
+  assert.deepEqual(await d.exit(42), { code: 42, signal: null })
+  assert.deepEqual(await s.exited, { code: 42, signal: null }, "the parent's wait() sees the chosen status")
+  await assert.rejects(d.takeFds(), PpmError)
+})
+
+test('die by a given signal, as the parent sees it; bad requests change nothing', async () => {
+  const bin = lab.compile('sigs')
+  const a = lab.start(bin, ['200', '20000', '0'])
+  await waitFor(() => lines(a.out) >= 1, 5000, 'output')
+  const d = lab.trackDeputy(await deputy(a.pid, lab.path('k.img')))
+  await assert.rejects(d.kill(0), /bad signal/)
+  await assert.rejects(d.exit(300), /bad exit status/)
+  // SIGINT is ignored and SIGUSR1 has a handler in the subject: the deputy still makes it die by them
+  assert.deepEqual(await d.kill(2), { code: null, signal: 2 })
+  assert.deepEqual(await a.exited, { code: null, signal: 2 })
+
+  const b = lab.start(bin, ['200', '20000', '0'])
+  await waitFor(() => lines(b.out) >= 1, 5000, 'output')
+  const d2 = lab.trackDeputy(await deputy(b.pid, lab.path('k2.img')))
+  assert.deepEqual(await d2.kill(11), { code: null, signal: 11 })
+  assert.deepEqual(await b.exited, { code: null, signal: 11 })
+
+  const c = lab.start(bin, ['200', '20000', '0'])
+  await waitFor(() => lines(c.out) >= 1, 5000, 'output')
+  const d3 = lab.trackDeputy(await deputy(c.pid, lab.path('k3.img')))
+  d3.abandon()
+  assert.deepEqual(await c.exited, { code: null, signal: 9 }, 'an original whose deputy dies is killed (PTRACE_O_EXITKILL)')
+})
+
+test('takeFds duplicates fds 0-2 of the hollow original (pidfd_getfd)', async () => {
+  const bin = lab.compile('speaker')
+  const out = lab.path('spk.out')
+  const s = lab.start(bin, ['200', '20000', '0'], ['ignore', lab.open(out, 'w'), 'pipe'])
+  await waitFor(() => statSync(out).size > 0, 5000, 'output')
+  const d = lab.trackDeputy(await deputy(s.pid, lab.path('t.img')))
+  const fds = await d.takeFds()
+  assert.equal(fds.length, 3)
+  assert.ok(fds.every(p => p != null))
+  assert.equal(statSync(fds[1] as string).ino, statSync(out).ino, 'fd 1 is the same file')
+  assert.equal(statSync(fds[0] as string).rdev, statSync('/dev/null').rdev, 'fd 0 is /dev/null')
+  assert.deepEqual(await d.exit(0), { code: 0, signal: null })
+})
+
+test('return home: away in a fresh process, back into the original under its own pid', async () => {
+  const bin = lab.compile('speaker')
+  const args = ['40', '25000', '6']
+  const ref = reference(bin, args)
+  const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => lines(s.out) >= 5, 5000, 'output')
+  const d = lab.trackDeputy(await deputy(s.pid, lab.path('home-a.img')))
+  const r = lab.track(await restore(lab.path('home-a.img'), { keepPid: false, stdioFrom: s.pid }))
+  await waitFor(() => lines(s.out) >= 15, 5000, 'output from away')
+  // a failed return (corrupt image) leaves the original hollow and usable
+  await dump(r.pid, lab.path('home-b.img'))
+  const bad = readFileSync(lab.path('home-b.img'))
+  bad[bad.length - 100] ^= 0xff
+  writeFileSync(lab.path('home-bad.img'), bad)
+  await assert.rejects(d.restoreInto(lab.path('home-bad.img')), (e: unknown) => e instanceof PpmError && e.code === 'EBADMSG')
+  assert.ok(parseInt(status(s.pid, 'VmRSS')) < 200, 'still hollow')
+  // and the real image brings it home, through a stream
+  const { createReadStream } = await import('node:fs')
+  const res = await d.restoreInto(createReadStream(lab.path('home-b.img')))
+  assert.ok(res.restoreMs > 0)
+  assert.equal(readFileSync(`/proc/${s.pid}/comm`, 'utf8').trim(), 'speaker')
+  assert.equal(status(s.pid, 'TracerPid'), '0')
+  const [code] = await once(s.child, 'exit')
+  assert.equal(code, 6)
+  await s.exited
+  assert.equal(s.out, ref.out)
+})
