@@ -138,9 +138,11 @@ test('--leave-running: the original goes on, and the image also runs to the same
   assert.equal(r.pidKept, false)
   let copy = ''
   r.stdout?.on('data', (b: Buffer) => { copy += b.toString() })
+  const end = new Promise(resolve => r.stdout?.on('end', resolve))
   assert.deepEqual(await s.exited, { code: 4, signal: null })
   assert.equal(s.out, ref.out)
   assert.deepEqual(await r.exited, { code: 4, signal: null })
+  await end
   const before = s.out.split('\n').slice(0, lines(s.out) - lines(copy)).join('\n') + '\n'
   assert.equal(before + copy, ref.out, 'the copy continued from the checkpoint')
 })
