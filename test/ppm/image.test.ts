@@ -1,0 +1,163 @@
+// The image format: versioned, checksummed, streamable; it records what the target must match and
+// a restore that cannot be faithful refuses with a clear reason, leaving no process behind.
+import { test, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { copyFileSync, readdirSync, readFileSync, readlinkSync, utimesSync, writeFileSync } from 'node:fs'
+import { check, dump, hostInfo, info, restore, PpmError } from '../../src/ppm/ppm.js'
+import { Lab, lines, reference, waitFor } from './harness.js'
+
+const lab = new Lab()
+after(() => lab.cleanup())
+
+// CRC32C (Castagnoli), as the helper uses, to forge records with valid checksums
+const table = Array.from({ length: 256 }, (_, i) => { let c = i; for (let k = 0; k < 8; k++) c = (c & 1) !== 0 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1; return c >>> 0 })
+function crc32c (buf: Buffer): number {
+  let c = 0xffffffff
+  for (const b of buf) c = table[(c ^ b) & 0xff] ^ (c >>> 8)
+  return (c ^ 0xffffffff) >>> 0
+}
+
+interface Rec { off: number, type: number, len: number }
+function records (img: Buffer): Rec[] {
+  const out: Rec[] = []
+  for (let off = 0; off < img.length;) {
+    const type = img.readUInt32LE(off)
+    const len = Number(img.readBigUInt64LE(off + 8))
+    out.push({ off, type, len })
+    off += 16 + len + 4
+  }
+  return out
+}
+/** changes the payload of record `r` and fixes its checksum */
+function forge (img: Buffer, r: Rec, edit: (payload: Buffer) => void): Buffer {
+  const b = Buffer.from(img)
+  edit(b.subarray(r.off + 16, r.off + 16 + r.len))
+  b.writeUInt32LE(crc32c(b.subarray(r.off, r.off + 16 + r.len)), r.off + 16 + r.len)
+  return b
+}
+
+function stubsRunning (): number {
+  let n = 0
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue
+    try { if (readlinkSync(`/proc/${p}/exe`).endsWith('/hpc-ppm-stub')) n++ } catch {}
+  }
+  return n
+}
+
+let good: Buffer
+let bin: string
+const args = ['10', '400', '7', '30000']
+
+test('an image is versioned records, each checksummed, ending in a trailer', async () => {
+  bin = lab.compile('counter')
+  const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => lines(s.out) >= 2, 5000, 'output')
+  await dump(s.pid, lab.path('good.img'), { leaveRunning: true })
+  assert.deepEqual(await s.exited, { code: 7, signal: null })
+  good = readFileSync(lab.path('good.img'))
+  assert.equal(good.subarray(16, 24).toString('latin1'), 'HPCPPM\r\n')
+  assert.equal(good.readUInt32LE(16 + 8), 1, 'format version 1')
+  const recs = records(good)
+  assert.equal(recs[0].type, 1, 'header first')
+  assert.equal(recs[recs.length - 1].type, 8, 'trailer last')
+  let end = 0
+  for (const r of recs) {
+    assert.equal(good.readUInt32LE(r.off + 4), 0x52504d50, 'record magic')
+    assert.equal(good.readUInt32LE(r.off + 16 + r.len), crc32c(good.subarray(r.off, r.off + 16 + r.len)), `checksum of record at ${r.off}`)
+    end = r.off + 16 + r.len + 4
+  }
+  assert.equal(end, good.length)
+  const i = await info(lab.path('good.img'))
+  assert.equal(i.fields.version, '1')
+  assert.equal(i.fields.comm, 'counter')
+  assert.deepEqual(i.reasons, [])
+})
+
+async function refused (img: Buffer, name: string, code: string, pattern: RegExp): Promise<PpmError> {
+  writeFileSync(lab.path(name), img)
+  const before = stubsRunning()
+  let err: PpmError | undefined
+  await assert.rejects(restore(lab.path(name), { stdio: ['ignore', 'ignore', 'ignore'] }), (e: unknown) => {
+    assert.ok(e instanceof PpmError, String(e))
+    assert.equal(e.code, code, e.message)
+    assert.match(e.message, pattern)
+    err = e
+    return true
+  })
+  assert.equal(stubsRunning(), before, 'no stub or half-restored process left behind')
+  return err as PpmError
+}
+
+test('corruption anywhere is refused with a clear reason and leaves nothing behind', async () => {
+  const recs = records(good)
+  const pages = recs.filter(r => r.type === 7)
+  const bad = Buffer.from(good)
+  bad[pages[Math.floor(pages.length / 2)].off + 16 + 100] ^= 1
+  await refused(bad, 'bad-page.img', 'EBADMSG', /checksum mismatch/)
+  const bad2 = Buffer.from(good)
+  bad2[recs[1].off + 40] ^= 1
+  await refused(bad2, 'bad-core.img', 'EBADMSG', /checksum mismatch/)
+  await refused(good.subarray(0, good.length - 30), 'short.img', 'EBADMSG', /truncated/)
+  await refused(Buffer.from('this is not an image at all, not even close....'), 'junk.img', 'EBADMSG', /corrupt|not an hpc-ppm image/)
+  await refused(Buffer.alloc(0), 'empty.img', 'EBADMSG', /truncated/)
+  // dropping a whole page record is caught by the trailer
+  const p = pages[0]
+  const cut = Buffer.concat([good.subarray(0, p.off), good.subarray(p.off + 16 + p.len + 4)])
+  await refused(cut, 'cut.img', 'EBADMSG', /incomplete/)
+})
+
+test('another format version is refused', async () => {
+  const v2 = forge(good, records(good)[0], b => b.writeUInt32LE(2, 8))
+  await refused(v2, 'v2.img', 'EPROTO', /version 2 is not supported/)
+})
+
+test('CPU features, XSTATE and vDSO identity that the target lacks are refused before any process exists', async () => {
+  const h = records(good)[0]
+  const pkru = forge(good, h, b => b.writeBigUInt64LE(b.readBigUInt64LE(16) | (1n << 9n), 16))
+  const e1 = await refused(pkru, 'pkru.img', 'ENOTSUP', /cannot restore the image faithfully/)
+  assert.ok(e1.reasons.some(r => r.code === 'xstate'), JSON.stringify(e1.reasons))
+  const vdso = forge(good, h, b => b.writeUInt32LE(b.readUInt32LE(60) ^ 1, 60))
+  const e2 = await refused(vdso, 'vdso.img', 'ENOTSUP', /faithfully/)
+  assert.ok(e2.reasons.some(r => r.code === 'vdso'))
+  const cpu = forge(good, h, b => b.writeUInt32LE(0xffffffff, 36))
+  const e3 = await refused(cpu, 'cpu.img', 'ENOTSUP', /faithfully/)
+  assert.ok(e3.reasons.some(r => r.code === 'cpu-features'))
+})
+
+test('a mapped executable that changed since the dump is refused', async () => {
+  const copy = lab.path('counter-copy')
+  copyFileSync(bin, copy)
+  const s = lab.start(copy, args, ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => lines(s.out) >= 2, 5000, 'output')
+  await dump(s.pid, lab.path('exe.img'))
+  await s.exited
+  utimesSync(copy, new Date(), new Date(Date.now() - 3600e3))
+  const e = await refused(readFileSync(lab.path('exe.img')), 'exe2.img', 'ENOTSUP', /faithfully/)
+  assert.ok(e.reasons.some(r => r.code === 'file-mismatch'), JSON.stringify(e.reasons))
+})
+
+test('dump --target refuses before touching the process when the target host lacks features', async () => {
+  const here = await hostInfo()
+  assert.match(here, /^xcr0=0x[0-9a-f]+,xsave=\d+,cpuid=/)
+  // a target without AVX-512 (XCR0 x87|SSE|AVX only, no AVX-512 CPUID bits)
+  const poor = here.replace(/xcr0=0x[0-9a-f]+/, 'xcr0=0x7').replace(/cpuid=([0-9a-f]+)\.([0-9a-f]+)\.([0-9a-f]+)\./, (_m, a: string, b: string) => `cpuid=${a}.${b}.0.`)
+  const ref = reference(bin, args)
+  const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => lines(s.out) >= 2, 5000, 'output')
+  const xcr0 = BigInt((/xcr0=(0x[0-9a-f]+)/.exec(here) as RegExpExecArray)[1])
+  if ((xcr0 & ~7n) !== 0n) { // this host has more than x87/SSE/AVX, so the poor target must be refused
+    await assert.rejects(dump(s.pid, lab.path('t.img'), { target: poor }), (e: unknown) => {
+      assert.ok(e instanceof PpmError)
+      assert.equal(e.code, 'ENOTSUP')
+      assert.ok(e.reasons.some(r => r.code === 'xstate' || r.code === 'cpu-features'))
+      return true
+    })
+  }
+  await assert.rejects(dump(s.pid, lab.path('t2.img'), { target: 'nonsense' }), (e: unknown) => e instanceof PpmError && e.code === 'EINVAL')
+  assert.deepEqual(await check(s.pid), [])
+  // the same host is a fine target
+  await dump(s.pid, lab.path('t3.img'), { target: here, leaveRunning: true })
+  assert.deepEqual(await s.exited, { code: 7, signal: null })
+  assert.equal(s.out, ref.out)
+})
