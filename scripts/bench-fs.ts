@@ -96,6 +96,21 @@ function cpuNs (pid: number): number {
   return (Number(f[11]) + Number(f[12])) * 1e9 / clkTck
 }
 
+/** Busy and total jiffies of the whole machine (/proc/stat, first line). */
+function machineJiffies (): { busy: number, total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number)
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = f
+  const busy = user + nice + system + irq + softirq + (steal || 0)
+  return { busy, total: busy + idle + iowait }
+}
+
+/** CPU ns of this process plus its reaped children (the C clients). */
+function selfAndChildrenNs (): number {
+  const s = readFileSync('/proc/self/stat', 'utf8')
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ')
+  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 1e9 / clkTck
+}
+
 function statusKb (pid: number, field: string): number {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   return m ? Number(m[1]) : NaN
@@ -563,6 +578,7 @@ async function main (): Promise<void> {
   const runs = new Map<string, Runs>(targets.map(t => [t.key, { res: [], cpuNs: [] }]))
   const idle = { hpcd: [] as number[], floor: [] as number[], secs: [] as number[] }
   const t1 = performance.now()
+  const m0 = machineJiffies(); const own0 = selfAndChildrenNs() + cpuNs(hpcd.pid) + cpuNs(floor.pid)
   for (let rep = 0; rep < reps; rep++) {
     // rotate the order each repetition so that no target always follows the same one
     const order = targets.map((_, i) => targets[(i + rep) % targets.length])
@@ -581,6 +597,11 @@ async function main (): Promise<void> {
     process.stderr.write(`\rbench-fs: repetition ${rep + 1}/${reps} done (${((performance.now() - t1) / 1000).toFixed(0)} s)`)
   }
   process.stderr.write('\n')
+  // foreign load: machine busy time minus ours (driver, clients, both daemons), in CPUs
+  const m1 = machineJiffies(); const own1 = selfAndChildrenNs() + cpuNs(hpcd.pid) + cpuNs(floor.pid)
+  const wall = (performance.now() - t1) / 1000
+  const foreign = Math.max(0, ((m1.busy - m0.busy) * 1e9 / clkTck - (own1 - own0)) / 1e9 / wall)
+  const machineBusy = (m1.busy - m0.busy) / (m1.total - m0.total) * cpus().length
   const idleHpcd = sum(idle.hpcd) / sum(idle.secs) // ns of CPU per second
   const idleFloor = sum(idle.floor) / sum(idle.secs)
   await Promise.all([hpcd.stop(), floor.stop()])
@@ -592,7 +613,7 @@ async function main (): Promise<void> {
     ['echo 10000 > admin/speed | /proc/self/comm', 'write', 4],
     ['cat (posix_spawn) nodes/1/load | /proc/loadavg', 'cat', 4]
   ]
-  console.log('\n## Latency: hpcfs (FUSE) vs procfs, single client')
+  console.log(`\n## Latency: hpcfs (FUSE) vs procfs, single client  (machine busy ${machineBusy.toFixed(2)} of ${cpus().length} CPUs, of which foreign load ${foreign.toFixed(2)} CPU)`)
   console.log(pad('operation', 50) + lpad('procfs', 20) + lpad('hpcfs', 22) + lpad('ratio', 8) + lpad('hpcfs p99', 11) + lpad('errors', 8))
   for (const [label, k] of rows) {
     const f = R(`${k}/fuse`); const p = R(`${k}/proc`, 0)
@@ -727,6 +748,7 @@ async function main (): Promise<void> {
   const noGrowth = gN.bytesPerDatagram <= g100.bytesPerDatagram + 0.5 && gN.bytesPerSec <= Math.max(g100.bytesPerSec * 1.3, cap * 1.3)
   console.log('\n## Goals')
   console.log(`${verdict(readRatio <= 30)}  open+read+close ≤ 30× procfs: ${ratio(readRatio)} (${us(read.med)} vs ${us(readP.med)})`)
+  console.log(`      same run, hpcfs / bare fuse-native: ${ratio(read.med / fl.med)} (the part of the ratio that is not the binding)`)
   console.log(`${verdict(catRatio <= 1.5)}  cat via fork/exec ≤ 1.5× procfs: ${ratio(catRatio)} (${us(cat.med)} vs ${us(catP.med)})`)
   const jsOurs = Number.isFinite(oursProfiledPerReq) ? oursProfiledPerReq : readHandlerPerReq
   console.log(`${verdict(jsOurs <= 10000)}  ≤ 10 µs JS per FUSE request (our code in the running daemon, profiled): ${us(oursProfiledPerReq)} per request of a read` +
@@ -736,6 +758,10 @@ async function main (): Promise<void> {
   console.log(`${verdict(rssNRead < 100 * 1024)}  daemon < 100 MB resident with ${known - 1} known nodes: ${mb(rssNRead)} (1 node: ${mb(rss1)})`)
   console.log(`${verdict(noGrowth)}  gossip bytes per node not growing with cluster size: ${g100.bytesPerSec.toFixed(0)} B/s at ${g100.known} nodes,` +
     ` ${gN.bytesPerSec.toFixed(0)} B/s at ${gN.known} (${g2.bytesPerSec.toFixed(0)} at 2; bounded by the window, cap ${cap.toFixed(0)} B/s)`)
+  if (foreign > 0.25) {
+    console.log(`\nnote: other processes used ${foreign.toFixed(2)} CPU during the latency part; the FUSE rows (client, daemon and libfuse threads` +
+      ' need both CPUs) are inflated. Compare runs on an idle machine; hpcfs / bare fuse-native stays meaningful.')
+  }
   console.log(`\ntotal ${((Date.now() - started.getTime()) / 1000).toFixed(0)} s; load average after: ${loadavg()}`)
 }
 
