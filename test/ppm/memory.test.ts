@@ -1,0 +1,77 @@
+// Memory and process state: a 200 MB walker moved around, the exact layout and attributes after a
+// restore, and the full vector register state (AVX, AVX-512) of a process caught mid-computation.
+import { test, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { readFileSync, readlinkSync } from 'node:fs'
+import { dump, restore } from '../../src/ppm/ppm.js'
+import { Lab, chain, lines, reference, waitFor } from './harness.js'
+
+const lab = new Lab()
+after(() => lab.cleanup())
+
+test('a 200 MB memory walker is moved three times and finishes identically', async () => {
+  const bin = lab.compile('walker')
+  const args = ['200', '14', '60000', '8']
+  const ref = reference(bin, args)
+  const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
+  const t = await chain(lab, s, { progress: () => lines(s.out), marks: [3, 7, 10], relay: true, timeoutMs: 60000 })
+  assert.deepEqual(await s.exited, { code: 8, signal: null })
+  assert.equal(s.out, ref.out)
+  console.log(`# 200 MB walker: freeze ms ${t.freezeMs.map(x => x.toFixed(1)).join(', ')}; restore ms ${t.restoreMs.map(x => x.toFixed(1)).join(', ')}`)
+})
+
+function stat (pid: number): string[] {
+  const s = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  return s.slice(s.lastIndexOf(')') + 2).split(' ')
+}
+
+test('layout and attributes: maps byte-identical, name, exe, cwd, umask, personality, auxv, mm fields', async () => {
+  const bin = lab.compile('counter')
+  const s = lab.start('sh', ['-c', `umask 027; cd "${lab.dir}"; exec setarch -R "${bin}" 30 400 0 50000`])
+  await waitFor(() => lines(s.out) >= 2, 5000, 'output')
+  const pid = s.pid
+  const before = {
+    maps: readFileSync(`/proc/${pid}/maps`, 'utf8'),
+    comm: readFileSync(`/proc/${pid}/comm`, 'utf8'),
+    exe: readlinkSync(`/proc/${pid}/exe`),
+    cwd: readlinkSync(`/proc/${pid}/cwd`),
+    umask: /Umask:\s*(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1],
+    pers: readFileSync(`/proc/${pid}/personality`, 'utf8'),
+    auxv: readFileSync(`/proc/${pid}/auxv`),
+    mm: [25, 26, 27, 44, 45, 46, 47, 48, 49, 50].map(i => stat(pid)[i - 2])
+  }
+  assert.equal(before.umask, '0027')
+  assert.equal(before.pers, '00040000\n')
+  await dump(pid, lab.path('layout.img'))
+  await s.exited
+  const r = lab.track(await restore(lab.path('layout.img'), { requirePid: true, stdio: ['ignore', 'ignore', 'ignore'] }))
+  assert.equal(r.pid, pid)
+  assert.equal(readFileSync(`/proc/${pid}/maps`, 'utf8'), before.maps)
+  assert.equal(readFileSync(`/proc/${pid}/comm`, 'utf8'), before.comm)
+  assert.equal(readlinkSync(`/proc/${pid}/exe`), before.exe)
+  assert.equal(readlinkSync(`/proc/${pid}/cwd`), before.cwd)
+  assert.equal(/Umask:\s*(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1], before.umask)
+  assert.equal(readFileSync(`/proc/${pid}/personality`, 'utf8'), before.pers)
+  assert.ok(readFileSync(`/proc/${pid}/auxv`).equals(before.auxv))
+  assert.deepEqual([25, 26, 27, 44, 45, 46, 47, 48, 49, 50].map(i => stat(pid)[i - 2]), before.mm)
+  process.kill(pid, 'SIGKILL')
+  await r.exited
+})
+
+test('full XSTATE: AVX and AVX-512 registers and mask registers survive moves mid-computation', async () => {
+  const bin = lab.compile('xstate', 'xstate', ['-mavx2'])
+  // calibrate the spin so one block takes about 150 ms here
+  let spin = 20000000
+  for (;;) {
+    const t0 = Date.now()
+    reference(bin, ['1', String(spin)])
+    const ms = Date.now() - t0
+    if (ms > 60) { spin = Math.round(spin * 150 / ms); break }
+    spin *= 4
+  }
+  const args = ['14', String(spin)]
+  const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
+  await chain(lab, s, { progress: () => lines(s.out), marks: [2, 5, 9], relay: true })
+  assert.deepEqual(await s.exited, { code: 0, signal: null })
+  assert.equal(s.out, Array.from({ length: 14 }, (_, i) => `block ${i} ok\n`).join(''))
+})
