@@ -4,8 +4,9 @@
 // The screen is drawn by renderFrame (mosmon-render.ts); this file is the terminal driver:
 // alternate screen, hidden cursor, cursor home + overwrite lines + clear to end of line (no full
 // clear per frame), raw keys, resize, and restoring the terminal on every way out.
+import { access, readdir, readFile } from 'node:fs/promises'
 import debug from 'debug'
-import { CliError, UsageError, isTree, resolveRoot, runTool, Tree } from './common.js'
+import { CliError, UsageError, describeFsError, isTree, resolveRoot, runTool, Tree } from './common.js'
 import { applyKey, renderFrame, type Mode, type MonState, type NodeSample } from './mosmon-render.js'
 
 const log = debug('hpcfs:mosmon')
@@ -26,6 +27,7 @@ The tree is found at $HPC_ROOT (default <checkout>/mnt/hpc, else /mnt/hpc).`
 const ENTER = '\x1b[?1049h\x1b[?25l' // alternate screen, hide cursor
 const LEAVE = '\x1b[?25h\x1b[?1049l' // show cursor, main screen
 const INTERVAL_MS = 1000
+const HUNG_EXIT_MS = 500
 
 const MODE_FLAGS: Record<string, Mode> = { '-l': 'load', '-s': 'speed', '-m': 'mem', '-r': 'rmem', '-u': 'util' }
 
@@ -42,29 +44,39 @@ function parseArgs (argv: string[]): { state: MonState, once: boolean } {
   return { state, once }
 }
 
-function num (tree: Tree, rel: string): number {
+async function num (tree: Tree, rel: string): Promise<number> {
   try {
-    const s = tree.read(rel).trim()
+    const s = (await readFile(tree.path(rel), 'utf8')).trim()
     return /^-?\d+$/.test(s) ? Number(s) : NaN
   } catch {
     return NaN // transiently unreadable: shown as "?"
   }
 }
 
-/** Read nodes/*\/ into the state; a vanished tree becomes an error line, not a crash. */
-function sample (tree: Tree, s: MonState): MonState {
-  if (!isTree(tree.root)) return { ...s, nodes: [], error: `no hpcfs tree at ${tree.root} any more (hpcd stopped?)` }
+const FIELDS = ['load', 'speed', 'cpus', 'mem', 'rmem', 'tmem', 'util', 'status'] as const
+
+/**
+ * Read nodes/*\/ into the state. Asynchronous, so that a tree that stops answering (a hung FUSE
+ * mount) leaves the keys working; a vanished tree becomes an error line, not a crash.
+ */
+async function sample (tree: Tree, s: MonState): Promise<MonState> {
+  try {
+    await access(tree.path('admin/mospe'))
+  } catch {
+    return { ...s, nodes: [], error: `no hpcfs tree at ${tree.root} any more (hpcd stopped?)` }
+  }
   let ids: number[]
   try {
-    ids = tree.nodeIds()
+    ids = (await readdir(tree.path('nodes'))).filter(n => /^\d+$/.test(n)).map(Number).sort((a, b) => a - b)
   } catch (err) {
-    return { ...s, nodes: [], error: (err as Error).message }
+    return { ...s, nodes: [], error: describeFsError(err, `cannot list ${tree.path('nodes')}`) }
   }
-  const nodes: NodeSample[] = ids.map(id => {
-    const f = (name: string): number => num(tree, `nodes/${id}/${name}`)
-    return { id, load: f('load'), speed: f('speed'), cpus: f('cpus'), mem: f('mem'), rmem: f('rmem'), tmem: f('tmem'), util: f('util'), status: f('status') }
-  })
-  const me = num(tree, 'admin/mospe')
+  const nodes = await Promise.all(ids.map(async (id): Promise<NodeSample> => {
+    const v = await Promise.all(FIELDS.map(async f => await num(tree, `nodes/${id}/${f}`)))
+    const [load, speed, cpus, mem, rmem, tmem, util, status] = v
+    return { id, load, speed, cpus, mem, rmem, tmem, util, status }
+  }))
+  const me = await num(tree, 'admin/mospe')
   return { ...s, nodes, myId: Number.isFinite(me) ? me : 0, error: undefined }
 }
 
@@ -79,7 +91,9 @@ function interactive (tree: Tree, initial: MonState): Promise<number> {
   return new Promise(resolve => {
     const out = process.stdout
     const stdin = process.stdin
-    let state = sample(tree, initial)
+    let state = initial
+    let sampling: number | undefined // start time of the sample in flight
+    let sampled: (() => void) | undefined // called when the sample in flight comes back
     let restored = false
     let timer: NodeJS.Timeout | undefined
 
@@ -107,7 +121,14 @@ function interactive (tree: Tree, initial: MonState): Promise<number> {
       out.off('resize', draw)
       stdin.off('data', onKey)
       stdin.off('end', onEnd)
-      resolve(code)
+      if (sampling === undefined) return resolve(code)
+      // A read still in flight holds a libuv thread; if the tree hangs, a normal exit would wait for
+      // it forever (libuv joins its threads at exit). Give it a moment, then leave without waiting.
+      const t = setTimeout(() => {
+        process.stderr.write(`mosmon: the tree at ${tree.root} is not answering; exiting without waiting for it\n`)
+        process.kill(process.pid, 'SIGKILL')
+      }, HUNG_EXIT_MS)
+      sampled = () => { clearTimeout(t); resolve(code) }
     }
     const onKey = (chunk: Buffer | string): void => {
       for (const key of String(chunk)) {
@@ -137,11 +158,26 @@ function interactive (tree: Tree, initial: MonState): Promise<number> {
     stdin.on('end', onEnd)
     stdin.resume()
     out.on('resize', draw) // node turns SIGWINCH into 'resize' on a TTY
+    const tick = (): void => {
+      if (sampling !== undefined) {
+        // The previous sample has not come back: say so, keep the keys working.
+        const secs = Math.round((Date.now() - sampling) / 1000)
+        if (secs >= 2) { state = { ...state, error: `the tree at ${tree.root} has not answered for ${secs} s` }; draw() }
+        return
+      }
+      sampling = Date.now()
+      sample(tree, state).then(next => {
+        sampling = undefined
+        if (sampled !== undefined) return sampled()
+        if (restored) return
+        // Keep the keys pressed meanwhile: only the data comes from the sample.
+        state = { ...state, nodes: next.nodes, myId: next.myId, error: next.error }
+        draw()
+      }, onCrash)
+    }
     draw()
-    timer = setInterval(() => {
-      state = sample(tree, state)
-      draw()
-    }, INTERVAL_MS)
+    tick()
+    timer = setInterval(tick, INTERVAL_MS)
   })
 }
 
@@ -151,13 +187,13 @@ async function main (argv: string[]): Promise<number> {
   if (!isTree(root)) throw new CliError('This is NOT a openMosix system!')
   const tree = new Tree(root)
   if (once) {
-    const s = sample(tree, state)
+    const s = await sample(tree, state)
     const lines = renderFrame(s, process.stdout.columns > 0 ? process.stdout.columns : 80, Math.max(10, s.nodes.length + 10))
     process.stdout.write(lines.join('\n') + '\n')
     return 0
   }
   if (!process.stdout.isTTY) throw new CliError('standard output is not a terminal (use --once for one plain frame)')
-  return await interactive(tree, state)
+  return await interactive(tree, await sample(tree, state))
 }
 
 await runTool('mosmon', USAGE, main)

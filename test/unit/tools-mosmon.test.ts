@@ -183,6 +183,18 @@ function startMosmon (f: Fixture, args: string[] = []): Pty {
   return { proc, output: () => out, exited, waitFor }
 }
 
+/** The exit code, or an error when the program has not exited within `ms`. */
+async function exitCode (p: Pty, ms = 10000): Promise<number | null> {
+  let t: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([p.exited, new Promise<never>((_resolve, reject) => {
+      t = setTimeout(() => reject(new Error(`mosmon did not exit within ${ms} ms; output: ${JSON.stringify(p.output().slice(-300))}`)), ms)
+    })])
+  } finally {
+    clearTimeout(t)
+  }
+}
+
 async function stop (p: Pty): Promise<void> {
   if (p.proc.exitCode === null && p.proc.signalCode === null) {
     p.proc.kill('SIGKILL')
@@ -228,7 +240,7 @@ test('mosmon under a pty: shows nodes, switches mode on a key, quits on q restor
     f.write(`nodes/${n.id}/load`, '12345\n')
     await p.waitFor(o => o.includes('| 123.45'), 'the new load')
     p.proc.stdin?.write('q')
-    assert.equal(await p.exited, 0)
+    assert.equal(await exitCode(p), 0)
     assert.ok(p.output().endsWith('\x1b[?25h\x1b[?1049l'), `restores the terminal: ${JSON.stringify(p.output().slice(-40))}`)
   } finally {
     await stop(p)
@@ -247,7 +259,7 @@ test('mosmon under a pty: Ctrl-C restores the terminal; a resize redraws to the 
     // The kernel sends SIGWINCH; the footer is cut to the new width.
     await p.waitFor(o => o.includes(FOOTER.slice(0, 30) + '\x1b[K'), 'a 30-column frame')
     p.proc.stdin?.write('\x03')
-    assert.equal(await p.exited, 130)
+    assert.equal(await exitCode(p), 130)
     assert.ok(p.output().endsWith('\x1b[?25h\x1b[?1049l'))
   } finally {
     await stop(p)
@@ -265,8 +277,28 @@ test('mosmon under a pty: survives the tree going away, restores the terminal on
     const m = findMosmon(p.proc.pid as number)
     assert.ok(m, 'found mosmon')
     process.kill(m.pid, 'SIGTERM')
-    assert.equal(await p.exited, 143)
+    assert.equal(await exitCode(p), 143)
     assert.ok(p.output().endsWith('\x1b[?25h\x1b[?1049l'))
+  } finally {
+    await stop(p)
+    f.cleanup()
+  }
+})
+
+test('mosmon under a pty: a tree that stops answering is reported and q still works', { skip: !haveScript && 'util-linux script not installed' }, async () => {
+  const f = makeTree({ count: 2 })
+  const p = startMosmon(f)
+  try {
+    await p.waitFor(o => f.nodes.every(n => o.includes(`${n.id} |`)), 'the nodes')
+    // A FIFO without a writer: reading it blocks, like a hung FUSE mount.
+    const file = join(f.root, 'nodes', String(f.nodes[1].id), 'load')
+    rmSync(file)
+    assert.equal(spawnSync('mkfifo', [file]).status, 0)
+    await p.waitFor(o => o.includes(`the tree at ${f.root} has not answered for`), 'the not-answering line')
+    p.proc.stdin?.write('q')
+    // It cannot wait for the stuck read: it says so and kills itself, after restoring the terminal.
+    assert.equal(await exitCode(p), 128 + 9)
+    assert.match(p.output(), /\x1b\[\?25h\x1b\[\?1049lmosmon: the tree at .* is not answering; exiting without waiting for it\r?\n$/)
   } finally {
     await stop(p)
     f.cleanup()
