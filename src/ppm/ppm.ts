@@ -152,6 +152,12 @@ class Helper extends EventEmitter {
 
   /** Resolves with the next line of one of these kinds; rejects on ERR or when the helper ends. */
   next (...kinds: string[]): Promise<string[]> {
+    const p = this.take(kinds)
+    p.catch(() => {}) // a waiter abandoned because a command could not be sent is no unhandled rejection
+    return p
+  }
+
+  private take (kinds: string[]): Promise<string[]> {
     const b = this.backlog.findIndex(l => kinds.includes(l[0]))
     if (b >= 0) return Promise.resolve(this.backlog.splice(b, 1)[0])
     if (this.error != null) {
@@ -159,10 +165,8 @@ class Helper extends EventEmitter {
       this.error = undefined
       return Promise.reject(e)
     }
-    if (this.ended) return Promise.reject(new PpmError('EIO', 'PPM helper has ended'))
-    const p = new Promise<string[]>((resolve, reject) => this.waiters.push({ kinds, resolve, reject }))
-    p.catch(() => {}) // a waiter abandoned because a command could not be sent is no unhandled rejection
-    return p
+    if (this.ended) return Promise.reject(new PpmError('ESRCH', 'PPM helper has ended'))
+    return new Promise((resolve, reject) => this.waiters.push({ kinds, resolve, reject }))
   }
 
   send (cmd: string): void {
