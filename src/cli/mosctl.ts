@@ -60,6 +60,12 @@ const EVACUATIONS: Record<string, Evacuation> = {
   bring: { implies: 'lstay', trigger: 'bring', waitUntilDone: async () => {} }
 }
 
+/** mosctl(1) subcommands with nothing behind them in hpcfs. */
+const UNSUPPORTED: Record<string, string> = {
+  nomfs: 'there is no MFS', mfs: 'there is no MFS', gettune: 'there is no overheads table',
+  getyard: 'loads are normalised to speed 10000', setyard: 'loads are normalised to speed 10000'
+}
+
 /** Per-node value subcommands: the file in nodes/<id>/. */
 const GETTERS: Record<string, string> = {
   getload: 'load',
@@ -178,6 +184,7 @@ async function main (argv: string[]): Promise<number> {
   const [cmd, ...args] = argv
   const known = cmd in FLAGS || cmd in EVACUATIONS || cmd in GETTERS ||
     ['status', 'isup', 'whois', 'setspeed', 'getdecay', 'setdecay'].includes(cmd)
+  if (!known && cmd in UNSUPPORTED) throw new UsageError(`${cmd} is not supported by hpcfs (${UNSUPPORTED[cmd]})`)
   if (!known) throw new UsageError(`unknown subcommand "${cmd}"`)
   // Check the arguments' shape before touching the tree.
   if (cmd in FLAGS || cmd in EVACUATIONS || cmd === 'getdecay') noExtra(args, 0, cmd)

@@ -3,11 +3,11 @@
 //
 // Horizontal layout: one line per node, `*` marks this node:
 //   *  1 |##########                       | 1.23
-// Modes (mosmon(1) keys): l load (default), s speed (xN = CPUs), m memory (used `#`, free `+` up to
+// Modes (mosmon(1) keys): l load (default), L load on a log scale, s speed (xN = CPUs), m memory (used `#`, free `+` up to
 // total), r raw memory (same, as Linux counts it), u utilisation. t toggles the total line, d shows
 // dead nodes.
 
-export type Mode = 'load' | 'speed' | 'mem' | 'rmem' | 'util'
+export type Mode = 'load' | 'logload' | 'speed' | 'mem' | 'rmem' | 'util'
 
 /** One node's files from nodes/<id>/ (NaN when a file could not be read or parsed). */
 export interface NodeSample {
@@ -36,15 +36,16 @@ export const DOWN = -101
 
 export const TITLES: Record<Mode, string> = {
   load: 'Load (1.00 = one standard CPU fully busy)',
+  logload: 'Load, log scale (1.00 = one standard CPU fully busy)',
   speed: 'Speed (10000 = Pentium III 1 GHz; xN = CPUs)',
   mem: 'Memory in MB (# used, + free, as the cluster counts it)',
   rmem: 'Raw memory in MB (# used, + free, as Linux counts it)',
   util: 'Utilizability (%)'
 }
 
-export const FOOTER = 'l)oad s)peed m)em r)aw-mem u)til t)otal d)ead q)uit'
+export const FOOTER = 'l)oad L)og-load s)peed m)em r)aw-mem u)til t)otal d)ead q)uit'
 
-const KEY_MODES: Record<string, Mode> = { l: 'load', s: 'speed', m: 'mem', r: 'rmem', u: 'util' }
+const KEY_MODES: Record<string, Mode> = { l: 'load', L: 'logload', s: 'speed', m: 'mem', r: 'rmem', u: 'util' }
 
 /** A node is up when its status has bit 2 and its load is not the -101 "down" marker. */
 export function nodeUp (n: NodeSample): boolean {
@@ -68,7 +69,8 @@ const known = (x: number): boolean => Number.isFinite(x) && x !== DOWN
 function label (s: MonState, n: NodeSample): string {
   if (!nodeUp(n)) return 'down'
   switch (s.mode) {
-    case 'load': return known(n.load) ? (n.load / 100).toFixed(2) : '?'
+    case 'load':
+    case 'logload': return known(n.load) ? (n.load / 100).toFixed(2) : '?'
     case 'speed': return known(n.speed) ? `${n.speed}${known(n.cpus) && n.cpus > 1 ? ` x${n.cpus}` : ''}` : '?'
     case 'mem':
     case 'rmem': {
@@ -85,7 +87,8 @@ function scale (s: MonState, shown: NodeSample[]): number {
   const up = shown.filter(nodeUp)
   const max = (f: (n: NodeSample) => number): number => up.reduce((m, n) => known(f(n)) ? Math.max(m, f(n)) : m, 0)
   switch (s.mode) {
-    case 'load': return Math.max(100, max(n => n.load))
+    case 'load':
+    case 'logload': return Math.max(100, max(n => n.load))
     case 'speed': return Math.max(1, max(n => n.speed))
     case 'mem':
     case 'rmem': return Math.max(1, max(n => n.tmem))
@@ -98,6 +101,8 @@ function bar (s: MonState, n: NodeSample, full: number, width: number): string {
   const cells = (v: number): number => Math.max(0, Math.min(width, Math.round(v / full * width)))
   switch (s.mode) {
     case 'load': return known(n.load) ? '#'.repeat(cells(n.load)) : ''
+    // log scale: 0 -> empty, the full scale -> full, each tenfold of load the same length.
+    case 'logload': return known(n.load) ? '#'.repeat(cells(full * Math.log1p(Math.max(0, n.load) / 10) / Math.log1p(full / 10))) : ''
     case 'speed': return known(n.speed) ? '#'.repeat(cells(n.speed)) : ''
     case 'util': return known(n.util) ? '#'.repeat(cells(n.util)) : ''
     case 'mem':

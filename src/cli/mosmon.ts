@@ -11,9 +11,10 @@ import { applyKey, renderFrame, type Mode, type MonState, type NodeSample } from
 
 const log = debug('hpcfs:mosmon')
 
-const USAGE = `Usage: mosmon [-l|-s|-m|-r|-u] [-t] [-d] [--once] [-h]
+const USAGE = `Usage: mosmon [-l|-L|-s|-m|-r|-u] [-t] [-d] [--once] [-h]
 Shows every node of the cluster as a bar, refreshed each second. Options and keys:
   l  load (default; 1.00 = one standard CPU fully busy)
+  L  load on a logarithmic scale
   s  speed (10000 = Pentium III 1 GHz), with the CPU count of SMP nodes
   m  memory: used as a solid bar, free as "+" up to the total (MB)
   r  raw memory (free as Linux counts it)
@@ -29,7 +30,7 @@ const LEAVE = '\x1b[?25h\x1b[?1049l' // show cursor, main screen
 const INTERVAL_MS = 1000
 const HUNG_EXIT_MS = 500
 
-const MODE_FLAGS: Record<string, Mode> = { '-l': 'load', '-s': 'speed', '-m': 'mem', '-r': 'rmem', '-u': 'util' }
+const MODE_FLAGS: Record<string, Mode> = { '-l': 'load', '-L': 'logload', '-s': 'speed', '-m': 'mem', '-r': 'rmem', '-u': 'util' }
 
 function parseArgs (argv: string[]): { state: MonState, once: boolean } {
   const state: MonState = { mode: 'load', showTotal: false, showDead: false, myId: 0, nodes: [] }

@@ -163,6 +163,11 @@ test('misuse prints usage and exits 2; -h prints usage and exits 0', withTree({}
     assert.match(r.stderr, /Usage: mosctl/)
     assert.equal(r.stdout, '')
   }
+  for (const cmd of ['nomfs', 'mfs', 'gettune', 'getyard', 'setyard']) {
+    const r = mosctl(f, cmd)
+    assert.equal(r.status, 2, cmd)
+    assert.match(r.stderr, new RegExp(`^mosctl: ${cmd} is not supported by hpcfs \\(`))
+  }
   for (const h of ['-h', '--help']) {
     const r = mosctl(f, h)
     assert.equal(r.status, 0)

@@ -39,6 +39,18 @@ test('render: one line per up node, bars proportional to load, this node marked'
   for (const l of lines) assert.ok(l.length <= 80)
 })
 
+test('render: log-scale load gives small loads longer bars than the linear view', () => {
+  const s = state([node(1, { load: 10 }), node(2, { load: 1000 }), node(3, { load: 0 })], { mode: 'logload' })
+  const log = renderFrame(s, 80, 20)
+  const lin = renderFrame({ ...s, mode: 'load' }, 80, 20)
+  assert.equal(log[0], `mosmon: ${TITLES.logload}`)
+  const len = (lines: string[], id: number): number => barOf(lines, id).trimEnd().length
+  assert.equal(len(log, 2), barOf(log, 2).length, 'the busiest node fills the bar')
+  assert.equal(len(log, 3), 0)
+  assert.ok(len(log, 1) > len(lin, 1), `log ${len(log, 1)} vs linear ${len(lin, 1)}`)
+  assert.ok(log.some(l => l.endsWith('| 0.10')))
+})
+
 test('render: dead nodes hidden unless d, total line on t', () => {
   const s = state([node(1), node(2, { status: 1, load: -101 }), node(3, { status: 3, load: -101 })])
   const hidden = renderFrame(s, 60, 20)
@@ -95,7 +107,7 @@ test('render: fits any terminal size', () => {
 
 test('keys switch modes and toggles; q and Ctrl-C quit; other keys change nothing', () => {
   const s = state([node(1)])
-  const modes: Record<string, MonState['mode']> = { l: 'load', s: 'speed', m: 'mem', r: 'rmem', u: 'util' }
+  const modes: Record<string, MonState['mode']> = { l: 'load', L: 'logload', s: 'speed', m: 'mem', r: 'rmem', u: 'util' }
   for (const [k, mode] of Object.entries(modes)) {
     const n = applyKey({ ...s, mode: mode === 'load' ? 'util' : 'load' }, k)
     assert.notEqual(n, 'quit')
