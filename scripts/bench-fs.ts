@@ -111,6 +111,16 @@ function selfAndChildrenNs (): number {
   return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 1e9 / clkTck
 }
 
+interface Mem { rss: number, pss: number, priv: number }
+
+/** VmRSS, Pss and private (clean + dirty) kB of a process; RSS includes the shared node binary. */
+function memOf (pid: number): Mem {
+  const t = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8')
+  const kb = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(t)?.[1] ?? NaN)
+  return { rss: kb('Rss'), pss: kb('Pss'), priv: kb('Private_Clean') + kb('Private_Dirty') }
+}
+const memStr = (m: Mem): string => `${mb(m.rss)} (Pss ${mb(m.pss)}, private ${mb(m.priv)})`
+
 function statusKb (pid: number, field: string): number {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   return m ? Number(m[1]) : NaN
@@ -604,6 +614,8 @@ async function main (): Promise<void> {
   const machineBusy = (m1.busy - m0.busy) / (m1.total - m0.total) * cpus().length
   const idleHpcd = sum(idle.hpcd) / sum(idle.secs) // ns of CPU per second
   const idleFloor = sum(idle.floor) / sum(idle.secs)
+  const memA = memOf(hpcd.pid)
+  const hwmA = statusKb(hpcd.pid, 'VmHWM')
   await Promise.all([hpcd.stop(), floor.stop()])
 
   const R = (k: string, idleRate = idleHpcd): ReturnType<typeof summarise> => summarise(runs.get(k) as Runs, idleRate)
@@ -625,6 +637,8 @@ async function main (): Promise<void> {
   console.log(pad('open+read+close, bare fuse-native (floor)', 50) + lpad('', 20) + lpad(`${us(fl.med)} · ${rate(fl.opsPerSec)}`, 22) +
     lpad(ratio(fl.med / R('read/proc', 0).med), 8) + lpad(us(fl.p99), 11) + lpad(String(fl.errors), 8) + `   hpcfs/floor ${ratio(rd.med / fl.med)}`)
 
+  const reps3 = (k: string): string => (runs.get(k) as Runs).res.map(r => (r.medNs / 1000).toFixed(0)).join(' ')
+  console.log(`per-repetition medians (µs), open+read+close: hpcfs ${reps3('read/fuse')} | bare ${reps3('read/floor')} | procfs ${(runs.get('read/proc') as Runs).res.map(r => (r.medNs / 1000).toFixed(1)).join(' ')}; cat: hpcfs ${reps3('cat/fuse')} | procfs ${reps3('cat/proc')}`)
   console.log('\n## Daemon CPU (utime+stime of the daemon process, all threads, from /proc/PID/stat)')
   console.log(`idle baseline over ${sum(idle.secs).toFixed(1)} s: hpcd ${(idleHpcd / 1e6).toFixed(1)} ms CPU/s, bare fuse-native ${(idleFloor / 1e6).toFixed(1)} ms CPU/s`)
   console.log(pad('operation', 44) + lpad('FUSE req/op', 12) + lpad('CPU/op', 12) + lpad('net of idle', 13) + lpad('CPU/request', 13))
@@ -687,7 +701,7 @@ async function main (): Promise<void> {
   await feeder.open()
   await sleep(opt.quick ? 500 : 1500)
   await countNodes(mntB)
-  const rss1 = statusKb(big.pid, 'VmRSS')
+  const rss1 = memOf(big.pid)
   const g1 = await measureGossip(mntB, gossipSecs, feeder, [])
 
   const waitFor = async (want: number, ids: number[]): Promise<number> => {
@@ -712,24 +726,30 @@ async function main (): Promise<void> {
   const feedMs = performance.now() - t3
   const known = await countNodes(mntB)
   await sleep(500)
-  const rssN = statusKb(big.pid, 'VmRSS')
+  const rssN = memOf(big.pid)
   // read every node's load once, as mosmon does (fills the per-node directory cache)
   const ids = await readdir(join(mntB, 'nodes'))
   const t4 = performance.now()
   for (let i = 0; i < ids.length; i += 16) await Promise.all(ids.slice(i, i + 16).map(id => readFile(join(mntB, 'nodes', id, 'load'), 'utf8')))
   const readAllMs = performance.now() - t4
-  const rssNRead = statusKb(big.pid, 'VmRSS')
-  const hwm = statusKb(big.pid, 'VmHWM')
+  const rssNRead = memOf(big.pid)
   const gN = await measureGossip(mntB, gossipSecs, feeder, [])
   // the tree with 1000 known nodes: readdir of nodes/ and a read of one node's file
   const bigSecs = String(Math.min(secs, 1))
   const bigDir = await runClient(['readdir', join(mntB, 'nodes'), bigSecs])
   const bigRead = await runClient(['read', join(mntB, 'nodes/1/load'), bigSecs])
+  const rssNLoad = memOf(big.pid)
+  const hwm = statusKb(big.pid, 'VmHWM')
   await feeder.close()
   await big.stop()
 
   console.log(`fed ${nodes} ids in ${datagrams} datagrams (≤ ${MAX_WINDOW} entries each, senders varied) in ${feedMs.toFixed(0)} ms; nodes/ lists ${known}`)
-  console.log(`VmRSS with 1 node: ${mb(rss1)};  with ${known} nodes: ${mb(rssN)};  after reading all ${ids.length} nodes/<id>/load (${readAllMs.toFixed(0)} ms): ${mb(rssNRead)};  VmHWM ${mb(hwm)}`)
+  console.log('VmRSS (RSS counts ≈ 40 MB of the node binary shared with every node process; Pss and private do not):')
+  console.log(`  ${pad('1 node', 58)}  ${memStr(rss1)}`)
+  console.log(`  ${pad(`${known} nodes`, 58)}  ${memStr(rssN)}`)
+  console.log(`  ${pad(`${known} nodes, every nodes/<id>/load read once (${readAllMs.toFixed(0)} ms)`, 58)}  ${memStr(rssNRead)}`)
+  console.log(`  ${pad(`${known} nodes, after ${bigSecs} s readdir + ${bigSecs} s read loops`, 58)}  ${memStr(rssNLoad)};  VmHWM ${mb(hwm)}`)
+  console.log(`  for comparison, hpcd A (64-node map) after the latency loops: ${memStr(memA)};  VmHWM ${mb(hwmA)}`)
   const cap = (HEADER_LEN + 16 * ENTRY_LEN + MAC_LEN) / interval
   console.log(`with ${known} nodes: readdir nodes/ ${us(bigDir.medNs)} · ${rate(bigDir.ops / (bigDir.elapsedNs / 1e9))} (${bigDir.bytes} entries);` +
     ` open+read+close nodes/1/load ${us(bigRead.medNs)} · ${rate(bigRead.ops / (bigRead.elapsedNs / 1e9))} (one run each)`)
@@ -755,7 +775,9 @@ async function main (): Promise<void> {
     ` (in-process loop, hot caches: ${us(readHandlerPerReq)})`)
   console.log(`      for scale: whole-daemon CPU ${us(read.cpuNetPerOp / 4)} per request; a bare fuse-native daemon ${us(fl.cpuNetPerOp / 4)};` +
     ` hpcd − bare ${us(oursFromDaemon)} (fuse.md: binding ≈ 40-50 µs/request of daemon CPU)`)
-  console.log(`${verdict(rssNRead < 100 * 1024)}  daemon < 100 MB resident with ${known - 1} known nodes: ${mb(rssNRead)} (1 node: ${mb(rss1)})`)
+  console.log(`${verdict(rssNRead.rss < 100 * 1024)}  daemon < 100 MB resident with ${known - 1} known nodes: VmRSS ${mb(rssNRead.rss)}, private ${mb(rssNRead.priv)} (1 node: ${mb(rss1.rss)}, private ${mb(rss1.priv)})`)
+  console.log(`      under tight client loops RSS rises whatever the node count: ${known} nodes ${mb(rssNLoad.rss)} (peak ${mb(hwm)}), 64-node daemon A ${mb(memA.rss)} (peak ${mb(hwmA)})` +
+    `${Math.max(hwm, hwmA) >= 100 * 1024 ? '  ← above 100 MB' : ''}`)
   console.log(`${verdict(noGrowth)}  gossip bytes per node not growing with cluster size: ${g100.bytesPerSec.toFixed(0)} B/s at ${g100.known} nodes,` +
     ` ${gN.bytesPerSec.toFixed(0)} B/s at ${gN.known} (${g2.bytesPerSec.toFixed(0)} at 2; bounded by the window, cap ${cap.toFixed(0)} B/s)`)
   if (foreign > 0.25) {
