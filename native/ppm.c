@@ -278,6 +278,7 @@ static int w_vec(int fd, struct iovec *iov, int n)
 		ssize_t r = writev(fd, iov, n);
 		if (r < 0) {
 			if (errno == EINTR) continue;
+			if (errno == EAGAIN) { struct pollfd pf = { fd, POLLOUT, 0 }; poll(&pf, 1, -1); continue; } /* a non-blocking socket from the caller */
 			return fail(errno, "writing the image: %s", strerror(errno));
 		}
 		while (n > 0 && (size_t)r >= iov->iov_len) { r -= iov->iov_len; iov++; n--; }
@@ -306,6 +307,7 @@ static int r_all(int fd, void *p, size_t n)
 		ssize_t r = read(fd, p, n);
 		if (r < 0) {
 			if (errno == EINTR) continue;
+			if (errno == EAGAIN) { struct pollfd pf = { fd, POLLIN, 0 }; poll(&pf, 1, -1); continue; }
 			return fail(errno, "reading the image: %s", strerror(errno));
 		}
 		if (r == 0) return fail(EBADMSG, "image truncated (stream ended early)");
@@ -1874,28 +1876,37 @@ static int cmd_info(void)
 	return n ? 3 : 0;
 }
 
-static int cmd_rawpipe(uint64_t bytes)
+/* Raw copy of BYTES through a pipe, for the benchmark: the writer sends BYTES of its own
+ * (written, resident) memory, the reader receives them into fresh memory of the same size, as a
+ * receiving process would; with hot=1 both sides reuse one 1 MiB buffer instead (cache-hot bound). */
+static int cmd_rawpipe(uint64_t bytes, int hot)
 {
 	int p[2];
 	if (pipe(p)) return fail(errno, "pipe"), report_err();
 	fcntl(p[0], F_SETPIPE_SZ, 1 << 20);
-	uint8_t *buf = malloc(CHUNK);
-	memset(buf, 0x5a, CHUNK);
+	uint64_t span = hot ? CHUNK : (bytes + PAGE - 1) / PAGE * PAGE;
+	uint8_t *src = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *dst = hot ? src : mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (src == MAP_FAILED || dst == MAP_FAILED) return fail(ENOMEM, "mmap"), report_err();
+	for (uint64_t i = 0; i < span; i += 8) *(uint64_t *)(src + i) = i * 0x9e3779b97f4a7c15ULL;
 	double t0 = now_ms();
 	pid_t c = fork();
 	if (c == 0) {
 		close(p[0]);
-		for (uint64_t left = bytes; left;) {
-			ssize_t w = write(p[1], buf, left < CHUNK ? left : CHUNK);
+		for (uint64_t off = 0; off < bytes;) {
+			uint64_t n = bytes - off < CHUNK ? bytes - off : CHUNK;
+			ssize_t w = write(p[1], src + (hot ? 0 : off), n);
 			if (w <= 0) _exit(1);
-			left -= w;
+			off += w;
 		}
 		_exit(0);
 	}
 	close(p[1]);
 	uint64_t got = 0;
 	for (;;) {
-		ssize_t r = read(p[0], buf, CHUNK);
+		uint64_t n = bytes - got < CHUNK ? bytes - got : CHUNK;
+		if (n == 0) break;
+		ssize_t r = read(p[0], dst + (hot ? 0 : got), n);
 		if (r <= 0) break;
 		got += r;
 	}
@@ -1916,7 +1927,7 @@ static void usage(void)
 		"       hpc-ppm-helper restore [--new-pid|--require-pid] [--no-wait] [--eintr] [--stdio-from PID]\n"
 		"                              [--clock auto|real|continue|OFFSET_NS]  (image on fd 3)\n"
 		"       hpc-ppm-helper info    (image on fd 3)\n"
-		"       hpc-ppm-helper hostinfo | rawpipe BYTES\n"
+		"       hpc-ppm-helper hostinfo | rawpipe BYTES [--hot]\n"
 		"control lines go to fd 4 (or stdout)\n");
 }
 
@@ -1982,7 +1993,7 @@ int main(int argc, char **argv)
 		return cmd_restore(&o);
 	}
 	if (!strcmp(cmd, "info")) return cmd_info();
-	if (!strcmp(cmd, "rawpipe") && argc == 3) return cmd_rawpipe(strtoull(argv[2], NULL, 10));
+	if (!strcmp(cmd, "rawpipe") && (argc == 3 || (argc == 4 && !strcmp(argv[3], "--hot")))) return cmd_rawpipe(strtoull(argv[2], NULL, 10), argc == 4);
 	usage();
 	return 2;
 }

@@ -15,6 +15,7 @@ import { createInterface } from 'node:readline'
 import { EventEmitter } from 'node:events'
 import { pipeline } from 'node:stream/promises'
 import type { Readable, Writable, Stream } from 'node:stream'
+import type { Socket } from 'node:net'
 import debug from 'debug'
 import { ErrnoError, einval, type ErrnoName } from '../util/errno.js'
 
@@ -196,6 +197,19 @@ export async function hostInfo (): Promise<string> {
   const h = new Helper(['hostinfo'], ['ignore', 'ignore', 'pipe', 'ignore', 'pipe'])
   const l = await h.next('HOSTINFO')
   return l[1]
+}
+
+/**
+ * The OS fd under a connected net.Socket, so that a helper reads or writes the image on it
+ * directly instead of through this process (the fast path for moving a process over the network).
+ * A socket used as an image source must not have been read from: create it paused
+ * (`pauseOnConnect: true` on the server) and attach no 'data' listener.
+ */
+export function socketFd (sock: Socket): number {
+  const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd
+  if (typeof fd !== 'number' || fd < 0) throw einval('socket has no file descriptor')
+  if (sock.readableLength > 0 || sock.bytesRead > 0) throw einval('socket has already been read from')
+  return fd
 }
 
 interface SinkSetup { stdio: StdioItem, attach: (h: Helper) => Promise<void>, close: () => void }
