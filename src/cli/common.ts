@@ -234,6 +234,11 @@ export function isHelp (argv: string[]): boolean {
 export async function runTool (tool: string, usage: string, main: (argv: string[]) => Promise<number | void> | number | void,
   argv: string[] = process.argv.slice(2)): Promise<void> {
   let code: number
+  // `mosctl status | head -1`: a closed pipe ends the tool quietly, as it would a C tool.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0)
+    throw err
+  })
   try {
     if (isHelp(argv)) {
       process.stdout.write(usage.endsWith('\n') ? usage : usage + '\n')
