@@ -124,6 +124,8 @@ export class Tree {
   write (rel: string, value: string | number): void {
     const p = this.path(rel)
     const text = String(value).endsWith('\n') ? String(value) : `${String(value)}\n`
+    const shown = text.trimEnd()
+    const what = shown.includes('\n') || shown.length > 40 ? `cannot write ${p}` : `cannot write ${JSON.stringify(shown)} to ${p}`
     log('write %s <- %j', p, text)
     let fd: number | undefined
     try {
@@ -132,15 +134,14 @@ export class Tree {
       const n = writeSync(fd, buf, 0, buf.length, 0)
       if (n !== buf.length) throw Object.assign(new Error(`short write (${n} of ${buf.length} bytes)`), { code: 'EIO' })
     } catch (err) {
-      throw new CliError(describeFsError(err, `cannot write ${JSON.stringify(text.trimEnd())} to ${p}`))
+      throw new CliError(describeFsError(err, what))
     } finally {
       if (fd !== undefined) {
         try {
           closeSync(fd)
         } catch (err) {
           // FUSE may report the write's failure only at close (flush).
-          // eslint-disable-next-line no-unsafe-finally
-          throw new CliError(describeFsError(err, `cannot write ${JSON.stringify(text.trimEnd())} to ${p}`))
+          throw new CliError(describeFsError(err, what))
         }
       }
     }

@@ -159,7 +159,12 @@ async function main (argv: string[]): Promise<number> {
       process.stdout.write(`setpe: the supplied table is well-formatted (${nodes.size} node${nodes.size === 1 ? '' : 's'})\n`)
       return 0
     }
-    tree.write('admin/config', nodes.size === 0 ? '\n' : formatMap(nodes.values()))
+    try {
+      tree.write('admin/config', nodes.size === 0 ? '\n' : formatMap(nodes.values()))
+    } catch (err) {
+      if (err instanceof CliError && err.message.includes('(EINVAL)')) throw new CliError(`${err.message}; hpcd refused the map (its log says why)`)
+      throw err
+    }
     if (o.id !== undefined) tree.write('admin/mospe', o.id)
     return 0
   }

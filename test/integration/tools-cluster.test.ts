@@ -89,6 +89,10 @@ test('setpe, showmap and mosmon --once on the real tree', { skip }, async () => 
   assert.equal(tool('setpe', ['-off']).status, 0)
   assert.equal(new Tree(root).read('admin/mospe'), '0')
   assert.match(tool('mosctl', ['status']).stdout, /not configured/)
+  // Now the tool cannot tell its own id; hpcd still refuses a map without it.
+  const refusedByHpcd = tool('setpe', ['-w'], without1)
+  assert.equal(refusedByHpcd.status, 1)
+  assert.match(refusedByHpcd.stderr, /admin\/config: invalid value \(EINVAL\); hpcd refused the map/)
   assert.equal(tool('setpe', ['-p', '1']).status, 0)
   assert.equal(tool('mosctl', ['whois']).stdout, 'This is openMosix #1\n')
 })

@@ -125,3 +125,15 @@ test('argument checks', () => {
   assert.throws(() => parseIntArg('11', 'x', -10, 10), /x 11 out of range -10\.\.10/)
   assert.throws(() => parseIntArg('1e3', 'x', 0, 10000), /bad x "1e3"/)
 })
+
+test('a long or multi-line value is not quoted in the error', () => {
+  const { dir, done } = tempDir()
+  try {
+    const t = new Tree(dir)
+    assert.throws(() => t.write('config', '1 10.0.0.1 1\n2 10.0.0.2 1\n'), (e: unknown) =>
+      e instanceof CliError && e.message === `cannot write ${join(dir, 'config')}: no such file (ENOENT)`)
+    assert.throws(() => t.write('x', 'y'.repeat(41)), (e: unknown) => e instanceof CliError && e.message.startsWith(`cannot write ${join(dir, 'x')}: `))
+  } finally {
+    done()
+  }
+})
