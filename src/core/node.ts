@@ -2,7 +2,7 @@
 // view of every known node. The FUSE tree, the daemon and the tests all work through this class;
 // it knows nothing about FUSE.
 import debug from 'debug'
-import { downAfterMs, type Config } from '../config.js'
+import { DEFAULTS, downAfterMs, type Config } from '../config.js'
 import { Gossiper, type Member } from '../gossip/gossiper.js'
 import { STATUS, type LocalInfo, type NodeInfo } from '../gossip/info.js'
 import type { Keyring } from '../gossip/keyring.js'
@@ -147,7 +147,8 @@ export class HpcNode {
   /** admin/config: every known node (map plus gossip) in setpe grammar. */
   mapText (): string {
     const nodes: MapNode[] = []
-    const port = (p: number): number | undefined => p === this.cfg.port ? undefined : p
+    // a line without a port means the protocol's default port; any other port is written out
+    const port = (p: number): number | undefined => p === DEFAULTS.port ? undefined : p
     nodes.push({ id: this.id, host: this.cfg.addr, port: port(this.cfg.port), aliases: this.staticMap?.get(this.id)?.aliases ?? [] })
     for (const k of this.gossip.table.values()) {
       nodes.push({ id: k.info.id, host: k.info.addr, port: port(k.info.port), aliases: this.staticMap?.get(k.info.id)?.aliases ?? [] })

@@ -101,7 +101,7 @@ export function expandMap (lines: MapLine[]): Map<number, MapNode> {
     const n = nodes.get(l.first)
     if (!n) throw new MapError(0, `ALIAS for node ${l.first}, which is not listed`)
     claim(`${l.host}:${l.port ?? ''}`, l.first)
-    n.aliases.push(l.host)
+    n.aliases.push(l.port !== undefined ? `${l.host}:${l.port}` : l.host)
   }
   return nodes
 }
