@@ -3,25 +3,51 @@
 import debug from 'debug'
 import { MAX_WINDOW } from '../gossip/codec.js'
 import { model, type ModelPoint } from './agemodel.js'
-import { Simulation, type SimOptions } from './simulator.js'
+import { Simulation, type AgeSample, type SimOptions } from './simulator.js'
+import { FastSimulation } from './fastsim.js'
 
 const log = debug('hpcfs:sim:experiments')
 
+/** What runAges needs from a simulation: both the real-Gossiper Simulation and FastSimulation provide it. */
+export interface AgeEngine {
+  readonly n: number
+  readonly interval: number
+  readonly downAfter: number
+  runIntervals: (k: number) => void
+  runUntil: (t: number) => void
+  sampleAges: () => AgeSample
+  sent: () => { bytes: number, packets: number }
+}
+
+/** 'gossiper': n real Gossipers over a MemoryNetwork; 'fast': the typed-array mirror (fastsim.ts). */
+export type EngineKind = 'gossiper' | 'fast'
+
 export interface AgeRunOptions extends SimOptions {
+  /** Which engine runs the protocol (default 'gossiper'). */
+  engine?: EngineKind
   /** Warm-up length in units of the model's M (default 3; the spec asks for at least 3). */
   warmupFactor?: number
-  /** Intervals measured after warm-up (default max(2·M, 100)). */
+  /** Intervals measured after warm-up (default max(M, 100)). */
   measureIntervals?: number
-  /** Age snapshots taken, evenly spread over the measured intervals (default 40). */
+  /** Age snapshots taken, evenly spread over the measured intervals (default 30). */
   samples?: number
+  /**
+   * After the warm-up, keep running (in steps of M/4, up to another warmupFactor·M) while some
+   * node has still never heard of another (default true): a cold start can leave isolated pairs.
+   */
+  untilAllKnown?: boolean
 }
 
 export interface AgeRunResult {
+  engine: EngineKind
   n: number
   w: number
   loss: number
   model: ModelPoint
+  /** Warm-up actually run (≥ warmupFactor·M; longer if some pair was still unknown). */
   warmupIntervals: number
+  /** Pairs never heard of at the end of warmupFactor·M, before any extension. */
+  unknownAfterWarmup: number
   measuredIntervals: number
   samples: number
   /** Mean over snapshots of the average age over all (node, entry) pairs, in intervals. */
@@ -41,15 +67,25 @@ export interface AgeRunResult {
 }
 
 /** Builds a cluster, warms it up for warmupFactor·M, then samples ages and traffic. */
-export function runAges (opts: AgeRunOptions): { sim: Simulation, result: AgeRunResult } {
-  if (opts.window > MAX_WINDOW) throw new RangeError(`window ${opts.window} exceeds the codec's MAX_WINDOW ${MAX_WINDOW}`)
+export function runAges<E extends EngineKind = 'gossiper'> (opts: AgeRunOptions & { engine?: E }): { sim: E extends 'fast' ? FastSimulation : Simulation, result: AgeRunResult } {
+  const engine: EngineKind = opts.engine ?? 'gossiper'
+  if (engine === 'gossiper' && opts.window > MAX_WINDOW) throw new RangeError(`window ${opts.window} exceeds the codec's MAX_WINDOW ${MAX_WINDOW}`)
   const t0 = performance.now()
   const m = model(opts.n, opts.window)
-  const sim = new Simulation(opts)
-  const warmup = Math.ceil((opts.warmupFactor ?? 3) * m.M)
-  const measured = opts.measureIntervals ?? Math.max(100, Math.ceil(2 * m.M))
-  const samples = Math.max(1, opts.samples ?? 40)
+  const sim: AgeEngine = engine === 'fast' ? new FastSimulation(opts) : new Simulation(opts)
+  const factor = opts.warmupFactor ?? 3
+  let warmup = Math.ceil(factor * m.M)
+  const measured = opts.measureIntervals ?? Math.max(100, Math.ceil(m.M))
+  const samples = Math.max(1, opts.samples ?? 30)
   sim.runIntervals(warmup)
+  const unknownAfterWarmup = sim.sampleAges().unknown
+  if (opts.untilAllKnown ?? true) {
+    const step = Math.max(1, Math.ceil(m.M / 4))
+    for (let extra = 0; extra < factor * m.M && sim.sampleAges().unknown > 0; extra += step) {
+      sim.runIntervals(step)
+      warmup += step
+    }
+  }
   const sent0 = sim.sent()
   const step = measured / samples
   let avg = 0; let mx = 0; let maxAge = 0; let unknown = 0; let falseDown = 0
@@ -61,11 +97,13 @@ export function runAges (opts: AgeRunOptions): { sim: Simulation, result: AgeRun
   }
   const sent1 = sim.sent()
   const result: AgeRunResult = {
+    engine,
     n: opts.n,
     w: opts.window,
     loss: opts.loss ?? 0,
     model: m,
     warmupIntervals: warmup,
+    unknownAfterWarmup,
     measuredIntervals: measured,
     samples,
     avgAge: avg / samples,
@@ -78,8 +116,8 @@ export function runAges (opts: AgeRunOptions): { sim: Simulation, result: AgeRun
     downAfterIntervals: sim.downAfter / sim.interval,
     wallMs: performance.now() - t0
   }
-  log('n=%d w=%d avg %f (model %f) max %f (model %f) in %d ms', opts.n, opts.window, result.avgAge, m.Av, result.meanMaxAge, m.M, result.wallMs)
-  return { sim, result }
+  log('%s n=%d w=%d avg %f (model %f) max %f (model %f) in %d ms', engine, opts.n, opts.window, result.avgAge, m.Av, result.meanMaxAge, m.M, result.wallMs)
+  return { sim: sim as E extends 'fast' ? FastSimulation : Simulation, result }
 }
 
 export interface ChangeResult {
