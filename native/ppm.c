@@ -110,6 +110,9 @@ struct img_core {
 	uint32_t ngroups, nnp;
 	uint32_t groups[32];
 	uint32_t nfilters, pad;
+	int64_t itimer[3][4];	/* ITIMER_REAL/VIRTUAL/PROF: interval s, us, value s, us */
+	uint64_t ss_sp, ss_size;	/* sigaltstack */
+	int32_t ss_flags, pad2;
 	uint64_t exe_size;
 	int64_t exe_mtime_s, exe_mtime_ns;
 	char cwd[PATH_MAX];
@@ -986,6 +989,16 @@ static int dump_image(struct tracee *t, int imgfd, const char *target, struct du
 		e = INJ(t, NULL, SYS_rt_sigaction, s, 0, scratch, 8, 0, 0);
 		if (!e) e = mem_read(t, scratch, &c->act[s], sizeof c->act[s]);
 	}
+	for (int w = 0; w < 3 && !e; w++) {
+		e = INJ(t, NULL, SYS_getitimer, w, scratch, 0, 0, 0, 0);
+		if (!e) e = mem_read(t, scratch, c->itimer[w], sizeof c->itimer[w]);
+	}
+	if (!e) e = INJ(t, NULL, SYS_sigaltstack, 0, scratch, 0, 0, 0, 0);
+	if (!e) {
+		struct { uint64_t sp; int32_t flags, pad; uint64_t size; } ss;
+		e = mem_read(t, scratch, &ss, sizeof ss);
+		c->ss_sp = ss.sp; c->ss_flags = ss.flags; c->ss_size = ss.size;
+	}
 	long brk = 0;
 	if (!e) e = INJ(t, &brk, SYS_brk, 0, 0, 0, 0, 0, 0);
 	int e2 = INJ(t, NULL, SYS_munmap, scratch, PAGE, 0, 0, 0, 0);
@@ -1070,7 +1083,9 @@ static int dump_image(struct tracee *t, int imgfd, const char *target, struct du
 		int pmfd = open(fn, O_RDONLY | O_CLOEXEC);
 		if (pmfd < 0) e = fail(errno, "open %s: %s", fn, strerror(errno));
 		uint8_t *pbuf = malloc(CHUNK + 16);
+		double tp = now_ms();
 		for (int i = 0; i < nv && !e; i++) e = dump_vma_pages(&w, t, pmfd, &vm[i], pbuf);
+		if (!e) ctlf("STAT pages_ms=%.3f", now_ms() - tp);
 		free(pbuf);
 		if (pmfd >= 0) close(pmfd);
 	}
@@ -1373,6 +1388,7 @@ static int restore_into(struct tracee *t, struct image *im, struct imgr *r, int 
 		}
 	}
 	/* 7. page data */
+	double tf = now_ms();
 	uint8_t *buf = malloc(CHUNK + 16);
 	while (!e) {
 		struct rechdr h;
@@ -1401,6 +1417,7 @@ static int restore_into(struct tracee *t, struct image *im, struct imgr *r, int 
 		r->pages += len / PAGE;
 	}
 	free(buf);
+	if (!e) ctlf("STAT fill_ms=%.3f", now_ms() - tf);
 	/* 8. final protections */
 	for (int i = 0; i < im->nvma && !e; i++) {
 		struct img_vma *v = &im->vmas[i];
@@ -1414,6 +1431,11 @@ static int restore_into(struct tracee *t, struct image *im, struct imgr *r, int 
 		if (!e) e = INJ(t, NULL, SYS_rt_sigaction, s, scr, 0, 8, 0, 0);
 	}
 	if (!e && ptrace(PTRACE_SETSIGMASK, t->pid, 8, &c->sigmask)) e = fail(errno, "PTRACE_SETSIGMASK: %s", strerror(errno));
+	if (!e && !(c->ss_flags & SS_DISABLE) && c->ss_size) {
+		struct { uint64_t sp; int32_t flags, pad; uint64_t size; } ss = { c->ss_sp, c->ss_flags & ~SS_ONSTACK, 0, c->ss_size };
+		e = mem_write(t, scr, &ss, sizeof ss);
+		if (!e) e = INJ(t, NULL, SYS_sigaltstack, scr, 0, 0, 0, 0, 0);
+	}
 	/* 10. files */
 	if (!e) e = restore_fds(t, im, scr, hollow);
 	/* 11. attributes */
@@ -1446,6 +1468,12 @@ static int restore_into(struct tracee *t, struct image *im, struct imgr *r, int 
 		if (!e) e = INJ(t, NULL, SYS_setgroups, c->ngroups, scr, 0, 0, 0, 0);
 		if (!e) e = INJ(t, NULL, SYS_setresgid, c->gid[0], c->gid[1], c->gid[2], 0, 0, 0);
 		if (!e) e = INJ(t, NULL, SYS_setresuid, c->uid[0], c->uid[1], c->uid[2], 0, 0, 0);
+	}
+	/* interval timers last, so that they do not run during the restore */
+	for (int w = 0; w < 3 && !e; w++) {
+		if (!c->itimer[w][2] && !c->itimer[w][3]) continue;
+		e = mem_write(t, scr, c->itimer[w], sizeof c->itimer[w]);
+		if (!e) e = INJ(t, NULL, SYS_setitimer, w, scr, 0, 0, 0, 0);
 	}
 	/* 13. scratch away */
 	if (!e) e = INJ(t, NULL, SYS_munmap, scr, SCRATCH_LEN, 0, 0, 0, 0);

@@ -21,6 +21,7 @@ for (const kind of ['dynamic', 'static']) {
     const t = await chain(lab, s, { progress: () => fileLines(out), marks: [3, 9, 15] })
     assert.deepEqual(await s.exited, { code: 7, signal: null })
     assert.equal(readFileSync(out, 'utf8'), ref.out)
+    assert.match(ref.out, /rseq ok\n$/, 'rseq registered all along (checked by the subject)')
     assert.ok(t.freezeMs.every(ms => ms < 1000), `freeze times ${t.freezeMs.join(', ')}`)
   })
 }
@@ -77,7 +78,7 @@ test('file writer with stdio buffering and O_APPEND keeps offsets and buffered d
   assert.equal(t.freezeMs.length, 3)
 })
 
-test('program with signal handlers keeps handlers, flags, masks and blocked set', async () => {
+test('program with signal handlers keeps handlers, flags, masks, blocked set, alternate stack and itimer', async () => {
   const bin = lab.compile('sigs')
   const args = ['20', '60000', '9']
   const ref = reference(bin, args)

@@ -1,15 +1,18 @@
-/* Signal handlers: SIGUSR1 counted by a SA_RESTART handler, SIGALRM by an SA_SIGINFO handler with
+/* Signal handlers: SIGUSR1 counted by a SA_RESTART|SA_ONSTACK handler on an alternate stack, SIGALRM by an SA_SIGINFO handler with
  * a mask, SIGINT ignored, SIGUSR2 blocked. Every round raises SIGUSR1 and SIGALRM; at the end
- * the handlers, flags, masks and the blocked set are checked against what was installed.
+ * the handlers, flags, masks, the blocked set, the alternate stack and a long interval timer
+ * (ITIMER_REAL, 1000 s, interval 500 s) are checked against what was installed.
  * usage: sigs ROUNDS DELAY_US EXIT_CODE */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
 #include <unistd.h>
+#include <sys/time.h>
 
-static volatile sig_atomic_t usr1, alrm, hup;
-static void on_usr1(int s) { (void)s; usr1++; }
+static volatile sig_atomic_t usr1, alrm, hup, offstack;
+static char altstack[65536];
+static void on_usr1(int s) { char here; (void)s; usr1++; if (&here < altstack || &here >= altstack + sizeof altstack) offstack++; }
 static void on_alrm(int s, siginfo_t *si, void *u) { (void)s; (void)u; if (si->si_signo == SIGALRM) alrm++; }
 static void on_hup(int s) { (void)s; hup++; }
 
@@ -18,7 +21,11 @@ int main(int argc, char **argv)
 	if (argc < 4) return 2;
 	int rounds = atoi(argv[1]);
 	struct sigaction a = { 0 }, b = { 0 }, c = { 0 };
-	a.sa_handler = on_usr1; a.sa_flags = SA_RESTART;
+	a.sa_handler = on_usr1; a.sa_flags = SA_RESTART | SA_ONSTACK;
+	stack_t ss = { .ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0 };
+	sigaltstack(&ss, NULL);
+	struct itimerval it = { { 500, 0 }, { 1000, 0 } };
+	setitimer(ITIMER_REAL, &it, NULL);
 	b.sa_sigaction = on_alrm; b.sa_flags = SA_SIGINFO; sigaddset(&b.sa_mask, SIGTERM);
 	c.sa_handler = on_hup; c.sa_flags = SA_RESTART;
 	sigaction(SIGUSR1, &a, NULL);
@@ -43,6 +50,12 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, NULL, &x); ok &= x.sa_handler == SIG_IGN;
 	sigset_t cur;
 	sigprocmask(SIG_BLOCK, NULL, &cur); ok &= sigismember(&cur, SIGUSR2) && !sigismember(&cur, SIGUSR1);
+	stack_t cs;
+	sigaltstack(NULL, &cs);
+	ok &= cs.ss_sp == altstack && cs.ss_size == sizeof altstack && !offstack;
+	struct itimerval ci;
+	getitimer(ITIMER_REAL, &ci);
+	ok &= ci.it_interval.tv_sec == 500 && ci.it_value.tv_sec > 900 && ci.it_value.tv_sec < 1000;
 	printf("sigstate %s hup %d\n", ok ? "ok" : "BROKEN", (int)hup);
 	return atoi(argv[3]);
 }
