@@ -1006,8 +1006,25 @@ static int dump_image(struct tracee *t, int imgfd, const char *target, struct du
 	c->mm[5] = brk;
 	e = read_core_proc(pid, c);
 	if (e) return e;
+	/* signals the tracee did not take yet: those caught while stopping it, then the kernel's
+	 * pending sets (blocked signals stay pending; siginfo and repeated instances are not kept) */
 	c->npend = t->npend;
 	memcpy(c->pend, t->pend, sizeof c->pend);
+	{
+		char fn2[64], st[8192], v[64];
+		snprintf(fn2, sizeof fn2, "/proc/%d/status", pid);
+		if (read_file(fn2, st, sizeof st) > 0) {
+			uint64_t m = 0;
+			if (!status_field(st, "SigPnd", v, sizeof v)) m |= strtoull(v, NULL, 16);
+			if (!status_field(st, "ShdPnd", v, sizeof v)) m |= strtoull(v, NULL, 16);
+			for (int sg = 1; sg <= 64 && c->npend < 16; sg++) {
+				if (!(m >> (sg - 1) & 1)) continue;
+				int dup = 0;
+				for (uint32_t k = 0; k < c->npend; k++) dup |= c->pend[k] == sg;
+				if (!dup) c->pend[c->npend++] = sg;
+			}
+		}
+	}
 
 	struct img_header h;
 	memset(&h, 0, sizeof h);

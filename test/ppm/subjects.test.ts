@@ -78,15 +78,17 @@ test('file writer with stdio buffering and O_APPEND keeps offsets and buffered d
   assert.equal(t.freezeMs.length, 3)
 })
 
-test('program with signal handlers keeps handlers, flags, masks, blocked set, alternate stack and itimer', async () => {
+test('program with signal handlers keeps handlers, flags, masks, blocked set, pending signal, alternate stack and itimer', async () => {
   const bin = lab.compile('sigs')
   const args = ['20', '60000', '9']
   const ref = reference(bin, args)
   const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => lines(s.out) >= 1, 5000, 'handlers installed')
+  process.kill(s.pid, 'SIGUSR2') // blocked: it must stay pending through every move
   await chain(lab, s, { progress: () => lines(s.out), marks: [3, 8, 13], relay: true })
   assert.deepEqual(await s.exited, { code: 9, signal: null })
-  assert.equal(s.out, ref.out)
-  assert.match(s.out, /sigstate ok hup 0\n$/)
+  assert.match(ref.out, /sigstate ok hup 0 usr2 pending no\n$/)
+  assert.equal(s.out, ref.out.replace('usr2 pending no', 'usr2 pending yes'))
 })
 
 test('mapping mix: shared-anonymous, MAP_SHARED file, private file COW and PROT_NONE data', async () => {

@@ -56,6 +56,8 @@ int main(int argc, char **argv)
 	struct itimerval ci;
 	getitimer(ITIMER_REAL, &ci);
 	ok &= ci.it_interval.tv_sec == 500 && ci.it_value.tv_sec > 900 && ci.it_value.tv_sec < 1000;
-	printf("sigstate %s hup %d\n", ok ? "ok" : "BROKEN", (int)hup);
+	sigset_t pend;
+	sigpending(&pend);
+	printf("sigstate %s hup %d usr2 pending %s\n", ok ? "ok" : "BROKEN", (int)hup, sigismember(&pend, SIGUSR2) ? "yes" : "no");
 	return atoi(argv[3]);
 }
