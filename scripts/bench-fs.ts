@@ -790,7 +790,8 @@ async function main (): Promise<void> {
 main()
   .then(() => cleanup())
   .catch(async (e: Error) => {
-    if (!signalled) console.error(`bench-fs: ${e.stack ?? e.message}`)
+    const usage = (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS') || e.message.startsWith('--')
+    if (!signalled) console.error(`bench-fs: ${usage ? `${e.message} (see --help)` : e.stack ?? e.message}`)
     await cleanup()
     process.exit(signalled ? (signalled === 'SIGINT' ? 130 : 143) : 1)
   })
