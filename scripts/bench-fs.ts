@@ -782,7 +782,8 @@ async function main (): Promise<void> {
     ` ${gN.bytesPerSec.toFixed(0)} B/s at ${gN.known} (${g2.bytesPerSec.toFixed(0)} at 2; bounded by the window, cap ${cap.toFixed(0)} B/s)`)
   if (foreign > 0.25) {
     console.log(`\nnote: other processes used ${foreign.toFixed(2)} CPU during the latency part; the FUSE rows (client, daemon and libfuse threads` +
-      ' need both CPUs) are inflated. Compare runs on an idle machine; hpcfs / bare fuse-native stays meaningful.')
+      ' need both CPUs) are inflated and can flip between a fast and a slow mode (see the per-repetition medians), in hpcd and' +
+      ' the bare daemon alike. Compare runs on an idle machine; hpcfs / bare fuse-native is less sensitive, not immune.')
   }
   console.log(`\ntotal ${((Date.now() - started.getTime()) / 1000).toFixed(0)} s; load average after: ${loadavg()}`)
 }
