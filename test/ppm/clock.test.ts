@@ -78,3 +78,20 @@ test('a process restored in a time namespace moves again with its view of the cl
   await end
   assert.equal(out, ref.out)
 })
+
+test('dump-and-continue several times: the original keeps its schedule and its layout', async () => {
+  const bin = lab.compile('sleeper')
+  const args = ['12', '100', '250', '0']
+  const ref = reference(bin, args)
+  const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
+  for (const mark of [2, 4, 6, 8]) {
+    await waitFor(() => lines(s.out) >= mark, 5000, `round ${mark}`)
+    const maps = readFileSync(`/proc/${s.pid}/maps`, 'utf8')
+    const d = await dump(s.pid, lab.path(`live-${mark}.img`), { leaveRunning: true })
+    assert.ok(d.bytes > 0)
+    assert.equal(readFileSync(`/proc/${s.pid}/maps`, 'utf8'), maps, 'no scratch mapping or other debris left')
+  }
+  assert.deepEqual(await s.exited, { code: 0, signal: null })
+  assert.equal(s.out, ref.out)
+  assert.match(s.out, /clock ok\n$/)
+})
