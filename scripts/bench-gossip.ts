@@ -13,7 +13,10 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import debug from 'debug'
 import { calcWinsizeGivenAv, calcWinsizeGivenMax, EULER_GAMMA, model } from '../src/sim/agemodel.js'
-import { runAges, runChange, runKillRevive, type AgeRunResult, type ChangeResult, type EngineKind, type KillReviveResult } from '../src/sim/experiments.js'
+import {
+  runAges, runChange, runColdStart, runKillRevive,
+  type AgeRunResult, type ChangeResult, type ColdStartResult, type EngineKind, type KillReviveResult
+} from '../src/sim/experiments.js'
 import { FastSimulation } from '../src/sim/fastsim.js'
 import { Simulation } from '../src/sim/simulator.js'
 import { expectedMaxAge } from '../src/config.js'
@@ -30,11 +33,14 @@ interface Case {
   /** Also time a changed value, and (gossiper engine) a kill and a restart. */
   events?: boolean
   seed: number
+  /** 'cold': time a simultaneous cold start with the given send-to-any rule (fast engine, 3 seeds). */
+  cold?: 'known' | 'heard'
 }
 
 interface CaseResult {
   c: Case
-  ages: AgeRunResult
+  ages?: AgeRunResult
+  cold?: ColdStartResult
   change?: ChangeResult
   killRevive?: KillReviveResult
   wallMs: number
@@ -42,6 +48,10 @@ interface CaseResult {
 
 function runCase (c: Case): CaseResult {
   const t0 = performance.now()
+  if (c.cold) {
+    const cold = runColdStart(c.n, c.w, c.cold, [c.seed, c.seed + 1, c.seed + 2])
+    return { c, cold, wallMs: performance.now() - t0 }
+  }
   const { sim, result } = runAges({ engine: c.engine, n: c.n, window: c.w, loss: c.loss ?? 0, seed: c.seed })
   const out: CaseResult = { c, ages: result, wallMs: 0 }
   if (c.events) {
@@ -64,7 +74,8 @@ function cases (mode: 'quick' | 'default' | 'full', seed: number): Case[] {
   if (mode === 'quick') {
     return [
       c('gossiper', 64, 8, { events: true }), c('fast', 64, 8), c('fast', 128, 16),
-      c('gossiper', 64, 8, { loss: 0.1 })
+      c('gossiper', 64, 8, { loss: 0.1 }),
+      c('fast', 64, 8, { cold: 'known', id: 'cold-64-known' }), c('fast', 64, 8, { cold: 'heard', id: 'cold-64-heard' })
     ]
   }
   const list = [
@@ -81,7 +92,9 @@ function cases (mode: 'quick' | 'default' | 'full', seed: number): Case[] {
     c('fast', 1024, 16, { events: true }),
     c('fast', 1024, 16, { loss: 0.1 }),
     c('fast', 1024, 20),
-    c('fast', 1024, 32)
+    c('fast', 1024, 32),
+    c('fast', 1024, 16, { cold: 'known', id: 'cold-1024-known' }), c('fast', 1024, 16, { cold: 'heard', id: 'cold-1024-heard' }),
+    c('fast', 256, 16, { cold: 'known', id: 'cold-256-known' }), c('fast', 256, 16, { cold: 'heard', id: 'cold-256-heard' })
   ]
   if (mode === 'full') {
     list.unshift(
@@ -136,8 +149,9 @@ function table (head: string[], rows: string[][]): string {
   return [line(head), widths.map(w => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
 }
 
-function report (results: CaseResult[], seed: number): string {
+function report (all: CaseResult[], seed: number): string {
   const out: string[] = []
+  const results = all.filter((r): r is CaseResult & { ages: AgeRunResult } => r.ages !== undefined)
   const byAge = [...results].sort((a, b) => (a.c.loss ?? 0) - (b.c.loss ?? 0) || a.c.n - b.c.n || a.c.w - b.c.w || a.c.engine.localeCompare(b.c.engine))
   out.push(`Windowed push gossip against the MOSIX age model (algorithms.md §2.2), seed ${seed}.`)
   out.push('Interval = 1 unit; each node pushes its own entry + w-1 freshest to one random peer per interval, random')
@@ -193,6 +207,18 @@ function report (results: CaseResult[], seed: number): string {
     out.push('Scaling law (§5 item 2): ratios of successive rows, measured and model.')
     out.push('')
     out.push(table(['step', 'avg meas', 'avg model', 'max meas', 'max model', 'bytes'], scale))
+  }
+
+  const cold = all.filter(r => r.cold).map(r => r.cold as ColdStartResult)
+  if (cold.length) {
+    out.push('')
+    out.push('Cold start (fast engine, 3 seeds): all nodes start together with the map known. Intervals until every node')
+    out.push('has heard of every other, and nodes still knowing <= 3 others after one M. Rule known = the gossiper\'s')
+    out.push('send-to-any probability 1/max(5, table size); heard = 1/max(5, nodes heard of), like gossimon\'s #alive.')
+    out.push('')
+    out.push(table(['n', 'w', 'rule', 'all known (per seed)', 'mean', 'locked after M'],
+      cold.sort((a, b) => a.n - b.n || a.rule.localeCompare(b.rule)).map(r => [String(r.n), String(r.w), r.rule, r.allKnown.map(x => f(x, 0)).join(' '),
+        f(r.allKnown.reduce((a, b) => a + b, 0) / r.allKnown.length, 0), r.lockedAfterM.join(' ')])))
   }
 
   // gossimon defaults (§5 item 3): timestep 0.5 s, windows 20 and 16, n = 1024

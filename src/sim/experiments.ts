@@ -32,8 +32,10 @@ export interface AgeRunOptions extends SimOptions {
   /** Age snapshots taken, evenly spread over the measured intervals (default 30). */
   samples?: number
   /**
-   * After the warm-up, keep running (in steps of M/4, up to another warmupFactor·M) while some
-   * node has still never heard of another (default true): a cold start can leave isolated pairs.
+   * After the warm-up, keep running (in steps of M/4, up to max(warmupFactor·M, 2n) more
+   * intervals) while some node has still never heard of another (default true). A simultaneous
+   * cold start leaves pairs of nodes that only know, and only send to, each other (see
+   * docs/gossip.md); they escape only through the rare send-to-any, after ~n/4 intervals each.
    */
   untilAllKnown?: boolean
 }
@@ -81,7 +83,8 @@ export function runAges<E extends EngineKind = 'gossiper'> (opts: AgeRunOptions 
   const unknownAfterWarmup = sim.sampleAges().unknown
   if (opts.untilAllKnown ?? true) {
     const step = Math.max(1, Math.ceil(m.M / 4))
-    for (let extra = 0; extra < factor * m.M && sim.sampleAges().unknown > 0; extra += step) {
+    const limit = Math.max(factor * m.M, 2 * opts.n)
+    for (let extra = 0; extra < limit && sim.sampleAges().unknown > 0; extra += step) {
       sim.runIntervals(step)
       warmup += step
     }
@@ -169,4 +172,33 @@ export function runKillRevive (sim: Simulation, id: number, limitIntervals: numb
     upHalf: w.quantileAfter(0.5),
     upAll: w.allAfter
   }
+}
+
+export interface ColdStartResult {
+  n: number
+  w: number
+  rule: 'known' | 'heard'
+  /** Per seed: intervals from a simultaneous start until every node has heard of every other. */
+  allKnown: number[]
+  /** Per seed: nodes that after one M still know at most 3 others (locked in small groups). */
+  lockedAfterM: number[]
+}
+
+/**
+ * Cold start of a whole cluster at once (fast engine): how long until every node has heard of
+ * every other, with the gossiper's send-to-any rule ('known': 1/max(5, table size)) and with a
+ * gossimon-like one ('heard': 1/max(5, nodes heard of)).
+ */
+export function runColdStart (n: number, w: number, rule: 'known' | 'heard', seeds: number[], limitIntervals = 20 * n): ColdStartResult {
+  const allKnown: number[] = []
+  const lockedAfterM: number[] = []
+  const M = model(n, w).M
+  for (const seed of seeds) {
+    const sim = new FastSimulation({ n, window: w, seed, anyRule: rule })
+    sim.runIntervals(Math.ceil(M))
+    lockedAfterM.push(sim.nodesHearingAtMost(3))
+    while (Number.isNaN(sim.allKnownAt) && sim.intervals < limitIntervals) sim.runIntervals(5)
+    allKnown.push(sim.allKnownAt / sim.interval)
+  }
+  return { n, w, rule, allKnown, lockedAfterM }
 }

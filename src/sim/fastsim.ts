@@ -239,6 +239,30 @@ export class FastSimulation {
     return { avgAge: pairs ? sum / pairs / iv : NaN, meanMaxAge: holders ? maxSum / holders / iv : NaN, maxAge: maxAll / iv, pairs, unknown, falseDown }
   }
 
+  /** Nodes that have heard of at most m others. */
+  nodesHearingAtMost (m: number): number {
+    let c = 0
+    for (let i = 0; i < this.n; i++) if (this.heard[i] <= m) c++
+    return c
+  }
+
+  /** Ids (1-based) of the foreign entries node `id` would put in its window now, freshest first. */
+  windowOf (id: number): number[] {
+    const s = id - 1
+    const out: number[] = []
+    for (let p = 0; p < this.topLen[s]; p++) {
+      if (this.now - this.topF[s * this.k + p] > this.downAfter) break
+      out.push(this.top[s * this.k + p] + 1)
+    }
+    return out
+  }
+
+  /** Time (ms) at which node `id` last had fresh information about node `of` (null: never heard). */
+  freshAt (id: number, of: number): number | null {
+    const f = this.fresh[(id - 1) * this.n + of - 1]
+    return f === NEVER ? null : f
+  }
+
   sent (): { bytes: number, packets: number } { return { bytes: this.bytes, packets: this.packets } }
 
   /**
