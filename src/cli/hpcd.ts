@@ -19,6 +19,7 @@ import { Probe } from '../probe/probe.js'
 import { rootDir } from '../fs/root.js'
 import { TreeMount } from '../fs/fuse.js'
 import { VERSION } from '../version.js'
+import { Migrator } from '../migrate/migrator.js'
 
 const log = debug('hpcfs:hpcd')
 
@@ -124,6 +125,12 @@ async function main (): Promise<void> {
   node.setDecay(cfg.decayInterval, cfg.slowDecay, cfg.fastDecay)
   if (mapText !== undefined) node.setMapText(mapText)
 
+  node.migPort = (argv['mig-port'] as number | undefined) ?? cfg.port - 768
+  if (!(node.migPort >= 1 && node.migPort <= 65535)) throw new Error(`bad transfer port ${node.migPort}; give --mig-port`)
+  const migrator = new Migrator(node, keys, node.migPort)
+  await migrator.listen(addr)
+  node.migrator = migrator
+
   const transport = await UdpTransport.open({ host: addr, port: cfg.port }, (buf, from) => node.gossip.onDatagram(buf, from))
   node.gossip.attach(transport)
 
@@ -145,6 +152,7 @@ async function main (): Promise<void> {
     stopping = true
     clearTimeout(timer)
     probe.close()
+    await migrator.close()
     await mount.unmount()
     await transport.close()
     log('stopped')

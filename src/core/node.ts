@@ -9,6 +9,7 @@ import type { Keyring } from '../gossip/keyring.js'
 import type { Address } from '../gossip/transport.js'
 import { einval } from '../util/errno.js'
 import { expandMap, formatMap, MapError, parseMap, type MapNode } from '../map/map.js'
+import type { Cluster, Migrator } from '../migrate/migrator.js'
 
 const log = debug('hpcfs:node')
 
@@ -32,8 +33,12 @@ export const DOWN = -101 // -ENETUNREACH, what openMosix printed for a node with
 
 export const MAX_SPEED = 1000000
 
-export class HpcNode {
+export class HpcNode implements Cluster {
   readonly gossip: Gossiper
+  /** Process migration (set by the daemon; absent in tests of the tree alone). */
+  migrator: Migrator | null = null
+  /** TCP transfer port; every node's sits at the same distance from its gossip port (default 4660 for 5428). */
+  migPort = 4660
   block = false
   stay = false
   lstay = false
@@ -108,6 +113,28 @@ export class HpcNode {
     this.slowDecay = slow
     this.fastDecay = fast
   }
+
+  get blocked (): boolean { return this.block }
+
+  /** admin/expel: refuse guests from now on and send the present ones home. */
+  expel (): void {
+    this.block = true
+    void this.migrator?.expelAll()
+  }
+
+  /** admin/bring: keep local processes home from now on and bring the migrated ones back. */
+  bring (): void {
+    this.lstay = true
+    void this.migrator?.bringAll()
+  }
+
+  addressOf (id: number): { host: string, port: number } | undefined {
+    const v = this.view(id)
+    if (!v) return undefined
+    return { host: v.info.addr, port: v.info.port + (this.migPort - this.cfg.port) }
+  }
+
+  isUp (id: number): boolean { return this.view(id)?.up ?? false }
 
   // ---- membership -------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ import type { HpcNode } from '../core/node.js'
 import { ErrnoError } from '../util/errno.js'
 import { dir, flag, parseInt10, ro, rw, wo, type DirNode } from './tree.js'
 import { VERSION } from '../version.js'
+import { adminMigrate } from './proc.js'
 
 export function adminDir (node: HpcNode): DirNode {
   const trigger = (what: string, fn: () => void) => ({
@@ -17,15 +18,15 @@ export function adminDir (node: HpcNode): DirNode {
     lstay: flag(() => node.lstay, v => { node.lstay = v }, 'lstay'),
     quiet: flag(() => node.quiet, v => { node.quiet = v }, 'quiet'),
     // expel implies block and bring implies lstay (mosctl man page); moving the processes comes with migration.
-    expel: trigger('expel', () => { node.block = true }),
-    bring: trigger('bring', () => { node.lstay = true }),
+    expel: trigger('expel', () => node.expel()),
+    bring: trigger('bring', () => node.bring()),
     speed: rw(() => node.speed, t => node.setSpeed(parseInt10(t, 1, 1000000, 'speed'))),
     version: ro(() => `hpcfs ${VERSION} (openMosix-compatible tree)`),
     'decay-interval': rw(() => node.decayInterval, t => node.setDecay(parseInt10(t, 1, 3600, 'decay-interval'), node.slowDecay, node.fastDecay)),
     'slow-decay': rw(() => node.slowDecay, t => node.setDecay(node.decayInterval, parseInt10(t, 0, 1000, 'slow-decay'), node.fastDecay)),
     'fast-decay': rw(() => node.fastDecay, t => node.setDecay(node.decayInterval, node.slowDecay, parseInt10(t, 0, 1000, 'fast-decay'))),
     config: { kind: 'file', mode: 0o644, show: () => node.mapText(), store: t => node.setMapText(t), gather: { check: t => node.checkMapText(t) } },
-    migrate: wo(() => { throw new ErrnoError('ENOSYS', 'process migration is not available yet') }),
+    migrate: node.migrator ? adminMigrate(node.migrator) : wo(() => { throw new ErrnoError('ENOSYS', 'process migration is not running on this node') }),
     'gossip-stats': {
       kind: 'file',
       mode: 0o444,

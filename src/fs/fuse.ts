@@ -110,13 +110,16 @@ export class TreeMount {
         const acc = flags & O_ACCMODE
         const wants = { read: acc !== O_WRONLY, write: acc === O_WRONLY || acc === O_RDWR }
         if ((wants.write && !n.store) || (wants.read && !n.show)) return cb(err('EACCES'))
-        let content: Buffer | null = null
-        if (wants.read) {
-          try { content = Buffer.from((n.show as () => string)()) } catch (e) { return cb(toErrno(e)) }
+        const opened = (content: Buffer | null): void => {
+          const fh = this.nextFh++
+          this.handles.set(fh, { file: n, content, pending: null, failed: false })
+          cb(0, fh)
         }
-        const fh = this.nextFh++
-        this.handles.set(fh, { file: n, content, pending: null, failed: false })
-        cb(0, fh)
+        if (!wants.read) return opened(null)
+        let shown: string | Promise<string>
+        try { shown = (n.show as () => string | Promise<string>)() } catch (e) { return cb(toErrno(e)) }
+        if (typeof shown === 'string') return opened(Buffer.from(shown))
+        shown.then(s => opened(Buffer.from(s)), e => cb(toErrno(e)))
       },
       read: (path, fh, buf, len, pos, cb) => {
         const h = this.handles.get(fh)

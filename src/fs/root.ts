@@ -3,6 +3,7 @@ import type { HpcNode } from '../core/node.js'
 import { adminDir } from './admin.js'
 import { nodesDir } from './nodes.js'
 import { dir, parseInt10, wo, type DirNode } from './tree.js'
+import { procDir, remoteDir } from './proc.js'
 
 /** decay/: per-process decay hints, write 1 to trigger (they act on processes once migration exists). */
 function decayDir (): DirNode {
@@ -15,7 +16,7 @@ export function rootDir (node: HpcNode): DirNode {
     admin: adminDir(node),
     nodes: nodesDir(node),
     decay: decayDir(),
-    remote: dir({}),
-    proc: dir({})
+    remote: node.migrator ? remoteDir(node.migrator) : dir({}),
+    proc: node.migrator ? procDir(node.migrator) : dir({})
   })
 }

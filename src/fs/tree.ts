@@ -7,8 +7,8 @@ export interface FileNode {
   kind: 'file'
   /** Permission bits: 0444 read-only, 0644 read-write, 0200 write-only. */
   mode: number
-  /** Current contents, ending in a newline. Absent: the file cannot be read (EACCES). */
-  show?: () => string
+  /** Current contents, ending in a newline (a promise for the few that ask another process). Absent: the file cannot be read (EACCES). */
+  show?: () => string | Promise<string>
   /** Applies a write (the text as written, newline included); throws ErrnoError (EINVAL) and changes nothing on bad input. */
   store?: (text: string) => void
   /**

@@ -1,0 +1,85 @@
+// proc/<pid>/ (openMosix /proc/<pid>/{where,goto,lock,nmigs,cantmove}) and remote/<pid>/ (guests).
+// proc/ lists the processes under cluster discipline whose home is this node; any live local pid
+// can be looked up, and the first write to one of its files puts it under cluster discipline.
+import { readFileSync } from 'node:fs'
+import type { Migrator } from '../migrate/migrator.js'
+import { einval } from '../util/errno.js'
+import { dir, ro, rw, wo, parseInt10, type DirNode, type FileNode } from './tree.js'
+
+/** Parses a move target: a node id, `0`/`home`, or `balance`. */
+export function parseTarget (text: string): number | 'home' | 'balance' {
+  const s = text.trim().toLowerCase()
+  if (s === 'home' || s === '0') return 'home'
+  if (s === 'balance') return 'balance'
+  return parseInt10(s, 1, 65535, 'node')
+}
+
+function goto (m: Migrator, pid: number, text: string): void {
+  const t = parseTarget(text)
+  if (t === 'balance') throw einval('balance: automatic placement is not available yet')
+  void m.requestMove(pid, t)
+}
+
+const isPid = (name: string): boolean => /^[1-9]\d*$/.test(name)
+const exists = (pid: number): boolean => { try { readFileSync(`/proc/${pid}/stat`); return true } catch { return false } }
+
+function procEntry (m: Migrator, pid: number): DirNode {
+  const p = (): ReturnType<Migrator['adopt']> | undefined => m.procs.get(pid)
+  const cantmove: FileNode = {
+    kind: 'file',
+    mode: 0o444,
+    show: async () => {
+      const q = p()
+      if (q && q.where !== 'home') return ''
+      return (await m.cantMove(pid)).map(r => `${r}\n`).join('')
+    }
+  }
+  return dir({
+    where: ro(() => { const w = p()?.where ?? 'home'; return w === 'home' ? 0 : w }),
+    goto: wo(t => goto(m, pid, t)),
+    migrate: wo(t => goto(m, pid, t)),
+    lock: rw(() => p()?.lock ? 1 : 0, t => { const v = parseInt10(t, 0, 1, 'lock'); m.adopt(pid).lock = v === 1 }),
+    nmigs: ro(() => p()?.nmigs ?? 0),
+    cantmove,
+    error: ro(() => p()?.lastError ?? '')
+  })
+}
+
+export function procDir (m: Migrator): DirNode {
+  return {
+    kind: 'dir',
+    list: () => [...m.procs.keys()].sort((a, b) => a - b).map(String),
+    lookup: name => isPid(name) && (m.procs.has(Number(name)) || exists(Number(name))) ? procEntry(m, Number(name)) : undefined
+  }
+}
+
+function readProc (pid: number, file: string): string {
+  try { return readFileSync(`/proc/${pid}/${file}`, 'utf8').trim() } catch { return '' }
+}
+
+export function remoteDir (m: Migrator): DirNode {
+  return {
+    kind: 'dir',
+    list: () => [...m.guests.keys()].sort((a, b) => a - b).map(String),
+    lookup: name => {
+      const g = isPid(name) ? m.guests.get(Number(name)) : undefined
+      if (!g) return undefined
+      return dir({
+        from: ro(() => g.home),
+        identity: ro(() => `home ${g.home} pid ${g.homePid} since ${new Date(g.since).toISOString()}`),
+        statm: ro(() => readProc(g.pid, 'statm')),
+        stats: ro(() => { const f = readProc(g.pid, 'stat').replace(/^.*\) /, '').split(' '); return `utime ${f[11] ?? 0} stime ${f[12] ?? 0}` })
+      })
+    }
+  }
+}
+
+/** admin/migrate: "PID NODE". */
+export function adminMigrate (m: Migrator): FileNode {
+  return wo(text => {
+    const f = text.trim().split(/\s+/)
+    if (f.length !== 2) throw einval('expected "PID NODE"')
+    const pid = parseInt10(f[0], 2, 2 ** 22, 'pid')
+    goto(m, pid, f[1])
+  })
+}

@@ -1,0 +1,175 @@
+// The transfer connection between two daemons (TCP, default port 4660, as openMosix's migration
+// daemon): a mutual challenge-response with the cluster key, then frames.
+//
+//   handshake  server -> client: "HPCM" 0x01 | nonceS (16)
+//              client -> server: nonceC (16) | MAC("c" nonceS nonceC)
+//              server -> client: MAC("s" nonceC nonceS)           (or the connection is closed)
+//   frame      length u32 (type + payload) | type u8 | payload
+//              J control message (JSON) · I image bytes · O stdout · E stderr · N stdin
+//
+// MAC is the cluster key's HMAC (src/gossip/keyring.ts). A peer without the key learns nothing and
+// can send nothing: the connection closes after the handshake fails.
+import { connect, type Socket } from 'node:net'
+import { randomBytes, timingSafeEqual } from 'node:crypto'
+import { EventEmitter } from 'node:events'
+import { Writable } from 'node:stream'
+import debug from 'debug'
+import type { Keyring } from '../gossip/keyring.js'
+import { MAC_LEN } from '../gossip/keyring.js'
+
+const log = debug('hpcfs:wire')
+
+export const MIGRATION_PORT = 4660
+const MAGIC = Buffer.from([0x48, 0x50, 0x43, 0x4d, 0x01]) // "HPCM" v1
+const NONCE = 16
+const MAX_FRAME = 8 << 20
+const HANDSHAKE_MS = 5000
+
+export type FrameType = 'J' | 'I' | 'O' | 'E' | 'N'
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Msg = { t: string, [k: string]: any }
+
+/** Reads exactly n bytes from a socket during the handshake. */
+function readExact (sock: Socket, n: number, state: { buf: Buffer }): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const tryTake = (): boolean => {
+      if (state.buf.length < n) return false
+      const out = state.buf.subarray(0, n)
+      state.buf = state.buf.subarray(n)
+      cleanup()
+      resolve(out)
+      return true
+    }
+    const onData = (d: Buffer): void => { state.buf = Buffer.concat([state.buf, d]); tryTake() }
+    const onEnd = (): void => { cleanup(); reject(new Error('connection closed during handshake')) }
+    const onErr = (e: Error): void => { cleanup(); reject(e) }
+    const cleanup = (): void => { sock.off('data', onData); sock.off('end', onEnd); sock.off('close', onEnd); sock.off('error', onErr) }
+    if (tryTake()) return
+    sock.on('data', onData); sock.once('end', onEnd); sock.once('close', onEnd); sock.once('error', onErr)
+  })
+}
+
+function equal (a: Buffer, b: Buffer): boolean { return a.length === b.length && timingSafeEqual(a, b) }
+
+async function withDeadline<T> (p: Promise<T>, sock: Socket): Promise<T> {
+  const t = setTimeout(() => sock.destroy(new Error('handshake timed out')), HANDSHAKE_MS)
+  try { return await p } finally { clearTimeout(t) }
+}
+
+/** A framed, authenticated connection. Events: 'msg' (Msg), 'data' (type, Buffer), 'close' (Error?). */
+export class Conn extends EventEmitter {
+  private buf: Buffer = Buffer.alloc(0)
+  closed = false
+  constructor (readonly sock: Socket, rest: Buffer, readonly peer: string) {
+    super()
+    sock.setNoDelay(true)
+    sock.setKeepAlive(true, 2000)
+    sock.on('data', d => this.onData(d))
+    sock.on('error', e => this.finish(e))
+    sock.on('close', () => this.finish())
+    if (rest.length) queueMicrotask(() => this.onData(rest))
+  }
+
+  static async server (sock: Socket, keys: Keyring): Promise<Conn> {
+    const state: { buf: Buffer } = { buf: Buffer.alloc(0) }
+    const nonceS = randomBytes(NONCE)
+    sock.write(Buffer.concat([MAGIC, nonceS]))
+    const reply = await withDeadline(readExact(sock, NONCE + MAC_LEN, state), sock)
+    const nonceC = reply.subarray(0, NONCE)
+    if (!equal(reply.subarray(NONCE), keys.mac(Buffer.concat([Buffer.from('c'), nonceS, nonceC])))) {
+      sock.destroy()
+      throw new Error(`peer ${sock.remoteAddress} failed authentication`)
+    }
+    sock.write(keys.mac(Buffer.concat([Buffer.from('s'), nonceC, nonceS])))
+    return new Conn(sock, state.buf, `${sock.remoteAddress}:${sock.remotePort}`)
+  }
+
+  static async client (host: string, port: number, keys: Keyring, timeoutMs = 5000): Promise<Conn> {
+    const sock = connect({ host, port })
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => { sock.destroy(); reject(new Error(`connect to ${host}:${port} timed out`)) }, timeoutMs)
+      sock.once('connect', () => { clearTimeout(t); resolve() })
+      sock.once('error', e => { clearTimeout(t); reject(e) })
+    })
+    const state: { buf: Buffer } = { buf: Buffer.alloc(0) }
+    const hello = await withDeadline(readExact(sock, MAGIC.length + NONCE, state), sock)
+    if (!equal(hello.subarray(0, MAGIC.length), MAGIC)) { sock.destroy(); throw new Error(`${host}:${port} is not an hpcfs transfer port (or another version)`) }
+    const nonceS = hello.subarray(MAGIC.length)
+    const nonceC = randomBytes(NONCE)
+    sock.write(Buffer.concat([nonceC, keys.mac(Buffer.concat([Buffer.from('c'), nonceS, nonceC]))]))
+    const proof = await withDeadline(readExact(sock, MAC_LEN, state).catch(() => { throw new Error(`${host}:${port} refused our cluster key`) }), sock)
+    if (!equal(proof, keys.mac(Buffer.concat([Buffer.from('s'), nonceC, nonceS])))) { sock.destroy(); throw new Error(`${host}:${port} does not hold the cluster key`) }
+    return new Conn(sock, state.buf, `${host}:${port}`)
+  }
+
+  private onData (d: Buffer): void {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d
+    while (this.buf.length >= 5) {
+      const len = this.buf.readUInt32BE(0)
+      if (len < 1 || len > MAX_FRAME) { this.sock.destroy(new Error(`bad frame length ${len}`)); return }
+      if (this.buf.length < 4 + len) break
+      const type = String.fromCharCode(this.buf[4]) as FrameType
+      const payload = this.buf.subarray(5, 4 + len)
+      this.buf = this.buf.subarray(4 + len)
+      if (type === 'J') {
+        let m: Msg
+        try { m = JSON.parse(payload.toString('utf8')) } catch { this.sock.destroy(new Error('bad control message')); return }
+        if (typeof m?.t !== 'string') { this.sock.destroy(new Error('bad control message')); return }
+        log('%s <- %o', this.peer, m)
+        this.emit('msg', m)
+      } else if ('IOEN'.includes(type)) {
+        this.emit('data', type, payload)
+      } else {
+        this.sock.destroy(new Error(`bad frame type ${type}`))
+        return
+      }
+    }
+  }
+
+  private finish (e?: Error): void {
+    if (this.closed) return
+    this.closed = true
+    this.emit('close', e)
+  }
+
+  /** Writes a frame; resolves when the socket can take more (backpressure). */
+  frame (type: FrameType, payload: Buffer): Promise<void> {
+    if (this.closed) return Promise.reject(new Error(`connection to ${this.peer} closed`))
+    const head = Buffer.alloc(5)
+    head.writeUInt32BE(payload.length + 1, 0)
+    head[4] = type.charCodeAt(0)
+    this.sock.write(head)
+    if (this.sock.write(payload)) return Promise.resolve()
+    return new Promise((resolve, reject) => {
+      const done = (): void => { this.sock.off('drain', done); this.off('close', fail); resolve() }
+      const fail = (): void => { this.sock.off('drain', done); reject(new Error(`connection to ${this.peer} closed`)) }
+      this.sock.once('drain', done)
+      this.once('close', fail)
+    })
+  }
+
+  send (m: Msg): Promise<void> { log('%s -> %o', this.peer, m); return this.frame('J', Buffer.from(JSON.stringify(m))) }
+
+  /** Waits for the next control message of one of the given types (or 'error'). */
+  expect (...types: string[]): Promise<Msg> {
+    return new Promise((resolve, reject) => {
+      const onMsg = (m: Msg): void => { if (types.includes(m.t) || m.t === 'error') { cleanup(); if (m.t === 'error') reject(new Error(String(m.reason))); else resolve(m) } }
+      const onClose = (e?: Error): void => { cleanup(); reject(e ?? new Error(`connection to ${this.peer} closed`)) }
+      const cleanup = (): void => { this.off('msg', onMsg); this.off('close', onClose) }
+      if (this.closed) { reject(new Error(`connection to ${this.peer} closed`)); return }
+      this.on('msg', onMsg)
+      this.on('close', onClose)
+    })
+  }
+
+  /** A Writable whose bytes go out as image frames, ending with {t:'image-end'}. */
+  imageWriter (): Writable {
+    return new Writable({
+      write: (chunk: Buffer, _enc, cb) => { this.frame('I', chunk).then(() => cb(), cb) },
+      final: cb => { this.send({ t: 'image-end' }).then(() => cb(), cb) }
+    })
+  }
+
+  close (): void { this.sock.end(); setTimeout(() => this.sock.destroy(), 2000).unref() }
+}
