@@ -273,7 +273,7 @@ static uint32_t crc32c(uint32_t crc, const void *buf, size_t n)
 /* ---------- image stream ---------- */
 
 struct imgw { int fd; uint32_t nrec; uint64_t bytes, pages; };
-struct imgr { int fd; uint32_t nrec; uint64_t bytes, pages; int peeked; struct rechdr peek; };
+struct imgr { int fd; uint32_t nrec; uint64_t bytes, pages; int peeked; struct rechdr peek; uint8_t *pre; size_t pre_len, pre_off, pre_cap; };
 
 static int w_vec(int fd, struct iovec *iov, int n)
 {
@@ -304,8 +304,17 @@ static int rec_put(struct imgw *w, uint32_t type, const void *a, size_t al, cons
 	return 0;
 }
 
-static int r_all(int fd, void *p, size_t n)
+static int r_all(struct imgr *ir, void *p, size_t n)
 {
+	int fd = ir->fd;
+	if (ir->pre_off < ir->pre_len) {	/* bytes read ahead while waiting for the pid */
+		size_t k = ir->pre_len - ir->pre_off < n ? ir->pre_len - ir->pre_off : n;
+		memcpy(p, ir->pre + ir->pre_off, k);
+		ir->pre_off += k;
+		p = (char *)p + k;
+		n -= k;
+		if (ir->pre_off == ir->pre_len) { free(ir->pre); ir->pre = NULL; ir->pre_len = ir->pre_off = ir->pre_cap = 0; }
+	}
 	while (n) {
 		ssize_t r = read(fd, p, n);
 		if (r < 0) {
@@ -323,7 +332,7 @@ static int r_all(int fd, void *p, size_t n)
 static int rec_hdr(struct imgr *r, struct rechdr *h)
 {
 	if (r->peeked) { *h = r->peek; r->peeked = 0; return 0; }
-	int e = r_all(r->fd, h, sizeof *h);
+	int e = r_all(r, h, sizeof *h);
 	if (e) return e;
 	if (h->magic != REC_MAGIC || h->type < R_HEADER || h->type > R_END || h->len > MAX_REC)
 		return fail(EBADMSG, "image corrupt: bad record header (type %u, len %llu)", h->type, (unsigned long long)h->len);
@@ -346,8 +355,8 @@ static int rec_body(struct imgr *r, const struct rechdr *h, void *buf, size_t ca
 {
 	if (h->len > cap) return fail(EBADMSG, "image corrupt: record type %u too long (%llu)", h->type, (unsigned long long)h->len);
 	uint32_t crc_img;
-	int e = r_all(r->fd, buf, h->len);
-	if (!e) e = r_all(r->fd, &crc_img, 4);
+	int e = r_all(r, buf, h->len);
+	if (!e) e = r_all(r, &crc_img, 4);
 	if (e) return e;
 	uint32_t crc = crc32c(crc32c(0, h, sizeof *h), buf, h->len);
 	if (crc != crc_img) return fail(EBADMSG, "image corrupt: checksum mismatch in record %u (type %u)", r->nrec, h->type);
@@ -1529,7 +1538,7 @@ static int spawn_stub(struct tracee *t, pid_t want, int *kept)
 	pid_t tid = want;
 	long pid = -1;
 	*kept = 0;
-	for (int attempt = 0; want > 0 && attempt < 40; attempt++) {
+	for (int attempt = 0; want > 0 && attempt < 200; attempt++) {
 		struct clone_args_ ca = { 0 };
 		ca.exit_signal = SIGCHLD;
 		ca.set_tid = (uint64_t)(uintptr_t)&tid;
@@ -1644,10 +1653,57 @@ static int timens_for(struct image *im, struct restore_opts *o, int64_t *off_mon
 	return 1;
 }
 
+static char proc_state(pid_t pid)
+{
+	unsigned long long f[4];
+	return stat_fields(pid, f, 4) == 0 ? (char)f[3] : 0;
+}
+
+/* is pid traced by a `hpc-ppm-helper dump` (which removes it when the image is complete)? */
+static int being_dumped(pid_t pid)
+{
+	char fn[64], st[4096], v[32], cmd[256];
+	snprintf(fn, sizeof fn, "/proc/%d/status", pid);
+	if (read_file(fn, st, sizeof st) <= 0 || status_field(st, "TracerPid", v, sizeof v)) return 0;
+	pid_t tr = atoi(v);
+	if (tr <= 0) return 0;
+	snprintf(fn, sizeof fn, "/proc/%d/cmdline", tr);
+	ssize_t n = read_file(fn, cmd, sizeof cmd);
+	if (n <= 0) return 0;
+	size_t a0 = strlen(cmd);
+	return (ssize_t)a0 + 1 < n && ends_with(cmd, "hpc-ppm-helper") && !strcmp(cmd + a0 + 1, "dump");
+}
+
+/* A streamed restore can start while the dump of the original is still running: the original
+ * holds the pid until it is removed at the end of the dump. While the holder is stopped by its
+ * dumper (tracing stop) or a zombie, read the stream ahead into memory (so that the dump can
+ * finish) and wait for the pid, up to 30 s. A holder that runs on (--leave-running, a deputy)
+ * means a new pid at once. */
+static void wait_for_pid(struct imgr *r, pid_t pid)
+{
+	double t0 = now_ms();
+	int eof = 0;
+	char st;
+	while ((st = proc_state(pid)) == 'Z' || st == 'X' || (st && being_dumped(pid))) {
+		if (now_ms() - t0 > 30000) break;
+		struct pollfd pf = { r->fd, POLLIN, 0 };
+		if (eof || poll(&pf, 1, 2) <= 0) { if (eof) usleep(2000); continue; }
+		if (r->pre_cap - r->pre_len < CHUNK) {
+			r->pre_cap = r->pre_cap ? r->pre_cap * 2 : 4 * CHUNK;
+			r->pre = realloc(r->pre, r->pre_cap);
+			if (!r->pre) { r->pre_len = r->pre_cap = 0; return; }
+		}
+		ssize_t n = read(r->fd, r->pre + r->pre_len, r->pre_cap - r->pre_len);
+		if (n > 0) r->pre_len += n;
+		else if (n == 0) eof = 1;
+		else if (errno != EAGAIN && errno != EINTR) eof = 1;
+	}
+}
+
 static int cmd_restore(struct restore_opts *o)
 {
 	double t0 = now_ms();
-	struct imgr r = { 3, 0, 0, 0, 0, { 0 } };
+	struct imgr r = { .fd = 3 };
 	struct image *im;
 	int e = read_meta(&r, &im);
 	if (e) return report_err();
@@ -1667,6 +1723,7 @@ static int cmd_restore(struct restore_opts *o)
 		}
 		close(pfd);
 	}
+	if (o->keep_pid) wait_for_pid(&r, im->h.pid);
 	struct tracee t;
 	int kept = 0;
 	e = spawn_stub(&t, o->keep_pid ? im->h.pid : 0, &kept);
@@ -1770,7 +1827,7 @@ static int deputy_restore(struct tracee *t, const char *path)
 		fd = p[0];
 		ctlf("IMAGE-IN /proc/%d/fd/%d", getpid(), p[1]);
 	}
-	struct imgr r = { fd, 0, 0, 0, 0, { 0 } };
+	struct imgr r = { .fd = fd };
 	struct image *im;
 	int e = read_meta(&r, &im);
 	if (!e && validate_image(im, 1)) e = fail(ENOTSUP, "this host cannot restore the image faithfully");
@@ -1891,7 +1948,7 @@ static int cmd_deputy(pid_t pid, const char *target)
 
 static int cmd_info(void)
 {
-	struct imgr r = { 3, 0, 0, 0, 0, { 0 } };
+	struct imgr r = { .fd = 3 };
 	struct image *im;
 	if (read_meta(&r, &im)) return report_err();
 	char cl[256];

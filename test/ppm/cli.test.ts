@@ -67,17 +67,17 @@ test('dump to a file, info, restore from the file; hostinfo', async () => {
   assert.match(i.out, /^comm: speaker$/m)
   assert.match(i.out, /^version: 1$/m)
   assert.match(run(['hostinfo']).out, /^xcr0=0x[0-9a-f]+,xsave=\d+,cpuid=[0-9a-f.]+,vdso=[0-9a-f.]+\n$/)
-  // the restored process inherits the command's stdout: the pid comes first, then its lines
+  // the restored process inherits the command's stdout: the pid line and its lines interleave
   const p = spawn(process.execPath, [cli, 'restore', img, '--new-pid'], { stdio: ['ignore', 'pipe', 'pipe'] })
   let so = ''
   p.stdout.on('data', (b: Buffer) => { so += b.toString() })
   const [code] = await once(p, 'exit')
   assert.equal(code, 0)
-  await waitFor(() => so.includes('\n'), 5000, 'pid line')
-  const pid = Number(so.split('\n')[0])
+  await waitFor(() => /^\d+$/m.test(so), 5000, 'pid line')
+  const pid = Number((/^(\d+)$/m.exec(so) as RegExpExecArray)[1])
   assert.ok(pid > 0 && pid !== s.pid, so)
   assert.equal(readFileSync(`/proc/${pid}/comm`, 'utf8'), 'speaker\n')
-  await waitFor(() => /^line \d+ [0-9a-f]+$/m.test(so.split('\n').slice(1).join('\n')), 5000, 'output of the restored process')
+  await waitFor(() => /^line \d+ [0-9a-f]+$/m.test(so), 5000, 'output of the restored process')
   process.kill(pid, 'SIGKILL')
   process.kill(s.pid, 'SIGKILL')
   await s.exited
