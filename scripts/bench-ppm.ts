@@ -100,7 +100,9 @@ try {
       const w2 = await startWalker(mb)
       const [rs, ws] = await socketPair()
       const t0 = performance.now()
-      const rp = restore(socketFd(rs), { stdio: ['ignore', 'ignore', 'ignore'] })
+      // a new pid, as on another host where the pid is free: restoring under the same pid here
+      // would have to wait until the original is gone, i.e. until the dump is over
+      const rp = restore(socketFd(rs), { keepPid: false, stdio: ['ignore', 'ignore', 'ignore'] })
       const d2 = await dump(w2.pid, socketFd(ws))
       const r2 = await rp
       const ms = performance.now() - t0
