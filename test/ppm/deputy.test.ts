@@ -107,3 +107,19 @@ test('return home: away in a fresh process, back into the original under its own
   await s.exited
   assert.equal(s.out, ref.out)
 })
+
+test('a synchronous fault during injection aborts at once instead of looping', async () => {
+  const bin = lab.compile('counter')
+  const s = lab.start(bin, ['100', '100', '0', '20000'])
+  await waitFor(() => lines(s.out) >= 1, 5000, 'output')
+  // fault-injection hook: hollow without unregistering rseq, so the munmap of the rseq area makes
+  // the next return to user mode fault (spec §9.2)
+  process.env.HPC_PPM_TEST_FAULT = 'keep-rseq'
+  const p = deputy(s.pid, lab.path('fault.img'))
+  delete process.env.HPC_PPM_TEST_FAULT
+  const t0 = Date.now()
+  await assert.rejects(p, (e: unknown) => e instanceof PpmError && e.code === 'EFAULT' && /synchronous signal 11/.test(e.message))
+  assert.ok(Date.now() - t0 < 5000, 'aborted promptly')
+  // its memory is half gone, so it cannot run on: it is removed, not left half-hollow
+  assert.deepEqual(await s.exited, { code: null, signal: 9 })
+})
