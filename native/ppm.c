@@ -1140,8 +1140,9 @@ static int park(struct tracee *t)
 }
 
 /* Empties the (stopped) tracee: rseq unregistered, all memory but the vDSO group unmapped. */
-static int hollow(struct tracee *t)
+static int hollow(struct tracee *t, int *touched)
 {
+	*touched = 0;
 	uint64_t vvar, vclock, vdso;
 	int e = find_vdso(t, &vvar, &vclock, &vdso);
 	if (e) return e;
@@ -1155,7 +1156,7 @@ static int hollow(struct tracee *t)
 	int nm = parse_maps(t->pid, &m);
 	if (nm < 0) return nm;
 	for (int i = 0; i < nm && !e; i++)
-		if (!is_special(m[i].path)) e = INJ(t, NULL, SYS_munmap, m[i].start, m[i].end - m[i].start, 0, 0, 0, 0);
+		if (!is_special(m[i].path)) { *touched = 1; e = INJ(t, NULL, SYS_munmap, m[i].start, m[i].end - m[i].start, 0, 0, 0, 0); }
 	free(m);
 	return e;
 }
@@ -1852,7 +1853,8 @@ static int deputy_restore(struct tracee *t, const char *path)
 			int ke = g_errno;
 			memcpy(keep, g_err, sizeof keep);
 			g_err[0] = 0;
-			if (!hollow(t)) park(t);
+			int touched;
+			if (!hollow(t, &touched)) park(t);
 			memcpy(g_err, keep, sizeof keep);
 			g_errno = ke;
 		}
@@ -1877,10 +1879,14 @@ static int cmd_deputy(pid_t pid, const char *target)
 	free(res.vmas);
 	close(3);
 	double t1 = now_ms();
-	e = hollow(&t);
+	int touched;
+	e = hollow(&t, &touched);
 	if (e) {
-		/* cannot hollow safely: the image is complete, so the process is ended instead of half-emptied */
-		kill_reap(pid);
+		/* nothing unmapped yet: the original runs on as before; else it is half-emptied and can
+		 * only be removed (the caller has its complete image) */
+		if (!touched && !t.dead) {
+			release_live(&t);
+		} else kill_reap(pid);
 		return report_err();
 	}
 	ptrace(PTRACE_SETOPTIONS, pid, 0, SEIZE_OPTS | PTRACE_O_EXITKILL);
