@@ -1388,8 +1388,24 @@ static int restore_into(struct tracee *t, struct image *im, struct imgr *r, int 
 		t->sc_ip = t->sc_ip - (tmp + (vdso - lo)) + c->vdso;
 	}
 	free(cur);
-	/* 5. mm fields, auxv and exe link, before any file is mapped */
-	if (!e) {
+	/* 5. mm fields, auxv and exe link, before any file is mapped. A hollow original coming home
+	 * has them already, except brk: an injected brk() sets that one without CAP_SYS_RESOURCE,
+	 * which a non-root original lacks. */
+	int mm_same = 0;
+	if (hollow && !e) {
+		struct img_core cur;
+		memset(&cur, 0, sizeof cur);
+		if (read_core_proc(t->pid, &cur) == 0) {
+			mm_same = !strcmp(cur.exe, c->exe) && cur.auxv_len == c->auxv_len && !memcmp(cur.auxv, c->auxv, c->auxv_len);
+			for (int i = 0; i < 11; i++) if (i != 5 && cur.mm[i] != c->mm[i]) mm_same = 0;
+		}
+		g_err[0] = 0; g_errno = 0;
+	}
+	if (!e && mm_same) {
+		long nb;
+		e = INJ(t, &nb, SYS_brk, c->mm[5], 0, 0, 0, 0, 0);
+		if (!e && (uint64_t)nb != c->mm[5]) e = fail(ENOMEM, "brk(%#lx) gave %#lx", c->mm[5], nb);
+	} else if (!e) {
 		long exefd = -1;
 		e = put_str(t, scr, c->exe);
 		if (!e) e = INJ(t, &exefd, SYS_openat, AT_FDCWD, scr, O_RDONLY | O_CLOEXEC, 0, 0, 0);
@@ -1492,8 +1508,18 @@ static int restore_into(struct tracee *t, struct image *im, struct imgr *r, int 
 		if (!e) e = mem_write(t, scr, prog, sizeof prog);
 		if (!e) e = INJ(t, NULL, NR_SECCOMP, 1 /* SECCOMP_SET_MODE_FILTER */, 0, scr, 0, 0, 0);
 	}
-	/* credentials last: dropping them earlier would block PR_SET_MM_MAP */
-	if (!e && (c->uid[0] || c->uid[1] || c->uid[2] || c->gid[0] || c->gid[1] || c->gid[2] || c->ngroups)) {
+	/* credentials last: dropping them earlier would block PR_SET_MM_MAP. A hollow original has
+	 * its own, which it may not be allowed to set again. */
+	int creds_same = 0;
+	if (hollow && !e) {
+		struct img_core cur;
+		memset(&cur, 0, sizeof cur);
+		if (read_core_proc(t->pid, &cur) == 0)
+			creds_same = !memcmp(cur.uid, c->uid, sizeof c->uid) && !memcmp(cur.gid, c->gid, sizeof c->gid) && cur.ngroups == c->ngroups &&
+				     !memcmp(cur.groups, c->groups, c->ngroups * 4);
+		g_err[0] = 0; g_errno = 0;
+	}
+	if (!e && !creds_same && (c->uid[0] || c->uid[1] || c->uid[2] || c->gid[0] || c->gid[1] || c->gid[2] || c->ngroups)) {
 		e = mem_write(t, scr, c->groups, c->ngroups * 4);
 		if (!e) e = INJ(t, NULL, SYS_setgroups, c->ngroups, scr, 0, 0, 0, 0);
 		if (!e) e = INJ(t, NULL, SYS_setresgid, c->gid[0], c->gid[1], c->gid[2], 0, 0, 0);

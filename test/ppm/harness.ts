@@ -102,6 +102,8 @@ export interface ChainOptions {
   /** relay stdio of the fresh copies through the deputy's fds 0-2 */
   relay?: boolean
   timeoutMs?: number
+  /** called with the pid of each fresh copy once it runs */
+  onCopy?: (pid: number) => void
 }
 
 /**
@@ -123,6 +125,7 @@ export async function chain (lab: Lab, s: Subject, o: ChainOptions): Promise<{ f
   const r1 = lab.track(await restore(imgA, { keepPid: false, stdio, stdioFrom }))
   restoreMs.push(r1.restoreMs)
   assert.notEqual(r1.pid, s.pid)
+  o.onCopy?.(r1.pid)
   await waitFor(() => o.progress() >= o.marks[1], tmo, `progress ${o.marks[1]}`)
   const pt = new PassThrough()
   const r2p = restore(pt, { keepPid: false, stdio, stdioFrom })
@@ -130,6 +133,7 @@ export async function chain (lab: Lab, s: Subject, o: ChainOptions): Promise<{ f
   freezeMs.push(d1.freezeMs)
   const r2 = lab.track(await r2p)
   restoreMs.push(r2.restoreMs)
+  o.onCopy?.(r2.pid)
   assert.deepEqual(await r1.exited, { code: null, signal: 9 }, 'the first copy is removed after its dump')
   await waitFor(() => o.progress() >= o.marks[2], tmo, `progress ${o.marks[2]}`)
   const imgC = lab.path(`c-${s.pid}.img`)

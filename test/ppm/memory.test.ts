@@ -2,7 +2,7 @@
 // restore, and the full vector register state (AVX, AVX-512) of a process caught mid-computation.
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFileSync, readlinkSync } from 'node:fs'
+import { chmodSync, readFileSync, readlinkSync } from 'node:fs'
 import { dump, restore } from '../../src/ppm/ppm.js'
 import { Lab, chain, lines, reference, waitFor } from './harness.js'
 
@@ -74,4 +74,26 @@ test('full XSTATE: AVX and AVX-512 registers and mask registers survive moves mi
   await chain(lab, s, { progress: () => lines(s.out), marks: [2, 5, 9], relay: true })
   assert.deepEqual(await s.exited, { code: 0, signal: null })
   assert.equal(s.out, Array.from({ length: 14 }, (_, i) => `block ${i} ok\n`).join(''))
+})
+
+test('a non-root process keeps its credentials, also when it comes home into its hollow original', async () => {
+  const bin = lab.compile('counter')
+  // a process coming home opens its mapped files with its own credentials: let nobody reach them
+  chmodSync(lab.dir, 0o755)
+  const args = ['24', '100', '5', '50000']
+  const ref = reference(bin, args)
+  const s = lab.start('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', bin, ...args], ['ignore', 'pipe', 'pipe'], '/')
+  await waitFor(() => lines(s.out) >= 1, 5000, 'output')
+  const ids = (pid: number): string => {
+    const st = readFileSync(`/proc/${pid}/status`, 'utf8')
+    return ['Uid', 'Gid', 'Groups'].map(k => new RegExp(`^${k}:(.*)$`, 'm').exec(st)?.[1].trim()).join('|')
+  }
+  const want = ids(s.pid)
+  assert.equal(want, '65534\t65534\t65534\t65534|65534\t65534\t65534\t65534|')
+  const copies: string[] = []
+  await chain(lab, s, { progress: () => lines(s.out), marks: [3, 9, 15], relay: true, onCopy: pid => copies.push(ids(pid)) })
+  assert.deepEqual(copies, [want, want], 'the fresh copies run with them too')
+  assert.equal(ids(s.pid), want, 'home again with its own credentials')
+  assert.deepEqual(await s.exited, { code: 5, signal: null })
+  assert.equal(s.out, ref.out)
 })
