@@ -794,6 +794,7 @@ static int check_pid(pid_t pid, int print)
 		if (!p[0] || p[0] == '[') continue;
 		if (!strncmp(p, "/SYSV", 5)) { n += reason(print, "sysv-shm", "SysV shared memory at %#lx", m[i].start); continue; }
 		if (!strncmp(p, "anon_inode:", 11)) { n += reason(print, "device-mapping", "special mapping %s at %#lx", p, m[i].start); continue; }
+		if (!strncmp(p, "/anon_hugepage", 14)) { n += reason(print, "hugetlb", "huge-page mapping at %#lx", m[i].start); continue; }
 		if (ends_with(p, " (deleted)")) {
 			if (m[i].shared && shmem_shared_elsewhere(pid, m[i].ino))
 				n += reason(print, "shared-memory", "memory at %#lx (%s) is shared with another process", m[i].start, p);
