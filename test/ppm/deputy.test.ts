@@ -123,3 +123,21 @@ test('a synchronous fault during injection aborts at once instead of looping', a
   // its memory is half gone, so it cannot run on: it is removed, not left half-hollow
   assert.deepEqual(await s.exited, { code: null, signal: 9 })
 })
+
+test('a move that fails on the target: the original is restored from its own image and goes on', async () => {
+  const bin = lab.compile('counter')
+  const args = ['20', '400', '4', '40000']
+  const ref = reference(bin, args)
+  const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => lines(s.out) >= 3, 5000, 'output')
+  const img = lab.path('own.img')
+  const d = lab.trackDeputy(await deputy(s.pid, img))
+  // the target refuses the image (here: it arrives damaged)
+  const bad = readFileSync(img)
+  bad[bad.length >> 1] ^= 0x40
+  writeFileSync(lab.path('own-bad.img'), bad)
+  await assert.rejects(restore(lab.path('own-bad.img'), { keepPid: false, stdio: ['ignore', 'ignore', 'ignore'] }), PpmError)
+  await d.restoreInto(img)
+  assert.deepEqual(await s.exited, { code: 4, signal: null })
+  assert.equal(s.out, ref.out)
+})
