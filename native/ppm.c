@@ -1220,10 +1220,10 @@ static int read_meta(struct imgr *r, struct image **out)
 			have_xs = 1;
 		} else if (type == R_SECCOMP) {
 			if (im->nfilt == 8) { e = fail(EBADMSG, "too many seccomp filters"); break; }
-			uint8_t *b = malloc(h.len + 1);
+			uint8_t *b = calloc(1, h.len + 4);
 			e = rec_body(r, &h, b, h.len);
 			memcpy(&im->nins[im->nfilt], b, 4);
-			if (!e && (h.len < 4 || im->nins[im->nfilt] * 8 + 4 != h.len)) e = fail(EBADMSG, "bad seccomp record");
+			if (!e && (h.len < 4 || (uint64_t)im->nins[im->nfilt] * 8 + 4 != h.len)) e = fail(EBADMSG, "bad seccomp record");
 			im->filters[im->nfilt++] = b;
 		} else if (type == R_VMA) {
 			if (im->nvma == cap_v) { cap_v = cap_v ? cap_v * 2 : 64; im->vmas = realloc(im->vmas, cap_v * sizeof *im->vmas); }
