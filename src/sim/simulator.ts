@@ -54,6 +54,8 @@ export interface SimNode {
   generation: number
   /** Offset of this node's ticks within the interval (ms). */
   readonly phase: number
+  /** Virtual time of this incarnation's first tick: seq s was stamped at firstTick + (s−1)·interval. */
+  firstTick: number
 }
 
 /** One snapshot of the ages held by the live nodes about the live nodes (in intervals). */
@@ -150,7 +152,8 @@ export class Simulation {
         generation: 0,
         phase: opts.sync ? 0 : Math.floor(phaseRng() * this.interval),
         gossiper: null as unknown as Gossiper,
-        transport: null
+        transport: null,
+        firstTick: 0
       }
       this.nodes.push(node)
       this.start(node, 1)
@@ -193,7 +196,8 @@ export class Simulation {
     }
     // first tick at the node's phase, at or after now
     const base = Math.floor(this.q.now / this.interval) * this.interval + node.phase
-    this.q.at(base >= this.q.now ? base : base + this.interval, tick)
+    node.firstTick = base >= this.q.now ? base : base + this.interval
+    this.q.at(node.firstTick, tick)
   }
 
   /** Runs the simulation for k more intervals. */
@@ -273,6 +277,27 @@ export class Simulation {
       unknown,
       falseDown
     }
+  }
+
+  /**
+   * Ages as they really are against ages as the nodes believe them (in intervals), over all pairs
+   * of live nodes holding the origin's current incarnation. The true age counts from the moment
+   * the origin stamped that seq; the believed one is `now − freshAt`, which misses transit time.
+   */
+  trueAges (): { believed: number, truth: number, pairs: number } {
+    const now = this.q.now
+    let b = 0; let t = 0; let pairs = 0
+    for (const x of this.nodes) {
+      if (!x.alive) continue
+      for (const k of x.gossiper.table.values()) {
+        const o = this.nodes[k.info.id - 1]
+        if (!o.alive || k.freshAt === -Infinity || k.info.incarnation !== o.gossiper.opts.incarnation) continue
+        b += now - k.freshAt
+        t += now - (o.firstTick + (k.info.seq - 1) * this.interval)
+        pairs++
+      }
+    }
+    return { believed: pairs ? b / pairs / this.interval : NaN, truth: pairs ? t / pairs / this.interval : NaN, pairs }
   }
 
   /**

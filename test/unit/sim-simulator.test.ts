@@ -109,3 +109,16 @@ test('loss makes information older; latency delays delivery in virtual time', ()
   sim.runUntil(400)
   assert.ok(sim.nodes.some(x => x.gossiper.stats.received > 0))
 })
+
+test('ages as nodes believe them: exact without latency, short by one latency per hop with it', () => {
+  const exact = new Simulation({ n: 40, window: 6, seed: 8 })
+  exact.runIntervals(150)
+  const a = exact.trueAges()
+  assert.ok(a.pairs > 40 * 30)
+  assert.ok(Math.abs(a.believed - a.truth) < 1e-9, `${a.believed} vs ${a.truth}`)
+  const slow = new Simulation({ n: 40, window: 6, seed: 8, latencyMs: 200 })
+  slow.runIntervals(150)
+  const b = slow.trueAges()
+  // every entry crossed at least one hop of 0.2 intervals that the receiver could not see
+  assert.ok(b.truth - b.believed >= 0.2 - 1e-9 && b.truth - b.believed < 2, `${b.believed} vs ${b.truth}`)
+})
