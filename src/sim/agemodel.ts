@@ -7,7 +7,7 @@
 // spread), so a fixed window w gives T(w) with X(T(w)) = w. All ages are in gossip intervals.
 import debug from 'debug'
 
-const log = debug('hpcfs:sim:agemodel')
+const log = debug('hpcfs:sim')
 
 /** The Euler–Mascheroni constant as gossimon's calcMaxAge writes it (0.577). */
 export const GAMMA = 0.577

@@ -6,7 +6,7 @@ import { model, type ModelPoint } from './agemodel.js'
 import { Simulation, type AgeSample, type SimOptions } from './simulator.js'
 import { FastSimulation } from './fastsim.js'
 
-const log = debug('hpcfs:sim:experiments')
+const log = debug('hpcfs:sim')
 
 /** What runAges needs from a simulation: both the real-Gossiper Simulation and FastSimulation provide it. */
 export interface AgeEngine {

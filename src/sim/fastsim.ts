@@ -24,7 +24,7 @@ import { DEFAULTS, downAfterMs } from '../config.js'
 import { deriveSeed, mulberry32 } from './random.js'
 import type { AgeSample } from './simulator.js'
 
-const log = debug('hpcfs:sim:fastsim')
+const log = debug('hpcfs:sim')
 
 /** Marks a pair never heard; times are integer ms below 2^31 (≈ 24 virtual days). */
 const NEVER = -2147483648

@@ -19,7 +19,7 @@ import { DEFAULTS, downAfterMs } from '../config.js'
 import { EventQueue } from './eventqueue.js'
 import { deriveSeed, mulberry32 } from './random.js'
 
-const log = debug('hpcfs:sim:simulator')
+const log = debug('hpcfs:sim')
 
 export interface SimOptions {
   /** Number of nodes; ids are 1..n. */
