@@ -319,7 +319,8 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
     args.push('--clock', String(opts.clock))
   }
   const source = sourceFor(src)
-  const stdio = opts.stdio ?? ['inherit', 'inherit', 'inherit']
+  // an image read from our stdin must not also become the restored process' stdin
+  const stdio = opts.stdio ?? [src === '-' || src === 0 ? 'ignore' : 'inherit', 'inherit', 'inherit']
   const h = new Helper(args, [stdio[0], stdio[1], stdio[2], source.stdio, 'pipe'])
   const copy = source.attach(h)
   try {
