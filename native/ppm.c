@@ -783,6 +783,13 @@ static int check_pid(pid_t pid, int print)
 	static const char *nss[] = { "mnt", "pid", "net", "user", "ipc", "uts", "cgroup" };
 	for (unsigned i = 0; i < sizeof nss / sizeof *nss; i++)
 		if (ns_differs(pid, nss[i])) n += reason(print, "namespace", "process is in a different %s namespace", nss[i]);
+	char lk[PATH_MAX];
+	snprintf(fn, sizeof fn, "/proc/%d/exe", pid);
+	ssize_t ll = readlink(fn, lk, sizeof lk - 1);
+	if (ll > 0) { lk[ll] = 0; if (ends_with(lk, " (deleted)")) n += reason(print, "exe-deleted", "its executable %s was deleted or replaced", lk); }
+	snprintf(fn, sizeof fn, "/proc/%d/cwd", pid);
+	ll = readlink(fn, lk, sizeof lk - 1);
+	if (ll > 0) { lk[ll] = 0; if (ends_with(lk, " (deleted)")) n += reason(print, "cwd-deleted", "its working directory %s was deleted", lk); }
 	snprintf(fn, sizeof fn, "/proc/%d/timers", pid);
 	if (read_file(fn, v, sizeof v) > 0) n += reason(print, "posix-timers", "process has POSIX timers");
 

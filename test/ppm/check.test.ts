@@ -157,3 +157,24 @@ test('seccomp filters are respected during injection and reinstalled after resto
   assert.equal(s.out, ref.out)
   assert.match(s.out, /round 13 getppid -1 errno 1 nnp 1\n$/)
 })
+
+test('a deleted executable or working directory is a reason', async () => {
+  const { copyFileSync, mkdirSync, rmSync, unlinkSync } = await import('node:fs')
+  const bin = lab.compile('counter')
+  const copy = lab.path('counter-gone')
+  copyFileSync(bin, copy)
+  const a = lab.start(copy, ['30', '100', '0', '30000'])
+  await waitFor(() => lines(a.out) >= 1, 5000, 'output')
+  unlinkSync(copy)
+  assert.ok((await check(a.pid)).some(r => r.code === 'exe-deleted'))
+  const dir = lab.path('cwd-gone')
+  mkdirSync(dir)
+  const b = lab.start(bin, ['30', '100', '0', '30000'], ['ignore', 'pipe', 'pipe'], dir)
+  await waitFor(() => lines(b.out) >= 1, 5000, 'output')
+  rmSync(dir, { recursive: true })
+  assert.ok((await check(b.pid)).some(r => r.code === 'cwd-deleted'))
+  a.child.kill('SIGKILL')
+  b.child.kill('SIGKILL')
+  await a.exited
+  await b.exited
+})
