@@ -19,16 +19,18 @@ function run (args: string[], input?: Buffer): { code: number | null, out: strin
 }
 
 test('check prints reasons and exits 3; a movable process exits 0', async () => {
-  const threads = lab.start(lab.compile('threads'), ['2'])
+  const threads = lab.start(lab.compile('threads'), ['30'])
   await waitFor(() => /Threads:\s+2/.test(readFileSync(`/proc/${threads.pid}/status`, 'utf8')), 5000, 'thread')
   const r = run(['check', String(threads.pid)])
   assert.equal(r.code, 3)
   assert.match(r.out, /^threads: process has 2 threads/m)
-  const c = lab.start(lab.compile('counter'), ['20', '100', '0', '20000'])
+  const c = lab.start(lab.compile('counter'), ['1000', '100', '0', '20000'])
   await waitFor(() => lines(c.out) >= 1, 5000, 'output')
   const ok = run(['check', String(c.pid)])
   assert.equal(ok.code, 0)
   assert.equal(ok.out, '')
+  threads.child.kill('SIGKILL')
+  c.child.kill('SIGKILL')
   await threads.exited
   await c.exited
 })
@@ -58,7 +60,7 @@ test('dump - | restore -: moved through a pipe between two commands, same pid, s
 
 test('dump to a file, info, restore from the file; hostinfo', async () => {
   const bin = lab.compile('speaker')
-  const s = lab.start(bin, ['100', '20000', '0'])
+  const s = lab.start(bin, ['100000', '20000', '0'])
   await waitFor(() => lines(s.out) >= 3, 5000, 'output')
   const img = lab.path('cli.img')
   assert.equal(run(['dump', String(s.pid), img, '--leave-running']).code, 0)
