@@ -161,3 +161,26 @@ test('dump --target refuses before touching the process when the target host lac
   assert.deepEqual(await s.exited, { code: 7, signal: null })
   assert.equal(s.out, ref.out)
 })
+
+test('private file mappings contribute only their changed (copy-on-write) pages', () => {
+  const recs = records(good)
+  const vmas = recs.filter(r => r.type === 4).map(r => {
+    const p = good.subarray(r.off + 16, r.off + 16 + r.len)
+    return { start: p.readBigUInt64LE(0), end: p.readBigUInt64LE(8), prot: p.readUInt32LE(24), kind: p.readUInt32LE(28) }
+  })
+  const runs = recs.filter(r => r.type === 7).map(r => ({ addr: good.readBigUInt64LE(r.off + 16), len: good.readBigUInt64LE(r.off + 24) }))
+  const fileVmas = vmas.filter(v => v.kind === 3) // private file mappings
+  assert.ok(fileVmas.length >= 4, 'executable and libc are mapped from their files')
+  let filePages = 0n
+  let mappedFile = 0n
+  for (const v of fileVmas) {
+    mappedFile += (v.end - v.start) / 4096n
+    for (const r of runs) {
+      if (r.addr >= v.start && r.addr < v.end) {
+        assert.ok((v.prot & 2) !== 0 || (v.prot & 4) === 0, `page data only in written mappings (prot ${v.prot})`)
+        filePages += r.len / 4096n
+      }
+    }
+  }
+  assert.ok(filePages * 10n < mappedFile, `${filePages} of ${mappedFile} file-mapped pages in the image`)
+})
