@@ -30,6 +30,8 @@ interface Case {
   n: number
   w: number
   loss?: number
+  /** One-way latency in ms (gossiper engine): also compares believed and true ages. */
+  latencyMs?: number
   /** Also time a changed value, and (gossiper engine) a kill and a restart. */
   events?: boolean
   seed: number
@@ -41,6 +43,8 @@ interface CaseResult {
   c: Case
   ages?: AgeRunResult
   cold?: ColdStartResult
+  /** Mean believed and true ages (intervals) over 10 snapshots after the age measurement. */
+  truth?: { believed: number, truth: number }
   change?: ChangeResult
   killRevive?: KillReviveResult
   wallMs: number
@@ -52,8 +56,13 @@ function runCase (c: Case): CaseResult {
     const cold = runColdStart(c.n, c.w, c.cold, [c.seed, c.seed + 1, c.seed + 2])
     return { c, cold, wallMs: performance.now() - t0 }
   }
-  const { sim, result } = runAges({ engine: c.engine, n: c.n, window: c.w, loss: c.loss ?? 0, seed: c.seed })
+  const { sim, result } = runAges({ engine: c.engine, n: c.n, window: c.w, loss: c.loss ?? 0, latencyMs: c.latencyMs ?? 0, seed: c.seed })
   const out: CaseResult = { c, ages: result, wallMs: 0 }
+  if (sim instanceof Simulation && c.latencyMs !== undefined) {
+    let b = 0; let t = 0
+    for (let i = 0; i < 10; i++) { sim.runIntervals(5); const a = sim.trueAges(); b += a.believed; t += a.truth }
+    out.truth = { believed: b / 10, truth: t / 10 }
+  }
   if (c.events) {
     const limit = Math.ceil(10 * result.model.M)
     if (sim instanceof FastSimulation) out.change = sim.propagate(1, limit)
@@ -70,11 +79,11 @@ function runCase (c: Case): CaseResult {
 
 function cases (mode: 'quick' | 'default' | 'full', seed: number): Case[] {
   const c = (engine: EngineKind, n: number, w: number, extra: Partial<Case> = {}): Case =>
-    ({ id: `${engine}-${n}-${w}-${extra.loss ?? 0}`, engine, n, w, seed, ...extra })
+    ({ id: `${engine}-${n}-${w}-${extra.loss ?? 0}-${extra.latencyMs ?? 0}`, engine, n, w, seed, ...extra })
   if (mode === 'quick') {
     return [
       c('gossiper', 64, 8, { events: true }), c('fast', 64, 8), c('fast', 128, 16),
-      c('gossiper', 64, 8, { loss: 0.1 }),
+      c('gossiper', 64, 8, { loss: 0.1 }), c('gossiper', 32, 6, { latencyMs: 200 }),
       c('fast', 64, 8, { cold: 'known', id: 'cold-64-known' }), c('fast', 64, 8, { cold: 'heard', id: 'cold-64-heard' })
     ]
   }
@@ -86,6 +95,7 @@ function cases (mode: 'quick' | 'default' | 'full', seed: number): Case[] {
     c('gossiper', 256, 16, { loss: 0.1 }),
     c('gossiper', 64, 8, { events: true }),
     c('gossiper', 64, 16),
+    c('gossiper', 64, 8, { latencyMs: 0 }), c('gossiper', 64, 8, { latencyMs: 200 }),
     c('fast', 64, 8),
     c('fast', 256, 16),
     c('fast', 512, 16),
@@ -151,7 +161,7 @@ function table (head: string[], rows: string[][]): string {
 
 function report (all: CaseResult[], seed: number): string {
   const out: string[] = []
-  const results = all.filter((r): r is CaseResult & { ages: AgeRunResult } => r.ages !== undefined)
+  const results = all.filter((r): r is CaseResult & { ages: AgeRunResult } => r.ages !== undefined && r.c.latencyMs === undefined)
   const byAge = [...results].sort((a, b) => (a.c.loss ?? 0) - (b.c.loss ?? 0) || a.c.n - b.c.n || a.c.w - b.c.w || a.c.engine.localeCompare(b.c.engine))
   out.push(`Windowed push gossip against the MOSIX age model (algorithms.md §2.2), seed ${seed}.`)
   out.push('Interval = 1 unit; each node pushes its own entry + w-1 freshest to one random peer per interval, random')
@@ -207,6 +217,20 @@ function report (all: CaseResult[], seed: number): string {
     out.push('Scaling law (§5 item 2): ratios of successive rows, measured and model.')
     out.push('')
     out.push(table(['step', 'avg meas', 'avg model', 'max meas', 'max model', 'bytes'], scale))
+  }
+
+  const lat = all.filter(r => r.truth)
+  if (lat.length) {
+    out.push('')
+    out.push('Latency (real Gossipers): ages as the nodes believe them (now - freshAt) and as they are (from the origin\'s')
+    out.push('stamp time). The protocol cannot see transit time, so each hop hides one latency.')
+    out.push('')
+    out.push(table(['n', 'w', 'latency ms', 'believed', 'true', 'hidden', 'hidden / latency'],
+      lat.map(r => {
+        const t = r.truth as { believed: number, truth: number }
+        const l = r.c.latencyMs ?? 0
+        return [String(r.c.n), String(r.c.w), String(l), f(t.believed, 3), f(t.truth, 3), f(t.truth - t.believed, 3), l > 0 ? f((t.truth - t.believed) * 1000 / l, 2) : '-']
+      })))
   }
 
   const cold = all.filter(r => r.cold).map(r => r.cold as ColdStartResult)

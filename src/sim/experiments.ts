@@ -71,6 +71,7 @@ export interface AgeRunResult {
 /** Builds a cluster, warms it up for warmupFactor·M, then samples ages and traffic. */
 export function runAges<E extends EngineKind = 'gossiper'> (opts: AgeRunOptions & { engine?: E }): { sim: E extends 'fast' ? FastSimulation : Simulation, result: AgeRunResult } {
   const engine: EngineKind = opts.engine ?? 'gossiper'
+  if (engine === 'fast' && (opts.latencyMs ?? 0) > 0) throw new RangeError('the fast engine has no latency; use the gossiper engine')
   if (engine === 'gossiper' && opts.window > MAX_WINDOW) throw new RangeError(`window ${opts.window} exceeds the codec's MAX_WINDOW ${MAX_WINDOW}`)
   const t0 = performance.now()
   const m = model(opts.n, opts.window)
