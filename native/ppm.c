@@ -1934,9 +1934,12 @@ static int cmd_deputy(pid_t pid, const char *target)
 	sigaddset(&ss, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &ss, NULL);
 	int sfd = signalfd(-1, &ss, SFD_CLOEXEC | SFD_NONBLOCK);
-	FILE *cmd = fdopen(5, "r");
-	if (!cmd) cmd = stdin;
-	int cfd = fileno(cmd);
+	int cfd = fcntl(5, F_GETFD) >= 0 ? 5 : 0;
+	char cbuf[PATH_MAX + 64];
+	size_t clen = 0;
+	struct { int src, dst; } rl[3];	/* RELAY: copies between the original's stdio and pipes */
+	int nrl = 0;
+	static char rbuf[65536];
 	for (;;) {
 		/* drain tracee events */
 		for (;;) {
@@ -1950,13 +1953,42 @@ static int cmd_deputy(pid_t pid, const char *target)
 			if (ev == PTRACE_EVENT_STOP && sig != SIGTRAP) ptrace(PTRACE_LISTEN, pid, 0, 0);
 			else ptrace(PTRACE_CONT, pid, 0, 0);
 		}
-		struct pollfd pf[2] = { { cfd, POLLIN, 0 }, { sfd, POLLIN, 0 } };
-		if (poll(pf, 2, -1) < 0) { if (errno == EINTR) continue; break; }
-		if (pf[1].revents) { struct signalfd_siginfo si; while (read(sfd, &si, sizeof si) > 0); }
-		if (!pf[0].revents) continue;
-		char line[PATH_MAX + 32];
-		if (!fgets(line, sizeof line, cmd)) { /* caller gone: nothing can be relayed any more */ kill_reap(pid); ctlf("KILLED 9"); return 1; }
-		line[strcspn(line, "\n")] = 0;
+		char *nl = memchr(cbuf, '\n', clen);
+		if (!nl) {
+			struct pollfd pf[5] = { { cfd, POLLIN, 0 }, { sfd, POLLIN, 0 } };
+			for (int i = 0; i < nrl; i++) { pf[2 + i].fd = rl[i].src; pf[2 + i].events = POLLIN; }
+			if (poll(pf, 2 + nrl, -1) < 0) { if (errno == EINTR) continue; break; }
+			if (pf[1].revents) { struct signalfd_siginfo si; while (read(sfd, &si, sizeof si) > 0); }
+			for (int i = nrl - 1; i >= 0; i--) {
+				if (!pf[2 + i].revents) continue;
+				ssize_t n = read(rl[i].src, rbuf, sizeof rbuf);
+				if (n > 0) {
+					for (ssize_t off = 0; off < n;) {
+						ssize_t w = write(rl[i].dst, rbuf + off, n - off);
+						if (w < 0 && errno == EINTR) continue;
+						if (w <= 0) break;
+						off += w;
+					}
+				} else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+					/* end of this stream: pass the end on where we own the writer */
+					if (rl[i].src >= 0) close(rl[i].src);
+					close(rl[i].dst);
+					rl[i] = rl[--nrl];
+				}
+			}
+			if (!pf[0].revents) continue;
+			ssize_t n = read(cfd, cbuf + clen, sizeof cbuf - 1 - clen);
+			if (n <= 0) { /* caller gone: nothing can be relayed any more */ kill_reap(pid); ctlf("KILLED 9"); return 1; }
+			clen += n;
+			if (clen == sizeof cbuf - 1 && !memchr(cbuf, '\n', clen)) clen = 0; /* an overlong line is dropped */
+			continue;
+		}
+		char line[PATH_MAX + 64];
+		size_t ll = nl - cbuf;
+		memcpy(line, cbuf, ll);
+		line[ll] = 0;
+		memmove(cbuf, nl + 1, clen - ll - 1);
+		clen -= ll + 1;
 		g_err[0] = 0; g_errno = 0;
 		char arg[PATH_MAX];
 		int num;
@@ -1975,12 +2007,23 @@ static int cmd_deputy(pid_t pid, const char *target)
 			if (!e) { ctlf("OK"); return 0; }
 			report_err();
 			if (t.dead) return 1;
-		} else if (!strcmp(line, "FDS")) {
+		} else if (!strcmp(line, "FDS") || !strcmp(line, "RELAY")) {
+			int relay = !strcmp(line, "RELAY");
+			if (relay && nrl) { ctlf("ERR EBUSY already relaying"); continue; }
 			int pfd = syscall(NR_PIDFD_OPEN, pid, 0);
 			for (int fd = 0; fd <= 2; fd++) {
 				int d = pfd < 0 ? -1 : syscall(NR_PIDFD_GETFD, pfd, fd, 0);
+				int p[2];
 				if (d < 0) ctlf("FD %d - %s", fd, errname(errno));
-				else ctlf("FD %d /proc/%d/fd/%d", fd, getpid(), d);
+				else if (!relay) ctlf("FD %d /proc/%d/fd/%d", fd, getpid(), d);
+				else if (pipe2(p, O_CLOEXEC)) { ctlf("FD %d - %s", fd, errname(errno)); close(d); }
+				else if (fd == 0) {	/* its input -> a pipe the caller reads */
+					rl[nrl].src = d; rl[nrl].dst = p[1]; nrl++;
+					ctlf("FD 0 /proc/%d/fd/%d", getpid(), p[0]);
+				} else {		/* a pipe the caller writes -> its output */
+					rl[nrl].src = p[0]; rl[nrl].dst = d; nrl++;
+					ctlf("FD %d /proc/%d/fd/%d", fd, getpid(), p[1]);
+				}
 			}
 			if (pfd >= 0) close(pfd);
 			ctlf("OK");

@@ -392,15 +392,21 @@ export class Deputy extends EventEmitter {
     })
   }
 
-  /** Duplicates the original's fds 0-2 (pidfd_getfd); paths under /proc that open them (null: closed). */
-  async takeFds (): Promise<Array<string | null>> {
+  /**
+   * Duplicates the original's fds 0-2 (pidfd_getfd) into the deputy helper and returns paths under
+   * /proc that open them (null: closed). Such a path opens files, pipes and ttys, not sockets.
+   * With `relay`, each path is a pipe instead that the helper copies to or from the original's
+   * fd, for any kind of descriptor: fd 0's path is read (the original's input), fd 1's and
+   * fd 2's are written (they reach the original's output). Once, while the deputy lasts.
+   */
+  async takeFds (opts: { relay?: boolean } = {}): Promise<Array<string | null>> {
     return await this.serial(async () => {
       const out: Array<string | null> = [null, null, null]
       const onLine = (l: string[]): void => { if (l[0] === 'FD') out[Number(l[1])] = l[2] === '-' ? null : l[2] }
       this.h.on('line', onLine)
       try {
         const p = this.h.next('OK')
-        this.h.send('FDS')
+        this.h.send(opts.relay === true ? 'RELAY' : 'FDS')
         await p
       } finally { this.h.off('line', onLine) }
       return out

@@ -141,3 +141,30 @@ test('a move that fails on the target: the original is restored from its own ima
   assert.deepEqual(await s.exited, { code: 4, signal: null })
   assert.equal(s.out, ref.out)
 })
+
+test('takeFds with relay: input and output of any kind (here sockets) flow through pipes', async () => {
+  const { closeSync, createReadStream, openSync, writeSync } = await import('node:fs')
+  const bin = lab.compile('speaker')
+  const s = lab.start(bin, ['1000', '20000', '0'], ['pipe', 'pipe', 'pipe'])
+  await waitFor(() => lines(s.out) >= 2, 5000, 'output')
+  const d = lab.trackDeputy(await deputy(s.pid, lab.path('relay.img')))
+  const plain = await d.takeFds()
+  assert.throws(() => openSync(plain[1] as string, 'w'), /ENXIO/, 'a socket cannot be opened by path')
+  const fds = await d.takeFds({ relay: true })
+  const before = s.out.length
+  const out = openSync(fds[1] as string, 'w')
+  writeSync(out, 'relayed line\n')
+  closeSync(out)
+  await waitFor(() => s.out.slice(before) === 'relayed line\n', 5000, 'relayed output at the original stdout')
+  // async reads: a blocking read here would stall the very write that feeds it
+  const inp = createReadStream(fds[0] as string)
+  let got = ''
+  const ended = new Promise<void>(resolve => inp.on('end', () => resolve()))
+  inp.on('data', (b: string | Buffer) => { got += b.toString() })
+  s.child.stdin?.write('typed at home\n')
+  await waitFor(() => got === 'typed at home\n', 5000, 'relayed input')
+  s.child.stdin?.end()
+  await ended
+  assert.equal(got, 'typed at home\n', 'end of input passed on')
+  assert.deepEqual(await d.exit(0), { code: 0, signal: null })
+})
