@@ -22,7 +22,7 @@ export interface Config {
   window: number
   /** Seconds without fresh news after which a node reads down; 0 = automatic from the age model. */
   downAfter: number
-  /** Send to any node (perhaps down) with probability 1/max(this, known nodes) (gossimon: 5). */
+  /** Send to any node (perhaps down) with probability 1/max(this, live nodes) (gossimon: 5). */
   sendToAnyCycle: number
   /** Speed override (10000 = Pentium III 1 GHz); 0 = calibrate at start. */
   speed: number

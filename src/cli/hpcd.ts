@@ -65,7 +65,7 @@ async function main (): Promise<void> {
     .option('interval', { type: 'number', default: DEFAULTS.interval, describe: 'seconds between gossip sends' })
     .option('window', { type: 'number', default: DEFAULTS.window, describe: 'entries per gossip datagram, own included (1..29)' })
     .option('down-after', { type: 'number', default: DEFAULTS.downAfter, describe: 'seconds without news before a node reads down (0 = from the gossip age model: 3 x expected max age + 5 intervals, at least 5 s)' })
-    .option('send-to-any', { type: 'number', default: DEFAULTS.sendToAnyCycle, describe: 'gossip to any node, maybe down, with probability 1/max(N, known nodes)' })
+    .option('send-to-any', { type: 'number', default: DEFAULTS.sendToAnyCycle, describe: 'gossip to any node, maybe down, with probability 1/max(N, live nodes)' })
     .option('speed', { type: 'number', default: DEFAULTS.speed, describe: 'node speed (10000 = Pentium III 1 GHz); 0 = calibrate at start' })
     .option('decay-interval', { type: 'number', default: DEFAULTS.decayInterval, describe: 'seconds between decays of process statistics' })
     .option('slow-decay', { type: 'number', default: DEFAULTS.slowDecay, describe: 'per-mille kept per decay interval (slow)' })

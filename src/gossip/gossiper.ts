@@ -1,7 +1,7 @@
 // The gossip protocol (no master; MOSIX/gossimon style, see shared spec algorithms.md §2):
 // every interval a node stamps its own entry fresh and pushes a window (its own entry plus the
 // w-1 freshest entries it knows) to one node chosen at random: a live node, except with
-// probability 1/max(sendToAnyCycle, known nodes) any known node, possibly one believed down, so
+// probability 1/max(sendToAnyCycle, live nodes) any known node, possibly one believed down, so
 // that returning nodes are found again. Receivers keep, per node, the freshest entry seen. A node
 // whose information is older than downAfter is reported down.
 //
@@ -27,7 +27,7 @@ export interface GossipOptions {
   window: number
   /** Age (ms) after which a node is reported down. */
   downAfter: number
-  /** Send to any node (maybe down) with probability 1/max(this, known nodes). gossimon: 5. */
+  /** Send to any node (maybe down) with probability 1/max(this, live nodes). gossimon: 5. */
   sendToAnyCycle: number
   /** Seed addresses to contact before their ids are known (--join). */
   seeds: Address[]
@@ -122,22 +122,18 @@ export class Gossiper {
     const { rng } = this.opts
     const known = this.table.size
     const seeds = this.opts.seeds
-    if (known === 0) return seeds.length ? seeds[Math.floor(rng() * seeds.length)] : undefined
-    if (rng() < 1 / Math.max(this.opts.sendToAnyCycle, known)) {
-      // any node, possibly down, or a seed not yet known by id
+    const any = (): Address | undefined => {
       const i = Math.floor(rng() * (known + seeds.length))
       if (i >= known) return seeds[i - known]
       return addressOf(this.table.random(rng) as Known)
     }
-    const now = this.opts.now()
-    for (let tries = 0; tries < 8; tries++) {
-      const k = this.table.random(rng) as Known
-      if (this.isUp(k, now)) return addressOf(k)
-    }
-    const up = this.table.freshest(this.table.size, now, this.opts.downAfter)
-    if (up.length) return addressOf(up[Math.floor(rng() * up.length)])
-    const i = Math.floor(rng() * (known + seeds.length))
-    return i >= known ? seeds[i - known] : addressOf(this.table.random(rng) as Known)
+    if (known === 0) return seeds.length ? seeds[Math.floor(rng() * seeds.length)] : undefined
+    // gossimon's mindead: a live node, except with probability 1/max(cycle, live nodes) any node
+    // (maybe down, or a seed not yet known by id). Counting live nodes, not known ones, matters at
+    // a cold start: a node that has heard only from B must still reach the others now and then.
+    const up = this.table.freshest(known, this.opts.now(), this.opts.downAfter)
+    if (up.length === 0 || rng() < 1 / Math.max(this.opts.sendToAnyCycle, up.length)) return any()
+    return addressOf(up[Math.floor(rng() * up.length)])
   }
 
   /** Handles one datagram; anything malformed, forged or replayed is dropped and counted. */

@@ -13,8 +13,8 @@
 // Guests whose home dies are killed; a deputy whose remote node dies prints why on its stderr and
 // exits with LOST_STATUS.
 import { EventEmitter } from 'node:events'
-import { createServer, type Server, type Socket } from 'node:net'
-import { createReadStream, createWriteStream, statSync, readFileSync, type WriteStream, type ReadStream } from 'node:fs'
+import { createServer, Socket, type Server } from 'node:net'
+import { createReadStream, createWriteStream, statSync, readFileSync, openSync, fstatSync, constants as fsc } from 'node:fs'
 import { PassThrough, Readable, Writable } from 'node:stream'
 import debug from 'debug'
 import * as ppm from '../ppm/ppm.js'
@@ -47,8 +47,8 @@ export class HomeProc {
   lastError = ''
   deputy: ppm.Deputy | null = null
   conn: Conn | null = null
-  out: Array<WriteStream | null> = [null, null, null]
-  stdin: ReadStream | null = null
+  out: Array<Writable | null> = [null, null, null]
+  stdin: Readable | null = null
   imageIn: Buffer[] | null = null
   /** Output that arrived before the relay was ready, in order. */
   pendingOut: Array<[number, Buffer]> | null = []
@@ -216,10 +216,10 @@ export class Migrator extends EventEmitter {
     const fds = await p.deputy.takeFds()
     for (const i of [1, 2]) {
       const path = fds[i]
-      if (path && relayable(path)) p.out[i] = createWriteStream(path, { flags: 'w' }).on('error', e => log('fd %d of %d: %s', i, p.pid, e.message))
+      if (path && relayable(path)) p.out[i] = openRelay(path, 'w').on('error', e => log('fd %d of %d: %s', i, p.pid, e.message))
     }
     if (fds[0] && relayable(fds[0])) {
-      p.stdin = createReadStream(fds[0]).on('error', e => log('stdin of %d: %s', p.pid, e.message))
+      p.stdin = openRelay(fds[0], 'r').on('error', e => log('stdin of %d: %s', p.pid, e.message))
       p.stdin.pause()
       p.stdin.on('data', (d: Buffer | string) => {
         const c = p.conn
@@ -474,7 +474,19 @@ function comm (pid: number): string {
   try { return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() } catch { return '?' }
 }
 
-/** Pipes, FIFOs, sockets and terminals are relayed; regular files travel in the image itself. */
+/**
+ * Opens one end of a relayed descriptor. Pipes and FIFOs become non-blocking libuv streams
+ * (net.Socket), so that a paused or destroyed relay leaves no read pending in the thread pool that
+ * could swallow data meant for the process; terminals and other devices use fs streams.
+ */
+function openRelay (path: string, mode: 'r' | 'w'): Readable & Writable {
+  const fd = openSync(path, (mode === 'r' ? fsc.O_RDONLY : fsc.O_WRONLY) | fsc.O_NONBLOCK | fsc.O_NOCTTY)
+  if (fstatSync(fd).isFIFO()) return new Socket({ fd, readable: mode === 'r', writable: mode === 'w' })
+  const s = mode === 'r' ? createReadStream('', { fd }) : createWriteStream('', { fd })
+  return s as unknown as Readable & Writable
+}
+
+/** Pipes, FIFOs and terminals are relayed; regular files travel in the image itself. */
 function relayable (path: string): boolean {
   try { const s = statSync(path); return s.isFIFO() || s.isCharacterDevice() || s.isSocket() } catch { return false }
 }

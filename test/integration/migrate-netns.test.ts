@@ -1,0 +1,189 @@
+// Process migration between real daemons in network namespaces: a process started at home moves
+// home -> 2 -> 3 -> home -> 2 while it works and finishes exactly as an uninterrupted run would;
+// signals from home reach it; block, expel and bring; a killed remote node and a killed home node.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { openSync, closeSync, readFileSync, rmSync } from 'node:fs'
+import { Socket } from 'node:net'
+import { join } from 'node:path'
+import { Lab } from '../../src/lab/lab.js'
+import { Lab as Bins } from '../ppm/harness.js'
+import { until } from '../helpers/daemon.js'
+import { LOST_STATUS } from '../../src/migrate/migrator.js'
+
+let lab: Lab
+let bins: Bins
+let speaker: string
+let counter: string
+let launcher: string
+
+before(async () => {
+  bins = new Bins()
+  speaker = bins.compile('speaker')
+  counter = bins.compile('counter')
+  launcher = bins.compile('launch')
+  lab = await Lab.create({ nodes: 3, tag: 'migr', interval: 0.25, hpcdArgs: id => ['--speed', String(10000 * id), '--down-after', '2'], env: { DEBUG: 'hpcfs:migrate,hpcfs:wire,hpcfs:ppm' } })
+  await lab.waitAllUp()
+})
+after(async () => {
+  await lab?.destroy()
+  bins?.cleanup()
+})
+
+interface Job { child: ChildProcess, pid: number, out: () => string, exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>, close: () => void }
+
+/** Starts a program on node `home` (inside its namespace); stdout goes to a FIFO the test reads. */
+function startJob (cmd: string, args: string[], opts: { home?: number, stdoutFile?: string } = {}): Job {
+  const ns = lab.node(opts.home ?? 1).ns as string
+  let out = ''
+  let fd: number
+  let close = (): void => {}
+  if (opts.stdoutFile) {
+    fd = openSync(opts.stdoutFile, 'w')
+  } else {
+    const fifo = join(bins.dir, `out-${Math.random().toString(36).slice(2)}`)
+    spawnSync('mkfifo', [fifo])
+    fd = openSync(fifo, 'r+')
+    // a libuv pipe, not an fs stream: a blocking FIFO read would hold a thread-pool thread forever
+    const rs = new Socket({ fd: openSync(fifo, 'r+'), readable: true, writable: false })
+    rs.on('data', d => { out += d.toString() })
+    close = () => { rs.destroy(); closeSync(fd); rmSync(fifo, { force: true }) }
+  }
+  const child = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', launcher, cmd, ...args], { stdio: ['ignore', fd, fd] })
+  if (opts.stdoutFile) closeSync(fd)
+  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>(resolve => child.on('exit', (code, signal) => resolve({ code, signal })))
+  return { child, pid: child.pid as number, out: () => out, exited, close: () => { close(); if (child.exitCode === null) child.kill('SIGKILL') } }
+}
+
+const where = async (pid: number, home = 1): Promise<string> => (await lab.node(home).read(`proc/${pid}/where`)).trim()
+
+async function moveTo (pid: number, target: number | 'home', home = 1): Promise<void> {
+  await lab.node(home).write(`proc/${pid}/goto`, `${target}\n`)
+  const want = target === 'home' ? '0' : String(target)
+  const err = await until(`process ${pid} at ${want}`, async () => {
+    const w = await where(pid, home)
+    if (w === want) return 'ok'
+    const e = (await lab.node(home).read(`proc/${pid}/error`)).trim()
+    return e && w !== 'migrating' ? e : undefined
+  }, 20_000, 50)
+  assert.equal(err, 'ok', `move of ${pid} to ${target} failed`)
+}
+
+function reference (cmd: string, args: string[]): string {
+  return spawnSync(cmd, args, { encoding: 'utf8' }).stdout
+}
+
+test('a job moved home -> 2 -> 3 -> home -> 2 while printing finishes as an uninterrupted run', async () => {
+  const args = ['120', '25000', '5']
+  const job = startJob(speaker, args)
+  try {
+    await until('first output', () => job.out().length > 0)
+    for (const target of [2, 3, 'home', 2] as const) {
+      await moveTo(job.pid, target)
+      const seen = job.out().length
+      await until('output flows after the move', () => job.out().length > seen, 10_000)
+    }
+    assert.equal((await lab.node(1).read(`proc/${job.pid}/nmigs`)).trim(), '4')
+    const st = await job.exited
+    assert.deepEqual(st, { code: 5, signal: null })
+    await until('all output', () => job.out() === reference(speaker, args), 5000)
+  } finally { job.close() }
+})
+
+test('a CPU-and-memory job writing to a file gives the same file and status after moving', async () => {
+  const file = join(bins.dir, 'counter.out')
+  const args = ['40', '2048', '3', '50000']
+  const job = startJob(counter, args, { stdoutFile: file })
+  try {
+    await until('started', () => readFileSync(file, 'utf8').length > 0)
+    await moveTo(job.pid, 3)
+    const guests = (await lab.node(3).exec('ls', [join(lab.node(3).mount, 'remote')])).stdout.trim().split('\n').filter(Boolean)
+    assert.equal(guests.length, 1)
+    assert.equal((await lab.node(3).read(`remote/${guests[0]}/from`)).trim(), '1')
+    await moveTo(job.pid, 'home')
+    await moveTo(job.pid, 2)
+    assert.deepEqual(await job.exited, { code: 3, signal: null })
+    assert.equal(readFileSync(file, 'utf8'), reference(counter, args))
+  } finally { job.close() }
+})
+
+test('signals sent at home reach the remote; the parent sees the death', async () => {
+  const job = startJob(speaker, ['100000', '20000', '0'])
+  try {
+    await until('output', () => job.out().length > 0)
+    await moveTo(job.pid, 2)
+    process.kill(job.pid, 'SIGTERM')
+    assert.deepEqual(await job.exited, { code: null, signal: 'SIGTERM' })
+    await until('guest gone from node 2', async () => (await lab.node(2).exec('ls', [join(lab.node(2).mount, 'remote')])).stdout.trim() === '')
+  } finally { job.close() }
+  const job2 = startJob(speaker, ['100000', '20000', '0'])
+  try {
+    await until('output', () => job2.out().length > 0)
+    await moveTo(job2.pid, 3)
+    const guest = Number((await lab.node(3).exec('ls', [join(lab.node(3).mount, 'remote')])).stdout.trim())
+    assert.ok(guest > 0)
+    process.kill(job2.pid, 'SIGKILL')
+    assert.equal((await job2.exited).signal, 'SIGKILL')
+    await until('remote killed too', () => { try { process.kill(guest, 0); return false } catch { return true } })
+  } finally { job2.close() }
+})
+
+test('block refuses guests; expel sends them home; bring brings them home', async () => {
+  const job = startJob(speaker, ['100000', '20000', '0'])
+  try {
+    await until('output', () => job.out().length > 0)
+    await lab.node(3).write('admin/block', '1\n')
+    await lab.node(1).write(`proc/${job.pid}/goto`, '3\n')
+    await until('refusal', async () => /refused.*blocked/.test(await lab.node(1).read(`proc/${job.pid}/error`)))
+    assert.equal(await where(job.pid), '0')
+    await lab.node(3).write('admin/block', '0\n')
+    await moveTo(job.pid, 2)
+    await lab.node(2).write('admin/expel', '1\n')
+    await until('expelled home', async () => (await where(job.pid)) === '0')
+    assert.equal((await lab.node(2).read('admin/block')).trim(), '1')
+    await lab.node(2).write('admin/block', '0\n')
+    await moveTo(job.pid, 3)
+    await lab.node(1).write('admin/bring', '1\n')
+    await until('brought home', async () => (await where(job.pid)) === '0')
+    await lab.node(1).write('admin/lstay', '0\n')
+    const seen = job.out().length
+    await until('still running at home', () => job.out().length > seen)
+    process.kill(job.pid, 'SIGINT')
+    assert.equal((await job.exited).signal, 'SIGINT')
+  } finally { job.close() }
+})
+
+test('a remote node that dies: the deputy reports the loss and exits with the documented status', async () => {
+  const job = startJob(speaker, ['100000', '20000', '0'])
+  let guest = 0
+  try {
+    await until('output', () => job.out().length > 0)
+    await moveTo(job.pid, 2)
+    guest = Number((await lab.node(2).exec('ls', [join(lab.node(2).mount, 'remote')])).stdout.trim())
+    lab.node(2).kill('SIGKILL')
+    await lab.node(2).waitExit()
+    try { process.kill(guest, 'SIGKILL') } catch {} // the node is "dead": so is everything on it
+    assert.deepEqual(await job.exited, { code: LOST_STATUS, signal: null })
+  } finally {
+    job.close()
+    if (!lab.node(2).running) await lab.node(2).start()
+  }
+})
+
+test('a home node that dies: its guests are stopped and cleaned up', async () => {
+  const job = startJob(speaker, ['100000', '20000', '0'], { home: 3 })
+  try {
+    await until('output', () => job.out().length > 0)
+    await moveTo(job.pid, 2, 3)
+    const guest = Number((await lab.node(2).exec('ls', [join(lab.node(2).mount, 'remote')])).stdout.trim())
+    assert.ok(guest > 0)
+    lab.node(3).kill('SIGKILL')
+    await until('guest killed on node 2', () => { try { process.kill(guest, 0); return false } catch { return true } })
+    await until('remote/ empty on node 2', async () => (await lab.node(2).exec('ls', [join(lab.node(2).mount, 'remote')])).stdout.trim() === '')
+  } finally {
+    job.close()
+    if (!lab.node(3).running) await lab.node(3).start()
+  }
+})
+
