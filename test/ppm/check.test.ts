@@ -178,3 +178,28 @@ test('a deleted executable or working directory is a reason', async () => {
   await a.exited
   await b.exited
 })
+
+test('signals arriving while the process is being dumped are not lost and do not disturb it', async () => {
+  const bin = lab.compile('sigs')
+  const args = ['30', '30000', '0']
+  const ref = reference(bin, args)
+  const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => lines(s.out) >= 2, 5000, 'handlers installed')
+  let sent = 0
+  const barrage = setInterval(() => { try { process.kill(s.pid, 'SIGHUP'); sent++ } catch {} }, 1)
+  try {
+    for (let i = 0; i < 5; i++) {
+      await dump(s.pid, lab.path(`hup-${i}.img`), { leaveRunning: true })
+      await new Promise(resolve => setTimeout(resolve, 40))
+    }
+  } finally { clearInterval(barrage) }
+  const last = lines(s.out)
+  process.kill(s.pid, 'SIGHUP') // at least one after the barrage, while it still runs
+  assert.deepEqual(await s.exited, { code: 0, signal: null })
+  assert.ok(sent > 10 && last < 30)
+  const body = (o: string): string => o.split('\n').slice(0, -2).join('\n')
+  assert.equal(body(s.out), body(ref.out), 'same rounds, handlers and signal state')
+  const hup = Number(/hup (\d+)/.exec(s.out)?.[1])
+  assert.ok(hup >= 1, `SIGHUP handled ${hup} times`)
+  assert.match(s.out, /sigstate ok hup \d+ usr2 pending no\n$/)
+})

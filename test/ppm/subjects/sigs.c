@@ -8,6 +8,8 @@
 #include <string.h>
 #include <signal.h>
 #include <unistd.h>
+#include <time.h>
+#include <errno.h>
 #include <sys/time.h>
 
 static volatile sig_atomic_t usr1, alrm, hup, offstack;
@@ -15,6 +17,17 @@ static char altstack[65536];
 static void on_usr1(int s) { char here; (void)s; usr1++; if (&here < altstack || &here >= altstack + sizeof altstack) offstack++; }
 static void on_alrm(int s, siginfo_t *si, void *u) { (void)s; (void)u; if (si->si_signo == SIGALRM) alrm++; }
 static void on_hup(int s) { (void)s; hup++; }
+
+/* sleeps until a deadline, whatever signals come in between */
+static void nap(long us)
+{
+	struct timespec d;
+	clock_gettime(CLOCK_MONOTONIC, &d);
+	d.tv_nsec += us % 1000000 * 1000;
+	d.tv_sec += us / 1000000 + d.tv_nsec / 1000000000;
+	d.tv_nsec %= 1000000000;
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &d, NULL) == EINTR);
+}
 
 int main(int argc, char **argv)
 {
@@ -41,7 +54,7 @@ int main(int argc, char **argv)
 		raise(SIGUSR1);
 		raise(SIGALRM);
 		printf("round %d usr1 %d alrm %d\n", r, (int)usr1, (int)alrm);
-		usleep(atol(argv[2]));
+		nap(atol(argv[2]));
 	}
 	struct sigaction x;
 	int ok = 1;
