@@ -1,0 +1,330 @@
+// scripts/bench-migrate: how long a migration between two namespaced nodes takes, next to raw TCP
+// between the same two namespaces measured in the same run (method: docs/bench-migrate.md).
+//
+// A lab of 2 hpcd daemons (tag bmig). For each size (default 1, 100, 500 MiB; --quick: 1, 50) a
+// subject holding that much distinct, written memory (scripts/bench-migrate-subject.c, compiled at
+// run time) is started at home inside node 1's namespace (this process is its parent), then moved
+// `goto 2` / `goto home` --runs times: the time from the write of goto until `where` reads the
+// target (polled every 5 ms). Then a node TCP server in node 2's namespace receives the same number
+// of bytes (the image size) from a node client in node 1's namespace. Everything it starts is
+// removed on exit, error or Ctrl-C.
+//
+//   scripts/bench-migrate [--quick] [--sizes 1,100,500] [--runs 3]
+import { parseArgs } from 'node:util'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, statSync, openSync, readSync, closeSync } from 'node:fs'
+import { readFile, writeFile } from 'node:fs/promises'
+import { tmpdir, loadavg } from 'node:os'
+import { join, resolve, dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { createInterface } from 'node:readline'
+import { performance } from 'node:perf_hooks'
+import { Lab, type LabNode } from '../src/lab/lab.js'
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
+const SUBJECT_SRC = join(REPO, 'scripts/bench-migrate-subject.c')
+const LAUNCH_SRC = join(REPO, 'test/ppm/subjects/launch.c')
+const RAW_PORT = 5999
+const POLL_MS = 5
+const MOVE_TIMEOUT_MS = 60_000
+
+const { values: opts } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    sizes: { type: 'string' },
+    runs: { type: 'string', default: '3' },
+    help: { type: 'boolean', short: 'h', default: false }
+  }
+})
+function usage (msg?: string): never {
+  if (msg) console.error(`bench-migrate: ${msg}`)
+  console.error('usage: scripts/bench-migrate [--quick] [--sizes 1,100,500] [--runs 3]')
+  process.exit(msg ? 2 : 0)
+}
+if (opts.help) usage()
+const sizes = (opts.sizes ?? (opts.quick ? '1,50' : '1,100,500')).split(',').map(Number)
+const runs = Number(opts.runs)
+if (sizes.some(s => !Number.isInteger(s) || s < 1 || s > 8192) || !Number.isInteger(runs) || runs < 1) usage('bad --sizes or --runs')
+if (process.getuid?.() !== 0) usage('needs root (network namespaces)')
+
+const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
+const median = (xs: number[]): number => {
+  if (xs.length === 0) return NaN
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+const f1 = (x: number): string => Number.isFinite(x) ? x.toFixed(1) : '-'
+const f0 = (x: number): string => Number.isFinite(x) ? x.toFixed(0) : '-'
+const MiB = 1 << 20
+
+// ---- cleanup --------------------------------------------------------------------------------
+
+const dir = mkdtempSync(join(tmpdir(), 'hpc-bench-migrate-'))
+const children = new Set<ChildProcess>()
+let lab: Lab | undefined
+let cleaning: Promise<void> | undefined
+
+function killChildren (): void {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) { try { c.kill('SIGKILL') } catch {} }
+}
+async function cleanup (): Promise<void> {
+  cleaning ??= (async () => {
+    killChildren() // subjects first (a deputy's death ends its remote), then the daemons
+    await sleep(100)
+    await lab?.destroy().catch(e => console.error(`bench-migrate: lab cleanup: ${(e as Error).message}`))
+    rmSync(dir, { recursive: true, force: true })
+  })()
+  await cleaning
+}
+process.on('exit', () => { killChildren(); rmSync(dir, { recursive: true, force: true }) })
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(sig, () => {
+    console.error(`\nbench-migrate: ${sig}, cleaning up`)
+    void cleanup().finally(() => process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1)))
+  })
+}
+function track (c: ChildProcess): ChildProcess {
+  children.add(c)
+  c.once('exit', () => children.delete(c))
+  return c
+}
+
+// ---- pieces ---------------------------------------------------------------------------------
+
+function compile (src: string, out: string): string {
+  const bin = join(dir, out)
+  const r = spawnSync('gcc', ['-O2', '-Wall', '-o', bin, src], { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`gcc ${src}: ${r.stderr}`)
+  return bin
+}
+
+/** Resident set of pid in KiB (0 when gone). */
+function rssKiB (pid: number): number {
+  try { return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) } catch { return 0 }
+}
+
+/** Reads a file of a node's tree directly (no cat per poll), never waiting more than ms. */
+async function readTree (n: LabNode, rel: string, ms = 3000): Promise<string> {
+  let t: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([
+      readFile(join(n.mount, rel), 'utf8'),
+      new Promise<never>((_resolve, reject) => { t = setTimeout(() => reject(new Error(`read ${rel}: timed out`)), ms) })
+    ])
+  } finally { clearTimeout(t) }
+}
+
+/** New bytes of a node's log since offset (the daemons run with DEBUG=hpcfs:ppm). */
+function logSince (n: LabNode, offset: number): { text: string, end: number } {
+  let end = offset
+  try { end = statSync(n.logFile).size } catch { return { text: '', end } }
+  if (end <= offset) return { text: '', end }
+  const fd = openSync(n.logFile, 'r')
+  try {
+    const b = Buffer.alloc(end - offset)
+    readSync(fd, b, 0, b.length, offset)
+    return { text: b.toString('utf8'), end }
+  } finally { closeSync(fd) }
+}
+const logSize = (n: LabNode): number => { try { return statSync(n.logFile).size } catch { return 0 } }
+const stat = (text: string, key: string): number => {
+  const all = [...text.matchAll(new RegExp(`STAT [^\\n]*\\b${key}=([\\d.]+)`, 'g'))]
+  return all.length ? Number(all[all.length - 1][1]) : NaN
+}
+
+interface Move { ms: number, freezeMs: number, imageBytes: number }
+
+/** Writes goto TARGET into node 1's tree and times until where reads it. */
+async function move (pid: number, target: 2 | 'home', logOf: LabNode): Promise<Move> {
+  const home = (lab as Lab).node(1)
+  const want = target === 'home' ? '0' : '2'
+  const from = target === 'home' ? '2' : '0'
+  const off = logSize(logOf)
+  const t0 = performance.now()
+  await writeFile(join(home.mount, `proc/${pid}/goto`), `${target}\n`)
+  for (;;) {
+    const w = (await readTree(home, `proc/${pid}/where`)).trim()
+    if (w === want) break
+    const dt = performance.now() - t0
+    if (w === from || dt > MOVE_TIMEOUT_MS) {
+      const e = (await readTree(home, `proc/${pid}/error`)).trim()
+      if (e || dt > MOVE_TIMEOUT_MS) throw new Error(`move of ${pid} to ${target} failed after ${f0(dt)} ms: ${e || `where = ${w}`}`)
+    }
+    await sleep(POLL_MS)
+  }
+  const ms = performance.now() - t0
+  await sleep(50) // the log lines are written by then
+  const { text } = logSince(logOf, off)
+  return { ms, freezeMs: stat(text, 'freeze_ms'), imageBytes: stat(text, 'bytes') }
+}
+
+// The raw TCP pair: a server in node 2's namespace acknowledges each transfer (8-byte length, then
+// that many bytes) with one byte; a client in node 1's namespace times connect .. ack per transfer.
+const SERVER_JS = `
+const net = require('net')
+const srv = net.createServer(s => {
+  s.setNoDelay(true)
+  let want = -1, got = 0, head = Buffer.alloc(0)
+  s.on('data', d => {
+    if (want < 0) {
+      head = Buffer.concat([head, d]); if (head.length < 8) return
+      want = Number(head.readBigUInt64BE(0)); d = head.subarray(8)
+    }
+    got += d.length
+    if (got >= want) s.end('k')
+  })
+  s.on('error', () => {})
+})
+srv.listen(Number(process.argv[2]), process.argv[1], () => console.log('listening'))
+`
+const CLIENT_JS = `
+const net = require('net')
+const [host, port, bytes, reps] = process.argv.slice(1).map((x, i) => i ? Number(x) : x)
+const buf = require('crypto').randomBytes(1 << 20)
+function once () {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint()
+    const s = net.connect(port, host, () => {
+      const head = Buffer.alloc(8); head.writeBigUInt64BE(BigInt(bytes)); s.write(head)
+      let left = bytes
+      const pump = () => {
+        while (left > 0) {
+          const n = Math.min(left, buf.length); left -= n
+          if (!s.write(n === buf.length ? buf : buf.subarray(0, n))) { s.once('drain', pump); return }
+        }
+      }
+      pump()
+    })
+    s.on('data', () => { resolve(Number(process.hrtime.bigint() - t0) / 1e6); s.destroy() })
+    s.on('error', reject)
+  })
+}
+;(async () => { const ms = []; for (let i = 0; i < reps; i++) ms.push(await once()); console.log(JSON.stringify(ms)) })()
+  .catch(e => { console.error(e.message); process.exit(1) })
+`
+
+async function startRawServer (): Promise<void> {
+  const l = lab as Lab
+  const c = track(l.spawn(2, process.execPath, ['-e', SERVER_JS, l.node(2).addr, String(RAW_PORT)], { stdio: 'pipe' }))
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('raw TCP server did not start')), 10_000)
+    createInterface({ input: c.stdout as NodeJS.ReadableStream }).on('line', line => { if (line === 'listening') { clearTimeout(t); resolve() } })
+    c.once('exit', code => { clearTimeout(t); reject(new Error(`raw TCP server exited (${code})`)) })
+  })
+}
+
+/** Times of `reps` transfers of `bytes` from node 1's namespace to node 2's (ms each). */
+async function rawTcp (bytes: number, reps: number): Promise<number[]> {
+  const l = lab as Lab
+  const c = track(l.spawn(1, process.execPath, ['-e', CLIENT_JS, l.node(2).addr, String(RAW_PORT), String(bytes), String(reps)], { stdio: 'pipe' }))
+  let out = ''
+  let err = ''
+  c.stdout?.on('data', (d: Buffer) => { out += d.toString() })
+  c.stderr?.on('data', (d: Buffer) => { err += d.toString() })
+  const code = await new Promise<number | null>(resolve => c.once('exit', resolve))
+  if (code !== 0) throw new Error(`raw TCP client failed (${code}): ${err.trim()}`)
+  return JSON.parse(out) as number[]
+}
+
+interface Subject { pid: number, child: ChildProcess }
+async function startSubject (launcher: string, subject: string, mib: number): Promise<Subject> {
+  const ns = (lab as Lab).node(1).ns as string
+  const child = track(spawn('nsenter', [`--net=/run/netns/${ns}`, '--', launcher, subject, String(mib)], { stdio: 'ignore' }))
+  const pid = child.pid as number
+  const t0 = Date.now()
+  while (rssKiB(pid) < mib * 1024) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`subject of ${mib} MiB ended early (${child.exitCode ?? child.signalCode})`)
+    if (Date.now() - t0 > 60_000) throw new Error(`subject of ${mib} MiB: RSS ${rssKiB(pid)} KiB after 60 s`)
+    await sleep(20)
+  }
+  return { pid, child }
+}
+async function stopSubject (s: Subject): Promise<void> {
+  if (s.child.exitCode !== null || s.child.signalCode !== null) return
+  const gone = new Promise<void>(resolve => s.child.once('exit', () => resolve()))
+  s.child.kill('SIGKILL')
+  await gone
+}
+
+// ---- main -----------------------------------------------------------------------------------
+
+interface Row { mib: number, imageBytes: number, out: number, home: number, freezeOut: number, freezeHome: number, raw: number }
+
+async function main (): Promise<void> {
+  const t0 = Date.now()
+  const launcher = compile(LAUNCH_SRC, 'launch')
+  const subject = compile(SUBJECT_SRC, 'subject')
+  console.log(`bench-migrate: sizes ${sizes.join(', ')} MiB, ${runs} run(s) each; load average ${loadavg().map(x => x.toFixed(2)).join(' ')}`)
+  lab = await Lab.create({
+    nodes: 2,
+    tag: 'bmig',
+    interval: 0.25,
+    hpcdArgs: () => ['--speed', '10000'],
+    env: { DEBUG: 'hpcfs:ppm' }, // the PPM helper's STAT lines (freeze_ms, bytes) in the logs
+    handleSignals: false
+  })
+  await lab.waitAllUp({ via: [1], timeoutMs: 30_000 })
+  const n1 = lab.node(1)
+  const n2 = lab.node(2)
+  console.log(`lab up: node 1 ${n1.addr} (${n1.ns}), node 2 ${n2.addr} (${n2.ns}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+  await startRawServer()
+  await rawTcp(8 * MiB, 1) // warm-up (also checks the path)
+
+  const rows: Row[] = []
+  for (const mib of sizes) {
+    const s = await startSubject(launcher, subject, mib)
+    const outs: Move[] = []
+    const homes: Move[] = []
+    try {
+      for (let r = 0; r < runs; r++) {
+        outs.push(await move(s.pid, 2, n1))
+        await sleep(200)
+        homes.push(await move(s.pid, 'home', n2))
+        await sleep(200)
+        process.stdout.write(`  ${mib} MiB run ${r + 1}: out ${f1(outs[r].ms)} ms, home ${f1(homes[r].ms)} ms\n`)
+      }
+    } finally { await stopSubject(s) }
+    const imageBytes = median(outs.map(m => m.imageBytes).filter(Number.isFinite))
+    const bytes = Number.isFinite(imageBytes) ? imageBytes : mib * MiB
+    const raws = await rawTcp(bytes, runs)
+    process.stdout.write(`  ${mib} MiB raw TCP of ${(bytes / MiB).toFixed(1)} MiB: ${raws.map(f1).join(', ')} ms\n`)
+    rows.push({
+      mib,
+      imageBytes: bytes,
+      out: median(outs.map(m => m.ms)),
+      home: median(homes.map(m => m.ms)),
+      freezeOut: median(outs.map(m => m.freezeMs).filter(Number.isFinite)),
+      freezeHome: median(homes.map(m => m.freezeMs).filter(Number.isFinite)),
+      raw: median(raws)
+    })
+  }
+
+  const head = ['size', 'image', 'migrate out', 'migrate home', 'effective', 'freeze out', 'freeze home', 'raw TCP', 'raw TCP', 'out/raw', 'home/raw']
+  const unit = ['MiB', 'MiB', 'ms', 'ms', 'MB/s (out)', 'ms', 'ms', 'ms', 'MB/s', '', '']
+  const body = rows.map(r => [
+    String(r.mib), (r.imageBytes / MiB).toFixed(1), f1(r.out), f1(r.home), f0(r.imageBytes / 1e6 / (r.out / 1000)),
+    f1(r.freezeOut), f1(r.freezeHome), f1(r.raw), f0(r.imageBytes / 1e6 / (r.raw / 1000)),
+    `${(r.out / r.raw).toFixed(1)}x`, `${(r.home / r.raw).toFixed(1)}x`
+  ])
+  const w = head.map((h, i) => Math.max(h.length, unit[i].length, ...body.map(b => b[i].length)))
+  const line = (cells: string[]): string => cells.map((c, i) => c.padStart(w[i])).join('  ')
+  console.log(`\nmedians of ${runs} run(s); node 1 -> node 2 (${n1.ns} -> ${n2.ns}), goto written until where reads the target, polled every ${POLL_MS} ms`)
+  console.log(line(head))
+  console.log(line(unit))
+  for (const b of body) console.log(line(b))
+  console.log(`\nimage = bytes the deputy streamed (PPM STAT bytes); raw TCP = the same bytes, node client in ${n1.ns} -> node server in ${n2.ns}, connect until the server's ack`)
+  console.log(`total ${((Date.now() - t0) / 1000).toFixed(1)} s; load average ${loadavg().map(x => x.toFixed(2)).join(' ')}`)
+}
+
+let status = 0
+try {
+  await main()
+} catch (e) {
+  console.error(`bench-migrate: ${(e as Error).stack ?? String(e)}`)
+  const l = lab
+  if (l) for (const id of [1, 2]) { try { console.error(`--- node ${id} log (tail):\n${l.node(id).logTail()}`) } catch {} }
+  status = 1
+}
+await cleanup()
+process.exit(status)
