@@ -64,6 +64,7 @@ const dir = mkdtempSync(join(tmpdir(), 'hpc-bench-migrate-'))
 const children = new Set<ChildProcess>()
 let lab: Lab | undefined
 let cleaning: Promise<void> | undefined
+let interrupted = false
 
 function killChildren (): void {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) { try { c.kill('SIGKILL') } catch {} }
@@ -80,6 +81,7 @@ async function cleanup (): Promise<void> {
 process.on('exit', () => { killChildren(); rmSync(dir, { recursive: true, force: true }) })
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.once(sig, () => {
+    interrupted = true
     console.error(`\nbench-migrate: ${sig}, cleaning up`)
     void cleanup().finally(() => process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1)))
   })
@@ -102,6 +104,15 @@ function compile (src: string, out: string): string {
 /** Resident set of pid in KiB (0 when gone). */
 function rssKiB (pid: number): number {
   try { return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) } catch { return 0 }
+}
+
+/** CPU time (user + system, ms) of a process itself, without its children (0 when gone). */
+function cpuMs (pid: number | undefined): number {
+  if (pid === undefined) return NaN
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
+    return (Number(f[11]) + Number(f[12])) * 10 // USER_HZ = 100
+  } catch { return NaN }
 }
 
 /** Reads a file of a node's tree directly (no cat per poll), never waiting more than ms. */
@@ -133,14 +144,22 @@ const stat = (text: string, key: string): number => {
   return all.length ? Number(all[all.length - 1][1]) : NaN
 }
 
-interface Move { ms: number, freezeMs: number, imageBytes: number }
+interface Move { ms: number, freezeMs: number, restoreMs: number, imageBytes: number, cpu1: number, cpu2: number }
 
-/** Writes goto TARGET into node 1's tree and times until where reads it. */
-async function move (pid: number, target: 2 | 'home', logOf: LabNode): Promise<Move> {
+/**
+ * Writes goto TARGET into node 1's tree and times until where reads it. The PPM helpers' figures
+ * come from the logs: freeze_ms and bytes from the dumping node's, restore_ms from the other's.
+ */
+async function move (pid: number, target: 2 | 'home', logOf: LabNode, restoreLogOf: LabNode): Promise<Move> {
   const home = (lab as Lab).node(1)
   const want = target === 'home' ? '0' : '2'
   const from = target === 'home' ? '2' : '0'
   const off = logSize(logOf)
+  const roff = logSize(restoreLogOf)
+  const d1 = (lab as Lab).node(1).pid
+  const d2 = (lab as Lab).node(2).pid
+  const c1 = cpuMs(d1)
+  const c2 = cpuMs(d2)
   const t0 = performance.now()
   await writeFile(join(home.mount, `proc/${pid}/goto`), `${target}\n`)
   for (;;) {
@@ -154,9 +173,11 @@ async function move (pid: number, target: 2 | 'home', logOf: LabNode): Promise<M
     await sleep(POLL_MS)
   }
   const ms = performance.now() - t0
+  const cpu1 = cpuMs(d1) - c1
+  const cpu2 = cpuMs(d2) - c2
   await sleep(50) // the log lines are written by then
   const { text } = logSince(logOf, off)
-  return { ms, freezeMs: stat(text, 'freeze_ms'), imageBytes: stat(text, 'bytes') }
+  return { ms, freezeMs: stat(text, 'freeze_ms'), restoreMs: stat(logSince(restoreLogOf, roff).text, 'restore_ms'), imageBytes: stat(text, 'bytes'), cpu1, cpu2 }
 }
 
 // The raw TCP pair: a server in node 2's namespace acknowledges each transfer (8-byte length, then
@@ -249,7 +270,7 @@ async function stopSubject (s: Subject): Promise<void> {
 
 // ---- main -----------------------------------------------------------------------------------
 
-interface Row { mib: number, imageBytes: number, out: number, home: number, freezeOut: number, freezeHome: number, raw: number }
+interface Row { mib: number, imageBytes: number, out: number, home: number, freezeOut: number, freezeHome: number, restoreOut: number, restoreHome: number, cpuOut: string, cpuHome: string, raw: number }
 
 async function main (): Promise<void> {
   const t0 = Date.now()
@@ -278,11 +299,11 @@ async function main (): Promise<void> {
     const homes: Move[] = []
     try {
       for (let r = 0; r < runs; r++) {
-        outs.push(await move(s.pid, 2, n1))
+        outs.push(await move(s.pid, 2, n1, n2))
         await sleep(200)
-        homes.push(await move(s.pid, 'home', n2))
+        homes.push(await move(s.pid, 'home', n2, n1))
         await sleep(200)
-        process.stdout.write(`  ${mib} MiB run ${r + 1}: out ${f1(outs[r].ms)} ms, home ${f1(homes[r].ms)} ms\n`)
+        process.stdout.write(`  ${mib} MiB run ${r + 1}: out ${f1(outs[r].ms)} ms (hpcd CPU ${f0(outs[r].cpu1)}/${f0(outs[r].cpu2)} ms), home ${f1(homes[r].ms)} ms (hpcd CPU ${f0(homes[r].cpu1)}/${f0(homes[r].cpu2)} ms)\n`)
       }
     } finally { await stopSubject(s) }
     const imageBytes = median(outs.map(m => m.imageBytes).filter(Number.isFinite))
@@ -296,15 +317,19 @@ async function main (): Promise<void> {
       home: median(homes.map(m => m.ms)),
       freezeOut: median(outs.map(m => m.freezeMs).filter(Number.isFinite)),
       freezeHome: median(homes.map(m => m.freezeMs).filter(Number.isFinite)),
+      restoreOut: median(outs.map(m => m.restoreMs).filter(Number.isFinite)),
+      restoreHome: median(homes.map(m => m.restoreMs).filter(Number.isFinite)),
+      cpuOut: `${f0(median(outs.map(m => m.cpu1)))}/${f0(median(outs.map(m => m.cpu2)))}`,
+      cpuHome: `${f0(median(homes.map(m => m.cpu1)))}/${f0(median(homes.map(m => m.cpu2)))}`,
       raw: median(raws)
     })
   }
 
-  const head = ['size', 'image', 'migrate out', 'migrate home', 'effective', 'freeze out', 'freeze home', 'raw TCP', 'raw TCP', 'out/raw', 'home/raw']
-  const unit = ['MiB', 'MiB', 'ms', 'ms', 'MB/s (out)', 'ms', 'ms', 'ms', 'MB/s', '', '']
+  const head = ['size', 'image', 'migrate out', 'migrate home', 'effective', 'freeze out', 'restore on 2', 'freeze on 2', 'restore home', 'hpcd CPU out', 'hpcd CPU home', 'raw TCP', 'raw TCP', 'out/raw', 'home/raw']
+  const unit = ['MiB', 'MiB', 'ms', 'ms', 'MB/s (out)', 'ms', 'ms', 'ms', 'ms', 'ms 1/2', 'ms 1/2', 'ms', 'MB/s', '', '']
   const body = rows.map(r => [
     String(r.mib), (r.imageBytes / MiB).toFixed(1), f1(r.out), f1(r.home), f0(r.imageBytes / 1e6 / (r.out / 1000)),
-    f1(r.freezeOut), f1(r.freezeHome), f1(r.raw), f0(r.imageBytes / 1e6 / (r.raw / 1000)),
+    f1(r.freezeOut), f1(r.restoreOut), f1(r.freezeHome), f1(r.restoreHome), r.cpuOut, r.cpuHome, f1(r.raw), f0(r.imageBytes / 1e6 / (r.raw / 1000)),
     `${(r.out / r.raw).toFixed(1)}x`, `${(r.home / r.raw).toFixed(1)}x`
   ])
   const w = head.map((h, i) => Math.max(h.length, unit[i].length, ...body.map(b => b[i].length)))
@@ -313,7 +338,12 @@ async function main (): Promise<void> {
   console.log(line(head))
   console.log(line(unit))
   for (const b of body) console.log(line(b))
-  console.log(`\nimage = bytes the deputy streamed (PPM STAT bytes); raw TCP = the same bytes, node client in ${n1.ns} -> node server in ${n2.ns}, connect until the server's ack`)
+  console.log('\nfreeze out = the original stopped at home while its dump streams to node 2; restore on 2 = the restore there (from its start, it reads the stream as it comes)')
+  console.log('freeze on 2 = the guest stopped while dumped into memory on node 2; restore home = that image back into the original (PPM helpers\' STAT lines)')
+  console.log('hpcd CPU = user+system time of the daemons of node 1 / node 2 themselves during the move (their PPM helpers not included)')
+  console.log(`image = bytes the deputy streamed (PPM STAT bytes); raw TCP = the same bytes, node client in ${n1.ns} -> node server in ${n2.ns}, connect until the server's ack`)
+  const hwm = (pid: number | undefined): string => { try { return `${Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024)} MiB` } catch { return '?' } }
+  console.log(`peak RSS of the daemons: node 1 ${hwm(n1.pid)}, node 2 ${hwm(n2.pid)}`)
   console.log(`total ${((Date.now() - t0) / 1000).toFixed(1)} s; load average ${loadavg().map(x => x.toFixed(2)).join(' ')}`)
 }
 
@@ -321,6 +351,7 @@ let status = 0
 try {
   await main()
 } catch (e) {
+  if (interrupted) await new Promise(() => {}) // the signal handler cleans up and exits
   console.error(`bench-migrate: ${(e as Error).stack ?? String(e)}`)
   const l = lab
   if (l) for (const id of [1, 2]) { try { console.error(`--- node ${id} log (tail):\n${l.node(id).logTail()}`) } catch {} }
