@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // mosctl: the openMosix node-control tool, working through the hpcfs tree (admin/*, nodes/<id>/*).
 // Subcommands and meanings follow mosctl(1) of openmosix-tools (spec proc-hpc.md §4.1).
+import { readdirSync } from 'node:fs'
 import { isIP } from 'node:net'
 import debug from 'debug'
 import { CliError, UsageError, addressesOf, openTree, parseIntArg, parseNodeId, runTool, type Tree } from './common.js'
@@ -45,9 +46,10 @@ const FLAGS: Record<string, [file: string, value: 0 | 1]> = {
 }
 
 /**
- * expel / bring: the implied flag is set first, then the trigger file is written. mosctl(1) then
- * waits until all guests are gone / all processes are home; that needs the migration engine's
- * files, so `waitUntilDone` is the single place to add the polling once they exist.
+ * expel / bring: the implied flag is set first, then the trigger file is written; like mosctl(1),
+ * the command then waits until all guests are gone (remote/ is empty) / all of this node's
+ * processes are home (every proc/<pid>/where reads 0). Interrupt it to stop waiting (the
+ * evacuation goes on in the daemon).
  */
 interface Evacuation {
   implies: string
@@ -55,9 +57,22 @@ interface Evacuation {
   waitUntilDone: (tree: Tree) => Promise<void>
 }
 
+const names = (tree: Tree, dir: string): string[] => { try { return readdirSync(tree.path(dir)).filter(n => /^\d+$/.test(n)) } catch { return [] } }
+const pause = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
+
+async function pollUntil (done: () => boolean): Promise<void> {
+  while (!done()) await pause(100)
+}
+
 const EVACUATIONS: Record<string, Evacuation> = {
-  expel: { implies: 'block', trigger: 'expel', waitUntilDone: async () => {} },
-  bring: { implies: 'lstay', trigger: 'bring', waitUntilDone: async () => {} }
+  expel: { implies: 'block', trigger: 'expel', waitUntilDone: async tree => { await pollUntil(() => names(tree, 'remote').length === 0) } },
+  bring: {
+    implies: 'lstay',
+    trigger: 'bring',
+    waitUntilDone: async tree => {
+      await pollUntil(() => names(tree, 'proc').every(pid => { try { return tree.read(`proc/${pid}/where`).trim() === '0' } catch { return true } }))
+    }
+  }
 }
 
 /** mosctl(1) subcommands with nothing behind them in hpcfs. */

@@ -4,12 +4,12 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { openSync, closeSync, readFileSync, rmSync } from 'node:fs'
+import { openSync, closeSync, readFileSync, rmSync, writeSync } from 'node:fs'
 import { Socket } from 'node:net'
 import { join } from 'node:path'
 import { Lab } from '../../src/lab/lab.js'
 import { Lab as Bins } from '../ppm/harness.js'
-import { until } from '../helpers/daemon.js'
+import { until, ROOT } from '../helpers/daemon.js'
 import { LOST_STATUS } from '../../src/migrate/migrator.js'
 
 let lab: Lab
@@ -187,3 +187,79 @@ test('a home node that dies: its guests are stopped and cleaned up', async () =>
   }
 })
 
+
+test('the tools: mosrun -N starts a job remotely, mps shows where, migrate moves it, mosctl expel waits', async () => {
+  const fifo = join(bins.dir, 'tools-out')
+  spawnSync('mkfifo', [fifo])
+  const keep = openSync(fifo, 'r+')
+  let out = ''
+  const rs = new Socket({ fd: openSync(fifo, 'r+'), readable: true, writable: false })
+  rs.on('data', d => { out += d.toString() })
+  const tool = (name: string): string => join(ROOT, 'src/cli', `${name}.js`)
+  const env = (n: number): NodeJS.ProcessEnv => ({ ...process.env, HPC_ROOT: lab.node(n).mount })
+  const args = ['300', '20000', '9']
+  const mosrun = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', launcher, process.execPath, tool('mosrun'), '-N', '2', speaker, ...args],
+    { stdio: ['ignore', keep, keep], env: env(1) })
+  const ended = new Promise<number | null>(resolve => mosrun.on('exit', code => resolve(code)))
+  const run = (name: string, a: string[], n = 1): { code: number | null, stdout: string, stderr: string } => {
+    const r = spawnSync(process.execPath, [tool(name), ...a], { env: env(n), encoding: 'utf8', timeout: 30_000 })
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+  }
+  try {
+    const pid = await until('mps shows the job on node 2', () => {
+      const line = run('mps', []).stdout.split('\n').find(l => l.includes('speaker'))
+      const f = line?.trim().split(/\s+/)
+      return f && f[2] === '2' ? Number(f[0]) : undefined
+    }, 20_000)
+    assert.equal(run('migrate', [String(pid), 'home', '--wait', '20']).code, 0)
+    assert.equal(await where(pid), '0')
+    assert.equal(run('migrate', [String(pid), '3', '--wait', '20']).code, 0)
+    const ex = run('mosctl', ['expel'], 3)
+    assert.equal(ex.code, 0, ex.stderr)
+    assert.equal((await lab.node(3).exec('ls', [join(lab.node(3).mount, 'remote')])).stdout.trim(), '', 'expel returned before the guests left')
+    assert.equal(await where(pid), '0')
+    await lab.node(3).write('admin/block', '0\n')
+    assert.equal(await ended, 9)
+    await until('all output', () => out === reference(speaker, args), 5000)
+  } finally {
+    if (mosrun.exitCode === null) mosrun.kill('SIGKILL')
+    rs.destroy(); closeSync(keep); rmSync(fifo, { force: true })
+  }
+})
+
+test('stdin keeps flowing to the job wherever it runs, in order', async () => {
+  const fin = join(bins.dir, 'stdin-in')
+  const fout = join(bins.dir, 'stdin-out')
+  spawnSync('mkfifo', [fin, fout])
+  const keep = openSync(fout, 'r+')
+  let out = ''
+  const rs = new Socket({ fd: openSync(fout, 'r+'), readable: true, writable: false })
+  rs.on('data', d => { out += d.toString() })
+  // sh opens the FIFO (waiting for our writer) and becomes cat: cat's stdin is the FIFO
+  const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', launcher, '/bin/sh', '-c', 'exec cat < "$0"', fin], { stdio: ['ignore', keep, keep] })
+  const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
+  const w = openSync(fin, 'w')
+  const sent: string[] = []
+  const feed = async (tag: string): Promise<void> => {
+    for (let i = 0; i < 5; i++) { const l = `${tag}${i}\n`; sent.push(l); writeSync(w, l) }
+    await until(`echo of ${tag}`, () => out === sent.join(''), 10_000, 20)
+  }
+  try {
+    await feed('home')
+    await moveTo(child.pid as number, 2)
+    await feed('two')
+    await moveTo(child.pid as number, 3)
+    await feed('three')
+    await moveTo(child.pid as number, 'home')
+    await feed('back')
+    await moveTo(child.pid as number, 2)
+    await feed('again')
+    closeSync(w)
+    assert.equal(await exited, 0)
+    assert.equal(out, sent.join(''))
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL')
+    try { closeSync(w) } catch {}
+    rs.destroy(); closeSync(keep); rmSync(fin, { force: true }); rmSync(fout, { force: true })
+  }
+})
