@@ -50,6 +50,8 @@ export class HomeProc {
   out: Array<Writable | null> = [null, null, null]
   stdin: Readable | null = null
   imageIn: Buffer[] | null = null
+  /** What fds 0-2 were when the process left (a socket needs the engine's relay). */
+  stdioKinds: string[] = []
   /** Output that arrived before the relay was ready, in order. */
   pendingOut: Array<[number, Buffer]> | null = []
   imageWaiter: ((chunks: Buffer[]) => void) | null = null
@@ -105,11 +107,7 @@ export class Migrator extends EventEmitter {
   /** Why a local process cannot move (empty when it can), from the engine's analysis. */
   async cantMove (pid: number): Promise<string[]> {
     const reasons = await ppm.check(pid).catch(e => [{ code: 'error', text: (e as Error).message }])
-    const out = reasons.map(r => r.text)
-    for (const fd of [0, 1, 2]) {
-      try { if (statSync(`/proc/${pid}/fd/${fd}`).isSocket()) out.push(`fd ${fd} is a socket: the deputy cannot relay it yet`) } catch {}
-    }
-    return out
+    return reasons.map(r => r.text)
   }
 
   // ---- home side -------------------------------------------------------------------------
@@ -177,6 +175,7 @@ export class Migrator extends EventEmitter {
   private async moveOut (p: HomeProc, node: number): Promise<void> {
     const reasons = await this.cantMove(p.pid)
     if (reasons.length) throw new ErrnoError('EPERM', `cannot move: ${reasons.join('; ')}`)
+    p.stdioKinds = [0, 1, 2].map(fd => { try { return statSync(`/proc/${p.pid}/fd/${fd}`).isSocket() ? 'socket' : 'other' } catch { return 'closed' } })
     const { conn, hostinfo } = await this.offer(p, node)
     const reply = conn.expect('running', 'failed').catch(e => ({ t: 'failed', reason: (e as Error).message } as Msg))
     this.bind(p, conn, node)
@@ -213,7 +212,10 @@ export class Migrator extends EventEmitter {
 
   private async relayStdio (p: HomeProc): Promise<void> {
     if (!p.deputy || p.out.some(Boolean)) return
-    const fds = await p.deputy.takeFds()
+    // pipes, FIFOs and terminals are opened again by path; sockets cannot be, so then the engine
+    // relays all three through pipes of its own
+    const sockets = p.stdioKinds.some(k => k === 'socket')
+    const fds = await p.deputy.takeFds({ relay: sockets })
     for (const i of [1, 2]) {
       const path = fds[i]
       if (path && relayable(path)) p.out[i] = openRelay(path, 'w').on('error', e => log('fd %d of %d: %s', i, p.pid, e.message))

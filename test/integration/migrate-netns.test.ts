@@ -91,6 +91,22 @@ test('a job moved home -> 2 -> 3 -> home -> 2 while printing finishes as an unin
   } finally { job.close() }
 })
 
+test('output to sockets (a node parent with stdio pipes) is relayed too', async () => {
+  const args = ['80', '20000', '4']
+  const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', launcher, speaker, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout?.on('data', d => { out += d.toString() })
+  const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
+  try {
+    await until('output', () => out.length > 0)
+    await moveTo(child.pid as number, 2)
+    await moveTo(child.pid as number, 'home')
+    await moveTo(child.pid as number, 3)
+    assert.equal(await exited, 4)
+    await until('all output', () => out === reference(speaker, args), 5000)
+  } finally { if (child.exitCode === null) child.kill('SIGKILL') }
+})
+
 test('a CPU-and-memory job writing to a file gives the same file and status after moving', async () => {
   const file = join(bins.dir, 'counter.out')
   const args = ['40', '2048', '3', '50000']
