@@ -78,10 +78,11 @@ class Helper extends EventEmitter {
   private stderr = ''
   readonly done: Promise<number>
 
-  constructor (args: string[], stdio: StdioItem[]) {
+  /** detached: the helper (and a process it restores) gets a session of its own */
+  constructor (args: string[], stdio: StdioItem[], opts: { detached?: boolean } = {}) {
     super()
     log('spawn helper %o', args)
-    this.child = spawn(helperPath(), args, { stdio })
+    this.child = spawn(helperPath(), args, { stdio, detached: opts.detached === true })
     const ctl = this.child.stdio[4] as Readable | null
     if (ctl == null) throw new PpmError('EIO', 'helper control pipe missing')
     const err = this.child.stdio[2] as Readable | null
@@ -321,7 +322,8 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
   const source = sourceFor(src)
   // an image read from our stdin must not also become the restored process' stdin
   const stdio = opts.stdio ?? [src === '-' || src === 0 ? 'ignore' : 'inherit', 'inherit', 'inherit']
-  const h = new Helper(args, [stdio[0], stdio[1], stdio[2], source.stdio, 'pipe'])
+  // a restored process is nobody's child here: its own session, out of the restorer's job control
+  const h = new Helper(args, [stdio[0], stdio[1], stdio[2], source.stdio, 'pipe'], { detached: true })
   const copy = source.attach(h)
   try {
     const l = await h.next('PID')

@@ -107,6 +107,30 @@ test('output to sockets (a node parent with stdio pipes) is relayed too', async 
   } finally { if (child.exitCode === null) child.kill('SIGKILL') }
 })
 
+test('a guest keeps its home credentials, runs in its own session, and other local users cannot touch it', async () => {
+  spawnSync('chmod', ['755', bins.dir])
+  const nobody = 65534
+  const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', 'setpriv', `--reuid=${nobody}`, `--regid=${nobody}`, '--clear-groups', launcher, speaker, '100000', '20000', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout?.on('data', d => { out += d.toString() })
+  try {
+    await until('output', () => out.length > 0)
+    await moveTo(child.pid as number, 2)
+    const guest = Number((await lab.node(2).exec('ls', [join(lab.node(2).mount, 'remote')])).stdout.trim())
+    const status = readFileSync(`/proc/${guest}/status`, 'utf8')
+    assert.match(status, new RegExp(`^Uid:\\s+${nobody}\\s+${nobody}\\s+${nobody}`, 'm'))
+    const stat = (pid: number): string[] => readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
+    const hpcd2 = lab.node(2).pid as number
+    assert.notEqual(stat(guest)[3], stat(hpcd2)[3], 'the guest has a session of its own')
+    const other = spawnSync('setpriv', ['--reuid=65533', '--regid=65533', '--clear-groups', 'kill', '-TERM', String(guest)], { encoding: 'utf8' })
+    assert.notEqual(other.status, 0)
+    assert.match(other.stderr, /not permitted/)
+    const seen = out.length
+    await until('still running', () => out.length > seen)
+    process.kill(child.pid as number, 'SIGTERM')
+  } finally { if (child.exitCode === null) child.kill('SIGKILL') }
+})
+
 test('a CPU-and-memory job writing to a file gives the same file and status after moving', async () => {
   const file = join(bins.dir, 'counter.out')
   const args = ['40', '2048', '3', '50000']
