@@ -14,7 +14,7 @@
 // exits with LOST_STATUS.
 import { EventEmitter } from 'node:events'
 import { createServer, Socket, type Server } from 'node:net'
-import { createReadStream, createWriteStream, statSync, readFileSync, openSync, fstatSync, constants as fsc } from 'node:fs'
+import { createReadStream, createWriteStream, readFileSync, readlinkSync, openSync, fstatSync, constants as fsc } from 'node:fs'
 import { PassThrough, Readable, Writable } from 'node:stream'
 import debug from 'debug'
 import * as ppm from '../ppm/ppm.js'
@@ -175,7 +175,7 @@ export class Migrator extends EventEmitter {
   private async moveOut (p: HomeProc, node: number): Promise<void> {
     const reasons = await this.cantMove(p.pid)
     if (reasons.length) throw new ErrnoError('EPERM', `cannot move: ${reasons.join('; ')}`)
-    p.stdioKinds = [0, 1, 2].map(fd => { try { return statSync(`/proc/${p.pid}/fd/${fd}`).isSocket() ? 'socket' : 'other' } catch { return 'closed' } })
+    p.stdioKinds = [0, 1, 2].map(fd => stdioKind(p.pid, fd))
     const { conn, hostinfo } = await this.offer(p, node)
     const reply = conn.expect('running', 'failed').catch(e => ({ t: 'failed', reason: (e as Error).message } as Msg))
     this.bind(p, conn, node)
@@ -216,12 +216,12 @@ export class Migrator extends EventEmitter {
     // relays all three through pipes of its own
     const sockets = p.stdioKinds.some(k => k === 'socket')
     const fds = await p.deputy.takeFds({ relay: sockets })
+    const relay = (i: number): boolean => fds[i] !== null && ['pipe', 'socket', 'tty'].includes(p.stdioKinds[i])
     for (const i of [1, 2]) {
-      const path = fds[i]
-      if (path && relayable(path)) p.out[i] = openRelay(path, 'w').on('error', e => log('fd %d of %d: %s', i, p.pid, e.message))
+      if (relay(i)) p.out[i] = openRelay(fds[i] as string, 'w').on('error', e => log('fd %d of %d: %s', i, p.pid, e.message))
     }
-    if (fds[0] && relayable(fds[0])) {
-      p.stdin = openRelay(fds[0], 'r').on('error', e => log('stdin of %d: %s', p.pid, e.message))
+    if (relay(0)) {
+      p.stdin = openRelay(fds[0] as string, 'r').on('error', e => log('stdin of %d: %s', p.pid, e.message))
       p.stdin.pause()
       p.stdin.on('data', (d: Buffer | string) => {
         const c = p.conn
@@ -488,7 +488,16 @@ function openRelay (path: string, mode: 'r' | 'w'): Readable & Writable {
   return s as unknown as Readable & Writable
 }
 
-/** Pipes, FIFOs and terminals are relayed; regular files travel in the image itself. */
-function relayable (path: string): boolean {
-  try { const s = statSync(path); return s.isFIFO() || s.isCharacterDevice() || s.isSocket() } catch { return false }
+/**
+ * What a standard descriptor of a process is: unnamed pipes, sockets and terminals are relayed by
+ * the deputy; regular files and named FIFOs travel in the image by path (the cluster shares a file
+ * namespace), and so does anything else.
+ */
+function stdioKind (pid: number, fd: number): 'pipe' | 'socket' | 'tty' | 'path' | 'closed' {
+  let link: string
+  try { link = readlinkSync(`/proc/${pid}/fd/${fd}`) } catch { return 'closed' }
+  if (link.startsWith('pipe:')) return 'pipe'
+  if (link.startsWith('socket:')) return 'socket'
+  if (/^\/dev\/(pts\/|tty|console)/.test(link)) return 'tty'
+  return 'path'
 }

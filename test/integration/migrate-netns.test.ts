@@ -267,39 +267,47 @@ test('the tools: mosrun -N starts a job remotely, mps shows where, migrate moves
   }
 })
 
-test('stdin keeps flowing to the job wherever it runs, in order', async () => {
-  const fin = join(bins.dir, 'stdin-in')
-  const fout = join(bins.dir, 'stdin-out')
-  spawnSync('mkfifo', [fin, fout])
-  const keep = openSync(fout, 'r+')
-  let out = ''
-  const rs = new Socket({ fd: openSync(fout, 'r+'), readable: true, writable: false })
-  rs.on('data', d => { out += d.toString() })
-  // sh opens the FIFO (waiting for our writer) and becomes cat: cat's stdin is the FIFO
-  const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', launcher, '/bin/sh', '-c', 'exec cat < "$0"', fin], { stdio: ['ignore', keep, keep] })
-  const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
-  const w = openSync(fin, 'w')
-  const sent: string[] = []
-  const feed = async (tag: string): Promise<void> => {
-    for (let i = 0; i < 5; i++) { const l = `${tag}${i}\n`; sent.push(l); writeSync(w, l) }
-    await until(`echo of ${tag}`, () => out === sent.join(''), 10_000, 20)
-  }
-  try {
-    await feed('home')
-    await moveTo(child.pid as number, 2)
-    await feed('two')
-    await moveTo(child.pid as number, 3)
-    await feed('three')
-    await moveTo(child.pid as number, 'home')
-    await feed('back')
-    await moveTo(child.pid as number, 2)
-    await feed('again')
-    closeSync(w)
-    assert.equal(await exited, 0)
-    assert.equal(out, sent.join(''))
-  } finally {
-    if (child.exitCode === null) child.kill('SIGKILL')
-    try { closeSync(w) } catch {}
-    rs.destroy(); closeSync(keep); rmSync(fin, { force: true }); rmSync(fout, { force: true })
-  }
-})
+for (const kind of ['an unnamed pipe (relayed by the deputy)', 'a named FIFO (reopened by path on each node)']) {
+  test(`stdin from ${kind} keeps flowing to the job wherever it runs, in order`, async () => {
+    const named = kind.includes('named')
+    const fin = join(bins.dir, 'stdin-in')
+    const fout = join(bins.dir, 'stdin-out')
+    spawnSync('mkfifo', [fin, fout])
+    const keep = openSync(fout, 'r+')
+    let out = ''
+    const rs = new Socket({ fd: openSync(fout, 'r+'), readable: true, writable: false })
+    rs.on('data', d => { out += d.toString() })
+    // named: sh opens the FIFO and becomes cat; unnamed: cat reads the test's pipe (a socket pair)
+    const cmd = named ? ['/bin/sh', '-c', 'exec cat < "$0"', fin] : ['/bin/cat']
+    const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', launcher, ...cmd], { stdio: [named ? 'ignore' : 'pipe', keep, keep] })
+    const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
+    const w = named ? openSync(fin, 'w') : -1
+    const sent: string[] = []
+    const feed = async (tag: string): Promise<void> => {
+      for (let i = 0; i < 5; i++) {
+        const l = `${tag}${i}\n`
+        sent.push(l)
+        if (named) writeSync(w, l); else child.stdin?.write(l)
+      }
+      await until(`echo of ${tag}`, () => out === sent.join(''), 10_000, 20)
+    }
+    try {
+      await feed('home')
+      await moveTo(child.pid as number, 2)
+      await feed('two')
+      await moveTo(child.pid as number, 3)
+      await feed('three')
+      await moveTo(child.pid as number, 'home')
+      await feed('back')
+      await moveTo(child.pid as number, 2)
+      await feed('again')
+      if (named) closeSync(w); else child.stdin?.end()
+      assert.equal(await exited, 0)
+      assert.equal(out, sent.join(''))
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL')
+      if (named) { try { closeSync(w) } catch {} }
+      rs.destroy(); closeSync(keep); rmSync(fin, { force: true }); rmSync(fout, { force: true })
+    }
+  })
+}
