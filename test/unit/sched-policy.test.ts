@@ -1,0 +1,179 @@
+// The node policy (src/sched/policy.ts) on fixed scenarios: placement, no ping-pong, slow → fast,
+// memory ushering, lock/cantmove/stay/lstay/block, anti-herding of simultaneous placements.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { placeJob, rebalance, explainProcess, formatExplanation, type LocalView, type NodeView, type ProcInfo } from '../../src/sched/policy.js'
+import { CostModel } from '../../src/sched/cost.js'
+import { mulberry32 } from '../../src/sim/random.js'
+
+const GB = 1 << 30
+const MB = 1 << 20
+
+function nodeView (id: number, jobs: number, o: Partial<NodeView> = {}): NodeView {
+  const speed = o.speed ?? 10000; const cpus = o.cpus ?? 1
+  return { id, load: jobs * 100 / (cpus * speed / 10000), speed, cpus, freeMem: 4 * GB, totalMem: 4 * GB, ...o }
+}
+function proc (pid: number, o: Partial<ProcInfo> = {}): ProcInfo {
+  return { pid, cpu: 1, mem: 100 * MB, image: 100 * MB, age: 600, ...o }
+}
+
+// A tiny exact cluster: nodes with CPU-bound processes; every node decides from the true state.
+interface Node { id: number, speed: number, cpus: number, procs: ProcInfo[] }
+function views (nodes: Node[], i: number): LocalView {
+  const v = (n: Node): NodeView => {
+    const cap = n.cpus * n.speed / 10000
+    return { id: n.id, load: n.procs.length * 100 / cap, speed: n.speed, cpus: n.cpus, freeMem: 8 * GB - n.procs.length * 100 * MB, totalMem: 8 * GB }
+  }
+  const me = nodes[i]
+  const share = Math.min(1, me.cpus / Math.max(1, me.procs.length))
+  return { self: v(me), procs: me.procs.map(p => ({ ...p, cpu: share })), others: nodes.filter((_, j) => j !== i).map(v) }
+}
+function runCluster (nodes: Node[], rounds: number, seed: number): Array<{ pid: number, from: number, to: number }> {
+  const rng = mulberry32(seed)
+  const moves: Array<{ pid: number, from: number, to: number }> = []
+  for (let r = 0; r < rounds; r++) {
+    for (let i = 0; i < nodes.length; i++) {
+      const d = rebalance(views(nodes, i), { rng })
+      if (d.action !== 'move') continue
+      const k = nodes[i].procs.findIndex(p => p.pid === d.pid)
+      const [p] = nodes[i].procs.splice(k, 1)
+      nodes.find(n => n.id === d.target)!.procs.push({ ...p, residence: 100 })
+      moves.push({ pid: p.pid, from: nodes[i].id, to: d.target! })
+    }
+  }
+  return moves
+}
+
+test('placement follows spec §5.4: with n = 4 and max_jobs = 4 the job goes to C, and the explanation shows each cost', () => {
+  const mem = (id: number, jobs: number, used: number): NodeView => ({ id, load: jobs * 100, speed: 10000, cpus: 1, freeMem: (1 - used) * GB, totalMem: GB })
+  const view: LocalView = { self: mem(1, 2, 0.5), procs: [], others: [mem(2, 3, 0.2), mem(3, 0, 0.85), mem(4, 4, 0.5)], clusterSize: 4 }
+  const d = placeJob(view, { cpu: 1, mem: 0.1 * GB }, { model: new CostModel(4, 4) })
+  assert.equal(d.target, 3)
+  const byNode = new Map(d.candidates.map(c => [c.node, c]))
+  assert.ok(Math.abs(byNode.get(1)!.marginalCost - 1.1258) < 5e-5)
+  assert.ok(Math.abs(byNode.get(2)!.marginalCost - 1.3678) < 5e-5)
+  assert.ok(Math.abs(byNode.get(3)!.marginalCost - 0.8973) < 5e-5)
+  assert.equal(byNode.get(3)!.verdict, 'chosen')
+})
+
+test('two equal nodes: no move in 1000 decisions (2+2 and 3+2 CPU-bound processes)', () => {
+  for (const [a, b] of [[2, 2], [3, 2], [1, 1]]) {
+    let pid = 1
+    const nodes: Node[] = [
+      { id: 1, speed: 10000, cpus: 1, procs: Array.from({ length: a }, () => proc(pid++)) },
+      { id: 2, speed: 10000, cpus: 1, procs: Array.from({ length: b }, () => proc(pid++)) }
+    ]
+    assert.equal(runCluster(nodes, 500, 7).length, 0, `${a}+${b}`)
+  }
+})
+
+test('spec §5.8: one node with 4 CPU-bound processes and two idle nodes: it spreads, nothing moves back', () => {
+  for (const seed of [1, 2, 3, 4, 5]) {
+    const nodes: Node[] = [
+      { id: 1, speed: 10000, cpus: 1, procs: [1, 2, 3, 4].map(p => proc(p)) },
+      { id: 2, speed: 10000, cpus: 1, procs: [] },
+      { id: 3, speed: 10000, cpus: 1, procs: [] }
+    ]
+    const moves = runCluster(nodes, 200, seed)
+    assert.deepEqual(nodes.map(n => n.procs.length).sort(), [1, 1, 2], `seed ${seed}`)
+    assert.equal(moves.length, 2)
+    assert.ok(moves.every(m => m.from === 1), 'only the loaded node sheds')
+    assert.equal(new Set(moves.map(m => m.pid)).size, moves.length, 'no process moves twice')
+  }
+})
+
+test('a slow node sheds work to a fast one; the fast one does not give it back', () => {
+  const nodes: Node[] = [
+    { id: 1, speed: 5000, cpus: 1, procs: [proc(1), proc(2)] },
+    { id: 2, speed: 20000, cpus: 1, procs: [] }
+  ]
+  const moves = runCluster(nodes, 100, 3)
+  assert.ok(moves.length >= 1 && moves.every(m => m.from === 1 && m.to === 2), JSON.stringify(moves))
+  // Even the single remaining process prefers the fast node: 2 jobs at speed 2 beat 1 job at speed 0.5.
+  assert.equal(nodes[1].procs.length, 2)
+  const back = rebalance(views(nodes, 1))
+  assert.equal(back.action, 'stay')
+})
+
+test('the move must pay for the migration: a young process, or a huge image on a slow link, stays', () => {
+  const base: LocalView = { self: nodeView(1, 2), procs: [proc(1), proc(2)].map(p => ({ ...p, cpu: 0.5 })), others: [nodeView(2, 0)] }
+  assert.equal(rebalance(base).action, 'move')
+  const young = { ...base, procs: base.procs.map(p => ({ ...p, age: 0.5 })) }
+  assert.equal(rebalance(young).action, 'stay')
+  const slowLink = { ...base, bandwidth: new Map([[2, 1e6]]), procs: base.procs.map(p => ({ ...p, image: GB, age: 600 })) }
+  const d = rebalance(slowLink)
+  assert.equal(d.action, 'stay')
+  assert.ok(d.processes.every(p => p.candidates[0].verdict === 'gain-below-migration-cost'))
+  // Shorter-lived processes need a smaller image: the gain (≈ age/2 s) is compared with 1.3 × transfer time.
+  const short = { ...base, bandwidth: new Map([[2, 1e6]]), procs: base.procs.map(p => ({ ...p, image: 100e6, age: 200 })) }
+  assert.equal(rebalance(short).action, 'stay') // 100 s < 1.3 × 100 s
+  const longer = { ...short, procs: short.procs.map(p => ({ ...p, age: 400 })) }
+  assert.equal(rebalance(longer).action, 'move') // 200 s > 130 s
+})
+
+test('memory pressure moves the process that relieves it, to a node with room, even to a busier node', () => {
+  const self = nodeView(1, 1, { freeMem: 0.02 * 8 * GB, totalMem: 8 * GB })
+  const procs = [proc(1, { mem: 3 * GB }), proc(2, { mem: 1 * GB }), proc(3, { mem: 200 * MB })].map(p => ({ ...p, cpu: 0.33 }))
+  const others = [nodeView(2, 0, { freeMem: 0.5 * GB }), nodeView(3, 3, { freeMem: 6 * GB, totalMem: 8 * GB })]
+  const d = rebalance({ self, procs, others })
+  assert.equal(d.action, 'move')
+  assert.equal(d.reason, 'usher')
+  assert.equal(d.pid, 2) // deficit 0.08 × 8 GB = 655 MB: the smallest process above it
+  assert.equal(d.target, 3) // node 2 is idle but has no room
+  // Without the pressure, nothing moves from this node with 1 job to a node with 3.
+  assert.equal(rebalance({ self: { ...self, freeMem: 4 * GB }, procs, others }).action, 'stay')
+})
+
+test('locked, cantmove processes and a stay node stay; lstay lets only guests leave', () => {
+  const self = nodeView(1, 3)
+  const others = [nodeView(2, 0), nodeView(3, 0)]
+  const mk = (o: Partial<ProcInfo>): ProcInfo[] => [1, 2, 3].map(pid => proc(pid, { cpu: 0.33, ...o }))
+  assert.equal(rebalance({ self, procs: mk({}), others }).action, 'move')
+  assert.equal(rebalance({ self, procs: mk({ lock: true }), others }).action, 'stay')
+  assert.equal(rebalance({ self, procs: mk({ cantmove: true }), others }).action, 'stay')
+  assert.equal(rebalance({ self: { ...self, stay: true }, procs: mk({}), others }).action, 'stay')
+  // stay also blocks memory ushering away
+  assert.equal(rebalance({ self: { ...self, stay: true, freeMem: 0 }, procs: mk({}), others }).action, 'stay')
+  assert.equal(rebalance({ self: { ...self, lstay: true }, procs: mk({}), others }).action, 'stay')
+  const mixed = mk({}).map(p => ({ ...p, guest: p.pid === 3 }))
+  const d = rebalance({ self: { ...self, lstay: true }, procs: mixed, others })
+  assert.equal(d.action, 'move')
+  assert.equal(d.pid, 3)
+  const e = explainProcess({ self, procs: mk({ lock: true }), others }, 2)!
+  assert.equal(e.movable, false)
+  assert.match(formatExplanation(e), /^pid 2 .*pinned: locked\nnode 2 cost /)
+})
+
+test('a blocked node is never a target, for placement or moves, even when it is the cheapest', () => {
+  const rng = mulberry32(9)
+  const self = nodeView(1, 3)
+  const others = [nodeView(2, 0, { block: true, speed: 40000 }), nodeView(3, 5), nodeView(4, 0, { up: false })]
+  for (let i = 0; i < 200; i++) {
+    const p = placeJob({ self, procs: [], others }, { cpu: 1, mem: 0 }, { rng })
+    assert.ok(p.target !== 2 && p.target !== 4)
+    const d = rebalance({ self, procs: [1, 2, 3].map(pid => proc(pid, { cpu: 0.33 })), others }, { rng })
+    assert.ok(d.action === 'stay' || (d.target !== 2 && d.target !== 4))
+  }
+  const d = rebalance({ self, procs: [proc(1, { cpu: 0.33 })], others })
+  const c = d.processes[0].candidates
+  assert.equal(c.find(x => x.node === 2)!.verdict, 'blocked')
+  assert.equal(c.find(x => x.node === 4)!.verdict, 'down')
+})
+
+test('simultaneous placement by many nodes from the same view spreads over near-equal idle nodes', () => {
+  const rng = mulberry32(11)
+  // 20 idle nodes with speeds within 3% of each other, 3 busy ones; 60 deciders all see the same view.
+  const idle = Array.from({ length: 20 }, (_, i) => nodeView(10 + i, 0, { speed: 10000 + 15 * i }))
+  const busy = [nodeView(2, 4), nodeView(3, 6), nodeView(4, 3)]
+  const count = new Map<number, number>()
+  for (let k = 0; k < 60; k++) {
+    const t = placeJob({ self: busy[k % 3], procs: [], others: [...idle, ...busy.filter((_, j) => j !== k % 3)] }, { cpu: 1, mem: 0 }, { rng }).target
+    count.set(t, (count.get(t) ?? 0) + 1)
+  }
+  assert.ok([...count.keys()].every(id => id >= 10), 'only idle nodes are chosen')
+  assert.ok(count.size >= 12, `spread over ${count.size} nodes`)
+  assert.ok(Math.max(...count.values()) <= 10, `at most ${Math.max(...count.values())} on one node`)
+  // Without the tie window every decider picks the same (fastest) node: the herd.
+  const herd = new Set(Array.from({ length: 60 }, (_, k) => placeJob({ self: busy[k % 3], procs: [], others: idle }, { cpu: 1, mem: 0 }, { rng, tunables: { tieEpsilon: 0 } }).target))
+  assert.equal(herd.size, 1)
+})
