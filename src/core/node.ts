@@ -115,6 +115,7 @@ export class HpcNode implements Cluster {
   }
 
   get blocked (): boolean { return this.block }
+  get keepsLocal (): boolean { return this.stay || this.lstay }
 
   /** admin/expel: refuse guests from now on and send the present ones home. */
   expel (): void {

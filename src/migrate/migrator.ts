@@ -35,6 +35,8 @@ export interface Cluster {
   isUp (id: number): boolean
   /** Guests refused (admin/block). */
   readonly blocked: boolean
+  /** admin/stay or admin/lstay: this node's own processes do not leave. */
+  readonly keepsLocal: boolean
 }
 
 export type Where = 'home' | 'migrating' | number
@@ -50,6 +52,8 @@ export class HomeProc {
   out: Array<Writable | null> = [null, null, null]
   stdin: Readable | null = null
   imageIn: Buffer[] | null = null
+  /** Size of the image while it is away (sent with a hop so the next node can check its memory). */
+  imageBytes: number | null = null
   /** What fds 0-2 were when the process left (a socket needs the engine's relay). */
   stdioKinds: string[] = []
   /** Output that arrived before the relay was ready, in order. */
@@ -140,6 +144,7 @@ export class Migrator extends EventEmitter {
       if (!this.cluster.isUp(target)) throw new ErrnoError('EHOSTUNREACH', `node ${target} is down`)
     }
     if ((target === 'home' && p.where === 'home') || target === p.where) return Promise.resolve()
+    if (p.where === 'home' && this.cluster.keepsLocal) throw new ErrnoError('EPERM', 'this node keeps its processes (admin/stay or admin/lstay)')
     const from = p.where
     p.where = 'migrating'
     p.lastError = ''
@@ -165,7 +170,7 @@ export class Migrator extends EventEmitter {
   /** Offers the process to node; resolves with the connection once accepted. */
   private async offer (p: HomeProc, node: number): Promise<{ conn: Conn, hostinfo: string }> {
     const conn = await this.connect(node)
-    await conn.send({ t: 'migrate', home: this.cluster.id, pid: p.pid, name: comm(p.pid) })
+    await conn.send({ t: 'migrate', home: this.cluster.id, pid: p.pid, name: comm(p.pid), bytes: p.imageBytes ?? residentBytes(p.pid) })
     let m: Msg
     try { m = await conn.expect('accept', 'refuse') } catch (e) { conn.close(); throw e }
     if (m.t === 'refuse') { conn.close(); throw new ErrnoError('EPERM', `node ${node} refused: ${String(m.reason)}`) }
@@ -326,6 +331,7 @@ export class Migrator extends EventEmitter {
 
   private async hop (p: HomeProc, node: number): Promise<void> {
     const { conn: old, chunks } = await this.fetchImage(p)
+    p.imageBytes = chunks.reduce((a, c) => a + c.length, 0)
     p.conn = null
     await this.flushOut(p)
     let next: { conn: Conn, hostinfo: string } | undefined
@@ -393,6 +399,13 @@ export class Migrator extends EventEmitter {
     const home = Number(m.home)
     if (this.cluster.blocked) { await conn.send({ t: 'refuse', reason: 'this node is blocked (admin/block)' }); conn.close(); return }
     if (!Number.isInteger(home) || !this.cluster.addressOf(home)) { await conn.send({ t: 'refuse', reason: `unknown home node ${home}` }); conn.close(); return }
+    const need = Number(m.bytes ?? 0)
+    const free = availableBytes()
+    if (need > 0 && free < need + MEMORY_RESERVE) {
+      await conn.send({ t: 'refuse', reason: `not enough memory (${Math.round(need / 2 ** 20)} MiB wanted, ${Math.round(free / 2 ** 20)} MiB available)` })
+      conn.close()
+      return
+    }
     const hostinfo = await this.hostInfo?.catch(() => '') ?? ''
     const image = new PassThrough()
     const onData = (type: string, d: Buffer): void => { if (type === 'I' && !image.write(d)) { conn.sock.pause(); image.once('drain', () => conn.sock.resume()) } }
@@ -470,6 +483,20 @@ export class Migrator extends EventEmitter {
   async expelAll (): Promise<void> {
     await Promise.all([...this.guests.values()].map(g => this.sendHome(g).catch(e => log('expel %d: %s', g.pid, (e as Error).message))))
   }
+}
+
+/** Memory a node keeps free for itself when it takes guests. */
+export const MEMORY_RESERVE = 64 * 2 ** 20
+
+/** MemAvailable of this host, in bytes. */
+function availableBytes (): number {
+  const m = /^MemAvailable:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))
+  return m ? Number(m[1]) * 1024 : Number.MAX_SAFE_INTEGER
+}
+
+/** Resident memory of a process (what its image will be, roughly), in bytes. */
+function residentBytes (pid: number): number {
+  try { return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024 } catch { return 0 }
 }
 
 function comm (pid: number): string {

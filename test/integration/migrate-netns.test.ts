@@ -11,6 +11,8 @@ import { Lab } from '../../src/lab/lab.js'
 import { Lab as Bins } from '../ppm/harness.js'
 import { until, ROOT } from '../helpers/daemon.js'
 import { LOST_STATUS } from '../../src/migrate/migrator.js'
+import { Conn } from '../../src/migrate/wire.js'
+import { Keyring } from '../../src/gossip/keyring.js'
 
 let lab: Lab
 let bins: Bins
@@ -311,3 +313,32 @@ for (const kind of ['an unnamed pipe (relayed by the deputy)', 'a named FIFO (re
     }
   })
 }
+
+test('the transfer port: a wrong key is refused; a node refuses what does not fit its memory; stay keeps processes home', async () => {
+  const node2 = lab.node(2)
+  const port = 4660
+  const key = new Keyring(readFileSync(lab.node(1).keyFile))
+  const wrong = new Keyring(Buffer.from('definitely not the cluster key!!'))
+  await assert.rejects(Conn.client(node2.addr, port, wrong), /cluster key|closed|handshake/)
+  const c = await Conn.client(node2.addr, port, key)
+  try {
+    await c.send({ t: 'migrate', home: 1, pid: 1, name: 'huge', bytes: 2 ** 50 })
+    const m = await c.expect('accept', 'refuse')
+    assert.equal(m.t, 'refuse')
+    assert.match(String(m.reason), /not enough memory/)
+  } finally { c.close() }
+  const job = startJob(speaker, ['100000', '20000', '0'])
+  try {
+    await until('output', () => job.out().length > 0)
+    await lab.node(1).write('admin/stay', '1\n')
+    await assert.rejects(lab.node(1).write(`proc/${job.pid}/goto`, '2\n'), /not permitted/)
+    assert.equal(await where(job.pid), '0')
+    await lab.node(1).write('admin/stay', '0\n')
+    await moveTo(job.pid, 2)
+    process.kill(job.pid, 'SIGTERM')
+    assert.equal((await job.exited).signal, 'SIGTERM')
+  } finally {
+    job.close()
+    await lab.node(1).write('admin/stay', '0\n')
+  }
+})
