@@ -113,7 +113,7 @@ What to try, in another shell in ${REPO_ROOT}:
   ${tools('showmap')}                    the cluster map
   kill -STOP ${cl.node(last).pid}; watch cat ${rel(mountOf(1))}/nodes/${last}/status
                                               node ${last} reads down after a few seconds; kill -CONT ${cl.node(last).pid} brings it back
-${cl.netns && last >= 2 ? `  ${`nsenter --net=/run/netns/hpc-${cl.tag}-1 -- ${tools('mosrun')} -N ${other} python3 -c 'import time\nfor i in range(300): print(i, flush=True); time.sleep(1)' > /tmp/job.out &`}
+${cl.netns && last >= 2 ? `  ${`nsenter --net=/run/netns/hpc-${cl.tag}-1 -- ${tools('mosrun')} -N ${other} python3 -c 'import time; [print(i, flush=True) or time.sleep(1) for i in range(300)]' > /tmp/job.out &`}
                                               a job started on node 1 runs on node ${other}
   ${tools('mps')}                             NODE ${other}: where it runs; then ${tools('migrate')} PID home --wait
 ` : ''}Daemon logs: ${rel(join(mnt, 'logs'))}/node<i>.log (more with DEBUG=hpcfs:* npm start)
