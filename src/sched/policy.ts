@@ -12,6 +12,13 @@ const debug = createDebug('hpcfs:sched')
 export const SCHED_DEFAULTS = {
   /** Candidates whose marginal cost is within this fraction of the smallest are equal; one is picked at random (anti-herding, gossimon's EQUAL_LOAD_DIFF idea). */
   tieEpsilon: 0.05,
+  /**
+   * Placement looks at the local node plus this many nodes drawn at random from the window (0 = the
+   * whole window). With gossip-delayed loads, every node choosing the globally cheapest node herds
+   * onto it; a few random choices are robust to stale information (Mitzenmacher, "How useful is old
+   * information?", 2000). The same sample bounds the targets examined per process when rebalancing.
+   */
+  choices: 2,
   /** Move only when expected seconds saved > hysteresis × migration seconds (Kerrighed's stab_factor 130%). */
   hysteresis: 1.3,
   /** Move only when the system cost drops by more than this fraction of what the process costs here (guards float ties between equal nodes). */
@@ -177,6 +184,15 @@ function futureLoad (n: NodeView, cpu: number): number {
   return n.load + 100 * cpu / capacityOf(n.cpus, n.speed)
 }
 
+/** `choices` nodes of the window drawn at random (the whole window if it is not larger). */
+function sample (others: readonly NodeView[], ctx: Ctx): readonly NodeView[] {
+  const d = ctx.t.choices
+  if (d <= 0 || others.length <= d) return others
+  const picked = new Set<number>()
+  while (picked.size < d) picked.add(Math.floor(ctx.rng() * others.length))
+  return [...picked].map(i => others[i])
+}
+
 /** Among evaluated costs, the smallest and a random pick among those within tieEpsilon of it. */
 function pickNearMin (costs: number[], idx: number[], ctx: Ctx): { pick: number, min: number, ties: number[] } {
   let min = Infinity
@@ -194,7 +210,7 @@ function pickNearMin (costs: number[], idx: number[], ctx: Ctx): { pick: number,
  */
 export function placeJob (view: LocalView, job: JobDemand = { cpu: 1, mem: 0 }, opts: PolicyOptions = {}): PlacementDecision {
   const ctx = context(view, opts)
-  const nodes: NodeView[] = [view.self, ...view.others]
+  const nodes: NodeView[] = [view.self, ...sample(view.others, ctx)]
   const costs: number[] = new Array(nodes.length).fill(NaN)
   const verdicts: Verdict[] = new Array(nodes.length).fill('higher-cost')
   const fits: number[] = []
@@ -293,8 +309,9 @@ function evaluate (view: LocalView, p: ProcInfo, ctx: Ctx, usher: boolean, out: 
  * load balancing: the move (process, target) that lowers the system cost the most among those whose
  * expected seconds saved exceed hysteresis × migration seconds.
  */
-export function rebalance (view: LocalView, opts: PolicyOptions = {}): MoveDecision {
-  const ctx = context(view, opts)
+export function rebalance (fullView: LocalView, opts: PolicyOptions = {}): MoveDecision {
+  const ctx = context(fullView, opts)
+  const view: LocalView = { ...fullView, others: sample(fullView.others, ctx) }
   const { t } = ctx
   const self = view.self
   const processes: ProcessExplanation[] = []

@@ -47,7 +47,7 @@ function runCluster (nodes: Node[], rounds: number, seed: number): Array<{ pid: 
 test('placement follows spec §5.4: with n = 4 and max_jobs = 4 the job goes to C, and the explanation shows each cost', () => {
   const mem = (id: number, jobs: number, used: number): NodeView => ({ id, load: jobs * 100, speed: 10000, cpus: 1, freeMem: (1 - used) * GB, totalMem: GB })
   const view: LocalView = { self: mem(1, 2, 0.5), procs: [], others: [mem(2, 3, 0.2), mem(3, 0, 0.85), mem(4, 4, 0.5)], clusterSize: 4 }
-  const d = placeJob(view, { cpu: 1, mem: 0.1 * GB }, { model: new CostModel(4, 4) })
+  const d = placeJob(view, { cpu: 1, mem: 0.1 * GB }, { model: new CostModel(4, 4), tunables: { choices: 0 } })
   assert.equal(d.target, 3)
   const byNode = new Map(d.candidates.map(c => [c.node, c]))
   assert.ok(Math.abs(byNode.get(1)!.marginalCost - 1.1258) < 5e-5)
