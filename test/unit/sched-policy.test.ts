@@ -165,15 +165,26 @@ test('simultaneous placement by many nodes from the same view spreads over near-
   // 20 idle nodes with speeds within 3% of each other, 3 busy ones; 60 deciders all see the same view.
   const idle = Array.from({ length: 20 }, (_, i) => nodeView(10 + i, 0, { speed: 10000 + 15 * i }))
   const busy = [nodeView(2, 4), nodeView(3, 6), nodeView(4, 3)]
-  const count = new Map<number, number>()
-  for (let k = 0; k < 60; k++) {
-    const t = placeJob({ self: busy[k % 3], procs: [], others: [...idle, ...busy.filter((_, j) => j !== k % 3)] }, { cpu: 1, mem: 0 }, { rng }).target
-    count.set(t, (count.get(t) ?? 0) + 1)
+  const spread = (tunables: Record<string, number>): Map<number, number> => {
+    const count = new Map<number, number>()
+    for (let k = 0; k < 60; k++) {
+      const view = { self: busy[k % 3], procs: [], others: [...idle, ...busy.filter((_, j) => j !== k % 3)] }
+      const t = placeJob(view, { cpu: 1, mem: 0 }, { rng, tunables }).target
+      count.set(t, (count.get(t) ?? 0) + 1)
+    }
+    return count
   }
-  assert.ok([...count.keys()].every(id => id >= 10), 'only idle nodes are chosen')
-  assert.ok(count.size >= 12, `spread over ${count.size} nodes`)
-  assert.ok(Math.max(...count.values()) <= 10, `at most ${Math.max(...count.values())} on one node`)
-  // Without the tie window every decider picks the same (fastest) node: the herd.
-  const herd = new Set(Array.from({ length: 60 }, (_, k) => placeJob({ self: busy[k % 3], procs: [], others: idle }, { cpu: 1, mem: 0 }, { rng, tunables: { tieEpsilon: 0 } }).target))
+  // Whole window: the near-equal idle nodes are ties, one is drawn at random.
+  const whole = spread({ choices: 0 })
+  assert.ok([...whole.keys()].every(id => id >= 10), 'only idle nodes are chosen')
+  assert.ok(whole.size >= 12, `spread over ${whole.size} nodes`)
+  assert.ok(Math.max(...whole.values()) <= 10, `at most ${Math.max(...whole.values())} on one node`)
+  // Default: a few random choices from the window, also spread, almost always onto idle nodes.
+  const dflt = spread({})
+  assert.ok(dflt.size >= 12 && Math.max(...dflt.values()) <= 10)
+  const onIdle = [...dflt.entries()].filter(([id]) => id >= 10).reduce((a, [, c]) => a + c, 0)
+  assert.ok(onIdle >= 54, `${onIdle}/60 on idle nodes`)
+  // Whole window without the tie window: every decider picks the same (fastest) node, the herd.
+  const herd = spread({ choices: 0, tieEpsilon: 0 })
   assert.equal(herd.size, 1)
 })
