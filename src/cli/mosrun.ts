@@ -380,6 +380,7 @@ async function main (argv: string[]): Promise<number> {
         }
         process.stderr.write(`mosrun: ${(err as Error).message}: running at home (-F)\n`)
       }
+      void retryMove(tree, pid, p.goto, () => exited)
     }
   }
 
@@ -387,6 +388,29 @@ async function main (argv: string[]): Promise<number> {
   log('child %d ended: %j', pid, r)
   if (r.signal !== null) return reraise(r.signal)
   return r.code ?? 1
+}
+
+/**
+ * A command that starts through a wrapper (a shell script, a version-manager shim) cannot move
+ * until it has exec'd the real program: when the daemon reports the move failed, try again a few
+ * times over the first seconds, then leave it running at home with a note.
+ */
+async function retryMove (tree: ReturnType<typeof openTree>, pid: number, target: number, gone: () => boolean): Promise<void> {
+  for (let attempt = 0; attempt < 15 && !gone(); attempt++) {
+    await sleep(200)
+    let where = ''
+    let error = ''
+    try { where = tree.read(`proc/${pid}/where`).trim(); error = tree.read(`proc/${pid}/error`).trim() } catch { return }
+    if (where === String(target)) return
+    if (where === 'migrating' || error === '') continue
+    try { tree.write(`proc/${pid}/goto`, target) } catch { return }
+  }
+  if (!gone()) {
+    try {
+      const error = tree.read(`proc/${pid}/error`).trim()
+      if (error && tree.read(`proc/${pid}/where`).trim() !== String(target)) process.stderr.write(`mosrun: running at home: ${error}\n`)
+    } catch {}
+  }
 }
 
 const argv = process.argv.slice(2)
