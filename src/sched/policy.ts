@@ -95,7 +95,7 @@ export interface PolicyOptions {
 
 export type Verdict =
   | 'chosen' | 'tie' | 'higher-cost' | 'down' | 'blocked' | 'no-memory'
-  | 'no-cost-gain' | 'gain-below-migration-cost' | 'self'
+  | 'no-cost-gain' | 'gain-below-migration-cost' | 'best-if-movable'
 
 export interface CandidateExplanation {
   node: number
@@ -381,6 +381,9 @@ export function rebalance (fullView: LocalView, opts: PolicyOptions = {}): MoveD
 function explainOne (view: LocalView, p: ProcInfo, ctx: Ctx, movable: boolean, why: string): ProcessExplanation {
   const out: CandidateExplanation[] = []
   evaluate(view, p, ctx, false, out)
+  // A process that is not moved now (pinned, too young, just arrived) has no chosen target:
+  // show where it would go if it could.
+  for (const c of out) if (c.verdict === 'chosen') c.verdict = 'best-if-movable'
   return { pid: p.pid, costHere: ctx.model.removalGain(ctx.selfRes, { cpu: demandOf(p, view.self, ctx), mem: p.mem }), movable, why, candidates: out }
 }
 
