@@ -154,7 +154,7 @@ test('a blocked node is never a target, for placement or moves, even when it is 
     const d = rebalance({ self, procs: [1, 2, 3].map(pid => proc(pid, { cpu: 0.33 })), others }, { rng })
     assert.ok(d.action === 'stay' || (d.target !== 2 && d.target !== 4))
   }
-  const d = rebalance({ self, procs: [proc(1, { cpu: 0.33 })], others })
+  const d = rebalance({ self, procs: [proc(1, { cpu: 0.33 })], others }, { tunables: { choices: 0 } })
   const c = d.processes[0].candidates
   assert.equal(c.find(x => x.node === 2)!.verdict, 'blocked')
   assert.equal(c.find(x => x.node === 4)!.verdict, 'down')
@@ -187,4 +187,23 @@ test('simultaneous placement by many nodes from the same view spreads over near-
   // Whole window without the tie window: every decider picks the same (fastest) node, the herd.
   const herd = spread({ choices: 0, tieEpsilon: 0 })
   assert.equal(herd.size, 1)
+})
+
+test('gossip entries and the local info map onto the view: BLOCK, STAY, LSTAY bits are honoured', async () => {
+  const { nodeViewOf, selfViewOf } = await import('../../src/sched/view.js')
+  const { STATUS } = await import('../../src/gossip/info.js')
+  const info = (id: number, status: number, load: number) => ({ id, addr: '10.0.0.' + id, port: 5000, incarnation: 1, seq: 1, status, cpus: 2, speed: 20000, load, tmem: 8 * GB, rmem: 6 * GB, mem: 6 * GB, util: 50 })
+  const blocked = nodeViewOf(info(2, STATUS.CONFIGURED | STATUS.BLOCK, 0))
+  assert.equal(blocked.block, true)
+  assert.equal(blocked.freeMem, 6 * GB)
+  const open = nodeViewOf(info(3, STATUS.CONFIGURED, 300))
+  const self = selfViewOf(1, info(1, STATUS.CONFIGURED | STATUS.LSTAY, 400))
+  assert.equal(self.lstay, true)
+  assert.equal(self.stay, false)
+  const procs = [proc(1, { cpu: 0.25 }), proc(2, { cpu: 0.25, guest: true })]
+  const d = rebalance({ self, procs, others: [blocked, open, nodeViewOf(info(4, STATUS.CONFIGURED, 0), false)] }, { tunables: { choices: 0 } })
+  assert.equal(d.action, 'move')
+  assert.equal(d.pid, 2)
+  assert.equal(d.target, 3)
+  assert.equal(rebalance({ self: selfViewOf(1, info(1, STATUS.STAY, 400)), procs, others: [open] }).action, 'stay')
 })
