@@ -14,7 +14,7 @@
 // exits with LOST_STATUS.
 import { EventEmitter } from 'node:events'
 import { createServer, Socket, type Server } from 'node:net'
-import { createReadStream, createWriteStream, readFileSync, readlinkSync, openSync, fstatSync, constants as fsc } from 'node:fs'
+import { createReadStream, createWriteStream, readFileSync, readlinkSync, readSync, openSync, closeSync, fstatSync, constants as fsc } from 'node:fs'
 import { PassThrough, Readable, Writable } from 'node:stream'
 import debug from 'debug'
 import * as ppm from '../ppm/ppm.js'
@@ -50,7 +50,13 @@ export class HomeProc {
   deputy: ppm.Deputy | null = null
   conn: Conn | null = null
   out: Array<Writable | null> = [null, null, null]
+  /** stdin relayed eagerly (push: only for sockets, through the engine's relay) */
   stdin: Readable | null = null
+  /** stdin relayed on demand (pull): the guest asks for what a blocked read wants */
+  stdinFd: number | null = null
+  stdinMode: 'pull' | 'push' | 'none' = 'none'
+  /** set while the process is being moved: no stdin is handed out */
+  moving = false
   imageIn: Buffer[] | null = null
   /** Size of the image while it is away (sent with a hop so the next node can check its memory). */
   imageBytes: number | null = null
@@ -65,6 +71,10 @@ export class HomeProc {
 /** A process running here whose home is another node. */
 export class Guest {
   leaving = false
+  wanting = false
+  wantLine = ''
+  stdinEnded = false
+  delivered: { line: string, switches: number } | null = null
   outputDone: Promise<void>
   constructor (readonly pid: number, readonly home: number, readonly homePid: number, readonly conn: Conn, readonly r: ppm.Restored, readonly since: number) {
     const ends = [r.stdout, r.stderr].filter((s): s is Readable => s !== null).map(s => new Promise<void>(resolve => { s.once('end', resolve); s.once('close', resolve) }))
@@ -170,7 +180,7 @@ export class Migrator extends EventEmitter {
   /** Offers the process to node; resolves with the connection once accepted. */
   private async offer (p: HomeProc, node: number): Promise<{ conn: Conn, hostinfo: string }> {
     const conn = await this.connect(node)
-    await conn.send({ t: 'migrate', home: this.cluster.id, pid: p.pid, name: comm(p.pid), bytes: p.imageBytes ?? residentBytes(p.pid) })
+    await conn.send({ t: 'migrate', home: this.cluster.id, pid: p.pid, name: comm(p.pid), bytes: p.imageBytes ?? residentBytes(p.pid), stdin: p.stdinMode })
     let m: Msg
     try { m = await conn.expect('accept', 'refuse') } catch (e) { conn.close(); throw e }
     if (m.t === 'refuse') { conn.close(); throw new ErrnoError('EPERM', `node ${node} refused: ${String(m.reason)}`) }
@@ -181,6 +191,8 @@ export class Migrator extends EventEmitter {
     const reasons = await this.cantMove(p.pid)
     if (reasons.length) throw new ErrnoError('EPERM', `cannot move: ${reasons.join('; ')}`)
     p.stdioKinds = [0, 1, 2].map(fd => stdioKind(p.pid, fd))
+    const k0 = p.stdioKinds[0]
+    p.stdinMode = k0 === 'pipe' || k0 === 'tty' ? (p.stdioKinds.includes('socket') ? 'push' : 'pull') : k0 === 'socket' ? 'push' : 'none'
     const { conn, hostinfo } = await this.offer(p, node)
     const reply = conn.expect('running', 'failed').catch(e => ({ t: 'failed', reason: (e as Error).message } as Msg))
     this.bind(p, conn, node)
@@ -225,7 +237,10 @@ export class Migrator extends EventEmitter {
     for (const i of [1, 2]) {
       if (relay(i)) p.out[i] = openRelay(fds[i] as string, 'w').on('error', e => log('fd %d of %d: %s', i, p.pid, e.message))
     }
-    if (relay(0)) {
+    if (relay(0) && !sockets) {
+      // pull: read only what the remote process is blocked reading, so nothing is ever left behind
+      p.stdinFd = openSync(fds[0] as string, fsc.O_RDONLY | fsc.O_NONBLOCK | fsc.O_NOCTTY)
+    } else if (relay(0)) {
       p.stdin = openRelay(fds[0] as string, 'r').on('error', e => log('stdin of %d: %s', p.pid, e.message))
       p.stdin.pause()
       p.stdin.on('data', (d: Buffer | string) => {
@@ -258,6 +273,7 @@ export class Migrator extends EventEmitter {
   }
 
   private arrived (p: HomeProc, node: number): void {
+    p.moving = false
     p.where = node
     p.nmigs++
     p.stdin?.resume()
@@ -276,6 +292,8 @@ export class Migrator extends EventEmitter {
       if (m.signal) await dep.kill(Number(m.signal)).catch(e => log('kill deputy: %s', e.message))
       else await dep.exit(Number(m.code ?? 0)).catch(e => log('exit deputy: %s', e.message))
       this.forget(p)
+    } else if (m.t === 'want') {
+      this.serveWant(p, conn, Number(m.n))
     } else if (m.t === 'image-start') {
       p.imageIn = []
     } else if (m.t === 'image-end') {
@@ -289,6 +307,21 @@ export class Migrator extends EventEmitter {
     }
   }
 
+  /** Hands the remote at most n bytes of stdin, as soon as there are some (or EOF). */
+  private serveWant (p: HomeProc, conn: Conn, n: number): void {
+    const fd = p.stdinFd
+    if (fd === null || p.conn !== conn || p.moving) return
+    const buf = Buffer.alloc(Math.max(1, Math.min(n, 65536)))
+    let got: number
+    try { got = readSync(fd, buf, 0, buf.length, null) } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EAGAIN') { setTimeout(() => this.serveWant(p, conn, n), 5).unref(); return }
+      log('stdin of %d: %s', p.pid, (e as Error).message)
+      got = 0
+    }
+    if (got === 0) void conn.send({ t: 'stdin-end' }).catch(() => {})
+    else void conn.frame('N', buf.subarray(0, got)).catch(() => {})
+  }
+
   private async flushOut (p: HomeProc): Promise<void> {
     await Promise.all(p.out.map(s => s ? new Promise<void>(resolve => { if (s.writableLength === 0) resolve(); else s.once('drain', () => resolve()) }) : undefined))
   }
@@ -298,6 +331,7 @@ export class Migrator extends EventEmitter {
     const conn = p.conn
     if (!conn) throw new Error('no connection to the remote')
     p.stdin?.pause()
+    p.moving = true
     const got = new Promise<Buffer[]>(resolve => { p.imageWaiter = resolve })
     await conn.send({ t: 'gohome' })
     const chunks = await Promise.race([got, conn.expect('stay').then(m => { throw new Error(`remote could not stop it: ${String(m.reason)}`) })])
@@ -318,6 +352,7 @@ export class Migrator extends EventEmitter {
     await conn.send({ t: 'home-ok' }).catch(() => {})
     conn.close()
     this.detachDeputy(p)
+    p.moving = false
     p.where = 'home'
     p.nmigs++
     log('process %d is home', p.pid)
@@ -379,6 +414,7 @@ export class Migrator extends EventEmitter {
     p.out = [null, null, null]
     p.stdin?.destroy()
     p.stdin = null
+    if (p.stdinFd !== null) { try { closeSync(p.stdinFd) } catch {} p.stdinFd = null }
     p.pendingOut = []
   }
 
@@ -431,7 +467,13 @@ export class Migrator extends EventEmitter {
     r.stdout?.on('data', (d: Buffer) => { void conn.frame('O', d).catch(() => {}) })
     r.stderr?.on('data', (d: Buffer) => { void conn.frame('E', d).catch(() => {}) })
     r.stdin?.on('error', () => {})
-    conn.on('data', (type: string, d: Buffer) => { if (type === 'N') r.stdin?.write(d) })
+    conn.on('data', (type: string, d: Buffer) => {
+      if (type !== 'N') return
+      r.stdin?.write(d)
+      g.wanting = false
+      g.delivered = { line: g.wantLine, switches: ctxtSwitches(g.pid) }
+    })
+    if (m.stdin === 'pull') this.pullStdin(g)
     conn.on('msg', (x: Msg) => { void this.onGuestMsg(g, x) })
     conn.on('close', () => {
       if (this.guests.get(g.pid) !== g || g.leaving) return
@@ -451,14 +493,38 @@ export class Migrator extends EventEmitter {
   }
 
   private async onGuestMsg (g: Guest, m: Msg): Promise<void> {
-    if (m.t === 'signal') { try { process.kill(g.pid, Number(m.sig)) } catch (e) { log('signal %d to %d: %s', m.sig, g.pid, (e as Error).message) } } else if (m.t === 'kill') { try { process.kill(g.pid, 'SIGKILL') } catch {} } else if (m.t === 'stdin-end') g.r.stdin?.end()
+    if (m.t === 'signal') { try { process.kill(g.pid, Number(m.sig)) } catch (e) { log('signal %d to %d: %s', m.sig, g.pid, (e as Error).message) } } else if (m.t === 'kill') { try { process.kill(g.pid, 'SIGKILL') } catch {} } else if (m.t === 'stdin-end') { g.stdinEnded = true; g.wanting = false; g.r.stdin?.end() }
     else if (m.t === 'gohome') await this.sendHome(g)
+  }
+
+  /**
+   * Pull-mode stdin: every few ms, if the guest is blocked reading fd 0, ask home for at most
+   * what that read wants; a pipe read takes all of it, so nothing waits in the pipe when the
+   * process is stopped to move on. (A poll/select on fd 0 gets one byte at a time.)
+   */
+  private pullStdin (g: Guest): void {
+    const t = setInterval(() => {
+      if (this.guests.get(g.pid) !== g || g.stdinEnded) { clearInterval(t); return }
+      if (g.wanting || g.leaving) return
+      const line = syscallLine(g.pid)
+      const want = stdinWant(line)
+      if (!want) return
+      if (g.delivered && g.delivered.line === line && ctxtSwitches(g.pid) === g.delivered.switches) return // not consumed yet
+      g.wanting = true
+      g.wantLine = line
+      void g.conn.send({ t: 'want', n: want }).catch(() => {})
+    }, 5)
+    t.unref()
   }
 
   /** Stops the guest, drains its output, and streams its image home (gohome, expel). */
   async sendHome (g: Guest): Promise<void> {
     if (g.leaving) return
     g.leaving = true
+    // stdin handed over must be read before the process stops, or it would stay in the pipe
+    for (let i = 0; i < 200 && (g.wanting || (g.delivered && g.delivered.line === syscallLine(g.pid) && ctxtSwitches(g.pid) === g.delivered.switches)); i++) {
+      await new Promise(resolve => setTimeout(resolve, 5))
+    }
     const chunks: Buffer[] = []
     try {
       await ppm.dump(g.pid, new Writable({ write: (c: Buffer, _e, cb) => { chunks.push(c); cb() } }))
@@ -483,6 +549,31 @@ export class Migrator extends EventEmitter {
   async expelAll (): Promise<void> {
     await Promise.all([...this.guests.values()].map(g => this.sendHome(g).catch(e => log('expel %d: %s', g.pid, (e as Error).message))))
   }
+}
+
+/** /proc/PID/syscall: "nr arg0 ..." while blocked in a system call, "running" otherwise. */
+function syscallLine (pid: number): string {
+  try { return readFileSync(`/proc/${pid}/syscall`, 'utf8').trim() } catch { return '' }
+}
+
+const POLLS = new Set([7, 23, 232, 270, 271, 281, 441]) // poll select epoll_wait pselect6 ppoll epoll_pwait epoll_pwait2
+
+/** How many stdin bytes a blocked system call wants (0: it is not reading stdin). */
+export function stdinWant (line: string): number {
+  const f = line.split(' ')
+  if (f.length < 4 || !/^\d+$/.test(f[0])) return 0
+  const nr = Number(f[0])
+  const a0 = Number(f[1])
+  if (nr === 0 && a0 === 0) return Math.min(Number(f[3]), 65536) // read(0, buf, count)
+  if (nr === 19 && a0 === 0) return 4096 // readv(0, ...)
+  if ((nr === 23 || nr === 270) && a0 === 0) return 0 // select used as a sleep
+  if ((nr === 7 || nr === 271) && Number(f[2]) === 0) return 0 // poll with no descriptors
+  if (POLLS.has(nr)) return 1
+  return 0
+}
+
+function ctxtSwitches (pid: number): number {
+  try { return Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? -1) } catch { return -1 }
 }
 
 /** Memory a node keeps free for itself when it takes guests. */

@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { openSync, closeSync, readFileSync, rmSync, writeSync } from 'node:fs'
+import { openSync, closeSync, readFileSync, readlinkSync, rmSync, writeSync } from 'node:fs'
 import { Socket } from 'node:net'
 import { join } from 'node:path'
 import { Lab } from '../../src/lab/lab.js'
@@ -340,5 +340,39 @@ test('the transfer port: a wrong key is refused; a node refuses what does not fi
   } finally {
     job.close()
     await lab.node(1).write('admin/stay', '0\n')
+  }
+})
+
+test('stdin queued while the job is not reading is not lost when it moves (pulled on demand)', async () => {
+  const fin = join(bins.dir, 'late-in')
+  const fout = join(bins.dir, 'late-out')
+  const pidFile = join(bins.dir, 'late-pid')
+  spawnSync('mkfifo', [fin, fout])
+  const keep = openSync(fout, 'r+')
+  let out = ''
+  const rs = new Socket({ fd: openSync(fout, 'r+'), readable: true, writable: false })
+  rs.on('data', d => { out += d.toString() })
+  // python's stdin is an unnamed pipe fed by cat from the FIFO; it sleeps before it reads anything
+  const py = 'import sys,time; time.sleep(4); d=sys.stdin.read(); print(len(d)); print(d, end="")'
+  const sh = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', launcher, '/bin/sh', '-c',
+    `cat "$0" | python3 -c '${py}' & echo $! > "$1"; wait`, fin, pidFile], { stdio: ['ignore', keep, keep] })
+  const w = openSync(fin, 'w')
+  try {
+    const pid = await until('python started', () => { try { return Number(readFileSync(pidFile, 'utf8')) || undefined } catch { return undefined } })
+    // (a version manager's python3 may be a shell shim that execs the real one)
+    await until('python running', () => /python/.test(readlinkSync(`/proc/${pid}/exe`)))
+    await moveTo(pid, 2)
+    writeSync(w, 'while asleep on node 2\n')
+    await moveTo(pid, 3)
+    writeSync(w, 'while asleep on node 3\n')
+    await moveTo(pid, 'home')
+    writeSync(w, 'at home\n')
+    closeSync(w)
+    const text = 'while asleep on node 2\nwhile asleep on node 3\nat home\n'
+    await until('python printed everything', () => out === `${text.length}\n${text}`, 20_000)
+  } finally {
+    try { closeSync(w) } catch {}
+    if (sh.exitCode === null) sh.kill('SIGKILL')
+    rs.destroy(); closeSync(keep); rmSync(fin, { force: true }); rmSync(fout, { force: true })
   }
 })
