@@ -50,11 +50,9 @@ export class HomeProc {
   deputy: ppm.Deputy | null = null
   conn: Conn | null = null
   out: Array<Writable | null> = [null, null, null]
-  /** stdin relayed eagerly (push: only for sockets, through the engine's relay) */
-  stdin: Readable | null = null
   /** stdin relayed on demand (pull): the guest asks for what a blocked read wants */
   stdinFd: number | null = null
-  stdinMode: 'pull' | 'push' | 'none' = 'none'
+  stdinMode: 'pull' | 'none' = 'none'
   /** set while the process is being moved: no stdin is handed out */
   moving = false
   imageIn: Buffer[] | null = null
@@ -192,7 +190,7 @@ export class Migrator extends EventEmitter {
     if (reasons.length) throw new ErrnoError('EPERM', `cannot move: ${reasons.join('; ')}`)
     p.stdioKinds = [0, 1, 2].map(fd => stdioKind(p.pid, fd))
     const k0 = p.stdioKinds[0]
-    p.stdinMode = k0 === 'pipe' || k0 === 'tty' ? (p.stdioKinds.includes('socket') ? 'push' : 'pull') : k0 === 'socket' ? 'push' : 'none'
+    p.stdinMode = k0 === 'pipe' || k0 === 'tty' || k0 === 'socket' ? 'pull' : 'none'
     const { conn, hostinfo } = await this.offer(p, node)
     const reply = conn.expect('running', 'failed').catch(e => ({ t: 'failed', reason: (e as Error).message } as Msg))
     this.bind(p, conn, node)
@@ -237,19 +235,11 @@ export class Migrator extends EventEmitter {
     for (const i of [1, 2]) {
       if (relay(i)) p.out[i] = openRelay(fds[i] as string, 'w').on('error', e => log('fd %d of %d: %s', i, p.pid, e.message))
     }
-    if (relay(0) && !sockets) {
-      // pull: read only what the remote process is blocked reading, so nothing is ever left behind
+    if (relay(0)) {
+      // pull: read only what the remote process is blocked reading, so nothing is left behind on
+      // the remote. (With a socket the engine's relay has to read it first: what it took from
+      // the socket and nobody pulled is lost if the process comes home.)
       p.stdinFd = openSync(fds[0] as string, fsc.O_RDONLY | fsc.O_NONBLOCK | fsc.O_NOCTTY)
-    } else if (relay(0)) {
-      p.stdin = openRelay(fds[0] as string, 'r').on('error', e => log('stdin of %d: %s', p.pid, e.message))
-      p.stdin.pause()
-      p.stdin.on('data', (d: Buffer | string) => {
-        const c = p.conn
-        if (!c) { p.stdin?.pause(); return }
-        p.stdin?.pause()
-        c.frame('N', Buffer.from(d)).then(() => p.stdin?.resume(), () => {})
-      })
-      p.stdin.on('end', () => { void p.conn?.send({ t: 'stdin-end' }).catch(() => {}) })
     }
     for (const [fd, d] of p.pendingOut ?? []) p.out[fd]?.write(d)
     p.pendingOut = null
@@ -276,7 +266,6 @@ export class Migrator extends EventEmitter {
     p.moving = false
     p.where = node
     p.nmigs++
-    p.stdin?.resume()
     log('process %d runs on node %d', p.pid, node)
     this.emit('moved', p.pid, node)
   }
@@ -330,7 +319,6 @@ export class Migrator extends EventEmitter {
   private async fetchImage (p: HomeProc): Promise<{ conn: Conn, chunks: Buffer[] }> {
     const conn = p.conn
     if (!conn) throw new Error('no connection to the remote')
-    p.stdin?.pause()
     p.moving = true
     const got = new Promise<Buffer[]>(resolve => { p.imageWaiter = resolve })
     await conn.send({ t: 'gohome' })
@@ -412,8 +400,6 @@ export class Migrator extends EventEmitter {
     p.deputy = null
     for (const s of p.out) s?.end()
     p.out = [null, null, null]
-    p.stdin?.destroy()
-    p.stdin = null
     if (p.stdinFd !== null) { try { closeSync(p.stdinFd) } catch {} p.stdinFd = null }
     p.pendingOut = []
   }
