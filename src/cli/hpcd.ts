@@ -20,6 +20,7 @@ import { rootDir } from '../fs/root.js'
 import { TreeMount } from '../fs/fuse.js'
 import { VERSION } from '../version.js'
 import { Migrator } from '../migrate/migrator.js'
+import { Balancer } from '../sched/balancer.js'
 
 const log = debug('hpcfs:hpcd')
 
@@ -70,6 +71,8 @@ async function main (): Promise<void> {
     .option('decay-interval', { type: 'number', default: DEFAULTS.decayInterval, describe: 'seconds between decays of process statistics' })
     .option('slow-decay', { type: 'number', default: DEFAULTS.slowDecay, describe: 'per-mille kept per decay interval (slow)' })
     .option('fast-decay', { type: 'number', default: DEFAULTS.fastDecay, describe: 'per-mille kept per decay interval (fast)' })
+    .option('mig-port', { type: 'number', describe: 'TCP port of process transfer (default: the gossip port - 768, i.e. 4660 for 5428; every node keeps the same distance)' })
+    .option('balance', { type: 'boolean', default: false, describe: 'move processes automatically by opportunity cost (admin/balance; experimental)' })
     .config('config', 'config file (e.g. /etc/hpcfs.conf): "key = value" lines, keys as the long options', parseConfigFile)
     .check(a => {
       if (a.id !== undefined && (!Number.isInteger(a.id) || a.id < 1 || a.id > 65535)) throw new Error('--id must be 1..65535')
@@ -125,11 +128,13 @@ async function main (): Promise<void> {
   node.setDecay(cfg.decayInterval, cfg.slowDecay, cfg.fastDecay)
   if (mapText !== undefined) node.setMapText(mapText)
 
-  node.migPort = (argv['mig-port'] as number | undefined) ?? cfg.port - 768
+  node.migPort = argv['mig-port'] ?? cfg.port - 768
   if (!(node.migPort >= 1 && node.migPort <= 65535)) throw new Error(`bad transfer port ${node.migPort}; give --mig-port`)
   const migrator = new Migrator(node, keys, node.migPort)
   await migrator.listen(addr)
   node.migrator = migrator
+  node.balancer = new Balancer(node, migrator)
+  node.balancer.enabled = argv.balance
 
   const transport = await UdpTransport.open({ host: addr, port: cfg.port }, (buf, from) => node.gossip.onDatagram(buf, from))
   node.gossip.attach(transport)

@@ -10,6 +10,7 @@ import type { Address } from '../gossip/transport.js'
 import { einval } from '../util/errno.js'
 import { expandMap, formatMap, MapError, parseMap, type MapNode } from '../map/map.js'
 import type { Cluster, Migrator } from '../migrate/migrator.js'
+import type { Balancer } from '../sched/balancer.js'
 
 const log = debug('hpcfs:node')
 
@@ -37,6 +38,8 @@ export class HpcNode implements Cluster {
   readonly gossip: Gossiper
   /** Process migration (set by the daemon; absent in tests of the tree alone). */
   migrator: Migrator | null = null
+  /** The scheduler (set by the daemon with the migrator). */
+  balancer: Balancer | null = null
   /** TCP transfer port; every node's sits at the same distance from its gossip port (default 4660 for 5428). */
   migPort = 4660
   block = false
@@ -84,6 +87,7 @@ export class HpcNode implements Cluster {
   tick (): void {
     this.gossip.opts.downAfter = downAfterMs(this.cfg, this.gossip.table.size + 1)
     this.gossip.tick()
+    this.balancer?.tick()
   }
 
   // ---- admin state -------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 // can be looked up, and the first write to one of its files puts it under cluster discipline.
 import { readFileSync } from 'node:fs'
 import type { Migrator } from '../migrate/migrator.js'
+import type { Balancer } from '../sched/balancer.js'
 import { einval } from '../util/errno.js'
 import { dir, ro, rw, wo, parseInt10, type DirNode, type FileNode } from './tree.js'
 
@@ -14,16 +15,20 @@ export function parseTarget (text: string): number | 'home' | 'balance' {
   return parseInt10(s, 1, 65535, 'node')
 }
 
-function goto (m: Migrator, pid: number, text: string): void {
-  const t = parseTarget(text)
-  if (t === 'balance') throw einval('balance: automatic placement is not available yet')
+function goto (m: Migrator, b: Balancer | null, pid: number, text: string): void {
+  let t = parseTarget(text)
+  if (t === 'balance') {
+    if (!b) throw einval('balance: no scheduler on this node')
+    m.adopt(pid)
+    t = b.place(pid)
+  }
   void m.requestMove(pid, t)
 }
 
 const isPid = (name: string): boolean => /^[1-9]\d*$/.test(name)
 const exists = (pid: number): boolean => { try { readFileSync(`/proc/${pid}/stat`); return true } catch { return false } }
 
-function procEntry (m: Migrator, pid: number): DirNode {
+function procEntry (m: Migrator, b: Balancer | null, pid: number): DirNode {
   const p = (): ReturnType<Migrator['adopt']> | undefined => m.procs.get(pid)
   const cantmove: FileNode = {
     kind: 'file',
@@ -36,20 +41,21 @@ function procEntry (m: Migrator, pid: number): DirNode {
   }
   return dir({
     where: ro(() => { const w = p()?.where ?? 'home'; return w === 'home' ? 0 : w }),
-    goto: wo(t => goto(m, pid, t)),
-    migrate: wo(t => goto(m, pid, t)),
+    goto: wo(t => goto(m, b, pid, t)),
+    migrate: wo(t => goto(m, b, pid, t)),
     lock: rw(() => p()?.lock ? 1 : 0, t => { const v = parseInt10(t, 0, 1, 'lock'); m.adopt(pid).lock = v === 1 }),
     nmigs: ro(() => p()?.nmigs ?? 0),
     cantmove,
-    error: ro(() => p()?.lastError ?? '')
+    error: ro(() => p()?.lastError ?? ''),
+    costs: { kind: 'file', mode: 0o444, show: () => b ? b.explain(pid) : 'no scheduler on this node\n' }
   })
 }
 
-export function procDir (m: Migrator): DirNode {
+export function procDir (m: Migrator, b: Balancer | null): DirNode {
   return {
     kind: 'dir',
     list: () => [...m.procs.keys()].sort((a, b) => a - b).map(String),
-    lookup: name => isPid(name) && (m.procs.has(Number(name)) || exists(Number(name))) ? procEntry(m, Number(name)) : undefined
+    lookup: name => isPid(name) && (m.procs.has(Number(name)) || exists(Number(name))) ? procEntry(m, b, Number(name)) : undefined
   }
 }
 
@@ -75,11 +81,11 @@ export function remoteDir (m: Migrator): DirNode {
 }
 
 /** admin/migrate: "PID NODE". */
-export function adminMigrate (m: Migrator): FileNode {
+export function adminMigrate (m: Migrator, b: Balancer | null): FileNode {
   return wo(text => {
     const f = text.trim().split(/\s+/)
     if (f.length !== 2) throw einval('expected "PID NODE"')
     const pid = parseInt10(f[0], 2, 2 ** 22, 'pid')
-    goto(m, pid, f[1])
+    goto(m, b, pid, f[1])
   })
 }

@@ -17,6 +17,6 @@ export function rootDir (node: HpcNode): DirNode {
     nodes: nodesDir(node),
     decay: decayDir(),
     remote: node.migrator ? remoteDir(node.migrator) : dir({}),
-    proc: node.migrator ? procDir(node.migrator) : dir({})
+    proc: node.migrator ? procDir(node.migrator, node.balancer) : dir({})
   })
 }

@@ -1,0 +1,131 @@
+// The scheduler inside the daemon: per-process accounting of this node's processes, the policy
+// (src/sched/policy.ts) applied to this node's gossip window, and the moves it decides, carried out
+// by the migrator. Each node decides alone, from its own view; nothing is coordinated.
+//
+// - `place(pid)`: where a process should run (mosrun -b, `goto balance`), by lowest marginal cost.
+// - `tick()`: when automatic balancing is on (admin/balance), at most one move per interval of a
+//   process whose home is here and that runs here, when the policy finds the gain worth the move.
+// - `explain(pid)`: the costs of a process on every candidate node and why it stays or moves.
+import { readFileSync } from 'node:fs'
+import debug from 'debug'
+import type { HpcNode } from '../core/node.js'
+import type { Migrator } from '../migrate/migrator.js'
+import { CostModel } from './cost.js'
+import { explainProcess, formatExplanation, placeJob, rebalance, type LocalView, type ProcInfo } from './policy.js'
+import { nodeViewOf, selfViewOf } from './view.js'
+
+const log = debug('hpcfs:sched')
+
+interface Usage { ticks: number, at: number, cpu: number }
+
+const CLK_TCK = 100
+
+function procStat (pid: number): string[] | undefined {
+  try { return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ') } catch { return undefined }
+}
+
+function rss (pid: number): number {
+  try { return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024 } catch { return 0 }
+}
+
+function uptime (): number { return Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) }
+
+export class Balancer {
+  /** admin/balance: automatic rebalancing on or off. */
+  enabled = false
+  private readonly usage = new Map<number, Usage>()
+  private readonly model: CostModel
+  /** Processes a move of which failed: not tried again before this time (ms). */
+  private readonly backoff = new Map<number, number>()
+
+  constructor (readonly node: HpcNode, readonly migrator: Migrator, clusterSize = 2) {
+    this.model = new CostModel(Math.max(2, clusterSize))
+  }
+
+  /** CPU share of a process over the last interval, decayed as openMosix's slow decay. */
+  private cpuShare (pid: number, now: number): number {
+    const f = procStat(pid)
+    if (!f) return 0
+    const ticks = Number(f[11]) + Number(f[12])
+    const u = this.usage.get(pid)
+    if (!u) { this.usage.set(pid, { ticks, at: now, cpu: 0 }); return 0 }
+    const dt = (now - u.at) / 1000
+    if (dt > 0) {
+      const sample = Math.min(1, (ticks - u.ticks) / CLK_TCK / dt)
+      const keep = this.node.slowDecay / 1000
+      u.cpu = keep * u.cpu + (1 - keep) * sample
+      u.ticks = ticks
+      u.at = now
+    }
+    return u.cpu
+  }
+
+  /** This node's view: itself, its movable home processes that run here, the nodes it hears. */
+  view (now = Date.now()): LocalView {
+    const self = this.node.view(this.node.id)
+    const procs: ProcInfo[] = []
+    const up = uptime()
+    for (const p of this.migrator.procs.values()) {
+      if (p.where !== 'home') continue
+      const f = procStat(p.pid)
+      if (!f) continue
+      const mem = rss(p.pid)
+      const until = this.backoff.get(p.pid) ?? 0
+      procs.push({
+        pid: p.pid,
+        cpu: this.cpuShare(p.pid, now),
+        mem,
+        image: mem,
+        age: Math.max(0, up - Number(f[19]) / CLK_TCK),
+        lock: p.lock,
+        cantmove: until > now
+      })
+    }
+    for (const pid of this.usage.keys()) if (!this.migrator.procs.has(pid)) this.usage.delete(pid)
+    const others = []
+    for (const id of this.node.nodeIds()) {
+      if (id === this.node.id) continue
+      const v = this.node.view(id)
+      if (v) others.push(nodeViewOf(v.info, v.up))
+    }
+    return { self: selfViewOf(this.node.id, { ...(self?.info ?? this.node.gossip.self()), status: self?.status ?? 0 }), procs, others, clusterSize: others.length + 1 }
+  }
+
+  /** Where pid should run now (this node's id when it should stay). */
+  place (pid: number): number {
+    const v = this.view()
+    const d = placeJob(v, { cpu: 1, mem: rss(pid) }, { model: this.model })
+    log('place %d: node %d (%s)', pid, d.target, d.why)
+    return d.target
+  }
+
+  /** One automatic decision (called every interval). */
+  tick (): void {
+    for (const p of this.migrator.procs.values()) if (p.where === 'home') this.cpuShare(p.pid, Date.now())
+    if (!this.enabled) return
+    if ([...this.migrator.procs.values()].some(p => p.where === 'migrating')) return
+    const d = rebalance(this.view(), { model: this.model, explain: false })
+    if (d.action !== 'move' || d.pid === undefined || d.target === undefined) return
+    log('move %d to %d: %s', d.pid, d.target, d.why)
+    const pid = d.pid
+    try {
+      void this.migrator.requestMove(pid, d.target).then(() => {
+        const p = this.migrator.procs.get(pid)
+        if (p && p.lastError) this.backoff.set(pid, Date.now() + 30_000)
+      })
+    } catch (e) {
+      log('move %d refused: %s', pid, (e as Error).message)
+      this.backoff.set(pid, Date.now() + 30_000)
+    }
+  }
+
+  /** proc/<pid>/costs. */
+  explain (pid: number): string {
+    const e = explainProcess(this.view(), pid, { model: this.model })
+    if (!e) {
+      const p = this.migrator.procs.get(pid)
+      return p && p.where !== 'home' ? `pid ${pid} runs on node ${String(p.where)}; its costs are decided when it is home\n` : `pid ${pid} is not under cluster discipline here\n`
+    }
+    return formatExplanation(e)
+  }
+}
