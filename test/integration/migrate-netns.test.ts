@@ -33,29 +33,32 @@ after(async () => {
   bins?.cleanup()
 })
 
+/**
+ * A FIFO the test reads everything from: `fd` (opened read-write, so writers never block and it
+ * never reads EOF) is what a job gets as stdout/stderr; `out()` is what was written so far. Read
+ * through a libuv pipe, not an fs stream: a blocking FIFO read would hold a thread-pool thread.
+ */
+function fifoSink (name: string): { fd: number, out: () => string, close: () => void } {
+  const fifo = join(bins.dir, name)
+  spawnSync('mkfifo', [fifo])
+  const fd = openSync(fifo, 'r+')
+  let out = ''
+  const rs = new Socket({ fd: openSync(fifo, 'r+'), readable: true, writable: false })
+  rs.on('data', d => { out += d.toString() })
+  return { fd, out: () => out, close: () => { rs.destroy(); closeSync(fd); rmSync(fifo, { force: true }) } }
+}
+
 interface Job { child: ChildProcess, pid: number, out: () => string, exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>, close: () => void }
 
 /** Starts a program on node `home` (inside its namespace); stdout goes to a FIFO the test reads. */
 function startJob (cmd: string, args: string[], opts: { home?: number, stdoutFile?: string } = {}): Job {
   const ns = lab.node(opts.home ?? 1).ns as string
-  let out = ''
-  let fd: number
-  let close = (): void => {}
-  if (opts.stdoutFile) {
-    fd = openSync(opts.stdoutFile, 'w')
-  } else {
-    const fifo = join(bins.dir, `out-${Math.random().toString(36).slice(2)}`)
-    spawnSync('mkfifo', [fifo])
-    fd = openSync(fifo, 'r+')
-    // a libuv pipe, not an fs stream: a blocking FIFO read would hold a thread-pool thread forever
-    const rs = new Socket({ fd: openSync(fifo, 'r+'), readable: true, writable: false })
-    rs.on('data', d => { out += d.toString() })
-    close = () => { rs.destroy(); closeSync(fd); rmSync(fifo, { force: true }) }
-  }
+  const sink = opts.stdoutFile ? null : fifoSink(`out-${Math.random().toString(36).slice(2)}`)
+  const fd = sink ? sink.fd : openSync(opts.stdoutFile as string, 'w')
   const child = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', launcher, cmd, ...args], { stdio: ['ignore', fd, fd] })
-  if (opts.stdoutFile) closeSync(fd)
+  if (!sink) closeSync(fd)
   const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>(resolve => child.on('exit', (code, signal) => resolve({ code, signal })))
-  return { child, pid: child.pid as number, out: () => out, exited, close: () => { close(); if (child.exitCode === null) child.kill('SIGKILL') } }
+  return { child, pid: child.pid as number, out: () => sink?.out() ?? '', exited, close: () => { sink?.close(); if (child.exitCode === null) child.kill('SIGKILL') } }
 }
 
 const where = async (pid: number, home = 1): Promise<string> => (await lab.node(home).read(`proc/${pid}/where`)).trim()
@@ -231,12 +234,9 @@ test('a home node that dies: its guests are stopped and cleaned up', async () =>
 
 
 test('the tools: mosrun -N starts a job remotely, mps shows where, migrate moves it, mosctl expel waits', async () => {
-  const fifo = join(bins.dir, 'tools-out')
-  spawnSync('mkfifo', [fifo])
-  const keep = openSync(fifo, 'r+')
-  let out = ''
-  const rs = new Socket({ fd: openSync(fifo, 'r+'), readable: true, writable: false })
-  rs.on('data', d => { out += d.toString() })
+  const sink = fifoSink('tools-out')
+  const keep = sink.fd
+  const out = sink.out
   const tool = (name: string): string => join(ROOT, 'src/cli', `${name}.js`)
   const env = (n: number): NodeJS.ProcessEnv => ({ ...process.env, HPC_ROOT: lab.node(n).mount })
   const args = ['300', '20000', '9']
@@ -262,10 +262,10 @@ test('the tools: mosrun -N starts a job remotely, mps shows where, migrate moves
     assert.equal(await where(pid), '0')
     await lab.node(3).write('admin/block', '0\n')
     assert.equal(await ended, 9)
-    await until('all output', () => out === reference(speaker, args), 5000)
+    await until('all output', () => out() === reference(speaker, args), 5000)
   } finally {
     if (mosrun.exitCode === null) mosrun.kill('SIGKILL')
-    rs.destroy(); closeSync(keep); rmSync(fifo, { force: true })
+    sink.close()
   }
 })
 
@@ -273,12 +273,10 @@ for (const kind of ['an unnamed pipe (relayed by the deputy)', 'a named FIFO (re
   test(`stdin from ${kind} keeps flowing to the job wherever it runs, in order`, async () => {
     const named = kind.includes('named')
     const fin = join(bins.dir, 'stdin-in')
-    const fout = join(bins.dir, 'stdin-out')
-    spawnSync('mkfifo', [fin, fout])
-    const keep = openSync(fout, 'r+')
-    let out = ''
-    const rs = new Socket({ fd: openSync(fout, 'r+'), readable: true, writable: false })
-    rs.on('data', d => { out += d.toString() })
+    spawnSync('mkfifo', [fin])
+    const sink = fifoSink('stdin-out')
+    const keep = sink.fd
+    const out = sink.out
     // named: sh opens the FIFO and becomes cat; unnamed: cat reads the test's pipe (a socket pair)
     const cmd = named ? ['/bin/sh', '-c', 'exec cat < "$0"', fin] : ['/bin/cat']
     const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', launcher, ...cmd], { stdio: [named ? 'ignore' : 'pipe', keep, keep] })
@@ -291,7 +289,7 @@ for (const kind of ['an unnamed pipe (relayed by the deputy)', 'a named FIFO (re
         sent.push(l)
         if (named) writeSync(w, l); else child.stdin?.write(l)
       }
-      await until(`echo of ${tag}`, () => out === sent.join(''), 10_000, 20)
+      await until(`echo of ${tag}`, () => out() === sent.join(''), 10_000, 20)
     }
     try {
       await feed('home')
@@ -305,11 +303,11 @@ for (const kind of ['an unnamed pipe (relayed by the deputy)', 'a named FIFO (re
       await feed('again')
       if (named) closeSync(w); else child.stdin?.end()
       assert.equal(await exited, 0)
-      assert.equal(out, sent.join(''))
+      assert.equal(out(), sent.join(''))
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL')
       if (named) { try { closeSync(w) } catch {} }
-      rs.destroy(); closeSync(keep); rmSync(fin, { force: true }); rmSync(fout, { force: true })
+      sink.close(); rmSync(fin, { force: true })
     }
   })
 }
@@ -345,13 +343,11 @@ test('the transfer port: a wrong key is refused; a node refuses what does not fi
 
 test('stdin queued while the job is not reading is not lost when it moves (pulled on demand)', async () => {
   const fin = join(bins.dir, 'late-in')
-  const fout = join(bins.dir, 'late-out')
   const pidFile = join(bins.dir, 'late-pid')
-  spawnSync('mkfifo', [fin, fout])
-  const keep = openSync(fout, 'r+')
-  let out = ''
-  const rs = new Socket({ fd: openSync(fout, 'r+'), readable: true, writable: false })
-  rs.on('data', d => { out += d.toString() })
+  spawnSync('mkfifo', [fin])
+  const sink = fifoSink('late-out')
+  const keep = sink.fd
+  const out = sink.out
   // python's stdin is an unnamed pipe fed by cat from the FIFO; it sleeps before it reads anything
   const py = 'import sys,time; time.sleep(4); d=sys.stdin.read(); print(len(d)); print(d, end="")'
   const sh = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', launcher, '/bin/sh', '-c',
@@ -369,10 +365,10 @@ test('stdin queued while the job is not reading is not lost when it moves (pulle
     writeSync(w, 'at home\n')
     closeSync(w)
     const text = 'while asleep on node 2\nwhile asleep on node 3\nat home\n'
-    await until('python printed everything', () => out === `${text.length}\n${text}`, 20_000)
+    await until('python printed everything', () => out() === `${text.length}\n${text}`, 20_000)
   } finally {
     try { closeSync(w) } catch {}
     if (sh.exitCode === null) sh.kill('SIGKILL')
-    rs.destroy(); closeSync(keep); rmSync(fin, { force: true }); rmSync(fout, { force: true })
+    sink.close(); rmSync(fin, { force: true })
   }
 })
