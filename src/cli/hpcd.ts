@@ -73,6 +73,7 @@ async function main (): Promise<void> {
     .option('fast-decay', { type: 'number', default: DEFAULTS.fastDecay, describe: 'per-mille kept per decay interval (fast)' })
     .option('mig-port', { type: 'number', describe: 'TCP port of process transfer (default: the gossip port - 768, i.e. 4660 for 5428; every node keeps the same distance)' })
     .option('balance', { type: 'boolean', default: false, describe: 'move processes automatically by opportunity cost (admin/balance; experimental)' })
+    .option('test-fault', { type: 'string', hidden: true, describe: 'fault injection for tests (restore)' })
     .config('config', 'config file (e.g. /etc/hpcfs.conf): "key = value" lines, keys as the long options', parseConfigFile)
     .check(a => {
       if (a.id !== undefined && (!Number.isInteger(a.id) || a.id < 1 || a.id > 65535)) throw new Error('--id must be 1..65535')
@@ -133,6 +134,7 @@ async function main (): Promise<void> {
   const migrator = new Migrator(node, keys, node.migPort)
   await migrator.listen(addr)
   node.migrator = migrator
+  migrator.testFault = argv['test-fault'] ?? ''
   node.balancer = new Balancer(node, migrator)
   node.balancer.enabled = argv.balance
 

@@ -88,6 +88,9 @@ export class Migrator extends EventEmitter {
   private server: Server | null = null
   private hostInfo: Promise<string> | null = null
 
+  /** Fault injection for tests (hpcd --test-fault): 'restore' makes every restore here fail half-way. */
+  testFault = ''
+
   constructor (readonly cluster: Cluster, private readonly keys: Keyring, readonly port = MIGRATION_PORT) { super() }
 
   // ---- listening -------------------------------------------------------------------------
@@ -165,6 +168,8 @@ export class Migrator extends EventEmitter {
       p.lastError = (e as Error).message
       log('move of %d to %s failed: %s', pid, target, p.lastError)
       if (p.where === 'migrating') p.where = from
+      // it was away and its connection broke during the move: it is lost with that node
+      if (typeof from === 'number' && p.deputy && (!p.conn || p.conn.closed)) void this.lost(p, from)
     })
     return done
   }
@@ -381,7 +386,9 @@ export class Migrator extends EventEmitter {
 
   /** The remote's node died or the connection broke: the deputy reports it and exits. */
   private async lost (p: HomeProc, node: number): Promise<void> {
-    if (p.where !== node && p.where !== 'migrating') return
+    // during a move the move itself handles a broken connection (and calls this when the process
+    // was lost with it)
+    if (p.where !== node) return
     const msg = `hpcfs: process ${p.pid} was lost with node ${node}\n`
     log(msg.trim())
     await new Promise<void>(resolve => p.out[2] ? p.out[2].write(msg, () => resolve()) : resolve())
@@ -430,7 +437,13 @@ export class Migrator extends EventEmitter {
     }
     const hostinfo = await this.hostInfo?.catch(() => '') ?? ''
     const image = new PassThrough()
-    const onData = (type: string, d: Buffer): void => { if (type === 'I' && !image.write(d)) { conn.sock.pause(); image.once('drain', () => conn.sock.resume()) } }
+    let received = 0
+    const onData = (type: string, d: Buffer): void => {
+      if (type !== 'I') return
+      received += d.length
+      if (this.testFault === 'restore' && received > 4096) { image.destroy(new Error('injected fault: restore broken half-way')); return }
+      if (!image.write(d)) { conn.sock.pause(); image.once('drain', () => conn.sock.resume()) }
+    }
     conn.on('data', onData)
     const onMsg = (x: Msg): void => { if (x.t === 'image-end') image.end(); else if (x.t === 'abort') image.destroy(new Error(String(x.reason))) }
     conn.on('msg', onMsg)

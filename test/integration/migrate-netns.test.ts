@@ -25,7 +25,7 @@ before(async () => {
   speaker = bins.compile('speaker')
   counter = bins.compile('counter')
   launcher = bins.compile('launch')
-  lab = await Lab.create({ nodes: 3, tag: 'migr', interval: 0.25, hpcdArgs: id => ['--speed', String(10000 * id), '--down-after', '2'], env: { DEBUG: 'hpcfs:migrate,hpcfs:wire,hpcfs:ppm' } })
+  lab = await Lab.create({ nodes: 4, tag: 'migr', interval: 0.25, hpcdArgs: id => ['--speed', String(10000 * id), '--down-after', '2', ...(id === 4 ? ['--test-fault', 'restore'] : [])], env: { DEBUG: 'hpcfs:migrate,hpcfs:wire,hpcfs:ppm' } })
   await lab.waitAllUp()
 })
 after(async () => {
@@ -93,6 +93,25 @@ test('a job moved home -> 2 -> 3 -> home -> 2 while printing finishes as an unin
     const st = await job.exited
     assert.deepEqual(st, { code: 5, signal: null })
     await until('all output', () => job.out() === reference(speaker, args), 5000)
+  } finally { job.close() }
+})
+
+test('a move that fails half-way (the target breaks while restoring) leaves exactly one copy: the original', async () => {
+  const args = ['150', '20000', '6']
+  const job = startJob(speaker, args)
+  try {
+    await until('output', () => job.out().length > 0)
+    await lab.node(1).write(`proc/${job.pid}/goto`, '4\n')
+    const err = await until('the failure is reported', async () => {
+      const e = (await lab.node(1).read(`proc/${job.pid}/error`)).trim()
+      return e && (await where(job.pid)) !== 'migrating' ? e : undefined
+    }, 20_000, 50)
+    assert.match(err, /could not run it.*runs at home again/)
+    assert.equal(await where(job.pid), '0')
+    assert.equal((await lab.node(4).exec('ls', [join(lab.node(4).mount, 'remote')])).stdout.trim(), '', 'no copy on node 4')
+    await moveTo(job.pid, 2) // and it can still move
+    assert.deepEqual(await job.exited, { code: 6, signal: null })
+    await until('all output, once', () => job.out() === reference(speaker, args), 5000)
   } finally { job.close() }
 })
 
