@@ -41,8 +41,9 @@ export interface FastSimOptions {
   seed?: number
   /**
    * Probability of sending to any node: 1/max(sendToAnyCycle, m) with m = 'known': every node in
-   * the table, as gossiper.ts does; 'heard': the nodes heard from so far, closer to gossimon's
-   * #alive (expiry is ignored). Default 'known'.
+   * the table (gossiper.ts before the cold-start fix); 'heard': the nodes heard from so far, close
+   * to gossimon's #alive and to gossiper.ts now, which counts nodes that read up (expiry is
+   * ignored here). Default 'heard'.
    */
   anyRule?: 'known' | 'heard'
 }
@@ -103,7 +104,7 @@ export class FastSimulation {
     this.downAfter = opts.downAfterMs ?? downAfterMs({ ...DEFAULTS, window: Math.min(opts.window, n), interval: this.interval / 1000 }, n)
     this.cycleParam = opts.sendToAnyCycle ?? DEFAULTS.sendToAnyCycle
     this.anyP = 1 / Math.max(this.cycleParam, n - 1)
-    this.anyRule = opts.anyRule ?? 'known'
+    this.anyRule = opts.anyRule ?? 'heard' // as the Gossiper does since the cold-start fix
     this.fresh = new Int32Array(n * n).fill(NEVER)
     this.heard = new Int32Array(n)
     this.top = new Int32Array(n * Math.max(1, this.k))

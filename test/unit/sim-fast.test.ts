@@ -55,7 +55,7 @@ test('a changed value propagates to every node in the fast engine', () => {
   assert.ok(r.half > 0 && r.half <= r.p99 && r.p99 <= r.all && Number.isFinite(r.all), JSON.stringify(r))
 })
 
-test('cold start: the gossiper\'s send-to-any rule (1/max(5, table size)) converges slower than gossimon\'s (1/max(5, heard))', () => {
+test('cold start: the old send-to-any rule (1/max(5, table size)) converges slower than gossimon\'s (1/max(5, heard)), which the gossiper now follows', () => {
   const seeds = [1, 2, 3]
   const known = runColdStart(256, 16, 'known', seeds)
   const heard = runColdStart(256, 16, 'heard', seeds)
