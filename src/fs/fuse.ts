@@ -46,6 +46,10 @@ export class TreeMount {
       attrTimeout: '1',
       entryTimeout: '1',
       timeout: 5000,
+      // every user may read the tree; the kernel checks writes against each file's mode and owner
+      // (admin/ is root's; proc/<pid>/ belongs to the process's user: who may kill may migrate)
+      allowOther: true,
+      defaultPermissions: true,
       debug: opts.debug
     })
     try {
@@ -68,9 +72,9 @@ export class TreeMount {
     log('unmounted %s', this.mountpoint)
   }
 
-  private stat (mode: number): Stat {
+  private stat (mode: number, uid = this.uid): Stat {
     const t = this.started
-    return { mtime: t, atime: t, ctime: t, size: 0, mode, uid: this.uid, gid: this.gid, nlink: mode & 0o040000 ? 2 : 1 }
+    return { mtime: t, atime: t, ctime: t, size: 0, mode, uid, gid: uid === this.uid ? this.gid : uid, nlink: mode & 0o040000 ? 2 : 1 }
   }
 
   /** Stores gathered writes (on close); the error reaches close(2) through FUSE flush. */
@@ -90,7 +94,8 @@ export class TreeMount {
     const statOf = (path: string): Stat | number => {
       const n = resolve(root, path)
       if (!n) return err('ENOENT')
-      return n.kind === 'dir' ? this.stat(0o040555) : this.stat(0o100000 | n.mode)
+      const uid = n.owner?.()
+      return n.kind === 'dir' ? this.stat(0o040555, uid) : this.stat(0o100000 | n.mode, uid)
     }
     return {
       getattr: (path, cb) => {

@@ -28,8 +28,15 @@ function goto (m: Migrator, b: Balancer | null, pid: number, text: string): void
 const isPid = (name: string): boolean => /^[1-9]\d*$/.test(name)
 const exists = (pid: number): boolean => { try { readFileSync(`/proc/${pid}/stat`); return true } catch { return false } }
 
+/** Real uid of a process (its files belong to it: who may kill a process may migrate it). */
+function uidOf (pid: number): number {
+  try { return Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) } catch { return 0 }
+}
+
 function procEntry (m: Migrator, b: Balancer | null, pid: number): DirNode {
   const p = (): ReturnType<Migrator['adopt']> | undefined => m.procs.get(pid)
+  const owner = (): number => uidOf(pid)
+  const own = <T extends FileNode>(f: T): T => ({ ...f, owner })
   const cantmove: FileNode = {
     kind: 'file',
     mode: 0o444,
@@ -40,15 +47,15 @@ function procEntry (m: Migrator, b: Balancer | null, pid: number): DirNode {
     }
   }
   return dir({
-    where: ro(() => { const w = p()?.where ?? 'home'; return w === 'home' ? 0 : w }),
-    goto: wo(t => goto(m, b, pid, t)),
-    migrate: wo(t => goto(m, b, pid, t)),
-    lock: rw(() => p()?.lock ? 1 : 0, t => { const v = parseInt10(t, 0, 1, 'lock'); m.adopt(pid).lock = v === 1 }),
-    nmigs: ro(() => p()?.nmigs ?? 0),
-    cantmove,
-    error: ro(() => p()?.lastError ?? ''),
-    costs: { kind: 'file', mode: 0o444, show: () => b ? b.explain(pid) : 'no scheduler on this node\n' }
-  })
+    where: own(ro(() => { const w = p()?.where ?? 'home'; return w === 'home' ? 0 : w })),
+    goto: own(wo(t => goto(m, b, pid, t))),
+    migrate: own(wo(t => goto(m, b, pid, t))),
+    lock: own(rw(() => p()?.lock ? 1 : 0, t => { const v = parseInt10(t, 0, 1, 'lock'); m.adopt(pid).lock = v === 1 })),
+    nmigs: own(ro(() => p()?.nmigs ?? 0)),
+    cantmove: own(cantmove),
+    error: own(ro(() => p()?.lastError ?? '')),
+    costs: own({ kind: 'file', mode: 0o444, show: () => b ? b.explain(pid) : 'no scheduler on this node\n' })
+  }, owner)
 }
 
 export function procDir (m: Migrator, b: Balancer | null): DirNode {

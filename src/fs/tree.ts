@@ -17,10 +17,13 @@ export interface FileNode {
    * line already fails the write that carries it.
    */
   gather?: { check: (completeLines: string) => void }
+  /** Owner uid (default: the daemon's). The mount uses default_permissions: the kernel checks modes. */
+  owner?: () => number
 }
 
 export interface DirNode {
   kind: 'dir'
+  owner?: () => number
   list: () => string[]
   lookup: (name: string) => TreeNode | undefined
 }
@@ -29,9 +32,9 @@ export type TreeNode = FileNode | DirNode
 
 export type Table = Record<string, TreeNode>
 
-export function dir (table: Table): DirNode {
+export function dir (table: Table, owner?: () => number): DirNode {
   const names = Object.keys(table)
-  return { kind: 'dir', list: () => names, lookup: name => Object.hasOwn(table, name) ? table[name] : undefined }
+  return { kind: 'dir', owner, list: () => names, lookup: name => Object.hasOwn(table, name) ? table[name] : undefined }
 }
 
 export const ro = (show: () => string | number): FileNode => ({ kind: 'file', mode: 0o444, show: () => `${show()}\n` })

@@ -331,6 +331,31 @@ for (const kind of ['an unnamed pipe (relayed by the deputy)', 'a named FIFO (re
   })
 }
 
+test('who may kill a process may migrate it: the tree enforces it by owner and mode', async () => {
+  for (const d of [bins.dir, lab.tmp, join(lab.tmp, 'mnt')]) spawnSync('chmod', ['755', d])
+  const mnt = lab.node(1).mount
+  const as = (uid: number, cmd: string): { code: number | null, stderr: string, stdout: string } => {
+    const r = spawnSync('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', 'sh', '-c', cmd], { encoding: 'utf8' })
+    return { code: r.status, stderr: r.stderr, stdout: r.stdout }
+  }
+  const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', launcher, speaker, '100000', '20000', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout?.on('data', d => { out += d.toString() })
+  const pid = child.pid as number
+  try {
+    await until('output', () => out.length > 0)
+    assert.match(as(65534, `cat ${mnt}/nodes/1/load`).stdout, /^\d+\n$/, 'every user may read the tree')
+    assert.match(as(65534, `echo 1 > ${mnt}/admin/block`).stderr, /Permission denied/, 'only root changes the node')
+    assert.match(as(65533, `echo 2 > ${mnt}/proc/${pid}/goto`).stderr, /Permission denied/, 'another user may not move it')
+    assert.equal(await where(pid), '0')
+    const own = as(65534, `echo 2 > ${mnt}/proc/${pid}/goto`)
+    assert.equal(own.code, 0, own.stderr)
+    await until('moved by its owner', async () => (await where(pid)) === '2')
+    assert.equal(as(65534, `echo home > ${mnt}/proc/${pid}/goto`).code, 0)
+    await until('home again', async () => (await where(pid)) === '0')
+  } finally { if (child.exitCode === null) child.kill('SIGKILL') }
+})
+
 test('the transfer port: a wrong key is refused; a node refuses what does not fit its memory; stay keeps processes home', async () => {
   const node2 = lab.node(2)
   const port = 4660
