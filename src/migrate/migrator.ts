@@ -14,7 +14,7 @@
 // exits with LOST_STATUS.
 import { EventEmitter } from 'node:events'
 import { createServer, Socket, type Server } from 'node:net'
-import { createReadStream, createWriteStream, readFileSync, readlinkSync, readSync, openSync, closeSync, fstatSync, constants as fsc } from 'node:fs'
+import { createWriteStream, readFileSync, readlinkSync, readSync, openSync, closeSync, fstatSync, constants as fsc } from 'node:fs'
 import { PassThrough, Readable, Writable } from 'node:stream'
 import debug from 'debug'
 import * as ppm from '../ppm/ppm.js'
@@ -238,7 +238,7 @@ export class Migrator extends EventEmitter {
     const fds = await p.deputy.takeFds({ relay: sockets })
     const relay = (i: number): boolean => fds[i] !== null && ['pipe', 'socket', 'tty'].includes(p.stdioKinds[i])
     for (const i of [1, 2]) {
-      if (relay(i)) p.out[i] = openRelay(fds[i] as string, 'w').on('error', e => log('fd %d of %d: %s', i, p.pid, e.message))
+      if (relay(i)) p.out[i] = openRelay(fds[i] as string).on('error', e => log('fd %d of %d: %s', i, p.pid, e.message))
     }
     if (relay(0)) {
       // pull: read only what the remote process is blocked reading, so nothing is left behind on
@@ -594,15 +594,13 @@ function comm (pid: number): string {
 }
 
 /**
- * Opens one end of a relayed descriptor. Pipes and FIFOs become non-blocking libuv streams
- * (net.Socket), so that a paused or destroyed relay leaves no read pending in the thread pool that
- * could swallow data meant for the process; terminals and other devices use fs streams.
+ * Opens the output end of a relayed descriptor. Pipes become non-blocking libuv streams
+ * (net.Socket), so that a slow reader blocks no thread-pool thread; terminals use fs streams.
  */
-function openRelay (path: string, mode: 'r' | 'w'): Readable & Writable {
-  const fd = openSync(path, (mode === 'r' ? fsc.O_RDONLY : fsc.O_WRONLY) | fsc.O_NONBLOCK | fsc.O_NOCTTY)
-  if (fstatSync(fd).isFIFO()) return new Socket({ fd, readable: mode === 'r', writable: mode === 'w' })
-  const s = mode === 'r' ? createReadStream('', { fd }) : createWriteStream('', { fd })
-  return s as unknown as Readable & Writable
+function openRelay (path: string): Writable {
+  const fd = openSync(path, fsc.O_WRONLY | fsc.O_NONBLOCK | fsc.O_NOCTTY)
+  if (fstatSync(fd).isFIFO()) return new Socket({ fd, readable: false, writable: true })
+  return createWriteStream('', { fd })
 }
 
 /**
