@@ -31,6 +31,8 @@ export function adminDir (node: HpcNode): DirNode {
       if (!node.balancer) throw einval('no scheduler on this node')
       node.balancer.enabled = v
     }, 'balance'),
+    sched: { kind: 'file', mode: 0o644, show: () => node.balancer?.showTunables() ?? '', store: t => { if (!node.balancer) throw einval('no scheduler on this node'); node.balancer.setTunables(t) } },
+    costs: { kind: 'file', mode: 0o444, show: () => node.balancer?.explainNode() ?? 'no scheduler on this node\n' },
     'gossip-stats': {
       kind: 'file',
       mode: 0o444,

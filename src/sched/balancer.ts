@@ -11,7 +11,8 @@ import debug from 'debug'
 import type { HpcNode } from '../core/node.js'
 import type { Migrator } from '../migrate/migrator.js'
 import { CostModel } from './cost.js'
-import { explainProcess, formatExplanation, placeJob, rebalance, type LocalView, type ProcInfo } from './policy.js'
+import { explainProcess, formatExplanation, placeJob, rebalance, SCHED_DEFAULTS, type LocalView, type ProcInfo, type SchedTunables } from './policy.js'
+import { einval } from '../util/errno.js'
 import { nodeViewOf, selfViewOf } from './view.js'
 
 const log = debug('hpcfs:sched')
@@ -33,6 +34,8 @@ function uptime (): number { return Number(readFileSync('/proc/uptime', 'utf8').
 export class Balancer {
   /** admin/balance: automatic rebalancing on or off. */
   enabled = false
+  /** admin/sched: the policy's tunables (defaults and meanings in SCHED_DEFAULTS, policy.ts). */
+  readonly tunables: SchedTunables = { ...SCHED_DEFAULTS }
   private readonly usage = new Map<number, Usage>()
   private readonly model: CostModel
   /** Processes a move of which failed: not tried again before this time (ms). */
@@ -94,7 +97,7 @@ export class Balancer {
   /** Where pid should run now (this node's id when it should stay). */
   place (pid: number): number {
     const v = this.view()
-    const d = placeJob(v, { cpu: 1, mem: rss(pid) }, { model: this.model })
+    const d = placeJob(v, { cpu: 1, mem: rss(pid) }, { model: this.model, tunables: this.tunables })
     log('place %d: node %d (%s)', pid, d.target, d.why)
     return d.target
   }
@@ -104,7 +107,7 @@ export class Balancer {
     for (const p of this.migrator.procs.values()) if (p.where === 'home') this.cpuShare(p.pid, Date.now())
     if (!this.enabled) return
     if ([...this.migrator.procs.values()].some(p => p.where === 'migrating')) return
-    const d = rebalance(this.view(), { model: this.model, explain: false })
+    const d = rebalance(this.view(), { model: this.model, explain: false, tunables: this.tunables })
     if (d.action !== 'move' || d.pid === undefined || d.target === undefined) return
     log('move %d to %d: %s', d.pid, d.target, d.why)
     const pid = d.pid
@@ -119,9 +122,34 @@ export class Balancer {
     }
   }
 
+  /** admin/costs: this node's current decision and every local process's costs. */
+  explainNode (): string {
+    const d = rebalance(this.view(), { model: this.model, tunables: this.tunables })
+    const head = `balance ${this.enabled ? 'on' : 'off'}: ${d.action === 'move' ? `would move ${String(d.pid)} to node ${String(d.target)} (${d.reason})` : 'no move'}: ${d.why}\n`
+    return head + d.processes.map(formatExplanation).join('')
+  }
+
+  /** admin/sched: one `name value` line per tunable. */
+  showTunables (): string {
+    return Object.entries(this.tunables).map(([k, v]) => `${k} ${v}\n`).join('')
+  }
+
+  /** Writing `name value` lines sets tunables; an unknown name or a bad value changes nothing. */
+  setTunables (text: string): void {
+    const next: Record<string, number> = {}
+    for (const line of text.split('\n').map(l => l.trim()).filter(Boolean)) {
+      const m = /^([A-Za-z]+)\s+(\S+)$/.exec(line)
+      if (!m || !Object.hasOwn(SCHED_DEFAULTS, m[1])) throw einval(`unknown tunable line "${line.slice(0, 40)}" (names: ${Object.keys(SCHED_DEFAULTS).join(', ')})`)
+      const v = Number(m[2])
+      if (!Number.isFinite(v) || v < 0) throw einval(`${m[1]}: ${m[2]} is not a number >= 0`)
+      next[m[1]] = v
+    }
+    Object.assign(this.tunables, next)
+  }
+
   /** proc/<pid>/costs. */
   explain (pid: number): string {
-    const e = explainProcess(this.view(), pid, { model: this.model })
+    const e = explainProcess(this.view(), pid, { model: this.model, tunables: this.tunables })
     if (!e) {
       const p = this.migrator.procs.get(pid)
       return p && p.where !== 'home' ? `pid ${pid} runs on node ${String(p.where)}; its costs are decided when it is home\n` : `pid ${pid} is not under cluster discipline here\n`

@@ -59,6 +59,20 @@ test('a job whose node leaves comes back and keeps running', async () => {
   await lab.node(node).write('admin/block', '0\n')
 })
 
+test('admin/sched shows and sets the tunables (bad input changes nothing); admin/costs explains the node', async () => {
+  const n1 = lab.node(1)
+  const before = await n1.read('admin/sched')
+  assert.match(before, /^hysteresis 1\.3$/m)
+  await n1.write('admin/sched', 'hysteresis 2\n')
+  assert.match(await n1.read('admin/sched'), /^hysteresis 2$/m)
+  await assert.rejects(n1.write('admin/sched', 'nosuchknob 1\n'), /Invalid argument/)
+  await assert.rejects(n1.write('admin/sched', 'hysteresis -3\n'), /Invalid argument/)
+  assert.match(await n1.read('admin/sched'), /^hysteresis 2$/m)
+  await n1.write('admin/sched', 'hysteresis 1.3\n')
+  assert.equal(await n1.read('admin/sched'), before)
+  assert.match(await n1.read('admin/costs'), /^balance on: /)
+})
+
 test('goto balance places a job by cost; a locked job is never moved automatically', async () => {
   const pid = startJob()
   await lab.node(1).write(`proc/${pid}/lock`, '1\n')
