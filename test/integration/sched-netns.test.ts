@@ -84,3 +84,15 @@ test('goto balance places a job by cost; a locked job is never moved automatical
   await until('a few balancing rounds', () => Date.now() - t0 > 3000, 5000, 200)
   assert.equal(await where(locked), '0')
 })
+
+test('the balancer reacts to a speed change within a few intervals', async () => {
+  const n1 = lab.node(1)
+  await n1.write('admin/speed', '400000\n') // node 1 is now by far the fastest: a new job stays home
+  const pid = startJob()
+  await n1.write(`proc/${pid}/lock`, '0\n')
+  const t0 = Date.now()
+  await until('some balancing rounds', () => Date.now() - t0 > 3000, 5000, 200)
+  assert.equal(await where(pid), '0', 'moved away from the fastest node')
+  await n1.write('admin/speed', '1000\n')
+  await until('moved away after the slow-down', async () => ['2', '3'].includes(await where(pid)), 20_000, 100)
+})
