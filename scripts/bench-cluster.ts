@@ -1,0 +1,305 @@
+// Cluster benchmark (docs/bench-cluster.md): 3 namespaced nodes, each daemon (and everything it
+// starts or restores) in its own cgroup v1 cpu group with a CFS quota, so the nodes have different
+// speeds on one machine. A batch of CPU-bound jobs is started with mosrun (unlocked, lock 0) on the
+// slow node 1; we measure total time, mean slowdown and migrations with node 1's admin/balance off
+// and on, and print the speed of each node as the daemons calibrated it (and, as a second
+// configuration, with admin/speed set proportional to the quota).
+// Usage: scripts/bench-cluster [--quick] [--jobs K] [--rounds R] [--quota 25000,80000,80000] [--explain] [--json]
+//   --explain: print node 1's admin/costs and one job's proc/<pid>/costs 2 s into each batch
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Lab, HPCD_JS, REPO_ROOT, type LabNodeSpec } from '../src/lab/lab.js'
+
+const argv = process.argv.slice(2)
+const flag = (name: string): boolean => argv.includes(`--${name}`)
+const opt = (name: string): string | undefined => { const i = argv.indexOf(`--${name}`); return i >= 0 ? argv[i + 1] : undefined }
+const num = (name: string, dflt: number): number => { const v = opt(name); return v === undefined ? dflt : Number(v) }
+
+const quick = flag('quick')
+const NODES = 3
+const PERIOD = 100000
+const quotas = (opt('quota') ?? '25000,80000,80000').split(',').map(Number)
+const JOBS = num('jobs', quick ? 3 : 6)
+const ROUNDS = num('rounds', quick ? 1500 : 4000) // counter rounds over a 4 MB array: ≈ 0.8 ms CPU each
+const ARRAY_KB = 4096
+const SPACING_MS = 200
+const INTERVAL = 0.5
+const CG_ROOT = '/sys/fs/cgroup/cpu'
+const CG_BASE = join(CG_ROOT, 'hpcfs-bench')
+const cgDir = (id: number): string => join(CG_BASE, `node${id}`)
+
+if (quotas.length !== NODES || quotas.some(q => !Number.isInteger(q) || q < 1000)) {
+  console.error(`--quota needs ${NODES} integers >= 1000 (µs per ${PERIOD} µs period)`)
+  process.exit(2)
+}
+if (process.getuid?.() !== 0) { console.error('bench-cluster needs root (namespaces, cgroups)'); process.exit(2) }
+if (!existsSync(join(CG_ROOT, 'cpu.cfs_quota_us'))) { console.error(`no cgroup v1 cpu controller at ${CG_ROOT}`); process.exit(2) }
+
+const log = (s: string): void => { process.stderr.write(`# ${s}\n`) }
+const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
+const now = (): number => Number(process.hrtime.bigint()) / 1e6
+const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length)
+
+// ---------------------------------------------------------------------------------------------
+// Cleanup: jobs, lab, cgroups; also on Ctrl-C and on any exit
+
+const jobs = new Set<ChildProcess>()
+let lab: Lab | undefined
+let tmp: string | undefined
+
+function cgroupPids (id: number): number[] {
+  try {
+    return readFileSync(join(cgDir(id), 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number)
+  } catch {
+    return []
+  }
+}
+
+/** Remove the cgroups; anything still inside (should be nothing) is moved back to the root group first. */
+function removeCgroups (): void {
+  for (let id = 1; id <= NODES; id++) {
+    if (!existsSync(cgDir(id))) continue
+    for (const p of cgroupPids(id)) try { writeFileSync(join(CG_ROOT, 'cgroup.procs'), `${p}\n`) } catch {}
+    try { rmdirSync(cgDir(id)) } catch (e) { log(`rmdir ${cgDir(id)}: ${(e as Error).message}`) }
+  }
+  if (existsSync(CG_BASE)) try { rmdirSync(CG_BASE) } catch (e) { log(`rmdir ${CG_BASE}: ${(e as Error).message}`) }
+}
+
+function killJobs (): void {
+  for (const j of jobs) if (j.exitCode === null && j.signalCode === null) try { j.kill('SIGKILL') } catch {}
+}
+
+let cleaning: Promise<void> | undefined
+async function cleanup (): Promise<void> {
+  cleaning ??= (async () => {
+    killJobs()
+    await lab?.destroy().catch(e => log(`lab destroy: ${(e as Error).message}`))
+    // the jobs' pids (and restored copies) are gone with the namespaces; give the kernel a moment
+    for (let k = 0; k < 20 && [1, 2, 3].some(id => cgroupPids(id).length > 0); k++) await sleep(100)
+    removeCgroups()
+    if (tmp !== undefined) rmSync(tmp, { recursive: true, force: true })
+  })()
+  await cleaning
+}
+
+process.on('exit', () => { killJobs(); lab?.destroySync(); removeCgroups(); if (tmp !== undefined) rmSync(tmp, { recursive: true, force: true }) })
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as NodeJS.Signals[]) {
+  process.on(sig, () => {
+    log(`${sig}: cleaning up`)
+    void cleanup().finally(() => process.exit(130))
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Setup
+
+function setupCgroups (): void {
+  removeCgroups() // leftovers of an interrupted run (empty groups)
+  mkdirSync(CG_BASE, { recursive: true })
+  for (let id = 1; id <= NODES; id++) {
+    mkdirSync(cgDir(id), { recursive: true })
+    writeFileSync(join(cgDir(id), 'cpu.cfs_period_us'), `${PERIOD}\n`)
+    writeFileSync(join(cgDir(id), 'cpu.cfs_quota_us'), `${quotas[id - 1]}\n`)
+  }
+}
+
+/**
+ * sh wrapper that puts itself into node `id`'s cgroup, then execs the command (same pid) through the
+ * `launch` subject, which closes every inherited fd above 2 first: an fd this process inherited
+ * (e.g. a pipe of whatever started it) would otherwise reach the jobs, and the migration engine
+ * refuses a process holding an unnamed pipe (proc/<pid>/cantmove).
+ */
+let launcher = ''
+const inCgroup = (id: number, cmd: string, args: string[]): { cmd: string, args: string[] } =>
+  ({ cmd: 'sh', args: ['-c', 'echo $$ > "$1" && shift && exec "$@"', 'sh', join(cgDir(id), 'cgroup.procs'), launcher, cmd, ...args] })
+
+function hpcdCommand (n: LabNodeSpec): { cmd: string, args: string[] } {
+  const args = [HPCD_JS, '--id', String(n.id), '--addr', n.addr, '--port', String(n.port),
+    '--map', n.mapFile, '--mount', n.mount, '--key', n.keyFile, '--interval', String(INTERVAL)]
+  return inCgroup(n.id, process.execPath, args)
+}
+
+/** Compile a test/ppm/subjects program into the temp dir. */
+function compile (name: string): string {
+  tmp ??= mkdtempSync(join(tmpdir(), 'hpcfs-bench-cluster-'))
+  const bin = join(tmp, name)
+  const r = spawnSync('gcc', ['-O2', '-o', bin, join(REPO_ROOT, `test/ppm/subjects/${name}.c`)], { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`gcc ${name}: ${r.stderr}`)
+  return bin
+}
+
+// ---------------------------------------------------------------------------------------------
+// Jobs
+
+interface JobResult { pid: number, startMs: number, endMs: number, code: number | null, nmigs: number, where: Set<string> }
+
+/** Wait for a child's exit; resolves with its exit code. */
+const exited = async (c: ChildProcess): Promise<number | null> =>
+  c.exitCode !== null || c.signalCode !== null ? c.exitCode : await new Promise(resolve => c.once('exit', code => resolve(code)))
+
+/** One counter run directly on node `id` (no mosrun, no daemon involved): wall time in ms. */
+async function alone (counter: string, id: number): Promise<number> {
+  const w = inCgroup(id, counter, [String(ROUNDS), String(ARRAY_KB), '0', '0'])
+  const t0 = now()
+  const c = lab!.spawn(id, w.cmd, w.args, { stdio: 'ignore' })
+  jobs.add(c)
+  const code = await exited(c)
+  jobs.delete(c)
+  if (code !== 0) throw new Error(`counter alone on node ${id} exited ${code}`)
+  return now() - t0
+}
+
+/** The pid of mosrun's child (the command), once it exists. */
+async function childOf (pid: number, timeoutMs = 10_000): Promise<number> {
+  const t0 = now()
+  while (now() - t0 < timeoutMs) {
+    try {
+      const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
+      if (kids.length > 0) return kids[0]
+    } catch {}
+    await sleep(10)
+  }
+  throw new Error(`mosrun ${pid} started no command`)
+}
+
+/** K jobs by mosrun -l -c at node 1, SPACING_MS apart; polls where and nmigs until all ended. */
+async function batch (counter: string, timeoutMs: number): Promise<{ totalMs: number, results: JobResult[] }> {
+  const n1 = lab!.node(1)
+  const mosrun = join(REPO_ROOT, 'dist/src/cli/mosrun.js')
+  const running: Array<{ child: ChildProcess, r: JobResult, done: boolean }> = []
+  const t0 = now()
+  for (let k = 0; k < JOBS; k++) {
+    const w = inCgroup(1, process.execPath, [mosrun, '-l', '-c', counter, String(ROUNDS), String(ARRAY_KB), '0', '0'])
+    const startMs = now()
+    const child = lab!.spawn(1, w.cmd, w.args, { stdio: 'ignore', env: { HPC_ROOT: n1.mount } })
+    jobs.add(child)
+    const entry = { child, r: { pid: 0, startMs, endMs: 0, code: null as number | null, nmigs: 0, where: new Set<string>() }, done: false }
+    running.push(entry)
+    void exited(child).then(code => { entry.r.endMs = now(); entry.r.code = code; entry.done = true; jobs.delete(child) })
+    entry.r.pid = await childOf(child.pid!)
+    await sleep(SPACING_MS)
+  }
+  let explained = !flag('explain')
+  while (running.some(e => !e.done)) {
+    if (!explained && now() - t0 > 2000) {
+      explained = true
+      const live = running.find(e => !e.done)
+      log(`admin/costs at node 1:\n${await n1.read('admin/costs').catch(e => (e as Error).message)}`)
+      if (live !== undefined) log(`proc/${live.r.pid}/costs:\n${await n1.read(`proc/${live.r.pid}/costs`).catch(e => (e as Error).message)}`)
+      for (const e of running.filter(e => !e.done)) log(`proc/${e.r.pid}/cantmove: ${(await n1.read(`proc/${e.r.pid}/cantmove`).catch(e => (e as Error).message)).trim()}`)
+    }
+    if (now() - t0 > timeoutMs) throw new Error(`batch not done after ${Math.round(timeoutMs / 1000)} s`)
+    await Promise.all(running.filter(e => !e.done).map(async e => {
+      const [w, m] = await Promise.all([n1.read(`proc/${e.r.pid}/where`, 2000).catch(() => ''), n1.read(`proc/${e.r.pid}/nmigs`, 2000).catch(() => '')])
+      if (e.done) return
+      if (/^\d+$/.test(w.trim())) e.r.where.add(w.trim() === '0' ? '1' : w.trim())
+      if (/^\d+$/.test(m.trim())) e.r.nmigs = Math.max(e.r.nmigs, Number(m.trim()))
+    }))
+    await sleep(250)
+  }
+  const results = running.map(e => e.r)
+  for (const r of results) if (r.code !== 0) throw new Error(`job ${r.pid} exited ${r.code}`)
+  return { totalMs: Math.max(...results.map(r => r.endMs)) - t0, results }
+}
+
+async function speeds (): Promise<number[]> {
+  const out: number[] = []
+  for (let id = 1; id <= NODES; id++) out.push(Number((await lab!.node(1).read(`nodes/${id}/speed`)).trim()))
+  return out
+}
+
+/** Wait until node 1's view of the machine has quietened (loads decayed after a batch). */
+async function settle (): Promise<void> {
+  const t0 = now()
+  while (now() - t0 < 20_000) {
+    const loads = await Promise.all([1, 2, 3].map(async id => Number((await lab!.node(1).read(`nodes/${id}/load`).catch(() => '0')).trim())))
+    if (loads.every(l => l < 30)) return
+    await sleep(500)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+interface Row { config: string, speeds: number[], totalMs: number, meanSlowdown: number, maxSlowdown: number, migrations: number, placement: string, results: JobResult[] }
+
+async function main (): Promise<void> {
+  const tStart = now()
+  const counter = compile('counter')
+  launcher = compile('launch')
+  setupCgroups()
+  log(`cgroups ${CG_BASE}/node1..${NODES}: quota ${quotas.map(q => (q / PERIOD).toFixed(2)).join(' / ')} CPU; ${JOBS} jobs × counter ${ROUNDS} rounds × ${ARRAY_KB} KB`)
+  // One daemon after the other, so that each calibrates its speed without the others' start-up
+  // (node, JIT, FUSE) competing for the two cores: only its cgroup's limit differs.
+  lab = await Lab.create({ nodes: NODES, tag: 'bclu', command: hpcdCommand, handleSignals: false, start: false })
+  for (const nd of lab.nodes) await nd.start()
+  await lab.waitAllUp()
+  for (let id = 1; id <= NODES; id++) {
+    const pid = lab.node(id).pid!
+    const cg = cgroupPids(id)
+    if (!cg.includes(pid)) throw new Error(`daemon ${id} (pid ${pid}) is not in ${cgDir(id)} (${cg.join(' ')})`)
+  }
+  const calibrated = await speeds()
+  log(`calibrated speeds (nodes/<id>/speed at node 1): ${calibrated.join(' / ')}`)
+
+  const fastest = quotas.indexOf(Math.max(...quotas)) + 1
+  const slowest = quotas.indexOf(Math.min(...quotas)) + 1
+  const ref = await alone(counter, fastest)
+  log(`one job alone on node ${fastest} (fastest): ${(ref / 1000).toFixed(2)} s`)
+  const refSlow = await alone(counter, slowest)
+  log(`one job alone on node ${slowest} (slowest): ${(refSlow / 1000).toFixed(2)} s (${(refSlow / ref).toFixed(2)}× the fastest; quota ratio ${(Math.max(...quotas) / Math.min(...quotas)).toFixed(2)})`)
+
+  const expectedOff = JOBS * refSlow
+  const rows: Row[] = []
+  const runBatch = async (config: string, balance: 0 | 1): Promise<void> => {
+    await settle()
+    await lab!.node(1).write('admin/balance', `${balance}\n`)
+    const sp = await speeds()
+    log(`${config}: balance ${balance}, speeds ${sp.join(' / ')} ...`)
+    const { totalMs, results } = await batch(counter, Math.max(60_000, 2.5 * expectedOff))
+    const sl = results.map(r => (r.endMs - r.startMs) / ref)
+    const count = new Map<string, number>()
+    for (const r of results) for (const w of r.where) if (w !== '1') count.set(w, (count.get(w) ?? 0) + 1)
+    const placement = [...count].sort().map(([w, c]) => `${c} to node ${w}`).join(', ') || 'all at node 1'
+    const row = { config, speeds: sp, totalMs, meanSlowdown: mean(sl), maxSlowdown: Math.max(...sl), migrations: results.reduce((a, r) => a + r.nmigs, 0), placement, results }
+    rows.push(row)
+    log(`  total ${(totalMs / 1000).toFixed(1)} s, mean slowdown ${row.meanSlowdown.toFixed(2)}, migrations ${row.migrations} (${placement})`)
+    await lab!.node(1).write('admin/balance', '0\n')
+  }
+
+  await runBatch('balance off', 0)
+  await runBatch('balance on, calibrated speeds', 1)
+  // Second configuration: speeds proportional to the quotas (calibration measures CPU time of short
+  // runs, which fit inside one CFS period's quota, so it cannot see the limit).
+  const base = Math.max(...calibrated)
+  for (let id = 1; id <= NODES; id++) await lab.node(id).write('admin/speed', `${Math.max(1, Math.round(base * quotas[id - 1] / PERIOD))}\n`)
+  const want = quotas.map(q => Math.max(1, Math.round(base * q / PERIOD)))
+  const t0 = now()
+  while ((await speeds()).some((s, k) => s !== want[k])) {
+    if (now() - t0 > 15_000) throw new Error(`node 1 does not see the speeds ${want.join(' / ')}`)
+    await sleep(250)
+  }
+  await runBatch('balance on, speed ∝ quota', 1)
+
+  console.log(`# ${NODES} nodes, cgroup v1 CPU quota ${quotas.map(q => (q / PERIOD).toFixed(2)).join(' / ')} CPU (period ${PERIOD / 1000} ms), ${JOBS} jobs started by mosrun -l -c at node 1, ${SPACING_MS} ms apart;` +
+    ` job = counter ${ROUNDS} rounds over ${ARRAY_KB} KB; alone: ${(ref / 1000).toFixed(2)} s on node ${fastest}, ${(refSlow / 1000).toFixed(2)} s on node ${slowest}; calibrated speeds ${calibrated.join(' / ')}`)
+  console.log('| configuration | speeds 1 / 2 / 3 (node 1\'s view) | total s | mean slowdown | max slowdown | migrations | moved |')
+  console.log('|---|---|---|---|---|---|---|')
+  for (const r of rows) {
+    console.log(`| ${r.config} | ${r.speeds.join(' / ')} | ${(r.totalMs / 1000).toFixed(1)} | ${r.meanSlowdown.toFixed(2)} | ${r.maxSlowdown.toFixed(2)} | ${r.migrations} | ${r.placement} |`)
+  }
+  console.log(`# ${((now() - tStart) / 1000).toFixed(0)} s`)
+  if (flag('json')) console.log(JSON.stringify({ quotas, jobs: JOBS, rounds: ROUNDS, ref, refSlow, calibrated, rows: rows.map(r => ({ ...r, results: r.results.map(x => ({ ...x, where: [...x.where] })) })) }))
+}
+
+try {
+  await main()
+  await cleanup()
+} catch (e) {
+  console.error(`bench-cluster: ${(e as Error).stack ?? String(e)}`)
+  for (const nd of lab?.nodes ?? []) if (nd.log() !== '') console.error(`--- node ${nd.id} log (tail):\n${nd.logTail(15)}`)
+  await cleanup()
+  process.exitCode = 1
+}
