@@ -257,8 +257,15 @@ function testMkproc (tree: Tree, pid: number): void {
   }
 }
 
-/** The held child: /bin/sh blocks reading fd 3, then execs the command. */
-const GATE = 'read _ <&3 || exit 125; exec 3<&-; exec "$@"'
+/**
+ * The held child: /bin/sh blocks reading fd 3, then execs the command. Pipes and sockets above fd 2
+ * that mosrun itself inherited are closed first: they would pin the job to its home node
+ * (cantmove: "unnamed pipe"); regular files are kept (they travel with the process).
+ */
+const SHELL = existsSync('/bin/bash') ? '/bin/bash' : '/bin/sh' // dash cannot close fds above 9
+const GATE = 'read _ <&3 || exit 125; exec 3<&-; ' +
+  'for f in /proc/$$/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] 2>/dev/null && { [ -p "$f" ] || [ -S "$f" ]; } && eval "exec $n>&-"; done; ' +
+  'exec "$@"'
 
 /** True when we are in the terminal's foreground process group (the terminal signalled the child too). */
 function inForeground (): boolean {
@@ -310,7 +317,7 @@ async function main (argv: string[]): Promise<number> {
   }
   for (const s of FORWARDED) process.on(s, onSignal)
 
-  child = spawn('/bin/sh', ['-c', GATE, 'mosrun', ...o.command], { stdio: ['inherit', 'inherit', 'inherit', 'pipe'] })
+  child = spawn(SHELL, ['-c', GATE, 'mosrun', ...o.command], { stdio: ['inherit', 'inherit', 'inherit', 'pipe'] })
   const ended = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve, reject) => {
     child?.once('error', reject)
     child?.once('exit', (code, signal) => { exited = true; resolve({ code, signal }) })
