@@ -5,20 +5,13 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { spawnSync } from 'node:child_process'
+import type { NodeSample } from '../../src/cli/mosmon-render.js'
 
 export const CLI_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli')
 
-export interface FixtureNode {
-  id: number
+/** One node's files, as mosmon reads them, plus whether it is up and its address. */
+export interface FixtureNode extends NodeSample {
   up: boolean
-  load: number
-  speed: number
-  cpus: number
-  mem: number
-  rmem: number
-  tmem: number
-  util: number
-  status: number
   addr: string
 }
 
@@ -34,6 +27,18 @@ export interface Fixture {
 const rand = (lo: number, hi: number): number => lo + Math.floor(Math.random() * (hi - lo + 1))
 
 /** A tree with `count` nodes on 10.<a>.<b>.1.. (node `me` is this node); `down` lists down nodes. */
+/** A test body run against a fresh tree, cleaned up even when it fails. */
+export function withTree (opts: Parameters<typeof makeTree>[0], fn: (f: Fixture) => void): () => void {
+  return () => {
+    const f = makeTree(opts)
+    try {
+      fn(f)
+    } finally {
+      f.cleanup()
+    }
+  }
+}
+
 export function makeTree (opts: { count?: number, me?: number, down?: number[] } = {}): Fixture {
   const count = opts.count ?? 3
   const me = opts.me ?? 1

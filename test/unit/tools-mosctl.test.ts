@@ -4,21 +4,10 @@ import assert from 'node:assert/strict'
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { makeTree, runTool, type Fixture } from './tools-fixture.js'
+import { runTool, withTree, type Fixture } from './tools-fixture.js'
 
 const mosctl = (f: Fixture | string, ...args: string[]): ReturnType<typeof runTool> =>
   runTool('mosctl', args, { root: typeof f === 'string' ? f : f.root })
-
-function withTree (opts: Parameters<typeof makeTree>[0], fn: (f: Fixture) => void): () => void {
-  return () => {
-    const f = makeTree(opts)
-    try {
-      fn(f)
-    } finally {
-      f.cleanup()
-    }
-  }
-}
 
 test('flag subcommands write 1 / 0 to the admin file', withTree({}, f => {
   const cases: Array<[string, string, string]> = [

@@ -4,24 +4,13 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { makeTree, runTool, type Fixture } from './tools-fixture.js'
+import { runTool, withTree, type Fixture } from './tools-fixture.js'
 import { expandMap, formatMap, parseMap } from '../../src/map/map.js'
 
 const setpe = (f: Fixture | string, args: string[], input = ''): ReturnType<typeof runTool> =>
   runTool('setpe', args, { root: typeof f === 'string' ? f : f.root, input })
 const showmap = (f: Fixture | string, ...args: string[]): ReturnType<typeof runTool> =>
   runTool('showmap', args, { root: typeof f === 'string' ? f : f.root })
-
-function withTree (opts: Parameters<typeof makeTree>[0], fn: (f: Fixture) => void): () => void {
-  return () => {
-    const f = makeTree(opts)
-    try {
-      fn(f)
-    } finally {
-      f.cleanup()
-    }
-  }
-}
 
 /** A map that holds the fixture's nodes, written the long way (one line each, with comments). */
 const mapOf = (f: Fixture): string => '# test map\n\n' + f.nodes.map(n => `${n.id}\t${n.addr}   1  # node ${n.id}`).join('\n') + '\n'
