@@ -72,14 +72,24 @@ export function calibrate (opts: CalibrateOptions = {}): Calibration {
   const budgetMs = opts.budgetMs ?? 150
   const runMs = opts.runMs ?? 25
   const t0 = nowMs()
-  // Warm-up: until the loop is optimised, small batches; also gives a first rate estimate.
+  // Warm-up: small batches until the optimising compiler has taken over, i.e. until the rate has
+  // not improved for a while (at least 20 batches and 40 ms); also gives a first rate estimate.
+  // (A fixed count of batches sometimes ended before the optimised code was installed, and the
+  // timed runs then measured the baseline tier at about 0.4x.)
   let rate = 0
-  for (let w = 0; w < 20; w++) {
+  let lastGain = nowMs()
+  // Many short calls first: V8 tiers a function up by calls and loop iterations, and a few long
+  // calls could leave the timed runs in a baseline tier (about 0.4x) for a few hundred ms.
+  for (let w = 0; w < 3000; w++) sink ^= kernel(500, w)
+  for (let w = 0; w < 2000; w++) {
     const n = 50000
     const s = nowMs()
     sink ^= kernel(n, w + 1 + (sink & 1))
-    const dt = nowMs() - s
-    if (dt > 0) rate = Math.max(rate, n / (dt / 1000))
+    const e = nowMs()
+    const r = (e - s) > 0 ? n / ((e - s) / 1000) : 0
+    if (r > rate * 1.05) lastGain = e
+    rate = Math.max(rate, r)
+    if (w >= 20 && e - t0 >= 40 && e - lastGain >= 20) break
   }
   const n = Math.max(10000, Math.round(rate * runMs / 1000))
   let best = 0
