@@ -1647,17 +1647,28 @@ static int cmd_check(pid_t pid)
 
 #define SEIZE_OPTS (PTRACE_O_TRACESYSGOOD | PTRACE_O_SUSPEND_SECCOMP)
 
-static int cmd_dump(pid_t pid, int mode /* 0 kill, 1 leave running */, const char *target)
+/* The start of dump and deputy: refuse a process that cannot move, seize it and write its image
+ * to fd 3. Returns 0 with the process frozen under `t`, or the command's exit status (the process
+ * is left running as it was). */
+static int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpres *res, double *t0)
 {
 	int n = check_pid(pid, 1);
 	if (n) { ctlf("ERR EPERM process %d cannot move (%d reason%s)", pid, n, n > 1 ? "s" : ""); return 3; }
+	*t0 = now_ms();
+	int e = seize(t, pid, SEIZE_OPTS);
+	if (e) { if (!t->dead) ptrace(PTRACE_DETACH, pid, 0, 0); return report_err(); }
+	e = dump_image(t, 3, target, res);
+	if (e) { release_live(t); return report_err(); }
+	return 0;
+}
+
+static int cmd_dump(pid_t pid, int mode /* 0 kill, 1 leave running */, const char *target)
+{
 	struct tracee t;
-	double t0 = now_ms();
-	int e = seize(&t, pid, SEIZE_OPTS);
-	if (e) { if (!t.dead) ptrace(PTRACE_DETACH, pid, 0, 0); return report_err(); }
 	struct dumpres res;
-	e = dump_image(&t, 3, target, &res);
-	if (e) { release_live(&t); return report_err(); }
+	double t0;
+	int e = seize_and_dump(pid, target, &t, &res, &t0);
+	if (e) return e;
 	if (mode == 1) release_live(&t);
 	else kill_reap(pid);
 	free(res.vmas);
@@ -1901,15 +1912,11 @@ static int deputy_restore(struct tracee *t, const char *path)
 
 static int cmd_deputy(pid_t pid, const char *target)
 {
-	int n = check_pid(pid, 1);
-	if (n) { ctlf("ERR EPERM process %d cannot move (%d reason%s)", pid, n, n > 1 ? "s" : ""); return 3; }
 	struct tracee t;
-	double t0 = now_ms();
-	int e = seize(&t, pid, SEIZE_OPTS);
-	if (e) { if (!t.dead) ptrace(PTRACE_DETACH, pid, 0, 0); return report_err(); }
 	struct dumpres res;
-	e = dump_image(&t, 3, target, &res);
-	if (e) { release_live(&t); return report_err(); }
+	double t0;
+	int e = seize_and_dump(pid, target, &t, &res, &t0);
+	if (e) return e;
 	free(res.vmas);
 	close(3);
 	double t1 = now_ms();
