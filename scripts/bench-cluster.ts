@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, wr
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Lab, HPCD_JS, REPO_ROOT, type LabNodeSpec } from '../src/lab/lab.js'
+import { sleep } from './bench-util.js'
 
 const argv = process.argv.slice(2)
 const flag = (name: string): boolean => argv.includes(`--${name}`)
@@ -38,7 +39,6 @@ if (process.getuid?.() !== 0) { console.error('bench-cluster needs root (namespa
 if (!existsSync(join(CG_ROOT, 'cpu.cfs_quota_us'))) { console.error(`no cgroup v1 cpu controller at ${CG_ROOT}`); process.exit(2) }
 
 const log = (s: string): void => { process.stderr.write(`# ${s}\n`) }
-const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
 const now = (): number => Number(process.hrtime.bigint()) / 1e6
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length)
 

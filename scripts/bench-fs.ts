@@ -21,19 +21,13 @@ import { encode, MAX_WINDOW, HEADER_LEN, ENTRY_LEN, type WireEntry } from '../sr
 import { Keyring, MAC_LEN } from '../src/gossip/keyring.js'
 import type { NodeInfo } from '../src/gossip/info.js'
 import { mountedPaths, fusermountU } from '../src/core/mountpoint.js'
+import { median, sleep } from './bench-util.js'
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 const HPCD = join(REPO, 'dist/src/cli/hpcd.js')
 const CLIENT_SRC = join(REPO, 'scripts/bench-fs-client.c')
 const SELF = fileURLToPath(import.meta.url)
 
-const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
-const median = (xs: number[]): number => {
-  if (xs.length === 0) return NaN
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0)
 
 // ---- formatting ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
 import { performance } from 'node:perf_hooks'
 import { Lab, type LabNode } from '../src/lab/lab.js'
+import { median, sleep } from './bench-util.js'
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 const SUBJECT_SRC = join(REPO, 'scripts/bench-migrate-subject.c')
@@ -47,13 +48,6 @@ const runs = Number(opts.runs)
 if (sizes.some(s => !Number.isInteger(s) || s < 1 || s > 8192) || !Number.isInteger(runs) || runs < 1) usage('bad --sizes or --runs')
 if (process.getuid?.() !== 0) usage('needs root (network namespaces)')
 
-const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
-const median = (xs: number[]): number => {
-  if (xs.length === 0) return NaN
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 const f1 = (x: number): string => Number.isFinite(x) ? x.toFixed(1) : '-'
 const f0 = (x: number): string => Number.isFinite(x) ? x.toFixed(0) : '-'
 const MiB = 1 << 20

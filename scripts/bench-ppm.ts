@@ -16,6 +16,7 @@ import { createServer, connect, type Socket } from 'node:net'
 import { once } from 'node:events'
 import { createInterface } from 'node:readline'
 import { dump, helperPath, restore, socketFd } from '../src/ppm/ppm.js'
+import { median } from './bench-util.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const args = process.argv.slice(2)
@@ -43,7 +44,6 @@ for (const [src, out] of [['walker', walker], ['launch', launch]]) {
   if (r.status !== 0) { console.error(r.stderr); process.exit(1) }
 }
 
-const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] }
 
 interface Started { pid: number, done: Promise<void>, kill: () => void }
 async function startWalker (mb: number): Promise<Started> {
