@@ -64,14 +64,19 @@ export function readUids (pid: number | 'self', procfs = '/proc'): { real: numbe
 }
 
 /** The command line with spaces for the NULs, or `[comm]` when empty (kernel threads, zombies). */
+/** Control characters shown as `?`, as ps does: one process, one line. */
+function printable (s: string): string {
+  return s.replace(/[\x00-\x1f\x7f]/g, '?')
+}
+
 export function readCommand (pid: number, comm: string, procfs = '/proc'): string {
   try {
     const raw = readFileSync(`${procfs}/${pid}/cmdline`, 'utf8').replace(/\0+$/, '')
-    if (raw !== '') return raw.replace(/\0/g, ' ')
+    if (raw !== '') return printable(raw.replace(/\0/g, ' '))
   } catch {
     // gone, or not allowed: fall back to comm
   }
-  return `[${comm}]`
+  return `[${printable(comm)}]`
 }
 
 /** All pids in /proc, ascending. */

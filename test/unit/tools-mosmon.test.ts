@@ -181,7 +181,8 @@ function startMosmon (f: Fixture, args: string[] = []): Pty {
   let out = ''
   proc.stdout?.on('data', (d: Buffer) => { out += d.toString() })
   proc.stderr?.on('data', (d: Buffer) => { out += d.toString() })
-  const exited = new Promise<number | null>(resolve => proc.on('exit', code => resolve(code)))
+  // 'close', not 'exit': the last bytes through the pipes may arrive after the process has exited.
+  const exited = new Promise<number | null>(resolve => proc.on('close', code => resolve(code)))
   let done = false
   void exited.then(() => { done = true })
   const waitFor = async (pred: (o: string) => boolean, what: string, ms = 10000): Promise<void> => {

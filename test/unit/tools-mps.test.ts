@@ -1,10 +1,10 @@
 // mps against a plain directory laid out like the tree, with real subject processes.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { cpuTime, readProcStat, ttyName } from '../../src/cli/proc-common.js'
+import { cpuTime, readCommand, readProcStat, ttyName } from '../../src/cli/proc-common.js'
 import { addProc, deadPid, run, withProcTree } from './tools-proc-fixture.js'
 
 const HEADER = '  PID TTY      NODE STAT     TIME COMMAND'
@@ -16,7 +16,9 @@ function rows (stdout: string): Row[] {
   assert.equal(lines[0], HEADER)
   assert.equal(lines.at(-1), '')
   return lines.slice(1, -1).map(l => {
-    const m = /^([ \d]{5}) (.{8}) ([ \S]{4}) (.{4}) ([ \d:]{8}) (.*)$/.exec(l)
+    // Columns are padded to ps's widths and grow when a value is wider (pids over 99999 on hosts
+    // where pid_max is 4194304, as systemd sets it).
+    const m = /^( *\d{1,7}) (\S+ *) ( *\S+) (\S+ *) ( *[\d:]+) (.*)$/.exec(l)
     assert.ok(m !== null, `row layout: ${JSON.stringify(l)}`)
     return { pid: Number(m[1]), tty: m[2].trim(), node: m[3].trim(), stat: m[4].trim(), time: m[5].trim(), command: m[6] }
   })
@@ -112,6 +114,14 @@ test('tty names, CPU time and /proc/PID/stat parsing', () => {
   assert.equal(cpuTime(0), '0:00')
   assert.equal(cpuTime(6150), '1:01')
   assert.equal(cpuTime(100 * 3600 * 2), '120:00')
+  // A newline or escape in an argument would break the listing: shown as ?, as ps does.
+  const procfs = mkdtempSync(join(tmpdir(), 'hpcfs-procfs-'))
+  try {
+    mkdirSync(join(procfs, '7'))
+    writeFileSync(join(procfs, '7', 'cmdline'), '/bin/sh\0-c\0sleep 60\0x\ny\x1b[2J\0')
+    assert.equal(readCommand(7, 'sh', procfs), '/bin/sh -c sleep 60 x?y?[2J')
+    assert.equal(readCommand(8, 'a\tb', procfs), '[a?b]')
+  } finally { rmSync(procfs, { recursive: true, force: true }) }
   const me = readProcStat(process.pid)
   assert.ok(me !== undefined)
   assert.equal(me.pid, process.pid)
