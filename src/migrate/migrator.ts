@@ -9,13 +9,16 @@
 //                  puts the process back into its original, never two copies, never none)
 //   N -> home      N dumps it, drains its output, streams the image back; home restores it into
 //                  the original (same pid)
-//   N -> M         as N -> home, then home -> M from the image (images travel through home)
+//   N -> M         M is asked first (a refusal leaves the process running on N); then N stops
+//                  it and streams the image straight to M, keeping a copy until home tells it
+//                  M runs it: if M cannot, N runs it again (or, failing that, sends it home)
 // Guests whose home dies are killed; a deputy whose remote node dies prints why on its stderr and
 // exits with LOST_STATUS.
 import { EventEmitter } from 'node:events'
 import { createServer, Socket, type Server } from 'node:net'
 import { createWriteStream, readFileSync, readlinkSync, readSync, openSync, closeSync, fstatSync, constants as fsc } from 'node:fs'
 import { PassThrough, Readable, Writable } from 'node:stream'
+import { randomBytes } from 'node:crypto'
 import debug from 'debug'
 import * as ppm from '../ppm/ppm.js'
 import type { Keyring } from '../gossip/keyring.js'
@@ -62,7 +65,17 @@ export class HomeProc {
   stdioKinds: string[] = []
   /** Output that arrived before the relay was ready, in order. */
   pendingOut: Array<[number, Buffer]> | null = []
+  /** During N -> M: M's connection, whose output and messages wait until N has sent all of its own. */
+  holdFor: Conn | null = null
+  held: Array<[number, Buffer]> = []
+  heldMsgs: Msg[] = []
+  /** Signals that reached the deputy while the process was in transit, for wherever it lands. */
+  pendingSignals: number[] = []
   imageWaiter: ((chunks: Buffer[]) => void) | null = null
+  /** When the image now coming home started (for the bandwidth measurement). */
+  imageStart = 0
+  /** The node it runs on or last ran on away from home (0: never left). */
+  at = 0
   constructor (readonly pid: number) {}
 }
 
@@ -74,7 +87,16 @@ export class Guest {
   stdinEnded = false
   delivered: { line: string, switches: number } | null = null
   outputDone: Promise<void>
-  constructor (readonly pid: number, readonly home: number, readonly homePid: number, readonly conn: Conn, readonly r: ppm.Restored, readonly since: number) {
+  /** When this node last asked home to move it on (0: no request pending). */
+  moveAsked = 0
+  /** Removes its listeners from conn (when it leaves, or runs again here under another pid). */
+  detach: () => void = () => {}
+  /**
+   * `since`: arrival here (ms); `age`: seconds it had run when it arrived (its start at home,
+   * which its restored copy here does not show).
+   */
+  constructor (readonly pid: number, readonly home: number, readonly homePid: number, readonly conn: Conn, readonly r: ppm.Restored, readonly since: number,
+    readonly stdinMode: 'pull' | 'none' = 'none', readonly age = 0) {
     const ends = [r.stdout, r.stderr].filter((s): s is Readable => s !== null).map(s => new Promise<void>(resolve => { s.once('end', resolve); s.once('close', resolve) }))
     this.outputDone = Promise.all(ends).then(() => {})
   }
@@ -87,9 +109,16 @@ export class Migrator extends EventEmitter {
   readonly guests = new Map<number, Guest>()
   private server: Server | null = null
   private hostInfo: Promise<string> | null = null
+  /** N -> M on M: accepted moves whose image comes over another connection, by ticket. */
+  private readonly tickets = new Map<string, (c: Conn) => void>()
 
-  /** Fault injection for tests (hpcd --test-fault): 'restore' makes every restore here fail half-way. */
+  /**
+   * Fault injection for tests (hpcd --test-fault): 'restore' makes every restore here fail, the
+   * 1st, 3rd, ... early in the image (the sender's dump fails too), the 2nd, 4th, ... once all of
+   * it has arrived (the sender has finished and removed its process).
+   */
   testFault = ''
+  private restores = 0
 
   constructor (readonly cluster: Cluster, private readonly keys: Keyring, readonly port = MIGRATION_PORT) { super() }
 
@@ -115,6 +144,7 @@ export class Migrator extends EventEmitter {
     try { conn = await Conn.server(sock, this.keys) } catch (e) { log('refused %s: %s', sock.remoteAddress, (e as Error).message); sock.destroy(); return }
     conn.once('msg', (m: Msg) => {
       if (m.t === 'migrate') void this.receive(conn, m).catch(e => log('receive: %s', (e as Error).message))
+      else if (m.t === 'image' && this.tickets.has(String(m.ticket))) this.tickets.get(String(m.ticket))?.(conn)
       else { void conn.send({ t: 'error', reason: `unexpected ${m.t}` }); conn.close() }
     })
   }
@@ -162,7 +192,7 @@ export class Migrator extends EventEmitter {
     const run = async (): Promise<void> => {
       if (from === 'home') await this.moveOut(p, target as number)
       else if (target === 'home') await this.comeHome(p)
-      else await this.hop(p, target)
+      else await this.hop(p, from as number, target)
     }
     const done = run().catch(e => {
       p.lastError = (e as Error).message
@@ -180,10 +210,13 @@ export class Migrator extends EventEmitter {
     return await Conn.client(a.host, a.port, this.keys)
   }
 
-  /** Offers the process to node; resolves with the connection once accepted. */
-  private async offer (p: HomeProc, node: number): Promise<{ conn: Conn, hostinfo: string }> {
+  /**
+   * Offers the process to node; resolves with the connection once accepted. `ticket`: the image
+   * will come from another node over a connection of its own that names this ticket.
+   */
+  private async offer (p: HomeProc, node: number, ticket?: string): Promise<{ conn: Conn, hostinfo: string }> {
     const conn = await this.connect(node)
-    await conn.send({ t: 'migrate', home: this.cluster.id, pid: p.pid, name: comm(p.pid), bytes: p.imageBytes ?? residentBytes(p.pid), stdin: p.stdinMode })
+    await conn.send({ t: 'migrate', home: this.cluster.id, pid: p.pid, name: comm(p.pid), bytes: p.imageBytes ?? residentBytes(p.pid), stdin: p.stdinMode, age: processAge(p.pid), ...(ticket !== undefined ? { ticket } : {}) })
     let m: Msg
     try { m = await conn.expect('accept', 'refuse') } catch (e) { conn.close(); throw e }
     if (m.t === 'refuse') { conn.close(); throw new ErrnoError('EPERM', `node ${node} refused: ${String(m.reason)}`) }
@@ -215,7 +248,10 @@ export class Migrator extends EventEmitter {
       throw e
     }
     p.deputy = dep
-    dep.on('signal', (s: number) => { log('deputy %d got signal %d', p.pid, s); void p.conn?.send({ t: 'signal', sig: s }).catch(() => {}) })
+    dep.on('signal', (s: number) => {
+      log('deputy %d got signal %d', p.pid, s)
+      if (p.moving || p.where === 'migrating') p.pendingSignals.push(s); else void p.conn?.send({ t: 'signal', sig: s }).catch(() => {})
+    })
     dep.on('end', () => this.deputyEnded(p))
     const m = await reply
     if (m.t !== 'running') {
@@ -226,6 +262,7 @@ export class Migrator extends EventEmitter {
       p.where = 'home'
       throw new Error(`node ${node} could not run it: ${String(m.reason)}; it runs at home again`)
     }
+    this.noteTransfer(node, Number(m.bytes), Number(m.ms))
     await this.relayStdio(p)
     this.arrived(p, node)
   }
@@ -250,16 +287,23 @@ export class Migrator extends EventEmitter {
     p.pendingOut = null
   }
 
-  /** Makes conn the process's session with node: output, messages and loss are handled from now on. */
-  private bind (p: HomeProc, conn: Conn, node: number): void {
-    p.conn = conn
+  /**
+   * Makes conn the process's session with node: output, messages and loss are handled from now on
+   * (`take` false: conn is M's during N -> M, held until the move completes).
+   */
+  private bind (p: HomeProc, conn: Conn, node: number, take = true): void {
+    if (take) p.conn = conn
     conn.on('data', (type: string, d: Buffer) => {
       if (type === 'I') { p.imageIn?.push(d); return }
       const fd = type === 'O' ? 1 : type === 'E' ? 2 : 0
       if (!fd) return
-      if (p.pendingOut) p.pendingOut.push([fd, d]); else p.out[fd]?.write(d)
+      if (p.holdFor === conn) p.held.push([fd, d])
+      else if (p.pendingOut) p.pendingOut.push([fd, d])
+      else p.out[fd]?.write(d)
     })
-    conn.on('msg', (m: Msg) => { void this.onHomeMsg(p, conn, m) })
+    conn.on('msg', (m: Msg) => {
+      if (p.holdFor === conn && m.t !== 'want') p.heldMsgs.push(m); else void this.onHomeMsg(p, conn, m)
+    })
     conn.on('close', () => {
       if (p.conn !== conn) return
       p.conn = null
@@ -270,9 +314,32 @@ export class Migrator extends EventEmitter {
   private arrived (p: HomeProc, node: number): void {
     p.moving = false
     p.where = node
+    p.at = node
     p.nmigs++
     log('process %d runs on node %d', p.pid, node)
     this.emit('moved', p.pid, node)
+    this.deliverSignals(p)
+  }
+
+  /** Signals the deputy got while the process was in transit go to where it is now. */
+  private deliverSignals (p: HomeProc): void {
+    const sigs = p.pendingSignals
+    p.pendingSignals = []
+    for (const s of sigs) {
+      if (p.where === 'home') { try { process.kill(p.pid, s) } catch {} } else void p.conn?.send({ t: 'signal', sig: s }).catch(() => {})
+    }
+  }
+
+  /** Measured transfer bandwidth to each node (bytes/s), from the images that went there. */
+  readonly bandwidth = new Map<number, number>()
+
+  /** Records a transfer's measured rate (a receiver's report: bytes, ms); small images only show latency. */
+  private noteTransfer (node: number, bytes: number, ms: number): void {
+    if (!(bytes >= MIN_MEASURED_BYTES && ms > 0)) return
+    const bw = bytes / (ms / 1000)
+    const old = this.bandwidth.get(node)
+    this.bandwidth.set(node, old === undefined ? bw : (old + bw) / 2)
+    log('transfer to node %d: %d bytes in %d ms (%d MB/s)', node, bytes, ms, Math.round(bw / 1e6))
   }
 
   private async onHomeMsg (p: HomeProc, conn: Conn, m: Msg): Promise<void> {
@@ -288,11 +355,16 @@ export class Migrator extends EventEmitter {
       this.forget(p)
     } else if (m.t === 'want') {
       this.serveWant(p, conn, Number(m.n))
+    } else if (m.t === 'move-request') {
+      // the node it runs on found a cheaper place for it (its balancer decides for its guests)
+      this.guestAsks(p, conn, m)
     } else if (m.t === 'image-start') {
       p.imageIn = []
+      p.imageStart = Date.now()
     } else if (m.t === 'image-end') {
       const chunks = p.imageIn ?? []
       p.imageIn = null
+      if (p.at > 0 && p.imageStart > 0) this.noteTransfer(p.at, chunks.reduce((a, c) => a + c.length, 0), Date.now() - p.imageStart)
       if (p.imageWaiter) { const w = p.imageWaiter; p.imageWaiter = null; w(chunks) } else {
         // the guest node sends it home by itself (expel)
         p.where = 'migrating'
@@ -304,7 +376,13 @@ export class Migrator extends EventEmitter {
   /** Hands the remote at most n bytes of stdin, as soon as there are some (or EOF). */
   private serveWant (p: HomeProc, conn: Conn, n: number): void {
     const fd = p.stdinFd
-    if (fd === null || p.conn !== conn || p.moving) return
+    if (fd === null || p.conn !== conn || p.moving) {
+      // Not yet: the relay is being set up, or conn is M's during N -> M. (To N during a move the
+      // want is dropped: N stops waiting for it and the process reads again wherever it lands.)
+      const soon = conn === p.holdFor || (conn === p.conn && !p.moving && p.where === 'migrating')
+      if (soon && !conn.closed) setTimeout(() => this.serveWant(p, conn, n), 5).unref()
+      return
+    }
     const buf = Buffer.alloc(Math.max(1, Math.min(n, 65536)))
     let got: number
     try { got = readSync(fd, buf, 0, buf.length, null) } catch (e) {
@@ -350,6 +428,7 @@ export class Migrator extends EventEmitter {
     p.nmigs++
     log('process %d is home', p.pid)
     this.emit('moved', p.pid, 0)
+    this.deliverSignals(p)
   }
 
   private async comeHome (p: HomeProc): Promise<void> {
@@ -357,31 +436,79 @@ export class Migrator extends EventEmitter {
     await this.landHome(p, conn, chunks)
   }
 
-  private async hop (p: HomeProc, node: number): Promise<void> {
-    const { conn: old, chunks } = await this.fetchImage(p)
-    p.imageBytes = chunks.reduce((a, c) => a + c.length, 0)
-    p.conn = null
-    await this.flushOut(p)
-    let next: { conn: Conn, hostinfo: string } | undefined
-    try {
-      next = await this.offer(p, node)
-      const reply = next.conn.expect('running', 'failed').catch(e => ({ t: 'failed', reason: (e as Error).message } as Msg))
-      this.bind(p, next.conn, node)
-      const w = next.conn.imageWriter()
-      for (const c of chunks) await new Promise<void>((resolve, reject) => w.write(c, e => e ? reject(e) : resolve()))
-      await new Promise<void>(resolve => w.end(resolve))
-      const m = await reply
-      if (m.t !== 'running') throw new Error(`node ${node} could not run it: ${String(m.reason)}`)
-    } catch (e) {
-      p.conn = null
-      next?.conn.close()
-      // back where it was: its old node still has it stopped; put it in its original instead
-      await this.landHome(p, old, chunks)
-      throw new Error(`${(e as Error).message}; it runs at home again`)
+  /**
+   * N -> M. M is asked first: a refusal leaves the process running on N. Then N stops it and
+   * streams the image straight to M over a connection of its own (named by a one-time ticket),
+   * keeping a copy. M's output and messages are held until N has sent the last of its own, so the
+   * output keeps its order. If M cannot run it, N runs it again from its copy; if N cannot
+   * either, N sends the image home and it runs in its original.
+   */
+  private async hop (p: HomeProc, from: number, node: number): Promise<void> {
+    const old = p.conn
+    if (!old) throw new Error('no connection to the remote')
+    const ticket = randomBytes(16).toString('hex')
+    const next = await this.offer(p, node, ticket)
+    const reply = next.conn.expect('running', 'failed').catch(e => ({ t: 'failed', reason: (e as Error).message } as Msg))
+    p.holdFor = next.conn
+    p.held = []
+    p.heldMsgs = []
+    this.bind(p, next.conn, node, false)
+    p.moving = true
+    const sent = old.expect('sent', 'stay').catch(e => ({ t: 'stay', reason: (e as Error).message } as Msg))
+    await old.send({ t: 'sendto', node, ticket, hostinfo: next.hostinfo }).catch(() => {})
+    const s = await sent
+    const release = (): void => { p.holdFor = null; p.held = []; p.heldMsgs = [] }
+    if (s.t === 'stay') {
+      // N could not stop it, or M broke off the transfer (the dump then fails and leaves the
+      // process as it was), or N is gone: the process is where it was, M has nothing
+      const m = await Promise.race([reply, new Promise<undefined>(resolve => { setTimeout(() => resolve(undefined), 2000).unref() })])
+      release()
+      next.conn.close()
+      p.moving = false
+      const why = m?.t === 'failed' ? `node ${node} could not run it: ${String(m.reason)}` : `node ${from} could not send it: ${String(s.reason)}`
+      throw new Error(old.closed ? why : `${why}; it runs on node ${from} again`)
     }
-    await old.send({ t: 'home-ok' }).catch(() => {})
-    old.close()
-    this.arrived(p, node)
+    const m = await reply
+    if (m.t === 'running') {
+      const held = p.held
+      const msgs = p.heldMsgs
+      release()
+      p.conn = next.conn
+      p.imageBytes = Number(s.bytes) > 0 ? Number(s.bytes) : p.imageBytes
+      this.noteTransfer(node, Number(m.bytes), Number(m.ms))
+      for (const [fd, d] of held) p.out[fd]?.write(d)
+      await old.send({ t: 'home-ok' }).catch(() => {})
+      old.close()
+      this.arrived(p, node)
+      for (const x of msgs) await this.onHomeMsg(p, next.conn, x)
+      return
+    }
+    release()
+    next.conn.close()
+    const why = `node ${node} could not run it: ${String(m.reason)}`
+    const back = new Promise<Buffer[]>(resolve => { p.imageWaiter = resolve })
+    await old.send({ t: 'resume' })
+    const got = await Promise.race([old.expect('resumed').then(() => null), back]).finally(() => { p.imageWaiter = null })
+    if (got === null) {
+      p.moving = false
+      throw new Error(`${why}; it runs on node ${from} again`)
+    }
+    await this.landHome(p, old, got)
+    throw new Error(`${why}; node ${from} could not run it again either, so it runs at home`)
+  }
+
+  /** A guest's node asks to move it on (its balancer's choice); home checks and carries it out. */
+  private guestAsks (p: HomeProc, conn: Conn, m: Msg): void {
+    const target = Number(m.node)
+    if (p.conn !== conn || typeof p.where !== 'number' || p.moving) return
+    if (p.lock) { log('node %d asks to move %d: locked', p.where, p.pid); return }
+    if (!Number.isInteger(target) || target < 1) return
+    log('node %d asks to move %d to %d: %s', p.where, p.pid, target, String(m.why ?? ''))
+    try {
+      void this.requestMove(p.pid, target).then(() => { if (p.lastError) void conn.send({ t: 'move-failed', reason: p.lastError }).catch(() => {}) })
+    } catch (e) {
+      void conn.send({ t: 'move-failed', reason: (e as Error).message }).catch(() => {})
+    }
   }
 
   /** The remote's node died or the connection broke: the deputy reports it and exits. */
@@ -437,49 +564,90 @@ export class Migrator extends EventEmitter {
     }
     const hostinfo = await this.hostInfo?.catch(() => '') ?? ''
     const image = new PassThrough()
+    const fault = this.testFault === 'restore' ? (this.restores++ % 2 === 0 ? 'early' : 'end') : ''
     let received = 0
-    const onData = (type: string, d: Buffer): void => {
-      if (type !== 'I') return
-      received += d.length
-      if (this.testFault === 'restore' && received > 4096) { image.destroy(new Error('injected fault: restore broken half-way')); return }
-      if (!image.write(d)) { conn.sock.pause(); image.once('drain', () => conn.sock.resume()) }
+    let first = 0
+    let ended = 0
+    const cleanups: Array<() => void> = []
+    /** Image frames from c (home's connection, or the one N opens with the ticket during N -> M). */
+    const feed = (c: Conn): void => {
+      const onData = (type: string, d: Buffer): void => {
+        if (type !== 'I') return
+        if (first === 0) first = Date.now()
+        received += d.length
+        if (fault === 'early' && received > 4096) { image.destroy(new Error('injected fault: restore broken half-way')); return }
+        if (!image.write(d)) { c.sock.pause(); image.once('drain', () => c.sock.resume()) }
+      }
+      const onMsg = (x: Msg): void => {
+        if (x.t === 'image-end') {
+          ended = Date.now()
+          image.end()
+        } else if (x.t === 'abort') image.destroy(new Error(String(x.reason)))
+      }
+      const onClose = (): void => { if (ended === 0) image.destroy(new Error('connection closed')) }
+      c.on('data', onData)
+      c.on('msg', onMsg)
+      c.once('close', onClose)
+      cleanups.push(() => { c.off('data', onData); c.off('msg', onMsg); c.off('close', onClose); c.sock.resume() })
     }
-    conn.on('data', onData)
-    const onMsg = (x: Msg): void => { if (x.t === 'image-end') image.end(); else if (x.t === 'abort') image.destroy(new Error(String(x.reason))) }
-    conn.on('msg', onMsg)
-    conn.once('close', () => image.destroy(new Error('connection closed')))
+    const ticket = typeof m.ticket === 'string' ? m.ticket : undefined
+    if (ticket !== undefined) {
+      // N -> M: the image comes from the node the process runs on now
+      const t = setTimeout(() => { this.tickets.delete(ticket); image.destroy(new Error('the image did not come')) }, TICKET_MS)
+      this.tickets.set(ticket, c => { clearTimeout(t); this.tickets.delete(ticket); feed(c); cleanups.push(() => c.close()) })
+      const onHomeClose = (): void => { clearTimeout(t); this.tickets.delete(ticket); image.destroy(new Error('home closed the connection')) }
+      conn.once('close', onHomeClose)
+      cleanups.push(() => { clearTimeout(t); this.tickets.delete(ticket); conn.off('close', onHomeClose) })
+    } else {
+      feed(conn)
+    }
     await conn.send({ t: 'accept', hostinfo })
     let r: ppm.Restored
     try {
       r = await ppm.restore(image, { stdio: ['pipe', 'pipe', 'pipe'], clock: 'auto' })
+      if (fault === 'end') {
+        try { process.kill(r.pid, 'SIGKILL') } catch {}
+        throw new Error('injected fault: restore broken at the end')
+      }
     } catch (e) {
+      for (const f of cleanups) f()
       log('restore from node %d failed: %s', home, (e as Error).message)
       await conn.send({ t: 'failed', reason: (e as Error).message }).catch(() => {})
       conn.close()
       return
     }
-    conn.off('data', onData)
-    conn.off('msg', onMsg)
-    conn.sock.resume() // it may have been paused by the image's backpressure
-    const g = new Guest(r.pid, home, Number(m.pid), conn, r, Date.now())
+    for (const f of cleanups) f()
+    const age = Number(m.age)
+    const g = this.startGuest(conn, r, home, Number(m.pid), m.stdin === 'pull' ? 'pull' : 'none', Number.isFinite(age) ? age : 0)
+    await conn.send({ t: 'running', pid: r.pid, bytes: received, ms: Math.max(1, (ended || Date.now()) - (first || Date.now())) })
+    log('guest %d from node %d (its pid %d) runs here', r.pid, home, g.homePid)
+  }
+
+  /** A restored process becomes a guest: its output, stdin, signals and end go over conn to home. */
+  private startGuest (conn: Conn, r: ppm.Restored, home: number, homePid: number, stdin: 'pull' | 'none', age: number): Guest {
+    const g = new Guest(r.pid, home, homePid, conn, r, Date.now(), stdin, age)
     this.guests.set(r.pid, g)
     r.stdout?.on('data', (d: Buffer) => { void conn.frame('O', d).catch(() => {}) })
     r.stderr?.on('data', (d: Buffer) => { void conn.frame('E', d).catch(() => {}) })
     r.stdin?.on('error', () => {})
-    conn.on('data', (type: string, d: Buffer) => {
+    const onData = (type: string, d: Buffer): void => {
       if (type !== 'N') return
       r.stdin?.write(d)
       g.wanting = false
       g.delivered = { line: g.wantLine, switches: ctxtSwitches(g.pid) }
-    })
-    if (m.stdin === 'pull') this.pullStdin(g)
-    conn.on('msg', (x: Msg) => { void this.onGuestMsg(g, x) })
-    conn.on('close', () => {
+    }
+    const onMsg = (x: Msg): void => { void this.onGuestMsg(g, x) }
+    const onClose = (): void => {
       if (this.guests.get(g.pid) !== g || g.leaving) return
       log('lost home of guest %d (node %d): killing it', g.pid, g.home)
       try { process.kill(g.pid, 'SIGKILL') } catch {}
       this.guests.delete(g.pid)
-    })
+    }
+    conn.on('data', onData)
+    conn.on('msg', onMsg)
+    conn.on('close', onClose)
+    g.detach = () => { conn.off('data', onData); conn.off('msg', onMsg); conn.off('close', onClose) }
+    if (stdin === 'pull') this.pullStdin(g)
     void r.exited.then(async st => {
       if (g.leaving) return
       await g.outputDone
@@ -487,13 +655,14 @@ export class Migrator extends EventEmitter {
       await conn.send({ t: 'exit', code: st.code, signal: st.signal }).catch(() => {})
       conn.close()
     })
-    await conn.send({ t: 'running', pid: r.pid })
-    log('guest %d from node %d (its pid %d) runs here', r.pid, home, g.homePid)
+    return g
   }
 
   private async onGuestMsg (g: Guest, m: Msg): Promise<void> {
     if (m.t === 'signal') { try { process.kill(g.pid, Number(m.sig)) } catch (e) { log('signal %d to %d: %s', m.sig, g.pid, (e as Error).message) } } else if (m.t === 'kill') { try { process.kill(g.pid, 'SIGKILL') } catch {} } else if (m.t === 'stdin-end') { g.stdinEnded = true; g.wanting = false; g.r.stdin?.end() }
     else if (m.t === 'gohome') await this.sendHome(g)
+    else if (m.t === 'sendto') await this.sendTo(g, m)
+    else if (m.t === 'move-failed') { g.moveAsked = 0; log('home could not move guest %d: %s', g.pid, String(m.reason)) }
   }
 
   /**
@@ -516,14 +685,18 @@ export class Migrator extends EventEmitter {
     t.unref()
   }
 
+  /** Stdin handed over must be read before the process stops, or it would stay in the pipe. */
+  private async settleStdin (g: Guest): Promise<void> {
+    for (let i = 0; i < 200 && (g.wanting || (g.delivered && g.delivered.line === syscallLine(g.pid) && ctxtSwitches(g.pid) === g.delivered.switches)); i++) {
+      await new Promise(resolve => setTimeout(resolve, 5))
+    }
+  }
+
   /** Stops the guest, drains its output, and streams its image home (gohome, expel). */
   async sendHome (g: Guest): Promise<void> {
     if (g.leaving) return
     g.leaving = true
-    // stdin handed over must be read before the process stops, or it would stay in the pipe
-    for (let i = 0; i < 200 && (g.wanting || (g.delivered && g.delivered.line === syscallLine(g.pid) && ctxtSwitches(g.pid) === g.delivered.switches)); i++) {
-      await new Promise(resolve => setTimeout(resolve, 5))
-    }
+    await this.settleStdin(g)
     const chunks: Buffer[] = []
     try {
       await ppm.dump(g.pid, new Writable({ write: (c: Buffer, _e, cb) => { chunks.push(c); cb() } }))
@@ -533,15 +706,70 @@ export class Migrator extends EventEmitter {
       return
     }
     await g.outputDone
+    await this.imageHome(g, chunks)
+  }
+
+  /** Sends a stopped guest's image home; if home cannot take it, runs it here again rather than lose it. */
+  private async imageHome (g: Guest, chunks: Buffer[]): Promise<void> {
     await g.conn.send({ t: 'image-start' })
     for (const c of chunks) await g.conn.frame('I', c)
     await g.conn.send({ t: 'image-end' })
     const m = await g.conn.expect('home-ok', 'home-failed').catch(e => ({ t: 'home-failed', reason: (e as Error).message } as Msg))
     if (m.t === 'home-ok') { this.guests.delete(g.pid); g.conn.close(); return }
-    // home could not take it back: run it here again rather than lose it
     log('home refused guest %d back (%s): restoring it here', g.pid, m.reason)
     this.guests.delete(g.pid)
     try { const r = await ppm.restore(Readable.from(chunks), { stdio: ['ignore', 'ignore', 'ignore'] }); log('guest restored here as %d', r.pid) } catch (e) { log('guest lost: %s', (e as Error).message) }
+  }
+
+  /**
+   * N -> M, on N: stops the guest and streams its image straight to node M (home named it and
+   * gave M the ticket), keeping a copy until home says M runs it. A dump that fails leaves the
+   * process running here. If M cannot run it, home says `resume` and it runs here again.
+   */
+  private async sendTo (g: Guest, m: Msg): Promise<void> {
+    if (g.leaving) return
+    g.leaving = true
+    await this.settleStdin(g)
+    const chunks: Buffer[] = []
+    let bytes = 0
+    let out: Conn | undefined
+    try {
+      const a = this.cluster.addressOf(Number(m.node))
+      if (!a) throw new Error(`no address for node ${String(m.node)}`)
+      out = await Conn.client(a.host, a.port, this.keys)
+      await out.send({ t: 'image', ticket: String(m.ticket) })
+      const sink = out.imageWriter()
+      const tee = new Writable({
+        write: (c: Buffer, _e, cb) => { chunks.push(c); bytes += c.length; sink.write(c, cb) },
+        final: cb => { sink.end(cb) }
+      })
+      await ppm.dump(g.pid, tee, typeof m.hostinfo === 'string' && m.hostinfo !== '' ? { target: m.hostinfo } : {})
+    } catch (e) {
+      out?.close()
+      g.leaving = false
+      log('guest %d stays: %s', g.pid, (e as Error).message)
+      await g.conn.send({ t: 'stay', reason: (e as Error).message }).catch(() => {})
+      return
+    }
+    out.close()
+    await g.outputDone
+    await g.conn.send({ t: 'sent', bytes }).catch(() => {})
+    const r = await g.conn.expect('home-ok', 'resume').catch(() => undefined)
+    if (r?.t !== 'resume') { this.guests.delete(g.pid); g.detach(); g.conn.close(); return }
+    // M could not run it: it runs here again, still a guest on the same connection
+    this.guests.delete(g.pid)
+    g.detach()
+    try {
+      const again = await ppm.restore(Readable.from(chunks), { stdio: ['pipe', 'pipe', 'pipe'], clock: 'auto' })
+      this.startGuest(g.conn, again, g.home, g.homePid, g.stdinMode, g.age + (Date.now() - g.since) / 1000)
+      await g.conn.send({ t: 'resumed', pid: again.pid })
+      log('guest %d runs here again as %d', g.pid, again.pid)
+    } catch (e) {
+      log('guest %d cannot run here again (%s): sending it home', g.pid, (e as Error).message)
+      g.leaving = true
+      this.guests.set(g.pid, g)
+      await this.imageHome(g, chunks)
+    }
   }
 
   /** Sends every guest home (admin/expel); resolves when none is left. */
@@ -573,6 +801,20 @@ export function stdinWant (line: string): number {
 
 function ctxtSwitches (pid: number): number {
   try { return Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? -1) } catch { return -1 }
+}
+
+/** How long an accepted N -> M move waits for its image to start coming from N. */
+const TICKET_MS = 30_000
+
+/** Transfers smaller than this measure latency, not bandwidth: not recorded. */
+const MIN_MEASURED_BYTES = 1 << 20
+
+/** Seconds since a process started. */
+function processAge (pid: number): number {
+  try {
+    const start = Number(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')[19]) / 100
+    return Math.max(0, Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) - start)
+  } catch { return 0 }
 }
 
 /** Memory a node keeps free for itself when it takes guests. */

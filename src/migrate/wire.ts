@@ -165,10 +165,14 @@ export class Conn extends EventEmitter {
 
   /** A Writable whose bytes go out as image frames, ending with {t:'image-end'}. */
   imageWriter (): Writable {
-    return new Writable({
+    const w = new Writable({
       write: (chunk: Buffer, _enc, cb) => { this.frame('I', chunk).then(() => cb(), cb) },
       final: cb => { this.send({ t: 'image-end' }).then(() => cb(), cb) }
     })
+    // The writer's user learns of a broken connection from its write callbacks (the dump fails);
+    // the stream's own 'error' event must not become an uncaught exception in the daemon.
+    w.on('error', e => log('%s: image stream: %s', this.peer, e.message))
+    return w
   }
 
   close (): void { this.sock.end(); setTimeout(() => this.sock.destroy(), 2000).unref() }

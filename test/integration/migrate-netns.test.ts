@@ -7,7 +7,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { openSync, closeSync, readFileSync, readlinkSync, rmSync, writeSync } from 'node:fs'
 import { Socket } from 'node:net'
 import { join } from 'node:path'
-import { Lab } from '../../src/lab/lab.js'
+import { Lab, labNames } from '../../src/lab/lab.js'
 import { Lab as Bins } from '../ppm/harness.js'
 import { until, ROOT } from '../helpers/daemon.js'
 import { LOST_STATUS } from '../../src/migrate/migrator.js'
@@ -101,17 +101,65 @@ test('a move that fails half-way (the target breaks while restoring) leaves exac
   const job = startJob(speaker, args)
   try {
     await until('output', () => job.out().length > 0)
-    await lab.node(1).write(`proc/${job.pid}/goto`, '4\n')
-    const err = await until('the failure is reported', async () => {
-      const e = (await lab.node(1).read(`proc/${job.pid}/error`)).trim()
-      return e && (await where(job.pid)) !== 'migrating' ? e : undefined
-    }, 20_000, 50)
-    assert.match(err, /could not run it.*runs at home again/)
-    assert.equal(await where(job.pid), '0')
-    assert.equal((await lab.node(4).exec('ls', [join(lab.node(4).mount, 'remote')])).stdout.trim(), '', 'no copy on node 4')
+    // node 4 breaks its restores early in the image, then once all of it has come, in turn
+    for (const when of ['early', 'at the end']) {
+      await lab.node(1).write(`proc/${job.pid}/goto`, '4\n')
+      const err = await until('the failure is reported', async () => {
+        const e = (await lab.node(1).read(`proc/${job.pid}/error`)).trim()
+        return e && (await where(job.pid)) !== 'migrating' ? e : undefined
+      }, 20_000, 50)
+      assert.match(err, /could not run it.*runs at home again/, when)
+      assert.equal(await where(job.pid), '0', when)
+      assert.equal((await lab.node(4).exec('ls', [join(lab.node(4).mount, 'remote')])).stdout.trim(), '', `no copy on node 4 (${when})`)
+      const seen = job.out().length
+      await until('output flows at home', () => job.out().length > seen, 10_000)
+    }
     await moveTo(job.pid, 2) // and it can still move
     assert.deepEqual(await job.exited, { code: 6, signal: null })
     await until('all output, once', () => job.out() === reference(speaker, args), 5000)
+  } finally { job.close() }
+})
+
+test('N -> M: the image goes straight from N to M; a refusing or failing M leaves the job running on N', async () => {
+  const file = join(bins.dir, 'hop.out')
+  const args = ['250', String(48 * 1024), '8', '20000'] // 48 MiB of data
+  const job = startJob(counter, args, { stdoutFile: file })
+  // bytes the bridge sends into home's namespace (its veth's host end transmits them)
+  const intoHome = (): number => Number(readFileSync(`/sys/class/net/${labNames('migr').veth(1)}/statistics/tx_bytes`, 'utf8'))
+  const failure = async (): Promise<string> => await until('the failure is reported', async () => {
+    const e = (await lab.node(1).read(`proc/${job.pid}/error`)).trim()
+    return e && (await where(job.pid)) !== 'migrating' ? e : undefined
+  }, 20_000, 50)
+  const runsOn = async (): Promise<void> => {
+    const seen = readFileSync(file, 'utf8').length
+    await until('output flows', () => readFileSync(file, 'utf8').length > seen, 10_000)
+  }
+  try {
+    await until('started', () => readFileSync(file, 'utf8').length > 0)
+    await moveTo(job.pid, 2)
+    await lab.node(3).write('admin/block', '1\n')
+    await lab.node(1).write(`proc/${job.pid}/goto`, '3\n')
+    assert.match(await failure(), /refused.*blocked/)
+    assert.equal(await where(job.pid), '2', 'a refusal leaves it where it was')
+    await runsOn()
+    await lab.node(3).write('admin/block', '0\n')
+    // node 4 breaks its restores early (node 2's dump fails, the process was never stopped for
+    // good), then at the end (node 2 has sent all and runs it again from its copy), in turn
+    for (const when of ['early', 'at the end']) {
+      await lab.node(1).write(`proc/${job.pid}/goto`, '4\n')
+      assert.match(await failure(), /node 4 could not run it.*runs on node 2 again/, when)
+      assert.equal(await where(job.pid), '2', when)
+      assert.equal((await lab.node(4).exec('ls', [join(lab.node(4).mount, 'remote')])).stdout.trim(), '', `no copy on node 4 (${when})`)
+      assert.equal((await lab.node(2).exec('ls', [join(lab.node(2).mount, 'remote')])).stdout.trim().split('\n').length, 1, `one copy on node 2 (${when})`)
+      await runsOn()
+    }
+    const before = intoHome()
+    await moveTo(job.pid, 3)
+    const through = intoHome() - before
+    assert.ok(through < 8 << 20, `home received ${through} bytes while 48 MiB moved from node 2 to node 3`)
+    assert.equal((await lab.node(1).read(`proc/${job.pid}/nmigs`)).trim(), '2', 'failed moves do not count')
+    assert.deepEqual(await job.exited, { code: 8, signal: null })
+    assert.equal(readFileSync(file, 'utf8'), reference(counter, args))
   } finally { job.close() }
 })
 
