@@ -70,7 +70,7 @@ function readProc (pid: number, file: string): string {
   try { return readFileSync(`/proc/${pid}/${file}`, 'utf8').trim() } catch { return '' }
 }
 
-export function remoteDir (m: Migrator): DirNode {
+export function remoteDir (m: Migrator, b: Balancer | null): DirNode {
   return {
     kind: 'dir',
     list: () => [...m.guests.keys()].sort((a, b) => a - b).map(String),
@@ -81,7 +81,8 @@ export function remoteDir (m: Migrator): DirNode {
         from: ro(() => g.home),
         identity: ro(() => `home ${g.home} pid ${g.homePid} since ${new Date(g.since).toISOString()}`),
         statm: ro(() => readProc(g.pid, 'statm')),
-        stats: ro(() => { const f = readProc(g.pid, 'stat').replace(/^.*\) /, '').split(' '); return `utime ${f[11] ?? 0} stime ${f[12] ?? 0}` })
+        stats: ro(() => { const f = readProc(g.pid, 'stat').replace(/^.*\) /, '').split(' '); return `utime ${f[11] ?? 0} stime ${f[12] ?? 0}` }),
+        costs: ro(() => b ? b.explain(g.pid) : 'no scheduler on this node\n')
       })
     }
   }

@@ -16,7 +16,7 @@ export function rootDir (node: HpcNode): DirNode {
     admin: adminDir(node),
     nodes: nodesDir(node),
     decay: decayDir(),
-    remote: node.migrator ? remoteDir(node.migrator) : dir({}),
+    remote: node.migrator ? remoteDir(node.migrator, node.balancer) : dir({}),
     proc: node.migrator ? procDir(node.migrator, node.balancer) : dir({})
   })
 }

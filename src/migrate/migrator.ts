@@ -87,7 +87,7 @@ export class Guest {
   stdinEnded = false
   delivered: { line: string, switches: number } | null = null
   outputDone: Promise<void>
-  /** When this node last asked home to move it on (0: no request pending). */
+  /** When this node last asked home to move it on, or home last said no (0: never); the balancer waits 30 s after either. */
   moveAsked = 0
   /** Removes its listeners from conn (when it leaves, or runs again here under another pid). */
   detach: () => void = () => {}
@@ -501,13 +501,14 @@ export class Migrator extends EventEmitter {
   private guestAsks (p: HomeProc, conn: Conn, m: Msg): void {
     const target = Number(m.node)
     if (p.conn !== conn || typeof p.where !== 'number' || p.moving) return
-    if (p.lock) { log('node %d asks to move %d: locked', p.where, p.pid); return }
-    if (!Number.isInteger(target) || target < 1) return
+    const refuse = (reason: string): void => { void conn.send({ t: 'move-failed', reason }).catch(() => {}) }
+    if (p.lock) { refuse('locked at home (proc/PID/lock)'); return }
+    if (!Number.isInteger(target) || target < 1 || target === p.where) { refuse(`bad target ${String(m.node)}`); return }
     log('node %d asks to move %d to %d: %s', p.where, p.pid, target, String(m.why ?? ''))
     try {
-      void this.requestMove(p.pid, target).then(() => { if (p.lastError) void conn.send({ t: 'move-failed', reason: p.lastError }).catch(() => {}) })
+      void this.requestMove(p.pid, target).then(() => { if (p.lastError) refuse(p.lastError) })
     } catch (e) {
-      void conn.send({ t: 'move-failed', reason: (e as Error).message }).catch(() => {})
+      refuse((e as Error).message)
     }
   }
 
@@ -662,7 +663,7 @@ export class Migrator extends EventEmitter {
     if (m.t === 'signal') { try { process.kill(g.pid, Number(m.sig)) } catch (e) { log('signal %d to %d: %s', m.sig, g.pid, (e as Error).message) } } else if (m.t === 'kill') { try { process.kill(g.pid, 'SIGKILL') } catch {} } else if (m.t === 'stdin-end') { g.stdinEnded = true; g.wanting = false; g.r.stdin?.end() }
     else if (m.t === 'gohome') await this.sendHome(g)
     else if (m.t === 'sendto') await this.sendTo(g, m)
-    else if (m.t === 'move-failed') { g.moveAsked = 0; log('home could not move guest %d: %s', g.pid, String(m.reason)) }
+    else if (m.t === 'move-failed') { g.moveAsked = Date.now(); log('home did not move guest %d: %s', g.pid, String(m.reason)) }
   }
 
   /**
@@ -770,6 +771,12 @@ export class Migrator extends EventEmitter {
       this.guests.set(g.pid, g)
       await this.imageHome(g, chunks)
     }
+  }
+
+  /** This node's balancer found a cheaper node for a guest: its home moves it (or says why not). */
+  askHomeToMove (g: Guest, target: number, why: string): void {
+    g.moveAsked = Date.now()
+    void g.conn.send({ t: 'move-request', node: target, why }).catch(() => {})
   }
 
   /** Sends every guest home (admin/expel); resolves when none is left. */

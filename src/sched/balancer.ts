@@ -4,7 +4,9 @@
 //
 // - `place(pid)`: where a process should run (mosrun -b, `goto balance`), by lowest marginal cost.
 // - `tick()`: when automatic balancing is on (admin/balance), at most one move per interval of a
-//   process whose home is here and that runs here, when the policy finds the gain worth the move.
+//   process that runs here, when the policy finds the gain worth the move: one of this node's own
+//   processes is moved at once; a guest is moved by its home, which this node asks (moves are
+//   driven by the home node, src/migrate/migrator.ts), unless it is locked there.
 // - `explain(pid)`: the costs of a process on every candidate node and why it stays or moves.
 import { readFileSync } from 'node:fs'
 import debug from 'debug'
@@ -63,11 +65,27 @@ export class Balancer {
     return u.cpu
   }
 
-  /** This node's view: itself, its movable home processes that run here, the nodes it hears. */
+  /** This node's view: itself, the processes that run here (its own and guests), the nodes it hears. */
   view (now = Date.now()): LocalView {
     const self = this.node.view(this.node.id)
     const procs: ProcInfo[] = []
     const up = uptime()
+    for (const g of this.migrator.guests.values()) {
+      if (g.leaving) continue
+      const mem = rss(g.pid)
+      const residence = (now - g.since) / 1000
+      procs.push({
+        pid: g.pid,
+        cpu: this.cpuShare(g.pid, now),
+        mem,
+        image: mem,
+        age: g.age + residence,
+        residence,
+        guest: true,
+        // asked home already (until it answers or 30 s pass), or a move of it failed lately
+        cantmove: (g.moveAsked > 0 && now - g.moveAsked < 30_000) || (this.backoff.get(g.pid) ?? 0) > now
+      })
+    }
     for (const p of this.migrator.procs.values()) {
       if (p.where !== 'home') continue
       const f = procStat(p.pid)
@@ -84,14 +102,20 @@ export class Balancer {
         cantmove: until > now
       })
     }
-    for (const pid of this.usage.keys()) if (!this.migrator.procs.has(pid)) this.usage.delete(pid)
+    for (const pid of this.usage.keys()) if (!this.migrator.procs.has(pid) && !this.migrator.guests.has(pid)) this.usage.delete(pid)
     const others = []
     for (const id of this.node.nodeIds()) {
       if (id === this.node.id) continue
       const v = this.node.view(id)
       if (v) others.push(nodeViewOf(v.info, v.up))
     }
-    return { self: selfViewOf(this.node.id, { ...(self?.info ?? this.node.gossip.self()), status: self?.status ?? 0 }), procs, others, clusterSize: others.length + 1 }
+    return {
+      self: selfViewOf(this.node.id, { ...(self?.info ?? this.node.gossip.self()), status: self?.status ?? 0 }),
+      procs,
+      others,
+      bandwidth: this.migrator.bandwidth,
+      clusterSize: others.length + 1
+    }
   }
 
   /** Where pid should run now (this node's id when it should stay). */
@@ -104,13 +128,21 @@ export class Balancer {
 
   /** One automatic decision (called every interval). */
   tick (): void {
-    for (const p of this.migrator.procs.values()) if (p.where === 'home') this.cpuShare(p.pid, Date.now())
+    const now = Date.now()
+    for (const p of this.migrator.procs.values()) if (p.where === 'home') this.cpuShare(p.pid, now)
+    for (const g of this.migrator.guests.values()) this.cpuShare(g.pid, now)
     if (!this.enabled) return
     if ([...this.migrator.procs.values()].some(p => p.where === 'migrating')) return
+    if ([...this.migrator.guests.values()].some(g => g.leaving)) return
     const d = rebalance(this.view(), { model: this.model, explain: false, tunables: this.tunables })
     if (d.action !== 'move' || d.pid === undefined || d.target === undefined) return
     log('move %d to %d: %s', d.pid, d.target, d.why)
     const pid = d.pid
+    const guest = this.migrator.guests.get(pid)
+    if (guest) {
+      this.migrator.askHomeToMove(guest, d.target, d.why)
+      return
+    }
     try {
       void this.migrator.requestMove(pid, d.target).then(() => {
         const p = this.migrator.procs.get(pid)
@@ -126,7 +158,9 @@ export class Balancer {
   explainNode (): string {
     const d = rebalance(this.view(), { model: this.model, tunables: this.tunables })
     const head = `balance ${this.enabled ? 'on' : 'off'}: ${d.action === 'move' ? `would move ${String(d.pid)} to node ${String(d.target)} (${d.reason})` : 'no move'}: ${d.why}\n`
-    return head + d.processes.map(formatExplanation).join('')
+    const measured = [...this.migrator.bandwidth].sort((a, b) => a[0] - b[0]).map(([id, bw]) => `node ${id} ${Math.round(bw / 1e6)}`)
+    const bw = `bandwidth MB/s: ${measured.length > 0 ? measured.join(', ') + ' (measured); ' : ''}${Math.round(this.tunables.defaultBandwidth / 1e6)} assumed for ${measured.length > 0 ? 'the others' : 'every node'}\n`
+    return head + bw + d.processes.map(formatExplanation).join('')
   }
 
   /** admin/sched: one `name value` line per tunable. */
@@ -147,12 +181,12 @@ export class Balancer {
     Object.assign(this.tunables, next)
   }
 
-  /** proc/<pid>/costs. */
+  /** proc/<pid>/costs and remote/<pid>/costs. */
   explain (pid: number): string {
     const e = explainProcess(this.view(), pid, { model: this.model, tunables: this.tunables })
     if (!e) {
       const p = this.migrator.procs.get(pid)
-      return p && p.where !== 'home' ? `pid ${pid} runs on node ${String(p.where)}; its costs are decided when it is home\n` : `pid ${pid} is not under cluster discipline here\n`
+      return p && p.where !== 'home' ? `pid ${pid} runs on node ${String(p.where)}, which decides its costs (see remote/<pid>/costs there)\n` : `pid ${pid} is not under cluster discipline here\n`
     }
     return formatExplanation(e)
   }

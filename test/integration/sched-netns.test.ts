@@ -1,5 +1,6 @@
 // The scheduler end to end: namespaced nodes of different speeds; CPU-bound jobs started on the
-// slow node spread to the fast ones by themselves, and come back when their node leaves.
+// slow node spread to the fast ones by themselves, and come back when their node leaves; a node
+// balances its guests too (its home moves them); a node that joins takes work.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -18,7 +19,7 @@ before(async () => {
   counter = bins.compile('counter')
   launcher = bins.compile('launch')
   const speed: Record<number, number> = { 1: 3000, 2: 40000, 3: 40000 }
-  lab = await Lab.create({ nodes: 3, tag: 'sched', interval: 0.25, hpcdArgs: id => ['--speed', String(speed[id]), '--down-after', '2', ...(id === 1 ? ['--balance'] : [])] })
+  lab = await Lab.create({ nodes: 3, tag: 'sched', interval: 0.25, hpcdArgs: id => ['--speed', String(speed[id]), '--down-after', '2', ...(id === 1 ? [] : ['--no-balance'])] })
   await lab.waitAllUp()
 })
 after(async () => {
@@ -29,14 +30,16 @@ after(async () => {
 
 const where = async (pid: number): Promise<string> => (await lab.node(1).read(`proc/${pid}/where`)).trim()
 
-function startJob (): number {
-  const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', launcher, counter, '100000', '256', '0', '0'], { stdio: 'ignore' })
+/** A CPU-bound job at home (node 1) over an array of `kb` KiB. */
+function startJob (kb = 256): number {
+  const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', launcher, counter, '100000', String(kb), '0', '0'], { stdio: 'ignore' })
   jobs.push(child)
   return child.pid as number
 }
 
 test('CPU-bound jobs on a slow node move to faster nodes by themselves; costs explain it', async () => {
-  assert.equal((await lab.node(1).read('admin/balance')).trim(), '1')
+  assert.equal((await lab.node(1).read('admin/balance')).trim(), '1', 'on by default')
+  assert.equal((await lab.node(2).read('admin/balance')).trim(), '0', 'hpcd --no-balance')
   const pids = [startJob(), startJob()]
   for (const pid of pids) await lab.node(1).write(`proc/${pid}/lock`, '0\n') // under cluster discipline, movable
   const costs = await lab.node(1).read(`proc/${pids[0]}/costs`)
@@ -95,4 +98,47 @@ test('the balancer reacts to a speed change within a few intervals', async () =>
   assert.equal(await where(pid), '0', 'moved away from the fastest node')
   await n1.write('admin/speed', '1000\n')
   await until('moved away after the slow-down', async () => ['2', '3'].includes(await where(pid)), 20_000, 100)
+})
+
+test('a job already away moves on by itself when its node slows down: each node balances its guests', async () => {
+  const [n1, n2, n3] = [lab.node(1), lab.node(2), lab.node(3)]
+  await n1.write('admin/balance', '0\n') // home does not move it: only node 2's balancer may
+  await n1.write('admin/speed', '3000\n')
+  await n2.write('admin/balance', '1\n')
+  try {
+    const pid = startJob(8192) // images of 8 MiB and more measure the bandwidth
+    await n1.write(`proc/${pid}/lock`, '0\n')
+    await n1.write(`proc/${pid}/goto`, '2\n')
+    await until('on node 2', async () => (await where(pid)) === '2', 20_000, 100)
+    // (it stays at least minResidence = 2 s: time to read what node 2 thinks of it)
+    const guests = (await n2.exec('ls', [`${n2.mount}/remote`])).stdout.trim().split('\n').filter(Boolean)
+    const ids = await Promise.all(guests.map(async g => await n2.read(`remote/${g}/identity`)))
+    const guest = guests[ids.findIndex(id => id.startsWith(`home 1 pid ${pid} `))]
+    assert.ok(guest !== undefined, `node 2 lists it: ${ids.join('; ')}`)
+    assert.match(await n2.read(`remote/${guest}/costs`), new RegExp(`^pid ${guest} cost-here \\S+ movable`))
+    await n2.write('admin/speed', '1000\n')
+    await until('node 2 had its home move it to node 3', async () => (await where(pid)) === '3', 20_000, 100)
+    assert.match(await n1.read('admin/costs'), /^bandwidth MB\/s: .*node 2 \d+.*node 3 \d+/m, 'the transfers measured the bandwidth')
+  } finally {
+    await n2.write('admin/speed', '40000\n')
+    await n2.write('admin/balance', '0\n')
+    await n1.write('admin/balance', '1\n')
+  }
+})
+
+test('a node that joins takes work within a few intervals', async () => {
+  const n1 = lab.node(1)
+  await lab.node(2).stop()
+  await lab.node(3).stop()
+  await until('node 1 sees nodes 2 and 3 down', async () => (await lab.readStatuses(1, [2, 3])).every(s => s === undefined || (s & 2) === 0), 20_000, 200)
+  const pid = startJob()
+  await n1.write(`proc/${pid}/lock`, '0\n')
+  const t0 = Date.now()
+  await until('a few balancing rounds alone', () => Date.now() - t0 > 2000, 5000, 200)
+  assert.equal(await where(pid), '0', 'nowhere to go')
+  await lab.node(3).start()
+  const joined = Date.now()
+  await until('the job went to the new node', async () => (await where(pid)) === '3', 30_000, 100)
+  const s = (Date.now() - joined) / 1000
+  assert.ok(s < 20, `took ${s.toFixed(1)} s`)
 })
