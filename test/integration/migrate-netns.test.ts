@@ -25,7 +25,7 @@ before(async () => {
   speaker = bins.compile('speaker')
   counter = bins.compile('counter')
   launcher = bins.compile('launch')
-  lab = await Lab.create({ nodes: 4, tag: 'migr', interval: 0.25, hpcdArgs: id => ['--speed', String(10000 * id), '--down-after', '2', ...(id === 4 ? ['--test-fault', 'restore'] : [])], env: { DEBUG: 'hpcfs:migrate,hpcfs:wire,hpcfs:ppm' } })
+  lab = await Lab.create({ nodes: 4, tag: 'migr', interval: 0.25, hpcdArgs: id => ['--speed', String(10000 * id), '--down-after', '2', '--no-balance', ...(id === 4 ? ['--test-fault', 'restore'] : [])], env: { DEBUG: 'hpcfs:migrate,hpcfs:wire,hpcfs:ppm' } })
   await lab.waitAllUp()
 })
 after(async () => {

@@ -23,7 +23,7 @@ async function until (what: string, pred: () => boolean, ms = 20000): Promise<vo
 
 before(async () => {
   if (skip !== false) return
-  lab = await Lab.create({ nodes: 2, tag: 'tools', netns: false, interval: 0.2 })
+  lab = await Lab.create({ nodes: 2, tag: 'tools', netns: false, interval: 0.2, hpcdArgs: () => ['--no-balance'] })
   await lab.waitAllUp({ via: [1], timeoutMs: 30000 })
   root = lab.node(1).mount
 })
