@@ -251,8 +251,11 @@ export class LabNode implements LabNodeSpec {
     await this.start()
   }
 
-  /** Read a file of this node's tree (`rel` relative to the mount point) with `cat` under a timeout. */
-  async read (rel: string, timeoutMs = 3000): Promise<string> {
+  /**
+   * Read a file of this node's tree (`rel` relative to the mount point) with `cat` under a timeout
+   * (10 s: generous for a loaded 2-core CI machine, still far short of a hung mount's forever).
+   */
+  async read (rel: string, timeoutMs = 10_000): Promise<string> {
     const path = join(this.mount, rel)
     const r = await run('cat', [path], { timeoutMs })
     if (r.code !== 0) throw new Error(`cat ${path}: ${r.timedOut ? 'timed out' : r.stderr.trim()}`)
@@ -260,7 +263,7 @@ export class LabNode implements LabNodeSpec {
   }
 
   /** Write `data` to a file of this node's tree (like `echo data > file`), under a timeout. */
-  async write (rel: string, data: string, timeoutMs = 3000): Promise<void> {
+  async write (rel: string, data: string, timeoutMs = 10_000): Promise<void> {
     const path = join(this.mount, rel)
     const r = await run('sh', ['-c', 'cat > "$1"', 'sh', path], { timeoutMs, input: data })
     if (r.code !== 0) throw new Error(`write ${path}: ${r.timedOut ? 'timed out' : r.stderr.trim()}`)
