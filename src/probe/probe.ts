@@ -13,6 +13,8 @@ import createDebug from 'debug'
 import { LoadSmoother } from './smoothing.js'
 import { ProcSources, type MemInfo } from './sources.js'
 import { calibrateSpeed, STD_SPEED, MIN_SPEED, MAX_SPEED } from './calibrate.js'
+import { cpuGroupOf, cpuShareOf, runnableInGroup, type CpuGroup } from './cgroup.js'
+import { readFileSync } from 'node:fs'
 
 const debug = createDebug('hpcfs:probe')
 
@@ -21,6 +23,12 @@ export interface ProbeOptions {
   sampleMs?: number // runnable-count sampling interval, default 100
   periodMs?: number // load computation period, default 1000
   procRoot?: string // default '/proc'
+  /**
+   * 'host' (default): the machine's runnable count and CPUs. 'cgroup': the node is the daemon's
+   * CPU cgroup (src/probe/cgroup.ts): its runnable threads, its CPU quota as CPUs, and a calibrated
+   * speed scaled by the quota.
+   */
+  scope?: 'host' | 'cgroup'
 }
 
 export interface ProbeSnapshot {
@@ -58,6 +66,8 @@ export class Probe extends EventEmitter<{ update: [ProbeSnapshot] }> {
   private readonly smoother = new LoadSmoother()
   private _speed: number
   private cpus: number
+  /** The node's CPU cgroup in the 'cgroup' scope. */
+  private group: CpuGroup | undefined
   private mem: MemInfo
   private util: number
   private sum = 0
@@ -70,8 +80,24 @@ export class Probe extends EventEmitter<{ update: [ProbeSnapshot] }> {
     this.sampleMs = checkMs('sampleMs', opts.sampleMs ?? 100)
     this.periodMs = checkMs('periodMs', opts.periodMs ?? 1000)
     this.src = new ProcSources(opts.procRoot)
-    this._speed = opts.speed !== undefined ? checkSpeed(opts.speed) : checkSpeed(calibrateSpeed())
     this.cpus = this.src.cpus()
+    let share: number | undefined
+    if (opts.scope === 'cgroup') {
+      const g = cpuGroupOf(readFileSync('/proc/self/cgroup', 'utf8'))
+      if (g === undefined) throw new Error('load scope cgroup: this process is not in a CPU cgroup of its own')
+      this.group = g
+      share = cpuShareOf(g)
+      // a quota of 0.25 CPU is one CPU at a quarter of the speed; 1.5 CPUs, two at three quarters
+      if (share !== undefined && share < this.cpus) this.cpus = Math.max(1, Math.ceil(share))
+    }
+    const calibrated = (): number => {
+      const s = calibrateSpeed()
+      if (share === undefined) return s
+      const scaled = Math.max(MIN_SPEED, Math.round(s * Math.min(1, share / this.cpus)))
+      debug('probe: calibrated %d, CPU share %s of %d CPUs: speed %d', s, share, this.cpus, scaled)
+      return scaled
+    }
+    this._speed = opts.speed !== undefined ? checkSpeed(opts.speed) : checkSpeed(calibrated())
     this.mem = this.src.memory()
     this.util = this.src.util()
     debug('probe: speed %d, cpus %d, sample %d ms, period %d ms', this._speed, this.cpus, this.sampleMs, this.periodMs)
@@ -127,7 +153,7 @@ export class Probe extends EventEmitter<{ update: [ProbeSnapshot] }> {
 
   private sample (): void {
     try {
-      this.sum += this.src.runnable()
+      this.sum += this.group !== undefined ? runnableInGroup(this.group) : this.src.runnable()
       this.count++
     } catch (err) {
       debug('runnable sample failed: %s', (err as Error).message)
@@ -140,7 +166,7 @@ export class Probe extends EventEmitter<{ update: [ProbeSnapshot] }> {
     this.sum = 0
     this.count = 0
     try {
-      this.cpus = this.src.cpus()
+      if (this.group === undefined) this.cpus = this.src.cpus()
       this.mem = this.src.memory()
       this.util = this.src.util()
     } catch (err) {

@@ -50,15 +50,19 @@ export class LoopbackCluster {
     writeFileSync(this.mapFile, ids.map(id => `${id} 127.0.0.1:${basePort + id} 1`).join('\n') + '\n')
   }
 
-  async start (id: number, args: string[] = []): Promise<Daemon> {
+  /** `cgroup`: a cgroup v1 directory the daemon joins before it starts (its `tasks` file). */
+  async start (id: number, args: string[] = [], opts: { cgroup?: string } = {}): Promise<Daemon> {
     const port = this.basePort + id
     const mount = join(this.dir, `hpc${id}`)
     const logFile = join(this.dir, `hpcd${id}.log`)
     const { openSync } = await import('node:fs')
     const out = openSync(logFile, 'a')
-    const proc = spawn(process.execPath, [HPCD, '--addr', '127.0.0.1', '--port', String(port), '--map', this.mapFile,
-      '--mount', mount, '--key', this.keyFile, '--speed', String(10000 + id), ...this.extra, ...args],
-    { stdio: ['ignore', out, out], env: { ...process.env, DEBUG: 'hpcfs:*' } })
+    const argv = [HPCD, '--addr', '127.0.0.1', '--port', String(port), '--map', this.mapFile, '--mount', mount, '--key', this.keyFile,
+      ...(args.includes('--speed') ? [] : ['--speed', String(10000 + id)]), ...this.extra, ...args]
+    const [cmd, cmdArgs] = opts.cgroup === undefined
+      ? [process.execPath, argv]
+      : ['sh', ['-c', 'echo $$ > "$0/tasks" && exec "$@"', opts.cgroup, process.execPath, ...argv]]
+    const proc = spawn(cmd, cmdArgs, { stdio: ['ignore', out, out], env: { ...process.env, DEBUG: 'hpcfs:*' } })
     const d: Daemon = { id, port, mount, proc, log: () => readFileSync(logFile, 'utf8') }
     this.daemons.set(id, d)
     await until(`hpcd ${id} mounted`, async () => {

@@ -1,0 +1,31 @@
+// The pure parts of the cgroup load scope (src/probe/cgroup.ts).
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { cpuGroupOf, cpuShareOf, statState } from '../../src/probe/cgroup.js'
+
+test('the CPU group of a /proc/PID/cgroup text: v1 cpu controller, v2 unified, none at the root', () => {
+  const v1 = '12:pids:/\n4:cpu,cpuacct:/hpcfs-bench/node1\n1:name=systemd:/\n0::/\n'
+  const seen: string[] = []
+  const exists = (p: string): boolean => { seen.push(p); return p === '/sys/fs/cgroup/cpu,cpuacct/hpcfs-bench/node1/tasks' }
+  assert.deepEqual(cpuGroupOf(v1, '/sys/fs/cgroup', exists), { version: 1, dir: '/sys/fs/cgroup/cpu,cpuacct/hpcfs-bench/node1' })
+  // separately mounted controllers (this machine: /sys/fs/cgroup/cpu)
+  assert.deepEqual(cpuGroupOf('1:cpu:/g\n', '/c', p => p === '/c/cpu/g/tasks'), { version: 1, dir: '/c/cpu/g' })
+  assert.equal(cpuGroupOf('1:cpu:/\n0::/\n', '/c', () => true), undefined, 'the root group is the machine')
+  assert.deepEqual(cpuGroupOf('0::/system.slice/x\n', '/c', p => p === '/c/system.slice/x/cpu.max'), { version: 2, dir: '/c/system.slice/x' })
+  assert.equal(cpuGroupOf('0::/x\n', '/c', () => false), undefined, 'no cpu controller in that v2 group')
+  assert.equal(cpuGroupOf('garbage\n', '/c', () => true), undefined)
+})
+
+test('the CPU share: v1 quota/period, v2 cpu.max, unlimited', () => {
+  const files = (m: Record<string, string>) => (p: string): string => { const k = p.split('/').pop() as string; if (!(k in m)) throw new Error(`no ${p}`); return m[k] }
+  assert.equal(cpuShareOf({ version: 1, dir: '/g' }, files({ 'cpu.cfs_quota_us': '25000\n', 'cpu.cfs_period_us': '100000\n' })), 0.25)
+  assert.equal(cpuShareOf({ version: 1, dir: '/g' }, files({ 'cpu.cfs_quota_us': '-1\n', 'cpu.cfs_period_us': '100000\n' })), undefined)
+  assert.equal(cpuShareOf({ version: 2, dir: '/g' }, files({ 'cpu.max': '150000 100000\n' })), 1.5)
+  assert.equal(cpuShareOf({ version: 2, dir: '/g' }, files({ 'cpu.max': 'max 100000\n' })), undefined)
+})
+
+test('the state letter of a stat line, whatever the command name holds', () => {
+  assert.equal(statState('42 (sh) R 1 42 42 0 -1'), 'R')
+  assert.equal(statState('42 (a) b) S 1 2'), 'S')
+  assert.equal(statState('garbage'), '')
+})
