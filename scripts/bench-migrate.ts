@@ -1,13 +1,14 @@
-// scripts/bench-migrate: how long a migration between two namespaced nodes takes, next to raw TCP
-// between the same two namespaces measured in the same run (method: docs/bench-migrate.md).
+// scripts/bench-migrate: how long a migration between namespaced nodes takes, next to raw TCP
+// between two of the same namespaces measured in the same run (method: docs/bench-migrate.md).
 //
-// A lab of 2 hpcd daemons (tag bmig). For each size (default 1, 100, 500 MiB; --quick: 1, 50) a
+// A lab of 3 hpcd daemons (tag bmig). For each size (default 1, 100, 500 MiB; --quick: 1, 50) a
 // subject holding that much distinct, written memory (scripts/bench-migrate-subject.c, compiled at
 // run time) is started at home inside node 1's namespace (this process is its parent), then moved
-// `goto 2` / `goto home` --runs times: the time from the write of goto until `where` reads the
-// target (polled every 5 ms). Then a node TCP server in node 2's namespace receives the same number
-// of bytes (the image size) from a node client in node 1's namespace. Everything it starts is
-// removed on exit, error or Ctrl-C.
+// --runs times round `goto 2` (out), `goto 3` (N -> M: the image goes from node 2 straight to
+// node 3), `goto 2` (back, shown per run only), `goto home` (from node 2): the time from the write
+// of goto until `where` reads the target (polled every 5 ms). Then a node TCP server in node 2's
+// namespace receives the same number of bytes (the image size) from a node client in node 1's
+// namespace. Everything it starts is removed on exit, error or Ctrl-C.
 //
 //   scripts/bench-migrate [--quick] [--sizes 1,100,500] [--runs 3]
 import { parseArgs } from 'node:util'
@@ -138,40 +139,46 @@ const stat = (text: string, key: string): number => {
   return all.length ? Number(all[all.length - 1][1]) : NaN
 }
 
-interface Move { ms: number, freezeMs: number, restoreMs: number, imageBytes: number, cpu1: number, cpu2: number }
+/** cpu[i]: CPU time of node i+1's daemon during the move (ms). */
+interface Move { ms: number, freezeMs: number, restoreMs: number, fillMs: number, imageBytes: number, cpu: number[] }
 
 /**
- * Writes goto TARGET into node 1's tree and times until where reads it. The PPM helpers' figures
- * come from the logs: freeze_ms and bytes from the dumping node's, restore_ms from the other's.
+ * Writes goto TARGET into node 1's tree and times until where reads it (the process is on node
+ * FROM before). The PPM helpers' figures come from the logs: freeze_ms and bytes from the dumping
+ * node's (FROM), restore_ms and fill_ms (the writing of the page data, its last step) from the
+ * restoring node's (TARGET).
  */
-async function move (pid: number, target: 2 | 'home', logOf: LabNode, restoreLogOf: LabNode): Promise<Move> {
-  const home = (lab as Lab).node(1)
-  const want = target === 'home' ? '0' : '2'
-  const from = target === 'home' ? '2' : '0'
+async function move (pid: number, from: number | 'home', target: number | 'home'): Promise<Move> {
+  const l = lab as Lab
+  const home = l.node(1)
+  const want = target === 'home' ? '0' : String(target)
+  const was = from === 'home' ? '0' : String(from)
+  const before = (await readTree(home, `proc/${pid}/where`)).trim()
+  if (before !== was) throw new Error(`process ${pid} is on ${before}, not on ${was} (moved by someone else?)`)
+  const logOf = l.node(from === 'home' ? 1 : from)
+  const restoreLogOf = l.node(target === 'home' ? 1 : target)
   const off = logSize(logOf)
   const roff = logSize(restoreLogOf)
-  const d1 = (lab as Lab).node(1).pid
-  const d2 = (lab as Lab).node(2).pid
-  const c1 = cpuMs(d1)
-  const c2 = cpuMs(d2)
+  const daemons = l.nodes.map(n => n.pid)
+  const c0 = daemons.map(cpuMs)
   const t0 = performance.now()
   await writeFile(join(home.mount, `proc/${pid}/goto`), `${target}\n`)
   for (;;) {
     const w = (await readTree(home, `proc/${pid}/where`)).trim()
     if (w === want) break
     const dt = performance.now() - t0
-    if (w === from || dt > MOVE_TIMEOUT_MS) {
+    if (w === was || dt > MOVE_TIMEOUT_MS) {
       const e = (await readTree(home, `proc/${pid}/error`)).trim()
       if (e || dt > MOVE_TIMEOUT_MS) throw new Error(`move of ${pid} to ${target} failed after ${f0(dt)} ms: ${e || `where = ${w}`}`)
     }
     await sleep(POLL_MS)
   }
   const ms = performance.now() - t0
-  const cpu1 = cpuMs(d1) - c1
-  const cpu2 = cpuMs(d2) - c2
+  const cpu = daemons.map((d, i) => cpuMs(d) - c0[i])
   await sleep(50) // the log lines are written by then
   const { text } = logSince(logOf, off)
-  return { ms, freezeMs: stat(text, 'freeze_ms'), restoreMs: stat(logSince(restoreLogOf, roff).text, 'restore_ms'), imageBytes: stat(text, 'bytes'), cpu1, cpu2 }
+  const rtext = logSince(restoreLogOf, roff).text
+  return { ms, freezeMs: stat(text, 'freeze_ms'), restoreMs: stat(rtext, 'restore_ms'), fillMs: stat(rtext, 'fill_ms'), imageBytes: stat(text, 'bytes'), cpu }
 }
 
 // The raw TCP pair: a server in node 2's namespace acknowledges each transfer (8-byte length, then
@@ -264,7 +271,14 @@ async function stopSubject (s: Subject): Promise<void> {
 
 // ---- main -----------------------------------------------------------------------------------
 
-interface Row { mib: number, imageBytes: number, out: number, home: number, freezeOut: number, freezeHome: number, restoreOut: number, restoreHome: number, cpuOut: string, cpuHome: string, raw: number }
+interface Row {
+  mib: number, imageBytes: number, out: number, home: number, hop: number, freezeOut: number, freezeHome: number, freezeHop: number,
+  restoreOut: number, restoreHome: number, restoreHop: number, fillHop: number, cpuOut: string, cpuHome: string, cpuHop: string, raw: number
+}
+
+/** Median CPU ms of the daemons of nodes 1..n over moves, as "c1/c2[/c3]". */
+const cpuOf = (ms: Move[], n: number): string => Array.from({ length: n }, (_, i) => f0(median(ms.map(m => m.cpu[i])))).join('/')
+const cpuRun = (m: Move, n: number): string => m.cpu.slice(0, n).map(f0).join('/')
 
 async function main (): Promise<void> {
   const t0 = Date.now()
@@ -272,17 +286,18 @@ async function main (): Promise<void> {
   const subject = compile(SUBJECT_SRC, 'subject')
   console.log(`bench-migrate: sizes ${sizes.join(', ')} MiB, ${runs} run(s) each; load average ${loadavg().map(x => x.toFixed(2)).join(' ')}`)
   lab = await Lab.create({
-    nodes: 2,
+    nodes: 3, // 3: N -> M (node 2 -> node 3) for a process whose home is node 1
     tag: 'bmig',
     interval: 0.25,
     hpcdArgs: () => ['--speed', '10000'],
     env: { DEBUG: 'hpcfs:ppm' }, // the PPM helper's STAT lines (freeze_ms, bytes) in the logs
     handleSignals: false
   })
-  await lab.waitAllUp({ via: [1], timeoutMs: 30_000 })
+  await lab.waitAllUp({ timeoutMs: 30_000 }) // every node sees every other (node 2 sends to node 3 itself)
   const n1 = lab.node(1)
   const n2 = lab.node(2)
-  console.log(`lab up: node 1 ${n1.addr} (${n1.ns}), node 2 ${n2.addr} (${n2.ns}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+  const n3 = lab.node(3)
+  console.log(`lab up: ${lab.nodes.map(n => `node ${n.id} ${n.addr} (${n.ns})`).join(', ')} in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
   await startRawServer()
   await rawTcp(8 * MiB, 1) // warm-up (also checks the path)
 
@@ -290,14 +305,21 @@ async function main (): Promise<void> {
   for (const mib of sizes) {
     const s = await startSubject(launcher, subject, mib)
     const outs: Move[] = []
+    const hops: Move[] = []
+    const backs: Move[] = []
     const homes: Move[] = []
     try {
       for (let r = 0; r < runs; r++) {
-        outs.push(await move(s.pid, 2, n1, n2))
+        outs.push(await move(s.pid, 'home', 2))
         await sleep(200)
-        homes.push(await move(s.pid, 'home', n2, n1))
+        hops.push(await move(s.pid, 2, 3))
         await sleep(200)
-        process.stdout.write(`  ${mib} MiB run ${r + 1}: out ${f1(outs[r].ms)} ms (hpcd CPU ${f0(outs[r].cpu1)}/${f0(outs[r].cpu2)} ms), home ${f1(homes[r].ms)} ms (hpcd CPU ${f0(homes[r].cpu1)}/${f0(homes[r].cpu2)} ms)\n`)
+        backs.push(await move(s.pid, 3, 2)) // so that "home" is node 2 -> home as before
+        await sleep(200)
+        homes.push(await move(s.pid, 2, 'home'))
+        await sleep(200)
+        process.stdout.write(`  ${mib} MiB run ${r + 1}: out ${f1(outs[r].ms)} ms (hpcd CPU ${cpuRun(outs[r], 2)} ms), 2->3 ${f1(hops[r].ms)} ms (${cpuRun(hops[r], 3)}), ` +
+          `3->2 ${f1(backs[r].ms)} ms (${cpuRun(backs[r], 3)}), home ${f1(homes[r].ms)} ms (${cpuRun(homes[r], 2)})\n`)
       }
     } finally { await stopSubject(s) }
     const imageBytes = median(outs.map(m => m.imageBytes).filter(Number.isFinite))
@@ -309,35 +331,44 @@ async function main (): Promise<void> {
       imageBytes: bytes,
       out: median(outs.map(m => m.ms)),
       home: median(homes.map(m => m.ms)),
+      hop: median(hops.map(m => m.ms)),
       freezeOut: median(outs.map(m => m.freezeMs).filter(Number.isFinite)),
       freezeHome: median(homes.map(m => m.freezeMs).filter(Number.isFinite)),
+      freezeHop: median(hops.map(m => m.freezeMs).filter(Number.isFinite)),
       restoreOut: median(outs.map(m => m.restoreMs).filter(Number.isFinite)),
       restoreHome: median(homes.map(m => m.restoreMs).filter(Number.isFinite)),
-      cpuOut: `${f0(median(outs.map(m => m.cpu1)))}/${f0(median(outs.map(m => m.cpu2)))}`,
-      cpuHome: `${f0(median(homes.map(m => m.cpu1)))}/${f0(median(homes.map(m => m.cpu2)))}`,
+      restoreHop: median(hops.map(m => m.restoreMs).filter(Number.isFinite)),
+      fillHop: median(hops.map(m => m.fillMs).filter(Number.isFinite)),
+      cpuOut: cpuOf(outs, 2),
+      cpuHome: cpuOf(homes, 2),
+      cpuHop: cpuOf(hops, 3),
       raw: median(raws)
     })
   }
 
-  const head = ['size', 'image', 'migrate out', 'migrate home', 'effective', 'freeze out', 'restore on 2', 'freeze on 2', 'restore home', 'hpcd CPU out', 'hpcd CPU home', 'raw TCP', 'raw TCP', 'out/raw', 'home/raw']
-  const unit = ['MiB', 'MiB', 'ms', 'ms', 'MB/s (out)', 'ms', 'ms', 'ms', 'ms', 'ms 1/2', 'ms 1/2', 'ms', 'MB/s', '', '']
+  const head = ['size', 'image', 'migrate out', 'migrate home', 'migrate 2->3', 'effective', 'effective', 'freeze out', 'restore on 2', 'freeze on 2', 'restore home', 'freeze 2->3', 'restore on 3',
+    'hpcd CPU out', 'hpcd CPU home', 'hpcd CPU 2->3', 'raw TCP', 'raw TCP', 'out/raw', 'home/raw', '2->3/raw']
+  const unit = ['MiB', 'MiB', 'ms', 'ms', 'ms', 'MB/s (out)', 'MB/s (2->3)', 'ms', 'ms', 'ms', 'ms', 'ms', 'ms', 'ms 1/2', 'ms 1/2', 'ms 1/2/3', 'ms', 'MB/s', '', '', '']
   const body = rows.map(r => [
-    String(r.mib), (r.imageBytes / MiB).toFixed(1), f1(r.out), f1(r.home), f0(r.imageBytes / 1e6 / (r.out / 1000)),
-    f1(r.freezeOut), f1(r.restoreOut), f1(r.freezeHome), f1(r.restoreHome), r.cpuOut, r.cpuHome, f1(r.raw), f0(r.imageBytes / 1e6 / (r.raw / 1000)),
-    `${(r.out / r.raw).toFixed(1)}x`, `${(r.home / r.raw).toFixed(1)}x`
+    String(r.mib), (r.imageBytes / MiB).toFixed(1), f1(r.out), f1(r.home), f1(r.hop), f0(r.imageBytes / 1e6 / (r.out / 1000)), f0(r.imageBytes / 1e6 / (r.hop / 1000)),
+    f1(r.freezeOut), f1(r.restoreOut), f1(r.freezeHome), f1(r.restoreHome), f1(r.freezeHop), f1(r.restoreHop), r.cpuOut, r.cpuHome, r.cpuHop,
+    f1(r.raw), f0(r.imageBytes / 1e6 / (r.raw / 1000)), `${(r.out / r.raw).toFixed(1)}x`, `${(r.home / r.raw).toFixed(1)}x`, `${(r.hop / r.raw).toFixed(1)}x`
   ])
   const w = head.map((h, i) => Math.max(h.length, unit[i].length, ...body.map(b => b[i].length)))
   const line = (cells: string[]): string => cells.map((c, i) => c.padStart(w[i])).join('  ')
-  console.log(`\nmedians of ${runs} run(s); node 1 -> node 2 (${n1.ns} -> ${n2.ns}), goto written until where reads the target, polled every ${POLL_MS} ms`)
+  console.log(`\nmedians of ${runs} run(s); home is node 1 (${n1.ns}), out = 1 -> 2, home = 2 -> 1, 2->3 = node 2 -> node 3 (${n2.ns} -> ${n3.ns}); goto written until where reads the target, polled every ${POLL_MS} ms`)
   console.log(line(head))
   console.log(line(unit))
   for (const b of body) console.log(line(b))
   console.log('\nfreeze out = the original stopped at home while its dump streams to node 2; restore on 2 = the restore there (from its start, it reads the stream as it comes)')
   console.log('freeze on 2 = the guest stopped while dumped into memory on node 2; restore home = that image back into the original (PPM helpers\' STAT lines)')
-  console.log('hpcd CPU = user+system time of the daemons of node 1 / node 2 themselves during the move (their PPM helpers not included)')
-  console.log(`image = bytes the deputy streamed (PPM STAT bytes); raw TCP = the same bytes, node client in ${n1.ns} -> node server in ${n2.ns}, connect until the server's ack`)
+  console.log('freeze 2->3 = the guest stopped on node 2 while its dump streams straight to node 3 (a copy kept on 2); restore on 3 = the restore there, from its start')
+  console.log(`  (all nodes share one pid space here: the restore on 3 reads the stream ahead into memory until node 2's copy, holding the pid, is gone, then writes the pages;`)
+  console.log(`  that last step, fill on 3: ${rows.map(r => `${f1(r.fillHop)} ms of ${r.mib} MiB`).join(', ')})`)
+  console.log('hpcd CPU = user+system time of the daemons of node 1 / node 2 (/ node 3) themselves during the move (their PPM helpers not included)')
+  console.log(`image = bytes the deputy streamed (PPM STAT bytes); raw TCP = the same bytes, node client in ${n1.ns} -> node server in ${n2.ns} (the same bridge as 2 -> 3), connect until the server's ack`)
   const hwm = (pid: number | undefined): string => { try { return `${Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024)} MiB` } catch { return '?' } }
-  console.log(`peak RSS of the daemons: node 1 ${hwm(n1.pid)}, node 2 ${hwm(n2.pid)}`)
+  console.log(`peak RSS of the daemons: ${lab.nodes.map(n => `node ${n.id} ${hwm(n.pid)}`).join(', ')}`)
   console.log(`total ${((Date.now() - t0) / 1000).toFixed(1)} s; load average ${loadavg().map(x => x.toFixed(2)).join(' ')}`)
 }
 
@@ -348,7 +379,7 @@ try {
   if (interrupted) await new Promise(() => {}) // the signal handler cleans up and exits
   console.error(`bench-migrate: ${(e as Error).stack ?? String(e)}`)
   const l = lab
-  if (l) for (const id of [1, 2]) { try { console.error(`--- node ${id} log (tail):\n${l.node(id).logTail()}`) } catch {} }
+  if (l) for (const id of [1, 2, 3]) { try { console.error(`--- node ${id} log (tail):\n${l.node(id).logTail()}`) } catch {} }
   status = 1
 }
 await cleanup()
