@@ -289,7 +289,7 @@ async function main (): Promise<void> {
     nodes: 3, // 3: N -> M (node 2 -> node 3) for a process whose home is node 1
     tag: 'bmig',
     interval: 0.25,
-    hpcdArgs: () => ['--speed', '10000'],
+    hpcdArgs: () => ['--speed', '10000', '--no-balance'], // explicit moves only: the balancer must not move what we time
     env: { DEBUG: 'hpcfs:ppm' }, // the PPM helper's STAT lines (freeze_ms, bytes) in the logs
     handleSignals: false
   })

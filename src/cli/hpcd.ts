@@ -72,7 +72,7 @@ async function main (): Promise<void> {
     .option('slow-decay', { type: 'number', default: DEFAULTS.slowDecay, describe: 'per-mille kept per decay interval (slow)' })
     .option('fast-decay', { type: 'number', default: DEFAULTS.fastDecay, describe: 'per-mille kept per decay interval (fast)' })
     .option('mig-port', { type: 'number', describe: 'TCP port of process transfer (default: the gossip port - 768, i.e. 4660 for 5428; every node keeps the same distance)' })
-    .option('load-scope', { choices: ['host', 'cgroup'] as const, default: 'host' as const, describe: 'host: the machine is the node; cgroup: the daemon\'s CPU cgroup is (one of several nodes emulated on a machine: its runnable tasks, its quota as CPUs and speed)' })
+    .option('load-scope', { choices: ['host', 'cgroup', 'netns'] as const, default: 'host' as const, describe: 'what the node\'s load counts. host: the machine; for several nodes emulated on one machine, cgroup: the daemon\'s CPU cgroup (its runnable tasks, its quota as CPUs and speed) or netns: the processes in the daemon\'s network namespace' })
     .option('balance', { type: 'boolean', default: true, describe: 'move processes automatically by opportunity cost, as openMosix did (admin/balance); --no-balance: only explicit moves' })
     .option('test-fault', { type: 'string', hidden: true, describe: 'fault injection for tests (restore)' })
     .config('config', 'config file (e.g. /etc/hpcfs.conf): "key = value" lines, keys as the long options', parseConfigFile)

@@ -55,6 +55,11 @@ export interface LabOptions {
   mount?: (id: number) => string
   interval?: number // --interval, default 1
   window?: number // --window, passed only when given
+  /**
+   * hpcd --load-scope. Default in namespace mode: 'netns', so that each node's load is that of the
+   * processes in its namespace (with 'host' every node would show the whole machine's load).
+   */
+  loadScope?: 'host' | 'netns' | 'cgroup'
   /** Extra hpcd arguments for node `id` (e.g. ['--speed', '20000'] or ['--join', '10.77.3.1']). */
   hpcdArgs?: (id: number) => string[]
   /** Added to process.env for the daemons (e.g. { DEBUG: 'hpcfs:*' }). */
@@ -144,6 +149,8 @@ export class LabNode implements LabNodeSpec {
       '--map', this.mapFile, '--mount', this.mount, '--key', this.keyFile,
       '--interval', String(o.interval ?? 1)]
     if (o.window !== undefined) args.push('--window', String(o.window))
+    const scope = o.loadScope ?? (this.ns !== undefined ? 'netns' : 'host')
+    if (scope !== 'host') args.push('--load-scope', scope)
     if (o.hpcdArgs) args.push(...o.hpcdArgs(this.id))
     return { cmd: process.execPath, args }
   }

@@ -14,6 +14,7 @@ import { LoadSmoother } from './smoothing.js'
 import { ProcSources, type MemInfo } from './sources.js'
 import { calibrateSpeed, STD_SPEED, MIN_SPEED, MAX_SPEED } from './calibrate.js'
 import { cpuGroupOf, cpuShareOf, runnableInGroup, type CpuGroup } from './cgroup.js'
+import { netnsOf, runnableInNetns } from './netns.js'
 import { readFileSync } from 'node:fs'
 
 const debug = createDebug('hpcfs:probe')
@@ -26,9 +27,10 @@ export interface ProbeOptions {
   /**
    * 'host' (default): the machine's runnable count and CPUs. 'cgroup': the node is the daemon's
    * CPU cgroup (src/probe/cgroup.ts): its runnable threads, its CPU quota as CPUs, and a calibrated
-   * speed scaled by the quota.
+   * speed scaled by the quota. 'netns': the runnable threads of the processes in the daemon's
+   * network namespace (src/probe/netns.ts).
    */
-  scope?: 'host' | 'cgroup'
+  scope?: 'host' | 'cgroup' | 'netns'
 }
 
 export interface ProbeSnapshot {
@@ -68,6 +70,8 @@ export class Probe extends EventEmitter<{ update: [ProbeSnapshot] }> {
   private cpus: number
   /** The node's CPU cgroup in the 'cgroup' scope. */
   private group: CpuGroup | undefined
+  /** The node's network namespace in the 'netns' scope. */
+  private netns: string | undefined
   private mem: MemInfo
   private util: number
   private sum = 0
@@ -90,6 +94,7 @@ export class Probe extends EventEmitter<{ update: [ProbeSnapshot] }> {
       // a quota of 0.25 CPU is one CPU at a quarter of the speed; 1.5 CPUs, two at three quarters
       if (share !== undefined && share < this.cpus) this.cpus = Math.max(1, Math.ceil(share))
     }
+    if (opts.scope === 'netns') this.netns = netnsOf('self')
     const calibrated = (): number => {
       const s = calibrateSpeed()
       if (share === undefined) return s
@@ -153,7 +158,9 @@ export class Probe extends EventEmitter<{ update: [ProbeSnapshot] }> {
 
   private sample (): void {
     try {
-      this.sum += this.group !== undefined ? runnableInGroup(this.group) : this.src.runnable()
+      this.sum += this.group !== undefined
+        ? runnableInGroup(this.group)
+        : this.netns !== undefined ? runnableInNetns(this.netns) : this.src.runnable()
       this.count++
     } catch (err) {
       debug('runnable sample failed: %s', (err as Error).message)

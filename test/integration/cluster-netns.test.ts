@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 import { createSocket } from 'node:dgram'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { availableParallelism } from 'node:os'
 import { Lab, type LabNode } from '../../src/lab/lab.js'
 import { encode } from '../../src/gossip/codec.js'
 import { Keyring } from '../../src/gossip/keyring.js'
@@ -50,6 +51,19 @@ test('a speed written on one node is seen on every other node within a few inter
     return vs.every(v => v === '33333')
   }, 20 * INTERVAL * 1000, 50)
   assert.ok(Date.now() - t0 < 20 * INTERVAL * 1000)
+})
+
+test('each node\'s load is that of the processes in its namespace (the lab\'s load scope), seen by the others', async () => {
+  const [n2, n3] = [lab.node(2), lab.node(3)]
+  const load = async (via: LabNode, id: number): Promise<number> => Number(await stat(via, id, 'load'))
+  const one = (id: number): number => 100 * 10000 / (10000 * id * availableParallelism()) // one busy task on node id
+  const loop = lab.spawn(3, 'sh', ['-c', 'while :; do :; done'], { stdio: 'ignore' })
+  try {
+    await until('node 3 counts its busy loop', async () => (await load(n3, 3)) >= one(3) / 2, 10_000, 100)
+    await until('node 2 sees it', async () => (await load(n2, 3)) >= one(3) / 2, 10_000, 100)
+    assert.ok(await load(n2, 2) < one(2) / 2, `node 2's own load ${await load(n2, 2)} (one busy task: ${one(2)})`)
+  } finally { loop.kill('SIGKILL') }
+  await until('node 3 idle again', async () => (await load(n3, 3)) < one(3) / 2, 15_000, 100)
 })
 
 test('a killed node reads down everywhere and comes back after restart', async () => {

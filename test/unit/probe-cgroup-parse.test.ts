@@ -1,7 +1,9 @@
-// The pure parts of the cgroup load scope (src/probe/cgroup.ts).
+// The pure parts of the load scopes (src/probe/cgroup.ts, src/probe/netns.ts).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
 import { cpuGroupOf, cpuShareOf, statState } from '../../src/probe/cgroup.js'
+import { netnsOf, statThreads } from '../../src/probe/netns.js'
 
 test('the CPU group of a /proc/PID/cgroup text: v1 cpu controller, v2 unified, none at the root', () => {
   const v1 = '12:pids:/\n4:cpu,cpuacct:/hpcfs-bench/node1\n1:name=systemd:/\n0::/\n'
@@ -28,4 +30,12 @@ test('the state letter of a stat line, whatever the command name holds', () => {
   assert.equal(statState('42 (sh) R 1 42 42 0 -1'), 'R')
   assert.equal(statState('42 (a) b) S 1 2'), 'S')
   assert.equal(statState('garbage'), '')
+})
+
+test('num_threads of a stat line; this process is in its own network namespace', () => {
+  assert.equal(statThreads('42 (node) S 1 42 42 0 -1 4194560 1 0 0 0 5 3 0 0 20 0 11 0 100'), 11)
+  assert.equal(statThreads('42 (a) b) R 1 42 42 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 100'), 1)
+  assert.equal(statThreads(readFileSync('/proc/self/stat', 'latin1')) >= 1, true)
+  assert.match(netnsOf('self'), /^net:\[\d+\]$/)
+  assert.equal(netnsOf(process.pid), netnsOf('self'))
 })
