@@ -32,7 +32,7 @@ const USAGE = `Usage: mosrun [-h | -N ID | -ID | -j ID1-ID2,ID3,... | -b] [-F] [
                  decay option)
   -l             unlocked: the balancer may move it (default with -b)
   -k             keep the current lock value
- decay of the process statistics (best effort: decay/cpujob|iojob|slow|fast|clear)
+ decay of the process statistics (proc/PID/decay: cpujob, iojob, slow, fast, clear)
   -c CPU-bound, -i I/O-bound, -s slow decay, -f fast decay, -n no decay
 
 mosrun waits for the command, forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to
@@ -251,7 +251,7 @@ function plan (tree: Tree, o: Options): Plan {
 function testMkproc (tree: Tree, pid: number): void {
   if (process.env.HPCFS_TEST_MKPROC !== '1') return
   mkdirSync(tree.path(`proc/${pid}`), { recursive: true })
-  const init: Record<string, string> = { lock: '0\n', goto: '', where: '0\n', nmigs: '0\n', cantmove: '' }
+  const init: Record<string, string> = { lock: '0\n', goto: '', where: '0\n', nmigs: '0\n', cantmove: '', decay: 'slow\n' }
   for (const [f, v] of Object.entries(init)) {
     if (!existsSync(tree.path(`proc/${pid}/${f}`))) writeFileSync(tree.path(`proc/${pid}/${f}`), v)
   }
@@ -350,7 +350,7 @@ async function main (argv: string[]): Promise<number> {
     else tree.write(`proc/${pid}/lock`, tree.read(`proc/${pid}/lock`).trim())
     if (o.decay !== undefined) {
       try {
-        tree.write(`decay/${o.decay}`, 1)
+        tree.write(`proc/${pid}/decay`, o.decay)
       } catch (err) {
         log('decay: %s', (err as Error).message)
       }

@@ -44,10 +44,32 @@ export interface Cluster {
 
 export type Where = 'home' | 'migrating' | number
 
+/**
+ * How a process's CPU statistics decay (openMosix decay/ hints, proc/<pid>/decay): `rate` slow
+ * (admin/slow-decay, the default) or fast (admin/fast-decay); `kind` cpujob (counted CPU-bound
+ * whatever it used lately), iojob (counted as using no CPU) or none; `cleared` when the statistics
+ * were last cleared (ms; the balancer starts them afresh).
+ */
+export interface DecayHints { rate: 'slow' | 'fast', kind: '' | 'cpujob' | 'iojob', cleared: number }
+
+export const DECAY_HINTS = ['clear', 'cpujob', 'iojob', 'slow', 'fast'] as const
+export type DecayHint = typeof DECAY_HINTS[number]
+
+/** Applies one hint to a process's decay settings. */
+export function applyHint (d: DecayHints, hint: DecayHint, now = Date.now()): void {
+  if (hint === 'clear') { d.cleared = now; d.kind = '' } else if (hint === 'slow' || hint === 'fast') d.rate = hint; else d.kind = hint
+}
+
+/** proc/<pid>/decay's text: the rate, then the kind if any. */
+export function formatHints (d: DecayHints): string {
+  return d.kind === '' ? d.rate : `${d.rate} ${d.kind}`
+}
+
 /** A process whose home is this node. */
 export class HomeProc {
   lock = false
   nmigs = 0
+  readonly decay: DecayHints = { rate: 'slow', kind: '', cleared: 0 }
   where: Where = 'home'
   lastError = ''
   deputy: ppm.Deputy | null = null
@@ -89,6 +111,8 @@ export class Guest {
   outputDone: Promise<void>
   /** When this node last asked home to move it on, or home last said no (0: never); the balancer waits 30 s after either. */
   moveAsked = 0
+  /** Its decay hints, as home holds them (they travel with every move). */
+  readonly decay: DecayHints = { rate: 'slow', kind: '', cleared: 0 }
   /** Removes its listeners from conn (when it leaves, or runs again here under another pid). */
   detach: () => void = () => {}
   /**
@@ -216,7 +240,7 @@ export class Migrator extends EventEmitter {
    */
   private async offer (p: HomeProc, node: number, ticket?: string): Promise<{ conn: Conn, hostinfo: string }> {
     const conn = await this.connect(node)
-    await conn.send({ t: 'migrate', home: this.cluster.id, pid: p.pid, name: comm(p.pid), bytes: p.imageBytes ?? residentBytes(p.pid), stdin: p.stdinMode, age: processAge(p.pid), ...(ticket !== undefined ? { ticket } : {}) })
+    await conn.send({ t: 'migrate', home: this.cluster.id, pid: p.pid, name: comm(p.pid), bytes: p.imageBytes ?? residentBytes(p.pid), stdin: p.stdinMode, age: processAge(p.pid), decay: p.decay.rate, kind: p.decay.kind, ...(ticket !== undefined ? { ticket } : {}) })
     let m: Msg
     try { m = await conn.expect('accept', 'refuse') } catch (e) { conn.close(); throw e }
     if (m.t === 'refuse') { conn.close(); throw new ErrnoError('EPERM', `node ${node} refused: ${String(m.reason)}`) }
@@ -497,6 +521,13 @@ export class Migrator extends EventEmitter {
     throw new Error(`${why}; node ${from} could not run it again either, so it runs at home`)
   }
 
+  /** A decay hint for a process of this node (proc/<pid>/decay); it reaches the remote if it is away. */
+  hint (pid: number, hint: DecayHint): void {
+    const p = this.adopt(pid)
+    applyHint(p.decay, hint)
+    if (typeof p.where === 'number') void p.conn?.send({ t: 'hint', hint }).catch(() => {})
+  }
+
   /** A guest's node asks to move it on (its balancer's choice); home checks and carries it out. */
   private guestAsks (p: HomeProc, conn: Conn, m: Msg): void {
     const target = Number(m.node)
@@ -620,6 +651,8 @@ export class Migrator extends EventEmitter {
     for (const f of cleanups) f()
     const age = Number(m.age)
     const g = this.startGuest(conn, r, home, Number(m.pid), m.stdin === 'pull' ? 'pull' : 'none', Number.isFinite(age) ? age : 0)
+    if (m.decay === 'fast') g.decay.rate = 'fast'
+    if (m.kind === 'cpujob' || m.kind === 'iojob') g.decay.kind = m.kind
     await conn.send({ t: 'running', pid: r.pid, bytes: received, ms: Math.max(1, (ended || Date.now()) - (first || Date.now())) })
     log('guest %d from node %d (its pid %d) runs here', r.pid, home, g.homePid)
   }
@@ -663,6 +696,7 @@ export class Migrator extends EventEmitter {
     if (m.t === 'signal') { try { process.kill(g.pid, Number(m.sig)) } catch (e) { log('signal %d to %d: %s', m.sig, g.pid, (e as Error).message) } } else if (m.t === 'kill') { try { process.kill(g.pid, 'SIGKILL') } catch {} } else if (m.t === 'stdin-end') { g.stdinEnded = true; g.wanting = false; g.r.stdin?.end() }
     else if (m.t === 'gohome') await this.sendHome(g)
     else if (m.t === 'sendto') await this.sendTo(g, m)
+    else if (m.t === 'hint' && (DECAY_HINTS as readonly string[]).includes(String(m.hint))) applyHint(g.decay, m.hint as DecayHint)
     else if (m.t === 'move-failed') { g.moveAsked = Date.now(); log('home did not move guest %d: %s', g.pid, String(m.reason)) }
   }
 
@@ -762,7 +796,7 @@ export class Migrator extends EventEmitter {
     g.detach()
     try {
       const again = await ppm.restore(Readable.from(chunks), { stdio: ['pipe', 'pipe', 'pipe'], clock: 'auto' })
-      this.startGuest(g.conn, again, g.home, g.homePid, g.stdinMode, g.age + (Date.now() - g.since) / 1000)
+      Object.assign(this.startGuest(g.conn, again, g.home, g.homePid, g.stdinMode, g.age + (Date.now() - g.since) / 1000).decay, g.decay)
       await g.conn.send({ t: 'resumed', pid: again.pid })
       log('guest %d runs here again as %d', g.pid, again.pid)
     } catch (e) {

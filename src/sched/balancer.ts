@@ -11,7 +11,7 @@
 import { readFileSync } from 'node:fs'
 import debug from 'debug'
 import type { HpcNode } from '../core/node.js'
-import type { Migrator } from '../migrate/migrator.js'
+import type { DecayHints, Migrator } from '../migrate/migrator.js'
 import { CostModel } from './cost.js'
 import { explainProcess, formatExplanation, placeJob, rebalance, SCHED_DEFAULTS, type LocalView, type ProcInfo, type SchedTunables } from './policy.js'
 import { einval } from '../util/errno.js'
@@ -19,7 +19,10 @@ import { nodeViewOf, selfViewOf } from './view.js'
 
 const log = debug('hpcfs:sched')
 
-interface Usage { ticks: number, at: number, cpu: number }
+interface Usage { ticks: number, at: number, cpu: number, fresh: boolean }
+
+/** Shorter windows than this give CPU shares too coarse to use (ticks of 10 ms): not sampled. */
+const MIN_WINDOW_S = 0.2
 
 const CLK_TCK = 100
 
@@ -47,22 +50,34 @@ export class Balancer {
     this.model = new CostModel(Math.max(2, clusterSize))
   }
 
-  /** CPU share of a process over the last interval, decayed as openMosix's slow decay. */
-  private cpuShare (pid: number, now: number): number {
+  /**
+   * CPU share of a process, decayed as openMosix's: every `admin/decay-interval` seconds it keeps
+   * `slow-decay` (or, with the fast hint, `fast-decay`) per mille of its history. The first
+   * window's measurement starts the history (and starts it again after a `clear` hint). A cpujob
+   * counts as CPU-bound, an iojob as using no CPU, whatever they used lately.
+   */
+  private cpuShare (pid: number, now: number, d: DecayHints): number {
+    const kind = (cpu: number): number => d.kind === 'cpujob' ? 1 : d.kind === 'iojob' ? 0 : cpu
     const f = procStat(pid)
-    if (!f) return 0
+    if (!f) return kind(0)
     const ticks = Number(f[11]) + Number(f[12])
     const u = this.usage.get(pid)
-    if (!u) { this.usage.set(pid, { ticks, at: now, cpu: 0 }); return 0 }
+    if (!u || u.at < d.cleared) { this.usage.set(pid, { ticks, at: now, cpu: 0, fresh: true }); return kind(0) }
     const dt = (now - u.at) / 1000
-    if (dt > 0) {
+    if (dt >= MIN_WINDOW_S) {
       const sample = Math.min(1, (ticks - u.ticks) / CLK_TCK / dt)
-      const keep = this.node.slowDecay / 1000
-      u.cpu = keep * u.cpu + (1 - keep) * sample
+      if (u.fresh) {
+        u.cpu = sample
+        u.fresh = false
+      } else {
+        const perMille = d.rate === 'fast' ? this.node.fastDecay : this.node.slowDecay
+        const keep = Math.pow(perMille / 1000, dt / this.node.decayInterval)
+        u.cpu = keep * u.cpu + (1 - keep) * sample
+      }
       u.ticks = ticks
       u.at = now
     }
-    return u.cpu
+    return kind(u.cpu)
   }
 
   /** This node's view: itself, the processes that run here (its own and guests), the nodes it hears. */
@@ -76,7 +91,7 @@ export class Balancer {
       const residence = (now - g.since) / 1000
       procs.push({
         pid: g.pid,
-        cpu: this.cpuShare(g.pid, now),
+        cpu: this.cpuShare(g.pid, now, g.decay),
         mem,
         image: mem,
         age: g.age + residence,
@@ -94,7 +109,7 @@ export class Balancer {
       const until = this.backoff.get(p.pid) ?? 0
       procs.push({
         pid: p.pid,
-        cpu: this.cpuShare(p.pid, now),
+        cpu: this.cpuShare(p.pid, now, p.decay),
         mem,
         image: mem,
         age: Math.max(0, up - Number(f[19]) / CLK_TCK),
@@ -129,8 +144,8 @@ export class Balancer {
   /** One automatic decision (called every interval). */
   tick (): void {
     const now = Date.now()
-    for (const p of this.migrator.procs.values()) if (p.where === 'home') this.cpuShare(p.pid, now)
-    for (const g of this.migrator.guests.values()) this.cpuShare(g.pid, now)
+    for (const p of this.migrator.procs.values()) if (p.where === 'home') this.cpuShare(p.pid, now, p.decay)
+    for (const g of this.migrator.guests.values()) this.cpuShare(g.pid, now, g.decay)
     if (!this.enabled) return
     if ([...this.migrator.procs.values()].some(p => p.where === 'migrating')) return
     if ([...this.migrator.guests.values()].some(g => g.leaving)) return

@@ -274,7 +274,8 @@ function evaluate (view: LocalView, p: ProcInfo, ctx: Ctx, usher: boolean, out: 
     costs[i] = model.marginalCost(r, job)
     const kThere = r.load * r.capacity + d
     const rateThere = processRate(n.speed, n.cpus, kThere, n.freeMem - p.mem < 0, t.thrashFactor)
-    saved[i] = remaining * Math.max(0, 1 - rateHere / rateThere)
+    // only its CPU part runs faster there: a process that uses little CPU saves little time
+    saved[i] = remaining * d * Math.max(0, 1 - rateHere / rateThere)
     migs[i] = migrationSeconds(view, n.id, p.image, t)
     if (usher) { verdicts[i] = 'higher-cost'; ok.push(i); continue }
     if (costHere - costs[i] <= t.minCostGain * costHere) { verdicts[i] = 'no-cost-gain'; continue }

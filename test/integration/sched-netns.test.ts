@@ -100,6 +100,29 @@ test('the balancer reacts to a speed change within a few intervals', async () =>
   await until('moved away after the slow-down', async () => ['2', '3'].includes(await where(pid)), 20_000, 100)
 })
 
+test('decay hints: proc/<pid>/decay and decay/<hint> for the writer; an iojob is not moved for CPU, a cpujob is', async () => {
+  const n1 = lab.node(1)
+  await n1.write('admin/speed', '1000\n') // slow: CPU-bound work should leave
+  const pid = startJob()
+  const decay = async (): Promise<string> => (await n1.read(`proc/${pid}/decay`)).trim()
+  assert.equal(await decay(), 'slow')
+  await n1.write(`proc/${pid}/decay`, 'fast\n')
+  await n1.write(`proc/${pid}/decay`, 'iojob\n')
+  assert.equal(await decay(), 'fast iojob')
+  await assert.rejects(n1.write(`proc/${pid}/decay`, 'sometimes\n'), /Invalid argument/)
+  assert.equal(await decay(), 'fast iojob', 'a bad hint changes nothing')
+  // decay/<hint> acts on the process that writes it
+  const me = await n1.exec('sh', ['-c', `echo 1 > ${n1.mount}/decay/cpujob && echo 1 > ${n1.mount}/decay/slow && cat ${n1.mount}/proc/$$/decay`])
+  assert.equal(me.stdout.trim(), 'slow cpujob', me.stderr)
+  await n1.write(`proc/${pid}/lock`, '0\n')
+  const t0 = Date.now()
+  await until('some balancing rounds', () => Date.now() - t0 > 3000, 5000, 200)
+  assert.equal(await where(pid), '0', 'an iojob uses no CPU as far as the balancer counts: nothing to gain')
+  assert.match(await n1.read(`proc/${pid}/costs`), /^node [23] cost \S+ load \d+ saves 0\.0s /m, 'no time to save on a faster CPU')
+  await n1.write(`proc/${pid}/decay`, 'cpujob\n')
+  await until('the cpujob moved to a faster node', async () => ['2', '3'].includes(await where(pid)), 20_000, 100)
+})
+
 test('a job already away moves on by itself when its node slows down: each node balances its guests', async () => {
   const [n1, n2, n3] = [lab.node(1), lab.node(2), lab.node(3)]
   await n1.write('admin/balance', '0\n') // home does not move it: only node 2's balancer may

@@ -161,13 +161,13 @@ test('-b picks the least loaded up node', withProcTree({ count: 4, down: [4] }, 
   assert.equal(f.read(`proc/${onlyProc(f)}/goto`), '')
 }))
 
-test('decay options write decay/<file> and keep the lock', withProcTree({ count: 3 }, async f => {
+test('decay options write the hint to proc/PID/decay and keep the lock', withProcTree({ count: 3 }, async f => {
   const files: Record<string, string> = { '-c': 'cpujob', '-i': 'iojob', '-s': 'slow', '-f': 'fast', '-n': 'clear' }
   for (const [opt, file] of Object.entries(files)) {
     clearProc(f)
     const r = await mosrun(f, [opt, 'true'])
     assert.equal(r.status, 0, r.stderr)
-    assert.equal(f.read(`decay/${file}`), '1\n', opt)
+    assert.equal(f.read(`proc/${onlyProc(f)}/decay`), `${file}\n`, opt)
     assert.equal(f.read(`proc/${onlyProc(f)}/lock`), '0\n', opt)
   }
 }))
