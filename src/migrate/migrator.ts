@@ -24,6 +24,7 @@ import * as ppm from '../ppm/ppm.js'
 import type { Keyring } from '../gossip/keyring.js'
 import { ErrnoError, einval } from '../util/errno.js'
 import { Conn, MIGRATION_PORT, type Msg } from './wire.js'
+import { ctxtSwitches, stdinWait, syscallLine } from './stdin.js'
 
 const log = debug('hpcfs:migrate')
 
@@ -106,8 +107,10 @@ export class Guest {
   leaving = false
   wanting = false
   wantLine = ''
+  wantKind: 'read' | 'poll' = 'read'
   stdinEnded = false
-  delivered: { line: string, switches: number } | null = null
+  /** stdin handed over and not known to be read yet: the wait it was for, and the switches then */
+  delivered: { kind: 'read' | 'poll', line: string, switches: number } | null = null
   outputDone: Promise<void>
   /** When this node last asked home to move it on, or home last said no (0: never); the balancer waits 30 s after either. */
   moveAsked = 0
@@ -222,6 +225,7 @@ export class Migrator extends EventEmitter {
       p.lastError = (e as Error).message
       log('move of %d to %s failed: %s', pid, target, p.lastError)
       if (p.where === 'migrating') p.where = from
+      p.moving = false // stdin is handed out again
       // it was away and its connection broke during the move: it is lost with that node
       if (typeof from === 'number' && p.deputy && (!p.conn || p.conn.closed)) void this.lost(p, from)
     })
@@ -326,7 +330,8 @@ export class Migrator extends EventEmitter {
       else p.out[fd]?.write(d)
     })
     conn.on('msg', (m: Msg) => {
-      if (p.holdFor === conn && m.t !== 'want') p.heldMsgs.push(m); else void this.onHomeMsg(p, conn, m)
+      if (p.holdFor === conn && m.t !== 'want') p.heldMsgs.push(m)
+      else this.onHomeMsg(p, conn, m).catch(e => log('process %d: %s: %s', p.pid, m.t, (e as Error).message))
     })
     conn.on('close', () => {
       if (p.conn !== conn) return
@@ -379,6 +384,13 @@ export class Migrator extends EventEmitter {
       this.forget(p)
     } else if (m.t === 'want') {
       this.serveWant(p, conn, Number(m.n))
+    } else if (m.t === 'leaving') {
+      // the guest's node sends it home by itself (expel): no more stdin from now on, so that none
+      // arrives after it has stopped
+      p.moving = true
+      await conn.send({ t: 'leaving-ok' }).catch(() => {})
+    } else if (m.t === 'stay' && p.where !== 'migrating') {
+      p.moving = false // it could not leave after all: stdin is handed out again
     } else if (m.t === 'move-request') {
       // the node it runs on found a cheaper place for it (its balancer decides for its guests)
       this.guestAsks(p, conn, m)
@@ -666,11 +678,12 @@ export class Migrator extends EventEmitter {
     r.stdin?.on('error', () => {})
     const onData = (type: string, d: Buffer): void => {
       if (type !== 'N') return
-      r.stdin?.write(d)
+      // its switches before it can have the data: once they change, it woke up for it
+      g.delivered = { kind: g.wantKind, line: g.wantLine, switches: ctxtSwitches(g.pid) }
       g.wanting = false
-      g.delivered = { line: g.wantLine, switches: ctxtSwitches(g.pid) }
+      r.stdin?.write(d)
     }
-    const onMsg = (x: Msg): void => { void this.onGuestMsg(g, x) }
+    const onMsg = (x: Msg): void => { this.onGuestMsg(g, x).catch(e => log('guest %d: %s: %s', g.pid, x.t, (e as Error).message)) }
     const onClose = (): void => {
       if (this.guests.get(g.pid) !== g || g.leaving) return
       log('lost home of guest %d (node %d): killing it', g.pid, g.home)
@@ -694,44 +707,78 @@ export class Migrator extends EventEmitter {
 
   private async onGuestMsg (g: Guest, m: Msg): Promise<void> {
     if (m.t === 'signal') { try { process.kill(g.pid, Number(m.sig)) } catch (e) { log('signal %d to %d: %s', m.sig, g.pid, (e as Error).message) } } else if (m.t === 'kill') { try { process.kill(g.pid, 'SIGKILL') } catch {} } else if (m.t === 'stdin-end') { g.stdinEnded = true; g.wanting = false; g.r.stdin?.end() }
-    else if (m.t === 'gohome') await this.sendHome(g)
+    else if (m.t === 'gohome') await this.sendHome(g, true)
     else if (m.t === 'sendto') await this.sendTo(g, m)
     else if (m.t === 'hint' && (DECAY_HINTS as readonly string[]).includes(String(m.hint))) applyHint(g.decay, m.hint as DecayHint)
     else if (m.t === 'move-failed') { g.moveAsked = Date.now(); log('home did not move guest %d: %s', g.pid, String(m.reason)) }
   }
 
   /**
-   * Pull-mode stdin: every few ms, if the guest is blocked reading fd 0, ask home for at most
-   * what that read wants; a pipe read takes all of it, so nothing waits in the pipe when the
-   * process is stopped to move on. (A poll/select on fd 0 gets one byte at a time.)
+   * Has the process read the stdin last handed to it? A blocked read takes all of it as soon as it
+   * wakes; a poll-style wait has read it all only once it blocks on stdin again (src/migrate/stdin.ts).
+   */
+  private consumed (g: Guest): boolean {
+    const d = g.delivered
+    if (d === null) return true
+    const line = syscallLine(g.pid)
+    if (line === '') return true // gone
+    const woke = ctxtSwitches(g.pid) !== d.switches
+    const done = d.kind === 'read' ? woke || line !== d.line : woke && stdinWait(g.pid, line) !== null
+    if (done) g.delivered = null
+    return done
+  }
+
+  /**
+   * Pull-mode stdin: every few ms, if the guest is blocked waiting for stdin (a read, or a
+   * poll/select/epoll watching fd 0) and has read what it was handed before, ask home for what
+   * that wait may take; nothing it has not asked for waits in its pipe when it moves on.
    */
   private pullStdin (g: Guest): void {
     const t = setInterval(() => {
       if (this.guests.get(g.pid) !== g || g.stdinEnded) { clearInterval(t); return }
-      if (g.wanting || g.leaving) return
+      if (g.wanting || g.leaving || !this.consumed(g)) return
       const line = syscallLine(g.pid)
-      const want = stdinWant(line)
-      if (!want) return
-      if (g.delivered && g.delivered.line === line && ctxtSwitches(g.pid) === g.delivered.switches) return // not consumed yet
+      const w = stdinWait(g.pid, line)
+      if (w === null) return
       g.wanting = true
       g.wantLine = line
-      void g.conn.send({ t: 'want', n: want }).catch(() => {})
+      g.wantKind = w.kind
+      void g.conn.send({ t: 'want', n: w.n }).catch(() => {})
     }, 5)
     t.unref()
   }
 
-  /** Stdin handed over must be read before the process stops, or it would stay in the pipe. */
-  private async settleStdin (g: Guest): Promise<void> {
-    for (let i = 0; i < 200 && (g.wanting || (g.delivered && g.delivered.line === syscallLine(g.pid) && ctxtSwitches(g.pid) === g.delivered.switches)); i++) {
+  /**
+   * Stdin handed over must be read before the process stops, or it would be lost in the pipe: waits
+   * up to a second for that; false if it is still unread (the move is refused, the process stays).
+   * Home hands out no stdin during a move (it said so before it asked, or answered `leaving`), so
+   * a want still open gets nothing more: it is dropped, and asked again if the process stays.
+   */
+  private async settleStdin (g: Guest): Promise<boolean> {
+    let ok = this.consumed(g)
+    for (let i = 0; i < 200 && !ok; i++) {
       await new Promise(resolve => setTimeout(resolve, 5))
+      ok = this.consumed(g)
     }
+    g.wanting = false
+    return ok
   }
 
-  /** Stops the guest, drains its output, and streams its image home (gohome, expel). */
-  async sendHome (g: Guest): Promise<void> {
+  /** Stops the guest, drains its output, and streams its image home (gohome from home, or expel here). */
+  async sendHome (g: Guest, byHome = false): Promise<void> {
     if (g.leaving) return
     g.leaving = true
-    await this.settleStdin(g)
+    if (!byHome) {
+      // expel: home must stop handing out stdin first (it answers at once; an old home may not)
+      const ok = g.conn.expect('leaving-ok').then(() => true, () => false)
+      await g.conn.send({ t: 'leaving' }).catch(() => {})
+      await Promise.race([ok, new Promise(resolve => setTimeout(resolve, 2000))])
+    }
+    if (!await this.settleStdin(g)) {
+      g.leaving = false
+      await g.conn.send({ t: 'stay', reason: UNREAD_STDIN }).catch(() => {})
+      return
+    }
     const chunks: Buffer[] = []
     try {
       await ppm.dump(g.pid, new Writable({ write: (c: Buffer, _e, cb) => { chunks.push(c); cb() } }))
@@ -764,7 +811,11 @@ export class Migrator extends EventEmitter {
   private async sendTo (g: Guest, m: Msg): Promise<void> {
     if (g.leaving) return
     g.leaving = true
-    await this.settleStdin(g)
+    if (!await this.settleStdin(g)) {
+      g.leaving = false
+      await g.conn.send({ t: 'stay', reason: UNREAD_STDIN }).catch(() => {})
+      return
+    }
     const chunks: Buffer[] = []
     let bytes = 0
     let out: Conn | undefined
@@ -819,30 +870,8 @@ export class Migrator extends EventEmitter {
   }
 }
 
-/** /proc/PID/syscall: "nr arg0 ..." while blocked in a system call, "running" otherwise. */
-function syscallLine (pid: number): string {
-  try { return readFileSync(`/proc/${pid}/syscall`, 'utf8').trim() } catch { return '' }
-}
-
-const POLLS = new Set([7, 23, 232, 270, 271, 281, 441]) // poll select epoll_wait pselect6 ppoll epoll_pwait epoll_pwait2
-
-/** How many stdin bytes a blocked system call wants (0: it is not reading stdin). */
-export function stdinWant (line: string): number {
-  const f = line.split(' ')
-  if (f.length < 4 || !/^\d+$/.test(f[0])) return 0
-  const nr = Number(f[0])
-  const a0 = Number(f[1])
-  if (nr === 0 && a0 === 0) return Math.min(Number(f[3]), 65536) // read(0, buf, count)
-  if (nr === 19 && a0 === 0) return 4096 // readv(0, ...)
-  if ((nr === 23 || nr === 270) && a0 === 0) return 0 // select used as a sleep
-  if ((nr === 7 || nr === 271) && Number(f[2]) === 0) return 0 // poll with no descriptors
-  if (POLLS.has(nr)) return 1
-  return 0
-}
-
-function ctxtSwitches (pid: number): number {
-  try { return Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? -1) } catch { return -1 }
-}
+/** Why a guest does not move now: stdin it was handed is still in its pipe. */
+const UNREAD_STDIN = 'it has not read the stdin it was given yet (try again later)'
 
 /** How long an accepted N -> M move waits for its image to start coming from N. */
 const TICKET_MS = 30_000

@@ -19,12 +19,14 @@ let bins: Bins
 let speaker: string
 let counter: string
 let launcher: string
+let pollcat: string
 
 before(async () => {
   bins = new Bins()
   speaker = bins.compile('speaker')
   counter = bins.compile('counter')
   launcher = bins.compile('launch')
+  pollcat = bins.compile('pollcat')
   lab = await Lab.create({ nodes: 4, tag: 'migr', interval: 0.25, hpcdArgs: id => ['--speed', String(10000 * id), '--down-after', '2', '--no-balance', ...(id === 4 ? ['--test-fault', 'restore'] : [])], env: { DEBUG: 'hpcfs:migrate,hpcfs:wire,hpcfs:ppm' } })
   await lab.waitAllUp()
 })
@@ -336,16 +338,18 @@ test('the tools: mosrun -N starts a job remotely, mps shows where, migrate moves
   }
 })
 
-for (const kind of ['an unnamed pipe (relayed by the deputy)', 'a named FIFO (reopened by path on each node)']) {
+for (const kind of ['an unnamed pipe (relayed by the deputy)', 'a named FIFO (reopened by path on each node)', 'an unnamed pipe, read by an event loop (poll)']) {
   test(`stdin from ${kind} keeps flowing to the job wherever it runs, in order`, async () => {
-    const named = kind.includes('named')
+    const named = kind.startsWith('a named') // ('unnamed' includes 'named')
+    const loop = kind.includes('poll')
     const fin = join(bins.dir, 'stdin-in')
     spawnSync('mkfifo', [fin])
     const sink = fifoSink('stdin-out')
     const keep = sink.fd
     const out = sink.out
     // named: sh opens the FIFO and becomes cat; unnamed: cat reads the test's pipe (a socket pair)
-    const cmd = named ? ['/bin/sh', '-c', 'exec cat < "$0"', fin] : ['/bin/cat']
+    // loop: pollcat waits with poll(2) and takes what is there with one read per wakeup
+    const cmd = named ? ['/bin/sh', '-c', 'exec cat < "$0"', fin] : loop ? [pollcat, 'poll'] : ['/bin/cat']
     const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', launcher, ...cmd], { stdio: [named ? 'ignore' : 'pipe', keep, keep] })
     const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
     const w = named ? openSync(fin, 'w') : -1
@@ -368,6 +372,14 @@ for (const kind of ['an unnamed pipe (relayed by the deputy)', 'a named FIFO (re
       await feed('back')
       await moveTo(child.pid as number, 2)
       await feed('again')
+      // 256 KiB at once, on node 2: it flows in chunks as large as the reader takes (a byte per
+      // round trip would take minutes)
+      const bulk = Array.from({ length: 4096 }, (_, i) => `${String(i).padStart(63, '.')}\n`).join('')
+      sent.push(bulk)
+      // (into the FIFO from another process: a blocking write here would stop this test's own
+      // reading of the echo, and both would wait for each other)
+      if (named) spawn('sh', ['-c', 'cat >> "$0"', fin], { stdio: ['pipe', 'ignore', 'ignore'] }).stdin?.end(bulk); else child.stdin?.write(bulk)
+      await until('echo of the bulk', () => out().length === sent.join('').length, 20_000, 50)
       if (named) closeSync(w); else child.stdin?.end()
       assert.equal(await exited, 0)
       assert.equal(out(), sent.join(''))

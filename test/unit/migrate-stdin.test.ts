@@ -1,0 +1,65 @@
+// What a blocked process waits for on its stdin (src/migrate/stdin.ts): the pure parsers, and real
+// processes blocked in read, poll, select and epoll on stdin or on something else.
+import { test, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { epollWatchesStdin, pollfdsWatchStdin, stdinWait, syscallLine, STDIN_CHUNK } from '../../src/migrate/stdin.js'
+import { Lab as Bins } from '../ppm/harness.js'
+
+const bins = new Bins()
+const kids: ChildProcess[] = []
+after(() => { for (const k of kids) k.kill('SIGKILL'); bins.cleanup() })
+
+test('struct pollfd arrays and epoll fdinfo: is fd 0 watched for input?', () => {
+  const pfd = (fd: number, events: number): Buffer => { const b = Buffer.alloc(8); b.writeInt32LE(fd, 0); b.writeInt16LE(events, 4); return b }
+  assert.equal(pollfdsWatchStdin(Buffer.concat([pfd(5, 1), pfd(0, 1)])), true)
+  assert.equal(pollfdsWatchStdin(pfd(0, 0x40)), true, 'POLLRDNORM')
+  assert.equal(pollfdsWatchStdin(pfd(0, 4)), false, 'POLLOUT only')
+  assert.equal(pollfdsWatchStdin(pfd(3, 1)), false)
+  assert.equal(pollfdsWatchStdin(Buffer.alloc(0)), false)
+  const info = (fd: number, ev: string): string => `pos:\t0\nflags:\t02\nmnt_id:\t15\nino:\t1038\ntfd:        ${fd} events:       ${ev} data:                0  pos:0 ino:178d1d sdev:f\n`
+  assert.equal(epollWatchesStdin(info(0, '19')), 'level')
+  assert.equal(epollWatchesStdin(info(0, '80000019')), 'edge')
+  assert.equal(epollWatchesStdin(info(0, '4')), null, 'EPOLLOUT only')
+  assert.equal(epollWatchesStdin(info(10, '19')), null)
+  assert.equal(epollWatchesStdin(info(4, '19') + info(0, '1').split('\n').find(l => l.startsWith('tfd')) as string), 'level')
+})
+
+/** Starts a process with a pipe as stdin and waits until it is blocked in system call `nr`. */
+async function blocked (nr: number[], cmd: string, args: string[]): Promise<number> {
+  const c = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'ignore'] })
+  kids.push(c)
+  const pid = c.pid as number
+  for (let i = 0; i < 500; i++) {
+    if (nr.includes(Number(syscallLine(pid).split(' ')[0]))) return pid
+    await new Promise(resolve => setTimeout(resolve, 10))
+  }
+  throw new Error(`${cmd} did not block in ${nr.join('/')}: ${syscallLine(pid)}`)
+}
+
+const READ = [0]
+const POLL = [7, 271]
+const SELECT = [23, 270]
+const EPOLL = [232, 281, 441]
+const SLEEP = [35, 230]
+
+test('real processes: read, poll and select on stdin are waits for stdin; a sleep or a poll on another fd is not', async () => {
+  const pollcat = bins.compile('pollcat')
+  const cat = await blocked(READ, 'cat', [])
+  assert.deepEqual(stdinWait(cat, syscallLine(cat)), { kind: 'read', n: Math.min(STDIN_CHUNK, Number(syscallLine(cat).split(' ')[3])) })
+  for (const how of ['poll', 'select']) {
+    const p = await blocked(how === 'poll' ? POLL : SELECT, pollcat, [how])
+    assert.deepEqual(stdinWait(p, syscallLine(p)), { kind: 'poll', n: STDIN_CHUNK }, how)
+  }
+  const sleeper = await blocked(SLEEP, 'sleep', ['60'])
+  assert.equal(stdinWait(sleeper, syscallLine(sleeper)), null)
+  // python3, when there: epoll on stdin (level-triggered), then poll on fd 3 only
+  if (spawnSync('python3', ['-c', '']).status === 0) {
+    const ep = await blocked(EPOLL, 'python3', ['-c', 'import select; e = select.epoll(); e.register(0, select.EPOLLIN); e.poll()'])
+    assert.deepEqual(stdinWait(ep, syscallLine(ep)), { kind: 'poll', n: STDIN_CHUNK }, 'epoll, level-triggered')
+    const et = await blocked(EPOLL, 'python3', ['-c', 'import select; e = select.epoll(); e.register(0, select.EPOLLIN | select.EPOLLET); e.poll()'])
+    assert.deepEqual(stdinWait(et, syscallLine(et)), { kind: 'poll', n: 1 }, 'epoll, edge-triggered: a byte at a time')
+    const other = await blocked(POLL, 'python3', ['-c', 'import os, select; r, w = os.pipe(); p = select.poll(); p.register(r, select.POLLIN); p.poll()'])
+    assert.equal(stdinWait(other, syscallLine(other)), null, 'a poll without fd 0')
+  }
+})
