@@ -1,10 +1,17 @@
 // Cluster benchmark (docs/bench-cluster.md): 3 namespaced nodes, each daemon (and everything it
 // starts or restores) in its own cgroup v1 cpu group with a CFS quota, so the nodes have different
 // speeds on one machine. A batch of CPU-bound jobs is started with mosrun (unlocked, lock 0) on the
-// slow node 1; we measure total time, mean slowdown and migrations with node 1's admin/balance off
-// and on, and print the speed of each node as the daemons calibrated it (and, as a second
-// configuration, with admin/speed set proportional to the quota).
-// Usage: scripts/bench-cluster [--quick] [--jobs K] [--rounds R] [--quota 25000,80000,80000] [--explain] [--json]
+// slow node 1; we measure total time, mean slowdown, migrations and the paths of the jobs with
+// automatic balancing off, on at every node, and on at node 1 only. The daemons run with
+// `--load-scope cgroup` (each node's load is its own group's runnable threads, its speed the
+// calibration scaled by its quota), then, for comparison, they are restarted with the machine-wide
+// default scope (`host`) for one more 'balance on' batch.
+// Usage: scripts/bench-cluster [--quick] [--jobs K] [--rounds R] [--quota 25000,80000,80000] [--host-scope] [--no-compare] [--only LIST] [--log-dir DIR] [--explain] [--json]
+//   --host-scope: every batch in host scope (the old way); the comparison batch is then 'balance on,
+//                 speed ∝ quota' (admin/speed set by hand, since host-scope calibration does not see a quota)
+//   --no-compare: skip the comparison batch (and the restart it needs)
+//   --only off,on,node1,compare: run only these batches (default all)
+//   --log-dir DIR: keep the daemons' logs in DIR/node<i>.log, with DEBUG=hpcfs:sched,hpcfs:migrate (moves decided and done)
 //   --explain: print node 1's admin/costs and one job's proc/<pid>/costs 2 s into each batch
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs'
@@ -19,6 +26,9 @@ const opt = (name: string): string | undefined => { const i = argv.indexOf(`--${
 const num = (name: string, dflt: number): number => { const v = opt(name); return v === undefined ? dflt : Number(v) }
 
 const quick = flag('quick')
+const hostScope = flag('host-scope')
+/** hpcd --load-scope of the running daemons; the comparison batch restarts them with 'host'. */
+let scope: 'host' | 'cgroup' = hostScope ? 'host' : 'cgroup'
 const NODES = 3
 const PERIOD = 100000
 const quotas = (opt('quota') ?? '25000,80000,80000').split(',').map(Number)
@@ -117,7 +127,11 @@ const inCgroup = (id: number, cmd: string, args: string[]): { cmd: string, args:
 
 function hpcdCommand (n: LabNodeSpec): { cmd: string, args: string[] } {
   const args = [HPCD_JS, '--id', String(n.id), '--addr', n.addr, '--port', String(n.port),
-    '--map', n.mapFile, '--mount', n.mount, '--key', n.keyFile, '--interval', String(INTERVAL)]
+    '--map', n.mapFile, '--mount', n.mount, '--key', n.keyFile, '--interval', String(INTERVAL),
+    // balancing is on by default; every batch sets each node's admin/balance itself, and the
+    // reference runs and the start-up are better left alone
+    '--no-balance']
+  if (scope !== 'host') args.push('--load-scope', scope)
   return inCgroup(n.id, process.execPath, args)
 }
 
@@ -133,7 +147,12 @@ function compile (name: string): string {
 // ---------------------------------------------------------------------------------------------
 // Jobs
 
-interface JobResult { pid: number, startMs: number, endMs: number, code: number | null, nmigs: number, where: Set<string> }
+/**
+ * `path`: the nodes node 1's proc/<pid>/where showed, in order (read every 250 ms: a stay shorter
+ * than that can be missed; nmigs cannot); `polls`: successful reads of `where`; `cmdMs`: when
+ * mosrun's command (the job's pid) appeared.
+ */
+interface JobResult { pid: number, startMs: number, cmdMs: number, endMs: number, code: number | null, nmigs: number, path: number[], polls: number }
 
 /** Wait for a child's exit; resolves with its exit code. */
 const exited = async (c: ChildProcess): Promise<number | null> =>
@@ -164,44 +183,76 @@ async function childOf (pid: number, timeoutMs = 10_000): Promise<number> {
   throw new Error(`mosrun ${pid} started no command`)
 }
 
-/** K jobs by mosrun -l -c at node 1, SPACING_MS apart; polls where and nmigs until all ended. */
-async function batch (counter: string, timeoutMs: number): Promise<{ totalMs: number, results: JobResult[] }> {
+/**
+ * K jobs by mosrun -l -c at node 1, each SPACING_MS after the previous one's command started; polls
+ * where and nmigs of every started job from the first start until all ended (a job that ends before
+ * the last one starts is polled too).
+ */
+async function batch (counter: string, timeoutMs: number): Promise<{ totalMs: number, results: JobResult[], loads: number[][] }> {
   const n1 = lab!.node(1)
   const mosrun = join(REPO_ROOT, 'dist/src/cli/mosrun.js')
   const running: Array<{ child: ChildProcess, r: JobResult, done: boolean }> = []
   const t0 = now()
-  for (let k = 0; k < JOBS; k++) {
-    const w = inCgroup(1, process.execPath, [mosrun, '-l', '-c', counter, String(ROUNDS), String(ARRAY_KB), '0', '0'])
-    const startMs = now()
-    const child = lab!.spawn(1, w.cmd, w.args, { stdio: 'ignore', env: { HPC_ROOT: n1.mount } })
-    jobs.add(child)
-    const entry = { child, r: { pid: 0, startMs, endMs: 0, code: null as number | null, nmigs: 0, where: new Set<string>() }, done: false }
-    running.push(entry)
-    void exited(child).then(code => { entry.r.endMs = now(); entry.r.code = code; entry.done = true; jobs.delete(child) })
-    entry.r.pid = await childOf(child.pid!)
-    await sleep(SPACING_MS)
-  }
-  let explained = !flag('explain')
-  while (running.some(e => !e.done)) {
-    if (!explained && now() - t0 > 2000) {
-      explained = true
-      const live = running.find(e => !e.done)
-      log(`admin/costs at node 1:\n${await n1.read('admin/costs').catch(e => (e as Error).message)}`)
-      if (live !== undefined) log(`proc/${live.r.pid}/costs:\n${await n1.read(`proc/${live.r.pid}/costs`).catch(e => (e as Error).message)}`)
-      for (const e of running.filter(e => !e.done)) log(`proc/${e.r.pid}/cantmove: ${(await n1.read(`proc/${e.r.pid}/cantmove`).catch(e => (e as Error).message)).trim()}`)
+  const loads: number[][] = [] // node 1's nodes/<id>/load, one row per poll while jobs run
+  let spawning = true
+  const poller = (async () => {
+    let explained = !flag('explain')
+    while (spawning || running.some(e => !e.done)) {
+      if (now() - t0 > timeoutMs) {
+        // what is stuck: every unfinished job as node 1 sees it, and what runs in each node's group
+        for (const e of running.filter(e => !e.done)) {
+          const [w, m] = await Promise.all(['where', 'nmigs'].map(async f => (await n1.read(`proc/${e.r.pid}/${f}`, 2000).catch(x => (x as Error).message)).trim()))
+          log(`unfinished: job ${e.r.pid} (mosrun ${e.child.pid}), path ${e.r.path.join('→')}, nmigs ${e.r.nmigs}, polls ${e.r.polls}; now where ${w}, nmigs ${m}`)
+        }
+        for (let id = 1; id <= NODES; id++) log(`cgroup node${id}: ${cgroupPids(id).map(p => { try { const st = readFileSync(`/proc/${p}/stat`, 'latin1'); return `${p} ${st.slice(st.indexOf('(') + 1, st.lastIndexOf(')'))} ${st.charAt(st.lastIndexOf(') ') + 2)}` } catch { return `${p} ?` } }).join(', ')}`)
+        throw new Error(`batch not done after ${Math.round(timeoutMs / 1000)} s`)
+      }
+      const live = running.filter(e => !e.done && e.r.pid !== 0)
+      if (!explained && now() - t0 > 2000 && live.length > 0) {
+        explained = true
+        log(`admin/costs at node 1:\n${await n1.read('admin/costs').catch(e => (e as Error).message)}`)
+        log(`proc/${live[0].r.pid}/costs:\n${await n1.read(`proc/${live[0].r.pid}/costs`).catch(e => (e as Error).message)}`)
+        for (const e of live) log(`proc/${e.r.pid}/cantmove: ${(await n1.read(`proc/${e.r.pid}/cantmove`).catch(e => (e as Error).message)).trim()}`)
+      }
+      const [, l] = await Promise.all([
+        Promise.all(live.map(async e => {
+          const [w, m] = await Promise.all([n1.read(`proc/${e.r.pid}/where`, 2000).catch(() => ''), n1.read(`proc/${e.r.pid}/nmigs`, 2000).catch(() => '')])
+          if (e.done) return
+          if (/^\d+$/.test(w.trim())) {
+            e.r.polls++
+            const at = w.trim() === '0' ? 1 : Number(w.trim())
+            if (at !== e.r.path[e.r.path.length - 1]) e.r.path.push(at)
+          }
+          if (/^\d+$/.test(m.trim())) e.r.nmigs = Math.max(e.r.nmigs, Number(m.trim()))
+        })),
+        Promise.all([1, 2, 3].map(async id => Number((await n1.read(`nodes/${id}/load`, 2000).catch(() => 'NaN')).trim())))
+      ])
+      if (live.length > 0 && l.every(Number.isFinite)) loads.push(l)
+      await sleep(250)
     }
-    if (now() - t0 > timeoutMs) throw new Error(`batch not done after ${Math.round(timeoutMs / 1000)} s`)
-    await Promise.all(running.filter(e => !e.done).map(async e => {
-      const [w, m] = await Promise.all([n1.read(`proc/${e.r.pid}/where`, 2000).catch(() => ''), n1.read(`proc/${e.r.pid}/nmigs`, 2000).catch(() => '')])
-      if (e.done) return
-      if (/^\d+$/.test(w.trim())) e.r.where.add(w.trim() === '0' ? '1' : w.trim())
-      if (/^\d+$/.test(m.trim())) e.r.nmigs = Math.max(e.r.nmigs, Number(m.trim()))
-    }))
-    await sleep(250)
+  })()
+  let failed = false
+  poller.catch(() => { failed = true }) // awaited below; this keeps a failure during the spawning from being unhandled
+  try {
+    for (let k = 0; k < JOBS && !failed; k++) {
+      const w = inCgroup(1, process.execPath, [mosrun, '-l', '-c', counter, String(ROUNDS), String(ARRAY_KB), '0', '0'])
+      const startMs = now()
+      const child = lab!.spawn(1, w.cmd, w.args, { stdio: 'ignore', env: { HPC_ROOT: n1.mount } })
+      jobs.add(child)
+      const entry = { child, r: { pid: 0, startMs, cmdMs: 0, endMs: 0, code: null as number | null, nmigs: 0, path: [1], polls: 0 }, done: false }
+      running.push(entry)
+      void exited(child).then(code => { entry.r.endMs = now(); entry.r.code = code; entry.done = true; jobs.delete(child) })
+      entry.r.pid = await childOf(child.pid!)
+      entry.r.cmdMs = now()
+      await sleep(SPACING_MS)
+    }
+  } finally {
+    spawning = false
   }
+  await poller
   const results = running.map(e => e.r)
   for (const r of results) if (r.code !== 0) throw new Error(`job ${r.pid} exited ${r.code}`)
-  return { totalMs: Math.max(...results.map(r => r.endMs)) - t0, results }
+  return { totalMs: Math.max(...results.map(r => r.endMs)) - t0, results, loads }
 }
 
 async function speeds (): Promise<number[]> {
@@ -223,26 +274,54 @@ async function settle (): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Main
 
-interface Row { config: string, speeds: number[], totalMs: number, meanSlowdown: number, maxSlowdown: number, migrations: number, placement: string, results: JobResult[] }
+interface Row {
+  config: string, scope: string, balance: number[], speeds: number[], totalMs: number, meanSlowdown: number, maxSlowdown: number,
+  migrations: number, movedTwice: number, paths: string, meanLoads: number[], results: JobResult[]
+}
+
+/** Start the daemons one after the other and check that each is in its cgroup. */
+async function startDaemons (): Promise<void> {
+  // One after the other, so that each calibrates its speed without the others' start-up (node, JIT,
+  // FUSE) competing for the two cores: only its cgroup's limit differs.
+  for (const nd of lab!.nodes) await nd.start()
+  await lab!.waitAllUp()
+  for (let id = 1; id <= NODES; id++) {
+    const pid = lab!.node(id).pid!
+    const cg = cgroupPids(id)
+    if (!cg.includes(pid)) throw new Error(`daemon ${id} (pid ${pid}) is not in ${cgDir(id)} (${cg.join(' ')})`)
+  }
+  // node 1's view of every node's speed is gossip: wait until it matches what each node says of itself
+  const t0 = now()
+  for (;;) {
+    const own = await Promise.all([1, 2, 3].map(async id => Number((await lab!.node(id).read(`nodes/${id}/speed`)).trim())))
+    const seen = await speeds()
+    if (seen.every((s, k) => s === own[k])) return
+    if (now() - t0 > 15_000) throw new Error(`node 1 sees speeds ${seen.join(' / ')}, the nodes say ${own.join(' / ')}`)
+    await sleep(250)
+  }
+}
+
+/** "1→2 ×3, 1→2→3 ×1" */
+function pathSummary (results: JobResult[]): string {
+  const count = new Map<string, number>()
+  for (const r of results) { const k = r.polls === 0 ? '?' : r.path.join('→'); count.set(k, (count.get(k) ?? 0) + 1) }
+  return [...count].sort((a, b) => a[0].length - b[0].length || a[0].localeCompare(b[0])).map(([k, c]) => `${k} ×${c}`).join(', ')
+}
 
 async function main (): Promise<void> {
   const tStart = now()
   const counter = compile('counter')
   launcher = compile('launch')
   setupCgroups()
-  log(`cgroups ${CG_BASE}/node1..${NODES}: quota ${quotas.map(q => (q / PERIOD).toFixed(2)).join(' / ')} CPU; ${JOBS} jobs × counter ${ROUNDS} rounds × ${ARRAY_KB} KB`)
-  // One daemon after the other, so that each calibrates its speed without the others' start-up
-  // (node, JIT, FUSE) competing for the two cores: only its cgroup's limit differs.
-  lab = await Lab.create({ nodes: NODES, tag: 'bclu', command: hpcdCommand, handleSignals: false, start: false })
-  for (const nd of lab.nodes) await nd.start()
-  await lab.waitAllUp()
-  for (let id = 1; id <= NODES; id++) {
-    const pid = lab.node(id).pid!
-    const cg = cgroupPids(id)
-    if (!cg.includes(pid)) throw new Error(`daemon ${id} (pid ${pid}) is not in ${cgDir(id)} (${cg.join(' ')})`)
-  }
+  log(`cgroups ${CG_BASE}/node1..${NODES}: quota ${quotas.map(q => (q / PERIOD).toFixed(2)).join(' / ')} CPU; ${JOBS} jobs × counter ${ROUNDS} rounds × ${ARRAY_KB} KB; hpcd --load-scope ${scope}`)
+  const logDir = opt('log-dir')
+  lab = await Lab.create({
+    nodes: NODES, tag: 'bclu', command: hpcdCommand, handleSignals: false, start: false,
+    ...(logDir !== undefined ? { logDir, env: { DEBUG: 'hpcfs:sched,hpcfs:migrate' } } : {})
+  })
+  await startDaemons()
   const calibrated = await speeds()
-  log(`calibrated speeds (nodes/<id>/speed at node 1): ${calibrated.join(' / ')}`)
+  log(`speeds (nodes/<id>/speed at node 1, load scope ${scope}): ${calibrated.join(' / ')}`)
 
   const fastest = quotas.indexOf(Math.max(...quotas)) + 1
   const slowest = quotas.indexOf(Math.min(...quotas)) + 1
@@ -253,45 +332,70 @@ async function main (): Promise<void> {
 
   const expectedOff = JOBS * refSlow
   const rows: Row[] = []
-  const runBatch = async (config: string, balance: 0 | 1): Promise<void> => {
+  /** One batch with admin/balance `balance[id-1]` at node id. */
+  const runBatch = async (config: string, balance: number[]): Promise<void> => {
     await settle()
-    await lab!.node(1).write('admin/balance', `${balance}\n`)
+    for (let id = 1; id <= NODES; id++) await lab!.node(id).write('admin/balance', `${balance[id - 1]}\n`)
     const sp = await speeds()
-    log(`${config}: balance ${balance}, speeds ${sp.join(' / ')} ...`)
-    const { totalMs, results } = await batch(counter, Math.max(60_000, 2.5 * expectedOff))
+    log(`${config}: scope ${scope}, balance ${balance.join(' / ')}, speeds ${sp.join(' / ')} ...`)
+    const { totalMs, results, loads } = await batch(counter, Math.max(60_000, 2.5 * expectedOff))
+    for (let id = 1; id <= NODES; id++) await lab!.node(id).write('admin/balance', '0\n')
     const sl = results.map(r => (r.endMs - r.startMs) / ref)
-    const count = new Map<string, number>()
-    for (const r of results) for (const w of r.where) if (w !== '1') count.set(w, (count.get(w) ?? 0) + 1)
-    const placement = [...count].sort().map(([w, c]) => `${c} to node ${w}`).join(', ') || 'all at node 1'
-    const row = { config, speeds: sp, totalMs, meanSlowdown: mean(sl), maxSlowdown: Math.max(...sl), migrations: results.reduce((a, r) => a + r.nmigs, 0), placement, results }
+    const row: Row = {
+      config,
+      scope,
+      balance,
+      speeds: sp,
+      totalMs,
+      meanSlowdown: mean(sl),
+      maxSlowdown: Math.max(...sl),
+      migrations: results.reduce((a, r) => a + r.nmigs, 0),
+      movedTwice: results.filter(r => r.nmigs > 1).length,
+      paths: pathSummary(results),
+      meanLoads: [0, 1, 2].map(k => Math.round(mean(loads.map(l => l[k])))),
+      results
+    }
     rows.push(row)
-    log(`  total ${(totalMs / 1000).toFixed(1)} s, mean slowdown ${row.meanSlowdown.toFixed(2)}, migrations ${row.migrations} (${placement})`)
-    await lab!.node(1).write('admin/balance', '0\n')
+    log(`  commands started at ${results.map(r => ((r.cmdMs - results[0].startMs) / 1000).toFixed(1)).join(', ')} s`)
+    log(`  total ${(totalMs / 1000).toFixed(1)} s, mean slowdown ${row.meanSlowdown.toFixed(2)}, migrations ${row.migrations} (${row.paths}), mean loads ${row.meanLoads.join(' / ')}`)
   }
 
-  await runBatch('balance off', 0)
-  await runBatch('balance on, calibrated speeds', 1)
-  // Second configuration: speeds proportional to the quotas (calibration measures CPU time of short
-  // runs, which fit inside one CFS period's quota, so it cannot see the limit).
-  const base = Math.max(...calibrated)
-  for (let id = 1; id <= NODES; id++) await lab.node(id).write('admin/speed', `${Math.max(1, Math.round(base * quotas[id - 1] / PERIOD))}\n`)
-  const want = quotas.map(q => Math.max(1, Math.round(base * q / PERIOD)))
-  const t0 = now()
-  while ((await speeds()).some((s, k) => s !== want[k])) {
-    if (now() - t0 > 15_000) throw new Error(`node 1 does not see the speeds ${want.join(' / ')}`)
-    await sleep(250)
+  const only = (opt('only') ?? 'off,on,node1,compare').split(',')
+  if (only.includes('off')) await runBatch('balance off', [0, 0, 0])
+  if (only.includes('on')) await runBatch('balance on', [1, 1, 1])
+  if (only.includes('node1')) await runBatch('balance on at node 1 only', [1, 0, 0])
+  if (only.includes('compare') && !flag('no-compare')) {
+    if (scope === 'cgroup') {
+      // The same 'balance on' with the daemons as they were before --load-scope cgroup: every load
+      // is the machine's, every speed the unconfined calibration.
+      log('restarting the daemons with --load-scope host ...')
+      for (const nd of lab.nodes) await nd.stop()
+      scope = 'host'
+      await startDaemons()
+      await runBatch('balance on, host scope', [1, 1, 1])
+    } else {
+      // Host scope: calibration does not see the quota; set admin/speed ∝ quota by hand.
+      const base = Math.max(...calibrated)
+      const want = quotas.map(q => Math.max(1, Math.round(base * q / PERIOD)))
+      for (let id = 1; id <= NODES; id++) await lab.node(id).write('admin/speed', `${want[id - 1]}\n`)
+      const t0 = now()
+      while ((await speeds()).some((s, k) => s !== want[k])) {
+        if (now() - t0 > 15_000) throw new Error(`node 1 does not see the speeds ${want.join(' / ')}`)
+        await sleep(250)
+      }
+      await runBatch('balance on, speed ∝ quota', [1, 1, 1])
+    }
   }
-  await runBatch('balance on, speed ∝ quota', 1)
 
-  console.log(`# ${NODES} nodes, cgroup v1 CPU quota ${quotas.map(q => (q / PERIOD).toFixed(2)).join(' / ')} CPU (period ${PERIOD / 1000} ms), ${JOBS} jobs started by mosrun -l -c at node 1, ${SPACING_MS} ms apart;` +
-    ` job = counter ${ROUNDS} rounds over ${ARRAY_KB} KB; alone: ${(ref / 1000).toFixed(2)} s on node ${fastest}, ${(refSlow / 1000).toFixed(2)} s on node ${slowest}; calibrated speeds ${calibrated.join(' / ')}`)
-  console.log('| configuration | speeds 1 / 2 / 3 (node 1\'s view) | total s | mean slowdown | max slowdown | migrations | moved |')
-  console.log('|---|---|---|---|---|---|---|')
+  console.log(`# ${NODES} nodes, cgroup v1 CPU quota ${quotas.map(q => (q / PERIOD).toFixed(2)).join(' / ')} CPU (period ${PERIOD / 1000} ms), ${JOBS} jobs started by mosrun -l -c at node 1, each ${SPACING_MS} ms after the previous one's command started;` +
+    ` job = counter ${ROUNDS} rounds over ${ARRAY_KB} KB; alone: ${(ref / 1000).toFixed(2)} s on node ${fastest}, ${(refSlow / 1000).toFixed(2)} s on node ${slowest}`)
+  console.log('| configuration | load scope | balance 1 / 2 / 3 | speeds 1 / 2 / 3 | mean loads 1 / 2 / 3 | total s | mean slowdown | max slowdown | migrations | jobs moved twice+ | paths |')
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|')
   for (const r of rows) {
-    console.log(`| ${r.config} | ${r.speeds.join(' / ')} | ${(r.totalMs / 1000).toFixed(1)} | ${r.meanSlowdown.toFixed(2)} | ${r.maxSlowdown.toFixed(2)} | ${r.migrations} | ${r.placement} |`)
+    console.log(`| ${r.config} | ${r.scope} | ${r.balance.join(' / ')} | ${r.speeds.join(' / ')} | ${r.meanLoads.join(' / ')} | ${(r.totalMs / 1000).toFixed(1)} | ${r.meanSlowdown.toFixed(2)} | ${r.maxSlowdown.toFixed(2)} | ${r.migrations} | ${r.movedTwice} | ${r.paths} |`)
   }
-  console.log(`# ${((now() - tStart) / 1000).toFixed(0)} s`)
-  if (flag('json')) console.log(JSON.stringify({ quotas, jobs: JOBS, rounds: ROUNDS, ref, refSlow, calibrated, rows: rows.map(r => ({ ...r, results: r.results.map(x => ({ ...x, where: [...x.where] })) })) }))
+  console.log(`# speeds and loads as node 1 sees them (nodes/<id>/speed, nodes/<id>/load; loads averaged over the 250 ms polls of the batch); ${((now() - tStart) / 1000).toFixed(0)} s`)
+  if (flag('json')) console.log(JSON.stringify({ quotas, jobs: JOBS, rounds: ROUNDS, ref, refSlow, calibrated, rows }))
 }
 
 try {
