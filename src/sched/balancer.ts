@@ -124,8 +124,12 @@ export class Balancer {
       const v = this.node.view(id)
       if (v) others.push(nodeViewOf(v.info, v.up))
     }
+    // Itself at its local (mean) load, as MOSIX decides: it rises slowly and falls at once, so a
+    // node that just sent work away or just took some does not act on a load it no longer has or
+    // does not have yet; the others by what they advertise (the upper load, up at once, down slowly).
+    const local = this.node.probe.snapshot().localLoad
     return {
-      self: selfViewOf(this.node.id, { ...(self?.info ?? this.node.gossip.self()), status: self?.status ?? 0 }),
+      self: selfViewOf(this.node.id, { ...(self?.info ?? this.node.gossip.self()), load: local, status: self?.status ?? 0 }),
       procs,
       others,
       bandwidth: this.migrator.bandwidth,
