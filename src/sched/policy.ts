@@ -21,8 +21,12 @@ export const SCHED_DEFAULTS = {
   choices: 2,
   /** Move only when expected seconds saved > hysteresis × migration seconds (Kerrighed's stab_factor 130%). */
   hysteresis: 1.3,
-  /** Move only when the system cost drops by more than this fraction of what the process costs here (guards float ties between equal nodes). */
-  minCostGain: 1e-6,
+  /**
+   * Move only when the system cost drops by more than this fraction of what the process costs here.
+   * Gossiped loads are smoothed and an interval or two old, so two nearly equal nodes can each look
+   * a little cheaper than the other; 10% keeps them from passing processes back and forth.
+   */
+  minCostGain: 0.1,
   /** Expected remaining run time = remainingPerAge × age (the MOSIX heuristic: a process that has run long will run long). */
   remainingPerAge: 1,
   /** Processes younger than this (s) are not moved by load balancing: too little is known about them. */
