@@ -67,6 +67,20 @@ test('two equal nodes: no move in 1000 decisions (2+2 and 3+2 CPU-bound processe
   }
 })
 
+test('stale loads: a node that sees an equal node a job lighter than it is (its last arrival not yet gossiped) moves nothing', () => {
+  // 3 CPU-bound processes here; the other node has 3 too, but its gossip still shows 1.9. With exact
+  // information G <= 0; with this staleness G comes out slightly positive (both ways, in turn).
+  const self = nodeView(1, 3)
+  const procs = [proc(1), proc(2), proc(3)]
+  const view: LocalView = { self, procs, others: [nodeView(2, 3, { load: 190 })] }
+  assert.equal(rebalance(view).action, 'stay', 'the default minCostGain holds it')
+  const eager = rebalance(view, { tunables: { minCostGain: 1e-6 } })
+  assert.equal(eager.action, 'move', 'a gain of almost nothing would move it (what nodes did with 1e-6)')
+  assert.ok((eager.costGain ?? 0) > 0 && (eager.costGain ?? 0) < 0.1 * eager.processes[0].costHere)
+  // a node that really is lighter by more than a job still gets work
+  assert.equal(rebalance({ ...view, others: [nodeView(2, 1)] }).action, 'move')
+})
+
 test('spec §5.8: one node with 4 CPU-bound processes and two idle nodes: it spreads, nothing moves back', () => {
   for (const seed of [1, 2, 3, 4, 5]) {
     const nodes: Node[] = [
