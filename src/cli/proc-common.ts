@@ -2,6 +2,7 @@
 // tty names), pid arguments, node state from the tree, and the MOSIX permission rule.
 import { readFileSync, readdirSync } from 'node:fs'
 import { CliError, UsageError, type Tree } from './common.js'
+import { statFields } from '../util/procfs.js'
 
 /** Highest pid Linux can hand out (PID_MAX_LIMIT on 64-bit). */
 export const PID_MAX = 4194304
@@ -38,7 +39,7 @@ export function readProcStat (pid: number | 'self', procfs = '/proc'): ProcStat 
   const open = text.indexOf('(')
   const close = text.lastIndexOf(')')
   if (open < 0 || close < open) return undefined
-  const rest = text.slice(close + 2).trim().split(/\s+/)
+  const rest = statFields(text.trimEnd())
   // rest[0] is field 3 (state); field n is rest[n - 3].
   const f = (n: number): number => Number(rest[n - 3])
   return {

@@ -25,6 +25,7 @@ import type { Keyring } from '../gossip/keyring.js'
 import { ErrnoError, einval } from '../util/errno.js'
 import { Conn, MIGRATION_PORT, type Msg } from './wire.js'
 import { ctxtSwitches, stdinWait, syscallLine } from './stdin.js'
+import { processAge, residentBytes } from '../util/procfs.js'
 
 const log = debug('hpcfs:migrate')
 
@@ -879,14 +880,6 @@ const TICKET_MS = 30_000
 /** Transfers smaller than this measure latency, not bandwidth: not recorded. */
 const MIN_MEASURED_BYTES = 1 << 20
 
-/** Seconds since a process started. */
-function processAge (pid: number): number {
-  try {
-    const start = Number(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')[19]) / 100
-    return Math.max(0, Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) - start)
-  } catch { return 0 }
-}
-
 /** Memory a node keeps free for itself when it takes guests. */
 export const MEMORY_RESERVE = 64 * 2 ** 20
 
@@ -894,11 +887,6 @@ export const MEMORY_RESERVE = 64 * 2 ** 20
 function availableBytes (): number {
   const m = /^MemAvailable:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))
   return m ? Number(m[1]) * 1024 : Number.MAX_SAFE_INTEGER
-}
-
-/** Resident memory of a process (what its image will be, roughly), in bytes. */
-function residentBytes (pid: number): number {
-  try { return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024 } catch { return 0 }
 }
 
 function comm (pid: number): string {

@@ -10,6 +10,7 @@
 // group, its `cgroup.threads` and `cpu.max`.
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { statState } from '../util/procfs.js'
 
 export interface CpuGroup {
   version: 1 | 2
@@ -59,12 +60,6 @@ export function cpuShareOf (g: CpuGroup, read: (p: string) => string = p => read
 export function groupThreads (g: CpuGroup): number[] {
   const text = readFileSync(join(g.dir, g.version === 1 ? 'tasks' : 'cgroup.threads'), 'utf8')
   return text.split('\n').filter(l => /^\d+$/.test(l)).map(Number)
-}
-
-/** The state letter of a /proc/<tid>/stat text (after the command in parentheses). */
-export function statState (statText: string): string {
-  const i = statText.lastIndexOf(') ')
-  return i < 0 ? '' : statText.charAt(i + 2)
 }
 
 /** Runnable threads of the group (state R), not counting `self` (the reading thread: it is running). */

@@ -6,39 +6,54 @@
 // processes in its own network namespace (docs/probe.md).
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { join } from 'node:path'
-import { statState } from './cgroup.js'
+import { statState, statThreads } from '../util/procfs.js'
 
 /** The network namespace of a process, as /proc/<pid>/ns/net reads (`net:[4026531840]`). */
 export function netnsOf (pid: number | 'self', procRoot = '/proc'): string {
   return readlinkSync(join(procRoot, String(pid), 'ns', 'net'))
 }
 
-/** num_threads of a /proc/<pid>/stat text (field 20). */
-export function statThreads (statText: string): number {
-  const i = statText.lastIndexOf(') ')
-  if (i < 0) return 0
-  return Number(statText.slice(i + 2).split(' ')[17])
-}
+/**
+ * Counts the runnable threads (state R) of the processes in namespace `ns`, not counting the thread
+ * `self`. Which namespace a pid is in is read once (a readlink per new pid) and kept while the pid
+ * lives, so a sample reads the stat files of this node's processes only, not of the whole machine.
+ * (A pid that ends and is reused between two samples keeps its old verdict for one sample.)
+ */
+export class NetnsLoad {
+  private readonly member = new Map<number, boolean>()
 
-/** Runnable threads (state R) of the processes in namespace `ns`, not counting the thread `self`. */
-export function runnableInNetns (ns: string, self = process.pid, procRoot = '/proc'): number {
-  let n = 0
-  for (const name of readdirSync(procRoot)) {
-    if (name.charCodeAt(0) < 48 || name.charCodeAt(0) > 57) continue
+  constructor (readonly ns: string, readonly self = process.pid, readonly procRoot = '/proc') {}
+
+  runnable (): number {
+    let n = 0
+    const seen = new Set<number>()
+    for (const name of readdirSync(this.procRoot)) {
+      if (name.charCodeAt(0) < 48 || name.charCodeAt(0) > 57) continue
+      const pid = Number(name)
+      seen.add(pid)
+      let inside = this.member.get(pid)
+      if (inside === undefined) {
+        try { inside = readlinkSync(join(this.procRoot, name, 'ns', 'net')) === this.ns } catch { continue }
+        this.member.set(pid, inside)
+      }
+      if (inside) n += this.runnableThreads(name, pid)
+    }
+    for (const pid of this.member.keys()) if (!seen.has(pid)) this.member.delete(pid)
+    return n
+  }
+
+  private runnableThreads (name: string, pid: number): number {
     try {
-      if (readlinkSync(join(procRoot, name, 'ns', 'net')) !== ns) continue
-      const stat = readFileSync(join(procRoot, name, 'stat'), 'latin1')
-      if (statThreads(stat) <= 1) {
-        if (Number(name) !== self && statState(stat) === 'R') n++
-        continue
+      const stat = readFileSync(join(this.procRoot, name, 'stat'), 'latin1')
+      if (statThreads(stat) <= 1) return pid !== this.self && statState(stat) === 'R' ? 1 : 0
+      let n = 0
+      for (const tid of readdirSync(join(this.procRoot, name, 'task'))) {
+        if (Number(tid) === this.self) continue
+        if (statState(readFileSync(join(this.procRoot, name, 'task', tid, 'stat'), 'latin1')) === 'R') n++
       }
-      for (const tid of readdirSync(join(procRoot, name, 'task'))) {
-        if (Number(tid) === self) continue
-        if (statState(readFileSync(join(procRoot, name, 'task', tid, 'stat'), 'latin1')) === 'R') n++
-      }
+      return n
     } catch {
-      // gone meanwhile, or not ours to read
+      return 0 // gone meanwhile
     }
   }
-  return n
 }

@@ -13,8 +13,8 @@ import createDebug from 'debug'
 import { LoadSmoother } from './smoothing.js'
 import { ProcSources, type MemInfo } from './sources.js'
 import { calibrateSpeed, STD_SPEED, MIN_SPEED, MAX_SPEED } from './calibrate.js'
-import { cpuGroupOf, cpuShareOf, runnableInGroup, type CpuGroup } from './cgroup.js'
-import { netnsOf, runnableInNetns } from './netns.js'
+import { cpuGroupOf, cpuShareOf, runnableInGroup } from './cgroup.js'
+import { NetnsLoad, netnsOf } from './netns.js'
 import { readFileSync } from 'node:fs'
 
 const debug = createDebug('hpcfs:probe')
@@ -68,10 +68,10 @@ export class Probe extends EventEmitter<{ update: [ProbeSnapshot] }> {
   private readonly smoother = new LoadSmoother()
   private _speed: number
   private cpus: number
-  /** The node's CPU cgroup in the 'cgroup' scope. */
-  private group: CpuGroup | undefined
-  /** The node's network namespace in the 'netns' scope. */
-  private netns: string | undefined
+  /** The runnable count of the node, by its load scope. */
+  private readonly runnable: () => number
+  /** The 'cgroup' scope fixes cpus from the quota: not read again every period. */
+  private readonly quotaCpus: boolean
   private mem: MemInfo
   private util: number
   private sum = 0
@@ -89,12 +89,17 @@ export class Probe extends EventEmitter<{ update: [ProbeSnapshot] }> {
     if (opts.scope === 'cgroup') {
       const g = cpuGroupOf(readFileSync('/proc/self/cgroup', 'utf8'))
       if (g === undefined) throw new Error('load scope cgroup: this process is not in a CPU cgroup of its own')
-      this.group = g
       share = cpuShareOf(g)
       // a quota of 0.25 CPU is one CPU at a quarter of the speed; 1.5 CPUs, two at three quarters
       if (share !== undefined && share < this.cpus) this.cpus = Math.max(1, Math.ceil(share))
+      this.runnable = () => runnableInGroup(g)
+    } else if (opts.scope === 'netns') {
+      const ns = new NetnsLoad(netnsOf('self'))
+      this.runnable = () => ns.runnable()
+    } else {
+      this.runnable = () => this.src.runnable()
     }
-    if (opts.scope === 'netns') this.netns = netnsOf('self')
+    this.quotaCpus = opts.scope === 'cgroup'
     const calibrated = (): number => {
       const s = calibrateSpeed()
       if (share === undefined) return s
@@ -158,9 +163,7 @@ export class Probe extends EventEmitter<{ update: [ProbeSnapshot] }> {
 
   private sample (): void {
     try {
-      this.sum += this.group !== undefined
-        ? runnableInGroup(this.group)
-        : this.netns !== undefined ? runnableInNetns(this.netns) : this.src.runnable()
+      this.sum += this.runnable()
       this.count++
     } catch (err) {
       debug('runnable sample failed: %s', (err as Error).message)
@@ -173,7 +176,7 @@ export class Probe extends EventEmitter<{ update: [ProbeSnapshot] }> {
     this.sum = 0
     this.count = 0
     try {
-      if (this.group === undefined) this.cpus = this.src.cpus()
+      if (!this.quotaCpus) this.cpus = this.src.cpus()
       this.mem = this.src.memory()
       this.util = this.src.util()
     } catch (err) {

@@ -8,13 +8,13 @@
 //   processes is moved at once; a guest is moved by its home, which this node asks (moves are
 //   driven by the home node, src/migrate/migrator.ts), unless it is locked there.
 // - `explain(pid)`: the costs of a process on every candidate node and why it stays or moves.
-import { readFileSync } from 'node:fs'
 import debug from 'debug'
 import type { HpcNode } from '../core/node.js'
 import type { DecayHints, Migrator } from '../migrate/migrator.js'
 import { CostModel } from './cost.js'
 import { explainProcess, formatExplanation, placeJob, rebalance, SCHED_DEFAULTS, type LocalView, type ProcInfo, type SchedTunables } from './policy.js'
 import { einval } from '../util/errno.js'
+import { CLK_TCK, cpuTicks, processAge, readStat, residentBytes, uptime } from '../util/procfs.js'
 import { nodeViewOf, selfViewOf } from './view.js'
 
 const log = debug('hpcfs:sched')
@@ -23,18 +23,6 @@ interface Usage { ticks: number, at: number, cpu: number, fresh: boolean }
 
 /** Shorter windows than this give CPU shares too coarse to use (ticks of 10 ms): not sampled. */
 const MIN_WINDOW_S = 0.2
-
-const CLK_TCK = 100
-
-function procStat (pid: number): string[] | undefined {
-  try { return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ') } catch { return undefined }
-}
-
-function rss (pid: number): number {
-  try { return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024 } catch { return 0 }
-}
-
-function uptime (): number { return Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) }
 
 export class Balancer {
   /** admin/balance: automatic rebalancing on or off. */
@@ -54,13 +42,13 @@ export class Balancer {
    * CPU share of a process, decayed as openMosix's: every `admin/decay-interval` seconds it keeps
    * `slow-decay` (or, with the fast hint, `fast-decay`) per mille of its history. The first
    * window's measurement starts the history (and starts it again after a `clear` hint). A cpujob
-   * counts as CPU-bound, an iojob as using no CPU, whatever they used lately.
+   * counts as CPU-bound, an iojob as using no CPU, whatever they used lately. `f`: its stat
+   * fields when the caller has them already.
    */
-  private cpuShare (pid: number, now: number, d: DecayHints): number {
+  private cpuShare (pid: number, now: number, d: DecayHints, f = readStat(pid)): number {
     const kind = (cpu: number): number => d.kind === 'cpujob' ? 1 : d.kind === 'iojob' ? 0 : cpu
-    const f = procStat(pid)
     if (!f) return kind(0)
-    const ticks = Number(f[11]) + Number(f[12])
+    const ticks = cpuTicks(f)
     const u = this.usage.get(pid)
     if (!u || u.at < d.cleared) { this.usage.set(pid, { ticks, at: now, cpu: 0, fresh: true }); return kind(0) }
     const dt = (now - u.at) / 1000
@@ -87,7 +75,7 @@ export class Balancer {
     const up = uptime()
     for (const g of this.migrator.guests.values()) {
       if (g.leaving) continue
-      const mem = rss(g.pid)
+      const mem = residentBytes(g.pid)
       const residence = (now - g.since) / 1000
       procs.push({
         pid: g.pid,
@@ -103,16 +91,16 @@ export class Balancer {
     }
     for (const p of this.migrator.procs.values()) {
       if (p.where !== 'home') continue
-      const f = procStat(p.pid)
+      const f = readStat(p.pid)
       if (!f) continue
-      const mem = rss(p.pid)
+      const mem = residentBytes(p.pid)
       const until = this.backoff.get(p.pid) ?? 0
       procs.push({
         pid: p.pid,
-        cpu: this.cpuShare(p.pid, now, p.decay),
+        cpu: this.cpuShare(p.pid, now, p.decay, f),
         mem,
         image: mem,
-        age: Math.max(0, up - Number(f[19]) / CLK_TCK),
+        age: processAge(f, up),
         lock: p.lock,
         cantmove: until > now
       })
@@ -140,7 +128,7 @@ export class Balancer {
   /** Where pid should run now (this node's id when it should stay). */
   place (pid: number): number {
     const v = this.view()
-    const d = placeJob(v, { cpu: 1, mem: rss(pid) }, { model: this.model, tunables: this.tunables })
+    const d = placeJob(v, { cpu: 1, mem: residentBytes(pid) }, { model: this.model, tunables: this.tunables })
     log('place %d: node %d (%s)', pid, d.target, d.why)
     return d.target
   }

@@ -2,8 +2,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
-import { cpuGroupOf, cpuShareOf, statState } from '../../src/probe/cgroup.js'
-import { netnsOf, statThreads } from '../../src/probe/netns.js'
+import { cpuGroupOf, cpuShareOf } from '../../src/probe/cgroup.js'
+import { NetnsLoad, netnsOf } from '../../src/probe/netns.js'
+import { statState, statThreads } from '../../src/util/procfs.js'
 
 test('the CPU group of a /proc/PID/cgroup text: v1 cpu controller, v2 unified, none at the root', () => {
   const v1 = '12:pids:/\n4:cpu,cpuacct:/hpcfs-bench/node1\n1:name=systemd:/\n0::/\n'
@@ -38,4 +39,20 @@ test('num_threads of a stat line; this process is in its own network namespace',
   assert.equal(statThreads(readFileSync('/proc/self/stat', 'latin1')) >= 1, true)
   assert.match(netnsOf('self'), /^net:\[\d+\]$/)
   assert.equal(netnsOf(process.pid), netnsOf('self'))
+})
+
+test('NetnsLoad counts the runnable threads of its namespace only, and forgets pids that end', async () => {
+  const { spawn } = await import('node:child_process')
+  const mine = new NetnsLoad(netnsOf('self'))
+  const other = new NetnsLoad('net:[1]') // no process is in such a namespace
+  const busy = spawn('sh', ['-c', 'while :; do :; done'], { stdio: 'ignore' })
+  try {
+    let seen = 0
+    for (let i = 0; i < 100 && seen < 1; i++) {
+      seen = mine.runnable()
+      if (seen < 1) await new Promise(resolve => setTimeout(resolve, 20))
+    }
+    assert.ok(seen >= 1, 'the busy loop is counted')
+    assert.equal(other.runnable(), 0)
+  } finally { busy.kill('SIGKILL') }
 })

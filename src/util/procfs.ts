@@ -1,0 +1,49 @@
+// Small readers of /proc/<pid> shared by the daemon's parts (probe, migrator, balancer). The stat
+// line is split after the command, which may hold spaces and parentheses: `fields[0]` is field 3
+// of proc(5) (state), so field n is `fields[n - 3]`.
+import { readFileSync } from 'node:fs'
+
+/** Clock ticks per second of /proc/<pid>/stat's times (USER_HZ, 100 on Linux). */
+export const CLK_TCK = 100
+
+/** The fields of a /proc/<pid>/stat text after the command ([] if it is not one). */
+export function statFields (statText: string): string[] {
+  const i = statText.lastIndexOf(') ')
+  return i < 0 ? [] : statText.slice(i + 2).split(' ')
+}
+
+/** The state letter of a stat text ('' if it is not one). */
+export function statState (statText: string): string {
+  return statFields(statText)[0] ?? ''
+}
+
+/** num_threads (field 20) of a stat text (0 if it is not one). */
+export function statThreads (statText: string): number {
+  return Number(statFields(statText)[17] ?? 0)
+}
+
+/** The stat fields of a process (see statFields), or undefined when it is gone. */
+export function readStat (pid: number, procRoot = '/proc'): string[] | undefined {
+  try { return statFields(readFileSync(`${procRoot}/${pid}/stat`, 'latin1')) } catch { return undefined }
+}
+
+/** utime + stime of stat fields, in clock ticks. */
+export function cpuTicks (fields: string[]): number {
+  return Number(fields[11]) + Number(fields[12])
+}
+
+/** Seconds since boot. */
+export function uptime (): number {
+  return Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0])
+}
+
+/** Seconds a process has run, from its stat fields (starttime, field 22), or its pid (0 when gone). */
+export function processAge (p: number | string[], now = uptime()): number {
+  const f = typeof p === 'number' ? readStat(p) : p
+  return f === undefined || f.length < 20 ? 0 : Math.max(0, now - Number(f[19]) / CLK_TCK)
+}
+
+/** Resident memory of a process in bytes (VmRSS), 0 when gone. */
+export function residentBytes (pid: number): number {
+  try { return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024 } catch { return 0 }
+}
