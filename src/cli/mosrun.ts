@@ -107,22 +107,18 @@ function parseArgs (argv: string[]): Options | 'help' {
     if (!a.startsWith('-') || a === '-') break
     if (a in UNSUPPORTED) throw new UsageError(`${a}: ${UNSUPPORTED[a]}`)
     let m: RegExpExecArray | null
+    // the value of -N or -j: attached (-N3) or the next argument (-N 3)
+    const value = (attached: string, what: string): string => {
+      if (attached !== '') return attached
+      if (i + 1 >= argv.length) throw new UsageError(`${a} needs ${what}`)
+      return argv[++i]
+    }
     if ((m = /^-(\d+)$/.exec(a)) !== null) {
       setWhere({ kind: 'node', id: parseNodeId(m[1]) }, a)
     } else if ((m = /^-N(.*)$/.exec(a)) !== null) {
-      let v = m[1]
-      if (v === '') {
-        if (i + 1 >= argv.length) throw new UsageError('-N needs a node id')
-        v = argv[++i]
-      }
-      setWhere({ kind: 'node', id: parseNodeId(v) }, '-N')
+      setWhere({ kind: 'node', id: parseNodeId(value(m[1], 'a node id')) }, '-N')
     } else if ((m = /^-j(.*)$/.exec(a)) !== null) {
-      let v = m[1]
-      if (v === '') {
-        if (i + 1 >= argv.length) throw new UsageError('-j needs a node list')
-        v = argv[++i]
-      }
-      setWhere({ kind: 'list', ids: parseNodeList(v) }, '-j')
+      setWhere({ kind: 'list', ids: parseNodeList(value(m[1], 'a node list')) }, '-j')
     } else if (/^-[hbFlLkcisfn]+$/.test(a)) {
       for (const c of a.slice(1)) {
         if (c === 'h') setWhere({ kind: 'home' }, '-h')

@@ -2,7 +2,7 @@
 // proc/ lists the processes under cluster discipline whose home is this node; any live local pid
 // can be looked up, and the first write to one of its files puts it under cluster discipline.
 import { readFileSync } from 'node:fs'
-import { DECAY_HINTS, formatHints, type DecayHint, type HomeProc, type Migrator } from '../migrate/migrator.js'
+import { DECAY_HINTS, formatHints, type DecayHint, type Migrator } from '../migrate/migrator.js'
 import type { Balancer } from '../sched/balancer.js'
 import { einval } from '../util/errno.js'
 import { dir, ro, rw, wo, parseInt10, type DirNode, type FileNode } from './tree.js'
@@ -52,7 +52,7 @@ function procEntry (m: Migrator, b: Balancer | null, pid: number): DirNode {
     migrate: own(wo(t => goto(m, b, pid, t))),
     lock: own(rw(() => p()?.lock ? 1 : 0, t => { const v = parseInt10(t, 0, 1, 'lock'); m.adopt(pid).lock = v === 1 })),
     nmigs: own(ro(() => p()?.nmigs ?? 0)),
-    decay: own(rw(() => p() ? formatHints((p() as HomeProc).decay) : 'slow', t => {
+    decay: own(rw(() => formatHints(p()?.decay ?? { rate: 'slow', kind: '', cleared: 0 }), t => {
       const h = t.trim()
       if (!(DECAY_HINTS as readonly string[]).includes(h)) throw einval(`decay: expected one of ${DECAY_HINTS.join(', ')}`)
       m.hint(pid, h as DecayHint)
