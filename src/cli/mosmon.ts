@@ -29,6 +29,7 @@ const ENTER = '\x1b[?1049h\x1b[?25l' // alternate screen, hide cursor
 const LEAVE = '\x1b[?25h\x1b[?1049l' // show cursor, main screen
 const INTERVAL_MS = 1000
 const HUNG_EXIT_MS = 500
+const LINE_GRACE_MS = 100
 
 const MODE_FLAGS: Record<string, Mode> = { '-l': 'load', '-L': 'logload', '-s': 'speed', '-m': 'mem', '-r': 'rmem', '-u': 'util' }
 
@@ -127,7 +128,9 @@ function interactive (tree: Tree, initial: MonState): Promise<number> {
       // it forever (libuv joins its threads at exit). Give it a moment, then leave without waiting.
       const t = setTimeout(() => {
         process.stderr.write(`mosmon: the tree at ${tree.root} is not answering; exiting without waiting for it\n`)
-        process.kill(process.pid, 'SIGKILL')
+        // The line is in the pty, but the reader on the master side may not have it yet: a proxy such
+        // as script(1) stops reading 10 ms after its child dies. Give it a moment before vanishing.
+        setTimeout(() => process.kill(process.pid, 'SIGKILL'), LINE_GRACE_MS)
       }, HUNG_EXIT_MS)
       sampled = () => { clearTimeout(t); resolve(code) }
     }

@@ -1,10 +1,11 @@
-// mosmon: the pure renderer, the --once frame, and the interactive program under a pty (script).
-import { test } from 'node:test'
+// mosmon: the pure renderer, the --once frame, and the interactive program under a pty (ptyrun.c).
+import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { applyKey, FOOTER, renderFrame, TITLES, type MonState, type NodeSample } from '../../src/cli/mosmon-render.js'
 import { CLI_DIR, makeTree, runTool, type Fixture } from './tools-fixture.js'
 
@@ -162,9 +163,15 @@ test('mosmon: no tree, bad option, -h, not a terminal', () => {
   }
 })
 
-// ---- interactive, under a pty made by util-linux script ------------------------------------------
+// ---- interactive, under a pty made by test/unit/ptyrun.c -------------------------------------------
 
-const haveScript = spawnSync('script', ['--version']).status === 0
+// Not script(1): it stops reading the pty 10 ms after its child dies, so on a busy machine the
+// last bytes a program writes (the terminal restore, a parting line) can go missing.
+const ptyDir = mkdtempSync(join(tmpdir(), 'hpcfs-ptyrun-'))
+const PTYRUN = join(ptyDir, 'ptyrun')
+const ptyBuild = spawnSync('gcc', ['-O2', '-Wall', '-o', PTYRUN, join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'test', 'unit', 'ptyrun.c')], { encoding: 'utf8' })
+const noPty = ptyBuild.status === 0 ? false : `cannot build ptyrun: ${ptyBuild.error?.message ?? ptyBuild.stderr}`
+after(() => rmSync(ptyDir, { recursive: true, force: true }))
 
 interface Pty {
   proc: ChildProcess
@@ -174,10 +181,9 @@ interface Pty {
 }
 
 function startMosmon (f: Fixture, args: string[] = []): Pty {
-  const cmd = [process.execPath, join(CLI_DIR, 'mosmon.js'), ...args].map(a => `'${a}'`).join(' ')
   const env: NodeJS.ProcessEnv = { ...process.env, HPC_ROOT: f.root, TERM: 'xterm' }
   delete env.DEBUG
-  const proc = spawn('script', ['-qfec', cmd, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'] })
+  const proc = spawn(PTYRUN, [process.execPath, join(CLI_DIR, 'mosmon.js'), ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] })
   let out = ''
   proc.stdout?.on('data', (d: Buffer) => { out += d.toString() })
   proc.stderr?.on('data', (d: Buffer) => { out += d.toString() })
@@ -215,26 +221,21 @@ async function stop (p: Pty): Promise<void> {
   }
 }
 
-/** mosmon's process under script (script runs the shell, which may exec node) and its pty. */
-function findMosmon (scriptPid: number): { pid: number, tty: string } | undefined {
-  const walk = (pid: number): { pid: number, tty: string } | undefined => {
-    try {
-      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
-      if (cmd.some(a => a.endsWith('mosmon.js'))) return { pid, tty: readlinkSync(`/proc/${pid}/fd/1`) }
-      const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)
-      for (const k of kids) {
-        const r = walk(Number(k))
-        if (r !== undefined) return r
-      }
-    } catch {
-      // the process went away
+/** mosmon's process (ptyrun's child) and its pty. */
+function findMosmon (runnerPid: number): { pid: number, tty: string } | undefined {
+  try {
+    const kids = readFileSync(`/proc/${runnerPid}/task/${runnerPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)
+    for (const k of kids) {
+      const cmd = readFileSync(`/proc/${k}/cmdline`, 'utf8').split('\0')
+      if (cmd.some(a => a.endsWith('mosmon.js'))) return { pid: Number(k), tty: readlinkSync(`/proc/${k}/fd/1`) }
     }
-    return undefined
+  } catch {
+    // the process went away
   }
-  return walk(scriptPid)
+  return undefined
 }
 
-test('mosmon under a pty: shows nodes, switches mode on a key, quits on q restoring the terminal', { skip: !haveScript && 'util-linux script not installed' }, async () => {
+test('mosmon under a pty: shows nodes, switches mode on a key, quits on q restoring the terminal', { skip: noPty }, async () => {
   const f = makeTree({ count: 3 })
   const p = startMosmon(f)
   try {
@@ -261,7 +262,7 @@ test('mosmon under a pty: shows nodes, switches mode on a key, quits on q restor
   }
 })
 
-test('mosmon under a pty: Ctrl-C restores the terminal; a resize redraws to the new width', { skip: !haveScript && 'util-linux script not installed' }, async () => {
+test('mosmon under a pty: Ctrl-C restores the terminal; a resize redraws to the new width', { skip: noPty }, async () => {
   const f = makeTree({ count: 2 })
   const p = startMosmon(f, ['-u'])
   try {
@@ -280,7 +281,7 @@ test('mosmon under a pty: Ctrl-C restores the terminal; a resize redraws to the 
   }
 })
 
-test('mosmon under a pty: survives the tree going away, restores the terminal on SIGTERM', { skip: !haveScript && 'util-linux script not installed' }, async () => {
+test('mosmon under a pty: survives the tree going away, restores the terminal on SIGTERM', { skip: noPty }, async () => {
   const f = makeTree({ count: 2 })
   const p = startMosmon(f)
   try {
@@ -298,7 +299,7 @@ test('mosmon under a pty: survives the tree going away, restores the terminal on
   }
 })
 
-test('mosmon under a pty: a tree that stops answering is reported and q still works', { skip: !haveScript && 'util-linux script not installed' }, async () => {
+test('mosmon under a pty: a tree that stops answering is reported and q still works', { skip: noPty }, async () => {
   const f = makeTree({ count: 2 })
   const p = startMosmon(f)
   try {
