@@ -96,6 +96,11 @@ function stateDir (): string {
 function stateFile (tag: string): string {
   return join(stateDir(), `${tag}.json`)
 }
+/** Forget a lab's state file, and the state directory once no other lab has one there. */
+function dropState (tag: string): void {
+  try { rmSync(stateFile(tag), { force: true }) } catch {}
+  try { rmdirSync(stateDir()) } catch {} // ENOENT, or ENOTEMPTY while another lab runs
+}
 
 interface LabState {
   tag: string
@@ -571,11 +576,15 @@ export class Lab {
       mounts: this.nodes.map(nd => nd.mount),
       pids: this.nodes.filter(nd => nd.pid !== undefined).map(nd => ({ pid: nd.pid!, start: pidStartTime(nd.pid!) }))
     }
-    try {
-      mkdirSync(stateDir(), { recursive: true })
-      writeFileSync(stateFile(this.tag), JSON.stringify(st) + '\n')
-    } catch (e) {
-      debug('saveState: %s', (e as Error).message)
+    // Twice: another lab may remove the (empty) directory between our mkdir and our write.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        mkdirSync(stateDir(), { recursive: true })
+        writeFileSync(stateFile(this.tag), JSON.stringify(st) + '\n')
+        return
+      } catch (e) {
+        debug('saveState: %s', (e as Error).message)
+      }
     }
   }
 
@@ -596,7 +605,7 @@ export class Lab {
     if (this.netns) await removeNetwork(this.tag).catch(e => { errors.push((e as Error).message) })
     for (const d of this.createdDirs.reverse()) await rmdir(d).catch(() => undefined)
     await rm(this.tmp, { recursive: true, force: true }).catch(() => undefined)
-    await rm(stateFile(this.tag), { force: true }).catch(() => undefined)
+    dropState(this.tag)
     live.delete(this)
     maybeRemoveSignalHandlers()
     if (errors.length > 0) throw new Error(`lab ${this.tag}: destroy: ${errors.join('; ')}`)
@@ -619,7 +628,7 @@ export class Lab {
     }
     for (const d of this.createdDirs.reverse()) try { rmdirSync(d) } catch {}
     try { rmSync(this.tmp, { recursive: true, force: true }) } catch {}
-    try { rmSync(stateFile(this.tag), { force: true }) } catch {}
+    dropState(this.tag)
     live.delete(this)
   }
 }
@@ -663,7 +672,7 @@ export async function cleanupStale (tag: string): Promise<void> {
   if (isRoot()) await removeNetwork(tag)
   if (st !== undefined) {
     if (st.tmp.startsWith(join(tmpdir(), 'hpcfs-lab-')) && existsSync(st.tmp)) await rm(st.tmp, { recursive: true, force: true })
-    await rm(stateFile(tag), { force: true })
+    dropState(tag)
   }
 }
 
