@@ -15,28 +15,32 @@ export function netnsOf (pid: number | 'self', procRoot = '/proc'): string {
 
 /**
  * Counts the runnable threads (state R) of the processes in namespace `ns`, not counting the thread
- * `self`. Which namespace a pid is in is read once (a readlink per new pid) and kept while the pid
- * lives, so a sample reads the stat files of this node's processes only, not of the whole machine.
- * (A pid that ends and is reused between two samples keeps its old verdict for one sample.)
+ * `self`. Which namespace a pid is in is read with a readlink and kept for `recheckMs`, so a sample
+ * reads the stat files of this node's processes only, not of the whole machine, and each pid costs
+ * one readlink per `recheckMs` rather than one per sample. The verdict must expire: a process's
+ * namespace can change under the same pid (nsenter forks in the caller's namespace and calls setns
+ * before it execs the job; unshare(1) and `ip netns exec` do the same), and a pid can be reused.
  */
 export class NetnsLoad {
-  private readonly member = new Map<number, boolean>()
+  private readonly member = new Map<number, { inside: boolean, at: number }>()
 
-  constructor (readonly ns: string, readonly self = process.pid, readonly procRoot = '/proc') {}
+  constructor (readonly ns: string, readonly self = process.pid, readonly procRoot = '/proc',
+    readonly recheckMs = 1000, private readonly now: () => number = Date.now) {}
 
   runnable (): number {
     let n = 0
+    const t = this.now()
     const seen = new Set<number>()
     for (const name of readdirSync(this.procRoot)) {
       if (name.charCodeAt(0) < 48 || name.charCodeAt(0) > 57) continue
       const pid = Number(name)
       seen.add(pid)
-      let inside = this.member.get(pid)
-      if (inside === undefined) {
-        try { inside = readlinkSync(join(this.procRoot, name, 'ns', 'net')) === this.ns } catch { continue }
-        this.member.set(pid, inside)
+      let v = this.member.get(pid)
+      if (v === undefined || t - v.at >= this.recheckMs) {
+        try { v = { inside: readlinkSync(join(this.procRoot, name, 'ns', 'net')) === this.ns, at: t } } catch { continue }
+        this.member.set(pid, v)
       }
-      if (inside) n += this.runnableThreads(name, pid)
+      if (v.inside) n += this.runnableThreads(name, pid)
     }
     for (const pid of this.member.keys()) if (!seen.has(pid)) this.member.delete(pid)
     return n

@@ -1,7 +1,9 @@
 // The pure parts of the load scopes (src/probe/cgroup.ts, src/probe/netns.ts).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { cpuGroupOf, cpuShareOf } from '../../src/probe/cgroup.js'
 import { NetnsLoad, netnsOf } from '../../src/probe/netns.js'
 import { statState, statThreads } from '../../src/util/procfs.js'
@@ -55,4 +57,33 @@ test('NetnsLoad counts the runnable threads of its namespace only, and forgets p
     assert.ok(seen >= 1, 'the busy loop is counted')
     assert.equal(other.runnable(), 0)
   } finally { busy.kill('SIGKILL') }
+})
+
+test('NetnsLoad sees a process that enters its namespace after it was first seen (nsenter), within recheckMs', () => {
+  // A fixture /proc: pid 100 runs in namespace A; pid 200 starts in A and then setns()es into B.
+  const root = mkdtempSync(join(tmpdir(), 'hpcfs-netns-'))
+  const proc = (pid: number, ns: string, state: string): void => {
+    mkdirSync(join(root, String(pid), 'ns'), { recursive: true })
+    try { unlinkSync(join(root, String(pid), 'ns', 'net')) } catch {}
+    symlinkSync(ns, join(root, String(pid), 'ns', 'net'))
+    writeFileSync(join(root, String(pid), 'stat'), `${pid} (job) ${state} 1 ${pid} ${pid} 0 -1 4194304 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0\n`)
+  }
+  try {
+    let now = 0
+    const b = new NetnsLoad('net:[B]', 1, root, 1000, () => now)
+    proc(100, 'net:[A]', 'R')
+    proc(200, 'net:[A]', 'R')
+    assert.equal(b.runnable(), 0)
+    proc(200, 'net:[B]', 'R') // setns: same pid, new namespace
+    now = 999
+    assert.equal(b.runnable(), 0, 'the verdict is kept for recheckMs')
+    now = 1000
+    assert.equal(b.runnable(), 1, 'then read again: pid 200 counts')
+    proc(200, 'net:[B]', 'S')
+    assert.equal(b.runnable(), 0, 'sleeping threads do not count')
+    // A pid that leaves B (or ends and is reused outside it) stops counting after recheckMs too.
+    proc(200, 'net:[A]', 'R')
+    now = 2000
+    assert.equal(b.runnable(), 0)
+  } finally { rmSync(root, { recursive: true, force: true }) }
 })
