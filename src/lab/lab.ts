@@ -7,7 +7,7 @@
 // Used by integration tests, `npm start` (scripts/demo.ts) and benchmarks. See docs/lab.md.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, writeFile, readFile, rm, mkdir, rmdir, stat, realpath } from 'node:fs/promises'
-import { openSync, closeSync, readFileSync, rmSync, rmdirSync, writeFileSync, mkdirSync, existsSync } from 'node:fs'
+import { openSync, closeSync, readFileSync, rmSync, rmdirSync, writeFileSync, existsSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { createSocket } from 'node:dgram'
 import { tmpdir } from 'node:os'
@@ -90,16 +90,9 @@ export function labNames (tag: string): { bridge: string, ns: (i: number) => str
   }
 }
 
-function stateDir (): string {
-  return join(tmpdir(), 'hpcfs-lab')
-}
+/** Where a lab records what it created, for cleanupStale after a crash: one file per tag. */
 function stateFile (tag: string): string {
-  return join(stateDir(), `${tag}.json`)
-}
-/** Forget a lab's state file, and the state directory once no other lab has one there. */
-function dropState (tag: string): void {
-  try { rmSync(stateFile(tag), { force: true }) } catch {}
-  try { rmdirSync(stateDir()) } catch {} // ENOENT, or ENOTEMPTY while another lab runs
+  return join(tmpdir(), `hpcfs-labstate-${tag}.json`)
 }
 
 interface LabState {
@@ -576,15 +569,10 @@ export class Lab {
       mounts: this.nodes.map(nd => nd.mount),
       pids: this.nodes.filter(nd => nd.pid !== undefined).map(nd => ({ pid: nd.pid!, start: pidStartTime(nd.pid!) }))
     }
-    // Twice: another lab may remove the (empty) directory between our mkdir and our write.
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        mkdirSync(stateDir(), { recursive: true })
-        writeFileSync(stateFile(this.tag), JSON.stringify(st) + '\n')
-        return
-      } catch (e) {
-        debug('saveState: %s', (e as Error).message)
-      }
+    try {
+      writeFileSync(stateFile(this.tag), JSON.stringify(st) + '\n')
+    } catch (e) {
+      debug('saveState: %s', (e as Error).message)
     }
   }
 
@@ -605,7 +593,7 @@ export class Lab {
     if (this.netns) await removeNetwork(this.tag).catch(e => { errors.push((e as Error).message) })
     for (const d of this.createdDirs.reverse()) await rmdir(d).catch(() => undefined)
     await rm(this.tmp, { recursive: true, force: true }).catch(() => undefined)
-    dropState(this.tag)
+    await rm(stateFile(this.tag), { force: true }).catch(() => undefined)
     live.delete(this)
     maybeRemoveSignalHandlers()
     if (errors.length > 0) throw new Error(`lab ${this.tag}: destroy: ${errors.join('; ')}`)
@@ -628,7 +616,7 @@ export class Lab {
     }
     for (const d of this.createdDirs.reverse()) try { rmdirSync(d) } catch {}
     try { rmSync(this.tmp, { recursive: true, force: true }) } catch {}
-    dropState(this.tag)
+    try { rmSync(stateFile(this.tag), { force: true }) } catch {}
     live.delete(this)
   }
 }
@@ -672,7 +660,7 @@ export async function cleanupStale (tag: string): Promise<void> {
   if (isRoot()) await removeNetwork(tag)
   if (st !== undefined) {
     if (st.tmp.startsWith(join(tmpdir(), 'hpcfs-lab-')) && existsSync(st.tmp)) await rm(st.tmp, { recursive: true, force: true })
-    dropState(tag)
+    await rm(stateFile(tag), { force: true })
   }
 }
 
