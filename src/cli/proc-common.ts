@@ -2,7 +2,7 @@
 // tty names), pid arguments, node state from the tree, and the MOSIX permission rule.
 import { readFileSync, readdirSync } from 'node:fs'
 import { CliError, UsageError, type Tree } from './common.js'
-import { statFields } from '../util/procfs.js'
+import { readUids, statFields } from '../util/procfs.js'
 
 /** Highest pid Linux can hand out (PID_MAX_LIMIT on 64-bit). */
 export const PID_MAX = 4194304
@@ -54,22 +54,12 @@ export function readProcStat (pid: number | 'self', procfs = '/proc'): ProcStat 
   }
 }
 
-/** Real and effective uid of a process from /proc/PID/status, or undefined when gone. */
-export function readUids (pid: number | 'self', procfs = '/proc'): { real: number, effective: number } | undefined {
-  try {
-    const m = /^Uid:\s+(\d+)\s+(\d+)/m.exec(readFileSync(`${procfs}/${pid}/status`, 'utf8'))
-    return m === null ? undefined : { real: Number(m[1]), effective: Number(m[2]) }
-  } catch {
-    return undefined
-  }
-}
-
-/** The command line with spaces for the NULs, or `[comm]` when empty (kernel threads, zombies). */
 /** Control characters shown as `?`, as ps does: one process, one line. */
 function printable (s: string): string {
   return s.replace(/[\x00-\x1f\x7f]/g, '?')
 }
 
+/** The command line with spaces for the NULs, or `[comm]` when empty (kernel threads, zombies). */
 export function readCommand (pid: number, comm: string, procfs = '/proc'): string {
   try {
     const raw = readFileSync(`${procfs}/${pid}/cmdline`, 'utf8').replace(/\0+$/, '')

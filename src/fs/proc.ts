@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs'
 import { DECAY_HINTS, formatHints, type DecayHint, type Migrator } from '../migrate/migrator.js'
 import type { Balancer } from '../sched/balancer.js'
 import { einval } from '../util/errno.js'
+import { readStat, readUids } from '../util/procfs.js'
 import { dir, ro, rw, wo, parseInt10, type DirNode, type FileNode } from './tree.js'
 
 /** Parses a move target: a node id, `0`/`home`, or `balance`. */
@@ -28,14 +29,10 @@ function goto (m: Migrator, b: Balancer | null, pid: number, text: string): void
 const isPid = (name: string): boolean => /^[1-9]\d*$/.test(name)
 const exists = (pid: number): boolean => { try { readFileSync(`/proc/${pid}/stat`); return true } catch { return false } }
 
-/** Real uid of a process (its files belong to it: who may kill a process may migrate it). */
-function uidOf (pid: number): number {
-  try { return Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) } catch { return 0 }
-}
-
 function procEntry (m: Migrator, b: Balancer | null, pid: number): DirNode {
   const p = (): ReturnType<Migrator['adopt']> | undefined => m.procs.get(pid)
-  const owner = (): number => uidOf(pid)
+  // its files belong to its real uid: who may kill a process may migrate it
+  const owner = (): number => readUids(pid)?.real ?? 0
   const own = <T extends FileNode>(f: T): T => ({ ...f, owner })
   const cantmove: FileNode = {
     kind: 'file',
@@ -86,7 +83,7 @@ export function remoteDir (m: Migrator, b: Balancer | null): DirNode {
         from: ro(() => g.home),
         identity: ro(() => `home ${g.home} pid ${g.homePid} since ${new Date(g.since).toISOString()}`),
         statm: ro(() => readProc(g.pid, 'statm')),
-        stats: ro(() => { const f = readProc(g.pid, 'stat').replace(/^.*\) /, '').split(' '); return `utime ${f[11] ?? 0} stime ${f[12] ?? 0}` }),
+        stats: ro(() => { const f = readStat(g.pid) ?? []; return `utime ${f[11] ?? 0} stime ${f[12] ?? 0}` }),
         costs: ro(() => b ? b.explain(g.pid) : 'no scheduler on this node\n')
       })
     }

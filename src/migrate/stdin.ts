@@ -11,6 +11,7 @@
 //   reads until EAGAIN, so it gets one byte at a time.
 // - anything else (a poll on other descriptors, a sleep, a computation): no stdin is handed over.
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs'
+import { statusField } from '../util/procfs.js'
 
 export interface StdinWait {
   kind: 'read' | 'poll'
@@ -33,7 +34,7 @@ export function syscallLine (pid: number): string {
 
 /** Voluntary context switches of a process (-1 when it is gone). */
 export function ctxtSwitches (pid: number): number {
-  try { return Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? -1) } catch { return -1 }
+  return Number(statusField(pid, 'voluntary_ctxt_switches') ?? -1)
 }
 
 /** Does an array of struct pollfd { int fd; short events; short revents; } ask fd 0 for input? */

@@ -43,7 +43,22 @@ export function processAge (p: number | string[], now = uptime()): number {
   return f === undefined || f.length < 20 ? 0 : Math.max(0, now - Number(f[19]) / CLK_TCK)
 }
 
+/** The value of a line of /proc/<pid>/status (`Key:<tab>value`), or undefined when gone or absent. */
+export function statusField (pid: number | 'self', key: string, procRoot = '/proc'): string | undefined {
+  let text: string
+  try { text = readFileSync(`${procRoot}/${pid}/status`, 'utf8') } catch { return undefined }
+  const head = `${key}:`
+  for (const line of text.split('\n')) if (line.startsWith(head)) return line.slice(head.length).trim()
+  return undefined
+}
+
 /** Resident memory of a process in bytes (VmRSS), 0 when gone. */
 export function residentBytes (pid: number): number {
-  try { return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024 } catch { return 0 }
+  return (parseInt(statusField(pid, 'VmRSS') ?? '0', 10) || 0) * 1024
+}
+
+/** Real and effective uid of a process, or undefined when gone. */
+export function readUids (pid: number | 'self', procRoot = '/proc'): { real: number, effective: number } | undefined {
+  const f = statusField(pid, 'Uid', procRoot)?.split(/\s+/)
+  return f === undefined || f.length < 2 ? undefined : { real: Number(f[0]), effective: Number(f[1]) }
 }

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { cpuGroupOf, cpuShareOf } from '../../src/probe/cgroup.js'
 import { NetnsLoad, netnsOf } from '../../src/probe/netns.js'
-import { statState, statThreads } from '../../src/util/procfs.js'
+import { readUids, residentBytes, statState, statThreads, statusField } from '../../src/util/procfs.js'
 
 test('the CPU group of a /proc/PID/cgroup text: v1 cpu controller, v2 unified, none at the root', () => {
   const v1 = '12:pids:/\n4:cpu,cpuacct:/hpcfs-bench/node1\n1:name=systemd:/\n0::/\n'
@@ -86,4 +86,22 @@ test('NetnsLoad sees a process that enters its namespace after it was first seen
     now = 2000
     assert.equal(b.runnable(), 0)
   } finally { rmSync(root, { recursive: true, force: true }) }
+})
+
+test('status fields: the first line, a later one, an absent one, a gone process; uids and VmRSS', () => {
+  const root = mkdtempSync(join(tmpdir(), 'hpcfs-status-'))
+  try {
+    mkdirSync(join(root, '7'))
+    writeFileSync(join(root, '7', 'status'), 'Name:\tsh\nUmask:\t0022\nUid:\t1000\t1001\t1002\t1003\nVmRSS:\t   1234 kB\n')
+    assert.equal(statusField(7, 'Name', root), 'sh')
+    assert.equal(statusField(7, 'VmRSS', root), '1234 kB')
+    assert.equal(statusField(7, 'Vm', root), undefined, 'a whole key, not a prefix')
+    assert.equal(statusField(7, 'Gid', root), undefined)
+    assert.equal(statusField(8, 'Name', root), undefined)
+    assert.deepEqual(readUids(7, root), { real: 1000, effective: 1001 })
+    assert.equal(readUids(8, root), undefined)
+  } finally { rmSync(root, { recursive: true, force: true }) }
+  assert.deepEqual(readUids('self'), { real: process.getuid?.(), effective: process.geteuid?.() })
+  assert.ok(residentBytes(process.pid) > 1 << 20)
+  assert.equal(residentBytes(2 ** 22 + 1), 0)
 })
