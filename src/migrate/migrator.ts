@@ -751,9 +751,10 @@ export class Migrator extends EventEmitter {
 
   /**
    * Stdin handed over must be read before the process stops, or it would be lost in the pipe: waits
-   * up to a second for that; false if it is still unread (the move is refused, the process stays).
-   * Home hands out no stdin during a move (it said so before it asked, or answered `leaving`), so
-   * a want still open gets nothing more: it is dropped, and asked again if the process stays.
+   * up to a second for that. If it is still unread, the move is refused: the guest stays (home is
+   * told why) and this returns false. Home hands out no stdin during a move (it said so before it
+   * asked, or answered `leaving`), so a want still open gets nothing more: it is dropped, and asked
+   * again if the process stays.
    */
   private async settleStdin (g: Guest): Promise<boolean> {
     let ok = this.consumed(g)
@@ -762,7 +763,10 @@ export class Migrator extends EventEmitter {
       ok = this.consumed(g)
     }
     g.wanting = false
-    return ok
+    if (ok) return true
+    g.leaving = false
+    await g.conn.send({ t: 'stay', reason: UNREAD_STDIN }).catch(() => {})
+    return false
   }
 
   /** Stops the guest, drains its output, and streams its image home (gohome from home, or expel here). */
@@ -775,11 +779,7 @@ export class Migrator extends EventEmitter {
       await g.conn.send({ t: 'leaving' }).catch(() => {})
       await Promise.race([ok, new Promise(resolve => setTimeout(resolve, 2000))])
     }
-    if (!await this.settleStdin(g)) {
-      g.leaving = false
-      await g.conn.send({ t: 'stay', reason: UNREAD_STDIN }).catch(() => {})
-      return
-    }
+    if (!await this.settleStdin(g)) return
     const chunks: Buffer[] = []
     try {
       await ppm.dump(g.pid, new Writable({ write: (c: Buffer, _e, cb) => { chunks.push(c); cb() } }))
@@ -812,11 +812,7 @@ export class Migrator extends EventEmitter {
   private async sendTo (g: Guest, m: Msg): Promise<void> {
     if (g.leaving) return
     g.leaving = true
-    if (!await this.settleStdin(g)) {
-      g.leaving = false
-      await g.conn.send({ t: 'stay', reason: UNREAD_STDIN }).catch(() => {})
-      return
-    }
+    if (!await this.settleStdin(g)) return
     const chunks: Buffer[] = []
     let bytes = 0
     let out: Conn | undefined
