@@ -13,12 +13,12 @@
 //   --only off,on,node1,compare: run only these batches (default all)
 //   --log-dir DIR: keep the daemons' logs in DIR/node<i>.log, with DEBUG=hpcfs:sched,hpcfs:migrate (moves decided and done)
 //   --explain: print node 1's admin/costs and one job's proc/<pid>/costs 2 s into each batch
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Lab, HPCD_JS, REPO_ROOT, type LabNodeSpec } from '../src/lab/lab.js'
-import { sleep } from './bench-util.js'
+import { compileC, sleep } from './bench-util.js'
 
 const argv = process.argv.slice(2)
 const flag = (name: string): boolean => argv.includes(`--${name}`)
@@ -138,10 +138,7 @@ function hpcdCommand (n: LabNodeSpec): { cmd: string, args: string[] } {
 /** Compile a test/ppm/subjects program into the temp dir. */
 function compile (name: string): string {
   tmp ??= mkdtempSync(join(tmpdir(), 'hpcfs-bench-cluster-'))
-  const bin = join(tmp, name)
-  const r = spawnSync('gcc', ['-O2', '-o', bin, join(REPO_ROOT, `test/ppm/subjects/${name}.c`)], { encoding: 'utf8' })
-  if (r.status !== 0) throw new Error(`gcc ${name}: ${r.stderr}`)
-  return bin
+  return compileC(join(REPO_ROOT, `test/ppm/subjects/${name}.c`), tmp)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@
 //
 //   scripts/bench-migrate [--quick] [--sizes 1,100,500] [--runs 3]
 import { parseArgs } from 'node:util'
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, statSync, openSync, readSync, closeSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
 import { tmpdir, loadavg } from 'node:os'
@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
 import { performance } from 'node:perf_hooks'
 import { Lab, type LabNode } from '../src/lab/lab.js'
-import { median, sleep } from './bench-util.js'
+import { compileC, median, sleep } from './bench-util.js'
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 const SUBJECT_SRC = join(REPO, 'scripts/bench-migrate-subject.c')
@@ -88,13 +88,6 @@ function track (c: ChildProcess): ChildProcess {
 }
 
 // ---- pieces ---------------------------------------------------------------------------------
-
-function compile (src: string, out: string): string {
-  const bin = join(dir, out)
-  const r = spawnSync('gcc', ['-O2', '-Wall', '-o', bin, src], { encoding: 'utf8' })
-  if (r.status !== 0) throw new Error(`gcc ${src}: ${r.stderr}`)
-  return bin
-}
 
 /** Resident set of pid in KiB (0 when gone). */
 function rssKiB (pid: number): number {
@@ -282,8 +275,8 @@ const cpuRun = (m: Move, n: number): string => m.cpu.slice(0, n).map(f0).join('/
 
 async function main (): Promise<void> {
   const t0 = Date.now()
-  const launcher = compile(LAUNCH_SRC, 'launch')
-  const subject = compile(SUBJECT_SRC, 'subject')
+  const launcher = compileC(LAUNCH_SRC, dir, 'launch')
+  const subject = compileC(SUBJECT_SRC, dir, 'subject')
   console.log(`bench-migrate: sizes ${sizes.join(', ')} MiB, ${runs} run(s) each; load average ${loadavg().map(x => x.toFixed(2)).join(' ')}`)
   lab = await Lab.create({
     nodes: 3, // 3: N -> M (node 2 -> node 3) for a process whose home is node 1

@@ -16,7 +16,7 @@ import { createServer, connect, type Socket } from 'node:net'
 import { once } from 'node:events'
 import { createInterface } from 'node:readline'
 import { dump, helperPath, restore, socketFd } from '../src/ppm/ppm.js'
-import { median } from './bench-util.js'
+import { compileC, median } from './bench-util.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const args = process.argv.slice(2)
@@ -37,11 +37,12 @@ const runs = Number(opt('--runs', '3'))
 if (sizes.some(s => !Number.isInteger(s) || s < 1 || s > 8192) || !Number.isInteger(runs) || runs < 1) usage('bad --sizes or --runs')
 
 const dir = mkdtempSync(join(tmpdir(), 'hpc-ppm-bench-'))
-const walker = join(dir, 'walker')
-const launch = join(dir, 'launch')
-for (const [src, out] of [['walker', walker], ['launch', launch]]) {
-  const r = spawnSync('gcc', ['-O2', '-o', out, join(root, 'test', 'ppm', 'subjects', `${src}.c`)], { encoding: 'utf8' })
-  if (r.status !== 0) { console.error(r.stderr); process.exit(1) }
+let walker: string, launch: string
+try {
+  [walker, launch] = ['walker', 'launch'].map(name => compileC(join(root, 'test', 'ppm', 'subjects', `${name}.c`), dir))
+} catch (e) {
+  console.error((e as Error).message)
+  process.exit(1)
 }
 
 

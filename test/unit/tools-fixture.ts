@@ -26,7 +26,6 @@ export interface Fixture {
 
 const rand = (lo: number, hi: number): number => lo + Math.floor(Math.random() * (hi - lo + 1))
 
-/** A tree with `count` nodes on 10.<a>.<b>.1.. (node `me` is this node); `down` lists down nodes. */
 /** A test body run against a fresh tree, cleaned up even when it fails. */
 export function withTree (opts: Parameters<typeof makeTree>[0], fn: (f: Fixture) => void): () => void {
   return () => {
@@ -39,6 +38,7 @@ export function withTree (opts: Parameters<typeof makeTree>[0], fn: (f: Fixture)
   }
 }
 
+/** A tree with `count` nodes on 10.<a>.<b>.1.. (node `me` is this node); `down` lists down nodes. */
 export function makeTree (opts: { count?: number, me?: number, down?: number[] } = {}): Fixture {
   const count = opts.count ?? 3
   const me = opts.me ?? 1
