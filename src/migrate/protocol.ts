@@ -1,0 +1,205 @@
+// The control messages of the migration protocol: one interface per kind (`t`), one union of all,
+// and the validator that turns a decoded JSON value into a typed message or rejects it. A message
+// that does not validate is dropped and counted by the connection that read it (src/migrate/link.ts),
+// never handed to the state machines. docs/migrate.md has the same table and the sequence pictures.
+//
+// Roles: H = the home node (the deputy's side), N = the node a guest runs on (or is offered to),
+// M = the next node during N -> M. Phases: offer (H -> N: migrate/accept/refuse), image (the image
+// frames and their end), running (the guest runs, H relays its stdio), move (gohome, sendto, expel),
+// end (exit, kill, loss).
+import { DECAY_HINTS, type DecayHint } from './hints.js'
+
+/** H -> N, first message on a new connection (offer): take process `pid` of node `home`. */
+export interface MigrateMsg {
+  t: 'migrate'
+  home: number
+  pid: number
+  /** its command name (comm), for logs */
+  name: string
+  /** its image size (resident bytes before the first move): N checks its free memory */
+  bytes: number
+  /** 'pull': H hands out stdin only when the guest blocks waiting for it (want); 'none': no stdin */
+  stdin?: 'pull' | 'none'
+  /** seconds it had run at home (the balancer's age rule) */
+  age?: number
+  /** decay hints (hints.ts) */
+  decay?: 'slow' | 'fast'
+  kind?: '' | 'cpujob' | 'iojob'
+  /** N -> M: the image comes from the node the process runs on, on a connection naming this ticket */
+  ticket?: string
+}
+
+/** N -> M, first message on the connection carrying the image of an accepted N -> M move. */
+export interface ImageMsg { t: 'image', ticket: string }
+
+/** N -> H (offer): accepted; `hostinfo` is N's compatibility record (the dump checks it). */
+export interface AcceptMsg { t: 'accept', hostinfo: string }
+
+/** N -> H (offer): refused (blocked, unknown home, not enough memory). The connection closes. */
+export interface RefuseMsg { t: 'refuse', reason: string }
+
+/** Either side, instead of what was expected (an unexpected first message): `expect` rejects. */
+export interface ErrorMsg { t: 'error', reason: string }
+
+/** Sender of an image -> its receiver: the image frames (I) are complete. */
+export interface ImageEndMsg { t: 'image-end' }
+
+/** H -> N (image): the dump failed; N drops what it received. */
+export interface AbortMsg { t: 'abort', reason: string }
+
+/** N -> H (image): restored and running as `pid` on N; `bytes` received in `ms` (bandwidth). */
+export interface RunningMsg { t: 'running', pid: number, bytes: number, ms: number }
+
+/** N -> H (image): the restore failed; the process runs where it was. */
+export interface FailedMsg { t: 'failed', reason: string }
+
+/** H -> N (running): a signal reached the deputy; deliver it to the guest. */
+export interface SignalMsg { t: 'signal', sig: number }
+
+/** H -> N (end): the original died at home; kill the guest. */
+export interface KillMsg { t: 'kill' }
+
+/** N -> H (running): the guest is blocked waiting for stdin; it may be handed up to `n` bytes (N frames). */
+export interface WantMsg { t: 'want', n: number }
+
+/** H -> N (running): stdin reached its end. */
+export interface StdinEndMsg { t: 'stdin-end' }
+
+/** H -> N (running): a decay hint changed at home. */
+export interface HintMsg { t: 'hint', hint: DecayHint }
+
+/** N -> H (running): N's balancer found a cheaper node for the guest; H decides. */
+export interface MoveRequestMsg { t: 'move-request', node: number, why: string }
+
+/** H -> N (running): H did not carry out a move-request (or it failed). */
+export interface MoveFailedMsg { t: 'move-failed', reason: string }
+
+/** N -> H (end): the guest ended (exit code, or the signal that killed it). */
+export interface ExitMsg { t: 'exit', code: number | null, signal: number | null }
+
+/** H -> N (move N -> home): stop the guest and send its image home. */
+export interface GoHomeMsg { t: 'gohome' }
+
+/** N -> H (move, expel): N sends the guest home by itself; H stops handing out stdin first. */
+export interface LeavingMsg { t: 'leaving' }
+
+/** H -> N (move, expel): no stdin will be handed out any more. */
+export interface LeavingOkMsg { t: 'leaving-ok' }
+
+/** N -> H (move): the guest could not leave (unread stdin, dump failed); it runs on N. */
+export interface StayMsg { t: 'stay', reason: string }
+
+/** N -> H (move to home): the image frames (I) follow, then image-end. */
+export interface ImageStartMsg { t: 'image-start' }
+
+/** H -> N (move): the process runs elsewhere now (home, or M); N forgets its copy. */
+export interface HomeOkMsg { t: 'home-ok' }
+
+/** H -> N (move to home): home could not restore it; N runs it again (or loses it). */
+export interface HomeFailedMsg { t: 'home-failed', reason: string }
+
+/** H -> N (move N -> M): stop the guest and stream its image to node `node` with `ticket`. */
+export interface SendToMsg { t: 'sendto', node: number, ticket: string, hostinfo: string }
+
+/** N -> H (move N -> M): the image went to M (`bytes`), N keeps a copy until home-ok or resume. */
+export interface SentMsg { t: 'sent', bytes: number }
+
+/** H -> N (move N -> M): M could not run it; run it again from the copy. */
+export interface ResumeMsg { t: 'resume' }
+
+/** N -> H (move N -> M): it runs on N again, as `pid`. */
+export interface ResumedMsg { t: 'resumed', pid: number }
+
+/** Every control message. */
+export type Message =
+  | MigrateMsg | ImageMsg | AcceptMsg | RefuseMsg | ErrorMsg | ImageEndMsg | AbortMsg | RunningMsg | FailedMsg
+  | SignalMsg | KillMsg | WantMsg | StdinEndMsg | HintMsg | MoveRequestMsg | MoveFailedMsg | ExitMsg
+  | GoHomeMsg | LeavingMsg | LeavingOkMsg | StayMsg | ImageStartMsg | HomeOkMsg | HomeFailedMsg
+  | SendToMsg | SentMsg | ResumeMsg | ResumedMsg
+
+export type Kind = Message['t']
+export type MsgOf<K extends Kind> = Extract<Message, { t: K }>
+
+// ---- validation -------------------------------------------------------------------------------
+
+type Check = (v: unknown) => boolean
+/** For each field of a message kind (but t), the check of its value; `opt` for optional fields. */
+type Schema<M> = { [F in Exclude<keyof M, 't'>]-?: undefined extends M[F] ? Opt : Check }
+interface Opt { opt: Check }
+
+const int: Check = v => Number.isSafeInteger(v)
+const nat: Check = v => Number.isSafeInteger(v) && (v as number) >= 0
+const node: Check = v => Number.isSafeInteger(v) && (v as number) >= 1 && (v as number) <= 65535
+const pid: Check = v => Number.isSafeInteger(v) && (v as number) >= 1
+const num: Check = v => typeof v === 'number' && Number.isFinite(v)
+const str: Check = v => typeof v === 'string'
+const oneOf = (...xs: readonly unknown[]): Check => v => xs.includes(v)
+const orNull = (c: Check): Check => v => v === null || c(v)
+const opt = (c: Check): Opt => ({ opt: c })
+
+const SCHEMAS: { [K in Kind]: Schema<MsgOf<K>> } = {
+  migrate: { home: node, pid, name: str, bytes: nat, stdin: opt(oneOf('pull', 'none')), age: opt(orNull(num)), decay: opt(oneOf('slow', 'fast')), kind: opt(oneOf('', 'cpujob', 'iojob')), ticket: opt(str) },
+  image: { ticket: str },
+  accept: { hostinfo: str },
+  refuse: { reason: str },
+  error: { reason: str },
+  'image-end': {},
+  abort: { reason: str },
+  running: { pid, bytes: nat, ms: num },
+  failed: { reason: str },
+  signal: { sig: v => int(v) && (v as number) >= 1 && (v as number) <= 64 },
+  kill: {},
+  want: { n: v => int(v) && (v as number) >= 1 },
+  'stdin-end': {},
+  hint: { hint: oneOf(...DECAY_HINTS) },
+  'move-request': { node, why: str },
+  'move-failed': { reason: str },
+  exit: { code: orNull(int), signal: orNull(int) },
+  gohome: {},
+  leaving: {},
+  'leaving-ok': {},
+  stay: { reason: str },
+  'image-start': {},
+  'home-ok': {},
+  'home-failed': { reason: str },
+  sendto: { node, ticket: str, hostinfo: str },
+  sent: { bytes: nat },
+  resume: {},
+  resumed: { pid }
+}
+
+/** Every message kind. */
+export const KINDS = Object.keys(SCHEMAS) as Kind[]
+
+/** Why a value is not a message (thrown by toMessage). */
+export class ProtocolError extends Error {}
+
+/**
+ * The typed message a decoded JSON value is, or a ProtocolError: an object whose `t` is a known
+ * kind, with every field of that kind of the right type, and no other field.
+ */
+export function toMessage (v: unknown): Message {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ProtocolError('not an object')
+  const o = v as Record<string, unknown>
+  const t = o.t
+  if (typeof t !== 'string' || !Object.prototype.hasOwnProperty.call(SCHEMAS, t)) throw new ProtocolError(`unknown kind ${JSON.stringify(t)}`)
+  const schema = SCHEMAS[t as Kind] as Record<string, Check | Opt>
+  for (const [f, c] of Object.entries(schema)) {
+    const has = Object.prototype.hasOwnProperty.call(o, f)
+    if (typeof c === 'function') {
+      if (!has || !c(o[f])) throw new ProtocolError(`${t}: bad or missing ${f}`)
+    } else if (has && o[f] !== undefined && !c.opt(o[f])) throw new ProtocolError(`${t}: bad ${f}`)
+  }
+  for (const f of Object.keys(o)) if (f !== 't' && !Object.prototype.hasOwnProperty.call(schema, f)) throw new ProtocolError(`${t}: unexpected field ${f}`)
+  return o as unknown as Message
+}
+
+/** A control frame's payload (JSON) to a message; throws ProtocolError. */
+export function decode (payload: Buffer): Message {
+  let v: unknown
+  try { v = JSON.parse(payload.toString('utf8')) } catch { throw new ProtocolError('not JSON') }
+  return toMessage(v)
+}
+
+/** A message to a control frame's payload. */
+export function encode (m: Message): Buffer { return Buffer.from(JSON.stringify(m)) }
