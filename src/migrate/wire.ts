@@ -5,30 +5,24 @@
 //              client -> server: nonceC (16) | MAC("c" nonceS nonceC)
 //              server -> client: MAC("s" nonceC nonceS)           (or the connection is closed)
 //   frame      length u32 (type + payload) | type u8 | payload
-//              J control message (JSON) · I image bytes · O stdout · E stderr · N stdin
+//              J control message (JSON, a typed Message of protocol.ts) · I image bytes · O stdout
+//              E stderr · N stdin (link.ts: what every connection end does with them)
 //
 // MAC is the cluster key's HMAC (src/gossip/keyring.ts). A peer without the key learns nothing and
 // can send nothing: the connection closes after the handshake fails.
 import { connect, type Socket } from 'node:net'
 import { randomBytes, timingSafeEqual } from 'node:crypto'
-import { EventEmitter } from 'node:events'
-import { Writable } from 'node:stream'
-import debug from 'debug'
 import type { Keyring } from '../gossip/keyring.js'
 import { MAC_LEN } from '../gossip/keyring.js'
+import { Link, type FrameType } from './link.js'
 
-const log = debug('hpcfs:wire')
+export type { FrameType } from './link.js'
 
 export const MIGRATION_PORT = 4660
 const MAGIC = Buffer.from([0x48, 0x50, 0x43, 0x4d, 0x01]) // "HPCM" v1
 const NONCE = 16
 const MAX_FRAME = 8 << 20
 const HANDSHAKE_MS = 5000
-
-export type FrameType = 'J' | 'I' | 'O' | 'E' | 'N'
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type Msg = { t: string, [k: string]: any }
 
 /** Reads exactly n bytes from a socket during the handshake. */
 function readExact (sock: Socket, n: number, state: { buf: Buffer }): Promise<Buffer> {
@@ -57,12 +51,11 @@ async function withDeadline<T> (p: Promise<T>, sock: Socket): Promise<T> {
   try { return await p } finally { clearTimeout(t) }
 }
 
-/** A framed, authenticated connection. Events: 'msg' (Msg), 'data' (type, Buffer), 'close' (Error?). */
-export class Conn extends EventEmitter {
+/** A framed, authenticated TCP connection (a Link: typed messages, frames, close). */
+export class Conn extends Link {
   private buf: Buffer = Buffer.alloc(0)
-  closed = false
-  constructor (readonly sock: Socket, rest: Buffer, readonly peer: string) {
-    super()
+  constructor (readonly sock: Socket, rest: Buffer, peer: string) {
+    super(peer)
     sock.setNoDelay(true)
     sock.setKeepAlive(true, 2000)
     sock.on('data', d => this.onData(d))
@@ -112,25 +105,9 @@ export class Conn extends EventEmitter {
       const type = String.fromCharCode(this.buf[4]) as FrameType
       const payload = this.buf.subarray(5, 4 + len)
       this.buf = this.buf.subarray(4 + len)
-      if (type === 'J') {
-        let m: Msg
-        try { m = JSON.parse(payload.toString('utf8')) } catch { this.sock.destroy(new Error('bad control message')); return }
-        if (typeof m?.t !== 'string') { this.sock.destroy(new Error('bad control message')); return }
-        log('%s <- %o', this.peer, m)
-        this.emit('msg', m)
-      } else if ('IOEN'.includes(type)) {
-        this.emit('data', type, payload)
-      } else {
-        this.sock.destroy(new Error(`bad frame type ${type}`))
-        return
-      }
+      if (!'JIOEN'.includes(type)) { this.sock.destroy(new Error(`bad frame type ${type}`)); return }
+      this.deliver(type, payload)
     }
-  }
-
-  private finish (e?: Error): void {
-    if (this.closed) return
-    this.closed = true
-    this.emit('close', e)
   }
 
   /** Writes a frame; resolves when the socket can take more (backpressure). */
@@ -149,31 +126,8 @@ export class Conn extends EventEmitter {
     })
   }
 
-  send (m: Msg): Promise<void> { log('%s -> %o', this.peer, m); return this.frame('J', Buffer.from(JSON.stringify(m))) }
-
-  /** Waits for the next control message of one of the given types (or 'error'). */
-  expect (...types: string[]): Promise<Msg> {
-    return new Promise((resolve, reject) => {
-      const onMsg = (m: Msg): void => { if (types.includes(m.t) || m.t === 'error') { cleanup(); if (m.t === 'error') reject(new Error(String(m.reason))); else resolve(m) } }
-      const onClose = (e?: Error): void => { cleanup(); reject(e ?? new Error(`connection to ${this.peer} closed`)) }
-      const cleanup = (): void => { this.off('msg', onMsg); this.off('close', onClose) }
-      if (this.closed) { reject(new Error(`connection to ${this.peer} closed`)); return }
-      this.on('msg', onMsg)
-      this.on('close', onClose)
-    })
-  }
-
-  /** A Writable whose bytes go out as image frames, ending with {t:'image-end'}. */
-  imageWriter (): Writable {
-    const w = new Writable({
-      write: (chunk: Buffer, _enc, cb) => { this.frame('I', chunk).then(() => cb(), cb) },
-      final: cb => { this.send({ t: 'image-end' }).then(() => cb(), cb) }
-    })
-    // The writer's user learns of a broken connection from its write callbacks (the dump fails);
-    // the stream's own 'error' event must not become an uncaught exception in the daemon.
-    w.on('error', e => log('%s: image stream: %s', this.peer, e.message))
-    return w
-  }
+  pause (): void { this.sock.pause() }
+  resume (): void { this.sock.resume() }
 
   close (): void { this.sock.end(); setTimeout(() => this.sock.destroy(), 2000).unref() }
 }

@@ -1,0 +1,60 @@
+// What the migration state machines need from the engine (src/ppm) and from this host: the one
+// seam where they touch real processes. `realEngine` is the daemon's; unit tests pass stubs.
+import { readFileSync } from 'node:fs'
+import type { Readable, Writable } from 'node:stream'
+import * as ppm from '../ppm/ppm.js'
+import { processAge, residentBytes } from '../util/procfs.js'
+import { stdioKind, type StdioKind } from './relay.js'
+
+/** The deputy as the home side uses it (ppm.Deputy). Events: 'signal' (number), 'end'. */
+export type DeputyHandle = Pick<ppm.Deputy, 'on' | 'removeAllListeners' | 'exit' | 'kill' | 'restoreInto' | 'takeFds'>
+
+/** A restored process as the guest side uses it (ppm.Restored). */
+export type RestoredHandle = Pick<ppm.Restored, 'pid' | 'stdin' | 'stdout' | 'stderr' | 'exited'>
+
+export interface Engine {
+  /** Why pid cannot move (empty when it can). */
+  check (pid: number): Promise<Array<{ code: string, text: string }>>
+  /** This host's compatibility record. */
+  hostInfo (): Promise<string>
+  /** Dumps pid into out and leaves its original behind as the deputy. */
+  deputy (pid: number, out: Writable, opts: { target?: string }): Promise<DeputyHandle>
+  /** Dumps pid into out (the process is removed once the image is complete). */
+  dump (pid: number, out: Writable, opts: { target?: string }): Promise<unknown>
+  /** Restores an image into a fresh process. */
+  restore (src: Readable, opts: ppm.RestoreOptions): Promise<RestoredHandle>
+  /** process.kill */
+  kill (pid: number, sig: number | NodeJS.Signals): void
+  /** Does the process exist? */
+  alive (pid: number): boolean
+  /** Its command name, resident bytes and age (s), for an offer. */
+  describe (pid: number): { name: string, bytes: number, age: number }
+  /** What its fds 0-2 are (relay.ts). */
+  stdioKinds (pid: number): StdioKind[]
+  /** MemAvailable of this host, in bytes. */
+  availableBytes (): number
+}
+
+const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM' } }
+
+function comm (pid: number): string {
+  try { return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() } catch { return '?' }
+}
+
+function availableBytes (): number {
+  const m = /^MemAvailable:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))
+  return m ? Number(m[1]) * 1024 : Number.MAX_SAFE_INTEGER
+}
+
+export const realEngine: Engine = {
+  check: async pid => await ppm.check(pid),
+  hostInfo: async () => await ppm.hostInfo(),
+  deputy: async (pid, out, opts) => await ppm.deputy(pid, out, opts),
+  dump: async (pid, out, opts) => await ppm.dump(pid, out, opts),
+  restore: async (src, opts) => await ppm.restore(src, opts),
+  kill: (pid, sig) => { process.kill(pid, sig) },
+  alive,
+  describe: pid => ({ name: comm(pid), bytes: residentBytes(pid), age: processAge(pid) }),
+  stdioKinds: pid => [0, 1, 2].map(fd => stdioKind(pid, fd)),
+  availableBytes
+}

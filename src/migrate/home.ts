@@ -1,0 +1,452 @@
+// The home side of migration: the processes whose home is this node, and the state machine that
+// moves them (every move is driven by home). While a process is away its original stays here as
+// the deputy (src/ppm: dumped, hollowed, parked under its own pid): its parent can wait() for it,
+// signals sent to it are forwarded, its fds 0-2 are relayed (relay.ts), and when the remote ends
+// the deputy ends the same way.
+//   home -> N   moveOut: the deputy's dump streams to N (a copy is kept until N runs it: a failed
+//               restore puts the process back into its original, never two copies, never none)
+//   N -> home   comeHome: N dumps it, drains its output, streams the image back; landHome restores
+//               it into the original (same pid). N may also send it by itself (expel).
+//   N -> M      hop: M is asked first (a refusal leaves it running on N); then N stops it and
+//               streams the image straight to M with a ticket, keeping a copy until home tells it
+//               M runs it: if M cannot, N runs it again (or, failing that, sends it home)
+// A deputy whose remote's node dies (its connection breaks) prints why on its stderr and exits
+// with LOST_STATUS. docs/migrate.md has the sequence pictures.
+import { randomBytes } from 'node:crypto'
+import debug from 'debug'
+import { ErrnoError, einval } from '../util/errno.js'
+import type { Cluster, Dial } from './cluster.js'
+import type { DeputyHandle, Engine } from './engine.js'
+import { applyHint, defaultHints, type DecayHint, type DecayHints } from './hints.js'
+import type { Link } from './link.js'
+import type { AcceptMsg, FailedMsg, RefuseMsg, Message, MoveRequestMsg, RunningMsg, StayMsg } from './protocol.js'
+import { HomeStdio, serveWant, stdinModeOf } from './relay.js'
+import { noteTransfer, replay, tee } from './transfer.js'
+
+const log = debug('hpcfs:home')
+
+/** Exit status of a deputy whose remote was lost with its node (EHOSTDOWN). */
+export const LOST_STATUS = 112
+
+export type Where = 'home' | 'migrating' | number
+
+/** A process whose home is this node. */
+export class HomeProc {
+  lock = false
+  nmigs = 0
+  readonly decay: DecayHints = defaultHints()
+  where: Where = 'home'
+  lastError = ''
+  deputy: DeputyHandle | null = null
+  conn: Link | null = null
+  /** its fds 0-2 relayed while it is away */
+  readonly io: HomeStdio
+  stdinMode: 'pull' | 'none' = 'none'
+  /** set while the process is being moved: no stdin is handed out */
+  moving = false
+  imageIn: Buffer[] | null = null
+  /** Size of the image while it is away (sent with a hop so the next node can check its memory). */
+  imageBytes: number | null = null
+  /** During N -> M: M's connection, whose output and messages wait until N has sent all of its own. */
+  holdFor: Link | null = null
+  held: Array<[number, Buffer]> = []
+  heldMsgs: Message[] = []
+  /** Signals that reached the deputy while the process was in transit, for wherever it lands. */
+  pendingSignals: number[] = []
+  imageWaiter: ((chunks: Buffer[]) => void) | null = null
+  /** When the image now coming home started (for the bandwidth measurement). */
+  imageStart = 0
+  /** The node it runs on or last ran on away from home (0: never left). */
+  at = 0
+  constructor (readonly pid: number) { this.io = new HomeStdio(pid) }
+}
+
+export interface HomeDeps {
+  cluster: Cluster
+  engine: Engine
+  dial: Dial
+  /** measured transfer bandwidth to each node (bytes/s), shared with the guest side */
+  bandwidth: Map<number, number>
+  /** a process of this node now runs on node (0: home) */
+  moved: (pid: number, node: number) => void
+}
+
+export class Home {
+  readonly procs = new Map<number, HomeProc>()
+  /** How often a process left (or not) is checked for being gone (ms). */
+  reapMs = 1000
+
+  constructor (private readonly d: HomeDeps) {}
+
+  /** Why a local process cannot move (empty when it can), from the engine's analysis. */
+  async cantMove (pid: number): Promise<string[]> {
+    const reasons = await this.d.engine.check(pid).catch(e => [{ code: 'error', text: (e as Error).message }])
+    return reasons.map(r => r.text)
+  }
+
+  /** The process entry for a local pid (creating it puts the process under cluster discipline). */
+  adopt (pid: number): HomeProc {
+    let p = this.procs.get(pid)
+    if (p) return p
+    if (!Number.isInteger(pid) || pid < 2 || !this.d.engine.alive(pid)) throw new ErrnoError('ESRCH', `no process ${pid}`)
+    p = new HomeProc(pid)
+    this.procs.set(pid, p)
+    this.reapWhenGone(p)
+    return p
+  }
+
+  private reapWhenGone (p: HomeProc): void {
+    const t = setInterval(() => {
+      if (this.procs.get(p.pid) !== p) { clearInterval(t); return }
+      if (p.where === 'home' && !p.deputy && !this.d.engine.alive(p.pid)) { clearInterval(t); this.procs.delete(p.pid) }
+    }, this.reapMs)
+    t.unref()
+  }
+
+  /** Asks for a move; validates at once (EINVAL, EAGAIN, ESRCH), moves in the background. */
+  requestMove (pid: number, target: number | 'home'): Promise<void> {
+    const { cluster } = this.d
+    const p = this.adopt(pid)
+    if (p.where === 'migrating') throw new ErrnoError('EAGAIN', `process ${pid} is in transit`)
+    if (target === cluster.id) target = 'home'
+    if (target !== 'home') {
+      if (!cluster.addressOf(target)) throw einval(`no node ${target}`)
+      if (!cluster.isUp(target)) throw new ErrnoError('EHOSTUNREACH', `node ${target} is down`)
+    }
+    if ((target === 'home' && p.where === 'home') || target === p.where) return Promise.resolve()
+    if (p.where === 'home' && cluster.keepsLocal) throw new ErrnoError('EPERM', 'this node keeps its processes (admin/stay or admin/lstay)')
+    const from = p.where
+    p.where = 'migrating'
+    p.lastError = ''
+    const run = async (): Promise<void> => {
+      if (from === 'home') await this.moveOut(p, target as number)
+      else if (target === 'home') await this.comeHome(p)
+      else await this.hop(p, from as number, target)
+    }
+    const done = run().catch(e => {
+      p.lastError = (e as Error).message
+      log('move of %d to %s failed: %s', pid, target, p.lastError)
+      if (p.where === 'migrating') p.where = from
+      p.moving = false // stdin is handed out again
+      // it was away and its connection broke during the move: it is lost with that node
+      if (typeof from === 'number' && p.deputy && (!p.conn || p.conn.closed)) void this.lost(p, from)
+    })
+    return done
+  }
+
+  /**
+   * Offers the process to node; resolves with the connection once accepted. `ticket`: the image
+   * will come from another node over a connection of its own that names this ticket.
+   */
+  private async offer (p: HomeProc, node: number, ticket?: string): Promise<{ conn: Link, hostinfo: string }> {
+    const conn = await this.d.dial(node)
+    const about = this.d.engine.describe(p.pid)
+    await conn.send({ t: 'migrate', home: this.d.cluster.id, pid: p.pid, name: about.name, bytes: p.imageBytes ?? about.bytes, stdin: p.stdinMode, age: about.age, decay: p.decay.rate, kind: p.decay.kind, ...(ticket !== undefined ? { ticket } : {}) })
+    let m: AcceptMsg | RefuseMsg
+    try { m = await conn.expect('accept', 'refuse') } catch (e) { conn.close(); throw e }
+    if (m.t === 'refuse') { conn.close(); throw new ErrnoError('EPERM', `node ${node} refused: ${m.reason}`) }
+    return { conn, hostinfo: m.hostinfo }
+  }
+
+  /** home -> N. */
+  private async moveOut (p: HomeProc, node: number): Promise<void> {
+    const reasons = await this.cantMove(p.pid)
+    if (reasons.length) throw new ErrnoError('EPERM', `cannot move: ${reasons.join('; ')}`)
+    p.io.kinds = this.d.engine.stdioKinds(p.pid)
+    p.stdinMode = stdinModeOf(p.io.kinds)
+    const { conn, hostinfo } = await this.offer(p, node)
+    const reply = conn.expect('running', 'failed').catch((e): FailedMsg => ({ t: 'failed', reason: (e as Error).message }))
+    this.bind(p, conn, node)
+    const copy: Buffer[] = []
+    let dep: DeputyHandle
+    try {
+      dep = await this.d.engine.deputy(p.pid, tee(conn.imageWriter(), copy), hostinfo ? { target: hostinfo } : {})
+    } catch (e) {
+      p.conn = null
+      await conn.send({ t: 'abort', reason: (e as Error).message }).catch(() => {})
+      conn.close()
+      throw e
+    }
+    p.deputy = dep
+    dep.on('signal', (s: number) => {
+      log('deputy %d got signal %d', p.pid, s)
+      if (p.moving || p.where === 'migrating') p.pendingSignals.push(s); else void p.conn?.send({ t: 'signal', sig: s }).catch(() => {})
+    })
+    dep.on('end', () => this.deputyEnded(p))
+    const m = await reply
+    if (m.t !== 'running') {
+      p.conn = null
+      conn.close()
+      await dep.restoreInto(replay(copy))
+      this.detachDeputy(p)
+      p.where = 'home'
+      throw new Error(`node ${node} could not run it: ${m.reason}; it runs at home again`)
+    }
+    noteTransfer(this.d.bandwidth, node, m.bytes, m.ms)
+    await p.io.open(p.deputy)
+    this.arrived(p, node)
+  }
+
+  /**
+   * Makes conn the process's session with node: output, messages and loss are handled from now on
+   * (`take` false: conn is M's during N -> M, held until the move completes).
+   */
+  private bind (p: HomeProc, conn: Link, node: number, take = true): void {
+    if (take) p.conn = conn
+    conn.on('data', (type, d) => {
+      if (type === 'I') { p.imageIn?.push(d); return }
+      const fd = type === 'O' ? 1 : type === 'E' ? 2 : 0
+      if (!fd) return
+      if (p.holdFor === conn) p.held.push([fd, d])
+      else p.io.write(fd, d)
+    })
+    conn.on('msg', m => {
+      if (p.holdFor === conn && m.t !== 'want') p.heldMsgs.push(m)
+      else this.onHomeMsg(p, conn, m).catch(e => log('process %d: %s: %s', p.pid, m.t, (e as Error).message))
+    })
+    conn.on('close', () => {
+      if (p.conn !== conn) return
+      p.conn = null
+      void this.lost(p, node)
+    })
+  }
+
+  private arrived (p: HomeProc, node: number): void {
+    p.moving = false
+    p.where = node
+    p.at = node
+    p.nmigs++
+    log('process %d runs on node %d', p.pid, node)
+    this.d.moved(p.pid, node)
+    this.deliverSignals(p)
+  }
+
+  /** Signals the deputy got while the process was in transit go to where it is now. */
+  private deliverSignals (p: HomeProc): void {
+    const sigs = p.pendingSignals
+    p.pendingSignals = []
+    for (const s of sigs) {
+      if (p.where === 'home') { try { this.d.engine.kill(p.pid, s) } catch {} } else void p.conn?.send({ t: 'signal', sig: s }).catch(() => {})
+    }
+  }
+
+  /** A message from the node the process runs on (or from M, once released during N -> M). */
+  private async onHomeMsg (p: HomeProc, conn: Link, m: Message): Promise<void> {
+    switch (m.t) {
+      case 'exit': {
+        p.conn = null
+        conn.close()
+        if (p.io.pendingOut) await p.io.open(p.deputy)
+        await p.io.flush()
+        const dep = p.deputy
+        if (!dep) return
+        if (m.signal) await dep.kill(m.signal).catch(e => log('kill deputy: %s', (e as Error).message))
+        else await dep.exit(m.code ?? 0).catch(e => log('exit deputy: %s', (e as Error).message))
+        this.forget(p)
+        break
+      }
+      case 'want':
+        serveWant(p.io, conn, m.n, () => {
+          if (p.io.stdinFd !== null && p.conn === conn && !p.moving) return 'now'
+          // Not yet: the relay is being set up, or conn is M's during N -> M. (To N during a move
+          // the want is dropped: N stops waiting for it and the process reads again wherever it lands.)
+          const soon = conn === p.holdFor || (conn === p.conn && !p.moving && p.where === 'migrating')
+          return soon ? 'later' : 'never'
+        })
+        break
+      case 'leaving':
+        // the guest's node sends it home by itself (expel): no more stdin from now on, so that none
+        // arrives after it has stopped
+        p.moving = true
+        await conn.send({ t: 'leaving-ok' }).catch(() => {})
+        break
+      case 'stay':
+        if (p.where !== 'migrating') p.moving = false // it could not leave after all: stdin is handed out again
+        break
+      case 'move-request':
+        // the node it runs on found a cheaper place for it (its balancer decides for its guests)
+        this.guestAsks(p, conn, m)
+        break
+      case 'image-start':
+        p.imageIn = []
+        p.imageStart = Date.now()
+        break
+      case 'image-end': {
+        const chunks = p.imageIn ?? []
+        p.imageIn = null
+        if (p.at > 0 && p.imageStart > 0) noteTransfer(this.d.bandwidth, p.at, chunks.reduce((a, c) => a + c.length, 0), Date.now() - p.imageStart)
+        if (p.imageWaiter) { const w = p.imageWaiter; p.imageWaiter = null; w(chunks) } else {
+          // the guest node sends it home by itself (expel)
+          p.where = 'migrating'
+          await this.landHome(p, conn, chunks)
+        }
+        break
+      }
+      default:
+        break
+    }
+  }
+
+  /** Gets the image of a remote process back over its connection (the remote stops it). */
+  private async fetchImage (p: HomeProc): Promise<{ conn: Link, chunks: Buffer[] }> {
+    const conn = p.conn
+    if (!conn) throw new Error('no connection to the remote')
+    p.moving = true
+    const got = new Promise<Buffer[]>(resolve => { p.imageWaiter = resolve })
+    await conn.send({ t: 'gohome' })
+    const chunks = await Promise.race([got, conn.expect('stay').then(m => { throw new Error(`remote could not stop it: ${m.reason}`) })])
+    return { conn, chunks }
+  }
+
+  /** Restores an image that came home into the deputy (the original, same pid). */
+  private async landHome (p: HomeProc, conn: Link, chunks: Buffer[]): Promise<void> {
+    const dep = p.deputy as DeputyHandle
+    p.conn = null
+    await p.io.flush()
+    try {
+      await dep.restoreInto(replay(chunks))
+    } catch (e) {
+      p.conn = conn
+      await conn.send({ t: 'home-failed', reason: (e as Error).message })
+      throw e
+    }
+    await conn.send({ t: 'home-ok' }).catch(() => {})
+    conn.close()
+    this.detachDeputy(p)
+    p.moving = false
+    p.where = 'home'
+    p.nmigs++
+    log('process %d is home', p.pid)
+    this.d.moved(p.pid, 0)
+    this.deliverSignals(p)
+  }
+
+  /** N -> home. */
+  private async comeHome (p: HomeProc): Promise<void> {
+    const { conn, chunks } = await this.fetchImage(p)
+    await this.landHome(p, conn, chunks)
+  }
+
+  /**
+   * N -> M. M is asked first: a refusal leaves the process running on N. Then N stops it and
+   * streams the image straight to M over a connection of its own (named by a one-time ticket),
+   * keeping a copy. M's output and messages are held until N has sent the last of its own, so the
+   * output keeps its order. If M cannot run it, N runs it again from its copy; if N cannot
+   * either, N sends the image home and it runs in its original.
+   */
+  private async hop (p: HomeProc, from: number, node: number): Promise<void> {
+    const old = p.conn
+    if (!old) throw new Error('no connection to the remote')
+    const ticket = randomBytes(16).toString('hex')
+    const next = await this.offer(p, node, ticket)
+    const reply = next.conn.expect('running', 'failed').catch((e): FailedMsg => ({ t: 'failed', reason: (e as Error).message }))
+    p.holdFor = next.conn
+    p.held = []
+    p.heldMsgs = []
+    this.bind(p, next.conn, node, false)
+    p.moving = true
+    const sent = old.expect('sent', 'stay').catch((e): StayMsg => ({ t: 'stay', reason: (e as Error).message }))
+    await old.send({ t: 'sendto', node, ticket, hostinfo: next.hostinfo }).catch(() => {})
+    const s = await sent
+    const release = (): void => { p.holdFor = null; p.held = []; p.heldMsgs = [] }
+    if (s.t === 'stay') {
+      // N could not stop it, or M broke off the transfer (the dump then fails and leaves the
+      // process as it was), or N is gone: the process is where it was, M has nothing
+      const m = await Promise.race([reply, new Promise<undefined>(resolve => { setTimeout(() => resolve(undefined), 2000).unref() })])
+      release()
+      next.conn.close()
+      p.moving = false
+      const why = m?.t === 'failed' ? `node ${node} could not run it: ${m.reason}` : `node ${from} could not send it: ${s.reason}`
+      throw new Error(old.closed ? why : `${why}; it runs on node ${from} again`)
+    }
+    const m: RunningMsg | FailedMsg = await reply
+    if (m.t === 'running') {
+      const held = p.held
+      const msgs = p.heldMsgs
+      release()
+      p.conn = next.conn
+      p.imageBytes = s.bytes > 0 ? s.bytes : p.imageBytes
+      noteTransfer(this.d.bandwidth, node, m.bytes, m.ms)
+      for (const [fd, d] of held) p.io.out[fd]?.write(d)
+      await old.send({ t: 'home-ok' }).catch(() => {})
+      old.close()
+      this.arrived(p, node)
+      for (const x of msgs) await this.onHomeMsg(p, next.conn, x)
+      return
+    }
+    release()
+    next.conn.close()
+    const why = `node ${node} could not run it: ${m.reason}`
+    const back = new Promise<Buffer[]>(resolve => { p.imageWaiter = resolve })
+    await old.send({ t: 'resume' })
+    const got = await Promise.race([old.expect('resumed').then(() => null), back]).finally(() => { p.imageWaiter = null })
+    if (got === null) {
+      p.moving = false
+      throw new Error(`${why}; it runs on node ${from} again`)
+    }
+    await this.landHome(p, old, got)
+    throw new Error(`${why}; node ${from} could not run it again either, so it runs at home`)
+  }
+
+  /** A decay hint for a process of this node (proc/<pid>/decay); it reaches the remote if it is away. */
+  hint (pid: number, hint: DecayHint): void {
+    const p = this.adopt(pid)
+    applyHint(p.decay, hint)
+    if (typeof p.where === 'number') void p.conn?.send({ t: 'hint', hint }).catch(() => {})
+  }
+
+  /** A guest's node asks to move it on (its balancer's choice); home checks and carries it out. */
+  private guestAsks (p: HomeProc, conn: Link, m: MoveRequestMsg): void {
+    const target = m.node
+    if (p.conn !== conn || typeof p.where !== 'number' || p.moving) return
+    const refuse = (reason: string): void => { void conn.send({ t: 'move-failed', reason }).catch(() => {}) }
+    if (p.lock) { refuse('locked at home (proc/PID/lock)'); return }
+    if (target === p.where) { refuse(`bad target ${target}`); return }
+    log('node %d asks to move %d to %d: %s', p.where, p.pid, target, m.why)
+    try {
+      void this.requestMove(p.pid, target).then(() => { if (p.lastError) refuse(p.lastError) })
+    } catch (e) {
+      refuse((e as Error).message)
+    }
+  }
+
+  /** The remote's node died or the connection broke: the deputy reports it and exits. */
+  private async lost (p: HomeProc, node: number): Promise<void> {
+    // during a move the move itself handles a broken connection (and calls this when the process
+    // was lost with it)
+    if (p.where !== node) return
+    const msg = `hpcfs: process ${p.pid} was lost with node ${node}\n`
+    log(msg.trim())
+    await p.io.say(msg)
+    await p.deputy?.exit(LOST_STATUS).catch(() => {})
+    this.forget(p)
+  }
+
+  private deputyEnded (p: HomeProc): void {
+    // the original died at home (SIGKILL cannot be intercepted): end the remote too
+    if (p.conn) { void p.conn.send({ t: 'kill' }).catch(() => {}); p.conn.close(); p.conn = null }
+    this.forget(p)
+  }
+
+  private detachDeputy (p: HomeProc): void {
+    p.deputy?.removeAllListeners()
+    p.deputy = null
+    p.io.close()
+  }
+
+  private forget (p: HomeProc): void {
+    this.detachDeputy(p)
+    p.where = 'home'
+    this.procs.delete(p.pid)
+  }
+
+  /** Brings every process of this node home (admin/bring); resolves when all are home. */
+  async bringAll (): Promise<void> {
+    await Promise.all([...this.procs.values()].filter(p => typeof p.where === 'number').map(p => this.requestMove(p.pid, 'home').catch(() => {})))
+  }
+
+  /** Closes every connection to a remote (the daemon stops). */
+  close (): void {
+    for (const p of this.procs.values()) p.conn?.close()
+  }
+}

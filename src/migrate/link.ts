@@ -1,0 +1,98 @@
+// One end of a migration connection, whatever carries it: the TCP transfer connection (wire.ts)
+// or an in-memory pair for unit tests (memlink.ts). Frames are typed: J control message (a typed
+// Message, protocol.ts) · I image bytes · O stdout · E stderr · N stdin. A control frame that is
+// not a valid message is dropped and counted (`dropped`, event 'dropped'), never delivered.
+//
+// Events: 'msg' (Message), 'data' (type, Buffer) for I/O/E/N frames, 'close' (Error?), 'dropped'
+// (reason).
+import { EventEmitter } from 'node:events'
+import { Writable } from 'node:stream'
+import debug from 'debug'
+import { decode, encode, ProtocolError, type Kind, type Message, type MsgOf } from './protocol.js'
+
+const log = debug('hpcfs:link')
+
+export type FrameType = 'J' | 'I' | 'O' | 'E' | 'N'
+export type DataType = Exclude<FrameType, 'J'>
+
+/* eslint-disable @typescript-eslint/method-signature-style */
+export interface Link {
+  on(ev: 'msg', l: (m: Message) => void): this
+  on(ev: 'data', l: (type: DataType, d: Buffer) => void): this
+  on(ev: 'close', l: (e?: Error) => void): this
+  on(ev: 'dropped', l: (reason: string) => void): this
+  once(ev: 'msg', l: (m: Message) => void): this
+  once(ev: 'data', l: (type: DataType, d: Buffer) => void): this
+  once(ev: 'close', l: (e?: Error) => void): this
+  once(ev: 'dropped', l: (reason: string) => void): this
+  off(ev: 'msg', l: (m: Message) => void): this
+  off(ev: 'data', l: (type: DataType, d: Buffer) => void): this
+  off(ev: 'close', l: (e?: Error) => void): this
+  off(ev: 'dropped', l: (reason: string) => void): this
+}
+/* eslint-enable @typescript-eslint/method-signature-style */
+
+export abstract class Link extends EventEmitter {
+  closed = false
+  /** Control frames dropped because they were not valid messages. */
+  dropped = 0
+  constructor (readonly peer: string) { super() }
+
+  /** Writes a frame; resolves when the carrier can take more (backpressure). */
+  abstract frame (type: FrameType, payload: Buffer): Promise<void>
+  /** Closes the connection (both ends see 'close'). */
+  abstract close (): void
+  /** Stops / restarts delivering incoming frames (flow control of an image being received). */
+  abstract pause (): void
+  abstract resume (): void
+
+  /** Hands one incoming frame to the listeners (called by the carrier). */
+  protected deliver (type: FrameType, payload: Buffer): void {
+    if (type !== 'J') { this.emit('data', type, payload); return }
+    let m: Message
+    try { m = decode(payload) } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e
+      this.dropped++
+      log('%s: dropped a control message: %s', this.peer, e.message)
+      this.emit('dropped', e.message)
+      return
+    }
+    log('%s <- %o', this.peer, m)
+    this.emit('msg', m)
+  }
+
+  /** Marks the connection closed and tells the listeners, once. */
+  protected finish (e?: Error): void {
+    if (this.closed) return
+    this.closed = true
+    this.emit('close', e)
+  }
+
+  send (m: Message): Promise<void> { log('%s -> %o', this.peer, m); return this.frame('J', encode(m)) }
+
+  /** Waits for the next control message of one of the given kinds (an `error` message rejects). */
+  expect<K extends Kind> (...kinds: K[]): Promise<MsgOf<K>> {
+    return new Promise((resolve, reject) => {
+      const onMsg = (m: Message): void => {
+        if (m.t === 'error') { cleanup(); reject(new Error(m.reason)) } else if ((kinds as Kind[]).includes(m.t)) { cleanup(); resolve(m as MsgOf<K>) }
+      }
+      const onClose = (e?: Error): void => { cleanup(); reject(e ?? new Error(`connection to ${this.peer} closed`)) }
+      const cleanup = (): void => { this.off('msg', onMsg); this.off('close', onClose) }
+      if (this.closed) { reject(new Error(`connection to ${this.peer} closed`)); return }
+      this.on('msg', onMsg)
+      this.on('close', onClose)
+    })
+  }
+
+  /** A Writable whose bytes go out as image frames, ending with image-end. */
+  imageWriter (): Writable {
+    const w = new Writable({
+      write: (chunk: Buffer, _enc, cb) => { this.frame('I', chunk).then(() => cb(), cb) },
+      final: cb => { this.send({ t: 'image-end' }).then(() => cb(), cb) }
+    })
+    // The writer's user learns of a broken connection from its write callbacks (the dump fails);
+    // the stream's own 'error' event must not become an uncaught exception in the daemon.
+    w.on('error', e => log('%s: image stream: %s', this.peer, e.message))
+    return w
+  }
+}
