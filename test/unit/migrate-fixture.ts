@@ -1,0 +1,151 @@
+// Stubs for unit tests of the migration state machines (src/migrate/home.ts, guest.ts): an engine
+// that touches no process and records what it was asked, a cluster, and a peer driven by the test
+// over an in-memory connection (src/migrate/memlink.ts).
+import { EventEmitter } from 'node:events'
+import { PassThrough, type Readable, type Writable } from 'node:stream'
+import type { Cluster } from '../../src/migrate/cluster.js'
+import type { DeputyHandle, Engine, RestoredHandle } from '../../src/migrate/engine.js'
+import type { Link } from '../../src/migrate/link.js'
+import type { Kind, Message, MsgOf } from '../../src/migrate/protocol.js'
+import type { ExitStatus } from '../../src/ppm/ppm.js'
+
+export function cluster (id: number, over: Partial<Cluster> = {}): Cluster {
+  return { id, addressOf: n => n >= 1 && n <= 9 ? { host: '127.0.0.1', port: 4660 + n } : undefined, isUp: () => true, blocked: false, keepsLocal: false, ...over }
+}
+
+export async function readAll (src: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  for await (const c of src) chunks.push(c as Buffer)
+  return Buffer.concat(chunks)
+}
+
+/** A deputy that records what it is told. */
+export class StubDeputy extends EventEmitter {
+  exited: number[] = []
+  killed: number[] = []
+  restored: Buffer[] = []
+  async exit (code: number): Promise<ExitStatus> { this.exited.push(code); return { code, signal: null } }
+  async kill (sig: number): Promise<ExitStatus> { this.killed.push(sig); return { code: null, signal: sig } }
+  async restoreInto (src: Readable | string | number): Promise<{ restoreMs: number }> { this.restored.push(await readAll(src as Readable)); return { restoreMs: 1 } }
+  async takeFds (): Promise<Array<string | null>> { return [null, null, null] }
+}
+
+/** A restored process that does nothing: its streams and end are the test's. */
+export class StubRestored implements RestoredHandle {
+  readonly stdin = new PassThrough()
+  readonly stdout = new PassThrough()
+  readonly stderr = new PassThrough()
+  end!: (st: ExitStatus) => void
+  readonly exited = new Promise<ExitStatus>(resolve => { this.end = resolve })
+  constructor (readonly pid: number, readonly image: Buffer) {}
+  /** The process ends: its output closes, then it exits. */
+  finish (st: ExitStatus): void { this.stdout.end(); this.stderr.end(); this.stdout.resume(); this.stderr.resume(); this.end(st) }
+}
+
+/** An engine that touches no process: every call is recorded; images are bytes given by the test. */
+export class StubEngine implements Engine {
+  calls: string[] = []
+  /** what check() answers */
+  reasons: Array<{ code: string, text: string }> = []
+  /** the image a dump writes */
+  image = Buffer.from('IMAGE'.repeat(2000))
+  /** make the next deputy()/dump()/restore() fail with this message */
+  failDeputy = ''
+  failDump = ''
+  failRestore = ''
+  deputies: StubDeputy[] = []
+  restoredProcs: StubRestored[] = []
+  signals: Array<[number, number | string]> = []
+  nextPid = 4242
+  free = 8 * 2 ** 30
+  onDump: ((pid: number) => void) | null = null
+
+  async check (pid: number): Promise<Array<{ code: string, text: string }>> { this.calls.push(`check ${pid}`); return this.reasons }
+  async hostInfo (): Promise<string> { return 'hostinfo-of-test' }
+  private async write (out: Writable): Promise<void> {
+    const half = this.image.length >> 1
+    await new Promise<void>((resolve, reject) => out.write(this.image.subarray(0, half), e => e ? reject(e) : resolve()))
+    await new Promise<void>((resolve, reject) => out.write(this.image.subarray(half), e => e ? reject(e) : resolve()))
+    await new Promise<void>(resolve => out.end(resolve))
+  }
+
+  async deputy (pid: number, out: Writable, opts: { target?: string }): Promise<DeputyHandle> {
+    this.calls.push(`deputy ${pid} ${opts.target ?? ''}`)
+    if (this.failDeputy) throw new Error(this.failDeputy)
+    await this.write(out)
+    const d = new StubDeputy()
+    this.deputies.push(d)
+    return d as unknown as DeputyHandle
+  }
+
+  async dump (pid: number, out: Writable, opts: { target?: string }): Promise<unknown> {
+    this.calls.push(`dump ${pid} ${opts.target ?? ''}`)
+    if (this.failDump) throw new Error(this.failDump)
+    await this.write(out)
+    this.onDump?.(pid)
+    return {}
+  }
+
+  async restore (src: Readable): Promise<RestoredHandle> {
+    const image = await readAll(src)
+    this.calls.push(`restore ${image.length}`)
+    if (this.failRestore) throw new Error(this.failRestore)
+    const r = new StubRestored(this.nextPid++, image)
+    this.restoredProcs.push(r)
+    return r
+  }
+
+  kill (pid: number, sig: number | NodeJS.Signals): void { this.signals.push([pid, sig]) }
+  alive (): boolean { return true }
+  describe (): { name: string, bytes: number, age: number } { return { name: 'subject', bytes: 1 << 20, age: 12.5 } }
+  stdioKinds (): Array<'path'> { return ['path', 'path', 'path'] }
+  availableBytes (): number { return this.free }
+}
+
+/** The test's end of a connection: every message it receives is queued; next() takes them in order. */
+export class Peer {
+  readonly msgs: Message[] = []
+  readonly frames: Array<[string, Buffer]> = []
+  private waiter: (() => void) | null = null
+  closed = false
+  constructor (readonly link: Link) {
+    link.on('msg', m => { this.msgs.push(m); this.wake() })
+    link.on('data', (t, d) => { this.frames.push([t, d]); this.wake() })
+    link.on('close', () => { this.closed = true; this.wake() })
+  }
+
+  private wake (): void { const w = this.waiter; this.waiter = null; w?.() }
+
+  /** Waits until cond holds (checked on every event; rejects after ms). */
+  async until (cond: () => boolean, what: string, ms = 5000): Promise<void> {
+    const end = Date.now() + ms
+    while (!cond()) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+      await new Promise<void>(resolve => { this.waiter = resolve; setTimeout(resolve, 50).unref() })
+    }
+  }
+
+  /** The next message, which must be of kind k. */
+  async next<K extends Kind> (k: K): Promise<MsgOf<K>> {
+    await this.until(() => this.msgs.length > 0, `a ${k} message`)
+    const m = this.msgs.shift() as Message
+    if (m.t !== k) throw new Error(`expected ${k}, got ${JSON.stringify(m)}`)
+    return m as MsgOf<K>
+  }
+
+  /** The bytes of the I frames received so far (and clears them). */
+  image (): Buffer {
+    const b = Buffer.concat(this.frames.filter(f => f[0] === 'I').map(f => f[1]))
+    this.frames.splice(0, this.frames.length, ...this.frames.filter(f => f[0] !== 'I'))
+    return b
+  }
+}
+
+/** Polls cond (state changed by the code under test) until it holds. */
+export async function until (cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const end = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+}

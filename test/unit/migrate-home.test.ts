@@ -1,0 +1,191 @@
+// The home side's state machine (src/migrate/home.ts) against a node played by the test over an
+// in-memory connection, with the engine stubbed (no process is touched).
+import { after, before, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Home, LOST_STATUS } from '../../src/migrate/home.js'
+import { MemLink } from '../../src/migrate/memlink.js'
+import type { Link } from '../../src/migrate/link.js'
+import { Peer, StubEngine, cluster, until, type StubDeputy } from './migrate-fixture.js'
+
+const PID = 31337
+
+// the state machines' own timers do not hold the event loop (a daemon's); the tests' waits do
+let keep: NodeJS.Timeout
+before(() => { keep = setInterval(() => {}, 1000) })
+after(() => clearInterval(keep))
+
+/** A home (node 1) whose connections go to the test, which plays the other nodes. */
+function setup (): { home: Home, engine: StubEngine, moves: Array<[number, number]>, peers: Array<Peer & { node: number }> } {
+  const engine = new StubEngine()
+  const moves: Array<[number, number]> = []
+  const peers: Array<Peer & { node: number }> = []
+  const home = new Home({
+    cluster: cluster(1),
+    engine,
+    bandwidth: new Map(),
+    moved: (pid, node) => moves.push([pid, node]),
+    dial: async (node): Promise<Link> => {
+      const [mine, theirs] = MemLink.pair(`node ${node}`, 'node 1')
+      peers.push(Object.assign(new Peer(theirs), { node }))
+      return mine
+    }
+  })
+  return { home, engine, moves, peers }
+}
+
+/** Moves PID to node 2, the test's node accepting and running it. */
+async function moveOut (s: ReturnType<typeof setup>): Promise<{ peer: Peer, dep: StubDeputy }> {
+  const done = s.home.requestMove(PID, 2)
+  assert.equal(s.home.procs.get(PID)?.where, 'migrating')
+  await until(() => s.peers.length === 1, 'an offer')
+  const peer = s.peers[0]
+  const offer = await peer.next('migrate')
+  assert.deepEqual(offer, { t: 'migrate', home: 1, pid: PID, name: 'subject', bytes: 1 << 20, stdin: 'none', age: 12.5, decay: 'slow', kind: '' })
+  await peer.link.send({ t: 'accept', hostinfo: 'node-2-host' })
+  await peer.next('image-end')
+  assert.deepEqual(peer.image(), s.engine.image, 'the image streamed to the node')
+  assert.deepEqual(s.engine.calls, [`check ${PID}`, `deputy ${PID} node-2-host`])
+  await peer.link.send({ t: 'running', pid: 555, bytes: s.engine.image.length, ms: 2 })
+  await done
+  return { peer, dep: s.engine.deputies[0] }
+}
+
+test('home -> N accepted: offer, image, running; then the remote exits and the deputy exits the same way', async () => {
+  const s = setup()
+  const { peer, dep } = await moveOut(s)
+  const p = s.home.procs.get(PID)
+  assert.ok(p)
+  assert.equal(p.where, 2)
+  assert.equal(p.nmigs, 1)
+  assert.equal(p.lastError, '')
+  assert.deepEqual(s.moves, [[PID, 2]])
+  // a signal to the deputy reaches the remote
+  dep.emit('signal', 10)
+  assert.deepEqual(await peer.next('signal'), { t: 'signal', sig: 10 })
+  // a hint reaches it too
+  s.home.hint(PID, 'cpujob')
+  assert.deepEqual(await peer.next('hint'), { t: 'hint', hint: 'cpujob' })
+  // a malformed message from the node is dropped, never acted on
+  ;(peer.link as MemLink).raw(Buffer.from('{"t":"exit","code":"7"}'))
+  await peer.link.send({ t: 'exit', code: 7, signal: null })
+  await until(() => !s.home.procs.has(PID), 'the process forgotten')
+  assert.deepEqual(dep.exited, [7])
+  assert.deepEqual(dep.killed, [])
+  assert.equal(p.conn, null)
+  await peer.until(() => peer.closed, 'the connection closed')
+})
+
+test('home -> N refused: the process stays home, untouched, with the reason', async () => {
+  const s = setup()
+  const done = s.home.requestMove(PID, 3)
+  await until(() => s.peers.length === 1, 'an offer')
+  const peer = s.peers[0]
+  assert.equal(peer.node, 3)
+  await peer.next('migrate')
+  await peer.link.send({ t: 'refuse', reason: 'this node is blocked (admin/block)' })
+  await done
+  const p = s.home.procs.get(PID)
+  assert.ok(p)
+  assert.equal(p.where, 'home')
+  assert.equal(p.nmigs, 0)
+  assert.match(p.lastError, /node 3 refused: this node is blocked/)
+  assert.deepEqual(s.engine.calls, [`check ${PID}`], 'no dump was started')
+  assert.deepEqual(s.moves, [])
+  await peer.until(() => peer.closed, 'the connection closed')
+})
+
+test('home -> N whose restore fails: the deputy gets its own image back and the process runs at home', async () => {
+  const s = setup()
+  const done = s.home.requestMove(PID, 2)
+  await until(() => s.peers.length === 1, 'an offer')
+  const peer = s.peers[0]
+  await peer.next('migrate')
+  await peer.link.send({ t: 'accept', hostinfo: '' })
+  await peer.next('image-end')
+  await peer.link.send({ t: 'failed', reason: 'no memory' })
+  await done
+  const p = s.home.procs.get(PID)
+  assert.ok(p)
+  assert.equal(p.where, 'home')
+  assert.match(p.lastError, /node 2 could not run it: no memory; it runs at home again/)
+  assert.deepEqual(s.engine.deputies[0].restored, [s.engine.image])
+  assert.equal(p.deputy, null)
+})
+
+test('a process the engine says cannot move is not offered anywhere', async () => {
+  const s = setup()
+  s.engine.reasons = [{ code: 'fd', text: 'fd 3 is a listening socket' }]
+  await s.home.requestMove(PID, 2)
+  assert.match(s.home.procs.get(PID)?.lastError ?? '', /cannot move: fd 3 is a listening socket/)
+  assert.equal(s.peers.length, 0)
+  assert.throws(() => s.home.requestMove(PID, 42), /no node 42/)
+})
+
+test('the connection to the node running it closes: the deputy reports the loss and exits LOST_STATUS', async () => {
+  const s = setup()
+  const { peer, dep } = await moveOut(s)
+  peer.link.close()
+  await until(() => !s.home.procs.has(PID), 'the process forgotten')
+  assert.deepEqual(dep.exited, [LOST_STATUS])
+})
+
+test('N -> home: gohome, the image comes back and is restored into the deputy', async () => {
+  const s = setup()
+  const { peer, dep } = await moveOut(s)
+  const back = s.home.requestMove(PID, 'home')
+  await peer.next('gohome')
+  const image = Buffer.from('the image on its way home')
+  await peer.link.send({ t: 'image-start' })
+  await peer.link.frame('I', image)
+  await peer.link.send({ t: 'image-end' })
+  assert.deepEqual(await peer.next('home-ok'), { t: 'home-ok' })
+  await back
+  const p = s.home.procs.get(PID)
+  assert.ok(p)
+  assert.equal(p.where, 'home')
+  assert.equal(p.nmigs, 2)
+  assert.deepEqual(dep.restored, [image])
+  assert.deepEqual(s.moves, [[PID, 2], [PID, 0]])
+})
+
+test('N -> M: M accepts with a ticket, N sends it on; home-ok to N, and M is its node now', async () => {
+  const s = setup()
+  const first = await moveOut(s)
+  const hop = s.home.requestMove(PID, 3)
+  await until(() => s.peers.length === 2, 'the offer to M')
+  const m = s.peers[1]
+  const offer = await m.next('migrate')
+  assert.equal(typeof offer.ticket, 'string')
+  await m.link.send({ t: 'accept', hostinfo: 'node-3-host' })
+  const sendto = await first.peer.next('sendto')
+  assert.deepEqual(sendto, { t: 'sendto', node: 3, ticket: offer.ticket, hostinfo: 'node-3-host' })
+  // M's output arrives before N has said it sent everything: held until the move completes
+  await first.peer.link.send({ t: 'sent', bytes: 12345 })
+  await m.link.send({ t: 'running', pid: 777, bytes: 12345, ms: 1 })
+  assert.deepEqual(await first.peer.next('home-ok'), { t: 'home-ok' })
+  await hop
+  const p = s.home.procs.get(PID)
+  assert.ok(p)
+  assert.equal(p.where, 3)
+  assert.equal(p.imageBytes, 12345)
+  assert.equal(p.conn, (m.link as MemLink).other)
+  assert.deepEqual(s.moves, [[PID, 2], [PID, 3]])
+})
+
+test('N -> M refused by N (stay): the process runs on N again', async () => {
+  const s = setup()
+  const first = await moveOut(s)
+  const hop = s.home.requestMove(PID, 3)
+  await until(() => s.peers.length === 2, 'the offer to M')
+  const m = s.peers[1]
+  await m.next('migrate')
+  await m.link.send({ t: 'accept', hostinfo: '' })
+  await first.peer.next('sendto')
+  await first.peer.link.send({ t: 'stay', reason: 'it has not read the stdin it was given yet' })
+  await hop
+  const p = s.home.procs.get(PID)
+  assert.ok(p)
+  assert.equal(p.where, 2)
+  assert.match(p.lastError, /node 2 could not send it: it has not read the stdin.*; it runs on node 2 again/)
+  await m.until(() => m.closed, "M's connection closed")
+})
