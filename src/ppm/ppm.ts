@@ -1,4 +1,4 @@
-// PPM engine, TypeScript side: drives the native helper (native/ppm.c, built into
+// PPM engine, TypeScript side: drives the native helper (native/*.c, built into
 // native/build/hpc-ppm-helper) that checkpoints and restores single-threaded processes.
 //
 // Protocol with the helper (docs/ppm.md has the full description):

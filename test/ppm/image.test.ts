@@ -45,6 +45,8 @@ function stubsRunning (): number {
   return n
 }
 
+/** the image format version of native/image.h (IMG_VERSION) */
+const VERSION = 2
 let good: Buffer
 let bin: string
 const args = ['10', '400', '7', '30000']
@@ -57,7 +59,7 @@ test('an image is versioned records, each checksummed, ending in a trailer', asy
   assert.deepEqual(await s.exited, { code: 7, signal: null })
   good = readFileSync(lab.path('good.img'))
   assert.equal(good.subarray(16, 24).toString('latin1'), 'HPCPPM\r\n')
-  assert.equal(good.readUInt32LE(16 + 8), 1, 'format version 1')
+  assert.equal(good.readUInt32LE(16 + 8), VERSION, `format version ${VERSION}`)
   const recs = records(good)
   assert.equal(recs[0].type, 1, 'header first')
   assert.equal(recs[recs.length - 1].type, 8, 'trailer last')
@@ -69,7 +71,8 @@ test('an image is versioned records, each checksummed, ending in a trailer', asy
   }
   assert.equal(end, good.length)
   const i = await info(lab.path('good.img'))
-  assert.equal(i.fields.version, '1')
+  assert.equal(i.fields.version, String(VERSION))
+  assert.equal(i.fields.threads, '1')
   assert.equal(i.fields.comm, 'counter')
   assert.deepEqual(i.reasons, [])
 })
@@ -107,9 +110,11 @@ test('corruption anywhere is refused with a clear reason and leaves nothing behi
   await refused(cut, 'cut.img', 'EBADMSG', /incomplete/)
 })
 
-test('another format version is refused', async () => {
-  const v2 = forge(good, records(good)[0], b => b.writeUInt32LE(2, 8))
-  await refused(v2, 'v2.img', 'EPROTO', /version 2 is not supported/)
+test('another format version, older or newer, is refused', async () => {
+  for (const v of [VERSION - 1, VERSION + 1]) {
+    const img = forge(good, records(good)[0], b => b.writeUInt32LE(v, 8))
+    await refused(img, `v${v}.img`, 'EPROTO', new RegExp(`version ${v} is not supported`))
+  }
 })
 
 test('CPU features, XSTATE and vDSO identity that the target lacks are refused before any process exists', async () => {
@@ -117,7 +122,7 @@ test('CPU features, XSTATE and vDSO identity that the target lacks are refused b
   const pkru = forge(good, h, b => b.writeBigUInt64LE(b.readBigUInt64LE(16) | (1n << 9n), 16))
   const e1 = await refused(pkru, 'pkru.img', 'ENOTSUP', /cannot restore the image faithfully/)
   assert.ok(e1.reasons.some(r => r.code === 'xstate'), JSON.stringify(e1.reasons))
-  const vdso = forge(good, h, b => b.writeUInt32LE(b.readUInt32LE(60) ^ 1, 60))
+  const vdso = forge(good, h, b => b.writeUInt32LE((b.readUInt32LE(60) ^ 1) >>> 0, 60))
   const e2 = await refused(vdso, 'vdso.img', 'ENOTSUP', /faithfully/)
   assert.ok(e2.reasons.some(r => r.code === 'vdso'))
   const cpu = forge(good, h, b => b.writeUInt32LE(0xffffffff, 36))

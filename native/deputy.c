@@ -1,0 +1,258 @@
+/* The deputy (docs/ppm.md): after the dump the original is hollowed (its memory unmapped) and
+ * parked in pause(); it keeps the pid and the parent at home. Commands on fd 5 end it with a
+ * status or a signal, hand out or relay its stdio, or restore an image into it (return home). */
+#include "ppm.h"
+#include <sys/signalfd.h>
+
+/* Empties the (stopped) tracee: rseq unregistered, all memory but the vDSO group unmapped. */
+int hollow(struct tracee *t, int *touched)
+{
+	*touched = 0;
+	uint64_t vvar, vclock, vdso;
+	int e = find_vdso(t, &vvar, &vclock, &vdso);
+	if (e) return e;
+	struct { uint64_t ptr; uint32_t size, sig, flags, pad; } rs = { 0 };
+	/* HPC_PPM_TEST_FAULT=keep-rseq is a fault-injection hook for the tests: hollowing without
+	 * unregistering rseq makes every return to user mode fault (spec §9.2), which must abort */
+	const char *tf = getenv("HPC_PPM_TEST_FAULT");
+	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, t->pid, sizeof rs, &rs) > 0 && rs.ptr && !(tf && !strcmp(tf, "keep-rseq")))
+		if ((e = INJ(t, NULL, NR_RSEQ, rs.ptr, rs.size, 1 /* RSEQ_FLAG_UNREGISTER */, rs.sig, 0, 0))) return e;
+	struct vma *m;
+	int nm = parse_maps(t->pid, &m);
+	if (nm < 0) return nm;
+	for (int i = 0; i < nm && !e; i++)
+		if (!is_special(m[i].path)) { *touched = 1; e = INJ(t, NULL, SYS_munmap, m[i].start, m[i].end - m[i].start, 0, 0, 0, 0); }
+	free(m);
+	return e;
+}
+
+static int deputy_kill(struct tracee *t, int sig)
+{
+	int e = interrupt_stop(t);
+	if (e) return e;
+	if (sig == SIGKILL) { kill(t->pid, SIGKILL); goto reap; }
+	struct rlimit rl = { 0, 0 };
+	prlimit(t->pid, RLIMIT_CORE, &rl, NULL);
+	long page;
+	if ((e = INJ(t, &page, SYS_mmap, 0, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))) return e;
+	if ((e = INJ(t, NULL, SYS_rt_sigaction, sig, page, 0, 8, 0, 0))) return e;
+	uint64_t mask = 0;
+	ptrace(PTRACE_GETSIGMASK, t->pid, 8, &mask);
+	mask &= ~(1ULL << (sig - 1));
+	ptrace(PTRACE_SETSIGMASK, t->pid, 8, &mask);
+	if ((e = park(t))) return e;
+	syscall(SYS_tgkill, t->pid, t->pid, sig);
+	for (;;) {
+		int st;
+		pid_t w = waitpid(t->pid, &st, __WALL);
+		if (w < 0 && errno == EINTR) continue;
+		if (w < 0) return fail(errno, "waitpid");
+		if (WIFSIGNALED(st)) { ctlf("KILLED %d", WTERMSIG(st)); return 0; }
+		if (WIFEXITED(st)) { ctlf("EXIT %d", WEXITSTATUS(st)); return 0; }
+		int s = WSTOPSIG(st), ev = st >> 16;
+		ptrace(PTRACE_CONT, t->pid, 0, ev == 0 && s == sig ? sig : 0);
+	}
+reap:
+	for (;;) {
+		int st;
+		pid_t w = waitpid(t->pid, &st, __WALL);
+		if (w < 0 && errno == EINTR) continue;
+		if (w < 0) return fail(errno, "waitpid");
+		if (WIFSIGNALED(st)) { ctlf("KILLED %d", WTERMSIG(st)); return 0; }
+		if (WIFEXITED(st)) { ctlf("EXIT %d", WEXITSTATUS(st)); return 0; }
+	}
+}
+
+static int deputy_exit(struct tracee *t, int code)
+{
+	int e = interrupt_stop(t);
+	if (e) return e;
+	struct user_regs_struct r = t->regs0;
+	r.rip = t->sc_ip; r.rax = SYS_exit_group; r.rdi = code; r.orig_rax = -1;
+	if (ptrace(PTRACE_SETREGS, t->pid, 0, &r)) return fail(errno, "PTRACE_SETREGS: %s", strerror(errno));
+	if (ptrace(PTRACE_CONT, t->pid, 0, 0)) return fail(errno, "PTRACE_CONT: %s", strerror(errno));
+	for (;;) {
+		int st;
+		pid_t w = waitpid(t->pid, &st, __WALL);
+		if (w < 0 && errno == EINTR) continue;
+		if (w < 0) return fail(errno, "waitpid");
+		if (WIFEXITED(st)) { ctlf("EXIT %d", WEXITSTATUS(st)); return 0; }
+		if (WIFSIGNALED(st)) { ctlf("KILLED %d", WTERMSIG(st)); return 0; }
+		ptrace(PTRACE_CONT, t->pid, 0, 0);
+	}
+}
+
+static int deputy_restore(struct tracee *t, const char *path)
+{
+	int fd, p[2] = { -1, -1 };
+	if (path) {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) return fail(errno, "open %s: %s", path, strerror(errno));
+	} else {
+		if (pipe2(p, O_CLOEXEC)) return fail(errno, "pipe: %s", strerror(errno));
+		fcntl(p[0], F_SETPIPE_SZ, 1 << 20);
+		fd = p[0];
+		ctlf("IMAGE-IN /proc/%d/fd/%d", getpid(), p[1]);
+	}
+	struct imgr r = { .fd = fd };
+	struct image *im;
+	int e = read_meta(&r, &im);
+	if (!e && validate_image(im, 1)) e = fail(ENOTSUP, "this host cannot restore the image faithfully");
+	if (!e && (im->c.vdso == 0)) e = fail(EBADMSG, "image has no vDSO");
+	if (e) { if (p[1] >= 0) close(p[1]); close(fd); return e; }
+	e = interrupt_stop(t);
+	if (!e) {
+		t->ninject = 0;
+		double t0 = now_ms();
+		e = restore_into(t, im, &r, 1, 0);
+		if (!e) {
+			ptrace(PTRACE_DETACH, t->pid, 0, im->c.npend ? im->c.pend[0] : 0);
+			for (uint32_t i = 1; i < im->c.npend && i < 16; i++) kill(t->pid, im->c.pend[i]);
+			ctlf("STAT restore_ms=%.3f injections=%ld", now_ms() - t0, t->ninject);
+			ctlf("RESTORED %d", t->pid);
+		} else if (!t->dead) {
+			/* back to a parked hollow: the caller may try again or end it */
+			char keep[sizeof g_err];
+			int ke = g_errno;
+			memcpy(keep, g_err, sizeof keep);
+			g_err[0] = 0;
+			int touched;
+			if (!hollow(t, &touched)) park(t);
+			memcpy(g_err, keep, sizeof keep);
+			g_errno = ke;
+		}
+	}
+	free_image(im);
+	if (p[1] >= 0) close(p[1]);
+	close(fd);
+	return e;
+}
+
+int cmd_deputy(pid_t pid, const char *target)
+{
+	struct tracee t;
+	struct dumpres res;
+	double t0;
+	int e = seize_and_dump(pid, target, &t, &res, &t0);
+	if (e) return e;
+	free(res.vmas);
+	close(3);
+	double t1 = now_ms();
+	int touched;
+	e = hollow(&t, &touched);
+	if (e) {
+		/* nothing unmapped yet: the original runs on as before; else it is half-emptied and can
+		 * only be removed (the caller has its complete image) */
+		if (!touched && !t.dead) {
+			release_live(&t);
+		} else kill_reap(pid);
+		return report_err();
+	}
+	ptrace(PTRACE_SETOPTIONS, pid, 0, SEIZE_OPTS | PTRACE_O_EXITKILL);
+	if ((e = park(&t))) { kill_reap(pid); return report_err(); }
+	ctlf("STAT freeze_ms=%.3f hollow_ms=%.3f", t1 - t0, now_ms() - t1);
+	for (int i = 0; i < t.npend; i++) ctlf("SIGNAL %d", t.pend[i]);
+	ctlf("HOLLOW %d", pid);
+
+	sigset_t ss;
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &ss, NULL);
+	int sfd = signalfd(-1, &ss, SFD_CLOEXEC | SFD_NONBLOCK);
+	int cfd = fcntl(5, F_GETFD) >= 0 ? 5 : 0;
+	char cbuf[PATH_MAX + 64];
+	size_t clen = 0;
+	struct { int src, dst; } rl[3];	/* RELAY: copies between the original's stdio and pipes */
+	int nrl = 0;
+	static char rbuf[65536];
+	for (;;) {
+		/* drain tracee events */
+		for (;;) {
+			int st;
+			pid_t w = waitpid(pid, &st, __WALL | WNOHANG);
+			if (w <= 0) break;
+			if (WIFEXITED(st)) { ctlf("EXIT %d", WEXITSTATUS(st)); return 0; }
+			if (WIFSIGNALED(st)) { ctlf("KILLED %d", WTERMSIG(st)); return 0; }
+			int sig = WSTOPSIG(st), ev = st >> 16;
+			if (ev == 0) ctlf("SIGNAL %d", sig);
+			if (ev == PTRACE_EVENT_STOP && sig != SIGTRAP) ptrace(PTRACE_LISTEN, pid, 0, 0);
+			else ptrace(PTRACE_CONT, pid, 0, 0);
+		}
+		char *nl = memchr(cbuf, '\n', clen);
+		if (!nl) {
+			struct pollfd pf[5] = { { cfd, POLLIN, 0 }, { sfd, POLLIN, 0 } };
+			for (int i = 0; i < nrl; i++) { pf[2 + i].fd = rl[i].src; pf[2 + i].events = POLLIN; }
+			if (poll(pf, 2 + nrl, -1) < 0) { if (errno == EINTR) continue; break; }
+			if (pf[1].revents) { struct signalfd_siginfo si; while (read(sfd, &si, sizeof si) > 0); }
+			for (int i = nrl - 1; i >= 0; i--) {
+				if (!pf[2 + i].revents) continue;
+				ssize_t n = read(rl[i].src, rbuf, sizeof rbuf);
+				if (n > 0) {
+					for (ssize_t off = 0; off < n;) {
+						ssize_t w = write(rl[i].dst, rbuf + off, n - off);
+						if (w < 0 && errno == EINTR) continue;
+						if (w <= 0) break;
+						off += w;
+					}
+				} else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+					/* end of this stream: pass the end on where we own the writer */
+					if (rl[i].src >= 0) close(rl[i].src);
+					close(rl[i].dst);
+					rl[i] = rl[--nrl];
+				}
+			}
+			if (!pf[0].revents) continue;
+			ssize_t n = read(cfd, cbuf + clen, sizeof cbuf - 1 - clen);
+			if (n <= 0) { /* caller gone: nothing can be relayed any more */ kill_reap(pid); ctlf("KILLED 9"); return 1; }
+			clen += n;
+			if (clen == sizeof cbuf - 1 && !memchr(cbuf, '\n', clen)) clen = 0; /* an overlong line is dropped */
+			continue;
+		}
+		char line[PATH_MAX + 64];
+		size_t ll = nl - cbuf;
+		memcpy(line, cbuf, ll);
+		line[ll] = 0;
+		memmove(cbuf, nl + 1, clen - ll - 1);
+		clen -= ll + 1;
+		clear_err();
+		char arg[PATH_MAX];
+		int num;
+		if (sscanf(line, "EXIT %d", &num) == 1) {
+			if (deputy_exit(&t, num & 255)) return report_err();
+			return 0;
+		} else if (sscanf(line, "KILL %d", &num) == 1) {
+			if (num < 1 || num > 64 || num == SIGSTOP || num == SIGCONT || num == SIGCHLD || num == SIGURG || num == SIGWINCH || num == SIGTSTP || num == SIGTTIN || num == SIGTTOU) {
+				ctlf("ERR EINVAL signal %d does not end a process", num);
+				continue;
+			}
+			if (deputy_kill(&t, num)) return report_err();
+			return 0;
+		} else if (!strcmp(line, "RESTORE") || sscanf(line, "RESTORE %4095s", arg) == 1) {
+			e = deputy_restore(&t, strcmp(line, "RESTORE") ? arg : NULL);
+			if (!e) { ctlf("OK"); return 0; }
+			report_err();
+			if (t.dead) return 1;
+		} else if (!strcmp(line, "FDS") || !strcmp(line, "RELAY")) {
+			int relay = !strcmp(line, "RELAY");
+			if (relay && nrl) { ctlf("ERR EBUSY already relaying"); continue; }
+			int pfd = syscall(NR_PIDFD_OPEN, pid, 0);
+			for (int fd = 0; fd <= 2; fd++) {
+				int d = pfd < 0 ? -1 : syscall(NR_PIDFD_GETFD, pfd, fd, 0);
+				int p[2];
+				if (d < 0) ctlf("FD %d - %s", fd, errname(errno));
+				else if (!relay) ctlf("FD %d /proc/%d/fd/%d", fd, getpid(), d);
+				else if (pipe2(p, O_CLOEXEC)) { ctlf("FD %d - %s", fd, errname(errno)); close(d); }
+				else if (fd == 0) {	/* its input -> a pipe the caller reads */
+					rl[nrl].src = d; rl[nrl].dst = p[1]; nrl++;
+					ctlf("FD 0 /proc/%d/fd/%d", getpid(), p[0]);
+				} else {		/* a pipe the caller writes -> its output */
+					rl[nrl].src = p[0]; rl[nrl].dst = d; nrl++;
+					ctlf("FD %d /proc/%d/fd/%d", fd, getpid(), p[1]);
+				}
+			}
+			if (pfd >= 0) close(pfd);
+			ctlf("OK");
+		} else ctlf("ERR EINVAL unknown deputy command '%s'", line);
+	}
+	return 1;
+}

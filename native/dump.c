@@ -1,0 +1,235 @@
+/* Dump: the state of each thread (dump_thread), the process-wide state, the memory regions and
+ * their pages, written as one image stream (dump_image). The tracee is seized and stopped by the
+ * caller and is left stopped with its registers untouched: a failed dump harms nothing. */
+#include "ppm.h"
+
+int dump_pages_run(struct imgw *w, struct tracee *t, uint8_t *buf, uint64_t addr, uint64_t len)
+{
+	int e = mem_read(t, addr, buf + 16, len);
+	if (e) return e;
+	uint64_t hdr[2] = { addr, len };
+	memcpy(buf, hdr, 16);
+	w->pages += len / PAGE;
+	return rec_put(w, R_PAGES, buf, 16 + len, NULL, 0);
+}
+
+int dump_vma_pages(struct imgw *w, struct tracee *t, int pmfd, const struct img_vma *v, uint8_t *buf)
+{
+	if (v->kind == K_FILE_SHARED) return 0;
+	uint64_t np = (v->end - v->start) / PAGE, run_start = 0, run_len = 0;
+	uint64_t pm[4096];
+	for (uint64_t i = 0; i < np; i += 4096) {
+		uint64_t cnt = np - i < 4096 ? np - i : 4096;
+		int all = v->kind == K_SHMEM || v->kind == K_FULL;
+		if (!all) {
+			ssize_t r = pread(pmfd, pm, cnt * 8, (v->start / PAGE + i) * 8);
+			if (r != (ssize_t)(cnt * 8)) return fail(EIO, "reading pagemap at %#lx", v->start + i * PAGE);
+		}
+		for (uint64_t k = 0; k < cnt; k++) {
+			int want;
+			if (all) want = 1;
+			else {
+				uint64_t e = pm[k];
+				int present = (e >> 63) & 1, swapped = (e >> 62) & 1, filepage = (e >> 61) & 1;
+				want = swapped || (present && (v->kind != K_FILE_PRIV || !filepage));
+			}
+			uint64_t a = v->start + (i + k) * PAGE;
+			if (want && run_len && run_start + run_len == a && run_len < CHUNK) { run_len += PAGE; continue; }
+			if (run_len) { int e = dump_pages_run(w, t, buf, run_start, run_len); if (e) return e; run_len = 0; }
+			if (want) { run_start = a; run_len = PAGE; }
+		}
+	}
+	if (run_len) return dump_pages_run(w, t, buf, run_start, run_len);
+	return 0;
+}
+
+/* The state a thread has of its own: registers (fs_base/gs_base: its TLS), XSTATE, signal mask,
+ * rseq, alternate signal stack, name. t is that thread, seized and stopped; scratch a page of
+ * the process's memory for injected calls. */
+int dump_thread(struct tracee *t, uint64_t scratch, struct img_thread *th, uint8_t *xs, uint32_t *xlen)
+{
+	memset(th, 0, sizeof *th);
+	th->tid = t->pid;
+	th->regs = t->regs0;
+	struct iovec xiov = { xs, XSTATE_MAX };
+	if (ptrace(PTRACE_GETREGSET, t->pid, NT_X86_XSTATE, &xiov)) return fail(errno, "PTRACE_GETREGSET NT_X86_XSTATE: %s", strerror(errno));
+	*xlen = xiov.iov_len;
+	if (ptrace(PTRACE_GETSIGMASK, t->pid, 8, &th->sigmask)) return fail(errno, "PTRACE_GETSIGMASK: %s", strerror(errno));
+	struct { uint64_t ptr; uint32_t size, sig, flags, pad; } rs = { 0 };
+	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, t->pid, sizeof rs, &rs) > 0 && rs.ptr) { th->rseq_ptr = rs.ptr; th->rseq_len = rs.size; th->rseq_sig = rs.sig; }
+	int e = INJ(t, NULL, SYS_sigaltstack, 0, scratch, 0, 0, 0, 0);
+	if (!e) {
+		struct { uint64_t sp; int32_t flags, pad; uint64_t size; } ss;
+		e = mem_read(t, scratch, &ss, sizeof ss);
+		th->ss_sp = ss.sp; th->ss_flags = ss.flags; th->ss_size = ss.size;
+	}
+	if (!e) e = read_comm(t->pid, t->pid, th->comm);
+	return e;
+}
+
+/* The process-wide state that needs injected calls: signal handlers, itimers, brk. */
+static int dump_core_injected(struct tracee *t, uint64_t scratch, struct img_core *c)
+{
+	int e = 0;
+	for (int s = 1; s <= 64 && !e; s++) {
+		if (s == SIGKILL || s == SIGSTOP) continue;
+		e = INJ(t, NULL, SYS_rt_sigaction, s, 0, scratch, 8, 0, 0);
+		if (!e) e = mem_read(t, scratch, &c->act[s], sizeof c->act[s]);
+	}
+	for (int w = 0; w < 3 && !e; w++) {
+		e = INJ(t, NULL, SYS_getitimer, w, scratch, 0, 0, 0, 0);
+		if (!e) e = mem_read(t, scratch, c->itimer[w], sizeof c->itimer[w]);
+	}
+	long brk = 0;
+	if (!e) e = INJ(t, &brk, SYS_brk, 0, 0, 0, 0, 0, 0);
+	c->mm[5] = brk;
+	return e;
+}
+
+/* seccomp filters, newest first (they are per-thread in the kernel; the main thread's are taken) */
+struct sock_filter_ { uint16_t code; uint8_t jt, jf; uint32_t k; };
+static struct sock_filter_ filt[8][4096];
+static uint32_t nins[8];
+
+static int dump_seccomp(pid_t pid, struct img_core *c)
+{
+	for (int i = 0; i < 8; i++) {
+		long r = ptrace(PTRACE_SECCOMP_GET_FILTER, pid, i, NULL);
+		if (r < 0) { if (errno == ENOENT) break; if (errno == EINVAL && i == 0) break; return fail(errno, "PTRACE_SECCOMP_GET_FILTER: %s", strerror(errno)); }
+		if (r > 4096) return fail(ENOTSUP, "seccomp filter too large (%ld instructions)", r);
+		nins[i] = ptrace(PTRACE_SECCOMP_GET_FILTER, pid, i, filt[i]);
+		c->nfilters = i + 1;
+	}
+	if (c->nfilters == 8 && ptrace(PTRACE_SECCOMP_GET_FILTER, pid, 8, NULL) >= 0) return fail(ENOTSUP, "more than 8 seccomp filters");
+	return 0;
+}
+
+/* signals the tracee did not take yet: those caught while stopping it, then the kernel's
+ * pending sets (blocked signals stay pending; siginfo and repeated instances are not kept) */
+static void dump_pending(struct tracee *t, struct img_core *c)
+{
+	c->npend = t->npend;
+	memcpy(c->pend, t->pend, sizeof c->pend);
+	uint64_t m = pending_signals(t->pid);
+	for (int sg = 1; sg <= 64 && c->npend < 16; sg++) {
+		if (!(m >> (sg - 1) & 1)) continue;
+		int dup = 0;
+		for (uint32_t k = 0; k < c->npend; k++) dup |= c->pend[k] == sg;
+		if (!dup) c->pend[c->npend++] = sg;
+	}
+}
+
+/* the memory regions of the image, from /proc/PID/maps (the vDSO group is not one of them) */
+static int dump_vmas(pid_t pid, struct img_vma **out)
+{
+	struct vma *m;
+	int nm = parse_maps(pid, &m);
+	if (nm < 0) return nm;
+	struct img_vma *vm = calloc(nm, sizeof *vm);
+	int nv = 0;
+	for (int i = 0; i < nm; i++) {
+		if (is_special(m[i].path)) continue;
+		struct img_vma *v = &vm[nv++];
+		v->start = m[i].start; v->end = m[i].end; v->pgoff = m[i].pgoff; v->prot = m[i].prot;
+		const char *p = m[i].path;
+		if (!p[0] || !strcmp(p, "[heap]") || !strncmp(p, "[anon", 5)) v->kind = m[i].shared ? K_SHMEM : K_ANON;
+		else if (!strcmp(p, "[stack]")) v->kind = K_STACK;
+		else if (ends_with(p, " (deleted)") || p[0] != '/') v->kind = m[i].shared ? K_SHMEM : K_FULL;
+		else {
+			struct stat sb;
+			if (stat(p, &sb) || sb.st_ino != m[i].ino) v->kind = m[i].shared ? K_SHMEM : K_FULL; /* replaced file: keep the data */
+			else {
+				v->kind = m[i].shared ? K_FILE_SHARED : K_FILE_PRIV;
+				v->fsize = sb.st_size; v->mtime_s = sb.st_mtim.tv_sec; v->mtime_ns = sb.st_mtim.tv_nsec;
+			}
+		}
+		if (v->kind == K_FILE_SHARED || v->kind == K_FILE_PRIV) { snprintf(v->path, sizeof v->path, "%s", p); v->pathlen = strlen(p) + 1; }
+		else if (!strcmp(p, "[heap]") || !strcmp(p, "[stack]")) { snprintf(v->path, sizeof v->path, "%s", p); v->pathlen = strlen(p) + 1; }
+	}
+	free(m);
+	*out = vm;
+	return nv;
+}
+
+/* Dumps the seized, stopped tracee into the image. Leaves the tracee stopped (regs untouched). */
+int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *res)
+{
+	pid_t pid = t->pid;
+	struct img_core *c = &res->core;
+	memset(c, 0, sizeof *c);
+	static struct img_thread th;
+	static uint8_t xs[XSTATE_MAX];
+	uint32_t xlen = 0;
+	int e = dump_seccomp(pid, c);
+	if (!e) e = find_vdso(t, &c->vvar, &c->vclock, &c->vdso);
+	if (e) return e;
+	/* injected calls write into a scratch page that is removed again */
+	long scratch;
+	e = INJ(t, &scratch, SYS_mmap, 0, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (e) return e;
+	e = dump_thread(t, scratch, &th, xs, &xlen);
+	if (!e) e = dump_core_injected(t, scratch, c);
+	int e2 = INJ(t, NULL, SYS_munmap, scratch, PAGE, 0, 0, 0, 0);
+	if (e || e2) return e ? e : e2;
+	if ((e = read_core_proc(pid, c))) return e;
+	dump_pending(t, c);
+
+	struct img_header h;
+	memset(&h, 0, sizeof h);
+	memcpy(h.magic, IMG_MAGIC, 8);
+	h.version = IMG_VERSION;
+	h.hdr_size = sizeof h;
+	h.nthreads = 1;
+	host_compat(&h.c);
+	h.c.xsave_len = xlen;
+	memcpy(&h.c.xcr0, xs + 464, 8);	/* XSTATE_BV of the XSAVE header: the features in use */
+	h.pid = pid;
+	read_timens(pid, &h.mono_off_ns, &h.boot_off_ns);
+	h.mono_ns = clock_ns(CLOCK_MONOTONIC) + h.mono_off_ns;
+	h.boot_ns = clock_ns(CLOCK_BOOTTIME) + h.boot_off_ns;
+	if (target) {
+		struct compat tc;
+		if ((e = compat_parse(target, &tc))) return e;
+		if (compat_check(&h.c, &tc, 1)) return fail(ENOTSUP, "the target host cannot run this process faithfully");
+	}
+
+	struct img_vma *vm;
+	int nv = dump_vmas(pid, &vm);
+	if (nv < 0) return nv;
+	struct img_fd *fds = NULL;
+	int nfd = dump_fds(pid, &fds);
+	if (nfd < 0) { free(vm); return nfd; }
+
+	struct stat isb;
+	if (fstat(imgfd, &isb) == 0 && S_ISFIFO(isb.st_mode)) fcntl(imgfd, F_SETPIPE_SZ, 1 << 20);
+	struct imgw w = { imgfd, 0, 0, 0 };
+	e = rec_put(&w, R_HEADER, &h, sizeof h, NULL, 0);
+	if (!e) e = rec_put(&w, R_CORE, c, sizeof *c, NULL, 0);
+	if (!e) e = rec_put(&w, R_THREAD, &th, sizeof th, NULL, 0);
+	if (!e) e = rec_put(&w, R_XSTATE, xs, xlen, NULL, 0);
+	for (int i = c->nfilters - 1; i >= 0 && !e; i--) e = rec_put(&w, R_SECCOMP, &nins[i], 4, filt[i], nins[i] * 8);
+	for (int i = 0; i < nv && !e; i++) e = rec_put(&w, R_VMA, &vm[i], VMA_FIXED + vm[i].pathlen, NULL, 0);
+	for (int i = 0; i < nfd && !e; i++) e = rec_put(&w, R_FD, &fds[i], FD_FIXED + fds[i].pathlen, NULL, 0);
+	free(fds);
+	if (!e) {
+		char fn[64];
+		snprintf(fn, sizeof fn, "/proc/%d/pagemap", pid);
+		int pmfd = open(fn, O_RDONLY | O_CLOEXEC);
+		if (pmfd < 0) e = fail(errno, "open %s: %s", fn, strerror(errno));
+		uint8_t *pbuf = malloc(CHUNK + 16);
+		double tp = now_ms();
+		for (int i = 0; i < nv && !e; i++) e = dump_vma_pages(&w, t, pmfd, &vm[i], pbuf);
+		if (!e) ctlf("STAT pages_ms=%.3f", now_ms() - tp);
+		free(pbuf);
+		if (pmfd >= 0) close(pmfd);
+	}
+	if (!e) {
+		struct img_end end = { w.nrec, 0, w.bytes, w.pages };
+		e = rec_put(&w, R_END, &end, sizeof end, NULL, 0);
+	}
+	if (e) { free(vm); return e; }
+	res->nvma = nv;
+	res->vmas = vm;
+	ctlf("STAT bytes=%llu pages=%llu vmas=%d injections=%ld", (unsigned long long)w.bytes, (unsigned long long)w.pages, nv, t->ninject);
+	return 0;
+}

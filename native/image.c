@@ -1,0 +1,228 @@
+/* The image stream: CRC32C, writing and reading checksummed records, and the parsed metadata
+ * of an image (struct image). The record layouts are in image.h. */
+#include "ppm.h"
+#include <cpuid.h>
+
+/* ---------- CRC32C ---------- */
+
+static uint32_t crc_tab[256];
+static int crc_hw;
+
+void crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+		crc_tab[i] = c;
+	}
+	unsigned a, b, c, d;
+	__cpuid(1, a, b, c, d);
+	crc_hw = (c >> 20) & 1;
+}
+
+__attribute__((target("sse4.2")))
+static uint32_t crc_sse(uint32_t crc, const uint8_t *p, size_t n)
+{
+	uint64_t c = crc;
+	while (n >= 8) { uint64_t v; memcpy(&v, p, 8); c = __builtin_ia32_crc32di(c, v); p += 8; n -= 8; }
+	uint32_t c32 = (uint32_t)c;
+	while (n--) c32 = __builtin_ia32_crc32qi(c32, *p++);
+	return c32;
+}
+
+uint32_t crc32c(uint32_t crc, const void *buf, size_t n)
+{
+	crc = ~crc;
+	if (crc_hw) crc = crc_sse(crc, buf, n);
+	else { const uint8_t *p = buf; while (n--) crc = crc_tab[(crc ^ *p++) & 0xff] ^ (crc >> 8); }
+	return ~crc;
+}
+
+/* ---------- records ---------- */
+
+static int w_vec(int fd, struct iovec *iov, int n)
+{
+	while (n > 0) {
+		ssize_t r = writev(fd, iov, n);
+		if (r < 0) {
+			if (errno == EINTR) continue;
+			if (errno == EAGAIN) { struct pollfd pf = { fd, POLLOUT, 0 }; poll(&pf, 1, -1); continue; } /* a non-blocking socket from the caller */
+			return fail(errno, "writing the image: %s", strerror(errno));
+		}
+		while (n > 0 && (size_t)r >= iov->iov_len) { r -= iov->iov_len; iov++; n--; }
+		if (n > 0) { iov->iov_base = (char *)iov->iov_base + r; iov->iov_len -= r; }
+	}
+	return 0;
+}
+
+int rec_put(struct imgw *w, uint32_t type, const void *a, size_t al, const void *b, size_t bl)
+{
+	struct rechdr h = { type, REC_MAGIC, al + bl };
+	uint32_t crc = crc32c(0, &h, sizeof h);
+	crc = crc32c(crc, a, al);
+	if (bl) crc = crc32c(crc, b, bl);
+	struct iovec iov[4] = { { &h, sizeof h }, { (void *)a, al }, { (void *)b, bl }, { &crc, 4 } };
+	int r = w_vec(w->fd, iov, 4);
+	if (r) return r;
+	w->nrec++;
+	w->bytes += sizeof h + al + bl + 4;
+	return 0;
+}
+
+static int r_all(struct imgr *ir, void *p, size_t n)
+{
+	int fd = ir->fd;
+	if (ir->pre_off < ir->pre_len) {	/* bytes read ahead while waiting for the pid */
+		size_t k = ir->pre_len - ir->pre_off < n ? ir->pre_len - ir->pre_off : n;
+		memcpy(p, ir->pre + ir->pre_off, k);
+		ir->pre_off += k;
+		p = (char *)p + k;
+		n -= k;
+		if (ir->pre_off == ir->pre_len) { free(ir->pre); ir->pre = NULL; ir->pre_len = ir->pre_off = ir->pre_cap = 0; }
+	}
+	while (n) {
+		ssize_t r = read(fd, p, n);
+		if (r < 0) {
+			if (errno == EINTR) continue;
+			if (errno == EAGAIN) { struct pollfd pf = { fd, POLLIN, 0 }; poll(&pf, 1, -1); continue; }
+			return fail(errno, "reading the image: %s", strerror(errno));
+		}
+		if (r == 0) return fail(EBADMSG, "image truncated (stream ended early)");
+		p = (char *)p + r;
+		n -= r;
+	}
+	return 0;
+}
+
+int rec_hdr(struct imgr *r, struct rechdr *h)
+{
+	if (r->peeked) { *h = r->peek; r->peeked = 0; return 0; }
+	int e = r_all(r, h, sizeof *h);
+	if (e) return e;
+	if (h->magic != REC_MAGIC || h->type < R_HEADER || h->type > R_LAST || h->len > MAX_REC)
+		return fail(EBADMSG, "image corrupt: bad record header (type %u, len %llu)", h->type, (unsigned long long)h->len);
+	return 0;
+}
+
+int rec_peek(struct imgr *r, uint32_t *type)
+{
+	if (!r->peeked) {
+		int e = rec_hdr(r, &r->peek);
+		if (e) return e;
+		r->peeked = 1;
+	}
+	*type = r->peek.type;
+	return 0;
+}
+
+/* reads the body of a record whose header is h into buf (cap bytes) and checks its CRC */
+int rec_body(struct imgr *r, const struct rechdr *h, void *buf, size_t cap)
+{
+	if (h->len > cap) return fail(EBADMSG, "image corrupt: record type %u too long (%llu)", h->type, (unsigned long long)h->len);
+	uint32_t crc_img;
+	int e = r_all(r, buf, h->len);
+	if (!e) e = r_all(r, &crc_img, 4);
+	if (e) return e;
+	uint32_t crc = crc32c(crc32c(0, h, sizeof *h), buf, h->len);
+	if (crc != crc_img) return fail(EBADMSG, "image corrupt: checksum mismatch in record %u (type %u)", r->nrec, h->type);
+	r->nrec++;
+	r->bytes += sizeof *h + h->len + 4;
+	return 0;
+}
+
+void free_image(struct image *im)
+{
+	free(im->threads);
+	free(im->vmas);
+	free(im->fds);
+	for (int i = 0; i < im->nfilt; i++) free(im->filters[i]);
+	free(im);
+}
+
+/* reads the metadata records (everything before the first page record) */
+int read_meta(struct imgr *r, struct image **out)
+{
+	struct image *im = calloc(1, sizeof *im);
+	struct rechdr h;
+	int e = rec_hdr(r, &h);
+	if (!e && h.type != R_HEADER) e = fail(EBADMSG, "not an hpc-ppm image (first record type %u)", h.type);
+	if (!e && h.len < 16) e = fail(EBADMSG, "not an hpc-ppm image");
+	if (!e) {
+		uint8_t b[4096];
+		e = rec_body(r, &h, b, sizeof b);
+		if (!e && memcmp(b, IMG_MAGIC, 8)) e = fail(EBADMSG, "not an hpc-ppm image (bad magic)");
+		if (!e) {
+			memcpy(&im->h, b, sizeof im->h < h.len ? sizeof im->h : h.len);
+			if (im->h.version != IMG_VERSION) e = fail(EPROTO, "image format version %u is not supported (this engine reads version %u)", im->h.version, IMG_VERSION);
+			else if (h.len != sizeof im->h) e = fail(EBADMSG, "image header has the wrong size");
+		}
+	}
+	if (!e && (im->h.nthreads < 1 || im->h.nthreads > 4096)) e = fail(EBADMSG, "image header: bad thread count %u", im->h.nthreads);
+	if (!e) im->threads = calloc(im->h.nthreads, sizeof *im->threads);
+	int have_core = 0, cap_v = 0, cap_f = 0;
+	while (!e) {
+		uint32_t type;
+		if ((e = rec_peek(r, &type))) break;
+		if (type == R_PAGES || type == R_END) break;
+		if ((e = rec_hdr(r, &h))) break;
+		if (type == R_CORE) {
+			if (h.len != sizeof im->c) { e = fail(EBADMSG, "core record has the wrong size"); break; }
+			e = rec_body(r, &h, &im->c, sizeof im->c);
+			have_core = 1;
+		} else if (type == R_THREAD) {
+			/* a thread's own state, then its XSTATE record */
+			if (im->nthreads >= (int)im->h.nthreads) { e = fail(EBADMSG, "more thread records than the header's %u", im->h.nthreads); break; }
+			if (h.len != sizeof(struct img_thread)) { e = fail(EBADMSG, "thread record has the wrong size"); break; }
+			struct image_thread *it = &im->threads[im->nthreads];
+			if ((e = rec_body(r, &h, &it->th, sizeof it->th))) break;
+			if ((e = rec_hdr(r, &h))) break;
+			if (h.type != R_XSTATE) { e = fail(EBADMSG, "thread record without its register state"); break; }
+			if ((e = rec_body(r, &h, it->xs, sizeof it->xs))) break;
+			it->xlen = h.len;
+			im->nthreads++;
+		} else if (type == R_SECCOMP) {
+			if (im->nfilt == 8) { e = fail(EBADMSG, "too many seccomp filters"); break; }
+			uint8_t *b = calloc(1, h.len + 4);
+			e = rec_body(r, &h, b, h.len);
+			memcpy(&im->nins[im->nfilt], b, 4);
+			if (!e && (h.len < 4 || (uint64_t)im->nins[im->nfilt] * 8 + 4 != h.len)) e = fail(EBADMSG, "bad seccomp record");
+			im->filters[im->nfilt++] = b;
+		} else if (type == R_VMA) {
+			if (im->nvma == cap_v) { cap_v = cap_v ? cap_v * 2 : 64; im->vmas = realloc(im->vmas, cap_v * sizeof *im->vmas); }
+			struct img_vma *v = &im->vmas[im->nvma];
+			memset(v, 0, sizeof *v);
+			e = rec_body(r, &h, v, sizeof *v);
+			if (!e && (h.len < VMA_FIXED || v->start >= v->end || v->start % PAGE || v->end % PAGE || v->end > TASK_TOP || v->kind < K_ANON || v->kind > K_FULL))
+				e = fail(EBADMSG, "bad memory region record");
+			v->path[sizeof v->path - 1] = 0;
+			im->nvma++;
+		} else if (type == R_FD) {
+			if (im->nfd == cap_f) { cap_f = cap_f ? cap_f * 2 : 16; im->fds = realloc(im->fds, cap_f * sizeof *im->fds); }
+			struct img_fd *f = &im->fds[im->nfd];
+			memset(f, 0, sizeof *f);
+			e = rec_body(r, &h, f, sizeof *f);
+			if (!e && (h.len < FD_FIXED || f->fd < 0 || f->kind < F_FILE || f->kind > F_LAST)) e = fail(EBADMSG, "bad fd record");
+			f->path[sizeof f->path - 1] = 0;
+			im->nfd++;
+		} else e = fail(EBADMSG, "unexpected record type %u in image metadata", type);
+	}
+	if (!e && (!have_core || im->nthreads != (int)im->h.nthreads)) e = fail(EBADMSG, "image lacks its core or thread state");
+	if (e) { free_image(im); return e; }
+	*out = im;
+	return 0;
+}
+
+/* reads the END record whose header is h and checks the counts of everything before it */
+int rec_end(struct imgr *r, const struct rechdr *h)
+{
+	struct img_end end;
+	if (h->len != sizeof end) return fail(EBADMSG, "bad end record");
+	uint32_t nrec = r->nrec;
+	uint64_t bytes = r->bytes;
+	int e = rec_body(r, h, &end, sizeof end);
+	if (e) return e;
+	if (end.nrec != nrec || end.bytes != bytes || end.pages != r->pages)
+		return fail(EBADMSG, "image incomplete: %u records/%llu bytes, trailer says %u/%llu", nrec, (unsigned long long)bytes, end.nrec,
+			    (unsigned long long)end.bytes);
+	return 0;
+}

@@ -1,0 +1,125 @@
+/* hpc-ppm image format: the records of the image stream (see docs/ppm.md, "Images").
+ *
+ * An image is one stream of records, written and read strictly in order:
+ *   struct rechdr { type, REC_MAGIC, len }, payload[len], u32 CRC32C(header + payload)
+ * Records, in order: HEADER, CORE, then per thread a THREAD record followed by its XSTATE record,
+ * SECCOMP (oldest filter first), VMA, FD, PAGES..., END.
+ * Any change to a record's layout or meaning bumps IMG_VERSION: a restore refuses other versions.
+ */
+#ifndef HPC_PPM_IMAGE_H
+#define HPC_PPM_IMAGE_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <limits.h>
+#include <sys/user.h>
+
+#define IMG_MAGIC "HPCPPM\r\n"
+#define IMG_VERSION 2
+#define REC_MAGIC 0x52504d50u /* "PMPR" */
+#define MAX_REC (64UL << 20)	/* no record is longer */
+#define XSTATE_MAX 16384	/* XSAVE buffer, larger than any CPU's today */
+
+/* record types; numbers are part of the format (never renumber, only append) */
+enum {
+	R_HEADER = 1,
+	R_CORE,		/* process-wide state */
+	R_XSTATE,	/* XSAVE buffer of the thread whose THREAD record precedes it */
+	R_VMA,
+	R_FD,
+	R_SECCOMP,
+	R_PAGES,
+	R_END,
+	R_THREAD,	/* per-thread state */
+	R_LAST = R_THREAD
+};
+/* kinds of memory region */
+enum { K_ANON = 1, K_STACK, K_FILE_PRIV, K_FILE_SHARED, K_SHMEM, K_FULL };
+/* kinds of descriptor */
+enum { F_FILE = 1, F_DIR, F_CHR, F_FIFO, F_INHERIT, F_LAST = F_INHERIT };
+
+struct rechdr { uint32_t type, magic; uint64_t len; };
+
+/* what the target host must match: CPU features, XSTATE, vDSO, kernel */
+struct compat {
+	uint64_t xcr0;
+	uint32_t xsave_len;
+	uint32_t cpuid[5];	/* 1.ecx 1.edx 7.ebx 7.ecx 7.edx */
+	uint32_t vvar_len, vclock_len, vdso_len, vdso_crc;
+	char release[65];
+	char boot_id[40];
+	char pad[7];
+};
+
+/* R_HEADER */
+struct img_header {
+	char magic[8];
+	uint32_t version, hdr_size;
+	struct compat c;
+	int64_t mono_ns, boot_ns;	/* process' view of its clocks at dump time */
+	int64_t mono_off_ns, boot_off_ns; /* its time namespace offsets at dump time */
+	int32_t pid;
+	uint32_t nthreads;	/* THREAD records that follow CORE */
+};
+
+struct ksigaction { uint64_t handler, flags, restorer, mask; };
+
+/* R_CORE: state shared by all threads of the process */
+struct img_core {
+	struct ksigaction act[65];
+	uint64_t mm[11];	/* start_code end_code start_data end_data start_brk brk start_stack arg_start arg_end env_start env_end */
+	uint64_t vvar, vclock, vdso;	/* addresses of the special mappings (0 = absent) */
+	uint32_t umask, personality;
+	uint32_t auxv_len, npend;
+	int32_t pend[16];	/* pending signals, delivered after the restore */
+	uint64_t auxv[64];
+	uint32_t uid[4], gid[4];
+	uint32_t ngroups, nnp;
+	uint32_t groups[32];
+	uint32_t nfilters, pad;
+	int64_t itimer[3][4];	/* ITIMER_REAL/VIRTUAL/PROF: interval s, us, value s, us */
+	uint64_t exe_size;
+	int64_t exe_mtime_s, exe_mtime_ns;
+	char cwd[PATH_MAX];
+	char exe[PATH_MAX];
+};
+
+/* R_THREAD: what each thread has of its own. Registers include fs_base/gs_base (TLS). */
+struct img_thread {
+	int32_t tid;
+	uint32_t flags;
+	struct user_regs_struct regs;
+	uint64_t sigmask;
+	uint64_t rseq_ptr;
+	uint32_t rseq_len, rseq_sig;
+	uint64_t ss_sp, ss_size;	/* sigaltstack */
+	int32_t ss_flags, pad;
+	char comm[16];
+};
+
+/* R_VMA */
+struct img_vma {
+	uint64_t start, end, pgoff;
+	uint32_t prot, kind;
+	uint64_t fsize;
+	int64_t mtime_s, mtime_ns;
+	uint32_t pathlen, pad;
+	char path[PATH_MAX];
+};
+#define VMA_FIXED offsetof(struct img_vma, path)
+
+/* R_FD */
+struct img_fd {
+	int32_t fd;
+	uint32_t kind, flags, pathlen;
+	uint64_t pos, size;
+	char path[PATH_MAX];
+};
+#define FD_FIXED offsetof(struct img_fd, path)
+
+/* R_PAGES: u64 address, u64 length, then the page data (at most CHUNK bytes) */
+
+/* R_END: counts of everything before it */
+struct img_end { uint32_t nrec, pad; uint64_t bytes, pages; };
+
+#endif

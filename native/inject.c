@@ -1,0 +1,221 @@
+/* The tracee and the injected code (our "parasite"): seizing a task, running syscalls inside it
+ * at a `syscall` instruction of its vDSO, reading and writing its memory, and letting it go.
+ * Every injection runs to its syscall-exit stop; asynchronous signals that show up are recorded
+ * (t->pend) and re-sent later; a synchronous fault aborts the operation (docs/ppm.md). */
+#include "ppm.h"
+
+int twait(struct tracee *t, int *st)
+{
+	for (;;) {
+		pid_t r = waitpid(t->pid, st, __WALL);
+		if (r < 0) {
+			if (errno == EINTR) continue;
+			return fail(errno, "waitpid(%d): %s", t->pid, strerror(errno));
+		}
+		if (WIFEXITED(*st) || WIFSIGNALED(*st)) {
+			t->dead = 1;
+			if (WIFEXITED(*st)) return fail(ESRCH, "process %d exited (status %d) while being worked on", t->pid, WEXITSTATUS(*st));
+			return fail(ESRCH, "process %d was killed by signal %d while being worked on", t->pid, WTERMSIG(*st));
+		}
+		return 0;
+	}
+}
+
+static void add_pending(struct tracee *t, int sig)
+{
+	for (int i = 0; i < t->npend; i++) if (t->pend[i] == sig) return;
+	if (t->npend < 16) t->pend[t->npend++] = sig;
+}
+
+static int is_sync_fault(int sig, const siginfo_t *si)
+{
+	return (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGTRAP || sig == SIGSYS) && si->si_code > 0;
+}
+
+int inject(struct tracee *t, long nr, long a1, long a2, long a3, long a4, long a5, long a6, long *ret)
+{
+	struct user_regs_struct r = t->regs0;
+	r.rip = t->sc_ip;
+	r.rax = nr;
+	r.orig_rax = -1;
+	r.rdi = a1; r.rsi = a2; r.rdx = a3; r.r10 = a4; r.r8 = a5; r.r9 = a6;
+	if (ptrace(PTRACE_SETREGS, t->pid, 0, &r)) return fail(errno, "PTRACE_SETREGS: %s", strerror(errno));
+	for (int phase = 0; phase < 2; phase++) {
+		if (ptrace(PTRACE_SYSCALL, t->pid, 0, 0)) return fail(errno, "PTRACE_SYSCALL: %s", strerror(errno));
+		for (;;) {
+			int st, e = twait(t, &st);
+			if (e) return e;
+			int sig = WSTOPSIG(st), ev = st >> 16;
+			if (sig == (SIGTRAP | 0x80)) break;
+			if (ev == 0) {
+				siginfo_t si;
+				memset(&si, 0, sizeof si);
+				ptrace(PTRACE_GETSIGINFO, t->pid, 0, &si);
+				if (is_sync_fault(sig, &si))
+					return fail(EFAULT, "synchronous signal %d (code %d, addr %p) during injected syscall %ld: aborted", sig, si.si_code, si.si_addr, nr);
+				add_pending(t, sig);
+			}
+			if (ptrace(PTRACE_SYSCALL, t->pid, 0, 0)) return fail(errno, "PTRACE_SYSCALL: %s", strerror(errno));
+		}
+	}
+	if (ptrace(PTRACE_GETREGS, t->pid, 0, &r)) return fail(errno, "PTRACE_GETREGS: %s", strerror(errno));
+	t->ninject++;
+	*ret = r.rax;
+	return 0;
+}
+
+int inject_v(struct tracee *t, long *ret, long nr, const char *name, long a[6])
+{
+	long rv;
+	int e = inject(t, nr, a[0], a[1], a[2], a[3], a[4], a[5], &rv);
+	if (e) return e;
+	if (ret) *ret = rv;
+	if (rv < 0 && rv > -4096) return fail(-rv, "injected %s failed: %s", name, strerror(-rv));
+	return 0;
+}
+
+int mem_write(struct tracee *t, uint64_t addr, const void *p, size_t n)
+{
+	while (n) {
+		ssize_t r = pwrite(t->memfd, p, n, addr);
+		if (r <= 0) {
+			if (r < 0 && errno == EINTR) continue;
+			return fail(r < 0 ? errno : EIO, "writing process memory at %#lx: %s", addr, r < 0 ? strerror(errno) : "short write");
+		}
+		p = (const char *)p + r; addr += r; n -= r;
+	}
+	return 0;
+}
+
+int mem_read(struct tracee *t, uint64_t addr, void *p, size_t n)
+{
+	while (n) {
+		ssize_t r = pread(t->memfd, p, n, addr);
+		if (r <= 0) {
+			if (r < 0 && errno == EINTR) continue;
+			return fail(r < 0 ? errno : EIO, "reading process memory at %#lx: %s", addr, r < 0 ? strerror(errno) : "short read");
+		}
+		p = (char *)p + r; addr += r; n -= r;
+	}
+	return 0;
+}
+
+int open_mem(struct tracee *t)
+{
+	char fn[64];
+	snprintf(fn, sizeof fn, "/proc/%d/mem", t->pid);
+	t->memfd = open(fn, O_RDWR | O_CLOEXEC);
+	if (t->memfd < 0) return fail(errno, "open %s: %s", fn, strerror(errno));
+	return 0;
+}
+
+/* finds the vDSO in the tracee and a `syscall` instruction in it */
+int find_vdso(struct tracee *t, uint64_t *vvar, uint64_t *vclock, uint64_t *vdso)
+{
+	struct vma *v;
+	int n = parse_maps(t->pid, &v);
+	if (n < 0) return n;
+	*vvar = *vclock = *vdso = 0;
+	uint64_t vlen = 0;
+	for (int i = 0; i < n; i++) {
+		if (!strcmp(v[i].path, "[vvar]")) *vvar = v[i].start;
+		if (!strcmp(v[i].path, "[vvar_vclock]")) *vclock = v[i].start;
+		if (!strcmp(v[i].path, "[vdso]")) { *vdso = v[i].start; vlen = v[i].end - v[i].start; }
+	}
+	free(v);
+	if (!*vdso) return fail(ENOTSUP, "process %d has no vDSO", t->pid);
+	uint8_t *buf = malloc(vlen);
+	int e = mem_read(t, *vdso, buf, vlen);
+	if (!e) {
+		e = fail(ENOTSUP, "no syscall instruction in the vDSO");
+		for (uint64_t i = 0; i + 1 < vlen; i++)
+			if (buf[i] == 0x0f && buf[i + 1] == 0x05) { t->sc_ip = *vdso + i; clear_err(); e = 0; break; }
+	}
+	free(buf);
+	return e;
+}
+
+void fix_restart(struct user_regs_struct *r, int live)
+{
+	if ((long)r->orig_rax >= 0) {
+		long rv = (long)r->rax;
+		if (rv == -512 || rv == -513 || rv == -514) { r->rax = r->orig_rax; r->rip -= 2; }
+		else if (rv == -516) { r->rax = live ? 219 : r->orig_rax; r->rip -= 2; }
+	}
+	r->orig_rax = -1;
+}
+
+/* puts the original back exactly as it was and lets it go */
+void release_live(struct tracee *t)
+{
+	if (t->dead) return;
+	struct user_regs_struct r = t->regs0;
+	fix_restart(&r, 1);
+	ptrace(PTRACE_SETREGS, t->pid, 0, &r);
+	int first = t->npend ? t->pend[0] : 0;
+	ptrace(PTRACE_DETACH, t->pid, 0, first);
+	for (int i = 1; i < t->npend; i++) kill(t->pid, t->pend[i]);
+}
+
+int seize(struct tracee *t, pid_t pid, long opts)
+{
+	memset(t, 0, sizeof *t);
+	t->pid = pid;
+	t->memfd = -1;
+	if (ptrace(PTRACE_SEIZE, pid, 0, opts)) return fail(errno == EPERM ? EPERM : errno, "PTRACE_SEIZE %d: %s", pid, strerror(errno));
+	if (ptrace(PTRACE_INTERRUPT, pid, 0, 0)) return fail(errno, "PTRACE_INTERRUPT: %s", strerror(errno));
+	for (;;) {
+		int st, e = twait(t, &st);
+		if (e) return e;
+		int sig = WSTOPSIG(st), ev = st >> 16;
+		if (ev == PTRACE_EVENT_STOP) {
+			if (sig != SIGTRAP) {
+				ptrace(PTRACE_DETACH, pid, 0, 0);
+				return fail(EAGAIN, "process %d is stopped (job control)", pid);
+			}
+			break;
+		}
+		if (ev == 0) add_pending(t, sig);
+		if (ptrace(PTRACE_CONT, pid, 0, 0)) return fail(errno, "PTRACE_CONT: %s", strerror(errno));
+	}
+	if (ptrace(PTRACE_GETREGS, pid, 0, &t->regs0)) return fail(errno, "PTRACE_GETREGS: %s", strerror(errno));
+	return open_mem(t);
+}
+
+int put_str(struct tracee *t, uint64_t addr, const char *s)
+{
+	return mem_write(t, addr, s, strlen(s) + 1);
+}
+
+/* lets the task wait in pause() at the vDSO syscall instruction (a parked, hollow deputy) */
+int park(struct tracee *t)
+{
+	struct user_regs_struct r = t->regs0;
+	r.rip = t->sc_ip;
+	r.rax = SYS_pause;
+	r.orig_rax = -1;
+	if (ptrace(PTRACE_SETREGS, t->pid, 0, &r)) return fail(errno, "PTRACE_SETREGS: %s", strerror(errno));
+	if (ptrace(PTRACE_CONT, t->pid, 0, 0)) return fail(errno, "PTRACE_CONT: %s", strerror(errno));
+	return 0;
+}
+
+/* stops a running (parked) tracee; signals that arrive meanwhile are reported as SIGNAL lines */
+int interrupt_stop(struct tracee *t)
+{
+	if (ptrace(PTRACE_INTERRUPT, t->pid, 0, 0)) return fail(errno, "PTRACE_INTERRUPT: %s", strerror(errno));
+	for (;;) {
+		int st, e = twait(t, &st);
+		if (e) return e;
+		int sig = WSTOPSIG(st), ev = st >> 16;
+		if (ev == PTRACE_EVENT_STOP) return 0;
+		if (ev == 0) ctlf("SIGNAL %d", sig);
+		if (ptrace(PTRACE_CONT, t->pid, 0, 0)) return fail(errno, "PTRACE_CONT: %s", strerror(errno));
+	}
+}
+
+void kill_reap(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	int st;
+	while (waitpid(pid, &st, __WALL) < 0 && errno == EINTR);
+}

@@ -1,0 +1,210 @@
+/* hpc-ppm-helper internals shared by its modules:
+ *   util.c     control lines, errors, small /proc file readers, clocks
+ *   image.c    CRC32C, the record stream (write, read, check), the parsed image
+ *   compat.c   host compatibility record (CPU, XSTATE, vDSO, kernel)
+ *   proc.c     /proc parsing: maps, stat, status, process attributes
+ *   inject.c   the tracee: seizing, syscall injection (the "parasite"), its memory
+ *   check.c    can't-move analysis
+ *   files.c    descriptors: what each one is, how it is saved and recreated
+ *   dump.c     dump: per-thread state, process state, memory, the image
+ *   restore.c  restore: into a fresh stub or a hollow original
+ *   deputy.c   the hollow original parked at home, and its commands
+ *   ppm.c      commands and main
+ */
+#ifndef HPC_PPM_H
+#define HPC_PPM_H
+
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdarg.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <poll.h>
+#include <time.h>
+#include <limits.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <sys/user.h>
+#include <sys/uio.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <elf.h>
+#include <stddef.h>
+#include <sched.h>
+#include "image.h"
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+#ifndef PTRACE_GET_RSEQ_CONFIGURATION
+#define PTRACE_GET_RSEQ_CONFIGURATION 0x420f
+#endif
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#define PAGE 4096UL
+#define CHUNK (1UL << 20)	/* largest page record, and the I/O buffer */
+#define SCRATCH_LEN (64 * 1024UL)	/* scratch area mapped into the tracee during a restore */
+#define TASK_TOP 0x7ffffffff000UL
+#define PR_SET_MM_MAP_ 14
+#define NR_RSEQ 334
+#define NR_CLONE3 435
+#define NR_PIDFD_OPEN 434
+#define NR_PIDFD_GETFD 438
+#define NR_SECCOMP 317
+#define SEIZE_OPTS (PTRACE_O_TRACESYSGOOD | PTRACE_O_SUSPEND_SECCOMP)
+
+/* ---------- util.c ---------- */
+extern FILE *ctl;		/* control lines (fd 4, or stdout) */
+extern char g_err[1024];	/* the first error of the operation */
+extern int g_errno;
+void ctlf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int fail(int e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));	/* records the first error, returns -e */
+void clear_err(void);
+const char *errname(int e);
+int report_err(void);
+double now_ms(void);
+int64_t clock_ns(clockid_t id);
+ssize_t read_file(const char *path, char *buf, size_t cap);
+int status_field(const char *status, const char *key, char *out, size_t cap);
+int ends_with(const char *s, const char *suf);
+
+/* ---------- image.c ---------- */
+void crc_init(void);
+uint32_t crc32c(uint32_t crc, const void *buf, size_t n);
+struct imgw { int fd; uint32_t nrec; uint64_t bytes, pages; };
+struct imgr { int fd; uint32_t nrec; uint64_t bytes, pages; int peeked; struct rechdr peek; uint8_t *pre; size_t pre_len, pre_off, pre_cap; };
+int rec_put(struct imgw *w, uint32_t type, const void *a, size_t al, const void *b, size_t bl);
+int rec_hdr(struct imgr *r, struct rechdr *h);
+int rec_peek(struct imgr *r, uint32_t *type);
+int rec_body(struct imgr *r, const struct rechdr *h, void *buf, size_t cap);
+int rec_end(struct imgr *r, const struct rechdr *h);
+
+/* one thread of a parsed image */
+struct image_thread {
+	struct img_thread th;
+	uint8_t xs[XSTATE_MAX];
+	uint32_t xlen;
+};
+
+/* an image's metadata, everything before its page records */
+struct image {
+	struct img_header h;
+	struct img_core c;
+	struct image_thread *threads;
+	int nthreads;
+	struct img_vma *vmas;
+	int nvma;
+	struct img_fd *fds;
+	int nfd;
+	uint8_t *filters[8];
+	uint32_t nins[8];
+	int nfilt;
+};
+int read_meta(struct imgr *r, struct image **out);
+void free_image(struct image *im);
+
+/* ---------- compat.c ---------- */
+void host_compat(struct compat *c);
+void compat_line(const struct compat *c, char *out, size_t cap);
+int compat_parse(const char *s, struct compat *c);
+int compat_check(const struct compat *img, const struct compat *host, int print);
+uint32_t host_xsave_len(void);
+
+/* ---------- proc.c ---------- */
+struct vma {
+	uint64_t start, end, pgoff, ino;
+	uint32_t prot;
+	int shared;
+	char path[PATH_MAX];
+};
+int parse_maps(pid_t pid, struct vma **out);
+int is_special(const char *path);
+int stat_fields(pid_t pid, unsigned long long *f, int nf);
+char proc_state(pid_t pid);
+int read_core_proc(pid_t pid, struct img_core *c);
+int read_comm(pid_t pid, pid_t tid, char comm[16]);
+void read_timens(pid_t pid, int64_t *mono_off, int64_t *boot_off);
+uint64_t pending_signals(pid_t pid);
+int ns_differs(pid_t pid, const char *ns);
+int shmem_shared_elsewhere(pid_t pid, uint64_t ino);
+int being_dumped(pid_t pid);
+
+/* ---------- inject.c ---------- */
+/* A traced, stopped task. Injections run in it at a `syscall` instruction of the vDSO; regs0 are
+ * its registers when it was stopped (the base of every injection). */
+struct tracee {
+	pid_t pid;
+	int memfd;		/* /proc/PID/mem */
+	uint64_t sc_ip;		/* address of a `syscall` instruction */
+	struct user_regs_struct regs0;
+	int npend;		/* asynchronous signals that arrived while it was worked on */
+	int pend[16];
+	int dead;
+	long ninject;
+};
+int twait(struct tracee *t, int *st);
+int inject(struct tracee *t, long nr, long a1, long a2, long a3, long a4, long a5, long a6, long *ret);
+int inject_v(struct tracee *t, long *ret, long nr, const char *name, long a[6]);
+/* INJ(t, &ret or NULL, SYS_x, args...): injects a syscall; a -errno result is an error */
+#define INJ(t, ret, nr, ...) inject_v(t, ret, nr, #nr, (long[6]){ __VA_ARGS__ })
+int mem_write(struct tracee *t, uint64_t addr, const void *p, size_t n);
+int mem_read(struct tracee *t, uint64_t addr, void *p, size_t n);
+int put_str(struct tracee *t, uint64_t addr, const char *s);
+int open_mem(struct tracee *t);
+int find_vdso(struct tracee *t, uint64_t *vvar, uint64_t *vclock, uint64_t *vdso);
+void fix_restart(struct user_regs_struct *r, int live);
+void release_live(struct tracee *t);
+int seize(struct tracee *t, pid_t pid, long opts);
+int park(struct tracee *t);
+int interrupt_stop(struct tracee *t);
+void kill_reap(pid_t pid);
+
+/* ---------- check.c ---------- */
+int reason(int print, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int check_pid(pid_t pid, int print);
+
+/* ---------- files.c ---------- */
+int fd_check(pid_t pid, int fd, int print);
+int dump_fds(pid_t pid, struct img_fd **out);
+int validate_fds(struct image *im, int print);
+int restore_fds(struct tracee *t, struct image *im, uint64_t scr);
+
+/* ---------- dump.c ---------- */
+struct dumpres { struct img_core core; int nvma; struct img_vma *vmas; double freeze_ms; };
+int dump_thread(struct tracee *t, uint64_t scratch, struct img_thread *th, uint8_t *xs, uint32_t *xlen);
+int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *res);
+
+/* ---------- restore.c ---------- */
+struct restore_opts {
+	int keep_pid, require_pid, wait, eintr;
+	int clock;	/* 0 auto, 1 real, 2 continue, 3 explicit */
+	int64_t mono_off;
+	pid_t stdio_from;
+};
+int validate_image(struct image *im, int print);
+int restore_thread(struct tracee *t, const struct image_thread *it, uint64_t scr);
+int restore_thread_regs(struct tracee *t, const struct image_thread *it, int eintr_policy);
+int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow, int eintr_policy);
+int spawn_stub(struct tracee *t, pid_t want, int *kept);
+int timens_for(struct image *im, struct restore_opts *o, int64_t *off_mono, int64_t *off_boot);
+int setup_timens(int64_t off_mono, int64_t off_boot);
+
+/* ---------- deputy.c ---------- */
+int hollow(struct tracee *t, int *touched);
+int cmd_deputy(pid_t pid, const char *target);
+
+/* ---------- ppm.c ---------- */
+int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpres *res, double *t0);
+
+#endif

@@ -1,0 +1,358 @@
+/* Restore: checks an image against this host (validate_image), spawns a fresh stub with the
+ * wanted pid (spawn_stub) or takes the hollow original, and turns it into the image by injected
+ * syscalls (restore_into), following docs/ppm.md "How it works". Per-thread state is set by
+ * restore_thread and restore_thread_regs. */
+#include "ppm.h"
+
+/* Everything that can be checked before any process is touched. Prints REASON lines. */
+int validate_image(struct image *im, int print)
+{
+	struct compat host;
+	host_compat(&host);
+	int n = compat_check(&im->h.c, &host, print);
+	struct stat sb;
+	if (stat(im->c.exe, &sb) || sb.st_size != (off_t)im->c.exe_size || sb.st_mtim.tv_sec != im->c.exe_mtime_s || sb.st_mtim.tv_nsec != im->c.exe_mtime_ns) {
+		n++;
+		if (print) ctlf("REASON file-mismatch executable %s is missing or differs from the one in the image", im->c.exe);
+	}
+	for (int i = 0; i < im->nvma; i++) {
+		struct img_vma *v = &im->vmas[i];
+		if (v->kind != K_FILE_PRIV && v->kind != K_FILE_SHARED) continue;
+		if (stat(v->path, &sb) || (v->kind == K_FILE_PRIV && (sb.st_size != (off_t)v->fsize || sb.st_mtim.tv_sec != v->mtime_s || sb.st_mtim.tv_nsec != v->mtime_ns))) {
+			n++;
+			if (print) ctlf("REASON file-mismatch mapped file %s is missing or differs from the one in the image", v->path);
+		}
+	}
+	if (im->nthreads != 1) {
+		n++;
+		if (print) ctlf("REASON threads image has %d threads (this engine restores single-threaded processes)", im->nthreads);
+	}
+	return n + validate_fds(im, print);
+}
+
+static int overlaps(uint64_t a, uint64_t al, uint64_t b, uint64_t bl) { return a < b + bl && b < a + al; }
+
+/* an address range free in the image and in the target's current layout */
+static uint64_t pick_free(struct image *im, struct vma *cur, int ncur, uint64_t len, uint64_t avoid, uint64_t avoid_len)
+{
+	for (uint64_t a = 0x100000000000UL; a < 0x700000000000UL; a += 0x10000000000UL) {
+		int bad = overlaps(a, len, avoid, avoid_len);
+		for (int i = 0; i < im->nvma && !bad; i++) bad = overlaps(a, len, im->vmas[i].start, im->vmas[i].end - im->vmas[i].start);
+		for (int i = 0; i < ncur && !bad; i++) bad = overlaps(a, len, cur[i].start, cur[i].end - cur[i].start);
+		if (im->c.vvar && overlaps(a, len, im->c.vvar, 0x100000)) bad = 1;
+		if (im->c.vdso && overlaps(a, len, im->c.vdso - 0x100000, 0x200000)) bad = 1;
+		if (!bad) return a;
+	}
+	return 0;
+}
+
+struct prctl_mm_map_ {
+	uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack, arg_start, arg_end, env_start, env_end;
+	uint64_t auxv;
+	uint32_t auxv_size, exe_fd;
+};
+
+/* A thread's own state that needs the scratch area: signal mask, alternate stack, name, rseq.
+ * t is that thread, stopped, in the restored memory. */
+int restore_thread(struct tracee *t, const struct image_thread *it, uint64_t scr)
+{
+	const struct img_thread *th = &it->th;
+	int e = 0;
+	if (ptrace(PTRACE_SETSIGMASK, t->pid, 8, &th->sigmask)) return fail(errno, "PTRACE_SETSIGMASK: %s", strerror(errno));
+	if (!(th->ss_flags & SS_DISABLE) && th->ss_size) {
+		struct { uint64_t sp; int32_t flags, pad; uint64_t size; } ss = { th->ss_sp, th->ss_flags & ~SS_ONSTACK, 0, th->ss_size };
+		e = mem_write(t, scr, &ss, sizeof ss);
+		if (!e) e = INJ(t, NULL, SYS_sigaltstack, scr, 0, 0, 0, 0, 0);
+	}
+	if (!e) e = mem_write(t, scr, th->comm, sizeof th->comm);
+	if (!e) e = INJ(t, NULL, SYS_prctl, PR_SET_NAME, scr, 0, 0, 0, 0);
+	if (!e && th->rseq_ptr) e = INJ(t, NULL, NR_RSEQ, th->rseq_ptr, th->rseq_len, 0, th->rseq_sig, 0, 0);
+	return e;
+}
+
+/* A thread's registers (with the restart rule for an interrupted syscall) and XSTATE; the last
+ * thing done to it: no injection may follow. */
+int restore_thread_regs(struct tracee *t, const struct image_thread *it, int eintr_policy)
+{
+	struct user_regs_struct regs = it->th.regs;
+	if (eintr_policy && (long)regs.orig_rax >= 0 && (long)regs.rax == -516) regs.rax = -EINTR;
+	fix_restart(&regs, 0);
+	if (ptrace(PTRACE_SETREGS, t->pid, 0, &regs)) return fail(errno, "PTRACE_SETREGS: %s", strerror(errno));
+	static uint8_t xs[XSTATE_MAX];
+	uint32_t host_len = host_xsave_len();
+	if (host_len > XSTATE_MAX) return fail(ENOTSUP, "XSAVE area of %u bytes is too large", host_len);
+	memset(xs, 0, sizeof xs);
+	memcpy(xs, it->xs, it->xlen < host_len ? it->xlen : host_len);
+	struct iovec iov = { xs, host_len > it->xlen ? host_len : it->xlen };
+	if (ptrace(PTRACE_SETREGSET, t->pid, NT_X86_XSTATE, &iov)) return fail(errno, "PTRACE_SETREGSET NT_X86_XSTATE: %s", strerror(errno));
+	return 0;
+}
+
+/* Turns the stopped tracee (a fresh stub or a hollow original) into the image read from r.
+ * On failure the tracee is left in an undefined state: the caller kills or re-hollows it. */
+int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow, int eintr_policy)
+{
+	struct img_core *c = &im->c;
+	uint64_t vvar, vclock, vdso;
+	int e = find_vdso(t, &vvar, &vclock, &vdso);
+	if (e) return e;
+	struct vma *cur;
+	int ncur = parse_maps(t->pid, &cur);
+	if (ncur < 0) return ncur;
+	uint64_t scr = pick_free(im, cur, ncur, SCRATCH_LEN, 0, 0);
+	if (!scr) { free(cur); return fail(ENOMEM, "no free address for the scratch area"); }
+	long rv;
+	e = INJ(t, &rv, SYS_mmap, scr, SCRATCH_LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (!e && (uint64_t)rv != scr) e = fail(EEXIST, "scratch area landed at %#lx", rv);
+	/* 3. tear down */
+	for (int i = 0; i < ncur && !e; i++)
+		if (!is_special(cur[i].path)) e = INJ(t, NULL, SYS_munmap, cur[i].start, cur[i].end - cur[i].start, 0, 0, 0, 0);
+	/* 4. move the vDSO group as a unit */
+	if (!e && vdso != c->vdso) {
+		struct { uint64_t from, to, len; } g[3];
+		int ng = 0;
+		for (int i = 0; i < ncur; i++) {
+			uint64_t to = 0;
+			if (!strcmp(cur[i].path, "[vvar]")) to = c->vvar;
+			else if (!strcmp(cur[i].path, "[vvar_vclock]")) to = c->vclock;
+			else if (!strcmp(cur[i].path, "[vdso]")) to = c->vdso;
+			else continue;
+			if (!to) { e = fail(ENOTSUP, "image has no %s", cur[i].path); break; }
+			g[ng].from = cur[i].start; g[ng].to = to; g[ng].len = cur[i].end - cur[i].start; ng++;
+		}
+		if (!e && ng == 0) e = fail(ENOTSUP, "target has no vDSO group");
+		if (e) ng = 0;
+		uint64_t lo = ng ? g[0].from : 0, hi = !ng ? 0 : g[ng - 1].from + g[ng - 1].len;
+		if (!e && ((vvar && vvar - vdso != c->vvar - c->vdso) || (vclock && vclock - vdso != c->vclock - c->vdso)))
+			e = fail(ENOTSUP, "the vDSO group layout differs from the image's");
+		uint64_t tmp = e ? 0 : pick_free(im, cur, ncur, hi - lo, scr, SCRATCH_LEN);
+		if (!e && !tmp) e = fail(ENOMEM, "no free address to move the vDSO through");
+		for (int i = 0; i < ng && !e; i++) e = INJ(t, NULL, SYS_mremap, g[i].from, g[i].len, g[i].len, MREMAP_MAYMOVE | MREMAP_FIXED, tmp + (g[i].from - lo), 0);
+		t->sc_ip = t->sc_ip - vdso + tmp + (vdso - lo);
+		for (int i = 0; i < ng && !e; i++) e = INJ(t, NULL, SYS_mremap, tmp + (g[i].from - lo), g[i].len, g[i].len, MREMAP_MAYMOVE | MREMAP_FIXED, g[i].to, 0);
+		t->sc_ip = t->sc_ip - (tmp + (vdso - lo)) + c->vdso;
+	}
+	free(cur);
+	/* 5. mm fields, auxv and exe link, before any file is mapped. A hollow original coming home
+	 * has them already, except brk: an injected brk() sets that one without CAP_SYS_RESOURCE,
+	 * which a non-root original lacks. */
+	int mm_same = 0;
+	if (hollow && !e) {
+		struct img_core cur;
+		memset(&cur, 0, sizeof cur);
+		if (read_core_proc(t->pid, &cur) == 0) {
+			mm_same = !strcmp(cur.exe, c->exe) && cur.auxv_len == c->auxv_len && !memcmp(cur.auxv, c->auxv, c->auxv_len);
+			for (int i = 0; i < 11; i++) if (i != 5 && cur.mm[i] != c->mm[i]) mm_same = 0;
+		}
+		clear_err();
+	}
+	if (!e && mm_same) {
+		long nb;
+		e = INJ(t, &nb, SYS_brk, c->mm[5], 0, 0, 0, 0, 0);
+		if (!e && (uint64_t)nb != c->mm[5]) e = fail(ENOMEM, "brk(%#lx) gave %#lx", c->mm[5], nb);
+	} else if (!e) {
+		long exefd = -1;
+		e = put_str(t, scr, c->exe);
+		if (!e) e = INJ(t, &exefd, SYS_openat, AT_FDCWD, scr, O_RDONLY | O_CLOEXEC, 0, 0, 0);
+		struct prctl_mm_map_ mm = { c->mm[0], c->mm[1], c->mm[2], c->mm[3], c->mm[4], c->mm[5], c->mm[6], c->mm[7], c->mm[8], c->mm[9], c->mm[10],
+					    scr + 1024, c->auxv_len, (uint32_t)exefd };
+		if (!e) e = mem_write(t, scr, &mm, sizeof mm);
+		if (!e) e = mem_write(t, scr + 1024, c->auxv, c->auxv_len);
+		if (!e) e = INJ(t, NULL, SYS_prctl, PR_SET_MM, PR_SET_MM_MAP_, scr, sizeof mm, 0, 0);
+		if (exefd >= 0) INJ(t, NULL, SYS_close, exefd, 0, 0, 0, 0, 0);
+	}
+	/* 6. memory regions, writable for now */
+	for (int i = 0; i < im->nvma && !e; i++) {
+		struct img_vma *v = &im->vmas[i];
+		uint64_t len = v->end - v->start;
+		long fd = -1;
+		if (v->kind == K_FILE_PRIV || v->kind == K_FILE_SHARED) {
+			int wr = v->kind == K_FILE_SHARED && (v->prot & PROT_WRITE);
+			if ((e = put_str(t, scr, v->path))) break;
+			if ((e = INJ(t, &fd, SYS_openat, AT_FDCWD, scr, (wr ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0, 0, 0))) break;
+			int prot = v->kind == K_FILE_SHARED ? (int)v->prot : PROT_READ | PROT_WRITE;
+			e = INJ(t, &rv, SYS_mmap, v->start, len, prot, (v->kind == K_FILE_SHARED ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED, fd, v->pgoff * PAGE);
+			INJ(t, NULL, SYS_close, fd, 0, 0, 0, 0, 0);
+		} else {
+			int fl = (v->kind == K_SHMEM ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS | MAP_FIXED | (v->kind == K_STACK ? MAP_GROWSDOWN : 0);
+			e = INJ(t, &rv, SYS_mmap, v->start, len, PROT_READ | PROT_WRITE, fl, -1, 0);
+		}
+	}
+	/* 7. page data */
+	double tf = now_ms();
+	uint8_t *buf = malloc(CHUNK + 16);
+	while (!e) {
+		struct rechdr h;
+		if ((e = rec_hdr(r, &h))) break;
+		if (h.type == R_END) { e = rec_end(r, &h); break; }
+		if (h.type != R_PAGES || h.len < 16 + PAGE) { e = fail(EBADMSG, "unexpected record type %u among page data", h.type); break; }
+		if ((e = rec_body(r, &h, buf, CHUNK + 16))) break;
+		uint64_t addr, len;
+		memcpy(&addr, buf, 8);
+		memcpy(&len, buf + 8, 8);
+		int ok = len == h.len - 16 && len % PAGE == 0 && addr % PAGE == 0;
+		for (int i = 0; ok && i < im->nvma; i++) {
+			struct img_vma *v = &im->vmas[i];
+			if (addr >= v->start && addr + len <= v->end) { ok = v->kind != K_FILE_SHARED ? 2 : 0; break; }
+		}
+		if (ok != 2) { e = fail(EBADMSG, "page data at %#lx+%#lx outside the image's regions", addr, len); break; }
+		e = mem_write(t, addr, buf + 16, len);
+		r->pages += len / PAGE;
+	}
+	free(buf);
+	if (!e) ctlf("STAT fill_ms=%.3f", now_ms() - tf);
+	/* 8. final protections */
+	for (int i = 0; i < im->nvma && !e; i++) {
+		struct img_vma *v = &im->vmas[i];
+		if (v->kind != K_FILE_SHARED && v->prot != (PROT_READ | PROT_WRITE))
+			e = INJ(t, NULL, SYS_mprotect, v->start, v->end - v->start, v->prot, 0, 0, 0);
+	}
+	/* 9. signals */
+	for (int s = 1; s <= 64 && !e; s++) {
+		if (s == SIGKILL || s == SIGSTOP) continue;
+		e = mem_write(t, scr, &c->act[s], sizeof c->act[s]);
+		if (!e) e = INJ(t, NULL, SYS_rt_sigaction, s, scr, 0, 8, 0, 0);
+	}
+	/* the thread's own state: mask, alternate stack, name, rseq */
+	if (!e) e = restore_thread(t, &im->threads[0], scr);
+	/* 10. files */
+	if (!e) e = restore_fds(t, im, scr);
+	/* 11. attributes */
+	if (!e) e = put_str(t, scr, c->cwd);
+	if (!e) e = INJ(t, NULL, SYS_chdir, scr, 0, 0, 0, 0, 0);
+	if (!e) e = INJ(t, NULL, SYS_umask, c->umask, 0, 0, 0, 0, 0);
+	if (!e) e = INJ(t, NULL, SYS_personality, c->personality, 0, 0, 0, 0, 0);
+	/* seccomp filters (oldest first) unless the hollow original still carries them */
+	int have = 0;
+	if (hollow) {
+		char fn[64], st[4096], v[32];
+		snprintf(fn, sizeof fn, "/proc/%d/status", t->pid);
+		if (read_file(fn, st, sizeof st) > 0 && !status_field(st, "Seccomp_filters", v, sizeof v)) have = atoi(v);
+	}
+	if (!e && c->nnp) e = INJ(t, NULL, SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0);
+	for (int i = have; i < im->nfilt && !e; i++) {
+		uint64_t prog[2] = { im->nins[i], scr + 64 };
+		if (im->nins[i] * 8 + 64 > SCRATCH_LEN) { e = fail(ENOTSUP, "seccomp filter too large"); break; }
+		e = mem_write(t, scr + 64, im->filters[i] + 4, im->nins[i] * 8);
+		if (!e) e = mem_write(t, scr, prog, sizeof prog);
+		if (!e) e = INJ(t, NULL, NR_SECCOMP, 1 /* SECCOMP_SET_MODE_FILTER */, 0, scr, 0, 0, 0);
+	}
+	/* credentials last: dropping them earlier would block PR_SET_MM_MAP. A hollow original has
+	 * its own, which it may not be allowed to set again. */
+	int creds_same = 0;
+	if (hollow && !e) {
+		struct img_core cur;
+		memset(&cur, 0, sizeof cur);
+		if (read_core_proc(t->pid, &cur) == 0)
+			creds_same = !memcmp(cur.uid, c->uid, sizeof c->uid) && !memcmp(cur.gid, c->gid, sizeof c->gid) && cur.ngroups == c->ngroups &&
+				     !memcmp(cur.groups, c->groups, c->ngroups * 4);
+		clear_err();
+	}
+	if (!e && !creds_same && (c->uid[0] || c->uid[1] || c->uid[2] || c->gid[0] || c->gid[1] || c->gid[2] || c->ngroups)) {
+		e = mem_write(t, scr, c->groups, c->ngroups * 4);
+		if (!e) e = INJ(t, NULL, SYS_setgroups, c->ngroups, scr, 0, 0, 0, 0);
+		if (!e) e = INJ(t, NULL, SYS_setresgid, c->gid[0], c->gid[1], c->gid[2], 0, 0, 0);
+		if (!e) e = INJ(t, NULL, SYS_setresuid, c->uid[0], c->uid[1], c->uid[2], 0, 0, 0);
+	}
+	/* interval timers last, so that they do not run during the restore */
+	for (int w = 0; w < 3 && !e; w++) {
+		if (!c->itimer[w][2] && !c->itimer[w][3]) continue;
+		e = mem_write(t, scr, c->itimer[w], sizeof c->itimer[w]);
+		if (!e) e = INJ(t, NULL, SYS_setitimer, w, scr, 0, 0, 0, 0);
+	}
+	/* 12. scratch away */
+	if (!e) e = INJ(t, NULL, SYS_munmap, scr, SCRATCH_LEN, 0, 0, 0, 0);
+	/* 13. registers and XSTATE */
+	if (!e) e = restore_thread_regs(t, &im->threads[0], eintr_policy);
+	return e;
+}
+
+/* fresh stub with the wanted pid (if free), traced and stopped after execve */
+struct clone_args_ { uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup; };
+
+int spawn_stub(struct tracee *t, pid_t want, int *kept)
+{
+	char stub[PATH_MAX];
+	ssize_t l = readlink("/proc/self/exe", stub, sizeof stub - 32);
+	if (l < 0) return fail(errno, "readlink /proc/self/exe");
+	stub[l] = 0;
+	strcpy(strrchr(stub, '/') + 1, "hpc-ppm-stub");
+	if (access(stub, X_OK)) return fail(ENOENT, "restore stub %s missing (run npm run build)", stub);
+	pid_t tid = want;
+	long pid = -1;
+	*kept = 0;
+	for (int attempt = 0; want > 0 && attempt < 200; attempt++) {
+		struct clone_args_ ca = { 0 };
+		ca.exit_signal = SIGCHLD;
+		ca.set_tid = (uint64_t)(uintptr_t)&tid;
+		ca.set_tid_size = 1;
+		pid = syscall(NR_CLONE3, &ca, 88);
+		if (pid >= 0 || errno != EEXIST) break;
+		/* a zombie original may not be reaped yet: wait for that, not for a live holder */
+		unsigned long long f[4];
+		if (stat_fields(want, f, 4) == 0 && f[3] != 'Z' && f[3] != 'X') break;
+		usleep(5000);
+	}
+	if (pid >= 0 && want > 0) *kept = 1;
+	if (pid < 0) pid = fork();
+	if (pid < 0) return fail(errno, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		ptrace(PTRACE_TRACEME, 0, 0, 0);
+		syscall(SYS_close_range, 3, ~0U, 0);
+		char *argv[] = { "hpc-ppm-stub", NULL }, *envp[] = { NULL };
+		execve(stub, argv, envp);
+		_exit(127);
+	}
+	memset(t, 0, sizeof *t);
+	t->pid = pid;
+	t->memfd = -1;
+	int st, e = twait(t, &st);
+	if (e) return e;
+	if (WSTOPSIG(st) != SIGTRAP) { kill(pid, SIGKILL); return fail(EIO, "restore stub did not stop after exec"); }
+	if (ptrace(PTRACE_SETOPTIONS, pid, 0, PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL | PTRACE_O_SUSPEND_SECCOMP)) {
+		kill(pid, SIGKILL);
+		return fail(errno, "PTRACE_SETOPTIONS: %s", strerror(errno));
+	}
+	ptrace(PTRACE_GETREGS, pid, 0, &t->regs0);
+	return open_mem(t);
+}
+
+int setup_timens(int64_t off_mono, int64_t off_boot)
+{
+	if (unshare(CLONE_NEWTIME)) return fail(errno, "unshare(CLONE_NEWTIME): %s", strerror(errno));
+	int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+	if (fd < 0) return fail(errno, "open timens_offsets: %s", strerror(errno));
+	char b[128];
+	int64_t ms = off_mono / 1000000000LL, mn = off_mono % 1000000000LL;
+	if (mn < 0) { mn += 1000000000LL; ms--; }
+	int64_t bs = off_boot / 1000000000LL, bn = off_boot % 1000000000LL;
+	if (bn < 0) { bn += 1000000000LL; bs--; }
+	int n = snprintf(b, sizeof b, "monotonic %lld %lld\nboottime %lld %lld\n", (long long)ms, (long long)mn, (long long)bs, (long long)bn);
+	if (write(fd, b, n) != n) { int e = errno; close(fd); return fail(e, "setting time namespace offsets: %s", strerror(e)); }
+	close(fd);
+	return 0;
+}
+
+/* the time namespace offsets a restore with options o needs; 0 when none is needed */
+int timens_for(struct image *im, struct restore_opts *o, int64_t *off_mono, int64_t *off_boot)
+{
+	struct compat host;
+	host_compat(&host);
+	int same_boot = !strcmp(host.boot_id, im->h.c.boot_id);
+	int mode = o->clock;
+	if (mode == 0) mode = same_boot ? 1 : 2;
+	if (mode == 1) {
+		if (!same_boot) return 0;	/* no common clock: real means the host's clock */
+		*off_mono = im->h.mono_off_ns;
+		*off_boot = im->h.boot_off_ns;
+		return im->h.mono_off_ns || im->h.boot_off_ns;
+	}
+	if (mode == 2) {
+		*off_mono = im->h.mono_ns - clock_ns(CLOCK_MONOTONIC);
+		*off_boot = im->h.boot_ns - clock_ns(CLOCK_BOOTTIME);
+		return 1;
+	}
+	*off_mono = o->mono_off;
+	*off_boot = o->mono_off;
+	return 1;
+}

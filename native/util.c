@@ -1,0 +1,108 @@
+/* Control lines, errors, and small readers shared by every module. */
+#include "ppm.h"
+
+FILE *ctl;
+char g_err[1024];
+int g_errno;
+
+void ctlf(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(ctl, fmt, ap);
+	va_end(ap);
+	fputc('\n', ctl);
+	fflush(ctl);
+}
+
+int fail(int e, const char *fmt, ...)
+{
+	if (!g_err[0]) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(g_err, sizeof g_err, fmt, ap);
+		va_end(ap);
+		g_errno = e;
+	}
+	return -e;
+}
+
+const char *errname(int e)
+{
+	switch (e) {
+	case EPERM: return "EPERM"; case ENOENT: return "ENOENT"; case ESRCH: return "ESRCH";
+	case EINTR: return "EINTR"; case EIO: return "EIO"; case EBADF: return "EBADF";
+	case ECHILD: return "ECHILD"; case EAGAIN: return "EAGAIN"; case ENOMEM: return "ENOMEM";
+	case EACCES: return "EACCES"; case EFAULT: return "EFAULT"; case EBUSY: return "EBUSY";
+	case EEXIST: return "EEXIST"; case EINVAL: return "EINVAL"; case ENOSPC: return "ENOSPC";
+	case EPIPE: return "EPIPE"; case ERANGE: return "ERANGE"; case ENOSYS: return "ENOSYS";
+	case EBADMSG: return "EBADMSG"; case EPROTO: return "EPROTO"; case ENOTSUP: return "ENOTSUP";
+	case ENXIO: return "ENXIO"; case ESTALE: return "ESTALE";
+	default: return "EIO";
+	}
+}
+
+int report_err(void)
+{
+	ctlf("ERR %s %s", errname(g_errno ? g_errno : EIO), g_err[0] ? g_err : "unknown failure");
+	return 1;
+}
+
+double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+int64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+ssize_t read_file(const char *path, char *buf, size_t cap)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) return -errno;
+	size_t n = 0;
+	while (n + 1 < cap) {
+		ssize_t r = read(fd, buf + n, cap - 1 - n);
+		if (r < 0) { if (errno == EINTR) continue; int e = errno; close(fd); return -e; }
+		if (r == 0) break;
+		n += r;
+	}
+	buf[n] = 0;
+	close(fd);
+	return n;
+}
+
+int status_field(const char *status, const char *key, char *out, size_t cap)
+{
+	size_t kl = strlen(key);
+	for (const char *p = status; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+		if (!strncmp(p, key, kl) && p[kl] == ':') {
+			p += kl + 1;
+			while (*p == ' ' || *p == '\t') p++;
+			size_t n = strcspn(p, "\n");
+			if (n >= cap) n = cap - 1;
+			memcpy(out, p, n);
+			out[n] = 0;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+void clear_err(void)
+{
+	g_err[0] = 0;
+	g_errno = 0;
+}
+
+int ends_with(const char *s, const char *suf)
+{
+	size_t a = strlen(s), b = strlen(suf);
+	return a >= b && !strcmp(s + a - b, suf);
+}
