@@ -25,7 +25,7 @@ import type { Keyring } from '../gossip/keyring.js'
 import { ErrnoError, einval } from '../util/errno.js'
 import { Conn, MIGRATION_PORT, type Msg } from './wire.js'
 import { ctxtSwitches, stdinWait, syscallLine } from './stdin.js'
-import { processAge, residentBytes } from '../util/procfs.js'
+import { processAge, psInfo, residentBytes, type PsInfo } from '../util/procfs.js'
 
 const log = debug('hpcfs:migrate')
 
@@ -50,21 +50,36 @@ export type Where = 'home' | 'migrating' | number
  * How a process's CPU statistics decay (openMosix decay/ hints, proc/<pid>/decay): `rate` slow
  * (admin/slow-decay, the default) or fast (admin/fast-decay); `kind` cpujob (counted CPU-bound
  * whatever it used lately), iojob (counted as using no CPU) or none; `cleared` when the statistics
- * were last cleared (ms; the balancer starts them afresh).
+ * were last cleared (ms; the balancer starts them afresh). `perMille` and `interval` (mosrun -d,
+ * -t): its own per-mille kept each interval and its own interval in seconds, instead of the node's.
  */
-export interface DecayHints { rate: 'slow' | 'fast', kind: '' | 'cpujob' | 'iojob', cleared: number }
+export interface DecayHints { rate: 'slow' | 'fast', kind: '' | 'cpujob' | 'iojob', cleared: number, perMille?: number, interval?: number }
 
+/** The hints that are single words (also the files of decay/). */
 export const DECAY_HINTS = ['clear', 'cpujob', 'iojob', 'slow', 'fast'] as const
-export type DecayHint = typeof DECAY_HINTS[number]
+export type DecayHint = typeof DECAY_HINTS[number] | `decay ${number}` | `interval ${number}`
 
-/** Applies one hint to a process's decay settings. */
-export function applyHint (d: DecayHints, hint: DecayHint, now = Date.now()): void {
-  if (hint === 'clear') { d.cleared = now; d.kind = '' } else if (hint === 'slow' || hint === 'fast') d.rate = hint; else d.kind = hint
+/** A hint as written to proc/<pid>/decay: a word of DECAY_HINTS, `decay 0..1000` or `interval 1..3600`; else undefined. */
+export function parseHint (text: string): DecayHint | undefined {
+  const h = text.trim()
+  if ((DECAY_HINTS as readonly string[]).includes(h)) return h as DecayHint
+  const m = /^(decay|interval) (\d{1,4})$/.exec(h)
+  if (m === null) return undefined
+  const v = Number(m[2])
+  if (m[1] === 'decay' ? v > 1000 : v < 1 || v > 3600) return undefined
+  return `${m[1] as 'decay' | 'interval'} ${v}`
 }
 
-/** proc/<pid>/decay's text: the rate, then the kind if any. */
+/** Applies one hint to a process's decay settings (a rate name replaces its own per-mille). */
+export function applyHint (d: DecayHints, hint: DecayHint, now = Date.now()): void {
+  if (hint === 'clear') { d.cleared = now; d.kind = '' } else if (hint === 'slow' || hint === 'fast') { d.rate = hint; d.perMille = undefined } else if (hint === 'cpujob' || hint === 'iojob') d.kind = hint
+  else if (hint.startsWith('decay ')) d.perMille = Number(hint.slice(6))
+  else d.interval = Number(hint.slice(9))
+}
+
+/** proc/<pid>/decay's text: the rate (or `decay N`), `interval N` if set, then the kind if any. */
 export function formatHints (d: DecayHints): string {
-  return d.kind === '' ? d.rate : `${d.rate} ${d.kind}`
+  return [d.perMille !== undefined ? `decay ${d.perMille}` : d.rate, d.interval !== undefined ? `interval ${d.interval}` : '', d.kind].filter(Boolean).join(' ')
 }
 
 /** A process whose home is this node. */
@@ -100,6 +115,13 @@ export class HomeProc {
   imageStart = 0
   /** The node it runs on or last ran on away from home (0: never left). */
   at = 0
+  /** Its command line when it last left home (the deputy's memory, and so its /proc cmdline, is gone). */
+  cmdline = ''
+  /** CPU ticks [utime, stime] it used on other nodes in stays that have ended. */
+  readonly awayTicks: [number, number] = [0, 0]
+  /** What the node it runs on said of it last (psInfo there), and who waits for the next answer. */
+  remote: PsInfo | null = null
+  statWaiters: Array<() => void> = []
   constructor (readonly pid: number) {}
 }
 
@@ -245,7 +267,7 @@ export class Migrator extends EventEmitter {
    */
   private async offer (p: HomeProc, node: number, ticket?: string): Promise<{ conn: Conn, hostinfo: string }> {
     const conn = await this.connect(node)
-    await conn.send({ t: 'migrate', home: this.cluster.id, pid: p.pid, name: comm(p.pid), bytes: p.imageBytes ?? residentBytes(p.pid), stdin: p.stdinMode, age: processAge(p.pid), decay: p.decay.rate, kind: p.decay.kind, ...(ticket !== undefined ? { ticket } : {}) })
+    await conn.send({ t: 'migrate', home: this.cluster.id, pid: p.pid, name: comm(p.pid), bytes: p.imageBytes ?? residentBytes(p.pid), stdin: p.stdinMode, age: processAge(p.pid), decay: p.decay.rate, kind: p.decay.kind, perMille: p.decay.perMille, interval: p.decay.interval, ...(ticket !== undefined ? { ticket } : {}) })
     let m: Msg
     try { m = await conn.expect('accept', 'refuse') } catch (e) { conn.close(); throw e }
     if (m.t === 'refuse') { conn.close(); throw new ErrnoError('EPERM', `node ${node} refused: ${String(m.reason)}`) }
@@ -255,6 +277,8 @@ export class Migrator extends EventEmitter {
   private async moveOut (p: HomeProc, node: number): Promise<void> {
     const reasons = await this.cantMove(p.pid)
     if (reasons.length) throw new ErrnoError('EPERM', `cannot move: ${reasons.join('; ')}`)
+    p.cmdline = psInfo(p.pid)?.cmdline ?? ''
+    p.remote = null
     p.stdioKinds = [0, 1, 2].map(fd => stdioKind(p.pid, fd))
     const k0 = p.stdioKinds[0]
     p.stdinMode = k0 === 'pipe' || k0 === 'tty' || k0 === 'socket' ? 'pull' : 'none'
@@ -395,10 +419,14 @@ export class Migrator extends EventEmitter {
     } else if (m.t === 'move-request') {
       // the node it runs on found a cheaper place for it (its balancer decides for its guests)
       this.guestAsks(p, conn, m)
+    } else if (m.t === 'stat') {
+      p.remote = remoteInfo(m)
+      for (const w of p.statWaiters.splice(0)) w()
     } else if (m.t === 'image-start') {
       p.imageIn = []
       p.imageStart = Date.now()
     } else if (m.t === 'image-end') {
+      this.stayEnded(p, m)
       const chunks = p.imageIn ?? []
       p.imageIn = null
       if (p.at > 0 && p.imageStart > 0) this.noteTransfer(p.at, chunks.reduce((a, c) => a + c.length, 0), Date.now() - p.imageStart)
@@ -494,6 +522,7 @@ export class Migrator extends EventEmitter {
     const sent = old.expect('sent', 'stay').catch(e => ({ t: 'stay', reason: (e as Error).message } as Msg))
     await old.send({ t: 'sendto', node, ticket, hostinfo: next.hostinfo }).catch(() => {})
     const s = await sent
+    if (s.t === 'sent') this.stayEnded(p, s)
     const release = (): void => { p.holdFor = null; p.held = []; p.heldMsgs = [] }
     if (s.t === 'stay') {
       // N could not stop it, or M broke off the transfer (the dump then fails and leaves the
@@ -539,6 +568,43 @@ export class Migrator extends EventEmitter {
     const p = this.adopt(pid)
     applyHint(p.decay, hint)
     if (typeof p.where === 'number') void p.conn?.send({ t: 'hint', hint }).catch(() => {})
+  }
+
+  /** A stay away ended (its node reports the CPU time it used there with the image): count it. */
+  private stayEnded (p: HomeProc, m: Msg): void {
+    p.awayTicks[0] += Number(m.utime) || 0
+    p.awayTicks[1] += Number(m.stime) || 0
+    p.remote = null
+  }
+
+  /**
+   * What ps shows of a process of this node wherever it runs (proc/<pid>/stats and cmdline): CPU
+   * ticks counted on every node it ran on; state, memory and command line where it runs now. When
+   * it is away, its node is asked (waiting at most STAT_WAIT_MS, else its last answer is used).
+   * Undefined when the process is gone.
+   */
+  async psInfo (pid: number): Promise<PsInfo | undefined> {
+    const here = psInfo(pid)
+    if (here === undefined) return undefined
+    const p = this.procs.get(pid)
+    if (!p) return here
+    if (typeof p.where === 'number' && p.conn && !p.conn.closed) {
+      const answered = new Promise<void>(resolve => {
+        const t = setTimeout(resolve, STAT_WAIT_MS)
+        p.statWaiters.push(() => { clearTimeout(t); resolve() })
+      })
+      void p.conn.send({ t: 'stat?' }).catch(() => {})
+      await answered
+    }
+    const r = p.where === 'home' ? null : p.remote
+    return {
+      utime: here.utime + p.awayTicks[0] + (r?.utime ?? 0),
+      stime: here.stime + p.awayTicks[1] + (r?.stime ?? 0),
+      state: r?.state ?? here.state,
+      rss: r?.rss ?? here.rss,
+      vsize: r?.vsize ?? here.vsize,
+      cmdline: r?.cmdline || (p.where === 'home' ? here.cmdline : p.cmdline || here.cmdline)
+    }
   }
 
   /** A guest's node asks to move it on (its balancer's choice); home checks and carries it out. */
@@ -666,6 +732,7 @@ export class Migrator extends EventEmitter {
     const g = this.startGuest(conn, r, home, Number(m.pid), m.stdin === 'pull' ? 'pull' : 'none', Number.isFinite(age) ? age : 0)
     if (m.decay === 'fast') g.decay.rate = 'fast'
     if (m.kind === 'cpujob' || m.kind === 'iojob') g.decay.kind = m.kind
+    for (const h of [`decay ${String(m.perMille)}`, `interval ${String(m.interval)}`]) { const ok = parseHint(h); if (ok) applyHint(g.decay, ok) }
     await conn.send({ t: 'running', pid: r.pid, bytes: received, ms: Math.max(1, (ended || Date.now()) - (first || Date.now())) })
     log('guest %d from node %d (its pid %d) runs here', r.pid, home, g.homePid)
   }
@@ -710,8 +777,11 @@ export class Migrator extends EventEmitter {
     if (m.t === 'signal') { try { process.kill(g.pid, Number(m.sig)) } catch (e) { log('signal %d to %d: %s', m.sig, g.pid, (e as Error).message) } } else if (m.t === 'kill') { try { process.kill(g.pid, 'SIGKILL') } catch {} } else if (m.t === 'stdin-end') { g.stdinEnded = true; g.wanting = false; g.r.stdin?.end() }
     else if (m.t === 'gohome') await this.sendHome(g, true)
     else if (m.t === 'sendto') await this.sendTo(g, m)
-    else if (m.t === 'hint' && (DECAY_HINTS as readonly string[]).includes(String(m.hint))) applyHint(g.decay, m.hint as DecayHint)
-    else if (m.t === 'move-failed') { g.moveAsked = Date.now(); log('home did not move guest %d: %s', g.pid, String(m.reason)) }
+    else if (m.t === 'hint' && parseHint(String(m.hint)) !== undefined) applyHint(g.decay, parseHint(String(m.hint)) as DecayHint)
+    else if (m.t === 'move-failed') { g.moveAsked = Date.now(); log('home did not move guest %d: %s', g.pid, String(m.reason)) } else if (m.t === 'stat?') {
+      const i = psInfo(g.pid)
+      if (i) await g.conn.send({ t: 'stat', ...i })
+    }
   }
 
   /**
@@ -781,6 +851,7 @@ export class Migrator extends EventEmitter {
     }
     if (!await this.settleStdin(g)) return
     const chunks: Buffer[] = []
+    const used = psInfo(g.pid)
     try {
       await ppm.dump(g.pid, new Writable({ write: (c: Buffer, _e, cb) => { chunks.push(c); cb() } }))
     } catch (e) {
@@ -789,14 +860,14 @@ export class Migrator extends EventEmitter {
       return
     }
     await g.outputDone
-    await this.imageHome(g, chunks)
+    await this.imageHome(g, chunks, used)
   }
 
   /** Sends a stopped guest's image home; if home cannot take it, runs it here again rather than lose it. */
-  private async imageHome (g: Guest, chunks: Buffer[]): Promise<void> {
+  private async imageHome (g: Guest, chunks: Buffer[], used?: PsInfo): Promise<void> {
     await g.conn.send({ t: 'image-start' })
     for (const c of chunks) await g.conn.frame('I', c)
-    await g.conn.send({ t: 'image-end' })
+    await g.conn.send({ t: 'image-end', utime: used?.utime ?? 0, stime: used?.stime ?? 0 })
     const m = await g.conn.expect('home-ok', 'home-failed').catch(e => ({ t: 'home-failed', reason: (e as Error).message } as Msg))
     if (m.t === 'home-ok') { this.guests.delete(g.pid); g.conn.close(); return }
     log('home refused guest %d back (%s): restoring it here', g.pid, m.reason)
@@ -816,6 +887,7 @@ export class Migrator extends EventEmitter {
     const chunks: Buffer[] = []
     let bytes = 0
     let out: Conn | undefined
+    const used = psInfo(g.pid)
     try {
       const a = this.cluster.addressOf(Number(m.node))
       if (!a) throw new Error(`no address for node ${String(m.node)}`)
@@ -836,7 +908,7 @@ export class Migrator extends EventEmitter {
     }
     out.close()
     await g.outputDone
-    await g.conn.send({ t: 'sent', bytes }).catch(() => {})
+    await g.conn.send({ t: 'sent', bytes, utime: used?.utime ?? 0, stime: used?.stime ?? 0 }).catch(() => {})
     const r = await g.conn.expect('home-ok', 'resume').catch(() => undefined)
     if (r?.t !== 'resume') { this.guests.delete(g.pid); g.detach(); g.conn.close(); return }
     // M could not run it: it runs here again, still a guest on the same connection
@@ -869,6 +941,15 @@ export class Migrator extends EventEmitter {
 
 /** Why a guest does not move now: stdin it was handed is still in its pipe. */
 const UNREAD_STDIN = 'it has not read the stdin it was given yet (try again later)'
+
+/** How long proc/<pid>/stats waits for the node a process runs on to say how it is doing. */
+const STAT_WAIT_MS = 500
+
+/** A 'stat' answer as PsInfo (numbers checked: it comes from another node). */
+function remoteInfo (m: Msg): PsInfo {
+  const n = (v: unknown): number => Number.isFinite(Number(v)) && Number(v) >= 0 ? Number(v) : 0
+  return { utime: n(m.utime), stime: n(m.stime), state: /^[A-Za-z]$/.test(String(m.state)) ? String(m.state) : '?', rss: n(m.rss), vsize: n(m.vsize), cmdline: typeof m.cmdline === 'string' ? m.cmdline.slice(0, 65536) : '' }
+}
 
 /** How long an accepted N -> M move waits for its image to start coming from N. */
 const TICKET_MS = 30_000
