@@ -19,7 +19,7 @@ Writes the target to proc/PID/goto, then watches proc/PID/where: a refused move 
 reason (proc/PID/error) and exits 1, at once, with or without --wait. Without --wait it returns
 when the process has arrived, or after 5 s with the move still going on in the background.
 Root may migrate any process; others only processes whose real or effective uid is theirs.
-The tree is found at $HPC_ROOT (default <checkout>/mnt/hpc, else /mnt/hpc).`
+The tree is found at $HPC_ROOT (default <checkout>/mnt/hpc when mounted, else /mnt/hpc).`
 
 const DEFAULT_WAIT_S = 30
 /** Without --wait: how long migrate waits for the move to succeed or be refused before leaving it to the background. */

@@ -29,7 +29,7 @@ const USAGE = `Usage: mosctl {stay|nostay|lstay|nolstay|block|noblock|quiet|noqu
                      values; --json: one JSON object (fields in docs/tools.md)
   whois              "This is openMosix #N"; with an argument, map id <-> address
   getdecay           show the decay interval and the slow/fast decay rates
-The tree is found at $HPC_ROOT (default <checkout>/mnt/hpc, else /mnt/hpc).`
+The tree is found at $HPC_ROOT (default <checkout>/mnt/hpc when mounted, else /mnt/hpc).`
 
 /** Flag subcommands: file in admin/ and the value written. `-stay` etc. are the man page's aliases. */
 const FLAGS: Record<string, [file: string, value: 0 | 1]> = {

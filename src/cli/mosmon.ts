@@ -23,7 +23,7 @@ Shows every node of the cluster as a bar, refreshed each second. Options and key
   d  toggle showing dead (down) nodes
   q  quit (also Ctrl-C)
   --once  print one frame as plain text and exit (for scripts; no terminal needed)
-The tree is found at $HPC_ROOT (default <checkout>/mnt/hpc, else /mnt/hpc).`
+The tree is found at $HPC_ROOT (default <checkout>/mnt/hpc when mounted, else /mnt/hpc).`
 
 const INTERVAL_MS = 1000
 

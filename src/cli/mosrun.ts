@@ -50,7 +50,7 @@ The same program as runon ID, runhome, nomig, cpujob, iojob, nodecay, slowdecay,
 mosrun waits for the command, forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to
 it and exits with its status (or dies of the same signal). Exit 2 = misuse, 1 = the tree refused
 or the node is unavailable (the command did not run), 126/127 = command not executable / found.
---help prints this text. The tree is found at $HPC_ROOT (default <checkout>/mnt/hpc, else /mnt/hpc).`
+--help prints this text. The tree is found at $HPC_ROOT (default <checkout>/mnt/hpc when mounted, else /mnt/hpc).`
 
 /** Signals passed on to the command. */
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2']

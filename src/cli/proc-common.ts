@@ -141,13 +141,4 @@ export function requireNode (tree: Tree, id: number): void {
   if (!tree.isDir(`nodes/${id}`)) throw new CliError(`no node ${id} in the cluster (no ${tree.path(`nodes/${id}`)})`)
 }
 
-/** Pids listed under proc/ (processes under cluster discipline), ascending. */
-export function disciplinedPids (tree: Tree): number[] {
-  try {
-    return readdirSync(tree.path('proc')).filter(n => /^\d+$/.test(n)).map(Number).sort((a, b) => a - b)
-  } catch (err) {
-    throw new CliError(`cannot list ${tree.path('proc')}: ${(err as Error).message} (does this hpcd serve proc/?)`)
-  }
-}
-
 export const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))

@@ -15,7 +15,7 @@ Prints this node's openMosix id and the cluster map (admin/mospe, admin/config):
 
   --json   one JSON object: {"myId": 1, "map": [{"base": 1, "address": "192.168.1.1",
            "port": null, "count": 4, "alias": false}, ...]} (an ALIAS line: count 0, alias true)
-The tree is found at $HPC_ROOT (default <checkout>/mnt/hpc, else /mnt/hpc).`
+The tree is found at $HPC_ROOT (default <checkout>/mnt/hpc when mounted, else /mnt/hpc).`
 
 const hex = (n: number): string => '0x' + n.toString(16).padStart(4, '0')
 
