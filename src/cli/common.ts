@@ -4,7 +4,7 @@
 // The tools work only through the tree's files, like the openMosix originals worked through
 // /proc/hpc. The tree root comes from env HPC_ROOT; without it, `<package root>/mnt/hpc` when
 // running from a checkout (package root = the directory holding package.json, found from this
-// file's own path), else `/mnt/hpc`.
+// file's own path) and a tree is mounted there, else `/mnt/hpc`.
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeSync, constants as fsc } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -43,16 +43,35 @@ export function packageRoot (start: string = dirname(fileURLToPath(import.meta.u
   }
 }
 
-/** Default root: `<package root>/mnt/hpc` in a checkout (a package root with .git), else /mnt/hpc. */
-export function defaultRoot (start?: string): string {
+/** Where hpcd mounts the tree by default (hpcd --mount). */
+export const SYSTEM_ROOT = '/mnt/hpc'
+
+/**
+ * Where to look for the tree without HPC_ROOT, in order: `<package root>/mnt/hpc` when running
+ * from a checkout (a package root with .git: `npm start` mounts node 1 there), then /mnt/hpc.
+ */
+export function rootCandidates (start?: string): string[] {
   const pkg = packageRoot(start)
-  if (pkg !== undefined && existsSync(join(pkg, '.git'))) return join(pkg, 'mnt', 'hpc')
-  return '/mnt/hpc'
+  if (pkg !== undefined && existsSync(join(pkg, '.git'))) return [join(pkg, 'mnt', 'hpc'), SYSTEM_ROOT]
+  return [SYSTEM_ROOT]
 }
 
-export function resolveRoot (env: NodeJS.ProcessEnv = process.env): string {
+/** The first candidate that holds a tree, else the first candidate (named in the error). */
+export function defaultRoot (start?: string, hasTree: (root: string) => boolean = isTree): string {
+  const all = rootCandidates(start)
+  return all.find(hasTree) ?? all[0]
+}
+
+export function resolveRoot (env: NodeJS.ProcessEnv = process.env, start?: string, hasTree?: (root: string) => boolean): string {
   const r = env.HPC_ROOT
-  return r !== undefined && r !== '' ? r : defaultRoot()
+  return r !== undefined && r !== '' ? r : defaultRoot(start, hasTree)
+}
+
+/** The places a tool looked in, for its "no hpcfs tree" message. */
+export function describeRoots (env: NodeJS.ProcessEnv = process.env, start?: string): string {
+  const r = env.HPC_ROOT
+  if (r !== undefined && r !== '') return r
+  return rootCandidates(start).join(' or ')
 }
 
 const ERRNO_TEXT: Record<string, string> = {
@@ -202,7 +221,7 @@ export function isTree (root: string): boolean {
 /** The tree at HPC_ROOT (or the default), or a CliError naming the root. */
 export function openTree (tool: string, env: NodeJS.ProcessEnv = process.env): Tree {
   const root = resolveRoot(env)
-  if (!isTree(root)) throw new CliError(`no hpcfs tree at ${root} (is hpcd running? set HPC_ROOT)`)
+  if (!isTree(root)) throw new CliError(`no hpcfs tree at ${describeRoots(env)} (is hpcd running? set HPC_ROOT)`)
   log('%s: tree at %s', tool, root)
   return new Tree(root)
 }

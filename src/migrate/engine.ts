@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs'
 import type { Readable, Writable } from 'node:stream'
 import * as ppm from '../ppm/ppm.js'
-import { processAge, residentBytes } from '../util/procfs.js'
+import { processAge, psInfo, residentBytes, type PsInfo } from '../util/procfs.js'
 import { stdioKind, type StdioKind } from './relay.js'
 
 /** The deputy as the home side uses it (ppm.Deputy). Events: 'signal' (number), 'end'. */
@@ -33,6 +33,8 @@ export interface Engine {
   stdioKinds (pid: number): StdioKind[]
   /** MemAvailable of this host, in bytes. */
   availableBytes (): number
+  /** What ps shows of a local process (CPU ticks, state, memory, command line); undefined when gone. */
+  psInfo (pid: number): PsInfo | undefined
 }
 
 const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM' } }
@@ -56,5 +58,6 @@ export const realEngine: Engine = {
   alive,
   describe: pid => ({ name: comm(pid), bytes: residentBytes(pid), age: processAge(pid) }),
   stdioKinds: pid => [0, 1, 2].map(fd => stdioKind(pid, fd)),
-  availableBytes
+  availableBytes,
+  psInfo: pid => psInfo(pid)
 }

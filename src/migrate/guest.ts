@@ -9,7 +9,7 @@ import { Readable } from 'node:stream'
 import debug from 'debug'
 import type { Cluster, Dial } from './cluster.js'
 import type { Engine, RestoredHandle } from './engine.js'
-import { DECAY_HINTS, applyHint, defaultHints, type DecayHints } from './hints.js'
+import { applyHint, defaultHints, type DecayHints } from './hints.js'
 import type { Link } from './link.js'
 import type { HomeFailedMsg, Message, MigrateMsg, SendToMsg } from './protocol.js'
 import { StdinPull } from './relay.js'
@@ -114,6 +114,8 @@ export class GuestSide {
     const g = this.startGuest(conn, r, home, m.pid, m.stdin === 'pull' ? 'pull' : 'none', Number.isFinite(age) ? age : 0)
     if (m.decay === 'fast') g.decay.rate = 'fast'
     if (m.kind === 'cpujob' || m.kind === 'iojob') g.decay.kind = m.kind
+    if (m.perMille !== undefined) g.decay.perMille = m.perMille
+    if (m.interval !== undefined) g.decay.interval = m.interval
     await conn.send({ t: 'running', pid: r.pid, bytes: img.received, ms: img.ms() })
     log('guest %d from node %d (its pid %d) runs here', r.pid, home, g.homePid)
   }
@@ -175,8 +177,13 @@ export class GuestSide {
         await this.sendTo(g, m)
         break
       case 'hint':
-        if ((DECAY_HINTS as readonly string[]).includes(m.hint)) applyHint(g.decay, m.hint)
+        applyHint(g.decay, m.hint) // validated by the protocol (parseHint)
         break
+      case 'stat?': {
+        const i = engine.psInfo(g.pid)
+        if (i) await g.conn.send({ t: 'stat', ...i }).catch(() => {})
+        break
+      }
       case 'move-failed':
         g.moveAsked = Date.now()
         log('home did not move guest %d: %s', g.pid, m.reason)
@@ -212,6 +219,7 @@ export class GuestSide {
     }
     if (!await this.settleStdin(g)) return
     const chunks: Buffer[] = []
+    const used = this.d.engine.psInfo(g.pid)
     try {
       await this.d.engine.dump(g.pid, collect(chunks), {})
     } catch (e) {
@@ -220,12 +228,12 @@ export class GuestSide {
       return
     }
     await g.outputDone
-    await this.imageHome(g, chunks)
+    await this.imageHome(g, chunks, used)
   }
 
-  /** Sends a stopped guest's image home; if home cannot take it, runs it here again rather than lose it. */
-  private async imageHome (g: Guest, chunks: Buffer[]): Promise<void> {
-    await sendImage(g.conn, chunks)
+  /** Sends a stopped guest's image home (with the CPU ticks it used here); if home cannot take it, runs it here again rather than lose it. */
+  private async imageHome (g: Guest, chunks: Buffer[], used?: { utime: number, stime: number }): Promise<void> {
+    await sendImage(g.conn, chunks, used)
     const m = await g.conn.expect('home-ok', 'home-failed').catch((e): HomeFailedMsg => ({ t: 'home-failed', reason: (e as Error).message }))
     if (m.t === 'home-ok') { this.guests.delete(g.pid); g.conn.close(); return }
     log('home refused guest %d back (%s): restoring it here', g.pid, m.reason)
@@ -245,6 +253,7 @@ export class GuestSide {
     const chunks: Buffer[] = []
     let bytes = 0
     let out: Link | undefined
+    const used = this.d.engine.psInfo(g.pid)
     try {
       if (!this.d.cluster.addressOf(m.node)) throw new Error(`no address for node ${m.node}`)
       out = await this.d.dial(m.node)
@@ -259,7 +268,7 @@ export class GuestSide {
     }
     out.close()
     await g.outputDone
-    await g.conn.send({ t: 'sent', bytes }).catch(() => {})
+    await g.conn.send({ t: 'sent', bytes, utime: used?.utime ?? 0, stime: used?.stime ?? 0 }).catch(() => {})
     const r = await g.conn.expect('home-ok', 'resume').catch(() => undefined)
     if (r?.t !== 'resume') { this.guests.delete(g.pid); g.detach(); g.conn.close(); return }
     // M could not run it: it runs here again, still a guest on the same connection

@@ -19,9 +19,10 @@ import { GuestSide, type Guest } from './guest.js'
 import type { DecayHint } from './hints.js'
 import { Home, type HomeProc } from './home.js'
 import { Conn, MIGRATION_PORT } from './wire.js'
+import type { PsInfo } from '../util/procfs.js'
 
 export type { Cluster } from './cluster.js'
-export { DECAY_HINTS, applyHint, formatHints, type DecayHint, type DecayHints } from './hints.js'
+export { DECAY_HINTS, applyHint, formatHints, parseHint, type DecayHint, type DecayHints } from './hints.js'
 export { HomeProc, LOST_STATUS, type Where } from './home.js'
 export { Guest } from './guest.js'
 export { MEMORY_RESERVE } from './transfer.js'
@@ -96,6 +97,8 @@ export class Migrator extends EventEmitter {
   requestMove (pid: number, target: number | 'home'): Promise<void> { return this.home.requestMove(pid, target) }
   /** A decay hint for a process of this node (proc/<pid>/decay); it reaches the remote if it is away. */
   hint (pid: number, hint: DecayHint): void { this.home.hint(pid, hint) }
+  /** What ps shows of a process of this node wherever it runs (home.ts). */
+  async psInfo (pid: number): Promise<PsInfo | undefined> { return await this.home.psInfo(pid) }
   /** Brings every process of this node home (admin/bring); resolves when all are home. */
   async bringAll (): Promise<void> { await this.home.bringAll() }
 

@@ -48,11 +48,11 @@ export function collect (chunks: Buffer[]): Writable {
 /** An image kept in memory, as a stream (to restore it). */
 export function replay (chunks: Buffer[]): Readable { return Readable.from(chunks) }
 
-/** Sends a whole image kept in memory over conn: image-start, the frames, image-end. */
-export async function sendImage (conn: Link, chunks: Buffer[]): Promise<void> {
+/** Sends a whole image kept in memory over conn: image-start, the frames, image-end (with the CPU ticks it used here, if known). */
+export async function sendImage (conn: Link, chunks: Buffer[], used?: { utime: number, stime: number }): Promise<void> {
   await conn.send({ t: 'image-start' })
   for (const c of chunks) await conn.frame('I', c)
-  await conn.send({ t: 'image-end' })
+  await conn.send(used ? { t: 'image-end', utime: used.utime, stime: used.stime } : { t: 'image-end' })
 }
 
 /** N -> M, on M: accepted moves whose image comes over another connection, by ticket. */

@@ -58,8 +58,8 @@ export class Balancer {
         u.cpu = sample
         u.fresh = false
       } else {
-        const perMille = d.rate === 'fast' ? this.node.fastDecay : this.node.slowDecay
-        const keep = Math.pow(perMille / 1000, dt / this.node.decayInterval)
+        const perMille = d.perMille ?? (d.rate === 'fast' ? this.node.fastDecay : this.node.slowDecay)
+        const keep = Math.pow(perMille / 1000, dt / (d.interval ?? this.node.decayInterval))
         u.cpu = keep * u.cpu + (1 - keep) * sample
       }
       u.ticks = ticks

@@ -35,7 +35,9 @@ const SAMPLES: { [K in Kind]: Extract<Message, { t: K }> } = {
   sendto: { t: 'sendto', node: 4, ticket: 'ab12', hostinfo: '' },
   sent: { t: 'sent', bytes: 1 << 20 },
   resume: { t: 'resume' },
-  resumed: { t: 'resumed', pid: 77 }
+  resumed: { t: 'resumed', pid: 77 },
+  'stat?': { t: 'stat?' },
+  stat: { t: 'stat', utime: 12, stime: 3, state: 'R', rss: 4096, vsize: 8192, cmdline: 'python3\u0000-c\u0000pass' }
 }
 
 test('every kind of message is accepted, unchanged, through encode and decode', () => {
@@ -64,6 +66,8 @@ test('malformed messages are rejected with the reason', () => {
     [{ t: 'signal', sig: 65 }, /sig/],
     [{ t: 'want', n: 0 }, /n/],
     [{ t: 'hint', hint: 'rm -rf' }, /hint/],
+    [{ t: 'hint', hint: 'decay 2000' }, /hint/],
+    [{ t: 'stat', utime: 1, stime: 1, state: 'running', rss: 0, vsize: 0, cmdline: '' }, /state/],
     [{ t: 'migrate', home: 0, pid: 1, name: 'x', bytes: 1 }, /home/],
     [{ t: 'migrate', home: 70000, pid: 1, name: 'x', bytes: 1 }, /home/],
     [{ t: 'migrate', home: 1, pid: 1, name: 'x', bytes: -1 }, /bytes/],
