@@ -1,5 +1,6 @@
 // Wire format of a gossip datagram (all integers big-endian). One datagram never exceeds
-// MAX_DATAGRAM bytes, whatever the cluster size: the window is capped at MAX_WINDOW entries.
+// MAX_DATAGRAM bytes, whatever the cluster size: the window is capped at MAX_WINDOW entries, and
+// a longer datagram is malformed.
 //
 //   header (16 B): magic "HP" | version u8 | type u8 | flags u8 | count u8 | sender u16 |
 //                  sender incarnation u32 | packet seq u32
@@ -87,6 +88,7 @@ export function encode (p: Packet, keys: Keyring | null): Buffer {
 
 /** Decodes and authenticates a datagram; throws DecodeError with the reason to count. */
 export function decode (buf: Buffer, keys: Keyring | null): Packet {
+  if (buf.length > MAX_DATAGRAM) throw new DecodeError('malformed', `oversized datagram (${buf.length} bytes, at most ${MAX_DATAGRAM})`)
   if (buf.length < HEADER_LEN) throw new DecodeError('malformed', `short datagram (${buf.length} bytes)`)
   if (buf.readUInt16BE(0) !== MAGIC) throw new DecodeError('malformed', 'bad magic')
   const version = buf.readUInt8(2)

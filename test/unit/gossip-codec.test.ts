@@ -48,6 +48,20 @@ test('forged, truncated, garbage and foreign-version datagrams are refused with 
   assert.equal(reason(() => decode(good, keys)), 'accepted')
 })
 
+test('a datagram longer than MAX_DATAGRAM is malformed, even one well formed and signed', () => {
+  // 40 entries, correctly signed: only the length gives it away
+  const head = Buffer.from(encode(packet(1), null))
+  const body = Buffer.concat([head.subarray(0, HEADER_LEN), ...Array.from({ length: 40 }, () => head.subarray(HEADER_LEN))])
+  body.writeUInt8(40, 5)
+  const unsigned = Buffer.from(body)
+  body.writeUInt8(1, 4)
+  const signed = Buffer.concat([body, keys.mac(body)])
+  assert.ok(signed.length > MAX_DATAGRAM)
+  assert.equal(reason(() => decode(signed, keys)), 'malformed')
+  assert.equal(reason(() => decode(unsigned, null)), 'malformed')
+  assert.equal(reason(() => decode(Buffer.alloc(MAX_DATAGRAM + 1), keys)), 'malformed')
+})
+
 test('random garbage never throws anything but DecodeError', () => {
   let seed = 1
   const rnd = (): number => { seed = (seed * 1103515245 + 12345) >>> 0; return seed >>> 16 }
