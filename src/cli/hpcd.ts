@@ -6,6 +6,7 @@ import { hideBin } from 'yargs/helpers'
 import { readFileSync } from 'node:fs'
 import { networkInterfaces } from 'node:os'
 import { isIPv4 } from 'node:net'
+import { lookup } from 'node:dns/promises'
 import { performance } from 'node:perf_hooks'
 import debug from 'debug'
 import { DEFAULTS, type Config } from '../config.js'
@@ -50,6 +51,15 @@ function parseHostPort (s: string, defPort: number): Address {
   const m = /^(.+?)(?::(\d+))?$/.exec(s)
   if (!m) throw new Error(`bad peer "${s}"`)
   return { host: m[1], port: m[2] ? Number(m[2]) : defPort }
+}
+
+/** A --join seed as IPv4 and port: a gossip datagram to a seed names the address it is sent to. */
+async function resolveSeed (s: string, defPort: number): Promise<Address> {
+  const a = parseHostPort(s, defPort)
+  if (isIPv4(a.host)) return a
+  try { return { host: (await lookup(a.host, { family: 4 })).address, port: a.port } } catch (e) {
+    throw new Error(`--join ${s}: ${(e as Error).message}`)
+  }
 }
 
 async function main (): Promise<void> {
@@ -124,7 +134,7 @@ async function main (): Promise<void> {
   const probe = new Probe({ speed: cfg.speed || undefined, scope: argv['load-scope'] })
   probe.start()
   const node = new HpcNode(cfg, probe, keys, {
-    seeds: cfg.join.map(s => parseHostPort(s, cfg.port)),
+    seeds: await Promise.all(cfg.join.map(s => resolveSeed(s, cfg.port))),
     now: () => performance.now()
   })
   node.setDecay(cfg.decayInterval, cfg.slowDecay, cfg.fastDecay)
