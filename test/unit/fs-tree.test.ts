@@ -19,9 +19,9 @@ function fakeProbe (): ProbeLike {
   }
 }
 
-function setup (): { node: HpcNode, ops: Required<Ops> } {
+function setup (key: Buffer | null = Buffer.from('k'.repeat(32))): { node: HpcNode, ops: Required<Ops> } {
   let t = 0
-  const node = new HpcNode({ ...DEFAULTS, id: 3, addr: '10.0.0.3' }, fakeProbe(), new Keyring(null), { seeds: [], now: () => t++ })
+  const node = new HpcNode({ ...DEFAULTS, id: 3, addr: '10.0.0.3' }, fakeProbe(), new Keyring(key), { seeds: [], now: () => t++ })
   const ops = new TreeMount(rootDir(node), '/nonexistent').ops() as Required<Ops>
   return { node, ops }
 }
@@ -157,6 +157,18 @@ test('gathered writes count bytes: a character split between two writes arrives 
   assert.equal(r, -E.EINVAL)
   assert.equal((await call(ops.flush, '/admin/config', fh2))[0], -E.EINVAL)
   await call(ops.release, '/admin/config', fh2)
+})
+
+test('without a key file, block and stay read 1 and cannot be cleared (EPERM, nothing changes)', async () => {
+  const { node, ops } = setup(null)
+  for (const f of ['block', 'stay']) {
+    assert.equal(await readFile(ops, `/admin/${f}`), '1\n', f)
+    assert.equal(await writeFile(ops, `/admin/${f}`, '0\n'), -E.EPERM, f)
+    assert.equal(await writeFile(ops, `/admin/${f}`, '1\n'), 0, f)
+    assert.equal(await readFile(ops, `/admin/${f}`), '1\n', f)
+  }
+  assert.equal(node.blocked && node.keepsLocal, true)
+  assert.equal(Number(await readFile(ops, '/nodes/3/status')) & 20, 20)
 })
 
 test('expel implies block and bring implies lstay; both read 0', async () => {
