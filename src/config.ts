@@ -32,6 +32,16 @@ export interface Config {
   fastDecay: number
 }
 
+/**
+ * Largest value one write to a tree file may carry: one page, as sysfs allows a store. A longer
+ * write is EINVAL and changes nothing (FUSE would hand it over in pieces of 128 KiB; none is
+ * applied alone).
+ */
+export const MAX_TREE_WRITE = 4096
+
+/** Largest text gathered by a multi-write tree file (admin/config) before it is stored at close. */
+export const MAX_TREE_GATHER = 1 << 20
+
 export const DEFAULTS: Config = {
   addr: '0.0.0.0',
   port: 5428,

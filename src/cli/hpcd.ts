@@ -6,10 +6,11 @@ import { hideBin } from 'yargs/helpers'
 import { readFileSync } from 'node:fs'
 import { networkInterfaces } from 'node:os'
 import { isIPv4 } from 'node:net'
+import { lookup } from 'node:dns/promises'
 import { performance } from 'node:perf_hooks'
 import debug from 'debug'
 import { DEFAULTS, type Config } from '../config.js'
-import { HpcNode } from '../core/node.js'
+import { HpcNode, KEYLESS } from '../core/node.js'
 import { prepareMountpoint } from '../core/mountpoint.js'
 import { Keyring } from '../gossip/keyring.js'
 import { UdpTransport } from '../gossip/udp.js'
@@ -52,6 +53,15 @@ function parseHostPort (s: string, defPort: number): Address {
   return { host: m[1], port: m[2] ? Number(m[2]) : defPort }
 }
 
+/** A --join seed as IPv4 and port: a gossip datagram to a seed names the address it is sent to. */
+async function resolveSeed (s: string, defPort: number): Promise<Address> {
+  const a = parseHostPort(s, defPort)
+  if (isIPv4(a.host)) return a
+  try { return { host: (await lookup(a.host, { family: 4 })).address, port: a.port } } catch (e) {
+    throw new Error(`--join ${s}: ${(e as Error).message}`)
+  }
+}
+
 async function main (): Promise<void> {
   const argv = await yargs(hideBin(process.argv))
     .scriptName('hpcd')
@@ -62,7 +72,7 @@ async function main (): Promise<void> {
     .option('map', { type: 'string', describe: 'cluster map file in setpe grammar ("first-id address count", ALIAS, # comments); only its nodes are members' })
     .option('join', { type: 'string', array: true, default: [] as string[], describe: 'seed peer host[:port] to join an open cluster (repeatable)' })
     .option('mount', { type: 'string', default: DEFAULTS.mount, describe: 'mount point of the tree (the /proc/hpc of this node)' })
-    .option('key', { type: 'string', describe: 'cluster key file (same on every node; >= 16 bytes); without it an insecure built-in key is used' })
+    .option('key', { type: 'string', describe: 'cluster key file (same on every node; >= 16 bytes); without it the node gossips with a built-in key known to everyone, refuses guests and keeps its processes' })
     .option('interval', { type: 'number', default: DEFAULTS.interval, describe: 'seconds between gossip sends' })
     .option('window', { type: 'number', default: DEFAULTS.window, describe: 'entries per gossip datagram, own included (1..29)' })
     .option('down-after', { type: 'number', default: DEFAULTS.downAfter, describe: 'seconds without news before a node reads down (0 = from the gossip age model: 3 x expected max age + 5 intervals, at least 5 s)' })
@@ -119,12 +129,12 @@ async function main (): Promise<void> {
     speed: argv.speed, decayInterval: argv['decay-interval'], slowDecay: argv['slow-decay'], fastDecay: argv['fast-decay']
   }
   const keys = Keyring.fromFile(cfg.key)
-  if (keys.insecure) console.error('hpcd: warning: no --key given; using the built-in key (anyone can forge gossip)')
+  if (keys.insecure) console.error(`hpcd: warning: no --key given: gossip uses the built-in key, with which anyone can forge load information; ${KEYLESS} (admin/block and admin/stay read 1)`)
 
   const probe = new Probe({ speed: cfg.speed || undefined, scope: argv['load-scope'] })
   probe.start()
   const node = new HpcNode(cfg, probe, keys, {
-    seeds: cfg.join.map(s => parseHostPort(s, cfg.port)),
+    seeds: await Promise.all(cfg.join.map(s => resolveSeed(s, cfg.port))),
     now: () => performance.now()
   })
   node.setDecay(cfg.decayInterval, cfg.slowDecay, cfg.fastDecay)

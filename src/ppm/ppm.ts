@@ -18,6 +18,7 @@ import type { Readable, Writable, Stream } from 'node:stream'
 import type { Socket } from 'node:net'
 import debug from 'debug'
 import { ErrnoError, einval, type ErrnoName } from '../util/errno.js'
+import { onlyStdio } from '../util/fds.js'
 
 const log = debug('hpcfs:ppm')
 
@@ -82,7 +83,8 @@ class Helper extends EventEmitter {
   constructor (args: string[], stdio: StdioItem[], opts: { detached?: boolean } = {}) {
     super()
     log('spawn helper %o', args)
-    this.child = spawn(helperPath(), args, { stdio, detached: opts.detached === true })
+    // onlyStdio: the helper gets its stdio and none of the daemon's descriptors (src/util/fds.ts)
+    this.child = spawn(helperPath(), args, { stdio: onlyStdio(stdio), detached: opts.detached === true })
     const ctl = this.child.stdio[4] as Readable | null
     if (ctl == null) throw new PpmError('EIO', 'helper control pipe missing')
     const err = this.child.stdio[2] as Readable | null

@@ -68,7 +68,7 @@ test('locked memory, shared memory with another process, children: each a reason
 })
 
 test('real-time scheduling, job-control stop, unnamed pipe and already traced: reasons', async () => {
-  const rt = lab.start('chrt', ['-f', '1', 'sleep', '2'])
+  const rt = lab.start('chrt', ['-f', '1', 'sleep', 'infinity'])
   await waitFor(() => { try { return readFileSync(`/proc/${rt.pid}/comm`, 'utf8').trim() === 'sleep' } catch { return false } }, 5000, 'chrt exec')
   await refusedAndUntouched(rt.pid, 'realtime')
 
@@ -84,11 +84,11 @@ test('real-time scheduling, job-control stop, unnamed pipe and already traced: r
   assert.deepEqual(await st.exited, { code: 0, signal: null })
   assert.equal(st.out, reference(bin, ['10', '100', '0', '0']).out)
 
-  const p = lab.start('bash', ['-c', 'exec sleep 2 3< <(exec sleep 2)'])
+  const p = lab.start('bash', ['-c', 'exec sleep infinity 3< <(exec tail --pid=$$ -f /dev/null)'])
   await waitFor(() => { try { return readFileSync(`/proc/${p.pid}/comm`, 'utf8').trim() === 'sleep' } catch { return false } }, 5000, 'sleep exec')
   assert.ok((await check(p.pid)).some(r => r.code === 'fd-pipe'))
 
-  const c = lab.start(bin, ['40', '100', '0', '50000'], ['ignore', 'pipe', 'pipe'])
+  const c = lab.start(bin, ['1000000', '100', '0', '50000'], ['ignore', 'pipe', 'pipe'])
   await waitFor(() => lines(c.out) >= 1, 5000, 'counter output')
   const d = lab.trackDeputy(await deputy(c.pid, lab.path('traced.img')))
   assert.ok((await check(c.pid)).some(r => r.code === 'traced'))
@@ -163,13 +163,13 @@ test('a deleted executable or working directory is a reason', async () => {
   const bin = lab.compile('counter')
   const copy = lab.path('counter-gone')
   copyFileSync(bin, copy)
-  const a = lab.start(copy, ['30', '100', '0', '30000'])
+  const a = lab.start(copy, ['1000000', '100', '0', '30000'])
   await waitFor(() => lines(a.out) >= 1, 5000, 'output')
   unlinkSync(copy)
   assert.ok((await check(a.pid)).some(r => r.code === 'exe-deleted'))
   const dir = lab.path('cwd-gone')
   mkdirSync(dir)
-  const b = lab.start(bin, ['30', '100', '0', '30000'], ['ignore', 'pipe', 'pipe'], dir)
+  const b = lab.start(bin, ['1000000', '100', '0', '30000'], ['ignore', 'pipe', 'pipe'], dir)
   await waitFor(() => lines(b.out) >= 1, 5000, 'output')
   rmSync(dir, { recursive: true })
   assert.ok((await check(b.pid)).some(r => r.code === 'cwd-deleted'))
