@@ -62,7 +62,7 @@ test('anyone holding the built-in key is refused at the transfer port', async ()
   // the built-in key is public: the handshake succeeds, the request does not
   const c = await Conn.client('127.0.0.1', PORT + 2 - 768, new Keyring(null))
   try {
-    await c.send({ t: 'migrate', home: 1, pid: 4242, bytes: 4096, stdin: 'none' })
+    await c.send({ t: 'migrate', home: 1, pid: 4242, name: 'forged', bytes: 4096, stdin: 'none' })
     const m = await c.expect('accept', 'refuse')
     assert.equal(m.t, 'refuse')
     assert.match(String(m.reason), /blocked/)
