@@ -96,11 +96,17 @@ export function explanationOf (e: ProcessExplanation): Explanation {
   }
 }
 
-export function commandOf (pid: number): string {
+/**
+ * A process's command line; `[comm]` when it has none. A deputy (the original of a process that
+ * runs elsewhere) is hollowed out and shows none: `seen` keeps what each pid showed at home.
+ */
+export function commandOf (pid: number, seen?: Map<number, string>): string {
   try {
     const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean)
-    if (args.length > 0) return args.join(' ')
+    if (args.length > 0) { seen?.set(pid, args.join(' ')); return args.join(' ') }
   } catch {}
+  const known = seen?.get(pid)
+  if (known !== undefined) return known
   try { return `[${readFileSync(`/proc/${pid}/comm`, 'utf8').trim()}]` } catch { return '' }
 }
 
@@ -134,20 +140,23 @@ export function nodeStates (node: HpcNode): NodeState[] {
   return out
 }
 
-/** The whole state; `explain` false skips the scheduler (it reads every process's /proc files). */
-export function clusterState (node: HpcNode, explain = true): ClusterState {
+/**
+ * The whole state. `commands`: the command lines seen so far by pid (kept by the caller; pids no
+ * longer under discipline are dropped from it here).
+ */
+export function clusterState (node: HpcNode, commands = new Map<number, string>()): ClusterState {
   const m = node.migrator
   const b = node.balancer
   const costs = new Map<number, Explanation>()
   let decision = b ? '' : 'no scheduler on this node'
-  if (b && explain) {
+  if (b) {
     for (const e of b.explainAll()) costs.set(e.pid, explanationOf(e))
     decision = b.explainNode().split('\n')[0]
   }
   const procs: ProcState[] = m
     ? [...m.procs.values()].sort((a, b) => a.pid - b.pid).map(p => ({
         pid: p.pid,
-        command: commandOf(p.pid),
+        command: commandOf(p.pid, commands),
         uid: readUids(p.pid)?.real ?? null,
         where: p.where === 'home' ? 0 : p.where,
         lock: p.lock,
@@ -159,5 +168,6 @@ export function clusterState (node: HpcNode, explain = true): ClusterState {
   const guests: GuestState[] = m
     ? [...m.guests.values()].sort((a, b) => a.pid - b.pid).map(g => ({ pid: g.pid, home: g.home, homePid: g.homePid, command: commandOf(g.pid), since: g.since, costs: costs.get(g.pid) ?? null }))
     : []
+  if (m) for (const pid of commands.keys()) if (!m.procs.has(pid)) commands.delete(pid)
   return { t: Date.now(), self: node.id, balance: b ? b.enabled : null, decision, nodes: nodeStates(node), procs, guests }
 }

@@ -26,7 +26,7 @@ import { listen, shut, type ListenAddr } from '../util/listen.js'
 import { readUids } from '../util/procfs.js'
 import { mayChangeNode, mayMove, TokenStore } from './auth.js'
 import { LoadHistory } from './history.js'
-import { clusterState, explanationOf, nodeStates } from './model.js'
+import { clusterState, commandOf, explanationOf, nodeStates } from './model.js'
 
 const log = debug('hpcfs:gui')
 
@@ -75,6 +75,8 @@ export class GuiServer {
   readonly tokens: TokenStore
   private readonly history: LoadHistory
   private readonly streams = new Set<ServerResponse>()
+  /** command lines of this node's processes as seen at home (a deputy shows none) */
+  private readonly commands = new Map<number, string>()
   private timer: NodeJS.Timeout | undefined
   private readonly onEvent = (e: MigrationEvent): void => { this.broadcast('migration', e) }
 
@@ -109,16 +111,17 @@ export class GuiServer {
     this.tokens.close()
   }
 
-  /** Every interval: a history sample, tokens for new process owners, the state to open pages. */
+  /** Every interval: a history sample, tokens for new process owners, their command lines, the state to open pages. */
   private tick (): void {
     try {
       const live = this.streams.size > 0
-      const state = live ? clusterState(this.node) : null
+      const state = live ? clusterState(this.node, this.commands) : null
       const nodes = state?.nodes ?? nodeStates(this.node)
       this.history.add(Date.now(), nodes)
       for (const p of this.node.migrator?.procs.values() ?? []) {
         const uid = readUids(p.pid)?.real
         if (uid !== undefined) this.tokens.issue(uid)
+        if (!live && p.where === 'home' && !this.commands.has(p.pid)) commandOf(p.pid, this.commands)
       }
       if (state) this.broadcast('state', state)
     } catch (e) {
@@ -181,7 +184,7 @@ export class GuiServer {
         return
       }
       if (path === '/favicon.ico') { res.writeHead(204).end(); return }
-      if (path === '/api/state') { this.send(res, 200, { ...clusterState(this.node), tokenDir: this.opts.tokenDir, interval: this.opts.intervalMs }); return }
+      if (path === '/api/state') { this.send(res, 200, { ...clusterState(this.node, this.commands), tokenDir: this.opts.tokenDir, interval: this.opts.intervalMs }); return }
       if (path === '/api/events') { this.stream(req, res); return }
       if (path === '/api/whoami') {
         const m = /^Bearer\s+(\S+)$/.exec(req.headers.authorization ?? '')
@@ -205,7 +208,7 @@ export class GuiServer {
 
   private stream (req: IncomingMessage, res: ServerResponse): void {
     res.writeHead(200, { ...SECURITY_HEADERS, 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-store', Connection: 'keep-alive' })
-    const state = clusterState(this.node)
+    const state = clusterState(this.node, this.commands)
     const hello = { state, history: this.history.all(), events: this.migrations?.events() ?? [], interval: this.opts.intervalMs, tokenDir: this.opts.tokenDir }
     res.write(`retry: 2000\nevent: hello\ndata: ${JSON.stringify(hello)}\n\n`)
     this.streams.add(res)

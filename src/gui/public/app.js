@@ -22,9 +22,14 @@ function h (tag, attrs = {}, ...children) {
   for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c))
   return el
 }
+const nodesOf = (...items) => items.filter(x => x instanceof Node)
 
 const fmtBytes = b => b === null ? '-' : b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(1)} GiB` : `${Math.round(b / 2 ** 20)} MiB`
 const fmtTime = t => new Date(t).toLocaleTimeString([], { hour12: false })
+/** Costs are n^utilisation sums: tiny for a light process, so small ones keep three digits. */
+const fmtCost = v => v === null ? '-' : v === 0 ? '0' : Math.abs(v) < 0.001 ? v.toExponential(2) : v.toFixed(4)
+/** The command as ps shows it, with the program's directory left out (the full line is the title). */
+const shortCommand = c => c.replace(/^\/\S*\//, '')
 const whereText = w => w === 'migrating' ? 'migrating' : w === 0 ? 'home' : `node ${w}`
 
 const ui = {
@@ -127,7 +132,7 @@ function nodeCard (id) {
 function speedControl (n) {
   const input = h('input', { type: 'number', min: 1, max: 1000000, step: 1, class: 'speed-input', 'aria-label': `speed of node ${n.id}` })
   const button = h('button', { type: 'submit', class: 'speed-set' }, 'Set speed')
-  const form = h('form', { class: 'speed-control' }, input, button)
+  const form = h('form', { class: 'speed-control', novalidate: true }, input, button) // the daemon checks the value (EINVAL)
   input.disabled = button.disabled = !ui.admin
   form.addEventListener('submit', async ev => {
     ev.preventDefault()
@@ -159,10 +164,10 @@ function renderNodes (nodes) {
     card.classList.toggle('down', !n.up)
     card.dataset.state = n.up ? 'up' : 'down'
     const badges = card.querySelector('.badges')
-    badges.replaceChildren(
+    badges.replaceChildren(...nodesOf(
       n.self ? h('span', { class: 'badge self' }, 'this node') : null,
       h('span', { class: `badge ${n.up ? 'up' : 'down'}` }, n.up ? 'up' : 'down'),
-      ...['block', 'stay', 'lstay', 'quiet'].filter(f => n[f]).map(f => h('span', { class: 'badge flag' }, f)))
+      ...['block', 'stay', 'lstay', 'quiet'].filter(f => n[f]).map(f => h('span', { class: 'badge flag' }, f))))
     const set = (f, v) => { card.querySelector(`[data-field="${f}"]`).textContent = v }
     set('load', n.load ?? '-')
     set('speed', n.speed ?? '-')
@@ -186,7 +191,7 @@ async function move (pid, target) {
 }
 
 function moveOptions (select, nodes) {
-  const want = ['home', ...nodes.filter(n => !n.self).map(n => String(n.id)), 'balance'].join(',')
+  const want = nodes.filter(n => !n.self).map(n => `${n.id}${n.up ? '' : '-'}`).join(',')
   if (select.dataset.options === want) return
   select.dataset.options = want
   select.replaceChildren(h('option', { value: '' }, 'choose…'), h('option', { value: 'home' }, `home (node ${ui.self})`),
@@ -222,13 +227,13 @@ function renderProcs (s) {
     if (!row) { row = procRow(p.pid); ui.rows.set(p.pid, row) }
     body.append(row)
     const set = (f, v) => { row.querySelector(`[data-field="${f}"]`).textContent = v }
-    set('command', p.command)
+    set('command', shortCommand(p.command))
     row.querySelector('.cmd').title = p.command + (p.error ? `\nlast move failed: ${p.error}` : '')
     set('uid', p.uid ?? '-')
     set('where', whereText(p.where) + (p.error ? ' (last move failed)' : ''))
     set('lock', p.lock ? 'locked' : 'no')
     set('nmigs', p.nmigs)
-    set('cost', p.costs ? p.costs.costHere.toFixed(4) : p.where === 0 ? '-' : `on node ${p.where}`)
+    set('cost', p.costs ? fmtCost(p.costs.costHere) : p.where === 0 ? '-' : `on node ${p.where}`)
     row.dataset.where = String(p.where)
     row.classList.toggle('migrating', p.where === 'migrating')
     row.classList.toggle('selected', ui.selected === p.pid)
@@ -236,7 +241,7 @@ function renderProcs (s) {
   }
   $('#procs-empty').hidden = s.procs.length > 0
   $('#guests tbody').replaceChildren(...s.guests.map(g => h('tr', { class: 'guest', dataset: { pid: g.pid } },
-    h('td', {}, g.pid), h('td', {}, `node ${g.home}`), h('td', {}, g.homePid), h('td', { class: 'cmd', title: g.command }, g.command), h('td', {}, fmtTime(g.since)))))
+    h('td', {}, g.pid), h('td', {}, `node ${g.home}`), h('td', {}, g.homePid), h('td', { class: 'cmd', title: g.command }, shortCommand(g.command)), h('td', {}, fmtTime(g.since)))))
   if (s.guests.length === 0) $('#guests tbody').append(h('tr', {}, h('td', { colspan: 5, class: 'help' }, 'none')))
 }
 
@@ -263,19 +268,18 @@ function renderExplain (s) {
   box.dataset.pid = String(pid)
   const tree = treeText ? h('details', {}, h('summary', {}, `as proc/${pid}/costs read`), h('pre', { class: 'tree' }, treeText)) : null
   if (!p.costs) {
-    box.replaceChildren(h('p', { class: 'explain-head' }, `Process ${pid} (${p.command}) runs ${whereText(p.where)}: ${p.where === 'migrating' ? 'in transit' : `node ${p.where} decides its costs (remote/<pid>/costs there)`}.`), tree)
+    box.replaceChildren(h('p', { class: 'explain-head' }, `Process ${pid} (${shortCommand(p.command)}) runs ${whereText(p.where)}: ${p.where === 'migrating' ? 'in transit' : `node ${p.where} decides its costs (remote/<pid>/costs there)`}.`), tree)
     return
   }
   const e = p.costs
-  const num = (v, d) => v === null ? '-' : v.toFixed(d)
   box.replaceChildren(
     h('p', { class: 'explain-head' },
-      h('strong', {}, `Process ${pid}`), ` (${p.command}): cost here `, h('strong', { class: 'cost-here' }, e.costHere.toFixed(4)),
+      h('strong', {}, `Process ${pid}`), ` (${shortCommand(p.command)}): cost here `, h('strong', { class: 'cost-here' }, fmtCost(e.costHere)),
       `, ${e.movable ? 'movable' : 'pinned'}: `, h('span', { class: 'why' }, e.why)),
     h('table', { class: 'candidates' },
       h('thead', {}, h('tr', {}, h('th', {}, 'node'), h('th', {}, 'marginal cost'), h('th', {}, 'load with it'), h('th', {}, 'saves'), h('th', {}, 'migration'), h('th', {}, 'verdict'))),
       h('tbody', {}, ...e.candidates.map(c => h('tr', { dataset: { node: c.node } },
-        h('td', {}, `node ${c.node}`), h('td', {}, num(c.cost, 4)), h('td', {}, c.load),
+        h('td', {}, `node ${c.node}`), h('td', {}, fmtCost(c.cost)), h('td', {}, c.load),
         h('td', {}, c.saves === null ? '-' : `${c.saves.toFixed(1)} s`), h('td', {}, c.migration === null ? '-' : `${c.migration.toFixed(2)} s`),
         h('td', { class: `verdict verdict-${c.verdict}` }, c.verdict))))),
     tree)
