@@ -66,10 +66,10 @@ export function downAfterMs (c: Config, clusterSize: number): number {
 
 /** The daemon's web GUI and Prometheus endpoint (src/gui, src/metrics): both off unless asked for. */
 export const HTTP_DEFAULTS = {
-  /** Where `hpcd --gui` listens unless --gui-addr says otherwise: this host only. */
-  guiAddr: '127.0.0.1:5480',
-  /** Host of a --gui-addr or --metrics given as a bare port. */
+  /** Host of `hpcd --gui` unless --gui-addr says otherwise, and of a --gui-addr or --metrics given as a bare port: this host only. */
   host: '127.0.0.1',
+  /** Port of `hpcd --gui` unless --gui-addr says otherwise. */
+  guiPort: 5480,
   /** Load samples kept per node for the GUI's graph (one per interval: 10 minutes at 1 s). */
   historySamples: 600,
   /** Migration events kept for the GUI's log. */

@@ -79,7 +79,7 @@ async function main (): Promise<void> {
     .option('mig-port', { type: 'number', describe: 'TCP port of process transfer (default: the gossip port - 768, i.e. 4660 for 5428; every node keeps the same distance)' })
     .option('load-scope', { choices: ['host', 'cgroup', 'netns'] as const, default: 'host' as const, describe: 'what the node\'s load counts. host: the machine; for several nodes emulated on one machine, cgroup: the daemon\'s CPU cgroup (its runnable tasks, its quota as CPUs and speed) or netns: the processes in the daemon\'s network namespace' })
     .option('balance', { type: 'boolean', default: true, describe: 'move processes automatically by opportunity cost, as openMosix did (admin/balance); --no-balance: only explicit moves' })
-    .option('gui', { type: 'boolean', default: false, describe: `serve the web GUI (docs/gui.md) at --gui-addr (default ${HTTP_DEFAULTS.guiAddr}: this host only)` })
+    .option('gui', { type: 'boolean', default: false, describe: `serve the web GUI (docs/gui.md) at --gui-addr (default ${HTTP_DEFAULTS.host}:${HTTP_DEFAULTS.guiPort}: this host only)` })
     .option('gui-addr', { type: 'string', describe: 'HOST:PORT (or PORT) of the web GUI; implies --gui' })
     .option('gui-tokens', { type: 'string', describe: 'directory of the GUI\'s token files, one per uid (default: /run/hpcfs/<mount point>.gui as root)' })
     .option('metrics', { type: 'string', describe: 'serve Prometheus metrics at http://HOST:PORT/metrics (a bare PORT: on 127.0.0.1)' })
@@ -159,7 +159,7 @@ async function main (): Promise<void> {
 
   // The web GUI and the metrics endpoint, on demand (after the mount: the token directory is named
   // after the mount point, which a second daemon could not have mounted).
-  const guiAt = argv.gui || argv['gui-addr'] !== undefined ? parseListen(argv['gui-addr'] ?? HTTP_DEFAULTS.guiAddr, HTTP_DEFAULTS.host, '--gui-addr') : null
+  const guiAt = argv.gui || argv['gui-addr'] !== undefined ? parseListen(argv['gui-addr'] ?? String(HTTP_DEFAULTS.guiPort), HTTP_DEFAULTS.host, '--gui-addr') : null
   const metricsAt = argv.metrics !== undefined ? parseListen(argv.metrics, HTTP_DEFAULTS.host, '--metrics') : null
   const migrations = guiAt || metricsAt ? new MigrationLog(migrator, cfg.interval * 1000, HTTP_DEFAULTS.migrationEvents) : null
   let gui: GuiServer | null = null
