@@ -12,7 +12,7 @@
 // own user's token. Tokens are random (256 bits), live as long as the daemon, and their files are
 // removed when it stops.
 import { randomBytes, createHash } from 'node:crypto'
-import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, lstatSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import debug from 'debug'
@@ -81,8 +81,9 @@ export class TokenStore {
 
   /** Removes the token files. */
   close (): void {
-    for (const name of (() => { try { return readdirSync(this.dir) } catch { return [] } })()) rmSync(join(this.dir, name), { force: true })
     rmSync(this.dir, { recursive: true, force: true })
+    this.byHash.clear()
+    this.issued.clear()
   }
 }
 

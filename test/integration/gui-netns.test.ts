@@ -102,6 +102,7 @@ const waitFor = async (what: string, fn: () => Promise<boolean>, ms = 20_000): P
 
 test('the map shows every node with its load, speed, memory and state, live', { skip: noBrowser }, async () => {
   await waitFor('three nodes up on the map', async () => await page.locator('.node-card[data-state="up"]').count() === 3)
+  await waitFor('root\'s token enables the speed control', async () => await card(1).locator('.speed-input').isEnabled())
   const ages: string[] = []
   await shot('map', page.locator('#view-map'), async () => {
     for (const id of [1, 2, 3]) {
@@ -114,7 +115,7 @@ test('the map shows every node with its load, speed, memory and state, live', { 
       ages.push(await text(c.locator('[data-field="age"]')))
     }
     assert.match(await text(card(1).locator('.badges')), /this node/)
-    assert.equal(await card(1).locator('.speed-input').isEnabled(), true, 'root\'s token: the speed control works')
+    assert.match(await text(page.locator('#who')), /^uid 0 \(may change this node\)$/)
     assert.equal(await text(page.locator('#conn')), 'live')
   })
   // live: the gossip ages of the other nodes change without a reload
@@ -140,7 +141,7 @@ test('a speed set in the GUI is read from another node\'s tree through gossip; a
     await until('the map', async () => await anon.locator('.node-card').count() === 3)
     assert.equal(await anon.locator('.node-card[data-node="1"] .speed-input').isDisabled(), true)
     assert.match(await text(anon.locator('#who')), /read-only/)
-    assert.match(await text(anon.locator('#token-help')), new RegExp(`${defaultTokenDir(lab.node(1).mount)}/<your uid>`))
+    await until('the page says where the token is', async () => (await text(anon.locator('#token-help'))).includes(`${defaultTokenDir(lab.node(1).mount)}/<your uid>`))
   } finally { await anon.close() }
   const raw = await fetch(`${gui}/api/speed`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"speed": 5}' })
   assert.equal(raw.status, 401)
@@ -185,12 +186,16 @@ test('the scheduler view explains a process as proc/<pid>/costs does', { skip: n
   const head = new RegExp(`^pid ${pid} cost-here \\S+ (movable|pinned)`).exec(tree)
   assert.ok(head, tree)
   const treeNodes = [...tree.matchAll(/^node (\d+) cost/gm)].map(m => m[1]).sort()
+  await box.locator('summary').click() // unfold the file's text; it stays unfolded while the state updates
+  const age = await text(card(2).locator('[data-field="age"]'))
+  await waitFor('a state update', async () => await text(card(2).locator('[data-field="age"]')) !== age)
   await shot('scheduler', page.locator('#view-sched'), async () => {
     assert.match(await text(page.locator('#decision')), /^balance off: /)
     assert.match(await text(box.locator('.explain-head')), new RegExp(`Process ${pid} \\(counter 1000000 .*\\): cost here [-+\\d.e]+, ${head[1]}: `))
     const rows = await box.locator('table.candidates tbody tr').evaluateAll(trs => trs.map(tr => (tr as HTMLElement).dataset.node ?? ''))
     assert.deepEqual(rows.sort(), treeNodes, 'the same candidate nodes as the tree')
     assert.deepEqual(treeNodes, ['2', '3'])
+    assert.equal(await box.locator('details[open] pre.tree').isVisible(), true)
     assert.match(await text(box.locator('pre.tree')), new RegExp(`^pid ${pid} cost-here`))
   })
 })

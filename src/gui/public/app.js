@@ -265,8 +265,9 @@ function renderExplain (s) {
   if (pid === null) return
   const p = s.procs.find(x => x.pid === pid)
   if (!p) { box.replaceChildren(h('p', { class: 'help' }, `process ${pid} is gone`)); return }
+  const open = box.dataset.pid === String(pid) && (box.querySelector('details')?.open ?? false) // stays unfolded across updates
   box.dataset.pid = String(pid)
-  const tree = treeText ? h('details', {}, h('summary', {}, `as proc/${pid}/costs read`), h('pre', { class: 'tree' }, treeText)) : null
+  const tree = treeText ? h('details', { open }, h('summary', {}, `as proc/${pid}/costs read`), h('pre', { class: 'tree' }, treeText)) : null
   if (!p.costs) {
     box.replaceChildren(h('p', { class: 'explain-head' }, `Process ${pid} (${shortCommand(p.command)}) runs ${whereText(p.where)}: ${p.where === 'migrating' ? 'in transit' : `node ${p.where} decides its costs (remote/<pid>/costs there)`}.`), tree)
     return
@@ -352,6 +353,7 @@ function connect () {
     drawChart()
     conn.textContent = 'live'
     conn.className = 'badge live'
+    void whoami() // again after a reconnection: a restarted daemon has new tokens
     document.body.dataset.ready = '1'
   })
   es.addEventListener('state', ev => {
@@ -364,6 +366,5 @@ function connect () {
   es.addEventListener('error', () => { conn.textContent = 'reconnecting'; conn.className = 'badge lost' })
 }
 
-void whoami()
 connect()
 addEventListener('resize', () => { if (ui.chart) ui.chart.setSize({ width: Math.max(300, $('#chart').clientWidth), height: 220 }) })
