@@ -8,6 +8,8 @@ import { join, relative, resolve } from 'node:path'
 import createDebug from 'debug'
 import { Lab, REPO_ROOT } from '../src/lab/lab.js'
 import { isRoot } from '../src/lab/sys.js'
+import { defaultTokenDir } from '../src/gui/auth.js'
+import { HTTP_DEFAULTS } from '../src/config.js'
 
 const debug = createDebug('hpcfs:demo')
 
@@ -31,6 +33,7 @@ const argv = await yargs(hideBin(process.argv))
 
 const mnt = resolve(argv.mnt)
 const mountOf = (id: number): string => join(mnt, id === 1 ? 'hpc' : `hpc${id}`)
+const GUI_PORT = HTTP_DEFAULTS.guiPort
 const rel = (p: string): string => {
   const r = relative(process.cwd(), p)
   return r === '' ? '.' : r.startsWith('..') ? p : r
@@ -65,6 +68,8 @@ try {
     mount: mountOf,
     interval: argv.interval,
     logDir: join(mnt, 'logs'),
+    // node 1 serves the web GUI: in its namespace on every address (only this host reaches the bridge)
+    hpcdArgs: id => id === 1 ? ['--gui-addr', `${argv.loopback ? '127.0.0.1' : '0.0.0.0'}:${GUI_PORT}`] : [],
     handleSignals: false // this script's own handlers destroy the lab and exit 0
   }))
 } catch (e) {
@@ -94,6 +99,7 @@ const rows = await Promise.all(cl.nodes.map(async nd => {
   const speed = (await n1.read(`nodes/${nd.id}/speed`).catch(() => '?')).trim()
   return `  node ${String(nd.id).padEnd(3)} ${(nd.addr + ':' + nd.port).padEnd(22)} ${(nd.ns ?? '-').padEnd(12)} pid ${String(nd.pid).padEnd(8)} ${rel(nd.mount).padEnd(12)} load ${load.padEnd(5)} speed ${speed}`
 }))
+const guiUrl = `http://${cl.netns ? n1.addr : '127.0.0.1'}:${GUI_PORT}/`
 const last = argv.nodes
 const other = Math.min(2, last)
 const tools = (cmd: string): string => `node ${rel(join(REPO_ROOT, 'dist/src/cli', cmd + '.js'))}`
@@ -111,6 +117,8 @@ What to try, in another shell in ${REPO_ROOT}:
   HPC_ROOT=${rel(mountOf(other))} ${tools('mosctl')} status    the same tool on node ${other}
   HPC_ROOT=${rel(mountOf(1))} ${tools('mosmon')}              the load monitor (q quits)
   ${tools('showmap')}                    the cluster map
+  ${guiUrl}#token=$(cat ${defaultTokenDir(mountOf(1))}/0)
+                                              node 1's web GUI in a browser (docs/gui.md); the token lets root change things
   kill -STOP ${cl.node(last).pid}; watch cat ${rel(mountOf(1))}/nodes/${last}/status
                                               node ${last} reads down after a few seconds; kill -CONT ${cl.node(last).pid} brings it back
 ${cl.netns && last >= 2 ? `  ${`nsenter --net=/run/netns/hpc-${cl.tag}-1 -- ${tools('mosrun')} -N ${other} python3 -c 'import time; [print(i, flush=True) or time.sleep(1) for i in range(300)]' > /tmp/job.out &`}

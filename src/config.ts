@@ -73,3 +73,15 @@ export function downAfterMs (c: Config, clusterSize: number): number {
   const intervals = 3 * expectedMaxAge(clusterSize, c.window) + 5
   return Math.max(5000, intervals * c.interval * 1000)
 }
+
+/** The daemon's web GUI and Prometheus endpoint (src/gui, src/metrics): both off unless asked for. */
+export const HTTP_DEFAULTS = {
+  /** Host of `hpcd --gui` unless --gui-addr says otherwise, and of a --gui-addr or --metrics given as a bare port: this host only. */
+  host: '127.0.0.1',
+  /** Port of `hpcd --gui` unless --gui-addr says otherwise. */
+  guiPort: 5480,
+  /** Load samples kept per node for the GUI's graph (one per interval: 10 minutes at 1 s). */
+  historySamples: 600,
+  /** Migration events kept for the GUI's log. */
+  migrationEvents: 200
+}

@@ -9,7 +9,7 @@ import { isIPv4 } from 'node:net'
 import { lookup } from 'node:dns/promises'
 import { performance } from 'node:perf_hooks'
 import debug from 'debug'
-import { DEFAULTS, type Config } from '../config.js'
+import { DEFAULTS, HTTP_DEFAULTS, type Config } from '../config.js'
 import { HpcNode, KEYLESS } from '../core/node.js'
 import { prepareMountpoint } from '../core/mountpoint.js'
 import { Keyring } from '../gossip/keyring.js'
@@ -22,6 +22,11 @@ import { TreeMount } from '../fs/fuse.js'
 import { VERSION } from '../version.js'
 import { Migrator } from '../migrate/migrator.js'
 import { Balancer } from '../sched/balancer.js'
+import { GuiServer } from '../gui/server.js'
+import { defaultTokenDir } from '../gui/auth.js'
+import { MetricsServer } from '../metrics/server.js'
+import { MigrationLog } from '../metrics/migrations.js'
+import { formatListen, parseListen } from '../util/listen.js'
 
 const log = debug('hpcfs:hpcd')
 
@@ -84,6 +89,10 @@ async function main (): Promise<void> {
     .option('mig-port', { type: 'number', describe: 'TCP port of process transfer (default: the gossip port - 768, i.e. 4660 for 5428; every node keeps the same distance)' })
     .option('load-scope', { choices: ['host', 'cgroup', 'netns'] as const, default: 'host' as const, describe: 'what the node\'s load counts. host: the machine; for several nodes emulated on one machine, cgroup: the daemon\'s CPU cgroup (its runnable tasks, its quota as CPUs and speed) or netns: the processes in the daemon\'s network namespace' })
     .option('balance', { type: 'boolean', default: true, describe: 'move processes automatically by opportunity cost, as openMosix did (admin/balance); --no-balance: only explicit moves' })
+    .option('gui', { type: 'boolean', default: false, describe: `serve the web GUI (docs/gui.md) at --gui-addr (default ${HTTP_DEFAULTS.host}:${HTTP_DEFAULTS.guiPort}: this host only)` })
+    .option('gui-addr', { type: 'string', describe: 'HOST:PORT (or PORT) of the web GUI; implies --gui' })
+    .option('gui-tokens', { type: 'string', describe: 'directory of the GUI\'s token files, one per uid (default: /run/hpcfs/<mount point>.gui as root)' })
+    .option('metrics', { type: 'string', describe: 'serve Prometheus metrics at http://HOST:PORT/metrics (a bare PORT: on 127.0.0.1)' })
     .option('test-fault', { type: 'string', hidden: true, describe: 'fault injection for tests (restore)' })
     .config('config', 'config file (e.g. /etc/hpcfs.conf): "key = value" lines, keys as the long options', parseConfigFile)
     .check(a => {
@@ -94,6 +103,8 @@ async function main (): Promise<void> {
       if (!Number.isInteger(a.window) || a.window < 1 || a.window > 29) throw new Error('--window must be 1..29')
       if (!(a['down-after'] >= 0)) throw new Error('--down-after must be >= 0')
       if (a.speed !== 0 && (!Number.isInteger(a.speed) || a.speed < 1 || a.speed > 1000000)) throw new Error('--speed must be 1..1000000 (or 0)')
+      if (a['gui-addr'] !== undefined) parseListen(a['gui-addr'], HTTP_DEFAULTS.host, '--gui-addr')
+      if (a.metrics !== undefined) parseListen(a.metrics, HTTP_DEFAULTS.host, '--metrics')
       return true
     })
     .strict()
@@ -156,6 +167,32 @@ async function main (): Promise<void> {
   const mount = new TreeMount(rootDir(node), cfg.mount)
   await mount.mount()
 
+  // The web GUI and the metrics endpoint, on demand (after the mount: the token directory is named
+  // after the mount point, which a second daemon could not have mounted).
+  const guiAt = argv.gui || argv['gui-addr'] !== undefined ? parseListen(argv['gui-addr'] ?? String(HTTP_DEFAULTS.guiPort), HTTP_DEFAULTS.host, '--gui-addr') : null
+  const metricsAt = argv.metrics !== undefined ? parseListen(argv.metrics, HTTP_DEFAULTS.host, '--metrics') : null
+  const migrations = guiAt || metricsAt ? new MigrationLog(migrator, cfg.interval * 1000, HTTP_DEFAULTS.migrationEvents) : null
+  let gui: GuiServer | null = null
+  let metrics: MetricsServer | null = null
+  let starting = '--gui'
+  try {
+    if (guiAt) {
+      gui = new GuiServer(node, migrations, { intervalMs: cfg.interval * 1000, tokenDir: argv['gui-tokens'] ?? defaultTokenDir(cfg.mount), historySamples: HTTP_DEFAULTS.historySamples })
+      await gui.start(guiAt)
+      console.log(`hpcd: GUI at http://${formatListen(guiAt)}/ (changes need the token in ${gui.tokens.dir}/<uid>)`)
+    }
+    if (metricsAt) {
+      starting = '--metrics'
+      metrics = new MetricsServer(node, migrations)
+      await metrics.start(metricsAt)
+      console.log(`hpcd: metrics at http://${formatListen(metricsAt)}/metrics`)
+    }
+  } catch (e) {
+    await mount.unmount()
+    await gui?.close()
+    throw new Error(`${starting}: ${(e as Error).message}`)
+  }
+
   // Gossip every interval, with ±10% jitter so that nodes started together drift apart.
   let timer: NodeJS.Timeout | undefined
   const loop = (): void => {
@@ -170,6 +207,9 @@ async function main (): Promise<void> {
     stopping = true
     clearTimeout(timer)
     probe.close()
+    await gui?.close()
+    await metrics?.close()
+    migrations?.close()
     await migrator.close()
     await mount.unmount()
     await transport.close()

@@ -12,7 +12,7 @@ import debug from 'debug'
 import type { HpcNode } from '../core/node.js'
 import type { DecayHints, Migrator } from '../migrate/migrator.js'
 import { CostModel } from './cost.js'
-import { explainProcess, formatExplanation, placeJob, rebalance, SCHED_DEFAULTS, type LocalView, type ProcInfo, type SchedTunables } from './policy.js'
+import { explainProcess, formatExplanation, placeJob, rebalance, SCHED_DEFAULTS, type LocalView, type MoveDecision, type ProcessExplanation, type ProcInfo, type SchedTunables } from './policy.js'
 import { einval } from '../util/errno.js'
 import { CLK_TCK, cpuTicks, processAge, readStat, residentBytes, uptime } from '../util/procfs.js'
 import { nodeViewOf, selfViewOf } from './view.js'
@@ -24,6 +24,20 @@ interface Usage { ticks: number, at: number, cpu: number, fresh: boolean }
 /** Shorter windows than this give CPU shares too coarse to use (ticks of 10 ms): not sampled. */
 const MIN_WINDOW_S = 0.2
 
+/** What the scheduler has done since the daemon started (the metrics endpoint exports them). */
+export interface SchedStats {
+  /** Automatic rebalancing rounds that ran the policy. */
+  decisions: number
+  /** Placements asked for (mosrun -b, goto balance). */
+  placements: number
+  /** Moves of its own processes the balancer started. */
+  moves: number
+  /** Guests whose home it asked to move them on. */
+  asks: number
+  /** Moves it started that were refused or failed. */
+  failures: number
+}
+
 export class Balancer {
   /** admin/balance: automatic rebalancing on or off. */
   enabled = false
@@ -33,6 +47,7 @@ export class Balancer {
   private readonly model: CostModel
   /** Processes a move of which failed: not tried again before this time (ms). */
   private readonly backoff = new Map<number, number>()
+  readonly stats: SchedStats = { decisions: 0, placements: 0, moves: 0, asks: 0, failures: 0 }
 
   constructor (readonly node: HpcNode, readonly migrator: Migrator, clusterSize = 2) {
     this.model = new CostModel(Math.max(2, clusterSize))
@@ -129,6 +144,7 @@ export class Balancer {
   place (pid: number): number {
     const v = this.view()
     const d = placeJob(v, { cpu: 1, mem: residentBytes(pid) }, { model: this.model, tunables: this.tunables })
+    this.stats.placements++
     log('place %d: node %d (%s)', pid, d.target, d.why)
     return d.target
   }
@@ -142,28 +158,37 @@ export class Balancer {
     if ([...this.migrator.procs.values()].some(p => p.where === 'migrating')) return
     if ([...this.migrator.guests.values()].some(g => g.leaving)) return
     const d = rebalance(this.view(), { model: this.model, explain: false, tunables: this.tunables })
+    this.stats.decisions++
     if (d.action !== 'move' || d.pid === undefined || d.target === undefined) return
     log('move %d to %d: %s', d.pid, d.target, d.why)
     const pid = d.pid
     const guest = this.migrator.guests.get(pid)
     if (guest) {
       this.migrator.askHomeToMove(guest, d.target, d.why)
+      this.stats.asks++
       return
     }
     try {
       void this.migrator.requestMove(pid, d.target).then(() => {
         const p = this.migrator.procs.get(pid)
-        if (p && p.lastError) this.backoff.set(pid, Date.now() + 30_000)
+        if (p && p.lastError) { this.backoff.set(pid, Date.now() + 30_000); this.stats.failures++ }
       })
+      this.stats.moves++
     } catch (e) {
       log('move %d refused: %s', pid, (e as Error).message)
       this.backoff.set(pid, Date.now() + 30_000)
+      this.stats.failures++
     }
+  }
+
+  /** This node's current decision, with the costs of the processes it examined (explained). */
+  decision (): MoveDecision {
+    return rebalance(this.view(), { model: this.model, tunables: this.tunables })
   }
 
   /** admin/costs: this node's current decision and every local process's costs. */
   explainNode (): string {
-    const d = rebalance(this.view(), { model: this.model, tunables: this.tunables })
+    const d = this.decision()
     const head = `balance ${this.enabled ? 'on' : 'off'}: ${d.action === 'move' ? `would move ${String(d.pid)} to node ${String(d.target)} (${d.reason})` : 'no move'}: ${d.why}\n`
     const measured = [...this.migrator.bandwidth].sort((a, b) => a[0] - b[0]).map(([id, bw]) => `node ${id} ${Math.round(bw / 1e6)}`)
     const bw = `bandwidth MB/s: ${measured.length > 0 ? measured.join(', ') + ' (measured); ' : ''}${Math.round(this.tunables.defaultBandwidth / 1e6)} assumed for ${measured.length > 0 ? 'the others' : 'every node'}\n`
@@ -186,6 +211,12 @@ export class Balancer {
       next[m[1]] = v
     }
     Object.assign(this.tunables, next)
+  }
+
+  /** The costs of every process that runs here (its own and guests), from one view. */
+  explainAll (): ProcessExplanation[] {
+    const v = this.view()
+    return v.procs.map(p => explainProcess(v, p.pid, { model: this.model, tunables: this.tunables })).filter((e): e is ProcessExplanation => e !== null)
   }
 
   /** proc/<pid>/costs and remote/<pid>/costs. */
