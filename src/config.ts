@@ -63,3 +63,8 @@ export function downAfterMs (c: Config, clusterSize: number): number {
   const intervals = 3 * expectedMaxAge(clusterSize, c.window) + 5
   return Math.max(5000, intervals * c.interval * 1000)
 }
+
+/** How often home looks for new children of its processes under discipline, to adopt them (ms; docs/family.md). */
+export const FAMILY_SCAN_MS = 500
+/** How often a guest waiting in a family call asks its home again to take it back (ms). */
+export const FAMILY_RETRY_MS = 1000

@@ -6,7 +6,7 @@
 // Roles: H = the home node (the deputy's side), N = the node a guest runs on (or is offered to),
 // M = the next node during N -> M. Phases: offer (H -> N: migrate/accept/refuse), image (the image
 // frames and their end), running (the guest runs, H relays its stdio), move (gohome, sendto, expel),
-// end (exit, kill, loss).
+// end (exit, kill, loss); family (a guest's family call: family, family-failed; docs/family.md).
 import { DECAY_HINTS, type DecayHint } from './hints.js'
 
 /** H -> N, first message on a new connection (offer): take process `pid` of node `home`. */
@@ -110,12 +110,21 @@ export interface ResumeMsg { t: 'resume' }
 /** N -> H (move N -> M): it runs on N again, as `pid`. */
 export interface ResumedMsg { t: 'resumed', pid: number }
 
+/**
+ * N -> H (running): the guest waits in a family call (fork, wait, kill of another process,
+ * setpgid, setsid; docs/family.md) that must be made at home: bring it home. Sent again while it waits.
+ */
+export interface FamilyMsg { t: 'family', call: string }
+
+/** H -> N (running): the guest cannot come home; the family call it waits in fails. */
+export interface FamilyFailedMsg { t: 'family-failed', reason: string }
+
 /** Every control message. */
 export type Message =
   | MigrateMsg | ImageMsg | AcceptMsg | RefuseMsg | ErrorMsg | ImageEndMsg | AbortMsg | RunningMsg | FailedMsg
   | SignalMsg | KillMsg | WantMsg | StdinEndMsg | HintMsg | MoveRequestMsg | MoveFailedMsg | ExitMsg
   | GoHomeMsg | LeavingMsg | LeavingOkMsg | StayMsg | ImageStartMsg | HomeOkMsg | HomeFailedMsg
-  | SendToMsg | SentMsg | ResumeMsg | ResumedMsg
+  | SendToMsg | SentMsg | ResumeMsg | ResumedMsg | FamilyMsg | FamilyFailedMsg
 
 export type Kind = Message['t']
 export type MsgOf<K extends Kind> = Extract<Message, { t: K }>
@@ -165,7 +174,9 @@ const SCHEMAS: { [K in Kind]: Schema<MsgOf<K>> } = {
   sendto: { node, ticket: str, hostinfo: str },
   sent: { bytes: nat },
   resume: {},
-  resumed: { pid }
+  resumed: { pid },
+  family: { call: v => typeof v === 'string' && /^[a-z_0-9]{1,32}$/.test(v) },
+  'family-failed': { reason: str }
 }
 
 /** Every message kind. */

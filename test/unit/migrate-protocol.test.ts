@@ -35,7 +35,9 @@ const SAMPLES: { [K in Kind]: Extract<Message, { t: K }> } = {
   sendto: { t: 'sendto', node: 4, ticket: 'ab12', hostinfo: '' },
   sent: { t: 'sent', bytes: 1 << 20 },
   resume: { t: 'resume' },
-  resumed: { t: 'resumed', pid: 77 }
+  resumed: { t: 'resumed', pid: 77 },
+  family: { t: 'family', call: 'fork' },
+  'family-failed': { t: 'family-failed', reason: 'it cannot come home' }
 }
 
 test('every kind of message is accepted, unchanged, through encode and decode', () => {
@@ -75,6 +77,9 @@ test('malformed messages are rejected with the reason', () => {
     [{ t: 'move-request', node: 2 }, /why/],
     [{ t: 'sendto', node: 2, ticket: 'x' }, /hostinfo/],
     [{ t: 'kill', sig: 9 }, /unexpected field sig/],
+    [{ t: 'family' }, /call/],
+    [{ t: 'family', call: 'fork; rm -rf /' }, /call/],
+    [{ t: 'family', call: 'x'.repeat(33) }, /call/],
     [{ t: 'accept', hostinfo: 'h', __proto__x: 1 }, /unexpected field/]
   ]
   for (const [v, re] of bad) assert.throws(() => toMessage(v), (e: Error) => e instanceof ProtocolError && re.test(e.message), JSON.stringify(v))
