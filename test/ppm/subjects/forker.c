@@ -8,7 +8,8 @@
  *                SIGCHLD handler that prints "got SIGCHLD" once
  *   spawn        as fork-later, but the children are started with posix_spawn of SELF_PATH
  *                (glibc: clone3, or clone(CLONE_VM|CLONE_VFORK)) as `forker child K ROUNDS`
- * usage: forker KIDS ROUNDS fork-later|wait-later|spawn | forker child K ROUNDS [spin] */
+ * With `spin` the children of fork-later and spawn keep busy after their work until SIGUSR1 too.
+ * usage: forker KIDS ROUNDS fork-later|wait-later|spawn [spin] | forker child K ROUNDS [spin] */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
@@ -66,7 +67,8 @@ int main(int argc, char **argv)
 	sa.sa_flags = SA_RESTART;
 	sigaction(SIGUSR1, &sa, NULL);
 	if (argc >= 4 && !strcmp(argv[1], "child")) return child(atoi(argv[2]), atol(argv[3]), argc > 4);
-	if (argc != 4) { fprintf(stderr, "usage: forker KIDS ROUNDS fork-later|wait-later|spawn\n"); return 2; }
+	if (argc != 4 && !(argc == 5 && !strcmp(argv[4], "spin"))) { fprintf(stderr, "usage: forker KIDS ROUNDS fork-later|wait-later|spawn [spin]\n"); return 2; }
+	int spin = argc == 5 || !strcmp(argv[3], "wait-later");
 	int kids = atoi(argv[1]);
 	long rounds = atol(argv[2]);
 	const char *mode = argv[3];
@@ -84,14 +86,14 @@ int main(int argc, char **argv)
 			self[l] = 0;
 			snprintf(ks, sizeof ks, "%d", k);
 			snprintf(rs, sizeof rs, "%ld", rounds);
-			char *av[] = { self, "child", ks, rs, NULL };
+			char *av[] = { self, "child", ks, rs, spin ? "spin" : NULL, NULL };
 			int e = posix_spawn(&pids[k], self, NULL, NULL, av, environ);
 			if (e) { say("posix_spawn: %s\n", strerror(e)); return 1; }
 			continue;
 		}
 		pids[k] = fork();
 		if (pids[k] < 0) { say("fork: %s\n", strerror(errno)); return 1; }
-		if (pids[k] == 0) _exit(child(k, rounds, !strcmp(mode, "wait-later")));
+		if (pids[k] == 0) _exit(child(k, rounds, spin));
 	}
 	if (!strcmp(mode, "wait-later")) gate();
 	for (int k = 0; k < kids; k++) {
