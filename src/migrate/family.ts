@@ -11,8 +11,8 @@
 //   the call while its node asks home to take it back (`family`, every `retryMs` until it leaves);
 //   the move home interrupts the call, which runs again at home, natively, in the original: a
 //   child gets a home pid and the original as its parent, a wait reaps the original's children.
-//   The balancer may send it out again later. If it cannot come home, home says `family-failed`
-//   and the call fails (`DENIED`).
+//   Its CPU statistics start afresh at home (it arrives blocked in the call); the balancer may
+//   send it out again later. If it cannot come home, home says `family-failed` and the call fails.
 // - Home side (`familyCall`): a `family` message brings the process home (a move under way does
 //   that anyway, or lands it where it asks again).
 import { readFileSync, readdirSync } from 'node:fs'
@@ -160,7 +160,15 @@ export function familyCall (home: Home, p: HomeProc, conn: Link, m: FamilyMsg): 
   let move: Promise<void>
   try { move = home.requestMove(p.pid, 'home') } catch (e) { failed((e as Error).message); return }
   void move.then(() => {
-    if (p.where === 'home') { log('process %d is home for its %s after %d ms', p.pid, m.call, Date.now() - t0); return }
+    if (p.where === 'home') {
+      // Its CPU statistics start afresh (as after a `clear` hint, its decay kind kept): it comes
+      // home blocked in the call, and a parent that waits here for its children must not look
+      // CPU-bound to the balancer by its history (it would be sent out, and back at once); one
+      // that works on after the call shows it within a window and may be sent out again.
+      p.decay.cleared = Date.now()
+      log('process %d is home for its %s after %d ms', p.pid, m.call, Date.now() - t0)
+      return
+    }
     if (p.where === node && p.conn === conn) failed(p.lastError || 'it could not come home')
   })
 }

@@ -201,6 +201,7 @@ test('home side: a family call brings the process home, where the call is made a
   await until(() => p.where === 'home', 'home')
   assert.deepEqual(engine.deputies[0].restored, [Buffer.from('IMAGE-AT-THE-FORK')], 'restored into its original')
   assert.equal(p.nmigs, 2)
+  assert.ok(p.decay.cleared > 0, 'its CPU statistics start afresh at home')
   assert.equal(peer.msgs.filter(m => m.t === 'gohome' || m.t === 'family-failed').length, 0)
 })
 
