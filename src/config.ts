@@ -68,3 +68,5 @@ export function downAfterMs (c: Config, clusterSize: number): number {
 export const FAMILY_SCAN_MS = 500
 /** How often a guest waiting in a family call asks its home again to take it back (ms). */
 export const FAMILY_RETRY_MS = 1000
+/** How often a locked process brought home for a family call is checked for being done with it (ms). */
+export const FAMILY_RETURN_MS = 50

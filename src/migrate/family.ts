@@ -13,17 +13,23 @@
 //   child gets a home pid and the original as its parent, a wait reaps the original's children.
 //   Its CPU statistics start afresh at home (it arrives blocked in the call); the balancer may
 //   send it out again later. If it cannot come home, home says `family-failed` and the call fails.
+// - A locked process keeps its place (`returnWhenDone`): brought home for a family call, it goes
+//   back to the node it came from once it is out of family calls (a parent waiting for its
+//   children waits at home), and its locked children born meanwhile are sent there too: the
+//   family of `mosrun -N 2 -L make` runs on node 2, as openMosix created children where their
+//   parent ran.
 // - Home side (`familyCall`): a `family` message brings the process home (a move under way does
 //   that anyway, or lands it where it asks again).
 import { readFileSync, readdirSync } from 'node:fs'
 import { constants } from 'node:os'
 import debug from 'debug'
-import { FAMILY_RETRY_MS, FAMILY_SCAN_MS } from '../config.js'
+import { FAMILY_RETRY_MS, FAMILY_RETURN_MS, FAMILY_SCAN_MS } from '../config.js'
 import type { RestoredHandle } from './engine.js'
 import type { Guest } from './guest.js'
 import type { Home, HomeProc } from './home.js'
 import type { Link } from './link.js'
 import type { FamilyFailedMsg, FamilyMsg } from './protocol.js'
+import { syscallLine } from './stdin.js'
 
 const log = debug('hpcfs:family')
 
@@ -57,7 +63,9 @@ export class Descendants {
   lastScanned = 0
   private timer: NodeJS.Timeout | null = null
 
-  constructor (private readonly home: Home, private readonly children: (pid: number) => number[] = liveChildren, readonly scanMs = FAMILY_SCAN_MS) {}
+  constructor (private readonly home: Home, private readonly children: (pid: number) => number[] = liveChildren, readonly scanMs = FAMILY_SCAN_MS) {
+    scanners.set(home, this)
+  }
 
   start (): void {
     if (this.timer) return
@@ -88,6 +96,12 @@ export class Descendants {
         c.decay.kind = p.decay.kind
         found.push(pid)
         todo.push(c)
+        // a locked child is born where its parent runs (or was when it came home for the fork)
+        const there = typeof p.where === 'number' ? p.where : returnsOf(this.home).get(p.pid)
+        if (c.lock && there !== undefined) {
+          log('locked child %d of %d goes where its parent runs: node %d', pid, p.pid, there)
+          try { void this.home.requestMove(pid, there) } catch (e) { log('child %d: %s', pid, (e as Error).message) }
+        }
       }
     }
     this.adopted += found.length
@@ -167,8 +181,50 @@ export function familyCall (home: Home, p: HomeProc, conn: Link, m: FamilyMsg): 
       // that works on after the call shows it within a window and may be sent out again.
       p.decay.cleared = Date.now()
       log('process %d is home for its %s after %d ms', p.pid, m.call, Date.now() - t0)
+      if (p.lock) returnWhenDone(home, p, node)
       return
     }
     if (p.where === node && p.conn === conn) failed(p.lastError || 'it could not come home')
   })
+}
+
+// ---- a locked process keeps its place ----------------------------------------------------------
+
+/** x86-64 numbers of the family calls (native/family.c): clone fork vfork wait4 kill setpgid setsid rt_sigqueueinfo tkill tgkill waitid rt_tgsigqueueinfo pidfd_open. */
+const FAMILY_NRS = new Set([56, 57, 58, 61, 62, 109, 112, 129, 200, 234, 247, 297, 434])
+
+const returns = new WeakMap<Home, Map<number, number>>()
+const scanners = new WeakMap<Home, Descendants>()
+
+/** Locked processes of a home brought home for a family call, and the node each goes back to. */
+function returnsOf (home: Home): Map<number, number> {
+  let m = returns.get(home)
+  if (!m) { m = new Map(); returns.set(home, m) }
+  return m
+}
+
+/**
+ * A locked process brought home for a family call goes back to `node` once it is out of family
+ * calls at two checks in a row (`/proc/<pid>/syscall`, every FAMILY_RETURN_MS): a fork followed by
+ * a wait for the child stays home while it waits. The children it forked meanwhile are adopted at
+ * once (the scan), and, locked as it is, sent to `node` too.
+ */
+export function returnWhenDone (home: Home, p: HomeProc, node: number, everyMs = FAMILY_RETURN_MS, syscall: (pid: number) => string = syscallLine): void {
+  const map = returnsOf(home)
+  map.set(p.pid, node)
+  scanners.get(home)?.scan()
+  let calm = 0
+  const t = setInterval(() => {
+    const stop = (): void => { clearInterval(t); if (map.get(p.pid) === node) map.delete(p.pid) }
+    if (home.procs.get(p.pid) !== p || p.where !== 'home' || !p.lock) { stop(); return }
+    const line = syscall(p.pid)
+    if (line === '') { stop(); return }
+    if (FAMILY_NRS.has(line === 'running' ? -1 : Number(line.split(' ')[0]))) { calm = 0; return }
+    if (++calm < 2) return
+    scanners.get(home)?.scan() // its last children go with it
+    stop()
+    log('locked process %d is done with its family calls: back to node %d', p.pid, node)
+    try { void home.requestMove(p.pid, node) } catch (e) { log('process %d stays home: %s', p.pid, (e as Error).message) }
+  }, everyMs)
+  t.unref()
 }

@@ -163,7 +163,7 @@ test('mosrun -l xargs -P4 spreads and finishes', async () => {
   await spreads(['bash', '-c', `printf '1\\n2\\n3\\n4\\n' | xargs -P4 -I{} member {} ${ROUNDS} spin`])
 })
 
-test('a parent that forks after it moved: the fork is made at home, its children are members there', async () => {
+test('a locked parent that forks after it moved: the fork is made at home, its children are members there, born where it ran', async () => {
   const f = mosrun(['-L', forker, '2', ROUNDS, 'fork-later', 'spin'], 'pipe')
   try {
     await until('ready', () => f.out() === 'forker ready\n', 20_000)
@@ -177,6 +177,8 @@ test('a parent that forks after it moved: the fork is made at home, its children
       assert.equal(Number(/^PPid:\s*(\d+)/m.exec(readFileSync(`/proc/${k}/status`, 'utf8'))?.[1]), parent, 'a child of the parent at home')
       assert.equal((await n1().read(`proc/${k}/lock`)).trim(), '1', 'inherits lock 1 (mosrun -L)')
     }
+    await until('the locked children run where their parent ran', async () => (await Promise.all(kids.map(where))).every(w => w === '2'), 20_000, 100)
+    assert.equal(await where(parent), '0', 'the parent waits for them at home')
     await moveTo(kids[0], 3) // movable
     for (const k of kids) process.kill(k, 'SIGUSR1')
     assert.deepEqual(await f.exited, { code: 0, signal: null })

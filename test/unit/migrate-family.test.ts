@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { constants, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Descendants, deniedErrno, familyPending, liveChildren, superviseFamily } from '../../src/migrate/family.js'
+import { Descendants, deniedErrno, familyPending, liveChildren, returnWhenDone, superviseFamily } from '../../src/migrate/family.js'
 import { GuestSide } from '../../src/migrate/guest.js'
 import { Home } from '../../src/migrate/home.js'
 import { MemLink } from '../../src/migrate/memlink.js'
@@ -215,4 +215,33 @@ test('home side: a process that cannot come home (its node cannot stop it) has i
   const m = await peer.next('family-failed')
   assert.match(m.reason, /the dump failed/)
   assert.equal(p.where, 2)
+})
+
+test('a locked process brought home for a fork goes back once done with family calls; its locked children go there too', async () => {
+  const { home, engine, peer } = await awayOnNode2()
+  const p = home.procs.get(31337)
+  assert.ok(p)
+  const tree: Record<number, number[]> = {}
+  const scanner = new Descendants(home, pid => tree[pid] ?? [], 60_000) // scans when told
+  await peer.link.send({ t: 'family', call: 'clone' })
+  await peer.next('gohome')
+  await peer.link.send({ t: 'image-start' })
+  await peer.link.send({ t: 'image-end' })
+  await peer.next('home-ok')
+  await until(() => p.where === 'home', 'home')
+  // home for its fork (made again there), it then waits for the child (wait4: a family call), then works
+  p.lock = true
+  tree[31337] = [4000]
+  let line = '61 0xffffffff 0x7ffc 0x0 0x0'
+  returnWhenDone(home, p, 2, 10, () => line)
+  const child = home.procs.get(4000)
+  assert.ok(child, 'its child is adopted at once')
+  assert.equal(child.lock, true)
+  assert.equal(child.where, 'migrating', 'and sent where its parent was')
+  await new Promise(resolve => setTimeout(resolve, 60))
+  assert.equal(p.where, 'home', 'waiting for its child: it stays home')
+  line = 'running'
+  await until(() => p.where === 'migrating', 'sent back to node 2')
+  assert.equal(scanner.adopted, 1)
+  void engine
 })
