@@ -35,7 +35,8 @@ int check_pid(pid_t pid, int print)
 	if (!status_field(st, "VmLck", v, sizeof v) && atoi(v) != 0) n += reason(print, "locked-memory", "process has locked memory (VmLck %s)", v);
 	if (!status_field(st, "Seccomp", v, sizeof v) && atoi(v) == 1) n += reason(print, "seccomp-strict", "process is in strict seccomp mode");
 	snprintf(fn, sizeof fn, "/proc/%d/task/%d/children", pid, pid);
-	if (read_file(fn, v, sizeof v) > 0 && strspn(v, " \n") != strlen(v)) n += reason(print, "children", "process has child processes (%.40s)", v);
+	/* with --family its children keep the deputy as their parent (family.c) */
+	if (!g_family && read_file(fn, v, sizeof v) > 0 && strspn(v, " \n") != strlen(v)) n += reason(print, "children", "process has child processes (%.40s)", v);
 	static const char *nss[] = { "mnt", "pid", "net", "user", "ipc", "uts", "cgroup" };
 	for (unsigned i = 0; i < sizeof nss / sizeof *nss; i++)
 		if (ns_differs(pid, nss[i])) n += reason(print, "namespace", "process is in a different %s namespace", nss[i]);

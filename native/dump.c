@@ -93,14 +93,15 @@ static uint32_t nins[8];
 
 static int dump_seccomp(pid_t pid, struct img_core *c)
 {
-	for (int i = 0; i < 8; i++) {
+	for (int i = 0; i < 9; i++) {
 		long r = ptrace(PTRACE_SECCOMP_GET_FILTER, pid, i, NULL);
 		if (r < 0) { if (errno == ENOENT) break; if (errno == EINVAL && i == 0) break; return fail(errno, "PTRACE_SECCOMP_GET_FILTER: %s", strerror(errno)); }
 		if (r > 4096) return fail(ENOTSUP, "seccomp filter too large (%ld instructions)", r);
-		nins[i] = ptrace(PTRACE_SECCOMP_GET_FILTER, pid, i, filt[i]);
-		c->nfilters = i + 1;
+		uint32_t k = c->nfilters;
+		if (k == 8) return fail(ENOTSUP, "more than 8 seccomp filters");
+		nins[k] = ptrace(PTRACE_SECCOMP_GET_FILTER, pid, i, filt[k]);
+		if (!family_filter(filt[k], nins[k])) c->nfilters = k + 1;	/* a guest's family filter stays behind */
 	}
-	if (c->nfilters == 8 && ptrace(PTRACE_SECCOMP_GET_FILTER, pid, 8, NULL) >= 0) return fail(ENOTSUP, "more than 8 seccomp filters");
 	return 0;
 }
 

@@ -7,10 +7,11 @@
  *   fd 4  control lines from the helper (falls back to stdout when fd 4 is not open)
  *   fd 5  command lines to a deputy
  *   fd 0-2 are handed to a freshly restored process.
- * Commands: check PID | dump PID [--leave-running] [--target INFO] | restore [opts] |
- *           deputy PID [--target INFO] | hostinfo | info | rawpipe BYTES
+ * Commands: check PID [--family] | dump PID [--leave-running] [--target INFO] | restore [opts] |
+ *           deputy PID [--target INFO] [--family] | hostinfo | info | rawpipe BYTES
+ *   --family (family.c): check and deputy allow children; restore catches the family calls
  * Lines out: REASON code text | STAT k=v... | PID n | HOLLOW | SIGNAL n | FD n path|- |
- *            IMAGE-IN path | EXIT n | KILLED n | RESTORED n | OK | ERR ERRNO text
+ *            IMAGE-IN path | EXIT n | KILLED n | RESTORED n | FAMILY id call | OK | ERR ERRNO text
  */
 #include "ppm.h"
 
@@ -115,6 +116,7 @@ static int cmd_restore(struct restore_opts *o)
 	ctlf("PID %d", t.pid);
 	free_image(im);
 	if (!o->wait) { ctlf("OK"); return 0; }
+	if (g_family) family_supervise(t.pid);
 	int st;
 	while (waitpid(t.pid, &st, 0) < 0 && errno == EINTR);
 	if (WIFEXITED(st)) ctlf("EXIT %d", WEXITSTATUS(st));
@@ -195,10 +197,10 @@ static int cmd_rawpipe(uint64_t bytes, int hot)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: hpc-ppm-helper check PID\n"
+		"usage: hpc-ppm-helper check PID [--family]\n"
 		"       hpc-ppm-helper dump PID [--leave-running] [--target HOSTINFO]   (image on fd 3)\n"
-		"       hpc-ppm-helper deputy PID [--target HOSTINFO]  (image on fd 3, commands on fd 5)\n"
-		"       hpc-ppm-helper restore [--new-pid|--require-pid] [--no-wait] [--eintr] [--stdio-from PID]\n"
+		"       hpc-ppm-helper deputy PID [--target HOSTINFO] [--family]  (image on fd 3, commands on fd 5)\n"
+		"       hpc-ppm-helper restore [--new-pid|--require-pid] [--no-wait] [--eintr] [--stdio-from PID] [--family]\n"
 		"                              [--clock auto|real|continue|OFFSET_NS]  (image on fd 3)\n"
 		"       hpc-ppm-helper info    (image on fd 3)\n"
 		"       hpc-ppm-helper hostinfo | rawpipe BYTES [--hot]\n"
@@ -239,6 +241,7 @@ int main(int argc, char **argv)
 		for (int i = 3; i < argc; i++) {
 			if (!strcmp(argv[i], "--leave-running") && !strcmp(cmd, "dump")) leave = 1;
 			else if (!strcmp(argv[i], "--target") && i + 1 < argc && strcmp(cmd, "check")) target = argv[++i];
+			else if (!strcmp(argv[i], "--family") && strcmp(cmd, "dump")) g_family = 1;
 			else { usage(); return 2; }
 		}
 		if (strcmp(cmd, "check") && fcntl(3, F_GETFD) < 0) { fprintf(stderr, "hpc-ppm-helper: fd 3 (image) is not open\n"); return 2; }
@@ -253,6 +256,7 @@ int main(int argc, char **argv)
 			else if (!strcmp(argv[i], "--require-pid")) o.require_pid = 1;
 			else if (!strcmp(argv[i], "--no-wait")) o.wait = 0;
 			else if (!strcmp(argv[i], "--eintr")) o.eintr = 1;
+			else if (!strcmp(argv[i], "--family")) g_family = 1;
 			else if (!strcmp(argv[i], "--stdio-from") && i + 1 < argc) { if (parse_pid(argv[++i], &o.stdio_from)) { usage(); return 2; } }
 			else if (!strcmp(argv[i], "--clock") && i + 1 < argc) {
 				const char *v = argv[++i];

@@ -9,6 +9,7 @@
  *   dump.c     dump: per-thread state, process state, memory, the image
  *   restore.c  restore: into a fresh stub or a hollow original
  *   deputy.c   the hollow original parked at home, and its commands
+ *   family.c   the family calls of a guest (fork, wait, ...): caught on a remote, run at home
  *   ppm.c      commands and main
  */
 #ifndef HPC_PPM_H
@@ -203,6 +204,12 @@ int setup_timens(int64_t off_mono, int64_t off_boot);
 /* ---------- deputy.c ---------- */
 int hollow(struct tracee *t, int *touched);
 int cmd_deputy(pid_t pid, const char *target);
+
+/* ---------- family.c ---------- */
+extern int g_family;	/* --family: restore installs the family filter; check and deputy allow children */
+int family_filter(const void *ins, uint32_t n);
+int family_install(struct tracee *t, uint64_t scr);
+void family_supervise(pid_t pid);
 
 /* ---------- ppm.c ---------- */
 int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpres *res, double *t0);

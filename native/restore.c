@@ -237,6 +237,8 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 		if (!e) e = mem_write(t, scr, prog, sizeof prog);
 		if (!e) e = INJ(t, NULL, NR_SECCOMP, 1 /* SECCOMP_SET_MODE_FILTER */, 0, scr, 0, 0, 0);
 	}
+	/* a guest's family calls are caught (family.c); installed while it may still do so */
+	if (!e && g_family && !hollow) e = family_install(t, scr);
 	/* credentials last: dropping them earlier would block PR_SET_MM_MAP. A hollow original has
 	 * its own, which it may not be allowed to set again. */
 	int creds_same = 0;

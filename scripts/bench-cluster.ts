@@ -18,7 +18,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, wr
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Lab, HPCD_JS, REPO_ROOT, type LabNodeSpec } from '../src/lab/lab.js'
-import { compileC, sleep } from './bench-util.js'
+import { compileC, median, sleep } from './bench-util.js'
 
 const argv = process.argv.slice(2)
 const flag = (name: string): boolean => argv.includes(`--${name}`)
@@ -395,8 +395,163 @@ async function main (): Promise<void> {
   if (flag('json')) console.log(JSON.stringify({ quotas, jobs: JOBS, rounds: ROUNDS, ref, refSlow, calibrated, rows }))
 }
 
+// ---------------------------------------------------------------------------------------------
+// Family workloads (docs/family.md): --family [--members K] [--family-rounds R] [--workloads make,xargs,loop] [--no-fork]
+// K members (test/ppm/subjects/member.c, R rounds each) started at node 1 with one command under
+// mosrun -l: make -jK, xargs -PK, a bash & loop; every node with the same quota (default 0.5 CPU
+// each). Each workload runs with balancing off (one node alone), on 3 nodes, then on 2 (node 3
+// blocked); the ideal is the total CPU work over the CPUs: K × (one member alone on a node) / nodes.
+// Then the fork path: a process away from home forks (it is brought home to make the call).
+
+/** One family run: command at node 1 inside its cgroup; the members seen and their moves. */
+async function familyRun (cmd: string[], k: number, tmpDir: string): Promise<{ ms: number, moves: number, away: number, out: string }> {
+  const n1 = lab!.node(1)
+  const w = inCgroup(1, process.execPath, [join(REPO_ROOT, 'dist/src/cli/mosrun.js'), '-l', ...cmd])
+  const t0 = now()
+  const child = lab!.spawn(1, w.cmd, w.args, { stdio: 'pipe', env: { HPC_ROOT: n1.mount, PATH: `${tmpDir}:${process.env.PATH ?? ''}` } })
+  jobs.add(child)
+  let out = ''
+  child.stdout?.on('data', (b: Buffer) => { out += b.toString() })
+  child.stderr?.on('data', (b: Buffer) => { out += b.toString() })
+  let done = false
+  const code = exited(child).then(c => { done = true; jobs.delete(child); return c })
+  const nmigs = new Map<number, number>()
+  const awayPids = new Set<number>()
+  while (!done) {
+    let pids: number[] = []
+    try { pids = (await lab!.exec(1, 'ls', [join(n1.mount, 'proc')])).stdout.split('\n').filter(Boolean).map(Number) } catch {}
+    await Promise.all(pids.map(async pid => {
+      let c = ''
+      try { c = readFileSync(`/proc/${pid}/comm`, 'utf8').trim() } catch { return }
+      if (c !== 'member') return
+      const [wh, m] = await Promise.all(['where', 'nmigs'].map(async f => (await n1.read(`proc/${pid}/${f}`, 2000).catch(() => '')).trim()))
+      if (/^[1-9]\d*$/.test(wh)) awayPids.add(pid)
+      if (/^\d+$/.test(m)) nmigs.set(pid, Math.max(nmigs.get(pid) ?? 0, Number(m)))
+    }))
+    await Promise.race([code, sleep(250)])
+  }
+  const c = await code
+  const ms = now() - t0
+  if (c !== 0) throw new Error(`${cmd.join(' ')} exited ${c}: ${out.slice(-300)}`)
+  const ids = new Set(out.split('\n').filter(l => l.startsWith('member ')).map(l => l.split(' ')[1]))
+  if (ids.size !== k) throw new Error(`${cmd.join(' ')}: ${ids.size} of ${k} members reported: ${out.slice(-300)}`)
+  return { ms, moves: [...nmigs.values()].reduce((a, b) => a + b, 0), away: awayPids.size, out }
+}
+
+/** The fork path: bench-family-fork at node 1, moved to node 2 before each fork (and native at home). */
+async function forkPath (bin: string, n: number): Promise<{ home: number[], away: number[] }> {
+  const n1 = lab!.node(1)
+  const w = inCgroup(1, process.execPath, [join(REPO_ROOT, 'dist/src/cli/mosrun.js'), '-L', bin])
+  const child = lab!.spawn(1, w.cmd, w.args, { stdio: 'pipe', env: { HPC_ROOT: n1.mount } })
+  jobs.add(child)
+  let out = ''
+  child.stdout?.on('data', (b: Buffer) => { out += b.toString() })
+  const lines = (): string[] => out.split('\n').filter(l => l.startsWith('fork '))
+  const waitFor = async (cond: () => boolean, what: string): Promise<void> => {
+    const t0 = now()
+    while (!cond()) { if (now() - t0 > 30_000) throw new Error(`fork path: no ${what}`); await sleep(5) }
+  }
+  try {
+    await waitFor(() => out.startsWith('ready'), 'ready')
+    const pid = await childOf(child.pid!)
+    const home: number[] = []
+    const away: number[] = []
+    for (let i = 0; i < n; i++) {
+      child.stdin?.write('x\n')
+      await waitFor(() => lines().length === 2 * i + 1, 'fork at home')
+      home.push(Number(lines()[2 * i].split(' ')[1]))
+      await n1.write(`proc/${pid}/goto`, '2\n')
+      for (let t0 = now(); (await n1.read(`proc/${pid}/where`)).trim() !== '2'; await sleep(5)) if (now() - t0 > 30_000) throw new Error('fork path: no move to node 2')
+      child.stdin?.write('x\n')
+      await waitFor(() => lines().length === 2 * i + 2, 'fork away')
+      away.push(Number(lines()[2 * i + 1].split(' ')[1]))
+    }
+    child.stdin?.end()
+    await exited(child)
+    return { home, away }
+  } finally { if (child.exitCode === null) child.kill('SIGKILL'); jobs.delete(child) }
+}
+
+async function familyMain (): Promise<void> {
+  const tStart = now()
+  const K = num('members', 8)
+  const R = num('family-rounds', quick ? 2000 : 6000)
+  const workloads = (opt('workloads') ?? 'make,xargs,loop').split(',')
+  if (opt('quota') === undefined) quotas.splice(0, NODES, 50000, 50000, 50000)
+  if (new Set(quotas).size !== 1) { console.error('--family wants the same --quota on every node'); process.exit(2) }
+  const tmpDir = (tmp ??= mkdtempSync(join(tmpdir(), 'hpcfs-bench-cluster-')))
+  compileC(join(REPO_ROOT, 'test/ppm/subjects/member.c'), tmpDir)
+  const forkBin = compileC(join(REPO_ROOT, 'scripts/bench-family-fork.c'), tmpDir)
+  launcher = compile('launch')
+  setupCgroups()
+  log(`cgroups: quota ${quotas.map(q => (q / PERIOD).toFixed(2)).join(' / ')} CPU; ${K} members × ${R} rounds; hpcd --load-scope ${scope}`)
+  lab = await Lab.create({ nodes: NODES, tag: 'bclu', command: hpcdCommand, handleSignals: false, start: false })
+  await startDaemons()
+  const t1 = await (async () => {
+    const w = inCgroup(2, join(tmpDir, 'member'), ['1', String(R)])
+    const t0 = now()
+    const c = lab!.spawn(2, w.cmd, w.args, { stdio: 'ignore' })
+    jobs.add(c)
+    if (await exited(c) !== 0) throw new Error('member alone failed')
+    jobs.delete(c)
+    return now() - t0
+  })()
+  log(`one member alone on node 2: ${(t1 / 1000).toFixed(2)} s (the CPU work of the family: ${K} × that × ${(quotas[0] / PERIOD).toFixed(2)} CPU)`)
+  const mk = join(tmpDir, 'Makefile')
+  const targets = Array.from({ length: K }, (_, i) => `t${i + 1}`).join(' ')
+  writeFileSync(mk, `all: ${targets}\n${targets}:\n\t@member $(subst t,,$@) ${R}\n.PHONY: all ${targets}\n`)
+  const commands: Record<string, string[]> = {
+    make: ['make', '-s', '-f', mk, `-j${K}`],
+    xargs: ['bash', '-c', `seq 1 ${K} | xargs -P${K} -I{} member {} ${R}`],
+    loop: ['bash', '-c', `for i in $(seq 1 ${K}); do member $i ${R} & done; wait`]
+  }
+  const label: Record<string, string> = { make: `mosrun -l make -j${K}`, xargs: `mosrun -l xargs -P${K}`, loop: 'mosrun -l bash & loop' }
+  interface FamRow { workload: string, nodes: number, ms: number, alone: number, ideal: number, moves: number, away: number }
+  const rows: FamRow[] = []
+  const balance = async (on: number[]): Promise<void> => { for (let id = 1; id <= NODES; id++) await lab!.node(id).write('admin/balance', `${on[id - 1]}\n`) }
+  const alone = new Map<string, number>()
+  for (const wl of workloads) {
+    const cmd = commands[wl]
+    if (cmd === undefined) throw new Error(`unknown workload ${wl} (make, xargs, loop)`)
+    await settle()
+    await balance([0, 0, 0])
+    const a = await familyRun(cmd, K, tmpDir)
+    alone.set(wl, a.ms)
+    log(`${label[wl]}: one node alone ${(a.ms / 1000).toFixed(1)} s`)
+  }
+  for (const nodes of [3, 2]) {
+    if (nodes === 2) {
+      await lab.node(3).write('admin/block', '1\n')
+      const t0 = now()
+      while ((Number((await lab.node(1).read(`nodes/3/status`)).trim()) & 16) === 0) { if (now() - t0 > 15_000) throw new Error('node 1 does not see node 3 blocked'); await sleep(250) }
+    }
+    for (const wl of workloads) {
+      await settle()
+      await balance([1, 1, 1])
+      const r = await familyRun(commands[wl], K, tmpDir)
+      await balance([0, 0, 0])
+      const row = { workload: label[wl], nodes, ms: r.ms, alone: alone.get(wl) ?? NaN, ideal: K * t1 / nodes, moves: r.moves, away: r.away }
+      rows.push(row)
+      log(`${label[wl]} on ${nodes} nodes: ${(r.ms / 1000).toFixed(1)} s (ideal ${(row.ideal / 1000).toFixed(1)} s, ×${(r.ms / row.ideal).toFixed(2)}), ${r.away} of ${K} members away, ${r.moves} moves`)
+    }
+  }
+  await lab.node(3).write('admin/block', '0\n')
+  let fork: { home: number[], away: number[] } | undefined
+  if (!flag('no-fork')) {
+    await settle()
+    fork = await forkPath(forkBin, quick ? 5 : 10)
+  }
+  console.log(`# ${NODES} nodes (2: node 3 blocked), cgroup v1 CPU quota ${(quotas[0] / PERIOD).toFixed(2)} CPU each; ${K} members × ${R} rounds started at node 1 by one command; one member alone: ${(t1 / 1000).toFixed(2)} s; ideal = ${K} × that / nodes`)
+  console.log('| workload | nodes | time s | one node alone s | ideal s | time / ideal | speed-up vs alone | members moved away | moves |')
+  console.log('|---|---|---|---|---|---|---|---|---|')
+  for (const r of rows) console.log(`| ${r.workload} | ${r.nodes} | ${(r.ms / 1000).toFixed(1)} | ${(r.alone / 1000).toFixed(1)} | ${(r.ideal / 1000).toFixed(1)} | ${(r.ms / r.ideal).toFixed(2)} | ${(r.alone / r.ms).toFixed(2)} | ${r.away} | ${r.moves} |`)
+  if (fork) console.log(`# fork path: at home ${(median(fork.home) / 1000).toFixed(2)} ms, away from home (brought home to fork) ${(median(fork.away) / 1000).toFixed(1)} ms (medians of ${fork.home.length}: ${fork.away.map(us => (us / 1000).toFixed(0)).join(', ')} ms)`)
+  console.log(`# ${((now() - tStart) / 1000).toFixed(0)} s`)
+  if (flag('json')) console.log(JSON.stringify({ quotas, K, R, t1, rows, fork }))
+}
+
 try {
-  await main()
+  await (flag('family') ? familyMain() : main())
   await cleanup()
 } catch (e) {
   console.error(`bench-cluster: ${(e as Error).stack ?? String(e)}`)

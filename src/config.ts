@@ -85,3 +85,10 @@ export const HTTP_DEFAULTS = {
   /** Migration events kept for the GUI's log. */
   migrationEvents: 200
 }
+
+/** How often home looks for new children of its processes under discipline, to adopt them (ms; docs/family.md). */
+export const FAMILY_SCAN_MS = 500
+/** How often a guest waiting in a family call asks its home again to take it back (ms). */
+export const FAMILY_RETRY_MS = 1000
+/** How often a locked process brought home for a family call is checked for being done with it (ms). */
+export const FAMILY_RETURN_MS = 50

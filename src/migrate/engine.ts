@@ -9,8 +9,8 @@ import { stdioKind, type StdioKind } from './relay.js'
 /** The deputy as the home side uses it (ppm.Deputy). Events: 'signal' (number), 'end'. */
 export type DeputyHandle = Pick<ppm.Deputy, 'on' | 'removeAllListeners' | 'exit' | 'kill' | 'restoreInto' | 'takeFds'>
 
-/** A restored process as the guest side uses it (ppm.Restored). */
-export type RestoredHandle = Pick<ppm.Restored, 'pid' | 'stdin' | 'stdout' | 'stderr' | 'exited'>
+/** A restored process as the guest side uses it (ppm.Restored); `family`: its family calls (family.ts). */
+export type RestoredHandle = Pick<ppm.Restored, 'pid' | 'stdin' | 'stdout' | 'stderr' | 'exited'> & Partial<Pick<ppm.Restored, 'family'>>
 
 export interface Engine {
   /** Why pid cannot move (empty when it can). */
@@ -49,9 +49,10 @@ function availableBytes (): number {
 }
 
 export const realEngine: Engine = {
-  check: async pid => await ppm.check(pid),
+  // a process leaves home as a deputy: its children stay with the original (family.ts)
+  check: async pid => await ppm.check(pid, { family: true }),
   hostInfo: async () => await ppm.hostInfo(),
-  deputy: async (pid, out, opts) => await ppm.deputy(pid, out, opts),
+  deputy: async (pid, out, opts) => await ppm.deputy(pid, out, { ...opts, family: true }),
   dump: async (pid, out, opts) => await ppm.dump(pid, out, opts),
   restore: async (src, opts) => await ppm.restore(src, opts),
   kill: (pid, sig) => { process.kill(pid, sig) },

@@ -9,6 +9,7 @@ import { Readable } from 'node:stream'
 import debug from 'debug'
 import type { Cluster, Dial } from './cluster.js'
 import type { Engine, RestoredHandle } from './engine.js'
+import { familyFailed, superviseFamily } from './family.js'
 import { applyHint, defaultHints, type DecayHints } from './hints.js'
 import type { Link } from './link.js'
 import type { HomeFailedMsg, Message, MigrateMsg, SendToMsg } from './protocol.js'
@@ -101,7 +102,7 @@ export class GuestSide {
     await conn.send({ t: 'accept', hostinfo })
     let r: RestoredHandle
     try {
-      r = await engine.restore(img.image, { stdio: ['pipe', 'pipe', 'pipe'], clock: 'auto' })
+      r = await engine.restore(img.image, { stdio: ['pipe', 'pipe', 'pipe'], clock: 'auto', family: true })
     } catch (e) {
       img.done()
       log('restore from node %d failed: %s', home, (e as Error).message)
@@ -144,6 +145,7 @@ export class GuestSide {
     conn.on('msg', onMsg)
     conn.on('close', onClose)
     g.detach = () => { conn.off('data', onData); conn.off('msg', onMsg); conn.off('close', onClose) }
+    superviseFamily(g, r, () => this.guests.get(g.pid) === g)
     if (stdin === 'pull') g.pull.start(() => this.guests.get(g.pid) === g, () => g.leaving, n => { void conn.send({ t: 'want', n }).catch(() => {}) })
     void r.exited.then(async st => {
       if (g.leaving) return
@@ -184,6 +186,9 @@ export class GuestSide {
         if (i) await g.conn.send({ t: 'stat', ...i }).catch(() => {})
         break
       }
+      case 'family-failed':
+        familyFailed(g, g.r, m)
+        break
       case 'move-failed':
         g.moveAsked = Date.now()
         log('home did not move guest %d: %s', g.pid, m.reason)
@@ -275,7 +280,7 @@ export class GuestSide {
     this.guests.delete(g.pid)
     g.detach()
     try {
-      const again = await this.d.engine.restore(replay(chunks), { stdio: ['pipe', 'pipe', 'pipe'], clock: 'auto' })
+      const again = await this.d.engine.restore(replay(chunks), { stdio: ['pipe', 'pipe', 'pipe'], clock: 'auto', family: true })
       Object.assign(this.startGuest(g.conn, again, g.home, g.homePid, g.stdinMode, g.age + (Date.now() - g.since) / 1000).decay, g.decay)
       await g.conn.send({ t: 'resumed', pid: again.pid })
       log('guest %d runs here again as %d', g.pid, again.pid)

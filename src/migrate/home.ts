@@ -17,6 +17,7 @@ import debug from 'debug'
 import { ErrnoError, einval } from '../util/errno.js'
 import type { Cluster, Dial } from './cluster.js'
 import type { DeputyHandle, Engine } from './engine.js'
+import { familyCall } from './family.js'
 import { applyHint, defaultHints, type DecayHint, type DecayHints } from './hints.js'
 import type { Link } from './link.js'
 import type { PsInfo } from '../util/procfs.js'
@@ -275,6 +276,10 @@ export class Home {
         break
       case 'stay':
         if (p.where !== 'migrating') p.moving = false // it could not leave after all: stdin is handed out again
+        break
+      case 'family':
+        // it waits in a family call (fork, wait, ...) that must be made at home (family.ts)
+        familyCall(this, p, conn, m)
         break
       case 'move-request':
         // the node it runs on found a cheaper place for it (its balancer decides for its guests)

@@ -5,6 +5,7 @@
 //   guest.ts     the processes running here whose home is elsewhere (receive, run, leave)
 //   relay.ts     fds 0-2 of a process away (output relay, pull-mode stdin)
 //   transfer.ts  images (streaming, tickets for N -> M, bandwidth measurement)
+//   family.ts    descendants come under discipline; a guest's fork, wait, ... are made at home
 //   hints.ts     decay hints; protocol.ts the typed control messages; link.ts / wire.ts /
 //                memlink.ts the connections; engine.ts the seam to src/ppm
 // docs/migrate.md has the module map, the message table and the sequence pictures.
@@ -15,6 +16,7 @@ import type { Keyring } from '../gossip/keyring.js'
 import { einval } from '../util/errno.js'
 import type { Cluster, Dial } from './cluster.js'
 import { realEngine, type Engine } from './engine.js'
+import { Descendants } from './family.js'
 import { GuestSide, type Guest } from './guest.js'
 import type { DecayHint } from './hints.js'
 import { Home, type HomeProc } from './home.js'
@@ -36,6 +38,8 @@ export class Migrator extends EventEmitter {
   readonly guestSide: GuestSide
   readonly procs: Map<number, HomeProc>
   readonly guests: Map<number, Guest>
+  /** the children of processes under discipline come under it too (family.ts) */
+  readonly family: Descendants
   /** Control messages dropped on this node's connections because they were not valid. */
   droppedMessages = 0
   private server: Server | null = null
@@ -53,6 +57,7 @@ export class Migrator extends EventEmitter {
     this.guestSide = new GuestSide({ cluster, engine, dial: connect, hostInfo: async () => await (this.hostInfo ?? Promise.resolve('')) })
     this.procs = this.home.procs
     this.guests = this.guestSide.guests
+    this.family = new Descendants(this.home)
   }
 
   /** Fault injection for tests (hpcd --test-fault), see GuestSide.testFault. */
@@ -67,10 +72,12 @@ export class Migrator extends EventEmitter {
     const server = createServer(sock => { void this.accept(sock) })
     await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(this.port, host, () => { server.off('error', reject); resolve() }) })
     this.server = server
+    this.family.start()
     log('transfer port %s:%d', host, this.port)
   }
 
   async close (): Promise<void> {
+    this.family.stop()
     this.guestSide.close()
     this.home.close()
     await new Promise<void>(resolve => this.server ? this.server.close(() => resolve()) : resolve())

@@ -6,7 +6,7 @@
 // Roles: H = the home node (the deputy's side), N = the node a guest runs on (or is offered to),
 // M = the next node during N -> M. Phases: offer (H -> N: migrate/accept/refuse), image (the image
 // frames and their end), running (the guest runs, H relays its stdio), move (gohome, sendto, expel),
-// end (exit, kill, loss).
+// end (exit, kill, loss); family (a guest's family call: family, family-failed; docs/family.md).
 import { parseHint, type DecayHint } from './hints.js'
 
 /** H -> N, first message on a new connection (offer): take process `pid` of node `home`. */
@@ -122,12 +122,21 @@ export interface StatQueryMsg { t: 'stat?' }
 /** N -> H (running): the answer: CPU ticks there, state, memory (bytes) and command line. */
 export interface StatMsg { t: 'stat', utime: number, stime: number, state: string, rss: number, vsize: number, cmdline: string }
 
+/**
+ * N -> H (running): the guest waits in a family call (fork, wait, kill of another process,
+ * setpgid, setsid; docs/family.md) that must be made at home: bring it home. Sent again while it waits.
+ */
+export interface FamilyMsg { t: 'family', call: string }
+
+/** H -> N (running): the guest cannot come home; the family call it waits in fails. */
+export interface FamilyFailedMsg { t: 'family-failed', reason: string }
+
 /** Every control message. */
 export type Message =
   | MigrateMsg | ImageMsg | AcceptMsg | RefuseMsg | ErrorMsg | ImageEndMsg | AbortMsg | RunningMsg | FailedMsg
   | SignalMsg | KillMsg | WantMsg | StdinEndMsg | HintMsg | MoveRequestMsg | MoveFailedMsg | ExitMsg
   | GoHomeMsg | LeavingMsg | LeavingOkMsg | StayMsg | ImageStartMsg | HomeOkMsg | HomeFailedMsg
-  | SendToMsg | SentMsg | ResumeMsg | ResumedMsg | StatQueryMsg | StatMsg
+  | SendToMsg | SentMsg | ResumeMsg | ResumedMsg | StatQueryMsg | StatMsg | FamilyMsg | FamilyFailedMsg
 
 export type Kind = Message['t']
 export type MsgOf<K extends Kind> = Extract<Message, { t: K }>
@@ -179,7 +188,9 @@ const SCHEMAS: { [K in Kind]: Schema<MsgOf<K>> } = {
   resume: {},
   resumed: { pid },
   'stat?': {},
-  stat: { utime: nat, stime: nat, state: v => typeof v === 'string' && /^[A-Za-z?]$/.test(v), rss: nat, vsize: nat, cmdline: v => typeof v === 'string' && v.length <= 65536 }
+  stat: { utime: nat, stime: nat, state: v => typeof v === 'string' && /^[A-Za-z?]$/.test(v), rss: nat, vsize: nat, cmdline: v => typeof v === 'string' && v.length <= 65536 },
+  family: { call: v => typeof v === 'string' && /^[a-z_0-9]{1,32}$/.test(v) },
+  'family-failed': { reason: str }
 }
 
 /** Every message kind. */

@@ -5,7 +5,8 @@
 //   fd 3  the image stream (dump/deputy write it, restore reads it);
 //   fd 4  control lines from the helper: REASON, STAT, PID, HOLLOW, SIGNAL, FD, IMAGE-IN, EXIT,
 //         KILLED, RESTORED, OK, ERR <ERRNO> <text>;
-//   fd 5  command lines to a deputy: EXIT n, KILL sig, RESTORE [path], FDS;
+//   fd 5  command lines to a deputy: EXIT n, KILL sig, RESTORE [path], FDS; to a restore with
+//         --family: DENY id errno (a FAMILY line's call fails);
 //   fd 0-2 become the stdio of a process restored into a fresh stub.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, existsSync, openSync, createWriteStream } from 'node:fs'
@@ -140,11 +141,14 @@ class Helper extends EventEmitter {
       return
     } else if (kind === 'SIGNAL') {
       this.emit('signal', Number(rest))
+    } else if (kind === 'FAMILY') {
+      const s = rest.indexOf(' ')
+      this.emit('family', { id: rest.slice(0, s), call: rest.slice(s + 1) })
     }
     const parts = [kind, ...rest.split(' ')]
     const i = this.waiters.findIndex(w => w.kinds.includes(kind))
     if (i >= 0) this.waiters.splice(i, 1)[0].resolve(parts)
-    else if (kind !== 'STAT' && kind !== 'REASON' && kind !== 'SIGNAL' && kind !== 'FD') this.backlog.push(parts)
+    else if (kind !== 'STAT' && kind !== 'REASON' && kind !== 'SIGNAL' && kind !== 'FD' && kind !== 'FAMILY') this.backlog.push(parts)
     this.emit('line', parts)
   }
 
@@ -182,10 +186,13 @@ class Helper extends EventEmitter {
 
 function num (s: string | undefined): number { return s == null ? NaN : Number(s) }
 
-/** Reasons why `pid` cannot move (empty: it can). Touches nothing. */
-export async function check (pid: number): Promise<Reason[]> {
+/**
+ * Reasons why `pid` cannot move (empty: it can). Touches nothing. `family`: children are no
+ * obstacle (moved as a deputy, the original stays their parent; docs/family.md).
+ */
+export async function check (pid: number, opts: { family?: boolean } = {}): Promise<Reason[]> {
   checkPid(pid)
-  const h = new Helper(['check', String(pid)], ['ignore', 'ignore', 'pipe', 'ignore', 'pipe'])
+  const h = new Helper(['check', String(pid), ...(opts.family === true ? ['--family'] : [])], ['ignore', 'ignore', 'pipe', 'ignore', 'pipe'])
   try {
     await h.next('OK')
     return []
@@ -291,6 +298,29 @@ export interface RestoreOptions {
   stdioFrom?: number
   /** stdio of the restored process where the image has no regular file (default: inherit) */
   stdio?: [StdioItem, StdioItem, StdioItem]
+  /** catch its family calls (fork, wait, kill of another process, ...): `Restored.family` reports
+   * them, each waiting until the process is dumped (it runs again where it lands) or denied */
+  family?: boolean
+}
+
+/** A family call of a process restored with `family` (native/family.c): `call` is its name. */
+export interface FamilyCall { id: string, call: string }
+
+/**
+ * The family calls of a restored process. Event 'call' (FamilyCall): the process waits in the call.
+ * A dump interrupts the wait and the call runs again wherever the image is restored.
+ */
+export class FamilyCalls extends EventEmitter {
+  constructor (private readonly h: Helper) {
+    super()
+    h.on('family', (c: FamilyCall) => this.emit('call', c))
+  }
+
+  /** The call fails with errno `errno` (a number, os.constants.errno). */
+  deny (id: string, errno: number): void {
+    if (!/^\d+$/.test(id) || !Number.isInteger(errno) || errno < 1 || errno > 4095) throw einval('bad family call or errno')
+    this.h.send(`DENY ${id} ${errno}`)
+  }
 }
 
 export interface Restored {
@@ -304,6 +334,8 @@ export interface Restored {
   stderr: Readable | null
   /** resolves when the restored process ends */
   exited: Promise<ExitStatus>
+  /** its family calls when restored with `family` (else null) */
+  family: FamilyCalls | null
 }
 
 function parseEnd (l: string[]): ExitStatus {
@@ -316,6 +348,7 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
   if (opts.keepPid === false) args.push('--new-pid')
   if (opts.requirePid === true) args.push('--require-pid')
   if (opts.eintr === true) args.push('--eintr')
+  if (opts.family === true) args.push('--family')
   if (opts.stdioFrom != null) { checkPid(opts.stdioFrom); args.push('--stdio-from', String(opts.stdioFrom)) }
   if (opts.clock != null) {
     if (typeof opts.clock === 'number' && !Number.isSafeInteger(opts.clock)) throw einval('clock offset must be an integer of ns')
@@ -325,7 +358,8 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
   // an image read from our stdin must not also become the restored process' stdin
   const stdio = opts.stdio ?? [src === '-' || src === 0 ? 'ignore' : 'inherit', 'inherit', 'inherit']
   // a restored process is nobody's child here: its own session, out of the restorer's job control
-  const h = new Helper(args, [stdio[0], stdio[1], stdio[2], source.stdio, 'pipe'], { detached: true })
+  const h = new Helper(args, [stdio[0], stdio[1], stdio[2], source.stdio, 'pipe', ...(opts.family === true ? ['pipe' as const] : [])], { detached: true })
+  const family = opts.family === true ? new FamilyCalls(h) : null
   const copy = source.attach(h)
   try {
     const l = await h.next('PID')
@@ -340,7 +374,8 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
       stdin: h.child.stdin,
       stdout: h.child.stdout,
       stderr: stdio[2] === 'pipe' ? h.child.stderr : null,
-      exited
+      exited,
+      family
     }
   } catch (e) {
     source.close()
@@ -448,11 +483,15 @@ export class Deputy extends EventEmitter {
   }
 }
 
-/** Dumps `pid` into `out`, then hollows it out and parks it as a deputy. */
-export async function deputy (pid: number, out: ImageSink, opts: { target?: string } = {}): Promise<Deputy> {
+/**
+ * Dumps `pid` into `out`, then hollows it out and parks it as a deputy. `family`: it may have
+ * children; they stay here with the original as their parent (docs/family.md).
+ */
+export async function deputy (pid: number, out: ImageSink, opts: { target?: string, family?: boolean } = {}): Promise<Deputy> {
   checkPid(pid)
   const args = ['deputy', String(pid)]
   if (opts.target != null) args.push('--target', opts.target)
+  if (opts.family === true) args.push('--family')
   const sink = sinkFor(out)
   try {
     const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', 'pipe'])

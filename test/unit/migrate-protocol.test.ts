@@ -37,7 +37,9 @@ const SAMPLES: { [K in Kind]: Extract<Message, { t: K }> } = {
   resume: { t: 'resume' },
   resumed: { t: 'resumed', pid: 77 },
   'stat?': { t: 'stat?' },
-  stat: { t: 'stat', utime: 12, stime: 3, state: 'R', rss: 4096, vsize: 8192, cmdline: 'python3\u0000-c\u0000pass' }
+  stat: { t: 'stat', utime: 12, stime: 3, state: 'R', rss: 4096, vsize: 8192, cmdline: 'python3\u0000-c\u0000pass' },
+  family: { t: 'family', call: 'fork' },
+  'family-failed': { t: 'family-failed', reason: 'it cannot come home' }
 }
 
 test('every kind of message is accepted, unchanged, through encode and decode', () => {
@@ -79,6 +81,9 @@ test('malformed messages are rejected with the reason', () => {
     [{ t: 'move-request', node: 2 }, /why/],
     [{ t: 'sendto', node: 2, ticket: 'x' }, /hostinfo/],
     [{ t: 'kill', sig: 9 }, /unexpected field sig/],
+    [{ t: 'family' }, /call/],
+    [{ t: 'family', call: 'fork; rm -rf /' }, /call/],
+    [{ t: 'family', call: 'x'.repeat(33) }, /call/],
     [{ t: 'accept', hostinfo: 'h', __proto__x: 1 }, /unexpected field/]
   ]
   for (const [v, re] of bad) assert.throws(() => toMessage(v), (e: Error) => e instanceof ProtocolError && re.test(e.message), JSON.stringify(v))
