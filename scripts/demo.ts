@@ -5,7 +5,7 @@
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { join, relative, resolve } from 'node:path'
-import createDebug from 'debug'
+import createDebug from '../src/util/log.js'
 import { Lab, REPO_ROOT } from '../src/lab/lab.js'
 import { isRoot } from '../src/lab/sys.js'
 

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs'
 import { networkInterfaces } from 'node:os'
 import { isIPv4 } from 'node:net'
 import { performance } from 'node:perf_hooks'
-import debug from 'debug'
+import debug from '../util/log.js'
 import { DEFAULTS, type Config } from '../config.js'
 import { HpcNode } from '../core/node.js'
 import { prepareMountpoint } from '../core/mountpoint.js'
@@ -18,7 +18,7 @@ import { expandMap, idFromAddress, parseMap, MapError } from '../map/map.js'
 import { Probe } from '../probe/probe.js'
 import { rootDir } from '../fs/root.js'
 import { TreeMount } from '../fs/fuse.js'
-import { VERSION } from '../version.js'
+import { versionText } from './common.js'
 import { Migrator } from '../migrate/migrator.js'
 import { Balancer } from '../sched/balancer.js'
 
@@ -87,7 +87,7 @@ async function main (): Promise<void> {
       return true
     })
     .strict()
-    .version(VERSION)
+    .version(versionText('hpcd'))
     .help()
     .alias('h', 'help')
     .wrap(Math.min(110, process.stdout.columns ?? 100))

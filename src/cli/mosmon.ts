@@ -5,7 +5,7 @@
 // alternate screen, hidden cursor, cursor home + overwrite lines + clear to end of line (no full
 // clear per frame), raw keys, resize, and restoring the terminal on every way out.
 import { access, readdir, readFile } from 'node:fs/promises'
-import debug from 'debug'
+import debug from '../util/log.js'
 import { CliError, UsageError, describeFsError, isTree, resolveRoot, runTool, Tree } from './common.js'
 import { applyKey, renderFrame, type Mode, type MonState, type NodeSample } from './mosmon-render.js'
 

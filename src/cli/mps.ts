@@ -2,7 +2,7 @@
 // mps: ps with a NODE column (openMosix mps, spec proc-hpc.md §4.7). Lists the processes under
 // cluster discipline (proc/ in the hpcfs tree), or the given pids, or with -a every process;
 // NODE is proc/<pid>/where (0 = at home).
-import debug from 'debug'
+import debug from '../util/log.js'
 import { UsageError, openTree, runTool, type Tree } from './common.js'
 import { allPids, cpuTime, disciplinedPids, parsePid, readCommand, readProcStat, ttyName } from './proc-common.js'
 

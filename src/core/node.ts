@@ -1,7 +1,7 @@
 // The cluster node as a domain object: this node's admin state, its probe, its gossip, and the
 // view of every known node. The FUSE tree, the daemon and the tests all work through this class;
 // it knows nothing about FUSE.
-import debug from 'debug'
+import debug from '../util/log.js'
 import { DEFAULTS, downAfterMs, type Config } from '../config.js'
 import { Gossiper, type Member } from '../gossip/gossiper.js'
 import { STATUS, type LocalInfo, type NodeInfo } from '../gossip/info.js'

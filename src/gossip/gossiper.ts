@@ -7,7 +7,7 @@
 //
 // The driver calls tick() every interval and onDatagram() for each datagram; time comes from
 // now() (monotonic ms), randomness from rng(): the daemon passes real ones, the simulator virtual.
-import debug from 'debug'
+import debug from '../util/log.js'
 import { decode, DecodeError, encode, MAX_WINDOW, type WireEntry } from './codec.js'
 import type { Keyring } from './keyring.js'
 import { ReplayGuard } from './replay.js'

@@ -1,6 +1,6 @@
 // The UDP transport of the daemon: one socket, bound to the node's address and gossip port.
 import { createSocket, type Socket } from 'node:dgram'
-import debug from 'debug'
+import debug from '../util/log.js'
 import type { Address, Receiver, Transport } from './transport.js'
 import { MAX_DATAGRAM } from './codec.js'
 

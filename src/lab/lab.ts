@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve, dirname, basename } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { constants as osConstants } from 'node:os'
-import createDebug from 'debug'
+import createDebug from '../util/log.js'
 import {
   run, must, runSyncQuiet, unmountIfMounted, unmountSync, isMounted, netnsList, linkList, netnsPids,
   pidAlive, pidStartTime, isRoot, haveCommand, sleep, pollUntil, type RunResult

@@ -13,7 +13,7 @@ import { connect, type Socket } from 'node:net'
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { Writable } from 'node:stream'
-import debug from 'debug'
+import debug from '../util/log.js'
 import type { Keyring } from '../gossip/keyring.js'
 import { MAC_LEN } from '../gossip/keyring.js'
 
