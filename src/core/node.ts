@@ -11,6 +11,7 @@ import { einval } from '../util/errno.js'
 import { expandMap, formatMap, MapError, parseMap, type MapNode } from '../map/map.js'
 import type { Cluster, Migrator } from '../migrate/migrator.js'
 import type { Balancer } from '../sched/balancer.js'
+import type { Discovery } from '../discovery/discovery.js'
 
 const log = debug('hpcfs:node')
 
@@ -40,6 +41,8 @@ export class HpcNode implements Cluster {
   migrator: Migrator | null = null
   /** The scheduler (set by the daemon with the migrator). */
   balancer: Balancer | null = null
+  /** Multicast discovery of nodes on the LAN (set by the daemon with --discover). */
+  discovery: Discovery | null = null
   /** TCP transfer port; every node's sits at the same distance from its gossip port (default 4660 for 5428). */
   migPort = 4660
   block = false

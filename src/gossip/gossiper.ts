@@ -106,7 +106,30 @@ export class Gossiper {
     this.seq++
     if (this.quiet || !this.transport) return
     const to = this.chooseTarget()
-    if (!to) return
+    if (to) this.pushTo(to)
+  }
+
+  /**
+   * A node found by discovery (src/discovery): unless the map leaves it out or its id is up at
+   * another address, it is known from now on (down until heard) and, when not up yet, gets our
+   * window at once, so that each side hears of the other within one round trip.
+   */
+  introduce (id: number, at: Address): 'learned' | 'known' | 'excluded' | 'conflict' {
+    if (this.members && !this.members.has(id)) return 'excluded'
+    const k = this.table.get(id)
+    const moved = k !== undefined && (k.info.addr !== at.host || k.info.port !== at.port)
+    if (k !== undefined && this.isUp(k)) return moved ? 'conflict' : 'known'
+    if (moved && this.members) return 'conflict' // the map says where it is
+    this.table.placeholder({
+      id, addr: at.host, port: at.port, incarnation: 0, seq: 0, status: 0, cpus: 1, speed: 1, load: 0, tmem: 0, rmem: 0, mem: 0, util: 0
+    })
+    this.pushTo(at)
+    return 'learned'
+  }
+
+  /** Send our window (own entry plus the freshest known) to one address now. */
+  pushTo (to: Address): void {
+    if (this.quiet || !this.transport) return
     const now = this.opts.now()
     const entries: WireEntry[] = [{ info: this.self(), age: 0 }]
     for (const k of this.table.freshest(this.window - 1, now, this.opts.downAfter)) {
