@@ -4,7 +4,8 @@
 // median over the rounds. CPU time is the children's user+system time (from /proc/self/stat).
 // Usage: scripts/bench-startup [--runs N] [--bin-dir DIR] [--only mosctl,mps] [--flags --version,--help] [--json]
 //   --bin-dir DIR  run DIR/<command> (e.g. the bin directory of an `npm install -g` prefix)
-//                  instead of `node dist/src/cli/<tool>.js`
+//                  instead of `node dist/src/cli/<tool>.js`; DIR1,DIR2 compares two installations
+//                  in the same rounds (e.g. before and after a change)
 import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join, resolve, dirname } from 'node:path'
@@ -15,7 +16,7 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const argv = process.argv.slice(2)
 const opt = (name: string): string | undefined => { const i = argv.indexOf(`--${name}`); return i >= 0 ? argv[i + 1] : undefined }
 const runs = Number(opt('runs') ?? 20)
-const binDir = opt('bin-dir')
+const binDirs = opt('bin-dir')?.split(',')
 const only = opt('only')?.split(',')
 const flags = (opt('flags') ?? '--version,--help').split(',')
 const json = argv.includes('--json')
@@ -28,9 +29,8 @@ interface Cmd { label: string, file: string, args: string[] }
 const cmds: Cmd[] = [{ label: 'node -e 0', file: process.execPath, args: ['-e', '0'] }]
 for (const [name, file] of tools) {
   for (const flag of flags) {
-    cmds.push(binDir !== undefined
-      ? { label: `${name} ${flag}`, file: join(binDir, name), args: [flag] }
-      : { label: `${name} ${flag}`, file: process.execPath, args: [join(ROOT, file), flag] })
+    if (binDirs === undefined) cmds.push({ label: `${name} ${flag}`, file: process.execPath, args: [join(ROOT, file), flag] })
+    else for (const d of binDirs) cmds.push({ label: `${name} ${flag}${binDirs.length > 1 ? ` (${d})` : ''}`, file: join(d, name), args: [flag] })
   }
 }
 
@@ -66,12 +66,14 @@ const rows = cmds.map(c => {
   return { command: c.label, medianMs: w, ratio: w / base, cpuMs: u, cpuRatio: u / baseCpu }
 })
 if (json) {
-  console.log(JSON.stringify({ runs, binDir, rows }, null, 2))
+  console.log(JSON.stringify({ runs, binDirs, rows }, null, 2))
 } else {
-  console.log(`# ${runs} interleaved rounds; ${binDir !== undefined ? `commands from ${binDir}` : 'node dist/src/cli/<tool>.js'}; Node ${process.version}`)
+  console.log(`# ${runs} interleaved rounds; ${binDirs !== undefined ? `commands from ${binDirs.join(' and ')}` : 'node dist/src/cli/<tool>.js'}; Node ${process.version}`)
   console.log('| command | median wall ms | ÷ node -e 0 | CPU ms/run | ÷ node -e 0 |')
   console.log('|---|---|---|---|---|')
   for (const r of rows) console.log(`| ${r.command} | ${r.medianMs.toFixed(1)} | ${r.ratio.toFixed(2)} | ${r.cpuMs.toFixed(1)} | ${r.cpuRatio.toFixed(2)} |`)
-  const tl = rows.filter(r => r.command !== 'node -e 0' && !r.command.startsWith('hpcd '))
-  console.log(`\ntools other than hpcd: median of the ratios ${median(tl.map(r => r.ratio)).toFixed(2)} (wall), ${median(tl.map(r => r.cpuRatio)).toFixed(2)} (CPU)`)
+  for (const d of binDirs ?? ['']) {
+    const tl = rows.filter(r => r.command !== 'node -e 0' && !r.command.startsWith('hpcd ') && r.command.includes(d))
+    console.log(`tools other than hpcd${d !== '' ? ` in ${d}` : ''}: median of the ratios ${median(tl.map(r => r.ratio)).toFixed(2)} (wall), ${median(tl.map(r => r.cpuRatio)).toFixed(2)} (CPU)`)
+  }
 }
