@@ -58,6 +58,21 @@ export const DEFAULTS: Config = {
 }
 
 /**
+ * Automatic discovery of nodes on a LAN (`hpcd --discover`, src/discovery), as openMosix's omdiscd:
+ * signed announcements to a multicast group, link-local by default (TTL 1).
+ */
+export const DISCOVERY = {
+  /** Administratively scoped group (239.255/16, RFC 2365); 54.29 for the port. */
+  group: '239.255.54.29',
+  /** UDP port: the gossip port + 1 (5429 for 5428, as openMosix 2.6's omd PORT_DISCOVERY). */
+  portOffset: 1,
+  /** Seconds between announcements (±20 % jitter); the first goes out at start. */
+  interval: 5,
+  /** Multicast TTL: 1 keeps announcements on the local network. */
+  ttl: 1
+} as const
+
+/**
  * Expected maximum age (in intervals) of a node's information in a cluster of n nodes with window
  * w, from the MOSIX gossip model (algorithms.md §2.2): M ≈ (n−1)(ln n + γ)/w, at least 1.
  */

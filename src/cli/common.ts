@@ -8,9 +8,9 @@
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeSync, constants as fsc } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { lookup } from 'node:dns/promises'
 import { isIP } from 'node:net'
-import debug from 'debug'
+import debug from '../util/log.js'
+import { VERSION } from '../version.js'
 
 const log = debug('hpcfs:cli')
 
@@ -242,12 +242,23 @@ export function parseIntArg (s: string, what: string, min: number, max: number):
   return n
 }
 
+/** What `<tool> --version` prints: `mosctl (hpcfs) 0.1.0`. */
+export function versionText (tool: string): string {
+  return `${tool} (hpcfs) ${VERSION}`
+}
+
+/** `--version` as the only argument (so `mosrun cmd --version` still passes it to cmd). */
+function isVersion (argv: string[]): boolean {
+  return argv.length === 1 && argv[0] === '--version'
+}
+
 export function isHelp (argv: string[]): boolean {
   return argv.some(a => a === '-h' || a === '--help' || a === '-H')
 }
 
 /**
- * Run a tool's main: `-h`/`--help` prints the usage on stdout (exit 0); a UsageError prints
+ * Run a tool's main: `-h`/`--help` prints the usage on stdout (exit 0), `--version` alone the
+ * version (also for a tool that parses its own arguments and passes none); a UsageError prints
  * `<tool>: <message>` and the usage on stderr (exit 2); a CliError prints `<tool>: <message>`
  * (its exit code); anything else is a bug and is reported with its stack under DEBUG.
  */
@@ -260,7 +271,10 @@ export async function runTool (tool: string, usage: string, main: (argv: string[
     throw err
   })
   try {
-    if (isHelp(argv)) {
+    if (isVersion(argv) || isVersion(process.argv.slice(2))) {
+      process.stdout.write(versionText(tool) + '\n')
+      code = 0
+    } else if (isHelp(argv)) {
       process.stdout.write(usage.endsWith('\n') ? usage : usage + '\n')
       code = 0
     } else {
@@ -291,7 +305,8 @@ export async function addressesOf (host: string, ms = 2000): Promise<string[]> {
   let timer: NodeJS.Timeout | undefined
   try {
     const found = await Promise.race([
-      lookup(host, { all: true }).then(r => r.map(a => a.address)),
+      // loaded here, not at the top: node:dns costs a tool about 4 ms of start-up (bench-startup)
+      import('node:dns/promises').then(async dns => await dns.lookup(host, { all: true })).then(r => r.map(a => a.address)),
       new Promise<string[]>(resolve => { timer = setTimeout(() => resolve([]), ms) })
     ])
     return [host, ...found]

@@ -10,7 +10,7 @@
 //   hpc-ppm hostinfo             this host's compatibility record (for dump --target)
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
-import debug from 'debug'
+import debug from '../util/log.js'
 import { spawn } from 'node:child_process'
 import { openSync } from 'node:fs'
 import { createInterface } from 'node:readline'

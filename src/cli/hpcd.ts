@@ -8,8 +8,8 @@ import { networkInterfaces } from 'node:os'
 import { isIPv4 } from 'node:net'
 import { lookup } from 'node:dns/promises'
 import { performance } from 'node:perf_hooks'
-import debug from 'debug'
-import { DEFAULTS, HTTP_DEFAULTS, type Config } from '../config.js'
+import debug from '../util/log.js'
+import { DEFAULTS, DISCOVERY, HTTP_DEFAULTS, type Config } from '../config.js'
 import { HpcNode, KEYLESS } from '../core/node.js'
 import { prepareMountpoint } from '../core/mountpoint.js'
 import { Keyring } from '../gossip/keyring.js'
@@ -19,7 +19,7 @@ import { expandMap, idFromAddress, parseMap, MapError } from '../map/map.js'
 import { Probe } from '../probe/probe.js'
 import { rootDir } from '../fs/root.js'
 import { TreeMount } from '../fs/fuse.js'
-import { VERSION } from '../version.js'
+import { versionText } from './common.js'
 import { Migrator } from '../migrate/migrator.js'
 import { Balancer } from '../sched/balancer.js'
 import { GuiServer } from '../gui/server.js'
@@ -27,23 +27,40 @@ import { defaultTokenDir } from '../gui/auth.js'
 import { MetricsServer } from '../metrics/server.js'
 import { MigrationLog } from '../metrics/migrations.js'
 import { formatListen, parseListen } from '../util/listen.js'
+import { Discovery, discoveryOptions } from '../discovery/discovery.js'
 
 const log = debug('hpcfs:hpcd')
 
-/** Reads a config file: `key = value` or `key value` lines, `#` comments; keys as the long flags. */
-export function parseConfigFile (path: string): Record<string, unknown> {
+const BOOLEAN_WORDS: Record<string, boolean> = { yes: true, true: true, on: true, 1: true, no: false, false: false, off: false, 0: false }
+
+/**
+ * Reads a config file (/etc/hpcfs.conf, hpcfs.conf(5)): `key = value` or `key value` lines, `#`
+ * comments, values optionally in double quotes; keys as the long flags. Keys in `booleans` take
+ * yes/no, true/false, on/off or 1/0 (yargs would read any other word as false); `join` may list
+ * several peers and be repeated.
+ */
+export function parseConfigFile (path: string, booleans: ReadonlySet<string> = new Set()): Record<string, unknown> {
   const out: Record<string, unknown> = {}
   readFileSync(path, 'utf8').split('\n').forEach((raw, i) => {
-    const line = raw.replace(/#.*/, '').trim()
+    const line = raw.replace(/(^|\s)#.*/, '').trim()
     if (!line) return
     const m = /^([a-z][a-z-]*)\s*(?:=\s*|\s+)(.+)$/.exec(line)
     if (!m) throw new Error(`${path}:${i + 1}: expected "key = value"`)
-    const [, key, value] = m
-    if (key === 'join') out.join = [...((out.join as string[]) ?? []), ...value.split(/[\s,]+/)]
+    const key = m[1]
+    const value = m[2].replace(/^"(.*)"$/, '$1')
+    if (booleans.has(key)) {
+      const b = BOOLEAN_WORDS[value.toLowerCase()]
+      if (b === undefined) throw new Error(`${path}:${i + 1}: ${key} takes yes or no (true/false, on/off, 1/0), not "${value}"`)
+      out[key] = b
+    } else if (key === 'join') out.join = [...((out.join as string[]) ?? []), ...value.split(/[\s,]+/)]
     else out[key] = value
   })
   return out
 }
+
+/** The boolean options of a yargs instance (its getOptions(), which the typings leave out). */
+const booleanOptions = (y: object): ReadonlySet<string> =>
+  new Set((y as { getOptions?: () => { boolean?: string[] } }).getOptions?.().boolean ?? [])
 
 function firstAddress (): string {
   for (const list of Object.values(networkInterfaces())) {
@@ -68,7 +85,8 @@ async function resolveSeed (s: string, defPort: number): Promise<Address> {
 }
 
 async function main (): Promise<void> {
-  const argv = await yargs(hideBin(process.argv))
+  const cli = yargs(hideBin(process.argv))
+  const argv = await cli
     .scriptName('hpcd')
     .usage('$0 [options]\n\nThe hpcfs daemon: one per host. Gossips load over UDP and serves the cluster tree over FUSE.')
     .option('id', { type: 'number', describe: 'node id 1..65535 (default: from the map line holding --addr, else the last two octets of --addr, as omdiscd)' })
@@ -88,13 +106,14 @@ async function main (): Promise<void> {
     .option('fast-decay', { type: 'number', default: DEFAULTS.fastDecay, describe: 'per-mille kept per decay interval (fast)' })
     .option('mig-port', { type: 'number', describe: 'TCP port of process transfer (default: the gossip port - 768, i.e. 4660 for 5428; every node keeps the same distance)' })
     .option('load-scope', { choices: ['host', 'cgroup', 'netns'] as const, default: 'host' as const, describe: 'what the node\'s load counts. host: the machine; for several nodes emulated on one machine, cgroup: the daemon\'s CPU cgroup (its runnable tasks, its quota as CPUs and speed) or netns: the processes in the daemon\'s network namespace' })
+    .option('discover', { type: 'boolean', default: false, describe: `find the other nodes on this LAN by multicast, as omdiscd (group ${DISCOVERY.group}, UDP port --port + ${DISCOVERY.portOffset}); announcements are signed with the cluster key` })
     .option('balance', { type: 'boolean', default: true, describe: 'move processes automatically by opportunity cost, as openMosix did (admin/balance); --no-balance: only explicit moves' })
     .option('gui', { type: 'boolean', default: false, describe: `serve the web GUI (docs/gui.md) at --gui-addr (default ${HTTP_DEFAULTS.host}:${HTTP_DEFAULTS.guiPort}: this host only)` })
     .option('gui-addr', { type: 'string', describe: 'HOST:PORT (or PORT) of the web GUI; implies --gui' })
     .option('gui-tokens', { type: 'string', describe: 'directory of the GUI\'s token files, one per uid (default: /run/hpcfs/<mount point>.gui as root)' })
     .option('metrics', { type: 'string', describe: 'serve Prometheus metrics at http://HOST:PORT/metrics (a bare PORT: on 127.0.0.1)' })
     .option('test-fault', { type: 'string', hidden: true, describe: 'fault injection for tests (restore)' })
-    .config('config', 'config file (e.g. /etc/hpcfs.conf): "key = value" lines, keys as the long options', parseConfigFile)
+    .config('config', 'config file (e.g. /etc/hpcfs.conf, hpcfs.conf(5)): "key = value" lines, keys as the long options', (path: string) => parseConfigFile(path, booleanOptions(cli)))
     .check(a => {
       if (a.id !== undefined && (!Number.isInteger(a.id) || a.id < 1 || a.id > 65535)) throw new Error('--id must be 1..65535')
       if (a.addr !== undefined && !isIPv4(a.addr)) throw new Error('--addr must be an IPv4 address')
@@ -102,13 +121,15 @@ async function main (): Promise<void> {
       if (!(a.interval > 0)) throw new Error('--interval must be > 0')
       if (!Number.isInteger(a.window) || a.window < 1 || a.window > 29) throw new Error('--window must be 1..29')
       if (!(a['down-after'] >= 0)) throw new Error('--down-after must be >= 0')
+      if (!(a['send-to-any'] >= 1)) throw new Error('--send-to-any must be >= 1')
+      if (a['mig-port'] !== undefined && (!Number.isInteger(a['mig-port']) || a['mig-port'] < 1 || a['mig-port'] > 65535)) throw new Error('--mig-port must be 1..65535')
       if (a.speed !== 0 && (!Number.isInteger(a.speed) || a.speed < 1 || a.speed > 1000000)) throw new Error('--speed must be 1..1000000 (or 0)')
       if (a['gui-addr'] !== undefined) parseListen(a['gui-addr'], HTTP_DEFAULTS.host, '--gui-addr')
       if (a.metrics !== undefined) parseListen(a.metrics, HTTP_DEFAULTS.host, '--metrics')
       return true
     })
     .strict()
-    .version(VERSION)
+    .version(versionText('hpcd'))
     .help()
     .alias('h', 'help')
     .wrap(Math.min(110, process.stdout.columns ?? 100))
@@ -163,6 +184,8 @@ async function main (): Promise<void> {
   const transport = await UdpTransport.open({ host: addr, port: cfg.port }, (buf, from) => node.gossip.onDatagram(buf, from))
   node.gossip.attach(transport)
 
+  if (argv.discover) node.discovery = await Discovery.start(node.gossip, keys, discoveryOptions(cfg.port))
+
   await prepareMountpoint(cfg.mount)
   const mount = new TreeMount(rootDir(node), cfg.mount)
   await mount.mount()
@@ -210,6 +233,7 @@ async function main (): Promise<void> {
     await gui?.close()
     await metrics?.close()
     migrations?.close()
+    await node.discovery?.close()
     await migrator.close()
     await mount.unmount()
     await transport.close()

@@ -3,7 +3,7 @@
 // Subcommands and meanings follow mosctl(1) of openmosix-tools (spec proc-hpc.md §4.1).
 import { readdirSync } from 'node:fs'
 import { isIP } from 'node:net'
-import debug from 'debug'
+import debug from '../util/log.js'
 import { CliError, UsageError, addressesOf, openTree, parseIntArg, parseNodeId, runTool, type Tree } from './common.js'
 import { expandMap, parseMap, MapError, type MapNode } from '../map/map.js'
 

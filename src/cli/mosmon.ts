@@ -4,7 +4,7 @@
 // The screen is drawn by renderFrame (mosmon-render.ts); the terminal is driven by screen.ts
 // (alternate screen, raw keys, resize, the terminal restored on every way out).
 import { access, readdir, readFile } from 'node:fs/promises'
-import debug from 'debug'
+import debug from '../util/log.js'
 import { CliError, UsageError, describeFsError, isTree, resolveRoot, runTool, Tree } from './common.js'
 import { applyKey, renderFrame, type Mode, type MonState, type NodeSample } from './mosmon-render.js'
 import { runScreen } from './screen.js'

@@ -16,7 +16,7 @@ import { accessSync, existsSync, mkdirSync, readFileSync, readlinkSync, statSync
 import { constants as osc } from 'node:os'
 import { basename, delimiter, join } from 'node:path'
 import type { Readable, Writable } from 'node:stream'
-import debug from 'debug'
+import debug from '../util/log.js'
 import { CliError, UsageError, openTree, parseIntArg, parseNodeId, runTool, type Tree } from './common.js'
 import { nodeUp, readProcStat, sleep } from './proc-common.js'
 

@@ -3,7 +3,7 @@
 // cluster discipline (proc/ in the hpcfs tree), or the given pids, or with -a / BSD `ax` every
 // process; NODE is proc/<pid>/where (0 = at home). A migrated process is shown as it runs on its
 // node (command line, state, memory; CPU time on every node), not as its hollow deputy (ps.ts).
-import debug from 'debug'
+import debug from '../util/log.js'
 import { CliError, UsageError, openTree, runTool } from './common.js'
 import { allPids, parsePid } from './proc-common.js'
 import { HEADER_DEFAULT, HEADER_USER, hostContext, lineDefault, lineUser, listDisciplined, readRows, rowJson, type PsRow } from './ps.js'

@@ -4,7 +4,7 @@
 // there (ps.ts reads the rows). Interactive on a terminal (screen.ts), or batch frames for
 // scripts and tests (-b, -n N; also when stdout is not a terminal).
 import { readFile, readdir } from 'node:fs/promises'
-import debug from 'debug'
+import debug from '../util/log.js'
 import { UsageError, describeFsError, openTree, runTool, type Tree } from './common.js'
 import { allPids, sleep } from './proc-common.js'
 import { hostContext, listDisciplined, memPercent, readRows } from './ps.js'

@@ -2,7 +2,7 @@
 // cursor home + overwrite lines + clear to end of line (no full clear per frame), raw keys,
 // redraw on resize, a sample of the tree every interval, and the terminal restored on every way
 // out. What is shown and what the keys do belong to the tool (its pure render and key functions).
-import debug from 'debug'
+import debug from '../util/log.js'
 
 const log = debug('hpcfs:cli')
 

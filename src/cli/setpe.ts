@@ -3,7 +3,7 @@
 // (admin/mospe), like setpe(1) of openmosix-tools (spec proc-hpc.md §4.4).
 import { readFileSync, writeFileSync } from 'node:fs'
 import { isIP } from 'node:net'
-import debug from 'debug'
+import debug from '../util/log.js'
 import { CliError, UsageError, addressesOf, describeFsError, isTree, openTree, parseIntArg, parseNodeId, resolveRoot, runTool, Tree } from './common.js'
 import { expandMap, formatMap, parseMap, MapError, type MapNode } from '../map/map.js'
 

@@ -1,7 +1,7 @@
 // The cluster node as a domain object: this node's admin state, its probe, its gossip, and the
 // view of every known node. The FUSE tree, the daemon and the tests all work through this class;
 // it knows nothing about FUSE.
-import debug from 'debug'
+import debug from '../util/log.js'
 import { DEFAULTS, downAfterMs, type Config } from '../config.js'
 import { Gossiper, type Member } from '../gossip/gossiper.js'
 import { STATUS, type LocalInfo, type NodeInfo } from '../gossip/info.js'
@@ -11,6 +11,7 @@ import { ErrnoError, einval } from '../util/errno.js'
 import { expandMap, formatMap, MapError, parseMap, type MapNode } from '../map/map.js'
 import type { Cluster, Migrator } from '../migrate/migrator.js'
 import type { Balancer } from '../sched/balancer.js'
+import type { Discovery } from '../discovery/discovery.js'
 
 const log = debug('hpcfs:node')
 
@@ -43,6 +44,8 @@ export class HpcNode implements Cluster {
   migrator: Migrator | null = null
   /** The scheduler (set by the daemon with the migrator). */
   balancer: Balancer | null = null
+  /** Multicast discovery of nodes on the LAN (set by the daemon with --discover). */
+  discovery: Discovery | null = null
   /** TCP transfer port; every node's sits at the same distance from its gossip port (default 4660 for 5428). */
   migPort = 4660
   /**

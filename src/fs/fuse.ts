@@ -4,7 +4,7 @@
 // Handlers never block and never touch the mount themselves.
 import Fuse, { type Ops, type Stat } from 'fuse-native'
 import { constants } from 'node:os'
-import debug from 'debug'
+import debug from '../util/log.js'
 import { MAX_TREE_GATHER, MAX_TREE_WRITE } from '../config.js'
 import { ErrnoError } from '../util/errno.js'
 import { resolve, type DirNode, type FileNode } from './tree.js'

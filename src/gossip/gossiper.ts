@@ -7,7 +7,7 @@
 //
 // The driver calls tick() every interval and onDatagram() for each datagram; time comes from
 // now() (monotonic ms), randomness from rng(): the daemon passes real ones, the simulator virtual.
-import debug from 'debug'
+import debug from '../util/log.js'
 import { decode, DecodeError, encode, MAX_WINDOW, type Destination, type WireEntry } from './codec.js'
 import type { Keyring } from './keyring.js'
 import { ReplayGuard } from './replay.js'
@@ -108,7 +108,30 @@ export class Gossiper {
     this.seq++
     if (this.quiet || !this.transport) return
     const to = this.chooseTarget()
-    if (!to) return
+    if (to) this.pushTo(to)
+  }
+
+  /**
+   * A node found by discovery (src/discovery): unless the map leaves it out or its id is up at
+   * another address, it is known from now on (down until heard) and, when not up yet, gets our
+   * window at once, so that each side hears of the other within one round trip.
+   */
+  introduce (id: number, at: Address): 'learned' | 'known' | 'excluded' | 'conflict' {
+    if (this.members && !this.members.has(id)) return 'excluded'
+    const k = this.table.get(id)
+    const moved = k !== undefined && (k.info.addr !== at.host || k.info.port !== at.port)
+    if (k !== undefined && this.isUp(k)) return moved ? 'conflict' : 'known'
+    if (moved && this.members) return 'conflict' // the map says where it is
+    this.table.placeholder({
+      id, addr: at.host, port: at.port, incarnation: 0, seq: 0, status: 0, cpus: 1, speed: 1, load: 0, tmem: 0, rmem: 0, mem: 0, util: 0
+    })
+    this.pushTo({ ...at, id })
+    return 'learned'
+  }
+
+  /** Send our window (own entry plus the freshest known) to one node now (its id: the MAC covers the destination). */
+  pushTo (to: Target): void {
+    if (this.quiet || !this.transport) return
     const now = this.opts.now()
     const entries: WireEntry[] = [{ info: this.self(), age: 0 }]
     for (const k of this.table.freshest(this.window - 1, now, this.opts.downAfter)) {
@@ -182,6 +205,6 @@ export class Gossiper {
   forget (id: number): void { this.table.remove(id); this.replay?.forget(id) }
 }
 
-interface Target extends Address { id: number }
+export interface Target extends Address { id: number }
 
 const targetOf = (k: Known): Target => ({ host: k.info.addr, port: k.info.port, id: k.info.id })

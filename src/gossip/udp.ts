@@ -2,7 +2,7 @@
 // Every datagram goes to the receiver, whatever its size: the codec refuses and the gossiper counts
 // what is too long (dropped-malformed), as anything else malformed.
 import { createSocket, type Socket } from 'node:dgram'
-import debug from 'debug'
+import debug from '../util/log.js'
 import type { Address, Receiver, Transport } from './transport.js'
 
 const log = debug('hpcfs:udp')

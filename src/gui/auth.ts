@@ -15,7 +15,7 @@ import { randomBytes, createHash } from 'node:crypto'
 import { chmodSync, chownSync, lstatSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import debug from 'debug'
+import debug from '../util/log.js'
 import { readUids } from '../util/procfs.js'
 
 const log = debug('hpcfs:gui')

@@ -7,7 +7,7 @@
 // interval (a move started and failed again within one interval counts once), except for moves
 // asked for through `noteRequest`, whose outcome is awaited and counted exactly.
 import { EventEmitter } from 'node:events'
-import debug from 'debug'
+import debug from '../util/log.js'
 import type { Migrator } from '../migrate/migrator.js'
 
 const log = debug('hpcfs:metrics')

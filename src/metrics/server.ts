@@ -2,7 +2,7 @@
 // format, read from the core at the time of the request; anything else is 404 (or 405 for another
 // method). Read-only: it changes nothing, so it needs no access check beyond where it listens.
 import { createServer, type Server } from 'node:http'
-import debug from 'debug'
+import debug from '../util/log.js'
 import type { HpcNode } from '../core/node.js'
 import { listen, shut, type ListenAddr } from '../util/listen.js'
 import { collectMetrics } from './collect.js'

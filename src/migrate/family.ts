@@ -22,7 +22,7 @@
 //   that anyway, or lands it where it asks again).
 import { readFileSync, readdirSync } from 'node:fs'
 import { constants } from 'node:os'
-import debug from 'debug'
+import debug from '../util/log.js'
 import { FAMILY_RETRY_MS, FAMILY_RETURN_MS, FAMILY_SCAN_MS } from '../config.js'
 import type { RestoredHandle } from './engine.js'
 import type { Guest } from './guest.js'

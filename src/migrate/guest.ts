@@ -6,7 +6,7 @@
 // when home asks (gohome: sendHome; sendto: sendTo) or when this node expels it (sendHome with
 // `leaving` first). A guest whose home connection closes is killed (its home is gone).
 import { Readable } from 'node:stream'
-import debug from 'debug'
+import debug from '../util/log.js'
 import type { Cluster, Dial } from './cluster.js'
 import type { Engine, RestoredHandle } from './engine.js'
 import { familyFailed, superviseFamily } from './family.js'

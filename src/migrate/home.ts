@@ -13,7 +13,7 @@
 // A deputy whose remote's node dies (its connection breaks) prints why on its stderr and exits
 // with LOST_STATUS. docs/migrate.md has the sequence pictures.
 import { randomBytes } from 'node:crypto'
-import debug from 'debug'
+import debug from '../util/log.js'
 import { ErrnoError, einval } from '../util/errno.js'
 import type { Cluster, Dial } from './cluster.js'
 import type { DeputyHandle, Engine } from './engine.js'

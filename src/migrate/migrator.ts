@@ -11,7 +11,7 @@
 // docs/migrate.md has the module map, the message table and the sequence pictures.
 import { EventEmitter } from 'node:events'
 import { createServer, type Socket, type Server } from 'node:net'
-import debug from 'debug'
+import debug from '../util/log.js'
 import type { Keyring } from '../gossip/keyring.js'
 import { einval } from '../util/errno.js'
 import type { Cluster, Dial } from './cluster.js'

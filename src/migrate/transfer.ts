@@ -2,7 +2,7 @@
 // them in (from the offering connection, or from another node's connection naming a ticket),
 // and the transfer bandwidth measured from them.
 import { PassThrough, Readable, Writable } from 'node:stream'
-import debug from 'debug'
+import debug from '../util/log.js'
 import type { Link } from './link.js'
 import type { Message } from './protocol.js'
 

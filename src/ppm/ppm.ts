@@ -17,7 +17,7 @@ import { EventEmitter } from 'node:events'
 import { pipeline } from 'node:stream/promises'
 import type { Readable, Writable, Stream } from 'node:stream'
 import type { Socket } from 'node:net'
-import debug from 'debug'
+import debug from '../util/log.js'
 import { ErrnoError, einval, type ErrnoName } from '../util/errno.js'
 import { onlyStdio } from '../util/fds.js'
 

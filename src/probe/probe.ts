@@ -9,7 +9,7 @@
 // 100 = every CPU of a standard-speed (PIII 1 GHz) node busy; faster or SMP nodes show lower loads.
 // `load` is the advertised (upper) value, `localLoad` the local mean.
 import { EventEmitter } from 'node:events'
-import createDebug from 'debug'
+import createDebug from '../util/log.js'
 import { LoadSmoother } from './smoothing.js'
 import { ProcSources, type MemInfo } from './sources.js'
 import { calibrateSpeed, STD_SPEED, MIN_SPEED, MAX_SPEED } from './calibrate.js'

@@ -8,7 +8,7 @@
 //   processes is moved at once; a guest is moved by its home, which this node asks (moves are
 //   driven by the home node, src/migrate/migrator.ts), unless it is locked there.
 // - `explain(pid)`: the costs of a process on every candidate node and why it stays or moves.
-import debug from 'debug'
+import debug from '../util/log.js'
 import type { HpcNode } from '../core/node.js'
 import type { DecayHints, Migrator } from '../migrate/migrator.js'
 import { CostModel } from './cost.js'

@@ -3,7 +3,7 @@
 // processes (memory ushering first, then E-Mosix-style greedy reassignment gated by time saved vs.
 // migration time). Pure code: no I/O, no timers; the daemon feeds it a view and applies the result.
 // See docs/sched.md for the formulas and the reasons behind every tunable.
-import createDebug from 'debug'
+import createDebug from '../util/log.js'
 import { CostModel, STD_SPEED, capacityOf, loadToJobs, type JobDemand, type NodeResources } from './cost.js'
 
 const debug = createDebug('hpcfs:sched')
