@@ -6,12 +6,12 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { closeSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { Socket } from 'node:net'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Lab } from '../../src/lab/lab.js'
 import { Lab as Bins } from '../ppm/harness.js'
 import { until, ROOT } from '../helpers/daemon.js'
+import { fifoSink as sharedSink } from '../helpers/fifo.js'
 
 let lab: Lab
 let bins: Bins
@@ -36,16 +36,7 @@ after(async () => {
   bins?.cleanup()
 })
 
-/** A FIFO the test reads everything from (see migrate-netns.test.ts): a job's stdout and stderr. */
-function fifoSink (name: string): { fd: number, out: () => string, close: () => void } {
-  const fifo = join(bins.dir, name)
-  spawnSync('mkfifo', [fifo])
-  const fd = openSync(fifo, 'r+')
-  let out = ''
-  const rs = new Socket({ fd: openSync(fifo, 'r+'), readable: true, writable: false })
-  rs.on('data', d => { out += d.toString() })
-  return { fd, out: () => out, close: () => { rs.destroy(); closeSync(fd); rmSync(fifo, { force: true }) } }
-}
+const fifoSink = (name: string): ReturnType<typeof sharedSink> => sharedSink(bins.dir, name)
 
 interface Family {
   /** mosrun's pid: the leader of the family's process group */
