@@ -7,7 +7,8 @@
 // packaging/hpcfs.conf is newer than them.
 // Usage: node dist/scripts/gen-docs.js [--force]
 import { execFile } from 'node:child_process'
-import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { choices, items, optionNames, parseHelp, subcommands, type Help } from './docgen/help.js'
@@ -30,7 +31,16 @@ const SUMMARY: Record<string, string> = {
   mosrun: 'run a command under cluster discipline, at home or on another node',
   migrate: 'move a process to another node, home, or where the balancer chooses',
   mps: 'list processes with the node each one runs on',
-  'hpc-ppm': 'checkpoint and restore single processes (the hpcfs PPM engine)'
+  'hpc-ppm': 'checkpoint and restore processes (the hpcfs PPM engine)',
+  mtop: 'top with the node each process runs on',
+  runon: 'run a command on a given node, locked there (mosrun -N)',
+  runhome: 'run a command at home, locked there (mosrun -h)',
+  nomig: 'run a command with automatic migration off (mosrun -L)',
+  cpujob: 'run a command counted as CPU-bound by the balancer (mosrun -c)',
+  iojob: 'run a command counted as using no CPU by the balancer (mosrun -i)',
+  nodecay: 'run a command whose CPU statistics do not decay (mosrun -n)',
+  slowdecay: 'run a command whose CPU statistics decay slowly (mosrun -s)',
+  fastdecay: 'run a command whose CPU statistics decay fast (mosrun -f)'
 }
 
 /** What arguments are, which --help cannot say. Commands not listed get their options and words. */
@@ -64,11 +74,17 @@ function upToDate (): boolean {
   return inputs.every(p => !existsSync(p) || newest(p) <= made)
 }
 
-function helpOf (file: string, args: string[]): Promise<string> {
+/** Links named after each command, as npm's bin links are: a multi-call program (mosrun's wrappers) tells them apart by that name. */
+const LINKS = mkdtempSync(join(tmpdir(), 'hpcfs-gen-docs-'))
+process.on('exit', () => { rmSync(LINKS, { recursive: true, force: true }) })
+
+function helpOf (name: string, file: string, args: string[]): Promise<string> {
   const env: NodeJS.ProcessEnv = { ...process.env, DEBUG: '', HPC_ROOT: '' }
   delete env.COLUMNS
+  const link = join(LINKS, name)
+  if (!existsSync(link)) symlinkSync(join(ROOT, file), link)
   return new Promise((resolveP, reject) => {
-    execFile(process.execPath, [join(ROOT, file), ...args, '--help'], { env, timeout: 60_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [link, ...args, '--help'], { env, timeout: 60_000 }, (err, stdout, stderr) => {
       if (err !== null) reject(new Error(`${file} ${args.join(' ')} --help: ${err.message} ${stderr}`))
       else resolveP(stdout)
     })
@@ -86,9 +102,9 @@ interface Command { name: string, help: Help, subs: Help[] }
 
 async function gather (): Promise<Command[]> {
   return await Promise.all(Object.entries(pkg.bin).map(async ([name, file]) => {
-    const help = parseHelp(name, await helpOf(file, []))
+    const help = parseHelp(name, await helpOf(name, file, []))
     const subs = await Promise.all(subcommands(help).filter(() => items(help, 'Commands').length > 0)
-      .map(async w => parseHelp(`${name} ${w}`, await helpOf(file, [w]))))
+      .map(async w => parseHelp(`${name} ${w}`, await helpOf(name, file, [w]))))
     return { name, help, subs }
   }))
 }

@@ -100,7 +100,9 @@ test('bash completion: subcommands, options, choices, node ids and pids from the
   assert.deepEqual(complete('migrate 4242 ', tree), ['1', '2', '5', 'balance', 'home'])
   assert.deepEqual(complete('hpcd --load-scope ', tree), ['cgroup', 'host', 'netns'])
   assert.ok(complete('hpcd --', tree).includes('--discover'))
-  assert.deepEqual(complete('mps -', tree), ['--help', '--version', '-A', '-a', '-e'])
+  const mpsOpts = complete('mps -', tree)
+  for (const o of ['--help', '--json', '--version', '-A', '-a', '-e']) assert.ok(mpsOpts.includes(o), `mps ${o} completes: ${mpsOpts.join(' ')}`)
+  assert.ok(mpsOpts.every(o => o.startsWith('-')), 'only options after a dash')
   assert.deepEqual(complete('hpc-ppm d', tree), ['dump'])
   assert.deepEqual(complete('setpe -p ', tree), ['1', '2', '5'])
   assert.deepEqual(complete('mosrun -N ', tree), ['1', '2', '5'])
@@ -140,6 +142,7 @@ test('the example hpcfs.conf documents every hpcd option; with every key set it 
   // Every key set, with values this test can see in the tree.
   const [port, seed] = [await freeUdpPort(), await freeUdpPort()]
   const migPort = await freeTcpPort()
+  const [guiPort, metricsPort] = [await freeTcpPort(), await freeTcpPort()]
   const keyFile = join(work, 'hpcfs.key')
   writeFileSync(keyFile, randomBytes(32))
   const mapFile = join(work, 'hpcfs.map')
@@ -147,7 +150,8 @@ test('the example hpcfs.conf documents every hpcd option; with every key set it 
   const values: Record<string, string> = {
     key: keyFile, map: mapFile, join: `127.0.0.1:${seed}`, discover: 'no', id: '7', addr: '127.0.0.1', port: String(port), 'mig-port': String(migPort),
     mount, speed: '12345', interval: '0.5', window: '8', 'down-after': '9', 'send-to-any': '4', balance: 'no', 'load-scope': 'host',
-    'decay-interval': '2', 'slow-decay': '950', 'fast-decay': '900'
+    'decay-interval': '2', 'slow-decay': '950', 'fast-decay': '900',
+    gui: 'yes', 'gui-addr': `127.0.0.1:${guiPort}`, 'gui-tokens': join(work, 'gui-tokens'), metrics: `127.0.0.1:${metricsPort}`
   }
   assert.deepEqual(Object.keys(values).sort(), [...documented].sort(), 'the test sets every key')
   const conf = join(work, 'hpcfs.conf')
@@ -178,6 +182,11 @@ test('the example hpcfs.conf documents every hpcd option; with every key set it 
     const s = connect(migPort, '127.0.0.1', () => { s.destroy(); resolve() })
     s.once('error', reject)
   })
+  const page = await fetch(`http://127.0.0.1:${guiPort}/`)
+  assert.equal(page.status, 200, 'the GUI is served at gui-addr')
+  await page.text()
+  const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
+  assert.match(metrics, /^hpcfs_node_speed\{node="7"\} 12345$/m, 'metrics are served at the metrics address')
   const got = cmd('mosctl', ['getspeed'], { HPC_ROOT: mount })
   assert.equal(String(got.stdout).trim(), '12345', String(got.stderr))
   assert.match(String(cmd('showmap', [], { HPC_ROOT: mount }).stdout), /My Node-Id: 0x0007/)
