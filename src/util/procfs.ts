@@ -62,3 +62,16 @@ export function readUids (pid: number | 'self', procRoot = '/proc'): { real: num
   const f = statusField(pid, 'Uid', procRoot)?.split(/\s+/)
   return f === undefined || f.length < 2 ? undefined : { real: Number(f[0]), effective: Number(f[1]) }
 }
+
+/**
+ * Nanoseconds the main thread of a process has run and has waited, runnable, for a CPU
+ * (/proc/<pid>/schedstat: on the CPU, on a run queue; a CFS-throttled task counts as waiting), or
+ * undefined when gone or not available (kernels without schedstats).
+ */
+export function readSchedstat (pid: number, procRoot = '/proc'): { run: number, wait: number } | undefined {
+  let f: string[]
+  try { f = readFileSync(`${procRoot}/${pid}/schedstat`, 'latin1').trim().split(' ') } catch { return undefined }
+  const run = Number(f[0])
+  const wait = Number(f[1])
+  return Number.isFinite(run) && Number.isFinite(wait) ? { run, wait } : undefined
+}
