@@ -287,3 +287,17 @@ test('nodes of different speeds: the split follows the speeds (1:2:4 for speeds 
   runCluster(two, 100, 9)
   assert.deepEqual(two.map(n => n.procs.length), [1, 3])
 })
+
+test('a move that ends this node\'s thrashing counts the other processes\' speed-up too', () => {
+  // node 1 over-committed by 100 MB with three CPU-bound processes; node 2 idle, with room for one
+  // (but not the 15% reserve memory ushering wants); a slow link: 20 s to move 200 MB, 6 × 20 s to pay
+  const procs = [1, 2, 3].map(pid => proc(pid, { mem: 200 * MB, image: 200 * MB, age: 100, runnable: 1 }))
+  const others = [nodeView(2, 0, { freeMem: 300 * MB, totalMem: 8 * GB })]
+  const bandwidth = new Map([[2, 10e6]])
+  const view = (over: number): LocalView => ({ self: nodeView(1, 3, { freeMem: -over * MB, totalMem: 8 * GB }), procs, others, bandwidth })
+  const d = rebalance(view(100))
+  assert.equal(d.action, 'move', d.why)
+  assert.ok((d.secondsSaved ?? 0) > 6 * (d.migrationSeconds ?? 0) && (d.secondsSaved ?? 0) > 200, `saves ${d.secondsSaved}: its own ≈ 97 s, the two others' ≈ 180 s`)
+  // over-committed by 300 MB the move does not end the thrashing: its own gain alone does not pay
+  assert.equal(rebalance(view(300)).action, 'stay')
+})
