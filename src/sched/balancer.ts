@@ -132,7 +132,7 @@ export class Balancer {
       this.present.set(pid, s.demand)
       if (s.since < Infinity) this.shift(s.demand * notYetInMean(s.since), this.migrator.guests.has(pid) ? `guest ${pid} arrived` : `${pid} started`)
     }
-    for (const pid of this.known.keys()) if (!this.migrator.procs.has(pid)) { this.known.delete(pid); this.away.delete(pid); this.homeSince.delete(pid) }
+    for (const m of [this.known, this.away, this.homeSince]) for (const pid of m.keys()) if (!this.migrator.procs.has(pid)) m.delete(pid)
     for (const [pid, a] of this.asked) if (now - a.at > 30_000) this.asked.delete(pid)
   }
 
