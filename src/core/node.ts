@@ -19,6 +19,8 @@ const log = debug('hpcfs:node')
 export interface ProbeLike {
   snapshot (): { cpus: number, speed: number, load: number, localLoad: number, tmem: number, rmem: number, mem: number, util: number }
   setSpeed (speed: number): void
+  /** A change of the node's runnable tasks the scheduler knows about (a process came in or left). */
+  adjust?: (delta: number) => void
 }
 
 /** One node as the tree shows it. `up` false: the files read -101. */
@@ -100,8 +102,9 @@ export class HpcNode implements Cluster {
   /** Called by the driver once per interval. */
   tick (): void {
     this.gossip.opts.downAfter = downAfterMs(this.cfg, this.gossip.table.size + 1)
-    this.gossip.tick()
+    // the balancer first: the load its bookkeeping changed (processes that came or left) goes out now
     this.balancer?.tick()
+    this.gossip.tick()
   }
 
   // ---- admin state -------------------------------------------------------------------------

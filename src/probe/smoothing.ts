@@ -6,6 +6,12 @@
 //
 // Invariant: upper >= mean after every update (when both start equal). Pure arithmetic on floats;
 // MOSIX keeps mean ×128 in integers, callers round when they print.
+//
+// A known change of the node's processes (one of its processes left or exited, or one came in:
+// docs/sched.md "Loads that know about moves") is not left to the smoothing: `shift` moves both
+// values at once by that process's load. The smoothing is there to filter what the node cannot
+// explain; a departure it knows about would otherwise keep showing in `upper` for ≈ 15 s (7:1),
+// and an arrival would take ≈ 5 s to show in `mean` (5:3).
 
 /** One step of the local mean: slow rise (5:3), immediate fall. */
 export function stepMean (old: number, sample: number): number {
@@ -20,6 +26,8 @@ export function stepUpper (old: number, sample: number): number {
 export class LoadSmoother {
   mean: number
   upper: number
+  /** After a shift: the next sample is the mean (it is all taken after the change). */
+  private anchor = false
 
   constructor (initial = 0) {
     this.mean = initial
@@ -28,8 +36,30 @@ export class LoadSmoother {
 
   update (sample: number): void {
     if (!Number.isFinite(sample) || sample < 0) throw new RangeError(`load sample must be a finite number >= 0, got ${sample}`)
-    this.mean = stepMean(this.mean, sample)
+    this.mean = this.anchor ? sample : stepMean(this.mean, sample)
     this.upper = stepUpper(this.upper, sample)
+    this.anchor = false
+  }
+
+  /**
+   * A known change of `delta` runnable tasks (a process of that load arrived: > 0; left: < 0).
+   * Leaving: both values drop by it at once (never below 0). Arriving: the mean rises by it at once
+   * and the upper is raised to the mean if it was below (an upper still falling from a higher load
+   * already counts it, and one the probe raised since the arrival too, so it is not added twice).
+   * The change may be noticed a little late, when a sample already showed part of it: the next
+   * update then takes its sample, all of it taken after the change, as the mean (no slow rise from
+   * a mean that undershot), and an upper that undershot rises to its sample at once anyway.
+   */
+  shift (delta: number): void {
+    if (!Number.isFinite(delta)) throw new RangeError(`load shift must be finite, got ${delta}`)
+    if (delta < 0) {
+      this.mean = Math.max(0, this.mean + delta)
+      this.upper = Math.max(0, this.upper + delta)
+    } else {
+      this.mean += delta
+    }
+    this.upper = Math.max(this.upper, this.mean)
+    this.anchor = true
   }
 
   reset (value = 0): void {

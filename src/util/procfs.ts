@@ -77,3 +77,16 @@ export function psInfo (pid: number, procRoot = '/proc'): PsInfo | undefined {
   try { cmdline = readFileSync(`${procRoot}/${pid}/cmdline`, 'utf8') } catch {}
   return { utime: Number(f[11]), stime: Number(f[12]), state: f[0], vsize: Number(f[20]), rss: Number(f[21]) * PAGE_SIZE, cmdline }
 }
+
+/**
+ * Nanoseconds the main thread of a process has run and has waited, runnable, for a CPU
+ * (/proc/<pid>/schedstat: on the CPU, on a run queue; a CFS-throttled task counts as waiting), or
+ * undefined when gone or not available (kernels without schedstats).
+ */
+export function readSchedstat (pid: number, procRoot = '/proc'): { run: number, wait: number } | undefined {
+  let f: string[]
+  try { f = readFileSync(`${procRoot}/${pid}/schedstat`, 'latin1').trim().split(' ') } catch { return undefined }
+  const run = Number(f[0])
+  const wait = Number(f[1])
+  return Number.isFinite(run) && Number.isFinite(wait) ? { run, wait } : undefined
+}
