@@ -1,6 +1,7 @@
 /* The can't-move analysis: one REASON line per obstacle, before anything is touched.
- * Descriptors are judged by files.c (fd_check), which knows what it can recreate. */
-#include "ppm.h"
+ * Descriptors are judged by files.c (fd_check), which knows what it can recreate; threads by
+ * threads.c (threads_check). */
+#include "threads.h"
 
 int reason(int print, const char *code, const char *fmt, ...)
 {
@@ -26,11 +27,12 @@ int check_pid(pid_t pid, int print)
 	unsigned long long f[52];
 	if (stat_fields(pid, f, 52) == 0) {
 		if (f[9] & 0x00200000) return reason(print, "kernel-thread", "pid %d is a kernel thread", pid);
-		if (f[3] == 'Z' || f[3] == 'X') return reason(print, "zombie", "process %d has exited (zombie)", pid);
+		int nthreads = !status_field(st, "Threads", v, sizeof v) ? atoi(v) : 1;
+		if ((f[3] == 'Z' || f[3] == 'X') && nthreads <= 1) return reason(print, "zombie", "process %d has exited (zombie)", pid);
 		if (f[3] == 'T') n += reason(print, "stopped", "process is stopped (job control)");
 		if (f[41] == 1 || f[41] == 2 || f[41] == 6) n += reason(print, "realtime", "process uses real-time scheduling (policy %llu)", f[41]);
 	}
-	if (!status_field(st, "Threads", v, sizeof v) && atoi(v) > 1) n += reason(print, "threads", "process has %d threads (only single-threaded processes can move)", atoi(v));
+	n += threads_check(pid, print);
 	if (!status_field(st, "TracerPid", v, sizeof v) && atoi(v) != 0) n += reason(print, "traced", "process is already traced by pid %d", atoi(v));
 	if (!status_field(st, "VmLck", v, sizeof v) && atoi(v) != 0) n += reason(print, "locked-memory", "process has locked memory (VmLck %s)", v);
 	if (!status_field(st, "Seccomp", v, sizeof v) && atoi(v) == 1) n += reason(print, "seccomp-strict", "process is in strict seccomp mode");

@@ -1,15 +1,17 @@
 /* The deputy (docs/ppm.md): after the dump the original is hollowed (its memory unmapped) and
  * parked in pause(); it keeps the pid and the parent at home. Commands on fd 5 end it with a
  * status or a signal, hand out or relay its stdio, or restore an image into it (return home). */
-#include "ppm.h"
+#include "threads.h"
 #include <sys/signalfd.h>
 
-/* Empties the (stopped) tracee: rseq unregistered, all memory but the vDSO group unmapped. */
+/* Empties the (stopped) tracee: its other threads ended, rseq unregistered, all memory but the
+ * vDSO group unmapped. */
 int hollow(struct tracee *t, int *touched)
 {
 	*touched = 0;
 	uint64_t vvar, vclock, vdso;
 	int e = find_vdso(t, &vvar, &vclock, &vdso);
+	if (!e) e = threads_exit(t, touched);
 	if (e) return e;
 	struct { uint64_t ptr; uint32_t size, sig, flags, pad; } rs = { 0 };
 	/* HPC_PPM_TEST_FAULT=keep-rseq is a fault-injection hook for the tests: hollowing without
@@ -103,6 +105,7 @@ static int deputy_restore(struct tracee *t, const char *path)
 	e = interrupt_stop(t);
 	if (!e) {
 		t->ninject = 0;
+		t->keep_tids = 1;	/* its threads come home under their tids where free */
 		double t0 = now_ms();
 		e = restore_into(t, im, &r, 1, 0);
 		if (!e) {

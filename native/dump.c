@@ -1,7 +1,7 @@
 /* Dump: the state of each thread (dump_thread), the process-wide state, the memory regions and
  * their pages, written as one image stream (dump_image). The tracee is seized and stopped by the
  * caller and is left stopped with its registers untouched: a failed dump harms nothing. */
-#include "ppm.h"
+#include "threads.h"
 
 int dump_pages_run(struct imgw *w, struct tracee *t, uint8_t *buf, uint64_t addr, uint64_t len)
 {
@@ -44,8 +44,9 @@ int dump_vma_pages(struct imgw *w, struct tracee *t, int pmfd, const struct img_
 }
 
 /* The state a thread has of its own: registers (fs_base/gs_base: its TLS), XSTATE, signal mask,
- * rseq, alternate signal stack, name. t is that thread, seized and stopped; scratch a page of
- * the process's memory for injected calls. */
+ * rseq, alternate signal stack, name, robust futex list, clear_child_tid, scheduling policy and
+ * nice value. t is that thread, seized and stopped; scratch a page of the process's memory for
+ * injected calls. */
 int dump_thread(struct tracee *t, uint64_t scratch, struct img_thread *th, uint8_t *xs, uint32_t *xlen)
 {
 	memset(th, 0, sizeof *th);
@@ -64,6 +65,15 @@ int dump_thread(struct tracee *t, uint64_t scratch, struct img_thread *th, uint8
 		th->ss_sp = ss.sp; th->ss_flags = ss.flags; th->ss_size = ss.size;
 	}
 	if (!e) e = read_comm(t->pid, t->pid, th->comm);
+	if (!e && syscall(SYS_get_robust_list, t->pid, &th->robust_ptr, &th->robust_len)) e = fail(errno, "get_robust_list(%d): %s", t->pid, strerror(errno));
+	if (!e) e = INJ(t, NULL, SYS_prctl, PR_GET_TID_ADDRESS, scratch, 0, 0, 0, 0);
+	if (!e) e = mem_read(t, scratch, &th->clear_tid, sizeof th->clear_tid);
+	if (!e) {
+		errno = 0;
+		th->policy = sched_getscheduler(t->pid);
+		th->nice = getpriority(PRIO_PROCESS, t->pid);
+		if (th->policy < 0 || errno) e = fail(errno ? errno : ESRCH, "scheduling of %d: %s", t->pid, strerror(errno));
+	}
 	return e;
 }
 
@@ -161,6 +171,8 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	static struct img_thread th;
 	static uint8_t xs[XSTATE_MAX];
 	uint32_t xlen = 0;
+	struct image_thread *others = NULL;	/* the other threads (threads.c) */
+	uint64_t xfeat = 0;
 	int e = dump_seccomp(pid, c);
 	if (!e) e = find_vdso(t, &c->vvar, &c->vclock, &c->vdso);
 	if (e) return e;
@@ -169,9 +181,10 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	e = INJ(t, &scratch, SYS_mmap, 0, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (e) return e;
 	e = dump_thread(t, scratch, &th, xs, &xlen);
+	if (!e) e = threads_dump(t, scratch, &others, &xfeat);
 	if (!e) e = dump_core_injected(t, scratch, c);
 	int e2 = INJ(t, NULL, SYS_munmap, scratch, PAGE, 0, 0, 0, 0);
-	if (e || e2) return e ? e : e2;
+	if (e || e2) { free(others); return e ? e : e2; }
 	if ((e = read_core_proc(pid, c))) return e;
 	dump_pending(t, c);
 
@@ -180,26 +193,27 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	memcpy(h.magic, IMG_MAGIC, 8);
 	h.version = IMG_VERSION;
 	h.hdr_size = sizeof h;
-	h.nthreads = 1;
+	h.nthreads = 1 + t->nthr;
 	host_compat(&h.c);
 	h.c.xsave_len = xlen;
 	memcpy(&h.c.xcr0, xs + 464, 8);	/* XSTATE_BV of the XSAVE header: the features in use */
+	h.c.xcr0 |= xfeat;
 	h.pid = pid;
 	read_timens(pid, &h.mono_off_ns, &h.boot_off_ns);
 	h.mono_ns = clock_ns(CLOCK_MONOTONIC) + h.mono_off_ns;
 	h.boot_ns = clock_ns(CLOCK_BOOTTIME) + h.boot_off_ns;
 	if (target) {
 		struct compat tc;
-		if ((e = compat_parse(target, &tc))) return e;
-		if (compat_check(&h.c, &tc, 1)) return fail(ENOTSUP, "the target host cannot run this process faithfully");
+		if ((e = compat_parse(target, &tc))) { free(others); return e; }
+		if (compat_check(&h.c, &tc, 1)) { free(others); return fail(ENOTSUP, "the target host cannot run this process faithfully"); }
 	}
 
 	struct img_vma *vm;
 	int nv = dump_vmas(pid, &vm);
-	if (nv < 0) return nv;
+	if (nv < 0) { free(others); return nv; }
 	struct img_fd *fds = NULL;
 	int nfd = dump_fds(pid, &fds);
-	if (nfd < 0) { free(vm); return nfd; }
+	if (nfd < 0) { free(vm); free(others); return nfd; }
 
 	struct stat isb;
 	if (fstat(imgfd, &isb) == 0 && S_ISFIFO(isb.st_mode)) fcntl(imgfd, F_SETPIPE_SZ, 1 << 20);
@@ -208,6 +222,11 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	if (!e) e = rec_put(&w, R_CORE, c, sizeof *c, NULL, 0);
 	if (!e) e = rec_put(&w, R_THREAD, &th, sizeof th, NULL, 0);
 	if (!e) e = rec_put(&w, R_XSTATE, xs, xlen, NULL, 0);
+	for (int i = 0; i < t->nthr && !e; i++) {
+		e = rec_put(&w, R_THREAD, &others[i].th, sizeof others[i].th, NULL, 0);
+		if (!e) e = rec_put(&w, R_XSTATE, others[i].xs, others[i].xlen, NULL, 0);
+	}
+	free(others);
 	for (int i = c->nfilters - 1; i >= 0 && !e; i--) e = rec_put(&w, R_SECCOMP, &nins[i], 4, filt[i], nins[i] * 8);
 	for (int i = 0; i < nv && !e; i++) e = rec_put(&w, R_VMA, &vm[i], VMA_FIXED + vm[i].pathlen, NULL, 0);
 	for (int i = 0; i < nfd && !e; i++) e = rec_put(&w, R_FD, &fds[i], FD_FIXED + fds[i].pathlen, NULL, 0);

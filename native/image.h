@@ -15,7 +15,7 @@
 #include <sys/user.h>
 
 #define IMG_MAGIC "HPCPPM\r\n"
-#define IMG_VERSION 2
+#define IMG_VERSION 3
 #define REC_MAGIC 0x52504d50u /* "PMPR" */
 #define MAX_REC (64UL << 20)	/* no record is longer */
 #define XSTATE_MAX 16384	/* XSAVE buffer, larger than any CPU's today */
@@ -84,7 +84,8 @@ struct img_core {
 	char exe[PATH_MAX];
 };
 
-/* R_THREAD: what each thread has of its own. Registers include fs_base/gs_base (TLS). */
+/* R_THREAD: what each thread has of its own. Registers include fs_base/gs_base (TLS). The main
+ * thread's record comes first; the others follow in /proc/PID/task order (native/threads.c). */
 struct img_thread {
 	int32_t tid;
 	uint32_t flags;
@@ -95,6 +96,11 @@ struct img_thread {
 	uint64_t ss_sp, ss_size;	/* sigaltstack */
 	int32_t ss_flags, pad;
 	char comm[16];
+	uint64_t robust_ptr, robust_len;	/* set_robust_list (get_robust_list) */
+	uint64_t clear_tid;	/* set_tid_address / CLONE_CHILD_CLEARTID (PR_GET_TID_ADDRESS) */
+	int32_t policy, nice;	/* SCHED_OTHER/BATCH/IDLE (with SCHED_RESET_ON_FORK), nice value */
+	uint64_t pending;	/* signals pending for this thread alone, bit n-1 = signal n; the main
+				 * thread's are in CORE's pend[] */
 };
 
 /* R_VMA */

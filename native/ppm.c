@@ -1,4 +1,4 @@
-/* hpc-ppm-helper: ptrace-based checkpoint/restore engine for single-threaded x86-64 processes.
+/* hpc-ppm-helper: ptrace-based checkpoint/restore engine for x86-64 processes and their threads.
  *
  * This file: the commands and main. The modules are listed in ppm.h.
  *
@@ -13,7 +13,7 @@
  * Lines out: REASON code text | STAT k=v... | PID n | HOLLOW | SIGNAL n | FD n path|- |
  *            IMAGE-IN path | EXIT n | KILLED n | RESTORED n | FAMILY id call | OK | ERR ERRNO text
  */
-#include "ppm.h"
+#include "threads.h"
 
 static int cmd_check(pid_t pid)
 {
@@ -33,6 +33,7 @@ int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpr
 	*t0 = now_ms();
 	int e = seize(t, pid, SEIZE_OPTS);
 	if (e) { if (!t->dead) ptrace(PTRACE_DETACH, pid, 0, 0); return report_err(); }
+	if ((e = threads_freeze(t))) { release_live(t); return report_err(); }
 	e = dump_image(t, 3, target, res);
 	if (e) { release_live(t); return report_err(); }
 	return 0;
@@ -108,6 +109,7 @@ static int cmd_restore(struct restore_opts *o)
 	e = spawn_stub(&t, o->keep_pid ? im->h.pid : 0, &kept);
 	if (e) return report_err();
 	if (o->require_pid && !kept) { kill_reap(t.pid); fail(EEXIST, "pid %d is taken", im->h.pid); return report_err(); }
+	t.keep_tids = o->require_pid ? 2 : o->keep_pid;	/* the other threads' tids, as the pid */
 	e = restore_into(&t, im, &r, 0, o->eintr);
 	if (e) { kill_reap(t.pid); return report_err(); }
 	if (ptrace(PTRACE_DETACH, t.pid, 0, im->c.npend ? im->c.pend[0] : 0)) { fail(errno, "PTRACE_DETACH: %s", strerror(errno)); kill_reap(t.pid); return report_err(); }

@@ -6,6 +6,7 @@
  *   inject.c   the tracee: seizing, syscall injection (the "parasite"), its memory
  *   check.c    can't-move analysis
  *   files.c    descriptors: what each one is, how it is saved and recreated
+ *   threads.c  the other threads of a process: freeze, dump, end (hollow), recreate (threads.h)
  *   dump.c     dump: per-thread state, process state, memory, the image
  *   restore.c  restore: into a fresh stub or a hollow original
  *   deputy.c   the hollow original parked at home, and its commands
@@ -153,6 +154,11 @@ struct tracee {
 	int pend[16];
 	int dead;
 	long ninject;
+	/* a process's main thread only (threads.c): its other threads, stopped under this helper,
+	 * and the tid policy of a restore (0 new tids, 1 the image's where free, 2 the image's or fail) */
+	struct tracee *thr;
+	int nthr;
+	int keep_tids;
 };
 int twait(struct tracee *t, int *st);
 int inject(struct tracee *t, long nr, long a1, long a2, long a3, long a4, long a5, long a6, long *ret);
@@ -187,6 +193,7 @@ int dump_thread(struct tracee *t, uint64_t scratch, struct img_thread *th, uint8
 int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *res);
 
 /* ---------- restore.c ---------- */
+struct clone_args_ { uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup; };
 struct restore_opts {
 	int keep_pid, require_pid, wait, eintr;
 	int clock;	/* 0 auto, 1 real, 2 continue, 3 explicit */

@@ -1,8 +1,8 @@
 /* Restore: checks an image against this host (validate_image), spawns a fresh stub with the
  * wanted pid (spawn_stub) or takes the hollow original, and turns it into the image by injected
  * syscalls (restore_into), following docs/ppm.md "How it works". Per-thread state is set by
- * restore_thread and restore_thread_regs. */
-#include "ppm.h"
+ * restore_thread and restore_thread_regs; the other threads are recreated by threads.c. */
+#include "threads.h"
 
 /* Everything that can be checked before any process is touched. Prints REASON lines. */
 int validate_image(struct image *im, int print)
@@ -23,9 +23,9 @@ int validate_image(struct image *im, int print)
 			if (print) ctlf("REASON file-mismatch mapped file %s is missing or differs from the one in the image", v->path);
 		}
 	}
-	if (im->nthreads != 1) {
+	if (im->nthreads > MAX_THREADS) {
 		n++;
-		if (print) ctlf("REASON threads image has %d threads (this engine restores single-threaded processes)", im->nthreads);
+		if (print) ctlf("REASON threads image has %d threads (at most %d are restored)", im->nthreads, MAX_THREADS);
 	}
 	return n + validate_fds(im, print);
 }
@@ -52,12 +52,18 @@ struct prctl_mm_map_ {
 	uint32_t auxv_size, exe_fd;
 };
 
-/* A thread's own state that needs the scratch area: signal mask, alternate stack, name, rseq.
+/* A thread's own state but its registers: signal mask, alternate stack, name, rseq, robust
+ * futex list, clear_child_tid, scheduling policy and nice value (these two set by this helper).
  * t is that thread, stopped, in the restored memory. */
 int restore_thread(struct tracee *t, const struct image_thread *it, uint64_t scr)
 {
 	const struct img_thread *th = &it->th;
-	int e = 0;
+	int e = 0, pol = th->policy & ~SCHED_RESET_ON_FORK;
+	if ((pol != SCHED_OTHER && pol != SCHED_BATCH && pol != SCHED_IDLE) || th->nice < -20 || th->nice > 19)
+		return fail(EBADMSG, "thread %d: bad scheduling (policy %d, nice %d)", th->tid, th->policy, th->nice);
+	struct sched_param sp = { 0 };
+	if (sched_setscheduler(t->pid, th->policy, &sp) || setpriority(PRIO_PROCESS, t->pid, th->nice))
+		return fail(errno, "scheduling of %d: %s", t->pid, strerror(errno));
 	if (ptrace(PTRACE_SETSIGMASK, t->pid, 8, &th->sigmask)) return fail(errno, "PTRACE_SETSIGMASK: %s", strerror(errno));
 	if (!(th->ss_flags & SS_DISABLE) && th->ss_size) {
 		struct { uint64_t sp; int32_t flags, pad; uint64_t size; } ss = { th->ss_sp, th->ss_flags & ~SS_ONSTACK, 0, th->ss_size };
@@ -67,6 +73,8 @@ int restore_thread(struct tracee *t, const struct image_thread *it, uint64_t scr
 	if (!e) e = mem_write(t, scr, th->comm, sizeof th->comm);
 	if (!e) e = INJ(t, NULL, SYS_prctl, PR_SET_NAME, scr, 0, 0, 0, 0);
 	if (!e && th->rseq_ptr) e = INJ(t, NULL, NR_RSEQ, th->rseq_ptr, th->rseq_len, 0, th->rseq_sig, 0, 0);
+	if (!e && th->robust_ptr) e = INJ(t, NULL, SYS_set_robust_list, th->robust_ptr, th->robust_len, 0, 0, 0, 0);
+	if (!e) e = INJ(t, NULL, SYS_set_tid_address, th->clear_tid, 0, 0, 0, 0, 0);
 	return e;
 }
 
@@ -250,11 +258,18 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 				     !memcmp(cur.groups, c->groups, c->ngroups * 4);
 		clear_err();
 	}
+	/* the other threads, made now: they inherit the seccomp filters and no_new_privs, and the
+	 * process is still privileged enough to choose their tids (clone3 set_tid) */
+	if (!e) e = threads_create(t, im, scr);
 	if (!e && !creds_same && (c->uid[0] || c->uid[1] || c->uid[2] || c->gid[0] || c->gid[1] || c->gid[2] || c->ngroups)) {
+		/* credentials are per thread in the kernel (glibc's setxid broadcast): each thread's */
 		e = mem_write(t, scr, c->groups, c->ngroups * 4);
-		if (!e) e = INJ(t, NULL, SYS_setgroups, c->ngroups, scr, 0, 0, 0, 0);
-		if (!e) e = INJ(t, NULL, SYS_setresgid, c->gid[0], c->gid[1], c->gid[2], 0, 0, 0);
-		if (!e) e = INJ(t, NULL, SYS_setresuid, c->uid[0], c->uid[1], c->uid[2], 0, 0, 0);
+		for (int i = -1; i < t->nthr && !e; i++) {
+			struct tracee *tt = i < 0 ? t : &t->thr[i];
+			e = INJ(tt, NULL, SYS_setgroups, c->ngroups, scr, 0, 0, 0, 0);
+			if (!e) e = INJ(tt, NULL, SYS_setresgid, c->gid[0], c->gid[1], c->gid[2], 0, 0, 0);
+			if (!e) e = INJ(tt, NULL, SYS_setresuid, c->uid[0], c->uid[1], c->uid[2], 0, 0, 0);
+		}
 	}
 	/* interval timers last, so that they do not run during the restore */
 	for (int w = 0; w < 3 && !e; w++) {
@@ -264,13 +279,13 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 	}
 	/* 12. scratch away */
 	if (!e) e = INJ(t, NULL, SYS_munmap, scr, SCRATCH_LEN, 0, 0, 0, 0);
-	/* 13. registers and XSTATE */
+	/* 13. registers and XSTATE; the other threads' too, and they are let go */
 	if (!e) e = restore_thread_regs(t, &im->threads[0], eintr_policy);
+	if (!e) e = threads_finish(t, im, eintr_policy);
 	return e;
 }
 
 /* fresh stub with the wanted pid (if free), traced and stopped after execve */
-struct clone_args_ { uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup; };
 
 int spawn_stub(struct tracee *t, pid_t want, int *kept)
 {

@@ -32,13 +32,15 @@ async function refusedAndUntouched (pid: number, code: string): Promise<void> {
   assert.match(status(pid, 'State'), /^[RS]/, 'still running')
 }
 
-test('a threaded program cannot move and is left exactly as it was', async () => {
+test('a thread with a descriptor table or credentials of its own cannot move; the process is left exactly as it was', async () => {
   const bin = lab.compile('threads')
-  const s = lab.start(bin, ['2'])
-  await waitFor(() => status(s.pid, 'Threads') === '2', 5000, 'second thread')
-  await refusedAndUntouched(s.pid, 'threads')
-  assert.deepEqual(await s.exited, { code: 0, signal: null })
-  assert.equal(s.out, 'threads done\n')
+  for (const [mode, code] of [['files', 'thread-unshared'], ['creds', 'thread-creds']]) {
+    const s = lab.start(bin, ['2', mode])
+    await waitFor(() => s.err.includes('ready'), 5000, 'second thread')
+    await refusedAndUntouched(s.pid, code)
+    assert.deepEqual(await s.exited, { code: 0, signal: null })
+    assert.equal(s.out, 'threads done\n')
+  }
 })
 
 test('a socket user cannot move (sockets are not supported descriptors)', async () => {
