@@ -11,7 +11,7 @@ import type { Cluster, Dial } from './cluster.js'
 import type { Engine, RestoredHandle } from './engine.js'
 import { DECAY_HINTS, applyHint, defaultHints, type DecayHints } from './hints.js'
 import type { Link } from './link.js'
-import type { HomeFailedMsg, Message, MigrateMsg, SendToMsg } from './protocol.js'
+import type { Message, MigrateMsg, SendToMsg } from './protocol.js'
 import { StdinPull } from './relay.js'
 import { ImageIn, TICKET_MS, Tickets, collect, memoryRefusal, replay, sendImage, tee } from './transfer.js'
 
@@ -223,14 +223,41 @@ export class GuestSide {
     await this.imageHome(g, chunks)
   }
 
-  /** Sends a stopped guest's image home; if home cannot take it, runs it here again rather than lose it. */
+  /**
+   * Sends a stopped guest's image home. If home cannot run it (home-failed), it runs here again, a
+   * guest on the same connection (`resumed`), or, failing that too, home hears `failed` and reports
+   * it lost. If the connection breaks first, home has it or knows it lost: the copy is dropped.
+   */
   private async imageHome (g: Guest, chunks: Buffer[]): Promise<void> {
     await sendImage(g.conn, chunks)
-    const m = await g.conn.expect('home-ok', 'home-failed').catch((e): HomeFailedMsg => ({ t: 'home-failed', reason: (e as Error).message }))
-    if (m.t === 'home-ok') { this.guests.delete(g.pid); g.conn.close(); return }
-    log('home refused guest %d back (%s): restoring it here', g.pid, m.reason)
+    const m = await g.conn.expect('home-ok', 'home-failed').catch(() => null)
     this.guests.delete(g.pid)
-    try { const r = await this.d.engine.restore(replay(chunks), { stdio: ['ignore', 'ignore', 'ignore'] }); log('guest restored here as %d', r.pid) } catch (e) { log('guest lost: %s', (e as Error).message) }
+    if (m?.t !== 'home-failed') {
+      if (m === null) log('connection to the home of guest %d broke after its image went: dropping the copy', g.pid)
+      g.detach()
+      g.conn.close()
+      return
+    }
+    log('home could not run guest %d (%s): it runs here again', g.pid, m.reason)
+    try {
+      const again = await this.runAgain(g, chunks)
+      await g.conn.send({ t: 'resumed', pid: again.pid })
+    } catch (e) {
+      log('guest %d cannot run here again either: %s', g.pid, (e as Error).message)
+      await g.conn.send({ t: 'failed', reason: (e as Error).message }).catch(() => {})
+      g.conn.close()
+    }
+  }
+
+  /** A guest that stopped to leave but could not: it runs here again from its image, as a guest on the same connection. */
+  private async runAgain (g: Guest, chunks: Buffer[]): Promise<Guest> {
+    this.guests.delete(g.pid)
+    g.detach()
+    const again = await this.d.engine.restore(replay(chunks), { stdio: ['pipe', 'pipe', 'pipe'], clock: 'auto' })
+    const h = this.startGuest(g.conn, again, g.home, g.homePid, g.stdinMode, g.age + (Date.now() - g.since) / 1000)
+    Object.assign(h.decay, g.decay)
+    log('guest %d runs here again as %d', g.pid, again.pid)
+    return h
   }
 
   /**
@@ -263,13 +290,9 @@ export class GuestSide {
     const r = await g.conn.expect('home-ok', 'resume').catch(() => undefined)
     if (r?.t !== 'resume') { this.guests.delete(g.pid); g.detach(); g.conn.close(); return }
     // M could not run it: it runs here again, still a guest on the same connection
-    this.guests.delete(g.pid)
-    g.detach()
     try {
-      const again = await this.d.engine.restore(replay(chunks), { stdio: ['pipe', 'pipe', 'pipe'], clock: 'auto' })
-      Object.assign(this.startGuest(g.conn, again, g.home, g.homePid, g.stdinMode, g.age + (Date.now() - g.since) / 1000).decay, g.decay)
+      const again = await this.runAgain(g, chunks)
       await g.conn.send({ t: 'resumed', pid: again.pid })
-      log('guest %d runs here again as %d', g.pid, again.pid)
     } catch (e) {
       log('guest %d cannot run here again (%s): sending it home', g.pid, (e as Error).message)
       g.leaving = true

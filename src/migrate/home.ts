@@ -58,6 +58,8 @@ export class HomeProc {
   imageStart = 0
   /** The node it runs on or last ran on away from home (0: never left). */
   at = 0
+  /** It was lost with its node: the deputy is reporting it and ends. */
+  lost = false
   constructor (readonly pid: number) { this.io = new HomeStdio(pid) }
 }
 
@@ -278,7 +280,7 @@ export class Home {
         if (p.imageWaiter) { const w = p.imageWaiter; p.imageWaiter = null; w(chunks) } else {
           // the guest node sends it home by itself (expel)
           p.where = 'migrating'
-          await this.landHome(p, conn, chunks)
+          await this.landHome(p, conn, chunks).catch(e => { p.lastError = (e as Error).message; throw e })
         }
         break
       }
@@ -298,7 +300,11 @@ export class Home {
     return { conn, chunks }
   }
 
-  /** Restores an image that came home into the deputy (the original, same pid). */
+  /**
+   * Restores an image that came home into the deputy (the original, same pid). If that fails, the
+   * node it came from runs it again (home-failed, resumed) and the deputy goes on tracking it there;
+   * if that node cannot either (failed) or the connection breaks, the process is lost.
+   */
   private async landHome (p: HomeProc, conn: Link, chunks: Buffer[]): Promise<void> {
     const dep = p.deputy as DeputyHandle
     p.conn = null
@@ -306,9 +312,23 @@ export class Home {
     try {
       await dep.restoreInto(replay(chunks))
     } catch (e) {
+      const why = (e as Error).message
+      const node = p.at
       p.conn = conn
-      await conn.send({ t: 'home-failed', reason: (e as Error).message })
-      throw e
+      const again = conn.expect('resumed', 'failed').catch((x): FailedMsg => ({ t: 'failed', reason: (x as Error).message }))
+      await conn.send({ t: 'home-failed', reason: why }).catch(() => {})
+      const m = await again
+      p.where = node
+      p.moving = false
+      if (m.t === 'failed') {
+        p.conn = null
+        conn.close()
+        void this.lost(p, node)
+        throw new Error(`it could not run at home (${why}) nor on node ${node} again (${m.reason})`)
+      }
+      log('process %d could not come home (%s): it runs on node %d again as %d', p.pid, why, node, m.pid)
+      this.deliverSignals(p)
+      throw new Error(`it could not run at home: ${why}; it runs on node ${node} again`)
     }
     await conn.send({ t: 'home-ok' }).catch(() => {})
     conn.close()
@@ -414,7 +434,8 @@ export class Home {
   private async lost (p: HomeProc, node: number): Promise<void> {
     // during a move the move itself handles a broken connection (and calls this when the process
     // was lost with it)
-    if (p.where !== node) return
+    if (p.where !== node || p.lost) return
+    p.lost = true
     const msg = `hpcfs: process ${p.pid} was lost with node ${node}\n`
     log(msg.trim())
     await p.io.say(msg)

@@ -24,9 +24,16 @@ export class StubDeputy extends EventEmitter {
   exited: number[] = []
   killed: number[] = []
   restored: Buffer[] = []
+  /** make restoreInto fail with this message */
+  failRestore = ''
   async exit (code: number): Promise<ExitStatus> { this.exited.push(code); return { code, signal: null } }
   async kill (sig: number): Promise<ExitStatus> { this.killed.push(sig); return { code: null, signal: sig } }
-  async restoreInto (src: Readable | string | number): Promise<{ restoreMs: number }> { this.restored.push(await readAll(src as Readable)); return { restoreMs: 1 } }
+  async restoreInto (src: Readable | string | number): Promise<{ restoreMs: number }> {
+    const image = await readAll(src as Readable)
+    if (this.failRestore) throw new Error(this.failRestore)
+    this.restored.push(image)
+    return { restoreMs: 1 }
+  }
   async takeFds (): Promise<Array<string | null>> { return [null, null, null] }
 }
 

@@ -173,3 +173,24 @@ test('sendto: the image goes to M with the ticket; home-ok ends it here', async 
   await home.until(() => home.closed, 'the connection closed')
   assert.equal(s.side.guests.size, 0)
 })
+
+test('gohome that home cannot restore (home-failed): it runs here again on the same connection, still a guest', async () => {
+  const s = setup()
+  const home = await arrive(s)
+  const r = s.engine.restoredProcs[0]
+  s.engine.onDump = () => { r.stdout.end(); r.stderr.end() }
+  await home.link.send({ t: 'gohome' })
+  await home.next('image-start')
+  await home.next('image-end')
+  await home.link.send({ t: 'home-failed', reason: 'reopening fd 1: Permission denied' })
+  assert.deepEqual(await home.next('resumed'), { t: 'resumed', pid: 4243 })
+  assert.deepEqual([...s.side.guests.keys()], [4243], 'listed under its new pid')
+  assert.deepEqual(s.engine.restoredProcs[1].image, s.engine.image, 'from the image it sent')
+  // still relayed: signals reach the new process, its end goes home
+  await home.link.send({ t: 'signal', sig: 15 })
+  await until(() => s.engine.signals.length === 1, 'the signal')
+  assert.deepEqual(s.engine.signals, [[4243, 15]])
+  s.engine.restoredProcs[1].finish({ code: null, signal: 15 })
+  assert.deepEqual(await home.next('exit'), { t: 'exit', code: null, signal: 15 })
+  assert.equal(s.side.guests.size, 0)
+})

@@ -189,3 +189,43 @@ test('N -> M refused by N (stay): the process runs on N again', async () => {
   assert.match(p.lastError, /node 2 could not send it: it has not read the stdin.*; it runs on node 2 again/)
   await m.until(() => m.closed, "M's connection closed")
 })
+
+test('N -> home whose restore into the deputy fails: N runs it again (resumed), the deputy tracks it there', async () => {
+  const s = setup()
+  const { peer, dep } = await moveOut(s)
+  dep.failRestore = 'reopening fd 1 (/out): Permission denied'
+  const back = s.home.requestMove(PID, 'home')
+  await peer.next('gohome')
+  await peer.link.send({ t: 'image-start' })
+  await peer.link.frame('I', Buffer.from('image'))
+  await peer.link.send({ t: 'image-end' })
+  assert.deepEqual(await peer.next('home-failed'), { t: 'home-failed', reason: 'reopening fd 1 (/out): Permission denied' })
+  await peer.link.send({ t: 'resumed', pid: 556 })
+  await back
+  const p = s.home.procs.get(PID)
+  assert.ok(p)
+  assert.equal(p.where, 2)
+  assert.match(p.lastError, /could not run at home: reopening fd 1.*Permission denied; it runs on node 2 again/)
+  assert.equal(p.nmigs, 1, 'a failed move does not count')
+  // still tracked: a signal reaches it, its end ends the deputy
+  dep.emit('signal', 15)
+  assert.deepEqual(await peer.next('signal'), { t: 'signal', sig: 15 })
+  await peer.link.send({ t: 'exit', code: null, signal: 15 })
+  await until(() => !s.home.procs.has(PID), 'the process forgotten')
+  assert.deepEqual(dep.killed, [15])
+})
+
+test('N -> home failing at home and on N again: the deputy reports the loss', async () => {
+  const s = setup()
+  const { peer, dep } = await moveOut(s)
+  dep.failRestore = 'no'
+  const back = s.home.requestMove(PID, 'home')
+  await peer.next('gohome')
+  await peer.link.send({ t: 'image-start' })
+  await peer.link.send({ t: 'image-end' })
+  await peer.next('home-failed')
+  await peer.link.send({ t: 'failed', reason: 'not here either' })
+  await back
+  await until(() => !s.home.procs.has(PID), 'the process forgotten')
+  assert.deepEqual(dep.exited, [LOST_STATUS])
+})
