@@ -74,6 +74,7 @@ async function main (): Promise<void> {
     .option('mig-port', { type: 'number', describe: 'TCP port of process transfer (default: the gossip port - 768, i.e. 4660 for 5428; every node keeps the same distance)' })
     .option('load-scope', { choices: ['host', 'cgroup', 'netns'] as const, default: 'host' as const, describe: 'what the node\'s load counts. host: the machine; for several nodes emulated on one machine, cgroup: the daemon\'s CPU cgroup (its runnable tasks, its quota as CPUs and speed) or netns: the processes in the daemon\'s network namespace' })
     .option('balance', { type: 'boolean', default: true, describe: 'move processes automatically by opportunity cost, as openMosix did (admin/balance); --no-balance: only explicit moves' })
+    .option('link-timeout', { type: 'number', default: DEFAULTS.linkTimeout, describe: 'seconds a migration connection may stay silent before its peer is taken for unreachable (a stalled move is abandoned)' })
     .option('test-fault', { type: 'string', hidden: true, describe: 'fault injection for tests (restore)' })
     .config('config', 'config file (e.g. /etc/hpcfs.conf): "key = value" lines, keys as the long options', parseConfigFile)
     .check(a => {
@@ -83,6 +84,7 @@ async function main (): Promise<void> {
       if (!(a.interval > 0)) throw new Error('--interval must be > 0')
       if (!Number.isInteger(a.window) || a.window < 1 || a.window > 29) throw new Error('--window must be 1..29')
       if (!(a['down-after'] >= 0)) throw new Error('--down-after must be >= 0')
+      if (!(a['link-timeout'] >= 1)) throw new Error('--link-timeout must be >= 1')
       if (a.speed !== 0 && (!Number.isInteger(a.speed) || a.speed < 1 || a.speed > 1000000)) throw new Error('--speed must be 1..1000000 (or 0)')
       return true
     })
@@ -116,7 +118,8 @@ async function main (): Promise<void> {
   const cfg: Config & { id: number } = {
     id, addr, port: argv.port, map: argv.map, join: argv.join, mount: argv.mount, key: argv.key,
     interval: argv.interval, window: argv.window, downAfter: argv['down-after'], sendToAnyCycle: argv['send-to-any'],
-    speed: argv.speed, decayInterval: argv['decay-interval'], slowDecay: argv['slow-decay'], fastDecay: argv['fast-decay']
+    speed: argv.speed, decayInterval: argv['decay-interval'], slowDecay: argv['slow-decay'], fastDecay: argv['fast-decay'],
+    linkTimeout: argv['link-timeout']
   }
   const keys = Keyring.fromFile(cfg.key)
   if (keys.insecure) console.error('hpcd: warning: no --key given; using the built-in key (anyone can forge gossip)')
@@ -133,6 +136,7 @@ async function main (): Promise<void> {
   node.migPort = argv['mig-port'] ?? cfg.port - 768
   if (!(node.migPort >= 1 && node.migPort <= 65535)) throw new Error(`bad transfer port ${node.migPort}; give --mig-port`)
   const migrator = new Migrator(node, keys, node.migPort)
+  migrator.linkTimeoutMs = cfg.linkTimeout * 1000
   await migrator.listen(addr)
   node.migrator = migrator
   migrator.testFault = argv['test-fault'] ?? ''

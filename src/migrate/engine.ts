@@ -10,7 +10,7 @@ import { stdioKind, type StdioKind } from './relay.js'
 export type DeputyHandle = Pick<ppm.Deputy, 'on' | 'removeAllListeners' | 'exit' | 'kill' | 'restoreInto' | 'takeFds'>
 
 /** A restored process as the guest side uses it (ppm.Restored). */
-export type RestoredHandle = Pick<ppm.Restored, 'pid' | 'stdin' | 'stdout' | 'stderr' | 'exited'>
+export type RestoredHandle = Pick<ppm.Restored, 'pid' | 'stdin' | 'stdout' | 'stderr' | 'exited' | 'go'>
 
 export interface Engine {
   /** Why pid cannot move (empty when it can). */

@@ -23,6 +23,8 @@ export const UNREAD_STDIN = 'it has not read the stdin it was given yet (try aga
 /** A process running here whose home is another node. */
 export class Guest {
   leaving = false
+  /** restored but stopped until home commits the move (`run`) */
+  held = false
   /** pull-mode stdin (relay.ts) */
   readonly pull: StdinPull
   outputDone: Promise<void>
@@ -101,7 +103,7 @@ export class GuestSide {
     await conn.send({ t: 'accept', hostinfo })
     let r: RestoredHandle
     try {
-      r = await engine.restore(img.image, { stdio: ['pipe', 'pipe', 'pipe'], clock: 'auto' })
+      r = await engine.restore(img.image, { stdio: ['pipe', 'pipe', 'pipe'], clock: 'auto', hold: true })
     } catch (e) {
       img.done()
       log('restore from node %d failed: %s', home, (e as Error).message)
@@ -112,6 +114,7 @@ export class GuestSide {
     img.done()
     const age = m.age ?? 0
     const g = this.startGuest(conn, r, home, m.pid, m.stdin === 'pull' ? 'pull' : 'none', Number.isFinite(age) ? age : 0)
+    g.held = true // until home has heard `running` and says `run`: if the connection breaks first, it is removed
     if (m.decay === 'fast') g.decay.rate = 'fast'
     if (m.kind === 'cpujob' || m.kind === 'iojob') g.decay.kind = m.kind
     await conn.send({ t: 'running', pid: r.pid, bytes: img.received, ms: img.ms() })
@@ -162,6 +165,9 @@ export class GuestSide {
         break
       case 'kill':
         try { engine.kill(g.pid, 'SIGKILL') } catch {}
+        break
+      case 'run':
+        if (g.held) { g.held = false; g.r.go() }
         break
       case 'stdin-end':
         g.pull.ended = true

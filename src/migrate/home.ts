@@ -159,6 +159,8 @@ export class Home {
     const { conn, hostinfo } = await this.offer(p, node)
     const reply = conn.expect('running', 'failed').catch((e): FailedMsg => ({ t: 'failed', reason: (e as Error).message }))
     this.bind(p, conn, node)
+    let broke: Error | undefined
+    conn.once('close', e => { broke = e })
     const copy: Buffer[] = []
     let dep: DeputyHandle
     try {
@@ -167,6 +169,7 @@ export class Home {
       p.conn = null
       await conn.send({ t: 'abort', reason: (e as Error).message }).catch(() => {})
       conn.close()
+      if (broke) throw new Error(`the connection to node ${node} broke (${broke.message}): ${(e as Error).message}`)
       throw e
     }
     p.deputy = dep
@@ -175,7 +178,8 @@ export class Home {
       if (p.moving || p.where === 'migrating') p.pendingSignals.push(s); else void p.conn?.send({ t: 'signal', sig: s }).catch(() => {})
     })
     dep.on('end', () => this.deputyEnded(p))
-    const m = await reply
+    let m = await reply
+    if (m.t === 'running' && conn.closed) m = { t: 'failed', reason: 'the connection broke before the move was committed' }
     if (m.t !== 'running') {
       p.conn = null
       conn.close()
@@ -184,6 +188,8 @@ export class Home {
       p.where = 'home'
       throw new Error(`node ${node} could not run it: ${m.reason}; it runs at home again`)
     }
+    // committed: N lets it run (N removes a process it holds if this never comes)
+    await conn.send({ t: 'run' }).catch(() => {})
     noteTransfer(this.d.bandwidth, node, m.bytes, m.ms)
     await p.io.open(p.deputy)
     this.arrived(p, node)
@@ -379,8 +385,10 @@ export class Home {
       const why = m?.t === 'failed' ? `node ${node} could not run it: ${m.reason}` : `node ${from} could not send it: ${s.reason}`
       throw new Error(old.closed ? why : `${why}; it runs on node ${from} again`)
     }
-    const m: RunningMsg | FailedMsg = await reply
+    let m: RunningMsg | FailedMsg = await reply
+    if (m.t === 'running' && next.conn.closed) m = { t: 'failed', reason: 'the connection broke before the move was committed' }
     if (m.t === 'running') {
+      await next.conn.send({ t: 'run' }).catch(() => {})
       const held = p.held
       const msgs = p.heldMsgs
       release()

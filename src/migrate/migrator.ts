@@ -11,6 +11,7 @@
 import { EventEmitter } from 'node:events'
 import { createServer, type Socket, type Server } from 'node:net'
 import debug from 'debug'
+import { DEFAULTS } from '../config.js'
 import type { Keyring } from '../gossip/keyring.js'
 import { einval } from '../util/errno.js'
 import type { Cluster, Dial } from './cluster.js'
@@ -18,6 +19,7 @@ import { realEngine, type Engine } from './engine.js'
 import { GuestSide, type Guest } from './guest.js'
 import type { DecayHint } from './hints.js'
 import { Home, type HomeProc } from './home.js'
+import { heartbeat } from './lease.js'
 import { Conn, MIGRATION_PORT } from './wire.js'
 
 export type { Cluster } from './cluster.js'
@@ -37,6 +39,8 @@ export class Migrator extends EventEmitter {
   readonly guests: Map<number, Guest>
   /** Control messages dropped on this node's connections because they were not valid. */
   droppedMessages = 0
+  /** A connection whose peer has been silent this long is cut off (src/migrate/lease.ts; config linkTimeout). */
+  linkTimeoutMs = DEFAULTS.linkTimeout * 1000
   private server: Server | null = null
   private hostInfo: Promise<string> | null = null
 
@@ -83,6 +87,7 @@ export class Migrator extends EventEmitter {
 
   private counted<C extends Conn> (c: C): C {
     c.on('dropped', () => { this.droppedMessages++ })
+    heartbeat(c, this.linkTimeoutMs)
     return c
   }
 

@@ -110,12 +110,19 @@ export interface ResumeMsg { t: 'resume' }
 /** N -> H (move N -> M): it runs on N again, as `pid`. */
 export interface ResumedMsg { t: 'resumed', pid: number }
 
+/** Either side, every quarter of the link timeout: it is alive (src/migrate/lease.ts). */
+export interface PingMsg { t: 'ping' }
+
+/** H -> N (image): `running` reached home, the move is committed: the held process may run. */
+export interface RunMsg { t: 'run' }
+
 /** Every control message. */
 export type Message =
   | MigrateMsg | ImageMsg | AcceptMsg | RefuseMsg | ErrorMsg | ImageEndMsg | AbortMsg | RunningMsg | FailedMsg
   | SignalMsg | KillMsg | WantMsg | StdinEndMsg | HintMsg | MoveRequestMsg | MoveFailedMsg | ExitMsg
   | GoHomeMsg | LeavingMsg | LeavingOkMsg | StayMsg | ImageStartMsg | HomeOkMsg | HomeFailedMsg
   | SendToMsg | SentMsg | ResumeMsg | ResumedMsg
+  | PingMsg | RunMsg
 
 export type Kind = Message['t']
 export type MsgOf<K extends Kind> = Extract<Message, { t: K }>
@@ -165,7 +172,9 @@ const SCHEMAS: { [K in Kind]: Schema<MsgOf<K>> } = {
   sendto: { node, ticket: str, hostinfo: str },
   sent: { bytes: nat },
   resume: {},
-  resumed: { pid }
+  resumed: { pid },
+  ping: {},
+  run: {}
 }
 
 /** Every message kind. */

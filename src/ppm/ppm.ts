@@ -289,6 +289,9 @@ export interface RestoreOptions {
   stdioFrom?: number
   /** stdio of the restored process where the image has no regular file (default: inherit) */
   stdio?: [StdioItem, StdioItem, StdioItem]
+  /** keep the restored process stopped until `go()` (a move is committed only then); if the
+   * caller never says go (or goes away), it is removed */
+  hold?: boolean
 }
 
 export interface Restored {
@@ -302,6 +305,8 @@ export interface Restored {
   stderr: Readable | null
   /** resolves when the restored process ends */
   exited: Promise<ExitStatus>
+  /** with `hold`: lets it run (once); without, does nothing */
+  go: () => void
 }
 
 function parseEnd (l: string[]): ExitStatus {
@@ -314,6 +319,7 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
   if (opts.keepPid === false) args.push('--new-pid')
   if (opts.requirePid === true) args.push('--require-pid')
   if (opts.eintr === true) args.push('--eintr')
+  if (opts.hold === true) args.push('--hold')
   if (opts.stdioFrom != null) { checkPid(opts.stdioFrom); args.push('--stdio-from', String(opts.stdioFrom)) }
   if (opts.clock != null) {
     if (typeof opts.clock === 'number' && !Number.isSafeInteger(opts.clock)) throw einval('clock offset must be an integer of ns')
@@ -323,7 +329,7 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
   // an image read from our stdin must not also become the restored process' stdin
   const stdio = opts.stdio ?? [src === '-' || src === 0 ? 'ignore' : 'inherit', 'inherit', 'inherit']
   // a restored process is nobody's child here: its own session, out of the restorer's job control
-  const h = new Helper(args, [stdio[0], stdio[1], stdio[2], source.stdio, 'pipe'], { detached: true })
+  const h = new Helper(args, [stdio[0], stdio[1], stdio[2], source.stdio, 'pipe', ...(opts.hold === true ? ['pipe' as const] : [])], { detached: true })
   const copy = source.attach(h)
   try {
     const l = await h.next('PID')
@@ -338,7 +344,12 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
       stdin: h.child.stdin,
       stdout: h.child.stdout,
       stderr: stdio[2] === 'pipe' ? h.child.stderr : null,
-      exited
+      exited,
+      go: () => {
+        if (opts.hold !== true) return
+        const w = (h.child.stdio as unknown as Array<Writable | null>)[5]
+        if (w != null && !w.destroyed) w.end('GO\n')
+      }
     }
   } catch (e) {
     source.close()

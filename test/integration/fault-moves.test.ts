@@ -5,22 +5,26 @@ import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { Lab } from '../../src/lab/lab.js'
+import { Lab, labNames } from '../../src/lab/lab.js'
 import { Lab as Bins } from '../ppm/harness.js'
 import { until } from '../helpers/daemon.js'
 import { alive, failedMove, guests, moveTo, startJob, where } from '../helpers/jobs.js'
+import { netnsPids, run } from '../../src/lab/sys.js'
 
+const LINK_TIMEOUT = 3 // s: hpcd --link-timeout of the nodes
 let lab: Lab
 let bins: Bins
 let speaker: string
+let walker: string
 let launcher: string
 
 before(async () => {
   bins = new Bins()
   speaker = bins.compile('speaker')
+  walker = bins.compile('walker')
   launcher = bins.compile('launch')
   spawnSync('chmod', ['755', bins.dir]) // a job that drops to another uid runs them too
-  lab = await Lab.create({ nodes: 3, tag: 'fmov', interval: 0.25, hpcdArgs: id => ['--speed', String(10000 * id), '--down-after', '2', '--no-balance'], env: { DEBUG: 'hpcfs:home,hpcfs:guest,hpcfs:transfer' } })
+  lab = await Lab.create({ nodes: 3, tag: 'fmov', interval: 0.25, hpcdArgs: id => ['--speed', String(10000 * id), '--down-after', '2', '--no-balance', '--link-timeout', String(LINK_TIMEOUT)], env: { DEBUG: 'hpcfs:home,hpcfs:guest,hpcfs:transfer' } })
   await lab.waitAllUp()
 })
 after(async () => {
@@ -50,4 +54,53 @@ test('a move home that fails leaves the process running where it was, listed the
     await until('the guest gone from node 2', () => guests(lab, 2).length === 0 && !alive(guest))
     assert.match(readFileSync(file, 'utf8'), /^line 0 /)
   } finally { job.close() }
+})
+
+test('a move cut off by a partition mid-stream is abandoned within the link timeout; the process runs on at home, one copy', async () => {
+  const job = startJob(lab, launcher, bins.dir, walker, ['200', '100000', '20000', '0'])
+  const veth = labNames('fmov').veth(2)
+  const intoNode2 = (): number => Number(readFileSync(`/sys/class/net/${veth}/statistics/tx_bytes`, 'utf8'))
+  // slow the way into node 2 down (when tbf is there) so that the cut surely falls in the stream
+  const slowed = (await run('tc', ['qdisc', 'add', 'dev', veth, 'root', 'tbf', 'rate', '400mbit', 'burst', '256kb', 'latency', '500ms'])).code === 0
+  try {
+    await until('the walker ready', () => job.out().includes('ready\n'), 20_000)
+    const before = intoNode2()
+    await lab.node(1).write(`proc/${job.pid}/goto`, '2\n')
+    await until('20 MB of the image on the way', () => {
+      if (intoNode2() - before > 20 << 20) return true
+      return undefined
+    }, 20_000, 2)
+    await lab.partition(2)
+    const cut = Date.now()
+    assert.equal(await where(lab, job.pid), 'migrating', 'cut during the move')
+    const err = await until('the move abandoned', async () => {
+      const e = (await lab.node(1).read(`proc/${job.pid}/error`)).trim()
+      return e && (await where(lab, job.pid)) !== 'migrating' ? e : undefined
+    }, 30_000, 100)
+    const took = Date.now() - cut
+    assert.ok(took < (LINK_TIMEOUT + 7) * 1000, `abandoned after ${took} ms (link timeout ${LINK_TIMEOUT} s)`)
+    assert.match(err, /silent|closed|broke/)
+    assert.equal(await where(lab, job.pid), '0', 'it runs at home')
+    const seen = job.out().length
+    await until('the walker walks on at home', () => job.out().length > seen, 10_000)
+    await lab.partition(2, false)
+    // node 2 kept nothing: no guest, no helper left in its namespace
+    let left = ''
+    await until('node 2 left with its daemon alone', async () => {
+      const cmds = (await netnsPids(lab.node(2).ns as string)).filter(p => p !== lab.node(2).pid)
+        .map(p => { try { return readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ') } catch { return '' } })
+        .filter(c => c !== '' && !c.startsWith('fusermount ')) // (the daemon's FUSE watchdog)
+      left = cmds.join('; ')
+      return guests(lab, 2).length === 0 && cmds.length === 0
+    }, 15_000).catch(e => { throw new Error(`${(e as Error).message}: ${left}`) })
+    if (slowed) await run('tc', ['qdisc', 'del', 'dev', veth, 'root'])
+    await lab.waitAllUp({ via: [1] })
+    await moveTo(lab, job.pid, 2) // and it can move again
+    process.kill(job.pid, 'SIGTERM')
+    assert.equal((await job.exited).signal, 'SIGTERM')
+  } finally {
+    job.close()
+    await lab.partition(2, false)
+    if (slowed) await run('tc', ['qdisc', 'del', 'dev', veth, 'root'])
+  }
 })

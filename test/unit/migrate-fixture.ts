@@ -44,7 +44,10 @@ export class StubRestored implements RestoredHandle {
   readonly stderr = new PassThrough()
   end!: (st: ExitStatus) => void
   readonly exited = new Promise<ExitStatus>(resolve => { this.end = resolve })
+  /** it was let run (go) */
+  running = false
   constructor (readonly pid: number, readonly image: Buffer) {}
+  go (): void { this.running = true }
   /** The process ends: its output closes, then it exits. */
   finish (st: ExitStatus): void { this.stdout.end(); this.stderr.end(); this.stdout.resume(); this.stderr.resume(); this.end(st) }
 }

@@ -46,6 +46,7 @@ async function moveOut (s: ReturnType<typeof setup>): Promise<{ peer: Peer, dep:
   assert.deepEqual(peer.image(), s.engine.image, 'the image streamed to the node')
   assert.deepEqual(s.engine.calls, [`check ${PID}`, `deputy ${PID} node-2-host`])
   await peer.link.send({ t: 'running', pid: 555, bytes: s.engine.image.length, ms: 2 })
+  assert.deepEqual(await peer.next('run'), { t: 'run' }, 'the move is committed')
   await done
   return { peer, dep: s.engine.deputies[0] }
 }
@@ -162,6 +163,7 @@ test('N -> M: M accepts with a ticket, N sends it on; home-ok to N, and M is its
   // M's output arrives before N has said it sent everything: held until the move completes
   await first.peer.link.send({ t: 'sent', bytes: 12345 })
   await m.link.send({ t: 'running', pid: 777, bytes: 12345, ms: 1 })
+  assert.deepEqual(await m.next('run'), { t: 'run' }, 'the move to M is committed')
   assert.deepEqual(await first.peer.next('home-ok'), { t: 'home-ok' })
   await hop
   const p = s.home.procs.get(PID)

@@ -35,7 +35,9 @@ const SAMPLES: { [K in Kind]: Extract<Message, { t: K }> } = {
   sendto: { t: 'sendto', node: 4, ticket: 'ab12', hostinfo: '' },
   sent: { t: 'sent', bytes: 1 << 20 },
   resume: { t: 'resume' },
-  resumed: { t: 'resumed', pid: 77 }
+  resumed: { t: 'resumed', pid: 77 },
+  ping: { t: 'ping' },
+  run: { t: 'run' }
 }
 
 test('every kind of message is accepted, unchanged, through encode and decode', () => {
