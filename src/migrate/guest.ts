@@ -13,7 +13,7 @@ import { DECAY_HINTS, applyHint, defaultHints, type DecayHints } from './hints.j
 import type { Link } from './link.js'
 import type { Message, MigrateMsg, SendToMsg } from './protocol.js'
 import { StdinPull } from './relay.js'
-import { ImageIn, TICKET_MS, Tickets, collect, memoryRefusal, replay, sendImage, tee } from './transfer.js'
+import { ImageCopy, ImageIn, TICKET_MS, Tickets, memoryRefusal, replay, sendImage, tee } from './transfer.js'
 
 const log = debug('hpcfs:guest')
 
@@ -217,16 +217,18 @@ export class GuestSide {
       await Promise.race([ok, new Promise(resolve => setTimeout(resolve, this.leavingWaitMs))])
     }
     if (!await this.settleStdin(g)) return
-    const chunks: Buffer[] = []
+    const copy = new ImageCopy()
     try {
-      await this.d.engine.dump(g.pid, collect(chunks), {})
-    } catch (e) {
-      g.leaving = false
-      await g.conn.send({ t: 'stay', reason: (e as Error).message }).catch(() => {})
-      return
-    }
-    await g.outputDone
-    await this.imageHome(g, chunks)
+      try {
+        await this.d.engine.dump(g.pid, copy, {})
+      } catch (e) {
+        g.leaving = false
+        await g.conn.send({ t: 'stay', reason: (e as Error).message }).catch(() => {})
+        return
+      }
+      await g.outputDone
+      await this.imageHome(g, copy)
+    } finally { copy.release() }
   }
 
   /**
@@ -234,8 +236,8 @@ export class GuestSide {
    * guest on the same connection (`resumed`), or, failing that too, home hears `failed` and reports
    * it lost. If the connection breaks first, home has it or knows it lost: the copy is dropped.
    */
-  private async imageHome (g: Guest, chunks: Buffer[]): Promise<void> {
-    await sendImage(g.conn, chunks)
+  private async imageHome (g: Guest, copy: ImageCopy): Promise<void> {
+    await sendImage(g.conn, copy).catch(e => log('sending guest %d home: %s', g.pid, (e as Error).message))
     const m = await g.conn.expect('home-ok', 'home-failed').catch(() => null)
     this.guests.delete(g.pid)
     if (m?.t !== 'home-failed') {
@@ -246,7 +248,7 @@ export class GuestSide {
     }
     log('home could not run guest %d (%s): it runs here again', g.pid, m.reason)
     try {
-      const again = await this.runAgain(g, chunks)
+      const again = await this.runAgain(g, copy)
       await g.conn.send({ t: 'resumed', pid: again.pid })
     } catch (e) {
       log('guest %d cannot run here again either: %s', g.pid, (e as Error).message)
@@ -256,10 +258,10 @@ export class GuestSide {
   }
 
   /** A guest that stopped to leave but could not: it runs here again from its image, as a guest on the same connection. */
-  private async runAgain (g: Guest, chunks: Buffer[]): Promise<Guest> {
+  private async runAgain (g: Guest, copy: ImageCopy): Promise<Guest> {
     this.guests.delete(g.pid)
     g.detach()
-    const again = await this.d.engine.restore(replay(chunks), { stdio: ['pipe', 'pipe', 'pipe'], clock: 'auto' })
+    const again = await this.d.engine.restore(await replay(copy), { stdio: ['pipe', 'pipe', 'pipe'], clock: 'auto' })
     const h = this.startGuest(g.conn, again, g.home, g.homePid, g.stdinMode, g.age + (Date.now() - g.since) / 1000)
     Object.assign(h.decay, g.decay)
     log('guest %d runs here again as %d', g.pid, again.pid)
@@ -275,14 +277,20 @@ export class GuestSide {
     if (g.leaving) return
     g.leaving = true
     if (!await this.settleStdin(g)) return
-    const chunks: Buffer[] = []
+    const copy = new ImageCopy()
+    try {
+      await this.sendOn(g, m, copy)
+    } finally { copy.release() }
+  }
+
+  private async sendOn (g: Guest, m: SendToMsg, copy: ImageCopy): Promise<void> {
     let bytes = 0
     let out: Link | undefined
     try {
       if (!this.d.cluster.addressOf(m.node)) throw new Error(`no address for node ${m.node}`)
       out = await this.d.dial(m.node)
       await out.send({ t: 'image', ticket: m.ticket })
-      await this.d.engine.dump(g.pid, tee(out.imageWriter(), chunks, n => { bytes += n }), m.hostinfo !== '' ? { target: m.hostinfo } : {})
+      await this.d.engine.dump(g.pid, tee(out.imageWriter(), copy, n => { bytes += n }), m.hostinfo !== '' ? { target: m.hostinfo } : {})
     } catch (e) {
       out?.close()
       g.leaving = false
@@ -297,13 +305,13 @@ export class GuestSide {
     if (r?.t !== 'resume') { this.guests.delete(g.pid); g.detach(); g.conn.close(); return }
     // M could not run it: it runs here again, still a guest on the same connection
     try {
-      const again = await this.runAgain(g, chunks)
+      const again = await this.runAgain(g, copy)
       await g.conn.send({ t: 'resumed', pid: again.pid })
     } catch (e) {
       log('guest %d cannot run here again (%s): sending it home', g.pid, (e as Error).message)
       g.leaving = true
       this.guests.set(g.pid, g)
-      await this.imageHome(g, chunks)
+      await this.imageHome(g, copy)
     }
   }
 

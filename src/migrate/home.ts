@@ -21,7 +21,7 @@ import { applyHint, defaultHints, type DecayHint, type DecayHints } from './hint
 import type { Link } from './link.js'
 import type { AcceptMsg, FailedMsg, RefuseMsg, Message, MoveRequestMsg, RunningMsg, StayMsg } from './protocol.js'
 import { HomeStdio, serveWant, stdinModeOf } from './relay.js'
-import { noteTransfer, replay, tee } from './transfer.js'
+import { ImageCopy, noteTransfer, replay, tee } from './transfer.js'
 
 const log = debug('hpcfs:home')
 
@@ -44,7 +44,8 @@ export class HomeProc {
   stdinMode: 'pull' | 'none' = 'none'
   /** set while the process is being moved: no stdin is handed out */
   moving = false
-  imageIn: Buffer[] | null = null
+  /** the image coming home (N -> home, expel), kept in a copy until it runs */
+  imageIn: ImageCopy | null = null
   /** Size of the image while it is away (sent with a hop so the next node can check its memory). */
   imageBytes: number | null = null
   /** During N -> M: M's connection, whose output and messages wait until N has sent all of its own. */
@@ -53,7 +54,7 @@ export class HomeProc {
   heldMsgs: Message[] = []
   /** Signals that reached the deputy while the process was in transit, for wherever it lands. */
   pendingSignals: number[] = []
-  imageWaiter: ((chunks: Buffer[]) => void) | null = null
+  imageWaiter: ((copy: ImageCopy) => void) | null = null
   /** When the image now coming home started (for the bandwidth measurement). */
   imageStart = 0
   /** The node it runs on or last ran on away from home (0: never left). */
@@ -157,11 +158,18 @@ export class Home {
     p.io.kinds = this.d.engine.stdioKinds(p.pid)
     p.stdinMode = stdinModeOf(p.io.kinds)
     const { conn, hostinfo } = await this.offer(p, node)
+    const copy = new ImageCopy()
+    try {
+      await this.sendOut(p, conn, node, hostinfo, copy)
+    } finally { copy.release() }
+  }
+
+  /** moveOut once offered and accepted: the deputy's dump streams to N (copied); N runs it, or it runs at home again. */
+  private async sendOut (p: HomeProc, conn: Link, node: number, hostinfo: string, copy: ImageCopy): Promise<void> {
     const reply = conn.expect('running', 'failed').catch((e): FailedMsg => ({ t: 'failed', reason: (e as Error).message }))
     this.bind(p, conn, node)
     let broke: Error | undefined
     conn.once('close', e => { broke = e })
-    const copy: Buffer[] = []
     let dep: DeputyHandle
     try {
       dep = await this.d.engine.deputy(p.pid, tee(conn.imageWriter(), copy), hostinfo ? { target: hostinfo } : {})
@@ -183,7 +191,7 @@ export class Home {
     if (m.t !== 'running') {
       p.conn = null
       conn.close()
-      await dep.restoreInto(replay(copy))
+      await dep.restoreInto(await replay(copy))
       this.detachDeputy(p)
       p.where = 'home'
       throw new Error(`node ${node} could not run it: ${m.reason}; it runs at home again`)
@@ -202,7 +210,10 @@ export class Home {
   private bind (p: HomeProc, conn: Link, node: number, take = true): void {
     if (take) p.conn = conn
     conn.on('data', (type, d) => {
-      if (type === 'I') { p.imageIn?.push(d); return }
+      if (type === 'I') {
+        if (p.imageIn && !p.imageIn.write(d)) { conn.pause(); p.imageIn.once('drain', () => conn.resume()) }
+        return
+      }
       const fd = type === 'O' ? 1 : type === 'E' ? 2 : 0
       if (!fd) return
       if (p.holdFor === conn) p.held.push([fd, d])
@@ -213,6 +224,7 @@ export class Home {
       else this.onHomeMsg(p, conn, m).catch(e => log('process %d: %s: %s', p.pid, m.t, (e as Error).message))
     })
     conn.on('close', () => {
+      if (p.imageIn && (p.conn === conn || p.holdFor === conn)) { p.imageIn.release(); p.imageIn = null }
       if (p.conn !== conn) return
       p.conn = null
       void this.lost(p, node)
@@ -276,17 +288,18 @@ export class Home {
         this.guestAsks(p, conn, m)
         break
       case 'image-start':
-        p.imageIn = []
+        p.imageIn?.release()
+        p.imageIn = new ImageCopy()
         p.imageStart = Date.now()
         break
       case 'image-end': {
-        const chunks = p.imageIn ?? []
+        const copy = p.imageIn ?? new ImageCopy()
         p.imageIn = null
-        if (p.at > 0 && p.imageStart > 0) noteTransfer(this.d.bandwidth, p.at, chunks.reduce((a, c) => a + c.length, 0), Date.now() - p.imageStart)
-        if (p.imageWaiter) { const w = p.imageWaiter; p.imageWaiter = null; w(chunks) } else {
+        if (p.at > 0 && p.imageStart > 0) noteTransfer(this.d.bandwidth, p.at, copy.size, Date.now() - p.imageStart)
+        if (p.imageWaiter) { const w = p.imageWaiter; p.imageWaiter = null; w(copy) } else {
           // the guest node sends it home by itself (expel)
           p.where = 'migrating'
-          await this.landHome(p, conn, chunks).catch(e => { p.lastError = (e as Error).message; throw e })
+          await this.landHome(p, conn, copy).catch(e => { p.lastError = (e as Error).message; throw e })
         }
         break
       }
@@ -296,14 +309,14 @@ export class Home {
   }
 
   /** Gets the image of a remote process back over its connection (the remote stops it). */
-  private async fetchImage (p: HomeProc): Promise<{ conn: Link, chunks: Buffer[] }> {
+  private async fetchImage (p: HomeProc): Promise<{ conn: Link, copy: ImageCopy }> {
     const conn = p.conn
     if (!conn) throw new Error('no connection to the remote')
     p.moving = true
-    const got = new Promise<Buffer[]>(resolve => { p.imageWaiter = resolve })
+    const got = new Promise<ImageCopy>(resolve => { p.imageWaiter = resolve })
     await conn.send({ t: 'gohome' })
-    const chunks = await Promise.race([got, conn.expect('stay').then(m => { throw new Error(`remote could not stop it: ${m.reason}`) })])
-    return { conn, chunks }
+    const copy = await Promise.race([got, conn.expect('stay').then(m => { throw new Error(`remote could not stop it: ${m.reason}`) })]).finally(() => { p.imageWaiter = null })
+    return { conn, copy }
   }
 
   /**
@@ -311,12 +324,18 @@ export class Home {
    * node it came from runs it again (home-failed, resumed) and the deputy goes on tracking it there;
    * if that node cannot either (failed) or the connection breaks, the process is lost.
    */
-  private async landHome (p: HomeProc, conn: Link, chunks: Buffer[]): Promise<void> {
+  private async landHome (p: HomeProc, conn: Link, copy: ImageCopy): Promise<void> {
+    try {
+      await this.restoreHome(p, conn, copy)
+    } finally { copy.release() }
+  }
+
+  private async restoreHome (p: HomeProc, conn: Link, copy: ImageCopy): Promise<void> {
     const dep = p.deputy as DeputyHandle
     p.conn = null
     await p.io.flush()
     try {
-      await dep.restoreInto(replay(chunks))
+      await dep.restoreInto(await replay(copy))
     } catch (e) {
       const why = (e as Error).message
       const node = p.at
@@ -349,8 +368,8 @@ export class Home {
 
   /** N -> home. */
   private async comeHome (p: HomeProc): Promise<void> {
-    const { conn, chunks } = await this.fetchImage(p)
-    await this.landHome(p, conn, chunks)
+    const { conn, copy } = await this.fetchImage(p)
+    await this.landHome(p, conn, copy)
   }
 
   /**
@@ -405,7 +424,7 @@ export class Home {
     release()
     next.conn.close()
     const why = `node ${node} could not run it: ${m.reason}`
-    const back = new Promise<Buffer[]>(resolve => { p.imageWaiter = resolve })
+    const back = new Promise<ImageCopy>(resolve => { p.imageWaiter = resolve })
     await old.send({ t: 'resume' })
     const got = await Promise.race([old.expect('resumed').then(() => null), back]).finally(() => { p.imageWaiter = null })
     if (got === null) {

@@ -104,3 +104,26 @@ test('a move cut off by a partition mid-stream is abandoned within the link time
     if (slowed) await run('tc', ['qdisc', 'del', 'dev', veth, 'root'])
   }
 })
+
+test('memory held for an image is released when the move ends: the daemons\' RSS comes back near where it was', async t => {
+  const rss = (n: number): number => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${lab.node(n).pid as number}/status`, 'utf8'))?.[1]) * 1024
+  const job = startJob(lab, launcher, bins.dir, walker, ['100', '100000', '20000', '0'])
+  try {
+    await until('the walker ready', () => job.out().includes('ready\n'), 20_000)
+    const base = [1, 2, 3].map(rss)
+    // home -> 2 (home keeps a copy until 2 runs it), 2 -> home (2 keeps one until home runs it),
+    // home -> 2, 2 -> 3 (2 keeps one until 3 runs it)
+    for (const target of [2, 'home', 2, 3] as const) await moveTo(lab, job.pid, target)
+    const slack = 40 << 20 // the image is 100 MB
+    const last = [0, 0, 0]
+    await until('every daemon back near its baseline', () => {
+      for (const n of [1, 2, 3]) last[n - 1] = rss(n)
+      return last.every((r, i) => r < base[i] + slack)
+    }, 20_000, 500).catch(e => {
+      throw new Error(`${(e as Error).message}: RSS MB before ${base.map(b => Math.round(b / 2 ** 20)).join(' ')}, after ${last.map(b => Math.round(b / 2 ** 20)).join(' ')}`)
+    })
+    t.diagnostic(`daemon RSS MB before ${base.map(b => Math.round(b / 2 ** 20)).join(' ')}, after ${last.map(b => Math.round(b / 2 ** 20)).join(' ')}`)
+    process.kill(job.pid, 'SIGTERM')
+    assert.equal((await job.exited).signal, 'SIGTERM')
+  } finally { job.close() }
+})
