@@ -80,6 +80,23 @@ static void wait_for_pid(struct imgr *r, pid_t pid)
 	}
 }
 
+/* --hold: waits for the caller's GO line on fd 5 (the move is committed). Any other line, the end
+ * of fd 5 or its absence means the process must not run: returns 0. */
+static int await_go(void)
+{
+	char buf[64];
+	size_t len = 0;
+	for (;;) {
+		ssize_t n = read(5, buf + len, sizeof buf - 1 - len);
+		if (n < 0 && errno == EINTR) continue;
+		if (n <= 0) return 0;
+		len += n;
+		char *nl = memchr(buf, '\n', len);
+		if (nl) { *nl = 0; return !strcmp(buf, "GO"); }
+		if (len == sizeof buf - 1) return 0;
+	}
+}
+
 static int cmd_restore(struct restore_opts *o)
 {
 	double t0 = now_ms();
@@ -112,10 +129,15 @@ static int cmd_restore(struct restore_opts *o)
 	t.keep_tids = o->require_pid ? 2 : o->keep_pid;	/* the other threads' tids, as the pid */
 	e = restore_into(&t, im, &r, 0, o->eintr);
 	if (e) { kill_reap(t.pid); return report_err(); }
+	ctlf("STAT restore_ms=%.3f injections=%ld pid_kept=%d mono_offset_ns=%lld", now_ms() - t0, t.ninject, kept, (long long)om);
+	if (o->hold) {
+		/* restored but held (traced, stopped) until the caller commits the move */
+		ctlf("PID %d", t.pid);
+		if (!await_go()) { kill_reap(t.pid); free_image(im); ctlf("KILLED %d", SIGKILL); return 0; }
+	}
 	if (ptrace(PTRACE_DETACH, t.pid, 0, im->c.npend ? im->c.pend[0] : 0)) { fail(errno, "PTRACE_DETACH: %s", strerror(errno)); kill_reap(t.pid); return report_err(); }
 	for (uint32_t i = 1; i < im->c.npend && i < 16; i++) kill(t.pid, im->c.pend[i]);
-	ctlf("STAT restore_ms=%.3f injections=%ld pid_kept=%d mono_offset_ns=%lld", now_ms() - t0, t.ninject, kept, (long long)om);
-	ctlf("PID %d", t.pid);
+	if (!o->hold) ctlf("PID %d", t.pid);
 	free_image(im);
 	if (!o->wait) { ctlf("OK"); return 0; }
 	if (g_family) family_supervise(t.pid);
@@ -202,7 +224,7 @@ static void usage(void)
 		"usage: hpc-ppm-helper check PID [--family]\n"
 		"       hpc-ppm-helper dump PID [--leave-running] [--target HOSTINFO]   (image on fd 3)\n"
 		"       hpc-ppm-helper deputy PID [--target HOSTINFO] [--family]  (image on fd 3, commands on fd 5)\n"
-		"       hpc-ppm-helper restore [--new-pid|--require-pid] [--no-wait] [--eintr] [--stdio-from PID] [--family]\n"
+		"       hpc-ppm-helper restore [--new-pid|--require-pid] [--no-wait] [--eintr] [--stdio-from PID] [--family] [--hold]\n"
 		"                              [--clock auto|real|continue|OFFSET_NS]  (image on fd 3)\n"
 		"       hpc-ppm-helper info    (image on fd 3)\n"
 		"       hpc-ppm-helper hostinfo | rawpipe BYTES [--hot]\n"
@@ -252,13 +274,14 @@ int main(int argc, char **argv)
 		return cmd_deputy(pid, target);
 	}
 	if (!strcmp(cmd, "restore")) {
-		struct restore_opts o = { 1, 0, 1, 0, 0, 0, 0 };
+		struct restore_opts o = { 1, 0, 1, 0, 0, 0, 0, 0 };
 		for (int i = 2; i < argc; i++) {
 			if (!strcmp(argv[i], "--new-pid")) o.keep_pid = 0;
 			else if (!strcmp(argv[i], "--require-pid")) o.require_pid = 1;
 			else if (!strcmp(argv[i], "--no-wait")) o.wait = 0;
 			else if (!strcmp(argv[i], "--eintr")) o.eintr = 1;
 			else if (!strcmp(argv[i], "--family")) g_family = 1;
+			else if (!strcmp(argv[i], "--hold")) o.hold = 1;
 			else if (!strcmp(argv[i], "--stdio-from") && i + 1 < argc) { if (parse_pid(argv[++i], &o.stdio_from)) { usage(); return 2; } }
 			else if (!strcmp(argv[i], "--clock") && i + 1 < argc) {
 				const char *v = argv[++i];

@@ -196,6 +196,7 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 struct clone_args_ { uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup; };
 struct restore_opts {
 	int keep_pid, require_pid, wait, eintr;
+	int hold;	/* --hold: the restored process runs only once GO comes on fd 5 */
 	int clock;	/* 0 auto, 1 real, 2 continue, 3 explicit */
 	int64_t mono_off;
 	pid_t stdio_from;

@@ -30,6 +30,8 @@ export interface Config {
   decayInterval: number
   slowDecay: number
   fastDecay: number
+  /** Seconds a migration connection may stay silent (not even a ping) before the peer is taken for unreachable: a move stalled that long is abandoned and the process resumes where it was. */
+  linkTimeout: number
 }
 
 /**
@@ -54,7 +56,8 @@ export const DEFAULTS: Config = {
   speed: 0,
   decayInterval: 1,
   slowDecay: 975,
-  fastDecay: 926
+  fastDecay: 926,
+  linkTimeout: 10
 }
 
 /**

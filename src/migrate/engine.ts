@@ -10,7 +10,7 @@ import { stdioKind, type StdioKind } from './relay.js'
 export type DeputyHandle = Pick<ppm.Deputy, 'on' | 'removeAllListeners' | 'exit' | 'kill' | 'restoreInto' | 'takeFds'>
 
 /** A restored process as the guest side uses it (ppm.Restored); `family`: its family calls (family.ts). */
-export type RestoredHandle = Pick<ppm.Restored, 'pid' | 'stdin' | 'stdout' | 'stderr' | 'exited'> & Partial<Pick<ppm.Restored, 'family'>>
+export type RestoredHandle = Pick<ppm.Restored, 'pid' | 'stdin' | 'stdout' | 'stderr' | 'exited' | 'go'> & Partial<Pick<ppm.Restored, 'family'>>
 
 export interface Engine {
   /** Why pid cannot move (empty when it can). */

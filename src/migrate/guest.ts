@@ -12,9 +12,9 @@ import type { Engine, RestoredHandle } from './engine.js'
 import { familyFailed, superviseFamily } from './family.js'
 import { applyHint, defaultHints, type DecayHints } from './hints.js'
 import type { Link } from './link.js'
-import type { HomeFailedMsg, Message, MigrateMsg, SendToMsg } from './protocol.js'
+import type { Message, MigrateMsg, SendToMsg } from './protocol.js'
 import { StdinPull } from './relay.js'
-import { ImageIn, TICKET_MS, Tickets, collect, memoryRefusal, replay, sendImage, tee } from './transfer.js'
+import { ImageCopy, ImageIn, TICKET_MS, Tickets, memoryRefusal, replay, sendImage, tee } from './transfer.js'
 
 const log = debug('hpcfs:guest')
 
@@ -24,6 +24,8 @@ export const UNREAD_STDIN = 'it has not read the stdin it was given yet (try aga
 /** A process running here whose home is another node. */
 export class Guest {
   leaving = false
+  /** restored but stopped until home commits the move (`run`) */
+  held = false
   /** pull-mode stdin (relay.ts) */
   readonly pull: StdinPull
   outputDone: Promise<void>
@@ -102,7 +104,7 @@ export class GuestSide {
     await conn.send({ t: 'accept', hostinfo })
     let r: RestoredHandle
     try {
-      r = await engine.restore(img.image, { stdio: ['pipe', 'pipe', 'pipe'], clock: 'auto', family: true })
+      r = await engine.restore(img.image, { stdio: ['pipe', 'pipe', 'pipe'], clock: 'auto', family: true, hold: true })
     } catch (e) {
       img.done()
       log('restore from node %d failed: %s', home, (e as Error).message)
@@ -113,6 +115,7 @@ export class GuestSide {
     img.done()
     const age = m.age ?? 0
     const g = this.startGuest(conn, r, home, m.pid, m.stdin === 'pull' ? 'pull' : 'none', Number.isFinite(age) ? age : 0)
+    g.held = true // until home has heard `running` and says `run`: if the connection breaks first, it is removed
     if (m.decay === 'fast') g.decay.rate = 'fast'
     if (m.kind === 'cpujob' || m.kind === 'iojob') g.decay.kind = m.kind
     if (m.perMille !== undefined) g.decay.perMille = m.perMille
@@ -166,6 +169,9 @@ export class GuestSide {
         break
       case 'kill':
         try { engine.kill(g.pid, 'SIGKILL') } catch {}
+        break
+      case 'run':
+        if (g.held) { g.held = false; g.r.go() }
         break
       case 'stdin-end':
         g.pull.ended = true
@@ -223,27 +229,57 @@ export class GuestSide {
       await Promise.race([ok, new Promise(resolve => setTimeout(resolve, this.leavingWaitMs))])
     }
     if (!await this.settleStdin(g)) return
-    const chunks: Buffer[] = []
+    const copy = new ImageCopy()
     const used = this.d.engine.psInfo(g.pid)
     try {
-      await this.d.engine.dump(g.pid, collect(chunks), {})
-    } catch (e) {
-      g.leaving = false
-      await g.conn.send({ t: 'stay', reason: (e as Error).message }).catch(() => {})
-      return
-    }
-    await g.outputDone
-    await this.imageHome(g, chunks, used)
+      try {
+        await this.d.engine.dump(g.pid, copy, {})
+      } catch (e) {
+        g.leaving = false
+        await g.conn.send({ t: 'stay', reason: (e as Error).message }).catch(() => {})
+        return
+      }
+      await g.outputDone
+      await this.imageHome(g, copy, used)
+    } finally { copy.release() }
   }
 
-  /** Sends a stopped guest's image home (with the CPU ticks it used here); if home cannot take it, runs it here again rather than lose it. */
-  private async imageHome (g: Guest, chunks: Buffer[], used?: { utime: number, stime: number }): Promise<void> {
-    await sendImage(g.conn, chunks, used)
-    const m = await g.conn.expect('home-ok', 'home-failed').catch((e): HomeFailedMsg => ({ t: 'home-failed', reason: (e as Error).message }))
-    if (m.t === 'home-ok') { this.guests.delete(g.pid); g.conn.close(); return }
-    log('home refused guest %d back (%s): restoring it here', g.pid, m.reason)
+  /**
+   * Sends a stopped guest's image home. If home cannot run it (home-failed), it runs here again, a
+   * guest on the same connection (`resumed`), or, failing that too, home hears `failed` and reports
+   * it lost. It tells home the CPU ticks it used here (`used`). If the connection breaks first,
+   * home has it or knows it lost: the copy is dropped.
+   */
+  private async imageHome (g: Guest, copy: ImageCopy, used?: { utime: number, stime: number }): Promise<void> {
+    await sendImage(g.conn, copy, used).catch(e => log('sending guest %d home: %s', g.pid, (e as Error).message))
+    const m = await g.conn.expect('home-ok', 'home-failed').catch(() => null)
     this.guests.delete(g.pid)
-    try { const r = await this.d.engine.restore(replay(chunks), { stdio: ['ignore', 'ignore', 'ignore'] }); log('guest restored here as %d', r.pid) } catch (e) { log('guest lost: %s', (e as Error).message) }
+    if (m?.t !== 'home-failed') {
+      if (m === null) log('connection to the home of guest %d broke after its image went: dropping the copy', g.pid)
+      g.detach()
+      g.conn.close()
+      return
+    }
+    log('home could not run guest %d (%s): it runs here again', g.pid, m.reason)
+    try {
+      const again = await this.runAgain(g, copy)
+      await g.conn.send({ t: 'resumed', pid: again.pid })
+    } catch (e) {
+      log('guest %d cannot run here again either: %s', g.pid, (e as Error).message)
+      await g.conn.send({ t: 'failed', reason: (e as Error).message }).catch(() => {})
+      g.conn.close()
+    }
+  }
+
+  /** A guest that stopped to leave but could not: it runs here again from its image, as a guest on the same connection. */
+  private async runAgain (g: Guest, copy: ImageCopy): Promise<Guest> {
+    this.guests.delete(g.pid)
+    g.detach()
+    const again = await this.d.engine.restore(await replay(copy), { stdio: ['pipe', 'pipe', 'pipe'], clock: 'auto', family: true })
+    const h = this.startGuest(g.conn, again, g.home, g.homePid, g.stdinMode, g.age + (Date.now() - g.since) / 1000)
+    Object.assign(h.decay, g.decay)
+    log('guest %d runs here again as %d', g.pid, again.pid)
+    return h
   }
 
   /**
@@ -255,7 +291,13 @@ export class GuestSide {
     if (g.leaving) return
     g.leaving = true
     if (!await this.settleStdin(g)) return
-    const chunks: Buffer[] = []
+    const copy = new ImageCopy()
+    try {
+      await this.sendOn(g, m, copy)
+    } finally { copy.release() }
+  }
+
+  private async sendOn (g: Guest, m: SendToMsg, copy: ImageCopy): Promise<void> {
     let bytes = 0
     let out: Link | undefined
     const used = this.d.engine.psInfo(g.pid)
@@ -263,7 +305,7 @@ export class GuestSide {
       if (!this.d.cluster.addressOf(m.node)) throw new Error(`no address for node ${m.node}`)
       out = await this.d.dial(m.node)
       await out.send({ t: 'image', ticket: m.ticket })
-      await this.d.engine.dump(g.pid, tee(out.imageWriter(), chunks, n => { bytes += n }), m.hostinfo !== '' ? { target: m.hostinfo } : {})
+      await this.d.engine.dump(g.pid, tee(out.imageWriter(), copy, n => { bytes += n }), m.hostinfo !== '' ? { target: m.hostinfo } : {})
     } catch (e) {
       out?.close()
       g.leaving = false
@@ -277,18 +319,14 @@ export class GuestSide {
     const r = await g.conn.expect('home-ok', 'resume').catch(() => undefined)
     if (r?.t !== 'resume') { this.guests.delete(g.pid); g.detach(); g.conn.close(); return }
     // M could not run it: it runs here again, still a guest on the same connection
-    this.guests.delete(g.pid)
-    g.detach()
     try {
-      const again = await this.d.engine.restore(replay(chunks), { stdio: ['pipe', 'pipe', 'pipe'], clock: 'auto', family: true })
-      Object.assign(this.startGuest(g.conn, again, g.home, g.homePid, g.stdinMode, g.age + (Date.now() - g.since) / 1000).decay, g.decay)
+      const again = await this.runAgain(g, copy)
       await g.conn.send({ t: 'resumed', pid: again.pid })
-      log('guest %d runs here again as %d', g.pid, again.pid)
     } catch (e) {
       log('guest %d cannot run here again (%s): sending it home', g.pid, (e as Error).message)
       g.leaving = true
       this.guests.set(g.pid, g)
-      await this.imageHome(g, chunks)
+      await this.imageHome(g, copy)
     }
   }
 

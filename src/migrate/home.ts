@@ -23,7 +23,7 @@ import type { Link } from './link.js'
 import type { PsInfo } from '../util/procfs.js'
 import type { AcceptMsg, FailedMsg, RefuseMsg, Message, MoveRequestMsg, RunningMsg, StayMsg } from './protocol.js'
 import { HomeStdio, serveWant, stdinModeOf } from './relay.js'
-import { noteTransfer, replay, tee } from './transfer.js'
+import { ImageCopy, noteTransfer, replay, tee } from './transfer.js'
 
 const log = debug('hpcfs:home')
 
@@ -49,7 +49,8 @@ export class HomeProc {
   stdinMode: 'pull' | 'none' = 'none'
   /** set while the process is being moved: no stdin is handed out */
   moving = false
-  imageIn: Buffer[] | null = null
+  /** the image coming home (N -> home, expel), kept in a copy until it runs */
+  imageIn: ImageCopy | null = null
   /** Size of the image while it is away (sent with a hop so the next node can check its memory). */
   imageBytes: number | null = null
   /** During N -> M: M's connection, whose output and messages wait until N has sent all of its own. */
@@ -58,7 +59,7 @@ export class HomeProc {
   heldMsgs: Message[] = []
   /** Signals that reached the deputy while the process was in transit, for wherever it lands. */
   pendingSignals: number[] = []
-  imageWaiter: ((chunks: Buffer[]) => void) | null = null
+  imageWaiter: ((copy: ImageCopy) => void) | null = null
   /** When the image now coming home started (for the bandwidth measurement). */
   imageStart = 0
   /** The node it runs on or last ran on away from home (0: never left). */
@@ -70,6 +71,8 @@ export class HomeProc {
   /** What the node it runs on said of it last (psInfo there), and who waits for the next answer. */
   remote: PsInfo | null = null
   statWaiters: Array<() => void> = []
+  /** It was lost with its node: the deputy is reporting it and ends. */
+  lost = false
   constructor (readonly pid: number) { this.io = new HomeStdio(pid) }
 }
 
@@ -169,9 +172,18 @@ export class Home {
     p.io.kinds = this.d.engine.stdioKinds(p.pid)
     p.stdinMode = stdinModeOf(p.io.kinds)
     const { conn, hostinfo } = await this.offer(p, node)
+    const copy = new ImageCopy()
+    try {
+      await this.sendOut(p, conn, node, hostinfo, copy)
+    } finally { copy.release() }
+  }
+
+  /** moveOut once offered and accepted: the deputy's dump streams to N (copied); N runs it, or it runs at home again. */
+  private async sendOut (p: HomeProc, conn: Link, node: number, hostinfo: string, copy: ImageCopy): Promise<void> {
     const reply = conn.expect('running', 'failed').catch((e): FailedMsg => ({ t: 'failed', reason: (e as Error).message }))
     this.bind(p, conn, node)
-    const copy: Buffer[] = []
+    let broke: Error | undefined
+    conn.once('close', e => { broke = e })
     let dep: DeputyHandle
     try {
       dep = await this.d.engine.deputy(p.pid, tee(conn.imageWriter(), copy), hostinfo ? { target: hostinfo } : {})
@@ -179,6 +191,7 @@ export class Home {
       p.conn = null
       await conn.send({ t: 'abort', reason: (e as Error).message }).catch(() => {})
       conn.close()
+      if (broke) throw new Error(`the connection to node ${node} broke (${broke.message}): ${(e as Error).message}`)
       throw e
     }
     p.deputy = dep
@@ -187,15 +200,18 @@ export class Home {
       if (p.moving || p.where === 'migrating') p.pendingSignals.push(s); else void p.conn?.send({ t: 'signal', sig: s }).catch(() => {})
     })
     dep.on('end', () => this.deputyEnded(p))
-    const m = await reply
+    let m = await reply
+    if (m.t === 'running' && conn.closed) m = { t: 'failed', reason: 'the connection broke before the move was committed' }
     if (m.t !== 'running') {
       p.conn = null
       conn.close()
-      await dep.restoreInto(replay(copy))
+      await dep.restoreInto(await replay(copy))
       this.detachDeputy(p)
       p.where = 'home'
       throw new Error(`node ${node} could not run it: ${m.reason}; it runs at home again`)
     }
+    // committed: N lets it run (N removes a process it holds if this never comes)
+    await conn.send({ t: 'run' }).catch(() => {})
     noteTransfer(this.d.bandwidth, node, m.bytes, m.ms)
     await p.io.open(p.deputy)
     this.arrived(p, node)
@@ -208,7 +224,10 @@ export class Home {
   private bind (p: HomeProc, conn: Link, node: number, take = true): void {
     if (take) p.conn = conn
     conn.on('data', (type, d) => {
-      if (type === 'I') { p.imageIn?.push(d); return }
+      if (type === 'I') {
+        if (p.imageIn && !p.imageIn.write(d)) { conn.pause(); p.imageIn.once('drain', () => conn.resume()) }
+        return
+      }
       const fd = type === 'O' ? 1 : type === 'E' ? 2 : 0
       if (!fd) return
       if (p.holdFor === conn) p.held.push([fd, d])
@@ -219,6 +238,7 @@ export class Home {
       else this.onHomeMsg(p, conn, m).catch(e => log('process %d: %s: %s', p.pid, m.t, (e as Error).message))
     })
     conn.on('close', () => {
+      if (p.imageIn && (p.conn === conn || p.holdFor === conn)) { p.imageIn.release(); p.imageIn = null }
       if (p.conn !== conn) return
       p.conn = null
       void this.lost(p, node)
@@ -286,7 +306,8 @@ export class Home {
         this.guestAsks(p, conn, m)
         break
       case 'image-start':
-        p.imageIn = []
+        p.imageIn?.release()
+        p.imageIn = new ImageCopy()
         p.imageStart = Date.now()
         break
       case 'stat':
@@ -295,13 +316,13 @@ export class Home {
         break
       case 'image-end': {
         this.stayEnded(p, m)
-        const chunks = p.imageIn ?? []
+        const copy = p.imageIn ?? new ImageCopy()
         p.imageIn = null
-        if (p.at > 0 && p.imageStart > 0) noteTransfer(this.d.bandwidth, p.at, chunks.reduce((a, c) => a + c.length, 0), Date.now() - p.imageStart)
-        if (p.imageWaiter) { const w = p.imageWaiter; p.imageWaiter = null; w(chunks) } else {
+        if (p.at > 0 && p.imageStart > 0) noteTransfer(this.d.bandwidth, p.at, copy.size, Date.now() - p.imageStart)
+        if (p.imageWaiter) { const w = p.imageWaiter; p.imageWaiter = null; w(copy) } else {
           // the guest node sends it home by itself (expel)
           p.where = 'migrating'
-          await this.landHome(p, conn, chunks)
+          await this.landHome(p, conn, copy).catch(e => { p.lastError = (e as Error).message; throw e })
         }
         break
       }
@@ -349,27 +370,51 @@ export class Home {
   }
 
   /** Gets the image of a remote process back over its connection (the remote stops it). */
-  private async fetchImage (p: HomeProc): Promise<{ conn: Link, chunks: Buffer[] }> {
+  private async fetchImage (p: HomeProc): Promise<{ conn: Link, copy: ImageCopy }> {
     const conn = p.conn
     if (!conn) throw new Error('no connection to the remote')
     p.moving = true
-    const got = new Promise<Buffer[]>(resolve => { p.imageWaiter = resolve })
+    const got = new Promise<ImageCopy>(resolve => { p.imageWaiter = resolve })
     await conn.send({ t: 'gohome' })
-    const chunks = await Promise.race([got, conn.expect('stay').then(m => { throw new Error(`remote could not stop it: ${m.reason}`) })])
-    return { conn, chunks }
+    const copy = await Promise.race([got, conn.expect('stay').then(m => { throw new Error(`remote could not stop it: ${m.reason}`) })]).finally(() => { p.imageWaiter = null })
+    return { conn, copy }
   }
 
-  /** Restores an image that came home into the deputy (the original, same pid). */
-  private async landHome (p: HomeProc, conn: Link, chunks: Buffer[]): Promise<void> {
+  /**
+   * Restores an image that came home into the deputy (the original, same pid). If that fails, the
+   * node it came from runs it again (home-failed, resumed) and the deputy goes on tracking it there;
+   * if that node cannot either (failed) or the connection breaks, the process is lost.
+   */
+  private async landHome (p: HomeProc, conn: Link, copy: ImageCopy): Promise<void> {
+    try {
+      await this.restoreHome(p, conn, copy)
+    } finally { copy.release() }
+  }
+
+  private async restoreHome (p: HomeProc, conn: Link, copy: ImageCopy): Promise<void> {
     const dep = p.deputy as DeputyHandle
     p.conn = null
     await p.io.flush()
     try {
-      await dep.restoreInto(replay(chunks))
+      await dep.restoreInto(await replay(copy))
     } catch (e) {
+      const why = (e as Error).message
+      const node = p.at
       p.conn = conn
-      await conn.send({ t: 'home-failed', reason: (e as Error).message })
-      throw e
+      const again = conn.expect('resumed', 'failed').catch((x): FailedMsg => ({ t: 'failed', reason: (x as Error).message }))
+      await conn.send({ t: 'home-failed', reason: why }).catch(() => {})
+      const m = await again
+      p.where = node
+      p.moving = false
+      if (m.t === 'failed') {
+        p.conn = null
+        conn.close()
+        void this.lost(p, node)
+        throw new Error(`it could not run at home (${why}) nor on node ${node} again (${m.reason})`)
+      }
+      log('process %d could not come home (%s): it runs on node %d again as %d', p.pid, why, node, m.pid)
+      this.deliverSignals(p)
+      throw new Error(`it could not run at home: ${why}; it runs on node ${node} again`)
     }
     await conn.send({ t: 'home-ok' }).catch(() => {})
     conn.close()
@@ -384,8 +429,8 @@ export class Home {
 
   /** N -> home. */
   private async comeHome (p: HomeProc): Promise<void> {
-    const { conn, chunks } = await this.fetchImage(p)
-    await this.landHome(p, conn, chunks)
+    const { conn, copy } = await this.fetchImage(p)
+    await this.landHome(p, conn, copy)
   }
 
   /**
@@ -421,8 +466,10 @@ export class Home {
       const why = m?.t === 'failed' ? `node ${node} could not run it: ${m.reason}` : `node ${from} could not send it: ${s.reason}`
       throw new Error(old.closed ? why : `${why}; it runs on node ${from} again`)
     }
-    const m: RunningMsg | FailedMsg = await reply
+    let m: RunningMsg | FailedMsg = await reply
+    if (m.t === 'running' && next.conn.closed) m = { t: 'failed', reason: 'the connection broke before the move was committed' }
     if (m.t === 'running') {
+      await next.conn.send({ t: 'run' }).catch(() => {})
       const held = p.held
       const msgs = p.heldMsgs
       release()
@@ -439,7 +486,7 @@ export class Home {
     release()
     next.conn.close()
     const why = `node ${node} could not run it: ${m.reason}`
-    const back = new Promise<Buffer[]>(resolve => { p.imageWaiter = resolve })
+    const back = new Promise<ImageCopy>(resolve => { p.imageWaiter = resolve })
     await old.send({ t: 'resume' })
     const got = await Promise.race([old.expect('resumed').then(() => null), back]).finally(() => { p.imageWaiter = null })
     if (got === null) {
@@ -476,7 +523,8 @@ export class Home {
   private async lost (p: HomeProc, node: number): Promise<void> {
     // during a move the move itself handles a broken connection (and calls this when the process
     // was lost with it)
-    if (p.where !== node) return
+    if (p.where !== node || p.lost) return
+    p.lost = true
     const msg = `hpcfs: process ${p.pid} was lost with node ${node}\n`
     log(msg.trim())
     await p.io.say(msg)

@@ -42,6 +42,8 @@ export abstract class Link extends EventEmitter {
   abstract frame (type: FrameType, payload: Buffer): Promise<void>
   /** Closes the connection (both ends see 'close'). */
   abstract close (): void
+  /** Breaks the connection off at once, unsent frames dropped (a silent peer, src/migrate/lease.ts). */
+  abort (e?: Error): void { this.close(); if (e) this.finish(e) }
   /** Stops / restarts delivering incoming frames (flow control of an image being received). */
   abstract pause (): void
   abstract resume (): void

@@ -12,6 +12,7 @@
 import { EventEmitter } from 'node:events'
 import { createServer, type Socket, type Server } from 'node:net'
 import debug from '../util/log.js'
+import { DEFAULTS } from '../config.js'
 import type { Keyring } from '../gossip/keyring.js'
 import { einval } from '../util/errno.js'
 import type { Cluster, Dial } from './cluster.js'
@@ -20,6 +21,7 @@ import { Descendants } from './family.js'
 import { GuestSide, type Guest } from './guest.js'
 import type { DecayHint } from './hints.js'
 import { Home, type HomeProc } from './home.js'
+import { heartbeat } from './lease.js'
 import { Conn, MIGRATION_PORT } from './wire.js'
 import type { PsInfo } from '../util/procfs.js'
 
@@ -42,6 +44,8 @@ export class Migrator extends EventEmitter {
   readonly family: Descendants
   /** Control messages dropped on this node's connections because they were not valid. */
   droppedMessages = 0
+  /** A connection whose peer has been silent this long is cut off (src/migrate/lease.ts; config linkTimeout). */
+  linkTimeoutMs = DEFAULTS.linkTimeout * 1000
   private server: Server | null = null
   private hostInfo: Promise<string> | null = null
 
@@ -91,6 +95,7 @@ export class Migrator extends EventEmitter {
 
   private counted<C extends Conn> (c: C): C {
     c.on('dropped', () => { this.droppedMessages++ })
+    heartbeat(c, this.linkTimeoutMs)
     return c
   }
 

@@ -131,12 +131,19 @@ export interface FamilyMsg { t: 'family', call: string }
 /** H -> N (running): the guest cannot come home; the family call it waits in fails. */
 export interface FamilyFailedMsg { t: 'family-failed', reason: string }
 
+/** Either side, every quarter of the link timeout: it is alive (src/migrate/lease.ts). */
+export interface PingMsg { t: 'ping' }
+
+/** H -> N (image): `running` reached home, the move is committed: the held process may run. */
+export interface RunMsg { t: 'run' }
+
 /** Every control message. */
 export type Message =
   | MigrateMsg | ImageMsg | AcceptMsg | RefuseMsg | ErrorMsg | ImageEndMsg | AbortMsg | RunningMsg | FailedMsg
   | SignalMsg | KillMsg | WantMsg | StdinEndMsg | HintMsg | MoveRequestMsg | MoveFailedMsg | ExitMsg
   | GoHomeMsg | LeavingMsg | LeavingOkMsg | StayMsg | ImageStartMsg | HomeOkMsg | HomeFailedMsg
   | SendToMsg | SentMsg | ResumeMsg | ResumedMsg | StatQueryMsg | StatMsg | FamilyMsg | FamilyFailedMsg
+  | PingMsg | RunMsg
 
 export type Kind = Message['t']
 export type MsgOf<K extends Kind> = Extract<Message, { t: K }>
@@ -190,7 +197,9 @@ const SCHEMAS: { [K in Kind]: Schema<MsgOf<K>> } = {
   'stat?': {},
   stat: { utime: nat, stime: nat, state: v => typeof v === 'string' && /^[A-Za-z?]$/.test(v), rss: nat, vsize: nat, cmdline: v => typeof v === 'string' && v.length <= 65536 },
   family: { call: v => typeof v === 'string' && /^[a-z_0-9]{1,32}$/.test(v) },
-  'family-failed': { reason: str }
+  'family-failed': { reason: str },
+  ping: {},
+  run: {}
 }
 
 /** Every message kind. */

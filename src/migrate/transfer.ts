@@ -1,6 +1,10 @@
 // Moving images: streaming them out (with a copy kept until the process runs elsewhere), taking
 // them in (from the offering connection, or from another node's connection naming a ticket),
 // and the transfer bandwidth measured from them.
+import { randomBytes } from 'node:crypto'
+import { close as fsClose, constants as fsc, createReadStream, openSync, unlinkSync, write as fsWrite } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { PassThrough, Readable, Writable } from 'node:stream'
 import debug from '../util/log.js'
 import type { Link } from './link.js'
@@ -32,26 +36,92 @@ export function noteTransfer (bandwidth: Map<number, number>, node: number, byte
   log('transfer to node %d: %d bytes in %d ms (%d MB/s)', node, bytes, ms, Math.round(bw / 1e6))
 }
 
+/** Linux open(2) O_TMPFILE (not in Node's fs.constants): a file with no name in a directory. */
+const O_TMPFILE = 0o20200000
+
+/**
+ * A copy of an image kept until the move ends (so that the process can run again if the other
+ * side cannot), in a temporary file without a name (O_TMPFILE; a file unlinked at once where the
+ * file system cannot): not in the daemon's memory, which an image of hundreds of MB would swell
+ * for good, and gone with the daemon if it dies. Written as a stream (in order, with backpressure);
+ * `stream()` reads it back as often as needed once it is complete; `release()` frees it.
+ */
+export class ImageCopy extends Writable {
+  /** bytes written */
+  size = 0
+  private fd: number | null
+
+  constructor (dir = tmpdir()) {
+    super({ highWaterMark: 4 << 20 })
+    let fd: number
+    try {
+      fd = openSync(dir, O_TMPFILE | fsc.O_RDWR, 0o600)
+    } catch {
+      const path = join(dir, `hpcfs-image-${process.pid}-${randomBytes(6).toString('hex')}`)
+      fd = openSync(path, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL, 0o600)
+      unlinkSync(path)
+    }
+    this.fd = fd
+  }
+
+  override _write (c: Buffer, _e: BufferEncoding, cb: (e?: Error | null) => void): void {
+    if (this.fd === null) { cb(new Error('image copy released')); return }
+    const at = this.size
+    this.size += c.length
+    fsWrite(this.fd, c, 0, c.length, at, e => cb(e))
+  }
+
+  /** Ends the copy; resolves once every byte written is in the file. */
+  async complete (): Promise<void> {
+    if (this.writableFinished) return
+    const done = new Promise<void>((resolve, reject) => { this.once('finish', resolve); this.once('error', reject) })
+    if (!this.writableEnded) this.end()
+    await done
+  }
+
+  /** The copy, from its first byte, as a stream (to restore or send it). */
+  stream (): Readable {
+    if (this.fd === null) throw new Error('image copy released')
+    if (this.size === 0) return Readable.from([])
+    return createReadStream('', { fd: this.fd, start: 0, end: this.size - 1, autoClose: false, highWaterMark: 1 << 20 })
+  }
+
+  /** Frees the copy (the move has ended). */
+  release (): void {
+    if (this.fd === null) return
+    const fd = this.fd
+    this.fd = null
+    this.destroy()
+    fsClose(fd, () => {})
+  }
+}
+
 /** A Writable that keeps every chunk in `copy` and passes it on to `sink` (optionally counting). */
-export function tee (sink: Writable, copy: Buffer[], count?: (n: number) => void): Writable {
+export function tee (sink: Writable, copy: ImageCopy, count?: (n: number) => void): Writable {
   return new Writable({
-    write: (c: Buffer, _e, cb) => { copy.push(c); count?.(c.length); sink.write(c, cb) },
-    final: cb => { sink.end(cb) }
+    write: (c: Buffer, _e, cb) => {
+      count?.(c.length)
+      let n = 2
+      let err: Error | null | undefined
+      const one = (e?: Error | null): void => { err ??= e; if (--n === 0) cb(err) }
+      copy.write(c, one)
+      sink.write(c, one)
+    },
+    final: cb => { copy.end(); sink.end(cb) }
   })
 }
 
-/** A Writable that keeps every chunk in `chunks`. */
-export function collect (chunks: Buffer[]): Writable {
-  return new Writable({ write: (c: Buffer, _e, cb) => { chunks.push(c); cb() } })
+/** A copy, once complete, as a stream from its first byte (to restore it). */
+export async function replay (copy: ImageCopy): Promise<Readable> {
+  await copy.complete()
+  return copy.stream()
 }
 
-/** An image kept in memory, as a stream (to restore it). */
-export function replay (chunks: Buffer[]): Readable { return Readable.from(chunks) }
-
-/** Sends a whole image kept in memory over conn: image-start, the frames, image-end (with the CPU ticks it used here, if known). */
-export async function sendImage (conn: Link, chunks: Buffer[], used?: { utime: number, stime: number }): Promise<void> {
+/** Sends a whole image kept in a copy over conn: image-start, the frames, image-end (with the CPU ticks it used here, if known). */
+export async function sendImage (conn: Link, copy: ImageCopy, used?: { utime: number, stime: number }): Promise<void> {
+  await copy.complete()
   await conn.send({ t: 'image-start' })
-  for (const c of chunks) await conn.frame('I', c)
+  for await (const c of copy.stream()) await conn.frame('I', c as Buffer)
   await conn.send(used ? { t: 'image-end', utime: used.utime, stime: used.stime } : { t: 'image-end' })
 }
 

@@ -130,4 +130,5 @@ export class Conn extends Link {
   resume (): void { this.sock.resume() }
 
   close (): void { this.sock.end(); setTimeout(() => this.sock.destroy(), 2000).unref() }
+  override abort (e?: Error): void { this.sock.destroy(e) }
 }

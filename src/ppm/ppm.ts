@@ -298,6 +298,9 @@ export interface RestoreOptions {
   stdioFrom?: number
   /** stdio of the restored process where the image has no regular file (default: inherit) */
   stdio?: [StdioItem, StdioItem, StdioItem]
+  /** keep the restored process stopped until `go()` (a move is committed only then); if the
+   * caller never says go (or goes away), it is removed */
+  hold?: boolean
   /** catch its family calls (fork, wait, kill of another process, ...): `Restored.family` reports
    * them, each waiting until the process is dumped (it runs again where it lands) or denied */
   family?: boolean
@@ -336,6 +339,8 @@ export interface Restored {
   exited: Promise<ExitStatus>
   /** its family calls when restored with `family` (else null) */
   family: FamilyCalls | null
+  /** with `hold`: lets it run (once); without, does nothing */
+  go: () => void
 }
 
 function parseEnd (l: string[]): ExitStatus {
@@ -349,6 +354,7 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
   if (opts.requirePid === true) args.push('--require-pid')
   if (opts.eintr === true) args.push('--eintr')
   if (opts.family === true) args.push('--family')
+  if (opts.hold === true) args.push('--hold')
   if (opts.stdioFrom != null) { checkPid(opts.stdioFrom); args.push('--stdio-from', String(opts.stdioFrom)) }
   if (opts.clock != null) {
     if (typeof opts.clock === 'number' && !Number.isSafeInteger(opts.clock)) throw einval('clock offset must be an integer of ns')
@@ -358,7 +364,7 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
   // an image read from our stdin must not also become the restored process' stdin
   const stdio = opts.stdio ?? [src === '-' || src === 0 ? 'ignore' : 'inherit', 'inherit', 'inherit']
   // a restored process is nobody's child here: its own session, out of the restorer's job control
-  const h = new Helper(args, [stdio[0], stdio[1], stdio[2], source.stdio, 'pipe', ...(opts.family === true ? ['pipe' as const] : [])], { detached: true })
+  const h = new Helper(args, [stdio[0], stdio[1], stdio[2], source.stdio, 'pipe', ...(opts.family === true || opts.hold === true ? ['pipe' as const] : [])], { detached: true })
   const family = opts.family === true ? new FamilyCalls(h) : null
   const copy = source.attach(h)
   try {
@@ -375,7 +381,13 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
       stdout: h.child.stdout,
       stderr: stdio[2] === 'pipe' ? h.child.stderr : null,
       exited,
-      family
+      family,
+      go: () => {
+        if (opts.hold !== true) return
+        const w = (h.child.stdio as unknown as Array<Writable | null>)[5]
+        // with `family` fd 5 carries the DENY commands after GO: it stays open
+        if (w != null && !w.destroyed) { if (opts.family === true) w.write('GO\n'); else w.end('GO\n') }
+      }
     }
   } catch (e) {
     source.close()

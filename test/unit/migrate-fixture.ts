@@ -25,9 +25,16 @@ export class StubDeputy extends EventEmitter {
   exited: number[] = []
   killed: number[] = []
   restored: Buffer[] = []
+  /** make restoreInto fail with this message */
+  failRestore = ''
   async exit (code: number): Promise<ExitStatus> { this.exited.push(code); return { code, signal: null } }
   async kill (sig: number): Promise<ExitStatus> { this.killed.push(sig); return { code: null, signal: sig } }
-  async restoreInto (src: Readable | string | number): Promise<{ restoreMs: number }> { this.restored.push(await readAll(src as Readable)); return { restoreMs: 1 } }
+  async restoreInto (src: Readable | string | number): Promise<{ restoreMs: number }> {
+    const image = await readAll(src as Readable)
+    if (this.failRestore) throw new Error(this.failRestore)
+    this.restored.push(image)
+    return { restoreMs: 1 }
+  }
   async takeFds (): Promise<Array<string | null>> { return [null, null, null] }
 }
 
@@ -38,7 +45,10 @@ export class StubRestored implements RestoredHandle {
   readonly stderr = new PassThrough()
   end!: (st: ExitStatus) => void
   readonly exited = new Promise<ExitStatus>(resolve => { this.end = resolve })
+  /** it was let run (go) */
+  running = false
   constructor (readonly pid: number, readonly image: Buffer) {}
+  go (): void { this.running = true }
   /** The process ends: its output closes, then it exits. */
   finish (st: ExitStatus): void { this.stdout.end(); this.stderr.end(); this.stdout.resume(); this.stderr.resume(); this.end(st) }
 }

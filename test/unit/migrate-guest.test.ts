@@ -45,6 +45,9 @@ async function arrive (s: ReturnType<typeof setup>, image = Buffer.from('an imag
   assert.equal(running.pid, 4242)
   assert.equal(running.bytes, image.length)
   assert.deepEqual(s.engine.restoredProcs[0].image, image, 'the engine restored the image home sent')
+  assert.equal(s.engine.restoredProcs[0].running, false, 'held until home commits the move')
+  await homeEnd.send({ t: 'run' })
+  await until(() => s.engine.restoredProcs[0].running, 'the process let run')
   return home
 }
 
@@ -172,4 +175,43 @@ test('sendto: the image goes to M with the ticket; home-ok ends it here', async 
   await home.link.send({ t: 'home-ok' })
   await home.until(() => home.closed, 'the connection closed')
   assert.equal(s.side.guests.size, 0)
+})
+
+test('gohome that home cannot restore (home-failed): it runs here again on the same connection, still a guest', async () => {
+  const s = setup()
+  const home = await arrive(s)
+  const r = s.engine.restoredProcs[0]
+  s.engine.onDump = () => { r.stdout.end(); r.stderr.end() }
+  await home.link.send({ t: 'gohome' })
+  await home.next('image-start')
+  await home.next('image-end')
+  await home.link.send({ t: 'home-failed', reason: 'reopening fd 1: Permission denied' })
+  assert.deepEqual(await home.next('resumed'), { t: 'resumed', pid: 4243 })
+  assert.deepEqual([...s.side.guests.keys()], [4243], 'listed under its new pid')
+  assert.deepEqual(s.engine.restoredProcs[1].image, s.engine.image, 'from the image it sent')
+  // still relayed: signals reach the new process, its end goes home
+  await home.link.send({ t: 'signal', sig: 15 })
+  await until(() => s.engine.signals.length === 1, 'the signal')
+  assert.deepEqual(s.engine.signals, [[4243, 15]])
+  s.engine.restoredProcs[1].finish({ code: null, signal: 15 })
+  assert.deepEqual(await home.next('exit'), { t: 'exit', code: null, signal: 15 })
+  assert.equal(s.side.guests.size, 0)
+})
+
+test('a restored process is held until home commits the move; if the connection breaks first it is removed, never run', async () => {
+  const s = setup()
+  const [homeEnd, nodeEnd] = MemLink.pair('node 2', 'node 1')
+  const home = new Peer(homeEnd)
+  s.side.accept(nodeEnd)
+  await homeEnd.send(OFFER)
+  await home.next('accept')
+  await homeEnd.frame('I', Buffer.from('image'))
+  await homeEnd.send({ t: 'image-end' })
+  await home.next('running')
+  const r = s.engine.restoredProcs[0]
+  assert.equal(r.running, false)
+  homeEnd.close() // `run` never comes
+  await until(() => s.side.guests.size === 0, 'the guest forgotten')
+  assert.deepEqual(s.engine.signals, [[4242, 'SIGKILL']])
+  assert.equal(r.running, false, 'it never ran')
 })

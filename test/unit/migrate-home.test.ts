@@ -46,6 +46,7 @@ async function moveOut (s: ReturnType<typeof setup>): Promise<{ peer: Peer, dep:
   assert.deepEqual(peer.image(), s.engine.image, 'the image streamed to the node')
   assert.deepEqual(s.engine.calls, [`check ${PID}`, `deputy ${PID} node-2-host`])
   await peer.link.send({ t: 'running', pid: 555, bytes: s.engine.image.length, ms: 2 })
+  assert.deepEqual(await peer.next('run'), { t: 'run' }, 'the move is committed')
   await done
   return { peer, dep: s.engine.deputies[0] }
 }
@@ -162,6 +163,7 @@ test('N -> M: M accepts with a ticket, N sends it on; home-ok to N, and M is its
   // M's output arrives before N has said it sent everything: held until the move completes
   await first.peer.link.send({ t: 'sent', bytes: 12345 })
   await m.link.send({ t: 'running', pid: 777, bytes: 12345, ms: 1 })
+  assert.deepEqual(await m.next('run'), { t: 'run' }, 'the move to M is committed')
   assert.deepEqual(await first.peer.next('home-ok'), { t: 'home-ok' })
   await hop
   const p = s.home.procs.get(PID)
@@ -188,4 +190,44 @@ test('N -> M refused by N (stay): the process runs on N again', async () => {
   assert.equal(p.where, 2)
   assert.match(p.lastError, /node 2 could not send it: it has not read the stdin.*; it runs on node 2 again/)
   await m.until(() => m.closed, "M's connection closed")
+})
+
+test('N -> home whose restore into the deputy fails: N runs it again (resumed), the deputy tracks it there', async () => {
+  const s = setup()
+  const { peer, dep } = await moveOut(s)
+  dep.failRestore = 'reopening fd 1 (/out): Permission denied'
+  const back = s.home.requestMove(PID, 'home')
+  await peer.next('gohome')
+  await peer.link.send({ t: 'image-start' })
+  await peer.link.frame('I', Buffer.from('image'))
+  await peer.link.send({ t: 'image-end' })
+  assert.deepEqual(await peer.next('home-failed'), { t: 'home-failed', reason: 'reopening fd 1 (/out): Permission denied' })
+  await peer.link.send({ t: 'resumed', pid: 556 })
+  await back
+  const p = s.home.procs.get(PID)
+  assert.ok(p)
+  assert.equal(p.where, 2)
+  assert.match(p.lastError, /could not run at home: reopening fd 1.*Permission denied; it runs on node 2 again/)
+  assert.equal(p.nmigs, 1, 'a failed move does not count')
+  // still tracked: a signal reaches it, its end ends the deputy
+  dep.emit('signal', 15)
+  assert.deepEqual(await peer.next('signal'), { t: 'signal', sig: 15 })
+  await peer.link.send({ t: 'exit', code: null, signal: 15 })
+  await until(() => !s.home.procs.has(PID), 'the process forgotten')
+  assert.deepEqual(dep.killed, [15])
+})
+
+test('N -> home failing at home and on N again: the deputy reports the loss', async () => {
+  const s = setup()
+  const { peer, dep } = await moveOut(s)
+  dep.failRestore = 'no'
+  const back = s.home.requestMove(PID, 'home')
+  await peer.next('gohome')
+  await peer.link.send({ t: 'image-start' })
+  await peer.link.send({ t: 'image-end' })
+  await peer.next('home-failed')
+  await peer.link.send({ t: 'failed', reason: 'not here either' })
+  await back
+  await until(() => !s.home.procs.has(PID), 'the process forgotten')
+  assert.deepEqual(dep.exited, [LOST_STATUS])
 })

@@ -39,7 +39,9 @@ const SAMPLES: { [K in Kind]: Extract<Message, { t: K }> } = {
   'stat?': { t: 'stat?' },
   stat: { t: 'stat', utime: 12, stime: 3, state: 'R', rss: 4096, vsize: 8192, cmdline: 'python3\u0000-c\u0000pass' },
   family: { t: 'family', call: 'fork' },
-  'family-failed': { t: 'family-failed', reason: 'it cannot come home' }
+  'family-failed': { t: 'family-failed', reason: 'it cannot come home' },
+  ping: { t: 'ping' },
+  run: { t: 'run' }
 }
 
 test('every kind of message is accepted, unchanged, through encode and decode', () => {

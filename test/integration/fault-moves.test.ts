@@ -1,0 +1,129 @@
+// Moves that fail or stall, between real daemons in network namespaces: each ends with the process
+// running in exactly one place, tracked by its deputy (issue 9).
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { readFileSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { Lab, labNames } from '../../src/lab/lab.js'
+import { Lab as Bins } from '../ppm/harness.js'
+import { until } from '../helpers/daemon.js'
+import { alive, failedMove, guests, moveTo, startJob, where } from '../helpers/jobs.js'
+import { netnsPids, run } from '../../src/lab/sys.js'
+
+const LINK_TIMEOUT = 3 // s: hpcd --link-timeout of the nodes
+let lab: Lab
+let bins: Bins
+let speaker: string
+let walker: string
+let launcher: string
+
+before(async () => {
+  bins = new Bins()
+  speaker = bins.compile('speaker')
+  walker = bins.compile('walker')
+  launcher = bins.compile('launch')
+  spawnSync('chmod', ['755', bins.dir]) // a job that drops to another uid runs them too
+  lab = await Lab.create({ nodes: 3, tag: 'fmov', interval: 0.25, hpcdArgs: id => ['--speed', String(10000 * id), '--down-after', '2', '--no-balance', '--link-timeout', String(LINK_TIMEOUT)], env: { DEBUG: 'hpcfs:home,hpcfs:guest,hpcfs:transfer' } })
+  await lab.waitAllUp()
+})
+after(async () => {
+  await lab?.destroy()
+  bins?.cleanup()
+})
+
+test('a move home that fails leaves the process running where it was, listed there, its signals and end relayed', async () => {
+  // stdout is a root-owned file opened before the job dropped to nobody: node 2 reopens it (the
+  // restore sets the credentials last) but the original at home, nobody already, cannot
+  const file = join(bins.dir, 'rootout')
+  const job = startJob(lab, launcher, bins.dir, speaker, ['100000', '20000', '0'], { stdout: file, as: 65534 })
+  const size = (): number => statSync(file).size
+  try {
+    await until('output', () => size() > 0)
+    await moveTo(lab, job.pid, 2)
+    const err = await failedMove(lab, job.pid, 'home')
+    assert.match(err, /Permission denied/)
+    assert.equal(await where(lab, job.pid), '2', 'it runs on node 2 again')
+    assert.equal(guests(lab, 2).length, 1, 'node 2 lists it in remote/')
+    const guest = guests(lab, 2)[0]
+    assert.equal((await lab.node(2).read(`remote/${guest}/from`)).trim(), '1')
+    const seen = size()
+    await until('output flows on node 2', () => size() > seen, 10_000)
+    process.kill(job.pid, 'SIGTERM')
+    assert.deepEqual(await Promise.race([job.exited, new Promise(resolve => setTimeout(() => resolve('hung'), 15_000))]), { code: null, signal: 'SIGTERM' })
+    await until('the guest gone from node 2', () => guests(lab, 2).length === 0 && !alive(guest))
+    assert.match(readFileSync(file, 'utf8'), /^line 0 /)
+  } finally { job.close() }
+})
+
+test('a move cut off by a partition mid-stream is abandoned within the link timeout; the process runs on at home, one copy', async () => {
+  const job = startJob(lab, launcher, bins.dir, walker, ['200', '100000', '20000', '0'])
+  const veth = labNames('fmov').veth(2)
+  const intoNode2 = (): number => Number(readFileSync(`/sys/class/net/${veth}/statistics/tx_bytes`, 'utf8'))
+  // slow the way into node 2 down (when tbf is there) so that the cut surely falls in the stream
+  const slowed = (await run('tc', ['qdisc', 'add', 'dev', veth, 'root', 'tbf', 'rate', '400mbit', 'burst', '256kb', 'latency', '500ms'])).code === 0
+  try {
+    await until('the walker ready', () => job.out().includes('ready\n'), 20_000)
+    const before = intoNode2()
+    await lab.node(1).write(`proc/${job.pid}/goto`, '2\n')
+    await until('20 MB of the image on the way', () => {
+      if (intoNode2() - before > 20 << 20) return true
+      return undefined
+    }, 20_000, 2)
+    await lab.partition(2)
+    const cut = Date.now()
+    assert.equal(await where(lab, job.pid), 'migrating', 'cut during the move')
+    const err = await until('the move abandoned', async () => {
+      const e = (await lab.node(1).read(`proc/${job.pid}/error`)).trim()
+      return e && (await where(lab, job.pid)) !== 'migrating' ? e : undefined
+    }, 30_000, 100)
+    const took = Date.now() - cut
+    assert.ok(took < (LINK_TIMEOUT + 7) * 1000, `abandoned after ${took} ms (link timeout ${LINK_TIMEOUT} s)`)
+    assert.match(err, /silent|closed|broke/)
+    assert.equal(await where(lab, job.pid), '0', 'it runs at home')
+    const seen = job.out().length
+    await until('the walker walks on at home', () => job.out().length > seen, 10_000)
+    await lab.partition(2, false)
+    // node 2 kept nothing: no guest, no helper left in its namespace
+    let left = ''
+    await until('node 2 left with its daemon alone', async () => {
+      const cmds = (await netnsPids(lab.node(2).ns as string)).filter(p => p !== lab.node(2).pid)
+        .map(p => { try { return readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ') } catch { return '' } })
+        .filter(c => c !== '' && !c.startsWith('fusermount ')) // (the daemon's FUSE watchdog)
+      left = cmds.join('; ')
+      return guests(lab, 2).length === 0 && cmds.length === 0
+    }, 15_000).catch(e => { throw new Error(`${(e as Error).message}: ${left}`) })
+    if (slowed) await run('tc', ['qdisc', 'del', 'dev', veth, 'root'])
+    await lab.waitAllUp({ via: [1] })
+    await moveTo(lab, job.pid, 2) // and it can move again
+    process.kill(job.pid, 'SIGTERM')
+    assert.equal((await job.exited).signal, 'SIGTERM')
+  } finally {
+    job.close()
+    await lab.partition(2, false)
+    if (slowed) await run('tc', ['qdisc', 'del', 'dev', veth, 'root'])
+  }
+})
+
+test('memory held for an image is released when the move ends: the daemons\' RSS comes back near where it was', async t => {
+  const rss = (n: number): number => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${lab.node(n).pid as number}/status`, 'utf8'))?.[1]) * 1024
+  const job = startJob(lab, launcher, bins.dir, walker, ['100', '100000', '20000', '0'])
+  try {
+    await until('the walker ready', () => job.out().includes('ready\n'), 20_000)
+    const base = [1, 2, 3].map(rss)
+    // home -> 2 (home keeps a copy until 2 runs it), 2 -> home (2 keeps one until home runs it),
+    // home -> 2, 2 -> 3 (2 keeps one until 3 runs it)
+    for (const target of [2, 'home', 2, 3] as const) await moveTo(lab, job.pid, target)
+    const slack = 40 << 20 // the image is 100 MB
+    const last = [0, 0, 0]
+    await until('every daemon back near its baseline', () => {
+      for (const n of [1, 2, 3]) last[n - 1] = rss(n)
+      return last.every((r, i) => r < base[i] + slack)
+    }, 20_000, 500).catch(e => {
+      throw new Error(`${(e as Error).message}: RSS MB before ${base.map(b => Math.round(b / 2 ** 20)).join(' ')}, after ${last.map(b => Math.round(b / 2 ** 20)).join(' ')}`)
+    })
+    t.diagnostic(`daemon RSS MB before ${base.map(b => Math.round(b / 2 ** 20)).join(' ')}, after ${last.map(b => Math.round(b / 2 ** 20)).join(' ')}`)
+    process.kill(job.pid, 'SIGTERM')
+    assert.equal((await job.exited).signal, 'SIGTERM')
+  } finally { job.close() }
+})
