@@ -116,6 +116,7 @@ async function guestRunning (): Promise<{ side: GuestSide, engine: FamilyEngine,
   await home.next('accept')
   await homeEnd.send({ t: 'image-end' })
   await home.next('running')
+  await homeEnd.send({ t: 'run' })
   return { side, engine, home, r: engine.restoredProcs[0] as FamilyRestored }
 }
 
@@ -180,6 +181,7 @@ async function awayOnNode2 (): Promise<{ home: Home, engine: FamilyEngine, peer:
   await peer.next('image-end')
   peer.image()
   await peer.link.send({ t: 'running', pid: 555, bytes: 1, ms: 1 })
+  await peer.next('run')
   await done
   return { home, engine, peer }
 }
