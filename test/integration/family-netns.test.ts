@@ -94,10 +94,10 @@ async function moveTo (pid: number, target: number | 'home'): Promise<void> {
 /** Nothing of the family is left: no guest on nodes 2 and 3, none of its pids listed or alive at node 1. */
 async function nothingLeft (f: Family): Promise<void> {
   for (const id of [2, 3]) {
-    await until(`remote/ empty on node ${id}`, async () => (await lab.exec(id, 'ls', [join(lab.node(id).mount, 'remote')])).stdout.trim() === '', 10_000)
+    await until(`remote/ empty on node ${id}`, async () => (await lab.exec(id, 'ls', [join(lab.node(id).mount, 'remote')])).stdout.trim() === '', 30_000)
   }
   const pids = [...f.seen, f.pid]
-  await until('every member gone', () => pids.every(p => !alive(p)), 10_000)
+  await until('every member gone', () => pids.every(p => !alive(p)), 30_000)
   await until('proc/ lists none of them', async () => {
     const now = (await lab.exec(1, 'ls', [join(n1().mount, 'proc')])).stdout.split('\n').filter(Boolean).map(Number)
     return now.every(p => !pids.includes(p))
