@@ -1,6 +1,7 @@
 /* The can't-move analysis: one REASON line per obstacle, before anything is touched.
- * Descriptors are judged by files.c (fd_check), which knows what it can recreate; threads by
+ * Descriptors are judged by files.c (fds_check), which knows what it can recreate; threads by
  * threads.c (threads_check). */
+#include "ppm.h"
 #include "threads.h"
 
 int reason(int print, const char *code, const char *fmt, ...)
@@ -49,8 +50,7 @@ int check_pid(pid_t pid, int print)
 	snprintf(fn, sizeof fn, "/proc/%d/cwd", pid);
 	ll = readlink(fn, lk, sizeof lk - 1);
 	if (ll > 0) { lk[ll] = 0; if (ends_with(lk, " (deleted)")) n += reason(print, "cwd-deleted", "its working directory %s was deleted", lk); }
-	snprintf(fn, sizeof fn, "/proc/%d/timers", pid);
-	if (read_file(fn, v, sizeof v) > 0) n += reason(print, "posix-timers", "process has POSIX timers");
+	n += timers_check(pid, print);
 
 	struct vma *m;
 	int nm = parse_maps(pid, &m);
@@ -72,13 +72,9 @@ int check_pid(pid_t pid, int print)
 	}
 	free(m);
 
-	snprintf(fn, sizeof fn, "/proc/%d/fd", pid);
-	DIR *d = opendir(fn);
-	if (d) {
-		struct dirent *de;
-		while ((de = readdir(d)))
-			if (isdigit(de->d_name[0])) n += fd_check(pid, atoi(de->d_name), print);
-		closedir(d);
-	}
+	struct fdtab tab;
+	if (fdtab_read(pid, &tab)) { clear_err(); return n + reason(print, "no-process", "cannot read the descriptors of %d", pid); }
+	n += fds_check(&tab, print);
+	fdtab_free(&tab);
 	return n;
 }

@@ -5,7 +5,9 @@
 #include <sys/signalfd.h>
 
 /* Empties the (stopped) tracee: its other threads ended, rseq unregistered, all memory but the
- * vDSO group unmapped. */
+ * vDSO group unmapped, its timers stopped (interval timers disarmed, POSIX timers deleted), its
+ * pending signals drained and none blocked: the process runs elsewhere with timers and signals of
+ * its own, and a signal sent to the hollow original is passed on to it. */
 int hollow(struct tracee *t, int *touched)
 {
 	*touched = 0;
@@ -25,6 +27,21 @@ int hollow(struct tracee *t, int *touched)
 	for (int i = 0; i < nm && !e; i++)
 		if (!is_special(m[i].path)) { *touched = 1; e = INJ(t, NULL, SYS_munmap, m[i].start, m[i].end - m[i].start, 0, 0, 0, 0); }
 	free(m);
+	long page = 0;
+	if (!e) e = INJ(t, &page, SYS_mmap, 0, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	for (int w = 0; w < 3 && !e; w++) e = INJ(t, NULL, SYS_setitimer, w, page, 0, 0, 0, 0);	/* a zero page: disarmed */
+	if (!e) e = timers_clear(t, page);
+	/* signals pending in it are in the image; drained, so that they do not come back when the
+	 * process returns home. Then nothing is blocked: every signal sent to the hollow original
+	 * stops it and is reported (SIGNAL), blocked by the process or not. */
+	if (!e) {
+		uint64_t all = ~0ULL & ~(1ULL << (SIGKILL - 1) | 1ULL << (SIGSTOP - 1)), none = 0;
+		e = mem_write(t, page, &all, sizeof all);
+		long rv = 1;
+		for (int i = 0; i < 128 && !e && rv > 0; i++) e = inject(t, SYS_rt_sigtimedwait, page, 0, page + 16, 8, 0, 0, &rv);
+		if (!e && ptrace(PTRACE_SETSIGMASK, t->pid, 8, &none)) e = fail(errno, "PTRACE_SETSIGMASK: %s", strerror(errno));
+	}
+	if (page) { int e2 = INJ(t, NULL, SYS_munmap, page, PAGE, 0, 0, 0, 0); if (!e) e = e2; }
 	return e;
 }
 

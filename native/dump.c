@@ -15,7 +15,7 @@ int dump_pages_run(struct imgw *w, struct tracee *t, uint8_t *buf, uint64_t addr
 
 int dump_vma_pages(struct imgw *w, struct tracee *t, int pmfd, const struct img_vma *v, uint8_t *buf)
 {
-	if (v->kind == K_FILE_SHARED) return 0;
+	if (v->kind == K_FILE_SHARED || v->kind == K_MEMFD) return 0;	/* the data is in the file */
 	uint64_t np = (v->end - v->start) / PAGE, run_start = 0, run_len = 0;
 	uint64_t pm[4096];
 	for (uint64_t i = 0; i < np; i += 4096) {
@@ -96,6 +96,9 @@ static int dump_core_injected(struct tracee *t, uint64_t scratch, struct img_cor
 	return e;
 }
 
+static struct img_timer timers[MAX_TIMERS];
+static int ntimers;
+
 /* seccomp filters, newest first (they are per-thread in the kernel; the main thread's are taken) */
 struct sock_filter_ { uint16_t code; uint8_t jt, jf; uint32_t k; };
 static struct sock_filter_ filt[8][4096];
@@ -131,7 +134,7 @@ static void dump_pending(struct tracee *t, struct img_core *c)
 }
 
 /* the memory regions of the image, from /proc/PID/maps (the vDSO group is not one of them) */
-static int dump_vmas(pid_t pid, struct img_vma **out)
+int dump_vmas(pid_t pid, struct fdtab *tab, struct img_vma **out)
 {
 	struct vma *m;
 	int nm = parse_maps(pid, &m);
@@ -153,6 +156,11 @@ static int dump_vmas(pid_t pid, struct img_vma **out)
 				v->kind = m[i].shared ? K_FILE_SHARED : K_FILE_PRIV;
 				v->fsize = sb.st_size; v->mtime_s = sb.st_mtim.tv_sec; v->mtime_ns = sb.st_mtim.tv_nsec;
 			}
+		}
+		if (v->kind == K_SHMEM && !strncmp(p, "/memfd:", 7)) {
+			/* a memfd the process still holds: mapped from it again */
+			for (int k = 0; k < tab->n; k++)
+				if (tab->v[k].kind == F_MEMFD && tab->v[k].dup_of < 0 && tab->v[k].st.st_ino == m[i].ino) { v->kind = K_MEMFD; v->fd = tab->v[k].fd; break; }
 		}
 		if (v->kind == K_FILE_SHARED || v->kind == K_FILE_PRIV) { snprintf(v->path, sizeof v->path, "%s", p); v->pathlen = strlen(p) + 1; }
 		else if (!strcmp(p, "[heap]") || !strcmp(p, "[stack]")) { snprintf(v->path, sizeof v->path, "%s", p); v->pathlen = strlen(p) + 1; }
@@ -183,6 +191,7 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	e = dump_thread(t, scratch, &th, xs, &xlen);
 	if (!e) e = threads_dump(t, scratch, &others, &xfeat);
 	if (!e) e = dump_core_injected(t, scratch, c);
+	if (!e) e = timers_dump(t, scratch, timers, &ntimers);
 	int e2 = INJ(t, NULL, SYS_munmap, scratch, PAGE, 0, 0, 0, 0);
 	if (e || e2) { free(others); return e ? e : e2; }
 	if ((e = read_core_proc(pid, c))) return e;
@@ -208,12 +217,14 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 		if (compat_check(&h.c, &tc, 1)) { free(others); return fail(ENOTSUP, "the target host cannot run this process faithfully"); }
 	}
 
-	struct img_vma *vm;
-	int nv = dump_vmas(pid, &vm);
-	if (nv < 0) { free(others); return nv; }
+	struct fdtab tab;
+	if ((e = fdtab_read(pid, &tab))) { free(others); return e; }
 	struct img_fd *fds = NULL;
-	int nfd = dump_fds(pid, &fds);
-	if (nfd < 0) { free(vm); free(others); return nfd; }
+	int nfd = dump_fds(&tab, &fds);
+	if (nfd < 0) { fdtab_free(&tab); free(others); return nfd; }
+	struct img_vma *vm;
+	int nv = dump_vmas(pid, &tab, &vm);
+	if (nv < 0) { fdtab_free(&tab); free(fds); free(others); return nv; }
 
 	struct stat isb;
 	if (fstat(imgfd, &isb) == 0 && S_ISFIFO(isb.st_mode)) fcntl(imgfd, F_SETPIPE_SZ, 1 << 20);
@@ -230,7 +241,8 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	for (int i = c->nfilters - 1; i >= 0 && !e; i--) e = rec_put(&w, R_SECCOMP, &nins[i], 4, filt[i], nins[i] * 8);
 	for (int i = 0; i < nv && !e; i++) e = rec_put(&w, R_VMA, &vm[i], VMA_FIXED + vm[i].pathlen, NULL, 0);
 	for (int i = 0; i < nfd && !e; i++) e = rec_put(&w, R_FD, &fds[i], FD_FIXED + fds[i].pathlen, NULL, 0);
-	free(fds);
+	if (!e) e = anon_dump_meta(&w, &tab, fds, nfd);
+	for (int i = 0; i < ntimers && !e; i++) e = rec_put(&w, R_TIMER, &timers[i], sizeof timers[i], NULL, 0);
 	if (!e) {
 		char fn[64];
 		snprintf(fn, sizeof fn, "/proc/%d/pagemap", pid);
@@ -243,6 +255,11 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 		free(pbuf);
 		if (pmfd >= 0) close(pmfd);
 	}
+	/* what descriptors hold: buffered bytes of pipes and sockets, memfd contents */
+	if (!e) e = queues_dump_data(&w, &tab, fds, nfd);
+	if (!e) e = memfd_dump_data(&w, &tab, fds, nfd);
+	free(fds);
+	fdtab_free(&tab);	/* the helper keeps nothing of the process */
 	if (!e) {
 		struct img_end end = { w.nrec, 0, w.bytes, w.pages };
 		e = rec_put(&w, R_END, &end, sizeof end, NULL, 0);

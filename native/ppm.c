@@ -155,8 +155,8 @@ static int cmd_info(void)
 	if (read_meta(&r, &im)) return report_err();
 	char cl[256];
 	compat_line(&im->h.c, cl, sizeof cl);
-	ctlf("INFO version=%u pid=%d comm=%s exe=%s threads=%d vmas=%d fds=%d filters=%d kernel=%s compat=%s", im->h.version, im->h.pid,
-	     im->threads[0].th.comm, im->c.exe, im->nthreads, im->nvma, im->nfd, im->nfilt, im->h.c.release, cl);
+	ctlf("INFO version=%u pid=%d comm=%s exe=%s threads=%d vmas=%d fds=%d filters=%d timers=%d kernel=%s compat=%s", im->h.version,
+	     im->h.pid, im->threads[0].th.comm, im->c.exe, im->nthreads, im->nvma, im->nfd, im->nfilt, im->ntimer, im->h.c.release, cl);
 	uint8_t *buf = malloc(CHUNK + 16);
 	for (;;) {
 		struct rechdr h;
@@ -165,8 +165,8 @@ static int cmd_info(void)
 			if (rec_end(&r, &h)) { free(buf); return report_err(); }
 			break;
 		}
-		if (h.type != R_PAGES || h.len < 16 || rec_body(&r, &h, buf, CHUNK + 16)) { fail(EBADMSG, "bad page record"); free(buf); return report_err(); }
-		r.pages += (h.len - 16) / PAGE;
+		if ((h.type != R_PAGES && h.type != R_FDDATA) || h.len < 16 || rec_body(&r, &h, buf, CHUNK + 16)) { fail(EBADMSG, "bad page record"); free(buf); return report_err(); }
+		if (h.type == R_PAGES) r.pages += (h.len - 16) / PAGE;
 	}
 	free(buf);
 	ctlf("STAT pages=%llu bytes=%llu", (unsigned long long)r.pages, (unsigned long long)r.bytes);

@@ -169,7 +169,10 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 		if (!e) e = INJ(t, NULL, SYS_prctl, PR_SET_MM, PR_SET_MM_MAP_, scr, sizeof mm, 0, 0);
 		if (exefd >= 0) INJ(t, NULL, SYS_close, exefd, 0, 0, 0, 0, 0);
 	}
-	/* 6. memory regions, writable for now */
+	/* 6. descriptors, before the memory: a memfd may be mapped */
+	struct fdrestore fr = { .pidfd = -1 };
+	if (!e) e = restore_fds(t, im, scr, &fr);
+	/* 7. memory regions, writable for now */
 	for (int i = 0; i < im->nvma && !e; i++) {
 		struct img_vma *v = &im->vmas[i];
 		uint64_t len = v->end - v->start;
@@ -181,18 +184,27 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 			int prot = v->kind == K_FILE_SHARED ? (int)v->prot : PROT_READ | PROT_WRITE;
 			e = INJ(t, &rv, SYS_mmap, v->start, len, prot, (v->kind == K_FILE_SHARED ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED, fd, v->pgoff * PAGE);
 			INJ(t, NULL, SYS_close, fd, 0, 0, 0, 0, 0);
+		} else if (v->kind == K_MEMFD) {
+			e = INJ(t, &rv, SYS_mmap, v->start, len, v->prot, MAP_SHARED | MAP_FIXED, v->fd, v->pgoff * PAGE);
 		} else {
 			int fl = (v->kind == K_SHMEM ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS | MAP_FIXED | (v->kind == K_STACK ? MAP_GROWSDOWN : 0);
 			e = INJ(t, &rv, SYS_mmap, v->start, len, PROT_READ | PROT_WRITE, fl, -1, 0);
 		}
 	}
-	/* 7. page data */
+	/* 8. page data, and the data of descriptors */
 	double tf = now_ms();
 	uint8_t *buf = malloc(CHUNK + 16);
 	while (!e) {
 		struct rechdr h;
 		if ((e = rec_hdr(r, &h))) break;
 		if (h.type == R_END) { e = rec_end(r, &h); break; }
+		if (h.type == R_FDDATA && h.len >= sizeof(struct img_fddata)) {
+			if ((e = rec_body(r, &h, buf, CHUNK + 16))) break;
+			struct img_fddata dd;
+			memcpy(&dd, buf, sizeof dd);
+			e = fd_data(&fr, im, &dd, buf + sizeof dd, h.len - sizeof dd);
+			continue;
+		}
 		if (h.type != R_PAGES || h.len < 16 + PAGE) { e = fail(EBADMSG, "unexpected record type %u among page data", h.type); break; }
 		if ((e = rec_body(r, &h, buf, CHUNK + 16))) break;
 		uint64_t addr, len;
@@ -201,7 +213,7 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 		int ok = len == h.len - 16 && len % PAGE == 0 && addr % PAGE == 0;
 		for (int i = 0; ok && i < im->nvma; i++) {
 			struct img_vma *v = &im->vmas[i];
-			if (addr >= v->start && addr + len <= v->end) { ok = v->kind != K_FILE_SHARED ? 2 : 0; break; }
+			if (addr >= v->start && addr + len <= v->end) { ok = v->kind != K_FILE_SHARED && v->kind != K_MEMFD ? 2 : 0; break; }
 		}
 		if (ok != 2) { e = fail(EBADMSG, "page data at %#lx+%#lx outside the image's regions", addr, len); break; }
 		e = mem_write(t, addr, buf + 16, len);
@@ -209,13 +221,13 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 	}
 	free(buf);
 	if (!e) ctlf("STAT fill_ms=%.3f", now_ms() - tf);
-	/* 8. final protections */
+	/* 9. final protections */
 	for (int i = 0; i < im->nvma && !e; i++) {
 		struct img_vma *v = &im->vmas[i];
-		if (v->kind != K_FILE_SHARED && v->prot != (PROT_READ | PROT_WRITE))
+		if (v->kind != K_FILE_SHARED && v->kind != K_MEMFD && v->prot != (PROT_READ | PROT_WRITE))
 			e = INJ(t, NULL, SYS_mprotect, v->start, v->end - v->start, v->prot, 0, 0, 0);
 	}
-	/* 9. signals */
+	/* 10. signals */
 	for (int s = 1; s <= 64 && !e; s++) {
 		if (s == SIGKILL || s == SIGSTOP) continue;
 		e = mem_write(t, scr, &c->act[s], sizeof c->act[s]);
@@ -223,8 +235,6 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 	}
 	/* the thread's own state: mask, alternate stack, name, rseq */
 	if (!e) e = restore_thread(t, &im->threads[0], scr);
-	/* 10. files */
-	if (!e) e = restore_fds(t, im, scr);
 	/* 11. attributes */
 	if (!e) e = put_str(t, scr, c->cwd);
 	if (!e) e = INJ(t, NULL, SYS_chdir, scr, 0, 0, 0, 0, 0);
@@ -271,12 +281,18 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 			if (!e) e = INJ(tt, NULL, SYS_setresuid, c->uid[0], c->uid[1], c->uid[2], 0, 0, 0);
 		}
 	}
-	/* interval timers last, so that they do not run during the restore */
+	/* timers last, so that they do not run during the restore: timerfds (and memfd seals and
+	 * socket shutdowns, after the data), POSIX timers (a hollow original's are deleted first),
+	 * interval timers */
+	if (!e) e = restore_fds_late(t, im, scr, &fr);
+	if (!e && hollow) e = timers_clear(t, scr);
+	if (!e) e = timers_restore(t, im, scr);
 	for (int w = 0; w < 3 && !e; w++) {
 		if (!c->itimer[w][2] && !c->itimer[w][3]) continue;
 		e = mem_write(t, scr, c->itimer[w], sizeof c->itimer[w]);
 		if (!e) e = INJ(t, NULL, SYS_setitimer, w, scr, 0, 0, 0, 0);
 	}
+	fdrestore_done(&fr);
 	/* 12. scratch away */
 	if (!e) e = INJ(t, NULL, SYS_munmap, scr, SCRATCH_LEN, 0, 0, 0, 0);
 	/* 13. registers and XSTATE; the other threads' too, and they are let go */

@@ -43,13 +43,40 @@ test('a thread with a descriptor table or credentials of its own cannot move; th
   }
 })
 
-test('a socket user cannot move (sockets are not supported descriptors)', async () => {
+test('a TCP socket user cannot move (only socketpairs whose both ends it holds can)', async () => {
   const bin = lab.compile('sockuser')
   const s = lab.start(bin, ['2'])
   await waitFor(() => { try { return readdirSync(`/proc/${s.pid}/fd`).length >= 6 } catch { return false } }, 5000, 'sockets')
+  const reasons = await check(s.pid)
+  assert.deepEqual(reasons.filter(r => r.code === 'fd-socket').length, 1, 'the socketpair is no obstacle, the TCP socket is')
+  assert.match(reasons.find(r => r.code === 'fd-socket')?.text ?? '', /AF_INET/)
   await refusedAndUntouched(s.pid, 'fd-socket')
   assert.deepEqual(await s.exited, { code: 0, signal: null })
   assert.equal(s.out, 'sockets done\n')
+})
+
+test('kernel objects that still cannot move give a precise reason and are left untouched', async () => {
+  const bin = lab.compile('holdout')
+  const want: Record<string, [string, RegExp]> = {
+    epoll: ['fd-epoll', /registered as fd 4 that is no longer open/],
+    inotify: ['fd-inotify', /bytes of unread events/],
+    cputimer: ['posix-timers', /CPU clock of another process/]
+  }
+  for (const [mode, [code, text]] of Object.entries(want)) {
+    const s = lab.start(bin, [mode, '3'])
+    await waitFor(() => s.out.startsWith('ready'), 5000, `${mode} set up`)
+    const r = await check(s.pid)
+    assert.ok(r.some(x => x.code === code && text.test(x.text)), `${mode}: ${JSON.stringify(r)}`)
+    await refusedAndUntouched(s.pid, code)
+    assert.deepEqual(await s.exited, { code: 0, signal: null })
+  }
+  // an eventfd shared with another process: the child, which has no children of its own
+  const s = lab.start(bin, ['shared', '3'])
+  await waitFor(() => /^ready \d+/.test(s.out), 5000, 'child')
+  const child = Number(s.out.split(' ')[1])
+  assert.ok((await check(child)).some(x => x.code === 'fd-shared' && x.text.includes(`shared with process ${s.pid}`)))
+  await refusedAndUntouched(child, 'fd-shared')
+  assert.deepEqual(await s.exited, { code: 0, signal: null })
 })
 
 test('locked memory, shared memory with another process, children: each a reason', async () => {
