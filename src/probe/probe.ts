@@ -128,8 +128,8 @@ export class Probe extends EventEmitter<{ update: [ProbeSnapshot] }> {
 
   /**
    * A known change of the node's runnable tasks (src/sched/balancer.ts: a process of load `delta`
-   * came in, or left with -delta): applied at once to both loads, the period restarts its samples
-   * (so that the next period's average, all of it after the change, anchors the mean).
+   * came in, or left with -delta): applied at once to both loads, and the period restarts its
+   * samples (those taken before the change would pull the loads back towards what they were).
    */
   adjust (delta: number): void {
     this.smoother.shift(delta)

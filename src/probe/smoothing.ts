@@ -26,8 +26,6 @@ export function stepUpper (old: number, sample: number): number {
 export class LoadSmoother {
   mean: number
   upper: number
-  /** After a shift: the next sample is the mean (it is all taken after the change). */
-  private anchor = false
 
   constructor (initial = 0) {
     this.mean = initial
@@ -36,9 +34,8 @@ export class LoadSmoother {
 
   update (sample: number): void {
     if (!Number.isFinite(sample) || sample < 0) throw new RangeError(`load sample must be a finite number >= 0, got ${sample}`)
-    this.mean = this.anchor ? sample : stepMean(this.mean, sample)
+    this.mean = stepMean(this.mean, sample)
     this.upper = stepUpper(this.upper, sample)
-    this.anchor = false
   }
 
   /**
@@ -46,9 +43,12 @@ export class LoadSmoother {
    * Leaving: both values drop by it at once (never below 0). Arriving: the mean rises by it at once
    * and the upper is raised to the mean if it was below (an upper still falling from a higher load
    * already counts it, and one the probe raised since the arrival too, so it is not added twice).
-   * The change may be noticed a little late, when a sample already showed part of it: the next
-   * update then takes its sample, all of it taken after the change, as the mean (no slow rise from
-   * a mean that undershot), and an upper that undershot rises to its sample at once anyway.
+   * The change may be noticed a little late, when a sample already showed part of it: a mean
+   * that overshot falls to the next sample at once, one that undershot rises back as for any rise
+   * (so the node never overrates itself because of a shift: it would send work away), and an upper
+   * that undershot rises to its sample at once. The smoothing after a shift is the usual one: a
+   * sample right after a move also holds the daemon's own work for it (dump, restore), which must
+   * not become the mean at once (it did, in a first version, and a job went home and back).
    */
   shift (delta: number): void {
     if (!Number.isFinite(delta)) throw new RangeError(`load shift must be finite, got ${delta}`)
@@ -59,7 +59,6 @@ export class LoadSmoother {
       this.mean += delta
     }
     this.upper = Math.max(this.upper, this.mean)
-    this.anchor = true
   }
 
   reset (value = 0): void {

@@ -104,6 +104,8 @@ export class Balancer {
     if (where === 0) {
       this.away.delete(pid)
       this.homeSince.set(pid, Date.now())
+      // its counters here stood still while it was away: its history starts again (first window)
+      this.usage.delete(pid)
       if (!this.present.has(pid)) { this.present.set(pid, d); this.shift(d, `${pid} came home`) }
       return
     }
