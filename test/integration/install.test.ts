@@ -47,7 +47,8 @@ test('npm pack + npm install -g: every command on the PATH with --version, --hel
   // Only what runs is installed: no tests, scripts or sources.
   assert.ok(existsSync(join(pkgDir, 'dist', 'src', 'cli', 'hpcd.js')))
   assert.equal(existsSync(join(pkgDir, 'dist', 'test')), false)
-  assert.equal(existsSync(join(pkgDir, 'src')), false)
+  assert.equal(existsSync(join(pkgDir, 'src', 'cli')), false, 'no TypeScript sources')
+  assert.ok(existsSync(join(pkgDir, 'src', 'gui', 'public', 'index.html')), 'the GUI\'s page (served as it is)')
   assert.deepEqual(new Set(pkg.man), new Set([...commands.map(c => `./man/man1/${c}.1`), './man/man5/hpcfs.conf.5']),
     'package.json "man" lists a page for every command')
 
@@ -150,7 +151,7 @@ test('the example hpcfs.conf documents every hpcd option; with every key set it 
   const values: Record<string, string> = {
     key: keyFile, map: mapFile, join: `127.0.0.1:${seed}`, discover: 'no', id: '7', addr: '127.0.0.1', port: String(port), 'mig-port': String(migPort),
     mount, speed: '12345', interval: '0.5', window: '8', 'down-after': '9', 'send-to-any': '4', balance: 'no', 'load-scope': 'host',
-    'decay-interval': '2', 'slow-decay': '950', 'fast-decay': '900',
+    'decay-interval': '2', 'slow-decay': '950', 'fast-decay': '900', 'link-timeout': '7',
     gui: 'yes', 'gui-addr': `127.0.0.1:${guiPort}`, 'gui-tokens': join(work, 'gui-tokens'), metrics: `127.0.0.1:${metricsPort}`
   }
   assert.deepEqual(Object.keys(values).sort(), [...documented].sort(), 'the test sets every key')
