@@ -44,6 +44,8 @@ const ARRAY_KB = 4096
 const SPACING_MS = 200
 const INTERVAL = 0.5
 const CG_ROOT = '/sys/fs/cgroup/cpu'
+/** cpu.shares of every node's group: 32 root-group tasks' worth (see setupCgroups). */
+const SHARES = 32 * 1024
 const CG_BASE = join(CG_ROOT, 'hpcfs-bench')
 const cgDir = (id: number): string => join(CG_BASE, `node${id}`)
 
@@ -118,6 +120,9 @@ function setupCgroups (): void {
     mkdirSync(cgDir(id), { recursive: true })
     writeFileSync(join(cgDir(id), 'cpu.cfs_period_us'), `${PERIOD}\n`)
     writeFileSync(join(cgDir(id), 'cpu.cfs_quota_us'), `${quotas[id - 1]}\n`)
+    // A node is a machine of its quota: with the default weight (1024, as one task of the root
+    // group) every busy process elsewhere on this shared host would take a share of its CPU.
+    writeFileSync(join(cgDir(id), 'cpu.shares'), `${SHARES}\n`)
   }
 }
 
