@@ -8,7 +8,7 @@
 // default scope (`host`) for one more 'balance on' batch.
 // Usage: scripts/bench-cluster [--quick] [--jobs K] [--rounds R] [--quota 25000,80000,80000] [--host-scope] [--no-compare] [--only LIST] [--log-dir DIR] [--explain] [--json]
 //        scripts/bench-cluster --pair [--quick] [--seconds 20] [--repeat 2] [--quota 100000,100000] [--log-dir DIR] [--json]
-//        scripts/bench-cluster --hetero [--quick] [--jobs 7] [--seconds 10] [--home ID] [--repeat 1] [--quota 25000,50000,100000] [--log-dir DIR] [--json]
+//        scripts/bench-cluster --hetero [--quick] [--jobs 7] [--seconds 20] [--home ID] [--repeat 1] [--quota 25000,50000,100000] [--log-dir DIR] [--json]
 //   --pair, --hetero: issue 10's cases (see the section at the end of this file)
 //   --host-scope: every batch in host scope (the old way); the comparison batch is then 'balance on,
 //                 speed ∝ quota' (admin/speed set by hand, since host-scope calibration does not see a quota)
@@ -411,7 +411,7 @@ async function main (): Promise<void> {
 //   --pair   two nodes of one CPU each; four CPU-bound jobs of >= --seconds (20) started unlocked
 //            at node 1 (mosrun -l): speed-up against the same jobs with balancing off (2.0 is the
 //            limit), migrations per job. --repeat N balanced batches (default 2).
-//   --hetero three nodes of 0.25, 0.5 and 1 CPU; --jobs (7) jobs of --seconds (10) on the fastest,
+//   --hetero three nodes of 0.25, 0.5 and 1 CPU; --jobs (7) jobs of --seconds (20) on the fastest,
 //            started unlocked at --home (the fastest): mean slowdown against the best static split
 //            computed from the speeds measured in the run, that split itself run in the same run.
 // Both: --quota to change the nodes, --log-dir, --json as above.
@@ -608,7 +608,7 @@ async function heteroMain (): Promise<void> {
   const tStart = now()
   const la = loadavg()
   const K = num('jobs', 7)
-  const seconds = num('seconds', quick ? 4 : 10)
+  const seconds = num('seconds', quick ? 5 : 20)
   const counter = await issueLab()
   const r0 = quick ? 800 : 1500
   const ms: number[] = []
