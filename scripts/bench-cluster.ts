@@ -8,7 +8,7 @@
 // default scope (`host`) for one more 'balance on' batch.
 // Usage: scripts/bench-cluster [--quick] [--jobs K] [--rounds R] [--quota 25000,80000,80000] [--host-scope] [--no-compare] [--only LIST] [--log-dir DIR] [--explain] [--json]
 //        scripts/bench-cluster --pair [--quick] [--seconds 20] [--repeat 2] [--quota 100000,100000] [--log-dir DIR] [--json]
-//        scripts/bench-cluster --hetero [--quick] [--jobs 7] [--seconds 10] [--home ID] [--repeat 1] [--quota 25000,50000,100000] [--log-dir DIR] [--json]
+//        scripts/bench-cluster --hetero [--quick] [--jobs 7] [--seconds 20] [--home ID] [--repeat 1] [--quota 25000,50000,100000] [--log-dir DIR] [--json]
 //   --pair, --hetero: issue 10's cases (see the section at the end of this file)
 //   --host-scope: every batch in host scope (the old way); the comparison batch is then 'balance on,
 //                 speed ∝ quota' (admin/speed set by hand, since host-scope calibration does not see a quota)
@@ -44,6 +44,8 @@ const ARRAY_KB = 4096
 const SPACING_MS = 200
 const INTERVAL = 0.5
 const CG_ROOT = '/sys/fs/cgroup/cpu'
+/** cpu.shares of every node's group: 32 root-group tasks' worth (see setupCgroups). */
+const SHARES = 32 * 1024
 const CG_BASE = join(CG_ROOT, 'hpcfs-bench')
 const cgDir = (id: number): string => join(CG_BASE, `node${id}`)
 
@@ -118,6 +120,9 @@ function setupCgroups (): void {
     mkdirSync(cgDir(id), { recursive: true })
     writeFileSync(join(cgDir(id), 'cpu.cfs_period_us'), `${PERIOD}\n`)
     writeFileSync(join(cgDir(id), 'cpu.cfs_quota_us'), `${quotas[id - 1]}\n`)
+    // A node is a machine of its quota: with the default weight (1024, as one task of the root
+    // group) every busy process elsewhere on this shared host would take a share of its CPU.
+    writeFileSync(join(cgDir(id), 'cpu.shares'), `${SHARES}\n`)
   }
 }
 
@@ -561,7 +566,7 @@ async function familyMain (): Promise<void> {
 //   --pair   two nodes of one CPU each; four CPU-bound jobs of >= --seconds (20) started unlocked
 //            at node 1 (mosrun -l): speed-up against the same jobs with balancing off (2.0 is the
 //            limit), migrations per job. --repeat N balanced batches (default 2).
-//   --hetero three nodes of 0.25, 0.5 and 1 CPU; --jobs (7) jobs of --seconds (10) on the fastest,
+//   --hetero three nodes of 0.25, 0.5 and 1 CPU; --jobs (7) jobs of --seconds (20) on the fastest,
 //            started unlocked at --home (the fastest): mean slowdown against the best static split
 //            computed from the speeds measured in the run, that split itself run in the same run.
 // Both: --quota to change the nodes, --log-dir, --json as above.
@@ -758,7 +763,7 @@ async function heteroMain (): Promise<void> {
   const tStart = now()
   const la = loadavg()
   const K = num('jobs', 7)
-  const seconds = num('seconds', quick ? 4 : 10)
+  const seconds = num('seconds', quick ? 5 : 20)
   const counter = await issueLab()
   const r0 = quick ? 800 : 1500
   const ms: number[] = []
