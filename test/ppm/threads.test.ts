@@ -7,7 +7,7 @@ import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { chmodSync, closeSync, readFileSync, readdirSync, readlinkSync, writeFileSync, writeSync } from 'node:fs'
-import { dump, info, restore, type ExitStatus } from '../../src/ppm/ppm.js'
+import { check, dump, info, restore, PpmError, type ExitStatus } from '../../src/ppm/ppm.js'
 import { Lab, chain, fileLines, lines, makeInput, waitFor } from './harness.js'
 
 const lab = new Lab()
@@ -277,4 +277,15 @@ test('a non-root multi-threaded process: every thread keeps its credentials in t
   assert.ok(home.some(t => lastCopy.includes(t)), `tids of the last copy kept at home (${lastCopy.join(',')} -> ${home.join(',')})`)
   assert.deepEqual(await s.exited, { code: 3, signal: null })
   assert.equal(s.out, ref.stdout)
+})
+
+test('a process whose main thread has exited while another runs on cannot move: leader-exited, not zombie', async () => {
+  const s = lab.start(lab.compile('threads'), ['2', 'leader'])
+  await waitFor(() => s.err.includes('ready') && status(s.pid, 'State').startsWith('Z'), 5000, 'main thread gone')
+  const reasons = await check(s.pid)
+  assert.deepEqual(reasons.map(r => r.code), ['leader-exited'])
+  await assert.rejects(dump(s.pid, lab.path('leader.img')), (e: unknown) => e instanceof PpmError && e.code === 'EPERM')
+  assert.equal(status(s.pid, 'TracerPid'), '0')
+  assert.deepEqual(await s.exited, { code: 0, signal: null })
+  assert.equal(s.out, 'threads done\n')
 })
