@@ -267,6 +267,6 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	if (e) { free(vm); return e; }
 	res->nvma = nv;
 	res->vmas = vm;
-	ctlf("STAT bytes=%llu pages=%llu vmas=%d injections=%ld", (unsigned long long)w.bytes, (unsigned long long)w.pages, nv, t->ninject);
+	ctlf("STAT bytes=%llu pages=%llu vmas=%d threads=%d injections=%ld", (unsigned long long)w.bytes, (unsigned long long)w.pages, nv, 1 + t->nthr, t->ninject);
 	return 0;
 }

@@ -52,18 +52,14 @@ struct prctl_mm_map_ {
 	uint32_t auxv_size, exe_fd;
 };
 
-/* A thread's own state but its registers: signal mask, alternate stack, name, rseq, robust
- * futex list, clear_child_tid, scheduling policy and nice value (these two set by this helper).
- * t is that thread, stopped, in the restored memory. */
+/* A thread's own state but its registers and scheduling: signal mask, alternate stack, name,
+ * rseq, robust futex list, clear_child_tid. t is that thread, stopped, in the restored memory. */
 int restore_thread(struct tracee *t, const struct image_thread *it, uint64_t scr)
 {
 	const struct img_thread *th = &it->th;
 	int e = 0, pol = th->policy & ~SCHED_RESET_ON_FORK;
 	if ((pol != SCHED_OTHER && pol != SCHED_BATCH && pol != SCHED_IDLE) || th->nice < -20 || th->nice > 19)
 		return fail(EBADMSG, "thread %d: bad scheduling (policy %d, nice %d)", th->tid, th->policy, th->nice);
-	struct sched_param sp = { 0 };
-	if (sched_setscheduler(t->pid, th->policy, &sp) || setpriority(PRIO_PROCESS, t->pid, th->nice))
-		return fail(errno, "scheduling of %d: %s", t->pid, strerror(errno));
 	if (ptrace(PTRACE_SETSIGMASK, t->pid, 8, &th->sigmask)) return fail(errno, "PTRACE_SETSIGMASK: %s", strerror(errno));
 	if (!(th->ss_flags & SS_DISABLE) && th->ss_size) {
 		struct { uint64_t sp; int32_t flags, pad; uint64_t size; } ss = { th->ss_sp, th->ss_flags & ~SS_ONSTACK, 0, th->ss_size };
@@ -78,10 +74,14 @@ int restore_thread(struct tracee *t, const struct image_thread *it, uint64_t scr
 	return e;
 }
 
-/* A thread's registers (with the restart rule for an interrupted syscall) and XSTATE; the last
- * thing done to it: no injection may follow. */
+/* A thread's registers (with the restart rule for an interrupted syscall), XSTATE, and its
+ * scheduling policy and nice value (set by this helper, last, so that the restore itself does not
+ * run at SCHED_IDLE or nice 19); the last things done to it: no injection may follow. */
 int restore_thread_regs(struct tracee *t, const struct image_thread *it, int eintr_policy)
 {
+	struct sched_param sp = { 0 };
+	if (sched_setscheduler(t->pid, it->th.policy, &sp) || setpriority(PRIO_PROCESS, t->pid, it->th.nice))
+		return fail(errno, "scheduling of %d: %s", t->pid, strerror(errno));
 	struct user_regs_struct regs = it->th.regs;
 	if (eintr_policy && (long)regs.orig_rax >= 0 && (long)regs.rax == -516) regs.rax = -EINTR;
 	fix_restart(&regs, 0);

@@ -55,6 +55,32 @@ static int same_ns(pid_t pid, pid_t tid, const char *ns)
 	return sa.st_ino == sb.st_ino && sa.st_dev == sb.st_dev;
 }
 
+static const char *nss[] = { "mnt", "pid_for_children", "net", "user", "ipc", "uts", "cgroup", "time_for_children" };
+
+/* the reasons thread tid cannot move, compared with the main thread (whose status is ms) */
+static int thread_reasons(pid_t pid, pid_t tid, const char *ms, int print)
+{
+	static char ts[8192];
+	int n = 0;
+	if (task_status(pid, tid, ts, sizeof ts)) return 0;	/* gone */
+	unsigned long long f[42];
+	if (stat_fields(tid, f, 42) == 0 && (f[41] == 1 || f[41] == 2 || f[41] == 6))
+		n += reason(print, "realtime", "thread %d uses real-time scheduling (policy %llu)", tid, f[41]);
+	char v[64];
+	if (!status_field(ts, "TracerPid", v, sizeof v) && atoi(v) != 0) n += reason(print, "traced", "thread %d is traced by pid %d", tid, atoi(v));
+	/* threads made with clone() flags other than pthread's, or that unshared since */
+	if (syscall(SYS_kcmp, pid, tid, KCMP_FILES_, 0, 0) != 0) n += reason(print, "thread-unshared", "thread %d has a descriptor table of its own", tid);
+	if (syscall(SYS_kcmp, pid, tid, KCMP_FS_, 0, 0) != 0) n += reason(print, "thread-unshared", "thread %d has a cwd/root/umask of its own", tid);
+	if (syscall(SYS_kcmp, pid, tid, KCMP_SYSVSEM_, 0, 0) != 0) n += reason(print, "thread-unshared", "thread %d has a SysV semaphore undo list of its own", tid);
+	if (!same_field(ms, ts, "Uid") || !same_field(ms, ts, "Gid") || !same_field(ms, ts, "Groups") || !same_field(ms, ts, "CapEff"))
+		n += reason(print, "thread-creds", "thread %d has credentials of its own", tid);
+	if (!same_field(ms, ts, "Seccomp") || !same_field(ms, ts, "Seccomp_filters") || !same_field(ms, ts, "NoNewPrivs"))
+		n += reason(print, "thread-seccomp", "thread %d has seccomp filters or no_new_privs of its own", tid);
+	for (unsigned k = 0; k < sizeof nss / sizeof *nss; k++)
+		if (!same_ns(pid, tid, nss[k])) n += reason(print, "namespace", "thread %d is in a %s namespace of its own", tid, nss[k]);
+	return n;
+}
+
 int threads_check(pid_t pid, int print)
 {
 	pid_t *tids;
@@ -62,28 +88,22 @@ int threads_check(pid_t pid, int print)
 	if (nt < 0) { clear_err(); return 0; }
 	if (nt <= 1) { free(tids); return 0; }
 	if (nt > MAX_THREADS) n += reason(print, "threads", "process has %d threads (at most %d can move)", nt, MAX_THREADS);
-	if (proc_state(pid) == 'Z') n += reason(print, "leader-exited", "its main thread has exited while %d other threads run on", nt - 1);
-	static char ms[8192], ts[8192];
+	if (proc_state(pid) == 'Z') {	/* nothing left of it to compare the others with */
+		free(tids);
+		return n + reason(print, "leader-exited", "its main thread has exited while %d other thread%s run%s on", nt - 1, nt > 2 ? "s" : "", nt > 2 ? "" : "s");
+	}
+	static char ms[8192];
 	if (task_status(pid, pid, ms, sizeof ms)) { free(tids); return n; }
-	static const char *nss[] = { "mnt", "pid_for_children", "net", "user", "ipc", "uts", "cgroup", "time_for_children" };
 	for (int i = 0; i < nt && n < 32; i++) {
-		pid_t tid = tids[i];
-		if (tid == pid || task_status(pid, tid, ts, sizeof ts)) continue;
-		unsigned long long f[42];
-		if (stat_fields(tid, f, 42) == 0 && (f[41] == 1 || f[41] == 2 || f[41] == 6))
-			n += reason(print, "realtime", "thread %d uses real-time scheduling (policy %llu)", tid, f[41]);
-		char v[64];
-		if (!status_field(ts, "TracerPid", v, sizeof v) && atoi(v) != 0) n += reason(print, "traced", "thread %d is traced by pid %d", tid, atoi(v));
-		/* threads made with clone() flags other than pthread's, or that unshared since */
-		if (syscall(SYS_kcmp, pid, tid, KCMP_FILES_, 0, 0) != 0) n += reason(print, "thread-unshared", "thread %d has a descriptor table of its own", tid);
-		if (syscall(SYS_kcmp, pid, tid, KCMP_FS_, 0, 0) != 0) n += reason(print, "thread-unshared", "thread %d has a cwd/root/umask of its own", tid);
-		if (syscall(SYS_kcmp, pid, tid, KCMP_SYSVSEM_, 0, 0) != 0) n += reason(print, "thread-unshared", "thread %d has a SysV semaphore undo list of its own", tid);
-		if (!same_field(ms, ts, "Uid") || !same_field(ms, ts, "Gid") || !same_field(ms, ts, "Groups") || !same_field(ms, ts, "CapEff"))
-			n += reason(print, "thread-creds", "thread %d has credentials of its own", tid);
-		if (!same_field(ms, ts, "Seccomp") || !same_field(ms, ts, "Seccomp_filters") || !same_field(ms, ts, "NoNewPrivs"))
-			n += reason(print, "thread-seccomp", "thread %d has seccomp filters or no_new_privs of its own", tid);
-		for (unsigned k = 0; k < sizeof nss / sizeof *nss; k++)
-			if (!same_ns(pid, tid, nss[k])) n += reason(print, "namespace", "thread %d is in a %s namespace of its own", tid, nss[k]);
+		if (tids[i] == pid) continue;
+		/* a thread on its way out has already let go of its files, fs and semaphores: a
+		 * difference counts only if it lasts while the thread does (up to 200 ms) */
+		int k = thread_reasons(pid, tids[i], ms, 0);
+		for (int tries = 0; k && tries < 40; tries++) {
+			usleep(5000);
+			k = thread_reasons(pid, tids[i], ms, 0);
+		}
+		if (k) n += thread_reasons(pid, tids[i], ms, print);
 	}
 	free(tids);
 	return n;
@@ -148,8 +168,12 @@ static int seize_new(struct tracee *t)
 		if (ptrace(PTRACE_INTERRUPT, tid, 0, 0)) e = fail(errno, "PTRACE_INTERRUPT thread %d: %s", tid, strerror(errno));
 	}
 	free(tids);
-	/* all are interrupted first, then waited for: they stop about together */
-	for (int i = first; i < t->nthr && !e; i++) e = stop_wait(&t->thr[i]);
+	/* all are interrupted first, then waited for: they stop about together. Each one seized is
+	 * waited for even after an error, so that it can be let go as it was. */
+	for (int i = first; i < t->nthr; i++) {
+		int e2 = stop_wait(&t->thr[i]);
+		if (!e) e = e2;
+	}
 	int k = first;
 	for (int i = first; i < t->nthr; i++) if (!t->thr[i].dead) t->thr[k++] = t->thr[i];
 	int added = k - first;
@@ -175,7 +199,7 @@ void threads_release(struct tracee *t)
 		if (tt->dead) continue;
 		struct user_regs_struct r = tt->regs0;
 		fix_restart(&r, 1);
-		ptrace(PTRACE_SETREGS, tt->pid, 0, &r);
+		if (r.cs) ptrace(PTRACE_SETREGS, tt->pid, 0, &r);	/* cs 0: its registers were never read */
 		ptrace(PTRACE_DETACH, tt->pid, 0, tt->npend ? tt->pend[0] : 0);
 		for (int k = 1; k < tt->npend; k++) syscall(SYS_tgkill, t->pid, tt->pid, tt->pend[k]);
 	}

@@ -1,5 +1,5 @@
 // PPM engine, TypeScript side: drives the native helper (native/*.c, built into
-// native/build/hpc-ppm-helper) that checkpoints and restores single-threaded processes.
+// native/build/hpc-ppm-helper) that checkpoints and restores processes and their threads.
 //
 // Protocol with the helper (docs/ppm.md has the full description):
 //   fd 3  the image stream (dump/deputy write it, restore reads it);

@@ -6,8 +6,8 @@
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { closeSync, readFileSync, readdirSync, readlinkSync, writeFileSync, writeSync } from 'node:fs'
-import { dump, info, restore, type ExitStatus } from '../../src/ppm/ppm.js'
+import { chmodSync, closeSync, readFileSync, readdirSync, readlinkSync, writeFileSync, writeSync } from 'node:fs'
+import { check, dump, info, restore, PpmError, type ExitStatus } from '../../src/ppm/ppm.js'
 import { Lab, chain, fileLines, lines, makeInput, waitFor } from './harness.js'
 
 const lab = new Lab()
@@ -221,4 +221,71 @@ sys.exit(3)
   await chain(lab, s, { progress: () => lines(s.out), marks: [4, 14, 26], relay: true, onCopy: pid => assert.equal(threadsOf(pid), 6) })
   assert.deepEqual(await s.exited, { code: 3, signal: null })
   assert.equal(s.out, ref.stdout)
+})
+
+test('thread churn: threads being made (by new threads) and ending are frozen consistently, dump after dump', async () => {
+  const bin = lab.compile('tchurn')
+  const args = ['2500', '4', '4']
+  const refOut = lab.path('churn-ref.out')
+  const u = lab.start(bin, args, ['ignore', lab.open(refOut, 'w'), 'pipe'])
+  const out = lab.path('churn.out')
+  const s = lab.start(bin, args, ['ignore', lab.open(out, 'w'), 'pipe'])
+  let caught = 0
+  for (let k = 0; k < 6; k++) {
+    await waitFor(() => fileLines(out) >= 100 + 250 * k, 30000, `round ${100 + 250 * k}`)
+    await dump(s.pid, lab.path(`churn${k}.img`), { leaveRunning: true })
+    caught = Math.max(caught, Number((await info(lab.path(`churn${k}.img`))).fields.threads))
+  }
+  const t = await chain(lab, s, { progress: () => fileLines(out), marks: [1700, 1800, 1900], timeoutMs: 60000 })
+  assert.equal(t.restoreMs.length, 3)
+  assert.deepEqual(await s.exited, { code: 4, signal: null })
+  assert.deepEqual(await u.exited, { code: 4, signal: null })
+  assert.ok(caught > 1, 'some dump caught threads at work')
+  assert.equal(readFileSync(out, 'utf8'), readFileSync(refOut, 'utf8'))
+})
+
+test('a non-root multi-threaded process: every thread keeps its credentials in the copies and at home', async () => {
+  const bin = mbin ??= lab.compile('mthreads')
+  // a process coming home opens its files with its own credentials: let nobody reach them
+  chmodSync(lab.dir, 0o755)
+  const args = ['4', '60', '40000', '3']
+  const ref = spawnSync(bin, args, { encoding: 'utf8' })
+  assert.equal(ref.status, 3)
+  const s = lab.start('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', bin, ...args], ['ignore', 'pipe', 'pipe'], '/')
+  await waitFor(() => lines(s.out) >= 1, 5000, 'output')
+  /** the distinct uid/gid/groups lines of all threads of pid */
+  const ids = (pid: number): string[] => [...new Set(readdirSync(`/proc/${pid}/task`).map(t => {
+    const st = readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8')
+    return ['Uid', 'Gid', 'Groups'].map(k => new RegExp(`^${k}:(.*)$`, 'm').exec(st)?.[1].trim()).join('|')
+  }))]
+  const want = ids(s.pid)
+  assert.deepEqual(want, ['65534\t65534\t65534\t65534|65534\t65534\t65534\t65534|'])
+  const copies: string[][] = []
+  let lastCopy: number[] = []
+  await chain(lab, s, {
+    progress: () => lines(s.out),
+    marks: [5, 15, 30],
+    relay: true,
+    onCopy: pid => { copies.push(ids(pid)); lastCopy = tasks(pid).tids.filter(t => t !== pid) }
+  })
+  assert.deepEqual(copies, [want, want], 'every thread of the fresh copies runs with them')
+  assert.deepEqual(ids(s.pid), want, 'home again, every thread with its own credentials')
+  // without CAP_SYS_ADMIN the process cannot choose tids (clone3 set_tid): the helper sets
+  // ns_last_pid for it; a tid taken by someone else meanwhile would be a new one
+  const home = tasks(s.pid).tids.filter(t => t !== s.pid)
+  assert.equal(home.length, 7)
+  assert.ok(home.some(t => lastCopy.includes(t)), `tids of the last copy kept at home (${lastCopy.join(',')} -> ${home.join(',')})`)
+  assert.deepEqual(await s.exited, { code: 3, signal: null })
+  assert.equal(s.out, ref.stdout)
+})
+
+test('a process whose main thread has exited while another runs on cannot move: leader-exited, not zombie', async () => {
+  const s = lab.start(lab.compile('threads'), ['2', 'leader'])
+  await waitFor(() => s.err.includes('ready') && status(s.pid, 'State').startsWith('Z'), 5000, 'main thread gone')
+  const reasons = await check(s.pid)
+  assert.deepEqual(reasons.map(r => r.code), ['leader-exited'])
+  await assert.rejects(dump(s.pid, lab.path('leader.img')), (e: unknown) => e instanceof PpmError && e.code === 'EPERM')
+  assert.equal(status(s.pid, 'TracerPid'), '0')
+  assert.deepEqual(await s.exited, { code: 0, signal: null })
+  assert.equal(s.out, 'threads done\n')
 })
