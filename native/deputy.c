@@ -101,10 +101,32 @@ static int deputy_exit(struct tracee *t, int code)
 	}
 }
 
-static int deputy_restore(struct tracee *t, const char *path)
+/* waits for one command line on fd 5 (GO), or its end */
+static void await_line(void)
+{
+	char c;
+	for (;;) {
+		ssize_t n = read(5, &c, 1);
+		if (n < 0 && errno == EINTR) continue;
+		if (n <= 0 || c == '\n') return;
+	}
+}
+
+/* RESTORE [path]: from a file, or from a pipe announced by IMAGE-IN; RESTORE-FD pid fd: from
+ * descriptor fd of process pid (pidfd_getfd), e.g. the daemon's connection to the node the
+ * process comes from. From a descriptor, a restore that fails reads the rest of the image (to its
+ * END record) so that the connection can go on. */
+static int deputy_restore(struct tracee *t, const char *path, pid_t from, int from_fd)
 {
 	int fd, p[2] = { -1, -1 };
-	if (path) {
+	if (from > 0) {
+		int pfd = syscall(NR_PIDFD_OPEN, from, 0);
+		if (pfd < 0) return fail(errno, "pidfd_open(%d): %s", from, strerror(errno));
+		fd = syscall(NR_PIDFD_GETFD, pfd, from_fd, 0);
+		int ge = errno;
+		close(pfd);
+		if (fd < 0) return fail(ge, "pidfd_getfd(%d, %d): %s", from, from_fd, strerror(ge));
+	} else if (path) {
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) return fail(errno, "open %s: %s", path, strerror(errno));
 	} else {
@@ -114,17 +136,25 @@ static int deputy_restore(struct tracee *t, const char *path)
 		ctlf("IMAGE-IN /proc/%d/fd/%d", getpid(), p[1]);
 	}
 	struct imgr r = { .fd = fd };
-	struct image *im;
+	struct image *im = NULL;
 	int e = read_meta(&r, &im);
 	if (!e && validate_image(im, 1)) e = fail(ENOTSUP, "this host cannot restore the image faithfully");
 	if (!e && (im->c.vdso == 0)) e = fail(EBADMSG, "image has no vDSO");
-	if (e) { if (p[1] >= 0) close(p[1]); close(fd); return e; }
+	if (e) { if (from > 0 && im) drain_image(&r); if (im) free_image(im); if (p[1] >= 0) close(p[1]); close(fd); return e; }
 	e = interrupt_stop(t);
 	if (!e) {
 		t->ninject = 0;
 		t->keep_tids = 1;	/* its threads come home under their tids where free */
 		double t0 = now_ms();
 		e = restore_into(t, im, &r, 1, 0);
+		if (!e && from > 0) {
+			/* all of the image is read: the connection is the caller's again; the original runs
+			 * once the caller has passed on what came before it (its output) and says GO */
+			close(fd);
+			fd = -1;
+			ctlf("IMAGE-READ");
+			await_line();
+		}
 		if (!e) {
 			ptrace(PTRACE_DETACH, t->pid, 0, im->c.npend ? im->c.pend[0] : 0);
 			for (uint32_t i = 1; i < im->c.npend && i < 16; i++) kill(t->pid, im->c.pend[i]);
@@ -142,9 +172,10 @@ static int deputy_restore(struct tracee *t, const char *path)
 			g_errno = ke;
 		}
 	}
+	if (e && from > 0) drain_image(&r);
 	free_image(im);
 	if (p[1] >= 0) close(p[1]);
-	close(fd);
+	if (fd >= 0) close(fd);
 	return e;
 }
 
@@ -154,9 +185,10 @@ int cmd_deputy(pid_t pid, const char *target)
 	struct dumpres res;
 	double t0;
 	int e = seize_and_dump(pid, target, &t, &res, &t0);
-	if (e) return e;
+	if (e) { cancel_empty_image(); return e; }
 	free(res.vmas);
 	close(3);
+	if (g_copy_fd >= 0) close(g_copy_fd);
 	double t1 = now_ms();
 	int touched;
 	e = hollow(&t, &touched);
@@ -236,6 +268,7 @@ int cmd_deputy(pid_t pid, const char *target)
 		clen -= ll + 1;
 		clear_err();
 		char arg[PATH_MAX];
+		int from = 0, from_fd = -1;
 		int num;
 		if (sscanf(line, "EXIT %d", &num) == 1) {
 			if (deputy_exit(&t, num & 255)) return report_err();
@@ -247,8 +280,13 @@ int cmd_deputy(pid_t pid, const char *target)
 			}
 			if (deputy_kill(&t, num)) return report_err();
 			return 0;
+		} else if (sscanf(line, "RESTORE-FD %d %d", &from, &from_fd) == 2 && from > 0 && from_fd >= 0) {
+			e = deputy_restore(&t, NULL, from, from_fd);
+			if (!e) { ctlf("OK"); return 0; }
+			report_err();
+			if (t.dead) return 1;
 		} else if (!strcmp(line, "RESTORE") || sscanf(line, "RESTORE %4095s", arg) == 1) {
-			e = deputy_restore(&t, strcmp(line, "RESTORE") ? arg : NULL);
+			e = deputy_restore(&t, strcmp(line, "RESTORE") ? arg : NULL, 0, -1);
 			if (!e) { ctlf("OK"); return 0; }
 			report_err();
 			if (t.dead) return 1;

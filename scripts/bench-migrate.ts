@@ -283,7 +283,7 @@ async function main (): Promise<void> {
     tag: 'bmig',
     interval: 0.25,
     hpcdArgs: () => ['--speed', '10000', '--no-balance'], // explicit moves only: the balancer must not move what we time
-    env: { DEBUG: 'hpcfs:ppm' }, // the PPM helper's STAT lines (freeze_ms, bytes) in the logs
+    env: { DEBUG: process.env.BENCH_DEBUG ?? 'hpcfs:ppm' }, // the PPM helper's STAT lines (freeze_ms, bytes) in the logs
     handleSignals: false
   })
   await lab.waitAllUp({ timeoutMs: 30_000 }) // every node sees every other (node 2 sends to node 3 itself)

@@ -7,10 +7,22 @@ import { processAge, psInfo, residentBytes, type PsInfo } from '../util/procfs.j
 import { stdioKind, type StdioKind } from './relay.js'
 
 /** The deputy as the home side uses it (ppm.Deputy). Events: 'signal' (number), 'end'. */
-export type DeputyHandle = Pick<ppm.Deputy, 'on' | 'removeAllListeners' | 'exit' | 'kill' | 'restoreInto' | 'takeFds'>
+export type DeputyHandle = Pick<ppm.Deputy, 'on' | 'removeAllListeners' | 'exit' | 'kill' | 'restoreInto' | 'takeFds'> & Partial<Pick<ppm.Deputy, 'restoreFromFd'>>
+
+/**
+ * An image written by the engine straight into a connection's socket (`fd`, see Link.rawFd), with
+ * a copy into the open file `copy`; a socket that takes nothing for `stallMs` fails the dump.
+ */
+export interface RawSink { fd: number, copy: number, stallMs: number }
+/** An image read by the engine straight from a connection's socket. */
+export interface RawSource { fd: number, stallMs: number, testFault?: 'early' | 'end' }
+
+export function isRaw<T extends object> (x: T | RawSink | RawSource): x is RawSink | RawSource {
+  return typeof (x as { fd?: unknown }).fd === 'number' && !('write' in x) && !('read' in x)
+}
 
 /** A restored process as the guest side uses it (ppm.Restored); `family`: its family calls (family.ts). */
-export type RestoredHandle = Pick<ppm.Restored, 'pid' | 'stdin' | 'stdout' | 'stderr' | 'exited' | 'go'> & Partial<Pick<ppm.Restored, 'family'>>
+export type RestoredHandle = Pick<ppm.Restored, 'pid' | 'stdin' | 'stdout' | 'stderr' | 'exited' | 'go'> & Partial<Pick<ppm.Restored, 'family' | 'stats'>>
 
 export interface Engine {
   /** Why pid cannot move (empty when it can). */
@@ -18,11 +30,11 @@ export interface Engine {
   /** This host's compatibility record. */
   hostInfo (): Promise<string>
   /** Dumps pid into out and leaves its original behind as the deputy. */
-  deputy (pid: number, out: Writable, opts: { target?: string }): Promise<DeputyHandle>
+  deputy (pid: number, out: Writable | RawSink, opts: { target?: string }): Promise<DeputyHandle>
   /** Dumps pid into out (the process is removed once the image is complete). */
-  dump (pid: number, out: Writable, opts: { target?: string }): Promise<unknown>
+  dump (pid: number, out: Writable | RawSink, opts: { target?: string }): Promise<unknown>
   /** Restores an image into a fresh process. */
-  restore (src: Readable, opts: ppm.RestoreOptions): Promise<RestoredHandle>
+  restore (src: Readable | RawSource, opts: ppm.RestoreOptions): Promise<RestoredHandle>
   /** process.kill */
   kill (pid: number, sig: number | NodeJS.Signals): void
   /** Does the process exist? */
@@ -52,9 +64,9 @@ export const realEngine: Engine = {
   // a process leaves home as a deputy: its children stay with the original (family.ts)
   check: async pid => await ppm.check(pid, { family: true }),
   hostInfo: async () => await ppm.hostInfo(),
-  deputy: async (pid, out, opts) => await ppm.deputy(pid, out, { ...opts, family: true }),
-  dump: async (pid, out, opts) => await ppm.dump(pid, out, opts),
-  restore: async (src, opts) => await ppm.restore(src, opts),
+  deputy: async (pid, out, opts) => isRaw(out) ? await ppm.deputy(pid, out.fd, { ...opts, family: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.deputy(pid, out, { ...opts, family: true }),
+  dump: async (pid, out, opts) => isRaw(out) ? await ppm.dump(pid, out.fd, { ...opts, copy: out.copy, stallMs: out.stallMs }) : await ppm.dump(pid, out, opts),
+  restore: async (src, opts) => isRaw(src) ? await ppm.restore(src.fd, { ...opts, stallMs: src.stallMs, testFault: src.testFault }) : await ppm.restore(src, opts),
   kill: (pid, sig) => { process.kill(pid, sig) },
   alive,
   describe: pid => ({ name: comm(pid), bytes: residentBytes(pid), age: processAge(pid) }),

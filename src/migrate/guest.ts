@@ -5,21 +5,25 @@
 // home (relay.ts), and home's messages (signal, kill, hint, gohome, sendto) act on it. It leaves
 // when home asks (gohome: sendHome; sendto: sendTo) or when this node expels it (sendHome with
 // `leaving` first). A guest whose home connection closes is killed (its home is gone).
+import { fstatSync } from 'node:fs'
 import { Readable } from 'node:stream'
 import debug from '../util/log.js'
 import type { Cluster, Dial } from './cluster.js'
-import type { Engine, RestoredHandle } from './engine.js'
+import type { Engine, RawSink, RawSource, RestoredHandle } from './engine.js'
 import { familyFailed, superviseFamily } from './family.js'
 import { applyHint, defaultHints, type DecayHints } from './hints.js'
 import type { Link } from './link.js'
 import type { Message, MigrateMsg, SendToMsg } from './protocol.js'
 import { StdinPull } from './relay.js'
-import { ImageCopy, ImageIn, TICKET_MS, Tickets, memoryRefusal, replay, sendImage, tee } from './transfer.js'
+import { ImageCopy, ImageIn, TICKET_MS, Tickets, memoryRefusal, rawSink, rawSource, replay, sendImage, tee } from './transfer.js'
 
 const log = debug('hpcfs:guest')
 
 /** Why a guest does not move now: stdin it was handed is still in its pipe. */
 export const UNREAD_STDIN = 'it has not read the stdin it was given yet (try again later)'
+
+/** Bytes in a copy's file (written by an engine helper, not through the stream). */
+function statSize (copy: ImageCopy): number { try { return fstatSync(copy.fd).size } catch { return 0 } }
 
 /** A process running here whose home is another node. */
 export class Guest {
@@ -75,7 +79,7 @@ export class GuestSide {
   accept (conn: Link): void {
     conn.once('msg', m => {
       if (m.t === 'migrate') void this.receive(conn, m).catch(e => log('receive: %s', (e as Error).message))
-      else if (m.t === 'image' && this.tickets.claim(m.ticket, conn)) { /* N -> M: the image for an accepted move */ } else { void conn.send({ t: 'error', reason: `unexpected ${m.t}` }).catch(() => {}); conn.close() }
+      else if (m.t === 'image' && this.tickets.claim(m.ticket, conn, m.raw === true)) { /* N -> M: the image for an accepted move */ } else { void conn.send({ t: 'error', reason: `unexpected ${m.t}` }).catch(() => {}); conn.close() }
     })
   }
 
@@ -92,26 +96,54 @@ export class GuestSide {
     const fault = this.testFault === 'restore' ? (this.restores++ % 2 === 0 ? 'early' : 'end') : ''
     const img = new ImageIn(fault)
     const ticket = m.ticket
+    // raw: the image comes unframed on the connection, straight into the engine (transfer.ts)
+    let unhold: (() => void) | null = null
+    if (ticket === undefined && m.raw === true && conn.rawFd() !== null) {
+      try { unhold = conn.holdIn() } catch (e) { log('raw image from node %d: %s', home, (e as Error).message) }
+    }
+    let from: Promise<{ c: Link, raw: boolean }> | null = null
     if (ticket !== undefined) {
       // N -> M: the image comes from the node the process runs on now
-      const stop = this.tickets.wait(ticket, TICKET_MS, c => { img.feed(c); img.onDone(() => c.close()) }, () => img.image.destroy(new Error('the image did not come')))
-      const onHomeClose = (): void => { stop(); img.image.destroy(new Error('home closed the connection')) }
-      conn.once('close', onHomeClose)
-      img.onDone(() => { stop(); conn.off('close', onHomeClose) })
-    } else {
+      from = new Promise((resolve, reject) => {
+        const stop = this.tickets.wait(ticket, TICKET_MS, (c, raw) => resolve({ c, raw }), () => reject(new Error('the image did not come')))
+        const onHomeClose = (): void => { stop(); reject(new Error('home closed the connection')) }
+        conn.once('close', onHomeClose)
+        img.onDone(() => { stop(); conn.off('close', onHomeClose) })
+      })
+      from.catch(() => {})
+    } else if (unhold === null) {
       img.feed(conn)
     }
-    await conn.send({ t: 'accept', hostinfo })
+    await conn.send({ t: 'accept', hostinfo, ...(unhold !== null ? { raw: true } : {}) })
     let r: RestoredHandle
+    const t0 = Date.now()
+    let raw = unhold !== null
     try {
-      r = await engine.restore(img.image, { stdio: ['pipe', 'pipe', 'pipe'], clock: 'auto', family: true, hold: true })
+      let src: Readable | RawSource = img.image
+      if (from !== null) {
+        const { c, raw: offered } = await from
+        img.onDone(() => c.close())
+        if (offered && c.rawFd() !== null) {
+          unhold = c.holdIn()
+          raw = true
+          await c.send({ t: 'accept', hostinfo: '', raw: true })
+        } else {
+          img.feed(c)
+          if (offered) await c.send({ t: 'accept', hostinfo: '' }) // framed after all
+        }
+        if (raw) src = rawSource(c, fault || undefined) as RawSource
+      } else if (raw) src = rawSource(conn, fault || undefined) as RawSource
+      r = await engine.restore(src, { stdio: ['pipe', 'pipe', 'pipe'], clock: 'auto', family: true, hold: true })
     } catch (e) {
+      unhold?.()
       img.done()
       log('restore from node %d failed: %s', home, (e as Error).message)
       await conn.send({ t: 'failed', reason: (e as Error).message }).catch(() => {})
       conn.close()
       return
     }
+    unhold?.()
+    if (raw) { img.received = Number(r.stats?.image_bytes ?? 0); img.first = t0; img.ended = Date.now() }
     img.done()
     const age = m.age ?? 0
     const g = this.startGuest(conn, r, home, m.pid, m.stdin === 'pull' ? 'pull' : 'none', Number.isFinite(age) ? age : 0)
@@ -232,6 +264,7 @@ export class GuestSide {
     const copy = new ImageCopy()
     const used = this.d.engine.psInfo(g.pid)
     try {
+      if (rawSink(g.conn, copy) !== null) { await this.sendHomeRaw(g, copy, used); return }
       try {
         await this.d.engine.dump(g.pid, copy, {})
       } catch (e) {
@@ -245,13 +278,50 @@ export class GuestSide {
   }
 
   /**
+   * sendHome with a raw image (docs/migrate.md "Raw images"): image-start, and once home reads
+   * the connection itself (image-ready) the dump writes the image straight into the socket and into
+   * the copy; the output it wrote meanwhile follows it, then image-end. A dump that fails before
+   * its first byte sends an empty image and the guest stays; one that fails later has broken the
+   * stream: the connection is closed and the guest is lost with it.
+   */
+  private async sendHomeRaw (g: Guest, copy: ImageCopy, used?: { utime: number, stime: number }): Promise<void> {
+    const conn = g.conn
+    const ready = conn.expect('image-ready').then(() => null, (e: Error) => e)
+    const sent = conn.send({ t: 'image-start', raw: true })
+    const loud = conn.quiet()
+    await sent.catch(() => {})
+    const notReady = await ready
+    if (notReady !== null) { loud(); g.leaving = false; log('guest %d stays: %s', g.pid, notReady.message); return }
+    try {
+      await this.d.engine.dump(g.pid, rawSink(conn, copy) as RawSink, {})
+    } catch (e) {
+      const why = (e as Error).message
+      g.leaving = false
+      loud()
+      if (copy.size === 0 && statSize(copy) === 0) {
+        log('guest %d stays: %s', g.pid, why)
+        await conn.send({ t: 'stay', reason: why }).catch(() => {})
+      } else {
+        log('guest %d: its image broke off (%s): the connection is closed', g.pid, why)
+        conn.close()
+      }
+      return
+    }
+    copy.filled()
+    await g.outputDone
+    loud()
+    await this.imageHome(g, copy, used, true)
+  }
+
+  /**
    * Sends a stopped guest's image home. If home cannot run it (home-failed), it runs here again, a
    * guest on the same connection (`resumed`), or, failing that too, home hears `failed` and reports
    * it lost. It tells home the CPU ticks it used here (`used`). If the connection breaks first,
    * home has it or knows it lost: the copy is dropped.
    */
-  private async imageHome (g: Guest, copy: ImageCopy, used?: { utime: number, stime: number }): Promise<void> {
-    await sendImage(g.conn, copy, used).catch(e => log('sending guest %d home: %s', g.pid, (e as Error).message))
+  private async imageHome (g: Guest, copy: ImageCopy, used?: { utime: number, stime: number }, sentRaw = false): Promise<void> {
+    if (sentRaw) await g.conn.send({ t: 'image-end', utime: used?.utime ?? 0, stime: used?.stime ?? 0, bytes: copy.size }).catch(e => log('sending guest %d home: %s', g.pid, (e as Error).message))
+    else await sendImage(g.conn, copy, used).catch(e => log('sending guest %d home: %s', g.pid, (e as Error).message))
     const m = await g.conn.expect('home-ok', 'home-failed').catch(() => null)
     this.guests.delete(g.pid)
     if (m?.t !== 'home-failed') {
@@ -301,11 +371,24 @@ export class GuestSide {
     let bytes = 0
     let out: Link | undefined
     const used = this.d.engine.psInfo(g.pid)
+    let loud: (() => void) | null = null
     try {
       if (!this.d.cluster.addressOf(m.node)) throw new Error(`no address for node ${m.node}`)
       out = await this.d.dial(m.node)
-      await out.send({ t: 'image', ticket: m.ticket })
-      await this.d.engine.dump(g.pid, tee(out.imageWriter(), copy, n => { bytes += n }), m.hostinfo !== '' ? { target: m.hostinfo } : {})
+      const target = m.hostinfo !== '' ? { target: m.hostinfo } : {}
+      // raw (docs/migrate.md "Raw images"): offered, then nothing is written here until M holds
+      // its input; the dump writes the image into the socket and into the copy
+      const raw = out.rawFd() !== null
+      const sent = out.send({ t: 'image', ticket: m.ticket, ...(raw ? { raw } : {}) })
+      if (raw) loud = out.quiet()
+      await sent
+      const sink = raw && (await out.expect('accept')).raw === true ? rawSink(out, copy) : null
+      if (sink === null) { loud?.(); loud = null }
+      if (sink !== null) {
+        await this.d.engine.dump(g.pid, sink, target)
+        copy.filled()
+        bytes = copy.size
+      } else await this.d.engine.dump(g.pid, tee(out.imageWriter(), copy, n => { bytes += n }), target)
     } catch (e) {
       out?.close()
       g.leaving = false
@@ -313,6 +396,7 @@ export class GuestSide {
       await g.conn.send({ t: 'stay', reason: (e as Error).message }).catch(() => {})
       return
     }
+    loud?.()
     out.close()
     await g.outputDone
     await g.conn.send({ t: 'sent', bytes, utime: used?.utime ?? 0, stime: used?.stime ?? 0 }).catch(() => {})

@@ -2,11 +2,12 @@
 // them in (from the offering connection, or from another node's connection naming a ticket),
 // and the transfer bandwidth measured from them.
 import { randomBytes } from 'node:crypto'
-import { close as fsClose, constants as fsc, createReadStream, openSync, unlinkSync, write as fsWrite } from 'node:fs'
+import { close as fsClose, constants as fsc, createReadStream, fstatSync, openSync, unlinkSync, write as fsWrite } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough, Readable, Writable } from 'node:stream'
 import debug from '../util/log.js'
+import type { RawSink, RawSource } from './engine.js'
 import type { Link } from './link.js'
 import type { Message } from './protocol.js'
 
@@ -49,7 +50,7 @@ const O_TMPFILE = 0o20200000
 export class ImageCopy extends Writable {
   /** bytes written */
   size = 0
-  private fd: number | null
+  private fd_: number | null
 
   constructor (dir = tmpdir()) {
     super({ highWaterMark: 4 << 20 })
@@ -61,14 +62,27 @@ export class ImageCopy extends Writable {
       fd = openSync(path, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL, 0o600)
       unlinkSync(path)
     }
-    this.fd = fd
+    this.fd_ = fd
   }
 
   override _write (c: Buffer, _e: BufferEncoding, cb: (e?: Error | null) => void): void {
-    if (this.fd === null) { cb(new Error('image copy released')); return }
+    if (this.fd_ === null) { cb(new Error('image copy released')); return }
     const at = this.size
     this.size += c.length
-    fsWrite(this.fd, c, 0, c.length, at, e => cb(e))
+    fsWrite(this.fd_, c, 0, c.length, at, e => cb(e))
+  }
+
+  /** The file's descriptor, for an engine helper that writes the copy itself (`filled` after). */
+  get fd (): number {
+    if (this.fd_ === null) throw new Error('image copy released')
+    return this.fd_
+  }
+
+  /** An engine helper wrote the copy through `fd`: it is complete. */
+  filled (): void {
+    if (this.fd_ === null) return
+    this.size = fstatSync(this.fd_).size
+    this.end()
   }
 
   /** Ends the copy; resolves once every byte written is in the file. */
@@ -81,16 +95,16 @@ export class ImageCopy extends Writable {
 
   /** The copy, from its first byte, as a stream (to restore or send it). */
   stream (): Readable {
-    if (this.fd === null) throw new Error('image copy released')
+    if (this.fd_ === null) throw new Error('image copy released')
     if (this.size === 0) return Readable.from([])
-    return createReadStream('', { fd: this.fd, start: 0, end: this.size - 1, autoClose: false, highWaterMark: 1 << 20 })
+    return createReadStream('', { fd: this.fd_, start: 0, end: this.size - 1, autoClose: false, highWaterMark: 1 << 20 })
   }
 
   /** Frees the copy (the move has ended). */
   release (): void {
-    if (this.fd === null) return
-    const fd = this.fd
-    this.fd = null
+    if (this.fd_ === null) return
+    const fd = this.fd_
+    this.fd_ = null
     this.destroy()
     fsClose(fd, () => {})
   }
@@ -111,6 +125,22 @@ export function tee (sink: Writable, copy: ImageCopy, count?: (n: number) => voi
   })
 }
 
+/**
+ * Raw images (docs/migrate.md "Raw images"): the engine writes the image straight into the
+ * connection's socket (and the copy kept until the move ends), or reads it straight from it, and
+ * the image never crosses this process. Null when conn cannot carry one (an in-memory link).
+ */
+export function rawSink (conn: Link, copy: ImageCopy): RawSink | null {
+  const fd = conn.rawFd()
+  return fd === null ? null : { fd, copy: copy.fd, stallMs: conn.stallMs }
+}
+
+/** The engine reads a raw image from conn (its input held: `holdIn`); null when it cannot. */
+export function rawSource (conn: Link, testFault?: 'early' | 'end'): RawSource | null {
+  const fd = conn.rawFd()
+  return fd === null ? null : { fd, stallMs: conn.stallMs, ...(testFault !== undefined ? { testFault } : {}) }
+}
+
 /** A copy, once complete, as a stream from its first byte (to restore it). */
 export async function replay (copy: ImageCopy): Promise<Readable> {
   await copy.complete()
@@ -127,7 +157,7 @@ export async function sendImage (conn: Link, copy: ImageCopy, used?: { utime: nu
 
 /** N -> M, on M: accepted moves whose image comes over another connection, by ticket. */
 export class Tickets {
-  private readonly waiting = new Map<string, (c: Link) => void>()
+  private readonly waiting = new Map<string, (c: Link, raw: boolean) => void>()
 
   has (ticket: string): boolean { return this.waiting.has(ticket) }
 
@@ -135,17 +165,17 @@ export class Tickets {
    * Waits up to `ms` for a connection naming ticket: `come` gets it, or `late` is called. The
    * returned function stops waiting.
    */
-  wait (ticket: string, ms: number, come: (c: Link) => void, late: () => void): () => void {
+  wait (ticket: string, ms: number, come: (c: Link, raw: boolean) => void, late: () => void): () => void {
     const t = setTimeout(() => { this.waiting.delete(ticket); late() }, ms)
-    this.waiting.set(ticket, c => { clearTimeout(t); this.waiting.delete(ticket); come(c) })
+    this.waiting.set(ticket, (c, raw) => { clearTimeout(t); this.waiting.delete(ticket); come(c, raw) })
     return () => { clearTimeout(t); this.waiting.delete(ticket) }
   }
 
-  /** A connection names ticket: handed to its waiter (false if nobody waits for it). */
-  claim (ticket: string, c: Link): boolean {
+  /** A connection names ticket (`raw`: it offers a raw image): handed to its waiter (false if nobody waits for it). */
+  claim (ticket: string, c: Link, raw = false): boolean {
     const w = this.waiting.get(ticket)
     if (!w) return false
-    w(c)
+    w(c, raw)
     return true
   }
 }

@@ -259,6 +259,19 @@ export interface DumpOptions {
   leaveRunning?: boolean
   /** compatibility record of the target host (hostInfo() there): refuse before touching the process */
   target?: string
+  /** an open file that gets a copy of every byte of the image too (the helper writes both) */
+  copy?: number
+  /** a sink (a non-blocking socket) that takes nothing for this long fails the dump (ms) */
+  stallMs?: number
+}
+
+/** Arguments and stdio slot 6 for DumpOptions.copy and stallMs. */
+function sinkArgs (opts: { copy?: number, stallMs?: number }): { args: string[], extra: StdioItem[] } {
+  const args: string[] = []
+  if (opts.stallMs != null) args.push('--stall-ms', String(Math.max(1, Math.round(opts.stallMs))))
+  if (opts.copy == null) return { args, extra: [] }
+  args.push('--copy')
+  return { args, extra: [opts.copy] }
 }
 
 export interface DumpResult { bytes: number, pages: number, freezeMs: number, stats: Record<string, string> }
@@ -269,9 +282,11 @@ export async function dump (pid: number, out: ImageSink, opts: DumpOptions = {})
   const args = ['dump', String(pid)]
   if (opts.leaveRunning === true) args.push('--leave-running')
   if (opts.target != null) args.push('--target', opts.target)
+  const more = sinkArgs(opts)
+  args.push(...more.args)
   const sink = sinkFor(out)
   try {
-    const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe'])
+    const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', ...(more.extra.length > 0 ? ['ignore' as const, ...more.extra] : [])])
     const copy = sink.attach(h)
     const ok = h.next('OK')
     const [r] = await Promise.allSettled([ok, copy])
@@ -304,6 +319,10 @@ export interface RestoreOptions {
   /** catch its family calls (fork, wait, kill of another process, ...): `Restored.family` reports
    * them, each waiting until the process is dumped (it runs again where it lands) or denied */
   family?: boolean
+  /** a source (a non-blocking socket) that brings nothing for this long fails the restore (ms) */
+  stallMs?: number
+  /** fault injection for tests: 'early' fails once 4 KiB are read, 'end' once all of it is */
+  testFault?: 'early' | 'end'
 }
 
 /** A family call of a process restored with `family` (native/family.c): `call` is its name. */
@@ -355,6 +374,8 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
   if (opts.eintr === true) args.push('--eintr')
   if (opts.family === true) args.push('--family')
   if (opts.hold === true) args.push('--hold')
+  if (opts.stallMs != null) args.push('--stall-ms', String(Math.max(1, Math.round(opts.stallMs))))
+  if (opts.testFault != null) args.push('--test-fault', opts.testFault)
   if (opts.stdioFrom != null) { checkPid(opts.stdioFrom); args.push('--stdio-from', String(opts.stdioFrom)) }
   if (opts.clock != null) {
     if (typeof opts.clock === 'number' && !Number.isSafeInteger(opts.clock)) throw einval('clock offset must be an integer of ns')
@@ -489,6 +510,30 @@ export class Deputy extends EventEmitter {
     })
   }
 
+  /**
+   * Restores an image read straight from descriptor `fd` of process `from` (pidfd_getfd: e.g. this
+   * daemon's connection to the node the process comes from) back into the original (same pid). Once
+   * the whole image is read, `read()` is awaited (the caller passes on what the connection carried
+   * before it, such as its output) and only then does the original run. A restore that fails reads
+   * the rest of the image, so that the connection can go on; the original stays hollow.
+   */
+  async restoreFromFd (from: number, fd: number, read: () => Promise<void>): Promise<{ restoreMs: number }> {
+    checkPid(from)
+    if (!Number.isInteger(fd) || fd < 0) throw einval(`bad fd ${fd}`)
+    return await this.serial(async () => {
+      const imageRead = this.h.next('IMAGE-READ')
+      const ok = this.h.next('OK')
+      this.h.send(`RESTORE-FD ${from} ${fd}`)
+      const first = await Promise.race([imageRead.then(() => 'read'), ok.then(() => 'ok')])
+      if (first === 'read') {
+        await read().catch(() => {})
+        this.h.send('GO')
+      }
+      await ok
+      return { restoreMs: num(this.h.stats.restore_ms) }
+    })
+  }
+
   /** Ends the deputy helper abruptly: the original dies with SIGKILL (PTRACE_O_EXITKILL). */
   abandon (): void {
     this.h.child.kill('SIGKILL')
@@ -499,14 +544,16 @@ export class Deputy extends EventEmitter {
  * Dumps `pid` into `out`, then hollows it out and parks it as a deputy. `family`: it may have
  * children; they stay here with the original as their parent (docs/family.md).
  */
-export async function deputy (pid: number, out: ImageSink, opts: { target?: string, family?: boolean } = {}): Promise<Deputy> {
+export async function deputy (pid: number, out: ImageSink, opts: { target?: string, family?: boolean, copy?: number, stallMs?: number } = {}): Promise<Deputy> {
   checkPid(pid)
   const args = ['deputy', String(pid)]
   if (opts.target != null) args.push('--target', opts.target)
   if (opts.family === true) args.push('--family')
+  const more = sinkArgs(opts)
+  args.push(...more.args)
   const sink = sinkFor(out)
   try {
-    const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', 'pipe'])
+    const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', 'pipe', ...more.extra])
     const copy = sink.attach(h)
     const ok = h.next('HOLLOW')
     const [r] = await Promise.allSettled([ok, copy])

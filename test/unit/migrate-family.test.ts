@@ -13,7 +13,7 @@ import { GuestSide } from '../../src/migrate/guest.js'
 import { Home } from '../../src/migrate/home.js'
 import { MemLink } from '../../src/migrate/memlink.js'
 import type { Link } from '../../src/migrate/link.js'
-import type { RestoredHandle } from '../../src/migrate/engine.js'
+import type { RawSource, RestoredHandle } from '../../src/migrate/engine.js'
 import type { FamilyCalls } from '../../src/ppm/ppm.js'
 import { Peer, StubEngine, StubRestored, cluster, until } from './migrate-fixture.js'
 
@@ -32,7 +32,7 @@ class FamilyRestored extends StubRestored {
 class FamilyEngine extends StubEngine {
   gone = new Set<number>()
   override alive (pid?: number): boolean { return !this.gone.has(pid ?? 0) }
-  override async restore (src: NodeJS.ReadableStream): Promise<RestoredHandle> {
+  override async restore (src: NodeJS.ReadableStream | RawSource): Promise<RestoredHandle> {
     const r = await super.restore(src as never) as StubRestored
     const f = new FamilyRestored(r.pid, r.image)
     this.restoredProcs[this.restoredProcs.length - 1] = f

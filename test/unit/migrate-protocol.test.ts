@@ -41,7 +41,8 @@ const SAMPLES: { [K in Kind]: Extract<Message, { t: K }> } = {
   family: { t: 'family', call: 'fork' },
   'family-failed': { t: 'family-failed', reason: 'it cannot come home' },
   ping: { t: 'ping' },
-  run: { t: 'run' }
+  run: { t: 'run' },
+  'image-ready': { t: 'image-ready' }
 }
 
 test('every kind of message is accepted, unchanged, through encode and decode', () => {
