@@ -137,7 +137,7 @@ static int cmd_restore(struct restore_opts *o)
 		}
 		close(pfd);
 	}
-	if (o->keep_pid) wait_for_pid(&r, im->h.pid);
+	if (o->keep_pid && !o->pid_now) wait_for_pid(&r, im->h.pid);
 	struct tracee t;
 	int kept = 0;
 	e = spawn_stub(&t, o->keep_pid ? im->h.pid : 0, &kept);
@@ -245,7 +245,7 @@ static void usage(void)
 		"                              (image on fd 3; --copy: also on fd 6)\n"
 		"       hpc-ppm-helper deputy PID [--target HOSTINFO] [--family] [--copy] [--stall-ms MS]\n"
 		"                              (image on fd 3, --copy: also on fd 6; commands on fd 5)\n"
-		"       hpc-ppm-helper restore [--new-pid|--require-pid] [--no-wait] [--eintr] [--stdio-from PID] [--family] [--hold]\n"
+		"       hpc-ppm-helper restore [--new-pid|--require-pid|--pid-now] [--no-wait] [--eintr] [--stdio-from PID] [--family] [--hold]\n"
 		"                              [--clock auto|real|continue|OFFSET_NS] [--stall-ms MS] [--test-fault early|end]\n"
 		"                              (image on fd 3: a pipe, file or socket)\n"
 		"       hpc-ppm-helper info    (image on fd 3)\n"
@@ -299,7 +299,7 @@ int main(int argc, char **argv)
 		return cmd_deputy(pid, target);
 	}
 	if (!strcmp(cmd, "restore")) {
-		struct restore_opts o = { 1, 0, 1, 0, 0, 0, 0, 0, 0 };
+		struct restore_opts o = { 1, 0, 1, 0, 0, 0, 0, 0, 0, 0 };
 		for (int i = 2; i < argc; i++) {
 			if (!strcmp(argv[i], "--new-pid")) o.keep_pid = 0;
 			else if (!strcmp(argv[i], "--require-pid")) o.require_pid = 1;
@@ -307,6 +307,7 @@ int main(int argc, char **argv)
 			else if (!strcmp(argv[i], "--eintr")) o.eintr = 1;
 			else if (!strcmp(argv[i], "--family")) g_family = 1;
 			else if (!strcmp(argv[i], "--hold")) o.hold = 1;
+			else if (!strcmp(argv[i], "--pid-now")) o.pid_now = 1;
 			else if (!strcmp(argv[i], "--stall-ms") && i + 1 < argc) g_stall_ms = atoi(argv[++i]);
 			else if (!strcmp(argv[i], "--test-fault") && i + 1 < argc) {
 				const char *v = argv[++i];

@@ -288,6 +288,7 @@ struct restore_opts {
 	int64_t mono_off;
 	pid_t stdio_from;
 	int fault_end;	/* --test-fault end: fail once the whole image is read */
+	int pid_now;	/* --pid-now: keep the pid if it is free now, else a new pid at once (no waiting for a holder being dumped) */
 };
 int validate_image(struct image *im, int print);
 int restore_thread(struct tracee *t, const struct image_thread *it, uint64_t scr);

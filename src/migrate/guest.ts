@@ -133,7 +133,9 @@ export class GuestSide {
         }
         if (raw) src = rawSource(c, fault || undefined) as RawSource
       } else if (raw) src = rawSource(conn, fault || undefined) as RawSource
-      r = await engine.restore(src, { stdio: ['pipe', 'pipe', 'pipe'], clock: 'auto', family: true, hold: true })
+      // pidNow: on N -> M the image's pid may still be held by N's copy, frozen while it streams
+      // (nodes sharing one pid space, as in the lab): no waiting for it, the restore overlaps the stream
+      r = await engine.restore(src, { stdio: ['pipe', 'pipe', 'pipe'], clock: 'auto', family: true, hold: true, ...(raw ? { pidNow: true } : {}) })
     } catch (e) {
       unhold?.()
       img.done()

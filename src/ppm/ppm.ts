@@ -303,6 +303,9 @@ export interface RestoreOptions {
   keepPid?: boolean
   /** fail instead of falling back to a new pid */
   requirePid?: boolean
+  /** keep the pid only if it is free now: never wait for an original still being dumped (the
+   * restore then writes the pages as the stream comes, instead of reading it ahead) */
+  pidNow?: boolean
   /** CLOCK_MONOTONIC policy: 'auto' (default: real clock on the same boot, else continue),
    * 'real', 'continue' (the clock goes on from where it stopped) or an offset in ns */
   clock?: 'auto' | 'real' | 'continue' | number
@@ -371,6 +374,7 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
   const args = ['restore']
   if (opts.keepPid === false) args.push('--new-pid')
   if (opts.requirePid === true) args.push('--require-pid')
+  if (opts.pidNow === true) args.push('--pid-now')
   if (opts.eintr === true) args.push('--eintr')
   if (opts.family === true) args.push('--family')
   if (opts.hold === true) args.push('--hold')
