@@ -13,7 +13,7 @@
 //   scripts/bench-migrate [--quick] [--sizes 1,100,500] [--runs 3]
 import { parseArgs } from 'node:util'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, statSync, openSync, readSync, closeSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, openSync, readSync, closeSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
 import { tmpdir, loadavg } from 'node:os'
 import { join, resolve, dirname } from 'node:path'
@@ -68,6 +68,8 @@ async function cleanup (): Promise<void> {
   cleaning ??= (async () => {
     killChildren() // subjects first (a deputy's death ends its remote), then the daemons
     await sleep(100)
+    // BENCH_LOGS=dir keeps the daemons' logs (with BENCH_DEBUG=namespaces, e.g. hpcfs:*)
+    if (process.env.BENCH_LOGS) for (const n of lab?.nodes ?? []) { try { copyFileSync(n.logFile, join(process.env.BENCH_LOGS, `node${n.id}.log`)) } catch {} }
     await lab?.destroy().catch(e => console.error(`bench-migrate: lab cleanup: ${(e as Error).message}`))
     rmSync(dir, { recursive: true, force: true })
   })()
