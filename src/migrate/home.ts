@@ -173,20 +173,13 @@ export class Home {
 
   /** home -> N. */
   private async moveOut (p: HomeProc, node: number): Promise<void> {
-    // the engine's analysis and the offer go on together (each costs a round trip or a helper)
-    const checked = this.cantMove(p.pid)
+    const reasons = await this.cantMove(p.pid)
+    if (reasons.length) throw new ErrnoError('EPERM', `cannot move: ${reasons.join('; ')}`)
     p.cmdline = this.d.engine.psInfo(p.pid)?.cmdline ?? ''
     p.remote = null
     p.io.kinds = this.d.engine.stdioKinds(p.pid)
     p.stdinMode = stdinModeOf(p.io.kinds)
-    const offered = this.offer(p, node)
-    offered.catch(() => {}) // (awaited below)
-    const reasons = await checked
-    if (reasons.length) {
-      void offered.then(o => { o.loud?.(); o.conn.close() }, () => {})
-      throw new ErrnoError('EPERM', `cannot move: ${reasons.join('; ')}`)
-    }
-    const { conn, hostinfo, loud } = await offered
+    const { conn, hostinfo, loud } = await this.offer(p, node)
     const copy = new ImageCopy()
     try {
       await this.sendOut(p, conn, node, hostinfo, copy, loud)
