@@ -145,6 +145,13 @@ export class GuestSide {
       return
     }
     unhold?.()
+    if (conn.closed) {
+      // home went away while the image came from N: nobody can commit the move
+      img.done()
+      try { engine.kill(r.pid, 'SIGKILL') } catch {}
+      log('home node %d closed the connection during the restore: removed', home)
+      return
+    }
     if (raw) { img.received = Number(r.stats?.image_bytes ?? 0); img.first = t0; img.ended = Date.now() }
     img.done()
     const age = m.age ?? 0
@@ -293,7 +300,17 @@ export class GuestSide {
     const loud = conn.quiet()
     await sent.catch(() => {})
     const notReady = await ready
-    if (notReady !== null) { loud(); g.leaving = false; log('guest %d stays: %s', g.pid, notReady.message); return }
+    if (notReady !== null) {
+      loud()
+      g.leaving = false
+      log('guest %d stays: %s', g.pid, notReady.message)
+      if (conn.closed && this.guests.get(g.pid) === g) {
+        // its home is gone (the connection closed while it was leaving): as for any lost home
+        try { this.d.engine.kill(g.pid, 'SIGKILL') } catch {}
+        this.guests.delete(g.pid)
+      }
+      return
+    }
     try {
       await this.d.engine.dump(g.pid, rawSink(conn, copy) as RawSink, {})
     } catch (e) {

@@ -323,10 +323,14 @@ export class Home {
         p.imageIn = null
         p.imageStart = Date.now()
         const dep = p.deputy
-        if (m.raw === true && dep?.restoreFromFd !== undefined && conn.rawFd() !== null) {
-          // the image comes raw: read straight into the original while it arrives
+        if (m.raw === true) {
+          // the image comes raw: read straight into the original while it arrives (N waits for
+          // image-ready; a home that cannot read it so breaks the connection off)
           let unhold: () => void
-          try { unhold = conn.holdIn() } catch (e) { log('raw image of %d: %s', p.pid, (e as Error).message); conn.close(); break }
+          try {
+            if (dep?.restoreFromFd === undefined || conn.rawFd() === null) throw new Error('no raw image here')
+            unhold = conn.holdIn()
+          } catch (e) { log('raw image of %d: %s', p.pid, (e as Error).message); conn.close(); break }
           p.rawLanding = true
           const land = async (): Promise<void> => { try { await this.landRaw(p, conn, unhold) } finally { p.rawLanding = false } }
           if (p.imageWaiter) { const w = p.imageWaiter; p.imageWaiter = null; w(land) } else {
