@@ -317,7 +317,7 @@ export class GuestSide {
       const why = (e as Error).message
       g.leaving = false
       loud()
-      if (copy.size === 0 && statSize(copy) === 0) {
+      if (statSize(copy) === 0) {
         log('guest %d stays: %s', g.pid, why)
         await conn.send({ t: 'stay', reason: why }).catch(() => {})
       } else {
