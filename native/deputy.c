@@ -101,14 +101,47 @@ static int deputy_exit(struct tracee *t, int code)
 	}
 }
 
-/* waits for one command line on fd 5 (GO), or its end */
+static struct { int src, dst, out; } rl[3];	/* RELAY: copies between the original's stdio and pipes (out: to its fd 1 or 2) */
+static int nrl;
+
+/* copies what relay i has now; at its end, passes the end on and removes it */
+static void relay_copy(int i)
+{
+	static char rbuf[65536];
+	ssize_t n = read(rl[i].src, rbuf, sizeof rbuf);
+	if (n > 0) {
+		for (ssize_t off = 0; off < n;) {
+			ssize_t w = write(rl[i].dst, rbuf + off, n - off);
+			if (w < 0 && errno == EINTR) continue;
+			if (w <= 0) break;
+			off += w;
+		}
+	} else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+		/* end of this stream: pass the end on where we own the writer */
+		if (rl[i].src >= 0) close(rl[i].src);
+		close(rl[i].dst);
+		rl[i] = rl[--nrl];
+	}
+}
+
+/* waits for one command line on fd 5 (GO), or its end, relaying output meanwhile (the caller
+ * passes on the output that came before the image, and waits until it has gone into the relay's
+ * pipes); then copies what those still hold. Input is not relayed: the original reads it itself. */
 static void await_line(void)
 {
-	char c;
-	for (;;) {
+	for (int go = 0, rounds = 0; rounds < 1024;) {
+		struct pollfd pf[4] = { { 5, POLLIN, 0 } };
+		for (int i = 0; i < nrl; i++) { pf[1 + i].fd = rl[i].out ? rl[i].src : -1; pf[1 + i].events = POLLIN; }
+		if (go) rounds++;
+		int r = poll(go ? pf + 1 : pf, go ? nrl : 1 + nrl, go ? 0 : -1);
+		if (r < 0 && errno == EINTR) continue;
+		if (r < 0 || (go && r == 0)) return;	/* after GO: nothing more to copy */
+		for (int i = nrl - 1; i >= 0; i--) if (pf[1 + i].revents) relay_copy(i);
+		if (go || !pf[0].revents) continue;
+		char c;
 		ssize_t n = read(5, &c, 1);
 		if (n < 0 && errno == EINTR) continue;
-		if (n <= 0 || c == '\n') return;
+		if (n <= 0 || c == '\n') go = 1;
 	}
 }
 
@@ -214,9 +247,6 @@ int cmd_deputy(pid_t pid, const char *target)
 	int cfd = fcntl(5, F_GETFD) >= 0 ? 5 : 0;
 	char cbuf[PATH_MAX + 64];
 	size_t clen = 0;
-	struct { int src, dst; } rl[3];	/* RELAY: copies between the original's stdio and pipes */
-	int nrl = 0;
-	static char rbuf[65536];
 	for (;;) {
 		/* drain tracee events */
 		for (;;) {
@@ -236,23 +266,7 @@ int cmd_deputy(pid_t pid, const char *target)
 			for (int i = 0; i < nrl; i++) { pf[2 + i].fd = rl[i].src; pf[2 + i].events = POLLIN; }
 			if (poll(pf, 2 + nrl, -1) < 0) { if (errno == EINTR) continue; break; }
 			if (pf[1].revents) { struct signalfd_siginfo si; while (read(sfd, &si, sizeof si) > 0); }
-			for (int i = nrl - 1; i >= 0; i--) {
-				if (!pf[2 + i].revents) continue;
-				ssize_t n = read(rl[i].src, rbuf, sizeof rbuf);
-				if (n > 0) {
-					for (ssize_t off = 0; off < n;) {
-						ssize_t w = write(rl[i].dst, rbuf + off, n - off);
-						if (w < 0 && errno == EINTR) continue;
-						if (w <= 0) break;
-						off += w;
-					}
-				} else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-					/* end of this stream: pass the end on where we own the writer */
-					if (rl[i].src >= 0) close(rl[i].src);
-					close(rl[i].dst);
-					rl[i] = rl[--nrl];
-				}
-			}
+			for (int i = nrl - 1; i >= 0; i--) if (pf[2 + i].revents) relay_copy(i);
 			if (!pf[0].revents) continue;
 			ssize_t n = read(cfd, cbuf + clen, sizeof cbuf - 1 - clen);
 			if (n <= 0) { /* caller gone: nothing can be relayed any more */ kill_reap(pid); ctlf("KILLED 9"); return 1; }
@@ -301,10 +315,10 @@ int cmd_deputy(pid_t pid, const char *target)
 				else if (!relay) ctlf("FD %d /proc/%d/fd/%d", fd, getpid(), d);
 				else if (pipe2(p, O_CLOEXEC)) { ctlf("FD %d - %s", fd, errname(errno)); close(d); }
 				else if (fd == 0) {	/* its input -> a pipe the caller reads */
-					rl[nrl].src = d; rl[nrl].dst = p[1]; nrl++;
+					rl[nrl].src = d; rl[nrl].dst = p[1]; rl[nrl].out = 0; nrl++;
 					ctlf("FD 0 /proc/%d/fd/%d", getpid(), p[0]);
 				} else {		/* a pipe the caller writes -> its output */
-					rl[nrl].src = p[0]; rl[nrl].dst = d; nrl++;
+					rl[nrl].src = p[0]; rl[nrl].dst = d; rl[nrl].out = 1; nrl++;
 					ctlf("FD %d /proc/%d/fd/%d", fd, getpid(), p[1]);
 				}
 			}
