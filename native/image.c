@@ -51,7 +51,7 @@ static int wait_fd(int fd, short ev)
 	struct pollfd pf = { fd, ev, 0 };
 	int r;
 	while ((r = poll(&pf, 1, g_stall_ms)) < 0 && errno == EINTR);
-	if (r == 0) return fail(ETIMEDOUT, "the image stream stalled for %d ms", g_stall_ms);
+	if (r == 0) return fail(ETIMEDOUT, "the connection is silent: the image stream made no progress for %d ms", g_stall_ms);
 	return 0;
 }
 
