@@ -37,6 +37,16 @@ after(async () => {
 
 const where = async (pid: number): Promise<string> => (await lab.node(1).read(`proc/${pid}/where`)).trim()
 
+/** Stops the jobs earlier tests started (wherever they run) and waits until home no longer lists them. */
+async function stopJobs (): Promise<void> {
+  const live = jobs.filter(j => j.exitCode === null && j.signalCode === null)
+  for (const j of live) j.kill('SIGKILL')
+  await until('earlier jobs gone', async () => {
+    const listed = new Set((await lab.node(1).exec('ls', [`${lab.node(1).mount}/proc`])).stdout.split('\n'))
+    return live.every(j => !listed.has(String(j.pid)))
+  }, 20_000, 100)
+}
+
 /** A CPU-bound job at home (node 1) over an array of `kb` KiB. */
 function startJob (kb = 256): number {
   const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', launcher, counter, '100000', String(kb), '0', '0'], { stdio: 'ignore' })
@@ -135,6 +145,7 @@ test('a job already away moves on by itself when its node slows down: each node 
   await n1.write('admin/balance', '0\n') // home does not move it: only node 2's balancer may
   await n1.write('admin/speed', '3000\n')
   await n2.write('admin/balance', '1\n')
+  await stopJobs() // the jobs of earlier tests would compete with it for node 3
   try {
     const pid = startJob(8192) // images of 8 MiB and more measure the bandwidth
     await n1.write(`proc/${pid}/lock`, '0\n')
@@ -147,7 +158,9 @@ test('a job already away moves on by itself when its node slows down: each node 
     assert.ok(guest !== undefined, `node 2 lists it: ${ids.join('; ')}`)
     assert.match(await n2.read(`remote/${guest}/costs`), new RegExp(`^pid ${guest} cost-here \\S+ movable`))
     await n2.write('admin/speed', '1000\n')
-    await until('node 2 had its home move it to node 3', async () => (await where(pid)) === '3', 20_000, 100)
+    let last = ''
+    await until('node 2 had its home move it to node 3', async () => (last = await where(pid)) === '3', 30_000, 100)
+      .catch(async (e: Error) => { throw new Error(`${e.message}: where ${last}; node 2: ${await n2.read(`remote/${guest}/costs`).catch(() => 'no guest')}`) })
     assert.match(await n1.read('admin/costs'), /^bandwidth MB\/s: .*node 2 \d+.*node 3 \d+/m, 'the transfers measured the bandwidth')
   } finally {
     await n2.write('admin/speed', '40000\n')
