@@ -9,6 +9,7 @@
  *   dump.c     dump: per-thread state, process state, memory, the image
  *   restore.c  restore: into a fresh stub or a hollow original
  *   deputy.c   the hollow original parked at home, and its commands
+ *   keep.c     keeper mode of restore: the restored process kept independent of its daemon
  *   ppm.c      commands and main
  */
 #ifndef HPC_PPM_H
@@ -188,7 +189,8 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 /* ---------- restore.c ---------- */
 struct restore_opts {
 	int keep_pid, require_pid, wait, eintr;
-	int hold;	/* --hold: the restored process runs only once GO comes on fd 5 */
+	int hold;	/* --hold: the restored process runs only once GO comes (fd 5, or the keeper's command pipe) */
+	long keep_ms;	/* --keep LEASE_MS: keeper mode (keep.c), 0: off */
 	int clock;	/* 0 auto, 1 real, 2 continue, 3 explicit */
 	int64_t mono_off;
 	pid_t stdio_from;
@@ -204,6 +206,12 @@ int setup_timens(int64_t off_mono, int64_t off_boot);
 /* ---------- deputy.c ---------- */
 int hollow(struct tracee *t, int *touched);
 int cmd_deputy(pid_t pid, const char *target);
+
+/* ---------- keep.c ---------- */
+struct keep { int in_w, out_r, err_r, ctl_r, ctl_w, cmd_r; };
+int keep_prepare(struct keep *k);
+void keep_spawned(void);
+int keep_run(struct keep *k, pid_t pid, struct image *im, int hold, long lease_ms);
 
 /* ---------- ppm.c ---------- */
 int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpres *res, double *t0);

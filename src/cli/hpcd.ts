@@ -75,6 +75,8 @@ async function main (): Promise<void> {
     .option('load-scope', { choices: ['host', 'cgroup', 'netns'] as const, default: 'host' as const, describe: 'what the node\'s load counts. host: the machine; for several nodes emulated on one machine, cgroup: the daemon\'s CPU cgroup (its runnable tasks, its quota as CPUs and speed) or netns: the processes in the daemon\'s network namespace' })
     .option('balance', { type: 'boolean', default: true, describe: 'move processes automatically by opportunity cost, as openMosix did (admin/balance); --no-balance: only explicit moves' })
     .option('link-timeout', { type: 'number', default: DEFAULTS.linkTimeout, describe: 'seconds a migration connection may stay silent before its peer is taken for unreachable (a stalled move is abandoned)' })
+    .option('guest-lease', { type: 'number', default: DEFAULTS.guestLease, describe: 'seconds a guest may be out of touch with its home (or its own daemon) before it is killed; a home waits 2 x this + 5 s for a lost node to come back' })
+    .option('state-dir', { type: 'string', default: DEFAULTS.stateDir, describe: 'where the guests\' records are kept so that they survive a restart of this daemon (<dir>/<node id>/guests/)' })
     .option('test-fault', { type: 'string', hidden: true, describe: 'fault injection for tests (restore)' })
     .config('config', 'config file (e.g. /etc/hpcfs.conf): "key = value" lines, keys as the long options', parseConfigFile)
     .check(a => {
@@ -85,6 +87,7 @@ async function main (): Promise<void> {
       if (!Number.isInteger(a.window) || a.window < 1 || a.window > 29) throw new Error('--window must be 1..29')
       if (!(a['down-after'] >= 0)) throw new Error('--down-after must be >= 0')
       if (!(a['link-timeout'] >= 1)) throw new Error('--link-timeout must be >= 1')
+      if (!(a['guest-lease'] >= 1)) throw new Error('--guest-lease must be >= 1')
       if (a.speed !== 0 && (!Number.isInteger(a.speed) || a.speed < 1 || a.speed > 1000000)) throw new Error('--speed must be 1..1000000 (or 0)')
       return true
     })
@@ -119,7 +122,7 @@ async function main (): Promise<void> {
     id, addr, port: argv.port, map: argv.map, join: argv.join, mount: argv.mount, key: argv.key,
     interval: argv.interval, window: argv.window, downAfter: argv['down-after'], sendToAnyCycle: argv['send-to-any'],
     speed: argv.speed, decayInterval: argv['decay-interval'], slowDecay: argv['slow-decay'], fastDecay: argv['fast-decay'],
-    linkTimeout: argv['link-timeout']
+    linkTimeout: argv['link-timeout'], guestLease: argv['guest-lease'], stateDir: argv['state-dir']
   }
   const keys = Keyring.fromFile(cfg.key)
   if (keys.insecure) console.error('hpcd: warning: no --key given; using the built-in key (anyone can forge gossip)')
@@ -137,6 +140,7 @@ async function main (): Promise<void> {
   if (!(node.migPort >= 1 && node.migPort <= 65535)) throw new Error(`bad transfer port ${node.migPort}; give --mig-port`)
   const migrator = new Migrator(node, keys, node.migPort)
   migrator.linkTimeoutMs = cfg.linkTimeout * 1000
+  migrator.keepGuests(cfg.stateDir, cfg.guestLease * 1000)
   await migrator.listen(addr)
   node.migrator = migrator
   migrator.testFault = argv['test-fault'] ?? ''

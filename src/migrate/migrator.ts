@@ -11,7 +11,7 @@
 import { EventEmitter } from 'node:events'
 import { createServer, type Socket, type Server } from 'node:net'
 import debug from 'debug'
-import { DEFAULTS } from '../config.js'
+import { DEFAULTS, rejoinWaitMs } from '../config.js'
 import type { Keyring } from '../gossip/keyring.js'
 import { einval } from '../util/errno.js'
 import type { Cluster, Dial } from './cluster.js'
@@ -20,6 +20,7 @@ import { GuestSide, type Guest } from './guest.js'
 import type { DecayHint } from './hints.js'
 import { Home, type HomeProc } from './home.js'
 import { heartbeat } from './lease.js'
+import { GuestStates } from './state.js'
 import { Conn, MIGRATION_PORT } from './wire.js'
 
 export type { Cluster } from './cluster.js'
@@ -56,6 +57,18 @@ export class Migrator extends EventEmitter {
     this.guestSide = new GuestSide({ cluster, engine, dial: connect, hostInfo: async () => await (this.hostInfo ?? Promise.resolve('')) })
     this.procs = this.home.procs
     this.guests = this.guestSide.guests
+    this.guestSide.rejoined = (conn, m) => this.home.rejoin(conn, m)
+  }
+
+  /**
+   * Guests outlive this daemon: their records go under stateDir (readopted by listen), and one out
+   * of touch with its home for leaseMs is killed; home waits 2 × leaseMs + 5 s for a node to come
+   * back with a process (config guestLease, stateDir).
+   */
+  keepGuests (stateDir: string, leaseMs: number): void {
+    this.guestSide.states = GuestStates.forNode(stateDir, this.cluster.id)
+    this.guestSide.leaseMs = leaseMs
+    this.home.rejoinWaitMs = rejoinWaitMs(leaseMs / 1000)
   }
 
   /** Fault injection for tests (hpcd --test-fault), see GuestSide.testFault. */
@@ -71,6 +84,8 @@ export class Migrator extends EventEmitter {
     await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(this.port, host, () => { server.off('error', reject); resolve() }) })
     this.server = server
     log('transfer port %s:%d', host, this.port)
+    // guests the last daemon of this node left to their keepers
+    void this.guestSide.readopt().catch(e => log('readopt: %s', (e as Error).message))
   }
 
   async close (): Promise<void> {

@@ -8,7 +8,7 @@
 //   fd 5  command lines to a deputy: EXIT n, KILL sig, RESTORE [path], FDS;
 //   fd 0-2 become the stdio of a process restored into a fresh stub.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, existsSync, openSync, createWriteStream } from 'node:fs'
+import { closeSync, existsSync, openSync, createWriteStream, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
@@ -179,6 +179,21 @@ class Helper extends EventEmitter {
 }
 
 function num (s: string | undefined): number { return s == null ? NaN : Number(s) }
+
+/** Where a kept process (restoreKept) is: its pid, its keeper (the restore helper: pid and start
+ * time, to know it again) and the keeper's fds that a caller opens through /proc/<helper>/fd/. */
+export interface KeepInfo {
+  pid: number
+  helper: number
+  /** the helper's start time (field 22 of /proc/<pid>/stat), '' if unknown */
+  start: string
+  fds: { in: number, out: number, err: number, ctl: number, cmd: number }
+}
+
+/** A process's start time (clock ticks after boot; field 22 of /proc/<pid>/stat), '' when gone. */
+export function startTime (pid: number): string {
+  try { return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')[19] ?? '' } catch { return '' }
+}
 
 /** Reasons why `pid` cannot move (empty: it can). Touches nothing. */
 export async function check (pid: number): Promise<Reason[]> {
@@ -351,6 +366,34 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
         if (w != null && !w.destroyed) w.end('GO\n')
       }
     }
+  } catch (e) {
+    source.close()
+    throw e
+  }
+}
+
+/**
+ * Restores an image into a fresh process kept by its restore helper (keeper mode, `restore --keep`,
+ * docs/ppm.md "Keeper"): the process outlives the caller, and any process of this host (a daemon
+ * started again) attaches to it with `attachKept` (src/ppm/keeper.ts) from what this returns. With
+ * `hold` it runs only once told to go. `leaseMs`: with nobody attached that long, it is killed.
+ */
+export async function restoreKept (src: ImageSource, opts: { clock?: RestoreOptions['clock'], hold?: boolean, leaseMs: number }): Promise<KeepInfo> {
+  if (!Number.isSafeInteger(opts.leaseMs) || opts.leaseMs < 1) throw einval(`bad lease ${opts.leaseMs}`)
+  const args = ['restore', '--keep', String(opts.leaseMs)]
+  if (opts.hold === true) args.push('--hold')
+  if (opts.clock != null) args.push('--clock', String(opts.clock))
+  const source = sourceFor(src)
+  const h = new Helper(args, ['ignore', 'ignore', 'ignore', source.stdio, 'pipe'], { detached: true })
+  const copy = source.attach(h)
+  try {
+    const k = await h.next('KEEP')
+    const l = await h.next('PID')
+    void copy.finally(() => source.close())
+    const fd = (name: string): number => Number(/^\w+=(\d+)$/.exec(k.find(x => x.startsWith(`${name}=`)) ?? '')?.[1] ?? NaN)
+    const fds = { in: fd('in'), out: fd('out'), err: fd('err'), ctl: fd('ctl'), cmd: fd('cmd') }
+    const helper = h.child.pid as number
+    return { pid: Number(l[1]), helper, start: startTime(helper), fds }
   } catch (e) {
     source.close()
     throw e

@@ -27,7 +27,7 @@ before(async () => {
   counter = bins.compile('counter')
   launcher = bins.compile('launch')
   pollcat = bins.compile('pollcat')
-  lab = await Lab.create({ nodes: 4, tag: 'migr', interval: 0.25, hpcdArgs: id => ['--speed', String(10000 * id), '--down-after', '2', '--no-balance', ...(id === 4 ? ['--test-fault', 'restore'] : [])], env: { DEBUG: 'hpcfs:migrate,hpcfs:wire,hpcfs:ppm' } })
+  lab = await Lab.create({ nodes: 4, tag: 'migr', interval: 0.25, hpcdArgs: id => ['--speed', String(10000 * id), '--down-after', '2', '--no-balance', '--guest-lease', '2', ...(id === 4 ? ['--test-fault', 'restore'] : [])], env: { DEBUG: 'hpcfs:migrate,hpcfs:wire,hpcfs:ppm' } })
   await lab.waitAllUp()
 })
 after(async () => {
