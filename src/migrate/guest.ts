@@ -16,6 +16,7 @@ import { Readable } from 'node:stream'
 import debug from 'debug'
 import type { Cluster, Dial } from './cluster.js'
 import type { Engine, GuestProcess } from './engine.js'
+import type { ExitStatus } from '../ppm/ppm.js'
 import { DECAY_HINTS, applyHint, defaultHints, type DecayHints } from './hints.js'
 import { Link, type DataType } from './link.js'
 import type { Message, MigrateMsg, RejoinMsg, SendToMsg } from './protocol.js'
@@ -42,6 +43,8 @@ export class Guest {
   leaving = false
   /** restored but stopped until home commits the move (`run`) */
   held = false
+  /** how it ended, once it has */
+  ended: ExitStatus | null = null
   /** resolves once it runs untraced after `run` (a move waits for it: a traced process cannot be dumped) */
   released: Promise<void> = Promise.resolve()
   /** pull-mode stdin (relay.ts) */
@@ -172,16 +175,21 @@ export class GuestSide {
     r.stdin?.on('error', () => {})
     this.bindConn(g, conn)
     if (stdin === 'pull') g.pull.start(() => this.guests.get(g.pid) === g, () => g.leaving || g.conn.closed, n => { void g.conn.send({ t: 'want', n }).catch(() => {}) })
-    void r.exited.then(async st => {
-      if (g.leaving) return
-      await g.outputDone
-      if (this.guests.get(g.pid) !== g || !await this.inTouch(g)) return
-      this.forget(g)
-      r.detach()
-      await g.conn.send({ t: 'exit', code: st.code, signal: st.signal }).catch(() => {})
-      g.conn.close()
+    void r.exited.then(st => {
+      g.ended = st
+      if (!g.leaving) void this.reportEnd(g, st) // (while it leaves: ended by its dump, or reported if it stays after all)
     })
     return g
+  }
+
+  /** The guest ended here: once its output is out and home can be told (it may have to rejoin first), home hears how. */
+  private async reportEnd (g: Guest, st: ExitStatus): Promise<void> {
+    await g.outputDone
+    if (this.guests.get(g.pid) !== g || !await this.inTouch(g)) return
+    this.forget(g)
+    g.r.detach()
+    await g.conn.send({ t: 'exit', code: st.code, signal: st.signal }).catch(() => {})
+    g.conn.close()
   }
 
   /** conn becomes the guest's session with home: stdin, messages, and what happens when it breaks. */
@@ -285,7 +293,8 @@ export class GuestSide {
   private stays (g: Guest): void {
     g.leaving = false
     this.save(g)
-    if (g.conn.closed && this.guests.get(g.pid) === g) this.orphan(g)
+    if (g.ended !== null) void this.reportEnd(g, g.ended)
+    else if (g.conn.closed && this.guests.get(g.pid) === g) this.orphan(g)
   }
 
   /**
