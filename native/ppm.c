@@ -229,7 +229,7 @@ static void usage(void)
 		"       hpc-ppm-helper dump PID [--leave-running] [--target HOSTINFO]   (image on fd 3)\n"
 		"       hpc-ppm-helper deputy PID [--target HOSTINFO]  (image on fd 3, commands on fd 5)\n"
 		"       hpc-ppm-helper restore [--new-pid|--require-pid] [--no-wait] [--eintr] [--stdio-from PID] [--hold]\n"
-		"                              [--keep LEASE_MS]  (keeper: the process outlives its daemon)\n"
+		"                              [--keep LEASE_MS]  (keeper: the process outlives its daemon) [--guest]\n"
 		"                              [--clock auto|real|continue|OFFSET_NS]  (image on fd 3)\n"
 		"       hpc-ppm-helper info    (image on fd 3)\n"
 		"       hpc-ppm-helper hostinfo | rawpipe BYTES [--hot]\n"
@@ -285,6 +285,7 @@ int main(int argc, char **argv)
 			else if (!strcmp(argv[i], "--no-wait")) o.wait = 0;
 			else if (!strcmp(argv[i], "--eintr")) o.eintr = 1;
 			else if (!strcmp(argv[i], "--hold")) o.hold = 1;
+			else if (!strcmp(argv[i], "--guest")) guest_ids = 1;
 			else if (!strcmp(argv[i], "--keep") && i + 1 < argc) {
 				char *e;
 				o.keep_ms = strtol(argv[++i], &e, 10);

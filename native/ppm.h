@@ -195,6 +195,12 @@ struct restore_opts {
 	int64_t mono_off;
 	pid_t stdio_from;
 };
+/* Guests' ids (restore --guest): a guest runs with real and saved uid GUEST_ID_BASE + its home
+ * uid, and its home uid as effective (and file system) uid: its files are its own, but no local
+ * process of its home uid may signal or trace it. Any restore maps such ids back first, so a
+ * process that comes home (or moves on) has its own again. */
+#define GUEST_ID_BASE 0x40000000u
+extern int guest_ids;	/* restore --guest */
 int validate_image(struct image *im, int print);
 int restore_thread(struct tracee *t, const struct image_thread *it, uint64_t scr);
 int restore_thread_regs(struct tracee *t, const struct image_thread *it, int eintr_policy);

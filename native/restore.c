@@ -4,6 +4,8 @@
  * restore_thread and restore_thread_regs. */
 #include "ppm.h"
 
+int guest_ids;
+
 /* Everything that can be checked before any process is touched. Prints REASON lines. */
 int validate_image(struct image *im, int print)
 {
@@ -238,7 +240,10 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 		if (!e) e = INJ(t, NULL, NR_SECCOMP, 1 /* SECCOMP_SET_MODE_FILTER */, 0, scr, 0, 0, 0);
 	}
 	/* credentials last: dropping them earlier would block PR_SET_MM_MAP. A hollow original has
-	 * its own, which it may not be allowed to set again. */
+	 * its own, which it may not be allowed to set again. Guests' ids are mapped back, then (for a
+	 * guest) out again (ppm.h GUEST_ID_BASE). */
+	for (int i = 0; i < 4; i++) if (c->uid[i] >= GUEST_ID_BASE && c->uid[i] != (uint32_t)-1) c->uid[i] -= GUEST_ID_BASE;
+	if (guest_ids) { c->uid[0] += GUEST_ID_BASE; c->uid[2] += GUEST_ID_BASE; }
 	int creds_same = 0;
 	if (hollow && !e) {
 		struct img_core cur;
@@ -248,7 +253,7 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 				     !memcmp(cur.groups, c->groups, c->ngroups * 4);
 		clear_err();
 	}
-	if (!e && !creds_same && (c->uid[0] || c->uid[1] || c->uid[2] || c->gid[0] || c->gid[1] || c->gid[2] || c->ngroups)) {
+	if (!e && !creds_same && (guest_ids || c->uid[0] || c->uid[1] || c->uid[2] || c->gid[0] || c->gid[1] || c->gid[2] || c->ngroups)) {
 		e = mem_write(t, scr, c->groups, c->ngroups * 4);
 		if (!e) e = INJ(t, NULL, SYS_setgroups, c->ngroups, scr, 0, 0, 0, 0);
 		if (!e) e = INJ(t, NULL, SYS_setresgid, c->gid[0], c->gid[1], c->gid[2], 0, 0, 0);

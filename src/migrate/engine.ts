@@ -78,7 +78,7 @@ export const realEngine: Engine = {
   hostInfo: async () => await ppm.hostInfo(),
   deputy: async (pid, out, opts) => await ppm.deputy(pid, out, opts),
   dump: async (pid, out, opts) => await ppm.dump(pid, out, opts),
-  restore: async (src, opts) => fromKept(attachKept(await ppm.restoreKept(src, { clock: 'auto', hold: opts.hold, leaseMs: opts.leaseMs }))),
+  restore: async (src, opts) => fromKept(attachKept(await ppm.restoreKept(src, { clock: 'auto', hold: opts.hold, guest: true, leaseMs: opts.leaseMs }))),
   adopt: keeper => fromKept(attachKept(keeper)),
   kill: (pid, sig) => { process.kill(pid, sig) },
   alive,

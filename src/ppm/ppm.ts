@@ -377,11 +377,13 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
  * docs/ppm.md "Keeper"): the process outlives the caller, and any process of this host (a daemon
  * started again) attaches to it with `attachKept` (src/ppm/keeper.ts) from what this returns. With
  * `hold` it runs only once told to go. `leaseMs`: with nobody attached that long, it is killed.
+ * `guest`: it runs with a guest's ids (real and saved uid GUEST_ID_BASE + its own, docs/ppm.md).
  */
-export async function restoreKept (src: ImageSource, opts: { clock?: RestoreOptions['clock'], hold?: boolean, leaseMs: number }): Promise<KeepInfo> {
+export async function restoreKept (src: ImageSource, opts: { clock?: RestoreOptions['clock'], hold?: boolean, guest?: boolean, leaseMs: number }): Promise<KeepInfo> {
   if (!Number.isSafeInteger(opts.leaseMs) || opts.leaseMs < 1) throw einval(`bad lease ${opts.leaseMs}`)
   const args = ['restore', '--keep', String(opts.leaseMs)]
   if (opts.hold === true) args.push('--hold')
+  if (opts.guest === true) args.push('--guest')
   if (opts.clock != null) args.push('--clock', String(opts.clock))
   const source = sourceFor(src)
   const h = new Helper(args, ['ignore', 'ignore', 'ignore', source.stdio, 'pipe'], { detached: true })

@@ -192,7 +192,7 @@ test('a guest keeps its home credentials, runs in its own session, and other loc
     await moveTo(child.pid as number, 2)
     const guest = Number((await lab.node(2).exec('ls', [join(lab.node(2).mount, 'remote')])).stdout.trim())
     const status = readFileSync(`/proc/${guest}/status`, 'utf8')
-    assert.match(status, new RegExp(`^Uid:\\s+${nobody}\\s+${nobody}\\s+${nobody}`, 'm'))
+    assert.match(status, new RegExp(`^Uid:\\s+${0x40000000 + nobody}\\s+${nobody}\\s+${0x40000000 + nobody}`, 'm'), 'its uid, as effective uid (a guest id as real and saved uid: native/ppm.h GUEST_ID_BASE)')
     const stat = (pid: number): string[] => readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
     const hpcd2 = lab.node(2).pid as number
     assert.notEqual(stat(guest)[3], stat(hpcd2)[3], 'the guest has a session of its own')
