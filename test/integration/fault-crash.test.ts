@@ -3,8 +3,7 @@
 // a node that does not come back ends in the one documented loss, with nothing left behind (issue 9).
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { Lab, labNames } from '../../src/lab/lab.js'
 import { netnsPids } from '../../src/lab/sys.js'
@@ -19,19 +18,17 @@ let bins: Bins
 let speaker: string
 let walker: string
 let launcher: string
-let state: string
 
 before(async () => {
   bins = new Bins()
   speaker = bins.compile('speaker')
   walker = bins.compile('walker')
   launcher = bins.compile('launch')
-  state = mkdtempSync(join(tmpdir(), 'hpcfs-state-'))
   lab = await Lab.create({
     nodes: 3,
     tag: 'fcrash',
     interval: 0.25,
-    hpcdArgs: id => ['--speed', String(10000 * id), '--down-after', '2', '--no-balance', '--link-timeout', '3', '--guest-lease', String(LEASE), '--state-dir', state],
+    hpcdArgs: id => ['--speed', String(10000 * id), '--down-after', '2', '--no-balance', '--link-timeout', '3', '--guest-lease', String(LEASE)],
     env: { DEBUG: 'hpcfs:home,hpcfs:guest,hpcfs:keeper,hpcfs:state' }
   })
   await lab.waitAllUp()
@@ -39,7 +36,6 @@ before(async () => {
 after(async () => {
   await lab?.destroy()
   bins?.cleanup()
-  rmSync(state, { recursive: true, force: true })
 })
 
 /** What runs in node n's namespace besides its daemon and the daemon's FUSE watchdog. */
@@ -69,7 +65,7 @@ test('kill -9 of the daemon where a guest runs: the guest runs on, the restarted
     await until('output flows again', () => job.out().length > seen, 15_000)
     assert.deepEqual(await job.exited, { code: 7, signal: null })
     await until('all output, once', () => job.out() === reference(speaker, args), 5000)
-    await until('nothing left on node 2', async () => guests(lab, 2).length === 0 && (await others(2)).length === 0 && readdirSync(join(state, '2', 'guests')).length === 0, 10_000)
+    await until('nothing left on node 2', async () => guests(lab, 2).length === 0 && (await others(2)).length === 0 && readdirSync(join(lab.tmp, 'state', '2', 'guests')).length === 0, 10_000)
   } finally { job.close() }
 })
 
