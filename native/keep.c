@@ -9,10 +9,11 @@
  *  - a daemon opens all of these by /proc/<helper>/fd/<n> (numbers in the KEEP line), the command
  *    pipe last: while that pipe has a writer, a daemon is attached. Commands: GO (with --hold: the
  *    held process runs; every GO is answered RUNNING once it runs), STDIN-END (closes the writer
- *    of its stdin);
+ *    of its stdin), DONE (the daemon has passed its end on: the helper may leave once it ended);
  *  - with no daemon attached for LEASE_MS, the process is killed (the lease); once it has ended,
- *    the helper leaves as soon as a daemon is attached (that daemon holds what it needs) or the
- *    lease runs out. */
+ *    the helper leaves on DONE, or when no daemon has come for it for the lease. Until then its
+ *    end waits in the control pipe, for a daemon started again if the last one died before it
+ *    passed the end on. */
 #include "ppm.h"
 
 static int keep_pipe(int p[2])
@@ -80,7 +81,7 @@ int keep_run(struct keep *k, pid_t pid, struct image *im, int hold, long lease_m
 	ctl = f;
 	close(3);
 	int pfd = syscall(NR_PIDFD_OPEN, pid, 0);
-	int ended = 0;
+	int ended = 0, done = 0;
 	double orphan = now_ms();	/* since when no daemon is attached (0: one is) */
 	char buf[256];
 	size_t len = 0;
@@ -111,6 +112,8 @@ int keep_run(struct keep *k, pid_t pid, struct image *im, int hold, long lease_m
 						if (!hold && !ended) ctlf("RUNNING");
 					} else if (!strcmp(buf, "STDIN-END")) {
 						if (k->in_w >= 0) { close(k->in_w); k->in_w = -1; }
+					} else if (!strcmp(buf, "DONE")) {
+						done = 1;
 					}
 					size_t used = nl + 1 - buf;
 					memmove(buf, nl + 1, len - used);
@@ -123,7 +126,7 @@ int keep_run(struct keep *k, pid_t pid, struct image *im, int hold, long lease_m
 		int attached = !(q.revents & (POLLHUP | POLLERR));
 		if (attached) orphan = 0;
 		else if (orphan == 0) orphan = now_ms();
-		if (ended && attached) return 0;	/* the daemon holds its own ends: the end line and the output wait there */
+		if (ended && done) return 0;	/* its daemon has passed its end on */
 		if (orphan != 0 && now_ms() - orphan > lease_ms) {
 			if (ended) return 0;	/* nobody came for it: its end and unread output are lost */
 			kill(pid, SIGKILL);	/* the lease: nobody can tell its home about it any more */

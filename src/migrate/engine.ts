@@ -26,6 +26,8 @@ export interface GuestProcess extends Omit<RestoredHandle, 'go'> {
   endStdin: () => void
   /** lets go of it (it lives on under its keeper, for the lease) */
   detach: () => void
+  /** lets go of it for good: its end was passed on, or it left (its keeper leaves once it has ended) */
+  release: () => void
   /** does it still run? */
   alive: () => boolean
 }
@@ -70,7 +72,7 @@ function availableBytes (): number {
 }
 
 function fromKept (k: Kept): GuestProcess {
-  return { pid: k.pid, keeper: k.info, stdin: k.stdin, stdout: k.stdout, stderr: k.stderr, exited: k.exited, go: k.go, endStdin: k.endStdin, detach: k.detach, alive: k.alive }
+  return { pid: k.pid, keeper: k.info, stdin: k.stdin, stdout: k.stdout, stderr: k.stderr, exited: k.exited, go: k.go, endStdin: k.endStdin, detach: k.detach, release: k.release, alive: k.alive }
 }
 
 export const realEngine: Engine = {

@@ -187,8 +187,8 @@ export class GuestSide {
     await g.outputDone
     if (this.guests.get(g.pid) !== g || !await this.inTouch(g)) return
     this.forget(g)
-    g.r.detach()
     await g.conn.send({ t: 'exit', code: st.code, signal: st.signal }).catch(() => {})
+    g.r.release()
     g.conn.close()
   }
 
@@ -286,7 +286,7 @@ export class GuestSide {
     log('guest %d killed: %s', g.pid, why)
     try { this.d.engine.kill(g.pid, 'SIGKILL') } catch {}
     this.forget(g)
-    g.r.detach()
+    g.r.release()
   }
 
   /** A guest that could not leave after all: it runs on here (or, out of touch with home, rejoins it). */
@@ -305,22 +305,19 @@ export class GuestSide {
   async readopt (): Promise<void> {
     for (const rec of this.states.load()) {
       if (this.guests.has(rec.pid)) continue
-      let r: GuestProcess
+      let r: GuestProcess | null = null
       try { r = this.d.engine.adopt(rec.keeper) } catch (e) {
-        log('guest %d of node %d is gone: %s', rec.pid, rec.home, (e as Error).message)
-        this.states.remove(rec.pid)
-        continue
+        log('guest %d of node %d: %s', rec.pid, rec.home, (e as Error).message)
       }
-      if (rec.leaving && !r.alive()) {
-        const st = await r.exited
-        if (st.signal === 9) {
-          // it was dumped to leave: where it went may not have it; its copy (if complete) is
-          // restored held and rejoins home, which keeps the one it has
-          r.detach()
+      if (r === null || (rec.leaving && !r.alive())) {
+        const st = r === null ? null : await r.exited
+        if (r === null || st?.signal === 9) {
+          // gone, or it was dumped to leave: where it went may not have it; its copy (if it left
+          // one) is restored held and rejoins home, which keeps the one it has
+          r?.release()
           this.states.remove(rec.pid)
-          const again = await this.fromCopy(rec)
-          if (again === null) continue
-          r = again
+          r = rec.leaving ? await this.fromCopy(rec) : null
+          if (r === null) { const img = this.states.imagePath(rec.pid); if (img !== null) rmSync(img, { force: true }); continue }
         }
       }
       if (r.pid === rec.pid) { const img = this.states.imagePath(rec.pid); if (img !== null) rmSync(img, { force: true }) } // (a dump that failed)
@@ -438,7 +435,7 @@ export class GuestSide {
     await sendImage(g.conn, copy).catch(e => log('sending guest %d home: %s', g.pid, (e as Error).message))
     const m = await g.conn.expect('home-ok', 'home-failed').catch(() => null)
     if (m === null) { await this.keepCopy(g, copy); return }
-    if (m.t === 'home-ok') { this.forget(g); g.r.detach(); g.conn.close(); return }
+    if (m.t === 'home-ok') { this.forget(g); g.r.release(); g.conn.close(); return }
     log('home could not run guest %d (%s): it runs here again', g.pid, m.reason)
     try {
       const again = await this.runAgain(g, copy)
@@ -453,7 +450,7 @@ export class GuestSide {
   /** A guest that stopped to leave but could not: it runs here again from its image, as a guest on the same connection (held: until home says). */
   private async runAgain (g: Guest, copy: ImageCopy, hold = false): Promise<Guest> {
     this.forget(g)
-    g.r.detach()
+    g.r.release()
     const again = await this.d.engine.restore(await replay(copy), { hold, leaseMs: this.leaseMs })
     const h = this.startGuest(g.conn, again, g.home, g.homePid, g.stdinMode, g.age + (Date.now() - g.since) / 1000)
     Object.assign(h.decay, g.decay)
@@ -502,17 +499,23 @@ export class GuestSide {
       await this.d.engine.dump(g.pid, tee(out.imageWriter(), copy, n => { bytes += n }), m.hostinfo !== '' ? { target: m.hostinfo } : {})
     } catch (e) {
       out?.close()
-      log('guest %d stays: %s', g.pid, (e as Error).message)
-      await g.conn.send({ t: 'stay', reason: (e as Error).message }).catch(() => {})
-      this.stays(g)
-      return
+      if (!g.r.alive()) {
+        // the dump itself went through (the process is gone) and only passing the last of the image
+        // on to M failed: as sent; M's answer to home decides (if it cannot run it, N's copy does)
+        log('guest %d: dumped, but the image did not all reach node %d: %s', g.pid, m.node, (e as Error).message)
+      } else {
+        log('guest %d stays: %s', g.pid, (e as Error).message)
+        await g.conn.send({ t: 'stay', reason: (e as Error).message }).catch(() => {})
+        this.stays(g)
+        return
+      }
     }
-    out.close()
+    out?.close()
     await g.outputDone
     await g.conn.send({ t: 'sent', bytes }).catch(() => {})
     const r = await g.conn.expect('home-ok', 'resume').catch(() => undefined)
     if (r === undefined) { await this.keepCopy(g, copy); return }
-    if (r.t === 'home-ok') { this.forget(g); g.r.detach(); g.conn.close(); return }
+    if (r.t === 'home-ok') { this.forget(g); g.r.release(); g.conn.close(); return }
     // M could not run it: it runs here again, still a guest on the same connection
     try {
       const again = await this.runAgain(g, copy)

@@ -141,12 +141,15 @@ export class Home {
       p.moving = false // stdin is handed out again
       // it was away and its connection broke during the move: wait for that node to come back
       if (typeof from === 'number' && p.deputy && (!p.conn || p.conn.closed)) this.awaitRejoin(p, from)
-    }).then(() => {
-      const r = p.pendingRejoin
-      p.pendingRejoin = null
-      if (r) this.rejoin(r.conn, r.m)
-    })
+    }).then(() => this.afterMove(p))
     return done
+  }
+
+  /** A move is over: a node that came back with the process meanwhile is answered now. */
+  private afterMove (p: HomeProc): void {
+    const r = p.pendingRejoin
+    p.pendingRejoin = null
+    if (r) this.rejoin(r.conn, r.m)
   }
 
   /**
@@ -311,7 +314,7 @@ export class Home {
         if (p.imageWaiter) { const w = p.imageWaiter; p.imageWaiter = null; w(copy) } else {
           // the guest node sends it home by itself (expel)
           p.where = 'migrating'
-          await this.landHome(p, conn, copy).catch(e => { p.lastError = (e as Error).message; throw e })
+          await this.landHome(p, conn, copy).catch(e => { p.lastError = (e as Error).message; throw e }).finally(() => this.afterMove(p))
         }
         break
       }

@@ -103,7 +103,9 @@ export class ImageCopy extends Writable {
   stream (): Readable {
     if (this.fd === null) throw new Error('image copy released')
     if (this.size === 0) return Readable.from([])
-    return createReadStream('', { fd: this.fd, start: 0, end: this.size - 1, autoClose: false, highWaterMark: 1 << 20 })
+    // a descriptor of its own (opened through /proc: the file may have no name): a stream that is
+    // given up closes its descriptor, whatever autoClose says, and the copy must stay readable
+    return createReadStream(`/proc/self/fd/${this.fd}`, { start: 0, end: this.size - 1, highWaterMark: 1 << 20 })
   }
 
   /** Frees the copy (the move has ended). */

@@ -28,6 +28,8 @@ export interface Kept {
   endStdin: () => void
   /** lets go of it without ending it: the keeper keeps it (for its lease) until someone attaches again */
   detach: () => void
+  /** lets go of it for good (its end is passed on, or it left): its keeper leaves once it has ended */
+  release: () => void
   /** does it run (still its keeper's child, not ended)? */
   alive: () => boolean
 }
@@ -90,6 +92,12 @@ export function attachKept (info: KeepInfo): Kept {
     })
   })
   let detached = false
+  const detach = (): void => {
+    if (detached) return
+    detached = true
+    for (const s of [stdout, stderr, ctlIn, stdin]) s?.destroy()
+    try { closeSync(cmd) } catch {}
+  }
   return {
     pid: info.pid,
     info,
@@ -109,11 +117,7 @@ export function attachKept (info: KeepInfo): Kept {
       } catch { return false }
     },
     endStdin: () => { stdin?.end(); say('STDIN-END') },
-    detach: () => {
-      if (detached) return
-      detached = true
-      for (const s of [stdout, stderr, ctlIn, stdin]) s?.destroy()
-      try { closeSync(cmd) } catch {}
-    }
+    release: () => { if (!detached) say('DONE'); detach() },
+    detach
   }
 }

@@ -514,7 +514,10 @@ export async function deputy (pid: number, out: ImageSink, opts: { target?: stri
     const ok = h.next('HOLLOW')
     const [r] = await Promise.allSettled([ok, copy])
     if (r.status === 'rejected') { await copy.catch(() => {}); throw r.reason }
-    await copy
+    // hollowed: the helper wrote the whole image. If passing it on into `out` failed at its very
+    // end, the caller's stream knows; the original is hollow all the same and must be handed over
+    // (only the Deputy can put it back)
+    await copy.catch(e => log('deputy %d: the image was written but not all passed on: %s', pid, (e as Error).message))
     const d = new Deputy(pid, h, { bytes: num(h.stats.bytes), pages: num(h.stats.pages), freezeMs: num(h.stats.freeze_ms), stats: h.stats })
     return d
   } finally {

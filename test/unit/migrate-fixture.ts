@@ -60,6 +60,9 @@ export class StubRestored implements GuestProcess {
   async go (): Promise<void> { this.running = true }
   endStdin (): void { this.stdinEnded = true; this.stdin.end() }
   detach (): void { this.detached = true }
+  /** let go for good (release) */
+  released = false
+  release (): void { this.released = true; this.detached = true }
   alive (): boolean { return !this.ended }
   /** The process ends: its output closes, then it exits. */
   finish (st: ExitStatus): void { this.stdout.end(); this.stderr.end(); this.stdout.resume(); this.stderr.resume(); this.end(st) }
