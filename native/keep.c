@@ -81,7 +81,8 @@ int keep_run(struct keep *k, pid_t pid, struct image *im, int hold, long lease_m
 	ctl = f;
 	close(3);
 	int pfd = syscall(NR_PIDFD_OPEN, pid, 0);
-	int ended = 0, done = 0;
+	int ended = 0, done = 0, was_attached = 0;
+	char end_line[32] = "";	/* EXIT n / KILLED n, said again to each daemon that attaches */
 	double orphan = now_ms();	/* since when no daemon is attached (0: one is) */
 	char buf[256];
 	size_t len = 0;
@@ -91,8 +92,9 @@ int keep_run(struct keep *k, pid_t pid, struct image *im, int hold, long lease_m
 			pid_t w = waitpid(pid, &st, WNOHANG | __WALL);
 			if (w == pid && (WIFEXITED(st) || WIFSIGNALED(st))) {
 				ended = 1;
-				if (WIFEXITED(st)) ctlf("EXIT %d", WEXITSTATUS(st));
-				else ctlf("KILLED %d", WTERMSIG(st));
+				if (WIFEXITED(st)) snprintf(end_line, sizeof end_line, "EXIT %d", WEXITSTATUS(st));
+				else snprintf(end_line, sizeof end_line, "KILLED %d", WTERMSIG(st));
+				ctlf("%s", end_line);
 				if (pfd >= 0) { close(pfd); pfd = -1; }
 			}
 			/* (a stop of the held, traced process is left as it is: it runs only after GO) */
@@ -124,6 +126,9 @@ int keep_run(struct keep *k, pid_t pid, struct image *im, int hold, long lease_m
 			}
 		}
 		int attached = !(q.revents & (POLLHUP | POLLERR));
+		/* a daemon that attaches after the end (the last one may have read the line and died) hears it */
+		if (attached && !was_attached && ended) ctlf("%s", end_line);
+		was_attached = attached;
 		if (attached) orphan = 0;
 		else if (orphan == 0) orphan = now_ms();
 		if (ended && done) return 0;	/* its daemon has passed its end on */

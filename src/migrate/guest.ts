@@ -310,8 +310,9 @@ export class GuestSide {
         log('guest %d of node %d: %s', rec.pid, rec.home, (e as Error).message)
       }
       if (r === null || (rec.leaving && !r.alive())) {
-        const st = r === null ? null : await r.exited
-        if (r === null || st?.signal === 9) {
+        // (its keeper says how it ended to whoever attaches; bounded all the same)
+        const st = r === null ? null : await Promise.race([r.exited, new Promise<null>(resolve => setTimeout(() => resolve(null), 3000).unref())])
+        if (r === null || st === null || st.signal === 9) {
           // gone, or it was dumped to leave: where it went may not have it; its copy (if it left
           // one) is restored held and rejoins home, which keeps the one it has
           r?.release()

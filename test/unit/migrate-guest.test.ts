@@ -311,6 +311,7 @@ test('a daemon started again adopts the guests its predecessor left (records on 
     r.finish({ code: 0, signal: null })
     assert.deepEqual(await t.dialed[0].next('exit'), { t: 'exit', code: 0, signal: null })
     assert.deepEqual(readdirSync(dir), [], 'its record is gone with it')
+    assert.equal(r.released, true, 'its keeper is told it may leave')
     // a record whose keeper is gone is dropped
     t.side.states.save({ pid: 77, home: 1, homePid: 9, stdin: 'none', age: 0, since: 0, decay: { rate: 'slow', kind: '' }, held: false, leaving: false, keeper: { pid: 77, helper: 99999, start: '', fds: { in: 5, out: 6, err: 7, ctl: 8, cmd: 9 } } })
     writeFileSync(join(dir, '78.json'), 'not a record')
