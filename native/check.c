@@ -1,6 +1,8 @@
 /* The can't-move analysis: one REASON line per obstacle, before anything is touched.
- * Descriptors are judged by files.c (fd_check), which knows what it can recreate. */
+ * Descriptors are judged by files.c (fds_check), which knows what it can recreate; threads by
+ * threads.c (threads_check). */
 #include "ppm.h"
+#include "threads.h"
 
 int reason(int print, const char *code, const char *fmt, ...)
 {
@@ -26,16 +28,18 @@ int check_pid(pid_t pid, int print)
 	unsigned long long f[52];
 	if (stat_fields(pid, f, 52) == 0) {
 		if (f[9] & 0x00200000) return reason(print, "kernel-thread", "pid %d is a kernel thread", pid);
-		if (f[3] == 'Z' || f[3] == 'X') return reason(print, "zombie", "process %d has exited (zombie)", pid);
+		int nthreads = !status_field(st, "Threads", v, sizeof v) ? atoi(v) : 1;
+		if ((f[3] == 'Z' || f[3] == 'X') && nthreads <= 1) return reason(print, "zombie", "process %d has exited (zombie)", pid);
 		if (f[3] == 'T') n += reason(print, "stopped", "process is stopped (job control)");
 		if (f[41] == 1 || f[41] == 2 || f[41] == 6) n += reason(print, "realtime", "process uses real-time scheduling (policy %llu)", f[41]);
 	}
-	if (!status_field(st, "Threads", v, sizeof v) && atoi(v) > 1) n += reason(print, "threads", "process has %d threads (only single-threaded processes can move)", atoi(v));
+	n += threads_check(pid, print);
 	if (!status_field(st, "TracerPid", v, sizeof v) && atoi(v) != 0) n += reason(print, "traced", "process is already traced by pid %d", atoi(v));
 	if (!status_field(st, "VmLck", v, sizeof v) && atoi(v) != 0) n += reason(print, "locked-memory", "process has locked memory (VmLck %s)", v);
 	if (!status_field(st, "Seccomp", v, sizeof v) && atoi(v) == 1) n += reason(print, "seccomp-strict", "process is in strict seccomp mode");
 	snprintf(fn, sizeof fn, "/proc/%d/task/%d/children", pid, pid);
-	if (read_file(fn, v, sizeof v) > 0 && strspn(v, " \n") != strlen(v)) n += reason(print, "children", "process has child processes (%.40s)", v);
+	/* with --family its children keep the deputy as their parent (family.c) */
+	if (!g_family && read_file(fn, v, sizeof v) > 0 && strspn(v, " \n") != strlen(v)) n += reason(print, "children", "process has child processes (%.40s)", v);
 	static const char *nss[] = { "mnt", "pid", "net", "user", "ipc", "uts", "cgroup" };
 	for (unsigned i = 0; i < sizeof nss / sizeof *nss; i++)
 		if (ns_differs(pid, nss[i])) n += reason(print, "namespace", "process is in a different %s namespace", nss[i]);
@@ -46,8 +50,7 @@ int check_pid(pid_t pid, int print)
 	snprintf(fn, sizeof fn, "/proc/%d/cwd", pid);
 	ll = readlink(fn, lk, sizeof lk - 1);
 	if (ll > 0) { lk[ll] = 0; if (ends_with(lk, " (deleted)")) n += reason(print, "cwd-deleted", "its working directory %s was deleted", lk); }
-	snprintf(fn, sizeof fn, "/proc/%d/timers", pid);
-	if (read_file(fn, v, sizeof v) > 0) n += reason(print, "posix-timers", "process has POSIX timers");
+	n += timers_check(pid, print);
 
 	struct vma *m;
 	int nm = parse_maps(pid, &m);
@@ -69,13 +72,9 @@ int check_pid(pid_t pid, int print)
 	}
 	free(m);
 
-	snprintf(fn, sizeof fn, "/proc/%d/fd", pid);
-	DIR *d = opendir(fn);
-	if (d) {
-		struct dirent *de;
-		while ((de = readdir(d)))
-			if (isdigit(de->d_name[0])) n += fd_check(pid, atoi(de->d_name), print);
-		closedir(d);
-	}
+	struct fdtab tab;
+	if (fdtab_read(pid, &tab)) { clear_err(); return n + reason(print, "no-process", "cannot read the descriptors of %d", pid); }
+	n += fds_check(&tab, print);
+	fdtab_free(&tab);
 	return n;
 }

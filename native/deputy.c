@@ -1,15 +1,19 @@
 /* The deputy (docs/ppm.md): after the dump the original is hollowed (its memory unmapped) and
  * parked in pause(); it keeps the pid and the parent at home. Commands on fd 5 end it with a
  * status or a signal, hand out or relay its stdio, or restore an image into it (return home). */
-#include "ppm.h"
+#include "threads.h"
 #include <sys/signalfd.h>
 
-/* Empties the (stopped) tracee: rseq unregistered, all memory but the vDSO group unmapped. */
+/* Empties the (stopped) tracee: its other threads ended, rseq unregistered, all memory but the
+ * vDSO group unmapped, its timers stopped (interval timers disarmed, POSIX timers deleted), its
+ * pending signals drained and none blocked: the process runs elsewhere with timers and signals of
+ * its own, and a signal sent to the hollow original is passed on to it. */
 int hollow(struct tracee *t, int *touched)
 {
 	*touched = 0;
 	uint64_t vvar, vclock, vdso;
 	int e = find_vdso(t, &vvar, &vclock, &vdso);
+	if (!e) e = threads_exit(t, touched);
 	if (e) return e;
 	struct { uint64_t ptr; uint32_t size, sig, flags, pad; } rs = { 0 };
 	/* HPC_PPM_TEST_FAULT=keep-rseq is a fault-injection hook for the tests: hollowing without
@@ -23,6 +27,21 @@ int hollow(struct tracee *t, int *touched)
 	for (int i = 0; i < nm && !e; i++)
 		if (!is_special(m[i].path)) { *touched = 1; e = INJ(t, NULL, SYS_munmap, m[i].start, m[i].end - m[i].start, 0, 0, 0, 0); }
 	free(m);
+	long page = 0;
+	if (!e) e = INJ(t, &page, SYS_mmap, 0, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	for (int w = 0; w < 3 && !e; w++) e = INJ(t, NULL, SYS_setitimer, w, page, 0, 0, 0, 0);	/* a zero page: disarmed */
+	if (!e) e = timers_clear(t, page);
+	/* signals pending in it are in the image; drained, so that they do not come back when the
+	 * process returns home. Then nothing is blocked: every signal sent to the hollow original
+	 * stops it and is reported (SIGNAL), blocked by the process or not. */
+	if (!e) {
+		uint64_t all = ~0ULL & ~(1ULL << (SIGKILL - 1) | 1ULL << (SIGSTOP - 1)), none = 0;
+		e = mem_write(t, page, &all, sizeof all);
+		long rv = 1;
+		for (int i = 0; i < 128 && !e && rv > 0; i++) e = inject(t, SYS_rt_sigtimedwait, page, 0, page + 16, 8, 0, 0, &rv);
+		if (!e && ptrace(PTRACE_SETSIGMASK, t->pid, 8, &none)) e = fail(errno, "PTRACE_SETSIGMASK: %s", strerror(errno));
+	}
+	if (page) { int e2 = INJ(t, NULL, SYS_munmap, page, PAGE, 0, 0, 0, 0); if (!e) e = e2; }
 	return e;
 }
 
@@ -103,6 +122,7 @@ static int deputy_restore(struct tracee *t, const char *path)
 	e = interrupt_stop(t);
 	if (!e) {
 		t->ninject = 0;
+		t->keep_tids = 1;	/* its threads come home under their tids where free */
 		double t0 = now_ms();
 		e = restore_into(t, im, &r, 1, 0);
 		if (!e) {

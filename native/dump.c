@@ -1,7 +1,7 @@
 /* Dump: the state of each thread (dump_thread), the process-wide state, the memory regions and
  * their pages, written as one image stream (dump_image). The tracee is seized and stopped by the
  * caller and is left stopped with its registers untouched: a failed dump harms nothing. */
-#include "ppm.h"
+#include "threads.h"
 
 int dump_pages_run(struct imgw *w, struct tracee *t, uint8_t *buf, uint64_t addr, uint64_t len)
 {
@@ -15,7 +15,7 @@ int dump_pages_run(struct imgw *w, struct tracee *t, uint8_t *buf, uint64_t addr
 
 int dump_vma_pages(struct imgw *w, struct tracee *t, int pmfd, const struct img_vma *v, uint8_t *buf)
 {
-	if (v->kind == K_FILE_SHARED) return 0;
+	if (v->kind == K_FILE_SHARED || v->kind == K_MEMFD) return 0;	/* the data is in the file */
 	uint64_t np = (v->end - v->start) / PAGE, run_start = 0, run_len = 0;
 	uint64_t pm[4096];
 	for (uint64_t i = 0; i < np; i += 4096) {
@@ -44,8 +44,9 @@ int dump_vma_pages(struct imgw *w, struct tracee *t, int pmfd, const struct img_
 }
 
 /* The state a thread has of its own: registers (fs_base/gs_base: its TLS), XSTATE, signal mask,
- * rseq, alternate signal stack, name. t is that thread, seized and stopped; scratch a page of
- * the process's memory for injected calls. */
+ * rseq, alternate signal stack, name, robust futex list, clear_child_tid, scheduling policy and
+ * nice value. t is that thread, seized and stopped; scratch a page of the process's memory for
+ * injected calls. */
 int dump_thread(struct tracee *t, uint64_t scratch, struct img_thread *th, uint8_t *xs, uint32_t *xlen)
 {
 	memset(th, 0, sizeof *th);
@@ -64,6 +65,15 @@ int dump_thread(struct tracee *t, uint64_t scratch, struct img_thread *th, uint8
 		th->ss_sp = ss.sp; th->ss_flags = ss.flags; th->ss_size = ss.size;
 	}
 	if (!e) e = read_comm(t->pid, t->pid, th->comm);
+	if (!e && syscall(SYS_get_robust_list, t->pid, &th->robust_ptr, &th->robust_len)) e = fail(errno, "get_robust_list(%d): %s", t->pid, strerror(errno));
+	if (!e) e = INJ(t, NULL, SYS_prctl, PR_GET_TID_ADDRESS, scratch, 0, 0, 0, 0);
+	if (!e) e = mem_read(t, scratch, &th->clear_tid, sizeof th->clear_tid);
+	if (!e) {
+		errno = 0;
+		th->policy = sched_getscheduler(t->pid);
+		th->nice = getpriority(PRIO_PROCESS, t->pid);
+		if (th->policy < 0 || errno) e = fail(errno ? errno : ESRCH, "scheduling of %d: %s", t->pid, strerror(errno));
+	}
 	return e;
 }
 
@@ -86,6 +96,9 @@ static int dump_core_injected(struct tracee *t, uint64_t scratch, struct img_cor
 	return e;
 }
 
+static struct img_timer timers[MAX_TIMERS];
+static int ntimers;
+
 /* seccomp filters, newest first (they are per-thread in the kernel; the main thread's are taken) */
 struct sock_filter_ { uint16_t code; uint8_t jt, jf; uint32_t k; };
 static struct sock_filter_ filt[8][4096];
@@ -93,14 +106,15 @@ static uint32_t nins[8];
 
 static int dump_seccomp(pid_t pid, struct img_core *c)
 {
-	for (int i = 0; i < 8; i++) {
+	for (int i = 0; i < 9; i++) {
 		long r = ptrace(PTRACE_SECCOMP_GET_FILTER, pid, i, NULL);
 		if (r < 0) { if (errno == ENOENT) break; if (errno == EINVAL && i == 0) break; return fail(errno, "PTRACE_SECCOMP_GET_FILTER: %s", strerror(errno)); }
 		if (r > 4096) return fail(ENOTSUP, "seccomp filter too large (%ld instructions)", r);
-		nins[i] = ptrace(PTRACE_SECCOMP_GET_FILTER, pid, i, filt[i]);
-		c->nfilters = i + 1;
+		uint32_t k = c->nfilters;
+		if (k == 8) return fail(ENOTSUP, "more than 8 seccomp filters");
+		nins[k] = ptrace(PTRACE_SECCOMP_GET_FILTER, pid, i, filt[k]);
+		if (!family_filter(filt[k], nins[k])) c->nfilters = k + 1;	/* a guest's family filter stays behind */
 	}
-	if (c->nfilters == 8 && ptrace(PTRACE_SECCOMP_GET_FILTER, pid, 8, NULL) >= 0) return fail(ENOTSUP, "more than 8 seccomp filters");
 	return 0;
 }
 
@@ -120,7 +134,7 @@ static void dump_pending(struct tracee *t, struct img_core *c)
 }
 
 /* the memory regions of the image, from /proc/PID/maps (the vDSO group is not one of them) */
-static int dump_vmas(pid_t pid, struct img_vma **out)
+int dump_vmas(pid_t pid, struct fdtab *tab, struct img_vma **out)
 {
 	struct vma *m;
 	int nm = parse_maps(pid, &m);
@@ -143,6 +157,11 @@ static int dump_vmas(pid_t pid, struct img_vma **out)
 				v->fsize = sb.st_size; v->mtime_s = sb.st_mtim.tv_sec; v->mtime_ns = sb.st_mtim.tv_nsec;
 			}
 		}
+		if (v->kind == K_SHMEM && !strncmp(p, "/memfd:", 7)) {
+			/* a memfd the process still holds: mapped from it again */
+			for (int k = 0; k < tab->n; k++)
+				if (tab->v[k].kind == F_MEMFD && tab->v[k].dup_of < 0 && tab->v[k].st.st_ino == m[i].ino) { v->kind = K_MEMFD; v->fd = tab->v[k].fd; break; }
+		}
 		if (v->kind == K_FILE_SHARED || v->kind == K_FILE_PRIV) { snprintf(v->path, sizeof v->path, "%s", p); v->pathlen = strlen(p) + 1; }
 		else if (!strcmp(p, "[heap]") || !strcmp(p, "[stack]")) { snprintf(v->path, sizeof v->path, "%s", p); v->pathlen = strlen(p) + 1; }
 	}
@@ -160,6 +179,8 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	static struct img_thread th;
 	static uint8_t xs[XSTATE_MAX];
 	uint32_t xlen = 0;
+	struct image_thread *others = NULL;	/* the other threads (threads.c) */
+	uint64_t xfeat = 0;
 	int e = dump_seccomp(pid, c);
 	if (!e) e = find_vdso(t, &c->vvar, &c->vclock, &c->vdso);
 	if (e) return e;
@@ -168,9 +189,11 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	e = INJ(t, &scratch, SYS_mmap, 0, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (e) return e;
 	e = dump_thread(t, scratch, &th, xs, &xlen);
+	if (!e) e = threads_dump(t, scratch, &others, &xfeat);
 	if (!e) e = dump_core_injected(t, scratch, c);
+	if (!e) e = timers_dump(t, scratch, timers, &ntimers);
 	int e2 = INJ(t, NULL, SYS_munmap, scratch, PAGE, 0, 0, 0, 0);
-	if (e || e2) return e ? e : e2;
+	if (e || e2) { free(others); return e ? e : e2; }
 	if ((e = read_core_proc(pid, c))) return e;
 	dump_pending(t, c);
 
@@ -179,26 +202,29 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	memcpy(h.magic, IMG_MAGIC, 8);
 	h.version = IMG_VERSION;
 	h.hdr_size = sizeof h;
-	h.nthreads = 1;
+	h.nthreads = 1 + t->nthr;
 	host_compat(&h.c);
 	h.c.xsave_len = xlen;
 	memcpy(&h.c.xcr0, xs + 464, 8);	/* XSTATE_BV of the XSAVE header: the features in use */
+	h.c.xcr0 |= xfeat;
 	h.pid = pid;
 	read_timens(pid, &h.mono_off_ns, &h.boot_off_ns);
 	h.mono_ns = clock_ns(CLOCK_MONOTONIC) + h.mono_off_ns;
 	h.boot_ns = clock_ns(CLOCK_BOOTTIME) + h.boot_off_ns;
 	if (target) {
 		struct compat tc;
-		if ((e = compat_parse(target, &tc))) return e;
-		if (compat_check(&h.c, &tc, 1)) return fail(ENOTSUP, "the target host cannot run this process faithfully");
+		if ((e = compat_parse(target, &tc))) { free(others); return e; }
+		if (compat_check(&h.c, &tc, 1)) { free(others); return fail(ENOTSUP, "the target host cannot run this process faithfully"); }
 	}
 
-	struct img_vma *vm;
-	int nv = dump_vmas(pid, &vm);
-	if (nv < 0) return nv;
+	struct fdtab tab;
+	if ((e = fdtab_read(pid, &tab))) { free(others); return e; }
 	struct img_fd *fds = NULL;
-	int nfd = dump_fds(pid, &fds);
-	if (nfd < 0) { free(vm); return nfd; }
+	int nfd = dump_fds(&tab, &fds);
+	if (nfd < 0) { fdtab_free(&tab); free(others); return nfd; }
+	struct img_vma *vm;
+	int nv = dump_vmas(pid, &tab, &vm);
+	if (nv < 0) { fdtab_free(&tab); free(fds); free(others); return nv; }
 
 	struct stat isb;
 	if (fstat(imgfd, &isb) == 0 && S_ISFIFO(isb.st_mode)) fcntl(imgfd, F_SETPIPE_SZ, 1 << 20);
@@ -207,10 +233,16 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	if (!e) e = rec_put(&w, R_CORE, c, sizeof *c, NULL, 0);
 	if (!e) e = rec_put(&w, R_THREAD, &th, sizeof th, NULL, 0);
 	if (!e) e = rec_put(&w, R_XSTATE, xs, xlen, NULL, 0);
+	for (int i = 0; i < t->nthr && !e; i++) {
+		e = rec_put(&w, R_THREAD, &others[i].th, sizeof others[i].th, NULL, 0);
+		if (!e) e = rec_put(&w, R_XSTATE, others[i].xs, others[i].xlen, NULL, 0);
+	}
+	free(others);
 	for (int i = c->nfilters - 1; i >= 0 && !e; i--) e = rec_put(&w, R_SECCOMP, &nins[i], 4, filt[i], nins[i] * 8);
 	for (int i = 0; i < nv && !e; i++) e = rec_put(&w, R_VMA, &vm[i], VMA_FIXED + vm[i].pathlen, NULL, 0);
 	for (int i = 0; i < nfd && !e; i++) e = rec_put(&w, R_FD, &fds[i], FD_FIXED + fds[i].pathlen, NULL, 0);
-	free(fds);
+	if (!e) e = anon_dump_meta(&w, &tab, fds, nfd);
+	for (int i = 0; i < ntimers && !e; i++) e = rec_put(&w, R_TIMER, &timers[i], sizeof timers[i], NULL, 0);
 	if (!e) {
 		char fn[64];
 		snprintf(fn, sizeof fn, "/proc/%d/pagemap", pid);
@@ -223,6 +255,11 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 		free(pbuf);
 		if (pmfd >= 0) close(pmfd);
 	}
+	/* what descriptors hold: buffered bytes of pipes and sockets, memfd contents */
+	if (!e) e = queues_dump_data(&w, &tab, fds, nfd);
+	if (!e) e = memfd_dump_data(&w, &tab, fds, nfd);
+	free(fds);
+	fdtab_free(&tab);	/* the helper keeps nothing of the process */
 	if (!e) {
 		struct img_end end = { w.nrec, 0, w.bytes, w.pages };
 		e = rec_put(&w, R_END, &end, sizeof end, NULL, 0);
@@ -230,6 +267,6 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	if (e) { free(vm); return e; }
 	res->nvma = nv;
 	res->vmas = vm;
-	ctlf("STAT bytes=%llu pages=%llu vmas=%d injections=%ld", (unsigned long long)w.bytes, (unsigned long long)w.pages, nv, t->ninject);
+	ctlf("STAT bytes=%llu pages=%llu vmas=%d threads=%d injections=%ld", (unsigned long long)w.bytes, (unsigned long long)w.pages, nv, 1 + t->nthr, t->ninject);
 	return 0;
 }

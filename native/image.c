@@ -135,6 +135,9 @@ void free_image(struct image *im)
 	free(im->threads);
 	free(im->vmas);
 	free(im->fds);
+	free(im->epolls);
+	free(im->watches);
+	free(im->timers);
 	for (int i = 0; i < im->nfilt; i++) free(im->filters[i]);
 	free(im);
 }
@@ -163,7 +166,7 @@ int read_meta(struct imgr *r, struct image **out)
 	while (!e) {
 		uint32_t type;
 		if ((e = rec_peek(r, &type))) break;
-		if (type == R_PAGES || type == R_END) break;
+		if (type == R_PAGES || type == R_FDDATA || type == R_END) break;
 		if ((e = rec_hdr(r, &h))) break;
 		if (type == R_CORE) {
 			if (h.len != sizeof im->c) { e = fail(EBADMSG, "core record has the wrong size"); break; }
@@ -192,7 +195,7 @@ int read_meta(struct imgr *r, struct image **out)
 			struct img_vma *v = &im->vmas[im->nvma];
 			memset(v, 0, sizeof *v);
 			e = rec_body(r, &h, v, sizeof *v);
-			if (!e && (h.len < VMA_FIXED || v->start >= v->end || v->start % PAGE || v->end % PAGE || v->end > TASK_TOP || v->kind < K_ANON || v->kind > K_FULL))
+			if (!e && (h.len < VMA_FIXED || v->start >= v->end || v->start % PAGE || v->end % PAGE || v->end > TASK_TOP || v->kind < K_ANON || v->kind > K_LAST))
 				e = fail(EBADMSG, "bad memory region record");
 			v->path[sizeof v->path - 1] = 0;
 			im->nvma++;
@@ -201,9 +204,26 @@ int read_meta(struct imgr *r, struct image **out)
 			struct img_fd *f = &im->fds[im->nfd];
 			memset(f, 0, sizeof *f);
 			e = rec_body(r, &h, f, sizeof *f);
-			if (!e && (h.len < FD_FIXED || f->fd < 0 || f->kind < F_FILE || f->kind > F_LAST)) e = fail(EBADMSG, "bad fd record");
+			if (!e && (h.len < FD_FIXED || f->fd < 0 || f->fd > (1 << 20) || f->kind < F_FILE || f->kind > F_LAST || f->dup_of >= f->fd ||
+				   f->reopen_of >= (1 << 20) || f->peer >= (1 << 20) || (im->nfd && f->fd <= im->fds[im->nfd - 1].fd)))
+				e = fail(EBADMSG, "bad fd record");
 			f->path[sizeof f->path - 1] = 0;
 			im->nfd++;
+		} else if (type == R_EPOLL) {
+			if (h.len != sizeof(struct img_epoll)) { e = fail(EBADMSG, "bad epoll record"); break; }
+			if (im->nepoll % 64 == 0) im->epolls = realloc(im->epolls, (im->nepoll + 64) * sizeof *im->epolls);
+			e = rec_body(r, &h, &im->epolls[im->nepoll++], sizeof *im->epolls);
+		} else if (type == R_INOTIFY) {
+			if (im->nwatch % 16 == 0) im->watches = realloc(im->watches, (im->nwatch + 16) * sizeof *im->watches);
+			struct img_inotify *w = &im->watches[im->nwatch++];
+			memset(w, 0, sizeof *w);
+			e = rec_body(r, &h, w, sizeof *w);
+			if (!e && (h.len < INOTIFY_FIXED || w->wd <= 0)) e = fail(EBADMSG, "bad inotify record");
+			w->path[sizeof w->path - 1] = 0;
+		} else if (type == R_TIMER) {
+			if (h.len != sizeof(struct img_timer) || im->ntimer == MAX_TIMERS) { e = fail(EBADMSG, "bad timer record"); break; }
+			if (!im->timers) im->timers = calloc(MAX_TIMERS, sizeof *im->timers);
+			e = rec_body(r, &h, &im->timers[im->ntimer++], sizeof *im->timers);
 		} else e = fail(EBADMSG, "unexpected record type %u in image metadata", type);
 	}
 	if (!e && (!have_core || im->nthreads != (int)im->h.nthreads)) e = fail(EBADMSG, "image lacks its core or thread state");

@@ -3,7 +3,8 @@
  * An image is one stream of records, written and read strictly in order:
  *   struct rechdr { type, REC_MAGIC, len }, payload[len], u32 CRC32C(header + payload)
  * Records, in order: HEADER, CORE, then per thread a THREAD record followed by its XSTATE record,
- * SECCOMP (oldest filter first), VMA, FD, PAGES..., END.
+ * SECCOMP (oldest filter first), VMA, FD, EPOLL, INOTIFY, TIMER (the metadata, all read before
+ * any process is touched), then PAGES and FDDATA records in any order, END.
  * Any change to a record's layout or meaning bumps IMG_VERSION: a restore refuses other versions.
  */
 #ifndef HPC_PPM_IMAGE_H
@@ -15,7 +16,7 @@
 #include <sys/user.h>
 
 #define IMG_MAGIC "HPCPPM\r\n"
-#define IMG_VERSION 2
+#define IMG_VERSION 4
 #define REC_MAGIC 0x52504d50u /* "PMPR" */
 #define MAX_REC (64UL << 20)	/* no record is longer */
 #define XSTATE_MAX 16384	/* XSAVE buffer, larger than any CPU's today */
@@ -31,12 +32,27 @@ enum {
 	R_PAGES,
 	R_END,
 	R_THREAD,	/* per-thread state */
-	R_LAST = R_THREAD
+	R_EPOLL,	/* one registration of an epoll descriptor's interest list */
+	R_INOTIFY,	/* one watch of an inotify descriptor */
+	R_TIMER,	/* one POSIX timer (timer_create) */
+	R_FDDATA,	/* data held by a descriptor: buffered bytes of a pipe or socket, memfd contents */
+	R_LAST = R_FDDATA
 };
 /* kinds of memory region */
-enum { K_ANON = 1, K_STACK, K_FILE_PRIV, K_FILE_SHARED, K_SHMEM, K_FULL };
+enum { K_ANON = 1, K_STACK, K_FILE_PRIV, K_FILE_SHARED, K_SHMEM, K_FULL,
+       K_MEMFD,	/* MAP_SHARED of a memfd the process holds (img_vma.fd): mapped from it, no page data */
+       K_LAST = K_MEMFD };
 /* kinds of descriptor */
-enum { F_FILE = 1, F_DIR, F_CHR, F_FIFO, F_INHERIT, F_LAST = F_INHERIT };
+enum {
+	F_FILE = 1, F_DIR, F_CHR, F_FIFO,	/* reopened by path */
+	F_INHERIT,	/* fds 0-2: the restorer's (or the hollow original's own) */
+	F_PIPE,		/* an unnamed pipe whose two ends the process holds */
+	F_UNIX,		/* an unnamed AF_UNIX socket whose peer the process holds (socketpair) */
+	F_EVENTFD, F_TIMERFD, F_SIGNALFD, F_EPOLL,
+	F_MEMFD,	/* memfd_create: contents, size, seals, mode */
+	F_INOTIFY,	/* its watches are INOTIFY records */
+	F_LAST = F_INOTIFY
+};
 
 struct rechdr { uint32_t type, magic; uint64_t len; };
 
@@ -84,7 +100,8 @@ struct img_core {
 	char exe[PATH_MAX];
 };
 
-/* R_THREAD: what each thread has of its own. Registers include fs_base/gs_base (TLS). */
+/* R_THREAD: what each thread has of its own. Registers include fs_base/gs_base (TLS). The main
+ * thread's record comes first; the others follow in /proc/PID/task order (native/threads.c). */
 struct img_thread {
 	int32_t tid;
 	uint32_t flags;
@@ -95,6 +112,11 @@ struct img_thread {
 	uint64_t ss_sp, ss_size;	/* sigaltstack */
 	int32_t ss_flags, pad;
 	char comm[16];
+	uint64_t robust_ptr, robust_len;	/* set_robust_list (get_robust_list) */
+	uint64_t clear_tid;	/* set_tid_address / CLONE_CHILD_CLEARTID (PR_GET_TID_ADDRESS) */
+	int32_t policy, nice;	/* SCHED_OTHER/BATCH/IDLE (with SCHED_RESET_ON_FORK), nice value */
+	uint64_t pending;	/* signals pending for this thread alone, bit n-1 = signal n; the main
+				 * thread's are in CORE's pend[] */
 };
 
 /* R_VMA */
@@ -103,21 +125,62 @@ struct img_vma {
 	uint32_t prot, kind;
 	uint64_t fsize;
 	int64_t mtime_s, mtime_ns;
-	uint32_t pathlen, pad;
+	uint32_t pathlen;
+	int32_t fd;	/* K_MEMFD: the descriptor of the memfd it maps */
 	char path[PATH_MAX];
 };
 #define VMA_FIXED offsetof(struct img_vma, path)
 
-/* R_FD */
+/* R_FD: one per descriptor, in ascending fd order */
 struct img_fd {
 	int32_t fd;
-	uint32_t kind, flags, pathlen;
+	uint32_t kind, flags, pathlen;	/* flags: file status flags as fdinfo shows them, O_CLOEXEC included */
 	uint64_t pos, size;
+	int32_t dup_of;	/* -1, or the lowest fd sharing this open file description: restored by dup3 */
+	int32_t peer;	/* F_PIPE: the other end created with this one; F_UNIX: the peer socket */
+	int32_t reopen_of;	/* -1, or an fd of the same pipe or memfd in another open file description:
+			 * restored by opening /proc/self/fd/<that fd> */
+	uint32_t pad;
+	uint64_t obj;	/* inode of the pipe, socket or memfd */
+	union {
+		struct { uint32_t size; } pipe;	/* capacity (F_GETPIPE_SZ) */
+		struct { int32_t type, shutdown, sndbuf, rcvbuf, passcred, peek_off; uint64_t peer_ino; } sock;
+		struct { uint64_t count; uint32_t semaphore; } efd;
+		struct { int32_t clockid, settime_flags; uint64_t ticks; int64_t value_ns, interval_ns; } tfd;
+		struct { uint64_t mask; } sfd;
+		struct { uint32_t seals, mode, uid, gid; } memfd;	/* path: its name, "memfd:NAME" */
+		uint64_t raw[6];
+	} u;
 	char path[PATH_MAX];
 };
 #define FD_FIXED offsetof(struct img_fd, path)
 
+/* R_EPOLL: epfd watches the file at tfd (registered under that number) with events and data */
+struct img_epoll { int32_t epfd, tfd; uint32_t events, pad; uint64_t data; };
+
+/* R_INOTIFY: watch wd of inotify descriptor fd on path, with mask */
+struct img_inotify {
+	int32_t fd, wd;
+	uint32_t mask, pathlen;
+	char path[PATH_MAX];
+};
+#define INOTIFY_FIXED offsetof(struct img_inotify, path)
+
+/* R_TIMER: POSIX timer id (timer_create). notify is the sigevent's (SIGEV_SIGNAL, SIGEV_NONE,
+ * SIGEV_THREAD_ID: to the thread with index `thread`); value is the remaining time, frozen while
+ * the process moves; both 0 = disarmed. */
+struct img_timer {
+	int32_t id, clockid, signo, notify;
+	uint64_t sival;
+	int64_t value_ns, interval_ns;
+	int32_t thread, pad;
+};
+
 /* R_PAGES: u64 address, u64 length, then the page data (at most CHUNK bytes) */
+
+/* R_FDDATA: data of descriptor fd: for F_PIPE and F_UNIX, one packet/message (or a run of a
+ * stream) of its receive queue, in queue order; for F_MEMFD, contents at offset off */
+struct img_fddata { int32_t fd; uint32_t pad; uint64_t off; };
 
 /* R_END: counts of everything before it */
 struct img_end { uint32_t nrec, pad; uint64_t bytes, pages; };

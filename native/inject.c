@@ -2,7 +2,7 @@
  * at a `syscall` instruction of its vDSO, reading and writing its memory, and letting it go.
  * Every injection runs to its syscall-exit stop; asynchronous signals that show up are recorded
  * (t->pend) and re-sent later; a synchronous fault aborts the operation (docs/ppm.md). */
-#include "ppm.h"
+#include "threads.h"
 
 int twait(struct tracee *t, int *st)
 {
@@ -149,6 +149,7 @@ void fix_restart(struct user_regs_struct *r, int live)
 void release_live(struct tracee *t)
 {
 	if (t->dead) return;
+	threads_release(t);
 	struct user_regs_struct r = t->regs0;
 	fix_restart(&r, 1);
 	ptrace(PTRACE_SETREGS, t->pid, 0, &r);
@@ -216,6 +217,11 @@ int interrupt_stop(struct tracee *t)
 void kill_reap(pid_t pid)
 {
 	kill(pid, SIGKILL);
-	int st;
-	while (waitpid(pid, &st, __WALL) < 0 && errno == EINTR);
+	/* its other threads, traced by us, are reaped by us too; the main thread's end comes last */
+	for (;;) {
+		int st;
+		pid_t w = waitpid(-1, &st, __WALL);
+		if (w < 0 && errno == EINTR) continue;
+		if (w < 0 || (w == pid && (WIFEXITED(st) || WIFSIGNALED(st)))) break;
+	}
 }

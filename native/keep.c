@@ -13,7 +13,9 @@
  *  - with no daemon attached for LEASE_MS, the process is killed (the lease); once it has ended,
  *    the helper leaves on DONE, or when no daemon has come for it for the lease. Until then its
  *    end waits in the control pipe, for a daemon started again if the last one died before it
- *    passed the end on. */
+ *    passed the end on.
+ * With --family it holds the family listener (family.c): FAMILY lines into the control pipe, DENY
+ * commands on the command pipe, the waiting calls said again to a daemon that attaches. */
 #include "ppm.h"
 
 static int keep_pipe(int p[2])
@@ -116,6 +118,8 @@ int keep_run(struct keep *k, pid_t pid, struct image *im, int hold, long lease_m
 						if (k->in_w >= 0) { close(k->in_w); k->in_w = -1; }
 					} else if (!strcmp(buf, "DONE")) {
 						done = 1;
+					} else if (family_command(buf)) {
+						ctlf("ERR EINVAL unknown keeper command '%s'", buf);
 					}
 					size_t used = nl + 1 - buf;
 					memmove(buf, nl + 1, len - used);
@@ -128,6 +132,8 @@ int keep_run(struct keep *k, pid_t pid, struct image *im, int hold, long lease_m
 		int attached = !(q.revents & (POLLHUP | POLLERR));
 		/* a daemon that attaches after the end (the last one may have read the line and died) hears it */
 		if (attached && !was_attached && ended) ctlf("%s", end_line);
+		/* and the family calls still waiting for an answer */
+		if (attached && !was_attached && !ended) family_repeat();
 		was_attached = attached;
 		if (attached) orphan = 0;
 		else if (orphan == 0) orphan = now_ms();
@@ -136,7 +142,9 @@ int keep_run(struct keep *k, pid_t pid, struct image *im, int hold, long lease_m
 			if (ended) return 0;	/* nobody came for it: its end and unread output are lost */
 			kill(pid, SIGKILL);	/* the lease: nobody can tell its home about it any more */
 		}
-		struct pollfd w[2] = { { attached ? k->cmd_r : -1, POLLIN, 0 }, { ended ? -1 : pfd, POLLIN, 0 } };
-		if (poll(w, 2, attached && pfd >= 0 ? -1 : 200) < 0 && errno != EINTR) return 1;
+		int lfd = ended ? -1 : family_listener();
+		struct pollfd w[3] = { { attached ? k->cmd_r : -1, POLLIN, 0 }, { ended ? -1 : pfd, POLLIN, 0 }, { lfd, POLLIN, 0 } };
+		if (poll(w, 3, attached && pfd >= 0 ? -1 : 200) < 0 && errno != EINTR) return 1;
+		if (lfd >= 0 && w[2].revents) family_recv(w[2].revents);
 	}
 }

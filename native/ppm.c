@@ -1,4 +1,4 @@
-/* hpc-ppm-helper: ptrace-based checkpoint/restore engine for single-threaded x86-64 processes.
+/* hpc-ppm-helper: ptrace-based checkpoint/restore engine for x86-64 processes and their threads.
  *
  * This file: the commands and main. The modules are listed in ppm.h.
  *
@@ -7,12 +7,13 @@
  *   fd 4  control lines from the helper (falls back to stdout when fd 4 is not open)
  *   fd 5  command lines to a deputy
  *   fd 0-2 are handed to a freshly restored process.
- * Commands: check PID | dump PID [--leave-running] [--target INFO] | restore [opts] |
- *           deputy PID [--target INFO] | hostinfo | info | rawpipe BYTES
+ * Commands: check PID [--family] | dump PID [--leave-running] [--target INFO] | restore [opts] |
+ *           deputy PID [--target INFO] [--family] | hostinfo | info | rawpipe BYTES
+ *   --family (family.c): check and deputy allow children; restore catches the family calls
  * Lines out: REASON code text | STAT k=v... | PID n | HOLLOW | SIGNAL n | FD n path|- |
- *            IMAGE-IN path | EXIT n | KILLED n | RESTORED n | OK | ERR ERRNO text
+ *            IMAGE-IN path | EXIT n | KILLED n | RESTORED n | FAMILY id call | OK | ERR ERRNO text
  */
-#include "ppm.h"
+#include "threads.h"
 
 static int cmd_check(pid_t pid)
 {
@@ -32,6 +33,7 @@ int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpr
 	*t0 = now_ms();
 	int e = seize(t, pid, SEIZE_OPTS);
 	if (e) { if (!t->dead) ptrace(PTRACE_DETACH, pid, 0, 0); return report_err(); }
+	if ((e = threads_freeze(t))) { release_live(t); return report_err(); }
 	e = dump_image(t, 3, target, res);
 	if (e) { release_live(t); return report_err(); }
 	return 0;
@@ -127,6 +129,7 @@ static int cmd_restore(struct restore_opts *o)
 	if (o->keep_ms) keep_spawned();
 	if (e) return report_err();
 	if (o->require_pid && !kept) { kill_reap(t.pid); fail(EEXIST, "pid %d is taken", im->h.pid); return report_err(); }
+	t.keep_tids = o->require_pid ? 2 : o->keep_pid;	/* the other threads' tids, as the pid */
 	e = restore_into(&t, im, &r, 0, o->eintr);
 	if (e) { kill_reap(t.pid); return report_err(); }
 	ctlf("STAT restore_ms=%.3f injections=%ld pid_kept=%d mono_offset_ns=%lld", now_ms() - t0, t.ninject, kept, (long long)om);
@@ -145,6 +148,7 @@ static int cmd_restore(struct restore_opts *o)
 	if (!o->hold) ctlf("PID %d", t.pid);
 	free_image(im);
 	if (!o->wait) { ctlf("OK"); return 0; }
+	if (g_family) family_supervise(t.pid);
 	int st;
 	while (waitpid(t.pid, &st, 0) < 0 && errno == EINTR);
 	if (WIFEXITED(st)) ctlf("EXIT %d", WEXITSTATUS(st));
@@ -159,8 +163,8 @@ static int cmd_info(void)
 	if (read_meta(&r, &im)) return report_err();
 	char cl[256];
 	compat_line(&im->h.c, cl, sizeof cl);
-	ctlf("INFO version=%u pid=%d comm=%s exe=%s threads=%d vmas=%d fds=%d filters=%d kernel=%s compat=%s", im->h.version, im->h.pid,
-	     im->threads[0].th.comm, im->c.exe, im->nthreads, im->nvma, im->nfd, im->nfilt, im->h.c.release, cl);
+	ctlf("INFO version=%u pid=%d comm=%s exe=%s threads=%d vmas=%d fds=%d filters=%d timers=%d kernel=%s compat=%s", im->h.version,
+	     im->h.pid, im->threads[0].th.comm, im->c.exe, im->nthreads, im->nvma, im->nfd, im->nfilt, im->ntimer, im->h.c.release, cl);
 	uint8_t *buf = malloc(CHUNK + 16);
 	for (;;) {
 		struct rechdr h;
@@ -169,8 +173,8 @@ static int cmd_info(void)
 			if (rec_end(&r, &h)) { free(buf); return report_err(); }
 			break;
 		}
-		if (h.type != R_PAGES || h.len < 16 || rec_body(&r, &h, buf, CHUNK + 16)) { fail(EBADMSG, "bad page record"); free(buf); return report_err(); }
-		r.pages += (h.len - 16) / PAGE;
+		if ((h.type != R_PAGES && h.type != R_FDDATA) || h.len < 16 || rec_body(&r, &h, buf, CHUNK + 16)) { fail(EBADMSG, "bad page record"); free(buf); return report_err(); }
+		if (h.type == R_PAGES) r.pages += (h.len - 16) / PAGE;
 	}
 	free(buf);
 	ctlf("STAT pages=%llu bytes=%llu", (unsigned long long)r.pages, (unsigned long long)r.bytes);
@@ -225,10 +229,10 @@ static int cmd_rawpipe(uint64_t bytes, int hot)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: hpc-ppm-helper check PID\n"
+		"usage: hpc-ppm-helper check PID [--family]\n"
 		"       hpc-ppm-helper dump PID [--leave-running] [--target HOSTINFO]   (image on fd 3)\n"
-		"       hpc-ppm-helper deputy PID [--target HOSTINFO]  (image on fd 3, commands on fd 5)\n"
-		"       hpc-ppm-helper restore [--new-pid|--require-pid] [--no-wait] [--eintr] [--stdio-from PID] [--hold]\n"
+		"       hpc-ppm-helper deputy PID [--target HOSTINFO] [--family]  (image on fd 3, commands on fd 5)\n"
+		"       hpc-ppm-helper restore [--new-pid|--require-pid] [--no-wait] [--eintr] [--stdio-from PID] [--family] [--hold]\n"
 		"                              [--keep LEASE_MS]  (keeper: the process outlives its daemon) [--guest]\n"
 		"                              [--clock auto|real|continue|OFFSET_NS]  (image on fd 3)\n"
 		"       hpc-ppm-helper info    (image on fd 3)\n"
@@ -270,6 +274,7 @@ int main(int argc, char **argv)
 		for (int i = 3; i < argc; i++) {
 			if (!strcmp(argv[i], "--leave-running") && !strcmp(cmd, "dump")) leave = 1;
 			else if (!strcmp(argv[i], "--target") && i + 1 < argc && strcmp(cmd, "check")) target = argv[++i];
+			else if (!strcmp(argv[i], "--family") && strcmp(cmd, "dump")) g_family = 1;
 			else { usage(); return 2; }
 		}
 		if (strcmp(cmd, "check") && fcntl(3, F_GETFD) < 0) { fprintf(stderr, "hpc-ppm-helper: fd 3 (image) is not open\n"); return 2; }
@@ -284,6 +289,7 @@ int main(int argc, char **argv)
 			else if (!strcmp(argv[i], "--require-pid")) o.require_pid = 1;
 			else if (!strcmp(argv[i], "--no-wait")) o.wait = 0;
 			else if (!strcmp(argv[i], "--eintr")) o.eintr = 1;
+			else if (!strcmp(argv[i], "--family")) g_family = 1;
 			else if (!strcmp(argv[i], "--hold")) o.hold = 1;
 			else if (!strcmp(argv[i], "--guest")) guest_ids = 1;
 			else if (!strcmp(argv[i], "--keep") && i + 1 < argc) {

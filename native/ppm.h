@@ -5,11 +5,18 @@
  *   proc.c     /proc parsing: maps, stat, status, process attributes
  *   inject.c   the tracee: seizing, syscall injection (the "parasite"), its memory
  *   check.c    can't-move analysis
- *   files.c    descriptors: what each one is, how it is saved and recreated
+ *   files.c    descriptors: the table of a process's fds, what each one is, can it move, how
+ *              it is saved and recreated (by kind, in the modules below)
+ *   pipes.c    pipes and socketpairs whose both ends the process holds, with buffered data
+ *   anonfds.c  eventfd, timerfd, signalfd, epoll, inotify
+ *   memfd.c    memfd contents, size, seals
+ *   timers.c   POSIX timers (timer_create)
+ *   threads.c  the other threads of a process: freeze, dump, end (hollow), recreate (threads.h)
  *   dump.c     dump: per-thread state, process state, memory, the image
  *   restore.c  restore: into a fresh stub or a hollow original
  *   deputy.c   the hollow original parked at home, and its commands
  *   keep.c     keeper mode of restore: the restored process kept independent of its daemon
+ *   family.c   the family calls of a guest (fork, wait, ...): caught on a remote, run at home
  *   ppm.c      commands and main
  */
 #ifndef HPC_PPM_H
@@ -63,6 +70,11 @@
 #define NR_PIDFD_OPEN 434
 #define NR_PIDFD_GETFD 438
 #define NR_SECCOMP 317
+#define NR_KCMP 312
+#define KCMP_FILE 0
+#define KCMP_EPOLL_TFD 7
+#define PR_TIMER_CREATE_RESTORE_IDS 77
+#define MAX_TIMERS 256
 #define SEIZE_OPTS (PTRACE_O_TRACESYSGOOD | PTRACE_O_SUSPEND_SECCOMP)
 
 /* ---------- util.c ---------- */
@@ -77,6 +89,7 @@ int report_err(void);
 double now_ms(void);
 int64_t clock_ns(clockid_t id);
 ssize_t read_file(const char *path, char *buf, size_t cap);
+char *read_file_alloc(const char *path);	/* whole file, NUL-terminated; NULL on error */
 int status_field(const char *status, const char *key, char *out, size_t cap);
 int ends_with(const char *s, const char *suf);
 
@@ -111,6 +124,12 @@ struct image {
 	uint8_t *filters[8];
 	uint32_t nins[8];
 	int nfilt;
+	struct img_epoll *epolls;
+	int nepoll;
+	struct img_inotify *watches;
+	int nwatch;
+	struct img_timer *timers;
+	int ntimer;
 };
 int read_meta(struct imgr *r, struct image **out);
 void free_image(struct image *im);
@@ -153,6 +172,11 @@ struct tracee {
 	int pend[16];
 	int dead;
 	long ninject;
+	/* a process's main thread only (threads.c): its other threads, stopped under this helper,
+	 * and the tid policy of a restore (0 new tids, 1 the image's where free, 2 the image's or fail) */
+	struct tracee *thr;
+	int nthr;
+	int keep_tids;
 };
 int twait(struct tracee *t, int *st);
 int inject(struct tracee *t, long nr, long a1, long a2, long a3, long a4, long a5, long a6, long *ret);
@@ -176,17 +200,81 @@ int reason(int print, const char *code, const char *fmt, ...) __attribute__((for
 int check_pid(pid_t pid, int print);
 
 /* ---------- files.c ---------- */
-int fd_check(pid_t pid, int fd, int print);
-int dump_fds(pid_t pid, struct img_fd **out);
+/* one descriptor of a process being checked or dumped */
+struct fdent {
+	int fd, kind;		/* kind F_*, 0 = not one the engine can recreate */
+	char link[PATH_MAX];	/* readlink of /proc/PID/fd/N */
+	struct stat st;		/* stat of /proc/PID/fd/N (the object) */
+	char *info;		/* its fdinfo text */
+	uint32_t flags;
+	uint64_t pos;
+	int dup_of;		/* lowest fd of the same open file description, or -1 */
+};
+struct fdtab {
+	pid_t pid;
+	int pidfd;		/* pidfd of the process, for pidfd_getfd (-1 until needed) */
+	int n;
+	struct fdent *v;
+};
+int fdtab_read(pid_t pid, struct fdtab *tab);
+void fdtab_free(struct fdtab *tab);
+struct fdent *fdtab_find(struct fdtab *tab, int fd);
+int fdtab_getfd(struct fdtab *tab, int fd);	/* a duplicate of the process's fd in the helper */
+int fds_check(struct fdtab *tab, int print);
+int dump_fds(struct fdtab *tab, struct img_fd **out);
 int validate_fds(struct image *im, int print);
-int restore_fds(struct tracee *t, struct image *im, uint64_t scr);
+/* the restore of the descriptors: restore_fds creates them all (before the memory, so that a
+ * memfd can be mapped), fd_data applies a FDDATA record, restore_fds_late arms timers and adds
+ * seals (at the end, with the itimers); target_fd gives the helper a duplicate of a restored fd */
+struct fdrestore { pid_t pid; int pidfd; int cache_fd[16], cache_dup[16]; int ncache; };
+int restore_fds(struct tracee *t, struct image *im, uint64_t scr, struct fdrestore *fr);
+int fd_data(struct fdrestore *fr, struct image *im, const struct img_fddata *d, const uint8_t *data, size_t len);
+int restore_fds_late(struct tracee *t, struct image *im, uint64_t scr, struct fdrestore *fr);
+int target_fd(struct fdrestore *fr, int fd);
+void fdrestore_done(struct fdrestore *fr);
+int kcmp_file(pid_t p1, int fd1, pid_t p2, int fd2);
+/* per kind (pipes.c, anonfds.c, memfd.c): can it move (REASON lines, count), what the record
+ * holds, how it is recreated (a new fd in the target: its number), what happens after */
+int pipe_check(struct fdtab *tab, struct fdent *e, int print);
+int unix_check(struct fdtab *tab, struct fdent *e, int print);
+int pipe_dump(struct fdtab *tab, struct fdent *e, struct img_fd *f);
+int unix_dump(struct fdtab *tab, struct fdent *e, struct img_fd *f);
+int queues_dump_data(struct imgw *w, struct fdtab *tab, struct img_fd *fds, int n);
+int pipe_create(struct tracee *t, const struct img_fd *f, uint64_t scr, long out[2]);
+int unix_create(struct tracee *t, const struct img_fd *f, uint64_t scr, long out[2]);
+int queue_setup(struct fdrestore *fr, const struct img_fd *f);
+int queue_data(struct fdrestore *fr, struct image *im, const struct img_fd *f, const uint8_t *data, size_t len);
+int queue_finish(struct fdrestore *fr, const struct img_fd *f);
+int anon_check(struct fdtab *tab, struct fdent *e, int print);
+int anon_dump(struct fdtab *tab, struct fdent *e, struct img_fd *f);
+int anon_dump_meta(struct imgw *w, struct fdtab *tab, struct img_fd *fds, int n);
+int anon_create(struct tracee *t, const struct img_fd *f, uint64_t scr, long *out);
+int anon_setup(struct fdrestore *fr, struct image *im, const struct img_fd *f);
+int epoll_restore(struct tracee *t, struct image *im, uint64_t scr);
+int anon_late(struct fdrestore *fr, const struct img_fd *f);
+int inotify_validate(struct image *im, int print);
+int memfd_check(struct fdtab *tab, struct fdent *e, int print);
+int memfd_dump(struct fdtab *tab, struct fdent *e, struct img_fd *f);
+int memfd_dump_data(struct imgw *w, struct fdtab *tab, struct img_fd *fds, int n);
+int memfd_create_in(struct tracee *t, const struct img_fd *f, uint64_t scr, long *out);
+int memfd_setup(struct fdrestore *fr, const struct img_fd *f);
+int memfd_data(struct fdrestore *fr, const struct img_fd *f, uint64_t off, const uint8_t *data, size_t len);
+int memfd_late(struct fdrestore *fr, const struct img_fd *f);
+
+/* ---------- timers.c ---------- */
+int timers_check(pid_t pid, int print);
+int timers_dump(struct tracee *t, uint64_t scratch, struct img_timer *out, int *n);
+int timers_restore(struct tracee *t, struct image *im, uint64_t scr);
+int timers_clear(struct tracee *t, uint64_t scr);
 
 /* ---------- dump.c ---------- */
 struct dumpres { struct img_core core; int nvma; struct img_vma *vmas; double freeze_ms; };
 int dump_thread(struct tracee *t, uint64_t scratch, struct img_thread *th, uint8_t *xs, uint32_t *xlen);
 int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *res);
+int dump_vmas(pid_t pid, struct fdtab *tab, struct img_vma **out);
 
 /* ---------- restore.c ---------- */
+struct clone_args_ { uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup; };
 struct restore_opts {
 	int keep_pid, require_pid, wait, eintr;
 	int hold;	/* --hold: the restored process runs only once GO comes (fd 5, or the keeper's command pipe) */
@@ -218,6 +306,15 @@ struct keep { int in_w, out_r, err_r, ctl_r, ctl_w, cmd_r; };
 int keep_prepare(struct keep *k);
 void keep_spawned(void);
 int keep_run(struct keep *k, pid_t pid, struct image *im, int hold, long lease_ms);
+/* ---------- family.c ---------- */
+extern int g_family;	/* --family: restore installs the family filter; check and deputy allow children */
+int family_filter(const void *ins, uint32_t n);
+int family_install(struct tracee *t, uint64_t scr);
+void family_supervise(pid_t pid);
+int family_listener(void);
+int family_recv(short revents);
+void family_repeat(void);
+int family_command(const char *line);
 
 /* ---------- ppm.c ---------- */
 int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpres *res, double *t0);

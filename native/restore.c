@@ -1,8 +1,8 @@
 /* Restore: checks an image against this host (validate_image), spawns a fresh stub with the
  * wanted pid (spawn_stub) or takes the hollow original, and turns it into the image by injected
  * syscalls (restore_into), following docs/ppm.md "How it works". Per-thread state is set by
- * restore_thread and restore_thread_regs. */
-#include "ppm.h"
+ * restore_thread and restore_thread_regs; the other threads are recreated by threads.c. */
+#include "threads.h"
 
 int guest_ids;
 
@@ -25,9 +25,9 @@ int validate_image(struct image *im, int print)
 			if (print) ctlf("REASON file-mismatch mapped file %s is missing or differs from the one in the image", v->path);
 		}
 	}
-	if (im->nthreads != 1) {
+	if (im->nthreads > MAX_THREADS) {
 		n++;
-		if (print) ctlf("REASON threads image has %d threads (this engine restores single-threaded processes)", im->nthreads);
+		if (print) ctlf("REASON threads image has %d threads (at most %d are restored)", im->nthreads, MAX_THREADS);
 	}
 	return n + validate_fds(im, print);
 }
@@ -54,12 +54,14 @@ struct prctl_mm_map_ {
 	uint32_t auxv_size, exe_fd;
 };
 
-/* A thread's own state that needs the scratch area: signal mask, alternate stack, name, rseq.
- * t is that thread, stopped, in the restored memory. */
+/* A thread's own state but its registers and scheduling: signal mask, alternate stack, name,
+ * rseq, robust futex list, clear_child_tid. t is that thread, stopped, in the restored memory. */
 int restore_thread(struct tracee *t, const struct image_thread *it, uint64_t scr)
 {
 	const struct img_thread *th = &it->th;
-	int e = 0;
+	int e = 0, pol = th->policy & ~SCHED_RESET_ON_FORK;
+	if ((pol != SCHED_OTHER && pol != SCHED_BATCH && pol != SCHED_IDLE) || th->nice < -20 || th->nice > 19)
+		return fail(EBADMSG, "thread %d: bad scheduling (policy %d, nice %d)", th->tid, th->policy, th->nice);
 	if (ptrace(PTRACE_SETSIGMASK, t->pid, 8, &th->sigmask)) return fail(errno, "PTRACE_SETSIGMASK: %s", strerror(errno));
 	if (!(th->ss_flags & SS_DISABLE) && th->ss_size) {
 		struct { uint64_t sp; int32_t flags, pad; uint64_t size; } ss = { th->ss_sp, th->ss_flags & ~SS_ONSTACK, 0, th->ss_size };
@@ -69,13 +71,19 @@ int restore_thread(struct tracee *t, const struct image_thread *it, uint64_t scr
 	if (!e) e = mem_write(t, scr, th->comm, sizeof th->comm);
 	if (!e) e = INJ(t, NULL, SYS_prctl, PR_SET_NAME, scr, 0, 0, 0, 0);
 	if (!e && th->rseq_ptr) e = INJ(t, NULL, NR_RSEQ, th->rseq_ptr, th->rseq_len, 0, th->rseq_sig, 0, 0);
+	if (!e && th->robust_ptr) e = INJ(t, NULL, SYS_set_robust_list, th->robust_ptr, th->robust_len, 0, 0, 0, 0);
+	if (!e) e = INJ(t, NULL, SYS_set_tid_address, th->clear_tid, 0, 0, 0, 0, 0);
 	return e;
 }
 
-/* A thread's registers (with the restart rule for an interrupted syscall) and XSTATE; the last
- * thing done to it: no injection may follow. */
+/* A thread's registers (with the restart rule for an interrupted syscall), XSTATE, and its
+ * scheduling policy and nice value (set by this helper, last, so that the restore itself does not
+ * run at SCHED_IDLE or nice 19); the last things done to it: no injection may follow. */
 int restore_thread_regs(struct tracee *t, const struct image_thread *it, int eintr_policy)
 {
+	struct sched_param sp = { 0 };
+	if (sched_setscheduler(t->pid, it->th.policy, &sp) || setpriority(PRIO_PROCESS, t->pid, it->th.nice))
+		return fail(errno, "scheduling of %d: %s", t->pid, strerror(errno));
 	struct user_regs_struct regs = it->th.regs;
 	if (eintr_policy && (long)regs.orig_rax >= 0 && (long)regs.rax == -516) regs.rax = -EINTR;
 	fix_restart(&regs, 0);
@@ -163,7 +171,10 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 		if (!e) e = INJ(t, NULL, SYS_prctl, PR_SET_MM, PR_SET_MM_MAP_, scr, sizeof mm, 0, 0);
 		if (exefd >= 0) INJ(t, NULL, SYS_close, exefd, 0, 0, 0, 0, 0);
 	}
-	/* 6. memory regions, writable for now */
+	/* 6. descriptors, before the memory: a memfd may be mapped */
+	struct fdrestore fr = { .pidfd = -1 };
+	if (!e) e = restore_fds(t, im, scr, &fr);
+	/* 7. memory regions, writable for now */
 	for (int i = 0; i < im->nvma && !e; i++) {
 		struct img_vma *v = &im->vmas[i];
 		uint64_t len = v->end - v->start;
@@ -175,18 +186,27 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 			int prot = v->kind == K_FILE_SHARED ? (int)v->prot : PROT_READ | PROT_WRITE;
 			e = INJ(t, &rv, SYS_mmap, v->start, len, prot, (v->kind == K_FILE_SHARED ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED, fd, v->pgoff * PAGE);
 			INJ(t, NULL, SYS_close, fd, 0, 0, 0, 0, 0);
+		} else if (v->kind == K_MEMFD) {
+			e = INJ(t, &rv, SYS_mmap, v->start, len, v->prot, MAP_SHARED | MAP_FIXED, v->fd, v->pgoff * PAGE);
 		} else {
 			int fl = (v->kind == K_SHMEM ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS | MAP_FIXED | (v->kind == K_STACK ? MAP_GROWSDOWN : 0);
 			e = INJ(t, &rv, SYS_mmap, v->start, len, PROT_READ | PROT_WRITE, fl, -1, 0);
 		}
 	}
-	/* 7. page data */
+	/* 8. page data, and the data of descriptors */
 	double tf = now_ms();
 	uint8_t *buf = malloc(CHUNK + 16);
 	while (!e) {
 		struct rechdr h;
 		if ((e = rec_hdr(r, &h))) break;
 		if (h.type == R_END) { e = rec_end(r, &h); break; }
+		if (h.type == R_FDDATA && h.len >= sizeof(struct img_fddata)) {
+			if ((e = rec_body(r, &h, buf, CHUNK + 16))) break;
+			struct img_fddata dd;
+			memcpy(&dd, buf, sizeof dd);
+			e = fd_data(&fr, im, &dd, buf + sizeof dd, h.len - sizeof dd);
+			continue;
+		}
 		if (h.type != R_PAGES || h.len < 16 + PAGE) { e = fail(EBADMSG, "unexpected record type %u among page data", h.type); break; }
 		if ((e = rec_body(r, &h, buf, CHUNK + 16))) break;
 		uint64_t addr, len;
@@ -195,7 +215,7 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 		int ok = len == h.len - 16 && len % PAGE == 0 && addr % PAGE == 0;
 		for (int i = 0; ok && i < im->nvma; i++) {
 			struct img_vma *v = &im->vmas[i];
-			if (addr >= v->start && addr + len <= v->end) { ok = v->kind != K_FILE_SHARED ? 2 : 0; break; }
+			if (addr >= v->start && addr + len <= v->end) { ok = v->kind != K_FILE_SHARED && v->kind != K_MEMFD ? 2 : 0; break; }
 		}
 		if (ok != 2) { e = fail(EBADMSG, "page data at %#lx+%#lx outside the image's regions", addr, len); break; }
 		e = mem_write(t, addr, buf + 16, len);
@@ -203,13 +223,13 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 	}
 	free(buf);
 	if (!e) ctlf("STAT fill_ms=%.3f", now_ms() - tf);
-	/* 8. final protections */
+	/* 9. final protections */
 	for (int i = 0; i < im->nvma && !e; i++) {
 		struct img_vma *v = &im->vmas[i];
-		if (v->kind != K_FILE_SHARED && v->prot != (PROT_READ | PROT_WRITE))
+		if (v->kind != K_FILE_SHARED && v->kind != K_MEMFD && v->prot != (PROT_READ | PROT_WRITE))
 			e = INJ(t, NULL, SYS_mprotect, v->start, v->end - v->start, v->prot, 0, 0, 0);
 	}
-	/* 9. signals */
+	/* 10. signals */
 	for (int s = 1; s <= 64 && !e; s++) {
 		if (s == SIGKILL || s == SIGSTOP) continue;
 		e = mem_write(t, scr, &c->act[s], sizeof c->act[s]);
@@ -217,8 +237,6 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 	}
 	/* the thread's own state: mask, alternate stack, name, rseq */
 	if (!e) e = restore_thread(t, &im->threads[0], scr);
-	/* 10. files */
-	if (!e) e = restore_fds(t, im, scr);
 	/* 11. attributes */
 	if (!e) e = put_str(t, scr, c->cwd);
 	if (!e) e = INJ(t, NULL, SYS_chdir, scr, 0, 0, 0, 0, 0);
@@ -239,6 +257,8 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 		if (!e) e = mem_write(t, scr, prog, sizeof prog);
 		if (!e) e = INJ(t, NULL, NR_SECCOMP, 1 /* SECCOMP_SET_MODE_FILTER */, 0, scr, 0, 0, 0);
 	}
+	/* a guest's family calls are caught (family.c); installed while it may still do so */
+	if (!e && g_family && !hollow) e = family_install(t, scr);
 	/* credentials last: dropping them earlier would block PR_SET_MM_MAP. A hollow original has
 	 * its own, which it may not be allowed to set again. Guests' ids are mapped back, then (for a
 	 * guest) out again (ppm.h GUEST_ID_BASE). */
@@ -253,27 +273,40 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 				     !memcmp(cur.groups, c->groups, c->ngroups * 4);
 		clear_err();
 	}
+	/* the other threads, made now: they inherit the seccomp filters and no_new_privs, and the
+	 * process is still privileged enough to choose their tids (clone3 set_tid) */
+	if (!e) e = threads_create(t, im, scr);
 	if (!e && !creds_same && (guest_ids || c->uid[0] || c->uid[1] || c->uid[2] || c->gid[0] || c->gid[1] || c->gid[2] || c->ngroups)) {
+		/* credentials are per thread in the kernel (glibc's setxid broadcast): each thread's */
 		e = mem_write(t, scr, c->groups, c->ngroups * 4);
-		if (!e) e = INJ(t, NULL, SYS_setgroups, c->ngroups, scr, 0, 0, 0, 0);
-		if (!e) e = INJ(t, NULL, SYS_setresgid, c->gid[0], c->gid[1], c->gid[2], 0, 0, 0);
-		if (!e) e = INJ(t, NULL, SYS_setresuid, c->uid[0], c->uid[1], c->uid[2], 0, 0, 0);
+		for (int i = -1; i < t->nthr && !e; i++) {
+			struct tracee *tt = i < 0 ? t : &t->thr[i];
+			e = INJ(tt, NULL, SYS_setgroups, c->ngroups, scr, 0, 0, 0, 0);
+			if (!e) e = INJ(tt, NULL, SYS_setresgid, c->gid[0], c->gid[1], c->gid[2], 0, 0, 0);
+			if (!e) e = INJ(tt, NULL, SYS_setresuid, c->uid[0], c->uid[1], c->uid[2], 0, 0, 0);
+		}
 	}
-	/* interval timers last, so that they do not run during the restore */
+	/* timers last, so that they do not run during the restore: timerfds (and memfd seals and
+	 * socket shutdowns, after the data), POSIX timers (a hollow original's are deleted first),
+	 * interval timers */
+	if (!e) e = restore_fds_late(t, im, scr, &fr);
+	if (!e && hollow) e = timers_clear(t, scr);
+	if (!e) e = timers_restore(t, im, scr);
 	for (int w = 0; w < 3 && !e; w++) {
 		if (!c->itimer[w][2] && !c->itimer[w][3]) continue;
 		e = mem_write(t, scr, c->itimer[w], sizeof c->itimer[w]);
 		if (!e) e = INJ(t, NULL, SYS_setitimer, w, scr, 0, 0, 0, 0);
 	}
+	fdrestore_done(&fr);
 	/* 12. scratch away */
 	if (!e) e = INJ(t, NULL, SYS_munmap, scr, SCRATCH_LEN, 0, 0, 0, 0);
-	/* 13. registers and XSTATE */
+	/* 13. registers and XSTATE; the other threads' too, and they are let go */
 	if (!e) e = restore_thread_regs(t, &im->threads[0], eintr_policy);
+	if (!e) e = threads_finish(t, im, eintr_policy);
 	return e;
 }
 
 /* fresh stub with the wanted pid (if free), traced and stopped after execve */
-struct clone_args_ { uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup; };
 
 int spawn_stub(struct tracee *t, pid_t want, int *kept)
 {

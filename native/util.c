@@ -106,3 +106,22 @@ int ends_with(const char *s, const char *suf)
 	size_t a = strlen(s), b = strlen(suf);
 	return a >= b && !strcmp(s + a - b, suf);
 }
+
+/* a whole (small, /proc) file, NUL-terminated; NULL on error */
+char *read_file_alloc(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) return NULL;
+	size_t n = 0, cap = 4096;
+	char *b = malloc(cap);
+	for (;;) {
+		if (n + 1 >= cap) { cap *= 2; b = realloc(b, cap); }
+		ssize_t r = read(fd, b + n, cap - 1 - n);
+		if (r < 0) { if (errno == EINTR) continue; free(b); close(fd); return NULL; }
+		if (r == 0) break;
+		n += r;
+	}
+	close(fd);
+	b[n] = 0;
+	return b;
+}

@@ -7,6 +7,9 @@
 // calibration scaled by its quota), then, for comparison, they are restarted with the machine-wide
 // default scope (`host`) for one more 'balance on' batch.
 // Usage: scripts/bench-cluster [--quick] [--jobs K] [--rounds R] [--quota 25000,80000,80000] [--host-scope] [--no-compare] [--only LIST] [--log-dir DIR] [--explain] [--json]
+//        scripts/bench-cluster --pair [--quick] [--seconds 20] [--repeat 2] [--quota 100000,100000] [--log-dir DIR] [--json]
+//        scripts/bench-cluster --hetero [--quick] [--jobs 7] [--seconds 20] [--home ID] [--repeat 1] [--quota 25000,50000,100000] [--log-dir DIR] [--json]
+//   --pair, --hetero: issue 10's cases (see the section at the end of this file)
 //   --host-scope: every batch in host scope (the old way); the comparison batch is then 'balance on,
 //                 speed ∝ quota' (admin/speed set by hand, since host-scope calibration does not see a quota)
 //   --no-compare: skip the comparison batch (and the restart it needs)
@@ -18,7 +21,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, wr
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Lab, HPCD_JS, REPO_ROOT, type LabNodeSpec } from '../src/lab/lab.js'
-import { compileC, sleep } from './bench-util.js'
+import { compileC, median, sleep } from './bench-util.js'
 
 const argv = process.argv.slice(2)
 const flag = (name: string): boolean => argv.includes(`--${name}`)
@@ -29,15 +32,20 @@ const quick = flag('quick')
 const hostScope = flag('host-scope')
 /** hpcd --load-scope of the running daemons; the comparison batch restarts them with 'host'. */
 let scope: 'host' | 'cgroup' = hostScope ? 'host' : 'cgroup'
-const NODES = 3
+/** --pair: two nodes of one CPU each; --hetero: three of 0.25, 0.5 and 1 CPU (issue 10's cases, docs/bench-cluster.md). */
+const NODES = flag('pair') ? 2 : 3
+/** Node ids 1..NODES. */
+const IDS = Array.from({ length: NODES }, (_, k) => k + 1)
 const PERIOD = 100000
-const quotas = (opt('quota') ?? '25000,80000,80000').split(',').map(Number)
+const quotas = (opt('quota') ?? (flag('pair') ? '100000,100000' : flag('hetero') ? '25000,50000,100000' : '25000,80000,80000')).split(',').map(Number)
 const JOBS = num('jobs', quick ? 3 : 6)
 const ROUNDS = num('rounds', quick ? 1500 : 4000) // counter rounds over a 4 MB array: ≈ 0.8 ms CPU each
 const ARRAY_KB = 4096
 const SPACING_MS = 200
 const INTERVAL = 0.5
 const CG_ROOT = '/sys/fs/cgroup/cpu'
+/** cpu.shares of every node's group: 32 root-group tasks' worth (see setupCgroups). */
+const SHARES = 32 * 1024
 const CG_BASE = join(CG_ROOT, 'hpcfs-bench')
 const cgDir = (id: number): string => join(CG_BASE, `node${id}`)
 
@@ -87,7 +95,7 @@ async function cleanup (): Promise<void> {
     killJobs()
     await lab?.destroy().catch(e => log(`lab destroy: ${(e as Error).message}`))
     // the jobs' pids (and restored copies) are gone with the namespaces; give the kernel a moment
-    for (let k = 0; k < 20 && [1, 2, 3].some(id => cgroupPids(id).length > 0); k++) await sleep(100)
+    for (let k = 0; k < 20 && IDS.some(id => cgroupPids(id).length > 0); k++) await sleep(100)
     removeCgroups()
     if (tmp !== undefined) rmSync(tmp, { recursive: true, force: true })
   })()
@@ -112,6 +120,9 @@ function setupCgroups (): void {
     mkdirSync(cgDir(id), { recursive: true })
     writeFileSync(join(cgDir(id), 'cpu.cfs_period_us'), `${PERIOD}\n`)
     writeFileSync(join(cgDir(id), 'cpu.cfs_quota_us'), `${quotas[id - 1]}\n`)
+    // A node is a machine of its quota: with the default weight (1024, as one task of the root
+    // group) every busy process elsewhere on this shared host would take a share of its CPU.
+    writeFileSync(join(cgDir(id), 'cpu.shares'), `${SHARES}\n`)
   }
 }
 
@@ -222,7 +233,7 @@ async function batch (counter: string, timeoutMs: number): Promise<{ totalMs: nu
           }
           if (/^\d+$/.test(m.trim())) e.r.nmigs = Math.max(e.r.nmigs, Number(m.trim()))
         })),
-        Promise.all([1, 2, 3].map(async id => Number((await n1.read(`nodes/${id}/load`, 2000).catch(() => 'NaN')).trim())))
+        Promise.all(IDS.map(async id => Number((await n1.read(`nodes/${id}/load`, 2000).catch(() => 'NaN')).trim())))
       ])
       if (live.length > 0 && l.every(Number.isFinite)) loads.push(l)
       await sleep(250)
@@ -262,7 +273,7 @@ async function speeds (): Promise<number[]> {
 async function settle (): Promise<void> {
   const t0 = now()
   while (now() - t0 < 20_000) {
-    const loads = await Promise.all([1, 2, 3].map(async id => Number((await lab!.node(1).read(`nodes/${id}/load`).catch(() => '0')).trim())))
+    const loads = await Promise.all(IDS.map(async id => Number((await lab!.node(1).read(`nodes/${id}/load`).catch(() => '0')).trim())))
     if (loads.every(l => l < 30)) return
     await sleep(500)
   }
@@ -290,7 +301,7 @@ async function startDaemons (): Promise<void> {
   // node 1's view of every node's speed is gossip: wait until it matches what each node says of itself
   const t0 = now()
   for (;;) {
-    const own = await Promise.all([1, 2, 3].map(async id => Number((await lab!.node(id).read(`nodes/${id}/speed`)).trim())))
+    const own = await Promise.all(IDS.map(async id => Number((await lab!.node(id).read(`nodes/${id}/speed`)).trim())))
     const seen = await speeds()
     if (seen.every((s, k) => s === own[k])) return
     if (now() - t0 > 15_000) throw new Error(`node 1 sees speeds ${seen.join(' / ')}, the nodes say ${own.join(' / ')}`)
@@ -395,8 +406,417 @@ async function main (): Promise<void> {
   if (flag('json')) console.log(JSON.stringify({ quotas, jobs: JOBS, rounds: ROUNDS, ref, refSlow, calibrated, rows }))
 }
 
+// ---------------------------------------------------------------------------------------------
+// Family workloads (docs/family.md): --family [--members K] [--family-rounds R] [--workloads make,xargs,loop] [--no-fork]
+// K members (test/ppm/subjects/member.c, R rounds each) started at node 1 with one command under
+// mosrun -l: make -jK, xargs -PK, a bash & loop; every node with the same quota (default 0.5 CPU
+// each). Each workload runs with balancing off (one node alone), on 3 nodes, then on 2 (node 3
+// blocked); the ideal is the total CPU work over the CPUs: K × (one member alone on a node) / nodes.
+// Then the fork path: a process away from home forks (it is brought home to make the call).
+
+/** One family run: command at node 1 inside its cgroup; the members seen and their moves. */
+async function familyRun (cmd: string[], k: number, tmpDir: string): Promise<{ ms: number, moves: number, away: number, out: string }> {
+  const n1 = lab!.node(1)
+  const w = inCgroup(1, process.execPath, [join(REPO_ROOT, 'dist/src/cli/mosrun.js'), '-l', ...cmd])
+  const t0 = now()
+  const child = lab!.spawn(1, w.cmd, w.args, { stdio: 'pipe', env: { HPC_ROOT: n1.mount, PATH: `${tmpDir}:${process.env.PATH ?? ''}` } })
+  jobs.add(child)
+  let out = ''
+  child.stdout?.on('data', (b: Buffer) => { out += b.toString() })
+  child.stderr?.on('data', (b: Buffer) => { out += b.toString() })
+  let done = false
+  const code = exited(child).then(c => { done = true; jobs.delete(child); return c })
+  const nmigs = new Map<number, number>()
+  const awayPids = new Set<number>()
+  while (!done) {
+    let pids: number[] = []
+    try { pids = (await lab!.exec(1, 'ls', [join(n1.mount, 'proc')])).stdout.split('\n').filter(Boolean).map(Number) } catch {}
+    await Promise.all(pids.map(async pid => {
+      let c = ''
+      try { c = readFileSync(`/proc/${pid}/comm`, 'utf8').trim() } catch { return }
+      if (c !== 'member') return
+      const [wh, m] = await Promise.all(['where', 'nmigs'].map(async f => (await n1.read(`proc/${pid}/${f}`, 2000).catch(() => '')).trim()))
+      if (/^[1-9]\d*$/.test(wh)) awayPids.add(pid)
+      if (/^\d+$/.test(m)) nmigs.set(pid, Math.max(nmigs.get(pid) ?? 0, Number(m)))
+    }))
+    await Promise.race([code, sleep(250)])
+  }
+  const c = await code
+  const ms = now() - t0
+  if (c !== 0) throw new Error(`${cmd.join(' ')} exited ${c}: ${out.slice(-300)}`)
+  const ids = new Set(out.split('\n').filter(l => l.startsWith('member ')).map(l => l.split(' ')[1]))
+  if (ids.size !== k) throw new Error(`${cmd.join(' ')}: ${ids.size} of ${k} members reported: ${out.slice(-300)}`)
+  return { ms, moves: [...nmigs.values()].reduce((a, b) => a + b, 0), away: awayPids.size, out }
+}
+
+/** The fork path: bench-family-fork at node 1, moved to node 2 before each fork (and native at home). */
+async function forkPath (bin: string, n: number): Promise<{ home: number[], away: number[] }> {
+  const n1 = lab!.node(1)
+  const w = inCgroup(1, process.execPath, [join(REPO_ROOT, 'dist/src/cli/mosrun.js'), '-L', bin])
+  const child = lab!.spawn(1, w.cmd, w.args, { stdio: 'pipe', env: { HPC_ROOT: n1.mount } })
+  jobs.add(child)
+  let out = ''
+  child.stdout?.on('data', (b: Buffer) => { out += b.toString() })
+  const lines = (): string[] => out.split('\n').filter(l => l.startsWith('fork '))
+  const waitFor = async (cond: () => boolean, what: string): Promise<void> => {
+    const t0 = now()
+    while (!cond()) { if (now() - t0 > 30_000) throw new Error(`fork path: no ${what}`); await sleep(5) }
+  }
+  try {
+    await waitFor(() => out.startsWith('ready'), 'ready')
+    const pid = await childOf(child.pid!)
+    const home: number[] = []
+    const away: number[] = []
+    for (let i = 0; i < n; i++) {
+      child.stdin?.write('x\n')
+      await waitFor(() => lines().length === 2 * i + 1, 'fork at home')
+      home.push(Number(lines()[2 * i].split(' ')[1]))
+      await n1.write(`proc/${pid}/goto`, '2\n')
+      for (let t0 = now(); (await n1.read(`proc/${pid}/where`)).trim() !== '2'; await sleep(5)) if (now() - t0 > 30_000) throw new Error('fork path: no move to node 2')
+      child.stdin?.write('x\n')
+      await waitFor(() => lines().length === 2 * i + 2, 'fork away')
+      away.push(Number(lines()[2 * i + 1].split(' ')[1]))
+    }
+    child.stdin?.end()
+    await exited(child)
+    return { home, away }
+  } finally { if (child.exitCode === null) child.kill('SIGKILL'); jobs.delete(child) }
+}
+
+async function familyMain (): Promise<void> {
+  const tStart = now()
+  const K = num('members', 8)
+  const R = num('family-rounds', quick ? 2000 : 6000)
+  const workloads = (opt('workloads') ?? 'make,xargs,loop').split(',')
+  if (opt('quota') === undefined) quotas.splice(0, NODES, 50000, 50000, 50000)
+  if (new Set(quotas).size !== 1) { console.error('--family wants the same --quota on every node'); process.exit(2) }
+  const tmpDir = (tmp ??= mkdtempSync(join(tmpdir(), 'hpcfs-bench-cluster-')))
+  compileC(join(REPO_ROOT, 'test/ppm/subjects/member.c'), tmpDir)
+  const forkBin = compileC(join(REPO_ROOT, 'scripts/bench-family-fork.c'), tmpDir)
+  launcher = compile('launch')
+  setupCgroups()
+  log(`cgroups: quota ${quotas.map(q => (q / PERIOD).toFixed(2)).join(' / ')} CPU; ${K} members × ${R} rounds; hpcd --load-scope ${scope}`)
+  lab = await Lab.create({ nodes: NODES, tag: 'bclu', command: hpcdCommand, handleSignals: false, start: false })
+  await startDaemons()
+  const t1 = await (async () => {
+    const w = inCgroup(2, join(tmpDir, 'member'), ['1', String(R)])
+    const t0 = now()
+    const c = lab!.spawn(2, w.cmd, w.args, { stdio: 'ignore' })
+    jobs.add(c)
+    if (await exited(c) !== 0) throw new Error('member alone failed')
+    jobs.delete(c)
+    return now() - t0
+  })()
+  log(`one member alone on node 2: ${(t1 / 1000).toFixed(2)} s (the CPU work of the family: ${K} × that × ${(quotas[0] / PERIOD).toFixed(2)} CPU)`)
+  const mk = join(tmpDir, 'Makefile')
+  const targets = Array.from({ length: K }, (_, i) => `t${i + 1}`).join(' ')
+  writeFileSync(mk, `all: ${targets}\n${targets}:\n\t@member $(subst t,,$@) ${R}\n.PHONY: all ${targets}\n`)
+  const commands: Record<string, string[]> = {
+    make: ['make', '-s', '-f', mk, `-j${K}`],
+    xargs: ['bash', '-c', `seq 1 ${K} | xargs -P${K} -I{} member {} ${R}`],
+    loop: ['bash', '-c', `for i in $(seq 1 ${K}); do member $i ${R} & done; wait`]
+  }
+  const label: Record<string, string> = { make: `mosrun -l make -j${K}`, xargs: `mosrun -l xargs -P${K}`, loop: 'mosrun -l bash & loop' }
+  interface FamRow { workload: string, nodes: number, ms: number, alone: number, ideal: number, moves: number, away: number }
+  const rows: FamRow[] = []
+  const balance = async (on: number[]): Promise<void> => { for (let id = 1; id <= NODES; id++) await lab!.node(id).write('admin/balance', `${on[id - 1]}\n`) }
+  const alone = new Map<string, number>()
+  for (const wl of workloads) {
+    const cmd = commands[wl]
+    if (cmd === undefined) throw new Error(`unknown workload ${wl} (make, xargs, loop)`)
+    await settle()
+    await balance([0, 0, 0])
+    const a = await familyRun(cmd, K, tmpDir)
+    alone.set(wl, a.ms)
+    log(`${label[wl]}: one node alone ${(a.ms / 1000).toFixed(1)} s`)
+  }
+  for (const nodes of [3, 2]) {
+    if (nodes === 2) {
+      await lab.node(3).write('admin/block', '1\n')
+      const t0 = now()
+      while ((Number((await lab.node(1).read(`nodes/3/status`)).trim()) & 16) === 0) { if (now() - t0 > 15_000) throw new Error('node 1 does not see node 3 blocked'); await sleep(250) }
+    }
+    for (const wl of workloads) {
+      await settle()
+      await balance([1, 1, 1])
+      const r = await familyRun(commands[wl], K, tmpDir)
+      await balance([0, 0, 0])
+      const row = { workload: label[wl], nodes, ms: r.ms, alone: alone.get(wl) ?? NaN, ideal: K * t1 / nodes, moves: r.moves, away: r.away }
+      rows.push(row)
+      log(`${label[wl]} on ${nodes} nodes: ${(r.ms / 1000).toFixed(1)} s (ideal ${(row.ideal / 1000).toFixed(1)} s, ×${(r.ms / row.ideal).toFixed(2)}), ${r.away} of ${K} members away, ${r.moves} moves`)
+    }
+  }
+  await lab.node(3).write('admin/block', '0\n')
+  let fork: { home: number[], away: number[] } | undefined
+  if (!flag('no-fork')) {
+    await settle()
+    fork = await forkPath(forkBin, quick ? 5 : 10)
+  }
+  console.log(`# ${NODES} nodes (2: node 3 blocked), cgroup v1 CPU quota ${(quotas[0] / PERIOD).toFixed(2)} CPU each; ${K} members × ${R} rounds started at node 1 by one command; one member alone: ${(t1 / 1000).toFixed(2)} s; ideal = ${K} × that / nodes`)
+  console.log('| workload | nodes | time s | one node alone s | ideal s | time / ideal | speed-up vs alone | members moved away | moves |')
+  console.log('|---|---|---|---|---|---|---|---|---|')
+  for (const r of rows) console.log(`| ${r.workload} | ${r.nodes} | ${(r.ms / 1000).toFixed(1)} | ${(r.alone / 1000).toFixed(1)} | ${(r.ideal / 1000).toFixed(1)} | ${(r.ms / r.ideal).toFixed(2)} | ${(r.alone / r.ms).toFixed(2)} | ${r.away} | ${r.moves} |`)
+  if (fork) console.log(`# fork path: at home ${(median(fork.home) / 1000).toFixed(2)} ms, away from home (brought home to fork) ${(median(fork.away) / 1000).toFixed(1)} ms (medians of ${fork.home.length}: ${fork.away.map(us => (us / 1000).toFixed(0)).join(', ')} ms)`)
+  console.log(`# ${((now() - tStart) / 1000).toFixed(0)} s`)
+  if (flag('json')) console.log(JSON.stringify({ quotas, K, R, t1, rows, fork }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 10's cases (docs/bench-cluster.md "The issue's cases"):
+//   --pair   two nodes of one CPU each; four CPU-bound jobs of >= --seconds (20) started unlocked
+//            at node 1 (mosrun -l): speed-up against the same jobs with balancing off (2.0 is the
+//            limit), migrations per job. --repeat N balanced batches (default 2).
+//   --hetero three nodes of 0.25, 0.5 and 1 CPU; --jobs (7) jobs of --seconds (20) on the fastest,
+//            started unlocked at --home (the fastest): mean slowdown against the best static split
+//            computed from the speeds measured in the run, that split itself run in the same run.
+// Both: --quota to change the nodes, --log-dir, --json as above.
+
+interface Spec { node: number, mosrun: boolean }
+interface RunJob { pid: number, node: number, startMs: number, endMs: number, nmigs: number, path: number[], polls: number }
+
+/**
+ * Starts one job per spec (in spec order, each once the previous one's command exists): `mosrun -l
+ * counter` at its node, or the counter itself there (no daemon involved). Polls every mosrun job's
+ * `where` and `nmigs` at its node every 250 ms until all ended; `splits`: per poll, the time (ms
+ * from the first start) and how many jobs each node ran.
+ */
+async function runJobs (counter: string, rounds: number, specs: Spec[], timeoutMs: number): Promise<{ totalMs: number, jobs: RunJob[], splits: Array<{ t: number, per: number[] }> }> {
+  const mosrun = join(REPO_ROOT, 'dist/src/cli/mosrun.js')
+  const started: Array<{ child: ChildProcess, r: RunJob, mosrun: boolean, done: boolean }> = []
+  const splits: Array<{ t: number, per: number[] }> = []
+  const t0 = now()
+  let spawning = true
+  const poller = (async () => {
+    while (spawning || started.some(e => !e.done)) {
+      if (now() - t0 > timeoutMs) {
+        for (const e of started.filter(e => !e.done)) log(`unfinished: job ${e.r.pid} from node ${e.r.node}, path ${e.r.path.join('→')}, nmigs ${e.r.nmigs}`)
+        throw new Error(`jobs not done after ${Math.round(timeoutMs / 1000)} s`)
+      }
+      await Promise.all(started.filter(e => e.mosrun && !e.done && e.r.pid !== 0).map(async e => {
+        const home = lab!.node(e.r.node)
+        const [w, m] = await Promise.all([home.read(`proc/${e.r.pid}/where`, 2000).catch(() => ''), home.read(`proc/${e.r.pid}/nmigs`, 2000).catch(() => '')])
+        if (e.done) return
+        if (/^\d+$/.test(w.trim())) {
+          e.r.polls++
+          const at = w.trim() === '0' ? e.r.node : Number(w.trim())
+          if (at !== e.r.path[e.r.path.length - 1]) e.r.path.push(at)
+        }
+        if (/^\d+$/.test(m.trim())) e.r.nmigs = Math.max(e.r.nmigs, Number(m.trim()))
+      }))
+      const live = started.filter(e => !e.done)
+      if (live.length > 0) splits.push({ t: now() - t0, per: IDS.map(id => live.filter(e => e.r.path[e.r.path.length - 1] === id).length) })
+      await sleep(250)
+    }
+  })()
+  let failed = false
+  poller.catch(() => { failed = true })
+  try {
+    for (const sp of specs) {
+      if (failed) break
+      const w = sp.mosrun
+        ? inCgroup(sp.node, process.execPath, [mosrun, '-l', counter, String(rounds), String(ARRAY_KB), '0', '0'])
+        : inCgroup(sp.node, counter, [String(rounds), String(ARRAY_KB), '0', '0'])
+      const startMs = now()
+      const child = lab!.spawn(sp.node, w.cmd, w.args, { stdio: 'ignore', env: { HPC_ROOT: lab!.node(sp.node).mount } })
+      jobs.add(child)
+      const e = { child, r: { pid: 0, node: sp.node, startMs, endMs: 0, nmigs: 0, path: [sp.node], polls: 0 }, mosrun: sp.mosrun, done: false }
+      started.push(e)
+      void exited(child).then(code => {
+        e.r.endMs = now()
+        e.done = true
+        jobs.delete(child)
+        if (code !== 0) log(`job from node ${sp.node} exited ${code}`)
+      })
+      e.r.pid = sp.mosrun ? await childOf(child.pid!) : child.pid!
+    }
+  } finally {
+    spawning = false
+  }
+  await poller
+  return { totalMs: Math.max(...started.map(e => e.r.endMs)) - t0, jobs: started.map(e => e.r), splits }
+}
+
+/** ms per counter round on node id, from one job of `rounds` alone there. */
+async function perRound (counter: string, id: number, rounds: number): Promise<number> {
+  const w = inCgroup(id, counter, [String(rounds), String(ARRAY_KB), '0', '0'])
+  const t0 = now()
+  const c = lab!.spawn(id, w.cmd, w.args, { stdio: 'ignore' })
+  jobs.add(c)
+  const code = await exited(c)
+  jobs.delete(c)
+  if (code !== 0) throw new Error(`counter alone on node ${id} exited ${code}`)
+  return (now() - t0) / rounds
+}
+
+async function setBalance (on: number[]): Promise<void> {
+  for (const id of IDS) await lab!.node(id).write('admin/balance', `${on[id - 1]}\n`)
+}
+
+/** The lab of the issue's cases: every daemon in its group, in cgroup scope, balancing off until a batch turns it on. */
+async function issueLab (): Promise<string> {
+  const counter = compile('counter')
+  launcher = compile('launch')
+  setupCgroups()
+  const logDir = opt('log-dir')
+  lab = await Lab.create({
+    nodes: NODES, tag: 'bclu', command: hpcdCommand, handleSignals: false, start: false,
+    ...(logDir !== undefined ? { logDir, env: { DEBUG: 'hpcfs:sched,hpcfs:migrate' } } : {})
+  })
+  await startDaemons()
+  log(`${NODES} nodes, quota ${quotas.map(q => (q / PERIOD).toFixed(2)).join(' / ')} CPU, speeds ${(await speeds()).join(' / ')} (load scope ${scope})`)
+  return counter
+}
+
+/** "1→2 ×2, 1 ×2" */
+const paths = (js: RunJob[]): string => pathSummary(js.map(j => ({ pid: j.pid, startMs: 0, cmdMs: 0, endMs: 0, code: 0, nmigs: j.nmigs, path: j.path, polls: j.polls })))
+
+/** The split at the last poll before the first job ended (the spread the balancing made; later moves fill nodes that emptied). */
+function splitBeforeFirstEnd (splits: Array<{ t: number, per: number[] }>): string {
+  let full = 0
+  for (const s of splits) full = Math.max(full, s.per.reduce((a, b) => a + b, 0))
+  let last: number[] | undefined
+  let started = false
+  for (const s of splits) {
+    const n = s.per.reduce((a, b) => a + b, 0)
+    if (n === full) { started = true; last = s.per } else if (started) break
+  }
+  return last === undefined ? '-' : last.join(':')
+}
+
+/** When the split reached its final shape for good (s from the first start), from the polls. */
+function settledAt (splits: Array<{ t: number, per: number[] }>, want: number[]): number {
+  const all = want.reduce((a, b) => a + b, 0)
+  let at = NaN
+  let started = false
+  for (const s of splits) {
+    if (s.per.reduce((a, b) => a + b, 0) < all) {
+      if (started) break // a job ended: the rest is the tail
+      continue // not all started yet
+    }
+    started = true
+    if (s.per.every((c, k) => c === want[k])) { if (Number.isNaN(at)) at = s.t } else at = NaN
+  }
+  return at / 1000
+}
+
+/** The machine's 1-minute load average (other sessions share it: context for the figures). */
+const loadavg = (): string => readFileSync('/proc/loadavg', 'utf8').split(' ')[0]
+
+async function pairMain (): Promise<void> {
+  const tStart = now()
+  const la = loadavg()
+  const K = 4
+  const seconds = num('seconds', quick ? 8 : 20)
+  const repeat = num('repeat', quick ? 1 : 2)
+  const counter = await issueLab()
+  const r0 = quick ? 1500 : 4000
+  const ms = await perRound(counter, 1, r0)
+  const rounds = Math.ceil(seconds * 1000 / ms)
+  const one = rounds * ms
+  log(`one job alone on node 1: ${(r0 * ms / 1000).toFixed(2)} s for ${r0} rounds: the jobs get ${rounds} rounds (≈ ${(one / 1000).toFixed(1)} s alone)`)
+  const specs = Array.from({ length: K }, () => ({ node: 1, mosrun: true }))
+  const timeout = 3 * K * one + 30_000
+  interface PairRow { config: string, totalMs: number, migrations: number, twice: number, paths: string, settled: number, split: string }
+  // split: before the first job ended; settled: from when it was 2:2 for good until then
+  const rows: PairRow[] = []
+  const batch = async (config: string, on: number[], jobsOf = specs): Promise<PairRow> => {
+    await settle()
+    await setBalance(on)
+    const r = await runJobs(counter, rounds, jobsOf, timeout)
+    await setBalance(on.map(() => 0))
+    const migrations = r.jobs.reduce((a, j) => a + j.nmigs, 0)
+    const row = { config, totalMs: r.totalMs, migrations, twice: r.jobs.filter(j => j.nmigs > 1).length, paths: paths(r.jobs), settled: settledAt(r.splits, [K / 2, K / 2]), split: splitBeforeFirstEnd(r.splits) }
+    rows.push(row)
+    log(`${config}: ${(r.totalMs / 1000).toFixed(1)} s, ${migrations} migrations (${row.paths}), split ${row.split}${Number.isNaN(row.settled) ? '' : `, 2:2 for good from ${row.settled.toFixed(1)} s`}`)
+    return row
+  }
+  const off = await batch('balance off', [0, 0])
+  // the best this run's machine allows: two jobs started directly on each node, no daemon involved
+  const ideal = await batch('static 2:2 (no balancing)', [0, 0], specs.map((x, k) => ({ node: k % 2 === 0 ? 1 : 2, mosrun: false })))
+  for (let k = 1; k <= repeat; k++) await batch(`balance on${repeat > 1 ? ` #${k}` : ''}`, [1, 1])
+  console.log(`# 2 nodes, cgroup v1 CPU quota ${quotas.map(q => (q / PERIOD).toFixed(2)).join(' / ')} CPU; ${K} jobs (counter ${rounds} rounds × ${ARRAY_KB} KB, ≈ ${(one / 1000).toFixed(1)} s alone) started by mosrun -l at node 1 one after the other` +
+    ` (the static 2:2: started directly on the nodes); speed-up = 'balance off' time / time (limit 2.00; the static 2:2 shows what the machine gave this run); load average at the start ${loadavg()}`)
+  console.log('| configuration | total s | speed-up | ÷ static 2:2 | migrations | migrations per job | jobs moved twice+ | split before the first end | 2:2 for good from s | paths |')
+  console.log('|---|---|---|---|---|---|---|---|---|---|')
+  for (const r of rows) {
+    console.log(`| ${r.config} | ${(r.totalMs / 1000).toFixed(1)} | ${(off.totalMs / r.totalMs).toFixed(2)} | ${(r.totalMs / ideal.totalMs).toFixed(3)} | ${r.migrations} | ${(r.migrations / K).toFixed(2)} | ${r.twice} | ${r.split} | ${Number.isNaN(r.settled) ? '-' : r.settled.toFixed(1)} | ${r.paths} |`)
+  }
+  const on = rows.filter(r => r !== off && r !== ideal)
+  const worst = Math.min(...on.map(r => off.totalMs / r.totalMs))
+  const migs = Math.max(...on.map(r => r.migrations / K))
+  console.log(`# goals: speed-up >= 1.85 (worst ${worst.toFixed(2)}: ${worst >= 1.85 ? 'met' : 'NOT met'}), <= 1.25 migrations per job (most ${migs.toFixed(2)}: ${migs <= 1.25 ? 'met' : 'NOT met'}); ${((now() - tStart) / 1000).toFixed(0)} s`)
+  if (flag('json')) console.log(JSON.stringify({ quotas, rounds, msPerRound: ms, rows }))
+}
+
+/** The static split of k identical jobs over nodes taking t[i] ms each alone that minimises the mean completion time (Σ k_i² t_i). */
+function bestStaticSplit (t: number[], k: number): number[] {
+  const split = t.map(() => 0)
+  for (let j = 0; j < k; j++) {
+    let best = 0
+    for (let i = 1; i < t.length; i++) if ((2 * split[i] + 1) * t[i] < (2 * split[best] + 1) * t[best]) best = i
+    split[best]++
+  }
+  return split
+}
+
+async function heteroMain (): Promise<void> {
+  const tStart = now()
+  const la = loadavg()
+  const K = num('jobs', 7)
+  const seconds = num('seconds', quick ? 5 : 20)
+  const counter = await issueLab()
+  const r0 = quick ? 800 : 1500
+  const ms: number[] = []
+  for (const id of IDS) ms.push(await perRound(counter, id, r0))
+  const fastest = ms.indexOf(Math.min(...ms)) + 1
+  const home = num('home', fastest)
+  const rounds = Math.ceil(seconds * 1000 / ms[fastest - 1])
+  const alone = ms.map(m => rounds * m) // each node's time for one job alone
+  const best = alone[fastest - 1]
+  const split = bestStaticSplit(alone, K)
+  const predicted = split.reduce((a, k, i) => a + k * k * alone[i], 0) / K / best
+  log(`ms per round ${ms.map(m => m.toFixed(3)).join(' / ')} (speed ratio ${ms.map(m => (ms[fastest - 1] / m).toFixed(2)).join(' : ')}); jobs of ${rounds} rounds: ${alone.map(a => (a / 1000).toFixed(1)).join(' / ')} s alone; best static split ${split.join(':')} (mean slowdown ${predicted.toFixed(2)} by the arithmetic)`)
+  const timeout = 3 * Math.max(...split.map((k, i) => k * alone[i])) + 60_000
+  interface HetRow { config: string, totalMs: number, mean: number, max: number, migrations: number, twice: number, split: string, settled: number, paths: string }
+  const rows: HetRow[] = []
+  const batch = async (config: string, specs: Spec[], on: number[]): Promise<HetRow> => {
+    await settle()
+    await setBalance(on)
+    const r = await runJobs(counter, rounds, specs, timeout)
+    await setBalance(on.map(() => 0))
+    const sl = r.jobs.map(j => (j.endMs - j.startMs) / best)
+    const row = {
+      config,
+      totalMs: r.totalMs,
+      mean: mean(sl),
+      max: Math.max(...sl),
+      migrations: r.jobs.reduce((a, j) => a + j.nmigs, 0),
+      twice: r.jobs.filter(j => j.nmigs > 1).length,
+      split: splitBeforeFirstEnd(r.splits),
+      settled: settledAt(r.splits, split),
+      paths: specs.some(x => x.mosrun) ? paths(r.jobs) : '-'
+    }
+    rows.push(row)
+    log(`${config}: ${(r.totalMs / 1000).toFixed(1)} s, mean slowdown ${row.mean.toFixed(2)}, ${row.migrations} migrations, split ${row.split}`)
+    return row
+  }
+  const stat = await batch(`best static split ${split.join(':')}`, split.flatMap((k, i) => Array.from({ length: k }, () => ({ node: i + 1, mosrun: false }))), IDS.map(() => 0))
+  const repeat = num('repeat', 1)
+  for (let k = 1; k <= repeat; k++) await batch(`balance on, all started at node ${home}${repeat > 1 ? ` #${k}` : ''}`, Array.from({ length: K }, () => ({ node: home, mosrun: true })), IDS.map(() => 1))
+  console.log(`# ${NODES} nodes, cgroup v1 CPU quota ${quotas.map(q => (q / PERIOD).toFixed(2)).join(' / ')} CPU, measured speed ratio ${ms.map(m => (ms[fastest - 1] / m).toFixed(2)).join(' : ')};` +
+    ` ${K} jobs (counter ${rounds} rounds × ${ARRAY_KB} KB: ${alone.map(a => (a / 1000).toFixed(1)).join(' / ')} s alone on each node); slowdown = completion time / alone on the fastest node; machine load average ${la} at the start, ${loadavg()} at the end`)
+  console.log(`| configuration | total s | mean slowdown | ÷ best static split | max slowdown | migrations | migrations per job | jobs moved twice+ | split before the first end | ${split.join(':')} for good from s | paths |`)
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|')
+  for (const r of rows) {
+    console.log(`| ${r.config} | ${(r.totalMs / 1000).toFixed(1)} | ${r.mean.toFixed(2)} | ${(r.mean / stat.mean).toFixed(3)} | ${r.max.toFixed(2)} | ${r.migrations} | ${(r.migrations / K).toFixed(2)} | ${r.twice} | ${r.split} | ${Number.isNaN(r.settled) ? '-' : r.settled.toFixed(1)} | ${r.paths} |`)
+  }
+  const worst = Math.max(...rows.filter(r => r !== stat).map(r => r.mean / stat.mean))
+  console.log(`# goal: mean slowdown within 10% of the best static split (worst ${worst.toFixed(3)}: ${worst <= 1.1 ? 'met' : 'NOT met'}); the static split by the arithmetic: ${predicted.toFixed(2)}; ${((now() - tStart) / 1000).toFixed(0)} s`)
+  if (flag('json')) console.log(JSON.stringify({ quotas, rounds, msPerRound: ms, split, rows }))
+}
+
 try {
-  await main()
+  await (flag('family') ? familyMain() : flag('pair') ? pairMain() : flag('hetero') ? heteroMain() : main())
   await cleanup()
 } catch (e) {
   console.error(`bench-cluster: ${(e as Error).stack ?? String(e)}`)

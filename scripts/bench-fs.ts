@@ -441,7 +441,8 @@ class Feeder {
       const chunk = ids.slice(i, i + MAX_WINDOW)
       const entries: WireEntry[] = chunk.map((id, j) => ({ info: this.info(id), age: j === 0 ? 0 : 50 * j }))
       const sender = chunk[0]
-      const buf = encode({ sender, incarnation: entries[0].info.incarnation, seq: entries[0].info.seq, entries }, this.keys)
+      // the daemon is node 1 at 127.0.0.1:target
+      const buf = encode({ sender, incarnation: entries[0].info.incarnation, seq: entries[0].info.seq, dest: { id: 1, addr: '127.0.0.1', port: this.target }, entries }, this.keys)
       await new Promise<void>((resolve, reject) => this.sock.send(buf, this.target, '127.0.0.1', e => e ? reject(e) : resolve()))
       datagrams++
       if (datagrams % 8 === 0) await sleep(1) // let the receive buffer drain

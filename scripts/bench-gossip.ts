@@ -11,7 +11,7 @@
 // real objects take minutes (see docs/gossip.md).
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import debug from 'debug'
+import debug from '../src/util/log.js'
 import { calcWinsizeGivenAv, calcWinsizeGivenMax, EULER_GAMMA, model } from '../src/sim/agemodel.js'
 import {
   runAges, runChange, runColdStart, runKillRevive,

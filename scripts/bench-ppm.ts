@@ -7,6 +7,8 @@
 //     next to a raw copy of the same number of bytes through a pipe measured in the same run.
 // Goals (issue #3): move within 2x of the raw copy at 100 MiB and up; freeze under 50 ms for a
 // process under 5 MiB.
+// Then the same for a multi-threaded walker (issue #11: 1, 4 and 16 threads sharing 100 MiB, each
+// walking its slice); the 1-thread walker is the single-threaded figure they are compared with.
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -28,13 +30,16 @@ function opt (name: string, def: string): string {
   return v
 }
 function usage (msg: string): never {
-  console.error(`bench-ppm: ${msg}\nusage: scripts/bench-ppm [--sizes 1,10,100,500] [--runs 3]`)
+  console.error(`bench-ppm: ${msg}\nusage: scripts/bench-ppm [--sizes 1,10,100,500] [--runs 3] [--threads 1,4,16] [--thread-mb 100]`)
   process.exit(2)
 }
-for (let i = 0; i < args.length; i += 2) if (!['--sizes', '--runs'].includes(args[i])) usage(`unknown argument ${args[i]}`)
+for (let i = 0; i < args.length; i += 2) if (!['--sizes', '--runs', '--threads', '--thread-mb'].includes(args[i])) usage(`unknown argument ${args[i]}`)
 const sizes = opt('--sizes', '1,10,100,500').split(',').map(Number)
 const runs = Number(opt('--runs', '3'))
+const threadCounts = opt('--threads', '1,4,16').split(',').map(Number)
+const threadMb = Number(opt('--thread-mb', '100'))
 if (sizes.some(s => !Number.isInteger(s) || s < 1 || s > 8192) || !Number.isInteger(runs) || runs < 1) usage('bad --sizes or --runs')
+if (threadCounts.some(t => !Number.isInteger(t) || t < 1 || t > 256) || !Number.isInteger(threadMb) || threadMb < 1 || threadMb > 8192) usage('bad --threads or --thread-mb')
 
 const dir = mkdtempSync(join(tmpdir(), 'hpc-ppm-bench-'))
 let walker: string, launch: string
@@ -47,8 +52,8 @@ try {
 
 
 interface Started { pid: number, done: Promise<void>, kill: () => void }
-async function startWalker (mb: number): Promise<Started> {
-  const c = spawn(launch, [walker, String(mb), '1000000', '50000', '0'], { stdio: ['ignore', 'pipe', 'ignore'] })
+async function startWalker (mb: number, threads = 1): Promise<Started> {
+  const c = spawn(launch, [walker, String(mb), '1000000', '50000', '0', String(threads)], { stdio: ['ignore', 'pipe', 'ignore'] })
   const rl = createInterface({ input: c.stdout })
   await new Promise<void>((resolve, reject) => {
     rl.on('line', l => { if (l.startsWith('walk 0')) resolve() })
@@ -78,61 +83,75 @@ function rawPipe (bytes: number, hot = false): number {
   return Number(m[1])
 }
 
-interface Row { mb: number, imageMiB: number, freezeMs: number, restoreMs: number, moveMs: number, moveMBs: number, rawMs: number, rawMBs: number, ratio: number, rawHotMs: number }
+interface Figures { imageMiB: number, freezeMs: number, restoreMs: number, moveMs: number, moveMBs: number, rawMs: number, rawMBs: number, ratio: number, rawHotMs: number }
+/** `runs` times: dump to a file (freeze), restore from it, a streamed move, raw copies; medians */
+async function measure (mb: number, threads = 1): Promise<Figures> {
+  const freeze: number[] = []; const rest: number[] = []; const move: number[] = []; const raw: number[] = []; const hot: number[] = []; let bytes = 0
+  for (let i = 0; i < runs; i++) {
+    // freeze and restore through a file
+    const w = await startWalker(mb, threads)
+    const img = join(dir, 'bench.img')
+    const d = await dump(w.pid, img)
+    await w.done
+    freeze.push(d.freezeMs)
+    bytes = statSync(img).size
+    const r = await restore(img, { stdio: ['ignore', 'ignore', 'ignore'] })
+    rest.push(r.restoreMs)
+    process.kill(r.pid, 'SIGKILL')
+    await r.exited
+    rmSync(img)
+    // the streamed move over a local socket (the helpers use it directly), then a raw pipe
+    // copy of the same bytes
+    const w2 = await startWalker(mb, threads)
+    const [rs, ws] = await socketPair()
+    const t0 = performance.now()
+    // a new pid, as on another host where the pid is free: restoring under the same pid here
+    // would have to wait until the original is gone, i.e. until the dump is over
+    const rp = restore(socketFd(rs), { keepPid: false, stdio: ['ignore', 'ignore', 'ignore'] })
+    const d2 = await dump(w2.pid, socketFd(ws))
+    const r2 = await rp
+    const ms = performance.now() - t0
+    move.push(ms)
+    bytes = d2.bytes
+    rs.destroy()
+    ws.destroy()
+    process.kill(r2.pid, 'SIGKILL')
+    await r2.exited
+    await w2.done
+    raw.push(rawPipe(bytes))
+    hot.push(rawPipe(bytes, true))
+  }
+  const mib = bytes / 1048576
+  return {
+    imageMiB: Number(mib.toFixed(1)),
+    freezeMs: Number(median(freeze).toFixed(1)),
+    restoreMs: Number(median(rest).toFixed(1)),
+    moveMs: Number(median(move).toFixed(1)),
+    moveMBs: Number((mib / (median(move) / 1000)).toFixed(0)),
+    rawMs: Number(median(raw).toFixed(1)),
+    rawMBs: Number((mib / (median(raw) / 1000)).toFixed(0)),
+    ratio: Number((median(move) / median(raw)).toFixed(2)),
+    rawHotMs: Number(median(hot).toFixed(1))
+  }
+}
+
+type Row = Figures & { mb: number }
 const rows: Row[] = []
+const threadRows: Array<Figures & { threads: number }> = []
 try {
   for (const mb of sizes) {
-    const freeze: number[] = []; const rest: number[] = []; const move: number[] = []; const raw: number[] = []; const hot: number[] = []; let bytes = 0
-    for (let i = 0; i < runs; i++) {
-      // freeze and restore through a file
-      const w = await startWalker(mb)
-      const img = join(dir, 'bench.img')
-      const d = await dump(w.pid, img)
-      await w.done
-      freeze.push(d.freezeMs)
-      bytes = statSync(img).size
-      const r = await restore(img, { stdio: ['ignore', 'ignore', 'ignore'] })
-      rest.push(r.restoreMs)
-      process.kill(r.pid, 'SIGKILL')
-      await r.exited
-      rmSync(img)
-      // the streamed move over a local socket (the helpers use it directly), then a raw pipe
-      // copy of the same bytes
-      const w2 = await startWalker(mb)
-      const [rs, ws] = await socketPair()
-      const t0 = performance.now()
-      // a new pid, as on another host where the pid is free: restoring under the same pid here
-      // would have to wait until the original is gone, i.e. until the dump is over
-      const rp = restore(socketFd(rs), { keepPid: false, stdio: ['ignore', 'ignore', 'ignore'] })
-      const d2 = await dump(w2.pid, socketFd(ws))
-      const r2 = await rp
-      const ms = performance.now() - t0
-      move.push(ms)
-      bytes = d2.bytes
-      rs.destroy()
-      ws.destroy()
-      process.kill(r2.pid, 'SIGKILL')
-      await r2.exited
-      await w2.done
-      raw.push(rawPipe(bytes))
-      hot.push(rawPipe(bytes, true))
-    }
-    const mib = bytes / 1048576
-    const row: Row = {
-      mb,
-      imageMiB: Number(mib.toFixed(1)),
-      freezeMs: Number(median(freeze).toFixed(1)),
-      restoreMs: Number(median(rest).toFixed(1)),
-      moveMs: Number(median(move).toFixed(1)),
-      moveMBs: Number((mib / (median(move) / 1000)).toFixed(0)),
-      rawMs: Number(median(raw).toFixed(1)),
-      rawMBs: Number((mib / (median(raw) / 1000)).toFixed(0)),
-      ratio: Number((median(move) / median(raw)).toFixed(2)),
-      rawHotMs: Number(median(hot).toFixed(1))
-    }
+    const row: Row = { mb, ...await measure(mb) }
     rows.push(row)
     console.log(`${String(mb).padStart(4)} MiB process: image ${row.imageMiB} MiB, freeze ${row.freezeMs} ms, restore ${row.restoreMs} ms, ` +
       `streamed move ${row.moveMs} ms (${row.moveMBs} MiB/s), raw pipe copy ${row.rawMs} ms (${row.rawMBs} MiB/s), move/raw ${row.ratio}x (cache-hot raw copy ${row.rawHotMs} ms)`)
+  }
+  // the walker with 1 thread is the single-threaded figure, measured in this run too
+  for (const n of [...new Set([1, ...threadCounts])].sort((a, b) => a - b)) threadRows.push({ threads: n, ...await measure(threadMb, n) })
+  const single = threadRows[0]
+  for (const r of threadRows) {
+    console.log(`${String(threadMb).padStart(4)} MiB, ${String(r.threads).padStart(2)} thread(s): image ${r.imageMiB} MiB, freeze ${r.freezeMs} ms ` +
+      `(${(r.freezeMs / single.freezeMs).toFixed(2)}x single-threaded), restore ${r.restoreMs} ms, dump+restore streamed ${r.moveMs} ms ` +
+      `(${(r.moveMs / single.moveMs).toFixed(2)}x single-threaded), raw pipe copy ${r.rawMs} ms, move/raw ${r.ratio}x`)
   }
 } finally {
   rmSync(dir, { recursive: true, force: true })
@@ -142,4 +161,4 @@ const small = rows.filter(r => r.imageMiB < 5)
 if (big.length > 0) console.log(`goal move within 2x of raw copy at >= 100 MiB: ${big.every(r => r.ratio <= 2) ? 'met' : 'NOT met'} (${big.map(r => `${r.ratio}x`).join(', ')})`)
 if (small.length > 0) console.log(`goal freeze under 50 ms under 5 MiB: ${small.every(r => r.freezeMs < 50) ? 'met' : 'NOT met'} (${small.map(r => `${r.freezeMs} ms`).join(', ')})`)
 console.log(`load average at the end: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`)
-console.log(JSON.stringify({ bench: 'ppm', runs, rows }))
+console.log(JSON.stringify({ bench: 'ppm', runs, rows, threads: { mb: threadMb, rows: threadRows } }))

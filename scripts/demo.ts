@@ -4,10 +4,13 @@
 // Ctrl-C / SIGTERM; then removes every mount, namespace and process it made and exits 0.
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
+import { readFileSync } from 'node:fs'
 import { join, relative, resolve } from 'node:path'
-import createDebug from 'debug'
-import { Lab, REPO_ROOT } from '../src/lab/lab.js'
-import { isRoot } from '../src/lab/sys.js'
+import createDebug from '../src/util/log.js'
+import { Lab, LabBusyError, REPO_ROOT, labOwner, type LabOwner } from '../src/lab/lab.js'
+import { isRoot, netnsPids } from '../src/lab/sys.js'
+import { defaultTokenDir } from '../src/gui/auth.js'
+import { HTTP_DEFAULTS } from '../src/config.js'
 
 const debug = createDebug('hpcfs:demo')
 
@@ -31,9 +34,78 @@ const argv = await yargs(hideBin(process.argv))
 
 const mnt = resolve(argv.mnt)
 const mountOf = (id: number): string => join(mnt, id === 1 ? 'hpc' : `hpc${id}`)
+const GUI_PORT = HTTP_DEFAULTS.guiPort
 const rel = (p: string): string => {
   const r = relative(process.cwd(), p)
   return r === '' ? '.' : r.startsWith('..') ? p : r
+}
+
+/** A second demo (or another lab of this tag) must not take the running one's daemons away. */
+function refuse (owner: LabOwner, mounts: string[]): never {
+  const tree = mounts.length > 0 ? `, node 1's tree at ${rel(mounts[0])}` : ''
+  console.error(`demo: a demo is already running (pid ${owner.pid}: ${owner.command}${tree}).
+Nothing was changed. Stop it first: Ctrl-C in its terminal, or
+  kill ${owner.pid}
+(it then ends its jobs and removes its daemons, mounts and namespaces), and run npm start again.`)
+  process.exit(1)
+}
+
+const busy = labOwner(argv.tag)
+if (busy !== undefined) refuse(busy.owner, busy.mounts)
+
+/** A process that stopping the cluster ends or leaves without its nodes. */
+interface Job { node: number, pid: number, command: string, note: string }
+
+function commandOf (pid: number): string {
+  try {
+    const c = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(a => a !== '').join(' ')
+    return c.length > 70 ? c.slice(0, 67) + '...' : c
+  } catch {
+    return '?'
+  }
+}
+
+function parentOf (pid: number): number {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1])
+  } catch {
+    return 0
+  }
+}
+
+/**
+ * The jobs on the cluster: in namespace mode every process in a node's namespace but its daemon
+ * and what the daemon runs itself (fusermount, the engine's helper), guests excepted: destroy()
+ * kills them all. In loopback mode the processes under cluster discipline (they stay, but lose what
+ * runs on other nodes). Each says where it runs.
+ */
+async function jobsOf (cl: Lab): Promise<Job[]> {
+  const jobs: Job[] = []
+  for (const nd of cl.nodes) {
+    const list = async (dir: string): Promise<number[]> =>
+      (await nd.exec('ls', [join(nd.mount, dir)], { timeoutMs: 2000 })).stdout.split('\n').filter(l => /^\d+$/.test(l)).map(Number)
+    const note = async (pid: number): Promise<string> => {
+      const from = (await nd.read(`remote/${pid}/from`, 2000).catch(() => '')).trim()
+      if (from !== '') return `guest from node ${from}`
+      const where = (await nd.read(`proc/${pid}/where`, 2000).catch(() => '')).trim()
+      return where !== '' && where !== '0' ? `its home part; it runs on node ${where}` : ''
+    }
+    let pids: number[]
+    if (nd.ns !== undefined) {
+      const guests = new Set(await list('remote'))
+      const daemons = new Set([nd.pid ?? 0])
+      const ofDaemon = (p: number): boolean => {
+        for (let q = p, hops = 0; q > 1 && hops < 64; q = parentOf(q), hops++) if (daemons.has(q)) return true
+        return false
+      }
+      pids = (await netnsPids(nd.ns)).filter(p => guests.has(p) || !ofDaemon(p))
+    } else {
+      pids = await list('proc')
+    }
+    for (const pid of pids) jobs.push({ node: nd.id, pid, command: commandOf(pid), note: await note(pid) })
+  }
+  return jobs
 }
 
 let lab: Lab | undefined
@@ -46,6 +118,14 @@ async function shutdown (why: string, code = 0): Promise<void> {
   try {
     // A signal during start: let create() finish (or fail and clean up by itself), then destroy.
     if (lab === undefined && creating !== undefined) lab = await creating.catch(() => undefined)
+    if (lab !== undefined) {
+      const jobs = await jobsOf(lab).catch(e => { debug('jobs: %s', (e as Error).message); return [] })
+      if (jobs.length === 0) console.log('no jobs were running on the cluster.')
+      else {
+        console.log(lab.netns ? `ending ${jobs.length} job${jobs.length > 1 ? 's' : ''}:` : `${jobs.length} process${jobs.length > 1 ? 'es' : ''} under cluster discipline keep running at home; what runs on another node is lost:`)
+        for (const j of jobs) console.log(`  node ${String(j.node).padEnd(3)} pid ${String(j.pid).padEnd(8)} ${j.command}${j.note !== '' ? `  (${j.note})` : ''}`)
+      }
+    }
     await lab?.destroy()
     console.log('all daemons stopped; mounts, namespaces and bridge removed.')
   } catch (e) {
@@ -65,9 +145,12 @@ try {
     mount: mountOf,
     interval: argv.interval,
     logDir: join(mnt, 'logs'),
+    // node 1 serves the web GUI: in its namespace on every address (only this host reaches the bridge)
+    hpcdArgs: id => id === 1 ? ['--gui-addr', `${argv.loopback ? '127.0.0.1' : '0.0.0.0'}:${GUI_PORT}`] : [],
     handleSignals: false // this script's own handlers destroy the lab and exit 0
   }))
 } catch (e) {
+  if (e instanceof LabBusyError) refuse(e.owner, e.mounts) // started at the same moment as another
   if (!stopping) {
     console.error(`demo: ${(e as Error).message}`)
     process.exit(1)
@@ -94,6 +177,7 @@ const rows = await Promise.all(cl.nodes.map(async nd => {
   const speed = (await n1.read(`nodes/${nd.id}/speed`).catch(() => '?')).trim()
   return `  node ${String(nd.id).padEnd(3)} ${(nd.addr + ':' + nd.port).padEnd(22)} ${(nd.ns ?? '-').padEnd(12)} pid ${String(nd.pid).padEnd(8)} ${rel(nd.mount).padEnd(12)} load ${load.padEnd(5)} speed ${speed}`
 }))
+const guiUrl = `http://${cl.netns ? n1.addr : '127.0.0.1'}:${GUI_PORT}/`
 const last = argv.nodes
 const other = Math.min(2, last)
 const tools = (cmd: string): string => `node ${rel(join(REPO_ROOT, 'dist/src/cli', cmd + '.js'))}`
@@ -111,6 +195,8 @@ What to try, in another shell in ${REPO_ROOT}:
   HPC_ROOT=${rel(mountOf(other))} ${tools('mosctl')} status    the same tool on node ${other}
   HPC_ROOT=${rel(mountOf(1))} ${tools('mosmon')}              the load monitor (q quits)
   ${tools('showmap')}                    the cluster map
+  ${guiUrl}#token=$(cat ${defaultTokenDir(mountOf(1))}/0)
+                                              node 1's web GUI in a browser (docs/gui.md); the token lets root change things
   kill -STOP ${cl.node(last).pid}; watch cat ${rel(mountOf(1))}/nodes/${last}/status
                                               node ${last} reads down after a few seconds; kill -CONT ${cl.node(last).pid} brings it back
 ${cl.netns && last >= 2 ? `  ${`nsenter --net=/run/netns/hpc-${cl.tag}-1 -- ${tools('mosrun')} -N ${other} python3 -c 'import time; [print(i, flush=True) or time.sleep(1) for i in range(300)]' > /tmp/job.out &`}

@@ -38,6 +38,16 @@ export interface Config {
   stateDir: string
 }
 
+/**
+ * Largest value one write to a tree file may carry: one page, as sysfs allows a store. A longer
+ * write is EINVAL and changes nothing (FUSE would hand it over in pieces of 128 KiB; none is
+ * applied alone).
+ */
+export const MAX_TREE_WRITE = 4096
+
+/** Largest text gathered by a multi-write tree file (admin/config) before it is stored at close. */
+export const MAX_TREE_GATHER = 1 << 20
+
 export const DEFAULTS: Config = {
   addr: '0.0.0.0',
   port: 5428,
@@ -62,6 +72,21 @@ export function rejoinWaitMs (guestLease: number): number {
 }
 
 /**
+ * Automatic discovery of nodes on a LAN (`hpcd --discover`, src/discovery), as openMosix's omdiscd:
+ * signed announcements to a multicast group, link-local by default (TTL 1).
+ */
+export const DISCOVERY = {
+  /** Administratively scoped group (239.255/16, RFC 2365); 54.29 for the port. */
+  group: '239.255.54.29',
+  /** UDP port: the gossip port + 1 (5429 for 5428, as openMosix 2.6's omd PORT_DISCOVERY). */
+  portOffset: 1,
+  /** Seconds between announcements (±20 % jitter); the first goes out at start. */
+  interval: 5,
+  /** Multicast TTL: 1 keeps announcements on the local network. */
+  ttl: 1
+} as const
+
+/**
  * Expected maximum age (in intervals) of a node's information in a cluster of n nodes with window
  * w, from the MOSIX gossip model (algorithms.md §2.2): M ≈ (n−1)(ln n + γ)/w, at least 1.
  */
@@ -77,3 +102,22 @@ export function downAfterMs (c: Config, clusterSize: number): number {
   const intervals = 3 * expectedMaxAge(clusterSize, c.window) + 5
   return Math.max(5000, intervals * c.interval * 1000)
 }
+
+/** The daemon's web GUI and Prometheus endpoint (src/gui, src/metrics): both off unless asked for. */
+export const HTTP_DEFAULTS = {
+  /** Host of `hpcd --gui` unless --gui-addr says otherwise, and of a --gui-addr or --metrics given as a bare port: this host only. */
+  host: '127.0.0.1',
+  /** Port of `hpcd --gui` unless --gui-addr says otherwise. */
+  guiPort: 5480,
+  /** Load samples kept per node for the GUI's graph (one per interval: 10 minutes at 1 s). */
+  historySamples: 600,
+  /** Migration events kept for the GUI's log. */
+  migrationEvents: 200
+}
+
+/** How often home looks for new children of its processes under discipline, to adopt them (ms; docs/family.md). */
+export const FAMILY_SCAN_MS = 500
+/** How often a guest waiting in a family call asks its home again to take it back (ms). */
+export const FAMILY_RETRY_MS = 1000
+/** How often a locked process brought home for a family call is checked for being done with it (ms). */
+export const FAMILY_RETURN_MS = 50

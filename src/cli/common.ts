@@ -4,13 +4,13 @@
 // The tools work only through the tree's files, like the openMosix originals worked through
 // /proc/hpc. The tree root comes from env HPC_ROOT; without it, `<package root>/mnt/hpc` when
 // running from a checkout (package root = the directory holding package.json, found from this
-// file's own path), else `/mnt/hpc`.
+// file's own path) and a tree is mounted there, else `/mnt/hpc`.
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeSync, constants as fsc } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { lookup } from 'node:dns/promises'
 import { isIP } from 'node:net'
-import debug from 'debug'
+import debug from '../util/log.js'
+import { VERSION } from '../version.js'
 
 const log = debug('hpcfs:cli')
 
@@ -43,16 +43,35 @@ export function packageRoot (start: string = dirname(fileURLToPath(import.meta.u
   }
 }
 
-/** Default root: `<package root>/mnt/hpc` in a checkout (a package root with .git), else /mnt/hpc. */
-export function defaultRoot (start?: string): string {
+/** Where hpcd mounts the tree by default (hpcd --mount). */
+export const SYSTEM_ROOT = '/mnt/hpc'
+
+/**
+ * Where to look for the tree without HPC_ROOT, in order: `<package root>/mnt/hpc` when running
+ * from a checkout (a package root with .git: `npm start` mounts node 1 there), then /mnt/hpc.
+ */
+export function rootCandidates (start?: string): string[] {
   const pkg = packageRoot(start)
-  if (pkg !== undefined && existsSync(join(pkg, '.git'))) return join(pkg, 'mnt', 'hpc')
-  return '/mnt/hpc'
+  if (pkg !== undefined && existsSync(join(pkg, '.git'))) return [join(pkg, 'mnt', 'hpc'), SYSTEM_ROOT]
+  return [SYSTEM_ROOT]
 }
 
-export function resolveRoot (env: NodeJS.ProcessEnv = process.env): string {
+/** The first candidate that holds a tree, else the first candidate (named in the error). */
+export function defaultRoot (start?: string, hasTree: (root: string) => boolean = isTree): string {
+  const all = rootCandidates(start)
+  return all.find(hasTree) ?? all[0]
+}
+
+export function resolveRoot (env: NodeJS.ProcessEnv = process.env, start?: string, hasTree?: (root: string) => boolean): string {
   const r = env.HPC_ROOT
-  return r !== undefined && r !== '' ? r : defaultRoot()
+  return r !== undefined && r !== '' ? r : defaultRoot(start, hasTree)
+}
+
+/** The places a tool looked in, for its "no hpcfs tree" message. */
+export function describeRoots (env: NodeJS.ProcessEnv = process.env, start?: string): string {
+  const r = env.HPC_ROOT
+  if (r !== undefined && r !== '') return r
+  return rootCandidates(start).join(' or ')
 }
 
 const ERRNO_TEXT: Record<string, string> = {
@@ -202,7 +221,7 @@ export function isTree (root: string): boolean {
 /** The tree at HPC_ROOT (or the default), or a CliError naming the root. */
 export function openTree (tool: string, env: NodeJS.ProcessEnv = process.env): Tree {
   const root = resolveRoot(env)
-  if (!isTree(root)) throw new CliError(`no hpcfs tree at ${root} (is hpcd running? set HPC_ROOT)`)
+  if (!isTree(root)) throw new CliError(`no hpcfs tree at ${describeRoots(env)} (is hpcd running? set HPC_ROOT)`)
   log('%s: tree at %s', tool, root)
   return new Tree(root)
 }
@@ -223,12 +242,23 @@ export function parseIntArg (s: string, what: string, min: number, max: number):
   return n
 }
 
+/** What `<tool> --version` prints: `mosctl (hpcfs) 0.1.0`. */
+export function versionText (tool: string): string {
+  return `${tool} (hpcfs) ${VERSION}`
+}
+
+/** `--version` as the only argument (so `mosrun cmd --version` still passes it to cmd). */
+function isVersion (argv: string[]): boolean {
+  return argv.length === 1 && argv[0] === '--version'
+}
+
 export function isHelp (argv: string[]): boolean {
   return argv.some(a => a === '-h' || a === '--help' || a === '-H')
 }
 
 /**
- * Run a tool's main: `-h`/`--help` prints the usage on stdout (exit 0); a UsageError prints
+ * Run a tool's main: `-h`/`--help` prints the usage on stdout (exit 0), `--version` alone the
+ * version (also for a tool that parses its own arguments and passes none); a UsageError prints
  * `<tool>: <message>` and the usage on stderr (exit 2); a CliError prints `<tool>: <message>`
  * (its exit code); anything else is a bug and is reported with its stack under DEBUG.
  */
@@ -241,7 +271,10 @@ export async function runTool (tool: string, usage: string, main: (argv: string[
     throw err
   })
   try {
-    if (isHelp(argv)) {
+    if (isVersion(argv) || isVersion(process.argv.slice(2))) {
+      process.stdout.write(versionText(tool) + '\n')
+      code = 0
+    } else if (isHelp(argv)) {
       process.stdout.write(usage.endsWith('\n') ? usage : usage + '\n')
       code = 0
     } else {
@@ -272,7 +305,8 @@ export async function addressesOf (host: string, ms = 2000): Promise<string[]> {
   let timer: NodeJS.Timeout | undefined
   try {
     const found = await Promise.race([
-      lookup(host, { all: true }).then(r => r.map(a => a.address)),
+      // loaded here, not at the top: node:dns costs a tool about 4 ms of start-up (bench-startup)
+      import('node:dns/promises').then(async dns => await dns.lookup(host, { all: true })).then(r => r.map(a => a.address)),
       new Promise<string[]>(resolve => { timer = setTimeout(() => resolve([]), ms) })
     ])
     return [host, ...found]

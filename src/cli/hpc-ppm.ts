@@ -10,11 +10,12 @@
 //   hpc-ppm hostinfo             this host's compatibility record (for dump --target)
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
-import debug from 'debug'
+import debug from '../util/log.js'
 import { spawn } from 'node:child_process'
 import { openSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { check, dump, helperPath, hostInfo, info, PpmError } from '../ppm/ppm.js'
+import { versionText } from './common.js'
 
 const log = debug('hpcfs:hpc-ppm')
 
@@ -112,6 +113,7 @@ async function main (): Promise<number> {
     .command('hostinfo', "print this host's compatibility record", () => {}, async () => { console.log(await hostInfo()) })
     .demandCommand(1, 'a command is needed')
     .strict()
+    .version(versionText('hpc-ppm'))
     .help()
     .fail((msg, err, y) => {
       if (err != null && !(err.name === 'YError')) throw err

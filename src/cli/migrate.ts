@@ -2,8 +2,8 @@
 // migrate: ask for a process to be moved to a node, home, or wherever the balancer prefers
 // (openMosix migrate(1), spec proc-hpc.md §4.2), by writing proc/<pid>/goto in the hpcfs tree.
 // MOSIX's rule decides who may: whoever may kill a process may migrate it.
-import debug from 'debug'
-import { CliError, UsageError, openTree, parseNodeId, runTool } from './common.js'
+import debug from '../util/log.js'
+import { CliError, UsageError, openTree, parseNodeId, runTool, type Tree } from './common.js'
 import { checkMayMigrate, parsePid, requireNode, sleep } from './proc-common.js'
 
 const log = debug('hpcfs:migrate')
@@ -15,11 +15,15 @@ const USAGE = `Usage: migrate PID {openMosix-ID|home|balance} [--wait [SECONDS]]
   balance        let the load balancer choose (hpcd may refuse it)
   --wait [S]     wait until proc/PID/where shows the target (home = 0); default 30 s
 
-Writes the target to proc/PID/goto and returns; the move itself happens in the background.
+Writes the target to proc/PID/goto, then watches proc/PID/where: a refused move prints the
+reason (proc/PID/error) and exits 1, at once, with or without --wait. Without --wait it returns
+when the process has arrived, or after 5 s with the move still going on in the background.
 Root may migrate any process; others only processes whose real or effective uid is theirs.
-The tree is found at $HPC_ROOT (default <checkout>/mnt/hpc, else /mnt/hpc).`
+The tree is found at $HPC_ROOT (default <checkout>/mnt/hpc when mounted, else /mnt/hpc).`
 
 const DEFAULT_WAIT_S = 30
+/** Without --wait: how long migrate waits for the move to succeed or be refused before leaving it to the background. */
+const DECIDE_S = 5
 const POLL_MS = 100
 
 interface Args {
@@ -56,6 +60,51 @@ function parseArgs (argv: string[]): Args {
   return { pid, target, waitS }
 }
 
+/**
+ * After the goto, until the outcome is known: `where` reads the target = done. hpcd marks the
+ * process `migrating` while it writes the goto when a move starts, and when the move fails puts
+ * `where` back and the reason into proc/PID/error (emptied when a move starts): a reason there =
+ * refused. For balance (no target known), `where` changed = moved; not moving right after the
+ * write = the balancer keeps it where it is.
+ */
+async function outcome (tree: Tree, args: Args, before: string, want: string | undefined, waitS: number, dest: string): Promise<number> {
+  const where = `proc/${args.pid}/where`
+  const deadline = Date.now() + waitS * 1000
+  let last = ''
+  let sawMoving = false
+  for (let polls = 0; ; polls++) {
+    try {
+      last = tree.read(where).trim()
+    } catch (err) {
+      last = ''
+      log('poll: %s', (err as Error).message)
+    }
+    if (last === 'migrating') sawMoving = true
+    else if (last !== '') {
+      if (want !== undefined && last === want) return 0
+      if (want === undefined && (last !== before || (!sawMoving && polls === 0))) return 0
+      let reason = ''
+      if (want !== undefined || sawMoving) {
+        try { reason = tree.read(`proc/${args.pid}/error`).trim() } catch {}
+      }
+      if (reason !== '') throw new CliError(`process ${args.pid} was not moved ${dest}: ${reason} (where: ${last})`)
+    }
+    try {
+      process.kill(args.pid, 0)
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ESRCH') throw new CliError(`process ${args.pid} ended before reaching ${dest.replace(/^to /, '')}`)
+    }
+    if (Date.now() >= deadline) break
+    await sleep(Math.min(POLL_MS, Math.max(1, deadline - Date.now())))
+  }
+  if (args.waitS === undefined) {
+    log('no outcome after %d s: the move goes on in the background', waitS)
+    return 0
+  }
+  throw new CliError(`process ${args.pid} did not reach ${dest.replace(/^to /, '')} within ${args.waitS} s ` +
+    `(where: ${last === '' ? 'unreadable' : last})`)
+}
+
 async function main (argv: string[]): Promise<number> {
   const args = parseArgs(argv)
   const tree = openTree('migrate')
@@ -68,33 +117,13 @@ async function main (argv: string[]): Promise<number> {
   if (!tree.isDir(`proc/${args.pid}`)) {
     throw new CliError(`process ${args.pid} is not in ${tree.path('proc')} (is it a local process? does this hpcd serve proc/?)`)
   }
+  let before = ''
+  try { before = tree.read(`proc/${args.pid}/where`).trim() } catch {}
   const value = target === 'home' ? '0' : String(target)
   tree.write(`proc/${args.pid}/goto`, value)
-  if (args.waitS === undefined) return 0
-
-  const want = value
-  const where = `proc/${args.pid}/where`
-  const deadline = Date.now() + args.waitS * 1000
-  let last = ''
-  const dest = target === 'home' ? 'home' : `node ${target}`
-  for (;;) {
-    try {
-      last = tree.read(where).trim()
-    } catch (err) {
-      last = ''
-      log('poll: %s', (err as Error).message)
-    }
-    if (last === want) return 0
-    try {
-      process.kill(args.pid, 0)
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ESRCH') throw new CliError(`process ${args.pid} ended before reaching ${dest}`)
-    }
-    if (Date.now() >= deadline) break
-    await sleep(Math.min(POLL_MS, Math.max(1, deadline - Date.now())))
-  }
-  throw new CliError(`process ${args.pid} did not reach ${dest} within ${args.waitS} s ` +
-    `(where: ${last === '' ? 'unreadable' : last})`)
+  const want = target === 'balance' ? undefined : value
+  const dest = target === 'home' ? 'home' : target === 'balance' ? 'by the balancer' : `to node ${target}`
+  return await outcome(tree, args, before, want, args.waitS ?? DECIDE_S, dest)
 }
 
 await runTool('migrate', USAGE, main)

@@ -3,7 +3,7 @@
 // Subcommands and meanings follow mosctl(1) of openmosix-tools (spec proc-hpc.md §4.1).
 import { readdirSync } from 'node:fs'
 import { isIP } from 'node:net'
-import debug from 'debug'
+import debug from '../util/log.js'
 import { CliError, UsageError, addressesOf, openTree, parseIntArg, parseNodeId, runTool, type Tree } from './common.js'
 import { expandMap, parseMap, MapError, type MapNode } from '../map/map.js'
 
@@ -24,10 +24,12 @@ const USAGE = `Usage: mosctl {stay|nostay|lstay|nolstay|block|noblock|quiet|noqu
   getload, getspeed, getmem (logical free bytes), getfree (physical free bytes), getutil (%)
                      print the value for this node or node ID
   isup [ID]          print "yes" when the node is up, else "no"
-  status [ID]        the node's status bits and settings
+  status [ID] [--json]
+                     "Node #N is up" (down, not configured), then its status bits, settings and
+                     values; --json: one JSON object (fields in docs/tools.md)
   whois              "This is openMosix #N"; with an argument, map id <-> address
   getdecay           show the decay interval and the slow/fast decay rates
-The tree is found at $HPC_ROOT (default <checkout>/mnt/hpc, else /mnt/hpc).`
+The tree is found at $HPC_ROOT (default <checkout>/mnt/hpc when mounted, else /mnt/hpc).`
 
 /** Flag subcommands: file in admin/ and the value written. `-stay` etc. are the man page's aliases. */
 const FLAGS: Record<string, [file: string, value: 0 | 1]> = {
@@ -111,41 +113,105 @@ function targetNode (tree: Tree, arg: string | undefined): number {
   return me
 }
 
-function statusLines (tree: Tree, id: number, me: number): string[] {
-  const status = tree.readInt(`nodes/${id}/status`)
-  const up = (status & 2) !== 0
-  const names = STATUS_BITS.filter(([b]) => (status & b) !== 0).map(([, n]) => n)
+/**
+ * `mosctl status [ID]` as data; also its --json form (field names documented in docs/tools.md,
+ * stable). Values that cannot be read, and those of a down node, are null.
+ */
+interface NodeStatus {
+  id: number
+  self: boolean
+  configured: boolean
+  up: boolean
+  status: number | null
+  flags: string[]
+  stay: boolean | null
+  lstay: boolean | null
+  block: boolean | null
+  quiet: boolean | null
+  load: number | null
+  speed: number | null
+  cpus: number | null
+  util: number | null
+  mem: number | null
+  rmem: number | null
+  tmem: number | null
+  addr: string | null
+  ageMs: number | null
+}
+
+function nodeStatus (tree: Tree, id: number, me: number): NodeStatus {
+  const self = id === me && id !== 0
+  const none: NodeStatus = {
+    id, self, configured: false, up: false, status: null, flags: [], stay: null, lstay: null, block: null, quiet: null,
+    load: null, speed: null, cpus: null, util: null, mem: null, rmem: null, tmem: null, addr: null, ageMs: null
+  }
+  if (id === 0 || !tree.isDir(`nodes/${id}`)) return none
+  const num = (f: string): number | null => {
+    try {
+      const v = tree.readInt(`nodes/${id}/${f}`)
+      return v === -101 ? null : v
+    } catch (err) {
+      log('status: %s', (err as Error).message)
+      return null
+    }
+  }
+  const status = num('status')
+  const bits = status ?? 0
   // For this node the admin/ files are the settings themselves; other nodes' come from status bits.
   const adminFile: Record<number, string> = { 4: 'stay', 8: 'lstay', 16: 'block', 32: 'quiet' }
-  const yes = (b: number): boolean => {
-    if (id === me && tree.exists(`admin/${adminFile[b]}`)) {
+  const setting = (b: number): boolean | null => {
+    if (self && tree.exists(`admin/${adminFile[b]}`)) {
       try {
         return tree.readInt(`admin/${adminFile[b]}`) !== 0
       } catch (err) {
         log('status: %s', (err as Error).message)
       }
     }
-    return (status & b) !== 0
+    return status === null ? null : (bits & b) !== 0
   }
+  const up = (bits & 2) !== 0
+  let addr: string | null = null
+  try { addr = tree.read(`nodes/${id}/addr`).trim() || null } catch {}
+  const live = (v: number | null): number | null => up ? v : null
+  return {
+    id,
+    self,
+    configured: true,
+    up,
+    status,
+    flags: STATUS_BITS.filter(([b]) => (bits & b) !== 0).map(([, n]) => n),
+    stay: setting(4),
+    lstay: setting(8),
+    block: setting(16),
+    quiet: setting(32),
+    load: live(num('load')),
+    speed: live(num('speed')),
+    cpus: live(num('cpus')),
+    util: live(num('util')),
+    mem: live(num('mem')),
+    rmem: live(num('rmem')),
+    tmem: live(num('tmem')),
+    addr,
+    ageMs: num('age')
+  }
+}
+
+/** The text of `mosctl status`: openMosix's first line (`Node #N is up|down|not configured`), then the details. */
+function statusLines (st: NodeStatus): string[] {
+  if (!st.configured) return [`Node #${st.id} is not configured`]
   const out = [
-    `Node #${id}${id === me ? ' (this node)' : ''} is ${up ? 'up' : 'down'}`,
-    `status: ${status} (${names.length > 0 ? names.join(', ') : 'none'})`
+    `Node #${st.id} is ${st.up ? 'up' : 'down'}`,
+    `status: ${st.status ?? '?'} (${st.flags.length > 0 ? st.flags.join(', ') : 'none'})`
   ]
-  if (!up) return out
+  if (!st.up) return out
+  const onOff = (v: boolean | null, on: string, off: string): string => v === null ? '?' : v ? `on  (${on})` : `off (${off})`
   out.push(
-    `stay:   ${yes(4) ? 'on  (no automatic migration away from this node)' : 'off (processes may migrate away automatically)'}`,
-    `lstay:  ${yes(8) ? 'on  (local processes stay)' : 'off (local processes may leave)'}`,
-    `block:  ${yes(16) ? 'on  (guest processes refused)' : 'off (guest processes accepted)'}`,
-    `quiet:  ${yes(32) ? 'on  (load information not sent)' : 'off (load information sent)'}`
+    `stay:   ${onOff(st.stay, 'no automatic migration away from this node', 'processes may migrate away automatically')}`,
+    `lstay:  ${onOff(st.lstay, 'local processes stay', 'local processes may leave')}`,
+    `block:  ${onOff(st.block, 'guest processes refused', 'guest processes accepted')}`,
+    `quiet:  ${onOff(st.quiet, 'load information not sent', 'load information sent')}`
   )
-  const extra: string[] = []
-  for (const f of ['load', 'speed', 'cpus', 'util']) {
-    try {
-      extra.push(`${f} ${tree.readInt(`nodes/${id}/${f}`)}`)
-    } catch (err) {
-      log('status: %s', (err as Error).message)
-    }
-  }
+  const extra = (['load', 'speed', 'cpus', 'util'] as const).filter(f => st[f] !== null).map(f => `${f} ${String(st[f])}`)
   if (extra.length > 0) out.push(extra.join(', '))
   return out
 }
@@ -195,8 +261,11 @@ async function whois (tree: Tree, arg: string | undefined): Promise<string[]> {
 }
 
 async function main (argv: string[]): Promise<number> {
+  const json = argv.includes('--json')
+  argv = argv.filter(a => a !== '--json')
   if (argv.length === 0) throw new UsageError('missing subcommand')
   const [cmd, ...args] = argv
+  if (json && cmd !== 'status') throw new UsageError('--json goes with status')
   const known = cmd in FLAGS || cmd in EVACUATIONS || cmd in GETTERS ||
     ['status', 'isup', 'whois', 'setspeed', 'getdecay', 'setdecay'].includes(cmd)
   if (!known && cmd in UNSUPPORTED) throw new UsageError(`${cmd} is not supported by hpcfs (${UNSUPPORTED[cmd]})`)
@@ -243,11 +312,10 @@ async function main (argv: string[]): Promise<number> {
     }
     case 'status': {
       const me = tree.myId()
-      if (args[0] === undefined && me === 0) {
-        print(['This node is not configured (admin/mospe is 0)'])
-        return 0
-      }
-      print(statusLines(tree, targetNode(tree, args[0]), me))
+      // this node, or the id given; an id the tree does not know is "not configured", as openMosix said
+      const st = nodeStatus(tree, args[0] !== undefined ? parseNodeId(args[0], 'openMosix-ID') : me, me)
+      if (json) process.stdout.write(JSON.stringify(st, null, 2) + '\n')
+      else print(statusLines(st))
       return 0
     }
     case 'whois':

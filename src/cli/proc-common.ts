@@ -2,7 +2,7 @@
 // tty names), pid arguments, node state from the tree, and the MOSIX permission rule.
 import { readFileSync, readdirSync } from 'node:fs'
 import { CliError, UsageError, type Tree } from './common.js'
-import { readUids, statFields } from '../util/procfs.js'
+import { PAGE_SIZE, readUids, statFields } from '../util/procfs.js'
 
 /** Highest pid Linux can hand out (PID_MAX_LIMIT on 64-bit). */
 export const PID_MAX = 4194304
@@ -26,6 +26,12 @@ export interface ProcStat {
   tpgid: number
   /** utime + stime, in clock ticks. */
   ticks: number
+  /** Start time, clock ticks after boot. */
+  startTicks: number
+  /** Virtual memory size in bytes. */
+  vsize: number
+  /** Resident set size in bytes. */
+  rss: number
 }
 
 /** /proc/PID/stat parsed (comm may hold spaces and parentheses), or undefined when gone. */
@@ -50,12 +56,15 @@ export function readProcStat (pid: number | 'self', procfs = '/proc'): ProcStat 
     pgrp: f(5),
     ttyNr: f(7),
     tpgid: f(8),
-    ticks: f(14) + f(15)
+    ticks: f(14) + f(15),
+    startTicks: f(22),
+    vsize: f(23),
+    rss: f(24) * PAGE_SIZE
   }
 }
 
 /** Control characters shown as `?`, as ps does: one process, one line. */
-function printable (s: string): string {
+export function printable (s: string): string {
   return s.replace(/[\x00-\x1f\x7f]/g, '?')
 }
 
@@ -130,15 +139,6 @@ export function nodeUp (tree: Tree, id: number): boolean {
 /** A node argument that must exist in the tree (CliError, exit 1, when it does not). */
 export function requireNode (tree: Tree, id: number): void {
   if (!tree.isDir(`nodes/${id}`)) throw new CliError(`no node ${id} in the cluster (no ${tree.path(`nodes/${id}`)})`)
-}
-
-/** Pids listed under proc/ (processes under cluster discipline), ascending. */
-export function disciplinedPids (tree: Tree): number[] {
-  try {
-    return readdirSync(tree.path('proc')).filter(n => /^\d+$/.test(n)).map(Number).sort((a, b) => a - b)
-  } catch (err) {
-    throw new CliError(`cannot list ${tree.path('proc')}: ${(err as Error).message} (does this hpcd serve proc/?)`)
-  }
 }
 
 export const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))

@@ -3,7 +3,7 @@
 // (admin/mospe), like setpe(1) of openmosix-tools (spec proc-hpc.md §4.4).
 import { readFileSync, writeFileSync } from 'node:fs'
 import { isIP } from 'node:net'
-import debug from 'debug'
+import debug from '../util/log.js'
 import { CliError, UsageError, addressesOf, describeFsError, isTree, openTree, parseIntArg, parseNodeId, resolveRoot, runTool, Tree } from './common.js'
 import { expandMap, formatMap, parseMap, MapError, type MapNode } from '../map/map.js'
 
@@ -11,7 +11,7 @@ const log = debug('hpcfs:setpe')
 
 const USAGE = `Usage: setpe -w|-W [-c] [-p openMosix-ID] [-n address] [-f {file|-}]
        setpe -c [-p openMosix-ID] [-n address] [-f {file|-}]
-       setpe -r [-f {file|-}]
+       setpe -r [--json] [-f {file|-}]
        setpe -p openMosix-ID
        setpe -off
 
@@ -20,7 +20,10 @@ const USAGE = `Usage: setpe -w|-W [-c] [-p openMosix-ID] [-n address] [-f {file|
   -p ID      force this node's openMosix-ID (written to admin/mospe after the map)
   -n ADDR    this node's address (ip or ip:port) for the "is my address in the map" check;
              default: the address hpcd reports in nodes/<my id>/addr
-  -r         print the current map (to -f file, or standard output)
+  -r         print the current map (to -f file, or standard output): one "first-id address count"
+             line per run of consecutive nodes ("id address ALIAS" for aliases), as setpe -w takes it
+  --json     with -r: {"myId": 1, "nodes": [{"id": 1, "address": "10.0.0.1", "port": null,
+             "aliases": []}, ...]}, one entry per node (fields in docs/tools.md)
   -off       take this node out of the cluster (writes 0 to admin/mospe)
   -g N       gateways: accepted for compatibility, ignored (hpcfs has no gateways)
 Map lines: "first-id address count", "id address ALIAS", comments after "#".
@@ -34,10 +37,11 @@ interface Options {
   id?: number
   addr?: string
   file?: string
+  json: boolean
 }
 
 function parseArgs (argv: string[]): Options {
-  const o: Options = { write: false, check: false, read: false, off: false }
+  const o: Options = { write: false, check: false, read: false, off: false, json: false }
   const value = (i: number, flag: string): string => {
     const v = argv[i + 1]
     if (v === undefined) throw new UsageError(`${flag} needs a value`)
@@ -57,6 +61,7 @@ function parseArgs (argv: string[]): Options {
       case '-c': o.check = true; break
       case '-r': o.read = true; break
       case '-off': o.off = true; break
+      case '--json': o.json = true; break
       case '-p': o.id = parseNodeId(val(), 'openMosix-ID'); break
       case '-n': o.addr = val(); break
       case '-f': o.file = val(); break
@@ -69,6 +74,7 @@ function parseArgs (argv: string[]): Options {
   if (actions === 0 && o.id === undefined) throw new UsageError('nothing to do (give -w, -c, -r, -off or -p)')
   if ((o.read || o.off) && (o.id !== undefined || o.addr !== undefined)) throw new UsageError('-p and -n go with -w or -c')
   if (o.off && o.file !== undefined) throw new UsageError('-f does not go with -off')
+  if (o.json && !o.read) throw new UsageError('--json goes with -r')
   if (o.id !== undefined && !(o.write || o.check) && (o.file !== undefined || o.addr !== undefined)) throw new UsageError('-f and -n need -w or -c')
   return o
 }
@@ -172,7 +178,19 @@ async function main (argv: string[]): Promise<number> {
   const tree = openTree('setpe')
   if (o.read) {
     const text = tree.read('admin/config')
-    const out = text === '' || text.endsWith('\n') ? text : text + '\n'
+    let nodes: Map<number, MapNode>
+    try {
+      nodes = expandMap(parseMap(text))
+    } catch (err) {
+      if (err instanceof MapError) throw new CliError(`${tree.path('admin/config')} does not parse: ${err.message}`)
+      throw err
+    }
+    const out = o.json
+      ? JSON.stringify({
+        myId: tree.myId(),
+        nodes: [...nodes.values()].sort((a, b) => a.id - b.id).map(n => ({ id: n.id, address: n.host, port: n.port ?? null, aliases: n.aliases }))
+      }, null, 2) + '\n'
+      : formatMap(nodes.values())
     if (o.file === undefined || o.file === '-') process.stdout.write(out)
     else {
       try {

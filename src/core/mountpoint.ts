@@ -3,7 +3,7 @@
 import { readFile, stat } from 'node:fs/promises'
 import { execFile } from 'node:child_process'
 import { resolve } from 'node:path'
-import debug from 'debug'
+import debug from '../util/log.js'
 
 const log = debug('hpcfs:mountpoint')
 

@@ -1,16 +1,17 @@
 // The cluster node as a domain object: this node's admin state, its probe, its gossip, and the
 // view of every known node. The FUSE tree, the daemon and the tests all work through this class;
 // it knows nothing about FUSE.
-import debug from 'debug'
+import debug from '../util/log.js'
 import { DEFAULTS, downAfterMs, type Config } from '../config.js'
 import { Gossiper, type Member } from '../gossip/gossiper.js'
 import { STATUS, type LocalInfo, type NodeInfo } from '../gossip/info.js'
 import type { Keyring } from '../gossip/keyring.js'
 import type { Address } from '../gossip/transport.js'
-import { einval } from '../util/errno.js'
+import { ErrnoError, einval } from '../util/errno.js'
 import { expandMap, formatMap, MapError, parseMap, type MapNode } from '../map/map.js'
 import type { Cluster, Migrator } from '../migrate/migrator.js'
 import type { Balancer } from '../sched/balancer.js'
+import type { Discovery } from '../discovery/discovery.js'
 
 const log = debug('hpcfs:node')
 
@@ -18,6 +19,8 @@ const log = debug('hpcfs:node')
 export interface ProbeLike {
   snapshot (): { cpus: number, speed: number, load: number, localLoad: number, tmem: number, rmem: number, mem: number, util: number }
   setSpeed (speed: number): void
+  /** A change of the node's runnable tasks the scheduler knows about (a process came in or left). */
+  adjust?: (delta: number) => void
 }
 
 /** One node as the tree shows it. `up` false: the files read -101. */
@@ -34,16 +37,28 @@ export const DOWN = -101 // -ENETUNREACH, what openMosix printed for a node with
 
 export const MAX_SPEED = 1000000
 
+/** Why a node without a key file refuses guests and keeps its processes. */
+export const KEYLESS = 'this node has no cluster key (hpcd --key FILE, the same file on every node), so it refuses guests and keeps its processes'
+
 export class HpcNode implements Cluster {
   readonly gossip: Gossiper
   /** Process migration (set by the daemon; absent in tests of the tree alone). */
   migrator: Migrator | null = null
   /** The scheduler (set by the daemon with the migrator). */
   balancer: Balancer | null = null
+  /** Multicast discovery of nodes on the LAN (set by the daemon with --discover). */
+  discovery: Discovery | null = null
   /** TCP transfer port; every node's sits at the same distance from its gossip port (default 4660 for 5428). */
   migPort = 4660
-  block = false
-  stay = false
+  /**
+   * Started without a key file: the built-in key is known to everyone, and with it anyone could
+   * send this node a process to run (any user's) or receive one of its processes. Such a node takes
+   * no guests and keeps its processes (block and stay read 1 and cannot be cleared); its gossip
+   * still works (README, trust model).
+   */
+  readonly keyless: boolean
+  private blockFlag = false
+  private stayFlag = false
   lstay = false
   private quietFlag = false
   private enabled = true
@@ -54,6 +69,7 @@ export class HpcNode implements Cluster {
   private staticMap: Map<number, MapNode> | null = null
 
   constructor (readonly cfg: Config & { id: number }, readonly probe: ProbeLike, keys: Keyring, opts: { seeds: Address[], now: () => number, rng?: () => number, incarnation?: number }) {
+    this.keyless = keys.insecure
     this.decayInterval = cfg.decayInterval
     this.slowDecay = cfg.slowDecay
     this.fastDecay = cfg.fastDecay
@@ -86,8 +102,9 @@ export class HpcNode implements Cluster {
   /** Called by the driver once per interval. */
   tick (): void {
     this.gossip.opts.downAfter = downAfterMs(this.cfg, this.gossip.table.size + 1)
-    this.gossip.tick()
+    // the balancer first: the load its bookkeeping changed (processes that came or left) goes out now
     this.balancer?.tick()
+    this.gossip.tick()
   }
 
   // ---- admin state -------------------------------------------------------------------------
@@ -116,6 +133,19 @@ export class HpcNode implements Cluster {
     this.decayInterval = interval
     this.slowDecay = slow
     this.fastDecay = fast
+  }
+
+  /** admin/block: refuse guests. Always on without a key. */
+  get block (): boolean { return this.blockFlag || this.keyless }
+  set block (v: boolean) { if (!v) this.needKey('block'); this.blockFlag = v }
+  /** admin/stay: no process leaves this node automatically. Always on without a key (and none leaves at all). */
+  get stay (): boolean { return this.stayFlag || this.keyless }
+  set stay (v: boolean) { if (!v) this.needKey('stay'); this.stayFlag = v }
+
+  private needKey (what: string): void {
+    if (!this.keyless) return
+    log('%s stays 1: no cluster key', what)
+    throw new ErrnoError('EPERM', `${what}: ${KEYLESS}`)
   }
 
   get blocked (): boolean { return this.block }

@@ -36,7 +36,18 @@ export function adminDir (node: HpcNode): DirNode {
     'gossip-stats': {
       kind: 'file',
       mode: 0o444,
-      show: () => Object.entries(node.gossip.stats).map(([k, v]) => `${k.replace(/[A-Z]/g, c => '-' + c.toLowerCase())} ${v}\n`).join('')
+      show: () => statLines(node.gossip.stats)
+    },
+    // hpcd --discover: `enabled 0` and no counters without it
+    'discovery-stats': {
+      kind: 'file',
+      mode: 0o444,
+      show: () => `enabled ${node.discovery !== null ? 1 : 0}\n` + (node.discovery !== null ? statLines(node.discovery.stats) : '')
     }
   })
+}
+
+/** Counters as `name value` lines, camelCase names in kebab-case: droppedBadmac -> dropped-badmac. */
+function statLines (stats: object): string {
+  return Object.entries(stats).map(([k, v]) => `${k.replace(/[A-Z]/g, c => '-' + c.toLowerCase())} ${String(v)}\n`).join('')
 }

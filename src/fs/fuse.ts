@@ -4,7 +4,8 @@
 // Handlers never block and never touch the mount themselves.
 import Fuse, { type Ops, type Stat } from 'fuse-native'
 import { constants } from 'node:os'
-import debug from 'debug'
+import debug from '../util/log.js'
+import { MAX_TREE_GATHER, MAX_TREE_WRITE } from '../config.js'
 import { ErrnoError } from '../util/errno.js'
 import { resolve, type DirNode, type FileNode } from './tree.js'
 
@@ -16,7 +17,8 @@ const O_ACCMODE = 3
 const O_WRONLY = 1
 const O_RDWR = 2
 
-interface Handle { file: FileNode, content: Buffer | null, pending: string | null, failed: boolean }
+/** An open file: what it showed when opened; for a gathering file, the bytes written so far. */
+interface Handle { file: FileNode, content: Buffer | null, pending: Buffer[] | null, pendingBytes: number, failed: boolean }
 
 export interface MountOptions {
   /** Extra libfuse options (debug). */
@@ -81,8 +83,9 @@ export class TreeMount {
   private commit (fh: number): number {
     const h = this.handles.get(fh)
     if (!h || h.pending === null || !h.file.store) return 0
-    const text = h.pending
+    const text = Buffer.concat(h.pending).toString('utf8')
     h.pending = null
+    h.pendingBytes = 0
     if (h.failed) return err('EINVAL')
     try { h.file.store(text) } catch (e) { log('store: %s', (e as Error).message); return toErrno(e) }
     return 0
@@ -117,7 +120,7 @@ export class TreeMount {
         if ((wants.write && !n.store) || (wants.read && !n.show)) return cb(err('EACCES'))
         const opened = (content: Buffer | null): void => {
           const fh = this.nextFh++
-          this.handles.set(fh, { file: n, content, pending: null, failed: false })
+          this.handles.set(fh, { file: n, content, pending: null, pendingBytes: 0, failed: false })
           cb(0, fh)
         }
         if (!wants.read) return opened(null)
@@ -135,17 +138,21 @@ export class TreeMount {
       write: (path, fh, buf, len, pos, cb) => {
         const h = this.handles.get(fh)
         if (!h || !h.file.store) return cb(err('EBADF'))
-        const text = buf.toString('utf8', 0, len)
         try {
           if (h.file.gather) {
-            // several writes at increasing offsets, stored whole at close (flush)
-            if (h.failed || pos !== (h.pending ?? '').length) { h.failed = true; return cb(err('EINVAL')) }
-            h.pending = (h.pending ?? '') + text
-            h.file.gather.check(h.pending.slice(0, h.pending.lastIndexOf('\n') + 1))
+            // several writes at increasing offsets, stored whole at close (flush): all or nothing
+            if (h.failed || pos !== h.pendingBytes || h.pendingBytes + len > MAX_TREE_GATHER) { h.failed = true; return cb(err('EINVAL')) }
+            h.pending ??= []
+            h.pending.push(Buffer.from(buf.subarray(0, len)))
+            h.pendingBytes += len
+            const text = Buffer.concat(h.pending).toString('utf8')
+            h.file.gather.check(text.slice(0, text.lastIndexOf('\n') + 1))
           } else {
-            // openMosix rule: a write must start at offset 0 and carry the whole value.
-            if (pos !== 0) return cb(err('EINVAL'))
-            h.file.store(text)
+            // openMosix rule: one write at offset 0 carries the whole value. A longer one reaches
+            // us in pieces (FUSE splits writes at 128 KiB), so it is refused whole, before any
+            // piece is applied: all or nothing.
+            if (pos !== 0 || len > MAX_TREE_WRITE) return cb(err('EINVAL'))
+            h.file.store(buf.toString('utf8', 0, len))
           }
         } catch (e) {
           h.failed = true

@@ -2,10 +2,10 @@
 // proc/ lists the processes under cluster discipline whose home is this node; any live local pid
 // can be looked up, and the first write to one of its files puts it under cluster discipline.
 import { readFileSync } from 'node:fs'
-import { DECAY_HINTS, formatHints, type DecayHint, type Migrator } from '../migrate/migrator.js'
+import { DECAY_HINTS, formatHints, parseHint, type Migrator } from '../migrate/migrator.js'
 import type { Balancer } from '../sched/balancer.js'
 import { einval } from '../util/errno.js'
-import { readStat, readUids } from '../util/procfs.js'
+import { readStat, readUids, type PsInfo } from '../util/procfs.js'
 import { dir, ro, rw, wo, parseInt10, type DirNode, type FileNode } from './tree.js'
 
 /** Parses a move target: a node id, `0`/`home`, or `balance`. */
@@ -50,14 +50,27 @@ function procEntry (m: Migrator, b: Balancer | null, pid: number): DirNode {
     lock: own(rw(() => p()?.lock ? 1 : 0, t => { const v = parseInt10(t, 0, 1, 'lock'); m.adopt(pid).lock = v === 1 })),
     nmigs: own(ro(() => p()?.nmigs ?? 0)),
     decay: own(rw(() => formatHints(p()?.decay ?? { rate: 'slow', kind: '', cleared: 0 }), t => {
-      const h = t.trim()
-      if (!(DECAY_HINTS as readonly string[]).includes(h)) throw einval(`decay: expected one of ${DECAY_HINTS.join(', ')}`)
-      m.hint(pid, h as DecayHint)
+      const h = parseHint(t)
+      if (h === undefined) throw einval(`decay: expected one of ${DECAY_HINTS.join(', ')}, "decay 0..1000" or "interval 1..3600"`)
+      m.hint(pid, h)
     })),
     cantmove: own(cantmove),
     error: own(ro(() => p()?.lastError ?? '')),
+    // what ps shows wherever it runs (mps, mtop): the deputy at home is hollow
+    cmdline: own({ kind: 'file', mode: 0o444, show: async () => formatCmdline((await m.psInfo(pid))?.cmdline ?? '') }),
+    stats: own({ kind: 'file', mode: 0o444, show: async () => formatPsInfo(await m.psInfo(pid)) }),
     costs: own({ kind: 'file', mode: 0o444, show: () => b ? b.explain(pid) : 'no scheduler on this node\n' })
   }, owner)
+}
+
+/** proc/<pid>/cmdline: the arguments joined by spaces as ps shows them (control characters as `?`), one text line. */
+function formatCmdline (nulSeparated: string): string {
+  return nulSeparated.replace(/\0+$/, '').replace(/\0/g, ' ').replace(/[\x00-\x1f\x7f]/g, '?') + '\n'
+}
+
+/** proc/<pid>/stats: `utime U stime S state X rss B vsize B` (ticks everywhere it ran; the rest where it runs). */
+function formatPsInfo (i: PsInfo | undefined): string {
+  return i === undefined ? '\n' : `utime ${i.utime} stime ${i.stime} state ${i.state} rss ${i.rss} vsize ${i.vsize}\n`
 }
 
 export function procDir (m: Migrator, b: Balancer | null): DirNode {

@@ -19,7 +19,7 @@ function decayDir (node: HpcNode): DirNode {
     parseInt10(text, 1, 1, name)
     const m = node.migrator
     if (!m) return
-    const writers = processesHolding(join(resolve(node.cfg.mount), 'decay', name))
+    const writers = processesHolding(join(resolve(node.cfg.mount), 'decay', name), process.pid, '/proc', true) // not a reader (it reads empty)
     if (writers.length === 0) throw new ErrnoError('ESRCH', `decay/${name}: cannot tell which process wrote it`)
     for (const pid of writers) m.hint(pid, name)
   })

@@ -5,7 +5,7 @@ import { einval } from '../util/errno.js'
 
 export interface FileNode {
   kind: 'file'
-  /** Permission bits: 0444 read-only, 0644 read-write, 0200 write-only. */
+  /** Permission bits: 0444 read-only, 0644 read-write (write-only triggers too: they read as empty). */
   mode: number
   /** Current contents, ending in a newline (a promise for the few that ask another process). Absent: the file cannot be read (EACCES). */
   show?: () => string | Promise<string>
@@ -42,7 +42,12 @@ export const ro = (show: () => string | number): FileNode => ({ kind: 'file', mo
 export const rw = (show: () => string | number, store: (text: string) => void): FileNode =>
   ({ kind: 'file', mode: 0o644, show: () => `${show()}\n`, store })
 
-export const wo = (store: (text: string) => void): FileNode => ({ kind: 'file', mode: 0o200, store })
+/**
+ * A write-only file (a trigger: goto, admin/migrate, decay/*). It reads as empty, with mode 0644,
+ * so that recursive readers (`grep -r . admin/`, `cat admin/*`, a backup) walk the tree without a
+ * permission error; an empty read cannot be mistaken for a value.
+ */
+export const wo = (store: (text: string) => void): FileNode => ({ kind: 'file', mode: 0o644, show: () => '', store })
 
 /** Parses what `echo N` writes: one decimal integer, optional surrounding white space. */
 export function parseInt10 (text: string, min: number, max: number, what: string): number {

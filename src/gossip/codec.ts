@@ -1,22 +1,30 @@
 // Wire format of a gossip datagram (all integers big-endian). One datagram never exceeds
-// MAX_DATAGRAM bytes, whatever the cluster size: the window is capped at MAX_WINDOW entries.
+// MAX_DATAGRAM bytes, whatever the cluster size: the window is capped at MAX_WINDOW entries, and
+// a longer datagram is malformed.
 //
-//   header (16 B): magic "HP" | version u8 | type u8 | flags u8 | count u8 | sender u16 |
-//                  sender incarnation u32 | packet seq u32
+//   header (24 B): magic "HP" | version u8 | type u8 | flags u8 | count u8 | sender u16 |
+//                  sender incarnation u32 | packet seq u32 |
+//                  destination id u16 | destination port u16 | destination addr u32
 //   count entries (46 B each): id u16 | port u16 | addr u32 | incarnation u32 | seq u32 |
 //                  age ms u32 | status u16 | cpus u16 | speed u32 | load u32 |
 //                  tmem KiB u32 | rmem KiB u32 | mem KiB u32 | util u8 | reserved u8
 //   mac (16 B): HMAC-SHA256 of everything before it, truncated
 //
 // Memory travels in KiB (up to 4 TiB a node) and is shown in bytes.
+//
+// The MAC covers the sender and the destination: a datagram captured on its way to one node is
+// refused by every other (the receiver checks the destination, gossiper.ts), and the per-sender
+// replay window (replay.ts) refuses it at its own destination. The destination is named by its
+// node id; a node not yet known by id (a --join seed) by the IPv4 address and port it was sent to,
+// with id 0. Version 2 added the destination; version 1 datagrams are refused as 'version'.
 import { isIPv4 } from 'node:net'
 import { MAC_LEN, type Keyring } from './keyring.js'
 import type { NodeInfo } from './info.js'
 
 export const MAGIC = 0x4850 // "HP"
-export const VERSION = 1
+export const VERSION = 2
 export const TYPE_GOSSIP = 1
-export const HEADER_LEN = 16
+export const HEADER_LEN = 24
 export const ENTRY_LEN = 46
 export const MAX_DATAGRAM = 1400
 export const MAX_WINDOW = Math.floor((MAX_DATAGRAM - HEADER_LEN - MAC_LEN) / ENTRY_LEN) // 29
@@ -25,10 +33,14 @@ const U32 = 0xffffffff
 /** An entry as carried on the wire: the info plus its age when sent. */
 export interface WireEntry { info: NodeInfo, age: number }
 
+/** Whom a datagram is for: a node id, or 0 and the address it was sent to (a seed not yet known by id). */
+export interface Destination { id: number, addr: string, port: number }
+
 export interface Packet {
   sender: number
   incarnation: number
   seq: number
+  dest: Destination
   entries: WireEntry[]
 }
 
@@ -63,6 +75,9 @@ export function encode (p: Packet, keys: Keyring | null): Buffer {
   buf.writeUInt16BE(p.sender, 6)
   buf.writeUInt32BE(p.incarnation >>> 0, 8)
   buf.writeUInt32BE(p.seq >>> 0, 12)
+  buf.writeUInt16BE(p.dest.id & 0xffff, 16)
+  buf.writeUInt16BE(p.dest.port & 0xffff, 18)
+  buf.writeUInt32BE(isIPv4(p.dest.addr) ? ipToU32(p.dest.addr) : 0, 20)
   let o = HEADER_LEN
   for (const { info: e, age } of p.entries) {
     buf.writeUInt16BE(e.id, o)
@@ -87,6 +102,7 @@ export function encode (p: Packet, keys: Keyring | null): Buffer {
 
 /** Decodes and authenticates a datagram; throws DecodeError with the reason to count. */
 export function decode (buf: Buffer, keys: Keyring | null): Packet {
+  if (buf.length > MAX_DATAGRAM) throw new DecodeError('malformed', `oversized datagram (${buf.length} bytes, at most ${MAX_DATAGRAM})`)
   if (buf.length < HEADER_LEN) throw new DecodeError('malformed', `short datagram (${buf.length} bytes)`)
   if (buf.readUInt16BE(0) !== MAGIC) throw new DecodeError('malformed', 'bad magic')
   const version = buf.readUInt8(2)
@@ -127,5 +143,6 @@ export function decode (buf: Buffer, keys: Keyring | null): Packet {
       }
     })
   }
-  return { sender, incarnation: buf.readUInt32BE(8), seq: buf.readUInt32BE(12), entries }
+  const dest = { id: buf.readUInt16BE(16), port: buf.readUInt16BE(18), addr: u32ToIp(buf.readUInt32BE(20)) }
+  return { sender, incarnation: buf.readUInt32BE(8), seq: buf.readUInt32BE(12), dest, entries }
 }

@@ -7,8 +7,8 @@
 //
 // The driver calls tick() every interval and onDatagram() for each datagram; time comes from
 // now() (monotonic ms), randomness from rng(): the daemon passes real ones, the simulator virtual.
-import debug from 'debug'
-import { decode, DecodeError, encode, MAX_WINDOW, type WireEntry } from './codec.js'
+import debug from '../util/log.js'
+import { decode, DecodeError, encode, MAX_WINDOW, type Destination, type WireEntry } from './codec.js'
 import type { Keyring } from './keyring.js'
 import { ReplayGuard } from './replay.js'
 import { NodeTable, type Known } from './state.js'
@@ -47,6 +47,8 @@ export interface GossipStats {
   droppedReplay: number
   droppedUnknown: number
   droppedSelf: number
+  /** Signed for another node: a datagram captured on its way elsewhere and replayed here. */
+  droppedMisdirected: number
 }
 
 export interface Member { host: string, port?: number }
@@ -55,7 +57,7 @@ export class Gossiper {
   readonly table = new NodeTable()
   readonly stats: GossipStats = {
     sent: 0, sentBytes: 0, received: 0, receivedBytes: 0, merged: 0,
-    droppedMalformed: 0, droppedVersion: 0, droppedBadmac: 0, droppedReplay: 0, droppedUnknown: 0, droppedSelf: 0
+    droppedMalformed: 0, droppedVersion: 0, droppedBadmac: 0, droppedReplay: 0, droppedUnknown: 0, droppedSelf: 0, droppedMisdirected: 0
   }
 
   /** When true the node sends nothing (admin/quiet, or mospe 0); it still listens. */
@@ -106,34 +108,65 @@ export class Gossiper {
     this.seq++
     if (this.quiet || !this.transport) return
     const to = this.chooseTarget()
-    if (!to) return
+    if (to) this.pushTo(to)
+  }
+
+  /**
+   * A node found by discovery (src/discovery): unless the map leaves it out or its id is up at
+   * another address, it is known from now on (down until heard) and, when not up yet, gets our
+   * window at once, so that each side hears of the other within one round trip.
+   */
+  introduce (id: number, at: Address): 'learned' | 'known' | 'excluded' | 'conflict' {
+    if (this.members && !this.members.has(id)) return 'excluded'
+    const k = this.table.get(id)
+    const moved = k !== undefined && (k.info.addr !== at.host || k.info.port !== at.port)
+    if (k !== undefined && this.isUp(k)) return moved ? 'conflict' : 'known'
+    if (moved && this.members) return 'conflict' // the map says where it is
+    this.table.placeholder({
+      id, addr: at.host, port: at.port, incarnation: 0, seq: 0, status: 0, cpus: 1, speed: 1, load: 0, tmem: 0, rmem: 0, mem: 0, util: 0
+    })
+    this.pushTo({ ...at, id })
+    return 'learned'
+  }
+
+  /** Send our window (own entry plus the freshest known) to one node now (its id: the MAC covers the destination). */
+  pushTo (to: Target): void {
+    if (this.quiet || !this.transport) return
     const now = this.opts.now()
     const entries: WireEntry[] = [{ info: this.self(), age: 0 }]
     for (const k of this.table.freshest(this.window - 1, now, this.opts.downAfter)) {
       entries.push({ info: k.info, age: now - k.freshAt })
     }
-    const buf = encode({ sender: this.opts.id, incarnation: this.opts.incarnation, seq: ++this.packetSeq, entries }, this.keys)
+    const dest = { id: to.id, addr: to.host, port: to.port }
+    const buf = encode({ sender: this.opts.id, incarnation: this.opts.incarnation, seq: ++this.packetSeq, dest, entries }, this.keys)
     this.stats.sent++
     this.stats.sentBytes += buf.length
     this.transport.send(to, buf)
   }
 
-  private chooseTarget (): Address | undefined {
+  /** Where to send, and to whom: a node id, or 0 for a seed not yet known by id. */
+  private chooseTarget (): Target | undefined {
     const { rng } = this.opts
     const known = this.table.size
     const seeds = this.opts.seeds
-    const any = (): Address | undefined => {
+    const seed = (i: number): Target => ({ ...seeds[i], id: 0 })
+    const any = (): Target | undefined => {
       const i = Math.floor(rng() * (known + seeds.length))
-      if (i >= known) return seeds[i - known]
-      return addressOf(this.table.random(rng) as Known)
+      if (i >= known) return seed(i - known)
+      return targetOf(this.table.random(rng) as Known)
     }
-    if (known === 0) return seeds.length ? seeds[Math.floor(rng() * seeds.length)] : undefined
+    if (known === 0) return seeds.length ? seed(Math.floor(rng() * seeds.length)) : undefined
     // gossimon's mindead: a live node, except with probability 1/max(cycle, live nodes) any node
     // (maybe down, or a seed not yet known by id). Counting live nodes, not known ones, matters at
     // a cold start: a node that has heard only from B must still reach the others now and then.
     const up = this.table.freshest(known, this.opts.now(), this.opts.downAfter)
     if (up.length === 0 || rng() < 1 / Math.max(this.opts.sendToAnyCycle, up.length)) return any()
-    return addressOf(up[Math.floor(rng() * up.length)])
+    return targetOf(up[Math.floor(rng() * up.length)])
+  }
+
+  /** Is a datagram for this node? Its id, or (id 0, sent to a seed) its address and port. */
+  private isForMe (dest: Destination): boolean {
+    return dest.id !== 0 ? dest.id === this.opts.id : dest.addr === this.opts.addr && dest.port === this.opts.port
   }
 
   /** Handles one datagram; anything malformed, forged or replayed is dropped and counted. */
@@ -151,6 +184,11 @@ export class Gossiper {
       return
     }
     if (p.sender === this.opts.id) { this.stats.droppedSelf++; log('datagram from %s claims my id %d', addrKey(from), p.sender); return }
+    if (!this.isForMe(p.dest)) {
+      this.stats.droppedMisdirected++
+      log('datagram from node %d via %s is for node %d at %s:%d', p.sender, addrKey(from), p.dest.id, p.dest.addr, p.dest.port)
+      return
+    }
     if (this.members && !this.members.has(p.sender)) { this.stats.droppedUnknown++; log('node %d from %s is not in the map', p.sender, addrKey(from)); return }
     if (this.replay && !this.replay.accept(p.sender, p.incarnation, p.seq)) { this.stats.droppedReplay++; return }
     this.stats.received++
@@ -167,4 +205,6 @@ export class Gossiper {
   forget (id: number): void { this.table.remove(id); this.replay?.forget(id) }
 }
 
-const addressOf = (k: Known): Address => ({ host: k.info.addr, port: k.info.port })
+export interface Target extends Address { id: number }
+
+const targetOf = (k: Known): Target => ({ host: k.info.addr, port: k.info.port, id: k.info.id })

@@ -1,14 +1,14 @@
 // The UDP transport of the daemon: one socket, bound to the node's address and gossip port.
+// Every datagram goes to the receiver, whatever its size: the codec refuses and the gossiper counts
+// what is too long (dropped-malformed), as anything else malformed.
 import { createSocket, type Socket } from 'node:dgram'
-import debug from 'debug'
+import debug from '../util/log.js'
 import type { Address, Receiver, Transport } from './transport.js'
-import { MAX_DATAGRAM } from './codec.js'
 
 const log = debug('hpcfs:udp')
 
 export class UdpTransport implements Transport {
   sendErrors = 0
-  oversize = 0
   private constructor (private readonly sock: Socket, readonly local: Address) {}
 
   static async open (local: Address, receive: Receiver): Promise<UdpTransport> {
@@ -18,10 +18,7 @@ export class UdpTransport implements Transport {
       sock.bind(local.port, local.host, () => { sock.off('error', reject); resolve() })
     })
     const t = new UdpTransport(sock, local)
-    sock.on('message', (msg, rinfo) => {
-      if (msg.length > MAX_DATAGRAM) { t.oversize++; return }
-      receive(msg, { host: rinfo.address, port: rinfo.port })
-    })
+    sock.on('message', (msg, rinfo) => receive(msg, { host: rinfo.address, port: rinfo.port }))
     sock.on('error', err => { t.sendErrors++; log('socket error %s', err.message) })
     return t
   }

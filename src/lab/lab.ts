@@ -6,7 +6,7 @@
 //
 // Used by integration tests, `npm start` (scripts/demo.ts) and benchmarks. See docs/lab.md.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, writeFile, readFile, rm, mkdir, rmdir, stat, realpath } from 'node:fs/promises'
+import { mkdtemp, writeFile, rm, mkdir, rmdir, stat, realpath } from 'node:fs/promises'
 import { openSync, closeSync, readFileSync, rmSync, rmdirSync, writeFileSync, existsSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { createSocket } from 'node:dgram'
@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve, dirname, basename } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { constants as osConstants } from 'node:os'
-import createDebug from 'debug'
+import createDebug from '../util/log.js'
 import {
   run, must, runSyncQuiet, unmountIfMounted, unmountSync, isMounted, netnsList, linkList, netnsPids,
   pidAlive, pidStartTime, isRoot, haveCommand, sleep, pollUntil, type RunResult
@@ -95,13 +95,29 @@ function stateFile (tag: string): string {
   return join(tmpdir(), `hpcfs-labstate-${tag}.json`)
 }
 
+/** The process that made a lab: while it lives, the lab is not stale. */
+export interface LabOwner { pid: number, start?: string, command: string }
+
 interface LabState {
   tag: string
   tmp: string
   netns: boolean
   mounts: string[]
   pids: Array<{ pid: number, start?: string }>
+  owner?: LabOwner
 }
+
+/** Lab.create or cleanupStale for a tag whose lab belongs to another process that still runs. */
+export class LabBusyError extends Error {
+  constructor (readonly tag: string, readonly owner: LabOwner, readonly mounts: string[]) {
+    super(`lab ${tag} belongs to process ${owner.pid} (${owner.command}), which is still running`)
+  }
+}
+
+const me = (): LabOwner => ({ pid: process.pid, start: pidStartTime(process.pid), command: process.argv.slice(1).join(' ') })
+
+const ownerAlive = (o: LabOwner | undefined): o is LabOwner =>
+  o !== undefined && o.pid !== process.pid && pidAlive(o.pid) && (o.start === undefined || pidStartTime(o.pid) === o.start)
 
 // ---------------------------------------------------------------------------------------------
 // One node
@@ -391,7 +407,8 @@ export class Lab {
     await cleanupStale(tag)
     const subnet = netns ? (options.subnet ?? await pickSubnet(tag)) : undefined
     if (subnet !== undefined && !/^\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(subnet)) throw new Error(`subnet "${subnet}" must be three octets, e.g. 10.77.3`)
-    const tmp = await mkdtemp(join(tmpdir(), `hpcfs-lab-${tag}-`))
+    claimTag(tag, netns)
+    const tmp = await mkdtemp(join(tmpdir(), `hpcfs-lab-${tag}-`)).catch(e => { rmSync(stateFile(tag), { force: true }); throw e })
     const lab = new Lab(options, tmp, netns, subnet)
     live.add(lab)
     installHooks(options.handleSignals !== false)
@@ -567,7 +584,8 @@ export class Lab {
       tmp: this.tmp,
       netns: this.netns,
       mounts: this.nodes.map(nd => nd.mount),
-      pids: this.nodes.filter(nd => nd.pid !== undefined).map(nd => ({ pid: nd.pid!, start: pidStartTime(nd.pid!) }))
+      pids: this.nodes.filter(nd => nd.pid !== undefined).map(nd => ({ pid: nd.pid!, start: pidStartTime(nd.pid!) })),
+      owner: me()
     }
     try {
       writeFileSync(stateFile(this.tag), JSON.stringify(st) + '\n')
@@ -639,17 +657,45 @@ async function removeNetwork (tag: string): Promise<void> {
 }
 
 /**
+ * Record this process as the tag's owner, atomically: a second process that passed cleanupStale at
+ * the same moment finds the file and gets a LabBusyError.
+ */
+function claimTag (tag: string, netns: boolean): void {
+  const st: LabState = { tag, tmp: '', netns, mounts: [], pids: [], owner: me() }
+  try {
+    writeFileSync(stateFile(tag), JSON.stringify(st) + '\n', { flag: 'wx' })
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
+    const other = readState(tag)
+    throw new LabBusyError(tag, other?.owner ?? { pid: 0, command: 'unknown' }, other?.mounts ?? [])
+  }
+}
+
+function readState (tag: string): LabState | undefined {
+  try {
+    return JSON.parse(readFileSync(stateFile(tag), 'utf8')) as LabState
+  } catch {
+    return undefined
+  }
+}
+
+/** The lab of this tag when another process that still runs owns it (as cleanupStale would refuse). */
+export function labOwner (tag: string): { owner: LabOwner, mounts: string[] } | undefined {
+  const st = readState(tag)
+  return ownerAlive(st?.owner) ? { owner: st.owner, mounts: st.mounts } : undefined
+}
+
+/**
  * Remove the leftovers of an earlier run with this tag that died without destroy(): its daemons
  * (pids recorded in the state file, checked by start time, and any process in its namespaces),
- * mounts, namespaces, veths, bridge and temp dir. Called by Lab.create(); safe when nothing is left.
+ * mounts, namespaces, veths, bridge and temp dir. Called by Lab.create(); safe when nothing is left. A lab whose owner still runs is not
+ * stale: LabBusyError, and nothing is touched.
  */
 export async function cleanupStale (tag: string): Promise<void> {
   if (!TAG_RE.test(tag)) throw new Error(`bad lab tag "${tag}"`)
   for (const lab of live) if (lab.tag === tag && !lab.destroyed) throw new Error(`lab ${tag} is live in this process`)
-  let st: LabState | undefined
-  try {
-    st = JSON.parse(await readFile(stateFile(tag), 'utf8')) as LabState
-  } catch {}
+  const st = readState(tag)
+  if (ownerAlive(st?.owner)) throw new LabBusyError(tag, st.owner, st.mounts)
   if (st !== undefined) {
     debug('cleanupStale %s: state file found (%d pids)', tag, st.pids.length)
     const pids = st.pids.filter(p => pidAlive(p.pid) && (p.start === undefined || pidStartTime(p.pid) === p.start)).map(p => p.pid)

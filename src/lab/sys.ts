@@ -6,7 +6,7 @@ import { execFile, spawnSync } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { readFileSync, existsSync } from 'node:fs'
 import { resolve } from 'node:path'
-import createDebug from 'debug'
+import createDebug from '../util/log.js'
 
 const debug = createDebug('hpcfs:lab')
 

@@ -5,14 +5,14 @@ import type { Readable, Writable } from 'node:stream'
 import * as ppm from '../ppm/ppm.js'
 import type { KeepInfo } from '../ppm/ppm.js'
 import { attachKept, type Kept } from '../ppm/keeper.js'
-import { processAge, residentBytes } from '../util/procfs.js'
+import { processAge, psInfo, residentBytes, type PsInfo } from '../util/procfs.js'
 import { stdioKind, type StdioKind } from './relay.js'
 
 /** The deputy as the home side uses it (ppm.Deputy). Events: 'signal' (number), 'end'. */
 export type DeputyHandle = Pick<ppm.Deputy, 'on' | 'removeAllListeners' | 'exit' | 'kill' | 'restoreInto' | 'takeFds'>
 
-/** A restored process as the guest side uses it (ppm.Restored). */
-export type RestoredHandle = Pick<ppm.Restored, 'pid' | 'stdin' | 'stdout' | 'stderr' | 'exited' | 'go'>
+/** A restored process as the guest side uses it (ppm.Restored); `family`: its family calls (family.ts). */
+export type RestoredHandle = Pick<ppm.Restored, 'pid' | 'stdin' | 'stdout' | 'stderr' | 'exited' | 'go'> & Partial<Pick<ppm.Restored, 'family'>>
 
 /**
  * A guest process: restored in keeper mode (src/ppm/keeper.ts), so that it outlives this daemon,
@@ -45,7 +45,7 @@ export interface Engine {
    * Restores an image into a fresh guest process, kept by its restore helper (keeper mode): with
    * `hold` it runs only once told to go; with nobody attached for `leaseMs`, its keeper kills it.
    */
-  restore (src: Readable, opts: { hold: boolean, leaseMs: number }): Promise<GuestProcess>
+  restore (src: Readable, opts: { hold: boolean, family?: boolean, leaseMs: number }): Promise<GuestProcess>
   /** Attaches again to a guest process (after this daemon was restarted); throws when it is gone. */
   adopt (keeper: KeepInfo): GuestProcess
   /** process.kill */
@@ -58,6 +58,8 @@ export interface Engine {
   stdioKinds (pid: number): StdioKind[]
   /** MemAvailable of this host, in bytes. */
   availableBytes (): number
+  /** What ps shows of a local process (CPU ticks, state, memory, command line); undefined when gone. */
+  psInfo (pid: number): PsInfo | undefined
 }
 
 const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM' } }
@@ -72,19 +74,21 @@ function availableBytes (): number {
 }
 
 function fromKept (k: Kept): GuestProcess {
-  return { pid: k.pid, keeper: k.info, stdin: k.stdin, stdout: k.stdout, stderr: k.stderr, exited: k.exited, go: k.go, endStdin: k.endStdin, detach: k.detach, release: k.release, alive: k.alive }
+  return { pid: k.pid, keeper: k.info, stdin: k.stdin, stdout: k.stdout, stderr: k.stderr, exited: k.exited, family: k.family, go: k.go, endStdin: k.endStdin, detach: k.detach, release: k.release, alive: k.alive }
 }
 
 export const realEngine: Engine = {
-  check: async pid => await ppm.check(pid),
+  // a process leaves home as a deputy: its children stay with the original (family.ts)
+  check: async pid => await ppm.check(pid, { family: true }),
   hostInfo: async () => await ppm.hostInfo(),
-  deputy: async (pid, out, opts) => await ppm.deputy(pid, out, opts),
+  deputy: async (pid, out, opts) => await ppm.deputy(pid, out, { ...opts, family: true }),
   dump: async (pid, out, opts) => await ppm.dump(pid, out, opts),
-  restore: async (src, opts) => fromKept(attachKept(await ppm.restoreKept(src, { clock: 'auto', hold: opts.hold, guest: true, leaseMs: opts.leaseMs }))),
+  restore: async (src, opts) => fromKept(attachKept(await ppm.restoreKept(src, { clock: 'auto', hold: opts.hold, guest: true, family: opts.family, leaseMs: opts.leaseMs }))),
   adopt: keeper => fromKept(attachKept(keeper)),
   kill: (pid, sig) => { process.kill(pid, sig) },
   alive,
   describe: pid => ({ name: comm(pid), bytes: residentBytes(pid), age: processAge(pid) }),
   stdioKinds: pid => [0, 1, 2].map(fd => stdioKind(pid, fd)),
-  availableBytes
+  availableBytes,
+  psInfo: pid => psInfo(pid)
 }

@@ -13,11 +13,12 @@
 // of its image, restored held) rejoins too: home decides, so there is never a second copy.
 import { createReadStream, existsSync, rmSync } from 'node:fs'
 import { Readable } from 'node:stream'
-import debug from 'debug'
+import debug from '../util/log.js'
 import type { Cluster, Dial } from './cluster.js'
 import type { Engine, GuestProcess } from './engine.js'
 import type { ExitStatus } from '../ppm/ppm.js'
-import { DECAY_HINTS, applyHint, defaultHints, type DecayHints } from './hints.js'
+import { familyFailed, superviseFamily } from './family.js'
+import { applyHint, defaultHints, type DecayHints } from './hints.js'
 import { Link, type DataType } from './link.js'
 import type { Message, MigrateMsg, RejoinMsg, SendToMsg } from './protocol.js'
 import { StdinPull } from './relay.js'
@@ -140,7 +141,7 @@ export class GuestSide {
     await conn.send({ t: 'accept', hostinfo })
     let r: GuestProcess
     try {
-      r = await engine.restore(img.image, { hold: true, leaseMs: this.leaseMs })
+      r = await engine.restore(img.image, { hold: true, family: true, leaseMs: this.leaseMs })
     } catch (e) {
       img.done()
       log('restore from node %d failed: %s', home, (e as Error).message)
@@ -154,6 +155,8 @@ export class GuestSide {
     g.held = true // until home has heard `running` and says `run` (or, if the connection breaks first, until home says it has it here)
     if (m.decay === 'fast') g.decay.rate = 'fast'
     if (m.kind === 'cpujob' || m.kind === 'iojob') g.decay.kind = m.kind
+    if (m.perMille !== undefined) g.decay.perMille = m.perMille
+    if (m.interval !== undefined) g.decay.interval = m.interval
     this.save(g)
     await conn.send({ t: 'running', pid: r.pid, bytes: img.received, ms: img.ms() })
     log('guest %d from node %d (its pid %d) runs here', r.pid, home, g.homePid)
@@ -174,6 +177,7 @@ export class GuestSide {
     r.stderr?.on('data', pump('E'))
     r.stdin?.on('error', () => {})
     this.bindConn(g, conn)
+    superviseFamily(g, r, () => this.guests.get(g.pid) === g)
     if (stdin === 'pull') g.pull.start(() => this.guests.get(g.pid) === g, () => g.leaving || g.conn.closed, n => { void g.conn.send({ t: 'want', n }).catch(() => {}) })
     void r.exited.then(st => {
       g.ended = st
@@ -213,7 +217,7 @@ export class GuestSide {
   /** The guest's record on disk, so that it survives a restart of this daemon. */
   private save (g: Guest, leaving = g.leaving): void {
     if (this.guests.get(g.pid) !== g) return
-    this.states.save({ pid: g.pid, home: g.home, homePid: g.homePid, stdin: g.stdinMode, age: g.age, since: g.since, decay: { rate: g.decay.rate, kind: g.decay.kind }, keeper: g.r.keeper, held: g.held, leaving })
+    this.states.save({ pid: g.pid, home: g.home, homePid: g.homePid, stdin: g.stdinMode, age: g.age, since: g.since, decay: { rate: g.decay.rate, kind: g.decay.kind, perMille: g.decay.perMille, interval: g.decay.interval }, keeper: g.r.keeper, held: g.held, leaving })
   }
 
   /** This node no longer has the guest (it ended, left, or was killed). */
@@ -326,6 +330,8 @@ export class GuestSide {
       g.held = rec.held || r.pid !== rec.pid
       g.decay.rate = rec.decay.rate
       g.decay.kind = rec.decay.kind
+      if (rec.decay.perMille !== undefined) g.decay.perMille = rec.decay.perMille
+      if (rec.decay.interval !== undefined) g.decay.interval = rec.decay.interval
       this.save(g, false)
       log('adopted guest %d of node %d (its pid %d) after a restart', g.pid, g.home, g.homePid)
       this.orphan(g)
@@ -337,7 +343,7 @@ export class GuestSide {
     const path = this.states.imagePath(rec.pid)
     if (path === null || !existsSync(path)) { log('guest %d of node %d was dumped to leave before the restart: no copy', rec.pid, rec.home); return null }
     try {
-      const r = await this.d.engine.restore(createReadStream(path), { hold: true, leaseMs: this.leaseMs })
+      const r = await this.d.engine.restore(createReadStream(path), { hold: true, family: true, leaseMs: this.leaseMs })
       log('guest %d of node %d was dumped to leave before the restart: its copy runs held as %d', rec.pid, rec.home, r.pid)
       return r
     } catch (e) {
@@ -371,8 +377,16 @@ export class GuestSide {
         await this.sendTo(g, m)
         break
       case 'hint':
-        if ((DECAY_HINTS as readonly string[]).includes(m.hint)) applyHint(g.decay, m.hint)
+        applyHint(g.decay, m.hint) // validated by the protocol (parseHint)
         this.save(g)
+        break
+      case 'stat?': {
+        const i = engine.psInfo(g.pid)
+        if (i) await g.conn.send({ t: 'stat', ...i }).catch(() => {})
+        break
+      }
+      case 'family-failed':
+        familyFailed(g, g.r, m)
         break
       case 'move-failed':
         g.moveAsked = Date.now()
@@ -410,6 +424,7 @@ export class GuestSide {
     }
     if (!await this.settleStdin(g)) return
     const copy = new ImageCopy(undefined, this.states.imagePath(g.pid))
+    const used = this.d.engine.psInfo(g.pid)
     try {
       this.save(g)
       try {
@@ -422,18 +437,19 @@ export class GuestSide {
         return
       }
       await g.outputDone
-      await this.imageHome(g, copy)
+      await this.imageHome(g, copy, used)
     } finally { copy.release() }
   }
 
   /**
    * Sends a stopped guest's image home. If home cannot run it (home-failed), it runs here again, a
    * guest on the same connection (`resumed`), or, failing that too, home hears `failed` and reports
-   * it lost. If the connection breaks before home's answer, the copy is restored held and rejoins
-   * home, which has it (the copy is removed) or not (it runs here).
+   * it lost. It tells home the CPU ticks it used here (`used`). If the connection breaks before
+   * home's answer, the copy is restored held and rejoins home, which has it (the copy is removed)
+   * or not (it runs here).
    */
-  private async imageHome (g: Guest, copy: ImageCopy): Promise<void> {
-    await sendImage(g.conn, copy).catch(e => log('sending guest %d home: %s', g.pid, (e as Error).message))
+  private async imageHome (g: Guest, copy: ImageCopy, used?: { utime: number, stime: number }): Promise<void> {
+    await sendImage(g.conn, copy, used).catch(e => log('sending guest %d home: %s', g.pid, (e as Error).message))
     const m = await g.conn.expect('home-ok', 'home-failed').catch(() => null)
     if (m === null) { await this.keepCopy(g, copy); return }
     if (m.t === 'home-ok') { this.forget(g); g.r.release(); g.conn.close(); return }
@@ -452,7 +468,7 @@ export class GuestSide {
   private async runAgain (g: Guest, copy: ImageCopy, hold = false): Promise<Guest> {
     this.forget(g)
     g.r.release()
-    const again = await this.d.engine.restore(await replay(copy), { hold, leaseMs: this.leaseMs })
+    const again = await this.d.engine.restore(await replay(copy), { hold, family: true, leaseMs: this.leaseMs })
     const h = this.startGuest(g.conn, again, g.home, g.homePid, g.stdinMode, g.age + (Date.now() - g.since) / 1000)
     Object.assign(h.decay, g.decay)
     h.held = hold
@@ -493,6 +509,7 @@ export class GuestSide {
   private async sendOn (g: Guest, m: SendToMsg, copy: ImageCopy): Promise<void> {
     let bytes = 0
     let out: Link | undefined
+    const used = this.d.engine.psInfo(g.pid)
     try {
       if (!this.d.cluster.addressOf(m.node)) throw new Error(`no address for node ${m.node}`)
       out = await this.d.dial(m.node)
@@ -513,7 +530,7 @@ export class GuestSide {
     }
     out?.close()
     await g.outputDone
-    await g.conn.send({ t: 'sent', bytes }).catch(() => {})
+    await g.conn.send({ t: 'sent', bytes, utime: used?.utime ?? 0, stime: used?.stime ?? 0 }).catch(() => {})
     const r = await g.conn.expect('home-ok', 'resume').catch(() => undefined)
     if (r === undefined) { await this.keepCopy(g, copy); return }
     if (r.t === 'home-ok') { this.forget(g); g.r.release(); g.conn.close(); return }

@@ -13,18 +13,23 @@
 // A deputy whose remote's node dies (its connection breaks) prints why on its stderr and exits
 // with LOST_STATUS. docs/migrate.md has the sequence pictures.
 import { randomBytes } from 'node:crypto'
-import debug from 'debug'
+import debug from '../util/log.js'
 import { DEFAULTS, rejoinWaitMs } from '../config.js'
 import { ErrnoError, einval } from '../util/errno.js'
 import type { Cluster, Dial } from './cluster.js'
 import type { DeputyHandle, Engine } from './engine.js'
+import { familyCall } from './family.js'
 import { applyHint, defaultHints, type DecayHint, type DecayHints } from './hints.js'
 import type { Link } from './link.js'
+import type { PsInfo } from '../util/procfs.js'
 import type { AcceptMsg, FailedMsg, RefuseMsg, Message, MoveRequestMsg, RejoinMsg, RunningMsg, StayMsg } from './protocol.js'
 import { HomeStdio, serveWant, stdinModeOf } from './relay.js'
 import { ImageCopy, noteTransfer, replay, tee } from './transfer.js'
 
 const log = debug('hpcfs:home')
+
+/** How long proc/<pid>/stats waits for the node a process runs on to say how it is doing. */
+const STAT_WAIT_MS = 500
 
 /** Exit status of a deputy whose remote was lost with its node (EHOSTDOWN). */
 export const LOST_STATUS = 112
@@ -60,6 +65,13 @@ export class HomeProc {
   imageStart = 0
   /** The node it runs on or last ran on away from home (0: never left). */
   at = 0
+  /** Its command line when it last left home (the deputy's memory, and so its /proc cmdline, is gone). */
+  cmdline = ''
+  /** CPU ticks [utime, stime] it used on other nodes in stays that have ended. */
+  readonly awayTicks: [number, number] = [0, 0]
+  /** What the node it runs on said of it last (psInfo there), and who waits for the next answer. */
+  remote: PsInfo | null = null
+  statWaiters: Array<() => void> = []
   /** It was lost with its node: the deputy is reporting it and ends. */
   lost = false
   /** Its node is out of reach (connection broken): the deputy waits this timer for it to come back (rejoin). */
@@ -159,7 +171,7 @@ export class Home {
   private async offer (p: HomeProc, node: number, ticket?: string): Promise<{ conn: Link, hostinfo: string }> {
     const conn = await this.d.dial(node)
     const about = this.d.engine.describe(p.pid)
-    await conn.send({ t: 'migrate', home: this.d.cluster.id, pid: p.pid, name: about.name, bytes: p.imageBytes ?? about.bytes, stdin: p.stdinMode, age: about.age, decay: p.decay.rate, kind: p.decay.kind, ...(ticket !== undefined ? { ticket } : {}) })
+    await conn.send({ t: 'migrate', home: this.d.cluster.id, pid: p.pid, name: about.name, bytes: p.imageBytes ?? about.bytes, stdin: p.stdinMode, age: about.age, decay: p.decay.rate, kind: p.decay.kind, perMille: p.decay.perMille, interval: p.decay.interval, ...(ticket !== undefined ? { ticket } : {}) })
     let m: AcceptMsg | RefuseMsg
     try { m = await conn.expect('accept', 'refuse') } catch (e) { conn.close(); throw e }
     if (m.t === 'refuse') { conn.close(); throw new ErrnoError('EPERM', `node ${node} refused: ${m.reason}`) }
@@ -170,6 +182,8 @@ export class Home {
   private async moveOut (p: HomeProc, node: number): Promise<void> {
     const reasons = await this.cantMove(p.pid)
     if (reasons.length) throw new ErrnoError('EPERM', `cannot move: ${reasons.join('; ')}`)
+    p.cmdline = this.d.engine.psInfo(p.pid)?.cmdline ?? ''
+    p.remote = null
     p.io.kinds = this.d.engine.stdioKinds(p.pid)
     p.stdinMode = stdinModeOf(p.io.kinds)
     const { conn, hostinfo } = await this.offer(p, node)
@@ -298,6 +312,10 @@ export class Home {
       case 'stay':
         if (p.where !== 'migrating') p.moving = false // it could not leave after all: stdin is handed out again
         break
+      case 'family':
+        // it waits in a family call (fork, wait, ...) that must be made at home (family.ts)
+        familyCall(this, p, conn, m)
+        break
       case 'move-request':
         // the node it runs on found a cheaper place for it (its balancer decides for its guests)
         this.guestAsks(p, conn, m)
@@ -307,7 +325,12 @@ export class Home {
         p.imageIn = new ImageCopy()
         p.imageStart = Date.now()
         break
+      case 'stat':
+        p.remote = m
+        for (const w of p.statWaiters.splice(0)) w()
+        break
       case 'image-end': {
+        this.stayEnded(p, m)
         const copy = p.imageIn ?? new ImageCopy()
         p.imageIn = null
         if (p.at > 0 && p.imageStart > 0) noteTransfer(this.d.bandwidth, p.at, copy.size, Date.now() - p.imageStart)
@@ -320,6 +343,44 @@ export class Home {
       }
       default:
         break
+    }
+  }
+
+  /** A stay away ended (its node reports the CPU time it used there with the image): count it. */
+  private stayEnded (p: HomeProc, m: { utime?: number, stime?: number }): void {
+    p.awayTicks[0] += m.utime ?? 0
+    p.awayTicks[1] += m.stime ?? 0
+    p.remote = null
+  }
+
+  /**
+   * What ps shows of a process of this node wherever it runs (proc/<pid>/stats and cmdline): CPU
+   * ticks counted on every node it ran on; state, memory and command line where it runs now. When
+   * it is away, its node is asked (waiting at most STAT_WAIT_MS, else its last answer is used).
+   * Undefined when the process is gone.
+   */
+  async psInfo (pid: number): Promise<PsInfo | undefined> {
+    const here = this.d.engine.psInfo(pid)
+    if (here === undefined) return undefined
+    const p = this.procs.get(pid)
+    if (!p) return here
+    const conn = p.conn
+    if (typeof p.where === 'number' && conn && !conn.closed) {
+      const answered = new Promise<void>(resolve => {
+        const t = setTimeout(resolve, STAT_WAIT_MS)
+        p.statWaiters.push(() => { clearTimeout(t); resolve() })
+      })
+      void conn.send({ t: 'stat?' }).catch(() => {})
+      await answered
+    }
+    const r = p.where === 'home' ? null : p.remote
+    return {
+      utime: here.utime + p.awayTicks[0] + (r?.utime ?? 0),
+      stime: here.stime + p.awayTicks[1] + (r?.stime ?? 0),
+      state: r?.state ?? here.state,
+      rss: r?.rss ?? here.rss,
+      vsize: r?.vsize ?? here.vsize,
+      cmdline: r?.cmdline || (p.where === 'home' ? here.cmdline : p.cmdline || here.cmdline)
     }
   }
 
@@ -413,6 +474,7 @@ export class Home {
     const sent = old.expect('sent', 'stay').catch((e): StayMsg => ({ t: 'stay', reason: (e as Error).message }))
     await old.send({ t: 'sendto', node, ticket, hostinfo: next.hostinfo }).catch(() => {})
     const s = await sent
+    if (s.t === 'sent') this.stayEnded(p, s)
     const release = (): void => { p.holdFor = null; p.held = []; p.heldMsgs = [] }
     // N could not stop it, or M broke off the transfer (the dump then fails and leaves the process
     // as it was): it is where it was, M has nothing. N's connection broke: N may have died after

@@ -4,7 +4,7 @@
 // on it (a move, a guest's home, a deputy's remote) sees the connection close and acts on it
 // within that bound, instead of waiting for TCP to give up (minutes) as it did across a partition.
 // The tunables are in src/config.ts (linkTimeout, guestLease); README "Failure semantics".
-import debug from 'debug'
+import debug from '../util/log.js'
 import type { Link } from './link.js'
 
 const log = debug('hpcfs:lease')

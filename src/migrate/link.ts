@@ -7,7 +7,7 @@
 // (reason).
 import { EventEmitter } from 'node:events'
 import { Writable } from 'node:stream'
-import debug from 'debug'
+import debug from '../util/log.js'
 import { decode, encode, ProtocolError, type Kind, type Message, type MsgOf } from './protocol.js'
 
 const log = debug('hpcfs:link')

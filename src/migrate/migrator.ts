@@ -5,26 +5,29 @@
 //   guest.ts     the processes running here whose home is elsewhere (receive, run, leave)
 //   relay.ts     fds 0-2 of a process away (output relay, pull-mode stdin)
 //   transfer.ts  images (streaming, tickets for N -> M, bandwidth measurement)
+//   family.ts    descendants come under discipline; a guest's fork, wait, ... are made at home
 //   hints.ts     decay hints; protocol.ts the typed control messages; link.ts / wire.ts /
 //                memlink.ts the connections; engine.ts the seam to src/ppm
 // docs/migrate.md has the module map, the message table and the sequence pictures.
 import { EventEmitter } from 'node:events'
 import { createServer, type Socket, type Server } from 'node:net'
-import debug from 'debug'
+import debug from '../util/log.js'
 import { DEFAULTS, rejoinWaitMs } from '../config.js'
 import type { Keyring } from '../gossip/keyring.js'
 import { einval } from '../util/errno.js'
 import type { Cluster, Dial } from './cluster.js'
 import { realEngine, type Engine } from './engine.js'
+import { Descendants } from './family.js'
 import { GuestSide, type Guest } from './guest.js'
 import type { DecayHint } from './hints.js'
 import { Home, type HomeProc } from './home.js'
 import { heartbeat } from './lease.js'
 import { GuestStates } from './state.js'
 import { Conn, MIGRATION_PORT } from './wire.js'
+import type { PsInfo } from '../util/procfs.js'
 
 export type { Cluster } from './cluster.js'
-export { DECAY_HINTS, applyHint, formatHints, type DecayHint, type DecayHints } from './hints.js'
+export { DECAY_HINTS, applyHint, formatHints, parseHint, type DecayHint, type DecayHints } from './hints.js'
 export { HomeProc, LOST_STATUS, type Where } from './home.js'
 export { Guest } from './guest.js'
 export { MEMORY_RESERVE } from './transfer.js'
@@ -38,6 +41,8 @@ export class Migrator extends EventEmitter {
   readonly guestSide: GuestSide
   readonly procs: Map<number, HomeProc>
   readonly guests: Map<number, Guest>
+  /** the children of processes under discipline come under it too (family.ts) */
+  readonly family: Descendants
   /** Control messages dropped on this node's connections because they were not valid. */
   droppedMessages = 0
   /** A connection whose peer has been silent this long is cut off (src/migrate/lease.ts; config linkTimeout). */
@@ -58,6 +63,7 @@ export class Migrator extends EventEmitter {
     this.procs = this.home.procs
     this.guests = this.guestSide.guests
     this.guestSide.rejoined = (conn, m) => this.home.rejoin(conn, m)
+    this.family = new Descendants(this.home)
   }
 
   /**
@@ -83,12 +89,14 @@ export class Migrator extends EventEmitter {
     const server = createServer(sock => { void this.accept(sock) })
     await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(this.port, host, () => { server.off('error', reject); resolve() }) })
     this.server = server
+    this.family.start()
     log('transfer port %s:%d', host, this.port)
     // guests the last daemon of this node left to their keepers
     void this.guestSide.readopt().catch(e => log('readopt: %s', (e as Error).message))
   }
 
   async close (): Promise<void> {
+    this.family.stop()
     this.guestSide.close()
     this.home.close()
     await new Promise<void>(resolve => this.server ? this.server.close(() => resolve()) : resolve())
@@ -116,6 +124,8 @@ export class Migrator extends EventEmitter {
   requestMove (pid: number, target: number | 'home'): Promise<void> { return this.home.requestMove(pid, target) }
   /** A decay hint for a process of this node (proc/<pid>/decay); it reaches the remote if it is away. */
   hint (pid: number, hint: DecayHint): void { this.home.hint(pid, hint) }
+  /** What ps shows of a process of this node wherever it runs (home.ts). */
+  async psInfo (pid: number): Promise<PsInfo | undefined> { return await this.home.psInfo(pid) }
   /** Brings every process of this node home (admin/bring); resolves when all are home. */
   async bringAll (): Promise<void> { await this.home.bringAll() }
 

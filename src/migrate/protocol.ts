@@ -6,8 +6,8 @@
 // Roles: H = the home node (the deputy's side), N = the node a guest runs on (or is offered to),
 // M = the next node during N -> M. Phases: offer (H -> N: migrate/accept/refuse), image (the image
 // frames and their end), running (the guest runs, H relays its stdio), move (gohome, sendto, expel),
-// end (exit, kill, loss).
-import { DECAY_HINTS, type DecayHint } from './hints.js'
+// end (exit, kill, loss); family (a guest's family call: family, family-failed; docs/family.md).
+import { parseHint, type DecayHint } from './hints.js'
 
 /** H -> N, first message on a new connection (offer): take process `pid` of node `home`. */
 export interface MigrateMsg {
@@ -25,6 +25,9 @@ export interface MigrateMsg {
   /** decay hints (hints.ts) */
   decay?: 'slow' | 'fast'
   kind?: '' | 'cpujob' | 'iojob'
+  /** its own decay per-mille and interval (mosrun -d, -t), when set */
+  perMille?: number
+  interval?: number
   /** N -> M: the image comes from the node the process runs on, on a connection naming this ticket */
   ticket?: string
 }
@@ -41,8 +44,11 @@ export interface RefuseMsg { t: 'refuse', reason: string }
 /** Either side, instead of what was expected (an unexpected first message): `expect` rejects. */
 export interface ErrorMsg { t: 'error', reason: string }
 
-/** Sender of an image -> its receiver: the image frames (I) are complete. */
-export interface ImageEndMsg { t: 'image-end' }
+/**
+ * Sender of an image -> its receiver: the image frames (I) are complete. From a guest's node going
+ * home: the CPU ticks the process used there (`utime`, `stime`), counted at home.
+ */
+export interface ImageEndMsg { t: 'image-end', utime?: number, stime?: number }
 
 /** H -> N (image): the dump failed; N drops what it received. */
 export interface AbortMsg { t: 'abort', reason: string }
@@ -102,13 +108,28 @@ export interface HomeFailedMsg { t: 'home-failed', reason: string }
 export interface SendToMsg { t: 'sendto', node: number, ticket: string, hostinfo: string }
 
 /** N -> H (move N -> M): the image went to M (`bytes`), N keeps a copy until home-ok or resume. */
-export interface SentMsg { t: 'sent', bytes: number }
+export interface SentMsg { t: 'sent', bytes: number, utime?: number, stime?: number }
 
 /** H -> N (move N -> M): M could not run it; run it again from the copy. */
 export interface ResumeMsg { t: 'resume' }
 
 /** N -> H (move N -> M): it runs on N again, as `pid`. */
 export interface ResumedMsg { t: 'resumed', pid: number }
+
+/** H -> N (running): how is the guest doing (ps of a process away: proc/<pid>/stats, cmdline)? */
+export interface StatQueryMsg { t: 'stat?' }
+
+/** N -> H (running): the answer: CPU ticks there, state, memory (bytes) and command line. */
+export interface StatMsg { t: 'stat', utime: number, stime: number, state: string, rss: number, vsize: number, cmdline: string }
+
+/**
+ * N -> H (running): the guest waits in a family call (fork, wait, kill of another process,
+ * setpgid, setsid; docs/family.md) that must be made at home: bring it home. Sent again while it waits.
+ */
+export interface FamilyMsg { t: 'family', call: string }
+
+/** H -> N (running): the guest cannot come home; the family call it waits in fails. */
+export interface FamilyFailedMsg { t: 'family-failed', reason: string }
 
 /** Either side, every quarter of the link timeout: it is alive (src/migrate/lease.ts). */
 export interface PingMsg { t: 'ping' }
@@ -131,7 +152,7 @@ export type Message =
   | MigrateMsg | ImageMsg | AcceptMsg | RefuseMsg | ErrorMsg | ImageEndMsg | AbortMsg | RunningMsg | FailedMsg
   | SignalMsg | KillMsg | WantMsg | StdinEndMsg | HintMsg | MoveRequestMsg | MoveFailedMsg | ExitMsg
   | GoHomeMsg | LeavingMsg | LeavingOkMsg | StayMsg | ImageStartMsg | HomeOkMsg | HomeFailedMsg
-  | SendToMsg | SentMsg | ResumeMsg | ResumedMsg
+  | SendToMsg | SentMsg | ResumeMsg | ResumedMsg | StatQueryMsg | StatMsg | FamilyMsg | FamilyFailedMsg
   | PingMsg | RunMsg | RejoinMsg | RejoinOkMsg
 
 export type Kind = Message['t']
@@ -155,12 +176,12 @@ const orNull = (c: Check): Check => v => v === null || c(v)
 const opt = (c: Check): Opt => ({ opt: c })
 
 const SCHEMAS: { [K in Kind]: Schema<MsgOf<K>> } = {
-  migrate: { home: node, pid, name: str, bytes: nat, stdin: opt(oneOf('pull', 'none')), age: opt(orNull(num)), decay: opt(oneOf('slow', 'fast')), kind: opt(oneOf('', 'cpujob', 'iojob')), ticket: opt(str) },
+  migrate: { home: node, pid, name: str, bytes: nat, stdin: opt(oneOf('pull', 'none')), age: opt(orNull(num)), decay: opt(oneOf('slow', 'fast')), kind: opt(oneOf('', 'cpujob', 'iojob')), perMille: opt(v => int(v) && (v as number) >= 0 && (v as number) <= 1000), interval: opt(v => int(v) && (v as number) >= 1 && (v as number) <= 3600), ticket: opt(str) },
   image: { ticket: str },
   accept: { hostinfo: str },
   refuse: { reason: str },
   error: { reason: str },
-  'image-end': {},
+  'image-end': { utime: opt(nat), stime: opt(nat) },
   abort: { reason: str },
   running: { pid, bytes: nat, ms: num },
   failed: { reason: str },
@@ -168,7 +189,7 @@ const SCHEMAS: { [K in Kind]: Schema<MsgOf<K>> } = {
   kill: {},
   want: { n: v => int(v) && (v as number) >= 1 },
   'stdin-end': {},
-  hint: { hint: oneOf(...DECAY_HINTS) },
+  hint: { hint: v => typeof v === 'string' && parseHint(v) === v },
   'move-request': { node, why: str },
   'move-failed': { reason: str },
   exit: { code: orNull(int), signal: orNull(int) },
@@ -180,9 +201,13 @@ const SCHEMAS: { [K in Kind]: Schema<MsgOf<K>> } = {
   'home-ok': {},
   'home-failed': { reason: str },
   sendto: { node, ticket: str, hostinfo: str },
-  sent: { bytes: nat },
+  sent: { bytes: nat, utime: opt(nat), stime: opt(nat) },
   resume: {},
   resumed: { pid },
+  'stat?': {},
+  stat: { utime: nat, stime: nat, state: v => typeof v === 'string' && /^[A-Za-z?]$/.test(v), rss: nat, vsize: nat, cmdline: v => typeof v === 'string' && v.length <= 65536 },
+  family: { call: v => typeof v === 'string' && /^[a-z_0-9]{1,32}$/.test(v) },
+  'family-failed': { reason: str },
   ping: {},
   run: {},
   rejoin: { home: node, pid, guest: pid, node },

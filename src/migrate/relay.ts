@@ -8,7 +8,7 @@
 import { createWriteStream, readlinkSync, readSync, openSync, closeSync, fstatSync, writeSync, constants as fsc } from 'node:fs'
 import { Socket } from 'node:net'
 import type { Writable } from 'node:stream'
-import debug from 'debug'
+import debug from '../util/log.js'
 import type { Link } from './link.js'
 import type { DeputyHandle } from './engine.js'
 import { ctxtSwitches, stdinWait, syscallLine, STDIN_CHUNK } from './stdin.js'

@@ -8,7 +8,7 @@
 // the daemon will signal and attach to, and the keeper's pid is checked with its start time.
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import debug from 'debug'
+import debug from '../util/log.js'
 import type { KeepInfo } from '../ppm/ppm.js'
 
 const log = debug('hpcfs:state')
@@ -23,7 +23,7 @@ export interface GuestRecord {
   /** seconds it had run when it arrived; when it arrived (ms since the epoch) */
   age: number
   since: number
-  decay: { rate: 'slow' | 'fast', kind: '' | 'cpujob' | 'iojob' }
+  decay: { rate: 'slow' | 'fast', kind: '' | 'cpujob' | 'iojob', perMille?: number, interval?: number }
   /** where its keeper is */
   keeper: KeepInfo
   /** restored, waiting for home's `run` */
@@ -45,6 +45,7 @@ export function toRecord (v: unknown): GuestRecord | null {
   const ok = isInt(o.pid, 2) && isInt(o.home, 1) && isInt(o.homePid, 1) && (o.stdin === 'pull' || o.stdin === 'none') &&
     isNum(o.age) && isNum(o.since) && typeof o.held === 'boolean' && typeof o.leaving === 'boolean' &&
     typeof d === 'object' && d !== null && (d.rate === 'slow' || d.rate === 'fast') && (d.kind === '' || d.kind === 'cpujob' || d.kind === 'iojob') &&
+    (d.perMille === undefined || isInt(d.perMille)) && (d.interval === undefined || isInt(d.interval, 1)) &&
     typeof k === 'object' && k !== null && k.pid === o.pid && isInt(k.helper, 2) && typeof k.start === 'string' &&
     typeof fds === 'object' && fds !== null && ['in', 'out', 'err', 'ctl', 'cmd'].every(f => isInt(fds[f], 3))
   return ok ? v as GuestRecord : null

@@ -6,7 +6,7 @@ import { close as fsClose, constants as fsc, createReadStream, fstatSync, openSy
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough, Readable, Writable } from 'node:stream'
-import debug from 'debug'
+import debug from '../util/log.js'
 import type { Link } from './link.js'
 import type { Message } from './protocol.js'
 
@@ -140,12 +140,12 @@ export async function replay (copy: ImageCopy): Promise<Readable> {
   return copy.stream()
 }
 
-/** Sends a whole image kept in a copy over conn: image-start, the frames, image-end. */
-export async function sendImage (conn: Link, copy: ImageCopy): Promise<void> {
+/** Sends a whole image kept in a copy over conn: image-start, the frames, image-end (with the CPU ticks it used here, if known). */
+export async function sendImage (conn: Link, copy: ImageCopy, used?: { utime: number, stime: number }): Promise<void> {
   await copy.complete()
   await conn.send({ t: 'image-start' })
   for await (const c of copy.stream()) await conn.frame('I', c as Buffer)
-  await conn.send({ t: 'image-end' })
+  await conn.send(used ? { t: 'image-end', utime: used.utime, stime: used.stime } : { t: 'image-end' })
 }
 
 /** N -> M, on M: accepted moves whose image comes over another connection, by ticket. */

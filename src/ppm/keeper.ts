@@ -3,13 +3,14 @@
 // own; whoever attaches opens them through /proc/<keeper>/fd/<n>: the daemon that restored the
 // process, or, after that daemon died, the one started again. Opening the command pipe (last) tells
 // the keeper someone is there: without anyone for its lease, it kills the process.
+import { EventEmitter } from 'node:events'
 import { closeSync, constants as fsc, openSync, readFileSync, readlinkSync, realpathSync, writeSync } from 'node:fs'
 import { Socket } from 'node:net'
 import { createInterface } from 'node:readline'
 import type { Readable, Writable } from 'node:stream'
-import debug from 'debug'
+import debug from '../util/log.js'
 import { ErrnoError } from '../util/errno.js'
-import { helperPath, startTime, type ExitStatus, type KeepInfo } from './ppm.js'
+import { FamilyCalls, helperPath, startTime, type ExitStatus, type KeepInfo } from './ppm.js'
 
 const log = debug('hpcfs:keeper')
 
@@ -22,6 +23,8 @@ export interface Kept {
   readonly stderr: Readable | null
   /** how it ended (as its keeper, its parent, saw it) */
   readonly exited: Promise<ExitStatus>
+  /** its family calls, when restored with `family` (the ones still waiting are said again on attach) */
+  readonly family: FamilyCalls
   /** lets a held process run (no effect on one that runs); resolves once it runs untraced (or has ended) */
   go: () => Promise<void>
   /** its stdin reaches its end */
@@ -71,6 +74,8 @@ export function attachKept (info: KeepInfo): Kept {
     try { writeSync(cmd, line + '\n') } catch (e) { log('keeper %d: %s: %s', helper, line, (e as Error).message) }
   }
   const running: Array<() => void> = [] // waiting for the answer to GO
+  const lines = new EventEmitter()
+  const family = new FamilyCalls(lines, say)
   const exited = new Promise<ExitStatus>(resolve => {
     const rl = createInterface({ input: ctlIn })
     let done = false
@@ -81,6 +86,10 @@ export function attachKept (info: KeepInfo): Kept {
         resolve(m[1] === 'EXIT' ? { code: Number(m[2]), signal: null } : { code: null, signal: Number(m[2]) })
         for (const w of running.splice(0)) w()
       } else if (line === 'RUNNING') running.shift()?.()
+      else if (line.startsWith('FAMILY ')) {
+        const [, id, call] = line.split(' ')
+        lines.emit('family', { id, call })
+      }
       else log('keeper %d: %s', helper, line)
     })
     rl.on('close', () => {
@@ -105,6 +114,7 @@ export function attachKept (info: KeepInfo): Kept {
     stdout,
     stderr,
     exited,
+    family,
     go: async () => {
       const ran = new Promise<void>(resolve => running.push(resolve))
       say('GO')

@@ -1,11 +1,12 @@
 // PPM engine, TypeScript side: drives the native helper (native/*.c, built into
-// native/build/hpc-ppm-helper) that checkpoints and restores single-threaded processes.
+// native/build/hpc-ppm-helper) that checkpoints and restores processes and their threads.
 //
 // Protocol with the helper (docs/ppm.md has the full description):
 //   fd 3  the image stream (dump/deputy write it, restore reads it);
 //   fd 4  control lines from the helper: REASON, STAT, PID, HOLLOW, SIGNAL, FD, IMAGE-IN, EXIT,
 //         KILLED, RESTORED, OK, ERR <ERRNO> <text>;
-//   fd 5  command lines to a deputy: EXIT n, KILL sig, RESTORE [path], FDS;
+//   fd 5  command lines to a deputy: EXIT n, KILL sig, RESTORE [path], FDS; to a restore with
+//         --family: DENY id errno (a FAMILY line's call fails);
 //   fd 0-2 become the stdio of a process restored into a fresh stub.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, existsSync, openSync, createWriteStream, readFileSync } from 'node:fs'
@@ -16,8 +17,9 @@ import { EventEmitter } from 'node:events'
 import { pipeline } from 'node:stream/promises'
 import type { Readable, Writable, Stream } from 'node:stream'
 import type { Socket } from 'node:net'
-import debug from 'debug'
+import debug from '../util/log.js'
 import { ErrnoError, einval, type ErrnoName } from '../util/errno.js'
+import { onlyStdio } from '../util/fds.js'
 
 const log = debug('hpcfs:ppm')
 
@@ -82,7 +84,8 @@ class Helper extends EventEmitter {
   constructor (args: string[], stdio: StdioItem[], opts: { detached?: boolean } = {}) {
     super()
     log('spawn helper %o', args)
-    this.child = spawn(helperPath(), args, { stdio, detached: opts.detached === true })
+    // onlyStdio: the helper gets its stdio and none of the daemon's descriptors (src/util/fds.ts)
+    this.child = spawn(helperPath(), args, { stdio: onlyStdio(stdio), detached: opts.detached === true })
     const ctl = this.child.stdio[4] as Readable | null
     if (ctl == null) throw new PpmError('EIO', 'helper control pipe missing')
     const err = this.child.stdio[2] as Readable | null
@@ -138,11 +141,14 @@ class Helper extends EventEmitter {
       return
     } else if (kind === 'SIGNAL') {
       this.emit('signal', Number(rest))
+    } else if (kind === 'FAMILY') {
+      const s = rest.indexOf(' ')
+      this.emit('family', { id: rest.slice(0, s), call: rest.slice(s + 1) })
     }
     const parts = [kind, ...rest.split(' ')]
     const i = this.waiters.findIndex(w => w.kinds.includes(kind))
     if (i >= 0) this.waiters.splice(i, 1)[0].resolve(parts)
-    else if (kind !== 'STAT' && kind !== 'REASON' && kind !== 'SIGNAL' && kind !== 'FD') this.backlog.push(parts)
+    else if (kind !== 'STAT' && kind !== 'REASON' && kind !== 'SIGNAL' && kind !== 'FD' && kind !== 'FAMILY') this.backlog.push(parts)
     this.emit('line', parts)
   }
 
@@ -195,10 +201,13 @@ export function startTime (pid: number): string {
   try { return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')[19] ?? '' } catch { return '' }
 }
 
-/** Reasons why `pid` cannot move (empty: it can). Touches nothing. */
-export async function check (pid: number): Promise<Reason[]> {
+/**
+ * Reasons why `pid` cannot move (empty: it can). Touches nothing. `family`: children are no
+ * obstacle (moved as a deputy, the original stays their parent; docs/family.md).
+ */
+export async function check (pid: number, opts: { family?: boolean } = {}): Promise<Reason[]> {
   checkPid(pid)
-  const h = new Helper(['check', String(pid)], ['ignore', 'ignore', 'pipe', 'ignore', 'pipe'])
+  const h = new Helper(['check', String(pid), ...(opts.family === true ? ['--family'] : [])], ['ignore', 'ignore', 'pipe', 'ignore', 'pipe'])
   try {
     await h.next('OK')
     return []
@@ -307,6 +316,30 @@ export interface RestoreOptions {
   /** keep the restored process stopped until `go()` (a move is committed only then); if the
    * caller never says go (or goes away), it is removed */
   hold?: boolean
+  /** catch its family calls (fork, wait, kill of another process, ...): `Restored.family` reports
+   * them, each waiting until the process is dumped (it runs again where it lands) or denied */
+  family?: boolean
+}
+
+/** A family call of a process restored with `family` (native/family.c): `call` is its name. */
+export interface FamilyCall { id: string, call: string }
+
+/**
+ * The family calls of a restored process. Event 'call' (FamilyCall): the process waits in the call.
+ * A dump interrupts the wait and the call runs again wherever the image is restored.
+ */
+export class FamilyCalls extends EventEmitter {
+  /** source: emits 'family' (FamilyCall) for each FAMILY line; send: a command line to the helper */
+  constructor (source: EventEmitter, private readonly send: (line: string) => void) {
+    super()
+    source.on('family', (c: FamilyCall) => this.emit('call', c))
+  }
+
+  /** The call fails with errno `errno` (a number, os.constants.errno). */
+  deny (id: string, errno: number): void {
+    if (!/^\d+$/.test(id) || !Number.isInteger(errno) || errno < 1 || errno > 4095) throw einval('bad family call or errno')
+    this.send(`DENY ${id} ${errno}`)
+  }
 }
 
 export interface Restored {
@@ -320,6 +353,8 @@ export interface Restored {
   stderr: Readable | null
   /** resolves when the restored process ends */
   exited: Promise<ExitStatus>
+  /** its family calls when restored with `family` (else null) */
+  family: FamilyCalls | null
   /** with `hold`: lets it run (once); without, does nothing */
   go: () => void
 }
@@ -334,6 +369,7 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
   if (opts.keepPid === false) args.push('--new-pid')
   if (opts.requirePid === true) args.push('--require-pid')
   if (opts.eintr === true) args.push('--eintr')
+  if (opts.family === true) args.push('--family')
   if (opts.hold === true) args.push('--hold')
   if (opts.stdioFrom != null) { checkPid(opts.stdioFrom); args.push('--stdio-from', String(opts.stdioFrom)) }
   if (opts.clock != null) {
@@ -344,7 +380,8 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
   // an image read from our stdin must not also become the restored process' stdin
   const stdio = opts.stdio ?? [src === '-' || src === 0 ? 'ignore' : 'inherit', 'inherit', 'inherit']
   // a restored process is nobody's child here: its own session, out of the restorer's job control
-  const h = new Helper(args, [stdio[0], stdio[1], stdio[2], source.stdio, 'pipe', ...(opts.hold === true ? ['pipe' as const] : [])], { detached: true })
+  const h = new Helper(args, [stdio[0], stdio[1], stdio[2], source.stdio, 'pipe', ...(opts.family === true || opts.hold === true ? ['pipe' as const] : [])], { detached: true })
+  const family = opts.family === true ? new FamilyCalls(h, line => h.send(line)) : null
   const copy = source.attach(h)
   try {
     const l = await h.next('PID')
@@ -360,10 +397,12 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
       stdout: h.child.stdout,
       stderr: stdio[2] === 'pipe' ? h.child.stderr : null,
       exited,
+      family,
       go: () => {
         if (opts.hold !== true) return
         const w = (h.child.stdio as unknown as Array<Writable | null>)[5]
-        if (w != null && !w.destroyed) w.end('GO\n')
+        // with `family` fd 5 carries the DENY commands after GO: it stays open
+        if (w != null && !w.destroyed) { if (opts.family === true) w.write('GO\n'); else w.end('GO\n') }
       }
     }
   } catch (e) {
@@ -378,12 +417,14 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
  * started again) attaches to it with `attachKept` (src/ppm/keeper.ts) from what this returns. With
  * `hold` it runs only once told to go. `leaseMs`: with nobody attached that long, it is killed.
  * `guest`: it runs with a guest's ids (real and saved uid GUEST_ID_BASE + its own, docs/ppm.md).
+ * `family`: its family calls are caught (as restore's); whoever attaches hears them (Kept.family).
  */
-export async function restoreKept (src: ImageSource, opts: { clock?: RestoreOptions['clock'], hold?: boolean, guest?: boolean, leaseMs: number }): Promise<KeepInfo> {
+export async function restoreKept (src: ImageSource, opts: { clock?: RestoreOptions['clock'], hold?: boolean, guest?: boolean, family?: boolean, leaseMs: number }): Promise<KeepInfo> {
   if (!Number.isSafeInteger(opts.leaseMs) || opts.leaseMs < 1) throw einval(`bad lease ${opts.leaseMs}`)
   const args = ['restore', '--keep', String(opts.leaseMs)]
   if (opts.hold === true) args.push('--hold')
   if (opts.guest === true) args.push('--guest')
+  if (opts.family === true) args.push('--family')
   if (opts.clock != null) args.push('--clock', String(opts.clock))
   const source = sourceFor(src)
   const h = new Helper(args, ['ignore', 'ignore', 'ignore', source.stdio, 'pipe'], { detached: true })
@@ -502,11 +543,15 @@ export class Deputy extends EventEmitter {
   }
 }
 
-/** Dumps `pid` into `out`, then hollows it out and parks it as a deputy. */
-export async function deputy (pid: number, out: ImageSink, opts: { target?: string } = {}): Promise<Deputy> {
+/**
+ * Dumps `pid` into `out`, then hollows it out and parks it as a deputy. `family`: it may have
+ * children; they stay here with the original as their parent (docs/family.md).
+ */
+export async function deputy (pid: number, out: ImageSink, opts: { target?: string, family?: boolean } = {}): Promise<Deputy> {
   checkPid(pid)
   const args = ['deputy', String(pid)]
   if (opts.target != null) args.push('--target', opts.target)
+  if (opts.family === true) args.push('--family')
   const sink = sinkFor(out)
   try {
     const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', 'pipe'])

@@ -24,7 +24,7 @@
 //  openMosix rule of thumb, given as a cross-check. Both are overridable (setSpeed / options).
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import createDebug from 'debug'
+import createDebug from '../util/log.js'
 
 const debug = createDebug('hpcfs:probe')
 

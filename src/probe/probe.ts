@@ -7,9 +7,12 @@
 //   load = round(100 × runnable × STD_SPEED / (speed × cpus))
 //
 // 100 = every CPU of a standard-speed (PIII 1 GHz) node busy; faster or SMP nodes show lower loads.
-// `load` is the advertised (upper) value, `localLoad` the local mean.
+// `load` is the advertised (upper) value, `localLoad` the local mean. `adjust(delta)` is the
+// scheduler telling the probe of a change it knows about (a process left, exited or came in):
+// both values move at once (LoadSmoother.shift) and the period's samples so far, taken before the
+// change, are dropped.
 import { EventEmitter } from 'node:events'
-import createDebug from 'debug'
+import createDebug from '../util/log.js'
 import { LoadSmoother } from './smoothing.js'
 import { ProcSources, type MemInfo } from './sources.js'
 import { calibrateSpeed, STD_SPEED, MIN_SPEED, MAX_SPEED } from './calibrate.js'
@@ -121,6 +124,18 @@ export class Probe extends EventEmitter<{ update: [ProbeSnapshot] }> {
   setSpeed (n: number): void {
     this._speed = checkSpeed(n)
     debug('speed set to %d', n)
+  }
+
+  /**
+   * A known change of the node's runnable tasks (src/sched/balancer.ts: a process of load `delta`
+   * came in, or left with -delta): applied at once to both loads, and the period restarts its
+   * samples (those taken before the change would pull the loads back towards what they were).
+   */
+  adjust (delta: number): void {
+    this.smoother.shift(delta)
+    this.sum = 0
+    this.count = 0
+    debug('load adjusted by %s: mean %s, upper %s', delta.toFixed(2), this.smoother.mean.toFixed(2), this.smoother.upper.toFixed(2))
   }
 
   get running (): boolean {

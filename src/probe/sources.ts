@@ -17,7 +17,7 @@
 import { openSync, readSync, closeSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
-import createDebug from 'debug'
+import createDebug from '../util/log.js'
 
 const debug = createDebug('hpcfs:probe')
 

@@ -77,19 +77,27 @@ export class CostModel {
   /**
    * MC(m, j) = [n^((mem_m+mem_j)/tot) − n^(mem_m/tot)] + [n^((load_m+Δ)/max_jobs) − n^(load_m/max_jobs)],
    * with the current max_jobs (the doubling happens after the job is assigned: `commit`).
+   *
+   * `perCapacity` (rebalancing): the CPU term times the node's standard CPUs c, as if the node were
+   * c standard machines each at its load per standard CPU (c·n^(L/max_jobs)). A job then costs
+   * about the same on any node at the same load per standard CPU, and moves spread running work in
+   * proportion to the speeds. Without it (E-PVM, placement) a job costs ≈ 1/c as much more on a
+   * node of c standard CPUs, so slow nodes take only what faster ones cannot: right for new jobs,
+   * most of them short, whose slowdown is against the fastest node (docs/sched.md measures both).
    */
-  marginalCost (r: NodeResources, job: JobDemand): number {
+  marginalCost (r: NodeResources, job: JobDemand, perCapacity = false): number {
     const t = r.memTotal > 0 ? r.memTotal : 1
     const dl = this.addedLoad(r, job)
+    const w = perCapacity ? r.capacity : 1
     return (this.resourceCost((r.memUsed + job.mem) / t) - this.resourceCost(r.memUsed / t)) +
-      (this.cpuCost(r.load + dl) - this.cpuCost(r.load))
+      w * (this.cpuCost(r.load + dl) - this.cpuCost(r.load))
   }
 
   /**
    * What a job already on the node costs there: the drop in the node's cost if it left. Same
    * formula as `marginalCost` taken from the node without the job.
    */
-  removalGain (r: NodeResources, job: JobDemand): number {
+  removalGain (r: NodeResources, job: JobDemand, perCapacity = false): number {
     const dl = this.addedLoad(r, job)
     const without: NodeResources = {
       load: Math.max(0, r.load - dl),
@@ -97,7 +105,7 @@ export class CostModel {
       memUsed: Math.max(0, r.memUsed - job.mem),
       memTotal: r.memTotal
     }
-    return this.marginalCost(without, job)
+    return this.marginalCost(without, job, perCapacity)
   }
 
   /** Adds the job to r (in place), doubling max_jobs if the new load exceeds it. Returns r. */

@@ -11,6 +11,7 @@
 // (opportunity-cost placement + src/sched/policy.ts rebalancing and memory ushering).
 import { CostModel, STD_SPEED, capacityOf } from './cost.js'
 import { SCHED_DEFAULTS, placeJob, rebalance, processRate, type LocalView, type NodeView, type ProcInfo, type SchedTunables } from './policy.js'
+import { InFlight } from './inflight.js'
 import { mulberry32, deriveSeed } from '../sim/random.js'
 
 export type PolicyName = 'roundrobin' | 'random' | 'epvm' | 'mosix' | 'ours'
@@ -107,6 +108,8 @@ interface Node {
   jobs: Job[]
   t: number // simulated up to
   model: CostModel
+  /** Ours: the jobs it sent (started remotely or moved), counted on their targets until a snapshot shows them. */
+  inflight: InFlight
   busyTime: number
   thrashTime: number
 }
@@ -132,7 +135,7 @@ export function simulate (partial: Partial<SimConfig> & Pick<SimConfig, 'nodes' 
     const speed = Math.round(cfg.speedRange[0] + rc() * (cfg.speedRange[1] - cfg.speedRange[0]))
     const cpus = cfg.cpusRange[0] + Math.floor(rc() * (cfg.cpusRange[1] - cfg.cpusRange[0] + 1))
     const memTotal = cfg.memSizes[Math.floor(rc() * cfg.memSizes.length)]
-    nodes.push({ id: i + 1, speed, cpus, cap: capacityOf(cpus, speed), memTotal, memUsed: 0, jobs: [], t: 0, model: new CostModel(N), busyTime: 0, thrashTime: 0 })
+    nodes.push({ id: i + 1, speed, cpus, cap: capacityOf(cpus, speed), memTotal, memUsed: 0, jobs: [], t: 0, model: new CostModel(N), inflight: new InFlight(0, 30), busyTime: 0, thrashTime: 0 })
   }
   const bestSpeed = Math.max(...nodes.map(n => n.speed)) / STD_SPEED
   const totalCap = nodes.reduce((s, n) => s + n.cap, 0)
@@ -211,13 +214,18 @@ export function simulate (partial: Partial<SimConfig> & Pick<SimConfig, 'nodes' 
   }
   const mark = new Uint32Array(N)
   let stamp = 0
-  const viewOf = (i: number): NodeView[] => {
+  /**
+   * Node i's view of the others. `flight`: ours counts what it sent on each target until the
+   * entry's snapshot (taken at now − (age − 1) intervals, after the landings before it) shows it.
+   */
+  const viewOf = (i: number, flight?: { now: number }): NodeView[] => {
     const out: NodeView[] = []
     const add = (k: number): void => {
       const age = 1 + Math.floor(rv() * D)
       const slot = ((snap - Math.min(age, snap)) % (D + 1) + (D + 1)) % (D + 1)
       const n = nodes[k]
-      out.push({ id: n.id, load: snap === 0 ? 0 : histLoad[slot][k], speed: n.speed, cpus: n.cpus, freeMem: histFree[slot][k], totalMem: n.memTotal })
+      const v: NodeView = { id: n.id, load: snap === 0 ? 0 : histLoad[slot][k], speed: n.speed, cpus: n.cpus, freeMem: histFree[slot][k], totalMem: n.memTotal }
+      out.push(flight === undefined ? v : nodes[i].inflight.apply(v, snap === 0 ? -Infinity : flight.now - (Math.min(age, snap) - 1) * cfg.interval, flight.now))
     }
     if (N - 1 <= cfg.window) {
       for (let k = 0; k < N; k++) if (k !== i) add(k)
@@ -245,8 +253,10 @@ export function simulate (partial: Partial<SimConfig> & Pick<SimConfig, 'nodes' 
       case 'mosix': target = o; break
       default: {
         advance(o, at)
-        const d = placeJob({ self: selfView(o), procs: [], others: viewOf(j.origin), clusterSize: N }, { cpu: 1, mem: j.mem }, { model: o.model, rng: rp, explain: false, tunables: cfg.tunables })
+        const ours = cfg.policy === 'ours'
+        const d = placeJob({ self: selfView(o), procs: [], others: viewOf(j.origin, ours ? { now: at } : undefined), clusterSize: N }, { cpu: 1, mem: j.mem }, { model: o.model, rng: rp, explain: false, tunables: cfg.tunables })
         target = nodes[d.target - 1]
+        if (ours && target !== o) o.inflight.landed(j.id, target.id, at + t.migrationLatency, 1, j.mem)
       }
     }
     if (target === o) addJob(o, j, at)
@@ -255,12 +265,14 @@ export function simulate (partial: Partial<SimConfig> & Pick<SimConfig, 'nodes' 
 
   // Jobs in flight (remote starts and migrations), a heap by landing time.
   const landings = new LandingHeap<{ at: number, node: Node, job: Job }>()
-  const move = (from: Node, j: Job, to: Node, at: number): void => {
+  const move = (from: Node, j: Job, to: Node, at: number): number => {
     const k = from.jobs.indexOf(j)
     from.jobs.splice(k, 1)
     from.memUsed -= j.mem
     migrations++
-    landings.push({ at: at + t.migrationLatency + j.image / cfg.bandwidth, node: to, job: j })
+    const landing = at + t.migrationLatency + j.image / cfg.bandwidth
+    landings.push({ at: landing, node: to, job: j })
+    return landing
   }
 
   const mosixDecide = (n: Node, now: number): void => {
@@ -284,11 +296,11 @@ export function simulate (partial: Partial<SimConfig> & Pick<SimConfig, 'nodes' 
     if (n.jobs.length === 0) return
     const share = Math.min(1, n.cpus / n.jobs.length)
     const procs: ProcInfo[] = n.jobs.map(j => ({ pid: j.id, cpu: share, mem: j.mem, image: j.image, age: now - j.arrival, residence: now - j.onNodeSince, guest: j.origin !== n.id - 1 }))
-    const view: LocalView = { self: selfView(n), procs, others: viewOf(n.id - 1), clusterSize: N }
+    const view: LocalView = { self: selfView(n), procs, others: viewOf(n.id - 1, { now }), clusterSize: N }
     const d = rebalance(view, { model: n.model, rng: rp, explain: false, tunables: cfg.tunables })
     if (d.action === 'move') {
       const j = n.jobs.find(x => x.id === d.pid)
-      if (j !== undefined) move(n, j, nodes[d.target! - 1], now)
+      if (j !== undefined) n.inflight.landed(j.id, d.target!, move(n, j, nodes[d.target! - 1], now), d.demand ?? 1, j.mem)
     }
   }
 

@@ -5,7 +5,7 @@
 // included) to one node chosen uniformly among the other n−1. T is the age below which an entry is
 // still inside the windows being sent; X(T) is how many nodes hold an entry of age ≤ T (logistic
 // spread), so a fixed window w gives T(w) with X(T(w)) = w. All ages are in gossip intervals.
-import debug from 'debug'
+import debug from '../util/log.js'
 
 const log = debug('hpcfs:sim')
 

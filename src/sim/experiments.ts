@@ -1,6 +1,6 @@
 // Experiments on the simulator (shared spec algorithms.md §5 items 1-3): steady-state ages against
 // the §2.2 model, bandwidth, propagation of a changed value, and failure/rejoin detection times.
-import debug from 'debug'
+import debug from '../util/log.js'
 import { MAX_WINDOW } from '../gossip/codec.js'
 import { model, type ModelPoint } from './agemodel.js'
 import { Simulation, type AgeSample, type SimOptions } from './simulator.js'

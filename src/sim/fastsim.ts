@@ -18,7 +18,7 @@
 //   among equal stamp times the entry merged last counts as fresher, as NodeTable.link orders it;
 // - datagram size: HEADER_LEN + entries × ENTRY_LEN (unsigned, as in the simulator).
 // Not mirrored: latency (deliveries are immediate), kill/revive, keys. Use Simulation for those.
-import debug from 'debug'
+import debug from '../util/log.js'
 import { ENTRY_LEN, HEADER_LEN } from '../gossip/codec.js'
 import { DEFAULTS, downAfterMs } from '../config.js'
 import { deriveSeed, mulberry32 } from './random.js'

@@ -10,7 +10,7 @@
 //
 // Cost: a tick is O(w) (window building, encoding, decoding, merging into a freshness-ordered
 // list); sampling ages over all (node, entry) pairs is O(n²), so callers sample every k intervals.
-import debug from 'debug'
+import debug from '../util/log.js'
 import { Gossiper } from '../gossip/gossiper.js'
 import type { Known } from '../gossip/state.js'
 import type { LocalInfo } from '../gossip/info.js'

@@ -62,3 +62,31 @@ export function readUids (pid: number | 'self', procRoot = '/proc'): { real: num
   const f = statusField(pid, 'Uid', procRoot)?.split(/\s+/)
   return f === undefined || f.length < 2 ? undefined : { real: Number(f[0]), effective: Number(f[1]) }
 }
+
+/** Bytes per page of stat's rss (x86-64, the only architecture the migration engine supports). */
+export const PAGE_SIZE = 4096
+
+/** What ps shows of a process: CPU ticks, state letter, memory in bytes, command line (NUL-separated, as /proc/<pid>/cmdline). */
+export interface PsInfo { utime: number, stime: number, state: string, rss: number, vsize: number, cmdline: string }
+
+/** PsInfo of a local process, or undefined when it is gone. */
+export function psInfo (pid: number, procRoot = '/proc'): PsInfo | undefined {
+  const f = readStat(pid, procRoot)
+  if (f === undefined || f.length < 22) return undefined
+  let cmdline = ''
+  try { cmdline = readFileSync(`${procRoot}/${pid}/cmdline`, 'utf8') } catch {}
+  return { utime: Number(f[11]), stime: Number(f[12]), state: f[0], vsize: Number(f[20]), rss: Number(f[21]) * PAGE_SIZE, cmdline }
+}
+
+/**
+ * Nanoseconds the main thread of a process has run and has waited, runnable, for a CPU
+ * (/proc/<pid>/schedstat: on the CPU, on a run queue; a CFS-throttled task counts as waiting), or
+ * undefined when gone or not available (kernels without schedstats).
+ */
+export function readSchedstat (pid: number, procRoot = '/proc'): { run: number, wait: number } | undefined {
+  let f: string[]
+  try { f = readFileSync(`${procRoot}/${pid}/schedstat`, 'latin1').trim().split(' ') } catch { return undefined }
+  const run = Number(f[0])
+  const wait = Number(f[1])
+  return Number.isFinite(run) && Number.isFinite(wait) ? { run, wait } : undefined
+}

@@ -2,27 +2,14 @@
 // node (inside its namespace, through the test launcher), whose output the test reads, and the
 // reads of the tree that say where it is. The subjects are compiled by test/ppm/harness.ts.
 import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process'
-import { closeSync, openSync, readdirSync, rmSync } from 'node:fs'
-import { Socket } from 'node:net'
+import { closeSync, openSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import assert from 'node:assert/strict'
 import type { Lab } from '../../src/lab/lab.js'
 import { until } from './daemon.js'
+import { fifoSink } from './fifo.js'
 
-/**
- * A FIFO the test reads everything from: `fd` (opened read-write, so writers never block and it
- * never reads EOF) is what a job gets as stdout/stderr; `out()` is what was written so far. Read
- * through a libuv pipe, not an fs stream: a blocking FIFO read would hold a thread-pool thread.
- */
-export function fifoSink (dir: string, name: string): { fd: number, out: () => string, close: () => void } {
-  const fifo = join(dir, name)
-  spawnSync('mkfifo', [fifo])
-  const fd = openSync(fifo, 'r+')
-  let out = ''
-  const rs = new Socket({ fd: openSync(fifo, 'r+'), readable: true, writable: false })
-  rs.on('data', d => { out += d.toString() })
-  return { fd, out: () => out, close: () => { rs.destroy(); closeSync(fd); rmSync(fifo, { force: true }) } }
-}
+export { fifoSink }
 
 export interface Job {
   child: ChildProcess

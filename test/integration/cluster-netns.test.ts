@@ -86,9 +86,10 @@ test('forged, garbage, truncated, replayed and foreign-version datagrams are dro
   const before = await stats(target)
   const key = new Keyring(readFileSync(lab.node(1).keyFile))
   const evil = { info: { id: 2, addr: lab.node(2).addr, port: lab.node(2).port, incarnation: 0xfffffff0, seq: 1, status: 3, cpus: 1, speed: 1, load: 999999, tmem: 0, rmem: 0, mem: 0, util: 0 }, age: 0 }
-  const forged = encode({ sender: 2, incarnation: 0xfffffff0, seq: 1, entries: [evil] }, new Keyring(Buffer.from('not the cluster key, 32 bytes..!')))
+  const dest = { id: 1, addr: target.addr, port: target.port }
+  const forged = encode({ sender: 2, incarnation: 0xfffffff0, seq: 1, dest, entries: [evil] }, new Keyring(Buffer.from('not the cluster key, 32 bytes..!')))
   // incarnation 1 is older than any real one: it can never lock out the real node 4
-  const valid = encode({ sender: 4, incarnation: 1, seq: 1, entries: [] }, key)
+  const valid = encode({ sender: 4, incarnation: 1, seq: 1, dest, entries: [] }, key)
   const v2 = Buffer.from(valid); v2[2] = 9
   const sock = createSocket('udp4')
   const send = (b: Buffer): Promise<void> => new Promise((resolve, reject) => sock.send(b, target.port, target.addr, e => e ? reject(e) : resolve()))

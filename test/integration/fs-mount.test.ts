@@ -17,7 +17,7 @@ test('ls -l shows the tree with procfs-like modes', async () => {
   assert.equal(r.code, 0, r.stderr)
   assert.match(r.stdout, /-rw-r--r-- .* speed\n/)
   assert.match(r.stdout, /-r--r--r-- .* version\n/)
-  assert.match(r.stdout, /--w------- .* migrate\n/)
+  assert.match(r.stdout, /-rw-r--r-- .* migrate\n/) // write-only: reads as empty (fs-grep.test.ts)
   assert.match(r.stdout, /-r--r--r-- .* load\n/)
   for (const d of ['admin', 'decay', 'nodes', 'proc', 'remote']) assert.match(r.stdout, new RegExp(`^${d}$`, 'm'))
 })

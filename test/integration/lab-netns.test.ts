@@ -72,14 +72,16 @@ await writeFile(standinFile, STANDIN)
 const standin = (n: LabNodeSpec): { cmd: string, args: string[] } =>
   ({ cmd: process.execPath, args: [standinFile, String(n.id), n.addr, String(n.port), n.mount, n.mapFile] })
 
-// UDP client run inside a namespace: sends "ping" until an answer arrives, prints it.
+// UDP client run inside a namespace: sends "ping" until an answer arrives, prints it; with a third
+// argument, gives up after that many ms with status 2 (to show that no answer comes). Without it,
+// it lives until the answer (or the caller's timeout): a busy machine may be slow to answer.
 const UDP_CLIENT = `
 const s = require('dgram').createSocket('udp4')
-const [addr, port] = process.argv.slice(1)
+const [addr, port, giveUpMs] = process.argv.slice(1)
 s.on('message', m => { console.log(String(m)); process.exit(0) })
 const t = setInterval(() => s.send('ping', Number(port), addr, () => {}), 100)
 s.send('ping', Number(port), addr, () => {})
-setTimeout(() => process.exit(2), 3000)
+if (giveUpMs) setTimeout(() => process.exit(2), Number(giveUpMs))
 `
 
 async function leftovers (tag: string, mounts: string[]): Promise<string[]> {
@@ -136,7 +138,7 @@ test('namespaces: addresses, UDP between nodes, kill -9 + restart, clean destroy
 
     // Partition: node 3 cut off the bridge, then healed.
     await lab.partition(3, true)
-    const cut = await lab.exec(1, process.execPath, ['-e', UDP_CLIENT, lab.node(3).addr, String(lab.node(3).port)])
+    const cut = await lab.exec(1, process.execPath, ['-e', UDP_CLIENT, lab.node(3).addr, String(lab.node(3).port), '3000'])
     assert.equal(cut.code, 2, 'no answer from a partitioned node')
     await lab.partition(3, false)
     await lab.waitAllUp({ timeoutMs: 10_000 })
@@ -264,7 +266,7 @@ test('dropPackets: 100 % loss silences a node, 0 % restores it', { skip: (!root 
   try {
     assert.equal((await ping()).stdout.trim(), '2:ping')
     await lab.dropPackets(2, 100)
-    assert.equal((await ping()).code, 2, 'no answer at 100 % loss')
+    assert.equal((await lab.exec(1, process.execPath, ['-e', UDP_CLIENT, lab.node(2).addr, String(lab.node(2).port), '3000'])).code, 2, 'no answer at 100 % loss')
     await lab.dropPackets(2, 0)
     assert.equal((await ping()).stdout.trim(), '2:ping')
     await lab.dropPackets(2, 0) // no rule left: still fine

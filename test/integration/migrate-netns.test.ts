@@ -5,11 +5,11 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { openSync, closeSync, readFileSync, readlinkSync, rmSync, writeSync } from 'node:fs'
-import { Socket } from 'node:net'
 import { join } from 'node:path'
 import { Lab, labNames } from '../../src/lab/lab.js'
 import { Lab as Bins } from '../ppm/harness.js'
 import { until, ROOT } from '../helpers/daemon.js'
+import { fifoSink as sharedSink } from '../helpers/fifo.js'
 import { LOST_STATUS } from '../../src/migrate/migrator.js'
 import { Conn } from '../../src/migrate/wire.js'
 import { Keyring } from '../../src/gossip/keyring.js'
@@ -40,15 +40,7 @@ after(async () => {
  * never reads EOF) is what a job gets as stdout/stderr; `out()` is what was written so far. Read
  * through a libuv pipe, not an fs stream: a blocking FIFO read would hold a thread-pool thread.
  */
-function fifoSink (name: string): { fd: number, out: () => string, close: () => void } {
-  const fifo = join(bins.dir, name)
-  spawnSync('mkfifo', [fifo])
-  const fd = openSync(fifo, 'r+')
-  let out = ''
-  const rs = new Socket({ fd: openSync(fifo, 'r+'), readable: true, writable: false })
-  rs.on('data', d => { out += d.toString() })
-  return { fd, out: () => out, close: () => { rs.destroy(); closeSync(fd); rmSync(fifo, { force: true }) } }
-}
+const fifoSink = (name: string): ReturnType<typeof sharedSink> => sharedSink(bins.dir, name)
 
 interface Job { child: ChildProcess, pid: number, out: () => string, exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>, close: () => void }
 

@@ -1,10 +1,14 @@
 // The scheduler end to end: namespaced nodes of different speeds; CPU-bound jobs started on the
 // slow node spread to the fast ones by themselves, and come back when their node leaves; a node
-// balances its guests too (its home moves them); a node that joins takes work.
+// balances its guests too (its home moves them); a node that joins takes work. Last, two nodes
+// each confined to one CPU (a cgroup each, as scripts/bench-cluster does): four CPU-bound jobs
+// started unlocked at home end up 2:2 and stay there, no job passed back and forth.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { Lab } from '../../src/lab/lab.js'
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { Lab, HPCD_JS, REPO_ROOT, type LabNodeSpec } from '../../src/lab/lab.js'
 import { Lab as Bins } from '../ppm/harness.js'
 import { until } from '../helpers/daemon.js'
 
@@ -25,10 +29,23 @@ before(async () => {
 after(async () => {
   for (const j of jobs) if (j.exitCode === null) j.kill('SIGKILL')
   await lab?.destroy()
+  for (const j of confinedJobs) if (j.exitCode === null) j.kill('SIGKILL')
+  await confined?.destroy()
+  await removeGroups()
   bins?.cleanup()
 })
 
 const where = async (pid: number): Promise<string> => (await lab.node(1).read(`proc/${pid}/where`)).trim()
+
+/** Stops the jobs earlier tests started (wherever they run) and waits until home no longer lists them. */
+async function stopJobs (): Promise<void> {
+  const live = jobs.filter(j => j.exitCode === null && j.signalCode === null)
+  for (const j of live) j.kill('SIGKILL')
+  await until('earlier jobs gone', async () => {
+    const listed = new Set((await lab.node(1).exec('ls', [`${lab.node(1).mount}/proc`])).stdout.split('\n'))
+    return live.every(j => !listed.has(String(j.pid)))
+  }, 20_000, 100)
+}
 
 /** A CPU-bound job at home (node 1) over an array of `kb` KiB. */
 function startJob (kb = 256): number {
@@ -65,13 +82,13 @@ test('a job whose node leaves comes back and keeps running', async () => {
 test('admin/sched shows and sets the tunables (bad input changes nothing); admin/costs explains the node', async () => {
   const n1 = lab.node(1)
   const before = await n1.read('admin/sched')
-  assert.match(before, /^hysteresis 1\.3$/m)
+  assert.match(before, /^hysteresis 6$/m)
   await n1.write('admin/sched', 'hysteresis 2\n')
   assert.match(await n1.read('admin/sched'), /^hysteresis 2$/m)
   await assert.rejects(n1.write('admin/sched', 'nosuchknob 1\n'), /Invalid argument/)
   await assert.rejects(n1.write('admin/sched', 'hysteresis -3\n'), /Invalid argument/)
   assert.match(await n1.read('admin/sched'), /^hysteresis 2$/m)
-  await n1.write('admin/sched', 'hysteresis 1.3\n')
+  await n1.write('admin/sched', 'hysteresis 6\n')
   assert.equal(await n1.read('admin/sched'), before)
   assert.match(await n1.read('admin/costs'), /^balance on: /)
 })
@@ -128,6 +145,7 @@ test('a job already away moves on by itself when its node slows down: each node 
   await n1.write('admin/balance', '0\n') // home does not move it: only node 2's balancer may
   await n1.write('admin/speed', '3000\n')
   await n2.write('admin/balance', '1\n')
+  await stopJobs() // the jobs of earlier tests would compete with it for node 3
   try {
     const pid = startJob(8192) // images of 8 MiB and more measure the bandwidth
     await n1.write(`proc/${pid}/lock`, '0\n')
@@ -140,7 +158,9 @@ test('a job already away moves on by itself when its node slows down: each node 
     assert.ok(guest !== undefined, `node 2 lists it: ${ids.join('; ')}`)
     assert.match(await n2.read(`remote/${guest}/costs`), new RegExp(`^pid ${guest} cost-here \\S+ movable`))
     await n2.write('admin/speed', '1000\n')
-    await until('node 2 had its home move it to node 3', async () => (await where(pid)) === '3', 20_000, 100)
+    let last = ''
+    await until('node 2 had its home move it to node 3', async () => (last = await where(pid)) === '3', 30_000, 100)
+      .catch(async (e: Error) => { throw new Error(`${e.message}: where ${last}; node 2: ${await n2.read(`remote/${guest}/costs`).catch(() => 'no guest')}`) })
     assert.match(await n1.read('admin/costs'), /^bandwidth MB\/s: .*node 2 \d+.*node 3 \d+/m, 'the transfers measured the bandwidth')
   } finally {
     await n2.write('admin/speed', '40000\n')
@@ -164,4 +184,77 @@ test('a node that joins takes work within a few intervals', async () => {
   await until('the job went to the new node', async () => (await where(pid)) === '3', 30_000, 100)
   const s = (Date.now() - joined) / 1000
   assert.ok(s < 20, `took ${s.toFixed(1)} s`)
+})
+
+// ---- two nodes, each confined to one CPU ----------------------------------------------------
+
+const CPU_CG = '/sys/fs/cgroup/cpu'
+const cgroupsUsable = process.getuid?.() === 0 && existsSync(join(CPU_CG, 'cpu.cfs_quota_us'))
+const groupDir = (id: number): string => join(CPU_CG, `hpcfs-sched-${process.pid}-node${id}`)
+let confined: Lab | undefined
+const confinedJobs: ChildProcess[] = []
+
+async function removeGroups (): Promise<void> {
+  for (const id of [1, 2]) {
+    const g = groupDir(id)
+    if (existsSync(g)) await until(`${g} empties`, () => { try { rmdirSync(g); return true } catch { return false } }, 10_000, 100)
+  }
+}
+
+/** `sh` that joins node id's group, then execs the command (through `launch`: no inherited fds). */
+const inGroup = (id: number, cmd: string, args: string[]): { cmd: string, args: string[] } =>
+  ({ cmd: 'sh', args: ['-c', 'echo $$ > "$1" && shift && exec "$@"', 'sh', join(groupDir(id), 'cgroup.procs'), launcher, cmd, ...args] })
+
+test('two nodes confined to one CPU each: four CPU-bound jobs started unlocked at home end up 2:2 and stay there', { skip: !cgroupsUsable && 'needs root and the cgroup v1 cpu controller' }, async t => {
+  // the three-node lab and its jobs are done: the two confined nodes need both CPUs of the machine
+  for (const j of jobs) if (j.exitCode === null) j.kill('SIGKILL')
+  await lab.destroy()
+  for (const id of [1, 2]) {
+    mkdirSync(groupDir(id))
+    writeFileSync(join(groupDir(id), 'cpu.cfs_period_us'), '100000')
+    writeFileSync(join(groupDir(id), 'cpu.cfs_quota_us'), '100000') // one CPU
+  }
+  confined = await Lab.create({
+    nodes: 2,
+    tag: 'schedcg',
+    command: (n: LabNodeSpec) => inGroup(n.id, process.execPath, [HPCD_JS, '--id', String(n.id), '--addr', n.addr, '--port', String(n.port),
+      '--map', n.mapFile, '--mount', n.mount, '--key', n.keyFile, '--interval', '0.5', '--load-scope', 'cgroup'])
+  })
+  await confined.waitAllUp()
+  const n1 = confined.node(1)
+  for (const n of [n1, confined.node(2)]) assert.equal((await n.read('admin/balance')).trim(), '1', 'balancing is on by default')
+  // each job: `mosrun -l counter` (unlocked) in node 1's namespace and group; it runs until killed
+  const mosrun = join(REPO_ROOT, 'dist/src/cli/mosrun.js')
+  const pids: number[] = []
+  for (let k = 0; k < 4; k++) {
+    const w = inGroup(1, process.execPath, [mosrun, '-l', counter, '1000000', '4096', '0', '0'])
+    const child = confined.spawn(1, w.cmd, w.args, { stdio: 'ignore', env: { HPC_ROOT: n1.mount } })
+    confinedJobs.push(child)
+    pids.push(await until('mosrun started its command', () => {
+      try { return Number(readFileSync(`/proc/${child.pid as number}/task/${child.pid as number}/children`, 'utf8').trim().split(/\s+/)[0]) || undefined } catch { return undefined }
+    }, 10_000, 20))
+  }
+  const split = async (): Promise<{ home: number, away: number, nmigs: number[] }> => {
+    const ws = await Promise.all(pids.map(async pid => (await n1.read(`proc/${pid}/where`)).trim()))
+    const nmigs = await Promise.all(pids.map(async pid => Number((await n1.read(`proc/${pid}/nmigs`)).trim())))
+    return { home: ws.filter(w => w === '0').length, away: ws.filter(w => w === '2').length, nmigs }
+  }
+  const seen: string[] = []
+  const t0 = Date.now()
+  await until('the jobs split 2:2', async () => {
+    const s = await split()
+    seen.push(`${((Date.now() - t0) / 1000).toFixed(1)}s ${s.home}:${s.away}`)
+    return s.home === 2 && s.away === 2
+  }, 30_000, 250).catch(e => { throw new Error(`${(e as Error).message}; splits seen (home:node 2): ${seen.join(', ')}`) })
+  // and it stays 2:2: nothing passed back and forth meanwhile
+  const t1 = Date.now()
+  while (Date.now() - t1 < 10_000) {
+    const s = await split()
+    assert.deepEqual([s.home, s.away], [2, 2], `the split changed after ${((Date.now() - t1) / 1000).toFixed(1)} s at 2:2`)
+    assert.ok(s.nmigs.every(m => m <= 2), `moves per job: ${s.nmigs.join(' ')}`)
+    await new Promise(resolve => setTimeout(resolve, 250))
+  }
+  const { nmigs } = await split()
+  assert.ok(nmigs.reduce((a, b) => a + b, 0) <= 4, `moves: ${nmigs.join(' ')}`)
+  t.diagnostic(`splits (home:node 2) ${seen.filter((x, k) => k === 0 || x.split(' ')[1] !== seen[k - 1].split(' ')[1]).join(', ')}; moves per job ${nmigs.join(' ')}`)
 })

@@ -32,22 +32,51 @@ async function refusedAndUntouched (pid: number, code: string): Promise<void> {
   assert.match(status(pid, 'State'), /^[RS]/, 'still running')
 }
 
-test('a threaded program cannot move and is left exactly as it was', async () => {
+test('a thread with a descriptor table or credentials of its own cannot move; the process is left exactly as it was', async () => {
   const bin = lab.compile('threads')
-  const s = lab.start(bin, ['2'])
-  await waitFor(() => status(s.pid, 'Threads') === '2', 5000, 'second thread')
-  await refusedAndUntouched(s.pid, 'threads')
-  assert.deepEqual(await s.exited, { code: 0, signal: null })
-  assert.equal(s.out, 'threads done\n')
+  for (const [mode, code] of [['files', 'thread-unshared'], ['creds', 'thread-creds']]) {
+    const s = lab.start(bin, ['2', mode])
+    await waitFor(() => s.err.includes('ready'), 5000, 'second thread')
+    await refusedAndUntouched(s.pid, code)
+    assert.deepEqual(await s.exited, { code: 0, signal: null })
+    assert.equal(s.out, 'threads done\n')
+  }
 })
 
-test('a socket user cannot move (sockets are not supported descriptors)', async () => {
+test('a TCP socket user cannot move (only socketpairs whose both ends it holds can)', async () => {
   const bin = lab.compile('sockuser')
   const s = lab.start(bin, ['2'])
   await waitFor(() => { try { return readdirSync(`/proc/${s.pid}/fd`).length >= 6 } catch { return false } }, 5000, 'sockets')
+  const reasons = await check(s.pid)
+  assert.deepEqual(reasons.filter(r => r.code === 'fd-socket').length, 1, 'the socketpair is no obstacle, the TCP socket is')
+  assert.match(reasons.find(r => r.code === 'fd-socket')?.text ?? '', /AF_INET/)
   await refusedAndUntouched(s.pid, 'fd-socket')
   assert.deepEqual(await s.exited, { code: 0, signal: null })
   assert.equal(s.out, 'sockets done\n')
+})
+
+test('kernel objects that still cannot move give a precise reason and are left untouched', async () => {
+  const bin = lab.compile('holdout')
+  const want: Record<string, [string, RegExp]> = {
+    epoll: ['fd-epoll', /registered as fd 4 that is no longer open/],
+    inotify: ['fd-inotify', /bytes of unread events/],
+    cputimer: ['posix-timers', /CPU clock of another process/]
+  }
+  for (const [mode, [code, text]] of Object.entries(want)) {
+    const s = lab.start(bin, [mode, '3'])
+    await waitFor(() => s.out.startsWith('ready'), 5000, `${mode} set up`)
+    const r = await check(s.pid)
+    assert.ok(r.some(x => x.code === code && text.test(x.text)), `${mode}: ${JSON.stringify(r)}`)
+    await refusedAndUntouched(s.pid, code)
+    assert.deepEqual(await s.exited, { code: 0, signal: null })
+  }
+  // an eventfd shared with another process: the child, which has no children of its own
+  const s = lab.start(bin, ['shared', '3'])
+  await waitFor(() => /^ready \d+/.test(s.out), 5000, 'child')
+  const child = Number(s.out.split(' ')[1])
+  assert.ok((await check(child)).some(x => x.code === 'fd-shared' && x.text.includes(`shared with process ${s.pid}`)))
+  await refusedAndUntouched(child, 'fd-shared')
+  assert.deepEqual(await s.exited, { code: 0, signal: null })
 })
 
 test('locked memory, shared memory with another process, children: each a reason', async () => {
@@ -68,7 +97,7 @@ test('locked memory, shared memory with another process, children: each a reason
 })
 
 test('real-time scheduling, job-control stop, unnamed pipe and already traced: reasons', async () => {
-  const rt = lab.start('chrt', ['-f', '1', 'sleep', '2'])
+  const rt = lab.start('chrt', ['-f', '1', 'sleep', 'infinity'])
   await waitFor(() => { try { return readFileSync(`/proc/${rt.pid}/comm`, 'utf8').trim() === 'sleep' } catch { return false } }, 5000, 'chrt exec')
   await refusedAndUntouched(rt.pid, 'realtime')
 
@@ -84,11 +113,11 @@ test('real-time scheduling, job-control stop, unnamed pipe and already traced: r
   assert.deepEqual(await st.exited, { code: 0, signal: null })
   assert.equal(st.out, reference(bin, ['10', '100', '0', '0']).out)
 
-  const p = lab.start('bash', ['-c', 'exec sleep 2 3< <(exec sleep 2)'])
+  const p = lab.start('bash', ['-c', 'exec sleep infinity 3< <(exec tail --pid=$$ -f /dev/null)'])
   await waitFor(() => { try { return readFileSync(`/proc/${p.pid}/comm`, 'utf8').trim() === 'sleep' } catch { return false } }, 5000, 'sleep exec')
   assert.ok((await check(p.pid)).some(r => r.code === 'fd-pipe'))
 
-  const c = lab.start(bin, ['40', '100', '0', '50000'], ['ignore', 'pipe', 'pipe'])
+  const c = lab.start(bin, ['1000000', '100', '0', '50000'], ['ignore', 'pipe', 'pipe'])
   await waitFor(() => lines(c.out) >= 1, 5000, 'counter output')
   const d = lab.trackDeputy(await deputy(c.pid, lab.path('traced.img')))
   assert.ok((await check(c.pid)).some(r => r.code === 'traced'))
@@ -163,13 +192,13 @@ test('a deleted executable or working directory is a reason', async () => {
   const bin = lab.compile('counter')
   const copy = lab.path('counter-gone')
   copyFileSync(bin, copy)
-  const a = lab.start(copy, ['30', '100', '0', '30000'])
+  const a = lab.start(copy, ['1000000', '100', '0', '30000'])
   await waitFor(() => lines(a.out) >= 1, 5000, 'output')
   unlinkSync(copy)
   assert.ok((await check(a.pid)).some(r => r.code === 'exe-deleted'))
   const dir = lab.path('cwd-gone')
   mkdirSync(dir)
-  const b = lab.start(bin, ['30', '100', '0', '30000'], ['ignore', 'pipe', 'pipe'], dir)
+  const b = lab.start(bin, ['1000000', '100', '0', '30000'], ['ignore', 'pipe', 'pipe'], dir)
   await waitFor(() => lines(b.out) >= 1, 5000, 'output')
   rmSync(dir, { recursive: true })
   assert.ok((await check(b.pid)).some(r => r.code === 'cwd-deleted'))

@@ -19,12 +19,12 @@ function run (args: string[], input?: Buffer): { code: number | null, out: strin
 }
 
 test('check prints reasons and exits 3; a movable process exits 0', async () => {
-  const threads = lab.start(lab.compile('threads'), ['30'])
-  await waitFor(() => /Threads:\s+2/.test(readFileSync(`/proc/${threads.pid}/status`, 'utf8')), 5000, 'thread')
+  const threads = lab.start(lab.compile('threads'), ['30', 'files'])
+  await waitFor(() => threads.err.includes('ready'), 5000, 'thread')
   const r = run(['check', String(threads.pid)])
   assert.equal(r.code, 3)
-  assert.match(r.out, /^threads: process has 2 threads/m)
-  const c = lab.start(lab.compile('counter'), ['1000', '100', '0', '20000'])
+  assert.match(r.out, /^thread-unshared: thread \d+ has a descriptor table of its own/m)
+  const c = lab.start(lab.compile('counter'), ['1000000', '100', '0', '20000'])
   await waitFor(() => lines(c.out) >= 1, 5000, 'output')
   const ok = run(['check', String(c.pid)])
   assert.equal(ok.code, 0)
@@ -67,7 +67,7 @@ test('dump to a file, info, restore from the file; hostinfo', async () => {
   const i = run(['info', img])
   assert.equal(i.code, 0, i.err)
   assert.match(i.out, /^comm: speaker$/m)
-  assert.match(i.out, /^version: 2$/m)
+  assert.match(i.out, /^version: 4$/m)
   assert.match(i.out, /^threads: 1$/m)
   assert.match(run(['hostinfo']).out, /^xcr0=0x[0-9a-f]+,xsave=\d+,cpuid=[0-9a-f.]+,vdso=[0-9a-f.]+\n$/)
   // the restored process inherits the command's stdout: the pid line and its lines interleave

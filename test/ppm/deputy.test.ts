@@ -18,7 +18,7 @@ function status (pid: number, key: string): string {
 
 test('hollow: pid and parent kept, memory freed, only the vDSO group left, signals reported, exit status chosen', async () => {
   const bin = lab.compile('counter')
-  const s = lab.start(bin, ['100', '4000', '0', '20000'])
+  const s = lab.start(bin, ['1000000', '4000', '0', '20000'])
   await waitFor(() => lines(s.out) >= 1, 5000, 'counter output')
   const rssBefore = parseInt(status(s.pid, 'VmRSS'))
   const d = lab.trackDeputy(await deputy(s.pid, lab.path('h.img')))
@@ -44,7 +44,7 @@ test('hollow: pid and parent kept, memory freed, only the vDSO group left, signa
 
 test('die by a given signal, as the parent sees it; bad requests change nothing', async () => {
   const bin = lab.compile('sigs')
-  const a = lab.start(bin, ['200', '20000', '0'])
+  const a = lab.start(bin, ['1000000', '20000', '0'])
   await waitFor(() => lines(a.out) >= 1, 5000, 'output')
   const d = lab.trackDeputy(await deputy(a.pid, lab.path('k.img')))
   await assert.rejects(d.kill(0), /bad signal/)
@@ -53,13 +53,13 @@ test('die by a given signal, as the parent sees it; bad requests change nothing'
   assert.deepEqual(await d.kill(2), { code: null, signal: 2 })
   assert.deepEqual(await a.exited, { code: null, signal: 2 })
 
-  const b = lab.start(bin, ['200', '20000', '0'])
+  const b = lab.start(bin, ['1000000', '20000', '0'])
   await waitFor(() => lines(b.out) >= 1, 5000, 'output')
   const d2 = lab.trackDeputy(await deputy(b.pid, lab.path('k2.img')))
   assert.deepEqual(await d2.kill(11), { code: null, signal: 11 })
   assert.deepEqual(await b.exited, { code: null, signal: 11 })
 
-  const c = lab.start(bin, ['200', '20000', '0'])
+  const c = lab.start(bin, ['1000000', '20000', '0'])
   await waitFor(() => lines(c.out) >= 1, 5000, 'output')
   const d3 = lab.trackDeputy(await deputy(c.pid, lab.path('k3.img')))
   d3.abandon()
@@ -69,7 +69,7 @@ test('die by a given signal, as the parent sees it; bad requests change nothing'
 test('takeFds duplicates fds 0-2 of the hollow original (pidfd_getfd)', async () => {
   const bin = lab.compile('speaker')
   const out = lab.path('spk.out')
-  const s = lab.start(bin, ['200', '20000', '0'], ['ignore', lab.open(out, 'w'), 'pipe'])
+  const s = lab.start(bin, ['1000000', '20000', '0'], ['ignore', lab.open(out, 'w'), 'pipe'])
   await waitFor(() => statSync(out).size > 0, 5000, 'output')
   const d = lab.trackDeputy(await deputy(s.pid, lab.path('t.img')))
   const fds = await d.takeFds()
@@ -110,7 +110,7 @@ test('return home: away in a fresh process, back into the original under its own
 
 test('a synchronous fault during injection aborts at once instead of looping', async () => {
   const bin = lab.compile('counter')
-  const s = lab.start(bin, ['100', '100', '0', '20000'])
+  const s = lab.start(bin, ['1000000', '100', '0', '20000'])
   await waitFor(() => lines(s.out) >= 1, 5000, 'output')
   // fault-injection hook: hollow without unregistering rseq, so the munmap of the rseq area makes
   // the next return to user mode fault (spec §9.2)
@@ -145,7 +145,7 @@ test('a move that fails on the target: the original is restored from its own ima
 test('takeFds with relay: input and output of any kind (here sockets) flow through pipes', async () => {
   const { closeSync, createReadStream, openSync, writeSync } = await import('node:fs')
   const bin = lab.compile('speaker')
-  const s = lab.start(bin, ['1000', '20000', '0'], ['pipe', 'pipe', 'pipe'])
+  const s = lab.start(bin, ['1000000', '20000', '0'], ['pipe', 'pipe', 'pipe'])
   await waitFor(() => lines(s.out) >= 2, 5000, 'output')
   const d = lab.trackDeputy(await deputy(s.pid, lab.path('relay.img')))
   const plain = await d.takeFds()

@@ -2,7 +2,8 @@
 // processes that are always cleaned up, polling, and the "move it around" chain that checkpoints
 // a subject several times between fresh processes and its hollowed original.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { closeSync, createWriteStream, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { once } from 'node:events'
 import { constants, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -92,6 +93,26 @@ export function fileLines (p: string): number { try { return lines(readFileSync(
 export function reference (cmd: string, args: string[], cwd?: string): { out: string, code: number | null } {
   const r = spawnSync(cmd, args, { encoding: 'utf8', cwd, maxBuffer: 1 << 28 })
   return { out: r.stdout, code: r.status }
+}
+
+/** Deterministic text input (compressible, not trivially so). */
+export async function makeInput (path: string, bytes: number): Promise<void> {
+  const w = createWriteStream(path)
+  let x = 88172645463325252n & 0xffffffffn
+  let n = 0
+  const words = ['alpha', 'beta', 'gamma', 'delta', 'epsilon', 'zeta', 'eta', 'theta', 'iota', 'kappa', 'lambda', 'mu']
+  while (n < bytes) {
+    let chunk = ''
+    for (let i = 0; i < 4000; i++) {
+      x = (x * 1103515245n + 12345n) & 0x7fffffffn
+      const v = Number(x)
+      chunk += `${words[v % 12]} ${v.toString(36)} ${(v >> 7) % 1000}\n`
+    }
+    n += chunk.length
+    if (!w.write(chunk)) await once(w, 'drain')
+  }
+  w.end()
+  await once(w, 'finish')
 }
 
 export interface ChainOptions {

@@ -27,7 +27,7 @@ function stat (pid: number): string[] {
 
 test('layout and attributes: maps byte-identical, name, exe, cwd, umask, personality, auxv, mm fields', async () => {
   const bin = lab.compile('counter')
-  const s = lab.start('sh', ['-c', `umask 027; cd "${lab.dir}"; exec setarch -R "${bin}" 30 400 0 50000`])
+  const s = lab.start('sh', ['-c', `umask 027; cd "${lab.dir}"; exec setarch -R "${bin}" 1000000 400 0 50000`])
   await waitFor(() => lines(s.out) >= 2, 5000, 'output')
   const pid = s.pid
   const before = {

@@ -2,32 +2,11 @@
 // moved between fresh processes and the hollowed original: gzip, sha256sum, python3, perl.
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, readFileSync, statSync, writeFileSync, createWriteStream } from 'node:fs'
-import { once } from 'node:events'
-import { Lab, chain, fileSize, lines, reference } from './harness.js'
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { Lab, chain, fileSize, lines, makeInput, reference } from './harness.js'
 
 const lab = new Lab()
 after(() => lab.cleanup())
-
-/** Deterministic text input (compressible, not trivially so). */
-async function makeInput (path: string, bytes: number): Promise<void> {
-  const w = createWriteStream(path)
-  let x = 88172645463325252n & 0xffffffffn
-  let n = 0
-  const words = ['alpha', 'beta', 'gamma', 'delta', 'epsilon', 'zeta', 'eta', 'theta', 'iota', 'kappa', 'lambda', 'mu']
-  while (n < bytes) {
-    let chunk = ''
-    for (let i = 0; i < 4000; i++) {
-      x = (x * 1103515245n + 12345n) & 0x7fffffffn
-      const v = Number(x)
-      chunk += `${words[v % 12]} ${v.toString(36)} ${(v >> 7) % 1000}\n`
-    }
-    n += chunk.length
-    if (!w.write(chunk)) await once(w, 'drain')
-  }
-  w.end()
-  await once(w, 'finish')
-}
 
 test('gzip -c on a large file: moved three times, the .gz is byte-identical', async () => {
   const input = lab.path('gz.in')

@@ -3,7 +3,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { constants } from 'node:os'
 import { HpcNode, type ProbeLike } from '../../src/core/node.js'
-import { DEFAULTS } from '../../src/config.js'
+import { DEFAULTS, MAX_TREE_GATHER, MAX_TREE_WRITE } from '../../src/config.js'
 import { Keyring } from '../../src/gossip/keyring.js'
 import { rootDir } from '../../src/fs/root.js'
 import { TreeMount } from '../../src/fs/fuse.js'
@@ -19,9 +19,9 @@ function fakeProbe (): ProbeLike {
   }
 }
 
-function setup (): { node: HpcNode, ops: Required<Ops> } {
+function setup (key: Buffer | null = Buffer.from('k'.repeat(32))): { node: HpcNode, ops: Required<Ops> } {
   let t = 0
-  const node = new HpcNode({ ...DEFAULTS, id: 3, addr: '10.0.0.3' }, fakeProbe(), new Keyring(null), { seeds: [], now: () => t++ })
+  const node = new HpcNode({ ...DEFAULTS, id: 3, addr: '10.0.0.3' }, fakeProbe(), new Keyring(key), { seeds: [], now: () => t++ })
   const ops = new TreeMount(rootDir(node), '/nonexistent').ops() as Required<Ops>
   return { node, ops }
 }
@@ -77,14 +77,18 @@ test('every admin number file takes a good value and refuses bad ones unchanged'
   }
 })
 
-test('read-only files refuse writes with EACCES, write-only ones refuse reads', async () => {
+test('read-only files refuse writes with EACCES, write-only ones read as empty', async () => {
   const { ops } = setup()
   for (const p of ['/admin/version', '/admin/gossip-stats', '/nodes/3/load', '/nodes/3/status']) {
     assert.equal(await writeFile(ops, p, '1\n'), -E.EACCES, p)
   }
   const [tr] = await call(ops.truncate, '/nodes/3/speed', 0)
   assert.equal(tr, -E.EACCES)
-  assert.equal(await readFile(ops, '/decay/cpujob'), -E.EACCES)
+  // so that grep -r and cat * walk the tree (docs/tools.md)
+  for (const p of ['/decay/cpujob', '/admin/migrate']) {
+    assert.equal(await readFile(ops, p), '', p)
+    assert.equal(((await call(ops.getattr, p))[1] as { mode: number }).mode & 0o777, 0o644, p)
+  }
   assert.equal(await writeFile(ops, '/decay/cpujob', '1\n'), 0)
   assert.equal(await writeFile(ops, '/decay/cpujob', '2\n'), -E.EINVAL)
   assert.equal(await writeFile(ops, '/admin/migrate', '1 2\n'), -E.ENOSYS)
@@ -122,6 +126,53 @@ test('a write must start at offset 0', async () => {
   const [, fh] = await call(ops.open, '/admin/speed', 1)
   const [n] = await call(ops.write, '/admin/speed', fh, Buffer.from('5'), 1, 3)
   assert.equal(n, -E.EINVAL)
+})
+
+test('a write longer than MAX_TREE_WRITE is refused whole: FUSE would hand it over in pieces', async () => {
+  const { ops } = setup()
+  const before = await readFile(ops, '/admin/speed')
+  const [, fh] = await call(ops.open, '/admin/speed', 1)
+  const big = Buffer.from('20000' + ' '.repeat(MAX_TREE_WRITE))
+  // the first piece FUSE would send of a write of 200 KiB
+  assert.equal((await call(ops.write, '/admin/speed', fh, big, big.length, 0))[0], -E.EINVAL)
+  assert.equal((await call(ops.write, '/admin/speed', fh, big, 100, big.length))[0], -E.EINVAL)
+  await call(ops.release, '/admin/speed', fh)
+  assert.equal(await readFile(ops, '/admin/speed'), before)
+  assert.equal(await writeFile(ops, '/admin/speed', '20000' + ' '.repeat(MAX_TREE_WRITE - 6) + '\n'), 0, 'exactly one page is fine')
+  assert.equal(await readFile(ops, '/admin/speed'), '20000\n')
+})
+
+test('gathered writes count bytes: a character split between two writes arrives whole', async () => {
+  const { node, ops } = setup()
+  const text = Buffer.from('# nœud\n3 10.0.0.3 1\n')
+  const cut = text.indexOf(0xc5) + 1 // between the two bytes of "œ"
+  const [, fh] = await call(ops.open, '/admin/config', 1)
+  assert.equal((await call(ops.write, '/admin/config', fh, text.subarray(0, cut), cut, 0))[0], cut)
+  assert.equal((await call(ops.write, '/admin/config', fh, text.subarray(cut), text.length - cut, cut))[0], text.length - cut)
+  assert.equal((await call(ops.flush, '/admin/config', fh))[0], 0)
+  await call(ops.release, '/admin/config', fh)
+  assert.deepEqual(node.nodeIds(), [3])
+  // and a gathered text past MAX_TREE_GATHER is refused
+  const [, fh2] = await call(ops.open, '/admin/config', 1)
+  const chunk = Buffer.from('#'.repeat(127) + '\n')
+  let pos = 0
+  let r = 0
+  while (r >= 0 && pos <= MAX_TREE_GATHER) { [r] = await call(ops.write, '/admin/config', fh2, chunk, chunk.length, pos); pos += chunk.length }
+  assert.equal(r, -E.EINVAL)
+  assert.equal((await call(ops.flush, '/admin/config', fh2))[0], -E.EINVAL)
+  await call(ops.release, '/admin/config', fh2)
+})
+
+test('without a key file, block and stay read 1 and cannot be cleared (EPERM, nothing changes)', async () => {
+  const { node, ops } = setup(null)
+  for (const f of ['block', 'stay']) {
+    assert.equal(await readFile(ops, `/admin/${f}`), '1\n', f)
+    assert.equal(await writeFile(ops, `/admin/${f}`, '0\n'), -E.EPERM, f)
+    assert.equal(await writeFile(ops, `/admin/${f}`, '1\n'), 0, f)
+    assert.equal(await readFile(ops, `/admin/${f}`), '1\n', f)
+  }
+  assert.equal(node.blocked && node.keepsLocal, true)
+  assert.equal(Number(await readFile(ops, '/nodes/3/status')) & 20, 20)
 })
 
 test('expel implies block and bring implies lstay; both read 0', async () => {

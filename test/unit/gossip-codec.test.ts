@@ -11,7 +11,7 @@ function info (id: number): NodeInfo {
 }
 
 function packet (n: number): Packet {
-  return { sender: 1, incarnation: 42, seq: 9, entries: Array.from({ length: n }, (_, i) => ({ info: info(i + 1), age: 100 * i })) }
+  return { sender: 1, incarnation: 42, seq: 9, dest: { id: 513, addr: '10.1.2.1', port: 5429 }, entries: Array.from({ length: n }, (_, i) => ({ info: info(i + 1), age: 100 * i })) }
 }
 
 test('round trip keeps every field', () => {
@@ -39,13 +39,34 @@ test('forged, truncated, garbage and foreign-version datagrams are refused with 
   assert.equal(reason(() => decode(encode(packet(3), other), keys)), 'badmac')
   const flipped = Buffer.from(good); flipped[HEADER_LEN + 5] ^= 1
   assert.equal(reason(() => decode(flipped, keys)), 'badmac')
+  // the MAC covers the sender and the destination (id, port, address)
+  for (const at of [7, 17, 19, 23]) {
+    const b = Buffer.from(good); b[at] ^= 1
+    assert.equal(reason(() => decode(b, keys)), 'badmac', `byte ${at}`)
+  }
+  const v1 = Buffer.from(good); v1[2] = 1
+  assert.equal(reason(() => decode(v1, keys)), 'version')
   assert.equal(reason(() => decode(good.subarray(0, good.length - 1), keys)), 'malformed')
   assert.equal(reason(() => decode(good.subarray(0, 10), keys)), 'malformed')
   assert.equal(reason(() => decode(Buffer.from('GET / HTTP/1.0\r\n\r\n'), keys)), 'malformed')
-  const v2 = Buffer.from(good); v2[2] = 2
-  assert.equal(reason(() => decode(v2, keys)), 'version')
+  const v9 = Buffer.from(good); v9[2] = 9
+  assert.equal(reason(() => decode(v9, keys)), 'version')
   assert.equal(reason(() => decode(encode(packet(3), null), keys)), 'badmac') // unsigned
   assert.equal(reason(() => decode(good, keys)), 'accepted')
+})
+
+test('a datagram longer than MAX_DATAGRAM is malformed, even one well formed and signed', () => {
+  // 40 entries, correctly signed: only the length gives it away
+  const head = Buffer.from(encode(packet(1), null))
+  const body = Buffer.concat([head.subarray(0, HEADER_LEN), ...Array.from({ length: 40 }, () => head.subarray(HEADER_LEN))])
+  body.writeUInt8(40, 5)
+  const unsigned = Buffer.from(body)
+  body.writeUInt8(1, 4)
+  const signed = Buffer.concat([body, keys.mac(body)])
+  assert.ok(signed.length > MAX_DATAGRAM)
+  assert.equal(reason(() => decode(signed, keys)), 'malformed')
+  assert.equal(reason(() => decode(unsigned, null)), 'malformed')
+  assert.equal(reason(() => decode(Buffer.alloc(MAX_DATAGRAM + 1), keys)), 'malformed')
 })
 
 test('random garbage never throws anything but DecodeError', () => {

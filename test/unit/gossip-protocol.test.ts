@@ -2,9 +2,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Gossiper } from '../../src/gossip/gossiper.js'
-import { Keyring } from '../../src/gossip/keyring.js'
+import { Keyring, MAC_LEN } from '../../src/gossip/keyring.js'
 import { MemoryNetwork, type Address } from '../../src/gossip/transport.js'
-import { encode } from '../../src/gossip/codec.js'
+import { encode, ENTRY_LEN, HEADER_LEN } from '../../src/gossip/codec.js'
 
 interface Sim { nodes: Gossiper[], net: MemoryNetwork, clock: { t: number }, round: () => void }
 
@@ -57,7 +57,7 @@ test('datagrams never exceed one window, whatever the cluster size', () => {
     const { nodes, round } = cluster(n, { window: 6 })
     for (let i = 0; i < 30; i++) round()
     const perPacket = nodes.reduce((a, g) => a + g.stats.sentBytes, 0) / nodes.reduce((a, g) => a + g.stats.sent, 0)
-    assert.ok(perPacket <= 16 + 6 * 46 + 16, `${perPacket} bytes per packet at n=${n}`)
+    assert.ok(perPacket <= HEADER_LEN + 6 * ENTRY_LEN + MAC_LEN, `${perPacket} bytes per packet at n=${n}`)
   }
 })
 
@@ -84,21 +84,66 @@ test('forged, replayed, unknown and self-claiming datagrams are dropped and coun
   const from: Address = { host: '10.9.9.9', port: 1 }
   const entry = { info: { id: 2, addr: '10.0.0.2', port: 5428, incarnation: 5, seq: 1, status: 3, cpus: 1, speed: 1, load: 9999, tmem: 0, rmem: 0, mem: 0, util: 0 }, age: 0 }
   const wrongKey = new Keyring(Buffer.from('x'.repeat(32)))
-  g.onDatagram(encode({ sender: 2, incarnation: 5, seq: 1, entries: [entry] }, wrongKey), from)
+  const dest = { id: 1, addr: '10.0.0.1', port: 5428 }
+  g.onDatagram(encode({ sender: 2, incarnation: 5, seq: 1, dest, entries: [entry] }, wrongKey), from)
   assert.equal(g.stats.droppedBadmac, 1)
   const right = new Keyring(Buffer.from('k'.repeat(32)))
-  g.onDatagram(encode({ sender: 77, incarnation: 5, seq: 1, entries: [{ ...entry, info: { ...entry.info, id: 77 } }] }, right), from)
+  g.onDatagram(encode({ sender: 77, incarnation: 5, seq: 1, dest, entries: [{ ...entry, info: { ...entry.info, id: 77 } }] }, right), from)
   assert.equal(g.stats.droppedUnknown, 1)
-  g.onDatagram(encode({ sender: 1, incarnation: 5, seq: 1, entries: [] }, right), from)
+  g.onDatagram(encode({ sender: 1, incarnation: 5, seq: 1, dest, entries: [] }, right), from)
   assert.equal(g.stats.droppedSelf, 1)
   g.onDatagram(Buffer.from([1, 2, 3]), from)
   assert.equal(g.stats.droppedMalformed, 1)
   assert.equal(JSON.stringify([...g.table.values()].map(k => k.info)), before)
   // a replay of a real datagram
-  const real = encode({ sender: 3, incarnation: 99, seq: 1, entries: [] }, right)
+  const real = encode({ sender: 3, incarnation: 99, seq: 1, dest, entries: [] }, right)
   g.onDatagram(real, from)
   g.onDatagram(real, from)
   assert.equal(g.stats.droppedReplay, 1)
+})
+
+test('a datagram captured on its way to one node is dropped and counted by every other, and replayed to its own', () => {
+  const { nodes, round } = cluster(4)
+  for (let i = 0; i < 10; i++) round()
+  // node 1's next datagram, caught on the wire
+  const wire: Array<{ to: Address, data: Buffer }> = []
+  nodes[0].attach({ local: { host: '10.0.0.1', port: 5428 }, send: (to, data) => wire.push({ to, data: Buffer.from(data) }), close: async () => {} })
+  nodes[0].tick()
+  assert.equal(wire.length, 1)
+  const { to, data } = wire[0]
+  const from: Address = { host: '10.0.0.1', port: 5428 }
+  const dest = nodes.find(g => g.opts.addr === to.host) as Gossiper
+  const others = nodes.slice(1).filter(g => g !== dest)
+  const views = others.map(g => JSON.stringify([...g.table.values()].map(k => [k.info, k.freshAt])))
+  for (const g of others) {
+    const received = g.stats.received
+    g.onDatagram(data, from)
+    assert.equal(g.stats.droppedMisdirected, 1, `node ${g.id} took a datagram meant for node ${dest.id}`)
+    assert.equal(g.stats.received, received)
+  }
+  assert.deepEqual(others.map(g => JSON.stringify([...g.table.values()].map(k => [k.info, k.freshAt]))), views)
+  const received = dest.stats.received
+  dest.onDatagram(data, from)
+  assert.equal(dest.stats.received, received + 1, 'its destination takes it')
+  dest.onDatagram(data, from)
+  assert.equal(dest.stats.droppedReplay, 1, 'once')
+  assert.equal(dest.stats.droppedMisdirected, 0)
+})
+
+test('a datagram to a node not yet known by id (a seed) names its address; no other node takes it', () => {
+  const { nodes, round } = cluster(3)
+  for (let i = 0; i < 5; i++) round()
+  const key = new Keyring(Buffer.from('k'.repeat(32)))
+  const from: Address = { host: '10.0.0.3', port: 5428 }
+  const toSeed = encode({ sender: 3, incarnation: 7, seq: 1, dest: { id: 0, addr: '10.0.0.1', port: 5428 }, entries: [] }, key)
+  nodes[1].onDatagram(toSeed, from)
+  assert.equal(nodes[1].stats.droppedMisdirected, 1)
+  const received = nodes[0].stats.received
+  nodes[0].onDatagram(toSeed, from)
+  assert.equal(nodes[0].stats.received, received + 1)
+  // same address, another port: another node
+  nodes[0].onDatagram(encode({ sender: 3, incarnation: 7, seq: 2, dest: { id: 0, addr: '10.0.0.1', port: 5429 }, entries: [] }, key), from)
+  assert.equal(nodes[0].stats.droppedMisdirected, 1)
 })
 
 test('with 20% loss the cluster still converges', () => {

@@ -9,6 +9,7 @@ import type { DeputyHandle, Engine, GuestProcess } from '../../src/migrate/engin
 import type { Link } from '../../src/migrate/link.js'
 import type { Kind, Message, MsgOf } from '../../src/migrate/protocol.js'
 import type { ExitStatus, KeepInfo } from '../../src/ppm/ppm.js'
+import type { PsInfo } from '../../src/util/procfs.js'
 
 export function cluster (id: number, over: Partial<Cluster> = {}): Cluster {
   return { id, addressOf: n => n >= 1 && n <= 9 ? { host: '127.0.0.1', port: 4660 + n } : undefined, isUp: () => true, blocked: false, keepsLocal: false, ...over }
@@ -112,7 +113,7 @@ export class StubEngine implements Engine {
     return {}
   }
 
-  async restore (src: Readable, opts: { hold: boolean, leaseMs: number }): Promise<GuestProcess> {
+  async restore (src: Readable, opts: { hold: boolean, family?: boolean, leaseMs: number }): Promise<GuestProcess> {
     const image = await readAll(src)
     this.calls.push(`restore ${image.length}${opts.hold ? ' held' : ''}`)
     if (this.failRestore) throw new Error(this.failRestore)
@@ -136,6 +137,7 @@ export class StubEngine implements Engine {
   describe (): { name: string, bytes: number, age: number } { return { name: 'subject', bytes: 1 << 20, age: 12.5 } }
   stdioKinds (): Array<'path'> { return ['path', 'path', 'path'] }
   availableBytes (): number { return this.free }
+  psInfo (): PsInfo | undefined { return this.alive() ? { utime: 7, stime: 2, state: 'R', rss: 0, vsize: 0, cmdline: '' } : undefined }
 }
 
 /** The test's end of a connection: every message it receives is queued; next() takes them in order. */

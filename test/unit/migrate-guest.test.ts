@@ -218,7 +218,7 @@ test('sendto: the image goes to M with the ticket; home-ok ends it here', async 
   assert.deepEqual(await m.next('image'), { t: 'image', ticket: 't-123' })
   await m.next('image-end')
   assert.deepEqual(m.image(), s.engine.image)
-  assert.deepEqual(await home.next('sent'), { t: 'sent', bytes: s.engine.image.length })
+  assert.deepEqual(await home.next('sent'), { t: 'sent', bytes: s.engine.image.length, utime: 7, stime: 2 })
   assert.ok(s.engine.calls.includes('dump 4242 node-3-host'))
   await home.link.send({ t: 'home-ok' })
   await home.until(() => home.closed, 'the connection closed')

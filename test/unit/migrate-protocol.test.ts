@@ -36,6 +36,10 @@ const SAMPLES: { [K in Kind]: Extract<Message, { t: K }> } = {
   sent: { t: 'sent', bytes: 1 << 20 },
   resume: { t: 'resume' },
   resumed: { t: 'resumed', pid: 77 },
+  'stat?': { t: 'stat?' },
+  stat: { t: 'stat', utime: 12, stime: 3, state: 'R', rss: 4096, vsize: 8192, cmdline: 'python3\u0000-c\u0000pass' },
+  family: { t: 'family', call: 'fork' },
+  'family-failed': { t: 'family-failed', reason: 'it cannot come home' },
   ping: { t: 'ping' },
   run: { t: 'run' },
   rejoin: { t: 'rejoin', home: 1, pid: 1234, guest: 4321, node: 2 },
@@ -68,6 +72,8 @@ test('malformed messages are rejected with the reason', () => {
     [{ t: 'signal', sig: 65 }, /sig/],
     [{ t: 'want', n: 0 }, /n/],
     [{ t: 'hint', hint: 'rm -rf' }, /hint/],
+    [{ t: 'hint', hint: 'decay 2000' }, /hint/],
+    [{ t: 'stat', utime: 1, stime: 1, state: 'running', rss: 0, vsize: 0, cmdline: '' }, /state/],
     [{ t: 'migrate', home: 0, pid: 1, name: 'x', bytes: 1 }, /home/],
     [{ t: 'migrate', home: 70000, pid: 1, name: 'x', bytes: 1 }, /home/],
     [{ t: 'migrate', home: 1, pid: 1, name: 'x', bytes: -1 }, /bytes/],
@@ -79,6 +85,9 @@ test('malformed messages are rejected with the reason', () => {
     [{ t: 'move-request', node: 2 }, /why/],
     [{ t: 'sendto', node: 2, ticket: 'x' }, /hostinfo/],
     [{ t: 'kill', sig: 9 }, /unexpected field sig/],
+    [{ t: 'family' }, /call/],
+    [{ t: 'family', call: 'fork; rm -rf /' }, /call/],
+    [{ t: 'family', call: 'x'.repeat(33) }, /call/],
     [{ t: 'accept', hostinfo: 'h', __proto__x: 1 }, /unexpected field/]
   ]
   for (const [v, re] of bad) assert.throws(() => toMessage(v), (e: Error) => e instanceof ProtocolError && re.test(e.message), JSON.stringify(v))

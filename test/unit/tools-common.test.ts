@@ -4,25 +4,41 @@ import assert from 'node:assert/strict'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { CliError, Tree, UsageError, defaultRoot, describeFsError, isTree, openTree, packageRoot, parseIntArg, parseNodeId, resolveRoot } from '../../src/cli/common.js'
+import { CliError, Tree, UsageError, defaultRoot, describeFsError, describeRoots, isTree, openTree, packageRoot, parseIntArg, parseNodeId, resolveRoot, rootCandidates } from '../../src/cli/common.js'
+import { runTool } from './tools-fixture.js'
 
 function tempDir (): { dir: string, done: () => void } {
   const dir = mkdtempSync(join(tmpdir(), 'hpcfs-common-'))
   return { dir, done: () => rmSync(dir, { recursive: true, force: true }) }
 }
 
-test('package root and default root', () => {
+test('package root and default root: the checkout\'s mnt/hpc when mounted, else /mnt/hpc', () => {
   const { dir, done } = tempDir()
+  const none = (): boolean => false
   try {
     const deep = join(dir, 'pkg', 'dist', 'src', 'cli')
     mkdirSync(deep, { recursive: true })
     assert.equal(packageRoot(deep), undefined)
-    assert.equal(defaultRoot(deep), '/mnt/hpc')
+    assert.equal(defaultRoot(deep, none), '/mnt/hpc')
     writeFileSync(join(dir, 'pkg', 'package.json'), '{}')
     assert.equal(packageRoot(deep), join(dir, 'pkg'))
-    assert.equal(defaultRoot(deep), '/mnt/hpc', 'an installed package (no .git) uses /mnt/hpc')
+    assert.deepEqual(rootCandidates(deep), ['/mnt/hpc'], 'an installed package (no .git) uses /mnt/hpc')
     mkdirSync(join(dir, 'pkg', '.git'))
-    assert.equal(defaultRoot(deep), join(dir, 'pkg', 'mnt', 'hpc'), 'a checkout uses its own mnt/hpc')
+    const own = join(dir, 'pkg', 'mnt', 'hpc')
+    assert.deepEqual(rootCandidates(deep), [own, '/mnt/hpc'])
+    // nothing mounted anywhere: the checkout's (named first in the error)
+    assert.equal(defaultRoot(deep, none), own)
+    // a daemon at the default /mnt/hpc, none in the checkout: /mnt/hpc
+    assert.equal(defaultRoot(deep, r => r === '/mnt/hpc'), '/mnt/hpc')
+    // both: the checkout's (npm start) wins
+    assert.equal(defaultRoot(deep, () => true), own)
+    // the real check: a tree is a directory with admin/mospe
+    mkdirSync(join(own, 'admin'), { recursive: true })
+    writeFileSync(join(own, 'admin', 'mospe'), '1\n')
+    assert.equal(defaultRoot(deep), own)
+    assert.equal(resolveRoot({}, deep), own)
+    assert.equal(describeRoots({}, deep), `${own} or /mnt/hpc`)
+    assert.equal(describeRoots({ HPC_ROOT: '/x' }, deep), '/x')
   } finally {
     done()
   }
@@ -35,6 +51,15 @@ test('HPC_ROOT wins over the default; empty means unset', () => {
   assert.equal(resolveRoot({ HPC_ROOT: '/some/where' }), '/some/where')
   assert.equal(resolveRoot({ HPC_ROOT: '' }), defaultRoot())
   assert.equal(resolveRoot({}), defaultRoot())
+})
+
+test('a tool run from this checkout without HPC_ROOT names both places it looked', () => {
+  const here = packageRoot() as string
+  // (nothing to see when HPC_ROOT is set or a tree is really mounted at one of them)
+  if ((process.env.HPC_ROOT ?? '') !== '' || isTree(join(here, 'mnt', 'hpc')) || isTree('/mnt/hpc')) return
+  const r = runTool('mosctl', ['status'])
+  assert.equal(r.status, 1)
+  assert.equal(r.stderr, `mosctl: no hpcfs tree at ${join(here, 'mnt', 'hpc')} or /mnt/hpc (is hpcd running? set HPC_ROOT)\n`)
 })
 
 test('openTree needs admin/mospe', () => {

@@ -5,25 +5,75 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { addProc, deadPid, run, startTool, until, withProcTree } from './tools-proc-fixture.js'
+import type { Fixture } from './tools-fixture.js'
 
-test('writes the node id to proc/PID/goto; home, own id and balance', withProcTree({ count: 3 }, async (f, s) => {
+/**
+ * Plays hpcd for one move: once migrate has written goto, where reads `migrating`, then `arrive`
+ * (the target), or back to `stay` with `error` holding the reason.
+ */
+async function answer (f: Fixture, pid: number, outcome: { arrive: string } | { stay: string, error: string }): Promise<void> {
+  await until(() => f.read(`proc/${pid}/goto`) !== '', 'goto written')
+  f.write(`proc/${pid}/where`, 'migrating\n')
+  await new Promise(resolve => setTimeout(resolve, 150)) // a move takes a moment; migrate must still wait
+  if ('arrive' in outcome) f.write(`proc/${pid}/where`, `${outcome.arrive}\n`)
+  else {
+    f.write(`proc/${pid}/error`, `${outcome.error}\n`)
+    f.write(`proc/${pid}/where`, `${outcome.stay}\n`)
+  }
+}
+
+test('writes the node id to proc/PID/goto and returns when it has arrived; home, own id and balance', withProcTree({ count: 3 }, async (f, s) => {
   const pid = s.sleep()
   addProc(f, pid)
   const other = f.nodes[1].id
-  let r = await run('migrate', [String(pid), String(other)], { root: f.root })
+  let m = startTool('migrate', [String(pid), String(other)], { root: f.root })
+  await answer(f, pid, { arrive: String(other) })
+  let r = await m.done
   assert.equal(r.status, 0, r.stderr)
   assert.equal(r.stdout + r.stderr, '')
   assert.equal(f.read(`proc/${pid}/goto`), `${other}\n`)
-  r = await run('migrate', [String(pid), 'home'], { root: f.root })
-  assert.equal(r.status, 0, r.stderr)
+  f.write(`proc/${pid}/goto`, '')
+  m = startTool('migrate', [String(pid), 'home'], { root: f.root })
+  await answer(f, pid, { arrive: '0' })
+  assert.equal((await m.done).status, 0)
   assert.equal(f.read(`proc/${pid}/goto`), '0\n')
+  // already there: returns at once
   f.write(`proc/${pid}/goto`, '')
   r = await run('migrate', [String(pid), String(f.me)], { root: f.root })
   assert.equal(r.status, 0, r.stderr)
   assert.equal(f.read(`proc/${pid}/goto`), '0\n', 'this node\'s own id means home')
+  // balance: not moving right after the write = the balancer keeps it there
   r = await run('migrate', [String(pid), 'balance'], { root: f.root })
   assert.equal(r.status, 0, r.stderr)
   assert.equal(f.read(`proc/${pid}/goto`), 'balance\n')
+}))
+
+test('a refused move prints the reason from proc/PID/error and exits 1, at once, with or without --wait', withProcTree({ count: 3 }, async (f, s) => {
+  const pid = s.sleep()
+  addProc(f, pid)
+  const other = f.nodes[2].id
+  const reason = `node ${other} refused: this node is blocked (admin/block) #${Math.random().toString(36).slice(2)}`
+  for (const wait of [[], ['--wait', '60']]) {
+    f.write(`proc/${pid}/goto`, '')
+    f.write(`proc/${pid}/error`, '')
+    f.write(`proc/${pid}/where`, '0\n')
+    const t0 = Date.now()
+    const m = startTool('migrate', [String(pid), String(other), ...wait], { root: f.root })
+    await answer(f, pid, { stay: '0', error: reason })
+    const r = await m.done
+    assert.equal(r.status, 1, wait.join(' '))
+    assert.equal(r.stderr, `migrate: process ${pid} was not moved to node ${other}: ${reason} (where: 0)\n`)
+    assert.ok(Date.now() - t0 < 30_000, 'returned when the reason came, not after the wait')
+  }
+  // N -> M refused: it runs on N again
+  f.write(`proc/${pid}/goto`, '')
+  f.write(`proc/${pid}/error`, '')
+  f.write(`proc/${pid}/where`, `${f.nodes[1].id}\n`)
+  const m = startTool('migrate', [String(pid), 'home'], { root: f.root })
+  await answer(f, pid, { stay: String(f.nodes[1].id), error: 'remote could not stop it: x' })
+  const r = await m.done
+  assert.equal(r.status, 1)
+  assert.match(r.stderr, /was not moved home: remote could not stop it: x \(where: \d+\)\n$/)
 }))
 
 test('--wait succeeds once where shows the target', withProcTree({ count: 3 }, async (f, s) => {
@@ -123,11 +173,15 @@ test('who may kill a process may migrate it', { skip: process.geteuid?.() !== 0 
     assert.equal(r.status, 1)
     assert.match(r.stderr, new RegExp(`^migrate: ${roots}: not allowed \\(it belongs to uid 0, you are uid ${nobody}`))
     assert.equal(f.read(`proc/${roots}/goto`), '')
-    r = await run('migrate', [String(mine), other], { root: f.root, uid: nobody, gid: nobody })
+    const m = startTool('migrate', [String(mine), other], { root: f.root, uid: nobody, gid: nobody })
+    await answer(f, mine, { arrive: other })
+    r = await m.done
     assert.equal(r.status, 0, r.stderr)
     assert.equal(f.read(`proc/${mine}/goto`), `${other}\n`)
     // Root may migrate anyone's process.
-    r = await run('migrate', [String(mine), 'home'], { root: f.root })
+    const h = startTool('migrate', [String(mine), 'home'], { root: f.root })
+    await answer(f, mine, { arrive: '0' })
+    r = await h.done
     assert.equal(r.status, 0, r.stderr)
     assert.equal(f.read(`proc/${mine}/goto`), '0\n')
   }))

@@ -66,7 +66,7 @@ test('isup and status tell up from down', withTree({ count: 3, down: [3] }, f =>
 
   const up = mosctl(f, 'status')
   assert.equal(up.status, 0)
-  assert.match(up.stdout, new RegExp(`^Node #${f.me} \\(this node\\) is up\n`))
+  assert.match(up.stdout, new RegExp(`^Node #${f.me} is up\n`))
   assert.match(up.stdout, /status: 3 \(configured, up\)/)
   assert.match(up.stdout, /block: +off/)
   f.write('admin/block', '1\n')
@@ -164,14 +164,51 @@ test('misuse prints usage and exits 2; -h prints usage and exits 0', withTree({}
   }
 }))
 
-test('a node that does not exist is a clear error', withTree({ count: 2 }, f => {
+test('a node that does not exist is a clear error; its status is "not configured"', withTree({ count: 2 }, f => {
   const missing = Math.max(...f.nodes.map(n => n.id)) + 1
-  for (const cmd of ['getload', 'isup', 'status', 'getmem']) {
+  for (const cmd of ['getload', 'isup', 'getmem']) {
     const r = mosctl(f, cmd, String(missing))
     assert.equal(r.status, 1, cmd)
     assert.match(r.stderr, new RegExp(`no node ${missing} in the cluster`))
     assert.equal(r.stdout, '')
   }
+  const st = mosctl(f, 'status', String(missing))
+  assert.equal(st.status, 0, st.stderr)
+  assert.equal(st.stdout, `Node #${missing} is not configured\n`)
+}))
+
+test('status --json: one object with documented fields, for this node, another, a down and an unknown node', withTree({ count: 3, down: [3] }, f => {
+  const [me, b, down] = f.nodes
+  const keys = ['id', 'self', 'configured', 'up', 'status', 'flags', 'stay', 'lstay', 'block', 'quiet', 'load', 'speed', 'cpus', 'util', 'mem', 'rmem', 'tmem', 'addr', 'ageMs']
+  f.write('admin/block', '1\n')
+  let r = mosctl(f, 'status', '--json')
+  assert.equal(r.status, 0, r.stderr)
+  let j = JSON.parse(r.stdout) as Record<string, unknown>
+  assert.deepEqual(Object.keys(j), keys)
+  assert.deepEqual(j, {
+    id: me.id, self: true, configured: true, up: true, status: 3, flags: ['configured', 'up'], stay: false, lstay: false, block: true, quiet: false,
+    load: me.load, speed: me.speed, cpus: me.cpus, util: me.util, mem: me.mem, rmem: me.rmem, tmem: me.tmem, addr: `${me.addr}:5428`, ageMs: 0
+  })
+  f.write(`nodes/${b.id}/status`, `${1 | 2 | 8 | 32}\n`)
+  j = JSON.parse(mosctl(f, '--json', 'status', String(b.id)).stdout)
+  assert.equal(j.self, false)
+  assert.deepEqual(j.flags, ['configured', 'up', 'lstay', 'quiet'])
+  assert.deepEqual([j.stay, j.lstay, j.block, j.quiet], [false, true, false, true])
+  assert.equal(j.load, b.load)
+  j = JSON.parse(mosctl(f, 'status', String(down.id), '--json').stdout)
+  assert.equal(j.up, false)
+  assert.equal(j.configured, true)
+  assert.equal(j.load, null, 'a down node\'s -101 is null')
+  const missing = down.id + 1
+  j = JSON.parse(mosctl(f, 'status', String(missing), '--json').stdout)
+  assert.deepEqual(Object.keys(j), keys)
+  assert.equal(j.id, missing)
+  assert.equal(j.configured, false)
+  assert.equal(j.status, null)
+  // --json only goes with status
+  r = mosctl(f, 'getload', '--json')
+  assert.equal(r.status, 2)
+  assert.match(r.stderr, /^mosctl: --json goes with status\nUsage: mosctl/)
 }))
 
 test('an unconfigured node (mospe 0)', withTree({}, f => {
@@ -179,7 +216,8 @@ test('an unconfigured node (mospe 0)', withTree({}, f => {
   const r = mosctl(f, 'getload')
   assert.equal(r.status, 1)
   assert.match(r.stderr, /not configured/)
-  assert.match(mosctl(f, 'status').stdout, /not configured/)
+  assert.equal(mosctl(f, 'status').stdout, 'Node #0 is not configured\n')
+  assert.equal(JSON.parse(mosctl(f, 'status', '--json').stdout).configured, false)
   assert.equal(mosctl(f, 'whois').status, 1)
 }))
 

@@ -2,12 +2,13 @@
 // proc/<pid>/ (the real tree has it for every live pid).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { CLI_DIR, type Fixture } from './tools-fixture.js'
 import { run, startTool, until, withProcTree } from './tools-proc-fixture.js'
+import { applyHint, formatHints, parseHint, type DecayHint, type DecayHints } from '../../src/migrate/migrator.js'
 
 const TEST_ENV = { HPCFS_TEST_MKPROC: '1' }
 
@@ -25,8 +26,8 @@ function clearProc (f: Fixture): void {
   for (const p of readdirSync(join(f.root, 'proc'))) rmSync(join(f.root, 'proc', p), { recursive: true })
 }
 
-/** A command that waits (bounded) until mosrun has written its goto, then exits 0 (9 if it never came). */
-const WAIT_GOTO = ['sh', '-c', 'i=0; while [ ! -s "$HPC_ROOT/proc/$$/goto" ]; do i=$((i+1)); [ $i -gt 500 ] && exit 9; sleep 0.01; done']
+/** A command that waits until mosrun has written its goto, then exits 0 (the tool's timeout ends it if it never comes). */
+const WAIT_GOTO = ['sh', '-c', 'while [ ! -s "$HPC_ROOT/proc/$$/goto" ]; do sleep 0.01; done']
 
 test('runs the command with stdin/stdout/stderr passed through and its exit status', withProcTree({ count: 3 }, async f => {
   const r = await mosrun(f, ['sh', '-c', 'read x; echo "out:$x"; echo "err:$x" >&2; exit 3'], 'hello\n')
@@ -57,7 +58,7 @@ test('death by a signal is passed on: the shell sees 143 for SIGTERM', withProcT
 
 test('forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 to the command', withProcTree({ count: 3 }, async f => {
   for (const sig of ['TERM', 'INT', 'HUP', 'QUIT', 'USR1', 'USR2']) {
-    const m = startTool('mosrun', ['sh', '-c', `trap 'echo got-${sig}; exit 7' ${sig}; echo ready; i=0; while [ $i -lt 1000 ]; do i=$((i+1)); sleep 0.01; done; exit 9`],
+    const m = startTool('mosrun', ['sh', '-c', `trap 'echo got-${sig}; exit 7' ${sig}; echo ready; while :; do sleep 0.01; done`],
       { root: f.root, env: TEST_ENV })
     await until(() => m.out().includes('ready'), `${sig}: command ready`)
     m.child.kill(`SIG${sig}` as NodeJS.Signals)
@@ -227,4 +228,152 @@ test('no tree, no proc/, or a refused lock: clear error and the command does not
   assert.equal(r.status, 1)
   assert.match(r.stderr, /proc is missing: this hpcd does not serve per-process files/)
   assert.equal(existsSync(marker), false)
+}))
+
+test('-d and -t write the fine-tuned decay; they exclude -c -i -s -f -n and leave the lock', withProcTree({ count: 3 }, async f => {
+  const perMille = Math.floor(Math.random() * 1001)
+  const interval = 1 + Math.floor(Math.random() * 3600)
+  for (const [args, want] of [[['-d', String(perMille)], `decay ${perMille}\n`], [[`-t${interval}`], `interval ${interval}\n`],
+    [['-d', String(perMille), '-t', String(interval)], `interval ${interval}\n`]] as Array<[string[], string]>) {
+    clearProc(f)
+    const r = await mosrun(f, [...args, 'true'])
+    assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`)
+    // (a plain file keeps the last write; hpcd keeps both, see the parser test below)
+    assert.equal(f.read(`proc/${onlyProc(f)}/decay`), want, args.join(' '))
+    assert.equal(f.read(`proc/${onlyProc(f)}/lock`), '0\n', 'a decay option keeps the lock')
+  }
+  const marker = join(f.root, 'ran')
+  for (const [args, err] of [[['-d', '1001'], /-d per-mille 1001 out of range 0\.\.1000/], [['-t', '0'], /-t interval 0 out of range 1\.\.3600/],
+    [['-d', 'x'], /bad -d per-mille "x"/], [['-c', '-d', '5'], /-t and -d do not go with -c/], [['-t', '5', '-s'], /-t and -d do not go with/], [['-d'], /bad -d per-mille "touch"/]] as Array<[string[], RegExp]>) {
+    clearProc(f)
+    const r = await mosrun(f, [...args, 'touch', marker])
+    assert.equal(r.status, 2, args.join(' '))
+    assert.match(r.stderr, err, args.join(' '))
+    assert.equal(existsSync(marker), false)
+  }
+}))
+
+test('the tree\'s decay parser takes the words, "decay N" and "interval N", and shows them', () => {
+  for (const w of ['clear', 'cpujob', 'iojob', 'slow', 'fast', 'decay 0', 'decay 1000', ' interval 3600\n', 'interval 1']) assert.notEqual(parseHint(w), undefined, w)
+  for (const w of ['decay 1001', 'decay -1', 'interval 0', 'interval 3601', 'decay', 'decay 5 6', 'Slow', '']) assert.equal(parseHint(w), undefined, w)
+  const d: DecayHints = { rate: 'slow', kind: '', cleared: 0 }
+  applyHint(d, parseHint('decay 900') as DecayHint)
+  applyHint(d, parseHint('interval 4') as DecayHint)
+  applyHint(d, 'cpujob')
+  assert.equal(formatHints(d), 'decay 900 interval 4 cpujob')
+  applyHint(d, 'fast') // a rate name replaces its own per-mille
+  assert.equal(formatHints(d), 'fast interval 4 cpujob')
+})
+
+test('a blocked node is refused before the command runs, unless -F; -j and -b skip blocked nodes', withProcTree({ count: 3 }, async f => {
+  const [, b, c] = f.nodes.map(n => n.id)
+  f.write(`nodes/${b}/status`, `${1 | 2 | 16}\n`)
+  const marker = join(f.root, 'ran')
+  let r = await mosrun(f, ['-N', String(b), 'touch', marker])
+  assert.equal(r.status, 1)
+  assert.equal(r.stderr, `mosrun: node ${b} takes no guest processes (it is blocked) (use -F to run at home instead)\n`)
+  assert.equal(existsSync(marker), false)
+  r = await mosrun(f, ['-F', '-N', String(b), 'touch', marker])
+  assert.equal(r.status, 0, r.stderr)
+  assert.equal(existsSync(marker), true)
+  for (let k = 0; k < 4; k++) {
+    clearProc(f)
+    r = await mosrun(f, ['-j', `${b},${c}`, ...WAIT_GOTO])
+    assert.equal(r.status, 0, r.stderr)
+    assert.equal(f.read(`proc/${onlyProc(f)}/goto`), `${c}\n`)
+  }
+}))
+
+test('a move refused after the start stops the command (exit 1, the reason), unless -F', withProcTree({ count: 3 }, async f => {
+  const target = f.nodes[1].id
+  const reason = `node ${target} refused: not enough memory (${Math.floor(Math.random() * 1e6)} MiB wanted)`
+  // The command plays hpcd's answer: once goto is written, where stays 0 and error says why;
+  // then it waits for the test's go (bounded).
+  const refusedThenWait = ['sh', '-c', 'd=$HPC_ROOT/proc/$$; i=0; while [ ! -s $d/goto ]; do i=$((i+1)); [ $i -gt 1000 ] && exit 9; sleep 0.01; done; ' +
+    'printf "%s\\n" "$0" > $d/error; i=0; while [ ! -e $HPC_ROOT/go ]; do i=$((i+1)); [ $i -gt 3000 ] && exit 8; sleep 0.01; done; echo finished', reason]
+  let r = await mosrun(f, ['-N', String(target), ...refusedThenWait])
+  assert.equal(r.status, 1)
+  assert.equal(r.stderr, `mosrun: node ${target} refused the command: ${reason}; the command was stopped (use -F to run it at home instead)\n`)
+  assert.equal(r.stdout, '')
+  clearProc(f)
+  const m = startTool('mosrun', ['-F', '-N', String(target), ...refusedThenWait], { root: f.root, env: TEST_ENV })
+  await until(() => m.err().includes('running at home (-F)'), 'the note')
+  f.write('go', '')
+  r = await m.done
+  assert.equal(r.status, 0, r.stderr)
+  assert.equal(r.stdout, 'finished\n')
+  assert.equal(r.stderr, `mosrun: node ${target} refused the command: ${reason}: running at home (-F)\n`)
+}))
+
+test('an obstacle the exec keeps (another namespace) is refused before the command runs, unless -F', withProcTree({ count: 3 }, async f => {
+  const target = f.nodes[2].id
+  const marker = join(f.root, 'ran')
+  const env = { ...TEST_ENV, HPCFS_TEST_CANTMOVE: 'fd 3 is an unnamed pipe (pipe:[1])\nprocess is in a different net namespace\n' }
+  let r = await run('mosrun', ['-N', String(target), 'touch', marker], { root: f.root, env })
+  assert.equal(r.status, 1)
+  assert.equal(r.stderr, `mosrun: cannot run the command on node ${target}: process is in a different net namespace (run mosrun in the namespace of the hpcd that serves ${f.root}); the command was not started (use -F to run it at home instead)\n`)
+  assert.equal(existsSync(marker), false)
+  clearProc(f)
+  r = await run('mosrun', ['-F', '-N', String(target), 'touch', marker], { root: f.root, env })
+  assert.equal(r.status, 0, r.stderr)
+  assert.match(r.stderr, /process is in a different net namespace .*: running at home \(-F\)\n$/)
+  assert.equal(existsSync(marker), true)
+  assert.equal(f.read(`proc/${onlyProc(f)}/goto`), '', 'no goto')
+  // a pipe of the held shell alone is no obstacle: the exec'd command does not have it
+  clearProc(f)
+  r = await run('mosrun', ['-N', String(target), ...WAIT_GOTO], { root: f.root, env: { ...TEST_ENV, HPCFS_TEST_CANTMOVE: 'fd 3 is an unnamed pipe (pipe:[1])\n' } })
+  assert.equal(r.status, 0, r.stderr)
+  assert.equal(f.read(`proc/${onlyProc(f)}/goto`), `${target}\n`)
+}))
+
+test('the wrappers: runon, runhome, nomig, cpujob, iojob, nodecay, slowdecay, fastdecay', withProcTree({ count: 3 }, async f => {
+  const target = f.nodes[1].id
+  // each name is a link to mosrun.js, as npm's "bin" makes them
+  const dir = mkdtempSync(join(tmpdir(), 'hpcfs-wrappers-'))
+  try {
+    const as = async (name: string, args: string[]): ReturnType<typeof run> => {
+      const link = join(dir, name)
+      if (!existsSync(link)) symlinkSync(join(CLI_DIR, 'mosrun.js'), link)
+      const r = spawnSync(process.execPath, [link, ...args], { env: { ...process.env, ...TEST_ENV, HPC_ROOT: f.root, DEBUG: '' }, encoding: 'utf8', timeout: 20000 })
+      return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr }
+    }
+    let r = await as('runon', [String(target), ...WAIT_GOTO])
+    assert.equal(r.status, 0, r.stderr)
+    assert.equal(f.read(`proc/${onlyProc(f)}/goto`), `${target}\n`)
+    assert.equal(f.read(`proc/${onlyProc(f)}/lock`), '1\n')
+    for (const [name, lock, goto] of [['runhome', '1\n', ''], ['nomig', '1\n', '']]) {
+      clearProc(f)
+      r = await as(name, ['printf', '%s', '-x'])
+      assert.equal(r.status, 0, `${name}: ${r.stderr}`)
+      assert.equal(r.stdout, '-x', 'arguments of the command are its own')
+      assert.equal(f.read(`proc/${onlyProc(f)}/lock`), lock, name)
+      assert.equal(f.read(`proc/${onlyProc(f)}/goto`), goto, name)
+    }
+    for (const [name, hint] of [['cpujob', 'cpujob'], ['iojob', 'iojob'], ['nodecay', 'clear'], ['slowdecay', 'slow'], ['fastdecay', 'fast']]) {
+      clearProc(f)
+      r = await as(name, ['true'])
+      assert.equal(r.status, 0, `${name}: ${r.stderr}`)
+      assert.equal(f.read(`proc/${onlyProc(f)}/decay`), `${hint}\n`, name)
+      assert.equal(f.read(`proc/${onlyProc(f)}/lock`), '0\n', `${name} keeps the lock`)
+    }
+    // the decay wrappers take -h or -ID first
+    clearProc(f)
+    r = await as('cpujob', [`-${target}`, ...WAIT_GOTO])
+    assert.equal(r.status, 0, r.stderr)
+    assert.equal(f.read(`proc/${onlyProc(f)}/goto`), `${target}\n`)
+    assert.equal(f.read(`proc/${onlyProc(f)}/decay`), 'cpujob\n')
+    // help and misuse in the wrapper's own words
+    r = await as('runon', ['--help'])
+    assert.equal(r.status, 0)
+    assert.match(r.stdout, /^Usage: runon ID command/)
+    for (const [name, args, err] of [['runon', [], /^runon: missing node id\nUsage: runon /], ['runon', ['x', 'true'], /^runon: bad node id "x"/],
+      ['nomig', ['-z', 'a', 'true'], /^nomig: -z: setting argv\[0\] is not supported/], ['runhome', ['-L', 'true'], /^runhome: unknown option "-L"/],
+      ['iojob', ['-q', 'true'], /^iojob: unknown option "-q"/], ['runhome', [], /^runhome: missing command/]] as Array<[string, string[], RegExp]>) {
+      r = await as(name, args)
+      assert.equal(r.status, 2, `${name} ${args.join(' ')}`)
+      assert.match(r.stderr, err)
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 }))

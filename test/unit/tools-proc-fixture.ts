@@ -50,12 +50,12 @@ export async function until (cond: () => boolean, what: string, ms = 10000): Pro
   }
 }
 
-/** Subject processes (`sleep 60`), all killed by `killAll`. */
+/** Subject processes (`sleep infinity`: they live until `killAll`). */
 export class Subjects {
   readonly procs: ChildProcess[] = []
 
   sleep (opts: { uid?: number, gid?: number } = {}): number {
-    const c = spawn('sleep', ['60'], { stdio: 'ignore', uid: opts.uid, gid: opts.gid })
+    const c = spawn('sleep', ['infinity'], { stdio: 'ignore', uid: opts.uid, gid: opts.gid })
     this.procs.push(c)
     if (c.pid === undefined) throw new Error('cannot start sleep')
     return c.pid

@@ -107,17 +107,39 @@ test('setpe -w with an empty table clears the static map', withTree({}, f => {
   assert.equal(f.read('admin/config'), '\n')
 }))
 
-test('setpe -r prints the table, -r -f writes it to a file', withTree({ count: 3 }, f => {
+test('setpe -r prints the table as setpe -w takes it, -r -f writes it to a file, --json one entry per node', withTree({ count: 3 }, f => {
+  // hpcd's admin/config starts with a comment and may list nodes one by one: -r prints the table
+  const [a, b, c] = f.nodes
+  f.write('admin/config', `# hpcfs cluster map (static map plus nodes heard by gossip)\n${a.id} ${a.addr} 1\n${b.id} ${b.addr} 1\n${c.id} ${c.addr}:6000 1\n${a.id} alias-a.example ALIAS\n`)
+  const want = `${a.id} ${a.addr} 2\n${c.id} ${c.addr}:6000 1\n${a.id} alias-a.example ALIAS\n`
   const r = setpe(f, ['-r'])
-  assert.equal(r.status, 0)
-  assert.equal(r.stdout, f.read('admin/config'))
+  assert.equal(r.status, 0, r.stderr)
+  assert.equal(r.stdout, want)
+  // what it prints loads back unchanged
+  assert.equal(setpe(f, ['-w', '-n', a.addr], r.stdout).status, 0)
+  assert.equal(setpe(f, ['-r']).stdout, want)
   const dir = mkdtempSync(join(tmpdir(), 'hpcfs-map-'))
   try {
     const out = join(dir, 'saved.map')
     assert.equal(setpe(f, ['-r', '-f', out]).status, 0)
-    assert.equal(readFileSync(out, 'utf8'), f.read('admin/config'))
+    assert.equal(readFileSync(out, 'utf8'), want)
   } finally {
     rmSync(dir, { recursive: true, force: true })
+  }
+  const j = setpe(f, ['-r', '--json'])
+  assert.equal(j.status, 0, j.stderr)
+  assert.deepEqual(JSON.parse(j.stdout), {
+    myId: f.me,
+    nodes: [
+      { id: a.id, address: a.addr, port: null, aliases: ['alias-a.example'] },
+      { id: b.id, address: b.addr, port: null, aliases: [] },
+      { id: c.id, address: c.addr, port: 6000, aliases: [] }
+    ]
+  })
+  for (const bad of [['--json'], ['-w', '--json'], ['-off', '--json']]) {
+    const m = setpe(f, bad, want)
+    assert.equal(m.status, 2, bad.join(' '))
+    assert.match(m.stderr, /Usage: setpe/)
   }
 }))
 
@@ -164,6 +186,17 @@ test('showmap prints the omdiscd layout', withTree({ count: 2 }, f => {
     `0x012c       127.0.0.1:6001   1`,
     ''
   ].join('\n'))
+  const j = showmap(f, '--json')
+  assert.equal(j.status, 0, j.stderr)
+  assert.deepEqual(JSON.parse(j.stdout), {
+    myId: f.me,
+    map: [
+      { base: a.id, address: a.addr, port: null, count: 2, alias: false },
+      { base: b.id, address: 'alt.example', port: null, count: 0, alias: true },
+      { base: 300, address: '127.0.0.1', port: 6001, count: 1, alias: false }
+    ]
+  })
+  assert.equal(showmap(f, '--json', 'x').status, 2)
 }))
 
 test('showmap errors: bad config, no tree, extra argument', withTree({}, f => {

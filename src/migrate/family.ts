@@ -1,0 +1,230 @@
+// Process families (docs/family.md): a process under cluster discipline brings its descendants
+// under it, and a process away from home keeps its family at home.
+//
+// - Discipline is inherited (`Descendants`, home side): every `scanMs` the children of every
+//   process of this node under discipline (at home or away: a deputy keeps the children it had)
+//   are put under discipline too, with their parent's lock and decay hints, recursively; so
+//   `mosrun -l make -j8` gives unlocked compilers, listed in proc/ and balanced like any process
+//   (the balancer's age rule leaves the short-lived ones alone).
+// - The family calls of a guest (guest side, `superviseFamily`): a guest is restored with its
+//   fork, wait, kill of another process, setpgid and setsid caught (native/family.c): it waits in
+//   the call while its node asks home to take it back (`family`, every `retryMs` until it leaves);
+//   the move home interrupts the call, which runs again at home, natively, in the original: a
+//   child gets a home pid and the original as its parent, a wait reaps the original's children.
+//   Its CPU statistics start afresh at home (it arrives blocked in the call); the balancer may
+//   send it out again later. If it cannot come home, home says `family-failed` and the call fails.
+// - A locked process keeps its place (`returnWhenDone`): brought home for a family call, it goes
+//   back to the node it came from once it is out of family calls (a parent waiting for its
+//   children waits at home), and its locked children born meanwhile are sent there too: the
+//   family of `mosrun -N 2 -L make` runs on node 2, as openMosix created children where their
+//   parent ran.
+// - Home side (`familyCall`): a `family` message brings the process home (a move under way does
+//   that anyway, or lands it where it asks again).
+import { readFileSync, readdirSync } from 'node:fs'
+import { constants } from 'node:os'
+import debug from '../util/log.js'
+import { FAMILY_RETRY_MS, FAMILY_RETURN_MS, FAMILY_SCAN_MS } from '../config.js'
+import type { RestoredHandle } from './engine.js'
+import type { Guest } from './guest.js'
+import type { Home, HomeProc } from './home.js'
+import type { Link } from './link.js'
+import type { FamilyFailedMsg, FamilyMsg } from './protocol.js'
+import { syscallLine } from './stdin.js'
+
+const log = debug('hpcfs:family')
+
+// ---- discipline is inherited -----------------------------------------------------------------
+
+/** The live (not zombie) children of a process, from /proc (every thread's `children`). */
+export function liveChildren (pid: number, procRoot = '/proc'): number[] {
+  const out: number[] = []
+  let tids: string[]
+  try { tids = readdirSync(`${procRoot}/${pid}/task`) } catch { return out }
+  for (const tid of tids) {
+    let text: string
+    try { text = readFileSync(`${procRoot}/${pid}/task/${tid}/children`, 'latin1') } catch { continue }
+    for (const c of text.split(' ')) {
+      const child = Number(c)
+      if (!Number.isInteger(child) || child < 2) continue
+      let state = ''
+      try { const st = readFileSync(`${procRoot}/${child}/stat`, 'latin1'); state = st.charAt(st.lastIndexOf(') ') + 2) } catch { continue }
+      if (state !== 'Z' && state !== 'X') out.push(child)
+    }
+  }
+  return out
+}
+
+/** Takes the children of every process under discipline under discipline too, as they appear. */
+export class Descendants {
+  /** processes put under discipline by inheritance so far */
+  adopted = 0
+  /** time the last scan took (ms) and how many processes it looked at */
+  lastScanMs = 0
+  lastScanned = 0
+  private timer: NodeJS.Timeout | null = null
+
+  constructor (private readonly home: Home, private readonly children: (pid: number) => number[] = liveChildren, readonly scanMs = FAMILY_SCAN_MS) {
+    scanners.set(home, this)
+  }
+
+  start (): void {
+    if (this.timer) return
+    this.timer = setInterval(() => { this.scan() }, this.scanMs)
+    this.timer.unref()
+  }
+
+  stop (): void {
+    if (this.timer) clearInterval(this.timer)
+    this.timer = null
+  }
+
+  /** One pass: every new child of a process under discipline (and theirs) is adopted; returns their pids. */
+  scan (): number[] {
+    const t0 = performance.now()
+    const procs = this.home.procs
+    const todo = [...procs.values()]
+    const found: number[] = []
+    let scanned = 0
+    for (let p = todo.pop(); p !== undefined; p = todo.pop()) {
+      scanned++
+      for (const pid of this.children(p.pid)) {
+        if (procs.has(pid)) continue
+        let c: HomeProc
+        try { c = this.home.adopt(pid) } catch { continue } // gone meanwhile
+        c.lock = p.lock
+        c.decay.rate = p.decay.rate
+        c.decay.kind = p.decay.kind
+        found.push(pid)
+        todo.push(c)
+        // a locked child is born where its parent runs (or was when it came home for the fork)
+        const there = typeof p.where === 'number' ? p.where : returnsOf(this.home).get(p.pid)
+        if (c.lock && there !== undefined) {
+          log('locked child %d of %d goes where its parent runs: node %d', pid, p.pid, there)
+          try { void this.home.requestMove(pid, there) } catch (e) { log('child %d: %s', pid, (e as Error).message) }
+        }
+      }
+    }
+    this.adopted += found.length
+    this.lastScanned = scanned
+    this.lastScanMs = performance.now() - t0
+    if (found.length > 0) log('under discipline by inheritance: %o', found)
+    return found
+  }
+}
+
+// ---- family calls of a guest -----------------------------------------------------------------
+
+/** What a family call that cannot be made at home fails with. */
+export function deniedErrno (call: string): number {
+  const e = constants.errno
+  if (call === 'fork' || call === 'vfork' || call === 'clone') return e.EAGAIN
+  if (call === 'wait4' || call === 'waitid') return e.ECHILD
+  if (call === 'setpgid' || call === 'setsid') return e.EPERM
+  return e.ESRCH
+}
+
+interface Pending { id: string, call: string, since: number, timer: NodeJS.Timeout }
+const pending = new WeakMap<Guest, Pending>()
+
+/** The family call a guest waits in (its name), if any. */
+export function familyPending (g: Guest): string | undefined { return pending.get(g)?.call }
+
+/**
+ * Guest side: when the restored process `r` of guest `g` makes a family call, asks its home to
+ * take it back (`family`), again every `retryMs` while it is still here and waiting (a move under
+ * way at home when it asked, one that failed since, ...). `current()`: g is still this node's guest.
+ */
+export function superviseFamily (g: Guest, r: RestoredHandle, current: () => boolean, retryMs = FAMILY_RETRY_MS): void {
+  r.family?.on('call', ({ id, call }: { id: string, call: string }) => {
+    const old = pending.get(g)
+    if (old) clearInterval(old.timer)
+    const ask = (): void => {
+      if (!current() || pending.get(g)?.id !== id) { clearInterval(timer); return }
+      if (g.leaving) return
+      log('guest %d (pid %d at home) calls %s: asking home to take it back', g.pid, g.homePid, call)
+      void g.conn.send({ t: 'family', call }).catch(() => {})
+    }
+    const timer = setInterval(ask, retryMs)
+    timer.unref()
+    pending.set(g, { id, call, since: Date.now(), timer })
+    void r.exited.then(() => { if (pending.get(g)?.id === id) { clearInterval(timer); pending.delete(g) } })
+    ask()
+  })
+}
+
+/** Guest side: home cannot take the guest back; the call it waits in fails. */
+export function familyFailed (g: Guest, r: RestoredHandle, m: FamilyFailedMsg): void {
+  const p = pending.get(g)
+  if (!p) return
+  clearInterval(p.timer)
+  pending.delete(g)
+  const errno = deniedErrno(p.call)
+  log('guest %d: %s denied (%d): %s', g.pid, p.call, errno, m.reason)
+  try { r.family?.deny(p.id, errno) } catch (e) { log('deny: %s', (e as Error).message) }
+}
+
+/** Home side: the process, away on the node at the end of `conn`, made a family call; bring it home to make it. */
+export function familyCall (home: Home, p: HomeProc, conn: Link, m: FamilyMsg): void {
+  // During a move it is made again where the process lands (home, or the next node, which asks).
+  if (p.conn !== conn || typeof p.where !== 'number' || p.moving) return
+  const node = p.where
+  const t0 = Date.now()
+  log('process %d on node %d calls %s: bringing it home', p.pid, node, m.call)
+  const failed = (reason: string): void => { void conn.send({ t: 'family-failed', reason }).catch(() => {}) }
+  let move: Promise<void>
+  try { move = home.requestMove(p.pid, 'home') } catch (e) { failed((e as Error).message); return }
+  void move.then(() => {
+    if (p.where === 'home') {
+      // Its CPU statistics start afresh (as after a `clear` hint, its decay kind kept): it comes
+      // home blocked in the call, and a parent that waits here for its children must not look
+      // CPU-bound to the balancer by its history (it would be sent out, and back at once); one
+      // that works on after the call shows it within a window and may be sent out again.
+      p.decay.cleared = Date.now()
+      log('process %d is home for its %s after %d ms', p.pid, m.call, Date.now() - t0)
+      if (p.lock) returnWhenDone(home, p, node)
+      return
+    }
+    if (p.where === node && p.conn === conn) failed(p.lastError || 'it could not come home')
+  })
+}
+
+// ---- a locked process keeps its place ----------------------------------------------------------
+
+/** x86-64 numbers of the family calls (native/family.c): clone fork vfork wait4 kill setpgid setsid rt_sigqueueinfo tkill tgkill waitid rt_tgsigqueueinfo pidfd_open. */
+const FAMILY_NRS = new Set([56, 57, 58, 61, 62, 109, 112, 129, 200, 234, 247, 297, 434])
+
+const returns = new WeakMap<Home, Map<number, number>>()
+const scanners = new WeakMap<Home, Descendants>()
+
+/** Locked processes of a home brought home for a family call, and the node each goes back to. */
+function returnsOf (home: Home): Map<number, number> {
+  let m = returns.get(home)
+  if (!m) { m = new Map(); returns.set(home, m) }
+  return m
+}
+
+/**
+ * A locked process brought home for a family call goes back to `node` once it is out of family
+ * calls at two checks in a row (`/proc/<pid>/syscall`, every FAMILY_RETURN_MS): a fork followed by
+ * a wait for the child stays home while it waits. The children it forked meanwhile are adopted at
+ * once (the scan), and, locked as it is, sent to `node` too.
+ */
+export function returnWhenDone (home: Home, p: HomeProc, node: number, everyMs = FAMILY_RETURN_MS, syscall: (pid: number) => string = syscallLine): void {
+  const map = returnsOf(home)
+  map.set(p.pid, node)
+  scanners.get(home)?.scan()
+  let calm = 0
+  const t = setInterval(() => {
+    const stop = (): void => { clearInterval(t); if (map.get(p.pid) === node) map.delete(p.pid) }
+    if (home.procs.get(p.pid) !== p || p.where !== 'home' || !p.lock) { stop(); return }
+    const line = syscall(p.pid)
+    if (line === '') { stop(); return }
+    if (FAMILY_NRS.has(line === 'running' ? -1 : Number(line.split(' ')[0]))) { calm = 0; return }
+    if (++calm < 2) return
+    scanners.get(home)?.scan() // its last children go with it
+    stop()
+    log('locked process %d is done with its family calls: back to node %d', p.pid, node)
+    try { void home.requestMove(p.pid, node) } catch (e) { log('process %d stays home: %s', p.pid, (e as Error).message) }
+  }, everyMs)
+  t.unref()
+}

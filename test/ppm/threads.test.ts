@@ -1,0 +1,292 @@
+// Multi-threaded processes: every thread frozen, dumped and recreated (clone3 with the image's tids
+// where free, else new tids with the kernel-written tid words patched), threads blocked in
+// condition variables, mutexes, relative and absolute sleeps and read() resuming; moved through
+// the deputy (whose hollow original has no threads left) and home again, while they work; each
+// run ends with output identical to an undisturbed run.
+import { test, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { chmodSync, closeSync, readFileSync, readdirSync, readlinkSync, writeFileSync, writeSync } from 'node:fs'
+import { check, dump, info, restore, PpmError, type ExitStatus } from '../../src/ppm/ppm.js'
+import { Lab, chain, fileLines, lines, makeInput, waitFor } from './harness.js'
+
+const lab = new Lab()
+after(() => lab.cleanup())
+
+function status (pid: number, key: string): string {
+  const m = new RegExp(`^${key}:\\s*(.*)$`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m?.[1] ?? ''
+}
+function threadsOf (pid: number): number {
+  try { return Number(status(pid, 'Threads')) } catch { return 0 }
+}
+/** the tids of a process and their names */
+function tasks (pid: number): { tids: number[], names: string[] } {
+  const tids = readdirSync(`/proc/${pid}/task`).map(Number).sort((a, b) => a - b)
+  const names = tids.map(t => readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim()).sort()
+  return { tids, names }
+}
+
+function opened (pid: number, path: string): boolean {
+  try { return readdirSync(`/proc/${pid}/fd`).some(fd => { try { return readlinkSync(`/proc/${pid}/fd/${fd}`) === path } catch { return false } }) } catch { return false }
+}
+
+/** FIFO input of the mthreads subject: the chunks it reads in its reader thread. */
+const chunks = [0, 1, 2, 3].map(k => Buffer.from(Array.from({ length: 3000 }, (_, i) => `chunk ${k} line ${i} ${(i * 2654435761 + k) % 4294967296}\n`).join('').slice(0, 12000)))
+
+class Fifo {
+  readonly path: string
+  private fd: number | null
+  constructor (name: string) {
+    this.path = lab.path(name)
+    assert.equal(spawnSync('mkfifo', [this.path]).status, 0)
+    // read-write: a writer is there from the start, so the subject's open() does not block and a
+    // read finds the data written while no copy of the subject was running
+    this.fd = lab.open(this.path, 'r+')
+  }
+
+  write (b: Buffer): void { if (this.fd != null) writeSync(this.fd, b) }
+  close (): void { if (this.fd != null) closeSync(this.fd); this.fd = null }
+}
+
+/** mthreads with its stdout in a file and its reader on a FIFO fed `chunks` */
+let mbin: string | undefined
+function startM (name: string, args: string[]): { s: ReturnType<Lab['start']>, out: string, fifo: Fifo } {
+  const bin = mbin ??= lab.compile('mthreads')
+  const out = lab.path(`${name}.out`)
+  const fifo = new Fifo(`${name}.fifo`)
+  const s = lab.start(bin, [...args, fifo.path], ['ignore', lab.open(out, 'w'), 'pipe'])
+  return { s, out, fifo }
+}
+
+/** the same program undisturbed, all of its input given at once */
+async function undisturbed (name: string, args: string[]): Promise<{ out: string, status: ExitStatus }> {
+  const u = startM(`${name}-ref`, args)
+  // its reader must have the FIFO open before the writer goes, or the FIFO has nobody at all
+  await waitFor(() => opened(u.s.pid, u.fifo.path), 10000, 'the reader to open its FIFO')
+  for (const c of chunks) u.fifo.write(c)
+  u.fifo.close()
+  const st = await u.s.exited
+  return { out: readFileSync(u.out, 'utf8'), status: st }
+}
+
+test('threads: dumped and restored here, under the same tids and then under new ones, while they work', async () => {
+  const args = ['6', '70', '40000', '5']
+  const ref = undisturbed('local', args)
+  const { s, out, fifo } = startM('local', args)
+  fifo.write(chunks[0])
+  await waitFor(() => fileLines(out) >= 10, 20000, 'rounds')
+  const before = tasks(s.pid)
+  assert.equal(before.tids.length, 11, 'main, 6 workers, sleeper, waiter, locker, reader')
+  assert.ok(before.names.includes('w5'))
+  await dump(s.pid, lab.path('l1.img'))
+  assert.deepEqual(await s.exited, { code: null, signal: 9 })
+  const r1 = lab.track(await restore(lab.path('l1.img'), { stdio: ['ignore', 'ignore', 'ignore'] }))
+  assert.equal(r1.pid, s.pid)
+  assert.equal(r1.stats.threads, '11')
+  assert.equal(r1.stats.tids_kept, '11', 'every tid kept (clone3 set_tid)')
+  assert.deepEqual(tasks(r1.pid), before, 'same tids, same names')
+  fifo.write(chunks[1])
+  await waitFor(() => fileLines(out) >= 30, 20000, 'more rounds')
+  await dump(r1.pid, lab.path('l2.img'))
+  assert.deepEqual(await r1.exited, { code: null, signal: 9 })
+  const r2 = lab.track(await restore(lab.path('l2.img'), { keepPid: false, stdio: ['ignore', 'ignore', 'ignore'] }))
+  assert.equal(r2.stats.tids_kept, '0', 'new tids: the words holding the old ones are patched')
+  const moved = tasks(r2.pid)
+  assert.deepEqual(moved.names, before.names)
+  assert.ok(moved.tids.every(t => !before.tids.includes(t)))
+  fifo.write(chunks[2])
+  fifo.write(chunks[3])
+  fifo.close()
+  assert.deepEqual(await r2.exited, { code: 5, signal: null })
+  const u = await ref
+  assert.deepEqual(u.status, { code: 5, signal: null })
+  assert.match(u.out, /^w0 .* onstack=1 .* rseq=ok$/m, 'the reference shows what is checked')
+  assert.match(u.out, /^robust w3: owner died$/m)
+  assert.equal(readFileSync(out, 'utf8'), u.out)
+})
+
+test('threads: moved out through the deputy and home again while they work; the hollow original has no threads', async () => {
+  const args = ['6', '80', '40000', '6']
+  const ref = undisturbed('chain', args)
+  const { s, out, fifo } = startM('chain', args)
+  fifo.write(chunks[0])
+  let copies = 0
+  await chain(lab, s, {
+    progress: () => fileLines(out),
+    marks: [8, 25, 45],
+    onCopy: pid => {
+      copies++
+      assert.equal(threadsOf(pid), 11, 'the copy runs all threads')
+      assert.equal(threadsOf(s.pid), 1, 'the hollow original has its main thread only')
+      fifo.write(chunks[copies])
+    }
+  })
+  assert.equal(copies, 2)
+  assert.equal(threadsOf(s.pid), 11, 'the threads came home')
+  fifo.write(chunks[3])
+  fifo.close()
+  assert.deepEqual(await s.exited, { code: 6, signal: null })
+  const u = await ref
+  assert.equal(readFileSync(out, 'utf8'), u.out)
+})
+
+test('thread-heavy: 20 threads (16 workers) moved out and home while they work', async () => {
+  const bin = mbin ??= lab.compile('mthreads')
+  const args = ['16', '60', '30000', '0']
+  const refOut = lab.path('heavy-ref.out')
+  const u = lab.start(bin, args, ['ignore', lab.open(refOut, 'w'), 'pipe'])
+  const out = lab.path('heavy.out')
+  const s = lab.start(bin, args, ['ignore', lab.open(out, 'w'), 'pipe'])
+  const t = await chain(lab, s, { progress: () => fileLines(out), marks: [6, 20, 36], onCopy: pid => assert.equal(threadsOf(pid), 20) })
+  assert.deepEqual(await s.exited, { code: 0, signal: null })
+  assert.deepEqual(await u.exited, { code: 0, signal: null })
+  assert.equal(readFileSync(out, 'utf8'), readFileSync(refOut, 'utf8'))
+  assert.match(readFileSync(out, 'utf8'), /^w15 acc=/m)
+  assert.equal(t.freezeMs.length, 3)
+})
+
+test('threads: dumps that leave the process running put every thread back, blocked calls resumed', async () => {
+  const args = ['4', '50', '40000', '2']
+  const ref = undisturbed('live', args)
+  const { s, out, fifo } = startM('live', args)
+  fifo.write(chunks[0])
+  for (const [k, mark] of [[1, 10], [2, 25]]) {
+    await waitFor(() => fileLines(out) >= mark, 20000, `round ${mark}`)
+    const d = await dump(s.pid, lab.path(`live${k}.img`), { leaveRunning: true })
+    assert.ok(d.freezeMs > 0)
+    assert.equal(status(s.pid, 'TracerPid'), '0')
+    assert.equal((await info(lab.path(`live${k}.img`))).fields.threads, '9')
+    fifo.write(chunks[k])
+  }
+  fifo.write(chunks[3])
+  fifo.close()
+  assert.deepEqual(await s.exited, { code: 2, signal: null })
+  assert.equal(readFileSync(out, 'utf8'), (await ref).out)
+})
+
+test('GNU sort --parallel=2 on a large file, moved while its threads sort: output identical', async () => {
+  const input = lab.path('sort.in')
+  await makeInput(input, 40 << 20)
+  const refOut = lab.path('sort-ref.out')
+  const r = spawnSync('sort', ['--parallel=2', '-S', '1G', '-o', refOut, input])
+  assert.equal(r.status, 0)
+  const out = lab.path('sort.out')
+  const s = lab.start('sort', ['--parallel=2', '-S', '1G', '-o', out, input])
+  // the first move as soon as its second thread runs, the others right after
+  let most = 0
+  await chain(lab, s, {
+    progress: () => { const n = threadsOf(s.pid); most = Math.max(most, n); return n >= 2 ? 1 : 0 },
+    marks: [1, 0, 0],
+    timeoutMs: 60000
+  })
+  assert.equal(most, 2)
+  assert.equal((await info(lab.path(`a-${s.pid}.img`))).fields.threads, '2', 'moved with its threads')
+  assert.deepEqual(await s.exited, { code: 0, signal: null })
+  assert.ok(readFileSync(out).equals(readFileSync(refOut)), 'sorted output identical')
+})
+
+test('python3 with threading (workers on queues, an event, sleeps) moved three times', async () => {
+  const script = lab.path('thr.py')
+  writeFileSync(script, `import threading, queue, hashlib, time, sys
+tasks, done = queue.Queue(), queue.Queue()
+def worker(n):
+    while True:
+        t = tasks.get()
+        if t is None: return
+        h = hashlib.sha256(b'%d' % t[1])
+        for j in range(4000): h.update(b'%d-%d' % (t[0], j))
+        done.put((t[1], h.hexdigest()[:12]))
+ev, ticks = threading.Event(), [0]
+def sleeper():
+    while not ev.wait(0.02): ticks[0] += 1
+ws = [threading.Thread(target=worker, args=(n,), name='worker%d' % n) for n in range(4)]
+sl = threading.Thread(target=sleeper)
+for t in ws + [sl]: t.start()
+for r in range(40):
+    for k in range(4): tasks.put((r, k))
+    got = sorted(done.get() for k in range(4))
+    print(r, ' '.join(g[1] for g in got), flush=True)
+    time.sleep(0.05)
+for t in ws: tasks.put(None)
+for t in ws: t.join()
+ev.set(); sl.join()
+print('threads', threading.active_count(), 'ticks', ticks[0] > 0, flush=True)
+sys.exit(3)
+`)
+  const ref = spawnSync('/usr/bin/python3', [script], { encoding: 'utf8' })
+  assert.equal(ref.status, 3)
+  // a round's line does not depend on which worker took which task
+  const s = lab.start('/usr/bin/python3', [script], ['ignore', 'pipe', 'pipe'])
+  await chain(lab, s, { progress: () => lines(s.out), marks: [4, 14, 26], relay: true, onCopy: pid => assert.equal(threadsOf(pid), 6) })
+  assert.deepEqual(await s.exited, { code: 3, signal: null })
+  assert.equal(s.out, ref.stdout)
+})
+
+test('thread churn: threads being made (by new threads) and ending are frozen consistently, dump after dump', async () => {
+  const bin = lab.compile('tchurn')
+  const args = ['2500', '4', '4']
+  const refOut = lab.path('churn-ref.out')
+  const u = lab.start(bin, args, ['ignore', lab.open(refOut, 'w'), 'pipe'])
+  const out = lab.path('churn.out')
+  const s = lab.start(bin, args, ['ignore', lab.open(out, 'w'), 'pipe'])
+  let caught = 0
+  // six dumps at least, and more (up to 30, a few rounds apart) until one has caught threads at work
+  for (let k = 0; k < 30 && (k < 6 || caught <= 1); k++) {
+    await waitFor(() => fileLines(out) >= 100 + 50 * k, 30000, `round ${100 + 50 * k}`)
+    await dump(s.pid, lab.path('churn.img'), { leaveRunning: true })
+    caught = Math.max(caught, Number((await info(lab.path('churn.img'))).fields.threads))
+  }
+  const t = await chain(lab, s, { progress: () => fileLines(out), marks: [1700, 1800, 1900], timeoutMs: 60000 })
+  assert.equal(t.restoreMs.length, 3)
+  assert.deepEqual(await s.exited, { code: 4, signal: null })
+  assert.deepEqual(await u.exited, { code: 4, signal: null })
+  assert.ok(caught > 1, 'some dump caught threads at work')
+  assert.equal(readFileSync(out, 'utf8'), readFileSync(refOut, 'utf8'))
+})
+
+test('a non-root multi-threaded process: every thread keeps its credentials in the copies and at home', async () => {
+  const bin = mbin ??= lab.compile('mthreads')
+  // a process coming home opens its files with its own credentials: let nobody reach them
+  chmodSync(lab.dir, 0o755)
+  const args = ['4', '60', '40000', '3']
+  const ref = spawnSync(bin, args, { encoding: 'utf8' })
+  assert.equal(ref.status, 3)
+  const s = lab.start('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', bin, ...args], ['ignore', 'pipe', 'pipe'], '/')
+  await waitFor(() => lines(s.out) >= 1, 5000, 'output')
+  /** the distinct uid/gid/groups lines of all threads of pid */
+  const ids = (pid: number): string[] => [...new Set(readdirSync(`/proc/${pid}/task`).map(t => {
+    const st = readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8')
+    return ['Uid', 'Gid', 'Groups'].map(k => new RegExp(`^${k}:(.*)$`, 'm').exec(st)?.[1].trim()).join('|')
+  }))]
+  const want = ids(s.pid)
+  assert.deepEqual(want, ['65534\t65534\t65534\t65534|65534\t65534\t65534\t65534|'])
+  const copies: string[][] = []
+  let lastCopy: number[] = []
+  await chain(lab, s, {
+    progress: () => lines(s.out),
+    marks: [5, 15, 30],
+    relay: true,
+    onCopy: pid => { copies.push(ids(pid)); lastCopy = tasks(pid).tids.filter(t => t !== pid) }
+  })
+  assert.deepEqual(copies, [want, want], 'every thread of the fresh copies runs with them')
+  assert.deepEqual(ids(s.pid), want, 'home again, every thread with its own credentials')
+  // without CAP_SYS_ADMIN the process cannot choose tids (clone3 set_tid): the helper sets
+  // ns_last_pid for it; a tid taken by someone else meanwhile would be a new one
+  const home = tasks(s.pid).tids.filter(t => t !== s.pid)
+  assert.equal(home.length, 7)
+  assert.ok(home.some(t => lastCopy.includes(t)), `tids of the last copy kept at home (${lastCopy.join(',')} -> ${home.join(',')})`)
+  assert.deepEqual(await s.exited, { code: 3, signal: null })
+  assert.equal(s.out, ref.stdout)
+})
+
+test('a process whose main thread has exited while another runs on cannot move: leader-exited, not zombie', async () => {
+  const s = lab.start(lab.compile('threads'), ['2', 'leader'])
+  await waitFor(() => s.err.includes('ready') && status(s.pid, 'State').startsWith('Z'), 5000, 'main thread gone')
+  const reasons = await check(s.pid)
+  assert.deepEqual(reasons.map(r => r.code), ['leader-exited'])
+  await assert.rejects(dump(s.pid, lab.path('leader.img')), (e: unknown) => e instanceof PpmError && e.code === 'EPERM')
+  assert.equal(status(s.pid, 'TracerPid'), '0')
+  assert.deepEqual(await s.exited, { code: 0, signal: null })
+  assert.equal(s.out, 'threads done\n')
+})
