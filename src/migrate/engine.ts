@@ -3,6 +3,8 @@
 import { readFileSync } from 'node:fs'
 import type { Readable, Writable } from 'node:stream'
 import * as ppm from '../ppm/ppm.js'
+import type { KeepInfo } from '../ppm/ppm.js'
+import { attachKept, type Kept } from '../ppm/keeper.js'
 import { processAge, psInfo, residentBytes, type PsInfo } from '../util/procfs.js'
 import { stdioKind, type StdioKind } from './relay.js'
 
@@ -17,12 +19,31 @@ export interface RawSink { fd: number, copy: number, stallMs: number }
 /** An image read by the engine straight from a connection's socket. */
 export interface RawSource { fd: number, stallMs: number, testFault?: 'early' | 'end' }
 
-export function isRaw<T extends object> (x: T | RawSink | RawSource): x is RawSink | RawSource {
-  return typeof (x as { fd?: unknown }).fd === 'number' && !('write' in x) && !('read' in x)
+/** Is x a connection's socket for the engine (not a stream, not a plain descriptor)? */
+export function isRaw<T> (x: T | RawSink | RawSource): x is RawSink | RawSource {
+  return typeof x === 'object' && x !== null && typeof (x as { fd?: unknown }).fd === 'number' && !('write' in x) && !('read' in x)
 }
 
 /** A restored process as the guest side uses it (ppm.Restored); `family`: its family calls (family.ts). */
 export type RestoredHandle = Pick<ppm.Restored, 'pid' | 'stdin' | 'stdout' | 'stderr' | 'exited' | 'go'> & Partial<Pick<ppm.Restored, 'family' | 'stats'>>
+
+/**
+ * A guest process: restored in keeper mode (src/ppm/keeper.ts), so that it outlives this daemon,
+ * and attached to. `keeper` is what a daemon started again needs to attach to it (`adopt`).
+ */
+export interface GuestProcess extends Omit<RestoredHandle, 'go'> {
+  /** lets a held process run; resolves once it runs (untraced: it can be dumped again) or has ended */
+  go: () => Promise<void>
+  readonly keeper: KeepInfo
+  /** its stdin reaches its end */
+  endStdin: () => void
+  /** lets go of it (it lives on under its keeper, for the lease) */
+  detach: () => void
+  /** lets go of it for good: its end was passed on, or it left (its keeper leaves once it has ended) */
+  release: () => void
+  /** does it still run? */
+  alive: () => boolean
+}
 
 export interface Engine {
   /** Why pid cannot move (empty when it can). */
@@ -31,10 +52,16 @@ export interface Engine {
   hostInfo (): Promise<string>
   /** Dumps pid into out and leaves its original behind as the deputy. */
   deputy (pid: number, out: Writable | RawSink, opts: { target?: string }): Promise<DeputyHandle>
-  /** Dumps pid into out (the process is removed once the image is complete). */
-  dump (pid: number, out: Writable | RawSink, opts: { target?: string }): Promise<unknown>
-  /** Restores an image into a fresh process. */
-  restore (src: Readable | RawSource, opts: ppm.RestoreOptions): Promise<RestoredHandle>
+  /** Dumps pid into out, a stream, a file descriptor the engine writes itself, or a connection's socket with a copy (the process is removed once the image is complete). */
+  dump (pid: number, out: Writable | number | RawSink, opts: { target?: string }): Promise<unknown>
+  /**
+   * Restores an image (a stream, or a connection's socket the engine reads itself) into a fresh
+   * guest process, kept by its restore helper (keeper mode): with `hold` it runs only once told to
+   * go; with nobody attached for `leaseMs`, its keeper kills it. `pidNow`: see ppm.RestoreOptions.
+   */
+  restore (src: Readable | RawSource, opts: { hold: boolean, family?: boolean, leaseMs: number, pidNow?: boolean }): Promise<GuestProcess>
+  /** Attaches again to a guest process (after this daemon was restarted); throws when it is gone. */
+  adopt (keeper: KeepInfo): GuestProcess
   /** process.kill */
   kill (pid: number, sig: number | NodeJS.Signals): void
   /** Does the process exist? */
@@ -60,13 +87,21 @@ function availableBytes (): number {
   return m ? Number(m[1]) * 1024 : Number.MAX_SAFE_INTEGER
 }
 
+function fromKept (k: Kept): GuestProcess {
+  return { pid: k.pid, keeper: k.info, stdin: k.stdin, stdout: k.stdout, stderr: k.stderr, exited: k.exited, family: k.family, go: k.go, endStdin: k.endStdin, detach: k.detach, release: k.release, alive: k.alive }
+}
+
 export const realEngine: Engine = {
   // a process leaves home as a deputy: its children stay with the original (family.ts)
   check: async pid => await ppm.check(pid, { family: true }),
   hostInfo: async () => await ppm.hostInfo(),
   deputy: async (pid, out, opts) => isRaw(out) ? await ppm.deputy(pid, out.fd, { ...opts, family: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.deputy(pid, out, { ...opts, family: true }),
   dump: async (pid, out, opts) => isRaw(out) ? await ppm.dump(pid, out.fd, { ...opts, copy: out.copy, stallMs: out.stallMs }) : await ppm.dump(pid, out, opts),
-  restore: async (src, opts) => isRaw(src) ? await ppm.restore(src.fd, { ...opts, stallMs: src.stallMs, testFault: src.testFault }) : await ppm.restore(src, opts),
+  restore: async (src, opts) => {
+    const kept = { clock: 'auto' as const, hold: opts.hold, guest: true, family: opts.family, leaseMs: opts.leaseMs, pidNow: opts.pidNow }
+    return fromKept(attachKept(isRaw(src) ? await ppm.restoreKept(src.fd, { ...kept, stallMs: src.stallMs, testFault: src.testFault }) : await ppm.restoreKept(src, kept)))
+  },
+  adopt: keeper => fromKept(attachKept(keeper)),
   kill: (pid, sig) => { process.kill(pid, sig) },
   alive,
   describe: pid => ({ name: comm(pid), bytes: residentBytes(pid), age: processAge(pid) }),

@@ -2,7 +2,7 @@
 // them in (from the offering connection, or from another node's connection naming a ticket),
 // and the transfer bandwidth measured from them.
 import { randomBytes } from 'node:crypto'
-import { close as fsClose, constants as fsc, createReadStream, fstatSync, openSync, unlinkSync, write as fsWrite } from 'node:fs'
+import { close as fsClose, constants as fsc, createReadStream, fstatSync, openSync, rmSync, unlinkSync, write as fsWrite } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough, Readable, Writable } from 'node:stream'
@@ -50,39 +50,46 @@ const O_TMPFILE = 0o20200000
 export class ImageCopy extends Writable {
   /** bytes written */
   size = 0
-  private fd_: number | null
+  private fd: number | null
 
-  constructor (dir = tmpdir()) {
+  /**
+   * `path`: a named file instead (a guest's copy while it leaves, which a daemon started again
+   * after a crash must find: state.ts), removed on release.
+   */
+  constructor (dir = tmpdir(), readonly path: string | null = null) {
     super({ highWaterMark: 4 << 20 })
     let fd: number
-    try {
-      fd = openSync(dir, O_TMPFILE | fsc.O_RDWR, 0o600)
-    } catch {
-      const path = join(dir, `hpcfs-image-${process.pid}-${randomBytes(6).toString('hex')}`)
-      fd = openSync(path, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL, 0o600)
-      unlinkSync(path)
+    if (path !== null) {
+      fd = openSync(path, fsc.O_RDWR | fsc.O_CREAT | fsc.O_TRUNC, 0o600)
+    } else {
+      try {
+        fd = openSync(dir, O_TMPFILE | fsc.O_RDWR, 0o600)
+      } catch {
+        const tmp = join(dir, `hpcfs-image-${process.pid}-${randomBytes(6).toString('hex')}`)
+        fd = openSync(tmp, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL, 0o600)
+        unlinkSync(tmp)
+      }
     }
-    this.fd_ = fd
+    this.fd = fd
+  }
+
+  /** The file's descriptor, for a writer that fills it directly (then `filled`). */
+  get descriptor (): number {
+    if (this.fd === null) throw new Error('image copy released')
+    return this.fd
+  }
+
+  /** The file was filled through `descriptor`: it is complete as it is. */
+  filled (): void {
+    this.size = fstatSync(this.descriptor).size
+    this.end()
   }
 
   override _write (c: Buffer, _e: BufferEncoding, cb: (e?: Error | null) => void): void {
-    if (this.fd_ === null) { cb(new Error('image copy released')); return }
+    if (this.fd === null) { cb(new Error('image copy released')); return }
     const at = this.size
     this.size += c.length
-    fsWrite(this.fd_, c, 0, c.length, at, e => cb(e))
-  }
-
-  /** The file's descriptor, for an engine helper that writes the copy itself (`filled` after). */
-  get fd (): number {
-    if (this.fd_ === null) throw new Error('image copy released')
-    return this.fd_
-  }
-
-  /** An engine helper wrote the copy through `fd`: it is complete. */
-  filled (): void {
-    if (this.fd_ === null) return
-    this.size = fstatSync(this.fd_).size
-    this.end()
+    fsWrite(this.fd, c, 0, c.length, at, e => cb(e))
   }
 
   /** Ends the copy; resolves once every byte written is in the file. */
@@ -95,18 +102,21 @@ export class ImageCopy extends Writable {
 
   /** The copy, from its first byte, as a stream (to restore or send it). */
   stream (): Readable {
-    if (this.fd_ === null) throw new Error('image copy released')
+    if (this.fd === null) throw new Error('image copy released')
     if (this.size === 0) return Readable.from([])
-    return createReadStream('', { fd: this.fd_, start: 0, end: this.size - 1, autoClose: false, highWaterMark: 1 << 20 })
+    // a descriptor of its own (opened through /proc: the file may have no name): a stream that is
+    // given up closes its descriptor, whatever autoClose says, and the copy must stay readable
+    return createReadStream(`/proc/self/fd/${this.fd}`, { start: 0, end: this.size - 1, highWaterMark: 1 << 20 })
   }
 
   /** Frees the copy (the move has ended). */
   release (): void {
-    if (this.fd_ === null) return
-    const fd = this.fd_
-    this.fd_ = null
+    if (this.fd === null) return
+    const fd = this.fd
+    this.fd = null
     this.destroy()
     fsClose(fd, () => {})
+    if (this.path !== null) rmSync(this.path, { force: true })
   }
 }
 
@@ -132,7 +142,7 @@ export function tee (sink: Writable, copy: ImageCopy, count?: (n: number) => voi
  */
 export function rawSink (conn: Link, copy: ImageCopy): RawSink | null {
   const fd = conn.rawFd()
-  return fd === null ? null : { fd, copy: copy.fd, stallMs: conn.stallMs }
+  return fd === null ? null : { fd, copy: copy.descriptor, stallMs: conn.stallMs }
 }
 
 /** The engine reads a raw image from conn (its input held: `holdIn`); null when it cannot. */

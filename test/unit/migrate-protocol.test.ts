@@ -42,6 +42,8 @@ const SAMPLES: { [K in Kind]: Extract<Message, { t: K }> } = {
   'family-failed': { t: 'family-failed', reason: 'it cannot come home' },
   ping: { t: 'ping' },
   run: { t: 'run' },
+  rejoin: { t: 'rejoin', home: 1, pid: 1234, guest: 4321, node: 2 },
+  'rejoin-ok': { t: 'rejoin-ok' },
   'image-ready': { t: 'image-ready' }
 }
 
