@@ -43,6 +43,20 @@ uint32_t crc32c(uint32_t crc, const void *buf, size_t n)
 int g_stall_ms = -1;
 int g_copy_fd = -1;
 long g_fault_after = -1;
+volatile sig_atomic_t g_orphaned;
+
+static void on_orphaned(int sig) { (void)sig; g_orphaned = 1; }
+
+/* A raw image (--copy) is written for the daemon that started this helper: if that daemon dies,
+ * the dump fails at its next write (the process is released as it was, as when a pipe to the
+ * daemon breaks), instead of going on into the connection on its own. */
+void abort_when_orphaned(void)
+{
+	struct sigaction sa = { .sa_handler = on_orphaned };	/* no SA_RESTART: a blocked write or poll returns */
+	sigaction(SIGUSR2, &sa, NULL);
+	prctl(PR_SET_PDEATHSIG, SIGUSR2);
+	if (getppid() == 1) g_orphaned = 1;
+}
 
 /* waits until fd is ready for ev (a non-blocking socket handed over by the caller); 0, or the
  * error of a stream that made no progress for --stall-ms */
@@ -50,7 +64,8 @@ static int wait_fd(int fd, short ev)
 {
 	struct pollfd pf = { fd, ev, 0 };
 	int r;
-	while ((r = poll(&pf, 1, g_stall_ms)) < 0 && errno == EINTR);
+	while ((r = poll(&pf, 1, g_stall_ms)) < 0 && errno == EINTR)
+		if (g_orphaned) return fail(ECONNABORTED, "the daemon that asked for the image is gone");
 	if (r == 0) return fail(ETIMEDOUT, "the connection is silent: the image stream made no progress for %d ms", g_stall_ms);
 	return 0;
 }
@@ -58,6 +73,7 @@ static int wait_fd(int fd, short ev)
 static int w_vec(int fd, struct iovec *iov, int n)
 {
 	while (n > 0) {
+		if (g_orphaned) return fail(ECONNABORTED, "the daemon that asked for the image is gone");
 		ssize_t r = writev(fd, iov, n);
 		if (r < 0) {
 			if (errno == EINTR) continue;

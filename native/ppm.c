@@ -303,6 +303,7 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(cmd, "check") && fcntl(3, F_GETFD) < 0) { fprintf(stderr, "hpc-ppm-helper: fd 3 (image) is not open\n"); return 2; }
 		if (g_copy_fd >= 0 && fcntl(g_copy_fd, F_GETFD) < 0) { fprintf(stderr, "hpc-ppm-helper: fd 6 (copy) is not open\n"); return 2; }
+		if (g_copy_fd >= 0) abort_when_orphaned();
 		if (!strcmp(cmd, "check")) return cmd_check(pid);
 		if (!strcmp(cmd, "dump")) return cmd_dump(pid, leave, target);
 		return cmd_deputy(pid, target);

@@ -107,6 +107,7 @@ int rec_body(struct imgr *r, const struct rechdr *h, void *buf, size_t cap);
 int rec_end(struct imgr *r, const struct rechdr *h);
 int drain_image(struct imgr *r);
 void cancel_empty_image(void);
+void abort_when_orphaned(void);
 extern int g_stall_ms;	/* --stall-ms: a stream (socket) that makes no progress for this long fails; -1 never */
 extern int g_copy_fd;	/* --copy: fd 6 gets a copy of the image written to fd 3 */
 extern long g_fault_after;	/* --test-fault early: reading the image fails after this many bytes */
