@@ -207,6 +207,8 @@ export class Home {
     this.bind(p, conn, node)
     let broke: Error | undefined
     conn.once('close', e => { broke = e })
+    let told: string | null = null // N's failed, if it broke the image off
+    conn.on('msg', m => { if (m.t === 'failed') told = m.reason })
     let dep: DeputyHandle
     // raw: N reads the image straight from the socket, the deputy writes it there and into the copy
     const raw = loud !== null ? rawSink(conn, copy) : null
@@ -215,9 +217,12 @@ export class Home {
       if (raw !== null) copy.filled()
     } catch (e) {
       p.conn = null
-      // (a raw image broken off ends N's restore by itself: an empty image or a cut stream)
+      // (a raw image broken off ends N's restore by itself: an empty image or a cut stream; when N
+      // broke it off, its failed, sent before it closed, says why)
       if (raw === null) await conn.send({ t: 'abort', reason: (e as Error).message }).catch(() => {})
+      else await Promise.race([reply, new Promise(resolve => setTimeout(resolve, 1000))])
       conn.close()
+      if (told !== null) throw new Error(`node ${node} could not run it: ${told as string}; it runs at home again`)
       if (broke) throw new Error(`the connection to node ${node} broke (${broke.message}): ${(e as Error).message}`)
       throw e
     }
