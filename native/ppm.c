@@ -7,8 +7,10 @@
  *   fd 4  control lines from the helper (falls back to stdout when fd 4 is not open)
  *   fd 5  command lines to a deputy
  *   fd 0-2 are handed to a freshly restored process.
- * Commands: check PID [--family] | dump PID [--leave-running] [--target INFO] | restore [opts] |
- *           deputy PID [--target INFO] [--family] | hostinfo | info | rawpipe BYTES
+ * Commands: check PID [--family] | dump PID [--leave-running] [--target INFO] [--precopy [--rounds N]] |
+ *           restore [opts] | deputy PID [--target INFO] [--family] [--precopy [--rounds N]] | hostinfo |
+ *           info | rawpipe BYTES
+ *   --precopy (precopy.c): memory copied in rounds while the process runs, frozen for the last one
  *   --family (family.c): check and deputy allow children; restore catches the family calls
  * Lines out: REASON code text | STAT k=v... | PID n | HOLLOW | SIGNAL n | FD n path|- |
  *            IMAGE-IN path | EXIT n | KILLED n | RESTORED n | FAMILY id call | OK | ERR ERRNO text
@@ -30,11 +32,21 @@ int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpr
 {
 	int n = check_pid(pid, 1);
 	if (n) { ctlf("ERR EPERM process %d cannot move (%d reason%s)", pid, n, n > 1 ? "s" : ""); return 3; }
+	static struct precopy pc;
+	if (g_precopy) {
+		/* --precopy: rounds while it runs (precopy.c); the tracking ends with this function,
+		 * whatever happens */
+		int e = precopy_start(&pc, pid, 3);
+		if (!e) { g_pc = &pc; e = precopy_rounds(&pc); }
+		if (!e && (n = check_pid(pid, 1))) e = fail(EPERM, "process %d cannot move any more (%d reason%s)", pid, n, n > 1 ? "s" : "");
+		if (e) { if (g_pc) precopy_end(&pc); g_pc = NULL; return report_err(); }
+	}
 	*t0 = now_ms();
 	int e = seize(t, pid, SEIZE_OPTS);
-	if (e) { if (!t->dead) ptrace(PTRACE_DETACH, pid, 0, 0); return report_err(); }
-	if ((e = threads_freeze(t))) { release_live(t); return report_err(); }
+	if (e) { if (!t->dead) ptrace(PTRACE_DETACH, pid, 0, 0); if (g_pc) precopy_end(&pc); g_pc = NULL; return report_err(); }
+	if ((e = threads_freeze(t))) { release_live(t); if (g_pc) precopy_end(&pc); g_pc = NULL; return report_err(); }
 	e = dump_image(t, 3, target, res);
+	if (g_pc) { precopy_end(&pc); g_pc = NULL; }	/* protection dropped while it is still stopped */
 	if (e) { release_live(t); return report_err(); }
 	return 0;
 }
@@ -165,7 +177,7 @@ static int cmd_info(void)
 			if (rec_end(&r, &h)) { free(buf); return report_err(); }
 			break;
 		}
-		if ((h.type != R_PAGES && h.type != R_FDDATA) || h.len < 16 || rec_body(&r, &h, buf, CHUNK + 16)) { fail(EBADMSG, "bad page record"); free(buf); return report_err(); }
+		if ((h.type != R_PAGES && h.type != R_FDDATA && h.type != R_PREVALID) || h.len < 16 || rec_body(&r, &h, buf, CHUNK + 16)) { fail(EBADMSG, "bad page record"); free(buf); return report_err(); }
 		if (h.type == R_PAGES) r.pages += (h.len - 16) / PAGE;
 	}
 	free(buf);
@@ -222,8 +234,8 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: hpc-ppm-helper check PID [--family]\n"
-		"       hpc-ppm-helper dump PID [--leave-running] [--target HOSTINFO]   (image on fd 3)\n"
-		"       hpc-ppm-helper deputy PID [--target HOSTINFO] [--family]  (image on fd 3, commands on fd 5)\n"
+		"       hpc-ppm-helper dump PID [--leave-running] [--target HOSTINFO] [--precopy [--rounds N]]  (image on fd 3)\n"
+		"       hpc-ppm-helper deputy PID [--target HOSTINFO] [--family] [--precopy [--rounds N]]  (image on fd 3, commands on fd 5)\n"
 		"       hpc-ppm-helper restore [--new-pid|--require-pid] [--no-wait] [--eintr] [--stdio-from PID] [--family] [--hold]\n"
 		"                              [--clock auto|real|continue|OFFSET_NS]  (image on fd 3)\n"
 		"       hpc-ppm-helper info    (image on fd 3)\n"
@@ -266,6 +278,13 @@ int main(int argc, char **argv)
 			if (!strcmp(argv[i], "--leave-running") && !strcmp(cmd, "dump")) leave = 1;
 			else if (!strcmp(argv[i], "--target") && i + 1 < argc && strcmp(cmd, "check")) target = argv[++i];
 			else if (!strcmp(argv[i], "--family") && strcmp(cmd, "dump")) g_family = 1;
+			else if (!strcmp(argv[i], "--precopy") && strcmp(cmd, "check")) g_precopy = 1;
+			else if (!strcmp(argv[i], "--rounds") && i + 1 < argc && strcmp(cmd, "check")) {
+				char *x;
+				long v = strtol(argv[++i], &x, 10);
+				if (*x || v < 2 || v > 100) { usage(); return 2; }
+				g_precopy_rounds = v;
+			}
 			else { usage(); return 2; }
 		}
 		if (strcmp(cmd, "check") && fcntl(3, F_GETFD) < 0) { fprintf(stderr, "hpc-ppm-helper: fd 3 (image) is not open\n"); return 2; }

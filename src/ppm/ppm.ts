@@ -259,9 +259,21 @@ export interface DumpOptions {
   leaveRunning?: boolean
   /** compatibility record of the target host (hostInfo() there): refuse before touching the process */
   target?: string
+  /** pre-copy (docs/ppm.md "Pre-copy"): copy the memory in rounds while the process runs, then
+   * freeze it for the pages written during the last round only; `rounds` bounds the rounds
+   * (default 8, 2-100), after which a process that keeps writing too fast is dumped plainly */
+  precopy?: boolean | { rounds?: number }
 }
 
 export interface DumpResult { bytes: number, pages: number, freezeMs: number, stats: Record<string, string> }
+
+function precopyArgs (p: DumpOptions['precopy']): string[] {
+  if (p == null || p === false) return []
+  const rounds = p === true ? undefined : p.rounds
+  if (rounds == null) return ['--precopy']
+  if (!Number.isInteger(rounds) || rounds < 2 || rounds > 100) throw einval(`pre-copy rounds must be 2-100, not ${String(rounds)}`)
+  return ['--precopy', '--rounds', String(rounds)]
+}
 
 /** Checkpoints `pid` into `out`. A process that cannot move, or any failure, leaves it running as before. */
 export async function dump (pid: number, out: ImageSink, opts: DumpOptions = {}): Promise<DumpResult> {
@@ -269,6 +281,7 @@ export async function dump (pid: number, out: ImageSink, opts: DumpOptions = {})
   const args = ['dump', String(pid)]
   if (opts.leaveRunning === true) args.push('--leave-running')
   if (opts.target != null) args.push('--target', opts.target)
+  args.push(...precopyArgs(opts.precopy))
   const sink = sinkFor(out)
   try {
     const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe'])
