@@ -46,7 +46,7 @@ function stubsRunning (): number {
 }
 
 /** the image format version of native/image.h (IMG_VERSION) */
-const VERSION = 4
+const VERSION = 5
 let good: Buffer
 let bin: string
 const args = ['10', '400', '7', '30000']
