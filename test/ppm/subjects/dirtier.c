@@ -4,7 +4,8 @@
  * a pre-copy are no longer there at the end. STOP is a number of steps, or a path: it runs until
  * the file exists. At the end it prints the number of steps and a hash of the whole memory: the
  * same for any run of the same number of steps.
- * usage: dirtier MB PAGES DELAY_US STOP */
+ * SIDE 0 leaves the side regions and zapped pages out (only the PAGES writes).
+ * usage: dirtier MB PAGES DELAY_US STOP [SIDE] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
@@ -14,7 +15,8 @@
 
 int main(int argc, char **argv)
 {
-	if (argc != 5) return 2;
+	if (argc != 5 && argc != 6) return 2;
+	int churn = argc == 6 ? atoi(argv[5]) : 1;
 	size_t n = (size_t)atol(argv[1]) << 20, np = n / 4096;
 	long pages = atol(argv[2]), delay = atol(argv[3]);
 	char *e;
@@ -35,7 +37,8 @@ int main(int argc, char **argv)
 			uint64_t *p = (uint64_t *)(m + pg * 4096 + (s % 512) * 8);
 			*p = *p * 6364136223846793005ULL + (uint64_t)s;
 		}
-		if (s % 64 == 0) {
+		if (!churn) ;
+		else if (s % 64 == 0) {
 			side = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 			if (side == MAP_FAILED) return 3;
 			memset(side, (int)(s & 0xff), 1 << 20);
