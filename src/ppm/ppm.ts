@@ -510,13 +510,15 @@ export class Deputy extends EventEmitter {
 
 /**
  * Dumps `pid` into `out`, then hollows it out and parks it as a deputy. `family`: it may have
- * children; they stay here with the original as their parent (docs/family.md).
+ * children; they stay here with the original as their parent (docs/family.md). `precopy`: as for
+ * dump, the memory is copied while it runs first.
  */
-export async function deputy (pid: number, out: ImageSink, opts: { target?: string, family?: boolean } = {}): Promise<Deputy> {
+export async function deputy (pid: number, out: ImageSink, opts: { target?: string, family?: boolean, precopy?: DumpOptions['precopy'] } = {}): Promise<Deputy> {
   checkPid(pid)
   const args = ['deputy', String(pid)]
   if (opts.target != null) args.push('--target', opts.target)
   if (opts.family === true) args.push('--family')
+  args.push(...precopyArgs(opts.precopy))
   const sink = sinkFor(out)
   try {
     const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', 'pipe'])

@@ -6,7 +6,7 @@ import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
 import { PassThrough, Writable } from 'node:stream'
-import { dump, restore, PpmError } from '../../src/ppm/ppm.js'
+import { deputy, dump, restore, PpmError } from '../../src/ppm/ppm.js'
 import { Lab, lines, reference, waitFor, type Subject } from './harness.js'
 
 const lab = new Lab()
@@ -96,6 +96,24 @@ test('a pre-copy dump that removes the original: the restored process ends as an
   await waitFor(() => /^steps /m.test(copy), 5000, 'end line')
   const b = endLine(copy)
   assert.equal(b.line, expected(bin, '32', '4', b.steps))
+})
+
+test('a deputy dumped with pre-copy: hollowed, then restored into from its pre-copy image, it goes on', async () => {
+  const bin = lab.compile('dirtier')
+  const stop = lab.path('stop-5')
+  const s = await started(bin, ['24', '2', '1000', stop])
+  const d = lab.trackDeputy(await deputy(s.pid, lab.path('dep.img'), { precopy: true }))
+  assert.equal(d.pid, s.pid)
+  const rss = parseInt(status(s.pid, 'VmRSS'))
+  assert.ok(rss < 1000, `VmRSS ${rss} kB after hollowing`)
+  assert.deepEqual(leftovers(s.pid), [])
+  await d.restoreInto(lab.path('dep.img'))
+  await waitFor(() => status(s.pid, 'TracerPid') === '0', 5000, 'home and running')
+  assert.deepEqual(leftovers(s.pid), [])
+  writeFileSync(stop, '')
+  assert.deepEqual(await s.exited, { code: 0, signal: null })
+  const a = endLine(s.out)
+  assert.equal(a.line, expected(bin, '24', '2', a.steps))
 })
 
 test('a process that writes faster than the rounds copy falls back to stop-and-copy after the bounded rounds', async () => {
