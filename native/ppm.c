@@ -42,6 +42,7 @@ int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpr
 		if (e) { if (g_pc) precopy_end(&pc); g_pc = NULL; return report_err(); }
 	}
 	*t0 = now_ms();
+	ctlf("STAT freeze_at=%.3f", clock_ns(CLOCK_REALTIME) / 1e6);	/* wall clock: a restore's running_at on this host minus this is the downtime */
 	int e = seize(t, pid, SEIZE_OPTS);
 	if (e) { if (!t->dead) ptrace(PTRACE_DETACH, pid, 0, 0); if (g_pc) precopy_end(&pc); g_pc = NULL; return report_err(); }
 	if ((e = threads_freeze(t))) { release_live(t); if (g_pc) precopy_end(&pc); g_pc = NULL; return report_err(); }
@@ -149,6 +150,7 @@ static int cmd_restore(struct restore_opts *o)
 	}
 	if (ptrace(PTRACE_DETACH, t.pid, 0, im->c.npend ? im->c.pend[0] : 0)) { fail(errno, "PTRACE_DETACH: %s", strerror(errno)); kill_reap(t.pid); return report_err(); }
 	for (uint32_t i = 1; i < im->c.npend && i < 16; i++) kill(t.pid, im->c.pend[i]);
+	ctlf("STAT running_at=%.3f", clock_ns(CLOCK_REALTIME) / 1e6);
 	if (!o->hold) ctlf("PID %d", t.pid);
 	free_image(im);
 	if (!o->wait) { ctlf("OK"); return 0; }

@@ -291,6 +291,7 @@ int stage_read(struct imgr *r)
 	r->stage = s;
 	uint8_t *buf = malloc(CHUNK + 16);
 	uint64_t pages = 0;
+	double t0 = now_ms();
 	for (;;) {
 		uint32_t type;
 		if ((e = rec_peek(r, &type)) || type != R_PREPAGES) break;
@@ -303,7 +304,7 @@ int stage_read(struct imgr *r)
 		pages += len / PAGE;
 	}
 	free(buf);
-	if (!e) ctlf("STAT staged_pages=%llu staged_distinct=%llu", (unsigned long long)pages, (unsigned long long)s->used);
+	if (!e) ctlf("STAT staged_pages=%llu staged_distinct=%llu stage_ms=%.3f", (unsigned long long)pages, (unsigned long long)s->used, now_ms() - t0);
 	return e;
 }
 

@@ -12,7 +12,10 @@
 // Then pre-copy (issue #10): a process of --precopy-mb MiB that keeps writing --precopy-rate MiB/s
 // (test/ppm/subjects/dirtier.c) is dumped, in the same run, plainly (stop-and-copy) and with
 // pre-copy; the freeze (the time it is stopped) of each, the rounds and their time, and the restore
-// of each image. Goal: pre-copy freeze <= 20 ms for 100 MiB writing 1 MiB/s.
+// of each image; then a streamed move of such a process (over a local socket into a restore, the
+// original removed) plainly and with pre-copy: the downtime, from the freeze to the restored
+// process running (wall clock, helper STAT freeze_at/running_at), and the whole move.
+// Goal: pre-copy freeze <= 20 ms for 100 MiB writing 1 MiB/s.
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -147,29 +150,34 @@ async function measure (mb: number, threads = 1): Promise<Figures> {
 
 interface PrecopyFigures {
   plainFreezeMs: number, precopyFreezeMs: number, ratio: number, rounds: number, precopyMs: number, earlyMiB: number,
-  finalPages: number, fallbacks: number, plainRestoreMs: number, precopyRestoreMs: number
+  finalPages: number, fallbacks: number, plainRestoreMs: number, precopyRestoreMs: number, stageMs: number,
+  plainDownMs: number, precopyDownMs: number, plainMoveMs: number, precopyMoveMs: number
 }
 /** `runs` times, a process writing `rate` MiB/s: a plain dump and a pre-copy dump of it (both
  * leaving it running, into files in the page cache), then a restore of each image; medians */
 async function measurePrecopy (mb: number, rate: number): Promise<PrecopyFigures> {
   const plain: number[] = []; const pre: number[] = []; const rounds: number[] = []; const preMs: number[] = []; const early: number[] = []
-  const fin: number[] = []; const rPlain: number[] = []; const rPre: number[] = []; let fallbacks = 0
+  const fin: number[] = []; const rPlain: number[] = []; const rPre: number[] = []; const stage: number[] = []; let fallbacks = 0
+  const down: number[][] = [[], []]; const whole: number[][] = [[], []]
   // 4 pages (16 KiB) a step: 64 * rate steps a second
   const delayUs = String(Math.round(1e6 / (64 * rate)))
-  for (let i = 0; i < runs; i++) {
-    const stop = join(dir, 'stop')
-    const c = spawn(launch, [dirtier, String(mb), '4', delayUs, stop, '0'], { stdio: ['ignore', 'pipe', 'ignore'] })
+  async function startDirtier (): Promise<{ pid: number, done: Promise<void>, kill: () => void }> {
+    const c = spawn(launch, [dirtier, String(mb), '4', delayUs, join(dir, 'stop'), '0'], { stdio: ['ignore', 'pipe', 'ignore'] })
     const done = new Promise<void>(resolve => c.on('close', () => resolve()))
     await new Promise<void>((resolve, reject) => {
       c.stdout.once('data', () => resolve())
       c.on('exit', () => reject(new Error('dirtier ended early')))
     })
     c.stdout.resume()
+    return { pid: c.pid as number, done, kill: () => c.kill('SIGKILL') }
+  }
+  for (let i = 0; i < runs; i++) {
+    const c = await startDirtier()
     try {
       const imgs = [join(dir, 'plain.img'), join(dir, 'pre.img')]
       // alternate the order, so that neither always comes first
       for (const k of i % 2 === 0 ? [0, 1] : [1, 0]) {
-        const d = await dump(c.pid as number, imgs[k], { leaveRunning: true, precopy: k === 1 })
+        const d = await dump(c.pid, imgs[k], { leaveRunning: true, precopy: k === 1 })
         if (k === 0) plain.push(d.freezeMs)
         else {
           pre.push(d.freezeMs); rounds.push(Number(d.stats.precopy_rounds)); preMs.push(Number(d.stats.precopy_ms))
@@ -180,13 +188,30 @@ async function measurePrecopy (mb: number, rate: number): Promise<PrecopyFigures
       for (const k of [0, 1]) {
         const r = await restore(imgs[k], { keepPid: false, stdio: ['ignore', 'ignore', 'ignore'] })
         ;(k === 0 ? rPlain : rPre).push(r.restoreMs)
+        if (k === 1) stage.push(Number(r.stats.stage_ms))
         process.kill(r.pid, 'SIGKILL')
         await r.exited
         rmSync(imgs[k])
       }
     } finally {
-      c.kill('SIGKILL')
-      await done
+      c.kill()
+      await c.done
+    }
+    // streamed moves, plain and pre-copy, each of a fresh process
+    for (const k of i % 2 === 0 ? [0, 1] : [1, 0]) {
+      const w = await startDirtier()
+      const [rs, ws] = await socketPair()
+      const t0 = performance.now()
+      const rp = restore(socketFd(rs), { keepPid: false, stdio: ['ignore', 'ignore', 'ignore'] })
+      const d = await dump(w.pid, socketFd(ws), { precopy: k === 1 })
+      const r = await rp
+      whole[k].push(performance.now() - t0)
+      down[k].push(Number(r.stats.running_at) - Number(d.stats.freeze_at))
+      rs.destroy()
+      ws.destroy()
+      process.kill(r.pid, 'SIGKILL')
+      await r.exited
+      await w.done
     }
   }
   return {
@@ -199,7 +224,12 @@ async function measurePrecopy (mb: number, rate: number): Promise<PrecopyFigures
     finalPages: median(fin),
     fallbacks,
     plainRestoreMs: Number(median(rPlain).toFixed(1)),
-    precopyRestoreMs: Number(median(rPre).toFixed(1))
+    precopyRestoreMs: Number(median(rPre).toFixed(1)),
+    stageMs: Number(median(stage).toFixed(1)),
+    plainDownMs: Number(median(down[0]).toFixed(1)),
+    precopyDownMs: Number(median(down[1]).toFixed(1)),
+    plainMoveMs: Number(median(whole[0]).toFixed(1)),
+    precopyMoveMs: Number(median(whole[1]).toFixed(1))
   }
 }
 
@@ -226,7 +256,8 @@ try {
     pc = await measurePrecopy(precopyMb, precopyRate)
     console.log(`${String(precopyMb).padStart(4)} MiB writing ${precopyRate} MiB/s: freeze stop-and-copy ${pc.plainFreezeMs} ms, pre-copy ${pc.precopyFreezeMs} ms ` +
       `(${pc.ratio}x), ${pc.rounds} rounds in ${pc.precopyMs} ms copying ${pc.earlyMiB} MiB while it ran, ${pc.finalPages} pages frozen, ` +
-      `${pc.fallbacks} fallback(s); restore ${pc.plainRestoreMs} ms plain, ${pc.precopyRestoreMs} ms pre-copy`)
+      `${pc.fallbacks} fallback(s); restore from a file ${pc.plainRestoreMs} ms plain, ${pc.precopyRestoreMs} ms pre-copy (${pc.stageMs} ms of it staging the rounds); ` +
+      `streamed move: downtime ${pc.plainDownMs} ms plain, ${pc.precopyDownMs} ms pre-copy (${(pc.precopyDownMs / pc.plainDownMs).toFixed(2)}x), whole move ${pc.plainMoveMs} ms plain, ${pc.precopyMoveMs} ms pre-copy`)
   }
 } finally {
   rmSync(dir, { recursive: true, force: true })
