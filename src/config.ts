@@ -32,6 +32,8 @@ export interface Config {
   fastDecay: number
   /** Seconds a migration connection may stay silent (not even a ping) before the peer is taken for unreachable: a move stalled that long is abandoned and the process resumes where it was. */
   linkTimeout: number
+  /** A process with at least this many MiB resident moves with pre-copy (docs/ppm.md "Pre-copy"): its memory is copied while it runs and it is frozen only for what it wrote during the last round; the whole move takes longer. 0 = never. */
+  precopy: number
 }
 
 /**
@@ -57,7 +59,8 @@ export const DEFAULTS: Config = {
   decayInterval: 1,
   slowDecay: 975,
   fastDecay: 926,
-  linkTimeout: 10
+  linkTimeout: 10,
+  precopy: 0
 }
 
 /**

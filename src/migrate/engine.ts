@@ -17,10 +17,10 @@ export interface Engine {
   check (pid: number): Promise<Array<{ code: string, text: string }>>
   /** This host's compatibility record. */
   hostInfo (): Promise<string>
-  /** Dumps pid into out and leaves its original behind as the deputy. */
-  deputy (pid: number, out: Writable, opts: { target?: string }): Promise<DeputyHandle>
+  /** Dumps pid into out and leaves its original behind as the deputy; `precopy`: copying its memory while it runs first. */
+  deputy (pid: number, out: Writable, opts: { target?: string, precopy?: boolean }): Promise<DeputyHandle>
   /** Dumps pid into out (the process is removed once the image is complete). */
-  dump (pid: number, out: Writable, opts: { target?: string }): Promise<unknown>
+  dump (pid: number, out: Writable, opts: { target?: string, precopy?: boolean }): Promise<unknown>
   /** Restores an image into a fresh process. */
   restore (src: Readable, opts: ppm.RestoreOptions): Promise<RestoredHandle>
   /** process.kill */
@@ -46,6 +46,17 @@ function comm (pid: number): string {
 function availableBytes (): number {
   const m = /^MemAvailable:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))
   return m ? Number(m[1]) * 1024 : Number.MAX_SAFE_INTEGER
+}
+
+/** `e` with pre-copy for the processes of at least `minBytes()` resident (0 = never; config
+ * precopy): their deputy or dump copies their memory while they run (docs/ppm.md "Pre-copy"). */
+export function withPrecopy (e: Engine, minBytes: () => number): Engine {
+  const want = (pid: number): boolean => { const m = minBytes(); return m > 0 && e.describe(pid).bytes >= m }
+  return {
+    ...e,
+    deputy: async (pid, out, opts) => await e.deputy(pid, out, { ...opts, precopy: want(pid) }),
+    dump: async (pid, out, opts) => await e.dump(pid, out, { ...opts, precopy: want(pid) })
+  }
 }
 
 export const realEngine: Engine = {
