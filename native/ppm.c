@@ -26,29 +26,37 @@ static int cmd_check(pid_t pid)
 }
 
 /* The start of dump and deputy: refuse a process that cannot move, seize it and write its image
- * to fd 3. Returns 0 with the process frozen under `t`, or the command's exit status (the process
- * is left running as it was). */
+ * to fd 3. Returns 0 with the process frozen under `t` (a pre-copy still tracked: precopy_done),
+ * or the command's exit status (the process is left running as it was, the pre-copy ended). */
+static struct precopy pc;
+
+/* Ends the pre-copy tracking of the dump (if any): before the original runs again; after it is
+ * killed or hollowed, where it costs nothing (unprotecting every page of a big process does). */
+void precopy_done(void)
+{
+	if (g_pc) precopy_end(g_pc);
+	g_pc = NULL;
+}
+
 int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpres *res, double *t0)
 {
 	int n = check_pid(pid, 1);
 	if (n) { ctlf("ERR EPERM process %d cannot move (%d reason%s)", pid, n, n > 1 ? "s" : ""); return 3; }
-	static struct precopy pc;
 	if (g_precopy) {
-		/* --precopy: rounds while it runs (precopy.c); the tracking ends with this function,
-		 * whatever happens */
+		/* --precopy: rounds while it runs (precopy.c); on failure the tracking ends here, on
+		 * success the caller ends it (precopy_done) */
 		int e = precopy_start(&pc, pid, 3);
 		if (!e) { g_pc = &pc; e = precopy_rounds(&pc); }
 		if (!e && (n = check_pid(pid, 1))) e = fail(EPERM, "process %d cannot move any more (%d reason%s)", pid, n, n > 1 ? "s" : "");
-		if (e) { if (g_pc) precopy_end(&pc); g_pc = NULL; return report_err(); }
+		if (e) { precopy_done(); return report_err(); }
 	}
 	*t0 = now_ms();
 	ctlf("STAT freeze_at=%.3f", clock_ns(CLOCK_REALTIME) / 1e6);	/* wall clock: a restore's running_at on this host minus this is the downtime */
 	int e = seize(t, pid, SEIZE_OPTS);
-	if (e) { if (!t->dead) ptrace(PTRACE_DETACH, pid, 0, 0); if (g_pc) precopy_end(&pc); g_pc = NULL; return report_err(); }
-	if ((e = threads_freeze(t))) { release_live(t); if (g_pc) precopy_end(&pc); g_pc = NULL; return report_err(); }
+	if (e) { precopy_done(); if (!t->dead) ptrace(PTRACE_DETACH, pid, 0, 0); return report_err(); }
+	if ((e = threads_freeze(t))) { precopy_done(); release_live(t); return report_err(); }
 	e = dump_image(t, 3, target, res);
-	if (g_pc) { precopy_end(&pc); g_pc = NULL; }	/* protection dropped while it is still stopped */
-	if (e) { release_live(t); return report_err(); }
+	if (e) { precopy_done(); release_live(t); return report_err(); }
 	return 0;
 }
 
@@ -59,8 +67,8 @@ static int cmd_dump(pid_t pid, int mode /* 0 kill, 1 leave running */, const cha
 	double t0;
 	int e = seize_and_dump(pid, target, &t, &res, &t0);
 	if (e) return e;
-	if (mode == 1) release_live(&t);
-	else kill_reap(pid);
+	if (mode == 1) { precopy_done(); release_live(&t); }
+	else { kill_reap(pid); precopy_done(); }
 	free(res.vmas);
 	ctlf("STAT freeze_ms=%.3f", now_ms() - t0);
 	ctlf("OK");

@@ -326,5 +326,6 @@ void family_supervise(pid_t pid);
 
 /* ---------- ppm.c ---------- */
 int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpres *res, double *t0);
+void precopy_done(void);
 
 #endif
