@@ -175,17 +175,19 @@ int precopy_round(struct precopy *pc, uint64_t *dirty)
 }
 
 /* Rounds until what was written during one is at most g_precopy_final bytes (the last round is
- * then taken frozen), or g_precopy_rounds rounds: then pc->fallback, a plain stop-and-copy. */
+ * then taken frozen). After g_precopy_rounds rounds, or from the third round on as soon as a round
+ * copied no less than the one before (it does not converge): pc->fallback, a plain stop-and-copy. */
 int precopy_rounds(struct precopy *pc)
 {
-	uint64_t d = 0;
+	uint64_t d = 0, prev = UINT64_MAX;
 	double t0 = now_ms();
 	int e = 0;
 	for (;;) {
 		if ((e = precopy_round(pc, &d))) break;
 		pc->last_dirty = d;
 		if (pc->rounds > 1 && d <= g_precopy_final) break;
-		if (pc->rounds >= g_precopy_rounds) { pc->fallback = 1; break; }
+		if (pc->rounds >= g_precopy_rounds || (pc->rounds >= 3 && d >= prev)) { pc->fallback = 1; break; }
+		prev = d;
 	}
 	if (!e) ctlf("STAT precopy_rounds=%d precopy_bytes=%llu precopy_last=%llu precopy_fallback=%d precopy_ms=%.3f", pc->rounds,
 		     (unsigned long long)pc->pre_bytes, (unsigned long long)d, pc->fallback, now_ms() - t0);

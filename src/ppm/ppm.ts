@@ -261,7 +261,8 @@ export interface DumpOptions {
   target?: string
   /** pre-copy (docs/ppm.md "Pre-copy"): copy the memory in rounds while the process runs, then
    * freeze it for the pages written during the last round only; `rounds` bounds the rounds
-   * (default 8, 2-100), after which a process that keeps writing too fast is dumped plainly */
+   * (default 8, 2-100), after which (or once a round from the third on copies no less than the one
+   * before) a process that keeps writing too fast is dumped plainly */
   precopy?: boolean | { rounds?: number }
 }
 
