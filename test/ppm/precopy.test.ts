@@ -98,6 +98,26 @@ test('a pre-copy dump that removes the original: the restored process ends as an
   assert.equal(b.line, expected(bin, '32', '4', b.steps))
 })
 
+test('a process of 4 threads each writing its slice is dumped with pre-copy and its copy goes on exactly', async () => {
+  const bin = lab.compile('walker')
+  const args = ['24', '150', '20000', '0', '4']
+  const ref = reference(bin, args)
+  const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => lines(s.out) >= 3, 20000, 'walker output')
+  const pt = new PassThrough()
+  const rp = restore(pt, { stdio: ['ignore', 'pipe', 'ignore'] })
+  const d = await dump(s.pid, pt, { precopy: true })
+  const r = lab.track(await rp)
+  let copy = ''
+  r.stdout?.on('data', (b: Buffer) => { copy += b.toString() })
+  assert.equal(d.stats.threads, '4')
+  // each walk writes every page: whether the rounds converge depends on the machine's load (else
+  // the fallback); either way the copy must go on exactly
+  assert.ok(Number(d.stats.precopy_rounds) >= 2, `rounds ${d.stats.precopy_rounds}`)
+  assert.deepEqual(await r.exited, { code: 0, signal: null })
+  await waitFor(() => s.out + copy === ref.out, 5000, 'the rest of the output')
+})
+
 test('a deputy dumped with pre-copy: hollowed, then restored into from its pre-copy image, it goes on', async () => {
   const bin = lab.compile('dirtier')
   const stop = lab.path('stop-5')

@@ -1,11 +1,12 @@
 /* Keeps writing memory: MB megabytes of anonymous memory, PAGES pages written per step, a step
  * every DELAY_US. Every 64 steps a side region is mapped, written and later unmapped again, and a
  * page of the main memory is zapped (MADV_DONTNEED, it reads as zeros), so that pages sent early in
- * a pre-copy are no longer there at the end. STOP is a number of steps, or a path: it runs until
+ * a pre-copy are no longer there at the end; the side region is moved with mremap halfway. STOP is a number of steps, or a path: it runs until
  * the file exists. At the end it prints the number of steps and a hash of the whole memory: the
  * same for any run of the same number of steps.
  * SIDE 0 leaves the side regions and zapped pages out (only the PAGES writes).
  * usage: dirtier MB PAGES DELAY_US STOP [SIDE] */
+#define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
@@ -43,6 +44,13 @@ int main(int argc, char **argv)
 			if (side == MAP_FAILED) return 3;
 			memset(side, (int)(s & 0xff), 1 << 20);
 			madvise(m + (size_t)(s / 64 % np) * 4096, 4096, MADV_DONTNEED);
+		} else if (s % 64 == 16 && side) {
+			/* moved elsewhere with its data (the registration of a tracked region goes) */
+			void *d = mmap(NULL, 1 << 20, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (d == MAP_FAILED) return 3;
+			side = mremap(side, 1 << 20, 1 << 20, MREMAP_MAYMOVE | MREMAP_FIXED, d);
+			if (side == MAP_FAILED) return 3;
+			side[4096 * (s / 64 % 256)] ^= 0x5a;
 		} else if (s % 64 == 32 && side) {
 			for (size_t i = 0; i < (1 << 20); i += 4096) sidesum += side[i];
 			munmap(side, 1 << 20);
