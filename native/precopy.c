@@ -175,18 +175,22 @@ int precopy_round(struct precopy *pc, uint64_t *dirty)
 }
 
 /* Rounds until what was written during one is at most g_precopy_final bytes (the last round is
- * then taken frozen). After g_precopy_rounds rounds, or from the third round on as soon as a round
- * copied no less than the one before (it does not converge): pc->fallback, a plain stop-and-copy. */
+ * then taken frozen). The rounds also end after g_precopy_rounds rounds, or from the third round on
+ * as soon as a round copied no less than the one before (it does not converge): then, if the last
+ * round still copied more than half of what the first did, the process writes about as fast as
+ * the rounds copy and pc->fallback makes it a plain stop-and-copy; else the frozen part is that
+ * round's worth. */
 int precopy_rounds(struct precopy *pc)
 {
-	uint64_t d = 0, prev = UINT64_MAX;
+	uint64_t d = 0, prev = UINT64_MAX, first = 0;
 	double t0 = now_ms();
 	int e = 0;
 	for (;;) {
 		if ((e = precopy_round(pc, &d))) break;
 		pc->last_dirty = d;
+		if (pc->rounds == 1) first = d;
 		if (pc->rounds > 1 && d <= g_precopy_final) break;
-		if (pc->rounds >= g_precopy_rounds || (pc->rounds >= 3 && d >= prev)) { pc->fallback = 1; break; }
+		if (pc->rounds >= g_precopy_rounds || (pc->rounds >= 3 && d >= prev)) { pc->fallback = d > first / 2; break; }
 		prev = d;
 	}
 	if (!e) ctlf("STAT precopy_rounds=%d precopy_bytes=%llu precopy_last=%llu precopy_fallback=%d precopy_ms=%.3f", pc->rounds,

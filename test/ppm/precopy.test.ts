@@ -160,6 +160,27 @@ test('a process that writes faster than the rounds copy falls back to stop-and-c
   assert.equal(b.line, expected(bin, '32', '8192', b.steps))
 })
 
+test('a process rewriting a working set smaller than its memory: the rounds stop at their bound, the frozen part is that set', async () => {
+  const bin = lab.compile('dirtier')
+  const stop = lab.path('stop-6')
+  // 32 MiB, of which the first 8 MiB are written over and over without pause
+  const args = ['32', '256', '0', stop, '0', '8']
+  const s = await started(bin, args)
+  const pt = new PassThrough()
+  const rp = restore(pt, { keepPid: false, stdio: ['ignore', 'pipe', 'ignore'] })
+  const d = await dump(s.pid, pt, { precopy: { rounds: 3 } })
+  const r = lab.track(await rp)
+  let copy = ''
+  r.stdout?.on('data', (b: Buffer) => { copy += b.toString() })
+  assert.equal(d.stats.precopy_fallback, '0')
+  assert.ok(Number(d.stats.valid_pages) >= 4096, `valid pages ${d.stats.valid_pages}`)
+  writeFileSync(stop, '')
+  assert.deepEqual(await r.exited, { code: 0, signal: null })
+  await waitFor(() => /^steps /m.test(copy), 5000, 'end line')
+  const b = endLine(copy)
+  assert.equal(b.line, endLine(reference(bin, ['32', '256', '0', b.steps, '0', '8']).out).line)
+})
+
 test('a failed pre-copy leaves the process running, with no userfaultfd and no protection in it', async () => {
   const bin = lab.compile('dirtier')
   const stop = lab.path('stop-4')

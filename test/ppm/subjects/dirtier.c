@@ -4,8 +4,9 @@
  * a pre-copy are no longer there at the end; the side region is moved with mremap halfway. STOP is a number of steps, or a path: it runs until
  * the file exists. At the end it prints the number of steps and a hash of the whole memory: the
  * same for any run of the same number of steps.
- * SIDE 0 leaves the side regions and zapped pages out (only the PAGES writes).
- * usage: dirtier MB PAGES DELAY_US STOP [SIDE] */
+ * SIDE 0 leaves the side regions and zapped pages out (only the PAGES writes); WORKSET MiB: the
+ * writes go round the first WORKSET MiB only.
+ * usage: dirtier MB PAGES DELAY_US STOP [SIDE [WORKSET]] */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +17,8 @@
 
 int main(int argc, char **argv)
 {
-	if (argc != 5 && argc != 6) return 2;
-	int churn = argc == 6 ? atoi(argv[5]) : 1;
+	if (argc < 5 || argc > 7) return 2;
+	int churn = argc >= 6 ? atoi(argv[5]) : 1;
 	size_t n = (size_t)atol(argv[1]) << 20, np = n / 4096;
 	long pages = atol(argv[2]), delay = atol(argv[3]);
 	char *e;
@@ -25,6 +26,8 @@ int main(int argc, char **argv)
 	const char *stop = *e ? argv[4] : NULL;
 	uint8_t *m = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (m == MAP_FAILED || !np) return 2;
+	size_t ws = argc == 7 ? (size_t)atol(argv[6]) << 8 : np;	/* pages written round */
+	if (!ws || ws > np) return 2;
 	uint64_t x = 88172645463325252ULL;
 	for (size_t i = 0; i < n; i += 8) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; *(uint64_t *)(m + i) = x; }
 	uint8_t *side = NULL;
@@ -34,7 +37,7 @@ int main(int argc, char **argv)
 	long s;
 	for (s = 0; stop ? access(stop, F_OK) != 0 : s < maxsteps; s++) {
 		for (long j = 0; j < pages; j++) {
-			size_t pg = ((size_t)s * pages + j) % np;
+			size_t pg = ((size_t)s * pages + j) % ws;
 			uint64_t *p = (uint64_t *)(m + pg * 4096 + (s % 512) * 8);
 			*p = *p * 6364136223846793005ULL + (uint64_t)s;
 		}
