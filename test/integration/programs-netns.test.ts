@@ -1,0 +1,160 @@
+// Real programs moved home -> 2 -> 3 -> home while they work, between three daemons in network
+// namespaces (moves through the tree: `proc/<pid>/goto` written at home, `proc/<pid>/where`
+// polled), each finishing with the output and exit status of an undisturbed run: GNU sort with its
+// default threads on a large file, xz -T2 and -T1, python worker threads, numpy on two OpenBLAS
+// threads, a Go program with goroutines on several threads (built here), and a Node.js script with
+// timers, file I/O and a worker thread. Each is seen running its threads at home before it moves.
+// Needs Debian's xz-utils, python3-numpy with libopenblas0-pthread, and golang-go (`npm test`
+// installs them: scripts/setup --test); without them those tests skip, except under CI.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, spawnSync } from 'node:child_process'
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { Lab } from '../../src/lab/lab.js'
+import { Lab as Bins, makeInput, subjectsDir } from '../ppm/harness.js'
+import { until } from '../helpers/daemon.js'
+
+let lab: Lab
+let bins: Bins
+let launcher: string
+
+/** Why a test cannot run here (a missing OS package), or false. Under CI nothing is skipped. */
+function missing (what: string, ok: boolean): string | false {
+  return !ok && !process.env.CI && `${what} is missing (scripts/setup --test installs it)`
+}
+const PY = '/usr/bin/python3'
+const noNumpy = missing("Debian's python3-numpy", spawnSync(PY, ['-c', 'import numpy'], { stdio: 'ignore' }).status === 0)
+const GO = '/usr/bin/go'
+const noGo = missing("Debian's golang-go", existsSync(GO))
+
+before(async () => {
+  bins = new Bins()
+  launcher = bins.compile('launch')
+  lab = await Lab.create({ nodes: 3, tag: 'progs', interval: 0.25, hpcdArgs: id => ['--speed', String(10000 * id), '--no-balance'] })
+  await lab.waitAllUp()
+})
+after(async () => {
+  await lab?.destroy()
+  bins?.cleanup()
+})
+
+interface Job { pid: number, out: string, err: string, exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }> }
+
+/**
+ * Starts a program on node 1 (inside its namespace, in the lab's temp dir), stdout and stderr to
+ * files; with `home: false` it runs as the undisturbed reference, outside the lab, in a directory
+ * of its own (relative paths in `args` name files of its own).
+ */
+function start (name: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, home = true): Job {
+  const out = bins.path(`${name}.out`)
+  const err = bins.path(`${name}.err`)
+  const o = openSync(out, 'w')
+  const e = openSync(err, 'w')
+  const argv = home ? ['nsenter', `--net=/run/netns/${lab.node(1).ns as string}`, '--', launcher, cmd, ...args] : [launcher, cmd, ...args]
+  const cwd = home ? bins.dir : bins.path('ref')
+  mkdirSync(cwd, { recursive: true })
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', o, e], cwd, env: { ...process.env, ...env } })
+  closeSync(o)
+  closeSync(e)
+  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>(resolve => child.on('exit', (code, signal) => resolve({ code, signal })))
+  return { pid: child.pid as number, out, err, exited }
+}
+
+const size = (p: string): number => { try { return statSync(p).size } catch { return 0 } }
+const threads = (pid: number): number => { try { return readdirSync(`/proc/${pid}/task`).length } catch { return 0 } }
+const where = async (pid: number): Promise<string> => (await lab.node(1).read(`proc/${pid}/where`)).trim()
+
+async function moveTo (job: Job, target: number | 'home'): Promise<void> {
+  await lab.node(1).write(`proc/${job.pid}/goto`, `${target}\n`)
+  const want = target === 'home' ? '0' : String(target)
+  const err = await until(`process ${job.pid} at ${want}`, async () => {
+    const w = await where(job.pid)
+    if (w === want) return 'ok'
+    const e = (await lab.node(1).read(`proc/${job.pid}/error`)).trim()
+    return e && w !== 'migrating' ? e : undefined
+  }, 60_000, 50)
+  assert.equal(err, 'ok', `move of ${job.pid} to ${target} failed (${readFileSync(job.err, 'utf8')})`)
+}
+
+/**
+ * Waits until the job runs `n` threads at home (and passes `ready`), then moves it home -> 2 ->
+ * 3 -> home; with `progress`, after each move waits until it progresses where it landed.
+ */
+async function tour (job: Job, n: number, progress?: () => number, ready: () => boolean = () => true): Promise<void> {
+  const seen = await until(`${n} threads at work`, () => threads(job.pid) >= n && ready() ? threads(job.pid) : undefined, 60_000, 10)
+  assert.ok(seen >= n)
+  assert.equal((await lab.node(1).read(`proc/${job.pid}/cantmove`)).trim(), '', 'nothing keeps it home')
+  for (const target of [2, 3, 'home'] as const) {
+    await moveTo(job, target)
+    if (progress) {
+      const p = progress()
+      await until(`progress on ${target}`, () => progress() > p, 60_000, 20)
+    }
+  }
+  assert.equal((await lab.node(1).read(`proc/${job.pid}/nmigs`)).trim(), '3')
+}
+
+/** Runs the program undisturbed and moved at once; both finish with `code` and the same output. */
+async function compare (name: string, cmd: string, args: string[], code: number, moveIt: (job: Job) => Promise<void>, env: NodeJS.ProcessEnv = {}): Promise<void> {
+  const ref = start(`${name}-ref`, cmd, args, env, false)
+  const job = start(name, cmd, args, env)
+  await moveIt(job)
+  assert.deepEqual(await job.exited, { code, signal: null }, readFileSync(job.err, 'utf8'))
+  assert.deepEqual(await ref.exited, { code, signal: null }, readFileSync(ref.err, 'utf8'))
+  assert.ok(size(ref.out) > 0)
+  assert.ok(readFileSync(job.out).equals(readFileSync(ref.out)), `${name}: output identical to the undisturbed run`)
+  assert.equal(readFileSync(job.err, 'utf8'), readFileSync(ref.err, 'utf8'))
+}
+
+test('GNU sort with its default threads on a large file, moved while its threads sort', async () => {
+  const input = bins.path('sort.in')
+  await makeInput(input, Number(process.env.HPCFS_TEST_SORT_MB ?? 120) << 20)
+  await compare('sort', 'sort', [input], 0, async job => await tour(job, 2))
+})
+
+/** deterministic text for xz (compressible, not trivially) */
+async function xzInput (): Promise<string> {
+  const input = bins.path('xz.in')
+  if (!existsSync(input)) await makeInput(input, 24 << 20)
+  return input
+}
+
+test('xz -T2 (two compressing threads, blocks of 1 MiB) moved while it compresses', async () => {
+  const input = await xzInput()
+  const out = bins.path('xz2.out')
+  await compare('xz2', 'xz', ['-T2', '-3', '--block-size=1MiB', '-c', input], 0, async job => await tour(job, 3, () => size(out), () => size(out) > 0))
+})
+
+test('xz -T1 moved while it compresses', async () => {
+  const input = await xzInput()
+  const out = bins.path('xz1.out')
+  await compare('xz1', 'xz', ['-T1', '-3', '-c', input], 0, async job => await tour(job, 1, () => size(out), () => size(out) > 0))
+})
+
+test('python worker threads on queues, moved while they work', async () => {
+  const out = bins.path('py.out')
+  await compare('py', PY, [join(subjectsDir, 'pyworkers.py'), '150'], 3, async job => await tour(job, 6, () => size(out)))
+})
+
+test('numpy matrix products on two OpenBLAS threads, moved while they multiply', { skip: noNumpy }, async () => {
+  const out = bins.path('np.out')
+  await compare('np', PY, [join(subjectsDir, 'npmatrix.py'), '120', '700'], 5, async job => await tour(job, 2, () => size(out), () => size(out) > 0), { OPENBLAS_NUM_THREADS: '2' })
+})
+
+test('a Go program (built here) with goroutines on several threads, moved while they work', { skip: noGo }, async () => {
+  const dir = bins.path('go')
+  mkdirSync(dir)
+  const bin = join(dir, 'goroutines')
+  const b = spawnSync(GO, ['build', '-o', bin, join(subjectsDir, 'goroutines.go')], {
+    cwd: dir, encoding: 'utf8', env: { ...process.env, GOCACHE: join(dir, 'cache'), GOPATH: join(dir, 'path'), GO111MODULE: 'off', GOFLAGS: '' }
+  })
+  assert.equal(b.status, 0, `go build: ${b.stderr}`)
+  const out = bins.path('go.out')
+  await compare('go', bin, ['150'], 4, async job => await tour(job, 4, () => size(out), () => size(out) > 0))
+})
+
+test('a Node.js script with timers, file I/O and a worker thread, moved while it works', async () => {
+  const out = bins.path('node.out')
+  await compare('node', process.execPath, [join(subjectsDir, 'nodework.mjs'), '150', 'node.scratch'], 6, async job => await tour(job, 8, () => size(out), () => size(out) > 0))
+})
