@@ -10,7 +10,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { closeSync, createWriteStream, existsSync, mkdirSync, openSync, readFileSync, readdirSync, statSync } from 'node:fs'
+import { closeSync, createWriteStream, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { Lab } from '../../src/lab/lab.js'
 import { Lab as Bins, makeInput, subjectsDir } from '../ppm/harness.js'
@@ -88,7 +88,8 @@ async function moveTo (job: Job, target: number | 'home'): Promise<void> {
 async function tour (job: Job, n: number, progress?: () => number, ready: () => boolean = () => true): Promise<void> {
   const seen = await until(`${n} threads at work`, () => threads(job.pid) >= n && ready() ? threads(job.pid) : undefined, 60_000, 10)
   assert.ok(seen >= n)
-  assert.equal((await lab.node(1).read(`proc/${job.pid}/cantmove`)).trim(), '', 'nothing keeps it home')
+  const cantmove = (await lab.node(1).read(`proc/${job.pid}/cantmove`)).trim()
+  assert.equal(cantmove, '', `it can move, yet: ${cantmove}`)
   for (const target of [2, 3, 'home'] as const) {
     await moveTo(job, target)
     if (progress) {
@@ -181,4 +182,34 @@ test('a Go program (built here) with goroutines on several threads, moved while 
 test('a Node.js script with timers, file I/O and a worker thread, moved while it works', async () => {
   const out = bins.path('node.out')
   await compare('node', process.execPath, [join(subjectsDir, 'nodework.mjs'), '150', 'node.scratch'], 6, async job => await tour(job, 8, () => size(out), () => size(out) > 0))
+})
+
+// libuv's io_uring (opt-in in Node 20: UV_USE_IO_URING=1) is a kernel object the engine does not
+// recreate: such a process stays home with the reason, and a move asked for leaves it working there.
+test('Node.js with io_uring on cannot move: the reason is shown, a move is refused, it finishes at home', async () => {
+  const out = bins.path('uring.out')
+  const job = start('uring', process.execPath, [join(subjectsDir, 'nodework.mjs'), '200', 'uring.scratch'], { UV_USE_IO_URING: '1' })
+  await until('first round', () => size(out) > 0, 30_000, 20)
+  const rings = readdirSync(`/proc/${job.pid}/fd`).filter(fd => { try { return readlinkSync(`/proc/${job.pid}/fd/${fd}`) === 'anon_inode:[io_uring]' } catch { return false } })
+  if (rings.length === 0) {
+    // a kernel with io_uring off (kernel.io_uring_disabled): libuv falls back to its thread pool
+    assert.deepEqual(await job.exited, { code: 6, signal: null })
+    return
+  }
+  const cantmove = await until('the reason', async () => (await lab.node(1).read(`proc/${job.pid}/cantmove`)).trim() || undefined, 10_000)
+  assert.match(cantmove, new RegExp(`fd ${rings[0]} is an unsupported descriptor \\(anon_inode:\\[io_uring\\]\\)`))
+  // the kernel's io_uring workers in its thread group are named as such, not as odd threads
+  assert.match(cantmove, /thread \d+ \(iou-(sqp|wrk)-\d+\) is a kernel io_uring worker/)
+  assert.doesNotMatch(cantmove, /semaphore/)
+  await lab.node(1).write(`proc/${job.pid}/goto`, '2\n')
+  const err = await until('the refusal', async () => {
+    const e = (await lab.node(1).read(`proc/${job.pid}/error`)).trim()
+    return e && (await where(job.pid)) !== 'migrating' ? e : undefined
+  }, 20_000, 50)
+  assert.match(err, /cannot move: .*io_uring/)
+  assert.equal(await where(job.pid), '0')
+  const seen = size(out)
+  await until('it works on at home', () => size(out) > seen, 10_000, 20)
+  assert.deepEqual(await job.exited, { code: 6, signal: null })
+  assert.match(readFileSync(out, 'utf8'), /^round 199 .*\ndone ticked true\n$/m)
 })
