@@ -81,17 +81,29 @@ async function moveTo (job: Job, target: number | 'home'): Promise<void> {
   assert.equal(err, 'ok', `move of ${job.pid} to ${target} failed (${readFileSync(job.err, 'utf8')})`)
 }
 
+/** the pid of the one guest on node k (its copy of a job) */
+async function guestOn (k: number): Promise<number> {
+  const ls = (await lab.node(k).exec('ls', [join(lab.node(k).mount, 'remote')])).stdout.trim().split('\n').filter(Boolean)
+  assert.equal(ls.length, 1, `one guest on node ${k}: ${ls.join(' ')}`)
+  return Number(ls[0])
+}
+
 /**
  * Waits until the job runs `n` threads at home (and passes `ready`), then moves it home -> 2 ->
- * 3 -> home; with `progress`, after each move waits until it progresses where it landed.
+ * 3 -> home; on 2 and 3 its copy runs `copyThreads` threads (default n); with `progress`, after
+ * each move waits until it progresses where it landed.
  */
-async function tour (job: Job, n: number, progress?: () => number, ready: () => boolean = () => true): Promise<void> {
+async function tour (job: Job, n: number, progress?: () => number, ready: () => boolean = () => true, copyThreads = n): Promise<void> {
   const seen = await until(`${n} threads at work`, () => threads(job.pid) >= n && ready() ? threads(job.pid) : undefined, 60_000, 10)
   assert.ok(seen >= n)
   const cantmove = (await lab.node(1).read(`proc/${job.pid}/cantmove`)).trim()
   assert.equal(cantmove, '', `it can move, yet: ${cantmove}`)
   for (const target of [2, 3, 'home'] as const) {
     await moveTo(job, target)
+    if (target !== 'home') {
+      const copy = await guestOn(target)
+      assert.ok(threads(copy) >= copyThreads, `the copy on node ${target} runs ${threads(copy)} threads, not ${copyThreads}`)
+    }
     if (progress) {
       const p = progress()
       await until(`progress on ${target}`, () => progress() > p, 60_000, 20)
@@ -135,20 +147,20 @@ async function sortInput (path: string, bytes: number): Promise<void> {
 test('GNU sort -g with its default threads on a large file, moved while its threads sort', async () => {
   const input = bins.path('sort.in')
   await sortInput(input, SORT_MB << 20)
-  await compare('sort', 'sort', ['-g', input], 0, async job => await tour(job, 2))
+  await compare('sort', 'sort', ['-g', input], 0, async job => await tour(job, 2, undefined, undefined, 1))
 })
 
 /** deterministic text for xz (compressible, not trivially) */
 async function xzInput (): Promise<string> {
   const input = bins.path('xz.in')
-  if (!existsSync(input)) await makeInput(input, 8 << 20)
+  if (!existsSync(input)) await makeInput(input, 12 << 20)
   return input
 }
 
-test('xz -T2 (two compressing threads, blocks of 1 MiB) moved while it compresses', async () => {
+test('xz -T2 (two compressing threads, blocks of 512 KiB) moved while it compresses', async () => {
   const input = await xzInput()
   const out = bins.path('xz2.out')
-  await compare('xz2', 'xz', ['-T2', '-3', '--block-size=1MiB', '-c', input], 0, async job => await tour(job, 3, () => size(out), () => size(out) > 0))
+  await compare('xz2', 'xz', ['-T2', '-3', '--block-size=512KiB', '-c', input], 0, async job => await tour(job, 3, () => size(out)))
 })
 
 test('xz -T1 moved while it compresses', async () => {
@@ -181,7 +193,7 @@ test('a Go program (built here) with goroutines on several threads, moved while 
 
 test('a Node.js script with timers, file I/O and a worker thread, moved while it works', async () => {
   const out = bins.path('node.out')
-  await compare('node', process.execPath, [join(subjectsDir, 'nodework.mjs'), '150', 'node.scratch'], 6, async job => await tour(job, 8, () => size(out), () => size(out) > 0))
+  await compare('node', process.execPath, [join(subjectsDir, 'nodework.mjs'), '250', 'node.scratch'], 6, async job => await tour(job, 8, () => size(out), () => size(out) > 0))
 })
 
 // libuv's io_uring (opt-in in Node 20: UV_USE_IO_URING=1) is a kernel object the engine does not
