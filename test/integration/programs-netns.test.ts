@@ -38,7 +38,7 @@ const SORT_MB = Number(process.env.HPCFS_TEST_SORT_MB ?? 200)
 before(async () => {
   bins = new Bins()
   launcher = bins.compile('launch')
-  lab = await Lab.create({ nodes: 3, tag: 'progs', interval: 0.25, hpcdArgs: id => ['--speed', String(10000 * id), '--no-balance'] })
+  lab = await Lab.create({ nodes: 3, tag: 'progs', interval: 0.25, hpcdArgs: id => ['--speed', String(10000 * id), '--no-balance'], env: { DEBUG: 'hpcfs:migrate,hpcfs:ppm' }, logDir: process.env.HPCFS_TEST_LOGDIR })
   await lab.waitAllUp()
 })
 after(async () => {
@@ -81,7 +81,8 @@ async function moveTo (job: Job, target: number | 'home'): Promise<void> {
     const e = (await lab.node(1).read(`proc/${job.pid}/error`)).trim()
     return e && w !== 'migrating' ? e : undefined
   }, 60_000, 50)
-  assert.equal(err, 'ok', `move of ${job.pid} to ${target} failed (${readFileSync(job.err, 'utf8')})`)
+  // on failure: what the job said and what each daemon logged last
+  if (err !== 'ok') assert.fail(`move of ${job.pid} to ${target} failed: ${err}\n${readFileSync(job.err, 'utf8')}${[1, 2, 3].map(k => `--- node ${k}:\n${lab.node(k).logTail(12)}`).join('\n')}`)
 }
 
 /** the pid of the one guest on node k (its copy of a job) */
@@ -151,6 +152,11 @@ test('GNU sort -g with its default threads on a large file, moved while its thre
   const input = bins.path('sort.in')
   await sortInput(input, SORT_MB << 20)
   await compare('sort', 'sort', ['-g', input], 0, async job => await tour(job, 2, undefined, undefined, 1))
+  // the engine's dump at home (its figures in node 1's log: hpcfs:ppm) carried both threads
+  const dumps = [...lab.node(1).log().matchAll(/STAT bytes=(\d+) .*\bthreads=(\d+)/g)].map(m => ({ bytes: Number(m[1]), threads: Number(m[2]) }))
+  assert.equal(dumps.length, 1, 'one dump at home')
+  assert.ok(dumps[0].bytes > SORT_MB << 20, `the image holds sort's data (${dumps[0].bytes} bytes)`)
+  assert.equal(dumps[0].threads, 2, 'moved with its threads')
 })
 
 /** deterministic text for xz (compressible, not trivially) of `mb` MiB */
