@@ -5,7 +5,7 @@
 // on demand (pull): the guest asks (want) for what a blocked read wants, and home reads at most
 // that much, so nothing waits unread on the remote when the process moves on (src/migrate/stdin.ts).
 // Guest side (StdinPull): watches the guest for a blocked wait on stdin and asks for it.
-import { createWriteStream, readlinkSync, readSync, openSync, closeSync, fstatSync, constants as fsc } from 'node:fs'
+import { createWriteStream, readlinkSync, readSync, openSync, closeSync, fstatSync, writeSync, constants as fsc } from 'node:fs'
 import { Socket } from 'node:net'
 import type { Writable } from 'node:stream'
 import debug from '../util/log.js'
@@ -56,6 +56,8 @@ export class HomeStdio {
   kinds: StdioKind[] = []
   /** Output that arrived before the relay was ready, in order (null once it is ready). */
   pendingOut: Array<[number, Buffer]> | null = []
+  /** A path that opens the original's fd 2 (from the deputy), for a line home itself has to say there. */
+  errPath: string | null = null
 
   constructor (readonly pid: number) {}
 
@@ -66,6 +68,7 @@ export class HomeStdio {
     // relays all three through pipes of its own
     const sockets = this.kinds.some(k => k === 'socket')
     const fds = await dep.takeFds({ relay: sockets })
+    this.errPath = fds[2]
     const relay = (i: number): boolean => fds[i] !== null && ['pipe', 'socket', 'tty'].includes(this.kinds[i])
     for (const i of [1, 2]) {
       if (relay(i)) this.out[i] = openRelay(fds[i] as string).on('error', e => log('fd %d of %d: %s', i, this.pid, e.message))
@@ -91,15 +94,25 @@ export class HomeStdio {
     await Promise.all(this.out.map(s => s ? new Promise<void>(resolve => { if (s.writableLength === 0) resolve(); else s.once('drain', () => resolve()) }) : undefined))
   }
 
-  /** Writes a line on stderr (if relayed); resolves when it is written. */
+  /**
+   * Writes a line on the process's stderr, whatever it is: through the relay, or else (a file or
+   * FIFO the process reopened by path wherever it ran) appended through the deputy's descriptor.
+   */
   async say (text: string): Promise<void> {
-    await new Promise<void>(resolve => this.out[2] ? this.out[2].write(text, () => resolve()) : resolve())
+    const relay = this.out[2]
+    if (relay) { await new Promise<void>(resolve => relay.write(text, () => resolve())); return }
+    if (this.errPath === null) return
+    try {
+      const fd = openSync(this.errPath, fsc.O_WRONLY | fsc.O_APPEND | fsc.O_NONBLOCK | fsc.O_NOCTTY)
+      try { writeSync(fd, text) } finally { closeSync(fd) }
+    } catch (e) { log('stderr of %d: %s', this.pid, (e as Error).message) }
   }
 
   /** Closes the relay (the process is home again, or gone); output is kept again until reopened. */
   close (): void {
     for (const s of this.out) s?.end()
     this.out = [null, null, null]
+    this.errPath = null
     if (this.stdinFd !== null) { try { closeSync(this.stdinFd) } catch {} this.stdinFd = null }
     this.pendingOut = []
   }
