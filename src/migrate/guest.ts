@@ -351,6 +351,7 @@ export class GuestSide {
     for (const rec of this.states.load()) {
       if (this.guests.has(rec.pid)) continue
       let r: GuestProcess | null = null
+      let copied = false // restored (held) from the copy it left to leave
       try { r = this.d.engine.adopt(rec.keeper) } catch (e) {
         log('guest %d of node %d: %s', rec.pid, rec.home, (e as Error).message)
       }
@@ -364,11 +365,14 @@ export class GuestSide {
           this.states.remove(rec.pid)
           r = rec.leaving ? await this.fromCopy(rec) : null
           if (r === null) { const img = this.states.imagePath(rec.pid); if (img !== null) rmSync(img, { force: true }); continue }
+          copied = true
         }
       }
-      if (r.pid === rec.pid) { const img = this.states.imagePath(rec.pid); if (img !== null) rmSync(img, { force: true }) } // (a dump that failed)
+      if (!copied) { const img = this.states.imagePath(rec.pid); if (img !== null) rmSync(img, { force: true }) } // (a dump that failed)
       const g = this.startGuest(new Unlinked(), r, rec.home, rec.homePid, rec.stdin, rec.age, rec.since)
-      g.held = rec.held || r.pid !== rec.pid
+      // a copy runs only once home says it has it here (it may keep the pid it had: the restore
+      // keeps it when it is free)
+      g.held = rec.held || copied
       g.decay.rate = rec.decay.rate
       g.decay.kind = rec.decay.kind
       if (rec.decay.perMille !== undefined) g.decay.perMille = rec.decay.perMille
