@@ -23,7 +23,7 @@ const cases: Case[] = [
   { name: 'selfpipe', args: ['24', '120000', '3'], status: 3, marks: [3, 9, 15], last: /^pipes ok$/m, holds: [/^pipe:/] },
   { name: 'sockpair', args: ['24', '120000', '4'], status: 4, marks: [3, 11, 17], last: /^sockets ok$/m, holds: [/^socket:/] },
   { name: 'evfd', args: ['24', '120000', '5'], status: 5, marks: [3, 12, 20], last: /^eventfd ok, semaphore 53$/m, holds: [/eventfd/] },
-  { name: 'tfd', args: ['24', '4', '6'], status: 6, marks: [6, 12, 18], last: /^timerfd ok$/m, holds: [/timerfd/] },
+  { name: 'tfd', args: ['80', '4', '6'], status: 6, marks: [6, 20, 40], last: /^timerfd ok$/m, holds: [/timerfd/] },
   { name: 'sfd', args: ['24', '120000', '7'], status: 7, marks: [3, 9, 15], last: /^signalfd ok$/m, holds: [/signalfd/] },
   { name: 'epollsub', args: ['24', '120000', '8'], status: 8, marks: [3, 9, 15], last: /^epoll ok$/m, holds: [/eventpoll/, /timerfd/, /^pipe:/] },
   { name: 'memfdsub', args: ['24', '120000', '9'], status: 9, marks: [3, 9, 15], last: /^memfd ok, 206 bytes logged$/m, holds: [/^\/memfd:hpc-test-map/] },
