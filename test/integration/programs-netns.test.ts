@@ -33,7 +33,7 @@ const GO = '/usr/bin/go'
 const noGo = missing("Debian's golang-go", existsSync(GO))
 
 /** the size of sort's input (the test moves sort's whole memory, about 1.3 times as much, three times) */
-const SORT_MB = Number(process.env.HPCFS_TEST_SORT_MB ?? 200)
+const SORT_MB = Number(process.env.HPCFS_TEST_SORT_MB ?? 300)
 
 before(async () => {
   bins = new Bins()
