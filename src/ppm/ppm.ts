@@ -450,6 +450,8 @@ export async function restoreKept (src: ImageSource, opts: { clock?: RestoreOpti
     const fd = (name: string): number => Number(/^\w+=(\d+)$/.exec(k.find(x => x.startsWith(`${name}=`)) ?? '')?.[1] ?? NaN)
     const fds = { in: fd('in'), out: fd('out'), err: fd('err'), ctl: fd('ctl'), cmd: fd('cmd') }
     const helper = h.child.pid as number
+    // a guest runs in a pid namespace of its own (docs/ppm.md); said when none could be made
+    if (opts.guest === true && h.stats.pidns !== '1') log('guest %s runs in the host pid namespace (%s)', l[1], h.stats.reason ?? 'no namespace')
     return { pid: Number(l[1]), helper, start: startTime(helper), fds }
   } catch (e) {
     source.close()
