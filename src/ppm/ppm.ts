@@ -430,7 +430,8 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
  * docs/ppm.md "Keeper"): the process outlives the caller, and any process of this host (a daemon
  * started again) attaches to it with `attachKept` (src/ppm/keeper.ts) from what this returns. With
  * `hold` it runs only once told to go. `leaseMs`: with nobody attached that long, it is killed.
- * `guest`: it runs with a guest's ids (real and saved uid GUEST_ID_BASE + its own, docs/ppm.md).
+ * `guest`: it runs with a guest's ids (real and saved uid GUEST_ID_BASE + its own, docs/ppm.md), in a
+ * pid namespace of its own where it has its image's pid and tids (the returned pid is its host pid).
  * `family`: its family calls are caught (as restore's); whoever attaches hears them (Kept.family).
  */
 export async function restoreKept (src: ImageSource, opts: { clock?: RestoreOptions['clock'], hold?: boolean, guest?: boolean, family?: boolean, leaseMs: number }): Promise<KeepInfo> {
