@@ -317,9 +317,9 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
  * reaper, not the guest: pid 1 ignores the signals it has no handler for, and the namespace ends
  * with it. The reaper reaps what is left to it and leaves when the guest (whose id there it reads
  * from a pipe) has ended, or at once when the pipe ends without one. Everything this helper and
- * the daemon do (ptrace, waitpid, kill, /proc) uses the guest's host pid. Returns the write end
- * of that pipe, or -1 when no namespace could be made (the guest then runs in the host's, as
- * before, and the STAT line says so). */
+ * the daemon do (ptrace, waitpid, kill, /proc) uses the guest's host pid. Returns 0, or -1 when
+ * no namespace could be made (the guest then runs in the host's, as before, and a STAT line
+ * `pidns=0 reason=<step>:<errno>` says so). */
 static int reaper_w = -1;
 int guest_pidns(void)
 {
