@@ -17,6 +17,19 @@ int reason(int print, const char *code, const char *fmt, ...)
 	return 1;
 }
 
+/* A guest in the pid namespace its restore made for it (restore.c guest_pidns): one level below
+ * ours, with a guest's real uid. It moves on like any other process; its image keeps the ids it
+ * has in there (its home ids). st: its status. */
+static int guest_ns(pid_t pid, const char *st)
+{
+	char v[128];
+	unsigned long long uid;
+	int a, b, c;
+	if (status_field(st, "Uid", v, sizeof v) || sscanf(v, "%llu", &uid) != 1 || uid < GUEST_ID_BASE) return 0;
+	if (status_field(st, "NSpid", v, sizeof v) || sscanf(v, "%d %d %d", &a, &b, &c) != 2) return 0;
+	return a == pid;
+}
+
 /* Prints one REASON line per obstacle; returns the number of obstacles. Touches nothing. */
 int check_pid(pid_t pid, int print)
 {
@@ -42,7 +55,8 @@ int check_pid(pid_t pid, int print)
 	if (!g_family && read_file(fn, v, sizeof v) > 0 && strspn(v, " \n") != strlen(v)) n += reason(print, "children", "process has child processes (%.40s)", v);
 	static const char *nss[] = { "mnt", "pid", "net", "user", "ipc", "uts", "cgroup" };
 	for (unsigned i = 0; i < sizeof nss / sizeof *nss; i++)
-		if (ns_differs(pid, nss[i])) n += reason(print, "namespace", "process is in a different %s namespace", nss[i]);
+		if (ns_differs(pid, nss[i]) && !(i == 1 && guest_ns(pid, st)))
+			n += reason(print, "namespace", "process is in a different %s namespace", nss[i]);
 	char lk[PATH_MAX];
 	snprintf(fn, sizeof fn, "/proc/%d/exe", pid);
 	ssize_t ll = readlink(fn, lk, sizeof lk - 1);

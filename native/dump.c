@@ -73,7 +73,7 @@ int dump_vma_pages(struct imgw *w, struct tracee *t, int pmfd, const struct img_
 int dump_thread(struct tracee *t, uint64_t scratch, struct img_thread *th, uint8_t *xs, uint32_t *xlen)
 {
 	memset(th, 0, sizeof *th);
-	th->tid = t->pid;
+	th->tid = ns_inner(t->pid);	/* a guest's home tid, as it sees it in its pid namespace */
 	th->regs = t->regs0;
 	struct iovec xiov = { xs, XSTATE_MAX };
 	if (ptrace(PTRACE_GETREGSET, t->pid, NT_X86_XSTATE, &xiov)) return fail(errno, "PTRACE_GETREGSET NT_X86_XSTATE: %s", strerror(errno));
@@ -230,7 +230,7 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	h.c.xsave_len = xlen;
 	memcpy(&h.c.xcr0, xs + 464, 8);	/* XSTATE_BV of the XSAVE header: the features in use */
 	h.c.xcr0 |= xfeat;
-	h.pid = pid;
+	h.pid = ns_inner(pid);	/* a guest's home pid (restore.c guest_pidns) */
 	read_timens(pid, &h.mono_off_ns, &h.boot_off_ns);
 	h.mono_ns = clock_ns(CLOCK_MONOTONIC) + h.mono_off_ns;
 	h.boot_ns = clock_ns(CLOCK_BOOTTIME) + h.boot_off_ns;

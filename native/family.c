@@ -97,7 +97,7 @@ int family_filter(const void *ins, uint32_t n)
 int family_install(struct tracee *t, uint64_t scr)
 {
 	struct sock_filter prog[64];
-	int n = build(prog, t->pid);
+	int n = build(prog, t->vpid ? t->vpid : t->pid);	/* the pid it calls itself by */
 	uint64_t fprog[2] = { (uint64_t)n, scr + 64 };
 	int e = mem_write(t, scr + 64, prog, n * sizeof *prog);
 	if (!e) e = mem_write(t, scr, fprog, sizeof fprog);

@@ -47,6 +47,11 @@ int inject(struct tracee *t, long nr, long a1, long a2, long a3, long a4, long a
 			if (e) return e;
 			int sig = WSTOPSIG(st), ev = st >> 16;
 			if (sig == (SIGTRAP | 0x80)) break;
+			if (ev == PTRACE_EVENT_CLONE) {
+				/* an injected clone3 (threads.c): the new thread's tid as this helper sees it */
+				unsigned long msg = 0;
+				if (ptrace(PTRACE_GETEVENTMSG, t->pid, 0, &msg) == 0) t->event_pid = (pid_t)msg;
+			}
 			if (ev == 0) {
 				siginfo_t si;
 				memset(&si, 0, sizeof si);

@@ -161,13 +161,17 @@ static int cmd_restore(struct restore_opts *o)
 	if (o->keep_pid && !o->pid_now) wait_for_pid(&r, im->h.pid);
 	struct keep k;
 	if (o->keep_ms && keep_prepare(&k)) return report_err();
+	/* a guest gets a pid namespace of its own, with its home pid in it (restore.c guest_pidns);
+	 * made after keep_prepare, which closes what the helper does not need */
+	int pidns = guest_ids && guest_pidns() == 0;
 	struct tracee t;
 	int kept = 0;
-	e = spawn_stub(&t, o->keep_pid ? im->h.pid : 0, &kept);
+	e = spawn_stub(&t, o->keep_pid || pidns ? im->h.pid : 0, &kept);
 	if (o->keep_ms) keep_spawned();
 	if (e) return report_err();
 	if (o->require_pid && !kept) { kill_reap(t.pid); fail(EEXIST, "pid %d is taken", im->h.pid); return report_err(); }
-	t.keep_tids = o->require_pid ? 2 : o->keep_pid;	/* the other threads' tids, as the pid */
+	t.keep_tids = o->require_pid ? 2 : o->keep_pid || pidns;	/* the other threads' tids, as the pid */
+	if (pidns) ctlf("STAT pidns=1 nspid=%d", t.vpid);
 	e = restore_into(&t, im, &r, 0, o->eintr);
 	if (!e && o->fault_end) e = fail(ECONNABORTED, "injected fault: restore broken at the end");
 	if (e) { kill_reap(t.pid); return report_err(); }

@@ -169,6 +169,7 @@ int read_comm(pid_t pid, pid_t tid, char comm[16]);
 void read_timens(pid_t pid, int64_t *mono_off, int64_t *boot_off);
 uint64_t pending_signals(pid_t pid);
 int ns_differs(pid_t pid, const char *ns);
+pid_t ns_inner(pid_t tid);
 int shmem_shared_elsewhere(pid_t pid, uint64_t ino);
 int being_dumped(pid_t pid);
 
@@ -189,6 +190,8 @@ struct tracee {
 	struct tracee *thr;
 	int nthr;
 	int keep_tids;
+	pid_t vpid;		/* its id in its own pid namespace (a guest's: its home id); 0: pid */
+	pid_t event_pid;	/* the host tid of the last PTRACE_EVENT_CLONE seen by inject, 0: none */
 };
 int twait(struct tracee *t, int *st);
 int inject(struct tracee *t, long nr, long a1, long a2, long a3, long a4, long a5, long a6, long *ret);
@@ -324,6 +327,7 @@ struct restore_opts {
  * process that comes home (or moves on) has its own again. */
 #define GUEST_ID_BASE 0x40000000u
 extern int guest_ids;	/* restore --guest */
+int guest_pidns(void);
 int validate_image(struct image *im, int print);
 int restore_thread(struct tracee *t, const struct image_thread *it, uint64_t scr);
 int restore_thread_regs(struct tracee *t, const struct image_thread *it, int eintr_policy);

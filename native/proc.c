@@ -101,6 +101,21 @@ int ns_differs(pid_t pid, const char *ns)
 	return sa.st_ino != sb.st_ino || sa.st_dev != sb.st_dev;
 }
 
+/* the id task tid has in its own (innermost) pid namespace: the last NSpid entry of its status;
+ * tid itself when there is none to read. A guest in its pid namespace (restore.c guest_pidns)
+ * has its home ids there, and images keep those. */
+pid_t ns_inner(pid_t tid)
+{
+	char fn[64], st[8192], v[128];
+	snprintf(fn, sizeof fn, "/proc/%d/status", tid);
+	if (read_file(fn, st, sizeof st) <= 0 || status_field(st, "NSpid", v, sizeof v)) return tid;
+	char *last = strrchr(v, '\t');
+	last = last ? last + 1 : v;
+	if (strrchr(last, ' ')) last = strrchr(last, ' ') + 1;
+	int id = atoi(last);
+	return id > 0 ? id : tid;
+}
+
 /* the process-wide attributes of the core record that /proc shows */
 int read_core_proc(pid_t pid, struct img_core *c)
 {

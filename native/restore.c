@@ -312,6 +312,63 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 	return e;
 }
 
+/* A guest's pid namespace (restore --guest): this helper's children from now on are made in a
+ * new pid namespace, where the guest gets its home pid (spawn_stub). Its init (pid 1) is a tiny
+ * reaper, not the guest: pid 1 ignores the signals it has no handler for, and the namespace ends
+ * with it. The reaper reaps what is left to it and leaves when the guest (whose id there it reads
+ * from a pipe) has ended, or at once when the pipe ends without one. Everything this helper and
+ * the daemon do (ptrace, waitpid, kill, /proc) uses the guest's host pid. Returns 0, or -1 when
+ * no namespace could be made (the guest then runs in the host's, as before, and a STAT line
+ * `pidns=0 reason=<step>:<errno>` says so). */
+static int reaper_w = -1;
+int guest_pidns(void)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC)) { ctlf("STAT pidns=0 reason=pipe:%s", errname(errno)); return -1; }
+	if (unshare(CLONE_NEWPID)) {
+		ctlf("STAT pidns=0 reason=unshare:%s", errname(errno));
+		close(p[0]); close(p[1]);
+		return -1;
+	}
+	pid_t r = fork();
+	if (r < 0) {
+		/* the namespace is made but has no init: no child can be made in it any more */
+		ctlf("STAT pidns=0 reason=fork:%s", errname(errno));
+		close(p[0]); close(p[1]);
+		return -1;
+	}
+	if (r == 0) {
+		int nul = open("/dev/null", O_RDWR);
+		for (int fd = 0; fd < 3; fd++) if (nul >= 0 && fd != p[0]) dup2(nul, fd);
+		int in = p[0] > 2 ? p[0] : dup(p[0]);
+		for (int fd = 3; fd < in; fd++) close(fd);
+		syscall(SYS_close_range, in + 1, ~0U, 0);
+		signal(SIGCHLD, SIG_IGN);	/* orphans it inherits are reaped by the kernel */
+		for (int s = 1; s < 32; s++) if (s != SIGKILL && s != SIGSTOP && s != SIGCHLD) signal(s, SIG_IGN);
+		int id = 0;
+		ssize_t n;
+		while ((n = read(in, &id, sizeof id)) < 0 && errno == EINTR);
+		if (n != sizeof id || id <= 0) _exit(0);
+		int pfd = syscall(NR_PIDFD_OPEN, id, 0);
+		if (pfd < 0) _exit(0);
+		struct pollfd q = { pfd, POLLIN, 0 };
+		while (poll(&q, 1, -1) < 0 && errno == EINTR);
+		_exit(0);
+	}
+	close(p[0]);
+	reaper_w = p[1];
+	return 0;
+}
+
+/* tells the reaper which pid to outlive (id in the namespace), or that there is none (0) */
+static void reaper_tell(pid_t id)
+{
+	if (reaper_w < 0) return;
+	if (id > 0 && write(reaper_w, &id, sizeof id) != sizeof id) { /* it then leaves at once */ }
+	close(reaper_w);
+	reaper_w = -1;
+}
+
 /* fresh stub with the wanted pid (if free), traced and stopped after execve */
 
 int spawn_stub(struct tracee *t, pid_t want, int *kept)
@@ -339,7 +396,7 @@ int spawn_stub(struct tracee *t, pid_t want, int *kept)
 	}
 	if (pid >= 0 && want > 0) *kept = 1;
 	if (pid < 0) pid = fork();
-	if (pid < 0) return fail(errno, "fork: %s", strerror(errno));
+	if (pid < 0) { reaper_tell(0); return fail(errno, "fork: %s", strerror(errno)); }
 	if (pid == 0) {
 		ptrace(PTRACE_TRACEME, 0, 0, 0);
 		syscall(SYS_close_range, 3, ~0U, 0);
@@ -349,7 +406,9 @@ int spawn_stub(struct tracee *t, pid_t want, int *kept)
 	}
 	memset(t, 0, sizeof *t);
 	t->pid = pid;
+	t->vpid = ns_inner(pid);
 	t->memfd = -1;
+	reaper_tell(t->vpid);
 	int st, e = twait(t, &st);
 	if (e) return e;
 	if (WSTOPSIG(st) != SIGTRAP) { kill(pid, SIGKILL); return fail(EIO, "restore stub did not stop after exec"); }

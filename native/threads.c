@@ -333,8 +333,9 @@ static void patch_tid(struct tracee *t, const struct img_thread *th, pid_t now)
  * process, with the tid `want` if it is free (0: any). Without CAP_SYS_ADMIN in the process (a
  * non-root original coming home) set_tid is refused; then ns_last_pid is set to want-1 by this
  * helper and a plain clone3 is checked for having got it. */
-static int clone_thread(struct tracee *t, uint64_t scr, const struct img_thread *th, pid_t want, pid_t *got)
+static int clone_thread(struct tracee *t, uint64_t scr, const struct img_thread *th, pid_t want, pid_t *got, pid_t *host)
 {
+	t->event_pid = 0;
 	struct clone_args_ ca = { 0 };
 	ca.flags = CLONE_THREAD_FLAGS | (th->clear_tid ? CLONE_CHILD_CLEARTID : 0);
 	ca.child_tid = th->clear_tid;
@@ -367,7 +368,10 @@ static int clone_thread(struct tracee *t, uint64_t scr, const struct img_thread 
 	if (lfd >= 0) close(lfd);
 	if (e) return e;
 	if (rv < 0) return fail(-rv, "injected clone3 failed: %s", strerror(-rv));
+	/* clone3 returns the tid in the process's own pid namespace (a guest's, restore.c
+	 * guest_pidns); this helper waits for and traces it by the tid it sees (the event's) */
 	*got = rv;
+	*host = t->event_pid > 0 ? t->event_pid : rv;
 	return 0;
 }
 
@@ -382,12 +386,13 @@ int threads_create(struct tracee *t, struct image *im, uint64_t scr)
 	}
 	for (int i = 1; i <= n && !e; i++) {
 		const struct image_thread *it = &im->threads[i];
-		pid_t want = t->keep_tids ? it->th.tid : 0, got = 0;
-		if ((e = clone_thread(t, scr, &it->th, want, &got))) break;
+		pid_t want = t->keep_tids ? it->th.tid : 0, vgot = 0, got = 0;
+		if ((e = clone_thread(t, scr, &it->th, want, &vgot, &got))) break;
 		/* it stops before its first instruction (SIGSTOP, or PTRACE_EVENT_STOP under SEIZE) */
 		struct tracee *tt = &t->thr[t->nthr++];
 		memset(tt, 0, sizeof *tt);
 		tt->pid = got;
+		tt->vpid = vgot;
 		tt->memfd = t->memfd;
 		tt->sc_ip = t->sc_ip;
 		for (;;) {
@@ -401,17 +406,19 @@ int threads_create(struct tracee *t, struct image *im, uint64_t scr)
 			break;
 		}
 		if (!e && ptrace(PTRACE_GETREGS, got, 0, &tt->regs0)) e = fail(errno, "PTRACE_GETREGS %d: %s", got, strerror(errno));
-		if (!e && got == want) kept++;
+		if (!e && vgot == want) kept++;
 		else if (!e && t->keep_tids == 2) e = fail(EEXIST, "tid %d is taken", want);
 		if (!e) e = restore_thread(tt, it, scr);
 	}
 	if (n > 0 && !t->dead) ptrace(PTRACE_SETOPTIONS, t->pid, 0, SEIZE_OPTS | PTRACE_O_EXITKILL);
 	if (e) return e;
 	for (int i = 0; i <= n; i++) {
-		pid_t now = i ? t->thr[i - 1].pid : t->pid;
+		/* the ids the process itself sees (in its own pid namespace) */
+		struct tracee *ti = i ? &t->thr[i - 1] : t;
+		pid_t now = ti->vpid ? ti->vpid : ti->pid;
 		if (now != im->threads[i].th.tid) patch_tid(t, &im->threads[i].th, now);
 	}
-	ctlf("STAT threads=%d tids_kept=%d", im->nthreads, kept + (t->pid == im->threads[0].th.tid));
+	ctlf("STAT threads=%d tids_kept=%d", im->nthreads, kept + ((t->vpid ? t->vpid : t->pid) == im->threads[0].th.tid));
 	return 0;
 }
 

@@ -455,7 +455,8 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
  * docs/ppm.md "Keeper"): the process outlives the caller, and any process of this host (a daemon
  * started again) attaches to it with `attachKept` (src/ppm/keeper.ts) from what this returns. With
  * `hold` it runs only once told to go. `leaseMs`: with nobody attached that long, it is killed.
- * `guest`: it runs with a guest's ids (real and saved uid GUEST_ID_BASE + its own, docs/ppm.md).
+ * `guest`: it runs with a guest's ids (real and saved uid GUEST_ID_BASE + its own, docs/ppm.md), in a
+ * pid namespace of its own where it has its image's pid and tids (the returned pid is its host pid).
  * `family`: its family calls are caught (as restore's); whoever attaches hears them (Kept.family).
  */
 export async function restoreKept (src: ImageSource, opts: { clock?: RestoreOptions['clock'], hold?: boolean, guest?: boolean, family?: boolean, leaseMs: number } & Pick<RestoreOptions, 'pidNow' | 'stallMs' | 'testFault'>): Promise<KeepInfo> {
@@ -478,6 +479,8 @@ export async function restoreKept (src: ImageSource, opts: { clock?: RestoreOpti
     const fd = (name: string): number => Number(/^\w+=(\d+)$/.exec(k.find(x => x.startsWith(`${name}=`)) ?? '')?.[1] ?? NaN)
     const fds = { in: fd('in'), out: fd('out'), err: fd('err'), ctl: fd('ctl'), cmd: fd('cmd') }
     const helper = h.child.pid as number
+    // a guest runs in a pid namespace of its own (docs/ppm.md); said when none could be made
+    if (opts.guest === true && h.stats.pidns !== '1') log('guest %s runs in the host pid namespace (%s)', l[1], h.stats.reason ?? 'no namespace')
     return { pid: Number(l[1]), helper, start: startTime(helper), fds }
   } catch (e) {
     source.close()

@@ -173,7 +173,7 @@ test('output to sockets (a node parent with stdio pipes) is relayed too', async 
   } finally { if (child.exitCode === null) child.kill('SIGKILL') }
 })
 
-test('a guest keeps its home credentials, runs in its own session, and other local users cannot touch it', async () => {
+test('a guest keeps its home credentials and pid (in its own pid namespace), runs in its own session, and other local users cannot touch it', async () => {
   spawnSync('chmod', ['755', bins.dir])
   const nobody = 65534
   const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', 'setpriv', `--reuid=${nobody}`, `--regid=${nobody}`, '--clear-groups', launcher, speaker, '100000', '20000', '0'], { stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' })
@@ -185,12 +185,18 @@ test('a guest keeps its home credentials, runs in its own session, and other loc
     const guest = Number((await lab.node(2).exec('ls', [join(lab.node(2).mount, 'remote')])).stdout.trim())
     const status = readFileSync(`/proc/${guest}/status`, 'utf8')
     assert.match(status, new RegExp(`^Uid:\\s+${0x40000000 + nobody}\\s+${nobody}\\s+${0x40000000 + nobody}`, 'm'), 'its uid, as effective uid (a guest id as real and saved uid: native/ppm.h GUEST_ID_BASE)')
+    // a pid namespace of its own, where it has its home pid (native/restore.c guest_pidns)
+    assert.match(status, new RegExp(`^NSpid:\\s+${guest}\\s+${child.pid as number}$`, 'm'), 'NSpid: its pid here, then its home pid in its own namespace')
     const stat = (pid: number): string[] => readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
     const hpcd2 = lab.node(2).pid as number
     assert.notEqual(stat(guest)[3], stat(hpcd2)[3], 'the guest has a session of its own')
     const other = spawnSync('setpriv', ['--reuid=65533', '--regid=65533', '--clear-groups', 'kill', '-TERM', String(guest)], { encoding: 'utf8' })
     assert.notEqual(other.status, 0)
     assert.match(other.stderr, /not permitted/)
+    // not even a local process of the job's own uid
+    const same = spawnSync('setpriv', [`--reuid=${nobody}`, `--regid=${nobody}`, '--clear-groups', 'kill', '-TERM', String(guest)], { encoding: 'utf8' })
+    assert.notEqual(same.status, 0)
+    assert.match(same.stderr, /not permitted/)
     const seen = out.length
     await until('still running', () => out.length > seen)
     process.kill(child.pid as number, 'SIGTERM')
