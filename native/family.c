@@ -119,7 +119,8 @@ static void command(const char *line)
 {
 	unsigned long long id;
 	int err;
-	if (sscanf(line, "DENY %llu %d", &id, &err) == 2 && err > 0 && err < 4096) {
+	if (!strcmp(line, "RELAYED")) relay_release();	/* the caller holds the relays' ends (relay.c) */
+	else if (sscanf(line, "DENY %llu %d", &id, &err) == 2 && err > 0 && err < 4096) {
 		struct seccomp_notif_resp r = { .id = id, .val = 0, .error = -err, .flags = 0 };
 		/* ENOENT: the call was interrupted meanwhile (it will be reported again) */
 		if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &r) && errno != ENOENT) ctlf("ERR %s DENY %llu: %s", errname(errno), id, strerror(errno));

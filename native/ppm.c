@@ -7,11 +7,13 @@
  *   fd 4  control lines from the helper (falls back to stdout when fd 4 is not open)
  *   fd 5  command lines to a deputy
  *   fd 0-2 are handed to a freshly restored process.
- * Commands: check PID [--family] | dump PID [--leave-running] [--target INFO] | restore [opts] |
- *           deputy PID [--target INFO] [--family] | hostinfo | info | rawpipe BYTES
+ * Commands: check PID [--family] [--relay] | dump PID [--leave-running] [--target INFO] [--relay] |
+ *           restore [opts] | deputy PID [--target INFO] [--family] [--relay] | hostinfo | info | rawpipe BYTES
  *   --family (family.c): check and deputy allow children; restore catches the family calls
+ *   --relay (relay.c): pipes and stream sockets whose other end is elsewhere are relayed
  * Lines out: REASON code text | STAT k=v... | PID n | HOLLOW | SIGNAL n | FD n path|- |
- *            IMAGE-IN path | EXIT n | KILLED n | RESTORED n | FAMILY id call | OK | ERR ERRNO text
+ *            IMAGE-IN path | EXIT n | KILLED n | RESTORED n | FAMILY id call | RELAYFD fd dir kind |
+ *            RELAY fd dir path [path] | PULLED fd n | OK | ERR ERRNO text
  */
 #include "threads.h"
 
@@ -92,6 +94,7 @@ static int await_go(void)
 		if (n <= 0) return 0;
 		len += n;
 		char *nl = memchr(buf, '\n', len);
+		if (nl && !strncmp(buf, "RELAYED\n", 8)) { relay_release(); len -= 8; memmove(buf, buf + 8, len); continue; }
 		if (nl) { *nl = 0; return !strcmp(buf, "GO"); }
 		if (len == sizeof buf - 1) return 0;
 	}
@@ -130,6 +133,7 @@ static int cmd_restore(struct restore_opts *o)
 	e = restore_into(&t, im, &r, 0, o->eintr);
 	if (e) { kill_reap(t.pid); return report_err(); }
 	ctlf("STAT restore_ms=%.3f injections=%ld pid_kept=%d mono_offset_ns=%lld", now_ms() - t0, t.ninject, kept, (long long)om);
+	if (relay_start()) { kill_reap(t.pid); return report_err(); }
 	if (o->hold) {
 		/* restored but held (traced, stopped) until the caller commits the move */
 		ctlf("PID %d", t.pid);
@@ -221,9 +225,9 @@ static int cmd_rawpipe(uint64_t bytes, int hot)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: hpc-ppm-helper check PID [--family]\n"
-		"       hpc-ppm-helper dump PID [--leave-running] [--target HOSTINFO]   (image on fd 3)\n"
-		"       hpc-ppm-helper deputy PID [--target HOSTINFO] [--family]  (image on fd 3, commands on fd 5)\n"
+		"usage: hpc-ppm-helper check PID [--family] [--relay]\n"
+		"       hpc-ppm-helper dump PID [--leave-running] [--target HOSTINFO] [--relay]   (image on fd 3)\n"
+		"       hpc-ppm-helper deputy PID [--target HOSTINFO] [--family] [--relay]  (image on fd 3, commands on fd 5)\n"
 		"       hpc-ppm-helper restore [--new-pid|--require-pid] [--no-wait] [--eintr] [--stdio-from PID] [--family] [--hold]\n"
 		"                              [--clock auto|real|continue|OFFSET_NS]  (image on fd 3)\n"
 		"       hpc-ppm-helper info    (image on fd 3)\n"
@@ -266,6 +270,7 @@ int main(int argc, char **argv)
 			if (!strcmp(argv[i], "--leave-running") && !strcmp(cmd, "dump")) leave = 1;
 			else if (!strcmp(argv[i], "--target") && i + 1 < argc && strcmp(cmd, "check")) target = argv[++i];
 			else if (!strcmp(argv[i], "--family") && strcmp(cmd, "dump")) g_family = 1;
+			else if (!strcmp(argv[i], "--relay")) g_relay = 1;
 			else { usage(); return 2; }
 		}
 		if (strcmp(cmd, "check") && fcntl(3, F_GETFD) < 0) { fprintf(stderr, "hpc-ppm-helper: fd 3 (image) is not open\n"); return 2; }
