@@ -89,14 +89,15 @@ static int await_go(void)
 	char buf[64];
 	size_t len = 0;
 	for (;;) {
+		char *nl = memchr(buf, '\n', len);
+		/* RELAYED (before GO): the caller has opened the relays' ends (relay.c) */
+		if (nl && nl - buf == 7 && !strncmp(buf, "RELAYED", 7)) { relay_release(); len -= 8; memmove(buf, buf + 8, len); continue; }
+		if (nl) { *nl = 0; return !strcmp(buf, "GO"); }
+		if (len == sizeof buf - 1) return 0;
 		ssize_t n = read(5, buf + len, sizeof buf - 1 - len);
 		if (n < 0 && errno == EINTR) continue;
 		if (n <= 0) return 0;
 		len += n;
-		char *nl = memchr(buf, '\n', len);
-		if (nl && !strncmp(buf, "RELAYED\n", 8)) { relay_release(); len -= 8; memmove(buf, buf + 8, len); continue; }
-		if (nl) { *nl = 0; return !strcmp(buf, "GO"); }
-		if (len == sizeof buf - 1) return 0;
 	}
 }
 
