@@ -298,7 +298,6 @@ int cmd_deputy(pid_t pid, const char *target)
 			char *rest = line + (relay ? 5 : 3);
 			char def[16];
 			if (!strspn(rest, " ")) { snprintf(def, sizeof def, "%s", relay ? "0:r 1:w 2:w" : "0 1 2"); rest = def; }
-			if (relay && nrl) { ctlf("ERR EBUSY already relaying"); continue; }
 			int pfd = syscall(NR_PIDFD_OPEN, pid, 0);
 			for (char *tok = strtok(rest, " "); tok; tok = strtok(NULL, " ")) {
 				int fd = atoi(tok);

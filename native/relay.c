@@ -161,38 +161,39 @@ static int write_all(int fd, const char *b, size_t n, int sock)
 	return 0;
 }
 
-/* the pump of the socketpairs: socket -> out pipe, in pipe -> socket (shutdown at its end),
- * until every socket has ended */
+/* the pump of the socketpairs: socket -> out pipe (closed at the socket's end), in pipe -> socket
+ * (shut down for writing at the pipe's end), until both directions of every socket have ended */
 static void pump(void)
 {
 	static char buf[65536];
 	struct { int sock, out, in; } v[MAX_RELAY];
 	int n = 0;
 	for (int i = 0; i < nrl; i++) if (rl[i].type == RT_SOCK) { v[n].sock = rl[i].mine; v[n].out = rl[i].w; v[n].in = rl[i].r; n++; }
-	for (int live = n; live > 0;) {
+	for (;;) {
 		struct pollfd pf[2 * MAX_RELAY];
+		int live = 0;
 		for (int i = 0; i < n; i++) {
-			pf[2 * i] = (struct pollfd){ v[i].sock, POLLIN, 0 };
+			if (v[i].out < 0 && v[i].in < 0 && v[i].sock >= 0) { close(v[i].sock); v[i].sock = -1; }
+			live += v[i].sock >= 0;
+			pf[2 * i] = (struct pollfd){ v[i].out >= 0 ? v[i].sock : -1, POLLIN, 0 };
 			pf[2 * i + 1] = (struct pollfd){ v[i].in, POLLIN, 0 };
 		}
+		if (!live) break;
 		if (poll(pf, 2 * n, -1) < 0) { if (errno == EINTR) continue; break; }
 		for (int i = 0; i < n; i++) {
-			if (pf[2 * i].revents && v[i].sock >= 0) {
+			if (pf[2 * i].revents && v[i].out >= 0) {
 				ssize_t r = read(v[i].sock, buf, sizeof buf);
-				if (r > 0 && !write_all(v[i].out, buf, r, 0)) continue;
 				if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-				/* the process's end is gone (or closed): the end of its output */
-				close(v[i].out); close(v[i].sock);
-				if (v[i].in >= 0) close(v[i].in);
-				v[i].sock = v[i].out = v[i].in = -1;
-				live--;
-				continue;
+				if (r > 0 && !write_all(v[i].out, buf, r, 0)) continue;
+				close(v[i].out);	/* the process's end is closed (or gone): the end of its output */
+				v[i].out = -1;
+				if (r < 0 && v[i].in >= 0) { close(v[i].in); v[i].in = -1; }
 			}
 			if (pf[2 * i + 1].revents && v[i].in >= 0) {
 				ssize_t r = read(v[i].in, buf, sizeof buf);
-				if (r > 0) { if (write_all(v[i].sock, buf, r, 1)) { close(v[i].in); v[i].in = -1; } continue; }
 				if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-				shutdown(v[i].sock, SHUT_WR);	/* the end of its input */
+				if (r > 0 && !write_all(v[i].sock, buf, r, 1)) continue;
+				if (r == 0) shutdown(v[i].sock, SHUT_WR);	/* the end of its input */
 				close(v[i].in);
 				v[i].in = -1;
 			}

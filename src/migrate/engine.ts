@@ -49,11 +49,12 @@ function availableBytes (): number {
 }
 
 export const realEngine: Engine = {
-  // a process leaves home as a deputy: its children stay with the original (family.ts)
-  check: async pid => await ppm.check(pid, { family: true }),
+  // a process leaves home as a deputy: its children stay with the original (family.ts); its pipes
+  // and stream sockets whose other end is elsewhere are relayed (relay.ts)
+  check: async pid => await ppm.check(pid, { family: true, relay: true }),
   hostInfo: async () => await ppm.hostInfo(),
-  deputy: async (pid, out, opts) => await ppm.deputy(pid, out, { ...opts, family: true }),
-  dump: async (pid, out, opts) => await ppm.dump(pid, out, opts),
+  deputy: async (pid, out, opts) => await ppm.deputy(pid, out, { ...opts, family: true, relay: true }),
+  dump: async (pid, out, opts) => await ppm.dump(pid, out, { ...opts, relay: true }),
   restore: async (src, opts) => await ppm.restore(src, opts),
   kill: (pid, sig) => { process.kill(pid, sig) },
   alive,

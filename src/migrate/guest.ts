@@ -1,8 +1,8 @@
 // The guest side of migration: processes running on this node whose home is another node.
 // A guest arrives by an offer from its home (receive: migrate, accept or refuse, the image,
 // running or failed), or, during N -> M, by an offer naming a ticket whose image comes from the
-// node it ran on. Running here, its output goes home (O, E frames), its stdin is pulled from
-// home (relay.ts), and home's messages (signal, kill, hint, gohome, sendto) act on it. It leaves
+// node it ran on. Running here, its output goes home (O, E frames; W for its relayed fds above 2),
+// its stdin and relayed input are pulled from home (relay.ts), and home's messages (signal, kill, hint, gohome, sendto) act on it. It leaves
 // when home asks (gohome: sendHome; sendto: sendTo) or when this node expels it (sendHome with
 // `leaving` first). A guest whose home connection closes is killed (its home is gone).
 import { Readable } from 'node:stream'
@@ -13,7 +13,7 @@ import { familyFailed, superviseFamily } from './family.js'
 import { applyHint, defaultHints, type DecayHints } from './hints.js'
 import type { Link } from './link.js'
 import type { Message, MigrateMsg, SendToMsg } from './protocol.js'
-import { StdinPull } from './relay.js'
+import { GuestRelays, StdinPull, fdFrame, parseFdFrame } from './relay.js'
 import { ImageCopy, ImageIn, TICKET_MS, Tickets, memoryRefusal, replay, sendImage, tee } from './transfer.js'
 
 const log = debug('hpcfs:guest')
@@ -28,6 +28,8 @@ export class Guest {
   held = false
   /** pull-mode stdin (relay.ts) */
   readonly pull: StdinPull
+  /** its relayed descriptors above 2 (relay.ts) */
+  readonly relays: GuestRelays
   outputDone: Promise<void>
   /** When this node last asked home to move it on, or home last said no (0: never); the balancer waits 30 s after either. */
   moveAsked = 0
@@ -42,8 +44,9 @@ export class Guest {
   constructor (readonly pid: number, readonly home: number, readonly homePid: number, readonly conn: Link, readonly r: RestoredHandle, readonly since: number,
     readonly stdinMode: 'pull' | 'none' = 'none', readonly age = 0) {
     this.pull = new StdinPull(pid)
+    this.relays = new GuestRelays(pid, r)
     const ends = [r.stdout, r.stderr].filter((s): s is Readable => s !== null).map(s => new Promise<void>(resolve => { s.once('end', resolve); s.once('close', resolve) }))
-    this.outputDone = Promise.all(ends).then(() => {})
+    this.outputDone = Promise.all([...ends, this.relays.done]).then(() => {})
   }
 }
 
@@ -131,8 +134,14 @@ export class GuestSide {
     this.guests.set(r.pid, g)
     r.stdout?.on('data', (d: Buffer) => { void conn.frame('O', d).catch(() => {}) })
     r.stderr?.on('data', (d: Buffer) => { void conn.frame('E', d).catch(() => {}) })
+    for (const [fd, s] of g.relays.readers) s.on('data', (d: Buffer) => { void conn.frame('W', fdFrame(fd, d)).catch(() => {}) })
     r.stdin?.on('error', () => {})
     const onData = (type: string, d: Buffer): void => {
+      if (type === 'R') {
+        const f = parseFdFrame(d)
+        if (f !== null) g.relays.input(f[0], f[1])
+        return
+      }
       if (type !== 'N') return
       g.pull.handed()
       r.stdin?.write(d)
@@ -150,6 +159,7 @@ export class GuestSide {
     g.detach = () => { conn.off('data', onData); conn.off('msg', onMsg); conn.off('close', onClose) }
     superviseFamily(g, r, () => this.guests.get(g.pid) === g)
     if (stdin === 'pull') g.pull.start(() => this.guests.get(g.pid) === g, () => g.leaving, n => { void conn.send({ t: 'want', n }).catch(() => {}) })
+    for (const [fd, p] of g.relays.pulls) p.start(() => this.guests.get(g.pid) === g, () => g.leaving, n => { void conn.send({ t: 'want', n, fd }).catch(() => {}) })
     void r.exited.then(async st => {
       if (g.leaving) return
       await g.outputDone
@@ -174,6 +184,7 @@ export class GuestSide {
         if (g.held) { g.held = false; g.r.go() }
         break
       case 'stdin-end':
+        if (m.fd !== undefined) { g.relays.end(m.fd); break }
         g.pull.ended = true
         g.pull.wanting = false
         g.r.stdin?.end()
@@ -212,7 +223,8 @@ export class GuestSide {
    * again if the process stays.
    */
   private async settleStdin (g: Guest): Promise<boolean> {
-    if (await g.pull.settle()) return true
+    const [a, b] = await Promise.all([g.pull.settle(), g.relays.settle()])
+    if (a && b) return true
     g.leaving = false
     await g.conn.send({ t: 'stay', reason: UNREAD_STDIN }).catch(() => {})
     return false
