@@ -287,7 +287,7 @@ export class Home {
       }
       case 'want':
         serveWant(p.io, conn, m.n, () => {
-          if (p.io.stdinFd !== null && p.conn === conn && !p.moving) return 'now'
+          if (p.io.ready(m.fd ?? 0) && p.conn === conn && !p.moving) return 'now'
           // Not yet: the relay is being set up, or conn is M's during N -> M. (To N during a move
           // the want is dropped: N stops waiting for it and the process reads again wherever it lands.)
           const soon = conn === p.holdFor || (conn === p.conn && !p.moving && p.where === 'migrating')

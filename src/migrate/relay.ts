@@ -129,6 +129,9 @@ export class HomeStdio {
     }
   }
 
+  /** Is the input of fd (stdin, or a relayed fd above 2) open here? */
+  ready (fd: number): boolean { return fd === 0 ? this.stdinFd !== null : this.extraIn.has(fd) }
+
   private outOf (fd: number): Writable | null | undefined { return fd <= 2 ? this.out[fd] : this.extraOut.get(fd) }
 
   /** Output of the guest (fd 1, 2 or a relayed one above): written now, or kept until the relay is open. */
