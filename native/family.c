@@ -114,17 +114,68 @@ int family_install(struct tracee *t, uint64_t scr)
 	return 0;
 }
 
-/* One command from fd 5. */
-static void command(const char *line)
+/* The calls reported and not answered yet (said again to a caller that attaches to a keeper) */
+static struct { unsigned long long id; const char *name; } waiting[16];
+
+static void waiting_set(unsigned long long id, const char *name)
+{
+	for (unsigned i = 0; i < 16; i++) if (!waiting[i].name) { waiting[i].id = id; waiting[i].name = name; return; }
+}
+
+static void waiting_clear(unsigned long long id)
+{
+	for (unsigned i = 0; i < 16; i++) if (waiting[i].name && waiting[i].id == id) waiting[i].name = NULL;
+}
+
+int family_listener(void) { return listener; }
+
+/* The listener is readable: reports the call (FAMILY line). Returns -1 once nobody uses the filter. */
+int family_recv(short revents)
+{
+	static struct seccomp_notif *req;
+	static struct seccomp_notif_sizes sz;
+	if (!(revents & POLLIN)) { if (revents) { close(listener); listener = -1; return -1; } return 0; }
+	if (!req) {
+		if (syscall(NR_SECCOMP, SECCOMP_GET_NOTIF_SIZES, 0, &sz)) return 0;
+		req = calloc(1, sz.seccomp_notif > sizeof *req ? sz.seccomp_notif : sizeof *req);
+	}
+	memset(req, 0, sz.seccomp_notif > sizeof *req ? sz.seccomp_notif : sizeof *req);
+	if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, req) == 0) {
+		ctlf("FAMILY %llu %s", (unsigned long long)req->id, call_name(req->data.nr));
+		waiting_set(req->id, call_name(req->data.nr));
+	}
+	return 0;
+}
+
+/* Says again the calls still waiting for an answer (a keeper's new caller). */
+void family_repeat(void)
+{
+	for (unsigned i = 0; i < 16; i++) {
+		if (!waiting[i].name) continue;
+		unsigned long long id = waiting[i].id;
+		if (listener < 0 || ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id)) { waiting[i].name = NULL; continue; }
+		ctlf("FAMILY %llu %s", id, waiting[i].name);
+	}
+}
+
+/* One command from fd 5 (or a keeper's command pipe). Returns 0 when it was a family command. */
+int family_command(const char *line)
 {
 	unsigned long long id;
 	int err;
-	if (!strcmp(line, "RELAYED")) relay_release();	/* the caller holds the relays' ends (relay.c) */
-	else if (sscanf(line, "DENY %llu %d", &id, &err) == 2 && err > 0 && err < 4096) {
-		struct seccomp_notif_resp r = { .id = id, .val = 0, .error = -err, .flags = 0 };
-		/* ENOENT: the call was interrupted meanwhile (it will be reported again) */
-		if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &r) && errno != ENOENT) ctlf("ERR %s DENY %llu: %s", errname(errno), id, strerror(errno));
-	} else ctlf("ERR EINVAL unknown family command '%s'", line);
+	if (!strcmp(line, "RELAYED")) { relay_release(); return 0; }	/* the caller holds the relays' ends (relay.c) */
+	if (sscanf(line, "DENY %llu %d", &id, &err) != 2) return -1;
+	waiting_clear(id);
+	if (err <= 0 || err >= 4096 || listener < 0) { ctlf("ERR EINVAL bad family command '%s'", line); return 0; }
+	struct seccomp_notif_resp r = { .id = id, .val = 0, .error = -err, .flags = 0 };
+	if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &r) && errno != ENOENT) ctlf("ERR %s DENY %llu: %s", errname(errno), id, strerror(errno));
+	return 0;
+}
+
+/* One command from fd 5. */
+static void command(const char *line)
+{
+	if (family_command(line)) ctlf("ERR EINVAL unknown family command '%s'", line);
 }
 
 /* Until the restored process pid ends: reports its family calls, answers the commands. */

@@ -125,9 +125,12 @@ static int cmd_restore(struct restore_opts *o)
 		close(pfd);
 	}
 	if (o->keep_pid) wait_for_pid(&r, im->h.pid);
+	struct keep k;
+	if (o->keep_ms && keep_prepare(&k)) return report_err();
 	struct tracee t;
 	int kept = 0;
 	e = spawn_stub(&t, o->keep_pid ? im->h.pid : 0, &kept);
+	if (o->keep_ms) keep_spawned();
 	if (e) return report_err();
 	if (o->require_pid && !kept) { kill_reap(t.pid); fail(EEXIST, "pid %d is taken", im->h.pid); return report_err(); }
 	t.keep_tids = o->require_pid ? 2 : o->keep_pid;	/* the other threads' tids, as the pid */
@@ -135,6 +138,11 @@ static int cmd_restore(struct restore_opts *o)
 	if (e) { kill_reap(t.pid); return report_err(); }
 	ctlf("STAT restore_ms=%.3f injections=%ld pid_kept=%d mono_offset_ns=%lld", now_ms() - t0, t.ninject, kept, (long long)om);
 	if (relay_start()) { kill_reap(t.pid); return report_err(); }
+	if (o->keep_ms) {
+		int st = keep_run(&k, t.pid, im, o->hold, o->keep_ms);
+		free_image(im);
+		return st;
+	}
 	if (o->hold) {
 		/* restored but held (traced, stopped) until the caller commits the move */
 		ctlf("PID %d", t.pid);
@@ -230,6 +238,7 @@ static void usage(void)
 		"       hpc-ppm-helper dump PID [--leave-running] [--target HOSTINFO] [--relay]   (image on fd 3)\n"
 		"       hpc-ppm-helper deputy PID [--target HOSTINFO] [--family] [--relay]  (image on fd 3, commands on fd 5)\n"
 		"       hpc-ppm-helper restore [--new-pid|--require-pid] [--no-wait] [--eintr] [--stdio-from PID] [--family] [--hold]\n"
+		"                              [--keep LEASE_MS]  (keeper: the process outlives its daemon) [--guest]\n"
 		"                              [--clock auto|real|continue|OFFSET_NS]  (image on fd 3)\n"
 		"       hpc-ppm-helper info    (image on fd 3)\n"
 		"       hpc-ppm-helper hostinfo | rawpipe BYTES [--hot]\n"
@@ -280,7 +289,7 @@ int main(int argc, char **argv)
 		return cmd_deputy(pid, target);
 	}
 	if (!strcmp(cmd, "restore")) {
-		struct restore_opts o = { 1, 0, 1, 0, 0, 0, 0, 0 };
+		struct restore_opts o = { 1, 0, 1, 0, 0, 0, 0, 0, 0 };
 		for (int i = 2; i < argc; i++) {
 			if (!strcmp(argv[i], "--new-pid")) o.keep_pid = 0;
 			else if (!strcmp(argv[i], "--require-pid")) o.require_pid = 1;
@@ -288,6 +297,12 @@ int main(int argc, char **argv)
 			else if (!strcmp(argv[i], "--eintr")) o.eintr = 1;
 			else if (!strcmp(argv[i], "--family")) g_family = 1;
 			else if (!strcmp(argv[i], "--hold")) o.hold = 1;
+			else if (!strcmp(argv[i], "--guest")) guest_ids = 1;
+			else if (!strcmp(argv[i], "--keep") && i + 1 < argc) {
+				char *e;
+				o.keep_ms = strtol(argv[++i], &e, 10);
+				if (*e || o.keep_ms <= 0) { usage(); return 2; }
+			}
 			else if (!strcmp(argv[i], "--stdio-from") && i + 1 < argc) { if (parse_pid(argv[++i], &o.stdio_from)) { usage(); return 2; } }
 			else if (!strcmp(argv[i], "--clock") && i + 1 < argc) {
 				const char *v = argv[++i];

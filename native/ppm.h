@@ -17,6 +17,7 @@
  *   deputy.c   the hollow original parked at home, and its commands
  *   relay.c    descriptors relayed through home (--relay): which, recreated as a pipe or
  *              socketpair end on a remote, pumped by the helper
+ *   keep.c     keeper mode of restore: the restored process kept independent of its daemon
  *   family.c   the family calls of a guest (fork, wait, ...): caught on a remote, run at home
  *   ppm.c      commands and main
  */
@@ -279,11 +280,18 @@ int dump_vmas(pid_t pid, struct fdtab *tab, struct img_vma **out);
 struct clone_args_ { uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup; };
 struct restore_opts {
 	int keep_pid, require_pid, wait, eintr;
-	int hold;	/* --hold: the restored process runs only once GO comes on fd 5 */
+	int hold;	/* --hold: the restored process runs only once GO comes (fd 5, or the keeper's command pipe) */
+	long keep_ms;	/* --keep LEASE_MS: keeper mode (keep.c), 0: off */
 	int clock;	/* 0 auto, 1 real, 2 continue, 3 explicit */
 	int64_t mono_off;
 	pid_t stdio_from;
 };
+/* Guests' ids (restore --guest): a guest runs with real and saved uid GUEST_ID_BASE + its home
+ * uid, and its home uid as effective (and file system) uid: its files are its own, but no local
+ * process of its home uid may signal or trace it. Any restore maps such ids back first, so a
+ * process that comes home (or moves on) has its own again. */
+#define GUEST_ID_BASE 0x40000000u
+extern int guest_ids;	/* restore --guest */
 int validate_image(struct image *im, int print);
 int restore_thread(struct tracee *t, const struct image_thread *it, uint64_t scr);
 int restore_thread_regs(struct tracee *t, const struct image_thread *it, int eintr_policy);
@@ -307,13 +315,24 @@ void relay_report_dumped(void);
 int relay_restore(struct tracee *t, const struct img_fd *f, uint64_t scr);
 int relay_start(void);
 void relay_release(void);
+void relay_end(int fd);
 int shared_objects(struct fdtab *tab, struct fdent **objs, int nobj, int print, char *found);
 
+
+/* ---------- keep.c ---------- */
+struct keep { int in_w, out_r, err_r, ctl_r, ctl_w, cmd_r; };
+int keep_prepare(struct keep *k);
+void keep_spawned(void);
+int keep_run(struct keep *k, pid_t pid, struct image *im, int hold, long lease_ms);
 /* ---------- family.c ---------- */
 extern int g_family;	/* --family: restore installs the family filter; check and deputy allow children */
 int family_filter(const void *ins, uint32_t n);
 int family_install(struct tracee *t, uint64_t scr);
 void family_supervise(pid_t pid);
+int family_listener(void);
+int family_recv(short revents);
+void family_repeat(void);
+int family_command(const char *line);
 
 /* ---------- ppm.c ---------- */
 int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpres *res, double *t0);

@@ -14,7 +14,9 @@
  *                RELAY fd rw rpath wpath  a socketpair pumped by a child of the helper into a
  *                                         pipe the caller reads and out of one it writes
  *                The caller sends RELAYED on fd 5 once it has opened them: the helper closes
- *                its copies, so that the caller's close is the end of the process's input.
+ *                its copies, so that the caller's close is the end of the process's input. A
+ *                keeper (keep.c) holds them for whoever attaches instead; RELAY-END fd closes
+ *                its writer of that fd's input.
  * A socket that still cannot move (listening, datagram, another family) keeps a clear reason. */
 #include "ppm.h"
 #include <sys/socket.h>
@@ -250,5 +252,15 @@ void relay_release(void)
 		if (rl[i].cr >= 0) close(rl[i].cr);
 		if (rl[i].cw >= 0) close(rl[i].cw);
 		rl[i].mine = rl[i].cr = rl[i].cw = -1;
+	}
+}
+
+/* (keeper) the end of the input of relayed fd: the helper's writer of it is closed */
+void relay_end(int fd)
+{
+	for (int i = 0; i < nrl; i++) {
+		if (rl[i].fd != fd) continue;
+		if (rl[i].type == RT_SOCK && rl[i].cw >= 0) { close(rl[i].cw); rl[i].cw = -1; }
+		if (rl[i].type == RT_PIPE && rl[i].acc == O_RDONLY && rl[i].mine >= 0) { close(rl[i].mine); rl[i].mine = -1; }
 	}
 }

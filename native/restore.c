@@ -4,6 +4,8 @@
  * restore_thread and restore_thread_regs; the other threads are recreated by threads.c. */
 #include "threads.h"
 
+int guest_ids;
+
 /* Everything that can be checked before any process is touched. Prints REASON lines. */
 int validate_image(struct image *im, int print)
 {
@@ -258,7 +260,10 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 	/* a guest's family calls are caught (family.c); installed while it may still do so */
 	if (!e && g_family && !hollow) e = family_install(t, scr);
 	/* credentials last: dropping them earlier would block PR_SET_MM_MAP. A hollow original has
-	 * its own, which it may not be allowed to set again. */
+	 * its own, which it may not be allowed to set again. Guests' ids are mapped back, then (for a
+	 * guest) out again (ppm.h GUEST_ID_BASE). */
+	for (int i = 0; i < 4; i++) if (c->uid[i] >= GUEST_ID_BASE && c->uid[i] != (uint32_t)-1) c->uid[i] -= GUEST_ID_BASE;
+	if (guest_ids) { c->uid[0] += GUEST_ID_BASE; c->uid[2] += GUEST_ID_BASE; }
 	int creds_same = 0;
 	if (hollow && !e) {
 		struct img_core cur;
@@ -271,7 +276,7 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 	/* the other threads, made now: they inherit the seccomp filters and no_new_privs, and the
 	 * process is still privileged enough to choose their tids (clone3 set_tid) */
 	if (!e) e = threads_create(t, im, scr);
-	if (!e && !creds_same && (c->uid[0] || c->uid[1] || c->uid[2] || c->gid[0] || c->gid[1] || c->gid[2] || c->ngroups)) {
+	if (!e && !creds_same && (guest_ids || c->uid[0] || c->uid[1] || c->uid[2] || c->gid[0] || c->gid[1] || c->gid[2] || c->ngroups)) {
 		/* credentials are per thread in the kernel (glibc's setxid broadcast): each thread's */
 		e = mem_write(t, scr, c->groups, c->ngroups * 4);
 		for (int i = -1; i < t->nthr && !e; i++) {

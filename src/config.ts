@@ -32,6 +32,10 @@ export interface Config {
   fastDecay: number
   /** Seconds a migration connection may stay silent (not even a ping) before the peer is taken for unreachable: a move stalled that long is abandoned and the process resumes where it was. */
   linkTimeout: number
+  /** Seconds a guest may be out of touch with its home (connection broken, or its own node's daemon down) before it is killed; a home waits 2 × this + 5 s for a lost node to come back before it reports its process lost. Every node should use the same value. */
+  guestLease: number
+  /** Where a node keeps what its guests need to survive a restart of its daemon (<stateDir>/<node id>/guests/<pid>.json). */
+  stateDir: string
 }
 
 /**
@@ -57,7 +61,14 @@ export const DEFAULTS: Config = {
   decayInterval: 1,
   slowDecay: 975,
   fastDecay: 926,
-  linkTimeout: 10
+  linkTimeout: 10,
+  guestLease: 30,
+  stateDir: '/run/hpcfs'
+}
+
+/** How long a home waits for a node whose connection broke to come back with its process: 2 × the guest lease + 5 s (after that the guest is dead wherever it was: see README "Failure semantics"). */
+export function rejoinWaitMs (guestLease: number): number {
+  return (2 * guestLease + 5) * 1000
 }
 
 /**

@@ -113,6 +113,8 @@ async function main (): Promise<void> {
     .option('gui-tokens', { type: 'string', describe: 'directory of the GUI\'s token files, one per uid (default: /run/hpcfs/<mount point>.gui as root)' })
     .option('metrics', { type: 'string', describe: 'serve Prometheus metrics at http://HOST:PORT/metrics (a bare PORT: on 127.0.0.1)' })
     .option('link-timeout', { type: 'number', default: DEFAULTS.linkTimeout, describe: 'seconds a migration connection may stay silent before its peer is taken for unreachable (a stalled move is abandoned)' })
+    .option('guest-lease', { type: 'number', default: DEFAULTS.guestLease, describe: 'seconds a guest may be out of touch with its home (or its own daemon) before it is killed; a home waits 2 x this + 5 s for a lost node to come back' })
+    .option('state-dir', { type: 'string', default: DEFAULTS.stateDir, describe: 'where the guests\' records are kept so that they survive a restart of this daemon (<dir>/<node id>/guests/)' })
     .option('test-fault', { type: 'string', hidden: true, describe: 'fault injection for tests (restore)' })
     .config('config', 'config file (e.g. /etc/hpcfs.conf, hpcfs.conf(5)): "key = value" lines, keys as the long options', (path: string) => parseConfigFile(path, booleanOptions(cli)))
     .check(a => {
@@ -125,6 +127,7 @@ async function main (): Promise<void> {
       if (!(a['send-to-any'] >= 1)) throw new Error('--send-to-any must be >= 1')
       if (a['mig-port'] !== undefined && (!Number.isInteger(a['mig-port']) || a['mig-port'] < 1 || a['mig-port'] > 65535)) throw new Error('--mig-port must be 1..65535')
       if (!(a['link-timeout'] >= 1)) throw new Error('--link-timeout must be >= 1')
+      if (!(a['guest-lease'] >= 1)) throw new Error('--guest-lease must be >= 1')
       if (a.speed !== 0 && (!Number.isInteger(a.speed) || a.speed < 1 || a.speed > 1000000)) throw new Error('--speed must be 1..1000000 (or 0)')
       if (a['gui-addr'] !== undefined) parseListen(a['gui-addr'], HTTP_DEFAULTS.host, '--gui-addr')
       if (a.metrics !== undefined) parseListen(a.metrics, HTTP_DEFAULTS.host, '--metrics')
@@ -161,7 +164,7 @@ async function main (): Promise<void> {
     id, addr, port: argv.port, map: argv.map, join: argv.join, mount: argv.mount, key: argv.key,
     interval: argv.interval, window: argv.window, downAfter: argv['down-after'], sendToAnyCycle: argv['send-to-any'],
     speed: argv.speed, decayInterval: argv['decay-interval'], slowDecay: argv['slow-decay'], fastDecay: argv['fast-decay'],
-    linkTimeout: argv['link-timeout']
+    linkTimeout: argv['link-timeout'], guestLease: argv['guest-lease'], stateDir: argv['state-dir']
   }
   const keys = Keyring.fromFile(cfg.key)
   if (keys.insecure) console.error(`hpcd: warning: no --key given: gossip uses the built-in key, with which anyone can forge load information; ${KEYLESS} (admin/block and admin/stay read 1)`)
@@ -179,6 +182,7 @@ async function main (): Promise<void> {
   if (!(node.migPort >= 1 && node.migPort <= 65535)) throw new Error(`bad transfer port ${node.migPort}; give --mig-port`)
   const migrator = new Migrator(node, keys, node.migPort)
   migrator.linkTimeoutMs = cfg.linkTimeout * 1000
+  migrator.keepGuests(cfg.stateDir, cfg.guestLease * 1000)
   await migrator.listen(addr)
   node.migrator = migrator
   migrator.testFault = argv['test-fault'] ?? ''

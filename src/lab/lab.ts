@@ -161,7 +161,7 @@ export class LabNode implements LabNodeSpec {
     if (o.command) return o.command(this)
     const args = [HPCD_JS, '--id', String(this.id), '--addr', this.addr, '--port', String(this.port),
       '--map', this.mapFile, '--mount', this.mount, '--key', this.keyFile,
-      '--interval', String(o.interval ?? 1)]
+      '--interval', String(o.interval ?? 1), '--state-dir', join(this.lab.tmp, 'state')]
     if (o.window !== undefined) args.push('--window', String(o.window))
     const scope = o.loadScope ?? (this.ns !== undefined ? 'netns' : 'host')
     if (scope !== 'host') args.push('--load-scope', scope)

@@ -3,6 +3,8 @@
 import { readFileSync } from 'node:fs'
 import type { Readable, Writable } from 'node:stream'
 import * as ppm from '../ppm/ppm.js'
+import type { KeepInfo } from '../ppm/ppm.js'
+import { attachKept, type Kept } from '../ppm/keeper.js'
 import { processAge, psInfo, residentBytes, type PsInfo } from '../util/procfs.js'
 import { stdioKind, type StdioKind } from './relay.js'
 
@@ -12,6 +14,26 @@ export type DeputyHandle = Pick<ppm.Deputy, 'on' | 'removeAllListeners' | 'exit'
 /** A restored process as the guest side uses it (ppm.Restored); `family`: its family calls (family.ts). */
 export type RestoredHandle = Pick<ppm.Restored, 'pid' | 'stdin' | 'stdout' | 'stderr' | 'exited' | 'go'> & Partial<Pick<ppm.Restored, 'family' | 'relays' | 'relayed'>>
 
+/**
+ * A guest process: restored in keeper mode (src/ppm/keeper.ts), so that it outlives this daemon,
+ * and attached to. `keeper` is what a daemon started again needs to attach to it (`adopt`).
+ */
+export interface GuestProcess extends Omit<RestoredHandle, 'go'> {
+  /** lets a held process run; resolves once it runs (untraced: it can be dumped again) or has ended */
+  go: () => Promise<void>
+  readonly keeper: KeepInfo
+  /** its stdin reaches its end */
+  endStdin: () => void
+  /** the input of its relayed fd (above 2) reaches its end (the keeper closes its end of it) */
+  endRelay?: (fd: number) => void
+  /** lets go of it (it lives on under its keeper, for the lease) */
+  detach: () => void
+  /** lets go of it for good: its end was passed on, or it left (its keeper leaves once it has ended) */
+  release: () => void
+  /** does it still run? */
+  alive: () => boolean
+}
+
 export interface Engine {
   /** Why pid cannot move (empty when it can). */
   check (pid: number): Promise<Array<{ code: string, text: string }>>
@@ -19,10 +41,15 @@ export interface Engine {
   hostInfo (): Promise<string>
   /** Dumps pid into out and leaves its original behind as the deputy. */
   deputy (pid: number, out: Writable, opts: { target?: string }): Promise<DeputyHandle>
-  /** Dumps pid into out (the process is removed once the image is complete). */
-  dump (pid: number, out: Writable, opts: { target?: string }): Promise<unknown>
-  /** Restores an image into a fresh process. */
-  restore (src: Readable, opts: ppm.RestoreOptions): Promise<RestoredHandle>
+  /** Dumps pid into out, a stream or a file descriptor the engine writes itself (the process is removed once the image is complete). */
+  dump (pid: number, out: Writable | number, opts: { target?: string }): Promise<unknown>
+  /**
+   * Restores an image into a fresh guest process, kept by its restore helper (keeper mode): with
+   * `hold` it runs only once told to go; with nobody attached for `leaseMs`, its keeper kills it.
+   */
+  restore (src: Readable, opts: { hold: boolean, family?: boolean, leaseMs: number }): Promise<GuestProcess>
+  /** Attaches again to a guest process (after this daemon was restarted); throws when it is gone. */
+  adopt (keeper: KeepInfo): GuestProcess
   /** process.kill */
   kill (pid: number, sig: number | NodeJS.Signals): void
   /** Does the process exist? */
@@ -48,6 +75,10 @@ function availableBytes (): number {
   return m ? Number(m[1]) * 1024 : Number.MAX_SAFE_INTEGER
 }
 
+function fromKept (k: Kept): GuestProcess {
+  return { pid: k.pid, keeper: k.info, stdin: k.stdin, stdout: k.stdout, stderr: k.stderr, exited: k.exited, family: k.family, go: k.go, endStdin: k.endStdin, detach: k.detach, release: k.release, alive: k.alive, relays: k.info.relays ?? [], endRelay: k.endRelay }
+}
+
 export const realEngine: Engine = {
   // a process leaves home as a deputy: its children stay with the original (family.ts); its pipes
   // and stream sockets whose other end is elsewhere are relayed (relay.ts)
@@ -55,7 +86,8 @@ export const realEngine: Engine = {
   hostInfo: async () => await ppm.hostInfo(),
   deputy: async (pid, out, opts) => await ppm.deputy(pid, out, { ...opts, family: true, relay: true }),
   dump: async (pid, out, opts) => await ppm.dump(pid, out, { ...opts, relay: true }),
-  restore: async (src, opts) => await ppm.restore(src, opts),
+  restore: async (src, opts) => fromKept(attachKept(await ppm.restoreKept(src, { clock: 'auto', hold: opts.hold, guest: true, family: opts.family, leaseMs: opts.leaseMs }))),
+  adopt: keeper => fromKept(attachKept(keeper)),
   kill: (pid, sig) => { process.kill(pid, sig) },
   alive,
   describe: pid => ({ name: comm(pid), bytes: residentBytes(pid), age: processAge(pid) }),

@@ -2,18 +2,28 @@
 // A guest arrives by an offer from its home (receive: migrate, accept or refuse, the image,
 // running or failed), or, during N -> M, by an offer naming a ticket whose image comes from the
 // node it ran on. Running here, its output goes home (O, E frames; W for its relayed fds above 2),
-// its stdin and relayed input are pulled from home (relay.ts), and home's messages (signal, kill, hint, gohome, sendto) act on it. It leaves
+// its stdin and relayed input are pulled from
+// home (relay.ts), and home's messages (signal, kill, hint, gohome, sendto) act on it. It leaves
 // when home asks (gohome: sendHome; sendto: sendTo) or when this node expels it (sendHome with
-// `leaving` first). A guest whose home connection closes is killed (its home is gone).
+// `leaving` first).
+// A guest outlives this daemon: it runs under its keeper (src/ppm/keeper.ts) and its record is on
+// disk (state.ts); a daemon started again adopts it (readopt). A guest whose connection to its home
+// breaks, or that was adopted so, rejoins its home on a new connection (rejoin); home says whether
+// it still has it here. One out of touch with its home for the guest lease is killed. What this
+// node still has of a process whose connection broke while it was leaving (the process, or the copy
+// of its image, restored held) rejoins too: home decides, so there is never a second copy.
+import { createReadStream, existsSync, rmSync } from 'node:fs'
 import { Readable } from 'node:stream'
 import debug from '../util/log.js'
 import type { Cluster, Dial } from './cluster.js'
-import type { Engine, RestoredHandle } from './engine.js'
+import type { Engine, GuestProcess } from './engine.js'
+import type { ExitStatus } from '../ppm/ppm.js'
 import { familyFailed, superviseFamily } from './family.js'
 import { applyHint, defaultHints, type DecayHints } from './hints.js'
-import type { Link } from './link.js'
-import type { Message, MigrateMsg, SendToMsg } from './protocol.js'
+import { Link, type DataType } from './link.js'
+import type { Message, MigrateMsg, RejoinMsg, SendToMsg } from './protocol.js'
 import { GuestRelays, StdinPull, fdFrame, parseFdFrame } from './relay.js'
+import { GuestStates, type GuestRecord } from './state.js'
 import { ImageCopy, ImageIn, TICKET_MS, Tickets, memoryRefusal, replay, sendImage, tee } from './transfer.js'
 
 const log = debug('hpcfs:guest')
@@ -21,11 +31,24 @@ const log = debug('hpcfs:guest')
 /** Why a guest does not move now: stdin it was handed is still in its pipe. */
 export const UNREAD_STDIN = 'it has not read the stdin it was given yet (try again later)'
 
+/** The connection of a guest adopted after a restart, before it has rejoined its home: none. */
+class Unlinked extends Link {
+  constructor () { super('nowhere'); this.closed = true }
+  frame (): Promise<void> { return Promise.reject(new Error('not connected to its home')) }
+  close (): void {}
+  pause (): void {}
+  resume (): void {}
+}
+
 /** A process running here whose home is another node. */
 export class Guest {
   leaving = false
   /** restored but stopped until home commits the move (`run`) */
   held = false
+  /** how it ended, once it has */
+  ended: ExitStatus | null = null
+  /** resolves once it runs untraced after `run` (a move waits for it: a traced process cannot be dumped) */
+  released: Promise<void> = Promise.resolve()
   /** pull-mode stdin (relay.ts) */
   readonly pull: StdinPull
   /** its relayed descriptors above 2 (relay.ts) */
@@ -37,11 +60,17 @@ export class Guest {
   readonly decay: DecayHints = defaultHints()
   /** Removes its listeners from conn (when it leaves, or runs again here under another pid). */
   detach: () => void = () => {}
+  /** Since when it is out of touch with its home (ms; 0: it is not) */
+  orphaned = 0
+  /** output read while out of touch with home, sent when it rejoins (in order) */
+  pendingOut: Array<[DataType, Buffer]> = []
+  /** called with true when it is in touch with home again, false when it is given up */
+  reached: Array<(ok: boolean) => void> = []
   /**
-   * `since`: arrival here (ms); `age`: seconds it had run when it arrived (its start at home,
-   * which its restored copy here does not show).
+   * `conn`: its session with home (replaced when it rejoins). `since`: arrival here (ms); `age`:
+   * seconds it had run when it arrived (its start at home, which its restored copy here does not show).
    */
-  constructor (readonly pid: number, readonly home: number, readonly homePid: number, readonly conn: Link, readonly r: RestoredHandle, readonly since: number,
+  constructor (readonly pid: number, readonly home: number, readonly homePid: number, public conn: Link, readonly r: GuestProcess, readonly since: number,
     readonly stdinMode: 'pull' | 'none' = 'none', readonly age = 0) {
     this.pull = new StdinPull(pid)
     this.relays = new GuestRelays(pid, r)
@@ -60,6 +89,14 @@ export interface GuestDeps {
 
 export class GuestSide {
   readonly guests = new Map<number, Guest>()
+  /** Where the guests' records go (Migrator sets this node's; none in unit tests). */
+  states = new GuestStates(null)
+  /** A guest out of touch with its home this long is killed; its keeper does the same without a daemon (config guestLease). */
+  leaseMs = 30_000
+  /** How often a guest out of touch tries to rejoin its home (ms). */
+  rejoinEveryMs = 1000
+  /** A connection whose first message is `rejoin` (a node coming back to this node as home): the Migrator hands it to home. */
+  rejoined: (conn: Link, m: RejoinMsg) => void = conn => { void conn.send({ t: 'refuse', reason: 'no home side here' }).catch(() => {}); conn.close() }
   /** N -> M on M: accepted moves whose image comes over another connection. */
   private readonly tickets = new Tickets()
   /**
@@ -78,6 +115,7 @@ export class GuestSide {
   accept (conn: Link): void {
     conn.once('msg', m => {
       if (m.t === 'migrate') void this.receive(conn, m).catch(e => log('receive: %s', (e as Error).message))
+      else if (m.t === 'rejoin') this.rejoined(conn, m)
       else if (m.t === 'image' && this.tickets.claim(m.ticket, conn)) { /* N -> M: the image for an accepted move */ } else { void conn.send({ t: 'error', reason: `unexpected ${m.t}` }).catch(() => {}); conn.close() }
     })
   }
@@ -105,9 +143,9 @@ export class GuestSide {
       img.feed(conn)
     }
     await conn.send({ t: 'accept', hostinfo })
-    let r: RestoredHandle
+    let r: GuestProcess
     try {
-      r = await engine.restore(img.image, { stdio: ['pipe', 'pipe', 'pipe'], clock: 'auto', family: true, hold: true })
+      r = await engine.restore(img.image, { hold: true, family: true, leaseMs: this.leaseMs })
     } catch (e) {
       img.done()
       log('restore from node %d failed: %s', home, (e as Error).message)
@@ -118,24 +156,56 @@ export class GuestSide {
     img.done()
     const age = m.age ?? 0
     const g = this.startGuest(conn, r, home, m.pid, m.stdin === 'pull' ? 'pull' : 'none', Number.isFinite(age) ? age : 0)
-    g.held = true // until home has heard `running` and says `run`: if the connection breaks first, it is removed
+    g.held = true // until home has heard `running` and says `run` (or, if the connection breaks first, until home says it has it here)
     if (m.decay === 'fast') g.decay.rate = 'fast'
     if (m.kind === 'cpujob' || m.kind === 'iojob') g.decay.kind = m.kind
     if (m.perMille !== undefined) g.decay.perMille = m.perMille
     if (m.interval !== undefined) g.decay.interval = m.interval
+    this.save(g)
     await conn.send({ t: 'running', pid: r.pid, bytes: img.received, ms: img.ms() })
     log('guest %d from node %d (its pid %d) runs here', r.pid, home, g.homePid)
   }
 
-  /** A restored process becomes a guest: its output, stdin, signals and end go over conn to home. */
-  private startGuest (conn: Link, r: RestoredHandle, home: number, homePid: number, stdin: 'pull' | 'none', age: number): Guest {
-    const { engine } = this.d
-    const g = new Guest(r.pid, home, homePid, conn, r, Date.now(), stdin, age)
+  /** A restored process becomes a guest: its output, stdin, signals and end go over its connection to home. */
+  private startGuest (conn: Link, r: GuestProcess, home: number, homePid: number, stdin: 'pull' | 'none', age: number, since = Date.now()): Guest {
+    const g = new Guest(r.pid, home, homePid, conn, r, since, stdin, age)
     this.guests.set(r.pid, g)
-    r.stdout?.on('data', (d: Buffer) => { void conn.frame('O', d).catch(() => {}) })
-    r.stderr?.on('data', (d: Buffer) => { void conn.frame('E', d).catch(() => {}) })
-    for (const [fd, s] of g.relays.readers) s.on('data', (d: Buffer) => { void conn.frame('W', fdFrame(fd, d)).catch(() => {}) })
+    const pump = (type: DataType, fd = 0) => (d: Buffer): void => {
+      if (fd > 2) d = fdFrame(fd, d)
+      if (!g.conn.closed) { void g.conn.frame(type, d).catch(() => {}); return }
+      // out of touch with home: kept, in order, and the rest waits in its pipes until it rejoins
+      g.pendingOut.push([type, d])
+      r.stdout?.pause()
+      r.stderr?.pause()
+      g.relays.pause()
+    }
+    r.stdout?.on('data', pump('O'))
+    r.stderr?.on('data', pump('E'))
+    for (const [fd, s] of g.relays.readers) s.on('data', pump('W', fd))
     r.stdin?.on('error', () => {})
+    this.bindConn(g, conn)
+    superviseFamily(g, r, () => this.guests.get(g.pid) === g)
+    if (stdin === 'pull') g.pull.start(() => this.guests.get(g.pid) === g, () => g.leaving || g.conn.closed, n => { void g.conn.send({ t: 'want', n }).catch(() => {}) })
+    for (const [fd, p] of g.relays.pulls) p.start(() => this.guests.get(g.pid) === g, () => g.leaving || g.conn.closed, n => { void g.conn.send({ t: 'want', n, fd }).catch(() => {}) })
+    void r.exited.then(st => {
+      g.ended = st
+      if (!g.leaving) void this.reportEnd(g, st) // (while it leaves: ended by its dump, or reported if it stays after all)
+    })
+    return g
+  }
+
+  /** The guest ended here: once its output is out and home can be told (it may have to rejoin first), home hears how. */
+  private async reportEnd (g: Guest, st: ExitStatus): Promise<void> {
+    await g.outputDone
+    if (this.guests.get(g.pid) !== g || !await this.inTouch(g)) return
+    this.forget(g)
+    await g.conn.send({ t: 'exit', code: st.code, signal: st.signal }).catch(() => {})
+    g.r.release()
+    g.conn.close()
+  }
+
+  /** conn becomes the guest's session with home: stdin, messages, and what happens when it breaks. */
+  private bindConn (g: Guest, conn: Link): void {
     const onData = (type: string, d: Buffer): void => {
       if (type === 'R') {
         const f = parseFdFrame(d)
@@ -144,30 +214,157 @@ export class GuestSide {
       }
       if (type !== 'N') return
       g.pull.handed()
-      r.stdin?.write(d)
+      g.r.stdin?.write(d)
     }
     const onMsg = (x: Message): void => { this.onGuestMsg(g, x).catch(e => log('guest %d: %s: %s', g.pid, x.t, (e as Error).message)) }
     const onClose = (): void => {
       if (this.guests.get(g.pid) !== g || g.leaving) return
-      log('lost home of guest %d (node %d): killing it', g.pid, g.home)
-      try { engine.kill(g.pid, 'SIGKILL') } catch {}
-      this.guests.delete(g.pid)
+      this.orphan(g)
     }
     conn.on('data', onData)
     conn.on('msg', onMsg)
     conn.on('close', onClose)
     g.detach = () => { conn.off('data', onData); conn.off('msg', onMsg); conn.off('close', onClose) }
-    superviseFamily(g, r, () => this.guests.get(g.pid) === g)
-    if (stdin === 'pull') g.pull.start(() => this.guests.get(g.pid) === g, () => g.leaving, n => { void conn.send({ t: 'want', n }).catch(() => {}) })
-    for (const [fd, p] of g.relays.pulls) p.start(() => this.guests.get(g.pid) === g, () => g.leaving, n => { void conn.send({ t: 'want', n, fd }).catch(() => {}) })
-    void r.exited.then(async st => {
-      if (g.leaving) return
-      await g.outputDone
-      this.guests.delete(g.pid)
-      await conn.send({ t: 'exit', code: st.code, signal: st.signal }).catch(() => {})
-      conn.close()
-    })
-    return g
+  }
+
+  /** The guest's record on disk, so that it survives a restart of this daemon. */
+  private save (g: Guest, leaving = g.leaving): void {
+    if (this.guests.get(g.pid) !== g) return
+    this.states.save({ pid: g.pid, home: g.home, homePid: g.homePid, stdin: g.stdinMode, age: g.age, since: g.since, decay: { rate: g.decay.rate, kind: g.decay.kind, perMille: g.decay.perMille, interval: g.decay.interval }, keeper: g.r.keeper, held: g.held, leaving })
+  }
+
+  /** This node no longer has the guest (it ended, left, or was killed). */
+  private forget (g: Guest): void {
+    if (this.guests.get(g.pid) === g) this.guests.delete(g.pid)
+    this.states.remove(g.pid)
+    g.detach()
+    for (const w of g.reached.splice(0)) w(false)
+  }
+
+  /** Resolves true once the guest is in touch with its home (at once if it is), false if it is given up. */
+  private async inTouch (g: Guest): Promise<boolean> {
+    if (!g.conn.closed) return true
+    return await new Promise(resolve => g.reached.push(resolve))
+  }
+
+  /**
+   * The guest is out of touch with its home (its connection broke, or it was adopted after a
+   * restart): it tries to rejoin its home every second; after the guest lease it is killed. Home
+   * refusing it (it has the process elsewhere, or gave it up) kills it at once.
+   */
+  private orphan (g: Guest): void {
+    if (g.orphaned !== 0) return
+    g.orphaned = Date.now()
+    g.pull.wanting = false // a want on the old connection is void: it is asked again once rejoined
+    g.relays.drop()
+    log('guest %d is out of touch with its home (node %d): rejoining for up to %d ms', g.pid, g.home, this.leaseMs)
+    void this.rejoin(g)
+  }
+
+  private async rejoin (g: Guest): Promise<void> {
+    while (this.guests.get(g.pid) === g && g.conn.closed) {
+      if (Date.now() - g.orphaned > this.leaseMs) { this.giveUp(g, `its home (node ${g.home}) could not be reached for ${Math.round(this.leaseMs / 1000)} s`); return }
+      let conn: Link | null = null
+      try {
+        conn = await this.d.dial(g.home)
+        const answer = conn.expect('rejoin-ok', 'refuse')
+        await conn.send({ t: 'rejoin', home: g.home, pid: g.homePid, guest: g.pid, node: this.d.cluster.id })
+        let timer: NodeJS.Timeout | undefined
+        const left = Math.max(0, g.orphaned + this.leaseMs - Date.now())
+        const m = await Promise.race([answer, new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('no answer')), left) })]).finally(() => clearTimeout(timer))
+        if (m.t === 'refuse') { conn.close(); this.giveUp(g, `its home refused it: ${m.reason}`); return }
+        if (this.guests.get(g.pid) !== g) { conn.close(); return }
+        this.rebind(g, conn)
+        return
+      } catch (e) {
+        conn?.close()
+        log('guest %d: rejoining node %d: %s', g.pid, g.home, (e as Error).message)
+      }
+      await new Promise(resolve => setTimeout(resolve, this.rejoinEveryMs).unref())
+    }
+  }
+
+  /** The guest is in touch with its home again over conn: what it wrote meanwhile goes first. */
+  private rebind (g: Guest, conn: Link): void {
+    g.detach()
+    g.conn = conn
+    g.orphaned = 0
+    this.bindConn(g, conn)
+    for (const [type, d] of g.pendingOut.splice(0)) void conn.frame(type, d).catch(() => {})
+    g.r.stdout?.resume()
+    g.r.stderr?.resume()
+    g.relays.resume()
+    if (g.held) { g.held = false; g.released = g.r.go() } // home has it here: the move that brought it is committed
+    this.save(g)
+    log('guest %d rejoined its home (node %d)', g.pid, g.home)
+    for (const w of g.reached.splice(0)) w(true)
+  }
+
+  /** The guest cannot stay (its home gave it up, or cannot be reached): it is killed and forgotten. */
+  private giveUp (g: Guest, why: string): void {
+    log('guest %d killed: %s', g.pid, why)
+    try { this.d.engine.kill(g.pid, 'SIGKILL') } catch {}
+    this.forget(g)
+    g.r.release()
+  }
+
+  /** A guest that could not leave after all: it runs on here (or, out of touch with home, rejoins it). */
+  private stays (g: Guest): void {
+    g.leaving = false
+    this.save(g)
+    if (g.ended !== null) void this.reportEnd(g, g.ended)
+    else if (g.conn.closed && this.guests.get(g.pid) === g) this.orphan(g)
+  }
+
+  /**
+   * A daemon started again: adopts the guests whose records the last one left (their keepers kept
+   * them running), and each rejoins its home. A guest found dead by SIGKILL while leaving was
+   * dumped away: its home has it (or reports it lost).
+   */
+  async readopt (): Promise<void> {
+    for (const rec of this.states.load()) {
+      if (this.guests.has(rec.pid)) continue
+      let r: GuestProcess | null = null
+      try { r = this.d.engine.adopt(rec.keeper) } catch (e) {
+        log('guest %d of node %d: %s', rec.pid, rec.home, (e as Error).message)
+      }
+      if (r === null || (rec.leaving && !r.alive())) {
+        // (its keeper says how it ended to whoever attaches; bounded all the same)
+        const st = r === null ? null : await Promise.race([r.exited, new Promise<null>(resolve => setTimeout(() => resolve(null), 3000).unref())])
+        if (r === null || st === null || st.signal === 9) {
+          // gone, or it was dumped to leave: where it went may not have it; its copy (if it left
+          // one) is restored held and rejoins home, which keeps the one it has
+          r?.release()
+          this.states.remove(rec.pid)
+          r = rec.leaving ? await this.fromCopy(rec) : null
+          if (r === null) { const img = this.states.imagePath(rec.pid); if (img !== null) rmSync(img, { force: true }); continue }
+        }
+      }
+      if (r.pid === rec.pid) { const img = this.states.imagePath(rec.pid); if (img !== null) rmSync(img, { force: true }) } // (a dump that failed)
+      const g = this.startGuest(new Unlinked(), r, rec.home, rec.homePid, rec.stdin, rec.age, rec.since)
+      g.held = rec.held || r.pid !== rec.pid
+      g.decay.rate = rec.decay.rate
+      g.decay.kind = rec.decay.kind
+      if (rec.decay.perMille !== undefined) g.decay.perMille = rec.decay.perMille
+      if (rec.decay.interval !== undefined) g.decay.interval = rec.decay.interval
+      this.save(g, false)
+      log('adopted guest %d of node %d (its pid %d) after a restart', g.pid, g.home, g.homePid)
+      this.orphan(g)
+    }
+  }
+
+  /** The copy a guest dumped to leave left behind, restored held (null: none, or it cannot run). */
+  private async fromCopy (rec: GuestRecord): Promise<GuestProcess | null> {
+    const path = this.states.imagePath(rec.pid)
+    if (path === null || !existsSync(path)) { log('guest %d of node %d was dumped to leave before the restart: no copy', rec.pid, rec.home); return null }
+    try {
+      const r = await this.d.engine.restore(createReadStream(path), { hold: true, family: true, leaseMs: this.leaseMs })
+      log('guest %d of node %d was dumped to leave before the restart: its copy runs held as %d', rec.pid, rec.home, r.pid)
+      return r
+    } catch (e) {
+      log('guest %d of node %d: its copy cannot run: %s', rec.pid, rec.home, (e as Error).message)
+      return null
+    } finally { rmSync(path, { force: true }) }
   }
 
   /** A message from the guest's home. */
@@ -181,13 +378,13 @@ export class GuestSide {
         try { engine.kill(g.pid, 'SIGKILL') } catch {}
         break
       case 'run':
-        if (g.held) { g.held = false; g.r.go() }
+        if (g.held) { g.held = false; g.released = g.r.go(); this.save(g) }
         break
       case 'stdin-end':
         if (m.fd !== undefined) { g.relays.end(m.fd); break }
         g.pull.ended = true
         g.pull.wanting = false
-        g.r.stdin?.end()
+        g.r.endStdin()
         break
       case 'gohome':
         await this.sendHome(g, true)
@@ -197,6 +394,7 @@ export class GuestSide {
         break
       case 'hint':
         applyHint(g.decay, m.hint) // validated by the protocol (parseHint)
+        this.save(g)
         break
       case 'stat?': {
         const i = engine.psInfo(g.pid)
@@ -223,16 +421,17 @@ export class GuestSide {
    * again if the process stays.
    */
   private async settleStdin (g: Guest): Promise<boolean> {
+    await g.released
     const [a, b] = await Promise.all([g.pull.settle(), g.relays.settle()])
     if (a && b) return true
-    g.leaving = false
     await g.conn.send({ t: 'stay', reason: UNREAD_STDIN }).catch(() => {})
+    this.stays(g)
     return false
   }
 
   /** Stops the guest, drains its output, and streams its image home (gohome from home, or expel here). */
   async sendHome (g: Guest, byHome = false): Promise<void> {
-    if (g.leaving) return
+    if (g.leaving || g.conn.closed) return
     g.leaving = true
     if (!byHome) {
       // expel: home must stop handing out stdin first (it answers at once; an old home may not)
@@ -241,14 +440,17 @@ export class GuestSide {
       await Promise.race([ok, new Promise(resolve => setTimeout(resolve, this.leavingWaitMs))])
     }
     if (!await this.settleStdin(g)) return
-    const copy = new ImageCopy()
+    const copy = new ImageCopy(undefined, this.states.imagePath(g.pid))
     const used = this.d.engine.psInfo(g.pid)
     try {
+      this.save(g)
       try {
-        await this.d.engine.dump(g.pid, copy, {})
+        // the engine writes the copy itself: complete before the process is removed
+        await this.d.engine.dump(g.pid, copy.descriptor, {})
+        copy.filled()
       } catch (e) {
-        g.leaving = false
         await g.conn.send({ t: 'stay', reason: (e as Error).message }).catch(() => {})
+        this.stays(g)
         return
       }
       await g.outputDone
@@ -259,19 +461,15 @@ export class GuestSide {
   /**
    * Sends a stopped guest's image home. If home cannot run it (home-failed), it runs here again, a
    * guest on the same connection (`resumed`), or, failing that too, home hears `failed` and reports
-   * it lost. It tells home the CPU ticks it used here (`used`). If the connection breaks first,
-   * home has it or knows it lost: the copy is dropped.
+   * it lost. It tells home the CPU ticks it used here (`used`). If the connection breaks before
+   * home's answer, the copy is restored held and rejoins home, which has it (the copy is removed)
+   * or not (it runs here).
    */
   private async imageHome (g: Guest, copy: ImageCopy, used?: { utime: number, stime: number }): Promise<void> {
     await sendImage(g.conn, copy, used).catch(e => log('sending guest %d home: %s', g.pid, (e as Error).message))
     const m = await g.conn.expect('home-ok', 'home-failed').catch(() => null)
-    this.guests.delete(g.pid)
-    if (m?.t !== 'home-failed') {
-      if (m === null) log('connection to the home of guest %d broke after its image went: dropping the copy', g.pid)
-      g.detach()
-      g.conn.close()
-      return
-    }
+    if (m === null) { await this.keepCopy(g, copy); return }
+    if (m.t === 'home-ok') { this.forget(g); g.r.release(); g.conn.close(); return }
     log('home could not run guest %d (%s): it runs here again', g.pid, m.reason)
     try {
       const again = await this.runAgain(g, copy)
@@ -283,15 +481,30 @@ export class GuestSide {
     }
   }
 
-  /** A guest that stopped to leave but could not: it runs here again from its image, as a guest on the same connection. */
-  private async runAgain (g: Guest, copy: ImageCopy): Promise<Guest> {
-    this.guests.delete(g.pid)
-    g.detach()
-    const again = await this.d.engine.restore(await replay(copy), { stdio: ['pipe', 'pipe', 'pipe'], clock: 'auto', family: true })
+  /** A guest that stopped to leave but could not: it runs here again from its image, as a guest on the same connection (held: until home says). */
+  private async runAgain (g: Guest, copy: ImageCopy, hold = false): Promise<Guest> {
+    this.forget(g)
+    g.r.release()
+    const again = await this.d.engine.restore(await replay(copy), { hold, family: true, leaseMs: this.leaseMs })
     const h = this.startGuest(g.conn, again, g.home, g.homePid, g.stdinMode, g.age + (Date.now() - g.since) / 1000)
     Object.assign(h.decay, g.decay)
-    log('guest %d runs here again as %d', g.pid, again.pid)
+    h.held = hold
+    this.save(h)
+    log('guest %d runs here again as %d%s', g.pid, again.pid, hold ? ' (held)' : '')
     return h
+  }
+
+  /**
+   * The connection to home broke while the guest was leaving, after its image went: home may run
+   * it, or not. What this node has, the copy, is restored held and rejoins home, which decides.
+   */
+  private async keepCopy (g: Guest, copy: ImageCopy): Promise<void> {
+    log('the connection to the home of guest %d broke while it left: its copy rejoins home', g.pid)
+    try {
+      this.orphan(await this.runAgain(g, copy, true))
+    } catch (e) {
+      log('guest %d: its copy cannot run here: %s', g.pid, (e as Error).message)
+    }
   }
 
   /**
@@ -303,8 +516,9 @@ export class GuestSide {
     if (g.leaving) return
     g.leaving = true
     if (!await this.settleStdin(g)) return
-    const copy = new ImageCopy()
+    const copy = new ImageCopy(undefined, this.states.imagePath(g.pid))
     try {
+      this.save(g)
       await this.sendOn(g, m, copy)
     } finally { copy.release() }
   }
@@ -320,16 +534,23 @@ export class GuestSide {
       await this.d.engine.dump(g.pid, tee(out.imageWriter(), copy, n => { bytes += n }), m.hostinfo !== '' ? { target: m.hostinfo } : {})
     } catch (e) {
       out?.close()
-      g.leaving = false
-      log('guest %d stays: %s', g.pid, (e as Error).message)
-      await g.conn.send({ t: 'stay', reason: (e as Error).message }).catch(() => {})
-      return
+      if (!g.r.alive()) {
+        // the dump itself went through (the process is gone) and only passing the last of the image
+        // on to M failed: as sent; M's answer to home decides (if it cannot run it, N's copy does)
+        log('guest %d: dumped, but the image did not all reach node %d: %s', g.pid, m.node, (e as Error).message)
+      } else {
+        log('guest %d stays: %s', g.pid, (e as Error).message)
+        await g.conn.send({ t: 'stay', reason: (e as Error).message }).catch(() => {})
+        this.stays(g)
+        return
+      }
     }
-    out.close()
+    out?.close()
     await g.outputDone
     await g.conn.send({ t: 'sent', bytes, utime: used?.utime ?? 0, stime: used?.stime ?? 0 }).catch(() => {})
     const r = await g.conn.expect('home-ok', 'resume').catch(() => undefined)
-    if (r?.t !== 'resume') { this.guests.delete(g.pid); g.detach(); g.conn.close(); return }
+    if (r === undefined) { await this.keepCopy(g, copy); return }
+    if (r.t === 'home-ok') { this.forget(g); g.r.release(); g.conn.close(); return }
     // M could not run it: it runs here again, still a guest on the same connection
     try {
       const again = await this.runAgain(g, copy)
@@ -338,6 +559,7 @@ export class GuestSide {
       log('guest %d cannot run here again (%s): sending it home', g.pid, (e as Error).message)
       g.leaving = true
       this.guests.set(g.pid, g)
+      this.save(g)
       await this.imageHome(g, copy)
     }
   }
@@ -353,8 +575,12 @@ export class GuestSide {
     await Promise.all([...this.guests.values()].map(g => this.sendHome(g).catch(e => log('expel %d: %s', g.pid, (e as Error).message))))
   }
 
-  /** Kills every guest and closes its connection (the daemon stops). */
+  /**
+   * The daemon stops: every guest is let go to its keeper (it runs on, for the guest lease, and a
+   * daemon started again adopts it) and its connection closes.
+   */
   close (): void {
-    for (const g of this.guests.values()) { try { this.d.engine.kill(g.pid, 'SIGKILL') } catch {} g.conn.close() }
+    for (const g of this.guests.values()) { g.detach(); g.r.detach(); g.conn.close() }
+    this.guests.clear()
   }
 }

@@ -15,6 +15,7 @@
 // with LOST_STATUS. docs/migrate.md has the sequence pictures.
 import { randomBytes } from 'node:crypto'
 import debug from '../util/log.js'
+import { DEFAULTS, rejoinWaitMs } from '../config.js'
 import { ErrnoError, einval } from '../util/errno.js'
 import type { Cluster, Dial } from './cluster.js'
 import type { DeputyHandle, Engine } from './engine.js'
@@ -22,7 +23,7 @@ import { familyCall } from './family.js'
 import { applyHint, defaultHints, type DecayHint, type DecayHints } from './hints.js'
 import type { Link } from './link.js'
 import type { PsInfo } from '../util/procfs.js'
-import type { AcceptMsg, FailedMsg, RefuseMsg, Message, MoveRequestMsg, RunningMsg, StayMsg } from './protocol.js'
+import type { AcceptMsg, FailedMsg, RefuseMsg, Message, MoveRequestMsg, RejoinMsg, RunningMsg, StayMsg } from './protocol.js'
 import { HomeStdio, parseFdFrame, serveWant, stdinModeOf } from './relay.js'
 import { ImageCopy, noteTransfer, replay, tee } from './transfer.js'
 
@@ -74,6 +75,10 @@ export class HomeProc {
   statWaiters: Array<() => void> = []
   /** It was lost with its node: the deputy is reporting it and ends. */
   lost = false
+  /** Its node is out of reach (connection broken): the deputy waits this timer for it to come back (rejoin). */
+  limbo: NodeJS.Timeout | null = null
+  /** A rejoin that came during a move: answered when the move ends. */
+  pendingRejoin: { conn: Link, m: RejoinMsg } | null = null
   constructor (readonly pid: number) { this.io = new HomeStdio(pid) }
 }
 
@@ -91,6 +96,8 @@ export class Home {
   readonly procs = new Map<number, HomeProc>()
   /** How often a process left (or not) is checked for being gone (ms). */
   reapMs = 1000
+  /** How long a deputy waits for a node out of reach to come back before it reports the process lost (config: 2 × guestLease + 5 s). */
+  rejoinWaitMs = rejoinWaitMs(DEFAULTS.guestLease)
 
   constructor (private readonly d: HomeDeps) {}
 
@@ -124,6 +131,7 @@ export class Home {
     const { cluster } = this.d
     const p = this.adopt(pid)
     if (p.where === 'migrating') throw new ErrnoError('EAGAIN', `process ${pid} is in transit`)
+    if (p.limbo) throw new ErrnoError('EAGAIN', `node ${String(p.where)} is out of reach: waiting for it to come back`)
     if (target === cluster.id) target = 'home'
     if (target !== 'home') {
       if (!cluster.addressOf(target)) throw einval(`no node ${target}`)
@@ -144,10 +152,17 @@ export class Home {
       log('move of %d to %s failed: %s', pid, target, p.lastError)
       if (p.where === 'migrating') p.where = from
       p.moving = false // stdin is handed out again
-      // it was away and its connection broke during the move: it is lost with that node
-      if (typeof from === 'number' && p.deputy && (!p.conn || p.conn.closed)) void this.lost(p, from)
-    })
+      // it was away and its connection broke during the move: wait for that node to come back
+      if (typeof from === 'number' && p.deputy && (!p.conn || p.conn.closed)) this.awaitRejoin(p, from)
+    }).then(() => this.afterMove(p))
     return done
+  }
+
+  /** A move is over: a node that came back with the process meanwhile is answered now. */
+  private afterMove (p: HomeProc): void {
+    const r = p.pendingRejoin
+    p.pendingRejoin = null
+    if (r) this.rejoin(r.conn, r.m)
   }
 
   /**
@@ -198,7 +213,7 @@ export class Home {
     p.deputy = dep
     dep.on('signal', (s: number) => {
       log('deputy %d got signal %d', p.pid, s)
-      if (p.moving || p.where === 'migrating') p.pendingSignals.push(s); else void p.conn?.send({ t: 'signal', sig: s }).catch(() => {})
+      if (p.moving || p.where === 'migrating' || p.limbo) p.pendingSignals.push(s); else void p.conn?.send({ t: 'signal', sig: s }).catch(() => {})
     })
     dep.on('end', () => this.deputyEnded(p))
     let m = await reply
@@ -247,7 +262,7 @@ export class Home {
       if (p.imageIn && (p.conn === conn || p.holdFor === conn)) { p.imageIn.release(); p.imageIn = null }
       if (p.conn !== conn) return
       p.conn = null
-      void this.lost(p, node)
+      this.awaitRejoin(p, node)
     })
   }
 
@@ -329,7 +344,7 @@ export class Home {
         if (p.imageWaiter) { const w = p.imageWaiter; p.imageWaiter = null; w(copy) } else {
           // the guest node sends it home by itself (expel)
           p.where = 'migrating'
-          await this.landHome(p, conn, copy).catch(e => { p.lastError = (e as Error).message; throw e })
+          await this.landHome(p, conn, copy).catch(e => { p.lastError = (e as Error).message; throw e }).finally(() => this.afterMove(p))
         }
         break
       }
@@ -409,11 +424,16 @@ export class Home {
       const why = (e as Error).message
       const node = p.at
       p.conn = conn
-      const again = conn.expect('resumed', 'failed').catch((x): FailedMsg => ({ t: 'failed', reason: (x as Error).message }))
+      const again = conn.expect('resumed', 'failed').catch(() => null)
       await conn.send({ t: 'home-failed', reason: why }).catch(() => {})
       const m = await again
       p.where = node
       p.moving = false
+      if (m === null) {
+        // the node may run it again from its copy: it rejoins
+        this.awaitRejoin(p, node)
+        throw new Error(`it could not run at home (${why}) and the connection to node ${node} broke`)
+      }
       if (m.t === 'failed') {
         p.conn = null
         conn.close()
@@ -465,25 +485,26 @@ export class Home {
     const s = await sent
     if (s.t === 'sent') this.stayEnded(p, s)
     const release = (): void => { p.holdFor = null; p.held = []; p.heldMsgs = [] }
-    if (s.t === 'stay') {
-      // N could not stop it, or M broke off the transfer (the dump then fails and leaves the
-      // process as it was), or N is gone: the process is where it was, M has nothing
-      const m = await Promise.race([reply, new Promise<undefined>(resolve => { setTimeout(() => resolve(undefined), 2000).unref() })])
+    // N could not stop it, or M broke off the transfer (the dump then fails and leaves the process
+    // as it was): it is where it was, M has nothing. N's connection broke: N may have died after
+    // its dump, with all of the image at M: M's word decides (its connection is watched)
+    const early = s.t === 'stay' && !old.closed ? await Promise.race([reply, new Promise<undefined>(resolve => { setTimeout(() => resolve(undefined), 2000).unref() })]) : await reply
+    let m: RunningMsg | FailedMsg = early ?? { t: 'failed', reason: 'no answer' }
+    if (m.t === 'running' && next.conn.closed) m = { t: 'failed', reason: 'the connection broke before the move was committed' }
+    if (s.t === 'stay' && m.t !== 'running') {
       release()
       next.conn.close()
       p.moving = false
-      const why = m?.t === 'failed' ? `node ${node} could not run it: ${m.reason}` : `node ${from} could not send it: ${s.reason}`
+      const why = early?.t === 'failed' ? `node ${node} could not run it: ${early.reason}` : `node ${from} could not send it: ${s.reason}`
       throw new Error(old.closed ? why : `${why}; it runs on node ${from} again`)
     }
-    let m: RunningMsg | FailedMsg = await reply
-    if (m.t === 'running' && next.conn.closed) m = { t: 'failed', reason: 'the connection broke before the move was committed' }
     if (m.t === 'running') {
       await next.conn.send({ t: 'run' }).catch(() => {})
       const held = p.held
       const msgs = p.heldMsgs
       release()
       p.conn = next.conn
-      p.imageBytes = s.bytes > 0 ? s.bytes : p.imageBytes
+      if (s.t === 'sent' && s.bytes > 0) p.imageBytes = s.bytes
       noteTransfer(this.d.bandwidth, node, m.bytes, m.ms)
       for (const [fd, d] of held) p.io.write(fd, d)
       await old.send({ t: 'home-ok' }).catch(() => {})
@@ -528,12 +549,52 @@ export class Home {
     }
   }
 
-  /** The remote's node died or the connection broke: the deputy reports it and exits. */
+  /**
+   * The connection to the node running the process broke: that node may come back with it (its
+   * daemon restarted, or the link heals) and rejoin; until then signals wait. After rejoinWaitMs
+   * the process is lost (by then the guest is dead wherever it was: the guest lease).
+   */
+  private awaitRejoin (p: HomeProc, node: number): void {
+    // during a move the move itself handles a broken connection (and calls this when it ends with
+    // the process still on that node)
+    if (p.where !== node || p.lost || p.limbo || !p.deputy) return
+    p.conn = null
+    log('process %d: node %d out of reach: waiting up to %d ms for it to come back', p.pid, node, this.rejoinWaitMs)
+    p.limbo = setTimeout(() => { p.limbo = null; void this.lost(p, node) }, this.rejoinWaitMs)
+  }
+
+  /**
+   * A node comes back with a process of this node (its daemon was restarted, or the link came
+   * back): if home still has the process there, the session goes on over conn (rejoin-ok);
+   * otherwise it is refused and that node kills its copy. During a move, the answer waits for the
+   * move's end.
+   */
+  rejoin (conn: Link, m: RejoinMsg): void {
+    const p = this.procs.get(m.pid)
+    const refuse = (reason: string): void => { log('rejoin of %d by node %d refused: %s', m.pid, m.node, reason); void conn.send({ t: 'refuse', reason }).catch(() => {}); conn.close() }
+    if (m.home !== this.d.cluster.id || !p || !p.deputy || p.lost) { refuse(`node ${this.d.cluster.id} has no process ${m.pid} away`); return }
+    if (p.where === 'migrating') {
+      p.pendingRejoin?.conn.close()
+      p.pendingRejoin = { conn, m }
+      return
+    }
+    if (p.where !== m.node) { refuse(`process ${m.pid} runs ${p.where === 'home' ? 'at home' : `on node ${p.where}`}`); return }
+    if (p.limbo) { clearTimeout(p.limbo); p.limbo = null }
+    const old = p.conn
+    p.conn = null
+    old?.close()
+    this.bind(p, conn, m.node)
+    p.moving = false
+    void conn.send({ t: 'rejoin-ok' }).catch(() => {})
+    log('process %d: node %d is back (its pid there %d)', p.pid, m.node, m.guest)
+    this.deliverSignals(p)
+  }
+
+  /** The remote's node is gone for good: the deputy reports it and exits. */
   private async lost (p: HomeProc, node: number): Promise<void> {
-    // during a move the move itself handles a broken connection (and calls this when the process
-    // was lost with it)
     if (p.where !== node || p.lost) return
     p.lost = true
+    if (p.limbo) { clearTimeout(p.limbo); p.limbo = null }
     const msg = `hpcfs: process ${p.pid} was lost with node ${node}\n`
     log(msg.trim())
     await p.io.say(msg)
@@ -554,6 +615,8 @@ export class Home {
   }
 
   private forget (p: HomeProc): void {
+    if (p.limbo) { clearTimeout(p.limbo); p.limbo = null }
+    if (p.pendingRejoin) { p.pendingRejoin.conn.close(); p.pendingRejoin = null }
     this.detachDeputy(p)
     p.where = 'home'
     this.procs.delete(p.pid)

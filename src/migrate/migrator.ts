@@ -12,7 +12,7 @@
 import { EventEmitter } from 'node:events'
 import { createServer, type Socket, type Server } from 'node:net'
 import debug from '../util/log.js'
-import { DEFAULTS } from '../config.js'
+import { DEFAULTS, rejoinWaitMs } from '../config.js'
 import type { Keyring } from '../gossip/keyring.js'
 import { einval } from '../util/errno.js'
 import type { Cluster, Dial } from './cluster.js'
@@ -22,6 +22,7 @@ import { GuestSide, type Guest } from './guest.js'
 import type { DecayHint } from './hints.js'
 import { Home, type HomeProc } from './home.js'
 import { heartbeat } from './lease.js'
+import { GuestStates } from './state.js'
 import { Conn, MIGRATION_PORT } from './wire.js'
 import type { PsInfo } from '../util/procfs.js'
 
@@ -61,7 +62,19 @@ export class Migrator extends EventEmitter {
     this.guestSide = new GuestSide({ cluster, engine, dial: connect, hostInfo: async () => await (this.hostInfo ?? Promise.resolve('')) })
     this.procs = this.home.procs
     this.guests = this.guestSide.guests
+    this.guestSide.rejoined = (conn, m) => this.home.rejoin(conn, m)
     this.family = new Descendants(this.home)
+  }
+
+  /**
+   * Guests outlive this daemon: their records go under stateDir (readopted by listen), and one out
+   * of touch with its home for leaseMs is killed; home waits 2 × leaseMs + 5 s for a node to come
+   * back with a process (config guestLease, stateDir).
+   */
+  keepGuests (stateDir: string, leaseMs: number): void {
+    this.guestSide.states = GuestStates.forNode(stateDir, this.cluster.id)
+    this.guestSide.leaseMs = leaseMs
+    this.home.rejoinWaitMs = rejoinWaitMs(leaseMs / 1000)
   }
 
   /** Fault injection for tests (hpcd --test-fault), see GuestSide.testFault. */
@@ -78,6 +91,8 @@ export class Migrator extends EventEmitter {
     this.server = server
     this.family.start()
     log('transfer port %s:%d', host, this.port)
+    // guests the last daemon of this node left to their keepers
+    void this.guestSide.readopt().catch(e => log('readopt: %s', (e as Error).message))
   }
 
   async close (): Promise<void> {

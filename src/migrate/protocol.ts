@@ -140,13 +140,23 @@ export interface PingMsg { t: 'ping' }
 /** H -> N (image): `running` reached home, the move is committed: the held process may run. */
 export interface RunMsg { t: 'run' }
 
+/**
+ * N -> H, first message on a new connection: node `node` still runs process `pid` of home `home`
+ * (as `guest` there) after its connection broke (its daemon was restarted, or the link was cut):
+ * take it up again. Home answers rejoin-ok, or refuse when it no longer has it there (N kills it).
+ */
+export interface RejoinMsg { t: 'rejoin', home: number, pid: number, guest: number, node: number }
+
+/** H -> N: home still has the process on N: the session goes on over this connection (a held process runs). */
+export interface RejoinOkMsg { t: 'rejoin-ok' }
+
 /** Every control message. */
 export type Message =
   | MigrateMsg | ImageMsg | AcceptMsg | RefuseMsg | ErrorMsg | ImageEndMsg | AbortMsg | RunningMsg | FailedMsg
   | SignalMsg | KillMsg | WantMsg | StdinEndMsg | HintMsg | MoveRequestMsg | MoveFailedMsg | ExitMsg
   | GoHomeMsg | LeavingMsg | LeavingOkMsg | StayMsg | ImageStartMsg | HomeOkMsg | HomeFailedMsg
   | SendToMsg | SentMsg | ResumeMsg | ResumedMsg | StatQueryMsg | StatMsg | FamilyMsg | FamilyFailedMsg
-  | PingMsg | RunMsg
+  | PingMsg | RunMsg | RejoinMsg | RejoinOkMsg
 
 export type Kind = Message['t']
 export type MsgOf<K extends Kind> = Extract<Message, { t: K }>
@@ -202,7 +212,9 @@ const SCHEMAS: { [K in Kind]: Schema<MsgOf<K>> } = {
   family: { call: v => typeof v === 'string' && /^[a-z_0-9]{1,32}$/.test(v) },
   'family-failed': { reason: str },
   ping: {},
-  run: {}
+  run: {},
+  rejoin: { home: node, pid, guest: pid, node },
+  'rejoin-ok': {}
 }
 
 /** Every message kind. */

@@ -9,7 +9,7 @@
 // on the remote when the process moves on (src/migrate/stdin.ts).
 // Guest side (StdinPull per input fd, GuestRelays): watches the guest for a blocked wait on an
 // input and asks for it; carries the relayed descriptors' bytes to and from the restored process.
-import { createWriteStream, readlinkSync, readSync, openSync, closeSync, fstatSync, constants as fsc } from 'node:fs'
+import { createWriteStream, readlinkSync, readSync, openSync, closeSync, fstatSync, writeSync, constants as fsc } from 'node:fs'
 import { Socket } from 'node:net'
 import type { Readable, Writable } from 'node:stream'
 import debug from '../util/log.js'
@@ -73,6 +73,8 @@ export class HomeStdio {
   kinds: StdioKind[] = []
   /** Output that arrived before the relay was ready, in order (null once it is ready). */
   pendingOut: Array<[number, Buffer]> | null = []
+  /** A path that opens the original's fd 2 (from the deputy), for a line home itself has to say there. */
+  errPath: string | null = null
   /** Its descriptors above 2 relayed by the deputy (native/relay.c), and their ends here. */
   extra: RelayedFd[] = []
   private readonly extraOut = new Map<number, Writable>()
@@ -95,6 +97,7 @@ export class HomeStdio {
     // relays all three through pipes of its own
     const sockets = this.kinds.some(k => k === 'socket')
     const fds = await dep.takeFds({ relay: sockets })
+    this.errPath = fds[2]
     const relay = (i: number): boolean => fds[i] !== null && ['pipe', 'socket', 'tty'].includes(this.kinds[i])
     for (const i of [1, 2]) {
       if (relay(i)) this.out[i] = openRelay(fds[i] as string).on('error', e => log('fd %d of %d: %s', i, this.pid, e.message))
@@ -163,9 +166,18 @@ export class HomeStdio {
     if (this.pulls > 0) await new Promise<void>(resolve => this.idlers.push(resolve))
   }
 
-  /** Writes a line on stderr (if relayed); resolves when it is written. */
+  /**
+   * Writes a line on the process's stderr, whatever it is: through the relay, or else (a file or
+   * FIFO the process reopened by path wherever it ran) appended through the deputy's descriptor.
+   */
   async say (text: string): Promise<void> {
-    await new Promise<void>(resolve => this.out[2] ? this.out[2].write(text, () => resolve()) : resolve())
+    const relay = this.out[2]
+    if (relay) { await new Promise<void>(resolve => relay.write(text, () => resolve())); return }
+    if (this.errPath === null) return
+    try {
+      const fd = openSync(this.errPath, fsc.O_WRONLY | fsc.O_APPEND | fsc.O_NONBLOCK | fsc.O_NOCTTY)
+      try { writeSync(fd, text) } finally { closeSync(fd) }
+    } catch (e) { log('stderr of %d: %s', this.pid, (e as Error).message) }
   }
 
   /** Closes the relay (the process is home again, or gone); output is kept again until reopened. */
@@ -173,6 +185,7 @@ export class HomeStdio {
     for (const s of this.out) s?.end()
     for (const s of this.extraOut.values()) s.end()
     this.out = [null, null, null]
+    this.errPath = null
     this.extraOut.clear()
     if (this.stdinFd !== null) { try { closeSync(this.stdinFd) } catch {} this.stdinFd = null }
     for (const i of this.extraIn.values()) { try { closeSync(i.fd) } catch {} }
@@ -301,7 +314,11 @@ export class GuestRelays {
   /** resolves when every reader has ended (the process's ends are closed: it is gone) */
   readonly done: Promise<void>
 
-  constructor (readonly pid: number, r: RestoredHandle) {
+  /** a keeper holds its ends for whoever attaches: it closes its writer of fd on this (GuestProcess.endRelay) */
+  private readonly endRelay?: (fd: number) => void
+
+  constructor (readonly pid: number, r: RestoredHandle & { endRelay?: (fd: number) => void }) {
+    this.endRelay = r.endRelay
     for (const e of r.relays ?? []) {
       try {
         if (e.read !== null) this.readers.push([e.fd, new Socket({ fd: openSync(e.read, fsc.O_RDONLY | fsc.O_NONBLOCK), readable: true, writable: false })])
@@ -313,7 +330,7 @@ export class GuestRelays {
         }
       } catch (x) { log('fd %d of guest %d: %s', e.fd, pid, (x as Error).message) }
     }
-    r.relayed?.() // the helper closes its copies: our close is the end of the process's input
+    r.relayed?.() // the helper closes its copies: our close is the end of the process's input (not a keeper's)
     this.done = Promise.all(this.readers.map(([, s]) => new Promise<void>(resolve => { s.once('end', resolve); s.once('close', resolve) }))).then(() => {})
     void r.exited.then(() => this.close(), () => this.close())
   }
@@ -329,7 +346,15 @@ export class GuestRelays {
     const p = this.pulls.get(fd)
     if (p) { p.ended = true; p.wanting = false }
     this.writers.get(fd)?.end()
+    this.endRelay?.(fd)
   }
+
+  /** Wants asked on a connection that is gone are void: they are asked again on the next. */
+  drop (): void { for (const p of this.pulls.values()) p.wanting = false }
+
+  /** Output is kept in its pipes while home cannot take it, and flows again after. */
+  pause (): void { for (const [, s] of this.readers) s.pause() }
+  resume (): void { for (const [, s] of this.readers) s.resume() }
 
   /** Waits until every input handed over has been read (see StdinPull.settle); false if some has not. */
   async settle (): Promise<boolean> {

@@ -2,7 +2,7 @@
 // them in (from the offering connection, or from another node's connection naming a ticket),
 // and the transfer bandwidth measured from them.
 import { randomBytes } from 'node:crypto'
-import { close as fsClose, constants as fsc, createReadStream, openSync, unlinkSync, write as fsWrite } from 'node:fs'
+import { close as fsClose, constants as fsc, createReadStream, fstatSync, openSync, rmSync, unlinkSync, write as fsWrite } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough, Readable, Writable } from 'node:stream'
@@ -51,17 +51,37 @@ export class ImageCopy extends Writable {
   size = 0
   private fd: number | null
 
-  constructor (dir = tmpdir()) {
+  /**
+   * `path`: a named file instead (a guest's copy while it leaves, which a daemon started again
+   * after a crash must find: state.ts), removed on release.
+   */
+  constructor (dir = tmpdir(), readonly path: string | null = null) {
     super({ highWaterMark: 4 << 20 })
     let fd: number
-    try {
-      fd = openSync(dir, O_TMPFILE | fsc.O_RDWR, 0o600)
-    } catch {
-      const path = join(dir, `hpcfs-image-${process.pid}-${randomBytes(6).toString('hex')}`)
-      fd = openSync(path, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL, 0o600)
-      unlinkSync(path)
+    if (path !== null) {
+      fd = openSync(path, fsc.O_RDWR | fsc.O_CREAT | fsc.O_TRUNC, 0o600)
+    } else {
+      try {
+        fd = openSync(dir, O_TMPFILE | fsc.O_RDWR, 0o600)
+      } catch {
+        const tmp = join(dir, `hpcfs-image-${process.pid}-${randomBytes(6).toString('hex')}`)
+        fd = openSync(tmp, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL, 0o600)
+        unlinkSync(tmp)
+      }
     }
     this.fd = fd
+  }
+
+  /** The file's descriptor, for a writer that fills it directly (then `filled`). */
+  get descriptor (): number {
+    if (this.fd === null) throw new Error('image copy released')
+    return this.fd
+  }
+
+  /** The file was filled through `descriptor`: it is complete as it is. */
+  filled (): void {
+    this.size = fstatSync(this.descriptor).size
+    this.end()
   }
 
   override _write (c: Buffer, _e: BufferEncoding, cb: (e?: Error | null) => void): void {
@@ -83,7 +103,9 @@ export class ImageCopy extends Writable {
   stream (): Readable {
     if (this.fd === null) throw new Error('image copy released')
     if (this.size === 0) return Readable.from([])
-    return createReadStream('', { fd: this.fd, start: 0, end: this.size - 1, autoClose: false, highWaterMark: 1 << 20 })
+    // a descriptor of its own (opened through /proc: the file may have no name): a stream that is
+    // given up closes its descriptor, whatever autoClose says, and the copy must stay readable
+    return createReadStream(`/proc/self/fd/${this.fd}`, { start: 0, end: this.size - 1, highWaterMark: 1 << 20 })
   }
 
   /** Frees the copy (the move has ended). */
@@ -93,6 +115,7 @@ export class ImageCopy extends Writable {
     this.fd = null
     this.destroy()
     fsClose(fd, () => {})
+    if (this.path !== null) rmSync(this.path, { force: true })
   }
 }
 

@@ -10,7 +10,7 @@
 //         line's call fails), RELAYED (the caller has opened the relays' ends);
 //   fd 0-2 become the stdio of a process restored into a fresh stub.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, existsSync, openSync, createWriteStream } from 'node:fs'
+import { closeSync, existsSync, openSync, createWriteStream, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
@@ -209,6 +209,23 @@ class Helper extends EventEmitter {
 
 function num (s: string | undefined): number { return s == null ? NaN : Number(s) }
 
+/** Where a kept process (restoreKept) is: its pid, its keeper (the restore helper: pid and start
+ * time, to know it again) and the keeper's fds that a caller opens through /proc/<helper>/fd/. */
+export interface KeepInfo {
+  pid: number
+  helper: number
+  /** the helper's start time (field 22 of /proc/<pid>/stat), '' if unknown */
+  start: string
+  fds: { in: number, out: number, err: number, ctl: number, cmd: number }
+  /** the keeper's ends of its relayed descriptors above 2 (native/relay.c), held for whoever attaches */
+  relays?: RelayEnd[]
+}
+
+/** A process's start time (clock ticks after boot; field 22 of /proc/<pid>/stat), '' when gone. */
+export function startTime (pid: number): string {
+  try { return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')[19] ?? '' } catch { return '' }
+}
+
 /**
  * Reasons why `pid` cannot move (empty: it can). Touches nothing. `family`: children are no
  * obstacle (moved as a deputy, the original stays their parent; docs/family.md).
@@ -340,15 +357,16 @@ export interface FamilyCall { id: string, call: string }
  * A dump interrupts the wait and the call runs again wherever the image is restored.
  */
 export class FamilyCalls extends EventEmitter {
-  constructor (private readonly h: Helper) {
+  /** source: emits 'family' (FamilyCall) for each FAMILY line; send: a command line to the helper */
+  constructor (source: EventEmitter, private readonly send: (line: string) => void) {
     super()
-    h.on('family', (c: FamilyCall) => this.emit('call', c))
+    source.on('family', (c: FamilyCall) => this.emit('call', c))
   }
 
   /** The call fails with errno `errno` (a number, os.constants.errno). */
   deny (id: string, errno: number): void {
     if (!/^\d+$/.test(id) || !Number.isInteger(errno) || errno < 1 || errno > 4095) throw einval('bad family call or errno')
-    this.h.send(`DENY ${id} ${errno}`)
+    this.send(`DENY ${id} ${errno}`)
   }
 }
 
@@ -395,7 +413,7 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
   const stdio = opts.stdio ?? [src === '-' || src === 0 ? 'ignore' : 'inherit', 'inherit', 'inherit']
   // a restored process is nobody's child here: its own session, out of the restorer's job control
   const h = new Helper(args, [stdio[0], stdio[1], stdio[2], source.stdio, 'pipe', ...(opts.family === true || opts.hold === true ? ['pipe' as const] : [])], { detached: true })
-  const family = opts.family === true ? new FamilyCalls(h) : null
+  const family = opts.family === true ? new FamilyCalls(h, line => h.send(line)) : null
   const copy = source.attach(h)
   try {
     const l = await h.next('PID')
@@ -424,6 +442,38 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
         if (w != null && !w.destroyed) { if (opts.family === true) w.write('GO\n'); else w.end('GO\n') }
       }
     }
+  } catch (e) {
+    source.close()
+    throw e
+  }
+}
+
+/**
+ * Restores an image into a fresh process kept by its restore helper (keeper mode, `restore --keep`,
+ * docs/ppm.md "Keeper"): the process outlives the caller, and any process of this host (a daemon
+ * started again) attaches to it with `attachKept` (src/ppm/keeper.ts) from what this returns. With
+ * `hold` it runs only once told to go. `leaseMs`: with nobody attached that long, it is killed.
+ * `guest`: it runs with a guest's ids (real and saved uid GUEST_ID_BASE + its own, docs/ppm.md).
+ * `family`: its family calls are caught (as restore's); whoever attaches hears them (Kept.family).
+ */
+export async function restoreKept (src: ImageSource, opts: { clock?: RestoreOptions['clock'], hold?: boolean, guest?: boolean, family?: boolean, leaseMs: number }): Promise<KeepInfo> {
+  if (!Number.isSafeInteger(opts.leaseMs) || opts.leaseMs < 1) throw einval(`bad lease ${opts.leaseMs}`)
+  const args = ['restore', '--keep', String(opts.leaseMs)]
+  if (opts.hold === true) args.push('--hold')
+  if (opts.guest === true) args.push('--guest')
+  if (opts.family === true) args.push('--family')
+  if (opts.clock != null) args.push('--clock', String(opts.clock))
+  const source = sourceFor(src)
+  const h = new Helper(args, ['ignore', 'ignore', 'ignore', source.stdio, 'pipe'], { detached: true })
+  const copy = source.attach(h)
+  try {
+    const k = await h.next('KEEP')
+    const l = await h.next('PID')
+    void copy.finally(() => source.close())
+    const fd = (name: string): number => Number(/^\w+=(\d+)$/.exec(k.find(x => x.startsWith(`${name}=`)) ?? '')?.[1] ?? NaN)
+    const fds = { in: fd('in'), out: fd('out'), err: fd('err'), ctl: fd('ctl'), cmd: fd('cmd') }
+    const helper = h.child.pid as number
+    return { pid: Number(l[1]), helper, start: startTime(helper), fds, ...(h.relayEnds.length > 0 ? { relays: [...h.relayEnds] } : {}) }
   } catch (e) {
     source.close()
     throw e
@@ -587,7 +637,10 @@ export async function deputy (pid: number, out: ImageSink, opts: { target?: stri
     const ok = h.next('HOLLOW')
     const [r] = await Promise.allSettled([ok, copy])
     if (r.status === 'rejected') { await copy.catch(() => {}); throw r.reason }
-    await copy
+    // hollowed: the helper wrote the whole image. If passing it on into `out` failed at its very
+    // end, the caller's stream knows; the original is hollow all the same and must be handed over
+    // (only the Deputy can put it back)
+    await copy.catch(e => log('deputy %d: the image was written but not all passed on: %s', pid, (e as Error).message))
     const d = new Deputy(pid, h, { bytes: num(h.stats.bytes), pages: num(h.stats.pages), freezeMs: num(h.stats.freeze_ms), stats: h.stats })
     return d
   } finally {

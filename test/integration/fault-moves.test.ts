@@ -127,3 +127,36 @@ test('memory held for an image is released when the move ends: the daemons\' RSS
     assert.equal((await job.exited).signal, 'SIGTERM')
   } finally { job.close() }
 })
+
+test('a guest runs under ids no local user has: a local process of its own uid cannot signal or trace it; its files are still its own; home gives it its ids back', async () => {
+  const GUEST_ID_BASE = 0x40000000 // native/ppm.h
+  const nobody = 65534
+  const file = join(bins.dir, 'own.out')
+  spawnSync('sh', ['-c', `: > ${file} && chown ${nobody}:${nobody} ${file}`])
+  // it opens its file again for every line: on the guest node too, as itself
+  const py = 'import sys, time\nfor i in range(100000):\n    with open(sys.argv[1], "a") as f: f.write(f"{i}\\n")\n    time.sleep(0.02)\n'
+  const job = startJob(lab, launcher, bins.dir, '/usr/bin/python3', ['-c', py, file], { as: nobody, stdout: 'pipe' }) // (a root-owned FIFO could not be reopened by nobody at home)
+  const size = (): number => statSync(file).size
+  const uids = (pid: number): string => (/^Uid:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? '').split(/\s+/).join(' ')
+  const as = (cmd: string[]): { code: number | null, err: string } => { const r = spawnSync('setpriv', [`--reuid=${nobody}`, `--regid=${nobody}`, '--clear-groups', ...cmd], { encoding: 'utf8' }); return { code: r.status, err: r.stderr } }
+  try {
+    await until('it writes', () => size() > 0)
+    assert.equal(uids(job.pid), `${nobody} ${nobody} ${nobody} ${nobody}`)
+    await moveTo(lab, job.pid, 2)
+    const guest = guests(lab, 2)[0]
+    assert.equal(uids(guest), `${GUEST_ID_BASE + nobody} ${nobody} ${GUEST_ID_BASE + nobody} ${nobody}`, 'real and saved uid a guest id, effective and file system uid its own')
+    const kill = as(['kill', '-STOP', String(guest)])
+    assert.notEqual(kill.code, 0)
+    assert.match(kill.err, /not permitted/)
+    const trace = as(['/usr/bin/python3', '-c', `import ctypes, sys; sys.exit(0 if ctypes.CDLL(None).ptrace(16, ${guest}, 0, 0) == 0 else 1)`]) // PTRACE_ATTACH
+    assert.equal(trace.code, 1, 'PTRACE_ATTACH refused')
+    const seen = size()
+    await until('it still writes its own file on node 2', () => size() > seen, 10_000)
+    await moveTo(lab, job.pid, 'home')
+    assert.equal(uids(job.pid), `${nobody} ${nobody} ${nobody} ${nobody}`, 'its own ids at home')
+    const back = size()
+    await until('it writes at home', () => size() > back, 10_000)
+    process.kill(job.pid, 'SIGTERM')
+    assert.equal((await job.exited).signal, 'SIGTERM')
+  } finally { job.close() }
+})

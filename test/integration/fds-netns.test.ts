@@ -6,6 +6,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
+import { join } from 'node:path'
 import { Lab } from '../../src/lab/lab.js'
 import { mountedPaths } from '../../src/core/mountpoint.js'
 import { Lab as Bins } from '../ppm/harness.js'
@@ -43,10 +44,20 @@ function fds (pid: number): Map<number, string> {
   return out
 }
 
-/** Descriptors of `helper` that are shared with `daemon` (the same device, socket or pipe). */
-function leaked (helper: number, daemon: number): string[] {
-  const theirs = new Set([...fds(daemon).values()].filter(t => t !== '/dev/null'))
+/**
+ * Descriptors of `helper` that are shared with `daemon` (the same device, socket or pipe), but for
+ * `own`: pipes the helper made and the daemon opened through /proc/<helper>/fd/ (a keeper's).
+ */
+function leaked (helper: number, daemon: number, own: Set<string> = new Set()): string[] {
+  const theirs = new Set([...fds(daemon).values()].filter(t => t !== '/dev/null' && !own.has(t)))
   return [...fds(helper)].filter(([, t]) => t === '/dev/fuse' || theirs.has(t)).map(([fd, t]) => `fd ${fd} -> ${t}`)
+}
+
+/** The pipes of a guest's keeper that its daemon attaches to (its record, docs/ppm.md "Keeper"). */
+function keeperPipes (node: number, guestPid: number, keeper: number): Set<string> {
+  const rec = JSON.parse(readFileSync(join(lab.tmp, 'state', String(node), 'guests', `${guestPid}.json`), 'utf8')) as { keeper: { helper: number, fds: Record<string, number> } }
+  assert.equal(rec.keeper.helper, keeper, 'the record names the restore helper as the keeper')
+  return new Set(Object.values(rec.keeper.fds).map(fd => readlinkSync(`/proc/${keeper}/fd/${fd}`)))
 }
 
 test('the helpers of a moved process hold no descriptor of their daemon', async () => {
@@ -64,7 +75,9 @@ test('the helpers of a moved process hold no descriptor of their daemon', async 
   guest = children(restorer).find(p => comm(p) === 'sleep')
   assert.ok(guest !== undefined, 'the guest runs under the restore helper')
   assert.deepEqual(leaked(deputy, d1), [], 'deputy helper')
-  assert.deepEqual(leaked(restorer, d2), [], 'restore helper')
+  // the restore helper keeps the guest (its keeper): the daemon holds the other ends of the
+  // keeper's own pipes, and nothing else of the daemon's is in the helper
+  assert.deepEqual(leaked(restorer, d2, keeperPipes(2, guest, restorer)), [], 'restore helper')
 })
 
 test('a killed daemon\'s mount goes at once; the tree of the daemon restarted in its place outlives the old helpers', async () => {

@@ -27,7 +27,7 @@ before(async () => {
   counter = bins.compile('counter')
   launcher = bins.compile('launch')
   pollcat = bins.compile('pollcat')
-  lab = await Lab.create({ nodes: 4, tag: 'migr', interval: 0.25, hpcdArgs: id => ['--speed', String(10000 * id), '--down-after', '2', '--no-balance', ...(id === 4 ? ['--test-fault', 'restore'] : [])], env: { DEBUG: 'hpcfs:migrate,hpcfs:wire,hpcfs:ppm' } })
+  lab = await Lab.create({ nodes: 4, tag: 'migr', interval: 0.25, hpcdArgs: id => ['--speed', String(10000 * id), '--down-after', '2', '--no-balance', '--guest-lease', '2', ...(id === 4 ? ['--test-fault', 'restore'] : [])], env: { DEBUG: 'hpcfs:migrate,hpcfs:wire,hpcfs:ppm' } })
   await lab.waitAllUp()
 })
 after(async () => {
@@ -184,7 +184,7 @@ test('a guest keeps its home credentials, runs in its own session, and other loc
     await moveTo(child.pid as number, 2)
     const guest = Number((await lab.node(2).exec('ls', [join(lab.node(2).mount, 'remote')])).stdout.trim())
     const status = readFileSync(`/proc/${guest}/status`, 'utf8')
-    assert.match(status, new RegExp(`^Uid:\\s+${nobody}\\s+${nobody}\\s+${nobody}`, 'm'))
+    assert.match(status, new RegExp(`^Uid:\\s+${0x40000000 + nobody}\\s+${nobody}\\s+${0x40000000 + nobody}`, 'm'), 'its uid, as effective uid (a guest id as real and saved uid: native/ppm.h GUEST_ID_BASE)')
     const stat = (pid: number): string[] => readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
     const hpcd2 = lab.node(2).pid as number
     assert.notEqual(stat(guest)[3], stat(hpcd2)[3], 'the guest has a session of its own')

@@ -37,6 +37,23 @@ after(async () => {
 
 const where = async (pid: number): Promise<string> => (await lab.node(1).read(`proc/${pid}/where`)).trim()
 
+/** Stops the jobs earlier tests started (wherever they run) and waits until home no longer lists them. */
+async function stopJobs (): Promise<void> {
+  const live = jobs.filter(j => j.exitCode === null && j.signalCode === null)
+  for (const j of live) j.kill('SIGKILL')
+  await until('earlier jobs gone', async () => {
+    const listed = new Set((await lab.node(1).exec('ls', [`${lab.node(1).mount}/proc`])).stdout.split('\n'))
+    return live.every(j => !listed.has(String(j.pid)))
+  }, 20_000, 100)
+  // their guests are gone too, and the others' news says so (a stale load of node 3 would make
+  // home look cheaper to node 2)
+  await until('no guests left, every node heard idle', async () => {
+    for (const id of [2, 3]) if ((await lab.node(id).exec('ls', [`${lab.node(id).mount}/remote`])).stdout.trim() !== '') return false
+    for (const [from, of] of [[2, 3], [2, 1], [1, 3]]) if (Number(await lab.node(from).read(`nodes/${of}/load`)) >= 10) return false
+    return true
+  }, 30_000, 200)
+}
+
 /** A CPU-bound job at home (node 1) over an array of `kb` KiB. */
 function startJob (kb = 256): number {
   const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', launcher, counter, '100000', String(kb), '0', '0'], { stdio: 'ignore' })
@@ -135,6 +152,10 @@ test('a job already away moves on by itself when its node slows down: each node 
   await n1.write('admin/balance', '0\n') // home does not move it: only node 2's balancer may
   await n1.write('admin/speed', '3000\n')
   await n2.write('admin/balance', '1\n')
+  // node 2 prices a move by the bandwidth it measured; on a busy machine a slow earlier transfer
+  // to node 3 can make the short hop home look better at the default hysteresis
+  await n2.write('admin/sched', 'hysteresis 1\n')
+  await stopJobs() // the jobs of earlier tests would compete with it for node 3
   try {
     const pid = startJob(8192) // images of 8 MiB and more measure the bandwidth
     await n1.write(`proc/${pid}/lock`, '0\n')
@@ -147,11 +168,19 @@ test('a job already away moves on by itself when its node slows down: each node 
     assert.ok(guest !== undefined, `node 2 lists it: ${ids.join('; ')}`)
     assert.match(await n2.read(`remote/${guest}/costs`), new RegExp(`^pid ${guest} cost-here \\S+ movable`))
     await n2.write('admin/speed', '1000\n')
-    await until('node 2 had its home move it to node 3', async () => (await where(pid)) === '3', 20_000, 100)
+    let last = ''
+    let costs = ''
+    await until('node 2 had its home move it to node 3', async () => {
+      const c = await n2.read(`remote/${guest}/costs`).catch(() => '')
+      if (c.includes('cost-here')) costs = c
+      return (last = await where(pid)) === '3'
+    }, 30_000, 100)
+      .catch((e: Error) => { throw new Error(`${e.message}: where ${last}; node 2's last costs of it: ${costs}`) })
     assert.match(await n1.read('admin/costs'), /^bandwidth MB\/s: .*node 2 \d+.*node 3 \d+/m, 'the transfers measured the bandwidth')
   } finally {
     await n2.write('admin/speed', '40000\n')
     await n2.write('admin/balance', '0\n')
+    await n2.write('admin/sched', 'hysteresis 6\n')
     await n1.write('admin/balance', '1\n')
   }
 })

@@ -231,10 +231,11 @@ test('thread churn: threads being made (by new threads) and ending are frozen co
   const out = lab.path('churn.out')
   const s = lab.start(bin, args, ['ignore', lab.open(out, 'w'), 'pipe'])
   let caught = 0
-  for (let k = 0; k < 6; k++) {
-    await waitFor(() => fileLines(out) >= 100 + 250 * k, 30000, `round ${100 + 250 * k}`)
-    await dump(s.pid, lab.path(`churn${k}.img`), { leaveRunning: true })
-    caught = Math.max(caught, Number((await info(lab.path(`churn${k}.img`))).fields.threads))
+  // six dumps at least, and more (up to 30, a few rounds apart) until one has caught threads at work
+  for (let k = 0; k < 30 && (k < 6 || caught <= 1); k++) {
+    await waitFor(() => fileLines(out) >= 100 + 50 * k, 30000, `round ${100 + 50 * k}`)
+    await dump(s.pid, lab.path('churn.img'), { leaveRunning: true })
+    caught = Math.max(caught, Number((await info(lab.path('churn.img'))).fields.threads))
   }
   const t = await chain(lab, s, { progress: () => fileLines(out), marks: [1700, 1800, 1900], timeoutMs: 60000 })
   assert.equal(t.restoreMs.length, 3)

@@ -2,12 +2,13 @@
 // that touches no process and records what it was asked, a cluster, and a peer driven by the test
 // over an in-memory connection (src/migrate/memlink.ts).
 import { EventEmitter } from 'node:events'
+import { writeSync } from 'node:fs'
 import { PassThrough, type Readable, type Writable } from 'node:stream'
 import type { Cluster } from '../../src/migrate/cluster.js'
-import type { DeputyHandle, Engine, RestoredHandle } from '../../src/migrate/engine.js'
+import type { DeputyHandle, Engine, GuestProcess } from '../../src/migrate/engine.js'
 import type { Link } from '../../src/migrate/link.js'
 import type { Kind, Message, MsgOf } from '../../src/migrate/protocol.js'
-import type { ExitStatus } from '../../src/ppm/ppm.js'
+import type { ExitStatus, KeepInfo } from '../../src/ppm/ppm.js'
 import type { PsInfo } from '../../src/util/procfs.js'
 
 export function cluster (id: number, over: Partial<Cluster> = {}): Cluster {
@@ -38,8 +39,8 @@ export class StubDeputy extends EventEmitter {
   async takeFds (): Promise<Array<string | null>> { return [null, null, null] }
 }
 
-/** A restored process that does nothing: its streams and end are the test's. */
-export class StubRestored implements RestoredHandle {
+/** A restored guest process that does nothing: its streams and end are the test's. */
+export class StubRestored implements GuestProcess {
   readonly stdin = new PassThrough()
   readonly stdout = new PassThrough()
   readonly stderr = new PassThrough()
@@ -47,8 +48,23 @@ export class StubRestored implements RestoredHandle {
   readonly exited = new Promise<ExitStatus>(resolve => { this.end = resolve })
   /** it was let run (go) */
   running = false
-  constructor (readonly pid: number, readonly image: Buffer) {}
-  go (): void { this.running = true }
+  /** the daemon let go of it (detach); its stdin was ended (endStdin) */
+  detached = false
+  stdinEnded = false
+  ended = false
+  readonly keeper: KeepInfo
+  constructor (readonly pid: number, readonly image: Buffer) {
+    this.keeper = { pid, helper: pid + 100000, start: '1', fds: { in: 5, out: 6, err: 7, ctl: 8, cmd: 9 } }
+    void this.exited.then(() => { this.ended = true })
+  }
+
+  async go (): Promise<void> { this.running = true }
+  endStdin (): void { this.stdinEnded = true; this.stdin.end() }
+  detach (): void { this.detached = true }
+  /** let go for good (release) */
+  released = false
+  release (): void { this.released = true; this.detached = true }
+  alive (): boolean { return !this.ended }
   /** The process ends: its output closes, then it exits. */
   finish (st: ExitStatus): void { this.stdout.end(); this.stderr.end(); this.stdout.resume(); this.stderr.resume(); this.end(st) }
 }
@@ -89,20 +105,30 @@ export class StubEngine implements Engine {
     return d as unknown as DeputyHandle
   }
 
-  async dump (pid: number, out: Writable, opts: { target?: string }): Promise<unknown> {
+  async dump (pid: number, out: Writable | number, opts: { target?: string }): Promise<unknown> {
     this.calls.push(`dump ${pid} ${opts.target ?? ''}`)
     if (this.failDump) throw new Error(this.failDump)
-    await this.write(out)
+    if (typeof out === 'number') writeSync(out, this.image); else await this.write(out)
     this.onDump?.(pid)
     return {}
   }
 
-  async restore (src: Readable): Promise<RestoredHandle> {
+  async restore (src: Readable, opts: { hold: boolean, family?: boolean, leaseMs: number }): Promise<GuestProcess> {
     const image = await readAll(src)
-    this.calls.push(`restore ${image.length}`)
+    this.calls.push(`restore ${image.length}${opts.hold ? ' held' : ''}`)
     if (this.failRestore) throw new Error(this.failRestore)
     const r = new StubRestored(this.nextPid++, image)
+    r.running = !opts.hold
     this.restoredProcs.push(r)
+    return r
+  }
+
+  /** the guest processes a daemon started again finds under their keepers (adopt) */
+  kept = new Map<number, StubRestored>()
+  adopt (k: KeepInfo): GuestProcess {
+    const r = this.kept.get(k.pid)
+    if (r === undefined || k.helper !== r.keeper.helper) throw new Error(`the keeper ${k.helper} of process ${k.pid} is gone`)
+    this.calls.push(`adopt ${k.pid}`)
     return r
   }
 

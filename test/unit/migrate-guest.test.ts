@@ -6,7 +6,11 @@ import { GuestSide } from '../../src/migrate/guest.js'
 import { MemLink } from '../../src/migrate/memlink.js'
 import type { Link } from '../../src/migrate/link.js'
 import type { Cluster } from '../../src/migrate/cluster.js'
-import { Peer, StubEngine, cluster, until } from './migrate-fixture.js'
+import { Peer, StubEngine, StubRestored, cluster, until } from './migrate-fixture.js'
+import { GuestStates } from '../../src/migrate/state.js'
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 let keep: NodeJS.Timeout
 before(() => { keep = setInterval(() => {}, 1000) })
@@ -120,12 +124,56 @@ test('a restore that fails: failed goes home with the reason, no guest', async (
   assert.equal(s.side.guests.size, 0)
 })
 
-test('the connection to home closes: the guest is killed and forgotten', async () => {
+test('the connection to home closes: the guest rejoins; home refusing it kills it', async () => {
   const s = setup()
   const home = await arrive(s)
   home.link.close()
+  await until(() => s.dialed.length === 1, 'a connection to home')
+  const back = s.dialed[0]
+  assert.equal(back.node, 1)
+  assert.deepEqual(await back.next('rejoin'), { t: 'rejoin', home: 1, pid: 500, guest: 4242, node: 2 })
+  assert.equal(s.side.guests.size, 1, 'listed while it rejoins')
+  await back.link.send({ t: 'refuse', reason: 'no process 500 away' })
   await until(() => s.side.guests.size === 0, 'the guest forgotten')
   assert.deepEqual(s.engine.signals, [[4242, 'SIGKILL']])
+})
+
+test('the connection to home closes and home takes the guest back: output written meanwhile and its end go over the new connection', async () => {
+  const s = setup()
+  const home = await arrive(s)
+  const r = s.engine.restoredProcs[0]
+  r.stdout.write('before\n')
+  await home.until(() => home.frames.length === 1, 'output')
+  home.link.close()
+  await until(() => s.dialed.length === 1, 'a connection to home')
+  const back = s.dialed[0]
+  await back.next('rejoin')
+  r.stdout.write('while away 1\n')
+  r.stderr.write('while away 2\n')
+  r.stdout.write('while away 3\n')
+  await back.link.send({ t: 'rejoin-ok' })
+  await back.until(() => back.frames.length === 3, 'the output kept meanwhile')
+  const of = (t: string): string => back.frames.filter(f => f[0] === t).map(f => f[1].toString()).join('')
+  assert.equal(of('O'), 'while away 1\nwhile away 3\n', 'stdout in order')
+  assert.equal(of('E'), 'while away 2\n')
+  await back.link.send({ t: 'signal', sig: 10 })
+  await until(() => s.engine.signals.length === 1, 'the signal')
+  assert.deepEqual(s.engine.signals, [[4242, 10]])
+  r.finish({ code: 3, signal: null })
+  assert.deepEqual(await back.next('exit'), { t: 'exit', code: 3, signal: null })
+  assert.equal(s.side.guests.size, 0)
+})
+
+test('a guest whose home cannot be reached for the guest lease is killed', async () => {
+  const s = setup()
+  s.side.leaseMs = 300
+  s.side.rejoinEveryMs = 20
+  const home = await arrive(s)
+  home.link.close()
+  const refused = setInterval(() => { for (const d of s.dialed) d.link.close() }, 5) // its home is down
+  await until(() => s.side.guests.size === 0, 'the guest given up', 3000).finally(() => clearInterval(refused))
+  assert.deepEqual(s.engine.signals, [[4242, 'SIGKILL']])
+  assert.ok(s.dialed.length >= 2, 'it tried again')
 })
 
 test('gohome: the guest is dumped and its image streamed home; home-ok ends it here', async () => {
@@ -198,7 +246,7 @@ test('gohome that home cannot restore (home-failed): it runs here again on the s
   assert.equal(s.side.guests.size, 0)
 })
 
-test('a restored process is held until home commits the move; if the connection breaks first it is removed, never run', async () => {
+test('a restored process is held until home commits the move; if the connection breaks first home decides: refused, it is removed, never run', async () => {
   const s = setup()
   const [homeEnd, nodeEnd] = MemLink.pair('node 2', 'node 1')
   const home = new Peer(homeEnd)
@@ -211,7 +259,88 @@ test('a restored process is held until home commits the move; if the connection 
   const r = s.engine.restoredProcs[0]
   assert.equal(r.running, false)
   homeEnd.close() // `run` never comes
+  await until(() => s.dialed.length === 1, 'a connection to home')
+  await s.dialed[0].next('rejoin')
+  await s.dialed[0].link.send({ t: 'refuse', reason: 'process 500 runs at home' })
   await until(() => s.side.guests.size === 0, 'the guest forgotten')
   assert.deepEqual(s.engine.signals, [[4242, 'SIGKILL']])
   assert.equal(r.running, false, 'it never ran')
+})
+
+test('a held process whose connection broke after home committed the move runs once home takes it back', async () => {
+  const s = setup()
+  const [homeEnd, nodeEnd] = MemLink.pair('node 2', 'node 1')
+  const home = new Peer(homeEnd)
+  s.side.accept(nodeEnd)
+  await homeEnd.send(OFFER)
+  await home.next('accept')
+  await homeEnd.send({ t: 'image-end' })
+  await home.next('running')
+  homeEnd.close() // home sent `run`, which never arrived
+  await until(() => s.dialed.length === 1, 'a connection to home')
+  await s.dialed[0].next('rejoin')
+  await s.dialed[0].link.send({ t: 'rejoin-ok' })
+  await until(() => s.engine.restoredProcs[0].running, 'it runs')
+  assert.equal(s.side.guests.get(4242)?.held, false)
+})
+
+test('a daemon started again adopts the guests its predecessor left (records on disk), and they rejoin their home', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hpcfs-guests-'))
+  try {
+    const s = setup()
+    s.side.states = new GuestStates(dir)
+    const home = await arrive(s)
+    const r = s.engine.restoredProcs[0]
+    assert.deepEqual(readdirSync(dir), ['4242.json'])
+    s.side.close() // the daemon stops (or dies): its guest runs on under its keeper
+    assert.equal(r.detached, true)
+    assert.deepEqual(s.engine.signals, [], 'not killed')
+    await home.until(() => home.closed, 'its connection closed')
+    // the next daemon of node 2
+    const t = setup()
+    t.engine.kept.set(4242, r)
+    t.side.states = new GuestStates(dir)
+    await t.side.readopt()
+    assert.deepEqual(t.engine.calls, ['adopt 4242'])
+    const g = t.side.guests.get(4242)
+    assert.ok(g)
+    assert.deepEqual([g.home, g.homePid, g.decay.rate, g.decay.kind], [1, 500, 'fast', 'iojob'])
+    await until(() => t.dialed.length === 1, 'a connection to home')
+    assert.deepEqual(await t.dialed[0].next('rejoin'), { t: 'rejoin', home: 1, pid: 500, guest: 4242, node: 2 })
+    await t.dialed[0].link.send({ t: 'rejoin-ok' })
+    r.finish({ code: 0, signal: null })
+    assert.deepEqual(await t.dialed[0].next('exit'), { t: 'exit', code: 0, signal: null })
+    assert.deepEqual(readdirSync(dir), [], 'its record is gone with it')
+    assert.equal(r.released, true, 'its keeper is told it may leave')
+    // a record whose keeper is gone is dropped
+    t.side.states.save({ pid: 77, home: 1, homePid: 9, stdin: 'none', age: 0, since: 0, decay: { rate: 'slow', kind: '' }, held: false, leaving: false, keeper: { pid: 77, helper: 99999, start: '', fds: { in: 5, out: 6, err: 7, ctl: 8, cmd: 9 } } })
+    writeFileSync(join(dir, '78.json'), 'not a record')
+    await t.side.readopt()
+    assert.equal(t.side.guests.size, 0)
+    assert.deepEqual(readdirSync(dir), [])
+  } finally { rmSync(dir, { recursive: true, force: true }) }
+})
+
+test('a daemon started again after its guest was dumped to leave: the copy it left is restored held and rejoins home', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hpcfs-guests-'))
+  try {
+    const t = setup()
+    t.side.states = new GuestStates(dir)
+    // what the dead daemon left: the record of a guest leaving, its process removed by the dump, its copy
+    const gone = new StubRestored(4242, Buffer.alloc(0))
+    gone.finish({ code: null, signal: 9 })
+    await gone.exited
+    t.engine.kept.set(4242, gone)
+    t.side.states.save({ pid: 4242, home: 1, homePid: 500, stdin: 'none', age: 4, since: 1, decay: { rate: 'slow', kind: '' }, held: false, leaving: true, keeper: gone.keeper })
+    writeFileSync(join(dir, '4242.img'), t.engine.image)
+    t.engine.nextPid = 5000
+    await t.side.readopt()
+    assert.deepEqual(t.engine.calls, ['adopt 4242', `restore ${t.engine.image.length} held`])
+    assert.deepEqual([...t.side.guests.keys()], [5000])
+    assert.deepEqual(readdirSync(dir), ['5000.json'], 'the copy is used up; the record is the new process\'s')
+    await until(() => t.dialed.length === 1, 'a connection to home')
+    assert.deepEqual(await t.dialed[0].next('rejoin'), { t: 'rejoin', home: 1, pid: 500, guest: 5000, node: 2 })
+    await t.dialed[0].link.send({ t: 'rejoin-ok' }) // home still had it on node 2: it runs
+    await until(() => t.engine.restoredProcs[0].running, 'it runs')
+  } finally { rmSync(dir, { recursive: true, force: true }) }
 })

@@ -122,12 +122,44 @@ test('a process the engine says cannot move is not offered anywhere', async () =
   assert.throws(() => s.home.requestMove(PID, 42), /no node 42/)
 })
 
-test('the connection to the node running it closes: the deputy reports the loss and exits LOST_STATUS', async () => {
+test('the connection to the node running it closes and the node does not come back: the deputy reports the loss and exits LOST_STATUS', async () => {
+  const s = setup()
+  s.home.rejoinWaitMs = 200
+  const { peer, dep } = await moveOut(s)
+  peer.link.close()
+  await until(() => s.home.procs.get(PID)?.limbo != null, 'waiting for the node')
+  assert.throws(() => s.home.requestMove(PID, 'home'), /out of reach/)
+  await until(() => !s.home.procs.has(PID), 'the process forgotten')
+  assert.deepEqual(dep.exited, [LOST_STATUS])
+})
+
+test('the node comes back (rejoin) while the deputy waits: the session goes on; signals sent meanwhile arrive; its end ends the deputy', async () => {
   const s = setup()
   const { peer, dep } = await moveOut(s)
   peer.link.close()
+  await until(() => s.home.procs.get(PID)?.limbo != null, 'waiting for the node')
+  dep.emit('signal', 10) // while it is out of reach
+  const [mine, theirs] = MemLink.pair('node 1', 'node 2')
+  const back = new Peer(mine)
+  // a rejoin for a process home does not have away, or not on that node, is refused
+  const [x1, y1] = MemLink.pair('node 1', 'node 3')
+  const other = new Peer(x1)
+  s.home.rejoin(y1, { t: 'rejoin', home: 1, pid: PID, guest: 555, node: 3 })
+  assert.match((await other.next('refuse')).reason, /runs on node 2/)
+  s.home.rejoin(theirs, { t: 'rejoin', home: 1, pid: PID, guest: 555, node: 2 })
+  assert.deepEqual(await back.next('rejoin-ok'), { t: 'rejoin-ok' })
+  assert.deepEqual(await back.next('signal'), { t: 'signal', sig: 10 })
+  const p = s.home.procs.get(PID)
+  assert.ok(p)
+  assert.equal(p.limbo, null)
+  assert.equal(p.where, 2)
+  await mine.send({ t: 'exit', code: 4, signal: null })
   await until(() => !s.home.procs.has(PID), 'the process forgotten')
-  assert.deepEqual(dep.exited, [LOST_STATUS])
+  assert.deepEqual(dep.exited, [4])
+  const [x2, y2] = MemLink.pair('node 1', 'node 2')
+  const late = new Peer(x2)
+  s.home.rejoin(y2, { t: 'rejoin', home: 1, pid: PID, guest: 555, node: 2 })
+  assert.match((await late.next('refuse')).reason, /no process/)
 })
 
 test('N -> home: gohome, the image comes back and is restored into the deputy', async () => {

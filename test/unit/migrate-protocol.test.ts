@@ -41,7 +41,9 @@ const SAMPLES: { [K in Kind]: Extract<Message, { t: K }> } = {
   family: { t: 'family', call: 'fork' },
   'family-failed': { t: 'family-failed', reason: 'it cannot come home' },
   ping: { t: 'ping' },
-  run: { t: 'run' }
+  run: { t: 'run' },
+  rejoin: { t: 'rejoin', home: 1, pid: 1234, guest: 4321, node: 2 },
+  'rejoin-ok': { t: 'rejoin-ok' }
 }
 
 test('every kind of message is accepted, unchanged, through encode and decode', () => {

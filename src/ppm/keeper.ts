@@ -1,0 +1,136 @@
+// Attaching to a process kept by its restore helper (keeper mode, native/keep.c; docs/ppm.md
+// "Keeper"). The keeper holds the other ends of the process's stdio pipes and a control pipe of its
+// own; whoever attaches opens them through /proc/<keeper>/fd/<n>: the daemon that restored the
+// process, or, after that daemon died, the one started again. Opening the command pipe (last) tells
+// the keeper someone is there: without anyone for its lease, it kills the process.
+import { EventEmitter } from 'node:events'
+import { closeSync, constants as fsc, openSync, readFileSync, readlinkSync, realpathSync, writeSync } from 'node:fs'
+import { Socket } from 'node:net'
+import { createInterface } from 'node:readline'
+import type { Readable, Writable } from 'node:stream'
+import debug from '../util/log.js'
+import { ErrnoError } from '../util/errno.js'
+import { FamilyCalls, helperPath, startTime, type ExitStatus, type KeepInfo } from './ppm.js'
+
+const log = debug('hpcfs:keeper')
+
+/** A kept process, attached: its stdio, its end, and the keeper's commands. */
+export interface Kept {
+  readonly pid: number
+  readonly info: KeepInfo
+  readonly stdin: Writable | null
+  readonly stdout: Readable | null
+  readonly stderr: Readable | null
+  /** how it ended (as its keeper, its parent, saw it) */
+  readonly exited: Promise<ExitStatus>
+  /** its family calls, when restored with `family` (the ones still waiting are said again on attach) */
+  readonly family: FamilyCalls
+  /** lets a held process run (no effect on one that runs); resolves once it runs untraced (or has ended) */
+  go: () => Promise<void>
+  /** its stdin reaches its end */
+  endStdin: () => void
+  /** the input of its relayed fd (above 2; info.relays) reaches its end: the keeper closes its end */
+  endRelay: (fd: number) => void
+  /** lets go of it without ending it: the keeper keeps it (for its lease) until someone attaches again */
+  detach: () => void
+  /** lets go of it for good (its end is passed on, or it left): its keeper leaves once it has ended */
+  release: () => void
+  /** does it run (still its keeper's child, not ended)? */
+  alive: () => boolean
+}
+
+// (libuv opens every file close-on-exec)
+function openPath (info: KeepInfo, fd: number, flags: number): number {
+  return openSync(`/proc/${info.helper}/fd/${fd}`, flags | fsc.O_NONBLOCK | fsc.O_NOCTTY)
+}
+
+/**
+ * Attaches to the process `info` describes (restoreKept's answer, or a record of it). Throws ESRCH
+ * when its keeper is gone or is not the one recorded (another process under a reused pid).
+ */
+export function attachKept (info: KeepInfo): Kept {
+  const { helper } = info
+  let exe = ''
+  try { exe = readlinkSync(`/proc/${helper}/exe`) } catch {}
+  if (exe === '' || exe !== realpathSync(helperPath()) || (info.start !== '' && startTime(helper) !== info.start)) {
+    throw new ErrnoError('ESRCH', `the keeper ${helper} of process ${info.pid} is gone`)
+  }
+  const opened: number[] = []
+  const open = (fd: number, flags: number): number => { const f = openPath(info, fd, flags); opened.push(f); return f }
+  let stdout: Socket, stderr: Socket, ctlIn: Socket, stdin: Socket | null, cmd: number
+  try {
+    stdout = new Socket({ fd: open(info.fds.out, fsc.O_RDONLY), readable: true, writable: false })
+    stderr = new Socket({ fd: open(info.fds.err, fsc.O_RDONLY), readable: true, writable: false })
+    ctlIn = new Socket({ fd: open(info.fds.ctl, fsc.O_RDONLY), readable: true, writable: false })
+    // its stdin has no reader any more once it has ended (ENXIO): then there is nothing to write to
+    let inFd = -1
+    try { inFd = open(info.fds.in, fsc.O_WRONLY) } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENXIO') throw e }
+    stdin = inFd >= 0 ? new Socket({ fd: inFd, readable: false, writable: true }) : null
+    stdin?.on('error', e => log('stdin of %d: %s', info.pid, e.message))
+    cmd = open(info.fds.cmd, fsc.O_WRONLY) // last: from now on the keeper knows someone is there
+  } catch (e) {
+    for (const f of opened) { try { closeSync(f) } catch {} }
+    throw new ErrnoError('ESRCH', `cannot attach to process ${info.pid} (keeper ${helper}): ${(e as Error).message}`)
+  }
+  const say = (line: string): void => {
+    try { writeSync(cmd, line + '\n') } catch (e) { log('keeper %d: %s: %s', helper, line, (e as Error).message) }
+  }
+  const running: Array<() => void> = [] // waiting for the answer to GO
+  const lines = new EventEmitter()
+  const family = new FamilyCalls(lines, say)
+  const exited = new Promise<ExitStatus>(resolve => {
+    const rl = createInterface({ input: ctlIn })
+    let done = false
+    rl.on('line', line => {
+      const m = /^(EXIT|KILLED) (\d+)$/.exec(line)
+      if (m) {
+        done = true
+        resolve(m[1] === 'EXIT' ? { code: Number(m[2]), signal: null } : { code: null, signal: Number(m[2]) })
+        for (const w of running.splice(0)) w()
+      } else if (line === 'RUNNING') running.shift()?.()
+      else if (line.startsWith('FAMILY ')) {
+        const [, id, call] = line.split(' ')
+        lines.emit('family', { id, call })
+      }
+      else log('keeper %d: %s', helper, line)
+    })
+    rl.on('close', () => {
+      if (done || detached) return
+      // the keeper died without a word (killed): nobody can tell how the process ends any more
+      log('keeper %d of %d ended without its status: killing it', helper, info.pid)
+      try { process.kill(info.pid, 'SIGKILL') } catch {}
+      resolve({ code: null, signal: 9 })
+    })
+  })
+  let detached = false
+  const detach = (): void => {
+    if (detached) return
+    detached = true
+    for (const s of [stdout, stderr, ctlIn, stdin]) s?.destroy()
+    try { closeSync(cmd) } catch {}
+  }
+  return {
+    pid: info.pid,
+    info,
+    stdin,
+    stdout,
+    stderr,
+    exited,
+    family,
+    go: async () => {
+      const ran = new Promise<void>(resolve => running.push(resolve))
+      say('GO')
+      await Promise.race([ran, exited])
+    },
+    alive: () => {
+      try {
+        const f = readFileSync(`/proc/${info.pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
+        return f[0] !== 'Z' && Number(f[1]) === helper
+      } catch { return false }
+    },
+    endStdin: () => { stdin?.end(); say('STDIN-END') },
+    endRelay: fd => { say(`RELAY-END ${fd}`) },
+    release: () => { if (!detached) say('DONE'); detach() },
+    detach
+  }
+}
