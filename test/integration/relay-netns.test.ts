@@ -2,12 +2,13 @@
 // descriptors"): a process whose pipes or stream sockets lead to processes at home moves
 // home -> 2 -> 3 -> home while they talk, and every byte arrives once, in order: the middle stage
 // of a pipeline, a child talking to its parent over pipes on fds 3 and 4, a client of a TCP server
-// and of a unix-socket server at home. A listening or datagram socket still keeps a process home,
-// with its reason.
+// and of a unix-socket server at home; the same child while the daemon where it runs is killed and
+// started again (its keeper holds the relay ends for the new daemon). A listening or datagram
+// socket still keeps a process home, with its reason. After each: no guest left anywhere.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Lab } from '../../src/lab/lab.js'
 import { Lab as Bins } from '../ppm/harness.js'
@@ -107,7 +108,7 @@ before(async () => {
   bins = new Bins()
   launcher = bins.compile('launch')
   for (const [name, text] of Object.entries(SCRIPTS)) writeFileSync(join(bins.dir, name), text)
-  lab = await Lab.create({ nodes: 3, tag: 'rel', interval: 0.25, hpcdArgs: () => ['--down-after', '2', '--no-balance'], env: { DEBUG: process.env.RELAY_DEBUG ?? 'hpcfs:home,hpcfs:guest,hpcfs:relay' }, ...(process.env.RELAY_LOGS !== undefined ? { logDir: process.env.RELAY_LOGS } : {}) })
+  lab = await Lab.create({ nodes: 3, tag: 'rel', interval: 0.25, hpcdArgs: () => ['--down-after', '2', '--no-balance', '--link-timeout', '3', '--guest-lease', '3'], env: { DEBUG: process.env.RELAY_DEBUG ?? 'hpcfs:home,hpcfs:guest,hpcfs:relay' }, ...(process.env.RELAY_LOGS !== undefined ? { logDir: process.env.RELAY_LOGS } : {}) })
   await lab.waitAllUp()
 })
 after(async () => {
@@ -156,6 +157,9 @@ async function tour (pid: number, progress: () => number): Promise<void> {
   assert.equal((await lab.node(1).read(`proc/${pid}/nmigs`)).trim(), '3')
 }
 
+const guests = (n: number): string[] => readdirSync(join(lab.node(n).mount, 'remote'))
+const noGuests = async (): Promise<void> => { await until('no guest left on nodes 2 and 3', () => guests(2).length === 0 && guests(3).length === 0, 10_000) }
+
 const pidOf = async (j: Job): Promise<number> => Number(await until('its pid', () => /^pid (\d+)$/m.exec(j.out())?.[1]))
 const rounds = (j: Job) => (): number => Math.max(0, ...[...j.out().matchAll(/^rounds (\d+)$/gm)].map(m => Number(m[1])))
 
@@ -172,6 +176,7 @@ test('a | b | c: the middle stage moved home -> 2 -> 3 -> home gives the output 
     assert.equal(await job.exited, 0)
     const total = Number(await until('the count', () => /^total (\d+)$/m.exec(job.out())?.[1]))
     assert.ok(total > 100, `it ran while it moved (${total} lines)`)
+    await noGuests()
     const undisturbed = spawnSync('bash', ['-c', `${py('gen.py', '/nonexistent', String(total))} | ${py('square.py', '/dev/null')} | cat`], { encoding: 'utf8' }).stdout
     assert.equal(job.out(), undisturbed)
   } finally { job.close() }
@@ -187,6 +192,29 @@ test('a child talking to its parent over pipes on fds 3 and 4 moves home -> 2 ->
     assert.equal(await job.exited, 0, job.out())
     assert.match(job.out(), /^talked \d+ child 7$/m)
     assert.doesNotMatch(job.out(), /wrong/)
+    await noGuests()
+  } finally { job.close() }
+})
+
+test('kill -9 of the daemon where a child on relayed pipes runs: the restarted daemon takes the relays up again', async () => {
+  const job = start(['python3', join(bins.dir, 'talk.py'), 'STOP'], 'restart')
+  try {
+    const pid = await pidOf(job)
+    await until('talk', () => rounds(job)() > 0)
+    await moveTo(pid, 2)
+    const guest = Number(guests(2)[0])
+    lab.node(2).kill('SIGKILL')
+    await lab.node(2).waitExit()
+    await lab.node(2).start()
+    await until('the guest adopted again', () => guests(2).includes(String(guest)), 15_000)
+    const seen = rounds(job)()
+    await until('talk goes on', () => rounds(job)() > seen + 1, 15_000)
+    await moveTo(pid, 'home')
+    job.stop()
+    assert.equal(await job.exited, 0, job.out())
+    assert.match(job.out(), /^talked \d+ child 7$/m)
+    assert.doesNotMatch(job.out(), /wrong/)
+    await noGuests()
   } finally { job.close() }
 })
 
@@ -204,6 +232,7 @@ for (const kind of ['tcp', 'unix']) {
       assert.ok(c !== null && s !== null, job.out())
       assert.equal(c[1], s[1], 'every line the client sent was served once')
       assert.doesNotMatch(job.out(), /wrong/)
+      await noGuests()
     } finally { job.close() }
   })
 }
