@@ -273,7 +273,8 @@ test('a remote node that dies: the deputy reports the loss and exits with the do
     assert.deepEqual(await job.exited, { code: LOST_STATUS, signal: null })
   } finally {
     job.close()
-    if (!lab.node(2).running) await lab.node(2).start()
+    // back, and seen up by every node (the next test moves a job to it from node 3)
+    if (!lab.node(2).running) { await lab.node(2).start(); await lab.waitAllUp() }
   }
 })
 
