@@ -1,8 +1,9 @@
 // Relayed descriptors between real daemons in network namespaces (docs/migrate.md, "Relayed
 // descriptors"): a process whose pipes or stream sockets lead to processes at home moves
 // home -> 2 -> 3 -> home while they talk, and every byte arrives once, in order: the middle stage
-// of a pipeline, a child talking to its parent over pipes on fds 3 and 4, a client of a TCP server
-// and of a unix-socket server at home; the same child while the daemon where it runs is killed and
+// of a pipeline, a child talking to its parent over pipes on fds 3 and 4, a worker sharing a
+// jobserver pipe (both ends) with another, a client of a TCP server and of a unix-socket server at
+// home; the same child while the daemon where it runs is killed and
 // started again (its keeper holds the relay ends for the new daemon). A listening or datagram
 // socket still keeps a process home, with its reason. After each: no guest left anywhere.
 import { test, before, after } from 'node:test'
@@ -93,6 +94,32 @@ for line in f:
     f.write(str(int(line) * 3) + '\\n'); f.flush(); n += 1
 f.write('bye'); f.flush(); conn.shutdown(socket.SHUT_WR)
 print('served', n, 'child', os.waitpid(pid, 0)[1], flush=True)
+`,
+  // a jobserver: 3 tokens in a pipe whose both ends every worker holds (as make hands them to a
+  // recursive make); each worker takes a token, works, gives it back
+  'tokens.py': `import os, sys, time
+stop, tokens = sys.argv[1], 3
+r, w = os.pipe()
+os.write(w, b'+' * tokens)
+pids = []
+for k in range(2):
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(r, 10); os.dup2(w, 11); os.close(r); os.close(w)
+        n = 0
+        while not os.path.exists(stop):
+            t = os.read(10, 1)
+            time.sleep(0.002)
+            os.write(11, t)
+            n += 1
+            if k == 0 and n % 50 == 0: print('rounds', n, flush=True)
+        os._exit(0)
+    pids.append(pid)
+print('pid', pids[0], flush=True)
+for p in pids: os.waitpid(p, 0)
+os.set_blocking(r, False)
+left = os.read(r, 100)
+print('tokens left', len(left), left == b'+' * len(left), flush=True)
 `,
   // sockets that cannot be relayed
   'listen.py': `import os, socket, sys, time
@@ -214,6 +241,19 @@ test('kill -9 of the daemon where a child on relayed pipes runs: the restarted d
     assert.equal(await job.exited, 0, job.out())
     assert.match(job.out(), /^talked \d+ child 7$/m)
     assert.doesNotMatch(job.out(), /wrong/)
+    await noGuests()
+  } finally { job.close() }
+})
+
+test('a worker holding both ends of a jobserver pipe shared with another moves home -> 2 -> 3 -> home; no token lost or doubled', async () => {
+  const job = start(['python3', join(bins.dir, 'tokens.py'), 'STOP'], 'tokens')
+  try {
+    const pid = await pidOf(job)
+    await until('work', () => rounds(job)() > 0)
+    await tour(pid, rounds(job))
+    job.stop()
+    assert.equal(await job.exited, 0, job.out())
+    assert.match(job.out(), /^tokens left 3 True$/m)
     await noGuests()
   } finally { job.close() }
 })
