@@ -198,10 +198,12 @@ int cmd_deputy(pid_t pid, const char *target)
 		/* nothing unmapped yet: the original runs on as before; else it is half-emptied and can
 		 * only be removed (the caller has its complete image) */
 		if (!touched && !t.dead) {
+			precopy_done();
 			release_live(&t);
-		} else kill_reap(pid);
+		} else { kill_reap(pid); precopy_done(); }
 		return report_err();
 	}
+	precopy_done();	/* its memory is gone: nothing left to unprotect */
 	ptrace(PTRACE_SETOPTIONS, pid, 0, SEIZE_OPTS | PTRACE_O_EXITKILL);
 	if ((e = park(&t))) { kill_reap(pid); return report_err(); }
 	ctlf("STAT freeze_ms=%.3f hollow_ms=%.3f", t1 - t0, now_ms() - t1);

@@ -13,34 +13,57 @@ int dump_pages_run(struct imgw *w, struct tracee *t, uint8_t *buf, uint64_t addr
 	return rec_put(w, R_PAGES, buf, 16 + len, NULL, 0);
 }
 
+uint64_t g_valid_pages;	/* pages of PREVALID ranges (pre-copy) */
+
+/* The pages of region v: R_PAGES records of the pages that exist. In a pre-copy dump, the pages of
+ * a tracked region that were not written since the last round are R_PREVALID ranges instead (their
+ * data went out in the rounds). */
 int dump_vma_pages(struct imgw *w, struct tracee *t, int pmfd, const struct img_vma *v, uint8_t *buf)
 {
 	if (v->kind == K_FILE_SHARED || v->kind == K_MEMFD) return 0;	/* the data is in the file */
-	uint64_t np = (v->end - v->start) / PAGE, run_start = 0, run_len = 0;
+	uint64_t np = (v->end - v->start) / PAGE, run_start = 0, run_len = 0, va_start = 0, va_len = 0;
 	uint64_t pm[4096];
-	for (uint64_t i = 0; i < np; i += 4096) {
+	struct page_region_ *wr = NULL;
+	long nwr = 0, iw = 0;
+	int pre = precopy_written(g_pc, v, &wr, &nwr), e = 0;
+	if (pre < 0) return pre;
+	for (uint64_t i = 0; i < np && !e; i += 4096) {
 		uint64_t cnt = np - i < 4096 ? np - i : 4096;
 		int all = v->kind == K_SHMEM || v->kind == K_FULL;
 		if (!all) {
 			ssize_t r = pread(pmfd, pm, cnt * 8, (v->start / PAGE + i) * 8);
-			if (r != (ssize_t)(cnt * 8)) return fail(EIO, "reading pagemap at %#lx", v->start + i * PAGE);
+			if (r != (ssize_t)(cnt * 8)) { e = fail(EIO, "reading pagemap at %#lx", v->start + i * PAGE); break; }
 		}
-		for (uint64_t k = 0; k < cnt; k++) {
+		for (uint64_t k = 0; k < cnt && !e; k++) {
 			int want;
 			if (all) want = 1;
 			else {
-				uint64_t e = pm[k];
-				int present = (e >> 63) & 1, swapped = (e >> 62) & 1, filepage = (e >> 61) & 1;
+				uint64_t en = pm[k];
+				int present = (en >> 63) & 1, swapped = (en >> 62) & 1, filepage = (en >> 61) & 1;
 				want = swapped || (present && (v->kind != K_FILE_PRIV || !filepage));
 			}
+			if (!want) continue;
 			uint64_t a = v->start + (i + k) * PAGE;
-			if (want && run_len && run_start + run_len == a && run_len < CHUNK) { run_len += PAGE; continue; }
-			if (run_len) { int e = dump_pages_run(w, t, buf, run_start, run_len); if (e) return e; run_len = 0; }
-			if (want) { run_start = a; run_len = PAGE; }
+			int valid = 0;
+			if (pre) {
+				while (iw < nwr && wr[iw].end <= a) iw++;
+				valid = !(iw < nwr && wr[iw].start <= a);
+			}
+			if (valid) {
+				if (va_len && va_start + va_len == a) { va_len += PAGE; continue; }
+				if (va_len) { uint64_t r2[2] = { va_start, va_len }; e = rec_put(w, R_PREVALID, r2, 16, NULL, 0); g_valid_pages += va_len / PAGE; }
+				va_start = a; va_len = PAGE;
+			} else {
+				if (run_len && run_start + run_len == a && run_len < CHUNK) { run_len += PAGE; continue; }
+				if (run_len) e = dump_pages_run(w, t, buf, run_start, run_len);
+				run_start = a; run_len = PAGE;
+			}
 		}
 	}
-	if (run_len) return dump_pages_run(w, t, buf, run_start, run_len);
-	return 0;
+	if (!e && run_len) e = dump_pages_run(w, t, buf, run_start, run_len);
+	if (!e && va_len) { uint64_t r2[2] = { va_start, va_len }; e = rec_put(w, R_PREVALID, r2, 16, NULL, 0); g_valid_pages += va_len / PAGE; }
+	free(wr);
+	return e;
 }
 
 /* The state a thread has of its own: registers (fs_base/gs_base: its TLS), XSTATE, signal mask,
@@ -229,6 +252,7 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	struct stat isb;
 	if (fstat(imgfd, &isb) == 0 && S_ISFIFO(isb.st_mode)) fcntl(imgfd, F_SETPIPE_SZ, 1 << 20);
 	struct imgw w = { imgfd, 0, 0, 0 };
+	if (g_pc) w = g_pc->w;	/* after the pre-copy rounds, in the same stream */
 	e = rec_put(&w, R_HEADER, &h, sizeof h, NULL, 0);
 	if (!e) e = rec_put(&w, R_CORE, c, sizeof *c, NULL, 0);
 	if (!e) e = rec_put(&w, R_THREAD, &th, sizeof th, NULL, 0);
@@ -268,5 +292,6 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	res->nvma = nv;
 	res->vmas = vm;
 	ctlf("STAT bytes=%llu pages=%llu vmas=%d threads=%d injections=%ld", (unsigned long long)w.bytes, (unsigned long long)w.pages, nv, 1 + t->nthr, t->ninject);
+	if (g_pc) ctlf("STAT final_pages=%llu valid_pages=%llu", (unsigned long long)w.pages, (unsigned long long)g_valid_pages);
 	return 0;
 }

@@ -147,7 +147,10 @@ int read_meta(struct imgr *r, struct image **out)
 {
 	struct image *im = calloc(1, sizeof *im);
 	struct rechdr h;
-	int e = rec_hdr(r, &h);
+	uint32_t first;
+	int e = rec_peek(r, &first);
+	if (!e && first == R_PRECOPY) e = stage_read(r);	/* a pre-copy stream: its rounds first */
+	if (!e) e = rec_hdr(r, &h);
 	if (!e && h.type != R_HEADER) e = fail(EBADMSG, "not an hpc-ppm image (first record type %u)", h.type);
 	if (!e && h.len < 16) e = fail(EBADMSG, "not an hpc-ppm image");
 	if (!e) {
@@ -166,7 +169,7 @@ int read_meta(struct imgr *r, struct image **out)
 	while (!e) {
 		uint32_t type;
 		if ((e = rec_peek(r, &type))) break;
-		if (type == R_PAGES || type == R_FDDATA || type == R_END) break;
+		if (type == R_PAGES || type == R_FDDATA || type == R_PREVALID || type == R_END) break;
 		if ((e = rec_hdr(r, &h))) break;
 		if (type == R_CORE) {
 			if (h.len != sizeof im->c) { e = fail(EBADMSG, "core record has the wrong size"); break; }

@@ -4,7 +4,11 @@
  *   struct rechdr { type, REC_MAGIC, len }, payload[len], u32 CRC32C(header + payload)
  * Records, in order: HEADER, CORE, then per thread a THREAD record followed by its XSTATE record,
  * SECCOMP (oldest filter first), VMA, FD, EPOLL, INOTIFY, TIMER (the metadata, all read before
- * any process is touched), then PAGES and FDDATA records in any order, END.
+ * any process is touched), then PAGES, PREVALID and FDDATA records in any order, END.
+ * A pre-copy dump (native/precopy.c) puts its rounds before the HEADER: PRECOPY, then PREPAGES
+ * records (taken while the process ran, later ones override earlier ones at the same address),
+ * which a restore stages; PREVALID records of the final part say which staged pages are the
+ * process's memory (the rest is dropped).
  * Any change to a record's layout or meaning bumps IMG_VERSION: a restore refuses other versions.
  */
 #ifndef HPC_PPM_IMAGE_H
@@ -16,7 +20,7 @@
 #include <sys/user.h>
 
 #define IMG_MAGIC "HPCPPM\r\n"
-#define IMG_VERSION 4
+#define IMG_VERSION 5
 #define REC_MAGIC 0x52504d50u /* "PMPR" */
 #define MAX_REC (64UL << 20)	/* no record is longer */
 #define XSTATE_MAX 16384	/* XSAVE buffer, larger than any CPU's today */
@@ -36,7 +40,10 @@ enum {
 	R_INOTIFY,	/* one watch of an inotify descriptor */
 	R_TIMER,	/* one POSIX timer (timer_create) */
 	R_FDDATA,	/* data held by a descriptor: buffered bytes of a pipe or socket, memfd contents */
-	R_LAST = R_FDDATA
+	R_PRECOPY,	/* first record of a pre-copy stream: magic, version, pid */
+	R_PREPAGES,	/* pages copied in a pre-copy round while the process ran: as R_PAGES, staged */
+	R_PREVALID,	/* u64 address, u64 length: the staged pages of this range are the process's */
+	R_LAST = R_PREVALID
 };
 /* kinds of memory region */
 enum { K_ANON = 1, K_STACK, K_FILE_PRIV, K_FILE_SHARED, K_SHMEM, K_FULL,
@@ -183,6 +190,9 @@ struct img_timer {
 /* R_FDDATA: data of descriptor fd: for F_PIPE and F_UNIX, one packet/message (or a run of a
  * stream) of its receive queue, in queue order; for F_MEMFD, contents at offset off */
 struct img_fddata { int32_t fd; uint32_t pad; uint64_t off; };
+
+/* R_PRECOPY */
+struct img_precopy { char magic[8]; uint32_t version; int32_t pid; };
 
 /* R_END: counts of everything before it */
 struct img_end { uint32_t nrec, pad; uint64_t bytes, pages; };

@@ -7,8 +7,10 @@
  *   fd 4  control lines from the helper (falls back to stdout when fd 4 is not open)
  *   fd 5  command lines to a deputy
  *   fd 0-2 are handed to a freshly restored process.
- * Commands: check PID [--family] [--relay] | dump PID [--leave-running] [--target INFO] [--relay] |
- *           restore [opts] | deputy PID [--target INFO] [--family] [--relay] | hostinfo | info | rawpipe BYTES
+ * Commands: check PID [--family] [--relay] | dump PID [--leave-running] [--target INFO]
+ *           [--precopy [--rounds N]] [--relay] | restore [opts] | deputy PID [--target INFO] [--family]
+ *           [--precopy [--rounds N]] [--relay] | hostinfo | info | rawpipe BYTES
+ *   --precopy (precopy.c): memory copied in rounds while the process runs, frozen for the last one
  *   --family (family.c): check and deputy allow children; restore catches the family calls
  *   --relay (relay.c): pipes and stream sockets whose other end is elsewhere are relayed
  * Lines out: REASON code text | STAT k=v... | PID n | HOLLOW | SIGNAL n | FD n path|- |
@@ -26,18 +28,37 @@ static int cmd_check(pid_t pid)
 }
 
 /* The start of dump and deputy: refuse a process that cannot move, seize it and write its image
- * to fd 3. Returns 0 with the process frozen under `t`, or the command's exit status (the process
- * is left running as it was). */
+ * to fd 3. Returns 0 with the process frozen under `t` (a pre-copy still tracked: precopy_done),
+ * or the command's exit status (the process is left running as it was, the pre-copy ended). */
+static struct precopy pc;
+
+/* Ends the pre-copy tracking of the dump (if any): before the original runs again; after it is
+ * killed or hollowed, where it costs nothing (unprotecting every page of a big process does). */
+void precopy_done(void)
+{
+	if (g_pc) precopy_end(g_pc);
+	g_pc = NULL;
+}
+
 int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpres *res, double *t0)
 {
 	int n = check_pid(pid, 1);
 	if (n) { ctlf("ERR EPERM process %d cannot move (%d reason%s)", pid, n, n > 1 ? "s" : ""); return 3; }
+	if (g_precopy) {
+		/* --precopy: rounds while it runs (precopy.c); on failure the tracking ends here, on
+		 * success the caller ends it (precopy_done) */
+		int e = precopy_start(&pc, pid, 3);
+		if (!e) { g_pc = &pc; e = precopy_rounds(&pc); }
+		if (!e && (n = check_pid(pid, 1))) e = fail(EPERM, "process %d cannot move any more (%d reason%s)", pid, n, n > 1 ? "s" : "");
+		if (e) { precopy_done(); return report_err(); }
+	}
 	*t0 = now_ms();
+	ctlf("STAT freeze_at=%.3f", clock_ns(CLOCK_REALTIME) / 1e6);	/* wall clock: a restore's running_at on this host minus this is the downtime */
 	int e = seize(t, pid, SEIZE_OPTS);
-	if (e) { if (!t->dead) ptrace(PTRACE_DETACH, pid, 0, 0); return report_err(); }
-	if ((e = threads_freeze(t))) { release_live(t); return report_err(); }
+	if (e) { precopy_done(); if (!t->dead) ptrace(PTRACE_DETACH, pid, 0, 0); return report_err(); }
+	if ((e = threads_freeze(t))) { precopy_done(); release_live(t); return report_err(); }
 	e = dump_image(t, 3, target, res);
-	if (e) { release_live(t); return report_err(); }
+	if (e) { precopy_done(); release_live(t); return report_err(); }
 	return 0;
 }
 
@@ -48,8 +69,8 @@ static int cmd_dump(pid_t pid, int mode /* 0 kill, 1 leave running */, const cha
 	double t0;
 	int e = seize_and_dump(pid, target, &t, &res, &t0);
 	if (e) return e;
-	if (mode == 1) release_live(&t);
-	else kill_reap(pid);
+	if (mode == 1) { precopy_done(); release_live(&t); }
+	else { kill_reap(pid); precopy_done(); }
 	free(res.vmas);
 	ctlf("STAT freeze_ms=%.3f", now_ms() - t0);
 	ctlf("OK");
@@ -150,6 +171,7 @@ static int cmd_restore(struct restore_opts *o)
 	}
 	if (ptrace(PTRACE_DETACH, t.pid, 0, im->c.npend ? im->c.pend[0] : 0)) { fail(errno, "PTRACE_DETACH: %s", strerror(errno)); kill_reap(t.pid); return report_err(); }
 	for (uint32_t i = 1; i < im->c.npend && i < 16; i++) kill(t.pid, im->c.pend[i]);
+	ctlf("STAT running_at=%.3f", clock_ns(CLOCK_REALTIME) / 1e6);
 	if (!o->hold) ctlf("PID %d", t.pid);
 	free_image(im);
 	if (!o->wait) { ctlf("OK"); return 0; }
@@ -178,7 +200,7 @@ static int cmd_info(void)
 			if (rec_end(&r, &h)) { free(buf); return report_err(); }
 			break;
 		}
-		if ((h.type != R_PAGES && h.type != R_FDDATA) || h.len < 16 || rec_body(&r, &h, buf, CHUNK + 16)) { fail(EBADMSG, "bad page record"); free(buf); return report_err(); }
+		if ((h.type != R_PAGES && h.type != R_FDDATA && h.type != R_PREVALID) || h.len < 16 || rec_body(&r, &h, buf, CHUNK + 16)) { fail(EBADMSG, "bad page record"); free(buf); return report_err(); }
 		if (h.type == R_PAGES) r.pages += (h.len - 16) / PAGE;
 	}
 	free(buf);
@@ -235,8 +257,8 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: hpc-ppm-helper check PID [--family] [--relay]\n"
-		"       hpc-ppm-helper dump PID [--leave-running] [--target HOSTINFO] [--relay]   (image on fd 3)\n"
-		"       hpc-ppm-helper deputy PID [--target HOSTINFO] [--family] [--relay]  (image on fd 3, commands on fd 5)\n"
+		"       hpc-ppm-helper dump PID [--leave-running] [--target HOSTINFO] [--precopy [--rounds N]] [--relay]  (image on fd 3)\n"
+		"       hpc-ppm-helper deputy PID [--target HOSTINFO] [--family] [--precopy [--rounds N]] [--relay]  (image on fd 3, commands on fd 5)\n"
 		"       hpc-ppm-helper restore [--new-pid|--require-pid] [--no-wait] [--eintr] [--stdio-from PID] [--family] [--hold]\n"
 		"                              [--keep LEASE_MS]  (keeper: the process outlives its daemon) [--guest]\n"
 		"                              [--clock auto|real|continue|OFFSET_NS]  (image on fd 3)\n"
@@ -281,6 +303,13 @@ int main(int argc, char **argv)
 			else if (!strcmp(argv[i], "--target") && i + 1 < argc && strcmp(cmd, "check")) target = argv[++i];
 			else if (!strcmp(argv[i], "--family") && strcmp(cmd, "dump")) g_family = 1;
 			else if (!strcmp(argv[i], "--relay")) g_relay = 1;
+			else if (!strcmp(argv[i], "--precopy") && strcmp(cmd, "check")) g_precopy = 1;
+			else if (!strcmp(argv[i], "--rounds") && i + 1 < argc && strcmp(cmd, "check")) {
+				char *x;
+				long v = strtol(argv[++i], &x, 10);
+				if (*x || v < 2 || v > 100) { usage(); return 2; }
+				g_precopy_rounds = v;
+			}
 			else { usage(); return 2; }
 		}
 		if (strcmp(cmd, "check") && fcntl(3, F_GETFD) < 0) { fprintf(stderr, "hpc-ppm-helper: fd 3 (image) is not open\n"); return 2; }

@@ -13,6 +13,8 @@
  *   timers.c   POSIX timers (timer_create)
  *   threads.c  the other threads of a process: freeze, dump, end (hollow), recreate (threads.h)
  *   dump.c     dump: per-thread state, process state, memory, the image
+ *   precopy.c  pre-copy: dirty tracking with userfaultfd write-protection, the rounds taken while
+ *              the process runs, and their staging on the restore side
  *   restore.c  restore: into a fresh stub or a hollow original
  *   deputy.c   the hollow original parked at home, and its commands
  *   relay.c    descriptors relayed through home (--relay): which, recreated as a pipe or
@@ -99,7 +101,9 @@ int ends_with(const char *s, const char *suf);
 void crc_init(void);
 uint32_t crc32c(uint32_t crc, const void *buf, size_t n);
 struct imgw { int fd; uint32_t nrec; uint64_t bytes, pages; };
-struct imgr { int fd; uint32_t nrec; uint64_t bytes, pages; int peeked; struct rechdr peek; uint8_t *pre; size_t pre_len, pre_off, pre_cap; };
+struct stage;
+struct imgr { int fd; uint32_t nrec; uint64_t bytes, pages; int peeked; struct rechdr peek; uint8_t *pre; size_t pre_len, pre_off, pre_cap;
+	      struct stage *stage;	/* pages of a pre-copy stream's rounds (precopy.c) */ };
 int rec_put(struct imgw *w, uint32_t type, const void *a, size_t al, const void *b, size_t bl);
 int rec_hdr(struct imgr *r, struct rechdr *h);
 int rec_peek(struct imgr *r, uint32_t *type);
@@ -276,6 +280,27 @@ int dump_thread(struct tracee *t, uint64_t scratch, struct img_thread *th, uint8
 int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *res);
 int dump_vmas(pid_t pid, struct fdtab *tab, struct img_vma **out);
 
+/* ---------- precopy.c ---------- */
+struct precopy {
+	pid_t pid;
+	int uffd, pmfd, memfd;	/* the helper's duplicate of the process's userfaultfd; its pagemap, mem */
+	int rounds, fallback;
+	uint64_t pre_bytes, last_dirty;
+	struct imgw w;		/* the stream: the rounds, then the image */
+};
+struct page_region_ { uint64_t start, end, categories; };	/* PAGEMAP_SCAN (Linux 6.7) */
+extern struct precopy *g_pc;	/* the pre-copy of the dump under way (dump_image continues its stream) */
+extern int g_precopy, g_precopy_rounds;	/* --precopy [--rounds N] */
+extern uint64_t g_precopy_final;	/* a round that copied at most this many bytes ends the rounds */
+int precopy_start(struct precopy *pc, pid_t pid, int imgfd);
+int precopy_round(struct precopy *pc, uint64_t *dirty);
+int precopy_rounds(struct precopy *pc);
+int precopy_written(struct precopy *pc, const struct img_vma *v, struct page_region_ **vec, long *n);
+void precopy_end(struct precopy *pc);
+int stage_read(struct imgr *r);
+int stage_apply(struct imgr *r, struct tracee *t, uint64_t addr, uint64_t len);
+void stage_free(struct imgr *r);
+
 /* ---------- restore.c ---------- */
 struct clone_args_ { uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup; };
 struct restore_opts {
@@ -336,5 +361,6 @@ int family_command(const char *line);
 
 /* ---------- ppm.c ---------- */
 int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpres *res, double *t0);
+void precopy_done(void);
 
 #endif

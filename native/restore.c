@@ -207,21 +207,27 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 			e = fd_data(&fr, im, &dd, buf + sizeof dd, h.len - sizeof dd);
 			continue;
 		}
-		if (h.type != R_PAGES || h.len < 16 + PAGE) { e = fail(EBADMSG, "unexpected record type %u among page data", h.type); break; }
+		int valid = h.type == R_PREVALID;	/* pre-copy: staged pages that are the process's */
+		if ((h.type != R_PAGES || h.len < 16 + PAGE) && (!valid || h.len != 16)) { e = fail(EBADMSG, "unexpected record type %u among page data", h.type); break; }
 		if ((e = rec_body(r, &h, buf, CHUNK + 16))) break;
 		uint64_t addr, len;
 		memcpy(&addr, buf, 8);
 		memcpy(&len, buf + 8, 8);
-		int ok = len == h.len - 16 && len % PAGE == 0 && addr % PAGE == 0;
+		int ok = (valid || len == h.len - 16) && len && len % PAGE == 0 && addr % PAGE == 0 && addr + len > addr;
 		for (int i = 0; ok && i < im->nvma; i++) {
 			struct img_vma *v = &im->vmas[i];
-			if (addr >= v->start && addr + len <= v->end) { ok = v->kind != K_FILE_SHARED && v->kind != K_MEMFD ? 2 : 0; break; }
+			if (addr >= v->start && addr + len <= v->end) {
+				ok = valid ? (v->kind == K_ANON || v->kind == K_STACK) * 2 : v->kind != K_FILE_SHARED && v->kind != K_MEMFD ? 2 : 0;
+				break;
+			}
 		}
 		if (ok != 2) { e = fail(EBADMSG, "page data at %#lx+%#lx outside the image's regions", addr, len); break; }
+		if (valid) { e = stage_apply(r, t, addr, len); continue; }
 		e = mem_write(t, addr, buf + 16, len);
 		r->pages += len / PAGE;
 	}
 	free(buf);
+	stage_free(r);
 	if (!e) ctlf("STAT fill_ms=%.3f", now_ms() - tf);
 	/* 9. final protections */
 	for (int i = 0; i < im->nvma && !e; i++) {

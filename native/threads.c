@@ -8,6 +8,7 @@
 #define KCMP_FILES_ 2
 #define KCMP_FS_ 3
 #define KCMP_SYSVSEM_ 6
+#define PF_IO_WORKER_ 0x10ULL	/* task flags in /proc/TID/stat: a kernel io_uring worker */
 #define FUTEX_TID_MASK_ 0x3fffffffu
 #define ROBUST_LIST_LIMIT_ 2048	/* as the kernel: a longer (or looping) list is not walked further */
 
@@ -64,7 +65,15 @@ static int thread_reasons(pid_t pid, pid_t tid, const char *ms, int print)
 	int n = 0;
 	if (task_status(pid, tid, ts, sizeof ts)) return 0;	/* gone */
 	unsigned long long f[42];
-	if (stat_fields(tid, f, 42) == 0 && (f[41] == 1 || f[41] == 2 || f[41] == 6))
+	int sf = stat_fields(tid, f, 42);
+	/* the kernel's io_uring workers (iou-sqp-*, iou-wrk-*) live in the thread group of a process
+	 * using io_uring: they share nothing the way pthreads do and cannot be stopped or made again */
+	if (sf == 0 && (f[9] & PF_IO_WORKER_)) {
+		char comm[32] = "";
+		status_field(ts, "Name", comm, sizeof comm);
+		return reason(print, "io-uring", "thread %d (%s) is a kernel io_uring worker: the process uses io_uring", tid, comm);
+	}
+	if (sf == 0 && (f[41] == 1 || f[41] == 2 || f[41] == 6))
 		n += reason(print, "realtime", "thread %d uses real-time scheduling (policy %llu)", tid, f[41]);
 	char v[64];
 	if (!status_field(ts, "TracerPid", v, sizeof v) && atoi(v) != 0) n += reason(print, "traced", "thread %d is traced by pid %d", tid, atoi(v));

@@ -14,7 +14,7 @@
 //                 speed ∝ quota' (admin/speed set by hand, since host-scope calibration does not see a quota)
 //   --no-compare: skip the comparison batch (and the restart it needs)
 //   --only off,on,node1,compare: run only these batches (default all)
-//   --log-dir DIR: keep the daemons' logs in DIR/node<i>.log, with DEBUG=hpcfs:sched,hpcfs:migrate (moves decided and done)
+//   --log-dir DIR: keep the daemons' logs in DIR/node<i>.log, with DEBUG=hpcfs:sched,hpcfs:home,hpcfs:guest (moves decided and done)
 //   --explain: print node 1's admin/costs and one job's proc/<pid>/costs 2 s into each batch
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs'
@@ -322,11 +322,7 @@ async function main (): Promise<void> {
   launcher = compile('launch')
   setupCgroups()
   log(`cgroups ${CG_BASE}/node1..${NODES}: quota ${quotas.map(q => (q / PERIOD).toFixed(2)).join(' / ')} CPU; ${JOBS} jobs × counter ${ROUNDS} rounds × ${ARRAY_KB} KB; hpcd --load-scope ${scope}`)
-  const logDir = opt('log-dir')
-  lab = await Lab.create({
-    nodes: NODES, tag: 'bclu', command: hpcdCommand, handleSignals: false, start: false,
-    ...(logDir !== undefined ? { logDir, env: { DEBUG: 'hpcfs:sched,hpcfs:migrate' } } : {})
-  })
+  lab = await Lab.create(labOptions())
   await startDaemons()
   const calibrated = await speeds()
   log(`speeds (nodes/<id>/speed at node 1, load scope ${scope}): ${calibrated.join(' / ')}`)
@@ -414,6 +410,15 @@ async function main (): Promise<void> {
 // blocked); the ideal is the total CPU work over the CPUs: K × (one member alone on a node) / nodes.
 // Then the fork path: a process away from home forks (it is brought home to make the call).
 
+/** The bench's lab; --log-dir DIR keeps the daemons' logs there, with the moves decided and done. */
+function labOptions (): Parameters<typeof Lab.create>[0] {
+  const logDir = opt('log-dir')
+  return {
+    nodes: NODES, tag: 'bclu', command: hpcdCommand, handleSignals: false, start: false,
+    ...(logDir !== undefined ? { logDir, env: { DEBUG: 'hpcfs:sched,hpcfs:home,hpcfs:guest' } } : {})
+  }
+}
+
 /** One family run: command at node 1 inside its cgroup; the members seen and their moves. */
 async function familyRun (cmd: string[], k: number, tmpDir: string): Promise<{ ms: number, moves: number, away: number, out: string }> {
   const n1 = lab!.node(1)
@@ -496,7 +501,7 @@ async function familyMain (): Promise<void> {
   launcher = compile('launch')
   setupCgroups()
   log(`cgroups: quota ${quotas.map(q => (q / PERIOD).toFixed(2)).join(' / ')} CPU; ${K} members × ${R} rounds; hpcd --load-scope ${scope}`)
-  lab = await Lab.create({ nodes: NODES, tag: 'bclu', command: hpcdCommand, handleSignals: false, start: false })
+  lab = await Lab.create(labOptions())
   await startDaemons()
   const t1 = await (async () => {
     const w = inCgroup(2, join(tmpDir, 'member'), ['1', String(R)])
@@ -657,11 +662,7 @@ async function issueLab (): Promise<string> {
   const counter = compile('counter')
   launcher = compile('launch')
   setupCgroups()
-  const logDir = opt('log-dir')
-  lab = await Lab.create({
-    nodes: NODES, tag: 'bclu', command: hpcdCommand, handleSignals: false, start: false,
-    ...(logDir !== undefined ? { logDir, env: { DEBUG: 'hpcfs:sched,hpcfs:migrate' } } : {})
-  })
+  lab = await Lab.create(labOptions())
   await startDaemons()
   log(`${NODES} nodes, quota ${quotas.map(q => (q / PERIOD).toFixed(2)).join(' / ')} CPU, speeds ${(await speeds()).join(' / ')} (load scope ${scope})`)
   return counter

@@ -9,6 +9,13 @@
 // process under 5 MiB.
 // Then the same for a multi-threaded walker (issue #11: 1, 4 and 16 threads sharing 100 MiB, each
 // walking its slice); the 1-thread walker is the single-threaded figure they are compared with.
+// Then pre-copy (issue #10): a process of --precopy-mb MiB that keeps writing --precopy-rate MiB/s
+// (test/ppm/subjects/dirtier.c) is dumped, in the same run, plainly (stop-and-copy) and with
+// pre-copy; the freeze (the time it is stopped) of each, the rounds and their time, and the restore
+// of each image; then a streamed move of such a process (over a local socket into a restore, the
+// original removed) plainly and with pre-copy: the downtime, from the freeze to the restored
+// process running (wall clock, helper STAT freeze_at/running_at), and the whole move.
+// Goal: pre-copy freeze <= 20 ms for 100 MiB writing 1 MiB/s.
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -30,21 +37,27 @@ function opt (name: string, def: string): string {
   return v
 }
 function usage (msg: string): never {
-  console.error(`bench-ppm: ${msg}\nusage: scripts/bench-ppm [--sizes 1,10,100,500] [--runs 3] [--threads 1,4,16] [--thread-mb 100]`)
+  console.error(`bench-ppm: ${msg}\nusage: scripts/bench-ppm [--sizes 1,10,100,500] [--runs 3] [--threads 1,4,16] [--thread-mb 100]\n` +
+    '                        [--precopy-mb 100] [--precopy-rate 1] [--cases sizes,threads,precopy]')
   process.exit(2)
 }
-for (let i = 0; i < args.length; i += 2) if (!['--sizes', '--runs', '--threads', '--thread-mb'].includes(args[i])) usage(`unknown argument ${args[i]}`)
+for (let i = 0; i < args.length; i += 2) if (!['--sizes', '--runs', '--threads', '--thread-mb', '--precopy-mb', '--precopy-rate', '--cases'].includes(args[i])) usage(`unknown argument ${args[i]}`)
 const sizes = opt('--sizes', '1,10,100,500').split(',').map(Number)
 const runs = Number(opt('--runs', '3'))
 const threadCounts = opt('--threads', '1,4,16').split(',').map(Number)
 const threadMb = Number(opt('--thread-mb', '100'))
 if (sizes.some(s => !Number.isInteger(s) || s < 1 || s > 8192) || !Number.isInteger(runs) || runs < 1) usage('bad --sizes or --runs')
 if (threadCounts.some(t => !Number.isInteger(t) || t < 1 || t > 256) || !Number.isInteger(threadMb) || threadMb < 1 || threadMb > 8192) usage('bad --threads or --thread-mb')
+const precopyMb = Number(opt('--precopy-mb', '100'))
+const precopyRate = Number(opt('--precopy-rate', '1'))
+const cases = new Set(opt('--cases', 'sizes,threads,precopy').split(','))
+if (!Number.isInteger(precopyMb) || precopyMb < 1 || precopyMb > 8192 || !(precopyRate > 0 && precopyRate <= 1024)) usage('bad --precopy-mb or --precopy-rate')
+if ([...cases].some(c => !['sizes', 'threads', 'precopy'].includes(c))) usage('bad --cases')
 
 const dir = mkdtempSync(join(tmpdir(), 'hpc-ppm-bench-'))
-let walker: string, launch: string
+let walker: string, launch: string, dirtier: string
 try {
-  [walker, launch] = ['walker', 'launch'].map(name => compileC(join(root, 'test', 'ppm', 'subjects', `${name}.c`), dir))
+  [walker, launch, dirtier] = ['walker', 'launch', 'dirtier'].map(name => compileC(join(root, 'test', 'ppm', 'subjects', `${name}.c`), dir))
 } catch (e) {
   console.error((e as Error).message)
   process.exit(1)
@@ -135,23 +148,116 @@ async function measure (mb: number, threads = 1): Promise<Figures> {
   }
 }
 
+interface PrecopyFigures {
+  plainFreezeMs: number, precopyFreezeMs: number, ratio: number, rounds: number, precopyMs: number, earlyMiB: number,
+  finalPages: number, fallbacks: number, plainRestoreMs: number, precopyRestoreMs: number, stageMs: number,
+  plainDownMs: number, precopyDownMs: number, plainMoveMs: number, precopyMoveMs: number
+}
+/** `runs` times, a process writing `rate` MiB/s: a plain dump and a pre-copy dump of it (both
+ * leaving it running, into files in the page cache), then a restore of each image; medians */
+async function measurePrecopy (mb: number, rate: number): Promise<PrecopyFigures> {
+  const plain: number[] = []; const pre: number[] = []; const rounds: number[] = []; const preMs: number[] = []; const early: number[] = []
+  const fin: number[] = []; const rPlain: number[] = []; const rPre: number[] = []; const stage: number[] = []; let fallbacks = 0
+  const down: number[][] = [[], []]; const whole: number[][] = [[], []]
+  // 4 pages (16 KiB) a step: 64 * rate steps a second
+  const delayUs = String(Math.round(1e6 / (64 * rate)))
+  async function startDirtier (): Promise<{ pid: number, done: Promise<void>, kill: () => void }> {
+    const c = spawn(launch, [dirtier, String(mb), '4', delayUs, join(dir, 'stop'), '0'], { stdio: ['ignore', 'pipe', 'ignore'] })
+    const done = new Promise<void>(resolve => c.on('close', () => resolve()))
+    await new Promise<void>((resolve, reject) => {
+      c.stdout.once('data', () => resolve())
+      c.on('exit', () => reject(new Error('dirtier ended early')))
+    })
+    c.stdout.resume()
+    return { pid: c.pid as number, done, kill: () => c.kill('SIGKILL') }
+  }
+  for (let i = 0; i < runs; i++) {
+    const c = await startDirtier()
+    try {
+      const imgs = [join(dir, 'plain.img'), join(dir, 'pre.img')]
+      // alternate the order, so that neither always comes first
+      for (const k of i % 2 === 0 ? [0, 1] : [1, 0]) {
+        const d = await dump(c.pid, imgs[k], { leaveRunning: true, precopy: k === 1 })
+        if (k === 0) plain.push(d.freezeMs)
+        else {
+          pre.push(d.freezeMs); rounds.push(Number(d.stats.precopy_rounds)); preMs.push(Number(d.stats.precopy_ms))
+          early.push(Number(d.stats.precopy_bytes) / 1048576); fin.push(Number(d.stats.final_pages))
+          if (d.stats.precopy_fallback === '1') fallbacks++
+        }
+      }
+      for (const k of [0, 1]) {
+        const r = await restore(imgs[k], { keepPid: false, stdio: ['ignore', 'ignore', 'ignore'] })
+        ;(k === 0 ? rPlain : rPre).push(r.restoreMs)
+        if (k === 1) stage.push(Number(r.stats.stage_ms))
+        process.kill(r.pid, 'SIGKILL')
+        await r.exited
+        rmSync(imgs[k])
+      }
+    } finally {
+      c.kill()
+      await c.done
+    }
+    // streamed moves, plain and pre-copy, each of a fresh process
+    for (const k of i % 2 === 0 ? [0, 1] : [1, 0]) {
+      const w = await startDirtier()
+      const [rs, ws] = await socketPair()
+      const t0 = performance.now()
+      const rp = restore(socketFd(rs), { keepPid: false, stdio: ['ignore', 'ignore', 'ignore'] })
+      const d = await dump(w.pid, socketFd(ws), { precopy: k === 1 })
+      const r = await rp
+      whole[k].push(performance.now() - t0)
+      down[k].push(Number(r.stats.running_at) - Number(d.stats.freeze_at))
+      rs.destroy()
+      ws.destroy()
+      process.kill(r.pid, 'SIGKILL')
+      await r.exited
+      await w.done
+    }
+  }
+  return {
+    plainFreezeMs: Number(median(plain).toFixed(1)),
+    precopyFreezeMs: Number(median(pre).toFixed(1)),
+    ratio: Number((median(pre) / median(plain)).toFixed(3)),
+    rounds: median(rounds),
+    precopyMs: Number(median(preMs).toFixed(1)),
+    earlyMiB: Number(median(early).toFixed(1)),
+    finalPages: median(fin),
+    fallbacks,
+    plainRestoreMs: Number(median(rPlain).toFixed(1)),
+    precopyRestoreMs: Number(median(rPre).toFixed(1)),
+    stageMs: Number(median(stage).toFixed(1)),
+    plainDownMs: Number(median(down[0]).toFixed(1)),
+    precopyDownMs: Number(median(down[1]).toFixed(1)),
+    plainMoveMs: Number(median(whole[0]).toFixed(1)),
+    precopyMoveMs: Number(median(whole[1]).toFixed(1))
+  }
+}
+
 type Row = Figures & { mb: number }
 const rows: Row[] = []
 const threadRows: Array<Figures & { threads: number }> = []
+let pc: PrecopyFigures | undefined
 try {
-  for (const mb of sizes) {
+  for (const mb of cases.has('sizes') ? sizes : []) {
     const row: Row = { mb, ...await measure(mb) }
     rows.push(row)
     console.log(`${String(mb).padStart(4)} MiB process: image ${row.imageMiB} MiB, freeze ${row.freezeMs} ms, restore ${row.restoreMs} ms, ` +
       `streamed move ${row.moveMs} ms (${row.moveMBs} MiB/s), raw pipe copy ${row.rawMs} ms (${row.rawMBs} MiB/s), move/raw ${row.ratio}x (cache-hot raw copy ${row.rawHotMs} ms)`)
   }
   // the walker with 1 thread is the single-threaded figure, measured in this run too
-  for (const n of [...new Set([1, ...threadCounts])].sort((a, b) => a - b)) threadRows.push({ threads: n, ...await measure(threadMb, n) })
+  for (const n of cases.has('threads') ? [...new Set([1, ...threadCounts])].sort((a, b) => a - b) : []) threadRows.push({ threads: n, ...await measure(threadMb, n) })
   const single = threadRows[0]
   for (const r of threadRows) {
     console.log(`${String(threadMb).padStart(4)} MiB, ${String(r.threads).padStart(2)} thread(s): image ${r.imageMiB} MiB, freeze ${r.freezeMs} ms ` +
       `(${(r.freezeMs / single.freezeMs).toFixed(2)}x single-threaded), restore ${r.restoreMs} ms, dump+restore streamed ${r.moveMs} ms ` +
       `(${(r.moveMs / single.moveMs).toFixed(2)}x single-threaded), raw pipe copy ${r.rawMs} ms, move/raw ${r.ratio}x`)
+  }
+  if (cases.has('precopy')) {
+    pc = await measurePrecopy(precopyMb, precopyRate)
+    console.log(`${String(precopyMb).padStart(4)} MiB writing ${precopyRate} MiB/s: freeze stop-and-copy ${pc.plainFreezeMs} ms, pre-copy ${pc.precopyFreezeMs} ms ` +
+      `(${pc.ratio}x), ${pc.rounds} rounds in ${pc.precopyMs} ms copying ${pc.earlyMiB} MiB while it ran, ${pc.finalPages} pages frozen, ` +
+      `${pc.fallbacks} fallback(s); restore from a file ${pc.plainRestoreMs} ms plain, ${pc.precopyRestoreMs} ms pre-copy (${pc.stageMs} ms of it staging the rounds); ` +
+      `streamed move: downtime ${pc.plainDownMs} ms plain, ${pc.precopyDownMs} ms pre-copy (${(pc.precopyDownMs / pc.plainDownMs).toFixed(2)}x), whole move ${pc.plainMoveMs} ms plain, ${pc.precopyMoveMs} ms pre-copy`)
   }
 } finally {
   rmSync(dir, { recursive: true, force: true })
@@ -160,5 +266,6 @@ const big = rows.filter(r => r.mb >= 100)
 const small = rows.filter(r => r.imageMiB < 5)
 if (big.length > 0) console.log(`goal move within 2x of raw copy at >= 100 MiB: ${big.every(r => r.ratio <= 2) ? 'met' : 'NOT met'} (${big.map(r => `${r.ratio}x`).join(', ')})`)
 if (small.length > 0) console.log(`goal freeze under 50 ms under 5 MiB: ${small.every(r => r.freezeMs < 50) ? 'met' : 'NOT met'} (${small.map(r => `${r.freezeMs} ms`).join(', ')})`)
+if (pc != null) console.log(`goal pre-copy freeze <= 20 ms (${precopyMb} MiB writing ${precopyRate} MiB/s): ${pc.precopyFreezeMs <= 20 ? 'met' : 'NOT met'} (${pc.precopyFreezeMs} ms, stop-and-copy ${pc.plainFreezeMs} ms)`)
 console.log(`load average at the end: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`)
-console.log(JSON.stringify({ bench: 'ppm', runs, rows, threads: { mb: threadMb, rows: threadRows } }))
+console.log(JSON.stringify({ bench: 'ppm', runs, rows, threads: { mb: threadMb, rows: threadRows }, precopy: pc == null ? null : { mb: precopyMb, rate: precopyRate, ...pc } }))

@@ -36,6 +36,8 @@ export interface Config {
   guestLease: number
   /** Where a node keeps what its guests need to survive a restart of its daemon (<stateDir>/<node id>/guests/<pid>.json). */
   stateDir: string
+  /** A process with at least this many MiB resident moves with pre-copy (docs/ppm.md "Pre-copy"): its memory is copied while it runs and it is frozen only for what it wrote during the last round; the whole move takes longer. 0 = never. */
+  precopy: number
 }
 
 /**
@@ -63,7 +65,8 @@ export const DEFAULTS: Config = {
   fastDecay: 926,
   linkTimeout: 10,
   guestLease: 30,
-  stateDir: '/run/hpcfs'
+  stateDir: '/run/hpcfs',
+  precopy: 0
 }
 
 /** How long a home waits for a node whose connection broke to come back with its process: 2 × the guest lease + 5 s (after that the guest is dead wherever it was: see README "Failure semantics"). */

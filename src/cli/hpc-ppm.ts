@@ -3,7 +3,8 @@
 //   hpc-ppm check PID            print why PID cannot move; exit 3 if it cannot
 //   hpc-ppm dump PID IMAGE       checkpoint PID into IMAGE (a path, or - for standard output);
 //                                the process is removed once the image is complete unless
-//                                --leave-running
+//                                --leave-running; --precopy [--rounds N]: copy the memory while
+//                                it runs, freeze it for the last round only
 //   hpc-ppm restore IMAGE        restore IMAGE (a path, or - for standard input) into a fresh
 //                                process, print its pid and return once it runs
 //   hpc-ppm info IMAGE           read and verify a whole image, print its summary
@@ -88,10 +89,14 @@ async function main (): Promise<number> {
       .positional('pid', { type: 'string', demandOption: true })
       .positional('image', { type: 'string', demandOption: true })
       .option('leave-running', { type: 'boolean', default: false, describe: 'keep the process running after the dump' })
-      .option('target', { type: 'string', describe: 'compatibility record of the target host (hpc-ppm hostinfo there)' }),
+      .option('target', { type: 'string', describe: 'compatibility record of the target host (hpc-ppm hostinfo there)' })
+      .option('precopy', { type: 'boolean', default: false, describe: 'pre-copy: copy the memory in rounds while it runs, freeze it for the last one' })
+      .option('rounds', { type: 'number', describe: 'pre-copy: at most this many rounds (2-100, default 8), then a plain dump' }),
     async a => {
-      const r = await dump(pidArg(a.pid), imageArg(a.image), { leaveRunning: a['leave-running'], target: a.target })
-      console.error(`hpc-ppm: ${r.bytes} bytes, ${r.pages} pages, frozen ${r.freezeMs.toFixed(1)} ms`)
+      const precopy = a.rounds != null ? { rounds: a.rounds } : a.precopy
+      const r = await dump(pidArg(a.pid), imageArg(a.image), { leaveRunning: a['leave-running'], target: a.target, precopy })
+      const pre = r.stats.precopy_rounds != null ? `, pre-copy ${r.stats.precopy_rounds} rounds${r.stats.precopy_fallback === '1' ? ' (fell back to stop-and-copy)' : ''}` : ''
+      console.error(`hpc-ppm: ${r.bytes} bytes, ${r.pages} pages, frozen ${r.freezeMs.toFixed(1)} ms${pre}`)
     })
     .command('restore <image>', 'restore IMAGE (- = standard input); prints the pid once it runs', y => y
       .positional('image', { type: 'string', demandOption: true })

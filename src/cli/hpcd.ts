@@ -115,10 +115,12 @@ async function main (): Promise<void> {
     .option('link-timeout', { type: 'number', default: DEFAULTS.linkTimeout, describe: 'seconds a migration connection may stay silent before its peer is taken for unreachable (a stalled move is abandoned)' })
     .option('guest-lease', { type: 'number', default: DEFAULTS.guestLease, describe: 'seconds a guest may be out of touch with its home (or its own daemon) before it is killed; a home waits 2 x this + 5 s for a lost node to come back' })
     .option('state-dir', { type: 'string', default: DEFAULTS.stateDir, describe: 'where the guests\' records are kept so that they survive a restart of this daemon (<dir>/<node id>/guests/)' })
+    .option('precopy', { type: 'number', default: DEFAULTS.precopy, describe: 'MiB: a process with at least this much resident memory moves with pre-copy (frozen only for the last round of its memory; docs/ppm.md); 0 = never' })
     .option('test-fault', { type: 'string', hidden: true, describe: 'fault injection for tests (restore)' })
     .config('config', 'config file (e.g. /etc/hpcfs.conf, hpcfs.conf(5)): "key = value" lines, keys as the long options', (path: string) => parseConfigFile(path, booleanOptions(cli)))
     .check(a => {
       if (a.id !== undefined && (!Number.isInteger(a.id) || a.id < 1 || a.id > 65535)) throw new Error('--id must be 1..65535')
+      if (!(Number.isFinite(a.precopy) && a.precopy >= 0)) throw new Error('--precopy must be a number of MiB, 0 or more')
       if (a.addr !== undefined && !isIPv4(a.addr)) throw new Error('--addr must be an IPv4 address')
       if (!Number.isInteger(a.port) || a.port < 1 || a.port > 65535) throw new Error('--port must be 1..65535')
       if (!(a.interval > 0)) throw new Error('--interval must be > 0')
@@ -164,7 +166,7 @@ async function main (): Promise<void> {
     id, addr, port: argv.port, map: argv.map, join: argv.join, mount: argv.mount, key: argv.key,
     interval: argv.interval, window: argv.window, downAfter: argv['down-after'], sendToAnyCycle: argv['send-to-any'],
     speed: argv.speed, decayInterval: argv['decay-interval'], slowDecay: argv['slow-decay'], fastDecay: argv['fast-decay'],
-    linkTimeout: argv['link-timeout'], guestLease: argv['guest-lease'], stateDir: argv['state-dir']
+    linkTimeout: argv['link-timeout'], guestLease: argv['guest-lease'], stateDir: argv['state-dir'], precopy: argv.precopy
   }
   const keys = Keyring.fromFile(cfg.key)
   if (keys.insecure) console.error(`hpcd: warning: no --key given: gossip uses the built-in key, with which anyone can forge load information; ${KEYLESS} (admin/block and admin/stay read 1)`)
@@ -183,6 +185,7 @@ async function main (): Promise<void> {
   const migrator = new Migrator(node, keys, node.migPort)
   migrator.linkTimeoutMs = cfg.linkTimeout * 1000
   migrator.keepGuests(cfg.stateDir, cfg.guestLease * 1000)
+  migrator.precopyBytes = cfg.precopy * 1048576
   await migrator.listen(addr)
   node.migrator = migrator
   migrator.testFault = argv['test-fault'] ?? ''

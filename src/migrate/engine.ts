@@ -39,10 +39,10 @@ export interface Engine {
   check (pid: number): Promise<Array<{ code: string, text: string }>>
   /** This host's compatibility record. */
   hostInfo (): Promise<string>
-  /** Dumps pid into out and leaves its original behind as the deputy. */
-  deputy (pid: number, out: Writable, opts: { target?: string }): Promise<DeputyHandle>
-  /** Dumps pid into out, a stream or a file descriptor the engine writes itself (the process is removed once the image is complete). */
-  dump (pid: number, out: Writable | number, opts: { target?: string }): Promise<unknown>
+  /** Dumps pid into out and leaves its original behind as the deputy; `precopy`: copying its memory while it runs first. */
+  deputy (pid: number, out: Writable, opts: { target?: string, precopy?: boolean }): Promise<DeputyHandle>
+  /** Dumps pid into out, a stream or a file descriptor the engine writes itself (the process is removed once the image is complete); `precopy` as for deputy. */
+  dump (pid: number, out: Writable | number, opts: { target?: string, precopy?: boolean }): Promise<unknown>
   /**
    * Restores an image into a fresh guest process, kept by its restore helper (keeper mode): with
    * `hold` it runs only once told to go; with nobody attached for `leaseMs`, its keeper kills it.
@@ -77,6 +77,17 @@ function availableBytes (): number {
 
 function fromKept (k: Kept): GuestProcess {
   return { pid: k.pid, keeper: k.info, stdin: k.stdin, stdout: k.stdout, stderr: k.stderr, exited: k.exited, family: k.family, go: k.go, endStdin: k.endStdin, detach: k.detach, release: k.release, alive: k.alive, relays: k.info.relays ?? [], endRelay: k.endRelay }
+}
+
+/** `e` with pre-copy for the processes of at least `minBytes()` resident (0 = never; config
+ * precopy): their deputy or dump copies their memory while they run (docs/ppm.md "Pre-copy"). */
+export function withPrecopy (e: Engine, minBytes: () => number): Engine {
+  const want = (pid: number): boolean => { const m = minBytes(); return m > 0 && e.describe(pid).bytes >= m }
+  return {
+    ...e,
+    deputy: async (pid, out, opts) => await e.deputy(pid, out, { ...opts, precopy: want(pid) }),
+    dump: async (pid, out, opts) => await e.dump(pid, out, { ...opts, precopy: want(pid) })
+  }
 }
 
 export const realEngine: Engine = {

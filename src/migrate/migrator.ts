@@ -16,7 +16,7 @@ import { DEFAULTS, rejoinWaitMs } from '../config.js'
 import type { Keyring } from '../gossip/keyring.js'
 import { einval } from '../util/errno.js'
 import type { Cluster, Dial } from './cluster.js'
-import { realEngine, type Engine } from './engine.js'
+import { realEngine, withPrecopy, type Engine } from './engine.js'
 import { Descendants } from './family.js'
 import { GuestSide, type Guest } from './guest.js'
 import type { DecayHint } from './hints.js'
@@ -47,6 +47,8 @@ export class Migrator extends EventEmitter {
   droppedMessages = 0
   /** A connection whose peer has been silent this long is cut off (src/migrate/lease.ts; config linkTimeout). */
   linkTimeoutMs = DEFAULTS.linkTimeout * 1000
+  /** Processes with at least this many bytes resident move with pre-copy (config precopy, in MiB; 0 = never). */
+  precopyBytes = DEFAULTS.precopy * 1048576
   private server: Server | null = null
   private hostInfo: Promise<string> | null = null
 
@@ -58,8 +60,9 @@ export class Migrator extends EventEmitter {
       if (!a) throw einval(`no node ${node}`)
       return this.counted(await Conn.client(a.host, a.port, this.keys))
     })
-    this.home = new Home({ cluster, engine, dial: connect, bandwidth: this.bandwidth, moved: (pid, node) => this.emit('moved', pid, node) })
-    this.guestSide = new GuestSide({ cluster, engine, dial: connect, hostInfo: async () => await (this.hostInfo ?? Promise.resolve('')) })
+    const moves = withPrecopy(engine, () => this.precopyBytes)
+    this.home = new Home({ cluster, engine: moves, dial: connect, bandwidth: this.bandwidth, moved: (pid, node) => this.emit('moved', pid, node) })
+    this.guestSide = new GuestSide({ cluster, engine: moves, dial: connect, hostInfo: async () => await (this.hostInfo ?? Promise.resolve('')) })
     this.procs = this.home.procs
     this.guests = this.guestSide.guests
     this.guestSide.rejoined = (conn, m) => this.home.rejoin(conn, m)

@@ -301,9 +301,22 @@ export interface DumpOptions {
   target?: string
   /** pipes and stream sockets whose other end is elsewhere are relayed, not refused (native/relay.c) */
   relay?: boolean
+  /** pre-copy (docs/ppm.md "Pre-copy"): copy the memory in rounds while the process runs, then
+   * freeze it for the pages written during the last round only; `rounds` bounds the rounds
+   * (default 8, 2-100), after which (or once a round from the third on copies no less than the one
+   * before) a process that keeps writing too fast is dumped plainly */
+  precopy?: boolean | { rounds?: number }
 }
 
 export interface DumpResult { bytes: number, pages: number, freezeMs: number, stats: Record<string, string> }
+
+function precopyArgs (p: DumpOptions['precopy']): string[] {
+  if (p == null || p === false) return []
+  const rounds = p === true ? undefined : p.rounds
+  if (rounds == null) return ['--precopy']
+  if (!Number.isInteger(rounds) || rounds < 2 || rounds > 100) throw einval(`pre-copy rounds must be 2-100, not ${String(rounds)}`)
+  return ['--precopy', '--rounds', String(rounds)]
+}
 
 /** Checkpoints `pid` into `out`. A process that cannot move, or any failure, leaves it running as before. */
 export async function dump (pid: number, out: ImageSink, opts: DumpOptions = {}): Promise<DumpResult> {
@@ -312,6 +325,7 @@ export async function dump (pid: number, out: ImageSink, opts: DumpOptions = {})
   if (opts.leaveRunning === true) args.push('--leave-running')
   if (opts.target != null) args.push('--target', opts.target)
   if (opts.relay === true) args.push('--relay')
+  args.push(...precopyArgs(opts.precopy))
   const sink = sinkFor(out)
   try {
     const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe'])
@@ -622,14 +636,16 @@ export class Deputy extends EventEmitter {
 
 /**
  * Dumps `pid` into `out`, then hollows it out and parks it as a deputy. `family`: it may have
- * children; they stay here with the original as their parent (docs/family.md).
+ * children; they stay here with the original as their parent (docs/family.md). `precopy`: as for
+ * dump, the memory is copied while it runs first.
  */
-export async function deputy (pid: number, out: ImageSink, opts: { target?: string, family?: boolean, relay?: boolean } = {}): Promise<Deputy> {
+export async function deputy (pid: number, out: ImageSink, opts: { target?: string, family?: boolean, relay?: boolean, precopy?: DumpOptions['precopy'] } = {}): Promise<Deputy> {
   checkPid(pid)
   const args = ['deputy', String(pid)]
   if (opts.target != null) args.push('--target', opts.target)
   if (opts.family === true) args.push('--family')
   if (opts.relay === true) args.push('--relay')
+  args.push(...precopyArgs(opts.precopy))
   const sink = sinkFor(out)
   try {
     const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', 'pipe'])

@@ -67,7 +67,7 @@ test('dump to a file, info, restore from the file; hostinfo', async () => {
   const i = run(['info', img])
   assert.equal(i.code, 0, i.err)
   assert.match(i.out, /^comm: speaker$/m)
-  assert.match(i.out, /^version: 4$/m)
+  assert.match(i.out, /^version: 5$/m)
   assert.match(i.out, /^threads: 1$/m)
   assert.match(run(['hostinfo']).out, /^xcr0=0x[0-9a-f]+,xsave=\d+,cpuid=[0-9a-f.]+,vdso=[0-9a-f.]+\n$/)
   // the restored process inherits the command's stdout: the pid line and its lines interleave

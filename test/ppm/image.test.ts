@@ -46,7 +46,7 @@ function stubsRunning (): number {
 }
 
 /** the image format version of native/image.h (IMG_VERSION) */
-const VERSION = 4
+const VERSION = 5
 let good: Buffer
 let bin: string
 const args = ['10', '400', '7', '30000']
@@ -188,4 +188,30 @@ test('private file mappings contribute only their changed (copy-on-write) pages'
     }
   }
   assert.ok(filePages * 10n < mappedFile, `${filePages} of ${mappedFile} file-mapped pages in the image`)
+})
+
+test('a pre-copy image: another version, a damaged or missing round, a range never sent are refused and leave nothing behind', async () => {
+  const bin = lab.compile('dirtier')
+  const stop = lab.path('stop-pre')
+  const s = lab.start(bin, ['8', '1', '2000', stop], ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => lines(s.out) >= 1, 10000, 'dirtier ready')
+  await dump(s.pid, lab.path('pre.img'), { leaveRunning: true, precopy: true })
+  writeFileSync(stop, '')
+  assert.deepEqual(await s.exited, { code: 0, signal: null })
+  const img = readFileSync(lab.path('pre.img'))
+  const recs = records(img)
+  assert.equal(recs[0].type, 14, 'PRECOPY first')
+  const rounds = recs.filter(r => r.type === 15)
+  const valid = recs.filter(r => r.type === 16)
+  assert.ok(rounds.length > 0 && valid.length > 0, `${rounds.length} PREPAGES, ${valid.length} PREVALID`)
+  assert.equal(recs[rounds.length + 1].type, 1, 'then the HEADER')
+  await refused(forge(img, recs[0], b => b.writeUInt32LE(VERSION + 1, 8)), 'pre-v.img', 'EPROTO', new RegExp(`version ${VERSION + 1} is not supported`))
+  const bad = Buffer.from(img)
+  bad[rounds[0].off + 16 + 16 + 5] ^= 1
+  await refused(bad, 'pre-bad.img', 'EBADMSG', /checksum mismatch/)
+  // without its rounds, the first PREVALID range names pages that were never sent
+  const end = rounds[rounds.length - 1]
+  await refused(Buffer.concat([img.subarray(0, rounds[0].off), img.subarray(end.off + 16 + end.len + 4)]), 'pre-cut.img', 'EBADMSG', /was never sent/)
+  // a PREVALID range where the image maps nothing
+  await refused(forge(img, valid[0], b => { b.writeBigUInt64LE(0x10000n, 0) }), 'pre-where.img', 'EBADMSG', /outside the image's regions/)
 })

@@ -1,0 +1,72 @@
+// Moves with pre-copy between real daemons in network namespaces (hpcd --precopy, docs/ppm.md
+// "Pre-copy"): a process that keeps writing its memory moves home -> 2 -> home -> 2, each time
+// with its memory copied while it runs, and ends exactly as an undisturbed run of as many steps.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, spawnSync } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { Lab } from '../../src/lab/lab.js'
+import { Lab as Bins } from '../ppm/harness.js'
+import { until } from '../helpers/daemon.js'
+import { fifoSink } from '../helpers/fifo.js'
+
+let lab: Lab
+let bins: Bins
+let dirtier: string
+let launcher: string
+
+before(async () => {
+  bins = new Bins()
+  dirtier = bins.compile('dirtier')
+  launcher = bins.compile('launch')
+  // pre-copy for processes of 16 MiB and more; the helpers' STAT lines go to the daemons' logs
+  lab = await Lab.create({ nodes: 2, tag: 'precp', interval: 0.25, hpcdArgs: () => ['--down-after', '2', '--no-balance', '--precopy', '16'], env: { DEBUG: 'hpcfs:migrate,hpcfs:ppm' } })
+  await lab.waitAllUp()
+})
+after(async () => {
+  await lab?.destroy()
+  bins?.cleanup()
+})
+
+async function moveTo (pid: number, target: number | 'home'): Promise<void> {
+  await lab.node(1).write(`proc/${pid}/goto`, `${target}\n`)
+  const want = target === 'home' ? '0' : String(target)
+  const err = await until(`process ${pid} at ${want}`, async () => {
+    const w = (await lab.node(1).read(`proc/${pid}/where`)).trim()
+    if (w === want) return 'ok'
+    const e = (await lab.node(1).read(`proc/${pid}/error`)).trim()
+    return e && w !== 'migrating' ? e : undefined
+  }, 30_000, 50)
+  assert.equal(err, 'ok', `move of ${pid} to ${target} failed`)
+}
+
+/** the pre-copy dumps a daemon's helpers reported: rounds and fallback of each */
+function precopies (node: number): string[] {
+  return [...lab.node(node).log().matchAll(/precopy_rounds=(\d+) .*?precopy_fallback=(\d)/g)].map(m => `${m[1]}/${m[2]}`)
+}
+
+test('a process writing its memory moves with pre-copy home -> 2 -> home -> 2 and ends as an undisturbed run', async () => {
+  const stop = join(bins.dir, 'stop')
+  const sink = fifoSink(bins.dir, 'out')
+  const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', launcher, dirtier, '32', '2', '2000', stop], { stdio: ['ignore', sink.fd, sink.fd] })
+  const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
+  try {
+    await until('ready', () => sink.out().startsWith('ready'))
+    for (const target of [2, 'home', 2] as const) await moveTo(child.pid as number, target)
+    // two deputies at home (out, out again), one dump on node 2 (home), none fell back
+    const home = precopies(1)
+    const away = precopies(2)
+    assert.equal(home.length, 2, `pre-copies at home: ${home.join(' ')}`)
+    assert.equal(away.length, 1, `pre-copies on node 2: ${away.join(' ')}`)
+    for (const p of [...home, ...away]) assert.match(p, /^\d+\/0$/)
+    writeFileSync(stop, '')
+    assert.equal(await exited, 0)
+    const end = await until('end line', () => /^steps (\d+) .*$/m.exec(sink.out()) ?? undefined, 10_000)
+    const ref = spawnSync(dirtier, ['32', '2', '0', end[1]], { encoding: 'utf8' }).stdout
+    assert.equal(end[0], /^steps .*$/m.exec(ref)?.[0])
+  } finally {
+    sink.close()
+    if (child.exitCode === null) child.kill('SIGKILL')
+  }
+})
