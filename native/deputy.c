@@ -9,6 +9,8 @@
 /* the deputy's relays: copies between the original's descriptors and pipes of the caller's */
 #define MAX_RL 64
 struct rl { int src, dst, fd; int pull; /* src is the original's socket, read only on PULL */ int out; /* dst is the original's */ };
+static struct rl rl[MAX_RL];	/* used by the command loop and, during RESTORE-FD, by await_line */
+static int nrl;
 
 static void write_all_to(int fd, const char *b, ssize_t n)
 {
@@ -24,7 +26,7 @@ static void write_all_to(int fd, const char *b, ssize_t n)
 
 /* what the caller wrote and the deputy has not passed on yet goes to the original now (before it
  * runs again, or ends) */
-static void drain_out(struct rl *rl, int nrl)
+static void drain_out(void)
 {
 	static char b[65536];
 	for (int i = 0; i < nrl; i++) {
@@ -134,11 +136,58 @@ static int deputy_exit(struct tracee *t, int code)
 	}
 }
 
-static int deputy_restore(struct tracee *t, const char *path)
+/* copies what relay i has now; at its end, passes the end on and removes it */
+static void relay_copy(int i)
+{
+	static char rbuf[65536];
+	ssize_t n = read(rl[i].src, rbuf, sizeof rbuf);
+	if (n > 0) write_all_to(rl[i].dst, rbuf, n);
+	else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+		/* end of this stream: pass the end on where we own the writer */
+		if (rl[i].src >= 0) close(rl[i].src);
+		close(rl[i].dst);
+		rl[i] = rl[--nrl];
+	}
+}
+
+/* waits for one command line on fd 5 (GO), or its end, relaying output meanwhile (the caller
+ * passes on the output that came before the image, and waits until it has gone into the relay's
+ * pipes); then copies what those still hold. Only output relays are copied: input (and a relayed
+ * socket's, read only on PULL) is not read ahead, the original reads it itself. */
+static void await_line(void)
+{
+	for (int go = 0, rounds = 0; rounds < 1024;) {
+		struct pollfd pf[1 + MAX_RL] = { { 5, POLLIN, 0 } };
+		for (int i = 0; i < nrl; i++) { pf[1 + i].fd = rl[i].out ? rl[i].src : -1; pf[1 + i].events = POLLIN; pf[1 + i].revents = 0; }
+		if (go) rounds++;
+		int r = poll(go ? pf + 1 : pf, go ? nrl : 1 + nrl, go ? 0 : -1);
+		if (r < 0 && errno == EINTR) continue;
+		if (r < 0 || (go && r == 0)) return;	/* after GO: nothing more to copy */
+		for (int i = nrl - 1; i >= 0; i--) if (pf[1 + i].revents) relay_copy(i);
+		if (go || !pf[0].revents) continue;
+		char c;
+		ssize_t n = read(5, &c, 1);
+		if (n < 0 && errno == EINTR) continue;
+		if (n <= 0 || c == '\n') go = 1;
+	}
+}
+
+/* RESTORE [path]: from a file, or from a pipe announced by IMAGE-IN; RESTORE-FD pid fd: from
+ * descriptor fd of process pid (pidfd_getfd), e.g. the daemon's connection to the node the
+ * process comes from. From a descriptor, a restore that fails reads the rest of the image (to its
+ * END record) so that the connection can go on. */
+static int deputy_restore(struct tracee *t, const char *path, pid_t from, int from_fd)
 {
 	g_relay_keep = 1;	/* its relayed descriptors are the original's own (relay.c) */
 	int fd, p[2] = { -1, -1 };
-	if (path) {
+	if (from > 0) {
+		int pfd = syscall(NR_PIDFD_OPEN, from, 0);
+		if (pfd < 0) return fail(errno, "pidfd_open(%d): %s", from, strerror(errno));
+		fd = syscall(NR_PIDFD_GETFD, pfd, from_fd, 0);
+		int ge = errno;
+		close(pfd);
+		if (fd < 0) return fail(ge, "pidfd_getfd(%d, %d): %s", from, from_fd, strerror(ge));
+	} else if (path) {
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) return fail(errno, "open %s: %s", path, strerror(errno));
 	} else {
@@ -148,17 +197,25 @@ static int deputy_restore(struct tracee *t, const char *path)
 		ctlf("IMAGE-IN /proc/%d/fd/%d", getpid(), p[1]);
 	}
 	struct imgr r = { .fd = fd };
-	struct image *im;
+	struct image *im = NULL;
 	int e = read_meta(&r, &im);
 	if (!e && validate_image(im, 1)) e = fail(ENOTSUP, "this host cannot restore the image faithfully");
 	if (!e && (im->c.vdso == 0)) e = fail(EBADMSG, "image has no vDSO");
-	if (e) { if (p[1] >= 0) close(p[1]); close(fd); return e; }
+	if (e) { if (from > 0 && im) drain_image(&r); if (im) free_image(im); if (p[1] >= 0) close(p[1]); close(fd); return e; }
 	e = interrupt_stop(t);
 	if (!e) {
 		t->ninject = 0;
 		t->keep_tids = 1;	/* its threads come home under their tids where free */
 		double t0 = now_ms();
 		e = restore_into(t, im, &r, 1, 0);
+		if (!e && from > 0) {
+			/* all of the image is read: the connection is the caller's again; the original runs
+			 * once the caller has passed on what came before it (its output) and says GO */
+			close(fd);
+			fd = -1;
+			ctlf("IMAGE-READ");
+			await_line();
+		}
 		if (!e) {
 			ptrace(PTRACE_DETACH, t->pid, 0, im->c.npend ? im->c.pend[0] : 0);
 			for (uint32_t i = 1; i < im->c.npend && i < 16; i++) kill(t->pid, im->c.pend[i]);
@@ -176,9 +233,10 @@ static int deputy_restore(struct tracee *t, const char *path)
 			g_errno = ke;
 		}
 	}
+	if (e && from > 0) drain_image(&r);
 	free_image(im);
 	if (p[1] >= 0) close(p[1]);
-	close(fd);
+	if (fd >= 0) close(fd);
 	return e;
 }
 
@@ -188,9 +246,10 @@ int cmd_deputy(pid_t pid, const char *target)
 	struct dumpres res;
 	double t0;
 	int e = seize_and_dump(pid, target, &t, &res, &t0);
-	if (e) return e;
+	if (e) { cancel_empty_image(); return e; }
 	free(res.vmas);
 	close(3);
+	if (g_copy_fd >= 0) close(g_copy_fd);
 	double t1 = now_ms();
 	int touched;
 	e = hollow(&t, &touched);
@@ -219,8 +278,6 @@ int cmd_deputy(pid_t pid, const char *target)
 	int cfd = fcntl(5, F_GETFD) >= 0 ? 5 : 0;
 	char cbuf[PATH_MAX + 64];
 	size_t clen = 0;
-	struct rl rl[MAX_RL];	/* RELAY: copies between the original's descriptors and pipes */
-	int nrl = 0;
 	static char rbuf[65536];
 	for (;;) {
 		/* drain tracee events */
@@ -241,17 +298,7 @@ int cmd_deputy(pid_t pid, const char *target)
 			for (int i = 0; i < nrl; i++) { pf[2 + i].fd = rl[i].pull ? -1 : rl[i].src; pf[2 + i].events = POLLIN; pf[2 + i].revents = 0; }
 			if (poll(pf, 2 + nrl, -1) < 0) { if (errno == EINTR) continue; break; }
 			if (pf[1].revents) { struct signalfd_siginfo si; while (read(sfd, &si, sizeof si) > 0); }
-			for (int i = nrl - 1; i >= 0; i--) {
-				if (!pf[2 + i].revents) continue;
-				ssize_t n = read(rl[i].src, rbuf, sizeof rbuf);
-				if (n > 0) write_all_to(rl[i].dst, rbuf, n);
-				else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-					/* end of this stream: pass the end on where we own the writer */
-					if (rl[i].src >= 0) close(rl[i].src);
-					close(rl[i].dst);
-					rl[i] = rl[--nrl];
-				}
-			}
+			for (int i = nrl - 1; i >= 0; i--) if (pf[2 + i].revents) relay_copy(i);
 			if (!pf[0].revents) continue;
 			ssize_t n = read(cfd, cbuf + clen, sizeof cbuf - 1 - clen);
 			if (n <= 0) { /* caller gone: nothing can be relayed any more */ kill_reap(pid); ctlf("KILLED 9"); return 1; }
@@ -267,8 +314,9 @@ int cmd_deputy(pid_t pid, const char *target)
 		clen -= ll + 1;
 		clear_err();
 		char arg[PATH_MAX];
+		int from = 0, from_fd = -1;
 		int num;
-		if (!strncmp(line, "EXIT", 4) || !strncmp(line, "KILL", 4) || !strncmp(line, "RESTORE", 7)) drain_out(rl, nrl);
+		if (!strncmp(line, "EXIT", 4) || !strncmp(line, "KILL", 4) || !strncmp(line, "RESTORE", 7)) drain_out();
 		if (sscanf(line, "EXIT %d", &num) == 1) {
 			if (deputy_exit(&t, num & 255)) return report_err();
 			return 0;
@@ -279,8 +327,13 @@ int cmd_deputy(pid_t pid, const char *target)
 			}
 			if (deputy_kill(&t, num)) return report_err();
 			return 0;
+		} else if (sscanf(line, "RESTORE-FD %d %d", &from, &from_fd) == 2 && from > 0 && from_fd >= 0) {
+			e = deputy_restore(&t, NULL, from, from_fd);
+			if (!e) { ctlf("OK"); return 0; }
+			report_err();
+			if (t.dead) return 1;
 		} else if (!strcmp(line, "RESTORE") || sscanf(line, "RESTORE %4095s", arg) == 1) {
-			e = deputy_restore(&t, strcmp(line, "RESTORE") ? arg : NULL);
+			e = deputy_restore(&t, strcmp(line, "RESTORE") ? arg : NULL, 0, -1);
 			if (!e) { ctlf("OK"); return 0; }
 			report_err();
 			if (t.dead) return 1;

@@ -251,8 +251,8 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 
 	struct stat isb;
 	if (fstat(imgfd, &isb) == 0 && S_ISFIFO(isb.st_mode)) fcntl(imgfd, F_SETPIPE_SZ, 1 << 20);
-	struct imgw w = { imgfd, 0, 0, 0 };
-	if (g_pc) w = g_pc->w;	/* after the pre-copy rounds, in the same stream */
+	struct imgw w = { imgfd, 0, 0, 0, g_copy_fd };
+	if (g_pc) w = g_pc->w;	/* after the pre-copy rounds, in the same stream (and its copy) */
 	e = rec_put(&w, R_HEADER, &h, sizeof h, NULL, 0);
 	if (!e) e = rec_put(&w, R_CORE, c, sizeof *c, NULL, 0);
 	if (!e) e = rec_put(&w, R_THREAD, &th, sizeof th, NULL, 0);

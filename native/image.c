@@ -40,13 +40,44 @@ uint32_t crc32c(uint32_t crc, const void *buf, size_t n)
 
 /* ---------- records ---------- */
 
+int g_stall_ms = -1;
+int g_copy_fd = -1;
+long g_fault_after = -1;
+volatile sig_atomic_t g_orphaned;
+
+static void on_orphaned(int sig) { (void)sig; g_orphaned = 1; }
+
+/* A raw image (--copy) is written for the daemon that started this helper: if that daemon dies,
+ * the dump fails at its next write (the process is released as it was, as when a pipe to the
+ * daemon breaks), instead of going on into the connection on its own. */
+void abort_when_orphaned(void)
+{
+	struct sigaction sa = { .sa_handler = on_orphaned };	/* no SA_RESTART: a blocked write or poll returns */
+	sigaction(SIGUSR2, &sa, NULL);
+	prctl(PR_SET_PDEATHSIG, SIGUSR2);
+	if (getppid() == 1) g_orphaned = 1;
+}
+
+/* waits until fd is ready for ev (a non-blocking socket handed over by the caller); 0, or the
+ * error of a stream that made no progress for --stall-ms */
+static int wait_fd(int fd, short ev)
+{
+	struct pollfd pf = { fd, ev, 0 };
+	int r;
+	while ((r = poll(&pf, 1, g_stall_ms)) < 0 && errno == EINTR)
+		if (g_orphaned) return fail(ECONNABORTED, "the daemon that asked for the image is gone");
+	if (r == 0) return fail(ETIMEDOUT, "the connection is silent: the image stream made no progress for %d ms", g_stall_ms);
+	return 0;
+}
+
 static int w_vec(int fd, struct iovec *iov, int n)
 {
 	while (n > 0) {
+		if (g_orphaned) return fail(ECONNABORTED, "the daemon that asked for the image is gone");
 		ssize_t r = writev(fd, iov, n);
 		if (r < 0) {
 			if (errno == EINTR) continue;
-			if (errno == EAGAIN) { struct pollfd pf = { fd, POLLOUT, 0 }; poll(&pf, 1, -1); continue; } /* a non-blocking socket from the caller */
+			if (errno == EAGAIN) { int we = wait_fd(fd, POLLOUT); if (we) return we; continue; } /* a non-blocking socket from the caller */
 			return fail(errno, "writing the image: %s", strerror(errno));
 		}
 		while (n > 0 && (size_t)r >= iov->iov_len) { r -= iov->iov_len; iov++; n--; }
@@ -62,7 +93,10 @@ int rec_put(struct imgw *w, uint32_t type, const void *a, size_t al, const void 
 	crc = crc32c(crc, a, al);
 	if (bl) crc = crc32c(crc, b, bl);
 	struct iovec iov[4] = { { &h, sizeof h }, { (void *)a, al }, { (void *)b, bl }, { &crc, 4 } };
+	struct iovec cp[4];
+	if (w->copy >= 0) memcpy(cp, iov, sizeof cp);
 	int r = w_vec(w->fd, iov, 4);
+	if (!r && w->copy >= 0) r = w_vec(w->copy, cp, 4);
 	if (r) return r;
 	w->nrec++;
 	w->bytes += sizeof h + al + bl + 4;
@@ -84,10 +118,11 @@ static int r_all(struct imgr *ir, void *p, size_t n)
 		ssize_t r = read(fd, p, n);
 		if (r < 0) {
 			if (errno == EINTR) continue;
-			if (errno == EAGAIN) { struct pollfd pf = { fd, POLLIN, 0 }; poll(&pf, 1, -1); continue; }
+			if (errno == EAGAIN) { int we = wait_fd(fd, POLLIN); if (we) return we; continue; }
 			return fail(errno, "reading the image: %s", strerror(errno));
 		}
 		if (r == 0) return fail(EBADMSG, "image truncated (stream ended early)");
+		if (g_fault_after >= 0 && (g_fault_after -= r) < 0) return fail(ECONNABORTED, "injected fault: restore broken half-way");
 		p = (char *)p + r;
 		n -= r;
 	}
@@ -151,6 +186,12 @@ int read_meta(struct imgr *r, struct image **out)
 	int e = rec_peek(r, &first);
 	if (!e && first == R_PRECOPY) e = stage_read(r);	/* a pre-copy stream: its rounds first */
 	if (!e) e = rec_hdr(r, &h);
+	if (!e && h.type == R_END && h.len == sizeof(struct img_end)) {
+		/* an empty image (native/ppm.c cancel_empty_image): the sender's dump failed */
+		struct img_end end;
+		e = rec_body(r, &h, &end, sizeof end);
+		if (!e) e = fail(ECANCELED, "the sender sent no image (its dump failed)");
+	}
 	if (!e && h.type != R_HEADER) e = fail(EBADMSG, "not an hpc-ppm image (first record type %u)", h.type);
 	if (!e && h.len < 16) e = fail(EBADMSG, "not an hpc-ppm image");
 	if (!e) {
@@ -248,4 +289,26 @@ int rec_end(struct imgr *r, const struct rechdr *h)
 		return fail(EBADMSG, "image incomplete: %u records/%llu bytes, trailer says %u/%llu", nrec, (unsigned long long)bytes, end.nrec,
 			    (unsigned long long)end.bytes);
 	return 0;
+}
+
+/* Reads the rest of an image whose restore failed at a record boundary, up to and including its
+ * END record, so that a connection carrying it can go on (the bytes are dropped, not checked). */
+int drain_image(struct imgr *r)
+{
+	static uint8_t scratch[1 << 16];
+	long keep = g_fault_after;
+	g_fault_after = -1;
+	for (;;) {
+		struct rechdr h;
+		int e = rec_hdr(r, &h);
+		if (e) { g_fault_after = keep; return e; }
+		uint64_t left = h.len + 4;
+		while (left && !e) {
+			size_t n = left < sizeof scratch ? left : sizeof scratch;
+			e = r_all(r, scratch, n);
+			left -= n;
+		}
+		if (e) { g_fault_after = keep; return e; }
+		if (h.type == R_END) return 0;
+	}
 }

@@ -62,13 +62,30 @@ int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpr
 	return 0;
 }
 
+/* A raw image (--copy: the stream goes into a connection) whose dump fails before its first byte
+ * is ended by a lone END record, an empty image: the reader knows that nothing follows and the
+ * connection can go on (a dump that fails later leaves a broken stream: the caller closes it). */
+void cancel_empty_image(void)
+{
+	struct stat sb;
+	if (g_copy_fd < 0 || fstat(g_copy_fd, &sb) || sb.st_size != 0) return;
+	char keep[sizeof g_err];
+	int ke = g_errno;
+	memcpy(keep, g_err, sizeof keep);
+	struct imgw w = { 3, 0, 0, 0, -1 };
+	struct img_end end = { 0, 0, 0, 0 };
+	rec_put(&w, R_END, &end, sizeof end, NULL, 0);
+	memcpy(g_err, keep, sizeof keep);
+	g_errno = ke;
+}
+
 static int cmd_dump(pid_t pid, int mode /* 0 kill, 1 leave running */, const char *target)
 {
 	struct tracee t;
 	struct dumpres res;
 	double t0;
 	int e = seize_and_dump(pid, target, &t, &res, &t0);
-	if (e) return e;
+	if (e) { cancel_empty_image(); return e; }
 	if (mode == 1) { precopy_done(); release_live(&t); }
 	else { kill_reap(pid); precopy_done(); }
 	free(res.vmas);
@@ -145,7 +162,7 @@ static int cmd_restore(struct restore_opts *o)
 		}
 		close(pfd);
 	}
-	if (o->keep_pid) wait_for_pid(&r, im->h.pid);
+	if (o->keep_pid && !o->pid_now) wait_for_pid(&r, im->h.pid);
 	struct keep k;
 	if (o->keep_ms && keep_prepare(&k)) return report_err();
 	struct tracee t;
@@ -156,8 +173,10 @@ static int cmd_restore(struct restore_opts *o)
 	if (o->require_pid && !kept) { kill_reap(t.pid); fail(EEXIST, "pid %d is taken", im->h.pid); return report_err(); }
 	t.keep_tids = o->require_pid ? 2 : o->keep_pid;	/* the other threads' tids, as the pid */
 	e = restore_into(&t, im, &r, 0, o->eintr);
+	if (!e && o->fault_end) e = fail(ECONNABORTED, "injected fault: restore broken at the end");
 	if (e) { kill_reap(t.pid); return report_err(); }
-	ctlf("STAT restore_ms=%.3f injections=%ld pid_kept=%d mono_offset_ns=%lld", now_ms() - t0, t.ninject, kept, (long long)om);
+	close(3);	/* all of the image is read: a socket it came on goes back to the caller alone */
+	ctlf("STAT restore_ms=%.3f injections=%ld pid_kept=%d mono_offset_ns=%lld image_bytes=%llu", now_ms() - t0, t.ninject, kept, (long long)om, (unsigned long long)r.bytes);
 	if (relay_start()) { kill_reap(t.pid); return report_err(); }
 	if (o->keep_ms) {
 		int st = keep_run(&k, t.pid, im, o->hold, o->keep_ms);
@@ -257,11 +276,14 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: hpc-ppm-helper check PID [--family] [--relay]\n"
-		"       hpc-ppm-helper dump PID [--leave-running] [--target HOSTINFO] [--precopy [--rounds N]] [--relay]  (image on fd 3)\n"
-		"       hpc-ppm-helper deputy PID [--target HOSTINFO] [--family] [--precopy [--rounds N]] [--relay]  (image on fd 3, commands on fd 5)\n"
-		"       hpc-ppm-helper restore [--new-pid|--require-pid] [--no-wait] [--eintr] [--stdio-from PID] [--family] [--hold]\n"
+		"       hpc-ppm-helper dump PID [--leave-running] [--target HOSTINFO] [--precopy [--rounds N]] [--relay] [--copy] [--stall-ms MS]\n"
+		"                              (image on fd 3; --copy: also on fd 6)\n"
+		"       hpc-ppm-helper deputy PID [--target HOSTINFO] [--family] [--precopy [--rounds N]] [--relay] [--copy] [--stall-ms MS]\n"
+		"                              (image on fd 3, --copy: also on fd 6; commands on fd 5)\n"
+		"       hpc-ppm-helper restore [--new-pid|--require-pid|--pid-now] [--no-wait] [--eintr] [--stdio-from PID] [--family] [--hold]\n"
 		"                              [--keep LEASE_MS]  (keeper: the process outlives its daemon) [--guest]\n"
-		"                              [--clock auto|real|continue|OFFSET_NS]  (image on fd 3)\n"
+		"                              [--clock auto|real|continue|OFFSET_NS] [--stall-ms MS] [--test-fault early|end]\n"
+		"                              (image on fd 3: a pipe, file or socket)\n"
 		"       hpc-ppm-helper info    (image on fd 3)\n"
 		"       hpc-ppm-helper hostinfo | rawpipe BYTES [--hot]\n"
 		"control lines go to fd 4 (or stdout)\n");
@@ -303,6 +325,8 @@ int main(int argc, char **argv)
 			else if (!strcmp(argv[i], "--target") && i + 1 < argc && strcmp(cmd, "check")) target = argv[++i];
 			else if (!strcmp(argv[i], "--family") && strcmp(cmd, "dump")) g_family = 1;
 			else if (!strcmp(argv[i], "--relay")) g_relay = 1;
+			else if (!strcmp(argv[i], "--copy") && strcmp(cmd, "check")) g_copy_fd = 6;
+			else if (!strcmp(argv[i], "--stall-ms") && i + 1 < argc) g_stall_ms = atoi(argv[++i]);
 			else if (!strcmp(argv[i], "--precopy") && strcmp(cmd, "check")) g_precopy = 1;
 			else if (!strcmp(argv[i], "--rounds") && i + 1 < argc && strcmp(cmd, "check")) {
 				char *x;
@@ -313,12 +337,14 @@ int main(int argc, char **argv)
 			else { usage(); return 2; }
 		}
 		if (strcmp(cmd, "check") && fcntl(3, F_GETFD) < 0) { fprintf(stderr, "hpc-ppm-helper: fd 3 (image) is not open\n"); return 2; }
+		if (g_copy_fd >= 0 && fcntl(g_copy_fd, F_GETFD) < 0) { fprintf(stderr, "hpc-ppm-helper: fd 6 (copy) is not open\n"); return 2; }
+		if (g_copy_fd >= 0) abort_when_orphaned();
 		if (!strcmp(cmd, "check")) return cmd_check(pid);
 		if (!strcmp(cmd, "dump")) return cmd_dump(pid, leave, target);
 		return cmd_deputy(pid, target);
 	}
 	if (!strcmp(cmd, "restore")) {
-		struct restore_opts o = { 1, 0, 1, 0, 0, 0, 0, 0, 0 };
+		struct restore_opts o = { 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0 };
 		for (int i = 2; i < argc; i++) {
 			if (!strcmp(argv[i], "--new-pid")) o.keep_pid = 0;
 			else if (!strcmp(argv[i], "--require-pid")) o.require_pid = 1;
@@ -326,6 +352,14 @@ int main(int argc, char **argv)
 			else if (!strcmp(argv[i], "--eintr")) o.eintr = 1;
 			else if (!strcmp(argv[i], "--family")) g_family = 1;
 			else if (!strcmp(argv[i], "--hold")) o.hold = 1;
+			else if (!strcmp(argv[i], "--pid-now")) o.pid_now = 1;
+			else if (!strcmp(argv[i], "--stall-ms") && i + 1 < argc) g_stall_ms = atoi(argv[++i]);
+			else if (!strcmp(argv[i], "--test-fault") && i + 1 < argc) {
+				const char *v = argv[++i];
+				if (!strcmp(v, "early")) g_fault_after = 4096;
+				else if (!strcmp(v, "end")) o.fault_end = 1;
+				else { usage(); return 2; }
+			}
 			else if (!strcmp(argv[i], "--guest")) guest_ids = 1;
 			else if (!strcmp(argv[i], "--keep") && i + 1 < argc) {
 				char *e;

@@ -100,7 +100,9 @@ int ends_with(const char *s, const char *suf);
 /* ---------- image.c ---------- */
 void crc_init(void);
 uint32_t crc32c(uint32_t crc, const void *buf, size_t n);
-struct imgw { int fd; uint32_t nrec; uint64_t bytes, pages; };
+/* fd: the image stream; copy: a second descriptor that gets every byte too (-1: none), e.g. the
+ * file a sender keeps until the process runs elsewhere while the stream goes into a socket */
+struct imgw { int fd; uint32_t nrec; uint64_t bytes, pages; int copy; };
 struct stage;
 struct imgr { int fd; uint32_t nrec; uint64_t bytes, pages; int peeked; struct rechdr peek; uint8_t *pre; size_t pre_len, pre_off, pre_cap;
 	      struct stage *stage;	/* pages of a pre-copy stream's rounds (precopy.c) */ };
@@ -109,6 +111,12 @@ int rec_hdr(struct imgr *r, struct rechdr *h);
 int rec_peek(struct imgr *r, uint32_t *type);
 int rec_body(struct imgr *r, const struct rechdr *h, void *buf, size_t cap);
 int rec_end(struct imgr *r, const struct rechdr *h);
+int drain_image(struct imgr *r);
+void cancel_empty_image(void);
+void abort_when_orphaned(void);
+extern int g_stall_ms;	/* --stall-ms: a stream (socket) that makes no progress for this long fails; -1 never */
+extern int g_copy_fd;	/* --copy: fd 6 gets a copy of the image written to fd 3 */
+extern long g_fault_after;	/* --test-fault early: reading the image fails after this many bytes */
 
 /* one thread of a parsed image */
 struct image_thread {
@@ -310,6 +318,8 @@ struct restore_opts {
 	int clock;	/* 0 auto, 1 real, 2 continue, 3 explicit */
 	int64_t mono_off;
 	pid_t stdio_from;
+	int fault_end;	/* --test-fault end: fail once the whole image is read */
+	int pid_now;	/* --pid-now: keep the pid if it is free now, else a new pid at once (no waiting for a holder being dumped) */
 };
 /* Guests' ids (restore --guest): a guest runs with real and saved uid GUEST_ID_BASE + its home
  * uid, and its home uid as effective (and file system) uid: its files are its own, but no local

@@ -60,6 +60,7 @@ int precopy_start(struct precopy *pc, pid_t pid, int imgfd)
 	pc->pid = pid;
 	pc->uffd = pc->pmfd = pc->memfd = -1;
 	pc->w.fd = imgfd;
+	pc->w.copy = g_copy_fd;
 	struct tracee t;
 	int e = seize(&t, pid, SEIZE_OPTS);
 	if (e) { if (!t.dead) ptrace(PTRACE_DETACH, pid, 0, 0); if (t.memfd >= 0) close(t.memfd); return e; }

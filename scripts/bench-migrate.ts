@@ -13,7 +13,7 @@
 //   scripts/bench-migrate [--quick] [--sizes 1,100,500] [--runs 3]
 import { parseArgs } from 'node:util'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, statSync, openSync, readSync, closeSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, openSync, readSync, closeSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
 import { tmpdir, loadavg } from 'node:os'
 import { join, resolve, dirname } from 'node:path'
@@ -68,6 +68,8 @@ async function cleanup (): Promise<void> {
   cleaning ??= (async () => {
     killChildren() // subjects first (a deputy's death ends its remote), then the daemons
     await sleep(100)
+    // BENCH_LOGS=dir keeps the daemons' logs (with BENCH_DEBUG=namespaces, e.g. hpcfs:*)
+    if (process.env.BENCH_LOGS) for (const n of lab?.nodes ?? []) { try { copyFileSync(n.logFile, join(process.env.BENCH_LOGS, `node${n.id}.log`)) } catch {} }
     await lab?.destroy().catch(e => console.error(`bench-migrate: lab cleanup: ${(e as Error).message}`))
     rmSync(dir, { recursive: true, force: true })
   })()
@@ -283,7 +285,7 @@ async function main (): Promise<void> {
     tag: 'bmig',
     interval: 0.25,
     hpcdArgs: () => ['--speed', '10000', '--no-balance'], // explicit moves only: the balancer must not move what we time
-    env: { DEBUG: 'hpcfs:ppm' }, // the PPM helper's STAT lines (freeze_ms, bytes) in the logs
+    env: { DEBUG: process.env.BENCH_DEBUG ?? 'hpcfs:ppm' }, // the PPM helper's STAT lines (freeze_ms, bytes) in the logs
     handleSignals: false
   })
   await lab.waitAllUp({ timeoutMs: 30_000 }) // every node sees every other (node 2 sends to node 3 itself)
@@ -354,10 +356,9 @@ async function main (): Promise<void> {
   console.log(line(unit))
   for (const b of body) console.log(line(b))
   console.log('\nfreeze out = the original stopped at home while its dump streams to node 2; restore on 2 = the restore there (from its start, it reads the stream as it comes)')
-  console.log('freeze on 2 = the guest stopped while dumped into memory on node 2; restore home = that image back into the original (PPM helpers\' STAT lines)')
+  console.log('freeze on 2 = the guest stopped while node 2 dumps it into the connection home (a copy kept on 2); restore home = the deputy\'s restore into the original, from its start (PPM helpers\' STAT lines)')
   console.log('freeze 2->3 = the guest stopped on node 2 while its dump streams straight to node 3 (a copy kept on 2); restore on 3 = the restore there, from its start')
-  console.log(`  (all nodes share one pid space here: the restore on 3 reads the stream ahead into memory until node 2's copy, holding the pid, is gone, then writes the pages;`)
-  console.log(`  that last step, fill on 3: ${rows.map(r => `${f1(r.fillHop)} ms of ${r.mib} MiB`).join(', ')})`)
+  console.log(`  (the writing of the page data inside the restore on 3, fill on 3: ${rows.map(r => `${f1(r.fillHop)} ms of ${r.mib} MiB`).join(', ')})`)
   console.log('hpcd CPU = user+system time of the daemons of node 1 / node 2 (/ node 3) themselves during the move (their PPM helpers not included)')
   console.log(`image = bytes the deputy streamed (PPM STAT bytes); raw TCP = the same bytes, node client in ${n1.ns} -> node server in ${n2.ns} (the same bridge as 2 -> 3), connect until the server's ack`)
   const hwm = (pid: number | undefined): string => { try { return `${Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024)} MiB` } catch { return '?' } }

@@ -45,6 +45,13 @@ export interface Config {
  * write is EINVAL and changes nothing (FUSE would hand it over in pieces of 128 KiB; none is
  * applied alone).
  */
+/**
+ * A raw image (written or read by an engine helper straight on a migration connection, docs/
+ * migrate.md) that makes no progress for this long fails: the move is abandoned as for a silent
+ * peer (the default link timeout).
+ */
+export const IMAGE_STALL_MS = 10_000
+
 export const MAX_TREE_WRITE = 4096
 
 /** Largest text gathered by a multi-write tree file (admin/config) before it is stored at close. */

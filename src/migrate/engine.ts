@@ -9,10 +9,23 @@ import { processAge, psInfo, residentBytes, type PsInfo } from '../util/procfs.j
 import { stdioKind, type StdioKind } from './relay.js'
 
 /** The deputy as the home side uses it (ppm.Deputy). Events: 'signal' (number), 'end'. */
-export type DeputyHandle = Pick<ppm.Deputy, 'on' | 'removeAllListeners' | 'exit' | 'kill' | 'restoreInto' | 'takeFds'> & Partial<Pick<ppm.Deputy, 'relayed' | 'relayFds' | 'pull'>>
+export type DeputyHandle = Pick<ppm.Deputy, 'on' | 'removeAllListeners' | 'exit' | 'kill' | 'restoreInto' | 'takeFds'> & Partial<Pick<ppm.Deputy, 'restoreFromFd' | 'relayed' | 'relayFds' | 'pull'>>
+
+/**
+ * An image written by the engine straight into a connection's socket (`fd`, see Link.rawFd), with
+ * a copy into the open file `copy`; a socket that takes nothing for `stallMs` fails the dump.
+ */
+export interface RawSink { fd: number, copy: number, stallMs: number }
+/** An image read by the engine straight from a connection's socket. */
+export interface RawSource { fd: number, stallMs: number, testFault?: 'early' | 'end' }
+
+/** Is x a connection's socket for the engine (not a stream, not a plain descriptor)? */
+export function isRaw<T> (x: T | RawSink | RawSource): x is RawSink | RawSource {
+  return typeof x === 'object' && x !== null && typeof (x as { fd?: unknown }).fd === 'number' && !('write' in x) && !('read' in x)
+}
 
 /** A restored process as the guest side uses it (ppm.Restored); `family`: its family calls (family.ts). */
-export type RestoredHandle = Pick<ppm.Restored, 'pid' | 'stdin' | 'stdout' | 'stderr' | 'exited' | 'go'> & Partial<Pick<ppm.Restored, 'family' | 'relays' | 'relayed'>>
+export type RestoredHandle = Pick<ppm.Restored, 'pid' | 'stdin' | 'stdout' | 'stderr' | 'exited' | 'go'> & Partial<Pick<ppm.Restored, 'family' | 'stats' | 'relays' | 'relayed'>>
 
 /**
  * A guest process: restored in keeper mode (src/ppm/keeper.ts), so that it outlives this daemon,
@@ -39,15 +52,16 @@ export interface Engine {
   check (pid: number): Promise<Array<{ code: string, text: string }>>
   /** This host's compatibility record. */
   hostInfo (): Promise<string>
-  /** Dumps pid into out and leaves its original behind as the deputy; `precopy`: copying its memory while it runs first. */
-  deputy (pid: number, out: Writable, opts: { target?: string, precopy?: boolean }): Promise<DeputyHandle>
-  /** Dumps pid into out, a stream or a file descriptor the engine writes itself (the process is removed once the image is complete); `precopy` as for deputy. */
-  dump (pid: number, out: Writable | number, opts: { target?: string, precopy?: boolean }): Promise<unknown>
+  /** Dumps pid into out (a stream, or a connection's socket with a copy) and leaves its original behind as the deputy; `precopy`: copying its memory while it runs first. */
+  deputy (pid: number, out: Writable | RawSink, opts: { target?: string, precopy?: boolean }): Promise<DeputyHandle>
+  /** Dumps pid into out, a stream, a file descriptor the engine writes itself, or a connection's socket with a copy (the process is removed once the image is complete); `precopy` as for deputy. */
+  dump (pid: number, out: Writable | number | RawSink, opts: { target?: string, precopy?: boolean }): Promise<unknown>
   /**
-   * Restores an image into a fresh guest process, kept by its restore helper (keeper mode): with
-   * `hold` it runs only once told to go; with nobody attached for `leaseMs`, its keeper kills it.
+   * Restores an image (a stream, or a connection's socket the engine reads itself) into a fresh
+   * guest process, kept by its restore helper (keeper mode): with `hold` it runs only once told to
+   * go; with nobody attached for `leaseMs`, its keeper kills it. `pidNow`: see ppm.RestoreOptions.
    */
-  restore (src: Readable, opts: { hold: boolean, family?: boolean, leaseMs: number }): Promise<GuestProcess>
+  restore (src: Readable | RawSource, opts: { hold: boolean, family?: boolean, leaseMs: number, pidNow?: boolean }): Promise<GuestProcess>
   /** Attaches again to a guest process (after this daemon was restarted); throws when it is gone. */
   adopt (keeper: KeepInfo): GuestProcess
   /** process.kill */
@@ -95,9 +109,12 @@ export const realEngine: Engine = {
   // and stream sockets whose other end is elsewhere are relayed (relay.ts)
   check: async pid => await ppm.check(pid, { family: true, relay: true }),
   hostInfo: async () => await ppm.hostInfo(),
-  deputy: async (pid, out, opts) => await ppm.deputy(pid, out, { ...opts, family: true, relay: true }),
-  dump: async (pid, out, opts) => await ppm.dump(pid, out, { ...opts, relay: true }),
-  restore: async (src, opts) => fromKept(attachKept(await ppm.restoreKept(src, { clock: 'auto', hold: opts.hold, guest: true, family: opts.family, leaseMs: opts.leaseMs }))),
+  deputy: async (pid, out, opts) => isRaw(out) ? await ppm.deputy(pid, out.fd, { ...opts, family: true, relay: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.deputy(pid, out, { ...opts, family: true, relay: true }),
+  dump: async (pid, out, opts) => isRaw(out) ? await ppm.dump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.dump(pid, out, { ...opts, relay: true }),
+  restore: async (src, opts) => {
+    const kept = { clock: 'auto' as const, hold: opts.hold, guest: true, family: opts.family, leaseMs: opts.leaseMs, pidNow: opts.pidNow }
+    return fromKept(attachKept(isRaw(src) ? await ppm.restoreKept(src.fd, { ...kept, stallMs: src.stallMs, testFault: src.testFault }) : await ppm.restoreKept(src, kept)))
+  },
   adopt: keeper => fromKept(attachKept(keeper)),
   kill: (pid, sig) => { process.kill(pid, sig) },
   alive,

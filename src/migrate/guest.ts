@@ -12,11 +12,11 @@
 // it still has it here. One out of touch with its home for the guest lease is killed. What this
 // node still has of a process whose connection broke while it was leaving (the process, or the copy
 // of its image, restored held) rejoins too: home decides, so there is never a second copy.
-import { createReadStream, existsSync, rmSync } from 'node:fs'
+import { createReadStream, existsSync, fstatSync, rmSync } from 'node:fs'
 import { Readable } from 'node:stream'
 import debug from '../util/log.js'
 import type { Cluster, Dial } from './cluster.js'
-import type { Engine, GuestProcess } from './engine.js'
+import type { Engine, GuestProcess, RawSink, RawSource } from './engine.js'
 import type { ExitStatus } from '../ppm/ppm.js'
 import { familyFailed, superviseFamily } from './family.js'
 import { applyHint, defaultHints, type DecayHints } from './hints.js'
@@ -24,12 +24,15 @@ import { Link, type DataType } from './link.js'
 import type { Message, MigrateMsg, RejoinMsg, SendToMsg } from './protocol.js'
 import { GuestRelays, StdinPull, fdFrame, parseFdFrame } from './relay.js'
 import { GuestStates, type GuestRecord } from './state.js'
-import { ImageCopy, ImageIn, TICKET_MS, Tickets, memoryRefusal, replay, sendImage, tee } from './transfer.js'
+import { ImageCopy, ImageIn, TICKET_MS, Tickets, memoryRefusal, rawSink, rawSource, replay, sendImage, tee } from './transfer.js'
 
 const log = debug('hpcfs:guest')
 
 /** Why a guest does not move now: stdin it was handed is still in its pipe. */
 export const UNREAD_STDIN = 'it has not read the stdin it was given yet (try again later)'
+
+/** Bytes in a copy's file (written by an engine helper, not through the stream). */
+function statSize (copy: ImageCopy): number { try { return fstatSync(copy.descriptor).size } catch { return 0 } }
 
 /** The connection of a guest adopted after a restart, before it has rejoined its home: none. */
 class Unlinked extends Link {
@@ -116,7 +119,7 @@ export class GuestSide {
     conn.once('msg', m => {
       if (m.t === 'migrate') void this.receive(conn, m).catch(e => log('receive: %s', (e as Error).message))
       else if (m.t === 'rejoin') this.rejoined(conn, m)
-      else if (m.t === 'image' && this.tickets.claim(m.ticket, conn)) { /* N -> M: the image for an accepted move */ } else { void conn.send({ t: 'error', reason: `unexpected ${m.t}` }).catch(() => {}); conn.close() }
+      else if (m.t === 'image' && this.tickets.claim(m.ticket, conn, m.raw === true)) { /* N -> M: the image for an accepted move */ } else { void conn.send({ t: 'error', reason: `unexpected ${m.t}` }).catch(() => {}); conn.close() }
     })
   }
 
@@ -133,26 +136,64 @@ export class GuestSide {
     const fault = this.testFault === 'restore' ? (this.restores++ % 2 === 0 ? 'early' : 'end') : ''
     const img = new ImageIn(fault)
     const ticket = m.ticket
+    // raw: the image comes unframed on the connection, straight into the engine (docs/migrate.md)
+    let unhold: (() => void) | null = null
+    if (ticket === undefined && m.raw === true && conn.rawFd() !== null) {
+      try { unhold = conn.holdIn() } catch (e) { log('raw image from node %d: %s', home, (e as Error).message) }
+    }
+    let from: Promise<{ c: Link, raw: boolean }> | null = null
     if (ticket !== undefined) {
       // N -> M: the image comes from the node the process runs on now
-      const stop = this.tickets.wait(ticket, TICKET_MS, c => { img.feed(c); img.onDone(() => c.close()) }, () => img.image.destroy(new Error('the image did not come')))
-      const onHomeClose = (): void => { stop(); img.image.destroy(new Error('home closed the connection')) }
-      conn.once('close', onHomeClose)
-      img.onDone(() => { stop(); conn.off('close', onHomeClose) })
-    } else {
+      from = new Promise((resolve, reject) => {
+        const stop = this.tickets.wait(ticket, TICKET_MS, (c, raw) => resolve({ c, raw }), () => reject(new Error('the image did not come')))
+        const onHomeClose = (): void => { stop(); reject(new Error('home closed the connection')) }
+        conn.once('close', onHomeClose)
+        img.onDone(() => { stop(); conn.off('close', onHomeClose) })
+      })
+      from.catch(() => {})
+    } else if (unhold === null) {
       img.feed(conn)
     }
-    await conn.send({ t: 'accept', hostinfo })
+    await conn.send({ t: 'accept', hostinfo, ...(unhold !== null ? { raw: true } : {}) })
     let r: GuestProcess
+    const t0 = Date.now()
+    let raw = unhold !== null
     try {
-      r = await engine.restore(img.image, { hold: true, family: true, leaseMs: this.leaseMs })
+      let src: Readable | RawSource = img.image
+      if (from !== null) {
+        const { c, raw: offered } = await from
+        img.onDone(() => c.close())
+        if (offered && c.rawFd() !== null) {
+          unhold = c.holdIn()
+          raw = true
+          await c.send({ t: 'accept', hostinfo: '', raw: true })
+        } else {
+          img.feed(c)
+          if (offered) await c.send({ t: 'accept', hostinfo: '' }) // framed after all
+        }
+        if (raw) src = rawSource(c, fault || undefined) as RawSource
+      } else if (raw) src = rawSource(conn, fault || undefined) as RawSource
+      // pidNow: on N -> M the image's pid may still be held by N's copy, frozen while it streams
+      // (nodes sharing one pid space, as in the lab): no waiting for it, the restore overlaps the stream
+      r = await engine.restore(src, { hold: true, family: true, leaseMs: this.leaseMs, ...(raw ? { pidNow: true } : {}) })
     } catch (e) {
+      unhold?.()
       img.done()
       log('restore from node %d failed: %s', home, (e as Error).message)
       await conn.send({ t: 'failed', reason: (e as Error).message }).catch(() => {})
       conn.close()
       return
     }
+    unhold?.()
+    if (conn.closed) {
+      // home went away while the image came: nobody can commit the move
+      img.done()
+      try { engine.kill(r.pid, 'SIGKILL') } catch {}
+      r.release()
+      log('home node %d closed the connection during the restore: removed', home)
+      return
+    }
+    if (raw) { img.received = Number(r.stats?.image_bytes ?? m.bytes); img.first = t0; img.ended = Date.now() }
     img.done()
     const age = m.age ?? 0
     const g = this.startGuest(conn, r, home, m.pid, m.stdin === 'pull' ? 'pull' : 'none', Number.isFinite(age) ? age : 0)
@@ -325,6 +366,7 @@ export class GuestSide {
     for (const rec of this.states.load()) {
       if (this.guests.has(rec.pid)) continue
       let r: GuestProcess | null = null
+      let copied = false // restored (held) from the copy it left to leave
       try { r = this.d.engine.adopt(rec.keeper) } catch (e) {
         log('guest %d of node %d: %s', rec.pid, rec.home, (e as Error).message)
       }
@@ -338,11 +380,14 @@ export class GuestSide {
           this.states.remove(rec.pid)
           r = rec.leaving ? await this.fromCopy(rec) : null
           if (r === null) { const img = this.states.imagePath(rec.pid); if (img !== null) rmSync(img, { force: true }); continue }
+          copied = true
         }
       }
-      if (r.pid === rec.pid) { const img = this.states.imagePath(rec.pid); if (img !== null) rmSync(img, { force: true }) } // (a dump that failed)
+      if (!copied) { const img = this.states.imagePath(rec.pid); if (img !== null) rmSync(img, { force: true }) } // (a dump that failed)
       const g = this.startGuest(new Unlinked(), r, rec.home, rec.homePid, rec.stdin, rec.age, rec.since)
-      g.held = rec.held || r.pid !== rec.pid
+      // a copy runs only once home says it has it here (it may keep the pid it had: the restore
+      // keeps it when it is free)
+      g.held = rec.held || copied
       g.decay.rate = rec.decay.rate
       g.decay.kind = rec.decay.kind
       if (rec.decay.perMille !== undefined) g.decay.perMille = rec.decay.perMille
@@ -444,6 +489,7 @@ export class GuestSide {
     const used = this.d.engine.psInfo(g.pid)
     try {
       this.save(g)
+      if (rawSink(g.conn, copy) !== null) { await this.sendHomeRaw(g, copy, used); return }
       try {
         // the engine writes the copy itself: complete before the process is removed
         await this.d.engine.dump(g.pid, copy.descriptor, {})
@@ -459,14 +505,59 @@ export class GuestSide {
   }
 
   /**
+   * sendHome with a raw image (docs/migrate.md "Raw images"): image-start, and once home reads
+   * the connection itself (image-ready) the dump writes the image straight into the socket and into
+   * the copy; the output it wrote meanwhile follows it, then image-end. A dump that fails before
+   * its first byte sends an empty image and the guest stays; one that fails later has broken the
+   * stream: the connection is closed (then as for any connection that breaks while it leaves).
+   */
+  private async sendHomeRaw (g: Guest, copy: ImageCopy, used?: { utime: number, stime: number }): Promise<void> {
+    const conn = g.conn
+    const ready = conn.expect('image-ready').then(() => null, (e: Error) => e)
+    const sent = conn.send({ t: 'image-start', raw: true })
+    const loud = conn.quiet()
+    await sent.catch(() => {})
+    const notReady = await ready
+    if (notReady !== null) {
+      loud()
+      log('guest %d stays: %s', g.pid, notReady.message)
+      this.stays(g)
+      return
+    }
+    try {
+      await this.d.engine.dump(g.pid, rawSink(conn, copy) as RawSink, {})
+      copy.filled()
+    } catch (e) {
+      const why = (e as Error).message
+      loud()
+      if (g.r.alive() && statSize(copy) === 0) {
+        log('guest %d stays: %s', g.pid, why)
+        await conn.send({ t: 'stay', reason: why }).catch(() => {})
+        this.stays(g)
+        return
+      }
+      log('guest %d: its image broke off (%s): the connection is closed', g.pid, why)
+      conn.close()
+      if (g.r.alive()) { this.stays(g); return }
+      copy.filled()
+      await this.keepCopy(g, copy)
+      return
+    }
+    await g.outputDone
+    loud()
+    await this.imageHome(g, copy, used, true)
+  }
+
+  /**
    * Sends a stopped guest's image home. If home cannot run it (home-failed), it runs here again, a
    * guest on the same connection (`resumed`), or, failing that too, home hears `failed` and reports
    * it lost. It tells home the CPU ticks it used here (`used`). If the connection breaks before
    * home's answer, the copy is restored held and rejoins home, which has it (the copy is removed)
    * or not (it runs here).
    */
-  private async imageHome (g: Guest, copy: ImageCopy, used?: { utime: number, stime: number }): Promise<void> {
-    await sendImage(g.conn, copy, used).catch(e => log('sending guest %d home: %s', g.pid, (e as Error).message))
+  private async imageHome (g: Guest, copy: ImageCopy, used?: { utime: number, stime: number }, sentRaw = false): Promise<void> {
+    if (sentRaw) await g.conn.send({ t: 'image-end', utime: used?.utime ?? 0, stime: used?.stime ?? 0, bytes: copy.size }).catch(e => log('sending guest %d home: %s', g.pid, (e as Error).message))
+    else await sendImage(g.conn, copy, used).catch(e => log('sending guest %d home: %s', g.pid, (e as Error).message))
     const m = await g.conn.expect('home-ok', 'home-failed').catch(() => null)
     if (m === null) { await this.keepCopy(g, copy); return }
     if (m.t === 'home-ok') { this.forget(g); g.r.release(); g.conn.close(); return }
@@ -527,12 +618,27 @@ export class GuestSide {
     let bytes = 0
     let out: Link | undefined
     const used = this.d.engine.psInfo(g.pid)
+    let loud: (() => void) | null = null
     try {
       if (!this.d.cluster.addressOf(m.node)) throw new Error(`no address for node ${m.node}`)
       out = await this.d.dial(m.node)
-      await out.send({ t: 'image', ticket: m.ticket })
-      await this.d.engine.dump(g.pid, tee(out.imageWriter(), copy, n => { bytes += n }), m.hostinfo !== '' ? { target: m.hostinfo } : {})
+      const target = m.hostinfo !== '' ? { target: m.hostinfo } : {}
+      // raw (docs/migrate.md "Raw images"): offered, then nothing is written here until M holds
+      // its input; the dump writes the image into the socket and into the copy
+      const raw = out.rawFd() !== null
+      const sent = out.send({ t: 'image', ticket: m.ticket, ...(raw ? { raw } : {}) })
+      if (raw) loud = out.quiet()
+      await sent
+      const sink = raw && (await out.expect('accept')).raw === true ? rawSink(out, copy) : null
+      if (sink === null) { loud?.(); loud = null }
+      if (sink !== null) {
+        try {
+          await this.d.engine.dump(g.pid, sink, target)
+        } finally { if (statSize(copy) > 0) copy.filled() }
+        bytes = copy.size
+      } else await this.d.engine.dump(g.pid, tee(out.imageWriter(), copy, n => { bytes += n }), target)
     } catch (e) {
+      loud?.()
       out?.close()
       if (!g.r.alive()) {
         // the dump itself went through (the process is gone) and only passing the last of the image
@@ -545,6 +651,7 @@ export class GuestSide {
         return
       }
     }
+    loud?.()
     out?.close()
     await g.outputDone
     await g.conn.send({ t: 'sent', bytes, utime: used?.utime ?? 0, stime: used?.stime ?? 0 }).catch(() => {})

@@ -23,9 +23,9 @@ import { familyCall } from './family.js'
 import { applyHint, defaultHints, type DecayHint, type DecayHints } from './hints.js'
 import type { Link } from './link.js'
 import type { PsInfo } from '../util/procfs.js'
-import type { AcceptMsg, FailedMsg, RefuseMsg, Message, MoveRequestMsg, RejoinMsg, RunningMsg, StayMsg } from './protocol.js'
+import type { AcceptMsg, FailedMsg, ImageEndMsg, RefuseMsg, Message, MoveRequestMsg, RejoinMsg, RunningMsg, StayMsg } from './protocol.js'
 import { HomeStdio, parseFdFrame, serveWant, stdinModeOf } from './relay.js'
-import { ImageCopy, noteTransfer, replay, tee } from './transfer.js'
+import { ImageCopy, noteTransfer, rawSink, replay, tee } from './transfer.js'
 
 const log = debug('hpcfs:home')
 
@@ -61,7 +61,10 @@ export class HomeProc {
   heldMsgs: Message[] = []
   /** Signals that reached the deputy while the process was in transit, for wherever it lands. */
   pendingSignals: number[] = []
-  imageWaiter: ((copy: ImageCopy) => void) | null = null
+  /** Who waits for the image coming home: handed the way to land it (framed: from its copy; raw: read as it comes). */
+  imageWaiter: ((land: () => Promise<void>) => void) | null = null
+  /** A raw image is coming home (docs/migrate.md "Raw images"): its image-end is the landing's. */
+  rawLanding = false
   /** When the image now coming home started (for the bandwidth measurement). */
   imageStart = 0
   /** The node it runs on or last ran on away from home (0: never left). */
@@ -169,14 +172,19 @@ export class Home {
    * Offers the process to node; resolves with the connection once accepted. `ticket`: the image
    * will come from another node over a connection of its own that names this ticket.
    */
-  private async offer (p: HomeProc, node: number, ticket?: string): Promise<{ conn: Link, hostinfo: string }> {
+  private async offer (p: HomeProc, node: number, ticket?: string): Promise<{ conn: Link, hostinfo: string, loud: (() => void) | null }> {
     const conn = await this.d.dial(node)
     const about = this.d.engine.describe(p.pid)
-    await conn.send({ t: 'migrate', home: this.d.cluster.id, pid: p.pid, name: about.name, bytes: p.imageBytes ?? about.bytes, stdin: p.stdinMode, age: about.age, decay: p.decay.rate, kind: p.decay.kind, perMille: p.decay.perMille, interval: p.decay.interval, ...(ticket !== undefined ? { ticket } : {}) })
+    // raw (docs/migrate.md "Raw images"): the deputy may write the image straight into the socket;
+    // nothing else is written on it until N has answered
+    const raw = ticket === undefined && conn.rawFd() !== null
+    const sent = conn.send({ t: 'migrate', home: this.d.cluster.id, pid: p.pid, name: about.name, bytes: p.imageBytes ?? about.bytes, stdin: p.stdinMode, age: about.age, decay: p.decay.rate, kind: p.decay.kind, perMille: p.decay.perMille, interval: p.decay.interval, ...(ticket !== undefined ? { ticket } : {}), ...(raw ? { raw } : {}) })
+    let loud = raw ? conn.quiet() : null
     let m: AcceptMsg | RefuseMsg
-    try { m = await conn.expect('accept', 'refuse') } catch (e) { conn.close(); throw e }
-    if (m.t === 'refuse') { conn.close(); throw new ErrnoError('EPERM', `node ${node} refused: ${m.reason}`) }
-    return { conn, hostinfo: m.hostinfo }
+    try { await sent; m = await conn.expect('accept', 'refuse') } catch (e) { loud?.(); conn.close(); throw e }
+    if (m.t === 'refuse') { loud?.(); conn.close(); throw new ErrnoError('EPERM', `node ${node} refused: ${m.reason}`) }
+    if (loud !== null && m.raw !== true) { loud(); loud = null }
+    return { conn, hostinfo: m.hostinfo, loud }
   }
 
   /** home -> N. */
@@ -187,26 +195,35 @@ export class Home {
     p.remote = null
     p.io.kinds = this.d.engine.stdioKinds(p.pid)
     p.stdinMode = stdinModeOf(p.io.kinds)
-    const { conn, hostinfo } = await this.offer(p, node)
+    const { conn, hostinfo, loud } = await this.offer(p, node)
     const copy = new ImageCopy()
     try {
-      await this.sendOut(p, conn, node, hostinfo, copy)
-    } finally { copy.release() }
+      await this.sendOut(p, conn, node, hostinfo, copy, loud)
+    } finally { loud?.(); copy.release() }
   }
 
   /** moveOut once offered and accepted: the deputy's dump streams to N (copied); N runs it, or it runs at home again. */
-  private async sendOut (p: HomeProc, conn: Link, node: number, hostinfo: string, copy: ImageCopy): Promise<void> {
+  private async sendOut (p: HomeProc, conn: Link, node: number, hostinfo: string, copy: ImageCopy, loud: (() => void) | null): Promise<void> {
     const reply = conn.expect('running', 'failed').catch((e): FailedMsg => ({ t: 'failed', reason: (e as Error).message }))
     this.bind(p, conn, node)
     let broke: Error | undefined
     conn.once('close', e => { broke = e })
+    let told: string | null = null // N's failed, if it broke the image off
+    conn.on('msg', m => { if (m.t === 'failed') told = m.reason })
     let dep: DeputyHandle
+    // raw: N reads the image straight from the socket, the deputy writes it there and into the copy
+    const raw = loud !== null ? rawSink(conn, copy) : null
     try {
-      dep = await this.d.engine.deputy(p.pid, tee(conn.imageWriter(), copy), hostinfo ? { target: hostinfo } : {})
+      dep = await this.d.engine.deputy(p.pid, raw ?? tee(conn.imageWriter(), copy), hostinfo ? { target: hostinfo } : {})
+      if (raw !== null) copy.filled()
     } catch (e) {
       p.conn = null
-      await conn.send({ t: 'abort', reason: (e as Error).message }).catch(() => {})
+      // (a raw image broken off ends N's restore by itself: an empty image or a cut stream; when N
+      // broke it off, its failed, sent before it closed, says why)
+      if (raw === null) await conn.send({ t: 'abort', reason: (e as Error).message }).catch(() => {})
+      else await Promise.race([reply, new Promise(resolve => setTimeout(resolve, 1000))])
       conn.close()
+      if (told !== null) throw new Error(`node ${node} could not run it: ${told as string}; it runs at home again`)
       if (broke) throw new Error(`the connection to node ${node} broke (${broke.message}): ${(e as Error).message}`)
       throw e
     }
@@ -217,6 +234,7 @@ export class Home {
     })
     dep.on('end', () => this.deputyEnded(p))
     let m = await reply
+    loud?.() // N has read all of the image: frames may follow it
     if (m.t === 'running' && conn.closed) m = { t: 'failed', reason: 'the connection broke before the move was committed' }
     if (m.t !== 'running') {
       p.conn = null
@@ -327,21 +345,42 @@ export class Home {
         // the node it runs on found a cheaper place for it (its balancer decides for its guests)
         this.guestAsks(p, conn, m)
         break
-      case 'image-start':
+      case 'image-start': {
         p.imageIn?.release()
-        p.imageIn = new ImageCopy()
+        p.imageIn = null
         p.imageStart = Date.now()
+        const dep = p.deputy
+        if (m.raw === true) {
+          // the image comes raw: read straight into the original while it arrives (N waits for
+          // image-ready; a home that cannot read it so breaks the connection off)
+          let unhold: () => void
+          try {
+            if (dep?.restoreFromFd === undefined || conn.rawFd() === null) throw new Error('no raw image here')
+            unhold = conn.holdIn()
+          } catch (e) { log('raw image of %d: %s', p.pid, (e as Error).message); conn.close(); break }
+          p.rawLanding = true
+          const land = async (): Promise<void> => { try { await this.landRaw(p, conn, unhold) } finally { p.rawLanding = false } }
+          if (p.imageWaiter) { const w = p.imageWaiter; p.imageWaiter = null; w(land) } else {
+            // the guest node sends it home by itself (expel)
+            p.where = 'migrating'
+            await land().catch(e => { p.lastError = (e as Error).message; throw e })
+          }
+          break
+        }
+        p.imageIn = new ImageCopy()
         break
+      }
       case 'stat':
         p.remote = m
         for (const w of p.statWaiters.splice(0)) w()
         break
       case 'image-end': {
+        if (p.rawLanding) break // landRaw has it
         this.stayEnded(p, m)
         const copy = p.imageIn ?? new ImageCopy()
         p.imageIn = null
         if (p.at > 0 && p.imageStart > 0) noteTransfer(this.d.bandwidth, p.at, copy.size, Date.now() - p.imageStart)
-        if (p.imageWaiter) { const w = p.imageWaiter; p.imageWaiter = null; w(copy) } else {
+        if (p.imageWaiter) { const w = p.imageWaiter; p.imageWaiter = null; w(async () => await this.landHome(p, conn, copy)) } else {
           // the guest node sends it home by itself (expel)
           p.where = 'migrating'
           await this.landHome(p, conn, copy).catch(e => { p.lastError = (e as Error).message; throw e }).finally(() => this.afterMove(p))
@@ -391,16 +430,59 @@ export class Home {
     }
   }
 
-  /** Gets the image of a remote process back over its connection (the remote stops it). */
-  private async fetchImage (p: HomeProc): Promise<{ conn: Link, copy: ImageCopy }> {
+  /** Gets the image of a remote process back over its connection (the remote stops it): the way to land it. */
+  private async fetchImage (p: HomeProc): Promise<() => Promise<void>> {
     const conn = p.conn
     if (!conn) throw new Error('no connection to the remote')
     p.moving = true
     await p.io.idle() // input a pull in flight reads goes out before the guest stops
-    const got = new Promise<ImageCopy>(resolve => { p.imageWaiter = resolve })
+    const got = new Promise<() => Promise<void>>(resolve => { p.imageWaiter = resolve })
     await conn.send({ t: 'gohome' })
-    const copy = await Promise.race([got, conn.expect('stay').then(m => { throw new Error(`remote could not stop it: ${m.reason}`) })]).finally(() => { p.imageWaiter = null })
-    return { conn, copy }
+    return await Promise.race([got, conn.expect('stay').then(m => { throw new Error(`remote could not stop it: ${m.reason}`) })]).finally(() => { p.imageWaiter = null })
+  }
+
+  /**
+   * N -> home with a raw image: the deputy reads it straight from the connection into the original
+   * while it arrives; the original runs once the output N sent after it and image-end have been
+   * passed on. If N's dump failed before the first byte (an empty image), N says stay and the
+   * process runs there on; if the restore fails, the rest of the image has been read and N runs it
+   * again from its copy (home-failed), as for a framed image.
+   */
+  private async landRaw (p: HomeProc, conn: Link, unhold: () => void): Promise<void> {
+    const dep = p.deputy as DeputyHandle
+    const fd = conn.rawFd()
+    const after = conn.expect('image-end', 'stay').catch((e): StayMsg => ({ t: 'stay', reason: (e as Error).message }))
+    let end: ImageEndMsg | StayMsg | null = null
+    const t0 = Date.now()
+    await conn.send({ t: 'image-ready' })
+    try {
+      if (fd === null || dep.restoreFromFd === undefined) throw new Error('connection closed')
+      await dep.restoreFromFd(process.pid, fd, async () => {
+        // all of the image is in: what came after it (output, image-end) is passed on first
+        unhold()
+        end = await after
+        await p.io.flush()
+      })
+    } catch (e) {
+      unhold()
+      const why = (e as Error).message
+      if (/sent no image/.test(why) || (end as StayMsg | ImageEndMsg | null)?.t === 'stay') {
+        // N's dump failed: it stays there (its stay message reaches fetchImage / the expel)
+        p.moving = false
+        if (p.where === 'migrating') p.where = p.at
+        throw new Error(`node ${p.at} could not send it: ${why}`)
+      }
+      end ??= await after
+      if (end.t === 'image-end') this.stayEnded(p, end)
+      await this.homeFailed(p, conn, why)
+      return
+    }
+    const m = end as ImageEndMsg | StayMsg | null
+    if (m?.t === 'image-end') {
+      this.stayEnded(p, m)
+      if (p.at > 0 && m.bytes !== undefined) noteTransfer(this.d.bandwidth, p.at, m.bytes, Date.now() - t0)
+    }
+    await this.homeLanded(p, conn)
   }
 
   /**
@@ -421,7 +503,15 @@ export class Home {
     try {
       await dep.restoreInto(await replay(copy))
     } catch (e) {
-      const why = (e as Error).message
+      await this.homeFailed(p, conn, (e as Error).message)
+      return
+    }
+    await this.homeLanded(p, conn)
+  }
+
+  /** The image came home but could not run in the original: its node runs it again, or it is lost. */
+  private async homeFailed (p: HomeProc, conn: Link, why: string): Promise<never> {
+    {
       const node = p.at
       p.conn = conn
       const again = conn.expect('resumed', 'failed').catch(() => null)
@@ -444,6 +534,11 @@ export class Home {
       this.deliverSignals(p)
       throw new Error(`it could not run at home: ${why}; it runs on node ${node} again`)
     }
+  }
+
+  /** The image came home and runs in the original: its node forgets it. */
+  private async homeLanded (p: HomeProc, conn: Link): Promise<void> {
+    p.conn = null
     await conn.send({ t: 'home-ok' }).catch(() => {})
     conn.close()
     this.detachDeputy(p)
@@ -457,8 +552,8 @@ export class Home {
 
   /** N -> home. */
   private async comeHome (p: HomeProc): Promise<void> {
-    const { conn, copy } = await this.fetchImage(p)
-    await this.landHome(p, conn, copy)
+    const land = await this.fetchImage(p)
+    await land()
   }
 
   /**
@@ -516,14 +611,14 @@ export class Home {
     release()
     next.conn.close()
     const why = `node ${node} could not run it: ${m.reason}`
-    const back = new Promise<ImageCopy>(resolve => { p.imageWaiter = resolve })
+    const back = new Promise<() => Promise<void>>(resolve => { p.imageWaiter = resolve })
     await old.send({ t: 'resume' })
-    const got = await Promise.race([old.expect('resumed').then(() => null), back]).finally(() => { p.imageWaiter = null })
-    if (got === null) {
+    const land = await Promise.race([old.expect('resumed').then(() => null), back]).finally(() => { p.imageWaiter = null })
+    if (land === null) {
       p.moving = false
       throw new Error(`${why}; it runs on node ${from} again`)
     }
-    await this.landHome(p, old, got)
+    await land()
     throw new Error(`${why}; node ${from} could not run it again either, so it runs at home`)
   }
 

@@ -15,9 +15,11 @@ const log = debug('hpcfs:lease')
  */
 export function heartbeat (link: Link, timeoutMs: number): () => void {
   let heard = Date.now()
+  link.stallMs = timeoutMs // a raw image stalled this long fails too (the engine helper's own bound)
   const onAny = (): void => { heard = Date.now() }
   const t = setInterval(() => {
     if (link.closed) { stop(); return }
+    if (link.rawIn) heard = Date.now() // an engine helper reads a raw image from it (bounded by its own stall limit)
     const silent = Date.now() - heard
     if (silent > timeoutMs) {
       log('%s: nothing heard for %d ms: cut off', link.peer, silent)

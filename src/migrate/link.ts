@@ -9,6 +9,7 @@
 // (reason).
 import { EventEmitter } from 'node:events'
 import { Writable } from 'node:stream'
+import { IMAGE_STALL_MS } from '../config.js'
 import debug from '../util/log.js'
 import { decode, encode, ProtocolError, type Kind, type Message, type MsgOf } from './protocol.js'
 
@@ -49,6 +50,27 @@ export abstract class Link extends EventEmitter {
   /** Stops / restarts delivering incoming frames (flow control of an image being received). */
   abstract pause (): void
   abstract resume (): void
+
+  /**
+   * The descriptor of the socket under this connection, when an engine helper may write or read an
+   * image on it directly, unframed (a raw image, docs/migrate.md "Raw images"); null when it cannot
+   * (an in-memory link).
+   */
+  rawFd (): number | null { return null }
+  /** Set while a helper reads a raw image from this connection (the lease counts it as heard). */
+  rawIn = false
+  /** How long a raw image on this connection may make no progress (the link timeout once a lease watches it). */
+  stallMs = IMAGE_STALL_MS
+  /**
+   * A helper writes on the socket from now on: frames sent meanwhile wait, in order, until the
+   * returned function is called.
+   */
+  quiet (): () => void { return () => {} }
+  /**
+   * A helper reads from the socket from now on: nothing is read here until the returned function
+   * is called. Throws if bytes past the last frame delivered were read already.
+   */
+  holdIn (): () => void { return () => {} }
 
   /** Hands one incoming frame to the listeners (called by the carrier). */
   protected deliver (type: FrameType, payload: Buffer): void {

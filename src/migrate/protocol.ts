@@ -30,13 +30,15 @@ export interface MigrateMsg {
   interval?: number
   /** N -> M: the image comes from the node the process runs on, on a connection naming this ticket */
   ticket?: string
+  /** H can send the image raw (docs/migrate.md "Raw images"); it sends nothing more until N answers */
+  raw?: boolean
 }
 
 /** N -> M, first message on the connection carrying the image of an accepted N -> M move. */
-export interface ImageMsg { t: 'image', ticket: string }
+export interface ImageMsg { t: 'image', ticket: string, raw?: boolean }
 
 /** N -> H (offer): accepted; `hostinfo` is N's compatibility record (the dump checks it). */
-export interface AcceptMsg { t: 'accept', hostinfo: string }
+export interface AcceptMsg { t: 'accept', hostinfo: string, raw?: boolean }
 
 /** N -> H (offer): refused (blocked, unknown home, not enough memory). The connection closes. */
 export interface RefuseMsg { t: 'refuse', reason: string }
@@ -48,7 +50,7 @@ export interface ErrorMsg { t: 'error', reason: string }
  * Sender of an image -> its receiver: the image frames (I) are complete. From a guest's node going
  * home: the CPU ticks the process used there (`utime`, `stime`), counted at home.
  */
-export interface ImageEndMsg { t: 'image-end', utime?: number, stime?: number }
+export interface ImageEndMsg { t: 'image-end', utime?: number, stime?: number, bytes?: number }
 
 /** H -> N (image): the dump failed; N drops what it received. */
 export interface AbortMsg { t: 'abort', reason: string }
@@ -99,7 +101,7 @@ export interface LeavingOkMsg { t: 'leaving-ok' }
 export interface StayMsg { t: 'stay', reason: string }
 
 /** N -> H (move to home): the image frames (I) follow, then image-end. */
-export interface ImageStartMsg { t: 'image-start' }
+export interface ImageStartMsg { t: 'image-start', raw?: boolean }
 
 /** H -> N (move): the process runs elsewhere now (home, or M); N forgets its copy. */
 export interface HomeOkMsg { t: 'home-ok' }
@@ -141,6 +143,12 @@ export interface PingMsg { t: 'ping' }
 export interface RunMsg { t: 'run' }
 
 /**
+ * H -> N (move to home, after image-start with raw): home reads the image straight from the
+ * connection from now on: N writes it raw (then its held frames, then image-end).
+ */
+export interface ImageReadyMsg { t: 'image-ready' }
+
+/**
  * N -> H, first message on a new connection: node `node` still runs process `pid` of home `home`
  * (as `guest` there) after its connection broke (its daemon was restarted, or the link was cut):
  * take it up again. Home answers rejoin-ok, or refuse when it no longer has it there (N kills it).
@@ -156,7 +164,7 @@ export type Message =
   | SignalMsg | KillMsg | WantMsg | StdinEndMsg | HintMsg | MoveRequestMsg | MoveFailedMsg | ExitMsg
   | GoHomeMsg | LeavingMsg | LeavingOkMsg | StayMsg | ImageStartMsg | HomeOkMsg | HomeFailedMsg
   | SendToMsg | SentMsg | ResumeMsg | ResumedMsg | StatQueryMsg | StatMsg | FamilyMsg | FamilyFailedMsg
-  | PingMsg | RunMsg | RejoinMsg | RejoinOkMsg
+  | PingMsg | RunMsg | RejoinMsg | RejoinOkMsg | ImageReadyMsg
 
 export type Kind = Message['t']
 export type MsgOf<K extends Kind> = Extract<Message, { t: K }>
@@ -174,17 +182,18 @@ const node: Check = v => Number.isSafeInteger(v) && (v as number) >= 1 && (v as 
 const pid: Check = v => Number.isSafeInteger(v) && (v as number) >= 1
 const num: Check = v => typeof v === 'number' && Number.isFinite(v)
 const str: Check = v => typeof v === 'string'
+const bool: Check = v => typeof v === 'boolean'
 const oneOf = (...xs: readonly unknown[]): Check => v => xs.includes(v)
 const orNull = (c: Check): Check => v => v === null || c(v)
 const opt = (c: Check): Opt => ({ opt: c })
 
 const SCHEMAS: { [K in Kind]: Schema<MsgOf<K>> } = {
-  migrate: { home: node, pid, name: str, bytes: nat, stdin: opt(oneOf('pull', 'none')), age: opt(orNull(num)), decay: opt(oneOf('slow', 'fast')), kind: opt(oneOf('', 'cpujob', 'iojob')), perMille: opt(v => int(v) && (v as number) >= 0 && (v as number) <= 1000), interval: opt(v => int(v) && (v as number) >= 1 && (v as number) <= 3600), ticket: opt(str) },
-  image: { ticket: str },
-  accept: { hostinfo: str },
+  migrate: { home: node, pid, name: str, bytes: nat, stdin: opt(oneOf('pull', 'none')), age: opt(orNull(num)), decay: opt(oneOf('slow', 'fast')), kind: opt(oneOf('', 'cpujob', 'iojob')), perMille: opt(v => int(v) && (v as number) >= 0 && (v as number) <= 1000), interval: opt(v => int(v) && (v as number) >= 1 && (v as number) <= 3600), ticket: opt(str), raw: opt(bool) },
+  image: { ticket: str, raw: opt(bool) },
+  accept: { hostinfo: str, raw: opt(bool) },
   refuse: { reason: str },
   error: { reason: str },
-  'image-end': { utime: opt(nat), stime: opt(nat) },
+  'image-end': { utime: opt(nat), stime: opt(nat), bytes: opt(nat) },
   abort: { reason: str },
   running: { pid, bytes: nat, ms: num },
   failed: { reason: str },
@@ -200,7 +209,7 @@ const SCHEMAS: { [K in Kind]: Schema<MsgOf<K>> } = {
   leaving: {},
   'leaving-ok': {},
   stay: { reason: str },
-  'image-start': {},
+  'image-start': { raw: opt(bool) },
   'home-ok': {},
   'home-failed': { reason: str },
   sendto: { node, ticket: str, hostinfo: str },
@@ -214,7 +223,8 @@ const SCHEMAS: { [K in Kind]: Schema<MsgOf<K>> } = {
   ping: {},
   run: {},
   rejoin: { home: node, pid, guest: pid, node },
-  'rejoin-ok': {}
+  'rejoin-ok': {},
+  'image-ready': {}
 }
 
 /** Every message kind. */

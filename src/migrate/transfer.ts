@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough, Readable, Writable } from 'node:stream'
 import debug from '../util/log.js'
+import type { RawSink, RawSource } from './engine.js'
 import type { Link } from './link.js'
 import type { Message } from './protocol.js'
 
@@ -134,6 +135,22 @@ export function tee (sink: Writable, copy: ImageCopy, count?: (n: number) => voi
   })
 }
 
+/**
+ * Raw images (docs/migrate.md "Raw images"): the engine writes the image straight into the
+ * connection's socket (and the copy kept until the move ends), or reads it straight from it, and
+ * the image never crosses this process. Null when conn cannot carry one (an in-memory link).
+ */
+export function rawSink (conn: Link, copy: ImageCopy): RawSink | null {
+  const fd = conn.rawFd()
+  return fd === null ? null : { fd, copy: copy.descriptor, stallMs: conn.stallMs }
+}
+
+/** The engine reads a raw image from conn (its input held: `holdIn`); null when it cannot. */
+export function rawSource (conn: Link, testFault?: 'early' | 'end'): RawSource | null {
+  const fd = conn.rawFd()
+  return fd === null ? null : { fd, stallMs: conn.stallMs, ...(testFault !== undefined ? { testFault } : {}) }
+}
+
 /** A copy, once complete, as a stream from its first byte (to restore it). */
 export async function replay (copy: ImageCopy): Promise<Readable> {
   await copy.complete()
@@ -150,7 +167,7 @@ export async function sendImage (conn: Link, copy: ImageCopy, used?: { utime: nu
 
 /** N -> M, on M: accepted moves whose image comes over another connection, by ticket. */
 export class Tickets {
-  private readonly waiting = new Map<string, (c: Link) => void>()
+  private readonly waiting = new Map<string, (c: Link, raw: boolean) => void>()
 
   has (ticket: string): boolean { return this.waiting.has(ticket) }
 
@@ -158,17 +175,17 @@ export class Tickets {
    * Waits up to `ms` for a connection naming ticket: `come` gets it, or `late` is called. The
    * returned function stops waiting.
    */
-  wait (ticket: string, ms: number, come: (c: Link) => void, late: () => void): () => void {
+  wait (ticket: string, ms: number, come: (c: Link, raw: boolean) => void, late: () => void): () => void {
     const t = setTimeout(() => { this.waiting.delete(ticket); late() }, ms)
-    this.waiting.set(ticket, c => { clearTimeout(t); this.waiting.delete(ticket); come(c) })
+    this.waiting.set(ticket, (c, raw) => { clearTimeout(t); this.waiting.delete(ticket); come(c, raw) })
     return () => { clearTimeout(t); this.waiting.delete(ticket) }
   }
 
-  /** A connection names ticket: handed to its waiter (false if nobody waits for it). */
-  claim (ticket: string, c: Link): boolean {
+  /** A connection names ticket (`raw`: it offers a raw image): handed to its waiter (false if nobody waits for it). */
+  claim (ticket: string, c: Link, raw = false): boolean {
     const w = this.waiting.get(ticket)
     if (!w) return false
-    w(c)
+    w(c, raw)
     return true
   }
 }

@@ -110,9 +110,56 @@ export class Conn extends Link {
     }
   }
 
+  /** Frames sent while a helper writes on the socket (quiet), in order. */
+  private waiting: Array<{ type: FrameType, payload: Buffer, resolve: () => void, reject: (e: Error) => void }> | null = null
+
+  /** The socket's descriptor (net.Socket keeps it in its libuv handle). */
+  override rawFd (): number | null {
+    const fd = (this.sock as unknown as { _handle?: { fd?: number } })._handle?.fd
+    return typeof fd === 'number' && fd >= 0 && !this.closed ? fd : null
+  }
+
+  override quiet (): () => void {
+    if (this.waiting !== null) throw new Error('connection already quiet')
+    this.waiting = []
+    return () => {
+      const w = this.waiting ?? []
+      this.waiting = null
+      for (const f of w) this.frame(f.type, f.payload).then(f.resolve, f.reject)
+    }
+  }
+
+  override holdIn (): () => void {
+    const h = (this.sock as unknown as { _handle?: { reading?: boolean, readStop?: () => number, readStart?: () => number } })._handle
+    const stop = h?.readStop?.bind(h)
+    const start = h?.readStart?.bind(h)
+    if (!h || !stop || !start) throw new Error('connection has no socket')
+    if (this.buf.length > 0 || this.sock.readableLength > 0) throw new Error('bytes after the last frame were read already')
+    // net.Socket reads on until its buffer is full even when paused, and starts reading again
+    // whenever its stream asks for more (_read): stop the handle itself, and _read with it
+    const sock = this.sock as unknown as { _read: (n: number) => void }
+    const read = sock._read
+    sock._read = () => {}
+    h.reading = false
+    stop()
+    this.rawIn = true
+    return () => {
+      if (!this.rawIn) return
+      this.rawIn = false
+      sock._read = read
+      if (this.closed || this.sock.destroyed) return
+      h.reading = true
+      start()
+    }
+  }
+
   /** Writes a frame; resolves when the socket can take more (backpressure). */
   frame (type: FrameType, payload: Buffer): Promise<void> {
     if (this.closed) return Promise.reject(new Error(`connection to ${this.peer} closed`))
+    if (this.waiting !== null) {
+      const w = this.waiting
+      return new Promise((resolve, reject) => { w.push({ type, payload, resolve, reject }) })
+    }
     const head = Buffer.alloc(5)
     head.writeUInt32BE(payload.length + 1, 0)
     head[4] = type.charCodeAt(0)
@@ -124,6 +171,13 @@ export class Conn extends Link {
       this.sock.once('drain', done)
       this.once('close', fail)
     })
+  }
+
+  protected override finish (e?: Error): void {
+    const w = this.waiting ?? []
+    this.waiting = null
+    super.finish(e)
+    for (const f of w) f.reject(new Error(`connection to ${this.peer} closed`))
   }
 
   pause (): void { this.sock.pause() }

@@ -301,11 +301,24 @@ export interface DumpOptions {
   target?: string
   /** pipes and stream sockets whose other end is elsewhere are relayed, not refused (native/relay.c) */
   relay?: boolean
+  /** an open file that gets a copy of every byte of the image too (the helper writes both) */
+  copy?: number
+  /** a sink (a non-blocking socket) that takes nothing for this long fails the dump (ms) */
+  stallMs?: number
   /** pre-copy (docs/ppm.md "Pre-copy"): copy the memory in rounds while the process runs, then
    * freeze it for the pages written during the last round only; `rounds` bounds the rounds
    * (default 8, 2-100), after which (or once a round from the third on copies no less than the one
    * before) a process that keeps writing too fast is dumped plainly */
   precopy?: boolean | { rounds?: number }
+}
+
+/** Arguments and stdio slot 6 for DumpOptions.copy and stallMs. */
+function sinkArgs (opts: { copy?: number, stallMs?: number }): { args: string[], extra: StdioItem[] } {
+  const args: string[] = []
+  if (opts.stallMs != null) args.push('--stall-ms', String(Math.max(1, Math.round(opts.stallMs))))
+  if (opts.copy == null) return { args, extra: [] }
+  args.push('--copy')
+  return { args, extra: [opts.copy] }
 }
 
 export interface DumpResult { bytes: number, pages: number, freezeMs: number, stats: Record<string, string> }
@@ -325,10 +338,12 @@ export async function dump (pid: number, out: ImageSink, opts: DumpOptions = {})
   if (opts.leaveRunning === true) args.push('--leave-running')
   if (opts.target != null) args.push('--target', opts.target)
   if (opts.relay === true) args.push('--relay')
+  const more = sinkArgs(opts)
+  args.push(...more.args)
   args.push(...precopyArgs(opts.precopy))
   const sink = sinkFor(out)
   try {
-    const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe'])
+    const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', ...(more.extra.length > 0 ? ['ignore' as const, ...more.extra] : [])])
     const copy = sink.attach(h)
     const ok = h.next('OK')
     const [r] = await Promise.allSettled([ok, copy])
@@ -345,6 +360,9 @@ export interface RestoreOptions {
   keepPid?: boolean
   /** fail instead of falling back to a new pid */
   requirePid?: boolean
+  /** keep the pid only if it is free now: never wait for an original still being dumped (the
+   * restore then writes the pages as the stream comes, instead of reading it ahead) */
+  pidNow?: boolean
   /** CLOCK_MONOTONIC policy: 'auto' (default: real clock on the same boot, else continue),
    * 'real', 'continue' (the clock goes on from where it stopped) or an offset in ns */
   clock?: 'auto' | 'real' | 'continue' | number
@@ -361,6 +379,10 @@ export interface RestoreOptions {
   /** catch its family calls (fork, wait, kill of another process, ...): `Restored.family` reports
    * them, each waiting until the process is dumped (it runs again where it lands) or denied */
   family?: boolean
+  /** a source (a non-blocking socket) that brings nothing for this long fails the restore (ms) */
+  stallMs?: number
+  /** fault injection for tests: 'early' fails once 4 KiB are read, 'end' once all of it is */
+  testFault?: 'early' | 'end'
 }
 
 /** A family call of a process restored with `family` (native/family.c): `call` is its name. */
@@ -414,9 +436,12 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
   const args = ['restore']
   if (opts.keepPid === false) args.push('--new-pid')
   if (opts.requirePid === true) args.push('--require-pid')
+  if (opts.pidNow === true) args.push('--pid-now')
   if (opts.eintr === true) args.push('--eintr')
   if (opts.family === true) args.push('--family')
   if (opts.hold === true) args.push('--hold')
+  if (opts.stallMs != null) args.push('--stall-ms', String(Math.max(1, Math.round(opts.stallMs))))
+  if (opts.testFault != null) args.push('--test-fault', opts.testFault)
   if (opts.stdioFrom != null) { checkPid(opts.stdioFrom); args.push('--stdio-from', String(opts.stdioFrom)) }
   if (opts.clock != null) {
     if (typeof opts.clock === 'number' && !Number.isSafeInteger(opts.clock)) throw einval('clock offset must be an integer of ns')
@@ -470,10 +495,13 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
  * `guest`: it runs with a guest's ids (real and saved uid GUEST_ID_BASE + its own, docs/ppm.md).
  * `family`: its family calls are caught (as restore's); whoever attaches hears them (Kept.family).
  */
-export async function restoreKept (src: ImageSource, opts: { clock?: RestoreOptions['clock'], hold?: boolean, guest?: boolean, family?: boolean, leaseMs: number }): Promise<KeepInfo> {
+export async function restoreKept (src: ImageSource, opts: { clock?: RestoreOptions['clock'], hold?: boolean, guest?: boolean, family?: boolean, leaseMs: number } & Pick<RestoreOptions, 'pidNow' | 'stallMs' | 'testFault'>): Promise<KeepInfo> {
   if (!Number.isSafeInteger(opts.leaseMs) || opts.leaseMs < 1) throw einval(`bad lease ${opts.leaseMs}`)
   const args = ['restore', '--keep', String(opts.leaseMs)]
   if (opts.hold === true) args.push('--hold')
+  if (opts.pidNow === true) args.push('--pid-now')
+  if (opts.stallMs != null) args.push('--stall-ms', String(Math.max(1, Math.round(opts.stallMs))))
+  if (opts.testFault != null) args.push('--test-fault', opts.testFault)
   if (opts.guest === true) args.push('--guest')
   if (opts.family === true) args.push('--family')
   if (opts.clock != null) args.push('--clock', String(opts.clock))
@@ -628,6 +656,30 @@ export class Deputy extends EventEmitter {
     })
   }
 
+  /**
+   * Restores an image read straight from descriptor `fd` of process `from` (pidfd_getfd: e.g. this
+   * daemon's connection to the node the process comes from) back into the original (same pid). Once
+   * the whole image is read, `read()` is awaited (the caller passes on what the connection carried
+   * before it, such as its output) and only then does the original run. A restore that fails reads
+   * the rest of the image, so that the connection can go on; the original stays hollow.
+   */
+  async restoreFromFd (from: number, fd: number, read: () => Promise<void>): Promise<{ restoreMs: number }> {
+    checkPid(from)
+    if (!Number.isInteger(fd) || fd < 0) throw einval(`bad fd ${fd}`)
+    return await this.serial(async () => {
+      const imageRead = this.h.next('IMAGE-READ')
+      const ok = this.h.next('OK')
+      this.h.send(`RESTORE-FD ${from} ${fd}`)
+      const first = await Promise.race([imageRead.then(() => 'read'), ok.then(() => 'ok')])
+      if (first === 'read') {
+        await read().catch(() => {})
+        this.h.send('GO')
+      }
+      await ok
+      return { restoreMs: num(this.h.stats.restore_ms) }
+    })
+  }
+
   /** Ends the deputy helper abruptly: the original dies with SIGKILL (PTRACE_O_EXITKILL). */
   abandon (): void {
     this.h.child.kill('SIGKILL')
@@ -639,16 +691,18 @@ export class Deputy extends EventEmitter {
  * children; they stay here with the original as their parent (docs/family.md). `precopy`: as for
  * dump, the memory is copied while it runs first.
  */
-export async function deputy (pid: number, out: ImageSink, opts: { target?: string, family?: boolean, relay?: boolean, precopy?: DumpOptions['precopy'] } = {}): Promise<Deputy> {
+export async function deputy (pid: number, out: ImageSink, opts: { target?: string, family?: boolean, relay?: boolean, copy?: number, stallMs?: number, precopy?: DumpOptions['precopy'] } = {}): Promise<Deputy> {
   checkPid(pid)
   const args = ['deputy', String(pid)]
   if (opts.target != null) args.push('--target', opts.target)
   if (opts.family === true) args.push('--family')
   if (opts.relay === true) args.push('--relay')
+  const more = sinkArgs(opts)
+  args.push(...more.args)
   args.push(...precopyArgs(opts.precopy))
   const sink = sinkFor(out)
   try {
-    const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', 'pipe'])
+    const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', 'pipe', ...more.extra])
     const copy = sink.attach(h)
     const ok = h.next('HOLLOW')
     const [r] = await Promise.allSettled([ok, copy])

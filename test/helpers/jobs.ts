@@ -34,7 +34,8 @@ export function startJob (lab: Lab, launcher: string, dir: string, cmd: string, 
   const fd = sink ? sink.fd : mode === 'pipe' ? -1 : openSync(mode, 'w')
   const stdio: StdioOptions = fd < 0 ? ['ignore', 'pipe', 'pipe'] : ['ignore', fd, fd]
   const drop = opts.as !== undefined ? ['setpriv', `--reuid=${opts.as}`, `--regid=${opts.as}`, '--clear-groups'] : []
-  const child = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', ...drop, launcher, cmd, ...args], { stdio })
+  // (another uid's job starts in a directory every user may enter: it comes home only where it may chdir)
+  const child = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', ...drop, launcher, cmd, ...args], { stdio, ...(opts.as !== undefined ? { cwd: '/' } : {}) })
   if (!sink && fd >= 0) closeSync(fd)
   let out = ''
   let err = ''

@@ -81,7 +81,7 @@ const where = async (pid: number): Promise<string> => (await lab.node(1).read(`p
 /** A subject that lives until killed, at home on node 1, under cluster discipline. */
 async function startJob (uid?: number): Promise<number> {
   const as = uid === undefined ? [] : ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups']
-  const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', ...as, launcher, counter, '1000000', '64', '0', '100000'], { stdio: 'ignore' })
+  const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', ...as, launcher, counter, '1000000', '64', '0', '100000'], { stdio: 'ignore', cwd: '/' }) // (cwd: one every user may enter, see jobs.ts)
   jobs.push(child)
   const pid = child.pid as number
   if (uid === undefined) await lab.node(1).write(`proc/${pid}/lock`, '0\n')

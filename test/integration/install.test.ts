@@ -151,7 +151,7 @@ test('the example hpcfs.conf documents every hpcd option; with every key set it 
   const values: Record<string, string> = {
     key: keyFile, map: mapFile, join: `127.0.0.1:${seed}`, discover: 'no', id: '7', addr: '127.0.0.1', port: String(port), 'mig-port': String(migPort),
     mount, speed: '12345', interval: '0.5', window: '8', 'down-after': '9', 'send-to-any': '4', balance: 'no', 'load-scope': 'host',
-    'decay-interval': '2', 'slow-decay': '950', 'fast-decay': '900', 'link-timeout': '7', precopy: '64',
+    'decay-interval': '2', 'slow-decay': '950', 'fast-decay': '900', 'link-timeout': '7', precopy: '64', 'guest-lease': '20', 'state-dir': join(work, 'state'),
     gui: 'yes', 'gui-addr': `127.0.0.1:${guiPort}`, 'gui-tokens': join(work, 'gui-tokens'), metrics: `127.0.0.1:${metricsPort}`
   }
   assert.deepEqual(Object.keys(values).sort(), [...documented].sort(), 'the test sets every key')

@@ -176,7 +176,7 @@ test('output to sockets (a node parent with stdio pipes) is relayed too', async 
 test('a guest keeps its home credentials, runs in its own session, and other local users cannot touch it', async () => {
   spawnSync('chmod', ['755', bins.dir])
   const nobody = 65534
-  const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', 'setpriv', `--reuid=${nobody}`, `--regid=${nobody}`, '--clear-groups', launcher, speaker, '100000', '20000', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', 'setpriv', `--reuid=${nobody}`, `--regid=${nobody}`, '--clear-groups', launcher, speaker, '100000', '20000', '0'], { stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' })
   let out = ''
   child.stdout?.on('data', d => { out += d.toString() })
   try {
@@ -273,7 +273,7 @@ test('a remote node that dies: the deputy reports the loss and exits with the do
     assert.deepEqual(await job.exited, { code: LOST_STATUS, signal: null })
   } finally {
     job.close()
-    // back, and seen up by every node (the next test moves a job to it from node 3)
+    // back, and heard by every node again before the next test moves anything to it (node 3 does)
     if (!lab.node(2).running) { await lab.node(2).start(); await lab.waitAllUp() }
   }
 })
@@ -391,7 +391,7 @@ test('who may kill a process may migrate it: the tree enforces it by owner and m
     const r = spawnSync('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', 'sh', '-c', cmd], { encoding: 'utf8' })
     return { code: r.status, stderr: r.stderr, stdout: r.stdout }
   }
-  const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', launcher, speaker, '100000', '20000', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', launcher, speaker, '100000', '20000', '0'], { stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' })
   let out = ''
   child.stdout?.on('data', d => { out += d.toString() })
   const pid = child.pid as number

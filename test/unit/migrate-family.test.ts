@@ -14,7 +14,7 @@ import { Home } from '../../src/migrate/home.js'
 import { MemLink } from '../../src/migrate/memlink.js'
 import type { Link } from '../../src/migrate/link.js'
 import type { Readable } from 'node:stream'
-import type { GuestProcess } from '../../src/migrate/engine.js'
+import type { GuestProcess, RawSource } from '../../src/migrate/engine.js'
 import type { FamilyCalls } from '../../src/ppm/ppm.js'
 import { Peer, StubEngine, StubRestored, cluster, until } from './migrate-fixture.js'
 
@@ -33,8 +33,8 @@ class FamilyRestored extends StubRestored {
 class FamilyEngine extends StubEngine {
   gone = new Set<number>()
   override alive (pid?: number): boolean { return !this.gone.has(pid ?? 0) }
-  override async restore (src: Readable, opts: { hold: boolean, family?: boolean, leaseMs: number }): Promise<GuestProcess> {
-    const r = await super.restore(src, opts) as StubRestored
+  override async restore (src: Readable | RawSource, opts: { hold: boolean, family?: boolean, leaseMs: number }): Promise<GuestProcess> {
+    const r = await super.restore(src as Readable, opts) as StubRestored
     const f = new FamilyRestored(r.pid, r.image)
     f.running = r.running
     this.restoredProcs[this.restoredProcs.length - 1] = f

@@ -321,7 +321,11 @@ test('a daemon started again adopts the guests its predecessor left (records on 
   } finally { rmSync(dir, { recursive: true, force: true }) }
 })
 
-test('a daemon started again after its guest was dumped to leave: the copy it left is restored held and rejoins home', async () => {
+test('a daemon started again after its guest was dumped to leave: the copy it left is restored held and rejoins home (under a new pid or its own)', async () => {
+  for (const pid of [5000, 4242]) await copyRejoins(pid)
+})
+
+async function copyRejoins (pid: number): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'hpcfs-guests-'))
   try {
     const t = setup()
@@ -333,17 +337,18 @@ test('a daemon started again after its guest was dumped to leave: the copy it le
     t.engine.kept.set(4242, gone)
     t.side.states.save({ pid: 4242, home: 1, homePid: 500, stdin: 'none', age: 4, since: 1, decay: { rate: 'slow', kind: '' }, held: false, leaving: true, keeper: gone.keeper })
     writeFileSync(join(dir, '4242.img'), t.engine.image)
-    t.engine.nextPid = 5000
+    t.engine.nextPid = pid
     await t.side.readopt()
     assert.deepEqual(t.engine.calls, ['adopt 4242', `restore ${t.engine.image.length} held`])
-    assert.deepEqual([...t.side.guests.keys()], [5000])
-    assert.deepEqual(readdirSync(dir), ['5000.json'], 'the copy is used up; the record is the new process\'s')
+    assert.deepEqual([...t.side.guests.keys()], [pid])
+    assert.deepEqual(readdirSync(dir), [`${pid}.json`], 'the copy is used up; the record is the new process\'s')
     await until(() => t.dialed.length === 1, 'a connection to home')
-    assert.deepEqual(await t.dialed[0].next('rejoin'), { t: 'rejoin', home: 1, pid: 500, guest: 5000, node: 2 })
+    assert.deepEqual(await t.dialed[0].next('rejoin'), { t: 'rejoin', home: 1, pid: 500, guest: pid, node: 2 })
+    assert.equal(t.engine.restoredProcs[0].running, false, 'held until home has said')
     await t.dialed[0].link.send({ t: 'rejoin-ok' }) // home still had it on node 2: it runs
     await until(() => t.engine.restoredProcs[0].running, 'it runs')
   } finally { rmSync(dir, { recursive: true, force: true }) }
-})
+}
 
 test('a guest record\'s relay ends must be fds above 2 and paths of its own keeper\'s fds', async () => {
   const { toRecord } = await import('../../src/migrate/state.js')

@@ -43,7 +43,8 @@ const SAMPLES: { [K in Kind]: Extract<Message, { t: K }> } = {
   ping: { t: 'ping' },
   run: { t: 'run' },
   rejoin: { t: 'rejoin', home: 1, pid: 1234, guest: 4321, node: 2 },
-  'rejoin-ok': { t: 'rejoin-ok' }
+  'rejoin-ok': { t: 'rejoin-ok' },
+  'image-ready': { t: 'image-ready' }
 }
 
 test('every kind of message is accepted, unchanged, through encode and decode', () => {

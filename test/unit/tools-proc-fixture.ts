@@ -1,9 +1,32 @@
 // Helpers for the per-process tool tests (migrate, mosrun, mps): a tree with proc/, subject
 // processes, an asynchronous tool runner and a bounded poll.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdirSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { basename, dirname, join } from 'node:path'
 import { CLI_DIR, makeTree, type Fixture } from './tools-fixture.js'
+
+let copied: string | undefined
+/**
+ * The tools as another uid can run them. From a checkout under a 0700 directory (/root) it cannot
+ * reach dist/ at all, so a copy of package.json, dist/ and the runtime modules goes into a
+ * world-readable temp dir, made once and removed when the tests end.
+ */
+function cliDirFor (uid: number | undefined): string {
+  if (uid === undefined || uid === 0) return CLI_DIR
+  if (copied === undefined) {
+    const repo = dirname(dirname(dirname(CLI_DIR))) // <repo>/dist/src/cli
+    const dir = mkdtempSync(join(tmpdir(), 'hpcfs-cli-'))
+    chmodSync(dir, 0o755)
+    process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
+    const devOnly = new Set(['playwright-core', 'typescript', '@types', 'uplot'])
+    cpSync(join(repo, 'package.json'), join(dir, 'package.json'))
+    cpSync(join(repo, 'dist'), join(dir, 'dist'), { recursive: true })
+    cpSync(join(repo, 'node_modules'), join(dir, 'node_modules'), { recursive: true, filter: src => !devOnly.has(basename(src)) })
+    copied = join(dir, 'dist', 'src', 'cli')
+  }
+  return copied
+}
 
 export interface AsyncRun {
   child: ChildProcess
@@ -18,7 +41,7 @@ export function startTool (tool: string, args: string[], opts: { root?: string, 
   const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env }
   delete env.DEBUG
   if (opts.root !== undefined) env.HPC_ROOT = opts.root
-  const child = spawn(process.execPath, [join(CLI_DIR, `${tool}.js`), ...args], {
+  const child = spawn(process.execPath, [join(cliDirFor(opts.uid), `${tool}.js`), ...args], {
     env, stdio: ['pipe', 'pipe', 'pipe'], uid: opts.uid, gid: opts.gid
   })
   let stdout = ''

@@ -1,0 +1,64 @@
+// Raw images (docs/migrate.md "Raw images"): the helpers write an image straight into a connected
+// TCP socket (with a copy into a file) and read it straight from the other end, and a dump that
+// fails before its first byte sends an empty image that the reader consumes exactly.
+import { test, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { closeSync, openSync, statSync } from 'node:fs'
+import { once } from 'node:events'
+import { createServer, connect, type Socket } from 'node:net'
+import { dump, info, restore, socketFd } from '../../src/ppm/ppm.js'
+import { Lab, lines, waitFor } from './harness.js'
+
+const lab = new Lab()
+after(() => lab.cleanup())
+
+/** A connected pair of loopback TCP sockets, neither read from yet. */
+async function pair (): Promise<{ a: Socket, b: Socket, close: () => void }> {
+  const srv = createServer({ pauseOnConnect: true })
+  srv.listen(0, '127.0.0.1')
+  await once(srv, 'listening')
+  const port = (srv.address() as { port: number }).port
+  const accepted = once(srv, 'connection') as Promise<[Socket]>
+  const a = connect(port, '127.0.0.1')
+  await once(a, 'connect')
+  const [b] = await accepted
+  srv.close()
+  return { a, b, close: () => { a.destroy(); b.destroy() } }
+}
+
+test('an image written into a socket, with a copy, is restored straight from the other end', async () => {
+  const bin = lab.compile('counter')
+  const s = lab.start(bin, ['1000000', '4000', '0', '20000'])
+  await waitFor(() => lines(s.out) >= 1, 5000, 'counter output')
+  const { a, b, close } = await pair()
+  const copyPath = lab.path('raw-copy.img')
+  const copy = openSync(copyPath, 'w', 0o600)
+  try {
+    const restored = restore(socketFd(b), { keepPid: false, stdio: ['ignore', 'ignore', 'ignore'], stallMs: 20_000 })
+    const d = await dump(s.pid, socketFd(a), { copy, stallMs: 20_000 })
+    const r = await restored
+    assert.ok(r.pid > 0 && r.pid !== s.pid)
+    assert.equal(Number(r.stats.image_bytes), d.bytes, 'the restore read the whole image from the socket')
+    assert.equal(statSync(copyPath).size, d.bytes, 'the copy holds every byte too')
+    const { reasons } = await info(copyPath)
+    assert.deepEqual(reasons, [], 'the copy is a whole image')
+    process.kill(r.pid, 'SIGKILL')
+    assert.deepEqual(await r.exited, { code: null, signal: 9 })
+  } finally { closeSync(copy); close() }
+})
+
+test('a dump that fails before its first byte sends an empty image: the reader fails at once and the connection goes on', async () => {
+  const { a, b, close } = await pair()
+  const copy = openSync(lab.path('raw-none.img'), 'w', 0o600)
+  try {
+    const restored = restore(socketFd(b), { keepPid: false, stdio: ['ignore', 'ignore', 'ignore'], stallMs: 20_000 })
+    // pid 0x3ffffff0 does not exist: the dump fails before it writes anything
+    await assert.rejects(dump(0x3ffffff0, socketFd(a), { copy, stallMs: 20_000 }))
+    await assert.rejects(restored, /sent no image/)
+    // the reader consumed exactly the empty image: what follows on the connection arrives whole
+    a.write('after')
+    b.resume()
+    const [d] = await once(b, 'data') as [Buffer]
+    assert.equal(d.toString(), 'after')
+  } finally { closeSync(copy); close() }
+})
