@@ -175,9 +175,11 @@ static int cmd_restore(struct restore_opts *o)
 	e = restore_into(&t, im, &r, 0, o->eintr);
 	if (!e && o->fault_end) e = fail(ECONNABORTED, "injected fault: restore broken at the end");
 	if (e) { kill_reap(t.pid); return report_err(); }
-	close(3);	/* all of the image is read: a socket it came on goes back to the caller alone */
 	ctlf("STAT restore_ms=%.3f injections=%ld pid_kept=%d mono_offset_ns=%lld image_bytes=%llu", now_ms() - t0, t.ninject, kept, (long long)om, (unsigned long long)r.bytes);
+	/* the relays' pipes are made while fd 3 is still taken (none of them may land there: a keeper
+	 * closes fd 3 later) */
 	if (relay_start()) { kill_reap(t.pid); return report_err(); }
+	close(3);	/* all of the image is read: a socket it came on goes back to the caller alone */
 	if (o->keep_ms) {
 		int st = keep_run(&k, t.pid, im, o->hold, o->keep_ms);
 		free_image(im);
