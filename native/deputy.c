@@ -1,8 +1,43 @@
 /* The deputy (docs/ppm.md): after the dump the original is hollowed (its memory unmapped) and
  * parked in pause(); it keeps the pid and the parent at home. Commands on fd 5 end it with a
- * status or a signal, hand out or relay its stdio, or restore an image into it (return home). */
+ * status or a signal, hand out or relay its descriptors (stdio, and those relayed with --relay,
+ * relay.c), or restore an image into it (return home). */
 #include "threads.h"
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+
+/* the deputy's relays: copies between the original's descriptors and pipes of the caller's */
+#define MAX_RL 64
+struct rl { int src, dst, fd; int pull; /* src is the original's socket, read only on PULL */ int out; /* dst is the original's */ };
+static struct rl rl[MAX_RL];	/* used by the command loop and, during RESTORE-FD, by await_line */
+static int nrl;
+
+static void write_all_to(int fd, const char *b, ssize_t n)
+{
+	for (ssize_t off = 0; off < n;) {
+		ssize_t w = send(fd, b + off, n - off, MSG_NOSIGNAL);
+		if (w < 0 && errno == ENOTSOCK) w = write(fd, b + off, n - off);
+		if (w < 0 && errno == EINTR) continue;
+		if (w < 0 && errno == EAGAIN) { struct pollfd p = { fd, POLLOUT, 0 }; poll(&p, 1, 1000); continue; }
+		if (w <= 0) break;
+		off += w;
+	}
+}
+
+/* what the caller wrote and the deputy has not passed on yet goes to the original now (before it
+ * runs again, or ends) */
+static void drain_out(void)
+{
+	static char b[65536];
+	for (int i = 0; i < nrl; i++) {
+		if (!rl[i].out) continue;
+		int fl = fcntl(rl[i].src, F_GETFL);
+		fcntl(rl[i].src, F_SETFL, fl | O_NONBLOCK);
+		ssize_t n;
+		while ((n = read(rl[i].src, b, sizeof b)) > 0) write_all_to(rl[i].dst, b, n);
+		fcntl(rl[i].src, F_SETFL, fl);
+	}
+}
 
 /* Empties the (stopped) tracee: its other threads ended, rseq unregistered, all memory but the
  * vDSO group unmapped, its timers stopped (interval timers disarmed, POSIX timers deleted), its
@@ -101,22 +136,13 @@ static int deputy_exit(struct tracee *t, int code)
 	}
 }
 
-static struct { int src, dst, out; } rl[3];	/* RELAY: copies between the original's stdio and pipes (out: to its fd 1 or 2) */
-static int nrl;
-
 /* copies what relay i has now; at its end, passes the end on and removes it */
 static void relay_copy(int i)
 {
 	static char rbuf[65536];
 	ssize_t n = read(rl[i].src, rbuf, sizeof rbuf);
-	if (n > 0) {
-		for (ssize_t off = 0; off < n;) {
-			ssize_t w = write(rl[i].dst, rbuf + off, n - off);
-			if (w < 0 && errno == EINTR) continue;
-			if (w <= 0) break;
-			off += w;
-		}
-	} else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+	if (n > 0) write_all_to(rl[i].dst, rbuf, n);
+	else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
 		/* end of this stream: pass the end on where we own the writer */
 		if (rl[i].src >= 0) close(rl[i].src);
 		close(rl[i].dst);
@@ -126,12 +152,13 @@ static void relay_copy(int i)
 
 /* waits for one command line on fd 5 (GO), or its end, relaying output meanwhile (the caller
  * passes on the output that came before the image, and waits until it has gone into the relay's
- * pipes); then copies what those still hold. Input is not relayed: the original reads it itself. */
+ * pipes); then copies what those still hold. Only output relays are copied: input (and a relayed
+ * socket's, read only on PULL) is not read ahead, the original reads it itself. */
 static void await_line(void)
 {
 	for (int go = 0, rounds = 0; rounds < 1024;) {
-		struct pollfd pf[4] = { { 5, POLLIN, 0 } };
-		for (int i = 0; i < nrl; i++) { pf[1 + i].fd = rl[i].out ? rl[i].src : -1; pf[1 + i].events = POLLIN; }
+		struct pollfd pf[1 + MAX_RL] = { { 5, POLLIN, 0 } };
+		for (int i = 0; i < nrl; i++) { pf[1 + i].fd = rl[i].out ? rl[i].src : -1; pf[1 + i].events = POLLIN; pf[1 + i].revents = 0; }
 		if (go) rounds++;
 		int r = poll(go ? pf + 1 : pf, go ? nrl : 1 + nrl, go ? 0 : -1);
 		if (r < 0 && errno == EINTR) continue;
@@ -151,6 +178,7 @@ static void await_line(void)
  * END record) so that the connection can go on. */
 static int deputy_restore(struct tracee *t, const char *path, pid_t from, int from_fd)
 {
+	g_relay_keep = 1;	/* its relayed descriptors are the original's own (relay.c) */
 	int fd, p[2] = { -1, -1 };
 	if (from > 0) {
 		int pfd = syscall(NR_PIDFD_OPEN, from, 0);
@@ -238,6 +266,7 @@ int cmd_deputy(pid_t pid, const char *target)
 	ptrace(PTRACE_SETOPTIONS, pid, 0, SEIZE_OPTS | PTRACE_O_EXITKILL);
 	if ((e = park(&t))) { kill_reap(pid); return report_err(); }
 	ctlf("STAT freeze_ms=%.3f hollow_ms=%.3f", t1 - t0, now_ms() - t1);
+	relay_report_dumped();
 	for (int i = 0; i < t.npend; i++) ctlf("SIGNAL %d", t.pend[i]);
 	ctlf("HOLLOW %d", pid);
 
@@ -249,6 +278,7 @@ int cmd_deputy(pid_t pid, const char *target)
 	int cfd = fcntl(5, F_GETFD) >= 0 ? 5 : 0;
 	char cbuf[PATH_MAX + 64];
 	size_t clen = 0;
+	static char rbuf[65536];
 	for (;;) {
 		/* drain tracee events */
 		for (;;) {
@@ -264,8 +294,8 @@ int cmd_deputy(pid_t pid, const char *target)
 		}
 		char *nl = memchr(cbuf, '\n', clen);
 		if (!nl) {
-			struct pollfd pf[5] = { { cfd, POLLIN, 0 }, { sfd, POLLIN, 0 } };
-			for (int i = 0; i < nrl; i++) { pf[2 + i].fd = rl[i].src; pf[2 + i].events = POLLIN; }
+			struct pollfd pf[2 + MAX_RL] = { { cfd, POLLIN, 0 }, { sfd, POLLIN, 0 } };
+			for (int i = 0; i < nrl; i++) { pf[2 + i].fd = rl[i].pull ? -1 : rl[i].src; pf[2 + i].events = POLLIN; pf[2 + i].revents = 0; }
 			if (poll(pf, 2 + nrl, -1) < 0) { if (errno == EINTR) continue; break; }
 			if (pf[1].revents) { struct signalfd_siginfo si; while (read(sfd, &si, sizeof si) > 0); }
 			for (int i = nrl - 1; i >= 0; i--) if (pf[2 + i].revents) relay_copy(i);
@@ -286,6 +316,7 @@ int cmd_deputy(pid_t pid, const char *target)
 		char arg[PATH_MAX];
 		int from = 0, from_fd = -1;
 		int num;
+		if (!strncmp(line, "EXIT", 4) || !strncmp(line, "KILL", 4) || !strncmp(line, "RESTORE", 7)) drain_out();
 		if (sscanf(line, "EXIT %d", &num) == 1) {
 			if (deputy_exit(&t, num & 255)) return report_err();
 			return 0;
@@ -306,22 +337,46 @@ int cmd_deputy(pid_t pid, const char *target)
 			if (!e) { ctlf("OK"); return 0; }
 			report_err();
 			if (t.dead) return 1;
-		} else if (!strcmp(line, "FDS") || !strcmp(line, "RELAY")) {
-			int relay = !strcmp(line, "RELAY");
-			if (relay && nrl) { ctlf("ERR EBUSY already relaying"); continue; }
+		} else if (sscanf(line, "PULL %d %d", &num, &e) == 2) {
+			/* at most e bytes of the original's socket fd num, if there are some now */
+			int k = 0;
+			while (k < nrl && !(rl[k].pull && rl[k].fd == num)) k++;
+			if (k == nrl) { ctlf("ERR EINVAL fd %d is not pulled", num); continue; }
+			ssize_t n = recv(rl[k].src, rbuf, e < 1 ? 1 : e > (int)sizeof rbuf ? (int)sizeof rbuf : e, MSG_DONTWAIT);
+			if (n > 0) write_all_to(rl[k].dst, rbuf, n);
+			ctlf("PULLED %d %zd", num, n > 0 ? n : n == 0 ? -1 : errno == EAGAIN || errno == EINTR ? 0 : -1);
+		} else if (!strncmp(line, "FDS", 3) || !strncmp(line, "RELAY", 5)) {
+			/* FDS [fd...]: the original's descriptors by path (default 0 1 2). RELAY [fd:dir...]:
+			 * through pipes of the deputy's: r its input (copied as it comes), w its output, s a
+			 * socket both ways (its input only on PULL); default 0:r 1:w 2:w */
+			int relay = line[0] == 'R';
+			char *rest = line + (relay ? 5 : 3);
+			char def[16];
+			if (!strspn(rest, " ")) { snprintf(def, sizeof def, "%s", relay ? "0:r 1:w 2:w" : "0 1 2"); rest = def; }
 			int pfd = syscall(NR_PIDFD_OPEN, pid, 0);
-			for (int fd = 0; fd <= 2; fd++) {
+			for (char *tok = strtok(rest, " "); tok; tok = strtok(NULL, " ")) {
+				int fd = atoi(tok);
+				char dir = relay ? (strchr(tok, ':') ? strchr(tok, ':')[1] : 'r') : 'p';
 				int d = pfd < 0 ? -1 : syscall(NR_PIDFD_GETFD, pfd, fd, 0);
-				int p[2];
+				int p[2], q[2];
+				if (d >= 0) fcntl(d, F_SETFD, FD_CLOEXEC);
 				if (d < 0) ctlf("FD %d - %s", fd, errname(errno));
 				else if (!relay) ctlf("FD %d /proc/%d/fd/%d", fd, getpid(), d);
-				else if (pipe2(p, O_CLOEXEC)) { ctlf("FD %d - %s", fd, errname(errno)); close(d); }
-				else if (fd == 0) {	/* its input -> a pipe the caller reads */
-					rl[nrl].src = d; rl[nrl].dst = p[1]; rl[nrl].out = 0; nrl++;
-					ctlf("FD 0 /proc/%d/fd/%d", getpid(), p[0]);
-				} else {		/* a pipe the caller writes -> its output */
-					rl[nrl].src = p[0]; rl[nrl].dst = d; rl[nrl].out = 1; nrl++;
+				else if (nrl + 2 > MAX_RL || pipe2(p, O_CLOEXEC)) { ctlf("FD %d - %s", fd, errname(nrl + 2 > MAX_RL ? ENFILE : errno)); close(d); }
+				else if (dir == 'r') {	/* its input -> a pipe the caller reads */
+					rl[nrl++] = (struct rl){ d, p[1], fd, 0, 0 };
+					ctlf("FD %d /proc/%d/fd/%d", fd, getpid(), p[0]);
+				} else if (dir == 'w') {	/* a pipe the caller writes -> its output */
+					rl[nrl++] = (struct rl){ p[0], d, fd, 0, 1 };
 					ctlf("FD %d /proc/%d/fd/%d", fd, getpid(), p[1]);
+				} else if (pipe2(q, O_CLOEXEC)) { ctlf("FD %d - %s", fd, errname(errno)); close(d); close(p[0]); close(p[1]); }
+				else {			/* a socket: pulled into p, written from q */
+					fcntl(p[0], F_SETPIPE_SZ, 1 << 20);
+					int d2 = dup(d);
+					fcntl(d2, F_SETFD, FD_CLOEXEC);
+					rl[nrl++] = (struct rl){ d, p[1], fd, 1, 0 };
+					rl[nrl++] = (struct rl){ q[0], d2, fd, 0, 1 };
+					ctlf("FD %d /proc/%d/fd/%d /proc/%d/fd/%d", fd, getpid(), p[0], getpid(), q[1]);
 				}
 			}
 			if (pfd >= 0) close(pfd);

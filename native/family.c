@@ -163,6 +163,7 @@ int family_command(const char *line)
 {
 	unsigned long long id;
 	int err;
+	if (!strcmp(line, "RELAYED")) { relay_release(); return 0; }	/* the caller holds the relays' ends (relay.c) */
 	if (sscanf(line, "DENY %llu %d", &id, &err) != 2) return -1;
 	waiting_clear(id);
 	if (err <= 0 || err >= 4096 || listener < 0) { ctlf("ERR EINVAL bad family command '%s'", line); return 0; }

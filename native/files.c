@@ -92,6 +92,7 @@ int fdtab_read(pid_t pid, struct fdtab *tab)
 			if (kcmp_file(pid, o->fd, pid, e->fd)) e->dup_of = o->fd;
 		}
 	}
+	if (g_relay) relay_mark(tab);
 	return 0;
 }
 
@@ -124,10 +125,10 @@ int fdtab_getfd(struct fdtab *tab, int fd)
 
 /* does a process other than tab->pid hold the object of e? (pipes, sockets and memfds by inode,
  * objects behind an anonymous inode by their open file description) */
-static int shared_elsewhere(struct fdtab *tab, struct fdent **objs, int nobj, int print)
+int shared_objects(struct fdtab *tab, struct fdent **objs, int nobj, int print, char *found_out)
 {
 	int n = 0;
-	char *found = calloc(nobj, 1);
+	char *found = found_out ? found_out : calloc(nobj, 1);
 	DIR *d = opendir("/proc");
 	if (!d) { free(found); return 0; }
 	struct dirent *de;
@@ -162,7 +163,7 @@ static int shared_elsewhere(struct fdtab *tab, struct fdent **objs, int nobj, in
 		closedir(fd);
 	}
 	closedir(d);
-	free(found);
+	if (!found_out) free(found);
 	return n;
 }
 
@@ -180,7 +181,7 @@ int fds_check(struct fdtab *tab, int print)
 		if (e->fd <= 2 || e->dup_of >= 0) continue;
 		switch (e->kind) {
 		case F_PIPE: n += pipe_check(tab, e, print); objs[nobj++] = e; break;
-		case F_UNIX: n += unix_check(tab, e, print); objs[nobj++] = e; break;
+		case F_UNIX: n += g_relay ? relay_reason(tab, e, print) : unix_check(tab, e, print); objs[nobj++] = e; break;
 		case F_EVENTFD: case F_TIMERFD: case F_SIGNALFD: case F_EPOLL: case F_INOTIFY:
 			n += anon_check(tab, e, print); objs[nobj++] = e; break;
 		case F_MEMFD: n += memfd_check(tab, e, print); objs[nobj++] = e; break;
@@ -193,7 +194,7 @@ int fds_check(struct fdtab *tab, int print)
 			break;
 		}
 	}
-	if (nobj) n += shared_elsewhere(tab, objs, nobj, print);
+	if (nobj) n += shared_objects(tab, objs, nobj, print, NULL);
 	free(objs);
 	return n;
 }
@@ -249,6 +250,7 @@ int dump_fds(struct fdtab *tab, struct img_fd **out)
 		}
 		switch (en->kind) {
 		case F_INHERIT: case F_DIR: case F_CHR: case F_FIFO: break;
+		case F_RELAY: f->u.sock.type = en->relay; relay_note(f); break;
 		case F_FILE: f->size = en->st.st_size; break;
 		case F_PIPE: e = pipe_dump(tab, en, f); break;
 		case F_UNIX: e = unix_dump(tab, en, f); break;
@@ -390,6 +392,8 @@ static int create_one(struct tracee *t, struct image *im, struct img_fd *f, uint
 		if (!e) e = queue_setup(fr, p);
 		return e;
 	}
+	case F_RELAY:
+		return relay_restore(t, f, scr);
 	case F_MEMFD:
 		if ((e = memfd_create_in(t, f, scr, &tmp))) return e;
 		if ((e = place1(t, tmp, f))) return e;
@@ -423,7 +427,8 @@ int restore_fds(struct tracee *t, struct image *im, uint64_t scr, struct fdresto
 	/* close what the image does not have; keep inherited stdio where the image wants it */
 	for (int i = 0; i < ncur && !e; i++) {
 		int keep = 0;
-		for (int k = 0; k < im->nfd; k++) if (im->fds[k].fd == cur[i] && im->fds[k].kind == F_INHERIT && im->fds[k].dup_of < 0) keep = 1;
+		for (int k = 0; k < im->nfd; k++)
+			if (im->fds[k].fd == cur[i] && im->fds[k].dup_of < 0 && (im->fds[k].kind == F_INHERIT || (im->fds[k].kind == F_RELAY && g_relay_keep))) keep = 1;
 		if (!keep) e = INJ(t, NULL, SYS_close, cur[i], 0, 0, 0, 0, 0);
 	}
 	int base = 3;

@@ -58,7 +58,9 @@ enum {
 	F_EVENTFD, F_TIMERFD, F_SIGNALFD, F_EPOLL,
 	F_MEMFD,	/* memfd_create: contents, size, seals, mode */
 	F_INOTIFY,	/* its watches are INOTIFY records */
-	F_LAST = F_INOTIFY
+	F_RELAY,	/* a pipe or connected stream socket whose other end stays behind: relayed through
+			 * home (relay.c); u.sock.type: RT_PIPE or RT_SOCK */
+	F_LAST = F_RELAY
 };
 
 struct rechdr { uint32_t type, magic; uint64_t len; };

@@ -8,7 +8,8 @@
  *    end (EXIT/KILLED) waits there for a daemon;
  *  - a daemon opens all of these by /proc/<helper>/fd/<n> (numbers in the KEEP line), the command
  *    pipe last: while that pipe has a writer, a daemon is attached. Commands: GO (with --hold: the
- *    held process runs; every GO is answered RUNNING once it runs), STDIN-END (closes the writer
+ *    held process runs; every GO is answered RUNNING once it runs), RELAY-END fd (closes the
+ *    keeper's writer of a relayed fd's input, relay.c), STDIN-END (closes the writer
  *    of its stdin), DONE (the daemon has passed its end on: the helper may leave once it ended);
  *  - with no daemon attached for LEASE_MS, the process is killed (the lease); once it has ended,
  *    the helper leaves on DONE, or when no daemon has come for it for the lease. Until then its
@@ -116,6 +117,8 @@ int keep_run(struct keep *k, pid_t pid, struct image *im, int hold, long lease_m
 						if (!hold && !ended) ctlf("RUNNING");
 					} else if (!strcmp(buf, "STDIN-END")) {
 						if (k->in_w >= 0) { close(k->in_w); k->in_w = -1; }
+					} else if (!strncmp(buf, "RELAY-END ", 10)) {
+						relay_end(atoi(buf + 10));	/* the end of a relayed fd's input (relay.c) */
 					} else if (!strcmp(buf, "DONE")) {
 						done = 1;
 					} else if (family_command(buf)) {

@@ -7,13 +7,15 @@
  *   fd 4  control lines from the helper (falls back to stdout when fd 4 is not open)
  *   fd 5  command lines to a deputy
  *   fd 0-2 are handed to a freshly restored process.
- * Commands: check PID [--family] | dump PID [--leave-running] [--target INFO] [--precopy [--rounds N]] |
- *           restore [opts] | deputy PID [--target INFO] [--family] [--precopy [--rounds N]] | hostinfo |
- *           info | rawpipe BYTES
+ * Commands: check PID [--family] [--relay] | dump PID [--leave-running] [--target INFO]
+ *           [--precopy [--rounds N]] [--relay] | restore [opts] | deputy PID [--target INFO] [--family]
+ *           [--precopy [--rounds N]] [--relay] | hostinfo | info | rawpipe BYTES
  *   --precopy (precopy.c): memory copied in rounds while the process runs, frozen for the last one
  *   --family (family.c): check and deputy allow children; restore catches the family calls
+ *   --relay (relay.c): pipes and stream sockets whose other end is elsewhere are relayed
  * Lines out: REASON code text | STAT k=v... | PID n | HOLLOW | SIGNAL n | FD n path|- |
- *            IMAGE-IN path | EXIT n | KILLED n | RESTORED n | FAMILY id call | OK | ERR ERRNO text
+ *            IMAGE-IN path | EXIT n | KILLED n | RESTORED n | FAMILY id call | RELAYFD fd dir kind |
+ *            RELAY fd dir path [path] | PULLED fd n | OK | ERR ERRNO text
  */
 #include "threads.h"
 
@@ -125,13 +127,15 @@ static int await_go(void)
 	char buf[64];
 	size_t len = 0;
 	for (;;) {
+		char *nl = memchr(buf, '\n', len);
+		/* RELAYED (before GO): the caller has opened the relays' ends (relay.c) */
+		if (nl && nl - buf == 7 && !strncmp(buf, "RELAYED", 7)) { relay_release(); len -= 8; memmove(buf, buf + 8, len); continue; }
+		if (nl) { *nl = 0; return !strcmp(buf, "GO"); }
+		if (len == sizeof buf - 1) return 0;
 		ssize_t n = read(5, buf + len, sizeof buf - 1 - len);
 		if (n < 0 && errno == EINTR) continue;
 		if (n <= 0) return 0;
 		len += n;
-		char *nl = memchr(buf, '\n', len);
-		if (nl) { *nl = 0; return !strcmp(buf, "GO"); }
-		if (len == sizeof buf - 1) return 0;
 	}
 }
 
@@ -175,8 +179,11 @@ static int cmd_restore(struct restore_opts *o)
 	e = restore_into(&t, im, &r, 0, o->eintr);
 	if (!e && o->fault_end) e = fail(ECONNABORTED, "injected fault: restore broken at the end");
 	if (e) { kill_reap(t.pid); return report_err(); }
-	close(3);	/* all of the image is read: a socket it came on goes back to the caller alone */
 	ctlf("STAT restore_ms=%.3f injections=%ld pid_kept=%d mono_offset_ns=%lld image_bytes=%llu", now_ms() - t0, t.ninject, kept, (long long)om, (unsigned long long)r.bytes);
+	/* the relays' pipes are made while fd 3 is still taken (none of them may land there: a keeper
+	 * closes fd 3 later) */
+	if (relay_start()) { kill_reap(t.pid); return report_err(); }
+	close(3);	/* all of the image is read: a socket it came on goes back to the caller alone */
 	if (o->keep_ms) {
 		int st = keep_run(&k, t.pid, im, o->hold, o->keep_ms);
 		free_image(im);
@@ -274,10 +281,10 @@ static int cmd_rawpipe(uint64_t bytes, int hot)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: hpc-ppm-helper check PID [--family]\n"
-		"       hpc-ppm-helper dump PID [--leave-running] [--target HOSTINFO] [--precopy [--rounds N]] [--copy] [--stall-ms MS]\n"
+		"usage: hpc-ppm-helper check PID [--family] [--relay]\n"
+		"       hpc-ppm-helper dump PID [--leave-running] [--target HOSTINFO] [--precopy [--rounds N]] [--relay] [--copy] [--stall-ms MS]\n"
 		"                              (image on fd 3; --copy: also on fd 6)\n"
-		"       hpc-ppm-helper deputy PID [--target HOSTINFO] [--family] [--precopy [--rounds N]] [--copy] [--stall-ms MS]\n"
+		"       hpc-ppm-helper deputy PID [--target HOSTINFO] [--family] [--precopy [--rounds N]] [--relay] [--copy] [--stall-ms MS]\n"
 		"                              (image on fd 3, --copy: also on fd 6; commands on fd 5)\n"
 		"       hpc-ppm-helper restore [--new-pid|--require-pid|--pid-now] [--no-wait] [--eintr] [--stdio-from PID] [--family] [--hold]\n"
 		"                              [--keep LEASE_MS]  (keeper: the process outlives its daemon) [--guest]\n"
@@ -323,6 +330,7 @@ int main(int argc, char **argv)
 			if (!strcmp(argv[i], "--leave-running") && !strcmp(cmd, "dump")) leave = 1;
 			else if (!strcmp(argv[i], "--target") && i + 1 < argc && strcmp(cmd, "check")) target = argv[++i];
 			else if (!strcmp(argv[i], "--family") && strcmp(cmd, "dump")) g_family = 1;
+			else if (!strcmp(argv[i], "--relay")) g_relay = 1;
 			else if (!strcmp(argv[i], "--copy") && strcmp(cmd, "check")) g_copy_fd = 6;
 			else if (!strcmp(argv[i], "--stall-ms") && i + 1 < argc) g_stall_ms = atoi(argv[++i]);
 			else if (!strcmp(argv[i], "--precopy") && strcmp(cmd, "check")) g_precopy = 1;

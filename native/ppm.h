@@ -17,6 +17,8 @@
  *              the process runs, and their staging on the restore side
  *   restore.c  restore: into a fresh stub or a hollow original
  *   deputy.c   the hollow original parked at home, and its commands
+ *   relay.c    descriptors relayed through home (--relay): which, recreated as a pipe or
+ *              socketpair end on a remote, pumped by the helper
  *   keep.c     keeper mode of restore: the restored process kept independent of its daemon
  *   family.c   the family calls of a guest (fork, wait, ...): caught on a remote, run at home
  *   ppm.c      commands and main
@@ -224,6 +226,7 @@ struct fdent {
 	uint32_t flags;
 	uint64_t pos;
 	int dup_of;		/* lowest fd of the same open file description, or -1 */
+	int relay;		/* F_RELAY: RT_PIPE or RT_SOCK */
 };
 struct fdtab {
 	pid_t pid;
@@ -339,6 +342,21 @@ int setup_timens(int64_t off_mono, int64_t off_boot);
 /* ---------- deputy.c ---------- */
 int hollow(struct tracee *t, int *touched);
 int cmd_deputy(pid_t pid, const char *target);
+
+/* ---------- relay.c ---------- */
+enum { RT_PIPE = 1, RT_SOCK = 2 };
+extern int g_relay;	/* --relay: a pipe or connected stream socket whose other end is elsewhere is relayed */
+extern int g_relay_keep;	/* restoring into the hollow original: its relayed fds are its own */
+void relay_mark(struct fdtab *tab);
+int relay_reason(struct fdtab *tab, struct fdent *e, int print);
+void relay_note(const struct img_fd *f);
+void relay_report_dumped(void);
+int relay_restore(struct tracee *t, const struct img_fd *f, uint64_t scr);
+int relay_start(void);
+void relay_release(void);
+void relay_end(int fd);
+int shared_objects(struct fdtab *tab, struct fdent **objs, int nobj, int print, char *found);
+
 
 /* ---------- keep.c ---------- */
 struct keep { int in_w, out_r, err_r, ctl_r, ctl_w, cmd_r; };

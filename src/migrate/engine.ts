@@ -9,7 +9,7 @@ import { processAge, psInfo, residentBytes, type PsInfo } from '../util/procfs.j
 import { stdioKind, type StdioKind } from './relay.js'
 
 /** The deputy as the home side uses it (ppm.Deputy). Events: 'signal' (number), 'end'. */
-export type DeputyHandle = Pick<ppm.Deputy, 'on' | 'removeAllListeners' | 'exit' | 'kill' | 'restoreInto' | 'takeFds'> & Partial<Pick<ppm.Deputy, 'restoreFromFd'>>
+export type DeputyHandle = Pick<ppm.Deputy, 'on' | 'removeAllListeners' | 'exit' | 'kill' | 'restoreInto' | 'takeFds'> & Partial<Pick<ppm.Deputy, 'restoreFromFd' | 'relayed' | 'relayFds' | 'pull'>>
 
 /**
  * An image written by the engine straight into a connection's socket (`fd`, see Link.rawFd), with
@@ -25,7 +25,7 @@ export function isRaw<T> (x: T | RawSink | RawSource): x is RawSink | RawSource 
 }
 
 /** A restored process as the guest side uses it (ppm.Restored); `family`: its family calls (family.ts). */
-export type RestoredHandle = Pick<ppm.Restored, 'pid' | 'stdin' | 'stdout' | 'stderr' | 'exited' | 'go'> & Partial<Pick<ppm.Restored, 'family' | 'stats'>>
+export type RestoredHandle = Pick<ppm.Restored, 'pid' | 'stdin' | 'stdout' | 'stderr' | 'exited' | 'go'> & Partial<Pick<ppm.Restored, 'family' | 'stats' | 'relays' | 'relayed'>>
 
 /**
  * A guest process: restored in keeper mode (src/ppm/keeper.ts), so that it outlives this daemon,
@@ -37,6 +37,8 @@ export interface GuestProcess extends Omit<RestoredHandle, 'go'> {
   readonly keeper: KeepInfo
   /** its stdin reaches its end */
   endStdin: () => void
+  /** the input of its relayed fd (above 2) reaches its end (the keeper closes its end of it) */
+  endRelay?: (fd: number) => void
   /** lets go of it (it lives on under its keeper, for the lease) */
   detach: () => void
   /** lets go of it for good: its end was passed on, or it left (its keeper leaves once it has ended) */
@@ -88,7 +90,7 @@ function availableBytes (): number {
 }
 
 function fromKept (k: Kept): GuestProcess {
-  return { pid: k.pid, keeper: k.info, stdin: k.stdin, stdout: k.stdout, stderr: k.stderr, exited: k.exited, family: k.family, go: k.go, endStdin: k.endStdin, detach: k.detach, release: k.release, alive: k.alive }
+  return { pid: k.pid, keeper: k.info, stdin: k.stdin, stdout: k.stdout, stderr: k.stderr, exited: k.exited, family: k.family, go: k.go, endStdin: k.endStdin, detach: k.detach, release: k.release, alive: k.alive, relays: k.info.relays ?? [], endRelay: k.endRelay }
 }
 
 /** `e` with pre-copy for the processes of at least `minBytes()` resident (0 = never; config
@@ -103,11 +105,12 @@ export function withPrecopy (e: Engine, minBytes: () => number): Engine {
 }
 
 export const realEngine: Engine = {
-  // a process leaves home as a deputy: its children stay with the original (family.ts)
-  check: async pid => await ppm.check(pid, { family: true }),
+  // a process leaves home as a deputy: its children stay with the original (family.ts); its pipes
+  // and stream sockets whose other end is elsewhere are relayed (relay.ts)
+  check: async pid => await ppm.check(pid, { family: true, relay: true }),
   hostInfo: async () => await ppm.hostInfo(),
-  deputy: async (pid, out, opts) => isRaw(out) ? await ppm.deputy(pid, out.fd, { ...opts, family: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.deputy(pid, out, { ...opts, family: true }),
-  dump: async (pid, out, opts) => isRaw(out) ? await ppm.dump(pid, out.fd, { ...opts, copy: out.copy, stallMs: out.stallMs }) : await ppm.dump(pid, out, opts),
+  deputy: async (pid, out, opts) => isRaw(out) ? await ppm.deputy(pid, out.fd, { ...opts, family: true, relay: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.deputy(pid, out, { ...opts, family: true, relay: true }),
+  dump: async (pid, out, opts) => isRaw(out) ? await ppm.dump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.dump(pid, out, { ...opts, relay: true }),
   restore: async (src, opts) => {
     const kept = { clock: 'auto' as const, hold: opts.hold, guest: true, family: opts.family, leaseMs: opts.leaseMs, pidNow: opts.pidNow }
     return fromKept(attachKept(isRaw(src) ? await ppm.restoreKept(src.fd, { ...kept, stallMs: src.stallMs, testFault: src.testFault }) : await ppm.restoreKept(src, kept)))

@@ -1,7 +1,8 @@
 // The guest side of migration: processes running on this node whose home is another node.
 // A guest arrives by an offer from its home (receive: migrate, accept or refuse, the image,
 // running or failed), or, during N -> M, by an offer naming a ticket whose image comes from the
-// node it ran on. Running here, its output goes home (O, E frames), its stdin is pulled from
+// node it ran on. Running here, its output goes home (O, E frames; W for its relayed fds above 2),
+// its stdin and relayed input are pulled from
 // home (relay.ts), and home's messages (signal, kill, hint, gohome, sendto) act on it. It leaves
 // when home asks (gohome: sendHome; sendto: sendTo) or when this node expels it (sendHome with
 // `leaving` first).
@@ -21,7 +22,7 @@ import { familyFailed, superviseFamily } from './family.js'
 import { applyHint, defaultHints, type DecayHints } from './hints.js'
 import { Link, type DataType } from './link.js'
 import type { Message, MigrateMsg, RejoinMsg, SendToMsg } from './protocol.js'
-import { StdinPull } from './relay.js'
+import { GuestRelays, StdinPull, fdFrame, parseFdFrame } from './relay.js'
 import { GuestStates, type GuestRecord } from './state.js'
 import { ImageCopy, ImageIn, TICKET_MS, Tickets, memoryRefusal, rawSink, rawSource, replay, sendImage, tee } from './transfer.js'
 
@@ -53,6 +54,8 @@ export class Guest {
   released: Promise<void> = Promise.resolve()
   /** pull-mode stdin (relay.ts) */
   readonly pull: StdinPull
+  /** its relayed descriptors above 2 (relay.ts) */
+  readonly relays: GuestRelays
   outputDone: Promise<void>
   /** When this node last asked home to move it on, or home last said no (0: never); the balancer waits 30 s after either. */
   moveAsked = 0
@@ -73,8 +76,9 @@ export class Guest {
   constructor (readonly pid: number, readonly home: number, readonly homePid: number, public conn: Link, readonly r: GuestProcess, readonly since: number,
     readonly stdinMode: 'pull' | 'none' = 'none', readonly age = 0) {
     this.pull = new StdinPull(pid)
+    this.relays = new GuestRelays(pid, r)
     const ends = [r.stdout, r.stderr].filter((s): s is Readable => s !== null).map(s => new Promise<void>(resolve => { s.once('end', resolve); s.once('close', resolve) }))
-    this.outputDone = Promise.all(ends).then(() => {})
+    this.outputDone = Promise.all([...ends, this.relays.done]).then(() => {})
   }
 }
 
@@ -207,19 +211,23 @@ export class GuestSide {
   private startGuest (conn: Link, r: GuestProcess, home: number, homePid: number, stdin: 'pull' | 'none', age: number, since = Date.now()): Guest {
     const g = new Guest(r.pid, home, homePid, conn, r, since, stdin, age)
     this.guests.set(r.pid, g)
-    const pump = (type: DataType) => (d: Buffer): void => {
+    const pump = (type: DataType, fd = 0) => (d: Buffer): void => {
+      if (fd > 2) d = fdFrame(fd, d)
       if (!g.conn.closed) { void g.conn.frame(type, d).catch(() => {}); return }
       // out of touch with home: kept, in order, and the rest waits in its pipes until it rejoins
       g.pendingOut.push([type, d])
       r.stdout?.pause()
       r.stderr?.pause()
+      g.relays.pause()
     }
     r.stdout?.on('data', pump('O'))
     r.stderr?.on('data', pump('E'))
+    for (const [fd, s] of g.relays.readers) s.on('data', pump('W', fd))
     r.stdin?.on('error', () => {})
     this.bindConn(g, conn)
     superviseFamily(g, r, () => this.guests.get(g.pid) === g)
     if (stdin === 'pull') g.pull.start(() => this.guests.get(g.pid) === g, () => g.leaving || g.conn.closed, n => { void g.conn.send({ t: 'want', n }).catch(() => {}) })
+    for (const [fd, p] of g.relays.pulls) p.start(() => this.guests.get(g.pid) === g, () => g.leaving || g.conn.closed, n => { void g.conn.send({ t: 'want', n, fd }).catch(() => {}) })
     void r.exited.then(st => {
       g.ended = st
       if (!g.leaving) void this.reportEnd(g, st) // (while it leaves: ended by its dump, or reported if it stays after all)
@@ -240,6 +248,11 @@ export class GuestSide {
   /** conn becomes the guest's session with home: stdin, messages, and what happens when it breaks. */
   private bindConn (g: Guest, conn: Link): void {
     const onData = (type: string, d: Buffer): void => {
+      if (type === 'R') {
+        const f = parseFdFrame(d)
+        if (f !== null) g.relays.input(f[0], f[1])
+        return
+      }
       if (type !== 'N') return
       g.pull.handed()
       g.r.stdin?.write(d)
@@ -284,6 +297,7 @@ export class GuestSide {
     if (g.orphaned !== 0) return
     g.orphaned = Date.now()
     g.pull.wanting = false // a want on the old connection is void: it is asked again once rejoined
+    g.relays.drop()
     log('guest %d is out of touch with its home (node %d): rejoining for up to %d ms', g.pid, g.home, this.leaseMs)
     void this.rejoin(g)
   }
@@ -320,6 +334,7 @@ export class GuestSide {
     for (const [type, d] of g.pendingOut.splice(0)) void conn.frame(type, d).catch(() => {})
     g.r.stdout?.resume()
     g.r.stderr?.resume()
+    g.relays.resume()
     if (g.held) { g.held = false; g.released = g.r.go() } // home has it here: the move that brought it is committed
     this.save(g)
     log('guest %d rejoined its home (node %d)', g.pid, g.home)
@@ -411,6 +426,7 @@ export class GuestSide {
         if (g.held) { g.held = false; g.released = g.r.go(); this.save(g) }
         break
       case 'stdin-end':
+        if (m.fd !== undefined) { g.relays.end(m.fd); break }
         g.pull.ended = true
         g.pull.wanting = false
         g.r.endStdin()
@@ -451,7 +467,8 @@ export class GuestSide {
    */
   private async settleStdin (g: Guest): Promise<boolean> {
     await g.released
-    if (await g.pull.settle()) return true
+    const [a, b] = await Promise.all([g.pull.settle(), g.relays.settle()])
+    if (a && b) return true
     await g.conn.send({ t: 'stay', reason: UNREAD_STDIN }).catch(() => {})
     this.stays(g)
     return false

@@ -1,7 +1,8 @@
 // The home side of migration: the processes whose home is this node, and the state machine that
 // moves them (every move is driven by home). While a process is away its original stays here as
 // the deputy (src/ppm: dumped, hollowed, parked under its own pid): its parent can wait() for it,
-// signals sent to it are forwarded, its fds 0-2 are relayed (relay.ts), and when the remote ends
+// signals sent to it are forwarded, its fds 0-2 and the pipes and stream sockets above whose
+// other end stays here are relayed (relay.ts), and when the remote ends
 // the deputy ends the same way.
 //   home -> N   moveOut: the deputy's dump streams to N (a copy is kept until N runs it: a failed
 //               restore puts the process back into its original, never two copies, never none)
@@ -23,7 +24,7 @@ import { applyHint, defaultHints, type DecayHint, type DecayHints } from './hint
 import type { Link } from './link.js'
 import type { PsInfo } from '../util/procfs.js'
 import type { AcceptMsg, FailedMsg, ImageEndMsg, RefuseMsg, Message, MoveRequestMsg, RejoinMsg, RunningMsg, StayMsg } from './protocol.js'
-import { HomeStdio, serveWant, stdinModeOf } from './relay.js'
+import { HomeStdio, parseFdFrame, serveWant, stdinModeOf } from './relay.js'
 import { ImageCopy, noteTransfer, rawSink, replay, tee } from './transfer.js'
 
 const log = debug('hpcfs:home')
@@ -45,7 +46,7 @@ export class HomeProc {
   lastError = ''
   deputy: DeputyHandle | null = null
   conn: Link | null = null
-  /** its fds 0-2 relayed while it is away */
+  /** its fds 0-2 (and relayed fds above) while it is away */
   readonly io: HomeStdio
   stdinMode: 'pull' | 'none' = 'none'
   /** set while the process is being moved: no stdin is handed out */
@@ -261,7 +262,12 @@ export class Home {
         if (p.imageIn && !p.imageIn.write(d)) { conn.pause(); p.imageIn.once('drain', () => conn.resume()) }
         return
       }
-      const fd = type === 'O' ? 1 : type === 'E' ? 2 : 0
+      let fd = type === 'O' ? 1 : type === 'E' ? 2 : 0
+      if (type === 'W') {
+        const f = parseFdFrame(d)
+        if (f === null || f[0] <= 2) return
+        [fd, d] = f
+      }
       if (!fd) return
       if (p.holdFor === conn) p.held.push([fd, d])
       else p.io.write(fd, d)
@@ -314,17 +320,18 @@ export class Home {
       }
       case 'want':
         serveWant(p.io, conn, m.n, () => {
-          if (p.io.stdinFd !== null && p.conn === conn && !p.moving) return 'now'
+          if (p.io.ready(m.fd ?? 0) && p.conn === conn && !p.moving) return 'now'
           // Not yet: the relay is being set up, or conn is M's during N -> M. (To N during a move
           // the want is dropped: N stops waiting for it and the process reads again wherever it lands.)
           const soon = conn === p.holdFor || (conn === p.conn && !p.moving && p.where === 'migrating')
           return soon ? 'later' : 'never'
-        })
+        }, m.fd ?? 0)
         break
       case 'leaving':
         // the guest's node sends it home by itself (expel): no more stdin from now on, so that none
-        // arrives after it has stopped
+        // arrives after it has stopped (what a pull in flight reads goes out first)
         p.moving = true
+        await p.io.idle()
         await conn.send({ t: 'leaving-ok' }).catch(() => {})
         break
       case 'stay':
@@ -428,6 +435,7 @@ export class Home {
     const conn = p.conn
     if (!conn) throw new Error('no connection to the remote')
     p.moving = true
+    await p.io.idle() // input a pull in flight reads goes out before the guest stops
     const got = new Promise<() => Promise<void>>(resolve => { p.imageWaiter = resolve })
     await conn.send({ t: 'gohome' })
     return await Promise.race([got, conn.expect('stay').then(m => { throw new Error(`remote could not stop it: ${m.reason}`) })]).finally(() => { p.imageWaiter = null })
@@ -566,6 +574,7 @@ export class Home {
     p.heldMsgs = []
     this.bind(p, next.conn, node, false)
     p.moving = true
+    await p.io.idle()
     const sent = old.expect('sent', 'stay').catch((e): StayMsg => ({ t: 'stay', reason: (e as Error).message }))
     await old.send({ t: 'sendto', node, ticket, hostinfo: next.hostinfo }).catch(() => {})
     const s = await sent
@@ -592,7 +601,7 @@ export class Home {
       p.conn = next.conn
       if (s.t === 'sent' && s.bytes > 0) p.imageBytes = s.bytes
       noteTransfer(this.d.bandwidth, node, m.bytes, m.ms)
-      for (const [fd, d] of held) p.io.out[fd]?.write(d)
+      for (const [fd, d] of held) p.io.write(fd, d)
       await old.send({ t: 'home-ok' }).catch(() => {})
       old.close()
       this.arrived(p, node)

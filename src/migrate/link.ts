@@ -1,9 +1,11 @@
 // One end of a migration connection, whatever carries it: the TCP transfer connection (wire.ts)
 // or an in-memory pair for unit tests (memlink.ts). Frames are typed: J control message (a typed
-// Message, protocol.ts) · I image bytes · O stdout · E stderr · N stdin. A control frame that is
+// Message, protocol.ts) · I image bytes · O stdout · E stderr · N stdin · W bytes the process wrote
+// on a relayed fd above 2 · R bytes for it to read there (W and R: the fd, u32 big-endian, then the
+// bytes; relay.ts). A control frame that is
 // not a valid message is dropped and counted (`dropped`, event 'dropped'), never delivered.
 //
-// Events: 'msg' (Message), 'data' (type, Buffer) for I/O/E/N frames, 'close' (Error?), 'dropped'
+// Events: 'msg' (Message), 'data' (type, Buffer) for I/O/E/N/W/R frames, 'close' (Error?), 'dropped'
 // (reason).
 import { EventEmitter } from 'node:events'
 import { Writable } from 'node:stream'
@@ -13,7 +15,7 @@ import { decode, encode, ProtocolError, type Kind, type Message, type MsgOf } fr
 
 const log = debug('hpcfs:link')
 
-export type FrameType = 'J' | 'I' | 'O' | 'E' | 'N'
+export type FrameType = 'J' | 'I' | 'O' | 'E' | 'N' | 'W' | 'R'
 export type DataType = Exclude<FrameType, 'J'>
 
 /* eslint-disable @typescript-eslint/method-signature-style */

@@ -67,11 +67,14 @@ export interface SignalMsg { t: 'signal', sig: number }
 /** H -> N (end): the original died at home; kill the guest. */
 export interface KillMsg { t: 'kill' }
 
-/** N -> H (running): the guest is blocked waiting for stdin; it may be handed up to `n` bytes (N frames). */
-export interface WantMsg { t: 'want', n: number }
+/**
+ * N -> H (running): the guest is blocked waiting for input on stdin (no `fd`: N frames) or on the
+ * relayed descriptor `fd` above 2 (R frames); it may be handed up to `n` bytes.
+ */
+export interface WantMsg { t: 'want', n: number, fd?: number }
 
-/** H -> N (running): stdin reached its end. */
-export interface StdinEndMsg { t: 'stdin-end' }
+/** H -> N (running): stdin (or the relayed descriptor `fd`) reached its end. */
+export interface StdinEndMsg { t: 'stdin-end', fd?: number }
 
 /** H -> N (running): a decay hint changed at home. */
 export interface HintMsg { t: 'hint', hint: DecayHint }
@@ -196,8 +199,8 @@ const SCHEMAS: { [K in Kind]: Schema<MsgOf<K>> } = {
   failed: { reason: str },
   signal: { sig: v => int(v) && (v as number) >= 1 && (v as number) <= 64 },
   kill: {},
-  want: { n: v => int(v) && (v as number) >= 1 },
-  'stdin-end': {},
+  want: { n: v => int(v) && (v as number) >= 1, fd: opt(v => int(v) && (v as number) >= 3 && (v as number) < 1 << 20) },
+  'stdin-end': { fd: opt(v => int(v) && (v as number) >= 3 && (v as number) < 1 << 20) },
   hint: { hint: v => typeof v === 'string' && parseHint(v) === v },
   'move-request': { node, why: str },
   'move-failed': { reason: str },

@@ -1,16 +1,21 @@
-// The relay of a moved process's fds 0-2 between the node it runs on and its home.
+// The relay of a moved process's descriptors between the node it runs on and its home: fds 0-2,
+// and every descriptor above 2 that the engine relays (a pipe, or a connected stream socket, whose
+// other end stays behind: native/relay.c, docs/migrate.md "Relayed descriptors").
 //
 // Home side (HomeStdio): while the process is away its deputy holds the original descriptors;
-// stdout and stderr frames (O, E) from the guest are written to them, and stdin is handed out
-// on demand (pull): the guest asks (want) for what a blocked read wants, and home reads at most
-// that much, so nothing waits unread on the remote when the process moves on (src/migrate/stdin.ts).
-// Guest side (StdinPull): watches the guest for a blocked wait on stdin and asks for it.
+// output frames from the guest (O, E for fds 1-2; W for the others) are written to them, and input
+// is handed out on demand (pull): the guest asks (want, with the fd) for what a blocked read wants,
+// and home reads at most that much (a socket through the deputy's PULL), so nothing waits unread
+// on the remote when the process moves on (src/migrate/stdin.ts).
+// Guest side (StdinPull per input fd, GuestRelays): watches the guest for a blocked wait on an
+// input and asks for it; carries the relayed descriptors' bytes to and from the restored process.
 import { createWriteStream, readlinkSync, readSync, openSync, closeSync, fstatSync, writeSync, constants as fsc } from 'node:fs'
 import { Socket } from 'node:net'
-import type { Writable } from 'node:stream'
+import type { Readable, Writable } from 'node:stream'
 import debug from '../util/log.js'
 import type { Link } from './link.js'
-import type { DeputyHandle } from './engine.js'
+import type { DeputyHandle, RestoredHandle } from './engine.js'
+import type { RelayedFd } from '../ppm/ppm.js'
 import { ctxtSwitches, stdinWait, syscallLine, STDIN_CHUNK } from './stdin.js'
 
 const log = debug('hpcfs:relay')
@@ -47,7 +52,19 @@ export function openRelay (path: string): Writable {
   return createWriteStream('', { fd })
 }
 
-/** Home side of a process's fds 0-2 while it is away. */
+/** A W or R frame's payload: the descriptor (u32, big-endian), then its bytes. */
+export function fdFrame (fd: number, d: Buffer): Buffer {
+  const h = Buffer.alloc(4)
+  h.writeUInt32BE(fd)
+  return Buffer.concat([h, d])
+}
+
+/** A W or R frame's descriptor and bytes (null: too short to be one). */
+export function parseFdFrame (p: Buffer): [number, Buffer] | null {
+  return p.length < 4 ? null : [p.readUInt32BE(0), p.subarray(4)]
+}
+
+/** Home side of a process's relayed descriptors (fds 0-2 and those above) while it is away. */
 export class HomeStdio {
   out: Array<Writable | null> = [null, null, null]
   /** stdin relayed on demand (pull): the guest asks for what a blocked read wants */
@@ -58,12 +75,24 @@ export class HomeStdio {
   pendingOut: Array<[number, Buffer]> | null = []
   /** A path that opens the original's fd 2 (from the deputy), for a line home itself has to say there. */
   errPath: string | null = null
+  /** Its descriptors above 2 relayed by the deputy (native/relay.c), and their ends here. */
+  extra: RelayedFd[] = []
+  private readonly extraOut = new Map<number, Writable>()
+  /** input of an fd above 2: read here (a pipe), or pulled by the deputy into this pipe first (a socket) */
+  readonly extraIn = new Map<number, { fd: number, pull: boolean }>()
+  private dep: DeputyHandle | null = null
+  private opened = false
+  /** deputy pulls in flight, and who waits for none */
+  private pulls = 0
+  private idlers: Array<() => void> = []
 
   constructor (readonly pid: number) {}
 
   /** Opens the relay from the deputy's descriptors (once), then writes what arrived meanwhile. */
   async open (dep: DeputyHandle | null): Promise<void> {
-    if (!dep || this.out.some(Boolean)) return
+    if (!dep || this.opened) return
+    this.opened = true
+    this.dep = dep
     // pipes, FIFOs and terminals are opened again by path; sockets cannot be, so then the engine
     // relays all three through pipes of its own
     const sockets = this.kinds.some(k => k === 'socket')
@@ -73,25 +102,68 @@ export class HomeStdio {
     for (const i of [1, 2]) {
       if (relay(i)) this.out[i] = openRelay(fds[i] as string).on('error', e => log('fd %d of %d: %s', i, this.pid, e.message))
     }
+    const pending = this.pendingOut ?? []
     if (relay(0)) {
       // pull: read only what the remote process is blocked reading, so nothing is left behind on
       // the remote. (With a socket the engine's relay has to read it first: what it took from
       // the socket and nobody pulled is lost if the process comes home.)
       this.stdinFd = openSync(fds[0] as string, fsc.O_RDONLY | fsc.O_NONBLOCK | fsc.O_NOCTTY)
     }
-    for (const [fd, d] of this.pendingOut ?? []) this.out[fd]?.write(d)
+    await this.openExtra(dep)
     this.pendingOut = null
+    for (const [fd, d] of pending) this.outOf(fd)?.write(d)
   }
 
-  /** Output of the guest (fd 1 or 2): written now, or kept until the relay is open. */
+  /** The deputy's relays of the descriptors above 2: a pipe by path, a socket through pipes of the deputy. */
+  private async openExtra (dep: DeputyHandle): Promise<void> {
+    this.extra = dep.relayed ?? []
+    if (this.extra.length === 0 || !dep.relayFds) return
+    const paths = await dep.relayFds(this.extra.map(r => ({ fd: r.fd, how: r.kind === 'sock' ? 's' : 'p' })))
+    const onErr = (fd: number) => (e: Error) => log('fd %d of %d: %s', fd, this.pid, e.message)
+    for (const r of this.extra) {
+      const ps = paths.get(r.fd)
+      if (!ps) continue
+      if (r.kind === 'sock') {
+        this.extraIn.set(r.fd, { fd: openSync(ps[0], fsc.O_RDONLY | fsc.O_NONBLOCK), pull: true })
+        this.extraOut.set(r.fd, openRelay(ps[1]).on('error', onErr(r.fd)))
+      } else if (r.dir === 'r') {
+        this.extraIn.set(r.fd, { fd: openSync(ps[0], fsc.O_RDONLY | fsc.O_NONBLOCK), pull: false })
+      } else this.extraOut.set(r.fd, openRelay(ps[0]).on('error', onErr(r.fd)))
+    }
+  }
+
+  /** Is the input of fd (stdin, or a relayed fd above 2) open here? */
+  ready (fd: number): boolean { return fd === 0 ? this.stdinFd !== null : this.extraIn.has(fd) }
+
+  private outOf (fd: number): Writable | null | undefined { return fd <= 2 ? this.out[fd] : this.extraOut.get(fd) }
+
+  /** Output of the guest (fd 1, 2 or a relayed one above): written now, or kept until the relay is open. */
   write (fd: number, d: Buffer): void {
     if (this.pendingOut) this.pendingOut.push([fd, d])
-    else this.out[fd]?.write(d)
+    else this.outOf(fd)?.write(d)
   }
 
   /** Resolves when what was written has gone out. */
   async flush (): Promise<void> {
-    await Promise.all(this.out.map(s => s ? new Promise<void>(resolve => { if (s.writableLength === 0) resolve(); else s.once('drain', () => resolve()) }) : undefined))
+    await Promise.all([...this.out, ...this.extraOut.values()].map(s => s ? new Promise<void>(resolve => { if (s.writableLength === 0) resolve(); else s.once('drain', () => resolve()) }) : undefined))
+  }
+
+  /** Reads at most n bytes of a socket's input through the deputy (PULL); -1 at its end, 0 when none yet. */
+  async pull (fd: number, n: number, into: Buffer): Promise<number> {
+    const src = this.extraIn.get(fd)
+    if (!src || !this.dep?.pull) return -1
+    this.pulls++
+    try {
+      const k = await this.dep.pull(fd, Math.min(n, into.length))
+      return k > 0 ? readSync(src.fd, into, 0, k, null) : k
+    } finally {
+      if (--this.pulls === 0) for (const w of this.idlers.splice(0)) w()
+    }
+  }
+
+  /** Resolves when no pull is in flight (a move waits for it: what it read goes out before the move). */
+  async idle (): Promise<void> {
+    if (this.pulls > 0) await new Promise<void>(resolve => this.idlers.push(resolve))
   }
 
   /**
@@ -111,38 +183,56 @@ export class HomeStdio {
   /** Closes the relay (the process is home again, or gone); output is kept again until reopened. */
   close (): void {
     for (const s of this.out) s?.end()
+    for (const s of this.extraOut.values()) s.end()
     this.out = [null, null, null]
     this.errPath = null
+    this.extraOut.clear()
     if (this.stdinFd !== null) { try { closeSync(this.stdinFd) } catch {} this.stdinFd = null }
+    for (const i of this.extraIn.values()) { try { closeSync(i.fd) } catch {} }
+    this.extraIn.clear()
+    this.extra = []
+    this.dep = null
+    this.opened = false
     this.pendingOut = []
   }
 }
 
 /**
- * Hands the remote at most n bytes of stdin over conn, as soon as there are some (or EOF).
- * `gate` says whether stdin may be handed out on conn now (it is when the relay is open), later
- * (retry in 5 ms), or never (the want is dropped: the guest stops waiting for it and reads again
- * wherever it lands).
+ * Hands the remote at most n bytes of stdin (fd 0) or of a relayed input fd over conn, as soon as
+ * there are some (or its end). `gate` says whether input may be handed out on conn now (it is when
+ * the relay is open), later (retry in 5 ms), or never (the want is dropped: the guest stops
+ * waiting for it and reads again wherever it lands).
  */
-export function serveWant (io: HomeStdio, conn: Link, n: number, gate: () => 'now' | 'later' | 'never'): void {
+export function serveWant (io: HomeStdio, conn: Link, n: number, gate: () => 'now' | 'later' | 'never', fd = 0): void {
   const g = gate()
-  if (g !== 'now' || io.stdinFd === null) {
-    if (g === 'later' && !conn.closed) setTimeout(() => serveWant(io, conn, n, gate), 5).unref()
+  const src = fd === 0 ? (io.stdinFd === null ? undefined : { fd: io.stdinFd, pull: false }) : io.extraIn.get(fd)
+  const again = (): void => { if (!conn.closed) setTimeout(() => serveWant(io, conn, n, gate, fd), 5).unref() }
+  if (g !== 'now' || src === undefined) {
+    if (g === 'later') again()
     return
   }
-  const fd = io.stdinFd as number
   const buf = Buffer.alloc(Math.max(1, Math.min(n, STDIN_CHUNK)))
+  const hand = (got: number): void => {
+    if (got < 0 || (got === 0 && !src.pull)) void conn.send({ t: 'stdin-end', ...(fd !== 0 ? { fd } : {}) }).catch(() => {})
+    else if (got === 0) again()
+    else if (fd === 0) void conn.frame('N', buf.subarray(0, got)).catch(() => {})
+    else void conn.frame('R', fdFrame(fd, buf.subarray(0, got))).catch(() => {})
+  }
+  if (src.pull) {
+    // a socket: the deputy reads at most n of it now; the frame is queued before any move goes on (idle)
+    io.pull(fd, n, buf).then(hand, e => { log('fd %d of %d: %s', fd, io.pid, (e as Error).message); hand(-1) })
+    return
+  }
   let got: number
-  try { got = readSync(fd, buf, 0, buf.length, null) } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EAGAIN') { setTimeout(() => serveWant(io, conn, n, gate), 5).unref(); return }
-    log('stdin of %d: %s', io.pid, (e as Error).message)
+  try { got = readSync(src.fd, buf, 0, buf.length, null) } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EAGAIN') { again(); return }
+    log('fd %d of %d: %s', fd, io.pid, (e as Error).message)
     got = 0
   }
-  if (got === 0) void conn.send({ t: 'stdin-end' }).catch(() => {})
-  else void conn.frame('N', buf.subarray(0, got)).catch(() => {})
+  hand(got)
 }
 
-/** Guest side of pull-mode stdin. */
+/** Guest side of pull-mode input (stdin, or a relayed fd above 2). */
 export class StdinPull {
   wanting = false
   wantLine = ''
@@ -151,7 +241,7 @@ export class StdinPull {
   /** stdin handed over and not known to be read yet: the wait it was for, and the switches then */
   delivered: { kind: 'read' | 'poll', line: string, switches: number } | null = null
 
-  constructor (readonly pid: number) {}
+  constructor (readonly pid: number, readonly fd = 0) {}
 
   /** Stdin arrived for the wait it asked for; it goes into the process's pipe now. */
   handed (): void {
@@ -170,7 +260,7 @@ export class StdinPull {
     const line = syscallLine(this.pid)
     if (line === '') return true // gone
     const woke = ctxtSwitches(this.pid) !== d.switches
-    const done = d.kind === 'read' ? woke || line !== d.line : woke && stdinWait(this.pid, line) !== null
+    const done = d.kind === 'read' ? woke || line !== d.line : woke && stdinWait(this.pid, line, this.fd) !== null
     if (done) this.delivered = null
     return done
   }
@@ -186,7 +276,7 @@ export class StdinPull {
       if (!current() || this.ended) { clearInterval(t); return }
       if (this.wanting || leaving() || !this.consumed()) return
       const line = syscallLine(this.pid)
-      const w = stdinWait(this.pid, line)
+      const w = stdinWait(this.pid, line, this.fd)
       if (w === null) return
       this.wanting = true
       this.wantLine = line
@@ -209,5 +299,71 @@ export class StdinPull {
     }
     this.wanting = false
     return ok
+  }
+}
+
+/**
+ * Guest side of the relayed descriptors above 2 of a restored process (Restored.relays): what the
+ * process writes comes out of `readers` (sent home in W frames); what home hands it for an input
+ * fd (R frames, asked for by that fd's StdinPull) goes into its writer.
+ */
+export class GuestRelays {
+  readonly readers: Array<[number, Readable]> = []
+  readonly writers = new Map<number, Writable>()
+  readonly pulls = new Map<number, StdinPull>()
+  /** resolves when every reader has ended (the process's ends are closed: it is gone) */
+  readonly done: Promise<void>
+
+  /** a keeper holds its ends for whoever attaches: it closes its writer of fd on this (GuestProcess.endRelay) */
+  private readonly endRelay?: (fd: number) => void
+
+  constructor (readonly pid: number, r: RestoredHandle & { endRelay?: (fd: number) => void }) {
+    this.endRelay = r.endRelay
+    for (const e of r.relays ?? []) {
+      try {
+        if (e.read !== null) this.readers.push([e.fd, new Socket({ fd: openSync(e.read, fsc.O_RDONLY | fsc.O_NONBLOCK), readable: true, writable: false })])
+        if (e.write !== null) {
+          const w = new Socket({ fd: openSync(e.write, fsc.O_WRONLY | fsc.O_NONBLOCK), readable: false, writable: true })
+          w.on('error', x => log('fd %d of guest %d: %s', e.fd, pid, x.message))
+          this.writers.set(e.fd, w)
+          this.pulls.set(e.fd, new StdinPull(pid, e.fd))
+        }
+      } catch (x) { log('fd %d of guest %d: %s', e.fd, pid, (x as Error).message) }
+    }
+    r.relayed?.() // the helper closes its copies: our close is the end of the process's input (not a keeper's)
+    this.done = Promise.all(this.readers.map(([, s]) => new Promise<void>(resolve => { s.once('end', resolve); s.once('close', resolve) }))).then(() => {})
+    void r.exited.then(() => this.close(), () => this.close())
+  }
+
+  /** Bytes home handed over for fd (its StdinPull asked). */
+  input (fd: number, d: Buffer): void {
+    this.pulls.get(fd)?.handed()
+    this.writers.get(fd)?.write(d)
+  }
+
+  /** Home's side of input fd reached its end. */
+  end (fd: number): void {
+    const p = this.pulls.get(fd)
+    if (p) { p.ended = true; p.wanting = false }
+    this.writers.get(fd)?.end()
+    this.endRelay?.(fd)
+  }
+
+  /** Wants asked on a connection that is gone are void: they are asked again on the next. */
+  drop (): void { for (const p of this.pulls.values()) p.wanting = false }
+
+  /** Output is kept in its pipes while home cannot take it, and flows again after. */
+  pause (): void { for (const [, s] of this.readers) s.pause() }
+  resume (): void { for (const [, s] of this.readers) s.resume() }
+
+  /** Waits until every input handed over has been read (see StdinPull.settle); false if some has not. */
+  async settle (): Promise<boolean> {
+    const r = await Promise.all([...this.pulls.values()].map(async p => await p.settle()))
+    return r.every(Boolean)
+  }
+
+  /** The process is gone: the input ends are closed (a socket's pump then ends). */
+  close (): void {
+    for (const w of this.writers.values()) w.destroy()
   }
 }

@@ -47,8 +47,17 @@ export function toRecord (v: unknown): GuestRecord | null {
     typeof d === 'object' && d !== null && (d.rate === 'slow' || d.rate === 'fast') && (d.kind === '' || d.kind === 'cpujob' || d.kind === 'iojob') &&
     (d.perMille === undefined || isInt(d.perMille)) && (d.interval === undefined || isInt(d.interval, 1)) &&
     typeof k === 'object' && k !== null && k.pid === o.pid && isInt(k.helper, 2) && typeof k.start === 'string' &&
-    typeof fds === 'object' && fds !== null && ['in', 'out', 'err', 'ctl', 'cmd'].every(f => isInt(fds[f], 3))
+    typeof fds === 'object' && fds !== null && ['in', 'out', 'err', 'ctl', 'cmd'].every(f => isInt(fds[f], 3)) &&
+    relaysOk(k.relays, k.helper)
   return ok ? v as GuestRecord : null
+}
+
+/** The keeper's relay ends (relay.ts), if any: each an fd above 2 and paths of the keeper's own fds. */
+function relaysOk (v: unknown, helper: unknown): boolean {
+  if (v === undefined) return true
+  const path = (p: unknown): boolean => p === null || (typeof p === 'string' && new RegExp(`^/proc/${String(helper)}/fd/\\d+$`).test(p))
+  return Array.isArray(v) && v.every(e => typeof e === 'object' && e !== null && isInt((e as Record<string, unknown>).fd, 3) &&
+    path((e as Record<string, unknown>).read) && path((e as Record<string, unknown>).write))
 }
 
 /** The guest records of one node (dir null: none are kept, e.g. in unit tests). */

@@ -105,7 +105,7 @@ export class Conn extends Link {
       const type = String.fromCharCode(this.buf[4]) as FrameType
       const payload = this.buf.subarray(5, 4 + len)
       this.buf = this.buf.subarray(4 + len)
-      if (!'JIOEN'.includes(type)) { this.sock.destroy(new Error(`bad frame type ${type}`)); return }
+      if (!'JIOENWR'.includes(type)) { this.sock.destroy(new Error(`bad frame type ${type}`)); return }
       this.deliver(type, payload)
     }
   }

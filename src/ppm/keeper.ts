@@ -29,6 +29,8 @@ export interface Kept {
   go: () => Promise<void>
   /** its stdin reaches its end */
   endStdin: () => void
+  /** the input of its relayed fd (above 2; info.relays) reaches its end: the keeper closes its end */
+  endRelay: (fd: number) => void
   /** lets go of it without ending it: the keeper keeps it (for its lease) until someone attaches again */
   detach: () => void
   /** lets go of it for good (its end is passed on, or it left): its keeper leaves once it has ended */
@@ -127,6 +129,7 @@ export function attachKept (info: KeepInfo): Kept {
       } catch { return false }
     },
     endStdin: () => { stdin?.end(); say('STDIN-END') },
+    endRelay: fd => { say(`RELAY-END ${fd}`) },
     release: () => { if (!detached) say('DONE'); detach() },
     detach
   }

@@ -5,8 +5,9 @@
 //   fd 3  the image stream (dump/deputy write it, restore reads it);
 //   fd 4  control lines from the helper: REASON, STAT, PID, HOLLOW, SIGNAL, FD, IMAGE-IN, EXIT,
 //         KILLED, RESTORED, OK, ERR <ERRNO> <text>;
-//   fd 5  command lines to a deputy: EXIT n, KILL sig, RESTORE [path], FDS; to a restore with
-//         --family: DENY id errno (a FAMILY line's call fails);
+//   fd 5  command lines to a deputy: EXIT n, KILL sig, RESTORE [path], FDS [fd...],
+//         RELAY [fd:dir...], PULL fd n; to a restore with --family: DENY id errno (a FAMILY
+//         line's call fails), RELAYED (the caller has opened the relays' ends);
 //   fd 0-2 become the stdio of a process restored into a fresh stub.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, existsSync, openSync, createWriteStream, readFileSync } from 'node:fs'
@@ -25,6 +26,19 @@ const log = debug('hpcfs:ppm')
 
 /** One stdio slot of a child process. */
 export type StdioItem = 'pipe' | 'ignore' | 'inherit' | Stream | number | null | undefined
+
+/**
+ * A descriptor above 2 relayed through home (engine option `relay`, native/relay.c): the process
+ * reads it ('r', a pipe's read end), writes it ('w') or both ('rw', a connected stream socket).
+ */
+export interface RelayedFd { fd: number, dir: 'r' | 'w' | 'rw', kind: 'pipe' | 'sock' }
+
+/**
+ * The helper's end of a relayed descriptor of a process restored here: `read` is a path the
+ * caller opens to read what the process writes on fd, `write` one it opens to write what the
+ * process reads (paths under /proc of pipes).
+ */
+export interface RelayEnd { fd: number, read: string | null, write: string | null }
 
 /** One obstacle to a move, in the spirit of openMosix's cantmove. */
 export interface Reason { code: string, text: string }
@@ -73,6 +87,9 @@ class Helper extends EventEmitter {
   readonly child: ChildProcess
   readonly reasons: Reason[] = []
   readonly stats: Record<string, string> = {}
+  /** RELAYFD lines (a deputy's relayed fds) and RELAY lines (a restore's relay ends) */
+  readonly relayed: RelayedFd[] = []
+  readonly relayEnds: RelayEnd[] = []
   private readonly waiters: Array<{ kinds: string[], resolve: (l: string[]) => void, reject: (e: Error) => void }> = []
   private readonly backlog: string[][] = []
   private ended = false
@@ -139,6 +156,12 @@ class Helper extends EventEmitter {
       this.reasons.length = 0
       this.fail(e)
       return
+    } else if (kind === 'RELAYFD') {
+      const [fd, dir, k] = rest.split(' ')
+      this.relayed.push({ fd: Number(fd), dir: dir === 'r' || dir === 'w' ? dir : 'rw', kind: k === 'sock' ? 'sock' : 'pipe' })
+    } else if (kind === 'RELAY') {
+      const [fd, dir, a, b] = rest.split(' ')
+      this.relayEnds.push({ fd: Number(fd), read: dir === 'w' ? a : dir === 'rw' ? a : null, write: dir === 'r' ? a : dir === 'rw' ? b : null })
     } else if (kind === 'SIGNAL') {
       this.emit('signal', Number(rest))
     } else if (kind === 'FAMILY') {
@@ -148,7 +171,7 @@ class Helper extends EventEmitter {
     const parts = [kind, ...rest.split(' ')]
     const i = this.waiters.findIndex(w => w.kinds.includes(kind))
     if (i >= 0) this.waiters.splice(i, 1)[0].resolve(parts)
-    else if (kind !== 'STAT' && kind !== 'REASON' && kind !== 'SIGNAL' && kind !== 'FD' && kind !== 'FAMILY') this.backlog.push(parts)
+    else if (kind !== 'STAT' && kind !== 'REASON' && kind !== 'SIGNAL' && kind !== 'FD' && kind !== 'FAMILY' && kind !== 'RELAYFD' && kind !== 'RELAY') this.backlog.push(parts)
     this.emit('line', parts)
   }
 
@@ -194,6 +217,8 @@ export interface KeepInfo {
   /** the helper's start time (field 22 of /proc/<pid>/stat), '' if unknown */
   start: string
   fds: { in: number, out: number, err: number, ctl: number, cmd: number }
+  /** the keeper's ends of its relayed descriptors above 2 (native/relay.c), held for whoever attaches */
+  relays?: RelayEnd[]
 }
 
 /** A process's start time (clock ticks after boot; field 22 of /proc/<pid>/stat), '' when gone. */
@@ -205,9 +230,9 @@ export function startTime (pid: number): string {
  * Reasons why `pid` cannot move (empty: it can). Touches nothing. `family`: children are no
  * obstacle (moved as a deputy, the original stays their parent; docs/family.md).
  */
-export async function check (pid: number, opts: { family?: boolean } = {}): Promise<Reason[]> {
+export async function check (pid: number, opts: { family?: boolean, relay?: boolean } = {}): Promise<Reason[]> {
   checkPid(pid)
-  const h = new Helper(['check', String(pid), ...(opts.family === true ? ['--family'] : [])], ['ignore', 'ignore', 'pipe', 'ignore', 'pipe'])
+  const h = new Helper(['check', String(pid), ...(opts.family === true ? ['--family'] : []), ...(opts.relay === true ? ['--relay'] : [])], ['ignore', 'ignore', 'pipe', 'ignore', 'pipe'])
   try {
     await h.next('OK')
     return []
@@ -274,6 +299,8 @@ export interface DumpOptions {
   leaveRunning?: boolean
   /** compatibility record of the target host (hostInfo() there): refuse before touching the process */
   target?: string
+  /** pipes and stream sockets whose other end is elsewhere are relayed, not refused (native/relay.c) */
+  relay?: boolean
   /** an open file that gets a copy of every byte of the image too (the helper writes both) */
   copy?: number
   /** a sink (a non-blocking socket) that takes nothing for this long fails the dump (ms) */
@@ -310,6 +337,7 @@ export async function dump (pid: number, out: ImageSink, opts: DumpOptions = {})
   const args = ['dump', String(pid)]
   if (opts.leaveRunning === true) args.push('--leave-running')
   if (opts.target != null) args.push('--target', opts.target)
+  if (opts.relay === true) args.push('--relay')
   const more = sinkArgs(opts)
   args.push(...more.args)
   args.push(...precopyArgs(opts.precopy))
@@ -391,6 +419,10 @@ export interface Restored {
   exited: Promise<ExitStatus>
   /** its family calls when restored with `family` (else null) */
   family: FamilyCalls | null
+  /** its relayed descriptors (above 2): the helper's ends, to open by path; then call `relayed()` */
+  relays: RelayEnd[]
+  /** the relays' ends are open: the helper closes its copies (with `family` or `hold` only) */
+  relayed: () => void
   /** with `hold`: lets it run (once); without, does nothing */
   go: () => void
 }
@@ -437,6 +469,11 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
       stderr: stdio[2] === 'pipe' ? h.child.stderr : null,
       exited,
       family,
+      relays: h.relayEnds,
+      relayed: () => {
+        const w = (h.child.stdio as unknown as Array<Writable | null>)[5]
+        if (w != null && !w.destroyed && h.relayEnds.length > 0) w.write('RELAYED\n')
+      },
       go: () => {
         if (opts.hold !== true) return
         const w = (h.child.stdio as unknown as Array<Writable | null>)[5]
@@ -481,7 +518,7 @@ export async function restoreKept (src: ImageSource, opts: { clock?: RestoreOpti
     const helper = h.child.pid as number
     // a guest runs in a pid namespace of its own (docs/ppm.md); said when none could be made
     if (opts.guest === true && h.stats.pidns !== '1') log('guest %s runs in the host pid namespace (%s)', l[1], h.stats.reason ?? 'no namespace')
-    return { pid: Number(l[1]), helper, start: startTime(helper), fds }
+    return { pid: Number(l[1]), helper, start: startTime(helper), fds, ...(h.relayEnds.length > 0 ? { relays: [...h.relayEnds] } : {}) }
   } catch (e) {
     source.close()
     throw e
@@ -498,8 +535,12 @@ export class Deputy extends EventEmitter {
   readonly ended: Promise<ExitStatus>
   private busy: Promise<unknown> = Promise.resolve()
 
+  /** its descriptors above 2 relayed through home (dumped with `relay`) */
+  readonly relayed: RelayedFd[]
+
   constructor (readonly pid: number, private readonly h: Helper, readonly dump: DumpResult) {
     super()
+    this.relayed = [...h.relayed]
     this.freezeMs = num(h.stats.freeze_ms)
     this.hollowMs = num(h.stats.hollow_ms)
     h.on('signal', (s: number) => this.emit('signal', s))
@@ -554,6 +595,42 @@ export class Deputy extends EventEmitter {
         await p
       } finally { this.h.off('line', onLine) }
       return out
+    })
+  }
+
+  /**
+   * Like takeFds, for any fds: `p` the original's fd by path, `r` a pipe that carries its input as
+   * it comes, `w` a pipe whose bytes go to it, `s` (a socket) both: [its input, read only on
+   * `pull`; a pipe whose bytes are written to it]. Once, while the deputy lasts, for all relays.
+   */
+  async relayFds (fds: Array<{ fd: number, how: 'p' | 'r' | 'w' | 's' }>): Promise<Map<number, string[]>> {
+    return await this.serial(async () => {
+      const out = new Map<number, string[]>()
+      const onLine = (l: string[]): void => { if (l[0] === 'FD' && l[2] !== '-') out.set(Number(l[1]), l.slice(2)) }
+      const byPath = fds.filter(f => f.how === 'p').map(f => String(f.fd))
+      const relayed = fds.filter(f => f.how !== 'p').map(f => `${f.fd}:${f.how}`)
+      this.h.on('line', onLine)
+      try {
+        for (const [cmd, list] of [['FDS', byPath], ['RELAY', relayed]] as const) {
+          if (list.length === 0) continue
+          const p = this.h.next('OK')
+          this.h.send(`${cmd} ${list.join(' ')}`)
+          await p
+        }
+      } finally { this.h.off('line', onLine) }
+      return out
+    })
+  }
+
+  /**
+   * Reads at most n bytes of the original's socket `fd` (relayed with `s`) into its input pipe, if
+   * there are some now: resolves with the count (0: none yet, -1: the end of the stream).
+   */
+  async pull (fd: number, n: number): Promise<number> {
+    return await this.serial(async () => {
+      const p = this.h.next('PULLED')
+      this.h.send(`PULL ${fd} ${n}`)
+      return Number((await p)[2])
     })
   }
 
@@ -617,11 +694,12 @@ export class Deputy extends EventEmitter {
  * children; they stay here with the original as their parent (docs/family.md). `precopy`: as for
  * dump, the memory is copied while it runs first.
  */
-export async function deputy (pid: number, out: ImageSink, opts: { target?: string, family?: boolean, copy?: number, stallMs?: number, precopy?: DumpOptions['precopy'] } = {}): Promise<Deputy> {
+export async function deputy (pid: number, out: ImageSink, opts: { target?: string, family?: boolean, relay?: boolean, copy?: number, stallMs?: number, precopy?: DumpOptions['precopy'] } = {}): Promise<Deputy> {
   checkPid(pid)
   const args = ['deputy', String(pid)]
   if (opts.target != null) args.push('--target', opts.target)
   if (opts.family === true) args.push('--family')
+  if (opts.relay === true) args.push('--relay')
   const more = sinkArgs(opts)
   args.push(...more.args)
   args.push(...precopyArgs(opts.precopy))

@@ -279,7 +279,7 @@ test('a remote node that dies: the deputy reports the loss and exits with the do
     assert.deepEqual(await job.exited, { code: LOST_STATUS, signal: null })
   } finally {
     job.close()
-    // back, and heard by every node again before the next test moves anything to it
+    // back, and heard by every node again before the next test moves anything to it (node 3 does)
     if (!lab.node(2).running) { await lab.node(2).start(); await lab.waitAllUp() }
   }
 })

@@ -51,10 +51,11 @@ test('a dump that fails before its first byte sends an empty image: the reader f
   const { a, b, close } = await pair()
   const copy = openSync(lab.path('raw-none.img'), 'w', 0o600)
   try {
-    const restored = restore(socketFd(b), { keepPid: false, stdio: ['ignore', 'ignore', 'ignore'], stallMs: 20_000 })
+    // the reader may fail before the dump has said so: its failure is awaited from the start
+    const restored = assert.rejects(restore(socketFd(b), { keepPid: false, stdio: ['ignore', 'ignore', 'ignore'], stallMs: 20_000 }), /sent no image/)
     // pid 0x3ffffff0 does not exist: the dump fails before it writes anything
     await assert.rejects(dump(0x3ffffff0, socketFd(a), { copy, stallMs: 20_000 }))
-    await assert.rejects(restored, /sent no image/)
+    await restored
     // the reader consumed exactly the empty image: what follows on the connection arrives whole
     a.write('after')
     b.resume()

@@ -349,3 +349,14 @@ async function copyRejoins (pid: number): Promise<void> {
     await until(() => t.engine.restoredProcs[0].running, 'it runs')
   } finally { rmSync(dir, { recursive: true, force: true }) }
 }
+
+test('a guest record\'s relay ends must be fds above 2 and paths of its own keeper\'s fds', async () => {
+  const { toRecord } = await import('../../src/migrate/state.js')
+  const rec = (relays: unknown): unknown => ({ pid: 77, home: 1, homePid: 9, stdin: 'none', age: 0, since: 0, decay: { rate: 'slow', kind: '' }, held: false, leaving: false, keeper: { pid: 77, helper: 99, start: '', fds: { in: 5, out: 6, err: 7, ctl: 8, cmd: 9 }, relays } })
+  assert.notEqual(toRecord(rec(undefined)), null)
+  assert.notEqual(toRecord(rec([{ fd: 3, read: null, write: '/proc/99/fd/12' }, { fd: 4, read: '/proc/99/fd/13', write: '/proc/99/fd/14' }])), null)
+  for (const bad of [{ fd: 2, read: null, write: '/proc/99/fd/12' }, { fd: 3, read: '/etc/passwd', write: null }, { fd: 3, read: '/proc/98/fd/1', write: null }, { fd: 3, read: 5, write: null }]) {
+    assert.equal(toRecord(rec([bad])), null, JSON.stringify(bad))
+  }
+  assert.equal(toRecord(rec('x')), null)
+})

@@ -4,6 +4,7 @@ import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { epollWatchesStdin, pollfdsWatchStdin, stdinWait, syscallLine, STDIN_CHUNK } from '../../src/migrate/stdin.js'
+import { fdFrame, parseFdFrame } from '../../src/migrate/relay.js'
 import { Lab as Bins } from '../ppm/harness.js'
 
 const bins = new Bins()
@@ -23,6 +24,18 @@ test('struct pollfd arrays and epoll fdinfo: is fd 0 watched for input?', () => 
   assert.equal(epollWatchesStdin(info(0, '4')), null, 'EPOLLOUT only')
   assert.equal(epollWatchesStdin(info(10, '19')), null)
   assert.equal(epollWatchesStdin(info(4, '19') + info(0, '1').split('\n').find(l => l.startsWith('tfd')) as string), 'level')
+  // any other fd (a relayed one above 2)
+  assert.equal(pollfdsWatchStdin(Buffer.concat([pfd(0, 1), pfd(3, 1)]), 3), true)
+  assert.equal(pollfdsWatchStdin(pfd(0, 1), 3), false)
+  assert.equal(epollWatchesStdin(info(3, '19'), 3), 'level')
+  assert.equal(epollWatchesStdin(info(0, '19'), 3), null)
+})
+
+test('W and R frames carry the fd, then the bytes', () => {
+  const f = fdFrame(70000, Buffer.from('abc'))
+  assert.deepEqual(parseFdFrame(f), [70000, Buffer.from('abc')])
+  assert.deepEqual(parseFdFrame(fdFrame(3, Buffer.alloc(0))), [3, Buffer.alloc(0)])
+  assert.equal(parseFdFrame(Buffer.from([0, 0, 3])), null)
 })
 
 /** Starts a process with a pipe as stdin and waits until it is blocked in system call `nr`. */
@@ -61,5 +74,13 @@ test('real processes: read, poll and select on stdin are waits for stdin; a slee
     assert.deepEqual(stdinWait(et, syscallLine(et)), { kind: 'poll', n: 1 }, 'epoll, edge-triggered: a byte at a time')
     const other = await blocked(POLL, 'python3', ['-c', 'import os, select; r, w = os.pipe(); p = select.poll(); p.register(r, select.POLLIN); p.poll()'])
     assert.equal(stdinWait(other, syscallLine(other)), null, 'a poll without fd 0')
+    assert.deepEqual(stdinWait(other, syscallLine(other), 3), { kind: 'poll', n: STDIN_CHUNK }, 'a poll of fd 3, asked about fd 3')
+    // (python's start-up may read other fds: wait for the read of the pipe, moved to fd 40)
+    const rd = await blocked(READ, 'python3', ['-c', 'import os; r, w = os.pipe(); os.dup2(r, 40); os.read(40, 100)'])
+    for (let i = 0; i < 500 && !syscallLine(rd).startsWith('0 0x28 '); i++) await new Promise(resolve => setTimeout(resolve, 10))
+    assert.deepEqual(stdinWait(rd, syscallLine(rd), 40), { kind: 'read', n: 100 }, `a read of fd 40: ${syscallLine(rd)}`)
+    assert.equal(stdinWait(rd, syscallLine(rd), 4), null)
+    const rv = await blocked([45], 'python3', ['-c', 'import socket; a, b = socket.socketpair(); a.recv(300)'])
+    assert.deepEqual(stdinWait(rv, syscallLine(rv), 3), { kind: 'read', n: 300 }, 'a recv of a socket on fd 3')
   }
 })
