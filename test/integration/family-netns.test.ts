@@ -211,7 +211,10 @@ test('SIGINT to the process group of a spread make -j4 (Ctrl-C) ends every membe
     await until('two of them away', async () => (await Promise.all(members.map(where))).filter(w => w === '2' || w === '3').length >= 2, 40_000, 100)
     process.kill(-f.pid, 'SIGINT')
     const st = await f.exited
-    assert.ok(st.signal === 'SIGINT' || st.code === 130, `mosrun ended by SIGINT (${JSON.stringify(st)})`)
+    // make dies by SIGINT itself; or, when it reaps a member killed by the SIGINT before its own
+    // handler has run (seen on a busy machine), it says "Interrupt" for that member and exits 2
+    const interrupted = st.signal === 'SIGINT' || st.code === 130 || (st.code === 2 && /\bInterrupt\b/.test(f.out()))
+    assert.ok(interrupted, `mosrun ended by SIGINT (${JSON.stringify(st)}): ${f.out().slice(-400)}`)
     await nothingLeft(f)
   } finally { f.close() }
 })
