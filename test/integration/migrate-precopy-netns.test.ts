@@ -61,6 +61,7 @@ test('a process writing its memory moves with pre-copy home -> 2 -> home -> 2 an
     assert.equal(away.length, 1, `pre-copies on node 2: ${away.join(' ')}`)
     for (const p of [...home, ...away]) assert.match(p, /^\d+\/0$/)
     writeFileSync(stop, '')
+    await until('the job ended', () => child.exitCode !== null || child.signalCode !== null, 30_000)
     assert.equal(await exited, 0)
     const end = await until('end line', () => /^steps (\d+) .*$/m.exec(sink.out()) ?? undefined, 10_000)
     const ref = spawnSync(dirtier, ['32', '2', '0', end[1]], { encoding: 'utf8' }).stdout
