@@ -277,6 +277,30 @@ function sinkFor (out: ImageSink): SinkSetup {
   }
 }
 
+/**
+ * Copies an image stream into a helper's input. The helper stops reading once it has the image's
+ * END record (or when it refuses the image) and closes its end: what src still has is then read
+ * and dropped, not destroyed, so that whoever writes src (a dump into the same stream) ends as it
+ * would have. An error of src closes the helper's input (it sees a truncated image).
+ */
+async function feed (src: Readable, w: Writable): Promise<void> {
+  await new Promise<void>(resolve => {
+    let done = false
+    const stop = (): void => {
+      if (done) return
+      done = true
+      src.unpipe(w)
+      src.on('data', () => {})
+      src.resume()
+      resolve()
+    }
+    w.on('error', stop)
+    w.on('close', stop)
+    src.on('error', () => { w.destroy(); stop() })
+    src.pipe(w)
+  })
+}
+
 function sourceFor (src: ImageSource): SinkSetup {
   if (typeof src === 'number') return { stdio: src, attach: async () => {}, close: () => {} }
   if (typeof src === 'string') {
@@ -285,11 +309,7 @@ function sourceFor (src: ImageSource): SinkSetup {
   }
   return {
     stdio: 'pipe',
-    attach: async h => {
-      const w = h.child.stdio[3] as Writable
-      w.on('error', () => {}) // the helper may stop reading when it refuses the image
-      await pipeline(src, w).catch(() => {})
-    },
+    attach: async h => { await feed(src, h.child.stdio[3] as Writable) },
     close: () => {}
   }
 }
@@ -651,7 +671,7 @@ export class Deputy extends EventEmitter {
         const l = await p
         const ok = this.h.next('OK')
         const w = createWriteStream(l[1])
-        const copy = pipeline(src as Readable, w).catch(() => {})
+        const copy = feed(src as Readable, w)
         await ok
         await copy
       }
