@@ -25,5 +25,7 @@ if (files.length === 0) {
   console.error('run-tests: no test file matches', filters.join(' '))
   process.exit(1)
 }
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...files], { stdio: 'inherit' })
+// --test-force-exit: a file whose tests have all ended is done, even if a failed test left a
+// handle open (a helper's pipe, a timer); without it one such failure hangs the whole run
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-force-exit', ...files], { stdio: 'inherit' })
 process.exit(r.status ?? 1)
