@@ -190,6 +190,24 @@ const noGuests = async (): Promise<void> => { await until('no guest left on node
 const pidOf = async (j: Job): Promise<number> => Number(await until('its pid', () => /^pid (\d+)$/m.exec(j.out())?.[1]))
 const rounds = (j: Job) => (): number => Math.max(0, ...[...j.out().matchAll(/^rounds (\d+)$/gm)].map(m => Number(m[1])))
 
+/**
+ * python3 bins/<script> STOP ...args at home: waits for its first round, moves it (by default the
+ * tour home -> 2 -> 3 -> home while it works), stops it, checks that it ended well and that no node
+ * keeps a guest; returns its output.
+ */
+async function relayedRun (script: string, args: string[], tag: string, moves?: (pid: number, job: Job) => Promise<void>): Promise<string> {
+  const job = start(['python3', join(bins.dir, script), 'STOP', ...args], tag)
+  try {
+    const pid = await pidOf(job)
+    await until('its first round', () => rounds(job)() > 0)
+    await (moves ?? (async (p: number) => { await tour(p, rounds(job)) }))(pid, job)
+    job.stop()
+    assert.equal(await job.exited, 0, job.out())
+    await noGuests()
+    return job.out()
+  } finally { job.close() }
+}
+
 test('a | b | c: the middle stage moved home -> 2 -> 3 -> home gives the output of an undisturbed run', async () => {
   const pidFile = join(bins.dir, 'square.pid')
   const py = (s: string, ...a: string[]): string => `python3 ${join(bins.dir, s)} ${a.join(' ')}`
@@ -210,24 +228,13 @@ test('a | b | c: the middle stage moved home -> 2 -> 3 -> home gives the output 
 })
 
 test('a child talking to its parent over pipes on fds 3 and 4 moves home -> 2 -> 3 -> home; nothing lost or repeated', async () => {
-  const job = start(['python3', join(bins.dir, 'talk.py'), 'STOP'], 'talk')
-  try {
-    const pid = await pidOf(job)
-    await until('talk', () => rounds(job)() > 0)
-    await tour(pid, rounds(job))
-    job.stop()
-    assert.equal(await job.exited, 0, job.out())
-    assert.match(job.out(), /^talked \d+ child 7$/m)
-    assert.doesNotMatch(job.out(), /wrong/)
-    await noGuests()
-  } finally { job.close() }
+  const out = await relayedRun('talk.py', [], 'talk')
+  assert.match(out, /^talked \d+ child 7$/m)
+  assert.doesNotMatch(out, /wrong/)
 })
 
 test('kill -9 of the daemon where a child on relayed pipes runs: the restarted daemon takes the relays up again', async () => {
-  const job = start(['python3', join(bins.dir, 'talk.py'), 'STOP'], 'restart')
-  try {
-    const pid = await pidOf(job)
-    await until('talk', () => rounds(job)() > 0)
+  const out = await relayedRun('talk.py', [], 'restart', async (pid, job) => {
     await moveTo(pid, 2)
     const guest = Number(guests(2)[0])
     lab.node(2).kill('SIGKILL')
@@ -237,43 +244,23 @@ test('kill -9 of the daemon where a child on relayed pipes runs: the restarted d
     const seen = rounds(job)()
     await until('talk goes on', () => rounds(job)() > seen + 1, 15_000)
     await moveTo(pid, 'home')
-    job.stop()
-    assert.equal(await job.exited, 0, job.out())
-    assert.match(job.out(), /^talked \d+ child 7$/m)
-    assert.doesNotMatch(job.out(), /wrong/)
-    await noGuests()
-  } finally { job.close() }
+  })
+  assert.match(out, /^talked \d+ child 7$/m)
+  assert.doesNotMatch(out, /wrong/)
 })
 
 test('a worker holding both ends of a jobserver pipe shared with another moves home -> 2 -> 3 -> home; no token lost or doubled', async () => {
-  const job = start(['python3', join(bins.dir, 'tokens.py'), 'STOP'], 'tokens')
-  try {
-    const pid = await pidOf(job)
-    await until('work', () => rounds(job)() > 0)
-    await tour(pid, rounds(job))
-    job.stop()
-    assert.equal(await job.exited, 0, job.out())
-    assert.match(job.out(), /^tokens left 3 True$/m)
-    await noGuests()
-  } finally { job.close() }
+  assert.match(await relayedRun('tokens.py', [], 'tokens'), /^tokens left 3 True$/m)
 })
 
 for (const kind of ['tcp', 'unix']) {
   test(`a ${kind} client of a server at home moves home -> 2 -> 3 -> home; the byte stream stays whole`, async () => {
-    const job = start(['python3', join(bins.dir, 'stream.py'), 'STOP', kind], kind)
-    try {
-      const pid = await pidOf(job)
-      await until('talk', () => rounds(job)() > 0)
-      await tour(pid, rounds(job))
-      job.stop()
-      assert.equal(await job.exited, 0, job.out())
-      const c = /^client (\d+) 'bye'$/m.exec(job.out())
-      const s = /^served (\d+) child 0$/m.exec(job.out())
-      assert.ok(c !== null && s !== null, job.out())
-      assert.equal(c[1], s[1], 'every line the client sent was served once')
-      assert.doesNotMatch(job.out(), /wrong/)
-      await noGuests()
-    } finally { job.close() }
+    const out = await relayedRun('stream.py', [kind], kind)
+    const c = /^client (\d+) 'bye'$/m.exec(out)
+    const s = /^served (\d+) child 0$/m.exec(out)
+    assert.ok(c !== null && s !== null, out)
+    assert.equal(c[1], s[1], 'every line the client sent was served once')
+    assert.doesNotMatch(out, /wrong/)
   })
 }
 

@@ -41,6 +41,14 @@ function expected (bin: string, mb: string, pages: string, steps: string): strin
   return endLine(reference(bin, [mb, pages, '0', steps]).out).line
 }
 
+/** Tells a copy to stop (its stop file); once it has ended well, its end line. */
+async function stoppedCopy (stop: string, r: { exited: Promise<unknown> }, out: () => string): Promise<{ line: string, steps: string }> {
+  writeFileSync(stop, '')
+  assert.deepEqual(await r.exited, { code: 0, signal: null })
+  await waitFor(() => /^steps /m.test(out()), 5000, 'end line')
+  return endLine(out())
+}
+
 async function started (bin: string, args: string[]): Promise<Subject> {
   const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
   await waitFor(() => lines(s.out) >= 1, 20000, 'dirtier ready')
@@ -91,10 +99,7 @@ test('a pre-copy dump that removes the original: the restored process ends as an
   r.stdout?.on('data', (b: Buffer) => { copy += b.toString() })
   assert.equal(d.stats.precopy_fallback, '0')
   assert.ok(Number(d.stats.valid_pages) > 5000)
-  writeFileSync(stop, '')
-  assert.deepEqual(await r.exited, { code: 0, signal: null })
-  await waitFor(() => /^steps /m.test(copy), 5000, 'end line')
-  const b = endLine(copy)
+  const b = await stoppedCopy(stop, r, () => copy)
   assert.equal(b.line, expected(bin, '32', '4', b.steps))
 })
 
@@ -153,10 +158,7 @@ test('a process that writes faster than the rounds copy falls back to stop-and-c
   assert.equal(d.stats.valid_pages, '0')
   assert.ok(Number(d.pages) >= 8192, `pages ${d.pages}`)
   assert.equal(r.stats.staged_applied, undefined)
-  writeFileSync(stop, '')
-  assert.deepEqual(await r.exited, { code: 0, signal: null })
-  await waitFor(() => /^steps /m.test(copy), 5000, 'end line')
-  const b = endLine(copy)
+  const b = await stoppedCopy(stop, r, () => copy)
   assert.equal(b.line, expected(bin, '32', '8192', b.steps))
 })
 
@@ -174,10 +176,7 @@ test('a process rewriting a working set smaller than its memory: the rounds stop
   r.stdout?.on('data', (b: Buffer) => { copy += b.toString() })
   assert.equal(d.stats.precopy_fallback, '0')
   assert.ok(Number(d.stats.valid_pages) >= 4096, `valid pages ${d.stats.valid_pages}`)
-  writeFileSync(stop, '')
-  assert.deepEqual(await r.exited, { code: 0, signal: null })
-  await waitFor(() => /^steps /m.test(copy), 5000, 'end line')
-  const b = endLine(copy)
+  const b = await stoppedCopy(stop, r, () => copy)
   assert.equal(b.line, endLine(reference(bin, ['32', '256', '0', b.steps, '0', '8']).out).line)
 })
 
