@@ -6,7 +6,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Lab } from '../src/lab/lab.js'
 import { netnsPids } from '../src/lab/sys.js'
-import { sleep } from './bench-util.js'
+import { poll as pollUntil, PollTimeout } from '../src/util/poll.js'
 
 /** A job started at a node (this process is its parent), with its stdout and stderr (pipes: relayed while it is away). */
 export interface Job {
@@ -101,11 +101,5 @@ export async function restart (lab: Lab, n: number): Promise<void> {
 
 /** Polls f every `every` ms until it returns a value (not undefined) or ms pass (then undefined). */
 export async function poll<T> (ms: number, f: () => Promise<T | undefined> | T | undefined, every = 100): Promise<T | undefined> {
-  const end = Date.now() + ms
-  for (;;) {
-    const v = await f()
-    if (v !== undefined) return v
-    if (Date.now() > end) return undefined
-    await sleep(every)
-  }
+  return await pollUntil('a fault case', f, { timeoutMs: ms, everyMs: every }).catch(e => { if (e instanceof PollTimeout) return undefined; throw e })
 }

@@ -6,6 +6,7 @@ import { isIP } from 'node:net'
 import debug from '../util/log.js'
 import { CliError, UsageError, addressesOf, openTree, parseIntArg, parseNodeId, runTool, type Tree } from './common.js'
 import { expandMap, parseMap, MapError, type MapNode } from '../map/map.js'
+import { poll } from '../util/poll.js'
 
 const log = debug('hpcfs:mosctl')
 
@@ -60,10 +61,9 @@ interface Evacuation {
 }
 
 const names = (tree: Tree, dir: string): string[] => { try { return readdirSync(tree.path(dir)).filter(n => /^\d+$/.test(n)) } catch { return [] } }
-const pause = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 
 async function pollUntil (done: () => boolean): Promise<void> {
-  while (!done()) await pause(100)
+  await poll('the evacuation', done, { timeoutMs: Infinity })
 }
 
 const EVACUATIONS: Record<string, Evacuation> = {

@@ -17,7 +17,7 @@ import { constants as osConstants } from 'node:os'
 import createDebug from '../util/log.js'
 import {
   run, must, runSyncQuiet, unmountIfMounted, unmountSync, isMounted, netnsList, linkList, netnsPids,
-  pidAlive, pidStartTime, isRoot, haveCommand, sleep, pollUntil, type RunResult
+  pidAlive, pidStartTime, isRoot, haveCommand, sleep, poll, type RunResult
 } from './sys.js'
 
 const debug = createDebug('hpcfs:lab')
@@ -222,10 +222,10 @@ export class LabNode implements LabNodeSpec {
       ? async () => (await this.read('admin/mospe', 2000).catch(() => '')).trim() === String(this.id)
       : async () => await ready(this)
     try {
-      await pollUntil(`node ${this.id} ready`, timeoutMs, async () => {
+      await poll(`node ${this.id} ready`, async () => {
         if (!this.running) throw new Error(`node ${this.id} exited during start (${JSON.stringify(this.lastExit)})`)
         return await check()
-      })
+      }, { timeoutMs })
     } catch (e) {
       throw new Error(`${(e as Error).message}\n--- ${this.logFile} (tail):\n${this.logTail()}`)
     }
@@ -554,14 +554,14 @@ export class Lab {
     const expect = opts.expect ?? this.nodes.map(nd => nd.id)
     let last = ''
     try {
-      await pollUntil('all nodes up', opts.timeoutMs ?? 30_000, async () => {
+      await poll('all nodes up', async () => {
         const views = await Promise.all(via.map(async v => {
           const st = await this.readStatuses(v, expect)
           return { v, st }
         }))
         last = views.map(({ v, st }) => `node ${v} sees ${expect.map((e, k) => `${e}:${st[k] ?? '?'}`).join(' ')}`).join('; ')
         return views.every(({ st }) => st.every(s => s !== undefined && (s & 2) !== 0))
-      }, 250)
+      }, { timeoutMs: opts.timeoutMs ?? 30_000, everyMs: 250 })
     } catch (e) {
       throw new Error(`${(e as Error).message}: ${last}`)
     }
@@ -647,7 +647,7 @@ async function removeNetwork (tag: string): Promise<void> {
   const nss = (await netnsList()).filter(ns => nsRe.test(ns))
   const pids = (await Promise.all(nss.map(netnsPids))).flat().filter(p => p !== process.pid)
   for (const p of pids) try { process.kill(p, 'SIGKILL') } catch {}
-  if (pids.length > 0) await pollUntil('namespace processes gone', 5000, async () => pids.every(p => !pidAlive(p))).catch(() => undefined)
+  if (pids.length > 0) await poll('namespace processes gone', () => pids.every(p => !pidAlive(p)), { timeoutMs: 5000 }).catch(() => undefined)
   for (const ns of nss) await run('ip', ['netns', 'del', ns])
   for (const l of await linkList()) {
     if (vethRe.test(l) || l === names.bridge) await run('ip', ['link', 'del', l])
@@ -700,7 +700,7 @@ export async function cleanupStale (tag: string): Promise<void> {
     debug('cleanupStale %s: state file found (%d pids)', tag, st.pids.length)
     const pids = st.pids.filter(p => pidAlive(p.pid) && (p.start === undefined || pidStartTime(p.pid) === p.start)).map(p => p.pid)
     for (const p of pids) try { process.kill(p, 'SIGKILL') } catch {}
-    if (pids.length > 0) await pollUntil('stale daemons gone', 5000, async () => pids.every(p => !pidAlive(p))).catch(() => undefined)
+    if (pids.length > 0) await poll('stale daemons gone', () => pids.every(p => !pidAlive(p)), { timeoutMs: 5000 }).catch(() => undefined)
     for (const m of st.mounts) await unmountIfMounted(m).catch(e => debug('cleanupStale: %s', (e as Error).message))
   }
   if (isRoot()) await removeNetwork(tag)
@@ -710,4 +710,4 @@ export async function cleanupStale (tag: string): Promise<void> {
   }
 }
 
-export { sleep, pollUntil }
+export { sleep, poll }

@@ -164,15 +164,4 @@ export function haveCommand (cmd: string): boolean {
   return false
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
-
-/** Poll `check` until it returns a value other than undefined/false, or throw after `timeoutMs`. */
-export async function pollUntil<T> (what: string, timeoutMs: number, check: () => Promise<T | undefined | false>, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const v = await check()
-    if (v !== undefined && v !== false) return v
-    if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await sleep(everyMs)
-  }
-}
+export { poll, sleep } from '../util/poll.js'

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { randomBytes } from 'node:crypto'
+import { poll, type Check } from '../../src/util/poll.js'
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..') // dist/
 export const HPCD = join(ROOT, 'src', 'cli', 'hpcd.js')
@@ -19,15 +20,9 @@ export function sh (cmd: string, opts: { env?: NodeJS.ProcessEnv, timeout?: numb
   })
 }
 
-/** Polls until fn returns a truthy value; throws with the description after timeout ms. */
-export async function until<T> (what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeout = 15_000, every = 100): Promise<T> {
-  const end = Date.now() + timeout
-  let last: unknown
-  for (;;) {
-    try { const v = await fn(); if (v) return v } catch (e) { last = e }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? ': ' + String(last) : ''}`)
-    await new Promise(resolve => setTimeout(resolve, every))
-  }
+/** The tests' form of the one polling helper (src/util/poll.ts): a check that throws is tried again. */
+export async function until<T> (what: string, fn: Check<T>, timeout = 15_000, every = 100): Promise<T> {
+  return await poll(what, fn, { timeoutMs: timeout, everyMs: every, retryErrors: true })
 }
 
 /** Reads a tree file through a child `cat` with a timeout (a hung mount cannot hang the test). */

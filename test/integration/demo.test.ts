@@ -7,7 +7,7 @@ import { mkdtemp, rm, readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { REPO_ROOT, cleanupStale } from '../../src/lab/lab.js'
-import { isRoot, netnsPids, pidAlive, pollUntil, run } from '../../src/lab/sys.js'
+import { isRoot, netnsPids, pidAlive, poll, run } from '../../src/lab/sys.js'
 
 const TAG = 'dmt'
 const DEMO = join(REPO_ROOT, 'dist/scripts/demo.js')
@@ -27,10 +27,10 @@ test('a second demo refuses and names the first; stopping the first lists the jo
   const exited = new Promise<number | string | null>(resolve => first.once('exit', (c, s) => resolve(c ?? s)))
   let job: ReturnType<typeof spawn> | undefined
   try {
-    await pollUntil('first demo up', 90_000, async () => {
+    await poll('first demo up', async () => {
       if (first.exitCode !== null) throw new Error(`demo exited ${first.exitCode}: ${out}`)
       return out.includes('All 2 nodes are up')
-    })
+    }, { timeoutMs: 90_000 })
     const state = JSON.parse(await readFile(join(tmpdir(), `hpcfs-labstate-${TAG}.json`), 'utf8')) as { pids: Array<{ pid: number }> }
     const daemons = state.pids.map(p => p.pid)
     assert.equal(daemons.length, 2)
@@ -48,7 +48,7 @@ test('a second demo refuses and names the first; stopping the first lists the jo
     // A job in node 1's namespace, as the README's walk-through starts them.
     job = spawn('nsenter', [`--net=/run/netns/hpc-${TAG}-1`, '--', 'sleep', '4242'], { stdio: 'ignore' })
     const jobExit = new Promise<string | null>(resolve => job!.once('exit', (_c, s) => resolve(s)))
-    await pollUntil('job in node 1\'s namespace', 10_000, async () => (await netnsPids(`hpc-${TAG}-1`)).includes(job!.pid!))
+    await poll('job in node 1\'s namespace', async () => (await netnsPids(`hpc-${TAG}-1`)).includes(job!.pid!), { timeoutMs: 10_000 })
 
     first.kill('SIGTERM')
     assert.equal(await exited, 0, out)

@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Lab, HPCD_JS, cleanupStale, type LabNodeSpec } from '../../src/lab/lab.js'
-import { isRoot, pollUntil, sleep } from '../../src/lab/sys.js'
+import { isRoot, poll, sleep } from '../../src/lab/sys.js'
 import { DISCOVERY } from '../../src/config.js'
 import { encodeAnnouncement } from '../../src/discovery/announce.js'
 import { Keyring } from '../../src/gossip/keyring.js'
@@ -47,20 +47,20 @@ test('two daemons without a map find each other; another key, forgeries, garbage
   const sock = createSocket({ type: 'udp4', reuseAddr: true })
   const capture = createSocket({ type: 'udp4', reuseAddr: true })
   try {
-    await pollUntil('nodes 1 and 2 to see each other up', 30_000, async () => {
+    await poll('nodes 1 and 2 to see each other up', async () => {
       const [a, b] = await Promise.all([lab.readStatuses(1, [2]), lab.readStatuses(2, [1])])
       return (a[0] ?? 0) & 2 && (b[0] ?? 0) & 2
-    }, 250)
+    }, { timeoutMs: 30_000, everyMs: 250 })
     const [s1, s2] = [await stats(lab, 1), await stats(lab, 2)]
     assert.equal(s1.enabled, 1)
     assert.ok(s1.sent >= 1 && s2.sent >= 1, JSON.stringify([s1, s2]))
     // The first to hear the other's announcement learns it; the other learns back through gossip.
     assert.ok(s1.learned + s2.learned >= 1, JSON.stringify([s1, s2]))
     // Node 3's announcements carry another cluster's MAC: dropped, and node 3 never appears.
-    await pollUntil('node 1 to drop node 3\'s announcements', 20_000, async () => (await stats(lab, 1))['dropped-badmac'] >= 1)
+    await poll('node 1 to drop node 3\'s announcements', async () => (await stats(lab, 1))['dropped-badmac'] >= 1, { timeoutMs: 20_000 })
     assert.deepEqual(await listNodes(lab, 1), ['1', '2'])
     assert.deepEqual(await listNodes(lab, 3), ['3'], 'node 3 learned nobody either')
-    await pollUntil('node 3 to drop the announcements of nodes 1 and 2 (another key)', 20_000, async () => (await stats(lab, 3))['dropped-badmac'] >= 1)
+    await poll('node 3 to drop the announcements of nodes 1 and 2 (another key)', async () => (await stats(lab, 3))['dropped-badmac'] >= 1, { timeoutMs: 20_000 })
 
     // Datagrams from the host onto the bridge: garbage, and a well-formed announcement of a node 77
     // signed with a key the cluster does not have.
@@ -70,10 +70,10 @@ test('two daemons without a map find each other; another key, forgeries, garbage
     const send = async (buf: Buffer): Promise<void> => { await new Promise<void>((resolve, reject) => sock.send(buf, GROUP_PORT, DISCOVERY.group, e => e ? reject(e) : resolve())) }
     await send(Buffer.from('garbage, not an announcement'))
     await send(encodeAnnouncement({ id: 77, addr: lab.bridgeAddr!, port: PORT, incarnation: 1, seq: 1 }, new Keyring(randomBytes(32))))
-    await pollUntil('node 1 to count the garbage and the forgery', 10_000, async () => {
+    await poll('node 1 to count the garbage and the forgery', async () => {
       const s = await stats(lab, 1)
       return s['dropped-malformed'] > before['dropped-malformed'] && s['dropped-badmac'] > before['dropped-badmac']
-    })
+    }, { timeoutMs: 10_000 })
 
     // A replay: node 2's own announcement, captured off the group and sent again from node 2's
     // address (so that only its sequence number gives it away).
@@ -83,7 +83,7 @@ test('two daemons without a map find each other; another key, forgeries, garbage
     const heard = await Promise.race([captured, sleep(20_000).then(() => undefined)])
     assert.ok(heard !== undefined, 'an announcement of node 2 heard on the bridge')
     const replays = (await stats(lab, 1))['dropped-replay']
-    await pollUntil('node 1 to count the replay', 10_000, async () => {
+    await poll('node 1 to count the replay', async () => {
       // sent from inside node 2's namespace, with node 2's address as the source
       const r = await lab.exec(2, process.execPath, ['-e', `
         const s = require('dgram').createSocket('udp4')
@@ -93,7 +93,7 @@ test('two daemons without a map find each other; another key, forgeries, garbage
         })`])
       assert.equal(r.code, 0, r.stderr)
       return (await stats(lab, 1))['dropped-replay'] > replays
-    }, 500)
+    }, { timeoutMs: 10_000, everyMs: 500 })
     assert.deepEqual(await listNodes(lab, 1), ['1', '2'], 'no forged node learned')
     assert.ok((await lab.readStatuses(1, [2]))[0]! & 2, 'node 2 still up')
   } finally {

@@ -13,7 +13,7 @@ import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { REPO_ROOT } from '../../src/lab/lab.js'
-import { haveCommand, pollUntil, run, unmountIfMounted } from '../../src/lab/sys.js'
+import { haveCommand, poll, run, unmountIfMounted } from '../../src/lab/sys.js'
 import { esc } from '../../scripts/docgen/roff.js'
 
 const work = mkdtempSync(join(tmpdir(), 'hpcfs-install-'))
@@ -168,10 +168,10 @@ test('the example hpcfs.conf documents every hpcd option; with every key set it 
   daemon.stderr!.on('data', (d: Buffer) => { out += d.toString() })
   const exited = new Promise<number | null>(resolve => daemon!.once('exit', code => resolve(code)))
   const read = async (rel: string): Promise<string> => (await run('cat', [join(mount, rel)], { timeoutMs: 5000 })).stdout.trim()
-  await pollUntil('installed hpcd serving its tree', 60_000, async () => {
+  await poll('installed hpcd serving its tree', async () => {
     if (daemon!.exitCode !== null) throw new Error(`hpcd exited ${daemon!.exitCode}: ${out}`)
     return await read('admin/mospe') === '7'
-  }, 200)
+  }, { timeoutMs: 60_000, everyMs: 200 })
   assert.equal(await read('admin/speed'), '12345')
   assert.equal(await read('admin/balance'), '0')
   assert.equal(await read('admin/decay-interval'), '2')

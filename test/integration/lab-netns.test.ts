@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { Lab, cleanupStale, labNames, REPO_ROOT, HPCD_JS, type LabNodeSpec } from '../../src/lab/lab.js'
-import { run, type RunResult, netnsList, linkList, mountPoints, pidAlive, isRoot, pollUntil, haveCommand } from '../../src/lab/sys.js'
+import { run, type RunResult, netnsList, linkList, mountPoints, pidAlive, isRoot, poll, haveCommand } from '../../src/lab/sys.js'
 
 const root = isRoot()
 const TAGS = ['lt1', 'lt2', 'lt3', 'lt4', 'lt5', 'lt6', 'lt7']
@@ -191,11 +191,11 @@ setInterval(() => {}, 1000)
   const child = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] })
   let out = ''
   child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
-  const info = await pollUntil(`lab ${tag} up in a child`, 30_000, async () => {
+  const info = await poll(`lab ${tag} up in a child`, async () => {
     if (child.exitCode !== null) throw new Error(`child exited ${child.exitCode}`)
     const line = out.split('\n').find(l => l.startsWith('{'))
     return line !== undefined ? JSON.parse(line) as { pids: number[], mounts: string[] } : undefined
-  })
+  }, { timeoutMs: 30_000 })
   return { child, info }
 }
 
@@ -245,10 +245,10 @@ test('demo (npm start): comes up, Ctrl-C removes everything and exits 0', { skip
   child.stderr!.on('data', (d: Buffer) => { out += d.toString() })
   const exited = new Promise<number | string | null>(resolve => child.once('exit', (c, s) => resolve(c ?? s)))
   try {
-    await pollUntil('demo up', 60_000, async () => {
+    await poll('demo up', async () => {
       if (child.exitCode !== null) throw new Error(`demo exited ${child.exitCode}: ${out}`)
       return out.includes('All 2 nodes are up')
-    })
+    }, { timeoutMs: 60_000 })
     assert.match(out, /Ctrl-C stops the cluster/)
     assert.equal((await run('cat', [join(mnt, 'hpc2', 'admin', 'mospe')], { timeoutMs: 3000 })).stdout.trim(), '2')
     child.kill('SIGINT')

@@ -12,6 +12,7 @@ import { Tree } from '../../src/cli/common.js'
 import { CLI_DIR, runTool } from '../unit/tools-fixture.js'
 import { Lab as Bins } from '../ppm/harness.js'
 import { readProcStat } from '../../src/cli/proc-common.js'
+import { until } from '../helpers/daemon.js'
 
 const skip = existsSync('/dev/fuse') ? false : 'no /dev/fuse'
 const skipNs = skip !== false ? skip : process.geteuid?.() !== 0 ? 'network namespaces need root' : false
@@ -19,14 +20,6 @@ let lab: Lab | undefined
 let root = ''
 
 const tool = (name: string, args: string[], input = ''): ReturnType<typeof runTool> => runTool(name, args, { root, input })
-
-async function until (what: string, pred: () => boolean, ms = 20000): Promise<void> {
-  const end = Date.now() + ms
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
-}
 
 before(async () => {
   if (skip !== false) return
@@ -84,7 +77,7 @@ test('mosctl reads and sets through the real tree', { skip }, async () => {
   assert.equal(tool('mosctl', ['block']).status, 0)
   assert.match(tool('mosctl', ['status']).stdout, /block: +on/)
   // Node 2 hears about it by gossip.
-  await until('node 2 to see node 1 blocked', () => /block: +on/.test(runTool('mosctl', ['status', '1'], { root: lab?.node(2).mount }).stdout))
+  await until('node 2 to see node 1 blocked', () => /block: +on/.test(runTool('mosctl', ['status', '1'], { root: lab?.node(2).mount }).stdout), 20_000)
   assert.equal(tool('mosctl', ['noblock']).status, 0)
   assert.match(tool('mosctl', ['status']).stdout, /block: +off/)
 })
@@ -141,15 +134,6 @@ const jobs: ChildProcess[] = []
 const nsTool = (name: string, args: string[], env: NodeJS.ProcessEnv = {}): ReturnType<typeof runTool> =>
   runTool(name, args, { root: ns?.node(1).mount, env })
 
-async function poll<T> (what: string, fn: () => T | undefined | false, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms
-  for (;;) {
-    const v = fn()
-    if (v !== undefined && v !== false) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
-}
 
 /** A CPU-bound job started in node 1's namespace (so node 1 may move it), this test its parent. */
 function startJob (): number {
@@ -168,7 +152,7 @@ test('per-process tools on a migrated process: mps and mtop show it as it runs t
   ns = await Lab.create({ nodes: 3, tag: 'toolsns', interval: 0.25, hpcdArgs: () => ['--no-balance', '--down-after', '3'] })
   await ns.waitAllUp()
   const pid = startJob()
-  await poll('the job runs', () => readProcStat(pid)?.comm === 'counter')
+  await until('the job runs', () => readProcStat(pid)?.comm === 'counter', 20_000)
   await ns.node(1).write(`proc/${pid}/lock`, '1\n') // under cluster discipline
 
   await t.test('migrate PID N returns once it has arrived; mps shows the command line, state and CPU time there', async () => {
@@ -182,7 +166,7 @@ test('per-process tools on a migrated process: mps and mtop show it as it runs t
     assert.equal(f.slice(5).join(' '), `${counter} 100000000 1024 0 1`, 'its command line, not [counter]')
     // its CPU time where it runs: the deputy here uses none
     const deputy = readProcStat(pid)?.ticks ?? 0
-    const j = await poll('CPU time counted on node 2', () => { const x = mpsJson(pid); return Number(x.cpuSeconds) > deputy / 100 + 1 ? x : undefined })
+    const j = await until('CPU time counted on node 2', () => { const x = mpsJson(pid); return Number(x.cpuSeconds) > deputy / 100 + 1 ? x : undefined }, 20_000)
     assert.equal(j.node, 2)
     assert.equal(j.disciplined, true)
     assert.equal(j.command, `${counter} 100000000 1024 0 1`)
@@ -193,12 +177,12 @@ test('per-process tools on a migrated process: mps and mtop show it as it runs t
   })
 
   await t.test('mtop -b shows it on node 2 with the CPU it uses there', async () => {
-    const frame = await poll('mtop sees it busy', () => {
+    const frame = await until('mtop sees it busy', () => {
       const r = nsTool('mtop', ['-b', '-n', '1', '-d', '1', '-m', '-c'])
       const l = r.stdout.split('\n').find(x => x.trim().startsWith(`${pid} `))
       const f = l?.trim().split(/\s+/)
       return f !== undefined && f[2] === '2' && Number(f[6]) > 20 ? r.stdout : undefined
-    }, 30_000)
+    }, 20_000)
     assert.match(frame, /1 under cluster discipline, 1 away/)
   })
 
@@ -229,7 +213,7 @@ test('per-process tools on a migrated process: mps and mtop show it as it runs t
     } finally {
       await ns?.node(2).write('admin/block', '0\n')
       // node 1 hears of it by gossip
-      await poll('node 1 to see node 2 unblocked', () => (Number(spawnSync('cat', [join(ns?.node(1).mount ?? '', 'nodes/2/status')], { encoding: 'utf8' }).stdout) & 16) === 0)
+      await until('node 1 to see node 2 unblocked', () => (Number(spawnSync('cat', [join(ns?.node(1).mount ?? '', 'nodes/2/status')], { encoding: 'utf8' }).stdout) & 16) === 0, 20_000)
     }
   })
 
@@ -262,11 +246,11 @@ test('per-process tools on a migrated process: mps and mtop show it as it runs t
     const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', launcher, process.execPath, join(CLI_DIR, 'mosrun.js'), '-d', '900', '-t', '3', counter, '100000000', '64', '0', '1000'],
       { stdio: 'ignore', env: { ...process.env, HPC_ROOT: lab.node(1).mount } })
     jobs.push(child)
-    const job = await poll('mosrun\'s command under discipline', () => {
+    const job = await until('mosrun\'s command under discipline', () => {
       const listed = spawnSync('ls', [join(lab.node(1).mount, 'proc')], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number)
       return listed.find(p => p !== pid && readProcStat(p)?.comm === 'counter')
-    })
-    const decay = await poll('the hints', () => { const d = spawnSync('cat', [join(lab.node(1).mount, `proc/${job}/decay`)], { encoding: 'utf8' }).stdout; return d === 'decay 900 interval 3\n' ? d : undefined })
+    }, 20_000)
+    const decay = await until('the hints', () => { const d = spawnSync('cat', [join(lab.node(1).mount, `proc/${job}/decay`)], { encoding: 'utf8' }).stdout; return d === 'decay 900 interval 3\n' ? d : undefined }, 20_000)
     assert.equal(decay, 'decay 900 interval 3\n')
     process.kill(job, 'SIGKILL')
   })

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url'
 import { PassThrough } from 'node:stream'
 import assert from 'node:assert/strict'
 import { deputy, dump, restore, type Deputy, type ExitStatus, type Restored, type StdioItem } from '../../src/ppm/ppm.js'
+import { poll } from '../../src/util/poll.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 /** test/ppm/subjects in the source tree (this file runs from dist/test/ppm) */
@@ -76,13 +77,9 @@ export function sigNum (name: NodeJS.Signals): number {
   return constants.signals[name] ?? -1
 }
 
-/** Polls `cond` every 10 ms until it holds; fails after `ms`. */
+/** Polls `cond` every 10 ms until it holds (src/util/poll.ts); fails after `ms`. */
 export async function waitFor (cond: () => boolean, ms: number, what: string): Promise<void> {
-  const t0 = Date.now()
-  while (!cond()) {
-    if (Date.now() - t0 > ms) assert.fail(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 10))
-  }
+  await poll(what, cond, { timeoutMs: ms, everyMs: 10 })
 }
 
 export function lines (s: string): number { return s.split('\n').length - 1 }

@@ -10,6 +10,7 @@ import type { Link } from '../../src/migrate/link.js'
 import type { Kind, Message, MsgOf } from '../../src/migrate/protocol.js'
 import type { ExitStatus, KeepInfo } from '../../src/ppm/ppm.js'
 import type { PsInfo } from '../../src/util/procfs.js'
+import { poll } from '../../src/util/poll.js'
 
 export function cluster (id: number, over: Partial<Cluster> = {}): Cluster {
   return { id, addressOf: n => n >= 1 && n <= 9 ? { host: '127.0.0.1', port: 4660 + n } : undefined, isUp: () => true, blocked: false, keepsLocal: false, ...over }
@@ -179,11 +180,7 @@ export class Peer {
   }
 }
 
-/** Polls cond (state changed by the code under test) until it holds. */
+/** Polls cond (state changed by the code under test) every 5 ms until it holds (src/util/poll.ts). */
 export async function until (cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 5))
-  }
+  await poll(what, cond, { timeoutMs: ms, everyMs: 5 })
 }

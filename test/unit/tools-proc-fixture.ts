@@ -5,6 +5,7 @@ import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from
 import { tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import { CLI_DIR, makeTree, type Fixture } from './tools-fixture.js'
+import { poll } from '../../src/util/poll.js'
 
 let copied: string | undefined
 /**
@@ -64,13 +65,9 @@ export async function run (tool: string, args: string[], opts: Parameters<typeof
   return await startTool(tool, args, opts).done
 }
 
-/** Poll `cond` every 10 ms until true; fail after `ms`. */
+/** Polls `cond` every 10 ms until true (src/util/poll.ts); fails after `ms`. */
 export async function until (cond: () => boolean, what: string, ms = 10000): Promise<void> {
-  const end = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 10))
-  }
+  await poll(what, cond, { timeoutMs: ms, everyMs: 10 })
 }
 
 /** Subject processes (`sleep infinity`: they live until `killAll`). */
