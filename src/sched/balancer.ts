@@ -319,7 +319,9 @@ export class Balancer {
     const clock = this.clock
     const flying = this.inflight.list().map(e => `node ${e.node} ${e.demand >= 0 ? '+' : ''}${e.demand.toFixed(2)} (pid ${e.pid} ${e.demand >= 0 ? 'to' : 'from'} it, ${e.landedAt === undefined ? 'under way' : `${((clock - e.landedAt) / 1000).toFixed(1)} s ago`})`)
     const inflight = `in flight: ${flying.length > 0 ? flying.join(', ') : 'none'}\n`
-    return head + bw + inflight + d.processes.map(formatExplanation).join('')
+    const s = this.stats
+    const counters = `counters: rounds ${s.decisions} placements ${s.placements} moves ${s.moves} asks ${s.asks} failures ${s.failures}\n`
+    return head + bw + inflight + counters + d.processes.map(formatExplanation).join('')
   }
 
   /** admin/sched: one `name value` line per tunable. */

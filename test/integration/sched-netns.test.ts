@@ -37,6 +37,14 @@ after(async () => {
 
 const where = async (pid: number): Promise<string> => (await lab.node(1).read(`proc/${pid}/where`)).trim()
 
+/** Waits until node 1's balancer has run its policy `n` more times (admin/costs' counters). */
+async function balancingRounds (n: number): Promise<void> {
+  const rounds = async (): Promise<number> => Number(/^counters: rounds (\d+) /m.exec(await lab.node(1).read('admin/costs'))?.[1] ?? NaN)
+  const from = await rounds()
+  assert.ok(Number.isFinite(from), 'admin/costs has the counters')
+  await until(`${n} balancing rounds`, async () => (await rounds()) >= from + n, 20_000, 100)
+}
+
 /** Stops the jobs earlier tests started (wherever they run) and waits until home no longer lists them. */
 async function stopJobs (): Promise<void> {
   const live = jobs.filter(j => j.exitCode === null && j.signalCode === null)
@@ -106,8 +114,7 @@ test('goto balance places a job by cost; a locked job is never moved automatical
   await until('placed on a fast node', async () => ['2', '3'].includes(await where(pid)), 20_000, 100)
   const locked = startJob()
   await lab.node(1).write(`proc/${locked}/lock`, '1\n')
-  const t0 = Date.now()
-  await until('a few balancing rounds', () => Date.now() - t0 > 3000, 5000, 200)
+  await balancingRounds(12)
   assert.equal(await where(locked), '0')
 })
 
@@ -116,8 +123,7 @@ test('the balancer reacts to a speed change within a few intervals', async () =>
   await n1.write('admin/speed', '400000\n') // node 1 is now by far the fastest: a new job stays home
   const pid = startJob()
   await n1.write(`proc/${pid}/lock`, '0\n')
-  const t0 = Date.now()
-  await until('some balancing rounds', () => Date.now() - t0 > 3000, 5000, 200)
+  await balancingRounds(12)
   assert.equal(await where(pid), '0', 'moved away from the fastest node')
   await n1.write('admin/speed', '1000\n')
   await until('moved away after the slow-down', async () => ['2', '3'].includes(await where(pid)), 20_000, 100)
@@ -138,8 +144,7 @@ test('decay hints: proc/<pid>/decay and decay/<hint> for the writer; an iojob is
   const me = await n1.exec('sh', ['-c', `echo 1 > ${n1.mount}/decay/cpujob && echo 1 > ${n1.mount}/decay/slow && cat ${n1.mount}/proc/$$/decay`])
   assert.equal(me.stdout.trim(), 'slow cpujob', me.stderr)
   await n1.write(`proc/${pid}/lock`, '0\n')
-  const t0 = Date.now()
-  await until('some balancing rounds', () => Date.now() - t0 > 3000, 5000, 200)
+  await balancingRounds(12)
   assert.equal(await where(pid), '0', 'an iojob uses no CPU as far as the balancer counts: nothing to gain')
   assert.match(await n1.read(`proc/${pid}/costs`), /^node [23] cost \S+ load \d+ saves 0\.0s /m, 'no time to save on a faster CPU')
   await n1.write(`proc/${pid}/decay`, 'cpujob\n')
@@ -194,8 +199,7 @@ test('a node that joins takes work within a few intervals', async () => {
   await until('node 1 sees nodes 2 and 3 down', async () => (await lab.readStatuses(1, [2, 3])).every(s => s === undefined || (s & 2) === 0), 20_000, 200)
   const pid = startJob()
   await n1.write(`proc/${pid}/lock`, '0\n')
-  const t0 = Date.now()
-  await until('a few balancing rounds alone', () => Date.now() - t0 > 2000, 5000, 200)
+  await balancingRounds(8)
   assert.equal(await where(pid), '0', 'nowhere to go')
   await lab.node(3).start()
   const joined = Date.now()
