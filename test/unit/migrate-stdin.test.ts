@@ -6,6 +6,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { epollWatchesStdin, pollfdsWatchStdin, stdinWait, syscallLine, STDIN_CHUNK } from '../../src/migrate/stdin.js'
 import { fdFrame, parseFdFrame } from '../../src/migrate/relay.js'
 import { Lab as Bins } from '../ppm/harness.js'
+import { poll } from '../../src/util/poll.js'
 
 const bins = new Bins()
 const kids: ChildProcess[] = []
@@ -43,11 +44,9 @@ async function blocked (nr: number[], cmd: string, args: string[]): Promise<numb
   const c = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'ignore'] })
   kids.push(c)
   const pid = c.pid as number
-  for (let i = 0; i < 500; i++) {
-    if (nr.includes(Number(syscallLine(pid).split(' ')[0]))) return pid
-    await new Promise(resolve => setTimeout(resolve, 10))
-  }
-  throw new Error(`${cmd} did not block in ${nr.join('/')}: ${syscallLine(pid)}`)
+  await poll(`${cmd} to block in ${nr.join('/')}`, () => nr.includes(Number(syscallLine(pid).split(' ')[0])), { timeoutMs: 5000, everyMs: 10 })
+    .catch(e => { throw new Error(`${(e as Error).message}: ${syscallLine(pid)}`) })
+  return pid
 }
 
 const READ = [0]
@@ -77,7 +76,7 @@ test('real processes: read, poll and select on stdin are waits for stdin; a slee
     assert.deepEqual(stdinWait(other, syscallLine(other), 3), { kind: 'poll', n: STDIN_CHUNK }, 'a poll of fd 3, asked about fd 3')
     // (python's start-up may read other fds: wait for the read of the pipe, moved to fd 40)
     const rd = await blocked(READ, 'python3', ['-c', 'import os; r, w = os.pipe(); os.dup2(r, 40); os.read(40, 100)'])
-    for (let i = 0; i < 500 && !syscallLine(rd).startsWith('0 0x28 '); i++) await new Promise(resolve => setTimeout(resolve, 10))
+    await poll('the read of fd 40', () => syscallLine(rd).startsWith('0 0x28 '), { timeoutMs: 5000, everyMs: 10 }).catch(() => undefined) // checked below, with the line
     assert.deepEqual(stdinWait(rd, syscallLine(rd), 40), { kind: 'read', n: 100 }, `a read of fd 40: ${syscallLine(rd)}`)
     assert.equal(stdinWait(rd, syscallLine(rd), 4), null)
     const rv = await blocked([45], 'python3', ['-c', 'import socket; a, b = socket.socketpair(); a.recv(300)'])

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { CLI_DIR, type Fixture } from './tools-fixture.js'
+import { poll, PollTimeout } from '../../src/util/poll.js'
 
 const ptyDir = mkdtempSync(join(tmpdir(), 'hpcfs-ptyrun-'))
 const PTYRUN = join(ptyDir, 'ptyrun')
@@ -37,12 +38,11 @@ export function startPty (tool: string, f: Fixture, args: string[] = []): Pty {
   let done = false
   void exited.then(() => { done = true })
   const waitFor = async (pred: (o: string) => boolean, what: string, ms = 10000): Promise<void> => {
-    const until = Date.now() + ms
-    while (!pred(out)) {
+    await poll(what, () => {
+      if (pred(out)) return true
       if (done) throw new Error(`${tool} exited before ${what}; output: ${JSON.stringify(out)}`)
-      if (Date.now() > until) throw new Error(`timed out waiting for ${what}; output: ${JSON.stringify(out)}`)
-      await new Promise(resolve => setTimeout(resolve, 25))
-    }
+      return false
+    }, { timeoutMs: ms, everyMs: 25 }).catch(e => { throw e instanceof PollTimeout ? new Error(`${e.message}; output: ${JSON.stringify(out)}`) : e })
   }
   return { proc, output: () => out, exited, waitFor }
 }

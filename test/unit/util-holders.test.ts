@@ -7,6 +7,7 @@ import { mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { processesHolding } from '../../src/util/holders.js'
+import { poll } from '../../src/util/poll.js'
 
 test('readers and writers of a file; writers only with the flag', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'hpcfs-holders-'))
@@ -18,11 +19,7 @@ test('readers and writers of a file; writers only with the flag', async () => {
     const writer = spawn('sh', ['-c', 'exec sleep 30 >> "$0"', file], { stdio: 'ignore' })
     kids.push(reader, writer)
     const holds = (pid: number): boolean => { try { return readlinkSync(`/proc/${pid}/fd/${pid === reader.pid ? 0 : 1}`) === file } catch { return false } }
-    const end = Date.now() + 10_000
-    while (!(holds(reader.pid as number) && holds(writer.pid as number))) {
-      if (Date.now() > end) throw new Error('the subjects did not open the file')
-      await new Promise(resolve => setTimeout(resolve, 10))
-    }
+    await poll('the subjects to open the file', () => holds(reader.pid as number) && holds(writer.pid as number), { timeoutMs: 10_000, everyMs: 10 })
     assert.deepEqual(processesHolding(file).sort((a, b) => a - b), [reader.pid, writer.pid].sort((a, b) => (a as number) - (b as number)))
     assert.deepEqual(processesHolding(file, process.pid, '/proc', true), [writer.pid])
   } finally {
