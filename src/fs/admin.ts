@@ -1,6 +1,6 @@
 // admin/: this node's settings (openMosix /proc/hpc/admin).
 import type { HpcNode } from '../core/node.js'
-import { ErrnoError, einval } from '../util/errno.js'
+import { notRunning } from '../util/errno.js'
 import { dir, flag, parseInt10, ro, rw, wo, type DirNode } from './tree.js'
 import { VERSION } from '../version.js'
 import { adminMigrate } from './proc.js'
@@ -26,13 +26,13 @@ export function adminDir (node: HpcNode): DirNode {
     'slow-decay': rw(() => node.slowDecay, t => node.setDecay(node.decayInterval, parseInt10(t, 0, 1000, 'slow-decay'), node.fastDecay)),
     'fast-decay': rw(() => node.fastDecay, t => node.setDecay(node.decayInterval, node.slowDecay, parseInt10(t, 0, 1000, 'fast-decay'))),
     config: { kind: 'file', mode: 0o644, show: () => node.mapText(), store: t => node.setMapText(t), gather: { check: t => node.checkMapText(t) } },
-    migrate: node.migrator ? adminMigrate(node.migrator, node.balancer) : wo(() => { throw new ErrnoError('ENOSYS', 'process migration is not running on this node') }),
+    migrate: node.migrator ? adminMigrate(node.migrator, node.balancer) : wo(() => { throw notRunning('process migration') }),
     balance: flag(() => node.balancer?.enabled ?? false, v => {
-      if (!node.balancer) throw einval('no scheduler on this node')
+      if (!node.balancer) throw notRunning('the scheduler')
       node.balancer.enabled = v
     }, 'balance'),
-    sched: { kind: 'file', mode: 0o644, show: () => node.balancer?.showTunables() ?? '', store: t => { if (!node.balancer) throw einval('no scheduler on this node'); node.balancer.setTunables(t) } },
-    costs: { kind: 'file', mode: 0o444, show: () => node.balancer?.explainNode() ?? 'no scheduler on this node\n' },
+    sched: { kind: 'file', mode: 0o644, show: () => node.balancer?.showTunables() ?? '', store: t => { if (!node.balancer) throw notRunning('the scheduler'); node.balancer.setTunables(t) } },
+    costs: { kind: 'file', mode: 0o444, show: () => node.balancer?.explainNode() ?? '' },
     'gossip-stats': {
       kind: 'file',
       mode: 0o444,

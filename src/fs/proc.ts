@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs'
 import { DECAY_HINTS, formatHints, parseHint, type Migrator } from '../migrate/migrator.js'
 import type { Balancer } from '../sched/balancer.js'
-import { einval } from '../util/errno.js'
+import { einval, notRunning } from '../util/errno.js'
 import { readStat, readUids, type PsInfo } from '../util/procfs.js'
 import { dir, ro, rw, wo, parseInt10, type DirNode, type FileNode } from './tree.js'
 
@@ -19,7 +19,7 @@ export function parseTarget (text: string): number | 'home' | 'balance' {
 function goto (m: Migrator, b: Balancer | null, pid: number, text: string): void {
   let t = parseTarget(text)
   if (t === 'balance') {
-    if (!b) throw einval('balance: no scheduler on this node')
+    if (!b) throw notRunning('the scheduler')
     m.adopt(pid)
     t = b.place(pid)
   }
@@ -59,7 +59,7 @@ function procEntry (m: Migrator, b: Balancer | null, pid: number): DirNode {
     // what ps shows wherever it runs (mps, mtop): the deputy at home is hollow
     cmdline: own({ kind: 'file', mode: 0o444, show: async () => formatCmdline((await m.psInfo(pid))?.cmdline ?? '') }),
     stats: own({ kind: 'file', mode: 0o444, show: async () => formatPsInfo(await m.psInfo(pid)) }),
-    costs: own({ kind: 'file', mode: 0o444, show: () => b ? b.explain(pid) : 'no scheduler on this node\n' })
+    costs: own({ kind: 'file', mode: 0o444, show: () => b ? b.explain(pid) : '' })
   }, owner)
 }
 
@@ -97,7 +97,7 @@ export function remoteDir (m: Migrator, b: Balancer | null): DirNode {
         identity: ro(() => `home ${g.home} pid ${g.homePid} since ${new Date(g.since).toISOString()}`),
         statm: ro(() => readProc(g.pid, 'statm')),
         stats: ro(() => { const f = readStat(g.pid) ?? []; return `utime ${f[11] ?? 0} stime ${f[12] ?? 0}` }),
-        costs: ro(() => b ? b.explain(g.pid) : 'no scheduler on this node\n')
+        costs: ro(() => b ? b.explain(g.pid) : '')
       })
     }
   }

@@ -7,6 +7,7 @@ import { STATUS } from '../gossip/info.js'
 import type { HpcNode } from '../core/node.js'
 import type { CandidateExplanation, ProcessExplanation } from '../sched/policy.js'
 import { readUids } from '../util/procfs.js'
+import { notRunning } from '../util/errno.js'
 
 export interface NodeState {
   id: number
@@ -148,7 +149,7 @@ export function clusterState (node: HpcNode, commands = new Map<number, string>(
   const m = node.migrator
   const b = node.balancer
   const costs = new Map<number, Explanation>()
-  let decision = b ? '' : 'no scheduler on this node'
+  let decision = b ? '' : notRunning('the scheduler').message
   if (b) {
     for (const e of b.explainAll()) costs.set(e.pid, explanationOf(e))
     decision = b.explainNode().split('\n')[0]

@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url'
 import debug from '../util/log.js'
 import type { HpcNode } from '../core/node.js'
 import type { MigrationEvent, MigrationLog } from '../metrics/migrations.js'
-import { ErrnoError, type ErrnoName } from '../util/errno.js'
+import { ErrnoError, notRunning, type ErrnoName } from '../util/errno.js'
 import { listen, shut, type ListenAddr } from '../util/listen.js'
 import { readUids } from '../util/procfs.js'
 import { mayChangeNode, mayMove, TokenStore } from './auth.js'
@@ -217,7 +217,7 @@ export class GuiServer {
 
   private costs (res: ServerResponse, pid: number): void {
     const b = this.node.balancer
-    if (!b) throw new ErrnoError('ENOSYS', 'no scheduler on this node')
+    if (!b) throw notRunning('the scheduler')
     const e = b.explainAll().find(x => x.pid === pid)
     this.send(res, 200, { pid, text: b.explain(pid), explanation: e ? explanationOf(e) : null })
   }
@@ -237,7 +237,7 @@ export class GuiServer {
     const uid = this.caller(req)
     const body = await this.body(req)
     const m = this.node.migrator
-    if (!m) throw new ErrnoError('ENOSYS', 'process migration is not running on this node')
+    if (!m) throw notRunning('process migration')
     if (!m.procs.has(pid)) throw new ErrnoError('ESRCH', `process ${pid} is not under cluster discipline here`)
     if (!mayMove(uid, pid)) throw new HttpError(403, 'EACCES', `uid ${uid} may not move process ${pid}: only its owner and root may`)
     const t = body.target
@@ -245,7 +245,7 @@ export class GuiServer {
     if (t === 'home' || t === 0) target = 'home'
     else if (t === 'balance') {
       const b = this.node.balancer
-      if (!b) throw new ErrnoError('EINVAL', 'balance: no scheduler on this node')
+      if (!b) throw notRunning('the scheduler')
       target = b.place(pid)
     } else if (typeof t === 'number' && Number.isInteger(t) && t >= 1 && t <= 65535) target = t
     else throw new ErrnoError('EINVAL', 'target: expected a node id, "home" or "balance"')

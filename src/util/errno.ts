@@ -15,3 +15,13 @@ export class ErrnoError extends Error {
 }
 
 export const einval = (why: string): ErrnoError => new ErrnoError('EINVAL', why)
+
+/** The subsystems a node may run without (a daemon always runs them; a node embedded in a test may not). */
+export type Subsystem = 'process migration' | 'the scheduler'
+
+/**
+ * The one answer of a subsystem this node does not run, wherever it is asked for (a tree file, the
+ * GUI): a change fails with ENOSYS "<subsystem> is not running on this node"; a file of it reads
+ * empty (so that `cat` and `grep -r` still work).
+ */
+export const notRunning = (what: Subsystem): ErrnoError => new ErrnoError('ENOSYS', `${what} is not running on this node`)

@@ -98,6 +98,16 @@ test('read-only files refuse writes with EACCES, write-only ones read as empty',
   assert.equal((await call(ops.getattr, '/nodes/3/load/x'))[0], -E.ENOENT)
 })
 
+test('a subsystem the node does not run answers one way: its files read empty, changes fail ENOSYS and change nothing', async () => {
+  const { ops } = setup() // a node without migration and scheduler
+  for (const p of ['/admin/costs', '/admin/sched', '/admin/migrate']) assert.equal(await readFile(ops, p), '', p)
+  assert.equal(await readFile(ops, '/admin/balance'), '0\n')
+  for (const [p, v] of [['/admin/migrate', '1 2\n'], ['/admin/balance', '1\n'], ['/admin/sched', 'tieEpsilon 0.1\n']]) {
+    assert.equal(await writeFile(ops, p, v), -E.ENOSYS, p)
+  }
+  assert.equal(await readFile(ops, '/admin/balance'), '0\n', 'unchanged')
+})
+
 test('a map may arrive in several writes; it is stored whole at close', async () => {
   const { ops } = setup()
   const [, fh] = await call(ops.open, '/admin/config', 1)
