@@ -41,17 +41,17 @@ export interface Config {
 }
 
 /**
- * Largest value one write to a tree file may carry: one page, as sysfs allows a store. A longer
- * write is EINVAL and changes nothing (FUSE would hand it over in pieces of 128 KiB; none is
- * applied alone).
- */
-/**
  * A raw image (written or read by an engine helper straight on a migration connection, docs/
  * migrate.md) that makes no progress for this long fails: the move is abandoned as for a silent
  * peer (the default link timeout).
  */
 export const IMAGE_STALL_MS = 10_000
 
+/**
+ * Largest value one write to a tree file may carry: one page, as sysfs allows a store. A longer
+ * write is EINVAL and changes nothing (FUSE would hand it over in pieces of 128 KiB; none is
+ * applied alone).
+ */
 export const MAX_TREE_WRITE = 4096
 
 /** Largest text gathered by a multi-write tree file (admin/config) before it is stored at close. */
@@ -75,6 +75,18 @@ export const DEFAULTS: Config = {
   stateDir: '/run/hpcfs',
   precopy: 0
 }
+
+/** Node speeds, in openMosix's units: `standard` is a Pentium III at 1 GHz (admin/speed, mosctl setspeed, the calibration, the cost model). */
+export const SPEED = { standard: 10_000, min: 1, max: 1_000_000 } as const
+
+/** Node ids, in the map, the tree, the tools and on the wire (admin/mospe also takes 0: out of the cluster). */
+export const NODE_ID = { min: 1, max: 65535 } as const
+
+/** Every node's transfer port is its gossip port minus this: 5428 - 768 = 4660, openMosix's two ports. */
+export const MIG_PORT_OFFSET = 768
+
+/** The transfer port of a node on the default gossip port. */
+export const MIGRATION_PORT = DEFAULTS.port - MIG_PORT_OFFSET
 
 /** How long a home waits for a node whose connection broke to come back with its process: 2 × the guest lease + 5 s (after that the guest is dead wherever it was: see README "Failure semantics"). */
 export function rejoinWaitMs (guestLease: number): number {

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { isIP } from 'node:net'
 import debug from '../util/log.js'
 import { VERSION } from '../version.js'
+import { NODE_ID } from '../config.js'
 
 const log = debug('hpcfs:cli')
 
@@ -226,11 +227,11 @@ export function openTree (tool: string, env: NodeJS.ProcessEnv = process.env): T
   return new Tree(root)
 }
 
-/** A node id argument: decimal 1..65535, else a UsageError. */
+/** A node id argument: decimal NODE_ID.min..max (1..65535), else a UsageError. */
 export function parseNodeId (s: string, what = 'node id'): number {
-  if (!/^\d+$/.test(s)) throw new UsageError(`bad ${what} "${s}" (expected a number 1..65535)`)
+  if (!/^\d+$/.test(s)) throw new UsageError(`bad ${what} "${s}" (expected a number ${NODE_ID.min}..${NODE_ID.max})`)
   const n = Number(s)
-  if (n < 1 || n > 65535) throw new UsageError(`${what} ${n} out of range 1..65535`)
+  if (n < NODE_ID.min || n > NODE_ID.max) throw new UsageError(`${what} ${n} out of range ${NODE_ID.min}..${NODE_ID.max}`)
   return n
 }
 

@@ -9,7 +9,7 @@ import { isIPv4 } from 'node:net'
 import { lookup } from 'node:dns/promises'
 import { performance } from 'node:perf_hooks'
 import debug from '../util/log.js'
-import { DEFAULTS, DISCOVERY, HTTP_DEFAULTS, type Config } from '../config.js'
+import { DEFAULTS, DISCOVERY, HTTP_DEFAULTS, MIG_PORT_OFFSET, NODE_ID, type Config } from '../config.js'
 import { HpcNode, KEYLESS } from '../core/node.js'
 import { prepareMountpoint } from '../core/mountpoint.js'
 import { Keyring } from '../gossip/keyring.js'
@@ -119,7 +119,7 @@ async function main (): Promise<void> {
     .option('test-fault', { type: 'string', hidden: true, describe: 'fault injection for tests (restore)' })
     .config('config', 'config file (e.g. /etc/hpcfs.conf, hpcfs.conf(5)): "key = value" lines, keys as the long options', (path: string) => parseConfigFile(path, booleanOptions(cli)))
     .check(a => {
-      if (a.id !== undefined && (!Number.isInteger(a.id) || a.id < 1 || a.id > 65535)) throw new Error('--id must be 1..65535')
+      if (a.id !== undefined && (!Number.isInteger(a.id) || a.id < NODE_ID.min || a.id > NODE_ID.max)) throw new Error(`--id must be ${NODE_ID.min}..${NODE_ID.max}`)
       if (!(Number.isFinite(a.precopy) && a.precopy >= 0)) throw new Error('--precopy must be a number of MiB, 0 or more')
       if (a.addr !== undefined && !isIPv4(a.addr)) throw new Error('--addr must be an IPv4 address')
       if (!Number.isInteger(a.port) || a.port < 1 || a.port > 65535) throw new Error('--port must be 1..65535')
@@ -180,7 +180,7 @@ async function main (): Promise<void> {
   node.setDecay(cfg.decayInterval, cfg.slowDecay, cfg.fastDecay)
   if (mapText !== undefined) node.setMapText(mapText)
 
-  node.migPort = argv['mig-port'] ?? cfg.port - 768
+  node.migPort = argv['mig-port'] ?? cfg.port - MIG_PORT_OFFSET
   if (!(node.migPort >= 1 && node.migPort <= 65535)) throw new Error(`bad transfer port ${node.migPort}; give --mig-port`)
   const migrator = new Migrator(node, keys, node.migPort)
   migrator.linkTimeoutMs = cfg.linkTimeout * 1000

@@ -7,13 +7,14 @@ import debug from '../util/log.js'
 import { CliError, UsageError, addressesOf, openTree, parseIntArg, parseNodeId, runTool, type Tree } from './common.js'
 import { expandMap, parseMap, MapError, type MapNode } from '../map/map.js'
 import { poll } from '../util/poll.js'
+import { SPEED } from '../config.js'
 
 const log = debug('hpcfs:mosctl')
 
 const USAGE = `Usage: mosctl {stay|nostay|lstay|nolstay|block|noblock|quiet|noquiet|expel|bring|getdecay}
        mosctl whois [openMosix-ID|IP-address|hostname]
        mosctl {getload|getspeed|status|isup|getmem|getfree|getutil} [openMosix-ID]
-       mosctl setspeed numeric-value            (1..1000000; 10000 = Pentium III 1 GHz)
+       mosctl setspeed numeric-value            (${SPEED.min}..${SPEED.max}; ${SPEED.standard} = Pentium III 1 GHz)
        mosctl setdecay interval slow fast       (seconds >= 1; per-mille 0..1000 kept per interval)
 
   stay / nostay      no automatic migration away from this node / allow it again
@@ -275,7 +276,7 @@ async function main (argv: string[]): Promise<number> {
   if (cmd in GETTERS || cmd === 'status' || cmd === 'isup' || cmd === 'whois') noExtra(args, 1, cmd)
   if (cmd === 'setspeed' && args.length !== 1) throw new UsageError('setspeed needs one numeric value')
   if (cmd === 'setdecay' && args.length !== 3) throw new UsageError('setdecay needs three values: interval slow fast')
-  const speed = cmd === 'setspeed' ? parseIntArg(args[0], 'speed', 1, 1000000) : 0
+  const speed = cmd === 'setspeed' ? parseIntArg(args[0], 'speed', SPEED.min, SPEED.max) : 0
   const decay = cmd === 'setdecay'
     ? [parseIntArg(args[0], 'decay interval', 1, 2 ** 31 - 1), parseIntArg(args[1], 'slow decay', 0, 1000), parseIntArg(args[2], 'fast decay', 0, 1000)]
     : []

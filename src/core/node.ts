@@ -2,7 +2,7 @@
 // view of every known node. The FUSE tree, the daemon and the tests all work through this class;
 // it knows nothing about FUSE.
 import debug from '../util/log.js'
-import { DEFAULTS, downAfterMs, type Config } from '../config.js'
+import { DEFAULTS, SPEED, downAfterMs, type Config } from '../config.js'
 import { Gossiper, type Member } from '../gossip/gossiper.js'
 import { STATUS, type LocalInfo, type NodeInfo } from '../gossip/info.js'
 import type { Keyring } from '../gossip/keyring.js'
@@ -34,8 +34,6 @@ export interface NodeView {
 }
 
 export const DOWN = -101 // -ENETUNREACH, what openMosix printed for a node without information
-
-export const MAX_SPEED = 1000000
 
 /** Why a node without a key file refuses guests and keeps its processes. */
 export const KEYLESS = 'this node has no cluster key (hpcd --key FILE, the same file on every node), so it refuses guests and keeps its processes'
@@ -123,7 +121,7 @@ export class HpcNode implements Cluster {
 
   get speed (): number { return this.probe.snapshot().speed }
   setSpeed (v: number): void {
-    if (!Number.isInteger(v) || v < 1 || v > MAX_SPEED) throw einval(`speed must be an integer 1..${MAX_SPEED}`)
+    if (!Number.isInteger(v) || v < SPEED.min || v > SPEED.max) throw einval(`speed must be an integer ${SPEED.min}..${SPEED.max}`)
     this.probe.setSpeed(v)
   }
 

@@ -4,6 +4,7 @@ import { notRunning } from '../util/errno.js'
 import { dir, flag, parseInt10, ro, rw, wo, type DirNode } from './tree.js'
 import { VERSION } from '../version.js'
 import { adminMigrate } from './proc.js'
+import { NODE_ID, SPEED } from '../config.js'
 
 export function adminDir (node: HpcNode): DirNode {
   const trigger = (what: string, fn: () => void) => ({
@@ -12,7 +13,7 @@ export function adminDir (node: HpcNode): DirNode {
     show: () => '0\n'
   })
   return dir({
-    mospe: rw(() => node.mospe, t => node.setMospe(parseInt10(t, 0, 65535, 'mospe'))),
+    mospe: rw(() => node.mospe, t => node.setMospe(parseInt10(t, 0, NODE_ID.max, 'mospe'))),
     block: flag(() => node.block, v => { node.block = v }, 'block'),
     stay: flag(() => node.stay, v => { node.stay = v }, 'stay'),
     lstay: flag(() => node.lstay, v => { node.lstay = v }, 'lstay'),
@@ -20,7 +21,7 @@ export function adminDir (node: HpcNode): DirNode {
     // expel implies block and bring implies lstay (mosctl man page); moving the processes comes with migration.
     expel: trigger('expel', () => node.expel()),
     bring: trigger('bring', () => node.bring()),
-    speed: rw(() => node.speed, t => node.setSpeed(parseInt10(t, 1, 1000000, 'speed'))),
+    speed: rw(() => node.speed, t => node.setSpeed(parseInt10(t, SPEED.min, SPEED.max, 'speed'))),
     version: ro(() => `hpcfs ${VERSION} (openMosix-compatible tree)`),
     'decay-interval': rw(() => node.decayInterval, t => node.setDecay(parseInt10(t, 1, 3600, 'decay-interval'), node.slowDecay, node.fastDecay)),
     'slow-decay': rw(() => node.slowDecay, t => node.setDecay(node.decayInterval, parseInt10(t, 0, 1000, 'slow-decay'), node.fastDecay)),

@@ -7,13 +7,14 @@ import type { Balancer } from '../sched/balancer.js'
 import { einval, notRunning } from '../util/errno.js'
 import { readStat, readUids, type PsInfo } from '../util/procfs.js'
 import { dir, ro, rw, wo, parseInt10, type DirNode, type FileNode } from './tree.js'
+import { NODE_ID } from '../config.js'
 
 /** Parses a move target: a node id, `0`/`home`, or `balance`. */
 export function parseTarget (text: string): number | 'home' | 'balance' {
   const s = text.trim().toLowerCase()
   if (s === 'home' || s === '0') return 'home'
   if (s === 'balance') return 'balance'
-  return parseInt10(s, 1, 65535, 'node')
+  return parseInt10(s, NODE_ID.min, NODE_ID.max, 'node')
 }
 
 function goto (m: Migrator, b: Balancer | null, pid: number, text: string): void {

@@ -27,6 +27,7 @@ import { readUids } from '../util/procfs.js'
 import { mayChangeNode, mayMove, TokenStore } from './auth.js'
 import { LoadHistory } from './history.js'
 import { clusterState, commandOf, explanationOf, nodeStates } from './model.js'
+import { NODE_ID } from '../config.js'
 
 const log = debug('hpcfs:gui')
 
@@ -247,7 +248,7 @@ export class GuiServer {
       const b = this.node.balancer
       if (!b) throw notRunning('the scheduler')
       target = b.place(pid)
-    } else if (typeof t === 'number' && Number.isInteger(t) && t >= 1 && t <= 65535) target = t
+    } else if (typeof t === 'number' && Number.isInteger(t) && t >= NODE_ID.min && t <= NODE_ID.max) target = t
     else throw new ErrnoError('EINVAL', 'target: expected a node id, "home" or "balance"')
     const done = m.requestMove(pid, target) // throws EINVAL/EAGAIN/EHOSTUNREACH/EPERM at once, as proc/<pid>/goto
     this.migrations?.noteRequest(pid, target === 'home' ? 0 : target, `gui uid ${uid}`, done)

@@ -8,6 +8,7 @@
 // frames and their end), running (the guest runs, H relays its stdio), move (gohome, sendto, expel),
 // end (exit, kill, loss); family (a guest's family call: family, family-failed; docs/family.md).
 import { parseHint, type DecayHint } from './hints.js'
+import { NODE_ID } from '../config.js'
 
 /** H -> N, first message on a new connection (offer): take process `pid` of node `home`. */
 export interface MigrateMsg {
@@ -178,7 +179,7 @@ interface Opt { opt: Check }
 
 const int: Check = v => Number.isSafeInteger(v)
 const nat: Check = v => Number.isSafeInteger(v) && (v as number) >= 0
-const node: Check = v => Number.isSafeInteger(v) && (v as number) >= 1 && (v as number) <= 65535
+const node: Check = v => Number.isSafeInteger(v) && (v as number) >= NODE_ID.min && (v as number) <= NODE_ID.max
 const pid: Check = v => Number.isSafeInteger(v) && (v as number) >= 1
 const num: Check = v => typeof v === 'number' && Number.isFinite(v)
 const str: Check = v => typeof v === 'string'

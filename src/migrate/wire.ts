@@ -18,7 +18,6 @@ import { Link, type FrameType } from './link.js'
 
 export type { FrameType } from './link.js'
 
-export const MIGRATION_PORT = 4660
 const MAGIC = Buffer.from([0x48, 0x50, 0x43, 0x4d, 0x01]) // "HPCM" v1
 const NONCE = 16
 const MAX_FRAME = 8 << 20

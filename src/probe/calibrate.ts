@@ -25,13 +25,14 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import createDebug from '../util/log.js'
+import { SPEED } from '../config.js'
 
 const debug = createDebug('hpcfs:probe')
 
 /** Standard ("yardstick") speed: a Pentium III at 1 GHz. */
-export const STD_SPEED = 10000
-export const MIN_SPEED = 1
-export const MAX_SPEED = 1000000
+export const STD_SPEED = SPEED.standard
+export const MIN_SPEED = SPEED.min
+export const MAX_SPEED = SPEED.max
 /** Estimated P6 cycles per kernel iteration (see the comment above). */
 export const P6_CYCLES_PER_ITER = 9
 /** Estimated kernel rate of a Pentium III at 1 GHz, iterations/s. */

@@ -8,8 +8,10 @@
 // max_jobs starts at 1 and doubles whenever some node ends up with a load above it ("the smallest
 // power of two greater than the largest load seen"). Memory utilisation = used / total.
 
+import { SPEED } from '../config.js'
+
 /** Standard speed: a node of this speed and one CPU is one standard CPU. */
-export const STD_SPEED = 10000
+export const STD_SPEED = SPEED.standard
 
 /** What the cost function needs to know about a node. */
 export interface NodeResources {
