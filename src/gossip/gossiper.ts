@@ -49,6 +49,8 @@ export interface GossipStats {
   droppedSelf: number
   /** Signed for another node: a datagram captured on its way elsewhere and replayed here. */
   droppedMisdirected: number
+  /** Gossip intervals ticked, quiet ones included (what a test waits for instead of a time). */
+  rounds: number
 }
 
 export interface Member { host: string, port?: number }
@@ -57,7 +59,7 @@ export class Gossiper {
   readonly table = new NodeTable()
   readonly stats: GossipStats = {
     sent: 0, sentBytes: 0, received: 0, receivedBytes: 0, merged: 0,
-    droppedMalformed: 0, droppedVersion: 0, droppedBadmac: 0, droppedReplay: 0, droppedUnknown: 0, droppedSelf: 0, droppedMisdirected: 0
+    droppedMalformed: 0, droppedVersion: 0, droppedBadmac: 0, droppedReplay: 0, droppedUnknown: 0, droppedSelf: 0, droppedMisdirected: 0, rounds: 0
   }
 
   /** When true the node sends nothing (admin/quiet, or mospe 0); it still listens. */
@@ -106,6 +108,7 @@ export class Gossiper {
   /** One gossip step: push the window to one chosen node. */
   tick (): void {
     this.seq++
+    this.stats.rounds++
     if (this.quiet || !this.transport) return
     const to = this.chooseTarget()
     if (to) this.pushTo(to)

@@ -88,7 +88,9 @@ test('quiet really stops sending', async () => {
   const s0 = await until('sending', async () => { const v = await sent(); return v > 0 ? v : undefined })
   await sh(`echo 1 > ${root}/admin/quiet`)
   const s1 = await sent()
-  await new Promise(resolve => setTimeout(resolve, 1200)) // 6 intervals in which nothing may be sent
+  const rounds = async (): Promise<number> => Number(/^rounds (\d+)$/m.exec(await cat(join(root, 'admin/gossip-stats')))?.[1])
+  const r1 = await rounds()
+  await until('6 gossip intervals in which nothing may be sent', async () => (await rounds()) >= r1 + 6)
   assert.equal(await sent(), s1, 'sent while quiet')
   assert.ok(s1 >= s0)
   assert.equal(Number(await cat(join(root, 'nodes/1/status'))) & 32, 32)
