@@ -52,7 +52,7 @@ int hollow(struct tracee *t, int *touched)
 	if (e) return e;
 	struct { uint64_t ptr; uint32_t size, sig, flags, pad; } rs = { 0 };
 	/* HPC_PPM_TEST_FAULT=keep-rseq is a fault-injection hook for the tests: hollowing without
-	 * unregistering rseq makes every return to user mode fault (spec §9.2), which must abort */
+	 * unregistering rseq makes every return to user mode fault (docs/ppm.md "Kernel facts"), which must abort */
 	const char *tf = getenv("HPC_PPM_TEST_FAULT");
 	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, t->pid, sizeof rs, &rs) > 0 && rs.ptr && !(tf && !strcmp(tf, "keep-rseq")))
 		if ((e = INJ(t, NULL, NR_RSEQ, rs.ptr, rs.size, 1 /* RSEQ_FLAG_UNREGISTER */, rs.sig, 0, 0))) return e;

@@ -1,5 +1,5 @@
 // scripts/bench-fs: what the hpcfs tree costs next to procfs, in one run (method: docs/bench-fs.md,
-// after shared spec fuse.md §1). A C client (scripts/bench-fs-client.c, compiled at run time) runs
+// after its reference measurement). A C client (scripts/bench-fs-client.c, compiled at run time) runs
 // time-bounded loops; targets are interleaved over several repetitions and every cell is the median
 // of the per-repetition medians. Then the daemon's CPU per FUSE request (from /proc/PID/stat), the
 // cost of our handlers alone (called in-process), resident memory with 1000 known nodes and gossip
@@ -769,7 +769,7 @@ async function main (): Promise<void> {
   console.log(`${verdict(jsOurs <= 10000)}  ≤ 10 µs JS per FUSE request (our code in the running daemon, profiled): ${us(oursProfiledPerReq)} per request of a read` +
     ` (in-process loop, hot caches: ${us(readHandlerPerReq)})`)
   console.log(`      for scale: whole-daemon CPU ${us(read.cpuNetPerOp / 4)} per request; a bare fuse-native daemon ${us(fl.cpuNetPerOp / 4)};` +
-    ` hpcd − bare ${us(oursFromDaemon)} (fuse.md: binding ≈ 40-50 µs/request of daemon CPU)`)
+    ` hpcd − bare ${us(oursFromDaemon)} (docs/bench-fs.md: binding ≈ 40-50 µs/request of daemon CPU)`)
   console.log(`${verdict(rssNRead.rss < 100 * 1024)}  daemon < 100 MB resident with ${known - 1} known nodes: VmRSS ${mb(rssNRead.rss)}, private ${mb(rssNRead.priv)} (1 node: ${mb(rss1.rss)}, private ${mb(rss1.priv)})`)
   console.log(`      under tight client loops RSS rises whatever the node count: ${known} nodes ${mb(rssNLoad.rss)} (peak ${mb(hwm)}), 64-node daemon A ${mb(memA.rss)} (peak ${mb(hwmA)})` +
     `${Math.max(hwm, hwmA) >= 100 * 1024 ? '  ← above 100 MB' : ''}`)

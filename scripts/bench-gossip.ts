@@ -1,5 +1,5 @@
-// Benchmark of the gossip protocol against the MOSIX age model (shared spec algorithms.md §5
-// items 1-3, model §2.2). Prints, per cluster size n and window w: the measured average age and
+// Benchmark of the gossip protocol against the MOSIX age model (docs/gossip.md: the benchmark's
+// items 1-3, the model in section 2). Prints, per cluster size n and window w: the measured average age and
 // mean maximum age (in intervals) next to the model's A_v and M, their ratios, and bytes per node
 // per interval; then change propagation, failure and rejoin times, the scaling law, and the
 // gossimon settings. Cases run in parallel child processes (--jobs, default 2).
@@ -163,7 +163,7 @@ function report (all: CaseResult[], seed: number): string {
   const out: string[] = []
   const results = all.filter((r): r is CaseResult & { ages: AgeRunResult } => r.ages !== undefined && r.c.latencyMs === undefined)
   const byAge = [...results].sort((a, b) => (a.c.loss ?? 0) - (b.c.loss ?? 0) || a.c.n - b.c.n || a.c.w - b.c.w || a.c.engine.localeCompare(b.c.engine))
-  out.push(`Windowed push gossip against the MOSIX age model (algorithms.md §2.2), seed ${seed}.`)
+  out.push(`Windowed push gossip against the MOSIX age model (docs/gossip.md, section 2), seed ${seed}.`)
   out.push('Interval = 1 unit; each node pushes its own entry + w-1 freshest to one random peer per interval, random')
   out.push('phases; warm-up >= 3*M (longer while some pair is still unknown); ages in intervals; bytes unsigned datagrams.')
   out.push('')
@@ -194,7 +194,7 @@ function report (all: CaseResult[], seed: number): string {
     ))
   }
 
-  // scaling law (§5 item 2), from whatever rows exist at w = 16 without loss
+  // scaling law (docs/gossip.md, item 2), from whatever rows exist at w = 16 without loss
   const at = (n: number, w: number, engine: EngineKind = 'fast'): AgeRunResult | undefined =>
     results.find(r => r.c.n === n && r.c.w === w && (r.c.loss ?? 0) === 0 && r.c.engine === engine)?.ages
   const scale: string[][] = []
@@ -214,7 +214,7 @@ function report (all: CaseResult[], seed: number): string {
   }
   if (scale.length) {
     out.push('')
-    out.push('Scaling law (§5 item 2): ratios of successive rows, measured and model.')
+    out.push('Scaling law (item 2): ratios of successive rows, measured and model.')
     out.push('')
     out.push(table(['step', 'avg meas', 'avg model', 'max meas', 'max model', 'bytes'], scale))
   }
@@ -245,11 +245,11 @@ function report (all: CaseResult[], seed: number): string {
         f(r.allKnown.reduce((a, b) => a + b, 0) / r.allKnown.length, 0), r.lockedAfterM.join(' ')])))
   }
 
-  // gossimon defaults (§5 item 3): timestep 0.5 s, windows 20 and 16, n = 1024
+  // gossimon defaults (docs/gossip.md, item 3): timestep 0.5 s, windows 20 and 16, n = 1024
   const g = [20, 16].map(w => ({ w, a: at(1024, w) })).filter(x => x.a)
   if (g.length) {
     out.push('')
-    out.push('gossimon settings (§5 item 3): n=1024, timestep 0.5 s (ages in seconds = intervals x 0.5).')
+    out.push('gossimon settings (item 3): n=1024, timestep 0.5 s (ages in seconds = intervals x 0.5).')
     out.push('')
     out.push(table(['w', 'avg int', 'avg s', 'model s', 'meanmax int', 'meanmax s', 'model s', 'B/node/s'],
       g.map(({ w, a }) => {

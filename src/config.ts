@@ -110,7 +110,7 @@ export const DISCOVERY = {
 
 /**
  * Expected maximum age (in intervals) of a node's information in a cluster of n nodes with window
- * w, from the MOSIX gossip model (algorithms.md §2.2): M ≈ (n−1)(ln n + γ)/w, at least 1.
+ * w, from the MOSIX gossip model (docs/gossip.md, section 2): M ≈ (n−1)(ln n + γ)/w, at least 1.
  */
 export function expectedMaxAge (n: number, w: number): number {
   if (n <= 1) return 1

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // migrate: ask for a process to be moved to a node, home, or wherever the balancer prefers
-// (openMosix migrate(1), spec proc-hpc.md §4.2), by writing proc/<pid>/goto in the hpcfs tree.
+// (openMosix migrate(1), docs/tools.md The originals), by writing proc/<pid>/goto in the hpcfs tree.
 // MOSIX's rule decides who may: whoever may kill a process may migrate it.
 import debug from '../util/log.js'
 import { CliError, UsageError, openTree, parseNodeId, runTool, type Tree } from './common.js'

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // mosctl: the openMosix node-control tool, working through the hpcfs tree (admin/*, nodes/<id>/*).
-// Subcommands and meanings follow mosctl(1) of openmosix-tools (spec proc-hpc.md §4.1).
+// Subcommands and meanings follow mosctl(1) of openmosix-tools (docs/tools.md, The originals).
 import { readdirSync } from 'node:fs'
 import { isIP } from 'node:net'
 import debug from '../util/log.js'

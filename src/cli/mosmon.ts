@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // mosmon: live view of every node's load (or speed, memory, utilisation) as bars, reading
-// nodes/*/ once a second, like mosmon(1) of openmosix-tools (spec proc-hpc.md §4.6).
+// nodes/*/ once a second, like mosmon(1) of openmosix-tools (docs/tools.md, The originals).
 // The screen is drawn by renderFrame (mosmon-render.ts); the terminal is driven by screen.ts
 // (alternate screen, raw keys, resize, the terminal restored on every way out).
 import { access, readdir, readFile } from 'node:fs/promises'

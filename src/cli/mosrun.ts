@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// mosrun: run a command under cluster discipline (openMosix mosrun(1), spec proc-hpc.md §4.3, with
+// mosrun: run a command under cluster discipline (openMosix mosrun(1), docs/tools.md The originals, with
 // MOSIX's -N and -b). The command is a child that inherits stdin/stdout/stderr; mosrun sets its
 // lock and target through proc/<pid>/ in the hpcfs tree, forwards signals and exits as it did.
 //
@@ -521,7 +521,7 @@ async function settleMove (tree: Tree, pid: number, target: number, gone: () => 
 }
 
 /**
- * openMosix's wrappers (spec proc-hpc.md §4.3), each mosrun with fixed options: `usage` is its
+ * openMosix's wrappers (docs/tools.md, The originals), each mosrun with fixed options: `usage` is its
  * --help, `args` turns its arguments into mosrun's (its own options first, then the command).
  */
 interface Alias { usage: string, args: (argv: string[]) => string[] }

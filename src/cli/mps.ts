@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// mps: ps with a NODE column (openMosix mps, spec proc-hpc.md §4.7). Lists the processes under
+// mps: ps with a NODE column (openMosix mps, docs/tools.md The originals). Lists the processes under
 // cluster discipline (proc/ in the hpcfs tree), or the given pids, or with -a / BSD `ax` every
 // process; NODE is proc/<pid>/where (0 = at home). A migrated process is shown as it runs on its
 // node (command line, state, memory; CPU time on every node), not as its hollow deputy (ps.ts).

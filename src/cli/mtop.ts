@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// mtop: top with a NODE column (openMosix mtop, spec proc-hpc.md §4.7): every process of this
+// mtop: top with a NODE column (openMosix mtop, docs/tools.md The originals): every process of this
 // system, most CPU first, with where each process under cluster discipline runs and its CPU use
 // there (ps.ts reads the rows). Interactive on a terminal (screen.ts), or batch frames for
 // scripts and tests (-b, -n N; also when stdout is not a terminal).

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // setpe: load, check or print the cluster map (admin/config) and switch this node on/off
-// (admin/mospe), like setpe(1) of openmosix-tools (spec proc-hpc.md §4.4).
+// (admin/mospe), like setpe(1) of openmosix-tools (docs/tools.md, The originals).
 import { readFileSync, writeFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import debug from '../util/log.js'

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // showmap: print this node's id and the cluster map in the omdiscd/showmap layout
-// (spec proc-hpc.md §4.5), from admin/mospe and admin/config.
+// (docs/tools.md, The originals), from admin/mospe and admin/config.
 import { CliError, UsageError, openTree, runTool } from './common.js'
 import { parseMap, MapError, type MapLine } from '../map/map.js'
 

@@ -1,6 +1,7 @@
 // The FUSE layer: a thin translation of file operations onto the tree (src/fs/tree.ts), which
 // works on the cluster core. Files report size 0 and the mount uses direct_io, so every read
-// reaches the daemon and returns the current value (procfs semantics, see shared spec fuse.md).
+// reaches the daemon and returns the current value (procfs semantics; why: docs/bench-fs.md,
+// reference measurement).
 // Handlers never block and never touch the mount themselves.
 import Fuse, { type Ops, type Stat } from 'fuse-native'
 import { constants } from 'node:os'

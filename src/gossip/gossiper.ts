@@ -1,4 +1,4 @@
-// The gossip protocol (no master; MOSIX/gossimon style, see shared spec algorithms.md §2):
+// The gossip protocol (no master; MOSIX/gossimon style, see docs/gossip.md):
 // every interval a node stamps its own entry fresh and pushes a window (its own entry plus the
 // w-1 freshest entries it knows) to one node chosen at random: a live node, except with
 // probability 1/max(sendToAnyCycle, live nodes) any known node, possibly one believed down, so

@@ -1,4 +1,4 @@
-// The cluster map in openMosix `setpe` grammar (see shared spec proc-hpc.md §4.4):
+// The cluster map in openMosix `setpe` grammar (see docs/tools.md, setpe and The originals):
 //
 //   # comment
 //   first-id  host-or-IP[:port]  count      count consecutive ids on consecutive last octets

@@ -1,5 +1,5 @@
 // Speed calibration: how fast one CPU of this node is, on the openMosix scale where a
-// Pentium III at 1 GHz reads 10000 (shared spec proc-hpc.md §3.1; the recommendation there is
+// Pentium III at 1 GHz reads 10000 (docs/probe.md, Speed calibration; the rule of thumb there is
 // speed ≈ MHz × 10 for a PIII-class core).
 //
 // HOW (also in docs/probe.md):

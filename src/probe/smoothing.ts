@@ -1,4 +1,4 @@
-// MOSIX load smoothing (shared spec algorithms.md §3.2, proc-hpc.md §3.2), as carried into
+// MOSIX load smoothing (docs/probe.md, Load), as carried into
 // Kerrighed's mosix_probe.c. Fed once per period (one second in MOSIX) with the raw load sample:
 //
 //   mean  (used locally):      rises slowly  new = (5·old + 3·sample)/8, falls at once to the sample

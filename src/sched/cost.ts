@@ -1,4 +1,4 @@
-// E-PVM opportunity cost (spec §1.2): every resource of a node costs n^(utilisation), n = the
+// E-PVM opportunity cost (docs/sched.md, Cost): every resource of a node costs n^(utilisation), n = the
 // number of nodes; a node's cost is the sum over its resources; the marginal cost of a job on a node
 // is how much that node's cost rises when the job is added. Resources: CPU and memory.
 //
@@ -124,7 +124,7 @@ export function argminCost (costs: readonly number[]): number {
   let best = -1
   let cost = Infinity
   for (let i = 0; i < costs.length; i++) {
-    // The book's pseudocode forgets `cost = marginal_cost` (spec §1.2): a real argmin updates both.
+    // The book's pseudocode forgets `cost = marginal_cost` (docs/sched.md, Cost): a real argmin updates both.
     if (costs[i] < cost) { cost = costs[i]; best = i }
   }
   return best

@@ -3,7 +3,7 @@
 // own news shows them (docs/sched.md "Loads that know about moves"). Gossip shows a node's load as
 // it was an interval or two ago, smoothed: without this, a node that has just sent a process sees
 // the target as idle as before and sends it the next one too (issue 10: 3 of 4 jobs to one node).
-// gossimon's infod-best does the same for one choice (`updateChosenNodeLoad`, algorithms.md §2.3);
+// gossimon's infod-best does the same for one choice (`updateChosenNodeLoad`, docs/sched.md);
 // here an entry lasts until news *newer than the move* arrives, so it neither vanishes before the
 // target shows the process nor counts it twice afterwards.
 //

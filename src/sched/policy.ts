@@ -32,7 +32,7 @@ export const SCHED_DEFAULTS = {
    * A move must still lower the system cost if the target carried loadMargin × the process's load
    * more than the view shows. Gossiped loads are smoothed and an interval or two old, so two nearly
    * equal nodes can each look a little lighter than the other; with this margin they do not pass
-   * processes back and forth. On nodes of equal speed it is Kerrighed's rule (algorithms.md §3.3)
+   * processes back and forth. On nodes of equal speed it is Kerrighed's rule (docs/sched.md, Policy (b))
    * with a stab_factor of 150%: move only if remote + 1.5 × the process's load < local, so 3:1
    * becomes 2:2 and 2:1 stays. Unlike a gate on the cost drop itself, it does not depend on max_jobs
    * (which flattens the costs). 0.5 rather than Kerrighed's 0.3: in the simulator it did as well on
@@ -60,7 +60,7 @@ export const SCHED_DEFAULTS = {
   defaultBandwidth: 100e6,
   /** Fixed cost of a migration (s): connection, freeze, restore. */
   migrationLatency: 0.05,
-  /** CPU rate divisor on a node whose memory is over-committed (spec §1.2 thrashing). */
+  /** CPU rate divisor on a node whose memory is over-committed (docs/sched.md, Cost: thrashing). */
   thrashFactor: 10
 }
 

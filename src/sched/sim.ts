@@ -1,4 +1,4 @@
-// A cluster simulator for comparing job-assignment policies (spec §1.2, §5 item 5): heterogeneous
+// A cluster simulator for comparing job-assignment policies (docs/sched.md, Cost and Simulator): heterogeneous
 // nodes, Poisson job arrivals with heavy-tailed CPU demand and random memory, equal CPU sharing per
 // node (processor sharing, exact between events), CPU rate ÷10 on a node whose memory is
 // over-committed, migration time = latency + image / bandwidth (the process makes no progress in

@@ -1,4 +1,4 @@
-// The analytic age model of MOSIX windowed push gossip (shared spec algorithms.md §2.2; Amar,
+// The analytic age model of MOSIX windowed push gossip (docs/gossip.md, section 2; Amar,
 // Barak, Drezner, Okun 2009; the same formulas as gossimon's libgossip/gossiplib.c).
 //
 // n nodes; every time unit each node stamps its own entry and pushes its w freshest entries (own
@@ -11,7 +11,7 @@ const log = debug('hpcfs:sim')
 
 /** The Euler–Mascheroni constant as gossimon's calcMaxAge writes it (0.577). */
 export const GAMMA = 0.577
-/** The Euler–Mascheroni constant to double precision. The spec's Table C row n=4096 of the E[max]
+/** The Euler–Mascheroni constant to double precision. Table C's row n=4096 (docs/gossip.md, section 2) of the E[max]
  * columns (608, 1822) is only reproduced with this value: gossimon's 0.577 gives 607 and 1821. */
 export const EULER_GAMMA = 0.5772156649015329
 

@@ -1,5 +1,5 @@
-// Experiments on the simulator (shared spec algorithms.md §5 items 1-3): steady-state ages against
-// the §2.2 model, bandwidth, propagation of a changed value, and failure/rejoin detection times.
+// Experiments on the simulator (the benchmark of docs/gossip.md, items 1-3): steady-state
+// ages against the age model (docs/gossip.md, section 2), bandwidth, propagation of a changed value, and failure/rejoin detection times.
 import debug from '../util/log.js'
 import { MAX_WINDOW } from '../gossip/codec.js'
 import { model, type ModelPoint } from './agemodel.js'
@@ -25,7 +25,7 @@ export type EngineKind = 'gossiper' | 'fast'
 export interface AgeRunOptions extends SimOptions {
   /** Which engine runs the protocol (default 'gossiper'). */
   engine?: EngineKind
-  /** Warm-up length in units of the model's M (default 3; the spec asks for at least 3). */
+  /** Warm-up length in units of the model's M (default 3; benchmark item 1 asks for at least 3). */
   warmupFactor?: number
   /** Intervals measured after warm-up (default max(M, 100)). */
   measureIntervals?: number

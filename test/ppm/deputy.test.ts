@@ -113,7 +113,7 @@ test('a synchronous fault during injection aborts at once instead of looping', a
   const s = lab.start(bin, ['1000000', '100', '0', '20000'])
   await waitFor(() => lines(s.out) >= 1, 5000, 'output')
   // fault-injection hook: hollow without unregistering rseq, so the munmap of the rseq area makes
-  // the next return to user mode fault (spec §9.2)
+  // the next return to user mode fault (docs/ppm.md "Kernel facts")
   process.env.HPC_PPM_TEST_FAULT = 'keep-rseq'
   const p = deputy(s.pid, lab.path('fault.img'))
   delete process.env.HPC_PPM_TEST_FAULT

@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { LoadSmoother, stepMean, stepUpper } from '../../src/probe/smoothing.js'
 
-// Closed forms of the spec's recurrences for a unit step: after k steps
+// Closed forms of MOSIX's recurrences (docs/probe.md, Load) for a unit step: after k steps
 //   mean rising 0→1: 1 - (5/8)^k;   upper falling 1→0: (7/8)^k
 test('mean rises slowly on a 0→1 step: 0.375, 0.609, 0.756, 0.847, 0.905', () => {
   const s = new LoadSmoother()
@@ -11,7 +11,7 @@ test('mean rises slowly on a 0→1 step: 0.375, 0.609, 0.756, 0.847, 0.905', () 
     assert.ok(Math.abs(s.mean - (1 - (5 / 8) ** k)) < 1e-12)
     assert.equal(s.upper, 1, 'upper jumps up at once')
   }
-  assert.equal(Math.round(s.mean * 1000) / 1000, 0.905) // the spec's computed figure (algorithms.md §3.2)
+  assert.equal(Math.round(s.mean * 1000) / 1000, 0.905) // the figure of docs/probe.md, Load
 })
 
 test('upper decays slowly on a 1→0 drop: 0.875, 0.766, 0.670, 0.586, 0.513; mean drops at once', () => {

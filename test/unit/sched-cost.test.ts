@@ -1,4 +1,5 @@
-// E-PVM opportunity cost (src/sched/cost.ts) against the hand-computed values of spec §5 item 4.
+// E-PVM opportunity cost (src/sched/cost.ts) against the hand-computed values of the worked
+// example of docs/sched.md (Cost).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { CostModel, argminCost, capacityOf, type NodeResources } from '../../src/sched/cost.js'
@@ -6,7 +7,7 @@ import { CostModel, argminCost, capacityOf, type NodeResources } from '../../src
 const GB = 1 << 30
 const node = (jobs: number, memFraction: number): NodeResources => ({ load: jobs, capacity: 1, memUsed: memFraction * GB, memTotal: GB })
 
-test('spec §5.4: marginal costs 1.1258, 1.3678, 0.8973 with n = 4, max_jobs = 4; argmin is C', () => {
+test('the worked example of docs/sched.md: marginal costs 1.1258, 1.3678, 0.8973 with n = 4, max_jobs = 4; argmin is C', () => {
   const m = new CostModel(4, 4)
   const job = { cpu: 1, mem: 0.1 * GB }
   const mc = [node(2, 0.5), node(3, 0.2), node(0, 0.85)].map(r => m.marginalCost(r, job))
@@ -49,7 +50,7 @@ test('a fast or many-CPU node counts as several standard CPUs: a job adds less l
   assert.ok(Math.abs(m.removalGain(two, { cpu: 1, mem: 0.1 * GB }) - m.marginalCost(one, { cpu: 1, mem: 0.1 * GB })) < 1e-12)
 })
 
-test('each 10% of a resource at n = 1024 roughly doubles its cost (DSS §3.1 rule of thumb)', () => {
+test('each 10% of a resource at n = 1024 roughly doubles its cost (the DSS rule of thumb, docs/sched.md Cost)', () => {
   const m = new CostModel(1024)
   const ratio = m.memCost(0.6, 1) / m.memCost(0.5, 1)
   assert.ok(Math.abs(ratio - 2) < 1e-9)

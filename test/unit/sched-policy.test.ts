@@ -44,7 +44,7 @@ function runCluster (nodes: Node[], rounds: number, seed: number): Array<{ pid: 
   return moves
 }
 
-test('placement follows spec §5.4: with n = 4 and max_jobs = 4 the job goes to C, and the explanation shows each cost', () => {
+test('placement follows the worked example of docs/sched.md: with n = 4 and max_jobs = 4 the job goes to C, and the explanation shows each cost', () => {
   const mem = (id: number, jobs: number, used: number): NodeView => ({ id, load: jobs * 100, speed: 10000, cpus: 1, freeMem: (1 - used) * GB, totalMem: GB })
   const view: LocalView = { self: mem(1, 2, 0.5), procs: [], others: [mem(2, 3, 0.2), mem(3, 0, 0.85), mem(4, 4, 0.5)], clusterSize: 4 }
   const d = placeJob(view, { cpu: 1, mem: 0.1 * GB }, { model: new CostModel(4, 4), tunables: { choices: 0 } })
@@ -82,7 +82,7 @@ test('stale loads: a node that sees an equal node a job lighter than it is (its 
   assert.equal(rebalance({ ...view, others: [nodeView(2, 1)] }).action, 'move')
 })
 
-test('spec §5.8: one node with 4 CPU-bound processes and two idle nodes: it spreads, nothing moves back', () => {
+test('docs/sched.md, continuous correction: one node with 4 CPU-bound processes and two idle nodes: it spreads, nothing moves back', () => {
   for (const seed of [1, 2, 3, 4, 5]) {
     const nodes: Node[] = [
       { id: 1, speed: 10000, cpus: 1, procs: [1, 2, 3, 4].map(p => proc(p)) },

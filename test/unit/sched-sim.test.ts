@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { simulate, boundedParetoMean, POLICIES } from '../../src/sched/sim.js'
 import { processRate } from '../../src/sched/policy.js'
 
-test('processor sharing as in spec §1.2: 8 jobs on one standard CPU, 3 units of work take 24 s, 240 s thrashing', () => {
+test('processor sharing as in docs/sched.md (Cost): 8 jobs on one standard CPU, 3 units of work take 24 s, 240 s thrashing', () => {
   assert.equal(3 / processRate(10000, 1, 8, false, 10), 24)
   assert.equal(3 / processRate(10000, 1, 8, true, 10), 240)
   assert.equal(processRate(20000, 4, 2, false, 10), 2) // fewer jobs than CPUs: each gets a whole (2×) CPU

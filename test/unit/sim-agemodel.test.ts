@@ -1,5 +1,5 @@
-// The §2.2 age model (src/sim/agemodel.ts) against the spec's published Table C and its stated
-// properties, and against config.expectedMaxAge (what hpcd uses for downAfter).
+// The age model (src/sim/agemodel.ts, docs/gossip.md section 2) against Table C and the model's
+// stated properties, and against config.expectedMaxAge (what hpcd uses for downAfter).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import {
@@ -8,7 +8,7 @@ import {
 } from '../../src/sim/agemodel.js'
 import { expectedMaxAge } from '../../src/config.js'
 
-// algorithms.md §2.2 Table C: n, smallest w for avg age < 10, E[max] < 60, E[max] < 20 (an independent source)
+// Table C (docs/gossip.md, section 2): n, smallest w for avg age < 10, E[max] < 60, E[max] < 20 (an independent source)
 const TABLE_C: Array<[number, number, number, number]> = [
   [64, 8, 5, 15], [128, 17, 12, 35], [256, 38, 26, 78], [512, 86, 58, 174],
   [1024, 202, 128, 384], [2048, 494, 280, 840], [4096, 1317, 608, 1822]

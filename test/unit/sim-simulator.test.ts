@@ -1,5 +1,5 @@
 // The discrete-event simulator running real Gossipers (src/sim/simulator.ts, experiments.ts):
-// its building blocks, agreement with the §2.2 model, failure and rejoin detection, bandwidth.
+// its building blocks, agreement with the age model (docs/gossip.md, section 2), failure and rejoin detection, bandwidth.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { EventQueue } from '../../src/sim/eventqueue.js'
