@@ -37,7 +37,7 @@ export function collectMetrics (node: HpcNode, migrations: MigrationLog | null):
     gauge('hpcfs_node_memory_available_bytes', 'Memory free as the cluster counts it, MemAvailable (nodes/<id>/mem). Up nodes only.', per(v => v.info.mem)),
     gauge('hpcfs_node_memory_free_bytes', 'Memory free as Linux counts it, MemFree (nodes/<id>/rmem). Up nodes only.', per(v => v.info.rmem)),
     gauge('hpcfs_node_memory_total_bytes', 'Total memory (nodes/<id>/tmem). Up nodes only.', per(v => v.info.tmem)),
-    gauge('hpcfs_node_utilization_ratio', 'CPU utilisation 0..1 (nodes/<id>/util / 100). Up nodes only.', per(v => v.info.util / 100)),
+    gauge('hpcfs_node_utilization_ratio', 'Utilisability 0..1 (nodes/<id>/util / 100): 1 minus the share of time the node stalled on memory (PSI). Up nodes only.', per(v => v.info.util / 100)),
     counter('hpcfs_gossip_sent_datagrams_total', 'Gossip datagrams sent.', [{ value: g.sent }]),
     counter('hpcfs_gossip_sent_bytes_total', 'Bytes of gossip datagrams sent.', [{ value: g.sentBytes }]),
     counter('hpcfs_gossip_received_datagrams_total', 'Gossip datagrams received and accepted.', [{ value: g.received }]),
