@@ -26,6 +26,10 @@ if (files.length === 0) {
   process.exit(1)
 }
 // --test-force-exit: a file whose tests have all ended is done, even if a failed test left a
-// handle open (a helper's pipe, a timer); without it one such failure hangs the whole run
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-force-exit', ...files], { stdio: 'inherit' })
+// handle open (a helper's pipe, a timer); without it one such failure hangs the whole run.
+// --test-timeout: a test file that hangs (a process that never ends, awaited without a bound) fails
+// after FILE_TIMEOUT_MS with its name, and the run goes on to the next file (node 20 applies the
+// limit to each file); the longest file takes about three minutes on a busy 2-core machine.
+const FILE_TIMEOUT_MS = 360_000
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-force-exit', `--test-timeout=${FILE_TIMEOUT_MS}`, ...files], { stdio: 'inherit' })
 process.exit(r.status ?? 1)

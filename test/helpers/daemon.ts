@@ -25,6 +25,13 @@ export async function until<T> (what: string, fn: Check<T>, timeout = 15_000, ev
   return await poll(what, fn, { timeoutMs: timeout, everyMs: every, retryErrors: true })
 }
 
+/** Awaits `p` for at most `ms`: a process that never ends fails the test with `what`, not the whole file by its time limit. */
+export async function within<T> (p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms) })
+  try { return await Promise.race([p, late]) } finally { clearTimeout(timer) }
+}
+
 /** Reads a tree file through a child `cat` with a timeout (a hung mount cannot hang the test). */
 export async function cat (path: string): Promise<string> {
   const r = await sh(`cat ${JSON.stringify(path)}`, { timeout: 5000 })

@@ -10,7 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Lab } from '../../src/lab/lab.js'
 import { Lab as Bins } from '../ppm/harness.js'
-import { until, ROOT } from '../helpers/daemon.js'
+import { until, within, ROOT } from '../helpers/daemon.js'
 import { fifoSink as sharedSink } from '../helpers/fifo.js'
 
 let lab: Lab
@@ -127,7 +127,7 @@ async function spreads (cmd: string[]): Promise<void> {
       return away.size >= 2
     }, 40_000, 100)
     for (const p of members) process.kill(p, 'SIGUSR1') // at home: to the process or to its deputy
-    assert.deepEqual(await f.exited, { code: 0, signal: null })
+    assert.deepEqual(await within(f.exited, 90_000, 'the family to end (every member told to stop)'), { code: 0, signal: null })
     const ref = [1, 2, 3, 4].map(i => spawnSync(member, [String(i), ROUNDS], { encoding: 'utf8' }).stdout).join('')
     await until('all output', () => sorted(f.out()).length >= 4, 5000)
     assert.deepEqual(sorted(f.out()), sorted(ref))
@@ -172,7 +172,7 @@ test('a locked parent that forks after it moved: the fork is made at home, its c
     assert.equal(await where(parent), '0', 'the parent waits for them at home')
     await moveTo(kids[0], 3) // movable
     for (const k of kids) process.kill(k, 'SIGUSR1')
-    assert.deepEqual(await f.exited, { code: 0, signal: null })
+    assert.deepEqual(await within(f.exited, 90_000, 'the family to end (every member told to stop)'), { code: 0, signal: null })
     await until('all output', () => f.out().endsWith('forker done\n'), 5000)
     const ref = spawnSync('sh', ['-c', `echo go | ${forker} 2 ${ROUNDS} fork-later`], { encoding: 'utf8' })
     assert.deepEqual(sorted(f.out()), sorted(ref.stdout))
@@ -195,7 +195,7 @@ test('a parent moved while its children run elsewhere hears of their end (SIGCHL
     await until('the children\'s end reached the parent on node 3', () => f.out().includes('got SIGCHLD'), 20_000)
     assert.equal(await where(parent), '3')
     f.child.stdin?.write('go\n') // it waits for them now: at home
-    assert.deepEqual(await f.exited, { code: 0, signal: null })
+    assert.deepEqual(await within(f.exited, 90_000, 'the family to end (every member told to stop)'), { code: 0, signal: null })
     await until('all output', () => f.out().endsWith('forker done\n'), 5000)
     const child = (k: number): string => spawnSync(forker, ['child', String(k), ROUNDS], { encoding: 'utf8' }).stdout
     assert.deepEqual(sorted(f.out()), sorted(`${child(0)}${child(1)}forker ready\ngot SIGCHLD\nreaped 0 exit 10\nreaped 1 exit 11\nforker done\n`))
