@@ -22,7 +22,7 @@ import { familyFailed, superviseFamily } from './family.js'
 import { applyHint, defaultHints, type DecayHints } from './hints.js'
 import { Link, type DataType } from './link.js'
 import type { Message, MigrateMsg, RejoinMsg, SendToMsg } from './protocol.js'
-import { GuestRelays, StdinPull, fdFrame, parseFdFrame } from './relay.js'
+import { GuestRelays, StdinPull, fdFrame, parseFdFrame, pipeEmpty } from './relay.js'
 import { GuestStates, type GuestRecord } from './state.js'
 import { ImageCopy, ImageIn, TICKET_MS, Tickets, memoryRefusal, rawSink, rawSource, replay, sendImage, tee } from './transfer.js'
 
@@ -467,7 +467,7 @@ export class GuestSide {
    */
   private async settleStdin (g: Guest): Promise<boolean> {
     await g.released
-    const [a, b] = await Promise.all([g.pull.settle(), g.relays.settle()])
+    const [a, b] = await Promise.all([g.pull.settle(pipeEmpty(g.r.stdin, g.r.unread, 0)), g.relays.settle()])
     if (a && b) return true
     await g.conn.send({ t: 'stay', reason: UNREAD_STDIN }).catch(() => {})
     this.stays(g)

@@ -232,6 +232,15 @@ export function serveWant (io: HomeStdio, conn: Link, n: number, gate: () => 'no
   hand(got)
 }
 
+/**
+ * Is nothing handed over left unread: no write to the process's pipe pending here, and its fd holds
+ * no byte (undefined when that cannot be asked)?
+ */
+export function pipeEmpty (w: Writable | null | undefined, unread: ((fd: number) => Promise<number>) | undefined, fd: number): (() => Promise<boolean>) | undefined {
+  if (unread === undefined) return undefined
+  return async () => (w?.writableLength ?? 0) === 0 && await unread(fd) === 0
+}
+
 /** Guest side of pull-mode input (stdin, or a relayed fd above 2). */
 export class StdinPull {
   wanting = false
@@ -289,13 +298,16 @@ export class StdinPull {
   /**
    * Waits up to a second for the stdin handed over to be read (it would be lost in the pipe
    * otherwise). A want still open gets nothing more (home hands out no stdin during a move): it is
-   * dropped. Resolves whether all was read.
+   * dropped. Resolves whether all was read. `empty` (every 50 ms) asks the pipe itself: a process
+   * handed input on a poll-style wait that read it and went on to something else (make: a token,
+   * then a fork) does not block on the fd again, yet nothing of it is left.
    */
-  async settle (): Promise<boolean> {
+  async settle (empty?: () => Promise<boolean>): Promise<boolean> {
     let ok = this.consumed()
     for (let i = 0; i < 200 && !ok; i++) {
       await new Promise(resolve => setTimeout(resolve, 5))
       ok = this.consumed()
+      if (!ok && empty !== undefined && i % 10 === 9 && await empty()) { this.delivered = null; ok = true }
     }
     this.wanting = false
     return ok
@@ -316,9 +328,12 @@ export class GuestRelays {
 
   /** a keeper holds its ends for whoever attaches: it closes its writer of fd on this (GuestProcess.endRelay) */
   private readonly endRelay?: (fd: number) => void
+  /** bytes unread in the process's fd (GuestProcess.unread) */
+  private readonly unread?: (fd: number) => Promise<number>
 
-  constructor (readonly pid: number, r: RestoredHandle & { endRelay?: (fd: number) => void }) {
+  constructor (readonly pid: number, r: RestoredHandle & { endRelay?: (fd: number) => void, unread?: (fd: number) => Promise<number> }) {
     this.endRelay = r.endRelay
+    this.unread = r.unread
     for (const e of r.relays ?? []) {
       try {
         if (e.read !== null) this.readers.push([e.fd, new Socket({ fd: openSync(e.read, fsc.O_RDONLY | fsc.O_NONBLOCK), readable: true, writable: false })])
@@ -358,7 +373,7 @@ export class GuestRelays {
 
   /** Waits until every input handed over has been read (see StdinPull.settle); false if some has not. */
   async settle (): Promise<boolean> {
-    const r = await Promise.all([...this.pulls.values()].map(async p => await p.settle()))
+    const r = await Promise.all([...this.pulls.values()].map(async p => await p.settle(pipeEmpty(this.writers.get(p.fd), this.unread, p.fd))))
     return r.every(Boolean)
   }
 

@@ -250,6 +250,18 @@ export async function hostInfo (): Promise<string> {
 }
 
 /**
+ * Bytes waiting unread in descriptor fd of process pid (a pipe or a stream socket: FIONREAD through
+ * pidfd_getfd), or -1 when that cannot be told (the process or the fd is gone).
+ */
+export async function unread (pid: number, fd: number): Promise<number> {
+  try {
+    const h = new Helper(['unread', String(pid), String(fd)], ['ignore', 'ignore', 'pipe', 'ignore', 'pipe'])
+    const l = await h.next('UNREAD')
+    return Number(l[1])
+  } catch { return -1 }
+}
+
+/**
  * The OS fd under a connected net.Socket, so that a helper reads or writes the image on it
  * directly instead of through this process (the fast path for moving a process over the network).
  * A socket used as an image source must not have been read from: create it paused
