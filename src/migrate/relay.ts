@@ -249,6 +249,13 @@ export class StdinPull {
   ended = false
   /** stdin handed over and not known to be read yet: the wait it was for, and the switches then */
   delivered: { kind: 'read' | 'poll', line: string, switches: number } | null = null
+  /**
+   * What a poll-style wait on a relayed fd above 2 may be handed next: one byte at first, doubled
+   * each time the process read all it was handed and waits on the fd again (a stream). Such a fd
+   * may be make's jobserver: a make that sees it readable takes one token and goes on to fork
+   * (which brings it home); tokens it was handed and did not take would be held up on this node.
+   */
+  private pollChunk = 1
 
   constructor (readonly pid: number, readonly fd = 0) {}
 
@@ -271,6 +278,7 @@ export class StdinPull {
     const woke = ctxtSwitches(this.pid) !== d.switches
     const done = d.kind === 'read' ? woke || line !== d.line : woke && stdinWait(this.pid, line, this.fd) !== null
     if (done) this.delivered = null
+    if (done && d.kind === 'poll') this.pollChunk = Math.min(2 * this.pollChunk, STDIN_CHUNK)
     return done
   }
 
@@ -290,7 +298,7 @@ export class StdinPull {
       this.wanting = true
       this.wantLine = line
       this.wantKind = w.kind
-      want(w.n)
+      want(w.kind === 'poll' && this.fd > 2 ? Math.min(w.n, this.pollChunk) : w.n)
     }, 5)
     t.unref()
   }

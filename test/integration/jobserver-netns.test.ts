@@ -2,8 +2,9 @@
 // "Relayed descriptors"): `mosrun -l make -j3` runs a makefile whose recipes are a sub-make
 // ($(MAKE)) and CPU-bound members; GNU make hands its jobserver pipe (--jobserver-auth=R,W in
 // MAKEFLAGS) to the sub-make and to the `+` recipes. Members holding that pipe, and the sub-make
-// while it waits in pselect for a token, are moved to other nodes (proc/<pid>/goto); a token freed
-// at home reaches the sub-make away through the relay, which then starts its last job; the run ends
+// while it waits in pselect for a token, are moved to other nodes (proc/<pid>/goto); two tokens
+// freed at home at once reach the sub-make away through the relay one at a time (it takes one, and
+// the fork that follows brings it home), and it starts its last two jobs; the run ends
 // as an undisturbed one: every job once, exit status 0, every token back (make warns otherwise),
 // nothing left on any node.
 import { test, before, after } from 'node:test'
@@ -25,11 +26,11 @@ before(async () => {
   bins = new Bins()
   bins.compile('member')
   launcher = bins.compile('launch')
-  // top: the sub-make and member 1; sub: members 11, 12, 13. With -j3 (two tokens in the pipe):
-  // the sub-make runs on top's free slot, member 1 on a token; the sub-make runs 11 on its free
-  // slot, 12 on the other token, and waits in pselect for a token for 13
-  writeFileSync(join(bins.dir, 'top.mk'), `all: sub x\nsub:\n\t@$(MAKE) -s -f ${join(bins.dir, 'sub.mk')}\nx:\n\t+@member 1 ${ROUNDS} $(SPIN)\n.PHONY: all sub x\n`)
-  writeFileSync(join(bins.dir, 'sub.mk'), `all: j1 j2 j3\nj1 j2 j3:\n\t+@member 1$(subst j,,$@) ${ROUNDS} $(SPIN)\n.PHONY: all j1 j2 j3\n`)
+  // top: the sub-make and members 1, 2; sub: members 11 to 14. With -j4 (three tokens in the
+  // pipe): the sub-make runs on top's free slot, members 1 and 2 on a token each; the sub-make runs
+  // 11 on its free slot, 12 on the third token, and waits in pselect for a token for 13
+  writeFileSync(join(bins.dir, 'top.mk'), `all: sub x1 x2\nsub:\n\t@$(MAKE) -s -f ${join(bins.dir, 'sub.mk')}\nx1 x2:\n\t+@member $(subst x,,$@) ${ROUNDS} $(SPIN)\n.PHONY: all sub x1 x2\n`)
+  writeFileSync(join(bins.dir, 'sub.mk'), `all: j1 j2 j3 j4\nj1 j2 j3 j4:\n\t+@member 1$(subst j,,$@) ${ROUNDS} $(SPIN)\n.PHONY: all j1 j2 j3 j4\n`)
   lab = await Lab.create({ nodes: 3, tag: 'job', interval: 0.25, hpcdArgs: () => ['--down-after', '2', '--no-balance'], env: { DEBUG: process.env.JOB_DEBUG ?? 'hpcfs:home,hpcfs:guest,hpcfs:relay,hpcfs:family' }, ...(process.env.JOB_LOGS !== undefined ? { logDir: process.env.JOB_LOGS } : {}) })
   await lab.waitAllUp()
 })
@@ -62,10 +63,10 @@ async function moveTo (pid: number, target: number | 'home'): Promise<void> {
   assert.equal(err, 'ok', `move of ${pid} to ${target} failed`)
 }
 
-test('mosrun -l make -j3 with a sub-make: members holding the jobserver pipe and the sub-make waiting for a token run away; every job once, every token back', async () => {
+test('mosrun -l make -j4 with a sub-make: members holding the jobserver pipe and the sub-make waiting for a token run away; every job once, every token back', async () => {
   const sink = fifoSink(bins.dir, 'out-make')
   const env = { ...process.env, HPC_ROOT: n1().mount, PATH: `${bins.dir}:${process.env.PATH ?? ''}` }
-  const child: ChildProcess = spawn('nsenter', [`--net=/run/netns/${n1().ns as string}`, '--', launcher, process.execPath, join(ROOT, 'src/cli/mosrun.js'), '-l', 'make', '-s', '-j3', '-f', join(bins.dir, 'top.mk'), 'SPIN=spin'],
+  const child: ChildProcess = spawn('nsenter', [`--net=/run/netns/${n1().ns as string}`, '--', launcher, process.execPath, join(ROOT, 'src/cli/mosrun.js'), '-l', 'make', '-s', '-j4', '-f', join(bins.dir, 'top.mk'), 'SPIN=spin'],
     { stdio: ['ignore', sink.fd, sink.fd], env, detached: true })
   const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>(resolve => child.on('exit', (code, signal) => resolve({ code, signal })))
   const seen = new Set<number>()
@@ -75,7 +76,7 @@ test('mosrun -l make -j3 with a sub-make: members holding the jobserver pipe and
       for (const p of ps) seen.add(p)
       return ps.find(p => argv(p)[0] === 'member' && argv(p)[1] === id)
     }, 30_000, 100)
-    const [m1, m11, m12] = [await member('1'), await member('11'), await member('12')]
+    const [m1, m2, m11, m12] = [await member('1'), await member('2'), await member('11'), await member('12')]
     const sub = ppid(m11)
     const top = ppid(sub)
     assert.ok((await listed()).includes(sub) && (await listed()).includes(top), 'both makes are under discipline')
@@ -86,7 +87,7 @@ test('mosrun -l make -j3 with a sub-make: members holding the jobserver pipe and
     const pipe = link(top, rfd)
     assert.match(pipe, /^pipe:/)
     const holds = (pid: number): boolean => link(pid, rfd) === pipe && link(pid, wfd) === pipe
-    for (const p of [sub, m1, m11, m12]) assert.ok(holds(p), `${p} holds the jobserver pipe`)
+    for (const p of [sub, m1, m2, m11, m12]) assert.ok(holds(p), `${p} holds the jobserver pipe`)
     // the sub-make waits for a token for its third job: in pselect6 on the jobserver's read end
     await until('the sub-make waiting for a token', () => /^270 /.test(readFileSync(`/proc/${sub}/syscall`, 'utf8')), 20_000)
 
@@ -97,22 +98,25 @@ test('mosrun -l make -j3 with a sub-make: members holding the jobserver pipe and
       assert.equal(await where(p), n, `${p} runs on node ${n}`)
       assert.ok(holds(p), `${p}'s original at home holds the jobserver pipe while it runs on node ${n}`)
     }
-    // member 1 ends at home: top returns its token; the sub-make, away, gets it through the relay
-    // and starts its third job (the fork brings it home)
+    // members 1 and 2 end at home: top returns their tokens; the sub-make, away, gets one through
+    // the relay and starts its third job (the fork brings it home), then its fourth
     process.kill(m1, 'SIGUSR1')
-    const m13 = await member('13')
-    assert.equal(ppid(m13), sub, 'the sub-make started its last job')
-    assert.ok(holds(m13))
+    process.kill(m2, 'SIGUSR1')
+    const [m13, m14] = [await member('13'), await member('14')]
+    for (const p of [m13, m14]) {
+      assert.equal(ppid(p), sub, 'the sub-make started its last jobs')
+      assert.ok(holds(p))
+    }
     assert.ok(Number((await n1().read(`proc/${sub}/nmigs`)).trim()) >= 2, 'the sub-make came home to fork')
     await moveTo(m13, 3)
     assert.ok(holds(m13))
-    for (const p of [m11, m12, m13]) process.kill(p, 'SIGUSR1') // at home: to the process or its deputy
+    for (const p of [m11, m12, m13, m14]) process.kill(p, 'SIGUSR1') // at home: to the process or its deputy
 
     assert.deepEqual(await exited, { code: 0, signal: null }, sink.out())
-    const ref = spawnSync('make', ['-s', '-j3', '-f', join(bins.dir, 'top.mk'), 'SPIN='], { env, encoding: 'utf8' })
+    const ref = spawnSync('make', ['-s', '-j4', '-f', join(bins.dir, 'top.mk'), 'SPIN='], { env, encoding: 'utf8' })
     assert.equal(ref.status, 0)
-    assert.equal(sorted(ref.stdout).length, 4)
-    await until('all output', () => sorted(sink.out()).length >= 4, 5000)
+    assert.equal(sorted(ref.stdout).length, 6)
+    await until('all output', () => sorted(sink.out()).length >= 6, 5000)
     // every job once, and no word from make (a token lost or doubled makes it say INTERNAL: ...)
     assert.deepEqual(sorted(sink.out()), sorted(ref.stdout + ref.stderr))
 
