@@ -9,7 +9,7 @@ import { processAge, psInfo, residentBytes, type PsInfo } from '../util/procfs.j
 import { stdioKind, type StdioKind } from './relay.js'
 
 /** The deputy as the home side uses it (ppm.Deputy). Events: 'signal' (number), 'end'. */
-export type DeputyHandle = Pick<ppm.Deputy, 'on' | 'removeAllListeners' | 'exit' | 'kill' | 'restoreInto' | 'takeFds'> & Partial<Pick<ppm.Deputy, 'restoreFromFd' | 'relayed' | 'relayFds' | 'pull'>>
+export type DeputyHandle = Pick<ppm.Deputy, 'on' | 'removeAllListeners' | 'exit' | 'kill' | 'restoreInto' | 'takeFds'> & Partial<Pick<ppm.Deputy, 'restoreFromFd' | 'relayed' | 'relayFds' | 'pull' | 'closeFd'>>
 
 /**
  * An image written by the engine straight into a connection's socket (`fd`, see Link.rawFd), with

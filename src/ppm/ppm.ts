@@ -666,6 +666,21 @@ export class Deputy extends EventEmitter {
     })
   }
 
+  /**
+   * The process closed its `fd` away from home (`shut`: shut that socket down for writing): what
+   * the relays still hold for it goes to the original first, then the deputy lets go of its copies
+   * and relays of fd and the original closes it (with `shut`: the socket is shut down for writing,
+   * its input still relayed).
+   */
+  async closeFd (fd: number, shut = false): Promise<void> {
+    if (!Number.isInteger(fd) || fd < 0) throw einval(`bad fd ${fd}`)
+    await this.serial(async () => {
+      const p = this.h.next('OK')
+      this.h.send(`CLOSE ${fd} ${shut ? 'w' : 'c'}`)
+      await p
+    })
+  }
+
   /** Restores an image back into the original (same pid); on failure the original stays hollow. */
   async restoreInto (src: ImageSource): Promise<{ restoreMs: number }> {
     return await this.serial(async () => {
