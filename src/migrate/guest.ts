@@ -22,7 +22,7 @@ import { familyFailed, superviseFamily } from './family.js'
 import { applyHint, defaultHints, type DecayHints } from './hints.js'
 import { Link, type DataType } from './link.js'
 import type { Message, MigrateMsg, RejoinMsg, SendToMsg } from './protocol.js'
-import { GuestRelays, StdinPull, fdFrame, parseFdFrame, pipeEmpty } from './relay.js'
+import { GuestRelays, StdinPull, fdFrame, parseFdFrame, pipeEmpty, watchCloses } from './relay.js'
 import { GuestStates, type GuestRecord } from './state.js'
 import { ImageCopy, ImageIn, TICKET_MS, Tickets, memoryRefusal, rawSink, rawSource, replay, sendImage, tee } from './transfer.js'
 
@@ -223,6 +223,7 @@ export class GuestSide {
     r.stdout?.on('data', pump('O'))
     r.stderr?.on('data', pump('E'))
     for (const [fd, s] of g.relays.readers) s.on('data', pump('W', fd))
+    watchCloses(r.pid, [[1, r.stdout], [2, r.stderr], ...g.relays.readers], (fd, how) => { void this.closedHere(g, fd, how) })
     r.stdin?.on('error', () => {})
     this.bindConn(g, conn)
     superviseFamily(g, r, () => this.guests.get(g.pid) === g)
@@ -233,6 +234,13 @@ export class GuestSide {
       if (!g.leaving) void this.reportEnd(g, st) // (while it leaves: ended by its dump, or reported if it stays after all)
     })
     return g
+  }
+
+  /** The guest closed a relayed output here (or shut a socket down for writing): home does the same, after what it wrote. */
+  private async closedHere (g: Guest, fd: number, how: 'close' | 'shutdown'): Promise<void> {
+    if (!await this.inTouch(g) || this.guests.get(g.pid) !== g) return
+    log('guest %d: fd %d: %s', g.pid, fd, how)
+    await g.conn.send({ t: 'closed', fd, how }).catch(() => {})
   }
 
   /** The guest ended here: once its output is out and home can be told (it may have to rejoin first), home hears how. */

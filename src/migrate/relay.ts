@@ -9,7 +9,7 @@
 // on the remote when the process moves on (src/migrate/stdin.ts).
 // Guest side (StdinPull per input fd, GuestRelays): watches the guest for a blocked wait on an
 // input and asks for it; carries the relayed descriptors' bytes to and from the restored process.
-import { createWriteStream, readlinkSync, readSync, openSync, closeSync, fstatSync, writeSync, constants as fsc } from 'node:fs'
+import { createWriteStream, readdirSync, readFileSync, readlinkSync, readSync, openSync, closeSync, fstatSync, writeSync, constants as fsc } from 'node:fs'
 import { Socket } from 'node:net'
 import type { Readable, Writable } from 'node:stream'
 import debug from '../util/log.js'
@@ -167,6 +167,35 @@ export class HomeStdio {
   }
 
   /**
+   * The process closed fd away from home (`shutdown`: shut that socket down for writing), after
+   * what it wrote there, which has been written here already: that goes out, then the deputy lets
+   * go of fd and the original closes it (or shuts it down), so that the other end at home sees the
+   * end. A move waits for this as for a pull (idle).
+   */
+  async closeFd (fd: number, how: 'close' | 'shutdown'): Promise<void> {
+    const dep = this.dep
+    if (dep?.closeFd === undefined || this.pendingOut !== null) return
+    this.pulls++
+    try {
+      const s = this.outOf(fd)
+      if (fd <= 2) this.out[fd] = null; else this.extraOut.delete(fd)
+      if (fd === 2 && how === 'close') this.errPath = null
+      if (s) await endStream(s)
+      if (how === 'close') {
+        const i = this.extraIn.get(fd)
+        if (i) { try { closeSync(i.fd) } catch {} this.extraIn.delete(fd) }
+        this.extra = this.extra.filter(r => r.fd !== fd)
+      }
+      await dep.closeFd(fd, how === 'shutdown')
+      log('fd %d of %d: %s away from home, passed on', fd, this.pid, how)
+    } catch (e) {
+      log('fd %d of %d: %s: %s', fd, this.pid, how, (e as Error).message)
+    } finally {
+      if (--this.pulls === 0) for (const w of this.idlers.splice(0)) w()
+    }
+  }
+
+  /**
    * Writes a line on the process's stderr, whatever it is: through the relay, or else (a file or
    * FIFO the process reopened by path wherever it ran) appended through the deputy's descriptor.
    */
@@ -195,6 +224,12 @@ export class HomeStdio {
     this.opened = false
     this.pendingOut = []
   }
+}
+
+/** Ends a relay's writer: what it holds is written, then its descriptor is closed. */
+async function endStream (s: Writable): Promise<void> {
+  if (s.destroyed) return
+  await new Promise<void>(resolve => { s.once('close', () => resolve()); s.end(() => s.destroy()) })
 }
 
 /**
@@ -388,5 +423,44 @@ export class GuestRelays {
   /** The process is gone: the input ends are closed (a socket's pump then ends). */
   close (): void {
     for (const w of this.writers.values()) w.destroy()
+  }
+}
+
+/** What descriptor fd of process pid is (its /proc link, e.g. "pipe:[123]"), or '' when closed. */
+function fdLink (pid: number, fd: number): string {
+  try { return readlinkSync(`/proc/${pid}/fd/${fd}`) } catch { return '' }
+}
+
+/**
+ * After the end of a relayed output of process pid whose descriptor was `was` (fdLink): `close`
+ * when the process still runs and holds that object at no fd any more, `shutdown` when it still
+ * holds it (a socket it shut down for writing), null when it is gone or a zombie (its end closed
+ * everything: that is no close to pass on).
+ */
+export function closedHow (pid: number, was: string): 'close' | 'shutdown' | null {
+  let fds: string[]
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    if (/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2))) return null
+    fds = readdirSync(`/proc/${pid}/fd`)
+  } catch { return null }
+  if (fds.some(f => fdLink(pid, Number(f)) === was)) return was.startsWith('socket:') ? 'shutdown' : null
+  return 'close'
+}
+
+/**
+ * Guest side: the process's own close of a relayed output (fd 1, 2, or a pipe or socket above 2),
+ * or a shutdown of a relayed socket for writing, shows on N as the end of the stream the daemon
+ * reads that output from (its write end was the process's alone) while the process runs on:
+ * `report` is told which, after the last of its bytes ('end' comes after the last 'data').
+ */
+export function watchCloses (pid: number, ends: Array<[number, Readable | null]>, report: (fd: number, how: 'close' | 'shutdown') => void): void {
+  for (const [fd, s] of ends) {
+    const was = fdLink(pid, fd)
+    if (s === null || was === '') continue
+    s.once('end', () => {
+      const how = closedHow(pid, was)
+      if (how !== null) report(fd, how)
+    })
   }
 }
