@@ -227,8 +227,8 @@ export class GuestSide {
     r.stdin?.on('error', () => {})
     this.bindConn(g, conn)
     superviseFamily(g, r, () => this.guests.get(g.pid) === g)
-    if (stdin === 'pull') g.pull.start(() => this.guests.get(g.pid) === g, () => g.leaving || g.conn.closed, n => { void g.conn.send({ t: 'want', n }).catch(() => {}) })
-    for (const [fd, p] of g.relays.pulls) p.start(() => this.guests.get(g.pid) === g, () => g.leaving || g.conn.closed, n => { void g.conn.send({ t: 'want', n, fd }).catch(() => {}) })
+    if (stdin === 'pull') g.pull.start(() => this.guests.get(g.pid) === g, () => g.leaving || g.conn.closed, n => { void g.conn.send({ t: 'want', n }).catch(() => {}) }, () => { void this.closedHere(g, 0, 'close') })
+    for (const [fd, p] of g.relays.pulls) p.start(() => this.guests.get(g.pid) === g, () => g.leaving || g.conn.closed, n => { void g.conn.send({ t: 'want', n, fd }).catch(() => {}) }, () => { void this.closedHere(g, fd, 'close') })
     void r.exited.then(st => {
       g.ended = st
       if (!g.leaving) void this.reportEnd(g, st) // (while it leaves: ended by its dump, or reported if it stays after all)

@@ -77,9 +77,10 @@ export interface WantMsg { t: 'want', n: number, fd?: number }
 export interface StdinEndMsg { t: 'stdin-end', fd?: number }
 
 /**
- * N -> H (running): the process closed its relayed descriptor `fd` (stdout, stderr, or one above 2)
- * on N (`close`), or shut that socket down for writing (`shutdown`), after writing what came
- * before it: home does the same to the original's descriptor, so that the reader at home sees the end.
+ * N -> H (running): the process closed its relayed descriptor `fd` (stdin, stdout, stderr, or one
+ * above 2) on N (`close`), or shut that socket down for writing (`shutdown`), after writing what
+ * came before it: home does the same to the original's descriptor, so that the other end at home
+ * sees it (the reader the end of the pipe, the writer EPIPE, the peer the end of the stream).
  */
 export interface ClosedMsg { t: 'closed', fd: number, how: 'close' | 'shutdown' }
 
@@ -208,7 +209,7 @@ const SCHEMAS: { [K in Kind]: Schema<MsgOf<K>> } = {
   kill: {},
   want: { n: v => int(v) && (v as number) >= 1, fd: opt(v => int(v) && (v as number) >= 3 && (v as number) < 1 << 20) },
   'stdin-end': { fd: opt(v => int(v) && (v as number) >= 3 && (v as number) < 1 << 20) },
-  closed: { fd: v => int(v) && (v as number) >= 1 && (v as number) < 1 << 20, how: oneOf('close', 'shutdown') },
+  closed: { fd: v => int(v) && (v as number) >= 0 && (v as number) < 1 << 20, how: oneOf('close', 'shutdown') },
   hint: { hint: v => typeof v === 'string' && parseHint(v) === v },
   'move-request': { node, why: str },
   'move-failed': { reason: str },

@@ -184,6 +184,7 @@ export class HomeStdio {
       if (how === 'close') {
         const i = this.extraIn.get(fd)
         if (i) { try { closeSync(i.fd) } catch {} this.extraIn.delete(fd) }
+        if (fd === 0 && this.stdinFd !== null) { try { closeSync(this.stdinFd) } catch {} this.stdinFd = null }
         this.extra = this.extra.filter(r => r.fd !== fd)
       }
       await dep.closeFd(fd, how === 'shutdown')
@@ -276,6 +277,9 @@ export function pipeEmpty (w: Writable | null | undefined, unread: ((fd: number)
   return async () => (w?.writableLength ?? 0) === 0 && await unread(fd) === 0
 }
 
+/** An input pipe's close is looked for every this many polls of 5 ms. */
+const CLOSE_CHECK_TICKS = 20
+
 /** Guest side of pull-mode input (stdin, or a relayed fd above 2). */
 export class StdinPull {
   wanting = false
@@ -318,14 +322,29 @@ export class StdinPull {
   }
 
   /**
+   * Has the process closed its input pipe (every fd that held it, `was`) while it runs on? Then it
+   * reads no more: nothing is asked for, and `closed` (start) passes the close on. (A socket's
+   * close shows as the end of its output, watchCloses.)
+   */
+  private closedHere (was: string): boolean {
+    if (!was.startsWith('pipe:') || fdLink(this.pid, this.fd) === was || closedHow(this.pid, was) !== 'close') return false
+    this.ended = true
+    this.wanting = false
+    return true
+  }
+
+  /**
    * Every few ms, while `current()`: if the process is blocked waiting for stdin (a read, or a
    * poll/select/epoll watching fd 0), has read what it was handed before and is not `leaving()`,
    * ask for what that wait may take (`want`); nothing it has not asked for waits in its pipe when
    * it moves on.
    */
-  start (current: () => boolean, leaving: () => boolean, want: (n: number) => void): void {
+  start (current: () => boolean, leaving: () => boolean, want: (n: number) => void, closed?: () => void): void {
+    const was = fdLink(this.pid, this.fd)
+    let tick = 0
     const t = setInterval(() => {
       if (!current() || this.ended) { clearInterval(t); return }
+      if (closed !== undefined && ++tick % CLOSE_CHECK_TICKS === 0 && this.closedHere(was)) { clearInterval(t); closed(); return }
       if (this.wanting || leaving() || !this.consumed()) return
       const line = syscallLine(this.pid)
       const w = stdinWait(this.pid, line, this.fd)

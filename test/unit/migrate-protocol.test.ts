@@ -77,7 +77,7 @@ test('malformed messages are rejected with the reason', () => {
     [{ t: 'want', n: 1, fd: '3' }, /bad fd/],
     [{ t: 'stdin-end', fd: -1 }, /bad fd/],
     [{ t: 'stdin-end', fd: 1 << 20 }, /bad fd/],
-    [{ t: 'closed', fd: 0, how: 'close' }, /fd/],
+    [{ t: 'closed', fd: -1, how: 'close' }, /fd/],
     [{ t: 'closed', fd: 3 }, /how/],
     [{ t: 'closed', fd: 3, how: 'shutdown-rd' }, /how/],
     [{ t: 'hint', hint: 'rm -rf' }, /hint/],
