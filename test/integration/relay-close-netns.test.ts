@@ -1,7 +1,7 @@
 // A close or shutdown made away from home reaches home at once (docs/migrate.md, "Relayed
 // descriptors", Ends): between real daemons in network namespaces, a writer moved to node 2 closes
 // its stdout (or a relayed fd 3) while it runs on, and the reader at home sees the end of the pipe
-// at once; a TCP client moved to node 2 shuts its connection down for writing, the server at home
+// at once; a reader on node 2 closes its stdin, and the writer at home gets SIGPIPE; a TCP client moved to node 2 shuts its connection down for writing, the server at home
 // sees the end and answers, and the client reads the answer there. Every byte arrives once, in
 // order; after each: the writer moves on (node 3, home), ends well, no guest left anywhere.
 import { test, before, after } from 'node:test'
@@ -30,6 +30,19 @@ os.write(fd, b'last %d\\n' % i)
 os.close(fd)
 while not os.path.exists(stop): time.sleep(0.01)
 print('writer done', i, file=sys.stderr, flush=True)
+`,
+  // reads its stdin (slowly) until STOP.go exists, then closes it and runs on until STOP
+  'reader.py': `import os, sys, time
+stop = sys.argv[1]
+print('pid', os.getpid(), flush=True)
+n = 0
+while not os.path.exists(stop + '.go'):
+    if sys.stdin.readline() != 'y\\n': print('wrong', n, flush=True)
+    n += 1
+    time.sleep(0.001)
+os.close(0)
+print('closed its stdin after', n, 'lines', flush=True)
+while not os.path.exists(stop): time.sleep(0.01)
 `,
   // a server at home and its child as a TCP client: the client sends numbered lines until STOP.go
   // exists, then "last N", shuts down for writing and reads the server's answer (sent once the
@@ -145,6 +158,23 @@ for (const fd of [1, 3]) {
     } finally { job.close() }
   })
 }
+
+test('a reader on node 2 closes its stdin (a pipe from yes at home) and runs on: yes gets SIGPIPE at once', async () => {
+  const job = start(`(yes; echo "yes ended $?" >&2) | python3 ${join(bins.dir, 'reader.py')} STOP`, 'stdin')
+  try {
+    const pid = await pidOf(job)
+    await moveTo(pid, 2)
+    writeFileSync(`${job.stopFile}.go`, '')
+    await until('yes ended', () => /^yes ended (141|1)$/m.test(job.out()), 15_000)
+    assert.match(job.out(), /^closed its stdin after \d+ lines$/m)
+    assert.equal(await where(pid), '2', 'the reader still runs on node 2')
+    await moveTo(pid, 'home')
+    writeFileSync(job.stopFile, '')
+    assert.equal(await job.exited, 0, job.out())
+    assert.doesNotMatch(job.out(), /wrong/)
+    await noGuests()
+  } catch (e) { console.log(job.out()); throw e } finally { job.close() }
+})
 
 test('a TCP client on node 2 shuts its connection down for writing: the server at home sees the end and answers; the client reads the answer there', async () => {
   const job = start(`python3 ${join(bins.dir, 'shut.py')} STOP`, 'shut')
