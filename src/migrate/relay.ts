@@ -9,6 +9,8 @@
 // on the remote when the process moves on (src/migrate/stdin.ts).
 // Guest side (StdinPull per input fd, GuestRelays): watches the guest for a blocked wait on an
 // input and asks for it; carries the relayed descriptors' bytes to and from the restored process.
+// Closes: a close (or shutdown) the process makes away from home is seen on N (watchCloses, and
+// StdinPull for input pipes) and made at home too (HomeStdio.closeFd, through the deputy).
 import { createWriteStream, readdirSync, readFileSync, readlinkSync, readSync, openSync, closeSync, fstatSync, writeSync, constants as fsc } from 'node:fs'
 import { Socket } from 'node:net'
 import type { Readable, Writable } from 'node:stream'
@@ -17,6 +19,7 @@ import type { Link } from './link.js'
 import type { DeputyHandle, RestoredHandle } from './engine.js'
 import type { RelayedFd } from '../ppm/ppm.js'
 import { ctxtSwitches, stdinWait, syscallLine, STDIN_CHUNK } from './stdin.js'
+import { INPUT_CLOSE_CHECK_MS } from '../config.js'
 
 const log = debug('hpcfs:relay')
 
@@ -278,7 +281,7 @@ export function pipeEmpty (w: Writable | null | undefined, unread: ((fd: number)
 }
 
 /** An input pipe's close is looked for every this many polls of 5 ms. */
-const CLOSE_CHECK_TICKS = 20
+const CLOSE_CHECK_TICKS = Math.max(1, Math.round(INPUT_CLOSE_CHECK_MS / 5))
 
 /** Guest side of pull-mode input (stdin, or a relayed fd above 2). */
 export class StdinPull {
