@@ -118,6 +118,7 @@ test('mosrun -l make -j4 with a sub-make: members holding the jobserver pipe and
     assert.equal(sorted(ref.stdout).length, 6)
     await until('all output', () => sorted(sink.out()).length >= 6, 5000)
     // every job once, and no word from make (a token lost or doubled makes it say INTERNAL: ...)
+    assert.doesNotMatch(sink.out(), /INTERNAL|jobserver|Error/, 'make says nothing about its tokens')
     assert.deepEqual(sorted(sink.out()), sorted(ref.stdout + ref.stderr))
 
     for (const id of [2, 3]) {
