@@ -59,6 +59,8 @@ export class Guest {
   outputDone: Promise<void>
   /** When this node last asked home to move it on, or home last said no (0: never); the balancer waits 30 s after either. */
   moveAsked = 0
+  /** Its relayed fds whose close home has been told of (an output's end and its input's check both see a socket's). */
+  readonly closedFds = new Set<number>()
   /** Its decay hints, as home holds them (they travel with every move). */
   readonly decay: DecayHints = defaultHints()
   /** Removes its listeners from conn (when it leaves, or runs again here under another pid). */
@@ -238,6 +240,10 @@ export class GuestSide {
 
   /** The guest closed a relayed output here (or shut a socket down for writing): home does the same, after what it wrote. */
   private async closedHere (g: Guest, fd: number, how: 'close' | 'shutdown'): Promise<void> {
+    if (how === 'close') {
+      if (g.closedFds.has(fd)) return
+      g.closedFds.add(fd)
+    }
     if (!await this.inTouch(g) || this.guests.get(g.pid) !== g) return
     log('guest %d: fd %d: %s', g.pid, fd, how)
     await g.conn.send({ t: 'closed', fd, how }).catch(() => {})

@@ -325,12 +325,12 @@ export class StdinPull {
   }
 
   /**
-   * Has the process closed its input pipe (every fd that held it, `was`) while it runs on? Then it
-   * reads no more: nothing is asked for, and `closed` (start) passes the close on. (A socket's
-   * close shows as the end of its output, watchCloses.)
+   * Has the process closed its input pipe or socket (every fd that held it, `was`) while it runs
+   * on? Then it reads no more: nothing is asked for, and `closed` (start) passes the close on. (A
+   * socket's close shows as the end of its output too, watchCloses, except after a shutdown.)
    */
   private closedHere (was: string): boolean {
-    if (!was.startsWith('pipe:') || fdLink(this.pid, this.fd) === was || closedHow(this.pid, was) !== 'close') return false
+    if (!/^(pipe|socket):/.test(was) || fdLink(this.pid, this.fd) === was || closedHow(this.pid, was) !== 'close') return false
     this.ended = true
     this.wanting = false
     return true
@@ -340,15 +340,16 @@ export class StdinPull {
    * Every few ms, while `current()`: if the process is blocked waiting for stdin (a read, or a
    * poll/select/epoll watching fd 0), has read what it was handed before and is not `leaving()`,
    * ask for what that wait may take (`want`); nothing it has not asked for waits in its pipe when
-   * it moves on.
+   * it moves on. With `closed`: every INPUT_CLOSE_CHECK_MS, whether the process closed it (then
+   * `closed()`, once), also after its input ended (a socket it shut down, then closes).
    */
   start (current: () => boolean, leaving: () => boolean, want: (n: number) => void, closed?: () => void): void {
     const was = fdLink(this.pid, this.fd)
     let tick = 0
     const t = setInterval(() => {
-      if (!current() || this.ended) { clearInterval(t); return }
+      if (!current() || (this.ended && closed === undefined)) { clearInterval(t); return }
       if (closed !== undefined && ++tick % CLOSE_CHECK_TICKS === 0 && this.closedHere(was)) { clearInterval(t); closed(); return }
-      if (this.wanting || leaving() || !this.consumed()) return
+      if (this.ended || this.wanting || leaving() || !this.consumed()) return
       const line = syscallLine(this.pid)
       const w = stdinWait(this.pid, line, this.fd)
       if (w === null) return

@@ -1,13 +1,14 @@
-// A close or shutdown made away from home reaches home at once (docs/migrate.md, "Relayed
-// descriptors", Ends): between real daemons in network namespaces, a writer moved to node 2 closes
-// its stdout (or a relayed fd 3) while it runs on, and the reader at home sees the end of the pipe
-// at once; a reader on node 2 closes its stdin, and the writer at home gets SIGPIPE; a TCP client moved to node 2 shuts its connection down for writing, the server at home
-// sees the end and answers, and the client reads the answer there. Every byte arrives once, in
-// order; after each: the writer moves on (node 3, home), ends well, no guest left anywhere.
+// A close or shutdown made away from home reaches home (docs/migrate.md, "Relayed descriptors",
+// Ends): between real daemons in network namespaces, a writer moved to node 2 closes its stdout (or
+// a relayed fd 3) while it runs on, and the reader at home sees the end of the pipe at once; a
+// reader on node 2 closes its stdin, and the writer at home gets SIGPIPE; a TCP client moved to
+// node 2 shuts its connection down for writing, the server at home sees the end and answers, the
+// client reads the answer there and then closes its socket, which closes at home too. Every byte
+// arrives once, in order; after each: the process moves on, ends well, no guest left anywhere.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readdirSync, writeFileSync } from 'node:fs'
+import { readdirSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Lab } from '../../src/lab/lab.js'
 import { Lab as Bins } from '../ppm/harness.js'
@@ -65,6 +66,9 @@ if pid == 0:
         if not d: break
         got += d
     print('client got', got.decode(), flush=True)
+    while not os.path.exists(stop + '.close'): time.sleep(0.01)
+    c.close()
+    print('client closed', flush=True)
     while not os.path.exists(stop): time.sleep(0.01)
     os._exit(0)
 print('pid', pid, flush=True)
@@ -176,7 +180,7 @@ test('a reader on node 2 closes its stdin (a pipe from yes at home) and runs on:
   } catch (e) { console.log(job.out()); throw e } finally { job.close() }
 })
 
-test('a TCP client on node 2 shuts its connection down for writing: the server at home sees the end and answers; the client reads the answer there', async () => {
+test('a TCP client on node 2 shuts its connection down for writing: the server at home sees the end and answers; the client reads the answer there, then closes the socket there and at home', async () => {
   const job = start(`python3 ${join(bins.dir, 'shut.py')} STOP`, 'shut')
   try {
     const pid = await pidOf(job)
@@ -187,6 +191,13 @@ test('a TCP client on node 2 shuts its connection down for writing: the server a
     await until('the client read the answer', () => job.out().includes('client got'), 15_000)
     assert.match(job.out(), new RegExp(`^client got served ${m[1]}$`, 'm'))
     assert.equal(await where(pid), '2', 'the client still runs on node 2')
+    // its socket, shut down, is still open at home (half closed) until it closes it there
+    const socketAtHome = (): string => { try { return readlinkSync(`/proc/${pid}/fd/3`) } catch { return '' } }
+    assert.match(socketAtHome(), /^socket:/)
+    writeFileSync(`${job.stopFile}.close`, '')
+    await until('the client closed its socket', () => job.out().includes('client closed'), 15_000)
+    await until('the socket closed at home too', () => socketAtHome() === '', 15_000)
+    assert.equal(await where(pid), '2')
     await moveTo(pid, 'home')
     writeFileSync(job.stopFile, '')
     assert.equal(await job.exited, 0, job.out())
