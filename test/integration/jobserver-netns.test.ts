@@ -1,12 +1,11 @@
-// A real recursive make jobserver spread over namespaced nodes (docs/family.md, docs/migrate.md
-// "Relayed descriptors"): `mosrun -l make -j3` runs a makefile whose recipes are a sub-make
-// ($(MAKE)) and CPU-bound members; GNU make hands its jobserver pipe (--jobserver-auth=R,W in
-// MAKEFLAGS) to the sub-make and to the `+` recipes. Members holding that pipe, and the sub-make
-// while it waits in pselect for a token, are moved to other nodes (proc/<pid>/goto); two tokens
-// freed at home at once reach the sub-make away through the relay one at a time (it takes one, and
-// the fork that follows brings it home), and it starts its last two jobs; the run ends
-// as an undisturbed one: every job once, exit status 0, every token back (make warns otherwise),
-// nothing left on any node.
+// A real recursive make jobserver spread over namespaced nodes (docs/family.md "Make's jobserver
+// across nodes"): `mosrun -l make -j4` runs a makefile whose recipes are a sub-make ($(MAKE)) and
+// CPU-bound members; GNU make 4.3 hands its jobserver pipe (--jobserver-auth=R,W in MAKEFLAGS) to
+// the sub-make and to the `+` recipes. Members holding that pipe, and the sub-make while it waits
+// in pselect for a token, are moved to other nodes (proc/<pid>/goto); two tokens freed at home at
+// once reach the sub-make away through the relay one at a time (it takes one, and the fork that
+// follows brings it home), and it starts its last two jobs; the run ends as an undisturbed one:
+// every job once, exit status 0, every token back (make warns otherwise), nothing left on any node.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
