@@ -454,17 +454,21 @@ function fdLink (pid: number, fd: number): string {
   try { return readlinkSync(`/proc/${pid}/fd/${fd}`) } catch { return '' }
 }
 
+/** PF_EXITING in /proc/<pid>/stat's flags: the process is in exit(), closing its files. */
+const PF_EXITING = 0x4
+
 /**
  * After the end of a relayed output of process pid whose descriptor was `was` (fdLink): `close`
  * when the process still runs and holds that object at no fd any more, `shutdown` when it still
- * holds it (a socket it shut down for writing), null when it is gone or a zombie (its end closed
- * everything: that is no close to pass on).
+ * holds it (a socket it shut down for writing), null when it is gone, a zombie or exiting (its end
+ * closes everything, e.g. a dumped copy killed once it runs elsewhere: that is no close to pass on).
  */
 export function closedHow (pid: number, was: string): 'close' | 'shutdown' | null {
   let fds: string[]
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    if (/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2))) return null
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    if (/^[ZX]/.test(f[0]) || (Number(f[6]) & PF_EXITING) !== 0) return null
     fds = readdirSync(`/proc/${pid}/fd`)
   } catch { return null }
   if (fds.some(f => fdLink(pid, Number(f)) === was)) return was.startsWith('socket:') ? 'shutdown' : null
