@@ -1,7 +1,8 @@
 /* The deputy (docs/ppm.md): after the dump the original is hollowed (its memory unmapped) and
  * parked in pause(); it keeps the pid and the parent at home. Commands on fd 5 end it with a
  * status or a signal, hand out or relay its descriptors (stdio, and those relayed with --relay,
- * relay.c), or restore an image into it (return home). */
+ * relay.c), close one the process closed away from home (CLOSE), or restore an image into it
+ * (return home). */
 #include "threads.h"
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -11,6 +12,9 @@
 struct rl { int src, dst, fd; int pull; /* src is the original's socket, read only on PULL */ int out; /* dst is the original's */ };
 static struct rl rl[MAX_RL];	/* used by the command loop and, during RESTORE-FD, by await_line */
 static int nrl;
+/* the original's descriptors handed out by path (FDS): the deputy's copies */
+static struct { int fd, d; } fc[MAX_RL];
+static int nfc;
 
 static void write_all_to(int fd, const char *b, ssize_t n)
 {
@@ -148,6 +152,42 @@ static void relay_copy(int i)
 		close(rl[i].dst);
 		rl[i] = rl[--nrl];
 	}
+}
+
+/* CLOSE fd c|w: the process closed its fd away from home (c), or shut that socket down for
+ * writing (w). What the caller wrote for it goes to the original first; then the deputy's relays
+ * and copies of fd end (w: its output relay, after a shutdown of the socket), and with c the
+ * original closes fd itself: the last holder at home, so the other end sees the end. */
+static int deputy_close(struct tracee *t, int fd, int shut)
+{
+	static char b[65536];
+	for (int i = nrl - 1; i >= 0; i--) {
+		if (rl[i].fd != fd || (shut && !rl[i].out)) continue;
+		if (rl[i].out) {
+			int fl = fcntl(rl[i].src, F_GETFL);
+			fcntl(rl[i].src, F_SETFL, fl | O_NONBLOCK);
+			ssize_t n;
+			while ((n = read(rl[i].src, b, sizeof b)) > 0) write_all_to(rl[i].dst, b, n);
+		}
+		close(rl[i].src);
+		close(rl[i].dst);
+		rl[i] = rl[--nrl];
+	}
+	if (shut) {
+		/* on the original's socket itself: its output relay may have ended already (relay_copy) */
+		int pfd = syscall(NR_PIDFD_OPEN, t->pid, 0);
+		int d = pfd < 0 ? -1 : syscall(NR_PIDFD_GETFD, pfd, fd, 0);
+		int e = d < 0 || shutdown(d, SHUT_WR) ? errno : 0;
+		if (pfd >= 0) close(pfd);
+		if (d >= 0) close(d);
+		return e ? fail(e, "shutdown of fd %d: %s", fd, strerror(e)) : 0;
+	}
+	for (int i = nfc - 1; i >= 0; i--) if (fc[i].fd == fd) { close(fc[i].d); fc[i] = fc[--nfc]; }
+	int e = interrupt_stop(t);
+	if (e) return e;
+	e = INJ(t, NULL, SYS_close, fd, 0, 0, 0, 0, 0);
+	int e2 = park(t);	/* parked again whatever the close said */
+	return e ? e : e2;
 }
 
 /* waits for one command line on fd 5 (GO), or its end, relaying output meanwhile (the caller
@@ -345,6 +385,9 @@ int cmd_deputy(pid_t pid, const char *target)
 			ssize_t n = recv(rl[k].src, rbuf, e < 1 ? 1 : e > (int)sizeof rbuf ? (int)sizeof rbuf : e, MSG_DONTWAIT);
 			if (n > 0) write_all_to(rl[k].dst, rbuf, n);
 			ctlf("PULLED %d %zd", num, n > 0 ? n : n == 0 ? -1 : errno == EAGAIN || errno == EINTR ? 0 : -1);
+		} else if (sscanf(line, "CLOSE %d %c", &num, arg) == 2 && num >= 0 && (arg[0] == 'c' || arg[0] == 'w')) {
+			if (deputy_close(&t, num, arg[0] == 'w')) { report_err(); if (t.dead) return 1; continue; }
+			ctlf("OK");
 		} else if (!strncmp(line, "FDS", 3) || !strncmp(line, "RELAY", 5)) {
 			/* FDS [fd...]: the original's descriptors by path (default 0 1 2). RELAY [fd:dir...]:
 			 * through pipes of the deputy's: r its input (copied as it comes), w its output, s a
@@ -361,7 +404,10 @@ int cmd_deputy(pid_t pid, const char *target)
 				int p[2], q[2];
 				if (d >= 0) fcntl(d, F_SETFD, FD_CLOEXEC);
 				if (d < 0) ctlf("FD %d - %s", fd, errname(errno));
-				else if (!relay) ctlf("FD %d /proc/%d/fd/%d", fd, getpid(), d);
+				else if (!relay) {
+					if (nfc < MAX_RL) { fc[nfc].fd = fd; fc[nfc++].d = d; }
+					ctlf("FD %d /proc/%d/fd/%d", fd, getpid(), d);
+				}
 				else if (nrl + 2 > MAX_RL || pipe2(p, O_CLOEXEC)) { ctlf("FD %d - %s", fd, errname(nrl + 2 > MAX_RL ? ENFILE : errno)); close(d); }
 				else if (dir == 'r') {	/* its input -> a pipe the caller reads */
 					rl[nrl++] = (struct rl){ d, p[1], fd, 0, 0 };

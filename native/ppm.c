@@ -291,7 +291,7 @@ static void usage(void)
 		"                              [--clock auto|real|continue|OFFSET_NS] [--stall-ms MS] [--test-fault early|end]\n"
 		"                              (image on fd 3: a pipe, file or socket)\n"
 		"       hpc-ppm-helper info    (image on fd 3)\n"
-		"       hpc-ppm-helper hostinfo | rawpipe BYTES [--hot]\n"
+		"       hpc-ppm-helper hostinfo | rawpipe BYTES [--hot] | unread PID FD\n"
 		"control lines go to fd 4 (or stdout)\n");
 }
 
@@ -386,6 +386,7 @@ int main(int argc, char **argv)
 		return cmd_restore(&o);
 	}
 	if (!strcmp(cmd, "info")) return cmd_info();
+	if (!strcmp(cmd, "unread") && argc == 4 && !parse_pid(argv[2], &pid) && isdigit((unsigned char)argv[3][0])) return cmd_unread(pid, atoi(argv[3])) ? report_err() : 0;
 	if (!strcmp(cmd, "rawpipe") && (argc == 3 || (argc == 4 && !strcmp(argv[3], "--hot")))) return cmd_rawpipe(strtoull(argv[2], NULL, 10), argc == 4);
 	usage();
 	return 2;

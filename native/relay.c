@@ -23,6 +23,7 @@
 #include <sys/prctl.h>
 #include <signal.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 
 int g_relay;
 int g_relay_keep;
@@ -263,4 +264,22 @@ void relay_end(int fd)
 		if (rl[i].type == RT_SOCK && rl[i].cw >= 0) { close(rl[i].cw); rl[i].cw = -1; }
 		if (rl[i].type == RT_PIPE && rl[i].acc == O_RDONLY && rl[i].mine >= 0) { close(rl[i].mine); rl[i].mine = -1; }
 	}
+}
+
+/* unread PID FD: how many bytes wait unread in descriptor fd of process pid (a pipe or a stream
+ * socket: FIONREAD), on the control fd as UNREAD n. The daemon asks it of a relayed input it
+ * handed bytes over before a move (src/migrate/relay.ts, StdinPull.settle). */
+int cmd_unread(pid_t pid, int fd)
+{
+	int pfd = syscall(NR_PIDFD_OPEN, pid, 0);
+	int d = pfd < 0 ? -1 : syscall(NR_PIDFD_GETFD, pfd, fd, 0);
+	int e = errno;
+	if (pfd >= 0) close(pfd);
+	if (d < 0) return fail(e, "fd %d of %d: %s", fd, pid, strerror(e));
+	int n = 0;
+	e = ioctl(d, FIONREAD, &n) ? errno : 0;
+	close(d);
+	if (e) return fail(e, "FIONREAD on fd %d of %d: %s", fd, pid, strerror(e));
+	ctlf("UNREAD %d", n);
+	return 0;
 }

@@ -143,3 +143,5 @@ export const FAMILY_SCAN_MS = 500
 export const FAMILY_RETRY_MS = 1000
 /** How often a locked process brought home for a family call is checked for being done with it (ms). */
 export const FAMILY_RETURN_MS = 50
+/** How often a guest's relayed input pipes are checked for a close made by the process (ms; docs/migrate.md "Relayed descriptors"). */
+export const INPUT_CLOSE_CHECK_MS = 100

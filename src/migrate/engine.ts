@@ -9,7 +9,7 @@ import { processAge, psInfo, residentBytes, type PsInfo } from '../util/procfs.j
 import { stdioKind, type StdioKind } from './relay.js'
 
 /** The deputy as the home side uses it (ppm.Deputy). Events: 'signal' (number), 'end'. */
-export type DeputyHandle = Pick<ppm.Deputy, 'on' | 'removeAllListeners' | 'exit' | 'kill' | 'restoreInto' | 'takeFds'> & Partial<Pick<ppm.Deputy, 'restoreFromFd' | 'relayed' | 'relayFds' | 'pull'>>
+export type DeputyHandle = Pick<ppm.Deputy, 'on' | 'removeAllListeners' | 'exit' | 'kill' | 'restoreInto' | 'takeFds'> & Partial<Pick<ppm.Deputy, 'restoreFromFd' | 'relayed' | 'relayFds' | 'pull' | 'closeFd'>>
 
 /**
  * An image written by the engine straight into a connection's socket (`fd`, see Link.rawFd), with
@@ -39,6 +39,8 @@ export interface GuestProcess extends Omit<RestoredHandle, 'go'> {
   endStdin: () => void
   /** the input of its relayed fd (above 2) reaches its end (the keeper closes its end of it) */
   endRelay?: (fd: number) => void
+  /** bytes waiting unread in its descriptor fd (-1: cannot be told) */
+  unread?: (fd: number) => Promise<number>
   /** lets go of it (it lives on under its keeper, for the lease) */
   detach: () => void
   /** lets go of it for good: its end was passed on, or it left (its keeper leaves once it has ended) */
@@ -90,7 +92,7 @@ function availableBytes (): number {
 }
 
 function fromKept (k: Kept): GuestProcess {
-  return { pid: k.pid, keeper: k.info, stdin: k.stdin, stdout: k.stdout, stderr: k.stderr, exited: k.exited, family: k.family, go: k.go, endStdin: k.endStdin, detach: k.detach, release: k.release, alive: k.alive, relays: k.info.relays ?? [], endRelay: k.endRelay }
+  return { pid: k.pid, keeper: k.info, stdin: k.stdin, stdout: k.stdout, stderr: k.stderr, exited: k.exited, family: k.family, go: k.go, endStdin: k.endStdin, detach: k.detach, release: k.release, alive: k.alive, relays: k.info.relays ?? [], endRelay: k.endRelay, unread: async fd => await ppm.unread(k.pid, fd) }
 }
 
 /** `e` with pre-copy for the processes of at least `minBytes()` resident (0 = never; config

@@ -22,7 +22,7 @@ import { familyFailed, superviseFamily } from './family.js'
 import { applyHint, defaultHints, type DecayHints } from './hints.js'
 import { Link, type DataType } from './link.js'
 import type { Message, MigrateMsg, RejoinMsg, SendToMsg } from './protocol.js'
-import { GuestRelays, StdinPull, fdFrame, parseFdFrame } from './relay.js'
+import { GuestRelays, StdinPull, fdFrame, parseFdFrame, pipeEmpty, watchCloses } from './relay.js'
 import { GuestStates, type GuestRecord } from './state.js'
 import { ImageCopy, ImageIn, TICKET_MS, Tickets, memoryRefusal, rawSink, rawSource, replay, sendImage, tee } from './transfer.js'
 
@@ -59,6 +59,8 @@ export class Guest {
   outputDone: Promise<void>
   /** When this node last asked home to move it on, or home last said no (0: never); the balancer waits 30 s after either. */
   moveAsked = 0
+  /** Its relayed fds whose close home has been told of (an output's end and its input's check both see a socket's). */
+  readonly closedFds = new Set<number>()
   /** Its decay hints, as home holds them (they travel with every move). */
   readonly decay: DecayHints = defaultHints()
   /** Removes its listeners from conn (when it leaves, or runs again here under another pid). */
@@ -223,16 +225,28 @@ export class GuestSide {
     r.stdout?.on('data', pump('O'))
     r.stderr?.on('data', pump('E'))
     for (const [fd, s] of g.relays.readers) s.on('data', pump('W', fd))
+    watchCloses(r.pid, [[1, r.stdout], [2, r.stderr], ...g.relays.readers], (fd, how) => { void this.closedHere(g, fd, how) })
     r.stdin?.on('error', () => {})
     this.bindConn(g, conn)
     superviseFamily(g, r, () => this.guests.get(g.pid) === g)
-    if (stdin === 'pull') g.pull.start(() => this.guests.get(g.pid) === g, () => g.leaving || g.conn.closed, n => { void g.conn.send({ t: 'want', n }).catch(() => {}) })
-    for (const [fd, p] of g.relays.pulls) p.start(() => this.guests.get(g.pid) === g, () => g.leaving || g.conn.closed, n => { void g.conn.send({ t: 'want', n, fd }).catch(() => {}) })
+    if (stdin === 'pull') g.pull.start(() => this.guests.get(g.pid) === g, () => g.leaving || g.conn.closed, n => { void g.conn.send({ t: 'want', n }).catch(() => {}) }, () => { void this.closedHere(g, 0, 'close') })
+    for (const [fd, p] of g.relays.pulls) p.start(() => this.guests.get(g.pid) === g, () => g.leaving || g.conn.closed, n => { void g.conn.send({ t: 'want', n, fd }).catch(() => {}) }, () => { void this.closedHere(g, fd, 'close') })
     void r.exited.then(st => {
       g.ended = st
       if (!g.leaving) void this.reportEnd(g, st) // (while it leaves: ended by its dump, or reported if it stays after all)
     })
     return g
+  }
+
+  /** The guest closed a relayed output here (or shut a socket down for writing): home does the same, after what it wrote. */
+  private async closedHere (g: Guest, fd: number, how: 'close' | 'shutdown'): Promise<void> {
+    if (how === 'close') {
+      if (g.closedFds.has(fd)) return
+      g.closedFds.add(fd)
+    }
+    if (!await this.inTouch(g) || this.guests.get(g.pid) !== g) return
+    log('guest %d: fd %d: %s', g.pid, fd, how)
+    await g.conn.send({ t: 'closed', fd, how }).catch(() => {})
   }
 
   /** The guest ended here: once its output is out and home can be told (it may have to rejoin first), home hears how. */
@@ -467,7 +481,7 @@ export class GuestSide {
    */
   private async settleStdin (g: Guest): Promise<boolean> {
     await g.released
-    const [a, b] = await Promise.all([g.pull.settle(), g.relays.settle()])
+    const [a, b] = await Promise.all([g.pull.settle(pipeEmpty(g.r.stdin, g.r.unread, 0)), g.relays.settle()])
     if (a && b) return true
     await g.conn.send({ t: 'stay', reason: UNREAD_STDIN }).catch(() => {})
     this.stays(g)

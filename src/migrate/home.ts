@@ -327,6 +327,10 @@ export class Home {
           return soon ? 'later' : 'never'
         }, m.fd ?? 0)
         break
+      case 'closed':
+        // the process closed a relayed fd (or shut a socket down for writing) where it runs
+        await p.io.closeFd(m.fd, m.how)
+        break
       case 'leaving':
         // the guest's node sends it home by itself (expel): no more stdin from now on, so that none
         // arrives after it has stopped (what a pull in flight reads goes out first)

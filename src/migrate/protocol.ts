@@ -77,6 +77,14 @@ export interface WantMsg { t: 'want', n: number, fd?: number }
 /** H -> N (running): stdin (or the relayed descriptor `fd`) reached its end. */
 export interface StdinEndMsg { t: 'stdin-end', fd?: number }
 
+/**
+ * N -> H (running): the process closed its relayed descriptor `fd` (stdin, stdout, stderr, or one
+ * above 2) on N (`close`), or shut that socket down for writing (`shutdown`), after writing what
+ * came before it: home does the same to the original's descriptor, so that the other end at home
+ * sees it (the reader the end of the pipe, the writer EPIPE, the peer the end of the stream).
+ */
+export interface ClosedMsg { t: 'closed', fd: number, how: 'close' | 'shutdown' }
+
 /** H -> N (running): a decay hint changed at home. */
 export interface HintMsg { t: 'hint', hint: DecayHint }
 
@@ -165,7 +173,7 @@ export type Message =
   | SignalMsg | KillMsg | WantMsg | StdinEndMsg | HintMsg | MoveRequestMsg | MoveFailedMsg | ExitMsg
   | GoHomeMsg | LeavingMsg | LeavingOkMsg | StayMsg | ImageStartMsg | HomeOkMsg | HomeFailedMsg
   | SendToMsg | SentMsg | ResumeMsg | ResumedMsg | StatQueryMsg | StatMsg | FamilyMsg | FamilyFailedMsg
-  | PingMsg | RunMsg | RejoinMsg | RejoinOkMsg | ImageReadyMsg
+  | PingMsg | RunMsg | RejoinMsg | RejoinOkMsg | ImageReadyMsg | ClosedMsg
 
 export type Kind = Message['t']
 export type MsgOf<K extends Kind> = Extract<Message, { t: K }>
@@ -202,6 +210,7 @@ const SCHEMAS: { [K in Kind]: Schema<MsgOf<K>> } = {
   kill: {},
   want: { n: v => int(v) && (v as number) >= 1, fd: opt(v => int(v) && (v as number) >= 3 && (v as number) < 1 << 20) },
   'stdin-end': { fd: opt(v => int(v) && (v as number) >= 3 && (v as number) < 1 << 20) },
+  closed: { fd: v => int(v) && (v as number) >= 0 && (v as number) < 1 << 20, how: oneOf('close', 'shutdown') },
   hint: { hint: v => typeof v === 'string' && parseHint(v) === v },
   'move-request': { node, why: str },
   'move-failed': { reason: str },

@@ -9,7 +9,9 @@
 // on the remote when the process moves on (src/migrate/stdin.ts).
 // Guest side (StdinPull per input fd, GuestRelays): watches the guest for a blocked wait on an
 // input and asks for it; carries the relayed descriptors' bytes to and from the restored process.
-import { createWriteStream, readlinkSync, readSync, openSync, closeSync, fstatSync, writeSync, constants as fsc } from 'node:fs'
+// Closes: a close (or shutdown) the process makes away from home is seen on N (watchCloses, and
+// StdinPull for input pipes) and made at home too (HomeStdio.closeFd, through the deputy).
+import { createWriteStream, readdirSync, readFileSync, readlinkSync, readSync, openSync, closeSync, fstatSync, writeSync, constants as fsc } from 'node:fs'
 import { Socket } from 'node:net'
 import type { Readable, Writable } from 'node:stream'
 import debug from '../util/log.js'
@@ -17,6 +19,7 @@ import type { Link } from './link.js'
 import type { DeputyHandle, RestoredHandle } from './engine.js'
 import type { RelayedFd } from '../ppm/ppm.js'
 import { ctxtSwitches, stdinWait, syscallLine, STDIN_CHUNK } from './stdin.js'
+import { INPUT_CLOSE_CHECK_MS } from '../config.js'
 
 const log = debug('hpcfs:relay')
 
@@ -167,6 +170,36 @@ export class HomeStdio {
   }
 
   /**
+   * The process closed fd away from home (`shutdown`: shut that socket down for writing), after
+   * what it wrote there, which has been written here already: that goes out, then the deputy lets
+   * go of fd and the original closes it (or shuts it down), so that the other end at home sees the
+   * end. A move waits for this as for a pull (idle).
+   */
+  async closeFd (fd: number, how: 'close' | 'shutdown'): Promise<void> {
+    const dep = this.dep
+    if (dep?.closeFd === undefined || this.pendingOut !== null) return
+    this.pulls++
+    try {
+      const s = this.outOf(fd)
+      if (fd <= 2) this.out[fd] = null; else this.extraOut.delete(fd)
+      if (fd === 2 && how === 'close') this.errPath = null
+      if (s) await endStream(s)
+      if (how === 'close') {
+        const i = this.extraIn.get(fd)
+        if (i) { try { closeSync(i.fd) } catch {} this.extraIn.delete(fd) }
+        if (fd === 0 && this.stdinFd !== null) { try { closeSync(this.stdinFd) } catch {} this.stdinFd = null }
+        this.extra = this.extra.filter(r => r.fd !== fd)
+      }
+      await dep.closeFd(fd, how === 'shutdown')
+      log('fd %d of %d: %s away from home, passed on', fd, this.pid, how)
+    } catch (e) {
+      log('fd %d of %d: %s: %s', fd, this.pid, how, (e as Error).message)
+    } finally {
+      if (--this.pulls === 0) for (const w of this.idlers.splice(0)) w()
+    }
+  }
+
+  /**
    * Writes a line on the process's stderr, whatever it is: through the relay, or else (a file or
    * FIFO the process reopened by path wherever it ran) appended through the deputy's descriptor.
    */
@@ -195,6 +228,12 @@ export class HomeStdio {
     this.opened = false
     this.pendingOut = []
   }
+}
+
+/** Ends a relay's writer: what it holds is written, then its descriptor is closed. */
+async function endStream (s: Writable): Promise<void> {
+  if (s.destroyed) return
+  await new Promise<void>(resolve => { s.once('close', () => resolve()); s.end(() => s.destroy()) })
 }
 
 /**
@@ -232,6 +271,18 @@ export function serveWant (io: HomeStdio, conn: Link, n: number, gate: () => 'no
   hand(got)
 }
 
+/**
+ * Is nothing handed over left unread: no write to the process's pipe pending here, and its fd holds
+ * no byte (undefined when that cannot be asked)?
+ */
+export function pipeEmpty (w: Writable | null | undefined, unread: ((fd: number) => Promise<number>) | undefined, fd: number): (() => Promise<boolean>) | undefined {
+  if (unread === undefined) return undefined
+  return async () => (w?.writableLength ?? 0) === 0 && await unread(fd) === 0
+}
+
+/** An input pipe's close is looked for every this many polls of 5 ms. */
+const CLOSE_CHECK_TICKS = Math.max(1, Math.round(INPUT_CLOSE_CHECK_MS / 5))
+
 /** Guest side of pull-mode input (stdin, or a relayed fd above 2). */
 export class StdinPull {
   wanting = false
@@ -240,6 +291,13 @@ export class StdinPull {
   ended = false
   /** stdin handed over and not known to be read yet: the wait it was for, and the switches then */
   delivered: { kind: 'read' | 'poll', line: string, switches: number } | null = null
+  /**
+   * What a poll-style wait on a relayed fd above 2 may be handed next: one byte at first, doubled
+   * each time the process read all it was handed and waits on the fd again (a stream). Such a fd
+   * may be make's jobserver: a make that sees it readable takes one token and goes on to fork
+   * (which brings it home); tokens it was handed and did not take would be held up on this node.
+   */
+  private pollChunk = 1
 
   constructor (readonly pid: number, readonly fd = 0) {}
 
@@ -262,26 +320,43 @@ export class StdinPull {
     const woke = ctxtSwitches(this.pid) !== d.switches
     const done = d.kind === 'read' ? woke || line !== d.line : woke && stdinWait(this.pid, line, this.fd) !== null
     if (done) this.delivered = null
+    if (done && d.kind === 'poll') this.pollChunk = Math.min(2 * this.pollChunk, STDIN_CHUNK)
     return done
+  }
+
+  /**
+   * Has the process closed its input pipe or socket (every fd that held it, `was`) while it runs
+   * on? Then it reads no more: nothing is asked for, and `closed` (start) passes the close on. (A
+   * socket's close shows as the end of its output too, watchCloses, except after a shutdown.)
+   */
+  private closedHere (was: string): boolean {
+    if (!/^(pipe|socket):/.test(was) || fdLink(this.pid, this.fd) === was || closedHow(this.pid, was) !== 'close') return false
+    this.ended = true
+    this.wanting = false
+    return true
   }
 
   /**
    * Every few ms, while `current()`: if the process is blocked waiting for stdin (a read, or a
    * poll/select/epoll watching fd 0), has read what it was handed before and is not `leaving()`,
    * ask for what that wait may take (`want`); nothing it has not asked for waits in its pipe when
-   * it moves on.
+   * it moves on. With `closed`: every INPUT_CLOSE_CHECK_MS, whether the process closed it (then
+   * `closed()`, once), also after its input ended (a socket it shut down, then closes).
    */
-  start (current: () => boolean, leaving: () => boolean, want: (n: number) => void): void {
+  start (current: () => boolean, leaving: () => boolean, want: (n: number) => void, closed?: () => void): void {
+    const was = fdLink(this.pid, this.fd)
+    let tick = 0
     const t = setInterval(() => {
-      if (!current() || this.ended) { clearInterval(t); return }
-      if (this.wanting || leaving() || !this.consumed()) return
+      if (!current() || (this.ended && closed === undefined)) { clearInterval(t); return }
+      if (closed !== undefined && ++tick % CLOSE_CHECK_TICKS === 0 && this.closedHere(was)) { clearInterval(t); closed(); return }
+      if (this.ended || this.wanting || leaving() || !this.consumed()) return
       const line = syscallLine(this.pid)
       const w = stdinWait(this.pid, line, this.fd)
       if (w === null) return
       this.wanting = true
       this.wantLine = line
       this.wantKind = w.kind
-      want(w.n)
+      want(w.kind === 'poll' && this.fd > 2 ? Math.min(w.n, this.pollChunk) : w.n)
     }, 5)
     t.unref()
   }
@@ -289,13 +364,16 @@ export class StdinPull {
   /**
    * Waits up to a second for the stdin handed over to be read (it would be lost in the pipe
    * otherwise). A want still open gets nothing more (home hands out no stdin during a move): it is
-   * dropped. Resolves whether all was read.
+   * dropped. Resolves whether all was read. `empty` (every 50 ms) asks the pipe itself: a process
+   * handed input on a poll-style wait that read it and went on to something else (make: a token,
+   * then a fork) does not block on the fd again, yet nothing of it is left.
    */
-  async settle (): Promise<boolean> {
+  async settle (empty?: () => Promise<boolean>): Promise<boolean> {
     let ok = this.consumed()
     for (let i = 0; i < 200 && !ok; i++) {
       await new Promise(resolve => setTimeout(resolve, 5))
       ok = this.consumed()
+      if (!ok && empty !== undefined && i % 10 === 9 && await empty()) { this.delivered = null; ok = true }
     }
     this.wanting = false
     return ok
@@ -316,9 +394,12 @@ export class GuestRelays {
 
   /** a keeper holds its ends for whoever attaches: it closes its writer of fd on this (GuestProcess.endRelay) */
   private readonly endRelay?: (fd: number) => void
+  /** bytes unread in the process's fd (GuestProcess.unread) */
+  private readonly unread?: (fd: number) => Promise<number>
 
-  constructor (readonly pid: number, r: RestoredHandle & { endRelay?: (fd: number) => void }) {
+  constructor (readonly pid: number, r: RestoredHandle & { endRelay?: (fd: number) => void, unread?: (fd: number) => Promise<number> }) {
     this.endRelay = r.endRelay
+    this.unread = r.unread
     for (const e of r.relays ?? []) {
       try {
         if (e.read !== null) this.readers.push([e.fd, new Socket({ fd: openSync(e.read, fsc.O_RDONLY | fsc.O_NONBLOCK), readable: true, writable: false })])
@@ -358,12 +439,55 @@ export class GuestRelays {
 
   /** Waits until every input handed over has been read (see StdinPull.settle); false if some has not. */
   async settle (): Promise<boolean> {
-    const r = await Promise.all([...this.pulls.values()].map(async p => await p.settle()))
+    const r = await Promise.all([...this.pulls.values()].map(async p => await p.settle(pipeEmpty(this.writers.get(p.fd), this.unread, p.fd))))
     return r.every(Boolean)
   }
 
   /** The process is gone: the input ends are closed (a socket's pump then ends). */
   close (): void {
     for (const w of this.writers.values()) w.destroy()
+  }
+}
+
+/** What descriptor fd of process pid is (its /proc link, e.g. "pipe:[123]"), or '' when closed. */
+function fdLink (pid: number, fd: number): string {
+  try { return readlinkSync(`/proc/${pid}/fd/${fd}`) } catch { return '' }
+}
+
+/** PF_EXITING in /proc/<pid>/stat's flags: the process is in exit(), closing its files. */
+const PF_EXITING = 0x4
+
+/**
+ * After the end of a relayed output of process pid whose descriptor was `was` (fdLink): `close`
+ * when the process still runs and holds that object at no fd any more, `shutdown` when it still
+ * holds it (a socket it shut down for writing), null when it is gone, a zombie or exiting (its end
+ * closes everything, e.g. a dumped copy killed once it runs elsewhere: that is no close to pass on).
+ */
+export function closedHow (pid: number, was: string): 'close' | 'shutdown' | null {
+  let fds: string[]
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    if (/^[ZX]/.test(f[0]) || (Number(f[6]) & PF_EXITING) !== 0) return null
+    fds = readdirSync(`/proc/${pid}/fd`)
+  } catch { return null }
+  if (fds.some(f => fdLink(pid, Number(f)) === was)) return was.startsWith('socket:') ? 'shutdown' : null
+  return 'close'
+}
+
+/**
+ * Guest side: the process's own close of a relayed output (fd 1, 2, or a pipe or socket above 2),
+ * or a shutdown of a relayed socket for writing, shows on N as the end of the stream the daemon
+ * reads that output from (its write end was the process's alone) while the process runs on:
+ * `report` is told which, after the last of its bytes ('end' comes after the last 'data').
+ */
+export function watchCloses (pid: number, ends: Array<[number, Readable | null]>, report: (fd: number, how: 'close' | 'shutdown') => void): void {
+  for (const [fd, s] of ends) {
+    const was = fdLink(pid, fd)
+    if (s === null || was === '') continue
+    s.once('end', () => {
+      const how = closedHow(pid, was)
+      if (how !== null) report(fd, how)
+    })
   }
 }

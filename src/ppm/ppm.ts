@@ -250,6 +250,18 @@ export async function hostInfo (): Promise<string> {
 }
 
 /**
+ * Bytes waiting unread in descriptor fd of process pid (a pipe or a stream socket: FIONREAD through
+ * pidfd_getfd), or -1 when that cannot be told (the process or the fd is gone).
+ */
+export async function unread (pid: number, fd: number): Promise<number> {
+  try {
+    const h = new Helper(['unread', String(pid), String(fd)], ['ignore', 'ignore', 'pipe', 'ignore', 'pipe'])
+    const l = await h.next('UNREAD')
+    return Number(l[1])
+  } catch { return -1 }
+}
+
+/**
  * The OS fd under a connected net.Socket, so that a helper reads or writes the image on it
  * directly instead of through this process (the fast path for moving a process over the network).
  * A socket used as an image source must not have been read from: create it paused
@@ -651,6 +663,21 @@ export class Deputy extends EventEmitter {
       const p = this.h.next('PULLED')
       this.h.send(`PULL ${fd} ${n}`)
       return Number((await p)[2])
+    })
+  }
+
+  /**
+   * The process closed its `fd` away from home (`shut`: shut that socket down for writing): what
+   * the relays still hold for it goes to the original first, then the deputy lets go of its copies
+   * and relays of fd and the original closes it (with `shut`: the socket is shut down for writing,
+   * its input still relayed).
+   */
+  async closeFd (fd: number, shut = false): Promise<void> {
+    if (!Number.isInteger(fd) || fd < 0) throw einval(`bad fd ${fd}`)
+    await this.serial(async () => {
+      const p = this.h.next('OK')
+      this.h.send(`CLOSE ${fd} ${shut ? 'w' : 'c'}`)
+      await p
     })
   }
 

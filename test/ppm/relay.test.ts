@@ -1,8 +1,9 @@
 // The engine's relayed descriptors (--relay, native/relay.c): a pipe whose other end another
 // process holds and a connected TCP socket are no obstacle with --relay; the deputy reports them;
 // a restore elsewhere puts a pipe end and a socketpair end at the same numbers with the same flags
-// (a duplicate stays a duplicate) and hands out the other ends, through which bytes flow; a
-// listening socket still refuses the move with its reason.
+// (a duplicate stays a duplicate) and hands out the other ends, through which bytes flow; the
+// deputy closes (or shuts down) the original's descriptors when told (CLOSE); a listening socket
+// still refuses the move with its reason.
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync, readlinkSync, writeFileSync, openSync, closeSync, writeSync, constants as C } from 'node:fs'
@@ -75,6 +76,22 @@ test('a pipe to another process and a TCP connection are relayed: same numbers, 
   closeSync(input) // the end of its input: it ends
   assert.deepEqual(await r.exited, { code: 0, signal: null })
   output.destroy()
+  // what the process did away from home is done at home too (docs/migrate.md "Relayed descriptors",
+  // Ends): a shutdown of its socket for writing ends the peer's input (the child at home, the
+  // original's child, then ends: a zombie of the hollow original); closes leave the original without
+  // those fds (fd 17 stays: a duplicate the process did not close)
+  const child = Number(readFileSync(`/proc/${s.pid}/task/${s.pid}/children`, 'utf8').trim())
+  assert.ok(child > 0)
+  const state = (pid: number): string => { const st = readFileSync(`/proc/${pid}/stat`, 'utf8'); return st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3) }
+  assert.notEqual(state(child), 'Z')
+  await d.closeFd(16, true)
+  await waitFor(() => state(child) === 'Z', 10_000, 'the peer at home saw the end of the stream')
+  assert.match(readlinkSync(`/proc/${s.pid}/fd/16`), /^socket:/, 'shut down, not closed')
+  await d.closeFd(16)
+  await d.closeFd(15)
+  assert.throws(() => readlinkSync(`/proc/${s.pid}/fd/16`), /ENOENT/)
+  assert.throws(() => readlinkSync(`/proc/${s.pid}/fd/15`), /ENOENT/)
+  assert.match(readlinkSync(`/proc/${s.pid}/fd/17`), /^pipe:/)
   assert.deepEqual(await d.exit(0), { code: 0, signal: null })
   await s.exited
 })

@@ -44,7 +44,8 @@ const SAMPLES: { [K in Kind]: Extract<Message, { t: K }> } = {
   run: { t: 'run' },
   rejoin: { t: 'rejoin', home: 1, pid: 1234, guest: 4321, node: 2 },
   'rejoin-ok': { t: 'rejoin-ok' },
-  'image-ready': { t: 'image-ready' }
+  'image-ready': { t: 'image-ready' },
+  closed: { t: 'closed', fd: 1, how: 'close' }
 }
 
 test('every kind of message is accepted, unchanged, through encode and decode', () => {
@@ -76,6 +77,9 @@ test('malformed messages are rejected with the reason', () => {
     [{ t: 'want', n: 1, fd: '3' }, /bad fd/],
     [{ t: 'stdin-end', fd: -1 }, /bad fd/],
     [{ t: 'stdin-end', fd: 1 << 20 }, /bad fd/],
+    [{ t: 'closed', fd: -1, how: 'close' }, /fd/],
+    [{ t: 'closed', fd: 3 }, /how/],
+    [{ t: 'closed', fd: 3, how: 'shutdown-rd' }, /how/],
     [{ t: 'hint', hint: 'rm -rf' }, /hint/],
     [{ t: 'hint', hint: 'decay 2000' }, /hint/],
     [{ t: 'stat', utime: 1, stime: 1, state: 'running', rss: 0, vsize: 0, cmdline: '' }, /state/],

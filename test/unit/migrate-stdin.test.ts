@@ -4,7 +4,9 @@ import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { epollWatchesStdin, pollfdsWatchStdin, stdinWait, syscallLine, STDIN_CHUNK } from '../../src/migrate/stdin.js'
-import { fdFrame, parseFdFrame } from '../../src/migrate/relay.js'
+import { closedHow, fdFrame, parseFdFrame } from '../../src/migrate/relay.js'
+import { unread } from '../../src/ppm/ppm.js'
+import { readlinkSync } from 'node:fs'
 import { Lab as Bins } from '../ppm/harness.js'
 import { poll } from '../../src/util/poll.js'
 
@@ -82,4 +84,47 @@ test('real processes: read, poll and select on stdin are waits for stdin; a slee
     const rv = await blocked([45], 'python3', ['-c', 'import socket; a, b = socket.socketpair(); a.recv(300)'])
     assert.deepEqual(stdinWait(rv, syscallLine(rv), 3), { kind: 'read', n: 300 }, 'a recv of a socket on fd 3')
   }
+})
+
+/** Polls fn (every 10 ms, 5 s at most) until it returns what is wanted. */
+async function becomes<T> (fn: () => T | Promise<T>, want: T): Promise<T> {
+  let v = await fn()
+  for (let i = 0; i < 500 && v !== want; i++) { await new Promise(resolve => setTimeout(resolve, 10)); v = await fn() }
+  return v
+}
+
+test('closedHow: a relayed output closed or shut down by a process that runs on, and one that ended', { skip: spawnSync('python3', ['-c', '']).status !== 0 }, async () => {
+  // fd 3 and fd 4 are socketpairs (node's stdio pipes); it shuts 3 down for writing, closes 4, on stdin lines
+  const c = spawn('python3', ['-c', 'import socket, sys\nsys.stdin.readline(); s = socket.socket(fileno=3); s.shutdown(socket.SHUT_WR)\nsys.stdin.readline(); import os; os.close(4)\nsys.stdin.readline()'], { stdio: ['pipe', 'ignore', 'ignore', 'pipe', 'pipe'] })
+  kids.push(c)
+  const pid = c.pid as number
+  assert.equal(await becomes(() => syscallLine(pid).startsWith('0 0x0 '), true), true, 'it waits for its first line')
+  const [was3, was4] = [3, 4].map(fd => readlinkSync(`/proc/${pid}/fd/${fd}`))
+  assert.match(was3, /^socket:/)
+  assert.equal(closedHow(pid, was3), 'shutdown', 'a socket it still holds: its end came from a shutdown')
+  c.stdin?.write('\n')
+  c.stdin?.write('\n')
+  assert.equal(await becomes(() => closedHow(pid, was4), 'close'), 'close', 'a socket it holds no more: closed')
+  assert.equal(closedHow(pid, was3), 'shutdown')
+  c.stdin?.end('\n')
+  await new Promise(resolve => c.once('exit', resolve))
+  assert.equal(await becomes(() => closedHow(pid, was4), null), null, 'gone: its end closed everything, no close to pass on')
+  // a pipe it still holds is no close
+  const d = spawn('python3', ['-c', 'import os, time; r, w = os.pipe(); os.dup2(r, 50); time.sleep(60)'], { stdio: 'ignore' })
+  kids.push(d)
+  const fd50 = (): string => { try { return readlinkSync(`/proc/${d.pid as number}/fd/50`) } catch { return '' } }
+  assert.equal(await becomes(() => fd50() !== '', true), true)
+  const link = fd50()
+  assert.match(link, /^pipe:/)
+  assert.equal(closedHow(d.pid as number, link), null)
+})
+
+test('unread: the bytes waiting in a process\'s pipe or socket (FIONREAD through the engine helper)', async () => {
+  const c = spawn('sleep', ['60'], { stdio: ['pipe', 'ignore', 'ignore'] })
+  kids.push(c)
+  const pid = c.pid as number
+  assert.equal(await unread(pid, 0), 0)
+  c.stdin?.write('hello')
+  assert.equal(await becomes(async () => await unread(pid, 0), 5), 5)
+  assert.equal(await unread(pid, 77), -1, 'no such fd')
 })

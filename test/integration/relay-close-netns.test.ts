@@ -1,0 +1,207 @@
+// A close or shutdown made away from home reaches home (docs/migrate.md, "Relayed descriptors",
+// Ends): between real daemons in network namespaces, a writer moved to node 2 closes its stdout (or
+// a relayed fd 3) while it runs on, and the reader at home sees the end of the pipe at once; a
+// reader on node 2 closes its stdin, and the writer at home gets SIGPIPE; a TCP client moved to
+// node 2 shuts its connection down for writing, the server at home sees the end and answers, the
+// client reads the answer there and then closes its socket, which closes at home too. Every byte
+// arrives once, in order; after each: the process moves on, ends well, no guest left anywhere.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { readdirSync, readlinkSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { Lab } from '../../src/lab/lab.js'
+import { Lab as Bins } from '../ppm/harness.js'
+import { until } from '../helpers/daemon.js'
+import { fifoSink } from '../helpers/fifo.js'
+
+let lab: Lab
+let bins: Bins
+let launcher: string
+
+const SCRIPTS: Record<string, string> = {
+  // writes numbered lines on fd FD until STOP.go exists, then "last N", closes FD and runs on until STOP
+  'closer.py': `import os, sys, time
+stop, fd = sys.argv[1], int(sys.argv[2])
+print('pid', os.getpid(), file=sys.stderr, flush=True)
+i = 0
+while not os.path.exists(stop + '.go'):
+    os.write(fd, b'%d\\n' % i); i += 1; time.sleep(0.005)
+os.write(fd, b'last %d\\n' % i)
+os.close(fd)
+while not os.path.exists(stop): time.sleep(0.01)
+print('writer done', i, file=sys.stderr, flush=True)
+`,
+  // reads its stdin (slowly) until STOP.go exists, then closes it and runs on until STOP
+  'reader.py': `import os, sys, time
+stop = sys.argv[1]
+print('pid', os.getpid(), flush=True)
+n = 0
+while not os.path.exists(stop + '.go'):
+    if sys.stdin.readline() != 'y\\n': print('wrong', n, flush=True)
+    n += 1
+    time.sleep(0.001)
+os.close(0)
+print('closed its stdin after', n, 'lines', flush=True)
+while not os.path.exists(stop): time.sleep(0.01)
+`,
+  // a server at home and its child as a TCP client: the client sends numbered lines until STOP.go
+  // exists, then "last N", shuts down for writing and reads the server's answer (sent once the
+  // server saw the end), then runs on until STOP
+  'shut.py': `import os, socket, sys, time
+stop = sys.argv[1]
+srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(1); addr = srv.getsockname()
+pid = os.fork()
+if pid == 0:
+    srv.close()
+    c = socket.socket(); c.connect(addr)
+    i = 0
+    while not os.path.exists(stop + '.go'):
+        c.sendall(b'%d\\n' % i); i += 1; time.sleep(0.005)
+    c.sendall(b'last %d\\n' % i)
+    c.shutdown(socket.SHUT_WR)
+    got = b''
+    while True:
+        d = c.recv(65536)
+        if not d: break
+        got += d
+    print('client got', got.decode(), flush=True)
+    while not os.path.exists(stop + '.close'): time.sleep(0.01)
+    c.close()
+    print('client closed', flush=True)
+    while not os.path.exists(stop): time.sleep(0.01)
+    os._exit(0)
+print('pid', pid, flush=True)
+conn, _ = srv.accept(); srv.close()
+data = b''
+while True:
+    d = conn.recv(65536)
+    if not d: break
+    data += d
+lines = data.decode().split('\\n')
+n = len(lines) - 2
+ok = lines[-1] == '' and lines[-2] == 'last %d' % n and all(lines[k] == str(k) for k in range(n))
+print('server saw the end after', n, 'lines', 'in order' if ok else 'WRONG', flush=True)
+conn.sendall(b'served %d' % n); conn.close()
+print('child', os.waitpid(pid, 0)[1], flush=True)
+`
+}
+
+before(async () => {
+  bins = new Bins()
+  launcher = bins.compile('launch')
+  for (const [name, text] of Object.entries(SCRIPTS)) writeFileSync(join(bins.dir, name), text)
+  lab = await Lab.create({ nodes: 3, tag: 'rcl', interval: 0.25, hpcdArgs: () => ['--down-after', '2', '--no-balance'], env: { DEBUG: process.env.RELAY_DEBUG ?? 'hpcfs:home,hpcfs:guest,hpcfs:relay' }, ...(process.env.RELAY_LOGS !== undefined ? { logDir: process.env.RELAY_LOGS } : {}) })
+  await lab.waitAllUp()
+})
+after(async () => {
+  await lab?.destroy()
+  bins?.cleanup()
+})
+
+interface Job { child: ChildProcess, out: () => string, stopFile: string, exited: Promise<number | null>, close: () => void }
+
+/** `bash -c script` at node 1 (STOP in it: this job's stop file), stdout and stderr to a FIFO. */
+function start (script: string, name: string): Job {
+  const sink = fifoSink(bins.dir, `out-${name}`)
+  const stopFile = join(bins.dir, `stop-${name}`)
+  const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', launcher, 'bash', '-c', `set -o pipefail; ${script.replaceAll('STOP', stopFile)}`], { stdio: ['ignore', sink.fd, sink.fd], detached: true })
+  const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
+  return {
+    child,
+    out: sink.out,
+    stopFile,
+    exited,
+    close: () => { if (child.exitCode === null && child.signalCode === null) { try { process.kill(-(child.pid as number), 'SIGKILL') } catch {} } sink.close() }
+  }
+}
+
+const where = async (pid: number): Promise<string> => (await lab.node(1).read(`proc/${pid}/where`)).trim()
+
+async function moveTo (pid: number, target: number | 'home'): Promise<void> {
+  await lab.node(1).write(`proc/${pid}/goto`, `${target}\n`)
+  const want = target === 'home' ? '0' : String(target)
+  const err = await until(`process ${pid} at ${want}`, async () => {
+    const w = await where(pid)
+    if (w === want) return 'ok'
+    const e = (await lab.node(1).read(`proc/${pid}/error`)).trim()
+    return e && w !== 'migrating' ? e : undefined
+  }, 20_000, 50)
+  assert.equal(err, 'ok', `move of ${pid} to ${target} failed`)
+}
+
+const guests = (n: number): string[] => readdirSync(join(lab.node(n).mount, 'remote'))
+const noGuests = async (): Promise<void> => { await until('no guest left on nodes 2 and 3', () => guests(2).length === 0 && guests(3).length === 0, 10_000) }
+const pidOf = async (j: Job): Promise<number> => Number(await until('its pid', () => /^pid (\d+)$/m.exec(j.out())?.[1]))
+const numbered = (j: Job): number => j.out().split('\n').filter(l => /^\d+$/.test(l)).length
+
+for (const fd of [1, 3]) {
+  const redirect = fd === 1 ? '' : '3>&1 >/dev/null'
+  test(`a writer on node 2 closes its ${fd === 1 ? 'stdout' : 'relayed fd 3'} and runs on: the reader at home sees the end at once, every line once`, async () => {
+    const job = start(`python3 ${join(bins.dir, 'closer.py')} STOP ${fd} ${redirect} | { cat; echo reader saw the end; }`, `close${fd}`)
+    try {
+      const pid = await pidOf(job)
+      await until('lines', () => numbered(job) > 5)
+      await moveTo(pid, 2)
+      const seen = numbered(job)
+      await until('lines from node 2', () => numbered(job) > seen + 5, 15_000)
+      writeFileSync(`${job.stopFile}.go`, '')
+      await until('the reader saw the end', () => job.out().includes('reader saw the end'), 15_000)
+      assert.equal(await where(pid), '2', 'the writer still runs on node 2')
+      assert.doesNotMatch(job.out(), /writer done/)
+      // it moves on without the descriptor it closed, and ends well
+      await moveTo(pid, 3)
+      await moveTo(pid, 'home')
+      writeFileSync(job.stopFile, '')
+      assert.equal(await job.exited, 0, job.out())
+      const n = Number(/^last (\d+)$/m.exec(job.out())?.[1])
+      const lines = job.out().split('\n').filter(l => /^(\d+|last \d+|reader saw the end)$/.test(l))
+      assert.deepEqual(lines, [...Array.from({ length: n }, (_, k) => String(k)), `last ${n}`, 'reader saw the end'], 'every line once, in order, then the end')
+      assert.match(job.out(), new RegExp(`^writer done ${n}$`, 'm'))
+      await noGuests()
+    } finally { job.close() }
+  })
+}
+
+test('a reader on node 2 closes its stdin (a pipe from yes at home) and runs on: yes gets SIGPIPE at once', async () => {
+  const job = start(`(yes; echo "yes ended $?" >&2) | python3 ${join(bins.dir, 'reader.py')} STOP`, 'stdin')
+  try {
+    const pid = await pidOf(job)
+    await moveTo(pid, 2)
+    writeFileSync(`${job.stopFile}.go`, '')
+    await until('yes ended', () => /^yes ended (141|1)$/m.test(job.out()), 15_000)
+    assert.match(job.out(), /^closed its stdin after \d+ lines$/m)
+    assert.equal(await where(pid), '2', 'the reader still runs on node 2')
+    await moveTo(pid, 'home')
+    writeFileSync(job.stopFile, '')
+    assert.equal(await job.exited, 0, job.out())
+    assert.doesNotMatch(job.out(), /wrong/)
+    await noGuests()
+  } catch (e) { console.log(job.out()); throw e } finally { job.close() }
+})
+
+test('a TCP client on node 2 shuts its connection down for writing: the server at home sees the end and answers; the client reads the answer there, then closes the socket there and at home', async () => {
+  const job = start(`python3 ${join(bins.dir, 'shut.py')} STOP`, 'shut')
+  try {
+    const pid = await pidOf(job)
+    await moveTo(pid, 2)
+    writeFileSync(`${job.stopFile}.go`, '')
+    const m = await until('the server saw the end', () => /^server saw the end after (\d+) lines (in order|WRONG)$/m.exec(job.out()) ?? undefined, 15_000)
+    assert.equal(m[2], 'in order', job.out())
+    await until('the client read the answer', () => job.out().includes('client got'), 15_000)
+    assert.match(job.out(), new RegExp(`^client got served ${m[1]}$`, 'm'))
+    assert.equal(await where(pid), '2', 'the client still runs on node 2')
+    // its socket, shut down, is still open at home (half closed) until it closes it there
+    const socketAtHome = (): string => { try { return readlinkSync(`/proc/${pid}/fd/3`) } catch { return '' } }
+    assert.match(socketAtHome(), /^socket:/)
+    writeFileSync(`${job.stopFile}.close`, '')
+    await until('the client closed its socket', () => job.out().includes('client closed'), 15_000)
+    await until('the socket closed at home too', () => socketAtHome() === '', 15_000)
+    assert.equal(await where(pid), '2')
+    await moveTo(pid, 'home')
+    writeFileSync(job.stopFile, '')
+    assert.equal(await job.exited, 0, job.out())
+    assert.match(job.out(), /^child 0$/m)
+    await noGuests()
+  } catch (e) { console.log(job.out()); throw e } finally { job.close() }
+})
