@@ -67,6 +67,7 @@ static int keep_go(pid_t pid, struct image *im)
 		return -1;
 	}
 	for (uint32_t i = 1; i < im->c.npend && i < 16; i++) kill(pid, im->c.pend[i]);
+	ctlf("STAT running_at=%.3f", clock_ns(CLOCK_REALTIME) / 1e6);	/* as a restore's (ppm.c): the end of a downtime */
 	return 0;
 }
 
