@@ -9,11 +9,12 @@
  *   fd 0-2 are handed to a freshly restored process.
  * Commands: check PID [--family] [--relay] | dump PID [--leave-running] [--target INFO]
  *           [--precopy [--rounds N]] [--relay] | restore [opts] | deputy PID [--target INFO] [--family]
- *           [--precopy [--rounds N]] [--relay] | hostinfo | info | rawpipe BYTES
+ *           [--precopy [--rounds N]] [--relay] [--wait] | hostinfo | info | rawpipe BYTES
+ *   --wait: a deputy started ahead of its move checks the process, says CHECKED, waits for GO
  *   --precopy (precopy.c): memory copied in rounds while the process runs, frozen for the last one
  *   --family (family.c): check and deputy allow children; restore catches the family calls
  *   --relay (relay.c): pipes and stream sockets whose other end is elsewhere are relayed
- * Lines out: REASON code text | STAT k=v... | PID n | HOLLOW | SIGNAL n | FD n path|- |
+ * Lines out: REASON code text | STAT k=v... | PID n | CHECKED | HOLLOW | SIGNAL n | FD n path|- |
  *            IMAGE-IN path | EXIT n | KILLED n | RESTORED n | FAMILY id call | RELAYFD fd dir kind |
  *            RELAY fd dir path [path] | PULLED fd n | OK | ERR ERRNO text
  */
@@ -40,10 +41,44 @@ void precopy_done(void)
 	g_pc = NULL;
 }
 
+/* deputy --wait: the helper is started ahead of its move, while the caller offers the process to
+ * another node. It checks the process at once (CHECKED, or the REASON lines and ERR EPERM), then
+ * waits for one line on fd 5: "GO" or "GO INFO" (INFO: the target's compatibility record, as
+ * --target). Any other line, or the end of fd 5: it stops there, the process untouched, no image
+ * written (ERR ECANCELED). */
+static int g_wait, g_cancelled;
+
+static int wait_go(const char **target)
+{
+	static char line[4096];
+	size_t n = 0;
+	for (;;) {
+		char c;
+		ssize_t r = read(5, &c, 1);
+		if (r < 0 && errno == EINTR) continue;
+		if (r <= 0) break;
+		if (c == '\n') {
+			line[n] = 0;
+			if (!strcmp(line, "GO")) return 0;
+			if (!strncmp(line, "GO ", 3) && line[3]) { *target = line + 3; return 0; }
+			break;
+		}
+		if (n + 1 >= sizeof line) break;
+		line[n++] = c;
+	}
+	g_cancelled = 1;
+	ctlf("ERR ECANCELED the move did not go ahead");
+	return 4;
+}
+
 int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpres *res, double *t0)
 {
 	int n = check_pid(pid, 1);
 	if (n) { ctlf("ERR EPERM process %d cannot move (%d reason%s)", pid, n, n > 1 ? "s" : ""); return 3; }
+	if (g_wait) {
+		ctlf("CHECKED");
+		if ((n = wait_go(&target))) return n;
+	}
 	if (g_precopy) {
 		/* --precopy: rounds while it runs (precopy.c); on failure the tracking ends here, on
 		 * success the caller ends it (precopy_done) */
@@ -68,7 +103,7 @@ int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpr
 void cancel_empty_image(void)
 {
 	struct stat sb;
-	if (g_copy_fd < 0 || fstat(g_copy_fd, &sb) || sb.st_size != 0) return;
+	if (g_cancelled || g_copy_fd < 0 || fstat(g_copy_fd, &sb) || sb.st_size != 0) return;
 	char keep[sizeof g_err];
 	int ke = g_errno;
 	memcpy(keep, g_err, sizeof keep);
@@ -284,8 +319,8 @@ static void usage(void)
 		"usage: hpc-ppm-helper check PID [--family] [--relay]\n"
 		"       hpc-ppm-helper dump PID [--leave-running] [--target HOSTINFO] [--precopy [--rounds N]] [--relay] [--copy] [--stall-ms MS]\n"
 		"                              (image on fd 3; --copy: also on fd 6)\n"
-		"       hpc-ppm-helper deputy PID [--target HOSTINFO] [--family] [--precopy [--rounds N]] [--relay] [--copy] [--stall-ms MS]\n"
-		"                              (image on fd 3, --copy: also on fd 6; commands on fd 5)\n"
+		"       hpc-ppm-helper deputy PID [--target HOSTINFO] [--family] [--precopy [--rounds N]] [--relay] [--copy] [--stall-ms MS] [--wait]\n"
+		"                              (image on fd 3, --copy: also on fd 6; commands on fd 5; --wait: CHECKED, then GO [HOSTINFO] on fd 5)\n"
 		"       hpc-ppm-helper restore [--new-pid|--require-pid|--pid-now] [--no-wait] [--eintr] [--stdio-from PID] [--family] [--hold]\n"
 		"                              [--keep LEASE_MS]  (keeper: the process outlives its daemon) [--guest]\n"
 		"                              [--clock auto|real|continue|OFFSET_NS] [--stall-ms MS] [--test-fault early|end]\n"
@@ -334,6 +369,7 @@ int main(int argc, char **argv)
 			else if (!strcmp(argv[i], "--copy") && strcmp(cmd, "check")) g_copy_fd = 6;
 			else if (!strcmp(argv[i], "--stall-ms") && i + 1 < argc) g_stall_ms = atoi(argv[++i]);
 			else if (!strcmp(argv[i], "--precopy") && strcmp(cmd, "check")) g_precopy = 1;
+			else if (!strcmp(argv[i], "--wait") && !strcmp(cmd, "deputy")) g_wait = 1;
 			else if (!strcmp(argv[i], "--rounds") && i + 1 < argc && strcmp(cmd, "check")) {
 				char *x;
 				long v = strtol(argv[++i], &x, 10);

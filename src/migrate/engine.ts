@@ -47,6 +47,9 @@ export interface GuestProcess extends Omit<RestoredHandle, 'go'> {
   alive: () => boolean
 }
 
+/** What `startDeputy` says once the process is checked. */
+export type StartedDeputy = { reasons: Array<{ code: string, text: string }> } | { reasons: null, go: (target?: string) => Promise<DeputyHandle>, cancel: () => void }
+
 export interface Engine {
   /** Why pid cannot move (empty when it can). */
   check (pid: number): Promise<Array<{ code: string, text: string }>>
@@ -54,6 +57,13 @@ export interface Engine {
   hostInfo (): Promise<string>
   /** Dumps pid into out (a stream, or a connection's socket with a copy) and leaves its original behind as the deputy; `precopy`: copying its memory while it runs first. */
   deputy (pid: number, out: Writable | RawSink, opts: { target?: string, precopy?: boolean }): Promise<DeputyHandle>
+  /**
+   * A deputy started ahead of its move, into a connection's socket (a raw image): its helper starts
+   * and checks pid while the caller offers the process; `reasons` when it cannot move, else `go`
+   * (dump and hollow it as `deputy` does, `target` checked first) or `cancel` (nothing touched).
+   * Optional: without it, `check` and then `deputy`.
+   */
+  startDeputy?: (pid: number, out: RawSink, opts: { precopy?: boolean }) => Promise<StartedDeputy>
   /** Dumps pid into out, a stream, a file descriptor the engine writes itself, or a connection's socket with a copy (the process is removed once the image is complete); `precopy` as for deputy. */
   dump (pid: number, out: Writable | number | RawSink, opts: { target?: string, precopy?: boolean }): Promise<unknown>
   /**
@@ -100,6 +110,7 @@ export function withPrecopy (e: Engine, minBytes: () => number): Engine {
   return {
     ...e,
     deputy: async (pid, out, opts) => await e.deputy(pid, out, { ...opts, precopy: want(pid) }),
+    ...(e.startDeputy !== undefined ? { startDeputy: async (pid: number, out: RawSink, opts: { precopy?: boolean }) => await (e.startDeputy as NonNullable<Engine['startDeputy']>)(pid, out, { ...opts, precopy: want(pid) }) } : {}),
     dump: async (pid, out, opts) => await e.dump(pid, out, { ...opts, precopy: want(pid) })
   }
 }
@@ -109,6 +120,15 @@ export const realEngine: Engine = {
   // and stream sockets whose other end is elsewhere are relayed (relay.ts)
   check: async pid => await ppm.check(pid, { family: true, relay: true }),
   hostInfo: async () => await ppm.hostInfo(),
+  startDeputy: async (pid, out, opts) => {
+    try {
+      const d = await ppm.startDeputy(pid, out.fd, { ...opts, family: true, relay: true, copy: out.copy, stallMs: out.stallMs })
+      return { reasons: null, go: async target => await d.go(target), cancel: d.cancel }
+    } catch (e) {
+      if (e instanceof ppm.PpmError && e.reasons.length > 0) return { reasons: e.reasons }
+      throw e
+    }
+  },
   deputy: async (pid, out, opts) => isRaw(out) ? await ppm.deputy(pid, out.fd, { ...opts, family: true, relay: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.deputy(pid, out, { ...opts, family: true, relay: true }),
   dump: async (pid, out, opts) => isRaw(out) ? await ppm.dump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.dump(pid, out, { ...opts, relay: true }),
   restore: async (src, opts) => {

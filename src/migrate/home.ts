@@ -18,7 +18,7 @@ import debug from '../util/log.js'
 import { DEFAULTS, rejoinWaitMs } from '../config.js'
 import { ErrnoError, einval } from '../util/errno.js'
 import type { Cluster, Dial } from './cluster.js'
-import type { DeputyHandle, Engine } from './engine.js'
+import type { DeputyHandle, Engine, StartedDeputy } from './engine.js'
 import { familyCall } from './family.js'
 import { applyHint, defaultHints, type DecayHint, type DecayHints } from './hints.js'
 import type { Link } from './link.js'
@@ -172,8 +172,8 @@ export class Home {
    * Offers the process to node; resolves with the connection once accepted. `ticket`: the image
    * will come from another node over a connection of its own that names this ticket.
    */
-  private async offer (p: HomeProc, node: number, ticket?: string): Promise<{ conn: Link, hostinfo: string, loud: (() => void) | null }> {
-    const conn = await this.d.dial(node)
+  private async offer (p: HomeProc, node: number, ticket?: string, dialled?: Link): Promise<{ conn: Link, hostinfo: string, loud: (() => void) | null }> {
+    const conn = dialled ?? await this.d.dial(node)
     const about = this.d.engine.describe(p.pid)
     // raw (docs/migrate.md "Raw images"): the deputy may write the image straight into the socket;
     // nothing else is written on it until N has answered
@@ -187,23 +187,55 @@ export class Home {
     return { conn, hostinfo: m.hostinfo, loud }
   }
 
-  /** home -> N. */
+  /**
+   * home -> N. The process is checked while it is offered (the check's helper start and its look
+   * at every process's descriptors are much of a small move): by the deputy's helper itself,
+   * started ahead and told to go once N has accepted (engines with `startDeputy`, raw images), or
+   * by the engine's check. One that cannot move is withdrawn before anything of it is dumped (N's
+   * restore sees the connection close).
+   */
   private async moveOut (p: HomeProc, node: number): Promise<void> {
-    const reasons = await this.cantMove(p.pid)
-    if (reasons.length) throw new ErrnoError('EPERM', `cannot move: ${reasons.join('; ')}`)
-    p.cmdline = this.d.engine.psInfo(p.pid)?.cmdline ?? ''
-    p.remote = null
-    p.io.kinds = this.d.engine.stdioKinds(p.pid)
-    p.stdinMode = stdinModeOf(p.io.kinds)
-    const { conn, hostinfo, loud } = await this.offer(p, node)
     const copy = new ImageCopy()
+    let ahead: Promise<StartedDeputy> | null = null
     try {
-      await this.sendOut(p, conn, node, hostinfo, copy, loud)
-    } finally { loud?.(); copy.release() }
+      const conn = await this.d.dial(node)
+      const start = this.d.engine.startDeputy
+      const sink = start !== undefined ? rawSink(conn, copy) : null
+      ahead = start !== undefined && sink !== null ? start(p.pid, sink, {}) : null
+      ahead?.catch(() => {})
+      const checked = ahead !== null ? ahead.then(a => (a.reasons ?? []).map(r => r.text)) : this.cantMove(p.pid)
+      checked.catch(() => {})
+      let offered: ReturnType<Home['offer']>
+      try {
+        p.cmdline = this.d.engine.psInfo(p.pid)?.cmdline ?? ''
+        p.remote = null
+        p.io.kinds = this.d.engine.stdioKinds(p.pid)
+        p.stdinMode = stdinModeOf(p.io.kinds)
+        offered = this.offer(p, node, undefined, conn)
+      } catch (e) {
+        conn.close()
+        const reasons = await checked.catch(() => [])
+        throw reasons.length ? new ErrnoError('EPERM', `cannot move: ${reasons.join('; ')}`) : e
+      }
+      offered.catch(() => {}) // awaited below, or withdrawn
+      const withdraw = (): void => { void offered.then(o => { o.loud?.(); o.conn.close() }, () => {}) }
+      let reasons: string[]
+      try { reasons = await checked } catch (e) { withdraw(); throw e }
+      if (reasons.length) { withdraw(); throw new ErrnoError('EPERM', `cannot move: ${reasons.join('; ')}`) }
+      const { hostinfo, loud } = await offered
+      const pending = ahead !== null ? await ahead : null
+      try {
+        await this.sendOut(p, conn, node, hostinfo, copy, loud, pending !== null && pending.reasons === null ? pending : null)
+      } finally { loud?.() }
+    } finally {
+      // a deputy started ahead and never told to go ends here, the process untouched
+      void ahead?.then(a => { if (a.reasons === null) a.cancel() }, () => {})
+      copy.release()
+    }
   }
 
   /** moveOut once offered and accepted: the deputy's dump streams to N (copied); N runs it, or it runs at home again. */
-  private async sendOut (p: HomeProc, conn: Link, node: number, hostinfo: string, copy: ImageCopy, loud: (() => void) | null): Promise<void> {
+  private async sendOut (p: HomeProc, conn: Link, node: number, hostinfo: string, copy: ImageCopy, loud: (() => void) | null, pending: Extract<StartedDeputy, { reasons: null }> | null): Promise<void> {
     const reply = conn.expect('running', 'failed').catch((e): FailedMsg => ({ t: 'failed', reason: (e as Error).message }))
     this.bind(p, conn, node)
     let broke: Error | undefined
@@ -214,7 +246,8 @@ export class Home {
     // raw: N reads the image straight from the socket, the deputy writes it there and into the copy
     const raw = loud !== null ? rawSink(conn, copy) : null
     try {
-      dep = await this.d.engine.deputy(p.pid, raw ?? tee(conn.imageWriter(), copy), hostinfo ? { target: hostinfo } : {})
+      if (raw === null) pending?.cancel() // (N reads framed images after all)
+      dep = raw !== null && pending !== null ? await pending.go(hostinfo || undefined) : await this.d.engine.deputy(p.pid, raw ?? tee(conn.imageWriter(), copy), hostinfo ? { target: hostinfo } : {})
       if (raw !== null) copy.filled()
     } catch (e) {
       p.conn = null

@@ -709,12 +709,10 @@ export class Deputy extends EventEmitter {
   }
 }
 
-/**
- * Dumps `pid` into `out`, then hollows it out and parks it as a deputy. `family`: it may have
- * children; they stay here with the original as their parent (docs/family.md). `precopy`: as for
- * dump, the memory is copied while it runs first.
- */
-export async function deputy (pid: number, out: ImageSink, opts: { target?: string, family?: boolean, relay?: boolean, copy?: number, stallMs?: number, precopy?: DumpOptions['precopy'] } = {}): Promise<Deputy> {
+type DeputyOptions = { target?: string, family?: boolean, relay?: boolean, copy?: number, stallMs?: number, precopy?: DumpOptions['precopy'] }
+
+/** Starts the deputy helper of pid writing into out (`wait`: it checks, then waits for GO). */
+function spawnDeputy (pid: number, out: ImageSink, opts: DeputyOptions, wait: boolean): { h: Helper, copy: Promise<void>, sink: SinkSetup } {
   checkPid(pid)
   const args = ['deputy', String(pid)]
   if (opts.target != null) args.push('--target', opts.target)
@@ -723,10 +721,17 @@ export async function deputy (pid: number, out: ImageSink, opts: { target?: stri
   const more = sinkArgs(opts)
   args.push(...more.args)
   args.push(...precopyArgs(opts.precopy))
+  if (wait) args.push('--wait')
   const sink = sinkFor(out)
   try {
     const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', 'pipe', ...more.extra])
-    const copy = sink.attach(h)
+    return { h, copy: sink.attach(h), sink }
+  } catch (e) { sink.close(); throw e }
+}
+
+/** The deputy helper has been told to go: the image is written, the original hollowed. */
+async function deputyDone (pid: number, h: Helper, copy: Promise<void>, sink: SinkSetup): Promise<Deputy> {
+  try {
     const ok = h.next('HOLLOW')
     const [r] = await Promise.allSettled([ok, copy])
     if (r.status === 'rejected') { await copy.catch(() => {}); throw r.reason }
@@ -734,10 +739,62 @@ export async function deputy (pid: number, out: ImageSink, opts: { target?: stri
     // end, the caller's stream knows; the original is hollow all the same and must be handed over
     // (only the Deputy can put it back)
     await copy.catch(e => log('deputy %d: the image was written but not all passed on: %s', pid, (e as Error).message))
-    const d = new Deputy(pid, h, { bytes: num(h.stats.bytes), pages: num(h.stats.pages), freezeMs: num(h.stats.freeze_ms), stats: h.stats })
-    return d
+    return new Deputy(pid, h, { bytes: num(h.stats.bytes), pages: num(h.stats.pages), freezeMs: num(h.stats.freeze_ms), stats: h.stats })
   } finally {
     sink.close()
+  }
+}
+
+/**
+ * Dumps `pid` into `out`, then hollows it out and parks it as a deputy. `family`: it may have
+ * children; they stay here with the original as their parent (docs/family.md). `precopy`: as for
+ * dump, the memory is copied while it runs first.
+ */
+export async function deputy (pid: number, out: ImageSink, opts: DeputyOptions = {}): Promise<Deputy> {
+  const { h, copy, sink } = spawnDeputy(pid, out, opts, false)
+  return await deputyDone(pid, h, copy, sink)
+}
+
+/** A deputy started ahead of its move (`startDeputy`), checked, waiting to be told to go. */
+export interface PendingDeputy {
+  /** Dumps and hollows it as `deputy` does (`target`: the target's hostInfo(), checked first). */
+  go: (target?: string) => Promise<Deputy>
+  /** The move does not go ahead: the helper ends, the process untouched, nothing written. */
+  cancel: () => void
+}
+
+/**
+ * Starts the deputy helper of pid ahead of its move (`deputy --wait`), so that its start and the
+ * check of the process overlap with the offer to the target: resolves once the process is checked
+ * (rejects with the reasons, a PpmError, when it cannot move); then `go` or `cancel`.
+ */
+export async function startDeputy (pid: number, out: ImageSink, opts: Omit<DeputyOptions, 'target'> = {}): Promise<PendingDeputy> {
+  const { h, copy, sink } = spawnDeputy(pid, out, opts, true)
+  let used = false
+  const cancel = (): void => {
+    if (used) return
+    used = true
+    try { h.send('CANCEL') } catch {} // (ended already)
+    void h.done.then(() => sink.close())
+    copy.catch(() => {})
+  }
+  try {
+    await h.next('CHECKED')
+  } catch (e) {
+    used = true
+    sink.close()
+    copy.catch(() => {})
+    throw e
+  }
+  return {
+    go: async target => {
+      if (used) throw new PpmError('EINVAL', 'this deputy was told already')
+      if (target != null && /\s/.test(target)) { cancel(); throw einval('bad target record') }
+      used = true
+      h.send(target != null && target !== '' ? `GO ${target}` : 'GO')
+      return await deputyDone(pid, h, copy, sink)
+    },
+    cancel
   }
 }
 

@@ -5,7 +5,7 @@ import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
-import { deputy, dump, restore, PpmError } from '../../src/ppm/ppm.js'
+import { deputy, dump, restore, startDeputy, PpmError } from '../../src/ppm/ppm.js'
 import { Lab, lines, reference, waitFor } from './harness.js'
 
 const lab = new Lab()
@@ -137,6 +137,36 @@ test('a move that fails on the target: the original is restored from its own ima
   bad[bad.length >> 1] ^= 0x40
   writeFileSync(lab.path('own-bad.img'), bad)
   await assert.rejects(restore(lab.path('own-bad.img'), { keepPid: false, stdio: ['ignore', 'ignore', 'ignore'] }), PpmError)
+  await d.restoreInto(img)
+  assert.deepEqual(await s.exited, { code: 4, signal: null })
+  assert.equal(s.out, ref.out)
+})
+
+test('a deputy started ahead checks the process and waits: cancelled, nothing is touched or written; told to go, it dumps and hollows; a process that cannot move gets its reasons', async () => {
+  const bin = lab.compile('counter')
+  const args = ['20', '400', '4', '40000']
+  const ref = reference(bin, args)
+  const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => lines(s.out) >= 2, 5000, 'output')
+  // cancelled: the helper ends, the process runs on untraced, the image file stays empty
+  const first = await startDeputy(s.pid, lab.path('ahead0.img'))
+  const n = lines(s.out)
+  await waitFor(() => lines(s.out) > n, 5000, 'output while the deputy waits')
+  first.cancel()
+  await waitFor(() => status(s.pid, 'TracerPid') === '0', 5000, 'untraced')
+  assert.equal(statSync(lab.path('ahead0.img')).size, 0)
+  // stopped (job control): it cannot move, and says why
+  process.kill(s.pid, 'SIGSTOP')
+  await waitFor(() => status(s.pid, 'State').startsWith('T'), 5000, 'stopped')
+  await assert.rejects(startDeputy(s.pid, lab.path('ahead1.img')), (e: PpmError) => e.reasons.some(r => r.code === 'stopped'))
+  process.kill(s.pid, 'SIGCONT')
+  // told to go: as deputy(), and the original comes back from its image
+  const img = lab.path('ahead2.img')
+  const ahead = await startDeputy(s.pid, img)
+  const d = lab.trackDeputy(await ahead.go())
+  assert.equal(d.pid, s.pid)
+  assert.ok(statSync(img).size > 0 && d.freezeMs > 0)
+  await assert.rejects(ahead.go(), PpmError, 'told once only')
   await d.restoreInto(img)
   assert.deepEqual(await s.exited, { code: 4, signal: null })
   assert.equal(s.out, ref.out)

@@ -113,12 +113,18 @@ test('home -> N whose restore fails: the deputy gets its own image back and the 
   assert.equal(p.deputy, null)
 })
 
-test('a process the engine says cannot move is not offered anywhere', async () => {
+test('a process the engine says cannot move (checked while it is offered) is withdrawn: nothing is dumped, the connection closes', async () => {
   const s = setup()
   s.engine.reasons = [{ code: 'fd', text: 'fd 3 is a listening socket' }]
   await s.home.requestMove(PID, 2)
   assert.match(s.home.procs.get(PID)?.lastError ?? '', /cannot move: fd 3 is a listening socket/)
-  assert.equal(s.peers.length, 0)
+  assert.equal(s.home.procs.get(PID)?.where, 'home')
+  await until(() => s.peers.length === 1, 'the offer')
+  const peer = s.peers[0]
+  await peer.next('migrate')
+  await peer.link.send({ t: 'accept', hostinfo: 'node-2-host' })
+  await until(() => peer.link.closed, 'the offer withdrawn')
+  assert.deepEqual(s.engine.calls, [`check ${PID}`], 'no dump was started')
   assert.throws(() => s.home.requestMove(PID, 42), /no node 42/)
 })
 
