@@ -74,7 +74,11 @@ static int wait_go(const char **target)
 int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpres *res, double *t0)
 {
 	int n = check_pid(pid, 1);
-	if (n) { ctlf("ERR EPERM process %d cannot move (%d reason%s)", pid, n, n > 1 ? "s" : ""); return 3; }
+	if (n) {
+		g_cancelled = g_wait;	/* started ahead: nothing goes into fd 3 (the caller withdraws its offer) */
+		ctlf("ERR EPERM process %d cannot move (%d reason%s)", pid, n, n > 1 ? "s" : "");
+		return 3;
+	}
 	if (g_wait) {
 		ctlf("CHECKED");
 		if ((n = wait_go(&target))) return n;

@@ -3,7 +3,7 @@
 // sees it, restore an image back into it, and duplicate its fds 0-2.
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFileSync, statSync, writeFileSync } from 'node:fs'
+import { closeSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
 import { deputy, dump, restore, startDeputy, PpmError } from '../../src/ppm/ppm.js'
 import { Lab, lines, reference, waitFor } from './harness.js'
@@ -158,7 +158,12 @@ test('a deputy started ahead checks the process and waits: cancelled, nothing is
   // stopped (job control): it cannot move, and says why
   process.kill(s.pid, 'SIGSTOP')
   await waitFor(() => status(s.pid, 'State').startsWith('T'), 5000, 'stopped')
-  await assert.rejects(startDeputy(s.pid, lab.path('ahead1.img')), (e: PpmError) => e.reasons.some(r => r.code === 'stopped'))
+  // (with a copy: a dump that fails before its first byte would write an empty image; not one started ahead)
+  const copyFd = openSync(lab.path('ahead1.copy'), 'w')
+  try {
+    await assert.rejects(startDeputy(s.pid, lab.path('ahead1.img'), { copy: copyFd }), (e: PpmError) => e.reasons.some(r => r.code === 'stopped'))
+  } finally { closeSync(copyFd) }
+  assert.equal(statSync(lab.path('ahead1.img')).size, 0, 'nothing written')
   process.kill(s.pid, 'SIGCONT')
   // told to go: as deputy(), and the original comes back from its image
   const img = lab.path('ahead2.img')
