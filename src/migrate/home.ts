@@ -199,25 +199,24 @@ export class Home {
     let ahead: Promise<StartedDeputy> | null = null
     try {
       const conn = await this.d.dial(node)
-      const start = this.d.engine.startDeputy
-      const sink = start !== undefined ? rawSink(conn, copy) : null
-      ahead = start !== undefined && sink !== null ? start(p.pid, sink, {}) : null
-      ahead?.catch(() => {})
-      const checked = ahead !== null ? ahead.then(a => (a.reasons ?? []).map(r => r.text)) : this.cantMove(p.pid)
-      checked.catch(() => {})
       let offered: ReturnType<Home['offer']>
       try {
         p.cmdline = this.d.engine.psInfo(p.pid)?.cmdline ?? ''
         p.remote = null
         p.io.kinds = this.d.engine.stdioKinds(p.pid)
         p.stdinMode = stdinModeOf(p.io.kinds)
-        offered = this.offer(p, node, undefined, conn)
+        offered = this.offer(p, node, undefined, conn) // (migrate is written at once, before a helper is started)
       } catch (e) {
         conn.close()
-        const reasons = await checked.catch(() => [])
+        const reasons = await this.cantMove(p.pid).catch(() => [])
         throw reasons.length ? new ErrnoError('EPERM', `cannot move: ${reasons.join('; ')}`) : e
       }
       offered.catch(() => {}) // awaited below, or withdrawn
+      const start = this.d.engine.startDeputy
+      const sink = start !== undefined ? rawSink(conn, copy) : null
+      ahead = start !== undefined && sink !== null ? start(p.pid, sink, {}) : null
+      ahead?.catch(() => {})
+      const checked = ahead !== null ? ahead.then(a => (a.reasons ?? []).map(r => r.text)) : this.cantMove(p.pid)
       const withdraw = (): void => { void offered.then(o => { o.loud?.(); o.conn.close() }, () => {}) }
       let reasons: string[]
       try { reasons = await checked } catch (e) { withdraw(); throw e }
