@@ -11,10 +11,11 @@
  *           [--precopy [--rounds N]] [--relay] | restore [opts] | deputy PID [--target INFO] [--family]
  *           [--precopy [--rounds N]] [--relay] [--wait] | hostinfo | info | rawpipe BYTES
  *   --wait: a deputy started ahead of its move checks the process, says CHECKED, waits for GO
+ *   --confirm: the deputy keeps the dumped original frozen (DUMPED) until HOLLOW or RELEASE
  *   --precopy (precopy.c): memory copied in rounds while the process runs, frozen for the last one
  *   --family (family.c): check and deputy allow children; restore catches the family calls
  *   --relay (relay.c): pipes and stream sockets whose other end is elsewhere are relayed
- * Lines out: REASON code text | STAT k=v... | PID n | CHECKED | HOLLOW | SIGNAL n | FD n path|- |
+ * Lines out: REASON code text | STAT k=v... | PID n | CHECKED | DUMPED n | RELEASED n | HOLLOW | SIGNAL n | FD n path|- |
  *            IMAGE-IN path | EXIT n | KILLED n | RESTORED n | FAMILY id call | RELAYFD fd dir kind |
  *            RELAY fd dir path [path] | PULLED fd n | OK | ERR ERRNO text
  */
@@ -323,8 +324,9 @@ static void usage(void)
 		"usage: hpc-ppm-helper check PID [--family] [--relay]\n"
 		"       hpc-ppm-helper dump PID [--leave-running] [--target HOSTINFO] [--precopy [--rounds N]] [--relay] [--copy] [--stall-ms MS]\n"
 		"                              (image on fd 3; --copy: also on fd 6)\n"
-		"       hpc-ppm-helper deputy PID [--target HOSTINFO] [--family] [--precopy [--rounds N]] [--relay] [--copy] [--stall-ms MS] [--wait]\n"
-		"                              (image on fd 3, --copy: also on fd 6; commands on fd 5; --wait: CHECKED, then GO [HOSTINFO] on fd 5)\n"
+		"       hpc-ppm-helper deputy PID [--target HOSTINFO] [--family] [--precopy [--rounds N]] [--relay] [--copy] [--stall-ms MS] [--wait] [--confirm]\n"
+		"                              (image on fd 3, --copy: also on fd 6; commands on fd 5; --wait: CHECKED, then GO [HOSTINFO] on fd 5;\n"
+		"                               --confirm: DUMPED, then HOLLOW or RELEASE on fd 5)\n"
 		"       hpc-ppm-helper restore [--new-pid|--require-pid|--pid-now] [--no-wait] [--eintr] [--stdio-from PID] [--family] [--hold]\n"
 		"                              [--keep LEASE_MS]  (keeper: the process outlives its daemon) [--guest]\n"
 		"                              [--clock auto|real|continue|OFFSET_NS] [--stall-ms MS] [--test-fault early|end]\n"
@@ -374,6 +376,7 @@ int main(int argc, char **argv)
 			else if (!strcmp(argv[i], "--stall-ms") && i + 1 < argc) g_stall_ms = atoi(argv[++i]);
 			else if (!strcmp(argv[i], "--precopy") && strcmp(cmd, "check")) g_precopy = 1;
 			else if (!strcmp(argv[i], "--wait") && !strcmp(cmd, "deputy")) g_wait = 1;
+			else if (!strcmp(argv[i], "--confirm") && !strcmp(cmd, "deputy")) g_confirm = 1;
 			else if (!strcmp(argv[i], "--rounds") && i + 1 < argc && strcmp(cmd, "check")) {
 				char *x;
 				long v = strtol(argv[++i], &x, 10);
@@ -384,7 +387,7 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(cmd, "check") && fcntl(3, F_GETFD) < 0) { fprintf(stderr, "hpc-ppm-helper: fd 3 (image) is not open\n"); return 2; }
 		if (g_copy_fd >= 0 && fcntl(g_copy_fd, F_GETFD) < 0) { fprintf(stderr, "hpc-ppm-helper: fd 6 (copy) is not open\n"); return 2; }
-		if (g_copy_fd >= 0) abort_when_orphaned();
+		if (g_copy_fd >= 0 || g_confirm) abort_when_orphaned();
 		if (!strcmp(cmd, "check")) return cmd_check(pid);
 		if (!strcmp(cmd, "dump")) return cmd_dump(pid, leave, target);
 		return cmd_deputy(pid, target);

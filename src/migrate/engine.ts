@@ -48,7 +48,14 @@ export interface GuestProcess extends Omit<RestoredHandle, 'go'> {
 }
 
 /** What `startDeputy` says once the process is checked. */
-export type StartedDeputy = { reasons: Array<{ code: string, text: string }> } | { reasons: null, go: (target?: string) => Promise<DeputyHandle>, cancel: () => void }
+export type StartedDeputy = { reasons: Array<{ code: string, text: string }> } | { reasons: null, go: (target?: string) => Promise<DumpedHandle>, cancel: () => void }
+
+/**
+ * A process dumped by a deputy started ahead, frozen, not yet hollow: the copy kept until the
+ * target runs it (no copy file). `hollow` once the move is committed (an original that cannot be
+ * hollowed then is killed, never let run), `release` when it is not (it runs on where it was).
+ */
+export interface DumpedHandle { hollow: () => Promise<DeputyHandle>, release: () => Promise<void> }
 
 export interface Engine {
   /** Why pid cannot move (empty when it can). */
@@ -58,9 +65,10 @@ export interface Engine {
   /** Dumps pid into out (a stream, or a connection's socket with a copy) and leaves its original behind as the deputy; `precopy`: copying its memory while it runs first. */
   deputy (pid: number, out: Writable | RawSink, opts: { target?: string, precopy?: boolean }): Promise<DeputyHandle>
   /**
-   * A deputy started ahead of its move, into a connection's socket (a raw image): its helper starts
-   * and checks pid while the caller offers the process; `reasons` when it cannot move, else `go`
-   * (dump and hollow it as `deputy` does, `target` checked first) or `cancel` (nothing touched).
+   * A deputy started ahead of its move, into a connection's socket (a raw image, `out.copy`
+   * unused): its helper starts and checks pid while the caller offers the process; `reasons` when
+   * it cannot move, else `go` (dump it, `target` checked first: the original stays frozen as the
+   * copy, DumpedHandle) or `cancel` (nothing touched).
    * Optional: without it, `check` and then `deputy`.
    */
   startDeputy?: (pid: number, out: RawSink, opts: { precopy?: boolean }) => Promise<StartedDeputy>
@@ -122,8 +130,15 @@ export const realEngine: Engine = {
   hostInfo: async () => await ppm.hostInfo(),
   startDeputy: async (pid, out, opts) => {
     try {
-      const d = await ppm.startDeputy(pid, out.fd, { ...opts, family: true, relay: true, copy: out.copy, stallMs: out.stallMs })
-      return { reasons: null, go: async target => await d.go(target), cancel: d.cancel }
+      const d = await ppm.startDeputy(pid, out.fd, { ...opts, family: true, relay: true, stallMs: out.stallMs })
+      return {
+        reasons: null,
+        go: async target => {
+          const dumped = await d.go(target)
+          return { hollow: async () => await dumped.hollow(), release: dumped.release }
+        },
+        cancel: d.cancel
+      }
     } catch (e) {
       if (e instanceof ppm.PpmError && e.reasons.length > 0) return { reasons: e.reasons }
       throw e

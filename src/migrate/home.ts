@@ -18,7 +18,7 @@ import debug from '../util/log.js'
 import { DEFAULTS, rejoinWaitMs } from '../config.js'
 import { ErrnoError, einval } from '../util/errno.js'
 import type { Cluster, Dial } from './cluster.js'
-import type { DeputyHandle, Engine, StartedDeputy } from './engine.js'
+import type { DeputyHandle, DumpedHandle, Engine, StartedDeputy } from './engine.js'
 import { familyCall } from './family.js'
 import { applyHint, defaultHints, type DecayHint, type DecayHints } from './hints.js'
 import type { Link } from './link.js'
@@ -241,13 +241,18 @@ export class Home {
     conn.once('close', e => { broke = e })
     let told: string | null = null // N's failed, if it broke the image off
     conn.on('msg', m => { if (m.t === 'failed') told = m.reason })
-    let dep: DeputyHandle
-    // raw: N reads the image straight from the socket, the deputy writes it there and into the copy
+    let dep: DeputyHandle | null = null
+    let dumped: DumpedHandle | null = null
+    // raw: N reads the image straight from the socket, the deputy writes it there (and into the
+    // copy, unless it was started ahead: then the frozen original is the copy, until N runs it)
     const raw = loud !== null ? rawSink(conn, copy) : null
     try {
       if (raw === null) pending?.cancel() // (N reads framed images after all)
-      dep = raw !== null && pending !== null ? await pending.go(hostinfo || undefined) : await this.d.engine.deputy(p.pid, raw ?? tee(conn.imageWriter(), copy), hostinfo ? { target: hostinfo } : {})
-      if (raw !== null) copy.filled()
+      if (raw !== null && pending !== null) dumped = await pending.go(hostinfo || undefined)
+      else {
+        dep = await this.d.engine.deputy(p.pid, raw ?? tee(conn.imageWriter(), copy), hostinfo ? { target: hostinfo } : {})
+        if (raw !== null) copy.filled()
+      }
     } catch (e) {
       p.conn = null
       // (a raw image broken off ends N's restore by itself: an empty image or a cut stream; when N
@@ -259,25 +264,42 @@ export class Home {
       if (broke) throw new Error(`the connection to node ${node} broke (${broke.message}): ${(e as Error).message}`)
       throw e
     }
-    p.deputy = dep
-    dep.on('signal', (s: number) => {
-      log('deputy %d got signal %d', p.pid, s)
-      if (p.moving || p.where === 'migrating' || p.limbo) p.pendingSignals.push(s); else void p.conn?.send({ t: 'signal', sig: s }).catch(() => {})
-    })
-    dep.on('end', () => this.deputyEnded(p))
+    const watch = (d: DeputyHandle): void => {
+      p.deputy = d
+      d.on('signal', (s: number) => {
+        log('deputy %d got signal %d', p.pid, s)
+        if (p.moving || p.where === 'migrating' || p.limbo) p.pendingSignals.push(s); else void p.conn?.send({ t: 'signal', sig: s }).catch(() => {})
+      })
+      d.on('end', () => this.deputyEnded(p))
+    }
+    if (dep !== null) watch(dep)
     let m = await reply
     loud?.() // N has read all of the image: frames may follow it
     if (m.t === 'running' && conn.closed) m = { t: 'failed', reason: 'the connection broke before the move was committed' }
     if (m.t !== 'running') {
       p.conn = null
       conn.close()
-      await dep.restoreInto(await replay(copy))
-      this.detachDeputy(p)
+      if (dumped !== null) await dumped.release() // (it was never emptied: it runs on)
+      else {
+        await (dep as DeputyHandle).restoreInto(await replay(copy))
+        this.detachDeputy(p)
+      }
       p.where = 'home'
       throw new Error(`node ${node} could not run it: ${m.reason}; it runs at home again`)
     }
     // committed: N lets it run (N removes a process it holds if this never comes)
     await conn.send({ t: 'run' }).catch(() => {})
+    if (dumped !== null) {
+      // the original becomes the deputy while N runs it; one that cannot be emptied has been
+      // killed by its helper: the job ends, on N too
+      try { watch(await dumped.hollow()) } catch (e) {
+        await conn.send({ t: 'kill' }).catch(() => {})
+        conn.close()
+        p.conn = null
+        p.where = 'home'
+        throw new Error(`the original could not become a deputy (${(e as Error).message}): the job was ended`)
+      }
+    }
     noteTransfer(this.d.bandwidth, node, m.bytes, m.ms)
     await p.io.open(p.deputy)
     this.arrived(p, node)

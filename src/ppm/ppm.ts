@@ -713,6 +713,7 @@ type DeputyOptions = { target?: string, family?: boolean, relay?: boolean, copy?
 
 /** Starts the deputy helper of pid writing into out (`wait`: it checks, then waits for GO). */
 function spawnDeputy (pid: number, out: ImageSink, opts: DeputyOptions, wait: boolean): { h: Helper, copy: Promise<void>, sink: SinkSetup } {
+  // (started ahead, it also keeps the dumped original frozen until told: `Dumped`)
   checkPid(pid)
   const args = ['deputy', String(pid)]
   if (opts.target != null) args.push('--target', opts.target)
@@ -721,7 +722,7 @@ function spawnDeputy (pid: number, out: ImageSink, opts: DeputyOptions, wait: bo
   const more = sinkArgs(opts)
   args.push(...more.args)
   args.push(...precopyArgs(opts.precopy))
-  if (wait) args.push('--wait')
+  if (wait) args.push('--wait', '--confirm')
   const sink = sinkFor(out)
   try {
     const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', 'pipe', ...more.extra])
@@ -755,18 +756,30 @@ export async function deputy (pid: number, out: ImageSink, opts: DeputyOptions =
   return await deputyDone(pid, h, copy, sink)
 }
 
+/**
+ * A deputy's original dumped, frozen, not yet hollow (`startDeputy`): it is the copy kept until the
+ * target runs the process. `hollow` (the move is committed): the deputy as `deputy` leaves it (an
+ * original that cannot be hollowed then is killed, never let run); `release`: it runs on here.
+ */
+export interface Dumped {
+  bytes: number
+  stats: Record<string, string>
+  hollow: () => Promise<Deputy>
+  release: () => Promise<void>
+}
+
 /** A deputy started ahead of its move (`startDeputy`), checked, waiting to be told to go. */
 export interface PendingDeputy {
-  /** Dumps and hollows it as `deputy` does (`target`: the target's hostInfo(), checked first). */
-  go: (target?: string) => Promise<Deputy>
+  /** Dumps it (`target`: the target's hostInfo(), checked first); resolves once the image is out. */
+  go: (target?: string) => Promise<Dumped>
   /** The move does not go ahead: the helper ends, the process untouched, nothing written. */
   cancel: () => void
 }
 
 /**
- * Starts the deputy helper of pid ahead of its move (`deputy --wait`), so that its start and the
- * check of the process overlap with the offer to the target: resolves once the process is checked
- * (rejects with the reasons, a PpmError, when it cannot move); then `go` or `cancel`.
+ * Starts the deputy helper of pid ahead of its move (`deputy --wait --confirm`), so that its start
+ * and the check of the process overlap with the offer to the target: resolves once the process is
+ * checked (rejects with the reasons, a PpmError, when it cannot move); then `go` or `cancel`.
  */
 export async function startDeputy (pid: number, out: ImageSink, opts: Omit<DeputyOptions, 'target'> = {}): Promise<PendingDeputy> {
   const { h, copy, sink } = spawnDeputy(pid, out, opts, true)
@@ -792,7 +805,33 @@ export async function startDeputy (pid: number, out: ImageSink, opts: Omit<Deput
       if (target != null && /\s/.test(target)) { cancel(); throw einval('bad target record') }
       used = true
       h.send(target != null && target !== '' ? `GO ${target}` : 'GO')
-      return await deputyDone(pid, h, copy, sink)
+      try {
+        const ok = h.next('DUMPED')
+        const [r] = await Promise.allSettled([ok, copy])
+        if (r.status === 'rejected') { await copy.catch(() => {}); throw r.reason }
+        await copy.catch(e => log('deputy %d: the image was written but not all passed on: %s', pid, (e as Error).message))
+      } finally { sink.close() }
+      let told = false
+      const tell = (what: 'HOLLOW' | 'RELEASE'): void => {
+        if (told) throw new PpmError('EINVAL', 'this deputy was told already')
+        told = true
+        h.send(what)
+      }
+      return {
+        bytes: num(h.stats.bytes),
+        stats: h.stats,
+        hollow: async () => {
+          const done = h.next('HOLLOW')
+          tell('HOLLOW')
+          await done
+          return new Deputy(pid, h, { bytes: num(h.stats.bytes), pages: num(h.stats.pages), freezeMs: num(h.stats.freeze_ms), stats: h.stats })
+        },
+        release: async () => {
+          const done = h.next('RELEASED')
+          tell('RELEASE')
+          await done
+        }
+      }
     },
     cancel
   }

@@ -142,9 +142,9 @@ test('a move that fails on the target: the original is restored from its own ima
   assert.equal(s.out, ref.out)
 })
 
-test('a deputy started ahead checks the process and waits: cancelled, nothing is touched or written; told to go, it dumps and hollows; a process that cannot move gets its reasons', async () => {
+test('a deputy started ahead checks the process and waits: cancelled, nothing is touched or written; a process that cannot move gets its reasons; told to go, it dumps and keeps the original frozen until released (it runs on) or hollowed', async () => {
   const bin = lab.compile('counter')
-  const args = ['20', '400', '4', '40000']
+  const args = ['60', '400', '4', '40000'] // (40 ms a line: a frozen original misses some in 100 ms)
   const ref = reference(bin, args)
   const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
   await waitFor(() => lines(s.out) >= 2, 5000, 'output')
@@ -165,13 +165,24 @@ test('a deputy started ahead checks the process and waits: cancelled, nothing is
   } finally { closeSync(copyFd) }
   assert.equal(statSync(lab.path('ahead1.img')).size, 0, 'nothing written')
   process.kill(s.pid, 'SIGCONT')
-  // told to go: as deputy(), and the original comes back from its image
-  const img = lab.path('ahead2.img')
+  // told to go: dumped, the original frozen (the copy kept until the target runs it); released,
+  // it runs on as it was
+  const first2 = await startDeputy(s.pid, lab.path('ahead2.img'))
+  const kept = await first2.go()
+  assert.ok(statSync(lab.path('ahead2.img')).size > 0 && kept.bytes > 0)
+  await assert.rejects(first2.go(), PpmError, 'told once only')
+  const m = lines(s.out)
+  await new Promise(resolve => setTimeout(resolve, 100))
+  assert.equal(lines(s.out), m, 'frozen while the target has not said')
+  await kept.release()
+  await waitFor(() => lines(s.out) > m, 5000, 'output once released')
+  await waitFor(() => status(s.pid, 'TracerPid') === '0', 5000, 'untraced')
+  // hollowed: as deputy(), and the original comes back from its image
+  const img = lab.path('ahead3.img')
   const ahead = await startDeputy(s.pid, img)
-  const d = lab.trackDeputy(await ahead.go())
+  const d = lab.trackDeputy(await (await ahead.go()).hollow())
   assert.equal(d.pid, s.pid)
   assert.ok(statSync(img).size > 0 && d.freezeMs > 0)
-  await assert.rejects(ahead.go(), PpmError, 'told once only')
   await d.restoreInto(img)
   assert.deepEqual(await s.exited, { code: 4, signal: null })
   assert.equal(s.out, ref.out)
