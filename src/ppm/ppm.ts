@@ -821,10 +821,19 @@ export async function startDeputy (pid: number, out: ImageSink, opts: Omit<Deput
         bytes: num(h.stats.bytes),
         stats: h.stats,
         hollow: async () => {
+          // signals that reached the frozen original are reported just before HOLLOW: passed on
+          // by the Deputy once its caller has had a turn to listen
+          const early: number[] = []
+          const onSignal = (sig: number): void => { early.push(sig) }
+          h.on('signal', onSignal)
           const done = h.next('HOLLOW')
-          tell('HOLLOW')
-          await done
-          return new Deputy(pid, h, { bytes: num(h.stats.bytes), pages: num(h.stats.pages), freezeMs: num(h.stats.freeze_ms), stats: h.stats })
+          try {
+            tell('HOLLOW')
+            await done
+          } finally { h.off('signal', onSignal) }
+          const d = new Deputy(pid, h, { bytes: num(h.stats.bytes), pages: num(h.stats.pages), freezeMs: num(h.stats.freeze_ms), stats: h.stats })
+          if (early.length > 0) setImmediate(() => { for (const sig of early) d.emit('signal', sig) })
+          return d
         },
         release: async () => {
           const done = h.next('RELEASED')

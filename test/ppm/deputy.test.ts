@@ -180,7 +180,12 @@ test('a deputy started ahead checks the process and waits: cancelled, nothing is
   // hollowed: as deputy(), and the original comes back from its image
   const img = lab.path('ahead3.img')
   const ahead = await startDeputy(s.pid, img)
-  const d = lab.trackDeputy(await (await ahead.go()).hollow())
+  const frozen = await ahead.go()
+  process.kill(s.pid, 'SIGUSR1') // reaches the frozen original: reported by its deputy, not delivered
+  const d = lab.trackDeputy(await frozen.hollow())
+  const seen: number[] = []
+  d.on('signal', (sig: number) => seen.push(sig))
+  await waitFor(() => seen.includes(10), 5000, 'the signal sent while it was frozen')
   assert.equal(d.pid, s.pid)
   assert.ok(statSync(img).size > 0 && d.freezeMs > 0)
   await d.restoreInto(img)
