@@ -333,6 +333,7 @@ static void usage(void)
 		"                              (image on fd 3: a pipe, file or socket)\n"
 		"       hpc-ppm-helper info    (image on fd 3)\n"
 		"       hpc-ppm-helper hostinfo | rawpipe BYTES [--hot]\n"
+		"       hpc-ppm-helper standby   (then RUN PID FD3|- FD6|- COMMAND ARGS... on fd 5)\n"
 		"control lines go to fd 4 (or stdout)\n");
 }
 
@@ -345,12 +346,68 @@ static int parse_pid(const char *s, pid_t *pid)
 	return 0;
 }
 
+/* fd `to` becomes a duplicate of descriptor `fd` of process pid (pidfd_getfd) */
+static int take_fd(pid_t pid, int fd, int to)
+{
+	int pfd = syscall(NR_PIDFD_OPEN, pid, 0);
+	if (pfd < 0) return fail(errno, "pidfd_open(%d): %s", pid, strerror(errno));
+	int got = syscall(NR_PIDFD_GETFD, pfd, fd, 0);
+	int ge = errno;
+	close(pfd);
+	if (got < 0) return fail(ge, "pidfd_getfd(%d, %d): %s", pid, fd, strerror(ge));
+	if (got != to) { dup2(got, to); close(got); }
+	else fcntl(to, F_SETFD, 0);	/* (pidfd_getfd's descriptor is close-on-exec) */
+	return 0;
+}
+
+/* standby: a helper started ahead of the command it will run, so that no process is started on
+ * a move's path (the daemon's spawn holds its event loop for milliseconds). It waits for one line
+ * on fd 5: "RUN PID FD3 FD6 COMMAND ARGS..." (FD3, FD6: descriptors of process PID to take as its
+ * fds 3 and 6 with pidfd_getfd, or -), then executes itself with those arguments (exec is cheap;
+ * the daemon's fork is not). The end of fd 5 (the daemon is
+ * gone): it exits, 0. A restore runs without fd 5, as when spawned. */
+static int cmd_standby(void)
+{
+	static char line[8192];
+	static char *av[64];
+	size_t n = 0;
+	for (;;) {
+		char c;
+		ssize_t r = read(5, &c, 1);
+		if (r < 0 && errno == EINTR) continue;
+		if (r <= 0) return 0;
+		if (c == '\n') break;
+		if (n + 1 >= sizeof line) { fprintf(stderr, "hpc-ppm-helper: standby: line too long\n"); return 2; }
+		line[n++] = c;
+	}
+	line[n] = 0;
+	int ac = 0;
+	av[ac++] = "hpc-ppm-helper";
+	for (char *save = NULL, *t = strtok_r(line, " ", &save); t && ac < 63; t = strtok_r(NULL, " ", &save)) av[ac++] = t;
+	av[ac] = NULL;
+	pid_t from;
+	if (ac < 6 || strcmp(av[1], "RUN") || parse_pid(av[2], &from)) { fprintf(stderr, "hpc-ppm-helper: standby: bad RUN line\n"); return 2; }
+	if (strcmp(av[3], "-") && take_fd(from, atoi(av[3]), 3)) return report_err();
+	if (strcmp(av[4], "-") && take_fd(from, atoi(av[4]), 6)) return report_err();
+	if (!strcmp(av[5], "restore")) close(5);	/* as a restore spawned by the daemon: no fd 5 */
+	/* the command proper: the same program again, with its arguments (what ps shows, what a
+	 * daemon started again finds as a keeper, as for a helper spawned with them) */
+	static char exe[PATH_MAX];
+	ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	av[4] = el > 0 ? (exe[el] = 0, exe) : "hpc-ppm-helper";
+	fflush(ctl);
+	execv(el > 0 ? exe : "/proc/self/exe", av + 4);	/* (by its name: comm is the file's name) */
+	fail(errno, "exec: %s", strerror(errno));
+	return report_err();
+}
+
 int main(int argc, char **argv)
 {
 	crc_init();
 	signal(SIGPIPE, SIG_IGN);
 	ctl = fcntl(4, F_GETFD) >= 0 ? fdopen(4, "w") : stdout;
 	if (!ctl) ctl = stdout;
+	if (argc == 2 && !strcmp(argv[1], "standby")) return cmd_standby();
 	if (argc < 2) { usage(); return 2; }
 	const char *cmd = argv[1];
 	pid_t pid = 0;

@@ -62,6 +62,8 @@ export interface Engine {
   check (pid: number): Promise<Array<{ code: string, text: string }>>
   /** This host's compatibility record. */
   hostInfo (): Promise<string>
+  /** Keeps engine helpers started ahead of the moves that will use them (on: the daemon listens; off: it closes). Optional. */
+  standby?: (on: boolean) => void
   /** Dumps pid into out (a stream, or a connection's socket with a copy) and leaves its original behind as the deputy; `precopy`: copying its memory while it runs first. */
   deputy (pid: number, out: Writable | RawSink, opts: { target?: string, precopy?: boolean }): Promise<DeputyHandle>
   /**
@@ -128,6 +130,7 @@ export const realEngine: Engine = {
   // and stream sockets whose other end is elsewhere are relayed (relay.ts)
   check: async pid => await ppm.check(pid, { family: true, relay: true }),
   hostInfo: async () => await ppm.hostInfo(),
+  standby: on => { ppm.useStandby(on) },
   startDeputy: async (pid, out, opts) => {
     try {
       const d = await ppm.startDeputy(pid, out.fd, { ...opts, family: true, relay: true, stallMs: out.stallMs })

@@ -92,6 +92,7 @@ export class Migrator extends EventEmitter {
 
   async listen (host: string): Promise<void> {
     this.hostInfo = this.engine.hostInfo()
+    this.engine.standby?.(true) // no helper is spawned on a move's path (ppm.ts useStandby)
     this.hostInfo.catch(e => log('hostinfo: %s', (e as Error).message))
     const server = createServer(sock => { void this.accept(sock) })
     await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(this.port, host, () => { server.off('error', reject); resolve() }) })
@@ -104,6 +105,7 @@ export class Migrator extends EventEmitter {
 
   async close (): Promise<void> {
     this.dialer.close()
+    this.engine.standby?.(false)
     this.family.stop()
     this.guestSide.close()
     this.home.close()

@@ -79,6 +79,46 @@ function checkPid (pid: number): void {
   if (!Number.isInteger(pid) || pid <= 0 || pid > 0x3fffffff) throw einval(`bad pid ${String(pid)}`)
 }
 
+/**
+ * Helpers started ahead (`hpc-ppm-helper standby`), one of each kind, so that a move starts none
+ * on its path: spawning one holds this process's event loop for milliseconds, and the helper takes
+ * as long again to start. On only where `useStandby(true)` was called (the daemon); a standby ends
+ * by itself when this process does (its fd 5 ends). 'deputy': stderr piped, as a deputy's;
+ * 'keep': a session of its own, as a kept restore's. Only commands whose fds 3 and 6 are plain
+ * descriptors of this process (a connection's socket) and whose arguments have no white space run
+ * on one.
+ */
+type StandbyKind = 'deputy' | 'keep'
+const standbys = new Map<StandbyKind, ChildProcess>()
+let standbyOn = false
+
+export function useStandby (on: boolean): void {
+  standbyOn = on
+  if (on) { startStandby('deputy'); startStandby('keep'); return }
+  for (const c of standbys.values()) c.kill('SIGKILL')
+  standbys.clear()
+}
+
+function startStandby (kind: StandbyKind): void {
+  if (!standbyOn || standbys.has(kind)) return
+  const stdio: StdioItem[] = ['ignore', 'ignore', kind === 'deputy' ? 'pipe' : 'ignore', 'ignore', 'pipe', 'pipe']
+  let c: ChildProcess
+  try { c = spawn(helperPath(), ['standby'], { stdio: onlyStdio(stdio), detached: kind === 'keep' }) } catch (e) { log('standby: %s', (e as Error).message); return }
+  const gone = (): void => { if (standbys.get(kind) === c) standbys.delete(kind) }
+  c.on('error', gone)
+  c.on('exit', gone)
+  standbys.set(kind, c)
+}
+
+/** The standby helper of that kind if one is ready for args (another is started shortly after). */
+function takeStandby (kind: StandbyKind, args: string[]): ChildProcess | undefined {
+  if (!standbyOn || args.some(a => /\s/.test(a) || a === '')) return undefined
+  const c = standbys.get(kind)
+  standbys.delete(kind)
+  setTimeout(() => startStandby(kind), 300).unref()
+  return c !== undefined && c.exitCode === null && c.signalCode === null ? c : undefined
+}
+
 const errnoNames = new Set(['EPERM', 'ENOENT', 'ESRCH', 'EINTR', 'EIO', 'EBADF', 'ECHILD', 'EAGAIN', 'ENOMEM', 'EACCES',
   'EFAULT', 'EBUSY', 'EEXIST', 'EINVAL', 'ENOSPC', 'EPIPE', 'ERANGE', 'ENOSYS', 'EBADMSG', 'EPROTO', 'ENOTSUP', 'ENXIO', 'ESTALE'])
 
@@ -97,12 +137,15 @@ class Helper extends EventEmitter {
   private stderr = ''
   readonly done: Promise<number>
 
-  /** detached: the helper (and a process it restores) gets a session of its own */
-  constructor (args: string[], stdio: StdioItem[], opts: { detached?: boolean } = {}) {
+  /**
+   * detached: the helper (and a process it restores) gets a session of its own. `standby`: a
+   * helper started ahead (`standby` below) is told to run args instead of a new one spawned.
+   */
+  constructor (args: string[], stdio: StdioItem[], opts: { detached?: boolean, standby?: ChildProcess } = {}) {
     super()
-    log('spawn helper %o', args)
+    log(opts.standby !== undefined ? 'standby helper %d runs %o' : 'spawn helper %o', ...(opts.standby !== undefined ? [opts.standby.pid, args] : [args]))
     // onlyStdio: the helper gets its stdio and none of the daemon's descriptors (src/util/fds.ts)
-    this.child = spawn(helperPath(), args, { stdio: onlyStdio(stdio), detached: opts.detached === true })
+    this.child = opts.standby ?? spawn(helperPath(), args, { stdio: onlyStdio(stdio), detached: opts.detached === true })
     const ctl = this.child.stdio[4] as Readable | null
     if (ctl == null) throw new PpmError('EIO', 'helper control pipe missing')
     const err = this.child.stdio[2] as Readable | null
@@ -113,6 +156,11 @@ class Helper extends EventEmitter {
     cmd?.on('error', (e: Error) => log('deputy command pipe: %s', e.message))
     const rl = createInterface({ input: ctl })
     rl.on('line', line => this.onLine(line))
+    if (opts.standby !== undefined) {
+      // its fds 3 and 6 are this process's (pidfd_getfd), the rest it has already
+      const fd = (i: number): string => typeof stdio[i] === 'number' ? String(stdio[i]) : '-'
+      cmd?.write(`RUN ${process.pid} ${fd(3)} ${fd(6)} ${args.join(' ')}\n`)
+    }
     let closed = false
     const ctlClosed = new Promise<void>(resolve => rl.on('close', () => { closed = true; resolve() }))
     this.done = new Promise(resolve => {
@@ -527,7 +575,8 @@ export async function restoreKept (src: ImageSource, opts: { clock?: RestoreOpti
   if (opts.family === true) args.push('--family')
   if (opts.clock != null) args.push('--clock', String(opts.clock))
   const source = sourceFor(src)
-  const h = new Helper(args, ['ignore', 'ignore', 'ignore', source.stdio, 'pipe'], { detached: true })
+  const standby = typeof source.stdio === 'number' ? takeStandby('keep', args) : undefined
+  const h = new Helper(args, ['ignore', 'ignore', 'ignore', source.stdio, 'pipe'], standby !== undefined ? { standby } : { detached: true })
   const copy = source.attach(h)
   try {
     const k = await h.next('KEEP')
@@ -725,7 +774,9 @@ function spawnDeputy (pid: number, out: ImageSink, opts: DeputyOptions, wait: bo
   if (wait) args.push('--wait', '--confirm')
   const sink = sinkFor(out)
   try {
-    const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', 'pipe', ...more.extra])
+    const stdio: StdioItem[] = ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', 'pipe', ...more.extra]
+    const standby = wait && typeof sink.stdio === 'number' && more.extra.every(x => typeof x === 'number') ? takeStandby('deputy', args) : undefined
+    const h = new Helper(args, stdio, standby !== undefined ? { standby } : {})
     return { h, copy: sink.attach(h), sink }
   } catch (e) { sink.close(); throw e }
 }

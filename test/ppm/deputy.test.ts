@@ -3,9 +3,9 @@
 // sees it, restore an image back into it, and duplicate its fds 0-2.
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { closeSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { closeSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
-import { deputy, dump, restore, startDeputy, PpmError } from '../../src/ppm/ppm.js'
+import { deputy, dump, restore, startDeputy, useStandby, PpmError } from '../../src/ppm/ppm.js'
 import { Lab, lines, reference, waitFor } from './harness.js'
 
 const lab = new Lab()
@@ -191,6 +191,41 @@ test('a deputy started ahead checks the process and waits: cancelled, nothing is
   await d.restoreInto(img)
   assert.deepEqual(await s.exited, { code: 4, signal: null })
   assert.equal(s.out, ref.out)
+})
+
+/** pids of this process's children running `hpc-ppm-helper standby` */
+function standbys (): number[] {
+  return readdirSync('/proc').filter(d => /^\d+$/.test(d)).filter(d => {
+    try {
+      const ppid = Number(readFileSync(`/proc/${d}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')[1])
+      return ppid === process.pid && readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').includes('standby')
+    } catch { return false }
+  }).map(Number)
+}
+
+test('a helper started ahead (standby) runs the next deputy started ahead, and one more is started; none is left', async () => {
+  const bin = lab.compile('counter')
+  const args = ['30', '400', '4', '40000']
+  const ref = reference(bin, args)
+  useStandby(true)
+  try {
+    await waitFor(() => standbys().length === 2, 5000, 'a standby of each kind')
+    const [first] = standbys()
+    const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
+    await waitFor(() => lines(s.out) >= 2, 5000, 'output')
+    const before = new Set(standbys())
+    const img = lab.path('standby.img')
+    const frozen = await (await startDeputy(s.pid, img)).go()
+    const tracer = Number(status(s.pid, 'TracerPid'))
+    assert.ok(before.has(tracer), `the deputy is a standby helper (tracer ${tracer}, standbys ${[...before].join(' ')})`)
+    const d = lab.trackDeputy(await frozen.hollow())
+    await waitFor(() => standbys().length === 2 && !standbys().includes(tracer), 5000, 'another standby') // (the used one runs as a deputy now)
+    await d.restoreInto(img)
+    assert.deepEqual(await s.exited, { code: 4, signal: null })
+    assert.equal(s.out, ref.out)
+    assert.ok(first > 0)
+  } finally { useStandby(false) }
+  await waitFor(() => standbys().length === 0, 5000, 'no standby left')
 })
 
 test('takeFds with relay: input and output of any kind (here sockets) flow through pipes', async () => {
