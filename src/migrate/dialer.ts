@@ -14,8 +14,11 @@ import type { Link } from './link.js'
 
 const log = debug('hpcfs:dialer')
 
-/** How long after a spare was taken the next one is dialled (ms): not in the middle of the move that took it. */
-export const SPARE_DELAY_MS = 300
+/**
+ * How long after a spare was taken the next one is dialled (ms): after a small move that took it
+ * has ended (a big one hardly notices a handshake), long before the next move comes in a bench.
+ */
+export const SPARE_DELAY_MS = 50
 
 export class DialAhead {
   private readonly spares = new Map<number, Promise<Link | null>>()

@@ -115,7 +115,7 @@ function takeStandby (kind: StandbyKind, args: string[]): ChildProcess | undefin
   if (!standbyOn || args.some(a => /\s/.test(a) || a === '')) return undefined
   const c = standbys.get(kind)
   standbys.delete(kind)
-  setTimeout(() => startStandby(kind), 300).unref()
+  setTimeout(() => startStandby(kind), 50).unref() // (after a small move that took it has ended)
   return c !== undefined && c.exitCode === null && c.signalCode === null ? c : undefined
 }
 
