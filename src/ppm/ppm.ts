@@ -85,8 +85,9 @@ function checkPid (pid: number): void {
  * as long again to start. On only where `useStandby(true)` was called (the daemon); a standby ends
  * by itself when this process does (its fd 5 ends). 'deputy': stderr piped, as a deputy's;
  * 'keep': a session of its own, as a kept restore's. Only commands whose fds 3 and 6 are plain
- * descriptors of this process (a connection's socket) and whose arguments have no white space run
- * on one.
+ * descriptors of this process (a connection's socket, a file) and whose arguments have no white
+ * space run on one: a deputy started ahead and a dump on the 'deputy' kind, a kept restore on the
+ * 'keep' kind.
  */
 type StandbyKind = 'deputy' | 'keep'
 const standbys = new Map<StandbyKind, ChildProcess>()
@@ -411,7 +412,11 @@ export async function dump (pid: number, out: ImageSink, opts: DumpOptions = {})
   args.push(...precopyArgs(opts.precopy))
   const sink = sinkFor(out)
   try {
-    const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', ...(more.extra.length > 0 ? ['ignore' as const, ...more.extra] : [])])
+    // (on a standby helper of the deputy kind when its image goes to a descriptor: its fd 5 is
+    // then a pipe the dump does not read)
+    const standby = typeof sink.stdio === 'number' && more.extra.every(x => typeof x === 'number') ? takeStandby('deputy', args) : undefined
+    const fd5: StdioItem[] = standby !== undefined ? ['pipe'] : more.extra.length > 0 ? ['ignore'] : []
+    const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', ...fd5, ...more.extra], standby !== undefined ? { standby } : {})
     const copy = sink.attach(h)
     const ok = h.next('OK')
     const [r] = await Promise.allSettled([ok, copy])

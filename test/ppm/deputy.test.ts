@@ -203,7 +203,7 @@ function standbys (): number[] {
   }).map(Number)
 }
 
-test('a helper started ahead (standby) runs the next deputy started ahead, and one more is started; none is left', async () => {
+test('a helper started ahead (standby) runs the next deputy started ahead, and one more is started, then a dump; none is left', async () => {
   const bin = lab.compile('counter')
   const args = ['30', '400', '4', '40000']
   const ref = reference(bin, args)
@@ -224,6 +224,14 @@ test('a helper started ahead (standby) runs the next deputy started ahead, and o
     assert.deepEqual(await s.exited, { code: 4, signal: null })
     assert.equal(s.out, ref.out)
     assert.ok(first > 0)
+    // a dump into a descriptor runs on one too
+    const ready = new Set(standbys())
+    const s2 = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
+    await waitFor(() => lines(s2.out) >= 2, 5000, 'output')
+    const r = await dump(s2.pid, lab.path('standby2.img'), { leaveRunning: true })
+    assert.ok(r.bytes > 0 && statSync(lab.path('standby2.img')).size === r.bytes)
+    assert.ok([...ready].some(p => !standbys().includes(p)), 'a standby was used')
+    assert.deepEqual(await s2.exited, { code: 4, signal: null }, 'left running')
   } finally { useStandby(false) }
   await waitFor(() => standbys().length === 0, 5000, 'no standby left')
 })
