@@ -288,21 +288,31 @@ export class Home {
       throw new Error(`node ${node} could not run it: ${m.reason}; it runs at home again`)
     }
     // committed: N lets it run (N removes a process it holds if this never comes)
+    if (dumped !== null) { p.holdFor = conn; p.held = []; p.heldMsgs = [] } // (what N says before the deputy is there: below)
     await conn.send({ t: 'run' }).catch(() => {})
+    let msgs: Message[] = []
     if (dumped !== null) {
       // the original becomes the deputy while N runs it; one that cannot be emptied has been
       // killed by its helper: the job ends, on N too
       try { watch(await dumped.hollow()) } catch (e) {
+        p.holdFor = null
         await conn.send({ t: 'kill' }).catch(() => {})
         conn.close()
         p.conn = null
         p.where = 'home'
         throw new Error(`the original could not become a deputy (${(e as Error).message}): the job was ended`)
       }
+      const held = p.held
+      msgs = p.heldMsgs
+      p.holdFor = null
+      p.held = []
+      p.heldMsgs = []
+      for (const [fd, d] of held) p.io.write(fd, d)
     }
     noteTransfer(this.d.bandwidth, node, m.bytes, m.ms)
     await p.io.open(p.deputy)
     this.arrived(p, node)
+    for (const x of msgs) await this.onHomeMsg(p, conn, x) // (an exit, say: it needs the deputy)
   }
 
   /**
