@@ -8,7 +8,7 @@
 // node 3), `goto 2` (back, shown per run only), `goto home` (from node 2): the time from the write
 // of goto until `where` reads the target (polled every 5 ms). Then a node TCP server in node 2's
 // namespace receives the same number of bytes (the image size) from a node client in node 1's
-// namespace. Then the pre-copy case (--precopy-mib, default 100; 0: none): a subject of that size
+// namespace. Then the pre-copy case (--precopy-mib, default 100, with --quick 0; 0: none): a subject of that size
 // writing --write-kib KiB/s (default 1024) is moved out and home --runs times in the same lab
 // (stop-and-copy), then in a 2-node lab whose daemons run with --precopy: its freeze and downtime
 // side by side. Everything it starts is removed on exit, error or Ctrl-C.
@@ -38,7 +38,7 @@ const { values: opts } = parseArgs({
     quick: { type: 'boolean', default: false },
     sizes: { type: 'string' },
     runs: { type: 'string', default: '3' },
-    'precopy-mib': { type: 'string', default: '100' },
+    'precopy-mib': { type: 'string' },
     'write-kib': { type: 'string', default: '1024' },
     help: { type: 'boolean', short: 'h', default: false }
   }
@@ -51,7 +51,7 @@ function usage (msg?: string): never {
 if (opts.help) usage()
 const sizes = (opts.sizes ?? (opts.quick ? '1,50' : '1,100,500')).split(',').map(Number)
 const runs = Number(opts.runs)
-const precopyMib = Number(opts['precopy-mib'])
+const precopyMib = Number(opts['precopy-mib'] ?? (opts.quick ? '0' : '100')) // (--quick: none unless asked)
 const writeKib = Number(opts['write-kib'])
 if (sizes.some(s => !Number.isInteger(s) || s < 1 || s > 8192) || !Number.isInteger(runs) || runs < 1) usage('bad --sizes or --runs')
 if (!Number.isInteger(precopyMib) || precopyMib < 0 || precopyMib > 8192 || !Number.isInteger(writeKib) || writeKib < 1) usage('bad --precopy-mib or --write-kib')
