@@ -260,6 +260,7 @@ static int deputy_restore(struct tracee *t, const char *path, pid_t from, int fr
 			ptrace(PTRACE_DETACH, t->pid, 0, im->c.npend ? im->c.pend[0] : 0);
 			for (uint32_t i = 1; i < im->c.npend && i < 16; i++) kill(t->pid, im->c.pend[i]);
 			ctlf("STAT restore_ms=%.3f injections=%ld", now_ms() - t0, t->ninject);
+			ctlf("STAT running_at=%.3f", clock_ns(CLOCK_REALTIME) / 1e6);	/* as a restore's (ppm.c): the end of a downtime */
 			ctlf("RESTORED %d", t->pid);
 		} else if (!t->dead) {
 			/* back to a parked hollow: the caller may try again or end it */
@@ -280,6 +281,26 @@ static int deputy_restore(struct tracee *t, const char *path, pid_t from, int fr
 	return e;
 }
 
+int g_confirm;
+
+/* --confirm: one line from fd 5 once the image is out: 1 HOLLOW, 0 RELEASE, -1 anything else or
+ * the end of fd 5 (the caller is gone) */
+static int await_verdict(void)
+{
+	char line[32];
+	size_t n = 0;
+	for (;;) {
+		char c;
+		ssize_t r = read(5, &c, 1);
+		if (r < 0 && errno == EINTR) continue;
+		if (r <= 0 || n + 1 >= sizeof line) return -1;
+		if (c == '\n') break;
+		line[n++] = c;
+	}
+	line[n] = 0;
+	return !strcmp(line, "HOLLOW") ? 1 : !strcmp(line, "RELEASE") ? 0 : -1;
+}
+
 int cmd_deputy(pid_t pid, const char *target)
 {
 	struct tracee t;
@@ -291,12 +312,28 @@ int cmd_deputy(pid_t pid, const char *target)
 	close(3);
 	if (g_copy_fd >= 0) close(g_copy_fd);
 	double t1 = now_ms();
+	if (g_confirm) {
+		/* the frozen original is the copy kept until the target runs the process (no copy file):
+		 * DUMPED, then HOLLOW (the move is committed) or RELEASE (it runs on here). From now on
+		 * it never runs while this helper is gone (EXITKILL), and a committed one whose hollowing
+		 * fails is killed, never let go: the target runs it */
+		ptrace(PTRACE_SETOPTIONS, pid, 0, SEIZE_OPTS | PTRACE_O_EXITKILL);
+		ctlf("DUMPED %d", pid);
+		int v = await_verdict();
+		if (v == 0) {
+			precopy_done();
+			release_live(&t);
+			ctlf("RELEASED %d", pid);
+			return 0;
+		}
+		if (v < 0) { kill_reap(pid); precopy_done(); return fail(ECANCELED, "no word from the caller: the original was killed"), report_err(); }
+	}
 	int touched;
 	e = hollow(&t, &touched);
 	if (e) {
 		/* nothing unmapped yet: the original runs on as before; else it is half-emptied and can
 		 * only be removed (the caller has its complete image) */
-		if (!touched && !t.dead) {
+		if (!touched && !t.dead && !g_confirm) {
 			precopy_done();
 			release_live(&t);
 		} else { kill_reap(pid); precopy_done(); }

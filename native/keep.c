@@ -67,6 +67,7 @@ static int keep_go(pid_t pid, struct image *im)
 		return -1;
 	}
 	for (uint32_t i = 1; i < im->c.npend && i < 16; i++) kill(pid, im->c.pend[i]);
+	ctlf("STAT running_at=%.3f", clock_ns(CLOCK_REALTIME) / 1e6);	/* as a restore's (ppm.c): the end of a downtime */
 	return 0;
 }
 
@@ -147,7 +148,11 @@ int keep_run(struct keep *k, pid_t pid, struct image *im, int hold, long lease_m
 		}
 		int lfd = ended ? -1 : family_listener();
 		struct pollfd w[3] = { { attached ? k->cmd_r : -1, POLLIN, 0 }, { ended ? -1 : pfd, POLLIN, 0 }, { lfd, POLLIN, 0 } };
-		if (poll(w, 3, attached && pfd >= 0 ? -1 : 200) < 0 && errno != EINTR) return 1;
+		/* no daemon attached: the command pipe cannot be polled (it says POLLHUP until a writer
+		 * comes), so it is looked at again every 1 ms for the first second (a daemon attaching
+		 * after the restore, whose GO must not wait), every 200 ms after that */
+		int ms = attached ? (pfd >= 0 ? -1 : 200) : now_ms() - orphan < 1000 ? 1 : 200;
+		if (poll(w, 3, ms) < 0 && errno != EINTR) return 1;
 		if (lfd >= 0 && w[2].revents) family_recv(w[2].revents);
 	}
 }

@@ -9,11 +9,13 @@
  *   fd 0-2 are handed to a freshly restored process.
  * Commands: check PID [--family] [--relay] | dump PID [--leave-running] [--target INFO]
  *           [--precopy [--rounds N]] [--relay] | restore [opts] | deputy PID [--target INFO] [--family]
- *           [--precopy [--rounds N]] [--relay] | hostinfo | info | rawpipe BYTES
+ *           [--precopy [--rounds N]] [--relay] [--wait] | hostinfo | info | rawpipe BYTES
+ *   --wait: a deputy started ahead of its move checks the process, says CHECKED, waits for GO
+ *   --confirm: the deputy keeps the dumped original frozen (DUMPED) until HOLLOW or RELEASE
  *   --precopy (precopy.c): memory copied in rounds while the process runs, frozen for the last one
  *   --family (family.c): check and deputy allow children; restore catches the family calls
  *   --relay (relay.c): pipes and stream sockets whose other end is elsewhere are relayed
- * Lines out: REASON code text | STAT k=v... | PID n | HOLLOW | SIGNAL n | FD n path|- |
+ * Lines out: REASON code text | STAT k=v... | PID n | CHECKED | DUMPED n | RELEASED n | HOLLOW | SIGNAL n | FD n path|- |
  *            IMAGE-IN path | EXIT n | KILLED n | RESTORED n | FAMILY id call | RELAYFD fd dir kind |
  *            RELAY fd dir path [path] | PULLED fd n | OK | ERR ERRNO text
  */
@@ -40,10 +42,48 @@ void precopy_done(void)
 	g_pc = NULL;
 }
 
+/* deputy --wait: the helper is started ahead of its move, while the caller offers the process to
+ * another node. It checks the process at once (CHECKED, or the REASON lines and ERR EPERM), then
+ * waits for one line on fd 5: "GO" or "GO INFO" (INFO: the target's compatibility record, as
+ * --target). Any other line, or the end of fd 5: it stops there, the process untouched, no image
+ * written (ERR ECANCELED). */
+static int g_wait, g_cancelled;
+
+static int wait_go(const char **target)
+{
+	static char line[4096];
+	size_t n = 0;
+	for (;;) {
+		char c;
+		ssize_t r = read(5, &c, 1);
+		if (r < 0 && errno == EINTR) continue;
+		if (r <= 0) break;
+		if (c == '\n') {
+			line[n] = 0;
+			if (!strcmp(line, "GO")) return 0;
+			if (!strncmp(line, "GO ", 3) && line[3]) { *target = line + 3; return 0; }
+			break;
+		}
+		if (n + 1 >= sizeof line) break;
+		line[n++] = c;
+	}
+	g_cancelled = 1;
+	ctlf("ERR ECANCELED the move did not go ahead");
+	return 4;
+}
+
 int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpres *res, double *t0)
 {
 	int n = check_pid(pid, 1);
-	if (n) { ctlf("ERR EPERM process %d cannot move (%d reason%s)", pid, n, n > 1 ? "s" : ""); return 3; }
+	if (n) {
+		g_cancelled = g_wait;	/* started ahead: nothing goes into fd 3 (the caller withdraws its offer) */
+		ctlf("ERR EPERM process %d cannot move (%d reason%s)", pid, n, n > 1 ? "s" : "");
+		return 3;
+	}
+	if (g_wait) {
+		ctlf("CHECKED");
+		if ((n = wait_go(&target))) return n;
+	}
 	if (g_precopy) {
 		/* --precopy: rounds while it runs (precopy.c); on failure the tracking ends here, on
 		 * success the caller ends it (precopy_done) */
@@ -68,7 +108,7 @@ int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpr
 void cancel_empty_image(void)
 {
 	struct stat sb;
-	if (g_copy_fd < 0 || fstat(g_copy_fd, &sb) || sb.st_size != 0) return;
+	if (g_cancelled || g_copy_fd < 0 || fstat(g_copy_fd, &sb) || sb.st_size != 0) return;
 	char keep[sizeof g_err];
 	int ke = g_errno;
 	memcpy(keep, g_err, sizeof keep);
@@ -284,14 +324,16 @@ static void usage(void)
 		"usage: hpc-ppm-helper check PID [--family] [--relay]\n"
 		"       hpc-ppm-helper dump PID [--leave-running] [--target HOSTINFO] [--precopy [--rounds N]] [--relay] [--copy] [--stall-ms MS]\n"
 		"                              (image on fd 3; --copy: also on fd 6)\n"
-		"       hpc-ppm-helper deputy PID [--target HOSTINFO] [--family] [--precopy [--rounds N]] [--relay] [--copy] [--stall-ms MS]\n"
-		"                              (image on fd 3, --copy: also on fd 6; commands on fd 5)\n"
+		"       hpc-ppm-helper deputy PID [--target HOSTINFO] [--family] [--precopy [--rounds N]] [--relay] [--copy] [--stall-ms MS] [--wait] [--confirm]\n"
+		"                              (image on fd 3, --copy: also on fd 6; commands on fd 5; --wait: CHECKED, then GO [HOSTINFO] on fd 5;\n"
+		"                               --confirm: DUMPED, then HOLLOW or RELEASE on fd 5)\n"
 		"       hpc-ppm-helper restore [--new-pid|--require-pid|--pid-now] [--no-wait] [--eintr] [--stdio-from PID] [--family] [--hold]\n"
 		"                              [--keep LEASE_MS]  (keeper: the process outlives its daemon) [--guest]\n"
 		"                              [--clock auto|real|continue|OFFSET_NS] [--stall-ms MS] [--test-fault early|end]\n"
 		"                              (image on fd 3: a pipe, file or socket)\n"
 		"       hpc-ppm-helper info    (image on fd 3)\n"
 		"       hpc-ppm-helper hostinfo | rawpipe BYTES [--hot] | unread PID FD\n"
+		"       hpc-ppm-helper standby   (then RUN PID FD3|- FD6|- COMMAND ARGS... on fd 5)\n"
 		"control lines go to fd 4 (or stdout)\n");
 }
 
@@ -304,12 +346,68 @@ static int parse_pid(const char *s, pid_t *pid)
 	return 0;
 }
 
+/* fd `to` becomes a duplicate of descriptor `fd` of process pid (pidfd_getfd) */
+static int take_fd(pid_t pid, int fd, int to)
+{
+	int pfd = syscall(NR_PIDFD_OPEN, pid, 0);
+	if (pfd < 0) return fail(errno, "pidfd_open(%d): %s", pid, strerror(errno));
+	int got = syscall(NR_PIDFD_GETFD, pfd, fd, 0);
+	int ge = errno;
+	close(pfd);
+	if (got < 0) return fail(ge, "pidfd_getfd(%d, %d): %s", pid, fd, strerror(ge));
+	if (got != to) { dup2(got, to); close(got); }
+	else fcntl(to, F_SETFD, 0);	/* (pidfd_getfd's descriptor is close-on-exec) */
+	return 0;
+}
+
+/* standby: a helper started ahead of the command it will run, so that no process is started on
+ * a move's path (the daemon's spawn holds its event loop for milliseconds). It waits for one line
+ * on fd 5: "RUN PID FD3 FD6 COMMAND ARGS..." (FD3, FD6: descriptors of process PID to take as its
+ * fds 3 and 6 with pidfd_getfd, or -), then executes itself with those arguments (exec is cheap;
+ * the daemon's fork is not). The end of fd 5 (the daemon is
+ * gone): it exits, 0. A restore runs without fd 5, as when spawned. */
+static int cmd_standby(void)
+{
+	static char line[8192];
+	static char *av[64];
+	size_t n = 0;
+	for (;;) {
+		char c;
+		ssize_t r = read(5, &c, 1);
+		if (r < 0 && errno == EINTR) continue;
+		if (r <= 0) return 0;
+		if (c == '\n') break;
+		if (n + 1 >= sizeof line) { fprintf(stderr, "hpc-ppm-helper: standby: line too long\n"); return 2; }
+		line[n++] = c;
+	}
+	line[n] = 0;
+	int ac = 0;
+	av[ac++] = "hpc-ppm-helper";
+	for (char *save = NULL, *t = strtok_r(line, " ", &save); t && ac < 63; t = strtok_r(NULL, " ", &save)) av[ac++] = t;
+	av[ac] = NULL;
+	pid_t from;
+	if (ac < 6 || strcmp(av[1], "RUN") || parse_pid(av[2], &from)) { fprintf(stderr, "hpc-ppm-helper: standby: bad RUN line\n"); return 2; }
+	if (strcmp(av[3], "-") && take_fd(from, atoi(av[3]), 3)) return report_err();
+	if (strcmp(av[4], "-") && take_fd(from, atoi(av[4]), 6)) return report_err();
+	if (!strcmp(av[5], "restore")) close(5);	/* as a restore spawned by the daemon: no fd 5 */
+	/* the command proper: the same program again, with its arguments (what ps shows, what a
+	 * daemon started again finds as a keeper, as for a helper spawned with them) */
+	static char exe[PATH_MAX];
+	ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	av[4] = el > 0 ? (exe[el] = 0, exe) : "hpc-ppm-helper";
+	fflush(ctl);
+	execv(el > 0 ? exe : "/proc/self/exe", av + 4);	/* (by its name: comm is the file's name) */
+	fail(errno, "exec: %s", strerror(errno));
+	return report_err();
+}
+
 int main(int argc, char **argv)
 {
 	crc_init();
 	signal(SIGPIPE, SIG_IGN);
 	ctl = fcntl(4, F_GETFD) >= 0 ? fdopen(4, "w") : stdout;
 	if (!ctl) ctl = stdout;
+	if (argc == 2 && !strcmp(argv[1], "standby")) return cmd_standby();
 	if (argc < 2) { usage(); return 2; }
 	const char *cmd = argv[1];
 	pid_t pid = 0;
@@ -334,6 +432,8 @@ int main(int argc, char **argv)
 			else if (!strcmp(argv[i], "--copy") && strcmp(cmd, "check")) g_copy_fd = 6;
 			else if (!strcmp(argv[i], "--stall-ms") && i + 1 < argc) g_stall_ms = atoi(argv[++i]);
 			else if (!strcmp(argv[i], "--precopy") && strcmp(cmd, "check")) g_precopy = 1;
+			else if (!strcmp(argv[i], "--wait") && !strcmp(cmd, "deputy")) g_wait = 1;
+			else if (!strcmp(argv[i], "--confirm") && !strcmp(cmd, "deputy")) g_confirm = 1;
 			else if (!strcmp(argv[i], "--rounds") && i + 1 < argc && strcmp(cmd, "check")) {
 				char *x;
 				long v = strtol(argv[++i], &x, 10);
@@ -344,7 +444,7 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(cmd, "check") && fcntl(3, F_GETFD) < 0) { fprintf(stderr, "hpc-ppm-helper: fd 3 (image) is not open\n"); return 2; }
 		if (g_copy_fd >= 0 && fcntl(g_copy_fd, F_GETFD) < 0) { fprintf(stderr, "hpc-ppm-helper: fd 6 (copy) is not open\n"); return 2; }
-		if (g_copy_fd >= 0) abort_when_orphaned();
+		if (g_copy_fd >= 0 || g_confirm) abort_when_orphaned();
 		if (!strcmp(cmd, "check")) return cmd_check(pid);
 		if (!strcmp(cmd, "dump")) return cmd_dump(pid, leave, target);
 		return cmd_deputy(pid, target);

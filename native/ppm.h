@@ -116,6 +116,7 @@ void cancel_empty_image(void);
 void abort_when_orphaned(void);
 extern int g_stall_ms;	/* --stall-ms: a stream (socket) that makes no progress for this long fails; -1 never */
 extern int g_copy_fd;	/* --copy: fd 6 gets a copy of the image written to fd 3 */
+extern int g_confirm;	/* deputy --confirm: the dumped original stays frozen until HOLLOW or RELEASE (deputy.c) */
 extern long g_fault_after;	/* --test-fault early: reading the image fails after this many bytes */
 
 /* one thread of a parsed image */

@@ -8,9 +8,12 @@
 // node 3), `goto 2` (back, shown per run only), `goto home` (from node 2): the time from the write
 // of goto until `where` reads the target (polled every 5 ms). Then a node TCP server in node 2's
 // namespace receives the same number of bytes (the image size) from a node client in node 1's
-// namespace. Everything it starts is removed on exit, error or Ctrl-C.
+// namespace. Then the pre-copy case (--precopy-mib, default 100, with --quick 0; 0: none): a subject of that size
+// writing --write-kib KiB/s (default 1024) is moved out and home --runs times in the same lab
+// (stop-and-copy), then in a 2-node lab whose daemons run with --precopy: its freeze and downtime
+// side by side. Everything it starts is removed on exit, error or Ctrl-C.
 //
-//   scripts/bench-migrate [--quick] [--sizes 1,100,500] [--runs 3]
+//   scripts/bench-migrate [--quick] [--sizes 1,100,500] [--runs 3] [--precopy-mib 100] [--write-kib 1024]
 import { parseArgs } from 'node:util'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, openSync, readSync, closeSync } from 'node:fs'
@@ -35,18 +38,23 @@ const { values: opts } = parseArgs({
     quick: { type: 'boolean', default: false },
     sizes: { type: 'string' },
     runs: { type: 'string', default: '3' },
+    'precopy-mib': { type: 'string' },
+    'write-kib': { type: 'string', default: '1024' },
     help: { type: 'boolean', short: 'h', default: false }
   }
 })
 function usage (msg?: string): never {
   if (msg) console.error(`bench-migrate: ${msg}`)
-  console.error('usage: scripts/bench-migrate [--quick] [--sizes 1,100,500] [--runs 3]')
+  console.error('usage: scripts/bench-migrate [--quick] [--sizes 1,100,500] [--runs 3] [--precopy-mib 100] [--write-kib 1024]')
   process.exit(msg ? 2 : 0)
 }
 if (opts.help) usage()
 const sizes = (opts.sizes ?? (opts.quick ? '1,50' : '1,100,500')).split(',').map(Number)
 const runs = Number(opts.runs)
+const precopyMib = Number(opts['precopy-mib'] ?? (opts.quick ? '0' : '100')) // (--quick: none unless asked)
+const writeKib = Number(opts['write-kib'])
 if (sizes.some(s => !Number.isInteger(s) || s < 1 || s > 8192) || !Number.isInteger(runs) || runs < 1) usage('bad --sizes or --runs')
+if (!Number.isInteger(precopyMib) || precopyMib < 0 || precopyMib > 8192 || !Number.isInteger(writeKib) || writeKib < 1) usage('bad --precopy-mib or --write-kib')
 if (process.getuid?.() !== 0) usage('needs root (network namespaces)')
 
 const f1 = (x: number): string => Number.isFinite(x) ? x.toFixed(1) : '-'
@@ -134,8 +142,14 @@ const stat = (text: string, key: string): number => {
   return all.length ? Number(all[all.length - 1][1]) : NaN
 }
 
-/** cpu[i]: CPU time of node i+1's daemon during the move (ms). */
-interface Move { ms: number, freezeMs: number, restoreMs: number, fillMs: number, imageBytes: number, cpu: number[] }
+/**
+ * cpu[i]: CPU time of node i+1's daemon during the move (ms). downMs: from the freeze on the
+ * source (STAT freeze_at) until it runs on the target (running_at), wall clock of this one host.
+ * rounds: pre-copy rounds of the dump (NaN without), fallback: it fell back to stop-and-copy.
+ * runMs: from the write of goto until the process runs on the target (its running_at), without
+ * the home's bookkeeping after it and the polling of where.
+ */
+interface Move { ms: number, runMs: number, freezeMs: number, restoreMs: number, fillMs: number, imageBytes: number, cpu: number[], downMs: number, rounds: number, fallback: number }
 
 /**
  * Writes goto TARGET into node 1's tree and times until where reads it (the process is on node
@@ -157,6 +171,7 @@ async function move (pid: number, from: number | 'home', target: number | 'home'
   const daemons = l.nodes.map(n => n.pid)
   const c0 = daemons.map(cpuMs)
   const t0 = performance.now()
+  const wall0 = performance.timeOrigin + t0 // (running_at: ms of the wall clock)
   await writeFile(join(home.mount, `proc/${pid}/goto`), `${target}\n`)
   for (;;) {
     const w = (await readTree(home, `proc/${pid}/where`)).trim()
@@ -173,7 +188,18 @@ async function move (pid: number, from: number | 'home', target: number | 'home'
   await sleep(50) // the log lines are written by then
   const { text } = logSince(logOf, off)
   const rtext = logSince(restoreLogOf, roff).text
-  return { ms, freezeMs: stat(text, 'freeze_ms'), restoreMs: stat(rtext, 'restore_ms'), fillMs: stat(rtext, 'fill_ms'), imageBytes: stat(text, 'bytes'), cpu }
+  return {
+    ms,
+    runMs: stat(rtext, 'running_at') - wall0,
+    freezeMs: stat(text, 'freeze_ms'),
+    restoreMs: stat(rtext, 'restore_ms'),
+    fillMs: stat(rtext, 'fill_ms'),
+    imageBytes: stat(text, 'bytes'),
+    cpu,
+    downMs: stat(rtext, 'running_at') - stat(text, 'freeze_at'),
+    rounds: stat(text, 'precopy_rounds'),
+    fallback: stat(text, 'precopy_fallback')
+  }
 }
 
 // The raw TCP pair: a server in node 2's namespace acknowledges each transfer (8-byte length, then
@@ -245,9 +271,10 @@ async function rawTcp (bytes: number, reps: number): Promise<number[]> {
 }
 
 interface Subject { pid: number, child: ChildProcess }
-async function startSubject (launcher: string, subject: string, mib: number): Promise<Subject> {
+async function startSubject (launcher: string, subject: string, mib: number, kibPerS?: number): Promise<Subject> {
   const ns = (lab as Lab).node(1).ns as string
-  const child = track(spawn('nsenter', [`--net=/run/netns/${ns}`, '--', launcher, subject, String(mib)], { stdio: 'ignore' }))
+  const args = [launcher, subject, String(mib), ...(kibPerS !== undefined ? [String(kibPerS)] : [])]
+  const child = track(spawn('nsenter', [`--net=/run/netns/${ns}`, '--', ...args], { stdio: 'ignore' }))
   const pid = child.pid as number
   const t0 = Date.now()
   while (rssKiB(pid) < mib * 1024) {
@@ -264,10 +291,29 @@ async function stopSubject (s: Subject): Promise<void> {
   await gone
 }
 
+/** Moves a subject of mib MiB writing kib KiB/s out (1 -> 2) and home (2 -> 1), runs times, in the lab as it is. */
+async function writerMoves (launcher: string, subject: string, mib: number, kib: number, mode: string): Promise<{ outs: Move[], homes: Move[] }> {
+  const s = await startSubject(launcher, subject, mib, kib)
+  const outs: Move[] = []
+  const homes: Move[] = []
+  try {
+    for (let r = 0; r < runs; r++) {
+      outs.push(await move(s.pid, 'home', 2))
+      await sleep(200)
+      homes.push(await move(s.pid, 2, 'home'))
+      await sleep(200)
+      const pre = (m: Move): string => Number.isFinite(m.rounds) ? `, ${m.rounds} rounds${m.fallback === 1 ? ' (fell back)' : ''}` : ''
+      process.stdout.write(`  ${mode} ${mib} MiB writing ${kib} KiB/s run ${r + 1}: out ${f1(outs[r].ms)} ms (freeze ${f1(outs[r].freezeMs)}, down ${f1(outs[r].downMs)}${pre(outs[r])}), ` +
+        `home ${f1(homes[r].ms)} ms (freeze ${f1(homes[r].freezeMs)}, down ${f1(homes[r].downMs)}${pre(homes[r])})\n`)
+    }
+  } finally { await stopSubject(s) }
+  return { outs, homes }
+}
+
 // ---- main -----------------------------------------------------------------------------------
 
 interface Row {
-  mib: number, imageBytes: number, out: number, home: number, hop: number, freezeOut: number, freezeHome: number, freezeHop: number,
+  mib: number, imageBytes: number, out: number, home: number, hop: number, runOut: number, runHome: number, runHop: number, freezeOut: number, freezeHome: number, freezeHop: number,
   restoreOut: number, restoreHome: number, restoreHop: number, fillHop: number, cpuOut: string, cpuHome: string, cpuHop: string, raw: number
 }
 
@@ -285,7 +331,7 @@ async function main (): Promise<void> {
     tag: 'bmig',
     interval: 0.25,
     hpcdArgs: () => ['--speed', '10000', '--no-balance'], // explicit moves only: the balancer must not move what we time
-    env: { DEBUG: process.env.BENCH_DEBUG ?? 'hpcfs:ppm' }, // the PPM helper's STAT lines (freeze_ms, bytes) in the logs
+    env: { DEBUG: process.env.BENCH_DEBUG ?? 'hpcfs:ppm,hpcfs:keeper' }, // the PPM helpers' STAT lines (freeze_ms, bytes; a guest's keeper's running_at) in the logs
     handleSignals: false
   })
   await lab.waitAllUp({ timeoutMs: 30_000 }) // every node sees every other (node 2 sends to node 3 itself)
@@ -313,8 +359,8 @@ async function main (): Promise<void> {
         await sleep(200)
         homes.push(await move(s.pid, 2, 'home'))
         await sleep(200)
-        process.stdout.write(`  ${mib} MiB run ${r + 1}: out ${f1(outs[r].ms)} ms (hpcd CPU ${cpuRun(outs[r], 2)} ms), 2->3 ${f1(hops[r].ms)} ms (${cpuRun(hops[r], 3)}), ` +
-          `3->2 ${f1(backs[r].ms)} ms (${cpuRun(backs[r], 3)}), home ${f1(homes[r].ms)} ms (${cpuRun(homes[r], 2)})\n`)
+        process.stdout.write(`  ${mib} MiB run ${r + 1}: out ${f1(outs[r].ms)} ms (runs at ${f1(outs[r].runMs)}, hpcd CPU ${cpuRun(outs[r], 2)} ms), 2->3 ${f1(hops[r].ms)} ms (${f1(hops[r].runMs)}, ${cpuRun(hops[r], 3)}), ` +
+          `3->2 ${f1(backs[r].ms)} ms (${f1(backs[r].runMs)}, ${cpuRun(backs[r], 3)}), home ${f1(homes[r].ms)} ms (${f1(homes[r].runMs)}, ${cpuRun(homes[r], 2)})\n`)
       }
     } finally { await stopSubject(s) }
     const imageBytes = median(outs.map(m => m.imageBytes).filter(Number.isFinite))
@@ -327,6 +373,9 @@ async function main (): Promise<void> {
       out: median(outs.map(m => m.ms)),
       home: median(homes.map(m => m.ms)),
       hop: median(hops.map(m => m.ms)),
+      runOut: median(outs.map(m => m.runMs).filter(Number.isFinite)),
+      runHome: median(homes.map(m => m.runMs).filter(Number.isFinite)),
+      runHop: median(hops.map(m => m.runMs).filter(Number.isFinite)),
       freezeOut: median(outs.map(m => m.freezeMs).filter(Number.isFinite)),
       freezeHome: median(homes.map(m => m.freezeMs).filter(Number.isFinite)),
       freezeHop: median(hops.map(m => m.freezeMs).filter(Number.isFinite)),
@@ -341,11 +390,14 @@ async function main (): Promise<void> {
     })
   }
 
-  const head = ['size', 'image', 'migrate out', 'migrate home', 'migrate 2->3', 'effective', 'effective', 'freeze out', 'restore on 2', 'freeze on 2', 'restore home', 'freeze 2->3', 'restore on 3',
+  // the pre-copy case, stop-and-copy first (these daemons run without --precopy)
+  const stopCopy = precopyMib > 0 ? await writerMoves(launcher, subject, precopyMib, writeKib, 'stop-and-copy') : null
+
+  const head = ['size', 'image', 'migrate out', 'migrate home', 'migrate 2->3', 'runs out', 'runs home', 'runs 2->3', 'effective', 'effective', 'freeze out', 'restore on 2', 'freeze on 2', 'restore home', 'freeze 2->3', 'restore on 3',
     'hpcd CPU out', 'hpcd CPU home', 'hpcd CPU 2->3', 'raw TCP', 'raw TCP', 'out/raw', 'home/raw', '2->3/raw']
-  const unit = ['MiB', 'MiB', 'ms', 'ms', 'ms', 'MB/s (out)', 'MB/s (2->3)', 'ms', 'ms', 'ms', 'ms', 'ms', 'ms', 'ms 1/2', 'ms 1/2', 'ms 1/2/3', 'ms', 'MB/s', '', '', '']
+  const unit = ['MiB', 'MiB', 'ms', 'ms', 'ms', 'ms', 'ms', 'ms', 'MB/s (out)', 'MB/s (2->3)', 'ms', 'ms', 'ms', 'ms', 'ms', 'ms', 'ms 1/2', 'ms 1/2', 'ms 1/2/3', 'ms', 'MB/s', '', '', '']
   const body = rows.map(r => [
-    String(r.mib), (r.imageBytes / MiB).toFixed(1), f1(r.out), f1(r.home), f1(r.hop), f0(r.imageBytes / 1e6 / (r.out / 1000)), f0(r.imageBytes / 1e6 / (r.hop / 1000)),
+    String(r.mib), (r.imageBytes / MiB).toFixed(1), f1(r.out), f1(r.home), f1(r.hop), f1(r.runOut), f1(r.runHome), f1(r.runHop), f0(r.imageBytes / 1e6 / (r.out / 1000)), f0(r.imageBytes / 1e6 / (r.hop / 1000)),
     f1(r.freezeOut), f1(r.restoreOut), f1(r.freezeHome), f1(r.restoreHome), f1(r.freezeHop), f1(r.restoreHop), r.cpuOut, r.cpuHome, r.cpuHop,
     f1(r.raw), f0(r.imageBytes / 1e6 / (r.raw / 1000)), `${(r.out / r.raw).toFixed(1)}x`, `${(r.home / r.raw).toFixed(1)}x`, `${(r.hop / r.raw).toFixed(1)}x`
   ])
@@ -355,7 +407,8 @@ async function main (): Promise<void> {
   console.log(line(head))
   console.log(line(unit))
   for (const b of body) console.log(line(b))
-  console.log('\nfreeze out = the original stopped at home while its dump streams to node 2; restore on 2 = the restore there (from its start, it reads the stream as it comes)')
+  console.log('\nruns = from the write of goto until the process runs on the target (the restoring helper\'s STAT running_at): migrate without home\'s bookkeeping after it and the polling of where')
+  console.log('freeze out = the original stopped at home while its dump streams to node 2; restore on 2 = the restore there (from its start, it reads the stream as it comes)')
   console.log('freeze on 2 = the guest stopped while node 2 dumps it into the connection home (a copy kept on 2); restore home = the deputy\'s restore into the original, from its start (PPM helpers\' STAT lines)')
   console.log('freeze 2->3 = the guest stopped on node 2 while its dump streams straight to node 3 (a copy kept on 2); restore on 3 = the restore there, from its start')
   console.log(`  (the writing of the page data inside the restore on 3, fill on 3: ${rows.map(r => `${f1(r.fillHop)} ms of ${r.mib} MiB`).join(', ')})`)
@@ -363,6 +416,35 @@ async function main (): Promise<void> {
   console.log(`image = bytes the deputy streamed (PPM STAT bytes); raw TCP = the same bytes, node client in ${n1.ns} -> node server in ${n2.ns} (the same bridge as 2 -> 3), connect until the server's ack`)
   const hwm = (pid: number | undefined): string => { try { return `${Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024)} MiB` } catch { return '?' } }
   console.log(`peak RSS of the daemons: ${lab.nodes.map(n => `node ${n.id} ${hwm(n.pid)}`).join(', ')}`)
+
+  if (stopCopy !== null) {
+    // the same moves between daemons that move it with pre-copy (any process of 16 MiB and more)
+    await lab.destroy()
+    lab = undefined
+    lab = await Lab.create({
+      nodes: 2,
+      tag: 'bmpc',
+      interval: 0.25,
+      hpcdArgs: () => ['--speed', '10000', '--no-balance', '--precopy', '16'],
+      env: { DEBUG: process.env.BENCH_DEBUG ?? 'hpcfs:ppm,hpcfs:keeper' },
+      handleSignals: false
+    })
+    await lab.waitAllUp({ timeoutMs: 30_000 })
+    const pre = await writerMoves(launcher, subject, precopyMib, writeKib, 'pre-copy')
+    const med = (ms: Move[], k: keyof Move): number => median(ms.map(m => m[k] as number).filter(Number.isFinite))
+    const cols = ['', 'freeze out', 'downtime out', 'migrate out', 'freeze home', 'downtime home', 'migrate home', 'rounds out/home', 'fell back']
+    const rowOf = (name: string, x: { outs: Move[], homes: Move[] }): string[] => [
+      name, f1(med(x.outs, 'freezeMs')), f1(med(x.outs, 'downMs')), f1(med(x.outs, 'ms')), f1(med(x.homes, 'freezeMs')), f1(med(x.homes, 'downMs')), f1(med(x.homes, 'ms')),
+      `${f0(med(x.outs, 'rounds'))}/${f0(med(x.homes, 'rounds'))}`, String([...x.outs, ...x.homes].filter(m => m.fallback === 1).length)
+    ]
+    const prows = [rowOf('stop-and-copy', stopCopy), rowOf('pre-copy', pre)]
+    const pw = cols.map((h, i) => Math.max(h.length, ...prows.map(r => r[i].length)))
+    const pline = (cells: string[]): string => cells.map((c, i) => i === 0 ? c.padEnd(pw[i]) : c.padStart(pw[i])).join('  ')
+    console.log(`\npre-copy: a ${precopyMib} MiB process writing ${writeKib} KiB/s, out (1 -> 2) and home (2 -> 1), medians of ${runs} run(s), ms; stop-and-copy in the lab above, pre-copy in a 2-node lab with hpcd --precopy 16`)
+    console.log(pline(cols))
+    for (const r of prows) console.log(pline(r))
+    console.log('freeze = the process stopped on the source (STAT freeze_ms: with pre-copy, the last round only); downtime = from that stop until it runs on the target (freeze_at .. running_at, wall clock)')
+  }
   console.log(`total ${((Date.now() - t0) / 1000).toFixed(1)} s; load average ${loadavg().map(x => x.toFixed(2)).join(' ')}`)
 }
 

@@ -49,13 +49,33 @@ export interface GuestProcess extends Omit<RestoredHandle, 'go'> {
   alive: () => boolean
 }
 
+/** What `startDeputy` says once the process is checked. */
+export type StartedDeputy = { reasons: Array<{ code: string, text: string }> } | { reasons: null, go: (target?: string) => Promise<DumpedHandle>, cancel: () => void }
+
+/**
+ * A process dumped by a deputy started ahead, frozen, not yet hollow: the copy kept until the
+ * target runs it (no copy file). `hollow` once the move is committed (an original that cannot be
+ * hollowed then is killed, never let run), `release` when it is not (it runs on where it was).
+ */
+export interface DumpedHandle { hollow: () => Promise<DeputyHandle>, release: () => Promise<void> }
+
 export interface Engine {
   /** Why pid cannot move (empty when it can). */
   check (pid: number): Promise<Array<{ code: string, text: string }>>
   /** This host's compatibility record. */
   hostInfo (): Promise<string>
+  /** Keeps engine helpers started ahead of the moves that will use them (on: the daemon listens; off: it closes). Optional. */
+  standby?: (on: boolean) => void
   /** Dumps pid into out (a stream, or a connection's socket with a copy) and leaves its original behind as the deputy; `precopy`: copying its memory while it runs first. */
   deputy (pid: number, out: Writable | RawSink, opts: { target?: string, precopy?: boolean }): Promise<DeputyHandle>
+  /**
+   * A deputy started ahead of its move, into a connection's socket (a raw image, `out.copy`
+   * unused): its helper starts and checks pid while the caller offers the process; `reasons` when
+   * it cannot move, else `go` (dump it, `target` checked first: the original stays frozen as the
+   * copy, DumpedHandle) or `cancel` (nothing touched).
+   * Optional: without it, `check` and then `deputy`.
+   */
+  startDeputy?: (pid: number, out: RawSink, opts: { precopy?: boolean }) => Promise<StartedDeputy>
   /** Dumps pid into out, a stream, a file descriptor the engine writes itself, or a connection's socket with a copy (the process is removed once the image is complete); `precopy` as for deputy. */
   dump (pid: number, out: Writable | number | RawSink, opts: { target?: string, precopy?: boolean }): Promise<unknown>
   /**
@@ -102,6 +122,7 @@ export function withPrecopy (e: Engine, minBytes: () => number): Engine {
   return {
     ...e,
     deputy: async (pid, out, opts) => await e.deputy(pid, out, { ...opts, precopy: want(pid) }),
+    ...(e.startDeputy !== undefined ? { startDeputy: async (pid: number, out: RawSink, opts: { precopy?: boolean }) => await (e.startDeputy as NonNullable<Engine['startDeputy']>)(pid, out, { ...opts, precopy: want(pid) }) } : {}),
     dump: async (pid, out, opts) => await e.dump(pid, out, { ...opts, precopy: want(pid) })
   }
 }
@@ -111,6 +132,23 @@ export const realEngine: Engine = {
   // and stream sockets whose other end is elsewhere are relayed (relay.ts)
   check: async pid => await ppm.check(pid, { family: true, relay: true }),
   hostInfo: async () => await ppm.hostInfo(),
+  standby: on => { ppm.useStandby(on) },
+  startDeputy: async (pid, out, opts) => {
+    try {
+      const d = await ppm.startDeputy(pid, out.fd, { ...opts, family: true, relay: true, stallMs: out.stallMs })
+      return {
+        reasons: null,
+        go: async target => {
+          const dumped = await d.go(target)
+          return { hollow: async () => await dumped.hollow(), release: dumped.release }
+        },
+        cancel: d.cancel
+      }
+    } catch (e) {
+      if (e instanceof ppm.PpmError && e.reasons.length > 0) return { reasons: e.reasons }
+      throw e
+    }
+  },
   deputy: async (pid, out, opts) => isRaw(out) ? await ppm.deputy(pid, out.fd, { ...opts, family: true, relay: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.deputy(pid, out, { ...opts, family: true, relay: true }),
   dump: async (pid, out, opts) => isRaw(out) ? await ppm.dump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.dump(pid, out, { ...opts, relay: true }),
   restore: async (src, opts) => {

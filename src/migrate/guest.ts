@@ -104,6 +104,8 @@ export class GuestSide {
   rejoined: (conn: Link, m: RejoinMsg) => void = conn => { void conn.send({ t: 'refuse', reason: 'no home side here' }).catch(() => {}); conn.close() }
   /** N -> M on M: accepted moves whose image comes over another connection. */
   private readonly tickets = new Tickets()
+  /** Connections that have not said what they are for yet (spares dialled ahead by other nodes): closed with this side. */
+  private readonly unused = new Set<Link>()
   /**
    * Fault injection for tests (hpcd --test-fault): 'restore' makes every restore here fail, the
    * 1st, 3rd, ... early in the image (the sender's dump fails too), the 2nd, 4th, ... once all of
@@ -118,11 +120,17 @@ export class GuestSide {
 
   /** A new connection to the transfer port: its first message says what it is for. */
   accept (conn: Link): void {
-    conn.once('msg', m => {
+    this.unused.add(conn)
+    conn.once('close', () => this.unused.delete(conn))
+    const first = (m: Message): void => {
+      if (m.t === 'ping') return // a connection dialled ahead (dialer.ts) waits for its first use
+      conn.off('msg', first)
+      this.unused.delete(conn)
       if (m.t === 'migrate') void this.receive(conn, m).catch(e => log('receive: %s', (e as Error).message))
       else if (m.t === 'rejoin') this.rejoined(conn, m)
       else if (m.t === 'image' && this.tickets.claim(m.ticket, conn, m.raw === true)) { /* N -> M: the image for an accepted move */ } else { void conn.send({ t: 'error', reason: `unexpected ${m.t}` }).catch(() => {}); conn.close() }
-    })
+    }
+    conn.on('msg', first)
   }
 
   /** An offer from a home: refused, or accepted, restored and started as a guest. */
@@ -701,6 +709,8 @@ export class GuestSide {
    * daemon started again adopts it) and its connection closes.
    */
   close (): void {
+    for (const c of this.unused) c.abort()
+    this.unused.clear()
     for (const g of this.guests.values()) { g.detach(); g.r.detach(); g.conn.close() }
     this.guests.clear()
   }

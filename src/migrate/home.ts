@@ -18,7 +18,7 @@ import debug from '../util/log.js'
 import { DEFAULTS, rejoinWaitMs } from '../config.js'
 import { ErrnoError, einval } from '../util/errno.js'
 import type { Cluster, Dial } from './cluster.js'
-import type { DeputyHandle, Engine } from './engine.js'
+import type { DeputyHandle, DumpedHandle, Engine, StartedDeputy } from './engine.js'
 import { familyCall } from './family.js'
 import { applyHint, defaultHints, type DecayHint, type DecayHints } from './hints.js'
 import type { Link } from './link.js'
@@ -172,8 +172,8 @@ export class Home {
    * Offers the process to node; resolves with the connection once accepted. `ticket`: the image
    * will come from another node over a connection of its own that names this ticket.
    */
-  private async offer (p: HomeProc, node: number, ticket?: string): Promise<{ conn: Link, hostinfo: string, loud: (() => void) | null }> {
-    const conn = await this.d.dial(node)
+  private async offer (p: HomeProc, node: number, ticket?: string, dialled?: Link): Promise<{ conn: Link, hostinfo: string, loud: (() => void) | null }> {
+    const conn = dialled ?? await this.d.dial(node)
     const about = this.d.engine.describe(p.pid)
     // raw (docs/migrate.md "Raw images"): the deputy may write the image straight into the socket;
     // nothing else is written on it until N has answered
@@ -187,35 +187,72 @@ export class Home {
     return { conn, hostinfo: m.hostinfo, loud }
   }
 
-  /** home -> N. */
+  /**
+   * home -> N. The process is checked while it is offered (the check's helper start and its look
+   * at every process's descriptors are much of a small move): by the deputy's helper itself,
+   * started ahead and told to go once N has accepted (engines with `startDeputy`, raw images), or
+   * by the engine's check. One that cannot move is withdrawn before anything of it is dumped (N's
+   * restore sees the connection close).
+   */
   private async moveOut (p: HomeProc, node: number): Promise<void> {
-    const reasons = await this.cantMove(p.pid)
-    if (reasons.length) throw new ErrnoError('EPERM', `cannot move: ${reasons.join('; ')}`)
-    p.cmdline = this.d.engine.psInfo(p.pid)?.cmdline ?? ''
-    p.remote = null
-    p.io.kinds = this.d.engine.stdioKinds(p.pid)
-    p.stdinMode = stdinModeOf(p.io.kinds)
-    const { conn, hostinfo, loud } = await this.offer(p, node)
     const copy = new ImageCopy()
+    let ahead: Promise<StartedDeputy> | null = null
     try {
-      await this.sendOut(p, conn, node, hostinfo, copy, loud)
-    } finally { loud?.(); copy.release() }
+      const conn = await this.d.dial(node)
+      let offered: ReturnType<Home['offer']>
+      try {
+        p.cmdline = this.d.engine.psInfo(p.pid)?.cmdline ?? ''
+        p.remote = null
+        p.io.kinds = this.d.engine.stdioKinds(p.pid)
+        p.stdinMode = stdinModeOf(p.io.kinds)
+        offered = this.offer(p, node, undefined, conn) // (migrate is written at once, before a helper is started)
+      } catch (e) {
+        conn.close()
+        const reasons = await this.cantMove(p.pid).catch(() => [])
+        throw reasons.length ? new ErrnoError('EPERM', `cannot move: ${reasons.join('; ')}`) : e
+      }
+      offered.catch(() => {}) // awaited below, or withdrawn
+      const start = this.d.engine.startDeputy
+      const sink = start !== undefined ? rawSink(conn, copy) : null
+      ahead = start !== undefined && sink !== null ? start(p.pid, sink, {}) : null
+      ahead?.catch(() => {})
+      const checked = ahead !== null ? ahead.then(a => (a.reasons ?? []).map(r => r.text)) : this.cantMove(p.pid)
+      const withdraw = (): void => { void offered.then(o => { o.loud?.(); o.conn.close() }, () => {}) }
+      let reasons: string[]
+      try { reasons = await checked } catch (e) { withdraw(); throw e }
+      if (reasons.length) { withdraw(); throw new ErrnoError('EPERM', `cannot move: ${reasons.join('; ')}`) }
+      const { hostinfo, loud } = await offered
+      const pending = ahead !== null ? await ahead : null
+      try {
+        await this.sendOut(p, conn, node, hostinfo, copy, loud, pending !== null && pending.reasons === null ? pending : null)
+      } finally { loud?.() }
+    } finally {
+      // a deputy started ahead and never told to go ends here, the process untouched
+      void ahead?.then(a => { if (a.reasons === null) a.cancel() }, () => {})
+      copy.release()
+    }
   }
 
   /** moveOut once offered and accepted: the deputy's dump streams to N (copied); N runs it, or it runs at home again. */
-  private async sendOut (p: HomeProc, conn: Link, node: number, hostinfo: string, copy: ImageCopy, loud: (() => void) | null): Promise<void> {
+  private async sendOut (p: HomeProc, conn: Link, node: number, hostinfo: string, copy: ImageCopy, loud: (() => void) | null, pending: Extract<StartedDeputy, { reasons: null }> | null): Promise<void> {
     const reply = conn.expect('running', 'failed').catch((e): FailedMsg => ({ t: 'failed', reason: (e as Error).message }))
     this.bind(p, conn, node)
     let broke: Error | undefined
     conn.once('close', e => { broke = e })
     let told: string | null = null // N's failed, if it broke the image off
     conn.on('msg', m => { if (m.t === 'failed') told = m.reason })
-    let dep: DeputyHandle
-    // raw: N reads the image straight from the socket, the deputy writes it there and into the copy
+    let dep: DeputyHandle | null = null
+    let dumped: DumpedHandle | null = null
+    // raw: N reads the image straight from the socket, the deputy writes it there (and into the
+    // copy, unless it was started ahead: then the frozen original is the copy, until N runs it)
     const raw = loud !== null ? rawSink(conn, copy) : null
     try {
-      dep = await this.d.engine.deputy(p.pid, raw ?? tee(conn.imageWriter(), copy), hostinfo ? { target: hostinfo } : {})
-      if (raw !== null) copy.filled()
+      if (raw === null) pending?.cancel() // (N reads framed images after all)
+      if (raw !== null && pending !== null) dumped = await pending.go(hostinfo || undefined)
+      else {
+        dep = await this.d.engine.deputy(p.pid, raw ?? tee(conn.imageWriter(), copy), hostinfo ? { target: hostinfo } : {})
+        if (raw !== null) copy.filled()
+      }
     } catch (e) {
       p.conn = null
       // (a raw image broken off ends N's restore by itself: an empty image or a cut stream; when N
@@ -227,28 +264,55 @@ export class Home {
       if (broke) throw new Error(`the connection to node ${node} broke (${broke.message}): ${(e as Error).message}`)
       throw e
     }
-    p.deputy = dep
-    dep.on('signal', (s: number) => {
-      log('deputy %d got signal %d', p.pid, s)
-      if (p.moving || p.where === 'migrating' || p.limbo) p.pendingSignals.push(s); else void p.conn?.send({ t: 'signal', sig: s }).catch(() => {})
-    })
-    dep.on('end', () => this.deputyEnded(p))
+    const watch = (d: DeputyHandle): void => {
+      p.deputy = d
+      d.on('signal', (s: number) => {
+        log('deputy %d got signal %d', p.pid, s)
+        if (p.moving || p.where === 'migrating' || p.limbo) p.pendingSignals.push(s); else void p.conn?.send({ t: 'signal', sig: s }).catch(() => {})
+      })
+      d.on('end', () => this.deputyEnded(p))
+    }
+    if (dep !== null) watch(dep)
     let m = await reply
     loud?.() // N has read all of the image: frames may follow it
     if (m.t === 'running' && conn.closed) m = { t: 'failed', reason: 'the connection broke before the move was committed' }
     if (m.t !== 'running') {
       p.conn = null
       conn.close()
-      await dep.restoreInto(await replay(copy))
-      this.detachDeputy(p)
+      if (dumped !== null) await dumped.release() // (it was never emptied: it runs on)
+      else {
+        await (dep as DeputyHandle).restoreInto(await replay(copy))
+        this.detachDeputy(p)
+      }
       p.where = 'home'
       throw new Error(`node ${node} could not run it: ${m.reason}; it runs at home again`)
     }
     // committed: N lets it run (N removes a process it holds if this never comes)
+    if (dumped !== null) { p.holdFor = conn; p.held = []; p.heldMsgs = [] } // (what N says before the deputy is there: below)
     await conn.send({ t: 'run' }).catch(() => {})
+    let msgs: Message[] = []
+    if (dumped !== null) {
+      // the original becomes the deputy while N runs it; one that cannot be emptied has been
+      // killed by its helper: the job ends, on N too
+      try { watch(await dumped.hollow()) } catch (e) {
+        p.holdFor = null
+        await conn.send({ t: 'kill' }).catch(() => {})
+        conn.close()
+        p.conn = null
+        p.where = 'home'
+        throw new Error(`the original could not become a deputy (${(e as Error).message}): the job was ended`)
+      }
+      const held = p.held
+      msgs = p.heldMsgs
+      p.holdFor = null
+      p.held = []
+      p.heldMsgs = []
+      for (const [fd, d] of held) p.io.write(fd, d)
+    }
     noteTransfer(this.d.bandwidth, node, m.bytes, m.ms)
     await p.io.open(p.deputy)
     this.arrived(p, node)
+    for (const x of msgs) await this.onHomeMsg(p, conn, x) // (an exit, say: it needs the deputy)
   }
 
   /**

@@ -16,6 +16,7 @@ import { DEFAULTS, rejoinWaitMs } from '../config.js'
 import type { Keyring } from '../gossip/keyring.js'
 import { einval } from '../util/errno.js'
 import type { Cluster, Dial } from './cluster.js'
+import { DialAhead } from './dialer.js'
 import { realEngine, withPrecopy, type Engine } from './engine.js'
 import { Descendants } from './family.js'
 import { GuestSide, type Guest } from './guest.js'
@@ -51,16 +52,19 @@ export class Migrator extends EventEmitter {
   /** Processes with at least this many bytes resident move with pre-copy (config precopy, in MiB; 0 = never). */
   precopyBytes = DEFAULTS.precopy * 1048576
   private server: Server | null = null
+  private readonly dialer: DialAhead
   private hostInfo: Promise<string> | null = null
 
   /** `engine` and `dial` are replaced in unit tests only. */
   constructor (readonly cluster: Cluster, private readonly keys: Keyring, readonly port = MIGRATION_PORT, private readonly engine: Engine = realEngine, dial?: Dial) {
     super()
-    const connect: Dial = dial ?? (async node => {
+    // between daemons a spare connection to a node is dialled ahead for the next move there (dialer.ts)
+    this.dialer = new DialAhead(async node => {
       const a = this.cluster.addressOf(node)
       if (!a) throw einval(`no node ${node}`)
       return this.counted(await Conn.client(a.host, a.port, this.keys))
-    })
+    }, node => this.cluster.isUp(node))
+    const connect: Dial = dial ?? this.dialer.dial
     const moves = withPrecopy(engine, () => this.precopyBytes)
     this.home = new Home({ cluster, engine: moves, dial: connect, bandwidth: this.bandwidth, moved: (pid, node) => this.emit('moved', pid, node) })
     this.guestSide = new GuestSide({ cluster, engine: moves, dial: connect, hostInfo: async () => await (this.hostInfo ?? Promise.resolve('')) })
@@ -89,6 +93,7 @@ export class Migrator extends EventEmitter {
 
   async listen (host: string): Promise<void> {
     this.hostInfo = this.engine.hostInfo()
+    this.engine.standby?.(true) // no helper is spawned on a move's path (ppm.ts useStandby)
     this.hostInfo.catch(e => log('hostinfo: %s', (e as Error).message))
     const server = createServer(sock => { void this.accept(sock) })
     await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(this.port, host, () => { server.off('error', reject); resolve() }) })
@@ -100,6 +105,8 @@ export class Migrator extends EventEmitter {
   }
 
   async close (): Promise<void> {
+    this.dialer.close()
+    this.engine.standby?.(false)
     this.family.stop()
     this.guestSide.close()
     this.home.close()

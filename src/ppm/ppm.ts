@@ -79,6 +79,47 @@ function checkPid (pid: number): void {
   if (!Number.isInteger(pid) || pid <= 0 || pid > 0x3fffffff) throw einval(`bad pid ${String(pid)}`)
 }
 
+/**
+ * Helpers started ahead (`hpc-ppm-helper standby`), one of each kind, so that a move starts none
+ * on its path: spawning one holds this process's event loop for milliseconds, and the helper takes
+ * as long again to start. On only where `useStandby(true)` was called (the daemon); a standby ends
+ * by itself when this process does (its fd 5 ends). 'deputy': stderr piped, as a deputy's;
+ * 'keep': a session of its own, as a kept restore's. Only commands whose fds 3 and 6 are plain
+ * descriptors of this process (a connection's socket, a file) and whose arguments have no white
+ * space run on one: a deputy started ahead and a dump on the 'deputy' kind, a kept restore on the
+ * 'keep' kind.
+ */
+type StandbyKind = 'deputy' | 'keep'
+const standbys = new Map<StandbyKind, ChildProcess>()
+let standbyOn = false
+
+export function useStandby (on: boolean): void {
+  standbyOn = on
+  if (on) { startStandby('deputy'); startStandby('keep'); return }
+  for (const c of standbys.values()) c.kill('SIGKILL')
+  standbys.clear()
+}
+
+function startStandby (kind: StandbyKind): void {
+  if (!standbyOn || standbys.has(kind)) return
+  const stdio: StdioItem[] = ['ignore', 'ignore', kind === 'deputy' ? 'pipe' : 'ignore', 'ignore', 'pipe', 'pipe']
+  let c: ChildProcess
+  try { c = spawn(helperPath(), ['standby'], { stdio: onlyStdio(stdio), detached: kind === 'keep' }) } catch (e) { log('standby: %s', (e as Error).message); return }
+  const gone = (): void => { if (standbys.get(kind) === c) standbys.delete(kind) }
+  c.on('error', gone)
+  c.on('exit', gone)
+  standbys.set(kind, c)
+}
+
+/** The standby helper of that kind if one is ready for args (another is started shortly after). */
+function takeStandby (kind: StandbyKind, args: string[]): ChildProcess | undefined {
+  if (!standbyOn || args.some(a => /\s/.test(a) || a === '')) return undefined
+  const c = standbys.get(kind)
+  standbys.delete(kind)
+  setTimeout(() => startStandby(kind), 50).unref() // (after a small move that took it has ended)
+  return c !== undefined && c.exitCode === null && c.signalCode === null ? c : undefined
+}
+
 const errnoNames = new Set(['EPERM', 'ENOENT', 'ESRCH', 'EINTR', 'EIO', 'EBADF', 'ECHILD', 'EAGAIN', 'ENOMEM', 'EACCES',
   'EFAULT', 'EBUSY', 'EEXIST', 'EINVAL', 'ENOSPC', 'EPIPE', 'ERANGE', 'ENOSYS', 'EBADMSG', 'EPROTO', 'ENOTSUP', 'ENXIO', 'ESTALE'])
 
@@ -97,12 +138,15 @@ class Helper extends EventEmitter {
   private stderr = ''
   readonly done: Promise<number>
 
-  /** detached: the helper (and a process it restores) gets a session of its own */
-  constructor (args: string[], stdio: StdioItem[], opts: { detached?: boolean } = {}) {
+  /**
+   * detached: the helper (and a process it restores) gets a session of its own. `standby`: a
+   * helper started ahead (`standby` below) is told to run args instead of a new one spawned.
+   */
+  constructor (args: string[], stdio: StdioItem[], opts: { detached?: boolean, standby?: ChildProcess } = {}) {
     super()
-    log('spawn helper %o', args)
+    log(opts.standby !== undefined ? 'standby helper %d runs %o' : 'spawn helper %o', ...(opts.standby !== undefined ? [opts.standby.pid, args] : [args]))
     // onlyStdio: the helper gets its stdio and none of the daemon's descriptors (src/util/fds.ts)
-    this.child = spawn(helperPath(), args, { stdio: onlyStdio(stdio), detached: opts.detached === true })
+    this.child = opts.standby ?? spawn(helperPath(), args, { stdio: onlyStdio(stdio), detached: opts.detached === true })
     const ctl = this.child.stdio[4] as Readable | null
     if (ctl == null) throw new PpmError('EIO', 'helper control pipe missing')
     const err = this.child.stdio[2] as Readable | null
@@ -113,6 +157,11 @@ class Helper extends EventEmitter {
     cmd?.on('error', (e: Error) => log('deputy command pipe: %s', e.message))
     const rl = createInterface({ input: ctl })
     rl.on('line', line => this.onLine(line))
+    if (opts.standby !== undefined) {
+      // its fds 3 and 6 are this process's (pidfd_getfd), the rest it has already
+      const fd = (i: number): string => typeof stdio[i] === 'number' ? String(stdio[i]) : '-'
+      cmd?.write(`RUN ${process.pid} ${fd(3)} ${fd(6)} ${args.join(' ')}\n`)
+    }
     let closed = false
     const ctlClosed = new Promise<void>(resolve => rl.on('close', () => { closed = true; resolve() }))
     this.done = new Promise(resolve => {
@@ -375,7 +424,11 @@ export async function dump (pid: number, out: ImageSink, opts: DumpOptions = {})
   args.push(...precopyArgs(opts.precopy))
   const sink = sinkFor(out)
   try {
-    const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', ...(more.extra.length > 0 ? ['ignore' as const, ...more.extra] : [])])
+    // (on a standby helper of the deputy kind when its image goes to a descriptor: its fd 5 is
+    // then a pipe the dump does not read)
+    const standby = typeof sink.stdio === 'number' && more.extra.every(x => typeof x === 'number') ? takeStandby('deputy', args) : undefined
+    const fd5: StdioItem[] = standby !== undefined ? ['pipe'] : more.extra.length > 0 ? ['ignore'] : []
+    const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', ...fd5, ...more.extra], standby !== undefined ? { standby } : {})
     const copy = sink.attach(h)
     const ok = h.next('OK')
     const [r] = await Promise.allSettled([ok, copy])
@@ -539,7 +592,8 @@ export async function restoreKept (src: ImageSource, opts: { clock?: RestoreOpti
   if (opts.family === true) args.push('--family')
   if (opts.clock != null) args.push('--clock', String(opts.clock))
   const source = sourceFor(src)
-  const h = new Helper(args, ['ignore', 'ignore', 'ignore', source.stdio, 'pipe'], { detached: true })
+  const standby = typeof source.stdio === 'number' ? takeStandby('keep', args) : undefined
+  const h = new Helper(args, ['ignore', 'ignore', 'ignore', source.stdio, 'pipe'], standby !== undefined ? { standby } : { detached: true })
   const copy = source.attach(h)
   try {
     const k = await h.next('KEEP')
@@ -736,12 +790,11 @@ export class Deputy extends EventEmitter {
   }
 }
 
-/**
- * Dumps `pid` into `out`, then hollows it out and parks it as a deputy. `family`: it may have
- * children; they stay here with the original as their parent (docs/family.md). `precopy`: as for
- * dump, the memory is copied while it runs first.
- */
-export async function deputy (pid: number, out: ImageSink, opts: { target?: string, family?: boolean, relay?: boolean, copy?: number, stallMs?: number, precopy?: DumpOptions['precopy'] } = {}): Promise<Deputy> {
+type DeputyOptions = { target?: string, family?: boolean, relay?: boolean, copy?: number, stallMs?: number, precopy?: DumpOptions['precopy'] }
+
+/** Starts the deputy helper of pid writing into out (`wait`: it checks, then waits for GO). */
+function spawnDeputy (pid: number, out: ImageSink, opts: DeputyOptions, wait: boolean): { h: Helper, copy: Promise<void>, sink: SinkSetup } {
+  // (started ahead, it also keeps the dumped original frozen until told: `Dumped`)
   checkPid(pid)
   const args = ['deputy', String(pid)]
   if (opts.target != null) args.push('--target', opts.target)
@@ -750,10 +803,19 @@ export async function deputy (pid: number, out: ImageSink, opts: { target?: stri
   const more = sinkArgs(opts)
   args.push(...more.args)
   args.push(...precopyArgs(opts.precopy))
+  if (wait) args.push('--wait', '--confirm')
   const sink = sinkFor(out)
   try {
-    const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', 'pipe', ...more.extra])
-    const copy = sink.attach(h)
+    const stdio: StdioItem[] = ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', 'pipe', ...more.extra]
+    const standby = wait && typeof sink.stdio === 'number' && more.extra.every(x => typeof x === 'number') ? takeStandby('deputy', args) : undefined
+    const h = new Helper(args, stdio, standby !== undefined ? { standby } : {})
+    return { h, copy: sink.attach(h), sink }
+  } catch (e) { sink.close(); throw e }
+}
+
+/** The deputy helper has been told to go: the image is written, the original hollowed. */
+async function deputyDone (pid: number, h: Helper, copy: Promise<void>, sink: SinkSetup): Promise<Deputy> {
+  try {
     const ok = h.next('HOLLOW')
     const [r] = await Promise.allSettled([ok, copy])
     if (r.status === 'rejected') { await copy.catch(() => {}); throw r.reason }
@@ -761,10 +823,109 @@ export async function deputy (pid: number, out: ImageSink, opts: { target?: stri
     // end, the caller's stream knows; the original is hollow all the same and must be handed over
     // (only the Deputy can put it back)
     await copy.catch(e => log('deputy %d: the image was written but not all passed on: %s', pid, (e as Error).message))
-    const d = new Deputy(pid, h, { bytes: num(h.stats.bytes), pages: num(h.stats.pages), freezeMs: num(h.stats.freeze_ms), stats: h.stats })
-    return d
+    return new Deputy(pid, h, { bytes: num(h.stats.bytes), pages: num(h.stats.pages), freezeMs: num(h.stats.freeze_ms), stats: h.stats })
   } finally {
     sink.close()
+  }
+}
+
+/**
+ * Dumps `pid` into `out`, then hollows it out and parks it as a deputy. `family`: it may have
+ * children; they stay here with the original as their parent (docs/family.md). `precopy`: as for
+ * dump, the memory is copied while it runs first.
+ */
+export async function deputy (pid: number, out: ImageSink, opts: DeputyOptions = {}): Promise<Deputy> {
+  const { h, copy, sink } = spawnDeputy(pid, out, opts, false)
+  return await deputyDone(pid, h, copy, sink)
+}
+
+/**
+ * A deputy's original dumped, frozen, not yet hollow (`startDeputy`): it is the copy kept until the
+ * target runs the process. `hollow` (the move is committed): the deputy as `deputy` leaves it (an
+ * original that cannot be hollowed then is killed, never let run); `release`: it runs on here.
+ */
+export interface Dumped {
+  bytes: number
+  stats: Record<string, string>
+  hollow: () => Promise<Deputy>
+  release: () => Promise<void>
+}
+
+/** A deputy started ahead of its move (`startDeputy`), checked, waiting to be told to go. */
+export interface PendingDeputy {
+  /** Dumps it (`target`: the target's hostInfo(), checked first); resolves once the image is out. */
+  go: (target?: string) => Promise<Dumped>
+  /** The move does not go ahead: the helper ends, the process untouched, nothing written. */
+  cancel: () => void
+}
+
+/**
+ * Starts the deputy helper of pid ahead of its move (`deputy --wait --confirm`), so that its start
+ * and the check of the process overlap with the offer to the target: resolves once the process is
+ * checked (rejects with the reasons, a PpmError, when it cannot move); then `go` or `cancel`.
+ */
+export async function startDeputy (pid: number, out: ImageSink, opts: Omit<DeputyOptions, 'target'> = {}): Promise<PendingDeputy> {
+  const { h, copy, sink } = spawnDeputy(pid, out, opts, true)
+  let used = false
+  const cancel = (): void => {
+    if (used) return
+    used = true
+    try { h.send('CANCEL') } catch {} // (ended already)
+    void h.done.then(() => sink.close())
+    copy.catch(() => {})
+  }
+  try {
+    await h.next('CHECKED')
+  } catch (e) {
+    used = true
+    sink.close()
+    copy.catch(() => {})
+    throw e
+  }
+  return {
+    go: async target => {
+      if (used) throw new PpmError('EINVAL', 'this deputy was told already')
+      if (target != null && /\s/.test(target)) { cancel(); throw einval('bad target record') }
+      used = true
+      h.send(target != null && target !== '' ? `GO ${target}` : 'GO')
+      try {
+        const ok = h.next('DUMPED')
+        const [r] = await Promise.allSettled([ok, copy])
+        if (r.status === 'rejected') { await copy.catch(() => {}); throw r.reason }
+        await copy.catch(e => log('deputy %d: the image was written but not all passed on: %s', pid, (e as Error).message))
+      } finally { sink.close() }
+      let told = false
+      const tell = (what: 'HOLLOW' | 'RELEASE'): void => {
+        if (told) throw new PpmError('EINVAL', 'this deputy was told already')
+        told = true
+        h.send(what)
+      }
+      return {
+        bytes: num(h.stats.bytes),
+        stats: h.stats,
+        hollow: async () => {
+          // signals that reached the frozen original are reported just before HOLLOW: passed on
+          // by the Deputy once its caller has had a turn to listen
+          const early: number[] = []
+          const onSignal = (sig: number): void => { early.push(sig) }
+          h.on('signal', onSignal)
+          const done = h.next('HOLLOW')
+          try {
+            tell('HOLLOW')
+            await done
+          } finally { h.off('signal', onSignal) }
+          const d = new Deputy(pid, h, { bytes: num(h.stats.bytes), pages: num(h.stats.pages), freezeMs: num(h.stats.freeze_ms), stats: h.stats })
+          if (early.length > 0) setImmediate(() => { for (const sig of early) d.emit('signal', sig) })
+          return d
+        },
+        release: async () => {
+          const done = h.next('RELEASED')
+          tell('RELEASE')
+          await done
+        }
+      }
+    },
+    cancel
   }
 }
 

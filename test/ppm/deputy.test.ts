@@ -3,9 +3,9 @@
 // sees it, restore an image back into it, and duplicate its fds 0-2.
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFileSync, statSync, writeFileSync } from 'node:fs'
+import { closeSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
-import { deputy, dump, restore, PpmError } from '../../src/ppm/ppm.js'
+import { deputy, dump, restore, startDeputy, useStandby, PpmError } from '../../src/ppm/ppm.js'
 import { Lab, lines, reference, waitFor } from './harness.js'
 
 const lab = new Lab()
@@ -140,6 +140,100 @@ test('a move that fails on the target: the original is restored from its own ima
   await d.restoreInto(img)
   assert.deepEqual(await s.exited, { code: 4, signal: null })
   assert.equal(s.out, ref.out)
+})
+
+test('a deputy started ahead checks the process and waits: cancelled, nothing is touched or written; a process that cannot move gets its reasons; told to go, it dumps and keeps the original frozen until released (it runs on) or hollowed', async () => {
+  const bin = lab.compile('counter')
+  const args = ['60', '400', '4', '40000'] // (40 ms a line: a frozen original misses some in 100 ms)
+  const ref = reference(bin, args)
+  const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => lines(s.out) >= 2, 5000, 'output')
+  // cancelled: the helper ends, the process runs on untraced, the image file stays empty
+  const first = await startDeputy(s.pid, lab.path('ahead0.img'))
+  const n = lines(s.out)
+  await waitFor(() => lines(s.out) > n, 5000, 'output while the deputy waits')
+  first.cancel()
+  await waitFor(() => status(s.pid, 'TracerPid') === '0', 5000, 'untraced')
+  assert.equal(statSync(lab.path('ahead0.img')).size, 0)
+  // stopped (job control): it cannot move, and says why
+  process.kill(s.pid, 'SIGSTOP')
+  await waitFor(() => status(s.pid, 'State').startsWith('T'), 5000, 'stopped')
+  // (with a copy: a dump that fails before its first byte would write an empty image; not one started ahead)
+  const copyFd = openSync(lab.path('ahead1.copy'), 'w')
+  try {
+    await assert.rejects(startDeputy(s.pid, lab.path('ahead1.img'), { copy: copyFd }), (e: PpmError) => e.reasons.some(r => r.code === 'stopped'))
+  } finally { closeSync(copyFd) }
+  assert.equal(statSync(lab.path('ahead1.img')).size, 0, 'nothing written')
+  process.kill(s.pid, 'SIGCONT')
+  // told to go: dumped, the original frozen (the copy kept until the target runs it); released,
+  // it runs on as it was
+  const first2 = await startDeputy(s.pid, lab.path('ahead2.img'))
+  const kept = await first2.go()
+  assert.ok(statSync(lab.path('ahead2.img')).size > 0 && kept.bytes > 0)
+  await assert.rejects(first2.go(), PpmError, 'told once only')
+  const m = lines(s.out)
+  await new Promise(resolve => setTimeout(resolve, 100))
+  assert.equal(lines(s.out), m, 'frozen while the target has not said')
+  await kept.release()
+  await waitFor(() => lines(s.out) > m, 5000, 'output once released')
+  await waitFor(() => status(s.pid, 'TracerPid') === '0', 5000, 'untraced')
+  // hollowed: as deputy(), and the original comes back from its image
+  const img = lab.path('ahead3.img')
+  const ahead = await startDeputy(s.pid, img)
+  const frozen = await ahead.go()
+  process.kill(s.pid, 'SIGUSR1') // reaches the frozen original: reported by its deputy, not delivered
+  const d = lab.trackDeputy(await frozen.hollow())
+  const seen: number[] = []
+  d.on('signal', (sig: number) => seen.push(sig))
+  await waitFor(() => seen.includes(10), 5000, 'the signal sent while it was frozen')
+  assert.equal(d.pid, s.pid)
+  assert.ok(statSync(img).size > 0 && d.freezeMs > 0)
+  await d.restoreInto(img)
+  assert.deepEqual(await s.exited, { code: 4, signal: null })
+  assert.equal(s.out, ref.out)
+})
+
+/** pids of this process's children running `hpc-ppm-helper standby` */
+function standbys (): number[] {
+  return readdirSync('/proc').filter(d => /^\d+$/.test(d)).filter(d => {
+    try {
+      const ppid = Number(readFileSync(`/proc/${d}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')[1])
+      return ppid === process.pid && readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').includes('standby')
+    } catch { return false }
+  }).map(Number)
+}
+
+test('a helper started ahead (standby) runs the next deputy started ahead, and one more is started, then a dump; none is left', async () => {
+  const bin = lab.compile('counter')
+  const args = ['30', '400', '4', '40000']
+  const ref = reference(bin, args)
+  useStandby(true)
+  try {
+    await waitFor(() => standbys().length === 2, 5000, 'a standby of each kind')
+    const [first] = standbys()
+    const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
+    await waitFor(() => lines(s.out) >= 2, 5000, 'output')
+    const before = new Set(standbys())
+    const img = lab.path('standby.img')
+    const frozen = await (await startDeputy(s.pid, img)).go()
+    const tracer = Number(status(s.pid, 'TracerPid'))
+    assert.ok(before.has(tracer), `the deputy is a standby helper (tracer ${tracer}, standbys ${[...before].join(' ')})`)
+    const d = lab.trackDeputy(await frozen.hollow())
+    await waitFor(() => standbys().length === 2 && !standbys().includes(tracer), 5000, 'another standby') // (the used one runs as a deputy now)
+    await d.restoreInto(img)
+    assert.deepEqual(await s.exited, { code: 4, signal: null })
+    assert.equal(s.out, ref.out)
+    assert.ok(first > 0)
+    // a dump into a descriptor runs on one too
+    const ready = new Set(standbys())
+    const s2 = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
+    await waitFor(() => lines(s2.out) >= 2, 5000, 'output')
+    const r = await dump(s2.pid, lab.path('standby2.img'), { leaveRunning: true })
+    assert.ok(r.bytes > 0 && statSync(lab.path('standby2.img')).size === r.bytes)
+    assert.ok([...ready].some(p => !standbys().includes(p)), 'a standby was used')
+    assert.deepEqual(await s2.exited, { code: 4, signal: null }, 'left running')
+  } finally { useStandby(false) }
+  await waitFor(() => standbys().length === 0, 5000, 'no standby left')
 })
 
 test('takeFds with relay: input and output of any kind (here sockets) flow through pipes', async () => {

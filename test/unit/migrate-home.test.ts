@@ -5,7 +5,8 @@ import assert from 'node:assert/strict'
 import { Home, LOST_STATUS } from '../../src/migrate/home.js'
 import { MemLink } from '../../src/migrate/memlink.js'
 import type { Link } from '../../src/migrate/link.js'
-import { Peer, StubEngine, cluster, until, type StubDeputy } from './migrate-fixture.js'
+import type { DeputyHandle, Engine } from '../../src/migrate/engine.js'
+import { Peer, StubDeputy, StubEngine, cluster, until } from './migrate-fixture.js'
 
 const PID = 31337
 
@@ -113,12 +114,18 @@ test('home -> N whose restore fails: the deputy gets its own image back and the 
   assert.equal(p.deputy, null)
 })
 
-test('a process the engine says cannot move is not offered anywhere', async () => {
+test('a process the engine says cannot move (checked while it is offered) is withdrawn: nothing is dumped, the connection closes', async () => {
   const s = setup()
   s.engine.reasons = [{ code: 'fd', text: 'fd 3 is a listening socket' }]
   await s.home.requestMove(PID, 2)
   assert.match(s.home.procs.get(PID)?.lastError ?? '', /cannot move: fd 3 is a listening socket/)
-  assert.equal(s.peers.length, 0)
+  assert.equal(s.home.procs.get(PID)?.where, 'home')
+  await until(() => s.peers.length === 1, 'the offer')
+  const peer = s.peers[0]
+  await peer.next('migrate')
+  await peer.link.send({ t: 'accept', hostinfo: 'node-2-host' })
+  await until(() => peer.link.closed, 'the offer withdrawn')
+  assert.deepEqual(s.engine.calls, [`check ${PID}`], 'no dump was started')
   assert.throws(() => s.home.requestMove(PID, 42), /no node 42/)
 })
 
@@ -262,4 +269,75 @@ test('N -> home failing at home and on N again: the deputy reports the loss', as
   await back
   await until(() => !s.home.procs.has(PID), 'the process forgotten')
   assert.deepEqual(dep.exited, [LOST_STATUS])
+})
+
+/** A connection end that says it can carry a raw image (the stub engine writes nothing on it). */
+class RawMemLink extends MemLink {
+  override rawFd (): number | null { return this.closed ? null : 99 }
+}
+
+test('out with a deputy started ahead: the frozen original is the copy, released when N fails; what N says before the original is hollow waits for the deputy', async () => {
+  const engine = new StubEngine()
+  let letHollow!: () => void
+  const hollowed = new Promise<void>(resolve => { letHollow = resolve })
+  const released: number[] = []
+  const startDeputy: NonNullable<Engine['startDeputy']> = async pid => {
+    engine.calls.push(`start ${pid}`)
+    return {
+      reasons: null,
+      cancel: () => { engine.calls.push('cancel') },
+      go: async target => {
+        engine.calls.push(`go ${target ?? ''}`)
+        return {
+          release: async () => { released.push(pid) },
+          hollow: async () => {
+            await hollowed
+            const d = new StubDeputy()
+            engine.deputies.push(d)
+            return d as unknown as DeputyHandle
+          }
+        }
+      }
+    }
+  }
+  const peers: Peer[] = []
+  const home = new Home({
+    cluster: cluster(1),
+    engine: Object.assign(engine, { startDeputy }),
+    bandwidth: new Map(),
+    moved: () => {},
+    dial: async (node): Promise<Link> => {
+      const mine = new RawMemLink(`node ${node}`)
+      const theirs = new MemLink('node 1')
+      mine.other = theirs
+      theirs.other = mine
+      peers.push(new Peer(theirs))
+      return mine
+    }
+  })
+  // N cannot run it: the original, never emptied, runs on (nothing to restore)
+  const first = home.requestMove(PID, 2)
+  await until(() => peers.length === 1, 'an offer')
+  assert.equal((await peers[0].next('migrate')).raw, true)
+  await peers[0].link.send({ t: 'accept', hostinfo: 'node-2-host', raw: true })
+  await until(() => engine.calls.includes('go node-2-host'), 'the deputy told to go')
+  await peers[0].link.send({ t: 'failed', reason: 'no memory' })
+  await first
+  assert.deepEqual(released, [PID])
+  assert.equal(home.procs.get(PID)?.where, 'home')
+  assert.match(home.procs.get(PID)?.lastError ?? '', /node 2 could not run it: no memory/)
+  assert.deepEqual(engine.calls.filter(c => c.startsWith('check')), [], 'checked by the deputy, not by a check of its own')
+  // N runs it and it ends at once, before the original is hollow: its end reaches the deputy
+  const second = home.requestMove(PID, 2)
+  await until(() => peers.length === 2, 'the second offer')
+  await peers[1].next('migrate')
+  await peers[1].link.send({ t: 'accept', hostinfo: 'node-2-host', raw: true })
+  await until(() => engine.calls.filter(c => c === 'go node-2-host').length === 2, 'the deputy told to go') // (the image: N answers after it)
+  await peers[1].link.send({ t: 'running', pid: 555, bytes: 1, ms: 1 })
+  assert.deepEqual(await peers[1].next('run'), { t: 'run' }, 'committed before the original is hollow')
+  await peers[1].link.send({ t: 'exit', code: 3, signal: null })
+  await new Promise(resolve => setTimeout(resolve, 20))
+  letHollow()
+  await second
+  await until(() => engine.deputies[0]?.exited.includes(3) === true, 'the deputy exits as the remote did')
 })

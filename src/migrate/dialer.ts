@@ -1,0 +1,76 @@
+// Connections to other nodes' transfer ports, dialled ahead of the moves that need them. Opening
+// one costs a TCP connect and the key challenge-response (wire.ts): one and a half round trips and
+// as many turns of both daemons' event loops, a large part of a small process's move. So a node
+// that a connection has been dialled to once gets a spare: a connection opened and authenticated
+// ahead, idle until the next move there takes it (and a new spare is dialled behind it). A spare
+// is an ordinary connection that has not sent its first message yet: the side that accepted it
+// waits for that message (pings aside, guest.ts `accept`), and the heartbeat (lease.ts) keeps it
+// alive and cuts it off if its node goes silent. At most one spare per node; a spare that closes
+// is forgotten; none is dialled to a node that is down. Nothing about a connection's security
+// changes: a spare has passed the same handshake, and what it carries is checked as on any other.
+import debug from '../util/log.js'
+import type { Dial } from './cluster.js'
+import type { Link } from './link.js'
+
+const log = debug('hpcfs:dialer')
+
+/**
+ * How long after a spare was taken the next one is dialled (ms): after a small move that took it
+ * has ended (a big one hardly notices a handshake), long before the next move comes in a bench.
+ */
+export const SPARE_DELAY_MS = 50
+
+export class DialAhead {
+  private readonly spares = new Map<number, Promise<Link | null>>()
+  private readonly timers = new Map<number, NodeJS.Timeout>()
+  private stopped = false
+  /** Moves that found a spare ready (for tests and logs). */
+  hits = 0
+
+  /** `connect` opens a new connection; `wanted(node)`: whether a spare to node is worth keeping (it is up). */
+  constructor (private readonly connect: Dial, private readonly wanted: (node: number) => boolean) {}
+
+  /** A connection to node: its spare when one is open, else a new one. Either way a spare follows. */
+  readonly dial: Dial = async node => {
+    const spare = this.spares.get(node)
+    this.spares.delete(node)
+    const ready = spare !== undefined ? await spare : null
+    this.later(node)
+    if (ready !== null && !ready.closed) {
+      this.hits++
+      log('node %d: a spare connection', node)
+      return ready
+    }
+    return await this.connect(node)
+  }
+
+  /** Dials a spare to node after SPARE_DELAY_MS, unless it has one or is not wanted. */
+  private later (node: number): void {
+    if (this.stopped || this.timers.has(node)) return
+    const t = setTimeout(() => {
+      this.timers.delete(node)
+      if (this.stopped || this.spares.has(node) || !this.wanted(node)) return
+      const p = this.connect(node).then(c => {
+        if (this.stopped) { c.close(); return null }
+        c.once('close', () => { if (this.spares.get(node) === p) this.spares.delete(node) })
+        return c
+      }, (e: Error) => {
+        log('node %d: no spare connection: %s', node, e.message)
+        if (this.spares.get(node) === p) this.spares.delete(node)
+        return null
+      })
+      this.spares.set(node, p)
+    }, SPARE_DELAY_MS)
+    t.unref()
+    this.timers.set(node, t)
+  }
+
+  /** Closes every spare; dials no more. */
+  close (): void {
+    this.stopped = true
+    for (const t of this.timers.values()) clearTimeout(t)
+    this.timers.clear()
+    for (const p of this.spares.values()) void p.then(c => c?.abort())
+    this.spares.clear()
+  }
+}
