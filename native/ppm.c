@@ -333,7 +333,7 @@ static void usage(void)
 		"                              (image on fd 3: a pipe, file or socket)\n"
 		"       hpc-ppm-helper info    (image on fd 3)\n"
 		"       hpc-ppm-helper hostinfo | rawpipe BYTES [--hot] | unread PID FD\n"
-		"       hpc-ppm-helper standby   (then RUN PID FD3|- FD6|- COMMAND ARGS... on fd 5)\n"
+		"       hpc-ppm-helper standby   (then RUN PID FD3:INO|- FD6:INO|- COMMAND ARGS... on fd 5)\n"
 		"control lines go to fd 4 (or stdout)\n");
 }
 
@@ -349,6 +349,7 @@ static int parse_pid(const char *s, pid_t *pid)
 /* fd `to` becomes a duplicate of descriptor `fd` of process pid (pidfd_getfd) */
 static int take_fd(pid_t pid, int fd, int to)
 {
+	if (fd < 0) return fail(EBADF, "bad descriptor number");
 	int pfd = syscall(NR_PIDFD_OPEN, pid, 0);
 	if (pfd < 0) return fail(errno, "pidfd_open(%d): %s", pid, strerror(errno));
 	int got = syscall(NR_PIDFD_GETFD, pfd, fd, 0);
@@ -360,10 +361,27 @@ static int take_fd(pid_t pid, int fd, int to)
 	return 0;
 }
 
+/* take_fd for a RUN line's "FD:INODE": the descriptor must still be the object the daemon named
+ * (a connection closed meanwhile could have left its number to another one) */
+static int take_named_fd(pid_t pid, const char *spec, int to)
+{
+	char *end;
+	long fd = strtol(spec, &end, 10);
+	if (end == spec || *end != ':' || fd < 0) return fail(EINVAL, "bad descriptor %s", spec);
+	unsigned long long ino = strtoull(end + 1, NULL, 10);
+	if (take_fd(pid, (int)fd, to)) return -1;
+	struct stat st;
+	if (fstat(to, &st) || (unsigned long long)st.st_ino != ino) {
+		close(to);
+		return fail(EBADF, "descriptor %ld of %d is no longer the one named (closed before it was taken)", fd, pid);
+	}
+	return 0;
+}
+
 /* standby: a helper started ahead of the command it will run, so that no process is started on
  * a move's path (the daemon's spawn holds its event loop for milliseconds). It waits for one line
  * on fd 5: "RUN PID FD3 FD6 COMMAND ARGS..." (FD3, FD6: descriptors of process PID to take as its
- * fds 3 and 6 with pidfd_getfd, or -), then executes itself with those arguments (exec is cheap;
+ * fds 3 and 6 with pidfd_getfd, as NUMBER:INODE, or -), then executes itself with those arguments (exec is cheap;
  * the daemon's fork is not). The end of fd 5 (the daemon is
  * gone): it exits, 0. A restore runs without fd 5, as when spawned. */
 static int cmd_standby(void)
@@ -387,8 +405,8 @@ static int cmd_standby(void)
 	av[ac] = NULL;
 	pid_t from;
 	if (ac < 6 || strcmp(av[1], "RUN") || parse_pid(av[2], &from)) { fprintf(stderr, "hpc-ppm-helper: standby: bad RUN line\n"); return 2; }
-	if (strcmp(av[3], "-") && take_fd(from, atoi(av[3]), 3)) return report_err();
-	if (strcmp(av[4], "-") && take_fd(from, atoi(av[4]), 6)) return report_err();
+	if (strcmp(av[3], "-") && take_named_fd(from, av[3], 3)) return report_err();
+	if (strcmp(av[4], "-") && take_named_fd(from, av[4], 6)) return report_err();
 	if (!strcmp(av[5], "restore")) close(5);	/* as a restore spawned by the daemon: no fd 5 */
 	/* the command proper: the same program again, with its arguments (what ps shows, what a
 	 * daemon started again finds as a keeper, as for a helper spawned with them) */

@@ -10,7 +10,7 @@
 //         line's call fails), RELAYED (the caller has opened the relays' ends);
 //   fd 0-2 become the stdio of a process restored into a fresh stub.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, existsSync, openSync, createWriteStream, readFileSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, openSync, createWriteStream, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
@@ -158,9 +158,14 @@ class Helper extends EventEmitter {
     const rl = createInterface({ input: ctl })
     rl.on('line', line => this.onLine(line))
     if (opts.standby !== undefined) {
-      // its fds 3 and 6 are this process's (pidfd_getfd), the rest it has already
-      const fd = (i: number): string => typeof stdio[i] === 'number' ? String(stdio[i]) : '-'
-      cmd?.write(`RUN ${process.pid} ${fd(3)} ${fd(6)} ${args.join(' ')}\n`)
+      // its fds 3 and 6 are this process's (pidfd_getfd), the rest it has already; each named with
+      // its inode, so that a descriptor closed (and its number reused) before it is taken fails
+      // the command instead of handing it another connection
+      const fd = (i: number): string => typeof stdio[i] === 'number' ? `${stdio[i] as number}:${fstatSync(stdio[i] as number).ino}` : '-'
+      try { cmd?.write(`RUN ${process.pid} ${fd(3)} ${fd(6)} ${args.join(' ')}\n`) } catch (e) {
+        log('standby %d: %s', this.child.pid, (e as Error).message) // a descriptor already closed: the command fails
+        this.child.kill('SIGKILL')
+      }
     }
     let closed = false
     const ctlClosed = new Promise<void>(resolve => rl.on('close', () => { closed = true; resolve() }))

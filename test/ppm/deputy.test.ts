@@ -236,6 +236,31 @@ test('a helper started ahead (standby) runs the next deputy started ahead, and o
   await waitFor(() => standbys().length === 0, 5000, 'no standby left')
 })
 
+test('a standby helper takes a descriptor only if it is still the one named (its inode): a number reused meanwhile fails the command', async () => {
+  const { spawn } = await import('node:child_process')
+  const { fstatSync } = await import('node:fs')
+  const { helperPath } = await import('../../src/ppm/ppm.js')
+  const file = lab.path('named.txt')
+  writeFileSync(file, 'x')
+  const fd = openSync(file, 'r')
+  try {
+    const run = async (spec: string): Promise<{ code: number | null, ctl: string }> => {
+      const c = spawn(helperPath(), ['standby'], { stdio: ['ignore', 'ignore', 'ignore', 'ignore', 'pipe', 'pipe'] })
+      let ctl = ''
+      ;(c.stdio[4] as NodeJS.ReadableStream).on('data', (b: Buffer) => { ctl += b.toString() })
+      ;((c.stdio as unknown as NodeJS.WritableStream[])[5]).end(`RUN ${process.pid} ${spec} - hostinfo\n`)
+      const [code] = await once(c, 'close') as [number | null]
+      return { code, ctl }
+    }
+    const wrong = await run(`${fd}:${fstatSync(fd).ino + 1}`)
+    assert.notEqual(wrong.code, 0)
+    assert.match(wrong.ctl, /^ERR EBADF descriptor \d+ of \d+ is no longer the one named/m)
+    const right = await run(`${fd}:${fstatSync(fd).ino}`)
+    assert.equal(right.code, 0, right.ctl)
+    assert.match(right.ctl, /^HOSTINFO /m)
+  } finally { closeSync(fd) }
+})
+
 test('takeFds with relay: input and output of any kind (here sockets) flow through pipes', async () => {
   const { closeSync, createReadStream, openSync, writeSync } = await import('node:fs')
   const bin = lab.compile('speaker')
