@@ -88,6 +88,16 @@ export const MIG_PORT_OFFSET = 768
 /** The transfer port of a node on the default gossip port. */
 export const MIGRATION_PORT = DEFAULTS.port - MIG_PORT_OFFSET
 
+/**
+ * How long after a spare connection (src/migrate/dialer.ts) or a helper started ahead
+ * (src/ppm/standby.ts) was taken the next one is started (ms): after a small move that took it has
+ * ended (a big one hardly notices), long before the next move comes in a bench.
+ */
+export const SPARE_REPLACE_MS = 50
+
+/** Connections a node keeps open unused for one peer host (spares it dialled ahead); more close the oldest. */
+export const IDLE_CONNECTIONS_PER_PEER = 2
+
 /** How long a home waits for a node whose connection broke to come back with its process: 2 × the guest lease + 5 s (after that the guest is dead wherever it was: see README "Failure semantics"). */
 export function rejoinWaitMs (guestLease: number): number {
   return (2 * guestLease + 5) * 1000

@@ -9,16 +9,12 @@
 // is forgotten; none is dialled to a node that is down. Nothing about a connection's security
 // changes: a spare has passed the same handshake, and what it carries is checked as on any other.
 import debug from '../util/log.js'
+import { SPARE_REPLACE_MS } from '../config.js'
 import type { Dial } from './cluster.js'
 import type { Link } from './link.js'
 
 const log = debug('hpcfs:dialer')
 
-/**
- * How long after a spare was taken the next one is dialled (ms): after a small move that took it
- * has ended (a big one hardly notices a handshake), long before the next move comes in a bench.
- */
-export const SPARE_DELAY_MS = 50
 
 export class DialAhead {
   private readonly spares = new Map<number, Promise<Link | null>>()
@@ -44,7 +40,7 @@ export class DialAhead {
     return await this.connect(node)
   }
 
-  /** Dials a spare to node after SPARE_DELAY_MS, unless it has one or is not wanted. */
+  /** Dials a spare to node after SPARE_REPLACE_MS, unless it has one or is not wanted. */
   private later (node: number): void {
     if (this.stopped || this.timers.has(node)) return
     const t = setTimeout(() => {
@@ -60,7 +56,7 @@ export class DialAhead {
         return null
       })
       this.spares.set(node, p)
-    }, SPARE_DELAY_MS)
+    }, SPARE_REPLACE_MS)
     t.unref()
     this.timers.set(node, t)
   }

@@ -25,6 +25,7 @@ import type { Message, MigrateMsg, RejoinMsg, SendToMsg } from './protocol.js'
 import { GuestRelays, StdinPull, fdFrame, parseFdFrame, pipeEmpty, watchCloses } from './relay.js'
 import { GuestStates, type GuestRecord } from './state.js'
 import { ImageCopy, ImageIn, TICKET_MS, Tickets, memoryRefusal, rawSink, rawSource, replay, sendImage, tee } from './transfer.js'
+import { IDLE_CONNECTIONS_PER_PEER } from '../config.js'
 
 const log = debug('hpcfs:guest')
 
@@ -120,6 +121,10 @@ export class GuestSide {
 
   /** A new connection to the transfer port: its first message says what it is for. */
   accept (conn: Link): void {
+    // spares dialled ahead wait here unused: a few per peer host, the oldest closed beyond that
+    const host = (l: Link): string => l.peer.slice(0, l.peer.lastIndexOf(':'))
+    const same = [...this.unused].filter(c => host(c) === host(conn))
+    for (const old of same.slice(0, Math.max(0, same.length - IDLE_CONNECTIONS_PER_PEER + 1))) { log('%s: an unused connection closed (a newer one came)', old.peer); old.abort(); this.unused.delete(old) }
     this.unused.add(conn)
     conn.once('close', () => this.unused.delete(conn))
     const first = (m: Message): void => {

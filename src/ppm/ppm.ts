@@ -21,6 +21,7 @@ import type { Socket } from 'node:net'
 import debug from '../util/log.js'
 import { ErrnoError, einval, type ErrnoName } from '../util/errno.js'
 import { onlyStdio } from '../util/fds.js'
+import { StandbyPool } from './standby.js'
 
 const log = debug('hpcfs:ppm')
 
@@ -79,46 +80,13 @@ function checkPid (pid: number): void {
   if (!Number.isInteger(pid) || pid <= 0 || pid > 0x3fffffff) throw einval(`bad pid ${String(pid)}`)
 }
 
-/**
- * Helpers started ahead (`hpc-ppm-helper standby`), one of each kind, so that a move starts none
- * on its path: spawning one holds this process's event loop for milliseconds, and the helper takes
- * as long again to start. On only where `useStandby(true)` was called (the daemon); a standby ends
- * by itself when this process does (its fd 5 ends). 'deputy': stderr piped, as a deputy's;
- * 'keep': a session of its own, as a kept restore's. Only commands whose fds 3 and 6 are plain
- * descriptors of this process (a connection's socket, a file) and whose arguments have no white
- * space run on one: a deputy started ahead and a dump on the 'deputy' kind, a kept restore on the
- * 'keep' kind.
- */
-type StandbyKind = 'deputy' | 'keep'
-const standbys = new Map<StandbyKind, ChildProcess>()
-let standbyOn = false
-
-export function useStandby (on: boolean): void {
-  standbyOn = on
-  if (on) { startStandby('deputy'); startStandby('keep'); return }
-  for (const c of standbys.values()) c.kill('SIGKILL')
-  standbys.clear()
-}
-
-function startStandby (kind: StandbyKind): void {
-  if (!standbyOn || standbys.has(kind)) return
+/** Helpers started ahead (standby.ts); on only where `useStandby(true)` was called (the daemon). */
+const standbys = new StandbyPool(kind => {
   const stdio: StdioItem[] = ['ignore', 'ignore', kind === 'deputy' ? 'pipe' : 'ignore', 'ignore', 'pipe', 'pipe']
-  let c: ChildProcess
-  try { c = spawn(helperPath(), ['standby'], { stdio: onlyStdio(stdio), detached: kind === 'keep' }) } catch (e) { log('standby: %s', (e as Error).message); return }
-  const gone = (): void => { if (standbys.get(kind) === c) standbys.delete(kind) }
-  c.on('error', gone)
-  c.on('exit', gone)
-  standbys.set(kind, c)
-}
+  try { return spawn(helperPath(), ['standby'], { stdio: onlyStdio(stdio), detached: kind === 'keep' }) } catch (e) { log('standby: %s', (e as Error).message); return undefined }
+})
 
-/** The standby helper of that kind if one is ready for args (another is started shortly after). */
-function takeStandby (kind: StandbyKind, args: string[]): ChildProcess | undefined {
-  if (!standbyOn || args.some(a => /\s/.test(a) || a === '')) return undefined
-  const c = standbys.get(kind)
-  standbys.delete(kind)
-  setTimeout(() => startStandby(kind), 50).unref() // (after a small move that took it has ended)
-  return c !== undefined && c.exitCode === null && c.signalCode === null ? c : undefined
-}
+export function useStandby (on: boolean): void { standbys.use(on) }
 
 const errnoNames = new Set(['EPERM', 'ENOENT', 'ESRCH', 'EINTR', 'EIO', 'EBADF', 'ECHILD', 'EAGAIN', 'ENOMEM', 'EACCES',
   'EFAULT', 'EBUSY', 'EEXIST', 'EINVAL', 'ENOSPC', 'EPIPE', 'ERANGE', 'ENOSYS', 'EBADMSG', 'EPROTO', 'ENOTSUP', 'ENXIO', 'ESTALE'])
@@ -431,7 +399,7 @@ export async function dump (pid: number, out: ImageSink, opts: DumpOptions = {})
   try {
     // (on a standby helper of the deputy kind when its image goes to a descriptor: its fd 5 is
     // then a pipe the dump does not read)
-    const standby = typeof sink.stdio === 'number' && more.extra.every(x => typeof x === 'number') ? takeStandby('deputy', args) : undefined
+    const standby = typeof sink.stdio === 'number' && more.extra.every(x => typeof x === 'number') ? standbys.take('deputy', args) : undefined
     const fd5: StdioItem[] = standby !== undefined ? ['pipe'] : more.extra.length > 0 ? ['ignore'] : []
     const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', ...fd5, ...more.extra], standby !== undefined ? { standby } : {})
     const copy = sink.attach(h)
@@ -597,7 +565,7 @@ export async function restoreKept (src: ImageSource, opts: { clock?: RestoreOpti
   if (opts.family === true) args.push('--family')
   if (opts.clock != null) args.push('--clock', String(opts.clock))
   const source = sourceFor(src)
-  const standby = typeof source.stdio === 'number' ? takeStandby('keep', args) : undefined
+  const standby = typeof source.stdio === 'number' ? standbys.take('keep', args) : undefined
   const h = new Helper(args, ['ignore', 'ignore', 'ignore', source.stdio, 'pipe'], standby !== undefined ? { standby } : { detached: true })
   const copy = source.attach(h)
   try {
@@ -812,7 +780,7 @@ function spawnDeputy (pid: number, out: ImageSink, opts: DeputyOptions, wait: bo
   const sink = sinkFor(out)
   try {
     const stdio: StdioItem[] = ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', 'pipe', ...more.extra]
-    const standby = wait && typeof sink.stdio === 'number' && more.extra.every(x => typeof x === 'number') ? takeStandby('deputy', args) : undefined
+    const standby = wait && typeof sink.stdio === 'number' && more.extra.every(x => typeof x === 'number') ? standbys.take('deputy', args) : undefined
     const h = new Helper(args, stdio, standby !== undefined ? { standby } : {})
     return { h, copy: sink.attach(h), sink }
   } catch (e) { sink.close(); throw e }

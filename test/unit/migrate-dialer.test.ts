@@ -2,7 +2,8 @@
 // opened behind the last one; a spare that closed, or a node that is down, gets a fresh dial.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { DialAhead, SPARE_DELAY_MS } from '../../src/migrate/dialer.js'
+import { DialAhead } from '../../src/migrate/dialer.js'
+import { SPARE_REPLACE_MS } from '../../src/config.js'
 import { MemLink } from '../../src/migrate/memlink.js'
 import type { Link } from '../../src/migrate/link.js'
 import { until } from './migrate-fixture.js'
@@ -47,7 +48,7 @@ test('a spare that closed is not handed out; none is dialled to a node that is d
     assert.equal(b, opened[2].link, 'a fresh connection')
     assert.equal(d.hits, 0)
     up = false
-    await new Promise(resolve => setTimeout(resolve, SPARE_DELAY_MS * 2))
+    await new Promise(resolve => setTimeout(resolve, SPARE_REPLACE_MS * 2))
     assert.equal(opened.length, 3, 'no spare to a node that is down')
     up = true
     await d.dial(2)

@@ -360,3 +360,24 @@ test('a guest record\'s relay ends must be fds above 2 and paths of its own keep
   }
   assert.equal(toRecord(rec('x')), null)
 })
+
+test('connections dialled ahead wait unused: at most IDLE_CONNECTIONS_PER_PEER per peer host, the oldest closed; another host\'s are kept', async () => {
+  const { IDLE_CONNECTIONS_PER_PEER } = await import('../../src/config.js')
+  const s = setup()
+  // [the dialling end, the end accepted here, named by the address it came from]
+  const mine = Array.from({ length: IDLE_CONNECTIONS_PER_PEER + 2 }, (_, i) => MemLink.pair('10.0.0.2:4660', `10.0.0.1:${5000 + i}`))
+  const other = MemLink.pair('10.0.0.2:4660', '10.0.0.3:7000')
+  s.side.accept(other[1])
+  for (const [dialler, accepted] of mine) {
+    s.side.accept(accepted)
+    await dialler.send({ t: 'ping' }) // (pings keep it unused)
+  }
+  const keep = mine.map((_, i) => i >= mine.length - IDLE_CONNECTIONS_PER_PEER)
+  await until(() => mine.every(([d], i) => d.closed !== keep[i]), 'the oldest closed, the newest open')
+  assert.equal(other[0].closed, false, 'another host\'s spare stays')
+  // a kept one still works: an offer on it is received
+  const [dialler] = mine[mine.length - 1]
+  const home = new Peer(dialler)
+  await dialler.send(OFFER)
+  assert.equal((await home.next('accept')).t, 'accept')
+})

@@ -1,0 +1,46 @@
+// Helpers started ahead (`hpc-ppm-helper standby`, docs/ppm.md), one of each kind, so that a move
+// starts none on its path: spawning one holds the daemon's event loop for milliseconds, and the
+// helper takes as long again to start. A standby waits for one RUN line on its fd 5, takes the
+// descriptors named there from the daemon (pidfd_getfd) and executes the command; it ends by itself
+// when the daemon does (its fd 5 ends). 'deputy': stderr piped, as a deputy's; 'keep': a session
+// of its own, as a kept restore's. Only commands whose fds 3 and 6 are plain descriptors of the
+// daemon (a connection's socket, a file) and whose arguments have no white space run on one.
+import type { ChildProcess } from 'node:child_process'
+import { SPARE_REPLACE_MS } from '../config.js'
+
+export type StandbyKind = 'deputy' | 'keep'
+
+export class StandbyPool {
+  private readonly ready = new Map<StandbyKind, ChildProcess>()
+  private on = false
+
+  /** `start` spawns a standby helper of that kind (undefined if it cannot). */
+  constructor (private readonly start: (kind: StandbyKind) => ChildProcess | undefined) {}
+
+  /** Keeps one standby of each kind from now on, or ends them. */
+  use (on: boolean): void {
+    this.on = on
+    if (on) { this.fill('deputy'); this.fill('keep'); return }
+    for (const c of this.ready.values()) c.kill('SIGKILL')
+    this.ready.clear()
+  }
+
+  /** The standby of that kind if one is ready for args; another is started SPARE_REPLACE_MS later. */
+  take (kind: StandbyKind, args: string[]): ChildProcess | undefined {
+    if (!this.on || args.some(a => /\s/.test(a) || a === '')) return undefined
+    const c = this.ready.get(kind)
+    this.ready.delete(kind)
+    setTimeout(() => this.fill(kind), SPARE_REPLACE_MS).unref() // (after a small move that took it has ended)
+    return c !== undefined && c.exitCode === null && c.signalCode === null ? c : undefined
+  }
+
+  private fill (kind: StandbyKind): void {
+    if (!this.on || this.ready.has(kind)) return
+    const c = this.start(kind)
+    if (c === undefined) return
+    const gone = (): void => { if (this.ready.get(kind) === c) this.ready.delete(kind) }
+    c.on('error', gone)
+    c.on('exit', gone)
+    this.ready.set(kind, c)
+  }
+}
