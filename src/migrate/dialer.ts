@@ -20,8 +20,9 @@ export class DialAhead {
   private readonly spares = new Map<number, Promise<Link | null>>()
   private readonly timers = new Map<number, NodeJS.Timeout>()
   private stopped = false
-  /** Moves that found a spare ready (for tests and logs). */
+  /** Moves that found a spare ready, and spares not dialled when their time came (node down, or one there) (for tests and logs). */
   hits = 0
+  skips = 0
 
   /** `connect` opens a new connection; `wanted(node)`: whether a spare to node is worth keeping (it is up). */
   constructor (private readonly connect: Dial, private readonly wanted: (node: number) => boolean) {}
@@ -45,7 +46,7 @@ export class DialAhead {
     if (this.stopped || this.timers.has(node)) return
     const t = setTimeout(() => {
       this.timers.delete(node)
-      if (this.stopped || this.spares.has(node) || !this.wanted(node)) return
+      if (this.stopped || this.spares.has(node) || !this.wanted(node)) { this.skips++; return }
       const p = this.connect(node).then(c => {
         if (this.stopped) { c.close(); return null }
         c.once('close', () => { if (this.spares.get(node) === p) this.spares.delete(node) })

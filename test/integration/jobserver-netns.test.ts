@@ -13,7 +13,7 @@ import { readFileSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Lab } from '../../src/lab/lab.js'
 import { Lab as Bins } from '../ppm/harness.js'
-import { until, ROOT } from '../helpers/daemon.js'
+import { until, within, ROOT } from '../helpers/daemon.js'
 import { fifoSink } from '../helpers/fifo.js'
 
 let lab: Lab
@@ -111,7 +111,7 @@ test('mosrun -l make -j4 with a sub-make: members holding the jobserver pipe and
     assert.ok(holds(m13))
     for (const p of [m11, m12, m13, m14]) process.kill(p, 'SIGUSR1') // at home: to the process or its deputy
 
-    assert.deepEqual(await exited, { code: 0, signal: null }, sink.out())
+    assert.deepEqual(await within(exited, 120_000, 'make to end (every member told to stop)'), { code: 0, signal: null }, sink.out())
     const ref = spawnSync('make', ['-s', '-j4', '-f', join(bins.dir, 'top.mk'), 'SPIN='], { env, encoding: 'utf8' })
     assert.equal(ref.status, 0)
     assert.equal(sorted(ref.stdout).length, 6)

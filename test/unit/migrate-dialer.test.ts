@@ -3,7 +3,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { DialAhead } from '../../src/migrate/dialer.js'
-import { SPARE_REPLACE_MS } from '../../src/config.js'
 import { MemLink } from '../../src/migrate/memlink.js'
 import type { Link } from '../../src/migrate/link.js'
 import { until } from './migrate-fixture.js'
@@ -48,7 +47,7 @@ test('a spare that closed is not handed out; none is dialled to a node that is d
     assert.equal(b, opened[2].link, 'a fresh connection')
     assert.equal(d.hits, 0)
     up = false
-    await new Promise(resolve => setTimeout(resolve, SPARE_REPLACE_MS * 2))
+    await until(() => d.skips === 1, 'the time of the next spare')
     assert.equal(opened.length, 3, 'no spare to a node that is down')
     up = true
     await d.dial(2)

@@ -336,7 +336,7 @@ test('out with a deputy started ahead: the frozen original is the copy, released
   await peers[1].link.send({ t: 'running', pid: 555, bytes: 1, ms: 1 })
   assert.deepEqual(await peers[1].next('run'), { t: 'run' }, 'committed before the original is hollow')
   await peers[1].link.send({ t: 'exit', code: 3, signal: null })
-  await new Promise(resolve => setTimeout(resolve, 20))
+  await until(() => home.procs.get(PID)?.heldMsgs.some(m => m.t === 'exit') === true, 'the exit held until the original is hollow')
   letHollow()
   await second
   await until(() => engine.deputies[0]?.exited.includes(3) === true, 'the deputy exits as the remote did')

@@ -86,11 +86,10 @@ test('real processes: read, poll and select on stdin are waits for stdin; a slee
   }
 })
 
-/** Polls fn (every 10 ms, 5 s at most) until it returns what is wanted. */
+/** Polls fn (every 10 ms, 5 s at most) until it returns what is wanted; returns its last value (the caller asserts it). */
 async function becomes<T> (fn: () => T | Promise<T>, want: T): Promise<T> {
-  let v = await fn()
-  for (let i = 0; i < 500 && v !== want; i++) { await new Promise(resolve => setTimeout(resolve, 10)); v = await fn() }
-  return v
+  return await poll('a value', async () => { const v = await fn(); return v === want ? { v } : undefined }, { timeoutMs: 5000, everyMs: 10 })
+    .then(r => r.v, async () => await fn())
 }
 
 test('closedHow: a relayed output closed or shut down by a process that runs on, and one that ended', { skip: spawnSync('python3', ['-c', '']).status !== 0 }, async () => {
