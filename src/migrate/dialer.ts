@@ -18,26 +18,39 @@ const log = debug('hpcfs:dialer')
 
 export class DialAhead {
   private readonly spares = new Map<number, Promise<Link | null>>()
+  /** The spares whose connection is open (a spare still connecting is not waited for). */
+  private readonly open = new Map<number, Link>()
   private readonly timers = new Map<number, NodeJS.Timeout>()
   private stopped = false
   /** Moves that found a spare ready, and spares not dialled when their time came (node down, or one there) (for tests and logs). */
   hits = 0
   skips = 0
 
-  /** `connect` opens a new connection; `wanted(node)`: whether a spare to node is worth keeping (it is up). */
-  constructor (private readonly connect: Dial, private readonly wanted: (node: number) => boolean) {}
+  /**
+   * `connect` opens a new connection; `wanted(node)`: whether a spare to node is worth keeping (it
+   * is up); `freshMs()`: a spare not heard from for longer (its pings stopped: a peer gone without a
+   * reset) is not handed out.
+   */
+  constructor (private readonly connect: Dial, private readonly wanted: (node: number) => boolean, private readonly freshMs: () => number = () => Infinity) {}
 
-  /** A connection to node: its spare when one is open, else a new one. Either way a spare follows. */
+  /**
+   * A connection to node: its spare when one is open and its peer was heard lately, else a new one
+   * (a spare still connecting stays the next one; a stale one is closed). A spare follows.
+   */
   readonly dial: Dial = async node => {
-    const spare = this.spares.get(node)
-    this.spares.delete(node)
-    const ready = spare !== undefined ? await spare : null
-    this.later(node)
-    if (ready !== null && !ready.closed) {
-      this.hits++
-      log('node %d: a spare connection', node)
-      return ready
-    }
+    const ready = this.open.get(node)
+    if (ready !== undefined) {
+      this.spares.delete(node)
+      this.open.delete(node)
+      this.later(node)
+      if (!ready.closed && Date.now() - ready.heardAt <= this.freshMs()) {
+        this.hits++
+        log('node %d: a spare connection', node)
+        return ready
+      }
+      log('node %d: the spare was not heard for %d ms: a new connection', node, Date.now() - ready.heardAt)
+      ready.close()
+    } else this.later(node)
     return await this.connect(node)
   }
 
@@ -49,7 +62,8 @@ export class DialAhead {
       if (this.stopped || this.spares.has(node) || !this.wanted(node)) { this.skips++; return }
       const p = this.connect(node).then(c => {
         if (this.stopped) { c.close(); return null }
-        c.once('close', () => { if (this.spares.get(node) === p) this.spares.delete(node) })
+        c.once('close', () => { if (this.spares.get(node) === p) { this.spares.delete(node); this.open.delete(node) } })
+        if (this.spares.get(node) === p) this.open.set(node, c)
         return c
       }, (e: Error) => {
         log('node %d: no spare connection: %s', node, e.message)
@@ -69,5 +83,6 @@ export class DialAhead {
     this.timers.clear()
     for (const p of this.spares.values()) void p.then(c => c?.abort())
     this.spares.clear()
+    this.open.clear()
   }
 }

@@ -39,6 +39,8 @@ export abstract class Link extends EventEmitter {
   closed = false
   /** Control frames dropped because they were not valid messages. */
   dropped = 0
+  /** When the peer was last heard (any frame; a ping every quarter of the link timeout: lease.ts). */
+  heardAt = Date.now()
   constructor (readonly peer: string) { super() }
 
   /** Writes a frame; resolves when the carrier can take more (backpressure). */
@@ -74,6 +76,7 @@ export abstract class Link extends EventEmitter {
 
   /** Hands one incoming frame to the listeners (called by the carrier). */
   protected deliver (type: FrameType, payload: Buffer): void {
+    this.heardAt = Date.now()
     if (type !== 'J') { this.emit('data', type, payload); return }
     let m: Message
     try { m = decode(payload) } catch (e) {

@@ -63,7 +63,7 @@ export class Migrator extends EventEmitter {
       const a = this.cluster.addressOf(node)
       if (!a) throw einval(`no node ${node}`)
       return this.counted(await Conn.client(a.host, a.port, this.keys))
-    }, node => this.cluster.isUp(node))
+    }, node => this.cluster.isUp(node), () => this.linkTimeoutMs / 2)
     const connect: Dial = dial ?? this.dialer.dial
     const moves = withPrecopy(engine, () => this.precopyBytes)
     this.home = new Home({ cluster, engine: moves, dial: connect, bandwidth: this.bandwidth, moved: (pid, node) => this.emit('moved', pid, node) })

@@ -56,3 +56,27 @@ test('a spare that closed is not handed out; none is dialled to a node that is d
     await until(() => opened[4].link.closed, 'the spare closed with the dialler')
   } finally { d.close() }
 })
+
+test('a spare whose peer has not been heard lately is closed, not handed out: the move gets a new connection', async () => {
+  let freshMs = Infinity
+  const opened: Array<{ node: number, link: MemLink, other: MemLink }> = []
+  const d = new DialAhead(async (node): Promise<Link> => {
+    const [link, other] = MemLink.pair(`node ${node}`, 'us')
+    opened.push({ node, link, other })
+    return link
+  }, () => true, () => freshMs)
+  try {
+    await d.dial(2)
+    await until(() => opened.length === 2, 'a spare')
+    freshMs = -1 // (its pings stopped: nothing heard within the bound)
+    const b = await d.dial(2)
+    assert.equal(b, opened[2].link, 'a new connection')
+    assert.equal(d.hits, 0)
+    await until(() => opened[1].link.closed, 'the stale spare closed')
+    freshMs = Infinity
+    await until(() => opened.length === 4, 'the next spare')
+    await opened[3].other.send({ t: 'ping' })
+    await until(() => opened[3].link.heardAt > 0, 'heard')
+    assert.equal(await d.dial(2), opened[3].link, 'a spare heard lately is handed out')
+  } finally { d.close() }
+})
