@@ -12,6 +12,7 @@ import { Lab } from '../../src/lab/lab.js'
 import { Lab as Bins } from '../ppm/harness.js'
 import { until, within, ROOT } from '../helpers/daemon.js'
 import { fifoSink as sharedSink } from '../helpers/fifo.js'
+import { moveTo as moveJob } from '../helpers/jobs.js'
 
 let lab: Lab
 let bins: Bins
@@ -79,17 +80,8 @@ async function listed (f: Family, name: string): Promise<number[]> {
   return pids.filter(p => comm(p) === name)
 }
 
-async function moveTo (pid: number, target: number | 'home'): Promise<void> {
-  await n1().write(`proc/${pid}/goto`, `${target}\n`)
-  const want = target === 'home' ? '0' : String(target)
-  const err = await until(`process ${pid} at ${want}`, async () => {
-    const w = await where(pid)
-    if (w === want) return 'ok'
-    const e = (await n1().read(`proc/${pid}/error`)).trim()
-    return e && w !== 'migrating' ? e : undefined
-  }, 20_000, 50)
-  assert.equal(err, 'ok', `move of ${pid} to ${target} failed`)
-}
+/** Writes goto at node 1 and waits until the move is done (test/helpers/jobs.ts). */
+const moveTo = async (pid: number, target: number | 'home'): Promise<void> => { await moveJob(lab, pid, target) }
 
 /** Nothing of the family is left: no guest on nodes 2 and 3, none of its pids listed or alive at node 1. */
 async function nothingLeft (f: Family): Promise<void> {

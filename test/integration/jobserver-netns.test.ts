@@ -15,6 +15,7 @@ import { Lab } from '../../src/lab/lab.js'
 import { Lab as Bins } from '../ppm/harness.js'
 import { until, within, ROOT } from '../helpers/daemon.js'
 import { fifoSink } from '../helpers/fifo.js'
+import { moveTo as moveJob } from '../helpers/jobs.js'
 
 let lab: Lab
 let bins: Bins
@@ -50,17 +51,8 @@ async function listed (): Promise<number[]> {
   return (await lab.exec(1, 'ls', [join(n1().mount, 'proc')])).stdout.split('\n').filter(Boolean).map(Number)
 }
 
-async function moveTo (pid: number, target: number | 'home'): Promise<void> {
-  await n1().write(`proc/${pid}/goto`, `${target}\n`)
-  const want = target === 'home' ? '0' : String(target)
-  const err = await until(`process ${pid} at ${want}`, async () => {
-    const w = await where(pid)
-    if (w === want) return 'ok'
-    const e = (await n1().read(`proc/${pid}/error`)).trim()
-    return e && w !== 'migrating' ? e : undefined
-  }, 20_000, 50)
-  assert.equal(err, 'ok', `move of ${pid} to ${target} failed`)
-}
+/** Writes goto at node 1 and waits until the move is done (test/helpers/jobs.ts). */
+const moveTo = async (pid: number, target: number | 'home'): Promise<void> => { await moveJob(lab, pid, target) }
 
 test('mosrun -l make -j4 with a sub-make: members holding the jobserver pipe and the sub-make waiting for a token run away; every job once, every token back', async () => {
   const sink = fifoSink(bins.dir, 'out-make')

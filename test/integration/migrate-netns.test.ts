@@ -13,6 +13,7 @@ import { fifoSink as sharedSink } from '../helpers/fifo.js'
 import { LOST_STATUS } from '../../src/migrate/migrator.js'
 import { Conn } from '../../src/migrate/wire.js'
 import { Keyring } from '../../src/gossip/keyring.js'
+import { moveTo as moveJob } from '../helpers/jobs.js'
 
 let lab: Lab
 let bins: Bins
@@ -57,17 +58,8 @@ function startJob (cmd: string, args: string[], opts: { home?: number, stdoutFil
 
 const where = async (pid: number, home = 1): Promise<string> => (await lab.node(home).read(`proc/${pid}/where`)).trim()
 
-async function moveTo (pid: number, target: number | 'home', home = 1): Promise<void> {
-  await lab.node(home).write(`proc/${pid}/goto`, `${target}\n`)
-  const want = target === 'home' ? '0' : String(target)
-  const err = await until(`process ${pid} at ${want}`, async () => {
-    const w = await where(pid, home)
-    if (w === want) return 'ok'
-    const e = (await lab.node(home).read(`proc/${pid}/error`)).trim()
-    return e && w !== 'migrating' ? e : undefined
-  }, 20_000, 50)
-  assert.equal(err, 'ok', `move of ${pid} to ${target} failed`)
-}
+/** Writes goto at `home` and waits until the move is done (test/helpers/jobs.ts). */
+const moveTo = async (pid: number, target: number | 'home', home = 1): Promise<void> => { await moveJob(lab, pid, target, home) }
 
 function reference (cmd: string, args: string[]): string {
   return spawnSync(cmd, args, { encoding: 'utf8' }).stdout

@@ -10,6 +10,7 @@ import { Lab } from '../../src/lab/lab.js'
 import { Lab as Bins } from '../ppm/harness.js'
 import { until } from '../helpers/daemon.js'
 import { fifoSink } from '../helpers/fifo.js'
+import { moveTo as moveJob } from '../helpers/jobs.js'
 
 let lab: Lab
 let bins: Bins
@@ -29,17 +30,8 @@ after(async () => {
   bins?.cleanup()
 })
 
-async function moveTo (pid: number, target: number | 'home'): Promise<void> {
-  await lab.node(1).write(`proc/${pid}/goto`, `${target}\n`)
-  const want = target === 'home' ? '0' : String(target)
-  const err = await until(`process ${pid} at ${want}`, async () => {
-    const w = (await lab.node(1).read(`proc/${pid}/where`)).trim()
-    if (w === want) return 'ok'
-    const e = (await lab.node(1).read(`proc/${pid}/error`)).trim()
-    return e && w !== 'migrating' ? e : undefined
-  }, 30_000, 50)
-  assert.equal(err, 'ok', `move of ${pid} to ${target} failed`)
-}
+/** Writes goto at node 1 and waits until the move is done (test/helpers/jobs.ts). */
+const moveTo = async (pid: number, target: number | 'home'): Promise<void> => { await moveJob(lab, pid, target) }
 
 /** the pre-copy dumps a daemon's helpers reported: rounds and fallback of each */
 function precopies (node: number): string[] {

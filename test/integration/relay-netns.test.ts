@@ -15,6 +15,7 @@ import { Lab } from '../../src/lab/lab.js'
 import { Lab as Bins } from '../ppm/harness.js'
 import { until } from '../helpers/daemon.js'
 import { fifoSink } from '../helpers/fifo.js'
+import { moveTo as moveJob } from '../helpers/jobs.js'
 
 let lab: Lab
 let bins: Bins
@@ -162,17 +163,8 @@ function start (argv: string[], name: string): Job {
 
 const where = async (pid: number): Promise<string> => (await lab.node(1).read(`proc/${pid}/where`)).trim()
 
-async function moveTo (pid: number, target: number | 'home'): Promise<void> {
-  await lab.node(1).write(`proc/${pid}/goto`, `${target}\n`)
-  const want = target === 'home' ? '0' : String(target)
-  const err = await until(`process ${pid} at ${want}`, async () => {
-    const w = await where(pid)
-    if (w === want) return 'ok'
-    const e = (await lab.node(1).read(`proc/${pid}/error`)).trim()
-    return e && w !== 'migrating' ? e : undefined
-  }, 20_000, 50)
-  assert.equal(err, 'ok', `move of ${pid} to ${target} failed`)
-}
+/** Writes goto at node 1 and waits until the move is done (test/helpers/jobs.ts). */
+const moveTo = async (pid: number, target: number | 'home'): Promise<void> => { await moveJob(lab, pid, target) }
 
 /** Moves pid home -> 2 -> 3 -> home; after each move the talk goes on (`progress` grows). */
 async function tour (pid: number, progress: () => number): Promise<void> {
