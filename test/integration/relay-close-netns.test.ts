@@ -7,7 +7,8 @@
 // arrives once, in order; after each: the process moves on, ends well, no guest left anywhere.
 // And the other way, a broken pipe: a writer on node 2 (yes on its stdout, a writer on a relayed fd
 // 3) whose reader at home exits gets SIGPIPE there; one that ignores SIGPIPE gets EPIPE, and again
-// after it moved on to node 3 and after it came home.
+// after its node's daemon was restarted, after it moved on to node 3 and after it came home; a TCP
+// client on node 2 whose server at home closes the connection gets EPIPE (or ECONNRESET) there.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -72,6 +73,32 @@ print('writer done', file=sys.stderr, flush=True)
 stop = sys.argv[1]
 while not os.path.exists(stop + '.go'): sys.stdin.buffer.readline()
 print('reader read', sys.stdin.buffer.readline().decode().strip(), flush=True)
+`,
+  // a server at home and its child as a TCP client that sends lines until its send fails (SIGPIPE
+  // ignored, as Python does), then runs on until STOP; the server reads until STOP.go, then closes
+  'peer.py': `import os, socket, sys, time
+stop = sys.argv[1]
+srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(1); addr = srv.getsockname()
+pid = os.fork()
+if pid == 0:
+    srv.close()
+    c = socket.socket(); c.connect(addr)
+    i = 0
+    try:
+        while True: c.sendall(b'%d\\n' % i); i += 1; time.sleep(0.002)
+    except (BrokenPipeError, ConnectionResetError) as e:
+        print('client', type(e).__name__, flush=True)
+    while not os.path.exists(stop): time.sleep(0.01)
+    os._exit(0)
+print('pid', pid, flush=True)
+conn, _ = srv.accept(); srv.close()
+conn.settimeout(0.05)
+while not os.path.exists(stop + '.go'):
+    try: conn.recv(65536)
+    except socket.timeout: pass
+conn.close()
+print('server closed', flush=True)
+print('child', os.waitpid(pid, 0)[1], flush=True)
 `,
   // a server at home and its child as a TCP client: the client sends numbered lines until STOP.go
   // exists, then "last N", shuts down for writing and reads the server's answer (sent once the
@@ -254,7 +281,7 @@ for (const fd of [1, 3]) {
   })
 }
 
-test('a writer that ignores SIGPIPE on node 2 gets EPIPE once its reader at home exits, again after it moved on to node 3, and again at home', async () => {
+test('a writer that ignores SIGPIPE on node 2 gets EPIPE once its reader at home exits, again after a restart of node 2\'s daemon, after it moved on to node 3, and at home', async () => {
   const job = start(`python3 ${join(bins.dir, 'spew.py')} STOP 1 ign | python3 ${join(bins.dir, 'gate.py')} STOP`, 'epipe')
   try {
     const pid = await pidOf(job)
@@ -262,18 +289,44 @@ test('a writer that ignores SIGPIPE on node 2 gets EPIPE once its reader at home
     writeFileSync(`${job.stopFile}.go`, '')
     await until('EPIPE on node 2', () => /^round 0 EPIPE after \d+ writes$/m.test(job.out()), 15_000)
     assert.equal(await where(pid), '2')
-    await moveTo(pid, 3)
+    // its daemon killed and started again: the keeper's reader is gone too, the pipe stays broken
+    const guest = Number(guests(2)[0])
+    lab.node(2).kill('SIGKILL')
+    await lab.node(2).waitExit()
+    await lab.node(2).start()
+    await until('the guest adopted again', () => guests(2).includes(String(guest)), 15_000)
     writeFileSync(`${job.stopFile}.1`, '')
-    await until('EPIPE on node 3', () => /^round 1 EPIPE after \d+ writes$/m.test(job.out()), 15_000)
+    await until('EPIPE on node 2 again', () => /^round 1 EPIPE after \d+ writes$/m.test(job.out()), 15_000)
+    assert.match(job.out(), /^round 1 EPIPE after 0 writes$/m)
+    await moveTo(pid, 3)
+    writeFileSync(`${job.stopFile}.2`, '')
+    await until('EPIPE on node 3', () => /^round 2 EPIPE after \d+ writes$/m.test(job.out()), 15_000)
     assert.equal(await where(pid), '3')
     await moveTo(pid, 'home')
-    writeFileSync(`${job.stopFile}.2`, '')
+    writeFileSync(`${job.stopFile}.3`, '')
     // at home the original's own pipe has no reader: its first write fails
-    await until('EPIPE at home', () => /^round 2 EPIPE after \d+ writes$/m.test(job.out()), 15_000)
-    assert.match(job.out(), /^round 2 EPIPE after 0 writes$/m)
+    await until('EPIPE at home', () => /^round 3 EPIPE after \d+ writes$/m.test(job.out()), 15_000)
+    assert.match(job.out(), /^round 3 EPIPE after 0 writes$/m)
     writeFileSync(job.stopFile, '')
     assert.equal(await job.exited, 0, job.out())
     assert.match(job.out(), /^writer done$/m)
+    await noGuests()
+  } catch (e) { console.log(job.out()); throw e } finally { job.close() }
+})
+
+test('a TCP client on node 2 whose server at home closes the connection gets EPIPE there', async () => {
+  const job = start(`python3 ${join(bins.dir, 'peer.py')} STOP`, 'peer')
+  try {
+    const pid = await pidOf(job)
+    await moveTo(pid, 2)
+    writeFileSync(`${job.stopFile}.go`, '')
+    await until('the server closed', () => job.out().includes('server closed'), 15_000)
+    await until('the client\'s send failed', () => /^client (BrokenPipeError|ConnectionResetError)$/m.test(job.out()), 15_000)
+    assert.equal(await where(pid), '2', 'the client still runs on node 2')
+    await moveTo(pid, 'home')
+    writeFileSync(job.stopFile, '')
+    assert.equal(await job.exited, 0, job.out())
+    assert.match(job.out(), /^child 0$/m)
     await noGuests()
   } catch (e) { console.log(job.out()); throw e } finally { job.close() }
 })
