@@ -163,12 +163,12 @@ export class HomeStdio {
     })
   }
 
-  /** The other end of output fd is gone: what arrives for it is dropped, and the node is told (brokenFd). */
-  brokenOut (fd: number, s?: Writable): void {
-    if (this.outOf(fd) === s || s === undefined) {
+  /** The other end of output fd (written through s) is gone: what arrives for it is dropped, and the node is told (onBroken). */
+  brokenOut (fd: number, s: Writable): void {
+    if (this.outOf(fd) === s) {
       if (fd <= 2) this.out[fd] = null; else this.extraOut.delete(fd)
     }
-    s?.destroy()
+    s.destroy()
     log('fd %d of %d: broken at home', fd, this.pid)
     this.tellBroken(fd, true)
   }
