@@ -16,16 +16,18 @@ static int nrl;
 static struct { int fd, d; } fc[MAX_RL];
 static int nfc;
 
-static void write_all_to(int fd, const char *b, ssize_t n)
+/* 0, or the errno of a write that failed */
+static int write_all_to(int fd, const char *b, ssize_t n)
 {
 	for (ssize_t off = 0; off < n;) {
 		ssize_t w = send(fd, b + off, n - off, MSG_NOSIGNAL);
 		if (w < 0 && errno == ENOTSOCK) w = write(fd, b + off, n - off);
 		if (w < 0 && errno == EINTR) continue;
 		if (w < 0 && errno == EAGAIN) { struct pollfd p = { fd, POLLOUT, 0 }; poll(&p, 1, 1000); continue; }
-		if (w <= 0) break;
+		if (w <= 0) return w < 0 ? errno : EIO;
 		off += w;
 	}
+	return 0;
 }
 
 /* what the caller wrote and the deputy has not passed on yet goes to the original now (before it
@@ -140,13 +142,19 @@ static int deputy_exit(struct tracee *t, int code)
 	}
 }
 
-/* copies what relay i has now; at its end, passes the end on and removes it */
+/* copies what relay i has now; at its end, passes the end on and removes it. An output whose
+ * reader is gone (EPIPE, or ECONNRESET from the socket's peer) is removed too: the caller's writes
+ * into its pipe then fail with EPIPE, and the caller passes the broken pipe on (relay.ts) */
 static void relay_copy(int i)
 {
 	static char rbuf[65536];
 	ssize_t n = read(rl[i].src, rbuf, sizeof rbuf);
-	if (n > 0) write_all_to(rl[i].dst, rbuf, n);
-	else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+	int we = n > 0 ? write_all_to(rl[i].dst, rbuf, n) : 0;
+	if (rl[i].out && (we == EPIPE || we == ECONNRESET)) {
+		close(rl[i].src);
+		close(rl[i].dst);
+		rl[i] = rl[--nrl];
+	} else if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
 		/* end of this stream: pass the end on where we own the writer */
 		if (rl[i].src >= 0) close(rl[i].src);
 		close(rl[i].dst);

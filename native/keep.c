@@ -9,7 +9,10 @@
  *  - a daemon opens all of these by /proc/<helper>/fd/<n> (numbers in the KEEP line), the command
  *    pipe last: while that pipe has a writer, a daemon is attached. Commands: GO (with --hold: the
  *    held process runs; every GO is answered RUNNING once it runs), RELAY-END fd (closes the
- *    keeper's writer of a relayed fd's input, relay.c), STDIN-END (closes the writer
+ *    keeper's writer of a relayed fd's input, relay.c), RELAY-BROKEN fd (its output fd 1, 2 or
+ *    above is broken at home: the keeper's reader of it is replaced by the reader of a pipe without
+ *    writer, so that the process's next write fails with EPIPE and a daemon that attaches later
+ *    reads the end there), STDIN-END (closes the writer
  *    of its stdin), DONE (the daemon has passed its end on: the helper may leave once it ended);
  *  - with no daemon attached for LEASE_MS, the process is killed (the lease); once it has ended,
  *    the helper leaves on DONE, or when no daemon has come for it for the lease. Until then its
@@ -120,6 +123,11 @@ int keep_run(struct keep *k, pid_t pid, struct image *im, int hold, long lease_m
 						if (k->in_w >= 0) { close(k->in_w); k->in_w = -1; }
 					} else if (!strncmp(buf, "RELAY-END ", 10)) {
 						relay_end(atoi(buf + 10));	/* the end of a relayed fd's input (relay.c) */
+					} else if (!strncmp(buf, "RELAY-BROKEN ", 13)) {
+						/* its output is broken at home: no reader of it here any more (relay.c) */
+						int fd = atoi(buf + 13);
+						if (fd == 1 || fd == 2) relay_dead_reader(fd == 1 ? k->out_r : k->err_r);
+						else relay_broken(fd);
 					} else if (!strcmp(buf, "DONE")) {
 						done = 1;
 					} else if (family_command(buf)) {

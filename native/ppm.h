@@ -356,6 +356,8 @@ int relay_restore(struct tracee *t, const struct img_fd *f, uint64_t scr);
 int relay_start(void);
 void relay_release(void);
 void relay_end(int fd);
+void relay_broken(int fd);
+void relay_dead_reader(int fd);
 int cmd_unread(pid_t pid, int fd);
 int shared_objects(struct fdtab *tab, struct fdent **objs, int nobj, int print, char *found);
 

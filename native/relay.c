@@ -165,7 +165,9 @@ static int write_all(int fd, const char *b, size_t n, int sock)
 }
 
 /* the pump of the socketpairs: socket -> out pipe (closed at the socket's end), in pipe -> socket
- * (shut down for writing at the pipe's end), until both directions of every socket have ended */
+ * (shut down for writing at the pipe's end), until both directions of every socket have ended. An
+ * out pipe without reader (its output is broken at home) shuts the socket down for reading: the
+ * process's next write fails with EPIPE, as its peer's close would make it at home */
 static void pump(void)
 {
 	static char buf[65536];
@@ -173,21 +175,29 @@ static void pump(void)
 	int n = 0;
 	for (int i = 0; i < nrl; i++) if (rl[i].type == RT_SOCK) { v[n].sock = rl[i].mine; v[n].out = rl[i].w; v[n].in = rl[i].r; n++; }
 	for (;;) {
-		struct pollfd pf[2 * MAX_RELAY];
+		struct pollfd pf[3 * MAX_RELAY];
 		int live = 0;
 		for (int i = 0; i < n; i++) {
 			if (v[i].out < 0 && v[i].in < 0 && v[i].sock >= 0) { close(v[i].sock); v[i].sock = -1; }
 			live += v[i].sock >= 0;
 			pf[2 * i] = (struct pollfd){ v[i].out >= 0 ? v[i].sock : -1, POLLIN, 0 };
 			pf[2 * i + 1] = (struct pollfd){ v[i].in, POLLIN, 0 };
+			pf[2 * n + i] = (struct pollfd){ v[i].out, 0, 0 };	/* POLLERR: no reader */
 		}
 		if (!live) break;
-		if (poll(pf, 2 * n, -1) < 0) { if (errno == EINTR) continue; break; }
+		if (poll(pf, 3 * n, -1) < 0) { if (errno == EINTR) continue; break; }
 		for (int i = 0; i < n; i++) {
+			if ((pf[2 * n + i].revents & POLLERR) && v[i].out >= 0) {
+				shutdown(v[i].sock, SHUT_RD);	/* broken at home */
+				close(v[i].out);
+				v[i].out = -1;
+				continue;
+			}
 			if (pf[2 * i].revents && v[i].out >= 0) {
 				ssize_t r = read(v[i].sock, buf, sizeof buf);
 				if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
 				if (r > 0 && !write_all(v[i].out, buf, r, 0)) continue;
+				if (r > 0 && errno == EPIPE) shutdown(v[i].sock, SHUT_RD);	/* broken at home */
 				close(v[i].out);	/* the process's end is closed (or gone): the end of its output */
 				v[i].out = -1;
 				if (r < 0 && v[i].in >= 0) { close(v[i].in); v[i].in = -1; }
@@ -263,6 +273,29 @@ void relay_end(int fd)
 		if (rl[i].fd != fd) continue;
 		if (rl[i].type == RT_SOCK && rl[i].cw >= 0) { close(rl[i].cw); rl[i].cw = -1; }
 		if (rl[i].type == RT_PIPE && rl[i].acc == O_RDONLY && rl[i].mine >= 0) { close(rl[i].mine); rl[i].mine = -1; }
+	}
+}
+
+/* the reader at descriptor fd is replaced by the reader of a pipe without writer: the pipe it read
+ * has one reader less (none, once the daemon's is closed too: the writer gets EPIPE), and whoever
+ * opens fd by path later reads its end at once */
+void relay_dead_reader(int fd)
+{
+	int p[2];
+	if (fd < 0 || pipe2(p, O_CLOEXEC)) return;
+	close(p[1]);
+	if (p[0] != fd) { dup3(p[0], fd, O_CLOEXEC); close(p[0]); }
+}
+
+/* (keeper) relayed output fd is broken at home: its reader here goes (a pipe the process writes:
+ * the keeper's end; a socket: the caller's end of the pump's pipe, whose pump then shuts the
+ * socketpair down for reading) */
+void relay_broken(int fd)
+{
+	for (int i = 0; i < nrl; i++) {
+		if (rl[i].fd != fd) continue;
+		if (rl[i].type == RT_SOCK && rl[i].cr >= 0) relay_dead_reader(rl[i].cr);
+		if (rl[i].type == RT_PIPE && rl[i].acc != O_RDONLY && rl[i].mine >= 0) relay_dead_reader(rl[i].mine);
 	}
 }
 

@@ -155,3 +155,5 @@ export const FAMILY_RETRY_MS = 1000
 export const FAMILY_RETURN_MS = 50
 /** How often a guest's relayed input pipes are checked for a close made by the process (ms; docs/migrate.md "Relayed descriptors"). */
 export const INPUT_CLOSE_CHECK_MS = 100
+/** How often at most home tells a guest's node again that a relayed output is broken (`broken`) while bytes still arrive for it (ms). */
+export const BROKEN_RESEND_MS = 200

@@ -39,6 +39,8 @@ export interface GuestProcess extends Omit<RestoredHandle, 'go'> {
   endStdin: () => void
   /** the input of its relayed fd (above 2) reaches its end (the keeper closes its end of it) */
   endRelay?: (fd: number) => void
+  /** its relayed output fd (1, 2, or above) is broken at home: the keeper lets go of its reader of it */
+  breakRelay?: (fd: number) => void
   /** bytes waiting unread in its descriptor fd (-1: cannot be told) */
   unread?: (fd: number) => Promise<number>
   /** lets go of it (it lives on under its keeper, for the lease) */
@@ -112,7 +114,7 @@ function availableBytes (): number {
 }
 
 function fromKept (k: Kept): GuestProcess {
-  return { pid: k.pid, keeper: k.info, stdin: k.stdin, stdout: k.stdout, stderr: k.stderr, exited: k.exited, family: k.family, go: k.go, endStdin: k.endStdin, detach: k.detach, release: k.release, alive: k.alive, relays: k.info.relays ?? [], endRelay: k.endRelay, unread: async fd => await ppm.unread(k.pid, fd) }
+  return { pid: k.pid, keeper: k.info, stdin: k.stdin, stdout: k.stdout, stderr: k.stderr, exited: k.exited, family: k.family, go: k.go, endStdin: k.endStdin, detach: k.detach, release: k.release, alive: k.alive, relays: k.info.relays ?? [], endRelay: k.endRelay, breakRelay: k.breakRelay, unread: async fd => await ppm.unread(k.pid, fd) }
 }
 
 /** `e` with pre-copy for the processes of at least `minBytes()` resident (0 = never; config

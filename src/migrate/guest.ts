@@ -262,6 +262,19 @@ export class GuestSide {
     await g.conn.send({ t: 'closed', fd, how }).catch(() => {})
   }
 
+  /**
+   * Home found output fd broken (its reader there is gone): the daemon's reader of it and the
+   * keeper's are let go, so that the process's next write fails with EPIPE as at home (a socket:
+   * the pump shuts its end down for reading). What it wrote meanwhile is dropped.
+   */
+  private brokenHere (g: Guest, fd: number): void {
+    const s = fd === 1 ? g.r.stdout : fd === 2 ? g.r.stderr : g.relays.readers.find(([f]) => f === fd)?.[1]
+    if (s === undefined || s === null || s.destroyed) return
+    log('guest %d: fd %d broken at home', g.pid, fd)
+    s.destroy()
+    g.r.breakRelay?.(fd)
+  }
+
   /** The guest ended here: once its output is out and home can be told (it may have to rejoin first), home hears how. */
   private async reportEnd (g: Guest, st: ExitStatus): Promise<void> {
     await g.outputDone
@@ -451,6 +464,9 @@ export class GuestSide {
         break
       case 'run':
         if (g.held) { g.held = false; g.released = g.r.go(); this.save(g) }
+        break
+      case 'broken':
+        this.brokenHere(g, m.fd)
         break
       case 'stdin-end':
         if (m.fd !== undefined) { g.relays.end(m.fd); break }

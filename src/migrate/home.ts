@@ -82,7 +82,11 @@ export class HomeProc {
   limbo: NodeJS.Timeout | null = null
   /** A rejoin that came during a move: answered when the move ends. */
   pendingRejoin: { conn: Link, m: RejoinMsg } | null = null
-  constructor (readonly pid: number) { this.io = new HomeStdio(pid) }
+  constructor (readonly pid: number) {
+    this.io = new HomeStdio(pid)
+    // a relayed output broken at home: the node it runs on lets go of its reader too (docs/migrate.md "Ends")
+    this.io.onBroken = fd => { void this.conn?.send({ t: 'broken', fd }).catch(() => {}) }
+  }
 }
 
 export interface HomeDeps {

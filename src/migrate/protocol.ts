@@ -85,6 +85,15 @@ export interface StdinEndMsg { t: 'stdin-end', fd?: number }
  */
 export interface ClosedMsg { t: 'closed', fd: number, how: 'close' | 'shutdown' }
 
+/**
+ * H -> N (running): the other end of the process's relayed output `fd` (stdout, stderr, or a pipe
+ * or socket above 2) is gone at home (writing into the original's descriptor failed with EPIPE or
+ * ECONNRESET): N lets go of its reader of that pipe (a socket: shuts its end down for reading), so
+ * that the process's next write fails with EPIPE (SIGPIPE) as it would at home; what it wrote
+ * before is dropped. Sent again while bytes still arrive for fd (after a move, a rejoin).
+ */
+export interface BrokenMsg { t: 'broken', fd: number }
+
 /** H -> N (running): a decay hint changed at home. */
 export interface HintMsg { t: 'hint', hint: DecayHint }
 
@@ -173,7 +182,7 @@ export type Message =
   | SignalMsg | KillMsg | WantMsg | StdinEndMsg | HintMsg | MoveRequestMsg | MoveFailedMsg | ExitMsg
   | GoHomeMsg | LeavingMsg | LeavingOkMsg | StayMsg | ImageStartMsg | HomeOkMsg | HomeFailedMsg
   | SendToMsg | SentMsg | ResumeMsg | ResumedMsg | StatQueryMsg | StatMsg | FamilyMsg | FamilyFailedMsg
-  | PingMsg | RunMsg | RejoinMsg | RejoinOkMsg | ImageReadyMsg | ClosedMsg
+  | PingMsg | RunMsg | RejoinMsg | RejoinOkMsg | ImageReadyMsg | ClosedMsg | BrokenMsg
 
 export type Kind = Message['t']
 export type MsgOf<K extends Kind> = Extract<Message, { t: K }>
@@ -211,6 +220,7 @@ const SCHEMAS: { [K in Kind]: Schema<MsgOf<K>> } = {
   want: { n: v => int(v) && (v as number) >= 1, fd: opt(v => int(v) && (v as number) >= 3 && (v as number) < 1 << 20) },
   'stdin-end': { fd: opt(v => int(v) && (v as number) >= 3 && (v as number) < 1 << 20) },
   closed: { fd: v => int(v) && (v as number) >= 0 && (v as number) < 1 << 20, how: oneOf('close', 'shutdown') },
+  broken: { fd: v => int(v) && (v as number) >= 1 && (v as number) < 1 << 20 },
   hint: { hint: v => typeof v === 'string' && parseHint(v) === v },
   'move-request': { node, why: str },
   'move-failed': { reason: str },

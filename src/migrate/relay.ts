@@ -19,7 +19,7 @@ import type { Link } from './link.js'
 import type { DeputyHandle, RestoredHandle } from './engine.js'
 import type { RelayedFd } from '../ppm/ppm.js'
 import { ctxtSwitches, stdinWait, syscallLine, STDIN_CHUNK } from './stdin.js'
-import { INPUT_CLOSE_CHECK_MS } from '../config.js'
+import { BROKEN_RESEND_MS, INPUT_CLOSE_CHECK_MS } from '../config.js'
 
 const log = debug('hpcfs:relay')
 
@@ -88,6 +88,10 @@ export class HomeStdio {
   /** deputy pulls in flight, and who waits for none */
   private pulls = 0
   private idlers: Array<() => void> = []
+  /** outputs whose other end is gone at home (EPIPE, ECONNRESET), and when the node was last told */
+  readonly broken = new Map<number, number>()
+  /** tells the node the process runs on that output fd is broken (home: a `broken` message) */
+  onBroken: ((fd: number) => void) | null = null
 
   constructor (readonly pid: number) {}
 
@@ -103,7 +107,7 @@ export class HomeStdio {
     this.errPath = fds[2]
     const relay = (i: number): boolean => fds[i] !== null && ['pipe', 'socket', 'tty'].includes(this.kinds[i])
     for (const i of [1, 2]) {
-      if (relay(i)) this.out[i] = openRelay(fds[i] as string).on('error', e => log('fd %d of %d: %s', i, this.pid, e.message))
+      if (relay(i)) this.out[i] = this.watchBroken(i, openRelay(fds[i] as string))
     }
     const pending = this.pendingOut ?? []
     if (relay(0)) {
@@ -122,16 +126,15 @@ export class HomeStdio {
     this.extra = dep.relayed ?? []
     if (this.extra.length === 0 || !dep.relayFds) return
     const paths = await dep.relayFds(this.extra.map(r => ({ fd: r.fd, how: r.kind === 'sock' ? 's' : 'p' })))
-    const onErr = (fd: number) => (e: Error) => log('fd %d of %d: %s', fd, this.pid, e.message)
     for (const r of this.extra) {
       const ps = paths.get(r.fd)
       if (!ps) continue
       if (r.kind === 'sock') {
         this.extraIn.set(r.fd, { fd: openSync(ps[0], fsc.O_RDONLY | fsc.O_NONBLOCK), pull: true })
-        this.extraOut.set(r.fd, openRelay(ps[1]).on('error', onErr(r.fd)))
+        this.extraOut.set(r.fd, this.watchBroken(r.fd, openRelay(ps[1])))
       } else if (r.dir === 'r') {
         this.extraIn.set(r.fd, { fd: openSync(ps[0], fsc.O_RDONLY | fsc.O_NONBLOCK), pull: false })
-      } else this.extraOut.set(r.fd, openRelay(ps[0]).on('error', onErr(r.fd)))
+      } else this.extraOut.set(r.fd, this.watchBroken(r.fd, openRelay(ps[0])))
     }
   }
 
@@ -140,10 +143,44 @@ export class HomeStdio {
 
   private outOf (fd: number): Writable | null | undefined { return fd <= 2 ? this.out[fd] : this.extraOut.get(fd) }
 
-  /** Output of the guest (fd 1, 2 or a relayed one above): written now, or kept until the relay is open. */
+  /** Output of the guest (fd 1, 2 or a relayed one above): written now, or kept until the relay is open; dropped when broken. */
   write (fd: number, d: Buffer): void {
     if (this.pendingOut) this.pendingOut.push([fd, d])
+    else if (this.broken.has(fd)) this.tellBroken(fd, false)
     else this.outOf(fd)?.write(d)
+  }
+
+  /**
+   * Writing output fd into the original's descriptor (or the deputy's relay of it, which the
+   * deputy closes when the socket's peer is gone, native/deputy.c) failing with EPIPE or
+   * ECONNRESET: the reader at home is gone. Other errors are logged.
+   */
+  private watchBroken (fd: number, s: Writable): Writable {
+    return s.on('error', e => {
+      const code = (e as NodeJS.ErrnoException).code
+      if (code === 'EPIPE' || code === 'ECONNRESET') this.brokenOut(fd, s)
+      else log('fd %d of %d: %s', fd, this.pid, e.message)
+    })
+  }
+
+  /** The other end of output fd (written through s) is gone: what arrives for it is dropped, and the node is told (onBroken). */
+  brokenOut (fd: number, s: Writable): void {
+    if (this.outOf(fd) === s) {
+      if (fd <= 2) this.out[fd] = null; else this.extraOut.delete(fd)
+    }
+    s.destroy()
+    log('fd %d of %d: broken at home', fd, this.pid)
+    this.tellBroken(fd, true)
+  }
+
+  /** Tells the node that fd is broken, now (`first`) or again at most every BROKEN_RESEND_MS while bytes arrive. */
+  private tellBroken (fd: number, first: boolean): void {
+    const last = this.broken.get(fd)
+    const now = Date.now()
+    if (!first && last !== undefined && now - last < BROKEN_RESEND_MS) return
+    if (first && last !== undefined) return
+    this.broken.set(fd, now)
+    this.onBroken?.(fd)
   }
 
   /** Resolves when what was written has gone out. */
@@ -178,6 +215,7 @@ export class HomeStdio {
   async closeFd (fd: number, how: 'close' | 'shutdown'): Promise<void> {
     const dep = this.dep
     if (dep?.closeFd === undefined || this.pendingOut !== null) return
+    if (how === 'shutdown' && this.broken.has(fd)) return // (its end on N after a broken output: nothing to pass on)
     this.pulls++
     try {
       const s = this.outOf(fd)
@@ -224,6 +262,7 @@ export class HomeStdio {
     for (const i of this.extraIn.values()) { try { closeSync(i.fd) } catch {} }
     this.extraIn.clear()
     this.extra = []
+    this.broken.clear() // (the original's own descriptors from now on: a broken pipe is seen there)
     this.dep = null
     this.opened = false
     this.pendingOut = []

@@ -31,6 +31,8 @@ export interface Kept {
   endStdin: () => void
   /** the input of its relayed fd (above 2; info.relays) reaches its end: the keeper closes its end */
   endRelay: (fd: number) => void
+  /** its output fd (1, 2, or relayed above 2) is broken at home: the keeper's reader of it is replaced by one of a pipe without writer */
+  breakRelay: (fd: number) => void
   /** lets go of it without ending it: the keeper keeps it (for its lease) until someone attaches again */
   detach: () => void
   /** lets go of it for good (its end is passed on, or it left): its keeper leaves once it has ended */
@@ -130,6 +132,7 @@ export function attachKept (info: KeepInfo): Kept {
     },
     endStdin: () => { stdin?.end(); say('STDIN-END') },
     endRelay: fd => { say(`RELAY-END ${fd}`) },
+    breakRelay: fd => { say(`RELAY-BROKEN ${fd}`) },
     release: () => { if (!detached) say('DONE'); detach() },
     detach
   }

@@ -5,6 +5,10 @@
 // node 2 shuts its connection down for writing, the server at home sees the end and answers, the
 // client reads the answer there and then closes its socket, which closes at home too. Every byte
 // arrives once, in order; after each: the process moves on, ends well, no guest left anywhere.
+// And the other way, a broken pipe: a writer on node 2 (yes on its stdout, a writer on a relayed fd
+// 3) whose reader at home exits gets SIGPIPE there; one that ignores SIGPIPE gets EPIPE, and again
+// after its node's daemon was restarted, after it moved on to node 3 and after it came home; a TCP
+// client on node 2 whose server at home closes the connection gets EPIPE (or ECONNRESET) there.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -44,6 +48,57 @@ while not os.path.exists(stop + '.go'):
 os.close(0)
 print('closed its stdin after', n, 'lines', flush=True)
 while not os.path.exists(stop): time.sleep(0.01)
+`,
+  // writes blocks on fd FD until EPIPE (mode sig: dies of SIGPIPE, as yes would), says so, and
+  // again after each STOP.K file (K = 1, 2, ...) appears, until STOP
+  'spew.py': `import os, signal, sys, time
+stop, fd, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if mode == 'sig': signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+print('pid', os.getpid(), file=sys.stderr, flush=True)
+b = b'y\\n' * 512
+def spew():
+    n = 0
+    while True:
+        try: os.write(fd, b); n += 1
+        except BrokenPipeError: return n
+k = 0
+while not os.path.exists(stop):
+    print('round', k, 'EPIPE after', spew(), 'writes', file=sys.stderr, flush=True)
+    k += 1
+    while not os.path.exists(stop + '.' + str(k)) and not os.path.exists(stop): time.sleep(0.01)
+print('writer done', file=sys.stderr, flush=True)
+`,
+  // reads lines of its stdin until STOP.go exists, then one more, and exits (head -1 after a while)
+  'gate.py': `import os, sys
+stop = sys.argv[1]
+while not os.path.exists(stop + '.go'): sys.stdin.buffer.readline()
+print('reader read', sys.stdin.buffer.readline().decode().strip(), flush=True)
+`,
+  // a server at home and its child as a TCP client that sends lines until its send fails (SIGPIPE
+  // ignored, as Python does), then runs on until STOP; the server reads until STOP.go, then closes
+  'peer.py': `import os, socket, sys, time
+stop = sys.argv[1]
+srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(1); addr = srv.getsockname()
+pid = os.fork()
+if pid == 0:
+    srv.close()
+    c = socket.socket(); c.connect(addr)
+    i = 0
+    try:
+        while True: c.sendall(b'%d\\n' % i); i += 1; time.sleep(0.002)
+    except (BrokenPipeError, ConnectionResetError) as e:
+        print('client', type(e).__name__, flush=True)
+    while not os.path.exists(stop): time.sleep(0.01)
+    os._exit(0)
+print('pid', pid, flush=True)
+conn, _ = srv.accept(); srv.close()
+conn.settimeout(0.05)
+while not os.path.exists(stop + '.go'):
+    try: conn.recv(65536)
+    except socket.timeout: pass
+conn.close()
+print('server closed', flush=True)
+print('child', os.waitpid(pid, 0)[1], flush=True)
 `,
   // a server at home and its child as a TCP client: the client sends numbered lines until STOP.go
   // exists, then "last N", shuts down for writing and reads the server's answer (sent once the
@@ -198,6 +253,76 @@ test('a TCP client on node 2 shuts its connection down for writing: the server a
     await until('the client closed its socket', () => job.out().includes('client closed'), 15_000)
     await until('the socket closed at home too', () => socketAtHome() === '', 15_000)
     assert.equal(await where(pid), '2')
+    await moveTo(pid, 'home')
+    writeFileSync(job.stopFile, '')
+    assert.equal(await job.exited, 0, job.out())
+    assert.match(job.out(), /^child 0$/m)
+    await noGuests()
+  } catch (e) { console.log(job.out()); throw e } finally { job.close() }
+})
+
+for (const fd of [1, 3]) {
+  test(`${fd === 1 ? 'yes' : 'a writer on relayed fd 3'} on node 2, its reader at home exits: it gets SIGPIPE there at once, nothing left behind`, async () => {
+    const w = fd === 1 ? 'sh -c \'echo pid $$ >&2; exec yes\'' : `python3 ${join(bins.dir, 'spew.py')} STOP 3 sig 3>&1 >/dev/null`
+    const job = start(`{ ${w}; echo "writer ended $?" >&2; } | python3 ${join(bins.dir, 'gate.py')} STOP`, `broken${fd}`)
+    try {
+      const pid = await pidOf(job)
+      await moveTo(pid, 2)
+      writeFileSync(`${job.stopFile}.go`, '')
+      await until('the reader exits', () => /^reader read y$/m.test(job.out()), 15_000)
+      // SIGPIPE: 128 + 13, its status as its parent at home sees it (the deputy ends the same way)
+      await until('the writer ended', () => /^writer ended \d+$/m.test(job.out()), 15_000)
+      assert.match(job.out(), /^writer ended 141$/m, job.out())
+      assert.doesNotMatch(job.out(), /round 0/) // (spew.py: SIGPIPE, not EPIPE)
+      assert.equal(await job.exited, 0, job.out())
+      await noGuests()
+      assert.throws(() => readlinkSync(`/proc/${pid}/exe`), 'nothing left of it at home')
+    } catch (e) { console.log(job.out()); throw e } finally { job.close() }
+  })
+}
+
+test('a writer that ignores SIGPIPE on node 2 gets EPIPE once its reader at home exits, again after a restart of node 2\'s daemon, after it moved on to node 3, and at home', async () => {
+  const job = start(`python3 ${join(bins.dir, 'spew.py')} STOP 1 ign | python3 ${join(bins.dir, 'gate.py')} STOP`, 'epipe')
+  try {
+    const pid = await pidOf(job)
+    await moveTo(pid, 2)
+    writeFileSync(`${job.stopFile}.go`, '')
+    await until('EPIPE on node 2', () => /^round 0 EPIPE after \d+ writes$/m.test(job.out()), 15_000)
+    assert.equal(await where(pid), '2')
+    // its daemon killed and started again: the keeper's reader is gone too, the pipe stays broken
+    const guest = Number(guests(2)[0])
+    lab.node(2).kill('SIGKILL')
+    await lab.node(2).waitExit()
+    await lab.node(2).start()
+    await until('the guest adopted again', () => guests(2).includes(String(guest)), 15_000)
+    writeFileSync(`${job.stopFile}.1`, '')
+    await until('EPIPE on node 2 again', () => /^round 1 EPIPE after \d+ writes$/m.test(job.out()), 15_000)
+    assert.match(job.out(), /^round 1 EPIPE after 0 writes$/m)
+    await moveTo(pid, 3)
+    writeFileSync(`${job.stopFile}.2`, '')
+    await until('EPIPE on node 3', () => /^round 2 EPIPE after \d+ writes$/m.test(job.out()), 15_000)
+    assert.equal(await where(pid), '3')
+    await moveTo(pid, 'home')
+    writeFileSync(`${job.stopFile}.3`, '')
+    // at home the original's own pipe has no reader: its first write fails
+    await until('EPIPE at home', () => /^round 3 EPIPE after \d+ writes$/m.test(job.out()), 15_000)
+    assert.match(job.out(), /^round 3 EPIPE after 0 writes$/m)
+    writeFileSync(job.stopFile, '')
+    assert.equal(await job.exited, 0, job.out())
+    assert.match(job.out(), /^writer done$/m)
+    await noGuests()
+  } catch (e) { console.log(job.out()); throw e } finally { job.close() }
+})
+
+test('a TCP client on node 2 whose server at home closes the connection gets EPIPE there', async () => {
+  const job = start(`python3 ${join(bins.dir, 'peer.py')} STOP`, 'peer')
+  try {
+    const pid = await pidOf(job)
+    await moveTo(pid, 2)
+    writeFileSync(`${job.stopFile}.go`, '')
+    await until('the server closed', () => job.out().includes('server closed'), 15_000)
+    await until('the client\'s send failed', () => /^client (BrokenPipeError|ConnectionResetError)$/m.test(job.out()), 15_000)
+    assert.equal(await where(pid), '2', 'the client still runs on node 2')
     await moveTo(pid, 'home')
     writeFileSync(job.stopFile, '')
     assert.equal(await job.exited, 0, job.out())

@@ -45,7 +45,8 @@ const SAMPLES: { [K in Kind]: Extract<Message, { t: K }> } = {
   rejoin: { t: 'rejoin', home: 1, pid: 1234, guest: 4321, node: 2 },
   'rejoin-ok': { t: 'rejoin-ok' },
   'image-ready': { t: 'image-ready' },
-  closed: { t: 'closed', fd: 1, how: 'close' }
+  closed: { t: 'closed', fd: 1, how: 'close' },
+  broken: { t: 'broken', fd: 1 }
 }
 
 test('every kind of message is accepted, unchanged, through encode and decode', () => {
@@ -80,6 +81,9 @@ test('malformed messages are rejected with the reason', () => {
     [{ t: 'closed', fd: -1, how: 'close' }, /fd/],
     [{ t: 'closed', fd: 3 }, /how/],
     [{ t: 'closed', fd: 3, how: 'shutdown-rd' }, /how/],
+    [{ t: 'broken', fd: 0 }, /fd/],
+    [{ t: 'broken' }, /fd/],
+    [{ t: 'broken', fd: 3, how: 'close' }, /unexpected field how/],
     [{ t: 'hint', hint: 'rm -rf' }, /hint/],
     [{ t: 'hint', hint: 'decay 2000' }, /hint/],
     [{ t: 'stat', utime: 1, stime: 1, state: 'running', rss: 0, vsize: 0, cmdline: '' }, /state/],
