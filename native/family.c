@@ -104,10 +104,8 @@ int family_install(struct tracee *t, uint64_t scr)
 	long fd = -1;
 	if (!e) e = INJ(t, &fd, NR_SECCOMP, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, scr, 0, 0, 0);
 	if (e) return fail(g_errno, "the family filter cannot be installed: %s", g_err);
-	int pfd = syscall(NR_PIDFD_OPEN, t->pid, 0);
-	listener = pfd < 0 ? -1 : syscall(NR_PIDFD_GETFD, pfd, (int)fd, 0);
+	listener = fd_of(t->pid, (int)fd);
 	int ge = errno;
-	if (pfd >= 0) close(pfd);
 	INJ(t, NULL, SYS_close, fd, 0, 0, 0, 0, 0);
 	if (listener < 0) return fail(ge, "taking the family listener: %s", strerror(ge));
 	fcntl(listener, F_SETFD, FD_CLOEXEC);

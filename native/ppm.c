@@ -350,12 +350,8 @@ static int parse_pid(const char *s, pid_t *pid)
 static int take_fd(pid_t pid, int fd, int to)
 {
 	if (fd < 0) return fail(EBADF, "bad descriptor number");
-	int pfd = syscall(NR_PIDFD_OPEN, pid, 0);
-	if (pfd < 0) return fail(errno, "pidfd_open(%d): %s", pid, strerror(errno));
-	int got = syscall(NR_PIDFD_GETFD, pfd, fd, 0);
-	int ge = errno;
-	close(pfd);
-	if (got < 0) return fail(ge, "pidfd_getfd(%d, %d): %s", pid, fd, strerror(ge));
+	int got = fd_of(pid, fd);
+	if (got < 0) return fail(errno, "descriptor %d of %d: %s", fd, pid, strerror(errno));
 	if (got != to) { dup2(got, to); close(got); }
 	else fcntl(to, F_SETFD, 0);	/* (pidfd_getfd's descriptor is close-on-exec) */
 	return 0;

@@ -90,6 +90,7 @@ int fail(int e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));	/* 
 void clear_err(void);
 const char *errname(int e);
 int report_err(void);
+int fd_of(pid_t pid, int fd);	/* a duplicate (close-on-exec) of descriptor fd of process pid, or -1 with errno */
 double now_ms(void);
 int64_t clock_ns(clockid_t id);
 ssize_t read_file(const char *path, char *buf, size_t cap);

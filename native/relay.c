@@ -133,11 +133,8 @@ int relay_restore(struct tracee *t, const struct img_fd *f, uint64_t scr)
 	if (e) return e;
 	/* the process's end: a pipe's read end if it reads it; the helper takes the other */
 	int proc = type == RT_SOCK || acc == O_RDONLY ? two[0] : two[1], other = proc == two[0] ? two[1] : two[0];
-	int pfd = syscall(NR_PIDFD_OPEN, t->pid, 0);
-	int mine = pfd < 0 ? -1 : syscall(NR_PIDFD_GETFD, pfd, other, 0);
-	int ge = errno;
-	if (pfd >= 0) close(pfd);
-	if (mine < 0) return fail(ge, "taking the relay end of fd %d: %s", f->fd, strerror(ge));
+	int mine = fd_of(t->pid, other);
+	if (mine < 0) return fail(errno, "taking the relay end of fd %d: %s", f->fd, strerror(errno));
 	fcntl(mine, F_SETFD, FD_CLOEXEC);
 	e = INJ(t, NULL, SYS_close, other, 0, 0, 0, 0, 0);
 	if (!e && proc != f->fd) {
@@ -304,13 +301,10 @@ void relay_broken(int fd)
  * handed bytes over before a move (src/migrate/relay.ts, StdinPull.settle). */
 int cmd_unread(pid_t pid, int fd)
 {
-	int pfd = syscall(NR_PIDFD_OPEN, pid, 0);
-	int d = pfd < 0 ? -1 : syscall(NR_PIDFD_GETFD, pfd, fd, 0);
-	int e = errno;
-	if (pfd >= 0) close(pfd);
-	if (d < 0) return fail(e, "fd %d of %d: %s", fd, pid, strerror(e));
+	int d = fd_of(pid, fd);
+	if (d < 0) return fail(errno, "fd %d of %d: %s", fd, pid, strerror(errno));
 	int n = 0;
-	e = ioctl(d, FIONREAD, &n) ? errno : 0;
+	int e = ioctl(d, FIONREAD, &n) ? errno : 0;
 	close(d);
 	if (e) return fail(e, "FIONREAD on fd %d of %d: %s", fd, pid, strerror(e));
 	ctlf("UNREAD %d", n);

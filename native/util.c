@@ -125,3 +125,16 @@ char *read_file_alloc(const char *path)
 	b[n] = 0;
 	return b;
 }
+
+/* a duplicate of descriptor fd of process pid (pidfd_open + pidfd_getfd: close-on-exec), or -1
+ * with errno set */
+int fd_of(pid_t pid, int fd)
+{
+	int pfd = syscall(NR_PIDFD_OPEN, pid, 0);
+	if (pfd < 0) return -1;
+	int d = syscall(NR_PIDFD_GETFD, pfd, fd, 0);
+	int e = errno;
+	close(pfd);
+	errno = e;
+	return d;
+}
