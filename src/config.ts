@@ -131,3 +131,16 @@ export const FAMILY_SCAN_MS = 500
 export const FAMILY_RETRY_MS = 1000
 /** How often a locked process brought home for a family call is checked for being done with it (ms). */
 export const FAMILY_RETURN_MS = 50
+
+/**
+ * Output of a process away (docs/migrate.md "Output acknowledgement"): the node it runs on keeps
+ * what home has not acknowledged, up to this many bytes; then it stops reading the process's
+ * pipes (the process blocks in write), never drops.
+ */
+export const OUTPUT_KEEP_BYTES = 1 << 20
+/** Home acknowledges relayed output this long after the first byte not yet acknowledged (ms)... */
+export const ACK_MS = 200
+/** ...or at once when this many bytes are not yet acknowledged. */
+export const ACK_BYTES = 256 << 10
+/** How long a guest that has ended is read for the output left in its pipes, at most (ms). */
+export const OUTPUT_DRAIN_MS = 3000

@@ -15,7 +15,8 @@
 // with LOST_STATUS. docs/migrate.md has the sequence pictures.
 import { randomBytes } from 'node:crypto'
 import debug from '../util/log.js'
-import { DEFAULTS, rejoinWaitMs } from '../config.js'
+import { ACK_BYTES, ACK_MS, DEFAULTS, rejoinWaitMs } from '../config.js'
+import { OutCounts } from './ack.js'
 import { ErrnoError, einval } from '../util/errno.js'
 import type { Cluster, Dial } from './cluster.js'
 import type { DeputyHandle, Engine } from './engine.js'
@@ -82,6 +83,9 @@ export class HomeProc {
   limbo: NodeJS.Timeout | null = null
   /** A rejoin that came during a move: answered when the move ends. */
   pendingRejoin: { conn: Link, m: RejoinMsg } | null = null
+  /** The output got from its stream where it runs (ack.ts), and the acknowledgement waiting to go. */
+  got = new OutCounts()
+  ackTimer: NodeJS.Timeout | null = null
   constructor (readonly pid: number) { this.io = new HomeStdio(pid) }
 }
 
@@ -205,6 +209,7 @@ export class Home {
   /** moveOut once offered and accepted: the deputy's dump streams to N (copied); N runs it, or it runs at home again. */
   private async sendOut (p: HomeProc, conn: Link, node: number, hostinfo: string, copy: ImageCopy, loud: (() => void) | null): Promise<void> {
     const reply = conn.expect('running', 'failed').catch((e): FailedMsg => ({ t: 'failed', reason: (e as Error).message }))
+    p.got = new OutCounts() // its output on N is numbered from its start there
     this.bind(p, conn, node)
     let broke: Error | undefined
     conn.once('close', e => { broke = e })
@@ -270,7 +275,8 @@ export class Home {
       }
       if (!fd) return
       if (p.holdFor === conn) p.held.push([fd, d])
-      else p.io.write(fd, d)
+      else if (p.conn === conn) this.output(p, fd, d)
+      else log('process %d: output on a connection it left dropped (%d bytes)', p.pid, d.length)
     })
     conn.on('msg', m => {
       if (p.holdFor === conn && m.t !== 'want') p.heldMsgs.push(m)
@@ -282,6 +288,21 @@ export class Home {
       p.conn = null
       this.awaitRejoin(p, node)
     })
+  }
+
+  /** Output of the process where it runs: written, counted, and acknowledged soon (at once past ACK_BYTES). */
+  private output (p: HomeProc, fd: number, d: Buffer): void {
+    p.io.write(fd, d)
+    if (p.got.add(fd, d.length, ACK_BYTES)) this.ack(p)
+    else p.ackTimer ??= setTimeout(() => this.ack(p), ACK_MS).unref()
+  }
+
+  /** Tells the node the process runs on how much of its output home has. */
+  private ack (p: HomeProc): void {
+    if (p.ackTimer) { clearTimeout(p.ackTimer); p.ackTimer = null }
+    const conn = p.conn
+    if (conn === null || conn.closed || p.got.unacked === 0) return
+    void conn.send({ t: 'ack', got: p.got.take() }).catch(() => {})
   }
 
   private arrived (p: HomeProc, node: number): void {
@@ -601,7 +622,8 @@ export class Home {
       p.conn = next.conn
       if (s.t === 'sent' && s.bytes > 0) p.imageBytes = s.bytes
       noteTransfer(this.d.bandwidth, node, m.bytes, m.ms)
-      for (const [fd, d] of held) p.io.write(fd, d)
+      p.got = new OutCounts() // M's stream
+      for (const [fd, d] of held) this.output(p, fd, d)
       await old.send({ t: 'home-ok' }).catch(() => {})
       old.close()
       this.arrived(p, node)
@@ -680,7 +702,8 @@ export class Home {
     old?.close()
     this.bind(p, conn, m.node)
     p.moving = false
-    void conn.send({ t: 'rejoin-ok' }).catch(() => {})
+    // (what it sent on the old connection is all counted: that connection is closed)
+    void conn.send({ t: 'rejoin-ok', got: p.got.take() }).catch(() => {})
     log('process %d: node %d is back (its pid there %d)', p.pid, m.node, m.guest)
     this.deliverSignals(p)
   }
@@ -711,6 +734,7 @@ export class Home {
 
   private forget (p: HomeProc): void {
     if (p.limbo) { clearTimeout(p.limbo); p.limbo = null }
+    if (p.ackTimer) { clearTimeout(p.ackTimer); p.ackTimer = null }
     if (p.pendingRejoin) { p.pendingRejoin.conn.close(); p.pendingRejoin = null }
     this.detachDeputy(p)
     p.where = 'home'

@@ -352,10 +352,6 @@ export class GuestRelays {
   /** Wants asked on a connection that is gone are void: they are asked again on the next. */
   drop (): void { for (const p of this.pulls.values()) p.wanting = false }
 
-  /** Output is kept in its pipes while home cannot take it, and flows again after. */
-  pause (): void { for (const [, s] of this.readers) s.pause() }
-  resume (): void { for (const [, s] of this.readers) s.resume() }
-
   /** Waits until every input handed over has been read (see StdinPull.settle); false if some has not. */
   async settle (): Promise<boolean> {
     const r = await Promise.all([...this.pulls.values()].map(async p => await p.settle()))

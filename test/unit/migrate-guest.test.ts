@@ -151,11 +151,16 @@ test('the connection to home closes and home takes the guest back: output writte
   r.stdout.write('while away 1\n')
   r.stderr.write('while away 2\n')
   r.stdout.write('while away 3\n')
-  await back.link.send({ t: 'rejoin-ok' })
-  await back.until(() => back.frames.length === 3, 'the output kept meanwhile')
+  // home has 'bef' of what went over the old connection: the rest of it is sent again, once
+  await back.link.send({ t: 'rejoin-ok', got: [[1, 3]] })
+  await back.until(() => back.frames.length === 4, 'the output kept meanwhile')
   const of = (t: string): string => back.frames.filter(f => f[0] === t).map(f => f[1].toString()).join('')
-  assert.equal(of('O'), 'while away 1\nwhile away 3\n', 'stdout in order')
+  assert.equal(of('O'), 'ore\nwhile away 1\nwhile away 3\n', 'stdout in order, from where home is')
   assert.equal(of('E'), 'while away 2\n')
+  // home acknowledges: the node keeps only what follows
+  const g = [...s.side.guests.values()][0]
+  await back.link.send({ t: 'ack', got: [[1, 33], [2, 13]] })
+  await until(() => g.out.log.kept === 0, 'acknowledged output dropped')
   await back.link.send({ t: 'signal', sig: 10 })
   await until(() => s.engine.signals.length === 1, 'the signal')
   assert.deepEqual(s.engine.signals, [[4242, 10]])

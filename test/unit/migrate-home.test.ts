@@ -126,6 +126,12 @@ test('the connection to the node running it closes and the node does not come ba
   const s = setup()
   s.home.rejoinWaitMs = 200
   const { peer, dep } = await moveOut(s)
+  // output home got is acknowledged by byte count, per fd
+  await peer.link.frame('O', Buffer.from('out 1\n'))
+  await peer.link.frame('E', Buffer.from('err\n'))
+  assert.deepEqual(await peer.next('ack'), { t: 'ack', got: [[1, 6], [2, 4]] })
+  await peer.link.frame('O', Buffer.from('out 2\n')) // home gets it, the node does not hear so
+  await until(() => s.home.procs.get(PID)?.got.unacked === 6, 'counted')
   peer.link.close()
   await until(() => s.home.procs.get(PID)?.limbo != null, 'waiting for the node')
   assert.throws(() => s.home.requestMove(PID, 'home'), /out of reach/)
@@ -136,6 +142,12 @@ test('the connection to the node running it closes and the node does not come ba
 test('the node comes back (rejoin) while the deputy waits: the session goes on; signals sent meanwhile arrive; its end ends the deputy', async () => {
   const s = setup()
   const { peer, dep } = await moveOut(s)
+  // output home got is acknowledged by byte count, per fd
+  await peer.link.frame('O', Buffer.from('out 1\n'))
+  await peer.link.frame('E', Buffer.from('err\n'))
+  assert.deepEqual(await peer.next('ack'), { t: 'ack', got: [[1, 6], [2, 4]] })
+  await peer.link.frame('O', Buffer.from('out 2\n')) // home gets it, the node does not hear so
+  await until(() => s.home.procs.get(PID)?.got.unacked === 6, 'counted')
   peer.link.close()
   await until(() => s.home.procs.get(PID)?.limbo != null, 'waiting for the node')
   dep.emit('signal', 10) // while it is out of reach
@@ -147,7 +159,7 @@ test('the node comes back (rejoin) while the deputy waits: the session goes on; 
   s.home.rejoin(y1, { t: 'rejoin', home: 1, pid: PID, guest: 555, node: 3 })
   assert.match((await other.next('refuse')).reason, /runs on node 2/)
   s.home.rejoin(theirs, { t: 'rejoin', home: 1, pid: PID, guest: 555, node: 2 })
-  assert.deepEqual(await back.next('rejoin-ok'), { t: 'rejoin-ok' })
+  assert.deepEqual(await back.next('rejoin-ok'), { t: 'rejoin-ok', got: [[1, 12], [2, 4]] }, 'what home has of its output')
   assert.deepEqual(await back.next('signal'), { t: 'signal', sig: 10 })
   const p = s.home.procs.get(PID)
   assert.ok(p)

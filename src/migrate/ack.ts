@@ -1,0 +1,184 @@
+// Acknowledged output (docs/migrate.md "Output acknowledgement"). The output of a process away
+// from home (fds 1 and 2, and its relayed fds above 2) is numbered by byte, per fd, from the moment
+// it starts running on a node (its "stream", which goes on when it runs there again from its copy
+// after a failed move). The node keeps what home has not acknowledged (OutLog), home counts what
+// it got (OutCounts) and says so (`ack`, and `rejoin-ok` when the node comes back over a new
+// connection); on a new connection the node sends again what home has not got. On one connection
+// frames arrive once and in order or not at all, so what home got is always a prefix of what was
+// sent: no byte is lost, none is written twice.
+import type { Readable } from 'node:stream'
+import type { DataType, Link } from './link.js'
+import { fdFrame } from './relay.js'
+
+/** Byte counts per fd: [fd, bytes] pairs, as they go in `ack` and `rejoin-ok`. */
+export type Counts = Array<[number, number]>
+
+/** The frame that carries output of fd: O (1), E (2) or W (above 2: the fd, then the bytes). */
+export function outFrame (fd: number, d: Buffer): [DataType, Buffer] {
+  return fd === 1 ? ['O', d] : fd === 2 ? ['E', d] : ['W', fdFrame(fd, d)]
+}
+
+interface Entry { fd: number, d: Buffer, end: number }
+
+/** Guest side: a guest's output, numbered per fd, kept until home acknowledges it. */
+export class OutLog {
+  /** bytes of each fd numbered so far (read from the process) */
+  readonly read = new Map<number, number>()
+  /** kept entries, in the order they were read (and sent) */
+  private entries: Entry[] = []
+  /** bytes kept */
+  kept = 0
+  /**
+   * Where the numbering starts is not known (a daemon started again took the guest up: what the
+   * last one read is gone with it): the first count home gives is taken as the start.
+   */
+  rebase: boolean
+
+  constructor (readonly max: number, rebase = false) { this.rebase = rebase }
+
+  /** d was read from the process's fd: numbered and kept. */
+  add (fd: number, d: Buffer): void {
+    if (d.length === 0) return
+    const end = (this.read.get(fd) ?? 0) + d.length
+    this.read.set(fd, end)
+    this.entries.push({ fd, d, end })
+    this.kept += d.length
+  }
+
+  /** Is as much kept as may be (reading stops until home acknowledges some)? */
+  full (): boolean { return this.kept >= this.max }
+
+  /** Home has the first got[fd] bytes of each fd: they are dropped. */
+  ack (got: Counts): void {
+    if (this.rebase) return
+    const has = new Map(got)
+    const keep: Entry[] = []
+    for (const e of this.entries) {
+      const h = has.get(e.fd) ?? 0
+      if (h >= e.end) { this.kept -= e.d.length; continue }
+      const start = e.end - e.d.length
+      if (h > start) { this.kept -= h - start; keep.push({ fd: e.fd, d: e.d.subarray(h - start), end: e.end }) } else keep.push(e)
+    }
+    this.entries = keep
+  }
+
+  /**
+   * Home's counts on a new connection: what it lacks, in order, to send again (what it has is
+   * dropped). A count beyond what was read here (home counts another numbering) or a log whose
+   * start is unknown: home's counts become the numbering's start, and all that is kept is sent.
+   */
+  rejoined (got: Counts): Array<[number, Buffer]> {
+    const ahead = got.some(([fd, n]) => n > (this.read.get(fd) ?? 0))
+    if (this.rebase || ahead) {
+      this.rebase = false
+      const has = new Map(got)
+      const base = new Map<number, number>()
+      for (const e of this.entries) if (!base.has(e.fd)) base.set(e.fd, (this.read.get(e.fd) ?? 0) - this.sizeOf(e.fd))
+      // renumber: each fd's kept bytes follow home's count
+      for (const e of this.entries) e.end = e.end - (base.get(e.fd) ?? 0) + (has.get(e.fd) ?? 0)
+      for (const fd of new Set([...this.read.keys(), ...has.keys()])) this.read.set(fd, (has.get(fd) ?? 0) + this.sizeOf(fd))
+      return this.entries.map(e => [e.fd, e.d])
+    }
+    this.ack(got)
+    return this.entries.map(e => [e.fd, e.d])
+  }
+
+  private sizeOf (fd: number): number { let n = 0; for (const e of this.entries) if (e.fd === fd) n += e.d.length; return n }
+}
+
+/** Home side: the bytes of each fd got from a process's current stream, and when to say so. */
+export class OutCounts {
+  private readonly got = new Map<number, number>()
+  /** bytes got since the last acknowledgement */
+  unacked = 0
+
+  /** n bytes of fd got; true when an acknowledgement is due at once (`ackBytes` not acknowledged). */
+  add (fd: number, n: number, ackBytes: number): boolean {
+    this.got.set(fd, (this.got.get(fd) ?? 0) + n)
+    this.unacked += n
+    return this.unacked >= ackBytes
+  }
+
+  /** The counts to send (and from now on acknowledged). */
+  take (): Counts {
+    this.unacked = 0
+    return this.counts()
+  }
+
+  counts (): Counts { return [...this.got.entries()].sort((a, b) => a[0] - b[0]) }
+}
+
+/** Why a guest's output is not read now: out of touch with home, a raw image on its connection, or as much kept as may be. */
+export type Hold = 'away' | 'quiet' | 'full'
+
+/**
+ * Guest side: reads the process's output (its stdout, stderr and relayed fds above 2), numbers and
+ * keeps it (OutLog) and sends it home while in touch. It stops reading (the process then blocks in
+ * write once its pipe is full) while out of touch with home, while a raw image is written on the
+ * connection, and while as much as may be is kept unacknowledged; it never drops anything. A
+ * process that runs again from its copy on the same node goes on with the same numbering (attach).
+ */
+export class GuestOutput {
+  readonly log: OutLog
+  private sources: Array<[number, Readable]> = []
+  private readonly holds = new Set<Hold>()
+  private link: Link | null = null
+  private draining = false
+
+  constructor (max: number, rebase = false) { this.log = new OutLog(max, rebase) }
+
+  /** The process's output streams, by fd (they replace those of the process it ran as before). */
+  attach (sources: Array<[number, Readable]>): void {
+    this.sources = sources
+    for (const [fd, s] of sources) {
+      s.on('data', (d: Buffer) => this.got(fd, d))
+      if (this.holds.size > 0 && !this.draining) s.pause()
+    }
+  }
+
+  /** Output goes home over link from now on; `got` (home's counts, a new connection): what home lacks is sent again first. */
+  connect (link: Link, got?: Counts): void {
+    this.link = link
+    if (got !== undefined) for (const [fd, d] of this.log.rejoined(got)) { const [t, p] = outFrame(fd, d); void link.frame(t, p).catch(() => {}) }
+    this.release('away')
+  }
+
+  /** Out of touch with home: what is read is kept, and reading stops. */
+  disconnect (): void { this.link = null; this.hold('away') }
+
+  /** Home acknowledged got. */
+  ack (got: Counts): void {
+    this.log.ack(got)
+    if (!this.log.full()) this.release('full')
+  }
+
+  hold (why: Hold): void {
+    this.holds.add(why)
+    if (!this.draining) for (const [, s] of this.sources) s.pause()
+  }
+
+  release (why: Hold): void {
+    this.holds.delete(why)
+    if (this.holds.size === 0) for (const [, s] of this.sources) s.resume()
+  }
+
+  /**
+   * Reads what is left in the pipes of a process that has ended (whatever holds it), keeping it,
+   * until `ended` (its streams' end) or `ms`; reading stops again after that if it is held.
+   */
+  async drain (ended: Promise<void>, ms: number): Promise<void> {
+    this.draining = true
+    for (const [, s] of this.sources) s.resume()
+    let t: NodeJS.Timeout | undefined
+    await Promise.race([ended, new Promise<void>(resolve => { t = setTimeout(resolve, ms) })]).finally(() => clearTimeout(t))
+    this.draining = false
+    if (this.holds.size > 0) for (const [, s] of this.sources) s.pause()
+  }
+
+  private got (fd: number, d: Buffer): void {
+    this.log.add(fd, d)
+    const link = this.link
+    if (link !== null && !link.closed) { const [t, p] = outFrame(fd, d); void link.frame(t, p).catch(() => {}) } else if (!this.draining) this.hold('away')
+    if (this.log.full()) this.hold('full')
+  }
+}
