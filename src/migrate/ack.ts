@@ -163,14 +163,15 @@ export class GuestOutput {
   }
 
   /**
-   * Reads what is left in the pipes of a process that has ended (whatever holds it), keeping it,
-   * until `ended` (its streams' end) or `ms`; reading stops again after that if it is held.
+   * Reads what is left in the pipes of a process that has ended (whatever holds it: away from home,
+   * or at the bound), keeping it and sending it if in touch, until `ended` (its streams' end) or
+   * `ms`; reading stops again after that if it is held.
    */
-  async drain (ended: Promise<void>, ms: number): Promise<void> {
+  async drain (ended: Promise<void>, ms?: number): Promise<void> {
     this.draining = true
     for (const [, s] of this.sources) s.resume()
     let t: NodeJS.Timeout | undefined
-    await Promise.race([ended, new Promise<void>(resolve => { t = setTimeout(resolve, ms) })]).finally(() => clearTimeout(t))
+    await Promise.race([ended, ...(ms === undefined ? [] : [new Promise<void>(resolve => { t = setTimeout(resolve, ms) })])]).finally(() => clearTimeout(t))
     this.draining = false
     if (this.holds.size > 0) for (const [, s] of this.sources) s.pause()
   }

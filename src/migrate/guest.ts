@@ -516,7 +516,7 @@ export class GuestSide {
         this.stays(g)
         return
       }
-      await g.outputDone
+      await g.out.drain(g.outputDone)
       await this.imageHome(g, copy, used)
     } finally { copy.release() }
   }
@@ -565,7 +565,7 @@ export class GuestSide {
       return
     }
     loud()
-    await g.outputDone
+    await g.out.drain(g.outputDone) // (all of it: the process is gone; also if the connection broke meanwhile)
     await this.imageHome(g, copy, used, true)
   }
 
@@ -676,7 +676,7 @@ export class GuestSide {
     }
     loud?.()
     out?.close()
-    await g.outputDone
+    await g.out.drain(g.outputDone)
     await g.conn.send({ t: 'sent', bytes, utime: used?.utime ?? 0, stime: used?.stime ?? 0 }).catch(() => {})
     const r = await g.conn.expect('home-ok', 'resume').catch(() => undefined)
     if (r === undefined) { await this.keepCopy(g, copy); return }
