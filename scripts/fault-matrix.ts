@@ -20,7 +20,7 @@
 //   scripts/fault-matrix [--only SUBSTRING]
 import { parseArgs } from 'node:util'
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import { join, resolve, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Lab } from '../src/lab/lab.js'
@@ -214,7 +214,7 @@ async function main (): Promise<void> {
     handleSignals: false
   })
   await lab.waitAllUp()
-  console.log(`fault-matrix: ${chosen.length} cases; subject walker ${SUBJECT.join(' ')}; link timeout ${LINK} s, guest lease ${LEASE} s, home waits ${WAIT / 1000} s`)
+  console.log(`fault-matrix: ${chosen.length} cases; subject walker ${SUBJECT.join(' ')}; link timeout ${LINK} s, guest lease ${LEASE} s, home waits ${WAIT / 1000} s; load average ${loadavg().map(x => x.toFixed(2)).join(' ')}`)
   const rows: Row[] = []
   const t0 = Date.now()
   for (const c of chosen) {
@@ -229,7 +229,7 @@ async function main (): Promise<void> {
   console.log(line(w.map(n => '-'.repeat(n))))
   for (const r of rows) console.log(line([r.c.move, r.c.name, r.after, r.copies, r.end, r.output, r.left === 'none' ? 'none' : 'SOME']))
   const bad = rows.filter(r => !r.ok)
-  console.log(`\n${rows.length - bad.length}/${rows.length} cases end as documented (README "Failure semantics"), in ${Math.round((Date.now() - t0) / 1000)} s`)
+  console.log(`\n${rows.length - bad.length}/${rows.length} cases end as documented (README "Failure semantics"), in ${Math.round((Date.now() - t0) / 1000)} s; load average ${loadavg().map(x => x.toFixed(2)).join(' ')}`)
   if (bad.length > 0) { console.log('not as documented:'); for (const r of bad) console.log(`  ${r.c.move} ${r.c.name}: ${r.end}, output ${r.output}, copies ${r.copies}, leftovers ${r.left} ${r.note}`) }
   process.exitCode = bad.length > 0 ? 1 : 0
   if (bad.length === 0) await cleanup(); else { await lab.destroy(); lab = undefined; console.log(`(logs in ${join(dir, 'logs')})`) }

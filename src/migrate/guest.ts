@@ -25,6 +25,7 @@ import type { Message, MigrateMsg, RejoinMsg, SendToMsg } from './protocol.js'
 import { GuestRelays, StdinPull, parseFdFrame } from './relay.js'
 import { GuestOutput, type Counts } from './ack.js'
 import { OUTPUT_DRAIN_MS, OUTPUT_KEEP_BYTES } from '../config.js'
+import { RECORD_SPACE, spaceRefusal } from './space.js'
 import { GuestStates, type GuestRecord } from './state.js'
 import { ImageCopy, ImageIn, TICKET_MS, Tickets, memoryRefusal, rawSink, rawSource, replay, sendImage, tee } from './transfer.js'
 
@@ -132,7 +133,7 @@ export class GuestSide {
     const refuse = async (reason: string): Promise<void> => { await conn.send({ t: 'refuse', reason }); conn.close() }
     if (cluster.blocked) { await refuse('this node is blocked (admin/block)'); return }
     if (!cluster.addressOf(home)) { await refuse(`unknown home node ${home}`); return }
-    const short = memoryRefusal(m.bytes, engine.availableBytes())
+    const short = memoryRefusal(m.bytes, engine.availableBytes()) ?? spaceRefusal(this.states.dir, RECORD_SPACE)
     if (short !== null) { await refuse(short); return }
     const hostinfo = await this.d.hostInfo().catch(() => '')
     const fault = this.testFault === 'restore' ? (this.restores++ % 2 === 0 ? 'early' : 'end') : ''
@@ -491,6 +492,19 @@ export class GuestSide {
     return false
   }
 
+  /**
+   * The copy a leaving guest keeps goes in the state dir: if its disk has no room for the image (its
+   * resident memory), the move is refused (`stay`, with why) before anything is written.
+   */
+  private async roomForCopy (g: Guest): Promise<boolean> {
+    const short = spaceRefusal(this.states.dir, this.d.engine.psInfo(g.pid)?.rss ?? 0)
+    if (short === null) return true
+    log('guest %d stays: %s', g.pid, short)
+    await g.conn.send({ t: 'stay', reason: short }).catch(() => {})
+    this.stays(g)
+    return false
+  }
+
   /** Stops the guest, drains its output, and streams its image home (gohome from home, or expel here). */
   async sendHome (g: Guest, byHome = false): Promise<void> {
     if (g.leaving || g.conn.closed) return
@@ -501,7 +515,7 @@ export class GuestSide {
       await g.conn.send({ t: 'leaving' }).catch(() => {})
       await Promise.race([ok, new Promise(resolve => setTimeout(resolve, this.leavingWaitMs))])
     }
-    if (!await this.settleStdin(g)) return
+    if (!await this.settleStdin(g) || !await this.roomForCopy(g)) return
     const copy = new ImageCopy(undefined, this.states.imagePath(g.pid))
     const used = this.d.engine.psInfo(g.pid)
     try {
@@ -629,7 +643,7 @@ export class GuestSide {
   private async sendTo (g: Guest, m: SendToMsg): Promise<void> {
     if (g.leaving) return
     g.leaving = true
-    if (!await this.settleStdin(g)) return
+    if (!await this.settleStdin(g) || !await this.roomForCopy(g)) return
     const copy = new ImageCopy(undefined, this.states.imagePath(g.pid))
     try {
       this.save(g)

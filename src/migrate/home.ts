@@ -27,6 +27,8 @@ import type { PsInfo } from '../util/procfs.js'
 import type { AcceptMsg, FailedMsg, ImageEndMsg, RefuseMsg, Message, MoveRequestMsg, RejoinMsg, RunningMsg, StayMsg } from './protocol.js'
 import { HomeStdio, parseFdFrame, serveWant, stdinModeOf } from './relay.js'
 import { ImageCopy, noteTransfer, rawSink, replay, tee } from './transfer.js'
+import { spaceRefusal } from './space.js'
+import { tmpdir } from 'node:os'
 
 const log = debug('hpcfs:home')
 
@@ -195,6 +197,9 @@ export class Home {
   private async moveOut (p: HomeProc, node: number): Promise<void> {
     const reasons = await this.cantMove(p.pid)
     if (reasons.length) throw new ErrnoError('EPERM', `cannot move: ${reasons.join('; ')}`)
+    // the copy kept until N runs it (ImageCopy, in TMPDIR) must fit
+    const short = spaceRefusal(tmpdir(), this.d.engine.describe(p.pid).bytes)
+    if (short !== null) throw new ErrnoError('ENOSPC', `cannot move: ${short}`)
     p.cmdline = this.d.engine.psInfo(p.pid)?.cmdline ?? ''
     p.remote = null
     p.io.kinds = this.d.engine.stdioKinds(p.pid)
@@ -611,7 +616,8 @@ export class Home {
       release()
       next.conn.close()
       p.moving = false
-      const why = early?.t === 'failed' ? `node ${node} could not run it: ${early.reason}` : `node ${from} could not send it: ${s.reason}`
+      // (N's reason first: a dump that failed on N breaks M's image off too)
+      const why = !old.closed ? `node ${from} could not send it: ${s.reason}${early?.t === 'failed' ? ` (node ${node}: ${early.reason})` : ''}` : early?.t === 'failed' ? `node ${node} could not run it: ${early.reason}` : `node ${from} could not send it: ${s.reason}`
       throw new Error(old.closed ? why : `${why}; it runs on node ${from} again`)
     }
     if (m.t === 'running') {

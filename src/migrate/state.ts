@@ -72,13 +72,14 @@ export class GuestStates {
   /** Writes (or rewrites) a guest's record; false when it could not (logged: the guest then does not survive a restart). */
   save (r: GuestRecord): boolean {
     if (this.dir === null) return true
+    const tmp = join(this.dir, `.${r.pid}.json.tmp`)
     try {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 })
-      const tmp = join(this.dir, `.${r.pid}.json.tmp`)
       writeFileSync(tmp, JSON.stringify(r) + '\n', { mode: 0o600 })
       renameSync(tmp, join(this.dir, `${r.pid}.json`))
       return true
     } catch (e) {
+      rmSync(tmp, { force: true }) // (a disk that filled up leaves no half record)
       log('cannot save the record of guest %d: %s', r.pid, (e as Error).message)
       return false
     }

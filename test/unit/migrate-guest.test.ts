@@ -196,6 +196,24 @@ test('gohome: the guest is dumped and its image streamed home; home-ok ends it h
   assert.deepEqual(s.engine.signals, [], 'nothing killed')
 })
 
+test('gohome or sendto when the state dir\'s disk has no room for the copy: stay with the reason, nothing dumped; the guest runs on', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hpc-guest-space-'))
+  try {
+    const s = setup()
+    s.side.states = new GuestStates(dir)
+    const home = await arrive(s)
+    const big = 2 ** 52 // more than any disk has free
+    s.engine.psInfo = () => ({ utime: 0, stime: 0, state: 'S', rss: big, vsize: big, cmdline: '' })
+    await home.link.send({ t: 'gohome' })
+    assert.match((await home.next('stay')).reason, /no space left on the disk of .*hpc-guest-space-.* MiB needed/)
+    await home.link.send({ t: 'sendto', node: 3, ticket: 't', hostinfo: '' })
+    assert.match((await home.next('stay')).reason, /no space left/)
+    assert.ok(!s.engine.calls.some(c => c.startsWith('dump')), 'nothing dumped')
+    assert.equal(s.side.guests.size, 1, 'it runs on here')
+    assert.deepEqual(readdirSync(dir).filter(f => f.endsWith('.img')), [], 'no copy left')
+  } finally { rmSync(dir, { recursive: true, force: true }) }
+})
+
 test('expel whose dump fails: home hears leaving, then stay; the guest runs on here', async () => {
   const s = setup()
   const home = await arrive(s)
