@@ -616,8 +616,8 @@ export class Home {
       release()
       next.conn.close()
       p.moving = false
-      // (N's reason first: a dump that failed on N breaks M's image off too)
-      const why = !old.closed ? `node ${from} could not send it: ${s.reason}${early?.t === 'failed' ? ` (node ${node}: ${early.reason})` : ''}` : early?.t === 'failed' ? `node ${node} could not run it: ${early.reason}` : `node ${from} could not send it: ${s.reason}`
+      // (with N's reason too: M's failure may be the consequence of a dump that failed on N)
+      const why = early?.t === 'failed' ? `node ${node} could not run it: ${early.reason}${old.closed ? '' : ` (node ${from}: ${s.reason})`}` : `node ${from} could not send it: ${s.reason}`
       throw new Error(old.closed ? why : `${why}; it runs on node ${from} again`)
     }
     if (m.t === 'running') {
