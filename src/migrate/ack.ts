@@ -6,9 +6,13 @@
 // connection); on a new connection the node sends again what home has not got. On one connection
 // frames arrive once and in order or not at all, so what home got is always a prefix of what was
 // sent: no byte is lost, none is written twice.
+import { appendFileSync, readFileSync, rmSync } from 'node:fs'
 import type { Readable } from 'node:stream'
+import debug from '../util/log.js'
 import type { DataType, Link } from './link.js'
 import { fdFrame } from './relay.js'
+
+const log = debug('hpcfs:ack')
 
 /** Byte counts per fd: [fd, bytes] pairs, as they go in `ack` and `rejoin-ok`. */
 export type Counts = Array<[number, number]>
@@ -44,6 +48,9 @@ export class OutLog {
     this.entries.push({ fd, d, end })
     this.kept += d.length
   }
+
+  /** Bytes that went before what is kept (a log taken up from a spill file, GuestOutput.resume). */
+  seed (counts: Counts): void { for (const [fd, n] of counts) this.read.set(fd, n) }
 
   /** Is as much kept as may be (reading stops until home acknowledges some)? */
   full (): boolean { return this.kept >= this.max }
@@ -124,8 +131,63 @@ export class GuestOutput {
   private readonly holds = new Set<Hold>()
   private link: Link | null = null
   private draining = false
+  /** while a raw image is on the connection: the file what is read meanwhile also goes to */
+  private spill: string | null = null
 
   constructor (max: number, rebase = false) { this.log = new OutLog(max, rebase) }
+
+  /**
+   * A raw image goes on the connection: output is not read (it waits in the pipes) and the little
+   * that is read all the same (a chunk on its way) is also written to `path`, with the counts
+   * it starts from, so that a daemon started again after this one died knows it and where the
+   * output stands (resume).
+   */
+  quiet (path: string | null): void {
+    this.hold('quiet')
+    if (path === null) return
+    const head = Buffer.from(JSON.stringify(this.counts()))
+    const len = Buffer.alloc(4)
+    len.writeUInt32BE(head.length)
+    try { appendFileSync(path, Buffer.concat([len, head]), { flag: 'w', mode: 0o600 }); this.spill = path } catch (e) { log('%s: %s', path, (e as Error).message) }
+  }
+
+  /** The raw image is over: output is read and sent again, and the spill file is removed. */
+  loud (): void {
+    if (this.spill !== null) { rmSync(this.spill, { force: true }); this.spill = null }
+    this.release('quiet')
+  }
+
+  /** What was read of each fd so far. */
+  counts (): Counts { return [...this.log.read.entries()].sort((a, b) => a[0] - b[0]) }
+
+  /**
+   * The output of a guest taken up by a daemon started again: from the spill file its predecessor
+   * left during a raw image (its counts then, and what it read meanwhile), or, without one, a
+   * log whose numbering starts at home's count (OutLog.rebase). The file is removed.
+   */
+  static resume (path: string | null, max: number): GuestOutput {
+    let data: Buffer | null = null
+    if (path !== null) { try { data = readFileSync(path) } catch {} rmSync(path, { force: true }) }
+    const o = new GuestOutput(max, data === null)
+    if (data === null) return o
+    try {
+      const n = data.readUInt32BE(0)
+      const counts = JSON.parse(data.subarray(4, 4 + n).toString()) as unknown
+      if (!Array.isArray(counts) || !counts.every(x => Array.isArray(x) && x.length === 2 && Number.isSafeInteger(x[0]) && Number.isSafeInteger(x[1]))) throw new Error('bad counts')
+      o.log.seed(counts as Counts)
+      for (let at = 4 + n; at + 8 <= data.length;) {
+        const fd = data.readUInt32BE(at)
+        const len = data.readUInt32BE(at + 4)
+        if (at + 8 + len > data.length) break // (cut short by the death of its writer)
+        o.log.add(fd, Buffer.from(data.subarray(at + 8, at + 8 + len)))
+        at += 8 + len
+      }
+    } catch (e) {
+      log('%s: %s: numbering from home\'s count', path, (e as Error).message)
+      return new GuestOutput(max, true)
+    }
+    return o
+  }
 
   /** The process's output streams, by fd (they replace those of the process it ran as before). */
   attach (sources: Array<[number, Readable]>): void {
@@ -178,6 +240,12 @@ export class GuestOutput {
 
   private got (fd: number, d: Buffer): void {
     this.log.add(fd, d)
+    if (this.spill !== null) {
+      const h = Buffer.alloc(8)
+      h.writeUInt32BE(fd)
+      h.writeUInt32BE(d.length, 4)
+      try { appendFileSync(this.spill, Buffer.concat([h, d])) } catch (e) { log('%s: %s', this.spill, (e as Error).message) }
+    }
     const link = this.link
     if (link !== null && !link.closed) { const [t, p] = outFrame(fd, d); void link.frame(t, p).catch(() => {}) } else if (!this.draining) this.hold('away')
     if (this.log.full()) this.hold('full')

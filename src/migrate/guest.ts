@@ -366,8 +366,9 @@ export class GuestSide {
   async readopt (): Promise<void> {
     for (const rec of this.states.load()) {
       if (this.guests.has(rec.pid)) continue
-      // what the last daemon read of its output is gone with it: home's count is where it goes on
-      const out = new GuestOutput(OUTPUT_KEEP_BYTES, true)
+      // what the last daemon read of its output and did not pass on is gone with it (but what it
+      // read during a raw image, spilled): home's count is where it goes on
+      const out = GuestOutput.resume(this.states.spillPath(rec.pid), OUTPUT_KEEP_BYTES)
       let r: GuestProcess | null = null
       let copied = false // restored (held) from the copy it left to leave
       try { r = this.d.engine.adopt(rec.keeper) } catch (e) {
@@ -547,10 +548,10 @@ export class GuestSide {
     const ready = conn.expect('image-ready').then(() => null, (e: Error) => e)
     // its output waits in its pipes while the image is on the connection (a daemon that dies
     // meanwhile leaves it there for the next one, readopt)
-    g.out.hold('quiet')
+    g.out.quiet(this.states.spillPath(g.pid))
     const sent = conn.send({ t: 'image-start', raw: true })
     const quiet = conn.quiet()
-    const loud = (): void => { quiet(); g.out.release('quiet') }
+    const loud = (): void => { quiet(); g.out.loud() }
     await sent.catch(() => {})
     const notReady = await ready
     if (notReady !== null) {

@@ -16,6 +16,7 @@ import debug from '../util/log.js'
 import type { Link } from './link.js'
 import type { DeputyHandle, RestoredHandle } from './engine.js'
 import type { RelayedFd } from '../ppm/ppm.js'
+import { NO_READ_AHEAD } from '../ppm/keeper.js'
 import { ctxtSwitches, stdinWait, syscallLine, STDIN_CHUNK } from './stdin.js'
 
 const log = debug('hpcfs:relay')
@@ -321,7 +322,7 @@ export class GuestRelays {
     this.endRelay = r.endRelay
     for (const e of r.relays ?? []) {
       try {
-        if (e.read !== null) this.readers.push([e.fd, new Socket({ fd: openSync(e.read, fsc.O_RDONLY | fsc.O_NONBLOCK), readable: true, writable: false })])
+        if (e.read !== null) this.readers.push([e.fd, new Socket({ fd: openSync(e.read, fsc.O_RDONLY | fsc.O_NONBLOCK), readable: true, writable: false, ...NO_READ_AHEAD })])
         if (e.write !== null) {
           const w = new Socket({ fd: openSync(e.write, fsc.O_WRONLY | fsc.O_NONBLOCK), readable: false, writable: true })
           w.on('error', x => log('fd %d of guest %d: %s', e.fd, pid, x.message))

@@ -3,6 +3,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { PassThrough } from 'node:stream'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { GuestOutput, OutCounts, OutLog, outFrame } from '../../src/migrate/ack.js'
 import { MemLink } from '../../src/migrate/memlink.js'
 import { parseFdFrame } from '../../src/migrate/relay.js'
@@ -130,4 +133,56 @@ test('a guest\'s output drains what an ended process left in its pipes, even whi
   await o.drain(ended, 2000)
   assert.equal(o.log.read.get(1), 11)
   assert.deepEqual(text(o.log.rejoined([])), ['1:last words\n'])
+})
+
+test('during a raw image the output is not read; what is read all the same is spilled with the counts it starts from, and a daemon started again goes on from there exactly', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hpc-ack-'))
+  try {
+    const path = join(dir, '42.out')
+    const out1 = new PassThrough()
+    const o = new GuestOutput(1 << 20)
+    o.attach([[1, out1]])
+    const [mine, theirs] = MemLink.pair('node 1', 'node 2')
+    const home = new Peer(theirs)
+    o.connect(mine)
+    out1.write('before\n')
+    await home.until(() => home.frames.length === 1, 'a frame')
+    o.quiet(path)
+    assert.ok(existsSync(path))
+    // a chunk on its way when reading stopped (PassThrough: pushed to it as if read by the socket)
+    out1.emit('data', Buffer.from('on its way\n'))
+    out1.write('in the pipe\n') // not read: it waits
+    await new Promise(resolve => setTimeout(resolve, 30))
+    assert.equal(o.log.read.get(1), 18)
+    // the daemon dies here: the next one takes the guest up from the spill file
+    const again = GuestOutput.resume(path, 1 << 20)
+    assert.ok(!existsSync(path), 'the spill file is used once')
+    assert.equal(again.log.rebase, false)
+    assert.deepEqual(again.counts(), [[1, 18]])
+    // home had 'before\n' (7 bytes): what it lacks is sent, once
+    assert.deepEqual(text(again.log.rejoined([[1, 7]])), ['1:on its way\n'])
+    // without a spill file the numbering starts at home's count
+    assert.equal(GuestOutput.resume(path, 1 << 20).log.rebase, true)
+    // the image over: reading goes on, the spill file is gone
+    o.quiet(path)
+    o.loud()
+    assert.ok(!existsSync(path))
+    await until(() => o.log.read.get(1) === 30, 'the pipe read again')
+  } finally { rmSync(dir, { recursive: true, force: true }) }
+})
+
+test('a spill file cut short by the death of its writer gives what is whole; a broken one falls back to home\'s count', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hpc-ack-'))
+  try {
+    const path = join(dir, '7.out')
+    const head = Buffer.from(JSON.stringify([[1, 100], [2, 5]]))
+    const len = Buffer.alloc(4); len.writeUInt32BE(head.length)
+    const entry = (fd: number, s: string): Buffer => { const h = Buffer.alloc(8); h.writeUInt32BE(fd); h.writeUInt32BE(s.length, 4); return Buffer.concat([h, Buffer.from(s)]) }
+    writeFileSync(path, Buffer.concat([len, head, entry(2, 'err'), entry(1, 'whole'), entry(1, 'cut short').subarray(0, 10)]))
+    const o = GuestOutput.resume(path, 1000)
+    assert.deepEqual(o.counts(), [[1, 105], [2, 8]])
+    assert.deepEqual(text(o.log.rejoined([[1, 100], [2, 5]])), ['2:err', '1:whole'])
+    writeFileSync(path, 'garbage')
+    assert.equal(GuestOutput.resume(path, 1000).log.rebase, true)
+  } finally { rmSync(dir, { recursive: true, force: true }) }
 })
