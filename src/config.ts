@@ -144,3 +144,5 @@ export const ACK_MS = 200
 export const ACK_BYTES = 256 << 10
 /** How long a guest that has ended is read for the output left in its pipes, at most (ms). */
 export const OUTPUT_DRAIN_MS = 3000
+/** Room a node wants in its state dir for a guest's record before it accepts a guest (bytes; src/migrate/space.ts). */
+export const RECORD_SPACE = 64 << 10

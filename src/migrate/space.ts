@@ -4,9 +4,6 @@
 // of failing halfway through its image.
 import { statfsSync } from 'node:fs'
 
-/** Room a node wants for a guest's record before it accepts one (bytes). */
-export const RECORD_SPACE = 64 << 10
-
 /** Free bytes for this user on the filesystem of dir (null: dir cannot be looked at, e.g. not made yet). */
 export function freeBytes (dir: string): number | null {
   try { const s = statfsSync(dir); return s.bavail * s.bsize } catch { return null }
