@@ -204,12 +204,19 @@ test('N -> M: M accepts with a ticket, N sends it on; home-ok to N, and M is its
   await m.link.send({ t: 'accept', hostinfo: 'node-3-host' })
   const sendto = await first.peer.next('sendto')
   assert.deepEqual(sendto, { t: 'sendto', node: 3, ticket: offer.ticket, hostinfo: 'node-3-host' })
+  await first.peer.link.frame('O', Buffer.from('N: last words\n')) // N's output, numbered on N
+  assert.deepEqual(await first.peer.next('ack'), { t: 'ack', got: [[1, 14]] })
   // M's output arrives before N has said it sent everything: held until the move completes
+  await m.link.frame('O', Buffer.from('M0\n'))
   await first.peer.link.send({ t: 'sent', bytes: 12345 })
   await m.link.send({ t: 'running', pid: 777, bytes: 12345, ms: 1 })
   assert.deepEqual(await m.next('run'), { t: 'run' }, 'the move to M is committed')
   assert.deepEqual(await first.peer.next('home-ok'), { t: 'home-ok' })
   await hop
+  // M's output is a new stream, numbered from its start on M (what was held counts first)
+  assert.deepEqual(await m.next('ack'), { t: 'ack', got: [[1, 3]] })
+  await m.link.frame('O', Buffer.from('M\n'))
+  assert.deepEqual(await m.next('ack'), { t: 'ack', got: [[1, 5]] })
   const p = s.home.procs.get(PID)
   assert.ok(p)
   assert.equal(p.where, 3)
