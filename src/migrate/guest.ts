@@ -23,7 +23,7 @@ import { applyHint, defaultHints, type DecayHints } from './hints.js'
 import { Link } from './link.js'
 import type { Message, MigrateMsg, RejoinMsg, SendToMsg } from './protocol.js'
 import { GuestRelays, StdinPull, parseFdFrame } from './relay.js'
-import { GuestOutput, type Counts } from './ack.js'
+import { GuestOutput, outFrame, type Counts } from './ack.js'
 import { OUTPUT_DRAIN_MS, OUTPUT_KEEP_BYTES, RECORD_SPACE } from '../config.js'
 import { spaceRefusal } from './space.js'
 import { GuestStates, type GuestRecord } from './state.js'
@@ -314,7 +314,13 @@ export class GuestSide {
         let timer: NodeJS.Timeout | undefined
         const left = Math.max(0, g.orphaned + this.leaseMs - Date.now())
         const m = await Promise.race([answer, new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('no answer')), left) })]).finally(() => clearTimeout(timer))
-        if (m.t === 'refuse') { conn.close(); this.giveUp(g, `its home refused it: ${m.reason}`); return }
+        if (m.t === 'refuse') {
+          // (it runs elsewhere now: what home lacks of its output here goes first)
+          if (m.got !== undefined) await Promise.all(g.out.log.rejoined(m.got).map(async ([fd, d]) => { const [t, p] = outFrame(fd, d); await (conn as Link).frame(t, p).catch(() => {}) }))
+          conn.close()
+          this.giveUp(g, `its home refused it: ${m.reason}`)
+          return
+        }
         if (this.guests.get(g.pid) !== g) { conn.close(); return }
         this.rebind(g, conn, m.got ?? [])
         return

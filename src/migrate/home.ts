@@ -88,6 +88,12 @@ export class HomeProc {
   /** The output got from its stream where it runs (ack.ts), and the acknowledgement waiting to go. */
   got = new OutCounts()
   ackTimer: NodeJS.Timeout | null = null
+  /**
+   * N -> M committed while N's connection was broken: N may still have the end of its output.
+   * M's output and messages are held until N has sent it (it rejoins and is refused: `got` is
+   * what home has of N's stream) or until the wait for a lost node is over.
+   */
+  tail: { node: number, got: OutCounts, timer: NodeJS.Timeout } | null = null
   constructor (readonly pid: number) { this.io = new HomeStdio(pid) }
 }
 
@@ -141,6 +147,7 @@ export class Home {
     const p = this.adopt(pid)
     if (p.where === 'migrating') throw new ErrnoError('EAGAIN', `process ${pid} is in transit`)
     if (p.limbo) throw new ErrnoError('EAGAIN', `node ${String(p.where)} is out of reach: waiting for it to come back`)
+    if (p.tail) throw new ErrnoError('EAGAIN', `waiting for the end of its output on node ${p.tail.node}`)
     if (target === cluster.id) target = 'home'
     if (target !== 'home') {
       if (!cluster.addressOf(target)) throw einval(`no node ${target}`)
@@ -293,6 +300,22 @@ export class Home {
       p.conn = null
       this.awaitRejoin(p, node)
     })
+  }
+
+  /**
+   * N -> M is over and N's output complete (or given up): M's output and messages, held so far,
+   * go on; M's stream is numbered from its start there.
+   */
+  private async endTail (p: HomeProc, conn = p.conn): Promise<void> {
+    if (p.tail) { clearTimeout(p.tail.timer); p.tail = null }
+    const held = p.held
+    const msgs = p.heldMsgs
+    p.holdFor = null
+    p.held = []
+    p.heldMsgs = []
+    p.got = new OutCounts()
+    for (const [fd, d] of held) this.output(p, fd, d)
+    if (conn !== null) for (const x of msgs) await this.onHomeMsg(p, conn, x)
   }
 
   /** Output of the process where it runs: written, counted, and acknowledged soon (at once past ACK_BYTES). */
@@ -622,18 +645,23 @@ export class Home {
     }
     if (m.t === 'running') {
       await next.conn.send({ t: 'run' }).catch(() => {})
-      const held = p.held
-      const msgs = p.heldMsgs
-      release()
       p.conn = next.conn
       if (s.t === 'sent' && s.bytes > 0) p.imageBytes = s.bytes
       noteTransfer(this.d.bandwidth, node, m.bytes, m.ms)
-      p.got = new OutCounts() // M's stream
-      for (const [fd, d] of held) this.output(p, fd, d)
+      const broke = old.closed
       await old.send({ t: 'home-ok' }).catch(() => {})
       old.close()
       this.arrived(p, node)
-      for (const x of msgs) await this.onHomeMsg(p, next.conn, x)
+      if (s.t !== 'sent' && broke) {
+        // N's connection broke before it said it had sent all: M's output waits (held, not
+        // acknowledged) for the end of N's, which N's copy brings when it rejoins
+        log('process %d runs on node %d; waiting for the end of its output on node %d', p.pid, node, from)
+        if (p.ackTimer) { clearTimeout(p.ackTimer); p.ackTimer = null }
+        p.tail = { node: from, got: p.got, timer: setTimeout(() => { void this.endTail(p) }, this.rejoinWaitMs) }
+        p.got = new OutCounts()
+        return
+      }
+      await this.endTail(p, next.conn)
       return
     }
     release()
@@ -701,6 +729,22 @@ export class Home {
       p.pendingRejoin = { conn, m }
       return
     }
+    const tail = p.tail
+    if (tail !== null && tail.node === m.node && p.where !== m.node) {
+      // it moved on from that node while the connection broke: the end of its output there first
+      const where = `process ${m.pid} runs on node ${String(p.where)}`
+      log('rejoin of %d by node %d refused: %s; taking the end of its output there', m.pid, m.node, where)
+      conn.on('data', (type, d) => {
+        let fd = type === 'O' ? 1 : type === 'E' ? 2 : 0
+        if (type === 'W') { const f = parseFdFrame(d); if (f === null || f[0] <= 2) return; [fd, d] = f }
+        if (fd === 0 || p.tail !== tail) return
+        p.io.write(fd, d)
+        tail.got.add(fd, d.length, Infinity)
+      })
+      conn.once('close', () => { if (p.tail === tail) void this.endTail(p) })
+      void conn.send({ t: 'refuse', reason: where, got: tail.got.counts() }).catch(() => {})
+      return
+    }
     if (p.where !== m.node) { refuse(`process ${m.pid} runs ${p.where === 'home' ? 'at home' : `on node ${p.where}`}`); return }
     if (p.limbo) { clearTimeout(p.limbo); p.limbo = null }
     const old = p.conn
@@ -741,6 +785,7 @@ export class Home {
   private forget (p: HomeProc): void {
     if (p.limbo) { clearTimeout(p.limbo); p.limbo = null }
     if (p.ackTimer) { clearTimeout(p.ackTimer); p.ackTimer = null }
+    if (p.tail) { clearTimeout(p.tail.timer); p.tail = null }
     if (p.pendingRejoin) { p.pendingRejoin.conn.close(); p.pendingRejoin = null }
     this.detachDeputy(p)
     p.where = 'home'

@@ -40,8 +40,12 @@ export interface ImageMsg { t: 'image', ticket: string, raw?: boolean }
 /** N -> H (offer): accepted; `hostinfo` is N's compatibility record (the dump checks it). */
 export interface AcceptMsg { t: 'accept', hostinfo: string, raw?: boolean }
 
-/** N -> H (offer): refused (blocked, unknown home, not enough memory). The connection closes. */
-export interface RefuseMsg { t: 'refuse', reason: string }
+/**
+ * N -> H (offer): refused (blocked, unknown home, not enough memory). The connection closes.
+ * H -> N (rejoin): home has the process elsewhere; with `got` ([fd, bytes] pairs), N moved it on
+ * to M while its connection broke: home wants the rest of the output N has of it first.
+ */
+export interface RefuseMsg { t: 'refuse', reason: string, got?: Array<[number, number]> }
 
 /** Either side, instead of what was expected (an unexpected first message): `expect` rejects. */
 export interface ErrorMsg { t: 'error', reason: string }
@@ -203,7 +207,7 @@ const SCHEMAS: { [K in Kind]: Schema<MsgOf<K>> } = {
   migrate: { home: node, pid, name: str, bytes: nat, stdin: opt(oneOf('pull', 'none')), age: opt(orNull(num)), decay: opt(oneOf('slow', 'fast')), kind: opt(oneOf('', 'cpujob', 'iojob')), perMille: opt(v => int(v) && (v as number) >= 0 && (v as number) <= 1000), interval: opt(v => int(v) && (v as number) >= 1 && (v as number) <= 3600), ticket: opt(str), raw: opt(bool) },
   image: { ticket: str, raw: opt(bool) },
   accept: { hostinfo: str, raw: opt(bool) },
-  refuse: { reason: str },
+  refuse: { reason: str, got: opt(counts) },
   error: { reason: str },
   'image-end': { utime: opt(nat), stime: opt(nat), bytes: opt(nat) },
   abort: { reason: str },

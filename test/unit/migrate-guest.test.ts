@@ -169,6 +169,23 @@ test('the connection to home closes and home takes the guest back: output writte
   assert.equal(s.side.guests.size, 0)
 })
 
+test('a rejoin refused with home\'s count (it runs on another node now): the output home lacks goes first, then the guest is killed', async () => {
+  const s = setup()
+  const home = await arrive(s)
+  const r = s.engine.restoredProcs[0]
+  r.stdout.write('abc\n')
+  await home.until(() => home.frames.length === 1, 'output')
+  home.link.close()
+  await until(() => s.dialed.length === 1, 'a connection to home')
+  const back = s.dialed[0]
+  await back.next('rejoin')
+  await back.link.send({ t: 'refuse', reason: 'process 500 runs on node 3', got: [[1, 2]] })
+  await back.until(() => back.closed, 'closed')
+  assert.deepEqual(back.frames.map(([t, d]) => `${t}${d.toString()}`), ['Oc\n'])
+  await until(() => s.side.guests.size === 0, 'the guest forgotten')
+  assert.deepEqual(s.engine.signals, [[4242, 'SIGKILL']])
+})
+
 test('a guest whose home cannot be reached for the guest lease is killed', async () => {
   const s = setup()
   s.side.leaseMs = 300

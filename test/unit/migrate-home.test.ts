@@ -225,6 +225,43 @@ test('N -> M: M accepts with a ticket, N sends it on; home-ok to N, and M is its
   assert.deepEqual(s.moves, [[PID, 2], [PID, 3]])
 })
 
+test('N -> M while N\'s connection breaks: M runs, its output and messages wait for the end of N\'s output, which N\'s copy sends when it rejoins (refused)', async () => {
+  const s = setup()
+  const first = await moveOut(s)
+  const p = s.home.procs.get(PID)
+  assert.ok(p)
+  const written: string[] = []
+  p.io.write = (fd: number, d: Buffer) => { written.push(`${fd}:${d.toString()}`) }
+  await first.peer.link.frame('O', Buffer.from('N1\n'))
+  await until(() => written.length === 1, 'N1')
+  const hop = s.home.requestMove(PID, 3)
+  await until(() => s.peers.length === 2, 'the offer to M')
+  const m = s.peers[1]
+  await m.next('migrate')
+  await m.link.send({ t: 'accept', hostinfo: 'node-3-host' })
+  await first.peer.next('sendto')
+  first.peer.link.close() // N's connection breaks after its image went to M
+  await m.link.send({ t: 'running', pid: 777, bytes: 1, ms: 1 })
+  assert.deepEqual(await m.next('run'), { t: 'run' })
+  await hop
+  assert.equal(p.where, 3)
+  await m.link.frame('O', Buffer.from('M1\n'))
+  await m.link.send({ t: 'exit', code: 0, signal: null })
+  await new Promise(resolve => setTimeout(resolve, 50))
+  assert.deepEqual(written, ['1:N1\n'], 'M\'s output waits')
+  assert.throws(() => s.home.requestMove(PID, 2), /waiting for the end of its output on node 2/)
+  // N's copy rejoins: refused, told what home has of N's output; it sends the rest and closes
+  const [mine, theirs] = MemLink.pair('node 1', 'node 2')
+  const back = new Peer(mine)
+  s.home.rejoin(theirs, { t: 'rejoin', home: 1, pid: PID, guest: 555, node: 2 })
+  assert.deepEqual(await back.next('refuse'), { t: 'refuse', reason: `process ${PID} runs on node 3`, got: [[1, 3]] })
+  await mine.frame('O', Buffer.from('N2\n'))
+  mine.close()
+  await until(() => !s.home.procs.has(PID), 'M\'s exit, held until then, ends the deputy')
+  assert.deepEqual(written, ['1:N1\n', '1:N2\n', '1:M1\n'])
+  assert.deepEqual(s.engine.deputies[0].exited, [0])
+})
+
 test('N -> M refused by N (stay): the process runs on N again', async () => {
   const s = setup()
   const first = await moveOut(s)

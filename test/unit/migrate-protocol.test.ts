@@ -102,7 +102,8 @@ test('malformed messages are rejected with the reason', () => {
     [{ t: 'ack', got: [['1', 5]] }, /got/],
     [{ t: 'ack', got: { 1: 5 } }, /got/],
     [{ t: 'ack', got: Array.from({ length: 1025 }, (_, i) => [i + 1, 0]) }, /got/],
-    [{ t: 'rejoin-ok', got: [[1, 1.5]] }, /got/]
+    [{ t: 'rejoin-ok', got: [[1, 1.5]] }, /got/],
+    [{ t: 'refuse', reason: 'x', got: [[1]] }, /got/]
   ]
   for (const [v, re] of bad) assert.throws(() => toMessage(v), (e: Error) => e instanceof ProtocolError && re.test(e.message), JSON.stringify(v))
   assert.throws(() => decode(Buffer.from('{"t":"kill"')), /not JSON/)
