@@ -115,14 +115,15 @@ export class OutCounts {
   counts (): Counts { return [...this.got.entries()].sort((a, b) => a[0] - b[0]) }
 }
 
-/** Why a guest's output is not read now: out of touch with home, a raw image on its connection, or as much kept as may be. */
-export type Hold = 'away' | 'quiet' | 'full'
+/** Why a guest's output is not read now: out of touch with home, or as much kept as may be. */
+export type Hold = 'away' | 'full'
 
 /**
  * Guest side: reads the process's output (its stdout, stderr and relayed fds above 2), numbers and
  * keeps it (OutLog) and sends it home while in touch. It stops reading (the process then blocks in
- * write once its pipe is full) while out of touch with home, while a raw image is written on the
- * connection, and while as much as may be is kept unacknowledged; it never drops anything. A
+ * write once its pipe is full) while out of touch with home and while as much as may be is kept
+ * unacknowledged; it never drops anything. While a raw image is on the connection what it reads
+ * is also spilled to disk (quiet). A
  * process that runs again from its copy on the same node goes on with the same numbering (attach).
  */
 export class GuestOutput {
@@ -137,13 +138,12 @@ export class GuestOutput {
   constructor (max: number, rebase = false) { this.log = new OutLog(max, rebase) }
 
   /**
-   * A raw image goes on the connection: output is not read (it waits in the pipes) and the little
-   * that is read all the same (a chunk on its way) is also written to `path`, with the counts
-   * it starts from, so that a daemon started again after this one died knows it and where the
-   * output stands (resume).
+   * A raw image goes on the connection (its frames wait behind it, in this daemon's memory): what
+   * is read meanwhile is also written to `path`, after the counts it starts from, so that a daemon
+   * started again after this one died has it and knows where the output stands (resume). (Not
+   * reading instead would not do: a paused stream still takes a chunk out of the pipe.)
    */
   quiet (path: string | null): void {
-    this.hold('quiet')
     if (path === null) return
     const head = Buffer.from(JSON.stringify(this.counts()))
     const len = Buffer.alloc(4)
@@ -151,10 +151,9 @@ export class GuestOutput {
     try { appendFileSync(path, Buffer.concat([len, head]), { flag: 'w', mode: 0o600 }); this.spill = path } catch (e) { log('%s: %s', path, (e as Error).message) }
   }
 
-  /** The raw image is over: output is read and sent again, and the spill file is removed. */
+  /** The raw image is over (its frames go out): the spill file is removed. */
   loud (): void {
     if (this.spill !== null) { rmSync(this.spill, { force: true }); this.spill = null }
-    this.release('quiet')
   }
 
   /** What was read of each fd so far. */

@@ -552,8 +552,8 @@ export class GuestSide {
   private async sendHomeRaw (g: Guest, copy: ImageCopy, used?: { utime: number, stime: number }): Promise<void> {
     const conn = g.conn
     const ready = conn.expect('image-ready').then(() => null, (e: Error) => e)
-    // its output waits in its pipes while the image is on the connection (a daemon that dies
-    // meanwhile leaves it there for the next one, readopt)
+    // its output read while the image is on the connection also goes to disk, for the next daemon
+    // should this one die meanwhile (readopt)
     g.out.quiet(this.states.spillPath(g.pid))
     const sent = conn.send({ t: 'image-start', raw: true })
     const quiet = conn.quiet()
