@@ -216,7 +216,11 @@ static void await_line(void)
 		char c;
 		ssize_t n = read(5, &c, 1);
 		if (n < 0 && errno == EINTR) continue;
-		if (n <= 0 || c == '\n') go = 1;
+		/* its daemon is gone before GO: what it had to pass on first (the output that came after
+		 * the image) is lost with it, so the original does not run on by itself: as any deputy's
+		 * whose daemon dies, it is killed by this helper's end (PTRACE_O_EXITKILL) */
+		if (n <= 0) _exit(1);
+		if (c == '\n') go = 1;
 	}
 }
 

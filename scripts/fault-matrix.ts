@@ -13,11 +13,14 @@
 //   cut     the source's or target's link cut mid-stream for 6 s (longer than the link timeout)
 //   loss    30 % of the packets into the target dropped (nft) during the move
 //   gone    the node the process runs on cut off for good (until the home has reported the loss)
+//   full    a full disk where images or state are written: the daemons' TMPDIR (the image copies
+//           home keeps while a process leaves) or a node's state dir (its guests' records and the
+//           copy a guest leaves while it goes home or on), a small tmpfs filled up before the move
 //
 //   scripts/fault-matrix [--only SUBSTRING]
 import { parseArgs } from 'node:util'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
+import { loadavg, tmpdir } from 'node:os'
 import { join, resolve, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Lab } from '../src/lab/lab.js'
@@ -37,7 +40,7 @@ if (process.getuid?.() !== 0) { console.error('fault-matrix: needs root (network
 
 type Move = 'out' | 'back' | 'hop'
 type Role = 'home' | 'source' | 'target'
-interface Case { name: string, move: Move, fault: 'kill' | 'cut' | 'loss' | 'gone', who: Role, phase: 'before' | 'stream' | 'restore' | 'after' | '' }
+interface Case { name: string, move: Move, fault: 'kill' | 'cut' | 'loss' | 'gone' | 'full', who: Role, phase: 'before' | 'stream' | 'restore' | 'after' | '', full?: 'tmp' | 'state' }
 
 const nodesOf = (m: Move): { start: number, source: number, target: number | 'home', targetNode: number } =>
   m === 'out' ? { start: 1, source: 1, target: 2, targetNode: 2 } : m === 'back' ? { start: 2, source: 2, target: 'home', targetNode: 1 } : { start: 2, source: 2, target: 3, targetNode: 3 }
@@ -51,11 +54,19 @@ for (const move of ['out', 'back', 'hop'] as const) {
 for (const move of ['out', 'hop'] as const) for (const who of ['source', 'target'] as const) cases.push({ name: `cut ${who} 6 s mid-stream`, move, fault: 'cut', who, phase: 'stream' })
 for (const move of ['out', 'back', 'hop'] as const) cases.push({ name: 'loss 30% into target', move, fault: 'loss', who: 'target', phase: '' })
 cases.push({ name: 'node 2 cut off for good', move: 'out', fault: 'gone', who: 'target', phase: 'after' })
+cases.push({ name: 'disk full: TMPDIR (copies)', move: 'out', fault: 'full', who: 'home', phase: '', full: 'tmp' })
+cases.push({ name: 'disk full: target state dir', move: 'out', fault: 'full', who: 'target', phase: '', full: 'state' })
+for (const move of ['back', 'hop'] as const) cases.push({ name: 'disk full: source state dir', move, fault: 'full', who: 'source', phase: '', full: 'state' })
 const chosen = cases.filter(c => opts.only === undefined || `${c.move} ${c.name}`.includes(opts.only))
 
 const dir = mkdtempSync(join(tmpdir(), 'hpc-fault-matrix-'))
+/** the daemons' TMPDIR (where home keeps its image copies) */
+const TMP = join(dir, 'tmp')
 let lab: Lab | undefined
+/** a full tmpfs mounted for the case under way */
+let fullAt: string | null = null
 const cleanup = async (): Promise<void> => {
+  if (fullAt !== null) await unmount(fullAt)
   if (lab) {
     for (const n of [1, 2, 3]) await run('tc', ['qdisc', 'del', 'dev', `hv-fmx-${n}`, 'root'])
     await lab.destroy().catch(e => console.error(`fault-matrix: ${(e as Error).message}`))
@@ -75,6 +86,21 @@ async function lossy (n: number, percent: number): Promise<void> {
   if (r.code !== 0) throw new Error(`nft: ${r.stderr.trim()}`)
 }
 
+/** A small tmpfs at `at` (what was there is hidden until it is unmounted). */
+async function mountSmall (at: string): Promise<void> {
+  mkdirSync(at, { recursive: true, mode: 0o700 })
+  const r = await run('mount', ['-t', 'tmpfs', '-o', 'size=2m,mode=0700', 'fmx-full', at])
+  if (r.code !== 0) throw new Error(`mount tmpfs on ${at}: ${r.stderr.trim()}`)
+  fullAt = at
+}
+/** Fills it up (a filler file, written until ENOSPC), or frees it again. */
+async function fill (at: string): Promise<void> { await run('dd', ['if=/dev/zero', `of=${join(at, 'fmx-filler')}`, 'bs=64k']) }
+function unfill (at: string): void { rmSync(join(at, 'fmx-filler'), { force: true }) }
+async function unmount (at: string): Promise<void> {
+  if ((await run('umount', [at])).code !== 0) await run('umount', ['-l', at])
+  fullAt = null
+}
+
 interface Row { c: Case, after: string, copies: string, end: string, output: string, left: string, ok: boolean, note: string }
 
 async function moveAndWait (l: Lab, pid: number, target: number | 'home', ms = 30_000): Promise<string> {
@@ -91,6 +117,8 @@ async function moveAndWait (l: Lab, pid: number, target: number | 'home', ms = 3
 async function runCase (l: Lab, c: Case, walker: string, launcher: string, ref: string): Promise<Row> {
   const { start, target, targetNode } = nodesOf(c.move)
   const victim = roleNode(c.move, c.who)
+  const full = c.full === 'tmp' ? TMP : c.full === 'state' ? join(l.tmp, 'state', String(victim), 'guests') : null
+  if (full !== null) await mountSmall(full)
   const job: Job = startJob(l, 1, launcher, walker, SUBJECT)
   let note = ''
   try {
@@ -131,6 +159,11 @@ async function runCase (l: Lab, c: Case, walker: string, launcher: string, ref: 
       const r = await moveAndWait(l, job.pid, target, 60_000)
       note = r === 'ok' ? 'moved' : `move: ${r.slice(0, 50)}`
       await lossy(targetNode, 0)
+    } else if (c.fault === 'full') {
+      await fill(full as string)
+      const r = await moveAndWait(l, job.pid, target, 60_000)
+      note = r === 'ok' ? 'moved' : `move: ${r.replace(/\s+/g, ' ').slice(0, 120)}`
+      unfill(full as string)
     } else {
       const r = await moveAndWait(l, job.pid, 2)
       if (r !== 'ok') note = `move: ${r}`
@@ -150,7 +183,8 @@ async function runCase (l: Lab, c: Case, walker: string, launcher: string, ref: 
     const end = st.code === 5 ? 'exit 5' : st.code === 112 ? `lost (112${lostLine ? ', said so' : ', SILENT'})` : st.signal !== null ? st.signal : `exit ${String(st.code)}`
     const output = judgeOutput(job.out, ref)
     for (const n of [1, 2, 3]) await restart(l, n)
-    const left = await poll(WAIT + 5000, async () => { const x = await leftovers(l, join(l.tmp, 'state')); return x.length === 0 ? [] : undefined }, 500) ?? await leftovers(l, join(l.tmp, 'state'))
+    const leftHere = async (): Promise<string[]> => [...await leftovers(l, join(l.tmp, 'state')), ...readdirSync(TMP).map(f => `TMPDIR: ${f}`)]
+    const left = await poll(WAIT + 5000, async () => { const x = await leftHere(); return x.length === 0 ? [] : undefined }, 500) ?? await leftHere()
     const documented = (end === 'exit 5' && output === 'complete') || (end === 'lost (112, said so)' && output !== 'complete' && !/LOST|DOUBLED/.test(output)) || (end === 'SIGKILL' && c.who === 'home' && !/LOST|DOUBLED/.test(output))
     const ok = documented && (copies === '-' || copies === '1' || (copies === '0' && end.startsWith('lost'))) && left.length === 0
     return { c, after: after === '0' ? 'home' : after === '(ended)' ? after : `node ${after}`, copies, end, output, left: left.length === 0 ? 'none' : left.join('; '), ok, note }
@@ -158,6 +192,7 @@ async function runCase (l: Lab, c: Case, walker: string, launcher: string, ref: 
     return { c, after: '?', copies: '?', end: '?', output: '?', left: '?', ok: false, note: (e as Error).message }
   } finally {
     if (job.status === null) { try { process.kill(job.pid, 'SIGKILL') } catch {} await job.exited }
+    if (full !== null) { unfill(full); await unmount(full) }
     for (const n of [1, 2, 3]) { await fast(n); await lossy(n, 0).catch(() => {}); await l.partition(n, false).catch(() => {}) }
     for (const n of [1, 2, 3]) await restart(l, n).catch(() => {})
     await l.waitAllUp({ timeoutMs: 30_000 }).catch(() => {})
@@ -168,17 +203,18 @@ async function main (): Promise<void> {
   const walker = compileC(join(REPO, 'test/ppm/subjects/walker.c'), dir)
   const launcher = compileC(join(REPO, 'test/ppm/subjects/launch.c'), dir)
   const ref = reference(walker, SUBJECT)
+  mkdirSync(TMP, { mode: 0o700 })
   lab = await Lab.create({
     nodes: 3,
     tag: 'fmx',
     interval: 0.25,
     hpcdArgs: id => ['--speed', String(10000 * id), '--down-after', '2', '--no-balance', '--link-timeout', String(LINK), '--guest-lease', String(LEASE)],
-    env: { DEBUG: 'hpcfs:home,hpcfs:guest,hpcfs:keeper,hpcfs:lease' },
+    env: { DEBUG: 'hpcfs:home,hpcfs:guest,hpcfs:keeper,hpcfs:lease', TMPDIR: TMP },
     logDir: join(dir, 'logs'),
     handleSignals: false
   })
   await lab.waitAllUp()
-  console.log(`fault-matrix: ${chosen.length} cases; subject walker ${SUBJECT.join(' ')}; link timeout ${LINK} s, guest lease ${LEASE} s, home waits ${WAIT / 1000} s`)
+  console.log(`fault-matrix: ${chosen.length} cases; subject walker ${SUBJECT.join(' ')}; link timeout ${LINK} s, guest lease ${LEASE} s, home waits ${WAIT / 1000} s; load average ${loadavg().map(x => x.toFixed(2)).join(' ')}`)
   const rows: Row[] = []
   const t0 = Date.now()
   for (const c of chosen) {
@@ -193,7 +229,7 @@ async function main (): Promise<void> {
   console.log(line(w.map(n => '-'.repeat(n))))
   for (const r of rows) console.log(line([r.c.move, r.c.name, r.after, r.copies, r.end, r.output, r.left === 'none' ? 'none' : 'SOME']))
   const bad = rows.filter(r => !r.ok)
-  console.log(`\n${rows.length - bad.length}/${rows.length} cases end as documented (README "Failure semantics"), in ${Math.round((Date.now() - t0) / 1000)} s`)
+  console.log(`\n${rows.length - bad.length}/${rows.length} cases end as documented (README "Failure semantics"), in ${Math.round((Date.now() - t0) / 1000)} s; load average ${loadavg().map(x => x.toFixed(2)).join(' ')}`)
   if (bad.length > 0) { console.log('not as documented:'); for (const r of bad) console.log(`  ${r.c.move} ${r.c.name}: ${r.end}, output ${r.output}, copies ${r.copies}, leftovers ${r.left} ${r.note}`) }
   process.exitCode = bad.length > 0 ? 1 : 0
   if (bad.length === 0) await cleanup(); else { await lab.destroy(); lab = undefined; console.log(`(logs in ${join(dir, 'logs')})`) }

@@ -157,3 +157,18 @@ export const FAMILY_RETURN_MS = 50
 export const INPUT_CLOSE_CHECK_MS = 100
 /** How often at most home tells a guest's node again that a relayed output is broken (`broken`) while bytes still arrive for it (ms). */
 export const BROKEN_RESEND_MS = 200
+
+/**
+ * Output of a process away (docs/migrate.md "Output acknowledgement"): the node it runs on keeps
+ * what home has not acknowledged, up to this many bytes; then it stops reading the process's
+ * pipes (the process blocks in write), never drops.
+ */
+export const OUTPUT_KEEP_BYTES = 1 << 20
+/** Home acknowledges relayed output this long after the first byte not yet acknowledged (ms)... */
+export const ACK_MS = 200
+/** ...or at once when this many bytes are not yet acknowledged. */
+export const ACK_BYTES = 256 << 10
+/** How long a guest that has ended is read for the output left in its pipes, at most (ms). */
+export const OUTPUT_DRAIN_MS = 3000
+/** Room a node wants in its state dir for a guest's record before it accepts a guest (bytes; src/migrate/space.ts). */
+export const RECORD_SPACE = 64 << 10

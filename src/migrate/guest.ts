@@ -20,12 +20,14 @@ import type { Engine, GuestProcess, RawSink, RawSource } from './engine.js'
 import type { ExitStatus } from '../ppm/ppm.js'
 import { familyFailed, superviseFamily } from './family.js'
 import { applyHint, defaultHints, type DecayHints } from './hints.js'
-import { Link, type DataType } from './link.js'
+import { Link } from './link.js'
 import type { Message, MigrateMsg, RejoinMsg, SendToMsg } from './protocol.js'
-import { GuestRelays, StdinPull, fdFrame, parseFdFrame, pipeEmpty, watchCloses } from './relay.js'
+import { GuestRelays, StdinPull, parseFdFrame, pipeEmpty, watchCloses } from './relay.js'
+import { GuestOutput, outFrame, type Counts } from './ack.js'
+import { IDLE_CONNECTIONS_PER_PEER, OUTPUT_DRAIN_MS, OUTPUT_KEEP_BYTES, RECORD_SPACE } from '../config.js'
+import { spaceRefusal } from './space.js'
 import { GuestStates, type GuestRecord } from './state.js'
 import { ImageCopy, ImageIn, TICKET_MS, Tickets, memoryRefusal, rawSink, rawSource, replay, sendImage, tee } from './transfer.js'
-import { IDLE_CONNECTIONS_PER_PEER } from '../config.js'
 
 const log = debug('hpcfs:guest')
 
@@ -68,8 +70,8 @@ export class Guest {
   detach: () => void = () => {}
   /** Since when it is out of touch with its home (ms; 0: it is not) */
   orphaned = 0
-  /** output read while out of touch with home, sent when it rejoins (in order) */
-  pendingOut: Array<[DataType, Buffer]> = []
+  /** its output, kept until home acknowledges it (ack.ts; set by startGuest) */
+  out: GuestOutput = new GuestOutput(OUTPUT_KEEP_BYTES)
   /** called with true when it is in touch with home again, false when it is given up */
   reached: Array<(ok: boolean) => void> = []
   /**
@@ -145,7 +147,7 @@ export class GuestSide {
     const refuse = async (reason: string): Promise<void> => { await conn.send({ t: 'refuse', reason }); conn.close() }
     if (cluster.blocked) { await refuse('this node is blocked (admin/block)'); return }
     if (!cluster.addressOf(home)) { await refuse(`unknown home node ${home}`); return }
-    const short = memoryRefusal(m.bytes, engine.availableBytes())
+    const short = memoryRefusal(m.bytes, engine.availableBytes()) ?? spaceRefusal(this.states.dir, RECORD_SPACE)
     if (short !== null) { await refuse(short); return }
     const hostinfo = await this.d.hostInfo().catch(() => '')
     const fault = this.testFault === 'restore' ? (this.restores++ % 2 === 0 ? 'early' : 'end') : ''
@@ -222,22 +224,19 @@ export class GuestSide {
     log('guest %d from node %d (its pid %d) runs here', r.pid, home, g.homePid)
   }
 
-  /** A restored process becomes a guest: its output, stdin, signals and end go over its connection to home. */
-  private startGuest (conn: Link, r: GuestProcess, home: number, homePid: number, stdin: 'pull' | 'none', age: number, since = Date.now()): Guest {
+  /**
+   * A restored process becomes a guest: its output, stdin, signals and end go over its connection
+   * to home. `out`: the output of the process it ran as before on this node (it runs again from its
+   * copy), whose numbering it goes on with; a fresh one otherwise.
+   */
+  private startGuest (conn: Link, r: GuestProcess, home: number, homePid: number, stdin: 'pull' | 'none', age: number, since = Date.now(), out?: GuestOutput): Guest {
     const g = new Guest(r.pid, home, homePid, conn, r, since, stdin, age)
     this.guests.set(r.pid, g)
-    const pump = (type: DataType, fd = 0) => (d: Buffer): void => {
-      if (fd > 2) d = fdFrame(fd, d)
-      if (!g.conn.closed) { void g.conn.frame(type, d).catch(() => {}); return }
-      // out of touch with home: kept, in order, and the rest waits in its pipes until it rejoins
-      g.pendingOut.push([type, d])
-      r.stdout?.pause()
-      r.stderr?.pause()
-      g.relays.pause()
-    }
-    r.stdout?.on('data', pump('O'))
-    r.stderr?.on('data', pump('E'))
-    for (const [fd, s] of g.relays.readers) s.on('data', pump('W', fd))
+    if (out !== undefined) g.out = out
+    // what it writes is kept until home has it; out of touch with home, the rest waits in its pipes
+    const sources: Array<[number, Readable]> = [[1, r.stdout], [2, r.stderr]].filter((x): x is [number, Readable] => x[1] !== null)
+    g.out.attach([...sources, ...g.relays.readers])
+    if (conn.closed) g.out.disconnect(); else g.out.connect(conn)
     watchCloses(r.pid, [[1, r.stdout], [2, r.stderr], ...g.relays.readers], (fd, how) => { void this.closedHere(g, fd, how) })
     r.stdin?.on('error', () => {})
     this.bindConn(g, conn)
@@ -338,6 +337,7 @@ export class GuestSide {
     g.orphaned = Date.now()
     g.pull.wanting = false // a want on the old connection is void: it is asked again once rejoined
     g.relays.drop()
+    g.out.disconnect()
     log('guest %d is out of touch with its home (node %d): rejoining for up to %d ms', g.pid, g.home, this.leaseMs)
     void this.rejoin(g)
   }
@@ -353,9 +353,15 @@ export class GuestSide {
         let timer: NodeJS.Timeout | undefined
         const left = Math.max(0, g.orphaned + this.leaseMs - Date.now())
         const m = await Promise.race([answer, new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('no answer')), left) })]).finally(() => clearTimeout(timer))
-        if (m.t === 'refuse') { conn.close(); this.giveUp(g, `its home refused it: ${m.reason}`); return }
+        if (m.t === 'refuse') {
+          // (it runs elsewhere now: what home lacks of its output here goes first)
+          if (m.got !== undefined) await Promise.all(g.out.log.rejoined(m.got).map(async ([fd, d]) => { const [t, p] = outFrame(fd, d); await (conn as Link).frame(t, p).catch(() => {}) }))
+          conn.close()
+          this.giveUp(g, `its home refused it: ${m.reason}`)
+          return
+        }
         if (this.guests.get(g.pid) !== g) { conn.close(); return }
-        this.rebind(g, conn)
+        this.rebind(g, conn, m.got ?? [])
         return
       } catch (e) {
         conn?.close()
@@ -365,16 +371,16 @@ export class GuestSide {
     }
   }
 
-  /** The guest is in touch with its home again over conn: what it wrote meanwhile goes first. */
-  private rebind (g: Guest, conn: Link): void {
+  /**
+   * The guest is in touch with its home again over conn: what home lacks of its output (home has
+   * `got` of it) goes first, then the rest as it comes.
+   */
+  private rebind (g: Guest, conn: Link, got: Counts): void {
     g.detach()
     g.conn = conn
     g.orphaned = 0
     this.bindConn(g, conn)
-    for (const [type, d] of g.pendingOut.splice(0)) void conn.frame(type, d).catch(() => {})
-    g.r.stdout?.resume()
-    g.r.stderr?.resume()
-    g.relays.resume()
+    g.out.connect(conn, got)
     if (g.held) { g.held = false; g.released = g.r.go() } // home has it here: the move that brought it is committed
     this.save(g)
     log('guest %d rejoined its home (node %d)', g.pid, g.home)
@@ -405,6 +411,9 @@ export class GuestSide {
   async readopt (): Promise<void> {
     for (const rec of this.states.load()) {
       if (this.guests.has(rec.pid)) continue
+      // what the last daemon read of its output and did not pass on is gone with it (but what it
+      // read during a raw image, spilled): home's count is where it goes on
+      const out = GuestOutput.resume(this.states.spillPath(rec.pid), OUTPUT_KEEP_BYTES)
       let r: GuestProcess | null = null
       let copied = false // restored (held) from the copy it left to leave
       try { r = this.d.engine.adopt(rec.keeper) } catch (e) {
@@ -415,7 +424,9 @@ export class GuestSide {
         const st = r === null ? null : await Promise.race([r.exited, new Promise<null>(resolve => setTimeout(() => resolve(null), 3000).unref())])
         if (r === null || st === null || st.signal === 9) {
           // gone, or it was dumped to leave: where it went may not have it; its copy (if it left
-          // one) is restored held and rejoins home, which keeps the one it has
+          // one) is restored held and rejoins home, which keeps the one it has; what it wrote before
+          // its dump and is still in its pipes goes home first
+          if (r !== null) await this.drainKept(r, out)
           r?.release()
           this.states.remove(rec.pid)
           r = rec.leaving ? await this.fromCopy(rec) : null
@@ -424,7 +435,7 @@ export class GuestSide {
         }
       }
       if (!copied) { const img = this.states.imagePath(rec.pid); if (img !== null) rmSync(img, { force: true }) } // (a dump that failed)
-      const g = this.startGuest(new Unlinked(), r, rec.home, rec.homePid, rec.stdin, rec.age, rec.since)
+      const g = this.startGuest(new Unlinked(), r, rec.home, rec.homePid, rec.stdin, rec.age, rec.since, out)
       // a copy runs only once home says it has it here (it may keep the pid it had: the restore
       // keeps it when it is free)
       g.held = rec.held || copied
@@ -436,6 +447,16 @@ export class GuestSide {
       log('adopted guest %d of node %d (its pid %d) after a restart', g.pid, g.home, g.homePid)
       this.orphan(g)
     }
+  }
+
+  /** Reads what an ended guest (adopted) left in its pipes, its relayed fds' too, into out. */
+  private async drainKept (r: GuestProcess, out: GuestOutput): Promise<void> {
+    const relays = new GuestRelays(r.pid, r)
+    const sources: Array<[number, Readable]> = [[1, r.stdout], [2, r.stderr]].filter((x): x is [number, Readable] => x[1] !== null)
+    out.attach([...sources, ...relays.readers])
+    const ends = sources.map(([, s]) => new Promise<void>(resolve => { s.once('end', resolve); s.once('close', resolve) }))
+    await out.drain(Promise.all([...ends, relays.done]).then(() => {}), OUTPUT_DRAIN_MS)
+    relays.close()
   }
 
   /** The copy a guest dumped to leave left behind, restored held (null: none, or it cannot run). */
@@ -492,6 +513,9 @@ export class GuestSide {
       case 'family-failed':
         familyFailed(g, g.r, m)
         break
+      case 'ack':
+        g.out.ack(m.got)
+        break
       case 'move-failed':
         g.moveAsked = Date.now()
         log('home did not move guest %d: %s', g.pid, m.reason)
@@ -517,6 +541,19 @@ export class GuestSide {
     return false
   }
 
+  /**
+   * The copy a leaving guest keeps goes in the state dir: if its disk has no room for the image (its
+   * resident memory), the move is refused (`stay`, with why) before anything is written.
+   */
+  private async roomForCopy (g: Guest): Promise<boolean> {
+    const short = spaceRefusal(this.states.dir, this.d.engine.psInfo(g.pid)?.rss ?? 0)
+    if (short === null) return true
+    log('guest %d stays: %s', g.pid, short)
+    await g.conn.send({ t: 'stay', reason: short }).catch(() => {})
+    this.stays(g)
+    return false
+  }
+
   /** Stops the guest, drains its output, and streams its image home (gohome from home, or expel here). */
   async sendHome (g: Guest, byHome = false): Promise<void> {
     if (g.leaving || g.conn.closed) return
@@ -527,7 +564,7 @@ export class GuestSide {
       await g.conn.send({ t: 'leaving' }).catch(() => {})
       await Promise.race([ok, new Promise(resolve => setTimeout(resolve, this.leavingWaitMs))])
     }
-    if (!await this.settleStdin(g)) return
+    if (!await this.settleStdin(g) || !await this.roomForCopy(g)) return
     const copy = new ImageCopy(undefined, this.states.imagePath(g.pid))
     const used = this.d.engine.psInfo(g.pid)
     try {
@@ -542,7 +579,7 @@ export class GuestSide {
         this.stays(g)
         return
       }
-      await g.outputDone
+      await g.out.drain(g.outputDone)
       await this.imageHome(g, copy, used)
     } finally { copy.release() }
   }
@@ -557,8 +594,12 @@ export class GuestSide {
   private async sendHomeRaw (g: Guest, copy: ImageCopy, used?: { utime: number, stime: number }): Promise<void> {
     const conn = g.conn
     const ready = conn.expect('image-ready').then(() => null, (e: Error) => e)
+    // its output read while the image is on the connection also goes to disk, for the next daemon
+    // should this one die meanwhile (readopt)
+    g.out.quiet(this.states.spillPath(g.pid))
     const sent = conn.send({ t: 'image-start', raw: true })
-    const loud = conn.quiet()
+    const quiet = conn.quiet()
+    const loud = (): void => { quiet(); g.out.loud() }
     await sent.catch(() => {})
     const notReady = await ready
     if (notReady !== null) {
@@ -586,8 +627,8 @@ export class GuestSide {
       await this.keepCopy(g, copy)
       return
     }
-    await g.outputDone
     loud()
+    await g.out.drain(g.outputDone) // (all of it: the process is gone; also if the connection broke meanwhile)
     await this.imageHome(g, copy, used, true)
   }
 
@@ -618,9 +659,11 @@ export class GuestSide {
   /** A guest that stopped to leave but could not: it runs here again from its image, as a guest on the same connection (held: until home says). */
   private async runAgain (g: Guest, copy: ImageCopy, hold = false): Promise<Guest> {
     this.forget(g)
+    // what it wrote before its dump and is still in its pipes is kept (its output goes on from there)
+    await g.out.drain(g.outputDone, OUTPUT_DRAIN_MS)
     g.r.release()
     const again = await this.d.engine.restore(await replay(copy), { hold, family: true, leaseMs: this.leaseMs })
-    const h = this.startGuest(g.conn, again, g.home, g.homePid, g.stdinMode, g.age + (Date.now() - g.since) / 1000)
+    const h = this.startGuest(g.conn, again, g.home, g.homePid, g.stdinMode, g.age + (Date.now() - g.since) / 1000, Date.now(), g.out)
     Object.assign(h.decay, g.decay)
     h.held = hold
     this.save(h)
@@ -649,7 +692,7 @@ export class GuestSide {
   private async sendTo (g: Guest, m: SendToMsg): Promise<void> {
     if (g.leaving) return
     g.leaving = true
-    if (!await this.settleStdin(g)) return
+    if (!await this.settleStdin(g) || !await this.roomForCopy(g)) return
     const copy = new ImageCopy(undefined, this.states.imagePath(g.pid))
     try {
       this.save(g)
@@ -696,7 +739,7 @@ export class GuestSide {
     }
     loud?.()
     out?.close()
-    await g.outputDone
+    await g.out.drain(g.outputDone)
     await g.conn.send({ t: 'sent', bytes, utime: used?.utime ?? 0, stime: used?.stime ?? 0 }).catch(() => {})
     const r = await g.conn.expect('home-ok', 'resume').catch(() => undefined)
     if (r === undefined) { await this.keepCopy(g, copy); return }

@@ -15,7 +15,8 @@
 // with LOST_STATUS. docs/migrate.md has the sequence pictures.
 import { randomBytes } from 'node:crypto'
 import debug from '../util/log.js'
-import { DEFAULTS, rejoinWaitMs } from '../config.js'
+import { ACK_BYTES, ACK_MS, DEFAULTS, rejoinWaitMs } from '../config.js'
+import { OutCounts } from './ack.js'
 import { ErrnoError, einval } from '../util/errno.js'
 import type { Cluster, Dial } from './cluster.js'
 import type { DeputyHandle, DumpedHandle, Engine, StartedDeputy } from './engine.js'
@@ -26,6 +27,8 @@ import type { PsInfo } from '../util/procfs.js'
 import type { AcceptMsg, FailedMsg, ImageEndMsg, RefuseMsg, Message, MoveRequestMsg, RejoinMsg, RunningMsg, StayMsg } from './protocol.js'
 import { HomeStdio, parseFdFrame, serveWant, stdinModeOf } from './relay.js'
 import { ImageCopy, noteTransfer, rawSink, replay, tee } from './transfer.js'
+import { spaceRefusal } from './space.js'
+import { tmpdir } from 'node:os'
 
 const log = debug('hpcfs:home')
 
@@ -82,6 +85,15 @@ export class HomeProc {
   limbo: NodeJS.Timeout | null = null
   /** A rejoin that came during a move: answered when the move ends. */
   pendingRejoin: { conn: Link, m: RejoinMsg } | null = null
+  /** The output got from its stream where it runs (ack.ts), and the acknowledgement waiting to go. */
+  got = new OutCounts()
+  ackTimer: NodeJS.Timeout | null = null
+  /**
+   * N -> M committed while N's connection was broken: N may still have the end of its output.
+   * M's output and messages are held until N has sent it (it rejoins and is refused: `got` is
+   * what home has of N's stream) or until the wait for a lost node is over.
+   */
+  tail: { node: number, got: OutCounts, timer: NodeJS.Timeout } | null = null
   constructor (readonly pid: number) {
     this.io = new HomeStdio(pid)
     // a relayed output broken at home: the node it runs on lets go of its reader too (docs/migrate.md "Ends")
@@ -139,6 +151,7 @@ export class Home {
     const p = this.adopt(pid)
     if (p.where === 'migrating') throw new ErrnoError('EAGAIN', `process ${pid} is in transit`)
     if (p.limbo) throw new ErrnoError('EAGAIN', `node ${String(p.where)} is out of reach: waiting for it to come back`)
+    if (p.tail) throw new ErrnoError('EAGAIN', `waiting for the end of its output on node ${p.tail.node}`)
     if (target === cluster.id) target = 'home'
     if (target !== 'home') {
       if (!cluster.addressOf(target)) throw einval(`no node ${target}`)
@@ -199,6 +212,11 @@ export class Home {
    * restore sees the connection close).
    */
   private async moveOut (p: HomeProc, node: number): Promise<void> {
+    // without a deputy started ahead, the copy kept until N runs it is a file (ImageCopy, in TMPDIR): it must fit
+    if (this.d.engine.startDeputy === undefined) {
+      const short = spaceRefusal(tmpdir(), this.d.engine.describe(p.pid).bytes)
+      if (short !== null) throw new ErrnoError('ENOSPC', `cannot move: ${short}`)
+    }
     const copy = new ImageCopy()
     let ahead: Promise<StartedDeputy> | null = null
     try {
@@ -240,6 +258,7 @@ export class Home {
   /** moveOut once offered and accepted: the deputy's dump streams to N (copied); N runs it, or it runs at home again. */
   private async sendOut (p: HomeProc, conn: Link, node: number, hostinfo: string, copy: ImageCopy, loud: (() => void) | null, pending: Extract<StartedDeputy, { reasons: null }> | null): Promise<void> {
     const reply = conn.expect('running', 'failed').catch((e): FailedMsg => ({ t: 'failed', reason: (e as Error).message }))
+    p.got = new OutCounts() // its output on N is numbered from its start there
     this.bind(p, conn, node)
     let broke: Error | undefined
     conn.once('close', e => { broke = e })
@@ -338,7 +357,8 @@ export class Home {
       }
       if (!fd) return
       if (p.holdFor === conn) p.held.push([fd, d])
-      else p.io.write(fd, d)
+      else if (p.conn === conn) this.output(p, fd, d)
+      else log('process %d: output on a connection it left dropped (%d bytes)', p.pid, d.length)
     })
     conn.on('msg', m => {
       if (p.holdFor === conn && m.t !== 'want') p.heldMsgs.push(m)
@@ -350,6 +370,37 @@ export class Home {
       p.conn = null
       this.awaitRejoin(p, node)
     })
+  }
+
+  /**
+   * N -> M is over and N's output complete (or given up): M's output and messages, held so far,
+   * go on; M's stream is numbered from its start there.
+   */
+  private async endTail (p: HomeProc, conn = p.conn): Promise<void> {
+    if (p.tail) { clearTimeout(p.tail.timer); p.tail = null }
+    const held = p.held
+    const msgs = p.heldMsgs
+    p.holdFor = null
+    p.held = []
+    p.heldMsgs = []
+    p.got = new OutCounts()
+    for (const [fd, d] of held) this.output(p, fd, d)
+    if (conn !== null) for (const x of msgs) await this.onHomeMsg(p, conn, x)
+  }
+
+  /** Output of the process where it runs: written, counted, and acknowledged soon (at once past ACK_BYTES). */
+  private output (p: HomeProc, fd: number, d: Buffer): void {
+    p.io.write(fd, d)
+    if (p.got.add(fd, d.length, ACK_BYTES)) this.ack(p)
+    else p.ackTimer ??= setTimeout(() => this.ack(p), ACK_MS).unref()
+  }
+
+  /** Tells the node the process runs on how much of its output home has. */
+  private ack (p: HomeProc): void {
+    if (p.ackTimer) { clearTimeout(p.ackTimer); p.ackTimer = null }
+    const conn = p.conn
+    if (conn === null || conn.closed || p.got.unacked === 0) return
+    void conn.send({ t: 'ack', got: p.got.take() }).catch(() => {})
   }
 
   private arrived (p: HomeProc, node: number): void {
@@ -662,22 +713,29 @@ export class Home {
       release()
       next.conn.close()
       p.moving = false
-      const why = early?.t === 'failed' ? `node ${node} could not run it: ${early.reason}` : `node ${from} could not send it: ${s.reason}`
+      // (with N's reason too: M's failure may be the consequence of a dump that failed on N)
+      const why = early?.t === 'failed' ? `node ${node} could not run it: ${early.reason}${old.closed ? '' : ` (node ${from}: ${s.reason})`}` : `node ${from} could not send it: ${s.reason}`
       throw new Error(old.closed ? why : `${why}; it runs on node ${from} again`)
     }
     if (m.t === 'running') {
       await next.conn.send({ t: 'run' }).catch(() => {})
-      const held = p.held
-      const msgs = p.heldMsgs
-      release()
       p.conn = next.conn
       if (s.t === 'sent' && s.bytes > 0) p.imageBytes = s.bytes
       noteTransfer(this.d.bandwidth, node, m.bytes, m.ms)
-      for (const [fd, d] of held) p.io.write(fd, d)
+      const broke = old.closed
       await old.send({ t: 'home-ok' }).catch(() => {})
       old.close()
       this.arrived(p, node)
-      for (const x of msgs) await this.onHomeMsg(p, next.conn, x)
+      if (s.t !== 'sent' && broke) {
+        // N's connection broke before it said it had sent all: M's output waits (held, not
+        // acknowledged) for the end of N's, which N's copy brings when it rejoins
+        log('process %d runs on node %d; waiting for the end of its output on node %d', p.pid, node, from)
+        if (p.ackTimer) { clearTimeout(p.ackTimer); p.ackTimer = null }
+        p.tail = { node: from, got: p.got, timer: setTimeout(() => { void this.endTail(p) }, this.rejoinWaitMs) }
+        p.got = new OutCounts()
+        return
+      }
+      await this.endTail(p, next.conn)
       return
     }
     release()
@@ -745,6 +803,22 @@ export class Home {
       p.pendingRejoin = { conn, m }
       return
     }
+    const tail = p.tail
+    if (tail !== null && tail.node === m.node && p.where !== m.node) {
+      // it moved on from that node while the connection broke: the end of its output there first
+      const where = `process ${m.pid} runs on node ${String(p.where)}`
+      log('rejoin of %d by node %d refused: %s; taking the end of its output there', m.pid, m.node, where)
+      conn.on('data', (type, d) => {
+        let fd = type === 'O' ? 1 : type === 'E' ? 2 : 0
+        if (type === 'W') { const f = parseFdFrame(d); if (f === null || f[0] <= 2) return; [fd, d] = f }
+        if (fd === 0 || p.tail !== tail) return
+        p.io.write(fd, d)
+        tail.got.add(fd, d.length, Infinity)
+      })
+      conn.once('close', () => { if (p.tail === tail) void this.endTail(p) })
+      void conn.send({ t: 'refuse', reason: where, got: tail.got.counts() }).catch(() => {})
+      return
+    }
     if (p.where !== m.node) { refuse(`process ${m.pid} runs ${p.where === 'home' ? 'at home' : `on node ${p.where}`}`); return }
     if (p.limbo) { clearTimeout(p.limbo); p.limbo = null }
     const old = p.conn
@@ -752,7 +826,8 @@ export class Home {
     old?.close()
     this.bind(p, conn, m.node)
     p.moving = false
-    void conn.send({ t: 'rejoin-ok' }).catch(() => {})
+    // (what it sent on the old connection is all counted: that connection is closed)
+    void conn.send({ t: 'rejoin-ok', got: p.got.take() }).catch(() => {})
     log('process %d: node %d is back (its pid there %d)', p.pid, m.node, m.guest)
     this.deliverSignals(p)
   }
@@ -783,6 +858,8 @@ export class Home {
 
   private forget (p: HomeProc): void {
     if (p.limbo) { clearTimeout(p.limbo); p.limbo = null }
+    if (p.ackTimer) { clearTimeout(p.ackTimer); p.ackTimer = null }
+    if (p.tail) { clearTimeout(p.tail.timer); p.tail = null }
     if (p.pendingRejoin) { p.pendingRejoin.conn.close(); p.pendingRejoin = null }
     this.detachDeputy(p)
     p.where = 'home'

@@ -41,8 +41,12 @@ export interface ImageMsg { t: 'image', ticket: string, raw?: boolean }
 /** N -> H (offer): accepted; `hostinfo` is N's compatibility record (the dump checks it). */
 export interface AcceptMsg { t: 'accept', hostinfo: string, raw?: boolean }
 
-/** N -> H (offer): refused (blocked, unknown home, not enough memory). The connection closes. */
-export interface RefuseMsg { t: 'refuse', reason: string }
+/**
+ * N -> H (offer): refused (blocked, unknown home, not enough memory). The connection closes.
+ * H -> N (rejoin): home has the process elsewhere; with `got` ([fd, bytes] pairs), N moved it on
+ * to M while its connection broke: home wants the rest of the output N has of it first.
+ */
+export interface RefuseMsg { t: 'refuse', reason: string, got?: Array<[number, number]> }
 
 /** Either side, instead of what was expected (an unexpected first message): `expect` rejects. */
 export interface ErrorMsg { t: 'error', reason: string }
@@ -173,8 +177,18 @@ export interface ImageReadyMsg { t: 'image-ready' }
  */
 export interface RejoinMsg { t: 'rejoin', home: number, pid: number, guest: number, node: number }
 
-/** H -> N: home still has the process on N: the session goes on over this connection (a held process runs). */
-export interface RejoinOkMsg { t: 'rejoin-ok' }
+/**
+ * H -> N: home still has the process on N: the session goes on over this connection (a held
+ * process runs). `got`: the bytes of each output fd home has of it ([fd, bytes] pairs, ack.ts): N
+ * sends again what follows.
+ */
+export interface RejoinOkMsg { t: 'rejoin-ok', got?: Array<[number, number]> }
+
+/**
+ * H -> N (running): home has the first `bytes` of each output fd of the process's stream on N
+ * ([fd, bytes] pairs; docs/migrate.md "Output acknowledgement"): N need not keep them any more.
+ */
+export interface AckMsg { t: 'ack', got: Array<[number, number]> }
 
 /** Every control message. */
 export type Message =
@@ -182,7 +196,7 @@ export type Message =
   | SignalMsg | KillMsg | WantMsg | StdinEndMsg | HintMsg | MoveRequestMsg | MoveFailedMsg | ExitMsg
   | GoHomeMsg | LeavingMsg | LeavingOkMsg | StayMsg | ImageStartMsg | HomeOkMsg | HomeFailedMsg
   | SendToMsg | SentMsg | ResumeMsg | ResumedMsg | StatQueryMsg | StatMsg | FamilyMsg | FamilyFailedMsg
-  | PingMsg | RunMsg | RejoinMsg | RejoinOkMsg | ImageReadyMsg | ClosedMsg | BrokenMsg
+  | PingMsg | RunMsg | RejoinMsg | RejoinOkMsg | ImageReadyMsg | ClosedMsg | BrokenMsg | AckMsg
 
 export type Kind = Message['t']
 export type MsgOf<K extends Kind> = Extract<Message, { t: K }>
@@ -204,12 +218,14 @@ const bool: Check = v => typeof v === 'boolean'
 const oneOf = (...xs: readonly unknown[]): Check => v => xs.includes(v)
 const orNull = (c: Check): Check => v => v === null || c(v)
 const opt = (c: Check): Opt => ({ opt: c })
+/** [fd, bytes] pairs (output counts): at most 1024, fds 1 up to 2^20 */
+const counts: Check = v => Array.isArray(v) && v.length <= 1024 && v.every(x => Array.isArray(x) && x.length === 2 && int(x[0]) && (x[0] as number) >= 1 && (x[0] as number) < 1 << 20 && nat(x[1]))
 
 const SCHEMAS: { [K in Kind]: Schema<MsgOf<K>> } = {
   migrate: { home: node, pid, name: str, bytes: nat, stdin: opt(oneOf('pull', 'none')), age: opt(orNull(num)), decay: opt(oneOf('slow', 'fast')), kind: opt(oneOf('', 'cpujob', 'iojob')), perMille: opt(v => int(v) && (v as number) >= 0 && (v as number) <= 1000), interval: opt(v => int(v) && (v as number) >= 1 && (v as number) <= 3600), ticket: opt(str), raw: opt(bool) },
   image: { ticket: str, raw: opt(bool) },
   accept: { hostinfo: str, raw: opt(bool) },
-  refuse: { reason: str },
+  refuse: { reason: str, got: opt(counts) },
   error: { reason: str },
   'image-end': { utime: opt(nat), stime: opt(nat), bytes: opt(nat) },
   abort: { reason: str },
@@ -243,7 +259,8 @@ const SCHEMAS: { [K in Kind]: Schema<MsgOf<K>> } = {
   ping: {},
   run: {},
   rejoin: { home: node, pid, guest: pid, node },
-  'rejoin-ok': {},
+  'rejoin-ok': { got: opt(counts) },
+  ack: { got: counts },
   'image-ready': {}
 }
 

@@ -18,6 +18,7 @@ import debug from '../util/log.js'
 import type { Link } from './link.js'
 import type { DeputyHandle, RestoredHandle } from './engine.js'
 import type { RelayedFd } from '../ppm/ppm.js'
+import { NO_READ_AHEAD } from '../ppm/keeper.js'
 import { ctxtSwitches, stdinWait, syscallLine, STDIN_CHUNK } from './stdin.js'
 import { BROKEN_RESEND_MS, INPUT_CLOSE_CHECK_MS } from '../config.js'
 
@@ -441,7 +442,7 @@ export class GuestRelays {
     this.unread = r.unread
     for (const e of r.relays ?? []) {
       try {
-        if (e.read !== null) this.readers.push([e.fd, new Socket({ fd: openSync(e.read, fsc.O_RDONLY | fsc.O_NONBLOCK), readable: true, writable: false })])
+        if (e.read !== null) this.readers.push([e.fd, new Socket({ fd: openSync(e.read, fsc.O_RDONLY | fsc.O_NONBLOCK), readable: true, writable: false, ...NO_READ_AHEAD })])
         if (e.write !== null) {
           const w = new Socket({ fd: openSync(e.write, fsc.O_WRONLY | fsc.O_NONBLOCK), readable: false, writable: true })
           w.on('error', x => log('fd %d of guest %d: %s', e.fd, pid, x.message))
@@ -471,10 +472,6 @@ export class GuestRelays {
 
   /** Wants asked on a connection that is gone are void: they are asked again on the next. */
   drop (): void { for (const p of this.pulls.values()) p.wanting = false }
-
-  /** Output is kept in its pipes while home cannot take it, and flows again after. */
-  pause (): void { for (const [, s] of this.readers) s.pause() }
-  resume (): void { for (const [, s] of this.readers) s.resume() }
 
   /** Waits until every input handed over has been read (see StdinPull.settle); false if some has not. */
   async settle (): Promise<boolean> {

@@ -72,20 +72,26 @@ export class GuestStates {
   /** Writes (or rewrites) a guest's record; false when it could not (logged: the guest then does not survive a restart). */
   save (r: GuestRecord): boolean {
     if (this.dir === null) return true
+    const tmp = join(this.dir, `.${r.pid}.json.tmp`)
     try {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 })
-      const tmp = join(this.dir, `.${r.pid}.json.tmp`)
       writeFileSync(tmp, JSON.stringify(r) + '\n', { mode: 0o600 })
       renameSync(tmp, join(this.dir, `${r.pid}.json`))
       return true
     } catch (e) {
+      rmSync(tmp, { force: true }) // (a disk that filled up leaves no half record)
       log('cannot save the record of guest %d: %s', r.pid, (e as Error).message)
       return false
     }
   }
 
   remove (pid: number): void {
-    if (this.dir !== null) rmSync(join(this.dir, `${pid}.json`), { force: true })
+    if (this.dir !== null) for (const f of [`${pid}.json`, `${pid}.out`]) rmSync(join(this.dir, f), { force: true })
+  }
+
+  /** Where a guest's output read during a raw image goes (ack.ts GuestOutput.quiet; null: no directory). */
+  spillPath (pid: number): string | null {
+    return this.dir === null ? null : join(this.dir, `${pid}.out`)
   }
 
   /** Where the copy of a leaving guest's image is kept (null: no directory, a nameless file then). */
@@ -103,9 +109,9 @@ export class GuestStates {
     const out: GuestRecord[] = []
     for (const name of names) {
       const path = join(this.dir, name)
-      if (/^\d+\.img$/.test(name)) {
-        // a copy is needed only by its leaving guest's record
-        if (!names.includes(name.replace(/img$/, 'json'))) rmSync(path, { force: true })
+      if (/^\d+\.(img|out)$/.test(name)) {
+        // a copy (or spilled output) is needed only by its guest's record
+        if (!names.includes(name.replace(/(img|out)$/, 'json'))) rmSync(path, { force: true })
         continue
       }
       let r: GuestRecord | null = null

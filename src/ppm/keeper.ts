@@ -14,6 +14,13 @@ import { FamilyCalls, helperPath, startTime, type ExitStatus, type KeepInfo } fr
 
 const log = debug('hpcfs:keeper')
 
+/**
+ * Options of a socket that reads a kept process's output: no read-ahead (net.Socket takes the
+ * stream option; its types do not list it), so that while the stream is paused what the process
+ * wrote stays in its pipe, where the keeper holds it should this daemon die.
+ */
+export const NO_READ_AHEAD = { readableHighWaterMark: 0 } as object
+
 /** A kept process, attached: its stdio, its end, and the keeper's commands. */
 export interface Kept {
   readonly pid: number
@@ -61,8 +68,8 @@ export function attachKept (info: KeepInfo): Kept {
   const open = (fd: number, flags: number): number => { const f = openPath(info, fd, flags); opened.push(f); return f }
   let stdout: Socket, stderr: Socket, ctlIn: Socket, stdin: Socket | null, cmd: number
   try {
-    stdout = new Socket({ fd: open(info.fds.out, fsc.O_RDONLY), readable: true, writable: false })
-    stderr = new Socket({ fd: open(info.fds.err, fsc.O_RDONLY), readable: true, writable: false })
+    stdout = new Socket({ fd: open(info.fds.out, fsc.O_RDONLY), readable: true, writable: false, ...NO_READ_AHEAD })
+    stderr = new Socket({ fd: open(info.fds.err, fsc.O_RDONLY), readable: true, writable: false, ...NO_READ_AHEAD })
     ctlIn = new Socket({ fd: open(info.fds.ctl, fsc.O_RDONLY), readable: true, writable: false })
     // its stdin has no reader any more once it has ended (ENXIO): then there is nothing to write to
     let inFd = -1

@@ -151,17 +151,39 @@ test('the connection to home closes and home takes the guest back: output writte
   r.stdout.write('while away 1\n')
   r.stderr.write('while away 2\n')
   r.stdout.write('while away 3\n')
-  await back.link.send({ t: 'rejoin-ok' })
-  await back.until(() => back.frames.length === 3, 'the output kept meanwhile')
+  // home has 'bef' of what went over the old connection: the rest of it is sent again, once
+  await back.link.send({ t: 'rejoin-ok', got: [[1, 3]] })
+  await back.until(() => back.frames.length === 4, 'the output kept meanwhile')
   const of = (t: string): string => back.frames.filter(f => f[0] === t).map(f => f[1].toString()).join('')
-  assert.equal(of('O'), 'while away 1\nwhile away 3\n', 'stdout in order')
+  assert.equal(of('O'), 'ore\nwhile away 1\nwhile away 3\n', 'stdout in order, from where home is')
   assert.equal(of('E'), 'while away 2\n')
+  // home acknowledges: the node keeps only what follows
+  const g = [...s.side.guests.values()][0]
+  await back.link.send({ t: 'ack', got: [[1, 33], [2, 13]] })
+  await until(() => g.out.log.kept === 0, 'acknowledged output dropped')
   await back.link.send({ t: 'signal', sig: 10 })
   await until(() => s.engine.signals.length === 1, 'the signal')
   assert.deepEqual(s.engine.signals, [[4242, 10]])
   r.finish({ code: 3, signal: null })
   assert.deepEqual(await back.next('exit'), { t: 'exit', code: 3, signal: null })
   assert.equal(s.side.guests.size, 0)
+})
+
+test('a rejoin refused with home\'s count (it runs on another node now): the output home lacks goes first, then the guest is killed', async () => {
+  const s = setup()
+  const home = await arrive(s)
+  const r = s.engine.restoredProcs[0]
+  r.stdout.write('abc\n')
+  await home.until(() => home.frames.length === 1, 'output')
+  home.link.close()
+  await until(() => s.dialed.length === 1, 'a connection to home')
+  const back = s.dialed[0]
+  await back.next('rejoin')
+  await back.link.send({ t: 'refuse', reason: 'process 500 runs on node 3', got: [[1, 2]] })
+  await back.until(() => back.closed, 'closed')
+  assert.deepEqual(back.frames.map(([t, d]) => `${t}${d.toString()}`), ['Oc\n'])
+  await until(() => s.side.guests.size === 0, 'the guest forgotten')
+  assert.deepEqual(s.engine.signals, [[4242, 'SIGKILL']])
 })
 
 test('a guest whose home cannot be reached for the guest lease is killed', async () => {
@@ -189,6 +211,24 @@ test('gohome: the guest is dumped and its image streamed home; home-ok ends it h
   await home.until(() => home.closed, 'the connection closed')
   assert.equal(s.side.guests.size, 0)
   assert.deepEqual(s.engine.signals, [], 'nothing killed')
+})
+
+test('gohome or sendto when the state dir\'s disk has no room for the copy: stay with the reason, nothing dumped; the guest runs on', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hpc-guest-space-'))
+  try {
+    const s = setup()
+    s.side.states = new GuestStates(dir)
+    const home = await arrive(s)
+    const big = 2 ** 52 // more than any disk has free
+    s.engine.psInfo = () => ({ utime: 0, stime: 0, state: 'S', rss: big, vsize: big, cmdline: '' })
+    await home.link.send({ t: 'gohome' })
+    assert.match((await home.next('stay')).reason, /no space left on the disk of .*hpc-guest-space-.* MiB needed/)
+    await home.link.send({ t: 'sendto', node: 3, ticket: 't', hostinfo: '' })
+    assert.match((await home.next('stay')).reason, /no space left/)
+    assert.ok(!s.engine.calls.some(c => c.startsWith('dump')), 'nothing dumped')
+    assert.equal(s.side.guests.size, 1, 'it runs on here')
+    assert.deepEqual(readdirSync(dir).filter(f => f.endsWith('.img')), [], 'no copy left')
+  } finally { rmSync(dir, { recursive: true, force: true }) }
 })
 
 test('expel whose dump fails: home hears leaving, then stay; the guest runs on here', async () => {

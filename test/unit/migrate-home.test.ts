@@ -133,6 +133,12 @@ test('the connection to the node running it closes and the node does not come ba
   const s = setup()
   s.home.rejoinWaitMs = 200
   const { peer, dep } = await moveOut(s)
+  // output home got is acknowledged by byte count, per fd
+  await peer.link.frame('O', Buffer.from('out 1\n'))
+  await peer.link.frame('E', Buffer.from('err\n'))
+  assert.deepEqual(await peer.next('ack'), { t: 'ack', got: [[1, 6], [2, 4]] })
+  await peer.link.frame('O', Buffer.from('out 2\n')) // home gets it, the node does not hear so
+  await until(() => s.home.procs.get(PID)?.got.unacked === 6, 'counted')
   peer.link.close()
   await until(() => s.home.procs.get(PID)?.limbo != null, 'waiting for the node')
   assert.throws(() => s.home.requestMove(PID, 'home'), /out of reach/)
@@ -143,6 +149,12 @@ test('the connection to the node running it closes and the node does not come ba
 test('the node comes back (rejoin) while the deputy waits: the session goes on; signals sent meanwhile arrive; its end ends the deputy', async () => {
   const s = setup()
   const { peer, dep } = await moveOut(s)
+  // output home got is acknowledged by byte count, per fd
+  await peer.link.frame('O', Buffer.from('out 1\n'))
+  await peer.link.frame('E', Buffer.from('err\n'))
+  assert.deepEqual(await peer.next('ack'), { t: 'ack', got: [[1, 6], [2, 4]] })
+  await peer.link.frame('O', Buffer.from('out 2\n')) // home gets it, the node does not hear so
+  await until(() => s.home.procs.get(PID)?.got.unacked === 6, 'counted')
   peer.link.close()
   await until(() => s.home.procs.get(PID)?.limbo != null, 'waiting for the node')
   dep.emit('signal', 10) // while it is out of reach
@@ -154,7 +166,7 @@ test('the node comes back (rejoin) while the deputy waits: the session goes on; 
   s.home.rejoin(y1, { t: 'rejoin', home: 1, pid: PID, guest: 555, node: 3 })
   assert.match((await other.next('refuse')).reason, /runs on node 2/)
   s.home.rejoin(theirs, { t: 'rejoin', home: 1, pid: PID, guest: 555, node: 2 })
-  assert.deepEqual(await back.next('rejoin-ok'), { t: 'rejoin-ok' })
+  assert.deepEqual(await back.next('rejoin-ok'), { t: 'rejoin-ok', got: [[1, 12], [2, 4]] }, 'what home has of its output')
   assert.deepEqual(await back.next('signal'), { t: 'signal', sig: 10 })
   const p = s.home.procs.get(PID)
   assert.ok(p)
@@ -199,18 +211,62 @@ test('N -> M: M accepts with a ticket, N sends it on; home-ok to N, and M is its
   await m.link.send({ t: 'accept', hostinfo: 'node-3-host' })
   const sendto = await first.peer.next('sendto')
   assert.deepEqual(sendto, { t: 'sendto', node: 3, ticket: offer.ticket, hostinfo: 'node-3-host' })
+  await first.peer.link.frame('O', Buffer.from('N: last words\n')) // N's output, numbered on N
+  assert.deepEqual(await first.peer.next('ack'), { t: 'ack', got: [[1, 14]] })
   // M's output arrives before N has said it sent everything: held until the move completes
+  await m.link.frame('O', Buffer.from('M0\n'))
   await first.peer.link.send({ t: 'sent', bytes: 12345 })
   await m.link.send({ t: 'running', pid: 777, bytes: 12345, ms: 1 })
   assert.deepEqual(await m.next('run'), { t: 'run' }, 'the move to M is committed')
   assert.deepEqual(await first.peer.next('home-ok'), { t: 'home-ok' })
   await hop
+  // M's output is a new stream, numbered from its start on M (what was held counts first)
+  assert.deepEqual(await m.next('ack'), { t: 'ack', got: [[1, 3]] })
+  await m.link.frame('O', Buffer.from('M\n'))
+  assert.deepEqual(await m.next('ack'), { t: 'ack', got: [[1, 5]] })
   const p = s.home.procs.get(PID)
   assert.ok(p)
   assert.equal(p.where, 3)
   assert.equal(p.imageBytes, 12345)
   assert.equal(p.conn, (m.link as MemLink).other)
   assert.deepEqual(s.moves, [[PID, 2], [PID, 3]])
+})
+
+test('N -> M while N\'s connection breaks: M runs, its output and messages wait for the end of N\'s output, which N\'s copy sends when it rejoins (refused)', async () => {
+  const s = setup()
+  const first = await moveOut(s)
+  const p = s.home.procs.get(PID)
+  assert.ok(p)
+  const written: string[] = []
+  p.io.write = (fd: number, d: Buffer) => { written.push(`${fd}:${d.toString()}`) }
+  await first.peer.link.frame('O', Buffer.from('N1\n'))
+  await until(() => written.length === 1, 'N1')
+  const hop = s.home.requestMove(PID, 3)
+  await until(() => s.peers.length === 2, 'the offer to M')
+  const m = s.peers[1]
+  await m.next('migrate')
+  await m.link.send({ t: 'accept', hostinfo: 'node-3-host' })
+  await first.peer.next('sendto')
+  first.peer.link.close() // N's connection breaks after its image went to M
+  await m.link.send({ t: 'running', pid: 777, bytes: 1, ms: 1 })
+  assert.deepEqual(await m.next('run'), { t: 'run' })
+  await hop
+  assert.equal(p.where, 3)
+  await m.link.frame('O', Buffer.from('M1\n'))
+  await m.link.send({ t: 'exit', code: 0, signal: null })
+  await new Promise(resolve => setTimeout(resolve, 50))
+  assert.deepEqual(written, ['1:N1\n'], 'M\'s output waits')
+  assert.throws(() => s.home.requestMove(PID, 2), /waiting for the end of its output on node 2/)
+  // N's copy rejoins: refused, told what home has of N's output; it sends the rest and closes
+  const [mine, theirs] = MemLink.pair('node 1', 'node 2')
+  const back = new Peer(mine)
+  s.home.rejoin(theirs, { t: 'rejoin', home: 1, pid: PID, guest: 555, node: 2 })
+  assert.deepEqual(await back.next('refuse'), { t: 'refuse', reason: `process ${PID} runs on node 3`, got: [[1, 3]] })
+  await mine.frame('O', Buffer.from('N2\n'))
+  mine.close()
+  await until(() => !s.home.procs.has(PID), 'M\'s exit, held until then, ends the deputy')
+  assert.deepEqual(written, ['1:N1\n', '1:N2\n', '1:M1\n'])
+  assert.deepEqual(s.engine.deputies[0].exited, [0])
 })
 
 test('N -> M refused by N (stay): the process runs on N again', async () => {

@@ -43,10 +43,11 @@ const SAMPLES: { [K in Kind]: Extract<Message, { t: K }> } = {
   ping: { t: 'ping' },
   run: { t: 'run' },
   rejoin: { t: 'rejoin', home: 1, pid: 1234, guest: 4321, node: 2 },
-  'rejoin-ok': { t: 'rejoin-ok' },
+  'rejoin-ok': { t: 'rejoin-ok', got: [[1, 4096], [2, 0], [3, 17]] },
   'image-ready': { t: 'image-ready' },
   closed: { t: 'closed', fd: 1, how: 'close' },
-  broken: { t: 'broken', fd: 1 }
+  broken: { t: 'broken', fd: 1 },
+  ack: { t: 'ack', got: [[1, 1 << 40]] }
 }
 
 test('every kind of message is accepted, unchanged, through encode and decode', () => {
@@ -101,7 +102,16 @@ test('malformed messages are rejected with the reason', () => {
     [{ t: 'family' }, /call/],
     [{ t: 'family', call: 'fork; rm -rf /' }, /call/],
     [{ t: 'family', call: 'x'.repeat(33) }, /call/],
-    [{ t: 'accept', hostinfo: 'h', __proto__x: 1 }, /unexpected field/]
+    [{ t: 'accept', hostinfo: 'h', __proto__x: 1 }, /unexpected field/],
+    [{ t: 'ack' }, /got/],
+    [{ t: 'ack', got: [[0, 5]] }, /got/],
+    [{ t: 'ack', got: [[1, -5]] }, /got/],
+    [{ t: 'ack', got: [[1, 5, 6]] }, /got/],
+    [{ t: 'ack', got: [['1', 5]] }, /got/],
+    [{ t: 'ack', got: { 1: 5 } }, /got/],
+    [{ t: 'ack', got: Array.from({ length: 1025 }, (_, i) => [i + 1, 0]) }, /got/],
+    [{ t: 'rejoin-ok', got: [[1, 1.5]] }, /got/],
+    [{ t: 'refuse', reason: 'x', got: [[1]] }, /got/]
   ]
   for (const [v, re] of bad) assert.throws(() => toMessage(v), (e: Error) => e instanceof ProtocolError && re.test(e.message), JSON.stringify(v))
   assert.throws(() => decode(Buffer.from('{"t":"kill"')), /not JSON/)

@@ -1,0 +1,252 @@
+// Acknowledged output (docs/migrate.md "Output acknowledgement"). The output of a process away
+// from home (fds 1 and 2, and its relayed fds above 2) is numbered by byte, per fd, from the moment
+// it starts running on a node (its "stream", which goes on when it runs there again from its copy
+// after a failed move). The node keeps what home has not acknowledged (OutLog), home counts what
+// it got (OutCounts) and says so (`ack`, and `rejoin-ok` when the node comes back over a new
+// connection); on a new connection the node sends again what home has not got. On one connection
+// frames arrive once and in order or not at all, so what home got is always a prefix of what was
+// sent: no byte is lost, none is written twice.
+import { appendFileSync, readFileSync, rmSync } from 'node:fs'
+import type { Readable } from 'node:stream'
+import debug from '../util/log.js'
+import type { DataType, Link } from './link.js'
+import { fdFrame } from './relay.js'
+
+const log = debug('hpcfs:ack')
+
+/** Byte counts per fd: [fd, bytes] pairs, as they go in `ack` and `rejoin-ok`. */
+export type Counts = Array<[number, number]>
+
+/** The frame that carries output of fd: O (1), E (2) or W (above 2: the fd, then the bytes). */
+export function outFrame (fd: number, d: Buffer): [DataType, Buffer] {
+  return fd === 1 ? ['O', d] : fd === 2 ? ['E', d] : ['W', fdFrame(fd, d)]
+}
+
+interface Entry { fd: number, d: Buffer, end: number }
+
+/** Guest side: a guest's output, numbered per fd, kept until home acknowledges it. */
+export class OutLog {
+  /** bytes of each fd numbered so far (read from the process) */
+  readonly read = new Map<number, number>()
+  /** kept entries, in the order they were read (and sent) */
+  private entries: Entry[] = []
+  /** bytes kept */
+  kept = 0
+  /**
+   * Where the numbering starts is not known (a daemon started again took the guest up: what the
+   * last one read is gone with it): the first count home gives is taken as the start.
+   */
+  rebase: boolean
+
+  constructor (readonly max: number, rebase = false) { this.rebase = rebase }
+
+  /** d was read from the process's fd: numbered and kept. */
+  add (fd: number, d: Buffer): void {
+    if (d.length === 0) return
+    const end = (this.read.get(fd) ?? 0) + d.length
+    this.read.set(fd, end)
+    this.entries.push({ fd, d, end })
+    this.kept += d.length
+  }
+
+  /** Bytes that went before what is kept (a log taken up from a spill file, GuestOutput.resume). */
+  seed (counts: Counts): void { for (const [fd, n] of counts) this.read.set(fd, n) }
+
+  /** Is as much kept as may be (reading stops until home acknowledges some)? */
+  full (): boolean { return this.kept >= this.max }
+
+  /** Home has the first got[fd] bytes of each fd: they are dropped. */
+  ack (got: Counts): void {
+    if (this.rebase) return
+    const has = new Map(got)
+    const keep: Entry[] = []
+    for (const e of this.entries) {
+      const h = has.get(e.fd) ?? 0
+      if (h >= e.end) { this.kept -= e.d.length; continue }
+      const start = e.end - e.d.length
+      if (h > start) { this.kept -= h - start; keep.push({ fd: e.fd, d: e.d.subarray(h - start), end: e.end }) } else keep.push(e)
+    }
+    this.entries = keep
+  }
+
+  /**
+   * Home's counts on a new connection: what it lacks, in order, to send again (what it has is
+   * dropped). A count beyond what was read here (home counts another numbering) or a log whose
+   * start is unknown: home's counts become the numbering's start, and all that is kept is sent.
+   */
+  rejoined (got: Counts): Array<[number, Buffer]> {
+    const ahead = got.some(([fd, n]) => n > (this.read.get(fd) ?? 0))
+    if (this.rebase || ahead) {
+      this.rebase = false
+      const has = new Map(got)
+      const base = new Map<number, number>()
+      for (const e of this.entries) if (!base.has(e.fd)) base.set(e.fd, (this.read.get(e.fd) ?? 0) - this.sizeOf(e.fd))
+      // renumber: each fd's kept bytes follow home's count
+      for (const e of this.entries) e.end = e.end - (base.get(e.fd) ?? 0) + (has.get(e.fd) ?? 0)
+      for (const fd of new Set([...this.read.keys(), ...has.keys()])) this.read.set(fd, (has.get(fd) ?? 0) + this.sizeOf(fd))
+      return this.entries.map(e => [e.fd, e.d])
+    }
+    this.ack(got)
+    return this.entries.map(e => [e.fd, e.d])
+  }
+
+  private sizeOf (fd: number): number { let n = 0; for (const e of this.entries) if (e.fd === fd) n += e.d.length; return n }
+}
+
+/** Home side: the bytes of each fd got from a process's current stream, and when to say so. */
+export class OutCounts {
+  private readonly got = new Map<number, number>()
+  /** bytes got since the last acknowledgement */
+  unacked = 0
+
+  /** n bytes of fd got; true when an acknowledgement is due at once (`ackBytes` not acknowledged). */
+  add (fd: number, n: number, ackBytes: number): boolean {
+    this.got.set(fd, (this.got.get(fd) ?? 0) + n)
+    this.unacked += n
+    return this.unacked >= ackBytes
+  }
+
+  /** The counts to send (and from now on acknowledged). */
+  take (): Counts {
+    this.unacked = 0
+    return this.counts()
+  }
+
+  counts (): Counts { return [...this.got.entries()].sort((a, b) => a[0] - b[0]) }
+}
+
+/** Why a guest's output is not read now: out of touch with home, or as much kept as may be. */
+export type Hold = 'away' | 'full'
+
+/**
+ * Guest side: reads the process's output (its stdout, stderr and relayed fds above 2), numbers and
+ * keeps it (OutLog) and sends it home while in touch. It stops reading (the process then blocks in
+ * write once its pipe is full) while out of touch with home and while as much as may be is kept
+ * unacknowledged; it never drops anything. While a raw image is on the connection what it reads
+ * is also spilled to disk (quiet). A
+ * process that runs again from its copy on the same node goes on with the same numbering (attach).
+ */
+export class GuestOutput {
+  readonly log: OutLog
+  private sources: Array<[number, Readable]> = []
+  private readonly holds = new Set<Hold>()
+  private link: Link | null = null
+  private draining = false
+  /** while a raw image is on the connection: the file what is read meanwhile also goes to */
+  private spill: string | null = null
+
+  constructor (max: number, rebase = false) { this.log = new OutLog(max, rebase) }
+
+  /**
+   * A raw image goes on the connection (its frames wait behind it, in this daemon's memory): what
+   * is read meanwhile is also written to `path`, after the counts it starts from, so that a daemon
+   * started again after this one died has it and knows where the output stands (resume). (Not
+   * reading instead would not do: a paused stream still takes a chunk out of the pipe.)
+   */
+  quiet (path: string | null): void {
+    if (path === null) return
+    const head = Buffer.from(JSON.stringify(this.counts()))
+    const len = Buffer.alloc(4)
+    len.writeUInt32BE(head.length)
+    try { appendFileSync(path, Buffer.concat([len, head]), { flag: 'w', mode: 0o600 }); this.spill = path } catch (e) { log('%s: %s', path, (e as Error).message) }
+  }
+
+  /** The raw image is over (its frames go out): the spill file is removed. */
+  loud (): void {
+    if (this.spill !== null) { rmSync(this.spill, { force: true }); this.spill = null }
+  }
+
+  /** What was read of each fd so far. */
+  counts (): Counts { return [...this.log.read.entries()].sort((a, b) => a[0] - b[0]) }
+
+  /**
+   * The output of a guest taken up by a daemon started again: from the spill file its predecessor
+   * left during a raw image (its counts then, and what it read meanwhile), or, without one, a
+   * log whose numbering starts at home's count (OutLog.rebase). The file is removed.
+   */
+  static resume (path: string | null, max: number): GuestOutput {
+    let data: Buffer | null = null
+    if (path !== null) { try { data = readFileSync(path) } catch {} rmSync(path, { force: true }) }
+    const o = new GuestOutput(max, data === null)
+    if (data === null) return o
+    try {
+      const n = data.readUInt32BE(0)
+      const counts = JSON.parse(data.subarray(4, 4 + n).toString()) as unknown
+      if (!Array.isArray(counts) || !counts.every(x => Array.isArray(x) && x.length === 2 && Number.isSafeInteger(x[0]) && Number.isSafeInteger(x[1]))) throw new Error('bad counts')
+      o.log.seed(counts as Counts)
+      for (let at = 4 + n; at + 8 <= data.length;) {
+        const fd = data.readUInt32BE(at)
+        const len = data.readUInt32BE(at + 4)
+        if (at + 8 + len > data.length) break // (cut short by the death of its writer)
+        o.log.add(fd, Buffer.from(data.subarray(at + 8, at + 8 + len)))
+        at += 8 + len
+      }
+    } catch (e) {
+      log('%s: %s: numbering from home\'s count', path, (e as Error).message)
+      return new GuestOutput(max, true)
+    }
+    return o
+  }
+
+  /** The process's output streams, by fd (they replace those of the process it ran as before). */
+  attach (sources: Array<[number, Readable]>): void {
+    this.sources = sources
+    for (const [fd, s] of sources) {
+      s.on('data', (d: Buffer) => this.got(fd, d))
+      if (this.holds.size > 0 && !this.draining) s.pause()
+    }
+  }
+
+  /** Output goes home over link from now on; `got` (home's counts, a new connection): what home lacks is sent again first. */
+  connect (link: Link, got?: Counts): void {
+    this.link = link
+    if (got !== undefined) for (const [fd, d] of this.log.rejoined(got)) { const [t, p] = outFrame(fd, d); void link.frame(t, p).catch(() => {}) }
+    this.release('away')
+  }
+
+  /** Out of touch with home: what is read is kept, and reading stops. */
+  disconnect (): void { this.link = null; this.hold('away') }
+
+  /** Home acknowledged got. */
+  ack (got: Counts): void {
+    this.log.ack(got)
+    if (!this.log.full()) this.release('full')
+  }
+
+  hold (why: Hold): void {
+    this.holds.add(why)
+    if (!this.draining) for (const [, s] of this.sources) s.pause()
+  }
+
+  release (why: Hold): void {
+    this.holds.delete(why)
+    if (this.holds.size === 0) for (const [, s] of this.sources) s.resume()
+  }
+
+  /**
+   * Reads what is left in the pipes of a process that has ended (whatever holds it: away from home,
+   * or at the bound), keeping it and sending it if in touch, until `ended` (its streams' end) or
+   * `ms`; reading stops again after that if it is held.
+   */
+  async drain (ended: Promise<void>, ms?: number): Promise<void> {
+    this.draining = true
+    for (const [, s] of this.sources) s.resume()
+    let t: NodeJS.Timeout | undefined
+    await Promise.race([ended, ...(ms === undefined ? [] : [new Promise<void>(resolve => { t = setTimeout(resolve, ms) })])]).finally(() => clearTimeout(t))
+    this.draining = false
+    if (this.holds.size > 0) for (const [, s] of this.sources) s.pause()
+  }
+
+  private got (fd: number, d: Buffer): void {
+    this.log.add(fd, d)
+    if (this.spill !== null) {
+      const h = Buffer.alloc(8)
+      h.writeUInt32BE(fd)
+      h.writeUInt32BE(d.length, 4)
+      try { appendFileSync(this.spill, Buffer.concat([h, d])) } catch (e) { log('%s: %s', this.spill, (e as Error).message) }
+    }
+    const link = this.link
+    if (link !== null && !link.closed) { const [t, p] = outFrame(fd, d); void link.frame(t, p).catch(() => {}) } else if (!this.draining) this.hold('away')
+    if (this.log.full()) this.hold('full')
+  }
+}

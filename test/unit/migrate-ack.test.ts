@@ -1,0 +1,186 @@
+// Acknowledged output (src/migrate/ack.ts): the guest side's log of output home has not
+// acknowledged, home's counts, and the reading that stops (never drops) while home cannot take it.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { PassThrough } from 'node:stream'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { GuestOutput, OutCounts, OutLog, outFrame } from '../../src/migrate/ack.js'
+import { MemLink } from '../../src/migrate/memlink.js'
+import { parseFdFrame } from '../../src/migrate/relay.js'
+import { Peer, until } from './migrate-fixture.js'
+
+const b = (s: string): Buffer => Buffer.from(s)
+const text = (xs: Array<[number, Buffer]>): string[] => xs.map(([fd, d]) => `${fd}:${d.toString()}`)
+
+test('the log numbers output per fd and drops what home acknowledged, a part of a chunk too', () => {
+  const log = new OutLog(1000)
+  log.add(1, b('hello '))
+  log.add(2, b('oops\n'))
+  log.add(1, b('world\n'))
+  log.add(3, b('w3'))
+  assert.deepEqual([...log.read], [[1, 12], [2, 5], [3, 2]])
+  assert.equal(log.kept, 19)
+  log.ack([[1, 8], [2, 5]])
+  assert.equal(log.kept, 6)
+  // home got 'hello wo' and all of stderr: on a new connection it is sent the rest, in order
+  assert.deepEqual(text(log.rejoined([[1, 8], [2, 5]])), ['1:rld\n', '3:w3'])
+  // an older count (already acknowledged) drops nothing more and brings nothing back
+  assert.deepEqual(text(log.rejoined([[1, 3]])), ['1:rld\n', '3:w3'])
+  log.ack([[1, 12], [3, 2]])
+  assert.equal(log.kept, 0)
+  assert.deepEqual(log.rejoined([[1, 12], [2, 5], [3, 2]]), [])
+  log.add(1, b('more'))
+  assert.deepEqual(text(log.rejoined([[1, 12]])), ['1:more'])
+})
+
+test('the log is full at its bound; acknowledgements make room', () => {
+  const log = new OutLog(10)
+  log.add(1, b('12345'))
+  assert.equal(log.full(), false)
+  log.add(1, b('67890'))
+  assert.equal(log.full(), true)
+  log.ack([[1, 4]])
+  assert.equal(log.full(), false)
+  assert.equal(log.kept, 6)
+})
+
+test('a log whose start is unknown (taken up by a daemon started again) follows home\'s count: all it kept goes, numbered after it', () => {
+  const log = new OutLog(1000, true)
+  log.add(1, b('left in the pipe\n'))
+  log.ack([[1, 3]]) // (not before home has given its count)
+  assert.equal(log.kept, 17)
+  assert.deepEqual(text(log.rejoined([[1, 500], [2, 7]])), ['1:left in the pipe\n'])
+  assert.deepEqual([...log.read].sort(), [[1, 517], [2, 7]])
+  log.ack([[1, 510]])
+  assert.deepEqual(text(log.rejoined([[1, 510], [2, 7]])), ['1:e pipe\n'])
+  // a count beyond anything read here (another numbering) is taken the same way, never as "all sent"
+  const other = new OutLog(1000)
+  other.add(1, b('abc'))
+  assert.deepEqual(text(other.rejoined([[1, 99]])), ['1:abc'])
+  assert.equal(other.read.get(1), 102)
+})
+
+test('home counts what it got per fd and says it is due at once past the byte bound', () => {
+  const c = new OutCounts()
+  assert.equal(c.add(1, 10, 100), false)
+  assert.equal(c.add(3, 50, 100), false)
+  assert.equal(c.add(1, 40, 100), true)
+  assert.deepEqual(c.take(), [[1, 50], [3, 50]])
+  assert.equal(c.unacked, 0)
+  assert.equal(c.add(2, 1, 100), false)
+  assert.deepEqual(c.counts(), [[1, 50], [2, 1], [3, 50]])
+})
+
+test('output frames: O for fd 1, E for fd 2, W with the fd above', () => {
+  assert.deepEqual(outFrame(1, b('x')), ['O', b('x')])
+  assert.deepEqual(outFrame(2, b('y')), ['E', b('y')])
+  const [t, p] = outFrame(7, b('z'))
+  assert.equal(t, 'W')
+  assert.deepEqual(parseFdFrame(p), [7, b('z')])
+})
+
+test('a guest\'s output: sent while in touch; kept and not read while away; what home lacks is sent once on the new connection; reading stops at the bound until acknowledged', async () => {
+  const out1 = new PassThrough()
+  const out2 = new PassThrough()
+  const o = new GuestOutput(64)
+  o.attach([[1, out1], [2, out2]])
+  const [mine, theirs] = MemLink.pair('node 1', 'node 2')
+  const home = new Peer(theirs)
+  o.connect(mine)
+  out1.write('a1\n')
+  out2.write('e1\n')
+  await home.until(() => home.frames.length === 2, 'two frames')
+  assert.deepEqual(home.frames.map(([t, d]) => `${t}${d.toString()}`), ['Oa1\n', 'Ee1\n'])
+  // the connection breaks; what is written meanwhile is kept (one chunk read, then reading stops)
+  mine.close()
+  await until(() => mine.closed, 'closed')
+  out1.write('a2\n')
+  await until(() => o.log.read.get(1) === 6, 'a2 read')
+  o.disconnect()
+  out1.write('a3\n')
+  await new Promise(resolve => setTimeout(resolve, 50))
+  assert.equal(o.log.read.get(1), 6, 'not read while away: it waits in the pipe')
+  // home got a1 but not e1 (say it was on its way when the connection broke)
+  const [m2, t2] = MemLink.pair('node 1', 'node 2')
+  const back = new Peer(t2)
+  o.connect(m2, [[1, 3]])
+  await back.until(() => back.frames.map(f => f[1].toString()).join('').includes('a3'), 'the rest')
+  assert.deepEqual(back.frames.map(([t, d]) => `${t}${d.toString()}`), ['Ee1\n', 'Oa2\n', 'Oa3\n'])
+  // at the bound (64 bytes kept) it stops reading until home acknowledges
+  const chunk = 'x'.repeat(40)
+  out1.write(chunk)
+  out1.write(chunk)
+  await until(() => o.log.full(), 'full')
+  out1.write(chunk)
+  await new Promise(resolve => setTimeout(resolve, 50))
+  const read = o.log.read.get(1) ?? 0
+  assert.equal(read, 6 + 3 + 80, 'nothing read past the bound')
+  o.ack([[1, read], [2, 3]])
+  await until(() => o.log.read.get(1) === read + 40, 'reading again once acknowledged')
+  assert.equal(o.log.kept, 40)
+})
+
+test('a guest\'s output drains what an ended process left in its pipes, even while away', async () => {
+  const out1 = new PassThrough()
+  const o = new GuestOutput(1 << 20)
+  o.attach([[1, out1]])
+  o.disconnect()
+  out1.write('last words\n')
+  out1.end()
+  const ended = new Promise<void>(resolve => out1.once('end', resolve))
+  await o.drain(ended, 2000)
+  assert.equal(o.log.read.get(1), 11)
+  assert.deepEqual(text(o.log.rejoined([])), ['1:last words\n'])
+})
+
+test('what is read while a raw image is on the connection is spilled with the counts it starts from, and a daemon started again goes on from there exactly', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hpc-ack-'))
+  try {
+    const path = join(dir, '42.out')
+    const out1 = new PassThrough()
+    const o = new GuestOutput(1 << 20)
+    o.attach([[1, out1]])
+    const [mine, theirs] = MemLink.pair('node 1', 'node 2')
+    const home = new Peer(theirs)
+    o.connect(mine)
+    out1.write('before\n')
+    await home.until(() => home.frames.length === 1, 'a frame')
+    o.quiet(path)
+    assert.ok(existsSync(path))
+    out1.write('during\n')
+    out1.write('the image\n')
+    await until(() => o.log.read.get(1) === 24, 'read on')
+    // the daemon dies here (its frames still queued behind the image): the next one takes the
+    // guest up from the spill file
+    const again = GuestOutput.resume(path, 1 << 20)
+    assert.ok(!existsSync(path), 'the spill file is used once')
+    assert.equal(again.log.rebase, false)
+    assert.deepEqual(again.counts(), [[1, 24]])
+    // home had 'before\n' (7 bytes): what it lacks is sent, once
+    assert.deepEqual(text(again.log.rejoined([[1, 7]])), ['1:during\n', '1:the image\n'])
+    // without a spill file the numbering starts at home's count
+    assert.equal(GuestOutput.resume(path, 1 << 20).log.rebase, true)
+    // the image over: the spill file is gone
+    o.quiet(path)
+    o.loud()
+    assert.ok(!existsSync(path))
+  } finally { rmSync(dir, { recursive: true, force: true }) }
+})
+
+test('a spill file cut short by the death of its writer gives what is whole; a broken one falls back to home\'s count', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hpc-ack-'))
+  try {
+    const path = join(dir, '7.out')
+    const head = Buffer.from(JSON.stringify([[1, 100], [2, 5]]))
+    const len = Buffer.alloc(4); len.writeUInt32BE(head.length)
+    const entry = (fd: number, s: string): Buffer => { const h = Buffer.alloc(8); h.writeUInt32BE(fd); h.writeUInt32BE(s.length, 4); return Buffer.concat([h, Buffer.from(s)]) }
+    writeFileSync(path, Buffer.concat([len, head, entry(2, 'err'), entry(1, 'whole'), entry(1, 'cut short').subarray(0, 10)]))
+    const o = GuestOutput.resume(path, 1000)
+    assert.deepEqual(o.counts(), [[1, 105], [2, 8]])
+    assert.deepEqual(text(o.log.rejoined([[1, 100], [2, 5]])), ['2:err', '1:whole'])
+    writeFileSync(path, 'garbage')
+    assert.equal(GuestOutput.resume(path, 1000).log.rebase, true)
+  } finally { rmSync(dir, { recursive: true, force: true }) }
+})
