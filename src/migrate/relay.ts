@@ -75,8 +75,8 @@ export class HomeStdio {
   stdinFd: number | null = null
   /** What fds 0-2 were when the process left (a socket needs the engine's relay). */
   kinds: StdioKind[] = []
-  /** Output that arrived before the relay was ready, in order (null once it is ready). */
-  pendingOut: Array<[number, Buffer]> | null = []
+  /** Output (and closes of outputs) that arrived before the relay was ready, in order (null once it is ready). */
+  pendingOut: Array<[number, Buffer | 'close' | 'shutdown']> | null = []
   /** A path that opens the original's fd 2 (from the deputy), for a line home itself has to say there. */
   errPath: string | null = null
   /** Its descriptors above 2 relayed by the deputy (native/relay.c), and their ends here. */
@@ -85,7 +85,7 @@ export class HomeStdio {
   /** input of an fd above 2: read here (a pipe), or pulled by the deputy into this pipe first (a socket) */
   readonly extraIn = new Map<number, { fd: number, pull: boolean }>()
   private dep: DeputyHandle | null = null
-  private opened = false
+  private opening: Promise<void> | null = null
   /** deputy pulls in flight, and who waits for none */
   private pulls = 0
   private idlers: Array<() => void> = []
@@ -96,10 +96,14 @@ export class HomeStdio {
 
   constructor (readonly pid: number) {}
 
-  /** Opens the relay from the deputy's descriptors (once), then writes what arrived meanwhile. */
+  /** Opens the relay from the deputy's descriptors (once: a second caller waits for the first), then writes (and closes) what arrived meanwhile. */
   async open (dep: DeputyHandle | null): Promise<void> {
-    if (!dep || this.opened) return
-    this.opened = true
+    if (!dep) return
+    this.opening ??= this.openNow(dep)
+    await this.opening
+  }
+
+  private async openNow (dep: DeputyHandle): Promise<void> {
     this.dep = dep
     // pipes, FIFOs and terminals are opened again by path; sockets cannot be, so then the engine
     // relays all three through pipes of its own
@@ -119,7 +123,10 @@ export class HomeStdio {
     }
     await this.openExtra(dep)
     this.pendingOut = null
-    for (const [fd, d] of pending) this.outOf(fd)?.write(d)
+    for (const [fd, d] of pending) {
+      if (typeof d === 'string') await this.closeFd(fd, d)
+      else this.write(fd, d)
+    }
   }
 
   /** The deputy's relays of the descriptors above 2: a pipe by path, a socket through pipes of the deputy. */
@@ -214,8 +221,13 @@ export class HomeStdio {
    * end. A move waits for this as for a pull (idle).
    */
   async closeFd (fd: number, how: 'close' | 'shutdown'): Promise<void> {
+    if (fd > 2 && !this.extra.some(r => r.fd === fd) && this.pendingOut === null) {
+      log('fd %d of %d: a %s of a descriptor not relayed: ignored', fd, this.pid, how) // (only the process's relayed fds are its node's to close)
+      return
+    }
+    if (this.pendingOut !== null) { this.pendingOut.push([fd, how]); return } // in order, once the relay is open
     const dep = this.dep
-    if (dep?.closeFd === undefined || this.pendingOut !== null) return
+    if (dep?.closeFd === undefined) return
     if (how === 'shutdown' && this.broken.has(fd)) return // (its end on N after a broken output: nothing to pass on)
     this.pulls++
     try {
@@ -265,7 +277,7 @@ export class HomeStdio {
     this.extra = []
     this.broken.clear() // (the original's own descriptors from now on: a broken pipe is seen there)
     this.dep = null
-    this.opened = false
+    this.opening = null
     this.pendingOut = []
   }
 }

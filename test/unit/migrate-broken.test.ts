@@ -97,3 +97,22 @@ test('guest: `broken {fd 1}` from home lets go of its reader of stdout and of th
   r.finish({ code: null, signal: 13 })
   assert.deepEqual(await home.next('exit'), { t: 'exit', code: null, signal: 13 })
 })
+
+test('home: a close that arrives before the relay is open waits, in order after the output before it; a close of a descriptor not relayed is ignored', async () => {
+  const fifo = join(dir, 'early')
+  assert.equal(spawnSync('mkfifo', [fifo]).status, 0)
+  const reader = openSync(fifo, fsc.O_RDONLY | fsc.O_NONBLOCK)
+  try {
+    const io = new HomeStdio(101)
+    io.kinds = ['path', 'pipe', 'path']
+    const dep = new PipeDeputy(fifo)
+    io.write(1, Buffer.from('last words\n'))
+    await io.closeFd(1, 'close') // N's `closed` before home's relay is ready
+    await io.closeFd(9, 'close') // not one of its relayed descriptors
+    assert.deepEqual(dep.closes, [], 'nothing passed on before the relay is open')
+    await Promise.all([io.open(dep as unknown as DeputyHandle), io.open(dep as unknown as DeputyHandle)]) // (a second caller waits for the first)
+    assert.deepEqual(dep.closes, [[1, false]], 'the close passed on once the relay is open; fd 9 ignored')
+    const buf = Buffer.alloc(64)
+    assert.equal(buf.subarray(0, readSync(reader, buf)).toString(), 'last words\n', 'the output before it went out first')
+  } finally { closeSync(reader) }
+})
