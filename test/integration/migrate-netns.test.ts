@@ -313,9 +313,11 @@ test('the tools: mosrun -N starts a job remotely, mps shows where, migrate moves
       const f = line?.trim().split(/\s+/)
       return f && f[2] === '2' ? Number(f[0]) : undefined
     }, 20_000)
-    assert.equal(run('migrate', [String(pid), 'home', '--wait', '20']).code, 0)
+    const home = run('migrate', [String(pid), 'home', '--wait', '20'])
+    assert.equal(home.code, 0, home.stderr)
     assert.equal(await where(pid), '0')
-    assert.equal(run('migrate', [String(pid), '3', '--wait', '20']).code, 0)
+    const to3 = run('migrate', [String(pid), '3', '--wait', '20'])
+    assert.equal(to3.code, 0, to3.stderr)
     const ex = run('mosctl', ['expel'], 3)
     assert.equal(ex.code, 0, ex.stderr)
     assert.equal((await lab.node(3).exec('ls', [join(lab.node(3).mount, 'remote')])).stdout.trim(), '', 'expel returned before the guests left')
