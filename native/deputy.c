@@ -183,10 +183,8 @@ static int deputy_close(struct tracee *t, int fd, int shut)
 	}
 	if (shut) {
 		/* on the original's socket itself: its output relay may have ended already (relay_copy) */
-		int pfd = syscall(NR_PIDFD_OPEN, t->pid, 0);
-		int d = pfd < 0 ? -1 : syscall(NR_PIDFD_GETFD, pfd, fd, 0);
+		int d = fd_of(t->pid, fd);
 		int e = d < 0 || shutdown(d, SHUT_WR) ? errno : 0;
-		if (pfd >= 0) close(pfd);
 		if (d >= 0) close(d);
 		return e ? fail(e, "shutdown of fd %d: %s", fd, strerror(e)) : 0;
 	}
@@ -233,12 +231,8 @@ static int deputy_restore(struct tracee *t, const char *path, pid_t from, int fr
 	g_relay_keep = 1;	/* its relayed descriptors are the original's own (relay.c) */
 	int fd, p[2] = { -1, -1 };
 	if (from > 0) {
-		int pfd = syscall(NR_PIDFD_OPEN, from, 0);
-		if (pfd < 0) return fail(errno, "pidfd_open(%d): %s", from, strerror(errno));
-		fd = syscall(NR_PIDFD_GETFD, pfd, from_fd, 0);
-		int ge = errno;
-		close(pfd);
-		if (fd < 0) return fail(ge, "pidfd_getfd(%d, %d): %s", from, from_fd, strerror(ge));
+		fd = fd_of(from, from_fd);
+		if (fd < 0) return fail(errno, "descriptor %d of %d: %s", from_fd, from, strerror(errno));
 	} else if (path) {
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) return fail(errno, "open %s: %s", path, strerror(errno));
