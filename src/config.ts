@@ -153,6 +153,13 @@ export const FAMILY_SCAN_MS = 500
 export const FAMILY_RETRY_MS = 1000
 /** How often a locked process brought home for a family call is checked for being done with it (ms). */
 export const FAMILY_RETURN_MS = 50
+/**
+ * How often a relayed input of a process away is looked at (ms): on its node, whether the process
+ * waits for input (then a `want` goes home); at home, whether a want can be served yet.
+ */
+export const INPUT_POLL_MS = 5
+/** How long a move waits for the input handed to a process to be read (ms); after that the move is refused (that input would be lost). */
+export const INPUT_SETTLE_MS = 1000
 /** How often a guest's relayed input pipes are checked for a close made by the process (ms; docs/migrate.md "Relayed descriptors"). */
 export const INPUT_CLOSE_CHECK_MS = 100
 /** How often at most home tells a guest's node again that a relayed output is broken (`broken`) while bytes still arrive for it (ms). */

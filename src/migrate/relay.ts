@@ -20,7 +20,8 @@ import type { DeputyHandle, RestoredHandle } from './engine.js'
 import type { RelayedFd } from '../ppm/ppm.js'
 import { NO_READ_AHEAD } from '../ppm/keeper.js'
 import { ctxtSwitches, stdinWait, syscallLine, STDIN_CHUNK } from './stdin.js'
-import { BROKEN_RESEND_MS, INPUT_CLOSE_CHECK_MS } from '../config.js'
+import { BROKEN_RESEND_MS, INPUT_CLOSE_CHECK_MS, INPUT_POLL_MS, INPUT_SETTLE_MS } from '../config.js'
+import { poll, PollTimeout } from '../util/poll.js'
 
 const log = debug('hpcfs:relay')
 
@@ -297,7 +298,7 @@ async function endStream (s: Writable): Promise<void> {
 export function serveWant (io: HomeStdio, conn: Link, n: number, gate: () => 'now' | 'later' | 'never', fd = 0): void {
   const g = gate()
   const src = fd === 0 ? (io.stdinFd === null ? undefined : { fd: io.stdinFd, pull: false }) : io.extraIn.get(fd)
-  const again = (): void => { if (!conn.closed) setTimeout(() => serveWant(io, conn, n, gate, fd), 5).unref() }
+  const again = (): void => { if (!conn.closed) setTimeout(() => serveWant(io, conn, n, gate, fd), INPUT_POLL_MS).unref() }
   if (g !== 'now' || src === undefined) {
     if (g === 'later') again()
     return
@@ -332,8 +333,8 @@ export function pipeEmpty (w: Writable | null | undefined, unread: ((fd: number)
   return async () => (w?.writableLength ?? 0) === 0 && await unread(fd) === 0
 }
 
-/** An input pipe's close is looked for every this many polls of 5 ms. */
-const CLOSE_CHECK_TICKS = Math.max(1, Math.round(INPUT_CLOSE_CHECK_MS / 5))
+/** An input pipe's close is looked for every this many polls. */
+const CLOSE_CHECK_TICKS = Math.max(1, Math.round(INPUT_CLOSE_CHECK_MS / INPUT_POLL_MS))
 
 /** Guest side of pull-mode input (stdin, or a relayed fd above 2). */
 export class StdinPull {
@@ -409,7 +410,7 @@ export class StdinPull {
       this.wantLine = line
       this.wantKind = w.kind
       want(w.kind === 'poll' && this.fd > 2 ? Math.min(w.n, this.pollChunk) : w.n)
-    }, 5)
+    }, INPUT_POLL_MS)
     t.unref()
   }
 
@@ -421,12 +422,12 @@ export class StdinPull {
    * then a fork) does not block on the fd again, yet nothing of it is left.
    */
   async settle (empty?: () => Promise<boolean>): Promise<boolean> {
-    let ok = this.consumed()
-    for (let i = 0; i < 200 && !ok; i++) {
-      await new Promise(resolve => setTimeout(resolve, 5))
-      ok = this.consumed()
-      if (!ok && empty !== undefined && i % 10 === 9 && await empty()) { this.delivered = null; ok = true }
-    }
+    let i = 0
+    const ok = await poll(`input of fd ${this.fd} of ${this.pid} read`, async () => {
+      if (this.consumed()) return true
+      if (empty !== undefined && ++i % 10 === 0 && await empty()) { this.delivered = null; return true }
+      return false
+    }, { timeoutMs: INPUT_SETTLE_MS, everyMs: INPUT_POLL_MS }).catch(e => { if (e instanceof PollTimeout) return false; throw e })
     this.wanting = false
     return ok
   }
