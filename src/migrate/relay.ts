@@ -11,7 +11,8 @@
 // input and asks for it; carries the relayed descriptors' bytes to and from the restored process.
 // Closes: a close (or shutdown) the process makes away from home is seen on N (watchCloses, and
 // StdinPull for input pipes) and made at home too (HomeStdio.closeFd, through the deputy).
-import { createWriteStream, readdirSync, readFileSync, readlinkSync, readSync, openSync, closeSync, fstatSync, writeSync, constants as fsc } from 'node:fs'
+import { createWriteStream, readdirSync, readlinkSync, readSync, openSync, closeSync, fstatSync, writeSync, constants as fsc } from 'node:fs'
+import { readStat } from '../util/procfs.js'
 import { Socket } from 'node:net'
 import type { Readable, Writable } from 'node:stream'
 import debug from '../util/log.js'
@@ -27,14 +28,19 @@ const log = debug('hpcfs:relay')
 
 export type StdioKind = 'pipe' | 'socket' | 'tty' | 'path' | 'closed'
 
+/** What descriptor fd of process pid is (its /proc link, e.g. "pipe:[123]"), or '' when closed. */
+function fdLink (pid: number, fd: number): string {
+  try { return readlinkSync(`/proc/${pid}/fd/${fd}`) } catch { return '' }
+}
+
 /**
  * What a standard descriptor of a process is: unnamed pipes, sockets and terminals are relayed by
  * the deputy; regular files and named FIFOs travel in the image by path (the cluster shares a file
  * namespace), and so does anything else.
  */
 export function stdioKind (pid: number, fd: number): StdioKind {
-  let link: string
-  try { link = readlinkSync(`/proc/${pid}/fd/${fd}`) } catch { return 'closed' }
+  const link = fdLink(pid, fd)
+  if (link === '') return 'closed'
   if (link.startsWith('pipe:')) return 'pipe'
   if (link.startsWith('socket:')) return 'socket'
   if (/^\/dev\/(pts\/|tty|console)/.test(link)) return 'tty'
@@ -498,10 +504,6 @@ export class GuestRelays {
   }
 }
 
-/** What descriptor fd of process pid is (its /proc link, e.g. "pipe:[123]"), or '' when closed. */
-function fdLink (pid: number, fd: number): string {
-  try { return readlinkSync(`/proc/${pid}/fd/${fd}`) } catch { return '' }
-}
 
 /** PF_EXITING in /proc/<pid>/stat's flags: the process is in exit(), closing its files. */
 const PF_EXITING = 0x4
@@ -513,13 +515,10 @@ const PF_EXITING = 0x4
  * closes everything, e.g. a dumped copy killed once it runs elsewhere: that is no close to pass on).
  */
 export function closedHow (pid: number, was: string): 'close' | 'shutdown' | null {
+  const f = readStat(pid) // (flags: field 9)
+  if (f === undefined || /^[ZX]/.test(f[0]) || (Number(f[6]) & PF_EXITING) !== 0) return null
   let fds: string[]
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    if (/^[ZX]/.test(f[0]) || (Number(f[6]) & PF_EXITING) !== 0) return null
-    fds = readdirSync(`/proc/${pid}/fd`)
-  } catch { return null }
+  try { fds = readdirSync(`/proc/${pid}/fd`) } catch { return null }
   if (fds.some(f => fdLink(pid, Number(f)) === was)) return was.startsWith('socket:') ? 'shutdown' : null
   return 'close'
 }
