@@ -6,7 +6,7 @@ import * as ppm from '../ppm/ppm.js'
 import type { KeepInfo } from '../ppm/ppm.js'
 import { attachKept, type Kept } from '../ppm/keeper.js'
 import { processAge, psInfo, residentBytes, type PsInfo } from '../util/procfs.js'
-import { stdioKind, type StdioKind } from './relay.js'
+import { stdioKind, type StdioKind } from './fdkind.js'
 
 /** The deputy as the home side uses it (ppm.Deputy). Events: 'signal' (number), 'end'. */
 export type DeputyHandle = Pick<ppm.Deputy, 'on' | 'removeAllListeners' | 'exit' | 'kill' | 'restoreInto' | 'takeFds'> & Partial<Pick<ppm.Deputy, 'restoreFromFd' | 'relayed' | 'relayFds' | 'pull' | 'closeFd'>>

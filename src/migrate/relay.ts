@@ -11,7 +11,7 @@
 // input and asks for it; carries the relayed descriptors' bytes to and from the restored process.
 // Closes: a close (or shutdown) the process makes away from home is seen on N (watchCloses, and
 // StdinPull for input pipes) and made at home too (HomeStdio.closeFd, through the deputy).
-import { createWriteStream, readdirSync, readlinkSync, readSync, openSync, closeSync, fstatSync, writeSync, constants as fsc } from 'node:fs'
+import { createWriteStream, readdirSync, readSync, openSync, closeSync, fstatSync, writeSync, constants as fsc } from 'node:fs'
 import { readStat } from '../util/procfs.js'
 import { Socket } from 'node:net'
 import type { Readable, Writable } from 'node:stream'
@@ -23,29 +23,9 @@ import { NO_READ_AHEAD } from '../ppm/keeper.js'
 import { ctxtSwitches, stdinWait, syscallLine, STDIN_CHUNK } from './stdin.js'
 import { BROKEN_RESEND_MS, INPUT_CLOSE_CHECK_MS, INPUT_POLL_MS, INPUT_SETTLE_MS } from '../config.js'
 import { poll, PollTimeout } from '../util/poll.js'
+import { fdLink, type StdioKind } from './fdkind.js'
 
 const log = debug('hpcfs:relay')
-
-export type StdioKind = 'pipe' | 'socket' | 'tty' | 'path' | 'closed'
-
-/** What descriptor fd of process pid is (its /proc link, e.g. "pipe:[123]"), or '' when closed. */
-function fdLink (pid: number, fd: number): string {
-  try { return readlinkSync(`/proc/${pid}/fd/${fd}`) } catch { return '' }
-}
-
-/**
- * What a standard descriptor of a process is: unnamed pipes, sockets and terminals are relayed by
- * the deputy; regular files and named FIFOs travel in the image by path (the cluster shares a file
- * namespace), and so does anything else.
- */
-export function stdioKind (pid: number, fd: number): StdioKind {
-  const link = fdLink(pid, fd)
-  if (link === '') return 'closed'
-  if (link.startsWith('pipe:')) return 'pipe'
-  if (link.startsWith('socket:')) return 'socket'
-  if (/^\/dev\/(pts\/|tty|console)/.test(link)) return 'tty'
-  return 'path'
-}
 
 /** The stdin mode of a process leaving with these fds 0-2: pull when fd 0 is relayed. */
 export function stdinModeOf (kinds: StdioKind[]): 'pull' | 'none' {
