@@ -6,6 +6,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Lab } from '../src/lab/lab.js'
 import { netnsPids } from '../src/lab/sys.js'
+import { readStat } from '../src/util/procfs.js'
 import { poll as pollUntil, PollTimeout } from '../src/util/poll.js'
 
 /** A job started at a node (this process is its parent), with its stdout and stderr (pipes: relayed while it is away). */
@@ -80,6 +81,7 @@ export async function leftovers (lab: Lab, stateDir: string): Promise<string[]> 
       let cmd = ''
       try { cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ').trim() } catch {}
       if (cmd === '' || cmd.startsWith('fusermount ') || cmd.startsWith('nsenter ')) continue
+      if (cmd.endsWith('hpc-ppm-helper standby') && Number(readStat(p)?.[1]) === nd.pid) continue // (an idle helper its daemon keeps ready)
       out.push(`node ${nd.id}: ${p} ${cmd.slice(0, 60)}`)
     }
     const dir = join(stateDir, String(nd.id), 'guests')
