@@ -233,7 +233,10 @@ export class Home {
         const reasons = await this.cantMove(p.pid).catch(() => [])
         throw reasons.length ? new ErrnoError('EPERM', `cannot move: ${reasons.join('; ')}`) : e
       }
-      offered.catch(() => {}) // awaited below, or withdrawn
+      // N's answer, once it has come: a refusal closes the connection, and a helper that had not
+      // taken it yet then fails on a descriptor no longer the one named: the refusal is the reason
+      let answer: Error | null = null
+      offered.catch(e => { answer = e as Error }) // awaited below, or withdrawn
       const start = this.d.engine.startDeputy
       const sink = start !== undefined ? rawSink(conn, copy) : null
       ahead = start !== undefined && sink !== null ? start(p.pid, sink, {}) : null
@@ -241,7 +244,7 @@ export class Home {
       const checked = ahead !== null ? ahead.then(a => (a.reasons ?? []).map(r => r.text)) : this.cantMove(p.pid)
       const withdraw = (): void => { void offered.then(o => { o.loud?.(); o.conn.close() }, () => {}) }
       let reasons: string[]
-      try { reasons = await checked } catch (e) { withdraw(); throw e }
+      try { reasons = await checked } catch (e) { withdraw(); throw answer ?? e }
       if (reasons.length) { withdraw(); throw new ErrnoError('EPERM', `cannot move: ${reasons.join('; ')}`) }
       const { hostinfo, loud } = await offered
       const pending = ahead !== null ? await ahead : null

@@ -397,3 +397,35 @@ test('out with a deputy started ahead: the frozen original is the copy, released
   await second
   await until(() => engine.deputies[0]?.exited.includes(3) === true, 'the deputy exits as the remote did')
 })
+
+test('out with a deputy started ahead: a refusal that closes the connection before the helper took it is what the move reports', async () => {
+  // On a busy machine N's refusal can come before the deputy's helper has taken the connection:
+  // the offer closes it, and the helper then fails on a descriptor that is no longer the one named.
+  const engine = new StubEngine()
+  let took!: (e: Error) => void
+  const startDeputy: NonNullable<Engine['startDeputy']> = async () => await new Promise((resolve, reject) => { took = reject })
+  const peers: Peer[] = []
+  const home = new Home({
+    cluster: cluster(1),
+    engine: Object.assign(engine, { startDeputy }),
+    bandwidth: new Map(),
+    moved: () => {},
+    dial: async (node): Promise<Link> => {
+      const mine = new RawMemLink(`node ${node}`)
+      const theirs = new MemLink('node 1')
+      mine.other = theirs
+      theirs.other = mine
+      peers.push(new Peer(theirs))
+      return mine
+    }
+  })
+  const moved = home.requestMove(PID, 3)
+  await until(() => peers.length === 1 && took !== undefined, 'an offer, and the helper starting')
+  await peers[0].next('migrate')
+  await peers[0].link.send({ t: 'refuse', reason: 'this node is blocked (admin/block)' })
+  await until(() => peers[0].link.closed, 'the offer closed on the refusal')
+  took(new Error('descriptor 7 of 31337 is no longer the one named (closed before it was taken)'))
+  await moved
+  assert.equal(home.procs.get(PID)?.where, 'home')
+  assert.equal(home.procs.get(PID)?.lastError, 'node 3 refused: this node is blocked (admin/block)')
+})
