@@ -103,9 +103,14 @@ int dump_thread(struct tracee *t, uint64_t scratch, struct img_thread *th, uint8
 /* The process-wide state that needs injected calls: signal handlers, itimers, brk. */
 static int dump_core_injected(struct tracee *t, uint64_t scratch, struct img_core *c)
 {
-	int e = 0;
+	/* only the signals with a handler or ignored are asked (an injected call each): a default
+	 * one's action is all zeros (its flags and mask do nothing), except SIGCHLD's flags
+	 * (SA_NOCLDSTOP, SA_NOCLDWAIT), always asked */
+	uint64_t nondef = 0;
+	int e = sig_nondefault(t->pid, &nondef);
 	for (int s = 1; s <= 64 && !e; s++) {
 		if (s == SIGKILL || s == SIGSTOP) continue;
+		if (s != SIGCHLD && !(nondef >> (s - 1) & 1)) { memset(&c->act[s], 0, sizeof c->act[s]); continue; }
 		e = INJ(t, NULL, SYS_rt_sigaction, s, 0, scratch, 8, 0, 0);
 		if (!e) e = mem_read(t, scratch, &c->act[s], sizeof c->act[s]);
 	}

@@ -96,6 +96,7 @@ int64_t clock_ns(clockid_t id);
 ssize_t read_file(const char *path, char *buf, size_t cap);
 char *read_file_alloc(const char *path);	/* whole file, NUL-terminated; NULL on error */
 int status_field(const char *status, const char *key, char *out, size_t cap);
+int sig_nondefault(pid_t pid, uint64_t *mask);
 int ends_with(const char *s, const char *suf);
 
 /* ---------- image.c ---------- */
@@ -349,6 +350,7 @@ int cmd_deputy(pid_t pid, const char *target);
 enum { RT_PIPE = 1, RT_SOCK = 2 };
 extern int g_relay;	/* --relay: a pipe or connected stream socket whose other end is elsewhere is relayed */
 extern int g_relay_keep;	/* restoring into the hollow original: its relayed fds are its own */
+extern int g_inject_two_stops;	/* HPC_PPM_INJECT=two-stops: injected calls stop at entry and exit */
 void relay_mark(struct fdtab *tab);
 int relay_reason(struct fdtab *tab, struct fdent *e, int print);
 void relay_note(const struct img_fd *f);

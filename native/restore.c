@@ -235,9 +235,14 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 		if (v->kind != K_FILE_SHARED && v->kind != K_MEMFD && v->prot != (PROT_READ | PROT_WRITE))
 			e = INJ(t, NULL, SYS_mprotect, v->start, v->end - v->start, v->prot, 0, 0, 0);
 	}
-	/* 10. signals */
+	/* 10. signals: set where the image's action is not the default or the process's is not
+	 * (the stub inherits this helper's ignored signals; a hollow original has its own) */
+	uint64_t nondef = 0;
+	if (!e) e = sig_nondefault(t->pid, &nondef);
 	for (int s = 1; s <= 64 && !e; s++) {
 		if (s == SIGKILL || s == SIGSTOP) continue;
+		const struct ksigaction *a = &c->act[s];
+		if (s != SIGCHLD && !(nondef >> (s - 1) & 1) && !a->handler && !a->flags && !a->mask) continue;
 		e = mem_write(t, scr, &c->act[s], sizeof c->act[s]);
 		if (!e) e = INJ(t, NULL, SYS_rt_sigaction, s, scr, 0, 8, 0, 0);
 	}

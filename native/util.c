@@ -95,6 +95,22 @@ int status_field(const char *status, const char *key, char *out, size_t cap)
 	return -1;
 }
 
+/* The signals whose disposition is not the default (SigIgn | SigCgt of /proc/PID/status, bit s-1
+ * for signal s), in *mask. A default disposition needs no injected rt_sigaction to read or set. */
+int sig_nondefault(pid_t pid, uint64_t *mask)
+{
+	char fn[64], st[4096], v[32];
+	snprintf(fn, sizeof fn, "/proc/%d/status", pid);
+	if (read_file(fn, st, sizeof st) <= 0) return fail(errno ? errno : EIO, "reading %s", fn);
+	*mask = 0;
+	const char *keys[2] = { "SigIgn", "SigCgt" };
+	for (int i = 0; i < 2; i++) {
+		if (status_field(st, keys[i], v, sizeof v)) return fail(EIO, "%s: no %s", fn, keys[i]);
+		*mask |= strtoull(v, NULL, 16);
+	}
+	return 0;
+}
+
 void clear_err(void)
 {
 	g_err[0] = 0;

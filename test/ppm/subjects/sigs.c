@@ -1,5 +1,6 @@
 /* Signal handlers: SIGUSR1 counted by a SA_RESTART|SA_ONSTACK handler on an alternate stack, SIGALRM by an SA_SIGINFO handler with
- * a mask, SIGINT ignored, SIGUSR2 blocked. Every round raises SIGUSR1 and SIGALRM; at the end
+ * a mask, SIGINT ignored, SIGUSR2 blocked, SIGCHLD default with SA_NOCLDSTOP (its flags matter
+ * though its handler is the default), SIGTERM and SIGPIPE left alone (default). Every round raises SIGUSR1 and SIGALRM; at the end
  * the handlers, flags, masks, the blocked set, the alternate stack and a long interval timer
  * (ITIMER_REAL, 1000 s, interval 500 s) are checked against what was installed.
  * usage: sigs ROUNDS DELAY_US EXIT_CODE */
@@ -45,6 +46,9 @@ int main(int argc, char **argv)
 	sigaction(SIGALRM, &b, NULL);
 	sigaction(SIGHUP, &c, NULL);
 	signal(SIGINT, SIG_IGN);
+	struct sigaction d = { 0 };
+	d.sa_handler = SIG_DFL; d.sa_flags = SA_NOCLDSTOP;
+	sigaction(SIGCHLD, &d, NULL);
 	sigset_t blk;
 	sigemptyset(&blk);
 	sigaddset(&blk, SIGUSR2);
@@ -61,6 +65,9 @@ int main(int argc, char **argv)
 	sigaction(SIGUSR1, NULL, &x); ok &= x.sa_handler == on_usr1 && (x.sa_flags & SA_RESTART);
 	sigaction(SIGALRM, NULL, &x); ok &= x.sa_sigaction == on_alrm && (x.sa_flags & SA_SIGINFO) && sigismember(&x.sa_mask, SIGTERM);
 	sigaction(SIGINT, NULL, &x); ok &= x.sa_handler == SIG_IGN;
+	sigaction(SIGCHLD, NULL, &x); ok &= x.sa_handler == SIG_DFL && (x.sa_flags & SA_NOCLDSTOP);
+	sigaction(SIGTERM, NULL, &x); ok &= x.sa_handler == SIG_DFL;
+	sigaction(SIGPIPE, NULL, &x); ok &= x.sa_handler == SIG_DFL;
 	sigset_t cur;
 	sigprocmask(SIG_BLOCK, NULL, &cur); ok &= sigismember(&cur, SIGUSR2) && !sigismember(&cur, SIGUSR1);
 	stack_t cs;
