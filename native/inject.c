@@ -32,6 +32,9 @@ static int is_sync_fault(int sig, const siginfo_t *si)
 	return (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGTRAP || sig == SIGSYS) && si->si_code > 0;
 }
 
+/* HPC_PPM_INJECT=two-stops: every injected call stops at its entry and exit (the old way, to compare) */
+int g_inject_two_stops;
+
 int inject(struct tracee *t, long nr, long a1, long a2, long a3, long a4, long a5, long a6, long *ret)
 {
 	struct user_regs_struct r = t->regs0;
@@ -40,6 +43,33 @@ int inject(struct tracee *t, long nr, long a1, long a2, long a3, long a4, long a
 	r.orig_rax = -1;
 	r.rdi = a1; r.rsi = a2; r.rdx = a3; r.r10 = a4; r.r8 = a5; r.r9 = a6;
 	if (ptrace(PTRACE_SETREGS, t->pid, 0, &r)) return fail(errno, "PTRACE_SETREGS: %s", strerror(errno));
+	/* One stop per call: the syscall instruction single-stepped (the trap comes once it has
+	 * returned), instead of a stop at its entry and another at its exit. Calls that make a task
+	 * (the new one would start with the trap flag) keep the two stops. */
+	if (nr != NR_CLONE3 && nr != SYS_clone && nr != SYS_fork && nr != SYS_vfork && !g_inject_two_stops) {
+		if (ptrace(PTRACE_SINGLESTEP, t->pid, 0, 0)) return fail(errno, "PTRACE_SINGLESTEP: %s", strerror(errno));
+		for (;;) {
+			int st, e = twait(t, &st);
+			if (e) return e;
+			int sig = WSTOPSIG(st), ev = st >> 16;
+			if (sig == (SIGTRAP | 0x80)) break;
+			if (ev == 0) {
+				siginfo_t si;
+				memset(&si, 0, sizeof si);
+				ptrace(PTRACE_GETSIGINFO, t->pid, 0, &si);
+				if (sig == SIGTRAP && si.si_code > 0) break;	/* the step's trap: the call has returned */
+				if (is_sync_fault(sig, &si))
+					return fail(EFAULT, "synchronous signal %d (code %d, addr %p) during injected syscall %ld: aborted", sig, si.si_code, si.si_addr, nr);
+				add_pending(t, sig);
+			}
+			if (ptrace(PTRACE_SINGLESTEP, t->pid, 0, 0)) return fail(errno, "PTRACE_SINGLESTEP: %s", strerror(errno));
+		}
+		if (ptrace(PTRACE_GETREGS, t->pid, 0, &r)) return fail(errno, "PTRACE_GETREGS: %s", strerror(errno));
+		if (r.rip != t->sc_ip + 2) return fail(EIO, "injected syscall %ld stopped at %#llx, not after its syscall instruction", nr, r.rip);
+		t->ninject++;
+		*ret = r.rax;
+		return 0;
+	}
 	for (int phase = 0; phase < 2; phase++) {
 		if (ptrace(PTRACE_SYSCALL, t->pid, 0, 0)) return fail(errno, "PTRACE_SYSCALL: %s", strerror(errno));
 		for (;;) {
