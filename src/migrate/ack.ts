@@ -1,4 +1,5 @@
-// Acknowledged output (docs/migrate.md "Output acknowledgement"). The output of a process away
+// Acknowledged output (docs/migrate.md "Output acknowledgement") and input (InLog, "Input
+// acknowledgement"). The output of a process away
 // from home (fds 1 and 2, and its relayed fds above 2) is numbered by byte, per fd, from the moment
 // it starts running on a node (its "stream", which goes on when it runs there again from its copy
 // after a failed move). The node keeps what home has not acknowledged (OutLog), home counts what
@@ -113,6 +114,57 @@ export class OutCounts {
   }
 
   counts (): Counts { return [...this.got.entries()].sort((a, b) => a[0] - b[0]) }
+}
+
+/**
+ * Home side: input handed to a process away (stdin, relayed input fds), numbered per fd from the
+ * start of its stream where it runs, and kept until its node says the bytes are in the process's
+ * pipe (the `got` of its next `want`). A want that comes over another connection than the one
+ * bytes went out on (the old one broke, or the node's daemon was started again) with less than was
+ * handed: those bytes never reached the process and are handed again; bytes that went out on the
+ * same connection are still on their way. Pull mode hands out one chunk per want, so little is kept.
+ */
+export class InLog {
+  private readonly handed = new Map<number, number>()
+  private entries: Array<Entry & { on: object }> = []
+
+  /** d was handed out for fd over connection `on`. */
+  add (fd: number, d: Buffer, on: object): void {
+    if (d.length === 0) return
+    const end = (this.handed.get(fd) ?? 0) + d.length
+    this.handed.set(fd, end)
+    this.entries.push({ fd, d, end, on })
+  }
+
+  /**
+   * A want for fd over `on`: the node has the first `got` bytes of fd in the process (undefined: it
+   * does not say, and nothing kept of fd can be told apart). What it has is dropped; returned: what
+   * went out on another connection and is not there, to hand again (now counted as gone out on `on`).
+   */
+  want (fd: number, got: number | undefined, on: object): Buffer[] {
+    const handed = this.handed.get(fd) ?? 0
+    if (got === undefined || got > handed) {
+      // (more than was handed: another numbering; nothing of it can be matched)
+      if (got !== undefined) { log('fd %d: the node has %d bytes of %d handed out: nothing handed again', fd, got, handed); this.handed.set(fd, got) }
+      this.entries = this.entries.filter(e => e.fd !== fd)
+      return []
+    }
+    const again: Buffer[] = []
+    const keep: typeof this.entries = []
+    for (const e of this.entries) {
+      if (e.fd !== fd) { keep.push(e); continue }
+      if (e.end <= got) continue
+      const start = e.end - e.d.length
+      const k = start < got ? { ...e, d: e.d.subarray(got - start) } : e
+      if (k.on !== on) { again.push(k.d); k.on = on }
+      keep.push(k)
+    }
+    this.entries = keep
+    return again
+  }
+
+  /** Bytes kept (handed out and not known to be in the process). */
+  kept (): number { let n = 0; for (const e of this.entries) n += e.d.length; return n }
 }
 
 /** Why a guest's output is not read now: out of touch with home, or as much kept as may be. */

@@ -70,6 +70,8 @@ export class Guest {
   detach: () => void = () => {}
   /** Since when it is out of touch with its home (ms; 0: it is not) */
   orphaned = 0
+  /** bytes of each input fd (0: stdin, relayed fds above 2) written into its pipes here (ack.ts InLog: told with each want) */
+  inGot = new Map<number, number>()
   /** its output, kept until home acknowledges it (ack.ts; set by startGuest) */
   out: GuestOutput = new GuestOutput(OUTPUT_KEEP_BYTES)
   /** called with true when it is in touch with home again, false when it is given up */
@@ -229,10 +231,11 @@ export class GuestSide {
    * to home. `out`: the output of the process it ran as before on this node (it runs again from its
    * copy), whose numbering it goes on with; a fresh one otherwise.
    */
-  private startGuest (conn: Link, r: GuestProcess, home: number, homePid: number, stdin: 'pull' | 'none', age: number, since = Date.now(), out?: GuestOutput): Guest {
+  private startGuest (conn: Link, r: GuestProcess, home: number, homePid: number, stdin: 'pull' | 'none', age: number, since = Date.now(), out?: GuestOutput, inGot?: Map<number, number>): Guest {
     const g = new Guest(r.pid, home, homePid, conn, r, since, stdin, age)
     this.guests.set(r.pid, g)
     if (out !== undefined) g.out = out
+    if (inGot !== undefined) g.inGot = inGot
     // what it writes is kept until home has it; out of touch with home, the rest waits in its pipes
     const sources: Array<[number, Readable]> = [[1, r.stdout], [2, r.stderr]].filter((x): x is [number, Readable] => x[1] !== null)
     g.out.attach([...sources, ...g.relays.readers])
@@ -241,8 +244,8 @@ export class GuestSide {
     r.stdin?.on('error', () => {})
     this.bindConn(g, conn)
     superviseFamily(g, r, () => this.guests.get(g.pid) === g)
-    if (stdin === 'pull') g.pull.start(() => this.guests.get(g.pid) === g, () => g.leaving || g.conn.closed, n => { void g.conn.send({ t: 'want', n }).catch(() => {}) }, () => { void this.closedHere(g, 0, 'close') })
-    for (const [fd, p] of g.relays.pulls) p.start(() => this.guests.get(g.pid) === g, () => g.leaving || g.conn.closed, n => { void g.conn.send({ t: 'want', n, fd }).catch(() => {}) }, () => { void this.closedHere(g, fd, 'close') })
+    if (stdin === 'pull') g.pull.start(() => this.guests.get(g.pid) === g, () => g.leaving || g.conn.closed, n => { void g.conn.send({ t: 'want', n, got: g.inGot.get(0) ?? 0 }).catch(() => {}) }, () => { void this.closedHere(g, 0, 'close') })
+    for (const [fd, p] of g.relays.pulls) p.start(() => this.guests.get(g.pid) === g, () => g.leaving || g.conn.closed, n => { void g.conn.send({ t: 'want', n, fd, got: g.inGot.get(fd) ?? 0 }).catch(() => {}) }, () => { void this.closedHere(g, fd, 'close') })
     void r.exited.then(st => {
       g.ended = st
       if (!g.leaving) void this.reportEnd(g, st) // (while it leaves: ended by its dump, or reported if it stays after all)
@@ -289,12 +292,12 @@ export class GuestSide {
     const onData = (type: string, d: Buffer): void => {
       if (type === 'R') {
         const f = parseFdFrame(d)
-        if (f !== null) g.relays.input(f[0], f[1])
+        if (f !== null) g.relays.input(f[0], f[1], () => { this.gotInput(g, f[0], f[1].length) })
         return
       }
       if (type !== 'N') return
       g.pull.handed()
-      g.r.stdin?.write(d)
+      g.r.stdin?.write(d, e => { if (e == null) this.gotInput(g, 0, d.length) })
     }
     const onMsg = (x: Message): void => { this.onGuestMsg(g, x).catch(e => log('guest %d: %s: %s', g.pid, x.t, (e as Error).message)) }
     const onClose = (): void => {
@@ -307,10 +310,16 @@ export class GuestSide {
     g.detach = () => { conn.off('data', onData); conn.off('msg', onMsg); conn.off('close', onClose) }
   }
 
+  /** n bytes of input fd are in the guest's pipe: counted, and recorded (a daemon started again tells home). */
+  private gotInput (g: Guest, fd: number, n: number): void {
+    g.inGot.set(fd, (g.inGot.get(fd) ?? 0) + n)
+    this.save(g)
+  }
+
   /** The guest's record on disk, so that it survives a restart of this daemon. */
   private save (g: Guest, leaving = g.leaving): void {
     if (this.guests.get(g.pid) !== g) return
-    this.states.save({ pid: g.pid, home: g.home, homePid: g.homePid, stdin: g.stdinMode, age: g.age, since: g.since, decay: { rate: g.decay.rate, kind: g.decay.kind, perMille: g.decay.perMille, interval: g.decay.interval }, keeper: g.r.keeper, held: g.held, leaving })
+    this.states.save({ pid: g.pid, home: g.home, homePid: g.homePid, stdin: g.stdinMode, age: g.age, since: g.since, decay: { rate: g.decay.rate, kind: g.decay.kind, perMille: g.decay.perMille, interval: g.decay.interval }, keeper: g.r.keeper, held: g.held, leaving, inGot: [...g.inGot.entries()] })
   }
 
   /** This node no longer has the guest (it ended, left, or was killed). */
@@ -435,7 +444,8 @@ export class GuestSide {
         }
       }
       if (!copied) { const img = this.states.imagePath(rec.pid); if (img !== null) rmSync(img, { force: true }) } // (a dump that failed)
-      const g = this.startGuest(new Unlinked(), r, rec.home, rec.homePid, rec.stdin, rec.age, rec.since, out)
+      // (its input count holds for a copy too: it had read all it was handed before its dump)
+      const g = this.startGuest(new Unlinked(), r, rec.home, rec.homePid, rec.stdin, rec.age, rec.since, out, new Map(rec.inGot ?? []))
       // a copy runs only once home says it has it here (it may keep the pid it had: the restore
       // keeps it when it is free)
       g.held = rec.held || copied
@@ -663,7 +673,7 @@ export class GuestSide {
     await g.out.drain(g.outputDone, OUTPUT_DRAIN_MS)
     g.r.release()
     const again = await this.d.engine.restore(await replay(copy), { hold, family: true, leaseMs: this.leaseMs })
-    const h = this.startGuest(g.conn, again, g.home, g.homePid, g.stdinMode, g.age + (Date.now() - g.since) / 1000, Date.now(), g.out)
+    const h = this.startGuest(g.conn, again, g.home, g.homePid, g.stdinMode, g.age + (Date.now() - g.since) / 1000, Date.now(), g.out, g.inGot)
     Object.assign(h.decay, g.decay)
     h.held = hold
     this.save(h)

@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto'
 import debug from '../util/log.js'
 import { ACK_BYTES, ACK_MS, DEFAULTS, rejoinWaitMs } from '../config.js'
-import { OutCounts } from './ack.js'
+import { InLog, OutCounts } from './ack.js'
 import { ErrnoError, einval } from '../util/errno.js'
 import type { Cluster, Dial } from './cluster.js'
 import type { DeputyHandle, DumpedHandle, Engine, StartedDeputy } from './engine.js'
@@ -25,7 +25,7 @@ import { applyHint, defaultHints, type DecayHint, type DecayHints } from './hint
 import type { Link } from './link.js'
 import type { PsInfo } from '../util/procfs.js'
 import type { AcceptMsg, FailedMsg, ImageEndMsg, RefuseMsg, Message, MoveRequestMsg, RejoinMsg, RunningMsg, StayMsg } from './protocol.js'
-import { HomeStdio, parseFdFrame, serveWant, stdinModeOf } from './relay.js'
+import { HomeStdio, handInput, parseFdFrame, serveWant, stdinModeOf } from './relay.js'
 import { ImageCopy, noteTransfer, rawSink, replay, tee } from './transfer.js'
 import { spaceRefusal } from './space.js'
 import { tmpdir } from 'node:os'
@@ -88,6 +88,8 @@ export class HomeProc {
   /** The output got from its stream where it runs (ack.ts), and the acknowledgement waiting to go. */
   got = new OutCounts()
   ackTimer: NodeJS.Timeout | null = null
+  /** The input handed to it where it runs and not yet known to be there (ack.ts). */
+  inLog = new InLog()
   /**
    * N -> M committed while N's connection was broken: N may still have the end of its output.
    * M's output and messages are held until N has sent it (it rejoins and is refused: `got` is
@@ -262,6 +264,7 @@ export class Home {
   private async sendOut (p: HomeProc, conn: Link, node: number, hostinfo: string, copy: ImageCopy, loud: (() => void) | null, pending: Extract<StartedDeputy, { reasons: null }> | null): Promise<void> {
     const reply = conn.expect('running', 'failed').catch((e): FailedMsg => ({ t: 'failed', reason: (e as Error).message }))
     p.got = new OutCounts() // its output on N is numbered from its start there
+    p.inLog = new InLog() // and its input
     this.bind(p, conn, node)
     let broke: Error | undefined
     conn.once('close', e => { broke = e })
@@ -440,15 +443,27 @@ export class Home {
         this.forget(p)
         break
       }
-      case 'want':
+      case 'want': {
+        const fd = m.fd ?? 0
+        if (conn === p.conn) {
+          // input acknowledgement (ack.ts InLog): what N has is dropped; what went out over an
+          // older connection and never reached the process is handed again, instead of new input
+          const again = p.inLog.want(fd, m.got, conn)
+          if (again.length > 0) {
+            log('process %d: handing %d bytes of fd %d again (lost with an older connection)', p.pid, again.reduce((a, d) => a + d.length, 0), fd)
+            for (const d of again) handInput(conn, fd, d)
+            break
+          }
+        }
         serveWant(p.io, conn, m.n, () => {
           if (p.io.ready(m.fd ?? 0) && p.conn === conn && !p.moving) return 'now'
           // Not yet: the relay is being set up, or conn is M's during N -> M. (To N during a move
           // the want is dropped: N stops waiting for it and the process reads again wherever it lands.)
           const soon = conn === p.holdFor || (conn === p.conn && !p.moving && p.where === 'migrating')
           return soon ? 'later' : 'never'
-        }, m.fd ?? 0)
+        }, fd, d => { if (p.conn === conn) p.inLog.add(fd, d, conn) })
         break
+      }
       case 'closed':
         // the process closed a relayed fd (or shut a socket down for writing) where it runs
         await p.io.closeFd(m.fd, m.how)
@@ -723,6 +738,7 @@ export class Home {
     if (m.t === 'running') {
       await next.conn.send({ t: 'run' }).catch(() => {})
       p.conn = next.conn
+      p.inLog = new InLog() // its input on M is numbered from its start there
       if (s.t === 'sent' && s.bytes > 0) p.imageBytes = s.bytes
       noteTransfer(this.d.bandwidth, node, m.bytes, m.ms)
       const broke = old.closed

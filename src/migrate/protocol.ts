@@ -74,9 +74,11 @@ export interface KillMsg { t: 'kill' }
 
 /**
  * N -> H (running): the guest is blocked waiting for input on stdin (no `fd`: N frames) or on the
- * relayed descriptor `fd` above 2 (R frames); it may be handed up to `n` bytes.
+ * relayed descriptor `fd` above 2 (R frames); it may be handed up to `n` bytes. `got`: the bytes of
+ * that fd N has written into the process's pipe since it runs there (input acknowledgement, ack.ts
+ * InLog): what home handed over an older connection beyond it is handed again.
  */
-export interface WantMsg { t: 'want', n: number, fd?: number }
+export interface WantMsg { t: 'want', n: number, fd?: number, got?: number }
 
 /** H -> N (running): stdin (or the relayed descriptor `fd`) reached its end. */
 export interface StdinEndMsg { t: 'stdin-end', fd?: number }
@@ -233,7 +235,7 @@ const SCHEMAS: { [K in Kind]: Schema<MsgOf<K>> } = {
   failed: { reason: str },
   signal: { sig: v => int(v) && (v as number) >= 1 && (v as number) <= 64 },
   kill: {},
-  want: { n: v => int(v) && (v as number) >= 1, fd: opt(v => int(v) && (v as number) >= 3 && (v as number) < 1 << 20) },
+  want: { n: v => int(v) && (v as number) >= 1, fd: opt(v => int(v) && (v as number) >= 3 && (v as number) < 1 << 20), got: opt(nat) },
   'stdin-end': { fd: opt(v => int(v) && (v as number) >= 3 && (v as number) < 1 << 20) },
   closed: { fd: v => int(v) && (v as number) >= 0 && (v as number) < 1 << 20, how: oneOf('close', 'shutdown') },
   broken: { fd: v => int(v) && (v as number) >= 1 && (v as number) < 1 << 20 },

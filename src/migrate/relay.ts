@@ -281,10 +281,10 @@ async function endStream (s: Writable): Promise<void> {
  * the relay is open), later (retry in 5 ms), or never (the want is dropped: the guest stops
  * waiting for it and reads again wherever it lands).
  */
-export function serveWant (io: HomeStdio, conn: Link, n: number, gate: () => 'now' | 'later' | 'never', fd = 0): void {
+export function serveWant (io: HomeStdio, conn: Link, n: number, gate: () => 'now' | 'later' | 'never', fd = 0, handed?: (d: Buffer) => void): void {
   const g = gate()
   const src = fd === 0 ? (io.stdinFd === null ? undefined : { fd: io.stdinFd, pull: false }) : io.extraIn.get(fd)
-  const again = (): void => { if (!conn.closed) setTimeout(() => serveWant(io, conn, n, gate, fd), INPUT_POLL_MS).unref() }
+  const again = (): void => { if (!conn.closed) setTimeout(() => serveWant(io, conn, n, gate, fd, handed), INPUT_POLL_MS).unref() }
   if (g !== 'now' || src === undefined) {
     if (g === 'later') again()
     return
@@ -293,8 +293,10 @@ export function serveWant (io: HomeStdio, conn: Link, n: number, gate: () => 'no
   const hand = (got: number): void => {
     if (got < 0 || (got === 0 && !src.pull)) void conn.send({ t: 'stdin-end', ...(fd !== 0 ? { fd } : {}) }).catch(() => {})
     else if (got === 0) again()
-    else if (fd === 0) void conn.frame('N', buf.subarray(0, got)).catch(() => {})
-    else void conn.frame('R', fdFrame(fd, buf.subarray(0, got))).catch(() => {})
+    else {
+      handed?.(buf.subarray(0, got))
+      handInput(conn, fd, buf.subarray(0, got))
+    }
   }
   if (src.pull) {
     // a socket: the deputy reads at most n of it now; the frame is queued before any move goes on (idle)
@@ -308,6 +310,12 @@ export function serveWant (io: HomeStdio, conn: Link, n: number, gate: () => 'no
     got = 0
   }
   hand(got)
+}
+
+/** Input d of fd goes to the process away over conn: an N frame (stdin) or an R frame (a relayed fd). */
+export function handInput (conn: Link, fd: number, d: Buffer): void {
+  if (fd === 0) void conn.frame('N', d).catch(() => {})
+  else void conn.frame('R', fdFrame(fd, d)).catch(() => {})
 }
 
 /**
@@ -455,10 +463,10 @@ export class GuestRelays {
     void r.exited.then(() => this.close(), () => this.close())
   }
 
-  /** Bytes home handed over for fd (its StdinPull asked). */
-  input (fd: number, d: Buffer): void {
+  /** Bytes home handed over for fd (its StdinPull asked); `written` once they are in the process's pipe. */
+  input (fd: number, d: Buffer, written?: () => void): void {
     this.pulls.get(fd)?.handed()
-    this.writers.get(fd)?.write(d)
+    this.writers.get(fd)?.write(d, e => { if (e == null) written?.() })
   }
 
   /** Home's side of input fd reached its end. */

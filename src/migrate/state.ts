@@ -30,6 +30,8 @@ export interface GuestRecord {
   held: boolean
   /** being dumped to leave (a process found dead by SIGKILL then left with its image) */
   leaving: boolean
+  /** bytes of each input fd written into its pipes here ([fd, bytes] pairs; ack.ts InLog) */
+  inGot?: Array<[number, number]>
 }
 
 const isInt = (v: unknown, min = 0): v is number => Number.isSafeInteger(v) && (v as number) >= min
@@ -48,7 +50,8 @@ export function toRecord (v: unknown): GuestRecord | null {
     (d.perMille === undefined || isInt(d.perMille)) && (d.interval === undefined || isInt(d.interval, 1)) &&
     typeof k === 'object' && k !== null && k.pid === o.pid && isInt(k.helper, 2) && typeof k.start === 'string' &&
     typeof fds === 'object' && fds !== null && ['in', 'out', 'err', 'ctl', 'cmd'].every(f => isInt(fds[f], 3)) &&
-    relaysOk(k.relays, k.helper)
+    relaysOk(k.relays, k.helper) &&
+    (o.inGot === undefined || (Array.isArray(o.inGot) && o.inGot.every(e => Array.isArray(e) && e.length === 2 && isInt(e[0]) && isInt(e[1]))))
   return ok ? v as GuestRecord : null
 }
 

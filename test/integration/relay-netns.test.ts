@@ -16,6 +16,10 @@ import { Lab as Bins } from '../ppm/harness.js'
 import { until } from '../helpers/daemon.js'
 import { fifoSink } from '../helpers/fifo.js'
 import { moveTo as moveJob } from '../helpers/jobs.js'
+import { readStat } from '../../src/util/procfs.js'
+import { stdinWait, syscallLine } from '../../src/migrate/stdin.js'
+import { unread } from '../../src/ppm/ppm.js'
+import { sleep } from '../../src/util/poll.js'
 
 let lab: Lab
 let bins: Bins
@@ -231,8 +235,6 @@ test('a child talking to its parent over pipes on fds 3 and 4 moves home -> 2 ->
   assert.doesNotMatch(out, /wrong/)
 })
 
-// (the talk is paused between two rounds for the kill: a line home handed to node 2's daemon and not
-// yet written into the child's pipe when the daemon dies is lost; README "Failure semantics")
 test('kill -9 of the daemon where a child on relayed pipes runs: the restarted daemon takes the relays up again', async () => {
   const pause = join(bins.dir, 'stop-restart.pause')
   const out = await relayedRun('talk.py', [], 'restart', async (pid, job) => {
@@ -245,6 +247,43 @@ test('kill -9 of the daemon where a child on relayed pipes runs: the restarted d
     await lab.node(2).start()
     await until('the guest adopted again', () => guests(2).includes(String(guest)), 15_000)
     rmSync(pause)
+    const seen = rounds(job)()
+    await until('talk goes on', () => rounds(job)() > seen + 1, 15_000)
+    await moveTo(pid, 'home')
+  })
+  assert.match(out, /^talked \d+ child 7$/m)
+  assert.doesNotMatch(out, /wrong/)
+})
+
+test('kill -9 of the daemon where a child runs, with a line home handed it still on the way: the line is handed again once the daemon is back, nothing lost or repeated', async () => {
+  const out = await relayedRun('talk.py', [], 'inflight', async (pid, job) => {
+    await moveTo(pid, 2)
+    const guest = Number(guests(2)[0])
+    const parent = Number(readStat(pid)?.[1] ?? 0) // (ppid of the child's original at home, the deputy)
+    assert.ok(parent > 1)
+    const waits = (p: number, fd: number): boolean => stdinWait(p, syscallLine(p), fd) !== null
+    // node 2's daemon is stopped while the child waits for a line: the parent's next line is read
+    // at home for the child's want and sent, and stays in node 2's socket. Seen from outside: the
+    // parent waits for its answer, the line is neither in the pipe at home nor in the child's, the
+    // child waits on it and has no answer waiting in its fd 4 (and this holds: nothing is on its way
+    // home). Otherwise the want had not come yet, or the answer was on its way: again.
+    const handedAway = async (): Promise<boolean> => syscallLine(parent).startsWith('0 ') && waits(guest, 3) &&
+      await unread(pid, 3) === 0 && await unread(guest, 3) === 0 && await unread(guest, 4) === 0
+    let inFlight = false
+    for (let attempt = 1; attempt <= 20 && !inFlight; attempt++) {
+      const seen = rounds(job)()
+      await until('the talk goes on', () => rounds(job)() > seen, 15_000)
+      lab.node(2).kill('SIGSTOP')
+      await until('the parent waits for its answer (in read)', () => syscallLine(parent).startsWith('0 '), 10_000)
+      inFlight = true
+      for (let i = 0; i < 5 && inFlight; i++) { inFlight = await handedAway(); if (inFlight) await sleep(100) }
+      if (!inFlight) lab.node(2).kill('SIGCONT')
+    }
+    assert.ok(inFlight, 'a line handed to node 2 and not in the child\'s pipe when its daemon dies')
+    lab.node(2).kill('SIGKILL')
+    await lab.node(2).waitExit()
+    await lab.node(2).start()
+    await until('the guest adopted again', () => guests(2).includes(String(guest)), 15_000)
     const seen = rounds(job)()
     await until('talk goes on', () => rounds(job)() > seen + 1, 15_000)
     await moveTo(pid, 'home')

@@ -1,12 +1,13 @@
 // Acknowledged output (src/migrate/ack.ts): the guest side's log of output home has not
-// acknowledged, home's counts, and the reading that stops (never drops) while home cannot take it.
+// acknowledged, home's counts, and the reading that stops (never drops) while home cannot take it;
+// home's log of input handed to a process away (InLog).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { PassThrough } from 'node:stream'
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { GuestOutput, OutCounts, OutLog, outFrame } from '../../src/migrate/ack.js'
+import { GuestOutput, InLog, OutCounts, OutLog, outFrame } from '../../src/migrate/ack.js'
 import { MemLink } from '../../src/migrate/memlink.js'
 import { parseFdFrame } from '../../src/migrate/relay.js'
 import { Peer, until } from './migrate-fixture.js'
@@ -183,4 +184,42 @@ test('a spill file cut short by the death of its writer gives what is whole; a b
     writeFileSync(path, 'garbage')
     assert.equal(GuestOutput.resume(path, 1000).log.rebase, true)
   } finally { rmSync(dir, { recursive: true, force: true }) }
+})
+
+test('input handed out is kept until a want says it is there; what went out on a connection that broke is handed again once, on the new one', () => {
+  const log = new InLog()
+  const a = {}
+  const c = {}
+  const strs = (xs: Buffer[]): string[] => xs.map(x => x.toString())
+  log.add(0, b('one\n'), a)
+  assert.deepEqual(log.want(0, 4, a), [], 'all of it is there')
+  assert.equal(log.kept(), 0)
+  log.add(0, b('two\n'), a)
+  log.add(3, b('x'), a)
+  // a want on the same connection that does not count it yet: it is on its way, not handed again
+  assert.deepEqual(log.want(0, 4, a), [])
+  assert.equal(log.kept(), 5)
+  // the connection broke before it arrived: on the new one, the node has 4 bytes of fd 0
+  assert.deepEqual(strs(log.want(0, 4, c)), ['two\n'])
+  assert.deepEqual(log.want(0, 4, c), [], 'handed again once: now on its way over c')
+  assert.deepEqual(log.want(0, 8, c), [])
+  // fd 3: part of a chunk got there
+  log.add(3, b('yz'), a)
+  assert.deepEqual(strs(log.want(3, 2, c)), ['z'])
+  assert.deepEqual(log.want(3, 3, c), [])
+  assert.equal(log.kept(), 0)
+})
+
+test('input: a count beyond what was handed (another numbering) or no count hands nothing again and keeps nothing of that fd', () => {
+  const log = new InLog()
+  const a = {}
+  const c = {}
+  log.add(0, b('abc'), a)
+  assert.deepEqual(log.want(0, 10, c), [])
+  assert.equal(log.kept(), 0)
+  log.add(0, b('d'), a)
+  assert.deepEqual(log.want(0, 10, c).map(x => x.toString()), ['d'], 'numbered on from the node\'s count: d (the 11th byte) went out on a and is not there')
+  log.add(4, b('e'), a)
+  assert.deepEqual(log.want(4, undefined, c), [])
+  assert.equal(log.kept(), 1, 'd, now on its way over c')
 })

@@ -1,6 +1,10 @@
 // The home side's state machine (src/migrate/home.ts) against a node played by the test over an
 // in-memory connection, with the engine stubbed (no process is touched).
 import { after, before, test } from 'node:test'
+import { spawnSync } from 'node:child_process'
+import { closeSync, constants as fsc, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import assert from 'node:assert/strict'
 import { Home, LOST_STATUS } from '../../src/migrate/home.js'
 import { MemLink } from '../../src/migrate/memlink.js'
@@ -179,6 +183,52 @@ test('the node comes back (rejoin) while the deputy waits: the session goes on; 
   const late = new Peer(x2)
   s.home.rejoin(y2, { t: 'rejoin', home: 1, pid: PID, guest: 555, node: 2 })
   assert.match((await late.next('refuse')).reason, /no process/)
+})
+
+test('input handed to a node whose connection broke before it was written there is handed again, once, on the connection it rejoins over', async () => {
+  const s = setup()
+  const { peer } = await moveOut(s)
+  const p = s.home.procs.get(PID)
+  assert.ok(p)
+  // its stdin at home: a FIFO the test writes
+  const dir = mkdtempSync(join(tmpdir(), 'hpcfs-inlog-'))
+  const fifo = join(dir, 'in')
+  assert.equal(spawnSync('mkfifo', [fifo]).status, 0)
+  const rd = openSync(fifo, fsc.O_RDWR | fsc.O_NONBLOCK)
+  const wr = openSync(fifo, fsc.O_WRONLY | fsc.O_NONBLOCK)
+  p.io.stdinFd = rd
+  const stdin = (peerOf: Peer): string => peerOf.frames.filter(([t]) => t === 'N').map(([, d]) => d.toString()).join('')
+  try {
+    writeSync(wr, 'one\n')
+    await peer.link.send({ t: 'want', n: 100, got: 0 })
+    await peer.until(() => stdin(peer) === 'one\n', 'the first line')
+    // the node wrote it into the process's pipe and wants more: the second line is handed, and the
+    // connection breaks before the node could write it
+    await peer.link.send({ t: 'want', n: 100, got: 4 })
+    writeSync(wr, 'two\n')
+    await peer.until(() => stdin(peer) === 'one\ntwo\n', 'the second line')
+    peer.link.close()
+    await until(() => p.limbo != null, 'waiting for the node')
+    const [mine, theirs] = MemLink.pair('node 1', 'node 2')
+    const back = new Peer(mine)
+    s.home.rejoin(theirs, { t: 'rejoin', home: 1, pid: PID, guest: 555, node: 2 })
+    await back.next('rejoin-ok')
+    // its want says it has 4 bytes: the second line again, and nothing new (none was written)
+    await mine.send({ t: 'want', n: 100, got: 4 })
+    await back.until(() => stdin(back) === 'two\n', 'the second line handed again')
+    await mine.send({ t: 'want', n: 100, got: 8 })
+    writeSync(wr, 'three\n')
+    await back.until(() => stdin(back) === 'two\nthree\n', 'the third line')
+    assert.equal(p.inLog.kept(), 6, 'the third line, until a want says it is there')
+    await mine.send({ t: 'want', n: 100, got: 14 })
+    await until(() => p.inLog.kept() === 0, 'acknowledged')
+    assert.equal(stdin(back), 'two\nthree\n', 'nothing handed twice on one connection')
+  } finally {
+    p.io.stdinFd = null
+    closeSync(rd)
+    closeSync(wr)
+    rmSync(dir, { recursive: true, force: true })
+  }
 })
 
 test('N -> home: gohome, the image comes back and is restored into the deputy', async () => {
