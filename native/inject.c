@@ -35,6 +35,36 @@ static int is_sync_fault(int sig, const siginfo_t *si)
 /* HPC_PPM_INJECT=two-stops: every injected call stops at its entry and exit (the old way, to compare) */
 int g_inject_two_stops;
 
+/* Lets the injected call of nr go on (req: PTRACE_SINGLESTEP or PTRACE_SYSCALL) to its next stop of
+ * its own: a syscall stop, or the single step's trap once the call has returned. Asynchronous
+ * signals on the way are recorded (re-sent later); a synchronous one aborts. */
+static int run_call(struct tracee *t, int req, long nr)
+{
+	const char *how = req == PTRACE_SINGLESTEP ? "PTRACE_SINGLESTEP" : "PTRACE_SYSCALL";
+	if (ptrace(req, t->pid, 0, 0)) return fail(errno, "%s: %s", how, strerror(errno));
+	for (;;) {
+		int st, e = twait(t, &st);
+		if (e) return e;
+		int sig = WSTOPSIG(st), ev = st >> 16;
+		if (sig == (SIGTRAP | 0x80)) return 0;
+		if (ev == PTRACE_EVENT_CLONE) {
+			/* an injected clone3 (threads.c): the new thread's tid as this helper sees it */
+			unsigned long msg = 0;
+			if (ptrace(PTRACE_GETEVENTMSG, t->pid, 0, &msg) == 0) t->event_pid = (pid_t)msg;
+		}
+		if (ev == 0) {
+			siginfo_t si;
+			memset(&si, 0, sizeof si);
+			ptrace(PTRACE_GETSIGINFO, t->pid, 0, &si);
+			if (req == PTRACE_SINGLESTEP && sig == SIGTRAP && si.si_code > 0) return 0;	/* the step's trap */
+			if (is_sync_fault(sig, &si))
+				return fail(EFAULT, "synchronous signal %d (code %d, addr %p) during injected syscall %ld: aborted", sig, si.si_code, si.si_addr, nr);
+			add_pending(t, sig);
+		}
+		if (ptrace(req, t->pid, 0, 0)) return fail(errno, "%s: %s", how, strerror(errno));
+	}
+}
+
 int inject(struct tracee *t, long nr, long a1, long a2, long a3, long a4, long a5, long a6, long *ret)
 {
 	struct user_regs_struct r = t->regs0;
@@ -46,54 +76,12 @@ int inject(struct tracee *t, long nr, long a1, long a2, long a3, long a4, long a
 	/* One stop per call: the syscall instruction single-stepped (the trap comes once it has
 	 * returned), instead of a stop at its entry and another at its exit. Calls that make a task
 	 * (the new one would start with the trap flag) keep the two stops. */
-	if (nr != NR_CLONE3 && nr != SYS_clone && nr != SYS_fork && nr != SYS_vfork && !g_inject_two_stops) {
-		if (ptrace(PTRACE_SINGLESTEP, t->pid, 0, 0)) return fail(errno, "PTRACE_SINGLESTEP: %s", strerror(errno));
-		for (;;) {
-			int st, e = twait(t, &st);
-			if (e) return e;
-			int sig = WSTOPSIG(st), ev = st >> 16;
-			if (sig == (SIGTRAP | 0x80)) break;
-			if (ev == 0) {
-				siginfo_t si;
-				memset(&si, 0, sizeof si);
-				ptrace(PTRACE_GETSIGINFO, t->pid, 0, &si);
-				if (sig == SIGTRAP && si.si_code > 0) break;	/* the step's trap: the call has returned */
-				if (is_sync_fault(sig, &si))
-					return fail(EFAULT, "synchronous signal %d (code %d, addr %p) during injected syscall %ld: aborted", sig, si.si_code, si.si_addr, nr);
-				add_pending(t, sig);
-			}
-			if (ptrace(PTRACE_SINGLESTEP, t->pid, 0, 0)) return fail(errno, "PTRACE_SINGLESTEP: %s", strerror(errno));
-		}
-		if (ptrace(PTRACE_GETREGS, t->pid, 0, &r)) return fail(errno, "PTRACE_GETREGS: %s", strerror(errno));
-		if (r.rip != t->sc_ip + 2) return fail(EIO, "injected syscall %ld stopped at %#llx, not after its syscall instruction", nr, r.rip);
-		t->ninject++;
-		*ret = r.rax;
-		return 0;
-	}
-	for (int phase = 0; phase < 2; phase++) {
-		if (ptrace(PTRACE_SYSCALL, t->pid, 0, 0)) return fail(errno, "PTRACE_SYSCALL: %s", strerror(errno));
-		for (;;) {
-			int st, e = twait(t, &st);
-			if (e) return e;
-			int sig = WSTOPSIG(st), ev = st >> 16;
-			if (sig == (SIGTRAP | 0x80)) break;
-			if (ev == PTRACE_EVENT_CLONE) {
-				/* an injected clone3 (threads.c): the new thread's tid as this helper sees it */
-				unsigned long msg = 0;
-				if (ptrace(PTRACE_GETEVENTMSG, t->pid, 0, &msg) == 0) t->event_pid = (pid_t)msg;
-			}
-			if (ev == 0) {
-				siginfo_t si;
-				memset(&si, 0, sizeof si);
-				ptrace(PTRACE_GETSIGINFO, t->pid, 0, &si);
-				if (is_sync_fault(sig, &si))
-					return fail(EFAULT, "synchronous signal %d (code %d, addr %p) during injected syscall %ld: aborted", sig, si.si_code, si.si_addr, nr);
-				add_pending(t, sig);
-			}
-			if (ptrace(PTRACE_SYSCALL, t->pid, 0, 0)) return fail(errno, "PTRACE_SYSCALL: %s", strerror(errno));
-		}
-	}
+	int step = nr != NR_CLONE3 && nr != SYS_clone && nr != SYS_fork && nr != SYS_vfork && !g_inject_two_stops;
+	int e = run_call(t, step ? PTRACE_SINGLESTEP : PTRACE_SYSCALL, nr);
+	if (!e && !step) e = run_call(t, PTRACE_SYSCALL, nr);
+	if (e) return e;
 	if (ptrace(PTRACE_GETREGS, t->pid, 0, &r)) return fail(errno, "PTRACE_GETREGS: %s", strerror(errno));
+	if (step && r.rip != t->sc_ip + 2) return fail(EIO, "injected syscall %ld stopped at %#llx, not after its syscall instruction", nr, r.rip);
 	t->ninject++;
 	*ret = r.rax;
 	return 0;

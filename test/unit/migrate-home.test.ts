@@ -382,6 +382,26 @@ class RawMemLink extends MemLink {
   override rawFd (): number | null { return this.closed ? null : 99 }
 }
 
+/** A home whose engine starts deputies ahead and whose connections can carry raw images (to the test's peers). */
+function rawHome (engine: StubEngine, startDeputy: NonNullable<Engine['startDeputy']>): { home: Home, peers: Peer[] } {
+  const peers: Peer[] = []
+  const home = new Home({
+    cluster: cluster(1),
+    engine: Object.assign(engine, { startDeputy }),
+    bandwidth: new Map(),
+    moved: () => {},
+    dial: async (node): Promise<Link> => {
+      const mine = new RawMemLink(`node ${node}`)
+      const theirs = new MemLink('node 1')
+      mine.other = theirs
+      theirs.other = mine
+      peers.push(new Peer(theirs))
+      return mine
+    }
+  })
+  return { home, peers }
+}
+
 test('out with a deputy started ahead: the frozen original is the copy, released when N fails; what N says before the original is hollow waits for the deputy', async () => {
   const engine = new StubEngine()
   let letHollow!: () => void
@@ -406,21 +426,7 @@ test('out with a deputy started ahead: the frozen original is the copy, released
       }
     }
   }
-  const peers: Peer[] = []
-  const home = new Home({
-    cluster: cluster(1),
-    engine: Object.assign(engine, { startDeputy }),
-    bandwidth: new Map(),
-    moved: () => {},
-    dial: async (node): Promise<Link> => {
-      const mine = new RawMemLink(`node ${node}`)
-      const theirs = new MemLink('node 1')
-      mine.other = theirs
-      theirs.other = mine
-      peers.push(new Peer(theirs))
-      return mine
-    }
-  })
+  const { home, peers } = rawHome(engine, startDeputy)
   // N cannot run it: the original, never emptied, runs on (nothing to restore)
   const first = home.requestMove(PID, 2)
   await until(() => peers.length === 1, 'an offer')
@@ -454,21 +460,7 @@ test('out with a deputy started ahead: a refusal that closes the connection befo
   const engine = new StubEngine()
   let took!: (e: Error) => void
   const startDeputy: NonNullable<Engine['startDeputy']> = async () => await new Promise((resolve, reject) => { took = reject })
-  const peers: Peer[] = []
-  const home = new Home({
-    cluster: cluster(1),
-    engine: Object.assign(engine, { startDeputy }),
-    bandwidth: new Map(),
-    moved: () => {},
-    dial: async (node): Promise<Link> => {
-      const mine = new RawMemLink(`node ${node}`)
-      const theirs = new MemLink('node 1')
-      mine.other = theirs
-      theirs.other = mine
-      peers.push(new Peer(theirs))
-      return mine
-    }
-  })
+  const { home, peers } = rawHome(engine, startDeputy)
   const moved = home.requestMove(PID, 3)
   await until(() => peers.length === 1 && took !== undefined, 'an offer, and the helper starting')
   await peers[0].next('migrate')
