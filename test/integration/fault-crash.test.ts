@@ -58,6 +58,7 @@ test('kill -9 of the daemon where a guest runs: the guest runs on, the restarted
     assert.ok(alive(guest), 'the guest outlives its daemon')
     assert.ok(alive(job.pid), 'the deputy waits for the node')
     await lab.node(2).start()
+    await lab.waitAllUp()
     await until('the guest adopted and listed again', () => guests(lab, 2).includes(guest), 15_000)
     assert.equal((await lab.node(2).read(`remote/${guest}/from`)).trim(), '1')
     assert.equal(await where(lab, job.pid), '2')
@@ -86,6 +87,7 @@ test('kill -9 of the source daemon while the image streams from it to another no
     lab.node(2).kill('SIGKILL')
     await lab.node(2).waitExit()
     await lab.node(2).start()
+    await lab.waitAllUp()
     await until('the move over, the process on node 2 again', async () => (await where(lab, job.pid)) === '2' && guests(lab, 2).includes(guest), 20_000, 100)
     assert.match((await lab.node(1).read(`proc/${job.pid}/error`)).trim(), /node 2 could not send it|node 3 could not run it/)
     assert.deepEqual(guests(lab, 3), [], 'no copy on node 3')
@@ -115,6 +117,7 @@ test('a node whose daemon does not come back: its guest is killed at the lease, 
     assert.deepEqual(await others(2), [])
   } finally {
     job.close()
-    if (!lab.node(2).running) await lab.node(2).start()
+    // back, and heard by every node again before a later test moves anything to it
+    if (!lab.node(2).running) { await lab.node(2).start(); await lab.waitAllUp() }
   }
 })

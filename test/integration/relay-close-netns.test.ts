@@ -294,6 +294,7 @@ test('a writer that ignores SIGPIPE on node 2 gets EPIPE once its reader at home
     lab.node(2).kill('SIGKILL')
     await lab.node(2).waitExit()
     await lab.node(2).start()
+    await lab.waitAllUp()
     await until('the guest adopted again', () => guests(2).includes(String(guest)), 15_000)
     writeFileSync(`${job.stopFile}.1`, '')
     await until('EPIPE on node 2 again', () => /^round 1 EPIPE after \d+ writes$/m.test(job.out()), 15_000)
