@@ -19,7 +19,6 @@ import { moveTo as moveJob } from '../helpers/jobs.js'
 import { readStat } from '../../src/util/procfs.js'
 import { stdinWait, syscallLine } from '../../src/migrate/stdin.js'
 import { unread } from '../../src/ppm/ppm.js'
-import { sleep } from '../../src/util/poll.js'
 
 let lab: Lab
 let bins: Bins
@@ -263,21 +262,23 @@ test('kill -9 of the daemon where a child runs, with a line home handed it still
     const parent = Number(readStat(pid)?.[1] ?? 0) // (ppid of the child's original at home, the deputy)
     assert.ok(parent > 1)
     const waits = (p: number, fd: number): boolean => stdinWait(p, syscallLine(p), fd) !== null
-    // node 2's daemon is stopped while the child waits for a line: the parent's next line is read
-    // at home for the child's want and sent, and stays in node 2's socket. Seen from outside: the
-    // parent waits for its answer, the line is neither in the pipe at home nor in the child's, the
-    // child waits on it and has no answer waiting in its fd 4 (and this holds: nothing is on its way
-    // home). Otherwise the want had not come yet, or the answer was on its way: again.
-    const handedAway = async (): Promise<boolean> => syscallLine(parent).startsWith('0 ') && waits(guest, 3) &&
-      await unread(pid, 3) === 0 && await unread(guest, 3) === 0 && await unread(guest, 4) === 0
+    // The talk is paused between two rounds (nothing on its way), the child waits for the next line
+    // (and has asked home for it), node 2's daemon is stopped, then the talk goes on: the parent's
+    // line is read at home for the child's want and sent, and stays in node 2's socket; the child
+    // cannot have had it. If home did not read it (the want had not come yet): again.
+    const pause = join(bins.dir, 'stop-inflight.pause')
+    const pauses = (): number => [...job.out().matchAll(/^paused \d+$/gm)].length
     let inFlight = false
     for (let attempt = 1; attempt <= 20 && !inFlight; attempt++) {
-      const seen = rounds(job)()
-      await until('the talk goes on', () => rounds(job)() > seen, 15_000)
+      const before = pauses()
+      writeFileSync(pause, '')
+      await until('the talk paused between two rounds', () => pauses() > before, 15_000)
+      let seen = 0
+      await until('the child waiting for its next line a while', () => { seen = waits(guest, 3) ? seen + 1 : 0; return seen >= 3 }, 15_000, 50)
       lab.node(2).kill('SIGSTOP')
-      await until('the parent waits for its answer (in read)', () => syscallLine(parent).startsWith('0 '), 10_000)
-      inFlight = true
-      for (let i = 0; i < 5 && inFlight; i++) { inFlight = await handedAway(); if (inFlight) await sleep(100) }
+      rmSync(pause)
+      await until('the parent waits for its answer (in read)', () => syscallLine(parent).startsWith('0 '), 10_000, 20)
+      inFlight = await until('its line read at home', async () => await unread(pid, 3) === 0, 1000, 20).then(() => true, () => false)
       if (!inFlight) lab.node(2).kill('SIGCONT')
     }
     assert.ok(inFlight, 'a line handed to node 2 and not in the child\'s pipe when its daemon dies')
