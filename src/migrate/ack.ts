@@ -7,7 +7,7 @@
 // connection); on a new connection the node sends again what home has not got. On one connection
 // frames arrive once and in order or not at all, so what home got is always a prefix of what was
 // sent: no byte is lost, none is written twice.
-import { appendFileSync, readFileSync, rmSync } from 'node:fs'
+import { closeSync, ftruncateSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
 import type { Readable } from 'node:stream'
 import debug from '../util/log.js'
 import type { DataType, Link } from './link.js'
@@ -92,6 +92,12 @@ export class OutLog {
   }
 
   private sizeOf (fd: number): number { let n = 0; for (const e of this.entries) if (e.fd === fd) n += e.d.length; return n }
+
+  /** What is kept, in order; and the count of each fd before it (null: the start is not known, rebase). */
+  snapshot (): { before: Counts | null, entries: Array<[number, Buffer]> } {
+    const before = this.rebase ? null : [...this.read.keys()].sort((a, b) => a - b).map((fd): [number, number] => [fd, (this.read.get(fd) ?? 0) - this.sizeOf(fd)])
+    return { before, entries: this.entries.map(e => [e.fd, e.d]) }
+  }
 }
 
 /** Home side: the bytes of each fd got from a process's current stream, and when to say so. */
@@ -167,6 +173,14 @@ export class InLog {
   kept (): number { let n = 0; for (const e of this.entries) n += e.d.length; return n }
 }
 
+/** A chunk of output as the spill file holds it: fd, length, bytes. */
+function chunk (fd: number, d: Buffer): Buffer {
+  const h = Buffer.alloc(8)
+  h.writeUInt32BE(fd)
+  h.writeUInt32BE(d.length, 4)
+  return Buffer.concat([h, d])
+}
+
 /** Why a guest's output is not read now: out of touch with home, or as much kept as may be. */
 export type Hold = 'away' | 'full'
 
@@ -184,28 +198,54 @@ export class GuestOutput {
   private readonly holds = new Set<Hold>()
   private link: Link | null = null
   private draining = false
-  /** while a raw image is on the connection: the file what is read meanwhile also goes to */
-  private spill: string | null = null
+  /** the file that holds what is kept, for a daemon started again (persist): its descriptor, and where the next chunk goes */
+  private spill: { path: string, fd: number, at: number } | null = null
 
   constructor (max: number, rebase = false) { this.log = new OutLog(max, rebase) }
 
   /**
-   * A raw image goes on the connection (its frames wait behind it, in this daemon's memory): what
-   * is read meanwhile is also written to `path`, after the counts it starts from, so that a daemon
-   * started again after this one died has it and knows where the output stands (resume). (Not
-   * reading instead would not do: a paused stream still takes a chunk out of the pipe.)
+   * What is read is also written to `path` (`<state>/<pid>.out`) before it is sent, after the counts
+   * its first kept byte follows, so that a daemon started again after this one died (with output
+   * read and not yet at home: in its memory, in a socket, or behind a raw image on the connection)
+   * has it and knows where the output stands (resume). The file is rewritten with only what is
+   * kept whenever home has acknowledged all, or it has grown past four times the bound.
    */
-  quiet (path: string | null): void {
+  persist (path: string | null): void {
+    this.unpersist(false)
     if (path === null) return
-    const head = Buffer.from(JSON.stringify(this.counts()))
-    const len = Buffer.alloc(4)
-    len.writeUInt32BE(head.length)
-    try { appendFileSync(path, Buffer.concat([len, head]), { flag: 'w', mode: 0o600 }); this.spill = path } catch (e) { log('%s: %s', path, (e as Error).message) }
+    try { this.spill = { path, fd: openSync(path, 'w', 0o600), at: 0 }; this.rewrite() } catch (e) { log('%s: %s', path, (e as Error).message); this.unpersist(true) }
   }
 
-  /** The raw image is over (its frames go out): the spill file is removed. */
-  loud (): void {
-    if (this.spill !== null) { rmSync(this.spill, { force: true }); this.spill = null }
+  /** The file is let go (closed; `remove`: removed too). */
+  unpersist (remove: boolean): void {
+    const sp = this.spill
+    if (sp === null) return
+    this.spill = null
+    try { closeSync(sp.fd) } catch {}
+    if (remove) rmSync(sp.path, { force: true })
+  }
+
+  /** The spill file as the log stands: its counts before what is kept, then what is kept. */
+  private rewrite (): void {
+    const sp = this.spill
+    if (sp === null) return
+    const { before, entries } = this.log.snapshot()
+    const head = Buffer.from(JSON.stringify(before))
+    const len = Buffer.alloc(4)
+    len.writeUInt32BE(head.length)
+    try {
+      ftruncateSync(sp.fd, 0)
+      sp.at = 0
+      this.append(Buffer.concat([len, head]))
+      for (const [fd, d] of entries) this.append(chunk(fd, d))
+    } catch (e) { log('%s: %s', sp.path, (e as Error).message); this.unpersist(true) }
+  }
+
+  private append (b: Buffer): void {
+    const sp = this.spill
+    if (sp === null) return
+    writeSync(sp.fd, b, 0, b.length, sp.at)
+    sp.at += b.length
   }
 
   /** What was read of each fd so far. */
@@ -224,8 +264,9 @@ export class GuestOutput {
     try {
       const n = data.readUInt32BE(0)
       const counts = JSON.parse(data.subarray(4, 4 + n).toString()) as unknown
-      if (!Array.isArray(counts) || !counts.every(x => Array.isArray(x) && x.length === 2 && Number.isSafeInteger(x[0]) && Number.isSafeInteger(x[1]))) throw new Error('bad counts')
-      o.log.seed(counts as Counts)
+      if (counts !== null && (!Array.isArray(counts) || !counts.every(x => Array.isArray(x) && x.length === 2 && Number.isSafeInteger(x[0]) && Number.isSafeInteger(x[1])))) throw new Error('bad counts')
+      if (counts === null) o.log.rebase = true // (its start was not known to that daemon either)
+      else o.log.seed(counts as Counts)
       for (let at = 4 + n; at + 8 <= data.length;) {
         const fd = data.readUInt32BE(at)
         const len = data.readUInt32BE(at + 4)
@@ -252,7 +293,10 @@ export class GuestOutput {
   /** Output goes home over link from now on; `got` (home's counts, a new connection): what home lacks is sent again first. */
   connect (link: Link, got?: Counts): void {
     this.link = link
-    if (got !== undefined) for (const [fd, d] of this.log.rejoined(got)) { const [t, p] = outFrame(fd, d); void link.frame(t, p).catch(() => {}) }
+    if (got !== undefined) {
+      for (const [fd, d] of this.log.rejoined(got)) { const [t, p] = outFrame(fd, d); void link.frame(t, p).catch(() => {}) }
+      this.rewrite() // (its numbering may have been taken from home's count)
+    }
     this.release('away')
   }
 
@@ -262,6 +306,8 @@ export class GuestOutput {
   /** Home acknowledged got. */
   ack (got: Counts): void {
     this.log.ack(got)
+    const sp = this.spill
+    if (sp !== null && sp.at > 0 && (this.log.kept === 0 || sp.at > 4 * this.log.max)) this.rewrite()
     if (!this.log.full()) this.release('full')
   }
 
@@ -292,10 +338,7 @@ export class GuestOutput {
   private got (fd: number, d: Buffer): void {
     this.log.add(fd, d)
     if (this.spill !== null) {
-      const h = Buffer.alloc(8)
-      h.writeUInt32BE(fd)
-      h.writeUInt32BE(d.length, 4)
-      try { appendFileSync(this.spill, Buffer.concat([h, d])) } catch (e) { log('%s: %s', this.spill, (e as Error).message) }
+      try { this.append(chunk(fd, d)) } catch (e) { log('%s: %s', this.spill.path, (e as Error).message); this.unpersist(true) }
     }
     const link = this.link
     if (link !== null && !link.closed) { const [t, p] = outFrame(fd, d); void link.frame(t, p).catch(() => {}) } else if (!this.draining) this.hold('away')

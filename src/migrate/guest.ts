@@ -236,6 +236,8 @@ export class GuestSide {
     this.guests.set(r.pid, g)
     if (out !== undefined) g.out = out
     if (inGot !== undefined) g.inGot = inGot
+    // what it writes is on disk until home has it, for the next daemon should this one die (readopt)
+    g.out.persist(this.states.spillPath(r.pid))
     // what it writes is kept until home has it; out of touch with home, the rest waits in its pipes
     const sources: Array<[number, Readable]> = [[1, r.stdout], [2, r.stderr]].filter((x): x is [number, Readable] => x[1] !== null)
     g.out.attach([...sources, ...g.relays.readers])
@@ -325,6 +327,7 @@ export class GuestSide {
   /** This node no longer has the guest (it ended, left, or was killed). */
   private forget (g: Guest): void {
     if (this.guests.get(g.pid) === g) this.guests.delete(g.pid)
+    g.out.unpersist(false)
     this.states.remove(g.pid)
     g.detach()
     for (const w of g.reached.splice(0)) w(false)
@@ -604,12 +607,10 @@ export class GuestSide {
   private async sendHomeRaw (g: Guest, copy: ImageCopy, used?: { utime: number, stime: number }): Promise<void> {
     const conn = g.conn
     const ready = conn.expect('image-ready').then(() => null, (e: Error) => e)
-    // its output read while the image is on the connection also goes to disk, for the next daemon
-    // should this one die meanwhile (readopt)
-    g.out.quiet(this.states.spillPath(g.pid))
+    // (its output read while the image is on the connection waits behind it; it is on disk too,
+    // for the next daemon should this one die meanwhile: GuestOutput.persist)
     const sent = conn.send({ t: 'image-start', raw: true })
-    const quiet = conn.quiet()
-    const loud = (): void => { quiet(); g.out.loud() }
+    const loud = conn.quiet()
     await sent.catch(() => {})
     const notReady = await ready
     if (notReady !== null) {

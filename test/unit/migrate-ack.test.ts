@@ -4,7 +4,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { PassThrough } from 'node:stream'
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { GuestOutput, InLog, OutCounts, OutLog, outFrame } from '../../src/migrate/ack.js'
@@ -136,37 +136,43 @@ test('a guest\'s output drains what an ended process left in its pipes, even whi
   assert.deepEqual(text(o.log.rejoined([])), ['1:last words\n'])
 })
 
-test('what is read while a raw image is on the connection is spilled with the counts it starts from, and a daemon started again goes on from there exactly', async () => {
+test('what is read is on disk until home has it: a daemon started again goes on from the spill file exactly, also with frames lost in a dead socket', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'hpc-ack-'))
   try {
     const path = join(dir, '42.out')
     const out1 = new PassThrough()
+    const out2 = new PassThrough()
     const o = new GuestOutput(1 << 20)
-    o.attach([[1, out1]])
+    o.attach([[1, out1], [2, out2]])
+    o.persist(path)
+    assert.ok(existsSync(path))
     const [mine, theirs] = MemLink.pair('node 1', 'node 2')
     const home = new Peer(theirs)
     o.connect(mine)
     out1.write('before\n')
     await home.until(() => home.frames.length === 1, 'a frame')
-    o.quiet(path)
-    assert.ok(existsSync(path))
-    out1.write('during\n')
-    out1.write('the image\n')
-    await until(() => o.log.read.get(1) === 24, 'read on')
-    // the daemon dies here (its frames still queued behind the image): the next one takes the
-    // guest up from the spill file
+    o.ack([[1, 7]]) // home has it: the file keeps only its count
+    assert.equal(readFileSync(path).length, 4 + JSON.stringify([[1, 7]]).length)
+    out1.write('sent, not acknowledged\n')
+    out2.write('err\n')
+    await until(() => o.log.read.get(1) === 30 && o.log.read.get(2) === 4, 'read on')
+    // the daemon dies here (what it sent was lost with its socket): the next one takes the guest up
+    // from the spill file
+    o.unpersist(false)
     const again = GuestOutput.resume(path, 1 << 20)
-    assert.ok(!existsSync(path), 'the spill file is used once')
+    assert.ok(!existsSync(path), 'the spill file is used once (the new daemon writes its own)')
     assert.equal(again.log.rebase, false)
-    assert.deepEqual(again.counts(), [[1, 24]])
-    // home had 'before\n' (7 bytes): what it lacks is sent, once
-    assert.deepEqual(text(again.log.rejoined([[1, 7]])), ['1:during\n', '1:the image\n'])
+    assert.deepEqual(again.counts(), [[1, 30], [2, 4]])
+    // home had 'before\n' (7 bytes) and nothing of fd 2: what it lacks is sent, once
+    assert.deepEqual(text(again.log.rejoined([[1, 7]])), ['1:sent, not acknowledged\n', '2:err\n'])
+    // persisted again (as the new daemon's guest does): the same state, and then gone with the guest
+    again.persist(path)
+    assert.deepEqual(GuestOutput.resume(path, 1 << 20).counts(), [[1, 30], [2, 4]])
+    again.persist(path)
+    again.unpersist(true)
+    assert.ok(!existsSync(path))
     // without a spill file the numbering starts at home's count
     assert.equal(GuestOutput.resume(path, 1 << 20).log.rebase, true)
-    // the image over: the spill file is gone
-    o.quiet(path)
-    o.loud()
-    assert.ok(!existsSync(path))
   } finally { rmSync(dir, { recursive: true, force: true }) }
 })
 

@@ -331,7 +331,7 @@ test('a daemon started again adopts the guests its predecessor left (records on 
     s.side.states = new GuestStates(dir)
     const home = await arrive(s)
     const r = s.engine.restoredProcs[0]
-    assert.deepEqual(readdirSync(dir), ['4242.json'])
+    assert.deepEqual(readdirSync(dir), ['4242.json', '4242.out'], 'its record, and its output spill file (empty)')
     s.side.close() // the daemon stops (or dies): its guest runs on under its keeper
     assert.equal(r.detached, true)
     assert.deepEqual(s.engine.signals, [], 'not killed')
@@ -381,7 +381,7 @@ async function copyRejoins (pid: number): Promise<void> {
     await t.side.readopt()
     assert.deepEqual(t.engine.calls, ['adopt 4242', `restore ${t.engine.image.length} held`])
     assert.deepEqual([...t.side.guests.keys()], [pid])
-    assert.deepEqual(readdirSync(dir), [`${pid}.json`], 'the copy is used up; the record is the new process\'s')
+    assert.deepEqual(readdirSync(dir), [`${pid}.json`, `${pid}.out`], 'the copy is used up; the record (and output spill file) is the new process\'s')
     await until(() => t.dialed.length === 1, 'a connection to home')
     assert.deepEqual(await t.dialed[0].next('rejoin'), { t: 'rejoin', home: 1, pid: 500, guest: pid, node: 2 })
     assert.equal(t.engine.restoredProcs[0].running, false, 'held until home has said')
