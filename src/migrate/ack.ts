@@ -173,6 +173,32 @@ export class InLog {
   kept (): number { let n = 0; for (const e of this.entries) n += e.d.length; return n }
 }
 
+/**
+ * Stops reading a process's pipe now. A paused net.Socket still takes one more chunk out of the pipe
+ * into its buffer (its read goes on until a push is refused), where it is neither emitted nor on
+ * disk: a daemon that dies then loses it. So the handle's reading is stopped too, as Node's own
+ * pause does for a socket read with `onread`; `resume` starts it again (Socket._read).
+ */
+function stop (s: Readable): void {
+  s.pause()
+  const h = handleOf(s)
+  if (h?.reading === true && !s.destroyed) { h.reading = false; h.readStop(); stopped.add(s) }
+}
+
+/** Reading again (what Node's resume does for a socket read with `onread`: its stream does not know the handle stopped). */
+function go (s: Readable): void {
+  const h = handleOf(s)
+  if (stopped.delete(s) && h !== null && h.reading === false && !s.destroyed) { h.reading = true; h.readStart() }
+  s.resume()
+}
+
+const stopped = new WeakSet<Readable>()
+
+function handleOf (s: Readable): { reading: boolean, readStop: () => number, readStart: () => number } | null {
+  const h = (s as unknown as { _handle?: { reading?: unknown, readStop?: unknown, readStart?: unknown } | null })._handle
+  return h != null && typeof h.reading === 'boolean' && typeof h.readStop === 'function' && typeof h.readStart === 'function' ? h as { reading: boolean, readStop: () => number, readStart: () => number } : null
+}
+
 /** A chunk of output as the spill file holds it: fd, length, bytes. */
 function chunk (fd: number, d: Buffer): Buffer {
   const h = Buffer.alloc(8)
@@ -286,7 +312,7 @@ export class GuestOutput {
     this.sources = sources
     for (const [fd, s] of sources) {
       s.on('data', (d: Buffer) => this.got(fd, d))
-      if (this.holds.size > 0 && !this.draining) s.pause()
+      if (this.holds.size > 0 && !this.draining) stop(s)
     }
   }
 
@@ -313,12 +339,12 @@ export class GuestOutput {
 
   hold (why: Hold): void {
     this.holds.add(why)
-    if (!this.draining) for (const [, s] of this.sources) s.pause()
+    if (!this.draining) for (const [, s] of this.sources) stop(s)
   }
 
   release (why: Hold): void {
     this.holds.delete(why)
-    if (this.holds.size === 0) for (const [, s] of this.sources) s.resume()
+    if (this.holds.size === 0) for (const [, s] of this.sources) go(s)
   }
 
   /**
@@ -328,11 +354,11 @@ export class GuestOutput {
    */
   async drain (ended: Promise<void>, ms?: number): Promise<void> {
     this.draining = true
-    for (const [, s] of this.sources) s.resume()
+    for (const [, s] of this.sources) go(s)
     let t: NodeJS.Timeout | undefined
     await Promise.race([ended, ...(ms === undefined ? [] : [new Promise<void>(resolve => { t = setTimeout(resolve, ms) })])]).finally(() => clearTimeout(t))
     this.draining = false
-    if (this.holds.size > 0) for (const [, s] of this.sources) s.pause()
+    if (this.holds.size > 0) for (const [, s] of this.sources) stop(s)
   }
 
   private got (fd: number, d: Buffer): void {
