@@ -96,10 +96,10 @@ function rawPipe (bytes: number, hot = false): number {
   return Number(m[1])
 }
 
-interface Figures { imageMiB: number, freezeMs: number, restoreMs: number, moveMs: number, moveMBs: number, rawMs: number, rawMBs: number, ratio: number, rawHotMs: number }
+interface Figures { imageMiB: number, freezeMs: number, restoreMs: number, fillMs: number, moveMs: number, moveMBs: number, rawMs: number, rawMBs: number, ratio: number, rawHotMs: number }
 /** `runs` times: dump to a file (freeze), restore from it, a streamed move, raw copies; medians */
 async function measure (mb: number, threads = 1): Promise<Figures> {
-  const freeze: number[] = []; const rest: number[] = []; const move: number[] = []; const raw: number[] = []; const hot: number[] = []; let bytes = 0
+  const freeze: number[] = []; const rest: number[] = []; const fill: number[] = []; const move: number[] = []; const raw: number[] = []; const hot: number[] = []; let bytes = 0
   for (let i = 0; i < runs; i++) {
     // freeze and restore through a file
     const w = await startWalker(mb, threads)
@@ -110,6 +110,7 @@ async function measure (mb: number, threads = 1): Promise<Figures> {
     bytes = statSync(img).size
     const r = await restore(img, { stdio: ['ignore', 'ignore', 'ignore'] })
     rest.push(r.restoreMs)
+    fill.push(Number(r.stats.fill_ms))
     process.kill(r.pid, 'SIGKILL')
     await r.exited
     rmSync(img)
@@ -139,6 +140,7 @@ async function measure (mb: number, threads = 1): Promise<Figures> {
     imageMiB: Number(mib.toFixed(1)),
     freezeMs: Number(median(freeze).toFixed(1)),
     restoreMs: Number(median(rest).toFixed(1)),
+    fillMs: Number(median(fill).toFixed(1)),
     moveMs: Number(median(move).toFixed(1)),
     moveMBs: Number((mib / (median(move) / 1000)).toFixed(0)),
     rawMs: Number(median(raw).toFixed(1)),
@@ -241,7 +243,7 @@ try {
   for (const mb of cases.has('sizes') ? sizes : []) {
     const row: Row = { mb, ...await measure(mb) }
     rows.push(row)
-    console.log(`${String(mb).padStart(4)} MiB process: image ${row.imageMiB} MiB, freeze ${row.freezeMs} ms, restore ${row.restoreMs} ms, ` +
+    console.log(`${String(mb).padStart(4)} MiB process: image ${row.imageMiB} MiB, freeze ${row.freezeMs} ms, restore ${row.restoreMs} ms (page fill ${row.fillMs} ms), ` +
       `streamed move ${row.moveMs} ms (${row.moveMBs} MiB/s), raw pipe copy ${row.rawMs} ms (${row.rawMBs} MiB/s), move/raw ${row.ratio}x (cache-hot raw copy ${row.rawHotMs} ms)`)
   }
   // the walker with 1 thread is the single-threaded figure, measured in this run too
@@ -267,5 +269,6 @@ const small = rows.filter(r => r.imageMiB < 5)
 if (big.length > 0) console.log(`goal move within 2x of raw copy at >= 100 MiB: ${big.every(r => r.ratio <= 2) ? 'met' : 'NOT met'} (${big.map(r => `${r.ratio}x`).join(', ')})`)
 if (small.length > 0) console.log(`goal freeze under 50 ms under 5 MiB: ${small.every(r => r.freezeMs < 50) ? 'met' : 'NOT met'} (${small.map(r => `${r.freezeMs} ms`).join(', ')})`)
 if (pc != null) console.log(`goal pre-copy freeze <= 20 ms (${precopyMb} MiB writing ${precopyRate} MiB/s): ${pc.precopyFreezeMs <= 20 ? 'met' : 'NOT met'} (${pc.precopyFreezeMs} ms, stop-and-copy ${pc.plainFreezeMs} ms)`)
+console.log(`page fill: ${process.env.HPC_PPM_FILL === 'pwrite' ? '/proc/PID/mem (HPC_PPM_FILL=pwrite)' : 'UFFDIO_COPY where it applies'}`)
 console.log(`load average at the end: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`)
 console.log(JSON.stringify({ bench: 'ppm', runs, rows, threads: { mb: threadMb, rows: threadRows }, precopy: pc == null ? null : { mb: precopyMb, rate: precopyRate, ...pc } }))
