@@ -48,10 +48,14 @@ int fill_start(struct fill *f, struct tracee *t, struct image *im)
 	for (int i = 0; i < im->nvma; i++) n += anon_private(im->vmas[i].kind);
 	if (!n) { fill_off(f, "no-anon"); return 0; }
 	long ufd, rv;
-	int e = inject(t, SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK, 0, 0, 0, 0, 0, &rv);
+	/* HPC_PPM_TEST_FAULT=no-userfaultfd, a hook for the tests: a call the kernel does not have
+	 * (ENOSYS) is injected instead, as on a kernel built without userfaultfd */
+	const char *tf = getenv("HPC_PPM_TEST_FAULT");
+	long nr = tf && !strcmp(tf, "no-userfaultfd") ? 1023 : SYS_userfaultfd;
+	int e = inject(t, nr, O_CLOEXEC | O_NONBLOCK, 0, 0, 0, 0, 0, &rv);
 	if (e) return e;
 	if (rv == -EPERM) {
-		e = inject(t, SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY, 0, 0, 0, 0, 0, &rv);
+		e = inject(t, nr, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY, 0, 0, 0, 0, 0, &rv);
 		if (e) return e;
 	}
 	if (rv < 0) {

@@ -224,6 +224,22 @@ test('a page written twice (forged image): UFFDIO_COPY takes the first, the seco
   assert.ok(ref.endsWith(rest), `the restored process went on as the original did:\n${rest}`)
 })
 
+test('a kernel without userfaultfd (ENOSYS): every page goes through /proc/PID/mem, and STAT says why', async () => {
+  const out = lab.path('nouffd.out')
+  process.env.HPC_PPM_TEST_FAULT = 'no-userfaultfd'
+  const rp = restore(lab.path('good.img'), { stdio: ['ignore', lab.open(out, 'w'), 'ignore'] })
+  delete process.env.HPC_PPM_TEST_FAULT
+  const r = lab.track(await rp)
+  assert.equal(r.stats.fill, 'pwrite')
+  assert.equal(r.stats.fill_why, 'userfaultfd:ENOSYS')
+  assert.equal(r.stats.uffd_pages, '0')
+  assert.ok(Number(r.stats.mem_pages) >= 100, `pages through /proc/PID/mem: ${r.stats.mem_pages}`)
+  assert.deepEqual(await r.exited, { code: 7, signal: null })
+  const rest = readFileSync(out, 'utf8')
+  assert.match(rest, /^(round \d+ [0-9a-f]{16}\n)*done [0-9a-f]{16} rseq ok\n$/)
+  assert.ok(reference(bin, args).out.endsWith(rest), `the restored process went on as the original did:\n${rest}`)
+})
+
 test('a pre-copy image: another version, a damaged or missing round, a range never sent are refused and leave nothing behind', async () => {
   const bin = lab.compile('dirtier')
   const stop = lab.path('stop-pre')
