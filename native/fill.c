@@ -36,6 +36,15 @@ static void fill_off(struct fill *f, const char *why)
 	snprintf(f->why, sizeof f->why, "%s", why);
 }
 
+/* off, because step failed with err (its name, or its number where errname has none) */
+static void fill_off_err(struct fill *f, const char *step, int err)
+{
+	char why[48];
+	if (err != EIO && !strcmp(errname(err), "EIO")) snprintf(why, sizeof why, "%s:%d", step, err);
+	else snprintf(why, sizeof why, "%s:%s", step, errname(err));
+	fill_off(f, why);
+}
+
 /* Sets up the fill for tracee t, whose regions of im are mapped (step 7). Only a failure of the
  * tracee itself is an error; without userfaultfd the fill falls back to /proc/PID/mem. */
 int fill_start(struct fill *f, struct tracee *t, struct image *im)
@@ -58,30 +67,15 @@ int fill_start(struct fill *f, struct tracee *t, struct image *im)
 		e = inject(t, nr, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY, 0, 0, 0, 0, 0, &rv);
 		if (e) return e;
 	}
-	if (rv < 0) {
-		char why[48];
-		snprintf(why, sizeof why, "userfaultfd:%s", errname(-rv));
-		fill_off(f, why);
-		return 0;
-	}
+	if (rv < 0) { fill_off_err(f, "userfaultfd", -rv); return 0; }
 	ufd = rv;
 	f->uffd = fd_of(t->pid, (int)ufd);
 	int ge = errno;
 	/* never left in the tracee */
 	if ((e = INJ(t, NULL, SYS_close, ufd, 0, 0, 0, 0, 0))) return e;
-	if (f->uffd < 0) {
-		char why[48];
-		snprintf(why, sizeof why, "pidfd_getfd:%s", errname(ge));
-		fill_off(f, why);
-		return 0;
-	}
+	if (f->uffd < 0) { fill_off_err(f, "pidfd_getfd", ge); return 0; }
 	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
-	if (ioctl(f->uffd, UFFDIO_API, &api)) {
-		char why[48];
-		snprintf(why, sizeof why, "api:%s", errname(errno));
-		fill_off(f, why);
-		return 0;
-	}
+	if (ioctl(f->uffd, UFFDIO_API, &api)) { fill_off_err(f, "api", errno); return 0; }
 	f->reg = calloc(n, sizeof *f->reg);
 	for (int i = 0; i < im->nvma; i++) {
 		struct img_vma *v = &im->vmas[i];
