@@ -421,6 +421,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	const char *inj = getenv("HPC_PPM_INJECT");
 	g_inject_two_stops = inj && !strcmp(inj, "two-stops");
+	const char *fill = getenv("HPC_PPM_FILL");
+	g_fill_pwrite = fill && !strcmp(fill, "pwrite");
 	ctl = fcntl(4, F_GETFD) >= 0 ? fdopen(4, "w") : stdout;
 	if (!ctl) ctl = stdout;
 	if (argc == 2 && !strcmp(argv[1], "standby")) return cmd_standby();

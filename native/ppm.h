@@ -16,6 +16,8 @@
  *   precopy.c  pre-copy: dirty tracking with userfaultfd write-protection, the rounds taken while
  *              the process runs, and their staging on the restore side
  *   restore.c  restore: into a fresh stub or a hollow original
+ *   fill.c     the restore's page fill: UFFDIO_COPY into private anonymous regions, else
+ *              /proc/PID/mem
  *   deputy.c   the hollow original parked at home, and its commands
  *   relay.c    descriptors relayed through home (--relay): which, recreated as a pipe or
  *              socketpair end on a remote, pumped by the helper
@@ -312,7 +314,8 @@ int precopy_rounds(struct precopy *pc);
 int precopy_written(struct precopy *pc, const struct img_vma *v, struct page_region_ **vec, long *n);
 void precopy_end(struct precopy *pc);
 int stage_read(struct imgr *r);
-int stage_apply(struct imgr *r, struct tracee *t, uint64_t addr, uint64_t len);
+struct fill;
+int stage_apply(struct imgr *r, struct fill *f, uint64_t addr, uint64_t len);
 void stage_free(struct imgr *r);
 
 /* ---------- restore.c ---------- */
@@ -341,6 +344,20 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 int spawn_stub(struct tracee *t, pid_t want, int *kept);
 int timens_for(struct image *im, struct restore_opts *o, int64_t *off_mono, int64_t *off_boot);
 int setup_timens(int64_t off_mono, int64_t off_boot);
+
+/* ---------- fill.c ---------- */
+struct fill {
+	struct tracee *t;
+	int uffd;		/* the helper's duplicate of the tracee's userfaultfd; -1: /proc/PID/mem only */
+	uint64_t (*reg)[2];	/* the regions registered with it: start, end */
+	int nreg, unreg;	/* registered; private anonymous regions its registration failed for */
+	uint64_t copied, eexist, written;	/* pages by UFFDIO_COPY, already present, by /proc/PID/mem */
+	char why[48];		/* why the fill is /proc/PID/mem only ("" when it is not) */
+};
+extern int g_fill_pwrite;	/* HPC_PPM_FILL=pwrite: every page through /proc/PID/mem (the old way, to compare) */
+int fill_start(struct fill *f, struct tracee *t, struct image *im);
+int fill_write(struct fill *f, uint64_t addr, const void *p, uint64_t len);
+int fill_end(struct fill *f, int report);
 
 /* ---------- deputy.c ---------- */
 int hollow(struct tracee *t, int *touched);

@@ -315,8 +315,8 @@ int stage_read(struct imgr *r)
 	return e;
 }
 
-/* A PREVALID range: its staged pages into the process t (runs of pages staged together go in one write). */
-int stage_apply(struct imgr *r, struct tracee *t, uint64_t addr, uint64_t len)
+/* A PREVALID range: its staged pages into the process (fill.c; runs of pages staged together go in one write). */
+int stage_apply(struct imgr *r, struct fill *f, uint64_t addr, uint64_t len)
 {
 	struct stage *s = r->stage;
 	if (!s) return fail(EBADMSG, "pre-copy range at %#lx in an image without pre-copy rounds", addr);
@@ -326,7 +326,7 @@ int stage_apply(struct imgr *r, struct tracee *t, uint64_t addr, uint64_t len)
 		if (off < len && !(sl = lookup(s, (addr + off) / PAGE, 0))) return fail(EBADMSG, "pre-copy page %#lx was never sent", addr + off);
 		if (sl && run_n && *sl == run_s + run_n) { run_n++; continue; }
 		if (run_n) {
-			int e = mem_write(t, run_a, s->data + (run_s - 1) * PAGE, run_n * PAGE);
+			int e = fill_write(f, run_a, s->data + (run_s - 1) * PAGE, run_n * PAGE);
 			if (e) return e;
 			s->applied += run_n;
 		}

@@ -193,9 +193,14 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 			e = INJ(t, &rv, SYS_mmap, v->start, len, PROT_READ | PROT_WRITE, fl, -1, 0);
 		}
 	}
-	/* 8. page data, and the data of descriptors */
+	/* 8. page data (fill.c), and the data of descriptors */
 	double tf = now_ms();
-	uint8_t *buf = malloc(CHUNK + 16);
+	struct fill fl = { .t = t, .uffd = -1 };
+	if (!e) e = fill_start(&fl, t, im);
+	/* the buffer's page data (at +16) page aligned: UFFDIO_COPY copies whole pages from it */
+	uint8_t *map = mmap(NULL, CHUNK + PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *buf = map == MAP_FAILED ? NULL : map + PAGE - 16;
+	if (!buf && !e) e = fail(ENOMEM, "page buffer: %s", strerror(errno));
 	while (!e) {
 		struct rechdr h;
 		if ((e = rec_hdr(r, &h))) break;
@@ -222,12 +227,14 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 			}
 		}
 		if (ok != 2) { e = fail(EBADMSG, "page data at %#lx+%#lx outside the image's regions", addr, len); break; }
-		if (valid) { e = stage_apply(r, t, addr, len); continue; }
-		e = mem_write(t, addr, buf + 16, len);
+		if (valid) { e = stage_apply(r, &fl, addr, len); continue; }
+		e = fill_write(&fl, addr, buf + 16, len);
 		r->pages += len / PAGE;
 	}
-	free(buf);
+	if (map != MAP_FAILED) munmap(map, CHUNK + PAGE);
 	stage_free(r);
+	int e2 = fill_end(&fl, !e);
+	if (!e) e = e2;
 	if (!e) ctlf("STAT fill_ms=%.3f", now_ms() - tf);
 	/* 9. final protections */
 	for (int i = 0; i < im->nvma && !e; i++) {

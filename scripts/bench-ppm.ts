@@ -16,6 +16,10 @@
 // original removed) plainly and with pre-copy: the downtime, from the freeze to the restored
 // process running (wall clock, helper STAT freeze_at/running_at), and the whole move.
 // Goal: pre-copy freeze <= 20 ms for 100 MiB writing 1 MiB/s.
+// Case fill (not by default): the restore's page fill by UFFDIO_COPY against /proc/PID/mem
+// (HPC_PPM_FILL=pwrite, the baseline), alternating within the run, for each of --sizes: one image
+// restored `runs` times with each fill, then `runs` streamed moves with each of one walker left
+// running (`--leave-running`, so that both fills move the same process); medians and ratios.
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -38,7 +42,7 @@ function opt (name: string, def: string): string {
 }
 function usage (msg: string): never {
   console.error(`bench-ppm: ${msg}\nusage: scripts/bench-ppm [--sizes 1,10,100,500] [--runs 3] [--threads 1,4,16] [--thread-mb 100]\n` +
-    '                        [--precopy-mb 100] [--precopy-rate 1] [--cases sizes,threads,precopy]')
+    '                        [--precopy-mb 100] [--precopy-rate 1] [--cases sizes,threads,precopy,fill]')
   process.exit(2)
 }
 for (let i = 0; i < args.length; i += 2) if (!['--sizes', '--runs', '--threads', '--thread-mb', '--precopy-mb', '--precopy-rate', '--cases'].includes(args[i])) usage(`unknown argument ${args[i]}`)
@@ -52,7 +56,7 @@ const precopyMb = Number(opt('--precopy-mb', '100'))
 const precopyRate = Number(opt('--precopy-rate', '1'))
 const cases = new Set(opt('--cases', 'sizes,threads,precopy').split(','))
 if (!Number.isInteger(precopyMb) || precopyMb < 1 || precopyMb > 8192 || !(precopyRate > 0 && precopyRate <= 1024)) usage('bad --precopy-mb or --precopy-rate')
-if ([...cases].some(c => !['sizes', 'threads', 'precopy'].includes(c))) usage('bad --cases')
+if ([...cases].some(c => !['sizes', 'threads', 'precopy', 'fill'].includes(c))) usage('bad --cases')
 
 const dir = mkdtempSync(join(tmpdir(), 'hpc-ppm-bench-'))
 let walker: string, launch: string, dirtier: string
@@ -96,10 +100,10 @@ function rawPipe (bytes: number, hot = false): number {
   return Number(m[1])
 }
 
-interface Figures { imageMiB: number, freezeMs: number, restoreMs: number, moveMs: number, moveMBs: number, rawMs: number, rawMBs: number, ratio: number, rawHotMs: number }
+interface Figures { imageMiB: number, freezeMs: number, restoreMs: number, fillMs: number, moveMs: number, moveMBs: number, rawMs: number, rawMBs: number, ratio: number, rawHotMs: number }
 /** `runs` times: dump to a file (freeze), restore from it, a streamed move, raw copies; medians */
 async function measure (mb: number, threads = 1): Promise<Figures> {
-  const freeze: number[] = []; const rest: number[] = []; const move: number[] = []; const raw: number[] = []; const hot: number[] = []; let bytes = 0
+  const freeze: number[] = []; const rest: number[] = []; const fill: number[] = []; const move: number[] = []; const raw: number[] = []; const hot: number[] = []; let bytes = 0
   for (let i = 0; i < runs; i++) {
     // freeze and restore through a file
     const w = await startWalker(mb, threads)
@@ -110,6 +114,7 @@ async function measure (mb: number, threads = 1): Promise<Figures> {
     bytes = statSync(img).size
     const r = await restore(img, { stdio: ['ignore', 'ignore', 'ignore'] })
     rest.push(r.restoreMs)
+    fill.push(Number(r.stats.fill_ms))
     process.kill(r.pid, 'SIGKILL')
     await r.exited
     rmSync(img)
@@ -139,6 +144,7 @@ async function measure (mb: number, threads = 1): Promise<Figures> {
     imageMiB: Number(mib.toFixed(1)),
     freezeMs: Number(median(freeze).toFixed(1)),
     restoreMs: Number(median(rest).toFixed(1)),
+    fillMs: Number(median(fill).toFixed(1)),
     moveMs: Number(median(move).toFixed(1)),
     moveMBs: Number((mib / (median(move) / 1000)).toFixed(0)),
     rawMs: Number(median(raw).toFixed(1)),
@@ -233,15 +239,66 @@ async function measurePrecopy (mb: number, rate: number): Promise<PrecopyFigures
   }
 }
 
+interface FillFigures { mb: number, restoreMs: [number, number], fillMs: [number, number], moveMs: [number, number] }
+/** the same image restored, and one walker moved (left running), `runs` times with each fill,
+ * alternating; [UFFDIO_COPY, /proc/PID/mem] medians */
+async function measureFill (mb: number): Promise<FillFigures> {
+  const rest: number[][] = [[], []]; const fill: number[][] = [[], []]; const move: number[][] = [[], []]
+  const env = process.env.HPC_PPM_FILL
+  const use = (k: number): void => { if (k === 1) process.env.HPC_PPM_FILL = 'pwrite'; else delete process.env.HPC_PPM_FILL }
+  const w = await startWalker(mb)
+  try {
+    const img = join(dir, 'fill.img')
+    await dump(w.pid, img, { leaveRunning: true })
+    for (let i = 0; i < runs; i++) {
+      for (const k of i % 2 === 0 ? [0, 1] : [1, 0]) {
+        use(k)
+        const rp = restore(img, { keepPid: false, stdio: ['ignore', 'ignore', 'ignore'] })
+        use(0)
+        const r = await rp
+        if (r.stats.fill !== (k === 0 ? 'uffd' : 'pwrite')) throw new Error(`restore filled by ${r.stats.fill} (${r.stats.fill_why ?? ''})`)
+        rest[k].push(r.restoreMs)
+        fill[k].push(Number(r.stats.fill_ms))
+        process.kill(r.pid, 'SIGKILL')
+        await r.exited
+      }
+    }
+    rmSync(img)
+    for (let i = 0; i < runs; i++) {
+      for (const k of i % 2 === 0 ? [1, 0] : [0, 1]) {
+        const [rs, ws] = await socketPair()
+        const t0 = performance.now()
+        use(k)
+        const rp = restore(socketFd(rs), { keepPid: false, stdio: ['ignore', 'ignore', 'ignore'] })
+        use(0)
+        await dump(w.pid, socketFd(ws), { leaveRunning: true })
+        const r = await rp
+        move[k].push(performance.now() - t0)
+        rs.destroy()
+        ws.destroy()
+        process.kill(r.pid, 'SIGKILL')
+        await r.exited
+      }
+    }
+  } finally {
+    if (env === undefined) delete process.env.HPC_PPM_FILL; else process.env.HPC_PPM_FILL = env
+    w.kill()
+    await w.done
+  }
+  const m = (v: number[][]): [number, number] => [Number(median(v[0]).toFixed(1)), Number(median(v[1]).toFixed(1))]
+  return { mb, restoreMs: m(rest), fillMs: m(fill), moveMs: m(move) }
+}
+
 type Row = Figures & { mb: number }
 const rows: Row[] = []
 const threadRows: Array<Figures & { threads: number }> = []
+const fillRows: FillFigures[] = []
 let pc: PrecopyFigures | undefined
 try {
   for (const mb of cases.has('sizes') ? sizes : []) {
     const row: Row = { mb, ...await measure(mb) }
     rows.push(row)
-    console.log(`${String(mb).padStart(4)} MiB process: image ${row.imageMiB} MiB, freeze ${row.freezeMs} ms, restore ${row.restoreMs} ms, ` +
+    console.log(`${String(mb).padStart(4)} MiB process: image ${row.imageMiB} MiB, freeze ${row.freezeMs} ms, restore ${row.restoreMs} ms (page fill ${row.fillMs} ms), ` +
       `streamed move ${row.moveMs} ms (${row.moveMBs} MiB/s), raw pipe copy ${row.rawMs} ms (${row.rawMBs} MiB/s), move/raw ${row.ratio}x (cache-hot raw copy ${row.rawHotMs} ms)`)
   }
   // the walker with 1 thread is the single-threaded figure, measured in this run too
@@ -259,6 +316,13 @@ try {
       `${pc.fallbacks} fallback(s); restore from a file ${pc.plainRestoreMs} ms plain, ${pc.precopyRestoreMs} ms pre-copy (${pc.stageMs} ms of it staging the rounds); ` +
       `streamed move: downtime ${pc.plainDownMs} ms plain, ${pc.precopyDownMs} ms pre-copy (${(pc.precopyDownMs / pc.plainDownMs).toFixed(2)}x), whole move ${pc.plainMoveMs} ms plain, ${pc.precopyMoveMs} ms pre-copy`)
   }
+  for (const mb of cases.has('fill') ? sizes : []) {
+    const f = await measureFill(mb)
+    fillRows.push(f)
+    const x = (v: [number, number]): string => `${v[0]} ms against ${v[1]} ms (${(v[0] / v[1]).toFixed(2)}x)`
+    console.log(`${String(mb).padStart(4)} MiB, page fill by UFFDIO_COPY against /proc/PID/mem, ${runs} of each alternating: restore ${x(f.restoreMs)}, ` +
+      `of it the fill ${x(f.fillMs)}; streamed move ${x(f.moveMs)}`)
+  }
 } finally {
   rmSync(dir, { recursive: true, force: true })
 }
@@ -267,5 +331,6 @@ const small = rows.filter(r => r.imageMiB < 5)
 if (big.length > 0) console.log(`goal move within 2x of raw copy at >= 100 MiB: ${big.every(r => r.ratio <= 2) ? 'met' : 'NOT met'} (${big.map(r => `${r.ratio}x`).join(', ')})`)
 if (small.length > 0) console.log(`goal freeze under 50 ms under 5 MiB: ${small.every(r => r.freezeMs < 50) ? 'met' : 'NOT met'} (${small.map(r => `${r.freezeMs} ms`).join(', ')})`)
 if (pc != null) console.log(`goal pre-copy freeze <= 20 ms (${precopyMb} MiB writing ${precopyRate} MiB/s): ${pc.precopyFreezeMs <= 20 ? 'met' : 'NOT met'} (${pc.precopyFreezeMs} ms, stop-and-copy ${pc.plainFreezeMs} ms)`)
+if (cases.has('sizes') || cases.has('threads') || cases.has('precopy')) console.log(`page fill: ${process.env.HPC_PPM_FILL === 'pwrite' ? '/proc/PID/mem (HPC_PPM_FILL=pwrite)' : 'UFFDIO_COPY where it applies'}`)
 console.log(`load average at the end: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`)
-console.log(JSON.stringify({ bench: 'ppm', runs, rows, threads: { mb: threadMb, rows: threadRows }, precopy: pc == null ? null : { mb: precopyMb, rate: precopyRate, ...pc } }))
+console.log(JSON.stringify({ bench: 'ppm', runs, rows, fill: fillRows, threads: { mb: threadMb, rows: threadRows }, precopy: pc == null ? null : { mb: precopyMb, rate: precopyRate, ...pc } }))

@@ -708,8 +708,11 @@ export class Deputy extends EventEmitter {
     })
   }
 
-  /** Restores an image back into the original (same pid); on failure the original stays hollow. */
-  async restoreInto (src: ImageSource): Promise<{ restoreMs: number }> {
+  /**
+   * Restores an image back into the original (same pid); on failure the original stays hollow.
+   * `stats`: the helper's STAT figures so far (the restore's among them).
+   */
+  async restoreInto (src: ImageSource): Promise<{ restoreMs: number, stats: Record<string, string> }> {
     return await this.serial(async () => {
       let path: string | undefined
       if (typeof src === 'string') path = src
@@ -729,7 +732,7 @@ export class Deputy extends EventEmitter {
         await ok
         await copy
       }
-      return { restoreMs: num(this.h.stats.restore_ms) }
+      return { restoreMs: num(this.h.stats.restore_ms), stats: { ...this.h.stats } }
     })
   }
 

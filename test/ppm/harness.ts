@@ -128,9 +128,9 @@ export interface ChainOptions {
  * Moves a running subject around: dump + hollow the original (deputy), restore into a fresh
  * process, move that one into a second fresh process through a stream (no temp file), then dump
  * the second and restore it back into the hollowed original, which then finishes at home.
- * Returns the timings seen.
+ * Returns the timings seen and the three restores' STAT figures.
  */
-export async function chain (lab: Lab, s: Subject, o: ChainOptions): Promise<{ freezeMs: number[], restoreMs: number[] }> {
+export async function chain (lab: Lab, s: Subject, o: ChainOptions): Promise<{ freezeMs: number[], restoreMs: number[], stats: Array<Record<string, string>> }> {
   const tmo = o.timeoutMs ?? 20000
   const freezeMs: number[] = []
   const restoreMs: number[] = []
@@ -159,5 +159,5 @@ export async function chain (lab: Lab, s: Subject, o: ChainOptions): Promise<{ f
   freezeMs.push(d2.freezeMs)
   const home = await dep.restoreInto(imgC)
   restoreMs.push(home.restoreMs)
-  return { freezeMs, restoreMs }
+  return { freezeMs, restoreMs, stats: [r1.stats, r2.stats, home.stats] }
 }

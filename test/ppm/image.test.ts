@@ -190,6 +190,56 @@ test('private file mappings contribute only their changed (copy-on-write) pages'
   assert.ok(filePages * 10n < mappedFile, `${filePages} of ${mappedFile} file-mapped pages in the image`)
 })
 
+test('a page written twice (forged image): UFFDIO_COPY takes the first, the second is EEXIST and written through /proc/PID/mem', async () => {
+  const recs = records(good)
+  const anon = recs.filter(r => r.type === 4).map(r => {
+    const p = good.subarray(r.off + 16, r.off + 16 + r.len)
+    return { start: p.readBigUInt64LE(0), end: p.readBigUInt64LE(8), kind: p.readUInt32LE(28) }
+  }).filter(v => v.kind === 1 && v.end - v.start >= 400n * 1024n)
+  // a page record of the counter's 400 KiB array (private anonymous memory of its own), preceded
+  // by a forged copy of it holding garbage: the process computes on right only if the later
+  // record wins
+  assert.equal(anon.length, 1, 'the array is a region of its own')
+  const p = recs.find(r => r.type === 7 && good.readBigUInt64LE(r.off + 16) >= anon[0].start && good.readBigUInt64LE(r.off + 16) < anon[0].end)
+  assert.ok(p !== undefined, 'a page record of the array')
+  const len = Number(good.readBigUInt64LE(p.off + 24))
+  const dup = Buffer.from(good.subarray(p.off, p.off + 16 + p.len + 4))
+  dup.fill(0xa5, 32, 16 + p.len)
+  dup.writeUInt32LE(crc32c(dup.subarray(0, 16 + p.len)), 16 + p.len)
+  const e = recs[recs.length - 1]
+  const end = Buffer.from(good.subarray(e.off))
+  end.writeUInt32LE(end.readUInt32LE(16) + 1, 16)
+  end.writeBigUInt64LE(end.readBigUInt64LE(24) + BigInt(dup.length), 24)
+  end.writeBigUInt64LE(end.readBigUInt64LE(32) + BigInt(len / 4096), 32)
+  end.writeUInt32LE(crc32c(end.subarray(0, 16 + e.len)), 16 + e.len)
+  writeFileSync(lab.path('twice.img'), Buffer.concat([good.subarray(0, p.off), dup, good.subarray(p.off, e.off), end]))
+  const out = lab.path('twice.out')
+  const r = lab.track(await restore(lab.path('twice.img'), { stdio: ['ignore', lab.open(out, 'w'), 'ignore'] }))
+  assert.equal(r.stats.fill, 'uffd')
+  assert.equal(r.stats.uffd_eexist, String(len / 4096))
+  assert.deepEqual(await r.exited, { code: 7, signal: null })
+  const ref = reference(bin, args).out
+  const rest = readFileSync(out, 'utf8')
+  assert.match(rest, /^(round \d+ [0-9a-f]{16}\n)*done [0-9a-f]{16} rseq ok\n$/)
+  assert.ok(ref.endsWith(rest), `the restored process went on as the original did:\n${rest}`)
+})
+
+test('a kernel without userfaultfd (ENOSYS): every page goes through /proc/PID/mem, and STAT says why', async () => {
+  const out = lab.path('nouffd.out')
+  process.env.HPC_PPM_TEST_FAULT = 'no-userfaultfd'
+  const rp = restore(lab.path('good.img'), { stdio: ['ignore', lab.open(out, 'w'), 'ignore'] })
+  delete process.env.HPC_PPM_TEST_FAULT
+  const r = lab.track(await rp)
+  assert.equal(r.stats.fill, 'pwrite')
+  assert.equal(r.stats.fill_why, 'userfaultfd:ENOSYS')
+  assert.equal(r.stats.uffd_pages, '0')
+  assert.ok(Number(r.stats.mem_pages) >= 100, `pages through /proc/PID/mem: ${r.stats.mem_pages}`)
+  assert.deepEqual(await r.exited, { code: 7, signal: null })
+  const rest = readFileSync(out, 'utf8')
+  assert.match(rest, /^(round \d+ [0-9a-f]{16}\n)*done [0-9a-f]{16} rseq ok\n$/)
+  assert.ok(reference(bin, args).out.endsWith(rest), `the restored process went on as the original did:\n${rest}`)
+})
+
 test('a pre-copy image: another version, a damaged or missing round, a range never sent are refused and leave nothing behind', async () => {
   const bin = lab.compile('dirtier')
   const stop = lab.path('stop-pre')

@@ -2,8 +2,9 @@
 // restore, and the full vector register state (AVX, AVX-512) of a process caught mid-computation.
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { chmodSync, readFileSync, readlinkSync } from 'node:fs'
-import { dump, restore } from '../../src/ppm/ppm.js'
+import { chmodSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs'
+import { PassThrough } from 'node:stream'
+import { deputy, dump, restore } from '../../src/ppm/ppm.js'
 import { Lab, chain, lines, reference, waitFor } from './harness.js'
 
 const lab = new Lab()
@@ -91,9 +92,62 @@ test('a non-root process keeps its credentials, also when it comes home into its
   const want = ids(s.pid)
   assert.equal(want, '65534\t65534\t65534\t65534|65534\t65534\t65534\t65534|')
   const copies: string[] = []
-  await chain(lab, s, { progress: () => lines(s.out), marks: [3, 9, 15], relay: true, onCopy: pid => copies.push(ids(pid)) })
+  const t = await chain(lab, s, { progress: () => lines(s.out), marks: [3, 9, 15], relay: true, onCopy: pid => copies.push(ids(pid)) })
   assert.deepEqual(copies, [want, want], 'the fresh copies run with them too')
   assert.equal(ids(s.pid), want, 'home again with its own credentials')
+  assert.equal(t.stats[2].fill, 'uffd', 'its hollow original, without CAP_SYS_PTRACE, is filled by UFFDIO_COPY too (UFFD_USER_MODE_ONLY)')
   assert.deepEqual(await s.exited, { code: 5, signal: null })
   assert.equal(s.out, ref.out)
+})
+
+/** what a process holds that a userfaultfd would leave: its descriptors' links, its regions' uffd flags */
+function uffdTrace (pid: number): { fds: string[], uffdFlags: string[] } {
+  const fds = readdirSync(`/proc/${pid}/fd`).map(n => `${n} ${readlinkSync(`/proc/${pid}/fd/${n}`)}`)
+  const uffdFlags = readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n').filter(l => /^VmFlags:.*\b(um|uw|ui)\b/.test(l))
+  return { fds, uffdFlags }
+}
+
+test('page fill: UFFDIO_COPY into private anonymous regions, /proc/PID/mem elsewhere, no userfaultfd left; HPC_PPM_FILL=pwrite', async () => {
+  // mapmix: private anonymous data behind PROT_NONE, heap and stack (UFFDIO_COPY), a private file
+  // mapping with copy-on-write pages (/proc/PID/mem), shared memory (written by neither)
+  const bin = lab.compile('mapmix')
+  const mk = (n: string): string => { const p = lab.path(n); writeFileSync(p, Buffer.alloc(65536, 0x11)); return p }
+  const [rs, rp, ss, sp] = [mk('fill-rs'), mk('fill-rp'), mk('fill-ss'), mk('fill-sp')]
+  const args = ['40', '50000', '4']
+  const ref = reference(bin, [rs, rp, ...args])
+  const s = lab.start(bin, [ss, sp, ...args], ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => lines(s.out) >= 2, 10000, 'output')
+  const before = uffdTrace(s.pid)
+  assert.deepEqual(before.uffdFlags, [])
+  const stdio = { stdio: ['ignore', 'ignore', 'ignore'] as ['ignore', 'ignore', 'ignore'], stdioFrom: s.pid }
+  const dep = lab.trackDeputy(await deputy(s.pid, lab.path('fill-a.img')))
+  const r1 = lab.track(await restore(lab.path('fill-a.img'), { keepPid: false, ...stdio }))
+  assert.equal(r1.stats.fill, 'uffd')
+  assert.ok(Number(r1.stats.uffd_pages) >= 16, `pages by UFFDIO_COPY: ${r1.stats.uffd_pages}`)
+  assert.ok(Number(r1.stats.mem_pages) >= 1, `pages through /proc/PID/mem: ${r1.stats.mem_pages}`)
+  assert.equal(r1.stats.uffd_unregistered, '0')
+  assert.deepEqual(uffdTrace(r1.pid), before, 'the same descriptors as the original, no region registered')
+  await waitFor(() => lines(s.out) >= 6, 20000, 'output of the first copy')
+  // the old way, forced: nothing by UFFDIO_COPY
+  process.env.HPC_PPM_FILL = 'pwrite'
+  const pt = new PassThrough()
+  const r2p = restore(pt, { keepPid: false, ...stdio })
+  delete process.env.HPC_PPM_FILL
+  await dump(r1.pid, pt)
+  const r2 = lab.track(await r2p)
+  assert.equal(r2.stats.fill, 'pwrite')
+  assert.equal(r2.stats.fill_why, 'env')
+  assert.equal(r2.stats.uffd_pages, '0')
+  assert.ok(Number(r2.stats.mem_pages) >= 17)
+  await waitFor(() => lines(s.out) >= 10, 20000, 'output of the second copy')
+  // home into the hollow original, filled by UFFDIO_COPY
+  await dump(r2.pid, lab.path('fill-c.img'))
+  const home = await dep.restoreInto(lab.path('fill-c.img'))
+  assert.equal(home.stats.fill, 'uffd')
+  assert.ok(Number(home.stats.uffd_pages) >= 16, `pages by UFFDIO_COPY: ${home.stats.uffd_pages}`)
+  assert.deepEqual(uffdTrace(s.pid), before, 'home with its own descriptors, no region registered')
+  // and it computes on to the same checksums as an uninterrupted run
+  assert.deepEqual(await s.exited, { code: 4, signal: null })
+  assert.equal(s.out, ref.out)
+  assert.ok(readFileSync(ss).equals(readFileSync(rs)), 'shared file identical')
 })

@@ -25,7 +25,7 @@ function leftovers (pid: number): string[] {
     try { const l = readlinkSync(`/proc/${pid}/fd/${fd}`); if (l.includes('userfaultfd')) found.push(`fd ${fd} ${l}`) } catch {}
   }
   for (const l of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
-    if (l.startsWith('VmFlags:') && l.split(/\s+/).includes('uw')) found.push(l)
+    if (l.startsWith('VmFlags:') && l.split(/\s+/).some(f => f === 'uw' || f === 'um')) found.push(l)
   }
   return found
 }
@@ -73,6 +73,8 @@ test('a process that keeps writing is dumped with pre-copy while it runs; the co
   assert.ok(valid > 10000, `pages sent early and still valid: ${valid}`)
   assert.ok(Number(d.stats.final_pages) < valid / 4, `pages sent frozen: ${d.stats.final_pages}`)
   assert.equal(Number(r.stats.staged_applied), valid)
+  assert.ok(Number(r.stats.uffd_pages) >= valid, `staged pages put in by UFFDIO_COPY: ${r.stats.uffd_pages}`)
+  assert.deepEqual(leftovers(r.pid), [], 'nor in the copy: its page fill left no userfaultfd')
   // the original runs on, unprotected, with nothing of the engine left in it
   await waitFor(() => status(s.pid, 'TracerPid') === '0', 5000, 'released')
   assert.deepEqual(leftovers(s.pid), [])

@@ -31,11 +31,11 @@ export class StubDeputy extends EventEmitter {
   failRestore = ''
   async exit (code: number): Promise<ExitStatus> { this.exited.push(code); return { code, signal: null } }
   async kill (sig: number): Promise<ExitStatus> { this.killed.push(sig); return { code: null, signal: sig } }
-  async restoreInto (src: Readable | string | number): Promise<{ restoreMs: number }> {
+  async restoreInto (src: Readable | string | number): Promise<{ restoreMs: number, stats: Record<string, string> }> {
     const image = await readAll(src as Readable)
     if (this.failRestore) throw new Error(this.failRestore)
     this.restored.push(image)
-    return { restoreMs: 1 }
+    return { restoreMs: 1, stats: {} }
   }
   async takeFds (): Promise<Array<string | null>> { return [null, null, null] }
 }
