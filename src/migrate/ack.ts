@@ -214,9 +214,9 @@ export type Hold = 'away' | 'full'
  * Guest side: reads the process's output (its stdout, stderr and relayed fds above 2), numbers and
  * keeps it (OutLog) and sends it home while in touch. It stops reading (the process then blocks in
  * write once its pipe is full) while out of touch with home and while as much as may be is kept
- * unacknowledged; it never drops anything. While a raw image is on the connection what it reads
- * is also spilled to disk (quiet). A
- * process that runs again from its copy on the same node goes on with the same numbering (attach).
+ * unacknowledged; it never drops anything. What it reads is on disk until home has it (persist),
+ * for a daemon started again should this one die. A process that runs again from its copy on the
+ * same node goes on with the same numbering (attach).
  */
 export class GuestOutput {
   readonly log: OutLog
@@ -279,8 +279,8 @@ export class GuestOutput {
 
   /**
    * The output of a guest taken up by a daemon started again: from the spill file its predecessor
-   * left during a raw image (its counts then, and what it read meanwhile), or, without one, a
-   * log whose numbering starts at home's count (OutLog.rebase). The file is removed.
+   * left (the counts before what it kept, and what it kept), or, without one, a log whose numbering
+   * starts at home's count (OutLog.rebase). The file is removed (the guest writes its own again).
    */
   static resume (path: string | null, max: number): GuestOutput {
     let data: Buffer | null = null

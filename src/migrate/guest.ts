@@ -423,8 +423,8 @@ export class GuestSide {
   async readopt (): Promise<void> {
     for (const rec of this.states.load()) {
       if (this.guests.has(rec.pid)) continue
-      // what the last daemon read of its output and did not pass on is gone with it (but what it
-      // read during a raw image, spilled): home's count is where it goes on
+      // what the last daemon read of its output and home had not acknowledged is in the spill
+      // file (GuestOutput.persist): it goes home first, from home's count
       const out = GuestOutput.resume(this.states.spillPath(rec.pid), OUTPUT_KEEP_BYTES)
       let r: GuestProcess | null = null
       let copied = false // restored (held) from the copy it left to leave

@@ -92,7 +92,7 @@ export class GuestStates {
     if (this.dir !== null) for (const f of [`${pid}.json`, `${pid}.out`]) rmSync(join(this.dir, f), { force: true })
   }
 
-  /** Where a guest's output read during a raw image goes (ack.ts GuestOutput.quiet; null: no directory). */
+  /** Where a guest's output is kept until home has it (ack.ts GuestOutput.persist; null: no directory). */
   spillPath (pid: number): string | null {
     return this.dir === null ? null : join(this.dir, `${pid}.out`)
   }
