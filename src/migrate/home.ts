@@ -336,7 +336,8 @@ export class Home {
       p.holdFor = null
       p.held = []
       p.heldMsgs = []
-      for (const [fd, d] of held) p.io.write(fd, d)
+      // counted as any output (it was: written, never counted, so a later rejoin had N send it again)
+      for (const [fd, d] of held) this.output(p, fd, d)
     }
     noteTransfer(this.d.bandwidth, node, m.bytes, m.ms)
     await p.io.open(p.deputy)

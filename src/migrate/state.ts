@@ -94,7 +94,9 @@ export class GuestStates {
 
   /** Where a guest's output is kept until home has it (ack.ts GuestOutput.persist; null: no directory). */
   spillPath (pid: number): string | null {
-    return this.dir === null ? null : join(this.dir, `${pid}.out`)
+    if (this.dir === null) return null
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 }) // (a node's first guest: before its record)
+    return join(this.dir, `${pid}.out`)
   }
 
   /** Where the copy of a leaving guest's image is kept (null: no directory, a nameless file then). */

@@ -471,3 +471,34 @@ test('out with a deputy started ahead: a refusal that closes the connection befo
   assert.equal(home.procs.get(PID)?.where, 'home')
   assert.equal(home.procs.get(PID)?.lastError, 'node 3 refused: this node is blocked (admin/block)')
 })
+
+test('out with a deputy started ahead: output N sends before the original is hollow is written and counted (acknowledged, not sent again after a rejoin)', async () => {
+  const engine = new StubEngine()
+  let letHollow!: () => void
+  const hollowed = new Promise<void>(resolve => { letHollow = resolve })
+  const startDeputy: NonNullable<Engine['startDeputy']> = async () => ({
+    reasons: null,
+    cancel: () => {},
+    go: async target => {
+      engine.calls.push(`go ${target ?? ''}`)
+      return {
+        release: async () => {},
+        hollow: async () => { await hollowed; const d = new StubDeputy(); engine.deputies.push(d); return d as unknown as DeputyHandle }
+      }
+    }
+  })
+  const { home, peers } = rawHome(engine, startDeputy)
+  const moved = home.requestMove(PID, 2)
+  await until(() => peers.length === 1, 'an offer')
+  await peers[0].next('migrate')
+  await peers[0].link.send({ t: 'accept', hostinfo: 'node-2-host', raw: true })
+  await until(() => engine.calls.includes('go node-2-host'), 'the deputy told to go')
+  await peers[0].link.send({ t: 'running', pid: 555, bytes: 1, ms: 1 })
+  await peers[0].next('run')
+  await peers[0].link.frame('O', Buffer.from('early\n')) // before the original is hollow: held
+  await until(() => home.procs.get(PID)?.held.length === 1, 'held until the deputy is there')
+  letHollow()
+  await moved
+  assert.deepEqual(home.procs.get(PID)?.got.counts(), [[1, 6]])
+  assert.deepEqual(await peers[0].next('ack'), { t: 'ack', got: [[1, 6]] })
+})
