@@ -154,6 +154,14 @@ static int stop_wait(struct tracee *tt)
 	return 0;
 }
 
+/* Is task tid gone, dead, or on its way out (PF_EXITING in the flags of its stat)? */
+static int exiting(pid_t tid)
+{
+	unsigned long long f[10];
+	if (stat_fields(tid, f, 10)) return 1;
+	return f[3] == 'Z' || f[3] == 'X' || (f[9] & 0x4);
+}
+
 /* seizes and stops the threads of /proc/PID/task that t does not hold yet; returns how many */
 static int seize_new(struct tracee *t)
 {
@@ -166,6 +174,7 @@ static int seize_new(struct tracee *t)
 		if (t->nthr >= MAX_THREADS) { e = fail(ENOTSUP, "more than %d threads", MAX_THREADS); break; }
 		if (ptrace(PTRACE_SEIZE, tid, 0, SEIZE_OPTS)) {
 			if (errno == ESRCH) continue;	/* it has exited meanwhile */
+			if (errno == EPERM && exiting(tid)) continue;	/* it is exiting: the kernel refuses to attach to it */
 			e = fail(errno, "PTRACE_SEIZE thread %d: %s", tid, strerror(errno));
 			break;
 		}

@@ -30,6 +30,8 @@ int main(int argc, char **argv)
 		volatile struct rseq *rs = (struct rseq *)((char *)__builtin_thread_pointer() + __rseq_offset);
 		if (__rseq_size) rs->cpu_id_start = 0xdeadbeef;
 		usleep(usec > 0 ? usec : 1);
+		/* rewritten by the kernel after a switch; a sleep without one proves nothing: a few more */
+		for (int k = 0; k < 5 && __rseq_size && rs->cpu_id_start == 0xdeadbeef; k++) usleep(200);
 		if (__rseq_size && rs->cpu_id_start == 0xdeadbeef) lost++;
 		printf("round %d %016llx\n", r, (unsigned long long)h);
 	}

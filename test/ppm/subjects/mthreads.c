@@ -64,8 +64,13 @@ static int rseq_sleep(void)
 	volatile struct rseq *rs = (struct rseq *)((char *)__builtin_thread_pointer() + __rseq_offset);
 	if (!__rseq_size) return 0;
 	rs->cpu_id_start = 0xdeadbeef;
-	usleep(200);
-	return rs->cpu_id_start == 0xdeadbeef;
+	/* the kernel rewrites it on the way back to user space after the task was switched out; a
+	 * sleep that returned without a switch (a busy machine can do that) is no proof: a few tries */
+	for (int k = 0; k < 5; k++) {
+		usleep(200);
+		if (rs->cpu_id_start != 0xdeadbeef) return 0;
+	}
+	return 1;
 }
 
 static void *worker(void *a)
