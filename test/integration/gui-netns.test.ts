@@ -49,7 +49,9 @@ before(async () => {
     nodes: 3,
     tag: 'gui',
     interval: 0.5,
-    hpcdArgs: id => ['--speed', String(10000 * id), '--down-after', '2', '--no-balance', '--metrics', `0.0.0.0:${METRICS_PORT}`,
+    // (--down-after 4: 8 intervals of silence; with 2 a node on a busy machine could read down for a
+    // moment, and a move to it be refused)
+    hpcdArgs: id => ['--speed', String(10000 * id), '--down-after', '4', '--no-balance', '--metrics', `0.0.0.0:${METRICS_PORT}`,
       ...(id === 1 ? ['--gui-addr', `0.0.0.0:${GUI_PORT}`] : [])]
   })
   await lab.waitAllUp()
@@ -84,6 +86,8 @@ async function startJob (uid?: number): Promise<number> {
   const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', ...as, launcher, counter, '1000000', '64', '0', '100000'], { stdio: 'ignore', cwd: '/' }) // (cwd: one every user may enter, see jobs.ts)
   jobs.push(child)
   const pid = child.pid as number
+  // (nsenter and setpriv run as root before the job drops to uid: the tree checks the owner)
+  if (uid !== undefined) await until('the job runs as its user', () => new RegExp(`^Uid:\\s+${uid}\\s`, 'm').test(readFileSync(`/proc/${pid}/status`, 'utf8')), 10_000)
   if (uid === undefined) await lab.node(1).write(`proc/${pid}/lock`, '0\n')
   return pid
 }
@@ -232,6 +236,7 @@ test('a killed node reads down on the map and up again when it returns', { skip:
   lab.node(3).kill('SIGKILL')
   await lab.node(3).waitExit()
   await waitFor('node 3 down on the map', async () => await card(3).getAttribute('data-state') === 'down')
+  await waitFor('the other two up on the map', async () => await page.locator('.node-card[data-state="up"]').count() === 2)
   await shot('map-node-down', page.locator('#view-map'), async () => {
     assert.match(await text(card(3).locator('.badges')), /down/)
     assert.equal(await text(card(3).locator('[data-field="speed"]')), '-')
