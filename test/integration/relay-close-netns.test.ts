@@ -188,6 +188,14 @@ async function moveTo (pid: number, target: number | 'home'): Promise<void> {
 const guests = (n: number): string[] => readdirSync(join(lab.node(n).mount, 'remote'))
 const noGuests = async (): Promise<void> => { await until('no guest left on nodes 2 and 3', () => guests(2).length === 0 && guests(3).length === 0, 10_000) }
 const pidOf = async (j: Job): Promise<number> => Number(await until('its pid', () => /^pid (\d+)$/m.exec(j.out())?.[1]))
+
+/** The job's subject (it prints its pid) moved to node 2, then told to go on (its `.go` file); its pid. */
+async function goAway (j: Job): Promise<number> {
+  const pid = await pidOf(j)
+  await moveTo(pid, 2)
+  writeFileSync(`${j.stopFile}.go`, '')
+  return pid
+}
 const numbered = (j: Job): number => j.out().split('\n').filter(l => /^\d+$/.test(l)).length
 
 for (const fd of [1, 3]) {
@@ -221,9 +229,7 @@ for (const fd of [1, 3]) {
 test('a reader on node 2 closes its stdin (a pipe from yes at home) and runs on: yes gets SIGPIPE at once', async () => {
   const job = start(`(yes; echo "yes ended $?" >&2) | python3 ${join(bins.dir, 'reader.py')} STOP`, 'stdin')
   try {
-    const pid = await pidOf(job)
-    await moveTo(pid, 2)
-    writeFileSync(`${job.stopFile}.go`, '')
+    const pid = await goAway(job)
     await until('yes ended', () => /^yes ended (141|1)$/m.test(job.out()), 15_000)
     assert.match(job.out(), /^closed its stdin after \d+ lines$/m)
     assert.equal(await where(pid), '2', 'the reader still runs on node 2')
@@ -238,9 +244,7 @@ test('a reader on node 2 closes its stdin (a pipe from yes at home) and runs on:
 test('a TCP client on node 2 shuts its connection down for writing: the server at home sees the end and answers; the client reads the answer there, then closes the socket there and at home', async () => {
   const job = start(`python3 ${join(bins.dir, 'shut.py')} STOP`, 'shut')
   try {
-    const pid = await pidOf(job)
-    await moveTo(pid, 2)
-    writeFileSync(`${job.stopFile}.go`, '')
+    const pid = await goAway(job)
     const m = await until('the server saw the end', () => /^server saw the end after (\d+) lines (in order|WRONG)$/m.exec(job.out()) ?? undefined, 15_000)
     assert.equal(m[2], 'in order', job.out())
     await until('the client read the answer', () => job.out().includes('client got'), 15_000)
@@ -266,9 +270,7 @@ for (const fd of [1, 3]) {
     const w = fd === 1 ? 'sh -c \'echo pid $$ >&2; exec yes\'' : `python3 ${join(bins.dir, 'spew.py')} STOP 3 sig 3>&1 >/dev/null`
     const job = start(`{ ${w}; echo "writer ended $?" >&2; } | python3 ${join(bins.dir, 'gate.py')} STOP`, `broken${fd}`)
     try {
-      const pid = await pidOf(job)
-      await moveTo(pid, 2)
-      writeFileSync(`${job.stopFile}.go`, '')
+      const pid = await goAway(job)
       await until('the reader exits', () => /^reader read y$/m.test(job.out()), 15_000)
       // SIGPIPE: 128 + 13, its status as its parent at home sees it (the deputy ends the same way)
       await until('the writer ended', () => /^writer ended \d+$/m.test(job.out()), 15_000)
@@ -284,9 +286,7 @@ for (const fd of [1, 3]) {
 test('a writer that ignores SIGPIPE on node 2 gets EPIPE once its reader at home exits, again after a restart of node 2\'s daemon, after it moved on to node 3, and at home', async () => {
   const job = start(`python3 ${join(bins.dir, 'spew.py')} STOP 1 ign | python3 ${join(bins.dir, 'gate.py')} STOP`, 'epipe')
   try {
-    const pid = await pidOf(job)
-    await moveTo(pid, 2)
-    writeFileSync(`${job.stopFile}.go`, '')
+    const pid = await goAway(job)
     await until('EPIPE on node 2', () => /^round 0 EPIPE after \d+ writes$/m.test(job.out()), 15_000)
     assert.equal(await where(pid), '2')
     // its daemon killed and started again: the keeper's reader is gone too, the pipe stays broken
@@ -318,9 +318,7 @@ test('a writer that ignores SIGPIPE on node 2 gets EPIPE once its reader at home
 test('a TCP client on node 2 whose server at home closes the connection gets EPIPE there', async () => {
   const job = start(`python3 ${join(bins.dir, 'peer.py')} STOP`, 'peer')
   try {
-    const pid = await pidOf(job)
-    await moveTo(pid, 2)
-    writeFileSync(`${job.stopFile}.go`, '')
+    const pid = await goAway(job)
     await until('the server closed', () => job.out().includes('server closed'), 15_000)
     await until('the client\'s send failed', () => /^client (BrokenPipeError|ConnectionResetError)$/m.test(job.out()), 15_000)
     assert.equal(await where(pid), '2', 'the client still runs on node 2')

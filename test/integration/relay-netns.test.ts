@@ -175,6 +175,15 @@ const where = async (pid: number): Promise<string> => (await lab.node(1).read(`p
 /** Writes goto at node 1 and waits until the move is done (test/helpers/jobs.ts). */
 const moveTo = async (pid: number, target: number | 'home'): Promise<void> => { await moveJob(lab, pid, target) }
 
+/** Node 2's daemon killed (-9) and started again, heard by every node, its guest adopted again. */
+async function restartNode2 (guest: number): Promise<void> {
+  lab.node(2).kill('SIGKILL')
+  await lab.node(2).waitExit()
+  await lab.node(2).start()
+  await lab.waitAllUp()
+  await until('the guest adopted again', () => guests(2).includes(String(guest)), 15_000)
+}
+
 /** Moves pid home -> 2 -> 3 -> home; after each move the talk goes on (`progress` grows). */
 async function tour (pid: number, progress: () => number): Promise<void> {
   for (const target of [2, 3, 'home'] as const) {
@@ -241,11 +250,7 @@ test('kill -9 of the daemon where a child on relayed pipes runs: the restarted d
     const guest = Number(guests(2)[0])
     writeFileSync(pause, '')
     await until('the talk paused between two rounds', () => /^paused \d+$/m.test(job.out()))
-    lab.node(2).kill('SIGKILL')
-    await lab.node(2).waitExit()
-    await lab.node(2).start()
-    await lab.waitAllUp()
-    await until('the guest adopted again', () => guests(2).includes(String(guest)), 15_000)
+    await restartNode2(guest)
     rmSync(pause)
     const seen = rounds(job)()
     await until('talk goes on', () => rounds(job)() > seen + 1, 15_000)
@@ -282,11 +287,7 @@ test('kill -9 of the daemon where a child runs, with a line home handed it still
       if (!inFlight) lab.node(2).kill('SIGCONT')
     }
     assert.ok(inFlight, 'a line handed to node 2 and not in the child\'s pipe when its daemon dies')
-    lab.node(2).kill('SIGKILL')
-    await lab.node(2).waitExit()
-    await lab.node(2).start()
-    await lab.waitAllUp()
-    await until('the guest adopted again', () => guests(2).includes(String(guest)), 15_000)
+    await restartNode2(guest)
     const seen = rounds(job)()
     await until('talk goes on', () => rounds(job)() > seen + 1, 15_000)
     await moveTo(pid, 'home')
