@@ -132,6 +132,7 @@ static int r_all(struct imgr *ir, void *p, size_t n)
 int rec_hdr(struct imgr *r, struct rechdr *h)
 {
 	if (r->peeked) { *h = r->peek; r->peeked = 0; return 0; }
+	if (r->ra) return rahead_next(r, h);
 	int e = r_all(r, h, sizeof *h);
 	if (e) return e;
 	if (h->magic != REC_MAGIC || h->type < R_HEADER || h->type > R_LAST || h->len > MAX_REC)
@@ -154,6 +155,7 @@ int rec_peek(struct imgr *r, uint32_t *type)
 int rec_body(struct imgr *r, const struct rechdr *h, void *buf, size_t cap)
 {
 	if (h->len > cap) return fail(EBADMSG, "image corrupt: record type %u too long (%llu)", h->type, (unsigned long long)h->len);
+	if (r->ra) { memcpy(buf, rahead_body(r), h->len); return 0; }	/* read and checked ahead */
 	uint32_t crc_img;
 	int e = r_all(r, buf, h->len);
 	if (!e) e = r_all(r, &crc_img, 4);
@@ -163,6 +165,15 @@ int rec_body(struct imgr *r, const struct rechdr *h, void *buf, size_t cap)
 	r->nrec++;
 	r->bytes += sizeof *h + h->len + 4;
 	return 0;
+}
+
+/* rec_body without a copy where the record was read ahead (pipeline.c): *out is the body, in a
+ * slot of the read-ahead (valid until the next record) or in buf */
+int rec_body_ref(struct imgr *r, const struct rechdr *h, void *buf, size_t cap, const uint8_t **out)
+{
+	if (r->ra && h->len <= cap) { *out = rahead_body(r); return 0; }
+	*out = buf;
+	return rec_body(r, h, buf, cap);
 }
 
 void free_image(struct image *im)
@@ -281,6 +292,7 @@ int rec_end(struct imgr *r, const struct rechdr *h)
 {
 	struct img_end end;
 	if (h->len != sizeof end) return fail(EBADMSG, "bad end record");
+	if (r->ra) return rahead_end(r);	/* read and checked ahead */
 	uint32_t nrec = r->nrec;
 	uint64_t bytes = r->bytes;
 	int e = rec_body(r, h, &end, sizeof end);
@@ -288,6 +300,7 @@ int rec_end(struct imgr *r, const struct rechdr *h)
 	if (end.nrec != nrec || end.bytes != bytes || end.pages != r->pages)
 		return fail(EBADMSG, "image incomplete: %u records/%llu bytes, trailer says %u/%llu", nrec, (unsigned long long)bytes, end.nrec,
 			    (unsigned long long)end.bytes);
+	r->ended = 1;
 	return 0;
 }
 
@@ -296,6 +309,7 @@ int rec_end(struct imgr *r, const struct rechdr *h)
 int drain_image(struct imgr *r)
 {
 	static uint8_t scratch[1 << 16];
+	if (r->ended) return 0;	/* the read-ahead read it (pipeline.c) */
 	long keep = g_fault_after;
 	g_fault_after = -1;
 	for (;;) {

@@ -188,7 +188,7 @@ static int cmd_restore(struct restore_opts *o)
 	if (e) return report_err();
 	if (validate_image(im, 1)) { fail(ENOTSUP, "this host cannot restore the image faithfully"); return report_err(); }
 	int64_t om = 0, ob = 0;
-	if (timens_for(im, o, &om, &ob) && (e = setup_timens(om, ob))) return report_err();
+	int timens = timens_for(im, o, &om, &ob);
 	if (o->stdio_from > 0) {
 		/* the restored process gets the same stdio objects as the (hollow) original */
 		int pfd = syscall(NR_PIDFD_OPEN, o->stdio_from, 0);
@@ -203,6 +203,9 @@ static int cmd_restore(struct restore_opts *o)
 		close(pfd);
 	}
 	if (o->keep_pid && !o->pid_now) wait_for_pid(&r, im->h.pid);
+	/* the page records read ahead by a thread (pipeline.c), made before the namespaces below */
+	rahead_start(&r);
+	if (timens && (e = setup_timens(om, ob))) return report_err();
 	struct keep k;
 	if (o->keep_ms && keep_prepare(&k)) return report_err();
 	/* a guest gets a pid namespace of its own, with its home pid in it (restore.c guest_pidns);
@@ -217,6 +220,7 @@ static int cmd_restore(struct restore_opts *o)
 	t.keep_tids = o->require_pid ? 2 : o->keep_pid || pidns;	/* the other threads' tids, as the pid */
 	if (pidns) ctlf("STAT pidns=1 nspid=%d", t.vpid);
 	e = restore_into(&t, im, &r, 0, o->eintr);
+	rahead_stop(&r, 0);	/* ended with END, or given up with the restore */
 	if (!e && o->fault_end) e = fail(ECONNABORTED, "injected fault: restore broken at the end");
 	if (e) { kill_reap(t.pid); return report_err(); }
 	ctlf("STAT restore_ms=%.3f injections=%ld pid_kept=%d mono_offset_ns=%lld image_bytes=%llu", now_ms() - t0, t.ninject, kept, (long long)om, (unsigned long long)r.bytes);

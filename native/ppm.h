@@ -108,14 +108,25 @@ uint32_t crc32c(uint32_t crc, const void *buf, size_t n);
  * file a sender keeps until the process runs elsewhere while the stream goes into a socket */
 struct imgw { int fd; uint32_t nrec; uint64_t bytes, pages; int copy; };
 struct stage;
+struct rahead;
 struct imgr { int fd; uint32_t nrec; uint64_t bytes, pages; int peeked; struct rechdr peek; uint8_t *pre; size_t pre_len, pre_off, pre_cap;
-	      struct stage *stage;	/* pages of a pre-copy stream's rounds (precopy.c) */ };
+	      struct stage *stage;	/* pages of a pre-copy stream's rounds (precopy.c) */
+	      struct rahead *ra;	/* records read ahead by a thread (pipeline.c) */
+	      int ended; };		/* its END record was read */
 int rec_put(struct imgw *w, uint32_t type, const void *a, size_t al, const void *b, size_t bl);
 int rec_hdr(struct imgr *r, struct rechdr *h);
 int rec_peek(struct imgr *r, uint32_t *type);
 int rec_body(struct imgr *r, const struct rechdr *h, void *buf, size_t cap);
 int rec_end(struct imgr *r, const struct rechdr *h);
+int rec_body_ref(struct imgr *r, const struct rechdr *h, void *buf, size_t cap, const uint8_t **out);
 int drain_image(struct imgr *r);
+
+/* ---------- pipeline.c ---------- */
+int rahead_start(struct imgr *r);
+int rahead_next(struct imgr *r, struct rechdr *h);
+const uint8_t *rahead_body(struct imgr *r);
+int rahead_end(struct imgr *r);
+void rahead_stop(struct imgr *r, int drain);
 void cancel_empty_image(void);
 void abort_when_orphaned(void);
 extern int g_stall_ms;	/* --stall-ms: a stream (socket) that makes no progress for this long fails; -1 never */

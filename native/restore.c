@@ -98,9 +98,22 @@ int restore_thread_regs(struct tracee *t, const struct image_thread *it, int ein
 	return 0;
 }
 
+static int restore_body(struct tracee *t, struct image *im, struct imgr *r, int hollow, int eintr_policy);
+
 /* Turns the stopped tracee (a fresh stub or a hollow original) into the image read from r.
- * On failure the tracee is left in an undefined state: the caller kills or re-hollows it. */
+ * On failure the tracee is left in an undefined state: the caller kills or re-hollows it. The
+ * page records are read ahead by a thread (pipeline.c) while the process is set up and filled;
+ * a failed restore into a hollow original has read its stream up to END when it returns (the
+ * connection goes on, deputy.c). */
 int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow, int eintr_policy)
+{
+	int ra = !r->ra && rahead_start(r) == 0;	/* started ahead by a caller, or here */
+	int e = restore_body(t, im, r, hollow, eintr_policy);
+	if (ra) rahead_stop(r, e && hollow);
+	return e;
+}
+
+static int restore_body(struct tracee *t, struct image *im, struct imgr *r, int hollow, int eintr_policy)
 {
 	struct img_core *c = &im->c;
 	uint64_t vvar, vclock, vdso;
@@ -214,10 +227,11 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 		}
 		int valid = h.type == R_PREVALID;	/* pre-copy: staged pages that are the process's */
 		if ((h.type != R_PAGES || h.len < 16 + PAGE) && (!valid || h.len != 16)) { e = fail(EBADMSG, "unexpected record type %u among page data", h.type); break; }
-		if ((e = rec_body(r, &h, buf, CHUNK + 16))) break;
+		const uint8_t *body;
+		if ((e = rec_body_ref(r, &h, buf, CHUNK + 16, &body))) break;
 		uint64_t addr, len;
-		memcpy(&addr, buf, 8);
-		memcpy(&len, buf + 8, 8);
+		memcpy(&addr, body, 8);
+		memcpy(&len, body + 8, 8);
 		int ok = (valid || len == h.len - 16) && len && len % PAGE == 0 && addr % PAGE == 0 && addr + len > addr;
 		for (int i = 0; ok && i < im->nvma; i++) {
 			struct img_vma *v = &im->vmas[i];
@@ -228,7 +242,7 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 		}
 		if (ok != 2) { e = fail(EBADMSG, "page data at %#lx+%#lx outside the image's regions", addr, len); break; }
 		if (valid) { e = stage_apply(r, &fl, addr, len); continue; }
-		e = fill_write(&fl, addr, buf + 16, len);
+		e = fill_write(&fl, addr, body + 16, len);
 		r->pages += len / PAGE;
 	}
 	if (map != MAP_FAILED) munmap(map, CHUNK + PAGE);

@@ -1,5 +1,6 @@
 /* Control lines, errors, and small readers shared by every module. */
 #include "ppm.h"
+#include <pthread.h>
 
 FILE *ctl;
 char g_err[1024];
@@ -15,8 +16,12 @@ void ctlf(const char *fmt, ...)
 	fflush(ctl);
 }
 
+/* the first failure is the one reported; a read-ahead thread (pipeline.c) may fail too */
+static pthread_mutex_t err_mu = PTHREAD_MUTEX_INITIALIZER;
+
 int fail(int e, const char *fmt, ...)
 {
+	pthread_mutex_lock(&err_mu);
 	if (!g_err[0]) {
 		va_list ap;
 		va_start(ap, fmt);
@@ -24,6 +29,7 @@ int fail(int e, const char *fmt, ...)
 		va_end(ap);
 		g_errno = e;
 	}
+	pthread_mutex_unlock(&err_mu);
 	return -e;
 }
 

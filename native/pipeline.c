@@ -1,0 +1,165 @@
+/* The image stream in two stages, so that a move's CPU work overlaps its I/O (docs/ppm.md
+ * "Pipelined streams"):
+ * - reading (rahead_*): a thread reads whole records (header, body, CRC checked) from the stream
+ *   into a few page-aligned slots while the restore writes the pages of the records before into
+ *   the process; it stops after the END record, so that a connection carrying the image goes on
+ *   with whatever follows it;
+ * - writing (wahead_*): the dump reads the process's pages into a slot and checksums them while a
+ *   thread writes the slots before into the stream (and the copy).
+ * Records keep their order; the first error of either side is the stream's. The thread does
+ * nothing but I/O: every ptrace request stays in the thread that traces. */
+#include "ppm.h"
+#include <pthread.h>
+
+#define SLOTS 6	/* 6 MiB in flight at most */
+
+static uint8_t *slot_map(void)
+{
+	/* the body's page data (after its 16-byte address/length) page aligned, as UFFDIO_COPY wants it */
+	uint8_t *m = mmap(NULL, CHUNK + 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return m == MAP_FAILED ? NULL : m + PAGE - 16;
+}
+
+static void slot_unmap(uint8_t *s)
+{
+	if (s) munmap(s - (PAGE - 16), CHUNK + 2 * PAGE);
+}
+
+/* ---------- reading ---------- */
+
+struct rahead {
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint8_t *slot[SLOTS];
+	struct rechdr hdr[SLOTS];
+	unsigned head, tail;	/* records [head, tail) are read and not yet taken */
+	int err;		/* the reader's error (after its records), 0 */
+	int done;		/* the reader has ended (END read, or err) */
+	int end_err;		/* rec_end's result for the END record */
+	int taken;		/* a record is with the caller (its slot is head-1's) */
+	int stop;		/* the caller is gone: stop at the next record */
+	struct imgr *r;
+};
+
+static void *reader(void *arg)
+{
+	struct rahead *a = arg;
+	for (;;) {
+		pthread_mutex_lock(&a->mu);
+		/* one slot stays with the caller's current record */
+		while (!a->stop && a->tail - a->head >= SLOTS - 1) pthread_cond_wait(&a->cv, &a->mu);
+		int stop = a->stop;
+		unsigned i = a->tail % SLOTS;
+		pthread_mutex_unlock(&a->mu);
+		if (stop) break;
+		struct rechdr h;
+		int e = rec_hdr(a->r, &h), end = 0;
+		if (!e && h.type == R_END) { a->end_err = rec_end(a->r, &h); end = 1; }
+		else if (!e) e = rec_body(a->r, &h, a->slot[i], CHUNK + 16);
+		if (!e && h.type == R_PAGES && h.len >= 16) a->r->pages += (h.len - 16) / PAGE;	/* for END's count (the restore counts these on its r) */
+		pthread_mutex_lock(&a->mu);
+		if (e) a->err = e;
+		else { a->hdr[i] = h; a->tail++; }
+		if (e || end) a->done = 1;
+		pthread_cond_broadcast(&a->cv);
+		pthread_mutex_unlock(&a->mu);
+		if (e || end) break;
+	}
+	return NULL;
+}
+
+/* Starts reading r's records ahead (from its next one); 0, or -errno without a message (r is then
+ * read as before, in the caller's thread). HPC_PPM_PIPE=off: never (to compare). A thread cannot
+ * be made once this helper has unshared a pid or time namespace for its children: a restore
+ * starts it before that (ppm.c cmd_restore). */
+int rahead_start(struct imgr *r)
+{
+	const char *env = getenv("HPC_PPM_PIPE");
+	if (env && !strcmp(env, "off")) return -ENOTSUP;
+	struct rahead *a = calloc(1, sizeof *a);
+	if (!a) return -ENOMEM;
+	pthread_mutex_init(&a->mu, NULL);
+	pthread_cond_init(&a->cv, NULL);
+	a->r = r;
+	for (int i = 0; i < SLOTS; i++)
+		if (!(a->slot[i] = slot_map())) { for (int k = 0; k < i; k++) slot_unmap(a->slot[k]); free(a); return -ENOMEM; }
+	struct imgr *copy = malloc(sizeof *copy);
+	if (!copy) { for (int k = 0; k < SLOTS; k++) slot_unmap(a->slot[k]); free(a); return -ENOMEM; }
+	/* the reader owns the stream's state from here: the caller's r only points at it */
+	*copy = *r;
+	a->r = copy;
+	int pe = pthread_create(&a->th, NULL, reader, a);
+	if (pe) { free(copy); for (int k = 0; k < SLOTS; k++) slot_unmap(a->slot[k]); free(a); return -pe; }
+	r->peeked = 0;	/* a record peeked at is the reader's first */
+	r->ra = a;
+	return 0;
+}
+
+/* The next record (rec_hdr with read-ahead): its header; its body is rahead_body's until the next call. */
+int rahead_next(struct imgr *r, struct rechdr *h)
+{
+	struct rahead *a = r->ra;
+	pthread_mutex_lock(&a->mu);
+	if (a->taken) { a->head++; a->taken = 0; pthread_cond_broadcast(&a->cv); }
+	while (a->head == a->tail && !a->done) pthread_cond_wait(&a->cv, &a->mu);
+	int e = 0;
+	if (a->head != a->tail) { *h = a->hdr[a->head % SLOTS]; a->taken = 1; }
+	else if (a->err) e = a->err;
+	else { h->type = R_END; h->magic = REC_MAGIC; h->len = sizeof(struct img_end); }
+	pthread_mutex_unlock(&a->mu);
+	return e;
+}
+
+/* The body of the record rahead_next gave (checked; CHUNK + 16 bytes at most). */
+const uint8_t *rahead_body(struct imgr *r)
+{
+	struct rahead *a = r->ra;
+	return a->taken ? a->slot[a->head % SLOTS] : NULL;
+}
+
+/* rec_end with read-ahead: the END record was read and checked by the reader */
+int rahead_end(struct imgr *r)
+{
+	return r->ra->end_err;
+}
+
+/* Ends the read-ahead. drain: the stream is read up to and including its END record first (a
+ * restore that failed, whose connection goes on); otherwise a reader still running is left to end
+ * with the helper (its stream is given up). r takes the stream's state back. */
+void rahead_stop(struct imgr *r, int drain)
+{
+	struct rahead *a = r->ra;
+	if (!a) return;
+	r->ra = NULL;
+	pthread_mutex_lock(&a->mu);
+	if (a->taken) { a->head++; a->taken = 0; }
+	a->head = a->tail;	/* records read ahead and not taken are dropped */
+	a->stop = !drain;
+	pthread_cond_broadcast(&a->cv);
+	int gone = a->done;
+	pthread_mutex_unlock(&a->mu);
+	if (drain || gone) {
+		if (drain) {
+			/* keep taking until the reader has read END (or failed) */
+			pthread_mutex_lock(&a->mu);
+			while (!a->done) {
+				a->head = a->tail;
+				pthread_cond_broadcast(&a->cv);
+				pthread_cond_wait(&a->cv, &a->mu);
+			}
+			pthread_mutex_unlock(&a->mu);
+		}
+		pthread_join(a->th, NULL);
+		*r = *a->r;
+		r->ra = NULL;
+		free(a->r);
+		for (int k = 0; k < SLOTS; k++) slot_unmap(a->slot[k]);
+		pthread_cond_destroy(&a->cv);
+		pthread_mutex_destroy(&a->mu);
+		free(a);
+		return;
+	}
+	/* still reading (blocked on the stream): it ends with the process; its memory with it */
+	pthread_detach(a->th);
+}
