@@ -21,13 +21,67 @@ void crc_init(void)
 }
 
 __attribute__((target("sse4.2")))
-static uint32_t crc_sse(uint32_t crc, const uint8_t *p, size_t n)
+static uint32_t crc_sse1(uint32_t crc, const uint8_t *p, size_t n)
 {
 	uint64_t c = crc;
 	while (n >= 8) { uint64_t v; memcpy(&v, p, 8); c = __builtin_ia32_crc32di(c, v); p += 8; n -= 8; }
 	uint32_t c32 = (uint32_t)c;
 	while (n--) c32 = __builtin_ia32_crc32qi(c32, *p++);
 	return c32;
+}
+
+/* Polynomials over GF(2) modulo the CRC's, in its reflected order (bit 31 is x^0): a * b mod P. */
+static uint32_t multmodp(uint32_t a, uint32_t b)
+{
+	uint32_t m = 1u << 31, p = 0;
+	for (;;) {
+		if (a & m) {
+			p ^= b;
+			if ((a & (m - 1)) == 0) break;
+		}
+		m >>= 1;
+		b = b & 1 ? (b >> 1) ^ 0x82f63b78u : b >> 1;
+	}
+	return p;
+}
+
+/* x^(8n) mod P: what a CRC register is multiplied by when n more bytes go through it */
+static uint32_t x8n(uint64_t n)
+{
+	uint32_t r = 1u << 31, b = 1u << 30;	/* x^0, x^1 */
+	for (uint64_t e = 8 * n; e; e >>= 1) {
+		if (e & 1) r = multmodp(r, b);
+		b = multmodp(b, b);
+	}
+	return r;
+}
+
+/* The crc32 instruction takes 3 cycles and can start one per cycle: three equal thirds of the
+ * buffer go through it side by side (the second and third from a zero register), then are
+ * joined: crc(A B) = crc(A) * x^(8|B|) + crc0(B). Three times the speed of one stream on a page
+ * record; the result is the same. */
+__attribute__((target("sse4.2")))
+static uint32_t crc_sse(uint32_t crc, const uint8_t *p, size_t n)
+{
+	if (n < 3 * 1024) return crc_sse1(crc, p, n);
+	static __thread size_t last_len;
+	static __thread uint32_t last_pow;
+	size_t len = n / 24 * 8;
+	if (len != last_len) { last_pow = x8n(len); last_len = len; }
+	const uint8_t *q = p + len, *r = q + len;
+	uint64_t a = crc, b = 0, c = 0;
+	for (size_t i = 0; i < len; i += 8) {
+		uint64_t x, y, z;
+		memcpy(&x, p + i, 8);
+		memcpy(&y, q + i, 8);
+		memcpy(&z, r + i, 8);
+		a = __builtin_ia32_crc32di(a, x);
+		b = __builtin_ia32_crc32di(b, y);
+		c = __builtin_ia32_crc32di(c, z);
+	}
+	uint32_t v = multmodp(last_pow, (uint32_t)a) ^ (uint32_t)b;
+	v = multmodp(last_pow, v) ^ (uint32_t)c;
+	return crc_sse1(v, p + 3 * len, n - 3 * len);
 }
 
 uint32_t crc32c(uint32_t crc, const void *buf, size_t n)
