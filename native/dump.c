@@ -5,12 +5,15 @@
 
 int dump_pages_run(struct imgw *w, struct tracee *t, uint8_t *buf, uint64_t addr, uint64_t len)
 {
-	int e = mem_read(t, addr, buf + 16, len);
-	if (e) return e;
+	int e = 0;
+	/* with a writer thread (pipeline.c) the pages are read straight into its next slot */
+	uint8_t *p = w->wa ? wahead_body(w, &e) : buf;
+	if (!p) return e;
+	if ((e = mem_read(t, addr, p + 16, len))) return e;
 	uint64_t hdr[2] = { addr, len };
-	memcpy(buf, hdr, 16);
+	memcpy(p, hdr, 16);
 	w->pages += len / PAGE;
-	return rec_put(w, R_PAGES, buf, 16 + len, NULL, 0);
+	return w->wa ? wahead_put(w, R_PAGES, 16 + len) : rec_put(w, R_PAGES, buf, 16 + len, NULL, 0);
 }
 
 uint64_t g_valid_pages;	/* pages of PREVALID ranges (pre-copy) */
@@ -256,7 +259,7 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 
 	struct stat isb;
 	if (fstat(imgfd, &isb) == 0 && S_ISFIFO(isb.st_mode)) fcntl(imgfd, F_SETPIPE_SZ, 1 << 20);
-	struct imgw w = { imgfd, 0, 0, 0, g_copy_fd };
+	struct imgw w = { imgfd, 0, 0, 0, g_copy_fd, NULL };
 	if (g_pc) w = g_pc->w;	/* after the pre-copy rounds, in the same stream (and its copy) */
 	e = rec_put(&w, R_HEADER, &h, sizeof h, NULL, 0);
 	if (!e) e = rec_put(&w, R_CORE, c, sizeof *c, NULL, 0);
@@ -279,6 +282,8 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 		if (pmfd < 0) e = fail(errno, "open %s: %s", fn, strerror(errno));
 		uint8_t *pbuf = malloc(CHUNK + 16);
 		double tp = now_ms();
+		/* the page data written by a thread while the next pages are read (pipeline.c) */
+		wahead_start(&w);
 		for (int i = 0; i < nv && !e; i++) e = dump_vma_pages(&w, t, pmfd, &vm[i], pbuf);
 		if (!e) ctlf("STAT pages_ms=%.3f", now_ms() - tp);
 		free(pbuf);
@@ -293,6 +298,9 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 		struct img_end end = { w.nrec, 0, w.bytes, w.pages };
 		e = rec_put(&w, R_END, &end, sizeof end, NULL, 0);
 	}
+	/* what was queued is written, also after a failure (as without the thread) */
+	int we = wahead_stop(&w);
+	if (!e) e = we;
 	if (e) { free(vm); return e; }
 	res->nvma = nv;
 	res->vmas = vm;

@@ -124,7 +124,7 @@ static int wait_fd(int fd, short ev)
 	return 0;
 }
 
-static int w_vec(int fd, struct iovec *iov, int n)
+int w_vec(int fd, struct iovec *iov, int n)
 {
 	while (n > 0) {
 		if (g_orphaned) return fail(ECONNABORTED, "the daemon that asked for the image is gone");
@@ -142,6 +142,18 @@ static int w_vec(int fd, struct iovec *iov, int n)
 
 int rec_put(struct imgw *w, uint32_t type, const void *a, size_t al, const void *b, size_t bl)
 {
+	if (w->wa) {
+		/* written by the writer thread (pipeline.c): copied into its next slot, in order */
+		int e;
+		if (al + bl <= WAHEAD_MAX) {
+			uint8_t *p = wahead_body(w, &e);
+			if (!p) return e;
+			memcpy(p, a, al);
+			if (bl) memcpy(p + al, b, bl);
+			return wahead_put(w, type, al + bl);
+		}
+		if ((e = wahead_sync(w))) return e;	/* too long for a slot: written here, after the rest */
+	}
 	struct rechdr h = { type, REC_MAGIC, al + bl };
 	uint32_t crc = crc32c(0, &h, sizeof h);
 	crc = crc32c(crc, a, al);

@@ -163,3 +163,155 @@ void rahead_stop(struct imgr *r, int drain)
 	/* still reading (blocked on the stream): it ends with the process; its memory with it */
 	pthread_detach(a->th);
 }
+
+/* ---------- writing ---------- */
+
+/* a slot holds one whole record as it goes out: header, body, CRC */
+#define WBODY sizeof(struct rechdr)
+
+struct wahead {
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint8_t *slot[SLOTS];
+	size_t len[SLOTS];
+	unsigned head, tail;	/* records [head, tail) are queued, not yet written */
+	int err;		/* the writer's error: nothing more is written */
+	int stop;
+	int fd, copy;
+	sigset_t mask;		/* the caller's signal mask before */
+};
+
+static void *writer(void *arg)
+{
+	struct wahead *a = arg;
+	pthread_mutex_lock(&a->mu);
+	for (;;) {
+		while (!a->stop && a->head == a->tail) pthread_cond_wait(&a->cv, &a->mu);
+		if (a->head == a->tail) break;	/* stopped, all written */
+		unsigned i = a->head % SLOTS;
+		pthread_mutex_unlock(&a->mu);
+		struct iovec v = { a->slot[i], a->len[i] }, c = v;
+		int e = w_vec(a->fd, &v, 1);
+		if (!e && a->copy >= 0) e = w_vec(a->copy, &c, 1);
+		pthread_mutex_lock(&a->mu);
+		if (e) { a->err = e; pthread_cond_broadcast(&a->cv); break; }
+		a->head++;
+		pthread_cond_broadcast(&a->cv);
+	}
+	pthread_mutex_unlock(&a->mu);
+	return NULL;
+}
+
+/* Starts writing w's records in a thread (from its next one); 0, or -errno without a message (w is
+ * then written as before, in the caller's thread). HPC_PPM_PIPE=off: never. */
+int wahead_start(struct imgw *w)
+{
+	const char *env = getenv("HPC_PPM_PIPE");
+	if (env && !strcmp(env, "off")) return -ENOTSUP;
+	struct wahead *a = calloc(1, sizeof *a);
+	if (!a) return -ENOMEM;
+	for (int i = 0; i < SLOTS; i++)
+		if (!(a->slot[i] = slot_map())) { for (int k = 0; k < i; k++) slot_unmap(a->slot[k]); free(a); return -ENOMEM; }
+	pthread_mutex_init(&a->mu, NULL);
+	pthread_cond_init(&a->cv, NULL);
+	a->fd = w->fd;
+	a->copy = w->copy;
+	/* SIGUSR2 (the daemon is gone, image.c abort_when_orphaned) goes to the writer, the thread
+	 * that blocks on the stream; the caller sees the writer's error */
+	sigset_t s;
+	sigemptyset(&s);
+	sigaddset(&s, SIGUSR2);
+	pthread_sigmask(SIG_BLOCK, &s, &a->mask);
+	int pe = pthread_create(&a->th, NULL, writer, a);
+	if (pe) {
+		pthread_sigmask(SIG_SETMASK, &a->mask, NULL);
+		for (int k = 0; k < SLOTS; k++) slot_unmap(a->slot[k]);
+		free(a);
+		return -pe;
+	}
+	w->wa = a;
+	return 0;
+}
+
+/* waits for a free slot; 0, or the writer's error (or the daemon's end) */
+static int wait_slot(struct wahead *a)
+{
+	while (!a->err && a->tail - a->head >= SLOTS) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+		pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+		if (g_orphaned && !a->err) a->err = fail(ECONNABORTED, "the daemon that asked for the image is gone");
+	}
+	return a->err;
+}
+
+/* Room for the body of the next record (WAHEAD_MAX bytes at most): the caller fills it and calls
+ * wahead_put. NULL with *e the writer's error (its message is set). */
+uint8_t *wahead_body(struct imgw *w, int *e)
+{
+	struct wahead *a = w->wa;
+	pthread_mutex_lock(&a->mu);
+	*e = wait_slot(a);
+	uint8_t *p = *e ? NULL : a->slot[a->tail % SLOTS] + WBODY;
+	pthread_mutex_unlock(&a->mu);
+	return p;
+}
+
+/* Waits until every record queued is written: 0, or the writer's error. */
+int wahead_sync(struct imgw *w)
+{
+	struct wahead *a = w->wa;
+	pthread_mutex_lock(&a->mu);
+	while (!a->err && a->head != a->tail) pthread_cond_wait(&a->cv, &a->mu);
+	int e = a->err;
+	pthread_mutex_unlock(&a->mu);
+	return e;
+}
+
+/* Queues the record whose body (len bytes) is in the slot wahead_body gave, with its header and
+ * CRC; the counts of w as rec_put keeps them. */
+int wahead_put(struct imgw *w, uint32_t type, size_t len)
+{
+	struct wahead *a = w->wa;
+	uint8_t *s = a->slot[a->tail % SLOTS];
+	struct rechdr h = { type, REC_MAGIC, len };
+	memcpy(s, &h, sizeof h);
+	uint32_t crc = crc32c(crc32c(0, &h, sizeof h), s + WBODY, len);
+	memcpy(s + WBODY + len, &crc, 4);
+	pthread_mutex_lock(&a->mu);
+	int e = a->err;
+	if (!e) {
+		a->len[a->tail % SLOTS] = WBODY + len + 4;
+		a->tail++;
+		pthread_cond_broadcast(&a->cv);
+	}
+	pthread_mutex_unlock(&a->mu);
+	if (e) return e;
+	w->nrec++;
+	w->bytes += WBODY + len + 4;
+	return 0;
+}
+
+/* Ends the writing: every record queued is written first (or the writer failed). 0, or the
+ * writer's error. */
+int wahead_stop(struct imgw *w)
+{
+	struct wahead *a = w->wa;
+	if (!a) return 0;
+	w->wa = NULL;
+	pthread_mutex_lock(&a->mu);
+	a->stop = 1;
+	pthread_cond_broadcast(&a->cv);
+	pthread_mutex_unlock(&a->mu);
+	pthread_join(a->th, NULL);
+	int e = a->err;
+	pthread_sigmask(SIG_SETMASK, &a->mask, NULL);
+	for (int k = 0; k < SLOTS; k++) slot_unmap(a->slot[k]);
+	pthread_cond_destroy(&a->cv);
+	pthread_mutex_destroy(&a->mu);
+	free(a);
+	return e;
+}

@@ -106,7 +106,8 @@ void crc_init(void);
 uint32_t crc32c(uint32_t crc, const void *buf, size_t n);
 /* fd: the image stream; copy: a second descriptor that gets every byte too (-1: none), e.g. the
  * file a sender keeps until the process runs elsewhere while the stream goes into a socket */
-struct imgw { int fd; uint32_t nrec; uint64_t bytes, pages; int copy; };
+struct wahead;
+struct imgw { int fd; uint32_t nrec; uint64_t bytes, pages; int copy; struct wahead *wa;	/* records written by a thread (pipeline.c) */ };
 struct stage;
 struct rahead;
 struct imgr { int fd; uint32_t nrec; uint64_t bytes, pages; int peeked; struct rechdr peek; uint8_t *pre; size_t pre_len, pre_off, pre_cap;
@@ -127,6 +128,14 @@ int rahead_next(struct imgr *r, struct rechdr *h);
 const uint8_t *rahead_body(struct imgr *r);
 int rahead_end(struct imgr *r);
 void rahead_stop(struct imgr *r, int drain);
+#define WAHEAD_MAX (CHUNK + 16)	/* the longest record body a writer's slot takes */
+int wahead_start(struct imgw *w);
+uint8_t *wahead_body(struct imgw *w, int *e);
+int wahead_put(struct imgw *w, uint32_t type, size_t len);
+int wahead_sync(struct imgw *w);
+int wahead_stop(struct imgw *w);
+int w_vec(int fd, struct iovec *iov, int n);
+extern volatile sig_atomic_t g_orphaned;
 void cancel_empty_image(void);
 void abort_when_orphaned(void);
 extern int g_stall_ms;	/* --stall-ms: a stream (socket) that makes no progress for this long fails; -1 never */
