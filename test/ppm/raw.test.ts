@@ -1,9 +1,11 @@
 // Raw images (docs/migrate.md "Raw images"): the helpers write an image straight into a connected
 // TCP socket (with a copy into a file) and read it straight from the other end, and a dump that
-// fails before its first byte sends an empty image that the reader consumes exactly.
+// fails before its first byte sends an empty image that the reader consumes exactly. The records
+// go through a writer thread on one side and a reader thread on the other (docs/ppm.md "Pipelined
+// streams"): a stream that stops makes either fail within its stall bound.
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { closeSync, openSync, statSync } from 'node:fs'
+import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs'
 import { once } from 'node:events'
 import { createServer, connect, type Socket } from 'node:net'
 import { dump, info, restore, socketFd } from '../../src/ppm/ppm.js'
@@ -62,4 +64,41 @@ test('a dump that fails before its first byte sends an empty image: the reader f
     const [d] = await once(b, 'data') as [Buffer]
     assert.equal(d.toString(), 'after')
   } finally { closeSync(copy); close() }
+})
+
+test('a dump into a connection nobody reads fails within its stall bound (its writer thread blocked), and the process runs on', async () => {
+  const bin = lab.compile('counter')
+  const s = lab.start(bin, ['1000000', '32768', '0', '20000'])	// 32 MiB: more than the socket buffers hold
+  await waitFor(() => lines(s.out) >= 1, 5000, 'counter output')
+  const { a, close } = await pair()
+  try {
+    await assert.rejects(dump(s.pid, socketFd(a), { stallMs: 1000 }), /made no progress for 1000 ms/)
+    const n = lines(s.out)
+    await waitFor(() => lines(s.out) > n, 10_000, 'the counter going on after the failed dump')
+  } finally { close() }
+})
+
+test('a restore whose sender stops half-way fails within its stall bound (its reader thread waiting), and leaves no process', async () => {
+  const bin = lab.compile('counter')
+  const s = lab.start(bin, ['1000000', '32768', '0', '20000'])
+  await waitFor(() => lines(s.out) >= 1, 5000, 'counter output')
+  const img = lab.path('half.img')
+  const d = await dump(s.pid, img, { leaveRunning: true })
+  // the metadata and the first 8 MiB of pages, then nothing more on an open connection
+  const half = Buffer.alloc(8 << 20)
+  const fd = openSync(img, 'r')
+  const n = readSync(fd, half, 0, half.length, 0)
+  closeSync(fd)
+  assert.ok(n === half.length && d.bytes > 2 * n, 'an image longer than what is sent')
+  const { a, b, close } = await pair()
+  // the test's children that are not subjects (a helper, whose child the stub is)
+  const helpers = (): string[] => readFileSync(`/proc/${process.pid}/task/${process.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)
+    .filter(p => { try { return readFileSync(`/proc/${p}/comm`, 'utf8').trim() !== 'counter' } catch { return false } })
+  try {
+    const restored = restore(socketFd(b), { keepPid: false, stdio: ['ignore', 'ignore', 'ignore'], stallMs: 1000 })
+    a.write(half)
+    await assert.rejects(restored, /made no progress for 1000 ms/)
+    // the helper has ended (with its half-restored process): nothing of it is left
+    await waitFor(() => helpers().length === 0, 10_000, 'the helper gone')
+  } finally { close() }
 })
