@@ -185,6 +185,11 @@ struct wahead {
 static void *writer(void *arg)
 {
 	struct wahead *a = arg;
+	/* made with the caller's mask, which blocks SIGUSR2 (wahead_start): this thread takes it */
+	sigset_t u;
+	sigemptyset(&u);
+	sigaddset(&u, SIGUSR2);
+	pthread_sigmask(SIG_UNBLOCK, &u, NULL);
 	pthread_mutex_lock(&a->mu);
 	for (;;) {
 		while (!a->stop && a->head == a->tail) pthread_cond_wait(&a->cv, &a->mu);

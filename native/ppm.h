@@ -18,6 +18,7 @@
  *   restore.c  restore: into a fresh stub or a hollow original
  *   fill.c     the restore's page fill: UFFDIO_COPY into private anonymous regions, else
  *              /proc/PID/mem
+ *   pipeline.c the image stream in two threads: the dump's writer, the restore's reader
  *   deputy.c   the hollow original parked at home, and its commands
  *   relay.c    descriptors relayed through home (--relay): which, recreated as a pipe or
  *              socketpair end on a remote, pumped by the helper
