@@ -5,7 +5,7 @@
  *   the process; it stops after the END record, so that a connection carrying the image goes on
  *   with whatever follows it;
  * - writing (wahead_*): the dump reads the process's pages into a slot and checksums them while a
- *   thread writes the slots before into the stream (and the copy).
+ *   thread writes the slots before into the stream, and another into the copy (--copy).
  * Records keep their order; the first error of either side is the stream's. The thread does
  * nothing but I/O: every ptrace request stays in the thread that traces. */
 #include "ppm.h"
@@ -169,22 +169,39 @@ void rahead_stop(struct imgr *r, int drain)
 /* a slot holds one whole record as it goes out: header, body, CRC */
 #define WBODY sizeof(struct rechdr)
 
-struct wahead {
+struct wahead;
+struct wout {			/* one writer thread: the stream, or the copy */
 	pthread_t th;
+	int fd;
+	unsigned head;		/* records [head, tail) are not yet written to fd */
+	struct wahead *a;
+};
+
+struct wahead {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	uint8_t *slot[SLOTS];
 	size_t len[SLOTS];
-	unsigned head, tail;	/* records [head, tail) are queued, not yet written */
-	int err;		/* the writer's error: nothing more is written */
+	unsigned tail;		/* records before it are queued */
+	struct wout out[2];	/* the stream's writer, the copy's (--copy) */
+	int nout;
+	int err;		/* a writer's error: nothing more is written */
 	int stop;
-	int fd, copy;
 	sigset_t mask;		/* the caller's signal mask before */
 };
 
+/* the oldest record a writer still needs: slots before it are free */
+static unsigned low(struct wahead *a)
+{
+	unsigned h = a->out[0].head;
+	if (a->nout > 1 && a->tail - a->out[1].head > a->tail - h) h = a->out[1].head;
+	return h;
+}
+
 static void *writer(void *arg)
 {
-	struct wahead *a = arg;
+	struct wout *o = arg;
+	struct wahead *a = o->a;
 	/* made with the caller's mask, which blocks SIGUSR2 (wahead_start): this thread takes it */
 	sigset_t u;
 	sigemptyset(&u);
@@ -192,16 +209,15 @@ static void *writer(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &u, NULL);
 	pthread_mutex_lock(&a->mu);
 	for (;;) {
-		while (!a->stop && a->head == a->tail) pthread_cond_wait(&a->cv, &a->mu);
-		if (a->head == a->tail) break;	/* stopped, all written */
-		unsigned i = a->head % SLOTS;
+		while (!a->stop && !a->err && o->head == a->tail) pthread_cond_wait(&a->cv, &a->mu);
+		if (a->err || o->head == a->tail) break;	/* failed, or stopped with all written */
+		unsigned i = o->head % SLOTS;
 		pthread_mutex_unlock(&a->mu);
-		struct iovec v = { a->slot[i], a->len[i] }, c = v;
-		int e = w_vec(a->fd, &v, 1);
-		if (!e && a->copy >= 0) e = w_vec(a->copy, &c, 1);
+		struct iovec v = { a->slot[i], a->len[i] };
+		int e = w_vec(o->fd, &v, 1);
 		pthread_mutex_lock(&a->mu);
-		if (e) { a->err = e; pthread_cond_broadcast(&a->cv); break; }
-		a->head++;
+		if (e) { if (!a->err) a->err = e; pthread_cond_broadcast(&a->cv); break; }
+		o->head++;
 		pthread_cond_broadcast(&a->cv);
 	}
 	pthread_mutex_unlock(&a->mu);
@@ -220,15 +236,27 @@ int wahead_start(struct imgw *w)
 		if (!(a->slot[i] = slot_map())) { for (int k = 0; k < i; k++) slot_unmap(a->slot[k]); free(a); return -ENOMEM; }
 	pthread_mutex_init(&a->mu, NULL);
 	pthread_cond_init(&a->cv, NULL);
-	a->fd = w->fd;
-	a->copy = w->copy;
+	a->out[0].fd = w->fd;
+	a->out[1].fd = w->copy;
+	a->nout = w->copy >= 0 ? 2 : 1;
 	/* SIGUSR2 (the daemon is gone, image.c abort_when_orphaned) goes to the writer, the thread
 	 * that blocks on the stream; the caller sees the writer's error */
 	sigset_t s;
 	sigemptyset(&s);
 	sigaddset(&s, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &s, &a->mask);
-	int pe = pthread_create(&a->th, NULL, writer, a);
+	int pe = 0, made = 0;
+	for (; made < a->nout && !pe; made++) {
+		a->out[made].a = a;
+		pe = pthread_create(&a->out[made].th, NULL, writer, &a->out[made]);
+	}
+	if (pe && made > 1) {	/* the stream's writer runs: it is ended, having written nothing */
+		pthread_mutex_lock(&a->mu);
+		a->stop = 1;
+		pthread_cond_broadcast(&a->cv);
+		pthread_mutex_unlock(&a->mu);
+		pthread_join(a->out[0].th, NULL);
+	}
 	if (pe) {
 		pthread_sigmask(SIG_SETMASK, &a->mask, NULL);
 		for (int k = 0; k < SLOTS; k++) slot_unmap(a->slot[k]);
@@ -242,7 +270,7 @@ int wahead_start(struct imgw *w)
 /* waits for a free slot; 0, or the writer's error (or the daemon's end) */
 static int wait_slot(struct wahead *a)
 {
-	while (!a->err && a->tail - a->head >= SLOTS) {
+	while (!a->err && a->tail - low(a) >= SLOTS) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += 50 * 1000000L;
@@ -270,7 +298,7 @@ int wahead_sync(struct imgw *w)
 {
 	struct wahead *a = w->wa;
 	pthread_mutex_lock(&a->mu);
-	while (!a->err && a->head != a->tail) pthread_cond_wait(&a->cv, &a->mu);
+	while (!a->err && low(a) != a->tail) pthread_cond_wait(&a->cv, &a->mu);
 	int e = a->err;
 	pthread_mutex_unlock(&a->mu);
 	return e;
@@ -311,7 +339,7 @@ int wahead_stop(struct imgw *w)
 	a->stop = 1;
 	pthread_cond_broadcast(&a->cv);
 	pthread_mutex_unlock(&a->mu);
-	pthread_join(a->th, NULL);
+	for (int k = 0; k < a->nout; k++) pthread_join(a->out[k].th, NULL);
 	int e = a->err;
 	pthread_sigmask(SIG_SETMASK, &a->mask, NULL);
 	for (int k = 0; k < SLOTS; k++) slot_unmap(a->slot[k]);
