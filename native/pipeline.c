@@ -25,6 +25,26 @@ static void slot_unmap(uint8_t *s)
 	if (s) munmap(s - (PAGE - 16), CHUNK + 2 * PAGE);
 }
 
+static void slots_unmap(uint8_t **slot)
+{
+	for (int k = 0; k < SLOTS; k++) slot_unmap(slot[k]);
+}
+
+/* every slot mapped (0), or none (-ENOMEM) */
+static int slots_map(uint8_t **slot)
+{
+	for (int i = 0; i < SLOTS; i++)
+		if (!(slot[i] = slot_map())) { slots_unmap(slot); return -ENOMEM; }
+	return 0;
+}
+
+/* HPC_PPM_PIPE=off: one thread, as before (to compare) */
+static int pipe_off(void)
+{
+	const char *env = getenv("HPC_PPM_PIPE");
+	return env && !strcmp(env, "off");
+}
+
 /* ---------- reading ---------- */
 
 struct rahead {
@@ -75,22 +95,19 @@ static void *reader(void *arg)
  * starts it before that (ppm.c cmd_restore). */
 int rahead_start(struct imgr *r)
 {
-	const char *env = getenv("HPC_PPM_PIPE");
-	if (env && !strcmp(env, "off")) return -ENOTSUP;
+	if (pipe_off()) return -ENOTSUP;
 	struct rahead *a = calloc(1, sizeof *a);
 	if (!a) return -ENOMEM;
+	if (slots_map(a->slot)) { free(a); return -ENOMEM; }
 	pthread_mutex_init(&a->mu, NULL);
 	pthread_cond_init(&a->cv, NULL);
-	a->r = r;
-	for (int i = 0; i < SLOTS; i++)
-		if (!(a->slot[i] = slot_map())) { for (int k = 0; k < i; k++) slot_unmap(a->slot[k]); free(a); return -ENOMEM; }
 	struct imgr *copy = malloc(sizeof *copy);
-	if (!copy) { for (int k = 0; k < SLOTS; k++) slot_unmap(a->slot[k]); free(a); return -ENOMEM; }
+	if (!copy) { slots_unmap(a->slot); free(a); return -ENOMEM; }
 	/* the reader owns the stream's state from here: the caller's r only points at it */
 	*copy = *r;
 	a->r = copy;
 	int pe = pthread_create(&a->th, NULL, reader, a);
-	if (pe) { free(copy); for (int k = 0; k < SLOTS; k++) slot_unmap(a->slot[k]); free(a); return -pe; }
+	if (pe) { free(copy); slots_unmap(a->slot); free(a); return -pe; }
 	r->peeked = 0;	/* a record peeked at is the reader's first */
 	r->ra = a;
 	return 0;
@@ -154,7 +171,7 @@ void rahead_stop(struct imgr *r, int drain)
 		*r = *a->r;
 		r->ra = NULL;
 		free(a->r);
-		for (int k = 0; k < SLOTS; k++) slot_unmap(a->slot[k]);
+		slots_unmap(a->slot);
 		pthread_cond_destroy(&a->cv);
 		pthread_mutex_destroy(&a->mu);
 		free(a);
@@ -228,12 +245,10 @@ static void *writer(void *arg)
  * then written as before, in the caller's thread). HPC_PPM_PIPE=off: never. */
 int wahead_start(struct imgw *w)
 {
-	const char *env = getenv("HPC_PPM_PIPE");
-	if (env && !strcmp(env, "off")) return -ENOTSUP;
+	if (pipe_off()) return -ENOTSUP;
 	struct wahead *a = calloc(1, sizeof *a);
 	if (!a) return -ENOMEM;
-	for (int i = 0; i < SLOTS; i++)
-		if (!(a->slot[i] = slot_map())) { for (int k = 0; k < i; k++) slot_unmap(a->slot[k]); free(a); return -ENOMEM; }
+	if (slots_map(a->slot)) { free(a); return -ENOMEM; }
 	pthread_mutex_init(&a->mu, NULL);
 	pthread_cond_init(&a->cv, NULL);
 	a->out[0].fd = w->fd;
@@ -259,7 +274,7 @@ int wahead_start(struct imgw *w)
 	}
 	if (pe) {
 		pthread_sigmask(SIG_SETMASK, &a->mask, NULL);
-		for (int k = 0; k < SLOTS; k++) slot_unmap(a->slot[k]);
+		slots_unmap(a->slot);
 		free(a);
 		return -pe;
 	}
@@ -342,7 +357,7 @@ int wahead_stop(struct imgw *w)
 	for (int k = 0; k < a->nout; k++) pthread_join(a->out[k].th, NULL);
 	int e = a->err;
 	pthread_sigmask(SIG_SETMASK, &a->mask, NULL);
-	for (int k = 0; k < SLOTS; k++) slot_unmap(a->slot[k]);
+	slots_unmap(a->slot);
 	pthread_cond_destroy(&a->cv);
 	pthread_mutex_destroy(&a->mu);
 	free(a);

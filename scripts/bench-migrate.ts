@@ -30,6 +30,8 @@ const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 const SUBJECT_SRC = join(REPO, 'scripts/bench-migrate-subject.c')
 const LAUNCH_SRC = join(REPO, 'test/ppm/subjects/launch.c')
 const RAW_PORT = 5999
+const MEM_SRC = join(REPO, 'scripts/bench-migrate-tcp.c')
+const MEM_PORT = 5998
 const POLL_MS = 5
 const MOVE_TIMEOUT_MS = 60_000
 
@@ -247,27 +249,45 @@ function once () {
   .catch(e => { console.error(e.message); process.exit(1) })
 `
 
-async function startRawServer (): Promise<void> {
-  const l = lab as Lab
-  const c = track(l.spawn(2, process.execPath, ['-e', SERVER_JS, l.node(2).addr, String(RAW_PORT)], { stdio: 'pipe' }))
+/** A reference server started in node 2's namespace: resolves once it says `listening`. */
+async function startServer (what: string, cmd: string, args: string[]): Promise<void> {
+  const c = track((lab as Lab).spawn(2, cmd, args, { stdio: 'pipe' }))
   await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('raw TCP server did not start')), 10_000)
+    const t = setTimeout(() => reject(new Error(`${what} server did not start`)), 10_000)
     createInterface({ input: c.stdout as NodeJS.ReadableStream }).on('line', line => { if (line === 'listening') { clearTimeout(t); resolve() } })
-    c.once('exit', code => { clearTimeout(t); reject(new Error(`raw TCP server exited (${code})`)) })
+    c.once('exit', code => { clearTimeout(t); reject(new Error(`${what} server exited (${code})`)) })
   })
 }
 
-/** Times of `reps` transfers of `bytes` from node 1's namespace to node 2's (ms each). */
-async function rawTcp (bytes: number, reps: number): Promise<number[]> {
-  const l = lab as Lab
-  const c = track(l.spawn(1, process.execPath, ['-e', CLIENT_JS, l.node(2).addr, String(RAW_PORT), String(bytes), String(reps)], { stdio: 'pipe' }))
+/** A reference client run in node 1's namespace: the times it prints (a JSON array of ms). */
+async function clientTimes (what: string, cmd: string, args: string[]): Promise<number[]> {
+  const c = track((lab as Lab).spawn(1, cmd, args, { stdio: 'pipe' }))
   let out = ''
   let err = ''
   c.stdout?.on('data', (d: Buffer) => { out += d.toString() })
   c.stderr?.on('data', (d: Buffer) => { err += d.toString() })
   const code = await new Promise<number | null>(resolve => c.once('exit', resolve))
-  if (code !== 0) throw new Error(`raw TCP client failed (${code}): ${err.trim()}`)
+  if (code !== 0) throw new Error(`${what} client failed (${code}): ${err.trim()}`)
   return JSON.parse(out) as number[]
+}
+
+async function startRawServer (): Promise<void> {
+  await startServer('raw TCP', process.execPath, ['-e', SERVER_JS, (lab as Lab).node(2).addr, String(RAW_PORT)])
+}
+
+// The second reference (scripts/bench-migrate-tcp.c): the same transfer from resident memory into a
+// fresh mapping, as a move's bytes go (none of the node pair's reused buffers).
+async function startMemServer (bin: string): Promise<void> {
+  await startServer('memory TCP', bin, ['server', (lab as Lab).node(2).addr, String(MEM_PORT)])
+}
+
+async function memTcp (bin: string, bytes: number, reps: number): Promise<number[]> {
+  return await clientTimes('memory TCP', bin, ['client', (lab as Lab).node(2).addr, String(MEM_PORT), String(bytes), String(reps)])
+}
+
+/** Times of `reps` transfers of `bytes` from node 1's namespace to node 2's (ms each). */
+async function rawTcp (bytes: number, reps: number): Promise<number[]> {
+  return await clientTimes('raw TCP', process.execPath, ['-e', CLIENT_JS, (lab as Lab).node(2).addr, String(RAW_PORT), String(bytes), String(reps)])
 }
 
 interface Subject { pid: number, child: ChildProcess }
@@ -314,7 +334,7 @@ async function writerMoves (launcher: string, subject: string, mib: number, kib:
 
 interface Row {
   mib: number, imageBytes: number, out: number, home: number, hop: number, runOut: number, runHome: number, runHop: number, freezeOut: number, freezeHome: number, freezeHop: number,
-  restoreOut: number, restoreHome: number, restoreHop: number, fillHop: number, cpuOut: string, cpuHome: string, cpuHop: string, raw: number
+  restoreOut: number, restoreHome: number, restoreHop: number, fillHop: number, cpuOut: string, cpuHome: string, cpuHop: string, raw: number, mem: number
 }
 
 /** Median CPU ms of the daemons of nodes 1..n over moves, as "c1/c2[/c3]". */
@@ -325,6 +345,7 @@ async function main (): Promise<void> {
   const t0 = Date.now()
   const launcher = compileC(LAUNCH_SRC, dir, 'launch')
   const subject = compileC(SUBJECT_SRC, dir, 'subject')
+  const memBin = compileC(MEM_SRC, dir, 'memtcp')
   console.log(`bench-migrate: sizes ${sizes.join(', ')} MiB, ${runs} run(s) each; load average ${loadavg().map(x => x.toFixed(2)).join(' ')}`)
   lab = await Lab.create({
     nodes: 3, // 3: N -> M (node 2 -> node 3) for a process whose home is node 1
@@ -341,6 +362,8 @@ async function main (): Promise<void> {
   console.log(`lab up: ${lab.nodes.map(n => `node ${n.id} ${n.addr} (${n.ns})`).join(', ')} in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
   await startRawServer()
   await rawTcp(8 * MiB, 1) // warm-up (also checks the path)
+  await startMemServer(memBin)
+  await memTcp(memBin, 8 * MiB, 1)
 
   const rows: Row[] = []
   for (const mib of sizes) {
@@ -366,7 +389,8 @@ async function main (): Promise<void> {
     const imageBytes = median(outs.map(m => m.imageBytes).filter(Number.isFinite))
     const bytes = Number.isFinite(imageBytes) ? imageBytes : mib * MiB
     const raws = await rawTcp(bytes, runs)
-    process.stdout.write(`  ${mib} MiB raw TCP of ${(bytes / MiB).toFixed(1)} MiB: ${raws.map(f1).join(', ')} ms\n`)
+    const mems = await memTcp(memBin, bytes, runs)
+    process.stdout.write(`  ${mib} MiB raw TCP of ${(bytes / MiB).toFixed(1)} MiB: ${raws.map(f1).join(', ')} ms; memory to memory: ${mems.map(f1).join(', ')} ms\n`)
     rows.push({
       mib,
       imageBytes: bytes,
@@ -386,7 +410,8 @@ async function main (): Promise<void> {
       cpuOut: cpuOf(outs, 2),
       cpuHome: cpuOf(homes, 2),
       cpuHop: cpuOf(hops, 3),
-      raw: median(raws)
+      raw: median(raws),
+      mem: median(mems)
     })
   }
 
@@ -394,12 +419,13 @@ async function main (): Promise<void> {
   const stopCopy = precopyMib > 0 ? await writerMoves(launcher, subject, precopyMib, writeKib, 'stop-and-copy') : null
 
   const head = ['size', 'image', 'migrate out', 'migrate home', 'migrate 2->3', 'runs out', 'runs home', 'runs 2->3', 'effective', 'effective', 'freeze out', 'restore on 2', 'freeze on 2', 'restore home', 'freeze 2->3', 'restore on 3',
-    'hpcd CPU out', 'hpcd CPU home', 'hpcd CPU 2->3', 'raw TCP', 'raw TCP', 'out/raw', 'home/raw', '2->3/raw']
-  const unit = ['MiB', 'MiB', 'ms', 'ms', 'ms', 'ms', 'ms', 'ms', 'MB/s (out)', 'MB/s (2->3)', 'ms', 'ms', 'ms', 'ms', 'ms', 'ms', 'ms 1/2', 'ms 1/2', 'ms 1/2/3', 'ms', 'MB/s', '', '', '']
+    'hpcd CPU out', 'hpcd CPU home', 'hpcd CPU 2->3', 'raw TCP', 'raw TCP', 'out/raw', 'home/raw', '2->3/raw', 'mem TCP', 'out/mem', 'home/mem', '2->3/mem']
+  const unit = ['MiB', 'MiB', 'ms', 'ms', 'ms', 'ms', 'ms', 'ms', 'MB/s (out)', 'MB/s (2->3)', 'ms', 'ms', 'ms', 'ms', 'ms', 'ms', 'ms 1/2', 'ms 1/2', 'ms 1/2/3', 'ms', 'MB/s', '', '', '', 'ms', '', '', '']
   const body = rows.map(r => [
     String(r.mib), (r.imageBytes / MiB).toFixed(1), f1(r.out), f1(r.home), f1(r.hop), f1(r.runOut), f1(r.runHome), f1(r.runHop), f0(r.imageBytes / 1e6 / (r.out / 1000)), f0(r.imageBytes / 1e6 / (r.hop / 1000)),
     f1(r.freezeOut), f1(r.restoreOut), f1(r.freezeHome), f1(r.restoreHome), f1(r.freezeHop), f1(r.restoreHop), r.cpuOut, r.cpuHome, r.cpuHop,
-    f1(r.raw), f0(r.imageBytes / 1e6 / (r.raw / 1000)), `${(r.out / r.raw).toFixed(1)}x`, `${(r.home / r.raw).toFixed(1)}x`, `${(r.hop / r.raw).toFixed(1)}x`
+    f1(r.raw), f0(r.imageBytes / 1e6 / (r.raw / 1000)), `${(r.out / r.raw).toFixed(1)}x`, `${(r.home / r.raw).toFixed(1)}x`, `${(r.hop / r.raw).toFixed(1)}x`,
+    f1(r.mem), `${(r.out / r.mem).toFixed(2)}x`, `${(r.home / r.mem).toFixed(2)}x`, `${(r.hop / r.mem).toFixed(2)}x`
   ])
   const w = head.map((h, i) => Math.max(h.length, unit[i].length, ...body.map(b => b[i].length)))
   const line = (cells: string[]): string => cells.map((c, i) => c.padStart(w[i])).join('  ')
@@ -414,6 +440,7 @@ async function main (): Promise<void> {
   console.log(`  (the writing of the page data inside the restore on 3, fill on 3: ${rows.map(r => `${f1(r.fillHop)} ms of ${r.mib} MiB`).join(', ')})`)
   console.log('hpcd CPU = user+system time of the daemons of node 1 / node 2 (/ node 3) themselves during the move (their PPM helpers not included)')
   console.log(`image = bytes the deputy streamed (PPM STAT bytes); raw TCP = the same bytes, node client in ${n1.ns} -> node server in ${n2.ns} (the same bridge as 2 -> 3), connect until the server's ack`)
+  console.log('mem TCP = the same transfer by a C pair (scripts/bench-migrate-tcp.c) from resident memory into a fresh mapping of that size, as a move\'s bytes go; raw TCP sends from and reads into one reused 1 MiB buffer')
   const hwm = (pid: number | undefined): string => { try { return `${Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024)} MiB` } catch { return '?' } }
   console.log(`peak RSS of the daemons: ${lab.nodes.map(n => `node ${n.id} ${hwm(n.pid)}`).join(', ')}`)
 
