@@ -18,8 +18,9 @@ after(() => clearInterval(keep))
 
 const OFFER = { t: 'migrate', home: 1, pid: 500, name: 'subject', bytes: 1 << 20, stdin: 'none', age: 4, decay: 'fast', kind: 'iojob' } as const
 
-/** Node 2's guest side; `dialed` are the connections it opened (to M), played by the test too. */
-function setup (over: Partial<Cluster> = {}): { side: GuestSide, engine: StubEngine, dialed: Array<Peer & { node: number }> } {
+/** Node 2's guest side; `dialed` are the connections it opened (to M), played by the test too
+ * (`onDial` sees each before the side gets it). */
+function setup (over: Partial<Cluster> = {}, onDial?: (mine: Link, n: number) => Promise<void>): { side: GuestSide, engine: StubEngine, dialed: Array<Peer & { node: number }> } {
   const engine = new StubEngine()
   const dialed: Array<Peer & { node: number }> = []
   const side = new GuestSide({
@@ -29,6 +30,7 @@ function setup (over: Partial<Cluster> = {}): { side: GuestSide, engine: StubEng
     dial: async (node): Promise<Link> => {
       const [mine, theirs] = MemLink.pair(`node ${node}`, 'node 2')
       dialed.push(Object.assign(new Peer(theirs), { node }))
+      await onDial?.(mine, dialed.length)
       return mine
     }
   })
@@ -184,6 +186,25 @@ test('a rejoin refused with home\'s count (it runs on another node now): the out
   assert.deepEqual(back.frames.map(([t, d]) => `${t}${d.toString()}`), ['Oc\n'])
   await until(() => s.side.guests.size === 0, 'the guest forgotten')
   assert.deepEqual(s.engine.signals, [[4242, 'SIGKILL']])
+})
+
+test('a rejoin whose new connection closes before it can ask: the daemon goes on (no unhandled rejection) and the next try rejoins', async () => {
+  const unhandled: unknown[] = []
+  const note = (e: unknown): void => { unhandled.push(e) }
+  process.on('unhandledRejection', note)
+  try {
+    // the first connection home is closed by the time the guest side has it: its rejoin cannot be sent
+    const s = setup({}, async (mine, n) => { if (n === 1) { mine.close(); await new Promise(resolve => setTimeout(resolve, 5)) } })
+    s.side.rejoinEveryMs = 20
+    const home = await arrive(s)
+    home.link.close()
+    await until(() => s.dialed.length === 2, 'a second try')
+    await s.dialed[1].next('rejoin')
+    await s.dialed[1].link.send({ t: 'rejoin-ok' })
+    await until(() => [...s.side.guests.values()][0]?.conn.closed === false, 'rejoined')
+    await new Promise(resolve => setImmediate(resolve))
+    assert.deepEqual(unhandled, [], 'no promise left rejected without a handler')
+  } finally { process.off('unhandledRejection', note) }
 })
 
 test('a guest whose home cannot be reached for the guest lease is killed', async () => {
