@@ -253,7 +253,11 @@ static int deputy_restore(struct tracee *t, const char *path, pid_t from, int fr
 		t->ninject = 0;
 		t->keep_tids = 1;	/* its threads come home under their tids where free */
 		double t0 = now_ms();
+		/* the page records read ahead by a thread (pipeline.c); a failed restore reads the stream
+		 * up to its END first, so that a connection carrying it goes on */
+		rahead_start(&r);
 		e = restore_into(t, im, &r, 1, 0);
+		rahead_stop(&r, 1);
 		if (!e && from > 0) {
 			/* all of the image is read: the connection is the caller's again; the original runs
 			 * once the caller has passed on what came before it (its output) and says GO */

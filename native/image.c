@@ -363,10 +363,10 @@ int rec_end(struct imgr *r, const struct rechdr *h)
 	uint64_t bytes = r->bytes;
 	int e = rec_body(r, h, &end, sizeof end);
 	if (e) return e;
+	r->ended = 1;	/* read (drain_image stops here), whether its counts agree or not */
 	if (end.nrec != nrec || end.bytes != bytes || end.pages != r->pages)
 		return fail(EBADMSG, "image incomplete: %u records/%llu bytes, trailer says %u/%llu", nrec, (unsigned long long)bytes, end.nrec,
 			    (unsigned long long)end.bytes);
-	r->ended = 1;
 	return 0;
 }
 
@@ -375,7 +375,7 @@ int rec_end(struct imgr *r, const struct rechdr *h)
 int drain_image(struct imgr *r)
 {
 	static uint8_t scratch[1 << 16];
-	if (r->ended) return 0;	/* the read-ahead read it (pipeline.c) */
+	if (r->ended) return 0;	/* END was read already (by the read-ahead, pipeline.c, or rec_end) */
 	long keep = g_fault_after;
 	g_fault_after = -1;
 	for (;;) {

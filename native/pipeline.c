@@ -3,7 +3,8 @@
  * - reading (rahead_*): a thread reads whole records (header, body, CRC checked) from the stream
  *   into a few page-aligned slots while the restore writes the pages of the records before into
  *   the process; it stops after the END record, so that a connection carrying the image goes on
- *   with whatever follows it;
+ *   with whatever follows it. The restore's callers start it (before any namespace is unshared)
+ *   and stop it;
  * - writing (wahead_*): the dump reads the process's pages into a slot and checksums them while a
  *   thread writes the slots before into the stream, and another into the copy (--copy).
  * Records keep their order; the first error of either side is the stream's. The thread does
@@ -57,7 +58,7 @@ struct rahead {
 	int err;		/* the reader's error (after its records), 0 */
 	int done;		/* the reader has ended (END read, or err) */
 	int end_err;		/* rec_end's result for the END record */
-	int taken;		/* a record is with the caller (its slot is head-1's) */
+	int taken;		/* the record at head is with the caller (its slot is head's) */
 	int stop;		/* the caller is gone: stop at the next record */
 	struct imgr *r;
 };

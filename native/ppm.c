@@ -220,7 +220,7 @@ static int cmd_restore(struct restore_opts *o)
 	t.keep_tids = o->require_pid ? 2 : o->keep_pid || pidns;	/* the other threads' tids, as the pid */
 	if (pidns) ctlf("STAT pidns=1 nspid=%d", t.vpid);
 	e = restore_into(&t, im, &r, 0, o->eintr);
-	rahead_stop(&r, 0);	/* ended with END, or given up with the restore */
+	rahead_stop(&r, 0);	/* ended with END, or given up with the failed restore (the helper ends) */
 	if (!e && o->fault_end) e = fail(ECONNABORTED, "injected fault: restore broken at the end");
 	if (e) { kill_reap(t.pid); return report_err(); }
 	ctlf("STAT restore_ms=%.3f injections=%ld pid_kept=%d mono_offset_ns=%lld image_bytes=%llu", now_ms() - t0, t.ninject, kept, (long long)om, (unsigned long long)r.bytes);

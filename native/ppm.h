@@ -114,7 +114,7 @@ struct rahead;
 struct imgr { int fd; uint32_t nrec; uint64_t bytes, pages; int peeked; struct rechdr peek; uint8_t *pre; size_t pre_len, pre_off, pre_cap;
 	      struct stage *stage;	/* pages of a pre-copy stream's rounds (precopy.c) */
 	      struct rahead *ra;	/* records read ahead by a thread (pipeline.c) */
-	      int ended; };		/* its END record was read */
+	      int ended; };		/* its END record was read (checked or not) */
 int rec_put(struct imgw *w, uint32_t type, const void *a, size_t al, const void *b, size_t bl);
 int rec_hdr(struct imgr *r, struct rechdr *h);
 int rec_peek(struct imgr *r, uint32_t *type);

@@ -98,22 +98,11 @@ int restore_thread_regs(struct tracee *t, const struct image_thread *it, int ein
 	return 0;
 }
 
-static int restore_body(struct tracee *t, struct image *im, struct imgr *r, int hollow, int eintr_policy);
-
 /* Turns the stopped tracee (a fresh stub or a hollow original) into the image read from r.
- * On failure the tracee is left in an undefined state: the caller kills or re-hollows it. The
- * page records are read ahead by a thread (pipeline.c) while the process is set up and filled;
- * a failed restore into a hollow original has read its stream up to END when it returns (the
- * connection goes on, deputy.c). */
+ * On failure the tracee is left in an undefined state: the caller kills or re-hollows it. Its
+ * callers have the page records read ahead by a thread (pipeline.c) while it sets the process up
+ * and fills it. */
 int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow, int eintr_policy)
-{
-	int ra = !r->ra && rahead_start(r) == 0;	/* started ahead by a caller, or here */
-	int e = restore_body(t, im, r, hollow, eintr_policy);
-	if (ra) rahead_stop(r, e && hollow);
-	return e;
-}
-
-static int restore_body(struct tracee *t, struct image *im, struct imgr *r, int hollow, int eintr_policy)
 {
 	struct img_core *c = &im->c;
 	uint64_t vvar, vclock, vdso;
@@ -219,10 +208,11 @@ static int restore_body(struct tracee *t, struct image *im, struct imgr *r, int 
 		if ((e = rec_hdr(r, &h))) break;
 		if (h.type == R_END) { e = rec_end(r, &h); break; }
 		if (h.type == R_FDDATA && h.len >= sizeof(struct img_fddata)) {
-			if ((e = rec_body(r, &h, buf, CHUNK + 16))) break;
+			const uint8_t *body;
+			if ((e = rec_body_ref(r, &h, buf, CHUNK + 16, &body))) break;
 			struct img_fddata dd;
-			memcpy(&dd, buf, sizeof dd);
-			e = fd_data(&fr, im, &dd, buf + sizeof dd, h.len - sizeof dd);
+			memcpy(&dd, body, sizeof dd);
+			e = fd_data(&fr, im, &dd, body + sizeof dd, h.len - sizeof dd);
 			continue;
 		}
 		int valid = h.type == R_PREVALID;	/* pre-copy: staged pages that are the process's */
