@@ -361,7 +361,6 @@ export class GuestSide {
       try {
         conn = await this.d.dial(g.home)
         const answer = conn.expect('rejoin-ok', 'refuse')
-        answer.catch(() => {}) // a send that fails first leaves it unawaited: its rejection must not end the daemon
         await conn.send({ t: 'rejoin', home: g.home, pid: g.homePid, guest: g.pid, node: this.d.cluster.id })
         let timer: NodeJS.Timeout | undefined
         const left = Math.max(0, g.orphaned + this.leaseMs - Date.now())

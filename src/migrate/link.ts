@@ -99,9 +99,13 @@ export abstract class Link extends EventEmitter {
 
   send (m: Message): Promise<void> { log('%s -> %o', this.peer, m); return this.frame('J', encode(m)) }
 
-  /** Waits for the next control message of one of the given kinds (an `error` message rejects). */
+  /**
+   * Waits for the next control message of one of the given kinds (an `error` message rejects).
+   * Set up before a send, an expectation may be left unawaited when that send fails: its rejection
+   * (the connection closed) is then no one's, and must not end the daemon.
+   */
   expect<K extends Kind> (...kinds: K[]): Promise<MsgOf<K>> {
-    return new Promise((resolve, reject) => {
+    const p = new Promise<MsgOf<K>>((resolve, reject) => {
       const onMsg = (m: Message): void => {
         if (m.t === 'error') { cleanup(); reject(new Error(m.reason)) } else if ((kinds as Kind[]).includes(m.t)) { cleanup(); resolve(m as MsgOf<K>) }
       }
@@ -111,6 +115,8 @@ export abstract class Link extends EventEmitter {
       this.on('msg', onMsg)
       this.on('close', onClose)
     })
+    p.catch(() => {})
+    return p
   }
 
   /** A Writable whose bytes go out as image frames, ending with image-end. */
