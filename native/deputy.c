@@ -330,6 +330,7 @@ int cmd_deputy(pid_t pid, const char *target)
 		ptrace(PTRACE_SETOPTIONS, pid, 0, SEIZE_OPTS | PTRACE_O_EXITKILL);
 		ctlf("DUMPED %d", pid);
 		int v = await_verdict();
+		trace("verdict");
 		if (v == 0) {
 			precopy_done();
 			release_live(&t);

@@ -215,6 +215,7 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	int e = dump_seccomp(pid, c);
 	if (!e) e = find_vdso(t, &c->vvar, &c->vclock, &c->vdso);
 	if (e) return e;
+	trace("vdso");
 	/* injected calls write into a scratch page that is removed again */
 	long scratch;
 	e = INJ(t, &scratch, SYS_mmap, 0, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -225,8 +226,10 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	if (!e) e = timers_dump(t, scratch, timers, &ntimers);
 	int e2 = INJ(t, NULL, SYS_munmap, scratch, PAGE, 0, 0, 0, 0);
 	if (e || e2) { free(others); return e ? e : e2; }
+	trace("injected");
 	if ((e = read_core_proc(pid, c))) return e;
 	dump_pending(t, c);
+	trace("core");
 
 	struct img_header h;
 	memset(&h, 0, sizeof h);
@@ -257,6 +260,7 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	int nv = dump_vmas(pid, &tab, &vm);
 	if (nv < 0) { fdtab_free(&tab); free(fds); free(others); return nv; }
 
+	trace("fds-vmas");
 	struct stat isb;
 	if (fstat(imgfd, &isb) == 0 && S_ISFIFO(isb.st_mode)) fcntl(imgfd, F_SETPIPE_SZ, 1 << 20);
 	struct imgw w = { imgfd, 0, 0, 0, g_copy_fd, NULL };
@@ -284,6 +288,7 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 		double tp = now_ms();
 		/* the page data written by a thread while the next pages are read (pipeline.c) */
 		wahead_start(&w);
+		trace("pages");
 		for (int i = 0; i < nv && !e; i++) e = dump_vma_pages(&w, t, pmfd, &vm[i], pbuf);
 		if (!e) ctlf("STAT pages_ms=%.3f", now_ms() - tp);
 		free(pbuf);
@@ -299,7 +304,9 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 		e = rec_put(&w, R_END, &end, sizeof end, NULL, 0);
 	}
 	/* what was queued is written, also after a failure (as without the thread) */
+	trace("end-queued");
 	int we = wahead_stop(&w);
+	trace("end-written");
 	if (!e) e = we;
 	if (e) { free(vm); return e; }
 	res->nvma = nv;

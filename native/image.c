@@ -261,6 +261,7 @@ int read_meta(struct imgr *r, struct image **out)
 	struct rechdr h;
 	uint32_t first;
 	int e = rec_peek(r, &first);
+	trace("first-hdr");
 	if (!e && first == R_PRECOPY) e = stage_read(r);	/* a pre-copy stream: its rounds first */
 	if (!e) e = rec_hdr(r, &h);
 	if (!e && h.type == R_END && h.len == sizeof(struct img_end)) {

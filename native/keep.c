@@ -78,6 +78,7 @@ static int keep_go(pid_t pid, struct image *im)
  * of this file. Returns the helper's exit status. */
 int keep_run(struct keep *k, pid_t pid, struct image *im, int hold, long lease_ms)
 {
+	trace("keep-run");
 	ctlf("KEEP in=%d out=%d err=%d ctl=%d cmd=%d", k->in_w, k->out_r, k->err_r, k->ctl_r, k->cmd_r);
 	ctlf("PID %d", pid);
 	if (!hold && keep_go(pid, im)) return 1;

@@ -74,6 +74,7 @@ static int wait_go(const char **target)
 
 int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpres *res, double *t0)
 {
+	trace("dump-start");
 	int n = check_pid(pid, 1);
 	if (n) {
 		g_cancelled = g_wait;	/* started ahead: nothing goes into fd 3 (the caller withdraws its offer) */
@@ -81,8 +82,10 @@ int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpr
 		return 3;
 	}
 	if (g_wait) {
+		trace("checked");
 		ctlf("CHECKED");
 		if ((n = wait_go(&target))) return n;
+		trace("go");
 	}
 	if (g_precopy) {
 		/* --precopy: rounds while it runs (precopy.c); on failure the tracking ends here, on
@@ -97,6 +100,7 @@ int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpr
 	int e = seize(t, pid, SEIZE_OPTS);
 	if (e) { precopy_done(); if (!t->dead) ptrace(PTRACE_DETACH, pid, 0, 0); return report_err(); }
 	if ((e = threads_freeze(t))) { precopy_done(); release_live(t); return report_err(); }
+	trace("seized");
 	e = dump_image(t, 3, target, res);
 	if (e) { precopy_done(); release_live(t); return report_err(); }
 	return 0;
@@ -182,10 +186,12 @@ static int await_go(void)
 static int cmd_restore(struct restore_opts *o)
 {
 	double t0 = now_ms();
+	trace("restore-start");
 	struct imgr r = { .fd = 3 };
 	struct image *im;
 	int e = read_meta(&r, &im);
 	if (e) return report_err();
+	trace("meta");
 	if (validate_image(im, 1)) { fail(ENOTSUP, "this host cannot restore the image faithfully"); return report_err(); }
 	int64_t om = 0, ob = 0;
 	int timens = timens_for(im, o, &om, &ob);
@@ -205,28 +211,35 @@ static int cmd_restore(struct restore_opts *o)
 	if (o->keep_pid && !o->pid_now) wait_for_pid(&r, im->h.pid);
 	/* the page records read ahead by a thread (pipeline.c), made before the namespaces below */
 	rahead_start(&r);
+	trace("rahead");
 	if (timens && (e = setup_timens(om, ob))) return report_err();
 	struct keep k;
 	if (o->keep_ms && keep_prepare(&k)) return report_err();
 	/* a guest gets a pid namespace of its own, with its home pid in it (restore.c guest_pidns);
 	 * made after keep_prepare, which closes what the helper does not need */
+	trace("keep-prepared");
 	int pidns = guest_ids && guest_pidns() == 0;
+	trace("pidns");
 	struct tracee t;
 	int kept = 0;
 	e = spawn_stub(&t, o->keep_pid || pidns ? im->h.pid : 0, &kept);
 	if (o->keep_ms) keep_spawned();
 	if (e) return report_err();
+	trace("stub");
 	if (o->require_pid && !kept) { kill_reap(t.pid); fail(EEXIST, "pid %d is taken", im->h.pid); return report_err(); }
 	t.keep_tids = o->require_pid ? 2 : o->keep_pid || pidns;	/* the other threads' tids, as the pid */
 	if (pidns) ctlf("STAT pidns=1 nspid=%d", t.vpid);
 	e = restore_into(&t, im, &r, 0, o->eintr);
+	trace("restored");
 	rahead_stop(&r, 0);	/* ended with END, or given up with the failed restore (the helper ends) */
+	trace("rahead-stopped");
 	if (!e && o->fault_end) e = fail(ECONNABORTED, "injected fault: restore broken at the end");
 	if (e) { kill_reap(t.pid); return report_err(); }
 	ctlf("STAT restore_ms=%.3f injections=%ld pid_kept=%d mono_offset_ns=%lld image_bytes=%llu", now_ms() - t0, t.ninject, kept, (long long)om, (unsigned long long)r.bytes);
 	/* the relays' pipes are made while fd 3 is still taken (none of them may land there: a keeper
 	 * closes fd 3 later) */
 	if (relay_start()) { kill_reap(t.pid); return report_err(); }
+	trace("relays");
 	close(3);	/* all of the image is read: a socket it came on goes back to the caller alone */
 	if (o->keep_ms) {
 		int st = keep_run(&k, t.pid, im, o->hold, o->keep_ms);
@@ -378,12 +391,33 @@ static int take_named_fd(pid_t pid, const char *spec, int to)
 	return 0;
 }
 
+static int run(int argc, char **argv);
+
+/* points this process's command line (/proc/self/cmdline, what ps shows) at argv; -1 if that
+ * is not allowed, the old one kept. PR_SET_MM_MAP with its other fields as they are: unlike the
+ * single-field PR_SET_MM calls it needs no CAP_SYS_RESOURCE. */
+static int set_cmdline(char **argv)
+{
+	static char buf[8192];
+	size_t len = 0;
+	for (int i = 0; argv[i]; i++) {
+		size_t l = strlen(argv[i]) + 1;
+		if (len + l > sizeof buf) return -1;
+		memcpy(buf + len, argv[i], l);
+		len += l;
+	}
+	unsigned long long f[52];
+	if (stat_fields(getpid(), f, 52)) return -1;
+	struct prctl_mm_map_ mm = { f[26], f[27], f[45], f[46], f[47], (uint64_t)syscall(SYS_brk, 0), f[28], (uint64_t)buf, (uint64_t)buf + len, f[50], f[51], 0, 0, (uint32_t)-1 };
+	return prctl(PR_SET_MM, PR_SET_MM_MAP_, &mm, sizeof mm, 0) ? -1 : 0;
+}
+
 /* standby: a helper started ahead of the command it will run, so that no process is started on
  * a move's path (the daemon's spawn holds its event loop for milliseconds). It waits for one line
  * on fd 5: "RUN PID FD3 FD6 COMMAND ARGS..." (FD3, FD6: descriptors of process PID to take as its
- * fds 3 and 6 with pidfd_getfd, as NUMBER:INODE, or -), then executes itself with those arguments (exec is cheap;
- * the daemon's fork is not). The end of fd 5 (the daemon is
- * gone): it exits, 0. A restore runs without fd 5, as when spawned. */
+ * fds 3 and 6 with pidfd_getfd, as NUMBER:INODE, or -), then runs that command (in this process;
+ * see below). The end of fd 5 (the daemon is gone): it exits, 0. A restore runs without fd 5, as
+ * when spawned. */
 static int cmd_standby(void)
 {
 	static char line[8192];
@@ -408,12 +442,18 @@ static int cmd_standby(void)
 	if (strcmp(av[3], "-") && take_named_fd(from, av[3], 3)) return report_err();
 	if (strcmp(av[4], "-") && take_named_fd(from, av[4], 6)) return report_err();
 	if (!strcmp(av[5], "restore")) close(5);	/* as a restore spawned by the daemon: no fd 5 */
-	/* the command proper: the same program again, with its arguments (what ps shows, what a
-	 * daemon started again finds as a keeper, as for a helper spawned with them) */
+	/* the command proper, with its arguments as what ps shows (and what tests and admins look
+	 * for), as for a helper spawned with them: run here, the command line pointed at them; where
+	 * that is not allowed, by executing the same program again with them (1-2 ms more) */
 	static char exe[PATH_MAX];
 	ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
 	av[4] = el > 0 ? (exe[el] = 0, exe) : "hpc-ppm-helper";
-	fflush(ctl);
+	const char *how = getenv("HPC_PPM_STANDBY");	/* exec: the old way, to compare */
+	if (!(how && !strcmp(how, "exec")) && set_cmdline(av + 4) == 0) {
+		ctlf("STAT standby=in-place");
+		return run(ac - 4, av + 4);
+	}
+	ctlf("STAT standby=exec");
 	execv(el > 0 ? exe : "/proc/self/exe", av + 4);	/* (by its name: comm is the file's name) */
 	fail(errno, "exec: %s", strerror(errno));
 	return report_err();
@@ -430,6 +470,12 @@ int main(int argc, char **argv)
 	ctl = fcntl(4, F_GETFD) >= 0 ? fdopen(4, "w") : stdout;
 	if (!ctl) ctl = stdout;
 	if (argc == 2 && !strcmp(argv[1], "standby")) return cmd_standby();
+	return run(argc, argv);
+}
+
+/* the command of argv (a standby's comes with its RUN line) */
+static int run(int argc, char **argv)
+{
 	if (argc < 2) { usage(); return 2; }
 	const char *cmd = argv[1];
 	pid_t pid = 0;

@@ -72,6 +72,11 @@
 #define SCRATCH_LEN (64 * 1024UL)	/* scratch area mapped into the tracee during a restore */
 #define TASK_TOP 0x7ffffffff000UL
 #define PR_SET_MM_MAP_ 14
+struct prctl_mm_map_ {
+	uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack, arg_start, arg_end, env_start, env_end;
+	uint64_t auxv;
+	uint32_t auxv_size, exe_fd;
+};
 #define NR_RSEQ 334
 #define NR_CLONE3 435
 #define NR_PIDFD_OPEN 434
@@ -95,6 +100,7 @@ const char *errname(int e);
 int report_err(void);
 int fd_of(pid_t pid, int fd);	/* a duplicate (close-on-exec) of descriptor fd of process pid, or -1 with errno */
 double now_ms(void);
+void trace(const char *what);
 int64_t clock_ns(clockid_t id);
 ssize_t read_file(const char *path, char *buf, size_t cap);
 char *read_file_alloc(const char *path);	/* whole file, NUL-terminated; NULL on error */

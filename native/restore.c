@@ -48,12 +48,6 @@ static uint64_t pick_free(struct image *im, struct vma *cur, int ncur, uint64_t 
 	return 0;
 }
 
-struct prctl_mm_map_ {
-	uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack, arg_start, arg_end, env_start, env_end;
-	uint64_t auxv;
-	uint32_t auxv_size, exe_fd;
-};
-
 /* A thread's own state but its registers and scheduling: signal mask, alternate stack, name,
  * rseq, robust futex list, clear_child_tid. t is that thread, stopped, in the restored memory. */
 int restore_thread(struct tracee *t, const struct image_thread *it, uint64_t scr)
@@ -119,6 +113,7 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 	/* 3. tear down */
 	for (int i = 0; i < ncur && !e; i++)
 		if (!is_special(cur[i].path)) e = INJ(t, NULL, SYS_munmap, cur[i].start, cur[i].end - cur[i].start, 0, 0, 0, 0);
+	trace("torn-down");
 	/* 4. move the vDSO group as a unit */
 	if (!e && vdso != c->vdso) {
 		struct { uint64_t from, to, len; } g[3];
@@ -173,9 +168,11 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 		if (!e) e = INJ(t, NULL, SYS_prctl, PR_SET_MM, PR_SET_MM_MAP_, scr, sizeof mm, 0, 0);
 		if (exefd >= 0) INJ(t, NULL, SYS_close, exefd, 0, 0, 0, 0, 0);
 	}
+	trace("mm");
 	/* 6. descriptors, before the memory: a memfd may be mapped */
 	struct fdrestore fr = { .pidfd = -1 };
 	if (!e) e = restore_fds(t, im, scr, &fr);
+	trace("fds");
 	/* 7. memory regions, writable for now */
 	for (int i = 0; i < im->nvma && !e; i++) {
 		struct img_vma *v = &im->vmas[i];
@@ -195,6 +192,7 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 			e = INJ(t, &rv, SYS_mmap, v->start, len, PROT_READ | PROT_WRITE, fl, -1, 0);
 		}
 	}
+	trace("vmas-mapped");
 	/* 8. page data (fill.c), and the data of descriptors */
 	double tf = now_ms();
 	struct fill fl = { .t = t, .uffd = -1 };
@@ -240,6 +238,7 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 	int e2 = fill_end(&fl, !e);
 	if (!e) e = e2;
 	if (!e) ctlf("STAT fill_ms=%.3f", now_ms() - tf);
+	trace("filled");
 	/* 9. final protections */
 	for (int i = 0; i < im->nvma && !e; i++) {
 		struct img_vma *v = &im->vmas[i];
@@ -295,6 +294,7 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 				     !memcmp(cur.groups, c->groups, c->ngroups * 4);
 		clear_err();
 	}
+	trace("creds-seccomp");
 	/* the other threads, made now: they inherit the seccomp filters and no_new_privs, and the
 	 * process is still privileged enough to choose their tids (clone3 set_tid) */
 	if (!e) e = threads_create(t, im, scr);
@@ -320,6 +320,7 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 		if (!e) e = INJ(t, NULL, SYS_setitimer, w, scr, 0, 0, 0, 0);
 	}
 	fdrestore_done(&fr);
+	trace("attrs");
 	/* 12. scratch away */
 	if (!e) e = INJ(t, NULL, SYS_munmap, scr, SCRATCH_LEN, 0, 0, 0, 0);
 	/* 13. registers and XSTATE; the other threads' too, and they are let go */

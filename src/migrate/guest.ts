@@ -28,6 +28,7 @@ import { IDLE_CONNECTIONS_PER_PEER, OUTPUT_DRAIN_MS, OUTPUT_KEEP_BYTES, RECORD_S
 import { spaceRefusal } from './space.js'
 import { GuestStates, type GuestRecord } from './state.js'
 import { ImageCopy, ImageIn, TICKET_MS, Tickets, memoryRefusal, rawSink, rawSource, replay, sendImage, tee } from './transfer.js'
+import { trace } from '../util/trace.js'
 
 const log = debug('hpcfs:guest')
 
@@ -147,6 +148,7 @@ export class GuestSide {
     const { cluster, engine } = this.d
     const home = m.home
     const refuse = async (reason: string): Promise<void> => { await conn.send({ t: 'refuse', reason }); conn.close() }
+    trace('n:migrate')
     if (cluster.blocked) { await refuse('this node is blocked (admin/block)'); return }
     if (!cluster.addressOf(home)) { await refuse(`unknown home node ${home}`); return }
     const short = memoryRefusal(m.bytes, engine.availableBytes()) ?? spaceRefusal(this.states.dir, RECORD_SPACE)
@@ -174,6 +176,7 @@ export class GuestSide {
       img.feed(conn)
     }
     await conn.send({ t: 'accept', hostinfo, ...(unhold !== null ? { raw: true } : {}) })
+    trace('n:accepted')
     let r: GuestProcess
     const t0 = Date.now()
     let raw = unhold !== null
@@ -203,6 +206,7 @@ export class GuestSide {
       conn.close()
       return
     }
+    trace('n:restored')
     unhold?.()
     if (conn.closed) {
       // home went away while the image came: nobody can commit the move
@@ -221,7 +225,9 @@ export class GuestSide {
     if (m.kind === 'cpujob' || m.kind === 'iojob') g.decay.kind = m.kind
     if (m.perMille !== undefined) g.decay.perMille = m.perMille
     if (m.interval !== undefined) g.decay.interval = m.interval
+    trace('n:guest')
     this.save(g)
+    trace('n:saved')
     await conn.send({ t: 'running', pid: r.pid, bytes: img.received, ms: img.ms() })
     log('guest %d from node %d (its pid %d) runs here', r.pid, home, g.homePid)
   }
@@ -497,6 +503,7 @@ export class GuestSide {
         try { engine.kill(g.pid, 'SIGKILL') } catch {}
         break
       case 'run':
+        trace('n:run')
         if (g.held) { g.held = false; g.released = g.r.go(); this.save(g) }
         break
       case 'broken':
@@ -702,8 +709,12 @@ export class GuestSide {
    */
   private async sendTo (g: Guest, m: SendToMsg): Promise<void> {
     if (g.leaving) return
+    trace('n:sendto')
     g.leaving = true
-    if (!await this.settleStdin(g) || !await this.roomForCopy(g)) return
+    if (!await this.settleStdin(g)) return
+    trace('n:settled')
+    if (!await this.roomForCopy(g)) return
+    trace('n:room')
     const copy = new ImageCopy(undefined, this.states.imagePath(g.pid))
     try {
       this.save(g)
@@ -718,7 +729,9 @@ export class GuestSide {
     let loud: (() => void) | null = null
     try {
       if (!this.d.cluster.addressOf(m.node)) throw new Error(`no address for node ${m.node}`)
+      trace('n:dial')
       out = await this.d.dial(m.node)
+      trace('n:dialled')
       const target = m.hostinfo !== '' ? { target: m.hostinfo } : {}
       // raw (docs/migrate.md "Raw images"): offered, then nothing is written here until M holds
       // its input; the dump writes the image into the socket and into the copy
@@ -727,6 +740,7 @@ export class GuestSide {
       if (raw) loud = out.quiet()
       await sent
       const sink = raw && (await out.expect('accept')).raw === true ? rawSink(out, copy) : null
+      trace('n:m-accepted')
       if (sink === null) { loud?.(); loud = null }
       if (sink !== null) {
         try {

@@ -29,6 +29,7 @@ import { HomeStdio, handInput, parseFdFrame, serveWant, stdinModeOf } from './re
 import { ImageCopy, noteTransfer, rawSink, replay, tee } from './transfer.js'
 import { spaceRefusal } from './space.js'
 import { tmpdir } from 'node:os'
+import { trace } from '../util/trace.js'
 
 const log = debug('hpcfs:home')
 
@@ -161,6 +162,7 @@ export class Home {
     }
     if ((target === 'home' && p.where === 'home') || target === p.where) return Promise.resolve()
     if (p.where === 'home' && cluster.keepsLocal) throw new ErrnoError('EPERM', 'this node keeps its processes (admin/stay or admin/lstay)')
+    trace('h:request')
     const from = p.where
     p.where = 'migrating'
     p.lastError = ''
@@ -194,13 +196,16 @@ export class Home {
   private async offer (p: HomeProc, node: number, ticket?: string, dialled?: Link): Promise<{ conn: Link, hostinfo: string, loud: (() => void) | null }> {
     const conn = dialled ?? await this.d.dial(node)
     const about = this.d.engine.describe(p.pid)
+    trace('h:described')
     // raw (docs/migrate.md "Raw images"): the deputy may write the image straight into the socket;
     // nothing else is written on it until N has answered
     const raw = ticket === undefined && conn.rawFd() !== null
     const sent = conn.send({ t: 'migrate', home: this.d.cluster.id, pid: p.pid, name: about.name, bytes: p.imageBytes ?? about.bytes, stdin: p.stdinMode, age: about.age, decay: p.decay.rate, kind: p.decay.kind, perMille: p.decay.perMille, interval: p.decay.interval, ...(ticket !== undefined ? { ticket } : {}), ...(raw ? { raw } : {}) })
+    trace('h:offered')
     let loud = raw ? conn.quiet() : null
     let m: AcceptMsg | RefuseMsg
     try { await sent; m = await conn.expect('accept', 'refuse') } catch (e) { loud?.(); conn.close(); throw e }
+    trace('h:answer')
     if (m.t === 'refuse') { loud?.(); conn.close(); throw new ErrnoError('EPERM', `node ${node} refused: ${m.reason}`) }
     if (loud !== null && m.raw !== true) { loud(); loud = null }
     return { conn, hostinfo: m.hostinfo, loud }
@@ -223,12 +228,14 @@ export class Home {
     let ahead: Promise<StartedDeputy> | null = null
     try {
       const conn = await this.d.dial(node)
+      trace('h:dialled')
       let offered: ReturnType<Home['offer']>
       try {
         p.cmdline = this.d.engine.psInfo(p.pid)?.cmdline ?? ''
         p.remote = null
         p.io.kinds = this.d.engine.stdioKinds(p.pid)
         p.stdinMode = stdinModeOf(p.io.kinds)
+        trace('h:ps')
         offered = this.offer(p, node, undefined, conn) // (migrate is written at once, before a helper is started)
       } catch (e) {
         conn.close()
@@ -277,7 +284,7 @@ export class Home {
     const raw = loud !== null ? rawSink(conn, copy) : null
     try {
       if (raw === null) pending?.cancel() // (N reads framed images after all)
-      if (raw !== null && pending !== null) dumped = await pending.go(hostinfo || undefined)
+      if (raw !== null && pending !== null) { trace('h:go'); dumped = await pending.go(hostinfo || undefined) }
       else {
         dep = await this.d.engine.deputy(p.pid, raw ?? tee(conn.imageWriter(), copy), hostinfo ? { target: hostinfo } : {})
         if (raw !== null) copy.filled()
@@ -303,6 +310,7 @@ export class Home {
     }
     if (dep !== null) watch(dep)
     let m = await reply
+    trace('h:running')
     loud?.() // N has read all of the image: frames may follow it
     if (m.t === 'running' && conn.closed) m = { t: 'failed', reason: 'the connection broke before the move was committed' }
     if (m.t !== 'running') {
@@ -319,6 +327,7 @@ export class Home {
     // committed: N lets it run (N removes a process it holds if this never comes)
     if (dumped !== null) { p.holdFor = conn; p.held = []; p.heldMsgs = [] } // (what N says before the deputy is there: below)
     await conn.send({ t: 'run' }).catch(() => {})
+    trace('h:run-sent')
     let msgs: Message[] = []
     if (dumped !== null) {
       // the original becomes the deputy while N runs it; one that cannot be emptied has been
@@ -717,6 +726,7 @@ export class Home {
     this.bind(p, next.conn, node, false)
     p.moving = true
     await p.io.idle()
+    trace('h:idle')
     const sent = old.expect('sent', 'stay').catch((e): StayMsg => ({ t: 'stay', reason: (e as Error).message }))
     await old.send({ t: 'sendto', node, ticket, hostinfo: next.hostinfo }).catch(() => {})
     const s = await sent

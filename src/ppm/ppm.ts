@@ -22,6 +22,7 @@ import debug from '../util/log.js'
 import { ErrnoError, einval, type ErrnoName } from '../util/errno.js'
 import { onlyStdio } from '../util/fds.js'
 import { StandbyPool } from './standby.js'
+import { trace } from '../util/trace.js'
 
 const log = debug('hpcfs:ppm')
 
@@ -130,6 +131,7 @@ class Helper extends EventEmitter {
       // its inode, so that a descriptor closed (and its number reused) before it is taken fails
       // the command instead of handing it another connection
       const fd = (i: number): string => typeof stdio[i] === 'number' ? `${stdio[i] as number}:${fstatSync(stdio[i] as number).ino}` : '-'
+      trace('RUN-sent')
       try { cmd?.write(`RUN ${process.pid} ${fd(3)} ${fd(6)} ${args.join(' ')}\n`) } catch (e) {
         log('standby %d: %s', this.child.pid, (e as Error).message) // a descriptor already closed: the command fails
         this.child.kill('SIGKILL')
@@ -570,7 +572,9 @@ export async function restoreKept (src: ImageSource, opts: { clock?: RestoreOpti
   const copy = source.attach(h)
   try {
     const k = await h.next('KEEP')
+    trace('n:KEEP')
     const l = await h.next('PID')
+    trace('n:PID')
     void copy.finally(() => source.close())
     const fd = (name: string): number => Number(/^\w+=(\d+)$/.exec(k.find(x => x.startsWith(`${name}=`)) ?? '')?.[1] ?? NaN)
     const fds = { in: fd('in'), out: fd('out'), err: fd('err'), ctl: fd('ctl'), cmd: fd('cmd') }

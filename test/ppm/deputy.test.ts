@@ -260,6 +260,37 @@ test('a standby helper takes a descriptor only if it is still the one named (its
   } finally { closeSync(fd) }
 })
 
+test('a standby runs its command in this same process, its command line the command\'s (what ps shows); HPC_PPM_STANDBY=exec executes the program again, with the same command line', async () => {
+  const { spawn } = await import('node:child_process')
+  const { fstatSync, realpathSync } = await import('node:fs')
+  const { helperPath } = await import('../../src/ppm/ppm.js')
+  const bin = lab.compile('counter')
+  const s = lab.start(bin, ['1000000', '4000', '0', '20000'], ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => lines(s.out) >= 1, 5000, 'output')
+  for (const how of ['in-place', 'exec']) {
+    const img = openSync(lab.path(`standby-${how}.img`), 'w')
+    try {
+      const env = { ...process.env, HPC_PPM_STANDBY: how === 'exec' ? 'exec' : '' }
+      const c = spawn(helperPath(), ['standby'], { stdio: ['ignore', 'ignore', 'ignore', 'ignore', 'pipe', 'pipe'], env })
+      let ctl = ''
+      ;(c.stdio[4] as NodeJS.ReadableStream).on('data', (b: Buffer) => { ctl += b.toString() })
+      const cmd = (c.stdio as unknown as NodeJS.WritableStream[])[5]
+      cmd.write(`RUN ${process.pid} ${img}:${fstatSync(img).ino} - deputy ${s.pid} --relay --wait\n`)
+      await waitFor(() => /^CHECKED$/m.test(ctl), 5000, `CHECKED (${how}): ${ctl}`)
+      assert.match(ctl, new RegExp(`^STAT standby=${how}$`, 'm'))
+      assert.deepEqual(readFileSync(`/proc/${c.pid as number}/cmdline`, 'utf8').split('\0').filter(Boolean), [realpathSync(helperPath()), 'deputy', String(s.pid), '--relay', '--wait'])
+      assert.equal(readFileSync(`/proc/${c.pid as number}/comm`, 'utf8').trim(), 'hpc-ppm-helper')
+      cmd.end() // no GO: the move does not go ahead
+      await once(c, 'close')
+      assert.match(ctl, /^ERR ECANCELED/m)
+      assert.equal(statSync(lab.path(`standby-${how}.img`)).size, 0, 'nothing written')
+    } finally { closeSync(img) }
+  }
+  await waitFor(() => status(s.pid, 'TracerPid') === '0', 5000, 'untraced')
+  const n = lines(s.out)
+  await waitFor(() => lines(s.out) > n, 5000, 'it runs on')
+})
+
 test('takeFds with relay: input and output of any kind (here sockets) flow through pipes', async () => {
   const { closeSync, createReadStream, openSync, writeSync } = await import('node:fs')
   const bin = lab.compile('speaker')
