@@ -65,8 +65,11 @@ static int run_call(struct tracee *t, int req, long nr)
 	}
 }
 
+double g_inject_ms;	/* time spent in injected calls (STAT inject_ms) */
+
 int inject(struct tracee *t, long nr, long a1, long a2, long a3, long a4, long a5, long a6, long *ret)
 {
+	double t0 = now_ms();
 	struct user_regs_struct r = t->regs0;
 	r.rip = t->sc_ip;
 	r.rax = nr;
@@ -83,6 +86,7 @@ int inject(struct tracee *t, long nr, long a1, long a2, long a3, long a4, long a
 	if (ptrace(PTRACE_GETREGS, t->pid, 0, &r)) return fail(errno, "PTRACE_GETREGS: %s", strerror(errno));
 	if (step && r.rip != t->sc_ip + 2) return fail(EIO, "injected syscall %ld stopped at %#llx, not after its syscall instruction", nr, r.rip);
 	t->ninject++;
+	g_inject_ms += now_ms() - t0;
 	*ret = r.rax;
 	return 0;
 }

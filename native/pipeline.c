@@ -48,14 +48,28 @@ static int pipe_off(void)
 
 /* ---------- reading ---------- */
 
+/* A record read ahead goes into a big slot (a run of pages, up to CHUNK) or, when its body is at
+ * most SMALL bytes, into one of RSMALL small ones: the records of a small process (its metadata,
+ * runs of a few pages) are read off the stream at once, not one per big slot, while the restore
+ * sets the process up (the sender is not held up by a restore that has not reached its pages). */
+#define SMALL (64 << 10)
+#define RSMALL 58
+#define NREC (SLOTS + RSMALL)	/* records in flight at most */
+#define SSTRIDE (SMALL + 2 * PAGE)
+
 struct rahead {
 	pthread_t th;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	uint8_t *slot[SLOTS];
-	struct rechdr hdr[SLOTS];
+	uint8_t *small;		/* RSMALL small slots, SSTRIDE apart */
+	uint8_t *free_big[SLOTS], *free_small[RSMALL];
+	int nbig, nsmall;	/* free slots of each kind */
+	struct rechdr hdr[NREC];
+	uint8_t *buf[NREC];	/* each record's slot */
 	unsigned head, tail;	/* records [head, tail) are read and not yet taken */
 	int err;		/* the reader's error (after its records), 0 */
+	char msg[512];		/* and its message: the caller may clear its own meanwhile (clear_err) */
 	int done;		/* the reader has ended (END read, or err) */
 	int end_err;		/* rec_end's result for the END record */
 	int taken;		/* the record at head is with the caller (its slot is head's) */
@@ -63,31 +77,67 @@ struct rahead {
 	struct imgr *r;
 };
 
+static int is_small(struct rahead *a, const uint8_t *p)
+{
+	return p >= a->small && p < a->small + (size_t)RSMALL * SSTRIDE;
+}
+
+/* records before h are done with: their slots are free again (a->mu held) */
+static void release_to(struct rahead *a, unsigned h)
+{
+	for (; a->head != h; a->head++) {
+		uint8_t *p = a->buf[a->head % NREC];
+		if (is_small(a, p)) a->free_small[a->nsmall++] = p;
+		else a->free_big[a->nbig++] = p;
+	}
+	pthread_cond_broadcast(&a->cv);
+}
+
 static void *reader(void *arg)
 {
 	struct rahead *a = arg;
 	for (;;) {
 		pthread_mutex_lock(&a->mu);
-		/* one slot stays with the caller's current record */
-		while (!a->stop && a->tail - a->head >= SLOTS - 1) pthread_cond_wait(&a->cv, &a->mu);
+		/* one record (and its slot) stays with the caller */
+		while (!a->stop && a->tail - a->head >= NREC - 1) pthread_cond_wait(&a->cv, &a->mu);
 		int stop = a->stop;
-		unsigned i = a->tail % SLOTS;
 		pthread_mutex_unlock(&a->mu);
 		if (stop) break;
 		struct rechdr h;
+		uint8_t *p = NULL;
 		int e = rec_hdr(a->r, &h), end = 0;
 		if (!e && h.type == R_END) { a->end_err = rec_end(a->r, &h); end = 1; }
-		else if (!e) e = rec_body(a->r, &h, a->slot[i], CHUNK + 16);
+		else if (!e) {
+			int sm = h.len <= SMALL;
+			pthread_mutex_lock(&a->mu);
+			while (!a->stop && (sm ? a->nsmall : a->nbig) == 0) pthread_cond_wait(&a->cv, &a->mu);
+			if (!a->stop) p = sm ? a->free_small[--a->nsmall] : a->free_big[--a->nbig];
+			pthread_mutex_unlock(&a->mu);
+			if (!p) break;
+			e = rec_body(a->r, &h, p, sm ? SMALL : CHUNK + 16);
+		}
 		if (!e && h.type == R_PAGES && h.len >= 16) a->r->pages += (h.len - 16) / PAGE;	/* for END's count (the restore counts these on its r) */
+		char msg[sizeof a->msg] = "";
+		if (e || a->end_err) err_copy(msg, sizeof msg);
 		pthread_mutex_lock(&a->mu);
-		if (e) a->err = e;
-		else { a->hdr[i] = h; a->tail++; }
+		if (e || a->end_err) memcpy(a->msg, msg, sizeof msg);
+		if (e) {
+			a->err = e;
+			if (p) { if (is_small(a, p)) a->free_small[a->nsmall++] = p; else a->free_big[a->nbig++] = p; }
+		} else if (!end) { a->hdr[a->tail % NREC] = h; a->buf[a->tail % NREC] = p; a->tail++; }
 		if (e || end) a->done = 1;
 		pthread_cond_broadcast(&a->cv);
 		pthread_mutex_unlock(&a->mu);
 		if (e || end) break;
 	}
 	return NULL;
+}
+
+static void rahead_free(struct rahead *a)
+{
+	slots_unmap(a->slot);
+	if (a->small) munmap(a->small - (PAGE - 16), (size_t)RSMALL * SSTRIDE);
+	free(a);
 }
 
 /* Starts reading r's records ahead (from its next one); 0, or -errno without a message (r is then
@@ -100,15 +150,21 @@ int rahead_start(struct imgr *r)
 	struct rahead *a = calloc(1, sizeof *a);
 	if (!a) return -ENOMEM;
 	if (slots_map(a->slot)) { free(a); return -ENOMEM; }
+	/* (address space only: a small slot's pages are made when a record is read into them) */
+	uint8_t *m = mmap(NULL, (size_t)RSMALL * SSTRIDE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED) { rahead_free(a); return -ENOMEM; }
+	a->small = m + PAGE - 16;	/* as a big slot: the page data after its 16-byte address/length page aligned */
+	for (int i = 0; i < SLOTS; i++) a->free_big[a->nbig++] = a->slot[i];
+	for (int i = RSMALL - 1; i >= 0; i--) a->free_small[a->nsmall++] = a->small + (size_t)i * SSTRIDE;
 	pthread_mutex_init(&a->mu, NULL);
 	pthread_cond_init(&a->cv, NULL);
 	struct imgr *copy = malloc(sizeof *copy);
-	if (!copy) { slots_unmap(a->slot); free(a); return -ENOMEM; }
+	if (!copy) { rahead_free(a); return -ENOMEM; }
 	/* the reader owns the stream's state from here: the caller's r only points at it */
 	*copy = *r;
 	a->r = copy;
 	int pe = pthread_create(&a->th, NULL, reader, a);
-	if (pe) { free(copy); slots_unmap(a->slot); free(a); return -pe; }
+	if (pe) { free(copy); rahead_free(a); return -pe; }
 	r->peeked = 0;	/* a record peeked at is the reader's first */
 	r->ra = a;
 	return 0;
@@ -119,11 +175,16 @@ int rahead_next(struct imgr *r, struct rechdr *h)
 {
 	struct rahead *a = r->ra;
 	pthread_mutex_lock(&a->mu);
-	if (a->taken) { a->head++; a->taken = 0; pthread_cond_broadcast(&a->cv); }
+	if (a->taken) { release_to(a, a->head + 1); a->taken = 0; }
 	while (a->head == a->tail && !a->done) pthread_cond_wait(&a->cv, &a->mu);
 	int e = 0;
-	if (a->head != a->tail) { *h = a->hdr[a->head % SLOTS]; a->taken = 1; }
-	else if (a->err) e = a->err;
+	if (a->head != a->tail) { *h = a->hdr[a->head % NREC]; a->taken = 1; }
+	else if (a->err) {
+		e = a->err;
+		/* (the first failure is the one reported: the reader's, unless the caller has its own) */
+		if (a->msg[0]) fail(-e, "%s", a->msg);
+		else fail(-e, "reading the image: %s", strerror(-e));
+	}
 	else { h->type = R_END; h->magic = REC_MAGIC; h->len = sizeof(struct img_end); }
 	pthread_mutex_unlock(&a->mu);
 	return e;
@@ -133,13 +194,15 @@ int rahead_next(struct imgr *r, struct rechdr *h)
 const uint8_t *rahead_body(struct imgr *r)
 {
 	struct rahead *a = r->ra;
-	return a->taken ? a->slot[a->head % SLOTS] : NULL;
+	return a->taken ? a->buf[a->head % NREC] : NULL;
 }
 
 /* rec_end with read-ahead: the END record was read and checked by the reader */
 int rahead_end(struct imgr *r)
 {
-	return r->ra->end_err;
+	struct rahead *a = r->ra;
+	if (a->end_err) { if (a->msg[0]) fail(-a->end_err, "%s", a->msg); else fail(-a->end_err, "reading the image: %s", strerror(-a->end_err)); }
+	return a->end_err;
 }
 
 /* Ends the read-ahead. drain: the stream is read up to and including its END record first (a
@@ -151,8 +214,8 @@ void rahead_stop(struct imgr *r, int drain)
 	if (!a) return;
 	r->ra = NULL;
 	pthread_mutex_lock(&a->mu);
-	if (a->taken) { a->head++; a->taken = 0; }
-	a->head = a->tail;	/* records read ahead and not taken are dropped */
+	a->taken = 0;
+	release_to(a, a->tail);	/* records read ahead and not taken are dropped */
 	a->stop = !drain;
 	pthread_cond_broadcast(&a->cv);
 	int gone = a->done;
@@ -162,8 +225,7 @@ void rahead_stop(struct imgr *r, int drain)
 			/* keep taking until the reader has read END (or failed) */
 			pthread_mutex_lock(&a->mu);
 			while (!a->done) {
-				a->head = a->tail;
-				pthread_cond_broadcast(&a->cv);
+				release_to(a, a->tail);
 				pthread_cond_wait(&a->cv, &a->mu);
 			}
 			pthread_mutex_unlock(&a->mu);
@@ -172,10 +234,9 @@ void rahead_stop(struct imgr *r, int drain)
 		*r = *a->r;
 		r->ra = NULL;
 		free(a->r);
-		slots_unmap(a->slot);
 		pthread_cond_destroy(&a->cv);
 		pthread_mutex_destroy(&a->mu);
-		free(a);
+		rahead_free(a);
 		return;
 	}
 	/* still reading (blocked on the stream): it ends with the process; its memory with it */

@@ -95,7 +95,9 @@ extern char g_err[1024];	/* the first error of the operation */
 extern int g_errno;
 void ctlf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int fail(int e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));	/* records the first error, returns -e */
+extern double g_inject_ms;
 void clear_err(void);
+void err_copy(char *buf, size_t n);
 const char *errname(int e);
 int report_err(void);
 int fd_of(pid_t pid, int fd);	/* a duplicate (close-on-exec) of descriptor fd of process pid, or -1 with errno */

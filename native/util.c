@@ -133,8 +133,18 @@ int sig_nondefault(pid_t pid, uint64_t *mask)
 
 void clear_err(void)
 {
+	pthread_mutex_lock(&err_mu);
 	g_err[0] = 0;
 	g_errno = 0;
+	pthread_mutex_unlock(&err_mu);
+}
+
+/* the failure's message as it is now (a thread keeps its own before the caller clears it) */
+void err_copy(char *buf, size_t n)
+{
+	pthread_mutex_lock(&err_mu);
+	snprintf(buf, n, "%s", g_err);
+	pthread_mutex_unlock(&err_mu);
 }
 
 int ends_with(const char *s, const char *suf)

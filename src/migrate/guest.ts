@@ -711,25 +711,27 @@ export class GuestSide {
     if (g.leaving) return
     trace('n:sendto')
     g.leaving = true
-    if (!await this.settleStdin(g)) return
-    trace('n:settled')
-    if (!await this.roomForCopy(g)) return
-    trace('n:room')
-    const copy = new ImageCopy(undefined, this.states.imagePath(g.pid))
+    if (!await this.settleStdin(g) || !await this.roomForCopy(g)) return
+    let copy: ImageCopy | undefined
     try {
-      this.save(g)
-      await this.sendOn(g, m, copy)
-    } finally { copy.release() }
+      // the copy, and the record that says it leaves, are made while M answers the offer
+      await this.sendOn(g, m, () => {
+        copy = new ImageCopy(undefined, this.states.imagePath(g.pid))
+        this.save(g)
+        return copy
+      })
+    } finally { copy?.release() }
   }
 
-  private async sendOn (g: Guest, m: SendToMsg, copy: ImageCopy): Promise<void> {
+  /** sendTo once its input is settled: `prepare` makes the copy (and saves the record) before anything is dumped. */
+  private async sendOn (g: Guest, m: SendToMsg, prepare: () => ImageCopy): Promise<void> {
     let bytes = 0
     let out: Link | undefined
-    const used = this.d.engine.psInfo(g.pid)
+    let used: ReturnType<Engine['psInfo']> | undefined
+    let copy: ImageCopy | undefined
     let loud: (() => void) | null = null
     try {
       if (!this.d.cluster.addressOf(m.node)) throw new Error(`no address for node ${m.node}`)
-      trace('n:dial')
       out = await this.d.dial(m.node)
       trace('n:dialled')
       const target = m.hostinfo !== '' ? { target: m.hostinfo } : {}
@@ -739,6 +741,8 @@ export class GuestSide {
       const sent = out.send({ t: 'image', ticket: m.ticket, ...(raw ? { raw } : {}) })
       if (raw) loud = out.quiet()
       await sent
+      used = this.d.engine.psInfo(g.pid)
+      copy = prepare()
       const sink = raw && (await out.expect('accept')).raw === true ? rawSink(out, copy) : null
       trace('n:m-accepted')
       if (sink === null) { loud?.(); loud = null }
@@ -752,6 +756,7 @@ export class GuestSide {
       loud?.()
       out?.close()
       if (!g.r.alive()) {
+        copy ??= prepare() // (it ended before the offer went out: home keeps waiting for M's word)
         // the dump itself went through (the process is gone) and only passing the last of the image
         // on to M failed: as sent; M's answer to home decides (if it cannot run it, N's copy does)
         log('guest %d: dumped, but the image did not all reach node %d: %s', g.pid, m.node, (e as Error).message)

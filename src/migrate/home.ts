@@ -229,6 +229,18 @@ export class Home {
     try {
       const conn = await this.d.dial(node)
       trace('h:dialled')
+      const start = this.d.engine.startDeputy
+      const sink = start !== undefined ? rawSink(conn, copy) : null
+      const begin = (): Promise<StartedDeputy> | null => {
+        const a = start !== undefined && sink !== null ? start(p.pid, sink, {}) : null
+        a?.catch(() => {})
+        return a
+      }
+      // the deputy before the offer when a helper started ahead runs it (a line to that helper; it
+      // checks the process while the offer goes back and forth); a helper to spawn would hold the
+      // event loop for milliseconds: then the offer goes out first
+      const early = this.d.engine.deputyReady?.() === true
+      if (early) ahead = begin()
       let offered: ReturnType<Home['offer']>
       try {
         p.cmdline = this.d.engine.psInfo(p.pid)?.cmdline ?? ''
@@ -236,7 +248,7 @@ export class Home {
         p.io.kinds = this.d.engine.stdioKinds(p.pid)
         p.stdinMode = stdinModeOf(p.io.kinds)
         trace('h:ps')
-        offered = this.offer(p, node, undefined, conn) // (migrate is written at once, before a helper is started)
+        offered = this.offer(p, node, undefined, conn)
       } catch (e) {
         conn.close()
         const reasons = await this.cantMove(p.pid).catch(() => [])
@@ -246,10 +258,7 @@ export class Home {
       // taken it yet then fails on a descriptor no longer the one named: the refusal is the reason
       let answer: Error | null = null
       offered.catch(e => { answer = e as Error }) // awaited below, or withdrawn
-      const start = this.d.engine.startDeputy
-      const sink = start !== undefined ? rawSink(conn, copy) : null
-      ahead = start !== undefined && sink !== null ? start(p.pid, sink, {}) : null
-      ahead?.catch(() => {})
+      if (!early) ahead = begin()
       const checked = ahead !== null ? ahead.then(a => (a.reasons ?? []).map(r => r.text)) : this.cantMove(p.pid)
       const withdraw = (): void => { void offered.then(o => { o.loud?.(); o.conn.close() }, () => {}) }
       let reasons: string[]

@@ -21,7 +21,7 @@ import type { Socket } from 'node:net'
 import debug from '../util/log.js'
 import { ErrnoError, einval, type ErrnoName } from '../util/errno.js'
 import { onlyStdio } from '../util/fds.js'
-import { StandbyPool } from './standby.js'
+import { StandbyPool, type StandbyKind } from './standby.js'
 import { trace } from '../util/trace.js'
 
 const log = debug('hpcfs:ppm')
@@ -88,6 +88,9 @@ const standbys = new StandbyPool(kind => {
 })
 
 export function useStandby (on: boolean): void { standbys.use(on) }
+
+/** Whether a helper of that kind started ahead is ready for the next command. */
+export function standbyReady (kind: StandbyKind): boolean { return standbys.ready(kind) }
 
 const errnoNames = new Set(['EPERM', 'ENOENT', 'ESRCH', 'EINTR', 'EIO', 'EBADF', 'ECHILD', 'EAGAIN', 'ENOMEM', 'EACCES',
   'EFAULT', 'EBUSY', 'EEXIST', 'EINVAL', 'ENOSPC', 'EPIPE', 'ERANGE', 'ENOSYS', 'EBADMSG', 'EPROTO', 'ENOTSUP', 'ENXIO', 'ESTALE'])
