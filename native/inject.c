@@ -21,7 +21,7 @@ int twait(struct tracee *t, int *st)
 	}
 }
 
-static void add_pending(struct tracee *t, int sig)
+void tracee_pending(struct tracee *t, int sig)
 {
 	for (int i = 0; i < t->npend; i++) if (t->pend[i] == sig) return;
 	if (t->npend < 16) t->pend[t->npend++] = sig;
@@ -59,7 +59,7 @@ static int run_call(struct tracee *t, int req, long nr)
 			if (req == PTRACE_SINGLESTEP && sig == SIGTRAP && si.si_code > 0) return 0;	/* the step's trap */
 			if (is_sync_fault(sig, &si))
 				return fail(EFAULT, "synchronous signal %d (code %d, addr %p) during injected syscall %ld: aborted", sig, si.si_code, si.si_addr, nr);
-			add_pending(t, sig);
+			tracee_pending(t, sig);
 		}
 		if (ptrace(req, t->pid, 0, 0)) return fail(errno, "%s: %s", how, strerror(errno));
 	}
@@ -203,7 +203,7 @@ int seize(struct tracee *t, pid_t pid, long opts)
 			}
 			break;
 		}
-		if (ev == 0) add_pending(t, sig);
+		if (ev == 0) tracee_pending(t, sig);
 		if (ptrace(PTRACE_CONT, pid, 0, 0)) return fail(errno, "PTRACE_CONT: %s", strerror(errno));
 	}
 	if (ptrace(PTRACE_GETREGS, pid, 0, &t->regs0)) return fail(errno, "PTRACE_GETREGS: %s", strerror(errno));

@@ -235,7 +235,7 @@ static int cmd_restore(struct restore_opts *o)
 	trace("rahead-stopped");
 	if (!e && o->fault_end) e = fail(ECONNABORTED, "injected fault: restore broken at the end");
 	if (e) { kill_reap(t.pid); return report_err(); }
-	ctlf("STAT inject_ms=%.3f", g_inject_ms);
+	ctlf("STAT inject_ms=%.3f batches=%ld batched=%ld", g_inject_ms, t.nbatch, t.nbatched);
 	ctlf("STAT restore_ms=%.3f injections=%ld pid_kept=%d mono_offset_ns=%lld image_bytes=%llu", now_ms() - t0, t.ninject, kept, (long long)om, (unsigned long long)r.bytes);
 	/* the relays' pipes are made while fd 3 is still taken (none of them may land there: a keeper
 	 * closes fd 3 later) */

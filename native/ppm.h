@@ -4,6 +4,7 @@
  *   compat.c   host compatibility record (CPU, XSTATE, vDSO, kernel)
  *   proc.c     /proc parsing: maps, stat, status, process attributes
  *   inject.c   the tracee: seizing, syscall injection (the "parasite"), its memory
+ *   batch.c    injected calls in batches, run by a few instructions put into the process
  *   check.c    can't-move analysis
  *   files.c    descriptors: the table of a process's fds, what each one is, can it move, how
  *              it is saved and recreated (by kind, in the modules below)
@@ -220,7 +221,8 @@ struct tracee {
 	int npend;		/* asynchronous signals that arrived while it was worked on */
 	int pend[16];
 	int dead;
-	long ninject;
+	long ninject;		/* calls injected, also in batches */
+	long nbatch, nbatched;	/* batches run (batch.c), and the calls in them */
 	/* a process's main thread only (threads.c): its other threads, stopped under this helper,
 	 * and the tid policy of a restore (0 new tids, 1 the image's where free, 2 the image's or fail) */
 	struct tracee *thr;
@@ -234,6 +236,30 @@ int inject(struct tracee *t, long nr, long a1, long a2, long a3, long a4, long a
 int inject_v(struct tracee *t, long *ret, long nr, const char *name, long a[6]);
 /* INJ(t, &ret or NULL, SYS_x, args...): injects a syscall; a -errno result is an error */
 #define INJ(t, ret, nr, ...) inject_v(t, ret, nr, #nr, (long[6]){ __VA_ARGS__ })
+void tracee_pending(struct tracee *t, int sig);	/* an asynchronous signal that came meanwhile, re-sent later */
+
+/* ---------- batch.c ---------- */
+/* Injected calls in batches, run by a few instructions put into the process (one stop for all). */
+#define BATCH_MAX 64
+#define BATCH_AREA (16 * 1024UL)	/* the code page, the table, the calls' data */
+#define B_ARG(i) (1u << (i))	/* argument i is the result of the last B_SAVE call */
+#define B_SAVE 64u
+#define B_ANY 128u		/* its failure does not stop the batch */
+struct bcall { uint64_t w[9]; };	/* nr, 6 arguments, flags, result */
+struct batch {
+	struct tracee *t;
+	uint64_t area, code, saved;	/* code 0: one injection per call */
+	size_t used;			/* bytes of the data area in use */
+	int n;
+	struct bcall c[BATCH_MAX];
+	const char *name[BATCH_MAX];
+};
+int batch_init(struct batch *b, struct tracee *t, uint64_t addr);
+uint64_t batch_data(struct batch *b, const void *p, size_t n);
+uint64_t batch_str(struct batch *b, const char *s, int *e);
+int batch_add(struct batch *b, unsigned flags, long nr, const char *name, const long a[6]);
+int batch_run(struct batch *b);
+#define BQ(b, fl, nr, ...) batch_add(b, fl, nr, #nr, (long[6]){ __VA_ARGS__ })
 int mem_write(struct tracee *t, uint64_t addr, const void *p, size_t n);
 int mem_read(struct tracee *t, uint64_t addr, void *p, size_t n);
 int put_str(struct tracee *t, uint64_t addr, const char *s);

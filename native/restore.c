@@ -105,14 +105,18 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 	struct vma *cur;
 	int ncur = parse_maps(t->pid, &cur);
 	if (ncur < 0) return ncur;
-	uint64_t scr = pick_free(im, cur, ncur, SCRATCH_LEN, 0, 0);
+	/* the scratch area, and after it the area of the batches of injected calls (batch.c) */
+	uint64_t scr = pick_free(im, cur, ncur, SCRATCH_LEN + BATCH_AREA, 0, 0);
 	if (!scr) { free(cur); return fail(ENOMEM, "no free address for the scratch area"); }
 	long rv;
-	e = INJ(t, &rv, SYS_mmap, scr, SCRATCH_LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	e = INJ(t, &rv, SYS_mmap, scr, SCRATCH_LEN + BATCH_AREA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 	if (!e && (uint64_t)rv != scr) e = fail(EEXIST, "scratch area landed at %#lx", rv);
+	static struct batch bt;
+	if (!e) e = batch_init(&bt, t, scr + SCRATCH_LEN);
 	/* 3. tear down */
 	for (int i = 0; i < ncur && !e; i++)
-		if (!is_special(cur[i].path)) e = INJ(t, NULL, SYS_munmap, cur[i].start, cur[i].end - cur[i].start, 0, 0, 0, 0);
+		if (!is_special(cur[i].path)) e = BQ(&bt, 0, SYS_munmap, cur[i].start, cur[i].end - cur[i].start, 0, 0, 0, 0);
+	if (!e) e = batch_run(&bt);
 	trace("torn-down");
 	/* 4. move the vDSO group as a unit */
 	if (!e && vdso != c->vdso) {
@@ -132,7 +136,7 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 		uint64_t lo = ng ? g[0].from : 0, hi = !ng ? 0 : g[ng - 1].from + g[ng - 1].len;
 		if (!e && ((vvar && vvar - vdso != c->vvar - c->vdso) || (vclock && vclock - vdso != c->vclock - c->vdso)))
 			e = fail(ENOTSUP, "the vDSO group layout differs from the image's");
-		uint64_t tmp = e ? 0 : pick_free(im, cur, ncur, hi - lo, scr, SCRATCH_LEN);
+		uint64_t tmp = e ? 0 : pick_free(im, cur, ncur, hi - lo, scr, SCRATCH_LEN + BATCH_AREA);
 		if (!e && !tmp) e = fail(ENOMEM, "no free address to move the vDSO through");
 		for (int i = 0; i < ng && !e; i++) e = INJ(t, NULL, SYS_mremap, g[i].from, g[i].len, g[i].len, MREMAP_MAYMOVE | MREMAP_FIXED, tmp + (g[i].from - lo), 0);
 		t->sc_ip = t->sc_ip - vdso + tmp + (vdso - lo);
@@ -173,25 +177,26 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 	struct fdrestore fr = { .pidfd = -1 };
 	if (!e) e = restore_fds(t, im, scr, &fr);
 	trace("fds");
-	/* 7. memory regions, writable for now */
+	/* 7. memory regions, writable for now (a file's: opened, mapped, closed) */
 	for (int i = 0; i < im->nvma && !e; i++) {
 		struct img_vma *v = &im->vmas[i];
 		uint64_t len = v->end - v->start;
-		long fd = -1;
 		if (v->kind == K_FILE_PRIV || v->kind == K_FILE_SHARED) {
 			int wr = v->kind == K_FILE_SHARED && (v->prot & PROT_WRITE);
-			if ((e = put_str(t, scr, v->path))) break;
-			if ((e = INJ(t, &fd, SYS_openat, AT_FDCWD, scr, (wr ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0, 0, 0))) break;
+			uint64_t path = batch_str(&bt, v->path, &e);
+			if (e) break;
 			int prot = v->kind == K_FILE_SHARED ? (int)v->prot : PROT_READ | PROT_WRITE;
-			e = INJ(t, &rv, SYS_mmap, v->start, len, prot, (v->kind == K_FILE_SHARED ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED, fd, v->pgoff * PAGE);
-			INJ(t, NULL, SYS_close, fd, 0, 0, 0, 0, 0);
+			e = BQ(&bt, B_SAVE, SYS_openat, AT_FDCWD, path, (wr ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0, 0, 0);
+			if (!e) e = BQ(&bt, B_ARG(4), SYS_mmap, v->start, len, prot, (v->kind == K_FILE_SHARED ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED, 0, v->pgoff * PAGE);
+			if (!e) e = BQ(&bt, B_ARG(0) | B_ANY, SYS_close, 0, 0, 0, 0, 0, 0);
 		} else if (v->kind == K_MEMFD) {
-			e = INJ(t, &rv, SYS_mmap, v->start, len, v->prot, MAP_SHARED | MAP_FIXED, v->fd, v->pgoff * PAGE);
+			e = BQ(&bt, 0, SYS_mmap, v->start, len, v->prot, MAP_SHARED | MAP_FIXED, v->fd, v->pgoff * PAGE);
 		} else {
 			int fl = (v->kind == K_SHMEM ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS | MAP_FIXED | (v->kind == K_STACK ? MAP_GROWSDOWN : 0);
-			e = INJ(t, &rv, SYS_mmap, v->start, len, PROT_READ | PROT_WRITE, fl, -1, 0);
+			e = BQ(&bt, 0, SYS_mmap, v->start, len, PROT_READ | PROT_WRITE, fl, -1, 0);
 		}
 	}
+	if (!e) e = batch_run(&bt);
 	trace("vmas-mapped");
 	/* 8. page data (fill.c), and the data of descriptors */
 	double tf = now_ms();
@@ -243,7 +248,7 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 	for (int i = 0; i < im->nvma && !e; i++) {
 		struct img_vma *v = &im->vmas[i];
 		if (v->kind != K_FILE_SHARED && v->kind != K_MEMFD && v->prot != (PROT_READ | PROT_WRITE))
-			e = INJ(t, NULL, SYS_mprotect, v->start, v->end - v->start, v->prot, 0, 0, 0);
+			e = BQ(&bt, 0, SYS_mprotect, v->start, v->end - v->start, v->prot, 0, 0, 0);
 	}
 	/* 10. signals: set where the image's action is not the default or the process's is not
 	 * (the stub inherits this helper's ignored signals; a hollow original has its own) */
@@ -253,16 +258,20 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 		if (s == SIGKILL || s == SIGSTOP) continue;
 		const struct ksigaction *a = &c->act[s];
 		if (s != SIGCHLD && !(nondef >> (s - 1) & 1) && !a->handler && !a->flags && !a->mask) continue;
-		e = mem_write(t, scr, &c->act[s], sizeof c->act[s]);
-		if (!e) e = INJ(t, NULL, SYS_rt_sigaction, s, scr, 0, 8, 0, 0);
+		uint64_t at = batch_data(&bt, &c->act[s], sizeof c->act[s]);
+		if (!at && !(e = batch_run(&bt))) at = batch_data(&bt, &c->act[s], sizeof c->act[s]);
+		if (!e && !at) e = fail(EIO, "no room in the batch area");
+		if (!e) e = BQ(&bt, 0, SYS_rt_sigaction, s, at, 0, 8, 0, 0);
 	}
+	if (!e) e = batch_run(&bt);
 	/* the thread's own state: mask, alternate stack, name, rseq */
 	if (!e) e = restore_thread(t, &im->threads[0], scr);
 	/* 11. attributes */
-	if (!e) e = put_str(t, scr, c->cwd);
-	if (!e) e = INJ(t, NULL, SYS_chdir, scr, 0, 0, 0, 0, 0);
-	if (!e) e = INJ(t, NULL, SYS_umask, c->umask, 0, 0, 0, 0, 0);
-	if (!e) e = INJ(t, NULL, SYS_personality, c->personality, 0, 0, 0, 0, 0);
+	uint64_t cwd = e ? 0 : batch_str(&bt, c->cwd, &e);
+	if (!e) e = BQ(&bt, 0, SYS_chdir, cwd, 0, 0, 0, 0, 0);
+	if (!e) e = BQ(&bt, 0, SYS_umask, c->umask, 0, 0, 0, 0, 0);
+	if (!e) e = BQ(&bt, 0, SYS_personality, c->personality, 0, 0, 0, 0, 0);
+	if (!e) e = batch_run(&bt);
 	/* seccomp filters (oldest first) unless the hollow original still carries them */
 	int have = 0;
 	if (hollow) {
@@ -322,7 +331,7 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 	fdrestore_done(&fr);
 	trace("attrs");
 	/* 12. scratch away */
-	if (!e) e = INJ(t, NULL, SYS_munmap, scr, SCRATCH_LEN, 0, 0, 0, 0);
+	if (!e) e = INJ(t, NULL, SYS_munmap, scr, SCRATCH_LEN + BATCH_AREA, 0, 0, 0, 0);
 	/* 13. registers and XSTATE; the other threads' too, and they are let go */
 	if (!e) e = restore_thread_regs(t, &im->threads[0], eintr_policy);
 	if (!e) e = threads_finish(t, im, eintr_policy);

@@ -110,6 +110,31 @@ test('corruption anywhere is refused with a clear reason and leaves nothing behi
   await refused(cut, 'cut.img', 'EBADMSG', /incomplete/)
 })
 
+test('the restore\'s injected calls, in batches or one by one (HPC_PPM_BATCH=off): the same process, and a call that fails is the error, nothing left behind', async () => {
+  const ref = reference(bin, args)
+  const stats: Array<Record<string, string>> = []
+  for (const batch of ['', 'off']) {
+    process.env.HPC_PPM_BATCH = batch
+    try {
+      const r = await restore(lab.path('good.img'), { stdio: ['ignore', 'pipe', 'pipe'] })
+      let out = ''
+      r.stdout?.on('data', (b: Buffer) => { out += b.toString() })
+      assert.deepEqual(await r.exited, { code: 7, signal: null })
+      assert.equal(out, ref.out.slice(ref.out.length - out.length), 'the rest of its output')
+      assert.ok(out.length > 0)
+      stats.push(r.stats)
+      // a region whose protection the kernel refuses (an unknown bit): mprotect fails
+      const vma = records(good).find(x => x.type === 4 && good.readUInt32LE(x.off + 16 + 28) === 1)
+      assert.ok(vma !== undefined, 'an anonymous region')
+      const bad = forge(good, vma, b => b.writeUInt32LE(b.readUInt32LE(24) | 0x1000, 24))
+      await refused(bad, `prot-${batch || 'batch'}.img`, 'EINVAL', /injected SYS_mprotect failed: Invalid argument/)
+    } finally { delete process.env.HPC_PPM_BATCH }
+  }
+  assert.ok(Number(stats[0].batches) >= 3, `batches ${stats[0].batches}`)
+  assert.equal(stats[1].batches, '0')
+  assert.equal(Number(stats[0].injections), Number(stats[1].injections) + 1, 'the same calls, and the mprotect of the batches\' code page')
+})
+
 test('another format version, older or newer, is refused', async () => {
   for (const v of [VERSION - 1, VERSION + 1]) {
     const img = forge(good, records(good)[0], b => b.writeUInt32LE(v, 8))
