@@ -45,7 +45,8 @@ function procEntry (m: Migrator, b: Balancer | null, pid: number): DirNode {
     }
   }
   return dir({
-    where: own(ro(() => { const w = p()?.where ?? 'home'; return w === 'home' ? 0 : w })),
+    // (a move out committed, home finishing it: where it runs already)
+    where: own(ro(() => { const q = p(); const w = q?.committed ?? q?.where ?? 'home'; return w === 'home' ? 0 : w })),
     goto: own(wo(t => goto(m, b, pid, t))),
     migrate: own(wo(t => goto(m, b, pid, t))),
     lock: own(rw(() => p()?.lock ? 1 : 0, t => { const v = parseInt10(t, 0, 1, 'lock'); m.adopt(pid).lock = v === 1 })),

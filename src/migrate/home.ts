@@ -47,6 +47,13 @@ export class HomeProc {
   nmigs = 0
   readonly decay: DecayHints = defaultHints()
   where: Where = 'home'
+  /**
+   * The node a move out has committed to (`run` sent: the process runs there) while home still
+   * finishes it (the original hollowed, its relays opened); `where` shows it. null otherwise.
+   */
+  committed: number | null = null
+  /** the move under way (requestMove's promise): a request made while it finishes waits for it */
+  current: Promise<void> | null = null
   lastError = ''
   deputy: DeputyHandle | null = null
   conn: Link | null = null
@@ -152,6 +159,11 @@ export class Home {
   requestMove (pid: number, target: number | 'home'): Promise<void> {
     const { cluster } = this.d
     const p = this.adopt(pid)
+    if (p.where === 'migrating' && p.committed !== null && p.current !== null) {
+      // committed and running there, home finishing the move: this request follows it
+      if (target !== 'home' && target !== cluster.id && !cluster.addressOf(target)) throw einval(`no node ${target}`)
+      return p.current.then(() => this.requestMove(pid, target)).catch(e => { p.lastError = (e as Error).message })
+    }
     if (p.where === 'migrating') throw new ErrnoError('EAGAIN', `process ${pid} is in transit`)
     if (p.limbo) throw new ErrnoError('EAGAIN', `node ${String(p.where)} is out of reach: waiting for it to come back`)
     if (p.tail) throw new ErrnoError('EAGAIN', `waiting for the end of its output on node ${p.tail.node}`)
@@ -174,11 +186,14 @@ export class Home {
     const done = run().catch(e => {
       p.lastError = (e as Error).message
       log('move of %d to %s failed: %s', pid, target, p.lastError)
+      p.committed = null
       if (p.where === 'migrating') p.where = from
       p.moving = false // stdin is handed out again
       // it was away and its connection broke during the move: wait for that node to come back
       if (typeof from === 'number' && p.deputy && (!p.conn || p.conn.closed)) this.awaitRejoin(p, from)
     }).then(() => this.afterMove(p))
+    p.current = done
+    void done.finally(() => { if (p.current === done) p.current = null })
     return done
   }
 
@@ -337,6 +352,7 @@ export class Home {
     if (dumped !== null) { p.holdFor = conn; p.held = []; p.heldMsgs = [] } // (what N says before the deputy is there: below)
     await conn.send({ t: 'run' }).catch(() => {})
     trace('h:run-sent')
+    p.committed = node
     let msgs: Message[] = []
     if (dumped !== null) {
       // the original becomes the deputy while N runs it; one that cannot be emptied has been
@@ -430,6 +446,7 @@ export class Home {
 
   private arrived (p: HomeProc, node: number): void {
     p.moving = false
+    p.committed = null
     p.where = node
     p.at = node
     p.nmigs++

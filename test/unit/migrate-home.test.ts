@@ -454,6 +454,56 @@ test('out with a deputy started ahead: the frozen original is the copy, released
   await until(() => engine.deputies[0]?.exited.includes(3) === true, 'the deputy exits as the remote did')
 })
 
+test('out, committed while home still hollows the original: where shows the node it runs on; a move asked meanwhile follows once home is done', async () => {
+  const engine = new StubEngine()
+  let letHollow!: () => void
+  const hollowed = new Promise<void>(resolve => { letHollow = resolve })
+  const startDeputy: NonNullable<Engine['startDeputy']> = async () => ({
+    reasons: null,
+    cancel: () => {},
+    go: async () => {
+      engine.calls.push('go')
+      return {
+        release: async () => {},
+        hollow: async () => {
+          await hollowed
+          const d = new StubDeputy()
+          engine.deputies.push(d)
+          return d as unknown as DeputyHandle
+        }
+      }
+    }
+  })
+  const { home, peers } = rawHome(engine, startDeputy)
+  const out = home.requestMove(PID, 2)
+  await until(() => peers.length === 1, 'an offer')
+  await peers[0].next('migrate')
+  await peers[0].link.send({ t: 'accept', hostinfo: 'node-2-host', raw: true })
+  await until(() => engine.calls.includes('go'), 'the deputy told to go') // (the image: N answers after it)
+  await peers[0].link.send({ t: 'running', pid: 555, bytes: 1, ms: 1 })
+  assert.deepEqual(await peers[0].next('run'), { t: 'run' })
+  const p = home.procs.get(PID)
+  assert.ok(p)
+  await until(() => p.committed === 2, 'committed to node 2')
+  assert.equal(p.where, 'migrating', 'home has not finished the move')
+  // asked now: no EAGAIN; it waits for this move, then goes from node 2 to node 3
+  let next: Promise<void> | undefined
+  assert.doesNotThrow(() => { next = home.requestMove(PID, 3) })
+  assert.throws(() => home.requestMove(PID, 99), /no node 99/, 'a bad target is refused at once')
+  assert.equal(peers.length, 1, 'no offer to node 3 while the move out finishes')
+  letHollow()
+  await out
+  assert.equal(p.nmigs, 1, 'the move out done')
+  assert.equal(p.committed, null)
+  await until(() => peers.length === 2, 'the offer to node 3 once the move out is done')
+  const offer = await peers[1].next('migrate')
+  assert.equal(typeof offer.ticket, 'string', 'N -> M: the image comes from node 2')
+  await peers[1].link.send({ t: 'refuse', reason: 'this node is blocked (admin/block)' })
+  await next
+  assert.equal(p.where, 2, 'it runs on node 2 still')
+  assert.equal(p.lastError, 'node 3 refused: this node is blocked (admin/block)')
+})
+
 test('out with a deputy started ahead: a refusal that closes the connection before the helper took it is what the move reports', async () => {
   // On a busy machine N's refusal can come before the deputy's helper has taken the connection:
   // the offer closes it, and the helper then fails on a descriptor that is no longer the one named.
