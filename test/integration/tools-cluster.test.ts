@@ -200,7 +200,11 @@ test('per-process tools on a migrated process: mps and mtop show it as it runs t
   })
 
   await t.test('a refused move: migrate prints the reason and exits 1 at once, with or without --wait', async () => {
+    const status2 = (): number => Number(spawnSync('cat', [join(ns?.node(1).mount ?? '', 'nodes/2/status')], { encoding: 'utf8' }).stdout)
     await ns?.node(2).write('admin/block', '1\n')
+    // node 1 hears of it by gossip: until it has, its view of node 2 is the one from before the
+    // block, and a late copy of the blocked state could reach it after the unblock below
+    await until('node 1 to see node 2 blocked', () => (status2() & 16) !== 0, 20_000)
     try {
       for (const wait of [[], ['--wait', '60']]) {
         const t0 = Date.now()
@@ -213,7 +217,8 @@ test('per-process tools on a migrated process: mps and mtop show it as it runs t
     } finally {
       await ns?.node(2).write('admin/block', '0\n')
       // node 1 hears of it by gossip
-      await until('node 1 to see node 2 unblocked', () => (Number(spawnSync('cat', [join(ns?.node(1).mount ?? '', 'nodes/2/status')], { encoding: 'utf8' }).stdout) & 16) === 0, 20_000)
+      // (up and unblocked: a node that reads as down shows no block bit, whatever it last said)
+      await until('node 1 to see node 2 up and unblocked', () => (status2() & (16 | 2)) === 2, 20_000)
     }
   })
 
