@@ -9,7 +9,8 @@
  * the strings and data they point at. Each table entry is nine words: the call number, its six
  * arguments, flags, and the result the code writes. Flags: B_ARG(i), argument i (0-5) is the
  * result of the last call flagged B_SAVE (a descriptor opened, then mapped and closed); B_ANY, a
- * failure of this call does not stop the batch. Without the code page (it could not be made
+ * failure of this call does not stop the batch; B_CLEANUP, this call is made (alone) also when a
+ * call before it in its chain failed (the close of that descriptor). Without the code page (it could not be made
  * executable, or HPC_PPM_BATCH=off) each call is injected alone, with the same meaning. */
 #include "threads.h"
 
@@ -175,7 +176,17 @@ static int run_queued(struct batch *b)
 		long rv = (long)b->c[i].w[8];
 		if (b->code) { b->t->ninject++; b->t->nbatched++; }	/* (one by one, inject counts them) */
 		if (b->c[i].w[7] & B_SAVE) b->saved = rv;
-		if (rv < 0 && rv > -4096 && !(b->c[i].w[7] & B_ANY)) return fail(-rv, "injected %s failed: %s", b->name[i], strerror(-rv));
+		if (rv < 0 && rv > -4096 && !(b->c[i].w[7] & B_ANY)) {
+			e = fail(-rv, "injected %s failed: %s", b->name[i], strerror(-rv));
+			/* the calls of its chain that undo it (a descriptor opened before it is closed) */
+			for (int j = i + 1; j < n && !(b->c[j].w[7] & B_SAVE); j++) {
+				if (!(b->c[j].w[7] & B_CLEANUP) || ((long)b->saved < 0 && (long)b->saved > -4096)) continue;
+				long a[6], r2;
+				for (int k = 0; k < 6; k++) a[k] = (b->c[j].w[7] >> k & 1) ? (long)b->saved : (long)b->c[j].w[1 + k];
+				inject(b->t, b->c[j].w[0], a[0], a[1], a[2], a[3], a[4], a[5], &r2);
+			}
+			return e;
+		}
 	}
 	return 0;
 }

@@ -98,7 +98,7 @@ void ctlf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int fail(int e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));	/* records the first error, returns -e */
 extern double g_inject_ms;
 void clear_err(void);
-void err_copy(char *buf, size_t n);
+void err_copy(char *buf, size_t n);	/* this thread's last failure's message */
 const char *errname(int e);
 int report_err(void);
 int fd_of(pid_t pid, int fd);	/* a duplicate (close-on-exec) of descriptor fd of process pid, or -1 with errno */
@@ -245,6 +245,7 @@ void tracee_pending(struct tracee *t, int sig);	/* an asynchronous signal that c
 #define B_ARG(i) (1u << (i))	/* argument i is the result of the last B_SAVE call */
 #define B_SAVE 64u
 #define B_ANY 128u		/* its failure does not stop the batch */
+#define B_CLEANUP 256u		/* made also when a call of its chain (since the last B_SAVE) failed: a close */
 struct bcall { uint64_t w[9]; };	/* nr, 6 arguments, flags, result */
 struct batch {
 	struct tracee *t;

@@ -188,7 +188,7 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 			int prot = v->kind == K_FILE_SHARED ? (int)v->prot : PROT_READ | PROT_WRITE;
 			e = BQ(&bt, B_SAVE, SYS_openat, AT_FDCWD, path, (wr ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0, 0, 0);
 			if (!e) e = BQ(&bt, B_ARG(4), SYS_mmap, v->start, len, prot, (v->kind == K_FILE_SHARED ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED, 0, v->pgoff * PAGE);
-			if (!e) e = BQ(&bt, B_ARG(0) | B_ANY, SYS_close, 0, 0, 0, 0, 0, 0);
+			if (!e) e = BQ(&bt, B_ARG(0) | B_ANY | B_CLEANUP, SYS_close, 0, 0, 0, 0, 0, 0);
 		} else if (v->kind == K_MEMFD) {
 			e = BQ(&bt, 0, SYS_mmap, v->start, len, v->prot, MAP_SHARED | MAP_FIXED, v->fd, v->pgoff * PAGE);
 		} else {

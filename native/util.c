@@ -23,14 +23,18 @@ void ctlf(const char *fmt, ...)
 /* the first failure is the one reported; a read-ahead thread (pipeline.c) may fail too */
 static pthread_mutex_t err_mu = PTHREAD_MUTEX_INITIALIZER;
 
+/* each thread's last failure, whether or not it is the first (err_copy) */
+static __thread char t_err[1024];
+
 int fail(int e, const char *fmt, ...)
 {
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(t_err, sizeof t_err, fmt, ap);
+	va_end(ap);
 	pthread_mutex_lock(&err_mu);
 	if (!g_err[0]) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(g_err, sizeof g_err, fmt, ap);
-		va_end(ap);
+		snprintf(g_err, sizeof g_err, "%s", t_err);
 		g_errno = e;
 	}
 	pthread_mutex_unlock(&err_mu);
@@ -139,12 +143,11 @@ void clear_err(void)
 	pthread_mutex_unlock(&err_mu);
 }
 
-/* the failure's message as it is now (a thread keeps its own before the caller clears it) */
+/* the message of this thread's last failure (a reader thread keeps its own: the main thread may
+ * have a failure of its own, or clear it) */
 void err_copy(char *buf, size_t n)
 {
-	pthread_mutex_lock(&err_mu);
-	snprintf(buf, n, "%s", g_err);
-	pthread_mutex_unlock(&err_mu);
+	snprintf(buf, n, "%s", t_err);
 }
 
 int ends_with(const char *s, const char *suf)

@@ -756,7 +756,15 @@ export class GuestSide {
       loud?.()
       out?.close()
       if (!g.r.alive()) {
-        copy ??= prepare() // (it ended before the offer went out: home keeps waiting for M's word)
+        if (copy === undefined) {
+          // (it ended before its copy was made: one is made now, empty, for what comes below)
+          try { copy = prepare() } catch (e2) {
+            log('guest %d: no copy can be made (%s): it stays', g.pid, (e2 as Error).message)
+            await g.conn.send({ t: 'stay', reason: (e2 as Error).message }).catch(() => {})
+            this.stays(g)
+            return
+          }
+        }
         // the dump itself went through (the process is gone) and only passing the last of the image
         // on to M failed: as sent; M's answer to home decides (if it cannot run it, N's copy does)
         log('guest %d: dumped, but the image did not all reach node %d: %s', g.pid, m.node, (e as Error).message)

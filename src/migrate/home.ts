@@ -160,9 +160,15 @@ export class Home {
     const { cluster } = this.d
     const p = this.adopt(pid)
     if (p.where === 'migrating' && p.committed !== null && p.current !== null) {
-      // committed and running there, home finishing the move: this request follows it
-      if (target !== 'home' && target !== cluster.id && !cluster.addressOf(target)) throw einval(`no node ${target}`)
-      return p.current.then(() => this.requestMove(pid, target)).catch(e => { p.lastError = (e as Error).message })
+      // committed and running there, home finishing the move: this request follows it (and a
+      // request after this one follows this one)
+      if (target !== 'home' && target !== cluster.id) {
+        if (!cluster.addressOf(target)) throw einval(`no node ${target}`)
+        if (!cluster.isUp(target)) throw new ErrnoError('EHOSTUNREACH', `node ${target} is down`)
+      }
+      const next = p.current.then(() => this.requestMove(pid, target)).catch(e => { p.lastError = (e as Error).message })
+      p.current = next
+      return next
     }
     if (p.where === 'migrating') throw new ErrnoError('EAGAIN', `process ${pid} is in transit`)
     if (p.limbo) throw new ErrnoError('EAGAIN', `node ${String(p.where)} is out of reach: waiting for it to come back`)
@@ -193,7 +199,8 @@ export class Home {
       if (typeof from === 'number' && p.deputy && (!p.conn || p.conn.closed)) this.awaitRejoin(p, from)
     }).then(() => this.afterMove(p))
     p.current = done
-    void done.finally(() => { if (p.current === done) p.current = null })
+    const clear = (): void => { if (p.current === done) p.current = null }
+    done.then(clear, clear)
     return done
   }
 
