@@ -79,12 +79,14 @@ int batch_init(struct batch *b, struct tracee *t, uint64_t addr)
 	return 0;
 }
 
-/* A copy of n bytes in the batch's data, for a call to point at (0: no room; run the batch first). */
-uint64_t batch_data(struct batch *b, const void *p, size_t n)
+/* A copy of n bytes in the batch's data area, for a call to point at; a full area runs the batch
+ * first. 0 with *e set when it cannot be written. */
+uint64_t batch_data(struct batch *b, const void *p, size_t n, int *e)
 {
-	if (B_DATA + b->used + n > BATCH_AREA) return 0;
+	if (B_DATA + n > BATCH_AREA) { *e = fail(ENAMETOOLONG, "no room for %zu bytes in the batch area", n); return 0; }
+	if (B_DATA + b->used + n > BATCH_AREA && (*e = batch_run(b))) return 0;
 	uint64_t at = b->area + B_DATA + b->used;
-	if (mem_write(b->t, at, p, n)) return 0;
+	if ((*e = mem_write(b->t, at, p, n))) return 0;
 	b->used += (n + 7) & ~7UL;
 	return at;
 }
@@ -149,6 +151,12 @@ static int run_code(struct batch *b, int n)
 	return e;
 }
 
+/* the arguments of queued call i, with the saved result where it is flagged B_ARG */
+static void args_of(const struct batch *b, int i, long a[6])
+{
+	for (int k = 0; k < 6; k++) a[k] = (b->c[i].w[7] >> k & 1) ? (long)b->saved : (long)b->c[i].w[1 + k];
+}
+
 /* Runs the queued calls (at once, or one by one without the code); the first that fails (not
  * B_ANY) is the error, "injected NAME failed", and the calls after it are not made. */
 static int run_queued(struct batch *b)
@@ -165,7 +173,7 @@ static int run_queued(struct batch *b)
 	} else {
 		for (int i = 0; i < n; i++) {
 			long a[6], rv;
-			for (int k = 0; k < 6; k++) a[k] = (b->c[i].w[7] >> k & 1) ? (long)b->saved : (long)b->c[i].w[1 + k];
+			args_of(b, i, a);
 			if ((e = inject(b->t, b->c[i].w[0], a[0], a[1], a[2], a[3], a[4], a[5], &rv))) return e;
 			b->c[i].w[8] = rv;
 			if (b->c[i].w[7] & B_SAVE) b->saved = rv;	/* (for the calls after it in this loop) */
@@ -182,7 +190,7 @@ static int run_queued(struct batch *b)
 			for (int j = i + 1; j < n && !(b->c[j].w[7] & B_SAVE); j++) {
 				if (!(b->c[j].w[7] & B_CLEANUP) || ((long)b->saved < 0 && (long)b->saved > -4096)) continue;
 				long a[6], r2;
-				for (int k = 0; k < 6; k++) a[k] = (b->c[j].w[7] >> k & 1) ? (long)b->saved : (long)b->c[j].w[1 + k];
+				args_of(b, j, a);
 				inject(b->t, b->c[j].w[0], a[0], a[1], a[2], a[3], a[4], a[5], &r2);
 			}
 			return e;
@@ -197,13 +205,4 @@ int batch_run(struct batch *b)
 	int e = run_queued(b);
 	b->used = 0;
 	return e;
-}
-
-/* batch_data, the batch run first when its data area is full */
-uint64_t batch_str(struct batch *b, const char *s, int *e)
-{
-	uint64_t at = batch_data(b, s, strlen(s) + 1);
-	if (!at && !(*e = batch_run(b))) at = batch_data(b, s, strlen(s) + 1);
-	if (!at && !*e) *e = fail(ENAMETOOLONG, "no room for %zu bytes in the batch area", strlen(s) + 1);
-	return at;
 }

@@ -82,14 +82,17 @@ static int is_small(struct rahead *a, const uint8_t *p)
 	return p >= a->small && p < a->small + (size_t)RSMALL * SSTRIDE;
 }
 
+/* a slot is free again (a->mu held) */
+static void slot_free(struct rahead *a, uint8_t *p)
+{
+	if (is_small(a, p)) a->free_small[a->nsmall++] = p;
+	else a->free_big[a->nbig++] = p;
+}
+
 /* records before h are done with: their slots are free again (a->mu held) */
 static void release_to(struct rahead *a, unsigned h)
 {
-	for (; a->head != h; a->head++) {
-		uint8_t *p = a->buf[a->head % NREC];
-		if (is_small(a, p)) a->free_small[a->nsmall++] = p;
-		else a->free_big[a->nbig++] = p;
-	}
+	for (; a->head != h; a->head++) slot_free(a, a->buf[a->head % NREC]);
 	pthread_cond_broadcast(&a->cv);
 }
 
@@ -123,7 +126,7 @@ static void *reader(void *arg)
 		if (e || a->end_err) memcpy(a->msg, msg, sizeof msg);
 		if (e) {
 			a->err = e;
-			if (p) { if (is_small(a, p)) a->free_small[a->nsmall++] = p; else a->free_big[a->nbig++] = p; }
+			if (p) slot_free(a, p);
 		} else if (!end) { a->hdr[a->tail % NREC] = h; a->buf[a->tail % NREC] = p; a->tail++; }
 		if (e || end) a->done = 1;
 		pthread_cond_broadcast(&a->cv);

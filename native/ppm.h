@@ -256,8 +256,7 @@ struct batch {
 	const char *name[BATCH_MAX];
 };
 int batch_init(struct batch *b, struct tracee *t, uint64_t addr);
-uint64_t batch_data(struct batch *b, const void *p, size_t n);
-uint64_t batch_str(struct batch *b, const char *s, int *e);
+uint64_t batch_data(struct batch *b, const void *p, size_t n, int *e);
 int batch_add(struct batch *b, unsigned flags, long nr, const char *name, const long a[6]);
 int batch_run(struct batch *b);
 #define BQ(b, fl, nr, ...) batch_add(b, fl, nr, #nr, (long[6]){ __VA_ARGS__ })

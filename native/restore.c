@@ -183,7 +183,7 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 		uint64_t len = v->end - v->start;
 		if (v->kind == K_FILE_PRIV || v->kind == K_FILE_SHARED) {
 			int wr = v->kind == K_FILE_SHARED && (v->prot & PROT_WRITE);
-			uint64_t path = batch_str(&bt, v->path, &e);
+			uint64_t path = batch_data(&bt, v->path, strlen(v->path) + 1, &e);
 			if (e) break;
 			int prot = v->kind == K_FILE_SHARED ? (int)v->prot : PROT_READ | PROT_WRITE;
 			e = BQ(&bt, B_SAVE, SYS_openat, AT_FDCWD, path, (wr ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0, 0, 0);
@@ -258,16 +258,14 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 		if (s == SIGKILL || s == SIGSTOP) continue;
 		const struct ksigaction *a = &c->act[s];
 		if (s != SIGCHLD && !(nondef >> (s - 1) & 1) && !a->handler && !a->flags && !a->mask) continue;
-		uint64_t at = batch_data(&bt, &c->act[s], sizeof c->act[s]);
-		if (!at && !(e = batch_run(&bt))) at = batch_data(&bt, &c->act[s], sizeof c->act[s]);
-		if (!e && !at) e = fail(EIO, "no room in the batch area");
+		uint64_t at = batch_data(&bt, &c->act[s], sizeof c->act[s], &e);
 		if (!e) e = BQ(&bt, 0, SYS_rt_sigaction, s, at, 0, 8, 0, 0);
 	}
 	if (!e) e = batch_run(&bt);
 	/* the thread's own state: mask, alternate stack, name, rseq */
 	if (!e) e = restore_thread(t, &im->threads[0], scr);
 	/* 11. attributes */
-	uint64_t cwd = e ? 0 : batch_str(&bt, c->cwd, &e);
+	uint64_t cwd = e ? 0 : batch_data(&bt, c->cwd, strlen(c->cwd) + 1, &e);
 	if (!e) e = BQ(&bt, 0, SYS_chdir, cwd, 0, 0, 0, 0, 0);
 	if (!e) e = BQ(&bt, 0, SYS_umask, c->umask, 0, 0, 0, 0, 0);
 	if (!e) e = BQ(&bt, 0, SYS_personality, c->personality, 0, 0, 0, 0, 0);

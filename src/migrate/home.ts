@@ -159,13 +159,14 @@ export class Home {
   requestMove (pid: number, target: number | 'home'): Promise<void> {
     const { cluster } = this.d
     const p = this.adopt(pid)
+    if (target === cluster.id) target = 'home'
+    if (target !== 'home') {
+      if (!cluster.addressOf(target)) throw einval(`no node ${target}`)
+      if (!cluster.isUp(target)) throw new ErrnoError('EHOSTUNREACH', `node ${target} is down`)
+    }
     if (p.where === 'migrating' && p.committed !== null && p.current !== null) {
       // committed and running there, home finishing the move: this request follows it (and a
       // request after this one follows this one)
-      if (target !== 'home' && target !== cluster.id) {
-        if (!cluster.addressOf(target)) throw einval(`no node ${target}`)
-        if (!cluster.isUp(target)) throw new ErrnoError('EHOSTUNREACH', `node ${target} is down`)
-      }
       const next = p.current.then(() => this.requestMove(pid, target)).catch(e => { p.lastError = (e as Error).message })
       p.current = next
       return next
@@ -173,11 +174,6 @@ export class Home {
     if (p.where === 'migrating') throw new ErrnoError('EAGAIN', `process ${pid} is in transit`)
     if (p.limbo) throw new ErrnoError('EAGAIN', `node ${String(p.where)} is out of reach: waiting for it to come back`)
     if (p.tail) throw new ErrnoError('EAGAIN', `waiting for the end of its output on node ${p.tail.node}`)
-    if (target === cluster.id) target = 'home'
-    if (target !== 'home') {
-      if (!cluster.addressOf(target)) throw einval(`no node ${target}`)
-      if (!cluster.isUp(target)) throw new ErrnoError('EHOSTUNREACH', `node ${target} is down`)
-    }
     if ((target === 'home' && p.where === 'home') || target === p.where) return Promise.resolve()
     if (p.where === 'home' && cluster.keepsLocal) throw new ErrnoError('EPERM', 'this node keeps its processes (admin/stay or admin/lstay)')
     trace('h:request')

@@ -34,10 +34,10 @@ export class StandbyPool {
   /** The standby of that kind if one is ready for args; another is started SPARE_REPLACE_MS later. */
   take (kind: StandbyKind, args: string[]): ChildProcess | undefined {
     if (!this.on || args.some(a => /\s/.test(a) || a === '')) return undefined
-    const c = this.idle.get(kind)
+    const c = this.ready(kind) ? this.idle.get(kind) : undefined
     this.idle.delete(kind)
     setTimeout(() => this.fill(kind), SPARE_REPLACE_MS).unref() // (after a small move that took it has ended)
-    return c !== undefined && c.exitCode === null && c.signalCode === null ? c : undefined
+    return c
   }
 
   private fill (kind: StandbyKind): void {

@@ -402,8 +402,8 @@ function rawHome (engine: StubEngine, startDeputy: NonNullable<Engine['startDepu
   return { home, peers }
 }
 
-test('out with a deputy started ahead: the frozen original is the copy, released when N fails; what N says before the original is hollow waits for the deputy', async () => {
-  const engine = new StubEngine()
+/** A deputy started ahead whose original is hollowed only once the test lets it (`letHollow`). */
+function heldDeputy (engine: StubEngine): { startDeputy: NonNullable<Engine['startDeputy']>, letHollow: () => void, released: number[] } {
   let letHollow!: () => void
   const hollowed = new Promise<void>(resolve => { letHollow = resolve })
   const released: number[] = []
@@ -426,6 +426,12 @@ test('out with a deputy started ahead: the frozen original is the copy, released
       }
     }
   }
+  return { startDeputy, letHollow, released }
+}
+
+test('out with a deputy started ahead: the frozen original is the copy, released when N fails; what N says before the original is hollow waits for the deputy', async () => {
+  const engine = new StubEngine()
+  const { startDeputy, letHollow, released } = heldDeputy(engine)
   const { home, peers } = rawHome(engine, startDeputy)
   // N cannot run it: the original, never emptied, runs on (nothing to restore)
   const first = home.requestMove(PID, 2)
@@ -456,30 +462,13 @@ test('out with a deputy started ahead: the frozen original is the copy, released
 
 test('out, committed while home still hollows the original: where shows the node it runs on; a move asked meanwhile follows once home is done', async () => {
   const engine = new StubEngine()
-  let letHollow!: () => void
-  const hollowed = new Promise<void>(resolve => { letHollow = resolve })
-  const startDeputy: NonNullable<Engine['startDeputy']> = async () => ({
-    reasons: null,
-    cancel: () => {},
-    go: async () => {
-      engine.calls.push('go')
-      return {
-        release: async () => {},
-        hollow: async () => {
-          await hollowed
-          const d = new StubDeputy()
-          engine.deputies.push(d)
-          return d as unknown as DeputyHandle
-        }
-      }
-    }
-  })
+  const { startDeputy, letHollow } = heldDeputy(engine)
   const { home, peers } = rawHome(engine, startDeputy)
   const out = home.requestMove(PID, 2)
   await until(() => peers.length === 1, 'an offer')
   await peers[0].next('migrate')
   await peers[0].link.send({ t: 'accept', hostinfo: 'node-2-host', raw: true })
-  await until(() => engine.calls.includes('go'), 'the deputy told to go') // (the image: N answers after it)
+  await until(() => engine.calls.includes('go node-2-host'), 'the deputy told to go') // (the image: N answers after it)
   await peers[0].link.send({ t: 'running', pid: 555, bytes: 1, ms: 1 })
   assert.deepEqual(await peers[0].next('run'), { t: 'run' })
   const p = home.procs.get(PID)
