@@ -162,8 +162,13 @@ export class Conn extends Link {
     const head = Buffer.alloc(5)
     head.writeUInt32BE(payload.length + 1, 0)
     head[4] = type.charCodeAt(0)
+    // one write (writev) for the header and the payload: one segment and one wake-up of the
+    // reader for a control message, not two (the socket has Nagle off)
+    this.sock.cork()
     this.sock.write(head)
-    if (this.sock.write(payload)) return Promise.resolve()
+    const more = this.sock.write(payload)
+    this.sock.uncork()
+    if (more) return Promise.resolve()
     return new Promise((resolve, reject) => {
       const done = (): void => { this.sock.off('drain', done); this.off('close', fail); resolve() }
       const fail = (): void => { this.sock.off('drain', done); reject(new Error(`connection to ${this.peer} closed`)) }
