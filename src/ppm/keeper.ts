@@ -55,13 +55,14 @@ function openPath (info: KeepInfo, fd: number, flags: number): number {
 
 /**
  * Attaches to the process `info` describes (restoreKept's answer, or a record of it). Throws ESRCH
- * when its keeper is gone or is not the one recorded (another process under a reused pid).
+ * when its keeper is gone or is not the one recorded (another process under a reused pid): checked
+ * for a record, not for restoreKept's answer of a moment ago (`fresh`: its helper has just said so).
  */
-export function attachKept (info: KeepInfo): Kept {
+export function attachKept (info: KeepInfo, fresh = false): Kept {
   const { helper } = info
   let exe = ''
-  try { exe = readlinkSync(`/proc/${helper}/exe`) } catch {}
-  if (exe === '' || exe !== realpathSync(helperPath()) || (info.start !== '' && startTime(helper) !== info.start)) {
+  if (!fresh) try { exe = readlinkSync(`/proc/${helper}/exe`) } catch {}
+  if (!fresh && (exe === '' || exe !== realpathSync(helperPath()) || (info.start !== '' && startTime(helper) !== info.start))) {
     throw new ErrnoError('ESRCH', `the keeper ${helper} of process ${info.pid} is gone`)
   }
   const opened: number[] = []
