@@ -219,16 +219,22 @@ export class GuestSide {
     if (raw) { img.received = Number(r.stats?.image_bytes ?? m.bytes); img.first = t0; img.ended = Date.now() }
     img.done()
     const age = m.age ?? 0
-    const g = this.startGuest(conn, r, home, m.pid, m.stdin === 'pull' ? 'pull' : 'none', Number.isFinite(age) ? age : 0)
+    const g = this.newGuest(conn, r, home, m.pid, m.stdin === 'pull' ? 'pull' : 'none', Number.isFinite(age) ? age : 0)
     g.held = true // until home has heard `running` and says `run` (or, if the connection breaks first, until home says it has it here)
     if (m.decay === 'fast') g.decay.rate = 'fast'
     if (m.kind === 'cpujob' || m.kind === 'iojob') g.decay.kind = m.kind
     if (m.perMille !== undefined) g.decay.perMille = m.perMille
     if (m.interval !== undefined) g.decay.interval = m.interval
-    trace('n:guest')
+    // its record first (a daemon started again finds it, held), then `running`, then its output,
+    // stdin and session are wired while the answer is on its way: all in this one turn of the
+    // event loop, so no message of home's (`run`, a signal) can come before the wiring, and the
+    // process, held stopped, writes nothing before `run`
     this.save(g)
     trace('n:saved')
-    await conn.send({ t: 'running', pid: r.pid, bytes: img.received, ms: img.ms() })
+    const sent = conn.send({ t: 'running', pid: r.pid, bytes: img.received, ms: img.ms() })
+    this.wireGuest(g)
+    trace('n:guest')
+    await sent
     log('guest %d from node %d (its pid %d) runs here', r.pid, home, g.homePid)
   }
 
@@ -238,10 +244,23 @@ export class GuestSide {
    * copy), whose numbering it goes on with; a fresh one otherwise.
    */
   private startGuest (conn: Link, r: GuestProcess, home: number, homePid: number, stdin: 'pull' | 'none', age: number, since = Date.now(), out?: GuestOutput, inGot?: Map<number, number>): Guest {
+    const g = this.newGuest(conn, r, home, homePid, stdin, age, since, out, inGot)
+    this.wireGuest(g)
+    return g
+  }
+
+  /** startGuest's first half: the guest is known here (and can be saved), nothing wired yet. */
+  private newGuest (conn: Link, r: GuestProcess, home: number, homePid: number, stdin: 'pull' | 'none', age: number, since = Date.now(), out?: GuestOutput, inGot?: Map<number, number>): Guest {
     const g = new Guest(r.pid, home, homePid, conn, r, since, stdin, age)
     this.guests.set(r.pid, g)
     if (out !== undefined) g.out = out
     if (inGot !== undefined) g.inGot = inGot
+    return g
+  }
+
+  /** startGuest's second half: its output, stdin, relays, family calls, end and session wired. */
+  private wireGuest (g: Guest): void {
+    const { r, conn, stdinMode: stdin } = g
     // what it writes is on disk until home has it, for the next daemon should this one die (readopt)
     g.out.persist(this.states.spillPath(r.pid))
     // what it writes is kept until home has it; out of touch with home, the rest waits in its pipes
@@ -258,7 +277,6 @@ export class GuestSide {
       g.ended = st
       if (!g.leaving) void this.reportEnd(g, st) // (while it leaves: ended by its dump, or reported if it stays after all)
     })
-    return g
   }
 
   /** The guest closed a relayed output here (or shut a socket down for writing): home does the same, after what it wrote. */
