@@ -78,8 +78,6 @@ export interface Engine {
    * Optional: without it, `check` and then `deputy`.
    */
   startDeputy?: (pid: number, out: RawSink, opts: { precopy?: boolean }) => Promise<StartedDeputy>
-  /** Whether a deputy started now runs on a helper started ahead (`standby`: no spawn on the event loop). Optional: no. */
-  deputyReady?: () => boolean
   /** Dumps pid into out, a stream, a file descriptor the engine writes itself, or a connection's socket with a copy (the process is removed once the image is complete); `precopy` as for deputy. */
   dump (pid: number, out: Writable | number | RawSink, opts: { target?: string, precopy?: boolean }): Promise<unknown>
   /**
@@ -137,7 +135,6 @@ export const realEngine: Engine = {
   check: async pid => await ppm.check(pid, { family: true, relay: true }),
   hostInfo: async () => await ppm.hostInfo(),
   standby: on => { ppm.useStandby(on) },
-  deputyReady: () => ppm.standbyReady('deputy'),
   startDeputy: async (pid, out, opts) => {
     try {
       const d = await ppm.startDeputy(pid, out.fd, { ...opts, family: true, relay: true, stallMs: out.stallMs })

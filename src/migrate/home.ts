@@ -254,19 +254,14 @@ export class Home {
         a?.catch(() => {})
         return a
       }
-      // the deputy before the offer when a helper started ahead runs it (a line to that helper; it
-      // checks the process while the offer goes back and forth); a helper to spawn would hold the
-      // event loop for milliseconds: then the offer goes out first
-      const early = this.d.engine.deputyReady?.() === true
-      if (early) ahead = begin()
+      // the offer goes out first, then the deputy's helper is started (a line to a helper started
+      // ahead, or a spawn): it checks the process while the offer goes back and forth
       let offered: ReturnType<Home['offer']>
       try {
-        p.cmdline = this.d.engine.psInfo(p.pid)?.cmdline ?? ''
         p.remote = null
         p.io.kinds = this.d.engine.stdioKinds(p.pid)
         p.stdinMode = stdinModeOf(p.io.kinds)
-        trace('h:ps')
-        offered = this.offer(p, node, undefined, conn)
+        offered = this.offer(p, node, undefined, conn) // (written before its first await)
       } catch (e) {
         conn.close()
         const reasons = await this.cantMove(p.pid).catch(() => [])
@@ -276,7 +271,9 @@ export class Home {
       // taken it yet then fails on a descriptor no longer the one named: the refusal is the reason
       let answer: Error | null = null
       offered.catch(e => { answer = e as Error }) // awaited below, or withdrawn
-      if (!early) ahead = begin()
+      ahead = begin()
+      p.cmdline = this.d.engine.psInfo(p.pid)?.cmdline ?? '' // (for ps while it is away)
+      trace('h:ps')
       const checked = ahead !== null ? ahead.then(a => (a.reasons ?? []).map(r => r.text)) : this.cantMove(p.pid)
       const withdraw = (): void => { void offered.then(o => { o.loud?.(); o.conn.close() }, () => {}) }
       let reasons: string[]

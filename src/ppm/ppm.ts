@@ -90,7 +90,6 @@ const standbys = new StandbyPool(kind => {
 export function useStandby (on: boolean): void { standbys.use(on) }
 
 /** Whether a helper of that kind started ahead is ready for the next command. */
-export function standbyReady (kind: StandbyKind): boolean { return standbys.ready(kind) }
 
 const errnoNames = new Set(['EPERM', 'ENOENT', 'ESRCH', 'EINTR', 'EIO', 'EBADF', 'ECHILD', 'EAGAIN', 'ENOMEM', 'EACCES',
   'EFAULT', 'EBUSY', 'EEXIST', 'EINVAL', 'ENOSPC', 'EPIPE', 'ERANGE', 'ENOSYS', 'EBADMSG', 'EPROTO', 'ENOTSUP', 'ENXIO', 'ESTALE'])
