@@ -202,7 +202,7 @@ int dump_vmas(pid_t pid, struct fdtab *tab, struct img_vma **out)
 }
 
 /* Dumps the seized, stopped tracee into the image. Leaves the tracee stopped (regs untouched). */
-int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *res)
+int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *res, int (*go)(const char **target))
 {
 	pid_t pid = t->pid;
 	struct img_core *c = &res->core;
@@ -245,12 +245,6 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	read_timens(pid, &h.mono_off_ns, &h.boot_off_ns);
 	h.mono_ns = clock_ns(CLOCK_MONOTONIC) + h.mono_off_ns;
 	h.boot_ns = clock_ns(CLOCK_BOOTTIME) + h.boot_off_ns;
-	if (target) {
-		struct compat tc;
-		if ((e = compat_parse(target, &tc))) { free(others); return e; }
-		if (compat_check(&h.c, &tc, 1)) { free(others); return fail(ENOTSUP, "the target host cannot run this process faithfully"); }
-	}
-
 	struct fdtab tab;
 	if ((e = fdtab_read(pid, &tab))) { free(others); return e; }
 	struct img_fd *fds = NULL;
@@ -261,6 +255,14 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	if (nv < 0) { fdtab_free(&tab); free(fds); free(others); return nv; }
 
 	trace("fds-vmas");
+	/* deputy --wait: all of the process but its pages and buffers has been read while the offer
+	 * went back and forth; nothing is written before the caller says go (naming the target) */
+	if (go && (e = go(&target))) { free(vm); free(fds); fdtab_free(&tab); free(others); return e; }
+	if (target) {
+		struct compat tc;
+		if (!(e = compat_parse(target, &tc)) && compat_check(&h.c, &tc, 1)) e = fail(ENOTSUP, "the target host cannot run this process faithfully");
+		if (e) { free(vm); free(fds); fdtab_free(&tab); free(others); return e; }
+	}
 	struct stat isb;
 	if (fstat(imgfd, &isb) == 0 && S_ISFIFO(isb.st_mode)) fcntl(imgfd, F_SETPIPE_SZ, 1 << 20);
 	struct imgw w = { imgfd, 0, 0, 0, g_copy_fd, NULL };

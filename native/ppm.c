@@ -44,9 +44,10 @@ void precopy_done(void)
 
 /* deputy --wait: the helper is started ahead of its move, while the caller offers the process to
  * another node. It checks the process at once (CHECKED, or the REASON lines and ERR EPERM), then
- * waits for one line on fd 5: "GO" or "GO INFO" (INFO: the target's compatibility record, as
- * --target). Any other line, or the end of fd 5: it stops there, the process untouched, no image
- * written (ERR ECANCELED). */
+ * stops it and reads all of it but its pages (without pre-copy), and waits for one line on fd 5:
+ * "GO" or "GO INFO" (INFO: the target's compatibility record, as --target). Any other line, or
+ * the end of fd 5: it stops there, the process let go unchanged, no image written (ERR
+ * ECANCELED). */
 static int g_wait, g_cancelled;
 
 static int wait_go(const char **target)
@@ -72,6 +73,29 @@ static int wait_go(const char **target)
 	return 4;
 }
 
+/* deputy --wait without pre-copy: how long the process, stopped and read up to its pages, waits
+ * for GO (an offer's round trip takes a few ms); past it, it is let go and runs on until GO, then
+ * it is stopped and read again: a target slow to answer never holds it. HPC_PPM_GO_WAIT_MS (tests). */
+static int go_wait_ms(void)
+{
+	const char *env = getenv("HPC_PPM_GO_WAIT_MS");
+	return env && *env ? atoi(env) : 20;
+}
+
+#define GO_LATE 1000	/* go_late: no GO within go_wait_ms() */
+
+/* dump_image's go for a deputy started ahead, once the process has been read up to its pages */
+static int go_late(const char **target)
+{
+	struct pollfd pf = { 5, POLLIN, 0 };
+	int r;
+	while ((r = poll(&pf, 1, go_wait_ms())) < 0 && errno == EINTR) ;
+	if (r == 0) return GO_LATE;
+	int n = wait_go(target);
+	if (!n) { trace("go"); ctlf("STAT go_read_ahead=1"); }
+	return n;
+}
+
 int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpres *res, double *t0)
 {
 	trace("dump-start");
@@ -81,11 +105,15 @@ int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpr
 		ctlf("ERR EPERM process %d cannot move (%d reason%s)", pid, n, n > 1 ? "s" : "");
 		return 3;
 	}
+	/* started ahead without pre-copy: the process is stopped and read up to its pages while the
+	 * offer goes back and forth, and dump_image waits for the go before it writes (go_late; on a
+	 * cancel the process is let go as it was); pre-copy's rounds write at once: it waits here */
+	int ahead = g_wait && !g_precopy;
 	if (g_wait) {
 		trace("checked");
 		ctlf("CHECKED");
-		if ((n = wait_go(&target))) return n;
-		trace("go");
+		if (!ahead && (n = wait_go(&target))) return n;
+		if (!ahead) trace("go");
 	}
 	if (g_precopy) {
 		/* --precopy: rounds while it runs (precopy.c); on failure the tracking ends here, on
@@ -95,15 +123,28 @@ int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpr
 		if (!e && (n = check_pid(pid, 1))) e = fail(EPERM, "process %d cannot move any more (%d reason%s)", pid, n, n > 1 ? "s" : "");
 		if (e) { precopy_done(); return report_err(); }
 	}
-	*t0 = now_ms();
-	ctlf("STAT freeze_at=%.3f", clock_ns(CLOCK_REALTIME) / 1e6);	/* wall clock: a restore's running_at on this host minus this is the downtime */
-	int e = seize(t, pid, SEIZE_OPTS);
-	if (e) { precopy_done(); if (!t->dead) ptrace(PTRACE_DETACH, pid, 0, 0); return report_err(); }
-	if ((e = threads_freeze(t))) { precopy_done(); release_live(t); return report_err(); }
-	trace("seized");
-	e = dump_image(t, 3, target, res);
-	if (e) { precopy_done(); release_live(t); return report_err(); }
-	return 0;
+	for (;;) {
+		*t0 = now_ms();
+		ctlf("STAT freeze_at=%.3f", clock_ns(CLOCK_REALTIME) / 1e6);	/* wall clock: a restore's running_at on this host minus this is the downtime */
+		int e = seize(t, pid, SEIZE_OPTS);
+		if (e) { precopy_done(); if (!t->dead) ptrace(PTRACE_DETACH, pid, 0, 0); return report_err(); }
+		if ((e = threads_freeze(t))) { precopy_done(); release_live(t); return report_err(); }
+		trace("seized");
+		e = dump_image(t, 3, target, res, ahead ? go_late : NULL);
+		if (e == GO_LATE) {
+			/* the answer is late: it runs on until GO, then it is read again */
+			release_live(t);
+			if (t->memfd >= 0) close(t->memfd);
+			trace("go-late");
+			ahead = 0;
+			if ((n = wait_go(&target))) return n;
+			trace("go");
+			continue;
+		}
+		if (e && g_cancelled) { release_live(t); return e; }	/* (said ERR ECANCELED) */
+		if (e) { precopy_done(); release_live(t); return report_err(); }
+		return 0;
+	}
 }
 
 /* A raw image (--copy: the stream goes into a connection) whose dump fails before its first byte

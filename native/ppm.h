@@ -348,7 +348,8 @@ int timers_clear(struct tracee *t, uint64_t scr);
 /* ---------- dump.c ---------- */
 struct dumpres { struct img_core core; int nvma; struct img_vma *vmas; double freeze_ms; };
 int dump_thread(struct tracee *t, uint64_t scratch, struct img_thread *th, uint8_t *xs, uint32_t *xlen);
-int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *res);
+/* go (or NULL): called once before the first byte is written; non-zero stops the dump there */
+int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *res, int (*go)(const char **target));
 int dump_vmas(pid_t pid, struct fdtab *tab, struct img_vma **out);
 
 /* ---------- precopy.c ---------- */

@@ -192,6 +192,50 @@ test('a deputy started ahead checks the process and waits: cancelled, nothing is
   assert.equal(s.out, ref.out)
 })
 
+/** Runs f with HPC_PPM_GO_WAIT_MS set to ms (the helpers it spawns take it), then puts it back. */
+async function withGoWait<T> (ms: string, f: () => Promise<T>): Promise<T> {
+  const old = process.env.HPC_PPM_GO_WAIT_MS
+  process.env.HPC_PPM_GO_WAIT_MS = ms
+  try { return await f() } finally { if (old === undefined) delete process.env.HPC_PPM_GO_WAIT_MS; else process.env.HPC_PPM_GO_WAIT_MS = old }
+}
+
+test('a deputy started ahead stops and reads the process while it waits for GO: cancelled, it is let go unchanged; GO in time, the image is what it read; an answer later than HPC_PPM_GO_WAIT_MS: it runs on meanwhile and is read again at GO', async () => {
+  const bin = lab.compile('counter')
+  const args = ['60', '400', '4', '40000']
+  const ref = reference(bin, args)
+  const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => lines(s.out) >= 2, 5000, 'output')
+  // a long wait: stopped (traced) while it waits; cancelled, it runs on untraced, nothing written
+  const c = await withGoWait('60000', async () => await startDeputy(s.pid, lab.path('ra0.img')))
+  await waitFor(() => status(s.pid, 'State').startsWith('t'), 5000, 'stopped while the deputy waits')
+  c.cancel()
+  await waitFor(() => status(s.pid, 'TracerPid') === '0', 5000, 'untraced')
+  const n0 = lines(s.out)
+  await waitFor(() => lines(s.out) > n0, 5000, 'output once let go')
+  assert.equal(statSync(lab.path('ra0.img')).size, 0)
+  // GO in time: the dump goes on from what was read while it waited
+  const a = await withGoWait('60000', async () => await startDeputy(s.pid, lab.path('ra1.img')))
+  await waitFor(() => status(s.pid, 'State').startsWith('t'), 5000, 'stopped while the deputy waits')
+  const k1 = await a.go()
+  assert.equal(k1.stats.go_read_ahead, '1')
+  assert.ok(statSync(lab.path('ra1.img')).size > 0)
+  const n1 = lines(s.out)
+  await k1.release()
+  await waitFor(() => lines(s.out) > n1, 5000, 'output once released')
+  await waitFor(() => status(s.pid, 'TracerPid') === '0', 5000, 'untraced')
+  // no wait at all: let go at once, it runs on while the deputy waits; GO: stopped and read again,
+  // and the original comes back from that image
+  const b = await withGoWait('0', async () => await startDeputy(s.pid, lab.path('ra2.img')))
+  const n2 = lines(s.out)
+  await waitFor(() => lines(s.out) > n2, 5000, 'output while the deputy waits')
+  const k2 = await b.go()
+  assert.equal(k2.stats.go_read_ahead, undefined)
+  const d = lab.trackDeputy(await k2.hollow())
+  await d.restoreInto(lab.path('ra2.img'))
+  assert.deepEqual(await s.exited, { code: 4, signal: null })
+  assert.equal(s.out, ref.out)
+})
+
 /** pids of this process's children running `hpc-ppm-helper standby` */
 function standbys (): number[] {
   return readdirSync('/proc').filter(d => /^\d+$/.test(d)).filter(d => {
