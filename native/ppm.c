@@ -8,9 +8,10 @@
  *   fd 5  command lines to a deputy
  *   fd 0-2 are handed to a freshly restored process.
  * Commands: check PID [--family] [--relay] | dump PID [--leave-running] [--target INFO]
- *           [--precopy [--rounds N]] [--relay] | restore [opts] | deputy PID [--target INFO] [--family]
+ *           [--precopy [--rounds N]] [--relay] [--wait] | restore [opts] | deputy PID [--target INFO] [--family]
  *           [--precopy [--rounds N]] [--relay] [--wait] | hostinfo | info | rawpipe BYTES
- *   --wait: a deputy started ahead of its move checks the process, says CHECKED, waits for GO
+ *   --wait: a dump or deputy started ahead of its move checks the process, says CHECKED, reads it,
+ *           waits for GO
  *   --confirm: the deputy keeps the dumped original frozen (DUMPED) until HOLLOW or RELEASE
  *   --precopy (precopy.c): memory copied in rounds while the process runs, frozen for the last one
  *   --family (family.c): check and deputy allow children; restore catches the family calls
@@ -42,8 +43,8 @@ void precopy_done(void)
 	g_pc = NULL;
 }
 
-/* deputy --wait: the helper is started ahead of its move, while the caller offers the process to
- * another node. It checks the process at once (CHECKED, or the REASON lines and ERR EPERM), then
+/* deputy --wait (and dump --wait): the helper is started ahead of its move, while the caller offers
+ * the process (or its image) to another node. It checks the process at once (CHECKED, or the REASON lines and ERR EPERM), then
  * stops it and reads all of it but its pages (without pre-copy), and waits for one line on fd 5:
  * "GO" or "GO INFO" (INFO: the target's compatibility record, as --target). Any other line, or
  * the end of fd 5: it stops there, the process let go unchanged, no image written (ERR
@@ -73,7 +74,7 @@ static int wait_go(const char **target)
 	return 4;
 }
 
-/* deputy --wait without pre-copy: how long the process, stopped and read up to its pages, waits
+/* --wait without pre-copy: how long the process, stopped and read up to its pages, waits
  * for GO (an offer's round trip takes a few ms); past it, it is let go and runs on until GO, then
  * it is stopped and read again: a target slow to answer never holds it. HPC_PPM_GO_WAIT_MS (tests). */
 static int go_wait_ms(void)
@@ -84,7 +85,7 @@ static int go_wait_ms(void)
 
 #define GO_LATE 1000	/* go_late: no GO within go_wait_ms() */
 
-/* dump_image's go for a deputy started ahead, once the process has been read up to its pages */
+/* dump_image's go for a dump or deputy started ahead, once the process has been read up to its pages */
 static int go_late(const char **target)
 {
 	struct pollfd pf = { 5, POLLIN, 0 };
@@ -381,8 +382,8 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: hpc-ppm-helper check PID [--family] [--relay]\n"
-		"       hpc-ppm-helper dump PID [--leave-running] [--target HOSTINFO] [--precopy [--rounds N]] [--relay] [--copy] [--stall-ms MS]\n"
-		"                              (image on fd 3; --copy: also on fd 6)\n"
+		"       hpc-ppm-helper dump PID [--leave-running] [--target HOSTINFO] [--precopy [--rounds N]] [--relay] [--copy] [--stall-ms MS] [--wait]\n"
+		"                              (image on fd 3; --copy: also on fd 6; --wait: CHECKED, then GO [HOSTINFO] on fd 5)\n"
 		"       hpc-ppm-helper deputy PID [--target HOSTINFO] [--family] [--precopy [--rounds N]] [--relay] [--copy] [--stall-ms MS] [--wait] [--confirm]\n"
 		"                              (image on fd 3, --copy: also on fd 6; commands on fd 5; --wait: CHECKED, then GO [HOSTINFO] on fd 5;\n"
 		"                               --confirm: DUMPED, then HOLLOW or RELEASE on fd 5)\n"
@@ -542,7 +543,7 @@ static int run(int argc, char **argv)
 			else if (!strcmp(argv[i], "--copy") && strcmp(cmd, "check")) g_copy_fd = 6;
 			else if (!strcmp(argv[i], "--stall-ms") && i + 1 < argc) g_stall_ms = atoi(argv[++i]);
 			else if (!strcmp(argv[i], "--precopy") && strcmp(cmd, "check")) g_precopy = 1;
-			else if (!strcmp(argv[i], "--wait") && !strcmp(cmd, "deputy")) g_wait = 1;
+			else if (!strcmp(argv[i], "--wait") && strcmp(cmd, "check")) g_wait = 1;
 			else if (!strcmp(argv[i], "--confirm") && !strcmp(cmd, "deputy")) g_confirm = 1;
 			else if (!strcmp(argv[i], "--rounds") && i + 1 < argc && strcmp(cmd, "check")) {
 				char *x;
