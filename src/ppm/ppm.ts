@@ -391,6 +391,23 @@ function precopyArgs (p: DumpOptions['precopy']): string[] {
 
 /** Checkpoints `pid` into `out`. A process that cannot move, or any failure, leaves it running as before. */
 export async function dump (pid: number, out: ImageSink, opts: DumpOptions = {}): Promise<DumpResult> {
+  const { args, more } = dumpArgs(pid, opts)
+  const sink = sinkFor(out)
+  try {
+    // (on a standby helper of the deputy kind when its image goes to a descriptor: its fd 5 is
+    // then a pipe the dump does not read)
+    const standby = typeof sink.stdio === 'number' && more.extra.every(x => typeof x === 'number') ? standbys.take('deputy', args) : undefined
+    const fd5: StdioItem[] = standby !== undefined ? ['pipe'] : more.extra.length > 0 ? ['ignore'] : []
+    const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', ...fd5, ...more.extra], standby !== undefined ? { standby } : {})
+    return await dumpDone(h, sink.attach(h), sink)
+  } catch (e) {
+    sink.close()
+    throw e
+  }
+}
+
+/** The arguments of a dump of pid (without --wait), and its stdio slot 6. */
+function dumpArgs (pid: number, opts: DumpOptions): { args: string[], more: ReturnType<typeof sinkArgs> } {
   checkPid(pid)
   const args = ['dump', String(pid)]
   if (opts.leaveRunning === true) args.push('--leave-running')
@@ -399,14 +416,12 @@ export async function dump (pid: number, out: ImageSink, opts: DumpOptions = {})
   const more = sinkArgs(opts)
   args.push(...more.args)
   args.push(...precopyArgs(opts.precopy))
-  const sink = sinkFor(out)
+  return { args, more }
+}
+
+/** A dump's helper, until its image is out (OK) and passed on. */
+async function dumpDone (h: Helper, copy: Promise<void>, sink: SinkSetup): Promise<DumpResult> {
   try {
-    // (on a standby helper of the deputy kind when its image goes to a descriptor: its fd 5 is
-    // then a pipe the dump does not read)
-    const standby = typeof sink.stdio === 'number' && more.extra.every(x => typeof x === 'number') ? standbys.take('deputy', args) : undefined
-    const fd5: StdioItem[] = standby !== undefined ? ['pipe'] : more.extra.length > 0 ? ['ignore'] : []
-    const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', ...fd5, ...more.extra], standby !== undefined ? { standby } : {})
-    const copy = sink.attach(h)
     const ok = h.next('OK')
     const [r] = await Promise.allSettled([ok, copy])
     if (r.status === 'rejected') { await copy.catch(() => {}); throw r.reason }
@@ -837,8 +852,8 @@ export interface Dumped {
 export interface PendingDeputy {
   /** Dumps it (`target`: the target's hostInfo(), checked first); resolves once the image is out. */
   go: (target?: string) => Promise<Dumped>
-  /** The move does not go ahead: the helper ends, the process untouched, nothing written. */
-  cancel: () => void
+  /** The move does not go ahead: the helper ends (resolves then), the process let go unchanged, nothing written. */
+  cancel: () => Promise<void>
 }
 
 /**
@@ -848,13 +863,61 @@ export interface PendingDeputy {
  */
 export async function startDeputy (pid: number, out: ImageSink, opts: Omit<DeputyOptions, 'target'> = {}): Promise<PendingDeputy> {
   const { h, copy, sink } = spawnDeputy(pid, out, opts, true)
+  return await startedAhead(h, copy, sink, 'deputy', async () => {
+    try {
+      const ok = h.next('DUMPED')
+      const [r] = await Promise.allSettled([ok, copy])
+      if (r.status === 'rejected') { await copy.catch(() => {}); throw r.reason }
+      await copy.catch(e => log('deputy %d: the image was written but not all passed on: %s', pid, (e as Error).message))
+    } finally { sink.close() }
+    let told = false
+    const tell = (what: 'HOLLOW' | 'RELEASE'): void => {
+      if (told) throw new PpmError('EINVAL', 'this deputy was told already')
+      told = true
+      h.send(what)
+    }
+    return {
+      bytes: num(h.stats.bytes),
+      stats: h.stats,
+      hollow: async () => {
+        // signals that reached the frozen original are reported just before HOLLOW: passed on
+        // by the Deputy once its caller has had a turn to listen
+        const early: number[] = []
+        const onSignal = (sig: number): void => { early.push(sig) }
+        h.on('signal', onSignal)
+        const done = h.next('HOLLOW')
+        try {
+          tell('HOLLOW')
+          await done
+        } finally { h.off('signal', onSignal) }
+        const d = new Deputy(pid, h, { bytes: num(h.stats.bytes), pages: num(h.stats.pages), freezeMs: num(h.stats.freeze_ms), stats: h.stats })
+        if (early.length > 0) setImmediate(() => { for (const sig of early) d.emit('signal', sig) })
+        return d
+      },
+      release: async () => {
+        const done = h.next('RELEASED')
+        tell('RELEASE')
+        await done
+      }
+    }
+  })
+}
+
+/**
+ * A helper started ahead (`--wait`): resolves once it has checked the process (rejects with the
+ * reasons, a PpmError, when it cannot move); then `go` (GO, with the target's record) and
+ * `finish`, what follows GO for that command, or `cancel` (the process let go unchanged, nothing
+ * written).
+ */
+async function startedAhead<T> (h: Helper, copy: Promise<void>, sink: SinkSetup, what: string, finish: () => Promise<T>): Promise<{ go: (target?: string) => Promise<T>, cancel: () => Promise<void> }> {
   let used = false
-  const cancel = (): void => {
+  const cancel = async (): Promise<void> => {
     if (used) return
     used = true
     try { h.send('CANCEL') } catch {} // (ended already)
-    void h.done.then(() => sink.close())
     copy.catch(() => {})
+    await h.done
+    sink.close()
   }
   try {
     await h.next('CHECKED')
@@ -866,49 +929,41 @@ export async function startDeputy (pid: number, out: ImageSink, opts: Omit<Deput
   }
   return {
     go: async target => {
-      if (used) throw new PpmError('EINVAL', 'this deputy was told already')
-      if (target != null && /\s/.test(target)) { cancel(); throw einval('bad target record') }
+      if (used) throw new PpmError('EINVAL', `this ${what} was told already`)
+      if (target != null && /\s/.test(target)) { void cancel(); throw einval('bad target record') }
       used = true
       h.send(target != null && target !== '' ? `GO ${target}` : 'GO')
-      try {
-        const ok = h.next('DUMPED')
-        const [r] = await Promise.allSettled([ok, copy])
-        if (r.status === 'rejected') { await copy.catch(() => {}); throw r.reason }
-        await copy.catch(e => log('deputy %d: the image was written but not all passed on: %s', pid, (e as Error).message))
-      } finally { sink.close() }
-      let told = false
-      const tell = (what: 'HOLLOW' | 'RELEASE'): void => {
-        if (told) throw new PpmError('EINVAL', 'this deputy was told already')
-        told = true
-        h.send(what)
-      }
-      return {
-        bytes: num(h.stats.bytes),
-        stats: h.stats,
-        hollow: async () => {
-          // signals that reached the frozen original are reported just before HOLLOW: passed on
-          // by the Deputy once its caller has had a turn to listen
-          const early: number[] = []
-          const onSignal = (sig: number): void => { early.push(sig) }
-          h.on('signal', onSignal)
-          const done = h.next('HOLLOW')
-          try {
-            tell('HOLLOW')
-            await done
-          } finally { h.off('signal', onSignal) }
-          const d = new Deputy(pid, h, { bytes: num(h.stats.bytes), pages: num(h.stats.pages), freezeMs: num(h.stats.freeze_ms), stats: h.stats })
-          if (early.length > 0) setImmediate(() => { for (const sig of early) d.emit('signal', sig) })
-          return d
-        },
-        release: async () => {
-          const done = h.next('RELEASED')
-          tell('RELEASE')
-          await done
-        }
-      }
+      return await finish()
     },
     cancel
   }
+}
+
+/** A dump started ahead of its move (`startDump`), checked, waiting to be told to go. */
+export interface PendingDump {
+  /** Dumps it (`target`: the target's hostInfo(), checked first); resolves once the image is out. */
+  go: (target?: string) => Promise<DumpResult>
+  /** The move does not go ahead: the helper ends (resolves then), the process let go unchanged, nothing written. */
+  cancel: () => Promise<void>
+}
+
+/**
+ * Starts the dump of pid ahead of its move (`dump --wait`): the helper's start, the check and the
+ * reading of the process (all but its pages) overlap with the offer of its image to the target;
+ * resolves once the process is checked (rejects with the reasons, a PpmError, when it cannot move);
+ * then `go` (the process is removed once its image is out, as `dump`) or `cancel`.
+ */
+export async function startDump (pid: number, out: ImageSink, opts: Omit<DumpOptions, 'target' | 'leaveRunning'> = {}): Promise<PendingDump> {
+  const { args, more } = dumpArgs(pid, opts)
+  args.push('--wait')
+  const sink = sinkFor(out)
+  let h: Helper, copy: Promise<void>
+  try {
+    const standby = typeof sink.stdio === 'number' && more.extra.every(x => typeof x === 'number') ? standbys.take('deputy', args) : undefined
+    h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', 'pipe', ...more.extra], standby !== undefined ? { standby } : {})
+    copy = sink.attach(h)
+  } catch (e) { sink.close(); throw e }
+  return await startedAhead(h, copy, sink, 'dump', async () => await dumpDone(h, copy, sink))
 }
 
 /** Reads a whole image and checks it against this host; returns its summary line fields. */
