@@ -52,7 +52,10 @@ export interface GuestProcess extends Omit<RestoredHandle, 'go'> {
 }
 
 /** What `startDeputy` says once the process is checked. */
-export type StartedDeputy = { reasons: Array<{ code: string, text: string }> } | { reasons: null, go: (target?: string) => Promise<DumpedHandle>, cancel: () => void }
+export type StartedDeputy = { reasons: Array<{ code: string, text: string }> } | { reasons: null, go: (target?: string) => Promise<DumpedHandle>, cancel: () => Promise<void> }
+
+/** A dump started ahead (Engine.startDump): its reasons when it cannot move, else `go` (dump it, `target` checked first) or `cancel` (let go unchanged). */
+export type StartedDump = { reasons: Array<{ code: string, text: string }> } | { reasons: null, go: (target?: string) => Promise<unknown>, cancel: () => Promise<void> }
 
 /**
  * A process dumped by a deputy started ahead, frozen, not yet hollow: the copy kept until the
@@ -78,6 +81,13 @@ export interface Engine {
    * Optional: without it, `check` and then `deputy`.
    */
   startDeputy?: (pid: number, out: RawSink, opts: { precopy?: boolean }) => Promise<StartedDeputy>
+  /**
+   * A dump into a connection's socket started ahead of its move (optional: without it, `dump`): its
+   * helper starts, checks pid and reads all of it but its pages while the caller waits for the
+   * reader's answer; `go` writes the image (the process is removed once it is out), `cancel` lets
+   * it go unchanged. With pre-copy it touches the process only on `go`.
+   */
+  startDump?: (pid: number, out: RawSink, opts: { precopy?: boolean }) => Promise<StartedDump>
   /** Dumps pid into out, a stream, a file descriptor the engine writes itself, or a connection's socket with a copy (the process is removed once the image is complete); `precopy` as for deputy. */
   dump (pid: number, out: Writable | number | RawSink, opts: { target?: string, precopy?: boolean }): Promise<unknown>
   /**
@@ -113,6 +123,16 @@ function availableBytes (): number {
   return m ? Number(m[1]) * 1024 : Number.MAX_SAFE_INTEGER
 }
 
+/** A helper started ahead: what `start` gives, or the reasons it found the process cannot move. */
+async function orReasons<T> (start: () => Promise<T>): Promise<T | { reasons: Array<{ code: string, text: string }> }> {
+  try {
+    return await start()
+  } catch (e) {
+    if (e instanceof ppm.PpmError && e.reasons.length > 0) return { reasons: e.reasons }
+    throw e
+  }
+}
+
 function fromKept (k: Kept): GuestProcess {
   return { pid: k.pid, keeper: k.info, stdin: k.stdin, stdout: k.stdout, stderr: k.stderr, exited: k.exited, family: k.family, go: k.go, endStdin: k.endStdin, detach: k.detach, release: k.release, alive: k.alive, relays: k.info.relays ?? [], endRelay: k.endRelay, breakRelay: k.breakRelay, unread: async fd => await ppm.unread(k.pid, fd) }
 }
@@ -125,6 +145,7 @@ export function withPrecopy (e: Engine, minBytes: () => number): Engine {
     ...e,
     deputy: async (pid, out, opts) => await e.deputy(pid, out, { ...opts, precopy: want(pid) }),
     ...(e.startDeputy !== undefined ? { startDeputy: async (pid: number, out: RawSink, opts: { precopy?: boolean }) => await (e.startDeputy as NonNullable<Engine['startDeputy']>)(pid, out, { ...opts, precopy: want(pid) }) } : {}),
+    ...(e.startDump !== undefined ? { startDump: async (pid: number, out: RawSink, opts: { precopy?: boolean }) => await (e.startDump as NonNullable<Engine['startDump']>)(pid, out, { ...opts, precopy: want(pid) }) } : {}),
     dump: async (pid, out, opts) => await e.dump(pid, out, { ...opts, precopy: want(pid) })
   }
 }
@@ -135,22 +156,21 @@ export const realEngine: Engine = {
   check: async pid => await ppm.check(pid, { family: true, relay: true }),
   hostInfo: async () => await ppm.hostInfo(),
   standby: on => { ppm.useStandby(on) },
-  startDeputy: async (pid, out, opts) => {
-    try {
-      const d = await ppm.startDeputy(pid, out.fd, { ...opts, family: true, relay: true, stallMs: out.stallMs })
-      return {
-        reasons: null,
-        go: async target => {
-          const dumped = await d.go(target)
-          return { hollow: async () => await dumped.hollow(), release: dumped.release }
-        },
-        cancel: d.cancel
-      }
-    } catch (e) {
-      if (e instanceof ppm.PpmError && e.reasons.length > 0) return { reasons: e.reasons }
-      throw e
+  startDeputy: async (pid, out, opts) => await orReasons(async () => {
+    const d = await ppm.startDeputy(pid, out.fd, { ...opts, family: true, relay: true, stallMs: out.stallMs })
+    return {
+      reasons: null,
+      go: async (target?: string) => {
+        const dumped = await d.go(target)
+        return { hollow: async () => await dumped.hollow(), release: dumped.release }
+      },
+      cancel: d.cancel
     }
-  },
+  }),
+  startDump: async (pid, out, opts) => await orReasons(async () => {
+    const d = await ppm.startDump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs })
+    return { reasons: null, go: d.go, cancel: d.cancel }
+  }),
   deputy: async (pid, out, opts) => isRaw(out) ? await ppm.deputy(pid, out.fd, { ...opts, family: true, relay: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.deputy(pid, out, { ...opts, family: true, relay: true }),
   dump: async (pid, out, opts) => isRaw(out) ? await ppm.dump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.dump(pid, out, { ...opts, relay: true }),
   restore: async (src, opts) => {

@@ -636,16 +636,18 @@ export class GuestSide {
     // for the next daemon should this one die meanwhile: GuestOutput.persist)
     const sent = conn.send({ t: 'image-start', raw: true })
     const loud = conn.quiet()
+    const dump = this.dumpAhead(g.pid, rawSink(conn, copy) as RawSink) // (while home gets ready)
     await sent.catch(() => {})
     const notReady = await ready
     if (notReady !== null) {
+      await dump.cancel()
       loud()
       log('guest %d stays: %s', g.pid, notReady.message)
       this.stays(g)
       return
     }
     try {
-      await this.d.engine.dump(g.pid, rawSink(conn, copy) as RawSink, {})
+      await dump.go()
       copy.filled()
     } catch (e) {
       const why = (e as Error).message
@@ -735,14 +737,37 @@ export class GuestSide {
       // the copy, and the record that says it leaves, are made while M answers the offer
       await this.sendOn(g, m, () => {
         copy = new ImageCopy(undefined, this.states.imagePath(g.pid))
-        this.save(g)
         return copy
-      })
+      }, () => { this.save(g) })
     } finally { copy?.release() }
   }
 
-  /** sendTo once its input is settled: `prepare` makes the copy (and saves the record) before anything is dumped. */
-  private async sendOn (g: Guest, m: SendToMsg, prepare: () => ImageCopy): Promise<void> {
+  /**
+   * The dump of a leaving guest into sink, started ahead where the engine can (Engine.startDump):
+   * its helper's start, its check and the reading of the process overlap with the wait for the
+   * reader's answer; `go` writes the image, `cancel` lets the process go on unchanged. Where it
+   * cannot be started ahead, or its check finds that the process cannot move, `go` is the plain
+   * dump (which then fails as before: an empty image, and the process stays).
+   */
+  private dumpAhead (pid: number, sink: RawSink): { go: (target?: string) => Promise<unknown>, cancel: () => Promise<void> } {
+    const { engine } = this.d
+    const ahead = engine.startDump !== undefined ? engine.startDump(pid, sink, {}) : null
+    ahead?.catch(() => {})
+    return {
+      go: async target => {
+        const a = ahead !== null ? await ahead.catch(() => null) : null
+        if (a !== null && a.reasons === null) return await a.go(target)
+        return await engine.dump(pid, sink, target !== undefined ? { target } : {})
+      },
+      cancel: async () => { const a = await ahead?.catch(() => null); if (a != null && a.reasons === null) await a.cancel() }
+    }
+  }
+
+  /**
+   * sendTo once its input is settled: `makeCopy` makes the copy, then the dump is started ahead,
+   * and `saveLeaving` saves the record that says it leaves; both before anything is dumped.
+   */
+  private async sendOn (g: Guest, m: SendToMsg, makeCopy: () => ImageCopy, saveLeaving: () => void): Promise<void> {
     let bytes = 0
     let out: Link | undefined
     let used: ReturnType<Engine['psInfo']> | undefined
@@ -760,13 +785,15 @@ export class GuestSide {
       if (raw) loud = out.quiet()
       await sent
       used = this.d.engine.psInfo(g.pid)
-      copy = prepare()
-      const sink = raw && (await out.expect('accept')).raw === true ? rawSink(out, copy) : null
+      copy = makeCopy()
+      const dump = raw ? this.dumpAhead(g.pid, rawSink(out, copy) as RawSink) : null // (while M answers)
+      saveLeaving()
+      const sink = raw && (await out.expect('accept').catch(e => { void dump?.cancel(); throw e })).raw === true ? rawSink(out, copy) : null
       trace('n:m-accepted')
-      if (sink === null) { loud?.(); loud = null }
-      if (sink !== null) {
+      if (sink === null) { await dump?.cancel(); loud?.(); loud = null } // (framed after all: the process let go first)
+      if (sink !== null && dump !== null) {
         try {
-          await this.d.engine.dump(g.pid, sink, target)
+          await dump.go(target.target)
         } finally { if (statSize(copy) > 0) copy.filled() }
         bytes = copy.size
       } else await this.d.engine.dump(g.pid, tee(out.imageWriter(), copy, n => { bytes += n }), target)
@@ -776,7 +803,7 @@ export class GuestSide {
       if (!g.r.alive()) {
         if (copy === undefined) {
           // (it ended before its copy was made: one is made now, empty, for what comes below)
-          try { copy = prepare() } catch (e2) {
+          try { copy = makeCopy(); saveLeaving() } catch (e2) {
             log('guest %d: no copy can be made (%s): it stays', g.pid, (e2 as Error).message)
             await g.conn.send({ t: 'stay', reason: (e2 as Error).message }).catch(() => {})
             this.stays(g)

@@ -286,7 +286,7 @@ export class Home {
       } finally { loud?.() }
     } finally {
       // a deputy started ahead and never told to go ends here, the process untouched
-      void ahead?.then(a => { if (a.reasons === null) a.cancel() }, () => {})
+      void ahead?.then(async a => { if (a.reasons === null) await a.cancel() }, () => {})
       copy.release()
     }
   }
@@ -307,7 +307,7 @@ export class Home {
     // copy, unless it was started ahead: then the frozen original is the copy, until N runs it)
     const raw = loud !== null ? rawSink(conn, copy) : null
     try {
-      if (raw === null) pending?.cancel() // (N reads framed images after all)
+      if (raw === null) await pending?.cancel() // (N reads framed images after all: the deputy below once the process is let go)
       if (raw !== null && pending !== null) { trace('h:go'); dumped = await pending.go(hostinfo || undefined) }
       else {
         dep = await this.d.engine.deputy(p.pid, raw ?? tee(conn.imageWriter(), copy), hostinfo ? { target: hostinfo } : {})

@@ -411,7 +411,7 @@ function heldDeputy (engine: StubEngine): { startDeputy: NonNullable<Engine['sta
     engine.calls.push(`start ${pid}`)
     return {
       reasons: null,
-      cancel: () => { engine.calls.push('cancel') },
+      cancel: async () => { engine.calls.push('cancel') },
       go: async target => {
         engine.calls.push(`go ${target ?? ''}`)
         return {
@@ -517,7 +517,7 @@ test('out with a deputy started ahead: output N sends before the original is hol
   const hollowed = new Promise<void>(resolve => { letHollow = resolve })
   const startDeputy: NonNullable<Engine['startDeputy']> = async () => ({
     reasons: null,
-    cancel: () => {},
+    cancel: async () => {},
     go: async target => {
       engine.calls.push(`go ${target ?? ''}`)
       return {
