@@ -5,7 +5,7 @@ import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { closeSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
-import { deputy, dump, restore, startDeputy, useStandby, PpmError } from '../../src/ppm/ppm.js'
+import { deputy, dump, restore, startDeputy, startDump, useStandby, PpmError } from '../../src/ppm/ppm.js'
 import { Lab, lines, reference, waitFor } from './harness.js'
 
 const lab = new Lab()
@@ -234,6 +234,39 @@ test('a deputy started ahead stops and reads the process while it waits for GO: 
   await d.restoreInto(lab.path('ra2.img'))
   assert.deepEqual(await s.exited, { code: 4, signal: null })
   assert.equal(s.out, ref.out)
+})
+
+test('a dump started ahead (startDump: dump --wait): a process that cannot move gets its reasons; stopped and read while it waits; cancelled, it runs on; told to go, its image is written, the process removed, and it goes on from the image', async () => {
+  const bin = lab.compile('counter')
+  const args = ['60', '400', '4', '40000']
+  const ref = reference(bin, args)
+  const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => lines(s.out) >= 2, 5000, 'output')
+  process.kill(s.pid, 'SIGSTOP')
+  await waitFor(() => status(s.pid, 'State').startsWith('T'), 5000, 'stopped')
+  await assert.rejects(startDump(s.pid, lab.path('da0.img')), (e: PpmError) => e.reasons.some(r => r.code === 'stopped'))
+  process.kill(s.pid, 'SIGCONT')
+  const c = await withGoWait('60000', async () => await startDump(s.pid, lab.path('da1.img')))
+  await waitFor(() => status(s.pid, 'State').startsWith('t'), 5000, 'stopped while the dump waits')
+  await c.cancel()
+  assert.equal(status(s.pid, 'TracerPid'), '0', 'let go once cancel resolves')
+  const n = lines(s.out)
+  await waitFor(() => lines(s.out) > n, 5000, 'output once let go')
+  assert.equal(statSync(lab.path('da1.img')).size, 0)
+  const img = lab.path('da2.img')
+  const a = await withGoWait('60000', async () => await startDump(s.pid, img))
+  await waitFor(() => status(s.pid, 'State').startsWith('t'), 5000, 'stopped while the dump waits')
+  const r = await a.go()
+  assert.equal(r.stats.go_read_ahead, '1')
+  assert.ok(r.bytes > 0 && statSync(img).size === r.bytes)
+  assert.deepEqual(await s.exited, { code: null, signal: 9 }, 'removed once its image is out')
+  const back = lab.track(await restore(img, { keepPid: false, stdio: ['ignore', 'pipe', 'ignore'] }))
+  let out = s.out
+  back.stdout?.on('data', (b: Buffer) => { out += b.toString() })
+  const end = new Promise(resolve => back.stdout?.on('end', resolve))
+  assert.deepEqual(await back.exited, { code: 4, signal: null })
+  await end
+  assert.equal(out, ref.out)
 })
 
 /** pids of this process's children running `hpc-ppm-helper standby` */
