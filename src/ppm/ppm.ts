@@ -393,17 +393,21 @@ function precopyArgs (p: DumpOptions['precopy']): string[] {
 export async function dump (pid: number, out: ImageSink, opts: DumpOptions = {}): Promise<DumpResult> {
   const { args, more } = dumpArgs(pid, opts)
   const sink = sinkFor(out)
+  const { h, copy } = spawnDump(args, more, sink, false)
+  return await dumpDone(h, copy, sink)
+}
+
+/**
+ * A dump's helper (a standby where one can take it) and its image being passed on; `wait`: dump
+ * --wait, fd 5 the caller's commands (on a standby it is a pipe the dump does not read otherwise).
+ */
+function spawnDump (args: string[], more: ReturnType<typeof sinkArgs>, sink: SinkSetup, wait: boolean): { h: Helper, copy: Promise<void> } {
   try {
-    // (on a standby helper of the deputy kind when its image goes to a descriptor: its fd 5 is
-    // then a pipe the dump does not read)
     const standby = typeof sink.stdio === 'number' && more.extra.every(x => typeof x === 'number') ? standbys.take('deputy', args) : undefined
-    const fd5: StdioItem[] = standby !== undefined ? ['pipe'] : more.extra.length > 0 ? ['ignore'] : []
+    const fd5: StdioItem[] = wait || standby !== undefined ? ['pipe'] : more.extra.length > 0 ? ['ignore'] : []
     const h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', ...fd5, ...more.extra], standby !== undefined ? { standby } : {})
-    return await dumpDone(h, sink.attach(h), sink)
-  } catch (e) {
-    sink.close()
-    throw e
-  }
+    return { h, copy: sink.attach(h) }
+  } catch (e) { sink.close(); throw e }
 }
 
 /** The arguments of a dump of pid (without --wait), and its stdio slot 6. */
@@ -957,12 +961,7 @@ export async function startDump (pid: number, out: ImageSink, opts: Omit<DumpOpt
   const { args, more } = dumpArgs(pid, opts)
   args.push('--wait')
   const sink = sinkFor(out)
-  let h: Helper, copy: Promise<void>
-  try {
-    const standby = typeof sink.stdio === 'number' && more.extra.every(x => typeof x === 'number') ? standbys.take('deputy', args) : undefined
-    h = new Helper(args, ['ignore', 'ignore', 'pipe', sink.stdio, 'pipe', 'pipe', ...more.extra], standby !== undefined ? { standby } : {})
-    copy = sink.attach(h)
-  } catch (e) { sink.close(); throw e }
+  const { h, copy } = spawnDump(args, more, sink, true)
   return await startedAhead(h, copy, sink, 'dump', async () => await dumpDone(h, copy, sink))
 }
 
