@@ -81,7 +81,7 @@ int dump_thread(struct tracee *t, uint64_t scratch, struct img_thread *th, uint8
 	struct iovec xiov = { xs, XSTATE_MAX };
 	if (ptrace(PTRACE_GETREGSET, t->pid, NT_X86_XSTATE, &xiov)) return fail(errno, "PTRACE_GETREGSET NT_X86_XSTATE: %s", strerror(errno));
 	*xlen = xiov.iov_len;
-	if (ptrace(PTRACE_GETSIGMASK, t->pid, 8, &th->sigmask)) return fail(errno, "PTRACE_GETSIGMASK: %s", strerror(errno));
+	th->sigmask = t->mask0;	/* (as it was before any injected call: their traps unblock SIGTRAP) */
 	struct { uint64_t ptr; uint32_t size, sig, flags, pad; } rs = { 0 };
 	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, t->pid, sizeof rs, &rs) > 0 && rs.ptr) { th->rseq_ptr = rs.ptr; th->rseq_len = rs.size; th->rseq_sig = rs.sig; }
 	int e = INJ(t, NULL, SYS_sigaltstack, 0, scratch, 0, 0, 0, 0);
@@ -111,11 +111,13 @@ static int dump_core_injected(struct tracee *t, uint64_t scratch, struct img_cor
 	 * (SA_NOCLDSTOP, SA_NOCLDWAIT), always asked */
 	uint64_t nondef = 0;
 	int e = sig_nondefault(t->pid, &nondef);
+	if (t->trap_ign0) nondef |= 1ULL << (SIGTRAP - 1);	/* (ignored before the first trap reset it) */
 	for (int s = 1; s <= 64 && !e; s++) {
 		if (s == SIGKILL || s == SIGSTOP) continue;
 		if (s != SIGCHLD && !(nondef >> (s - 1) & 1)) { memset(&c->act[s], 0, sizeof c->act[s]); continue; }
 		e = INJ(t, NULL, SYS_rt_sigaction, s, 0, scratch, 8, 0, 0);
 		if (!e) e = mem_read(t, scratch, &c->act[s], sizeof c->act[s]);
+		if (s == SIGTRAP && t->trap_ign0) c->act[s].handler = (uint64_t)SIG_IGN;
 	}
 	for (int w = 0; w < 3 && !e; w++) {
 		e = INJ(t, NULL, SYS_getitimer, w, scratch, 0, 0, 0, 0);

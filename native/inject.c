@@ -176,6 +176,12 @@ void fix_restart(struct user_regs_struct *r, int live)
 void release_live(struct tracee *t)
 {
 	if (t->dead) return;
+	/* calls were injected: SIGTRAP and the masks as they were (each thread's: threads_release) */
+	if (t->ninject) {
+		struct ksigaction ign = { (uint64_t)SIG_IGN, 0, 0, 0 };
+		if (t->trap_ign0) trap_back(t, &ign, 0, 0);
+		ptrace(PTRACE_SETSIGMASK, t->pid, 8, &t->mask0);
+	}
 	threads_release(t);
 	struct user_regs_struct r = t->regs0;
 	fix_restart(&r, 1);
@@ -207,7 +213,25 @@ int seize(struct tracee *t, pid_t pid, long opts)
 		if (ptrace(PTRACE_CONT, pid, 0, 0)) return fail(errno, "PTRACE_CONT: %s", strerror(errno));
 	}
 	if (ptrace(PTRACE_GETREGS, pid, 0, &t->regs0)) return fail(errno, "PTRACE_GETREGS: %s", strerror(errno));
+	if (ptrace(PTRACE_GETSIGMASK, pid, 8, &t->mask0)) return fail(errno, "PTRACE_GETSIGMASK: %s", strerror(errno));
+	char fn[64], st[4096], v[32];
+	snprintf(fn, sizeof fn, "/proc/%d/status", pid);
+	if (read_file(fn, st, sizeof st) > 0 && !status_field(st, "SigIgn", v, sizeof v)) t->trap_ign0 = strtoull(v, NULL, 16) >> (SIGTRAP - 1) & 1;
 	return open_mem(t);
+}
+
+int trap_back(struct tracee *t, const struct ksigaction *act, uint64_t scr, size_t len)
+{
+	int two = g_inject_two_stops, e = 0;
+	g_inject_two_stops = 1;
+	long page = scr;
+	if (!scr) { len = PAGE; e = INJ(t, &page, SYS_mmap, 0, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); }
+	int mapped = !e;
+	if (!e) e = mem_write(t, page, act, sizeof *act);
+	if (!e) e = INJ(t, NULL, SYS_rt_sigaction, SIGTRAP, page, 0, 8, 0, 0);
+	if (mapped) { int e2 = INJ(t, NULL, SYS_munmap, page, len, 0, 0, 0, 0); if (!e) e = e2; }
+	g_inject_two_stops = two;
+	return e;
 }
 
 int put_str(struct tracee *t, uint64_t addr, const char *s)

@@ -230,6 +230,10 @@ struct tracee {
 	int keep_tids;
 	pid_t vpid;		/* its id in its own pid namespace (a guest's: its home id); 0: pid */
 	pid_t event_pid;	/* the host tid of the last PTRACE_EVENT_CLONE seen by inject, 0: none */
+	/* as it was when stopped, before any injected call changed it (a single step's trap and a
+	 * batch's int3 unblock SIGTRAP and reset an ignored one: trap_back) */
+	uint64_t mask0;
+	int trap_ign0;
 };
 int twait(struct tracee *t, int *st);
 int inject(struct tracee *t, long nr, long a1, long a2, long a3, long a4, long a5, long a6, long *ret);
@@ -237,6 +241,10 @@ int inject_v(struct tracee *t, long *ret, long nr, const char *name, long a[6]);
 /* INJ(t, &ret or NULL, SYS_x, args...): injects a syscall; a -errno result is an error */
 #define INJ(t, ret, nr, ...) inject_v(t, ret, nr, #nr, (long[6]){ __VA_ARGS__ })
 void tracee_pending(struct tracee *t, int sig);	/* an asynchronous signal that came meanwhile, re-sent later */
+/* After the last single-stepped call into t (each one's trap unblocks SIGTRAP and resets an ignored
+ * one, docs/ppm.md "Limits"): SIGTRAP's action set to *act by calls that stop at syscall entry and
+ * exit (no trap), written at scr (0: a page mapped for it), which is unmapped then (len bytes) */
+int trap_back(struct tracee *t, const struct ksigaction *act, uint64_t scr, size_t len);
 
 /* ---------- batch.c ---------- */
 /* Injected calls in batches, run by a few instructions put into the process (one stop for all). */

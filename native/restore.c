@@ -48,15 +48,14 @@ static uint64_t pick_free(struct image *im, struct vma *cur, int ncur, uint64_t 
 	return 0;
 }
 
-/* A thread's own state but its registers and scheduling: signal mask, alternate stack, name,
- * rseq, robust futex list, clear_child_tid. t is that thread, stopped, in the restored memory. */
+/* A thread's own state but its registers, scheduling and signal mask: alternate stack, name, rseq,
+ * robust futex list, clear_child_tid. t is that thread, stopped, in the restored memory. */
 int restore_thread(struct tracee *t, const struct image_thread *it, uint64_t scr)
 {
 	const struct img_thread *th = &it->th;
 	int e = 0, pol = th->policy & ~SCHED_RESET_ON_FORK;
 	if ((pol != SCHED_OTHER && pol != SCHED_BATCH && pol != SCHED_IDLE) || th->nice < -20 || th->nice > 19)
 		return fail(EBADMSG, "thread %d: bad scheduling (policy %d, nice %d)", th->tid, th->policy, th->nice);
-	if (ptrace(PTRACE_SETSIGMASK, t->pid, 8, &th->sigmask)) return fail(errno, "PTRACE_SETSIGMASK: %s", strerror(errno));
 	if (!(th->ss_flags & SS_DISABLE) && th->ss_size) {
 		struct { uint64_t sp; int32_t flags, pad; uint64_t size; } ss = { th->ss_sp, th->ss_flags & ~SS_ONSTACK, 0, th->ss_size };
 		e = mem_write(t, scr, &ss, sizeof ss);
@@ -78,6 +77,8 @@ int restore_thread_regs(struct tracee *t, const struct image_thread *it, int ein
 	struct sched_param sp = { 0 };
 	if (sched_setscheduler(t->pid, it->th.policy, &sp) || setpriority(PRIO_PROCESS, t->pid, it->th.nice))
 		return fail(errno, "scheduling of %d: %s", t->pid, strerror(errno));
+	/* the mask after the injected calls, whose traps unblock SIGTRAP */
+	if (ptrace(PTRACE_SETSIGMASK, t->pid, 8, &it->th.sigmask)) return fail(errno, "PTRACE_SETSIGMASK: %s", strerror(errno));
 	struct user_regs_struct regs = it->th.regs;
 	if (eintr_policy && (long)regs.orig_rax >= 0 && (long)regs.rax == -516) regs.rax = -EINTR;
 	fix_restart(&regs, 0);
@@ -328,8 +329,10 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 	}
 	fdrestore_done(&fr);
 	trace("attrs");
-	/* 12. scratch away */
-	if (!e) e = INJ(t, NULL, SYS_munmap, scr, SCRATCH_LEN + BATCH_AREA, 0, 0, 0, 0);
+	/* 12. scratch away; an ignored SIGTRAP (reset by the traps of the calls above) set again
+	 * before, both by calls without a trap */
+	if (!e && c->act[SIGTRAP].handler == (uint64_t)SIG_IGN) e = trap_back(t, &c->act[SIGTRAP], scr, SCRATCH_LEN + BATCH_AREA);
+	else if (!e) e = INJ(t, NULL, SYS_munmap, scr, SCRATCH_LEN + BATCH_AREA, 0, 0, 0, 0);
 	/* 13. registers and XSTATE; the other threads' too, and they are let go */
 	if (!e) e = restore_thread_regs(t, &im->threads[0], eintr_policy);
 	if (!e) e = threads_finish(t, im, eintr_policy);

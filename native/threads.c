@@ -151,6 +151,7 @@ static int stop_wait(struct tracee *tt)
 		if (ptrace(PTRACE_CONT, tt->pid, 0, 0)) return fail(errno, "PTRACE_CONT %d: %s", tt->pid, strerror(errno));
 	}
 	if (ptrace(PTRACE_GETREGS, tt->pid, 0, &tt->regs0)) return fail(errno, "PTRACE_GETREGS %d: %s", tt->pid, strerror(errno));
+	if (ptrace(PTRACE_GETSIGMASK, tt->pid, 8, &tt->mask0)) return fail(errno, "PTRACE_GETSIGMASK %d: %s", tt->pid, strerror(errno));
 	return 0;
 }
 
@@ -218,6 +219,7 @@ void threads_release(struct tracee *t)
 		struct user_regs_struct r = tt->regs0;
 		fix_restart(&r, 1);
 		if (r.cs) ptrace(PTRACE_SETREGS, tt->pid, 0, &r);	/* cs 0: its registers were never read */
+		if (tt->ninject) ptrace(PTRACE_SETSIGMASK, tt->pid, 8, &tt->mask0);	/* (a trap unblocks SIGTRAP) */
 		ptrace(PTRACE_DETACH, tt->pid, 0, tt->npend ? tt->pend[0] : 0);
 		for (int k = 1; k < tt->npend; k++) syscall(SYS_tgkill, t->pid, tt->pid, tt->pend[k]);
 	}

@@ -269,6 +269,42 @@ test('a dump started ahead (startDump: dump --wait): a process that cannot move 
   assert.equal(out, ref.out)
 })
 
+/** Whether SIGTRAP is ignored and blocked (in the main thread) in process pid, from its status. */
+function trapHeld (pid: number): boolean {
+  const st = readFileSync(`/proc/${pid}/status`, 'utf8')
+  const bit = (k: string): boolean => (BigInt('0x' + (new RegExp(`^${k}:\\s*([0-9a-f]+)`, 'm').exec(st)?.[1] ?? '0')) >> 4n & 1n) === 1n
+  return bit('SigIgn') && bit('SigBlk')
+}
+
+test('SIGTRAP ignored and blocked stays so through the injected calls, whose traps the kernel forces: a dump that leaves it running, a deputy started ahead and cancelled once it has read it, a dump and restore (both threads)', async () => {
+  const bin = lab.compile('trapmask')
+  const s = lab.start(bin, ['150', '20000'], ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => lines(s.out) >= 2, 5000, 'output')
+  assert.ok(trapHeld(s.pid), 'ignored and blocked to begin with')
+  await dump(s.pid, lab.path('tm0.img'), { leaveRunning: true })
+  await waitFor(() => status(s.pid, 'TracerPid') === '0', 5000, 'untraced')
+  assert.ok(trapHeld(s.pid), 'after a dump that leaves it running')
+  const c = await withGoWait('60000', async () => await startDeputy(s.pid, lab.path('tm1.img')))
+  await waitFor(() => status(s.pid, 'State').startsWith('t'), 5000, 'stopped while the deputy waits')
+  await c.cancel()
+  assert.ok(trapHeld(s.pid), 'after a deputy read it and was cancelled')
+  const img = lab.path('tm2.img')
+  await dump(s.pid, img)
+  await s.exited
+  const back = lab.track(await restore(img, { keepPid: false, stdio: ['ignore', 'pipe', 'ignore'] }))
+  let out = ''
+  back.stdout?.on('data', (b: Buffer) => { out += b.toString() })
+  const end = new Promise(resolve => back.stdout?.on('end', resolve))
+  await waitFor(() => lines(out) >= 1, 5000, 'output of the restored process')
+  assert.ok(trapHeld(back.pid), 'after a restore')
+  assert.deepEqual(await back.exited, { code: 0, signal: null })
+  await end
+  const all = s.out + out
+  assert.equal(lines(all), 151)
+  assert.ok(all.split('\n').slice(0, 150).every(l => l.endsWith('trap ignored blocked')), all)
+  assert.match(all, /other thread blocked\n$/)
+})
+
 /** pids of this process's children running `hpc-ppm-helper standby` */
 function standbys (): number[] {
   return readdirSync('/proc').filter(d => /^\d+$/.test(d)).filter(d => {
