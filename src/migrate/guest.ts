@@ -788,7 +788,7 @@ export class GuestSide {
       copy = makeCopy()
       const dump = raw ? this.dumpAhead(g.pid, rawSink(out, copy) as RawSink) : null // (while M answers)
       saveLeaving()
-      const sink = raw && (await out.expect('accept').catch(e => { void dump?.cancel(); throw e })).raw === true ? rawSink(out, copy) : null
+      const sink = raw && (await out.expect('accept').catch(async e => { await dump?.cancel(); throw e })).raw === true ? rawSink(out, copy) : null
       trace('n:m-accepted')
       if (sink === null) { await dump?.cancel(); loud?.(); loud = null } // (framed after all: the process let go first)
       if (sink !== null && dump !== null) {

@@ -285,9 +285,10 @@ export class Home {
         await this.sendOut(p, conn, node, hostinfo, copy, loud, pending !== null && pending.reasons === null ? pending : null)
       } finally { loud?.() }
     } finally {
-      // a deputy started ahead and never told to go ends here, the process untouched
-      void ahead?.then(async a => { if (a.reasons === null) await a.cancel() }, () => {})
+      // a deputy started ahead and never told to go ends here, the process let go unchanged
+      // before the move is over (the next one's helper could not stop it while this one holds it)
       copy.release()
+      await ahead?.then(async a => { if (a.reasons === null) await a.cancel() }, () => {})
     }
   }
 
