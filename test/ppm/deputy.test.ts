@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { closeSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
 import { deputy, dump, restore, startDeputy, startDump, useStandby, PpmError } from '../../src/ppm/ppm.js'
-import { Lab, lines, reference, waitFor } from './harness.js'
+import { Lab, lines, reference, waitFor, type Subject } from './harness.js'
 
 const lab = new Lab()
 after(() => lab.cleanup())
@@ -143,11 +143,7 @@ test('a move that fails on the target: the original is restored from its own ima
 })
 
 test('a deputy started ahead checks the process and waits: cancelled, nothing is touched or written; a process that cannot move gets its reasons; told to go, it dumps and keeps the original frozen until released (it runs on) or hollowed', async () => {
-  const bin = lab.compile('counter')
-  const args = ['60', '400', '4', '40000'] // (40 ms a line: a frozen original misses some in 100 ms)
-  const ref = reference(bin, args)
-  const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
-  await waitFor(() => lines(s.out) >= 2, 5000, 'output')
+  const { s, ref } = await counter() // (40 ms a line: a frozen original misses some in 100 ms)
   // cancelled: the helper ends, the process runs on untraced, the image file stays empty
   const first = await startDeputy(s.pid, lab.path('ahead0.img'))
   const n = lines(s.out)
@@ -192,6 +188,16 @@ test('a deputy started ahead checks the process and waits: cancelled, nothing is
   assert.equal(s.out, ref.out)
 })
 
+/** The counter subject, 60 lines 40 ms apart, once it has written two, and its undisturbed run. */
+async function counter (): Promise<{ s: Subject, ref: { out: string, code: number | null } }> {
+  const bin = lab.compile('counter')
+  const args = ['60', '400', '4', '40000']
+  const ref = reference(bin, args)
+  const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => lines(s.out) >= 2, 5000, 'output')
+  return { s, ref }
+}
+
 /** Runs f with HPC_PPM_GO_WAIT_MS set to ms (the helpers it spawns take it), then puts it back. */
 async function withGoWait<T> (ms: string, f: () => Promise<T>): Promise<T> {
   const old = process.env.HPC_PPM_GO_WAIT_MS
@@ -200,11 +206,7 @@ async function withGoWait<T> (ms: string, f: () => Promise<T>): Promise<T> {
 }
 
 test('a deputy started ahead stops and reads the process while it waits for GO: cancelled, it is let go unchanged; GO in time, the image is what it read; an answer later than HPC_PPM_GO_WAIT_MS: it runs on meanwhile and is read again at GO', async () => {
-  const bin = lab.compile('counter')
-  const args = ['60', '400', '4', '40000']
-  const ref = reference(bin, args)
-  const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
-  await waitFor(() => lines(s.out) >= 2, 5000, 'output')
+  const { s, ref } = await counter()
   // a long wait: stopped (traced) while it waits; cancelled, it runs on untraced, nothing written
   const c = await withGoWait('60000', async () => await startDeputy(s.pid, lab.path('ra0.img')))
   await waitFor(() => status(s.pid, 'State').startsWith('t'), 5000, 'stopped while the deputy waits')
@@ -237,11 +239,7 @@ test('a deputy started ahead stops and reads the process while it waits for GO: 
 })
 
 test('a dump started ahead (startDump: dump --wait): a process that cannot move gets its reasons; stopped and read while it waits; cancelled, it runs on; told to go, its image is written, the process removed, and it goes on from the image', async () => {
-  const bin = lab.compile('counter')
-  const args = ['60', '400', '4', '40000']
-  const ref = reference(bin, args)
-  const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
-  await waitFor(() => lines(s.out) >= 2, 5000, 'output')
+  const { s, ref } = await counter()
   process.kill(s.pid, 'SIGSTOP')
   await waitFor(() => status(s.pid, 'State').startsWith('T'), 5000, 'stopped')
   await assert.rejects(startDump(s.pid, lab.path('da0.img')), (e: PpmError) => e.reasons.some(r => r.code === 'stopped'))
