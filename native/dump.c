@@ -111,13 +111,13 @@ static int dump_core_injected(struct tracee *t, uint64_t scratch, struct img_cor
 	 * (SA_NOCLDSTOP, SA_NOCLDWAIT), always asked */
 	uint64_t nondef = 0;
 	int e = sig_nondefault(t->pid, &nondef);
-	if (t->trap_ign0) nondef |= 1ULL << (SIGTRAP - 1);	/* (ignored before the first trap reset it) */
+	if (t->trap_saved) nondef |= 1ULL << (SIGTRAP - 1);	/* (as read before the first trap could reset it) */
 	for (int s = 1; s <= 64 && !e; s++) {
 		if (s == SIGKILL || s == SIGSTOP) continue;
 		if (s != SIGCHLD && !(nondef >> (s - 1) & 1)) { memset(&c->act[s], 0, sizeof c->act[s]); continue; }
+		if (s == SIGTRAP && t->trap_saved) { c->act[s] = t->trap_act0; continue; }
 		e = INJ(t, NULL, SYS_rt_sigaction, s, 0, scratch, 8, 0, 0);
 		if (!e) e = mem_read(t, scratch, &c->act[s], sizeof c->act[s]);
-		if (s == SIGTRAP && t->trap_ign0) c->act[s].handler = (uint64_t)SIG_IGN;
 	}
 	for (int w = 0; w < 3 && !e; w++) {
 		e = INJ(t, NULL, SYS_getitimer, w, scratch, 0, 0, 0, 0);
@@ -204,7 +204,7 @@ int dump_vmas(pid_t pid, struct fdtab *tab, struct img_vma **out)
 }
 
 /* Dumps the seized, stopped tracee into the image. Leaves the tracee stopped (regs untouched). */
-int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *res, int (*go)(const char **target))
+int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *res, int (*go)(struct tracee *t, const char **target))
 {
 	pid_t pid = t->pid;
 	struct img_core *c = &res->core;
@@ -218,8 +218,10 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	if (!e) e = find_vdso(t, &c->vvar, &c->vclock, &c->vdso);
 	if (e) return e;
 	trace("vdso");
-	/* injected calls write into a scratch page that is removed again */
+	/* injected calls write into a scratch page that is removed again (SIGTRAP's action read
+	 * first where their traps would reset it) */
 	long scratch;
+	if ((e = trap_save(t))) return e;
 	e = INJ(t, &scratch, SYS_mmap, 0, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (e) return e;
 	e = dump_thread(t, scratch, &th, xs, &xlen);
@@ -259,7 +261,9 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	trace("fds-vmas");
 	/* deputy --wait: all of the process but its pages and buffers has been read while the offer
 	 * went back and forth; nothing is written before the caller says go (naming the target) */
-	if (go && (e = go(&target))) { free(vm); free(fds); fdtab_free(&tab); free(others); return e; }
+	if (go && (e = go(t, &target))) { free(vm); free(fds); fdtab_free(&tab); free(others); return e; }
+	/* signals that came while it waited */
+	if (go) { dump_pending(t, c); threads_pending(t, others); }
 	if (target) {
 		struct compat tc;
 		if (!(e = compat_parse(target, &tc)) && compat_check(&h.c, &tc, 1)) e = fail(ENOTSUP, "the target host cannot run this process faithfully");

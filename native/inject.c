@@ -178,8 +178,7 @@ void release_live(struct tracee *t)
 	if (t->dead) return;
 	/* calls were injected: SIGTRAP and the masks as they were (each thread's: threads_release) */
 	if (t->ninject) {
-		struct ksigaction ign = { (uint64_t)SIG_IGN, 0, 0, 0 };
-		if (t->trap_ign0) trap_back(t, &ign, 0, 0);
+		if (t->trap_saved) trap_back(t, &t->trap_act0, 0, 0);
 		ptrace(PTRACE_SETSIGMASK, t->pid, 8, &t->mask0);
 	}
 	threads_release(t);
@@ -232,6 +231,41 @@ int trap_back(struct tracee *t, const struct ksigaction *act, uint64_t scr, size
 	if (mapped) { int e2 = INJ(t, NULL, SYS_munmap, page, len, 0, 0, 0, 0); if (!e) e = e2; }
 	g_inject_two_stops = two;
 	return e;
+}
+
+int trap_save(struct tracee *t)
+{
+	uint64_t tb = 1ULL << (SIGTRAP - 1);
+	int care = t->trap_ign0 || (t->mask0 & tb);
+	for (int i = 0; i < t->nthr; i++) care |= (t->thr[i].mask0 & tb) != 0;
+	if (!care || t->trap_saved) return 0;
+	int two = g_inject_two_stops, e;
+	g_inject_two_stops = 1;
+	long page;
+	e = INJ(t, &page, SYS_mmap, 0, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (!e) {
+		e = INJ(t, NULL, SYS_rt_sigaction, SIGTRAP, 0, page, 8, 0, 0);
+		if (!e) e = mem_read(t, page, &t->trap_act0, sizeof t->trap_act0);
+		int e2 = INJ(t, NULL, SYS_munmap, page, PAGE, 0, 0, 0, 0);
+		if (!e) e = e2;
+	}
+	g_inject_two_stops = two;
+	if (!e) t->trap_saved = 1;
+	return e;
+}
+
+void tracee_back(struct tracee *t)
+{
+	if (t->dead) return;
+	if (t->trap_saved) trap_back(t, &t->trap_act0, 0, 0);
+	for (int i = -1; i < t->nthr; i++) {
+		struct tracee *tt = i < 0 ? t : &t->thr[i];
+		if (tt->dead || !tt->regs0.cs) continue;	/* (cs 0: registers never read) */
+		struct user_regs_struct r = tt->regs0;
+		fix_restart(&r, 1);
+		ptrace(PTRACE_SETREGS, tt->pid, 0, &r);
+		ptrace(PTRACE_SETSIGMASK, tt->pid, 8, &tt->mask0);
+	}
 }
 
 int put_str(struct tracee *t, uint64_t addr, const char *s)

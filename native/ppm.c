@@ -85,16 +85,32 @@ static int go_wait_ms(void)
 
 #define GO_LATE 1000	/* go_late: no GO within go_wait_ms() */
 
-/* dump_image's go for a dump or deputy started ahead, once the process has been read up to its pages */
-static int go_late(const char **target)
+static int g_went;	/* GO came (a failure after it is reported at once) */
+
+/* dump_image's go for a dump or deputy started ahead, once the process has been read up to its
+ * pages: it waits stopped, as it was (registers, masks, SIGTRAP's action: should this helper die
+ * meanwhile it runs on unharmed) */
+static int go_late(struct tracee *t, const char **target)
 {
+	tracee_back(t);
 	struct pollfd pf = { 5, POLLIN, 0 };
 	int r;
 	while ((r = poll(&pf, 1, go_wait_ms())) < 0 && errno == EINTR) ;
 	if (r == 0) return GO_LATE;
 	int n = wait_go(target);
-	if (!n) { trace("go"); ctlf("STAT go_read_ahead=1"); }
+	if (!n) { g_went = 1; trace("go"); ctlf("STAT go_read_ahead=1"); }
 	return n;
+}
+
+/* started ahead, the process could not be stopped or read before GO (it ended, or was stopped
+ * meanwhile): nothing is written before the answer, then the failure is what a dump that fails
+ * before its first byte does (an empty image with --copy), or a cancel */
+static int failed_ahead(const char **target)
+{
+	int n = wait_go(target);
+	if (n) return n;
+	trace("go");
+	return report_err();
 }
 
 int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpres *res, double *t0)
@@ -128,21 +144,24 @@ int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpr
 		*t0 = now_ms();
 		ctlf("STAT freeze_at=%.3f", clock_ns(CLOCK_REALTIME) / 1e6);	/* wall clock: a restore's running_at on this host minus this is the downtime */
 		int e = seize(t, pid, SEIZE_OPTS);
-		if (e) { precopy_done(); if (!t->dead) ptrace(PTRACE_DETACH, pid, 0, 0); return report_err(); }
-		if ((e = threads_freeze(t))) { precopy_done(); release_live(t); return report_err(); }
+		if (e) { precopy_done(); if (!t->dead) ptrace(PTRACE_DETACH, pid, 0, 0); return ahead ? failed_ahead(&target) : report_err(); }
+		if ((e = threads_freeze(t))) { precopy_done(); release_live(t); return ahead ? failed_ahead(&target) : report_err(); }
 		trace("seized");
 		e = dump_image(t, 3, target, res, ahead ? go_late : NULL);
 		if (e == GO_LATE) {
 			/* the answer is late: it runs on until GO, then it is read again */
 			release_live(t);
 			if (t->memfd >= 0) close(t->memfd);
+			relay_forget();
 			trace("go-late");
+			ctlf("STAT go_late=1");
 			ahead = 0;
 			if ((n = wait_go(&target))) return n;
 			trace("go");
 			continue;
 		}
 		if (e && g_cancelled) { release_live(t); return e; }	/* (said ERR ECANCELED) */
+		if (e && ahead && !g_went) { release_live(t); return failed_ahead(&target); }
 		if (e) { precopy_done(); release_live(t); return report_err(); }
 		return 0;
 	}
@@ -543,7 +562,7 @@ static int run(int argc, char **argv)
 			else if (!strcmp(argv[i], "--copy") && strcmp(cmd, "check")) g_copy_fd = 6;
 			else if (!strcmp(argv[i], "--stall-ms") && i + 1 < argc) g_stall_ms = atoi(argv[++i]);
 			else if (!strcmp(argv[i], "--precopy") && strcmp(cmd, "check")) g_precopy = 1;
-			else if (!strcmp(argv[i], "--wait") && strcmp(cmd, "check")) g_wait = 1;
+			else if (!strcmp(argv[i], "--wait") && (!strcmp(cmd, "dump") || !strcmp(cmd, "deputy"))) g_wait = 1;
 			else if (!strcmp(argv[i], "--confirm") && !strcmp(cmd, "deputy")) g_confirm = 1;
 			else if (!strcmp(argv[i], "--rounds") && i + 1 < argc && strcmp(cmd, "check")) {
 				char *x;

@@ -231,9 +231,13 @@ struct tracee {
 	pid_t vpid;		/* its id in its own pid namespace (a guest's: its home id); 0: pid */
 	pid_t event_pid;	/* the host tid of the last PTRACE_EVENT_CLONE seen by inject, 0: none */
 	/* as it was when stopped, before any injected call changed it (a single step's trap and a
-	 * batch's int3 unblock SIGTRAP and reset an ignored one: trap_back) */
+	 * batch's int3 unblock a blocked SIGTRAP and reset a blocked or ignored one's action) */
 	uint64_t mask0;
 	int trap_ign0;
+	/* SIGTRAP's action, read before the first trap when some thread blocks it or it is ignored
+	 * (trap_save): the trap would reset it */
+	struct ksigaction trap_act0;
+	int trap_saved;
 };
 int twait(struct tracee *t, int *st);
 int inject(struct tracee *t, long nr, long a1, long a2, long a3, long a4, long a5, long a6, long *ret);
@@ -241,10 +245,16 @@ int inject_v(struct tracee *t, long *ret, long nr, const char *name, long a[6]);
 /* INJ(t, &ret or NULL, SYS_x, args...): injects a syscall; a -errno result is an error */
 #define INJ(t, ret, nr, ...) inject_v(t, ret, nr, #nr, (long[6]){ __VA_ARGS__ })
 void tracee_pending(struct tracee *t, int sig);	/* an asynchronous signal that came meanwhile, re-sent later */
-/* After the last single-stepped call into t (each one's trap unblocks SIGTRAP and resets an ignored
- * one, docs/ppm.md "Limits"): SIGTRAP's action set to *act by calls that stop at syscall entry and
+/* After the last single-stepped call into t (each one's trap unblocks a blocked SIGTRAP and resets
+ * its action, docs/ppm.md "SIGTRAP and the traps of injected calls"): SIGTRAP's action set to *act by calls that stop at syscall entry and
  * exit (no trap), written at scr (0: a page mapped for it), which is unmapped then (len bytes) */
 int trap_back(struct tracee *t, const struct ksigaction *act, uint64_t scr, size_t len);
+/* Before the first single-stepped call into t (and its stopped threads): if a thread blocks SIGTRAP
+ * or it is ignored, its action is read by calls without a trap (t->trap_act0) */
+int trap_save(struct tracee *t);
+/* t and its threads as they were when stopped (registers, masks, SIGTRAP's action), still stopped:
+ * should this helper die now, the process runs on as it was */
+void tracee_back(struct tracee *t);
 
 /* ---------- batch.c ---------- */
 /* Injected calls in batches, run by a few instructions put into the process (one stop for all). */
@@ -357,7 +367,7 @@ int timers_clear(struct tracee *t, uint64_t scr);
 struct dumpres { struct img_core core; int nvma; struct img_vma *vmas; double freeze_ms; };
 int dump_thread(struct tracee *t, uint64_t scratch, struct img_thread *th, uint8_t *xs, uint32_t *xlen);
 /* go (or NULL): called once before the first byte is written; non-zero stops the dump there */
-int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *res, int (*go)(const char **target));
+int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *res, int (*go)(struct tracee *t, const char **target));
 int dump_vmas(pid_t pid, struct fdtab *tab, struct img_vma **out);
 
 /* ---------- precopy.c ---------- */
@@ -436,6 +446,7 @@ void relay_mark(struct fdtab *tab);
 int relay_reason(struct fdtab *tab, struct fdent *e, int print);
 void relay_note(const struct img_fd *f);
 void relay_report_dumped(void);
+void relay_forget(void);
 int relay_restore(struct tracee *t, const struct img_fd *f, uint64_t scr);
 int relay_start(void);
 void relay_release(void);

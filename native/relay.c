@@ -109,6 +109,12 @@ void relay_note(const struct img_fd *f)
 	if (ndumped < MAX_RELAY) { dumped[ndumped].fd = f->fd; dumped[ndumped].type = f->u.sock.type; dumped[ndumped++].acc = f->flags & O_ACCMODE; }
 }
 
+/* a dump read again (a late GO, ppm.c): the relayed fds noted the first time are forgotten */
+void relay_forget(void)
+{
+	ndumped = 0;
+}
+
 void relay_report_dumped(void)
 {
 	for (int i = 0; i < ndumped; i++)

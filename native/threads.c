@@ -237,6 +237,16 @@ static uint64_t thread_pending(pid_t pid, pid_t tid)
 	return strtoull(v, NULL, 16);
 }
 
+/* the pending signals of the other threads (threads_dump's its) read again */
+void threads_pending(struct tracee *t, struct image_thread *its)
+{
+	for (int i = 0; i < t->nthr && its; i++) {
+		struct tracee *tt = &t->thr[i];
+		its[i].th.pending = thread_pending(t->pid, tt->pid);
+		for (int k = 0; k < tt->npend; k++) its[i].th.pending |= 1ULL << (tt->pend[k] - 1);
+	}
+}
+
 int threads_dump(struct tracee *t, uint64_t scratch, struct image_thread **out, uint64_t *xfeatures)
 {
 	*out = NULL;
@@ -251,13 +261,12 @@ int threads_dump(struct tracee *t, uint64_t scratch, struct image_thread **out, 
 		tt->memfd = t->memfd;
 		e = dump_thread(tt, scratch, &its[i].th, its[i].xs, &its[i].xlen);
 		if (e) break;
-		its[i].th.pending = thread_pending(t->pid, tt->pid);
-		for (int k = 0; k < tt->npend; k++) its[i].th.pending |= 1ULL << (tt->pend[k] - 1);
 		uint64_t xf;
 		memcpy(&xf, its[i].xs + 464, 8);
 		*xfeatures |= xf;
 	}
 	if (e) { free(its); return e; }
+	threads_pending(t, its);
 	*out = its;
 	return 0;
 }

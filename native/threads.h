@@ -28,6 +28,7 @@ void threads_release(struct tracee *t);
 /* dump: the state of every other thread (dump_thread each), into a new array of t->nthr;
  * *xfeatures gets the XSAVE features they use */
 int threads_dump(struct tracee *t, uint64_t scratch, struct image_thread **out, uint64_t *xfeatures);
+void threads_pending(struct tracee *t, struct image_thread *its);
 
 /* hollow: makes every other thread exit (signals blocked, rseq unregistered, exit(0) injected)
  * and reaps it; threads not stopped yet are seized first. *touched is set once one is ended. */
