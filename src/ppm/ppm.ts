@@ -89,8 +89,6 @@ const standbys = new StandbyPool(kind => {
 
 export function useStandby (on: boolean): void { standbys.use(on) }
 
-/** Whether a helper of that kind started ahead is ready for the next command. */
-
 const errnoNames = new Set(['EPERM', 'ENOENT', 'ESRCH', 'EINTR', 'EIO', 'EBADF', 'ECHILD', 'EAGAIN', 'ENOMEM', 'EACCES',
   'EFAULT', 'EBUSY', 'EEXIST', 'EINVAL', 'ENOSPC', 'EPIPE', 'ERANGE', 'ENOSYS', 'EBADMSG', 'EPROTO', 'ENOTSUP', 'ENXIO', 'ESTALE'])
 
@@ -858,6 +856,8 @@ export interface PendingDeputy {
   go: (target?: string) => Promise<Dumped>
   /** The move does not go ahead: the helper ends (resolves then), the process let go unchanged, nothing written. */
   cancel: () => Promise<void>
+  /** the helper's STAT lines so far (`go_late`: the answer was late, the process runs on until GO) */
+  stats: Record<string, string>
 }
 
 /**
@@ -913,15 +913,18 @@ export async function startDeputy (pid: number, out: ImageSink, opts: Omit<Deput
  * `finish`, what follows GO for that command, or `cancel` (the process let go unchanged, nothing
  * written).
  */
-async function startedAhead<T> (h: Helper, copy: Promise<void>, sink: SinkSetup, what: string, finish: () => Promise<T>): Promise<{ go: (target?: string) => Promise<T>, cancel: () => Promise<void> }> {
+async function startedAhead<T> (h: Helper, copy: Promise<void>, sink: SinkSetup, what: string, finish: () => Promise<T>): Promise<{ go: (target?: string) => Promise<T>, cancel: () => Promise<void>, stats: Record<string, string> }> {
   let used = false
+  let ending: Promise<void> | null = null // (every cancel resolves once the helper has ended)
   const cancel = async (): Promise<void> => {
-    if (used) return
-    used = true
-    try { h.send('CANCEL') } catch {} // (ended already)
-    copy.catch(() => {})
-    await h.done
-    sink.close()
+    if (ending === null) {
+      if (used) return
+      used = true
+      try { h.send('CANCEL') } catch {} // (ended already)
+      copy.catch(() => {})
+      ending = h.done.then(() => { sink.close() })
+    }
+    await ending
   }
   try {
     await h.next('CHECKED')
@@ -936,10 +939,12 @@ async function startedAhead<T> (h: Helper, copy: Promise<void>, sink: SinkSetup,
       if (used) throw new PpmError('EINVAL', `this ${what} was told already`)
       if (target != null && /\s/.test(target)) { void cancel(); throw einval('bad target record') }
       used = true
-      h.send(target != null && target !== '' ? `GO ${target}` : 'GO')
+      // (a helper that has ended already: finish rejects with its own error)
+      try { h.send(target != null && target !== '' ? `GO ${target}` : 'GO') } catch {}
       return await finish()
     },
-    cancel
+    cancel,
+    stats: h.stats
   }
 }
 
@@ -949,6 +954,8 @@ export interface PendingDump {
   go: (target?: string) => Promise<DumpResult>
   /** The move does not go ahead: the helper ends (resolves then), the process let go unchanged, nothing written. */
   cancel: () => Promise<void>
+  /** the helper's STAT lines so far (`go_late`: the answer was late, the process runs on until GO) */
+  stats: Record<string, string>
 }
 
 /**
