@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { closeSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
 import { deputy, dump, restore, startDeputy, startDump, useStandby, PpmError } from '../../src/ppm/ppm.js'
-import { Lab, lines, reference, waitFor, type Subject } from './harness.js'
+import { Lab, lines, reference, waitFor, withGoWait, type Subject } from './harness.js'
 
 const lab = new Lab()
 after(() => lab.cleanup())
@@ -142,7 +142,7 @@ test('a move that fails on the target: the original is restored from its own ima
   assert.equal(s.out, ref.out)
 })
 
-test('a deputy started ahead checks the process and waits: cancelled, nothing is touched or written; a process that cannot move gets its reasons; told to go, it dumps and keeps the original frozen until released (it runs on) or hollowed', async () => {
+test('a deputy started ahead checks the process and waits: cancelled, the process is let go unchanged and nothing is written; a process that cannot move gets its reasons; told to go, it dumps and keeps the original frozen until released (it runs on) or hollowed', async () => {
   const { s, ref } = await counter() // (40 ms a line: a frozen original misses some in 100 ms)
   // cancelled: the helper ends, the process runs on untraced, the image file stays empty
   const first = await startDeputy(s.pid, lab.path('ahead0.img'))
@@ -198,13 +198,6 @@ async function counter (): Promise<{ s: Subject, ref: { out: string, code: numbe
   return { s, ref }
 }
 
-/** Runs f with HPC_PPM_GO_WAIT_MS set to ms (the helpers it spawns take it), then puts it back. */
-async function withGoWait<T> (ms: string, f: () => Promise<T>): Promise<T> {
-  const old = process.env.HPC_PPM_GO_WAIT_MS
-  process.env.HPC_PPM_GO_WAIT_MS = ms
-  try { return await f() } finally { if (old === undefined) delete process.env.HPC_PPM_GO_WAIT_MS; else process.env.HPC_PPM_GO_WAIT_MS = old }
-}
-
 test('a deputy started ahead stops and reads the process while it waits for GO: cancelled, it is let go unchanged; GO in time, the image is what it read; an answer later than HPC_PPM_GO_WAIT_MS: it runs on meanwhile and is read again at GO', async () => {
   const { s, ref } = await counter()
   // a long wait: stopped (traced) while it waits; cancelled, it runs on untraced, nothing written
@@ -228,6 +221,7 @@ test('a deputy started ahead stops and reads the process while it waits for GO: 
   // no wait at all: let go at once, it runs on while the deputy waits; GO: stopped and read again,
   // and the original comes back from that image
   const b = await withGoWait('0', async () => await startDeputy(s.pid, lab.path('ra2.img')))
+  await waitFor(() => b.stats.go_late === '1', 5000, 'let go while the deputy waits')
   const n2 = lines(s.out)
   await waitFor(() => lines(s.out) > n2, 5000, 'output while the deputy waits')
   const k2 = await b.go()
@@ -267,41 +261,43 @@ test('a dump started ahead (startDump: dump --wait): a process that cannot move 
   assert.equal(out, ref.out)
 })
 
-/** Whether SIGTRAP is ignored and blocked (in the main thread) in process pid, from its status. */
-function trapHeld (pid: number): boolean {
+/** Whether SIGTRAP is blocked (in the main thread) and ignored, or caught, in process pid, from its status. */
+function trapHeld (pid: number, how: 'ignored' | 'caught'): boolean {
   const st = readFileSync(`/proc/${pid}/status`, 'utf8')
   const bit = (k: string): boolean => (BigInt('0x' + (new RegExp(`^${k}:\\s*([0-9a-f]+)`, 'm').exec(st)?.[1] ?? '0')) >> 4n & 1n) === 1n
-  return bit('SigIgn') && bit('SigBlk')
+  return bit(how === 'ignored' ? 'SigIgn' : 'SigCgt') && bit('SigBlk')
 }
 
-test('SIGTRAP ignored and blocked stays so through the injected calls, whose traps the kernel forces: a dump that leaves it running, a deputy started ahead and cancelled once it has read it, a dump and restore (both threads)', async () => {
-  const bin = lab.compile('trapmask')
-  const s = lab.start(bin, ['150', '20000'], ['ignore', 'pipe', 'pipe'])
-  await waitFor(() => lines(s.out) >= 2, 5000, 'output')
-  assert.ok(trapHeld(s.pid), 'ignored and blocked to begin with')
-  await dump(s.pid, lab.path('tm0.img'), { leaveRunning: true })
-  await waitFor(() => status(s.pid, 'TracerPid') === '0', 5000, 'untraced')
-  assert.ok(trapHeld(s.pid), 'after a dump that leaves it running')
-  const c = await withGoWait('60000', async () => await startDeputy(s.pid, lab.path('tm1.img')))
-  await waitFor(() => status(s.pid, 'State').startsWith('t'), 5000, 'stopped while the deputy waits')
-  await c.cancel()
-  assert.ok(trapHeld(s.pid), 'after a deputy read it and was cancelled')
-  const img = lab.path('tm2.img')
-  await dump(s.pid, img)
-  await s.exited
-  const back = lab.track(await restore(img, { keepPid: false, stdio: ['ignore', 'pipe', 'ignore'] }))
-  let out = ''
-  back.stdout?.on('data', (b: Buffer) => { out += b.toString() })
-  const end = new Promise(resolve => back.stdout?.on('end', resolve))
-  await waitFor(() => lines(out) >= 1, 5000, 'output of the restored process')
-  assert.ok(trapHeld(back.pid), 'after a restore')
-  assert.deepEqual(await back.exited, { code: 0, signal: null })
-  await end
-  const all = s.out + out
-  assert.equal(lines(all), 151)
-  assert.ok(all.split('\n').slice(0, 150).every(l => l.endsWith('trap ignored blocked')), all)
-  assert.match(all, /other thread blocked\n$/)
-})
+for (const how of ['ignored', 'caught'] as const) {
+  test(`SIGTRAP ${how} and blocked stays so through the injected calls, whose traps the kernel forces: a dump that leaves it running, a deputy started ahead and cancelled once it has read it, a dump and restore (both threads)`, async () => {
+    const bin = lab.compile('trapmask')
+    const s = lab.start(bin, ['150', '20000', ...(how === 'caught' ? ['handler'] : [])], ['ignore', 'pipe', 'pipe'])
+    await waitFor(() => lines(s.out) >= 2, 5000, 'output')
+    assert.ok(trapHeld(s.pid, how), `${how} and blocked to begin with`)
+    await dump(s.pid, lab.path(`tm0-${how}.img`), { leaveRunning: true })
+    await waitFor(() => status(s.pid, 'TracerPid') === '0', 5000, 'untraced')
+    assert.ok(trapHeld(s.pid, how), 'after a dump that leaves it running')
+    const c = await withGoWait('60000', async () => await startDeputy(s.pid, lab.path(`tm1-${how}.img`)))
+    await waitFor(() => status(s.pid, 'State').startsWith('t'), 5000, 'stopped while the deputy waits')
+    await c.cancel()
+    assert.ok(trapHeld(s.pid, how), 'after a deputy read it and was cancelled')
+    const img = lab.path(`tm2-${how}.img`)
+    await dump(s.pid, img)
+    await s.exited
+    const back = lab.track(await restore(img, { keepPid: false, stdio: ['ignore', 'pipe', 'ignore'] }))
+    let out = ''
+    back.stdout?.on('data', (b: Buffer) => { out += b.toString() })
+    const end = new Promise(resolve => back.stdout?.on('end', resolve))
+    await waitFor(() => lines(out) >= 1, 5000, 'output of the restored process')
+    assert.ok(trapHeld(back.pid, how), 'after a restore')
+    assert.deepEqual(await back.exited, { code: 0, signal: null })
+    await end
+    const all = s.out + out
+    assert.equal(lines(all), 151)
+    assert.ok(all.split('\n').slice(0, 150).every(l => l.endsWith(`trap ${how} blocked`)), all)
+    assert.match(all, /other thread blocked\n$/)
+  })
+}
 
 /** pids of this process's children running `hpc-ppm-helper standby` */
 function standbys (): number[] {

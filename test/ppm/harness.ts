@@ -77,6 +77,13 @@ export function sigNum (name: NodeJS.Signals): number {
   return constants.signals[name] ?? -1
 }
 
+/** Runs f with HPC_PPM_GO_WAIT_MS set to ms (the helpers it spawns take it), then puts it back. */
+export async function withGoWait<T> (ms: string, f: () => Promise<T>): Promise<T> {
+  const old = process.env.HPC_PPM_GO_WAIT_MS
+  process.env.HPC_PPM_GO_WAIT_MS = ms
+  try { return await f() } finally { if (old === undefined) delete process.env.HPC_PPM_GO_WAIT_MS; else process.env.HPC_PPM_GO_WAIT_MS = old }
+}
+
 /** Polls `cond` every 10 ms until it holds (src/util/poll.ts); fails after `ms`. */
 export async function waitFor (cond: () => boolean, ms: number, what: string): Promise<void> {
   await poll(what, cond, { timeoutMs: ms, everyMs: 10 })

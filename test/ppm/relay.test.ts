@@ -8,8 +8,8 @@ import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync, readlinkSync, writeFileSync, openSync, closeSync, writeSync, constants as C } from 'node:fs'
 import { Socket } from 'node:net'
-import { check, deputy, restore } from '../../src/ppm/ppm.js'
-import { Lab, waitFor } from './harness.js'
+import { check, deputy, restore, startDeputy } from '../../src/ppm/ppm.js'
+import { Lab, waitFor, withGoWait } from './harness.js'
 
 const lab = new Lab()
 after(() => lab.cleanup())
@@ -45,6 +45,21 @@ while True:
 `
 
 const flags = (pid: number, fd: number): number => parseInt(/^flags:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))?.[1] ?? '-1', 8)
+
+test('a deputy started ahead reports each relayed descriptor once: GO in time, and GO late (the process let go meanwhile and read again)', async () => {
+  const py = lab.path('subject-ahead.py')
+  writeFileSync(py, SUBJECT)
+  for (const wait of ['60000', '0']) {
+    const s = lab.start('python3', [py, 'talk'])
+    await waitFor(() => s.out.includes('ready'), 10_000, 'subject ready')
+    const a = await withGoWait(wait, async () => await startDeputy(s.pid, lab.path(`ahead-${wait}.img`), { family: true, relay: true }))
+    if (wait === '0') await waitFor(() => a.stats.go_late === '1', 5000, 'let go while the deputy waits')
+    const kept = await a.go()
+    assert.equal(kept.stats.go_read_ahead, wait === '0' ? undefined : '1')
+    const d = lab.trackDeputy(await kept.hollow())
+    assert.deepEqual(d.relayed, [{ fd: 15, dir: 'r', kind: 'pipe' }, { fd: 16, dir: 'rw', kind: 'sock' }])
+  }
+})
 
 test('a pipe to another process and a TCP connection are relayed: same numbers, flags and duplicates elsewhere, bytes flow', async () => {
   const py = lab.path('subject.py')

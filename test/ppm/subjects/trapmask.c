@@ -1,15 +1,17 @@
-/* SIGTRAP ignored and blocked (as a debugger-shy program might have it), with a second thread
- * that blocks it too: ROUNDS lines, one every ROUND_USEC, each saying whether both still hold
- * (the traps of injected calls must not leave it unblocked or back at its default action).
- * usage: trapmask ROUNDS [ROUND_USEC] */
+/* SIGTRAP ignored (or, with `handler`, caught) and blocked, with a second thread that blocks it
+ * too: ROUNDS lines, one every ROUND_USEC, each saying whether both still hold (the traps of
+ * injected calls must not leave it unblocked or back at its default action).
+ * usage: trapmask ROUNDS [ROUND_USEC] [handler] */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static volatile int stop;
+static void on_trap(int sig) { (void)sig; }
 static int other_ok = 1;
 
 static int blocked(void)
@@ -34,8 +36,10 @@ int main(int argc, char **argv)
 {
 	int rounds = argc > 1 ? atoi(argv[1]) : 10;
 	long usec = argc > 2 ? atol(argv[2]) : 50000;
+	int caught = argc > 3 && !strcmp(argv[3], "handler");
+	void (*want)(int) = caught ? on_trap : SIG_IGN;
 	setvbuf(stdout, NULL, _IONBF, 0);
-	signal(SIGTRAP, SIG_IGN);
+	signal(SIGTRAP, want);
 	sigset_t s;
 	sigemptyset(&s);
 	sigaddset(&s, SIGTRAP);
@@ -45,7 +49,7 @@ int main(int argc, char **argv)
 	for (int r = 0; r < rounds; r++) {
 		struct sigaction a;
 		sigaction(SIGTRAP, NULL, &a);
-		printf("round %d trap %s %s\n", r, a.sa_handler == SIG_IGN ? "ignored" : "NOT-IGNORED", blocked() ? "blocked" : "NOT-BLOCKED");
+		printf("round %d trap %s %s\n", r, a.sa_handler == want ? (caught ? "caught" : "ignored") : "CHANGED", blocked() ? "blocked" : "NOT-BLOCKED");
 		usleep(usec);
 	}
 	stop = 1;
