@@ -158,6 +158,8 @@ int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpr
 			ahead = 0;
 			if ((n = wait_go(&target))) return n;
 			trace("go");
+			/* it ran meanwhile: checked again */
+			if ((n = check_pid(pid, 1))) { fail(EPERM, "process %d cannot move any more (%d reason%s)", pid, n, n > 1 ? "s" : ""); return report_err(); }
 			continue;
 		}
 		if (e && g_cancelled) { release_live(t); return e; }	/* (said ERR ECANCELED) */
