@@ -147,6 +147,12 @@ export const HTTP_DEFAULTS = {
   migrationEvents: 200
 }
 
+/**
+ * How long a move that does not go ahead waits for the helper it started ahead to let go of the
+ * process (ms; docs/migrate.md "Fixed costs"): it ends then all the same, with a log line (a helper
+ * stuck on a process in uninterruptible sleep must not hold the move).
+ */
+export const AHEAD_CANCEL_MS = 5000
 /** How often home looks for new children of its processes under discipline, to adopt them (ms; docs/family.md). */
 export const FAMILY_SCAN_MS = 500
 /** How often a guest waiting in a family call asks its home again to take it back (ms). */

@@ -24,7 +24,8 @@ import { Link } from './link.js'
 import type { Message, MigrateMsg, RejoinMsg, SendToMsg } from './protocol.js'
 import { GuestRelays, StdinPull, parseFdFrame, pipeEmpty, watchCloses } from './relay.js'
 import { GuestOutput, outFrame, type Counts } from './ack.js'
-import { IDLE_CONNECTIONS_PER_PEER, OUTPUT_DRAIN_MS, OUTPUT_KEEP_BYTES, RECORD_SPACE } from '../config.js'
+import { AHEAD_CANCEL_MS, IDLE_CONNECTIONS_PER_PEER, OUTPUT_DRAIN_MS, OUTPUT_KEEP_BYTES, RECORD_SPACE } from '../config.js'
+import { within } from '../util/poll.js'
 import { spaceRefusal } from './space.js'
 import { GuestStates, type GuestRecord } from './state.js'
 import { ImageCopy, ImageIn, TICKET_MS, Tickets, memoryRefusal, rawSink, rawSource, replay, sendImage, tee } from './transfer.js'
@@ -759,7 +760,10 @@ export class GuestSide {
         if (a !== null && a.reasons === null) return await a.go(target)
         return await engine.dump(pid, sink, target !== undefined ? { target } : {})
       },
-      cancel: async () => { const a = await ahead?.catch(() => null); if (a != null && a.reasons === null) await a.cancel() }
+      cancel: async () => {
+        const a = await ahead?.catch(() => null)
+        if (a != null && a.reasons === null && !await within(a.cancel(), AHEAD_CANCEL_MS)) log('guest %d: its dump started ahead has not let go after %d ms', pid, AHEAD_CANCEL_MS)
+      }
     }
   }
 

@@ -22,6 +22,13 @@ export class PollTimeout extends Error {}
 
 export const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 
+/** Whether p settles (either way) within ms. */
+export async function within (p: Promise<unknown>, ms: number): Promise<boolean> {
+  let t: NodeJS.Timeout | undefined
+  const late = new Promise<boolean>(resolve => { t = setTimeout(() => resolve(false), ms) })
+  try { return await Promise.race([p.then(() => true, () => true), late]) } finally { clearTimeout(t) }
+}
+
 /** Calls `check` until it returns a truthy value, and returns that value; throws "timed out after N ms waiting for <what>" when time runs out. */
 export async function poll<T> (what: string, check: Check<T>, opts: PollOptions = {}): Promise<T> {
   const timeoutMs = opts.timeoutMs ?? 15_000
