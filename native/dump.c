@@ -109,9 +109,8 @@ static int dump_core_injected(struct tracee *t, uint64_t scratch, struct img_cor
 	/* only the signals with a handler or ignored are asked (an injected call each): a default
 	 * one's action is all zeros (its flags and mask do nothing), except SIGCHLD's flags
 	 * (SA_NOCLDSTOP, SA_NOCLDWAIT), always asked */
-	uint64_t nondef = 0;
-	int e = sig_nondefault(t->pid, &nondef);
-	if (t->trap_saved) nondef |= 1ULL << (SIGTRAP - 1);	/* (as read before the first trap could reset it) */
+	uint64_t nondef = t->nondef0;	/* (as before the first trap: sig_save) */
+	int e = 0;
 	for (int s = 1; s <= 64 && !e; s++) {
 		if (s == SIGKILL || s == SIGSTOP) continue;
 		if (s != SIGCHLD && !(nondef >> (s - 1) & 1)) { memset(&c->act[s], 0, sizeof c->act[s]); continue; }
@@ -218,10 +217,10 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	if (!e) e = find_vdso(t, &c->vvar, &c->vclock, &c->vdso);
 	if (e) return e;
 	trace("vdso");
-	/* injected calls write into a scratch page that is removed again (SIGTRAP's action read
-	 * first where their traps would reset it) */
+	/* injected calls write into a scratch page that is removed again (the signal dispositions,
+	 * and SIGTRAP's action where their traps would reset it, read first) */
 	long scratch;
-	if ((e = trap_save(t))) return e;
+	if ((e = sig_save(t))) return e;
 	e = INJ(t, &scratch, SYS_mmap, 0, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (e) return e;
 	e = dump_thread(t, scratch, &th, xs, &xlen);
@@ -232,7 +231,6 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	if (e || e2) { free(others); return e ? e : e2; }
 	trace("injected");
 	if ((e = read_core_proc(pid, c))) return e;
-	dump_pending(t, c);
 	trace("core");
 
 	struct img_header h;
@@ -262,8 +260,9 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	/* deputy --wait: all of the process but its pages and buffers has been read while the offer
 	 * went back and forth; nothing is written before the caller says go (naming the target) */
 	if (go && (e = go(t, &target))) { free(vm); free(fds); fdtab_free(&tab); free(others); return e; }
-	/* signals that came while it waited */
-	if (go) { dump_pending(t, c); threads_pending(t, others); }
+	/* the signals it has not taken, read last (also those that came while it waited for go) */
+	dump_pending(t, c);
+	threads_pending(t, others);
 	if (target) {
 		struct compat tc;
 		if (!(e = compat_parse(target, &tc)) && compat_check(&h.c, &tc, 1)) e = fail(ENOTSUP, "the target host cannot run this process faithfully");

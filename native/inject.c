@@ -176,15 +176,8 @@ void fix_restart(struct user_regs_struct *r, int live)
 void release_live(struct tracee *t)
 {
 	if (t->dead) return;
-	/* calls were injected: SIGTRAP and the masks as they were (each thread's: threads_release) */
-	if (t->ninject) {
-		if (t->trap_saved) trap_back(t, &t->trap_act0, 0, 0);
-		ptrace(PTRACE_SETSIGMASK, t->pid, 8, &t->mask0);
-	}
+	tracee_back(t);
 	threads_release(t);
-	struct user_regs_struct r = t->regs0;
-	fix_restart(&r, 1);
-	ptrace(PTRACE_SETREGS, t->pid, 0, &r);
 	int first = t->npend ? t->pend[0] : 0;
 	ptrace(PTRACE_DETACH, t->pid, 0, first);
 	for (int i = 1; i < t->npend; i++) kill(t->pid, t->pend[i]);
@@ -213,51 +206,39 @@ int seize(struct tracee *t, pid_t pid, long opts)
 	}
 	if (ptrace(PTRACE_GETREGS, pid, 0, &t->regs0)) return fail(errno, "PTRACE_GETREGS: %s", strerror(errno));
 	if (ptrace(PTRACE_GETSIGMASK, pid, 8, &t->mask0)) return fail(errno, "PTRACE_GETSIGMASK: %s", strerror(errno));
-	char fn[64], st[4096], v[32];
-	snprintf(fn, sizeof fn, "/proc/%d/status", pid);
-	if (read_file(fn, st, sizeof st) > 0 && !status_field(st, "SigIgn", v, sizeof v)) t->trap_ign0 = strtoull(v, NULL, 16) >> (SIGTRAP - 1) & 1;
 	return open_mem(t);
 }
 
-int trap_back(struct tracee *t, const struct ksigaction *act, uint64_t scr, size_t len)
+int trap_act(struct tracee *t, const struct ksigaction *set, struct ksigaction *get, uint64_t scr, size_t len)
 {
 	int two = g_inject_two_stops, e = 0;
 	g_inject_two_stops = 1;
 	long page = scr;
 	if (!scr) { len = PAGE; e = INJ(t, &page, SYS_mmap, 0, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); }
 	int mapped = !e;
-	if (!e) e = mem_write(t, page, act, sizeof *act);
-	if (!e) e = INJ(t, NULL, SYS_rt_sigaction, SIGTRAP, page, 0, 8, 0, 0);
+	if (!e && set) e = mem_write(t, page, set, sizeof *set);
+	if (!e) e = INJ(t, NULL, SYS_rt_sigaction, SIGTRAP, set ? page : 0, get ? page : 0, 8, 0, 0);
+	if (!e && get) e = mem_read(t, page, get, sizeof *get);
 	if (mapped) { int e2 = INJ(t, NULL, SYS_munmap, page, len, 0, 0, 0, 0); if (!e) e = e2; }
 	g_inject_two_stops = two;
 	return e;
 }
 
-int trap_save(struct tracee *t)
+int sig_save(struct tracee *t)
 {
-	uint64_t tb = 1ULL << (SIGTRAP - 1);
-	int care = t->trap_ign0 || (t->mask0 & tb);
+	uint64_t ign = 0, tb = 1ULL << (SIGTRAP - 1);
+	int e = sig_nondefault(t->pid, &t->nondef0, &ign);
+	int care = (ign & tb) || (t->mask0 & tb);
 	for (int i = 0; i < t->nthr; i++) care |= (t->thr[i].mask0 & tb) != 0;
-	if (!care || t->trap_saved) return 0;
-	int two = g_inject_two_stops, e;
-	g_inject_two_stops = 1;
-	long page;
-	e = INJ(t, &page, SYS_mmap, 0, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (!e) {
-		e = INJ(t, NULL, SYS_rt_sigaction, SIGTRAP, 0, page, 8, 0, 0);
-		if (!e) e = mem_read(t, page, &t->trap_act0, sizeof t->trap_act0);
-		int e2 = INJ(t, NULL, SYS_munmap, page, PAGE, 0, 0, 0, 0);
-		if (!e) e = e2;
-	}
-	g_inject_two_stops = two;
-	if (!e) t->trap_saved = 1;
+	if (e || !care) return e;
+	if (!(e = trap_act(t, NULL, &t->trap_act0, 0, 0))) t->trap_saved = 1;
 	return e;
 }
 
 void tracee_back(struct tracee *t)
 {
 	if (t->dead) return;
-	if (t->trap_saved) trap_back(t, &t->trap_act0, 0, 0);
+	if (t->trap_saved) trap_act(t, &t->trap_act0, NULL, 0, 0);
 	for (int i = -1; i < t->nthr; i++) {
 		struct tracee *tt = i < 0 ? t : &t->thr[i];
 		if (tt->dead || !tt->regs0.cs) continue;	/* (cs 0: registers never read) */

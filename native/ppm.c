@@ -102,14 +102,15 @@ static int go_late(struct tracee *t, const char **target)
 	return n;
 }
 
-/* started ahead, the process could not be stopped or read before GO (it ended, or was stopped
- * meanwhile): nothing is written before the answer, then the failure is what a dump that fails
- * before its first byte does (an empty image with --copy), or a cancel */
-static int failed_ahead(const char **target)
+/* A failure, reported; `before_go`: started ahead, the process could not be stopped or read
+ * before GO (it ended, or was stopped meanwhile), so nothing is said or written before the answer,
+ * then it is what a dump that fails before its first byte does (an empty image with --copy), or
+ * a cancel */
+static int failed(int before_go, const char **target)
 {
-	int n = wait_go(target);
-	if (n) return n;
-	trace("go");
+	int n;
+	if (before_go && (n = wait_go(target))) return n;
+	if (before_go) trace("go");
 	return report_err();
 }
 
@@ -144,10 +145,11 @@ int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpr
 		*t0 = now_ms();
 		ctlf("STAT freeze_at=%.3f", clock_ns(CLOCK_REALTIME) / 1e6);	/* wall clock: a restore's running_at on this host minus this is the downtime */
 		int e = seize(t, pid, SEIZE_OPTS);
-		if (e) { precopy_done(); if (!t->dead) ptrace(PTRACE_DETACH, pid, 0, 0); return ahead ? failed_ahead(&target) : report_err(); }
-		if ((e = threads_freeze(t))) { precopy_done(); release_live(t); return ahead ? failed_ahead(&target) : report_err(); }
-		trace("seized");
-		e = dump_image(t, 3, target, res, ahead ? go_late : NULL);
+		if (e) { precopy_done(); if (!t->dead) ptrace(PTRACE_DETACH, pid, 0, 0); return failed(ahead, &target); }
+		if (!(e = threads_freeze(t))) {
+			trace("seized");
+			e = dump_image(t, 3, target, res, ahead ? go_late : NULL);
+		}
 		if (e == GO_LATE) {
 			/* the answer is late: it runs on until GO, then it is read again */
 			release_live(t);
@@ -162,10 +164,10 @@ int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpr
 			if ((n = check_pid(pid, 1))) { fail(EPERM, "process %d cannot move any more (%d reason%s)", pid, n, n > 1 ? "s" : ""); return report_err(); }
 			continue;
 		}
-		if (e && g_cancelled) { release_live(t); return e; }	/* (said ERR ECANCELED) */
-		if (e && ahead && !g_went) { release_live(t); return failed_ahead(&target); }
-		if (e) { precopy_done(); release_live(t); return report_err(); }
-		return 0;
+		if (!e) return 0;
+		precopy_done();
+		release_live(t);
+		return g_cancelled ? e : failed(ahead && !g_went, &target);	/* (a cancel said ERR ECANCELED) */
 	}
 }
 

@@ -108,7 +108,7 @@ int64_t clock_ns(clockid_t id);
 ssize_t read_file(const char *path, char *buf, size_t cap);
 char *read_file_alloc(const char *path);	/* whole file, NUL-terminated; NULL on error */
 int status_field(const char *status, const char *key, char *out, size_t cap);
-int sig_nondefault(pid_t pid, uint64_t *mask);
+int sig_nondefault(pid_t pid, uint64_t *mask, uint64_t *ign);
 int ends_with(const char *s, const char *suf);
 
 /* ---------- image.c ---------- */
@@ -231,11 +231,11 @@ struct tracee {
 	pid_t vpid;		/* its id in its own pid namespace (a guest's: its home id); 0: pid */
 	pid_t event_pid;	/* the host tid of the last PTRACE_EVENT_CLONE seen by inject, 0: none */
 	/* as it was when stopped, before any injected call changed it (a single step's trap and a
-	 * batch's int3 unblock a blocked SIGTRAP and reset a blocked or ignored one's action) */
+	 * batch's int3 unblock a blocked SIGTRAP and reset a blocked or ignored one's action): its
+	 * mask; the signals with a handler or ignored (sig_save); SIGTRAP's action, read then when
+	 * some thread blocks it or it is ignored (trap_saved) */
 	uint64_t mask0;
-	int trap_ign0;
-	/* SIGTRAP's action, read before the first trap when some thread blocks it or it is ignored
-	 * (trap_save): the trap would reset it */
+	uint64_t nondef0;
 	struct ksigaction trap_act0;
 	int trap_saved;
 };
@@ -245,13 +245,13 @@ int inject_v(struct tracee *t, long *ret, long nr, const char *name, long a[6]);
 /* INJ(t, &ret or NULL, SYS_x, args...): injects a syscall; a -errno result is an error */
 #define INJ(t, ret, nr, ...) inject_v(t, ret, nr, #nr, (long[6]){ __VA_ARGS__ })
 void tracee_pending(struct tracee *t, int sig);	/* an asynchronous signal that came meanwhile, re-sent later */
-/* After the last single-stepped call into t (each one's trap unblocks a blocked SIGTRAP and resets
- * its action, docs/ppm.md "SIGTRAP and the traps of injected calls"): SIGTRAP's action set to *act by calls that stop at syscall entry and
- * exit (no trap), written at scr (0: a page mapped for it), which is unmapped then (len bytes) */
-int trap_back(struct tracee *t, const struct ksigaction *act, uint64_t scr, size_t len);
-/* Before the first single-stepped call into t (and its stopped threads): if a thread blocks SIGTRAP
- * or it is ignored, its action is read by calls without a trap (t->trap_act0) */
-int trap_save(struct tracee *t);
+/* SIGTRAP's action set from *set and/or read into *get (NULL: not) by calls that stop at syscall
+ * entry and exit, so that no trap resets it (docs/ppm.md "SIGTRAP and the traps of injected
+ * calls"), at scr (0: a page mapped for it), which is unmapped then (len bytes) */
+int trap_act(struct tracee *t, const struct ksigaction *set, struct ksigaction *get, uint64_t scr, size_t len);
+/* Before the first injected call into t (and its stopped threads): its signal dispositions
+ * (t->nondef0), and SIGTRAP's action (t->trap_act0) if a thread blocks SIGTRAP or it is ignored */
+int sig_save(struct tracee *t);
 /* t and its threads as they were when stopped (registers, masks, SIGTRAP's action), still stopped:
  * should this helper die now, the process runs on as it was */
 void tracee_back(struct tracee *t);

@@ -67,7 +67,7 @@ int precopy_start(struct precopy *pc, pid_t pid, int imgfd)
 	long ufd = -1;
 	uint64_t vv, vc, vd;
 	e = find_vdso(&t, &vv, &vc, &vd);	/* the `syscall` instruction injections run at */
-	if (!e) e = trap_save(&t);	/* (SIGTRAP's action, put back by release_live) */
+	if (!e) e = sig_save(&t);	/* (SIGTRAP's action, put back by release_live) */
 	if (!e) e = INJ(&t, &ufd, SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK, 0, 0, 0, 0, 0);
 	if (!e) {
 		int pidfd = syscall(NR_PIDFD_OPEN, pid, 0);

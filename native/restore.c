@@ -254,7 +254,7 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 	/* 10. signals: set where the image's action is not the default or the process's is not
 	 * (the stub inherits this helper's ignored signals; a hollow original has its own) */
 	uint64_t nondef = 0;
-	if (!e) e = sig_nondefault(t->pid, &nondef);
+	if (!e) e = sig_nondefault(t->pid, &nondef, NULL);
 	for (int s = 1; s <= 64 && !e; s++) {
 		if (s == SIGKILL || s == SIGSTOP) continue;
 		const struct ksigaction *a = &c->act[s];
@@ -331,7 +331,7 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 	trace("attrs");
 	/* 12. scratch away; an ignored SIGTRAP (reset by the traps of the calls above) set again
 	 * before, both by calls without a trap */
-	if (!e && c->act[SIGTRAP].handler == (uint64_t)SIG_IGN) e = trap_back(t, &c->act[SIGTRAP], scr, SCRATCH_LEN + BATCH_AREA);
+	if (!e && c->act[SIGTRAP].handler == (uint64_t)SIG_IGN) e = trap_act(t, &c->act[SIGTRAP], NULL, scr, SCRATCH_LEN + BATCH_AREA);
 	else if (!e) e = INJ(t, NULL, SYS_munmap, scr, SCRATCH_LEN + BATCH_AREA, 0, 0, 0, 0);
 	/* 13. registers and XSTATE; the other threads' too, and they are let go */
 	if (!e) e = restore_thread_regs(t, &im->threads[0], eintr_policy);

@@ -216,10 +216,6 @@ void threads_release(struct tracee *t)
 	for (int i = 0; i < t->nthr; i++) {
 		struct tracee *tt = &t->thr[i];
 		if (tt->dead) continue;
-		struct user_regs_struct r = tt->regs0;
-		fix_restart(&r, 1);
-		if (r.cs) ptrace(PTRACE_SETREGS, tt->pid, 0, &r);	/* cs 0: its registers were never read */
-		if (tt->ninject) ptrace(PTRACE_SETSIGMASK, tt->pid, 8, &tt->mask0);	/* (a trap unblocks SIGTRAP) */
 		ptrace(PTRACE_DETACH, tt->pid, 0, tt->npend ? tt->pend[0] : 0);
 		for (int k = 1; k < tt->npend; k++) syscall(SYS_tgkill, t->pid, tt->pid, tt->pend[k]);
 	}
@@ -237,7 +233,7 @@ static uint64_t thread_pending(pid_t pid, pid_t tid)
 	return strtoull(v, NULL, 16);
 }
 
-/* the pending signals of the other threads (threads_dump's its) read again */
+/* the pending signals of the other threads, into threads_dump's its (dump_image reads them last) */
 void threads_pending(struct tracee *t, struct image_thread *its)
 {
 	for (int i = 0; i < t->nthr && its; i++) {
@@ -266,7 +262,6 @@ int threads_dump(struct tracee *t, uint64_t scratch, struct image_thread **out, 
 		*xfeatures |= xf;
 	}
 	if (e) { free(its); return e; }
-	threads_pending(t, its);
 	*out = its;
 	return 0;
 }

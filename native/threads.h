@@ -21,13 +21,14 @@ int threads_check(pid_t pid, int print);
  * thread shows up (threads created during the freeze are caught too). */
 int threads_freeze(struct tracee *t);
 
-/* Puts every other thread back as it was (live restart rule) and detaches it; pending signals
- * caught while stopping it are sent to it again. Part of release_live. */
+/* Detaches every other thread (put back as it was by tracee_back before); pending signals caught
+ * while stopping it are sent to it again. Part of release_live. */
 void threads_release(struct tracee *t);
 
 /* dump: the state of every other thread (dump_thread each), into a new array of t->nthr;
  * *xfeatures gets the XSAVE features they use */
 int threads_dump(struct tracee *t, uint64_t scratch, struct image_thread **out, uint64_t *xfeatures);
+/* their pending signals (not taken yet), into that array */
 void threads_pending(struct tracee *t, struct image_thread *its);
 
 /* hollow: makes every other thread exit (signals blocked, rseq unregistered, exit(0) injected)

@@ -120,8 +120,9 @@ int status_field(const char *status, const char *key, char *out, size_t cap)
 }
 
 /* The signals whose disposition is not the default (SigIgn | SigCgt of /proc/PID/status, bit s-1
- * for signal s), in *mask. A default disposition needs no injected rt_sigaction to read or set. */
-int sig_nondefault(pid_t pid, uint64_t *mask)
+ * for signal s), in *mask; the ignored ones alone in *ign (NULL: not wanted). A default
+ * disposition needs no injected rt_sigaction to read or set. */
+int sig_nondefault(pid_t pid, uint64_t *mask, uint64_t *ign)
 {
 	char fn[64], st[4096], v[32];
 	snprintf(fn, sizeof fn, "/proc/%d/status", pid);
@@ -130,7 +131,9 @@ int sig_nondefault(pid_t pid, uint64_t *mask)
 	const char *keys[2] = { "SigIgn", "SigCgt" };
 	for (int i = 0; i < 2; i++) {
 		if (status_field(st, keys[i], v, sizeof v)) return fail(EIO, "%s: no %s", fn, keys[i]);
-		*mask |= strtoull(v, NULL, 16);
+		uint64_t m = strtoull(v, NULL, 16);
+		*mask |= m;
+		if (i == 0 && ign) *ign = m;
 	}
 	return 0;
 }
