@@ -7,6 +7,11 @@ import type { KeepInfo } from '../ppm/ppm.js'
 import { attachKept, type Kept } from '../ppm/keeper.js'
 import { processAge, psInfo, residentBytes, type PsInfo } from '../util/procfs.js'
 import { stdioKind, type StdioKind } from './fdkind.js'
+import { AHEAD_CANCEL_MS } from '../config.js'
+import { within } from '../util/poll.js'
+import debug from '../util/log.js'
+
+const log = debug('hpcfs:engine')
 
 /** The deputy as the home side uses it (ppm.Deputy). Events: 'signal' (number), 'end'. */
 export type DeputyHandle = Pick<ppm.Deputy, 'on' | 'removeAllListeners' | 'exit' | 'kill' | 'restoreInto' | 'takeFds'> & Partial<Pick<ppm.Deputy, 'restoreFromFd' | 'relayed' | 'relayFds' | 'pull' | 'closeFd'>>
@@ -123,10 +128,16 @@ function availableBytes (): number {
   return m ? Number(m[1]) * 1024 : Number.MAX_SAFE_INTEGER
 }
 
-/** A helper started ahead: what `start` gives, or the reasons it found the process cannot move. */
-async function orReasons<T> (start: () => Promise<T>): Promise<T | { reasons: Array<{ code: string, text: string }> }> {
+/**
+ * A helper started ahead for pid: its go and cancel, or the reasons it found the process cannot
+ * move. Its cancel resolves once the helper has let go of the process, or after AHEAD_CANCEL_MS
+ * with a log line: a helper stuck on a process in uninterruptible sleep must not hold the move.
+ */
+async function ahead<G> (pid: number, start: () => Promise<{ go: G, cancel: () => Promise<void> }>): Promise<{ reasons: null, go: G, cancel: () => Promise<void> } | { reasons: Array<{ code: string, text: string }> }> {
   try {
-    return await start()
+    const a = await start()
+    const cancel = async (): Promise<void> => { if (!await within(a.cancel(), AHEAD_CANCEL_MS)) log('the helper started ahead for %d has not let go of it after %d ms', pid, AHEAD_CANCEL_MS) }
+    return { reasons: null, go: a.go, cancel }
   } catch (e) {
     if (e instanceof ppm.PpmError && e.reasons.length > 0) return { reasons: e.reasons }
     throw e
@@ -156,10 +167,9 @@ export const realEngine: Engine = {
   check: async pid => await ppm.check(pid, { family: true, relay: true }),
   hostInfo: async () => await ppm.hostInfo(),
   standby: on => { ppm.useStandby(on) },
-  startDeputy: async (pid, out, opts) => await orReasons(async () => {
+  startDeputy: async (pid, out, opts) => await ahead(pid, async () => {
     const d = await ppm.startDeputy(pid, out.fd, { ...opts, family: true, relay: true, stallMs: out.stallMs })
     return {
-      reasons: null,
       go: async (target?: string) => {
         const dumped = await d.go(target)
         return { hollow: async () => await dumped.hollow(), release: dumped.release }
@@ -167,10 +177,7 @@ export const realEngine: Engine = {
       cancel: d.cancel
     }
   }),
-  startDump: async (pid, out, opts) => await orReasons(async () => {
-    const d = await ppm.startDump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs })
-    return { reasons: null, go: d.go, cancel: d.cancel }
-  }),
+  startDump: async (pid, out, opts) => await ahead(pid, async () => await ppm.startDump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs })),
   deputy: async (pid, out, opts) => isRaw(out) ? await ppm.deputy(pid, out.fd, { ...opts, family: true, relay: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.deputy(pid, out, { ...opts, family: true, relay: true }),
   dump: async (pid, out, opts) => isRaw(out) ? await ppm.dump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.dump(pid, out, { ...opts, relay: true }),
   restore: async (src, opts) => {

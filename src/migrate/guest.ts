@@ -24,8 +24,7 @@ import { Link } from './link.js'
 import type { Message, MigrateMsg, RejoinMsg, SendToMsg } from './protocol.js'
 import { GuestRelays, StdinPull, parseFdFrame, pipeEmpty, watchCloses } from './relay.js'
 import { GuestOutput, outFrame, type Counts } from './ack.js'
-import { AHEAD_CANCEL_MS, IDLE_CONNECTIONS_PER_PEER, OUTPUT_DRAIN_MS, OUTPUT_KEEP_BYTES, RECORD_SPACE } from '../config.js'
-import { within } from '../util/poll.js'
+import { IDLE_CONNECTIONS_PER_PEER, OUTPUT_DRAIN_MS, OUTPUT_KEEP_BYTES, RECORD_SPACE } from '../config.js'
 import { spaceRefusal } from './space.js'
 import { GuestStates, type GuestRecord } from './state.js'
 import { ImageCopy, ImageIn, TICKET_MS, Tickets, memoryRefusal, rawSink, rawSource, replay, sendImage, tee } from './transfer.js'
@@ -760,10 +759,7 @@ export class GuestSide {
         if (a !== null && a.reasons === null) return await a.go(target)
         return await engine.dump(pid, sink, target !== undefined ? { target } : {})
       },
-      cancel: async () => {
-        const a = await ahead?.catch(() => null)
-        if (a != null && a.reasons === null && !await within(a.cancel(), AHEAD_CANCEL_MS)) log('guest %d: its dump started ahead has not let go after %d ms', pid, AHEAD_CANCEL_MS)
-      }
+      cancel: async () => { const a = await ahead?.catch(() => null); if (a != null && a.reasons === null) await a.cancel() }
     }
   }
 
@@ -777,6 +773,7 @@ export class GuestSide {
     let used: ReturnType<Engine['psInfo']> | undefined
     let copy: ImageCopy | undefined
     let loud: (() => void) | null = null
+    let dump: ReturnType<GuestSide['dumpAhead']> | null = null
     try {
       if (!this.d.cluster.addressOf(m.node)) throw new Error(`no address for node ${m.node}`)
       out = await this.d.dial(m.node)
@@ -790,9 +787,9 @@ export class GuestSide {
       await sent
       used = this.d.engine.psInfo(g.pid)
       copy = makeCopy()
-      const dump = raw ? this.dumpAhead(g.pid, rawSink(out, copy) as RawSink) : null // (while M answers)
+      dump = raw ? this.dumpAhead(g.pid, rawSink(out, copy) as RawSink) : null // (while M answers)
       saveLeaving()
-      const sink = raw && (await out.expect('accept').catch(async e => { await dump?.cancel(); throw e })).raw === true ? rawSink(out, copy) : null
+      const sink = raw && (await out.expect('accept')).raw === true ? rawSink(out, copy) : null
       trace('n:m-accepted')
       if (sink === null) { await dump?.cancel(); loud?.(); loud = null } // (framed after all: the process let go first)
       if (sink !== null && dump !== null) {
@@ -802,6 +799,7 @@ export class GuestSide {
         bytes = copy.size
       } else await this.d.engine.dump(g.pid, tee(out.imageWriter(), copy, n => { bytes += n }), target)
     } catch (e) {
+      await dump?.cancel() // (a dump started ahead and not told to go lets go of the process)
       loud?.()
       out?.close()
       if (!g.r.alive()) {

@@ -15,8 +15,7 @@
 // with LOST_STATUS. docs/migrate.md has the sequence pictures.
 import { randomBytes } from 'node:crypto'
 import debug from '../util/log.js'
-import { ACK_BYTES, ACK_MS, AHEAD_CANCEL_MS, DEFAULTS, rejoinWaitMs } from '../config.js'
-import { within } from '../util/poll.js'
+import { ACK_BYTES, ACK_MS, DEFAULTS, rejoinWaitMs } from '../config.js'
 import { InLog, OutCounts } from './ack.js'
 import { ErrnoError, einval } from '../util/errno.js'
 import type { Cluster, Dial } from './cluster.js'
@@ -289,8 +288,7 @@ export class Home {
       // a deputy started ahead and never told to go ends here, the process let go unchanged
       // before the move is over (the next one's helper could not stop it while this one holds it)
       copy.release()
-      const cancelled = ahead?.then(async a => { if (a.reasons === null) await a.cancel() }, () => {})
-      if (cancelled !== undefined && !await within(cancelled, AHEAD_CANCEL_MS)) log('move of %d: its deputy started ahead has not let go after %d ms', p.pid, AHEAD_CANCEL_MS)
+      await ahead?.then(async a => { if (a.reasons === null) await a.cancel() }, () => {})
     }
   }
 

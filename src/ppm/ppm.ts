@@ -423,12 +423,24 @@ function dumpArgs (pid: number, opts: DumpOptions): { args: string[], more: Retu
 
 /** A dump's helper, until its image is out (OK) and passed on. */
 async function dumpDone (h: Helper, copy: Promise<void>, sink: SinkSetup): Promise<DumpResult> {
+  await imageOut(h, 'OK', copy, sink, null)
+  return { bytes: num(h.stats.bytes), pages: num(h.stats.pages), freezeMs: num(h.stats.freeze_ms), stats: h.stats }
+}
+
+/**
+ * Until the helper says `line` (its image written) and the image has been passed on (`copy`); the
+ * sink is closed then. A helper's failure is the error. `kept` (a deputy's pid): the original is
+ * frozen or hollow all the same and must be handed over (only the deputy can put it back), so a
+ * failure to pass on the image's very end is logged, the caller's stream knows it; else it is the
+ * error too.
+ */
+async function imageOut (h: Helper, line: string, copy: Promise<void>, sink: SinkSetup, kept: number | null): Promise<void> {
   try {
-    const ok = h.next('OK')
+    const ok = h.next(line)
     const [r] = await Promise.allSettled([ok, copy])
     if (r.status === 'rejected') { await copy.catch(() => {}); throw r.reason }
-    await copy
-    return { bytes: num(h.stats.bytes), pages: num(h.stats.pages), freezeMs: num(h.stats.freeze_ms), stats: h.stats }
+    if (kept === null) await copy
+    else await copy.catch(e => log('deputy %d: the image was written but not all passed on: %s', kept, (e as Error).message))
   } finally {
     sink.close()
   }
@@ -814,18 +826,8 @@ function spawnDeputy (pid: number, out: ImageSink, opts: DeputyOptions, wait: bo
 
 /** The deputy helper has been told to go: the image is written, the original hollowed. */
 async function deputyDone (pid: number, h: Helper, copy: Promise<void>, sink: SinkSetup): Promise<Deputy> {
-  try {
-    const ok = h.next('HOLLOW')
-    const [r] = await Promise.allSettled([ok, copy])
-    if (r.status === 'rejected') { await copy.catch(() => {}); throw r.reason }
-    // hollowed: the helper wrote the whole image. If passing it on into `out` failed at its very
-    // end, the caller's stream knows; the original is hollow all the same and must be handed over
-    // (only the Deputy can put it back)
-    await copy.catch(e => log('deputy %d: the image was written but not all passed on: %s', pid, (e as Error).message))
-    return new Deputy(pid, h, { bytes: num(h.stats.bytes), pages: num(h.stats.pages), freezeMs: num(h.stats.freeze_ms), stats: h.stats })
-  } finally {
-    sink.close()
-  }
+  await imageOut(h, 'HOLLOW', copy, sink, pid)
+  return new Deputy(pid, h, { bytes: num(h.stats.bytes), pages: num(h.stats.pages), freezeMs: num(h.stats.freeze_ms), stats: h.stats })
 }
 
 /**
@@ -868,12 +870,7 @@ export interface PendingDeputy {
 export async function startDeputy (pid: number, out: ImageSink, opts: Omit<DeputyOptions, 'target'> = {}): Promise<PendingDeputy> {
   const { h, copy, sink } = spawnDeputy(pid, out, opts, true)
   return await startedAhead(h, copy, sink, 'deputy', async () => {
-    try {
-      const ok = h.next('DUMPED')
-      const [r] = await Promise.allSettled([ok, copy])
-      if (r.status === 'rejected') { await copy.catch(() => {}); throw r.reason }
-      await copy.catch(e => log('deputy %d: the image was written but not all passed on: %s', pid, (e as Error).message))
-    } finally { sink.close() }
+    await imageOut(h, 'DUMPED', copy, sink, pid)
     let told = false
     const tell = (what: 'HOLLOW' | 'RELEASE'): void => {
       if (told) throw new PpmError('EINVAL', 'this deputy was told already')
