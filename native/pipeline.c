@@ -74,6 +74,7 @@ struct rahead {
 	int end_err;		/* rec_end's result for the END record */
 	int taken;		/* the record at head is with the caller (its slot is head's) */
 	int stop;		/* the caller is gone: stop at the next record */
+	int go;			/* the stream is the reader's (a reader made ahead waits for it) */
 	struct imgr *r;
 };
 
@@ -99,6 +100,9 @@ static void release_to(struct rahead *a, unsigned h)
 static void *reader(void *arg)
 {
 	struct rahead *a = arg;
+	pthread_mutex_lock(&a->mu);
+	while (!a->go && !a->stop) pthread_cond_wait(&a->cv, &a->mu);
+	pthread_mutex_unlock(&a->mu);
 	for (;;) {
 		pthread_mutex_lock(&a->mu);
 		/* one record (and its slot) stays with the caller */
@@ -143,31 +147,53 @@ static void rahead_free(struct rahead *a)
 	free(a);
 }
 
-/* Starts reading r's records ahead (from its next one); 0, or -errno without a message (r is then
- * read as before, in the caller's thread). HPC_PPM_PIPE=off: never (to compare). A thread cannot
- * be made once this helper has unshared a pid or time namespace for its children: a restore
- * starts it before that (ppm.c cmd_restore). */
-int rahead_start(struct imgr *r)
+static struct rahead *made;	/* a reader made ahead (rahead_make), waiting for its stream */
+
+static struct rahead *rahead_new(void)
 {
-	if (pipe_off()) return -ENOTSUP;
 	struct rahead *a = calloc(1, sizeof *a);
-	if (!a) return -ENOMEM;
-	if (slots_map(a->slot)) { free(a); return -ENOMEM; }
+	if (!a) return NULL;
+	if (slots_map(a->slot)) { free(a); return NULL; }
 	/* (address space only: a small slot's pages are made when a record is read into them) */
 	uint8_t *m = mmap(NULL, (size_t)RSMALL * SSTRIDE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (m == MAP_FAILED) { rahead_free(a); return -ENOMEM; }
+	if (m == MAP_FAILED) { rahead_free(a); return NULL; }
 	a->small = m + PAGE - 16;	/* as a big slot: the page data after its 16-byte address/length page aligned */
 	for (int i = 0; i < SLOTS; i++) a->free_big[a->nbig++] = a->slot[i];
 	for (int i = RSMALL - 1; i >= 0; i--) a->free_small[a->nsmall++] = a->small + (size_t)i * SSTRIDE;
 	pthread_mutex_init(&a->mu, NULL);
 	pthread_cond_init(&a->cv, NULL);
-	struct imgr *copy = malloc(sizeof *copy);
-	if (!copy) { rahead_free(a); return -ENOMEM; }
+	if (!(a->r = malloc(sizeof *a->r))) { rahead_free(a); return NULL; }
+	if (pthread_create(&a->th, NULL, reader, a)) { free(a->r); rahead_free(a); return NULL; }
+	return a;
+}
+
+/* Makes the reader thread of the next rahead_start now, idle until then: a restore that makes its
+ * namespaces before it has read its metadata (a guest's stub made ahead, ppm.c) has no thread made
+ * after them. 0, or -1 (rahead_start then makes one, or reads in the caller's thread). */
+int rahead_make(void)
+{
+	if (pipe_off() || made) return made ? 0 : -1;
+	made = rahead_new();
+	return made ? 0 : -1;
+}
+
+/* Starts reading r's records ahead (from its next one); 0, or -errno without a message (r is then
+ * read as before, in the caller's thread). HPC_PPM_PIPE=off: never (to compare). A thread cannot
+ * be made once this helper has unshared a pid or time namespace for its children: a restore
+ * starts it before that (ppm.c cmd_restore), or has made it ahead (rahead_make). */
+int rahead_start(struct imgr *r)
+{
+	if (pipe_off()) return -ENOTSUP;
+	struct rahead *a = made;
+	made = NULL;
+	if (!a) a = rahead_new();
+	if (!a) return -ENOMEM;
 	/* the reader owns the stream's state from here: the caller's r only points at it */
-	*copy = *r;
-	a->r = copy;
-	int pe = pthread_create(&a->th, NULL, reader, a);
-	if (pe) { free(copy); rahead_free(a); return -pe; }
+	pthread_mutex_lock(&a->mu);
+	*a->r = *r;
+	a->go = 1;
+	pthread_cond_broadcast(&a->cv);
+	pthread_mutex_unlock(&a->mu);
 	r->peeked = 0;	/* a record peeked at is the reader's first */
 	r->ra = a;
 	return 0;

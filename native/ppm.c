@@ -12,6 +12,8 @@
  *           [--precopy [--rounds N]] [--relay] [--wait] | hostinfo | info | rawpipe BYTES
  *   --wait: a dump or deputy started ahead of its move checks the process, says CHECKED, reads it,
  *           waits for GO
+ *   --pid-hint (restore --guest --keep): the pid its offer said; its pid namespace and stub are made
+ *           while the image comes (stub_ahead), and an image of another pid fails
  *   --confirm: the deputy keeps the dumped original frozen (DUMPED) until HOLLOW or RELEASE
  *   --precopy (precopy.c): memory copied in rounds while the process runs, frozen for the last one
  *   --family (family.c): check and deputy allow children; restore catches the family calls
@@ -248,16 +250,54 @@ static int await_go(void)
 	}
 }
 
+/* A guest's stub made ahead (restore --guest --keep --pid-hint PID): its pid namespace and its stub
+ * (pid PID there) are made while the image is on its way, not after its metadata. The reader of the
+ * page records is made before them (no thread can be made after a pid namespace) and waits. The
+ * stub keeps the stdio of keep_prepare and the reaper is not told its pid (spawn_stub) until the
+ * metadata has said the pid: an image of another pid (a process in a pid namespace of its own at
+ * home) gets a stub made again, in the same namespace. One that needs a time namespace has the
+ * stub join it (stub_join_timens). Returns 0 with *made (the stub) and *pidns (the namespace)
+ * set as far as they could be made (without a namespace the stub is made after the metadata, as
+ * without a hint), or a failure reported. */
+static int stub_ahead(struct restore_opts *o, struct keep *k, struct tracee *t, int *made, int *pidns, int *kept)
+{
+	*made = *pidns = 0;
+	rahead_make();
+	if (keep_prepare(k)) return report_err();
+	trace("keep-prepared");
+	if (guest_pidns()) return 0;
+	*pidns = 1;
+	trace("pidns");
+	if (spawn_stub(t, o->pid_hint, kept)) return report_err();
+	trace("stub");
+	if (!*kept) { kill_reap(t->pid); fail(EEXIST, "pid %d is taken in the guest's own pid namespace", o->pid_hint); return report_err(); }
+	*made = 1;
+	return 0;
+}
+
 static int cmd_restore(struct restore_opts *o)
 {
 	double t0 = now_ms();
 	trace("restore-start");
 	struct imgr r = { .fd = 3 };
 	struct image *im;
-	int e = read_meta(&r, &im);
-	if (e) return report_err();
+	struct keep k;
+	struct tracee t;
+	/* ahead: a stub made ahead (stub_ahead); prepared: keep_prepare and the pid namespace done */
+	int kept = 0, ahead = 0, prepared = 0, pidns = 0, e;
+	if (o->pid_hint > 0 && guest_ids && o->keep_ms && o->stdio_from <= 0) {
+		if ((e = stub_ahead(o, &k, &t, &ahead, &pidns, &kept))) return e;
+		prepared = 1;
+	}
+	e = read_meta(&r, &im);
+	if (e) { if (ahead) kill_reap(t.pid); return report_err(); }
 	trace("meta");
-	if (validate_image(im, 1)) { fail(ENOTSUP, "this host cannot restore the image faithfully"); return report_err(); }
+	if (ahead && im->h.pid != o->pid_hint) {
+		ctlf("STAT stub_ahead=0 reason=pid:%d", im->h.pid);
+		kill_reap(t.pid);
+		ahead = 0;
+	}
+	if (validate_image(im, 1)) { if (ahead) kill_reap(t.pid); fail(ENOTSUP, "this host cannot restore the image faithfully"); return report_err(); }
 	int64_t om = 0, ob = 0;
 	int timens = timens_for(im, o, &om, &ob);
 	if (o->stdio_from > 0) {
@@ -273,24 +313,26 @@ static int cmd_restore(struct restore_opts *o)
 		}
 		close(pfd);
 	}
-	if (o->keep_pid && !o->pid_now) wait_for_pid(&r, im->h.pid);
+	if (o->keep_pid && !o->pid_now && !pidns) wait_for_pid(&r, im->h.pid);
 	/* the page records read ahead by a thread (pipeline.c), made before the namespaces below */
 	rahead_start(&r);
 	trace("rahead");
-	if (timens && (e = setup_timens(om, ob))) return report_err();
-	struct keep k;
-	if (o->keep_ms && keep_prepare(&k)) return report_err();
-	/* a guest gets a pid namespace of its own, with its home pid in it (restore.c guest_pidns);
-	 * made after keep_prepare, which closes what the helper does not need */
-	trace("keep-prepared");
-	int pidns = guest_ids && guest_pidns() == 0;
-	trace("pidns");
-	struct tracee t;
-	int kept = 0;
-	e = spawn_stub(&t, o->keep_pid || pidns ? im->h.pid : 0, &kept);
+	if (timens && (e = setup_timens(om, ob))) { if (ahead) kill_reap(t.pid); return report_err(); }
+	if (ahead) {
+		if (timens && (e = stub_join_timens(&t))) { kill_reap(t.pid); return report_err(); }
+	} else {
+		if (o->keep_ms && !prepared && keep_prepare(&k)) return report_err();
+		/* a guest gets a pid namespace of its own, with its home pid in it (restore.c guest_pidns);
+		 * made after keep_prepare, which closes what the helper does not need */
+		trace("keep-prepared");
+		if (!prepared) pidns = guest_ids && guest_pidns() == 0;
+		trace("pidns");
+		e = spawn_stub(&t, o->keep_pid || pidns ? im->h.pid : 0, &kept);
+		if (e) { if (o->keep_ms) keep_spawned(); return report_err(); }
+		trace("stub");
+	}
 	if (o->keep_ms) keep_spawned();
-	if (e) return report_err();
-	trace("stub");
+	reaper_tell(t.vpid);	/* (the stub is the guest's: the namespace ends with it) */
 	if (o->require_pid && !kept) { kill_reap(t.pid); fail(EEXIST, "pid %d is taken", im->h.pid); return report_err(); }
 	t.keep_tids = o->require_pid ? 2 : o->keep_pid || pidns;	/* the other threads' tids, as the pid */
 	if (pidns) ctlf("STAT pidns=1 nspid=%d", t.vpid);
@@ -411,7 +453,7 @@ static void usage(void)
 		"                              (image on fd 3, --copy: also on fd 6; commands on fd 5; --wait: CHECKED, then GO [HOSTINFO] on fd 5;\n"
 		"                               --confirm: DUMPED, then HOLLOW or RELEASE on fd 5)\n"
 		"       hpc-ppm-helper restore [--new-pid|--require-pid|--pid-now] [--no-wait] [--eintr] [--stdio-from PID] [--family] [--hold]\n"
-		"                              [--keep LEASE_MS]  (keeper: the process outlives its daemon) [--guest]\n"
+		"                              [--keep LEASE_MS]  (keeper: the process outlives its daemon) [--guest [--pid-hint PID]]\n"
 		"                              [--clock auto|real|continue|OFFSET_NS] [--stall-ms MS] [--test-fault early|end]\n"
 		"                              (image on fd 3: a pipe, file or socket)\n"
 		"       hpc-ppm-helper info    (image on fd 3)\n"
@@ -584,7 +626,7 @@ static int run(int argc, char **argv)
 		return cmd_deputy(pid, target);
 	}
 	if (!strcmp(cmd, "restore")) {
-		struct restore_opts o = { 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0 };
+		struct restore_opts o = { 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
 		for (int i = 2; i < argc; i++) {
 			if (!strcmp(argv[i], "--new-pid")) o.keep_pid = 0;
 			else if (!strcmp(argv[i], "--require-pid")) o.require_pid = 1;
@@ -593,6 +635,12 @@ static int run(int argc, char **argv)
 			else if (!strcmp(argv[i], "--family")) g_family = 1;
 			else if (!strcmp(argv[i], "--hold")) o.hold = 1;
 			else if (!strcmp(argv[i], "--pid-now")) o.pid_now = 1;
+			else if (!strcmp(argv[i], "--pid-hint") && i + 1 < argc) {
+				char *x;
+				long v = strtol(argv[++i], &x, 10);
+				if (*x || v < 1 || v > 0x3fffffff) { usage(); return 2; }
+				o.pid_hint = v;
+			}
 			else if (!strcmp(argv[i], "--stall-ms") && i + 1 < argc) g_stall_ms = atoi(argv[++i]);
 			else if (!strcmp(argv[i], "--test-fault") && i + 1 < argc) {
 				const char *v = argv[++i];

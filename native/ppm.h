@@ -133,6 +133,7 @@ int rec_body_ref(struct imgr *r, const struct rechdr *h, void *buf, size_t cap, 
 int drain_image(struct imgr *r);
 
 /* ---------- pipeline.c ---------- */
+int rahead_make(void);
 int rahead_start(struct imgr *r);
 int rahead_next(struct imgr *r, struct rechdr *h);
 const uint8_t *rahead_body(struct imgr *r);
@@ -403,6 +404,7 @@ struct restore_opts {
 	pid_t stdio_from;
 	int fault_end;	/* --test-fault end: fail once the whole image is read */
 	int pid_now;	/* --pid-now: keep the pid if it is free now, else a new pid at once (no waiting for a holder being dumped) */
+	pid_t pid_hint;	/* --pid-hint: a guest's pid as its offer said it (its stub made ahead, ppm.c) */
 };
 /* Guests' ids (restore --guest): a guest runs with real and saved uid GUEST_ID_BASE + its home
  * uid, and its home uid as effective (and file system) uid: its files are its own, but no local
@@ -416,8 +418,10 @@ int restore_thread(struct tracee *t, const struct image_thread *it, uint64_t scr
 int restore_thread_regs(struct tracee *t, const struct image_thread *it, int eintr_policy);
 int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow, int eintr_policy);
 int spawn_stub(struct tracee *t, pid_t want, int *kept);
+void reaper_tell(pid_t id);
 int timens_for(struct image *im, struct restore_opts *o, int64_t *off_mono, int64_t *off_boot);
 int setup_timens(int64_t off_mono, int64_t off_boot);
+int stub_join_timens(struct tracee *t);
 
 /* ---------- fill.c ---------- */
 struct fill {

@@ -387,8 +387,9 @@ int guest_pidns(void)
 	return 0;
 }
 
-/* tells the reaper which pid to outlive (id in the namespace), or that there is none (0) */
-static void reaper_tell(pid_t id)
+/* tells the reaper which pid to outlive (id in the namespace, once the stub is the guest's), or
+ * that there is none (0); nothing without a namespace */
+void reaper_tell(pid_t id)
 {
 	if (reaper_w < 0) return;
 	if (id > 0 && write(reaper_w, &id, sizeof id) != sizeof id) { /* it then leaves at once */ }
@@ -435,7 +436,6 @@ int spawn_stub(struct tracee *t, pid_t want, int *kept)
 	t->pid = pid;
 	t->vpid = ns_inner(pid);
 	t->memfd = -1;
-	reaper_tell(t->vpid);
 	int st, e = twait(t, &st);
 	if (e) return e;
 	if (WSTOPSIG(st) != SIGTRAP) { kill(pid, SIGKILL); return fail(EIO, "restore stub did not stop after exec"); }
@@ -461,6 +461,29 @@ int setup_timens(int64_t off_mono, int64_t off_boot)
 	if (write(fd, b, n) != n) { int e = errno; close(fd); return fail(e, "setting time namespace offsets: %s", strerror(e)); }
 	close(fd);
 	return 0;
+}
+
+/* A stub made ahead of its image (a guest's, ppm.c) joins the time namespace this helper has just
+ * made for its children (setup_timens), which it was made before: by injected calls, before
+ * anything of the image is mapped. setns changes a single-threaded caller's time namespace at once
+ * (and its vDSO's clocks with it). The path is written over the stub's own arguments on its stack
+ * (all of its memory is torn down later). */
+int stub_join_timens(struct tracee *t)
+{
+	uint64_t vvar, vclock, vdso;
+	int e = find_vdso(t, &vvar, &vclock, &vdso);	/* (where the calls are made) */
+	if (e) return e;
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/ns/time_for_children", getpid());
+	uint64_t at = t->regs0.rsp;
+	long fd = -1;
+	if (!(e = mem_write(t, at, path, strlen(path) + 1))) e = INJ(t, &fd, SYS_openat, AT_FDCWD, at, O_RDONLY | O_CLOEXEC, 0, 0, 0);
+	if (!e) {
+		e = INJ(t, NULL, SYS_setns, fd, CLONE_NEWTIME, 0, 0, 0, 0);
+		int e2 = INJ(t, NULL, SYS_close, fd, 0, 0, 0, 0, 0);
+		if (!e) e = e2;
+	}
+	return e;
 }
 
 /* the time namespace offsets a restore with options o needs; 0 when none is needed */

@@ -99,8 +99,10 @@ export interface Engine {
    * Restores an image (a stream, or a connection's socket the engine reads itself) into a fresh
    * guest process, kept by its restore helper (keeper mode): with `hold` it runs only once told to
    * go; with nobody attached for `leaseMs`, its keeper kills it. `pidNow`: see ppm.RestoreOptions.
+   * `pidHint`: its pid as its offer said: its pid namespace and stub are made while the image comes
+   * (docs/ppm.md "A guest's stub made ahead").
    */
-  restore (src: Readable | RawSource, opts: { hold: boolean, family?: boolean, leaseMs: number, pidNow?: boolean }): Promise<GuestProcess>
+  restore (src: Readable | RawSource, opts: { hold: boolean, family?: boolean, leaseMs: number, pidNow?: boolean, pidHint?: number }): Promise<GuestProcess>
   /** Attaches again to a guest process (after this daemon was restarted); throws when it is gone. */
   adopt (keeper: KeepInfo): GuestProcess
   /** process.kill */
@@ -181,7 +183,7 @@ export const realEngine: Engine = {
   deputy: async (pid, out, opts) => isRaw(out) ? await ppm.deputy(pid, out.fd, { ...opts, family: true, relay: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.deputy(pid, out, { ...opts, family: true, relay: true }),
   dump: async (pid, out, opts) => isRaw(out) ? await ppm.dump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.dump(pid, out, { ...opts, relay: true }),
   restore: async (src, opts) => {
-    const kept = { clock: 'auto' as const, hold: opts.hold, guest: true, family: opts.family, leaseMs: opts.leaseMs, pidNow: opts.pidNow }
+    const kept = { clock: 'auto' as const, hold: opts.hold, guest: true, family: opts.family, leaseMs: opts.leaseMs, pidNow: opts.pidNow, pidHint: opts.pidHint }
     return fromKept(attachKept(isRaw(src) ? await ppm.restoreKept(src.fd, { ...kept, stallMs: src.stallMs, testFault: src.testFault }) : await ppm.restoreKept(src, kept), true))
   },
   adopt: keeper => fromKept(attachKept(keeper)),

@@ -196,8 +196,9 @@ export class GuestSide {
         if (raw) src = rawSource(c, fault || undefined) as RawSource
       } else if (raw) src = rawSource(conn, fault || undefined) as RawSource
       // pidNow: on N -> M the image's pid may still be held by N's copy, frozen while it streams
-      // (nodes sharing one pid space, as in the lab): no waiting for it, the restore overlaps the stream
-      r = await engine.restore(src, { hold: true, family: true, leaseMs: this.leaseMs, ...(raw ? { pidNow: true } : {}) })
+      // (nodes sharing one pid space, as in the lab): no waiting for it, the restore overlaps the stream;
+      // pidHint: the pid the offer said, for its pid namespace and stub made while the image comes
+      r = await engine.restore(src, { hold: true, family: true, leaseMs: this.leaseMs, ...(raw ? { pidNow: true } : {}), ...(Number.isSafeInteger(m.pid) && m.pid > 0 ? { pidHint: m.pid } : {}) })
     } catch (e) {
       unhold?.()
       img.done()

@@ -586,8 +586,10 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
  * `guest`: it runs with a guest's ids (real and saved uid GUEST_ID_BASE + its own, docs/ppm.md), in a
  * pid namespace of its own where it has its image's pid and tids (the returned pid is its host pid).
  * `family`: its family calls are caught (as restore's); whoever attaches hears them (Kept.family).
+ * `pidHint` (with `guest`): the pid its offer said it has: its pid namespace and stub are made while
+ * the image comes (docs/ppm.md "A guest's stub made ahead"); an image of another pid fails.
  */
-export async function restoreKept (src: ImageSource, opts: { clock?: RestoreOptions['clock'], hold?: boolean, guest?: boolean, family?: boolean, leaseMs: number } & Pick<RestoreOptions, 'pidNow' | 'stallMs' | 'testFault'>): Promise<KeepInfo> {
+export async function restoreKept (src: ImageSource, opts: { clock?: RestoreOptions['clock'], hold?: boolean, guest?: boolean, family?: boolean, leaseMs: number, pidHint?: number } & Pick<RestoreOptions, 'pidNow' | 'stallMs' | 'testFault'>): Promise<KeepInfo> {
   if (!Number.isSafeInteger(opts.leaseMs) || opts.leaseMs < 1) throw einval(`bad lease ${opts.leaseMs}`)
   const args = ['restore', '--keep', String(opts.leaseMs)]
   if (opts.hold === true) args.push('--hold')
@@ -595,6 +597,7 @@ export async function restoreKept (src: ImageSource, opts: { clock?: RestoreOpti
   if (opts.stallMs != null) args.push('--stall-ms', String(Math.max(1, Math.round(opts.stallMs))))
   if (opts.testFault != null) args.push('--test-fault', opts.testFault)
   if (opts.guest === true) args.push('--guest')
+  if (opts.guest === true && opts.pidHint !== undefined) { checkPid(opts.pidHint); args.push('--pid-hint', String(opts.pidHint)) }
   if (opts.family === true) args.push('--family')
   if (opts.clock != null) args.push('--clock', String(opts.clock))
   const source = sourceFor(src)

@@ -5,9 +5,11 @@
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync, readdirSync } from 'node:fs'
+import { PassThrough } from 'node:stream'
+import { poll } from '../../src/util/poll.js'
 import { dump, info, restoreKept } from '../../src/ppm/ppm.js'
 import { attachKept, type Kept } from '../../src/ppm/keeper.js'
-import { Lab, waitFor } from './harness.js'
+import { Lab, lines, waitFor } from './harness.js'
 
 const lab = new Lab()
 const kept: Kept[] = []
@@ -70,4 +72,80 @@ test('a guest runs in its own pid namespace under its home pid and tids; its ima
   await k.exited
   k.release()
   await waitFor(() => { try { return !children().includes(reaper) } catch { return true } }, 30000, 'the reaper gone with the guest')
+})
+
+/** The helpers this test process has spawned (restore helpers), and a process's children and name. */
+const childrenOf = (pid: number): number[] => {
+  try { return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number) } catch { return [] }
+}
+const comm = (pid: number): string => { try { return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() } catch { return '' } }
+
+test('a guest whose pid its offer said (pidHint): its namespace and stub are made before any of its image comes, and the stub becomes it', async () => {
+  const bin = lab.compile('nsids')
+  const s = lab.start(bin, [], ['pipe', 'pipe', 'pipe'])
+  await waitFor(() => said(s.out).length === 1, 30000, 'the subject saying its ids')
+  const home = said(s.out)[0]
+  const img = lab.path('hint.img')
+  await dump(s.pid, img)
+  await waitFor(() => s.child.exitCode !== null || s.child.signalCode !== null, 30000, 'the original gone after its dump')
+
+  const src = new PassThrough()
+  const restoring = restoreKept(src, { guest: true, leaseMs: 120000, pidHint: home.pid })
+  restoring.catch(() => {})
+  // nothing of the image has been written yet: the restore's helper has made the stub all the same
+  const stubs = (): number[] => childrenOf(process.pid).filter(h => comm(h) === 'hpc-ppm-helper').flatMap(childrenOf).filter(c => comm(c) === 'hpc-ppm-stub')
+  const stub = await poll('the stub made before any of the image', () => stubs()[0], { timeoutMs: 30000, everyMs: 10 })
+  assert.deepEqual(nspid(stub), [stub, home.pid], 'the stub has the pid the offer said, in a namespace of its own')
+  src.end(readFileSync(img))
+  const ki = await restoring
+  assert.equal(ki.pid, stub, 'the stub made ahead is the guest')
+  const k = attachKept(ki)
+  kept.push(k)
+  let out = ''
+  k.stdout?.on('data', (b: Buffer) => { out += b.toString() })
+  k.stdin?.write('ids?\n')
+  await waitFor(() => said(out).length === 1, 30000, 'the restored guest saying its ids')
+  assert.deepEqual(said(out)[0], home, 'getpid() and each thread\'s gettid() are its home ids')
+  process.kill(ki.pid, 'SIGKILL')
+  await k.exited
+})
+
+test('a pid hint the image does not have: the stub is made again in the same namespace, with the image\'s pid', async () => {
+  const bin = lab.compile('nsids')
+  const s = lab.start(bin, [], ['pipe', 'pipe', 'pipe'])
+  await waitFor(() => said(s.out).length === 1, 30000, 'the subject saying its ids')
+  const home = said(s.out)[0]
+  const img = lab.path('hint-other.img')
+  await dump(s.pid, img)
+  await waitFor(() => s.child.exitCode !== null || s.child.signalCode !== null, 30000, 'the original gone after its dump')
+  const ki = await restoreKept(img, { guest: true, leaseMs: 120000, pidHint: home.pid + 1 })
+  const k = attachKept(ki)
+  kept.push(k)
+  assert.deepEqual(nspid(ki.pid), [ki.pid, home.pid], 'its home pid in its namespace, not the hint')
+  let out = ''
+  k.stdout?.on('data', (b: Buffer) => { out += b.toString() })
+  k.stdin?.write('ids?\n')
+  await waitFor(() => said(out).length === 1, 30000, 'the restored guest saying its ids')
+  assert.deepEqual(said(out)[0], home)
+  process.kill(ki.pid, 'SIGKILL')
+  await k.exited
+})
+
+test('a stub made ahead joins the time namespace its image needs: clock "continue" hides a 1.5 s pause', async () => {
+  const bin = lab.compile('sleeper')
+  const s = lab.start(bin, ['8', '100', '1000', '0'], ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => lines(s.out) >= 3, 5000, 'sleeper output')
+  const img = lab.path('hint-clock.img')
+  await dump(s.pid, img)
+  await s.exited
+  await new Promise(resolve => setTimeout(resolve, 1500)) // the time a move takes between hosts
+  const ki = await restoreKept(img, { guest: true, leaseMs: 120000, pidHint: s.pid, clock: 'continue' })
+  const k = attachKept(ki)
+  kept.push(k)
+  let out = ''
+  k.stdout?.on('data', (b: Buffer) => { out += b.toString() })
+  const st = await k.exited
+  await waitFor(() => /clock (ok|jump)/.test(out), 10000, 'the sleeper\'s verdict on its clock')
+  assert.match(out, /clock ok\n$/, 'the pause is invisible: the stub is in the time namespace')
+  assert.equal(st.code, 0)
 })
