@@ -11,14 +11,17 @@
 // namespace. Then the pre-copy case (--precopy-mib, default 100, with --quick 0; 0: none): a subject of that size
 // writing --write-kib KiB/s (default 1024) is moved out and home --runs times in the same lab
 // (stop-and-copy), then in a 2-node lab whose daemons run with --precopy: its freeze and downtime
-// side by side. Everything it starts is removed on exit, error or Ctrl-C.
+// side by side. Everything it starts is removed on exit, error or Ctrl-C. --pin: each node as a
+// machine of its own, confined to one CPU (node 1, with this bench, its subjects and the reference
+// clients, on CPU 0; node 2 and the reference servers on CPU 1; node 3 on CPU 0): the two sides of
+// a move do not share a CPU, as on two hosts.
 //
-//   scripts/bench-migrate [--quick] [--sizes 1,100,500] [--runs 3] [--precopy-mib 100] [--write-kib 1024]
+//   scripts/bench-migrate [--quick] [--pin] [--sizes 1,100,500] [--runs 3] [--precopy-mib 100] [--write-kib 1024]
 import { parseArgs } from 'node:util'
-import { spawn, type ChildProcess } from 'node:child_process'
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, openSync, readSync, closeSync } from 'node:fs'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, openSync, readSync, closeSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
-import { tmpdir, loadavg } from 'node:os'
+import { availableParallelism, tmpdir, loadavg } from 'node:os'
 import { join, resolve, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
@@ -38,6 +41,7 @@ const MOVE_TIMEOUT_MS = 60_000
 const { values: opts } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
+    pin: { type: 'boolean', default: false },
     sizes: { type: 'string' },
     runs: { type: 'string', default: '3' },
     'precopy-mib': { type: 'string' },
@@ -47,7 +51,7 @@ const { values: opts } = parseArgs({
 })
 function usage (msg?: string): never {
   if (msg) console.error(`bench-migrate: ${msg}`)
-  console.error('usage: scripts/bench-migrate [--quick] [--sizes 1,100,500] [--runs 3] [--precopy-mib 100] [--write-kib 1024]')
+  console.error('usage: scripts/bench-migrate [--quick] [--pin] [--sizes 1,100,500] [--runs 3] [--precopy-mib 100] [--write-kib 1024]')
   process.exit(msg ? 2 : 0)
 }
 if (opts.help) usage()
@@ -58,6 +62,7 @@ const writeKib = Number(opts['write-kib'])
 if (sizes.some(s => !Number.isInteger(s) || s < 1 || s > 8192) || !Number.isInteger(runs) || runs < 1) usage('bad --sizes or --runs')
 if (!Number.isInteger(precopyMib) || precopyMib < 0 || precopyMib > 8192 || !Number.isInteger(writeKib) || writeKib < 1) usage('bad --precopy-mib or --write-kib')
 if (process.getuid?.() !== 0) usage('needs root (network namespaces)')
+if (opts.pin && availableParallelism() < 2) usage('--pin needs 2 CPUs')
 
 const f1 = (x: number): string => Number.isFinite(x) ? x.toFixed(1) : '-'
 const f0 = (x: number): string => Number.isFinite(x) ? x.toFixed(0) : '-'
@@ -249,9 +254,31 @@ function once () {
   .catch(e => { console.error(e.message); process.exit(1) })
 `
 
+/** --pin: the CPU of node id (a machine of its own: node 2 alone on CPU 1) */
+const cpuOfNode = (id: number): number => id === 2 ? 1 : 0
+
+/** pid and its descendants (all of their threads) confined to CPU cpu: what they start later inherits it. */
+function pinTree (pid: number, cpu: number): void {
+  const kids = (p: number): number[] => {
+    let tids: string[] = []
+    try { tids = readdirSync(`/proc/${p}/task`) } catch { return [] }
+    return tids.flatMap(t => { try { return readFileSync(`/proc/${p}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number) } catch { return [] } })
+  }
+  for (const q = [pid]; q.length > 0;) {
+    const p = q.shift() as number
+    try { execFileSync('taskset', ['-a', '-cp', String(cpu), String(p)], { stdio: 'ignore' }) } catch {} // (gone meanwhile)
+    q.push(...kids(p))
+  }
+}
+
+/** --pin: every node of the lab on its CPU (its daemon, its standby helpers, all they start later). */
+function pinLab (l: Lab): void {
+  for (const n of l.nodes) if (n.pid !== undefined) pinTree(n.pid, cpuOfNode(n.id))
+}
+
 /** A reference server started in node 2's namespace: resolves once it says `listening`. */
 async function startServer (what: string, cmd: string, args: string[]): Promise<void> {
-  const c = track((lab as Lab).spawn(2, cmd, args, { stdio: 'pipe' }))
+  const c = track((lab as Lab).spawn(2, opts.pin ? 'taskset' : cmd, opts.pin ? ['-c', String(cpuOfNode(2)), cmd, ...args] : args, { stdio: 'pipe' }))
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`${what} server did not start`)), 10_000)
     createInterface({ input: c.stdout as NodeJS.ReadableStream }).on('line', line => { if (line === 'listening') { clearTimeout(t); resolve() } })
@@ -356,6 +383,11 @@ async function main (): Promise<void> {
     handleSignals: false
   })
   await lab.waitAllUp({ timeoutMs: 30_000 }) // every node sees every other (node 2 sends to node 3 itself)
+  if (opts.pin) {
+    pinTree(process.pid, cpuOfNode(1)) // this bench is node 1's user: its subjects and clients too
+    pinLab(lab)
+    console.log('pinned: node 1 (with this bench, its subjects and the reference clients) and node 3 on CPU 0, node 2 and the reference servers on CPU 1')
+  }
   const n1 = lab.node(1)
   const n2 = lab.node(2)
   const n3 = lab.node(3)
@@ -457,6 +489,7 @@ async function main (): Promise<void> {
       handleSignals: false
     })
     await lab.waitAllUp({ timeoutMs: 30_000 })
+    if (opts.pin) pinLab(lab)
     const pre = await writerMoves(launcher, subject, precopyMib, writeKib, 'pre-copy')
     const med = (ms: Move[], k: keyof Move): number => median(ms.map(m => m[k] as number).filter(Number.isFinite))
     const cols = ['', 'freeze out', 'downtime out', 'migrate out', 'freeze home', 'downtime home', 'migrate home', 'rounds out/home', 'fell back']
