@@ -163,7 +163,13 @@ static struct rahead *rahead_new(void)
 	pthread_mutex_init(&a->mu, NULL);
 	pthread_cond_init(&a->cv, NULL);
 	if (!(a->r = malloc(sizeof *a->r))) { rahead_free(a); return NULL; }
-	if (pthread_create(&a->th, NULL, reader, a)) { free(a->r); rahead_free(a); return NULL; }
+	if (pthread_create(&a->th, NULL, reader, a)) {
+		pthread_cond_destroy(&a->cv);
+		pthread_mutex_destroy(&a->mu);
+		free(a->r);
+		rahead_free(a);
+		return NULL;
+	}
 	return a;
 }
 

@@ -13,7 +13,7 @@
  *   --wait: a dump or deputy started ahead of its move checks the process, says CHECKED, reads it,
  *           waits for GO
  *   --pid-hint (restore --guest --keep): the pid its offer said; its pid namespace and stub are made
- *           while the image comes (stub_ahead), and an image of another pid fails
+ *           while the image comes (stub_ahead); an image of another pid gets a stub made again
  *   --confirm: the deputy keeps the dumped original frozen (DUMPED) until HOLLOW or RELEASE
  *   --precopy (precopy.c): memory copied in rounds while the process runs, frozen for the last one
  *   --family (family.c): check and deputy allow children; restore catches the family calls
@@ -270,7 +270,13 @@ static int stub_ahead(struct restore_opts *o, struct keep *k, struct tracee *t, 
 	trace("pidns");
 	if (spawn_stub(t, o->pid_hint, kept)) return report_err();
 	trace("stub");
-	if (!*kept) { kill_reap(t->pid); fail(EEXIST, "pid %d is taken in the guest's own pid namespace", o->pid_hint); return report_err(); }
+	if (!*kept) {
+		/* the pid could not be had (above this host's pid_max, say): the stub is made after the
+		 * metadata, as without a hint (it gets another pid, STAT pid_kept=0) */
+		ctlf("STAT stub_ahead=0 reason=pid-not-kept");
+		kill_reap(t->pid);
+		return 0;
+	}
 	*made = 1;
 	return 0;
 }
@@ -318,9 +324,14 @@ static int cmd_restore(struct restore_opts *o)
 	rahead_start(&r);
 	trace("rahead");
 	if (timens && (e = setup_timens(om, ob))) { if (ahead) kill_reap(t.pid); return report_err(); }
-	if (ahead) {
-		if (timens && (e = stub_join_timens(&t))) { kill_reap(t.pid); return report_err(); }
-	} else {
+	if (ahead && timens && stub_join_timens(&t)) {
+		/* (the stub cannot join it: one made now is made in it) */
+		ctlf("STAT stub_ahead=0 reason=timens:%s", errname(g_errno));
+		clear_err();
+		kill_reap(t.pid);
+		ahead = 0;
+	}
+	if (!ahead) {
 		if (o->keep_ms && !prepared && keep_prepare(&k)) return report_err();
 		/* a guest gets a pid namespace of its own, with its home pid in it (restore.c guest_pidns);
 		 * made after keep_prepare, which closes what the helper does not need */

@@ -483,6 +483,12 @@ int stub_join_timens(struct tracee *t)
 		int e2 = INJ(t, NULL, SYS_close, fd, 0, 0, 0, 0, 0);
 		if (!e) e = e2;
 	}
+	/* the namespace it is in now is this helper's children's (the path named the right process) */
+	struct stat want, got;
+	char fn[64];
+	snprintf(fn, sizeof fn, "/proc/%d/ns/time", t->pid);
+	if (!e && (stat("/proc/self/ns/time_for_children", &want) || stat(fn, &got) || want.st_ino != got.st_ino || want.st_dev != got.st_dev))
+		e = fail(EIO, "the stub is not in the time namespace made for it");
 	return e;
 }
 

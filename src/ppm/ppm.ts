@@ -587,7 +587,8 @@ export async function restore (src: ImageSource, opts: RestoreOptions = {}): Pro
  * pid namespace of its own where it has its image's pid and tids (the returned pid is its host pid).
  * `family`: its family calls are caught (as restore's); whoever attaches hears them (Kept.family).
  * `pidHint` (with `guest`): the pid its offer said it has: its pid namespace and stub are made while
- * the image comes (docs/ppm.md "A guest's stub made ahead"); an image of another pid fails.
+ * the image comes (docs/ppm.md "A guest's stub made ahead"); an image of another pid gets a stub
+ * made again.
  */
 export async function restoreKept (src: ImageSource, opts: { clock?: RestoreOptions['clock'], hold?: boolean, guest?: boolean, family?: boolean, leaseMs: number, pidHint?: number } & Pick<RestoreOptions, 'pidNow' | 'stallMs' | 'testFault'>): Promise<KeepInfo> {
   if (!Number.isSafeInteger(opts.leaseMs) || opts.leaseMs < 1) throw einval(`bad lease ${opts.leaseMs}`)

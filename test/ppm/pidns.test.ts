@@ -110,26 +110,33 @@ test('a guest whose pid its offer said (pidHint): its namespace and stub are mad
   await k.exited
 })
 
-test('a pid hint the image does not have: the stub is made again in the same namespace, with the image\'s pid', async () => {
-  const bin = lab.compile('nsids')
-  const s = lab.start(bin, [], ['pipe', 'pipe', 'pipe'])
-  await waitFor(() => said(s.out).length === 1, 30000, 'the subject saying its ids')
-  const home = said(s.out)[0]
-  const img = lab.path('hint-other.img')
-  await dump(s.pid, img)
-  await waitFor(() => s.child.exitCode !== null || s.child.signalCode !== null, 30000, 'the original gone after its dump')
-  const ki = await restoreKept(img, { guest: true, leaseMs: 120000, pidHint: home.pid + 1 })
-  const k = attachKept(ki)
-  kept.push(k)
-  assert.deepEqual(nspid(ki.pid), [ki.pid, home.pid], 'its home pid in its namespace, not the hint')
-  let out = ''
-  k.stdout?.on('data', (b: Buffer) => { out += b.toString() })
-  k.stdin?.write('ids?\n')
-  await waitFor(() => said(out).length === 1, 30000, 'the restored guest saying its ids')
-  assert.deepEqual(said(out)[0], home)
-  process.kill(ki.pid, 'SIGKILL')
-  await k.exited
-})
+// the hint is not the image's pid (a process in a pid namespace of its own at home), or no process
+// can have it here (above this host's pid_max): the stub made after the metadata has the image's pid
+for (const [what, hint, name] of [
+  ['the image does not have', (pid: number) => pid + 1, 'hint-other.img'],
+  ['no process can have here (above pid_max)', () => 0x3ffffff0, 'hint-high.img']
+] as const) {
+  test(`a pid hint ${what}: the stub is made after the metadata, in the same namespace, with the image's pid`, async () => {
+    const bin = lab.compile('nsids')
+    const s = lab.start(bin, [], ['pipe', 'pipe', 'pipe'])
+    await waitFor(() => said(s.out).length === 1, 30000, 'the subject saying its ids')
+    const home = said(s.out)[0]
+    const img = lab.path(name)
+    await dump(s.pid, img)
+    await waitFor(() => s.child.exitCode !== null || s.child.signalCode !== null, 30000, 'the original gone after its dump')
+    const ki = await restoreKept(img, { guest: true, leaseMs: 120000, pidHint: hint(home.pid) })
+    const k = attachKept(ki)
+    kept.push(k)
+    assert.deepEqual(nspid(ki.pid), [ki.pid, home.pid], 'its home pid in its namespace, not the hint')
+    let out = ''
+    k.stdout?.on('data', (b: Buffer) => { out += b.toString() })
+    k.stdin?.write('ids?\n')
+    await waitFor(() => said(out).length === 1, 30000, 'the restored guest saying its ids')
+    assert.deepEqual(said(out)[0], home)
+    process.kill(ki.pid, 'SIGKILL')
+    await k.exited
+  })
+}
 
 test('a stub made ahead joins the time namespace its image needs: clock "continue" hides a 1.5 s pause', async () => {
   const bin = lab.compile('sleeper')
