@@ -38,7 +38,7 @@ test('an image written into a socket, with a copy, is restored straight from the
   try {
     const restored = restore(socketFd(b), { keepPid: false, stdio: ['ignore', 'ignore', 'ignore'], stallMs: 20_000 })
     const d = await dump(s.pid, socketFd(a), { copy, stallMs: 20_000 })
-    const r = await restored
+    const r = lab.track(await restored) // (removed at the end should an assertion fail first)
     assert.ok(r.pid > 0 && r.pid !== s.pid)
     assert.equal(Number(r.stats.image_bytes), d.bytes, 'the restore read the whole image from the socket')
     assert.equal(statSync(copyPath).size, d.bytes, 'the copy holds every byte too')
