@@ -28,8 +28,11 @@ before(async () => {
   launcher = bins.compile('launch')
   // top: the sub-make and members 1, 2; sub: members 11 to 14. With -j4 (three tokens in the
   // pipe): the sub-make runs on top's free slot, members 1 and 2 on a token each; the sub-make runs
-  // 11 on its free slot, 12 on the third token, and waits in pselect for a token for 13
-  writeFileSync(join(bins.dir, 'top.mk'), `all: sub x1 x2\nsub:\n\t@$(MAKE) -s -f ${join(bins.dir, 'sub.mk')}\nx1 x2:\n\t+@member $(subst x,,$@) ${ROUNDS} $(SPIN)\n.PHONY: all sub x1 x2\n`)
+  // 11 on its free slot, 12 on the third token, and waits in pselect for a token for 13. The
+  // sub-make starts once members 1 and 2 have their tokens (each marks its start): else, on a
+  // busy machine, it can take the second token before top does, and member 2 never starts
+  const mark = (n: string): string => join(bins.dir, `started-${n}`)
+  writeFileSync(join(bins.dir, 'top.mk'), `all: sub x1 x2\nsub:\n\t@while [ ! -e ${mark('1')} ] || [ ! -e ${mark('2')} ]; do sleep 0.02; done; exec $(MAKE) -s -f ${join(bins.dir, 'sub.mk')}\nx1 x2:\n\t+@touch ${join(bins.dir, 'started-')}$(subst x,,$@); exec member $(subst x,,$@) ${ROUNDS} $(SPIN)\n.PHONY: all sub x1 x2\n`)
   writeFileSync(join(bins.dir, 'sub.mk'), `all: j1 j2 j3 j4\nj1 j2 j3 j4:\n\t+@member 1$(subst j,,$@) ${ROUNDS} $(SPIN)\n.PHONY: all j1 j2 j3 j4\n`)
   lab = await Lab.create({ nodes: 3, tag: 'job', interval: 0.25, hpcdArgs: () => ['--down-after', '2', '--no-balance'], env: { DEBUG: process.env.JOB_DEBUG ?? 'hpcfs:home,hpcfs:guest,hpcfs:relay,hpcfs:family' }, ...(process.env.JOB_LOGS !== undefined ? { logDir: process.env.JOB_LOGS } : {}) })
   await lab.waitAllUp()
