@@ -259,15 +259,31 @@ static int await_go(void)
  * stub join it (stub_join_timens). Returns 0 with *made (the stub) and *pidns (the namespace)
  * set as far as they could be made (without a namespace the stub is made after the metadata, as
  * without a hint), or a failure reported. */
+/* Before a stub is made: the keeper's pipes, then a guest's pid namespace (restore.c guest_pidns:
+ * its home pid in it), made after keep_prepare, which closes what the helper does not need;
+ * *pidns: the namespace was made. 0, or a failure reported. */
+static int stub_prepare(struct restore_opts *o, struct keep *k, int *pidns)
+{
+	if (o->keep_ms && keep_prepare(k)) return report_err();
+	trace("keep-prepared");
+	*pidns = guest_ids && guest_pidns() == 0;
+	trace("pidns");
+	return 0;
+}
+
+/* A failure once a stub may have been made ahead: it goes (the stub made after it goes with the helper) */
+static int stub_failed(struct tracee *t, int ahead)
+{
+	if (ahead) kill_reap(t->pid);
+	return report_err();
+}
+
 static int stub_ahead(struct restore_opts *o, struct keep *k, struct tracee *t, int *made, int *pidns, int *kept)
 {
-	*made = *pidns = 0;
+	*made = 0;
 	rahead_make();
-	if (keep_prepare(k)) return report_err();
-	trace("keep-prepared");
-	if (guest_pidns()) return 0;
-	*pidns = 1;
-	trace("pidns");
+	int e = stub_prepare(o, k, pidns);
+	if (e || !*pidns) return e;
 	if (spawn_stub(t, o->pid_hint, kept)) return report_err();
 	trace("stub");
 	if (!*kept) {
@@ -296,14 +312,14 @@ static int cmd_restore(struct restore_opts *o)
 		prepared = 1;
 	}
 	e = read_meta(&r, &im);
-	if (e) { if (ahead) kill_reap(t.pid); return report_err(); }
+	if (e) return stub_failed(&t, ahead);
 	trace("meta");
 	if (ahead && im->h.pid != o->pid_hint) {
 		ctlf("STAT stub_ahead=0 reason=pid:%d", im->h.pid);
 		kill_reap(t.pid);
 		ahead = 0;
 	}
-	if (validate_image(im, 1)) { if (ahead) kill_reap(t.pid); fail(ENOTSUP, "this host cannot restore the image faithfully"); return report_err(); }
+	if (validate_image(im, 1)) { fail(ENOTSUP, "this host cannot restore the image faithfully"); return stub_failed(&t, ahead); }
 	int64_t om = 0, ob = 0;
 	int timens = timens_for(im, o, &om, &ob);
 	if (o->stdio_from > 0) {
@@ -323,7 +339,7 @@ static int cmd_restore(struct restore_opts *o)
 	/* the page records read ahead by a thread (pipeline.c), made before the namespaces below */
 	rahead_start(&r);
 	trace("rahead");
-	if (timens && (e = setup_timens(om, ob))) { if (ahead) kill_reap(t.pid); return report_err(); }
+	if (timens && (e = setup_timens(om, ob))) return stub_failed(&t, ahead);
 	if (ahead && timens && stub_join_timens(&t)) {
 		/* (the stub cannot join it: one made now is made in it) */
 		ctlf("STAT stub_ahead=0 reason=timens:%s", errname(g_errno));
@@ -332,12 +348,7 @@ static int cmd_restore(struct restore_opts *o)
 		ahead = 0;
 	}
 	if (!ahead) {
-		if (o->keep_ms && !prepared && keep_prepare(&k)) return report_err();
-		/* a guest gets a pid namespace of its own, with its home pid in it (restore.c guest_pidns);
-		 * made after keep_prepare, which closes what the helper does not need */
-		trace("keep-prepared");
-		if (!prepared) pidns = guest_ids && guest_pidns() == 0;
-		trace("pidns");
+		if (!prepared && (e = stub_prepare(o, &k, &pidns))) return e;
 		e = spawn_stub(&t, o->keep_pid || pidns ? im->h.pid : 0, &kept);
 		if (e) { if (o->keep_ms) keep_spawned(); return report_err(); }
 		trace("stub");

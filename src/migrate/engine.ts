@@ -183,7 +183,9 @@ export const realEngine: Engine = {
   deputy: async (pid, out, opts) => isRaw(out) ? await ppm.deputy(pid, out.fd, { ...opts, family: true, relay: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.deputy(pid, out, { ...opts, family: true, relay: true }),
   dump: async (pid, out, opts) => isRaw(out) ? await ppm.dump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.dump(pid, out, { ...opts, relay: true }),
   restore: async (src, opts) => {
-    const kept = { clock: 'auto' as const, hold: opts.hold, guest: true, family: opts.family, leaseMs: opts.leaseMs, pidNow: opts.pidNow, pidHint: opts.pidHint }
+    // (a hint no process can have is not passed on: it is a hint, the restore goes on without it)
+    const pidHint = opts.pidHint !== undefined && ppm.isPid(opts.pidHint) ? opts.pidHint : undefined
+    const kept = { clock: 'auto' as const, hold: opts.hold, guest: true, family: opts.family, leaseMs: opts.leaseMs, pidNow: opts.pidNow, pidHint }
     return fromKept(attachKept(isRaw(src) ? await ppm.restoreKept(src.fd, { ...kept, stallMs: src.stallMs, testFault: src.testFault }) : await ppm.restoreKept(src, kept), true))
   },
   adopt: keeper => fromKept(attachKept(keeper)),

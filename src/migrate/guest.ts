@@ -198,7 +198,7 @@ export class GuestSide {
       // pidNow: on N -> M the image's pid may still be held by N's copy, frozen while it streams
       // (nodes sharing one pid space, as in the lab): no waiting for it, the restore overlaps the stream;
       // pidHint: the pid the offer said, for its pid namespace and stub made while the image comes
-      r = await engine.restore(src, { hold: true, family: true, leaseMs: this.leaseMs, ...(raw ? { pidNow: true } : {}), ...(Number.isSafeInteger(m.pid) && m.pid > 0 && m.pid <= 0x3fffffff ? { pidHint: m.pid } : {}) })
+      r = await engine.restore(src, { hold: true, family: true, leaseMs: this.leaseMs, ...(raw ? { pidNow: true } : {}), pidHint: m.pid })
     } catch (e) {
       unhold?.()
       img.done()

@@ -77,8 +77,13 @@ export function helperPath (): string {
   return p
 }
 
+/** Can a process have pid (1 to the kernel's largest pid_max)? */
+export function isPid (pid: number): boolean {
+  return Number.isInteger(pid) && pid > 0 && pid <= 0x3fffffff
+}
+
 function checkPid (pid: number): void {
-  if (!Number.isInteger(pid) || pid <= 0 || pid > 0x3fffffff) throw einval(`bad pid ${String(pid)}`)
+  if (!isPid(pid)) throw einval(`bad pid ${String(pid)}`)
 }
 
 /** Helpers started ahead (standby.ts); on only where `useStandby(true)` was called (the daemon). */
