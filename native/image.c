@@ -98,6 +98,7 @@ int g_stall_ms = -1;
 int g_copy_fd = -1;
 long g_fault_after = -1;
 volatile sig_atomic_t g_orphaned;
+volatile sig_atomic_t g_streamed;
 
 static void on_orphaned(int sig) { (void)sig; g_orphaned = 1; }
 
@@ -134,6 +135,7 @@ int w_vec(int fd, struct iovec *iov, int n)
 			if (errno == EAGAIN) { int we = wait_fd(fd, POLLOUT); if (we) return we; continue; } /* a non-blocking socket from the caller */
 			return fail(errno, "writing the image: %s", strerror(errno));
 		}
+		if (fd == 3 && r > 0) g_streamed = 1;
 		while (n > 0 && (size_t)r >= iov->iov_len) { r -= iov->iov_len; iov++; n--; }
 		if (n > 0) { iov->iov_base = (char *)iov->iov_base + r; iov->iov_len -= r; }
 	}

@@ -227,6 +227,7 @@ int trap_act(struct tracee *t, const struct ksigaction *set, struct ksigaction *
 int sig_save(struct tracee *t)
 {
 	uint64_t ign = 0, tb = 1ULL << (SIGTRAP - 1);
+	if (t->trap_saved) return 0;	/* read for this freeze already (dump --confirm's SAVE: its second dump) */
 	int e = sig_nondefault(t->pid, &t->nondef0, &ign);
 	int care = (ign & tb) || (t->mask0 & tb);
 	for (int i = 0; i < t->nthr; i++) care |= (t->thr[i].mask0 & tb) != 0;

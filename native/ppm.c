@@ -14,7 +14,8 @@
  *           waits for GO
  *   --pid-hint (restore --guest --keep): the pid its offer said; its pid namespace and stub are made
  *           while the image comes (stub_ahead); an image of another pid gets a stub made again
- *   --confirm: the deputy keeps the dumped original frozen (DUMPED) until HOLLOW or RELEASE
+ *   --confirm: the deputy keeps the dumped original frozen (DUMPED) until HOLLOW or RELEASE; a dump
+ *           (with --wait) keeps the dumped process frozen until KILL, RELEASE or SAVE (frozen.c)
  *   --precopy (precopy.c): memory copied in rounds while the process runs, frozen for the last one
  *   --family (family.c): check and deputy allow children; restore catches the family calls
  *   --relay (relay.c): pipes and stream sockets whose other end is elsewhere are relayed
@@ -178,8 +179,7 @@ int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpr
  * connection can go on (a dump that fails later leaves a broken stream: the caller closes it). */
 void cancel_empty_image(void)
 {
-	struct stat sb;
-	if (g_cancelled || g_copy_fd < 0 || fstat(g_copy_fd, &sb) || sb.st_size != 0) return;
+	if (g_cancelled || (g_copy_fd < 0 && g_keep_fd < 0) || g_streamed) return;
 	char keep[sizeof g_err];
 	int ke = g_errno;
 	memcpy(keep, g_err, sizeof keep);
@@ -197,9 +197,14 @@ static int cmd_dump(pid_t pid, int mode /* 0 kill, 1 leave running */, const cha
 	double t0;
 	int e = seize_and_dump(pid, target, &t, &res, &t0);
 	if (e) { cancel_empty_image(); return e; }
+	free(res.vmas);
+	if (g_confirm) {
+		/* the frozen process is the copy kept until the target runs it (frozen.c) */
+		ctlf("STAT freeze_ms=%.3f", now_ms() - t0);
+		return dump_frozen(&t);
+	}
 	if (mode == 1) { precopy_done(); release_live(&t); }
 	else { kill_reap(pid); precopy_done(); }
-	free(res.vmas);
 	ctlf("STAT freeze_ms=%.3f", now_ms() - t0);
 	ctlf("OK");
 	return 0;
@@ -469,7 +474,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: hpc-ppm-helper check PID [--family] [--relay]\n"
-		"       hpc-ppm-helper dump PID [--leave-running] [--target HOSTINFO] [--precopy [--rounds N]] [--relay] [--copy] [--stall-ms MS] [--wait]\n"
+		"       hpc-ppm-helper dump PID [--leave-running] [--target HOSTINFO] [--precopy [--rounds N]] [--relay] [--copy] [--stall-ms MS] [--wait [--confirm]]\n"
 		"                              (image on fd 3; --copy: also on fd 6; --wait: CHECKED, then GO [HOSTINFO] on fd 5)\n"
 		"       hpc-ppm-helper deputy PID [--target HOSTINFO] [--family] [--precopy [--rounds N]] [--relay] [--copy] [--stall-ms MS] [--wait] [--confirm]\n"
 		"                              (image on fd 3, --copy: also on fd 6; commands on fd 5; --wait: CHECKED, then GO [HOSTINFO] on fd 5;\n"
@@ -631,7 +636,7 @@ static int run(int argc, char **argv)
 			else if (!strcmp(argv[i], "--stall-ms") && i + 1 < argc) g_stall_ms = atoi(argv[++i]);
 			else if (!strcmp(argv[i], "--precopy") && strcmp(cmd, "check")) g_precopy = 1;
 			else if (!strcmp(argv[i], "--wait") && (!strcmp(cmd, "dump") || !strcmp(cmd, "deputy"))) g_wait = 1;
-			else if (!strcmp(argv[i], "--confirm") && !strcmp(cmd, "deputy")) g_confirm = 1;
+			else if (!strcmp(argv[i], "--confirm") && strcmp(cmd, "check")) g_confirm = 1;
 			else if (!strcmp(argv[i], "--rounds") && i + 1 < argc && strcmp(cmd, "check")) {
 				char *x;
 				long v = strtol(argv[++i], &x, 10);
@@ -642,7 +647,9 @@ static int run(int argc, char **argv)
 		}
 		if (strcmp(cmd, "check") && fcntl(3, F_GETFD) < 0) { fprintf(stderr, "hpc-ppm-helper: fd 3 (image) is not open\n"); return 2; }
 		if (g_copy_fd >= 0 && fcntl(g_copy_fd, F_GETFD) < 0) { fprintf(stderr, "hpc-ppm-helper: fd 6 (copy) is not open\n"); return 2; }
-		if (g_copy_fd >= 0 || g_confirm) abort_when_orphaned();
+		if (g_confirm && (leave || (!strcmp(cmd, "dump") && !g_wait))) { usage(); return 2; }
+		if (g_confirm && !strcmp(cmd, "dump")) { g_keep_fd = g_copy_fd; g_copy_fd = -1; }	/* the copy: written only if asked (frozen.c) */
+		if (g_copy_fd >= 0 || g_keep_fd >= 0 || g_confirm) abort_when_orphaned();
 		if (!strcmp(cmd, "check")) return cmd_check(pid);
 		if (!strcmp(cmd, "dump")) return cmd_dump(pid, leave, target);
 		return cmd_deputy(pid, target);

@@ -151,7 +151,9 @@ void cancel_empty_image(void);
 void abort_when_orphaned(void);
 extern int g_stall_ms;	/* --stall-ms: a stream (socket) that makes no progress for this long fails; -1 never */
 extern int g_copy_fd;	/* --copy: fd 6 gets a copy of the image written to fd 3 */
-extern int g_confirm;	/* deputy --confirm: the dumped original stays frozen until HOLLOW or RELEASE (deputy.c) */
+extern int g_confirm;	/* --confirm: the dumped original stays frozen until HOLLOW or RELEASE (deputy.c); a dump's until KILL, RELEASE or SAVE (frozen.c) */
+extern int g_keep_fd;	/* dump --confirm --copy: fd 6, written only on SAVE or when the caller is gone (frozen.c) */
+extern volatile sig_atomic_t g_streamed;	/* a byte of the image has gone into fd 3 */
 extern long g_fault_after;	/* --test-fault early: reading the image fails after this many bytes */
 
 /* one thread of a parsed image */
@@ -285,6 +287,7 @@ int put_str(struct tracee *t, uint64_t addr, const char *s);
 int open_mem(struct tracee *t);
 int find_vdso(struct tracee *t, uint64_t *vvar, uint64_t *vclock, uint64_t *vdso);
 void fix_restart(struct user_regs_struct *r, int live);
+int dump_frozen(struct tracee *t);	/* dump --confirm, once the image is out (frozen.c) */
 void release_live(struct tracee *t);
 int seize(struct tracee *t, pid_t pid, long opts);
 int park(struct tracee *t);

@@ -58,6 +58,9 @@ const char *errname(int e)
 
 int report_err(void)
 {
+	/* a dump kept frozen (frozen.c) writes no copy beside the stream: whether any of the image went
+	 * is said here (0: it was ended by an empty image, the connection goes on) */
+	if (g_keep_fd >= 0) ctlf("STAT streamed=%d", (int)g_streamed);
 	ctlf("ERR %s %s", errname(g_errno ? g_errno : EIO), g_err[0] ? g_err : "unknown failure");
 	return 1;
 }

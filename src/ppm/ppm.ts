@@ -978,6 +978,67 @@ export async function startDump (pid: number, out: ImageSink, opts: Omit<DumpOpt
   return await startedAhead(h, copy, sink, 'dump', async () => await dumpDone(h, copy, sink))
 }
 
+/**
+ * A dumped process kept frozen once its image is out (`startFrozenDump`): it is the copy kept until
+ * the target runs it (docs/ppm.md "A guest kept frozen as its copy"). One of `kill` (the move is
+ * committed: it is removed), `release` (it runs on as it was) or `save` (its image is written into
+ * the copy, then it is removed); `drained` before, as often as needed.
+ */
+export interface FrozenDump {
+  bytes: number
+  stats: Record<string, string>
+  /** until the pipes of its descriptors `fds` hold nothing (false: still not after 10 s) */
+  drained: (fds: number[]) => Promise<boolean>
+  kill: () => Promise<void>
+  release: () => Promise<void>
+  save: () => Promise<void>
+}
+
+/** A frozen dump started ahead of its move (`startFrozenDump`), checked, waiting to be told to go. */
+export interface PendingFrozenDump {
+  /** Dumps it (`target` checked first); resolves once the image is out, the process frozen. */
+  go: (target?: string) => Promise<FrozenDump>
+  cancel: () => Promise<void>
+  /** the helper's STAT lines so far (after a failure, `streamed`: 0 when the stream was ended by an empty image) */
+  stats: Record<string, string>
+}
+
+/**
+ * `startDump` whose process is not removed once its image is out but kept frozen (`dump --wait
+ * --confirm`), so that no copy is written beside the stream: `copy` (required) is written only when
+ * asked (`save`) or when this daemon is gone.
+ */
+export async function startFrozenDump (pid: number, out: ImageSink, opts: Omit<DumpOptions, 'target' | 'leaveRunning'> & { copy: number }): Promise<PendingFrozenDump> {
+  const { args, more } = dumpArgs(pid, opts)
+  args.push('--wait', '--confirm')
+  const sink = sinkFor(out)
+  const { h, copy } = spawnDump(args, more, sink, true)
+  return await startedAhead(h, copy, sink, 'dump', async () => {
+    await imageOut(h, 'DUMPED', copy, sink, null)
+    let told: string | null = null
+    const tell = async (what: string, answer: string): Promise<void> => {
+      if (told !== null) throw new PpmError('EINVAL', `this frozen process was told ${told} already`)
+      told = what
+      const done = h.next(answer)
+      h.send(what)
+      await done
+    }
+    return {
+      bytes: num(h.stats.bytes),
+      stats: h.stats,
+      drained: async fds => {
+        if (told !== null) throw new PpmError('EINVAL', `this frozen process was told ${told} already`)
+        const done = h.next('DRAINED')
+        h.send(`DRAIN ${fds.filter(fd => Number.isInteger(fd) && fd >= 0).join(' ')}`)
+        return (await done)[1] === '1'
+      },
+      kill: async () => { await tell('KILL', 'OK') },
+      release: async () => { await tell('RELEASE', 'RELEASED') },
+      save: async () => { await tell('SAVE', 'SAVED') }
+    }
+  })
+}
+
 /** Reads a whole image and checks it against this host; returns its summary line fields. */
 export async function info (src: ImageSource): Promise<{ fields: Record<string, string>, reasons: Reason[] }> {
   const source = sourceFor(src)

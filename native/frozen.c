@@ -1,0 +1,116 @@
+/* dump --confirm (docs/ppm.md "A guest kept frozen as its copy"): once its image is out, the
+ * process is not removed. It stays frozen (DUMPED) as the copy kept until the target runs it,
+ * and lines on fd 5 say what becomes of it:
+ *   DRAIN FD...  until the pipes of those descriptors of the process are empty (the caller reads
+ *                their other ends: what the process wrote before its freeze has then been read):
+ *                DRAINED, or DRAINED 0 after FROZEN_DRAIN_MS
+ *   KILL         the move is committed: it is removed (OK)
+ *   RELEASE      the target could not run it: it runs on as it was (RELEASED)
+ *   SAVE         its image is written again, into the copy (fd 6, --copy), then it is removed
+ *                (SAVED, or ERR: it is removed all the same, the caller has what the stream had)
+ * The end of fd 5 (the caller is gone) is SAVE: the next daemon finds the copy, as it would have
+ * found one written beside the stream. It never runs while this helper is gone (EXITKILL). */
+#include "threads.h"
+#include <sys/ioctl.h>
+
+int g_keep_fd = -1;
+
+#define FROZEN_DRAIN_MS 10000
+
+/* one line from fd 5 into line (NUL-terminated); -1 at its end (or a line too long) */
+static int frozen_line(char *line, size_t cap)
+{
+	size_t n = 0;
+	for (;;) {
+		char c;
+		ssize_t r = read(5, &c, 1);
+		if (r < 0 && errno == EINTR) continue;
+		if (r <= 0 || n + 1 >= cap) return -1;
+		if (c == '\n') break;
+		line[n++] = c;
+	}
+	line[n] = 0;
+	return 0;
+}
+
+/* until the pipes of the listed descriptors of pid hold nothing (1), or FROZEN_DRAIN_MS (0) */
+static int frozen_drain(pid_t pid, const char *list)
+{
+	int fds[64], n = 0;
+	for (const char *p = list; *p && n < 64;) {
+		char *e;
+		long v = strtol(p, &e, 10);
+		if (e == p) break;
+		int d = v >= 0 && v < 1 << 20 ? fd_of(pid, (int)v) : -1;
+		struct stat sb;
+		/* (a pipe it writes into; anything else put at that number holds nothing the caller reads) */
+		if (d >= 0 && !fstat(d, &sb) && S_ISFIFO(sb.st_mode) && (fcntl(d, F_GETFL) & O_ACCMODE) == O_WRONLY) fds[n++] = d;
+		else if (d >= 0) close(d);
+		p = e;
+	}
+	double t0 = now_ms();
+	int empty = 0;
+	for (;;) {
+		empty = 1;
+		for (int i = 0; i < n && empty; i++) {
+			int k = 0;
+			if (!ioctl(fds[i], FIONREAD, &k) && k > 0) empty = 0;
+		}
+		if (empty || now_ms() - t0 > FROZEN_DRAIN_MS) break;
+		usleep(200);
+	}
+	for (int i = 0; i < n; i++) close(fds[i]);
+	return empty;
+}
+
+/* its image again, into the copy: a second dump of the same freeze (dump_image leaves the tracee
+ * as it found it) */
+static int frozen_save(struct tracee *t)
+{
+	if (g_keep_fd < 0) return fail(EBADF, "no copy to write (--copy)");
+	/* written for a caller that is gone, or that asked: nothing aborts it now */
+	signal(SIGUSR2, SIG_IGN);
+	g_orphaned = 0;
+	g_stall_ms = -1;
+	precopy_done();
+	relay_forget();
+	if (ftruncate(g_keep_fd, 0) || lseek(g_keep_fd, 0, SEEK_SET) < 0) return fail(errno, "the copy: %s", strerror(errno));
+	struct dumpres res;
+	int e = dump_image(t, g_keep_fd, NULL, &res, NULL);
+	if (!e) free(res.vmas);
+	return e;
+}
+
+int dump_frozen(struct tracee *t)
+{
+	pid_t pid = t->pid;
+	ptrace(PTRACE_SETOPTIONS, pid, 0, SEIZE_OPTS | PTRACE_O_EXITKILL);
+	ctlf("DUMPED %d", pid);
+	char line[512];
+	for (;;) {
+		int end = frozen_line(line, sizeof line);
+		trace("verdict");
+		if (!end && !strncmp(line, "DRAIN", 5) && (line[5] == ' ' || !line[5])) {
+			ctlf("DRAINED %d", frozen_drain(pid, line + 5));
+			continue;
+		}
+		if (!end && !strcmp(line, "KILL")) {
+			kill_reap(pid);
+			precopy_done();
+			ctlf("OK");
+			return 0;
+		}
+		if (!end && !strcmp(line, "RELEASE")) {
+			precopy_done();
+			release_live(t);
+			ctlf("RELEASED %d", pid);
+			return 0;
+		}
+		/* SAVE, anything else, or the end of fd 5 */
+		int e = frozen_save(t);
+		kill_reap(pid);
+		if (e) return report_err();
+		ctlf("SAVED %d", pid);
+		return 0;
+	}
+}
