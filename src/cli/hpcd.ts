@@ -116,7 +116,7 @@ async function main (): Promise<void> {
     .option('guest-lease', { type: 'number', default: DEFAULTS.guestLease, describe: 'seconds a guest may be out of touch with its home (or its own daemon) before it is killed; a home waits 2 x this + 5 s for a lost node to come back' })
     .option('state-dir', { type: 'string', default: DEFAULTS.stateDir, describe: 'where the guests\' records are kept so that they survive a restart of this daemon (<dir>/<node id>/guests/)' })
     .option('precopy', { type: 'number', default: DEFAULTS.precopy, describe: 'MiB: a process with at least this much resident memory moves with pre-copy (frozen only for the last round of its memory; docs/ppm.md); 0 = never' })
-    .option('test-fault', { type: 'string', hidden: true, describe: 'fault injection for tests (restore)' })
+    .option('test-fault', { type: 'string', hidden: true, describe: 'fault injection for tests (restore, crash-frozen)' })
     .config('config', 'config file (e.g. /etc/hpcfs.conf, hpcfs.conf(5)): "key = value" lines, keys as the long options', (path: string) => parseConfigFile(path, booleanOptions(cli)))
     .check(a => {
       if (a.id !== undefined && (!Number.isInteger(a.id) || a.id < NODE_ID.min || a.id > NODE_ID.max)) throw new Error(`--id must be ${NODE_ID.min}..${NODE_ID.max}`)

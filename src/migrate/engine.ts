@@ -5,7 +5,7 @@ import type { Readable, Writable } from 'node:stream'
 import * as ppm from '../ppm/ppm.js'
 import type { KeepInfo } from '../ppm/ppm.js'
 import { attachKept, type Kept } from '../ppm/keeper.js'
-import { processAge, psInfo, residentBytes, type PsInfo } from '../util/procfs.js'
+import { processAge, psInfo, residentBytes, statusField, type PsInfo } from '../util/procfs.js'
 import { stdioKind, type StdioKind } from './fdkind.js'
 import { AHEAD_CANCEL_MS } from '../config.js'
 import { within } from '../util/poll.js'
@@ -54,6 +54,8 @@ export interface GuestProcess extends Omit<RestoredHandle, 'go'> {
   release: () => void
   /** does it still run? */
   alive: () => boolean
+  /** is it held by a tracer other than its keeper (a dump that keeps it frozen as its copy)? */
+  frozen?: () => boolean
 }
 
 /** What `startDeputy` says once the process is checked. */
@@ -61,6 +63,23 @@ export type StartedDeputy = { reasons: Array<{ code: string, text: string }> } |
 
 /** A dump started ahead (Engine.startDump): its reasons when it cannot move, else `go` (dump it, `target` checked first) or `cancel` (let go unchanged). */
 export type StartedDump = { reasons: Array<{ code: string, text: string }> } | { reasons: null, go: (target?: string) => Promise<unknown>, cancel: () => Promise<void> }
+
+/**
+ * A guest dumped and kept frozen as its own copy (Engine.startFrozenDump): no copy file is written
+ * beside the stream. `drained(fds)` once its output so far has been read (false: not within 10 s);
+ * then one of `kill` (the move is committed), `release` (the target could not run it: it runs on)
+ * or `save` (its image into the copy file, then it is removed: the connection to home broke).
+ */
+export interface FrozenGuest {
+  bytes: number
+  drained: (fds: number[]) => Promise<boolean>
+  kill: () => Promise<void>
+  release: () => Promise<void>
+  save: () => Promise<void>
+}
+
+/** A frozen dump started ahead: as StartedDump; `streamed()` after `go` failed: did any of the image go (false: it was ended by an empty image)? */
+export type StartedFrozenDump = { reasons: Array<{ code: string, text: string }> } | { reasons: null, go: (target?: string) => Promise<FrozenGuest>, cancel: () => Promise<void>, streamed: () => boolean }
 
 /**
  * A process dumped by a deputy started ahead, frozen, not yet hollow: the copy kept until the
@@ -93,6 +112,12 @@ export interface Engine {
    * it go unchanged. With pre-copy it touches the process only on `go`.
    */
   startDump?: (pid: number, out: RawSink, opts: { precopy?: boolean }) => Promise<StartedDump>
+  /**
+   * startDump, but once the image is out the process stays frozen as the copy kept until the
+   * target runs it (FrozenGuest): `out.copy` is written only by `save`, or by the helper itself
+   * should this daemon die first (a daemon started again finds the copy as before). Optional.
+   */
+  startFrozenDump?: (pid: number, out: RawSink, opts: { precopy?: boolean }) => Promise<StartedFrozenDump>
   /** Dumps pid into out, a stream, a file descriptor the engine writes itself, or a connection's socket with a copy (the process is removed once the image is complete); `precopy` as for deputy. */
   dump (pid: number, out: Writable | number | RawSink, opts: { target?: string, precopy?: boolean }): Promise<unknown>
   /**
@@ -135,11 +160,11 @@ function availableBytes (): number {
  * move. Its cancel resolves once the helper has let go of the process, or after AHEAD_CANCEL_MS
  * with a log line: a helper stuck on a process in uninterruptible sleep must not hold the move.
  */
-async function ahead<G> (pid: number, start: () => Promise<{ go: G, cancel: () => Promise<void> }>): Promise<{ reasons: null, go: G, cancel: () => Promise<void> } | { reasons: Array<{ code: string, text: string }> }> {
+async function ahead<G, X extends object = object> (pid: number, start: () => Promise<{ go: G, cancel: () => Promise<void> } & X>): Promise<({ reasons: null, go: G, cancel: () => Promise<void> } & X) | { reasons: Array<{ code: string, text: string }> }> {
   try {
     const a = await start()
     const cancel = async (): Promise<void> => { if (!await within(a.cancel(), AHEAD_CANCEL_MS)) log('the helper started ahead for %d has not let go of it after %d ms', pid, AHEAD_CANCEL_MS) }
-    return { reasons: null, go: a.go, cancel }
+    return { ...a, reasons: null, go: a.go, cancel }
   } catch (e) {
     if (e instanceof ppm.PpmError && e.reasons.length > 0) return { reasons: e.reasons }
     throw e
@@ -147,7 +172,13 @@ async function ahead<G> (pid: number, start: () => Promise<{ go: G, cancel: () =
 }
 
 function fromKept (k: Kept): GuestProcess {
-  return { pid: k.pid, keeper: k.info, stdin: k.stdin, stdout: k.stdout, stderr: k.stderr, exited: k.exited, family: k.family, go: k.go, endStdin: k.endStdin, detach: k.detach, release: k.release, alive: k.alive, relays: k.info.relays ?? [], endRelay: k.endRelay, breakRelay: k.breakRelay, unread: async fd => await ppm.unread(k.pid, fd) }
+  return { pid: k.pid, keeper: k.info, stdin: k.stdin, stdout: k.stdout, stderr: k.stderr, exited: k.exited, family: k.family, go: k.go, endStdin: k.endStdin, detach: k.detach, release: k.release, alive: k.alive, relays: k.info.relays ?? [], endRelay: k.endRelay, breakRelay: k.breakRelay, unread: async fd => await ppm.unread(k.pid, fd), frozen: () => tracedByOther(k.pid, k.info.helper) }
+}
+
+/** Is pid traced by a process other than `keeper` (0: not traced; false when it is gone)? */
+function tracedByOther (pid: number, keeper: number): boolean {
+  const t = Number(statusField(pid, 'TracerPid') ?? '0')
+  return t !== 0 && t !== keeper
 }
 
 /** `e` with pre-copy for the processes of at least `minBytes()` resident (0 = never; config
@@ -159,6 +190,7 @@ export function withPrecopy (e: Engine, minBytes: () => number): Engine {
     deputy: async (pid, out, opts) => await e.deputy(pid, out, { ...opts, precopy: want(pid) }),
     ...(e.startDeputy !== undefined ? { startDeputy: async (pid: number, out: RawSink, opts: { precopy?: boolean }) => await (e.startDeputy as NonNullable<Engine['startDeputy']>)(pid, out, { ...opts, precopy: want(pid) }) } : {}),
     ...(e.startDump !== undefined ? { startDump: async (pid: number, out: RawSink, opts: { precopy?: boolean }) => await (e.startDump as NonNullable<Engine['startDump']>)(pid, out, { ...opts, precopy: want(pid) }) } : {}),
+    ...(e.startFrozenDump !== undefined ? { startFrozenDump: async (pid: number, out: RawSink, opts: { precopy?: boolean }) => await (e.startFrozenDump as NonNullable<Engine['startFrozenDump']>)(pid, out, { ...opts, precopy: want(pid) }) } : {}),
     dump: async (pid, out, opts) => await e.dump(pid, out, { ...opts, precopy: want(pid) })
   }
 }
@@ -180,6 +212,10 @@ export const realEngine: Engine = {
     }
   }),
   startDump: async (pid, out, opts) => await ahead(pid, async () => await ppm.startDump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs })),
+  startFrozenDump: async (pid, out, opts) => await ahead(pid, async () => {
+    const d = await ppm.startFrozenDump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs })
+    return { go: d.go, cancel: d.cancel, streamed: () => d.stats.streamed !== '0' }
+  }),
   deputy: async (pid, out, opts) => isRaw(out) ? await ppm.deputy(pid, out.fd, { ...opts, family: true, relay: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.deputy(pid, out, { ...opts, family: true, relay: true }),
   dump: async (pid, out, opts) => isRaw(out) ? await ppm.dump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.dump(pid, out, { ...opts, relay: true }),
   restore: async (src, opts) => {

@@ -16,7 +16,7 @@ import { createReadStream, existsSync, fstatSync, rmSync } from 'node:fs'
 import { Readable } from 'node:stream'
 import debug from '../util/log.js'
 import type { Cluster, Dial } from './cluster.js'
-import type { Engine, GuestProcess, RawSink, RawSource } from './engine.js'
+import type { Engine, FrozenGuest, GuestProcess, RawSink, RawSource } from './engine.js'
 import type { ExitStatus } from '../ppm/ppm.js'
 import { familyFailed, superviseFamily } from './family.js'
 import { applyHint, defaultHints, type DecayHints } from './hints.js'
@@ -24,9 +24,10 @@ import { Link } from './link.js'
 import type { Message, MigrateMsg, RejoinMsg, SendToMsg } from './protocol.js'
 import { GuestRelays, StdinPull, parseFdFrame, pipeEmpty, watchCloses } from './relay.js'
 import { GuestOutput, outFrame, type Counts } from './ack.js'
-import { IDLE_CONNECTIONS_PER_PEER, OUTPUT_DRAIN_MS, OUTPUT_KEEP_BYTES, RECORD_SPACE } from '../config.js'
+import { FROZEN_SAVE_MS, IDLE_CONNECTIONS_PER_PEER, OUTPUT_DRAIN_MS, OUTPUT_KEEP_BYTES, RECORD_SPACE } from '../config.js'
 import { spaceRefusal } from './space.js'
 import { GuestStates, type GuestRecord } from './state.js'
+import { poll } from '../util/poll.js'
 import { ImageCopy, ImageIn, TICKET_MS, Tickets, memoryRefusal, rawSink, rawSource, replay, sendImage, tee } from './transfer.js'
 import { trace } from '../util/trace.js'
 
@@ -115,7 +116,9 @@ export class GuestSide {
   /**
    * Fault injection for tests (hpcd --test-fault): 'restore' makes every restore here fail, the
    * 1st, 3rd, ... early in the image (the sender's dump fails too), the 2nd, 4th, ... once all of
-   * it has arrived (the sender has finished and removed its process).
+   * it has arrived (the sender has finished and removed its process). 'crash-frozen': this daemon
+   * kills itself (SIGKILL) as soon as a guest kept frozen as its copy has left (`sent` or
+   * `image-end` said), the window in which its dump's helper must write the copy for the next one.
    */
   testFault = ''
   private restores = 0
@@ -456,6 +459,13 @@ export class GuestSide {
       try { r = this.d.engine.adopt(rec.keeper) } catch (e) {
         log('guest %d of node %d: %s', rec.pid, rec.home, (e as Error).message)
       }
+      if (r !== null && rec.leaving && r.frozen?.() === true) {
+        // kept frozen as its copy by the helper of its dump: that helper, its daemon gone, writes
+        // the copy, then removes it (or, told nothing yet, lets it go on): waited for
+        log('guest %d of node %d is held by the dump that kept it frozen: waiting for its copy', rec.pid, rec.home)
+        const held = r
+        await poll('its copy', () => !held.alive() || held.frozen?.() !== true, { timeoutMs: FROZEN_SAVE_MS, everyMs: 20 }).catch(() => log('guest %d: its dump still holds it after %d ms', rec.pid, FROZEN_SAVE_MS))
+      }
       if (r === null || (rec.leaving && !r.alive())) {
         // (its keeper says how it ended to whoever attaches; bounded all the same)
         const st = r === null ? null : await Promise.race([r.exited, new Promise<null>(resolve => setTimeout(() => resolve(null), 3000).unref())])
@@ -647,13 +657,14 @@ export class GuestSide {
       this.stays(g)
       return
     }
+    let frozen: FrozenGuest | null = null
     try {
-      await dump.go()
-      copy.filled()
+      frozen = await dump.go()
+      if (frozen === null) copy.filled()
     } catch (e) {
       const why = (e as Error).message
       loud()
-      if (g.r.alive() && statSize(copy) === 0) {
+      if (g.r.alive() && (dump.streamed() ?? statSize(copy) > 0) === false) {
         log('guest %d stays: %s', g.pid, why)
         await conn.send({ t: 'stay', reason: why }).catch(() => {})
         this.stays(g)
@@ -667,8 +678,51 @@ export class GuestSide {
       return
     }
     loud()
-    await g.out.drain(g.outputDone) // (all of it: the process is gone; also if the connection broke meanwhile)
-    await this.imageHome(g, copy, used, true)
+    // (all of it: the process is gone, or frozen; also if the connection broke meanwhile)
+    if (frozen !== null) await this.drainFrozen(g, frozen); else await g.out.drain(g.outputDone)
+    await this.imageHome(g, copy, used, true, frozen)
+  }
+
+  /** hpcd --test-fault crash-frozen (testFault) */
+  private crashIfAsked (): void {
+    if (this.testFault !== 'crash-frozen') return
+    log('test fault: this daemon dies while a guest is kept frozen as its copy')
+    process.kill(process.pid, 'SIGKILL')
+  }
+
+  /**
+   * What a guest kept frozen as its copy wrote before its freeze is read: its pipes hold nothing
+   * more (they never reach their end, as those of a process that is gone do).
+   */
+  private async drainFrozen (g: Guest, f: FrozenGuest): Promise<void> {
+    const fds = [...(g.r.stdout !== null ? [1] : []), ...(g.r.stderr !== null ? [2] : []), ...g.relays.readers.map(([fd]) => fd)]
+    const drained = f.drained(fds).then(ok => { if (!ok) log('guest %d: its output pipes are still not empty', g.pid) }, e => log('guest %d: draining its output: %s', g.pid, (e as Error).message))
+    await g.out.drain(drained)
+  }
+
+  /**
+   * The move of a guest kept frozen as its copy is committed (its target runs it): it is removed
+   * here (the stream had all of it).
+   */
+  private async removeFrozen (g: Guest, f: FrozenGuest): Promise<void> {
+    await f.kill().catch(e => { log('guest %d: removing it: %s', g.pid, (e as Error).message); try { this.d.engine.kill(g.pid, 'SIGKILL') } catch {} })
+  }
+
+  /**
+   * Its target could not run a guest kept frozen as its copy: it runs on here, the same process, a
+   * guest on the same connection (home hears `resumed`); or, if it cannot (its helper is gone, and
+   * the process with it), home hears `failed` and reports it lost.
+   */
+  private async resumeFrozen (g: Guest, f: FrozenGuest): Promise<void> {
+    try { await f.release() } catch (e) {
+      log('guest %d cannot run here again: %s', g.pid, (e as Error).message)
+      await g.conn.send({ t: 'failed', reason: `it cannot run on node ${this.d.cluster.id} again: ${(e as Error).message}` }).catch(() => {})
+      g.conn.close()
+      return
+    }
+    log('guest %d runs here again', g.pid)
+    this.stays(g)
+    await g.conn.send({ t: 'resumed', pid: g.pid }).catch(() => {})
   }
 
   /**
@@ -678,13 +732,21 @@ export class GuestSide {
    * home's answer, the copy is restored held and rejoins home, which has it (the copy is removed)
    * or not (it runs here).
    */
-  private async imageHome (g: Guest, copy: ImageCopy, used?: { utime: number, stime: number }, sentRaw = false): Promise<void> {
-    if (sentRaw) await g.conn.send({ t: 'image-end', utime: used?.utime ?? 0, stime: used?.stime ?? 0, bytes: copy.size }).catch(e => log('sending guest %d home: %s', g.pid, (e as Error).message))
+  private async imageHome (g: Guest, copy: ImageCopy, used?: { utime: number, stime: number }, sentRaw = false, frozen: FrozenGuest | null = null): Promise<void> {
+    if (sentRaw) await g.conn.send({ t: 'image-end', utime: used?.utime ?? 0, stime: used?.stime ?? 0, bytes: frozen?.bytes ?? copy.size }).catch(e => log('sending guest %d home: %s', g.pid, (e as Error).message))
     else await sendImage(g.conn, copy, used).catch(e => log('sending guest %d home: %s', g.pid, (e as Error).message))
+    if (frozen !== null) this.crashIfAsked()
     const m = await g.conn.expect('home-ok', 'home-failed').catch(() => null)
-    if (m === null) { await this.keepCopy(g, copy); return }
-    if (m.t === 'home-ok') { this.forget(g); g.r.release(); g.conn.close(); return }
+    if (m === null) { await this.keepCopy(g, copy, frozen); return }
+    if (m.t === 'home-ok') {
+      if (frozen !== null) await this.removeFrozen(g, frozen)
+      this.forget(g); g.r.release(); g.conn.close(); return
+    }
     log('home could not run guest %d (%s): it runs here again', g.pid, m.reason)
+    if (frozen !== null) {
+      await this.resumeFrozen(g, frozen)
+      return
+    }
     try {
       const again = await this.runAgain(g, copy)
       await g.conn.send({ t: 'resumed', pid: again.pid })
@@ -714,8 +776,12 @@ export class GuestSide {
    * The connection to home broke while the guest was leaving, after its image went: home may run
    * it, or not. What this node has, the copy, is restored held and rejoins home, which decides.
    */
-  private async keepCopy (g: Guest, copy: ImageCopy): Promise<void> {
+  private async keepCopy (g: Guest, copy: ImageCopy, frozen: FrozenGuest | null = null): Promise<void> {
     log('the connection to the home of guest %d broke while it left: its copy rejoins home', g.pid)
+    if (frozen !== null) {
+      // kept frozen: its image goes into the copy now (the process is removed), as beside a stream
+      try { await frozen.save(); copy.filled() } catch (e) { log('guest %d: its copy could not be written: %s', g.pid, (e as Error).message) }
+    }
     try {
       this.orphan(await this.runAgain(g, copy, true))
     } catch (e) {
@@ -750,17 +816,30 @@ export class GuestSide {
    * cannot be started ahead, or its check finds that the process cannot move, `go` is the plain
    * dump (which then fails as before: an empty image, and the process stays).
    */
-  private dumpAhead (pid: number, sink: RawSink): { go: (target?: string) => Promise<unknown>, cancel: () => Promise<void> } {
+  private dumpAhead (pid: number, sink: RawSink): { go: (target?: string) => Promise<FrozenGuest | null>, cancel: () => Promise<void>, streamed: () => boolean | null } {
     const { engine } = this.d
-    const ahead = engine.startDump !== undefined ? engine.startDump(pid, sink, {}) : null
+    // kept frozen as its copy where the engine can (no copy file written beside the stream)
+    const frozen = engine.startFrozenDump !== undefined ? engine.startFrozenDump(pid, sink, {}) : null
+    const ahead = frozen === null && engine.startDump !== undefined ? engine.startDump(pid, sink, {}) : null
+    frozen?.catch(() => {})
     ahead?.catch(() => {})
+    let streamed: boolean | null = null
     return {
       go: async target => {
+        const f = frozen !== null ? await frozen.catch(() => null) : null
+        if (f !== null && f.reasons === null) {
+          try { return await f.go(target) } catch (e) { streamed = f.streamed(); throw e }
+        }
         const a = ahead !== null ? await ahead.catch(() => null) : null
-        if (a !== null && a.reasons === null) return await a.go(target)
-        return await engine.dump(pid, sink, target !== undefined ? { target } : {})
+        if (a !== null && a.reasons === null) await a.go(target)
+        else await engine.dump(pid, sink, target !== undefined ? { target } : {})
+        return null
       },
-      cancel: async () => { const a = await ahead?.catch(() => null); if (a != null && a.reasons === null) await a.cancel() }
+      cancel: async () => {
+        for (const p of [frozen, ahead]) { const a = await p?.catch(() => null); if (a != null && a.reasons === null) await a.cancel() }
+      },
+      /** after go failed: did any of the image go (null: not known, see the copy) */
+      streamed: () => streamed
     }
   }
 
@@ -775,6 +854,7 @@ export class GuestSide {
     let copy: ImageCopy | undefined
     let loud: (() => void) | null = null
     let dump: ReturnType<GuestSide['dumpAhead']> | null = null
+    let frozen: FrozenGuest | null = null
     try {
       if (!this.d.cluster.addressOf(m.node)) throw new Error(`no address for node ${m.node}`)
       out = await this.d.dial(m.node)
@@ -795,9 +875,9 @@ export class GuestSide {
       if (sink === null) { await dump?.cancel(); loud?.(); loud = null } // (framed after all: the process let go first)
       if (sink !== null && dump !== null) {
         try {
-          await dump.go(target.target)
+          frozen = await dump.go(target.target)
         } finally { if (statSize(copy) > 0) copy.filled() }
-        bytes = copy.size
+        bytes = frozen?.bytes ?? copy.size
       } else await this.d.engine.dump(g.pid, tee(out.imageWriter(), copy, n => { bytes += n }), target)
     } catch (e) {
       await dump?.cancel() // (a dump started ahead and not told to go lets go of the process)
@@ -825,12 +905,20 @@ export class GuestSide {
     }
     loud?.()
     out?.close()
-    await g.out.drain(g.outputDone)
+    if (frozen !== null) await this.drainFrozen(g, frozen); else await g.out.drain(g.outputDone)
     await g.conn.send({ t: 'sent', bytes, utime: used?.utime ?? 0, stime: used?.stime ?? 0 }).catch(() => {})
+    if (frozen !== null) this.crashIfAsked()
     const r = await g.conn.expect('home-ok', 'resume').catch(() => undefined)
-    if (r === undefined) { await this.keepCopy(g, copy); return }
-    if (r.t === 'home-ok') { this.forget(g); g.r.release(); g.conn.close(); return }
+    if (r === undefined) { await this.keepCopy(g, copy, frozen); return }
+    if (r.t === 'home-ok') {
+      if (frozen !== null) await this.removeFrozen(g, frozen)
+      this.forget(g); g.r.release(); g.conn.close(); return
+    }
     // M could not run it: it runs here again, still a guest on the same connection
+    if (frozen !== null) {
+      await this.resumeFrozen(g, frozen)
+      return
+    }
     try {
       const again = await this.runAgain(g, copy)
       await g.conn.send({ t: 'resumed', pid: again.pid })

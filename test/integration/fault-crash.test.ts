@@ -13,6 +13,8 @@ import { alive, guests, moveTo, reference, startJob, where } from '../helpers/jo
 import { LOST_STATUS } from '../../src/migrate/migrator.js'
 
 const LEASE = 2 // s: hpcd --guest-lease (a home waits 2 × 2 + 5 = 9 s for a node to come back)
+/** hpcd --test-fault of node 2's daemon, from its next start */
+let fault2 = ''
 let lab: Lab
 let bins: Bins
 let speaker: string
@@ -28,7 +30,7 @@ before(async () => {
     nodes: 3,
     tag: 'fcrash',
     interval: 0.25,
-    hpcdArgs: id => ['--speed', String(10000 * id), '--down-after', '2', '--no-balance', '--link-timeout', '3', '--guest-lease', String(LEASE)],
+    hpcdArgs: id => ['--speed', String(10000 * id), '--down-after', '2', '--no-balance', '--link-timeout', '3', '--guest-lease', String(LEASE), ...(id === 2 && fault2 !== '' ? ['--test-fault', fault2] : [])],
     env: { DEBUG: 'hpcfs:home,hpcfs:guest,hpcfs:keeper,hpcfs:state' }
   })
   await lab.waitAllUp()
@@ -37,6 +39,11 @@ after(async () => {
   await lab?.destroy()
   bins?.cleanup()
 })
+
+/** Has pid ended (gone, or a zombie its keeper has not reaped yet)? */
+function ended (pid: number): boolean {
+  try { return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').startsWith('Z') } catch { return true }
+}
 
 /** What runs in node n's namespace besides its daemon and the daemon's FUSE watchdog. */
 async function others (n: number): Promise<string[]> {
@@ -97,6 +104,42 @@ test('kill -9 of the source daemon while the image streams from it to another no
     assert.deepEqual(await job.exited, { code: null, signal: 'SIGTERM' })
     await until('nothing left on nodes 2 and 3', async () => guests(lab, 2).length === 0 && (await others(2)).length === 0 && (await others(3)).length === 0, 10_000)
   } finally { job.close() }
+})
+
+test('node 2\'s daemon dies while a guest that left it (to node 3, then home) is kept frozen as its copy: the dump\'s helper writes the copy, the next daemon waits for it and restores it held, home keeps the one copy that runs; all output once', async () => {
+  const args = ['400', '20000', '5']
+  const job = startJob(lab, launcher, bins.dir, speaker, args)
+  const log2 = (): string => readFileSync(lab.node(2).logFile as string, 'utf8')
+  const restart2 = async (): Promise<void> => {
+    if (lab.node(2).running) { lab.node(2).kill('SIGKILL'); await lab.node(2).waitExit() }
+    await lab.node(2).start()
+    await lab.waitAllUp()
+  }
+  try {
+    fault2 = 'crash-frozen'
+    await restart2()
+    await until('output', () => job.out().length > 0)
+    for (const target of [3, 'home'] as const) {
+      await moveTo(lab, job.pid, 2)
+      const guest = guests(lab, 2)[0]
+      const held = log2().split('its copy runs held').length
+      await lab.node(1).write(`proc/${job.pid}/goto`, `${target}\n`)
+      await lab.node(2).waitExit(20_000)
+      assert.equal(lab.node(2).lastExit?.signal, 'SIGKILL', `node 2 died of its test fault (${target})`)
+      await until(`the guest removed by its dump's helper, once its copy is written (${target})`, () => ended(guest), 15_000)
+      await restart2()
+      await until(`the move done (${target})`, async () => (await where(lab, job.pid)) === (target === 'home' ? '0' : '3'), 20_000)
+      await until(`node 2's copy refused and removed (${target})`, async () => guests(lab, 2).length === 0 && readdirSync(join(lab.tmp, 'state', '2', 'guests')).length === 0, 20_000)
+      assert.ok(log2().split('its copy runs held').length > held, `node 2's next daemon restored the copy (${target})`)
+      if (target === 3) await moveTo(lab, job.pid, 'home')
+    }
+    assert.deepEqual(await job.exited, { code: 5, signal: null })
+    await until('all output, once', () => job.out() === reference(speaker, args), 5000)
+  } finally {
+    job.close()
+    fault2 = ''
+    await restart2()
+  }
 })
 
 test('a node whose daemon does not come back: its guest is killed at the lease, the deputy reports the loss and exits 112, nothing is left', async () => {
