@@ -1,15 +1,16 @@
 /* dump --confirm (docs/ppm.md "A guest kept frozen as its copy"): once its image is out, the
  * process is not removed. It stays frozen (DUMPED) as the copy kept until the target runs it,
  * and lines on fd 5 say what becomes of it:
- *   DRAIN FD...  until the pipes of those descriptors of the process are empty (the caller reads
- *                their other ends: what the process wrote before its freeze has then been read):
- *                DRAINED, or DRAINED 0 after FROZEN_DRAIN_MS
+ *   DRAIN PATH...  until those pipes are empty (the ends the caller reads, e.g. /proc/KEEPER/fd/N:
+ *                what the process wrote before its freeze has then been read): DRAINED 1, or
+ *                DRAINED 0 after FROZEN_DRAIN_MS
  *   KILL         the move is committed: it is removed (OK)
  *   RELEASE      the target could not run it: it runs on as it was (RELEASED)
  *   SAVE         its image is written again, into the copy (fd 6, --copy), then it is removed
  *                (SAVED, or ERR: it is removed all the same, the caller has what the stream had)
  * The end of fd 5 (the caller is gone) is SAVE: the next daemon finds the copy, as it would have
- * found one written beside the stream. It never runs while this helper is gone (EXITKILL). */
+ * found one written beside the stream. Any other line: ERR EINVAL, and it stays frozen. It never
+ * runs while this helper is gone (EXITKILL). */
 #include "threads.h"
 #include <sys/ioctl.h>
 
@@ -33,20 +34,17 @@ static int frozen_line(char *line, size_t cap)
 	return 0;
 }
 
-/* until the pipes of the listed descriptors of pid hold nothing (1), or FROZEN_DRAIN_MS (0) */
-static int frozen_drain(pid_t pid, const char *list)
+/* until the listed pipes hold nothing (1), or FROZEN_DRAIN_MS (0); a path that is not a pipe
+ * (or is gone) is left out */
+static int frozen_drain(char *list)
 {
 	int fds[64], n = 0;
-	for (const char *p = list; *p && n < 64;) {
-		char *e;
-		long v = strtol(p, &e, 10);
-		if (e == p) break;
-		int d = v >= 0 && v < 1 << 20 ? fd_of(pid, (int)v) : -1;
+	for (char *save = NULL, *p = strtok_r(list, " ", &save); p && n < 64; p = strtok_r(NULL, " ", &save)) {
+		/* (opened for reading without blocking: a reader more on the pipe, which reads nothing) */
+		int d = open(p, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 		struct stat sb;
-		/* (a pipe it writes into; anything else put at that number holds nothing the caller reads) */
-		if (d >= 0 && !fstat(d, &sb) && S_ISFIFO(sb.st_mode) && (fcntl(d, F_GETFL) & O_ACCMODE) == O_WRONLY) fds[n++] = d;
+		if (d >= 0 && !fstat(d, &sb) && S_ISFIFO(sb.st_mode)) fds[n++] = d;
 		else if (d >= 0) close(d);
-		p = e;
 	}
 	double t0 = now_ms();
 	int empty = 0;
@@ -85,13 +83,14 @@ int dump_frozen(struct tracee *t)
 {
 	pid_t pid = t->pid;
 	ptrace(PTRACE_SETOPTIONS, pid, 0, SEIZE_OPTS | PTRACE_O_EXITKILL);
+	close(3);	/* the stream is complete: the connection is the caller's alone again */
 	ctlf("DUMPED %d", pid);
 	char line[512];
 	for (;;) {
 		int end = frozen_line(line, sizeof line);
 		trace("verdict");
 		if (!end && !strncmp(line, "DRAIN", 5) && (line[5] == ' ' || !line[5])) {
-			ctlf("DRAINED %d", frozen_drain(pid, line + 5));
+			ctlf("DRAINED %d", frozen_drain(line + 5));
 			continue;
 		}
 		if (!end && !strcmp(line, "KILL")) {
@@ -106,7 +105,11 @@ int dump_frozen(struct tracee *t)
 			ctlf("RELEASED %d", pid);
 			return 0;
 		}
-		/* SAVE, anything else, or the end of fd 5 */
+		if (!end && strcmp(line, "SAVE")) {
+			ctlf("ERR EINVAL unknown command (DRAIN, KILL, RELEASE or SAVE): %.64s", line);
+			continue;
+		}
+		/* SAVE, or the end of fd 5 */
 		int e = frozen_save(t);
 		kill_reap(pid);
 		if (e) return report_err();

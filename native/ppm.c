@@ -123,6 +123,7 @@ int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpr
 	int n = check_pid(pid, 1);
 	if (n) {
 		g_cancelled = g_wait;	/* started ahead: nothing goes into fd 3 (the caller withdraws its offer) */
+		cancel_empty_image();	/* (else the empty image, before the caller hears of it) */
 		ctlf("ERR EPERM process %d cannot move (%d reason%s)", pid, n, n > 1 ? "s" : "");
 		return 3;
 	}

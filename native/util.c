@@ -58,9 +58,15 @@ const char *errname(int e)
 
 int report_err(void)
 {
-	/* a dump kept frozen (frozen.c) writes no copy beside the stream: whether any of the image went
-	 * is said here (0: it was ended by an empty image, the connection goes on) */
-	if (g_keep_fd >= 0) ctlf("STAT streamed=%d", (int)g_streamed);
+	/* a raw image (--copy) that failed before its first byte is ended by an empty image before the
+	 * caller hears of it (it may write to the same connection next); whether any of it had gone is
+	 * said (0: the empty image, the connection goes on): a dump kept frozen (frozen.c) has no copy
+	 * beside the stream to tell */
+	if (g_keep_fd >= 0 || g_copy_fd >= 0) {
+		int streamed = g_streamed;
+		cancel_empty_image();
+		ctlf("STAT streamed=%d", streamed);
+	}
 	ctlf("ERR %s %s", errname(g_errno ? g_errno : EIO), g_err[0] ? g_err : "unknown failure");
 	return 1;
 }

@@ -66,13 +66,14 @@ export type StartedDump = { reasons: Array<{ code: string, text: string }> } | {
 
 /**
  * A guest dumped and kept frozen as its own copy (Engine.startFrozenDump): no copy file is written
- * beside the stream. `drained(fds)` once its output so far has been read (false: not within 10 s);
+ * beside the stream. `drained(paths)` once the pipes its output goes through (this daemon reads their
+ * other ends) are empty (false: not within 10 s);
  * then one of `kill` (the move is committed), `release` (the target could not run it: it runs on)
  * or `save` (its image into the copy file, then it is removed: the connection to home broke).
  */
 export interface FrozenGuest {
   bytes: number
-  drained: (fds: number[]) => Promise<boolean>
+  drained: (paths: string[]) => Promise<boolean>
   kill: () => Promise<void>
   release: () => Promise<void>
   save: () => Promise<void>

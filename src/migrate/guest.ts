@@ -39,6 +39,21 @@ export const UNREAD_STDIN = 'it has not read the stdin it was given yet (try aga
 /** Bytes in a copy's file (written by an engine helper, not through the stream). */
 function statSize (copy: ImageCopy): number { try { return fstatSync(copy.descriptor).size } catch { return 0 } }
 
+/** The path of the pipe a reader reads (this daemon's descriptor of it, a net.Socket's), or null. */
+function pipePath (s: Readable | null): string | null {
+  const fd = (s as unknown as { _handle?: { fd?: unknown } } | null)?._handle?.fd
+  return typeof fd === 'number' && fd >= 0 ? `/proc/${process.pid}/fd/${fd}` : null
+}
+
+/**
+ * Can a guest leaving be kept frozen as its copy? Not with a relayed socket (relay.c): what it wrote
+ * into one passes through the keeper's pump, whose buffer no drain can see; its dump writes the copy
+ * beside the stream and removes it, as before (its output then ends).
+ */
+function canFreeze (g: GuestProcess): boolean {
+  return (g.relays ?? []).every(r => r.read === null || r.write === null)
+}
+
 /** The connection of a guest adopted after a restart, before it has rejoined its home: none. */
 class Unlinked extends Link {
   constructor () { super('nowhere'); this.closed = true }
@@ -449,22 +464,35 @@ export class GuestSide {
    * dumped away: its home has it (or reports it lost).
    */
   async readopt (): Promise<void> {
+    // each attached first (its keeper kills it if nobody comes within the lease), then the ones
+    // kept frozen as their copies are waited for, all at once
+    const found: Array<{ rec: GuestRecord, out: GuestOutput, r: GuestProcess | null }> = []
     for (const rec of this.states.load()) {
       if (this.guests.has(rec.pid)) continue
       // what the last daemon read of its output and home had not acknowledged is in the spill
       // file (GuestOutput.persist): it goes home first, from home's count
       const out = GuestOutput.resume(this.states.spillPath(rec.pid), OUTPUT_KEEP_BYTES)
       let r: GuestProcess | null = null
-      let copied = false // restored (held) from the copy it left to leave
       try { r = this.d.engine.adopt(rec.keeper) } catch (e) {
         log('guest %d of node %d: %s', rec.pid, rec.home, (e as Error).message)
       }
-      if (r !== null && rec.leaving && r.frozen?.() === true) {
-        // kept frozen as its copy by the helper of its dump: that helper, its daemon gone, writes
-        // the copy, then removes it (or, told nothing yet, lets it go on): waited for
-        log('guest %d of node %d is held by the dump that kept it frozen: waiting for its copy', rec.pid, rec.home)
-        const held = r
-        await poll('its copy', () => !held.alive() || held.frozen?.() !== true, { timeoutMs: FROZEN_SAVE_MS, everyMs: 20 }).catch(() => log('guest %d: its dump still holds it after %d ms', rec.pid, FROZEN_SAVE_MS))
+      found.push({ rec, out, r })
+    }
+    // a guest kept frozen as its copy by the helper of its dump (docs/migrate.md "Raw images"):
+    // that helper, its daemon gone, writes the copy, then removes it
+    const held = (x: { rec: GuestRecord, r: GuestProcess | null }): boolean => x.r !== null && x.rec.leaving && x.r.alive() && x.r.frozen?.() === true
+    if (found.some(held)) {
+      log('%d guest(s) held by the dumps that kept them frozen: waiting for their copies', found.filter(held).length)
+      await poll('their copies', () => !found.some(held), { timeoutMs: FROZEN_SAVE_MS, everyMs: 20 }).catch(() => {})
+    }
+    for (const { rec, out, r: adopted } of found) {
+      let r = adopted
+      let copied = false // restored (held) from the copy it left to leave
+      if (held({ rec, r })) {
+        // (neither adopted as running nor its copy removed: the next daemon takes it up)
+        log('guest %d of node %d: the dump that kept it frozen still holds it after %d ms: left to it', rec.pid, rec.home, FROZEN_SAVE_MS)
+        r?.detach()
+        continue
       }
       if (r === null || (rec.leaving && !r.alive())) {
         // (its keeper says how it ended to whoever attaches; bounded all the same)
@@ -647,7 +675,7 @@ export class GuestSide {
     // for the next daemon should this one die meanwhile: GuestOutput.persist)
     const sent = conn.send({ t: 'image-start', raw: true })
     const loud = conn.quiet()
-    const dump = this.dumpAhead(g.pid, rawSink(conn, copy) as RawSink) // (while home gets ready)
+    const dump = this.dumpAhead(g.pid, rawSink(conn, copy) as RawSink, canFreeze(g.r)) // (while home gets ready)
     await sent.catch(() => {})
     const notReady = await ready
     if (notReady !== null) {
@@ -695,8 +723,15 @@ export class GuestSide {
    * more (they never reach their end, as those of a process that is gone do).
    */
   private async drainFrozen (g: Guest, f: FrozenGuest): Promise<void> {
-    const fds = [...(g.r.stdout !== null ? [1] : []), ...(g.r.stderr !== null ? [2] : []), ...g.relays.readers.map(([fd]) => fd)]
-    const drained = f.drained(fds).then(ok => { if (!ok) log('guest %d: its output pipes are still not empty', g.pid) }, e => log('guest %d: draining its output: %s', g.pid, (e as Error).message))
+    // the pipes this daemon reads: its own descriptors of them (the keeper's ends of the stdio
+    // pipes where a reader's cannot be told)
+    const k = g.r.keeper
+    const paths = [pipePath(g.r.stdout) ?? `/proc/${k.helper}/fd/${k.fds.out}`, pipePath(g.r.stderr) ?? `/proc/${k.helper}/fd/${k.fds.err}`]
+    for (const [fd, s] of g.relays.readers) {
+      const p = pipePath(s)
+      if (p !== null) paths.push(p); else log('guest %d: the pipe of its relayed fd %d cannot be watched while it drains', g.pid, fd)
+    }
+    const drained = f.drained(paths).then(ok => { if (!ok) log('guest %d: its output pipes are still not empty', g.pid) }, e => log('guest %d: draining its output: %s', g.pid, (e as Error).message))
     await g.out.drain(drained)
   }
 
@@ -816,10 +851,10 @@ export class GuestSide {
    * cannot be started ahead, or its check finds that the process cannot move, `go` is the plain
    * dump (which then fails as before: an empty image, and the process stays).
    */
-  private dumpAhead (pid: number, sink: RawSink): { go: (target?: string) => Promise<FrozenGuest | null>, cancel: () => Promise<void>, streamed: () => boolean | null } {
+  private dumpAhead (pid: number, sink: RawSink, freeze: boolean): { go: (target?: string) => Promise<FrozenGuest | null>, cancel: () => Promise<void>, streamed: () => boolean | null } {
     const { engine } = this.d
-    // kept frozen as its copy where the engine can (no copy file written beside the stream)
-    const frozen = engine.startFrozenDump !== undefined ? engine.startFrozenDump(pid, sink, {}) : null
+    // kept frozen as its copy where it can be and the engine can (no copy file beside the stream)
+    const frozen = freeze && engine.startFrozenDump !== undefined ? engine.startFrozenDump(pid, sink, {}) : null
     const ahead = frozen === null && engine.startDump !== undefined ? engine.startDump(pid, sink, {}) : null
     frozen?.catch(() => {})
     ahead?.catch(() => {})
@@ -868,7 +903,7 @@ export class GuestSide {
       await sent
       used = this.d.engine.psInfo(g.pid)
       copy = makeCopy()
-      dump = raw ? this.dumpAhead(g.pid, rawSink(out, copy) as RawSink) : null // (while M answers)
+      dump = raw ? this.dumpAhead(g.pid, rawSink(out, copy) as RawSink, canFreeze(g.r)) : null // (while M answers)
       saveLeaving()
       const sink = raw && (await out.expect('accept')).raw === true ? rawSink(out, copy) : null
       trace('n:m-accepted')

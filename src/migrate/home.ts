@@ -800,8 +800,16 @@ export class Home {
     const why = `node ${node} could not run it: ${m.reason}`
     const back = new Promise<() => Promise<void>>(resolve => { p.imageWaiter = resolve })
     await old.send({ t: 'resume' })
-    const land = await Promise.race([old.expect('resumed').then(() => null), back]).finally(() => { p.imageWaiter = null })
-    if (land === null) {
+    // (`failed`: N cannot run it again and has nothing to send home: its frozen guest is gone)
+    const land = await Promise.race([old.expect('resumed', 'failed'), back]).finally(() => { p.imageWaiter = null })
+    if (typeof land !== 'function' && land.t === 'failed') {
+      p.moving = false
+      p.conn = null
+      old.close()
+      void this.lost(p, from)
+      throw new Error(`${why}; node ${from} could not run it again either (${land.reason})`)
+    }
+    if (typeof land !== 'function') {
       p.moving = false
       throw new Error(`${why}; it runs on node ${from} again`)
     }

@@ -987,8 +987,8 @@ export async function startDump (pid: number, out: ImageSink, opts: Omit<DumpOpt
 export interface FrozenDump {
   bytes: number
   stats: Record<string, string>
-  /** until the pipes of its descriptors `fds` hold nothing (false: still not after 10 s) */
-  drained: (fds: number[]) => Promise<boolean>
+  /** until the pipes at `paths` (e.g. /proc/PID/fd/N) hold nothing (false: still not after 10 s) */
+  drained: (paths: string[]) => Promise<boolean>
   kill: () => Promise<void>
   release: () => Promise<void>
   save: () => Promise<void>
@@ -1026,10 +1026,11 @@ export async function startFrozenDump (pid: number, out: ImageSink, opts: Omit<D
     return {
       bytes: num(h.stats.bytes),
       stats: h.stats,
-      drained: async fds => {
+      drained: async paths => {
         if (told !== null) throw new PpmError('EINVAL', `this frozen process was told ${told} already`)
+        if (paths.some(p => p === '' || /\s/.test(p))) throw einval('a path to drain must not contain white space')
         const done = h.next('DRAINED')
-        h.send(`DRAIN ${fds.filter(fd => Number.isInteger(fd) && fd >= 0).join(' ')}`)
+        h.send(`DRAIN ${paths.join(' ')}`)
         return (await done)[1] === '1'
       },
       kill: async () => { await tell('KILL', 'OK') },
