@@ -17,20 +17,24 @@
 int g_keep_fd = -1;
 
 #define FROZEN_DRAIN_MS 10000
+#define FROZEN_DRAIN_MAX 128	/* pipes in one DRAIN (stdout, stderr and up to MAX_RELAY relayed ones) */
 
-/* one line from fd 5 into line (NUL-terminated); -1 at its end (or a line too long) */
+/* one line from fd 5 into line (NUL-terminated); -1 at its end; a line too long is read to its
+ * end and comes back empty (an unknown command) */
 static int frozen_line(char *line, size_t cap)
 {
 	size_t n = 0;
+	int over = 0;
 	for (;;) {
 		char c;
 		ssize_t r = read(5, &c, 1);
 		if (r < 0 && errno == EINTR) continue;
-		if (r <= 0 || n + 1 >= cap) return -1;
+		if (r <= 0) return -1;
 		if (c == '\n') break;
-		line[n++] = c;
+		if (n + 1 >= cap) over = 1;
+		else line[n++] = c;
 	}
-	line[n] = 0;
+	line[over ? 0 : n] = 0;
 	return 0;
 }
 
@@ -38,8 +42,8 @@ static int frozen_line(char *line, size_t cap)
  * (or is gone) is left out */
 static int frozen_drain(char *list)
 {
-	int fds[64], n = 0;
-	for (char *save = NULL, *p = strtok_r(list, " ", &save); p && n < 64; p = strtok_r(NULL, " ", &save)) {
+	int fds[FROZEN_DRAIN_MAX], n = 0;
+	for (char *save = NULL, *p = strtok_r(list, " ", &save); p && n < FROZEN_DRAIN_MAX; p = strtok_r(NULL, " ", &save)) {
 		/* (opened for reading without blocking: a reader more on the pipe, which reads nothing) */
 		int d = open(p, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 		struct stat sb;
@@ -72,6 +76,10 @@ static int frozen_save(struct tracee *t)
 	g_stall_ms = -1;
 	precopy_done();
 	relay_forget();
+	/* HPC_PPM_TEST_SAVE_GATE=PATH (tests): the copy is written only once PATH exists (30 s at most),
+	 * so that a test can start the next daemon while this helper still holds the process */
+	const char *gate = getenv("HPC_PPM_TEST_SAVE_GATE");
+	for (int i = 0; gate && *gate && i < 30000 && access(gate, F_OK); i++) usleep(1000);
 	if (ftruncate(g_keep_fd, 0) || lseek(g_keep_fd, 0, SEEK_SET) < 0) return fail(errno, "the copy: %s", strerror(errno));
 	struct dumpres res;
 	int e = dump_image(t, g_keep_fd, NULL, &res, NULL);
@@ -85,7 +93,7 @@ int dump_frozen(struct tracee *t)
 	ptrace(PTRACE_SETOPTIONS, pid, 0, SEIZE_OPTS | PTRACE_O_EXITKILL);
 	close(3);	/* the stream is complete: the connection is the caller's alone again */
 	ctlf("DUMPED %d", pid);
-	char line[512];
+	static char line[FROZEN_DRAIN_MAX * (PATH_MAX < 64 ? PATH_MAX : 64) + 16];
 	for (;;) {
 		int end = frozen_line(line, sizeof line);
 		trace("verdict");

@@ -183,12 +183,5 @@ export const ACK_MS = 200
 export const ACK_BYTES = 256 << 10
 /** How long a guest that has ended is read for the output left in its pipes, at most (ms). */
 export const OUTPUT_DRAIN_MS = 3000
-/**
- * How long a daemon started again waits for a guest that was leaving and is still held frozen by
- * its dump's helper (ms): that helper, its daemon gone, writes the guest's image into its copy and
- * then removes it (docs/migrate.md "A guest kept frozen as its copy"). 500 MiB take about a second
- * to write; the bound is for a disk that is slow or full.
- */
-export const FROZEN_SAVE_MS = 60_000
 /** Room a node wants in its state dir for a guest's record before it accepts a guest (bytes; src/migrate/space.ts). */
 export const RECORD_SPACE = 64 << 10

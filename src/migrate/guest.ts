@@ -24,7 +24,7 @@ import { Link } from './link.js'
 import type { Message, MigrateMsg, RejoinMsg, SendToMsg } from './protocol.js'
 import { GuestRelays, StdinPull, parseFdFrame, pipeEmpty, watchCloses } from './relay.js'
 import { GuestOutput, outFrame, type Counts } from './ack.js'
-import { FROZEN_SAVE_MS, IDLE_CONNECTIONS_PER_PEER, OUTPUT_DRAIN_MS, OUTPUT_KEEP_BYTES, RECORD_SPACE } from '../config.js'
+import { IDLE_CONNECTIONS_PER_PEER, OUTPUT_DRAIN_MS, OUTPUT_KEEP_BYTES, RECORD_SPACE } from '../config.js'
 import { spaceRefusal } from './space.js'
 import { GuestStates, type GuestRecord } from './state.js'
 import { poll } from '../util/poll.js'
@@ -464,65 +464,62 @@ export class GuestSide {
    * dumped away: its home has it (or reports it lost).
    */
   async readopt (): Promise<void> {
-    // each attached first (its keeper kills it if nobody comes within the lease), then the ones
-    // kept frozen as their copies are waited for, all at once
-    const found: Array<{ rec: GuestRecord, out: GuestOutput, r: GuestProcess | null }> = []
+    const held: Array<Promise<void>> = []
     for (const rec of this.states.load()) {
       if (this.guests.has(rec.pid)) continue
-      // what the last daemon read of its output and home had not acknowledged is in the spill
-      // file (GuestOutput.persist): it goes home first, from home's count
-      const out = GuestOutput.resume(this.states.spillPath(rec.pid), OUTPUT_KEEP_BYTES)
       let r: GuestProcess | null = null
       try { r = this.d.engine.adopt(rec.keeper) } catch (e) {
         log('guest %d of node %d: %s', rec.pid, rec.home, (e as Error).message)
       }
-      found.push({ rec, out, r })
-    }
-    // a guest kept frozen as its copy by the helper of its dump (docs/migrate.md "Raw images"):
-    // that helper, its daemon gone, writes the copy, then removes it
-    const held = (x: { rec: GuestRecord, r: GuestProcess | null }): boolean => x.r !== null && x.rec.leaving && x.r.alive() && x.r.frozen?.() === true
-    if (found.some(held)) {
-      log('%d guest(s) held by the dumps that kept them frozen: waiting for their copies', found.filter(held).length)
-      await poll('their copies', () => !found.some(held), { timeoutMs: FROZEN_SAVE_MS, everyMs: 20 }).catch(() => {})
-    }
-    for (const { rec, out, r: adopted } of found) {
-      let r = adopted
-      let copied = false // restored (held) from the copy it left to leave
-      if (held({ rec, r })) {
-        // (neither adopted as running nor its copy removed: the next daemon takes it up)
-        log('guest %d of node %d: the dump that kept it frozen still holds it after %d ms: left to it', rec.pid, rec.home, FROZEN_SAVE_MS)
-        r?.detach()
+      if (r !== null && rec.leaving && r.alive() && r.frozen?.() === true) {
+        // kept frozen as its copy by the helper of its dump (docs/migrate.md "Raw images"): that
+        // helper, its daemon gone, writes the copy, then removes it; waited for (attached, so
+        // that its keeper's lease does not end it meanwhile) while the others are taken up
+        log('guest %d of node %d is held by the dump that kept it frozen: waiting for its copy', rec.pid, rec.home)
+        const frozen = r
+        held.push(poll('its copy', () => !frozen.alive() || frozen.frozen?.() !== true, { timeoutMs: Infinity, everyMs: 20 }).then(async () => await this.readoptOne(rec, frozen)))
         continue
       }
-      if (r === null || (rec.leaving && !r.alive())) {
-        // (its keeper says how it ended to whoever attaches; bounded all the same)
-        const st = r === null ? null : await Promise.race([r.exited, new Promise<null>(resolve => setTimeout(() => resolve(null), 3000).unref())])
-        if (r === null || st === null || st.signal === 9) {
-          // gone, or it was dumped to leave: where it went may not have it; its copy (if it left
-          // one) is restored held and rejoins home, which keeps the one it has; what it wrote before
-          // its dump and is still in its pipes goes home first
-          if (r !== null) await this.drainKept(r, out)
-          r?.release()
-          this.states.remove(rec.pid)
-          r = rec.leaving ? await this.fromCopy(rec) : null
-          if (r === null) { const img = this.states.imagePath(rec.pid); if (img !== null) rmSync(img, { force: true }); continue }
-          copied = true
-        }
-      }
-      if (!copied) { const img = this.states.imagePath(rec.pid); if (img !== null) rmSync(img, { force: true }) } // (a dump that failed)
-      // (its input count holds for a copy too: it had read all it was handed before its dump)
-      const g = this.startGuest(new Unlinked(), r, rec.home, rec.homePid, rec.stdin, rec.age, rec.since, out, new Map(rec.inGot ?? []))
-      // a copy runs only once home says it has it here (it may keep the pid it had: the restore
-      // keeps it when it is free)
-      g.held = rec.held || copied
-      g.decay.rate = rec.decay.rate
-      g.decay.kind = rec.decay.kind
-      if (rec.decay.perMille !== undefined) g.decay.perMille = rec.decay.perMille
-      if (rec.decay.interval !== undefined) g.decay.interval = rec.decay.interval
-      this.save(g, false)
-      log('adopted guest %d of node %d (its pid %d) after a restart', g.pid, g.home, g.homePid)
-      this.orphan(g)
+      await this.readoptOne(rec, r)
     }
+    await Promise.all(held)
+  }
+
+  /** readopt of one guest's record, its keeper attached (r; null: gone) */
+  private async readoptOne (rec: GuestRecord, adopted: GuestProcess | null): Promise<void> {
+    let r = adopted
+    // what the last daemon read of its output and home had not acknowledged is in the spill
+    // file (GuestOutput.persist): it goes home first, from home's count
+    const out = GuestOutput.resume(this.states.spillPath(rec.pid), OUTPUT_KEEP_BYTES)
+    let copied = false // restored (held) from the copy it left to leave
+    if (r === null || (rec.leaving && !r.alive())) {
+      // (its keeper says how it ended to whoever attaches; bounded all the same)
+      const st = r === null ? null : await Promise.race([r.exited, new Promise<null>(resolve => setTimeout(() => resolve(null), 3000).unref())])
+      if (r === null || st === null || st.signal === 9) {
+        // gone, or it was dumped to leave: where it went may not have it; its copy (if it left
+        // one) is restored held and rejoins home, which keeps the one it has; what it wrote before
+        // its dump and is still in its pipes goes home first
+        if (r !== null) await this.drainKept(r, out)
+        r?.release()
+        this.states.remove(rec.pid)
+        r = rec.leaving ? await this.fromCopy(rec) : null
+        if (r === null) { const img = this.states.imagePath(rec.pid); if (img !== null) rmSync(img, { force: true }); return }
+        copied = true
+      }
+    }
+    if (!copied) { const img = this.states.imagePath(rec.pid); if (img !== null) rmSync(img, { force: true }) } // (a dump that failed)
+    // (its input count holds for a copy too: it had read all it was handed before its dump)
+    const g = this.startGuest(new Unlinked(), r, rec.home, rec.homePid, rec.stdin, rec.age, rec.since, out, new Map(rec.inGot ?? []))
+    // a copy runs only once home says it has it here (it may keep the pid it had: the restore
+    // keeps it when it is free)
+    g.held = rec.held || copied
+    g.decay.rate = rec.decay.rate
+    g.decay.kind = rec.decay.kind
+    if (rec.decay.perMille !== undefined) g.decay.perMille = rec.decay.perMille
+    if (rec.decay.interval !== undefined) g.decay.interval = rec.decay.interval
+    this.save(g, false)
+    log('adopted guest %d of node %d (its pid %d) after a restart', g.pid, g.home, g.homePid)
+    this.orphan(g)
   }
 
   /** Reads what an ended guest (adopted) left in its pipes, its relayed fds' too, into out. */

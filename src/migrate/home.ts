@@ -804,6 +804,7 @@ export class Home {
     const land = await Promise.race([old.expect('resumed', 'failed'), back]).finally(() => { p.imageWaiter = null })
     if (typeof land !== 'function' && land.t === 'failed') {
       p.moving = false
+      p.where = from
       p.conn = null
       old.close()
       void this.lost(p, from)

@@ -1028,7 +1028,8 @@ export async function startFrozenDump (pid: number, out: ImageSink, opts: Omit<D
       stats: h.stats,
       drained: async paths => {
         if (told !== null) throw new PpmError('EINVAL', `this frozen process was told ${told} already`)
-        if (paths.some(p => p === '' || /\s/.test(p))) throw einval('a path to drain must not contain white space')
+        if (paths.some(p => p === '' || p.length > 60 || /\s/.test(p))) throw einval('a path to drain must be 1-60 characters without white space')
+        if (paths.length > 128) throw einval('at most 128 pipes to drain')
         const done = h.next('DRAINED')
         h.send(`DRAIN ${paths.join(' ')}`)
         return (await done)[1] === '1'

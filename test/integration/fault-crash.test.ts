@@ -3,7 +3,7 @@
 // a node that does not come back ends in the one documented loss, with nothing left behind (issue 9).
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFileSync, readdirSync } from 'node:fs'
+import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Lab, labNames } from '../../src/lab/lab.js'
 import { netnsPids } from '../../src/lab/sys.js'
@@ -15,6 +15,8 @@ import { LOST_STATUS } from '../../src/migrate/migrator.js'
 const LEASE = 2 // s: hpcd --guest-lease (a home waits 2 × 2 + 5 = 9 s for a node to come back)
 /** hpcd --test-fault of node 2's daemon, from its next start */
 let fault2 = ''
+/** HPC_PPM_TEST_SAVE_GATE (native/frozen.c): present, the copy of a frozen guest is written at once */
+const gate = (): string => join(bins.dir, 'save-gate')
 let lab: Lab
 let bins: Bins
 let speaker: string
@@ -31,7 +33,8 @@ before(async () => {
     tag: 'fcrash',
     interval: 0.25,
     hpcdArgs: id => ['--speed', String(10000 * id), '--down-after', '2', '--no-balance', '--link-timeout', '3', '--guest-lease', String(LEASE), ...(id === 2 && fault2 !== '' ? ['--test-fault', fault2] : [])],
-    env: { DEBUG: 'hpcfs:home,hpcfs:guest,hpcfs:keeper,hpcfs:state' }
+    // (a frozen guest's copy is written only once the gate exists: a test holds it back)
+    env: { DEBUG: 'hpcfs:home,hpcfs:guest,hpcfs:keeper,hpcfs:state', HPC_PPM_TEST_SAVE_GATE: gate() }
   })
   await lab.waitAllUp()
 })
@@ -106,7 +109,7 @@ test('kill -9 of the source daemon while the image streams from it to another no
   } finally { job.close() }
 })
 
-test('node 2\'s daemon dies while a guest that left it (to node 3, then home) is kept frozen as its copy: the dump\'s helper writes the copy, the next daemon waits for it and restores it held, home keeps the one copy that runs; all output once', async () => {
+test('node 2\'s daemon dies while a guest that left it (to node 3, then home) is kept frozen as its copy: the dump\'s helper writes the copy (the next daemon, started meanwhile, waits for it) and removes it; the copy restored held is refused by home, which keeps the one that runs; all output once', async () => {
   const args = ['400', '20000', '5']
   const job = startJob(lab, launcher, bins.dir, speaker, args)
   const log2 = (): string => readFileSync(lab.node(2).logFile as string, 'utf8')
@@ -123,11 +126,23 @@ test('node 2\'s daemon dies while a guest that left it (to node 3, then home) is
       await moveTo(lab, job.pid, 2)
       const guest = guests(lab, 2)[0]
       const held = log2().split('its copy runs held').length
+      const waited = log2().split('waiting for its copy').length
+      // to node 3: the copy is written at once; home: only once the next daemon waits for it
+      if (target === 3) writeFileSync(gate(), ''); else rmSync(gate(), { force: true })
       await lab.node(1).write(`proc/${job.pid}/goto`, `${target}\n`)
       await lab.node(2).waitExit(20_000)
       assert.equal(lab.node(2).lastExit?.signal, 'SIGKILL', `node 2 died of its test fault (${target})`)
-      await until(`the guest removed by its dump's helper, once its copy is written (${target})`, () => ended(guest), 15_000)
-      await restart2()
+      if (target === 3) {
+        await until(`the guest removed by its dump's helper, once its copy is written (${target})`, () => ended(guest), 15_000)
+        await restart2()
+      } else {
+        assert.ok(!ended(guest), 'still held by its dump\'s helper')
+        await restart2()
+        await until('the next daemon waits for the copy', () => log2().split('waiting for its copy').length > waited, 15_000)
+        assert.ok(!ended(guest), 'still held while the next daemon waits')
+        writeFileSync(gate(), '')
+        await until('the guest removed by its dump\'s helper, once its copy is written', () => ended(guest), 15_000)
+      }
       await until(`the move done (${target})`, async () => (await where(lab, job.pid)) === (target === 'home' ? '0' : '3'), 20_000)
       await until(`node 2's copy refused and removed (${target})`, async () => guests(lab, 2).length === 0 && readdirSync(join(lab.tmp, 'state', '2', 'guests')).length === 0, 20_000)
       assert.ok(log2().split('its copy runs held').length > held, `node 2's next daemon restored the copy (${target})`)

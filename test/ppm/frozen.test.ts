@@ -6,7 +6,9 @@ import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
 import { closeSync, constants as fsc, openSync, readFileSync, readSync, statSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { restore, startFrozenDump, unread } from '../../src/ppm/ppm.js'
+import { createInterface } from 'node:readline'
+import type { Readable, Writable } from 'node:stream'
+import { helperPath, restore, startFrozenDump, unread } from '../../src/ppm/ppm.js'
 import { poll, within } from '../../src/util/poll.js'
 import { Lab, lines, reference, waitFor, withGoWait, type Subject } from './harness.js'
 
@@ -121,6 +123,32 @@ test('drained: DRAINED only once the pipes named (the ends the caller reads) are
     assert.equal(out + more, ref.out)
     assert.ok(ref.out.startsWith(drainedOut) && drainedOut.length > 0)
   } finally { closeSync(rfd) }
+})
+
+test('bad commands to a frozen dump: an unknown line, or one too long, is answered ERR EINVAL and changes nothing; RELEASE still lets it run on', async () => {
+  const { s } = await counter()
+  const img = lab.open(lab.path('f5.img'), 'w')
+  const copy = lab.open(lab.path('f5.copy'), 'w+')
+  const h = spawn(helperPath(), ['dump', String(s.pid), '--wait', '--confirm', '--copy'], { stdio: ['ignore', 'ignore', 'pipe', img, 'pipe', 'pipe', copy] })
+  const said: string[] = []
+  createInterface({ input: h.stdio[4] as Readable }).on('line', l => said.push(l))
+  const cmd = (h.stdio as unknown as Array<Writable | null>)[5] as Writable
+  const seen = async (re: RegExp, what: string): Promise<void> => { await waitFor(() => said.some(l => re.test(l)), 10_000, what) }
+  try {
+    await seen(/^CHECKED$/, 'checked')
+    cmd.write('GO\n')
+    await seen(/^DUMPED /, 'dumped')
+    cmd.write('BOGUS\n')
+    await seen(/^ERR EINVAL unknown command.*BOGUS/, 'the unknown command refused')
+    cmd.write(`DRAIN ${'/x'.repeat(10_000)}\n`)
+    await waitFor(() => said.filter(l => l.startsWith('ERR EINVAL')).length === 2, 10_000, 'the long line refused')
+    assert.ok(status(s.pid, 'State').startsWith('t'), 'still frozen')
+    assert.equal(statSync(lab.path('f5.copy')).size, 0, 'nothing saved')
+    const n = lines(s.out)
+    cmd.write('RELEASE\n')
+    await seen(/^RELEASED /, 'released')
+    await waitFor(() => lines(s.out) > n, 5000, 'output once released')
+  } finally { if (h.exitCode === null) h.kill('SIGKILL') }
 })
 
 test('its caller gone while it is frozen (the daemon died): the helper writes the copy itself, then removes the process; the copy runs on', async () => {
