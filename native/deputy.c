@@ -298,16 +298,7 @@ int g_confirm;
 static int await_verdict(void)
 {
 	char line[32];
-	size_t n = 0;
-	for (;;) {
-		char c;
-		ssize_t r = read(5, &c, 1);
-		if (r < 0 && errno == EINTR) continue;
-		if (r <= 0 || n + 1 >= sizeof line) return -1;
-		if (c == '\n') break;
-		line[n++] = c;
-	}
-	line[n] = 0;
+	if (cmd_line(line, sizeof line)) return -1;
 	return !strcmp(line, "HOLLOW") ? 1 : !strcmp(line, "RELEASE") ? 0 : -1;
 }
 

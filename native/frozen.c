@@ -19,25 +19,6 @@ int g_keep_fd = -1;
 #define FROZEN_DRAIN_MS 10000
 #define FROZEN_DRAIN_MAX 128	/* pipes in one DRAIN (stdout, stderr and up to MAX_RELAY relayed ones) */
 
-/* one line from fd 5 into line (NUL-terminated); -1 at its end; a line too long is read to its
- * end and comes back empty (an unknown command) */
-static int frozen_line(char *line, size_t cap)
-{
-	size_t n = 0;
-	int over = 0;
-	for (;;) {
-		char c;
-		ssize_t r = read(5, &c, 1);
-		if (r < 0 && errno == EINTR) continue;
-		if (r <= 0) return -1;
-		if (c == '\n') break;
-		if (n + 1 >= cap) over = 1;
-		else line[n++] = c;
-	}
-	line[over ? 0 : n] = 0;
-	return 0;
-}
-
 /* until the listed pipes hold nothing (1), or FROZEN_DRAIN_MS (0); a path that is not a pipe
  * (or is gone) is left out */
 static int frozen_drain(char *list)
@@ -93,9 +74,9 @@ int dump_frozen(struct tracee *t)
 	ptrace(PTRACE_SETOPTIONS, pid, 0, SEIZE_OPTS | PTRACE_O_EXITKILL);
 	close(3);	/* the stream is complete: the connection is the caller's alone again */
 	ctlf("DUMPED %d", pid);
-	static char line[FROZEN_DRAIN_MAX * (PATH_MAX < 64 ? PATH_MAX : 64) + 16];
+	static char line[8192];	/* (a DRAIN of FROZEN_DRAIN_MAX paths of up to 60 characters) */
 	for (;;) {
-		int end = frozen_line(line, sizeof line);
+		int end = cmd_line(line, sizeof line);
 		trace("verdict");
 		if (!end && !strncmp(line, "DRAIN", 5) && (line[5] == ' ' || !line[5])) {
 			ctlf("DRAINED %d", frozen_drain(line + 5));

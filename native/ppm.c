@@ -57,20 +57,9 @@ static int g_wait, g_cancelled;
 static int wait_go(const char **target)
 {
 	static char line[4096];
-	size_t n = 0;
-	for (;;) {
-		char c;
-		ssize_t r = read(5, &c, 1);
-		if (r < 0 && errno == EINTR) continue;
-		if (r <= 0) break;
-		if (c == '\n') {
-			line[n] = 0;
-			if (!strcmp(line, "GO")) return 0;
-			if (!strncmp(line, "GO ", 3) && line[3]) { *target = line + 3; return 0; }
-			break;
-		}
-		if (n + 1 >= sizeof line) break;
-		line[n++] = c;
+	if (!cmd_line(line, sizeof line)) {
+		if (!strcmp(line, "GO")) return 0;
+		if (!strncmp(line, "GO ", 3) && line[3]) { *target = line + 3; return 0; }
 	}
 	g_cancelled = 1;
 	ctlf("ERR ECANCELED the move did not go ahead");
@@ -241,19 +230,13 @@ static void wait_for_pid(struct imgr *r, pid_t pid)
  * of fd 5 or its absence means the process must not run: returns 0. */
 static int await_go(void)
 {
-	char buf[64];
-	size_t len = 0;
-	for (;;) {
-		char *nl = memchr(buf, '\n', len);
+	char line[64];
+	while (!cmd_line(line, sizeof line)) {
 		/* RELAYED (before GO): the caller has opened the relays' ends (relay.c) */
-		if (nl && nl - buf == 7 && !strncmp(buf, "RELAYED", 7)) { relay_release(); len -= 8; memmove(buf, buf + 8, len); continue; }
-		if (nl) { *nl = 0; return !strcmp(buf, "GO"); }
-		if (len == sizeof buf - 1) return 0;
-		ssize_t n = read(5, buf + len, sizeof buf - 1 - len);
-		if (n < 0 && errno == EINTR) continue;
-		if (n <= 0) return 0;
-		len += n;
+		if (!strcmp(line, "RELAYED")) { relay_release(); continue; }
+		return !strcmp(line, "GO");
 	}
+	return 0;
 }
 
 /* A guest's stub made ahead (restore --guest --keep --pid-hint PID): its pid namespace and its stub
@@ -558,17 +541,7 @@ static int cmd_standby(void)
 {
 	static char line[8192];
 	static char *av[64];
-	size_t n = 0;
-	for (;;) {
-		char c;
-		ssize_t r = read(5, &c, 1);
-		if (r < 0 && errno == EINTR) continue;
-		if (r <= 0) return 0;
-		if (c == '\n') break;
-		if (n + 1 >= sizeof line) { fprintf(stderr, "hpc-ppm-helper: standby: line too long\n"); return 2; }
-		line[n++] = c;
-	}
-	line[n] = 0;
+	if (cmd_line(line, sizeof line)) return 0;	/* (a line too long comes back empty: a bad RUN line) */
 	int ac = 0;
 	av[ac++] = "hpc-ppm-helper";
 	for (char *save = NULL, *t = strtok_r(line, " ", &save); t && ac < 63; t = strtok_r(NULL, " ", &save)) av[ac++] = t;

@@ -101,6 +101,7 @@ void clear_err(void);
 void err_copy(char *buf, size_t n);	/* this thread's last failure's message */
 const char *errname(int e);
 int report_err(void);
+int cmd_line(char *line, size_t cap);	/* one line from fd 5; -1 at its end (util.c) */
 int fd_of(pid_t pid, int fd);	/* a duplicate (close-on-exec) of descriptor fd of process pid, or -1 with errno */
 double now_ms(void);
 void trace(const char *what);

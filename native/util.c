@@ -71,6 +71,25 @@ int report_err(void)
 	return 1;
 }
 
+/* One command line from fd 5 into line (NUL-terminated, without its newline); -1 at the end of
+ * fd 5. A line longer than cap - 1 is read to its end and comes back empty (no command). */
+int cmd_line(char *line, size_t cap)
+{
+	size_t n = 0;
+	int over = 0;
+	for (;;) {
+		char c;
+		ssize_t r = read(5, &c, 1);
+		if (r < 0 && errno == EINTR) continue;
+		if (r <= 0) return -1;
+		if (c == '\n') break;
+		if (n + 1 >= cap) over = 1;
+		else line[n++] = c;
+	}
+	line[over ? 0 : n] = 0;
+	return 0;
+}
+
 /* HPC_PPM_TRACE=1: "STAT t <what> <wall clock ms>" at the steps of a move, to line up the helpers
  * of both nodes with the daemons' logs. Kept until the next control line (no write of its own). */
 void trace(const char *what)

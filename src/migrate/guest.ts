@@ -703,8 +703,7 @@ export class GuestSide {
       return
     }
     loud()
-    // (all of it: the process is gone, or frozen; also if the connection broke meanwhile)
-    if (frozen !== null) await this.drainFrozen(g, frozen); else await g.out.drain(g.outputDone)
+    await this.drainLeft(g, frozen) // (also if the connection broke meanwhile)
     await this.imageHome(g, copy, used, true, frozen)
   }
 
@@ -716,10 +715,11 @@ export class GuestSide {
   }
 
   /**
-   * What a guest kept frozen as its copy wrote before its freeze is read: its pipes hold nothing
-   * more (they never reach their end, as those of a process that is gone do).
+   * All a guest that left wrote is read: up to the end of its pipes (its dump removed it), or, kept
+   * frozen as its copy, until they hold nothing more (they never reach their end).
    */
-  private async drainFrozen (g: Guest, f: FrozenGuest): Promise<void> {
+  private async drainLeft (g: Guest, f: FrozenGuest | null): Promise<void> {
+    if (f === null) { await g.out.drain(g.outputDone); return }
     // the pipes this daemon reads: its own descriptors of them (the keeper's ends of the stdio
     // pipes where a reader's cannot be told)
     const k = g.r.keeper
@@ -733,11 +733,14 @@ export class GuestSide {
   }
 
   /**
-   * The move of a guest kept frozen as its copy is committed (its target runs it): it is removed
-   * here (the stream had all of it).
+   * Home says the guest runs elsewhere (home-ok): it is forgotten here, and one kept frozen as its
+   * copy is removed (the stream had all of it).
    */
-  private async removeFrozen (g: Guest, f: FrozenGuest): Promise<void> {
-    await f.kill().catch(e => { log('guest %d: removing it: %s', g.pid, (e as Error).message); try { this.d.engine.kill(g.pid, 'SIGKILL') } catch {} })
+  private async gone (g: Guest, f: FrozenGuest | null): Promise<void> {
+    await f?.kill().catch(e => { log('guest %d: removing it: %s', g.pid, (e as Error).message); try { this.d.engine.kill(g.pid, 'SIGKILL') } catch {} })
+    this.forget(g)
+    g.r.release()
+    g.conn.close()
   }
 
   /**
@@ -770,15 +773,9 @@ export class GuestSide {
     if (frozen !== null) this.crashIfAsked()
     const m = await g.conn.expect('home-ok', 'home-failed').catch(() => null)
     if (m === null) { await this.keepCopy(g, copy, frozen); return }
-    if (m.t === 'home-ok') {
-      if (frozen !== null) await this.removeFrozen(g, frozen)
-      this.forget(g); g.r.release(); g.conn.close(); return
-    }
+    if (m.t === 'home-ok') { await this.gone(g, frozen); return }
     log('home could not run guest %d (%s): it runs here again', g.pid, m.reason)
-    if (frozen !== null) {
-      await this.resumeFrozen(g, frozen)
-      return
-    }
+    if (frozen !== null) { await this.resumeFrozen(g, frozen); return }
     try {
       const again = await this.runAgain(g, copy)
       await g.conn.send({ t: 'resumed', pid: again.pid })
@@ -937,20 +934,14 @@ export class GuestSide {
     }
     loud?.()
     out?.close()
-    if (frozen !== null) await this.drainFrozen(g, frozen); else await g.out.drain(g.outputDone)
+    await this.drainLeft(g, frozen)
     await g.conn.send({ t: 'sent', bytes, utime: used?.utime ?? 0, stime: used?.stime ?? 0 }).catch(() => {})
     if (frozen !== null) this.crashIfAsked()
     const r = await g.conn.expect('home-ok', 'resume').catch(() => undefined)
     if (r === undefined) { await this.keepCopy(g, copy, frozen); return }
-    if (r.t === 'home-ok') {
-      if (frozen !== null) await this.removeFrozen(g, frozen)
-      this.forget(g); g.r.release(); g.conn.close(); return
-    }
+    if (r.t === 'home-ok') { await this.gone(g, frozen); return }
     // M could not run it: it runs here again, still a guest on the same connection
-    if (frozen !== null) {
-      await this.resumeFrozen(g, frozen)
-      return
-    }
+    if (frozen !== null) { await this.resumeFrozen(g, frozen); return }
     try {
       const again = await this.runAgain(g, copy)
       await g.conn.send({ t: 'resumed', pid: again.pid })

@@ -802,17 +802,14 @@ export class Home {
     await old.send({ t: 'resume' })
     // (`failed`: N cannot run it again and has nothing to send home: its frozen guest is gone)
     const land = await Promise.race([old.expect('resumed', 'failed'), back]).finally(() => { p.imageWaiter = null })
-    if (typeof land !== 'function' && land.t === 'failed') {
+    if (typeof land !== 'function') {
       p.moving = false
+      if (land.t === 'resumed') throw new Error(`${why}; it runs on node ${from} again`)
       p.where = from
       p.conn = null
       old.close()
       void this.lost(p, from)
       throw new Error(`${why}; node ${from} could not run it again either (${land.reason})`)
-    }
-    if (typeof land !== 'function') {
-      p.moving = false
-      throw new Error(`${why}; it runs on node ${from} again`)
     }
     await land()
     throw new Error(`${why}; node ${from} could not run it again either, so it runs at home`)
