@@ -861,15 +861,21 @@ export interface Dumped {
   release: () => Promise<void>
 }
 
-/** A deputy started ahead of its move (`startDeputy`), checked, waiting to be told to go. */
-export interface PendingDeputy {
+/** A helper started ahead of its move (`--wait`), checked, waiting to be told to go. */
+export interface Pending<T> {
   /** Dumps it (`target`: the target's hostInfo(), checked first); resolves once the image is out. */
-  go: (target?: string) => Promise<Dumped>
+  go: (target?: string) => Promise<T>
   /** The move does not go ahead: the helper ends (resolves then), the process let go unchanged, nothing written. */
   cancel: () => Promise<void>
-  /** the helper's STAT lines so far (`go_late`: the answer was late, the process runs on until GO) */
+  /**
+   * the helper's STAT lines so far (`go_late`: the answer was late, the process runs on until GO;
+   * after a failure of a raw image, `streamed`: 0 when it was ended by an empty image)
+   */
   stats: Record<string, string>
 }
+
+/** A deputy started ahead of its move (`startDeputy`). */
+export type PendingDeputy = Pending<Dumped>
 
 /**
  * Starts the deputy helper of pid ahead of its move (`deputy --wait --confirm`), so that its start
@@ -955,14 +961,7 @@ async function startedAhead<T> (h: Helper, copy: Promise<void>, sink: SinkSetup,
 }
 
 /** A dump started ahead of its move (`startDump`), checked, waiting to be told to go. */
-export interface PendingDump {
-  /** Dumps it (`target`: the target's hostInfo(), checked first); resolves once the image is out. */
-  go: (target?: string) => Promise<DumpResult>
-  /** The move does not go ahead: the helper ends (resolves then), the process let go unchanged, nothing written. */
-  cancel: () => Promise<void>
-  /** the helper's STAT lines so far (`go_late`: the answer was late, the process runs on until GO) */
-  stats: Record<string, string>
-}
+export type PendingDump = Pending<DumpResult>
 
 /**
  * Starts the dump of pid ahead of its move (`dump --wait`): the helper's start, the check and the
@@ -995,13 +994,7 @@ export interface FrozenDump {
 }
 
 /** A frozen dump started ahead of its move (`startFrozenDump`), checked, waiting to be told to go. */
-export interface PendingFrozenDump {
-  /** Dumps it (`target` checked first); resolves once the image is out, the process frozen. */
-  go: (target?: string) => Promise<FrozenDump>
-  cancel: () => Promise<void>
-  /** the helper's STAT lines so far (after a failure, `streamed`: 0 when the stream was ended by an empty image) */
-  stats: Record<string, string>
-}
+export type PendingFrozenDump = Pending<FrozenDump>
 
 /**
  * `startDump` whose process is not removed once its image is out but kept frozen (`dump --wait
