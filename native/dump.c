@@ -3,9 +3,10 @@
  * caller and is left stopped with its registers untouched: a failed dump harms nothing. */
 #include "threads.h"
 
-int dump_pages_run(struct imgw *w, struct tracee *t, uint8_t *buf, uint64_t addr, uint64_t len)
+int dump_pages_run(struct imgw *w, struct tracee *t, uint8_t *buf, uint64_t addr, uint64_t len, uint32_t prot)
 {
 	int e = 0;
+	if (gsend_takes(w, prot, len)) return gsend_run(w, t, addr, len);	/* written by the process */
 	/* with a writer thread (pipeline.c) the pages are read straight into its next slot */
 	uint8_t *p = w->wa ? wahead_body(w, &e) : buf;
 	if (!p) return e;
@@ -58,12 +59,12 @@ int dump_vma_pages(struct imgw *w, struct tracee *t, int pmfd, const struct img_
 				va_start = a; va_len = PAGE;
 			} else {
 				if (run_len && run_start + run_len == a && run_len < CHUNK) { run_len += PAGE; continue; }
-				if (run_len) e = dump_pages_run(w, t, buf, run_start, run_len);
+				if (run_len) e = dump_pages_run(w, t, buf, run_start, run_len, v->prot);
 				run_start = a; run_len = PAGE;
 			}
 		}
 	}
-	if (!e && run_len) e = dump_pages_run(w, t, buf, run_start, run_len);
+	if (!e && run_len) e = dump_pages_run(w, t, buf, run_start, run_len, v->prot);
 	if (!e && va_len) { uint64_t r2[2] = { va_start, va_len }; e = rec_put(w, R_PREVALID, r2, 16, NULL, 0); g_valid_pages += va_len / PAGE; }
 	free(wr);
 	return e;
@@ -270,7 +271,7 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	}
 	struct stat isb;
 	if (fstat(imgfd, &isb) == 0 && S_ISFIFO(isb.st_mode)) fcntl(imgfd, F_SETPIPE_SZ, 1 << 20);
-	struct imgw w = { imgfd, 0, 0, 0, g_copy_fd, NULL };
+	struct imgw w = { imgfd, 0, 0, 0, g_copy_fd, NULL, NULL };
 	if (g_pc) w = g_pc->w;	/* after the pre-copy rounds, in the same stream (and its copy) */
 	e = rec_put(&w, R_HEADER, &h, sizeof h, NULL, 0);
 	if (!e) e = rec_put(&w, R_CORE, c, sizeof *c, NULL, 0);
@@ -293,10 +294,13 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 		if (pmfd < 0) e = fail(errno, "open %s: %s", fn, strerror(errno));
 		uint8_t *pbuf = malloc(CHUNK + 16);
 		double tp = now_ms();
-		/* the page data written by a thread while the next pages are read (pipeline.c) */
+		/* the page data written by a thread while the next pages are read (pipeline.c), or by
+		 * the process itself into a socket (gsend.c) */
+		if (!e && !g_pc) e = gsend_open(&w, t, imgfd);
 		wahead_start(&w);
 		trace("pages");
 		for (int i = 0; i < nv && !e; i++) e = dump_vma_pages(&w, t, pmfd, &vm[i], pbuf);
+		gsend_close(&w, t);
 		if (!e) ctlf("STAT pages_ms=%.3f", now_ms() - tp);
 		free(pbuf);
 		if (pmfd >= 0) close(pmfd);

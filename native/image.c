@@ -203,7 +203,7 @@ int rec_hdr(struct imgr *r, struct rechdr *h)
 	if (r->ra) return rahead_next(r, h);
 	int e = r_all(r, h, sizeof *h);
 	if (e) return e;
-	if (h->magic != REC_MAGIC || h->type < R_HEADER || h->type > R_LAST || h->len > MAX_REC)
+	if ((h->magic != REC_MAGIC && !(h->magic == REC_MAGIC_NC && h->type == R_PAGES)) || h->type < R_HEADER || h->type > R_LAST || h->len > MAX_REC)
 		return fail(EBADMSG, "image corrupt: bad record header (type %u, len %llu)", h->type, (unsigned long long)h->len);
 	return 0;
 }
@@ -228,7 +228,7 @@ int rec_body(struct imgr *r, const struct rechdr *h, void *buf, size_t cap)
 	int e = r_all(r, buf, h->len);
 	if (!e) e = r_all(r, &crc_img, 4);
 	if (e) return e;
-	uint32_t crc = crc32c(crc32c(0, h, sizeof *h), buf, h->len);
+	uint32_t crc = h->magic == REC_MAGIC_NC ? 0 : crc32c(crc32c(0, h, sizeof *h), buf, h->len);
 	if (crc != crc_img) return fail(EBADMSG, "image corrupt: checksum mismatch in record %u (type %u)", r->nrec, h->type);
 	r->nrec++;
 	r->bytes += sizeof *h + h->len + 4;

@@ -2,6 +2,8 @@
  *
  * An image is one stream of records, written and read strictly in order:
  *   struct rechdr { type, REC_MAGIC, len }, payload[len], u32 CRC32C(header + payload)
+ * A PAGES record whose bytes the process wrote into a socket itself (native/gsend.c) has
+ * REC_MAGIC_NC instead, and its u32 is 0: no CRC (END still checks the counts).
  * Records, in order: HEADER, CORE, then per thread a THREAD record followed by its XSTATE record,
  * SECCOMP (oldest filter first), VMA, FD, EPOLL, INOTIFY, TIMER (the metadata, all read before
  * any process is touched), then PAGES, PREVALID and FDDATA records in any order, END.
@@ -20,8 +22,9 @@
 #include <sys/user.h>
 
 #define IMG_MAGIC "HPCPPM\r\n"
-#define IMG_VERSION 5
+#define IMG_VERSION 6
 #define REC_MAGIC 0x52504d50u /* "PMPR" */
+#define REC_MAGIC_NC 0x4e504d50u /* "PMPN": a PAGES record without a CRC */
 #define MAX_REC (64UL << 20)	/* no record is longer */
 #define XSTATE_MAX 16384	/* XSAVE buffer, larger than any CPU's today */
 

@@ -173,7 +173,7 @@ void cancel_empty_image(void)
 	char keep[sizeof g_err];
 	int ke = g_errno;
 	memcpy(keep, g_err, sizeof keep);
-	struct imgw w = { 3, 0, 0, 0, -1, NULL };
+	struct imgw w = { 3, 0, 0, 0, -1, NULL, NULL };
 	struct img_end end = { 0, 0, 0, 0 };
 	rec_put(&w, R_END, &end, sizeof end, NULL, 0);
 	memcpy(g_err, keep, sizeof keep);

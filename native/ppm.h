@@ -118,7 +118,9 @@ uint32_t crc32c(uint32_t crc, const void *buf, size_t n);
 /* fd: the image stream; copy: a second descriptor that gets every byte too (-1: none), e.g. the
  * file a sender keeps until the process runs elsewhere while the stream goes into a socket */
 struct wahead;
-struct imgw { int fd; uint32_t nrec; uint64_t bytes, pages; int copy; struct wahead *wa;	/* records written by a thread (pipeline.c) */ };
+struct gsend;
+struct imgw { int fd; uint32_t nrec; uint64_t bytes, pages; int copy; struct wahead *wa;	/* records written by a thread (pipeline.c) */
+	      struct gsend *gs; };	/* pages the process writes into the socket itself (gsend.c) */
 struct stage;
 struct rahead;
 struct imgr { int fd; uint32_t nrec; uint64_t bytes, pages; int peeked; struct rechdr peek; uint8_t *pre; size_t pre_len, pre_off, pre_cap;
@@ -147,6 +149,13 @@ int wahead_put(struct imgw *w, uint32_t type, size_t len);
 int wahead_sync(struct imgw *w);
 int wahead_stop(struct imgw *w);
 int w_vec(int fd, struct iovec *iov, int n);
+
+/* ---------- gsend.c ---------- */
+struct tracee;
+int gsend_open(struct imgw *w, struct tracee *t, int fd);
+int gsend_takes(const struct imgw *w, uint32_t prot, uint64_t len);
+int gsend_run(struct imgw *w, struct tracee *t, uint64_t addr, uint64_t len);
+void gsend_close(struct imgw *w, struct tracee *t);
 extern volatile sig_atomic_t g_orphaned;
 void cancel_empty_image(void);
 void abort_when_orphaned(void);

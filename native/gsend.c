@@ -1,0 +1,198 @@
+/* Pages written into the connection by the process itself (docs/ppm.md "Pages sent by the
+ * process"): a dump into a socket gives the stopped process a descriptor of that socket and has it
+ * write runs of its own memory into it with injected write(2) calls, between the record headers the
+ * helper writes. The bytes are copied once, from the process's pages into the socket, instead of
+ * read through /proc/PID/mem into a buffer and written from there (two copies, and a page-table
+ * walk per page). Those PAGES records carry REC_MAGIC_NC: no CRC (the helper never sees their
+ * bytes; TCP checks them on the wire, and END still checks the counts).
+ *
+ * The descriptor is passed as SCM_RIGHTS over an abstract unix socket the process connects to (a
+ * random name; the peer's pid is checked, so no other process gets it), after the descriptor table
+ * was read, and closed again before the dump ends, also when it fails. The injected calls pass a
+ * seccomp filter by (PTRACE_O_SUSPEND_SECCOMP). Anything unusual (another network namespace, no
+ * descriptor free, another process on the name first) leaves the old path. */
+#include "threads.h"
+#include <poll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+struct gsend {
+	int gfd;		/* the socket's descriptor in the process */
+	uint64_t pages;		/* pages the process wrote */
+	uint8_t *buf;		/* (bytes it could not write: read here and sent from here) */
+	long calls;		/* injected write calls */
+};
+
+/* HPC_PPM_SEND: "copy" never (the old path, to compare), "guest" for every dump into a socket
+ * (tests), else for a process with at least GSEND_MIN resident */
+#define GSEND_MIN (2UL << 20)
+#define GSEND_RUN_MIN (64UL << 10)	/* shorter runs stay in the writer's slots */
+
+static int wanted(pid_t pid, int fd, const struct imgw *w)
+{
+	const char *env = getenv("HPC_PPM_SEND");
+	if (env && !strcmp(env, "copy")) return 0;
+	struct stat sb;
+	if (w->copy >= 0 || fstat(fd, &sb) || !S_ISSOCK(sb.st_mode)) return 0;
+	if (env && !strcmp(env, "guest")) return 1;
+	char fn[64];
+	snprintf(fn, sizeof fn, "/proc/%d/statm", pid);
+	FILE *f = fopen(fn, "re");
+	unsigned long size = 0, res = 0;
+	int ok = f && fscanf(f, "%lu %lu", &size, &res) == 2;
+	if (f) fclose(f);
+	return ok && res * PAGE >= GSEND_MIN;
+}
+
+/* Gives the stopped process t a descriptor of fd: 0 and w->gs set, or 0 and the old path (nothing
+ * of it is left in the process), or an error if the process died meanwhile. */
+int gsend_open(struct imgw *w, struct tracee *t, int fd)
+{
+	if (!wanted(t->pid, fd, w)) return 0;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	uint64_t rnd = 0;
+	if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd) return 0;
+	int nl = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "hpc-ppm-gsend-%d-%016llx", getpid(), (unsigned long long)rnd);
+	socklen_t alen = offsetof(struct sockaddr_un, sun_path) + 1 + nl;
+	int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (ls < 0) return 0;
+	if (bind(ls, (struct sockaddr *)&sa, alen) || listen(ls, 1)) { close(ls); return 0; }
+	long scratch = 0, ufd = -1, gfd = -1;
+	int e = INJ(t, &scratch, SYS_mmap, 0, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (e) { close(ls); return t->dead ? e : (clear_err(), 0); }
+	/* scratch: the address, then the message header, its one byte, and the control buffer */
+	struct { struct msghdr m; struct iovec iov; char byte; union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } u; } msg;
+	uint64_t a_msg = scratch + 256;
+	memset(&msg, 0, sizeof msg);
+	msg.iov.iov_base = (void *)(a_msg + offsetof(__typeof__(msg), byte));
+	msg.iov.iov_len = 1;
+	msg.m.msg_iov = (struct iovec *)(a_msg + offsetof(__typeof__(msg), iov));
+	msg.m.msg_iovlen = 1;
+	msg.m.msg_control = (void *)(a_msg + offsetof(__typeof__(msg), u));
+	msg.m.msg_controllen = sizeof msg.u;
+	e = mem_write(t, scratch, &sa, alen);
+	if (!e) e = mem_write(t, a_msg, &msg, sizeof msg);
+	/* (non-blocking: should another process have filled the backlog, connect fails at once) */
+	if (!e) e = INJ(t, &ufd, SYS_socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, 0, 0, 0);
+	if (!e) e = INJ(t, NULL, SYS_connect, ufd, scratch, alen, 0, 0, 0);
+	int cs = -1;
+	if (!e) {
+		struct ucred cr;
+		socklen_t cl = sizeof cr;
+		cs = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+		if (cs < 0 || getsockopt(cs, SOL_SOCKET, SO_PEERCRED, &cr, &cl) || cr.pid != t->pid) e = fail(EPERM, "the process's end of the descriptor's socket");
+	}
+	if (!e) {
+		char one = 0;
+		struct iovec iv = { &one, 1 };
+		union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } u;
+		memset(&u, 0, sizeof u);
+		struct msghdr m = { .msg_iov = &iv, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof u.b };
+		struct cmsghdr *ch = CMSG_FIRSTHDR(&m);
+		ch->cmsg_level = SOL_SOCKET;
+		ch->cmsg_type = SCM_RIGHTS;
+		ch->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(ch), &fd, sizeof fd);
+		if (sendmsg(cs, &m, MSG_NOSIGNAL) != 1) e = fail(errno, "sendmsg: %s", strerror(errno));
+	}
+	long got = 0;
+	if (!e) e = INJ(t, &got, SYS_recvmsg, ufd, a_msg, MSG_CMSG_CLOEXEC, 0, 0, 0);
+	if (!e && got == 1 && !(e = mem_read(t, a_msg, &msg, sizeof msg))) {
+		struct msghdr m = { .msg_control = msg.u.b, .msg_controllen = msg.m.msg_controllen };
+		struct cmsghdr *ch = CMSG_FIRSTHDR(&m);
+		/* (no room for it in its table: no message, MSG_CTRUNC) */
+		if (ch && ch->cmsg_level == SOL_SOCKET && ch->cmsg_type == SCM_RIGHTS && ch->cmsg_len == CMSG_LEN(sizeof(int))) {
+			int v;
+			memcpy(&v, CMSG_DATA(ch), sizeof v);
+			gfd = v;
+		}
+	}
+	if (cs >= 0) close(cs);
+	close(ls);
+	long x;
+	if (ufd >= 0 && !t->dead) inject(t, SYS_close, ufd, 0, 0, 0, 0, 0, &x);
+	if (scratch && !t->dead) inject(t, SYS_munmap, scratch, PAGE, 0, 0, 0, 0, &x);
+	if (t->dead) return e ? e : fail(ESRCH, "process %d died", t->pid);
+	clear_err();
+	if (gfd < 0) return 0;
+	if (!(w->gs = calloc(1, sizeof *w->gs))) { inject(t, SYS_close, gfd, 0, 0, 0, 0, 0, &x); return 0; }
+	w->gs->gfd = gfd;
+	return 0;
+}
+
+/* whether a run of len bytes of a region with protection prot goes this way */
+int gsend_takes(const struct imgw *w, uint32_t prot, uint64_t len)
+{
+	return w->gs && (prot & PROT_READ) && len >= GSEND_RUN_MIN;
+}
+
+/* bytes into the socket from the helper, more to follow at once */
+static int put_more(int fd, const void *p, size_t n)
+{
+	while (n) {
+		if (g_orphaned) return fail(ECONNABORTED, "the daemon that asked for the image is gone");
+		ssize_t r = send(fd, p, n, MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (r < 0) {
+			if (errno == EINTR) continue;
+			if (errno == EAGAIN) { struct pollfd pf = { fd, POLLOUT, 0 }; if (poll(&pf, 1, g_stall_ms) == 0) return fail(ETIMEDOUT, "the connection is silent: the image stream made no progress for %d ms", g_stall_ms); continue; }
+			return fail(errno, "writing the image: %s", strerror(errno));
+		}
+		g_streamed = 1;
+		p = (const char *)p + r;
+		n -= r;
+	}
+	return 0;
+}
+
+/* One PAGES record of len bytes at addr: its header and trailer from here, its bytes written by
+ * the process. Records queued for the writer thread go out first. */
+int gsend_run(struct imgw *w, struct tracee *t, uint64_t addr, uint64_t len)
+{
+	int e = w->wa ? wahead_sync(w) : 0;
+	if (e) return e;
+	struct { struct rechdr h; uint64_t addr, len; } hd = { { R_PAGES, REC_MAGIC_NC, 16 + len }, addr, len };
+	if ((e = put_more(w->fd, &hd, sizeof hd))) return e;
+	for (uint64_t off = 0; off < len;) {
+		if (g_orphaned) return fail(ECONNABORTED, "the daemon that asked for the image is gone");
+		long r;
+		if ((e = inject(t, SYS_write, w->gs->gfd, addr + off, len - off, 0, 0, 0, &r))) return e;
+		w->gs->calls++;
+		if (r == -EAGAIN || r == -EINTR) {
+			struct pollfd pf = { w->fd, POLLOUT, 0 };
+			if (r == -EAGAIN && poll(&pf, 1, g_stall_ms) == 0) return fail(ETIMEDOUT, "the connection is silent: the image stream made no progress for %d ms", g_stall_ms);
+			continue;
+		}
+		if (r == -EFAULT) {
+			/* a page it cannot read itself (its protection changed?): the rest from here,
+			 * through /proc/PID/mem as on the old path */
+			if (!w->gs->buf && !(w->gs->buf = malloc(CHUNK))) return fail(ENOMEM, "out of memory");
+			uint64_t n = len - off < CHUNK ? len - off : CHUNK;
+			if ((e = mem_read(t, addr + off, w->gs->buf, n)) || (e = put_more(w->fd, w->gs->buf, n))) return e;
+			off += n;
+			continue;
+		}
+		if (r <= 0) return fail(r < 0 ? -r : EIO, "the process's write of its pages at %#lx: %s", addr + off, r < 0 ? strerror(-r) : "nothing written");
+		g_streamed = 1;
+		off += r;
+	}
+	uint32_t nocrc = 0;
+	if ((e = put_more(w->fd, &nocrc, 4))) return e;
+	w->nrec++;
+	w->bytes += sizeof hd + len + 4;
+	w->pages += len / PAGE;
+	w->gs->pages += len / PAGE;
+	return 0;
+}
+
+/* The process's descriptor closed again (if it still lives); counts for the dump's STAT line. */
+void gsend_close(struct imgw *w, struct tracee *t)
+{
+	if (!w->gs) return;
+	long x;
+	if (!t->dead) inject(t, SYS_close, w->gs->gfd, 0, 0, 0, 0, 0, &x);
+	ctlf("STAT gsend_pages=%llu gsend_calls=%ld", (unsigned long long)w->gs->pages, w->gs->calls);
+	free(w->gs->buf);
+	free(w->gs);
+	w->gs = NULL;
+}
