@@ -1,6 +1,6 @@
 /* Pages written into the connection by the process itself (docs/ppm.md "Pages sent by the
  * process"): a dump into a socket gives the stopped process a descriptor of that socket and has it
- * write runs of its own memory into it with injected write(2) calls, between the record headers the
+ * write runs of its own memory into it with injected sendto(2) calls, between the record headers the
  * helper writes. The bytes are copied once, from the process's pages into the socket, instead of
  * read through /proc/PID/mem into a buffer and written from there (two copies, and a page-table
  * walk per page). Those PAGES records carry REC_MAGIC_NC: no CRC (the helper never sees their
@@ -21,7 +21,7 @@ struct gsend {
 	int gfd;		/* the socket's descriptor in the process */
 	uint64_t pages;		/* pages the process wrote */
 	uint8_t *buf;		/* (bytes it could not write: read here and sent from here) */
-	long calls;		/* injected write calls */
+	long calls;		/* injected sendto calls */
 };
 
 /* HPC_PPM_SEND: "copy" never (the old path, to compare), "guest" for every dump into a socket
@@ -145,8 +145,8 @@ static int put_more(int fd, const void *p, size_t n)
 	return 0;
 }
 
-/* One PAGES record of len bytes at addr: its header and trailer from here, its bytes written by
- * the process. Records queued for the writer thread go out first. */
+/* One PAGES record of len bytes at addr: its header and trailer from here, its bytes sent by the
+ * process. Records queued for the writer thread go out first. */
 int gsend_run(struct imgw *w, struct tracee *t, uint64_t addr, uint64_t len)
 {
 	int e = w->wa ? wahead_sync(w) : 0;
@@ -156,7 +156,9 @@ int gsend_run(struct imgw *w, struct tracee *t, uint64_t addr, uint64_t len)
 	for (uint64_t off = 0; off < len;) {
 		if (g_orphaned) return fail(ECONNABORTED, "the daemon that asked for the image is gone");
 		long r;
-		if ((e = inject(t, SYS_write, w->gs->gfd, addr + off, len - off, 0, 0, 0, &r))) return e;
+		/* (MSG_NOSIGNAL: a broken connection must not leave a SIGPIPE for the process;
+		 * MSG_DONTWAIT: never blocked inside an injected call) */
+		if ((e = inject(t, SYS_sendto, w->gs->gfd, addr + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT, 0, 0, &r))) return e;
 		w->gs->calls++;
 		if (r == -EAGAIN || r == -EINTR) {
 			struct pollfd pf = { w->fd, POLLOUT, 0 };

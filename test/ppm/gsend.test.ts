@@ -8,6 +8,7 @@ import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { readdirSync, readlinkSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
+import { Writable } from 'node:stream'
 import { createServer, connect, type Socket } from 'node:net'
 import { deputy, dump, restore, socketFd } from '../../src/ppm/ppm.js'
 import { Lab, lines, reference, waitFor } from './harness.js'
@@ -114,6 +115,32 @@ test('a dump into a connection nobody reads fails within its stall bound, and th
     const n = lines(s.out)
     await waitFor(() => lines(s.out) > n, 10_000, 'the counter going on after the failed dump')
   } finally { close() }
+})
+
+test('a connection that breaks while the process sends its pages: the dump fails, the process runs on (no SIGPIPE) with its descriptors', async () => {
+  const bin = lab.compile('counter')
+  const s = lab.start(bin, ['1000000', '65536', '0', '20000'])	// 64 MiB
+  await waitFor(() => lines(s.out) >= 1, 5000, 'counter output')
+  const before = fds(s.pid)
+  // a TCP peer that goes away (ECONNRESET), and a stream whose reader fails (the helper's end of
+  // its stdio socket pair: EPIPE, which would leave a SIGPIPE for a process that write(2)s)
+  let got = 0
+  const { a, b, close } = await pair()
+  b.on('data', (d: Buffer) => { got += d.length; if (got > 4 << 20) b.destroy() })
+  b.resume()
+  try {
+    await assert.rejects(dump(s.pid, socketFd(a), { stallMs: 20_000 }))
+  } finally { close() }
+  let seen = 0
+  const breaking = new Writable({
+    write (chunk: Buffer, _enc, cb) { seen += chunk.length; if (seen > 4 << 20) cb(new Error('link down')); else cb() }
+  })
+  await assert.rejects(dump(s.pid, breaking))
+  assert.ok(got > 4 << 20 && seen > 4 << 20, `the streams broke after ${got} and ${seen} bytes`)
+  assert.deepEqual(fds(s.pid), before, 'the descriptor it was lent is closed again')
+  const n = lines(s.out)
+  await waitFor(() => lines(s.out) > n + 1, 10_000, 'the counter going on after the failed dumps')
+  assert.equal(s.child.exitCode, null)
 })
 
 test('the old path: HPC_PPM_SEND=copy, and a process with one descriptor free (it takes the unix socket, not the one it is sent)', async () => {

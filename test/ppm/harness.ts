@@ -89,6 +89,9 @@ export async function waitFor (cond: () => boolean, ms: number, what: string): P
   await poll(what, cond, { timeoutMs: ms, everyMs: 10 })
 }
 
+/** the image format version the engine writes and reads (IMG_VERSION of native/image.h) */
+export const IMG_VERSION = Number(/^#define IMG_VERSION (\d+)$/m.exec(readFileSync(join(subjectsDir, '..', '..', '..', 'native', 'image.h'), 'utf8'))?.[1])
+
 export function lines (s: string): number { return s.split('\n').length - 1 }
 export function fileSize (p: string): number { try { return statSync(p).size } catch { return 0 } }
 export function fileLines (p: string): number { try { return lines(readFileSync(p, 'utf8')) } catch { return 0 } }

@@ -4,7 +4,7 @@ import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { copyFileSync, readdirSync, readFileSync, readlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { check, dump, hostInfo, info, restore, PpmError } from '../../src/ppm/ppm.js'
-import { Lab, lines, reference, waitFor } from './harness.js'
+import { IMG_VERSION, Lab, lines, reference, waitFor } from './harness.js'
 
 const lab = new Lab()
 after(() => lab.cleanup())
@@ -45,8 +45,9 @@ function stubsRunning (): number {
   return n
 }
 
-/** the image format version of native/image.h (IMG_VERSION) */
-const VERSION = 5
+/** the image format version of native/image.h */
+const VERSION = IMG_VERSION
+assert.ok(VERSION >= 6, `IMG_VERSION read from native/image.h: ${VERSION}`)
 let good: Buffer
 let bin: string
 const args = ['10', '400', '7', '30000']
