@@ -127,6 +127,15 @@ int gsend_takes(const struct imgw *w, uint32_t prot, uint64_t len)
 	return w->gs && (prot & PROT_READ) && len >= GSEND_RUN_MIN;
 }
 
+/* waits until the socket takes more, at most --stall-ms (a signal ends it early: the caller looks
+ * at g_orphaned) */
+static int wait_room(int fd)
+{
+	struct pollfd pf = { fd, POLLOUT, 0 };
+	if (poll(&pf, 1, g_stall_ms) == 0) return fail(ETIMEDOUT, "the connection is silent: the image stream made no progress for %d ms", g_stall_ms);
+	return 0;
+}
+
 /* bytes into the socket from the helper, more to follow at once */
 static int put_more(int fd, const void *p, size_t n)
 {
@@ -135,7 +144,7 @@ static int put_more(int fd, const void *p, size_t n)
 		ssize_t r = send(fd, p, n, MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (r < 0) {
 			if (errno == EINTR) continue;
-			if (errno == EAGAIN) { struct pollfd pf = { fd, POLLOUT, 0 }; if (poll(&pf, 1, g_stall_ms) == 0) return fail(ETIMEDOUT, "the connection is silent: the image stream made no progress for %d ms", g_stall_ms); continue; }
+			if (errno == EAGAIN) { int we = wait_room(fd); if (we) return we; continue; }
 			return fail(errno, "writing the image: %s", strerror(errno));
 		}
 		g_streamed = 1;
@@ -161,8 +170,7 @@ int gsend_run(struct imgw *w, struct tracee *t, uint64_t addr, uint64_t len)
 		if ((e = inject(t, SYS_sendto, w->gs->gfd, addr + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT, 0, 0, &r))) return e;
 		w->gs->calls++;
 		if (r == -EAGAIN || r == -EINTR) {
-			struct pollfd pf = { w->fd, POLLOUT, 0 };
-			if (r == -EAGAIN && poll(&pf, 1, g_stall_ms) == 0) return fail(ETIMEDOUT, "the connection is silent: the image stream made no progress for %d ms", g_stall_ms);
+			if (r == -EAGAIN && (e = wait_room(w->fd))) return e;
 			continue;
 		}
 		if (r == -EFAULT) {
@@ -177,6 +185,8 @@ int gsend_run(struct imgw *w, struct tracee *t, uint64_t addr, uint64_t len)
 		if (r <= 0) return fail(r < 0 ? -r : EIO, "the process's write of its pages at %#lx: %s", addr + off, r < 0 ? strerror(-r) : "nothing written");
 		g_streamed = 1;
 		off += r;
+		/* a short send: the socket is full, the next call waits for room here (not for EAGAIN) */
+		if (off < len && (e = wait_room(w->fd))) return e;
 	}
 	uint32_t nocrc = 0;
 	if ((e = put_more(w->fd, &nocrc, 4))) return e;
