@@ -300,7 +300,8 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 		wahead_start(&w);
 		trace("pages");
 		for (int i = 0; i < nv && !e; i++) e = dump_vma_pages(&w, t, pmfd, &vm[i], pbuf);
-		gsend_close(&w, t);
+		int ge = gsend_close(&w, t);
+		if (!e) e = ge;
 		if (!e) ctlf("STAT pages_ms=%.3f", now_ms() - tp);
 		free(pbuf);
 		if (pmfd >= 0) close(pmfd);

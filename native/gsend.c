@@ -1,24 +1,34 @@
 /* Pages written into the connection by the process itself (docs/ppm.md "Pages sent by the
- * process"): a dump into a socket gives the stopped process a descriptor of that socket and has it
- * write runs of its own memory into it with injected sendto(2) calls, between the record headers the
- * helper writes. The bytes are copied once, from the process's pages into the socket, instead of
- * read through /proc/PID/mem into a buffer and written from there (two copies, and a page-table
+ * process"): a dump into a TCP socket gives the stopped process a descriptor of that socket and has
+ * it send runs of its own memory into it with injected sendto(2) calls, between the record headers
+ * the helper writes. The bytes are copied once, from the process's pages into the socket, instead
+ * of read through /proc/PID/mem into a buffer and written from there (two copies, and a page-table
  * walk per page). Those PAGES records carry REC_MAGIC_NC: no CRC (the helper never sees their
- * bytes; TCP checks them on the wire, and END still checks the counts).
+ * bytes; TCP checks them on the wire, and END still checks the counts). Only TCP: a stream into a
+ * pipe or socket pair may be kept as a file (a copy), whose records must keep their CRC.
  *
- * The descriptor is passed as SCM_RIGHTS over an abstract unix socket the process connects to (a
- * random name; the peer's pid is checked, so no other process gets it), after the descriptor table
- * was read, and closed again before the dump ends, also when it fails. The injected calls pass a
- * seccomp filter by (PTRACE_O_SUSPEND_SECCOMP). Anything unusual (another network namespace, no
- * descriptor free, another process on the name first) leaves the old path. */
+ * The descriptor is the daemon's link to another node: nobody else may take it meanwhile. The
+ * process is made non-dumpable for the time it holds it (so that no process of its user can
+ * pidfd_getfd it or look at it in /proc; put back after), and a process that shares its descriptor
+ * table with its parent or a child (clone CLONE_FILES) does not get it. It is passed as
+ * SCM_RIGHTS over an abstract unix socket the process connects to (a random name; the peer's pid
+ * is checked, so no other process gets it), after the descriptor table was read, and closed again
+ * before the dump ends, also when it fails; the table is then checked to be what it was. The
+ * injected calls pass a seccomp filter by (PTRACE_O_SUSPEND_SECCOMP). Anything unusual on the way
+ * (another network namespace, no descriptor free, another process on the name first) leaves the
+ * old path. */
 #include "threads.h"
+#include <dirent.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
 struct gsend {
 	int gfd;		/* the socket's descriptor in the process */
+	int dumpable;		/* the process's PR_GET_DUMPABLE before (1: set to 0 meanwhile) */
+	int *fds, nfd;		/* its descriptor numbers before */
 	uint64_t pages;		/* pages the process wrote */
 	uint8_t *buf;		/* (bytes it could not write: read here and sent from here) */
 	long calls;		/* injected sendto calls */
@@ -29,12 +39,54 @@ struct gsend {
 #define GSEND_MIN (2UL << 20)
 #define GSEND_RUN_MIN (64UL << 10)	/* shorter runs stay in the writer's slots */
 
+/* the descriptor numbers of process pid, ascending: how many (*out malloc'd), or -1 */
+static int fd_list(pid_t pid, int **out)
+{
+	char fn[64];
+	snprintf(fn, sizeof fn, "/proc/%d/fd", pid);
+	DIR *d = opendir(fn);
+	if (!d) return -1;
+	int n = 0, cap = 64, *v = malloc(cap * sizeof *v);
+	for (struct dirent *de; v && (de = readdir(d));) {
+		if (de->d_name[0] == '.') continue;
+		if (n == cap && !(v = realloc(v, (cap *= 2) * sizeof *v))) break;
+		v[n++] = atoi(de->d_name);
+	}
+	closedir(d);
+	if (!v) return -1;
+	for (int i = 1; i < n; i++) for (int k = i; k > 0 && v[k - 1] > v[k]; k--) { int x = v[k]; v[k] = v[k - 1]; v[k - 1] = x; }
+	*out = v;
+	return n;
+}
+
+/* whether pid shares its descriptor table with its parent or a child (clone CLONE_FILES without
+ * CLONE_THREAD): that process would see the descriptor too */
+static int shares_files(pid_t pid)
+{
+	char fn[64], st[4096], v[32];
+	snprintf(fn, sizeof fn, "/proc/%d/status", pid);
+	if (read_file(fn, st, sizeof st) <= 0 || status_field(st, "PPid", v, sizeof v)) return 1;
+	pid_t pp = atoi(v);
+	if (pp > 0 && syscall(NR_KCMP, pid, pp, KCMP_FILES, 0, 0) == 0) return 1;
+	static char kids[8192];
+	snprintf(fn, sizeof fn, "/proc/%d/task/%d/children", pid, pid);
+	if (read_file(fn, kids, sizeof kids) < 0) return 1;
+	for (char *p = kids, *end; *p; p = end) {
+		long c = strtol(p, &end, 10);
+		if (end == p) break;
+		if (syscall(NR_KCMP, pid, (pid_t)c, KCMP_FILES, 0, 0) == 0) return 1;
+	}
+	return 0;
+}
+
 static int wanted(pid_t pid, int fd, const struct imgw *w)
 {
 	const char *env = getenv("HPC_PPM_SEND");
 	if (env && !strcmp(env, "copy")) return 0;
-	struct stat sb;
-	if (w->copy >= 0 || fstat(fd, &sb) || !S_ISSOCK(sb.st_mode)) return 0;
+	int dom = 0, type = 0;
+	socklen_t l1 = sizeof dom, l2 = sizeof type;
+	if (w->copy >= 0 || getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l1) || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l2)) return 0;
+	if ((dom != AF_INET && dom != AF_INET6) || type != SOCK_STREAM || shares_files(pid)) return 0;
 	if (env && !strcmp(env, "guest")) return 1;
 	char fn[64];
 	snprintf(fn, sizeof fn, "/proc/%d/statm", pid);
@@ -45,22 +97,69 @@ static int wanted(pid_t pid, int fd, const struct imgw *w)
 	return ok && res * PAGE >= GSEND_MIN;
 }
 
+/* Closes what the process holds now and did not before (gs->fds), and puts its dumpability back:
+ * 0, or an error if it still holds more than before (or the process died) */
+static int put_back(struct tracee *t, struct gsend *gs)
+{
+	long x;
+	int *now = NULL, n = t->dead ? -1 : fd_list(t->pid, &now), extra = 0;
+	for (int i = 0, k = 0; i < n; i++) {
+		while (k < gs->nfd && gs->fds[k] < now[i]) k++;
+		if (k < gs->nfd && gs->fds[k] == now[i]) continue;
+		inject(t, SYS_close, now[i], 0, 0, 0, 0, 0, &x);
+		extra++;
+	}
+	free(now);
+	if (extra) {
+		now = NULL;
+		n = t->dead ? -1 : fd_list(t->pid, &now);
+		int same = n == gs->nfd && !memcmp(now, gs->fds, n * sizeof *now);
+		free(now);
+		if (!same) return fail(t->dead ? ESRCH : EIO, "process %d: a descriptor lent for its pages is still open", t->pid);
+	}
+	if (n < 0) return fail(ESRCH, "process %d: its descriptors cannot be read", t->pid);
+	if (gs->dumpable == 1) {
+		int e = INJ(t, NULL, SYS_prctl, PR_SET_DUMPABLE, 1, 0, 0, 0, 0);
+		if (e) return e;
+		gs->dumpable = 0;
+	}
+	return 0;
+}
+
+static void gs_free(struct gsend *gs)
+{
+	free(gs->fds);
+	free(gs->buf);
+	free(gs);
+}
+
 /* Gives the stopped process t a descriptor of fd: 0 and w->gs set, or 0 and the old path (nothing
- * of it is left in the process), or an error if the process died meanwhile. */
+ * of it is left in the process), or an error if the process died meanwhile, or if what was done
+ * to it could not be undone (a descriptor or the scratch page still there). */
 int gsend_open(struct imgw *w, struct tracee *t, int fd)
 {
 	if (!wanted(t->pid, fd, w)) return 0;
+	struct gsend *gs = calloc(1, sizeof *gs);
+	if (!gs) return 0;
+	gs->gfd = -1;
+	if ((gs->nfd = fd_list(t->pid, &gs->fds)) < 0) { gs_free(gs); return 0; }
+	/* non-dumpable while it holds the descriptor (2, "suid_dumpable", could not be put back) */
+	long d = -1;
+	int e = INJ(t, &d, SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0, 0, 0);
+	if (!e && d == 1) e = INJ(t, NULL, SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0, 0);
+	if (e || (d != 0 && d != 1)) { gs_free(gs); return t->dead ? e : (clear_err(), 0); }
+	gs->dumpable = d;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	uint64_t rnd = 0;
-	if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd) return 0;
+	int ls = -1;
+	if (getrandom(&rnd, sizeof rnd, 0) == sizeof rnd) ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	int nl = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "hpc-ppm-gsend-%d-%016llx", getpid(), (unsigned long long)rnd);
 	socklen_t alen = offsetof(struct sockaddr_un, sun_path) + 1 + nl;
-	int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (ls < 0) return 0;
-	if (bind(ls, (struct sockaddr *)&sa, alen) || listen(ls, 1)) { close(ls); return 0; }
+	if (ls >= 0 && (bind(ls, (struct sockaddr *)&sa, alen) || listen(ls, 1))) { close(ls); ls = -1; }
 	long scratch = 0, ufd = -1, gfd = -1;
-	int e = INJ(t, &scratch, SYS_mmap, 0, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (e) { close(ls); return t->dead ? e : (clear_err(), 0); }
+	/* (a shared mapping: it never merges with a neighbour, so its removal cannot fail for want
+	 * of a region) */
+	e = ls < 0 ? -1 : INJ(t, &scratch, SYS_mmap, 0, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	/* scratch: the address, then the message header, its one byte, and the control buffer */
 	struct { struct msghdr m; struct iovec iov; char byte; union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } u; } msg;
 	uint64_t a_msg = scratch + 256;
@@ -71,7 +170,7 @@ int gsend_open(struct imgw *w, struct tracee *t, int fd)
 	msg.m.msg_iovlen = 1;
 	msg.m.msg_control = (void *)(a_msg + offsetof(__typeof__(msg), u));
 	msg.m.msg_controllen = sizeof msg.u;
-	e = mem_write(t, scratch, &sa, alen);
+	if (!e) e = mem_write(t, scratch, &sa, alen);
 	if (!e) e = mem_write(t, a_msg, &msg, sizeof msg);
 	/* (non-blocking: should another process have filled the backlog, connect fails at once) */
 	if (!e) e = INJ(t, &ufd, SYS_socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, 0, 0, 0);
@@ -109,15 +208,28 @@ int gsend_open(struct imgw *w, struct tracee *t, int fd)
 		}
 	}
 	if (cs >= 0) close(cs);
-	close(ls);
+	if (ls >= 0) close(ls);
 	long x;
 	if (ufd >= 0 && !t->dead) inject(t, SYS_close, ufd, 0, 0, 0, 0, 0, &x);
-	if (scratch && !t->dead) inject(t, SYS_munmap, scratch, PAGE, 0, 0, 0, 0, &x);
-	if (t->dead) return e ? e : fail(ESRCH, "process %d died", t->pid);
+	int me = scratch > 0 && !t->dead ? INJ(t, NULL, SYS_munmap, scratch, PAGE, 0, 0, 0, 0) : 0;
+	/* it holds what it held before, and the socket's descriptor: else all it holds anew is closed */
+	int *now = NULL, n = t->dead ? -1 : fd_list(t->pid, &now), ok = gfd >= 0 && n == gs->nfd + 1;
+	for (int i = 0, k = 0; ok && i < n; i++) {
+		if (now[i] == gfd) continue;
+		ok = k < gs->nfd && gs->fds[k++] == now[i];
+	}
+	free(now);
+	if (!ok || me) {
+		int pe = put_back(t, gs);
+		gs_free(gs);
+		if (t->dead) return e ? e : fail(ESRCH, "process %d died", t->pid);
+		if (me || pe) return me ? me : pe;	/* (their messages) */
+		clear_err();
+		return 0;
+	}
 	clear_err();
-	if (gfd < 0) return 0;
-	if (!(w->gs = calloc(1, sizeof *w->gs))) { inject(t, SYS_close, gfd, 0, 0, 0, 0, 0, &x); return 0; }
-	w->gs->gfd = gfd;
+	gs->gfd = gfd;
+	w->gs = gs;
 	return 0;
 }
 
@@ -127,13 +239,16 @@ int gsend_takes(const struct imgw *w, uint32_t prot, uint64_t len)
 	return w->gs && (prot & PROT_READ) && len >= GSEND_RUN_MIN;
 }
 
-/* waits until the socket takes more, at most --stall-ms (a signal ends it early: the caller looks
- * at g_orphaned) */
+/* waits until the socket takes more, at most --stall-ms; in slices of 50 ms, so that the end of
+ * the daemon (g_orphaned) is seen in time: SIGUSR2 may be taken by the writer thread */
 static int wait_room(int fd)
 {
-	struct pollfd pf = { fd, POLLOUT, 0 };
-	if (poll(&pf, 1, g_stall_ms) == 0) return fail(ETIMEDOUT, "the connection is silent: the image stream made no progress for %d ms", g_stall_ms);
-	return 0;
+	for (int waited = 0;; waited += 50) {
+		if (g_orphaned) return fail(ECONNABORTED, "the daemon that asked for the image is gone");
+		if (g_stall_ms >= 0 && waited >= g_stall_ms) return fail(ETIMEDOUT, "the connection is silent: the image stream made no progress for %d ms", g_stall_ms);
+		struct pollfd pf = { fd, POLLOUT, 0 };
+		if (poll(&pf, 1, g_stall_ms >= 0 && g_stall_ms - waited < 50 ? g_stall_ms - waited : 50) != 0) return 0;
+	}
 }
 
 /* bytes into the socket from the helper, more to follow at once */
@@ -197,14 +312,15 @@ int gsend_run(struct imgw *w, struct tracee *t, uint64_t addr, uint64_t len)
 	return 0;
 }
 
-/* The process's descriptor closed again (if it still lives); counts for the dump's STAT line. */
-void gsend_close(struct imgw *w, struct tracee *t)
+/* The process's descriptor closed again and its dumpability put back (if it still lives); counts
+ * for the dump's STAT line. 0, or an error if that could not be done. */
+int gsend_close(struct imgw *w, struct tracee *t)
 {
-	if (!w->gs) return;
-	long x;
-	if (!t->dead) inject(t, SYS_close, w->gs->gfd, 0, 0, 0, 0, 0, &x);
-	ctlf("STAT gsend_pages=%llu gsend_calls=%ld", (unsigned long long)w->gs->pages, w->gs->calls);
-	free(w->gs->buf);
-	free(w->gs);
+	struct gsend *gs = w->gs;
+	if (!gs) return 0;
 	w->gs = NULL;
+	int e = t->dead ? 0 : put_back(t, gs);
+	ctlf("STAT gsend_pages=%llu gsend_calls=%ld", (unsigned long long)gs->pages, gs->calls);
+	gs_free(gs);
+	return e;
 }

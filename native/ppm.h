@@ -85,6 +85,7 @@ struct prctl_mm_map_ {
 #define NR_SECCOMP 317
 #define NR_KCMP 312
 #define KCMP_FILE 0
+#define KCMP_FILES 2
 #define KCMP_EPOLL_TFD 7
 #define PR_TIMER_CREATE_RESTORE_IDS 77
 #define MAX_TIMERS 256
@@ -155,7 +156,7 @@ struct tracee;
 int gsend_open(struct imgw *w, struct tracee *t, int fd);
 int gsend_takes(const struct imgw *w, uint32_t prot, uint64_t len);
 int gsend_run(struct imgw *w, struct tracee *t, uint64_t addr, uint64_t len);
-void gsend_close(struct imgw *w, struct tracee *t);
+int gsend_close(struct imgw *w, struct tracee *t);
 extern volatile sig_atomic_t g_orphaned;
 void cancel_empty_image(void);
 void abort_when_orphaned(void);

@@ -1,14 +1,14 @@
 // Pages sent by the process (docs/ppm.md "Pages sent by the process"): a dump into a socket has the
-// stopped process write runs of its own memory into the connection (native/gsend.c). The restored
+// stopped process send runs of its own memory into the connection (native/gsend.c). The restored
 // process computes on to the same results as an uninterrupted run; the descriptor it was lent is
-// gone again, also when the dump fails; a process that cannot take it (one descriptor free: the
-// unix socket it is sent on takes it) and
-// HPC_PPM_SEND=copy take the old path.
+// gone again, also when the dump fails, and it is not dumpable meanwhile; a process that cannot
+// take it (one descriptor free: the unix socket it is sent on takes it), a stream that is not TCP
+// and HPC_PPM_SEND=copy take the old path.
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { readdirSync, readlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
-import { Writable } from 'node:stream'
+import { PassThrough } from 'node:stream'
 import { createServer, connect, type Socket } from 'node:net'
 import { deputy, dump, restore, socketFd } from '../../src/ppm/ppm.js'
 import { Lab, lines, reference, waitFor } from './harness.js'
@@ -103,15 +103,23 @@ test('HPC_PPM_SEND=guest on a mix of mappings: private data behind PROT_NONE goe
   assert.equal(s.out, ref.out)
 })
 
-test('a dump into a connection nobody reads fails within its stall bound, and the process keeps the descriptors it had', async () => {
+test('a dump into a connection nobody reads fails within its stall bound; meanwhile the process is not dumpable (no process of its user can take the descriptor), and afterwards it has the descriptors and the owner it had', async () => {
   const bin = lab.compile('counter')
-  const s = lab.start(bin, ['1000000', '32768', '0', '20000'])	// 32 MiB: more than the socket buffers hold
+  chmodSync(lab.dir, 0o755)
+  // 32 MiB: more than the socket buffers hold; as nobody, so that /proc/PID shows its dumpability
+  const s = lab.start('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', bin, '1000000', '32768', '0', '20000'], ['ignore', 'pipe', 'pipe'], '/')
   await waitFor(() => lines(s.out) >= 1, 5000, 'counter output')
+  const owner = (): number => statSync(`/proc/${s.pid}/fd`).uid
   const before = fds(s.pid)
+  assert.equal(owner(), 65534)
   const { a, close } = await pair()
   try {
-    await assert.rejects(dump(s.pid, socketFd(a), { stallMs: 1000 }), /made no progress for 1000 ms/)
+    const failed = assert.rejects(dump(s.pid, socketFd(a), { stallMs: 3000 }), /made no progress for 3000 ms/)
+    await waitFor(() => Object.keys(fds(s.pid)).length === Object.keys(before).length + 1, 3000, 'the descriptor lent to the process')
+    assert.equal(owner(), 0, 'not dumpable while it holds it: /proc/PID is root\'s')
+    await failed
     assert.deepEqual(fds(s.pid), before, 'the descriptor it was lent is closed again')
+    assert.equal(owner(), 65534, 'dumpable again')
     const n = lines(s.out)
     await waitFor(() => lines(s.out) > n, 10_000, 'the counter going on after the failed dump')
   } finally { close() }
@@ -122,8 +130,6 @@ test('a connection that breaks while the process sends its pages: the dump fails
   const s = lab.start(bin, ['1000000', '65536', '0', '20000'])	// 64 MiB
   await waitFor(() => lines(s.out) >= 1, 5000, 'counter output')
   const before = fds(s.pid)
-  // a TCP peer that goes away (ECONNRESET), and a stream whose reader fails (the helper's end of
-  // its stdio socket pair: EPIPE, which would leave a SIGPIPE for a process that write(2)s)
   let got = 0
   const { a, b, close } = await pair()
   a.on('error', () => {})	// (the reset reaches this end's reading too)
@@ -132,21 +138,16 @@ test('a connection that breaks while the process sends its pages: the dump fails
   try {
     await assert.rejects(dump(s.pid, socketFd(a), { stallMs: 20_000 }))
   } finally { close() }
-  let seen = 0
-  const breaking = new Writable({
-    write (chunk: Buffer, _enc, cb) { seen += chunk.length; if (seen > 4 << 20) cb(new Error('link down')); else cb() }
-  })
-  await assert.rejects(dump(s.pid, breaking))
-  assert.ok(got > 4 << 20 && seen > 4 << 20, `the streams broke after ${got} and ${seen} bytes`)
+  assert.ok(got > 4 << 20, `the stream broke after ${got} bytes`)
   assert.deepEqual(fds(s.pid), before, 'the descriptor it was lent is closed again')
   const n = lines(s.out)
-  await waitFor(() => lines(s.out) > n + 1, 10_000, 'the counter going on after the failed dumps')
+  await waitFor(() => lines(s.out) > n + 1, 10_000, 'the counter going on after the failed dump')
   assert.equal(s.child.exitCode, null)
 })
 
-test('the old path: HPC_PPM_SEND=copy, and a process with one descriptor free (it takes the unix socket, not the one it is sent)', async () => {
+test('the old path: HPC_PPM_SEND=copy, a process with one descriptor free (it takes the unix socket, not the one it is sent), a stream that is not TCP', async () => {
   const bin = lab.compile('counter')
-  for (const how of ['copy', 'nofile'] as const) {
+  for (const how of ['copy', 'nofile', 'pipe'] as const) {
     const s = how === 'nofile'
       ? lab.start('sh', ['-c', `ulimit -n 4 && exec "${bin}" 1000000 16384 0 20000`])
       : lab.start(bin, ['1000000', '16384', '0', '20000'])
@@ -155,8 +156,10 @@ test('the old path: HPC_PPM_SEND=copy, and a process with one descriptor free (i
     const { a, b, close } = await pair()
     try {
       if (how === 'copy') process.env.HPC_PPM_SEND = 'copy'
-      const rp = restore(socketFd(b), { keepPid: false, stdio: quiet, stallMs: 20_000 })
-      const d = await dump(s.pid, socketFd(a), { stallMs: 20_000 }).finally(() => { delete process.env.HPC_PPM_SEND })
+      // (pipe: a stream that may become a file keeps its CRCs; Node gives the helper a socket pair)
+      const pt = new PassThrough()
+      const rp = restore(how === 'pipe' ? pt : socketFd(b), { keepPid: false, stdio: quiet, stallMs: 20_000 })
+      const d = await dump(s.pid, how === 'pipe' ? pt : socketFd(a), { stallMs: 20_000 }).finally(() => { delete process.env.HPC_PPM_SEND })
       const r = lab.track(await rp)
       assert.equal(d.stats.gsend_pages, undefined, `${how}: no page written by the process`)
       assert.ok(d.pages >= 16384 / 4, `${how}: every page sent (${d.pages})`)
