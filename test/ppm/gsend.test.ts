@@ -7,30 +7,14 @@
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { chmodSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs'
-import { once } from 'node:events'
 import { PassThrough } from 'node:stream'
-import { createServer, connect, type Socket } from 'node:net'
 import { deputy, dump, restore, socketFd } from '../../src/ppm/ppm.js'
-import { Lab, lines, reference, waitFor } from './harness.js'
+import { Lab, lines, reference, tcpPair, waitFor } from './harness.js'
 
 const lab = new Lab()
 after(() => lab.cleanup())
 
 const quiet = ['ignore', 'ignore', 'ignore'] as ['ignore', 'ignore', 'ignore']
-
-/** A connected pair of loopback TCP sockets, neither read from yet. */
-async function pair (): Promise<{ a: Socket, b: Socket, close: () => void }> {
-  const srv = createServer({ pauseOnConnect: true })
-  srv.listen(0, '127.0.0.1')
-  await once(srv, 'listening')
-  const port = (srv.address() as { port: number }).port
-  const accepted = once(srv, 'connection') as Promise<[Socket]>
-  const a = connect(port, '127.0.0.1')
-  await once(a, 'connect')
-  const [b] = await accepted
-  srv.close()
-  return { a, b, close: () => { a.destroy(); b.destroy() } }
-}
 
 /** fd number -> what it refers to, of a live process */
 function fds (pid: number): Record<string, string> {
@@ -49,7 +33,7 @@ test('a 64 MB walker writes its own pages into the connection, twice (out and ba
   await waitFor(() => lines(s.out) >= 2, 20000, 'walker output')
   const before = fds(s.pid)
   // out: the deputy dumps the original into a socket and keeps it, hollow
-  const p1 = await pair()
+  const p1 = await tcpPair()
   const r1p = restore(socketFd(p1.b), { keepPid: false, stdio: quiet, stdioFrom: s.pid, stallMs: 20_000 })
   const dep = lab.trackDeputy(await deputy(s.pid, socketFd(p1.a), { stallMs: 20_000 }))
   const r1 = lab.track(await r1p)
@@ -59,7 +43,7 @@ test('a 64 MB walker writes its own pages into the connection, twice (out and ba
   assert.deepEqual(fds(r1.pid), before, 'the copy has the descriptors of the original, no more')
   await waitFor(() => lines(s.out) >= 5, 30000, 'output of the copy')
   // back home: the copy dumps itself into a socket, the deputy restores the original from it
-  const p2 = await pair()
+  const p2 = await tcpPair()
   const homep = dep.restoreFromFd(process.pid, socketFd(p2.b), async () => {})
   const d = await dump(r1.pid, socketFd(p2.a), { stallMs: 20_000 })
   const home = await homep
@@ -83,7 +67,7 @@ test('HPC_PPM_SEND=guest on a mix of mappings: private data behind PROT_NONE goe
     process.env.HPC_PPM_SEND = 'guest'
     try { return await f() } finally { delete process.env.HPC_PPM_SEND }
   }
-  const p1 = await pair()
+  const p1 = await tcpPair()
   const rp1 = restore(socketFd(p1.b), { keepPid: false, stdio: quiet, stdioFrom: s.pid, stallMs: 20_000 })
   const dep = lab.trackDeputy(await guest(async () => await deputy(s.pid, socketFd(p1.a), { stallMs: 20_000 })))
   const r = lab.track(await rp1)
@@ -93,7 +77,7 @@ test('HPC_PPM_SEND=guest on a mix of mappings: private data behind PROT_NONE goe
   assert.ok(Number(st.gsend_pages) >= 256, `pages written by the process: ${st.gsend_pages}`)
   assert.ok(Number(st.gsend_pages) <= Number(st.pages) - 16, `not every page (${st.gsend_pages} of ${st.pages})`)
   await waitFor(() => lines(s.out) >= 6, 20000, 'output of the copy')
-  const p2 = await pair()
+  const p2 = await tcpPair()
   const homep = dep.restoreFromFd(process.pid, socketFd(p2.b), async () => {})
   const d = await guest(async () => await dump(r.pid, socketFd(p2.a), { stallMs: 20_000 }))
   await homep
@@ -112,7 +96,7 @@ test('a dump into a connection nobody reads fails within its stall bound; meanwh
   const owner = (): number => statSync(`/proc/${s.pid}/fd`).uid
   const before = fds(s.pid)
   assert.equal(owner(), 65534)
-  const { a, close } = await pair()
+  const { a, close } = await tcpPair()
   try {
     const failed = assert.rejects(dump(s.pid, socketFd(a), { stallMs: 3000 }), /made no progress for 3000 ms/)
     await waitFor(() => Object.keys(fds(s.pid)).length === Object.keys(before).length + 1, 3000, 'the descriptor lent to the process')
@@ -131,7 +115,7 @@ test('a connection that breaks while the process sends its pages: the dump fails
   await waitFor(() => lines(s.out) >= 1, 5000, 'counter output')
   const before = fds(s.pid)
   let got = 0
-  const { a, b, close } = await pair()
+  const { a, b, close } = await tcpPair()
   a.on('error', () => {})	// (the reset reaches this end's reading too)
   b.on('data', (d: Buffer) => { got += d.length; if (got > 4 << 20) b.destroy() })
   b.resume()
@@ -153,7 +137,7 @@ test('the old path: HPC_PPM_SEND=copy, a process with one descriptor free (it ta
       : lab.start(bin, ['1000000', '16384', '0', '20000'])
     await waitFor(() => lines(s.out) >= 1, 5000, 'counter output')
     const before = fds(s.pid)
-    const { a, b, close } = await pair()
+    const { a, b, close } = await tcpPair()
     try {
       if (how === 'copy') process.env.HPC_PPM_SEND = 'copy'
       // (pipe: a stream that may become a file keeps its CRCs; Node gives the helper a socket pair)

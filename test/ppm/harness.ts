@@ -4,6 +4,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { closeSync, createWriteStream, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { once } from 'node:events'
+import { createServer, connect, type Socket } from 'node:net'
 import { constants, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -91,6 +92,20 @@ export async function waitFor (cond: () => boolean, ms: number, what: string): P
 
 /** the image format version the engine writes and reads (IMG_VERSION of native/image.h) */
 export const IMG_VERSION = Number(/^#define IMG_VERSION (\d+)$/m.exec(readFileSync(join(subjectsDir, '..', '..', '..', 'native', 'image.h'), 'utf8'))?.[1])
+
+/** A connected pair of loopback TCP sockets, neither read from yet. */
+export async function tcpPair (): Promise<{ a: Socket, b: Socket, close: () => void }> {
+  const srv = createServer({ pauseOnConnect: true })
+  srv.listen(0, '127.0.0.1')
+  await once(srv, 'listening')
+  const port = (srv.address() as { port: number }).port
+  const accepted = once(srv, 'connection') as Promise<[Socket]>
+  const a = connect(port, '127.0.0.1')
+  await once(a, 'connect')
+  const [b] = await accepted
+  srv.close()
+  return { a, b, close: () => { a.destroy(); b.destroy() } }
+}
 
 export function lines (s: string): number { return s.split('\n').length - 1 }
 export function fileSize (p: string): number { try { return statSync(p).size } catch { return 0 } }

@@ -7,32 +7,17 @@ import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs'
 import { once } from 'node:events'
-import { createServer, connect, type Socket } from 'node:net'
 import { dump, info, restore, socketFd } from '../../src/ppm/ppm.js'
-import { Lab, lines, waitFor } from './harness.js'
+import { Lab, lines, tcpPair, waitFor } from './harness.js'
 
 const lab = new Lab()
 after(() => lab.cleanup())
-
-/** A connected pair of loopback TCP sockets, neither read from yet. */
-async function pair (): Promise<{ a: Socket, b: Socket, close: () => void }> {
-  const srv = createServer({ pauseOnConnect: true })
-  srv.listen(0, '127.0.0.1')
-  await once(srv, 'listening')
-  const port = (srv.address() as { port: number }).port
-  const accepted = once(srv, 'connection') as Promise<[Socket]>
-  const a = connect(port, '127.0.0.1')
-  await once(a, 'connect')
-  const [b] = await accepted
-  srv.close()
-  return { a, b, close: () => { a.destroy(); b.destroy() } }
-}
 
 test('an image written into a socket, with a copy, is restored straight from the other end', async () => {
   const bin = lab.compile('counter')
   const s = lab.start(bin, ['1000000', '4000', '0', '20000'])
   await waitFor(() => lines(s.out) >= 1, 5000, 'counter output')
-  const { a, b, close } = await pair()
+  const { a, b, close } = await tcpPair()
   const copyPath = lab.path('raw-copy.img')
   const copy = openSync(copyPath, 'w', 0o600)
   try {
@@ -50,7 +35,7 @@ test('an image written into a socket, with a copy, is restored straight from the
 })
 
 test('a dump that fails before its first byte sends an empty image: the reader fails at once and the connection goes on', async () => {
-  const { a, b, close } = await pair()
+  const { a, b, close } = await tcpPair()
   const copy = openSync(lab.path('raw-none.img'), 'w', 0o600)
   try {
     // the reader may fail before the dump has said so: its failure is awaited from the start
@@ -70,7 +55,7 @@ test('a dump into a connection nobody reads fails within its stall bound (its wr
   const bin = lab.compile('counter')
   const s = lab.start(bin, ['1000000', '32768', '0', '20000'])	// 32 MiB: more than the socket buffers hold
   await waitFor(() => lines(s.out) >= 1, 5000, 'counter output')
-  const { a, close } = await pair()
+  const { a, close } = await tcpPair()
   try {
     await assert.rejects(dump(s.pid, socketFd(a), { stallMs: 1000 }), /made no progress for 1000 ms/)
     const n = lines(s.out)
@@ -90,7 +75,7 @@ test('a restore whose sender stops half-way fails within its stall bound (its re
   const n = readSync(fd, half, 0, half.length, 0)
   closeSync(fd)
   assert.ok(n === half.length && d.bytes > 2 * n, 'an image longer than what is sent')
-  const { a, b, close } = await pair()
+  const { a, b, close } = await tcpPair()
   // the test's children that are not subjects (a helper, whose child the stub is)
   const helpers = (): string[] => readFileSync(`/proc/${process.pid}/task/${process.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)
     .filter(p => { try { return readFileSync(`/proc/${p}/comm`, 'utf8').trim() !== 'counter' } catch { return false } })
