@@ -86,15 +86,17 @@ static int wanted(pid_t pid, int fd, const struct imgw *w)
 	int dom = 0, type = 0;
 	socklen_t l1 = sizeof dom, l2 = sizeof type;
 	if (w->copy >= 0 || getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l1) || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l2)) return 0;
-	if ((dom != AF_INET && dom != AF_INET6) || type != SOCK_STREAM || shares_files(pid)) return 0;
-	if (env && !strcmp(env, "guest")) return 1;
-	char fn[64];
-	snprintf(fn, sizeof fn, "/proc/%d/statm", pid);
-	FILE *f = fopen(fn, "re");
-	unsigned long size = 0, res = 0;
-	int ok = f && fscanf(f, "%lu %lu", &size, &res) == 2;
-	if (f) fclose(f);
-	return ok && res * PAGE >= GSEND_MIN;
+	if ((dom != AF_INET && dom != AF_INET6) || type != SOCK_STREAM) return 0;
+	if (!env || strcmp(env, "guest")) {
+		char fn[64];
+		snprintf(fn, sizeof fn, "/proc/%d/statm", pid);
+		FILE *f = fopen(fn, "re");
+		unsigned long size = 0, res = 0;
+		int ok = f && fscanf(f, "%lu %lu", &size, &res) == 2;
+		if (f) fclose(f);
+		if (!ok || res * PAGE < GSEND_MIN) return 0;
+	}
+	return !shares_files(pid);
 }
 
 /* Closes what the process holds now and did not before (gs->fds), and puts its dumpability back:
