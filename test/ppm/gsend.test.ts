@@ -2,11 +2,12 @@
 // stopped process send runs of its own memory into the connection (native/gsend.c). The restored
 // process computes on to the same results as an uninterrupted run; the descriptor it was lent is
 // gone again, also when the dump fails, and it is not dumpable meanwhile; a process that cannot
-// take it (one descriptor free: the unix socket it is sent on takes it), a stream that is not TCP
-// and HPC_PPM_SEND=copy take the old path.
+// take it (one descriptor free: the unix socket it is sent on takes it), one that shares its
+// descriptor table with its parent, a stream that is not TCP and HPC_PPM_SEND=copy take the old
+// path.
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { chmodSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs'
 import { PassThrough } from 'node:stream'
 import { deputy, dump, restore, socketFd } from '../../src/ppm/ppm.js'
 import { Lab, lines, reference, tcpPair, waitFor } from './harness.js'
@@ -152,4 +153,22 @@ test('the old path: HPC_PPM_SEND=copy, a process with one descriptor free (it ta
       await r.exited
     } finally { close() }
   }
+})
+
+test('a process that shares its descriptor table with its parent (clone CLONE_FILES) is not lent the descriptor: its parent would hold it too', async () => {
+  const bin = lab.compile('fdshare')
+  const s = lab.start(bin, ['100000', '20000'])
+  await waitFor(() => /^child \d+$/m.test(s.out) && lines(s.out) >= 3, 5000, 'the child\'s output')
+  const child = Number(readFileSync(`/proc/${s.pid}/task/${s.pid}/children`, 'utf8').trim())
+  const { a, b, close } = await tcpPair()
+  try {
+    process.env.HPC_PPM_SEND = 'guest'
+    const rp = restore(socketFd(b), { keepPid: false, stdio: quiet, stallMs: 20_000 })
+    const d = await dump(child, socketFd(a), { stallMs: 20_000 }).finally(() => { delete process.env.HPC_PPM_SEND })
+    const r = lab.track(await rp)
+    assert.equal(d.stats.gsend_pages, undefined, 'no page sent by the process')
+    assert.ok(d.pages >= 1024, `every page sent the old way (${d.pages})`)
+    process.kill(r.pid, 'SIGKILL')
+    await r.exited
+  } finally { close() }
 })
