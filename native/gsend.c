@@ -29,15 +29,21 @@ struct gsend {
 	int gfd;		/* the socket's descriptor in the process */
 	int dumpable;		/* the process's PR_GET_DUMPABLE before (1: set to 0 meanwhile) */
 	int *fds, nfd;		/* its descriptor numbers before */
-	uint64_t pages;		/* pages the process wrote */
-	uint8_t *buf;		/* (bytes it could not write: read here and sent from here) */
+	uint64_t pages;		/* pages the process sent */
+	uint8_t *buf;		/* (bytes it could not send: read here and sent from here) */
 	long calls;		/* injected sendto calls */
 };
 
-/* HPC_PPM_SEND: "copy" never (the old path, to compare), "guest" for every dump into a socket
+/* HPC_PPM_SEND: "copy" never (the old path, to compare), "guest" for every dump into a TCP socket
  * (tests), else for a process with at least GSEND_MIN resident */
 #define GSEND_MIN (2UL << 20)
 #define GSEND_RUN_MIN (64UL << 10)	/* shorter runs stay in the writer's slots */
+
+static int int_cmp(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+	return (x > y) - (x < y);
+}
 
 /* the descriptor numbers of process pid, ascending: how many (*out malloc'd), or -1 */
 static int fd_list(pid_t pid, int **out)
@@ -49,12 +55,16 @@ static int fd_list(pid_t pid, int **out)
 	int n = 0, cap = 64, *v = malloc(cap * sizeof *v);
 	for (struct dirent *de; v && (de = readdir(d));) {
 		if (de->d_name[0] == '.') continue;
-		if (n == cap && !(v = realloc(v, (cap *= 2) * sizeof *v))) break;
+		if (n == cap) {
+			int *nv = realloc(v, (cap *= 2) * sizeof *v);
+			if (!nv) { free(v); v = NULL; break; }
+			v = nv;
+		}
 		v[n++] = atoi(de->d_name);
 	}
 	closedir(d);
 	if (!v) return -1;
-	for (int i = 1; i < n; i++) for (int k = i; k > 0 && v[k - 1] > v[k]; k--) { int x = v[k]; v[k] = v[k - 1]; v[k - 1] = x; }
+	qsort(v, n, sizeof *v, int_cmp);
 	*out = v;
 	return n;
 }
