@@ -26,9 +26,9 @@ function fds (pid: number): Record<string, string> {
   return out
 }
 
-test('a 64 MB walker writes its own pages into the connection, twice (out and back home), and finishes identically', async () => {
+test('a 64 MB walker of 4 threads sends its own pages into the connection, twice (out and back home), and finishes identically', async () => {
   const bin = lab.compile('walker')
-  const args = ['64', '10', '60000', '5']
+  const args = ['64', '10', '60000', '5', '4']	// 4 threads, each walking its slice
   const ref = reference(bin, args)
   const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
   await waitFor(() => lines(s.out) >= 2, 20000, 'walker output')
