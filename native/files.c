@@ -415,14 +415,8 @@ int restore_fds(struct tracee *t, struct image *im, uint64_t scr, struct fdresto
 	memset(fr, 0, sizeof *fr);
 	fr->pid = t->pid;
 	fr->pidfd = -1;
-	char fn[64];
-	snprintf(fn, sizeof fn, "/proc/%d/fd", t->pid);
-	DIR *d = opendir(fn);
-	if (!d) return fail(errno, "opendir %s", fn);
-	int cur[1024], ncur = 0;
-	struct dirent *de;
-	while ((de = readdir(d)) && ncur < 1024) if (isdigit(de->d_name[0])) cur[ncur++] = atoi(de->d_name);
-	closedir(d);
+	int *cur = NULL, ncur = fd_numbers(t->pid, &cur);
+	if (ncur < 0) return fail(errno, "reading /proc/%d/fd: %s", t->pid, strerror(errno));
 	int e = 0;
 	/* close what the image does not have; keep inherited stdio where the image wants it */
 	for (int i = 0; i < ncur && !e; i++) {
@@ -431,6 +425,7 @@ int restore_fds(struct tracee *t, struct image *im, uint64_t scr, struct fdresto
 			if (im->fds[k].fd == cur[i] && im->fds[k].dup_of < 0 && (im->fds[k].kind == F_INHERIT || (im->fds[k].kind == F_RELAY && g_relay_keep))) keep = 1;
 		if (!keep) e = INJ(t, NULL, SYS_close, cur[i], 0, 0, 0, 0, 0);
 	}
+	free(cur);
 	int base = 3;
 	for (int k = 0; k < im->nfd; k++) if (im->fds[k].fd >= base) base = im->fds[k].fd + 1;
 	char *placed = calloc(base + 1, 1);

@@ -18,7 +18,6 @@
  * (another network namespace, no descriptor free, another process on the name first) leaves the
  * old path. */
 #include "threads.h"
-#include <dirent.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
@@ -39,43 +38,12 @@ struct gsend {
 #define GSEND_MIN (2UL << 20)
 #define GSEND_RUN_MIN (64UL << 10)	/* shorter runs stay in the writer's slots */
 
-static int int_cmp(const void *a, const void *b)
+/* whether pid (whose /proc status is st) shares its descriptor table with its parent or a child
+ * (clone CLONE_FILES without CLONE_THREAD): that process would see the descriptor too */
+static int shares_files(pid_t pid, const char *st)
 {
-	int x = *(const int *)a, y = *(const int *)b;
-	return (x > y) - (x < y);
-}
-
-/* the descriptor numbers of process pid, ascending: how many (*out malloc'd), or -1 */
-static int fd_list(pid_t pid, int **out)
-{
-	char fn[64];
-	snprintf(fn, sizeof fn, "/proc/%d/fd", pid);
-	DIR *d = opendir(fn);
-	if (!d) return -1;
-	int n = 0, cap = 64, *v = malloc(cap * sizeof *v);
-	for (struct dirent *de; v && (de = readdir(d));) {
-		if (de->d_name[0] == '.') continue;
-		if (n == cap) {
-			int *nv = realloc(v, (cap *= 2) * sizeof *v);
-			if (!nv) { free(v); v = NULL; break; }
-			v = nv;
-		}
-		v[n++] = atoi(de->d_name);
-	}
-	closedir(d);
-	if (!v) return -1;
-	qsort(v, n, sizeof *v, int_cmp);
-	*out = v;
-	return n;
-}
-
-/* whether pid shares its descriptor table with its parent or a child (clone CLONE_FILES without
- * CLONE_THREAD): that process would see the descriptor too */
-static int shares_files(pid_t pid)
-{
-	char fn[64], st[4096], v[32];
-	snprintf(fn, sizeof fn, "/proc/%d/status", pid);
-	if (read_file(fn, st, sizeof st) <= 0 || status_field(st, "PPid", v, sizeof v)) return 1;
+	char v[32], fn[64];
+	if (status_field(st, "PPid", v, sizeof v)) return 1;
 	pid_t pp = atoi(v);
 	if (pp > 0 && syscall(NR_KCMP, pid, pp, KCMP_FILES, 0, 0) == 0) return 1;
 	static char kids[8192];
@@ -97,16 +65,11 @@ static int wanted(pid_t pid, int fd, const struct imgw *w)
 	socklen_t l1 = sizeof dom, l2 = sizeof type;
 	if (w->copy >= 0 || getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l1) || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l2)) return 0;
 	if ((dom != AF_INET && dom != AF_INET6) || type != SOCK_STREAM) return 0;
-	if (!env || strcmp(env, "guest")) {
-		char fn[64];
-		snprintf(fn, sizeof fn, "/proc/%d/statm", pid);
-		FILE *f = fopen(fn, "re");
-		unsigned long size = 0, res = 0;
-		int ok = f && fscanf(f, "%lu %lu", &size, &res) == 2;
-		if (f) fclose(f);
-		if (!ok || res * PAGE < GSEND_MIN) return 0;
-	}
-	return !shares_files(pid);
+	char fn[64], st[4096], rss[32];
+	snprintf(fn, sizeof fn, "/proc/%d/status", pid);
+	if (read_file(fn, st, sizeof st) <= 0 || status_field(st, "VmRSS", rss, sizeof rss)) return 0;
+	if ((!env || strcmp(env, "guest")) && strtoull(rss, NULL, 10) << 10 < GSEND_MIN) return 0;	/* (kB) */
+	return !shares_files(pid, st);
 }
 
 /* Closes what the process holds now and did not before (gs->fds), and puts its dumpability back:
@@ -114,7 +77,7 @@ static int wanted(pid_t pid, int fd, const struct imgw *w)
 static int put_back(struct tracee *t, struct gsend *gs)
 {
 	long x;
-	int *now = NULL, n = t->dead ? -1 : fd_list(t->pid, &now), extra = 0;
+	int *now = NULL, n = t->dead ? -1 : fd_numbers(t->pid, &now), extra = 0;
 	for (int i = 0, k = 0; i < n; i++) {
 		while (k < gs->nfd && gs->fds[k] < now[i]) k++;
 		if (k < gs->nfd && gs->fds[k] == now[i]) continue;
@@ -124,7 +87,7 @@ static int put_back(struct tracee *t, struct gsend *gs)
 	free(now);
 	if (extra) {
 		now = NULL;
-		n = t->dead ? -1 : fd_list(t->pid, &now);
+		n = t->dead ? -1 : fd_numbers(t->pid, &now);
 		int same = n == gs->nfd && !memcmp(now, gs->fds, n * sizeof *now);
 		free(now);
 		if (!same) return fail(t->dead ? ESRCH : EIO, "process %d: a descriptor lent for its pages is still open", t->pid);
@@ -154,7 +117,7 @@ int gsend_open(struct imgw *w, struct tracee *t, int fd)
 	struct gsend *gs = calloc(1, sizeof *gs);
 	if (!gs) return 0;
 	gs->gfd = -1;
-	if ((gs->nfd = fd_list(t->pid, &gs->fds)) < 0) { gs_free(gs); return 0; }
+	if ((gs->nfd = fd_numbers(t->pid, &gs->fds)) < 0) { gs_free(gs); return 0; }
 	/* non-dumpable while it holds the descriptor (2, "suid_dumpable", could not be put back) */
 	long d = -1;
 	int e = INJ(t, &d, SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0, 0, 0);
@@ -225,7 +188,7 @@ int gsend_open(struct imgw *w, struct tracee *t, int fd)
 	if (ufd >= 0 && !t->dead) inject(t, SYS_close, ufd, 0, 0, 0, 0, 0, &x);
 	int me = scratch > 0 && !t->dead ? INJ(t, NULL, SYS_munmap, scratch, PAGE, 0, 0, 0, 0) : 0;
 	/* it holds what it held before, and the socket's descriptor: else all it holds anew is closed */
-	int *now = NULL, n = t->dead ? -1 : fd_list(t->pid, &now), ok = gfd >= 0 && n == gs->nfd + 1;
+	int *now = NULL, n = t->dead ? -1 : fd_numbers(t->pid, &now), ok = gfd >= 0 && n == gs->nfd + 1;
 	for (int i = 0, k = 0; ok && i < n; i++) {
 		if (now[i] == gfd) continue;
 		ok = k < gs->nfd && gs->fds[k++] == now[i];
@@ -251,18 +214,6 @@ int gsend_takes(const struct imgw *w, uint32_t prot, uint64_t len)
 	return w->gs && (prot & PROT_READ) && len >= GSEND_RUN_MIN;
 }
 
-/* waits until the socket takes more, at most --stall-ms; in slices of 50 ms, so that the end of
- * the daemon (g_orphaned) is seen in time: SIGUSR2 may be taken by the writer thread */
-static int wait_room(int fd)
-{
-	for (int waited = 0;; waited += 50) {
-		if (g_orphaned) return fail(ECONNABORTED, "the daemon that asked for the image is gone");
-		if (g_stall_ms >= 0 && waited >= g_stall_ms) return fail(ETIMEDOUT, "the connection is silent: the image stream made no progress for %d ms", g_stall_ms);
-		struct pollfd pf = { fd, POLLOUT, 0 };
-		if (poll(&pf, 1, g_stall_ms >= 0 && g_stall_ms - waited < 50 ? g_stall_ms - waited : 50) != 0) return 0;
-	}
-}
-
 /* bytes into the socket from the helper, more to follow at once */
 static int put_more(int fd, const void *p, size_t n)
 {
@@ -271,7 +222,7 @@ static int put_more(int fd, const void *p, size_t n)
 		ssize_t r = send(fd, p, n, MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (r < 0) {
 			if (errno == EINTR) continue;
-			if (errno == EAGAIN) { int we = wait_room(fd); if (we) return we; continue; }
+			if (errno == EAGAIN) { int we = wait_io(fd, POLLOUT); if (we) return we; continue; }
 			return fail(errno, "writing the image: %s", strerror(errno));
 		}
 		g_streamed = 1;
@@ -297,7 +248,7 @@ int gsend_run(struct imgw *w, struct tracee *t, uint64_t addr, uint64_t len)
 		if ((e = inject(t, SYS_sendto, w->gs->gfd, addr + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT, 0, 0, &r))) return e;
 		w->gs->calls++;
 		if (r == -EAGAIN || r == -EINTR) {
-			if (r == -EAGAIN && (e = wait_room(w->fd))) return e;
+			if (r == -EAGAIN && (e = wait_io(w->fd, POLLOUT))) return e;
 			continue;
 		}
 		if (r == -EFAULT) {
@@ -313,7 +264,7 @@ int gsend_run(struct imgw *w, struct tracee *t, uint64_t addr, uint64_t len)
 		g_streamed = 1;
 		off += r;
 		/* a short send: the socket is full, the next call waits for room here (not for EAGAIN) */
-		if (off < len && (e = wait_room(w->fd))) return e;
+		if (off < len && (e = wait_io(w->fd, POLLOUT))) return e;
 	}
 	uint32_t nocrc = 0;
 	if ((e = put_more(w->fd, &nocrc, 4))) return e;

@@ -114,15 +114,19 @@ void abort_when_orphaned(void)
 }
 
 /* waits until fd is ready for ev (a non-blocking socket handed over by the caller); 0, or the
- * error of a stream that made no progress for --stall-ms */
-static int wait_fd(int fd, short ev)
+ * error of a stream that made no progress for --stall-ms, or of the daemon's end (g_orphaned).
+ * In slices of 50 ms: SIGUSR2 may be taken by another thread (the writer, pipeline.c), so the
+ * poll here is not always interrupted by it. */
+int wait_io(int fd, short ev)
 {
-	struct pollfd pf = { fd, ev, 0 };
-	int r;
-	while ((r = poll(&pf, 1, g_stall_ms)) < 0 && errno == EINTR)
+	double end = g_stall_ms >= 0 ? now_ms() + g_stall_ms : 0;
+	for (;;) {
 		if (g_orphaned) return fail(ECONNABORTED, "the daemon that asked for the image is gone");
-	if (r == 0) return fail(ETIMEDOUT, "the connection is silent: the image stream made no progress for %d ms", g_stall_ms);
-	return 0;
+		double left = g_stall_ms >= 0 ? end - now_ms() : 50;
+		if (left <= 0) return fail(ETIMEDOUT, "the connection is silent: the image stream made no progress for %d ms", g_stall_ms);
+		struct pollfd pf = { fd, ev, 0 };
+		if (poll(&pf, 1, left < 50 ? (int)left + 1 : 50) > 0) return 0;
+	}
 }
 
 int w_vec(int fd, struct iovec *iov, int n)
@@ -132,7 +136,7 @@ int w_vec(int fd, struct iovec *iov, int n)
 		ssize_t r = writev(fd, iov, n);
 		if (r < 0) {
 			if (errno == EINTR) continue;
-			if (errno == EAGAIN) { int we = wait_fd(fd, POLLOUT); if (we) return we; continue; } /* a non-blocking socket from the caller */
+			if (errno == EAGAIN) { int we = wait_io(fd, POLLOUT); if (we) return we; continue; } /* a non-blocking socket from the caller */
 			return fail(errno, "writing the image: %s", strerror(errno));
 		}
 		if (fd == 3 && r > 0) g_streamed = 1;
@@ -186,7 +190,7 @@ static int r_all(struct imgr *ir, void *p, size_t n)
 		ssize_t r = read(fd, p, n);
 		if (r < 0) {
 			if (errno == EINTR) continue;
-			if (errno == EAGAIN) { int we = wait_fd(fd, POLLIN); if (we) return we; continue; }
+			if (errno == EAGAIN) { int we = wait_io(fd, POLLIN); if (we) return we; continue; }
 			return fail(errno, "reading the image: %s", strerror(errno));
 		}
 		if (r == 0) return fail(EBADMSG, "image truncated (stream ended early)");

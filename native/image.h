@@ -2,7 +2,7 @@
  *
  * An image is one stream of records, written and read strictly in order:
  *   struct rechdr { type, REC_MAGIC, len }, payload[len], u32 CRC32C(header + payload)
- * A PAGES record whose bytes the process wrote into a socket itself (native/gsend.c) has
+ * A PAGES record whose bytes the process sent into a TCP socket itself (native/gsend.c) has
  * REC_MAGIC_NC instead, and its u32 is 0: no CRC (END still checks the counts).
  * Records, in order: HEADER, CORE, then per thread a THREAD record followed by its XSTATE record,
  * SECCOMP (oldest filter first), VMA, FD, EPOLL, INOTIFY, TIMER (the metadata, all read before

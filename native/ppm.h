@@ -121,7 +121,7 @@ uint32_t crc32c(uint32_t crc, const void *buf, size_t n);
 struct wahead;
 struct gsend;
 struct imgw { int fd; uint32_t nrec; uint64_t bytes, pages; int copy; struct wahead *wa;	/* records written by a thread (pipeline.c) */
-	      struct gsend *gs; };	/* pages the process writes into the socket itself (gsend.c) */
+	      struct gsend *gs; };	/* pages the process sends into the socket itself (gsend.c) */
 struct stage;
 struct rahead;
 struct imgr { int fd; uint32_t nrec; uint64_t bytes, pages; int peeked; struct rechdr peek; uint8_t *pre; size_t pre_len, pre_off, pre_cap;
@@ -150,13 +150,8 @@ int wahead_put(struct imgw *w, uint32_t type, size_t len);
 int wahead_sync(struct imgw *w);
 int wahead_stop(struct imgw *w);
 int w_vec(int fd, struct iovec *iov, int n);
+int wait_io(int fd, short ev);	/* until fd is ready for ev, within --stall-ms and while the daemon lives */
 
-/* ---------- gsend.c ---------- */
-struct tracee;
-int gsend_open(struct imgw *w, struct tracee *t, int fd);
-int gsend_takes(const struct imgw *w, uint32_t prot, uint64_t len);
-int gsend_run(struct imgw *w, struct tracee *t, uint64_t addr, uint64_t len);
-int gsend_close(struct imgw *w, struct tracee *t);
 extern volatile sig_atomic_t g_orphaned;
 void cancel_empty_image(void);
 void abort_when_orphaned(void);
@@ -166,6 +161,13 @@ extern int g_confirm;	/* --confirm: the dumped original stays frozen until HOLLO
 extern int g_keep_fd;	/* dump --confirm --copy: fd 6, written only on SAVE or when the caller is gone (frozen.c) */
 extern volatile sig_atomic_t g_streamed;	/* a byte of the image has gone into fd 3 */
 extern long g_fault_after;	/* --test-fault early: reading the image fails after this many bytes */
+
+/* ---------- gsend.c ---------- */
+struct tracee;
+int gsend_open(struct imgw *w, struct tracee *t, int fd);
+int gsend_takes(const struct imgw *w, uint32_t prot, uint64_t len);
+int gsend_run(struct imgw *w, struct tracee *t, uint64_t addr, uint64_t len);
+int gsend_close(struct imgw *w, struct tracee *t);
 
 /* one thread of a parsed image */
 struct image_thread {
@@ -223,6 +225,7 @@ int ns_differs(pid_t pid, const char *ns);
 pid_t ns_inner(pid_t tid);
 int shmem_shared_elsewhere(pid_t pid, uint64_t ino);
 int being_dumped(pid_t pid);
+int fd_numbers(pid_t pid, int **out);	/* its descriptor numbers, ascending (malloc'd): how many, or -1 */
 
 /* ---------- inject.c ---------- */
 /* A traced, stopped task. Injections run in it at a `syscall` instruction of the vDSO; regs0 are

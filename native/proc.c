@@ -215,3 +215,33 @@ uint64_t pending_signals(pid_t pid)
 	if (!status_field(st, "ShdPnd", v, sizeof v)) m |= strtoull(v, NULL, 16);
 	return m;
 }
+
+static int int_cmp(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+	return (x > y) - (x < y);
+}
+
+/* the descriptor numbers of process pid, ascending: how many (*out malloc'd), or -1 */
+int fd_numbers(pid_t pid, int **out)
+{
+	char fn[64];
+	snprintf(fn, sizeof fn, "/proc/%d/fd", pid);
+	DIR *d = opendir(fn);
+	if (!d) return -1;
+	int n = 0, cap = 64, *v = malloc(cap * sizeof *v);
+	for (struct dirent *de; v && (de = readdir(d));) {
+		if (de->d_name[0] == '.') continue;
+		if (n == cap) {
+			int *nv = realloc(v, (cap *= 2) * sizeof *v);
+			if (!nv) { free(v); v = NULL; break; }
+			v = nv;
+		}
+		v[n++] = atoi(de->d_name);
+	}
+	closedir(d);
+	if (!v) return -1;
+	qsort(v, n, sizeof *v, int_cmp);
+	*out = v;
+	return n;
+}
