@@ -9,6 +9,7 @@
 // sent: no byte is lost, none is written twice.
 import { closeSync, ftruncateSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
 import type { Readable } from 'node:stream'
+import { OUTPUT_PACE_MS } from '../config.js'
 import debug from '../util/log.js'
 import type { DataType, Link } from './link.js'
 import { fdFrame } from './relay.js'
@@ -309,11 +310,34 @@ export class GuestOutput {
 
   /** The process's output streams, by fd (they replace those of the process it ran as before). */
   attach (sources: Array<[number, Readable]>): void {
+    this.wake()
     this.sources = sources
     for (const [fd, s] of sources) {
-      s.on('data', (d: Buffer) => this.got(fd, d))
+      s.on('data', (d: Buffer) => { this.got(fd, d); this.pace(s) })
       if (this.holds.size > 0 && !this.draining) stop(s)
     }
+  }
+
+  /** streams that rest after a read (OUTPUT_PACE_MS), until their timer */
+  private readonly resting = new Map<Readable, NodeJS.Timeout>()
+
+  /**
+   * After a read, s rests for OUTPUT_PACE_MS while its pipe fills (not while the ended process's
+   * pipes are drained): read in fewer, bigger chunks, a chatty process costs the daemons little.
+   */
+  private pace (s: Readable): void {
+    if (this.draining || this.resting.has(s) || !this.sources.some(([, x]) => x === s)) return
+    stop(s)
+    this.resting.set(s, setTimeout(() => {
+      this.resting.delete(s)
+      if (this.holds.size === 0 || this.draining) go(s)
+    }, OUTPUT_PACE_MS).unref())
+  }
+
+  /** The streams read again at once (the timers of those resting cleared); held ones stay stopped. */
+  private wake (): void {
+    for (const t of this.resting.values()) clearTimeout(t)
+    this.resting.clear()
   }
 
   /** Output goes home over link from now on; `got` (home's counts, a new connection): what home lacks is sent again first. */
@@ -344,7 +368,7 @@ export class GuestOutput {
 
   release (why: Hold): void {
     this.holds.delete(why)
-    if (this.holds.size === 0) for (const [, s] of this.sources) go(s)
+    if (this.holds.size === 0) { this.wake(); for (const [, s] of this.sources) go(s) }
   }
 
   /**
@@ -354,6 +378,7 @@ export class GuestOutput {
    */
   async drain (ended: Promise<void>, ms?: number): Promise<void> {
     this.draining = true
+    this.wake()
     for (const [, s] of this.sources) go(s)
     let t: NodeJS.Timeout | undefined
     await Promise.race([ended, ...(ms === undefined ? [] : [new Promise<void>(resolve => { t = setTimeout(resolve, ms) })])]).finally(() => clearTimeout(t))
