@@ -164,6 +164,13 @@ export const FAMILY_RETURN_MS = 50
  * waits for input (then a `want` goes home); at home, whether a want can be served yet.
  */
 export const INPUT_POLL_MS = 5
+/**
+ * ...while input is under way; a process that does not wait for input is looked at less and less
+ * often, twice as long each time up to this (ms): a guest busy computing costs its daemon a read of
+ * /proc/PID/syscall every 40 ms instead of every 5 (200 a second, a per cent or two of a CPU per
+ * guest), and input typed after a long computation waits this long at most before it is asked for.
+ */
+export const INPUT_POLL_IDLE_MS = 40
 /** How long a move waits for the input handed to a process to be read (ms); after that the move is refused (that input would be lost). */
 export const INPUT_SETTLE_MS = 1000
 /** How often a guest's relayed input pipes are checked for a close made by the process (ms; docs/migrate.md "Relayed descriptors"). */

@@ -21,7 +21,7 @@ import type { DeputyHandle, RestoredHandle } from './engine.js'
 import type { RelayedFd } from '../ppm/ppm.js'
 import { NO_READ_AHEAD } from '../ppm/keeper.js'
 import { ctxtSwitches, stdinWait, syscallLine, STDIN_CHUNK } from './stdin.js'
-import { BROKEN_RESEND_MS, INPUT_CLOSE_CHECK_MS, INPUT_POLL_MS, INPUT_SETTLE_MS } from '../config.js'
+import { BROKEN_RESEND_MS, INPUT_CLOSE_CHECK_MS, INPUT_POLL_IDLE_MS, INPUT_POLL_MS, INPUT_SETTLE_MS } from '../config.js'
 import { poll, PollTimeout } from '../util/poll.js'
 import { fdLink, type StdioKind } from './fdkind.js'
 
@@ -327,9 +327,6 @@ export function pipeEmpty (w: Writable | null | undefined, unread: ((fd: number)
   return async () => (w?.writableLength ?? 0) === 0 && await unread(fd) === 0
 }
 
-/** An input pipe's close is looked for every this many polls. */
-const CLOSE_CHECK_TICKS = Math.max(1, Math.round(INPUT_CLOSE_CHECK_MS / INPUT_POLL_MS))
-
 /** Guest side of pull-mode input (stdin, or a relayed fd above 2). */
 export class StdinPull {
   wanting = false
@@ -384,7 +381,8 @@ export class StdinPull {
   }
 
   /**
-   * Every few ms, while `current()`: if the process is blocked waiting for stdin (a read, or a
+   * Every few ms (INPUT_POLL_MS, backing off to INPUT_POLL_IDLE_MS while it does not wait for
+   * input), while `current()`: if the process is blocked waiting for stdin (a read, or a
    * poll/select/epoll watching fd 0), has read what it was handed before and is not `leaving()`,
    * ask for what that wait may take (`want`); nothing it has not asked for waits in its pipe when
    * it moves on. With `closed`: every INPUT_CLOSE_CHECK_MS, whether the process closed it (then
@@ -392,20 +390,36 @@ export class StdinPull {
    */
   start (current: () => boolean, leaving: () => boolean, want: (n: number) => void, closed?: () => void): void {
     const was = fdLink(this.pid, this.fd)
-    let tick = 0
-    const t = setInterval(() => {
-      if (!current() || (this.ended && closed === undefined)) { clearInterval(t); return }
-      if (closed !== undefined && ++tick % CLOSE_CHECK_TICKS === 0 && this.closedHere(was)) { clearInterval(t); closed(); return }
-      if (this.ended || this.wanting || leaving() || !this.consumed()) return
-      const line = syscallLine(this.pid)
-      const w = stdinWait(this.pid, line, this.fd)
-      if (w === null) return
-      this.wanting = true
-      this.wantLine = line
-      this.wantKind = w.kind
-      want(w.kind === 'poll' && this.fd > 2 ? Math.min(w.n, this.pollChunk) : w.n)
-    }, INPUT_POLL_MS)
-    t.unref()
+    let every = INPUT_POLL_MS
+    let closeAt = Date.now() + INPUT_CLOSE_CHECK_MS
+    const tick = (): void => {
+      if (!current() || (this.ended && closed === undefined)) return
+      if (closed !== undefined && Date.now() >= closeAt) {
+        closeAt = Date.now() + INPUT_CLOSE_CHECK_MS
+        if (this.closedHere(was)) { closed(); return }
+      }
+      // busy with input: looked at again soon; else less and less often, up to INPUT_POLL_IDLE_MS
+      every = this.look(leaving, want) ? INPUT_POLL_MS : Math.min(2 * every, INPUT_POLL_IDLE_MS)
+      setTimeout(tick, every).unref()
+    }
+    setTimeout(tick, every).unref()
+  }
+
+  /**
+   * One look (start): asks for input if the process waits for it; true while input is under way
+   * (asked for, handed and not read yet, asked for now, or a move is on), false when it does not wait.
+   */
+  private look (leaving: () => boolean, want: (n: number) => void): boolean {
+    if (this.ended) return false
+    if (this.wanting || leaving() || !this.consumed()) return true
+    const line = syscallLine(this.pid)
+    const w = stdinWait(this.pid, line, this.fd)
+    if (w === null) return false
+    this.wanting = true
+    this.wantLine = line
+    this.wantKind = w.kind
+    want(w.kind === 'poll' && this.fd > 2 ? Math.min(w.n, this.pollChunk) : w.n)
+    return true
   }
 
   /**
