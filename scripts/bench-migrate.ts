@@ -6,9 +6,10 @@
 // run time) is started at home inside node 1's namespace (this process is its parent), then moved
 // --runs times round `goto 2` (out), `goto 3` (N -> M: the image goes from node 2 straight to
 // node 3), `goto 2` (back, shown per run only), `goto home` (from node 2): the time from the write
-// of goto until `where` reads the target (polled every 5 ms). Then a node TCP server in node 2's
-// namespace receives the same number of bytes (the image size) from a node client in node 1's
-// namespace. Then the pre-copy case (--precopy-mib, default 100, with --quick 0; 0: none): a subject of that size
+// of goto until `where` reads the target (polled every 5 ms). Then a C server in node 2's namespace
+// receives the same number of bytes (the image size) from a C client in node 1's namespace
+// (scripts/bench-migrate-tcp.c): raw TCP from and into one reused 1 MiB buffer, and memory to
+// memory. Then the pre-copy case (--precopy-mib, default 100, with --quick 0; 0: none): a subject of that size
 // writing --write-kib KiB/s (default 1024) is moved out and home --runs times in the same lab
 // (stop-and-copy), then in a 2-node lab whose daemons run with --precopy: its freeze and downtime
 // side by side. Everything it starts is removed on exit, error or Ctrl-C. --pin: each node as a
@@ -32,7 +33,6 @@ import { compileC, median, sleep } from './bench-util.js'
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 const SUBJECT_SRC = join(REPO, 'scripts/bench-migrate-subject.c')
 const LAUNCH_SRC = join(REPO, 'test/ppm/subjects/launch.c')
-const RAW_PORT = 5999
 const MEM_SRC = join(REPO, 'scripts/bench-migrate-tcp.c')
 const MEM_PORT = 5998
 const POLL_MS = 5
@@ -209,51 +209,6 @@ async function move (pid: number, from: number | 'home', target: number | 'home'
   }
 }
 
-// The raw TCP pair: a server in node 2's namespace acknowledges each transfer (8-byte length, then
-// that many bytes) with one byte; a client in node 1's namespace times connect .. ack per transfer.
-const SERVER_JS = `
-const net = require('net')
-const srv = net.createServer(s => {
-  s.setNoDelay(true)
-  let want = -1, got = 0, head = Buffer.alloc(0)
-  s.on('data', d => {
-    if (want < 0) {
-      head = Buffer.concat([head, d]); if (head.length < 8) return
-      want = Number(head.readBigUInt64BE(0)); d = head.subarray(8)
-    }
-    got += d.length
-    if (got >= want) s.end('k')
-  })
-  s.on('error', () => {})
-})
-srv.listen(Number(process.argv[2]), process.argv[1], () => console.log('listening'))
-`
-const CLIENT_JS = `
-const net = require('net')
-const [host, port, bytes, reps] = process.argv.slice(1).map((x, i) => i ? Number(x) : x)
-const buf = require('crypto').randomBytes(1 << 20)
-function once () {
-  return new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint()
-    const s = net.connect(port, host, () => {
-      const head = Buffer.alloc(8); head.writeBigUInt64BE(BigInt(bytes)); s.write(head)
-      let left = bytes
-      const pump = () => {
-        while (left > 0) {
-          const n = Math.min(left, buf.length); left -= n
-          if (!s.write(n === buf.length ? buf : buf.subarray(0, n))) { s.once('drain', pump); return }
-        }
-      }
-      pump()
-    })
-    s.on('data', () => { resolve(Number(process.hrtime.bigint() - t0) / 1e6); s.destroy() })
-    s.on('error', reject)
-  })
-}
-;(async () => { const ms = []; for (let i = 0; i < reps; i++) ms.push(await once()); console.log(JSON.stringify(ms)) })()
-  .catch(e => { console.error(e.message); process.exit(1) })
-`
-
 /** --pin: the CPU of node id (a machine of its own: node 2 alone on CPU 1) */
 const cpuOfNode = (id: number): number => id === 2 ? 1 : 0
 
@@ -298,23 +253,20 @@ async function clientTimes (what: string, cmd: string, args: string[]): Promise<
   return JSON.parse(out) as number[]
 }
 
-async function startRawServer (): Promise<void> {
-  await startServer('raw TCP', process.execPath, ['-e', SERVER_JS, (lab as Lab).node(2).addr, String(RAW_PORT)])
-}
-
-// The second reference (scripts/bench-migrate-tcp.c): the same transfer from resident memory into a
-// fresh mapping, as a move's bytes go (none of the node pair's reused buffers).
-async function startMemServer (bin: string): Promise<void> {
-  await startServer('memory TCP', bin, ['server', (lab as Lab).node(2).addr, String(MEM_PORT)])
+// The references (scripts/bench-migrate-tcp.c, one C server in node 2's namespace for both, its
+// clients in node 1's): raw TCP, the bytes from one reused 1 MiB buffer into another; memory to
+// memory, from resident memory into a fresh mapping, as a move's bytes go.
+async function startTcpServer (bin: string): Promise<void> {
+  await startServer('reference TCP', bin, ['server', (lab as Lab).node(2).addr, String(MEM_PORT)])
 }
 
 async function memTcp (bin: string, bytes: number, reps: number): Promise<number[]> {
   return await clientTimes('memory TCP', bin, ['client', (lab as Lab).node(2).addr, String(MEM_PORT), String(bytes), String(reps)])
 }
 
-/** Times of `reps` transfers of `bytes` from node 1's namespace to node 2's (ms each). */
-async function rawTcp (bytes: number, reps: number): Promise<number[]> {
-  return await clientTimes('raw TCP', process.execPath, ['-e', CLIENT_JS, (lab as Lab).node(2).addr, String(RAW_PORT), String(bytes), String(reps)])
+/** Times of `reps` transfers of `bytes` from node 1's namespace to node 2's (ms each), hot buffers. */
+async function rawTcp (bin: string, bytes: number, reps: number): Promise<number[]> {
+  return await clientTimes('raw TCP', bin, ['client', (lab as Lab).node(2).addr, String(MEM_PORT), String(bytes), String(reps), 'hot'])
 }
 
 interface Subject { pid: number, child: ChildProcess }
@@ -392,9 +344,8 @@ async function main (): Promise<void> {
   const n2 = lab.node(2)
   const n3 = lab.node(3)
   console.log(`lab up: ${lab.nodes.map(n => `node ${n.id} ${n.addr} (${n.ns})`).join(', ')} in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
-  await startRawServer()
-  await rawTcp(8 * MiB, 1) // warm-up (also checks the path)
-  await startMemServer(memBin)
+  await startTcpServer(memBin)
+  await rawTcp(memBin, 8 * MiB, 1) // warm-up (also checks the path)
   await memTcp(memBin, 8 * MiB, 1)
 
   const rows: Row[] = []
@@ -420,7 +371,7 @@ async function main (): Promise<void> {
     } finally { await stopSubject(s) }
     const imageBytes = median(outs.map(m => m.imageBytes).filter(Number.isFinite))
     const bytes = Number.isFinite(imageBytes) ? imageBytes : mib * MiB
-    const raws = await rawTcp(bytes, runs)
+    const raws = await rawTcp(memBin, bytes, runs)
     const mems = await memTcp(memBin, bytes, runs)
     process.stdout.write(`  ${mib} MiB raw TCP of ${(bytes / MiB).toFixed(1)} MiB: ${raws.map(f1).join(', ')} ms; memory to memory: ${mems.map(f1).join(', ')} ms\n`)
     rows.push({
@@ -471,8 +422,8 @@ async function main (): Promise<void> {
   console.log('freeze 2->3 = the guest stopped on node 2 while its dump streams straight to node 3 (the guest, frozen, is the copy kept on 2); restore on 3 = the restore there, from its start')
   console.log(`  (the writing of the page data inside the restore on 3, fill on 3: ${rows.map(r => `${f1(r.fillHop)} ms of ${r.mib} MiB`).join(', ')})`)
   console.log('hpcd CPU = user+system time of the daemons of node 1 / node 2 (/ node 3) themselves during the move (their PPM helpers not included)')
-  console.log(`image = bytes the deputy streamed (PPM STAT bytes); raw TCP = the same bytes, node client in ${n1.ns} -> node server in ${n2.ns} (the same bridge as 2 -> 3), connect until the server's ack`)
-  console.log('mem TCP = the same transfer by a C pair (scripts/bench-migrate-tcp.c) from resident memory into a fresh mapping of that size, as a move\'s bytes go; raw TCP sends from and reads into one reused 1 MiB buffer')
+  console.log(`image = bytes the deputy streamed (PPM STAT bytes); raw TCP = the same bytes by a C pair (scripts/bench-migrate-tcp.c), client in ${n1.ns} -> server in ${n2.ns} (the same bridge as 2 -> 3), from and into one reused 1 MiB buffer, connect until the server's ack`)
+  console.log('mem TCP = the same transfer by the same pair from resident memory into a fresh mapping of that size, as a move\'s bytes go')
   const hwm = (pid: number | undefined): string => { try { return `${Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024)} MiB` } catch { return '?' } }
   console.log(`peak RSS of the daemons: ${lab.nodes.map(n => `node ${n.id} ${hwm(n.pid)}`).join(', ')}`)
 
