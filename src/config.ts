@@ -185,13 +185,15 @@ export const BROKEN_RESEND_MS = 200
  */
 export const OUTPUT_KEEP_BYTES = 1 << 20
 /**
- * A guest's output is read at most once per this many ms per stream (ms): after a read the pipe
- * fills for that long, so a process that writes a line per millisecond costs its node's daemon
- * (and home's) one read, one frame and one write 50 times a second instead of a thousand, CPU that
- * would come out of the guests' own share of the node (one such guest: 18.4% of a CPU in its node's
- * daemon with every line read at once, 9.2% at 20 ms, 12.6% at 5 ms). The output reaches home that
- * much later at most, below what a person at a terminal notices; a writer of more than 3 MB/s fills
- * a 64 KiB pipe meanwhile and waits in write (it is then read in whole pipefuls).
+ * A guest's output stream that streams (src/migrate/ack.ts GuestOutput.pace: many reads in a row,
+ * or more waiting each time it is read) is read at most once per this many ms (ms): after a read
+ * its pipe fills for that long, so a process that writes a line per millisecond costs its node's
+ * daemon (and home's) one read, one frame and one write 50 times a second instead of a thousand,
+ * CPU that would come out of the guests' own share of the node (with one such guest its node's
+ * daemon used 18.4% of a CPU reading every line at once, 6.8% now; 4.0% with a silent guest). Its
+ * output reaches home that much later at most, below what a person at a terminal notices; a writer
+ * of more than 3 MB/s fills a 64 KiB pipe meanwhile and waits in write (then read in pipefuls). A
+ * process that writes now and then (a request, an answer) is read at once.
  */
 export const OUTPUT_PACE_MS = 20
 /** Home acknowledges relayed output this long after the first byte not yet acknowledged (ms)... */

@@ -200,6 +200,11 @@ function handleOf (s: Readable): { reading: boolean, readStop: () => number, rea
   return h != null && typeof h.reading === 'boolean' && typeof h.readStop === 'function' && typeof h.readStart === 'function' ? h as { reading: boolean, readStop: () => number, readStart: () => number } : null
 }
 
+/** A stream read this many times within OUTPUT_PACE_MS streams (GuestOutput.pace): 400 reads a second. */
+const PACE_READS = 8
+/** A read this soon after a rest ended found the pipe with more in it: the stream streams (ms). */
+const PACE_WAITING_MS = 2
+
 /** A chunk of output as the spill file holds it: fd, length, bytes. */
 function chunk (fd: number, d: Buffer): Buffer {
   const h = Buffer.alloc(8)
@@ -311,6 +316,7 @@ export class GuestOutput {
   /** The process's output streams, by fd (they replace those of the process it ran as before). */
   attach (sources: Array<[number, Readable]>): void {
     this.wake()
+    this.paces.clear()
     this.sources = sources
     for (const [fd, s] of sources) {
       s.on('data', (d: Buffer) => { this.got(fd, d); this.pace(s) })
@@ -320,16 +326,30 @@ export class GuestOutput {
 
   /** streams that rest after a read (OUTPUT_PACE_MS), until their timer */
   private readonly resting = new Map<Readable, NodeJS.Timeout>()
+  /** per stream: when its last reads came (up to PACE_READS), and when it last woke from a rest */
+  private readonly paces = new Map<Readable, { reads: number[], woke: number }>()
 
   /**
-   * After a read, s rests for OUTPUT_PACE_MS while its pipe fills (not while the ended process's
-   * pipes are drained): read in fewer, bigger chunks, a chatty process costs the daemons little.
+   * After a read, a stream that streams rests for OUTPUT_PACE_MS while its pipe fills (not while
+   * the ended process's pipes are drained): read in fewer, bigger chunks, a chatty process costs
+   * the daemons little. It streams when PACE_READS reads came within OUTPUT_PACE_MS, or when it
+   * had more waiting as it woke from a rest; a process that writes now and then (a request, an
+   * answer: hundreds a second at most, each after a wait) is read at once.
    */
   private pace (s: Readable): void {
     if (this.draining || this.resting.has(s) || !this.sources.some(([, x]) => x === s)) return
+    const now = performance.now()
+    let p = this.paces.get(s)
+    if (p === undefined) this.paces.set(s, p = { reads: [], woke: -Infinity })
+    p.reads.push(now)
+    if (p.reads.length > PACE_READS) p.reads.shift()
+    const busy = p.reads.length === PACE_READS && now - p.reads[0] < OUTPUT_PACE_MS
+    if (!busy && now - p.woke > PACE_WAITING_MS) return
+    const pc = p
     stop(s)
     this.resting.set(s, setTimeout(() => {
       this.resting.delete(s)
+      pc.woke = performance.now()
       if (this.holds.size === 0 || this.draining) go(s)
     }, OUTPUT_PACE_MS).unref())
   }
