@@ -351,7 +351,7 @@ export class GuestOutput {
       this.resting.delete(s)
       pc.woke = performance.now()
       if (this.holds.size === 0 || this.draining) go(s)
-    }, OUTPUT_PACE_MS).unref())
+    }, OUTPUT_PACE_MS))
   }
 
   /** The streams read again at once (the timers of those resting cleared); held ones stay stopped. */

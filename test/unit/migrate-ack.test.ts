@@ -3,7 +3,8 @@
 // home's log of input handed to a process away (InLog).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { PassThrough } from 'node:stream'
+import { PassThrough, type Readable } from 'node:stream'
+import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -228,4 +229,21 @@ test('input: a count beyond what was handed (another numbering) or no count hand
   log.add(4, b('e'), a)
   assert.deepEqual(log.want(4, undefined, c), [])
   assert.equal(log.kept(), 1, 'd, now on its way over c')
+})
+
+test('a guest\'s output that streams is read in fewer, bigger chunks (paced), every byte in order', async () => {
+  // a real pipe (a child's stdout): a read takes all that waits in it, as the daemon's reads of a
+  // guest's output do; the child writes a line every millisecond, 300 of them
+  const child = spawn(process.execPath, ['-e', 'let i = 0; const t = setInterval(() => { process.stdout.write(`line ${i}\\n`); if (++i === 300) clearInterval(t) }, 1)'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const o = new GuestOutput(1 << 20)
+  o.attach([[1, child.stdout as Readable]])
+  const [mine, theirs] = MemLink.pair('node 1', 'node 2')
+  const home = new Peer(theirs)
+  o.connect(mine)
+  const want = Array.from({ length: 300 }, (_, i) => `line ${i}\n`).join('')
+  await home.until(() => home.frames.map(f => f[1].toString()).join('') === want, 'all 300 lines, in order')
+  // unpaced, most lines are a read and a frame of their own; paced, a read per OUTPUT_PACE_MS
+  // (20 ms) once it streams: about 300 ms / 20 ms of them, whatever the machine's speed
+  assert.ok(home.frames.length < 60, `${home.frames.length} frames for 300 lines`)
+  mine.close()
 })
