@@ -15,6 +15,7 @@ import { join, resolve, dirname, basename } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { constants as osConstants } from 'node:os'
 import createDebug from '../util/log.js'
+import { DEFAULTS } from '../config.js'
 import {
   run, must, runSyncQuiet, unmountIfMounted, unmountSync, isMounted, netnsList, linkList, netnsPids,
   pidAlive, pidStartTime, isRoot, haveCommand, sleep, poll, type RunResult
@@ -26,7 +27,7 @@ const debug = createDebug('hpcfs:lab')
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..')
 export const HPCD_JS = join(REPO_ROOT, 'dist/src/cli/hpcd.js')
 /** Default UDP port of every node in namespace mode (the openMosix info daemon's port). */
-export const DEFAULT_PORT = 5428
+export const DEFAULT_PORT = DEFAULTS.port
 
 /** What a node's command line is built from. */
 export interface LabNodeSpec {

@@ -141,7 +141,7 @@ export class Simulation {
       schedule: (d, fn) => this.q.schedule(d, fn)
     })
     this.members = new Map()
-    for (let id = 1; id <= this.n; id++) this.members.set(id, { host: `10.${(id >> 16) & 255}.${(id >> 8) & 255}.${id & 255}`, port: 5428 })
+    for (let id = 1; id <= this.n; id++) this.members.set(id, { host: `10.${(id >> 16) & 255}.${(id >> 8) & 255}.${id & 255}`, port: DEFAULTS.port })
     for (let id = 1; id <= this.n; id++) {
       const m = this.members.get(id) as { host: string, port: number }
       const node: SimNode = {
