@@ -13,7 +13,7 @@
 //   reads until EAGAIN, so it gets one byte at a time.
 // - anything else (a poll on other descriptors, a sleep, a computation): no stdin is handed over.
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs'
-import { statusField } from '../util/procfs.js'
+import { readProcText, statusField } from '../util/procfs.js'
 
 export interface StdinWait {
   kind: 'read' | 'poll'
@@ -31,7 +31,7 @@ const EPOLLET = 0x80000000
 
 /** /proc/PID/syscall: "nr arg0 ..." while blocked in a system call, "running" otherwise. */
 export function syscallLine (pid: number): string {
-  try { return readFileSync(`/proc/${pid}/syscall`, 'utf8').trim() } catch { return '' }
+  try { return readProcText(`/proc/${pid}/syscall`).trim() } catch { return '' }
 }
 
 /** Voluntary context switches of a process (-1 when it is gone). */

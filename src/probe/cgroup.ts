@@ -10,7 +10,7 @@
 // group, its `cgroup.threads` and `cpu.max`.
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { statState } from '../util/procfs.js'
+import { readProcText, statState } from '../util/procfs.js'
 
 export interface CpuGroup {
   version: 1 | 2
@@ -68,7 +68,7 @@ export function runnableInGroup (g: CpuGroup, self = process.pid, procRoot = '/p
   for (const tid of groupThreads(g)) {
     if (tid === self) continue
     try {
-      if (statState(readFileSync(join(procRoot, String(tid), 'stat'), 'latin1')) === 'R') n++
+      if (statState(readProcText(join(procRoot, String(tid), 'stat'))) === 'R') n++
     } catch {
       // gone meanwhile
     }

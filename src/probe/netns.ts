@@ -4,9 +4,9 @@
 // The machine-wide runnable count would make every node show the same load, so the balancer could
 // not tell a busy node from an idle one. In this scope the probe counts the runnable threads of the
 // processes in its own network namespace (docs/probe.md).
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
+import { readdirSync, readlinkSync } from 'node:fs'
 import { join } from 'node:path'
-import { statState, statThreads } from '../util/procfs.js'
+import { readProcText, statState, statThreads } from '../util/procfs.js'
 
 /** The network namespace of a process, as /proc/<pid>/ns/net reads (`net:[4026531840]`). */
 export function netnsOf (pid: number | 'self', procRoot = '/proc'): string {
@@ -48,12 +48,12 @@ export class NetnsLoad {
 
   private runnableThreads (name: string, pid: number): number {
     try {
-      const stat = readFileSync(join(this.procRoot, name, 'stat'), 'latin1')
+      const stat = readProcText(join(this.procRoot, name, 'stat'))
       if (statThreads(stat) <= 1) return pid !== this.self && statState(stat) === 'R' ? 1 : 0
       let n = 0
       for (const tid of readdirSync(join(this.procRoot, name, 'task'))) {
         if (Number(tid) === this.self) continue
-        if (statState(readFileSync(join(this.procRoot, name, 'task', tid, 'stat'), 'latin1')) === 'R') n++
+        if (statState(readProcText(join(this.procRoot, name, 'task', tid, 'stat'))) === 'R') n++
       }
       return n
     } catch {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { cpuGroupOf, cpuShareOf } from '../../src/probe/cgroup.js'
 import { NetnsLoad, netnsOf } from '../../src/probe/netns.js'
-import { readUids, residentBytes, statState, statThreads, statusField } from '../../src/util/procfs.js'
+import { readProcText, readUids, residentBytes, statState, statThreads, statusField } from '../../src/util/procfs.js'
 
 test('the CPU group of a /proc/PID/cgroup text: v1 cpu controller, v2 unified, none at the root', () => {
   const v1 = '12:pids:/\n4:cpu,cpuacct:/hpcfs-bench/node1\n1:name=systemd:/\n0::/\n'
@@ -41,6 +41,20 @@ test('num_threads of a stat line; this process is in its own network namespace',
   assert.equal(statThreads(readFileSync('/proc/self/stat', 'latin1')) >= 1, true)
   assert.match(netnsOf('self'), /^net:\[\d+\]$/)
   assert.equal(netnsOf(process.pid), netnsOf('self'))
+})
+
+test('readProcText reads a file whole: a /proc file, one shorter than its buffer, one of exactly its size, a longer one; a missing one throws ENOENT', () => {
+  assert.match(readProcText('/proc/self/status'), /^Name:\t/)
+  assert.equal(statState(readProcText(`/proc/${process.pid}/stat`)), 'R') // (this thread, reading it)
+  const dir = mkdtempSync(join(tmpdir(), 'hpcfs-proctext-'))
+  try {
+    for (const n of [0, 100, 4095, 4096, 4097, 100_000]) {
+      const text = Array.from({ length: n }, (_, i) => String.fromCharCode(32 + (i * 7) % 95)).join('')
+      writeFileSync(join(dir, 'f'), text, 'latin1')
+      assert.equal(readProcText(join(dir, 'f')), text, `${n} bytes`)
+    }
+    assert.throws(() => readProcText(join(dir, 'none')), { code: 'ENOENT' })
+  } finally { rmSync(dir, { recursive: true, force: true }) }
 })
 
 test('NetnsLoad counts the runnable threads of its namespace only, and forgets pids that end', async () => {
