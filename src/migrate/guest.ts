@@ -884,6 +884,7 @@ export class GuestSide {
     let loud: (() => void) | null = null
     let dump: ReturnType<GuestSide['dumpAhead']> | null = null
     let frozen: FrozenGuest | null = null
+    let dumping = false // a dump was told to go: a process gone after that was dumped (or died in it)
     try {
       if (!this.d.cluster.addressOf(m.node)) throw new Error(`no address for node ${m.node}`)
       out = await this.d.dial(m.node)
@@ -902,6 +903,7 @@ export class GuestSide {
       const sink = raw && (await out.expect('accept')).raw === true ? rawSink(out, copy) : null
       trace('n:m-accepted')
       if (sink === null) { await dump?.cancel(); loud?.(); loud = null } // (framed after all: the process let go first)
+      dumping = true
       if (sink !== null && dump !== null) {
         try {
           frozen = await dump.go(target.target)
@@ -912,16 +914,8 @@ export class GuestSide {
       await dump?.cancel() // (a dump started ahead and not told to go lets go of the process)
       loud?.()
       out?.close()
-      if (!g.r.alive()) {
-        if (copy === undefined) {
-          // (it ended before its copy was made: one is made now, empty, for what comes below)
-          try { copy = makeCopy(); saveLeaving() } catch (e2) {
-            log('guest %d: no copy can be made (%s): it stays', g.pid, (e2 as Error).message)
-            await g.conn.send({ t: 'stay', reason: (e2 as Error).message }).catch(() => {})
-            this.stays(g)
-            return
-          }
-        }
+      // (a process that ended by itself before any dump went stays: its end goes home as any end)
+      if (dumping && !g.r.alive()) {
         // the dump itself went through (the process is gone) and only passing the last of the image
         // on to M failed: as sent; M's answer to home decides (if it cannot run it, N's copy does)
         log('guest %d: dumped, but the image did not all reach node %d: %s', g.pid, m.node, (e as Error).message)
@@ -932,25 +926,26 @@ export class GuestSide {
         return
       }
     }
+    const kept = copy as ImageCopy // (made before any dump went; a failure before that returned above)
     loud?.()
     out?.close()
     await this.drainLeft(g, frozen)
     await g.conn.send({ t: 'sent', bytes, utime: used?.utime ?? 0, stime: used?.stime ?? 0 }).catch(() => {})
     if (frozen !== null) this.crashIfAsked()
     const r = await g.conn.expect('home-ok', 'resume').catch(() => undefined)
-    if (r === undefined) { await this.keepCopy(g, copy, frozen); return }
+    if (r === undefined) { await this.keepCopy(g, kept, frozen); return }
     if (r.t === 'home-ok') { await this.gone(g, frozen); return }
     // M could not run it: it runs here again, still a guest on the same connection
     if (frozen !== null) { await this.resumeFrozen(g, frozen); return }
     try {
-      const again = await this.runAgain(g, copy)
+      const again = await this.runAgain(g, kept)
       await g.conn.send({ t: 'resumed', pid: again.pid })
     } catch (e) {
       log('guest %d cannot run here again (%s): sending it home', g.pid, (e as Error).message)
       g.leaving = true
       this.guests.set(g.pid, g)
       this.save(g)
-      await this.imageHome(g, copy)
+      await this.imageHome(g, kept)
     }
   }
 

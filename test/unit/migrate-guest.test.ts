@@ -286,6 +286,23 @@ test('sendto: the image goes to M with the ticket; home-ok ends it here', async 
   assert.equal(s.side.guests.size, 0)
 })
 
+test('sendto whose connection to M fails after the process ended by itself: stay, and its end goes home (not taken for a dump)', async () => {
+  let r: StubRestored | undefined
+  // the process ends on its own while N dials M, and the dial then fails (a handshake timed out)
+  const s = setup({}, async () => {
+    r?.finish({ code: 5, signal: null })
+    await r?.exited
+    throw new Error('handshake timed out')
+  })
+  const home = await arrive(s)
+  r = s.engine.restoredProcs[0]
+  await home.link.send({ t: 'sendto', node: 3, ticket: 't-9', hostinfo: '' })
+  assert.deepEqual(await home.next('stay'), { t: 'stay', reason: 'handshake timed out' })
+  assert.deepEqual(await home.next('exit'), { t: 'exit', code: 5, signal: null })
+  assert.ok(!s.engine.calls.some(c => c.startsWith('dump')), 'nothing dumped')
+  assert.ok(!home.msgs.some(m => m.t === 'sent'), 'never said sent')
+})
+
 test('gohome that home cannot restore (home-failed): it runs here again on the same connection, still a guest', async () => {
   const s = setup()
   const home = await arrive(s)
