@@ -689,7 +689,8 @@ export class GuestSide {
     } catch (e) {
       const why = (e as Error).message
       loud()
-      if (g.r.alive() && (dump.streamed() ?? statSize(copy) > 0) === false) {
+      // nothing of it went: it stays (a process that ended by itself meanwhile too: its end goes home)
+      if ((dump.streamed() ?? statSize(copy) > 0) === false) {
         log('guest %d stays: %s', g.pid, why)
         await conn.send({ t: 'stay', reason: why }).catch(() => {})
         this.stays(g)
@@ -914,8 +915,9 @@ export class GuestSide {
       await dump?.cancel() // (a dump started ahead and not told to go lets go of the process)
       loud?.()
       out?.close()
-      // (a process that ended by itself before any dump went stays: its end goes home as any end)
-      if (dumping && !g.r.alive()) {
+      // (a process that ended by itself before any of its image went stays: its end goes home as any end)
+      const went = dump?.streamed() ?? (copy !== undefined && statSize(copy) > 0)
+      if (dumping && went && !g.r.alive()) {
         // the dump itself went through (the process is gone) and only passing the last of the image
         // on to M failed: as sent; M's answer to home decides (if it cannot run it, N's copy does)
         log('guest %d: dumped, but the image did not all reach node %d: %s', g.pid, m.node, (e as Error).message)
