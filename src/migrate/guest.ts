@@ -454,8 +454,9 @@ export class GuestSide {
   private stays (g: Guest): void {
     g.leaving = false
     this.save(g)
+    // out of touch: it rejoins first (also one that ended meanwhile: its end waits for that)
+    if (g.conn.closed && this.guests.get(g.pid) === g) this.orphan(g)
     if (g.ended !== null) void this.reportEnd(g, g.ended)
-    else if (g.conn.closed && this.guests.get(g.pid) === g) this.orphan(g)
   }
 
   /**

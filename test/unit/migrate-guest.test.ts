@@ -303,6 +303,28 @@ test('sendto whose connection to M fails after the process ended by itself: stay
   assert.ok(!home.msgs.some(m => m.t === 'sent'), 'never said sent')
 })
 
+test('gohome whose dump fails after the process ended and home\'s connection broke: it rejoins home, and its end goes over the new connection', async () => {
+  const s = setup()
+  const home = await arrive(s)
+  const r = s.engine.restoredProcs[0]
+  const g = s.side.guests.get(4242)
+  assert.ok(g)
+  s.engine.dump = async () => {
+    home.link.close()
+    r.finish({ code: 4, signal: null })
+    await r.exited
+    await until(() => g.conn.closed, 'the connection to home closed')
+    throw new Error('no such process')
+  }
+  await home.link.send({ t: 'gohome' })
+  await until(() => s.dialed.length === 1, 'a connection to home')
+  const back = s.dialed[0]
+  await back.next('rejoin')
+  await back.link.send({ t: 'rejoin-ok', got: [] })
+  assert.deepEqual(await back.next('exit'), { t: 'exit', code: 4, signal: null })
+  await until(() => s.side.guests.size === 0, 'forgotten here')
+})
+
 test('gohome that home cannot restore (home-failed): it runs here again on the same connection, still a guest', async () => {
   const s = setup()
   const home = await arrive(s)
