@@ -354,7 +354,7 @@ export class GuestOutput {
     }, OUTPUT_PACE_MS))
   }
 
-  /** The streams read again at once (the timers of those resting cleared); held ones stay stopped. */
+  /** The timers of the streams resting after a read cleared: the caller reads them again (go) or replaces them. */
   private wake (): void {
     for (const t of this.resting.values()) clearTimeout(t)
     this.resting.clear()
@@ -387,7 +387,8 @@ export class GuestOutput {
   }
 
   release (why: Hold): void {
-    this.holds.delete(why)
+    // (not held for that reason: nothing changes, and streams resting after a read rest on)
+    if (!this.holds.delete(why)) return
     if (this.holds.size === 0) { this.wake(); for (const [, s] of this.sources) go(s) }
   }
 

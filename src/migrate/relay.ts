@@ -391,11 +391,11 @@ export class StdinPull {
   start (current: () => boolean, leaving: () => boolean, want: (n: number) => void, closed?: () => void): void {
     const was = fdLink(this.pid, this.fd)
     let every = INPUT_POLL_MS
-    let closeAt = Date.now() + INPUT_CLOSE_CHECK_MS
+    let closeAt = performance.now() + INPUT_CLOSE_CHECK_MS
     const tick = (): void => {
       if (!current() || (this.ended && closed === undefined)) return
-      if (closed !== undefined && Date.now() >= closeAt) {
-        closeAt = Date.now() + INPUT_CLOSE_CHECK_MS
+      if (closed !== undefined && performance.now() >= closeAt) {
+        closeAt = performance.now() + INPUT_CLOSE_CHECK_MS
         if (this.closedHere(was)) { closed(); return }
       }
       // busy with input: looked at again soon; else less and less often, up to INPUT_POLL_IDLE_MS
