@@ -1,7 +1,7 @@
 // Small readers of /proc/<pid> shared by the daemon's parts (probe, migrator, balancer). The stat
 // line is split after the command, which may hold spaces and parentheses: `fields[0]` is field 3
 // of proc(5) (state), so field n is `fields[n - 3]`.
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs'
+import { closeSync, openSync, readSync } from 'node:fs'
 
 /** Clock ticks per second of /proc/<pid>/stat's times (USER_HZ, 100 on Linux). */
 export const CLK_TCK = 100
@@ -21,17 +21,18 @@ export function statState (statText: string): string {
 const small = Buffer.allocUnsafe(4096)
 
 /**
- * The text (latin1) of a file of /proc that one read gives whole (stat, status, syscall,
- * schedstat: the kernel makes them at once), read into one reused buffer: an open, one read and a
- * close, where readFileSync also stats the file, reads again for the end and allocates. A probe
- * that reads the stat of every thread of a node ten times a second spends a third of the time.
- * A text that fills the buffer is read on to its end. Throws as readFileSync does (ENOENT: gone).
+ * The text of a file of /proc that one read gives whole (stat, status, syscall, schedstat: the
+ * kernel makes them at once), read into one reused buffer: an open, one read and a close, where
+ * readFileSync also stats the file, reads again for the end and allocates. A probe that reads the
+ * stat of every thread of a node ten times a second spends a third of the time. A text that fills
+ * the buffer is read on to its end. Throws as readFileSync does (ENOENT: gone). Every reader of
+ * this module goes through it.
  */
-export function readProcText (path: string): string {
+export function readProcText (path: string, encoding: BufferEncoding = 'latin1'): string {
   const fd = openSync(path, 'r')
   try {
     const n = readSync(fd, small, 0, small.length, null)
-    if (n < small.length) return small.toString('latin1', 0, n)
+    if (n < small.length) return small.toString(encoding, 0, n)
     const parts = [Buffer.from(small)]
     for (;;) {
       const b = Buffer.allocUnsafe(65536)
@@ -39,7 +40,7 @@ export function readProcText (path: string): string {
       if (k === 0) break
       parts.push(b.subarray(0, k))
     }
-    return Buffer.concat(parts).toString('latin1')
+    return Buffer.concat(parts).toString(encoding)
   } finally { closeSync(fd) }
 }
 
@@ -60,7 +61,7 @@ export function cpuTicks (fields: string[]): number {
 
 /** Seconds since boot. */
 export function uptime (): number {
-  return Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0])
+  return Number(readProcText('/proc/uptime').split(' ')[0])
 }
 
 /** Seconds a process has run, from its stat fields (starttime, field 22), or its pid (0 when gone). */
@@ -72,7 +73,7 @@ export function processAge (p: number | string[], now = uptime()): number {
 /** The value of a line of /proc/<pid>/status (`Key:<tab>value`), or undefined when gone or absent. */
 export function statusField (pid: number | 'self', key: string, procRoot = '/proc'): string | undefined {
   let text: string
-  try { text = readFileSync(`${procRoot}/${pid}/status`, 'utf8') } catch { return undefined }
+  try { text = readProcText(`${procRoot}/${pid}/status`, 'utf8') } catch { return undefined }
   const head = `${key}:`
   for (const line of text.split('\n')) if (line.startsWith(head)) return line.slice(head.length).trim()
   return undefined
@@ -100,7 +101,7 @@ export function psInfo (pid: number, procRoot = '/proc'): PsInfo | undefined {
   const f = readStat(pid, procRoot)
   if (f === undefined || f.length < 22) return undefined
   let cmdline = ''
-  try { cmdline = readFileSync(`${procRoot}/${pid}/cmdline`, 'utf8') } catch {}
+  try { cmdline = readProcText(`${procRoot}/${pid}/cmdline`, 'utf8') } catch {}
   return { utime: Number(f[11]), stime: Number(f[12]), state: f[0], vsize: Number(f[20]), rss: Number(f[21]) * PAGE_SIZE, cmdline }
 }
 
@@ -111,7 +112,7 @@ export function psInfo (pid: number, procRoot = '/proc'): PsInfo | undefined {
  */
 export function readSchedstat (pid: number, procRoot = '/proc'): { run: number, wait: number } | undefined {
   let f: string[]
-  try { f = readFileSync(`${procRoot}/${pid}/schedstat`, 'latin1').trim().split(' ') } catch { return undefined }
+  try { f = readProcText(`${procRoot}/${pid}/schedstat`).trim().split(' ') } catch { return undefined }
   const run = Number(f[0])
   const wait = Number(f[1])
   return Number.isFinite(run) && Number.isFinite(wait) ? { run, wait } : undefined
