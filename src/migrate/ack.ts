@@ -324,10 +324,8 @@ export class GuestOutput {
     }
   }
 
-  /** streams that rest after a read (OUTPUT_PACE_MS), until their timer */
-  private readonly resting = new Map<Readable, NodeJS.Timeout>()
-  /** per stream: when its last reads came (up to PACE_READS), and when it last woke from a rest */
-  private readonly paces = new Map<Readable, { reads: number[], woke: number }>()
+  /** per stream: when its last reads came (up to PACE_READS), when it last woke from a rest, and its rest's timer while it rests */
+  private readonly paces = new Map<Readable, { reads: number[], woke: number, rest?: NodeJS.Timeout }>()
 
   /**
    * After a read, a stream that streams rests for OUTPUT_PACE_MS while its pipe fills (not while
@@ -337,27 +335,26 @@ export class GuestOutput {
    * answer: hundreds a second at most, each after a wait) is read at once.
    */
   private pace (s: Readable): void {
-    if (this.draining || this.resting.has(s) || !this.sources.some(([, x]) => x === s)) return
+    if (this.draining || !this.sources.some(([, x]) => x === s)) return
+    const p = this.paces.get(s) ?? { reads: [], woke: -Infinity }
+    this.paces.set(s, p)
+    if (p.rest !== undefined) return
     const now = performance.now()
-    let p = this.paces.get(s)
-    if (p === undefined) this.paces.set(s, p = { reads: [], woke: -Infinity })
     p.reads.push(now)
     if (p.reads.length > PACE_READS) p.reads.shift()
     const busy = p.reads.length === PACE_READS && now - p.reads[0] < OUTPUT_PACE_MS
     if (!busy && now - p.woke > PACE_WAITING_MS) return
-    const pc = p
     stop(s)
-    this.resting.set(s, setTimeout(() => {
-      this.resting.delete(s)
-      pc.woke = performance.now()
+    p.rest = setTimeout(() => {
+      p.rest = undefined
+      p.woke = performance.now()
       if (this.holds.size === 0 || this.draining) go(s)
-    }, OUTPUT_PACE_MS))
+    }, OUTPUT_PACE_MS)
   }
 
   /** The timers of the streams resting after a read cleared: the caller reads them again (go) or replaces them. */
   private wake (): void {
-    for (const t of this.resting.values()) clearTimeout(t)
-    this.resting.clear()
+    for (const p of this.paces.values()) { clearTimeout(p.rest); p.rest = undefined }
   }
 
   /** Output goes home over link from now on; `got` (home's counts, a new connection): what home lacks is sent again first. */
