@@ -8,7 +8,7 @@
 // cgroup v1: the `cpu` controller's group from /proc/self/cgroup (`N:cpu,cpuacct:/path`), its
 // `tasks` (thread ids) and `cpu.cfs_quota_us` / `cpu.cfs_period_us`. cgroup v2: the `0::/path`
 // group, its `cgroup.threads` and `cpu.max`.
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { readProcText, statState } from '../util/procfs.js'
 
@@ -62,11 +62,16 @@ export function groupThreads (g: CpuGroup): number[] {
   return text.split('\n').filter(l => /^\d+$/.test(l)).map(Number)
 }
 
-/** Runnable threads of the group (state R), not counting `self` (the reading thread: it is running). */
+/**
+ * Runnable threads of the group (state R), not counting the threads of process `self` (the daemon:
+ * the reading thread is running, and its other threads are the system's work, not a job's).
+ */
 export function runnableInGroup (g: CpuGroup, self = process.pid, procRoot = '/proc'): number {
   let n = 0
+  const own = new Set<number>()
+  try { for (const t of readdirSync(join(procRoot, String(self), 'task'))) own.add(Number(t)) } catch { own.add(self) }
   for (const tid of groupThreads(g)) {
-    if (tid === self) continue
+    if (own.has(tid)) continue
     try {
       if (statState(readProcText(join(procRoot, String(tid), 'stat'))) === 'R') n++
     } catch {

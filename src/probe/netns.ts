@@ -14,8 +14,10 @@ export function netnsOf (pid: number | 'self', procRoot = '/proc'): string {
 }
 
 /**
- * Counts the runnable threads (state R) of the processes in namespace `ns`, not counting the thread
- * `self`. Which namespace a pid is in is read with a readlink and kept for `recheckMs`, so a sample
+ * Counts the runnable threads (state R) of the processes in namespace `ns`, not counting any thread
+ * of the process `self` (the daemon: its sampling thread is running as it reads, and its FUSE, libuv
+ * and V8 threads are the system's own work, not a job's; on a busy machine they sit in R waiting
+ * for a CPU, and an idle node read as half-loaded). Which namespace a pid is in is read with a readlink and kept for `recheckMs`, so a sample
  * reads the stat files of this node's processes only, not of the whole machine, and each pid costs
  * one readlink per `recheckMs` rather than one per sample. The verdict must expire: a process's
  * namespace can change under the same pid (nsenter forks in the caller's namespace and calls setns
@@ -34,6 +36,7 @@ export class NetnsLoad {
     for (const name of readdirSync(this.procRoot)) {
       if (name.charCodeAt(0) < 48 || name.charCodeAt(0) > 57) continue
       const pid = Number(name)
+      if (pid === this.self) continue
       seen.add(pid)
       let v = this.member.get(pid)
       if (v === undefined || t - v.at >= this.recheckMs) {
@@ -49,10 +52,9 @@ export class NetnsLoad {
   private runnableThreads (name: string, pid: number): number {
     try {
       const stat = readProcText(join(this.procRoot, name, 'stat'))
-      if (statThreads(stat) <= 1) return pid !== this.self && statState(stat) === 'R' ? 1 : 0
+      if (statThreads(stat) <= 1) return statState(stat) === 'R' ? 1 : 0
       let n = 0
       for (const tid of readdirSync(join(this.procRoot, name, 'task'))) {
-        if (Number(tid) === this.self) continue
         if (statState(readProcText(join(this.procRoot, name, 'task', tid, 'stat'))) === 'R') n++
       }
       return n

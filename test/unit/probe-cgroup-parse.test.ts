@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { cpuGroupOf, cpuShareOf } from '../../src/probe/cgroup.js'
+import { cpuGroupOf, cpuShareOf, runnableInGroup } from '../../src/probe/cgroup.js'
 import { NetnsLoad, netnsOf } from '../../src/probe/netns.js'
 import { readProcText, readUids, residentBytes, statState, statThreads, statusField } from '../../src/util/procfs.js'
 
@@ -99,6 +99,31 @@ test('NetnsLoad sees a process that enters its namespace after it was first seen
     proc(200, 'net:[A]', 'R')
     now = 2000
     assert.equal(b.runnable(), 0)
+  } finally { rmSync(root, { recursive: true, force: true }) }
+})
+
+test('the daemon\'s own threads are not load: its FUSE, libuv and V8 threads in R count in neither scope', () => {
+  // A fixture /proc: pid 50 is the daemon (three threads, all R), pid 60 a job (one thread, R).
+  const root = mkdtempSync(join(tmpdir(), 'hpcfs-self-'))
+  const stat = (id: number, state: string, threads: number): string => `${id} (x) ${state} 1 ${id} ${id} 0 -1 4194304 0 0 0 0 0 0 0 0 20 0 ${threads} 0 100 0 0\n`
+  try {
+    for (const [pid, tids] of [[50, [50, 51, 52]], [60, [60]]] as Array<[number, number[]]>) {
+      mkdirSync(join(root, String(pid), 'ns'), { recursive: true })
+      symlinkSync('net:[B]', join(root, String(pid), 'ns', 'net'))
+      writeFileSync(join(root, String(pid), 'stat'), stat(pid, 'R', tids.length))
+      for (const t of tids) {
+        mkdirSync(join(root, String(pid), 'task', String(t)), { recursive: true })
+        writeFileSync(join(root, String(pid), 'task', String(t), 'stat'), stat(t, 'R', tids.length))
+        if (t !== pid) { mkdirSync(join(root, String(t))); writeFileSync(join(root, String(t), 'stat'), stat(t, 'R', tids.length)) }
+      }
+    }
+    assert.equal(new NetnsLoad('net:[B]', 50, root).runnable(), 1, 'netns: the job only')
+    assert.equal(new NetnsLoad('net:[B]', 1, root).runnable(), 4, 'from another process, all four count')
+    const group = join(root, 'group')
+    mkdirSync(group)
+    writeFileSync(join(group, 'tasks'), '50\n51\n52\n60\n')
+    assert.equal(runnableInGroup({ version: 1, dir: group }, 50, root), 1, 'cgroup: the job only')
+    assert.equal(runnableInGroup({ version: 1, dir: group }, 1, root), 4)
   } finally { rmSync(root, { recursive: true, force: true }) }
 })
 
