@@ -99,6 +99,7 @@ int g_copy_fd = -1;
 long g_fault_after = -1;
 volatile sig_atomic_t g_orphaned;
 volatile sig_atomic_t g_streamed;
+int g_seized;
 
 static void on_orphaned(int sig) { (void)sig; g_orphaned = 1; }
 

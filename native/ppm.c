@@ -140,6 +140,7 @@ int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpr
 		int e = seize(t, pid, SEIZE_OPTS);
 		if (e) { precopy_done(); if (!t->dead) ptrace(PTRACE_DETACH, pid, 0, 0); return failed(ahead, &target); }
 		if (!(e = threads_freeze(t))) {
+			g_seized = 1;
 			trace("seized");
 			e = dump_image(t, 3, target, res, ahead ? go_late : NULL);
 		}

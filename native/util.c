@@ -61,11 +61,12 @@ int report_err(void)
 	/* a raw image (--copy) that failed before its first byte is ended by an empty image before the
 	 * caller hears of it (it may write to the same connection next); whether any of it had gone is
 	 * said (0: the empty image, the connection goes on): a dump kept frozen (frozen.c) has no copy
-	 * beside the stream to tell */
+	 * beside the stream to tell; and whether the process had been stopped for its dump (seized=0
+	 * after a pre-copy round: it ran, and what ended it was not the dump) */
 	if (g_keep_fd >= 0 || g_copy_fd >= 0) {
 		int streamed = g_streamed;
 		cancel_empty_image();
-		ctlf("STAT streamed=%d", streamed);
+		ctlf("STAT streamed=%d seized=%d", streamed, g_seized);
 	}
 	ctlf("ERR %s %s", errname(g_errno ? g_errno : EIO), g_err[0] ? g_err : "unknown failure");
 	return 1;

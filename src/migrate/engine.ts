@@ -79,8 +79,13 @@ export interface FrozenGuest {
   save: () => Promise<void>
 }
 
-/** A frozen dump started ahead: as StartedDump; `streamed()` after `go` failed: did any of the image go (false: it was ended by an empty image)? */
-export type StartedFrozenDump = { reasons: Array<{ code: string, text: string }> } | { reasons: null, go: (target?: string) => Promise<FrozenGuest>, cancel: () => Promise<void>, streamed: () => boolean }
+/**
+ * A frozen dump started ahead: as StartedDump; after `go` failed, `streamed()`: did any of the image
+ * go (false: it was ended by an empty image, the connection goes on); `seized()`: had the process
+ * been stopped for its dump (false: only pre-copy rounds went, while it ran: a process gone then
+ * was not dumped, it ended by itself)?
+ */
+export type StartedFrozenDump = { reasons: Array<{ code: string, text: string }> } | { reasons: null, go: (target?: string) => Promise<FrozenGuest>, cancel: () => Promise<void>, streamed: () => boolean, seized: () => boolean }
 
 /**
  * A process dumped by a deputy started ahead, frozen, not yet hollow: the copy kept until the
@@ -215,7 +220,7 @@ export const realEngine: Engine = {
   startDump: async (pid, out, opts) => await ahead(pid, async () => await ppm.startDump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs })),
   startFrozenDump: async (pid, out, opts) => await ahead(pid, async () => {
     const d = await ppm.startFrozenDump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs })
-    return { go: d.go, cancel: d.cancel, streamed: () => d.stats.streamed !== '0' }
+    return { go: d.go, cancel: d.cancel, streamed: () => d.stats.streamed !== '0', seized: () => d.stats.seized !== '0' }
   }),
   deputy: async (pid, out, opts) => isRaw(out) ? await ppm.deputy(pid, out.fd, { ...opts, family: true, relay: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.deputy(pid, out, { ...opts, family: true, relay: true }),
   dump: async (pid, out, opts) => isRaw(out) ? await ppm.dump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.dump(pid, out, { ...opts, relay: true }),

@@ -698,8 +698,16 @@ export class GuestSide {
         return
       }
       log('guest %d: its image broke off (%s): the connection is closed', g.pid, why)
+      const shut = new Promise(resolve => { if (conn.closed) resolve(null); else conn.once('close', resolve) })
       conn.close()
-      if (g.r.alive()) { this.stays(g); return }
+      // (gone during a pre-copy round, before the dump stopped it: it ended by itself, not dumped)
+      if (g.r.alive() || dump.seized() === false) {
+        // it stays once the connection is closed, not just closing: then it rejoins, and an end
+        // it had goes home over the new connection (not into the old one, lost)
+        await shut
+        this.stays(g)
+        return
+      }
       copy.filled()
       await this.keepCopy(g, copy)
       return
@@ -847,7 +855,7 @@ export class GuestSide {
    * cannot be started ahead, or its check finds that the process cannot move, `go` is the plain
    * dump (which then fails as before: an empty image, and the process stays).
    */
-  private dumpAhead (pid: number, sink: RawSink, freeze: boolean): { go: (target?: string) => Promise<FrozenGuest | null>, cancel: () => Promise<void>, streamed: () => boolean | null } {
+  private dumpAhead (pid: number, sink: RawSink, freeze: boolean): { go: (target?: string) => Promise<FrozenGuest | null>, cancel: () => Promise<void>, streamed: () => boolean | null, seized: () => boolean | null } {
     const { engine } = this.d
     // kept frozen as its copy where it can be and the engine can (no copy file beside the stream)
     const frozen = freeze && engine.startFrozenDump !== undefined ? engine.startFrozenDump(pid, sink, {}) : null
@@ -855,11 +863,12 @@ export class GuestSide {
     frozen?.catch(() => {})
     ahead?.catch(() => {})
     let streamed: boolean | null = null
+    let seized: boolean | null = null
     return {
       go: async target => {
         const f = frozen !== null ? await frozen.catch(() => null) : null
         if (f !== null && f.reasons === null) {
-          try { return await f.go(target) } catch (e) { streamed = f.streamed(); throw e }
+          try { return await f.go(target) } catch (e) { streamed = f.streamed(); seized = f.seized(); throw e }
         }
         const a = ahead !== null ? await ahead.catch(() => null) : null
         if (a !== null && a.reasons === null) await a.go(target)
@@ -870,7 +879,9 @@ export class GuestSide {
         for (const p of [frozen, ahead]) { const a = await p?.catch(() => null); if (a != null && a.reasons === null) await a.cancel() }
       },
       /** after go failed: did any of the image go (null: not known, see the copy) */
-      streamed: () => streamed
+      streamed: () => streamed,
+      /** after go failed: had the process been stopped for its dump (false: only pre-copy rounds went while it ran; null: not known) */
+      seized: () => seized
     }
   }
 
@@ -917,8 +928,9 @@ export class GuestSide {
       loud?.()
       out?.close()
       // (a process that ended by itself before any of its image went stays: its end goes home as any end)
+      // (as one that ended during a pre-copy round: some of it went, but the dump never stopped it)
       const went = dump?.streamed() ?? (copy !== undefined && statSize(copy) > 0)
-      if (dumping && went && !g.r.alive()) {
+      if (dumping && went && dump?.seized() !== false && !g.r.alive()) {
         // the dump itself went through (the process is gone) and only passing the last of the image
         // on to M failed: as sent; M's answer to home decides (if it cannot run it, N's copy does)
         log('guest %d: dumped, but the image did not all reach node %d: %s', g.pid, m.node, (e as Error).message)

@@ -1,6 +1,8 @@
 // Moves with pre-copy between real daemons in network namespaces (hpcd --precopy, docs/ppm.md
 // "Pre-copy"): a process that keeps writing its memory moves home -> 2 -> home -> 2, each time
-// with its memory copied while it runs, and ends exactly as an undisturbed run of as many steps.
+// with its memory copied while it runs, and ends exactly as an undisturbed run of as many steps;
+// a process that ends by itself during a pre-copy round (out, N -> home, N -> M) was not dumped:
+// its end reaches its parent.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
@@ -10,7 +12,7 @@ import { Lab } from '../../src/lab/lab.js'
 import { Lab as Bins } from '../ppm/harness.js'
 import { until } from '../helpers/daemon.js'
 import { fifoSink } from '../helpers/fifo.js'
-import { moveTo as moveJob } from '../helpers/jobs.js'
+import { guests, moveTo as moveJob } from '../helpers/jobs.js'
 
 let lab: Lab
 let bins: Bins
@@ -22,7 +24,7 @@ before(async () => {
   dirtier = bins.compile('dirtier')
   launcher = bins.compile('launch')
   // pre-copy for processes of 16 MiB and more; the helpers' STAT lines go to the daemons' logs
-  lab = await Lab.create({ nodes: 2, tag: 'precp', interval: 0.25, hpcdArgs: () => ['--down-after', '2', '--no-balance', '--precopy', '16'], env: { DEBUG: 'hpcfs:migrate,hpcfs:ppm' } })
+  lab = await Lab.create({ nodes: 3, tag: 'precp', interval: 0.25, hpcdArgs: () => ['--down-after', '2', '--no-balance', '--precopy', '16'], env: { DEBUG: 'hpcfs:migrate,hpcfs:ppm' } })
   await lab.waitAllUp()
 })
 after(async () => {
@@ -61,5 +63,32 @@ test('a process writing its memory moves with pre-copy home -> 2 -> home -> 2 an
   } finally {
     sink.close()
     if (child.exitCode === null) child.kill('SIGKILL')
+  }
+})
+
+test('a process that ends by itself during a pre-copy round was not dumped: its exit status reaches its parent (out, N -> home, N -> M)', async () => {
+  for (const [route, target] of [['out', 2], ['N -> home', 'home'], ['N -> M', 3]] as const) {
+    // the dirtier ends with 7 as soon as a pre-copy round write-protects its memory, once `armed` exists
+    const armed = join(bins.dir, `armed-${target}`)
+    const sink = fifoSink(bins.dir, `ends-${target}`)
+    const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', launcher, dirtier, '32', '2', '2000', join(bins.dir, 'never')],
+      { stdio: ['ignore', sink.fd, sink.fd], env: { ...process.env, DIRTIER_EXIT_ON_WP: armed } })
+    const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>(resolve => child.on('exit', (code, signal) => resolve({ code, signal })))
+    const pid = child.pid as number
+    try {
+      await until('ready', () => sink.out().startsWith('ready'))
+      if (route !== 'out') await moveTo(pid, 2)
+      writeFileSync(armed, '')
+      // the dump's first round starts while it runs, and it ends during it: some of its image went,
+      // but it was never stopped for its dump (out: the original at home; else the guest on node 2,
+      // whose end goes home over its connection, or over a new one if the image broke that off)
+      await lab.node(1).write(`proc/${pid}/goto`, `${target}\n`)
+      await until(`the job ended (${route})`, () => child.exitCode !== null || child.signalCode !== null, 30_000)
+      assert.deepEqual(await exited, { code: 7, signal: null }, `its own exit status (${route})`)
+      await until(`no guest left (${route})`, () => guests(lab, 2).length === 0 && guests(lab, 3).length === 0, 10_000)
+    } finally {
+      sink.close()
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    }
   }
 })

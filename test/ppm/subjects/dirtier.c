@@ -6,6 +6,8 @@
  * same for any run of the same number of steps.
  * SIDE 0 leaves the side regions and zapped pages out (only the PAGES writes); WORKSET MiB: the
  * writes go round the first WORKSET MiB only.
+ * With DIRTIER_EXIT_ON_WP=PATH in its environment, once PATH exists it ends by itself (exit 7, no
+ * end line) as soon as its memory is registered for write protection: a pre-copy round has begun.
  * usage: dirtier MB PAGES DELAY_US STOP [SIDE [WORKSET]] */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -16,8 +18,22 @@
 #include <unistd.h>
 #include <sys/mman.h>
 
+/* some mapping of this process is registered for userfaultfd write protection (VmFlags `uw`) */
+static int write_protected(void)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	if (!f) return 0;
+	char l[512];
+	int wp = 0;
+	while (!wp && fgets(l, sizeof l, f))
+		if (!strncmp(l, "VmFlags:", 8) && strstr(l, " uw")) wp = 1;
+	fclose(f);
+	return wp;
+}
+
 int main(int argc, char **argv)
 {
+	const char *armed = getenv("DIRTIER_EXIT_ON_WP");
 	if (argc < 5 || argc > 7) return 2;
 	int churn = argc >= 6 ? atoi(argv[5]) : 1;
 	size_t n = (size_t)atol(argv[1]) << 20, np = n / 4096;
@@ -62,6 +78,7 @@ int main(int argc, char **argv)
 			munmap(side, 1 << 20);
 			side = NULL;
 		}
+		if (armed && stat(armed, &sst) == 0 && write_protected()) _exit(7);
 		if (delay) usleep(delay);
 	}
 	uint64_t h = 1469598103934665603ULL;
