@@ -147,6 +147,7 @@ int seize_and_dump(pid_t pid, const char *target, struct tracee *t, struct dumpr
 		if (e == GO_LATE) {
 			/* the answer is late: it runs on until GO, then it is read again */
 			release_live(t);
+			g_seized = 0;	/* (it runs again: not stopped for its dump until seized again) */
 			if (t->memfd >= 0) close(t->memfd);
 			relay_forget();
 			trace("go-late");

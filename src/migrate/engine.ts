@@ -61,8 +61,8 @@ export interface GuestProcess extends Omit<RestoredHandle, 'go'> {
 /** What `startDeputy` says once the process is checked. */
 export type StartedDeputy = { reasons: Array<{ code: string, text: string }> } | { reasons: null, go: (target?: string) => Promise<DumpedHandle>, cancel: () => Promise<void> }
 
-/** A dump started ahead (Engine.startDump): its reasons when it cannot move, else `go` (dump it, `target` checked first) or `cancel` (let go unchanged). */
-export type StartedDump = { reasons: Array<{ code: string, text: string }> } | { reasons: null, go: (target?: string) => Promise<unknown>, cancel: () => Promise<void> }
+/** A dump started ahead (Engine.startDump): its reasons when it cannot move, else `go` (dump it, `target` checked first) or `cancel` (let go unchanged); `seized()` after `go` failed: as StartedFrozenDump's. */
+export type StartedDump = { reasons: Array<{ code: string, text: string }> } | { reasons: null, go: (target?: string) => Promise<unknown>, cancel: () => Promise<void>, seized: () => boolean }
 
 /**
  * A guest dumped and kept frozen as its own copy (Engine.startFrozenDump): no copy file is written
@@ -217,7 +217,10 @@ export const realEngine: Engine = {
       cancel: d.cancel
     }
   }),
-  startDump: async (pid, out, opts) => await ahead(pid, async () => await ppm.startDump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs })),
+  startDump: async (pid, out, opts) => await ahead(pid, async () => {
+    const d = await ppm.startDump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs })
+    return { go: d.go, cancel: d.cancel, seized: () => d.stats.seized !== '0' }
+  }),
   startFrozenDump: async (pid, out, opts) => await ahead(pid, async () => {
     const d = await ppm.startFrozenDump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs })
     return { go: d.go, cancel: d.cancel, streamed: () => d.stats.streamed !== '0', seized: () => d.stats.seized !== '0' }

@@ -871,8 +871,9 @@ export class GuestSide {
           try { return await f.go(target) } catch (e) { streamed = f.streamed(); seized = f.seized(); throw e }
         }
         const a = ahead !== null ? await ahead.catch(() => null) : null
-        if (a !== null && a.reasons === null) await a.go(target)
-        else await engine.dump(pid, sink, target !== undefined ? { target } : {})
+        if (a !== null && a.reasons === null) {
+          try { await a.go(target) } catch (e) { seized = a.seized(); throw e }
+        } else await engine.dump(pid, sink, target !== undefined ? { target } : {})
         return null
       },
       cancel: async () => {

@@ -68,9 +68,11 @@ export function groupThreads (g: CpuGroup): number[] {
  */
 export function runnableInGroup (g: CpuGroup, self = process.pid, procRoot = '/proc'): number {
   let n = 0
+  // (the group's list first: a thread the daemon makes between the two reads is then in its own)
+  const tids = groupThreads(g)
   const own = new Set<number>()
   try { for (const t of readdirSync(join(procRoot, String(self), 'task'))) own.add(Number(t)) } catch { own.add(self) }
-  for (const tid of groupThreads(g)) {
+  for (const tid of tids) {
     if (own.has(tid)) continue
     try {
       if (statState(readProcText(join(procRoot, String(tid), 'stat'))) === 'R') n++

@@ -114,6 +114,8 @@ test('the daemon\'s own threads are not load: its FUSE, libuv and V8 threads in 
       for (const t of tids) {
         mkdirSync(join(root, String(pid), 'task', String(t)), { recursive: true })
         writeFileSync(join(root, String(pid), 'task', String(t), 'stat'), stat(t, 'R', tids.length))
+        // (/proc/TID/stat, which the cgroup scope reads: a real /proc has it, unlisted; here it is
+        // listed, but with no ns/net, so the netns scope passes over it)
         if (t !== pid) { mkdirSync(join(root, String(t))); writeFileSync(join(root, String(t), 'stat'), stat(t, 'R', tids.length)) }
       }
     }
