@@ -68,10 +68,12 @@ test('a process writing its memory moves with pre-copy home -> 2 -> home -> 2 an
 
 test('a process that ends by itself during a pre-copy round was not dumped: its exit status reaches its parent (out, N -> home, N -> M)', async () => {
   for (const [route, target] of [['out', 2], ['N -> home', 'home'], ['N -> M', 3]] as const) {
-    // the dirtier ends with 7 as soon as a pre-copy round write-protects its memory, once `armed` exists
+    // the dirtier ends with 7 as soon as a pre-copy round write-protects its memory, once `armed`
+    // exists; it looks every 2 ms, and the first round of 64 MiB takes tens of ms (time to be seen
+    // on a busy machine too)
     const armed = join(bins.dir, `armed-${target}`)
     const sink = fifoSink(bins.dir, `ends-${target}`)
-    const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', launcher, dirtier, '32', '2', '2000', join(bins.dir, 'never')],
+    const child = spawn('nsenter', [`--net=/run/netns/${lab.node(1).ns as string}`, '--', launcher, dirtier, '64', '2', '2000', join(bins.dir, 'never')],
       { stdio: ['ignore', sink.fd, sink.fd], env: { ...process.env, DIRTIER_EXIT_ON_WP: armed } })
     const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>(resolve => child.on('exit', (code, signal) => resolve({ code, signal })))
     const pid = child.pid as number
