@@ -61,8 +61,8 @@ export interface GuestProcess extends Omit<RestoredHandle, 'go'> {
 /** What `startDeputy` says once the process is checked. */
 export type StartedDeputy = { reasons: Array<{ code: string, text: string }> } | { reasons: null, go: (target?: string) => Promise<DumpedHandle>, cancel: () => Promise<void> }
 
-/** A dump started ahead (Engine.startDump): its reasons when it cannot move, else `go` (dump it, `target` checked first) or `cancel` (let go unchanged); `seized()` after `go` failed: as StartedFrozenDump's. */
-export type StartedDump = { reasons: Array<{ code: string, text: string }> } | { reasons: null, go: (target?: string) => Promise<unknown>, cancel: () => Promise<void>, seized: () => boolean }
+/** A dump started ahead (Engine.startDump): its reasons when it cannot move, else `go` (dump it, `target` checked first) or `cancel` (let go unchanged). */
+export type StartedDump = { reasons: Array<{ code: string, text: string }> } | { reasons: null, go: (target?: string) => Promise<unknown>, cancel: () => Promise<void> }
 
 /**
  * A guest dumped and kept frozen as its own copy (Engine.startFrozenDump): no copy file is written
@@ -79,13 +79,8 @@ export interface FrozenGuest {
   save: () => Promise<void>
 }
 
-/**
- * A frozen dump started ahead: as StartedDump; after `go` failed, `streamed()`: did any of the image
- * go (false: it was ended by an empty image, the connection goes on); `seized()`: had the process
- * been stopped for its dump (false: only pre-copy rounds went, while it ran: a process gone then
- * was not dumped, it ended by itself)?
- */
-export type StartedFrozenDump = { reasons: Array<{ code: string, text: string }> } | { reasons: null, go: (target?: string) => Promise<FrozenGuest>, cancel: () => Promise<void>, streamed: () => boolean, seized: () => boolean }
+/** A frozen dump started ahead: as StartedDump; `streamed()` after `go` failed: did any of the image go (false: it was ended by an empty image)? */
+export type StartedFrozenDump = { reasons: Array<{ code: string, text: string }> } | { reasons: null, go: (target?: string) => Promise<FrozenGuest>, cancel: () => Promise<void>, streamed: () => boolean }
 
 /**
  * A process dumped by a deputy started ahead, frozen, not yet hollow: the copy kept until the
@@ -217,13 +212,10 @@ export const realEngine: Engine = {
       cancel: d.cancel
     }
   }),
-  startDump: async (pid, out, opts) => await ahead(pid, async () => {
-    const d = await ppm.startDump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs })
-    return { go: d.go, cancel: d.cancel, seized: () => d.stats.seized !== '0' }
-  }),
+  startDump: async (pid, out, opts) => await ahead(pid, async () => await ppm.startDump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs })),
   startFrozenDump: async (pid, out, opts) => await ahead(pid, async () => {
     const d = await ppm.startFrozenDump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs })
-    return { go: d.go, cancel: d.cancel, streamed: () => d.stats.streamed !== '0', seized: () => d.stats.seized !== '0' }
+    return { go: d.go, cancel: d.cancel, streamed: () => d.stats.streamed !== '0' }
   }),
   deputy: async (pid, out, opts) => isRaw(out) ? await ppm.deputy(pid, out.fd, { ...opts, family: true, relay: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.deputy(pid, out, { ...opts, family: true, relay: true }),
   dump: async (pid, out, opts) => isRaw(out) ? await ppm.dump(pid, out.fd, { ...opts, relay: true, copy: out.copy, stallMs: out.stallMs }) : await ppm.dump(pid, out, { ...opts, relay: true }),

@@ -700,16 +700,12 @@ export class GuestSide {
       log('guest %d: its image broke off (%s): the connection is closed', g.pid, why)
       const shut = new Promise(resolve => { if (conn.closed) resolve(null); else conn.once('close', resolve) })
       conn.close()
-      // (gone during a pre-copy round, before the dump stopped it: it ended by itself, not dumped)
-      if (g.r.alive() || dump.seized() === false) {
-        // it stays once the connection is closed, not just closing: then it rejoins, and an end
-        // it had goes home over the new connection (not into the old one, lost)
-        await shut
-        this.stays(g)
-        return
-      }
-      copy.filled()
-      await this.keepCopy(g, copy)
+      // It stays: a raw dump removes a process only once all its image is out, so one gone now
+      // ended by itself (during a pre-copy round, say) or was killed (by root, the OOM killer), and
+      // its end goes home. It stays once the connection is closed, not just closing: then it
+      // rejoins, and an end goes home over the new connection (not into the old one, lost).
+      await shut
+      this.stays(g)
       return
     }
     loud()
@@ -855,7 +851,7 @@ export class GuestSide {
    * cannot be started ahead, or its check finds that the process cannot move, `go` is the plain
    * dump (which then fails as before: an empty image, and the process stays).
    */
-  private dumpAhead (pid: number, sink: RawSink, freeze: boolean): { go: (target?: string) => Promise<FrozenGuest | null>, cancel: () => Promise<void>, streamed: () => boolean | null, seized: () => boolean | null } {
+  private dumpAhead (pid: number, sink: RawSink, freeze: boolean): { go: (target?: string) => Promise<FrozenGuest | null>, cancel: () => Promise<void>, streamed: () => boolean | null } {
     const { engine } = this.d
     // kept frozen as its copy where it can be and the engine can (no copy file beside the stream)
     const frozen = freeze && engine.startFrozenDump !== undefined ? engine.startFrozenDump(pid, sink, {}) : null
@@ -863,26 +859,22 @@ export class GuestSide {
     frozen?.catch(() => {})
     ahead?.catch(() => {})
     let streamed: boolean | null = null
-    let seized: boolean | null = null
     return {
       go: async target => {
         const f = frozen !== null ? await frozen.catch(() => null) : null
         if (f !== null && f.reasons === null) {
-          try { return await f.go(target) } catch (e) { streamed = f.streamed(); seized = f.seized(); throw e }
+          try { return await f.go(target) } catch (e) { streamed = f.streamed(); throw e }
         }
         const a = ahead !== null ? await ahead.catch(() => null) : null
-        if (a !== null && a.reasons === null) {
-          try { await a.go(target) } catch (e) { seized = a.seized(); throw e }
-        } else await engine.dump(pid, sink, target !== undefined ? { target } : {})
+        if (a !== null && a.reasons === null) await a.go(target)
+        else await engine.dump(pid, sink, target !== undefined ? { target } : {})
         return null
       },
       cancel: async () => {
         for (const p of [frozen, ahead]) { const a = await p?.catch(() => null); if (a != null && a.reasons === null) await a.cancel() }
       },
       /** after go failed: did any of the image go (null: not known, see the copy) */
-      streamed: () => streamed,
-      /** after go failed: had the process been stopped for its dump (false: only pre-copy rounds went while it ran; null: not known) */
-      seized: () => seized
+      streamed: () => streamed
     }
   }
 
@@ -898,7 +890,8 @@ export class GuestSide {
     let loud: (() => void) | null = null
     let dump: ReturnType<GuestSide['dumpAhead']> | null = null
     let frozen: FrozenGuest | null = null
-    let dumping = false // a dump was told to go: a process gone after that was dumped (or died in it)
+    let dumping = false // a dump was told to go
+    let framed = false // and it was a framed one (see the catch)
     try {
       if (!this.d.cluster.addressOf(m.node)) throw new Error(`no address for node ${m.node}`)
       out = await this.d.dial(m.node)
@@ -923,15 +916,21 @@ export class GuestSide {
           frozen = await dump.go(target.target)
         } finally { if (statSize(copy) > 0) copy.filled() }
         bytes = frozen?.bytes ?? copy.size
-      } else await this.d.engine.dump(g.pid, tee(out.imageWriter(), copy, n => { bytes += n }), target)
+      } else {
+        framed = true
+        await this.d.engine.dump(g.pid, tee(out.imageWriter(), copy, n => { bytes += n }), target)
+      }
     } catch (e) {
       await dump?.cancel() // (a dump started ahead and not told to go lets go of the process)
       loud?.()
       out?.close()
-      // (a process that ended by itself before any of its image went stays: its end goes home as any end)
-      // (as one that ended during a pre-copy round: some of it went, but the dump never stopped it)
+      // A process gone now was dumped only by a framed dump (an engine without raw images): that
+      // removes it once its image is in the pipe, and only passing the image on may fail after.
+      // A raw dump (into the socket) removes it only once all of it is out, which a failure never
+      // is: one gone now ended by itself (before its image went, or during a pre-copy round) or
+      // was killed (by root, the OOM killer); it stays, and its end goes home as any end.
       const went = dump?.streamed() ?? (copy !== undefined && statSize(copy) > 0)
-      if (dumping && went && dump?.seized() !== false && !g.r.alive()) {
+      if (dumping && framed && went && !g.r.alive()) {
         // the dump itself went through (the process is gone) and only passing the last of the image
         // on to M failed: as sent; M's answer to home decides (if it cannot run it, N's copy does)
         log('guest %d: dumped, but the image did not all reach node %d: %s', g.pid, m.node, (e as Error).message)

@@ -105,6 +105,35 @@ test('a move cut off by a partition mid-stream is abandoned within the link time
   }
 })
 
+test('a guest killed while its dump holds it stopped (by root, or the OOM killer) ends with that signal at home: N -> home, N -> M', async () => {
+  for (const target of ['home', 3] as const) {
+    const job = startJob(lab, launcher, bins.dir, walker, ['96', '100000', '20000', '0'])
+    // the way out of node 2 slowed down (when tbf is there), so that its dump lasts
+    let slowed = false
+    try {
+      await until('the walker ready', () => job.out().includes('ready\n'), 20_000)
+      await moveTo(lab, job.pid, 2)
+      const [guest] = guests(lab, 2)
+      assert.ok(guest !== undefined, 'a guest on node 2')
+      slowed = (await lab.exec(2, 'tc', ['qdisc', 'add', 'dev', 'eth0', 'root', 'tbf', 'rate', '400mbit', 'burst', '256kb', 'latency', '500ms'])).code === 0
+      const state = (): string => { try { return /\) (\S)/.exec(readFileSync(`/proc/${guest}/stat`, 'utf8'))?.[1] ?? '' } catch { return '' } }
+      const fromNode2 = (): number => Number(readFileSync(`/sys/class/net/${labNames('fmov').veth(2)}/statistics/rx_bytes`, 'utf8'))
+      const before = fromNode2()
+      await lab.node(1).write(`proc/${job.pid}/goto`, `${target}\n`)
+      // stopped by its dump (the walker sleeps between walks: S, or R; t only under ptrace), and
+      // 8 MiB of its image on the way: killed in the middle of its dump
+      await until(`the guest's image on the way (to ${target})`, () => state() === 't' && fromNode2() - before > 8 << 20, 10_000, 1)
+      process.kill(guest, 'SIGKILL')
+      await until(`the job ended (to ${target})`, () => job.child.exitCode !== null || job.child.signalCode !== null, 30_000)
+      assert.deepEqual(await job.exited, { code: null, signal: 'SIGKILL' }, `its end as it was (to ${target})`)
+      await until(`no guest left (to ${target})`, () => guests(lab, 2).length === 0 && guests(lab, 3).length === 0, 10_000)
+    } finally {
+      if (slowed) await lab.exec(2, 'tc', ['qdisc', 'del', 'dev', 'eth0', 'root'])
+      job.close()
+    }
+  }
+})
+
 /**
  * A walker (stdout a pipe: relayed home) runs on node 2, which is cut off from its home until its
  * daemon finds the link dead; `whileCut` runs then (the link comes back after it). The guest
