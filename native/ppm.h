@@ -160,8 +160,8 @@ extern int g_copy_fd;	/* --copy: fd 6 gets a copy of the image written to fd 3 *
 extern int g_confirm;	/* --confirm: the dumped original stays frozen until HOLLOW or RELEASE (deputy.c); a dump's until KILL, RELEASE or SAVE (frozen.c) */
 extern int g_keep_fd;	/* dump --confirm --copy: fd 6, written only on SAVE or when the caller is gone (frozen.c) */
 extern volatile sig_atomic_t g_streamed;	/* a byte of the image has gone into fd 3 */
-extern int g_seized;	/* the process was stopped for its dump (a pre-copy's rounds run before: a
-			 * process that ended during them has had some image go, but was not dumped) */
+extern int g_seized;	/* the process was stopped for its dump (after a pre-copy's rounds, which run
+			 * while it runs); said with streamed= on failure, for the logs */
 extern long g_fault_after;	/* --test-fault early: reading the image fails after this many bytes */
 
 /* ---------- gsend.c ---------- */
