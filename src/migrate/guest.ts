@@ -890,8 +890,7 @@ export class GuestSide {
     let loud: (() => void) | null = null
     let dump: ReturnType<GuestSide['dumpAhead']> | null = null
     let frozen: FrozenGuest | null = null
-    let dumping = false // a dump was told to go
-    let framed = false // and it was a framed one (see the catch)
+    let framed = false // a framed dump was told to go (see the catch)
     try {
       if (!this.d.cluster.addressOf(m.node)) throw new Error(`no address for node ${m.node}`)
       out = await this.d.dial(m.node)
@@ -910,7 +909,6 @@ export class GuestSide {
       const sink = raw && (await out.expect('accept')).raw === true ? rawSink(out, copy) : null
       trace('n:m-accepted')
       if (sink === null) { await dump?.cancel(); loud?.(); loud = null } // (framed after all: the process let go first)
-      dumping = true
       if (sink !== null && dump !== null) {
         try {
           frozen = await dump.go(target.target)
@@ -930,7 +928,7 @@ export class GuestSide {
       // is: one gone now ended by itself (before its image went, or during a pre-copy round) or
       // was killed (by root, the OOM killer); it stays, and its end goes home as any end.
       const went = dump?.streamed() ?? (copy !== undefined && statSize(copy) > 0)
-      if (dumping && framed && went && !g.r.alive()) {
+      if (framed && went && !g.r.alive()) {
         // the dump itself went through (the process is gone) and only passing the last of the image
         // on to M failed: as sent; M's answer to home decides (if it cannot run it, N's copy does)
         log('guest %d: dumped, but the image did not all reach node %d: %s', g.pid, m.node, (e as Error).message)
