@@ -96,6 +96,8 @@ export class HomeProc {
   /** The output got from its stream where it runs (ack.ts), and the acknowledgement waiting to go. */
   got = new OutCounts()
   ackTimer: NodeJS.Timeout | null = null
+  /** an acknowledgement waits for a slow reader at home (HomeStdio.drained) */
+  ackWaits = false
   /** The input handed to it where it runs and not yet known to be there (ack.ts). */
   inLog = new InLog()
   /**
@@ -437,11 +439,20 @@ export class Home {
     else p.ackTimer ??= setTimeout(() => this.ack(p), ACK_MS).unref()
   }
 
-  /** Tells the node the process runs on how much of its output home has. */
+  /**
+   * Tells the node the process runs on how much of its output home has: once that output has been
+   * written here (its reader at home takes it), so that a slow reader holds the process back where
+   * it runs (the node's bound, OUTPUT_KEEP_BYTES) instead of piling up in this daemon.
+   */
   private ack (p: HomeProc): void {
     if (p.ackTimer) { clearTimeout(p.ackTimer); p.ackTimer = null }
     const conn = p.conn
-    if (conn === null || conn.closed || p.got.unacked === 0) return
+    if (conn === null || conn.closed || p.got.unacked === 0 || p.ackWaits) return
+    if (p.io.backlogged()) {
+      p.ackWaits = true
+      void p.io.drained().then(() => { p.ackWaits = false; this.ack(p) })
+      return
+    }
     void conn.send({ t: 'ack', got: p.got.take() }).catch(() => {})
   }
 

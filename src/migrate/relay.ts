@@ -92,23 +92,29 @@ export class HomeStdio {
 
   private async openNow (dep: DeputyHandle): Promise<void> {
     this.dep = dep
-    // pipes, FIFOs and terminals are opened again by path; sockets cannot be, so then the engine
-    // relays all three through pipes of its own
-    const sockets = this.kinds.some(k => k === 'socket')
-    const fds = await dep.takeFds({ relay: sockets })
-    this.errPath = fds[2]
-    const relay = (i: number): boolean => fds[i] !== null && ['pipe', 'socket', 'tty'].includes(this.kinds[i])
-    for (const i of [1, 2]) {
-      if (relay(i)) this.out[i] = this.watchBroken(i, openRelay(fds[i] as string))
-    }
     const pending = this.pendingOut ?? []
-    if (relay(0)) {
-      // pull: read only what the remote process is blocked reading, so nothing is left behind on
-      // the remote. (With a socket the engine's relay has to read it first: what it took from
-      // the socket and nobody pulled is lost if the process comes home.)
-      this.stdinFd = openSync(fds[0] as string, fsc.O_RDONLY | fsc.O_NONBLOCK | fsc.O_NOCTTY)
+    try {
+      // pipes, FIFOs and terminals are opened again by path; sockets cannot be, so then the engine
+      // relays all three through pipes of its own
+      const sockets = this.kinds.some(k => k === 'socket')
+      const fds = await dep.takeFds({ relay: sockets })
+      this.errPath = fds[2]
+      const relay = (i: number): boolean => fds[i] !== null && ['pipe', 'socket', 'tty'].includes(this.kinds[i])
+      for (const i of [1, 2]) {
+        if (relay(i)) this.out[i] = this.openOut(i, fds[i] as string)
+      }
+      if (relay(0)) {
+        // pull: read only what the remote process is blocked reading, so nothing is left behind on
+        // the remote. (With a socket the engine's relay has to read it first: what it took from
+        // the socket and nobody pulled is lost if the process comes home.)
+        this.stdinFd = openSync(fds[0] as string, fsc.O_RDONLY | fsc.O_NONBLOCK | fsc.O_NOCTTY)
+      }
+      await this.openExtra(dep)
+    } catch (e) {
+      // (the deputy could not hand its descriptors over: the process runs where it went all the
+      // same, and what it writes meanwhile is dropped, as on a closed output)
+      log('relay of %d: %s', this.pid, (e as Error).message)
     }
-    await this.openExtra(dep)
     this.pendingOut = null
     for (const [fd, d] of pending) {
       if (typeof d === 'string') await this.closeFd(fd, d)
@@ -126,10 +132,27 @@ export class HomeStdio {
       if (!ps) continue
       if (r.kind === 'sock') {
         this.extraIn.set(r.fd, { fd: openSync(ps[0], fsc.O_RDONLY | fsc.O_NONBLOCK), pull: true })
-        this.extraOut.set(r.fd, this.watchBroken(r.fd, openRelay(ps[1])))
+        const s = this.openOut(r.fd, ps[1])
+        if (s !== null) this.extraOut.set(r.fd, s)
       } else if (r.dir === 'r') {
         this.extraIn.set(r.fd, { fd: openSync(ps[0], fsc.O_RDONLY | fsc.O_NONBLOCK), pull: false })
-      } else this.extraOut.set(r.fd, this.watchBroken(r.fd, openRelay(ps[0])))
+      } else {
+        const s = this.openOut(r.fd, ps[0])
+        if (s !== null) this.extraOut.set(r.fd, s)
+      }
+    }
+  }
+
+  /**
+   * The writer of output fd at home, or null when its descriptor cannot be opened: a pipe whose
+   * reader has gone (ENXIO) is a broken output from the start, as one whose reader goes later
+   * (brokenOut); so is any other failure to open it (the process sees EPIPE where it runs).
+   */
+  private openOut (fd: number, path: string): Writable | null {
+    try { return this.watchBroken(fd, openRelay(path)) } catch (e) {
+      log('fd %d of %d: cannot be opened at home (%s): broken', fd, this.pid, (e as Error).message)
+      this.tellBroken(fd, true)
+      return null
     }
   }
 
@@ -178,9 +201,23 @@ export class HomeStdio {
     this.onBroken?.(fd)
   }
 
-  /** Resolves when what was written has gone out. */
+  /** Resolves when what was written has gone out, or cannot any more (its reader went: the writer is destroyed). */
   async flush (): Promise<void> {
-    await Promise.all([...this.out, ...this.extraOut.values()].map(s => s ? new Promise<void>(resolve => { if (s.writableLength === 0) resolve(); else s.once('drain', () => resolve()) }) : undefined))
+    await Promise.all(this.writers().filter(s => s.writableLength > 0).map(async s => await settled(s, 'drain')))
+  }
+
+  /** Whether an output holds more than its high-water mark unwritten: its reader at home is slower than the process. */
+  backlogged (): boolean {
+    return this.writers().some(s => s.writableNeedDrain)
+  }
+
+  /** Resolves once no output is backlogged (each drained, or destroyed). */
+  async drained (): Promise<void> {
+    await Promise.all(this.writers().filter(s => s.writableNeedDrain).map(async s => await settled(s, 'drain')))
+  }
+
+  private writers (): Writable[] {
+    return [...this.out, ...this.extraOut.values()].filter((s): s is Writable => s !== null && !s.destroyed)
   }
 
   /** Reads at most n bytes of a socket's input through the deputy (PULL); -1 at its end, 0 when none yet. */
@@ -267,6 +304,16 @@ export class HomeStdio {
     this.opening = null
     this.pendingOut = []
   }
+}
+
+/** Resolves on the writer's `event`, or once it is closed (destroyed after an error: no `drain` ever comes then). */
+async function settled (s: Writable, event: 'drain'): Promise<void> {
+  if (s.destroyed) return
+  await new Promise<void>(resolve => {
+    const done = (): void => { s.off(event, done); s.off('close', done); resolve() }
+    s.once(event, done)
+    s.once('close', done)
+  })
 }
 
 /** Ends a relay's writer: what it holds is written, then its descriptor is closed. */

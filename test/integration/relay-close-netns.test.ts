@@ -12,7 +12,7 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readdirSync, readlinkSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Lab } from '../../src/lab/lab.js'
 import { Lab as Bins } from '../ppm/harness.js'
@@ -73,6 +73,73 @@ print('writer done', file=sys.stderr, flush=True)
 stop = sys.argv[1]
 while not os.path.exists(stop + '.go'): sys.stdin.buffer.readline()
 print('reader read', sys.stdin.buffer.readline().decode().strip(), flush=True)
+`,
+  // says it has started (STOP.started), writes nothing until STOP.go exists, then blocks of y
+  // lines on its stdout for ever (SIGPIPE as yes has it: it dies of it)
+  'late.py': `import os, signal, sys, time
+stop = sys.argv[1]
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+print('pid', os.getpid(), file=sys.stderr, flush=True)
+open(stop + '.started', 'w').close()
+while not os.path.exists(stop + '.go'): time.sleep(0.01)
+while True: os.write(1, b'y\\n' * 512)
+`,
+  // runs late.py on a terminal of its own (a pty), whose other end it closes once late.py runs:
+  // a terminal hung up under a job, as when its window closed; then says how late.py ended
+  'hungup.py': `import os, pty, subprocess, sys, time
+stop = sys.argv[1]
+m, s = pty.openpty()
+p = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(sys.argv[0]), 'late.py'), stop], stdout=s)
+os.close(s)
+while not os.path.exists(stop + '.started'): time.sleep(0.01)
+os.close(m)
+print('terminal hung up', file=sys.stderr, flush=True)
+rc = p.wait()
+print('writer ended', 128 - rc if rc < 0 else rc, file=sys.stderr, flush=True)
+`,
+  // once STOP.go exists, writes TOTAL bytes (a byte pattern of period 256) on its stdout, saying
+  // after each 64 KiB how much it has written (in the file PROGRESS), then "flood done N"
+  'flood.py': `import os, sys, time
+stop, total, progress = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+print('pid', os.getpid(), file=sys.stderr, flush=True)
+while not os.path.exists(stop + '.go'): time.sleep(0.01)
+b = bytes(range(256)) * 256
+n = 0
+while n < total:
+    v = memoryview(b)
+    while len(v): v = v[os.write(1, v):]
+    n += len(b)
+    with open(progress + '.tmp', 'w') as f: f.write(str(n))
+    os.replace(progress + '.tmp', progress)
+print('flood done', n, file=sys.stderr, flush=True)
+`,
+  // reads nothing until STOP.read exists, then all of its stdin, checking flood.py's pattern
+  'slow.py': `import os, sys, time
+stop = sys.argv[1]
+while not os.path.exists(stop + '.read'): time.sleep(0.01)
+pat = bytes(range(256)) * 260
+n, ok = 0, True
+while True:
+    d = sys.stdin.buffer.read(65536)
+    if not d: break
+    if d != pat[n % 256:n % 256 + len(d)]: ok = False
+    n += len(d)
+print('read', n, 'in order' if ok else 'WRONG', flush=True)
+`,
+  // once STOP.go exists, writes 256 KiB on its stdout at once and exits 3
+  'burst.py': `import os, sys, time
+stop = sys.argv[1]
+print('pid', os.getpid(), file=sys.stderr, flush=True)
+while not os.path.exists(stop + '.go'): time.sleep(0.01)
+sys.stdout.buffer.write(b'z' * (256 << 10)); sys.stdout.flush()
+sys.exit(3)
+`,
+  // reads one byte of its stdin, says so, and exits once STOP.read exists (the rest unread)
+  'sip.py': `import os, sys, time
+stop = sys.argv[1]
+sys.stdin.buffer.read(1)
+print('sipped', flush=True)
+while not os.path.exists(stop + '.read'): time.sleep(0.01)
 `,
   // a server at home and its child as a TCP client that sends lines until its send fails (SIGPIPE
   // ignored, as Python does), then runs on until STOP; the server reads until STOP.go, then closes
@@ -327,5 +394,58 @@ test('a TCP client on node 2 whose server at home closes the connection gets EPI
     assert.equal(await job.exited, 0, job.out())
     assert.match(job.out(), /^child 0$/m)
     await noGuests()
+  } catch (e) { console.log(job.out()); throw e } finally { job.close() }
+})
+
+test('a writer whose terminal hung up before it moved (home cannot open it again: EIO) moves all the same; its output is broken there: it dies of SIGPIPE at its first write', async () => {
+  const job = start(`python3 ${join(bins.dir, 'hungup.py')} STOP`, 'hungup')
+  try {
+    await until('the terminal hung up', () => job.out().includes('terminal hung up'), 15_000)
+    const pid = await goAway(job)
+    assert.equal(await where(pid), '2')
+    await until('the writer ended', () => /^writer ended \d+$/m.test(job.out()), 15_000)
+    assert.match(job.out(), /^writer ended 141$/m, job.out())
+    assert.equal(await job.exited, 0, job.out())
+    await noGuests()
+  } catch (e) { console.log(job.out()); throw e } finally { job.close() }
+})
+
+test('a writer on node 2 whose reader at home does not read is held back there, in its write: its output does not pile up at home; all of it arrives, in order, once the reader reads', async () => {
+  const total = 32 << 20
+  const progress = join(bins.dir, 'flood-progress')
+  const written = (): number => { try { return Number(readFileSync(progress, 'utf8')) } catch { return 0 } }
+  const job = start(`python3 ${join(bins.dir, 'flood.py')} STOP ${total} ${progress} | python3 ${join(bins.dir, 'slow.py')} STOP`, 'flood')
+  try {
+    await goAway(job)
+    // held: it writes no more for a second (ten polls in a row), well short of all of it (at home
+    // nothing acknowledges what its reader has not taken, and node 2 keeps at most 1 MiB)
+    let last = -1
+    let same = 0
+    await until('the writer held', () => {
+      const w = written()
+      same = w > 0 && w === last ? same + 1 : 0
+      last = w
+      return same >= 10
+    }, 30_000, 100)
+    assert.ok(last < 8 << 20, `it wrote ${last} bytes while nothing was read at home`)
+    writeFileSync(`${job.stopFile}.read`, '')
+    await until('all of it read', () => /^read \d+ /m.test(job.out()), 30_000)
+    assert.match(job.out(), new RegExp(`^read ${total} in order$`, 'm'))
+    assert.match(job.out(), new RegExp(`^flood done ${total}$`, 'm'))
+    assert.equal(await job.exited, 0, job.out())
+    await noGuests()
+  } catch (e) { console.log(job.out()); throw e } finally { job.close() }
+})
+
+test('a writer on node 2 ends while its output waits at home for a slow reader, which then exits: its end reaches its parent', async () => {
+  const job = start(`python3 ${join(bins.dir, 'burst.py')} STOP | python3 ${join(bins.dir, 'sip.py')} STOP`, 'burst')
+  try {
+    await goAway(job)
+    await until('the reader took a byte', () => job.out().includes('sipped'), 15_000)
+    // it ended on node 2, and home heard it (its guest is gone) with most of its output unread
+    await noGuests()
+    writeFileSync(`${job.stopFile}.read`, '')
+    const st = await Promise.race([job.exited, new Promise(resolve => setTimeout(() => resolve('hung'), 15_000))])
+    assert.equal(st, 3, job.out())
   } catch (e) { console.log(job.out()); throw e } finally { job.close() }
 })
