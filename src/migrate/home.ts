@@ -202,11 +202,15 @@ export class Home {
     return done
   }
 
-  /** A move is over: a node that came back with the process meanwhile is answered now. */
+  /**
+   * A move is over: a node that came back with the process meanwhile is answered now, and signals
+   * that came during a move that failed go to where it runs.
+   */
   private afterMove (p: HomeProc): void {
     const r = p.pendingRejoin
     p.pendingRejoin = null
     if (r) this.rejoin(r.conn, r.m)
+    this.deliverSignals(p)
   }
 
   /**
@@ -331,7 +335,8 @@ export class Home {
       p.deputy = d
       d.on('signal', (s: number) => {
         log('deputy %d got signal %d', p.pid, s)
-        if (p.moving || p.where === 'migrating' || p.limbo) p.pendingSignals.push(s); else void p.conn?.send({ t: 'signal', sig: s }).catch(() => {})
+        p.pendingSignals.push(s)
+        this.deliverSignals(p)
       })
       d.on('end', () => this.deputyEnded(p))
     }
@@ -467,8 +472,13 @@ export class Home {
     this.deliverSignals(p)
   }
 
-  /** Signals the deputy got while the process was in transit go to where it is now. */
+  /**
+   * Signals the deputy got go to where the process is now; they wait while it is in transit or its
+   * node is out of reach (the end of the move, successful or not, or the rejoin delivers them).
+   */
   private deliverSignals (p: HomeProc): void {
+    if (p.pendingSignals.length === 0 || p.moving || p.where === 'migrating' || p.limbo) return
+    if (p.where !== 'home' && (p.conn === null || p.conn.closed)) return
     const sigs = p.pendingSignals
     p.pendingSignals = []
     for (const s of sigs) {

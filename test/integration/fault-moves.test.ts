@@ -134,6 +134,34 @@ test('a guest killed while its dump holds it stopped (by root, or the OOM killer
   }
 })
 
+test('a signal sent at home during an N -> M move that fails (M cut off mid-stream) reaches the process on N once the move is over', async () => {
+  const job = startJob(lab, launcher, bins.dir, walker, ['96', '100000', '20000', '0'])
+  let slowed = false
+  try {
+    await until('the walker ready', () => job.out().includes('ready\n'), 20_000)
+    await moveTo(lab, job.pid, 2)
+    // the way out of node 2 slowed down (when tbf is there), so that its dump to node 3 lasts
+    slowed = (await lab.exec(2, 'tc', ['qdisc', 'add', 'dev', 'eth0', 'root', 'tbf', 'rate', '400mbit', 'burst', '256kb', 'latency', '500ms'])).code === 0
+    const fromNode2 = (): number => Number(readFileSync(`/sys/class/net/${labNames('fmov').veth(2)}/statistics/rx_bytes`, 'utf8'))
+    const before = fromNode2()
+    await lab.node(1).write(`proc/${job.pid}/goto`, '3\n')
+    await until('8 MiB of the image on the way to node 3', () => fromNode2() - before > 8 << 20, 10_000, 1)
+    await lab.partition(3)
+    try {
+      // to the deputy: the process is in transit, the signal waits for the end of the move
+      process.kill(job.pid, 'SIGTERM')
+      assert.equal(await where(lab, job.pid), 'migrating', 'the signal came during the move')
+      const st = await Promise.race([job.exited, new Promise(resolve => setTimeout(() => resolve('hung'), (LINK_TIMEOUT + 15) * 1000))])
+      assert.deepEqual(st, { code: null, signal: 'SIGTERM' }, 'it ended of the signal on node 2 once the move had failed')
+    } finally { await lab.partition(3, false) }
+    await until('no guest left', () => guests(lab, 2).length === 0 && guests(lab, 3).length === 0, 20_000)
+    await lab.waitAllUp({ via: [1] })
+  } finally {
+    if (slowed) await lab.exec(2, 'tc', ['qdisc', 'del', 'dev', 'eth0', 'root'])
+    job.close()
+  }
+})
+
 /**
  * A walker (stdout a pipe: relayed home) runs on node 2, which is cut off from its home until its
  * daemon finds the link dead; `whileCut` runs then (the link comes back after it). The guest
