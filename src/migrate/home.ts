@@ -105,7 +105,7 @@ export class HomeProc {
    * M's output and messages are held until N has sent it (it rejoins and is refused: `got` is
    * what home has of N's stream) or until the wait for a lost node is over.
    */
-  tail: { node: number, got: OutCounts, timer: NodeJS.Timeout } | null = null
+  tail: { node: number, got: OutCounts, timer: NodeJS.Timeout, conn: Link } | null = null
   constructor (readonly pid: number) {
     this.io = new HomeStdio(pid)
     // a relayed output broken at home: the node it runs on lets go of its reader too (docs/migrate.md "Ends")
@@ -423,9 +423,10 @@ export class Home {
 
   /**
    * N -> M is over and N's output complete (or given up): M's output and messages, held so far,
-   * go on; M's stream is numbered from its start there.
+   * go on; M's stream is numbered from its start there. M's messages are answered on M's
+   * connection even when it has closed meanwhile (M said `exit` and closed: the deputy ends).
    */
-  private async endTail (p: HomeProc, conn = p.conn): Promise<void> {
+  private async endTail (p: HomeProc, conn: Link | null = p.conn ?? p.tail?.conn ?? null): Promise<void> {
     if (p.tail) { clearTimeout(p.tail.timer); p.tail = null }
     const held = p.held
     const msgs = p.heldMsgs
@@ -469,6 +470,8 @@ export class Home {
     p.nmigs++
     log('process %d runs on node %d', p.pid, node)
     this.d.moved(p.pid, node)
+    // its connection broke while home finished the move (its close came during it): wait for the node
+    if (p.conn === null || p.conn.closed) this.awaitRejoin(p, node)
     this.deliverSignals(p)
   }
 
@@ -809,7 +812,7 @@ export class Home {
         // acknowledged) for the end of N's, which N's copy brings when it rejoins
         log('process %d runs on node %d; waiting for the end of its output on node %d', p.pid, node, from)
         if (p.ackTimer) { clearTimeout(p.ackTimer); p.ackTimer = null }
-        p.tail = { node: from, got: p.got, timer: setTimeout(() => { void this.endTail(p) }, this.rejoinWaitMs) }
+        p.tail = { node: from, got: p.got, timer: setTimeout(() => { void this.endTail(p) }, this.rejoinWaitMs), conn: next.conn }
         p.got = new OutCounts()
         return
       }
