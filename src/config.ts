@@ -180,8 +180,9 @@ export const BROKEN_RESEND_MS = 200
 
 /**
  * Output of a process away (docs/migrate.md "Output acknowledgement"): the node it runs on keeps
- * what home has not acknowledged, up to this many bytes; then it stops reading the process's
- * pipes (the process blocks in write), never drops.
+ * what home has not acknowledged (home acknowledges what its reader there has taken), up to this
+ * many bytes of each output fd; then it stops reading that fd's pipe (the process blocks in its
+ * writes to that output, as at home behind a slow reader), never drops.
  */
 export const OUTPUT_KEEP_BYTES = 1 << 20
 /**

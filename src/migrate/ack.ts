@@ -34,6 +34,8 @@ export class OutLog {
   private entries: Entry[] = []
   /** bytes kept */
   kept = 0
+  /** bytes kept of each fd */
+  private readonly keptBy = new Map<number, number>()
   /**
    * Where the numbering starts is not known (a daemon started again took the guest up: what the
    * last one read is gone with it): the first count home gives is taken as the start.
@@ -49,13 +51,22 @@ export class OutLog {
     this.read.set(fd, end)
     this.entries.push({ fd, d, end })
     this.kept += d.length
+    this.keptBy.set(fd, (this.keptBy.get(fd) ?? 0) + d.length)
   }
 
   /** Bytes that went before what is kept (a log taken up from a spill file, GuestOutput.resume). */
   seed (counts: Counts): void { for (const [fd, n] of counts) this.read.set(fd, n) }
 
-  /** Is as much kept as may be (reading stops until home acknowledges some)? */
-  full (): boolean { return this.kept >= this.max }
+  /**
+   * Is as much kept of fd as may be (reading that fd stops until home acknowledges some of it)?
+   * Without fd: of any fd. The bound is per fd, so that a slow reader of one output at home holds
+   * back the process's writes to that output alone, as its own pipe would at home.
+   */
+  full (fd?: number): boolean {
+    if (fd !== undefined) return (this.keptBy.get(fd) ?? 0) >= this.max
+    for (const n of this.keptBy.values()) if (n >= this.max) return true
+    return false
+  }
 
   /** Home has the first got[fd] bytes of each fd: they are dropped. */
   ack (got: Counts): void {
@@ -69,6 +80,8 @@ export class OutLog {
       if (h > start) { this.kept -= h - start; keep.push({ fd: e.fd, d: e.d.subarray(h - start), end: e.end }) } else keep.push(e)
     }
     this.entries = keep
+    this.keptBy.clear()
+    for (const e of keep) this.keptBy.set(e.fd, (this.keptBy.get(e.fd) ?? 0) + e.d.length)
   }
 
   /**
@@ -101,25 +114,50 @@ export class OutLog {
   }
 }
 
-/** Home side: the bytes of each fd got from a process's current stream, and when to say so. */
+/**
+ * Home side: the bytes of each fd got from a process's current stream, and when to say so. An
+ * acknowledgement covers only what has been written at home (`unwritten`: got, still in a writer
+ * for a reader at home that has not taken it), so that the node the process runs on keeps the
+ * rest and, at its bound, stops reading that output (the process waits in its write, as at home).
+ */
 export class OutCounts {
   private readonly got = new Map<number, number>()
-  /** bytes got since the last acknowledgement */
+  private readonly unwritten = new Map<number, number>()
+  /** bytes written at home since the last acknowledgement */
   unacked = 0
 
-  /** n bytes of fd got; true when an acknowledgement is due at once (`ackBytes` not acknowledged). */
-  add (fd: number, n: number, ackBytes: number): boolean {
+  /**
+   * n bytes of fd got; `written` false: they wait for a reader at home (`written` later).
+   * True when an acknowledgement is due at once (`ackBytes` written and not acknowledged).
+   */
+  add (fd: number, n: number, ackBytes: number, written = true): boolean {
     this.got.set(fd, (this.got.get(fd) ?? 0) + n)
+    if (!written) { this.unwritten.set(fd, (this.unwritten.get(fd) ?? 0) + n); return false }
     this.unacked += n
     return this.unacked >= ackBytes
   }
 
-  /** The counts to send (and from now on acknowledged). */
-  take (): Counts {
+  /** n bytes of fd that `add` had waiting have been written at home; true when an acknowledgement is due at once. */
+  written (fd: number, n: number, ackBytes: number): boolean {
+    const left = (this.unwritten.get(fd) ?? 0) - n
+    if (left > 0) this.unwritten.set(fd, left); else this.unwritten.delete(fd)
+    this.unacked += n
+    return this.unacked >= ackBytes
+  }
+
+  /** What was got of each fd, for a new connection (rejoin-ok): the node sends what follows; and from now on acknowledged. */
+  takeAll (): Counts {
     this.unacked = 0
     return this.counts()
   }
 
+  /** The counts to acknowledge: what was got and written of each fd (and from now on acknowledged). */
+  take (): Counts {
+    this.unacked = 0
+    return [...this.got.entries()].sort((a, b) => a[0] - b[0]).map(([fd, n]): [number, number] => [fd, n - (this.unwritten.get(fd) ?? 0)])
+  }
+
+  /** What was got of each fd, written or not (home has it: a new connection starts after it). */
   counts (): Counts { return [...this.got.entries()].sort((a, b) => a[0] - b[0]) }
 }
 
@@ -213,8 +251,8 @@ function chunk (fd: number, d: Buffer): Buffer {
   return Buffer.concat([h, d])
 }
 
-/** Why a guest's output is not read now: out of touch with home, or as much kept as may be. */
-export type Hold = 'away' | 'full'
+/** Why none of a guest's output is read now: out of touch with home (an fd at its bound stops alone: GuestOutput.full). */
+export type Hold = 'away'
 
 /**
  * Guest side: reads the process's output (its stdout, stderr and relayed fds above 2), numbers and
@@ -228,6 +266,8 @@ export class GuestOutput {
   readonly log: OutLog
   private sources: Array<[number, Readable]> = []
   private readonly holds = new Set<Hold>()
+  /** fds as much of which is kept as may be (OutLog.full): not read until home acknowledges some */
+  private readonly full = new Set<number>()
   private link: Link | null = null
   private draining = false
   /** the file that holds what is kept, for a daemon started again (persist): its descriptor, and where the next chunk goes */
@@ -320,7 +360,20 @@ export class GuestOutput {
     this.sources = sources
     for (const [fd, s] of sources) {
       s.on('data', (d: Buffer) => { this.got(fd, d); this.pace(s) })
-      if (this.holds.size > 0 && !this.draining) stop(s)
+      if (this.held(fd) && !this.draining) stop(s)
+    }
+  }
+
+  /** Is fd not to be read now (out of touch with home, or at its bound)? */
+  private held (fd: number): boolean { return this.holds.size > 0 || this.full.has(fd) }
+
+  /** The fds at their bound that are no longer: read again (unless all are held). */
+  private refill (): void {
+    for (const fd of [...this.full]) {
+      if (this.log.full(fd)) continue
+      this.full.delete(fd)
+      if (this.holds.size > 0) continue
+      for (const [f, s] of this.sources) if (f === fd) { this.wakeOne(s); go(s) }
     }
   }
 
@@ -348,7 +401,8 @@ export class GuestOutput {
     p.rest = setTimeout(() => {
       p.rest = undefined
       p.woke = performance.now()
-      if (this.holds.size === 0 || this.draining) go(s)
+      const fd = this.sources.find(([, x]) => x === s)?.[0]
+      if ((fd !== undefined && !this.held(fd)) || this.draining) go(s)
     }, OUTPUT_PACE_MS)
   }
 
@@ -357,12 +411,18 @@ export class GuestOutput {
     for (const p of this.paces.values()) { clearTimeout(p.rest); p.rest = undefined }
   }
 
+  private wakeOne (s: Readable): void {
+    const p = this.paces.get(s)
+    if (p !== undefined) { clearTimeout(p.rest); p.rest = undefined }
+  }
+
   /** Output goes home over link from now on; `got` (home's counts, a new connection): what home lacks is sent again first. */
   connect (link: Link, got?: Counts): void {
     this.link = link
     if (got !== undefined) {
       for (const [fd, d] of this.log.rejoined(got)) { const [t, p] = outFrame(fd, d); void link.frame(t, p).catch(() => {}) }
       this.rewrite() // (its numbering may have been taken from home's count)
+      this.refill() // (home's count may cover what was kept at the bound: no ack would come for it)
     }
     this.release('away')
   }
@@ -375,7 +435,7 @@ export class GuestOutput {
     this.log.ack(got)
     const sp = this.spill
     if (sp !== null && sp.at > 0 && (this.log.kept === 0 || sp.at > 4 * this.log.max)) this.rewrite()
-    if (!this.log.full()) this.release('full')
+    this.refill()
   }
 
   hold (why: Hold): void {
@@ -386,7 +446,7 @@ export class GuestOutput {
   release (why: Hold): void {
     // (not held for that reason: nothing changes, and streams resting after a read rest on)
     if (!this.holds.delete(why)) return
-    if (this.holds.size === 0) { this.wake(); for (const [, s] of this.sources) go(s) }
+    if (this.holds.size === 0) { this.wake(); for (const [fd, s] of this.sources) if (!this.full.has(fd)) go(s) }
   }
 
   /**
@@ -401,7 +461,7 @@ export class GuestOutput {
     let t: NodeJS.Timeout | undefined
     await Promise.race([ended, ...(ms === undefined ? [] : [new Promise<void>(resolve => { t = setTimeout(resolve, ms) })])]).finally(() => clearTimeout(t))
     this.draining = false
-    if (this.holds.size > 0) for (const [, s] of this.sources) stop(s)
+    for (const [fd, s] of this.sources) if (this.held(fd)) stop(s)
   }
 
   private got (fd: number, d: Buffer): void {
@@ -411,6 +471,9 @@ export class GuestOutput {
     }
     const link = this.link
     if (link !== null && !link.closed) { const [t, p] = outFrame(fd, d); void link.frame(t, p).catch(() => {}) } else if (!this.draining) this.hold('away')
-    if (this.log.full()) this.hold('full')
+    if (!this.full.has(fd) && this.log.full(fd)) {
+      this.full.add(fd)
+      if (!this.draining) for (const [f, s] of this.sources) if (f === fd) stop(s)
+    }
   }
 }

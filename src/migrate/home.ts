@@ -96,8 +96,6 @@ export class HomeProc {
   /** The output got from its stream where it runs (ack.ts), and the acknowledgement waiting to go. */
   got = new OutCounts()
   ackTimer: NodeJS.Timeout | null = null
-  /** an acknowledgement waits for a slow reader at home (HomeStdio.drained) */
-  ackWaits = false
   /** The input handed to it where it runs and not yet known to be there (ack.ts). */
   inLog = new InLog()
   /**
@@ -438,27 +436,27 @@ export class Home {
     if (conn !== null) for (const x of msgs) await this.onHomeMsg(p, conn, x)
   }
 
-  /** Output of the process where it runs: written, counted, and acknowledged soon (at once past ACK_BYTES). */
+  /**
+   * Output of the process where it runs: counted, written, and acknowledged soon (at once past
+   * ACK_BYTES) once written: its reader at home has taken it (or it was dropped, the output broken).
+   * So a slow reader at home holds the process back where it runs, in its writes to that output
+   * alone (the node's bound per fd, OUTPUT_KEEP_BYTES), instead of piling its output up here.
+   */
   private output (p: HomeProc, fd: number, d: Buffer): void {
-    p.io.write(fd, d)
-    if (p.got.add(fd, d.length, ACK_BYTES)) this.ack(p)
-    else p.ackTimer ??= setTimeout(() => this.ack(p), ACK_MS).unref()
+    const counts = p.got
+    counts.add(fd, d.length, ACK_BYTES, false)
+    p.io.write(fd, d, () => {
+      if (counts !== p.got) return // (a stream that has ended: no more acknowledgements of it)
+      if (counts.written(fd, d.length, ACK_BYTES)) this.ack(p)
+      else p.ackTimer ??= setTimeout(() => this.ack(p), ACK_MS).unref()
+    })
   }
 
-  /**
-   * Tells the node the process runs on how much of its output home has: once that output has been
-   * written here (its reader at home takes it), so that a slow reader holds the process back where
-   * it runs (the node's bound, OUTPUT_KEEP_BYTES) instead of piling up in this daemon.
-   */
+  /** Tells the node the process runs on how much of its output home has written. */
   private ack (p: HomeProc): void {
     if (p.ackTimer) { clearTimeout(p.ackTimer); p.ackTimer = null }
     const conn = p.conn
-    if (conn === null || conn.closed || p.got.unacked === 0 || p.ackWaits) return
-    if (p.io.backlogged()) {
-      p.ackWaits = true
-      void p.io.drained().then(() => { p.ackWaits = false; this.ack(p) })
-      return
-    }
+    if (conn === null || conn.closed || p.got.unacked === 0) return
     void conn.send({ t: 'ack', got: p.got.take() }).catch(() => {})
   }
 
@@ -914,7 +912,7 @@ export class Home {
     this.bind(p, conn, m.node)
     p.moving = false
     // (what it sent on the old connection is all counted: that connection is closed)
-    void conn.send({ t: 'rejoin-ok', got: p.got.take() }).catch(() => {})
+    void conn.send({ t: 'rejoin-ok', got: p.got.takeAll() }).catch(() => {})
     log('process %d: node %d is back (its pid there %d)', p.pid, m.node, m.guest)
     this.deliverSignals(p)
   }

@@ -63,7 +63,7 @@ export class HomeStdio {
   /** What fds 0-2 were when the process left (a socket needs the engine's relay). */
   kinds: StdioKind[] = []
   /** Output (and closes of outputs) that arrived before the relay was ready, in order (null once it is ready). */
-  pendingOut: Array<[number, Buffer | 'close' | 'shutdown']> | null = []
+  pendingOut: Array<[number, Buffer | 'close' | 'shutdown', (() => void)?]> | null = []
   /** A path that opens the original's fd 2 (from the deputy), for a line home itself has to say there. */
   errPath: string | null = null
   /** Its descriptors above 2 relayed by the deputy (native/relay.c), and their ends here. */
@@ -116,9 +116,9 @@ export class HomeStdio {
       log('relay of %d: %s', this.pid, (e as Error).message)
     }
     this.pendingOut = null
-    for (const [fd, d] of pending) {
+    for (const [fd, d, done] of pending) {
       if (typeof d === 'string') await this.closeFd(fd, d)
-      else this.write(fd, d)
+      else this.write(fd, d, done)
     }
   }
 
@@ -161,11 +161,17 @@ export class HomeStdio {
 
   private outOf (fd: number): Writable | null | undefined { return fd <= 2 ? this.out[fd] : this.extraOut.get(fd) }
 
-  /** Output of the guest (fd 1, 2 or a relayed one above): written now, or kept until the relay is open; dropped when broken. */
-  write (fd: number, d: Buffer): void {
-    if (this.pendingOut) this.pendingOut.push([fd, d])
-    else if (this.broken.has(fd)) this.tellBroken(fd, false)
-    else this.outOf(fd)?.write(d)
+  /**
+   * Output of the guest (fd 1, 2 or a relayed one above): written now, or kept until the relay is
+   * open; dropped when broken (or not relayed). `done`: once written (its reader here has taken it:
+   * the writer's callback) or dropped.
+   */
+  write (fd: number, d: Buffer, done?: () => void): void {
+    if (this.pendingOut) { this.pendingOut.push([fd, d, done]); return }
+    const s = this.broken.has(fd) ? undefined : this.outOf(fd)
+    if (this.broken.has(fd)) this.tellBroken(fd, false)
+    if (s != null && !s.destroyed) s.write(d, () => done?.())
+    else done?.()
   }
 
   /**
@@ -204,16 +210,6 @@ export class HomeStdio {
   /** Resolves when what was written has gone out, or cannot any more (its reader went: the writer is destroyed). */
   async flush (): Promise<void> {
     await Promise.all(this.writers().filter(s => s.writableLength > 0).map(async s => await settled(s, 'drain')))
-  }
-
-  /** Whether an output holds more than its high-water mark unwritten: its reader at home is slower than the process. */
-  backlogged (): boolean {
-    return this.writers().some(s => s.writableNeedDrain)
-  }
-
-  /** Resolves once no output is backlogged (each drained, or destroyed). */
-  async drained (): Promise<void> {
-    await Promise.all(this.writers().filter(s => s.writableNeedDrain).map(async s => await settled(s, 'drain')))
   }
 
   private writers (): Writable[] {

@@ -113,6 +113,26 @@ while n < total:
     os.replace(progress + '.tmp', progress)
 print('flood done', n, file=sys.stderr, flush=True)
 `,
+  // once STOP.go exists, a thread writes flood.py's pattern on stdout for ever (saying how much in
+  // PROGRESS) while the main thread writes "tick N" on stderr every 20 ms, until STOP
+  'twin.py': `import os, sys, threading, time
+stop, progress = sys.argv[1], sys.argv[2]
+print('pid', os.getpid(), file=sys.stderr, flush=True)
+while not os.path.exists(stop + '.go'): time.sleep(0.01)
+def flood():
+    b = bytes(range(256)) * 256
+    n = 0
+    while True:
+        v = memoryview(b)
+        while len(v): v = v[os.write(1, v):]
+        n += len(b)
+        with open(progress + '.tmp', 'w') as f: f.write(str(n))
+        os.replace(progress + '.tmp', progress)
+threading.Thread(target=flood, daemon=True).start()
+i = 0
+while not os.path.exists(stop):
+    os.write(2, b'tick %d\\n' % i); i += 1; time.sleep(0.02)
+`,
   // reads nothing until STOP.read exists, then all of its stdin, checking flood.py's pattern
   'slow.py': `import os, sys, time
 stop = sys.argv[1]
@@ -417,8 +437,8 @@ test('a writer on node 2 whose reader at home does not read is held back there, 
   const job = start(`python3 ${join(bins.dir, 'flood.py')} STOP ${total} ${progress} | python3 ${join(bins.dir, 'slow.py')} STOP`, 'flood')
   try {
     await goAway(job)
-    // held: it writes no more for a second (ten polls in a row), well short of all of it (at home
-    // nothing acknowledges what its reader has not taken, and node 2 keeps at most 1 MiB)
+    // held: it writes no more for a second (ten polls in a row), well short of all of it (home
+    // acknowledges only what its reader has taken, and node 2 keeps at most 1 MiB of fd 1)
     let last = -1
     let same = 0
     await until('the writer held', () => {
@@ -447,5 +467,36 @@ test('a writer on node 2 ends while its output waits at home for a slow reader, 
     writeFileSync(`${job.stopFile}.read`, '')
     const st = await Promise.race([job.exited, new Promise(resolve => setTimeout(() => resolve('hung'), 15_000))])
     assert.equal(st, 3, job.out())
+  } catch (e) { console.log(job.out()); throw e } finally { job.close() }
+})
+
+test('a process on node 2 writing two outputs, one read at home and one not: the one not read holds back its writer alone; the other flows on', async () => {
+  const progress = join(bins.dir, 'twin-progress')
+  const written = (): number => { try { return Number(readFileSync(progress, 'utf8')) } catch { return 0 } }
+  const ticks = (j: Job): number => j.out().split('\n').filter(l => /^tick \d+$/.test(l)).length
+  const job = start(`python3 ${join(bins.dir, 'twin.py')} STOP ${progress} | python3 ${join(bins.dir, 'slow.py')} STOP`, 'twin')
+  try {
+    await goAway(job)
+    let last = -1
+    let same = 0
+    await until('stdout held', () => {
+      const w = written()
+      same = w > 0 && w === last ? same + 1 : 0
+      last = w
+      return same >= 10
+    }, 30_000, 100)
+    assert.ok(last < 8 << 20, `it wrote ${last} bytes on stdout while nothing was read at home`)
+    const seen = ticks(job)
+    await until('stderr flows on while stdout is held', () => ticks(job) > seen + 20, 15_000)
+    assert.equal(written(), last, 'stdout still held')
+    writeFileSync(`${job.stopFile}.read`, '')
+    await until('stdout flows again', () => written() > last, 15_000)
+    writeFileSync(job.stopFile, '')
+    await until('all of stdout read', () => /^read \d+ /m.test(job.out()), 30_000)
+    assert.match(job.out(), /^read \d+ in order$/m)
+    const lines = job.out().split('\n').filter(l => /^tick \d+$/.test(l))
+    assert.deepEqual(lines, lines.map((_, k) => `tick ${k}`), 'every tick once, in order')
+    assert.equal(await job.exited, 0, job.out())
+    await noGuests()
   } catch (e) { console.log(job.out()); throw e } finally { job.close() }
 })

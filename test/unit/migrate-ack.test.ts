@@ -48,6 +48,18 @@ test('the log is full at its bound; acknowledgements make room', () => {
   assert.equal(log.kept, 6)
 })
 
+test('the bound is per fd: one output at its bound leaves the others below theirs', () => {
+  const log = new OutLog(10)
+  log.add(1, b('1234567890'))
+  log.add(2, b('abc'))
+  assert.equal(log.full(1), true)
+  assert.equal(log.full(2), false)
+  assert.equal(log.full(), true, 'some fd is at its bound')
+  log.ack([[1, 1]])
+  assert.equal(log.full(1), false)
+  assert.equal(log.full(), false)
+})
+
 test('a log whose start is unknown (taken up by a daemon started again) follows home\'s count: all it kept goes, numbered after it', () => {
   const log = new OutLog(1000, true)
   log.add(1, b('left in the pipe\n'))
@@ -73,6 +85,19 @@ test('home counts what it got per fd and says it is due at once past the byte bo
   assert.equal(c.unacked, 0)
   assert.equal(c.add(2, 1, 100), false)
   assert.deepEqual(c.counts(), [[1, 50], [2, 1], [3, 50]])
+})
+
+test('home acknowledges only what it has written: output waiting for a reader at home is got, not acknowledged, until written', () => {
+  const c = new OutCounts()
+  assert.equal(c.add(1, 60, 100, false), false, 'waiting: nothing due')
+  assert.equal(c.add(2, 30, 100), false)
+  assert.deepEqual(c.take(), [[1, 0], [2, 30]])
+  assert.equal(c.written(1, 40, 100), false)
+  assert.equal(c.add(1, 70, 100), true, '40 + 70 written since the last acknowledgement')
+  assert.deepEqual(c.take(), [[1, 110], [2, 30]], '20 bytes of fd 1 still wait')
+  // a new connection is told all that home has, written or not (nothing is sent again)
+  assert.deepEqual(c.takeAll(), [[1, 130], [2, 30]])
+  assert.equal(c.unacked, 0)
 })
 
 test('output frames: O for fd 1, E for fd 2, W with the fd above', () => {
@@ -246,4 +271,35 @@ test('a guest\'s output that streams is read in fewer, bigger chunks (paced), ev
   // (20 ms) once it streams: about 300 ms / 20 ms of them, whatever the machine's speed
   assert.ok(home.frames.length < 60, `${home.frames.length} frames for 300 lines`)
   mine.close()
+})
+
+test('a guest\'s output at its bound on one fd stops reading that fd alone; an acknowledgement, or home\'s count on a new connection, reads it again', async () => {
+  const out1 = new PassThrough()
+  const out2 = new PassThrough()
+  const o = new GuestOutput(64)
+  const [mine, theirs] = MemLink.pair('node 2', 'node 1')
+  const home = new Peer(theirs)
+  o.attach([[1, out1], [2, out2]])
+  o.connect(mine)
+  const chunk = 'x'.repeat(40)
+  out1.write(chunk)
+  out1.write(chunk)
+  await until(() => o.log.full(1), 'fd 1 at its bound')
+  out1.write(chunk)
+  out2.write('still read\n')
+  await until(() => o.log.read.get(2) === 11, 'fd 2 read on')
+  await home.until(() => home.frames.some(([t, d]) => t === 'E' && d.toString() === 'still read\n'), 'fd 2 sent')
+  const read = o.log.read.get(1) ?? 0
+  assert.equal(read, 80, 'fd 1 not read past its bound')
+  o.ack([[1, 40]])
+  await until(() => o.log.read.get(1) === 120, 'fd 1 read again once acknowledged')
+  // at the bound again; the link breaks; home's count on the new connection covers all of it
+  out1.write(chunk)
+  await until(() => o.log.full(1) && o.log.read.get(1) === 120, 'fd 1 at its bound again')
+  o.disconnect()
+  const [m2, t2] = MemLink.pair('node 2', 'node 1')
+  const back = new Peer(t2)
+  o.connect(m2, [[1, 120], [2, 11]])
+  await until(() => o.log.read.get(1) === 160, 'fd 1 read again after the rejoin')
+  await back.until(() => back.frames.some(([t]) => t === 'O'), 'sent on the new connection')
 })
