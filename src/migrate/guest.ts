@@ -353,6 +353,9 @@ export class GuestSide {
     conn.on('msg', onMsg)
     conn.on('close', onClose)
     g.detach = () => { conn.off('data', onData); conn.off('msg', onMsg); conn.off('close', onClose) }
+    // (a connection that closed before it was bound, while a copy was restored to run again, say:
+    // its close has been and gone, and the guest is out of touch from the start)
+    if (conn.closed) onClose()
   }
 
   /** n bytes of input fd are in the guest's pipe: counted, and recorded (a daemon started again tells home). */
@@ -758,6 +761,11 @@ export class GuestSide {
     try { await f.release() } catch (e) {
       log('guest %d cannot run here again: %s', g.pid, (e as Error).message)
       await g.conn.send({ t: 'failed', reason: `it cannot run on node ${this.d.cluster.id} again: ${(e as Error).message}` }).catch(() => {})
+      // (the process is gone with its helper: nothing of it stays here, no record, no leaving
+      // guest that would keep this node's balancer waiting)
+      try { this.d.engine.kill(g.pid, 'SIGKILL') } catch {}
+      this.forget(g)
+      g.r.release()
       g.conn.close()
       return
     }
@@ -782,14 +790,15 @@ export class GuestSide {
     if (m.t === 'home-ok') { await this.gone(g, frozen); return }
     log('home could not run guest %d (%s): it runs here again', g.pid, m.reason)
     if (frozen !== null) { await this.resumeFrozen(g, frozen); return }
-    try {
-      const again = await this.runAgain(g, copy)
-      await g.conn.send({ t: 'resumed', pid: again.pid })
-    } catch (e) {
+    let again: Guest
+    try { again = await this.runAgain(g, copy) } catch (e) {
       log('guest %d cannot run here again either: %s', g.pid, (e as Error).message)
       await g.conn.send({ t: 'failed', reason: (e as Error).message }).catch(() => {})
       g.conn.close()
+      return
     }
+    // (it runs here again: a connection broken meanwhile makes it an orphan that rejoins home)
+    await g.conn.send({ t: 'resumed', pid: again.pid }).catch(() => {})
   }
 
   /** A guest that stopped to leave but could not: it runs here again from its image, as a guest on the same connection (held: until home says). */
@@ -950,16 +959,17 @@ export class GuestSide {
     if (r.t === 'home-ok') { await this.gone(g, frozen); return }
     // M could not run it: it runs here again, still a guest on the same connection
     if (frozen !== null) { await this.resumeFrozen(g, frozen); return }
-    try {
-      const again = await this.runAgain(g, kept)
-      await g.conn.send({ t: 'resumed', pid: again.pid })
-    } catch (e) {
+    let again: Guest
+    try { again = await this.runAgain(g, kept) } catch (e) {
       log('guest %d cannot run here again (%s): sending it home', g.pid, (e as Error).message)
       g.leaving = true
       this.guests.set(g.pid, g)
       this.save(g)
       await this.imageHome(g, kept)
+      return
     }
+    // (it runs here again: a connection broken meanwhile makes it an orphan that rejoins home)
+    await g.conn.send({ t: 'resumed', pid: again.pid }).catch(() => {})
   }
 
   /** This node's balancer found a cheaper node for a guest: its home moves it (or says why not). */

@@ -346,6 +346,47 @@ test('gohome that home cannot restore (home-failed): it runs here again on the s
   assert.equal(s.side.guests.size, 0)
 })
 
+for (const how of ['sendto', 'gohome'] as const) {
+  test(`${how} that fails at the other end (${how === 'sendto' ? 'resume' : 'home-failed'}) while the connection to home breaks during the restore of the copy: one copy runs, and it rejoins home`, async () => {
+    const s = setup()
+    s.side.rejoinEveryMs = 50
+    const home = await arrive(s)
+    const r = s.engine.restoredProcs[0]
+    s.engine.onDump = () => { r.stdout.end(); r.stderr.end() }
+    if (how === 'sendto') {
+      await home.link.send({ t: 'sendto', node: 3, ticket: 't-9', hostinfo: '' })
+      await until(() => s.dialed.length === 1, 'a connection to M')
+      await s.dialed[0].next('image')
+      await s.dialed[0].next('image-end')
+      await home.next('sent')
+    } else {
+      await home.link.send({ t: 'gohome' })
+      await home.next('image-start')
+      await home.next('image-end')
+    }
+    // the copy's restore: home's connection has closed, here too, before it is done
+    const here = s.side.guests.get(4242)?.conn
+    assert.ok(here !== undefined)
+    const restore = s.engine.restore.bind(s.engine)
+    s.engine.restore = async (src, opts) => {
+      const p = await restore(src, opts)
+      home.link.close()
+      await until(() => here.closed, 'closed on this side')
+      return p
+    }
+    await home.link.send(how === 'sendto' ? { t: 'resume' } : { t: 'home-failed', reason: 'test' })
+    const dials = how === 'sendto' ? 2 : 1
+    await until(() => s.dialed.length === dials, 'the copy rejoins home', 5000)
+    const back = s.dialed[dials - 1]
+    assert.deepEqual(await back.next('rejoin'), { t: 'rejoin', home: 1, pid: 500, guest: 4243, node: 2 })
+    await back.link.send({ t: 'rejoin-ok', got: [] })
+    await until(() => { const g = s.side.guests.get(4243); return g !== undefined && !g.conn.closed && g.orphaned === 0 }, 'the copy back in touch with home')
+    assert.equal(s.engine.restoredProcs.length, 2, 'one copy restored, not sent home nor restored again')
+    assert.equal(s.engine.restoredProcs[1].running, true, 'it runs')
+    assert.deepEqual([...s.side.guests.keys()], [4243])
+  })
+}
+
 test('a restored process is held until home commits the move; if the connection breaks first home decides: refused, it is removed, never run', async () => {
   const s = setup()
   const [homeEnd, nodeEnd] = MemLink.pair('node 2', 'node 1')
