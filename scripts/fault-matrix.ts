@@ -175,7 +175,13 @@ async function runCase (l: Lab, c: Case, walker: string, launcher: string, ref: 
     await poll(WAIT + 10_000, async () => job.status !== null || ((await where(l, job.pid)) !== 'migrating' && (await where(l, job.pid)) !== '') ? true : undefined, 200)
     await sleep(LINK * 1000)
     const after = job.status !== null ? '(ended)' : await where(l, job.pid)
-    const copies = job.status !== null ? '-' : String([1, 2, 3].reduce((a, n) => a + guests(l, n).length, 0) + (after === '0' ? 1 : 0))
+    let copies = job.status !== null ? '-' : String([1, 2, 3].reduce((a, n) => a + guests(l, n).length, 0) + (after === '0' ? 1 : 0))
+    // none listed where it ran: it may have just ended there, its end on its way home (then the
+    // job ends within moments; a lost process ends with 112 and is judged as such below)
+    if (copies === '0' && after !== '0') {
+      await poll(5000, () => job.status !== null ? true : undefined, 100)
+      if (job.status !== null && job.status.code === 5) copies = '-'
+    }
     await poll(WAIT + 40_000, () => job.status !== null ? true : undefined, 200)
     if (job.status === null) { note += ' (killed: did not end)'; process.kill(job.pid, 'SIGKILL'); await job.exited }
     const st = job.status as { code: number | null, signal: NodeJS.Signals | null }
