@@ -451,6 +451,7 @@ export class GuestSide {
     try { this.d.engine.kill(g.pid, 'SIGKILL') } catch {}
     this.forget(g)
     g.r.release()
+    g.relays.release()
   }
 
   /** A guest that could not leave after all: it runs on here (or, out of touch with home, rejoins it). */
@@ -749,6 +750,7 @@ export class GuestSide {
     await f?.kill().catch(e => { log('guest %d: removing it: %s', g.pid, (e as Error).message); try { this.d.engine.kill(g.pid, 'SIGKILL') } catch {} })
     this.forget(g)
     g.r.release()
+    g.relays.release()
     g.conn.close()
   }
 

@@ -547,6 +547,16 @@ export class GuestRelays {
   close (): void {
     for (const w of this.writers.values()) w.destroy()
   }
+
+  /**
+   * This node lets go of the guest (it left for another node, or was given up): its output ends
+   * here are closed too. One at its bound (or held while out of touch) is not being read, so it
+   * would never see the end of the pipe, and its socket and what it keeps would stay for good.
+   */
+  release (): void {
+    for (const [, s] of this.readers) s.destroy()
+    this.close()
+  }
 }
 
 

@@ -97,17 +97,18 @@ print('terminal hung up', file=sys.stderr, flush=True)
 rc = p.wait()
 print('writer ended', 128 - rc if rc < 0 else rc, file=sys.stderr, flush=True)
 `,
-  // once STOP.go exists, writes TOTAL bytes (a byte pattern of period 256) on its stdout, saying
-  // after each 64 KiB how much it has written (in the file PROGRESS), then "flood done N"
+  // once STOP.go exists, writes TOTAL bytes (a byte pattern of period 256) on fd FD (default 1),
+  // saying after each 64 KiB how much it has written (in the file PROGRESS), then "flood done N"
   'flood.py': `import os, sys, time
 stop, total, progress = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+fd = int(sys.argv[4]) if len(sys.argv) > 4 else 1
 print('pid', os.getpid(), file=sys.stderr, flush=True)
 while not os.path.exists(stop + '.go'): time.sleep(0.01)
 b = bytes(range(256)) * 256
 n = 0
 while n < total:
     v = memoryview(b)
-    while len(v): v = v[os.write(1, v):]
+    while len(v): v = v[os.write(fd, v):]
     n += len(b)
     with open(progress + '.tmp', 'w') as f: f.write(str(n))
     os.replace(progress + '.tmp', progress)
@@ -496,6 +497,36 @@ test('a process on node 2 writing two outputs, one read at home and one not: the
     assert.match(job.out(), /^read \d+ in order$/m)
     const lines = job.out().split('\n').filter(l => /^tick \d+$/.test(l))
     assert.deepEqual(lines, lines.map((_, k) => `tick ${k}`), 'every tick once, in order')
+    assert.equal(await job.exited, 0, job.out())
+    await noGuests()
+  } catch (e) { console.log(job.out()); throw e } finally { job.close() }
+})
+
+test('a guest held at the bound of a relayed fd that moves on to node 3 leaves nothing of that relay in node 2\'s daemon; all of its output arrives, in order', async () => {
+  const total = 16 << 20
+  const progress = join(bins.dir, 'flood3-progress')
+  const written = (): number => { try { return Number(readFileSync(progress, 'utf8')) } catch { return 0 } }
+  const job = start(`python3 ${join(bins.dir, 'flood.py')} STOP ${total} ${progress} 3 3>&1 >/dev/null | python3 ${join(bins.dir, 'slow.py')} STOP`, 'flood3')
+  try {
+    const pid = await goAway(job)
+    let last = -1
+    let same = 0
+    await until('held at the bound of fd 3', () => {
+      const w = written()
+      same = w > 0 && w === last ? same + 1 : 0
+      last = w
+      return same >= 10
+    }, 30_000, 100)
+    const [guest] = guests(2)
+    const pipe = readlinkSync(`/proc/${guest}/fd/3`)
+    const daemon = lab.node(2).pid as number
+    const holds = (): boolean => readdirSync(`/proc/${daemon}/fd`).some(f => { try { return readlinkSync(`/proc/${daemon}/fd/${f}`) === pipe } catch { return false } })
+    assert.ok(holds(), `node 2's daemon reads fd 3 of the guest (${pipe})`)
+    await moveTo(pid, 3)
+    await until('node 2\'s daemon lets go of it', () => !holds(), 15_000)
+    writeFileSync(`${job.stopFile}.read`, '')
+    await until('all of it read', () => /^read \d+ /m.test(job.out()), 30_000)
+    assert.match(job.out(), new RegExp(`^read ${total} in order$`, 'm'))
     assert.equal(await job.exited, 0, job.out())
     await noGuests()
   } catch (e) { console.log(job.out()); throw e } finally { job.close() }
