@@ -284,6 +284,24 @@ async function goAway (j: Job): Promise<number> {
   writeFileSync(`${j.stopFile}.go`, '')
   return pid
 }
+/** The byte count a writer (flood.py, twin.py) keeps in the file `path` (0 before it has one). */
+const progressOf = (path: string) => (): number => { try { return Number(readFileSync(path, 'utf8')) } catch { return 0 } }
+
+/**
+ * Polls `written` every 100 ms until it has stayed the same (above 0) ten polls in a row: the
+ * writer is held (blocked in its write); resolves with that count.
+ */
+async function heldAt (what: string, written: () => number): Promise<number> {
+  let last = -1
+  let same = 0
+  await until(what, () => {
+    const w = written()
+    same = w > 0 && w === last ? same + 1 : 0
+    last = w
+    return same >= 10
+  }, 30_000, 100)
+  return last
+}
 const numbered = (j: Job): number => j.out().split('\n').filter(l => /^\d+$/.test(l)).length
 
 for (const fd of [1, 3]) {
@@ -434,20 +452,13 @@ test('a writer whose terminal hung up before it moved (home cannot open it again
 test('a writer on node 2 whose reader at home does not read is held back there, in its write: its output does not pile up at home; all of it arrives, in order, once the reader reads', async () => {
   const total = 32 << 20
   const progress = join(bins.dir, 'flood-progress')
-  const written = (): number => { try { return Number(readFileSync(progress, 'utf8')) } catch { return 0 } }
+  const written = progressOf(progress)
   const job = start(`python3 ${join(bins.dir, 'flood.py')} STOP ${total} ${progress} | python3 ${join(bins.dir, 'slow.py')} STOP`, 'flood')
   try {
     await goAway(job)
     // held: it writes no more for a second (ten polls in a row), well short of all of it (home
     // acknowledges only what its reader has taken, and node 2 keeps at most 1 MiB of fd 1)
-    let last = -1
-    let same = 0
-    await until('the writer held', () => {
-      const w = written()
-      same = w > 0 && w === last ? same + 1 : 0
-      last = w
-      return same >= 10
-    }, 30_000, 100)
+    const last = await heldAt('the writer held', written)
     assert.ok(last < 8 << 20, `it wrote ${last} bytes while nothing was read at home`)
     writeFileSync(`${job.stopFile}.read`, '')
     await until('all of it read', () => /^read \d+ /m.test(job.out()), 30_000)
@@ -473,19 +484,12 @@ test('a writer on node 2 ends while its output waits at home for a slow reader, 
 
 test('a process on node 2 writing two outputs, one read at home and one not: the one not read holds back its writer alone; the other flows on', async () => {
   const progress = join(bins.dir, 'twin-progress')
-  const written = (): number => { try { return Number(readFileSync(progress, 'utf8')) } catch { return 0 } }
+  const written = progressOf(progress)
   const ticks = (j: Job): number => j.out().split('\n').filter(l => /^tick \d+$/.test(l)).length
   const job = start(`python3 ${join(bins.dir, 'twin.py')} STOP ${progress} | python3 ${join(bins.dir, 'slow.py')} STOP`, 'twin')
   try {
     await goAway(job)
-    let last = -1
-    let same = 0
-    await until('stdout held', () => {
-      const w = written()
-      same = w > 0 && w === last ? same + 1 : 0
-      last = w
-      return same >= 10
-    }, 30_000, 100)
+    const last = await heldAt('stdout held', written)
     assert.ok(last < 8 << 20, `it wrote ${last} bytes on stdout while nothing was read at home`)
     const seen = ticks(job)
     await until('stderr flows on while stdout is held', () => ticks(job) > seen + 20, 15_000)
@@ -505,18 +509,11 @@ test('a process on node 2 writing two outputs, one read at home and one not: the
 test('a guest held at the bound of a relayed fd that moves on to node 3 leaves nothing of that relay in node 2\'s daemon; all of its output arrives, in order', async () => {
   const total = 16 << 20
   const progress = join(bins.dir, 'flood3-progress')
-  const written = (): number => { try { return Number(readFileSync(progress, 'utf8')) } catch { return 0 } }
+  const written = progressOf(progress)
   const job = start(`python3 ${join(bins.dir, 'flood.py')} STOP ${total} ${progress} 3 3>&1 >/dev/null | python3 ${join(bins.dir, 'slow.py')} STOP`, 'flood3')
   try {
     const pid = await goAway(job)
-    let last = -1
-    let same = 0
-    await until('held at the bound of fd 3', () => {
-      const w = written()
-      same = w > 0 && w === last ? same + 1 : 0
-      last = w
-      return same >= 10
-    }, 30_000, 100)
+    await heldAt('held at the bound of fd 3', written)
     const [guest] = guests(2)
     const pipe = readlinkSync(`/proc/${guest}/fd/3`)
     const daemon = lab.node(2).pid as number
