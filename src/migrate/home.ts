@@ -478,6 +478,7 @@ export class Home {
    * node is out of reach (the end of the move, successful or not, or the rejoin delivers them).
    */
   private deliverSignals (p: HomeProc): void {
+    if (this.procs.get(p.pid) !== p || p.lost) { p.pendingSignals = []; return } // (it has ended: its pid may be another's)
     if (p.pendingSignals.length === 0 || p.moving || p.where === 'migrating' || p.limbo) return
     if (p.where !== 'home' && (p.conn === null || p.conn.closed)) return
     const sigs = p.pendingSignals
