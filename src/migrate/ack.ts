@@ -32,8 +32,6 @@ export class OutLog {
   readonly read = new Map<number, number>()
   /** kept entries, in the order they were read (and sent) */
   private entries: Entry[] = []
-  /** bytes kept */
-  kept = 0
   /** bytes kept of each fd */
   private readonly keptBy = new Map<number, number>()
   /**
@@ -50,9 +48,11 @@ export class OutLog {
     const end = (this.read.get(fd) ?? 0) + d.length
     this.read.set(fd, end)
     this.entries.push({ fd, d, end })
-    this.kept += d.length
     this.keptBy.set(fd, (this.keptBy.get(fd) ?? 0) + d.length)
   }
+
+  /** bytes kept */
+  get kept (): number { let n = 0; for (const k of this.keptBy.values()) n += k; return n }
 
   /** Bytes that went before what is kept (a log taken up from a spill file, GuestOutput.resume). */
   seed (counts: Counts): void { for (const [fd, n] of counts) this.read.set(fd, n) }
@@ -75,9 +75,9 @@ export class OutLog {
     const keep: Entry[] = []
     for (const e of this.entries) {
       const h = has.get(e.fd) ?? 0
-      if (h >= e.end) { this.kept -= e.d.length; continue }
+      if (h >= e.end) continue
       const start = e.end - e.d.length
-      if (h > start) { this.kept -= h - start; keep.push({ fd: e.fd, d: e.d.subarray(h - start), end: e.end }) } else keep.push(e)
+      if (h > start) { keep.push({ fd: e.fd, d: e.d.subarray(h - start), end: e.end }) } else keep.push(e)
     }
     this.entries = keep
     this.keptBy.clear()
@@ -408,7 +408,7 @@ export class GuestOutput {
 
   /** The timers of the streams resting after a read cleared: the caller reads them again (go) or replaces them. */
   private wake (): void {
-    for (const p of this.paces.values()) { clearTimeout(p.rest); p.rest = undefined }
+    for (const s of this.paces.keys()) this.wakeOne(s)
   }
 
   private wakeOne (s: Readable): void {

@@ -763,11 +763,9 @@ export class GuestSide {
     try { await f.release() } catch (e) {
       log('guest %d cannot run here again: %s', g.pid, (e as Error).message)
       await g.conn.send({ t: 'failed', reason: `it cannot run on node ${this.d.cluster.id} again: ${(e as Error).message}` }).catch(() => {})
-      // (the process is gone with its helper: nothing of it stays here, no record, no leaving
-      // guest that would keep this node's balancer waiting)
-      try { this.d.engine.kill(g.pid, 'SIGKILL') } catch {}
-      this.forget(g)
-      g.r.release()
+      // (gone with its helper: nothing of it stays here, no record, no leaving guest that would
+      // keep this node's balancer waiting)
+      this.giveUp(g, 'it cannot run here again')
       g.conn.close()
       return
     }

@@ -168,10 +168,9 @@ export class HomeStdio {
    */
   write (fd: number, d: Buffer, done?: () => void): void {
     if (this.pendingOut) { this.pendingOut.push([fd, d, done]); return }
-    const s = this.broken.has(fd) ? undefined : this.outOf(fd)
-    if (this.broken.has(fd)) this.tellBroken(fd, false)
-    if (s != null && !s.destroyed) s.write(d, () => done?.())
-    else done?.()
+    if (this.broken.has(fd)) { this.tellBroken(fd, false); done?.(); return }
+    const s = this.outOf(fd)
+    if (s != null && !s.destroyed) s.write(d, () => done?.()); else done?.()
   }
 
   /**
@@ -209,11 +208,8 @@ export class HomeStdio {
 
   /** Resolves when what was written has gone out, or cannot any more (its reader went: the writer is destroyed). */
   async flush (): Promise<void> {
-    await Promise.all(this.writers().filter(s => s.writableLength > 0).map(async s => await settled(s, 'drain')))
-  }
-
-  private writers (): Writable[] {
-    return [...this.out, ...this.extraOut.values()].filter((s): s is Writable => s !== null && !s.destroyed)
+    const writers = [...this.out, ...this.extraOut.values()].filter((s): s is Writable => s !== null && !s.destroyed && s.writableLength > 0)
+    await Promise.all(writers.map(drained))
   }
 
   /** Reads at most n bytes of a socket's input through the deputy (PULL); -1 at its end, 0 when none yet. */
@@ -302,12 +298,12 @@ export class HomeStdio {
   }
 }
 
-/** Resolves on the writer's `event`, or once it is closed (destroyed after an error: no `drain` ever comes then). */
-async function settled (s: Writable, event: 'drain'): Promise<void> {
+/** Resolves on the writer's `drain`, or once it is closed (destroyed after an error: no `drain` ever comes then). */
+async function drained (s: Writable): Promise<void> {
   if (s.destroyed) return
   await new Promise<void>(resolve => {
-    const done = (): void => { s.off(event, done); s.off('close', done); resolve() }
-    s.once(event, done)
+    const done = (): void => { s.off('drain', done); s.off('close', done); resolve() }
+    s.once('drain', done)
     s.once('close', done)
   })
 }

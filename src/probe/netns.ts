@@ -18,8 +18,9 @@ export function netnsOf (pid: number | 'self', procRoot = '/proc'): string {
  * of the process `self` (the daemon: its sampling thread is running as it reads, and its FUSE, libuv
  * and V8 threads are the system's own work, not a job's; on a busy machine they sit in R waiting
  * for a CPU, and an idle node read as half-loaded). Which namespace a pid is in is read with a
- * readlink and kept for `recheckMs`, so a sample reads the stat files of this node's processes only, not of the whole machine, and each pid costs
- * one readlink per `recheckMs` rather than one per sample. The verdict must expire: a process's
+ * readlink and kept for `recheckMs`, so a sample reads the stat files of this node's processes
+ * only, not of the whole machine, and each pid costs one readlink per `recheckMs` rather than one
+ * per sample. The verdict must expire: a process's
  * namespace can change under the same pid (nsenter forks in the caller's namespace and calls setns
  * before it execs the job; unshare(1) and `ip netns exec` do the same), and a pid can be reused.
  */
