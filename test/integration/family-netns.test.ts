@@ -71,6 +71,12 @@ const where = async (pid: number): Promise<string> => (await n1().read(`proc/${p
 const comm = (pid: number): string => { try { return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() } catch { return '' } }
 const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
 const sorted = (s: string): string[] => s.split('\n').filter(Boolean).sort()
+const ppidOf = (pid: number): number => { try { return Number(/^PPid:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) } catch { return 0 } }
+
+/** The pids under discipline at node 1 that are `parent`'s children named `name` (not a leftover of an earlier test's family). */
+async function childrenOf (f: Family, parent: number, name: string): Promise<number[]> {
+  return (await listed(f, name)).filter(p => p !== parent && ppidOf(p) === parent)
+}
 
 /** The pids under discipline at node 1 (its proc/ listing) whose command is `name`. */
 async function listed (f: Family, name: string): Promise<number[]> {
@@ -153,11 +159,10 @@ test('a locked parent that forks after it moved: the fork is made at home, its c
     const parent = await command(f)
     await moveTo(parent, 2)
     f.child.stdin?.write('go\n') // read on node 2; then it forks
-    const kids = await until('two children under discipline', async () => { const k = (await listed(f, 'forker')).filter(p => p !== parent); return k.length === 2 ? k : undefined }, 20_000, 100)
+    const kids = await until('two children of the parent at home under discipline', async () => { const k = await childrenOf(f, parent, 'forker'); return k.length === 2 ? k : undefined }, 20_000, 100)
     assert.equal(await where(parent), '0', 'the parent came home to fork')
     assert.equal((await n1().read(`proc/${parent}/nmigs`)).trim(), '2')
     for (const k of kids) {
-      assert.equal(Number(/^PPid:\s*(\d+)/m.exec(readFileSync(`/proc/${k}/status`, 'utf8'))?.[1]), parent, 'a child of the parent at home')
       assert.equal((await n1().read(`proc/${k}/lock`)).trim(), '1', 'inherits lock 1 (mosrun -L)')
     }
     await until('the locked children run where their parent ran', async () => (await Promise.all(kids.map(where))).every(w => w === '2'), 20_000, 100)
@@ -177,8 +182,11 @@ test('a parent moved while its children run elsewhere hears of their end (SIGCHL
   try {
     await until('ready, the children done with their work', () => f.out().includes('forker ready') && f.out().includes('child 0') && f.out().includes('child 1'), 20_000)
     const parent = await command(f)
-    const all = await until('parent and children under discipline', async () => { const p = await listed(f, 'forker'); return p.length === 3 ? p : undefined }, 20_000, 100)
-    const kids = all.filter(p => p !== parent)
+    const kids = await until('parent and children under discipline', async () => {
+      const p = await listed(f, 'forker')
+      const k = await childrenOf(f, parent, 'forker')
+      return p.includes(parent) && k.length === 2 ? k : undefined
+    }, 20_000, 100)
     assert.equal((await n1().read(`proc/${parent}/cantmove`)).trim(), '', 'its children are no obstacle')
     await moveTo(kids[0], 2)
     await moveTo(kids[1], 3)
