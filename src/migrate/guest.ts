@@ -372,11 +372,21 @@ export class GuestSide {
 
   /** This node no longer has the guest (it ended, left, or was killed). */
   private forget (g: Guest): void {
+    this.drop(g)
+    this.unrecord(g)
+  }
+
+  /** forget's first half: the guest is no longer this daemon's (its record stays on disk). */
+  private drop (g: Guest): void {
     if (this.guests.get(g.pid) === g) this.guests.delete(g.pid)
-    g.out.unpersist(false)
-    this.states.remove(g.pid)
     g.detach()
     for (const w of g.reached.splice(0)) w(false)
+  }
+
+  /** forget's second half: its record and output spill file are removed. */
+  private unrecord (g: Guest): void {
+    g.out.unpersist(false)
+    this.states.remove(g.pid)
   }
 
   /** Resolves true once the guest is in touch with its home (at once if it is), false if it is given up. */
@@ -801,17 +811,28 @@ export class GuestSide {
     await g.conn.send({ t: 'resumed', pid: again.pid }).catch(() => {})
   }
 
-  /** A guest that stopped to leave but could not: it runs here again from its image, as a guest on the same connection (held: until home says). */
+  /**
+   * A guest that stopped to leave but could not: it runs here again from its image, as a guest on
+   * the same connection (held: until home says). Its leaving record, output spill file and copy
+   * stay on disk until the process restored from the copy has a record of its own, and that one is
+   * held until then: a daemon that dies meanwhile leaves the next one the copy to restore (readopt),
+   * and no process running here that nobody knows of.
+   */
   private async runAgain (g: Guest, copy: ImageCopy, hold = false): Promise<Guest> {
-    this.forget(g)
-    // what it wrote before its dump and is still in its pipes is kept (its output goes on from there)
-    await g.out.drain(g.outputDone, OUTPUT_DRAIN_MS)
-    g.r.release()
-    const again = await this.d.engine.restore(await replay(copy), { hold, family: true, leaseMs: this.leaseMs })
+    this.drop(g)
+    let again: GuestProcess
+    try {
+      // what it wrote before its dump and is still in its pipes is kept (its output goes on from there)
+      await g.out.drain(g.outputDone, OUTPUT_DRAIN_MS)
+      g.r.release()
+      again = await this.d.engine.restore(await replay(copy), { hold: true, family: true, leaseMs: this.leaseMs })
+    } catch (e) { this.unrecord(g); throw e }
     const h = this.startGuest(g.conn, again, g.home, g.homePid, g.stdinMode, g.age + (Date.now() - g.since) / 1000, Date.now(), g.out, g.inGot)
     Object.assign(h.decay, g.decay)
-    h.held = hold
+    h.held = true
     this.save(h)
+    if (h.pid !== g.pid) this.states.remove(g.pid) // (its spill file went with its output: wireGuest)
+    if (!hold) { h.held = false; h.released = again.go(); this.save(h) }
     log('guest %d runs here again as %d%s', g.pid, again.pid, hold ? ' (held)' : '')
     return h
   }

@@ -8,7 +8,7 @@ import type { Link } from '../../src/migrate/link.js'
 import type { Cluster } from '../../src/migrate/cluster.js'
 import { Peer, StubEngine, StubRestored, cluster, until } from './migrate-fixture.js'
 import { GuestStates } from '../../src/migrate/state.js'
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -344,6 +344,49 @@ test('gohome that home cannot restore (home-failed): it runs here again on the s
   s.engine.restoredProcs[1].finish({ code: null, signal: 15 })
   assert.deepEqual(await home.next('exit'), { t: 'exit', code: null, signal: 15 })
   assert.equal(s.side.guests.size, 0)
+})
+
+test('gohome that home cannot restore: until the copy run again here has a record of its own, the leaving record and the copy stay on disk (a daemon dying then leaves its successor the copy), and the copy is held until its record is saved', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hpcfs-guests-'))
+  const at = mkdtempSync(join(tmpdir(), 'hpcfs-guests-crash-'))
+  try {
+    const s = setup()
+    s.side.states = new GuestStates(dir)
+    const home = await arrive(s)
+    const r = s.engine.restoredProcs[0]
+    s.engine.onDump = () => { r.stdout.end(); r.stderr.end(); r.finish({ code: null, signal: 9 }) }
+    // the disk as a daemon dying at the end of the copy's restore would leave it
+    const restore = s.engine.restore.bind(s.engine)
+    s.engine.restore = async (src, opts) => {
+      const p = await restore(src, opts)
+      cpSync(dir, at, { recursive: true })
+      const go = p.go.bind(p)
+      p.go = async () => {
+        assert.ok(readdirSync(dir).includes(`${p.pid}.json`), 'its record saved before it runs')
+        await go()
+      }
+      return p
+    }
+    await home.link.send({ t: 'gohome' })
+    await home.next('image-start')
+    await home.next('image-end')
+    await home.link.send({ t: 'home-failed', reason: 'test' })
+    assert.deepEqual(await home.next('resumed'), { t: 'resumed', pid: 4243 })
+    assert.equal(s.engine.calls.filter(c => c.startsWith('restore')).at(-1), `restore ${s.engine.image.length} held`, 'the copy restored held')
+    assert.equal(s.engine.restoredProcs[1].running, true, 'then let run')
+    assert.deepEqual(readdirSync(dir).sort(), ['4243.json', '4243.out'], 'the new record only: the old one and the copy are gone')
+    // the successor of a daemon that died at that moment: the copy, restored held, rejoins home
+    const t = setup()
+    t.side.states = new GuestStates(at)
+    await t.side.readopt()
+    assert.deepEqual(t.engine.calls, [`restore ${s.engine.image.length} held`])
+    assert.deepEqual(t.engine.restoredProcs[0].image, s.engine.image)
+    await until(() => t.dialed.length === 1, 'a connection to home')
+    assert.deepEqual(await t.dialed[0].next('rejoin'), { t: 'rejoin', home: 1, pid: 500, guest: 4242, node: 2 })
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+    rmSync(at, { recursive: true, force: true })
+  }
 })
 
 for (const how of ['sendto', 'gohome'] as const) {
