@@ -248,6 +248,10 @@ static int deputy_restore(struct tracee *t, const char *path, pid_t from, int fr
 	if (!e && validate_image(im, 1)) e = fail(ENOTSUP, "this host cannot restore the image faithfully");
 	if (!e && (im->c.vdso == 0)) e = fail(EBADMSG, "image has no vDSO");
 	if (e) { if (from > 0 && im) drain_image(&r); if (im) free_image(im); if (p[1] >= 0) close(p[1]); close(fd); return e; }
+	/* the signals caught while it was dumped went into its image or were reported (SIGNAL) with
+	 * HOLLOW; from here on t->pend holds those the restore's injected calls take out of the kernel:
+	 * sent to it once it runs, or reported again if it is parked once more */
+	t->npend = 0;
 	e = interrupt_stop(t);
 	if (!e) {
 		t->ninject = 0;
@@ -269,6 +273,7 @@ static int deputy_restore(struct tracee *t, const char *path, pid_t from, int fr
 		if (!e) {
 			ptrace(PTRACE_DETACH, t->pid, 0, im->c.npend ? im->c.pend[0] : 0);
 			for (uint32_t i = 1; i < im->c.npend && i < 16; i++) kill(t->pid, im->c.pend[i]);
+			for (int i = 0; i < t->npend; i++) kill(t->pid, t->pend[i]);
 			ctlf("STAT restore_ms=%.3f injections=%ld", now_ms() - t0, t->ninject);
 			ctlf("STAT running_at=%.3f", clock_ns(CLOCK_REALTIME) / 1e6);	/* as a restore's (ppm.c): the end of a downtime */
 			ctlf("RESTORED %d", t->pid);
@@ -280,6 +285,9 @@ static int deputy_restore(struct tracee *t, const char *path, pid_t from, int fr
 			g_err[0] = 0;
 			int touched;
 			if (!hollow(t, &touched)) park(t);
+			/* the process runs on where it was: the signals the restore took go there */
+			for (int i = 0; i < t->npend; i++) ctlf("SIGNAL %d", t->pend[i]);
+			t->npend = 0;
 			memcpy(g_err, keep, sizeof keep);
 			g_errno = ke;
 		}

@@ -5,6 +5,7 @@ import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { closeSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
+import { PassThrough } from 'node:stream'
 import { deputy, dump, restore, startDeputy, startDump, useStandby, PpmError } from '../../src/ppm/ppm.js'
 import { Lab, lines, reference, waitFor, withGoWait, type Subject } from './harness.js'
 
@@ -122,6 +123,30 @@ test('a synchronous fault during injection aborts at once instead of looping', a
   assert.ok(Date.now() - t0 < 5000, 'aborted promptly')
   // its memory is half gone, so it cannot run on: it is removed, not left half-hollow
   assert.deepEqual(await s.exited, { code: null, signal: 9 })
+})
+
+test('a signal sent to the original while its image is restored into it is delivered once it runs, once', async () => {
+  const bin = lab.compile('usr1')
+  const s = lab.start(bin, ['16'], ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => s.out.includes('ready\n'), 5000, 'ready')
+  const img = lab.path('usr1.img')
+  const d = lab.trackDeputy(await deputy(s.pid, img))
+  const seen: number[] = []
+  d.on('signal', (sig: number) => seen.push(sig))
+  const bytes = readFileSync(img)
+  const src = new PassThrough()
+  const home = d.restoreInto(src)
+  src.write(bytes.subarray(0, bytes.length >> 1))
+  // half of its memory is back: the restore is under way (the rest of its calls are made after)
+  await waitFor(() => parseInt(status(s.pid, 'VmRSS')) > 4096, 10_000, 'the restore filling its memory')
+  process.kill(s.pid, 'SIGUSR1')
+  src.end(bytes.subarray(bytes.length >> 1))
+  await home
+  await waitFor(() => s.out.includes('usr1 1\n'), 5000, 'the handler run for the signal')
+  process.kill(s.pid, 'SIGUSR2')
+  assert.deepEqual(await s.exited, { code: 0, signal: null })
+  assert.match(s.out, /^ready\nusr1 1\ndone 1 \d+\n$/, 'one SIGUSR1, handled once')
+  assert.deepEqual(seen, [], 'not reported as a signal for the process away (it is home)')
 })
 
 test('a move that fails on the target: the original is restored from its own image and goes on', async () => {
