@@ -29,7 +29,7 @@ import type { Guest } from './guest.js'
 import type { Home, HomeProc } from './home.js'
 import type { Link } from './link.js'
 import type { FamilyFailedMsg, FamilyMsg } from './protocol.js'
-import { syscallLine } from './stdin.js'
+import { threadSyscallLines } from './stdin.js'
 
 const log = debug('hpcfs:family')
 
@@ -94,6 +94,8 @@ export class Descendants {
         c.lock = p.lock
         c.decay.rate = p.decay.rate
         c.decay.kind = p.decay.kind
+        if (p.decay.perMille !== undefined) c.decay.perMille = p.decay.perMille
+        if (p.decay.interval !== undefined) c.decay.interval = p.decay.interval
         found.push(pid)
         todo.push(c)
         // a locked child is born where its parent runs (or was when it came home for the fork)
@@ -171,9 +173,15 @@ export function familyCall (home: Home, p: HomeProc, conn: Link, m: FamilyMsg): 
   const t0 = Date.now()
   log('process %d on node %d calls %s: bringing it home', p.pid, node, m.call)
   const failed = (reason: string): void => { void conn.send({ t: 'family-failed', reason }).catch(() => {}) }
+  // a locked process's node is known before it lands: a child it forks as soon as it runs at home
+  // (before this move's end is seen here) is sent there by the scan
+  const back = returnsOf(home)
+  if (p.lock) back.set(p.pid, node)
+  const unmark = (): void => { if (back.get(p.pid) === node) back.delete(p.pid) }
   let move: Promise<void>
-  try { move = home.requestMove(p.pid, 'home') } catch (e) { failed((e as Error).message); return }
+  try { move = home.requestMove(p.pid, 'home') } catch (e) { unmark(); failed((e as Error).message); return }
   void move.then(() => {
+    if (p.where !== 'home' || !p.lock) unmark()
     if (p.where === 'home') {
       // Its CPU statistics start afresh (as after a `clear` hint, its decay kind kept): it comes
       // home blocked in the call, and a parent that waits here for its children must not look
@@ -204,12 +212,13 @@ function returnsOf (home: Home): Map<number, number> {
 }
 
 /**
- * A locked process brought home for a family call goes back to `node` once it is out of family
- * calls at two checks in a row (`/proc/<pid>/syscall`, every FAMILY_RETURN_MS): a fork followed by
- * a wait for the child stays home while it waits. The children it forked meanwhile are adopted at
- * once (the scan), and, locked as it is, sent to `node` too.
+ * A locked process brought home for a family call goes back to `node` once none of its threads is
+ * in a family call at two checks in a row (`/proc/<pid>/task/<tid>/syscall`, every
+ * FAMILY_RETURN_MS): a fork followed by a wait for the child stays home while it waits, in whichever
+ * thread. The children it forked meanwhile are adopted at once (the scan), and, locked as it is,
+ * sent to `node` too.
  */
-export function returnWhenDone (home: Home, p: HomeProc, node: number, everyMs = FAMILY_RETURN_MS, syscall: (pid: number) => string = syscallLine): void {
+export function returnWhenDone (home: Home, p: HomeProc, node: number, everyMs = FAMILY_RETURN_MS, syscalls: (pid: number) => string[] = threadSyscallLines): void {
   const map = returnsOf(home)
   map.set(p.pid, node)
   scanners.get(home)?.scan()
@@ -217,9 +226,9 @@ export function returnWhenDone (home: Home, p: HomeProc, node: number, everyMs =
   const t = setInterval(() => {
     const stop = (): void => { clearInterval(t); if (map.get(p.pid) === node) map.delete(p.pid) }
     if (home.procs.get(p.pid) !== p || p.where !== 'home' || !p.lock) { stop(); return }
-    const line = syscall(p.pid)
-    if (line === '') { stop(); return }
-    if (FAMILY_NRS.has(line === 'running' ? -1 : Number(line.split(' ')[0]))) { calm = 0; return }
+    const lines = syscalls(p.pid)
+    if (lines.length === 0) { stop(); return }
+    if (lines.some(l => FAMILY_NRS.has(l === 'running' ? -1 : Number(l.split(' ')[0])))) { calm = 0; return }
     if (++calm < 2) return
     scanners.get(home)?.scan() // its last children go with it
     stop()

@@ -12,7 +12,7 @@
 //   when it blocks on stdin again. An edge-triggered epoll set only promises that the process
 //   reads until EAGAIN, so it gets one byte at a time.
 // - anything else (a poll on other descriptors, a sleep, a computation): no stdin is handed over.
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs'
+import { closeSync, openSync, readFileSync, readSync, readdirSync } from 'node:fs'
 import { readProcText, statusField } from '../util/procfs.js'
 
 export interface StdinWait {
@@ -32,6 +32,13 @@ const EPOLLET = 0x80000000
 /** /proc/PID/syscall: "nr arg0 ..." while blocked in a system call, "running" otherwise. */
 export function syscallLine (pid: number): string {
   try { return readProcText(`/proc/${pid}/syscall`).trim() } catch { return '' }
+}
+
+/** syscallLine of each of the process's threads (none once it is gone). */
+export function threadSyscallLines (pid: number): string[] {
+  let tids: string[]
+  try { tids = readdirSync(`/proc/${pid}/task`) } catch { return [] }
+  return tids.map(t => { try { return readProcText(`/proc/${pid}/task/${t}/syscall`).trim() } catch { return '' } }).filter(l => l !== '')
 }
 
 /** Voluntary context switches of a process (-1 when it is gone). */

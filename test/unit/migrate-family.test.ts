@@ -65,12 +65,14 @@ test('children of a process under discipline come under it with its lock and dec
   top.lock = false
   top.decay.rate = 'fast'
   top.decay.kind = 'cpujob'
+  top.decay.perMille = 500 // (mosrun -d 500 -t 7)
+  top.decay.interval = 7
   assert.deepEqual(d.scan().sort(), [101, 102, 103])
   for (const pid of [101, 102, 103]) {
     const c = home.procs.get(pid)
     assert.ok(c, `${pid} is under discipline`)
     assert.equal(c.lock, false)
-    assert.deepEqual([c.decay.rate, c.decay.kind], ['fast', 'cpujob'])
+    assert.deepEqual([c.decay.rate, c.decay.kind, c.decay.perMille, c.decay.interval], ['fast', 'cpujob', 500, 7])
   }
   assert.equal(home.procs.has(201), false, 'children of a process not under discipline are left alone')
   // a new child later; one that is gone before it is adopted is skipped; a locked parent's is locked
@@ -236,16 +238,35 @@ test('a locked process brought home for a fork goes back once done with family c
   // home for its fork (made again there), it then waits for the child (wait4: a family call), then works
   p.lock = true
   tree[31337] = [4000]
-  let line = '61 0xffffffff 0x7ffc 0x0 0x0'
-  returnWhenDone(home, p, 2, 10, () => line)
+  // its main thread works, another waits for the child (wait4: a family call)
+  let lines = ['running', '61 0xffffffff 0x7ffc 0x0 0x0']
+  returnWhenDone(home, p, 2, 10, () => lines)
   const child = home.procs.get(4000)
   assert.ok(child, 'its child is adopted at once')
   assert.equal(child.lock, true)
   assert.equal(child.where, 'migrating', 'and sent where its parent was')
   await new Promise(resolve => setTimeout(resolve, 60))
-  assert.equal(p.where, 'home', 'waiting for its child: it stays home')
-  line = 'running'
+  assert.equal(p.where, 'home', 'a thread waiting for its child: it stays home')
+  lines = ['running', 'running']
   await until(() => p.where === 'migrating', 'sent back to node 2')
   assert.equal(scanner.adopted, 1)
   void engine
+})
+
+test('a locked process called home for a fork: a child it forks as soon as it runs there, before the move is seen over, is sent to its node', async () => {
+  const { home, peer } = await awayOnNode2()
+  const p = home.procs.get(31337)
+  assert.ok(p)
+  p.lock = true
+  const tree: Record<number, number[]> = {}
+  const scanner = new Descendants(home, pid => tree[pid] ?? [], 60_000) // scans when told
+  await peer.link.send({ t: 'family', call: 'fork' })
+  await peer.next('gohome')
+  assert.equal(p.where, 'migrating')
+  tree[31337] = [4001] // (landed and forked; the scan runs before the move's end is handled)
+  scanner.scan()
+  const child = home.procs.get(4001)
+  assert.ok(child, 'its child is adopted')
+  assert.equal(child.lock, true)
+  assert.equal(child.where, 'migrating', 'and sent to node 2, where its parent ran')
 })
