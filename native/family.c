@@ -117,6 +117,12 @@ static struct { unsigned long long id; const char *name; } waiting[16];
 
 static void waiting_set(unsigned long long id, const char *name)
 {
+	/* calls no longer waiting (interrupted by a signal, or the process was dumped and resumed in
+	 * this keeper) make room first: a full list would leave the new call out of family_repeat */
+	for (unsigned i = 0; i < 16; i++) {
+		unsigned long long w = waiting[i].id;
+		if (waiting[i].name && (listener < 0 || ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &w))) waiting[i].name = NULL;
+	}
 	for (unsigned i = 0; i < 16; i++) if (!waiting[i].name) { waiting[i].id = id; waiting[i].name = name; return; }
 }
 

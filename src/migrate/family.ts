@@ -125,44 +125,65 @@ export function deniedErrno (call: string): number {
   return e.ESRCH
 }
 
-interface Pending { id: string, call: string, since: number, timer: NodeJS.Timeout }
+/** The family calls a guest waits in (by id: each thread may wait in one), and the timer that asks home again. */
+interface Pending { calls: Map<string, string>, timer: NodeJS.Timeout }
 const pending = new WeakMap<Guest, Pending>()
 
-/** The family call a guest waits in (its name), if any. */
-export function familyPending (g: Guest): string | undefined { return pending.get(g)?.call }
+/** The family call a guest waits in (the last one made, if several threads wait), if any. */
+export function familyPending (g: Guest): string | undefined {
+  const calls = pending.get(g)?.calls
+  return calls === undefined ? undefined : [...calls.values()].at(-1)
+}
+
+/** Forgets the calls guest g waits in (answered, or it ended). */
+function unpend (g: Guest): void {
+  const p = pending.get(g)
+  if (p === undefined) return
+  clearInterval(p.timer)
+  pending.delete(g)
+}
 
 /**
  * Guest side: when the restored process `r` of guest `g` makes a family call, asks its home to
- * take it back (`family`), again every `retryMs` while it is still here and waiting (a move under
- * way at home when it asked, one that failed since, ...). `current()`: g is still this node's guest.
+ * take it back (`family`), again every `retryMs` while it is still here and waits in one (a move
+ * under way at home when it asked, one that failed since, ...). Each thread's call is kept until
+ * it is answered. `current()`: g is still this node's guest.
  */
 export function superviseFamily (g: Guest, r: RestoredHandle, current: () => boolean, retryMs = FAMILY_RETRY_MS): void {
   r.family?.on('call', ({ id, call }: { id: string, call: string }) => {
-    const old = pending.get(g)
-    if (old) clearInterval(old.timer)
     const ask = (): void => {
-      if (!current() || pending.get(g)?.id !== id) { clearInterval(timer); return }
+      const p = pending.get(g)
+      if (!current() || p === undefined) { unpend(g); return }
       if (g.leaving) return
       log('guest %d (pid %d at home) calls %s: asking home to take it back', g.pid, g.homePid, call)
-      void g.conn.send({ t: 'family', call }).catch(() => {})
+      void g.conn.send({ t: 'family', call: familyPending(g) ?? call }).catch(() => {})
     }
-    const timer = setInterval(ask, retryMs)
-    timer.unref()
-    pending.set(g, { id, call, since: Date.now(), timer })
-    void r.exited.then(() => { if (pending.get(g)?.id === id) { clearInterval(timer); pending.delete(g) } })
+    let p = pending.get(g)
+    if (p === undefined) {
+      const timer = setInterval(ask, retryMs)
+      timer.unref()
+      p = { calls: new Map(), timer }
+      pending.set(g, p)
+      void r.exited.then(() => { if (pending.get(g) === p) unpend(g) })
+    }
+    p.calls.set(id, call)
     ask()
   })
 }
 
-/** Guest side: home cannot take the guest back; the call it waits in fails. */
+/**
+ * Guest side: home cannot take the guest back; every call it waits in fails, each as it would
+ * (one a signal interrupted and that was made again is answered too: its keeper ignores it).
+ */
 export function familyFailed (g: Guest, r: RestoredHandle, m: FamilyFailedMsg): void {
   const p = pending.get(g)
   if (!p) return
-  clearInterval(p.timer)
-  pending.delete(g)
-  const errno = deniedErrno(p.call)
-  log('guest %d: %s denied (%d): %s', g.pid, p.call, errno, m.reason)
-  try { r.family?.deny(p.id, errno) } catch (e) { log('deny: %s', (e as Error).message) }
+  unpend(g)
+  for (const [id, call] of p.calls) {
+    const errno = deniedErrno(call)
+    log('guest %d: %s denied (%d): %s', g.pid, call, errno, m.reason)
+    try { r.family?.deny(id, errno) } catch (e) { log('deny: %s', (e as Error).message) }
+  }
 }
 
 /** Home side: the process, away on the node at the end of `conn`, made a family call; bring it home to make it. */
