@@ -23,7 +23,7 @@
 import { readFileSync, readdirSync } from 'node:fs'
 import { constants } from 'node:os'
 import debug from '../util/log.js'
-import { FAMILY_RETRY_MS, FAMILY_RETURN_MS, FAMILY_SCAN_MS } from '../config.js'
+import { FAMILY_DENY_AFTER, FAMILY_RETRY_MS, FAMILY_RETURN_MS, FAMILY_SCAN_MS } from '../config.js'
 import type { RestoredHandle } from './engine.js'
 import type { Guest } from './guest.js'
 import type { Home, HomeProc } from './home.js'
@@ -125,8 +125,8 @@ export function deniedErrno (call: string): number {
   return e.ESRCH
 }
 
-/** The family calls a guest waits in (by id: each thread may wait in one), and the timer that asks home again. */
-interface Pending { calls: Map<string, string>, timer: NodeJS.Timeout }
+/** The family calls a guest waits in (by id: each thread may wait in one), the timer that asks home again, the failed trips home so far. */
+interface Pending { calls: Map<string, string>, timer: NodeJS.Timeout, failed: number, denyAfter: number }
 const pending = new WeakMap<Guest, Pending>()
 
 /** The family call a guest waits in (the last one made, if several threads wait), if any. */
@@ -147,9 +147,10 @@ function unpend (g: Guest): void {
  * Guest side: when the restored process `r` of guest `g` makes a family call, asks its home to
  * take it back (`family`), again every `retryMs` while it is still here and waits in one (a move
  * under way at home when it asked, one that failed since, ...). Each thread's call is kept until
- * it is answered. `current()`: g is still this node's guest.
+ * it is answered. `current()`: g is still this node's guest. `denyAfter`: failed trips home
+ * before its calls fail (familyFailed).
  */
-export function superviseFamily (g: Guest, r: RestoredHandle, current: () => boolean, retryMs = FAMILY_RETRY_MS): void {
+export function superviseFamily (g: Guest, r: RestoredHandle, current: () => boolean, retryMs = FAMILY_RETRY_MS, denyAfter = FAMILY_DENY_AFTER): void {
   r.family?.on('call', ({ id, call }: { id: string, call: string }) => {
     const ask = (): void => {
       const p = pending.get(g)
@@ -162,7 +163,7 @@ export function superviseFamily (g: Guest, r: RestoredHandle, current: () => boo
     if (p === undefined) {
       const timer = setInterval(ask, retryMs)
       timer.unref()
-      p = { calls: new Map(), timer }
+      p = { calls: new Map(), timer, failed: 0, denyAfter }
       pending.set(g, p)
       void r.exited.then(() => { if (pending.get(g) === p) unpend(g) })
     }
@@ -172,12 +173,17 @@ export function superviseFamily (g: Guest, r: RestoredHandle, current: () => boo
 }
 
 /**
- * Guest side: home cannot take the guest back; every call it waits in fails, each as it would
+ * Guest side: home could not take the guest back. It is asked again (superviseFamily's timer)
+ * until that has failed `denyAfter` times; then every call it waits in fails, each as it would
  * (one a signal interrupted and that was made again is answered too: its keeper ignores it).
  */
 export function familyFailed (g: Guest, r: RestoredHandle, m: FamilyFailedMsg): void {
   const p = pending.get(g)
   if (!p) return
+  if (++p.failed < p.denyAfter) {
+    log('guest %d: home could not take it back (%d of %d): %s', g.pid, p.failed, p.denyAfter, m.reason)
+    return
+  }
   unpend(g)
   for (const [id, call] of p.calls) {
     const errno = deniedErrno(call)
