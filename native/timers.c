@@ -92,7 +92,7 @@ int timers_restore(struct tracee *t, struct image *im, uint64_t scr)
 		sev.value = p->sival;
 		sev.signo = p->signo;
 		sev.notify = p->notify;
-		sev.tid = t->pid;	/* the thread to signal: the main thread, under its new tid */
+		sev.tid = t->vpid ? t->vpid : t->pid;	/* the thread to signal: the main thread, by the tid it has in its own pid namespace */
 		int32_t id = p->id;
 		e = mem_write(t, scr, &sev, sizeof sev);
 		if (!e) e = mem_write(t, scr + 128, &id, sizeof id);

@@ -9,7 +9,7 @@ import { PassThrough } from 'node:stream'
 import { poll } from '../../src/util/poll.js'
 import { dump, info, restoreKept } from '../../src/ppm/ppm.js'
 import { attachKept, type Kept } from '../../src/ppm/keeper.js'
-import { Lab, lines, waitFor } from './harness.js'
+import { Lab, lines, reference, waitFor } from './harness.js'
 
 const lab = new Lab()
 const kept: Kept[] = []
@@ -72,6 +72,28 @@ test('a guest runs in its own pid namespace under its home pid and tids; its ima
   await k.exited
   k.release()
   await waitFor(() => { try { return !children().includes(reaper) } catch { return true } }, 30000, 'the reaper gone with the guest')
+})
+
+test('a guest\'s POSIX timer that signals its main thread (SIGEV_THREAD_ID) is made again for its tid in its namespace', async () => {
+  const bin = lab.compile('ptimer')
+  const args = ['20', '6', '10']
+  const ref = reference(bin, args)
+  assert.equal(ref.code, 10, ref.out)
+  const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => lines(s.out) >= 3, 10000, 'rounds')
+  const img = lab.path('ptimer-guest.img')
+  await dump(s.pid, img)
+  await waitFor(() => s.child.exitCode !== null || s.child.signalCode !== null, 30000, 'the original gone after its dump')
+  const ki = await restoreKept(img, { guest: true, leaseMs: 120000 })
+  const k = attachKept(ki)
+  kept.push(k)
+  let out = ''
+  k.stdout?.on('data', (b: Buffer) => { out += b.toString() })
+  assert.deepEqual(nspid(ki.pid), [ki.pid, s.pid], 'in a namespace of its own, under its home pid')
+  assert.deepEqual(await k.exited, { code: 10, signal: null }, out)
+  await waitFor(() => out.endsWith('timers ok\n'), 5000, 'all of its output')
+  assert.equal(s.out + out, ref.out)
+  k.release()
 })
 
 /** The helpers this test process has spawned (restore helpers), and a process's children and name. */
