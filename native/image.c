@@ -300,6 +300,13 @@ int read_meta(struct imgr *r, struct image **out)
 		if (type == R_CORE) {
 			if (h.len != sizeof im->c) { e = fail(EBADMSG, "core record has the wrong size"); break; }
 			e = rec_body(r, &h, &im->c, sizeof im->c);
+			struct img_core *c = &im->c;
+			/* counts the restore uses to index its arrays: a forged record is refused here */
+			if (!e && (c->auxv_len > sizeof c->auxv || c->auxv_len % 16 || c->npend > 16 || c->ngroups > 32))
+				e = fail(EBADMSG, "bad core record");
+			for (uint32_t i = 0; !e && i < c->npend; i++) if (c->pend[i] < 1 || c->pend[i] > 64) e = fail(EBADMSG, "bad core record");
+			c->cwd[sizeof c->cwd - 1] = 0;
+			c->exe[sizeof c->exe - 1] = 0;
 			have_core = 1;
 		} else if (type == R_THREAD) {
 			/* a thread's own state, then its XSTATE record */

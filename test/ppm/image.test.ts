@@ -136,6 +136,20 @@ test('the restore\'s injected calls, in batches or one by one (HPC_PPM_BATCH=off
   assert.equal(Number(stats[0].injections), Number(stats[1].injections) + 1, 'the same calls, and the mprotect of the batches\' code page')
 })
 
+test('a core record whose counts overrun its arrays (forged, checksums valid) is refused before any process exists', async () => {
+  const core = records(good).find(r => r.type === 2)
+  assert.ok(core !== undefined && core.len === 11272, 'the core record (struct img_core)')
+  // offsets in struct img_core (native/image.h): auxv_len 2200, npend 2204, pend[16] 2208, ngroups 2816
+  const edits: Array<[string, (b: Buffer) => void]> = [
+    ['auxv', b => b.writeUInt32LE(4096, 2200)],
+    ['auxv16', b => b.writeUInt32LE(b.readUInt32LE(2200) - 8, 2200)],
+    ['npend', b => b.writeUInt32LE(17, 2204)],
+    ['signal', b => { b.writeUInt32LE(1, 2204); b.writeInt32LE(0, 2208) }],
+    ['groups', b => b.writeUInt32LE(2000, 2816)]
+  ]
+  for (const [name, edit] of edits) await refused(forge(good, core, edit), `core-${name}.img`, 'EBADMSG', /bad core record/)
+})
+
 test('another format version, older or newer, is refused', async () => {
   for (const v of [VERSION - 1, VERSION + 1]) {
     const img = forge(good, records(good)[0], b => b.writeUInt32LE(v, 8))
