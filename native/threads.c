@@ -163,19 +163,31 @@ static int exiting(pid_t tid)
 	return f[3] == 'Z' || f[3] == 'X' || (f[9] & 0x4);
 }
 
-/* seizes and stops the threads of /proc/PID/task that t does not hold yet; returns how many */
-static int seize_new(struct tracee *t)
+/* Threads seen gone or exiting by a freeze (not held, not looked for again: an exiting thread may
+ * stay listed a while). */
+struct gone { pid_t tid[256]; int n; };
+
+static int was_gone(const struct gone *g, pid_t tid)
+{
+	for (int i = 0; i < g->n; i++) if (g->tid[i] == tid) return 1;
+	return 0;
+}
+
+/* seizes and stops the threads of /proc/PID/task that t does not hold yet; returns how many it
+ * found (held now, or gone or exiting: either may have made a thread before it stopped) */
+static int seize_new(struct tracee *t, struct gone *g)
 {
 	pid_t *tids;
-	int nt = list_tasks(t->pid, &tids), first = t->nthr, e = 0;
+	int nt = list_tasks(t->pid, &tids), first = t->nthr, e = 0, found = 0;
 	if (nt < 0) return nt;
 	for (int i = 0; i < nt && !e; i++) {
 		pid_t tid = tids[i];
-		if (tid == t->pid || held(t, tid)) continue;
+		if (tid == t->pid || held(t, tid) || was_gone(g, tid)) continue;
+		found++;
 		if (t->nthr >= MAX_THREADS) { e = fail(ENOTSUP, "more than %d threads", MAX_THREADS); break; }
 		if (ptrace(PTRACE_SEIZE, tid, 0, SEIZE_OPTS)) {
-			if (errno == ESRCH) continue;	/* it has exited meanwhile */
-			if (errno == EPERM && exiting(tid)) continue;	/* it is exiting: the kernel refuses to attach to it */
+			/* it has exited meanwhile (ESRCH), or it is exiting (the kernel refuses to attach to it) */
+			if (errno == ESRCH || (errno == EPERM && exiting(tid))) { if (g->n < 256) g->tid[g->n++] = tid; continue; }
 			e = fail(errno, "PTRACE_SEIZE thread %d: %s", tid, strerror(errno));
 			break;
 		}
@@ -194,19 +206,24 @@ static int seize_new(struct tracee *t)
 		if (!e) e = e2;
 	}
 	int k = first;
-	for (int i = first; i < t->nthr; i++) if (!t->thr[i].dead) t->thr[k++] = t->thr[i];
-	int added = k - first;
+	for (int i = first; i < t->nthr; i++) {
+		if (!t->thr[i].dead) t->thr[k++] = t->thr[i];
+		else if (g->n < 256) g->tid[g->n++] = t->thr[i].pid;
+	}
 	t->nthr = k;
-	return e ? e : added;
+	return e ? e : found;
 }
 
 int threads_freeze(struct tracee *t)
 {
-	/* a thread running while others were seized may have made a new one: scan again until a
-	 * scan finds nothing new (everyone known is stopped then, so nobody can make more) */
+	/* a thread running while others were seized may have made a new one, and so may one that
+	 * exited before it stopped: scan again until a scan finds no thread it had not seen (everyone
+	 * known is stopped or gone then, so nobody can make more) */
+	static struct gone g;
+	g.n = 0;
 	for (int round = 0; round < 64; round++) {
-		int added = seize_new(t);
-		if (added <= 0) return added;
+		int found = seize_new(t, &g);
+		if (found <= 0) return found;
 	}
 	return fail(EAGAIN, "threads of %d keep appearing", t->pid);
 }
@@ -269,7 +286,8 @@ int threads_dump(struct tracee *t, uint64_t scratch, struct image_thread **out, 
 int threads_exit(struct tracee *t, int *touched)
 {
 	/* the threads the dump stopped, or a failed restore made, plus any not held yet */
-	int e = seize_new(t);
+	struct gone g = { .n = 0 };
+	int e = seize_new(t, &g);
 	if (e < 0) return e;
 	e = 0;
 	for (int i = 0; i < t->nthr && !e; i++) {
