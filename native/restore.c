@@ -97,6 +97,15 @@ int restore_thread_regs(struct tracee *t, const struct image_thread *it, int ein
  * On failure the tracee is left in an undefined state: the caller kills or re-hollows it. Its
  * callers have the page records read ahead by a thread (pipeline.c) while it sets the process up
  * and fills it. */
+/* Is v a read-only shared mapping of a memfd sealed against writes (F_SEAL_WRITE)? */
+static int sealed_ro(const struct image *im, const struct img_vma *v)
+{
+	if (v->prot & PROT_WRITE) return 0;
+	for (int j = 0; j < im->nfd; j++)
+		if (im->fds[j].fd == v->fd && im->fds[j].kind == F_MEMFD) return (im->fds[j].u.memfd.seals & F_SEAL_WRITE) != 0;
+	return 0;
+}
+
 int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow, int eintr_policy)
 {
 	struct img_core *c = &im->c;
@@ -190,6 +199,17 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 			e = BQ(&bt, B_SAVE, SYS_openat, AT_FDCWD, path, (wr ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0, 0, 0);
 			if (!e) e = BQ(&bt, B_ARG(4), SYS_mmap, v->start, len, prot, (v->kind == K_FILE_SHARED ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED, 0, v->pgoff * PAGE);
 			if (!e) e = BQ(&bt, B_ARG(0) | B_ANY | B_CLEANUP, SYS_close, 0, 0, 0, 0, 0, 0);
+		} else if (v->kind == K_MEMFD && sealed_ro(im, v)) {
+			/* a memfd sealed against writes: its mapping cannot be made writable (the kernel cleared
+			 * VM_MAYWRITE), and one through the process's O_RDWR descriptor could, which would make
+			 * the seal fail (EBUSY): mapped through a read-only reopen of the descriptor */
+			char fdp[32];
+			snprintf(fdp, sizeof fdp, "/proc/self/fd/%d", v->fd);
+			uint64_t path = batch_data(&bt, fdp, strlen(fdp) + 1, &e);
+			if (e) break;
+			e = BQ(&bt, B_SAVE, SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0, 0, 0);
+			if (!e) e = BQ(&bt, B_ARG(4), SYS_mmap, v->start, len, v->prot, MAP_SHARED | MAP_FIXED, 0, v->pgoff * PAGE);
+			if (!e) e = BQ(&bt, B_ARG(0) | B_ANY | B_CLEANUP, SYS_close, 0, 0, 0, 0, 0, 0);
 		} else if (v->kind == K_MEMFD) {
 			e = BQ(&bt, 0, SYS_mmap, v->start, len, v->prot, MAP_SHARED | MAP_FIXED, v->fd, v->pgoff * PAGE);
 		} else {
@@ -265,6 +285,16 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 	if (!e) e = batch_run(&bt);
 	/* the thread's own state: mask, alternate stack, name, rseq */
 	if (!e) e = restore_thread(t, &im->threads[0], scr);
+	const struct img_thread *th0 = &im->threads[0].th;
+	if (!e && hollow && ((th0->ss_flags & SS_DISABLE) || !th0->ss_size)) {
+		/* a hollow original coming home keeps the alternate stack it had when it left: one the image
+		 * has none of is turned off (the kernel refuses while the thread runs on it, EPERM: then it
+		 * stays as it was) */
+		struct { uint64_t sp; int32_t flags, pad; uint64_t size; } off = { 0, SS_DISABLE, 0, 0 };
+		long rv;
+		e = mem_write(t, scr, &off, sizeof off);
+		if (!e) e = inject(t, SYS_sigaltstack, scr, 0, 0, 0, 0, 0, &rv);
+	}
 	/* 11. attributes */
 	uint64_t cwd = e ? 0 : batch_data(&bt, c->cwd, strlen(c->cwd) + 1, &e);
 	if (!e) e = BQ(&bt, 0, SYS_chdir, cwd, 0, 0, 0, 0, 0);

@@ -109,6 +109,23 @@ test('return home: away in a fresh process, back into the original under its own
   assert.equal(s.out, ref.out)
 })
 
+test('return home: an alternate signal stack the process turned off while away is off at home too', async () => {
+  const bin = lab.compile('altoff')
+  const off = lab.path('altoff.off')
+  const ask = lab.path('altoff.ask')
+  const s = lab.start(bin, [off, ask], ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => s.out === 'ready\n', 5000, 'ready')
+  const d = lab.trackDeputy(await deputy(s.pid, lab.path('alt-a.img')))
+  const r = lab.track(await restore(lab.path('alt-a.img'), { keepPid: false, stdioFrom: s.pid }))
+  writeFileSync(off, '')
+  await waitFor(() => s.out === 'ready\noff\n', 5000, 'turned off away')
+  await dump(r.pid, lab.path('alt-b.img'))
+  await d.restoreInto(lab.path('alt-b.img'))
+  writeFileSync(ask, '')
+  assert.deepEqual(await s.exited, { code: 0, signal: null })
+  assert.equal(s.out, 'ready\noff\naltstack disabled\n')
+})
+
 test('a synchronous fault during injection aborts at once instead of looping', async () => {
   const bin = lab.compile('counter')
   const s = lab.start(bin, ['1000000', '100', '0', '20000'])

@@ -27,7 +27,8 @@ const cases: Case[] = [
   { name: 'sfd', args: ['24', '120000', '7'], status: 7, marks: [3, 9, 15], last: /^signalfd ok$/m, holds: [/signalfd/] },
   { name: 'epollsub', args: ['24', '120000', '8'], status: 8, marks: [3, 9, 15], last: /^epoll ok$/m, holds: [/eventpoll/, /timerfd/, /^pipe:/] },
   { name: 'memfdsub', args: ['24', '120000', '9'], status: 9, marks: [3, 9, 15], last: /^memfd ok, 206 bytes logged$/m, holds: [/^\/memfd:hpc-test-map/] },
-  { name: 'ptimer', args: ['20', '6', '10'], status: 10, marks: [3, 8, 13], last: /^timers ok$/m, holds: [] }
+  { name: 'ptimer', args: ['20', '6', '10'], status: 10, marks: [3, 8, 13], last: /^timers ok$/m, holds: [] },
+  { name: 'memseal', args: ['24', '120000', '11'], status: 11, marks: [3, 9, 15], last: /^memseal ok$/m, holds: [/^\/memfd:hpc-test-sealed/] }
 ]
 
 for (const c of cases) {
