@@ -72,7 +72,9 @@ function firstAddress (): string {
 function parseHostPort (s: string, defPort: number): Address {
   const m = /^(.+?)(?::(\d+))?$/.exec(s)
   if (!m) throw new Error(`bad peer "${s}"`)
-  return { host: m[1], port: m[2] ? Number(m[2]) : defPort }
+  const port = m[2] ? Number(m[2]) : defPort
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`bad peer "${s}": port ${port} is not 1-65535`)
+  return { host: m[1], port }
 }
 
 /** A --join seed as IPv4 and port: a gossip datagram to a seed names the address it is sent to. */

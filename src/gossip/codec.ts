@@ -18,6 +18,7 @@
 // node id; a node not yet known by id (a --join seed) by the IPv4 address and port it was sent to,
 // with id 0. Version 2 added the destination; version 1 datagrams are refused as 'version'.
 import { isIPv4 } from 'node:net'
+import { SPEED } from '../config.js'
 import { MAC_LEN, type Keyring } from './keyring.js'
 import type { NodeInfo } from './info.js'
 
@@ -123,22 +124,30 @@ export function decode (buf: Buffer, keys: Keyring | null): Packet {
     const util = buf.readUInt8(o + 44)
     const cpus = buf.readUInt16BE(o + 22)
     const speed = buf.readUInt32BE(o + 24)
-    if (id === 0 || util > 100 || cpus === 0 || speed === 0) throw new DecodeError('malformed', `bad entry ${i}`)
+    const port = buf.readUInt16BE(o + 2)
+    const addr = buf.readUInt32BE(o + 4)
+    const [tmem, rmem, mem] = [buf.readUInt32BE(o + 32), buf.readUInt32BE(o + 36), buf.readUInt32BE(o + 40)]
+    // (a node is sent to at its port and address: port 0 could not be, nor address 0 but for the
+    // sender's own, which the receiver takes from the datagram; a speed outside the range every
+    // node keeps to, or free memory beyond the total, would skew every cost)
+    if (id === 0 || util > 100 || cpus === 0 || speed < SPEED.min || speed > SPEED.max || port === 0 || (addr === 0 && id !== sender) || rmem > tmem || mem > tmem) {
+      throw new DecodeError('malformed', `bad entry ${i}`)
+    }
     entries.push({
       age: buf.readUInt32BE(o + 16),
       info: {
         id,
-        port: buf.readUInt16BE(o + 2),
-        addr: u32ToIp(buf.readUInt32BE(o + 4)),
+        port,
+        addr: u32ToIp(addr),
         incarnation: buf.readUInt32BE(o + 8),
         seq: buf.readUInt32BE(o + 12),
         status: buf.readUInt16BE(o + 20),
         cpus,
         speed,
         load: buf.readUInt32BE(o + 28),
-        tmem: buf.readUInt32BE(o + 32) * 1024,
-        rmem: buf.readUInt32BE(o + 36) * 1024,
-        mem: buf.readUInt32BE(o + 40) * 1024,
+        tmem: tmem * 1024,
+        rmem: rmem * 1024,
+        mem: mem * 1024,
         util
       }
     })

@@ -24,9 +24,9 @@ export class UdpTransport implements Transport {
   }
 
   send (to: Address, data: Buffer): void {
-    this.sock.send(data, to.port, to.host, err => {
-      if (err) { this.sendErrors++; log('send to %s:%d: %s', to.host, to.port, err.message) }
-    })
+    const failed = (err: Error): void => { this.sendErrors++; log('send to %s:%d: %s', to.host, to.port, err.message) }
+    // (dgram throws at once on an address it cannot send to, a port out of range say: counted, as a failed send)
+    try { this.sock.send(data, to.port, to.host, err => { if (err) failed(err) }) } catch (e) { failed(e as Error) }
   }
 
   async close (): Promise<void> {

@@ -6,7 +6,10 @@ import { createSocket } from 'node:dgram'
 import { join } from 'node:path'
 import { spawn } from 'node:child_process'
 import { LoopbackCluster, cat, sh, until, HPCD, type Daemon } from '../helpers/daemon.js'
-import { MAX_DATAGRAM } from '../../src/gossip/codec.js'
+import { MAX_DATAGRAM, encode } from '../../src/gossip/codec.js'
+import { Keyring } from '../../src/gossip/keyring.js'
+import type { NodeInfo } from '../../src/gossip/info.js'
+import { existsSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 
 // node 3 is in the map but runs no daemon: its port is the test's, to capture what is sent to it
@@ -38,6 +41,22 @@ test('oversized datagrams are dropped and counted as malformed', async () => {
   await until('3 more dropped-malformed', async () => (await stats(d1.mount))['dropped-malformed'] >= before['dropped-malformed'] + 3, 5000)
   const after = await stats(d1.mount)
   assert.ok(after['received-bytes'] >= before['received-bytes'] + MAX_DATAGRAM + 1 + 9000 + 4000, 'their bytes are counted as received')
+  assert.equal((await cat(join(d1.mount, 'nodes/2/status'))).trim(), '3', 'the daemon keeps working')
+})
+
+test('a signed datagram naming a node at port 0 (one no daemon could send to) is dropped and counted; the daemon goes on', async () => {
+  await until('node 1 sees node 2', async () => (await cat(join(d1.mount, 'nodes/2/status'))).trim() === '3')
+  const keys = Keyring.fromFile(c.keyFile)
+  const entry = (id: number, port: number): NodeInfo => ({ id, addr: '127.0.0.1', port, incarnation: 5, seq: 1, status: 1, cpus: 1, speed: 10000, load: 0, tmem: 2 ** 30, rmem: 2 ** 29, mem: 2 ** 29, util: 0 })
+  // from node 3 (in the map, no daemon): its own entry, and one of a node 100 listening nowhere
+  const datagram = encode({ sender: 3, incarnation: 5, seq: 1, dest: { id: 1, addr: '127.0.0.1', port: d1.port }, entries: [{ info: entry(3, 17503), age: 0 }, { info: entry(100, 0), age: 0 }] }, keys)
+  const before = await stats(d1.mount)
+  await sendTo(d1.port, datagram)
+  await until('dropped-malformed counted', async () => (await stats(d1.mount))['dropped-malformed'] >= before['dropped-malformed'] + 1, 5000)
+  assert.ok(!existsSync(join(d1.mount, 'nodes/100')), 'node 100 is not known')
+  // some gossip rounds later the daemon still works (one that took the entry would have thrown sending to it)
+  const sent = (await stats(d1.mount)).sent
+  await until('more rounds', async () => (await stats(d1.mount)).sent >= sent + 10, 10_000)
   assert.equal((await cat(join(d1.mount, 'nodes/2/status'))).trim(), '3', 'the daemon keeps working')
 })
 

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { decode, DecodeError, encode, ENTRY_LEN, HEADER_LEN, MAX_DATAGRAM, MAX_WINDOW, type Packet } from '../../src/gossip/codec.js'
 import { Keyring, MAC_LEN } from '../../src/gossip/keyring.js'
 import type { NodeInfo } from '../../src/gossip/info.js'
+import { SPEED } from '../../src/config.js'
 
 const keys = new Keyring(Buffer.from('0123456789abcdef0123456789abcdef'))
 
@@ -53,6 +54,30 @@ test('forged, truncated, garbage and foreign-version datagrams are refused with 
   assert.equal(reason(() => decode(v9, keys)), 'version')
   assert.equal(reason(() => decode(encode(packet(3), null), keys)), 'badmac') // unsigned
   assert.equal(reason(() => decode(good, keys)), 'accepted')
+})
+
+test('an entry no node could send (port 0, another node\'s address 0, a speed out of range, more free memory than total) is malformed, signed or not', () => {
+  const bad: Array<[string, (i: NodeInfo) => void]> = [
+    ['port 0', i => { i.port = 0 }],
+    ['address 0 of another node', i => { i.addr = '0.0.0.0' }],
+    ['speed above SPEED.max', i => { i.speed = SPEED.max + 1 }],
+    ['speed 2^32-1', i => { i.speed = 0xffffffff }],
+    ['free memory beyond total', i => { i.mem = i.tmem + 1024 }],
+    ['Linux free memory beyond total', i => { i.rmem = i.tmem + 1024 }]
+  ]
+  for (const [what, edit] of bad) {
+    const p = packet(3)
+    edit(p.entries[1].info)
+    for (const k of [keys, null]) assert.equal(reason(() => decode(encode(p, k), k)), 'malformed', what)
+  }
+  // the sender's own entry may say address 0: the receiver takes it from the datagram
+  const own = packet(3)
+  own.entries[0].info.addr = '0.0.0.0' // (entry 0 is node 1, the sender)
+  assert.equal(reason(() => decode(encode(own, keys), keys)), 'accepted')
+  const edge = packet(2)
+  edge.entries[0].info.speed = SPEED.max
+  edge.entries[1].info.speed = SPEED.min
+  assert.equal(reason(() => decode(encode(edge, keys), keys)), 'accepted')
 })
 
 test('a datagram longer than MAX_DATAGRAM is malformed, even one well formed and signed', () => {
