@@ -220,13 +220,19 @@ function futureLoad (n: NodeView, cpu: number): number {
   return n.load + 100 * cpu / capacityOf(n.cpus, n.speed)
 }
 
-/** `choices` nodes of the window drawn at random (the whole window if it is not larger). */
+/**
+ * `choices` nodes of the window drawn at random (the whole window if it is not larger), among
+ * those up and not blocked: a node that cannot take a process would waste a draw (a map of 64
+ * nodes with 8 up would leave most decisions with no candidate at all).
+ */
 function sample (others: readonly NodeView[], ctx: Ctx): readonly NodeView[] {
   const d = ctx.t.choices
   if (d <= 0 || others.length <= d) return others
+  const live = others.filter(n => n.up !== false && n.block !== true)
+  if (live.length <= d) return live
   const picked = new Set<number>()
-  while (picked.size < d) picked.add(Math.floor(ctx.rng() * others.length))
-  return [...picked].map(i => others[i])
+  while (picked.size < d) picked.add(Math.floor(ctx.rng() * live.length))
+  return [...picked].map(i => live[i])
 }
 
 /** Among evaluated costs, the smallest and a random pick among those within tieEpsilon of it. */

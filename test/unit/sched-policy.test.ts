@@ -176,6 +176,21 @@ test('a blocked node is never a target, for placement or moves, even when it is 
   assert.equal(c.find(x => x.node === 4)!.verdict, 'down')
 })
 
+test('the random draw is made among nodes up and not blocked: one idle node among many down or blocked ones is always found', () => {
+  const rng = mulberry32(21)
+  const self = nodeView(1, 4)
+  const others = [
+    ...Array.from({ length: 50 }, (_, i) => nodeView(10 + i, 0, { up: false })),
+    ...Array.from({ length: 10 }, (_, i) => nodeView(100 + i, 0, { block: true })),
+    nodeView(7, 0)
+  ]
+  for (let i = 0; i < 100; i++) {
+    assert.equal(placeJob({ self, procs: [], others }, { cpu: 1, mem: 0 }, { rng, tunables: { choices: 2 } }).target, 7)
+    const d = rebalance({ self, procs: [1, 2, 3, 4].map(pid => proc(pid, { cpu: 1 })), others }, { rng, tunables: { choices: 2 } })
+    assert.equal(d.action === 'move' ? d.target : undefined, 7)
+  }
+})
+
 test('simultaneous placement by many nodes from the same view spreads over near-equal idle nodes', () => {
   const rng = mulberry32(11)
   // 20 idle nodes with speeds within 3% of each other, 3 busy ones; 60 deciders all see the same view.
