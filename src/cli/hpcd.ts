@@ -4,6 +4,7 @@
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { networkInterfaces } from 'node:os'
 import { isIPv4 } from 'node:net'
 import { lookup } from 'node:dns/promises'
@@ -13,6 +14,7 @@ import { DEFAULTS, DISCOVERY, HTTP_DEFAULTS, MIG_PORT_OFFSET, NODE_ID, type Conf
 import { HpcNode, KEYLESS } from '../core/node.js'
 import { prepareMountpoint } from '../core/mountpoint.js'
 import { Keyring } from '../gossip/keyring.js'
+import { nextIncarnation } from '../gossip/incarnation.js'
 import { UdpTransport } from '../gossip/udp.js'
 import type { Address } from '../gossip/transport.js'
 import { expandMap, idFromAddress, parseMap, MapError } from '../map/map.js'
@@ -177,7 +179,9 @@ async function main (): Promise<void> {
   probe.start()
   const node = new HpcNode(cfg, probe, keys, {
     seeds: await Promise.all(cfg.join.map(s => resolveSeed(s, cfg.port))),
-    now: () => performance.now()
+    now: () => performance.now(),
+    // (kept in the state dir: a restart never comes back lower, whatever the clock says)
+    incarnation: nextIncarnation(join(cfg.stateDir, String(cfg.id), 'incarnation'))
   })
   node.setDecay(cfg.decayInterval, cfg.slowDecay, cfg.fastDecay)
   if (mapText !== undefined) node.setMapText(mapText)

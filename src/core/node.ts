@@ -1,6 +1,7 @@
 // The cluster node as a domain object: this node's admin state, its probe, its gossip, and the
 // view of every known node. The FUSE tree, the daemon and the tests all work through this class;
 // it knows nothing about FUSE.
+import { clockIncarnation } from '../gossip/incarnation.js'
 import debug from '../util/log.js'
 import { DEFAULTS, SPEED, downAfterMs, type Config } from '../config.js'
 import { Gossiper, type Member } from '../gossip/gossiper.js'
@@ -75,7 +76,7 @@ export class HpcNode implements Cluster {
       id: cfg.id,
       addr: cfg.addr,
       port: cfg.port,
-      incarnation: opts.incarnation ?? Math.floor((Date.now() - Date.UTC(2025, 0, 1)) / 100),
+      incarnation: opts.incarnation ?? clockIncarnation(),
       window: cfg.window,
       downAfter: downAfterMs(cfg, 1),
       sendToAnyCycle: cfg.sendToAnyCycle,
