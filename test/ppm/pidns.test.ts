@@ -7,9 +7,9 @@ import assert from 'node:assert/strict'
 import { readFileSync, readdirSync } from 'node:fs'
 import { PassThrough } from 'node:stream'
 import { poll } from '../../src/util/poll.js'
-import { dump, info, restoreKept } from '../../src/ppm/ppm.js'
+import { dump, info, restoreKept, type KeepInfo } from '../../src/ppm/ppm.js'
 import { attachKept, type Kept } from '../../src/ppm/keeper.js'
-import { Lab, lines, reference, waitFor } from './harness.js'
+import { Lab, lines, reference, waitFor, type Subject } from './harness.js'
 
 const lab = new Lab()
 const kept: Kept[] = []
@@ -25,6 +25,19 @@ function nspid (pid: number, tid = pid): number[] {
 const said = (s: string): Array<{ pid: number, tids: number[] }> =>
   [...s.matchAll(/^pid (\d+) tids (-?\d+) (-?\d+)$/gm)].map(m => ({ pid: Number(m[1]), tids: [Number(m[2]), Number(m[3])] }))
 
+/** Dumps subject s into image `name` (it ends) and restores it as a guest, kept and attached; out(): what it wrote since. */
+async function asGuest (s: Subject, name: string): Promise<{ ki: KeepInfo, k: Kept, out: () => string }> {
+  const img = lab.path(name)
+  await dump(s.pid, img)
+  await waitFor(() => s.child.exitCode !== null || s.child.signalCode !== null, 30000, 'the original gone after its dump')
+  const ki = await restoreKept(img, { guest: true, leaseMs: 120000 })
+  const k = attachKept(ki)
+  kept.push(k)
+  let out = ''
+  k.stdout?.on('data', (b: Buffer) => { out += b.toString() })
+  return { ki, k, out: () => out }
+}
+
 test('a guest runs in its own pid namespace under its home pid and tids; its image keeps them', async () => {
   const bin = lab.compile('nsids')
   const s = lab.start(bin, [], ['pipe', 'pipe', 'pipe'])
@@ -32,15 +45,7 @@ test('a guest runs in its own pid namespace under its home pid and tids; its ima
   const home = said(s.out)[0]
   assert.equal(home.pid, s.pid)
   assert.deepEqual(nspid(s.pid), [s.pid], 'the original is in the host pid namespace')
-  const img = lab.path('guest.img')
-  await dump(s.pid, img)
-  await waitFor(() => s.child.exitCode !== null || s.child.signalCode !== null, 30000, 'the original gone after its dump')
-
-  const ki = await restoreKept(img, { guest: true, leaseMs: 120000 })
-  const k = attachKept(ki)
-  kept.push(k)
-  let out = ''
-  k.stdout?.on('data', (b: Buffer) => { out += b.toString() })
+  const { ki, k, out } = await asGuest(s, 'guest.img')
   assert.notEqual(ki.pid, home.pid, 'the host knows it by another pid')
   assert.deepEqual(nspid(ki.pid), [ki.pid, home.pid], 'NSpid: its host pid, then its home pid in its own namespace')
   const st = readFileSync(`/proc/${ki.pid}/status`, 'utf8')
@@ -54,8 +59,8 @@ test('a guest runs in its own pid namespace under its home pid and tids; its ima
 
   // what the process itself sees, asked after the restore
   k.stdin?.write('ids?\n')
-  await waitFor(() => said(out).length === 1, 30000, 'the restored guest saying its ids')
-  assert.deepEqual(said(out)[0], home, 'getpid() and each thread\'s gettid() are its home ids')
+  await waitFor(() => said(out()).length === 1, 30000, 'the restored guest saying its ids')
+  assert.deepEqual(said(out())[0], home, 'getpid() and each thread\'s gettid() are its home ids')
 
   // the namespace's init is a reaper, a child of the keeper, not the guest
   const children = (): number[] => readFileSync(`/proc/${ki.helper}/task/${ki.helper}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
@@ -81,18 +86,11 @@ test('a guest\'s POSIX timer that signals its main thread (SIGEV_THREAD_ID) is m
   assert.equal(ref.code, 10, ref.out)
   const s = lab.start(bin, args, ['ignore', 'pipe', 'pipe'])
   await waitFor(() => lines(s.out) >= 3, 10000, 'rounds')
-  const img = lab.path('ptimer-guest.img')
-  await dump(s.pid, img)
-  await waitFor(() => s.child.exitCode !== null || s.child.signalCode !== null, 30000, 'the original gone after its dump')
-  const ki = await restoreKept(img, { guest: true, leaseMs: 120000 })
-  const k = attachKept(ki)
-  kept.push(k)
-  let out = ''
-  k.stdout?.on('data', (b: Buffer) => { out += b.toString() })
+  const { ki, k, out } = await asGuest(s, 'ptimer-guest.img')
   assert.deepEqual(nspid(ki.pid), [ki.pid, s.pid], 'in a namespace of its own, under its home pid')
-  assert.deepEqual(await k.exited, { code: 10, signal: null }, out)
-  await waitFor(() => out.endsWith('timers ok\n'), 5000, 'all of its output')
-  assert.equal(s.out + out, ref.out)
+  assert.deepEqual(await k.exited, { code: 10, signal: null }, out())
+  await waitFor(() => out().endsWith('timers ok\n'), 5000, 'all of its output')
+  assert.equal(s.out + out(), ref.out)
   k.release()
 })
 
