@@ -13,7 +13,7 @@
 //
 //   scripts/soak [--minutes 10] [--seed N]
 import { parseArgs } from 'node:util'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -117,7 +117,14 @@ async function main (): Promise<void> {
     if (st.code === 5 && out === 'complete') kind = 'finished, output complete'
     else if (st.code === 112 && said && /^prefix/.test(out)) kind = 'lost with a node (112, said so), output a clean prefix'
     else if (st.signal === 'SIGKILL' && /^prefix/.test(out)) kind = 'killed with its home daemon (SIGKILL), output a clean prefix'
-    else { kind = 'NOT AS DOCUMENTED'; wrong.push(`job ${t.job.pid} (home ${t.home}): ${JSON.stringify(st)}, output ${out}, lost line ${said}`) }
+    else {
+      kind = 'NOT AS DOCUMENTED'
+      wrong.push(`job ${t.job.pid} (home ${t.home}): ${JSON.stringify(st)}, output ${out}, lost line ${said}`)
+      // (its output, stderr and what it should have written, beside the daemons' logs)
+      writeFileSync(join(dir, 'logs', `job-${t.job.pid}.out`), t.job.out)
+      writeFileSync(join(dir, 'logs', `job-${t.job.pid}.err`), t.job.err)
+      writeFileSync(join(dir, 'logs', `job-${t.job.pid}.ref`), refFor(t.rounds))
+    }
     tally.set(kind, (tally.get(kind) ?? 0) + 1)
   }
   const left = await poll(WAIT + 10_000, async () => { const x = await leftovers(l, join(l.tmp, 'state')); return x.length === 0 ? [] : undefined }, 1000) ?? await leftovers(l, join(l.tmp, 'state'))
