@@ -219,8 +219,7 @@ int threads_freeze(struct tracee *t)
 	/* a thread running while others were seized may have made a new one, and so may one that
 	 * exited before it stopped: scan again until a scan finds no thread it had not seen (everyone
 	 * known is stopped or gone then, so nobody can make more) */
-	static struct gone g;
-	g.n = 0;
+	struct gone g = { .n = 0 };
 	for (int round = 0; round < 64; round++) {
 		int found = seize_new(t, &g);
 		if (found <= 0) return found;

@@ -152,24 +152,27 @@ function unpend (g: Guest): void {
  */
 export function superviseFamily (g: Guest, r: RestoredHandle, current: () => boolean, retryMs = FAMILY_RETRY_MS, denyAfter = FAMILY_DENY_AFTER): void {
   r.family?.on('call', ({ id, call }: { id: string, call: string }) => {
-    const ask = (): void => {
-      const p = pending.get(g)
-      if (!current() || p === undefined) { unpend(g); return }
-      if (g.leaving) return
-      log('guest %d (pid %d at home) calls %s: asking home to take it back', g.pid, g.homePid, call)
-      void g.conn.send({ t: 'family', call: familyPending(g) ?? call }).catch(() => {})
-    }
     let p = pending.get(g)
     if (p === undefined) {
-      const timer = setInterval(ask, retryMs)
+      const timer = setInterval(() => askHome(g, current), retryMs)
       timer.unref()
-      p = { calls: new Map(), timer, failed: 0, denyAfter }
-      pending.set(g, p)
-      void r.exited.then(() => { if (pending.get(g) === p) unpend(g) })
+      const mine: Pending = { calls: new Map(), timer, failed: 0, denyAfter }
+      pending.set(g, mine)
+      void r.exited.then(() => { if (pending.get(g) === mine) unpend(g) })
+      p = mine
     }
     p.calls.set(id, call)
-    ask()
+    askHome(g, current)
   })
+}
+
+/** Asks g's home to take it back for the family call it waits in (none, or g no longer here: forgotten). */
+function askHome (g: Guest, current: () => boolean): void {
+  const call = familyPending(g)
+  if (!current() || call === undefined) { unpend(g); return }
+  if (g.leaving) return
+  log('guest %d (pid %d at home) calls %s: asking home to take it back', g.pid, g.homePid, call)
+  void g.conn.send({ t: 'family', call }).catch(() => {})
 }
 
 /**
