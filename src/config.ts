@@ -161,7 +161,8 @@ export const FAMILY_RETRY_MS = 1000
  * Failed trips home a guest's family call waits through before it fails as the call would (EAGAIN,
  * ECHILD, ...; docs/family.md): a temporary cause (unread input on its node, no room for the copy,
  * a dump that failed) gets that many tries, FAMILY_RETRY_MS apart, since a wrong answer stays wrong
- * (a shell that reads ECHILD from wait takes its child for ended).
+ * (a shell that reads ECHILD from wait takes its child for ended). Also the tries a locked process
+ * brought home for a family call (and a locked child it forked) gets to go to its node.
  */
 export const FAMILY_DENY_AFTER = 5
 /** How often a locked process brought home for a family call is checked for being done with it (ms). */

@@ -102,7 +102,7 @@ export class Descendants {
         const there = typeof p.where === 'number' ? p.where : returnsOf(this.home).get(p.pid)
         if (c.lock && there !== undefined) {
           log('locked child %d of %d goes where its parent runs: node %d', pid, p.pid, there)
-          try { void this.home.requestMove(pid, there) } catch (e) { log('child %d: %s', pid, (e as Error).message) }
+          placeLocked(this.home, c, there)
         }
       }
     }
@@ -248,7 +248,7 @@ function returnsOf (home: Home): Map<number, number> {
  * thread. The children it forked meanwhile are adopted at once (the scan), and, locked as it is,
  * sent to `node` too.
  */
-export function returnWhenDone (home: Home, p: HomeProc, node: number, everyMs = FAMILY_RETURN_MS, syscalls: (pid: number) => string[] = threadSyscallLines): void {
+export function returnWhenDone (home: Home, p: HomeProc, node: number, everyMs = FAMILY_RETURN_MS, syscalls: (pid: number) => string[] = threadSyscallLines, tries = FAMILY_DENY_AFTER): void {
   const map = returnsOf(home)
   map.set(p.pid, node)
   scanners.get(home)?.scan()
@@ -263,7 +263,32 @@ export function returnWhenDone (home: Home, p: HomeProc, node: number, everyMs =
     scanners.get(home)?.scan() // its last children go with it
     stop()
     log('locked process %d is done with its family calls: back to node %d', p.pid, node)
-    try { void home.requestMove(p.pid, node) } catch (e) { log('process %d stays home: %s', p.pid, (e as Error).message) }
+    // a move that fails leaves it home, done with its calls: it is checked again (a lock keeps the
+    // balancer off it, so nothing else would send it)
+    placeLocked(home, p, node, tries, retryMs => {
+      if (tries > 1) setTimeout(() => returnWhenDone(home, p, node, everyMs, syscalls, tries - 1), retryMs).unref()
+    })
   }, everyMs)
   t.unref()
+}
+
+/**
+ * Sends locked process p, at home, to `node`. A lock keeps the balancer off it, so a move that
+ * fails (a target busy, a dump that failed) would leave it home for good: it is tried again every
+ * FAMILY_RETRY_MS while p is at home and locked, `tries` times in all. `retry`: what trying again
+ * is (by default the same move).
+ */
+function placeLocked (home: Home, p: HomeProc, node: number, tries = FAMILY_DENY_AFTER, retry?: (retryMs: number) => void): void {
+  const again = (why: string): void => {
+    log('locked process %d stays home for now (%d tries left): %s', p.pid, tries - 1, why)
+    if (retry !== undefined) { retry(FAMILY_RETRY_MS); return }
+    if (tries <= 1) return
+    setTimeout(() => {
+      if (home.procs.get(p.pid) !== p || p.where !== 'home' || !p.lock) return
+      placeLocked(home, p, node, tries - 1)
+    }, FAMILY_RETRY_MS).unref()
+  }
+  let move: Promise<void>
+  try { move = home.requestMove(p.pid, node) } catch (e) { again((e as Error).message); return }
+  void move.then(() => { if (p.where === 'home') again(p.lastError || 'it did not move') })
 }

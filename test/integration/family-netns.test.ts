@@ -37,6 +37,16 @@ after(async () => {
   bins?.cleanup()
 })
 
+/** A test that, when it fails, leaves the last lines of every daemon's log in the report. */
+function ftest (name: string, fn: () => Promise<void>): void {
+  test(name, async t => {
+    try { await fn() } catch (e) {
+      for (const node of lab.nodes) t.diagnostic(`node ${node.id}:\n${node.logTail(40)}`)
+      throw e
+    }
+  })
+}
+
 const fifoSink = (name: string): ReturnType<typeof sharedSink> => sharedSink(bins.dir, name)
 
 interface Family {
@@ -133,7 +143,7 @@ async function spreads (cmd: string[]): Promise<void> {
   } finally { f.close() }
 }
 
-test('mosrun -l bash -c "for ...; do member & done; wait": the members spread and the loop ends as an undisturbed run', async () => {
+ftest('mosrun -l bash -c "for ...; do member & done; wait": the members spread and the loop ends as an undisturbed run', async () => {
   await spreads(['bash', '-c', `for i in 1 2 3 4; do member $i ${ROUNDS} spin & done; wait`])
 })
 
@@ -144,15 +154,15 @@ function makefile (): string {
   return mk
 }
 
-test('mosrun -l make -j4 of four CPU-bound recipes spreads and finishes', async () => {
+ftest('mosrun -l make -j4 of four CPU-bound recipes spreads and finishes', async () => {
   await spreads(['make', '-s', '-f', makefile(), '-j4'])
 })
 
-test('mosrun -l xargs -P4 spreads and finishes', async () => {
+ftest('mosrun -l xargs -P4 spreads and finishes', async () => {
   await spreads(['bash', '-c', `printf '1\\n2\\n3\\n4\\n' | xargs -P4 -I{} member {} ${ROUNDS} spin`])
 })
 
-test('a locked parent that forks after it moved: the fork is made at home, its children are members there, born where it ran', async () => {
+ftest('a locked parent that forks after it moved: the fork is made at home, its children are members there, born where it ran', async () => {
   const f = mosrun(['-L', forker, '2', ROUNDS, 'fork-later', 'spin'], 'pipe')
   try {
     await until('ready', () => f.out() === 'forker ready\n', 20_000)
@@ -177,7 +187,7 @@ test('a locked parent that forks after it moved: the fork is made at home, its c
   } finally { f.close() }
 })
 
-test('a parent moved while its children run elsewhere hears of their end (SIGCHLD) and reaps them', async () => {
+ftest('a parent moved while its children run elsewhere hears of their end (SIGCHLD) and reaps them', async () => {
   const f = mosrun(['-L', forker, '2', ROUNDS, 'wait-later'], 'pipe')
   try {
     await until('ready, the children done with their work', () => f.out().includes('forker ready') && f.out().includes('child 0') && f.out().includes('child 1'), 20_000)
@@ -203,7 +213,7 @@ test('a parent moved while its children run elsewhere hears of their end (SIGCHL
   } finally { f.close() }
 })
 
-test('SIGINT to the process group of a spread make -j4 (Ctrl-C) ends every member wherever it runs', async () => {
+ftest('SIGINT to the process group of a spread make -j4 (Ctrl-C) ends every member wherever it runs', async () => {
   // (not a bash & loop: a shell without job control starts background commands with SIGINT ignored)
   const f = mosrun(['-l', 'make', '-s', '-f', makefile(), '-j4'])
   try {

@@ -262,6 +262,39 @@ test('a locked process brought home for a fork goes back once done with family c
   void engine
 })
 
+test('a locked child whose move to its parent\'s node fails is sent again; so is a parent whose move back fails', async () => {
+  const engine = new FamilyEngine()
+  const peers: Array<Peer & { node: number }> = []
+  const home = homeOf(engine, peers)
+  const tree: Record<number, number[]> = {}
+  const scanner = new Descendants(home, pid => tree[pid] ?? [], 60_000) // scans when told
+  const p = home.adopt(31337)
+  p.lock = true
+  tree[31337] = [4002]
+  returnWhenDone(home, p, 2, 10, () => ['running'])
+  const child = home.procs.get(4002)
+  assert.ok(child, 'its child is adopted')
+  // the child's offer (the first dial) and the parent's are refused: both stay home for now
+  await until(() => peers.length === 2, 'two offers')
+  for (const peer of peers) {
+    await peer.next('migrate')
+    await peer.link.send({ t: 'refuse', reason: 'busy' })
+  }
+  await until(() => p.where === 'home' && child.where === 'home', 'both home after the refusals')
+  // tried again (FAMILY_RETRY_MS later): accepted this time
+  await until(() => peers.length === 4, 'two new offers', 5000)
+  for (const peer of peers.slice(2)) {
+    await peer.next('migrate')
+    await peer.link.send({ t: 'accept', hostinfo: '' })
+    await peer.next('image-end')
+    peer.image()
+    await peer.link.send({ t: 'running', pid: 555, bytes: 1, ms: 1 })
+    await peer.next('run')
+  }
+  await until(() => p.where === 2 && child.where === 2, 'both on node 2')
+  assert.equal(scanner.adopted, 1)
+})
+
 test('a locked process called home for a fork: a child it forks as soon as it runs there, before the move is seen over, is sent to its node', async () => {
   const { home, peer } = await awayOnNode2()
   const p = home.procs.get(31337)
