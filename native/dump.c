@@ -18,6 +18,53 @@ int dump_pages_run(struct imgw *w, struct tracee *t, uint8_t *buf, uint64_t addr
 }
 
 uint64_t g_valid_pages;	/* pages of PREVALID ranges (pre-copy) */
+uint64_t g_zero_pages;	/* pages left out as the shared zero page */
+
+/* the pagemap entry of one page of this process, after reading it (0 when it cannot be read) */
+static uint64_t own_entry(volatile uint8_t *p)
+{
+	(void)*p;
+	uint64_t en = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 && pread(fd, &en, 8, (uint64_t)(uintptr_t)p / PAGE * 8) != 8) en = 0;
+	if (fd >= 0) close(fd);
+	return en;
+}
+
+/* The page frames of the kernel's zero page and, where THP is used, of its huge zero page
+ * (from this process's own reads of untouched memory). A page of private anonymous memory the
+ * process has only read maps one of them: it is left out of the image (the restore leaves it
+ * absent, and it reads as zeros again) rather than sent and made a page of its own. Unknown (no
+ * frame numbers in pagemap without CAP_SYS_ADMIN): nothing is left out. */
+#define HUGE (2UL << 20)
+static uint64_t zpfn, hzpfn;
+static int zero_known = -1;
+#define PM_PFN(en) ((en) & ((1ULL << 55) - 1))
+#define PM_EXCL (1ULL << 56)
+static void zero_frames(void)
+{
+	zero_known = 0;
+	uint8_t *m = mmap(NULL, 3 * HUGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED) return;
+	uint64_t en = own_entry(m);
+	if ((en >> 63 & 1) && !(en & PM_EXCL) && PM_PFN(en)) { zpfn = PM_PFN(en); zero_known = 1; }
+	uint8_t *h = (uint8_t *)(((uintptr_t)m + HUGE - 1) & ~(HUGE - 1));
+	if (zero_known && !madvise(h, HUGE, MADV_HUGEPAGE)) {
+		/* the huge zero page (where THP is on): a frame that is not the process's own and starts
+		 * 512 of them in a row; this process's use of it keeps it for as long as it lives */
+		en = own_entry(h);
+		if ((en >> 63 & 1) && !(en & PM_EXCL) && PM_PFN(en) != zpfn && !(PM_PFN(en) % (HUGE / PAGE))) hzpfn = PM_PFN(en);
+	}
+	munmap(m, 3 * HUGE);
+}
+
+static int zero_page(uint64_t en)
+{
+	if (zero_known < 0) zero_frames();
+	if (!zero_known || !(en >> 63 & 1) || (en & PM_EXCL)) return 0;
+	uint64_t f = PM_PFN(en);
+	return f == zpfn || (hzpfn && f >= hzpfn && f < hzpfn + HUGE / PAGE);
+}
 
 /* The pages of region v: R_PAGES records of the pages that exist. In a pre-copy dump, the pages of
  * a tracked region that were not written since the last round are R_PREVALID ranges instead (their
@@ -45,6 +92,7 @@ int dump_vma_pages(struct imgw *w, struct tracee *t, int pmfd, const struct img_
 				uint64_t en = pm[k];
 				int present = (en >> 63) & 1, swapped = (en >> 62) & 1, filepage = (en >> 61) & 1;
 				want = swapped || (present && (v->kind != K_FILE_PRIV || !filepage));
+				if (want && v->kind != K_FILE_PRIV && zero_page(en)) { want = 0; g_zero_pages++; }
 			}
 			if (!want) continue;
 			uint64_t a = v->start + (i + k) * PAGE;
@@ -323,7 +371,7 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	if (e) { free(vm); return e; }
 	res->nvma = nv;
 	res->vmas = vm;
-	ctlf("STAT bytes=%llu pages=%llu vmas=%d threads=%d injections=%ld", (unsigned long long)w.bytes, (unsigned long long)w.pages, nv, 1 + t->nthr, t->ninject);
+	ctlf("STAT bytes=%llu pages=%llu zero_pages=%llu vmas=%d threads=%d injections=%ld", (unsigned long long)w.bytes, (unsigned long long)w.pages, (unsigned long long)g_zero_pages, nv, 1 + t->nthr, t->ninject);
 	if (g_pc) ctlf("STAT final_pages=%llu valid_pages=%llu", (unsigned long long)w.pages, (unsigned long long)g_valid_pages);
 	return 0;
 }

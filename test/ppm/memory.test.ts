@@ -1,5 +1,6 @@
 // Memory and process state: a 200 MB walker moved around, the exact layout and attributes after a
-// restore, and the full vector register state (AVX, AVX-512) of a process caught mid-computation.
+// restore, the full vector register state (AVX, AVX-512) of a process caught mid-computation, the
+// page fill, and the pages a process only read (the zero page), left out of its image.
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { chmodSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs'
@@ -150,4 +151,41 @@ test('page fill: UFFDIO_COPY into private anonymous regions, /proc/PID/mem elsew
   assert.deepEqual(await s.exited, { code: 4, signal: null })
   assert.equal(s.out, ref.out)
   assert.ok(readFileSync(ss).equals(readFileSync(rs)), 'shared file identical')
+})
+
+/** the Rss (kB) of the region that starts at `start` (hex), from smaps */
+function region (pid: number, start: string): { rss: number } {
+  const text = readFileSync(`/proc/${pid}/smaps`, 'utf8')
+  const at = text.indexOf(`\n${start}-`) + 1 || (text.startsWith(`${start}-`) ? 0 : -1)
+  assert.ok(at >= 0, `a region at ${start}`)
+  const next = text.slice(at).search(/\n[0-9a-f]+-[0-9a-f]+ /)
+  const block = next < 0 ? text.slice(at) : text.slice(at, at + next + 1)
+  return { rss: Number(/^Rss:\s+(\d+) kB/m.exec(block)?.[1]) }
+}
+
+test('pages only read (the kernel\'s zero page) are left out of the image: a sparse region read in full stays as small as it was', async () => {
+  const bin = lab.compile('sparse')
+  const s = lab.start(bin, ['64'], ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => lines(s.out) >= 1, 5000, 'ready')
+  const [, dense, sparse] = /^dense (\w+) sparse (\w+)/.exec(s.out) ?? []
+  process.kill(s.pid, 'SIGUSR1') // it reads both regions in full (its checksums)
+  await waitFor(() => lines(s.out) >= 2, 5000, 'its checksums')
+  const sums = s.out.split('\n')[1]
+  const before = { dense: region(s.pid, dense), sparse: region(s.pid, sparse) }
+  assert.ok(before.dense.rss >= 64 * 1024 && before.sparse.rss < 1024, `dense ${before.dense.rss} kB, sparse ${before.sparse.rss} kB`)
+  const d = await dump(s.pid, lab.path('zero.img'))
+  await s.exited
+  assert.ok(Number(d.stats.zero_pages) >= 16 * 1024 - 64, `pages left out as the zero page: ${d.stats.zero_pages}`)
+  assert.ok(Number(d.stats.bytes) < 66 << 20, `the image holds the dense region and little else: ${d.stats.bytes} bytes`)
+  const r = lab.track(await restore(lab.path('zero.img'), { keepPid: false, stdio: ['ignore', 'pipe', 'ignore'] }))
+  let out = ''
+  r.stdout?.on('data', (b: Buffer) => { out += b.toString() })
+  const after = { dense: region(r.pid, dense), sparse: region(r.pid, sparse) }
+  assert.equal(after.dense.rss, before.dense.rss)
+  assert.equal(after.sparse.rss, before.sparse.rss, 'the sparse region no bigger than it was')
+  process.kill(r.pid, 'SIGUSR1')
+  await waitFor(() => out.includes('\n'), 5000, 'the copy\'s checksums')
+  assert.equal(out, `${sums}\n`, 'the same memory: what was left out reads as zeros')
+  process.kill(r.pid, 'SIGUSR2')
+  assert.deepEqual(await r.exited, { code: 0, signal: null })
 })
