@@ -30,6 +30,7 @@ import { MetricsServer } from '../metrics/server.js'
 import { MigrationLog } from '../metrics/migrations.js'
 import { formatListen, parseListen } from '../util/listen.js'
 import { Discovery, discoveryOptions } from '../discovery/discovery.js'
+import { monotonicMs } from '../util/clock.js'
 
 const log = debug('hpcfs:hpcd')
 
@@ -179,7 +180,7 @@ async function main (): Promise<void> {
   probe.start()
   const node = new HpcNode(cfg, probe, keys, {
     seeds: await Promise.all(cfg.join.map(s => resolveSeed(s, cfg.port))),
-    now: () => performance.now(),
+    now: monotonicMs,
     // (kept in the state dir: a restart never comes back lower, whatever the clock says)
     incarnation: nextIncarnation(join(cfg.stateDir, String(cfg.id), 'incarnation'))
   })

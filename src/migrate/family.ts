@@ -23,6 +23,7 @@
 import { readFileSync, readdirSync } from 'node:fs'
 import { constants } from 'node:os'
 import debug from '../util/log.js'
+import { monotonicMs } from '../util/clock.js'
 import { FAMILY_DENY_AFTER, FAMILY_RETRY_MS, FAMILY_RETURN_MS, FAMILY_SCAN_MS } from '../config.js'
 import type { RestoredHandle } from './engine.js'
 import type { Guest } from './guest.js'
@@ -217,7 +218,7 @@ export function familyCall (home: Home, p: HomeProc, conn: Link, m: FamilyMsg): 
       // home blocked in the call, and a parent that waits here for its children must not look
       // CPU-bound to the balancer by its history (it would be sent out, and back at once); one
       // that works on after the call shows it within a window and may be sent out again.
-      p.decay.cleared = Date.now()
+      p.decay.cleared = monotonicMs()
       log('process %d is home for its %s after %d ms', p.pid, m.call, Date.now() - t0)
       if (p.lock) returnWhenDone(home, p, node)
       return

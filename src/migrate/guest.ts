@@ -30,6 +30,7 @@ import { GuestStates, type GuestRecord } from './state.js'
 import { poll } from '../util/poll.js'
 import { ImageCopy, ImageIn, TICKET_MS, Tickets, memoryRefusal, rawSink, rawSource, replay, sendImage, tee } from './transfer.js'
 import { trace } from '../util/trace.js'
+import { monotonicMs } from '../util/clock.js'
 
 const log = debug('hpcfs:guest')
 
@@ -77,7 +78,7 @@ export class Guest {
   /** its relayed descriptors above 2 (relay.ts) */
   readonly relays: GuestRelays
   outputDone: Promise<void>
-  /** When this node last asked home to move it on, or home last said no (0: never); the balancer waits 30 s after either. */
+  /** When this node last asked home to move it on, or home last said no (monotonicMs; 0: never); the balancer waits 30 s after either. */
   moveAsked = 0
   /** Its relayed fds whose close home has been told of (an output's end and its input's check both see a socket's). */
   readonly closedFds = new Set<number>()
@@ -606,7 +607,7 @@ export class GuestSide {
         g.out.ack(m.got)
         break
       case 'move-failed':
-        g.moveAsked = Date.now()
+        g.moveAsked = monotonicMs()
         log('home did not move guest %d: %s', g.pid, m.reason)
         break
       default:
@@ -827,7 +828,7 @@ export class GuestSide {
       g.r.release()
       again = await this.d.engine.restore(await replay(copy), { hold: true, family: true, leaseMs: this.leaseMs })
     } catch (e) { this.unrecord(g); throw e }
-    const h = this.startGuest(g.conn, again, g.home, g.homePid, g.stdinMode, g.age + (Date.now() - g.since) / 1000, Date.now(), g.out, g.inGot)
+    const h = this.startGuest(g.conn, again, g.home, g.homePid, g.stdinMode, g.age + Math.max(0, Date.now() - g.since) / 1000, Date.now(), g.out, g.inGot)
     Object.assign(h.decay, g.decay)
     h.held = true
     this.save(h)
@@ -995,7 +996,7 @@ export class GuestSide {
 
   /** This node's balancer found a cheaper node for a guest: its home moves it (or says why not). */
   askHomeToMove (g: Guest, target: number, why: string): void {
-    g.moveAsked = Date.now()
+    g.moveAsked = monotonicMs()
     void g.conn.send({ t: 'move-request', node: target, why }).catch(() => {})
   }
 

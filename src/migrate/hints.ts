@@ -1,12 +1,13 @@
 // Decay hints of a process (openMosix decay/, proc/<pid>/decay): how its CPU statistics decay in
 // the balancer. Home holds them; they travel with every move (migrate) and every change reaches
 // the node it runs on (hint).
+import { monotonicMs } from '../util/clock.js'
 
 /**
  * How a process's CPU statistics decay: `rate` slow (admin/slow-decay, the default) or fast
  * (admin/fast-decay); `kind` cpujob (counted CPU-bound whatever it used lately), iojob (counted as
- * using no CPU) or none; `cleared` when the statistics were last cleared (ms; the balancer starts
- * them afresh). `perMille` and `interval` (mosrun -d, -t): its own per-mille kept each interval
+ * using no CPU) or none; `cleared` when the statistics were last cleared (ms, monotonicMs; the
+ * balancer starts them afresh). `perMille` and `interval` (mosrun -d, -t): its own per-mille kept each interval
  * and its own interval in seconds, instead of the node's.
  */
 export interface DecayHints { rate: 'slow' | 'fast', kind: '' | 'cpujob' | 'iojob', cleared: number, perMille?: number, interval?: number }
@@ -30,7 +31,7 @@ export function parseHint (text: string): DecayHint | undefined {
 export function defaultHints (): DecayHints { return { rate: 'slow', kind: '', cleared: 0 } }
 
 /** Applies one hint to a process's decay settings (a rate name replaces its own per-mille). */
-export function applyHint (d: DecayHints, hint: DecayHint, now = Date.now()): void {
+export function applyHint (d: DecayHints, hint: DecayHint, now = monotonicMs()): void {
   if (hint === 'clear') { d.cleared = now; d.kind = '' } else if (hint === 'slow' || hint === 'fast') { d.rate = hint; d.perMille = undefined } else if (hint === 'cpujob' || hint === 'iojob') d.kind = hint
   else if (hint.startsWith('decay ')) d.perMille = Number(hint.slice(6))
   else d.interval = Number(hint.slice(9))

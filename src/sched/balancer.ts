@@ -14,6 +14,7 @@
 // balancing off; a move this node decides or sees (its processes' `moved` events) is counted on
 // the nodes it changes (src/sched/inflight.ts) until their own news shows it.
 import debug from '../util/log.js'
+import { monotonicMs } from '../util/clock.js'
 import type { HpcNode } from '../core/node.js'
 import type { DecayHints, Migrator } from '../migrate/migrator.js'
 import { CostModel } from './cost.js'
@@ -25,7 +26,7 @@ import { nodeViewOf, selfViewOf } from './view.js'
 
 const log = debug('hpcfs:sched')
 
-/** A process's decayed CPU share and runnable fraction, and the counters of the last sample. */
+/** A process's decayed CPU share and runnable fraction, and the counters of the last sample (`at`: monotonicMs). */
 interface Usage { ticks: number, ns: number, at: number, cpu: number, runnable: number, fresh: boolean }
 
 /** Shorter windows than this give CPU shares too coarse to use (ticks of 10 ms): not sampled. */
@@ -64,7 +65,7 @@ export class Balancer {
   readonly tunables: SchedTunables = { ...SCHED_DEFAULTS }
   private readonly usage = new Map<number, Usage>()
   private readonly model: CostModel
-  /** Processes a move of which failed: not tried again before this time (ms). */
+  /** Processes a move of which failed: not tried again before this time (monotonicMs). */
   private readonly backoff = new Map<number, number>()
   readonly stats: SchedStats = { decisions: 0, placements: 0, moves: 0, asks: 0, failures: 0 }
   /** Moves in flight, on the gossip clock (ms). */
@@ -75,7 +76,7 @@ export class Balancer {
   private readonly known = new Map<number, { demand: number, mem: number }>()
   /** Own processes away: the node each runs on. */
   private readonly away = new Map<number, number>()
-  /** Own processes that came home: when (ms), for their residence. */
+  /** Own processes that came home: when (monotonicMs), for their residence. */
   private readonly homeSince = new Map<number, number>()
   /** Guests whose home this node asked to move them: the target and when it asked. */
   private readonly asked = new Map<number, { target: number, at: number }>()
@@ -103,7 +104,7 @@ export class Balancer {
     if (from !== undefined && from !== where) this.inflight.left(pid, from, now, d, mem)
     if (where === 0) {
       this.away.delete(pid)
-      this.homeSince.set(pid, Date.now())
+      this.homeSince.set(pid, monotonicMs())
       // its counters here stood still while it was away: its history starts again (first window)
       this.usage.delete(pid)
       if (!this.present.has(pid)) { this.present.set(pid, d); this.shift(d, `${pid} came home`) }
@@ -123,10 +124,11 @@ export class Balancer {
    * landed; still here and refused, failed.
    */
   private lookAround (): void {
-    const now = Date.now()
+    const now = monotonicMs()
+    const wall = Date.now()
     const seen = new Map<number, { demand: number, since: number }>() // since: seconds here (Infinity: long before)
     for (const g of this.migrator.guests.values()) {
-      seen.set(g.pid, { demand: this.present.get(g.pid) ?? (g.decay.kind === 'iojob' ? 0 : 1), since: (now - g.since) / 1000 })
+      seen.set(g.pid, { demand: this.present.get(g.pid) ?? (g.decay.kind === 'iojob' ? 0 : 1), since: Math.max(0, (wall - g.since) / 1000) })
       const a = this.asked.get(g.pid)
       if (a !== undefined && !g.leaving && g.moveAsked !== a.at) { this.inflight.failed(g.pid); this.asked.delete(g.pid) }
     }
@@ -191,8 +193,11 @@ export class Balancer {
     return kind(u.cpu, u.fresh || !Number.isFinite(u.runnable) ? undefined : u.runnable)
   }
 
-  /** This node's view: itself, the processes that run here (its own and guests), the nodes it hears. */
-  view (now = Date.now()): LocalView {
+  /**
+   * This node's view: itself, the processes that run here (its own and guests), the nodes it hears.
+   * `now`: monotonicMs (a guest's arrival, `since`, is a wall-clock time: it is kept on disk).
+   */
+  view (now = monotonicMs()): LocalView {
     const self = this.node.view(this.node.id)
     // Itself at its local (mean) load, as MOSIX decides (it rises slowly and falls at once), moved
     // at once by the processes that came or left (lookAround, moved); the others by what they
@@ -201,10 +206,11 @@ export class Balancer {
     const selfView = selfViewOf(this.node.id, { ...(self?.info ?? this.node.gossip.self()), load: local, status: self?.status ?? 0 })
     const procs: ProcInfo[] = []
     const up = uptime()
+    const wall = Date.now()
     for (const g of this.migrator.guests.values()) {
       if (g.leaving) continue
       const mem = residentBytes(g.pid)
-      const residence = (now - g.since) / 1000
+      const residence = Math.max(0, (wall - g.since) / 1000)
       procs.push({
         pid: g.pid,
         ...this.measure(g.pid, now, g.decay),
@@ -271,7 +277,7 @@ export class Balancer {
 
   /** Every interval: the processes that came and went, then at most one automatic move. */
   tick (): void {
-    const now = Date.now()
+    const now = monotonicMs()
     this.lookAround()
     const view = this.view(now) // measures every process, with balancing off too (their decayed history)
     if (!this.enabled) return
@@ -294,12 +300,12 @@ export class Balancer {
     try {
       void this.migrator.requestMove(pid, target).then(() => {
         const p = this.migrator.procs.get(pid)
-        if (p && p.lastError) { this.backoff.set(pid, Date.now() + 30_000); this.inflight.failed(pid); this.stats.failures++ }
+        if (p && p.lastError) { this.backoff.set(pid, monotonicMs() + 30_000); this.inflight.failed(pid); this.stats.failures++ }
       })
       this.stats.moves++
     } catch (e) {
       log('move %d refused: %s', pid, (e as Error).message)
-      this.backoff.set(pid, Date.now() + 30_000)
+      this.backoff.set(pid, monotonicMs() + 30_000)
       this.inflight.failed(pid)
       this.stats.failures++
     }
