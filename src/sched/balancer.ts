@@ -81,8 +81,9 @@ export class Balancer {
   /** Guests whose home this node asked to move them: the target and when it asked. */
   private readonly asked = new Map<number, { target: number, at: number }>()
 
-  constructor (readonly node: HpcNode, readonly migrator: Migrator, clusterSize = 2) {
-    this.model = new CostModel(Math.max(2, clusterSize))
+  constructor (readonly node: HpcNode, readonly migrator: Migrator) {
+    // the base is the number of nodes (docs/sched.md, Cost), which view() follows as nodes join
+    this.model = new CostModel(node.nodeIds().length)
     this.inflight = new InFlight(PROBE_PERIOD_MS + node.cfg.interval * 1000, 30_000)
     migrator.on('moved', (pid: number, where: number) => { this.moved(pid, where) })
   }
@@ -257,6 +258,7 @@ export class Balancer {
       const v = this.node.view(id)
       if (v) others.push(this.inflight.apply(nodeViewOf(v.info, v.up), clock - v.age, clock))
     }
+    this.model.resize(others.length + 1)
     return {
       self: selfView,
       procs,
@@ -325,9 +327,10 @@ export class Balancer {
     const clock = this.clock
     const flying = this.inflight.list().map(e => `node ${e.node} ${e.demand >= 0 ? '+' : ''}${e.demand.toFixed(2)} (pid ${e.pid} ${e.demand >= 0 ? 'to' : 'from'} it, ${e.landedAt === undefined ? 'under way' : `${((clock - e.landedAt) / 1000).toFixed(1)} s ago`})`)
     const inflight = `in flight: ${flying.length > 0 ? flying.join(', ') : 'none'}\n`
+    const model = `cost: base ${this.model.base} (nodes), max_jobs ${this.model.maxJobs}\n`
     const s = this.stats
     const counters = `counters: rounds ${s.decisions} placements ${s.placements} moves ${s.moves} asks ${s.asks} failures ${s.failures}\n`
-    return head + bw + inflight + counters + d.processes.map(formatExplanation).join('')
+    return head + bw + inflight + model + counters + d.processes.map(formatExplanation).join('')
   }
 
   /** admin/sched: one `name value` line per tunable. */

@@ -43,7 +43,7 @@ export function loadToJobs (load: number): number { return Math.max(0, load) / 1
  * decision maker and let it observe every load it sees, so max_jobs only ever grows.
  */
 export class CostModel {
-  readonly base: number
+  base: number
   maxJobs: number
 
   constructor (n: number, maxJobs = 1) {
@@ -51,6 +51,9 @@ export class CostModel {
     this.base = Math.max(2, n)
     this.maxJobs = Math.max(1, maxJobs)
   }
+
+  /** The cluster has `n` nodes now (one joined, or was configured): the base follows; max_jobs is kept. */
+  resize (n: number): void { this.base = Math.max(2, n) }
 
   /** Notes a node load (jobs per standard CPU): doubles max_jobs until load ≤ max_jobs. True if it grew. */
   observe (load: number): boolean {
