@@ -48,6 +48,18 @@ static uint64_t pick_free(struct image *im, struct vma *cur, int ncur, uint64_t 
 	return 0;
 }
 
+/* sigaltstack(scr, NULL), injected with the stack pointer in the scratch area: the kernel refuses to
+ * change the alternate stack of a thread that runs on it (EPERM), and a hollow original caught in
+ * a handler on its alternate stack has its stack pointer there (the call itself uses no stack) */
+static int set_altstack(struct tracee *t, uint64_t scr, long *rv)
+{
+	uint64_t sp = t->regs0.rsp;
+	t->regs0.rsp = scr + SCRATCH_LEN - 64;
+	int e = inject(t, SYS_sigaltstack, scr, 0, 0, 0, 0, 0, rv);
+	t->regs0.rsp = sp;
+	return e;
+}
+
 /* A thread's own state but its registers, scheduling and signal mask: alternate stack, name, rseq,
  * robust futex list, clear_child_tid. t is that thread, stopped, in the restored memory. */
 int restore_thread(struct tracee *t, const struct image_thread *it, uint64_t scr)
@@ -58,8 +70,10 @@ int restore_thread(struct tracee *t, const struct image_thread *it, uint64_t scr
 		return fail(EBADMSG, "thread %d: bad scheduling (policy %d, nice %d)", th->tid, th->policy, th->nice);
 	if (!(th->ss_flags & SS_DISABLE) && th->ss_size) {
 		struct { uint64_t sp; int32_t flags, pad; uint64_t size; } ss = { th->ss_sp, th->ss_flags & ~SS_ONSTACK, 0, th->ss_size };
+		long rv;
 		e = mem_write(t, scr, &ss, sizeof ss);
-		if (!e) e = INJ(t, NULL, SYS_sigaltstack, scr, 0, 0, 0, 0, 0);
+		if (!e) e = set_altstack(t, scr, &rv);
+		if (!e && rv) e = fail((int)-rv, "injected SYS_sigaltstack failed: %s", strerror((int)-rv));
 	}
 	if (!e) e = mem_write(t, scr, th->comm, sizeof th->comm);
 	if (!e) e = INJ(t, NULL, SYS_prctl, PR_SET_NAME, scr, 0, 0, 0, 0);
@@ -288,12 +302,11 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 	const struct img_thread *th0 = &im->threads[0].th;
 	if (!e && hollow && ((th0->ss_flags & SS_DISABLE) || !th0->ss_size)) {
 		/* a hollow original coming home keeps the alternate stack it had when it left: one the image
-		 * has none of is turned off (the kernel refuses while the thread runs on it, EPERM: then it
-		 * stays as it was) */
+		 * has none of is turned off (set_altstack: also when the original was left on it) */
 		struct { uint64_t sp; int32_t flags, pad; uint64_t size; } off = { 0, SS_DISABLE, 0, 0 };
 		long rv;
 		e = mem_write(t, scr, &off, sizeof off);
-		if (!e) e = inject(t, SYS_sigaltstack, scr, 0, 0, 0, 0, 0, &rv);
+		if (!e) e = set_altstack(t, scr, &rv);
 	}
 	/* 11. attributes */
 	uint64_t cwd = e ? 0 : batch_data(&bt, c->cwd, strlen(c->cwd) + 1, &e);

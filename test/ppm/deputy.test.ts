@@ -126,6 +126,22 @@ test('return home: an alternate signal stack the process turned off while away i
   assert.equal(s.out, 'ready\noff\naltstack disabled\n')
 })
 
+test('return home while it runs on its alternate signal stack (in a handler): the restore into the original sets the stack again', async () => {
+  const bin = lab.compile('onalt')
+  const go = lab.path('onalt.go')
+  const s = lab.start(bin, [go], ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => s.out === 'ready\n', 5000, 'ready')
+  process.kill(s.pid, 'SIGUSR1')
+  await waitFor(() => s.out === 'ready\nin handler\n', 5000, 'in its handler')
+  const d = lab.trackDeputy(await deputy(s.pid, lab.path('onalt-a.img')))
+  const r = lab.track(await restore(lab.path('onalt-a.img'), { keepPid: false, stdioFrom: s.pid }))
+  await dump(r.pid, lab.path('onalt-b.img'))
+  await d.restoreInto(lab.path('onalt-b.img'))
+  writeFileSync(go, '')
+  assert.deepEqual(await s.exited, { code: 0, signal: null })
+  assert.equal(s.out, 'ready\nin handler\nhandler done\nbye\n')
+})
+
 test('a synchronous fault during injection aborts at once instead of looping', async () => {
   const bin = lab.compile('counter')
   const s = lab.start(bin, ['1000000', '100', '0', '20000'])
