@@ -4,8 +4,10 @@
  * timer_create take the id it is given) and arms it with the remaining time, at the end of the
  * restore: like itimers, a timer's remaining time is frozen while the process moves. Not carried:
  * the overrun count and the siginfo of a timer signal already pending (it is re-sent as a plain
- * signal, as every pending signal). Timers on the CPU clock of another process or thread, and
- * SIGEV_THREAD notification by the kernel, are refused. */
+ * signal, as every pending signal). A timer that signals one thread (SIGEV_THREAD_ID) signals the
+ * same thread after the restore, by the tid it has then (img_timer.thread: its index among the
+ * image's threads). Timers on the CPU clock of another process or thread, and SIGEV_THREAD
+ * notification by the kernel, are refused. */
 #include "ppm.h"
 
 #define SIGEV_THREAD_ID_ 4
@@ -44,7 +46,11 @@ int timers_check(pid_t pid, int print)
 	for (int i = 0; i < k; i++) {
 		if (v[i].clockid < 0) n += reason(print, "posix-timers", "POSIX timer %d runs on the CPU clock of another process or thread", v[i].id);
 		else if ((v[i].notify & ~SIGEV_THREAD_ID_) == SIGEV_THREAD) n += reason(print, "posix-timers", "POSIX timer %d notifies by SIGEV_THREAD in the kernel", v[i].id);
-		else if ((v[i].notify & SIGEV_THREAD_ID_) && v[i].tid != pid) n += reason(print, "posix-timers", "POSIX timer %d signals thread %d, not the main thread", v[i].id, v[i].tid);
+		else if ((v[i].notify & SIGEV_THREAD_ID_) && v[i].tid != pid) {
+			char fn[64];
+			snprintf(fn, sizeof fn, "/proc/%d/task/%d", pid, v[i].tid);
+			if (access(fn, F_OK)) n += reason(print, "posix-timers", "POSIX timer %d signals thread %d, which has ended", v[i].id, v[i].tid);
+		}
 	}
 	return n;
 }
@@ -58,6 +64,12 @@ int timers_dump(struct tracee *t, uint64_t scratch, struct img_timer *out, int *
 		struct img_timer *r = &out[i];
 		memset(r, 0, sizeof *r);
 		r->id = v[i].id; r->clockid = v[i].clockid; r->signo = v[i].signo; r->notify = v[i].notify; r->sival = v[i].sival;
+		if ((v[i].notify & SIGEV_THREAD_ID_) && v[i].tid != t->pid) {
+			/* the thread it signals, by its place among the image's threads (the main one first) */
+			r->thread = -1;
+			for (int k = 0; k < t->nthr; k++) if (t->thr[k].pid == v[i].tid) r->thread = k + 1;
+			if (r->thread < 0) return fail(ENOTSUP, "POSIX timer %d signals thread %d, not one of the process's", v[i].id, v[i].tid);
+		}
 		int64_t its[4];	/* interval s, ns, value s, ns */
 		e = INJ(t, NULL, SYS_timer_gettime, v[i].id, scratch, 0, 0, 0, 0);
 		if (!e) e = mem_read(t, scratch, its, sizeof its);
@@ -92,7 +104,10 @@ int timers_restore(struct tracee *t, struct image *im, uint64_t scr)
 		sev.value = p->sival;
 		sev.signo = p->signo;
 		sev.notify = p->notify;
-		sev.tid = t->vpid ? t->vpid : t->pid;	/* the thread to signal: the main thread, by the tid it has in its own pid namespace */
+		/* the thread to signal (the main one unless SIGEV_THREAD_ID names another), by the tid it has in its own pid namespace */
+		if (p->thread < 0 || p->thread > t->nthr) { e = fail(EBADMSG, "POSIX timer %d signals thread %d of %d", p->id, p->thread, 1 + t->nthr); break; }
+		const struct tracee *to = p->thread ? &t->thr[p->thread - 1] : t;
+		sev.tid = to->vpid ? to->vpid : to->pid;
 		int32_t id = p->id;
 		e = mem_write(t, scr, &sev, sizeof sev);
 		if (!e) e = mem_write(t, scr + 128, &id, sizeof id);

@@ -79,7 +79,7 @@ test('a guest runs in its own pid namespace under its home pid and tids; its ima
   await waitFor(() => { try { return !children().includes(reaper) } catch { return true } }, 30000, 'the reaper gone with the guest')
 })
 
-test('a guest\'s POSIX timer that signals its main thread (SIGEV_THREAD_ID) is made again for its tid in its namespace', async () => {
+test('a guest\'s POSIX timers that signal one thread (SIGEV_THREAD_ID: its main thread, a worker) are made again for their tids in its namespace', async () => {
   const bin = lab.compile('ptimer')
   const args = ['20', '6', '10']
   const ref = reference(bin, args)
