@@ -46,6 +46,14 @@ export interface Config {
  * peer (the default link timeout).
  */
 export const IMAGE_STALL_MS = 10_000
+/**
+ * A migration connection closed (Conn.close) is destroyed this long after everything written on it
+ * went to the kernel, if the peer has not ended it by then (ms); what is written is never cut off
+ * by this timer: a peer slow to read gets it all (up to CONN_FLUSH_MS).
+ */
+export const CONN_LINGER_MS = 2000
+/** ... and at the latest this long after the close, when what was written cannot go (a peer that stopped reading: ms). */
+export const CONN_FLUSH_MS = 60_000
 
 /**
  * Largest value one write to a tree file may carry: one page, as sysfs allows a store. A longer

@@ -15,6 +15,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Keyring } from '../gossip/keyring.js'
 import { MAC_LEN } from '../gossip/keyring.js'
 import { Link, type FrameType } from './link.js'
+import { CONN_FLUSH_MS, CONN_LINGER_MS } from '../config.js'
 
 export type { FrameType } from './link.js'
 
@@ -187,6 +188,12 @@ export class Conn extends Link {
   pause (): void { this.sock.pause() }
   resume (): void { this.sock.resume() }
 
-  close (): void { this.sock.end(); setTimeout(() => this.sock.destroy(), 2000).unref() }
+  /** Ends the connection after what was written (see CONN_LINGER_MS, CONN_FLUSH_MS). */
+  close (): void {
+    this.sock.end()
+    const kill = (): void => { this.sock.destroy() }
+    const cap = setTimeout(kill, CONN_FLUSH_MS).unref()
+    this.sock.once('finish', () => { clearTimeout(cap); setTimeout(kill, CONN_LINGER_MS).unref() })
+  }
   override abort (e?: Error): void { this.sock.destroy(e) }
 }

@@ -1,7 +1,8 @@
 // Raw images on a transfer connection (src/migrate/wire.ts, docs/migrate.md "Raw images"): while
 // one end is quiet and the other holds its input, bytes written on the socket's descriptor reach
 // the other descriptor whole, none is taken by either daemon's framing, and the frames sent
-// meanwhile follow them in order once both ends are released. Two real connections on loopback.
+// meanwhile follow them in order once both ends are released; a close does not cut off what a slow
+// reader has not read yet. Two real connections on loopback.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readSync, writeSync } from 'node:fs'
@@ -11,6 +12,7 @@ import { Keyring } from '../../src/gossip/keyring.js'
 import { Conn } from '../../src/migrate/wire.js'
 import type { Message } from '../../src/migrate/protocol.js'
 import { until } from './migrate-fixture.js'
+import { CONN_LINGER_MS } from '../../src/config.js'
 
 async function pair (): Promise<{ server: Conn, client: Conn, close: () => void }> {
   const keys = new Keyring(Buffer.from('raw-test-key'))
@@ -83,5 +85,21 @@ test('frames waiting on a quiet end fail when its connection closes', async () =
     const held = client.send({ t: 'run' })
     client.abort()
     await assert.rejects(held, /closed/)
+  } finally { close() }
+})
+
+test('a connection closed right after a big write: a reader slower than the close\'s linger still gets every byte, then the end', async () => {
+  const { server, client, close } = await pair()
+  try {
+    let got = 0
+    server.on('data', (_type: string, payload: Buffer) => { got += payload.length })
+    const ended = once(server, 'close')
+    server.pause() // a slow reader: nothing read for longer than CONN_LINGER_MS
+    const chunk = Buffer.alloc(4 << 20, 0x5a)
+    for (let i = 0; i < 8; i++) void client.frame('O', chunk).catch(() => {})
+    client.close()
+    setTimeout(() => server.resume(), CONN_LINGER_MS + 1000)
+    await ended
+    assert.equal(got, 8 * chunk.length, 'every byte written before the close')
   } finally { close() }
 })
