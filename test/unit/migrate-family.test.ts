@@ -181,6 +181,16 @@ test('guest side: asked again while it waits, not any more once it leaves or end
   assert.equal(engine.calls.length, 0)
 })
 
+/** The test's node takes the move offered on `peer`: accepts, reads the image, runs it. */
+async function acceptMove (peer: Peer): Promise<void> {
+  await peer.next('migrate')
+  await peer.link.send({ t: 'accept', hostinfo: '' })
+  await peer.next('image-end')
+  peer.image()
+  await peer.link.send({ t: 'running', pid: 555, bytes: 1, ms: 1 })
+  await peer.next('run')
+}
+
 /** PID moved to node 2 (the test's), running there. */
 async function awayOnNode2 (): Promise<{ home: Home, engine: FamilyEngine, peer: Peer }> {
   const engine = new FamilyEngine()
@@ -189,12 +199,7 @@ async function awayOnNode2 (): Promise<{ home: Home, engine: FamilyEngine, peer:
   const done = home.requestMove(31337, 2)
   await until(() => peers.length === 1, 'an offer')
   const peer = peers[0]
-  await peer.next('migrate')
-  await peer.link.send({ t: 'accept', hostinfo: '' })
-  await peer.next('image-end')
-  peer.image()
-  await peer.link.send({ t: 'running', pid: 555, bytes: 1, ms: 1 })
-  await peer.next('run')
+  await acceptMove(peer)
   await done
   return { home, engine, peer }
 }
@@ -283,14 +288,7 @@ test('a locked child whose move to its parent\'s node fails is sent again; so is
   await until(() => p.where === 'home' && child.where === 'home', 'both home after the refusals')
   // tried again (FAMILY_RETRY_MS later): accepted this time
   await until(() => peers.length === 4, 'two new offers', 5000)
-  for (const peer of peers.slice(2)) {
-    await peer.next('migrate')
-    await peer.link.send({ t: 'accept', hostinfo: '' })
-    await peer.next('image-end')
-    peer.image()
-    await peer.link.send({ t: 'running', pid: 555, bytes: 1, ms: 1 })
-    await peer.next('run')
-  }
+  for (const peer of peers.slice(2)) await acceptMove(peer)
   await until(() => p.where === 2 && child.where === 2, 'both on node 2')
   assert.equal(scanner.adopted, 1)
 })
