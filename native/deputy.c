@@ -271,8 +271,7 @@ static int deputy_restore(struct tracee *t, const char *path, pid_t from, int fr
 			await_line();
 		}
 		if (!e) {
-			ptrace(PTRACE_DETACH, t->pid, 0, im->c.npend ? im->c.pend[0] : 0);
-			for (uint32_t i = 1; i < im->c.npend && i < 16; i++) kill(t->pid, im->c.pend[i]);
+			restored_run(t, im);
 			for (int i = 0; i < t->npend; i++) kill(t->pid, t->pend[i]);
 			ctlf("STAT restore_ms=%.3f injections=%ld", now_ms() - t0, t->ninject);
 			ctlf("STAT running_at=%.3f", clock_ns(CLOCK_REALTIME) / 1e6);	/* as a restore's (ppm.c): the end of a downtime */

@@ -199,13 +199,15 @@ static int dump_seccomp(pid_t pid, struct img_core *c)
 	return 0;
 }
 
-/* signals the tracee did not take yet: those caught while stopping it, then the kernel's
- * pending sets (blocked signals stay pending; siginfo and repeated instances are not kept) */
-static void dump_pending(struct tracee *t, struct img_core *c)
+/* signals the tracee did not take yet: those caught while stopping it and the process's pending
+ * set go into CORE (sent to the process again, kill); those pending for its main thread alone
+ * into its THREAD record (sent to that thread, tgkill), as for the other threads. Blocked signals
+ * stay pending; siginfo and repeated instances are not kept. */
+static void dump_pending(struct tracee *t, struct img_core *c, struct img_thread *main)
 {
 	c->npend = t->npend;
 	memcpy(c->pend, t->pend, sizeof c->pend);
-	uint64_t m = pending_signals(t->pid);
+	uint64_t m = pending_signals(t->pid, &main->pending);
 	for (int sg = 1; sg <= 64 && c->npend < 16; sg++) {
 		if (!(m >> (sg - 1) & 1)) continue;
 		int dup = 0;
@@ -310,7 +312,7 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	 * went back and forth; nothing is written before the caller says go (naming the target) */
 	if (go && (e = go(t, &target))) { free(vm); free(fds); fdtab_free(&tab); free(others); return e; }
 	/* the signals it has not taken, read last (also those that came while it waited for go) */
-	dump_pending(t, c);
+	dump_pending(t, c, &th);
 	threads_pending(t, others);
 	if (target) {
 		struct compat tc;

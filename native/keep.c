@@ -21,6 +21,7 @@
  * With --family it holds the family listener (family.c): FAMILY lines into the control pipe, DENY
  * commands on the command pipe, the waiting calls said again to a daemon that attaches. */
 #include "ppm.h"
+#include "threads.h"
 
 static int keep_pipe(int p[2])
 {
@@ -61,30 +62,31 @@ void keep_spawned(void)
 	close(nul);
 }
 
-/* lets the held process run, with the signals that were pending at its dump */
-static int keep_go(pid_t pid, struct image *im)
+/* lets the held process run (all its threads), with the signals that were pending at its dump */
+static int keep_go(struct tracee *t, struct image *im)
 {
-	if (ptrace(PTRACE_DETACH, pid, 0, im->c.npend ? im->c.pend[0] : 0)) {
-		ctlf("ERR %s PTRACE_DETACH: %s", errname(errno), strerror(errno));
-		kill(pid, SIGKILL);
+	if (restored_run(t, im)) {
+		ctlf("ERR %s %s", errname(g_errno), g_err);
+		clear_err();
+		kill(t->pid, SIGKILL);
 		return -1;
 	}
-	for (uint32_t i = 1; i < im->c.npend && i < 16; i++) kill(pid, im->c.pend[i]);
 	ctlf("STAT running_at=%.3f", clock_ns(CLOCK_REALTIME) / 1e6);	/* as a restore's (ppm.c): the end of a downtime */
 	return 0;
 }
 
 /* The restored process pid runs (or is held, `hold`) under the helper until it ends; see the top
  * of this file. Returns the helper's exit status. */
-int keep_run(struct keep *k, pid_t pid, struct image *im, int hold, long lease_ms)
+int keep_run(struct keep *k, struct tracee *t, struct image *im, int hold, long lease_ms)
 {
+	pid_t pid = t->pid;
 	trace("keep-run");
 	ctlf("KEEP in=%d out=%d err=%d ctl=%d cmd=%d", k->in_w, k->out_r, k->err_r, k->ctl_r, k->cmd_r);
 	ctlf("PID %d", pid);
-	if (!hold && keep_go(pid, im)) return 1;
+	if (!hold && keep_go(t, im)) return 1;
 	/* from now on control lines go into the kept pipe; the caller's fds 3 and 4 are let go */
 	FILE *f = fdopen(k->ctl_w, "w");
-	if (!f) { kill(pid, SIGKILL); return 1; }
+	if (!f) { kill_reap(pid); return 1; }
 	if (ctl != stdout) fclose(ctl);
 	ctl = f;
 	close(3);
@@ -97,6 +99,10 @@ int keep_run(struct keep *k, pid_t pid, struct image *im, int hold, long lease_m
 	for (;;) {
 		if (!ended) {
 			int st;
+			/* held, its other threads are traced by us too: those that ended (it was killed) are
+			 * reaped here, or its main thread's end would never be reported */
+			for (int i = 0; i < t->nthr; i++)
+				if (!t->thr[i].dead && waitpid(t->thr[i].pid, &st, WNOHANG | __WALL) == t->thr[i].pid && (WIFEXITED(st) || WIFSIGNALED(st))) t->thr[i].dead = 1;
 			pid_t w = waitpid(pid, &st, WNOHANG | __WALL);
 			if (w == pid && (WIFEXITED(st) || WIFSIGNALED(st))) {
 				ended = 1;
@@ -118,7 +124,7 @@ int keep_run(struct keep *k, pid_t pid, struct image *im, int hold, long lease_m
 					*nl = 0;
 					if (!strcmp(buf, "GO")) {
 						/* every GO is answered once the process runs (it may be traced no more) */
-						if (hold && !ended && keep_go(pid, im) == 0) hold = 0;
+						if (hold && !ended && keep_go(t, im) == 0) hold = 0;
 						if (!hold && !ended) ctlf("RUNNING");
 					} else if (!strcmp(buf, "STDIN-END")) {
 						if (k->in_w >= 0) { close(k->in_w); k->in_w = -1; }
@@ -161,6 +167,7 @@ int keep_run(struct keep *k, pid_t pid, struct image *im, int hold, long lease_m
 		 * comes), so it is looked at again every 1 ms for the first second (a daemon attaching
 		 * after the restore, whose GO must not wait), every 200 ms after that */
 		int ms = attached ? (pfd >= 0 ? -1 : 200) : now_ms() - orphan < 1000 ? 1 : 200;
+		if (t->nthr && !ended && (ms < 0 || ms > 20)) ms = 20;	/* (held with threads: their ends are looked for, above) */
 		if (poll(w, 3, ms) < 0 && errno != EINTR) return 1;
 		if (lfd >= 0 && w[2].revents) family_recv(w[2].revents);
 	}

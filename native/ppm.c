@@ -363,7 +363,7 @@ static int cmd_restore(struct restore_opts *o)
 	trace("relays");
 	close(3);	/* all of the image is read: a socket it came on goes back to the caller alone */
 	if (o->keep_ms) {
-		int st = keep_run(&k, t.pid, im, o->hold, o->keep_ms);
+		int st = keep_run(&k, &t, im, o->hold, o->keep_ms);
 		free_image(im);
 		return st;
 	}
@@ -372,8 +372,7 @@ static int cmd_restore(struct restore_opts *o)
 		ctlf("PID %d", t.pid);
 		if (!await_go()) { kill_reap(t.pid); free_image(im); ctlf("KILLED %d", SIGKILL); return 0; }
 	}
-	if (ptrace(PTRACE_DETACH, t.pid, 0, im->c.npend ? im->c.pend[0] : 0)) { fail(errno, "PTRACE_DETACH: %s", strerror(errno)); kill_reap(t.pid); return report_err(); }
-	for (uint32_t i = 1; i < im->c.npend && i < 16; i++) kill(t.pid, im->c.pend[i]);
+	if (restored_run(&t, im)) { kill_reap(t.pid); return report_err(); }
 	ctlf("STAT running_at=%.3f", clock_ns(CLOCK_REALTIME) / 1e6);
 	if (!o->hold) ctlf("PID %d", t.pid);
 	free_image(im);

@@ -222,7 +222,7 @@ char proc_state(pid_t pid);
 int read_core_proc(pid_t pid, struct img_core *c);
 int read_comm(pid_t pid, pid_t tid, char comm[16]);
 void read_timens(pid_t pid, int64_t *mono_off, int64_t *boot_off);
-uint64_t pending_signals(pid_t pid);
+uint64_t pending_signals(pid_t pid, uint64_t *main_only);
 int ns_differs(pid_t pid, const char *ns);
 pid_t ns_inner(pid_t tid);
 int shmem_shared_elsewhere(pid_t pid, uint64_t ino);
@@ -436,6 +436,8 @@ int validate_image(struct image *im, int print);
 int restore_thread(struct tracee *t, const struct image_thread *it, uint64_t scr);
 int restore_thread_regs(struct tracee *t, const struct image_thread *it, int eintr_policy);
 int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow, int eintr_policy);
+/* restore_into done: the process runs (all its threads, its pending signals sent again) */
+int restored_run(struct tracee *t, struct image *im);
 int spawn_stub(struct tracee *t, pid_t want, int *kept);
 void reaper_tell(pid_t id);
 int timens_for(struct image *im, struct restore_opts *o, int64_t *off_mono, int64_t *off_boot);
@@ -484,7 +486,7 @@ int shared_objects(struct fdtab *tab, struct fdent **objs, int nobj, int print, 
 struct keep { int in_w, out_r, err_r, ctl_r, ctl_w, cmd_r; };
 int keep_prepare(struct keep *k);
 void keep_spawned(void);
-int keep_run(struct keep *k, pid_t pid, struct image *im, int hold, long lease_ms);
+int keep_run(struct keep *k, struct tracee *t, struct image *im, int hold, long lease_ms);
 /* ---------- family.c ---------- */
 extern int g_family;	/* --family: restore installs the family filter; check and deputy allow children */
 int family_filter(const void *ins, uint32_t n);

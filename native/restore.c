@@ -382,6 +382,19 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 	return e;
 }
 
+/* A restored process runs: its other threads, then its main thread, are let go, and the signals
+ * pending at its dump are sent again: each thread's own to it (tgkill), then the process's (kill) */
+int restored_run(struct tracee *t, struct image *im)
+{
+	threads_run(t, im);
+	if (ptrace(PTRACE_DETACH, t->pid, 0, 0)) return fail(errno, "PTRACE_DETACH: %s", strerror(errno));
+	uint64_t own = im->threads[0].th.pending;
+	for (int sg = 1; sg <= 64; sg++)
+		if (own >> (sg - 1) & 1) syscall(SYS_tgkill, t->pid, t->pid, sg);
+	for (uint32_t i = 0; i < im->c.npend && i < 16; i++) kill(t->pid, im->c.pend[i]);
+	return 0;
+}
+
 /* A guest's pid namespace (restore --guest): this helper's children from now on are made in a
  * new pid namespace, where the guest gets its home pid (spawn_stub). Its init (pid 1) is a tiny
  * reaper, not the guest: pid 1 ignores the signals it has no handler for, and the namespace ends

@@ -458,10 +458,14 @@ int threads_finish(struct tracee *t, struct image *im, int eintr_policy)
 {
 	int e = 0;
 	for (int i = 0; i < t->nthr && !e; i++) e = restore_thread_regs(&t->thr[i], &im->threads[i + 1], eintr_policy);
-	if (e) return e;
+	return e;
+}
+
+void threads_run(struct tracee *t, struct image *im)
+{
 	for (int i = 0; i < t->nthr; i++) {
 		struct tracee *tt = &t->thr[i];
-		if (ptrace(PTRACE_DETACH, tt->pid, 0, 0)) { e = fail(errno, "PTRACE_DETACH %d: %s", tt->pid, strerror(errno)); continue; }
+		if (ptrace(PTRACE_DETACH, tt->pid, 0, 0)) continue;	/* (gone: killed meanwhile, the process with it) */
 		uint64_t pend = im->threads[i + 1].th.pending;
 		for (int sg = 1; sg <= 64; sg++)
 			if (pend >> (sg - 1) & 1) syscall(SYS_tgkill, t->pid, tt->pid, sg);
@@ -469,5 +473,5 @@ int threads_finish(struct tracee *t, struct image *im, int eintr_policy)
 	free(t->thr);
 	t->thr = NULL;
 	t->nthr = 0;
-	return e;
 }
+

@@ -41,8 +41,12 @@ int threads_exit(struct tracee *t, int *touched);
  * it into (the clear_child_tid word, robust futex words). */
 int threads_create(struct tracee *t, struct image *im, uint64_t scr);
 
-/* restore, last: registers and XSTATE of every other thread, then detaches them and re-sends
- * their pending signals (the main thread is left to the caller) */
+/* restore, last: registers and XSTATE of every other thread; they stay stopped, as the main
+ * thread does, until the caller lets the process run (threads_run) */
 int threads_finish(struct tracee *t, struct image *im, int eintr_policy);
+
+/* a restored process runs: its other threads are detached and their pending signals re-sent
+ * (the main thread is the caller's, detached next) */
+void threads_run(struct tracee *t, struct image *im);
 
 #endif

@@ -6,8 +6,10 @@
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { chmodSync, closeSync, readFileSync, readdirSync, readlinkSync, writeFileSync, writeSync } from 'node:fs'
-import { check, dump, info, restore, PpmError, type ExitStatus } from '../../src/ppm/ppm.js'
+import { chmodSync, closeSync, copyFileSync, readFileSync, readdirSync, readlinkSync, writeFileSync, writeSync } from 'node:fs'
+import { check, dump, info, restore, restoreKept, PpmError, type ExitStatus } from '../../src/ppm/ppm.js'
+import { attachKept } from '../../src/ppm/keeper.js'
+import { within } from '../helpers/daemon.js'
 import { Lab, chain, fileLines, lines, makeInput, waitFor } from './harness.js'
 
 const lab = new Lab()
@@ -104,6 +106,62 @@ test('threads: dumped and restored here, under the same tids and then under new 
   assert.match(u.out, /^w0 .* onstack=1 .* rseq=ok$/m, 'the reference shows what is checked')
   assert.match(u.out, /^robust w3: owner died$/m)
   assert.equal(readFileSync(out, 'utf8'), u.out)
+})
+
+/** The state letter of each of its threads (/proc/PID/task/TID/stat). */
+function states (pid: number): string[] {
+  return readdirSync(`/proc/${pid}/task`).map(t => { try { return readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8').replace(/^.*\) /, '')[0] } catch { return '' } })
+}
+
+test('threads: a process restored held (until its move is committed) has every thread stopped, not only its main one; killed held, its end is reported', async () => {
+  const args = ['4', '40', '40000', '6']
+  const ref = undisturbed('held-ref', args)
+  const { s, out, fifo } = startM('held', args)
+  fifo.write(chunks[0])
+  await waitFor(() => fileLines(out) >= 5, 20000, 'rounds')
+  await dump(s.pid, lab.path('held.img'))
+  assert.deepEqual(await s.exited, { code: null, signal: 9 })
+  copyFileSync(lab.path('held.img'), lab.path('held2.img'))
+  const k = attachKept(await restoreKept(lab.path('held.img'), { hold: true, leaseMs: 120000 }))
+  try {
+    assert.equal(states(k.pid).length, 9, 'main, 4 workers, sleeper, waiter, locker, reader')
+    const seen = fileLines(out)
+    assert.deepEqual(states(k.pid).filter(c => c !== 't'), [], 'every thread stopped while held')
+    await k.go()
+    fifo.write(chunks[1])
+    fifo.write(chunks[2])
+    fifo.write(chunks[3])
+    fifo.close()
+    assert.deepEqual(await k.exited, { code: 6, signal: null })
+    assert.ok(fileLines(out) > seen)
+    assert.equal(readFileSync(out, 'utf8'), (await ref).out)
+  } finally { k.release() }
+  // restored held again, then killed before it runs (a move that home did not commit)
+  const h = attachKept(await restoreKept(lab.path('held2.img'), { hold: true, leaseMs: 120000 }))
+  try {
+    assert.deepEqual(states(h.pid).filter(c => c !== 't'), [])
+    process.kill(h.pid, 'SIGKILL')
+    assert.deepEqual(await within(h.exited, 10_000, 'the keeper to report its end'), { code: null, signal: 9 })
+  } finally { h.release() }
+})
+
+test('threads: a signal pending for the process and one pending for its main thread alone are each taken where they were pending after a move', async () => {
+  const bin = lab.compile('sigshare')
+  const trigger = lab.path('sigshare.go')
+  const s = lab.start(bin, [trigger], ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => s.out === 'ready\n', 10000, 'ready')
+  process.kill(s.pid, 'SIGUSR1') // blocked in every thread: pending for the process
+  await waitFor(() => (BigInt(`0x${status(s.pid, 'ShdPnd')}`) & (1n << 9n)) !== 0n, 5000, 'SIGUSR1 pending for the process')
+  assert.equal(BigInt(`0x${status(s.pid, 'SigPnd')}`) & (1n << 11n), 1n << 11n, 'SIGUSR2 pending for its main thread alone')
+  await dump(s.pid, lab.path('sigshare.img'))
+  assert.deepEqual(await s.exited, { code: null, signal: 9 })
+  const r = lab.track(await restore(lab.path('sigshare.img'), { keepPid: false, stdio: ['ignore', 'pipe', 'pipe'] }))
+  let out = ''
+  r.stdout?.on('data', (b: Buffer) => { out += b.toString() })
+  writeFileSync(trigger, '')
+  assert.deepEqual(await r.exited, { code: 0, signal: null })
+  await waitFor(() => out.endsWith('\n'), 5000, 'its report')
+  assert.equal(out, 'usr1 worker 1 main 0, usr2 worker 0 main 1\n', 'SIGUSR1 taken by the worker that unblocked it, SIGUSR2 by main')
 })
 
 test('threads: moved out through the deputy and home again while they work; the hollow original has no threads', async () => {
