@@ -463,15 +463,21 @@ int threads_finish(struct tracee *t, struct image *im, int eintr_policy)
 
 void threads_run(struct tracee *t, struct image *im)
 {
+	int left = 0;
 	for (int i = 0; i < t->nthr; i++) {
 		struct tracee *tt = &t->thr[i];
-		if (ptrace(PTRACE_DETACH, tt->pid, 0, 0)) continue;	/* (gone: killed meanwhile, the process with it) */
+		if (ptrace(PTRACE_DETACH, tt->pid, 0, 0)) {
+			/* gone (killed meanwhile, the process with it): still ours to reap, or the main
+			 * thread's end is never reported (it waits for the rest of its group); kept in
+			 * the list for the caller's reaping (keep.c) */
+			if (!tt->dead) t->thr[left++] = *tt;
+			continue;
+		}
 		uint64_t pend = im->threads[i + 1].th.pending;
 		for (int sg = 1; sg <= 64; sg++)
 			if (pend >> (sg - 1) & 1) syscall(SYS_tgkill, t->pid, tt->pid, sg);
 	}
-	free(t->thr);
-	t->thr = NULL;
-	t->nthr = 0;
+	t->nthr = left;
+	if (!left) { free(t->thr); t->thr = NULL; }
 }
 

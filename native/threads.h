@@ -46,7 +46,8 @@ int threads_create(struct tracee *t, struct image *im, uint64_t scr);
 int threads_finish(struct tracee *t, struct image *im, int eintr_policy);
 
 /* a restored process runs: its other threads are detached and their pending signals re-sent
- * (the main thread is the caller's, detached next) */
+ * (the main thread is the caller's, detached next); those that could not be (gone, killed) stay
+ * in t->thr for the caller to reap */
 void threads_run(struct tracee *t, struct image *im);
 
 #endif
