@@ -242,32 +242,47 @@ function returnsOf (home: Home): Map<number, number> {
   return m
 }
 
+/** The latest returnWhenDone of each process: an older one (its retry due) gives way to it. */
+const chains = new WeakMap<HomeProc, number>()
+
 /**
  * A locked process brought home for a family call goes back to `node` once none of its threads is
  * in a family call at two checks in a row (`/proc/<pid>/task/<tid>/syscall`, every
  * FAMILY_RETURN_MS): a fork followed by a wait for the child stays home while it waits, in whichever
  * thread. The children it forked meanwhile are adopted at once (the scan), and, locked as it is,
- * sent to `node` too.
+ * sent to `node` too. A move back that fails leaves it home, done with its calls: it is watched
+ * again FAMILY_RETRY_MS later (a lock keeps the balancer off it, so nothing else would send it),
+ * FAMILY_DENY_AFTER times in all; `node` stays its children's until it has gone or that gives up.
  */
-export function returnWhenDone (home: Home, p: HomeProc, node: number, everyMs = FAMILY_RETURN_MS, syscalls: (pid: number) => string[] = threadSyscallLines, tries = FAMILY_DENY_AFTER): void {
+export function returnWhenDone (home: Home, p: HomeProc, node: number, everyMs = FAMILY_RETURN_MS, syscalls: (pid: number) => string[] = threadSyscallLines): void {
+  const gen = (chains.get(p) ?? 0) + 1
+  chains.set(p, gen)
+  watchReturn(home, p, node, everyMs, syscalls, FAMILY_DENY_AFTER, gen)
+}
+
+function watchReturn (home: Home, p: HomeProc, node: number, everyMs: number, syscalls: (pid: number) => string[], tries: number, gen: number): void {
   const map = returnsOf(home)
+  const mine = (): boolean => chains.get(p) === gen
+  const unmark = (): void => { if (mine() && map.get(p.pid) === node) map.delete(p.pid) }
   map.set(p.pid, node)
   scanners.get(home)?.scan()
   let calm = 0
   const t = setInterval(() => {
-    const stop = (): void => { clearInterval(t); if (map.get(p.pid) === node) map.delete(p.pid) }
-    if (home.procs.get(p.pid) !== p || p.where !== 'home' || !p.lock) { stop(); return }
+    if (!mine()) { clearInterval(t); return } // a newer one watches it (and keeps its node)
+    if (home.procs.get(p.pid) !== p || p.where !== 'home' || !p.lock) { clearInterval(t); unmark(); return }
     const lines = syscalls(p.pid)
-    if (lines.length === 0) { stop(); return }
+    if (lines.length === 0) { clearInterval(t); unmark(); return }
     if (lines.some(l => FAMILY_NRS.has(l === 'running' ? -1 : Number(l.split(' ')[0])))) { calm = 0; return }
     if (++calm < 2) return
     scanners.get(home)?.scan() // its last children go with it
-    stop()
+    clearInterval(t)
     log('locked process %d is done with its family calls: back to node %d', p.pid, node)
-    // a move that fails leaves it home, done with its calls: it is checked again (a lock keeps the
-    // balancer off it, so nothing else would send it)
-    placeLocked(home, p, node, tries, retryMs => {
-      if (tries > 1) setTimeout(() => returnWhenDone(home, p, node, everyMs, syscalls, tries - 1), retryMs).unref()
+    placeLocked(home, p, node, tries, {
+      retry: ms => {
+        if (tries <= 1) { unmark(); return }
+        setTimeout(() => { if (mine()) watchReturn(home, p, node, everyMs, syscalls, tries - 1, gen) }, ms).unref()
+      },
+      done: unmark
     })
   }, everyMs)
   t.unref()
@@ -276,13 +291,13 @@ export function returnWhenDone (home: Home, p: HomeProc, node: number, everyMs =
 /**
  * Sends locked process p, at home, to `node`. A lock keeps the balancer off it, so a move that
  * fails (a target busy, a dump that failed) would leave it home for good: it is tried again every
- * FAMILY_RETRY_MS while p is at home and locked, `tries` times in all. `retry`: what trying again
- * is (by default the same move).
+ * FAMILY_RETRY_MS while p is at home and locked, `tries` times in all. `then.retry`: what trying
+ * again is instead (given the delay); `then.done`: it has left.
  */
-function placeLocked (home: Home, p: HomeProc, node: number, tries = FAMILY_DENY_AFTER, retry?: (retryMs: number) => void): void {
+function placeLocked (home: Home, p: HomeProc, node: number, tries = FAMILY_DENY_AFTER, then: { retry?: (retryMs: number) => void, done?: () => void } = {}): void {
   const again = (why: string): void => {
     log('locked process %d stays home for now (%d tries left): %s', p.pid, tries - 1, why)
-    if (retry !== undefined) { retry(FAMILY_RETRY_MS); return }
+    if (then.retry !== undefined) { then.retry(FAMILY_RETRY_MS); return }
     if (tries <= 1) return
     setTimeout(() => {
       if (home.procs.get(p.pid) !== p || p.where !== 'home' || !p.lock) return
@@ -291,5 +306,5 @@ function placeLocked (home: Home, p: HomeProc, node: number, tries = FAMILY_DENY
   }
   let move: Promise<void>
   try { move = home.requestMove(p.pid, node) } catch (e) { again((e as Error).message); return }
-  void move.then(() => { if (p.where === 'home') again(p.lastError || 'it did not move') })
+  void move.then(() => { if (p.where === 'home') again(p.lastError || 'it did not move'); else then.done?.() })
 }

@@ -267,7 +267,7 @@ test('a locked process brought home for a fork goes back once done with family c
   void engine
 })
 
-test('a locked child whose move to its parent\'s node fails is sent again; so is a parent whose move back fails', async () => {
+test('a locked child whose move to its parent\'s node fails is sent again; so is a parent whose move back fails, and a child it forks meanwhile goes there too', async () => {
   const engine = new FamilyEngine()
   const peers: Array<Peer & { node: number }> = []
   const home = homeOf(engine, peers)
@@ -286,11 +286,17 @@ test('a locked child whose move to its parent\'s node fails is sent again; so is
     await peer.link.send({ t: 'refuse', reason: 'busy' })
   }
   await until(() => p.where === 'home' && child.where === 'home', 'both home after the refusals')
+  // a child forked while the parent waits to try again: its parent's node is still known
+  tree[31337] = [4002, 4003]
+  scanner.scan()
+  const late = home.procs.get(4003)
+  assert.ok(late, 'the late child is adopted')
+  assert.equal(late.where, 'migrating', 'and sent to node 2 too')
   // tried again (FAMILY_RETRY_MS later): accepted this time
-  await until(() => peers.length === 4, 'two new offers', 5000)
+  await until(() => peers.length === 5, 'the late child\'s offer and two new ones', 5000)
   for (const peer of peers.slice(2)) await acceptMove(peer)
-  await until(() => p.where === 2 && child.where === 2, 'both on node 2')
-  assert.equal(scanner.adopted, 1)
+  await until(() => p.where === 2 && child.where === 2 && late.where === 2, 'all three on node 2')
+  assert.equal(scanner.adopted, 2)
 })
 
 test('a locked process called home for a fork: a child it forks as soon as it runs there, before the move is seen over, is sent to its node', async () => {
