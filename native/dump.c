@@ -44,18 +44,24 @@ static int zero_known = -1;
 static void zero_frames(void)
 {
 	zero_known = 0;
-	uint8_t *m = mmap(NULL, 3 * HUGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* the small zero page: a one-page region never gets a huge one */
+	uint8_t *m = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (m == MAP_FAILED) return;
 	uint64_t en = own_entry(m);
+	munmap(m, PAGE);
 	if ((en >> 63 & 1) && !(en & PM_EXCL) && PM_PFN(en)) { zpfn = PM_PFN(en); zero_known = 1; }
-	uint8_t *h = (uint8_t *)(((uintptr_t)m + HUGE - 1) & ~(HUGE - 1));
-	if (zero_known && !madvise(h, HUGE, MADV_HUGEPAGE)) {
-		/* the huge zero page (where THP is on): a frame that is not the process's own and starts
-		 * 512 of them in a row; this process's use of it keeps it for as long as it lives */
+	if (!zero_known) return;
+	/* the huge zero page (where THP is on): a read of an untouched, advised, aligned span; a frame
+	 * that is not the process's own and starts 512 of them in a row. This process's use of it
+	 * keeps it for as long as it lives. */
+	uint8_t *r = mmap(NULL, 2 * HUGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (r == MAP_FAILED) return;
+	uint8_t *h = (uint8_t *)(((uintptr_t)r + HUGE - 1) & ~(HUGE - 1));
+	if (!madvise(h, HUGE, MADV_HUGEPAGE)) {
 		en = own_entry(h);
 		if ((en >> 63 & 1) && !(en & PM_EXCL) && PM_PFN(en) != zpfn && !(PM_PFN(en) % (HUGE / PAGE))) hzpfn = PM_PFN(en);
 	}
-	munmap(m, 3 * HUGE);
+	munmap(r, 2 * HUGE);
 }
 
 static int zero_page(uint64_t en)
@@ -259,6 +265,7 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	pid_t pid = t->pid;
 	struct img_core *c = &res->core;
 	memset(c, 0, sizeof *c);
+	g_valid_pages = g_zero_pages = 0;	/* this dump's (a helper may make two: frozen.c) */
 	static struct img_thread th;
 	static uint8_t xs[XSTATE_MAX];
 	uint32_t xlen = 0;
