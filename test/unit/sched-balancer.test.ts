@@ -34,7 +34,7 @@ function stubs (): { node: HpcNode, migrator: Migrator & EventEmitter } {
 
 const started = (code: string): ChildProcess => spawn(process.execPath, ['-e', code], { stdio: 'ignore' })
 
-test('a wall clock set back an hour: a CPU-bound process is still measured as one, a guest\'s residence stays >= 0', async () => {
+test('a wall clock set back an hour: a CPU-bound process is still measured, a guest\'s residence stays >= 0', async () => {
   const spinner = started('for (;;) {}')
   const sleeper = started('setInterval(() => {}, 1000)')
   const realNow = Date.now
@@ -47,9 +47,10 @@ test('a wall clock set back an hour: a CPU-bound process is still measured as on
     const first = b.view().procs.find(p => p.pid === spinner.pid)
     assert.equal(first?.cpu, 0, 'not measured yet: its first window starts')
     Date.now = () => realNow() - 3_600_000
-    const cpu = await poll('the spinner measured CPU-bound', () => {
+    // (its share on a busy 2-core machine may be half a CPU: above 0.2 is measured; the bug read 0)
+    const cpu = await poll('the spinner measured busy', () => {
       const c = b.view().procs.find(p => p.pid === spinner.pid)?.cpu ?? 0
-      return c > 0.5 ? c : undefined
+      return c > 0.2 ? c : undefined
     }, { timeoutMs: 10_000, everyMs: 50 })
     assert.ok(cpu <= 1)
     const guest = b.view().procs.find(p => p.pid === sleeper.pid)
