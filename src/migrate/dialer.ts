@@ -9,6 +9,7 @@
 // is forgotten; none is dialled to a node that is down. Nothing about a connection's security
 // changes: a spare has passed the same handshake, and what it carries is checked as on any other.
 import debug from '../util/log.js'
+import { monotonicMs } from '../util/clock.js'
 import { SPARE_REPLACE_MS } from '../config.js'
 import type { Dial } from './cluster.js'
 import type { Link } from './link.js'
@@ -43,12 +44,12 @@ export class DialAhead {
       this.spares.delete(node)
       this.open.delete(node)
       this.later(node)
-      if (!ready.closed && Date.now() - ready.heardAt <= this.freshMs()) {
+      if (!ready.closed && monotonicMs() - ready.heardAt <= this.freshMs()) {
         this.hits++
         log('node %d: a spare connection', node)
         return ready
       }
-      log('node %d: the spare was not heard for %d ms: a new connection', node, Date.now() - ready.heardAt)
+      log('node %d: the spare was not heard for %d ms: a new connection', node, monotonicMs() - ready.heardAt)
       ready.close()
     } else this.later(node)
     return await this.connect(node)

@@ -86,7 +86,7 @@ export class Guest {
   readonly decay: DecayHints = defaultHints()
   /** Removes its listeners from conn (when it leaves, or runs again here under another pid). */
   detach: () => void = () => {}
-  /** Since when it is out of touch with its home (ms; 0: it is not) */
+  /** Since when it is out of touch with its home (monotonicMs; 0: it is not) */
   orphaned = 0
   /** bytes of each input fd (0: stdin, relayed fds above 2) written into its pipes here (ack.ts InLog: told with each want) */
   inGot = new Map<number, number>()
@@ -403,7 +403,7 @@ export class GuestSide {
    */
   private orphan (g: Guest): void {
     if (g.orphaned !== 0) return
-    g.orphaned = Date.now()
+    g.orphaned = monotonicMs()
     g.pull.wanting = false // a want on the old connection is void: it is asked again once rejoined
     g.relays.drop()
     g.out.disconnect()
@@ -413,14 +413,14 @@ export class GuestSide {
 
   private async rejoin (g: Guest): Promise<void> {
     while (this.guests.get(g.pid) === g && g.conn.closed) {
-      if (Date.now() - g.orphaned > this.leaseMs) { this.giveUp(g, `its home (node ${g.home}) could not be reached for ${Math.round(this.leaseMs / 1000)} s`); return }
+      if (monotonicMs() - g.orphaned > this.leaseMs) { this.giveUp(g, `its home (node ${g.home}) could not be reached for ${Math.round(this.leaseMs / 1000)} s`); return }
       let conn: Link | null = null
       try {
         conn = await this.d.dial(g.home)
         const answer = conn.expect('rejoin-ok', 'refuse')
         await conn.send({ t: 'rejoin', home: g.home, pid: g.homePid, guest: g.pid, node: this.d.cluster.id })
         let timer: NodeJS.Timeout | undefined
-        const left = Math.max(0, g.orphaned + this.leaseMs - Date.now())
+        const left = Math.max(0, g.orphaned + this.leaseMs - monotonicMs())
         const m = await Promise.race([answer, new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('no answer')), left) })]).finally(() => clearTimeout(timer))
         if (m.t === 'refuse') {
           // (it runs elsewhere now: what home lacks of its output here goes first)

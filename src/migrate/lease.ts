@@ -5,6 +5,7 @@
 // within that bound, instead of waiting for TCP to give up (minutes) as it did across a partition.
 // The tunables are in src/config.ts (linkTimeout, guestLease); README "Failure semantics".
 import debug from '../util/log.js'
+import { monotonicMs } from '../util/clock.js'
 import type { Link } from './link.js'
 
 const log = debug('hpcfs:lease')
@@ -14,13 +15,13 @@ const log = debug('hpcfs:lease')
  * has come from the peer for `timeoutMs`. Returns a function that stops watching.
  */
 export function heartbeat (link: Link, timeoutMs: number): () => void {
-  let heard = Date.now()
+  let heard = monotonicMs()
   link.stallMs = timeoutMs // a raw image stalled this long fails too (the engine helper's own bound)
-  const onAny = (): void => { heard = Date.now() }
+  const onAny = (): void => { heard = monotonicMs() }
   const t = setInterval(() => {
     if (link.closed) { stop(); return }
-    if (link.rawIn) heard = Date.now() // an engine helper reads a raw image from it (bounded by its own stall limit)
-    const silent = Date.now() - heard
+    if (link.rawIn) heard = monotonicMs() // an engine helper reads a raw image from it (bounded by its own stall limit)
+    const silent = monotonicMs() - heard
     if (silent > timeoutMs) {
       log('%s: nothing heard for %d ms: cut off', link.peer, silent)
       stop()

@@ -11,6 +11,7 @@ import { EventEmitter } from 'node:events'
 import { Writable } from 'node:stream'
 import { IMAGE_STALL_MS } from '../config.js'
 import debug from '../util/log.js'
+import { monotonicMs } from '../util/clock.js'
 import { decode, encode, ProtocolError, type Kind, type Message, type MsgOf } from './protocol.js'
 
 const log = debug('hpcfs:link')
@@ -39,8 +40,8 @@ export abstract class Link extends EventEmitter {
   closed = false
   /** Control frames dropped because they were not valid messages. */
   dropped = 0
-  /** When the peer was last heard (any frame; a ping every quarter of the link timeout: lease.ts). */
-  heardAt = Date.now()
+  /** When the peer was last heard (monotonicMs; any frame; a ping every quarter of the link timeout: lease.ts). */
+  heardAt = monotonicMs()
   constructor (readonly peer: string) { super() }
 
   /** Writes a frame; resolves when the carrier can take more (backpressure). */
@@ -76,7 +77,7 @@ export abstract class Link extends EventEmitter {
 
   /** Hands one incoming frame to the listeners (called by the carrier). */
   protected deliver (type: FrameType, payload: Buffer): void {
-    this.heardAt = Date.now()
+    this.heardAt = monotonicMs()
     if (type !== 'J') { this.emit('data', type, payload); return }
     let m: Message
     try { m = decode(payload) } catch (e) {

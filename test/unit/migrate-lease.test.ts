@@ -1,5 +1,6 @@
 // Liveness of migration connections (src/migrate/lease.ts) over the in-memory pair: pings keep a
-// connection up; a peer that sends nothing for the link timeout is cut off.
+// connection up; a peer that sends nothing for the link timeout is cut off; the wall clock does not
+// count (a step of it cuts nothing off).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { heartbeat } from '../../src/migrate/lease.js'
@@ -26,4 +27,22 @@ test('two ends that both ping stay connected; an end whose peer falls silent cut
   assert.match(String(why?.message), /silent/)
   await until(() => b.closed, 'b sees the close', 2000)
   stopA()
+})
+
+test('a wall clock set forward an hour does not cut off a connection that pings', async () => {
+  const [a, b] = MemLink.pair('a', 'b')
+  const stopA = heartbeat(a, 200)
+  const stopB = heartbeat(b, 200)
+  const realNow = Date.now
+  try {
+    let pings = 0
+    a.on('msg', m => { if (m.t === 'ping') pings++ })
+    Date.now = () => realNow() + 3_600_000
+    await until(() => pings >= 6 || a.closed || b.closed, 'six pings (1.5 timeouts)', 5000)
+    assert.equal(a.closed || b.closed, false, 'still connected')
+  } finally {
+    Date.now = realNow
+    stopA()
+    stopB()
+  }
 })
