@@ -103,7 +103,7 @@ export class Descendants {
         const there = typeof p.where === 'number' ? p.where : returnsOf(this.home).get(p.pid)
         if (c.lock && there !== undefined) {
           log('locked child %d of %d goes where its parent runs: node %d', pid, p.pid, there)
-          placeLocked(this.home, c, there)
+          placeChild(this.home, c, there)
         }
       }
     }
@@ -277,34 +277,31 @@ function watchReturn (home: Home, p: HomeProc, node: number, everyMs: number, sy
     scanners.get(home)?.scan() // its last children go with it
     clearInterval(t)
     log('locked process %d is done with its family calls: back to node %d', p.pid, node)
-    placeLocked(home, p, node, tries, {
-      retry: ms => {
-        if (tries <= 1) { unmark(); return }
-        setTimeout(() => { if (mine()) watchReturn(home, p, node, everyMs, syscalls, tries - 1, gen) }, ms).unref()
-      },
-      done: unmark
+    moveLocked(home, p, node, why => {
+      if (why === undefined || tries <= 1) { unmark(); return }
+      log('locked process %d stays home for now (%d tries left): %s', p.pid, tries - 1, why)
+      setTimeout(() => { if (mine()) watchReturn(home, p, node, everyMs, syscalls, tries - 1, gen) }, FAMILY_RETRY_MS).unref()
     })
   }, everyMs)
   t.unref()
 }
 
-/**
- * Sends locked process p, at home, to `node`. A lock keeps the balancer off it, so a move that
- * fails (a target busy, a dump that failed) would leave it home for good: it is tried again every
- * FAMILY_RETRY_MS while p is at home and locked, `tries` times in all. `then.retry`: what trying
- * again is instead (given the delay); `then.done`: it has left.
- */
-function placeLocked (home: Home, p: HomeProc, node: number, tries = FAMILY_DENY_AFTER, then: { retry?: (retryMs: number) => void, done?: () => void } = {}): void {
-  const again = (why: string): void => {
-    log('locked process %d stays home for now (%d tries left): %s', p.pid, tries - 1, why)
-    if (then.retry !== undefined) { then.retry(FAMILY_RETRY_MS); return }
-    if (tries <= 1) return
-    setTimeout(() => {
-      if (home.procs.get(p.pid) !== p || p.where !== 'home' || !p.lock) return
-      placeLocked(home, p, node, tries - 1)
-    }, FAMILY_RETRY_MS).unref()
-  }
+/** Moves locked process p, at home, to `node`; `then` when that is over: with why it is still home, or nothing (it left). */
+function moveLocked (home: Home, p: HomeProc, node: number, then: (why?: string) => void): void {
   let move: Promise<void>
-  try { move = home.requestMove(p.pid, node) } catch (e) { again((e as Error).message); return }
-  void move.then(() => { if (p.where === 'home') again(p.lastError || 'it did not move'); else then.done?.() })
+  try { move = home.requestMove(p.pid, node) } catch (e) { then((e as Error).message); return }
+  void move.then(() => { then(p.where === 'home' ? (p.lastError || 'it did not move') : undefined) })
+}
+
+/**
+ * A locked child goes where its parent runs. A lock keeps the balancer off it, so a move that fails
+ * (a target busy, a dump that failed) would leave it home for good: it is tried again every
+ * FAMILY_RETRY_MS while it is home and locked, `tries` times in all.
+ */
+function placeChild (home: Home, c: HomeProc, node: number, tries = FAMILY_DENY_AFTER): void {
+  moveLocked(home, c, node, why => {
+    if (why === undefined || tries <= 1) return
+    log('locked child %d stays home for now (%d tries left): %s', c.pid, tries - 1, why)
+    setTimeout(() => { if (home.procs.get(c.pid) === c && c.where === 'home' && c.lock) placeChild(home, c, node, tries - 1) }, FAMILY_RETRY_MS).unref()
+  })
 }
