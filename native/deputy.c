@@ -76,10 +76,17 @@ int hollow(struct tracee *t, int *touched)
 	 * process returns home. Then nothing is blocked: every signal sent to the hollow original
 	 * stops it and is reported (SIGNAL), blocked by the process or not. */
 	if (!e) {
+		/* those it had when its image was read went with it (sigq_claim); any that came since
+		 * are kept as if its stops had taken them out (t->pend), to be passed on */
 		uint64_t all = ~0ULL & ~(1ULL << (SIGKILL - 1) | 1ULL << (SIGSTOP - 1)), none = 0;
 		e = mem_write(t, page, &all, sizeof all);
 		long rv = 1;
-		for (int i = 0; i < 128 && !e && rv > 0; i++) e = inject(t, SYS_rt_sigtimedwait, page, 0, page + 16, 8, 0, 0, &rv);
+		siginfo_t si;
+		for (int i = 0; i < 128 + t->nsig && !e && rv > 0; i++) {
+			e = inject(t, SYS_rt_sigtimedwait, page, page + 64, page + 16, 8, 0, 0, &rv);
+			if (!e && rv > 0 && !mem_read(t, page + 64, &si, sizeof si) && !sigq_claim(t, &si) && t->npend < TRACEE_PEND)
+				t->pend[t->npend++] = si;
+		}
 		if (!e && ptrace(PTRACE_SETSIGMASK, t->pid, 8, &none)) e = fail(errno, "PTRACE_SETSIGMASK: %s", strerror(errno));
 	}
 	if (page) { int e2 = INJ(t, NULL, SYS_munmap, page, PAGE, 0, 0, 0, 0); if (!e) e = e2; }
@@ -251,7 +258,8 @@ static int deputy_restore(struct tracee *t, const char *path, pid_t from, int fr
 	/* the signals caught while it was dumped went into its image or were reported (SIGNAL) with
 	 * HOLLOW; from here on t->pend holds those the restore's injected calls take out of the kernel:
 	 * sent to it once it runs, or reported again if it is parked once more */
-	t->npend = 0;
+	t->npend = t->pend_imaged = 0;
+	t->nsig = 0;	/* (the signals of its dump out went with it) */
 	e = interrupt_stop(t);
 	if (!e) {
 		t->ninject = 0;
@@ -272,7 +280,7 @@ static int deputy_restore(struct tracee *t, const char *path, pid_t from, int fr
 		}
 		if (!e) {
 			restored_run(t, im);
-			for (int i = 0; i < t->npend; i++) kill(t->pid, t->pend[i]);
+			sigq_resend(t, t->pid, 1);
 			ctlf("STAT restore_ms=%.3f injections=%ld", now_ms() - t0, t->ninject);
 			ctlf("STAT running_at=%.3f", clock_ns(CLOCK_REALTIME) / 1e6);	/* as a restore's (ppm.c): the end of a downtime */
 			ctlf("RESTORED %d", t->pid);
@@ -283,10 +291,14 @@ static int deputy_restore(struct tracee *t, const char *path, pid_t from, int fr
 			memcpy(keep, g_err, sizeof keep);
 			g_err[0] = 0;
 			int touched;
+			/* the image's signals, should the restore have queued them, are the remote's still:
+			 * the hollowing takes them out again without reporting them */
+			sigq_expect(t, im);
 			if (!hollow(t, &touched)) park(t);
 			/* the process runs on where it was: the signals the restore took go there */
-			for (int i = 0; i < t->npend; i++) ctlf("SIGNAL %d", t->pend[i]);
-			t->npend = 0;
+			for (int i = 0; i < t->npend; i++) ctlf("SIGNAL %d", t->pend[i].si_signo);
+			t->npend = t->pend_imaged = 0;
+			t->nsig = 0;
 			memcpy(g_err, keep, sizeof keep);
 			g_errno = ke;
 		}
@@ -353,7 +365,10 @@ int cmd_deputy(pid_t pid, const char *target)
 	if ((e = park(&t))) { kill_reap(pid); return report_err(); }
 	ctlf("STAT freeze_ms=%.3f hollow_ms=%.3f", t1 - t0, now_ms() - t1);
 	relay_report_dumped();
-	for (int i = 0; i < t.npend; i++) ctlf("SIGNAL %d", t.pend[i]);
+	/* signals that came after its image was read: passed on (the others went with it) */
+	for (int i = t.pend_imaged; i < t.npend; i++) ctlf("SIGNAL %d", t.pend[i].si_signo);
+	t.npend = t.pend_imaged = 0;
+	t.nsig = 0;
 	ctlf("HOLLOW %d", pid);
 
 	sigset_t ss;

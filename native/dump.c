@@ -205,23 +205,6 @@ static int dump_seccomp(pid_t pid, struct img_core *c)
 	return 0;
 }
 
-/* signals the tracee did not take yet: those caught while stopping it and the process's pending
- * set go into CORE (sent to the process again, kill); those pending for its main thread alone
- * into its THREAD record (sent to that thread, tgkill), as for the other threads. Blocked signals
- * stay pending; siginfo and repeated instances are not kept. */
-static void dump_pending(struct tracee *t, struct img_core *c, struct img_thread *main)
-{
-	c->npend = t->npend;
-	memcpy(c->pend, t->pend, sizeof c->pend);
-	uint64_t m = pending_signals(t->pid, &main->pending);
-	for (int sg = 1; sg <= 64 && c->npend < 16; sg++) {
-		if (!(m >> (sg - 1) & 1)) continue;
-		int dup = 0;
-		for (uint32_t k = 0; k < c->npend; k++) dup |= c->pend[k] == sg;
-		if (!dup) c->pend[c->npend++] = sg;
-	}
-}
-
 /* the memory regions of the image, from /proc/PID/maps (the vDSO group is not one of them) */
 int dump_vmas(pid_t pid, struct fdtab *tab, struct img_vma **out)
 {
@@ -319,8 +302,9 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	 * went back and forth; nothing is written before the caller says go (naming the target) */
 	if (go && (e = go(t, &target))) { free(vm); free(fds); fdtab_free(&tab); free(others); return e; }
 	/* the signals it has not taken, read last (also those that came while it waited for go) */
-	dump_pending(t, c, &th);
-	threads_pending(t, others);
+	int nsig = sigq_read(t);
+	if (nsig < 0) { free(vm); free(fds); fdtab_free(&tab); free(others); return nsig; }
+	c->nsig = nsig;
 	if (target) {
 		struct compat tc;
 		if (!(e = compat_parse(target, &tc)) && compat_check(&h.c, &tc, 1)) e = fail(ENOTSUP, "the target host cannot run this process faithfully");
@@ -339,6 +323,7 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 		if (!e) e = rec_put(&w, R_XSTATE, others[i].xs, others[i].xlen, NULL, 0);
 	}
 	free(others);
+	for (int i = 0; i < nsig && !e; i++) e = rec_put(&w, R_SIGINFO, &t->sigs[i], sizeof t->sigs[i], NULL, 0);
 	for (int i = c->nfilters - 1; i >= 0 && !e; i--) e = rec_put(&w, R_SECCOMP, &nins[i], 4, filt[i], nins[i] * 8);
 	for (int i = 0; i < nv && !e; i++) e = rec_put(&w, R_VMA, &vm[i], VMA_FIXED + vm[i].pathlen, NULL, 0);
 	for (int i = 0; i < nfd && !e; i++) e = rec_put(&w, R_FD, &fds[i], FD_FIXED + fds[i].pathlen, NULL, 0);
@@ -380,7 +365,7 @@ int dump_image(struct tracee *t, int imgfd, const char *target, struct dumpres *
 	if (e) { free(vm); return e; }
 	res->nvma = nv;
 	res->vmas = vm;
-	ctlf("STAT bytes=%llu pages=%llu zero_pages=%llu vmas=%d threads=%d injections=%ld", (unsigned long long)w.bytes, (unsigned long long)w.pages, (unsigned long long)g_zero_pages, nv, 1 + t->nthr, t->ninject);
+	ctlf("STAT bytes=%llu pages=%llu zero_pages=%llu vmas=%d threads=%d injections=%ld signals=%d", (unsigned long long)w.bytes, (unsigned long long)w.pages, (unsigned long long)g_zero_pages, nv, 1 + t->nthr, t->ninject, nsig);
 	if (g_pc) ctlf("STAT final_pages=%llu valid_pages=%llu", (unsigned long long)w.pages, (unsigned long long)g_valid_pages);
 	return 0;
 }

@@ -257,6 +257,7 @@ void free_image(struct image *im)
 	free(im->epolls);
 	free(im->watches);
 	free(im->timers);
+	free(im->sigs);
 	for (int i = 0; i < im->nfilt; i++) free(im->filters[i]);
 	free(im);
 }
@@ -302,9 +303,8 @@ int read_meta(struct imgr *r, struct image **out)
 			e = rec_body(r, &h, &im->c, sizeof im->c);
 			struct img_core *c = &im->c;
 			/* counts the restore uses to index its arrays: a forged record is refused here */
-			if (!e && (c->auxv_len > sizeof c->auxv || c->auxv_len % 16 || c->npend > 16 || c->ngroups > 32))
+			if (!e && (c->auxv_len > sizeof c->auxv || c->auxv_len % 16 || c->nsig > SIGQ_MAX || c->ngroups > 32))
 				e = fail(EBADMSG, "bad core record");
-			for (uint32_t i = 0; !e && i < c->npend; i++) if (c->pend[i] < 1 || c->pend[i] > 64) e = fail(EBADMSG, "bad core record");
 			c->cwd[sizeof c->cwd - 1] = 0;
 			c->exe[sizeof c->exe - 1] = 0;
 			have_core = 1;
@@ -360,9 +360,24 @@ int read_meta(struct imgr *r, struct image **out)
 			if (h.len != sizeof(struct img_timer) || im->ntimer == MAX_TIMERS) { e = fail(EBADMSG, "bad timer record"); break; }
 			if (!im->timers) im->timers = calloc(MAX_TIMERS, sizeof *im->timers);
 			e = rec_body(r, &h, &im->timers[im->ntimer++], sizeof *im->timers);
+		} else if (type == R_SIGINFO) {
+			/* a pending signal: for the process (-1) or a thread of the header's count */
+			struct img_siginfo q;
+			int sig = 0;
+			if (h.len != sizeof q || !have_core || im->nsig >= (int)im->c.nsig) { e = fail(EBADMSG, "bad signal record"); break; }
+			if ((e = rec_body(r, &h, &q, sizeof q))) break;
+			memcpy(&sig, q.info, sizeof sig);
+			if (q.thread < -1 || q.thread >= (int)im->h.nthreads || sig < 1 || sig > 64 || sig == SIGKILL || sig == SIGSTOP) {
+				e = fail(EBADMSG, "bad signal record");
+				break;
+			}
+			if (!im->sigs) im->sigs = calloc(im->c.nsig, sizeof *im->sigs);
+			if (!im->sigs) { e = fail(ENOMEM, "no memory for %u signal records", im->c.nsig); break; }
+			im->sigs[im->nsig++] = q;
 		} else e = fail(EBADMSG, "unexpected record type %u in image metadata", type);
 	}
 	if (!e && (!have_core || im->nthreads != (int)im->h.nthreads)) e = fail(EBADMSG, "image lacks its core or thread state");
+	if (!e && im->nsig != (int)im->c.nsig) e = fail(EBADMSG, "image has %d of its %u signal records", im->nsig, im->c.nsig);
 	if (e) { free_image(im); return e; }
 	*out = im;
 	return 0;

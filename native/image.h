@@ -22,7 +22,7 @@
 #include <sys/user.h>
 
 #define IMG_MAGIC "HPCPPM\r\n"
-#define IMG_VERSION 6
+#define IMG_VERSION 7
 #define REC_MAGIC 0x52504d50u /* "PMPR" */
 #define REC_MAGIC_NC 0x4e504d50u /* "PMPN": a PAGES record without a CRC */
 #define MAX_REC (64UL << 20)	/* no record is longer */
@@ -46,7 +46,8 @@ enum {
 	R_PRECOPY,	/* first record of a pre-copy stream: magic, version, pid */
 	R_PREPAGES,	/* pages copied in a pre-copy round while the process ran: as R_PAGES, staged */
 	R_PREVALID,	/* u64 address, u64 length: the staged pages of this range are the process's */
-	R_LAST = R_PREVALID
+	R_SIGINFO,	/* one signal not taken yet, with its siginfo (struct img_siginfo) */
+	R_LAST = R_SIGINFO
 };
 /* kinds of memory region */
 enum { K_ANON = 1, K_STACK, K_FILE_PRIV, K_FILE_SHARED, K_SHMEM, K_FULL,
@@ -98,8 +99,7 @@ struct img_core {
 	uint64_t mm[11];	/* start_code end_code start_data end_data start_brk brk start_stack arg_start arg_end env_start env_end */
 	uint64_t vvar, vclock, vdso;	/* addresses of the special mappings (0 = absent) */
 	uint32_t umask, personality;
-	uint32_t auxv_len, npend;
-	int32_t pend[16];	/* pending signals, delivered after the restore */
+	uint32_t auxv_len, nsig;	/* nsig: SIGINFO records after the THREAD records */
 	uint64_t auxv[64];
 	uint32_t uid[4], gid[4];
 	uint32_t ngroups, nnp;
@@ -127,8 +127,15 @@ struct img_thread {
 	uint64_t robust_ptr, robust_len;	/* set_robust_list (get_robust_list) */
 	uint64_t clear_tid;	/* set_tid_address / CLONE_CHILD_CLEARTID (PR_GET_TID_ADDRESS) */
 	int32_t policy, nice;	/* SCHED_OTHER/BATCH/IDLE (with SCHED_RESET_ON_FORK), nice value */
-	uint64_t pending;	/* signals pending for this thread alone, bit n-1 = signal n; the main
-				 * thread's are in CORE's pend[] */
+};
+
+/* R_SIGINFO: a signal the process has not taken yet (pending, blocked or not, or taken out of
+ * the kernel while the dump stopped it), with its siginfo as the kernel gave it, one record per
+ * queued instance, in the order they are to be queued again (native/sigq.c) */
+struct img_siginfo {
+	int32_t thread;		/* for the thread of that THREAD record (0 = the main thread) alone; -1: the process's */
+	uint32_t pad;
+	uint8_t info[128];	/* siginfo_t */
 };
 
 /* R_VMA */

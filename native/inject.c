@@ -21,10 +21,22 @@ int twait(struct tracee *t, int *st)
 	}
 }
 
+/* at a signal-delivery-stop of t for sig, suppressed by the caller: the signal kept with its
+ * siginfo (sigq.c sends it again, or it goes into the image). A standard signal already kept is
+ * one the kernel would have merged; every real-time instance is kept, TRACEE_PEND at most. */
 void tracee_pending(struct tracee *t, int sig)
 {
-	for (int i = 0; i < t->npend; i++) if (t->pend[i] == sig) return;
-	if (t->npend < 16) t->pend[t->npend++] = sig;
+	if (sig < 32)
+		for (int i = t->pend_imaged; i < t->npend; i++) if (t->pend[i].si_signo == sig) return;
+	if (t->npend == TRACEE_PEND) return;
+	siginfo_t *si = &t->pend[t->npend];
+	memset(si, 0, sizeof *si);
+	if (ptrace(PTRACE_GETSIGINFO, t->pid, 0, si) || si->si_signo != sig) {
+		memset(si, 0, sizeof *si);
+		si->si_signo = sig;
+		si->si_code = SI_USER;
+	}
+	t->npend++;
 }
 
 static int is_sync_fault(int sig, const siginfo_t *si)
@@ -178,9 +190,8 @@ void release_live(struct tracee *t)
 	if (t->dead) return;
 	tracee_back(t);
 	threads_release(t);
-	int first = t->npend ? t->pend[0] : 0;
-	ptrace(PTRACE_DETACH, t->pid, 0, first);
-	for (int i = 1; i < t->npend; i++) kill(t->pid, t->pend[i]);
+	ptrace(PTRACE_DETACH, t->pid, 0, 0);
+	sigq_resend(t, t->pid, 0);	/* to the thread whose stop took it out */
 }
 
 int seize(struct tracee *t, pid_t pid, long opts)

@@ -12,6 +12,7 @@
  *   anonfds.c  eventfd, timerfd, signalfd, epoll, inotify
  *   memfd.c    memfd contents, size, seals
  *   timers.c   POSIX timers (timer_create)
+ *   sigq.c     the signals a process has not taken yet, with their siginfo
  *   threads.c  the other threads of a process: freeze, dump, end (hollow), recreate (threads.h)
  *   dump.c     dump: per-thread state, process state, memory, the image
  *   precopy.c  pre-copy: dirty tracking with userfaultfd write-protection, the rounds taken while
@@ -197,6 +198,8 @@ struct image {
 	int nwatch;
 	struct img_timer *timers;
 	int ntimer;
+	struct img_siginfo *sigs;
+	int nsig;
 };
 int read_meta(struct imgr *r, struct image **out);
 void free_image(struct image *im);
@@ -222,7 +225,6 @@ char proc_state(pid_t pid);
 int read_core_proc(pid_t pid, struct img_core *c);
 int read_comm(pid_t pid, pid_t tid, char comm[16]);
 void read_timens(pid_t pid, int64_t *mono_off, int64_t *boot_off);
-uint64_t pending_signals(pid_t pid, uint64_t *main_only);
 int ns_differs(pid_t pid, const char *ns);
 pid_t ns_inner(pid_t tid);
 int shmem_shared_elsewhere(pid_t pid, uint64_t ino);
@@ -230,6 +232,7 @@ int being_dumped(pid_t pid);
 int fd_numbers(pid_t pid, int **out);	/* its descriptor numbers, ascending (malloc'd): how many, or -1 */
 
 /* ---------- inject.c ---------- */
+#define TRACEE_PEND 32	/* signals kept per thread: every standard one once, real-time ones up to this */
 /* A traced, stopped task. Injections run in it at a `syscall` instruction of the vDSO; regs0 are
  * its registers when it was stopped (the base of every injection). */
 struct tracee {
@@ -237,8 +240,15 @@ struct tracee {
 	int memfd;		/* /proc/PID/mem */
 	uint64_t sc_ip;		/* address of a `syscall` instruction */
 	struct user_regs_struct regs0;
-	int npend;		/* asynchronous signals that arrived while it was worked on */
-	int pend[16];
+	/* asynchronous signals taken out of the kernel by its stops while it was worked on (re-sent
+	 * later, sigq.c); the first pend_imaged of them are in its image */
+	int npend, pend_imaged;
+	siginfo_t pend[TRACEE_PEND];
+	/* a dumped process's main thread: its image's SIGINFO records (sigq_read), and which of them
+	 * were read from the kernel's queues, where they still are (the others are in pend) */
+	struct img_siginfo *sigs;
+	uint8_t *sig_queued;
+	int nsig;
 	int dead;
 	long ninject;		/* calls injected, also in batches */
 	long nbatch, nbatched;	/* batches run (batch.c), and the calls in them */
@@ -263,7 +273,7 @@ int inject(struct tracee *t, long nr, long a1, long a2, long a3, long a4, long a
 int inject_v(struct tracee *t, long *ret, long nr, const char *name, long a[6]);
 /* INJ(t, &ret or NULL, SYS_x, args...): injects a syscall; a -errno result is an error */
 #define INJ(t, ret, nr, ...) inject_v(t, ret, nr, #nr, (long[6]){ __VA_ARGS__ })
-void tracee_pending(struct tracee *t, int sig);	/* an asynchronous signal that came meanwhile, re-sent later */
+void tracee_pending(struct tracee *t, int sig);	/* an asynchronous signal that came meanwhile (its siginfo read from the stop), re-sent later */
 /* SIGTRAP's action set from *set and/or read into *get (NULL: not) by calls that stop at syscall
  * entry and exit, so that no trap resets it (docs/ppm.md "SIGTRAP and the traps of injected
  * calls"), at scr (0: a page mapped for it), which is unmapped then (len bytes) */
@@ -274,6 +284,30 @@ int sig_save(struct tracee *t);
 /* t and its threads as they were when stopped (registers, masks, SIGTRAP's action), still stopped:
  * should this helper die now, the process runs on as it was */
 void tracee_back(struct tracee *t);
+
+/* ---------- sigq.c ---------- */
+#define SIGQ_MAX 65536	/* SIGINFO records in an image at most */
+/* The signals a dumped process has not taken yet, with their siginfo: read into t->sigs (those
+ * its stops took out of the kernel, then each thread's queue, then the process's); how many */
+int sigq_read(struct tracee *t);
+/* the image's signals queued again in the restored process by its own threads (so that the
+ * kernel keeps every field of each siginfo), all signals blocked in those threads until their
+ * masks are set (restore_thread_regs); SIGTRAP's are left for sigq_after */
+int sigq_restore(struct tracee *t, const struct image *im, uint64_t scr);
+/* after the process runs: the image's SIGTRAPs, sent from here (sigq_send) */
+void sigq_after(struct tracee *t, const struct image *im);
+/* a signal sent again from this helper to thread tid of tgid (tid 0: to the process): with its
+ * whole siginfo where the kernel lets another process queue it (si_code < 0 but SI_TKILL), else
+ * as tgkill/kill would send it */
+void sigq_send(pid_t tgid, pid_t tid, const siginfo_t *si);
+/* t's pend sent again from here (released, or restored home), to its thread (to the process if
+ * process: a restore's) */
+void sigq_resend(struct tracee *t, pid_t tgid, int process);
+/* a signal the hollowing took out of the original's queues: 1 if it is one of its image's (read
+ * from the queues by sigq_read, not claimed before), which the process took with it */
+int sigq_claim(struct tracee *t, const siginfo_t *si);
+/* the image's signals for the process and its main thread, claimable as if read by sigq_read */
+void sigq_expect(struct tracee *t, const struct image *im);
 
 /* ---------- batch.c ---------- */
 /* Injected calls in batches, run by a few instructions put into the process (one stop for all). */

@@ -204,19 +204,6 @@ void read_timens(pid_t pid, int64_t *mono_off, int64_t *boot_off)
 	}
 }
 
-/* the kernel's pending sets of pid (process-wide and its main thread's), blocked ones included */
-uint64_t pending_signals(pid_t pid, uint64_t *main_only)
-{
-	char fn[64], st[8192], v[64];
-	uint64_t m = 0;
-	*main_only = 0;
-	snprintf(fn, sizeof fn, "/proc/%d/status", pid);
-	if (read_file(fn, st, sizeof st) <= 0) return 0;
-	if (!status_field(st, "SigPnd", v, sizeof v)) *main_only = strtoull(v, NULL, 16);
-	if (!status_field(st, "ShdPnd", v, sizeof v)) m = strtoull(v, NULL, 16);
-	return m;
-}
-
 static int int_cmp(const void *a, const void *b)
 {
 	int x = *(const int *)a, y = *(const int *)b;

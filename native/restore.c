@@ -371,6 +371,8 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 		if (!e) e = INJ(t, NULL, SYS_setitimer, w, scr, 0, 0, 0, 0);
 	}
 	fdrestore_done(&fr);
+	/* the signals it had not taken, queued again by its threads themselves (sigq.c) */
+	if (!e) e = sigq_restore(t, im, scr);
 	trace("attrs");
 	/* 12. scratch away; an ignored SIGTRAP (reset by the traps of the calls above) set again
 	 * before, both by calls without a trap */
@@ -382,16 +384,14 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 	return e;
 }
 
-/* A restored process runs: its other threads, then its main thread, are let go, and the signals
- * pending at its dump are sent again: each thread's own to it (tgkill), then the process's (kill) */
+/* A restored process runs: its other threads, then its main thread, are let go. The signals
+ * pending at its dump are queued already (sigq_restore) but SIGTRAPs, sent now: to stopped
+ * threads, which take them once detached */
 int restored_run(struct tracee *t, struct image *im)
 {
-	threads_run(t, im);
+	sigq_after(t, im);
+	threads_run(t);
 	if (ptrace(PTRACE_DETACH, t->pid, 0, 0)) return fail(errno, "PTRACE_DETACH: %s", strerror(errno));
-	uint64_t own = im->threads[0].th.pending;
-	for (int sg = 1; sg <= 64; sg++)
-		if (own >> (sg - 1) & 1) syscall(SYS_tgkill, t->pid, t->pid, sg);
-	for (uint32_t i = 0; i < im->c.npend && i < 16; i++) kill(t->pid, im->c.pend[i]);
 	return 0;
 }
 

@@ -124,12 +124,6 @@ static struct tracee *held(struct tracee *t, pid_t tid)
 	return NULL;
 }
 
-static void note_signal(struct tracee *tt, int sig)
-{
-	for (int i = 0; i < tt->npend; i++) if (tt->pend[i] == sig) return;
-	if (tt->npend < 16) tt->pend[tt->npend++] = sig;
-}
-
 /* waits for a seized, interrupted thread to stop; signals that come first are kept for later.
  * A thread that exits meanwhile is marked dead (not an error). */
 static int stop_wait(struct tracee *tt)
@@ -147,7 +141,7 @@ static int stop_wait(struct tracee *tt)
 			if (sig != SIGTRAP) return fail(EAGAIN, "thread %d is stopped (job control)", tt->pid);
 			break;
 		}
-		if (ev == 0) note_signal(tt, sig);
+		if (ev == 0) tracee_pending(tt, sig);
 		if (ptrace(PTRACE_CONT, tt->pid, 0, 0)) return fail(errno, "PTRACE_CONT %d: %s", tt->pid, strerror(errno));
 	}
 	if (ptrace(PTRACE_GETREGS, tt->pid, 0, &tt->regs0)) return fail(errno, "PTRACE_GETREGS %d: %s", tt->pid, strerror(errno));
@@ -232,31 +226,12 @@ void threads_release(struct tracee *t)
 	for (int i = 0; i < t->nthr; i++) {
 		struct tracee *tt = &t->thr[i];
 		if (tt->dead) continue;
-		ptrace(PTRACE_DETACH, tt->pid, 0, tt->npend ? tt->pend[0] : 0);
-		for (int k = 1; k < tt->npend; k++) syscall(SYS_tgkill, t->pid, tt->pid, tt->pend[k]);
+		ptrace(PTRACE_DETACH, tt->pid, 0, 0);
+		sigq_resend(tt, t->pid, 0);
 	}
 	free(t->thr);
 	t->thr = NULL;
 	t->nthr = 0;
-}
-
-/* the signals pending for thread tid alone (SigPnd of its status) */
-static uint64_t thread_pending(pid_t pid, pid_t tid)
-{
-	static char st[8192];
-	char v[64];
-	if (task_status(pid, tid, st, sizeof st) || status_field(st, "SigPnd", v, sizeof v)) return 0;
-	return strtoull(v, NULL, 16);
-}
-
-/* the pending signals of the other threads, into threads_dump's its (dump_image reads them last) */
-void threads_pending(struct tracee *t, struct image_thread *its)
-{
-	for (int i = 0; i < t->nthr && its; i++) {
-		struct tracee *tt = &t->thr[i];
-		its[i].th.pending = thread_pending(t->pid, tt->pid);
-		for (int k = 0; k < tt->npend; k++) its[i].th.pending |= 1ULL << (tt->pend[k] - 1);
-	}
 }
 
 int threads_dump(struct tracee *t, uint64_t scratch, struct image_thread **out, uint64_t *xfeatures)
@@ -461,7 +436,7 @@ int threads_finish(struct tracee *t, struct image *im, int eintr_policy)
 	return e;
 }
 
-void threads_run(struct tracee *t, struct image *im)
+void threads_run(struct tracee *t)
 {
 	int left = 0;
 	for (int i = 0; i < t->nthr; i++) {
@@ -473,9 +448,6 @@ void threads_run(struct tracee *t, struct image *im)
 			if (!tt->dead) t->thr[left++] = *tt;
 			continue;
 		}
-		uint64_t pend = im->threads[i + 1].th.pending;
-		for (int sg = 1; sg <= 64; sg++)
-			if (pend >> (sg - 1) & 1) syscall(SYS_tgkill, t->pid, tt->pid, sg);
 	}
 	t->nthr = left;
 	if (!left) { free(t->thr); t->thr = NULL; }

@@ -21,15 +21,13 @@ int threads_check(pid_t pid, int print);
  * thread shows up (threads created during the freeze are caught too). */
 int threads_freeze(struct tracee *t);
 
-/* Detaches every other thread (put back as it was by tracee_back before); pending signals caught
- * while stopping it are sent to it again. Part of release_live. */
+/* Detaches every other thread (put back as it was by tracee_back before); the signals its stops
+ * took out of the kernel are sent to it again (sigq_resend). Part of release_live. */
 void threads_release(struct tracee *t);
 
 /* dump: the state of every other thread (dump_thread each), into a new array of t->nthr;
  * *xfeatures gets the XSAVE features they use */
 int threads_dump(struct tracee *t, uint64_t scratch, struct image_thread **out, uint64_t *xfeatures);
-/* their pending signals (not taken yet), into that array */
-void threads_pending(struct tracee *t, struct image_thread *its);
 
 /* hollow: makes every other thread exit (signals blocked, rseq unregistered, exit(0) injected)
  * and reaps it; threads not stopped yet are seized first. *touched is set once one is ended. */
@@ -45,9 +43,9 @@ int threads_create(struct tracee *t, struct image *im, uint64_t scr);
  * thread does, until the caller lets the process run (threads_run) */
 int threads_finish(struct tracee *t, struct image *im, int eintr_policy);
 
-/* a restored process runs: its other threads are detached and their pending signals re-sent
- * (the main thread is the caller's, detached next); those that could not be (gone, killed) stay
- * in t->thr for the caller to reap */
-void threads_run(struct tracee *t, struct image *im);
+/* a restored process runs: its other threads are detached (the main thread is the caller's,
+ * detached next; their pending signals were queued by sigq_restore); those that could not be
+ * (gone, killed) stay in t->thr for the caller to reap */
+void threads_run(struct tracee *t);
 
 #endif

@@ -164,6 +164,71 @@ test('threads: a signal pending for the process and one pending for its main thr
   assert.equal(out, 'usr1 worker 1 main 0, usr2 worker 0 main 1\n', 'SIGUSR1 taken by the worker that unblocked it, SIGUSR2 by main')
 })
 
+/** sigqueue started, its signals all pending (it says ready), and its trigger file */
+async function startQ (name: string): Promise<{ s: ReturnType<Lab['start']>, trigger: string }> {
+  const bin = lab.compile('sigqueue')
+  const trigger = lab.path(`${name}.go`)
+  const s = lab.start(bin, [trigger], ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => s.out === 'ready\n', 10000, 'ready')
+  return { s, trigger }
+}
+/** what sigqueue prints when nothing moves it: each signal once per instance, in the kernel's order
+ * (the taking thread's own first, then the process's; lowest number first; a real-time signal's
+ * instances in the order they were queued), codes SI_QUEUE -1, SI_USER 0, SI_TIMER -2, and
+ * SI_TKILL -6 or SI_USER for tgkill (kernels differ) */
+let refQ: string | undefined
+async function referenceQ (): Promise<string> {
+  if (refQ !== undefined) return refQ
+  const { s, trigger } = await startQ('sigqueue-ref')
+  writeFileSync(trigger, '')
+  assert.deepEqual(await s.exited, { code: 0, signal: null })
+  refQ = s.out
+  assert.equal(refQ.replace('RTMIN+3 code -6', 'RTMIN+3 code 0'), [
+    'ready',
+    'main sig RTMIN+1 code -1 value 8 self 1', 'main sig RTMIN+3 code 0 value 0 self 1',
+    'main sig 0+10 code -1 value 7 self 1', 'main sig 0+12 code 0 value 0 self 1',
+    'main sig RTMIN+0 code -1 value 1 self 1', 'main sig RTMIN+0 code -1 value 2 self 1', 'main sig RTMIN+0 code -1 value 3 self 1',
+    'main sig RTMIN+2 code -2 value 99 self -1',
+    'worker sig RTMIN+1 code -1 value 5 self 1', 'worker sig RTMIN+1 code -1 value 6 self 1', ''
+  ].join('\n'), 'the subject itself, unmoved')
+  return refQ
+}
+
+test('pending signals keep every queued instance and their siginfo (sender, code, value), for the process and for each thread', async () => {
+  const ref = await referenceQ()
+  const { s, trigger } = await startQ('sigqueue-dump')
+  await dump(s.pid, lab.path('sigqueue.img'))
+  assert.deepEqual(await s.exited, { code: null, signal: 9 })
+  // a new pid: the senders' pids in the siginfo stay those the process had
+  const r = lab.track(await restore(lab.path('sigqueue.img'), { keepPid: false, stdio: ['ignore', 'pipe', 'pipe'] }))
+  assert.notEqual(r.pid, s.pid)
+  let out = 'ready\n'
+  r.stdout?.on('data', (b: Buffer) => { out += b.toString() })
+  writeFileSync(trigger, '')
+  assert.deepEqual(await r.exited, { code: 0, signal: null })
+  await waitFor(() => out.split('\n').length === ref.split('\n').length, 5000, 'its report')
+  assert.equal(out, ref)
+})
+
+test('pending signals with their siginfo go out through the deputy, between copies and home again; a dump that leaves it running keeps them too', async () => {
+  const ref = await referenceQ()
+  const { s, trigger } = await startQ('sigqueue-chain')
+  // a checkpoint first: the original runs on with its signals as they were, and so does the copy
+  const img = lab.path('sigqueue-leave.img')
+  await dump(s.pid, img, { leaveRunning: true })
+  await chain(lab, s, { progress: () => 1, marks: [1, 1, 1], relay: true })
+  writeFileSync(trigger, '')
+  assert.deepEqual(await s.exited, { code: 0, signal: null })
+  assert.equal(s.out, ref)
+  // (the trigger exists already: the copy reports at once)
+  const r = lab.track(await restore(img, { keepPid: false, stdio: ['ignore', 'pipe', 'pipe'] }))
+  let out = 'ready\n'
+  r.stdout?.on('data', (b: Buffer) => { out += b.toString() })
+  assert.deepEqual(await r.exited, { code: 0, signal: null })
+  await waitFor(() => out.split('\n').length === ref.split('\n').length, 5000, 'the copy\'s report')
+  assert.equal(out, ref)
+})
+
 test('threads: moved out through the deputy and home again while they work; the hollow original has no threads', async () => {
   const args = ['6', '80', '40000', '6']
   const ref = undisturbed('chain', args)
