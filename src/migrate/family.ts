@@ -201,7 +201,7 @@ export function familyCall (home: Home, p: HomeProc, conn: Link, m: FamilyMsg): 
   // During a move it is made again where the process lands (home, or the next node, which asks).
   if (p.conn !== conn || typeof p.where !== 'number' || p.moving) return
   const node = p.where
-  const t0 = Date.now()
+  const t0 = monotonicMs()
   log('process %d on node %d calls %s: bringing it home', p.pid, node, m.call)
   const failed = (reason: string): void => { void conn.send({ t: 'family-failed', reason }).catch(() => {}) }
   // a locked process's node is known before it lands: a child it forks as soon as it runs at home
@@ -219,7 +219,7 @@ export function familyCall (home: Home, p: HomeProc, conn: Link, m: FamilyMsg): 
       // CPU-bound to the balancer by its history (it would be sent out, and back at once); one
       // that works on after the call shows it within a window and may be sent out again.
       p.decay.cleared = monotonicMs()
-      log('process %d is home for its %s after %d ms', p.pid, m.call, Date.now() - t0)
+      log('process %d is home for its %s after %d ms', p.pid, m.call, monotonicMs() - t0)
       if (p.lock) returnWhenDone(home, p, node)
       return
     }

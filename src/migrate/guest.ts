@@ -197,7 +197,7 @@ export class GuestSide {
     await conn.send({ t: 'accept', hostinfo, ...(unhold !== null ? { raw: true } : {}) })
     trace('n:accepted')
     let r: GuestProcess
-    const t0 = Date.now()
+    const t0 = monotonicMs()
     let raw = unhold !== null
     try {
       let src: Readable | RawSource = img.image
@@ -236,7 +236,7 @@ export class GuestSide {
       log('home node %d closed the connection during the restore: removed', home)
       return
     }
-    if (raw) { img.received = Number(r.stats?.image_bytes ?? m.bytes); img.first = t0; img.ended = Date.now() }
+    if (raw) { img.received = Number(r.stats?.image_bytes ?? m.bytes); img.first = t0; img.ended = monotonicMs() }
     img.done()
     const age = m.age ?? 0
     const g = this.newGuest(conn, r, home, m.pid, m.stdin === 'pull' ? 'pull' : 'none', Number.isFinite(age) ? age : 0)

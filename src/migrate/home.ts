@@ -30,6 +30,7 @@ import { ImageCopy, noteTransfer, rawSink, replay, tee } from './transfer.js'
 import { spaceRefusal } from './space.js'
 import { tmpdir } from 'node:os'
 import { trace } from '../util/trace.js'
+import { monotonicMs } from '../util/clock.js'
 
 const log = debug('hpcfs:home')
 
@@ -76,7 +77,7 @@ export class HomeProc {
   imageWaiter: ((land: () => Promise<void>) => void) | null = null
   /** A raw image is coming home (docs/migrate.md "Raw images"): its image-end is the landing's. */
   rawLanding = false
-  /** When the image now coming home started (for the bandwidth measurement). */
+  /** When the image now coming home started (monotonicMs, for the bandwidth measurement; 0: none). */
   imageStart = 0
   /** The node it runs on or last ran on away from home (0: never left). */
   at = 0
@@ -549,7 +550,7 @@ export class Home {
       case 'image-start': {
         p.imageIn?.release()
         p.imageIn = null
-        p.imageStart = Date.now()
+        p.imageStart = monotonicMs()
         const dep = p.deputy
         if (m.raw === true) {
           // the image comes raw: read straight into the original while it arrives (N waits for
@@ -580,7 +581,7 @@ export class Home {
         this.stayEnded(p, m)
         const copy = p.imageIn ?? new ImageCopy()
         p.imageIn = null
-        if (p.at > 0 && p.imageStart > 0) noteTransfer(this.d.bandwidth, p.at, copy.size, Date.now() - p.imageStart)
+        if (p.at > 0 && p.imageStart > 0) noteTransfer(this.d.bandwidth, p.at, copy.size, monotonicMs() - p.imageStart)
         if (p.imageWaiter) { const w = p.imageWaiter; p.imageWaiter = null; w(async () => await this.landHome(p, conn, copy)) } else {
           // the guest node sends it home by itself (expel)
           p.where = 'migrating'
@@ -654,7 +655,7 @@ export class Home {
     const fd = conn.rawFd()
     const after = conn.expect('image-end', 'stay').catch((e): StayMsg => ({ t: 'stay', reason: (e as Error).message }))
     let end: ImageEndMsg | StayMsg | null = null
-    const t0 = Date.now()
+    const t0 = monotonicMs()
     await conn.send({ t: 'image-ready' })
     try {
       if (fd === null || dep.restoreFromFd === undefined) throw new Error('connection closed')
@@ -681,7 +682,7 @@ export class Home {
     const m = end as ImageEndMsg | StayMsg | null
     if (m?.t === 'image-end') {
       this.stayEnded(p, m)
-      if (p.at > 0 && m.bytes !== undefined) noteTransfer(this.d.bandwidth, p.at, m.bytes, Date.now() - t0)
+      if (p.at > 0 && m.bytes !== undefined) noteTransfer(this.d.bandwidth, p.at, m.bytes, monotonicMs() - t0)
     }
     await this.homeLanded(p, conn)
   }

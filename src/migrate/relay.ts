@@ -24,6 +24,7 @@ import { ctxtSwitches, stdinWait, syscallLine, STDIN_CHUNK } from './stdin.js'
 import { BROKEN_RESEND_MS, INPUT_CLOSE_CHECK_MS, INPUT_POLL_IDLE_MS, INPUT_POLL_MS, INPUT_SETTLE_MS } from '../config.js'
 import { poll, PollTimeout } from '../util/poll.js'
 import { fdLink, type StdioKind } from './fdkind.js'
+import { monotonicMs } from '../util/clock.js'
 
 const log = debug('hpcfs:relay')
 
@@ -199,7 +200,7 @@ export class HomeStdio {
   /** Tells the node that fd is broken, now (`first`) or again at most every BROKEN_RESEND_MS while bytes arrive. */
   private tellBroken (fd: number, first: boolean): void {
     const last = this.broken.get(fd)
-    const now = Date.now()
+    const now = monotonicMs()
     if (!first && last !== undefined && now - last < BROKEN_RESEND_MS) return
     if (first && last !== undefined) return
     this.broken.set(fd, now)

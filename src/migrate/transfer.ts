@@ -10,6 +10,7 @@ import debug from '../util/log.js'
 import type { RawSink, RawSource } from './engine.js'
 import type { Link } from './link.js'
 import type { Message } from './protocol.js'
+import { monotonicMs } from '../util/clock.js'
 
 const log = debug('hpcfs:transfer')
 
@@ -198,6 +199,7 @@ export class Tickets {
 export class ImageIn {
   readonly image = new PassThrough()
   received = 0
+  /** when its first and last bytes came (monotonicMs; 0: not yet) */
   first = 0
   ended = 0
   private last: Buffer | undefined // with the 'end' fault: every frame is held back until the next comes
@@ -209,7 +211,7 @@ export class ImageIn {
   feed (c: Link): void {
     const onData = (type: string, d: Buffer): void => {
       if (type !== 'I') return
-      if (this.first === 0) this.first = Date.now()
+      if (this.first === 0) this.first = monotonicMs()
       this.received += d.length
       if (this.fault === 'early' && this.received > 4096) { this.image.destroy(new Error('injected fault: restore broken half-way')); return }
       if (this.fault === 'end') { const prev = this.last; this.last = d; if (prev === undefined) return; d = prev }
@@ -217,7 +219,7 @@ export class ImageIn {
     }
     const onMsg = (x: Message): void => {
       if (x.t === 'image-end') {
-        this.ended = Date.now()
+        this.ended = monotonicMs()
         // the 'end' fault: the last frame never reaches the engine, so the restore fails once the
         // sender has sent everything (and removed its process)
         if (this.fault === 'end') this.image.destroy(new Error('injected fault: restore broken at the end')); else this.image.end()
@@ -237,5 +239,8 @@ export class ImageIn {
   done (): void { for (const f of this.cleanups) f() }
 
   /** How long the image took to come (ms, at least 1). */
-  ms (): number { return Math.max(1, (this.ended || Date.now()) - (this.first || Date.now())) }
+  ms (): number {
+    const now = monotonicMs()
+    return Math.max(1, (this.ended || now) - (this.first || now))
+  }
 }
