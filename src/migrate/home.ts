@@ -522,7 +522,11 @@ export class Home {
           // the want is dropped: N stops waiting for it and the process reads again wherever it lands.)
           const soon = conn === p.holdFor || (conn === p.conn && !p.moving && p.where === 'migrating')
           return soon ? 'later' : 'never'
-        }, fd, d => { if (p.conn === conn) p.inLog.add(fd, d, conn) })
+        }, fd, d => {
+          // kept until a want says it is in the process, whichever connection it went out on: a
+          // read through the deputy (a socket) may end after this one broke or another took over
+          p.inLog.add(fd, d, conn)
+        })
         break
       }
       case 'closed':

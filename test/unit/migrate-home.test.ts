@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import assert from 'node:assert/strict'
 import { Home, LOST_STATUS } from '../../src/migrate/home.js'
+import { parseFdFrame } from '../../src/migrate/relay.js'
 import { MemLink } from '../../src/migrate/memlink.js'
 import type { Link } from '../../src/migrate/link.js'
 import type { DeputyHandle, Engine } from '../../src/migrate/engine.js'
@@ -225,6 +226,47 @@ test('input handed to a node whose connection broke before it was written there 
     assert.equal(stdin(back), 'two\nthree\n', 'nothing handed twice on one connection')
   } finally {
     p.io.stdinFd = null
+    closeSync(rd)
+    closeSync(wr)
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('socket input read through the deputy while the connection breaks is handed again on the connection the node rejoins over', async () => {
+  const s = setup()
+  const { peer } = await moveOut(s)
+  const p = s.home.procs.get(PID)
+  assert.ok(p)
+  // a relayed socket (fd 3): the deputy moves what it reads into a pipe, which home reads
+  const dir = mkdtempSync(join(tmpdir(), 'hpcfs-pull-'))
+  const fifo = join(dir, 'in')
+  assert.equal(spawnSync('mkfifo', [fifo]).status, 0)
+  const rd = openSync(fifo, fsc.O_RDWR | fsc.O_NONBLOCK)
+  const wr = openSync(fifo, fsc.O_WRONLY | fsc.O_NONBLOCK)
+  let answer: ((k: number) => void) | undefined
+  const dep = { pull: async (): Promise<number> => await new Promise<number>(resolve => { answer = resolve }) }
+  ;(p.io as unknown as { dep: unknown }).dep = dep
+  p.io.extraIn.set(3, { fd: rd, pull: true })
+  const relayed = (peerOf: Peer): string => peerOf.frames.filter(([t]) => t === 'R').map(([, d]) => parseFdFrame(d)?.[1].toString() ?? '').join('')
+  try {
+    await peer.link.send({ t: 'want', fd: 3, n: 100, got: 0 })
+    await until(() => answer !== undefined, 'the deputy asked to read the socket')
+    const first = answer as (k: number) => void
+    peer.link.close()
+    await until(() => p.limbo != null, 'waiting for the node')
+    const [mine, theirs] = MemLink.pair('node 1', 'node 2')
+    const back = new Peer(mine)
+    s.home.rejoin(theirs, { t: 'rejoin', home: 1, pid: PID, guest: 555, node: 2 })
+    await back.next('rejoin-ok')
+    // the read in flight ends now, its bytes taken out of the socket: they went to a connection
+    // that is gone, and must reach the process over the new one
+    writeSync(wr, 'abc')
+    first(3)
+    await until(() => p.inLog.kept() === 3, 'the bytes kept until the node says it has them')
+    await mine.send({ t: 'want', fd: 3, n: 100, got: 0 })
+    await back.until(() => relayed(back) === 'abc', 'the bytes read from the socket handed again')
+  } finally {
+    p.io.extraIn.delete(3)
     closeSync(rd)
     closeSync(wr)
     rmSync(dir, { recursive: true, force: true })
