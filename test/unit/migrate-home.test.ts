@@ -186,17 +186,34 @@ test('the node comes back (rejoin) while the deputy waits: the session goes on; 
   assert.match((await late.next('refuse')).reason, /no process/)
 })
 
-test('input handed to a node whose connection broke before it was written there is handed again, once, on the connection it rejoins over', async () => {
-  const s = setup()
+/** The connection to node 2 breaks; home waits for it; node 2 rejoins over a new one (mine: the test's end). */
+async function breakAndRejoin (s: ReturnType<typeof setup>, peer: Peer, p: { limbo: unknown }): Promise<{ mine: MemLink, back: Peer }> {
+  peer.link.close()
+  await until(() => p.limbo != null, 'waiting for the node')
+  const [mine, theirs] = MemLink.pair('node 1', 'node 2')
+  const back = new Peer(mine)
+  s.home.rejoin(theirs, { t: 'rejoin', home: 1, pid: PID, guest: 555, node: 2 })
+  await back.next('rejoin-ok')
+  return { mine, back }
+}
+
+/** A process moved out to the test's node 2, and a FIFO at home the test writes (rd: home's end, wr: the test's). */
+async function movedWithFifo (s: ReturnType<typeof setup>): Promise<{ peer: Peer, p: NonNullable<ReturnType<Home['procs']['get']>>, rd: number, wr: number, close: () => void }> {
   const { peer } = await moveOut(s)
   const p = s.home.procs.get(PID)
   assert.ok(p)
-  // its stdin at home: a FIFO the test writes
-  const dir = mkdtempSync(join(tmpdir(), 'hpcfs-inlog-'))
+  const dir = mkdtempSync(join(tmpdir(), 'hpcfs-in-'))
   const fifo = join(dir, 'in')
   assert.equal(spawnSync('mkfifo', [fifo]).status, 0)
   const rd = openSync(fifo, fsc.O_RDWR | fsc.O_NONBLOCK)
   const wr = openSync(fifo, fsc.O_WRONLY | fsc.O_NONBLOCK)
+  return { peer, p, rd, wr, close: () => { closeSync(rd); closeSync(wr); rmSync(dir, { recursive: true, force: true }) } }
+}
+
+test('input handed to a node whose connection broke before it was written there is handed again, once, on the connection it rejoins over', async () => {
+  const s = setup()
+  // its stdin at home: a FIFO the test writes
+  const { peer, p, rd, wr, close } = await movedWithFifo(s)
   p.io.stdinFd = rd
   const stdin = (peerOf: Peer): string => peerOf.frames.filter(([t]) => t === 'N').map(([, d]) => d.toString()).join('')
   try {
@@ -208,12 +225,7 @@ test('input handed to a node whose connection broke before it was written there 
     await peer.link.send({ t: 'want', n: 100, got: 4 })
     writeSync(wr, 'two\n')
     await peer.until(() => stdin(peer) === 'one\ntwo\n', 'the second line')
-    peer.link.close()
-    await until(() => p.limbo != null, 'waiting for the node')
-    const [mine, theirs] = MemLink.pair('node 1', 'node 2')
-    const back = new Peer(mine)
-    s.home.rejoin(theirs, { t: 'rejoin', home: 1, pid: PID, guest: 555, node: 2 })
-    await back.next('rejoin-ok')
+    const { mine, back } = await breakAndRejoin(s, peer, p)
     // its want says it has 4 bytes: the second line again, and nothing new (none was written)
     await mine.send({ t: 'want', n: 100, got: 4 })
     await back.until(() => stdin(back) === 'two\n', 'the second line handed again')
@@ -226,23 +238,14 @@ test('input handed to a node whose connection broke before it was written there 
     assert.equal(stdin(back), 'two\nthree\n', 'nothing handed twice on one connection')
   } finally {
     p.io.stdinFd = null
-    closeSync(rd)
-    closeSync(wr)
-    rmSync(dir, { recursive: true, force: true })
+    close()
   }
 })
 
 test('socket input read through the deputy while the connection breaks is handed again on the connection the node rejoins over', async () => {
   const s = setup()
-  const { peer } = await moveOut(s)
-  const p = s.home.procs.get(PID)
-  assert.ok(p)
   // a relayed socket (fd 3): the deputy moves what it reads into a pipe, which home reads
-  const dir = mkdtempSync(join(tmpdir(), 'hpcfs-pull-'))
-  const fifo = join(dir, 'in')
-  assert.equal(spawnSync('mkfifo', [fifo]).status, 0)
-  const rd = openSync(fifo, fsc.O_RDWR | fsc.O_NONBLOCK)
-  const wr = openSync(fifo, fsc.O_WRONLY | fsc.O_NONBLOCK)
+  const { peer, p, rd, wr, close } = await movedWithFifo(s)
   let answer: ((k: number) => void) | undefined
   const dep = { pull: async (): Promise<number> => await new Promise<number>(resolve => { answer = resolve }) }
   ;(p.io as unknown as { dep: unknown }).dep = dep
@@ -252,12 +255,7 @@ test('socket input read through the deputy while the connection breaks is handed
     await peer.link.send({ t: 'want', fd: 3, n: 100, got: 0 })
     await until(() => answer !== undefined, 'the deputy asked to read the socket')
     const first = answer as (k: number) => void
-    peer.link.close()
-    await until(() => p.limbo != null, 'waiting for the node')
-    const [mine, theirs] = MemLink.pair('node 1', 'node 2')
-    const back = new Peer(mine)
-    s.home.rejoin(theirs, { t: 'rejoin', home: 1, pid: PID, guest: 555, node: 2 })
-    await back.next('rejoin-ok')
+    const { mine, back } = await breakAndRejoin(s, peer, p)
     // the read in flight ends now, its bytes taken out of the socket: they went to a connection
     // that is gone, and must reach the process over the new one
     writeSync(wr, 'abc')
@@ -267,9 +265,7 @@ test('socket input read through the deputy while the connection breaks is handed
     await back.until(() => relayed(back) === 'abc', 'the bytes read from the socket handed again')
   } finally {
     p.io.extraIn.delete(3)
-    closeSync(rd)
-    closeSync(wr)
-    rmSync(dir, { recursive: true, force: true })
+    close()
   }
 })
 
