@@ -296,7 +296,7 @@ static int deputy_restore(struct tracee *t, const char *path, pid_t from, int fr
 			sigq_expect(t, im);
 			if (!hollow(t, &touched)) park(t);
 			/* the process runs on where it was: the signals the restore took go there */
-			for (int i = 0; i < t->npend; i++) ctlf("SIGNAL %d", t->pend[i].si_signo);
+			for (int i = 0; i < t->npend; i++) sigq_report(&t->pend[i]);
 			t->npend = t->pend_imaged = 0;
 			t->nsig = 0;
 			memcpy(g_err, keep, sizeof keep);
@@ -366,7 +366,8 @@ int cmd_deputy(pid_t pid, const char *target)
 	ctlf("STAT freeze_ms=%.3f hollow_ms=%.3f", t1 - t0, now_ms() - t1);
 	relay_report_dumped();
 	/* signals that came after its image was read: passed on (the others went with it) */
-	for (int i = t.pend_imaged; i < t.npend; i++) ctlf("SIGNAL %d", t.pend[i].si_signo);
+	for (int i = t.pend_imaged; i < t.npend; i++)
+		if (!sigq_claim(&t, &t.pend[i])) sigq_report(&t.pend[i]);	/* (one read from the queues and taken out by a stop since is its image's) */
 	t.npend = t.pend_imaged = 0;
 	t.nsig = 0;
 	ctlf("HOLLOW %d", pid);
@@ -389,7 +390,7 @@ int cmd_deputy(pid_t pid, const char *target)
 			if (WIFEXITED(st)) { ctlf("EXIT %d", WEXITSTATUS(st)); return 0; }
 			if (WIFSIGNALED(st)) { ctlf("KILLED %d", WTERMSIG(st)); return 0; }
 			int sig = WSTOPSIG(st), ev = st >> 16;
-			if (ev == 0) ctlf("SIGNAL %d", sig);
+			if (ev == 0) sigq_report_stop(pid, sig);
 			if (ev == PTRACE_EVENT_STOP && sig != SIGTRAP) ptrace(PTRACE_LISTEN, pid, 0, 0);
 			else ptrace(PTRACE_CONT, pid, 0, 0);
 		}

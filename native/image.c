@@ -299,12 +299,14 @@ int read_meta(struct imgr *r, struct image **out)
 		if (type == R_PAGES || type == R_FDDATA || type == R_PREVALID || type == R_END) break;
 		if ((e = rec_hdr(r, &h))) break;
 		if (type == R_CORE) {
+			if (have_core) { e = fail(EBADMSG, "a second core record"); break; }
 			if (h.len != sizeof im->c) { e = fail(EBADMSG, "core record has the wrong size"); break; }
 			e = rec_body(r, &h, &im->c, sizeof im->c);
 			struct img_core *c = &im->c;
 			/* counts the restore uses to index its arrays: a forged record is refused here */
-			if (!e && (c->auxv_len > sizeof c->auxv || c->auxv_len % 16 || c->nsig > SIGQ_MAX || c->ngroups > 32))
+			if (!e && (c->auxv_len > sizeof c->auxv || c->auxv_len % 16 || c->nsig > SIGQ_MAX || c->ngroups > 32 || c->nrlim > 16))
 				e = fail(EBADMSG, "bad core record");
+			for (uint32_t i = 0; !e && i < c->nrlim; i++) if (c->rlim[i][0] > c->rlim[i][1]) e = fail(EBADMSG, "bad core record");
 			c->cwd[sizeof c->cwd - 1] = 0;
 			c->exe[sizeof c->exe - 1] = 0;
 			have_core = 1;
@@ -367,7 +369,7 @@ int read_meta(struct imgr *r, struct image **out)
 			if (h.len != sizeof q || !have_core || im->nsig >= (int)im->c.nsig) { e = fail(EBADMSG, "bad signal record"); break; }
 			if ((e = rec_body(r, &h, &q, sizeof q))) break;
 			memcpy(&sig, q.info, sizeof sig);
-			if (q.thread < -1 || q.thread >= (int)im->h.nthreads || sig < 1 || sig > 64 || sig == SIGKILL || sig == SIGSTOP) {
+			if (q.thread < -1 || q.thread >= (int)im->h.nthreads || sig < 1 || sig > 64 || sig == SIGKILL) {
 				e = fail(EBADMSG, "bad signal record");
 				break;
 			}

@@ -110,6 +110,8 @@ struct img_core {
 	int64_t exe_mtime_s, exe_mtime_ns;
 	char cwd[PATH_MAX];
 	char exe[PATH_MAX];
+	uint32_t nrlim, pad2;	/* resource limits: RLIMIT_CPU .. (nrlim of them), soft and hard */
+	uint64_t rlim[16][2];
 };
 
 /* R_THREAD: what each thread has of its own. Registers include fs_base/gs_base (TLS). The main

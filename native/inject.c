@@ -287,7 +287,7 @@ int interrupt_stop(struct tracee *t)
 		if (e) return e;
 		int sig = WSTOPSIG(st), ev = st >> 16;
 		if (ev == PTRACE_EVENT_STOP) return 0;
-		if (ev == 0) ctlf("SIGNAL %d", sig);
+		if (ev == 0) sigq_report_stop(t->pid, sig);
 		if (ptrace(PTRACE_CONT, t->pid, 0, 0)) return fail(errno, "PTRACE_CONT: %s", strerror(errno));
 	}
 }

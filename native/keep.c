@@ -13,7 +13,9 @@
  *    above is broken at home: the keeper's reader of it is replaced by the reader of a pipe without
  *    writer, so that the process's next write fails with EPIPE and a daemon that attaches later
  *    reads the end there), STDIN-END (closes the writer
- *    of its stdin), DONE (the daemon has passed its end on: the helper may leave once it ended);
+ *    of its stdin), SIGQUEUE sig code pid uid value (a signal passed on from home, sent with
+ *    that siginfo where the kernel lets another process queue it: sigq.c), DONE (the daemon has
+ *    passed its end on: the helper may leave once it ended);
  *  - with no daemon attached for LEASE_MS, the process is killed (the lease); once it has ended,
  *    the helper leaves on DONE, or when no daemon has come for it for the lease. Until then its
  *    end waits in the control pipe, for a daemon started again if the last one died before it
@@ -137,6 +139,9 @@ int keep_run(struct keep *k, struct tracee *t, struct image *im, int hold, long 
 						else relay_broken(fd);
 					} else if (!strcmp(buf, "DONE")) {
 						done = 1;
+					} else if (!strncmp(buf, "SIGQUEUE ", 9)) {
+						/* a signal home passes on with its siginfo (sigq.c) */
+						if (!ended && sigq_command(pid, buf)) ctlf("ERR EINVAL bad SIGQUEUE line");
 					} else if (family_command(buf)) {
 						ctlf("ERR EINVAL unknown keeper command '%s'", buf);
 					}

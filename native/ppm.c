@@ -19,7 +19,7 @@
  *   --precopy (precopy.c): memory copied in rounds while the process runs, frozen for the last one
  *   --family (family.c): check and deputy allow children; restore catches the family calls
  *   --relay (relay.c): pipes and stream sockets whose other end is elsewhere are relayed
- * Lines out: REASON code text | STAT k=v... | PID n | CHECKED | DUMPED n | RELEASED n | HOLLOW | SIGNAL n | FD n path|- |
+ * Lines out: REASON code text | STAT k=v... | PID n | CHECKED | DUMPED n | RELEASED n | HOLLOW | SIGNAL n code pid uid value | FD n path|- |
  *            IMAGE-IN path | EXIT n | KILLED n | RESTORED n | FAMILY id call | RELAYFD fd dir kind |
  *            RELAY fd dir path [path] | PULLED fd n | OK | ERR ERRNO text
  */

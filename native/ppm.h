@@ -227,6 +227,8 @@ int read_comm(pid_t pid, pid_t tid, char comm[16]);
 void read_timens(pid_t pid, int64_t *mono_off, int64_t *boot_off);
 int ns_differs(pid_t pid, const char *ns);
 pid_t ns_inner(pid_t tid);
+int task_status(pid_t pid, pid_t tid, char *buf, size_t cap);	/* /proc/PID/task/TID/status: 0, or -1 */
+int read_limits(pid_t pid, uint64_t lim[16][2]);	/* its resource limits, soft and hard: how many */
 int shmem_shared_elsewhere(pid_t pid, uint64_t ino);
 int being_dumped(pid_t pid);
 int fd_numbers(pid_t pid, int **out);	/* its descriptor numbers, ascending (malloc'd): how many, or -1 */
@@ -249,6 +251,7 @@ struct tracee {
 	struct img_siginfo *sigs;
 	uint8_t *sig_queued;
 	int nsig;
+	int sig_restored;	/* a restore: the image's SIGINFO records up to this one are queued in it (sigq_restore) */
 	int dead;
 	long ninject;		/* calls injected, also in batches */
 	long nbatch, nbatched;	/* batches run (batch.c), and the calls in them */
@@ -308,6 +311,14 @@ void sigq_resend(struct tracee *t, pid_t tgid, int process);
 int sigq_claim(struct tracee *t, const siginfo_t *si);
 /* the image's signals for the process and its main thread, claimable as if read by sigq_read */
 void sigq_expect(struct tracee *t, const struct image *im);
+/* a signal sent to a hollow original, reported to be passed on to the process where it runs:
+ * "SIGNAL sig code pid uid value" (its siginfo's; value: si_value as a 64-bit integer) */
+void sigq_report(const siginfo_t *si);
+/* the same for the signal of thread tid's signal-delivery-stop (its siginfo read there) */
+void sigq_report_stop(pid_t tid, int sig);
+/* a keeper's "SIGQUEUE sig code pid uid value": that signal sent to pid (sigq_send: its siginfo
+ * kept where the kernel allows another process to queue it); -1 if line is not one */
+int sigq_command(pid_t pid, const char *line);
 
 /* ---------- batch.c ---------- */
 /* Injected calls in batches, run by a few instructions put into the process (one stop for all). */

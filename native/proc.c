@@ -101,6 +101,14 @@ int ns_differs(pid_t pid, const char *ns)
 	return sa.st_ino != sb.st_ino || sa.st_dev != sb.st_dev;
 }
 
+/* /proc/PID/task/TID/status into buf: 0, or -1 (gone) */
+int task_status(pid_t pid, pid_t tid, char *buf, size_t cap)
+{
+	char fn[64];
+	snprintf(fn, sizeof fn, "/proc/%d/task/%d/status", pid, tid);
+	return read_file(fn, buf, cap) > 0 ? 0 : -1;
+}
+
 /* the id task tid has in its own (innermost) pid namespace: the last NSpid entry of its status;
  * tid itself when there is none to read. A guest in its pid namespace (restore.c guest_pidns)
  * has its home ids there, and images keep those. */
@@ -157,7 +165,34 @@ int read_core_proc(pid_t pid, struct img_core *c)
 	}
 	snprintf(fn, sizeof fn, "/proc/%d/personality", pid);
 	if (read_file(fn, v, sizeof v) > 0) c->personality = strtoul(v, NULL, 16);
+	int n = read_limits(pid, c->rlim);
+	if (n < 0) return n;
+	c->nrlim = n;
 	return 0;
+}
+
+/* /proc/PID/limits (readable where the process may be traced; prlimit needs its uid or
+ * CAP_SYS_RESOURCE): soft and hard, RLIM_INFINITY for "unlimited", in RLIMIT_ order; how many */
+int read_limits(pid_t pid, uint64_t lim[16][2])
+{
+	char fn[64], buf[4096];
+	snprintf(fn, sizeof fn, "/proc/%d/limits", pid);
+	if (read_file(fn, buf, sizeof buf) <= 0) return fail(ESRCH, "cannot read %s", fn);
+	int n = 0;
+	char *line = strchr(buf, '\n');	/* (the header) */
+	while (line && n < 16) {
+		line++;
+		char *end = strchr(line, '\n');
+		if (!end || end - line < 47) break;
+		/* "%-25s %-20s %-20s %-10s": the soft limit at column 26, the hard one at 47 */
+		for (int k = 0; k < 2; k++) {
+			const char *v = line + (k ? 47 : 26);
+			lim[n][k] = !strncmp(v, "unlimited", 9) ? RLIM_INFINITY : strtoull(v, NULL, 10);
+		}
+		n++;
+		line = end;
+	}
+	return n;
 }
 
 /* is pid traced by a `hpc-ppm-helper dump` (which removes it when the image is complete)? */

@@ -120,6 +120,60 @@ static int sealed_ro(const struct image *im, const struct img_vma *v)
 	return 0;
 }
 
+/* Resource limits are set by the process itself (an injected prlimit64 on itself, through the
+ * scratch area at scr): setting another user's process's limits, even reading them with prlimit,
+ * needs CAP_SYS_RESOURCE. */
+static int limit_inject(struct tracee *t, int r, uint64_t soft, uint64_t hard, uint64_t scr, long *rv)
+{
+	uint64_t l[2] = { soft, hard };
+	int e = mem_write(t, scr, l, sizeof l);
+	return e ? e : inject(t, SYS_prlimit64, 0, r, scr, 0, 0, 0, rv);
+}
+
+/* A hollow original coming home keeps its own limits until the end of the restore: the soft ones
+ * its restore's calls could run into, RLIMIT_SIGPENDING (POSIX timers, the queued signals) and
+ * RLIMIT_NOFILE (descriptors by number), go up to the hard ones meanwhile. (A stub has this
+ * helper's.) */
+static int limits_lift(struct tracee *t, uint64_t scr)
+{
+	uint64_t cur[16][2];
+	int n = read_limits(t->pid, cur), e = 0;
+	if (n < 0) return n;
+	static const int lift[] = { RLIMIT_SIGPENDING, RLIMIT_NOFILE };
+	for (int i = 0; i < 2 && !e; i++) {
+		int r = lift[i];
+		long rv;
+		if (r < n && cur[r][0] < cur[r][1]) e = limit_inject(t, r, cur[r][1], cur[r][1], scr, &rv);
+	}
+	return e;
+}
+
+/* The image's resource limits, soft and hard, where they differ from the process's. A hard limit
+ * above the process's that it may not raise (no CAP_SYS_RESOURCE: it has its credentials by now;
+ * RLIMIT_NOFILE above this host's fs.nr_open) stays where it is, the soft one no higher (STAT
+ * rlimits_kept: how many). */
+static int limits_set(struct tracee *t, const struct img_core *c, uint64_t scr)
+{
+	uint64_t cur[16][2];
+	int n = read_limits(t->pid, cur), kept = 0, e = 0;
+	if (n < 0) return n;
+	for (uint32_t r = 0; r < c->nrlim && (int)r < n && !e; r++) {
+		uint64_t soft = c->rlim[r][0], hard = c->rlim[r][1];
+		if (soft == cur[r][0] && hard == cur[r][1]) continue;
+		long rv;
+		e = limit_inject(t, r, soft, hard, scr, &rv);
+		if (!e && rv == -EPERM && hard > cur[r][1]) {
+			hard = cur[r][1];
+			if (soft > hard) soft = hard;
+			e = limit_inject(t, r, soft, hard, scr, &rv);
+			kept++;
+		}
+		if (!e && rv < 0) e = fail((int)-rv, "resource limit %u (%llu, hard %llu) cannot be set: %s", r, (unsigned long long)soft, (unsigned long long)hard, strerror((int)-rv));
+	}
+	if (kept) ctlf("STAT rlimits_kept=%d", kept);
+	return e;
+}
+
 int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow, int eintr_policy)
 {
 	struct img_core *c = &im->c;
@@ -137,6 +191,7 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 	if (!e && (uint64_t)rv != scr) e = fail(EEXIST, "scratch area landed at %#lx", rv);
 	static struct batch bt;
 	if (!e) e = batch_init(&bt, t, scr + SCRATCH_LEN);
+	if (!e && hollow) e = limits_lift(t, scr);
 	/* 3. tear down */
 	for (int i = 0; i < ncur && !e; i++)
 		if (!is_special(cur[i].path)) e = BQ(&bt, 0, SYS_munmap, cur[i].start, cur[i].end - cur[i].start, 0, 0, 0, 0);
@@ -371,8 +426,10 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 		if (!e) e = INJ(t, NULL, SYS_setitimer, w, scr, 0, 0, 0, 0);
 	}
 	fdrestore_done(&fr);
-	/* the signals it had not taken, queued again by its threads themselves (sigq.c) */
+	/* the signals it had not taken, queued again by its threads themselves (sigq.c); then its
+	 * resource limits */
 	if (!e) e = sigq_restore(t, im, scr);
+	if (!e) e = limits_set(t, c, scr);
 	trace("attrs");
 	/* 12. scratch away; an ignored SIGTRAP (reset by the traps of the calls above) set again
 	 * before, both by calls without a trap */
@@ -390,6 +447,10 @@ int restore_into(struct tracee *t, struct image *im, struct imgr *r, int hollow,
 int restored_run(struct tracee *t, struct image *im)
 {
 	sigq_after(t, im);
+	/* what the other threads' stops took out during the restore goes with the main thread's
+	 * (a hollow original's caller sends them to the process: signals sent to the home pid) */
+	for (int i = 0; i < t->nthr; i++)
+		for (int k = 0; k < t->thr[i].npend && t->npend < TRACEE_PEND; k++) t->pend[t->npend++] = t->thr[i].pend[k];
 	threads_run(t);
 	if (ptrace(PTRACE_DETACH, t->pid, 0, 0)) return fail(errno, "PTRACE_DETACH: %s", strerror(errno));
 	return 0;

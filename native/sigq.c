@@ -21,7 +21,7 @@
 
 static int add(struct tracee *t, int thread, const siginfo_t *si, int queued, int *cap)
 {
-	if (si->si_signo < 1 || si->si_signo > 64 || si->si_signo == SIGKILL || si->si_signo == SIGSTOP) return 0;
+	if (si->si_signo < 1 || si->si_signo > 64 || si->si_signo == SIGKILL) return 0;
 	if (t->nsig == SIGQ_MAX) return fail(ENOTSUP, "more than %d signals pending", SIGQ_MAX);
 	if (t->nsig == *cap) {
 		*cap = *cap ? *cap * 2 : 16;
@@ -37,21 +37,44 @@ static int add(struct tracee *t, int thread, const siginfo_t *si, int queued, in
 	return 0;
 }
 
-/* the queue of thread tid (shared: the process's), appended */
-static int peek(struct tracee *t, pid_t tid, int thread, int shared, int *cap)
+/* The queue of thread tid (shared: the process's), appended. A signal can be pending with no
+ * entry in the queue (the owner's RLIMIT_SIGPENDING was used up: the kernel keeps the signal, not
+ * its siginfo): its bit in the status (SigPnd, ShdPnd) is then all there is, and it is recorded
+ * as the kernel hands such a signal out (SI_USER, no sender). */
+static int peek(struct tracee *t, pid_t pid, pid_t tid, int thread, int shared, int *cap)
 {
 	static siginfo_t buf[32];
+	int first = t->nsig;
 	for (uint64_t off = 0;;) {
 		struct __ptrace_peeksiginfo_args a = { off, shared ? PTRACE_PEEKSIGINFO_SHARED : 0, 32 };
 		long got = ptrace(PTRACE_PEEKSIGINFO, tid, &a, buf);
 		if (got < 0) return fail(errno, "PTRACE_PEEKSIGINFO %d: %s", tid, strerror(errno));
-		if (got == 0) return 0;
+		if (got == 0) break;
 		for (long i = 0; i < got; i++) {
 			int e = add(t, thread, &buf[i], 1, cap);
 			if (e) return e;
 		}
 		off += got;
 	}
+	static char st[8192];
+	char v[64];
+	if (task_status(pid, tid, st, sizeof st) || status_field(st, shared ? "ShdPnd" : "SigPnd", v, sizeof v)) return 0;
+	uint64_t bits = strtoull(v, NULL, 16);
+	for (int i = first; i < t->nsig; i++) {
+		int sg;
+		memcpy(&sg, t->sigs[i].info, sizeof sg);
+		bits &= ~(1ULL << (sg - 1));
+	}
+	for (int sg = 1; sg <= 64; sg++) {
+		if (!(bits >> (sg - 1) & 1)) continue;
+		siginfo_t si;
+		memset(&si, 0, sizeof si);
+		si.si_signo = sg;
+		si.si_code = SI_USER;
+		int e = add(t, thread, &si, 1, cap);
+		if (e) return e;
+	}
+	return 0;
 }
 
 int sigq_read(struct tracee *t)
@@ -67,16 +90,27 @@ int sigq_read(struct tracee *t)
 		if (tt->dead) continue;
 		for (int k = 0; k < tt->npend && !e; k++) e = add(t, i + 1, &tt->pend[k], 0, &cap);
 		tt->pend_imaged = tt->npend;
-		if (!e) e = peek(t, tt->pid, i + 1, 0, &cap);
+		if (!e) e = peek(t, t->pid, tt->pid, i + 1, 0, &cap);
 	}
-	if (!e) e = peek(t, t->pid, -1, 1, &cap);
+	if (!e) e = peek(t, t->pid, t->pid, -1, 1, &cap);
 	return e ? e : t->nsig;
 }
 
+/* sent by the helper once the process is stopped for the last time, not queued by the process:
+ * SIGTRAP (the injected calls' single steps raise it themselves), SIGSTOP (it cannot be blocked:
+ * a stop would take it out at once) */
+static int sent_after(int sig) { return sig == SIGTRAP || sig == SIGSTOP; }
+
 int sigq_restore(struct tracee *t, const struct image *im, uint64_t scr)
 {
-	uint64_t all = ~0ULL;
-	pid_t tgid = t->vpid ? t->vpid : t->pid;
+	/* SIGTRAP not blocked: the trap that ends a single-stepped call would unblock it and reset a
+	 * handler of the process's to the default (docs/ppm.md "SIGTRAP and the traps of injected
+	 * calls"); no SIGTRAP is queued here */
+	uint64_t all = ~0ULL & ~(1ULL << (SIGTRAP - 1));
+	t->sig_restored = 0;
+	if (im->nsig == 0) return 0;
+	/* the ids as the process sees them (a hollow original may run in a pid namespace below this helper's) */
+	pid_t tgid = t->vpid ? t->vpid : ns_inner(t->pid);
 	int e = 0;
 	/* every thread that queues one blocks all first (PTRACE_SETSIGMASK leaves SIGKILL and
 	 * SIGSTOP out by itself) */
@@ -89,14 +123,16 @@ int sigq_restore(struct tracee *t, const struct image *im, uint64_t scr)
 		const struct img_siginfo *q = &im->sigs[i];
 		siginfo_t si;
 		memcpy(&si, q->info, sizeof si);
-		if (si.si_signo == SIGTRAP) continue;
+		if (sent_after(si.si_signo)) continue;
 		if ((e = mem_write(t, scr, &si, sizeof si))) break;
 		if (q->thread < 0) {
 			e = INJ(t, NULL, SYS_rt_sigqueueinfo, tgid, si.si_signo, scr, 0, 0, 0);
 		} else {
 			struct tracee *tt = q->thread == 0 ? t : &t->thr[q->thread - 1];
-			e = INJ(tt, NULL, SYS_rt_tgsigqueueinfo, tgid, tt->vpid ? tt->vpid : tt->pid, si.si_signo, scr, 0, 0);
+			pid_t tid = q->thread == 0 ? tgid : tt->vpid ? tt->vpid : ns_inner(tt->pid);
+			e = INJ(tt, NULL, SYS_rt_tgsigqueueinfo, tgid, tid, si.si_signo, scr, 0, 0);
 		}
+		if (!e) t->sig_restored = i + 1;
 	}
 	return e;
 }
@@ -119,7 +155,7 @@ void sigq_after(struct tracee *t, const struct image *im)
 		const struct img_siginfo *q = &im->sigs[i];
 		siginfo_t si;
 		memcpy(&si, q->info, sizeof si);
-		if (si.si_signo != SIGTRAP) continue;
+		if (!sent_after(si.si_signo)) continue;
 		pid_t tid = q->thread < 0 ? 0 : q->thread == 0 ? t->pid : q->thread - 1 < t->nthr ? t->thr[q->thread - 1].pid : 0;
 		sigq_send(t->pid, tid, &si);
 	}
@@ -150,9 +186,46 @@ void sigq_expect(struct tracee *t, const struct image *im)
 	t->sigs = malloc((im->nsig + 1) * sizeof *t->sigs);
 	t->sig_queued = malloc(im->nsig + 1);
 	if (!t->sigs || !t->sig_queued) return;
-	for (int i = 0; i < im->nsig; i++) {
-		if (im->sigs[i].thread > 0) continue;	/* (its threads are ended first) */
+	for (int i = 0; i < t->sig_restored && i < im->nsig; i++) {
+		int sig;
+		memcpy(&sig, im->sigs[i].info, sizeof sig);
+		if (im->sigs[i].thread > 0 || sent_after(sig)) continue;	/* (its threads are ended first) */
 		t->sigs[t->nsig] = im->sigs[i];
 		t->sig_queued[t->nsig++] = 1;
 	}
+}
+
+void sigq_report(const siginfo_t *si)
+{
+	ctlf("SIGNAL %d %d %d %u %lld", si->si_signo, si->si_code, (int)si->si_pid, (unsigned)si->si_uid, (long long)(intptr_t)si->si_value.sival_ptr);
+}
+
+void sigq_report_stop(pid_t tid, int sig)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof si);
+	if (ptrace(PTRACE_GETSIGINFO, tid, 0, &si) || si.si_signo != sig) {
+		memset(&si, 0, sizeof si);
+		si.si_signo = sig;
+		si.si_code = SI_USER;
+	}
+	sigq_report(&si);
+}
+
+int sigq_command(pid_t pid, const char *line)
+{
+	int sig, code, from;
+	unsigned uid;
+	long long value;
+	if (sscanf(line, "SIGQUEUE %d %d %d %u %lld", &sig, &code, &from, &uid, &value) != 5) return -1;
+	if (sig < 1 || sig > 64) return -1;
+	siginfo_t si;
+	memset(&si, 0, sizeof si);
+	si.si_signo = sig;
+	si.si_code = code;
+	si.si_pid = from;
+	si.si_uid = uid;
+	si.si_value.sival_ptr = (void *)(intptr_t)value;
+	sigq_send(pid, 0, &si);
+	return 0;
 }

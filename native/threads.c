@@ -32,13 +32,6 @@ static int list_tasks(pid_t pid, pid_t **out)
 	return n;
 }
 
-static int task_status(pid_t pid, pid_t tid, char *buf, size_t cap)
-{
-	char fn[64];
-	snprintf(fn, sizeof fn, "/proc/%d/task/%d/status", pid, tid);
-	return read_file(fn, buf, cap) > 0 ? 0 : -1;
-}
-
 static int same_field(const char *a, const char *b, const char *key)
 {
 	char va[512], vb[512];

@@ -55,6 +55,22 @@ export class PpmError extends ErrnoError {
 /** How a process ended, as its parent's wait() sees it. */
 export interface ExitStatus { code: number | null, signal: number | null }
 
+/**
+ * What a signal sent to a hollow original said of itself (its siginfo, docs/ppm.md "Pending
+ * signals"): its code (SI_USER 0, SI_QUEUE -1, SI_TKILL -6, ...), sender pid and uid, and its
+ * value (si_value, a 64-bit integer in decimal).
+ */
+export interface SigInfo { code: number, pid: number, uid: number, value: string }
+
+/** "SIGNAL sig [code pid uid value]" of a deputy: the signal number, and its siginfo when given. */
+export function parseSignalLine (rest: string): { sig: number, info?: SigInfo } {
+  const [sig, code, pid, uid, value] = rest.split(' ')
+  const n = (x: string | undefined): number => x !== undefined && /^-?\d{1,10}$/.test(x) ? Number(x) : NaN
+  const info = { code: n(code), pid: n(pid), uid: n(uid), value: value ?? '' }
+  const ok = Number.isSafeInteger(info.code) && Number.isSafeInteger(info.pid) && Number.isSafeInteger(info.uid) && /^-?\d{1,20}$/.test(info.value)
+  return ok ? { sig: Number(sig), info } : { sig: Number(sig) }
+}
+
 /** Where an image goes: a path, an open fd, or a writable stream (pipe, socket, file stream). */
 export type ImageSink = string | number | Writable
 /** Where an image comes from: a path, an open fd, or a readable stream. */
@@ -192,7 +208,8 @@ class Helper extends EventEmitter {
       const [fd, dir, a, b] = rest.split(' ')
       this.relayEnds.push({ fd: Number(fd), read: dir === 'w' ? a : dir === 'rw' ? a : null, write: dir === 'r' ? a : dir === 'rw' ? b : null })
     } else if (kind === 'SIGNAL') {
-      this.emit('signal', Number(rest))
+      const { sig, info } = parseSignalLine(rest)
+      this.emit('signal', sig, info)
     } else if (kind === 'FAMILY') {
       const s = rest.indexOf(' ')
       this.emit('family', { id: rest.slice(0, s), call: rest.slice(s + 1) })
@@ -630,7 +647,8 @@ export async function restoreKept (src: ImageSource, opts: { clock?: RestoreOpti
 
 /**
  * The deputy: the original process, dumped, hollowed out and parked under ptrace. It keeps its
- * pid and parent. Events: 'signal' (signal number sent to it), 'end' (ExitStatus).
+ * pid and parent. Events: 'signal' (signal number sent to it, and its SigInfo when the helper
+ * gave it), 'end' (ExitStatus).
  */
 export class Deputy extends EventEmitter {
   readonly freezeMs: number
@@ -646,7 +664,7 @@ export class Deputy extends EventEmitter {
     this.relayed = [...h.relayed]
     this.freezeMs = num(h.stats.freeze_ms)
     this.hollowMs = num(h.stats.hollow_ms)
-    h.on('signal', (s: number) => this.emit('signal', s))
+    h.on('signal', (s: number, info?: SigInfo) => this.emit('signal', s, info))
     this.ended = new Promise(resolve => {
       h.on('line', (l: string[]) => {
         if (l[0] === 'EXIT' || l[0] === 'KILLED') { const st = parseEnd(l); this.emit('end', st); resolve(st) }
@@ -835,8 +853,22 @@ function spawnDeputy (pid: number, out: ImageSink, opts: DeputyOptions, wait: bo
 
 /** The deputy helper has been told to go: the image is written, the original hollowed. */
 async function deputyDone (pid: number, h: Helper, copy: Promise<void>, sink: SinkSetup): Promise<Deputy> {
-  await imageOut(h, 'HOLLOW', copy, sink, pid)
-  return new Deputy(pid, h, { bytes: num(h.stats.bytes), pages: num(h.stats.pages), freezeMs: num(h.stats.freeze_ms), stats: h.stats })
+  return await hollowDeputy(pid, h, async () => { await imageOut(h, 'HOLLOW', copy, sink, pid) })
+}
+
+/**
+ * The Deputy once `hollowed` has seen HOLLOW. The signals that reached the original while it was
+ * dumped and hollowed are reported just before HOLLOW: passed on by the Deputy once its caller
+ * has had a turn to listen.
+ */
+async function hollowDeputy (pid: number, h: Helper, hollowed: () => Promise<void>): Promise<Deputy> {
+  const early: Array<[number, SigInfo | undefined]> = []
+  const onSignal = (sig: number, info?: SigInfo): void => { early.push([sig, info]) }
+  h.on('signal', onSignal)
+  try { await hollowed() } finally { h.off('signal', onSignal) }
+  const d = new Deputy(pid, h, { bytes: num(h.stats.bytes), pages: num(h.stats.pages), freezeMs: num(h.stats.freeze_ms), stats: h.stats })
+  if (early.length > 0) setImmediate(() => { for (const [sig, info] of early) d.emit('signal', sig, info) })
+  return d
 }
 
 /**
@@ -895,21 +927,11 @@ export async function startDeputy (pid: number, out: ImageSink, opts: Omit<Deput
     return {
       bytes: num(h.stats.bytes),
       stats: h.stats,
-      hollow: async () => {
-        // signals that reached the frozen original are reported just before HOLLOW: passed on
-        // by the Deputy once its caller has had a turn to listen
-        const early: number[] = []
-        const onSignal = (sig: number): void => { early.push(sig) }
-        h.on('signal', onSignal)
+      hollow: async () => await hollowDeputy(pid, h, async () => {
         const done = h.next('HOLLOW')
-        try {
-          tell('HOLLOW')
-          await done
-        } finally { h.off('signal', onSignal) }
-        const d = new Deputy(pid, h, { bytes: num(h.stats.bytes), pages: num(h.stats.pages), freezeMs: num(h.stats.freeze_ms), stats: h.stats })
-        if (early.length > 0) setImmediate(() => { for (const sig of early) d.emit('signal', sig) })
-        return d
-      },
+        tell('HOLLOW')
+        await done
+      }),
       release: async () => {
         const done = h.next('RELEASED')
         tell('RELEASE')

@@ -5,8 +5,9 @@ import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { closeSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
+import { spawnSync } from 'node:child_process'
 import { PassThrough } from 'node:stream'
-import { deputy, dump, restore, startDeputy, startDump, useStandby, PpmError } from '../../src/ppm/ppm.js'
+import { deputy, dump, restore, startDeputy, startDump, useStandby, PpmError, type SigInfo } from '../../src/ppm/ppm.js'
 import { Lab, lines, reference, waitFor, withGoWait, type Subject } from './harness.js'
 
 const lab = new Lab()
@@ -32,10 +33,17 @@ test('hollow: pid and parent kept, memory freed, only the vDSO group left, signa
   assert.ok(d.freezeMs > 0 && d.hollowMs >= 0)
 
   const seen: number[] = []
-  d.on('signal', (sig: number) => seen.push(sig))
+  const infos = new Map<number, SigInfo | undefined>()
+  d.on('signal', (sig: number, info?: SigInfo) => { seen.push(sig); infos.set(sig, info) })
   for (const sig of ['SIGUSR1', 'SIGTERM', 'SIGINT'] as const) process.kill(s.pid, sig)
   await waitFor(() => seen.length >= 3, 5000, 'signal reports')
   assert.deepEqual([...seen].sort((a, b) => a - b), [2, 10, 15])
+  assert.deepEqual(infos.get(10), { code: 0, pid: process.pid, uid: 0, value: '0' }, 'kill: SI_USER from this process')
+  // a queued value is reported with the signal, to be passed on with it (SIGRTMIN+2, SI_QUEUE)
+  const q = spawnSync(lab.compile('sigsend'), [String(s.pid), '36', '-4242'])
+  assert.equal(q.status, 0, String(q.stderr))
+  await waitFor(() => seen.length >= 4, 5000, 'the queued signal\'s report')
+  assert.deepEqual(infos.get(36), { code: -1, pid: q.pid, uid: 0, value: '-4242' })
   assert.equal(status(s.pid, 'State').charAt(0) !== 'Z', true, 'signals did not end it')
 
   assert.deepEqual(await d.exit(42), { code: 42, signal: null })
@@ -255,6 +263,34 @@ async function counter (): Promise<{ s: Subject, ref: { out: string, code: numbe
   await waitFor(() => lines(s.out) >= 2, 5000, 'output')
   return { s, ref }
 }
+
+test('a signal that reaches the original while a deputy started ahead waits for GO goes with its image, and is not passed on as well', async () => {
+  const s = lab.start(lab.compile('usr1'), ['1'], ['ignore', 'pipe', 'pipe'])
+  await waitFor(() => s.out === 'ready\n', 5000, 'ready')
+  const a = await withGoWait('60000', async () => await startDeputy(s.pid, lab.path('wait-usr1.img')))
+  await waitFor(() => status(s.pid, 'State').startsWith('t'), 5000, 'stopped while the deputy waits')
+  // SIGUSR1 (a handler, not blocked) queued in the stopped original: its image has it; the calls
+  // injected into the original after its image was read must not take it out to be passed on
+  process.kill(s.pid, 'SIGUSR1')
+  await waitFor(() => (BigInt(`0x${status(s.pid, 'ShdPnd')}`) & (1n << 9n)) !== 0n, 5000, 'SIGUSR1 pending')
+  const k = await a.go()
+  assert.equal(k.stats.signals, '1')
+  const d = lab.trackDeputy(await k.hollow())
+  const passedOn: number[] = []
+  d.on('signal', (sig: number) => passedOn.push(sig))
+  // the copy takes it once
+  const r = lab.track(await restore(lab.path('wait-usr1.img'), { keepPid: false, stdio: ['ignore', 'pipe', 'pipe'] }))
+  let out = ''
+  r.stdout?.on('data', (b: Buffer) => { out += b.toString() })
+  await waitFor(() => out.includes('usr1 1\n'), 5000, 'the copy took SIGUSR1')
+  process.kill(r.pid, 'SIGUSR2')
+  assert.deepEqual(await r.exited, { code: 0, signal: null })
+  assert.match(out, /^usr1 1\ndone 1 \d+\n$/)
+  // what the deputy reported came before HOLLOW, and was handed on after it (setImmediate)
+  await new Promise(resolve => setImmediate(resolve))
+  assert.deepEqual(passedOn, [], 'SIGUSR1 passed on as well')
+  await d.exit(0)
+})
 
 test('a deputy started ahead stops and reads the process while it waits for GO: cancelled, it is let go unchanged; GO in time, the image is what it read; an answer later than HPC_PPM_GO_WAIT_MS: it runs on meanwhile and is read again at GO', async () => {
   const { s, ref } = await counter()

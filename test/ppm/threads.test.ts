@@ -174,7 +174,8 @@ async function startQ (name: string): Promise<{ s: ReturnType<Lab['start']>, tri
 }
 /** what sigqueue prints when nothing moves it: each signal once per instance, in the kernel's order
  * (the taking thread's own first, then the process's; lowest number first; a real-time signal's
- * instances in the order they were queued), codes SI_QUEUE -1, SI_USER 0, SI_TIMER -2, and
+ * instances in the order they were queued), codes SI_QUEUE -1, SI_USER 0, SI_TIMER -2 (SIGHUP,
+ * queued when the pending-signal limit was used up, as SI_USER from no one), and
  * SI_TKILL -6 or SI_USER for tgkill (kernels differ) */
 let refQ: string | undefined
 async function referenceQ (): Promise<string> {
@@ -186,10 +187,12 @@ async function referenceQ (): Promise<string> {
   assert.equal(refQ.replace('RTMIN+3 code -6', 'RTMIN+3 code 0'), [
     'ready',
     'main sig RTMIN+1 code -1 value 8 self 1', 'main sig RTMIN+3 code 0 value 0 self 1',
+    'main sig 0+1 code 0 value 0 self 0',
     'main sig 0+10 code -1 value 7 self 1', 'main sig 0+12 code 0 value 0 self 1',
     'main sig RTMIN+0 code -1 value 1 self 1', 'main sig RTMIN+0 code -1 value 2 self 1', 'main sig RTMIN+0 code -1 value 3 self 1',
     'main sig RTMIN+2 code -2 value 99 self -1',
-    'worker sig RTMIN+1 code -1 value 5 self 1', 'worker sig RTMIN+1 code -1 value 6 self 1', ''
+    'worker sig RTMIN+1 code -1 value 5 self 1', 'worker sig RTMIN+1 code -1 value 6 self 1',
+    'trap handler kept', 'limits sigpending 0 nofile 123 4567', ''
   ].join('\n'), 'the subject itself, unmoved')
   return refQ
 }

@@ -1,12 +1,15 @@
-/* Pending signals with their siginfo. Blocks SIGUSR1, SIGUSR2 and SIGRTMIN..SIGRTMIN+3 in every
- * thread, then has pending:
+/* Pending signals with their siginfo. Blocks SIGHUP, SIGUSR1, SIGUSR2 and SIGRTMIN..SIGRTMIN+3 in
+ * every thread, has a SIGTRAP handler, then has pending:
  *   for the process: SIGRTMIN three times (sigqueue, values 1 2 3), SIGUSR1 (sigqueue, value 7),
- *     SIGUSR2 (kill), SIGRTMIN+2 from a one-shot POSIX timer (value 99);
+ *     SIGUSR2 (kill), SIGRTMIN+2 from a one-shot POSIX timer (value 99), and SIGHUP queued when
+ *     RLIMIT_SIGPENDING is used up (pending without its siginfo: it comes as SI_USER from pid 0);
  *   for the main thread alone: SIGRTMIN+1 (pthread_sigqueue, value 8), SIGRTMIN+3 (tgkill);
  *   for the worker thread alone: SIGRTMIN+1 twice (pthread_sigqueue, values 5 6).
  * Prints "ready", waits until TRIGGER exists, then the main thread takes every signal pending for
  * it (its own, then the process's), then the worker its own; one line each: who, signal, code,
- * value, whether the sender was this process (as it was at the start). Exits 0.
+ * value, whether the sender was this process (as it was at the start); then whether its SIGTRAP
+ * handler is still there, and its limits of pending signals (it set the soft one to 0) and
+ * descriptors (123 soft, 4567 hard). Exits 0.
  * usage: sigqueue TRIGGER */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -15,12 +18,14 @@
 #include <pthread.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
 static pid_t self;
 static volatile int worker_go, worker_ready;
 static sigset_t blk;
+static void on_trap(int s) { (void)s; }
 
 static void take(const char *who)
 {
@@ -50,7 +55,9 @@ int main(int argc, char **argv)
 	if (argc < 2) return 2;
 	setvbuf(stdout, NULL, _IONBF, 0);
 	self = getpid();
+	signal(SIGTRAP, on_trap);
 	sigemptyset(&blk);
+	sigaddset(&blk, SIGHUP);
 	sigaddset(&blk, SIGUSR1);
 	sigaddset(&blk, SIGUSR2);
 	for (int i = 0; i < 4; i++) sigaddset(&blk, SIGRTMIN + i);
@@ -77,6 +84,12 @@ int main(int argc, char **argv)
 	timer_settime(tm, 0, &its, NULL);
 	sigset_t p;
 	do { usleep(1000); sigpending(&p); } while (!sigismember(&p, SIGRTMIN + 2));
+	struct rlimit none, files = { 123, 4567 };
+	getrlimit(RLIMIT_SIGPENDING, &none);
+	none.rlim_cur = 0;	/* (the hard one as it was: only a privileged restorer could raise it again) */
+	setrlimit(RLIMIT_SIGPENDING, &none);
+	setrlimit(RLIMIT_NOFILE, &files);
+	v.sival_int = 5; sigqueue(self, SIGHUP, v);
 
 	printf("ready\n");
 	struct stat sb;
@@ -84,5 +97,12 @@ int main(int argc, char **argv)
 	take("main");
 	worker_go = 1;
 	pthread_join(w, NULL);
+	struct sigaction t;
+	sigaction(SIGTRAP, NULL, &t);
+	printf("trap handler %s\n", t.sa_handler == on_trap ? "kept" : "lost");
+	struct rlimit sp, nf;
+	getrlimit(RLIMIT_SIGPENDING, &sp);
+	getrlimit(RLIMIT_NOFILE, &nf);
+	printf("limits sigpending %llu nofile %llu %llu\n", (unsigned long long)sp.rlim_cur, (unsigned long long)nf.rlim_cur, (unsigned long long)nf.rlim_max);
 	return 0;
 }
