@@ -13,7 +13,7 @@ import debug from '../util/log.js'
 
 const log = debug('hpcfs:engine')
 
-/** The deputy as the home side uses it (ppm.Deputy). Events: 'signal' (number), 'end'. */
+/** The deputy as the home side uses it (ppm.Deputy). Events: 'signal' (number, and its ppm.SigInfo when known), 'end'. */
 export type DeputyHandle = Pick<ppm.Deputy, 'on' | 'removeAllListeners' | 'exit' | 'kill' | 'restoreInto' | 'takeFds'> & Partial<Pick<ppm.Deputy, 'restoreFromFd' | 'relayed' | 'relayFds' | 'pull' | 'closeFd'>>
 
 /**
@@ -46,6 +46,8 @@ export interface GuestProcess extends Omit<RestoredHandle, 'go'> {
   endRelay?: (fd: number) => void
   /** its relayed output fd (1, 2, or above) is broken at home: the keeper lets go of its reader of it */
   breakRelay?: (fd: number) => void
+  /** signal sig sent to it with this siginfo (by its keeper: kept where the kernel lets another process queue it) */
+  sigqueue?: (sig: number, info: ppm.SigInfo) => void
   /** bytes waiting unread in its descriptor fd (-1: cannot be told) */
   unread?: (fd: number) => Promise<number>
   /** lets go of it (it lives on under its keeper, for the lease) */
@@ -173,7 +175,7 @@ async function ahead<G, X extends object = object> (pid: number, start: () => Pr
 }
 
 function fromKept (k: Kept): GuestProcess {
-  return { pid: k.pid, keeper: k.info, stdin: k.stdin, stdout: k.stdout, stderr: k.stderr, exited: k.exited, family: k.family, go: k.go, endStdin: k.endStdin, detach: k.detach, release: k.release, alive: k.alive, relays: k.info.relays ?? [], endRelay: k.endRelay, breakRelay: k.breakRelay, unread: async fd => await ppm.unread(k.pid, fd), frozen: () => tracedByOther(k.pid, k.info.helper) }
+  return { pid: k.pid, keeper: k.info, stdin: k.stdin, stdout: k.stdout, stderr: k.stderr, exited: k.exited, family: k.family, go: k.go, endStdin: k.endStdin, detach: k.detach, release: k.release, alive: k.alive, relays: k.info.relays ?? [], endRelay: k.endRelay, breakRelay: k.breakRelay, sigqueue: k.sigqueue, unread: async fd => await ppm.unread(k.pid, fd), frozen: () => tracedByOther(k.pid, k.info.helper) }
 }
 
 /** Is pid traced by a process other than `keeper` (0: not traced; false when it is gone)? */

@@ -567,6 +567,11 @@ export class GuestSide {
     const { engine } = this.d
     switch (m.t) {
       case 'signal':
+        if (m.code !== undefined && g.r.sigqueue !== undefined) {
+          // with the siginfo it was sent with at home (its value), through its keeper
+          g.r.sigqueue(m.sig, { code: m.code, pid: m.from ?? 0, uid: m.uid ?? 0, value: m.value ?? '0' })
+          break
+        }
         try { engine.kill(g.pid, m.sig) } catch (e) { log('signal %d to %d: %s', m.sig, g.pid, (e as Error).message) }
         break
       case 'kill':

@@ -24,7 +24,8 @@ import { familyCall } from './family.js'
 import { applyHint, defaultHints, type DecayHint, type DecayHints } from './hints.js'
 import type { Link } from './link.js'
 import type { PsInfo } from '../util/procfs.js'
-import type { AcceptMsg, FailedMsg, ImageEndMsg, RefuseMsg, Message, MoveRequestMsg, RejoinMsg, RunningMsg, StayMsg } from './protocol.js'
+import { queueable, type AcceptMsg, type FailedMsg, type ImageEndMsg, type RefuseMsg, type Message, type MoveRequestMsg, type RejoinMsg, type RunningMsg, type StayMsg } from './protocol.js'
+import type { SigInfo } from '../ppm/ppm.js'
 import { HomeStdio, handInput, parseFdFrame, serveWant, stdinModeOf } from './relay.js'
 import { ImageCopy, noteTransfer, rawSink, replay, tee } from './transfer.js'
 import { spaceRefusal } from './space.js'
@@ -72,7 +73,7 @@ export class HomeProc {
   held: Array<[number, Buffer]> = []
   heldMsgs: Message[] = []
   /** Signals that reached the deputy while the process was in transit, for wherever it lands. */
-  pendingSignals: number[] = []
+  pendingSignals: Array<{ sig: number, info?: SigInfo }> = []
   /** Who waits for the image coming home: handed the way to land it (framed: from its copy; raw: read as it comes). */
   imageWaiter: ((land: () => Promise<void>) => void) | null = null
   /** A raw image is coming home (docs/migrate.md "Raw images"): its image-end is the landing's. */
@@ -332,9 +333,9 @@ export class Home {
     }
     const watch = (d: DeputyHandle): void => {
       p.deputy = d
-      d.on('signal', (s: number) => {
-        log('deputy %d got signal %d', p.pid, s)
-        p.pendingSignals.push(s)
+      d.on('signal', (s: number, info?: SigInfo) => {
+        log('deputy %d got signal %d%s', p.pid, s, info !== undefined ? ` (code ${info.code}, from ${info.pid})` : '')
+        p.pendingSignals.push({ sig: s, info })
         this.deliverSignals(p)
       })
       d.on('end', () => this.deputyEnded(p))
@@ -484,8 +485,10 @@ export class Home {
     if (p.where !== 'home' && (p.conn === null || p.conn.closed)) return
     const sigs = p.pendingSignals
     p.pendingSignals = []
-    for (const s of sigs) {
-      if (p.where === 'home') { try { this.d.engine.kill(p.pid, s) } catch {} } else void p.conn?.send({ t: 'signal', sig: s }).catch(() => {})
+    for (const { sig, info } of sigs) {
+      // a value queued with it goes along (sigqueue's, a timer's): N's keeper queues it so
+      const q = info !== undefined && queueable(info.code) ? { code: info.code, from: info.pid, uid: info.uid, value: info.value } : {}
+      if (p.where === 'home') { try { this.d.engine.kill(p.pid, sig) } catch {} } else void p.conn?.send({ t: 'signal', sig, ...q }).catch(() => {})
     }
   }
 

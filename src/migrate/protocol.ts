@@ -66,8 +66,19 @@ export interface RunningMsg { t: 'running', pid: number, bytes: number, ms: numb
 /** N -> H (image): the restore failed; the process runs where it was. */
 export interface FailedMsg { t: 'failed', reason: string }
 
-/** H -> N (running): a signal reached the deputy; deliver it to the guest. */
-export interface SignalMsg { t: 'signal', sig: number }
+/**
+ * H -> N (running): a signal reached the deputy; deliver it to the guest. A signal queued with a
+ * value (sigqueue, si_code below 0 but SI_TKILL) comes with its siginfo: code, sender pid and uid
+ * (as home saw them), value (si_value, a 64-bit integer in decimal).
+ */
+export interface SignalMsg { t: 'signal', sig: number, code?: number, from?: number, uid?: number, value?: string }
+
+/**
+ * Is a signal of this si_code one whose siginfo another process (N's keeper) may queue for it?
+ * The kernel allows the codes below 0 (SI_QUEUE -1, SI_TIMER -2, SI_MESGQ -3, ...) but SI_TKILL
+ * (-6); kill's (SI_USER 0) and the kernel's own (above 0) it refuses.
+ */
+export function queueable (code: number): boolean { return Number.isSafeInteger(code) && code < 0 && code !== -6 && code >= -64 }
 
 /** H -> N (end): the original died at home; kill the guest. */
 export interface KillMsg { t: 'kill' }
@@ -233,7 +244,7 @@ const SCHEMAS: { [K in Kind]: Schema<MsgOf<K>> } = {
   abort: { reason: str },
   running: { pid, bytes: nat, ms: num },
   failed: { reason: str },
-  signal: { sig: v => int(v) && (v as number) >= 1 && (v as number) <= 64 },
+  signal: { sig: v => int(v) && (v as number) >= 1 && (v as number) <= 64, code: opt(v => queueable(v as number)), from: opt(nat), uid: opt(v => nat(v) && (v as number) <= 0xffffffff), value: opt(v => typeof v === 'string' && /^-?\d{1,20}$/.test(v)) },
   kill: {},
   want: { n: v => int(v) && (v as number) >= 1, fd: opt(v => int(v) && (v as number) >= 3 && (v as number) < 1 << 20), got: opt(nat) },
   'stdin-end': { fd: opt(v => int(v) && (v as number) >= 3 && (v as number) < 1 << 20) },

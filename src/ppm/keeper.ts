@@ -10,7 +10,7 @@ import { createInterface } from 'node:readline'
 import type { Readable, Writable } from 'node:stream'
 import debug from '../util/log.js'
 import { ErrnoError } from '../util/errno.js'
-import { FamilyCalls, helperPath, startTime, type ExitStatus, type KeepInfo } from './ppm.js'
+import { FamilyCalls, helperPath, startTime, type ExitStatus, type KeepInfo, type SigInfo } from './ppm.js'
 
 const log = debug('hpcfs:keeper')
 
@@ -40,6 +40,8 @@ export interface Kept {
   endRelay: (fd: number) => void
   /** its output fd (1, 2, or relayed above 2) is broken at home: the keeper's reader of it is replaced by one of a pipe without writer */
   breakRelay: (fd: number) => void
+  /** signal sig sent to it by its keeper with this siginfo where the kernel lets another process queue it (code below 0 but SI_TKILL), else as kill sends it */
+  sigqueue: (sig: number, info: SigInfo) => void
   /** lets go of it without ending it: the keeper keeps it (for its lease) until someone attaches again */
   detach: () => void
   /** lets go of it for good (its end is passed on, or it left): its keeper leaves once it has ended */
@@ -141,6 +143,7 @@ export function attachKept (info: KeepInfo, fresh = false): Kept {
     endStdin: () => { stdin?.end(); say('STDIN-END') },
     endRelay: fd => { say(`RELAY-END ${fd}`) },
     breakRelay: fd => { say(`RELAY-BROKEN ${fd}`) },
+    sigqueue: (sig, i) => { say(`SIGQUEUE ${sig} ${i.code} ${i.pid} ${i.uid} ${i.value}`) },
     release: () => { if (!detached) say('DONE'); detach() },
     detach
   }

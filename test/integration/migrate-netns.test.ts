@@ -21,6 +21,8 @@ let speaker: string
 let counter: string
 let launcher: string
 let pollcat: string
+let sigrecv: string
+let sigsend: string
 
 before(async () => {
   bins = new Bins()
@@ -28,6 +30,8 @@ before(async () => {
   counter = bins.compile('counter')
   launcher = bins.compile('launch')
   pollcat = bins.compile('pollcat')
+  sigrecv = bins.compile('sigrecv')
+  sigsend = bins.compile('sigsend')
   lab = await Lab.create({ nodes: 4, tag: 'migr', interval: 0.25, hpcdArgs: id => ['--speed', String(10000 * id), '--down-after', '2', '--no-balance', '--guest-lease', '2', ...(id === 4 ? ['--test-fault', 'restore'] : [])], env: { DEBUG: 'hpcfs:migrate,hpcfs:wire,hpcfs:ppm' } })
   await lab.waitAllUp()
 })
@@ -209,6 +213,22 @@ test('a CPU-and-memory job writing to a file gives the same file and status afte
     await moveTo(job.pid, 2)
     assert.deepEqual(await job.exited, { code: 3, signal: null })
     assert.equal(readFileSync(file, 'utf8'), reference(counter, args))
+  } finally { job.close() }
+})
+
+test('a signal queued at home with a value (sigqueue) reaches the remote with its value and code', async () => {
+  const job = startJob(sigrecv, ['2'])
+  try {
+    await until('ready', () => job.out() === 'ready\n')
+    await moveTo(job.pid, 2)
+    const q = spawnSync(sigsend, [String(job.pid), '36', '-4242'])
+    assert.equal(q.status, 0, String(q.stderr))
+    await until('the queued signal taken on node 2', () => job.out().split('\n').length === 3)
+    // its sender's pid: the kernel says 0 to a guest in its own pid namespace for any sender outside it (N's keeper)
+    assert.match(job.out(), new RegExp(`^ready\nsig 36 code -1 value -4242 pid (0|${q.pid as number})\n$`))
+    process.kill(job.pid, 'SIGUSR1') // kill's siginfo cannot be queued by another process: a plain signal there
+    assert.deepEqual(await job.exited, { code: 0, signal: null })
+    assert.match(job.out().split('\n')[2], /^sig 10 code 0 value 0 pid \d+$/)
   } finally { job.close() }
 })
 

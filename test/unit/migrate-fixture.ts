@@ -8,7 +8,7 @@ import type { Cluster } from '../../src/migrate/cluster.js'
 import type { DeputyHandle, Engine, GuestProcess } from '../../src/migrate/engine.js'
 import type { Link } from '../../src/migrate/link.js'
 import type { Kind, Message, MsgOf } from '../../src/migrate/protocol.js'
-import type { ExitStatus, KeepInfo } from '../../src/ppm/ppm.js'
+import type { ExitStatus, KeepInfo, SigInfo } from '../../src/ppm/ppm.js'
 import type { PsInfo } from '../../src/util/procfs.js'
 import { poll } from '../../src/util/poll.js'
 
@@ -49,6 +49,9 @@ export class StubRestored implements GuestProcess {
   readonly exited = new Promise<ExitStatus>(resolve => { this.end = resolve })
   /** it was let run (go) */
   running = false
+  /** signals its keeper was told to send with their siginfo (sigqueue) */
+  readonly queued: Array<[number, SigInfo]> = []
+  sigqueue (sig: number, info: SigInfo): void { this.queued.push([sig, info]) }
   /** the daemon let go of it (detach); its stdin was ended (endStdin) */
   detached = false
   stdinEnded = false

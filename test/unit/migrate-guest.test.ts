@@ -71,6 +71,11 @@ test('an accepted guest: restored, runs, its output and end go home; signals fro
   await until(() => s.engine.signals.length === 1 && g.decay.kind === 'cpujob', 'the signal and the hint')
   assert.deepEqual(s.engine.signals, [[4242, 15]])
   const r = s.engine.restoredProcs[0]
+  // one with its siginfo goes through its keeper, which queues it with that siginfo
+  await home.link.send({ t: 'signal', sig: 34, code: -1, from: 77, uid: 1000, value: '-42' })
+  await until(() => r.queued.length === 1, 'the queued signal')
+  assert.deepEqual(r.queued, [[34, { code: -1, pid: 77, uid: 1000, value: '-42' }]])
+  assert.deepEqual(s.engine.signals, [[4242, 15]], 'not as a plain signal too')
   r.stdout.write('hello\n')
   r.stderr.write('oops\n')
   await home.until(() => home.frames.length === 2, 'the output')

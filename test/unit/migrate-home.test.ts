@@ -69,6 +69,12 @@ test('home -> N accepted: offer, image, running; then the remote exits and the d
   // a signal to the deputy reaches the remote
   dep.emit('signal', 10)
   assert.deepEqual(await peer.next('signal'), { t: 'signal', sig: 10 })
+  // with its siginfo: a value queued with it goes along; kill's code (0) the node's keeper could
+  // not queue, so it goes as a plain signal
+  dep.emit('signal', 34, { code: -1, pid: 4321, uid: 1000, value: '-42' })
+  assert.deepEqual(await peer.next('signal'), { t: 'signal', sig: 34, code: -1, from: 4321, uid: 1000, value: '-42' })
+  dep.emit('signal', 12, { code: 0, pid: 4321, uid: 1000, value: '0' })
+  assert.deepEqual(await peer.next('signal'), { t: 'signal', sig: 12 })
   // a hint reaches it too
   s.home.hint(PID, 'cpujob')
   assert.deepEqual(await peer.next('hint'), { t: 'hint', hint: 'cpujob' })

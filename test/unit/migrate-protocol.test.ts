@@ -57,6 +57,8 @@ test('every kind of message is accepted, unchanged, through encode and decode', 
   assert.deepEqual(toMessage({ t: 'migrate', home: 1, pid: 1, name: 'huge', bytes: 2 ** 50 }), { t: 'migrate', home: 1, pid: 1, name: 'huge', bytes: 2 ** 50 })
   assert.equal(toMessage({ ...SAMPLES.migrate, age: null }).t, 'migrate')
   assert.deepEqual(toMessage({ t: 'exit', code: null, signal: 9 }), { t: 'exit', code: null, signal: 9 })
+  const queued = { t: 'signal', sig: 34, code: -1, from: 4321, uid: 1000, value: '-9223372036854775808' }
+  assert.deepEqual(decode(encode(queued as Message)), queued, 'a signal with its siginfo (a 64-bit value as a string)')
 })
 
 test('malformed messages are rejected with the reason', () => {
@@ -74,6 +76,13 @@ test('malformed messages are rejected with the reason', () => {
     [{ t: 'running', pid: 1.5, bytes: 2, ms: 1 }, /pid/],
     [{ t: 'signal', sig: 0 }, /sig/],
     [{ t: 'signal', sig: 65 }, /sig/],
+    [{ t: 'signal', sig: 34, code: 0 }, /bad code/], // kill's: another process may not queue it
+    [{ t: 'signal', sig: 34, code: -6 }, /bad code/], // tgkill's (SI_TKILL)
+    [{ t: 'signal', sig: 34, code: 3 }, /bad code/], // the kernel's
+    [{ t: 'signal', sig: 34, code: -1, value: '12x' }, /bad value/],
+    [{ t: 'signal', sig: 34, code: -1, value: 12 }, /bad value/],
+    [{ t: 'signal', sig: 34, code: -1, uid: -1 }, /bad uid/],
+    [{ t: 'signal', sig: 34, code: -1, from: 1.5 }, /bad from/],
     [{ t: 'want', n: 0 }, /n/],
     [{ t: 'want', n: 1, fd: 2 }, /bad fd/],
     [{ t: 'want', n: 1, fd: '3' }, /bad fd/],
