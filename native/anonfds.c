@@ -314,22 +314,25 @@ int epoll_restore(struct tracee *t, struct image *im, uint64_t scr)
 	return e;
 }
 
-/* a timerfd is armed last: settime first (it clears the count), then the unread expirations */
+/* A timerfd is armed last: settime first (it clears the count), then the unread expirations.
+ * A periodic timer that has expired and was not read since shows no time left (the kernel arms it
+ * again only when it is read): it is armed to expire one interval from now, not left disarmed. */
 int anon_late(struct fdrestore *fr, const struct img_fd *f)
 {
 	if (f->kind != F_TIMERFD) return 0;
-	if (!f->u.tfd.value_ns && !f->u.tfd.ticks) return 0;
+	int64_t value_ns = f->u.tfd.value_ns ? f->u.tfd.value_ns : f->u.tfd.ticks ? f->u.tfd.interval_ns : 0;
+	if (!value_ns && !f->u.tfd.ticks) return 0;
 	int d = target_fd(fr, f->fd);
 	if (d < 0) return d;
-	if (f->u.tfd.value_ns) {
+	if (value_ns) {
 		struct itimerspec its = { { f->u.tfd.interval_ns / 1000000000LL, f->u.tfd.interval_ns % 1000000000LL },
-					  { f->u.tfd.value_ns / 1000000000LL, f->u.tfd.value_ns % 1000000000LL } };
+					  { value_ns / 1000000000LL, value_ns % 1000000000LL } };
 		int flags = 0;
 		if (f->u.tfd.settime_flags & TFD_TIMER_CANCEL_ON_SET) {
 			/* only with an absolute CLOCK_REALTIME time: the same remaining time from now */
 			struct timespec now;
 			clock_gettime(f->u.tfd.clockid, &now);
-			int64_t abs = (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec + f->u.tfd.value_ns;
+			int64_t abs = (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec + value_ns;
 			its.it_value.tv_sec = abs / 1000000000LL;
 			its.it_value.tv_nsec = abs % 1000000000LL;
 			flags = TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET;
