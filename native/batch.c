@@ -144,7 +144,7 @@ static int run_code(struct batch *b, int n)
 		}
 		if ((sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGTRAP || sig == SIGSYS) && si.si_code > 0)
 			return fail(EFAULT, "synchronous signal %d (code %d, addr %p) during a batch of injected calls: aborted", sig, si.si_code, si.si_addr);
-		tracee_pending(t, sig);	/* asynchronous: re-sent later (inject.c) */
+		tracee_pending(t, sig, &si);	/* asynchronous: re-sent later (inject.c) */
 	}
 	/* the results, from the table */
 	for (int i = 0; i < n && !e; i++) e = mem_read(t, table + i * sizeof b->c[0] + 64, &b->c[i].w[8], 8);

@@ -22,20 +22,16 @@ int twait(struct tracee *t, int *st)
 }
 
 /* at a signal-delivery-stop of t for sig, suppressed by the caller: the signal kept with its
- * siginfo (sigq.c sends it again, or it goes into the image). A standard signal already kept is
- * one the kernel would have merged; every real-time instance is kept, TRACEE_PEND at most. */
-void tracee_pending(struct tracee *t, int sig)
+ * siginfo (si: read at the stop already; NULL: read here), for sigq.c to send it again or put it
+ * into the image. A standard signal already kept is one the kernel would have merged; every
+ * real-time instance is kept, TRACEE_PEND at most. */
+void tracee_pending(struct tracee *t, int sig, const siginfo_t *si)
 {
 	if (sig < 32)
 		for (int i = t->pend_imaged; i < t->npend; i++) if (t->pend[i].si_signo == sig) return;
 	if (t->npend == TRACEE_PEND) return;
-	siginfo_t *si = &t->pend[t->npend];
-	memset(si, 0, sizeof *si);
-	if (ptrace(PTRACE_GETSIGINFO, t->pid, 0, si) || si->si_signo != sig) {
-		memset(si, 0, sizeof *si);
-		si->si_signo = sig;
-		si->si_code = SI_USER;
-	}
+	if (si && si->si_signo == sig) t->pend[t->npend] = *si;
+	else stop_siginfo(t->pid, sig, &t->pend[t->npend]);
 	t->npend++;
 }
 
@@ -71,7 +67,7 @@ static int run_call(struct tracee *t, int req, long nr)
 			if (req == PTRACE_SINGLESTEP && sig == SIGTRAP && si.si_code > 0) return 0;	/* the step's trap */
 			if (is_sync_fault(sig, &si))
 				return fail(EFAULT, "synchronous signal %d (code %d, addr %p) during injected syscall %ld: aborted", sig, si.si_code, si.si_addr, nr);
-			tracee_pending(t, sig);
+			tracee_pending(t, sig, &si);
 		}
 		if (ptrace(req, t->pid, 0, 0)) return fail(errno, "%s: %s", how, strerror(errno));
 	}
@@ -212,7 +208,7 @@ int seize(struct tracee *t, pid_t pid, long opts)
 			}
 			break;
 		}
-		if (ev == 0) tracee_pending(t, sig);
+		if (ev == 0) tracee_pending(t, sig, NULL);
 		if (ptrace(PTRACE_CONT, pid, 0, 0)) return fail(errno, "PTRACE_CONT: %s", strerror(errno));
 	}
 	if (ptrace(PTRACE_GETREGS, pid, 0, &t->regs0)) return fail(errno, "PTRACE_GETREGS: %s", strerror(errno));

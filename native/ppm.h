@@ -276,7 +276,7 @@ int inject(struct tracee *t, long nr, long a1, long a2, long a3, long a4, long a
 int inject_v(struct tracee *t, long *ret, long nr, const char *name, long a[6]);
 /* INJ(t, &ret or NULL, SYS_x, args...): injects a syscall; a -errno result is an error */
 #define INJ(t, ret, nr, ...) inject_v(t, ret, nr, #nr, (long[6]){ __VA_ARGS__ })
-void tracee_pending(struct tracee *t, int sig);	/* an asynchronous signal that came meanwhile (its siginfo read from the stop), re-sent later */
+void tracee_pending(struct tracee *t, int sig, const siginfo_t *si);	/* an asynchronous signal that came meanwhile (its siginfo, NULL: read from the stop), re-sent later */
 /* SIGTRAP's action set from *set and/or read into *get (NULL: not) by calls that stop at syscall
  * entry and exit, so that no trap resets it (docs/ppm.md "SIGTRAP and the traps of injected
  * calls"), at scr (0: a page mapped for it), which is unmapped then (len bytes) */
@@ -316,6 +316,9 @@ void sigq_expect(struct tracee *t, const struct image *im);
 void sigq_report(const siginfo_t *si);
 /* the same for the signal of thread tid's signal-delivery-stop (its siginfo read there) */
 void sigq_report_stop(pid_t tid, int sig);
+/* the siginfo of thread tid's signal-delivery-stop for sig (PTRACE_GETSIGINFO; SI_USER from no
+ * one when it cannot be read) */
+void stop_siginfo(pid_t tid, int sig, siginfo_t *si);
 /* a keeper's "SIGQUEUE sig code pid uid value": that signal sent to pid (sigq_send: its siginfo
  * kept where the kernel allows another process to queue it); -1 if line is not one */
 int sigq_command(pid_t pid, const char *line);

@@ -6,13 +6,17 @@
  * instance of a real-time signal is a record of its own, in queue order. Nothing is taken out of
  * the queues: a move that fails leaves them as they were.
  *
+ * A signal pending with no entry in its queue (RLIMIT_SIGPENDING used up) is seen in the status
+ * bits (SigPnd, ShdPnd) and recorded as the kernel would hand it out.
+ *
  * Restore (sigq_restore): each record is queued again by the process itself, injected into the
  * thread it was for (rt_tgsigqueueinfo) or the main thread (rt_sigqueueinfo for the process's):
  * the kernel lets a task queue any siginfo to itself (si_code of a kill, of the kernel, ...), so
- * sender, code and value arrive as they were sent. Those threads block every signal until their
- * masks are set last (restore_thread_regs), so that no injected call's stop takes one out again.
- * SIGTRAP is the exception: the single steps of the injected calls raise SIGTRAP themselves, so
- * queued SIGTRAPs are sent from the helper once the process runs (sigq_after).
+ * sender, code and value arrive as they were sent. Its threads block every signal but SIGTRAP
+ * until their masks are set last (restore_thread_regs), so that no injected call's stop takes one
+ * out again. SIGTRAP (the injected calls' single steps raise it themselves) and SIGSTOP (it cannot
+ * be blocked) are sent from the helper instead, once the threads are stopped for the last time
+ * (sigq_after).
  *
  * From the helper (sigq_send), as for the signals a released original had taken out at its
  * stops: the kernel keeps the whole siginfo only for codes below 0 (sigqueue, timers, AIO, ...)
@@ -39,9 +43,9 @@ static int add(struct tracee *t, int thread, const siginfo_t *si, int queued, in
 
 /* The queue of thread tid (shared: the process's), appended. A signal can be pending with no
  * entry in the queue (the owner's RLIMIT_SIGPENDING was used up: the kernel keeps the signal, not
- * its siginfo): its bit in the status (SigPnd, ShdPnd) is then all there is, and it is recorded
- * as the kernel hands such a signal out (SI_USER, no sender). */
-static int peek(struct tracee *t, pid_t pid, pid_t tid, int thread, int shared, int *cap)
+ * its siginfo): its bit in the status (`bits`: SigPnd, ShdPnd) is then all there is, and it is
+ * recorded as the kernel hands such a signal out (SI_USER, no sender). */
+static int peek(struct tracee *t, pid_t tid, int thread, int shared, uint64_t bits, int *cap)
 {
 	static siginfo_t buf[32];
 	int first = t->nsig;
@@ -56,10 +60,6 @@ static int peek(struct tracee *t, pid_t pid, pid_t tid, int thread, int shared, 
 		}
 		off += got;
 	}
-	static char st[8192];
-	char v[64];
-	if (task_status(pid, tid, st, sizeof st) || status_field(st, shared ? "ShdPnd" : "SigPnd", v, sizeof v)) return 0;
-	uint64_t bits = strtoull(v, NULL, 16);
 	for (int i = first; i < t->nsig; i++) {
 		int sg;
 		memcpy(&sg, t->sigs[i].info, sizeof sg);
@@ -85,14 +85,22 @@ int sigq_read(struct tracee *t)
 	t->sig_queued = NULL;
 	t->nsig = 0;
 	int cap = 0, e = 0;
+	uint64_t shared = 0;
 	for (int i = -1; i < t->nthr && !e; i++) {
 		struct tracee *tt = i < 0 ? t : &t->thr[i];
 		if (tt->dead) continue;
 		for (int k = 0; k < tt->npend && !e; k++) e = add(t, i + 1, &tt->pend[k], 0, &cap);
 		tt->pend_imaged = tt->npend;
-		if (!e) e = peek(t, t->pid, tt->pid, i + 1, 0, &cap);
+		static char st[8192];
+		char v[64];
+		uint64_t own = 0;
+		if (!task_status(t->pid, tt->pid, st, sizeof st)) {
+			if (!status_field(st, "SigPnd", v, sizeof v)) own = strtoull(v, NULL, 16);
+			if (i < 0 && !status_field(st, "ShdPnd", v, sizeof v)) shared = strtoull(v, NULL, 16);
+		}
+		if (!e) e = peek(t, tt->pid, i + 1, 0, own, &cap);
 	}
-	if (!e) e = peek(t, t->pid, t->pid, -1, 1, &cap);
+	if (!e) e = peek(t, t->pid, -1, 1, shared, &cap);
 	return e ? e : t->nsig;
 }
 
@@ -112,11 +120,9 @@ int sigq_restore(struct tracee *t, const struct image *im, uint64_t scr)
 	/* the ids as the process sees them (a hollow original may run in a pid namespace below this helper's) */
 	pid_t tgid = t->vpid ? t->vpid : ns_inner(t->pid);
 	int e = 0;
-	/* every thread that queues one blocks all first (PTRACE_SETSIGMASK leaves SIGKILL and
-	 * SIGSTOP out by itself) */
-	for (int i = 0; i < im->nsig && !e; i++) {
-		int k = im->sigs[i].thread;
-		struct tracee *tt = k <= 0 ? t : &t->thr[k - 1];
+	/* its threads block all first (PTRACE_SETSIGMASK leaves SIGKILL and SIGSTOP out by itself) */
+	for (int i = -1; i < t->nthr && !e; i++) {
+		struct tracee *tt = i < 0 ? t : &t->thr[i];
 		if (ptrace(PTRACE_SETSIGMASK, tt->pid, 8, &all)) e = fail(errno, "PTRACE_SETSIGMASK %d: %s", tt->pid, strerror(errno));
 	}
 	for (int i = 0; i < im->nsig && !e; i++) {
@@ -200,15 +206,20 @@ void sigq_report(const siginfo_t *si)
 	ctlf("SIGNAL %d %d %d %u %lld", si->si_signo, si->si_code, (int)si->si_pid, (unsigned)si->si_uid, (long long)(intptr_t)si->si_value.sival_ptr);
 }
 
+void stop_siginfo(pid_t tid, int sig, siginfo_t *si)
+{
+	memset(si, 0, sizeof *si);
+	if (ptrace(PTRACE_GETSIGINFO, tid, 0, si) || si->si_signo != sig) {
+		memset(si, 0, sizeof *si);
+		si->si_signo = sig;
+		si->si_code = SI_USER;
+	}
+}
+
 void sigq_report_stop(pid_t tid, int sig)
 {
 	siginfo_t si;
-	memset(&si, 0, sizeof si);
-	if (ptrace(PTRACE_GETSIGINFO, tid, 0, &si) || si.si_signo != sig) {
-		memset(&si, 0, sizeof si);
-		si.si_signo = sig;
-		si.si_code = SI_USER;
-	}
+	stop_siginfo(tid, sig, &si);
 	sigq_report(&si);
 }
 

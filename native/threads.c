@@ -134,7 +134,7 @@ static int stop_wait(struct tracee *tt)
 			if (sig != SIGTRAP) return fail(EAGAIN, "thread %d is stopped (job control)", tt->pid);
 			break;
 		}
-		if (ev == 0) tracee_pending(tt, sig);
+		if (ev == 0) tracee_pending(tt, sig, NULL);
 		if (ptrace(PTRACE_CONT, tt->pid, 0, 0)) return fail(errno, "PTRACE_CONT %d: %s", tt->pid, strerror(errno));
 	}
 	if (ptrace(PTRACE_GETREGS, tt->pid, 0, &tt->regs0)) return fail(errno, "PTRACE_GETREGS %d: %s", tt->pid, strerror(errno));
